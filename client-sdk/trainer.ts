@@ -1,0 +1,35 @@
+// The Trainer is the seam between the federation (client.ts) and a model: receive → train → send.
+// fedtune's LoRA-on-GPT-2 trainer implements it (client-sdk/sft/lora-trainer.ts); any other model can too.
+import type { NamedTensor, TensorList } from '../proto/tensors';
+
+export interface TrainingPlan {
+  /** Federated round and this client's task in it. */
+  readonly round: number;
+  readonly taskId: string;
+  /** Optimiser steps to take locally this round. */
+  readonly localSteps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly weightDecay: number;
+  readonly maxSeqLen: number;
+  /** Seed for shuffling and dropout, chosen by the coordinator and recorded in the manifest. */
+  readonly seed: number;
+}
+
+export interface TrainOutcome {
+  /** The adapter after local training, same layout as the global adapter it started from. */
+  readonly adapter: NamedTensor[];
+  /** Weight of this update in FedAvg (examples seen in local training). */
+  readonly numExamples: number;
+  /** e.g. train_loss, train_tokens, train_seconds. */
+  readonly metrics: Record<string, number>;
+}
+
+export interface Trainer {
+  /** Name of the compute backend (e.g. "wasm", "webgpu", "tensorflow"), reported to the coordinator. */
+  readonly backend: string;
+  /** Train from `global` for one round; must leave `global` unmodified. */
+  train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome>;
+  /** Evaluate an adapter on the client's local held-out data (optional). */
+  evaluate?(adapter: TensorList): Promise<Record<string, number>>;
+}

@@ -1,0 +1,12 @@
+// Original file: proto/fedtune.proto
+
+
+export interface DownloadRequest {
+  'session_token'?: (string);
+  'version'?: (number);
+}
+
+export interface DownloadRequest__Output {
+  'session_token': (string);
+  'version': (number);
+}

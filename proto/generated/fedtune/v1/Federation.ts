@@ -1,0 +1,89 @@
+// Original file: proto/fedtune.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from '../../fedtune/v1/DownloadRequest';
+import type { JoinRequest as _fedtune_v1_JoinRequest, JoinRequest__Output as _fedtune_v1_JoinRequest__Output } from '../../fedtune/v1/JoinRequest';
+import type { JoinResponse as _fedtune_v1_JoinResponse, JoinResponse__Output as _fedtune_v1_JoinResponse__Output } from '../../fedtune/v1/JoinResponse';
+import type { LeaveRequest as _fedtune_v1_LeaveRequest, LeaveRequest__Output as _fedtune_v1_LeaveRequest__Output } from '../../fedtune/v1/LeaveRequest';
+import type { LeaveResponse as _fedtune_v1_LeaveResponse, LeaveResponse__Output as _fedtune_v1_LeaveResponse__Output } from '../../fedtune/v1/LeaveResponse';
+import type { MetricsAck as _fedtune_v1_MetricsAck, MetricsAck__Output as _fedtune_v1_MetricsAck__Output } from '../../fedtune/v1/MetricsAck';
+import type { MetricsReport as _fedtune_v1_MetricsReport, MetricsReport__Output as _fedtune_v1_MetricsReport__Output } from '../../fedtune/v1/MetricsReport';
+import type { StreamTasksRequest as _fedtune_v1_StreamTasksRequest, StreamTasksRequest__Output as _fedtune_v1_StreamTasksRequest__Output } from '../../fedtune/v1/StreamTasksRequest';
+import type { TaskEvent as _fedtune_v1_TaskEvent, TaskEvent__Output as _fedtune_v1_TaskEvent__Output } from '../../fedtune/v1/TaskEvent';
+import type { TensorFrame as _fedtune_v1_TensorFrame, TensorFrame__Output as _fedtune_v1_TensorFrame__Output } from '../../fedtune/v1/TensorFrame';
+import type { UploadFrame as _fedtune_v1_UploadFrame, UploadFrame__Output as _fedtune_v1_UploadFrame__Output } from '../../fedtune/v1/UploadFrame';
+import type { UploadResponse as _fedtune_v1_UploadResponse, UploadResponse__Output as _fedtune_v1_UploadResponse__Output } from '../../fedtune/v1/UploadResponse';
+
+export interface FederationClient extends grpc.Client {
+  DownloadAdapter(argument: _fedtune_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
+  DownloadAdapter(argument: _fedtune_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
+  downloadAdapter(argument: _fedtune_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
+  downloadAdapter(argument: _fedtune_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
+  
+  Join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedtune_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedtune_v1_JoinRequest, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedtune_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedtune_v1_JoinRequest, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  
+  Leave(argument: _fedtune_v1_LeaveRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  Leave(argument: _fedtune_v1_LeaveRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  Leave(argument: _fedtune_v1_LeaveRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  Leave(argument: _fedtune_v1_LeaveRequest, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  leave(argument: _fedtune_v1_LeaveRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  leave(argument: _fedtune_v1_LeaveRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  leave(argument: _fedtune_v1_LeaveRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  leave(argument: _fedtune_v1_LeaveRequest, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  
+  ReportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  ReportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  ReportMetrics(argument: _fedtune_v1_MetricsReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  ReportMetrics(argument: _fedtune_v1_MetricsReport, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  reportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  reportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  reportMetrics(argument: _fedtune_v1_MetricsReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  reportMetrics(argument: _fedtune_v1_MetricsReport, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
+  
+  StreamTasks(argument: _fedtune_v1_StreamTasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
+  StreamTasks(argument: _fedtune_v1_StreamTasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
+  streamTasks(argument: _fedtune_v1_StreamTasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
+  streamTasks(argument: _fedtune_v1_StreamTasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
+  
+  UploadUpdate(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  UploadUpdate(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  UploadUpdate(options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  UploadUpdate(callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  uploadUpdate(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  uploadUpdate(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  uploadUpdate(options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  uploadUpdate(callback: grpc.requestCallback<_fedtune_v1_UploadResponse__Output>): grpc.ClientWritableStream<_fedtune_v1_UploadFrame>;
+  
+}
+
+export interface FederationHandlers extends grpc.UntypedServiceImplementation {
+  DownloadAdapter: grpc.handleServerStreamingCall<_fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame>;
+  
+  Join: grpc.handleUnaryCall<_fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse>;
+  
+  Leave: grpc.handleUnaryCall<_fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse>;
+  
+  ReportMetrics: grpc.handleUnaryCall<_fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck>;
+  
+  StreamTasks: grpc.handleServerStreamingCall<_fedtune_v1_StreamTasksRequest__Output, _fedtune_v1_TaskEvent>;
+  
+  UploadUpdate: grpc.handleClientStreamingCall<_fedtune_v1_UploadFrame__Output, _fedtune_v1_UploadResponse>;
+  
+}
+
+export interface FederationDefinition extends grpc.ServiceDefinition {
+  DownloadAdapter: MethodDefinition<_fedtune_v1_DownloadRequest, _fedtune_v1_TensorFrame, _fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame__Output>
+  Join: MethodDefinition<_fedtune_v1_JoinRequest, _fedtune_v1_JoinResponse, _fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse__Output>
+  Leave: MethodDefinition<_fedtune_v1_LeaveRequest, _fedtune_v1_LeaveResponse, _fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse__Output>
+  ReportMetrics: MethodDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsAck, _fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck__Output>
+  StreamTasks: MethodDefinition<_fedtune_v1_StreamTasksRequest, _fedtune_v1_TaskEvent, _fedtune_v1_StreamTasksRequest__Output, _fedtune_v1_TaskEvent__Output>
+  UploadUpdate: MethodDefinition<_fedtune_v1_UploadFrame, _fedtune_v1_UploadResponse, _fedtune_v1_UploadFrame__Output, _fedtune_v1_UploadResponse__Output>
+}

@@ -1,0 +1,8 @@
+// Original file: proto/fedtune.proto
+
+
+export interface LeaveResponse {
+}
+
+export interface LeaveResponse__Output {
+}

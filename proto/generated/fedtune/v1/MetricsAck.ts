@@ -1,0 +1,8 @@
+// Original file: proto/fedtune.proto
+
+
+export interface MetricsAck {
+}
+
+export interface MetricsAck__Output {
+}

@@ -1,0 +1,21 @@
+// Original file: proto/fedtune.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface MetricsReport {
+  'session_token'?: (string);
+  'task_id'?: (string);
+  'round'?: (number);
+  'num_examples'?: (number | string | Long);
+  'backend'?: (string);
+  'metrics'?: ({[key: string]: number | string});
+}
+
+export interface MetricsReport__Output {
+  'session_token': (string);
+  'task_id': (string);
+  'round': (number);
+  'num_examples': (number);
+  'backend': (string);
+  'metrics': ({[key: string]: number});
+}

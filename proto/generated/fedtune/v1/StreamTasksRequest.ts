@@ -1,0 +1,10 @@
+// Original file: proto/fedtune.proto
+
+
+export interface StreamTasksRequest {
+  'session_token'?: (string);
+}
+
+export interface StreamTasksRequest__Output {
+  'session_token': (string);
+}

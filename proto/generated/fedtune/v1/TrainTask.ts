@@ -1,0 +1,26 @@
+// Original file: proto/fedtune.proto
+
+import type { TrainingConfig as _fedtune_v1_TrainingConfig, TrainingConfig__Output as _fedtune_v1_TrainingConfig__Output } from '../../fedtune/v1/TrainingConfig';
+import type { Long } from '@grpc/proto-loader';
+
+export interface TrainTask {
+  'task_id'?: (string);
+  'round'?: (number);
+  'attempt'?: (number);
+  'base_version'?: (number);
+  'base_manifest_sha256'?: (string);
+  'deadline_unix_ms'?: (number | string | Long);
+  'config'?: (_fedtune_v1_TrainingConfig | null);
+  'seed'?: (number | string | Long);
+}
+
+export interface TrainTask__Output {
+  'task_id': (string);
+  'round': (number);
+  'attempt': (number);
+  'base_version': (number);
+  'base_manifest_sha256': (string);
+  'deadline_unix_ms': (number);
+  'config': (_fedtune_v1_TrainingConfig__Output | null);
+  'seed': (number);
+}

@@ -1,0 +1,18 @@
+// Original file: proto/fedtune.proto
+
+
+export interface TrainingConfig {
+  'local_steps'?: (number);
+  'batch_size'?: (number);
+  'learning_rate'?: (number | string);
+  'weight_decay'?: (number | string);
+  'max_seq_len'?: (number);
+}
+
+export interface TrainingConfig__Output {
+  'local_steps': (number);
+  'batch_size': (number);
+  'learning_rate': (number);
+  'weight_decay': (number);
+  'max_seq_len': (number);
+}

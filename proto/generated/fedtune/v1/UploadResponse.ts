@@ -1,0 +1,14 @@
+// Original file: proto/fedtune.proto
+
+
+export interface UploadResponse {
+  'task_id'?: (string);
+  'round'?: (number);
+  'sha256'?: (Buffer | Uint8Array | string);
+}
+
+export interface UploadResponse__Output {
+  'task_id': (string);
+  'round': (number);
+  'sha256': (Buffer);
+}
