@@ -1,0 +1,69 @@
+// The coordinator's configuration as the rest of the code sees it. config.ts builds it with convict from
+// defaults, a JSON file, environment variables (FEDTUNE_*) and flags, and validates every key.
+
+export interface LoraSettings {
+  /** Rank r. */
+  readonly r: number;
+  /** lora_alpha; scaling is alpha / r (PEFT semantics). */
+  readonly alpha: number;
+  readonly dropout: number;
+  /** GPT-2 module names, e.g. ["c_attn", "c_proj", "c_fc"]. */
+  readonly targetModules: readonly string[];
+}
+
+export interface TrainingSettings {
+  readonly localSteps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly weightDecay: number;
+  readonly maxSeqLen: number;
+}
+
+export interface CoordinatorConfig {
+  readonly server: {
+    readonly host: string;
+    /** 0 picks a free port (tests). */
+    readonly port: number;
+  };
+  readonly run: {
+    /** Run directory holding versions/ and the latest pointer. */
+    readonly dir: string;
+    /** Run identifier recorded in every manifest; defaults to the run directory's base name. */
+    readonly id: string;
+    /** Master seed: selection, LoRA init and per-client training seeds derive from it. */
+    readonly seed: number;
+  };
+  readonly rounds: {
+    /** Rounds to run; the run finishes when this many versions after version 0 are committed. */
+    readonly total: number;
+    /** Wait until this many clients are connected before selecting. */
+    readonly minClients: number;
+    /** Clients per round: an integer count (>= 1) or a fraction in (0, 1) of connected clients. */
+    readonly clientsPerRound: number;
+    /** A round commits only with at least this many accepted updates. */
+    readonly minUpdates: number;
+    /** Time a selected client has to download, train and upload. */
+    readonly deadlineMs: number;
+    /** Failed attempts of one round before the run stops with an error. */
+    readonly maxAttempts: number;
+  };
+  readonly strategy: {
+    readonly name: 'fedavg';
+  };
+  readonly model: {
+    /** Directory of the base model (config.json, model.safetensors, tokenizer files). */
+    readonly dir: string;
+    /** Recorded as base_model_name_or_path in adapter_config.json. */
+    readonly name: string;
+  };
+  readonly lora: LoraSettings;
+  readonly training: TrainingSettings;
+  readonly transport: {
+    readonly chunkBytes: number;
+    /** Largest upload accepted, in bytes. */
+    readonly maxUploadBytes: number;
+  };
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  };
+}
