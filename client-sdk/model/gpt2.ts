@@ -1,0 +1,193 @@
+// A GPT-2 decoder (GPT2LMHeadModel) in tfjs-core whose parameters carry Hugging Face's names and layouts, so
+// base models load from HF safetensors unchanged. Base weights are plain (non-variable) tensors: they are frozen,
+// and gradients only ever flow to LoRA tensors passed in ForwardOptions.
+//
+// The LM head (a matmul over the whole vocabulary) dominates the cost, so the model exposes hidden states and
+// lets the loss apply the head only at the positions it needs (see lmHead).
+import * as tf from '@tensorflow/tfjs-core';
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { readSafetensors } from '../../proto/safetensors';
+import type { Gpt2Config } from './config';
+import { causalAttention, causalMask, conv1d, dropoutMask, geluNew, layerNorm, type LoraBranch } from './layers';
+
+/** LoRA tensors keyed by module path (`h.0.attn.c_attn`), A [r, in], B [out, r]. */
+export interface LoraState {
+  readonly modules: ReadonlyMap<string, { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }>;
+  readonly scaling: number;
+  /** Dropout probability on the LoRA input, applied only when ForwardOptions.dropoutRandom is given. */
+  readonly dropout: number;
+}
+
+export interface ForwardOptions {
+  readonly lora?: LoraState;
+  /** Uniform [0,1) source for LoRA dropout masks; pass it only while training (dropout is off otherwise). */
+  readonly dropoutRandom?: () => number;
+}
+
+/** The four Conv1D projections of each block, the modules LoRA may target. */
+export const BLOCK_PROJECTIONS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
+
+/** HF buffers that may appear in GPT-2 checkpoints but are not parameters. */
+const IGNORED_SUFFIXES = ['.attn.bias', '.attn.masked_bias'];
+
+/** Expected HF parameter shapes (names without the `transformer.` prefix). */
+export function gpt2ParameterShapes(cfg: Gpt2Config): Map<string, number[]> {
+  const d = cfg.nEmbd;
+  const m = new Map<string, number[]>([
+    ['wte.weight', [cfg.vocabSize, d]],
+    ['wpe.weight', [cfg.nPositions, d]],
+    ['ln_f.weight', [d]],
+    ['ln_f.bias', [d]],
+  ]);
+  for (let i = 0; i < cfg.nLayer; i++) {
+    const p = `h.${i}.`;
+    m.set(p + 'ln_1.weight', [d]).set(p + 'ln_1.bias', [d]);
+    m.set(p + 'attn.c_attn.weight', [d, 3 * d]).set(p + 'attn.c_attn.bias', [3 * d]);
+    m.set(p + 'attn.c_proj.weight', [d, d]).set(p + 'attn.c_proj.bias', [d]);
+    m.set(p + 'ln_2.weight', [d]).set(p + 'ln_2.bias', [d]);
+    m.set(p + 'mlp.c_fc.weight', [d, cfg.nInner]).set(p + 'mlp.c_fc.bias', [cfg.nInner]);
+    m.set(p + 'mlp.c_proj.weight', [cfg.nInner, d]).set(p + 'mlp.c_proj.bias', [d]);
+  }
+  if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, d]);
+  return m;
+}
+
+/** [in, out] of a block projection, e.g. `h.3.mlp.c_fc` → [D, 4D]. */
+export function projectionShape(cfg: Gpt2Config, path: string): [number, number] {
+  const shape = gpt2ParameterShapes(cfg).get(path + '.weight');
+  if (!shape || shape.length !== 2 || !/^h\.\d+\./.test(path)) throw new Error(`${path} is not a GPT-2 projection`);
+  return [shape[0], shape[1]];
+}
+
+export class Gpt2Model {
+  private readonly params: Map<string, tf.Tensor>;
+
+  private constructor(readonly config: Gpt2Config, params: Map<string, tf.Tensor>) {
+    this.params = params;
+  }
+
+  /**
+   * Builds the model from HF-named tensors. Names may carry a `transformer.` prefix; attention mask buffers and
+   * a tied lm_head.weight are ignored; anything else unexpected, missing or misshapen is an error.
+   */
+  static fromTensors(config: Gpt2Config, tensors: TensorList): Gpt2Model {
+    const expected = gpt2ParameterShapes(config);
+    const found = new Map<string, NamedTensor>();
+    for (const t of tensors) {
+      const name = t.name.startsWith('transformer.') ? t.name.slice('transformer.'.length) : t.name;
+      if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) continue;
+      if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
+      const shape = expected.get(name);
+      if (!shape) throw new Error(`unexpected tensor '${t.name}' for a GPT-2 with this config`);
+      if (shape.join(',') !== t.shape.join(',')) {
+        throw new Error(`tensor '${t.name}' has shape [${t.shape}], config implies [${shape}]`);
+      }
+      if (found.has(name)) throw new Error(`tensor '${name}' appears twice`);
+      found.set(name, t);
+    }
+    const missing = [...expected.keys()].filter((k) => !found.has(k));
+    if (missing.length > 0) throw new Error(`missing GPT-2 tensors: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+    const params = new Map<string, tf.Tensor>();
+    for (const [name, t] of found) params.set(name, tf.tensor(t.data, [...t.shape], 'float32'));
+    return new Gpt2Model(config, params);
+  }
+
+  static fromSafetensors(config: Gpt2Config, bytes: Uint8Array): Gpt2Model {
+    return Gpt2Model.fromTensors(config, readSafetensors(bytes).tensors);
+  }
+
+  /** The frozen parameters with HF names (no prefix), sorted, copied out of the backend. */
+  namedWeights(): NamedTensor[] {
+    return [...this.params.keys()].sort().map((name) => {
+      const t = this.params.get(name) as tf.Tensor;
+      return { name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.dataSync()) };
+    });
+  }
+
+  /** Module paths of all block projections (`h.{i}.attn.c_attn`, …), the candidates for LoRA. */
+  projectionPaths(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.config.nLayer; i++) for (const p of BLOCK_PROJECTIONS) out.push(`h.${i}.${p}`);
+    return out;
+  }
+
+  private p<R extends tf.Rank>(name: string): tf.Tensor<R> {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`GPT-2 parameter ${name} is missing`);
+    return t as tf.Tensor<R>;
+  }
+
+  /** Final hidden states after ln_f, [B, T, D], for int32 token ids [B, T] (T ≤ n_positions). */
+  hiddenStates(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    const [batch, seq] = inputIds.shape;
+    const cfg = this.config;
+    if (seq > cfg.nPositions) throw new Error(`sequence length ${seq} exceeds n_positions ${cfg.nPositions}`);
+    if (inputIds.dtype !== 'int32') throw new Error(`input ids must be int32, got ${inputIds.dtype}`);
+    return tf.tidy(() => {
+      const d = cfg.nEmbd;
+      // Embedding lookup by gather is fine: no gradient is taken with respect to the frozen tables.
+      const tok = tf.gather(this.p<tf.Rank.R2>('wte.weight'), tf.reshape(inputIds, [batch * seq]));
+      const pos = tf.slice(this.p<tf.Rank.R2>('wpe.weight'), [0, 0], [seq, d]);
+      let x = tf.reshape(tf.add(tf.reshape(tok, [batch, seq, d]), pos), [batch * seq, d]) as tf.Tensor2D;
+      const mask = causalMask(seq);
+      const headDim = d / cfg.nHead;
+      for (let i = 0; i < cfg.nLayer; i++) {
+        const h = `h.${i}.`;
+        let scale = cfg.scaleAttnWeights ? 1 / Math.sqrt(headDim) : 1;
+        if (cfg.scaleAttnByInverseLayerIdx) scale /= i + 1;
+        const a = layerNorm(x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), cfg.layerNormEpsilon);
+        const qkv = this.proj(h + 'attn.c_attn', a, opts);
+        const ctx = causalAttention(qkv, batch, seq, cfg.nHead, scale, mask);
+        x = tf.add(x, this.proj(h + 'attn.c_proj', ctx, opts));
+        const m = layerNorm(x, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), cfg.layerNormEpsilon);
+        const f = geluNew(this.proj(h + 'mlp.c_fc', m, opts));
+        x = tf.add(x, this.proj(h + 'mlp.c_proj', f, opts));
+      }
+      const out = layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'), cfg.layerNormEpsilon);
+      return tf.reshape(out, [batch, seq, d]) as tf.Tensor3D;
+    });
+  }
+
+  /** LM head on selected hidden rows: [N, D] → logits [N, V] (tied to wte unless the config unties it). */
+  lmHead(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(hidden, this.headWeight(), false, true);
+  }
+
+  /**
+   * The logit of one given token per row, [N, D] × token ids [N] → [N], without the N×V matmul. The head rows
+   * are gathered from the frozen table, so no gradient ever needs gather's (wasm-missing) backward kernel.
+   */
+  tokenLogits(hidden: tf.Tensor2D, tokenIds: tf.Tensor1D): tf.Tensor1D {
+    return tf.tidy(() => tf.sum(tf.mul(hidden, tf.gather(this.headWeight(), tokenIds)), 1) as tf.Tensor1D);
+  }
+
+  private headWeight(): tf.Tensor2D {
+    return this.config.tieWordEmbeddings ? this.p<tf.Rank.R2>('wte.weight') : this.p<tf.Rank.R2>('lm_head.weight');
+  }
+
+  /** Full logits [B, T, V]. Prefer hiddenStates + lmHead on the needed rows when not all positions matter. */
+  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => {
+      const h = this.hiddenStates(inputIds, opts);
+      const [b, t, d] = h.shape;
+      return tf.reshape(this.lmHead(tf.reshape(h, [b * t, d])), [b, t, this.config.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
+    this.params.clear();
+  }
+
+  private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
+    const w = this.p<tf.Rank.R2>(path + '.weight');
+    const b = this.p<tf.Rank.R1>(path + '.bias');
+    const mod = opts.lora?.modules.get(path);
+    if (!mod || !opts.lora) return conv1d(x, w, b);
+    let branch: LoraBranch = { a: mod.a, b: mod.b, scaling: opts.lora.scaling };
+    if (opts.dropoutRandom && opts.lora.dropout > 0) {
+      branch = { ...branch, dropoutMask: dropoutMask(opts.dropoutRandom, x.shape[0], x.shape[1], opts.lora.dropout) };
+    }
+    return conv1d(x, w, b, branch);
+  }
+}

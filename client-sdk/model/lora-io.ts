@@ -1,0 +1,30 @@
+// A PEFT adapter directory: adapter_config.json + adapter_model.safetensors, readable by
+// `PeftModel.from_pretrained(base, dir)` and written by `model.save_pretrained(dir)`.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
+import { canonicalAdapter, type LoraConfig } from './lora';
+import { loraConfigFromPeft, peftAdapterConfig } from './peft-config';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+
+export interface PeftAdapter {
+  readonly config: LoraConfig;
+  /** Canonical PEFT names, sorted. */
+  readonly adapter: NamedTensor[];
+}
+
+export async function loadPeftAdapterDir(dir: string): Promise<PeftAdapter> {
+  const config = loraConfigFromPeft(JSON.parse(await fs.readFile(path.join(dir, ADAPTER_CONFIG_FILE), 'utf8')));
+  const file = readSafetensors(await fs.readFile(path.join(dir, ADAPTER_WEIGHTS_FILE)));
+  return { config, adapter: canonicalAdapter(file.tensors) };
+}
+
+export async function savePeftAdapterDir(dir: string, adapter: TensorList, lora: LoraConfig, baseModelName: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const cfg = peftAdapterConfig(lora, baseModelName);
+  await fs.writeFile(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(cfg, null, 2) + '\n');
+  await fs.writeFile(path.join(dir, ADAPTER_WEIGHTS_FILE), writeSafetensors(canonicalAdapter(adapter), { format: 'pt' }));
+}

@@ -1,0 +1,184 @@
+// Supervised fine-tuning of LoRA adapters on a frozen GPT-2: the Trainer that a federated client runs each round.
+// Loss: mean cross-entropy over completion tokens only. Optimiser: Adam (AdamW-style decoupled weight decay when
+// plan.weightDecay > 0) on LoRA A and B, created fresh each round (optimiser state is not federated).
+// Everything random (shuffling, dropout) derives from plan.seed, so a round is reproducible from the manifest.
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core alone registers no gradient functions (see model/gradients.ts).
+import '../model/gradients';
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import { selectBackend } from '../model/backend';
+import type { Gpt2Model } from '../model/gpt2';
+import { loadGpt2Dir } from '../model/load';
+import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, validateLoraConfig, type LoraConfig } from '../model/lora';
+import { Prng } from '../model/prng';
+import { evaluateAdapter, type EvalMetrics } from './evaluate';
+import { pairLogProbs } from './logprobs';
+import { completionPairs, fitToWindow, packBatch } from './pack';
+import type { SftExample } from './types';
+
+export interface LoraSftTrainerOptions {
+  readonly model: Gpt2Model;
+  readonly lora: LoraConfig;
+  readonly train: readonly SftExample[];
+  readonly eval?: readonly SftExample[];
+  /** Candidate completions (token ids) for eval_accuracy, shared by all eval examples. */
+  readonly choices?: readonly (readonly number[])[];
+  /** Sequences per evaluation batch (default 16). */
+  readonly evalBatchSize?: number;
+  /** Window for evaluation (default: the model's n_positions). */
+  readonly evalMaxSeqLen?: number;
+}
+
+// Separate PRNG streams of the same seed for the two random processes.
+const STREAM_SHUFFLE = 1;
+const STREAM_DROPOUT = 2;
+
+/** Epoch-wise seeded shuffling: a fresh permutation each time the data is exhausted. */
+class ExampleStream {
+  private perm: number[] = [];
+  private pos = 0;
+  constructor(private readonly n: number, private readonly rng: Prng) {}
+  next(): number {
+    if (this.pos >= this.perm.length) {
+      this.perm = this.rng.permutation(this.n);
+      this.pos = 0;
+    }
+    return this.perm[this.pos++];
+  }
+}
+
+const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class LoraSftTrainer implements Trainer {
+  readonly backend: string;
+  private readonly opts: LoraSftTrainerOptions;
+
+  constructor(opts: LoraSftTrainerOptions) {
+    validateLoraConfig(opts.lora);
+    if (opts.train.length === 0) throw new Error('LoraSftTrainer needs at least one training example');
+    this.opts = opts;
+    this.backend = tf.getBackend();
+  }
+
+  /**
+   * Runs plan.localSteps Adam steps of plan.batchSize examples from `global` (not modified). numExamples is the
+   * number of DISTINCT training examples used this round, min(steps·batch, |train|): the FedAvg weight n_k.
+   * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
+   * examples_per_second, train_examples_seen (steps·batch, counting repeats).
+   */
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+    const { model, lora, train } = this.opts;
+    if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
+    if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
+    const start = canonicalAdapter(global);
+    assertAdapterLayout(start, model.config, lora);
+    signal?.throwIfAborted();
+    const t0 = performance.now();
+    const maxLen = Math.min(plan.maxSeqLen, model.config.nPositions);
+    const windows = train.map((ex) => fitToWindow(ex, maxLen));
+    const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
+    const dropRng = new Prng(plan.seed, STREAM_DROPOUT);
+    const dropoutRandom = (): number => dropRng.nextFloat();
+
+    // Variables copy the data in, so `global` is never touched.
+    const vars = start.map((t) => tf.tidy(() => tf.variable(tf.tensor2d(t.data, [t.shape[0], t.shape[1]]), true)));
+    const modules = new Map<string, { a: tf.Variable<tf.Rank.R2>; b: tf.Variable<tf.Rank.R2> }>();
+    start.forEach((t, i) => {
+      const k = parsePeftKey(t.name) as { path: string; which: 'A' | 'B' };
+      const e = modules.get(k.path) ?? ({} as { a: tf.Variable<tf.Rank.R2>; b: tf.Variable<tf.Rank.R2> });
+      if (k.which === 'A') e.a = vars[i];
+      else e.b = vars[i];
+      modules.set(k.path, e);
+    });
+    const state = { modules, scaling: loraScaling(lora), dropout: lora.dropout };
+    // epsilon 1e-8 as in PyTorch (tfjs defaults to 1e-7).
+    const optimizer = tf.train.adam(plan.learningRate, 0.9, 0.999, 1e-8);
+    const decay = plan.weightDecay > 0 ? 1 - plan.learningRate * plan.weightDecay : 1;
+    const seen = new Set<number>();
+    let lossSum = 0;
+    let lossSteps = 0;
+    let tokens = 0;
+    try {
+      for (let step = 0; step < plan.localSteps; step++) {
+        if (step > 0) await nextTick(); // let aborts, heartbeats and other I/O in between steps
+        signal?.throwIfAborted();
+        const picks: number[] = [];
+        for (let i = 0; i < plan.batchSize; i++) picks.push(stream.next());
+        picks.forEach((i) => seen.add(i));
+        const reqs = picks.map((i) => ({ tokens: windows[i].tokens, pairs: completionPairs(windows[i]) }));
+        const packed = packBatch(reqs, maxLen);
+        if (packed.pairTarget.length === 0) continue; // only empty completions: nothing to learn from
+        tokens += packed.pairTarget.length;
+        const lossValue = tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(
+            () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRandom }, true))) as tf.Scalar,
+            vars,
+          );
+          // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
+          if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
+          optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name] })));
+          return value;
+        });
+        lossSum += (await lossValue.data())[0];
+        lossSteps++;
+        lossValue.dispose();
+      }
+      const adapter: NamedTensor[] = start.map((t, i) => ({
+        name: t.name,
+        dtype: 'float32',
+        shape: [...t.shape],
+        data: new Float32Array(vars[i].dataSync()),
+      }));
+      const seconds = (performance.now() - t0) / 1000;
+      const stepsRun = plan.localSteps;
+      const metrics: Record<string, number> = {
+        train_tokens: tokens,
+        train_seconds: seconds,
+        train_examples_seen: stepsRun * plan.batchSize,
+        examples_per_second: seconds > 0 ? (stepsRun * plan.batchSize) / seconds : 0,
+      };
+      if (lossSteps > 0) metrics.train_loss = lossSum / lossSteps;
+      return { adapter, numExamples: seen.size, metrics };
+    } finally {
+      optimizer.dispose();
+      vars.forEach((v) => v.dispose());
+    }
+  }
+
+  /** eval_loss / eval_accuracy of `adapter` on this client's held-out data; {} when it has none. */
+  async evaluate(adapter: TensorList): Promise<EvalMetrics> {
+    const ev = this.opts.eval;
+    if (!ev || ev.length === 0) return {};
+    return evaluateAdapter(
+      this.opts.model,
+      { tensors: adapter, lora: this.opts.lora },
+      ev,
+      this.opts.choices,
+      this.opts.evalBatchSize ?? 16,
+      this.opts.evalMaxSeqLen,
+    );
+  }
+}
+
+/** Data a client brings to fine-tuning. */
+export interface SftData {
+  readonly train: readonly SftExample[];
+  readonly eval?: readonly SftExample[];
+  readonly choices?: readonly (readonly number[])[];
+}
+
+/**
+ * Selects the compute backend (before any tensor exists), loads a HF GPT-2 directory and builds the trainer.
+ * Returns the model hash too, which the client reports so the coordinator can check the base model identity.
+ */
+export async function createLoraSftTrainer(
+  modelDir: string,
+  lora: LoraConfig,
+  data: SftData,
+): Promise<{ trainer: LoraSftTrainer; model: Gpt2Model; modelHash: string; backend: string }> {
+  const backend = await selectBackend();
+  const loaded = await loadGpt2Dir(modelDir);
+  const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
+  return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend };
+}
