@@ -8,20 +8,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { readSafetensors } from '../../proto/safetensors';
 import type { Gpt2Config } from './config';
-import { causalAttention, causalMask, conv1d, dropoutMask, geluNew, layerNorm, type LoraBranch } from './layers';
+import type { Prng } from './prng';
+import { causalAttention, causalMask, conv1d, customUnary, dropoutMask, geluNew, layerNorm, loraDown } from './layers';
 
 /** LoRA tensors keyed by module path (`h.0.attn.c_attn`), A [r, in], B [out, r]. */
 export interface LoraState {
   readonly modules: ReadonlyMap<string, { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }>;
   readonly scaling: number;
-  /** Dropout probability on the LoRA input, applied only when ForwardOptions.dropoutRandom is given. */
+  /** Dropout probability on the LoRA input, applied only when ForwardOptions.dropoutRng is given. */
   readonly dropout: number;
 }
 
 export interface ForwardOptions {
   readonly lora?: LoraState;
-  /** Uniform [0,1) source for LoRA dropout masks; pass it only while training (dropout is off otherwise). */
-  readonly dropoutRandom?: () => number;
+  /** Seeded source of LoRA dropout masks; pass it only while training (dropout is off otherwise). */
+  readonly dropoutRng?: Prng;
 }
 
 /** The four Conv1D projections of each block, the modules LoRA may target. */
@@ -29,6 +30,17 @@ export const BLOCK_PROJECTIONS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp
 
 /** HF buffers that may appear in GPT-2 checkpoints but are not parameters. */
 const IGNORED_SUFFIXES = ['.attn.bias', '.attn.masked_bias'];
+const QKV_SUFFIX = [':q', ':k', ':v'] as const;
+
+/** Splits a row-major [rows, cols] array into `parts` column blocks. */
+function splitColumns(data: Float32Array, rows: number, cols: number, parts: number): Float32Array[] {
+  const w = cols / parts;
+  return Array.from({ length: parts }, (_, j) => {
+    const out = new Float32Array(rows * w);
+    for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols + j * w, r * cols + (j + 1) * w), r * w);
+    return out;
+  });
+}
 
 /** Expected HF parameter shapes (names without the `transformer.` prefix). */
 export function gpt2ParameterShapes(cfg: Gpt2Config): Map<string, number[]> {
@@ -61,9 +73,22 @@ export function projectionShape(cfg: Gpt2Config, path: string): [number, number]
 
 export class Gpt2Model {
   private readonly params: Map<string, tf.Tensor>;
+  /**
+   * The LM head transposed, [D, V], kept next to the [V, D] table: logits = h @ headT is an untransposed matmul
+   * (fast on wasm, see matmul.ts) and its gradient dh = dlogits @ head is one too. Costs one extra copy of wte.
+   */
+  private readonly headT: tf.Tensor2D;
+  private readonly headOp: (h: tf.Tensor2D) => tf.Tensor2D;
 
   private constructor(readonly config: Gpt2Config, params: Map<string, tf.Tensor>) {
     this.params = params;
+    const head = this.headWeight();
+    const headT = tf.transpose(head);
+    this.headT = headT;
+    this.headOp = customUnary((h: tf.Tensor2D) => ({
+      value: tf.matMul(h, headT),
+      gradFunc: (dy: tf.Tensor2D) => tf.matMul(dy, head),
+    }));
   }
 
   /**
@@ -88,7 +113,19 @@ export class Gpt2Model {
     const missing = [...expected.keys()].filter((k) => !found.has(k));
     if (missing.length > 0) throw new Error(`missing GPT-2 tensors: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
     const params = new Map<string, tf.Tensor>();
-    for (const [name, t] of found) params.set(name, tf.tensor(t.data, [...t.shape], 'float32'));
+    for (const [name, t] of found) {
+      if (/\.attn\.c_attn\.(weight|bias)$/.test(name)) {
+        // Stored as separate q, k, v parts: slicing the fused [N, 3D] output costs more than three matmuls.
+        const rows = t.shape.length === 2 ? t.shape[0] : 1;
+        const cols = t.shape[t.shape.length - 1];
+        splitColumns(t.data, rows, cols, 3).forEach((part, j) => {
+          const shape = t.shape.length === 2 ? [rows, cols / 3] : [cols / 3];
+          params.set(`${name}${QKV_SUFFIX[j]}`, tf.tensor(part, shape, 'float32'));
+        });
+      } else {
+        params.set(name, tf.tensor(t.data, [...t.shape], 'float32'));
+      }
+    }
     return new Gpt2Model(config, params);
   }
 
@@ -98,9 +135,12 @@ export class Gpt2Model {
 
   /** The frozen parameters with HF names (no prefix), sorted, copied out of the backend. */
   namedWeights(): NamedTensor[] {
-    return [...this.params.keys()].sort().map((name) => {
-      const t = this.params.get(name) as tf.Tensor;
-      return { name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.dataSync()) };
+    return [...gpt2ParameterShapes(this.config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, shape]) => {
+      const t = this.params.get(name);
+      const data = t
+        ? new Float32Array(t.dataSync())
+        : tf.tidy(() => tf.concat(QKV_SUFFIX.map((s) => this.p(name + s)), -1).dataSync() as Float32Array);
+      return { name, dtype: 'float32', shape, data };
     });
   }
 
@@ -136,8 +176,8 @@ export class Gpt2Model {
         let scale = cfg.scaleAttnWeights ? 1 / Math.sqrt(headDim) : 1;
         if (cfg.scaleAttnByInverseLayerIdx) scale /= i + 1;
         const a = layerNorm(x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), cfg.layerNormEpsilon);
-        const qkv = this.proj(h + 'attn.c_attn', a, opts);
-        const ctx = causalAttention(qkv, batch, seq, cfg.nHead, scale, mask);
+        const [q, k, v] = this.qkv(h + 'attn.c_attn', a, opts);
+        const ctx = causalAttention(q, k, v, { batch, seq, nHead: cfg.nHead }, scale, mask);
         x = tf.add(x, this.proj(h + 'attn.c_proj', ctx, opts));
         const m = layerNorm(x, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), cfg.layerNormEpsilon);
         const f = geluNew(this.proj(h + 'mlp.c_fc', m, opts));
@@ -150,7 +190,7 @@ export class Gpt2Model {
 
   /** LM head on selected hidden rows: [N, D] → logits [N, V] (tied to wte unless the config unties it). */
   lmHead(hidden: tf.Tensor2D): tf.Tensor2D {
-    return tf.matMul(hidden, this.headWeight(), false, true);
+    return this.headOp(hidden);
   }
 
   /**
@@ -175,19 +215,35 @@ export class Gpt2Model {
   }
 
   dispose(): void {
+    this.headT.dispose();
     for (const t of this.params.values()) t.dispose();
     this.params.clear();
   }
 
-  private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
-    const w = this.p<tf.Rank.R2>(path + '.weight');
-    const b = this.p<tf.Rank.R1>(path + '.bias');
+  /** The LoRA branch of a module, if any: its down-projection of x (dropout applied) and B. */
+  private lora(path: string, x: tf.Tensor2D, opts: ForwardOptions): { low: tf.Tensor2D; b: tf.Tensor2D; scaling: number } | undefined {
     const mod = opts.lora?.modules.get(path);
-    if (!mod || !opts.lora) return conv1d(x, w, b);
-    let branch: LoraBranch = { a: mod.a, b: mod.b, scaling: opts.lora.scaling };
-    if (opts.dropoutRandom && opts.lora.dropout > 0) {
-      branch = { ...branch, dropoutMask: dropoutMask(opts.dropoutRandom, x.shape[0], x.shape[1], opts.lora.dropout) };
-    }
-    return conv1d(x, w, b, branch);
+    if (!mod || !opts.lora) return undefined;
+    const p = opts.lora.dropout;
+    const mask = opts.dropoutRng && p > 0 ? dropoutMask(opts.dropoutRng, x.shape[0], x.shape[1], p) : undefined;
+    return { low: loraDown(x, { a: mod.a, dropoutMask: mask }), b: mod.b, scaling: opts.lora.scaling };
+  }
+
+  private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
+    return conv1d(x, this.p(path + '.weight'), this.p(path + '.bias'), this.lora(path, x, opts));
+  }
+
+  /** c_attn as three projections; LoRA's B [3D, r] is sliced into its q, k, v rows. */
+  private qkv(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D[] {
+    const lora = this.lora(path, x, opts);
+    const d = this.config.nEmbd;
+    return QKV_SUFFIX.map((s, j) =>
+      conv1d(
+        x,
+        this.p(path + '.weight' + s),
+        this.p(path + '.bias' + s),
+        lora && { ...lora, b: tf.slice(lora.b, [j * d, 0], [d, lora.b.shape[1]]) },
+      ),
+    );
   }
 }

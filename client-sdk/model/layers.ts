@@ -3,6 +3,8 @@
 // branch, and causal multi-head self-attention. All functions work on 2-D activations [B*T, C] so that every
 // projection is one plain matmul; attention reshapes to [B, H, T, hd] locally.
 import * as tf from '@tensorflow/tfjs-core';
+import { mm } from './matmul';
+import type { Prng } from './prng';
 
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
   return tf.tidy(() => {
@@ -15,32 +17,43 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 
-/** 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), HF's gelu_new. */
+/**
+ * HF's gelu_new, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), computed as x·σ(2·√(2/π)·(x + 0.044715·x³)),
+ * the same function (1 + tanh(u) = 2σ(2u)): wasm's sigmoid is XNNPACK-vectorised, its tanh ~15× slower.
+ */
 export function geluNew(x: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => {
-    const x3 = tf.mul(tf.mul(x, x), x);
-    const inner = tf.mul(tf.add(x, tf.mul(x3, 0.044715)), GELU_C);
-    return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as tf.Tensor2D;
+    const u = tf.mul(x, tf.add(tf.mul(tf.square(x), 2 * GELU_C * 0.044715), 2 * GELU_C));
+    return tf.mul(x, tf.sigmoid(u)) as tf.Tensor2D;
   });
 }
 
-/** One LoRA branch: A [r, in], B [out, r]; adds dropout(x) @ Aᵀ @ Bᵀ · scaling to the frozen projection. */
-export interface LoraBranch {
+/** The low-rank input of a LoRA branch: dropout(x) @ Aᵀ, [N, r]. */
+export interface LoraInput {
   readonly a: tf.Tensor2D;
-  readonly b: tf.Tensor2D;
-  readonly scaling: number;
   /** Inverted-dropout mask for x (values 0 or 1/(1-p)), present only while training with dropout. */
   readonly dropoutMask?: tf.Tensor2D;
 }
 
-/** HF Conv1D: x [N, in] @ W [in, out] + b, plus the LoRA branch when given. */
-export function conv1d(x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D, lora?: LoraBranch): tf.Tensor2D {
+export function loraDown(x: tf.Tensor2D, lora: LoraInput): tf.Tensor2D {
+  return mm(lora.dropoutMask ? tf.mul(x, lora.dropoutMask) : x, lora.a, false, true);
+}
+
+/**
+ * HF Conv1D: x [N, in] @ W [in, out] + b, plus `low` @ Bᵀ · scaling when a LoRA branch is given (low = loraDown).
+ * A plain matMul rather than tf.fused.matMul: the fused op's custom gradient always computes dW too, which for
+ * frozen weights is wasted work (and transposed-A matmuls are slow on wasm); matMul's gradient is lazy per input.
+ */
+export function conv1d(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  lora?: { readonly low: tf.Tensor2D; readonly b: tf.Tensor2D; readonly scaling: number },
+): tf.Tensor2D {
   return tf.tidy(() => {
-    const y = tf.fused.matMul({ a: x, b: w, bias }) as tf.Tensor2D;
+    const y = tf.add(tf.matMul(x, w), bias) as tf.Tensor2D;
     if (!lora) return y;
-    const xin = lora.dropoutMask ? tf.mul(x, lora.dropoutMask) : x;
-    const low = tf.matMul(tf.matMul(xin, lora.a, false, true), lora.b, false, true);
-    return tf.add(y, tf.mul(low, lora.scaling)) as tf.Tensor2D;
+    return tf.add(y, tf.mul(mm(lora.low, lora.b, false, true), lora.scaling)) as tf.Tensor2D;
   });
 }
 
@@ -52,36 +65,55 @@ export function causalMask(t: number): tf.Tensor2D {
 }
 
 /**
- * Causal self-attention core: qkv [B*T, 3D] (the c_attn output) → context [B*T, D].
- * `scale` multiplies the scores (1/sqrt(head_dim), possibly also 1/(layer+1)); `mask` is causalMask(T).
+ * Causal self-attention core: q, k, v [B*T, D] → context [B*T, D]. `scale` multiplies the scores
+ * (1/sqrt(head_dim), possibly also 1/(layer+1)); `mask` is causalMask(T).
  */
 export function causalAttention(
-  qkv: tf.Tensor2D,
-  batch: number,
-  seq: number,
-  nHead: number,
+  q: tf.Tensor2D,
+  k: tf.Tensor2D,
+  v: tf.Tensor2D,
+  shape: { readonly batch: number; readonly seq: number; readonly nHead: number },
   scale: number,
   mask: tf.Tensor2D,
 ): tf.Tensor2D {
   return tf.tidy(() => {
-    const d = qkv.shape[1] / 3;
-    const hd = d / nHead;
-    const heads = (col: number): tf.Tensor4D =>
-      tf.transpose(tf.reshape(tf.slice(qkv, [0, col], [batch * seq, d]), [batch, seq, nHead, hd]), [0, 2, 1, 3]);
-    const q = heads(0);
-    const k = heads(d);
-    const v = heads(2 * d);
-    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask);
-    const probs = tf.softmax(scores);
-    const ctx = tf.matMul(probs, v); // [B, H, T, hd]
+    const { batch, seq, nHead } = shape;
+    const d = q.shape[1];
+    const heads = (x: tf.Tensor2D): tf.Tensor4D => tf.transpose(tf.reshape(x, [batch, seq, nHead, d / nHead]), [0, 2, 1, 3]);
+    const scores = tf.add(tf.mul(tf.matMul(heads(q), heads(k), false, true), scale), mask);
+    const ctx = tf.matMul(tf.softmax(scores), heads(v)); // [B, H, T, hd]
     return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
   });
 }
 
 /** Inverted-dropout mask [rows, cols] from a seeded stream: 0 with probability p, else 1/(1-p). */
-export function dropoutMask(next: () => number, rows: number, cols: number, p: number): tf.Tensor2D {
-  const keep = 1 / (1 - p);
-  const m = new Float32Array(rows * cols);
-  for (let i = 0; i < m.length; i++) m[i] = next() < p ? 0 : keep;
-  return tf.tensor2d(m, [rows, cols]);
+export function dropoutMask(rng: Prng, rows: number, cols: number, p: number): tf.Tensor2D {
+  return tf.tensor2d(rng.fillDropoutMask(new Float32Array(rows * cols), p, 1 / (1 - p)), [rows, cols]);
 }
+
+/**
+ * tf.customGrad for a one-input op, with the types spelled out (tfjs types customGrad's inputs as a union of
+ * tensors and the save function).
+ */
+export function customUnary<I extends tf.Tensor, O extends tf.Tensor>(
+  forward: (x: I, save: tf.GradSaveFunc) => { value: O; gradFunc: (dy: O, saved: tf.Tensor[]) => tf.Tensor },
+): (x: I) => O {
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => forward(x as I, save)) as (
+    ...args: Array<tf.Tensor | tf.GradSaveFunc>
+  ) => { value: O; gradFunc: (dy: O, saved: tf.Tensor[]) => tf.Tensor });
+  return (x: I) => f(x) as O;
+}
+
+/**
+ * log Σ exp over the last axis of [N, V] → [N], with a hand-written gradient (softmax · dy). tf.logSumExp's
+ * own gradient goes through max/equal/exp over the whole [N, V] block, several times the work.
+ */
+export const logSumExpRows = customUnary((x: tf.Tensor2D, save: tf.GradSaveFunc) => {
+  const value = tf.logSumExp(x, -1) as tf.Tensor1D;
+  save([x]);
+  return {
+    value,
+    // d lse / dx = softmax(x); tf.softmax is one vectorised kernel on wasm.
+    gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => tf.mul(tf.expandDims(dy, -1), tf.softmax(saved[0])),
+  };
+});

@@ -61,6 +61,23 @@ export class Prng {
     return Math.floor(this.nextFloat() * n);
   }
 
+  /**
+   * Fills an inverted-dropout mask: 0 with probability p, else `keep`. Each 32-bit draw gives two 16-bit
+   * uniforms (p is resolved to 1/65536), which halves the PRNG cost of the millions of draws per step.
+   */
+  fillDropoutMask(out: Float32Array, p: number, keep: number): Float32Array {
+    const threshold = Math.round(p * 65536);
+    const n = out.length;
+    let i = 0;
+    for (; i + 1 < n; i += 2) {
+      const u = this.nextU32();
+      out[i] = (u & 0xffff) < threshold ? 0 : keep;
+      out[i + 1] = u >>> 16 < threshold ? 0 : keep;
+    }
+    if (i < n) out[i] = (this.nextU32() & 0xffff) < threshold ? 0 : keep;
+    return out;
+  }
+
   /** Fisher–Yates permutation of 0..n-1. */
   permutation(n: number): number[] {
     const p = Array.from({ length: n }, (_, i) => i);

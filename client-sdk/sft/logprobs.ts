@@ -3,6 +3,7 @@
 // the gradient kernel of gather (UnsortedSegmentSum); evaluation, which needs no gradient, gathers.
 import * as tf from '@tensorflow/tfjs-core';
 import type { ForwardOptions, Gpt2Model } from '../model/gpt2';
+import { logSumExpRows } from '../model/layers';
 import type { PackedBatch } from './pack';
 
 /** One-hot selection matrix [idx.length, n]: row i has a 1 in column idx[i]. */
@@ -26,7 +27,7 @@ export function pairLogProbs(model: Gpt2Model, packed: PackedBatch, opts: Forwar
     const pick = (x: tf.Tensor2D, idx: Int32Array, n: number): tf.Tensor2D =>
       differentiable ? tf.matMul(selectionMatrix(idx, n), x) : tf.gather(x, tf.tensor1d(idx, 'int32'));
     const rows = pick(flat, packed.rows, packed.batch * packed.seq);
-    const logZ = tf.logSumExp(model.lmHead(rows), 1); // [N]
+    const logZ = logSumExpRows(model.lmHead(rows)); // [N]
     const identity = isIdentity(packed.pairRow);
     const pairH = identity ? rows : pick(rows, packed.pairRow, packed.rows.length);
     const pairZ = identity

@@ -78,8 +78,7 @@ export class LoraSftTrainer implements Trainer {
     const maxLen = Math.min(plan.maxSeqLen, model.config.nPositions);
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
-    const dropRng = new Prng(plan.seed, STREAM_DROPOUT);
-    const dropoutRandom = (): number => dropRng.nextFloat();
+    const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
 
     // Variables copy the data in, so `global` is never touched.
     const vars = start.map((t) => tf.tidy(() => tf.variable(tf.tensor2d(t.data, [t.shape[0], t.shape[1]]), true)));
@@ -112,7 +111,7 @@ export class LoraSftTrainer implements Trainer {
         tokens += packed.pairTarget.length;
         const lossValue = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(
-            () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRandom }, true))) as tf.Scalar,
+            () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar,
             vars,
           );
           // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
