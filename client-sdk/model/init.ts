@@ -18,13 +18,14 @@ export function fillNormal(out: Float32Array, rng: Prng, std: number): Float32Ar
   return out;
 }
 
-export function randomGpt2Weights(cfg: Gpt2Config, seed: number): NamedTensor[] {
+/** `initializerRange` is HF's initializer_range (std of the normal init), 0.02 for GPT-2. */
+export function randomGpt2Weights(cfg: Gpt2Config, seed: number, initializerRange = 0.02): NamedTensor[] {
   const out: NamedTensor[] = [];
   for (const [name, shape] of gpt2ParameterShapes(cfg)) {
     const data = new Float32Array(numel(shape));
     if (name.endsWith('.weight') && shape.length === 2) {
       const residual = /\.(attn|mlp)\.c_proj\.weight$/.test(name);
-      const std = residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02;
+      const std = residual ? initializerRange / Math.sqrt(2 * cfg.nLayer) : initializerRange;
       fillNormal(data, new Prng(seed, hashString(name)), std);
     } else if (/ln_\d\.weight$|ln_f\.weight$/.test(name)) {
       data.fill(1);

@@ -51,14 +51,17 @@ class ExampleStream {
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class LoraSftTrainer implements Trainer {
-  readonly backend: string;
   private readonly opts: LoraSftTrainerOptions;
 
   constructor(opts: LoraSftTrainerOptions) {
     validateLoraConfig(opts.lora);
     if (opts.train.length === 0) throw new Error('LoraSftTrainer needs at least one training example');
     this.opts = opts;
-    this.backend = tf.getBackend();
+  }
+
+  /** The tfjs backend in use now (call selectBackend() before loading the model). */
+  get backend(): string {
+    return tf.getBackend();
   }
 
   /**
