@@ -105,21 +105,22 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     expect(tf.getBackend()).to.equal(before);
   });
 
-  it('round-trips through HF safetensors and config.json', function () {
-    const bytes = writeSafetensors(model.namedWeights());
+  it('round-trips through HF safetensors and config.json', async function () {
+    const bytes = writeSafetensors(await model.namedWeights());
     const file = readSafetensors(bytes);
     // HF files carry a `transformer.` prefix and may carry attention-mask buffers: both must be accepted.
     const prefixed = file.tensors.map((t) => ({ ...t, name: 'transformer.' + t.name }));
     const cfg2 = parseGpt2Config(JSON.parse(JSON.stringify(toHfConfigJson(CFG))));
     expect(cfg2).to.deep.equal(CFG);
     const again = Gpt2Model.fromTensors(cfg2, prefixed);
-    expect(again.namedWeights().map((t) => t.name)).to.deep.equal(weights.map((t) => t.name));
-    again.namedWeights().forEach((t, i) => expect(maxAbsDiff(t.data, weights[i].data), t.name).to.equal(0));
+    const back = await again.namedWeights();
+    expect(back.map((t) => t.name)).to.deep.equal(weights.map((t) => t.name));
+    back.forEach((t, i) => expect(maxAbsDiff(t.data, weights[i].data), t.name).to.equal(0));
     const x = ids();
     const a = model.forward(x);
     const b = again.forward(x);
     expect(a.shape).to.deep.equal([2, 8, CFG.vocabSize]);
-    expect(maxAbsDiff(a.dataSync(), b.dataSync())).to.equal(0);
+    expect(maxAbsDiff(await a.data(), await b.data())).to.equal(0);
     tf.dispose([x, a, b]);
     again.dispose();
   });
@@ -130,13 +131,13 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     expect(() => Gpt2Model.fromTensors(CFG, weights.filter((t) => t.name !== 'ln_f.bias'))).to.throw(/missing/);
   });
 
-  it('LoRA with B = 0 gives exactly the base logits', function () {
+  it('LoRA with B = 0 gives exactly the base logits', async function () {
     const adapter = initLoraAdapter(CFG, LORA, 1);
     const lora = loraStateFromAdapter(adapter, LORA);
     const x = ids();
     const base = model.forward(x);
     const withLora = model.forward(x, { lora: lora.state });
-    expect(maxAbsDiff(base.dataSync(), withLora.dataSync())).to.equal(0);
+    expect(maxAbsDiff(await base.data(), await withLora.data())).to.equal(0);
     tf.dispose([x, base, withLora]);
     lora.dispose();
   });
@@ -192,7 +193,7 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     expect(packed.seq).to.equal(8); // padded to a multiple of 8, not to the window
   });
 
-  it('LoRA gradients agree with finite differences of the loss', function () {
+  it('LoRA gradients agree with finite differences of the loss', async function () {
     const adapter = initLoraAdapter(CFG, LORA, 5).map((t) => {
       if (!t.name.includes('lora_B')) return t;
       const rng = new Prng(9);
@@ -204,9 +205,11 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
       return { tokens: w.tokens, pairs: completionPairs(w) };
     });
     const packed = packBatch(reqs, 16);
-    const lossAt = (ad: NamedTensor[]): number => {
+    const lossAt = async (ad: NamedTensor[]): Promise<number> => {
       const l = loraStateFromAdapter(ad, { ...LORA, dropout: 0 });
-      const v = tf.tidy(() => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: l.state }, true))).dataSync()[0]);
+      const t = tf.tidy(() => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: l.state }, true))));
+      const v = (await t.data())[0];
+      tf.dispose(t);
       l.dispose();
       return v;
     };
@@ -222,15 +225,15 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     const dir = adapter.map((t) => Float32Array.from(t.data, () => rng.nextFloat() - 0.5));
     const byName = new Map(canonicalAdapter(adapter).map((t, i) => [t.name, i]));
     let analytic = 0;
-    grads.forEach((g, k) => {
+    for (let k = 0; k < grads.length; k++) {
       const [path, which] = [names[k].slice(0, -2), names[k].slice(-1) as 'A' | 'B'];
       const idx = byName.get(`base_model.model.transformer.${path}.lora_${which}.weight`) as number;
-      const gd = g.dataSync();
+      const gd = await grads[k].data();
       for (let i = 0; i < gd.length; i++) analytic += gd[i] * dir[idx][i];
-    });
+    }
     const eps = 1e-2;
     const shifted = (s: number): NamedTensor[] => adapter.map((t, i) => ({ ...t, data: Float32Array.from(t.data, (v, j) => v + s * eps * dir[i][j]) }));
-    const numeric = (lossAt(shifted(1)) - lossAt(shifted(-1))) / (2 * eps);
+    const numeric = ((await lossAt(shifted(1))) - (await lossAt(shifted(-1)))) / (2 * eps);
     tf.dispose(grads);
     l.dispose();
     expect(Math.abs(analytic)).to.be.greaterThan(1e-3);
@@ -299,21 +302,26 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
   });
 
   it('wasm and cpu agree on one training step to 1e-4', async function () {
-    const trainer = new LoraSftTrainer({ model, lora: LORA, train: toyData(8, 5) });
+    const original = await selectBackend();
+    // A model of its own, created on wasm: moving tensors off a GPU backend needs a synchronous read, which
+    // webgpu cannot do in Node.
+    await selectBackend({ force: 'wasm' });
+    const local = Gpt2Model.fromTensors(CFG, weights);
+    const trainer = new LoraSftTrainer({ model: local, lora: LORA, train: toyData(8, 5) });
     const global = initLoraAdapter(CFG, LORA, 7).map((t) => {
       const rng = new Prng(3);
       return t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.1) } : t;
     });
     const p = plan({ localSteps: 1, learningRate: 1e-3, weightDecay: 0.01 });
-    await selectBackend({ force: 'wasm' });
-    const onWasm = await trainer.train(global, p);
-    await selectBackend({ force: 'cpu' });
     try {
+      const onWasm = await trainer.train(global, p);
+      await selectBackend({ force: 'cpu' });
       const onCpu = await trainer.train(global, p);
       expect(Math.abs((onWasm.metrics.train_loss ?? NaN) - (onCpu.metrics.train_loss ?? NaN))).to.be.at.most(1e-4);
       onWasm.adapter.forEach((t, i) => expect(maxAbsDiff(t.data, onCpu.adapter[i].data), t.name).to.be.at.most(1e-4));
     } finally {
-      await selectBackend({ force: 'wasm' });
+      local.dispose();
+      await selectBackend({ force: original });
     }
   });
 });

@@ -64,10 +64,10 @@ describe('parity with PyTorch (transformers + peft fixtures)', function () {
     ids?.dispose();
   });
 
-  it('base model logits match transformers to 1e-4', function () {
+  it('base model logits match transformers to 1e-4', async function () {
     const m = model as Gpt2Model;
     const logits = m.forward(ids);
-    const diff = maxAbsDiff(logits.dataSync(), ref.base_logits.flat(2));
+    const diff = maxAbsDiff(await logits.data(), ref.base_logits.flat(2));
     logits.dispose();
     expect(diff).to.be.at.most(TOL);
   });
@@ -84,19 +84,20 @@ describe('parity with PyTorch (transformers + peft fixtures)', function () {
     expect(peft.adapter.map((t) => t.shape.join('x'))).to.deep.equal(ours.map((t) => t.shape.join('x')));
   });
 
-  it('base + PEFT adapter logits match peft to 1e-4', function () {
+  it('base + PEFT adapter logits match peft to 1e-4', async function () {
     const m = model as Gpt2Model;
     const lora = loraStateFromAdapter(peft.adapter, peft.config);
     const logits = m.forward(ids, { lora: lora.state });
-    const diff = maxAbsDiff(logits.dataSync(), ref.lora_logits.flat(2));
-    const change = maxAbsDiff(logits.dataSync(), ref.base_logits.flat(2));
+    const values = await logits.data();
+    const diff = maxAbsDiff(values, ref.lora_logits.flat(2));
+    const change = maxAbsDiff(values, ref.base_logits.flat(2));
     logits.dispose();
     lora.dispose();
     expect(change, 'the adapter must change the logits').to.be.greaterThan(1e-2);
     expect(diff).to.be.at.most(TOL);
   });
 
-  it('next-token log-probabilities (gather and one-hot selection paths) match log_softmax of the reference', function () {
+  it('next-token log-probabilities (gather and one-hot selection paths) match log_softmax of the reference', async function () {
     const m = model as Gpt2Model;
     const reqs = ref.input_ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) }));
     const packed = packBatch(reqs, row0Len(ref));
@@ -112,7 +113,7 @@ describe('parity with PyTorch (transformers + peft fixtures)', function () {
     );
     for (const differentiable of [false, true]) {
       const lp = pairLogProbs(m, packed, { lora: lora.state }, differentiable);
-      expect(maxAbsDiff(lp.dataSync(), expected), `differentiable=${differentiable}`).to.be.at.most(TOL);
+      expect(maxAbsDiff(await lp.data(), expected), `differentiable=${differentiable}`).to.be.at.most(TOL);
       lp.dispose();
     }
     lora.dispose();

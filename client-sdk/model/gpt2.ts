@@ -133,15 +133,20 @@ export class Gpt2Model {
     return Gpt2Model.fromTensors(config, readSafetensors(bytes).tensors);
   }
 
-  /** The frozen parameters with HF names (no prefix), sorted, copied out of the backend. */
-  namedWeights(): NamedTensor[] {
-    return [...gpt2ParameterShapes(this.config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, shape]) => {
-      const t = this.params.get(name);
-      const data = t
-        ? new Float32Array(t.dataSync())
-        : tf.tidy(() => tf.concat(QKV_SUFFIX.map((s) => this.p(name + s)), -1).dataSync() as Float32Array);
-      return { name, dtype: 'float32', shape, data };
-    });
+  /**
+   * The frozen parameters with HF names (no prefix), sorted, copied out of the backend. Asynchronous because
+   * GPU backends cannot read synchronously in Node (webgpu's dataSync needs OffscreenCanvas).
+   */
+  async namedWeights(): Promise<NamedTensor[]> {
+    const out: NamedTensor[] = [];
+    const names = [...gpt2ParameterShapes(this.config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [name, shape] of names) {
+      const t = this.params.get(name) ?? tf.concat(QKV_SUFFIX.map((s) => this.p(name + s)), -1);
+      const data = new Float32Array(await t.data());
+      if (!this.params.has(name)) t.dispose();
+      out.push({ name, dtype: 'float32', shape, data });
+    }
+    return out;
   }
 
   /** Module paths of all block projections (`h.{i}.attn.c_attn`, …), the candidates for LoRA. */
@@ -221,12 +226,12 @@ export class Gpt2Model {
   }
 
   /** The LoRA branch of a module, if any: its down-projection of x (dropout applied) and B. */
-  private lora(path: string, x: tf.Tensor2D, opts: ForwardOptions): { low: tf.Tensor2D; b: tf.Tensor2D; scaling: number } | undefined {
+  private lora(path: string, x: tf.Tensor2D, opts: ForwardOptions): { low: tf.Tensor2D; scaledB: tf.Tensor2D } | undefined {
     const mod = opts.lora?.modules.get(path);
     if (!mod || !opts.lora) return undefined;
     const p = opts.lora.dropout;
     const mask = opts.dropoutRng && p > 0 ? dropoutMask(opts.dropoutRng, x.shape[0], x.shape[1], p) : undefined;
-    return { low: loraDown(x, { a: mod.a, dropoutMask: mask }), b: mod.b, scaling: opts.lora.scaling };
+    return { low: loraDown(x, { a: mod.a, dropoutMask: mask }), scaledB: tf.mul(mod.b, opts.lora.scaling) };
   }
 
   private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
@@ -242,7 +247,7 @@ export class Gpt2Model {
         x,
         this.p(path + '.weight' + s),
         this.p(path + '.bias' + s),
-        lora && { ...lora, b: tf.slice(lora.b, [j * d, 0], [d, lora.b.shape[1]]) },
+        lora && { low: lora.low, scaledB: tf.slice(lora.scaledB, [j * d, 0], [d, lora.scaledB.shape[1]]) },
       ),
     );
   }

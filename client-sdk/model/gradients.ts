@@ -16,6 +16,7 @@ type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[], attrs: Record<string, unknow
 interface Config {
   kernelName: string;
   inputsToSave?: string[];
+  saveAllInputs?: boolean;
   outputsToSave?: boolean[];
   gradFunc: GradFunc;
 }
@@ -138,6 +139,19 @@ const CONFIGS: Config[] = [
       const keep = (t: tf.Tensor): tf.Tensor =>
         t.rank < x.rank ? tf.reshape(t, tf.backend_util.expandShapeToKeepDim(t.shape, axes)) : t;
       return { x: () => tf.mul(keep(dy), tf.cast(tf.equal(x, keep(y)), dy.dtype)) };
+    },
+  },
+  {
+    kernelName: tf.SplitV,
+    gradFunc: (dy, _s, attrs) => ({ x: () => tf.concat(dy as unknown as tf.Tensor[], attrs.axis as number) }),
+  },
+  {
+    kernelName: tf.Concat,
+    saveAllInputs: true,
+    gradFunc: (dy, saved, attrs) => {
+      const axis = tf.util.parseAxisParam(attrs.axis as number, saved[0].shape)[0];
+      const parts = tf.split(dy, saved.map((t) => t.shape[axis]), axis);
+      return Object.fromEntries(parts.map((t, i) => [String(i), () => t]));
     },
   },
   { kernelName: tf.Reshape, inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.reshape(dy, x.shape) }) },

@@ -40,7 +40,8 @@ export function loraDown(x: tf.Tensor2D, lora: LoraInput): tf.Tensor2D {
 }
 
 /**
- * HF Conv1D: x [N, in] @ W [in, out] + b, plus `low` @ Bᵀ · scaling when a LoRA branch is given (low = loraDown).
+ * HF Conv1D: x [N, in] @ W [in, out] + b, plus `low` @ Bᵀ when a LoRA branch is given (low = loraDown, and B
+ * already multiplied by the LoRA scaling: scaling the small [out, r] matrix is cheaper than the [N, out] output).
  * A plain matMul rather than tf.fused.matMul: the fused op's custom gradient always computes dW too, which for
  * frozen weights is wasted work (and transposed-A matmuls are slow on wasm); matMul's gradient is lazy per input.
  */
@@ -48,12 +49,12 @@ export function conv1d(
   x: tf.Tensor2D,
   w: tf.Tensor2D,
   bias: tf.Tensor1D,
-  lora?: { readonly low: tf.Tensor2D; readonly b: tf.Tensor2D; readonly scaling: number },
+  lora?: { readonly low: tf.Tensor2D; readonly scaledB: tf.Tensor2D },
 ): tf.Tensor2D {
   return tf.tidy(() => {
     const y = tf.add(tf.matMul(x, w), bias) as tf.Tensor2D;
     if (!lora) return y;
-    return tf.add(y, tf.mul(mm(lora.low, lora.b, false, true), lora.scaling)) as tf.Tensor2D;
+    return tf.add(y, mm(lora.low, lora.scaledB, false, true)) as tf.Tensor2D;
   });
 }
 

@@ -10,9 +10,10 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { selectBackend } from '../model/backend';
 import type { Gpt2Model } from '../model/gpt2';
 import { loadGpt2Dir } from '../model/load';
-import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, validateLoraConfig, type LoraConfig } from '../model/lora';
+import { assertAdapterLayout, canonicalAdapter, loraScaling, validateLoraConfig, type LoraConfig } from '../model/lora';
 import { Prng } from '../model/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
+import { FlatAdapter } from './flat-adapter';
 import { pairLogProbs } from './logprobs';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
@@ -83,22 +84,16 @@ export class LoraSftTrainer implements Trainer {
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
 
-    // Variables copy the data in, so `global` is never touched.
-    const vars = start.map((t) => tf.tidy(() => tf.variable(tf.tensor2d(t.data, [t.shape[0], t.shape[1]]), true)));
-    const modules = new Map<string, { a: tf.Variable<tf.Rank.R2>; b: tf.Variable<tf.Rank.R2> }>();
-    start.forEach((t, i) => {
-      const k = parsePeftKey(t.name) as { path: string; which: 'A' | 'B' };
-      const e = modules.get(k.path) ?? ({} as { a: tf.Variable<tf.Rank.R2>; b: tf.Variable<tf.Rank.R2> });
-      if (k.which === 'A') e.a = vars[i];
-      else e.b = vars[i];
-      modules.set(k.path, e);
-    });
-    const state = { modules, scaling: loraScaling(lora), dropout: lora.dropout };
+    // The variable copies the data in, so `global` is never touched.
+    const params = new FlatAdapter(start);
+    const vars = [params.theta];
+    const scaling = loraScaling(lora);
     // epsilon 1e-8 as in PyTorch (tfjs defaults to 1e-7).
     const optimizer = tf.train.adam(plan.learningRate, 0.9, 0.999, 1e-8);
     const decay = plan.weightDecay > 0 ? 1 - plan.learningRate * plan.weightDecay : 1;
     const seen = new Set<number>();
-    let lossSum = 0;
+    // The loss is summed on the device and read once at the end: no GPU→CPU sync per step.
+    let lossSum: tf.Scalar = tf.scalar(0);
     let lossSteps = 0;
     let tokens = 0;
     try {
@@ -112,26 +107,23 @@ export class LoraSftTrainer implements Trainer {
         const packed = packBatch(reqs, maxLen);
         if (packed.pairTarget.length === 0) continue; // only empty completions: nothing to learn from
         tokens += packed.pairTarget.length;
-        const lossValue = tf.tidy(() => {
-          const { value, grads } = tf.variableGrads(
-            () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar,
-            vars,
-          );
+        const newSum = tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => {
+            const state = { modules: params.modules(), scaling, dropout: lora.dropout };
+            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar;
+          }, vars);
           // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
           if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
           optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name] })));
-          return value;
+          return tf.add(lossSum, value) as tf.Scalar;
         });
-        lossSum += (await lossValue.data())[0];
+        lossSum.dispose();
+        lossSum = newSum;
         lossSteps++;
-        lossValue.dispose();
       }
-      const adapter: NamedTensor[] = start.map((t, i) => ({
-        name: t.name,
-        dtype: 'float32',
-        shape: [...t.shape],
-        data: new Float32Array(vars[i].dataSync()),
-      }));
+      // data(), not dataSync(): GPU backends cannot read synchronously in Node.
+      const adapter = await params.read();
+      const lossTotal = (await lossSum.data())[0];
       const seconds = (performance.now() - t0) / 1000;
       const stepsRun = plan.localSteps;
       const metrics: Record<string, number> = {
@@ -140,11 +132,12 @@ export class LoraSftTrainer implements Trainer {
         train_examples_seen: stepsRun * plan.batchSize,
         examples_per_second: seconds > 0 ? (stepsRun * plan.batchSize) / seconds : 0,
       };
-      if (lossSteps > 0) metrics.train_loss = lossSum / lossSteps;
+      if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
       return { adapter, numExamples: seen.size, metrics };
     } finally {
       optimizer.dispose();
-      vars.forEach((v) => v.dispose());
+      params.dispose();
+      lossSum.dispose();
     }
   }
 
