@@ -262,6 +262,41 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     expect(out.adapter.some((t, i) => maxAbsDiff(t.data, global[i].data) > 0)).to.equal(true);
   });
 
+  it('keeps the caller\'s key spelling (PEFT .default infix) in the trained adapter', async function () {
+    const trainer = new LoraSftTrainer({ model, lora: LORA, train: toyData(8, 5) });
+    const global = initLoraAdapter(CFG, LORA, 7).map((t) => ({ ...t, name: t.name.replace('.weight', '.default.weight') }));
+    const out = await trainer.train(global, plan({ localSteps: 1 }));
+    expect(out.adapter.map((t) => t.name)).to.deep.equal(global.map((t) => t.name));
+  });
+
+  it('scores multi-token choices by their summed log-probabilities and reports token-mean eval_loss', async function () {
+    const prompt = [9, 17, 33, 1];
+    const choices = [
+      [2, 3],
+      [3, 2],
+      [5, 6, 7],
+    ];
+    // Reference scores from full logits.
+    const logp = async (c: number[]): Promise<number> => {
+      const x = tf.tensor2d([[...prompt, ...c]], undefined, 'int32');
+      const l = tf.logSoftmax(model.forward(x));
+      const v = await l.data();
+      tf.dispose([x, l]);
+      let s = 0;
+      c.forEach((tok, i) => (s += v[(prompt.length - 1 + i) * CFG.vocabSize + tok]));
+      return s;
+    };
+    const scores = await Promise.all(choices.map(logp));
+    const best = scores.indexOf(Math.max(...scores));
+    const worst = scores.indexOf(Math.min(...scores));
+    const right = await evaluateAdapter(model, null, [{ prompt, completion: choices[best] }], choices, 2);
+    const wrong = await evaluateAdapter(model, null, [{ prompt, completion: choices[worst] }], choices, 2);
+    expect(right.eval_accuracy).to.equal(1);
+    expect(wrong.eval_accuracy).to.equal(0);
+    expect(right.eval_tokens).to.equal(choices[best].length);
+    expect(right.eval_loss).to.be.closeTo(-scores[best] / choices[best].length, 1e-4);
+  });
+
   it('is reproducible from the plan seed (shuffling and dropout)', async function () {
     const trainer = new LoraSftTrainer({ model, lora: LORA, train: toyData(32, 5) });
     const global = initLoraAdapter(CFG, LORA, 7);

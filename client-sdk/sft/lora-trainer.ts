@@ -5,12 +5,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core alone registers no gradient functions (see model/gradients.ts).
 import '../model/gradients';
-import type { NamedTensor, TensorList } from '../../proto/tensors';
+import type { TensorList } from '../../proto/tensors';
+import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { selectBackend } from '../model/backend';
 import type { Gpt2Model } from '../model/gpt2';
 import { loadGpt2Dir } from '../model/load';
-import { assertAdapterLayout, canonicalAdapter, loraScaling, validateLoraConfig, type LoraConfig } from '../model/lora';
+import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../model/lora';
 import { Prng } from '../model/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
 import { FlatAdapter } from './flat-adapter';
@@ -47,6 +48,11 @@ class ExampleStream {
     }
     return this.perm[this.pos++];
   }
+}
+
+function canonicalName(name: string): string {
+  const k = parsePeftKey(name);
+  return k ? peftKey(k.path, k.which) : name;
 }
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -121,8 +127,10 @@ export class LoraSftTrainer implements Trainer {
         lossSum = newSum;
         lossSteps++;
       }
-      // data(), not dataSync(): GPU backends cannot read synchronously in Node.
-      const adapter = await params.read();
+      // data(), not dataSync(): GPU backends cannot read synchronously in Node. Names as the caller spelled
+      // them (e.g. with PEFT's `.default` infix), so the outcome has the layout of `global`.
+      const spelled = new Map(global.map((t) => [canonicalName(t.name), t.name]));
+      const adapter = sortByName((await params.read()).map((t) => ({ ...t, name: spelled.get(t.name) ?? t.name })));
       const lossTotal = (await lossSum.data())[0];
       const seconds = (performance.now() - t0) / 1000;
       const stepsRun = plan.localSteps;
