@@ -1,0 +1,49 @@
+// Fixed-point arithmetic for aggregation. Floats are mapped to integers q = round(x · 2^F) and summed as
+// exact integers, so a sum does not depend on the order of its terms (float addition does). Secure
+// aggregation (a later tier) sums the same integers mod 2^32, so the grid and the bounds live here.
+//
+// Bounds: |x| < 2^CLIP_LOG2 → |q| < 2^(F + CLIP_LOG2) = 2^31. Weighted sums Σ n_k·q_k are accumulated in
+// float64, exact while |Σ| < 2^53, so Σ n_k must stay below 2^(53-31) = 2^22; callers enforce MAX_TOTAL_WEIGHT.
+
+/** Fraction bits: a grid step of 2^-24 ≈ 6e-8, finer than float32's precision for values near 1. */
+export const FRACTION_BITS = 24;
+/** Values must satisfy |x| < 2^CLIP_LOG2 = 128; an adapter delta that large means training diverged. */
+export const CLIP_LOG2 = 7;
+export const SCALE = 2 ** FRACTION_BITS;
+export const LIMIT = 2 ** CLIP_LOG2;
+/** Largest total integer weight that keeps Σ n_k·q_k exact in float64. */
+export const MAX_TOTAL_WEIGHT = 2 ** (53 - FRACTION_BITS - CLIP_LOG2) - 1;
+
+export class FixedPointRangeError extends RangeError {
+  constructor(readonly tensor: string, readonly index: number, readonly value: number) {
+    super(`${tensor}[${index}] = ${value} is outside the fixed-point range (|x| < ${LIMIT})`);
+    this.name = 'FixedPointRangeError';
+  }
+}
+
+/** q = round-half-away-from-zero(x · 2^F); throws for non-finite or out-of-range values. */
+export function quantize(x: Float32Array, name = 'tensor'): Float64Array {
+  const q = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (!(Math.abs(v) < LIMIT)) throw new FixedPointRangeError(name, i, v);
+    const s = v * SCALE; // exact: a power-of-two scale of a float32 fits in float64
+    q[i] = s < 0 ? -Math.round(-s) : Math.round(s);
+  }
+  return q;
+}
+
+/** acc += weight · quantize(x), exactly. */
+export function accumulate(acc: Float64Array, x: Float32Array, weight: number, name = 'tensor'): void {
+  if (acc.length !== x.length) throw new RangeError(`${name}: ${x.length} values, accumulator has ${acc.length}`);
+  const q = quantize(x, name);
+  for (let i = 0; i < q.length; i++) acc[i] += weight * q[i];
+}
+
+/** The weighted mean on the grid: (Σ n_k q_k) / (Σ n_k) / 2^F, one correctly rounded division per value. */
+export function weightedMean(acc: Float64Array, totalWeight: number): Float64Array {
+  const out = new Float64Array(acc.length);
+  const denom = totalWeight * SCALE;
+  for (let i = 0; i < acc.length; i++) out[i] = acc[i] / denom;
+  return out;
+}

@@ -1,0 +1,49 @@
+// The embedded default task, shared by the demo, the two-process example, the e2e test and the benchmark:
+// the pretrained demo model (examples/base-model) fine-tuned to answer "Is this e-mail spam?" on
+// SpamAssassin, split non-IID across sites by the corpus's groups (client-sdk/data/spam-assassin.ts).
+import * as path from 'node:path';
+import { loadEmails, splitSpamAssassin, CHOICES, type SpamSplit } from '../client-sdk/data/spam-assassin';
+import { seededShuffle } from '../client-sdk/data/shuffle';
+import { encodeExamples } from '../client-sdk/data/encode';
+import { ReducedGpt2Tokenizer } from '../client-sdk/text/tokenizer';
+import type { SftExample } from '../client-sdk/sft/types';
+import type { SftData } from '../client-sdk/sft/lora-trainer';
+
+export const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
+
+export interface SpamTaskOptions {
+  readonly numClients: number;
+  /** Seed of the data split (recorded in every manifest). */
+  readonly splitSeed: number;
+  readonly maxSeqLen: number;
+  readonly modelDir?: string;
+  /** Cap on each client's local validation set (evaluation costs a forward pass per example). */
+  readonly clientEvalLimit?: number;
+  /** Cap on the pooled held-out test set used for server-side evaluation (0 or undefined: all of it). */
+  readonly testLimit?: number;
+}
+
+export interface SpamTask {
+  readonly tokenizer: ReducedGpt2Tokenizer;
+  readonly split: SpamSplit;
+  /** Per client: tokenised train and validation examples, and the answer choices. */
+  readonly clients: SftData[];
+  /** The pooled held-out test split, tokenised (no client trains on it). */
+  readonly test: SftExample[];
+  readonly choices: number[][];
+}
+
+export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
+  const modelDir = opts.modelDir ?? DEFAULT_MODEL_DIR;
+  const tokenizer = ReducedGpt2Tokenizer.load(path.join(modelDir, 'tokenizer.json'));
+  const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed });
+  const choices = CHOICES.map((c) => tokenizer.encode(c));
+  const clients = split.clients.map((c) => ({
+    train: encodeExamples(tokenizer, c.train, opts.maxSeqLen),
+    eval: encodeExamples(tokenizer, c.val.slice(0, opts.clientEvalLimit ?? c.val.length), opts.maxSeqLen),
+    choices,
+  }));
+  // A seeded sample keeps the groups' proportions on average while bounding evaluation time.
+  const testText = opts.testLimit ? seededShuffle(split.test, opts.splitSeed, 'test-sample').slice(0, opts.testLimit) : split.test;
+  return { tokenizer, split, clients, test: encodeExamples(tokenizer, testText, opts.maxSeqLen), choices };
+}
