@@ -4,11 +4,15 @@
 //
 // The split (documented in the README):
 // 1. Held-out test: a seeded `testFraction` of every group, pooled. No client trains on it.
-// 2. Clients: the corpus's five groups (easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2) are a natural
-//    non-IID partition; with N clients, group g (sorted by name) goes to client g mod N, and with more clients
-//    than groups each group's remainder is dealt out round-robin within the clients that share it.
+// 2. Clients, two partitions of the rest:
+//    - 'groups': the corpus's five groups (easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2) as they are;
+//      group g (sorted by name) goes to client g mod N (with more clients than groups, clients c ≡ g mod 5
+//      share group g round-robin). Every client then holds a single label: FedAvg's pathological case.
+//    - 'dirichlet' (default): each group is divided among the clients in proportions drawn from a seeded
+//      Dirichlet(alpha) (Hsu et al. 2019), so every client's mix of sources and of spam/ham differs;
+//      alpha = 0.5 is strongly skewed, large alpha approaches IID.
 // 3. Each client keeps a seeded `valFraction` of its own examples as local validation.
-import { seededShuffle } from './shuffle';
+import { seededRandom, seededShuffle } from './shuffle';
 
 export interface Email {
   readonly id: string;
@@ -67,6 +71,9 @@ export interface SplitOptions {
   readonly testFraction?: number;
   readonly valFraction?: number;
   readonly bodyChars?: number;
+  readonly partition?: 'groups' | 'dirichlet';
+  /** Dirichlet concentration for partition 'dirichlet' (default 0.5). */
+  readonly alpha?: number;
 }
 
 export function splitSpamAssassin(emails: readonly Email[], opts: SplitOptions): SpamSplit {
@@ -90,13 +97,9 @@ export function splitSpamAssassin(emails: readonly Email[], opts: SplitOptions):
     const nTest = Math.round(items.length * testFraction);
     test.push(...items.slice(0, nTest));
     const rest = items.slice(nTest);
-    // Clients sharing this group: g mod N when groups ≥ clients; otherwise every client c with c mod G = g.
-    const owners =
-      opts.numClients <= groups.length
-        ? [gi % opts.numClients]
-        : Array.from({ length: opts.numClients }, (_, c) => c).filter((c) => c % groups.length === gi);
+    const owner = (opts.partition ?? 'dirichlet') === 'groups' ? groupOwners(gi, groups.length, opts.numClients) : dirichletOwners(rest.length, opts, g);
     rest.forEach((ex, i) => {
-      const c = owners[i % owners.length];
+      const c = owner(i);
       shards[c].groups.add(g);
       shards[c].items.push(ex);
     });
@@ -107,4 +110,47 @@ export function splitSpamAssassin(emails: readonly Email[], opts: SplitOptions):
     return { groups: [...s.groups].sort(), val: items.slice(0, nVal), train: items.slice(nVal) };
   });
   return { seed: opts.seed, test, clients };
+}
+
+/** 'groups': group g belongs to client g mod N, or is shared round-robin by clients c ≡ g (mod G). */
+function groupOwners(gi: number, nGroups: number, nClients: number): (i: number) => number {
+  const owners = nClients <= nGroups ? [gi % nClients] : Array.from({ length: nClients }, (_, c) => c).filter((c) => c % nGroups === gi);
+  return (i) => owners[i % owners.length];
+}
+
+/** 'dirichlet': contiguous runs of the (already shuffled) group, sized by seeded Dirichlet proportions. */
+function dirichletOwners(n: number, opts: SplitOptions, group: string): (i: number) => number {
+  const rand = seededRandom(opts.seed, `dirichlet:${group}`);
+  const draws = Array.from({ length: opts.numClients }, () => sampleGamma(opts.alpha ?? 0.5, rand));
+  const sum = draws.reduce((a, b) => a + b, 0);
+  const bounds: number[] = [];
+  let acc = 0;
+  for (const d of draws) {
+    acc += d / sum;
+    bounds.push(Math.round(acc * n));
+  }
+  return (i) => {
+    let c = 0;
+    while (c < bounds.length - 1 && i >= bounds[c]) c++;
+    return c;
+  };
+}
+
+/** Gamma(shape, 1) by Marsaglia–Tsang (with the shape < 1 boost), driven by a seeded uniform source. */
+function sampleGamma(shape: number, rand: () => number): number {
+  if (shape < 1) return sampleGamma(shape + 1, rand) * Math.pow(rand() || Number.MIN_VALUE, 1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    let x: number;
+    let v: number;
+    do {
+      // Box–Muller normal from two uniforms.
+      x = Math.sqrt(-2 * Math.log(rand() || Number.MIN_VALUE)) * Math.cos(2 * Math.PI * rand());
+      v = 1 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const u = rand();
+    if (u < 1 - 0.0331 * x ** 4 || Math.log(u || Number.MIN_VALUE) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+  }
 }

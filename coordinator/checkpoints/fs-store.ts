@@ -1,0 +1,189 @@
+// The embedded checkpoint store: one directory per version on the local filesystem.
+//
+//   <run>/versions/v000003/adapter_model.safetensors   PEFT weights (keys base_model.model.transformer…)
+//   <run>/versions/v000003/adapter_config.json         PEFT config
+//   <run>/versions/v000003/manifest.json               lineage, participants, seeds, config, file hashes
+//   <run>/latest                                       "v000003\n": moves only once the version is complete
+//
+// A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
+// move. On open, temporary directories are deleted and versions beyond `latest` (a crash between the rename
+// and the pointer) are moved to <run>/orphans/ rather than trusted or destroyed.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
+import { fsyncPath, replaceAtomically, stableJson, writeDurable } from './atomic-fs';
+import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
+
+export const ADAPTER_FILE = 'adapter_model.safetensors';
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const MANIFEST_FILE = 'manifest.json';
+export const MANIFEST_FORMAT = 'fedtune.checkpoint/1';
+
+export const versionDirName = (v: number): string => `v${String(v).padStart(6, '0')}`;
+const VERSION_RE = /^v(\d{6,})$/;
+
+export class CheckpointIntegrityError extends Error {
+  override name = 'CheckpointIntegrityError';
+}
+
+const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+
+export interface FsStoreOptions {
+  /** Called for recoveries worth an operator's attention (orphaned versions, stray temporaries). */
+  readonly warn?: (message: string) => void;
+}
+
+export class FsCheckpointStore implements CheckpointStore {
+  readonly versionsDir: string;
+  private ready: Promise<void> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly runDir: string, private readonly opts: FsStoreOptions = {}) {
+    this.versionsDir = path.join(runDir, 'versions');
+  }
+
+  private open(): Promise<void> {
+    this.ready ??= this.recover();
+    return this.ready;
+  }
+
+  private async recover(): Promise<void> {
+    await fs.mkdir(this.versionsDir, { recursive: true });
+    const latest = await this.latestVersion();
+    for (const name of await fs.readdir(this.versionsDir)) {
+      const full = path.join(this.versionsDir, name);
+      if (name.startsWith('.tmp-')) {
+        this.opts.warn?.(`removing incomplete version directory ${name}`);
+        await fs.rm(full, { recursive: true, force: true });
+        continue;
+      }
+      const m = VERSION_RE.exec(name);
+      if (m && (latest === null || Number(m[1]) > latest)) {
+        const orphans = path.join(this.runDir, 'orphans');
+        await fs.mkdir(orphans, { recursive: true });
+        const dest = path.join(orphans, `${name}-${Date.now()}`);
+        this.opts.warn?.(`version ${name} is beyond the latest pointer; moved to ${path.relative(this.runDir, dest)}`);
+        await fs.rename(full, dest);
+      }
+    }
+    await fsyncPath(this.versionsDir);
+  }
+
+  /** The version number `latest` names, or null when nothing was committed. */
+  private async latestVersion(): Promise<number | null> {
+    let text: string;
+    try {
+      text = await fs.readFile(path.join(this.runDir, 'latest'), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    const m = VERSION_RE.exec(text.trim());
+    if (!m) throw new CheckpointIntegrityError(`${path.join(this.runDir, 'latest')} does not name a version: ${JSON.stringify(text)}`);
+    return Number(m[1]);
+  }
+
+  async latest(): Promise<Checkpoint | null> {
+    await this.open();
+    const v = await this.latestVersion();
+    return v === null ? null : this.read(v);
+  }
+
+  async read(version: number): Promise<Checkpoint> {
+    await this.open();
+    const dir = path.join(this.versionsDir, versionDirName(version));
+    let manifestBytes: Buffer;
+    try {
+      manifestBytes = await fs.readFile(path.join(dir, MANIFEST_FILE));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointIntegrityError(`version ${version} does not exist in ${this.runDir}`);
+      throw e;
+    }
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest;
+    if (manifest.format !== MANIFEST_FORMAT || manifest.version !== version) {
+      throw new CheckpointIntegrityError(`${versionDirName(version)}/${MANIFEST_FILE}: not a ${MANIFEST_FORMAT} manifest of version ${version}`);
+    }
+    const files: Record<string, Buffer> = {};
+    for (const [name, want] of Object.entries(manifest.files)) {
+      const bytes = await fs.readFile(path.join(dir, name));
+      const got = sha256(bytes);
+      if (got !== want) {
+        throw new CheckpointIntegrityError(`${versionDirName(version)}/${name}: sha256 ${got} does not match the manifest's ${want}`);
+      }
+      files[name] = bytes;
+    }
+    if (!files[ADAPTER_FILE] || !files[ADAPTER_CONFIG_FILE]) {
+      throw new CheckpointIntegrityError(`${versionDirName(version)}: manifest does not list ${ADAPTER_FILE} and ${ADAPTER_CONFIG_FILE}`);
+    }
+    return {
+      manifest,
+      manifestSha256: sha256(manifestBytes),
+      adapter: readSafetensors(files[ADAPTER_FILE]).tensors,
+      adapterConfig: JSON.parse(files[ADAPTER_CONFIG_FILE].toString('utf8')) as Record<string, unknown>,
+    };
+  }
+
+  commit(input: VersionInput): Promise<Checkpoint> {
+    // Commits are serialised: each computes its version from the one before.
+    const next = this.queue.then(() => this.commitNow(input));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async commitNow(input: VersionInput): Promise<Checkpoint> {
+    await this.open();
+    const parentVersion = await this.latestVersion();
+    const parent = parentVersion === null ? null : await this.read(parentVersion);
+    const version = parentVersion === null ? 0 : parentVersion + 1;
+    const weights = writeSafetensors(input.adapter, { format: 'pt' });
+    const adapterConfig = stableJson(input.adapterConfig);
+    const manifest: Manifest = {
+      ...input.manifest,
+      format: MANIFEST_FORMAT,
+      version,
+      parent: parent ? { version: parent.manifest.version, manifestSha256: parent.manifestSha256 } : null,
+      createdAt: new Date().toISOString(),
+      files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig) },
+    };
+    const manifestText = stableJson(manifest);
+    const tmp = path.join(this.versionsDir, `.tmp-${versionDirName(version)}-${randomBytes(6).toString('hex')}`);
+    await fs.mkdir(tmp);
+    await writeDurable(path.join(tmp, ADAPTER_FILE), weights);
+    await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig);
+    await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText);
+    await fsyncPath(tmp);
+    await fs.rename(tmp, path.join(this.versionsDir, versionDirName(version)));
+    await fsyncPath(this.versionsDir);
+    await replaceAtomically(path.join(this.runDir, 'latest'), versionDirName(version) + '\n');
+    return {
+      manifest: JSON.parse(manifestText) as Manifest,
+      manifestSha256: sha256(manifestText),
+      adapter: readSafetensors(weights).tensors,
+      adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
+    };
+  }
+
+  async list(): Promise<Manifest[]> {
+    await this.open();
+    const latest = await this.latestVersion();
+    if (latest === null) return [];
+    const out: Manifest[] = [];
+    for (const name of (await fs.readdir(this.versionsDir)).sort()) {
+      const m = VERSION_RE.exec(name);
+      if (!m || Number(m[1]) > latest) continue;
+      out.push(JSON.parse(await fs.readFile(path.join(this.versionsDir, name, MANIFEST_FILE), 'utf8')) as Manifest);
+    }
+    return out;
+  }
+
+  /** Copies a version's PEFT files (and its manifest) to `outDir`, ready for PeftModel.from_pretrained. */
+  async export(version: number, outDir: string): Promise<string[]> {
+    await this.read(version); // verifies every hash before anything is copied
+    const src = path.join(this.versionsDir, versionDirName(version));
+    await fs.mkdir(outDir, { recursive: true });
+    const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, MANIFEST_FILE];
+    for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
+    return names.map((n) => path.join(outDir, n));
+  }
+}

@@ -1,0 +1,177 @@
+// Coordinator configuration with convict: defaults < JSON file < FEDTUNE_* environment < --flags < overrides.
+// Every key is validated; an error names the key, its value and what was expected.
+import * as path from 'node:path';
+import convict from 'convict';
+import type { CoordinatorConfig } from './config-types';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const TARGETS = ['c_attn', 'c_proj', 'c_fc'];
+
+convict.addFormats({
+  'positive-int': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && Number.isSafeInteger(v) && v >= 1)) throw new Error('must be an integer ≥ 1');
+    },
+    coerce: Number,
+  },
+  'non-negative-int': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) throw new Error('must be an integer ≥ 0');
+    },
+    coerce: Number,
+  },
+  'port-or-zero': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 65535)) throw new Error('must be a port number 0..65535 (0: any free port)');
+    },
+    coerce: Number,
+  },
+  probability: {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && v >= 0 && v < 1)) throw new Error('must be a number in [0, 1)');
+    },
+    coerce: Number,
+  },
+  'positive-number': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new Error('must be a finite number > 0');
+    },
+    coerce: Number,
+  },
+  'non-negative-number': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw new Error('must be a finite number ≥ 0');
+    },
+    coerce: Number,
+  },
+  'count-or-fraction': {
+    validate(v: unknown) {
+      const ok = typeof v === 'number' && ((Number.isInteger(v) && v >= 1) || (v > 0 && v < 1));
+      if (!ok) throw new Error('must be an integer count ≥ 1 or a fraction in (0, 1)');
+    },
+    coerce: Number,
+  },
+  'lora-targets': {
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.length === 0 || v.some((t) => !TARGETS.includes(t as string))) {
+        throw new Error(`must be a non-empty list drawn from ${TARGETS.join(', ')}`);
+      }
+    },
+    coerce: (v: string) => v.split(',').map((s) => s.trim()),
+  },
+});
+
+const schema = {
+  server: {
+    host: { doc: 'Address the gRPC server binds to.', format: String, default: '127.0.0.1', env: 'FEDTUNE_SERVER_HOST', arg: 'server.host' },
+    port: { doc: 'gRPC port (0: any free port).', format: 'port-or-zero', default: 50051, env: 'FEDTUNE_SERVER_PORT', arg: 'server.port' },
+  },
+  run: {
+    dir: { doc: 'Run directory: versions/ and the latest pointer.', format: String, default: 'runs/default', env: 'FEDTUNE_RUN_DIR', arg: 'run.dir' },
+    id: { doc: "Run identifier in every manifest ('' = the run directory's name).", format: String, default: '', env: 'FEDTUNE_RUN_ID', arg: 'run.id' },
+    seed: { doc: 'Master seed: selection, LoRA init and client training seeds derive from it.', format: 'non-negative-int', default: 42, env: 'FEDTUNE_RUN_SEED', arg: 'run.seed' },
+  },
+  rounds: {
+    total: { doc: 'Rounds to run (versions after v0).', format: 'positive-int', default: 5, env: 'FEDTUNE_ROUNDS_TOTAL', arg: 'rounds.total' },
+    minClients: { doc: 'Connected clients needed before a round starts.', format: 'positive-int', default: 2, env: 'FEDTUNE_ROUNDS_MIN_CLIENTS', arg: 'rounds.minClients' },
+    clientsPerRound: { doc: 'Clients per round: a count ≥ 1, or a fraction in (0, 1) of those connected.', format: 'count-or-fraction', default: 100, env: 'FEDTUNE_ROUNDS_CLIENTS_PER_ROUND', arg: 'rounds.clientsPerRound' },
+    minUpdates: { doc: 'Accepted updates a round needs to commit; fewer fails the attempt.', format: 'positive-int', default: 2, env: 'FEDTUNE_ROUNDS_MIN_UPDATES', arg: 'rounds.minUpdates' },
+    deadlineMs: { doc: 'Time a selected client has to download, train and upload (ms).', format: 'positive-int', default: 120000, env: 'FEDTUNE_ROUNDS_DEADLINE_MS', arg: 'rounds.deadlineMs' },
+    maxAttempts: { doc: 'Failed attempts of one round before the run stops with an error.', format: 'positive-int', default: 3, env: 'FEDTUNE_ROUNDS_MAX_ATTEMPTS', arg: 'rounds.maxAttempts' },
+  },
+  strategy: {
+    name: { doc: 'Aggregation strategy.', format: ['fedavg'], default: 'fedavg', env: 'FEDTUNE_STRATEGY', arg: 'strategy.name' },
+  },
+  model: {
+    dir: { doc: 'Base model directory (config.json, model.safetensors, tokenizer.json).', format: String, default: path.resolve(__dirname, '..', '..', 'examples', 'base-model'), env: 'FEDTUNE_MODEL_DIR', arg: 'model.dir' },
+    name: { doc: 'base_model_name_or_path written into adapter_config.json.', format: String, default: 'fedtune/brown-sotu-gpt2-1.9m', env: 'FEDTUNE_MODEL_NAME', arg: 'model.name' },
+  },
+  lora: {
+    r: { doc: 'LoRA rank.', format: 'positive-int', default: 8, env: 'FEDTUNE_LORA_R', arg: 'lora.r' },
+    alpha: { doc: 'LoRA alpha (scaling alpha / r).', format: 'positive-number', default: 16, env: 'FEDTUNE_LORA_ALPHA', arg: 'lora.alpha' },
+    dropout: { doc: 'Dropout on the LoRA branch input during training.', format: 'probability', default: 0.05, env: 'FEDTUNE_LORA_DROPOUT', arg: 'lora.dropout' },
+    targetModules: { doc: 'GPT-2 modules to adapt (c_proj covers attention and MLP).', format: 'lora-targets', default: ['c_attn', 'c_proj', 'c_fc'], env: 'FEDTUNE_LORA_TARGET_MODULES', arg: 'lora.targetModules' },
+  },
+  training: {
+    localSteps: { doc: 'Optimiser steps per client per round.', format: 'positive-int', default: 8, env: 'FEDTUNE_TRAINING_LOCAL_STEPS', arg: 'training.localSteps' },
+    batchSize: { doc: 'Examples per local step.', format: 'positive-int', default: 8, env: 'FEDTUNE_TRAINING_BATCH_SIZE', arg: 'training.batchSize' },
+    learningRate: { doc: 'Adam learning rate on the clients.', format: 'positive-number', default: 0.002, env: 'FEDTUNE_TRAINING_LEARNING_RATE', arg: 'training.learningRate' },
+    weightDecay: { doc: 'Decoupled weight decay on LoRA tensors.', format: 'non-negative-number', default: 0, env: 'FEDTUNE_TRAINING_WEIGHT_DECAY', arg: 'training.weightDecay' },
+    maxSeqLen: { doc: 'Tokens per training sequence (prompt + completion).', format: 'positive-int', default: 96, env: 'FEDTUNE_TRAINING_MAX_SEQ_LEN', arg: 'training.maxSeqLen' },
+  },
+  transport: {
+    chunkBytes: { doc: 'Bytes per tensor-stream chunk.', format: 'positive-int', default: 1 << 20, env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES', arg: 'transport.chunkBytes' },
+    maxUploadBytes: { doc: 'Largest update accepted (bytes).', format: 'positive-int', default: 256 * 1024 * 1024, env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES', arg: 'transport.maxUploadBytes' },
+  },
+  log: {
+    level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
+  },
+};
+
+export interface LoadConfigOptions {
+  /** JSON configuration file. */
+  readonly file?: string;
+  /** Environment to read FEDTUNE_* from (default: none, so tests are hermetic; the CLI passes process.env). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Command-line flags such as ["--rounds.total", "3"] (default: none). */
+  readonly args?: readonly string[];
+  /** Values applied last, e.g. from code. */
+  readonly overrides?: Record<string, unknown>;
+}
+
+export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
+  let conf: convict.Config<CoordinatorConfig>;
+  try {
+    conf = convict<CoordinatorConfig>(schema as unknown as convict.Schema<CoordinatorConfig>, {
+      env: (opts.env ?? {}) as Record<string, string>,
+      args: [...(opts.args ?? [])],
+    });
+    if (opts.file) conf.loadFile(opts.file);
+    if (opts.overrides) conf.load(opts.overrides);
+    conf.validate({ allowed: 'strict' });
+  } catch (e) {
+    throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
+  }
+  const cfg = conf.getProperties();
+  const problems: string[] = [];
+  if (cfg.rounds.minUpdates > cfg.rounds.minClients) {
+    problems.push(`rounds.minUpdates (${cfg.rounds.minUpdates}) must not exceed rounds.minClients (${cfg.rounds.minClients})`);
+  }
+  if (cfg.rounds.clientsPerRound >= 1 && cfg.rounds.clientsPerRound < cfg.rounds.minUpdates) {
+    problems.push(`rounds.clientsPerRound (${cfg.rounds.clientsPerRound}) must be at least rounds.minUpdates (${cfg.rounds.minUpdates})`);
+  }
+  if (cfg.transport.chunkBytes > 4 * 1024 * 1024 - 64 * 1024) {
+    problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${4 * 1024 * 1024 - 64 * 1024})`);
+  }
+  if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
+  return { ...cfg, run: { ...cfg.run, id } };
+}
+
+export interface ConfigKeyDoc {
+  readonly key: string;
+  readonly doc: string;
+  readonly default: unknown;
+  readonly env: string;
+  readonly arg: string;
+}
+
+/** The configuration reference (for the README and `fedtune config`). */
+export function describeConfig(): ConfigKeyDoc[] {
+  const out: ConfigKeyDoc[] = [];
+  for (const [section, keys] of Object.entries(schema)) {
+    for (const [name, k] of Object.entries(keys as Record<string, { doc: string; default: unknown; env: string; arg: string }>)) {
+      out.push({ key: `${section}.${name}`, doc: k.doc, default: k.default, env: k.env, arg: `--${k.arg}` });
+    }
+  }
+  return out;
+}
+
+/** The configuration as recorded in manifests: everything except where this coordinator happens to listen. */
+export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
+  const { server: _server, log: _log, ...rest } = cfg;
+  return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
+}
