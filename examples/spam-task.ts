@@ -21,6 +21,8 @@ export interface SpamTaskOptions {
   readonly clientEvalLimit?: number;
   /** Cap on the pooled held-out test set used for server-side evaluation (0 or undefined: all of it). */
   readonly testLimit?: number;
+  /** Dirichlet concentration of the non-IID split (default 0.5). */
+  readonly alpha?: number;
 }
 
 export interface SpamTask {
@@ -36,7 +38,7 @@ export interface SpamTask {
 export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
   const modelDir = opts.modelDir ?? DEFAULT_MODEL_DIR;
   const tokenizer = ReducedGpt2Tokenizer.load(path.join(modelDir, 'tokenizer.json'));
-  const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed });
+  const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed, alpha: opts.alpha });
   const choices = CHOICES.map((c) => tokenizer.encode(c));
   const clients = split.clients.map((c) => ({
     train: encodeExamples(tokenizer, c.train, opts.maxSeqLen),

@@ -1,0 +1,14 @@
+// fedtune/client-sdk: join a federation from a data-owning site.
+export { FederationClient, type FederationClientOptions, type RunSummary, type TaskDone } from './client';
+export type { Trainer, TrainingPlan, TrainOutcome } from './trainer';
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+export { LoraSftTrainer, createLoraSftTrainer, type LoraSftTrainerOptions, type SftData } from './sft/lora-trainer';
+export { evaluateAdapter } from './sft/evaluate';
+export type { SftExample } from './sft/types';
+export { selectBackend, selectedBackend, type BackendName } from './model/backend';
+export { Gpt2Model } from './model/gpt2';
+export { loadGpt2Dir } from './model/load';
+export { initLoraAdapter, peftAdapterConfig, type LoraConfig } from './model/lora';
+export { ReducedGpt2Tokenizer } from './text/tokenizer';
+export { encodeExamples } from './data/encode';
+export type { NamedTensor, TensorList } from '../proto/tensors';

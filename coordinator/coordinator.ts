@@ -1,0 +1,130 @@
+// The coordinator as one object: configuration in, a gRPC server out. It wires the registry (who is
+// connected), the round engine (rounds.ts), the checkpoint store and the aggregation strategy.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { loadFedtuneProto } from '../proto/load';
+import type { NamedTensor } from '../proto/tensors';
+import { parseGpt2Config } from '../client-sdk/model/config';
+import { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../client-sdk/model/lora';
+import { sha256Hex } from '../client-sdk/model/identity';
+import { FsCheckpointStore } from './checkpoints/fs-store';
+import type { Checkpoint, CheckpointStore } from './checkpoints/types';
+import type { CoordinatorConfig } from './config-types';
+import { ClientRegistry } from './registry';
+import { RoundEngine, type Evaluator } from './rounds';
+import { deriveSeed } from './selection';
+import { createHandlers } from './service';
+import { FedAvg } from './strategy/fedavg';
+import type { Strategy } from './strategy/strategy';
+
+export interface CoordinatorOptions {
+  readonly config: CoordinatorConfig;
+  readonly store?: CheckpointStore;
+  readonly strategy?: Strategy;
+  /** Version 0 of a new run; default: PEFT-initialised LoRA for the model in config.model.dir. */
+  readonly initialAdapter?: () => NamedTensor[] | Promise<NamedTensor[]>;
+  readonly adapterConfig?: Record<string, unknown>;
+  /** Base model identity; default: sha256 of config.model.dir/model.safetensors. */
+  readonly baseModel?: { readonly name: string; readonly sha256: string };
+  /** Server-side held-out evaluation of every committed version (recorded as heldout.* metrics). */
+  readonly evaluator?: Evaluator;
+  /** Seeds decided outside the coordinator, e.g. { dataSplit: 7 }, recorded in manifests. */
+  readonly extraSeeds?: Record<string, number>;
+  readonly logger?: pino.Logger;
+  /** Server credentials (default insecure; TLS is a later tier). */
+  readonly credentials?: grpc.ServerCredentials;
+}
+
+export function loraSettings(cfg: CoordinatorConfig): LoraConfig {
+  return { r: cfg.lora.r, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targetModules: [...cfg.lora.targetModules] };
+}
+
+export class Coordinator {
+  readonly registry = new ClientRegistry();
+  readonly store: CheckpointStore;
+  readonly logger: pino.Logger;
+  private engineRef: RoundEngine | undefined;
+  private server: grpc.Server | undefined;
+  private runPromise: Promise<Checkpoint> | undefined;
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    this.logger = opts.logger ?? pino({ level: opts.config.log.level });
+    this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m) });
+  }
+
+  get engine(): RoundEngine {
+    if (!this.engineRef) throw new Error('coordinator not started');
+    return this.engineRef;
+  }
+
+  /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
+  async start(): Promise<{ address: string; port: number }> {
+    const cfg = this.opts.config;
+    const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
+    const modelDir = cfg.model.dir;
+    const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: sha256Hex(await fs.readFile(path.join(modelDir, 'model.safetensors'))) };
+    const lora = loraSettings(cfg);
+    const initialAdapter =
+      this.opts.initialAdapter ??
+      (async () => initLoraAdapter(parseGpt2Config(JSON.parse(await fs.readFile(path.join(modelDir, 'config.json'), 'utf8'))), lora, deriveSeed(cfg.run.seed, 'lora-init')));
+    const engine = new RoundEngine({
+      config: cfg,
+      store: this.store,
+      strategy: this.opts.strategy ?? new FedAvg(),
+      registry: this.registry,
+      initialAdapter,
+      adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name) },
+      baseModel,
+      evaluator: this.opts.evaluator,
+      extraSeeds: this.opts.extraSeeds,
+      log,
+    });
+    this.engineRef = engine;
+    const server = new grpc.Server();
+    server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
+      config: cfg,
+      registry: this.registry,
+      engine,
+      store: this.store,
+      runId: cfg.run.id,
+      baseModelSha256: baseModel.sha256,
+      log,
+    }));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, this.opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.server = server;
+    this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir }, 'coordinator listening');
+    this.runPromise = engine.run();
+    this.runPromise.catch((e: Error) => this.logger.error({ err: e.message }, 'run stopped'));
+    return { address: `${cfg.server.host}:${port}`, port };
+  }
+
+  /** Resolves with the final checkpoint when all rounds are committed; rejects if a round fails for good. */
+  get done(): Promise<Checkpoint> {
+    if (!this.runPromise) throw new Error('coordinator not started');
+    return this.runPromise;
+  }
+
+  /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */
+  async stop(graceMs = 2000): Promise<void> {
+    this.engineRef?.stop();
+    this.registry.closeAll();
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await this.runPromise?.catch(() => undefined);
+  }
+}

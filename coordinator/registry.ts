@@ -1,0 +1,95 @@
+// Who is connected. A client joins under a site name and gets a session token; its id is derived from the
+// name, so a client that reconnects (new session) keeps its identity, its seeds and any open task.
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { status } from '@grpc/grpc-js';
+import { ProtocolError } from '../proto/tensor-stream';
+import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
+
+/** Where the coordinator pushes task events for one client (the open StreamTasks call). */
+export interface TaskSink {
+  write(event: TaskEvent): void;
+  end(): void;
+}
+
+export interface ClientSession {
+  readonly clientId: string;
+  readonly name: string;
+  readonly token: string;
+  readonly backend: string;
+  readonly labels: Readonly<Record<string, string>>;
+  sink: TaskSink | null;
+}
+
+export const clientIdFor = (name: string): string => `c-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+
+export class ClientRegistry extends EventEmitter {
+  private readonly byTokenMap = new Map<string, ClientSession>();
+  private readonly byIdMap = new Map<string, ClientSession>();
+
+  join(name: string, backend: string, labels: Record<string, string>): ClientSession {
+    if (!/^[\w.@:-]{1,128}$/.test(name)) {
+      throw new ProtocolError(status.INVALID_ARGUMENT, `client_name ${JSON.stringify(name)} must be 1-128 characters of [A-Za-z0-9_.@:-]`);
+    }
+    const clientId = clientIdFor(name);
+    const old = this.byIdMap.get(clientId);
+    if (old) this.drop(old); // a rejoin replaces the earlier session
+    const session: ClientSession = { clientId, name, token: randomBytes(32).toString('hex'), backend, labels, sink: null };
+    this.byTokenMap.set(session.token, session);
+    this.byIdMap.set(clientId, session);
+    this.emit('change');
+    return session;
+  }
+
+  /** The session a token names; UNAUTHENTICATED when there is none. */
+  byToken(token: string): ClientSession {
+    const s = this.byTokenMap.get(token);
+    if (!s) throw new ProtocolError(status.UNAUTHENTICATED, 'unknown session token: join first');
+    return s;
+  }
+
+  byId(clientId: string): ClientSession | undefined {
+    return this.byIdMap.get(clientId);
+  }
+
+  attach(session: ClientSession, sink: TaskSink): void {
+    if (this.byTokenMap.get(session.token) !== session) return; // replaced meanwhile
+    session.sink?.end();
+    session.sink = sink;
+    this.emit('change');
+    this.emit('attached', session);
+  }
+
+  detach(session: ClientSession, sink: TaskSink): void {
+    if (session.sink === sink) {
+      session.sink = null;
+      this.emit('change');
+    }
+  }
+
+  leave(token: string): void {
+    const s = this.byToken(token);
+    this.drop(s);
+    this.emit('change');
+  }
+
+  private drop(s: ClientSession): void {
+    s.sink?.end();
+    s.sink = null;
+    this.byTokenMap.delete(s.token);
+    if (this.byIdMap.get(s.clientId) === s) this.byIdMap.delete(s.clientId);
+  }
+
+  /** Clients with an open task stream, sorted by id. */
+  connected(): ClientSession[] {
+    return [...this.byIdMap.values()].filter((s) => s.sink !== null).sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+  }
+
+  broadcast(event: TaskEvent): void {
+    for (const s of this.connected()) s.sink?.write(event);
+  }
+
+  closeAll(): void {
+    for (const s of this.byIdMap.values()) s.sink?.end();
+  }
+}

@@ -1,0 +1,203 @@
+// The gRPC face of the coordinator: validates every message against the protocol and the round state and
+// answers each fault with its own status. An upload is accepted only after the whole stream validated;
+// a rejected one leaves nothing behind.
+import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import type { FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
+import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
+import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
+import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
+import { PROTOCOL_VERSION } from '../proto/load';
+import { ProtocolError, TensorStreamDecoder, checkLayout, tensorFrames } from '../proto/tensor-stream';
+import type { CheckpointStore } from './checkpoints/types';
+import type { CoordinatorConfig } from './config-types';
+import type { ClientRegistry, TaskSink } from './registry';
+import type { RoundEngine, Task } from './rounds';
+
+/** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
+export const MAX_NUM_EXAMPLES = 2 ** 21;
+
+export interface ServiceDeps {
+  readonly config: CoordinatorConfig;
+  readonly registry: ClientRegistry;
+  readonly engine: RoundEngine;
+  readonly store: CheckpointStore;
+  readonly runId: string;
+  readonly baseModelSha256: string;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+function toServiceError(e: unknown): Partial<grpc.StatusObject> {
+  if (e instanceof ProtocolError) return { code: e.code, details: e.message };
+  return { code: status.INTERNAL, details: `internal error: ${(e as Error).message}` };
+}
+
+function checkVersion(v: number, what: string): void {
+  if (v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(status.FAILED_PRECONDITION, `${what} speaks protocol version ${v}; this coordinator speaks ${PROTOCOL_VERSION}`);
+  }
+}
+
+/** Writes frames with backpressure: waits for 'drain' whenever the stream's buffer is full. */
+async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, frames: Iterable<TensorFrame>): Promise<void> {
+  for (const f of frames) {
+    if (call.cancelled) return;
+    if (!call.write(f)) await new Promise<void>((r) => call.once('drain', r));
+  }
+}
+
+export function createHandlers(d: ServiceDeps): FederationHandlers {
+  const fail = (e: unknown, what: string): Partial<grpc.StatusObject> => {
+    const err = toServiceError(e);
+    d.log(err.code === status.INTERNAL ? 'error' : 'warn', `${what} rejected`, { code: status[err.code!], details: err.details });
+    return err;
+  };
+
+  return {
+    Join(call, cb) {
+      try {
+        checkVersion(call.request.protocol_version, 'client');
+        const s = d.registry.join(call.request.client_name, call.request.backend, call.request.labels);
+        d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend });
+        cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256 });
+      } catch (e) {
+        cb(fail(e, 'join'));
+      }
+    },
+
+    StreamTasks(call) {
+      let session;
+      try {
+        session = d.registry.byToken(call.request.session_token);
+      } catch (e) {
+        call.emit('error', fail(e, 'task stream'));
+        return;
+      }
+      const sink: TaskSink = {
+        write: (ev: TaskEvent) => {
+          if (!call.cancelled && call.writable) call.write(ev);
+        },
+        end: () => {
+          if (call.writable) call.end();
+        },
+      };
+      const s = session;
+      const detach = (): void => d.registry.detach(s, sink);
+      call.on('cancelled', detach);
+      call.on('close', detach);
+      call.on('error', detach);
+      d.registry.attach(s, sink);
+    },
+
+    DownloadAdapter(call) {
+      void (async () => {
+        try {
+          d.registry.byToken(call.request.session_token);
+          const latest = d.engine.latest;
+          const v = call.request.version;
+          const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v);
+          await writeAll(call, tensorFrames(ck.adapter, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+          call.end();
+        } catch (e) {
+          call.emit('error', fail(e, 'download'));
+        }
+      })();
+    },
+
+    UploadUpdate(call, cb) {
+      let task: Task | undefined;
+      let decoder: TensorStreamDecoder | undefined;
+      let numExamples = 0;
+      let finished = false;
+      const reject = (e: unknown): void => {
+        if (finished) return;
+        finished = true;
+        if (task) d.engine.abortUpload(task);
+        cb(fail(e, 'upload'));
+      };
+      call.on('data', (frame: UploadFrame__Output) => {
+        if (finished) return;
+        try {
+          if (frame.header) {
+            if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
+            const h = frame.header;
+            checkVersion(h.protocol_version, 'upload');
+            const s = d.registry.byToken(h.session_token);
+            const t = d.engine.task(s.clientId, h.task_id, h.round);
+            if (h.base_version !== t.baseVersion) {
+              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against version ${h.base_version}; task ${t.taskId} starts from version ${t.baseVersion}`);
+            }
+            if (!(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
+              throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
+            }
+            d.engine.beginUpload(t); // refuses a second upload for the task before reading any data
+            task = t;
+            const dec = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true });
+            checkLayout(dec.specs, d.engine.baseOf(t).adapter);
+            decoder = dec;
+            numExamples = h.num_examples;
+          } else if (frame.chunk !== undefined && frame.frame === 'chunk') {
+            if (!decoder) throw new ProtocolError(status.INVALID_ARGUMENT, 'a data chunk arrived before the upload header');
+            decoder.push(frame.chunk);
+          } else if (frame.trailer) {
+            if (!decoder || !task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a trailer arrived before the upload header');
+            const delta = decoder.finish(frame.trailer);
+            d.engine.acceptUpload(task, numExamples, delta);
+            finished = true;
+            d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
+            cb(null, { task_id: task.taskId, round: task.round, sha256: decoder.digest });
+          } else {
+            throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame');
+          }
+        } catch (e) {
+          reject(e);
+        }
+      });
+      call.on('end', () => {
+        if (finished) return;
+        if (!decoder) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+        try {
+          decoder.finish(undefined); // throws DATA_LOSS: truncated or trailer missing
+          reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+        } catch (e) {
+          reject(e);
+        }
+      });
+      call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
+    },
+
+    ReportMetrics(call, cb) {
+      try {
+        const r = call.request;
+        const s = d.registry.byToken(r.session_token);
+        const t = d.engine.task(s.clientId, r.task_id, r.round);
+        for (const [k, v] of Object.entries(r.metrics)) {
+          if (!Number.isFinite(v)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric ${k} is ${v}; metrics must be finite`);
+        }
+        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend);
+        cb(null, {});
+      } catch (e) {
+        cb(fail(e, 'metrics'));
+      }
+    },
+
+    Leave(call, cb) {
+      try {
+        const s = d.registry.byToken(call.request.session_token);
+        d.registry.leave(call.request.session_token);
+        d.log('info', 'client left', { clientId: s.clientId, reason: call.request.reason });
+        cb(null, {});
+      } catch (e) {
+        cb(fail(e, 'leave'));
+      }
+    },
+  };
+}
+
+async function readVersion(store: CheckpointStore, v: number) {
+  try {
+    return await store.read(v);
+  } catch (e) {
+    throw new ProtocolError(status.NOT_FOUND, `version ${v} is not available: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,142 @@
+// A real federation on one machine: a coordinator and N sites talking gRPC over loopback, each site
+// fine-tuning LoRA adapters of the pretrained demo model on its own non-IID slice of SpamAssassin.
+//   npm run demo                      # 5 sites, 8 rounds, a fresh run directory under runs/
+//   node dist/examples/simulate.js --clients 3 --rounds 3 --run-dir runs/mine
+import * as path from 'node:path';
+import { Command } from 'commander';
+import pino from 'pino';
+import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import { FederationClient } from '../client-sdk/client';
+import { selectBackend } from '../client-sdk/model/backend';
+import { loadGpt2Dir } from '../client-sdk/model/load';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { evaluateAdapter } from '../client-sdk/sft/evaluate';
+import type { TensorList } from '../proto/tensors';
+import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
+
+export interface SimulationOptions {
+  readonly clients: number;
+  readonly rounds: number;
+  readonly runDir: string;
+  readonly seed: number;
+  readonly splitSeed: number;
+  readonly localSteps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly testLimit: number;
+  readonly alpha: number;
+  readonly print: (line: string) => void;
+}
+
+export interface SimulationResult {
+  readonly before: Record<string, number>;
+  readonly after: Record<string, number>;
+  readonly finalVersion: number;
+  readonly runDir: string;
+  readonly seconds: number;
+}
+
+export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
+  const t0 = Date.now();
+  const backend = await selectBackend();
+  const config = loadConfig({
+    overrides: {
+      server: { port: 0 },
+      run: { dir: o.runDir, seed: o.seed },
+      rounds: { total: o.rounds, minClients: o.clients, minUpdates: Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
+      training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
+      model: { dir: DEFAULT_MODEL_DIR },
+      log: { level: 'warn' },
+    },
+  });
+  const task = prepareSpamTask({ numClients: o.clients, splitSeed: o.splitSeed, maxSeqLen: config.training.maxSeqLen, testLimit: o.testLimit, clientEvalLimit: 50, alpha: o.alpha });
+  const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
+  const lora = loraSettings(config);
+  o.print(`fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`);
+  task.split.clients.forEach((c, i) => {
+    const spam = c.train.filter((e) => e.completion === ' yes').length;
+    o.print(`  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}`);
+  });
+  o.print(`  held-out test: ${task.test.length} e-mails (of ${task.split.test.length}; no site trains on them)`);
+
+  const evaluator = (adapter: TensorList): Promise<Record<string, number>> =>
+    evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 32, config.training.maxSeqLen);
+  const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: o.splitSeed }, logger: pino({ level: 'warn' }) });
+  let before: Record<string, number> = {};
+  let last = Date.now();
+  coordinator.registry.setMaxListeners(50);
+  const { address } = await coordinator.start();
+  coordinator.engine.on('roundCommitted', (ev: { version: number; round: number; participants: unknown[]; metrics: Record<string, number> }) => {
+    const m = ev.metrics;
+    if (ev.round === 0) {
+      before = m;
+      o.print(`round 0 (initial adapter = base model): held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])}`);
+    } else {
+      o.print(
+        `round ${ev.round}/${o.rounds}: ${ev.participants.length} updates, train loss ${fmt(m['clients.train_loss'])}, ` +
+          `held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])} → v${ev.version} (${((Date.now() - last) / 1000).toFixed(1)} s)`,
+      );
+    }
+    last = Date.now();
+  });
+  coordinator.engine.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
+
+  const sites = task.clients.map(
+    (data, i) =>
+      new FederationClient({
+        address,
+        name: `site-${i}`,
+        baseModelSha256: base.modelHash,
+        trainer: new LoraSftTrainer({ model: base.model, lora, train: data.train, eval: data.eval, choices: data.choices, evalMaxSeqLen: config.training.maxSeqLen }),
+      }),
+  );
+  const runs = sites.map((s) => s.run());
+  const final = await coordinator.done;
+  await Promise.all(runs);
+  await coordinator.stop();
+  const after = final.manifest.metrics;
+  o.print(
+    `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: held-out loss ${fmt(before['heldout.eval_loss'])} → ${fmt(after['heldout.eval_loss'])}, ` +
+      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(o.runDir, 'versions')}`,
+  );
+  return { before, after, finalVersion: final.manifest.version, runDir: o.runDir, seconds: (Date.now() - t0) / 1000 };
+}
+
+const fmt = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(4));
+const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+
+async function main(): Promise<void> {
+  const p = new Command('simulate')
+    .option('--clients <n>', 'sites', '5')
+    .option('--rounds <n>', 'rounds', '8')
+    .option('--run-dir <dir>', 'run directory (an existing one resumes)', `runs/demo-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    .option('--seed <n>', 'master seed', '42')
+    .option('--split-seed <n>', 'data split seed', '7')
+    .option('--local-steps <n>', 'local steps per round', '10')
+    .option('--batch-size <n>', 'examples per step', '16')
+    .option('--lr <x>', 'client learning rate', '0.003')
+    .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
+    .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
+    .parse();
+  const a = p.opts<Record<string, string>>();
+  await simulate({
+    clients: Number(a.clients),
+    rounds: Number(a.rounds),
+    runDir: a.runDir,
+    seed: Number(a.seed),
+    splitSeed: Number(a.splitSeed),
+    localSteps: Number(a.localSteps),
+    batchSize: Number(a.batchSize),
+    learningRate: Number(a.lr),
+    alpha: Number(a.alpha),
+    testLimit: Number(a.testLimit),
+    print: (l) => console.log(l),
+  });
+}
+
+if (require.main === module) {
+  main().catch((e: Error) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+}
