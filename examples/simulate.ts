@@ -105,7 +105,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
 const fmt = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(4));
 const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   const p = new Command('simulate')
     .option('--clients <n>', 'sites', '5')
     .option('--rounds <n>', 'rounds', '8')

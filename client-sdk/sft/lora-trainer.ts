@@ -73,7 +73,8 @@ export class LoraSftTrainer implements Trainer {
 
   /**
    * Runs plan.localSteps Adam steps of plan.batchSize examples from `global` (not modified). numExamples is the
-   * number of DISTINCT training examples used this round, min(steps·batch, |train|): the FedAvg weight n_k.
+   * size of the local training set, FedAvg's n_k (McMahan et al. 2017): with equal local steps everywhere, a
+   * site's weight follows how much data it holds, not how much of it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
    */
@@ -141,7 +142,8 @@ export class LoraSftTrainer implements Trainer {
         examples_per_second: seconds > 0 ? (stepsRun * plan.batchSize) / seconds : 0,
       };
       if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
-      return { adapter, numExamples: seen.size, metrics };
+      metrics.train_examples_distinct = seen.size;
+      return { adapter, numExamples: this.opts.train.length, metrics };
     } finally {
       optimizer.dispose();
       params.dispose();

@@ -1,0 +1,23 @@
+// A plain-text table of versions for `fedtune checkpoints list`.
+import type { Manifest } from './types';
+
+const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
+
+export function formatVersionTable(manifests: readonly Manifest[]): string {
+  const rows = [['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'heldout_loss', 'heldout_acc', 'created']];
+  for (const m of manifests) {
+    rows.push([
+      `v${m.version}`,
+      String(m.round),
+      String(m.attempt),
+      String(m.participants.length),
+      String(m.participants.reduce((s, p) => s + p.numExamples, 0)),
+      num(m.metrics['clients.train_loss']),
+      num(m.metrics['heldout.eval_loss']),
+      num(m.metrics['heldout.eval_accuracy'], 3),
+      m.createdAt,
+    ]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+}

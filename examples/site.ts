@@ -1,0 +1,54 @@
+// One site as its own process, as a data owner would run it: the embedded SpamAssassin task, shard i of n.
+//   node dist/examples/coordinator.js &                      # or: fedtune coordinator
+//   node dist/examples/site.js --address 127.0.0.1:50051 --name site-0 --shard 0 --of 2
+import { Command } from 'commander';
+import { FederationClient } from '../client-sdk/client';
+import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
+
+export interface SiteOptions {
+  readonly address: string;
+  readonly name: string;
+  readonly shard: number;
+  readonly of: number;
+  readonly splitSeed: number;
+  readonly modelDir?: string;
+  readonly maxSeqLen?: number;
+}
+
+export async function runSite(o: SiteOptions): Promise<void> {
+  const modelDir = o.modelDir ?? DEFAULT_MODEL_DIR;
+  const task = prepareSpamTask({ numClients: o.of, splitSeed: o.splitSeed, maxSeqLen: o.maxSeqLen ?? 96, modelDir, clientEvalLimit: 50 });
+  const data = task.clients[o.shard];
+  if (!data) throw new Error(`--shard ${o.shard} is outside 0..${o.of - 1}`);
+  // The coordinator fixes LoRA's shape in the adapter it sends; r/alpha here must match its config.
+  const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+  const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
+  const client = new FederationClient({
+    address: o.address,
+    name: o.name,
+    trainer,
+    baseModelSha256: modelHash,
+    log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
+  });
+  process.once('SIGINT', () => void client.stop());
+  process.once('SIGTERM', () => void client.stop());
+  console.log(JSON.stringify({ msg: 'site starting', name: o.name, backend, train: data.train.length, val: data.eval?.length ?? 0 }));
+  const summary = await client.run();
+  console.log(JSON.stringify({ msg: 'site finished', ...summary }));
+}
+
+if (require.main === module) {
+  const a = new Command('site')
+    .requiredOption('--address <host:port>')
+    .requiredOption('--name <name>')
+    .option('--shard <i>', '', '0')
+    .option('--of <n>', '', '5')
+    .option('--split-seed <n>', '', '7')
+    .parse()
+    .opts<Record<string, string>>();
+  runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed) }).catch((e: Error) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+}
