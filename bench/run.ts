@@ -101,6 +101,7 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
   const join = await new Promise<{ session_token: string }>((res, rej) => rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {} }, (e, r) => (e || !r ? rej(e) : res(r))));
   const token = join.session_token;
   const stream = rpc.StreamTasks({ session_token: token });
+  stream.on('error', () => undefined); // CANCELLED when we close it below
   const task = await new Promise<TaskEvent__Output['train']>((res) => stream.on('data', (ev: TaskEvent__Output) => ev.train && res(ev.train)));
   const downloads: number[] = [];
   for (let rep = 0; rep < 3; rep++) {

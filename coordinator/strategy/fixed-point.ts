@@ -28,16 +28,21 @@ export function quantize(x: Float32Array, name = 'tensor'): Float64Array {
     const v = x[i];
     if (!(Math.abs(v) < LIMIT)) throw new FixedPointRangeError(name, i, v);
     const s = v * SCALE; // exact: a power-of-two scale of a float32 fits in float64
-    q[i] = s < 0 ? -Math.round(-s) : Math.round(s);
+    q[i] = Math.trunc(s < 0 ? s - 0.5 : s + 0.5);
   }
   return q;
 }
 
-/** acc += weight · quantize(x), exactly. */
+/** acc += weight · quantize(x), exactly; one pass, no temporary (this is FedAvg's inner loop). */
 export function accumulate(acc: Float64Array, x: Float32Array, weight: number, name = 'tensor'): void {
   if (acc.length !== x.length) throw new RangeError(`${name}: ${x.length} values, accumulator has ${acc.length}`);
-  const q = quantize(x, name);
-  for (let i = 0; i < q.length; i++) acc[i] += weight * q[i];
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (!(v < LIMIT && v > -LIMIT)) throw new FixedPointRangeError(name, i, v);
+    const s = v * SCALE;
+    // Round half away from zero; exact because |s| < 2^31 leaves float64 22 spare bits for the 0.5.
+    acc[i] += weight * Math.trunc(s < 0 ? s - 0.5 : s + 0.5);
+  }
 }
 
 /** The weighted mean on the grid: (Σ n_k q_k) / (Σ n_k) / 2^F, one correctly rounded division per value. */
