@@ -3,6 +3,7 @@
 //   npm run demo                      # 5 sites, 8 rounds, a fresh run directory under runs/
 //   node dist/examples/simulate.js --clients 3 --rounds 3 --run-dir runs/mine
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Command } from 'commander';
 import pino from 'pino';
 import { Coordinator, loadConfig, loraSettings } from '../coordinator';
@@ -10,6 +11,8 @@ import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import type { LoraConfig } from '../client-sdk/model/lora';
+import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../client-sdk/sft/evaluate';
 import type { TensorList } from '../proto/tensors';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
@@ -25,6 +28,8 @@ export interface SimulationOptions {
   readonly learningRate: number;
   readonly testLimit: number;
   readonly alpha: number;
+  /** Run each site in its own worker thread (parallel training); false keeps them on this thread. */
+  readonly workers?: boolean;
   readonly print: (line: string) => void;
 }
 
@@ -81,16 +86,14 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   });
   coordinator.engine.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
 
-  const sites = task.clients.map(
-    (data, i) =>
-      new FederationClient({
-        address,
-        name: `site-${i}`,
-        baseModelSha256: base.modelHash,
-        trainer: new LoraSftTrainer({ model: base.model, lora, train: data.train, eval: data.eval, choices: data.choices, evalMaxSeqLen: config.training.maxSeqLen }),
-      }),
+  const runs = o.workers ? startWorkerSites(o, address, lora, config.training.maxSeqLen) : task.clients.map((data, i) =>
+    new FederationClient({
+      address,
+      name: `site-${i}`,
+      baseModelSha256: base.modelHash,
+      trainer: new LoraSftTrainer({ model: base.model, lora, train: data.train, eval: data.eval, choices: data.choices, evalMaxSeqLen: config.training.maxSeqLen }),
+    }).run(),
   );
-  const runs = sites.map((s) => s.run());
   const final = await coordinator.done;
   await Promise.all(runs);
   await coordinator.stop();
@@ -100,6 +103,18 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(o.runDir, 'versions')}`,
   );
   return { before, after, finalVersion: final.manifest.version, runDir: o.runDir, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** Sites as worker threads (examples/site-worker.ts); resolves when each has seen the run finish. */
+function startWorkerSites(o: SimulationOptions, address: string, lora: LoraConfig, maxSeqLen: number): Promise<unknown>[] {
+  return Array.from({ length: o.clients }, (_, i) => {
+    const data: SiteWorkerData = { address, name: `site-${i}`, shard: i, of: o.clients, splitSeed: o.splitSeed, alpha: o.alpha, maxSeqLen, clientEvalLimit: 50, modelDir: DEFAULT_MODEL_DIR, lora };
+    const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
+    return new Promise((resolve, reject) => {
+      w.on('message', (m: { done?: unknown; error?: string }) => (m.error ? reject(new Error(`site-${i}: ${m.error}`)) : resolve(m.done)));
+      w.on('error', reject);
+    }).finally(() => w.terminate());
+  });
 }
 
 const fmt = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(4));
@@ -117,6 +132,7 @@ export async function main(): Promise<void> {
     .option('--lr <x>', 'client learning rate', '0.003')
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
+    .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
     .parse();
   const a = p.opts<Record<string, string>>();
   await simulate({
@@ -130,6 +146,7 @@ export async function main(): Promise<void> {
     learningRate: Number(a.lr),
     alpha: Number(a.alpha),
     testLimit: Number(a.testLimit),
+    workers: a.workers as unknown as boolean,
     print: (l) => console.log(l),
   });
 }

@@ -23,6 +23,8 @@ export interface SpamTaskOptions {
   readonly testLimit?: number;
   /** Dirichlet concentration of the non-IID split (default 0.5). */
   readonly alpha?: number;
+  /** Tokenise only this client's slice (a site process needs only its own); others come back empty. */
+  readonly only?: number;
 }
 
 export interface SpamTask {
@@ -40,7 +42,7 @@ export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
   const tokenizer = ReducedGpt2Tokenizer.load(path.join(modelDir, 'tokenizer.json'));
   const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed, alpha: opts.alpha });
   const choices = CHOICES.map((c) => tokenizer.encode(c));
-  const clients = split.clients.map((c) => ({
+  const clients = split.clients.map((c, i) => (opts.only !== undefined && i !== opts.only ? { train: [], eval: [], choices } : {
     train: encodeExamples(tokenizer, c.train, opts.maxSeqLen),
     eval: encodeExamples(tokenizer, c.val.slice(0, opts.clientEvalLimit ?? c.val.length), opts.maxSeqLen),
     choices,

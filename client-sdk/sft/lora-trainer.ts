@@ -171,6 +171,8 @@ export interface SftData {
   readonly train: readonly SftExample[];
   readonly eval?: readonly SftExample[];
   readonly choices?: readonly (readonly number[])[];
+  /** Window for evaluation (default: the model's n_positions). */
+  readonly evalMaxSeqLen?: number;
 }
 
 /**

@@ -1,0 +1,33 @@
+// A simulated site in its own worker thread (its own tfjs instance), so the simulation uses every core:
+// the sites of `npm run demo` train in parallel instead of taking turns on one JavaScript thread.
+import { parentPort, workerData } from 'node:worker_threads';
+import { FederationClient } from '../client-sdk/client';
+import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import type { LoraConfig } from '../client-sdk/model/lora';
+import { prepareSpamTask } from './spam-task';
+
+export interface SiteWorkerData {
+  readonly address: string;
+  readonly name: string;
+  readonly shard: number;
+  readonly of: number;
+  readonly splitSeed: number;
+  readonly alpha: number;
+  readonly maxSeqLen: number;
+  readonly clientEvalLimit: number;
+  readonly modelDir: string;
+  readonly lora: LoraConfig;
+}
+
+async function main(d: SiteWorkerData): Promise<void> {
+  const task = prepareSpamTask({ numClients: d.of, splitSeed: d.splitSeed, maxSeqLen: d.maxSeqLen, clientEvalLimit: d.clientEvalLimit, alpha: d.alpha, modelDir: d.modelDir, only: d.shard });
+  const data = task.clients[d.shard];
+  const { trainer, modelHash } = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
+  const client = new FederationClient({ address: d.address, name: d.name, trainer, baseModelSha256: modelHash });
+  const summary = await client.run();
+  parentPort?.postMessage({ done: summary });
+}
+
+if (parentPort) {
+  main(workerData as SiteWorkerData).catch((e: Error) => parentPort?.postMessage({ error: e.message }));
+}
