@@ -258,7 +258,7 @@ export class RoundEngine extends EventEmitter {
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is not open${cur ? ` (round ${cur.round} attempt ${cur.attempt} is)` : ' (no round is in progress)'}`);
     }
     if (t.clientId !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `task ${taskId} was not assigned to client ${clientId}`);
-    if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}, not ${round}`);
+    if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}; the message says round ${round}`);
     if (!cur.open || Date.now() > t.deadline) throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the round's deadline has passed`);
     return t;
   }
