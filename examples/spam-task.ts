@@ -2,7 +2,7 @@
 // the pretrained demo model (examples/base-model) fine-tuned to answer "Is this e-mail spam?" on
 // SpamAssassin, split non-IID across sites by the corpus's groups (client-sdk/data/spam-assassin.ts).
 import * as path from 'node:path';
-import { loadEmails, splitSpamAssassin, CHOICES, type SpamSplit } from '../client-sdk/data/spam-assassin';
+import { loadEmails, splitSpamAssassin, CHOICES, QUESTION, type SpamSplit } from '../client-sdk/data/spam-assassin';
 import { seededShuffle } from '../client-sdk/data/shuffle';
 import { encodeExamples } from '../client-sdk/data/encode';
 import { ReducedGpt2Tokenizer } from '../client-sdk/text/tokenizer';
@@ -42,12 +42,15 @@ export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
   const tokenizer = ReducedGpt2Tokenizer.load(path.join(modelDir, 'tokenizer.json'));
   const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed, alpha: opts.alpha });
   const choices = CHOICES.map((c) => tokenizer.encode(c));
+  // Long prompts lose their middle; the question at the end must survive whole.
+  const keep = tokenizer.encode(QUESTION).length;
+  const encode = (xs: readonly { prompt: string; completion: string }[]) => encodeExamples(tokenizer, xs, opts.maxSeqLen, keep);
   const clients = split.clients.map((c, i) => (opts.only !== undefined && i !== opts.only ? { train: [], eval: [], choices } : {
-    train: encodeExamples(tokenizer, c.train, opts.maxSeqLen),
-    eval: encodeExamples(tokenizer, c.val.slice(0, opts.clientEvalLimit ?? c.val.length), opts.maxSeqLen),
+    train: encode(c.train),
+    eval: encode(c.val.slice(0, opts.clientEvalLimit ?? c.val.length)),
     choices,
   }));
   // A seeded sample keeps the groups' proportions on average while bounding evaluation time.
   const testText = opts.testLimit ? seededShuffle(split.test, opts.splitSeed, 'test-sample').slice(0, opts.testLimit) : split.test;
-  return { tokenizer, split, clients, test: encodeExamples(tokenizer, testText, opts.maxSeqLen), choices };
+  return { tokenizer, split, clients, test: encode(testText), choices };
 }

@@ -26,6 +26,7 @@ export function encodeExamples(
   tok: ReducedGpt2Tokenizer,
   examples: readonly { readonly prompt: string; readonly completion: string }[],
   maxSeqLen: number,
+  keepTail?: number,
 ): TokenizedExample[] {
-  return examples.map((e) => encodeExample(tok, e, maxSeqLen));
+  return examples.map((e) => encodeExample(tok, e, maxSeqLen, keepTail));
 }

@@ -31,6 +31,8 @@ export interface TextExample {
 export const ANSWER_YES = ' yes';
 export const ANSWER_NO = ' no';
 export const CHOICES: readonly string[] = [ANSWER_YES, ANSWER_NO];
+/** Ends every prompt; encoders keep it whole when they shorten a prompt (see examples/spam-task.ts). */
+export const QUESTION = '\nIs this e-mail spam? Answer:';
 
 export function loadEmails(): Email[] {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -52,7 +54,7 @@ export function emailToPrompt(raw: string, bodyChars = 240): string {
     .replace(/\s+/g, ' ')
     .trim()
     .slice(0, bodyChars);
-  return `Subject: ${subject}\n${text}\nIs this e-mail spam? Answer:`;
+  return `Subject: ${subject}\n${text}${QUESTION}`;
 }
 
 export function toExample(e: Email, bodyChars?: number): TextExample {

@@ -1,0 +1,75 @@
+// A 100 MB adapter through the real coordinator over gRPC loopback, both directions, with default gRPC
+// message limits: the chunked stream is what makes it fit.
+import { promises as fs } from 'node:fs';
+import pino from 'pino';
+import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
+import type { NamedTensor } from '../proto/tensors';
+import { Coordinator } from '../coordinator/coordinator';
+import { loadConfig } from '../coordinator/config';
+import { join, nextTask, rawClient, sendUpload, tempDir, uploadFrames } from './harness';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const N = 25;
+const SIZE = 1 << 20; // 25 tensors × 1M float32 = 100 MiB
+
+function bigAdapter(offset: number): NamedTensor[] {
+  return Array.from({ length: N }, (_, i) => {
+    const data = new Float32Array(SIZE);
+    for (let j = 0; j < SIZE; j += 4099) data[j] = (i * 7 + j + offset) % 97;
+    return { name: `base_model.model.t${String(i).padStart(2, '0')}.lora_A.weight`, dtype: 'float32' as const, shape: [1024, 1024], data };
+  });
+}
+
+describe('100 MB adapters over gRPC with default limits', function () {
+  this.timeout(120_000);
+
+  it('downloads and uploads bit-exactly in 1 MiB chunks', async () => {
+    const runDir = await tempDir('transport');
+    const initial = bigAdapter(0);
+    const config = loadConfig({
+      overrides: { server: { port: 0 }, run: { dir: runDir }, rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 100_000 }, log: { level: 'silent' } },
+    });
+    const coordinator = new Coordinator({ config, initialAdapter: () => initial, adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const { address } = await coordinator.start();
+    const c = rawClient(address);
+    try {
+      const s = await join(c, 'big');
+      const { task, stream } = nextTask(c, s.session_token);
+      const t = await task;
+      let chunks = 0;
+      const got = await new Promise<NamedTensor[]>((resolve, reject) => {
+        const call = c.DownloadAdapter({ session_token: s.session_token, version: 0 });
+        let dec: TensorStreamDecoder | undefined;
+        call.on('data', (f: TensorFrame__Output) => {
+          if (f.header) dec = new TensorStreamDecoder(f.header, { maxBytes: 1 << 30, requireFinite: true });
+          else if (f.frame === 'chunk' && f.chunk) {
+            chunks++;
+            dec!.push(f.chunk);
+          } else if (f.trailer) resolve(dec!.finish(f.trailer));
+        });
+        call.on('error', reject);
+      });
+      expect(chunks).to.equal(100);
+      for (let i = 0; i < N; i++) expect(Buffer.compare(Buffer.from(got[i].data.buffer, got[i].data.byteOffset, got[i].data.byteLength), Buffer.from(initial[i].data.buffer))).to.equal(0);
+
+      const delta = bigAdapter(1);
+      const frames = uploadFrames({ token: s.session_token, task: t }, delta);
+      expect(frames).to.have.length(102);
+      const { ok, err } = await sendUpload(c, frames);
+      expect(err).to.equal(undefined);
+      expect(ok!.task_id).to.equal(t.task_id);
+      await new Promise<void>((res, rej) =>
+        c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 1, backend: 't', metrics: {} }, (e) => (e ? rej(e) : res())),
+      );
+      const final = await coordinator.done;
+      // One update with weight 1: the new adapter is initial + delta (on the 2^-24 grid, exact for these values).
+      for (const i of [0, 13, 24]) for (const j of [0, 4099, 8198]) expect(final.adapter[i].data[j]).to.equal(initial[i].data[j] + delta[i].data[j]);
+      stream.cancel();
+    } finally {
+      c.close();
+      await coordinator.stop(500);
+      await fs.rm(runDir, { recursive: true, force: true });
+    }
+  });
+});
