@@ -1,27 +1,11 @@
-// Seeded shuffles for data splits and sampling. The generator is derived from SHA-256 of (seed, label) so
-// each use gets an independent, reproducible stream, and Math.random never decides which example goes where.
-import { createHash } from 'node:crypto';
+// Seeded shuffles for data splits and client selection: each use draws its own stream of the project's one
+// PRNG (model/prng.ts) by label, so Math.random never decides which example goes where.
+import { Prng, hashString } from '../model/prng';
 
-/** xoshiro128** seeded from SHA-256(seed, label): small, fast, and good enough for shuffling. */
+/** A uniform [0, 1) source for (seed, label). */
 export function seededRandom(seed: number, label: string): () => number {
-  const h = createHash('sha256').update(`${seed}:${label}`).digest();
-  const s = new Uint32Array([h.readUInt32LE(0), h.readUInt32LE(4), h.readUInt32LE(8), h.readUInt32LE(12)]);
-  if (s[0] === 0 && s[1] === 0 && s[2] === 0 && s[3] === 0) s[0] = 1;
-  return () => {
-    const r = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
-    const t = s[1] << 9;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return r / 4294967296;
-  };
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
+  const p = new Prng(seed, hashString(label));
+  return () => p.nextFloat();
 }
 
 /** Fisher–Yates shuffle of a copy. */
