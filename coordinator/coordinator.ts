@@ -1,5 +1,6 @@
 // The coordinator as one object: configuration in, a gRPC server out. It wires the registry (who is
 // connected), the round engine (rounds.ts), the checkpoint store and the aggregation strategy.
+import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -13,7 +14,7 @@ import { FsCheckpointStore } from './checkpoints/fs-store';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { ClientRegistry } from './registry';
-import { RoundEngine, type Evaluator } from './rounds';
+import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
 import { FedAvg } from './strategy/fedavg';
@@ -41,19 +42,31 @@ export function loraSettings(cfg: CoordinatorConfig): LoraConfig {
   return { r: cfg.lora.r, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targetModules: [...cfg.lora.targetModules] };
 }
 
-export class Coordinator {
+/**
+ * One federation run: `start()` binds the gRPC server and schedules rounds; `done` settles when the run ends;
+ * the round engine's events (roundStarted, clientSelected, updateAccepted, roundCommitted, roundFailed,
+ * runFinished, phase) are re-emitted here, so listeners can attach before start().
+ */
+export class Coordinator extends EventEmitter<RoundEvents> {
   readonly registry = new ClientRegistry();
   readonly store: CheckpointStore;
   readonly logger: pino.Logger;
+  /** Resolves with the final checkpoint when all rounds are committed (or the latest one after stop()); rejects if a round fails for good. */
+  readonly done: Promise<Checkpoint>;
+  private settle!: { resolve: (c: Checkpoint) => void; reject: (e: Error) => void };
   private engineRef: RoundEngine | undefined;
   private server: grpc.Server | undefined;
   private runPromise: Promise<Checkpoint> | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
+    super();
     this.logger = opts.logger ?? pino({ level: opts.config.log.level });
     this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m) });
+    this.done = new Promise<Checkpoint>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.done.catch(() => undefined); // a failed run is reported through `done` and the log, never as an unhandled rejection
   }
 
+  /** The round engine (exists once start() was called). */
   get engine(): RoundEngine {
     if (!this.engineRef) throw new Error('coordinator not started');
     return this.engineRef;
@@ -61,6 +74,7 @@ export class Coordinator {
 
   /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
   async start(): Promise<{ address: string; port: number }> {
+    if (this.engineRef) throw new Error('coordinator already started');
     const cfg = this.opts.config;
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
     const modelDir = cfg.model.dir;
@@ -82,6 +96,8 @@ export class Coordinator {
       log,
     });
     this.engineRef = engine;
+    // Re-emit every engine event, so listeners can attach to the Coordinator before start().
+    for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
     const server = new grpc.Server();
     server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
       config: cfg,
@@ -98,14 +114,11 @@ export class Coordinator {
     this.server = server;
     this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir }, 'coordinator listening');
     this.runPromise = engine.run();
-    this.runPromise.catch((e: Error) => this.logger.error({ err: e.message }, 'run stopped'));
+    this.runPromise.then(this.settle.resolve, (e: Error) => {
+      this.logger.error({ err: e.message }, 'run stopped');
+      this.settle.reject(e);
+    });
     return { address: `${cfg.server.host}:${port}`, port };
-  }
-
-  /** Resolves with the final checkpoint when all rounds are committed; rejects if a round fails for good. */
-  get done(): Promise<Checkpoint> {
-    if (!this.runPromise) throw new Error('coordinator not started');
-    return this.runPromise;
   }
 
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */

@@ -2,8 +2,10 @@
 export { Coordinator, loraSettings, type CoordinatorOptions } from './coordinator';
 export { loadConfig, describeConfig, configForManifest, ConfigError, type LoadConfigOptions } from './config';
 export type { CoordinatorConfig, LoraSettings, TrainingSettings } from './config-types';
-export { RoundEngine, type Evaluator, type RoundCommitted, type Task } from './rounds';
-export { ClientRegistry, clientIdFor } from './registry';
+export { RoundEngine, type Evaluator, type Task } from './rounds';
+export type { RoundEvents, RoundPhase, RoundStarted, ClientSelected, UpdateAccepted, RoundCommitted, RoundFailed, RunFinishedEvent } from './round-events';
+export { createHandlers, MAX_NUM_EXAMPLES, MAX_METRICS } from './service';
+export { ClientRegistry, clientIdFor, type ClientSession, type TaskSink } from './registry';
 export { FedAvg } from './strategy/fedavg';
 export type { Strategy, ClientUpdate, AggregationResult } from './strategy/strategy';
 export { FsCheckpointStore, CheckpointIntegrityError, versionDirName } from './checkpoints/fs-store';

@@ -1,6 +1,7 @@
-// Where rounds are scheduled. One round, one or more attempts:
-//   wait for rounds.minClients → select (seeded) → send tasks → collect uploads until all selected clients
-//   are done or the deadline passes → aggregate (strategy) → evaluate (optional hook) → commit a version.
+// Where rounds are scheduled. One round, one or more attempts, each walking these phases:
+//   WAITING_FOR_CLIENTS (rounds.minClients connected) → SELECTING (seeded) → TRAINING (tasks out; until every
+//   selected client uploaded and reported, or the deadline) → AGGREGATING (strategy) → COMMITTING (optional
+//   evaluator, then the store) → the next round.
 // An attempt with fewer than rounds.minUpdates accepted updates fails cleanly: outstanding tasks are
 // cancelled, nothing is committed, and the round is retried (attempt + 1) up to rounds.maxAttempts.
 // No gRPC here: the service (service.ts) validates the wire and calls in; tasks go out through the registry.
@@ -8,15 +9,19 @@ import { EventEmitter } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/tensor-stream';
 import { PROTOCOL_VERSION } from '../proto/load';
-import type { NamedTensor, TensorList } from '../proto/tensors';
+import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import type { Checkpoint, CheckpointStore, Participant } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
 import type { Strategy } from './strategy/strategy';
+import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
+
+export * from './round-events';
 
 export type Evaluator = (adapter: TensorList, version: number) => Promise<Record<string, number>>;
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface RoundEngineDeps {
   readonly config: CoordinatorConfig;
@@ -29,10 +34,10 @@ export interface RoundEngineDeps {
   readonly evaluator?: Evaluator;
   /** Seeds decided outside the coordinator (e.g. the data split), recorded in every manifest. */
   readonly extraSeeds?: Record<string, number>;
-  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  readonly log: LogFn;
 }
 
-/** A client's assignment in the current attempt. */
+/** A client's assignment in one attempt. Kept after the attempt closes (without its delta) to explain refusals. */
 export interface Task {
   readonly taskId: string;
   readonly clientId: string;
@@ -56,19 +61,16 @@ interface Attempt {
   wake: () => void;
 }
 
-export interface RoundCommitted {
-  readonly version: number;
-  readonly round: number;
-  readonly attempt: number;
-  readonly participants: readonly Participant[];
-  readonly metrics: Record<string, number>;
-}
+const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
 
-export class RoundEngine extends EventEmitter {
+export class RoundEngine extends EventEmitter<RoundEvents> {
   private current: Attempt | null = null;
   private latestCk: Checkpoint | null = null;
   private stopping = false;
+  private phaseNow: RoundPhase = 'IDLE';
   private wakeWaiters: (() => void) | null = null;
+  /** Every task issued in this process, so a stale or forged task id gets a precise refusal. */
+  private readonly issued = new Map<string, Task>();
 
   constructor(private readonly d: RoundEngineDeps) {
     super();
@@ -81,17 +83,32 @@ export class RoundEngine extends EventEmitter {
     return this.latestCk;
   }
 
+  get phase(): RoundPhase {
+    return this.phaseNow;
+  }
+
   /** Runs rounds until rounds.total are committed; resumes from the store's latest version. */
   async run(): Promise<Checkpoint> {
+    try {
+      return await this.runRounds();
+    } catch (e) {
+      this.setPhase(this.stopping ? 'STOPPED' : 'FAILED');
+      throw e;
+    }
+  }
+
+  private async runRounds(): Promise<Checkpoint> {
     const cfg = this.d.config;
-    this.latestCk = await this.d.store.latest();
-    if (!this.latestCk) {
-      this.latestCk = await this.commit(await this.d.initialAdapter(), 0, 0, [], {});
-      this.d.log('info', 'committed the initial adapter', { version: 0 });
-      const ev: RoundCommitted = { version: 0, round: 0, attempt: 0, participants: [], metrics: this.latestCk.manifest.metrics };
-      this.emit('roundCommitted', ev);
+    const stored = await this.d.store.latest();
+    if (stored) {
+      this.latestCk = { ...stored, adapter: sortByName(stored.adapter) };
+      this.d.log('info', 'resuming from the latest version', { version: stored.manifest.version, round: stored.manifest.round });
     } else {
-      this.d.log('info', 'resuming from the latest version', { version: this.latestCk.manifest.version, round: this.latestCk.manifest.round });
+      this.setPhase('COMMITTING');
+      // Sorted: every party sees tensors in name order (the client sorts too; checkLayout compares order).
+      this.latestCk = await this.commit(sortByName(await this.d.initialAdapter()), 0, 0, [], {});
+      this.d.log('info', 'committed the initial adapter', { version: 0 });
+      this.emit('roundCommitted', { version: 0, round: 0, attempt: 0, participants: [], metrics: this.latestCk.manifest.metrics });
     }
     while (!this.stopping && this.latestCk.manifest.round < cfg.rounds.total) {
       const round = this.latestCk.manifest.round + 1;
@@ -106,9 +123,13 @@ export class RoundEngine extends EventEmitter {
         throw new Error(reason);
       }
     }
-    if (!this.stopping) {
-      this.d.registry.broadcast({ finished: { final_version: this.latestCk.manifest.version, reason: 'all rounds committed' } });
-      this.emit('runFinished', { version: this.latestCk.manifest.version });
+    if (this.stopping) {
+      this.setPhase('STOPPED');
+    } else {
+      const version = this.latestCk.manifest.version;
+      this.d.registry.broadcast({ finished: { final_version: version, reason: 'all rounds committed' } });
+      this.setPhase('FINISHED');
+      this.emit('runFinished', { version, reason: 'all rounds committed' });
     }
     return this.latestCk;
   }
@@ -119,25 +140,41 @@ export class RoundEngine extends EventEmitter {
     this.poke();
   }
 
+  private setPhase(p: RoundPhase): void {
+    if (p === this.phaseNow) return;
+    this.phaseNow = p;
+    this.emit('phase', p);
+  }
+
   private async runAttempt(round: number, attempt: number): Promise<boolean> {
     const cfg = this.d.config;
+    this.setPhase('WAITING_FOR_CLIENTS');
     await this.waitUntil(() => this.d.registry.connected().length >= cfg.rounds.minClients);
     if (this.stopping) return false;
+
+    this.setPhase('SELECTING');
     const base = this.latestCk!;
     const selectionSeed = deriveSeed(cfg.run.seed, 'select', round, attempt);
     const ids = selectClients(this.d.registry.connected().map((s) => s.clientId), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed);
     const deadline = Date.now() + cfg.rounds.deadlineMs;
     const tasks = new Map<string, Task>();
+    const selected: ClientSelected[] = [];
     for (const clientId of ids) {
       const taskId = `r${round}-a${attempt}-${clientId}`;
       const seed = deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
-      tasks.set(taskId, { taskId, clientId, round, attempt, baseVersion: base.manifest.version, seed, deadline, state: 'assigned' });
+      const t: Task = { taskId, clientId, round, attempt, baseVersion: base.manifest.version, seed, deadline, state: 'assigned' };
+      tasks.set(taskId, t);
+      this.issued.set(taskId, t);
+      selected.push({ round, attempt, clientId, taskId, seed });
     }
     let wake!: () => void;
     let woken = new Promise<void>((r) => (wake = r));
     const cur: Attempt = { round, attempt, base, selectionSeed, tasks, open: true, wake: () => wake() };
     this.current = cur;
-    this.emit('roundStarted', { round, attempt, selected: ids, baseVersion: base.manifest.version });
+
+    this.setPhase('TRAINING');
+    this.emit('roundStarted', { round, attempt, selected: [...ids], baseVersion: base.manifest.version, selectionSeed, deadline });
+    for (const s of selected) this.emit('clientSelected', s);
     this.d.log('info', 'round started', { round, attempt, selected: ids.length, baseVersion: base.manifest.version });
     for (const t of tasks.values()) this.sendTask(t);
 
@@ -151,38 +188,55 @@ export class RoundEngine extends EventEmitter {
       clearTimeout(timer);
       cur.open = false;
     }
-    const accepted = [...tasks.values()].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+    // Arrival order must not matter: the strategy sees updates sorted by client id.
+    const accepted = [...tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
     for (const t of tasks.values()) {
       if (t.state !== 'uploaded') this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
     }
-    if (this.stopping) return false;
-    if (accepted.length < cfg.rounds.minUpdates) {
-      const reason = `round ${round} attempt ${attempt}: ${accepted.length} of ${ids.length} updates arrived; ${cfg.rounds.minUpdates} needed`;
-      this.d.log('warn', 'round failed', { round, attempt, reason });
-      this.emit('roundFailed', { round, attempt, reason });
+    try {
+      if (this.stopping) return false;
+      if (accepted.length < cfg.rounds.minUpdates) {
+        return this.failAttempt(round, attempt, `${accepted.length} of ${ids.length} updates arrived; ${cfg.rounds.minUpdates} needed`);
+      }
+      this.setPhase('AGGREGATING');
+      let result;
+      try {
+        result = this.d.strategy.aggregate(
+          base.adapter,
+          accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: t.upload!.delta })),
+        );
+      } catch (e) {
+        return this.failAttempt(round, attempt, `aggregation failed: ${(e as Error).message}`);
+      }
+      this.setPhase('COMMITTING');
+      const participants: Participant[] = accepted.map((t) => ({
+        clientId: t.clientId,
+        clientName: this.d.registry.byId(t.clientId)?.name ?? t.clientId,
+        numExamples: t.upload!.numExamples,
+        weight: result.weights[t.clientId],
+        seed: t.seed,
+        backend: t.metrics?.backend ?? this.d.registry.byId(t.clientId)?.backend ?? '',
+        metrics: t.metrics?.values ?? {},
+      }));
+      const seeds = { selection: selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
+      this.latestCk = await this.commit(result.adapter, round, attempt, participants, seeds);
+      const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
+      this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
+      this.emit('roundCommitted', ev);
+      return true;
+    } finally {
+      // The attempt is over: drop the deltas (history keeps only what explains later refusals).
+      for (const t of tasks.values()) t.upload = undefined;
       this.current = null;
-      return false;
     }
-    const result = this.d.strategy.aggregate(
-      base.adapter,
-      accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: t.upload!.delta })),
-    );
-    const participants: Participant[] = accepted.map((t) => ({
-      clientId: t.clientId,
-      clientName: this.d.registry.byId(t.clientId)?.name ?? t.clientId,
-      numExamples: t.upload!.numExamples,
-      weight: result.weights[t.clientId],
-      seed: t.seed,
-      backend: t.metrics?.backend ?? this.d.registry.byId(t.clientId)?.backend ?? '',
-      metrics: t.metrics?.values ?? {},
-    }));
-    const seeds = { selection: selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-    this.latestCk = await this.commit(result.adapter, round, attempt, participants, seeds);
-    this.current = null;
-    const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
-    this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
-    this.emit('roundCommitted', ev);
-    return true;
+  }
+
+  private failAttempt(round: number, attempt: number, why: string): false {
+    const reason = `round ${round} attempt ${attempt}: ${why}`;
+    const final = attempt >= this.d.config.rounds.maxAttempts;
+    this.d.log('warn', 'round failed', { round, attempt, reason, final });
+    this.emit('roundFailed', { round, attempt, reason, final });
+    return false;
   }
 
   private async commit(
@@ -196,9 +250,14 @@ export class RoundEngine extends EventEmitter {
     const metrics: Record<string, number> = clientMetricMeans(participants);
     if (this.d.evaluator) {
       const version = this.latestCk ? this.latestCk.manifest.version + 1 : 0;
-      for (const [k, v] of Object.entries(await this.d.evaluator(adapter, version))) metrics[`heldout.${k}`] = v;
+      try {
+        for (const [k, v] of Object.entries(await this.d.evaluator(adapter, version))) metrics[`heldout.${k}`] = v;
+      } catch (e) {
+        // Server-side evaluation is a record, not a gate: the version commits without heldout.* metrics.
+        this.d.log('error', 'evaluator failed; committing without held-out metrics', { version, error: (e as Error).message });
+      }
     }
-    return this.d.store.commit({
+    const ck = await this.d.store.commit({
       adapter,
       adapterConfig: this.d.adapterConfig,
       manifest: {
@@ -214,13 +273,14 @@ export class RoundEngine extends EventEmitter {
         protocolVersion: PROTOCOL_VERSION,
       },
     });
+    return { ...ck, adapter: sortByName(ck.adapter) };
   }
 
   private allDone(a: Attempt): boolean {
     for (const t of a.tasks.values()) {
       const live = this.d.registry.byId(t.clientId)?.sink != null;
       const done = t.state === 'uploaded' && t.metrics !== undefined;
-      // A selected client that disconnected is not waited for (it may still reconnect and finish).
+      // A selected client that disconnected is not waited for (it may still reconnect and finish in time).
       if (!done && !(live === false && t.state !== 'receiving')) return false;
     }
     return true;
@@ -249,23 +309,32 @@ export class RoundEngine extends EventEmitter {
     for (const t of cur.tasks.values()) if (t.clientId === clientId && t.state === 'assigned') this.sendTask(t);
   }
 
-  /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload/report. */
+  /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload or a report. */
   task(clientId: string, taskId: string, round: number): Task {
     const cur = this.current;
-    const t = cur?.tasks.get(taskId);
-    if (!cur || !t) {
-      if (cur && round !== cur.round) throw new ProtocolError(status.FAILED_PRECONDITION, `round ${round} is not open; the current round is ${cur.round}`);
-      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is not open${cur ? ` (round ${cur.round} attempt ${cur.attempt} is)` : ' (no round is in progress)'}`);
+    const t = this.issued.get(taskId);
+    if (!t || t.clientId !== clientId) {
+      const name = this.d.registry.byId(clientId)?.name ?? clientId;
+      const open = cur?.open ? `round ${cur.round} attempt ${cur.attempt} is open` : 'no round is open';
+      throw new ProtocolError(status.PERMISSION_DENIED, `client ${name} was not selected for task ${taskId}: it is not assigned to client ${clientId} (${open})`);
     }
-    if (t.clientId !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `task ${taskId} was not assigned to client ${clientId}`);
     if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}; the message says round ${round}`);
-    if (!cur.open || Date.now() > t.deadline) throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the round's deadline has passed`);
+    const isOpen = cur !== null && cur.open && cur.tasks.get(taskId) === t;
+    if (!isOpen || Date.now() > t.deadline) {
+      if (Date.now() > t.deadline) {
+        throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the deadline of round ${t.round} attempt ${t.attempt} passed at ${new Date(t.deadline).toISOString()}`);
+      }
+      const now = cur ? `round ${cur.round} attempt ${cur.attempt}` : 'no round';
+      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.attempt}, which is closed; expected ${now}`);
+    }
     return t;
   }
 
   /** The global adapter a task's update must match. */
   baseOf(t: Task): Checkpoint {
-    return this.current!.base;
+    const cur = this.current;
+    if (!cur || cur.tasks.get(t.taskId) !== t) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return cur.base;
   }
 
   beginUpload(t: Task): void {
@@ -274,20 +343,40 @@ export class RoundEngine extends EventEmitter {
     t.state = 'receiving';
   }
 
+  /** An upload that was refused or broke off: the task can take another one. */
   abortUpload(t: Task): void {
     if (t.state === 'receiving') t.state = 'assigned';
     this.current?.wake();
   }
 
   acceptUpload(t: Task, numExamples: number, delta: NamedTensor[]): void {
-    if (!this.current?.open || this.current.tasks.get(t.taskId) !== t || Date.now() > t.deadline) {
+    const cur = this.current;
+    if (!cur?.open || cur.tasks.get(t.taskId) !== t || Date.now() > t.deadline) {
       t.state = 'assigned';
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
     }
+    this.checkWithStrategy(cur, t, numExamples, delta);
     t.upload = { numExamples, delta };
     t.state = 'uploaded';
     this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
-    this.current.wake();
+    cur.wake();
+  }
+
+  /**
+   * Refuses, at upload time, an update the strategy would refuse at aggregation (e.g. FedAvg's fixed-point
+   * range, or a total weight beyond its exact-sum bound), so one bad update cannot sink a whole round:
+   * the update alone against the global adapter, then the weights of all accepted updates (empty layouts,
+   * so that check costs nothing).
+   */
+  private checkWithStrategy(cur: Attempt, t: Task, numExamples: number, delta: NamedTensor[]): void {
+    const others = [...cur.tasks.values()].filter((x) => x !== t && x.upload);
+    try {
+      this.d.strategy.aggregate(cur.base.adapter, [{ clientId: t.clientId, numExamples, delta }]);
+      this.d.strategy.aggregate([], [...others.map((x) => ({ clientId: x.clientId, numExamples: x.upload!.numExamples, delta: [] })), { clientId: t.clientId, numExamples, delta: [] }]);
+    } catch (e) {
+      t.state = 'assigned';
+      throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${(e as Error).message}`);
+    }
   }
 
   recordMetrics(t: Task, values: Record<string, number>, backend: string): void {

@@ -8,14 +8,16 @@ import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import { PROTOCOL_VERSION } from '../proto/load';
-import { ProtocolError, TensorStreamDecoder, checkLayout, tensorFrames } from '../proto/tensor-stream';
-import type { CheckpointStore } from './checkpoints/types';
+import { ProtocolError, TensorStreamDecoder, checkLayout, tensorFrames, validateHeader } from '../proto/tensor-stream';
+import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, TaskSink } from './registry';
 import type { RoundEngine, Task } from './rounds';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
+/** Most metrics one report may carry. */
+export const MAX_METRICS = 64;
 
 export interface ServiceDeps {
   readonly config: CoordinatorConfig;
@@ -38,11 +40,21 @@ function checkVersion(v: number, what: string): void {
   }
 }
 
-/** Writes frames with backpressure: waits for 'drain' whenever the stream's buffer is full. */
+/** Writes frames with backpressure: waits for 'drain' whenever the stream's buffer is full (or the call ends). */
 async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, frames: Iterable<TensorFrame>): Promise<void> {
   for (const f of frames) {
     if (call.cancelled) return;
-    if (!call.write(f)) await new Promise<void>((r) => call.once('drain', r));
+    if (!call.write(f)) {
+      await new Promise<void>((resolve) => {
+        const go = (): void => {
+          call.off('drain', go);
+          call.off('cancelled', go);
+          resolve();
+        };
+        call.once('drain', go);
+        call.once('cancelled', go); // a client that went away never drains
+      });
+    }
   }
 }
 
@@ -95,7 +107,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           d.registry.byToken(call.request.session_token);
           const latest = d.engine.latest;
           const v = call.request.version;
-          const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v);
+          const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
           await writeAll(call, tensorFrames(ck.adapter, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
           call.end();
         } catch (e) {
@@ -112,7 +124,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       const reject = (e: unknown): void => {
         if (finished) return;
         finished = true;
-        if (task) d.engine.abortUpload(task);
+        if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
         cb(fail(e, 'upload'));
       };
       call.on('data', (frame: UploadFrame__Output) => {
@@ -125,29 +137,30 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             const s = d.registry.byToken(h.session_token);
             const t = d.engine.task(s.clientId, h.task_id, h.round);
             if (h.base_version !== t.baseVersion) {
-              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against version ${h.base_version}; task ${t.taskId} starts from version ${t.baseVersion}`);
+              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`);
             }
             if (!(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
               throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
             }
             d.engine.beginUpload(t); // refuses a second upload for the task before reading any data
-            task = t;
-            const dec = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true });
-            checkLayout(dec.specs, d.engine.baseOf(t).adapter);
-            decoder = dec;
+            task = t; // from here on a refusal hands the task back (abortUpload)
+            // Declarations first (size limit, dtypes), then the layout, and only then allocate the buffer.
+            const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes);
+            checkLayout(specs, d.engine.baseOf(t).adapter);
+            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true });
             numExamples = h.num_examples;
-          } else if (frame.chunk !== undefined && frame.frame === 'chunk') {
-            if (!decoder) throw new ProtocolError(status.INVALID_ARGUMENT, 'a data chunk arrived before the upload header');
+          } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
+            if (!decoder) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
             decoder.push(frame.chunk);
           } else if (frame.trailer) {
-            if (!decoder || !task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a trailer arrived before the upload header');
+            if (!decoder || !task) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
             const delta = decoder.finish(frame.trailer);
             d.engine.acceptUpload(task, numExamples, delta);
             finished = true;
             d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
             cb(null, { task_id: task.taskId, round: task.round, sha256: decoder.digest });
           } else {
-            throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame');
+            throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
           }
         } catch (e) {
           reject(e);
@@ -163,6 +176,8 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           reject(e);
         }
       });
+      // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
+      call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
       call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
     },
 
@@ -171,7 +186,11 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const r = call.request;
         const s = d.registry.byToken(r.session_token);
         const t = d.engine.task(s.clientId, r.task_id, r.round);
-        for (const [k, v] of Object.entries(r.metrics)) {
+        const entries = Object.entries(r.metrics);
+        // Metrics land in every manifest: keep them finite and bounded.
+        if (entries.length > MAX_METRICS) throw new ProtocolError(status.INVALID_ARGUMENT, `${entries.length} metrics; at most ${MAX_METRICS} are recorded`);
+        for (const [k, v] of entries) {
+          if (!/^[\w.:/-]{1,64}$/.test(k)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric name ${JSON.stringify(k.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.:/-]`);
           if (!Number.isFinite(v)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric ${k} is ${v}; metrics must be finite`);
         }
         d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend);
@@ -194,10 +213,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   };
 }
 
-async function readVersion(store: CheckpointStore, v: number) {
+/** A committed version: NOT_FOUND beyond the latest; a version that should exist but cannot be read is DATA_LOSS. */
+async function readVersion(store: CheckpointStore, v: number, latest: number | undefined): Promise<Checkpoint> {
+  if (latest === undefined || v > latest) {
+    throw new ProtocolError(status.NOT_FOUND, `version ${v} does not exist (latest is ${latest ?? 'none'})`);
+  }
   try {
     return await store.read(v);
   } catch (e) {
-    throw new ProtocolError(status.NOT_FOUND, `version ${v} is not available: ${(e as Error).message}`);
+    throw new ProtocolError(status.DATA_LOSS, `version ${v} cannot be read: ${(e as Error).message}`);
   }
 }
