@@ -2,8 +2,11 @@
 // and Jitter"), so many sites that lose the coordinator at once do not come back in lockstep.
 
 export interface BackoffOptions {
+  /** Upper bound of the first delay. */
   readonly initialMs: number;
+  /** No delay exceeds this. */
   readonly maxMs: number;
+  /** Growth of the upper bound per failed attempt (≥ 1). */
   readonly factor: number;
 }
 
@@ -11,6 +14,11 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 10_000, 
 
 /** Delay before retry number `attempt` (0-based): uniform in [0, min(maxMs, initialMs · factor^attempt)]. */
 export function backoffDelay(attempt: number, opts: BackoffOptions = DEFAULT_BACKOFF, random: () => number = Math.random): number {
+  if (!(opts.initialMs >= 0 && opts.maxMs >= 0 && opts.factor >= 1)) {
+    throw new RangeError(`backoff needs initialMs ≥ 0, maxMs ≥ 0, factor ≥ 1; got ${JSON.stringify(opts)}`);
+  }
   const cap = Math.min(opts.maxMs, opts.initialMs * Math.pow(opts.factor, Math.max(0, attempt)));
   return Math.round(random() * cap);
 }
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -15,29 +15,51 @@ import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
 import { ProtocolError, TensorStreamDecoder, tensorFrames } from '../proto/tensor-stream';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
-import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './backoff';
+import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
 import type { Trainer, TrainingPlan } from './trainer';
 
+/** What the client logs through; a pino logger fits. */
+export interface ClientLogger {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+  error(fields: Record<string, unknown>, msg: string): void;
+}
+
 export interface FederationClientOptions {
+  /** host:port of the coordinator. */
   readonly address: string;
-  /** Stable site name; the coordinator derives the client id from it. */
+  /** Stable site name; the coordinator derives the client id from it, so a reconnect keeps the identity. */
   readonly name: string;
   readonly trainer: Trainer;
+  /** e.g. pino(); default: silent. */
+  readonly logger?: ClientLogger;
+  /** Reconnection delays (exponential with full jitter). */
+  readonly backoff?: BackoffOptions;
+  /** Extra gRPC channel options (keepalive, message limits…). */
+  readonly channelOptions?: grpc.ChannelOptions;
+  /** Default insecure (TLS is a later tier). */
   readonly credentials?: grpc.ChannelCredentials;
   readonly labels?: Record<string, string>;
-  readonly backoff?: BackoffOptions;
   readonly chunkBytes?: number;
   /** Refuse to train when the coordinator's base model differs (sha256 of model.safetensors). */
   readonly baseModelSha256?: string;
-  /** Progress and problems; default: silent. */
+  /** Alternative to `logger`: one function for every log line. */
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
 export interface RunSummary {
   readonly clientId: string;
   readonly tasksCompleted: number;
+  /** The coordinator's last version, or -1 when the client was stopped before the run ended. */
   readonly finalVersion: number;
   readonly reason: string;
+}
+
+export interface TaskInfo {
+  readonly taskId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly baseVersion: number;
 }
 
 export interface TaskDone {
@@ -47,18 +69,30 @@ export interface TaskDone {
   readonly metrics: Record<string, number>;
 }
 
+export interface ClientEvents {
+  joined: [{ clientId: string; runId: string }];
+  task: [TaskInfo];
+  taskDone: [TaskDone];
+  /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
+  taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
+  reconnecting: [{ attempt: number; delayMs: number; error: string }];
+  finished: [RunSummary];
+}
+
 /** Errors after which reconnecting cannot help. */
 const FATAL = new Set<status>([status.FAILED_PRECONDITION, status.INVALID_ARGUMENT, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export class FederationClient extends EventEmitter {
+export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly rpc: GrpcFederationClient;
+  private running = false;
   private stopped = false;
   private token = '';
   private clientId = '';
   private tasksCompleted = 0;
   private current: { taskId: string; abort: AbortController } | null = null;
+  /** Tasks the coordinator cancelled before they started, and tasks already delivered (a resend is skipped). */
+  private readonly cancelled = new Set<string>();
+  private readonly completed = new Set<string>();
   private stream: grpc.ClientReadableStream<TaskEvent__Output> | null = null;
 
   constructor(private readonly opts: FederationClientOptions) {
@@ -66,37 +100,48 @@ export class FederationClient extends EventEmitter {
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
+      ...opts.channelOptions,
     }) as unknown as GrpcFederationClient;
   }
 
-  private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
-    this.opts.log?.(level, msg, { client: this.opts.name, ...fields });
+  private log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+    const all = { client: this.opts.name, ...fields };
+    this.opts.logger?.[level](all, msg);
+    this.opts.log?.(level, msg, all);
   }
 
   /** Joins and serves tasks until the run finishes or stop() is called. */
   async run(): Promise<RunSummary> {
+    if (this.running) throw new Error('FederationClient.run() is already running');
+    this.running = true;
     let failures = 0;
     while (!this.stopped) {
       try {
         await this.join();
         failures = 0;
         const finished = await this.serveTasks();
-        if (finished) return { clientId: this.clientId, tasksCompleted: this.tasksCompleted, ...finished };
+        if (finished) {
+          const summary: RunSummary = { clientId: this.clientId, tasksCompleted: this.tasksCompleted, ...finished };
+          this.log('info', 'run finished', { ...summary });
+          this.emit('finished', summary);
+          return summary;
+        }
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
         if (FATAL.has(code) || e instanceof ProtocolError) throw e;
         if (this.stopped) break;
         const delay = backoffDelay(failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });
-        this.emit('reconnecting', { attempt: failures, delayMs: delay });
+        this.emit('reconnecting', { attempt: failures, delayMs: delay, error: (e as Error).message });
         await sleep(delay);
       }
     }
     return { clientId: this.clientId, tasksCompleted: this.tasksCompleted, finalVersion: -1, reason: 'stopped' };
   }
 
-  /** Leaves the federation and closes the channel; a running training step is aborted. */
+  /** Leaves the federation and closes the channel; a running training is aborted. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     this.current?.abort.abort(new Error('client stopping'));
     if (this.token) {
@@ -133,36 +178,45 @@ export class FederationClient extends EventEmitter {
       this.stream = stream;
       let chain = Promise.resolve();
       let done = false;
+      const lost = (e: Error): void => {
+        if (done) return;
+        done = true;
+        // The coordinator re-sends an open task on reconnect; training on against a lost session is wasted.
+        this.current?.abort.abort(new Error(`task stream lost: ${e.message}`));
+        void chain.then(() => reject(e));
+      };
       stream.on('data', (ev: TaskEvent__Output) => {
         if (ev.cancel) {
-          if (this.current?.taskId === ev.cancel.task_id) this.current.abort.abort(new Error(`cancelled: ${ev.cancel.reason}`));
+          const id = ev.cancel.task_id;
+          if (this.current?.taskId === id) this.current.abort.abort(new Error(`cancelled by the coordinator: ${ev.cancel.reason}`));
+          else this.cancelled.add(id); // still queued: skip it when its turn comes
           return;
         }
         if (ev.finished) {
           done = true;
           const fin = ev.finished;
-          chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
+          void chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
           return;
         }
         if (ev.train) {
           const task = ev.train;
-          chain = chain.then(() => this.handleTask(task)).catch((e: Error) => this.log('warn', 'task failed', { taskId: task.task_id, error: e.message }));
+          this.cancelled.delete(task.task_id); // a re-sent task is live again
+          chain = chain.then(() => this.handleTask(task));
         }
       });
-      stream.on('error', (e) => {
-        if (!done) chain.then(() => reject(e));
-      });
-      stream.on('end', () => {
-        if (!done) chain.then(() => reject(Object.assign(new Error('task stream closed by the coordinator'), { code: status.UNAVAILABLE })));
-      });
+      stream.on('error', lost);
+      stream.on('end', () => lost(Object.assign(new Error('task stream closed by the coordinator'), { code: status.UNAVAILABLE })));
     });
   }
 
+  /** One task, start to finish; never throws (a failed task is reported and the client keeps serving). */
   private async handleTask(t: TrainTask__Output): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.completed.has(t.task_id)) return;
     const abort = new AbortController();
+    if (this.cancelled.delete(t.task_id)) abort.abort(new Error('cancelled by the coordinator before it started'));
     this.current = { taskId: t.task_id, abort };
     try {
+      abort.signal.throwIfAborted();
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;
@@ -180,6 +234,7 @@ export class FederationClient extends EventEmitter {
       abort.signal.throwIfAborted();
       const delta = subTensors(sortByName(out.adapter), global);
       await this.upload(t, delta, out.numExamples);
+      this.completed.add(t.task_id);
       const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
       const metrics = { ...out.metrics, ...evalMetrics };
       await this.report(t, out.numExamples, metrics);
@@ -187,6 +242,10 @@ export class FederationClient extends EventEmitter {
       const done: TaskDone = { taskId: t.task_id, round: t.round, numExamples: out.numExamples, metrics };
       this.log('info', 'task done', { ...done });
       this.emit('taskDone', done);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      this.log('warn', 'task failed', { taskId: t.task_id, round: t.round, error });
+      this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: abort.signal.aborted, error });
     } finally {
       this.current = null;
     }
@@ -206,14 +265,17 @@ export class FederationClient extends EventEmitter {
       };
       call.on('data', (f: TensorFrame__Output) => {
         try {
-          if (f.header) dec = new TensorStreamDecoder(f.header, { maxBytes: Number.MAX_SAFE_INTEGER, requireFinite: false });
-          else if (f.frame === 'chunk' && f.chunk) {
+          if (f.header) {
+            if (dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
+            dec = new TensorStreamDecoder(f.header, { maxBytes: 2 ** 32, requireFinite: false });
+          } else if (f.frame === 'chunk' && f.chunk) {
             if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
             dec.push(f.chunk);
           } else if (f.trailer) {
             if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
+            const tensors = dec.finish(f.trailer);
             settled = true;
-            resolve(dec.finish(f.trailer));
+            resolve(tensors);
           }
         } catch (e) {
           fail(e);
@@ -224,19 +286,29 @@ export class FederationClient extends EventEmitter {
     });
   }
 
+  /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */
   private upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const call = this.rpc.UploadUpdate((err) => (err ? reject(err) : resolve()));
+      let answered = false;
+      const call = this.rpc.UploadUpdate((err) => {
+        answered = true;
+        call.emit('drain'); // release a writer waiting on a call that is over
+        if (err) reject(err);
+        else resolve();
+      });
       void (async () => {
-        const frames = tensorFrames(delta, this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
-        for (const f of frames) {
+        for (const f of tensorFrames(delta, this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
+          if (answered) return; // refused early: the rest would go nowhere
           const msg: UploadFrame = f.header
             ? { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors: f.header } }
             : f;
-          if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', r));
+          if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));
         }
-        call.end();
-      })().catch(reject);
+        if (!answered) call.end();
+      })().catch((e: unknown) => {
+        call.cancel();
+        reject(e);
+      });
     });
   }
 

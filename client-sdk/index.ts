@@ -1,5 +1,5 @@
 // fedtune/client-sdk: join a federation from a data-owning site.
-export { FederationClient, type FederationClientOptions, type RunSummary, type TaskDone } from './client';
+export { FederationClient, type FederationClientOptions, type RunSummary, type TaskDone, type TaskInfo, type ClientEvents, type ClientLogger } from './client';
 export type { Trainer, TrainingPlan, TrainOutcome } from './trainer';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { LoraSftTrainer, createLoraSftTrainer, type LoraSftTrainerOptions, type SftData } from './sft/lora-trainer';

@@ -71,11 +71,16 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private wakeWaiters: (() => void) | null = null;
   /** Every task issued in this process, so a stale or forged task id gets a precise refusal. */
   private readonly issued = new Map<string, Task>();
+  /** Once the run ended, clients that (re)attach later are told at once instead of waiting forever. */
+  private finished: { final_version: number; reason: string } | null = null;
 
   constructor(private readonly d: RoundEngineDeps) {
     super();
     d.registry.on('change', () => this.poke());
-    d.registry.on('attached', (s: { clientId: string }) => this.resendTask(s.clientId));
+    d.registry.on('attached', (s: { clientId: string }) => {
+      if (this.finished) d.registry.byId(s.clientId)?.sink?.write({ finished: this.finished });
+      else this.resendTask(s.clientId);
+    });
   }
 
   /** The checkpoint tasks currently start from. */
@@ -119,7 +124,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       }
       if (!committed && !this.stopping) {
         const reason = `round ${round} failed ${cfg.rounds.maxAttempts} attempts`;
-        this.d.registry.broadcast({ finished: { final_version: this.latestCk.manifest.version, reason } });
+        this.finish(this.latestCk.manifest.version, reason);
         throw new Error(reason);
       }
     }
@@ -127,7 +132,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.setPhase('STOPPED');
     } else {
       const version = this.latestCk.manifest.version;
-      this.d.registry.broadcast({ finished: { final_version: version, reason: 'all rounds committed' } });
+      this.finish(version, 'all rounds committed');
       this.setPhase('FINISHED');
       this.emit('runFinished', { version, reason: 'all rounds committed' });
     }
@@ -138,6 +143,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.stopping = true;
     this.current?.wake();
     this.poke();
+  }
+
+  private finish(version: number, reason: string): void {
+    this.finished = { final_version: version, reason };
+    this.d.registry.broadcast({ finished: this.finished });
   }
 
   private setPhase(p: RoundPhase): void {
