@@ -70,8 +70,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   let before: Record<string, number> = {};
   let last = Date.now();
   coordinator.registry.setMaxListeners(50);
-  const { address } = await coordinator.start();
-  coordinator.engine.on('roundCommitted', (ev: { version: number; round: number; participants: unknown[]; metrics: Record<string, number> }) => {
+  coordinator.on('roundCommitted', (ev: { version: number; round: number; participants: unknown[]; metrics: Record<string, number> }) => {
     const m = ev.metrics;
     if (ev.round === 0) {
       before = m;
@@ -84,7 +83,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     }
     last = Date.now();
   });
-  coordinator.engine.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
+  coordinator.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
+  const { address } = await coordinator.start();
 
   const runs = o.workers ? startWorkerSites(o, address, lora, config.training.maxSeqLen) : task.clients.map((data, i) =>
     new FederationClient({
