@@ -149,6 +149,61 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
     expect(err?.details).to.contain('train_loss');
   });
 
+  it('refuses a client that was not selected with PERMISSION_DENIED, whatever task id it names', async () => {
+    const late = await join(c, 'site-c'); // joined after selection: no task this round
+    await expectRejected(uploadFrames({ token: late.session_token, task: taskA, taskId: `r1-a1-${late.client_id}` }, delta()), status.PERMISSION_DENIED, 'client site-c was not selected for task');
+    await expectRejected(uploadFrames({ token: late.session_token, task: taskA }, delta()), status.PERMISSION_DENIED, `client site-c was not selected for task ${taskA.task_id}`);
+  });
+
+  it('refuses num_examples above 2^21', () =>
+    expectRejected(uploadFrames({ token: a.session_token, task: taskA, numExamples: 2 ** 21 + 1 }, delta()), status.INVALID_ARGUMENT, `num_examples ${2 ** 21 + 1} outside`));
+
+  it('refuses a trailer first and a second header with INVALID_ARGUMENT', async () => {
+    const f = good();
+    await expectRejected([f[2], f[0], f[1]], status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived');
+    await expectRejected([f[0], f[1], f[0], f[2]], status.INVALID_ARGUMENT, 'a second upload header');
+  });
+
+  it('refuses a trailer whose chunk count differs with DATA_LOSS', () => {
+    const f = good();
+    return expectRejected([f[0], f[1], { trailer: { ...f[2].trailer!, chunk_count: 2 } }], status.DATA_LOSS, 'trailer counts 2 chunks; 1 arrived');
+  });
+
+  it('refuses at upload time a finite update the strategy could not aggregate (beyond the fixed-point range)', () => {
+    const d = delta();
+    d[0].data[3] = 200;
+    return expectRejected(good(d), status.INVALID_ARGUMENT, 'update refused by the fedavg strategy');
+  });
+
+  it('frees the task when a client cancels its upload mid-stream', async () => {
+    const before = await snapshot(h.runDir);
+    const f = good();
+    await new Promise<void>((resolve) => {
+      const call = c.UploadUpdate(() => resolve());
+      call.write(f[0]);
+      setTimeout(() => call.cancel(), 100);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    // Were the task still 'receiving', this would be ALREADY_EXISTS ("already in progress").
+    const d = delta();
+    d[0] = { ...d[0], shape: [3, 2] };
+    await expectRejected(good(d), status.INVALID_ARGUMENT, 'has shape [3,2]');
+    expect(await snapshot(h.runDir)).to.deep.equal(before);
+  });
+
+  it('refuses an unknown session on every call with UNAUTHENTICATED', async () => {
+    const bad = 'e'.repeat(64);
+    const streamErr = await new Promise<grpc.ServiceError>((resolve) => c.StreamTasks({ session_token: bad }).on('error', resolve));
+    expect(streamErr.code).to.equal(status.UNAUTHENTICATED);
+    const dlErr = await new Promise<grpc.ServiceError>((resolve) => c.DownloadAdapter({ session_token: bad, version: 0 }).on('error', resolve));
+    expect(dlErr.code).to.equal(status.UNAUTHENTICATED);
+    const mErr = await new Promise<grpc.ServiceError | null>((resolve) =>
+      c.ReportMetrics({ session_token: bad, task_id: taskA.task_id, round: 1, num_examples: 1, backend: 'x', metrics: {} }, (e) => resolve(e)),
+    );
+    expect(mErr?.code).to.equal(status.UNAUTHENTICATED);
+    expect(mErr?.details).to.contain('unknown session token');
+  });
+
   it('still accepts valid uploads, refuses a second one with ALREADY_EXISTS, and commits the round', async () => {
     const okA = await sendUpload(c, good(delta(0.25)));
     expect(okA.err).to.equal(undefined);
