@@ -31,7 +31,7 @@ export interface ServiceDeps {
 
 function toServiceError(e: unknown): Partial<grpc.StatusObject> {
   if (e instanceof ProtocolError) return { code: e.code, details: e.message };
-  return { code: status.INTERNAL, details: `internal error: ${(e as Error).message}` };
+  return { code: status.INTERNAL, details: `internal error: ${e instanceof Error ? e.message : String(e)}` };
 }
 
 function checkVersion(v: number, what: string): void {
