@@ -1,6 +1,6 @@
 // A real federation on one machine: a coordinator and N sites talking gRPC over loopback, each site
 // fine-tuning LoRA adapters of the pretrained demo model on its own non-IID slice of SpamAssassin.
-//   npm run demo                      # 5 sites, 8 rounds, a fresh run directory under runs/
+//   npm run demo                      # 5 sites, 10 rounds, a fresh run directory under runs/
 //   node dist/examples/simulate.js --clients 3 --rounds 3 --run-dir runs/mine
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -123,13 +123,13 @@ const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(10
 export async function main(): Promise<void> {
   const p = new Command('simulate')
     .option('--clients <n>', 'sites', '5')
-    .option('--rounds <n>', 'rounds', '8')
+    .option('--rounds <n>', 'rounds', '10')
     .option('--run-dir <dir>', 'run directory (an existing one resumes)', `runs/demo-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .option('--seed <n>', 'master seed', '42')
     .option('--split-seed <n>', 'data split seed', '7')
     .option('--local-steps <n>', 'local steps per round', '10')
     .option('--batch-size <n>', 'examples per step', '16')
-    .option('--lr <x>', 'client learning rate', '0.003')
+    .option('--lr <x>', 'client learning rate', '0.002')
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
