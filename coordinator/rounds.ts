@@ -365,23 +365,26 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       t.state = 'assigned';
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
     }
-    this.checkWithStrategy(cur, t, numExamples, delta);
+    this.checkWithStrategy(cur, t, numExamples);
     t.upload = { numExamples, delta };
     t.state = 'uploaded';
     this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
     cur.wake();
   }
 
+  /** The value range the strategy aggregates; the service's decoder enforces it while checking finiteness. */
+  get updateBound(): { maxAbs: number; owner: string } {
+    return { maxAbs: this.d.strategy.maxAbsDelta ?? Infinity, owner: `the ${this.d.strategy.name} strategy` };
+  }
+
   /**
-   * Refuses, at upload time, an update the strategy would refuse at aggregation (e.g. FedAvg's fixed-point
-   * range, or a total weight beyond its exact-sum bound), so one bad update cannot sink a whole round:
-   * the update alone against the global adapter, then the weights of all accepted updates (empty layouts,
-   * so that check costs nothing).
+   * Refuses, at upload time, an update whose weight the strategy could not add to the others (e.g. FedAvg's
+   * exact-sum bound), so one bad update cannot sink a whole round. Empty layouts: the check costs nothing.
+   * (Values were already range-checked by the decoder against updateBound.)
    */
-  private checkWithStrategy(cur: Attempt, t: Task, numExamples: number, delta: NamedTensor[]): void {
+  private checkWithStrategy(cur: Attempt, t: Task, numExamples: number): void {
     const others = [...cur.tasks.values()].filter((x) => x !== t && x.upload);
     try {
-      this.d.strategy.aggregate(cur.base.adapter, [{ clientId: t.clientId, numExamples, delta }]);
       this.d.strategy.aggregate([], [...others.map((x) => ({ clientId: x.clientId, numExamples: x.upload!.numExamples, delta: [] })), { clientId: t.clientId, numExamples, delta: [] }]);
     } catch (e) {
       t.state = 'assigned';

@@ -147,7 +147,8 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             // Declarations first (size limit, dtypes), then the layout, and only then allocate the buffer.
             const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes);
             checkLayout(specs, d.engine.baseOf(t).adapter);
-            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true });
+            const bound = d.engine.updateBound;
+            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true, maxAbs: bound.maxAbs, maxAbsOwner: bound.owner });
             numExamples = h.num_examples;
           } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
             if (!decoder) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');

@@ -82,6 +82,10 @@ export interface DecoderLimits {
   maxBytes: number;
   /** Refuse NaN/Inf values (INVALID_ARGUMENT). Uploads set this; trusted downloads need not. */
   requireFinite: boolean;
+  /** With requireFinite: also refuse |value| ≥ maxAbs (e.g. the aggregation strategy's range), in the same pass. */
+  maxAbs?: number;
+  /** Who imposes maxAbs, for the message (e.g. "the fedavg strategy"). */
+  maxAbsOwner?: string;
 }
 
 export interface TensorSpecOut {
@@ -223,12 +227,15 @@ export class TensorStreamDecoder {
       const n = numel(s.shape);
       const data = new Float32Array(this.buf.buffer, this.buf.byteOffset + off, n);
       if (this.limits.requireFinite) {
+        const max = this.limits.maxAbs ?? Infinity;
         for (let i = 0; i < n; i++) {
-          if (!Number.isFinite(data[i])) {
-            throw new ProtocolError(
-              status.INVALID_ARGUMENT,
-              `tensor ${s.name} holds ${data[i]} at element ${i}; updates must be finite`,
-            );
+          const v = data[i];
+          // One comparison catches NaN, ±Inf and out-of-range values; the rare failure explains which.
+          if (!(v < max && v > -max)) {
+            const why = Number.isFinite(v)
+              ? `outside ±${max}: update refused by ${this.limits.maxAbsOwner ?? 'the receiver'}`
+              : 'updates must be finite';
+            throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${s.name} holds ${v} at element ${i}; ${why}`);
           }
         }
       }

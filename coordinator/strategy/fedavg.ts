@@ -3,10 +3,11 @@
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import type { AggregationResult, ClientUpdate, Strategy } from './strategy';
-import { MAX_TOTAL_WEIGHT, accumulate, weightedMean } from './fixed-point';
+import { LIMIT, MAX_TOTAL_WEIGHT, accumulate, weightedMean } from './fixed-point';
 
 export class FedAvg implements Strategy {
   readonly name = 'fedavg';
+  readonly maxAbsDelta = LIMIT;
 
   aggregate(global: TensorList, updates: readonly ClientUpdate[]): AggregationResult {
     if (updates.length === 0) throw new Error('FedAvg: no updates to aggregate');

@@ -19,5 +19,7 @@ export interface AggregationResult {
 
 export interface Strategy {
   readonly name: string;
+  /** Largest |delta| value the strategy can aggregate; the service refuses larger ones at upload time. */
+  readonly maxAbsDelta?: number;
   aggregate(global: TensorList, updates: readonly ClientUpdate[]): AggregationResult;
 }
