@@ -1,0 +1,95 @@
+// LoRA fine-tuning throughput of fedtune's trainer on the backend selectBackend() picks (webgpu on a GPU
+// machine, wasm on CPU), for the demo model and a GPT-2-small-sized model. The objective matches
+// bench/torch_lora_reference.py: next-token loss on every position but the first (a 1-token prompt and a
+// T-1-token completion), LoRA r=16 on c_attn, c_proj, c_fc, Adam. Prints one JSON object.
+//   node dist/bench/lora-throughput.js [--configs demo,gpt2-small] [--steps 10]
+import * as tf from '@tensorflow/tfjs-core';
+import { selectBackend } from '../client-sdk/model/backend';
+import { Gpt2Model } from '../client-sdk/model/gpt2';
+import { loadGpt2Dir } from '../client-sdk/model/load';
+import { randomGpt2Weights } from '../client-sdk/model/init';
+import { parseGpt2Config } from '../client-sdk/model/config';
+import { initLoraAdapter, type LoraConfig } from '../client-sdk/model/lora';
+import { Prng } from '../client-sdk/model/prng';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import * as path from 'node:path';
+
+interface Case {
+  readonly name: string;
+  readonly seq: number;
+  readonly batch: number;
+  readonly model: () => Promise<Gpt2Model>;
+}
+
+// Not imported from examples/: that would pull in the tokenizer and data packages the GPU bundle leaves out.
+const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
+
+const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+
+const CASES: Record<string, Case> = {
+  demo: { name: 'demo (1.9M, 4×128)', seq: 128, batch: 32, model: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
+  'gpt2-small': {
+    name: 'GPT-2 small (124M, 12×768)',
+    seq: 256,
+    batch: 8,
+    model: async () => {
+      const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
+      return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
+    },
+  },
+};
+
+async function run(c: Case, steps: number): Promise<Record<string, number | string>> {
+  const model = await c.model();
+  const rng = new Prng(7);
+  const V = model.config.vocabSize;
+  const train = Array.from({ length: c.batch * 4 }, () => ({
+    prompt: [rng.nextInt(V)],
+    completion: Array.from({ length: c.seq - 1 }, () => rng.nextInt(V)),
+  }));
+  const trainer = new LoraSftTrainer({ model, lora: LORA, train });
+  const adapter = initLoraAdapter(model.config, LORA, 1);
+  const plan = { round: 1, taskId: 'bench', localSteps: 2, batchSize: c.batch, learningRate: 1e-4, weightDecay: 0, maxSeqLen: c.seq, seed: 1 };
+  await trainer.train(adapter, plan); // warm-up: shader compilation, buffer pools
+  const out = await trainer.train(adapter, { ...plan, localSteps: steps, seed: 2 });
+  const seconds = out.metrics.train_seconds;
+  const mem = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesInGPUAllocated?: number };
+  const result = {
+    config: c.name,
+    backend: tf.getBackend(),
+    seq: c.seq,
+    batch: c.batch,
+    steps,
+    step_ms: (1000 * seconds) / steps,
+    tokens_per_second: (steps * c.batch * c.seq) / seconds,
+    tfjs_bytes_in_use: mem.numBytes,
+    gpu_bytes_allocated: mem.numBytesInGPUAllocated ?? mem.numBytesInGPU ?? -1,
+    train_loss: out.metrics.train_loss ?? NaN,
+  };
+  model.dispose();
+  return result;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const pick = (flag: string, dflt: string): string => (args.includes(flag) ? args[args.indexOf(flag) + 1] : dflt);
+  const backend = await selectBackend();
+  // --flag NAME=VALUE sets a tfjs environment flag (e.g. WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE) to measure its effect.
+  const flags: Record<string, number | boolean> = {};
+  args.forEach((x, i) => {
+    if (x !== '--flag') return;
+    const [k, v] = args[i + 1].split('=');
+    flags[k] = v === 'true' ? true : v === 'false' ? false : Number(v);
+    tf.env().set(k, flags[k]);
+  });
+  const steps = Number(pick('--steps', '10'));
+  const results = [];
+  const batch = args.includes('--batch') ? Number(pick('--batch', '0')) : undefined;
+  for (const name of pick('--configs', 'demo,gpt2-small').split(',')) results.push(await run({ ...CASES[name], batch: batch ?? CASES[name].batch }, steps));
+  console.log(JSON.stringify({ date: new Date().toISOString(), backend, flags, results }, null, 2));
+}
+
+main().catch((e: Error) => {
+  console.error(e);
+  process.exit(1);
+});
