@@ -24,23 +24,6 @@ export function sortByName<T extends { name: string }>(xs: readonly T[]): T[] {
   return [...xs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-export function totalBytes(tensors: TensorList): number {
-  let n = 0;
-  for (const t of tensors) n += t.data.byteLength;
-  return n;
-}
-
-/** Elementwise a + b for two adapters of the same layout (names and shapes checked). */
-export function addTensors(a: TensorList, b: TensorList): NamedTensor[] {
-  assertSameLayout(a, b);
-  return a.map((t, i) => {
-    const out = new Float32Array(t.data.length);
-    const y = b[i].data;
-    for (let j = 0; j < out.length; j++) out[j] = t.data[j] + y[j];
-    return { name: t.name, dtype: t.dtype, shape: t.shape, data: out };
-  });
-}
-
 /** Elementwise a - b for two adapters of the same layout. */
 export function subTensors(a: TensorList, b: TensorList): NamedTensor[] {
   assertSameLayout(a, b);
