@@ -2,7 +2,6 @@
 // restarts (or is not up yet), a cancel or a lost stream aborting local training, stop() leaving the
 // federation, and a base-model mismatch refusing to train instead of retrying forever.
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
@@ -11,18 +10,10 @@ import { FederationClient, type ClientLogger } from '../client-sdk/client';
 import { backoffDelay, DEFAULT_BACKOFF } from '../client-sdk/backoff';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
-import { ConstantTrainer, smallAdapter, tempDir } from './harness';
+import { ConstantTrainer, freePort, smallAdapter, tempDir } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /** Hangs on the calls `hangOn` picks until aborted (recording why), otherwise adds `value`. */
 class GateTrainer implements Trainer {

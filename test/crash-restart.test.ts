@@ -3,7 +3,6 @@
 // unbroken lineage. The coordinator runs as a real child process (examples/coordinator.js).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -13,15 +12,8 @@ import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
 import type { Manifest } from '../coordinator/checkpoints/types';
+import { freePort } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function startCoordinator(port: number, runDir: string): ChildProcess {
   const script = path.join(__dirname, '..', 'examples', 'coordinator.js');

@@ -2,6 +2,7 @@
 // typed gRPC client for speaking the protocol directly (to send what a well-behaved client never would),
 // and a deterministic Trainer for tests about the coordinator rather than the model.
 import { promises as fs } from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -26,6 +27,15 @@ export function smallAdapter(fill = 0): NamedTensor[] {
     { name: `${PREFIX}.lora_A.weight`, dtype: 'float32', shape: [2, 3], data: new Float32Array(6).fill(fill) },
     { name: `${PREFIX}.lora_B.weight`, dtype: 'float32', shape: [4, 2], data: new Float32Array(8).fill(fill) },
   ];
+}
+
+/** A loopback port that was free a moment ago (for servers that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
 }
 
 export async function tempDir(prefix: string): Promise<string> {
