@@ -130,7 +130,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
       args: [...(opts.args ?? [])],
     });
     if (opts.file) conf.loadFile(opts.file);
-    if (opts.overrides) conf.load(opts.overrides);
+    // conf.load() re-applies the environment and flags after merging (convict ranks them above anything
+    // loaded), so overrides are set key by key instead: they must win over env and flags too.
+    if (opts.overrides) for (const [key, value] of leaves(opts.overrides)) conf.set(key, value);
     conf.validate({ allowed: 'strict' });
   } catch (e) {
     throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
@@ -149,6 +151,18 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   return { ...cfg, run: { ...cfg.run, id } };
+}
+
+/** [dotted key, value] for every leaf of a plain nested object (arrays and non-plain values are leaves). */
+function leaves(obj: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix + k;
+    if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+      out.push(...leaves(v as Record<string, unknown>, key + '.'));
+    } else out.push([key, v]);
+  }
+  return out;
 }
 
 export interface ConfigKeyDoc {

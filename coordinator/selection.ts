@@ -15,7 +15,8 @@ export function deriveSeed(master: number, ...labels: (string | number)[]): numb
  */
 export function selectClients(ids: readonly string[], clientsPerRound: number, minUpdates: number, seed: number): string[] {
   const pool = [...new Set(ids)].sort();
-  const wanted = clientsPerRound >= 1 ? Math.floor(clientsPerRound) : Math.ceil(clientsPerRound * pool.length);
+  // The product's rounding error must not round a whole number up (0.28 × 25 is 7.000000000000001 in floats).
+  const wanted = clientsPerRound >= 1 ? Math.floor(clientsPerRound) : Math.ceil(clientsPerRound * pool.length - 1e-9);
   const n = Math.min(pool.length, Math.max(wanted, minUpdates, 1));
   return seededShuffle(pool, seed, 'select').slice(0, n).sort();
 }

@@ -38,6 +38,9 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
   } catch (e) {
     throw new SafetensorsError(`header is not JSON: ${(e as Error).message}`);
   }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new SafetensorsError('header is not a JSON object');
+  }
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
@@ -45,9 +48,16 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
   const skipped: string[] = [];
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') continue;
+    if (raw === null || typeof raw !== 'object') throw new SafetensorsError(`tensor ${name}: entry is not an object`);
     const e = raw as HeaderEntry;
-    const width = BYTES[e.dtype];
+    const width = Object.hasOwn(BYTES, e.dtype) ? BYTES[e.dtype] : undefined;
     if (!width) throw new SafetensorsError(`tensor ${name}: unknown dtype ${e.dtype}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError(`tensor ${name}: invalid shape ${JSON.stringify(e.shape)}`);
+    }
+    if (!Array.isArray(e.data_offsets) || e.data_offsets.length !== 2 || !e.data_offsets.every((o) => Number.isSafeInteger(o))) {
+      throw new SafetensorsError(`tensor ${name}: invalid data_offsets ${JSON.stringify(e.data_offsets)}`);
+    }
     const [begin, end] = e.data_offsets;
     const n = numel(e.shape);
     if (!(begin >= 0 && end <= dataLen && end - begin === n * width)) {

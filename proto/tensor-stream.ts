@@ -220,7 +220,6 @@ export class TensorStreamDecoder {
     if (!trailer.sha256 || !digest.equals(trailer.sha256)) {
       throw new ProtocolError(status.DATA_LOSS, 'stream SHA-256 does not match its trailer');
     }
-    this.digest = digest;
     const out: NamedTensor[] = [];
     let off = 0;
     for (const s of this.specs) {
@@ -242,6 +241,7 @@ export class TensorStreamDecoder {
       out.push({ name: s.name, dtype: 'float32', shape: s.shape, data });
       off += n * 4;
     }
+    this.digest = digest;
     return out;
   }
 

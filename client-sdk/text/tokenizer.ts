@@ -9,6 +9,10 @@ import { encode as r50kEncode, decode as r50kDecode } from 'gpt-tokenizer/encodi
 /** GPT-2's <|endoftext|> id in r50k_base. */
 export const R50K_EOT = 50256;
 
+// Text is data: a literal "<|endoftext|>" in it is tokenised as ordinary characters (gpt-tokenizer would
+// otherwise throw on it), so no e-mail can crash encoding or inject the end-of-text token.
+const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
 export interface ReducedVocabFile {
   readonly format: 'fedtune.reduced-gpt2-bpe/1';
   readonly base: 'r50k_base';
@@ -46,7 +50,7 @@ export class ReducedGpt2Tokenizer {
 
   encode(text: string): number[] {
     const out: number[] = [];
-    for (const id of r50kEncode(text)) {
+    for (const id of r50kEncode(text, AS_TEXT)) {
       const r = this.toReduced.get(id);
       if (r !== undefined) {
         out.push(r);
@@ -100,7 +104,7 @@ export class ReducedGpt2Tokenizer {
  */
 export function buildReducedVocab(texts: Iterable<string>, size: number): ReducedVocabFile {
   const counts = new Map<number, number>();
-  for (const t of texts) for (const id of r50kEncode(t)) counts.set(id, (counts.get(id) ?? 0) + 1);
+  for (const t of texts) for (const id of r50kEncode(t, AS_TEXT)) counts.set(id, (counts.get(id) ?? 0) + 1);
   const ids: number[] = [R50K_EOT, -1];
   const seen = new Set<number>(ids);
   const chars = [...Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)), '\n'];

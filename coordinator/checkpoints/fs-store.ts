@@ -90,19 +90,52 @@ export class FsCheckpointStore implements CheckpointStore {
     return v === null ? null : this.read(v);
   }
 
-  async read(version: number): Promise<Checkpoint> {
-    await this.open();
-    const dir = path.join(this.versionsDir, versionDirName(version));
-    let manifestBytes: Buffer;
+  /** A version's manifest bytes and parsed contents; throws CheckpointIntegrityError naming the file. */
+  private async readManifest(version: number): Promise<{ bytes: Buffer; manifest: Manifest }> {
+    const file = path.join(this.versionsDir, versionDirName(version), MANIFEST_FILE);
+    const label = `${versionDirName(version)}/${MANIFEST_FILE}`;
+    let bytes: Buffer;
     try {
-      manifestBytes = await fs.readFile(path.join(dir, MANIFEST_FILE));
+      bytes = await fs.readFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointIntegrityError(`version ${version} does not exist in ${this.runDir}`);
       throw e;
     }
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest;
-    if (manifest.format !== MANIFEST_FORMAT || manifest.version !== version) {
-      throw new CheckpointIntegrityError(`${versionDirName(version)}/${MANIFEST_FILE}: not a ${MANIFEST_FORMAT} manifest of version ${version}`);
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
+    } catch (e) {
+      throw new CheckpointIntegrityError(`${label}: not valid JSON (${(e as Error).message})`);
+    }
+    if (
+      manifest === null ||
+      typeof manifest !== 'object' ||
+      manifest.format !== MANIFEST_FORMAT ||
+      manifest.version !== version ||
+      manifest.files === null ||
+      typeof manifest.files !== 'object'
+    ) {
+      throw new CheckpointIntegrityError(`${label}: not a ${MANIFEST_FORMAT} manifest of version ${version}`);
+    }
+    return { bytes, manifest };
+  }
+
+  async read(version: number): Promise<Checkpoint> {
+    await this.open();
+    const dir = path.join(this.versionsDir, versionDirName(version));
+    const { bytes: manifestBytes, manifest } = await this.readManifest(version);
+    const manifestSha256 = sha256(manifestBytes);
+    // The manifest lists every other file's hash; its own hash is the next version's parent link, so every
+    // version but the latest is checked against that.
+    const latest = await this.latestVersion();
+    if (latest !== null && version < latest) {
+      const child = (await this.readManifest(version + 1)).manifest;
+      const want = child.parent?.manifestSha256;
+      if (want !== manifestSha256) {
+        throw new CheckpointIntegrityError(
+          `${versionDirName(version)}/${MANIFEST_FILE}: sha256 ${manifestSha256} does not match the parent link ${want} in ${versionDirName(version + 1)}/${MANIFEST_FILE}`,
+        );
+      }
     }
     const files: Record<string, Buffer> = {};
     for (const [name, want] of Object.entries(manifest.files)) {
@@ -118,7 +151,7 @@ export class FsCheckpointStore implements CheckpointStore {
     }
     return {
       manifest,
-      manifestSha256: sha256(manifestBytes),
+      manifestSha256,
       adapter: readSafetensors(files[ADAPTER_FILE]).tensors,
       adapterConfig: JSON.parse(files[ADAPTER_CONFIG_FILE].toString('utf8')) as Record<string, unknown>,
     };

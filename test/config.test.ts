@@ -1,0 +1,283 @@
+// coordinator/config.ts: defaults, the precedence file < environment < flags < overrides, errors that name
+// the bad key, unknown keys, cross-key checks, and the generated reference (describeConfig).
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ConfigError, configForManifest, describeConfig, loadConfig, type LoadConfigOptions } from '../coordinator/config';
+import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const DEFAULTS: Record<string, unknown> = {
+  'server.host': '127.0.0.1',
+  'server.port': 50051,
+  'run.dir': 'runs/default',
+  'run.id': 'default',
+  'run.seed': 42,
+  'rounds.total': 5,
+  'rounds.minClients': 2,
+  'rounds.clientsPerRound': 100,
+  'rounds.minUpdates': 2,
+  'rounds.deadlineMs': 120000,
+  'rounds.maxAttempts': 3,
+  'strategy.name': 'fedavg',
+  'model.dir': path.resolve(__dirname, '..', '..', 'examples', 'base-model'),
+  'model.name': 'fedtune/brown-sotu-gpt2-1.9m',
+  'lora.r': 8,
+  'lora.alpha': 16,
+  'lora.dropout': 0.05,
+  'lora.targetModules': ['c_attn', 'c_proj', 'c_fc'],
+  'training.localSteps': 8,
+  'training.batchSize': 8,
+  'training.learningRate': 0.002,
+  'training.weightDecay': 0,
+  'training.maxSeqLen': 96,
+  'transport.chunkBytes': 1 << 20,
+  'transport.maxUploadBytes': 256 * 1024 * 1024,
+  'log.level': 'info',
+};
+
+/** A valid non-default value for every key, as it would be typed in the environment or a flag. */
+const SAMPLES: Record<string, [string, unknown]> = {
+  'server.host': ['0.0.0.0', '0.0.0.0'],
+  'server.port': ['0', 0],
+  'run.dir': ['/tmp/some-run', '/tmp/some-run'],
+  'run.id': ['exp-7', 'exp-7'],
+  'run.seed': ['0', 0],
+  'rounds.total': ['12', 12],
+  'rounds.minClients': ['4', 4],
+  'rounds.clientsPerRound': ['0.25', 0.25],
+  'rounds.minUpdates': ['1', 1],
+  'rounds.deadlineMs': ['5000', 5000],
+  'rounds.maxAttempts': ['1', 1],
+  'strategy.name': ['fedavg', 'fedavg'],
+  'model.dir': ['/models/x', '/models/x'],
+  'model.name': ['org/model', 'org/model'],
+  'lora.r': ['16', 16],
+  'lora.alpha': ['0.5', 0.5],
+  'lora.dropout': ['0', 0],
+  'lora.targetModules': [' c_fc , c_attn', ['c_fc', 'c_attn']],
+  'training.localSteps': ['3', 3],
+  'training.batchSize': ['32', 32],
+  'training.learningRate': ['1e-4', 1e-4],
+  'training.weightDecay': ['0.01', 0.01],
+  'training.maxSeqLen': ['128', 128],
+  'transport.chunkBytes': ['65536', 65536],
+  'transport.maxUploadBytes': ['1048576', 1048576],
+  'log.level': ['silent', 'silent'],
+};
+
+const get = (obj: unknown, key: string): unknown => key.split('.').reduce((o, k) => (o as Record<string, unknown>)[k], obj);
+const nest = (key: string, value: unknown): Record<string, unknown> => key.split('.').reduceRight<unknown>((v, k) => ({ [k]: v }), value) as Record<string, unknown>;
+
+function configError(opts: LoadConfigOptions): ConfigError {
+  try {
+    loadConfig(opts);
+  } catch (e) {
+    expect(e).to.be.instanceOf(ConfigError);
+    expect((e as Error).name).to.equal('ConfigError');
+    expect((e as Error).message).to.match(/^invalid configuration: /);
+    return e as ConfigError;
+  }
+  throw new Error(`expected a ConfigError for ${JSON.stringify(opts)}`);
+}
+
+describe('config.ts: loadConfig and describeConfig', () => {
+  let dir: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-config-'));
+  });
+  after(() => fs.rm(dir, { recursive: true, force: true }));
+  const writeJson = async (name: string, value: unknown): Promise<string> => {
+    const f = path.join(dir, name);
+    await fs.writeFile(f, JSON.stringify(value));
+    return f;
+  };
+
+  describe('defaults', () => {
+    it('are valid and exactly the documented values', () => {
+      const c = loadConfig();
+      for (const [key, want] of Object.entries(DEFAULTS)) expect(get(c, key), key).to.deep.equal(want);
+      expect(loadConfig({})).to.deep.equal(c);
+    });
+
+    it('derive run.id from the run directory unless given', () => {
+      expect(loadConfig({ overrides: { run: { dir: '/data/runs/exp-3/' } } }).run.id).to.equal('exp-3');
+      expect(loadConfig({ overrides: { run: { dir: 'relative/r9' } } }).run.id).to.equal('r9');
+      expect(loadConfig({ overrides: { run: { dir: '/data/runs/exp-3', id: 'named' } } }).run.id).to.equal('named');
+    });
+
+    it('ignore the process environment unless it is passed in (hermetic)', () => {
+      const saved = process.env.FEDTUNE_ROUNDS_TOTAL;
+      process.env.FEDTUNE_ROUNDS_TOTAL = '9';
+      try {
+        expect(loadConfig().rounds.total).to.equal(5);
+        expect(loadConfig({ env: process.env }).rounds.total).to.equal(9);
+      } finally {
+        if (saved === undefined) delete process.env.FEDTUNE_ROUNDS_TOTAL;
+        else process.env.FEDTUNE_ROUNDS_TOTAL = saved;
+      }
+    });
+
+    it('are not shared between loads', () => {
+      const a = loadConfig();
+      (a.lora.targetModules as string[]).push('x');
+      expect(loadConfig().lora.targetModules).to.deep.equal(['c_attn', 'c_proj', 'c_fc']);
+    });
+  });
+
+  describe('precedence: defaults < file < environment < flags < overrides', () => {
+    it('each layer wins over the ones below it, for the same key', async () => {
+      const file = await writeJson('prec.json', { rounds: { total: 2 }, lora: { r: 2 } });
+      const env = { FEDTUNE_ROUNDS_TOTAL: '3', FEDTUNE_LORA_R: '3' };
+      const args = ['--rounds.total', '4', '--lora.r', '4'];
+      const overrides = { rounds: { total: 5 + 1 }, lora: { r: 6 } };
+      expect(loadConfig({ file }).rounds.total).to.equal(2);
+      expect(loadConfig({ file, env }).rounds.total).to.equal(3);
+      expect(loadConfig({ file, env, args }).rounds.total).to.equal(4);
+      expect(loadConfig({ file, env, args, overrides }).rounds.total).to.equal(6);
+      expect(loadConfig({ file, env, args, overrides }).lora.r).to.equal(6);
+      expect(loadConfig({ env, overrides }).lora.r).to.equal(6);
+      expect(loadConfig({ args, overrides }).lora.r).to.equal(6);
+      expect(loadConfig({ file, args }).lora.r).to.equal(4);
+      expect(loadConfig({ env, args }).lora.r).to.equal(4);
+    });
+
+    it('layers merge key by key: each keeps the keys it sets and leaves the rest', async () => {
+      const file = await writeJson('merge.json', { rounds: { total: 2, deadlineMs: 1000 }, lora: { r: 4, alpha: 3 }, training: { batchSize: 2 } });
+      const c = loadConfig({
+        file,
+        env: { FEDTUNE_ROUNDS_TOTAL: '3', FEDTUNE_LORA_TARGET_MODULES: 'c_attn,c_fc' },
+        args: ['--rounds.maxAttempts', '7'],
+        overrides: { lora: { alpha: 8 }, training: {} },
+      });
+      expect(c.rounds).to.include({ total: 3, deadlineMs: 1000, maxAttempts: 7, minClients: 2 });
+      expect(c.lora).to.deep.equal({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['c_attn', 'c_fc'] });
+      expect(c.training.batchSize).to.equal(2);
+      expect(c.training.localSteps).to.equal(8);
+    });
+
+    it('overrides replace arrays whole and win over an environment list', () => {
+      const c = loadConfig({ env: { FEDTUNE_LORA_TARGET_MODULES: 'c_attn,c_fc' }, overrides: { lora: { targetModules: ['c_proj'] } } });
+      expect(c.lora.targetModules).to.deep.equal(['c_proj']);
+    });
+
+    it('every documented environment variable and flag sets its key, from a string', () => {
+      const docs = describeConfig();
+      expect(docs.map((d) => d.key).sort()).to.deep.equal(Object.keys(SAMPLES).sort());
+      // Cross-key rules are relaxed so that each sample can be tried on its own.
+      const base = { rounds: { minUpdates: 1 } };
+      for (const d of docs) {
+        const [text, want] = SAMPLES[d.key];
+        const overrides = d.key === 'rounds.minUpdates' ? {} : base;
+        expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
+        expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
+        expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);
+      }
+    });
+
+    it('a JSON file can set every key', async () => {
+      let all: Record<string, unknown> = {};
+      for (const [key, [, value]] of Object.entries(SAMPLES)) {
+        const n = nest(key, value);
+        const [section] = Object.keys(n);
+        all = { ...all, [section]: { ...(all[section] as object), ...(n[section] as object) } };
+      }
+      const c = loadConfig({ file: await writeJson('all.json', all) });
+      for (const [key, [, value]] of Object.entries(SAMPLES)) expect(get(c, key), key).to.deep.equal(value);
+    });
+  });
+
+  describe('errors', () => {
+    it('name the bad key (and value) for every kind of format, from every source', async () => {
+      const cases: [LoadConfigOptions, string][] = [
+        [{ overrides: { server: { port: 70000 } } }, 'server.port: must be a port number 0..65535 (0: any free port): value was 70000'],
+        [{ env: { FEDTUNE_SERVER_PORT: '-1' } }, 'server.port: must be a port number'],
+        [{ args: ['--server.port', '80.5'] }, 'server.port: must be a port number'],
+        [{ overrides: { run: { seed: -1 } } }, 'run.seed: must be an integer ≥ 0: value was -1'],
+        [{ overrides: { run: { seed: 0.5 } } }, 'run.seed: must be an integer ≥ 0'],
+        [{ overrides: { rounds: { total: 0 } } }, 'rounds.total: must be an integer ≥ 1'],
+        [{ env: { FEDTUNE_ROUNDS_DEADLINE_MS: 'soon' } }, 'rounds.deadlineMs: must be an integer ≥ 1'],
+        [{ args: ['--rounds.maxAttempts', '2.5'] }, 'rounds.maxAttempts: must be an integer ≥ 1: value was 2.5'],
+        [{ overrides: { rounds: { clientsPerRound: 1.5 } } }, 'rounds.clientsPerRound: must be an integer count ≥ 1 or a fraction in (0, 1): value was 1.5'],
+        [{ overrides: { rounds: { clientsPerRound: 0 } } }, 'rounds.clientsPerRound: must be an integer count ≥ 1 or a fraction in (0, 1)'],
+        [{ overrides: { rounds: { clientsPerRound: -0.5 } } }, 'rounds.clientsPerRound: must be'],
+        [{ overrides: { strategy: { name: 'fedprox' } } }, 'strategy.name: must be one of the possible values: ["fedavg"]: value was "fedprox"'],
+        [{ overrides: { lora: { alpha: 0 } } }, 'lora.alpha: must be a finite number > 0'],
+        [{ overrides: { lora: { alpha: Infinity } } }, 'lora.alpha: must be a finite number > 0'],
+        [{ overrides: { lora: { dropout: 1 } } }, 'lora.dropout: must be a number in [0, 1): value was 1'],
+        [{ overrides: { lora: { dropout: -0.1 } } }, 'lora.dropout: must be a number in [0, 1)'],
+        [{ overrides: { lora: { targetModules: ['q_proj'] } } }, 'lora.targetModules: must be a non-empty list drawn from c_attn, c_proj, c_fc: value was ["q_proj"]'],
+        [{ overrides: { lora: { targetModules: [] } } }, 'lora.targetModules: must be a non-empty list'],
+        [{ env: { FEDTUNE_LORA_TARGET_MODULES: 'c_attn,mlp' } }, 'lora.targetModules: must be a non-empty list'],
+        [{ overrides: { training: { learningRate: -1 } } }, 'training.learningRate: must be a finite number > 0'],
+        [{ args: ['--training.learningRate', 'fast'] }, 'training.learningRate: must be a finite number > 0'],
+        [{ overrides: { training: { weightDecay: -0.01 } } }, 'training.weightDecay: must be a finite number ≥ 0'],
+        [{ overrides: { training: { batchSize: '8x' } } }, 'training.batchSize: must be an integer ≥ 1'],
+        [{ overrides: { log: { level: 'verbose' } } }, 'log.level: must be one of the possible values'],
+        [{ overrides: { server: { host: 5 } } }, 'server.host: must be of type String'],
+        [{ file: await writeJson('bad-value.json', { rounds: { minClients: 0 } }) }, 'rounds.minClients: must be an integer ≥ 1'],
+      ];
+      for (const [opts, msg] of cases) expect(configError(opts).message, JSON.stringify(opts)).to.contain(msg);
+    });
+
+    it('refuse unknown keys in overrides and files, at any depth', async () => {
+      expect(configError({ overrides: { nonsense: 1 } }).message).to.contain("configuration param 'nonsense' not declared in the schema");
+      expect(configError({ overrides: { rounds: { totl: 3 } } }).message).to.contain("configuration param 'rounds.totl' not declared in the schema");
+      expect(configError({ overrides: { lora: { r: 4, extra: { deep: true } } } }).message).to.contain("'lora.extra");
+      expect(configError({ file: await writeJson('unknown.json', { transport: { chunkSize: 5 } }) }).message).to.contain("'transport.chunkSize' not declared");
+    });
+
+    it('report a missing or malformed file', async () => {
+      expect(configError({ file: path.join(dir, 'absent.json') }).message).to.contain('absent.json');
+      const bad = path.join(dir, 'malformed.json');
+      await fs.writeFile(bad, '{ "rounds": { "total": 2 ');
+      configError({ file: bad });
+    });
+
+    it('check keys against each other', () => {
+      expect(configError({ overrides: { rounds: { minUpdates: 5 } } }).message).to.contain('rounds.minUpdates (5) must not exceed rounds.minClients (2)');
+      expect(configError({ overrides: { rounds: { clientsPerRound: 3, minUpdates: 4, minClients: 4 } } }).message).to.contain(
+        'rounds.clientsPerRound (3) must be at least rounds.minUpdates (4)',
+      );
+      // A fraction is resolved against the connected clients at selection time, so it is not compared.
+      expect(loadConfig({ overrides: { rounds: { clientsPerRound: 0.1, minUpdates: 2 } } }).rounds.clientsPerRound).to.equal(0.1);
+      expect(loadConfig({ overrides: { rounds: { clientsPerRound: 2, minUpdates: 2 } } }).rounds.clientsPerRound).to.equal(2);
+      expect(configError({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES + 1 } } }).message).to.contain(
+        `transport.chunkBytes (${MAX_CHUNK_BYTES + 1}) must stay below gRPC's 4 MiB message limit (max ${MAX_CHUNK_BYTES})`,
+      );
+      expect(loadConfig({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES } } }).transport.chunkBytes).to.equal(MAX_CHUNK_BYTES);
+      // Several problems are reported together.
+      const both = configError({ overrides: { rounds: { minUpdates: 3, clientsPerRound: 2 }, transport: { chunkBytes: 8 << 20 } } }).message;
+      expect(both).to.contain('rounds.minUpdates (3) must not exceed').and.contain('rounds.clientsPerRound (2) must be at least').and.contain('transport.chunkBytes');
+      expect(both.split('; ')).to.have.length(3);
+    });
+  });
+
+  describe('describeConfig', () => {
+    it('documents every key once, with its default, environment variable and flag', () => {
+      const docs = describeConfig();
+      const c = loadConfig({ overrides: { run: { id: '' } } });
+      expect(docs.map((d) => d.key)).to.deep.equal(Object.keys(DEFAULTS));
+      expect(new Set(docs.map((d) => d.env)).size).to.equal(docs.length);
+      for (const d of docs) {
+        expect(d.doc, d.key).to.be.a('string').and.not.equal('');
+        expect(d.doc, d.key).to.match(/[.)]$/);
+        expect(d.arg).to.equal(`--${d.key}`);
+        expect(d.env).to.match(/^FEDTUNE_[A-Z_]+$/);
+        // FEDTUNE_<SECTION>_<KEY IN SNAKE CASE>, except strategy.name which reads FEDTUNE_STRATEGY.
+        const snake = d.key.replace(/\./g, '_').replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+        expect(d.env).to.equal(d.key === 'strategy.name' ? 'FEDTUNE_STRATEGY' : `FEDTUNE_${snake}`);
+        if (d.key !== 'run.id') expect(d.default, d.key).to.deep.equal(get(c, d.key));
+      }
+      expect(docs.find((d) => d.key === 'run.id')!.default).to.equal('');
+    });
+  });
+
+  it('configForManifest keeps everything but where the coordinator listens and how it logs', () => {
+    const c = loadConfig({ overrides: { run: { dir: '/r/x' } } });
+    const m = configForManifest(c);
+    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'rounds', 'run', 'strategy', 'training', 'transport']);
+    expect(m.run).to.deep.equal({ dir: '/r/x', id: 'x', seed: 42 });
+    expect(JSON.parse(JSON.stringify(m))).to.deep.equal(m);
+  });
+});
