@@ -164,10 +164,11 @@ describe('client SDK', function () {
     const joined = new Promise<string>((r) => client.once('joined', (e) => r(e.clientId)));
     const run = client.run();
     const id = await joined;
-    for (let i = 0; i < 50 && c.registry.connected().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && c.registry.connected().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(c.registry.connected().map((s) => s.clientId)).to.deep.equal([id]);
     await client.stop();
     expect(await run).to.include({ finalVersion: -1, reason: 'stopped', tasksCompleted: 0 });
+    for (let i = 0; i < 500 && c.registry.byId(id) !== undefined; i++) await new Promise((r) => setTimeout(r, 20)); // slow box: Leave may land late
     expect(c.registry.byId(id)).to.equal(undefined);
     expect(c.engine.phase).to.equal('WAITING_FOR_CLIENTS');
     expect(lines).to.include('info joined');
