@@ -17,6 +17,7 @@ program
   .description('Run the coordinator (config: --config FILE, FEDTUNE_* variables, or --section.key value flags)')
   .option('--config <file>', 'JSON configuration file')
   .allowUnknownOption(true)
+  .allowExcessArguments(true)
   .action(async (opts: { config?: string }, cmd: Command) => {
     const config = loadConfig({ file: opts.config, env: process.env, args: cmd.args });
     const logger = pino({ level: config.log.level });
@@ -50,6 +51,7 @@ program
   .command('simulate')
   .description('Run a whole federation on this machine (see examples/simulate.ts for options)')
   .allowUnknownOption(true)
+  .allowExcessArguments(true)
   .action(async () => {
     process.argv.splice(2, 1); // simulate parses its own flags
     await simulateMain();
