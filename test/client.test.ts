@@ -140,7 +140,7 @@ describe('client SDK', function () {
   });
 
   it('aborts the running training when the coordinator cancels its task, and trains the retry', async () => {
-    const { c, address } = await coordinator(await dir(), { deadlineMs: 500, maxAttempts: 2 });
+    const { c, address } = await coordinator(await dir(), { deadlineMs: 2500, maxAttempts: 2 });
     const trainer = new GateTrainer((call) => call === 1);
     const client = site(address, trainer);
     const failed: { cancelled: boolean; error: string }[] = [];

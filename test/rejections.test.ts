@@ -227,7 +227,7 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
 describe('an upload that outlives its deadline', function () {
   this.timeout(30_000);
   it('is refused with DEADLINE_EXCEEDED and nothing is committed', async () => {
-    const h = await startCoordinator(await tempDir('deadline'), { minClients: 1, minUpdates: 1, deadlineMs: 500, maxAttempts: 5 });
+    const h = await startCoordinator(await tempDir('deadline'), { minClients: 1, minUpdates: 1, deadlineMs: 1500, maxAttempts: 5 });
     const c = rawClient(h.address);
     try {
       const a = await join(c, 'late');
@@ -241,7 +241,7 @@ describe('an upload that outlives its deadline', function () {
           call.write(frames[1]);
           call.write(frames[2]);
           call.end();
-        }, 900);
+        }, 2500);
       });
       const err = await result;
       expect(err?.code).to.equal(status.DEADLINE_EXCEEDED);

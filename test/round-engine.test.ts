@@ -48,7 +48,7 @@ describe('round engine', function () {
   });
 
   it('leaves out a client that never uploads, at the deadline', async () => {
-    const h = await start({ total: 1, minClients: 3, minUpdates: 2, deadlineMs: 1500 });
+    const h = await start({ total: 1, minClients: 3, minUpdates: 2, deadlineMs: 4000 });
     const c = rawClient(h.address);
     const silent = await join(c, 'silent');
     const { stream } = nextTask(c, silent.session_token); // takes a task, never answers
@@ -62,7 +62,7 @@ describe('round engine', function () {
   });
 
   it('fails an attempt with too few updates without writing anything, then retries and commits', async () => {
-    const h = await start({ total: 1, minClients: 2, minUpdates: 2, deadlineMs: 800 });
+    const h = await start({ total: 1, minClients: 2, minUpdates: 2, deadlineMs: 3000 });
     const failures: { round: number; attempt: number; reason: string }[] = [];
     h.coordinator.engine.on('roundFailed', (e: { round: number; attempt: number; reason: string }) => failures.push(e));
     let attempts = 0;

@@ -181,7 +181,7 @@ describe('round state machine', function () {
 
   it('refuses an upload after the deadline with DEADLINE_EXCEEDED once the round committed without it', async () => {
     const runDir = await dir();
-    const { c, address } = await coordinator(runDir, { rounds: { minUpdates: 1, deadlineMs: 600 } });
+    const { c, address } = await coordinator(runDir, { rounds: { minUpdates: 1, deadlineMs: 3000 } });
     const r = raw(address);
     const silent = await join(r, 'silent');
     const { task, stream } = nextTask(r, silent.session_token);
