@@ -1,0 +1,35 @@
+// A site's long-term identity: an Ed25519 key pair in an owner-only file, created on first start. The
+// coordinator admits the public key (allow-list or a single-use join token) and every upload is signed with it.
+import nacl from 'tweetnacl';
+import { KeyFileError, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+
+export const IDENTITY_FORMAT = 'fedtune.client-identity/1';
+
+export interface ClientIdentity {
+  readonly publicKey: Uint8Array;
+  readonly secretKey: Uint8Array;
+  /** Short id of the public key, for logs. */
+  readonly keyId: string;
+}
+
+export function identityFromSecretKey(secretKey: Uint8Array): ClientIdentity {
+  const kp = nacl.sign.keyPair.fromSecretKey(secretKey);
+  return { publicKey: kp.publicKey, secretKey: kp.secretKey, keyId: keyId(kp.publicKey) };
+}
+
+/** A deterministic identity from a 32-byte seed (tests and simulations; real sites use a key file). */
+export function identityFromSeed(seed: Uint8Array): ClientIdentity {
+  return identityFromSecretKey(nacl.sign.keyPair.fromSeed(seed).secretKey);
+}
+
+/** Loads the identity file, or creates it with a fresh key pair when it does not exist. */
+export async function loadOrCreateIdentity(file: string): Promise<ClientIdentity> {
+  const j = await readSecretJson(file);
+  if (j) {
+    if (j.format !== IDENTITY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${IDENTITY_FORMAT}`);
+    return identityFromSecretKey(decodeKey(j.secretKey, 64, `${file}: secretKey`));
+  }
+  const id = identityFromSecretKey(nacl.sign.keyPair().secretKey);
+  await writeSecretJson(file, { format: IDENTITY_FORMAT, keyId: id.keyId, publicKey: encodeKey(id.publicKey), secretKey: encodeKey(id.secretKey) });
+  return id;
+}

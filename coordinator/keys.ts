@@ -1,0 +1,43 @@
+// The coordinator's long-term keys, in one owner-only file (default <run>/keys/coordinator.json):
+//   - Ed25519 (`sign`): signs every checkpoint manifest (manifest.sig), so `fedtune verify` can check the chain;
+//   - X25519 (`box`): clients seal their uploads to its public half (proto/crypto/sealed-upload.ts).
+// Created on first start; the secret halves never leave this module's callers and are never logged.
+import nacl from 'tweetnacl';
+import { KeyFileError, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+
+export const COORDINATOR_KEY_FORMAT = 'fedtune.coordinator-key/1';
+
+export interface CoordinatorKeys {
+  readonly sign: nacl.SignKeyPair;
+  readonly box: nacl.BoxKeyPair;
+  /** Short id of both public keys; uploads name it so a rotated key is refused with a clear message. */
+  readonly keyId: string;
+}
+
+function fromSecrets(signSecret: Uint8Array, boxSecret: Uint8Array): CoordinatorKeys {
+  const sign = nacl.sign.keyPair.fromSecretKey(signSecret);
+  const box = nacl.box.keyPair.fromSecretKey(boxSecret);
+  return { sign, box, keyId: keyId(sign.publicKey, box.publicKey) };
+}
+
+/** Loads the key file, or creates it with fresh keys when it does not exist. */
+export async function loadOrCreateCoordinatorKeys(file: string): Promise<CoordinatorKeys> {
+  const j = await readSecretJson(file);
+  if (j) {
+    if (j.format !== COORDINATOR_KEY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${COORDINATOR_KEY_FORMAT}`);
+    const keys = fromSecrets(decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`), decodeKey(j.boxSecretKey, 32, `${file}: boxSecretKey`));
+    // The Ed25519 secret key embeds its public half; a file edited by hand could disagree with itself.
+    if (typeof j.keyId === 'string' && j.keyId !== keys.keyId) throw new KeyFileError(`${file}: keyId ${j.keyId} does not match its keys (${keys.keyId})`);
+    return keys;
+  }
+  const keys = fromSecrets(nacl.sign.keyPair().secretKey, nacl.box.keyPair().secretKey);
+  await writeSecretJson(file, {
+    format: COORDINATOR_KEY_FORMAT,
+    keyId: keys.keyId,
+    signPublicKey: encodeKey(keys.sign.publicKey),
+    boxPublicKey: encodeKey(keys.box.publicKey),
+    signSecretKey: encodeKey(keys.sign.secretKey),
+    boxSecretKey: encodeKey(keys.box.secretKey),
+  });
+  return keys;
+}
