@@ -13,7 +13,15 @@ import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFr
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
-import { ProtocolError, TensorStreamDecoder, tensorFrames } from '../proto/tensor-stream';
+import { ProtocolError, TensorStreamDecoder, dataChunks, tensorHeader } from '../proto/tensor-stream';
+import { sealUpload, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
+import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
+import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
+import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
+import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
+import { identityFromSecretKey, type ClientIdentity } from './identity';
+import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
 import type { Trainer, TrainingPlan } from './trainer';
@@ -31,13 +39,22 @@ export interface FederationClientOptions {
   /** Stable site name; the coordinator derives the client id from it, so a reconnect keeps the identity. */
   readonly name: string;
   readonly trainer: Trainer;
+  /**
+   * The site's Ed25519 identity (see loadOrCreateIdentity). Without one the client makes a throwaway key,
+   * which only a coordinator in auth.mode "tofu" admits (simulations and tests).
+   */
+  readonly identity?: ClientIdentity;
+  /** A single-use enrolment token from the operator (`fedtune enroll token <name>`), needed on the first join only. */
+  readonly joinToken?: string;
+  /** Pin the coordinator's key id (from its operator): a coordinator presenting other keys is refused. */
+  readonly coordinatorKeyId?: string;
   /** e.g. pino(); default: silent. */
   readonly logger?: ClientLogger;
   /** Reconnection delays (exponential with full jitter). */
   readonly backoff?: BackoffOptions;
   /** Extra gRPC channel options (keepalive, message limits…). */
   readonly channelOptions?: grpc.ChannelOptions;
-  /** Default insecure (TLS is a later tier). */
+  /** Default insecure; see tlsCredentials() (client-sdk/tls.ts). */
   readonly credentials?: grpc.ChannelCredentials;
   readonly labels?: Record<string, string>;
   readonly chunkBytes?: number;
@@ -94,9 +111,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly cancelled = new Set<string>();
   private readonly completed = new Set<string>();
   private stream: grpc.ClientReadableStream<TaskEvent__Output> | null = null;
+  private readonly identity: ClientIdentity;
+  private runId = '';
+  private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
+    this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
@@ -151,24 +172,52 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.rpc.close();
   }
 
-  private join(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.rpc.Join(
-        { protocol_version: PROTOCOL_VERSION, client_name: this.opts.name, backend: this.opts.trainer.backend, labels: this.opts.labels ?? {} },
-        { deadline: Date.now() + 10_000 },
-        (err, res) => {
-          if (err || !res) return reject(err ?? new Error('empty join response'));
-          if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
-            return reject(new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`));
-          }
-          this.token = res.session_token;
-          this.clientId = res.client_id;
-          this.log('info', 'joined', { clientId: res.client_id, runId: res.run_id });
-          this.emit('joined', { clientId: res.client_id, runId: res.run_id });
-          resolve();
-        },
-      );
+  private hello(): Promise<HelloResponse__Output> {
+    return new Promise((resolve, reject) =>
+      this.rpc.Hello({ protocol_version: PROTOCOL_VERSION }, { deadline: Date.now() + 10_000 }, (err, res) => (err || !res ? reject(err ?? new Error('empty hello response')) : resolve(res))),
+    );
+  }
+
+  private joinCall(req: JoinRequest): Promise<JoinResponse__Output> {
+    return new Promise((resolve, reject) =>
+      this.rpc.Join(req, { deadline: Date.now() + 10_000 }, (err, res) => (err || !res ? reject(err ?? new Error('empty join response')) : resolve(res))),
+    );
+  }
+
+  private checkCoordinatorKeys(k: CoordinatorKeys__Output | null): { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } {
+    if (!k || k.box_public_key.length !== 32 || k.sign_public_key.length !== 32) throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator did not present its public keys');
+    if (this.opts.coordinatorKeyId && k.key_id !== this.opts.coordinatorKeyId) {
+      throw new ProtocolError(status.PERMISSION_DENIED, `coordinator presents key ${k.key_id}; this site pins ${this.opts.coordinatorKeyId}`);
+    }
+    return { keyId: k.key_id, boxPublicKey: new Uint8Array(k.box_public_key), signPublicKey: new Uint8Array(k.sign_public_key) };
+  }
+
+  /** Hello (challenge and the coordinator's keys), then Join with the challenge signed by the site's key. */
+  private async join(): Promise<void> {
+    const hello = await this.hello();
+    const coordinator = this.checkCoordinatorKeys(hello.coordinator);
+    const backend = this.opts.trainer.backend;
+    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend), this.identity.secretKey);
+    const res = await this.joinCall({
+      protocol_version: PROTOCOL_VERSION,
+      client_name: this.opts.name,
+      backend,
+      labels: this.opts.labels ?? {},
+      public_key: this.identity.publicKey,
+      challenge: hello.challenge,
+      signature,
+      join_token: this.opts.joinToken ?? '',
     });
+    if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
+      throw new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`);
+    }
+    this.coordinator = this.checkCoordinatorKeys(res.coordinator ?? hello.coordinator);
+    if (this.coordinator.keyId !== coordinator.keyId) throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator changed keys between Hello and Join');
+    this.token = res.session_token;
+    this.clientId = res.client_id;
+    this.runId = res.run_id;
+    this.log('info', 'joined', { clientId: res.client_id, runId: res.run_id, keyId: this.identity.keyId, coordinatorKeyId: coordinator.keyId });
+    this.emit('joined', { clientId: res.client_id, runId: res.run_id });
   }
 
   /** Handles task events in order; resolves when the run finishes, rejects when the stream breaks. */
@@ -286,8 +335,36 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     });
   }
 
+  /** Seals the delta to the coordinator's key and signs the header (proto/crypto/sealed-upload.ts). */
+  private seal(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): { header: UploadFrame; sealed: SealedUpload } {
+    if (!this.coordinator) throw new Error('not joined');
+    const chunkBytes = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    const tensors = tensorHeader(delta, chunkBytes);
+    const binding = { protocolVersion: PROTOCOL_VERSION, runId: this.runId, clientId: this.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples };
+    const sealed = sealUpload({ binding, tensors, plaintextChunks: dataChunks(delta, chunkBytes), coordinator: this.coordinator, identitySecretKey: this.identity.secretKey });
+    const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
+    return { header, sealed };
+  }
+
+  /**
+   * Sends a sealed upload; when the connection breaks it re-sends the same sealed bytes (the coordinator
+   * answers a resumed upload it already accepted without counting it twice), up to 3 tries.
+   */
+  private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
+    const { header, sealed } = this.seal(t, delta, numExamples);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.sendSealed(header, sealed);
+      } catch (e) {
+        const code = (e as grpc.ServiceError).code;
+        if (attempt >= 2 || (code !== status.UNAVAILABLE && code !== status.CANCELLED) || this.stopped) throw e;
+        await sleep(backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
+      }
+    }
+  }
+
   /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */
-  private upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
+  private sendSealed(header: UploadFrame, sealed: SealedUpload): Promise<void> {
     return new Promise((resolve, reject) => {
       let answered = false;
       const call = this.rpc.UploadUpdate((err) => {
@@ -297,11 +374,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         else resolve();
       });
       void (async () => {
-        for (const f of tensorFrames(delta, this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
+        const frames: UploadFrame[] = [header, ...sealed.chunks.map((chunk) => ({ chunk })), { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } }];
+        for (const msg of frames) {
           if (answered) return; // refused early: the rest would go nowhere
-          const msg: UploadFrame = f.header
-            ? { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors: f.header } }
-            : f;
           if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));
         }
         if (!answered) call.end();

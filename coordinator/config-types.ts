@@ -63,6 +63,12 @@ export interface CoordinatorConfig {
     /** Largest upload accepted, in bytes. */
     readonly maxUploadBytes: number;
   };
+  readonly auth: {
+    readonly mode: 'enrolled' | 'tofu';
+    /** "name=<base64 Ed25519 public key>" entries. */
+    readonly allowList: readonly string[];
+    readonly challengeTtlMs: number;
+  };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };

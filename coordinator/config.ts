@@ -62,6 +62,16 @@ convict.addFormats({
     },
     coerce: (v: string) => v.split(',').map((s) => s.trim()),
   },
+  'allow-list': {
+    validate(v: unknown) {
+      if (!Array.isArray(v)) throw new Error('must be a list of name=<base64 public key>');
+      for (const e of v) {
+        const i = typeof e === 'string' ? e.indexOf('=') : -1;
+        if (i <= 0 || Buffer.from((e as string).slice(i + 1), 'base64').length !== 32) throw new Error(`entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
+      }
+    },
+    coerce: (v: string) => v.split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+  },
 });
 
 const schema = {
@@ -105,6 +115,11 @@ const schema = {
   transport: {
     chunkBytes: { doc: 'Bytes per tensor-stream chunk.', format: 'positive-int', default: 1 << 20, env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES', arg: 'transport.chunkBytes' },
     maxUploadBytes: { doc: 'Largest update accepted (bytes).', format: 'positive-int', default: 256 * 1024 * 1024, env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES', arg: 'transport.maxUploadBytes' },
+  },
+  auth: {
+    mode: { doc: "Who may join: 'enrolled' (allow-list or a redeemed join token) or 'tofu' (first key seen per site name is bound; simulations and tests only).", format: ['enrolled', 'tofu'], default: 'enrolled', env: 'FEDTUNE_AUTH_MODE', arg: 'auth.mode' },
+    allowList: { doc: 'Enrolled sites as name=<base64 Ed25519 public key> (comma-separated in the environment).', format: 'allow-list', default: [] as string[], env: 'FEDTUNE_AUTH_ALLOW_LIST', arg: 'auth.allowList' },
+    challengeTtlMs: { doc: 'How long a Hello challenge stays valid for Join (ms).', format: 'positive-int', default: 60000, env: 'FEDTUNE_AUTH_CHALLENGE_TTL_MS', arg: 'auth.challengeTtlMs' },
   },
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
@@ -186,6 +201,7 @@ export function describeConfig(): ConfigKeyDoc[] {
 
 /** The configuration as recorded in manifests: everything except where this coordinator happens to listen. */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, log: _log, ...rest } = cfg;
+  // Who may join is operations, not training: allow-lists stay out of checkpoints.
+  const { server: _server, log: _log, auth: _auth, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -19,6 +19,11 @@ import { deriveSeed } from './selection';
 import { createHandlers } from './service';
 import { FedAvg } from './strategy/fedavg';
 import type { Strategy } from './strategy/strategy';
+import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
+import { Challenges } from './auth/challenges';
+import { Enrolment, parseAllowList } from './auth/enrolment';
+import { SealedUploadOpener, type SealedBlob } from '../proto/crypto/sealed-upload';
+import type { TensorList } from '../proto/tensors';
 
 export interface CoordinatorOptions {
   readonly config: CoordinatorConfig;
@@ -57,6 +62,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   private engineRef: RoundEngine | undefined;
   private server: grpc.Server | undefined;
   private runPromise: Promise<Checkpoint> | undefined;
+  private keysRef: CoordinatorKeys | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -72,6 +78,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     return this.engineRef;
   }
 
+  /** The coordinator's public keys (exist once start() was called). */
+  get publicKeys(): { keyId: string; signPublicKey: Uint8Array; boxPublicKey: Uint8Array } {
+    if (!this.keysRef) throw new Error('coordinator not started');
+    return { keyId: this.keysRef.keyId, signPublicKey: this.keysRef.sign.publicKey, boxPublicKey: this.keysRef.box.publicKey };
+  }
+
   /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
   async start(): Promise<{ address: string; port: number }> {
     if (this.engineRef) throw new Error('coordinator already started');
@@ -83,7 +95,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const initialAdapter =
       this.opts.initialAdapter ??
       (async () => initLoraAdapter(parseGpt2Config(JSON.parse(await fs.readFile(path.join(modelDir, 'config.json'), 'utf8'))), lora, deriveSeed(cfg.run.seed, 'lora-init')));
+    const keys = await loadOrCreateCoordinatorKeys(coordinatorKeyFile(cfg));
+    this.keysRef = keys;
+    const boxSecret = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
+    const unseal = (blob: SealedBlob, like: TensorList): NamedTensor[] => splitTensors(SealedUploadOpener.openAll(blob, boxSecret), like);
     const engine = new RoundEngine({
+      unseal,
       config: cfg,
       store: this.store,
       strategy: this.opts.strategy ?? new FedAvg(),
@@ -106,13 +123,16 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       store: this.store,
       runId: cfg.run.id,
       baseModelSha256: baseModel.sha256,
+      keys,
+      enrolment: new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList)),
+      challenges: new Challenges(cfg.auth.challengeTtlMs),
       log,
     }));
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, this.opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
-    this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir }, 'coordinator listening');
+    this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode }, 'coordinator listening');
     this.runPromise = engine.run();
     this.runPromise.then(this.settle.resolve, (e: Error) => {
       this.logger.error({ err: e.message }, 'run stopped');
@@ -140,4 +160,23 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     });
     await this.runPromise?.catch(() => undefined);
   }
+}
+
+/** Where the coordinator's secret keys live: <run>/keys/coordinator.json (owner-only). */
+export function coordinatorKeyFile(cfg: CoordinatorConfig): string {
+  return path.join(cfg.run.dir, 'keys', 'coordinator.json');
+}
+
+/** Little-endian float32 bytes back into tensors shaped like `like` (copied: the views must be aligned). */
+function splitTensors(bytes: Buffer, like: TensorList): NamedTensor[] {
+  let off = 0;
+  const out = like.map((t) => {
+    const n = t.data.length;
+    const data = new Float32Array(n);
+    Buffer.from(data.buffer).set(bytes.subarray(off, off + n * 4));
+    off += n * 4;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, data };
+  });
+  if (off !== bytes.length) throw new Error(`sealed upload holds ${bytes.length} bytes; the layout needs ${off}`);
+  return out;
 }

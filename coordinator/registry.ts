@@ -18,7 +18,15 @@ export interface ClientSession {
   readonly token: string;
   readonly backend: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** The Ed25519 key the session was opened with (a signed challenge); uploads must verify under it. */
+  readonly publicKey: Uint8Array;
   sink: TaskSink | null;
+}
+
+export function checkClientName(name: string): void {
+  if (!/^[\w.@:-]{1,128}$/.test(name)) {
+    throw new ProtocolError(status.INVALID_ARGUMENT, `client_name ${JSON.stringify(name)} must be 1-128 characters of [A-Za-z0-9_.@:-]`);
+  }
 }
 
 export const clientIdFor = (name: string): string => `c-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
@@ -27,14 +35,12 @@ export class ClientRegistry extends EventEmitter {
   private readonly byTokenMap = new Map<string, ClientSession>();
   private readonly byIdMap = new Map<string, ClientSession>();
 
-  join(name: string, backend: string, labels: Record<string, string>): ClientSession {
-    if (!/^[\w.@:-]{1,128}$/.test(name)) {
-      throw new ProtocolError(status.INVALID_ARGUMENT, `client_name ${JSON.stringify(name)} must be 1-128 characters of [A-Za-z0-9_.@:-]`);
-    }
+  join(name: string, backend: string, labels: Record<string, string>, publicKey: Uint8Array): ClientSession {
+    checkClientName(name);
     const clientId = clientIdFor(name);
     const old = this.byIdMap.get(clientId);
     if (old) this.drop(old); // a rejoin replaces the earlier session
-    const session: ClientSession = { clientId, name, token: randomBytes(32).toString('hex'), backend, labels, sink: null };
+    const session: ClientSession = { clientId, name, token: randomBytes(32).toString('hex'), backend, labels, publicKey, sink: null };
     this.byTokenMap.set(session.token, session);
     this.byIdMap.set(clientId, session);
     this.emit('change');

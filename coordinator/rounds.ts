@@ -16,6 +16,7 @@ import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
 import type { Strategy } from './strategy/strategy';
+import type { SealedBlob } from '../proto/crypto/sealed-upload';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
@@ -34,6 +35,8 @@ export interface RoundEngineDeps {
   readonly evaluator?: Evaluator;
   /** Seeds decided outside the coordinator (e.g. the data split), recorded in every manifest. */
   readonly extraSeeds?: Record<string, number>;
+  /** Opens an accepted upload (kept sealed until aggregation) into tensors laid out like `like`. */
+  readonly unseal: (blob: SealedBlob, like: TensorList) => NamedTensor[];
   readonly log: LogFn;
 }
 
@@ -47,7 +50,10 @@ export interface Task {
   readonly seed: number;
   readonly deadline: number;
   state: 'assigned' | 'receiving' | 'uploaded';
-  upload?: { numExamples: number; delta: NamedTensor[] };
+  /** The accepted upload, still sealed: deltas stay encrypted in memory until they are aggregated. */
+  upload?: { numExamples: number; sealed: SealedBlob };
+  /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
+  acceptedSha256?: string;
   metrics?: { values: Record<string, number>; backend: string };
 }
 
@@ -71,6 +77,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private wakeWaiters: (() => void) | null = null;
   /** Every task issued in this process, so a stale or forged task id gets a precise refusal. */
   private readonly issued = new Map<string, Task>();
+  /** Ciphertext hash → the task that accepted it, for the life of this process. */
+  private readonly accepted = new Map<string, Task>();
   /** Once the run ended, clients that (re)attach later are told at once instead of waiting forever. */
   private finished: { final_version: number; reason: string } | null = null;
 
@@ -213,7 +221,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       try {
         result = this.d.strategy.aggregate(
           base.adapter,
-          accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: t.upload!.delta })),
+          accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: this.d.unseal(t.upload!.sealed, base.adapter) })),
         );
       } catch (e) {
         return this.failAttempt(round, attempt, `aggregation failed: ${(e as Error).message}`);
@@ -359,15 +367,22 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.current?.wake();
   }
 
-  acceptUpload(t: Task, numExamples: number, delta: NamedTensor[]): void {
+  /** The task that already accepted this ciphertext, if any (replays and resumed uploads). */
+  acceptedBy(sha256Hex: string): Task | undefined {
+    return this.accepted.get(sha256Hex);
+  }
+
+  acceptUpload(t: Task, numExamples: number, sealed: SealedBlob): void {
     const cur = this.current;
     if (!cur?.open || cur.tasks.get(t.taskId) !== t || Date.now() > t.deadline) {
       t.state = 'assigned';
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
     }
     this.checkWithStrategy(cur, t, numExamples);
-    t.upload = { numExamples, delta };
+    t.upload = { numExamples, sealed };
     t.state = 'uploaded';
+    t.acceptedSha256 = sealed.sha256.toString('hex');
+    this.accepted.set(t.acceptedSha256, t);
     this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
     cur.wake();
   }

@@ -13,6 +13,14 @@ import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, TaskSink } from './registry';
 import type { RoundEngine, Task } from './rounds';
+import type { CoordinatorKeys } from './keys';
+import type { Challenges } from './auth/challenges';
+import type { Enrolment } from './auth/enrolment';
+import { checkClientName, type ClientSession } from './registry';
+import { SealedUploadOpener } from '../proto/crypto/sealed-upload';
+import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
+import { keyId } from '../proto/crypto/key-file';
+import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
@@ -26,6 +34,9 @@ export interface ServiceDeps {
   readonly store: CheckpointStore;
   readonly runId: string;
   readonly baseModelSha256: string;
+  readonly keys: CoordinatorKeys;
+  readonly enrolment: Enrolment;
+  readonly challenges: Challenges;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -64,23 +75,50 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     d.log(err.code === status.INTERNAL ? 'error' : 'warn', `${what} rejected`, { code: status[err.code!], details: err.details });
     return err;
   };
+  const wireKeys: WireKeys = { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey };
+  /** The session a token names, if its key was not revoked since it joined. Every state-changing call goes through here. */
+  const session = (token: string): ClientSession => {
+    const s = d.registry.byToken(token);
+    d.enrolment.checkActive(s.name, s.publicKey);
+    return s;
+  };
+  const unsealKey = { keyId: d.keys.keyId, boxPublicKey: d.keys.box.publicKey, boxSecretKey: d.keys.box.secretKey };
 
   return {
-    Join(call, cb) {
+    Hello(call, cb) {
       try {
         checkVersion(call.request.protocol_version, 'client');
-        const s = d.registry.join(call.request.client_name, call.request.backend, call.request.labels);
-        d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend });
-        cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256 });
+        const { challenge, expires } = d.challenges.issue();
+        cb(null, { protocol_version: PROTOCOL_VERSION, run_id: d.runId, challenge, challenge_expires_unix_ms: expires, coordinator: wireKeys });
+      } catch (e) {
+        cb(fail(e, 'hello'));
+      }
+    },
+
+    Join(call, cb) {
+      try {
+        const r = call.request;
+        checkVersion(r.protocol_version, 'client');
+        checkClientName(r.client_name);
+        const pk = Buffer.from(r.public_key ?? []);
+        if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
+        d.challenges.consume(r.challenge);
+        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
+          throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
+        }
+        const how = d.enrolment.authorize(r.client_name, pk, r.join_token);
+        const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
+        d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
+        cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
       } catch (e) {
         cb(fail(e, 'join'));
       }
     },
 
     StreamTasks(call) {
-      let session;
+      let session_;
       try {
-        session = d.registry.byToken(call.request.session_token);
+        session_ = session(call.request.session_token);
       } catch (e) {
         call.emit('error', fail(e, 'task stream'));
         return;
@@ -93,7 +131,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           if (call.writable) call.end();
         },
       };
-      const s = session;
+      const s = session_;
       const detach = (): void => d.registry.detach(s, sink);
       call.on('cancelled', detach);
       call.on('close', detach);
@@ -104,7 +142,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     DownloadAdapter(call) {
       void (async () => {
         try {
-          d.registry.byToken(call.request.session_token);
+          session(call.request.session_token);
           const latest = d.engine.latest;
           const v = call.request.version;
           const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
@@ -119,6 +157,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     UploadUpdate(call, cb) {
       let task: Task | undefined;
       let decoder: TensorStreamDecoder | undefined;
+      let opener: SealedUploadOpener | undefined;
       let numExamples = 0;
       let finished = false;
       const reject = (e: unknown): void => {
@@ -134,32 +173,57 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
             const h = frame.header;
             checkVersion(h.protocol_version, 'upload');
-            const s = d.registry.byToken(h.session_token);
+            const s = session(h.session_token);
+            const e = h.sealed;
+            if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
+            const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
+            const earlier = d.engine.acceptedBy(digest);
+            if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded') {
+              // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
+              finished = true;
+              d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
+              cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
+              return;
+            }
+            if (earlier) throw new ProtocolError(status.ALREADY_EXISTS, `replayed upload: this sealed upload was already accepted for task ${earlier.taskId} (round ${earlier.round})`);
             const t = d.engine.task(s.clientId, h.task_id, h.round);
             if (h.base_version !== t.baseVersion) {
               throw new ProtocolError(status.FAILED_PRECONDITION, `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`);
             }
+            const base = d.engine.baseOf(t);
+            if (e.base_manifest_sha256 !== base.manifestSha256) {
+              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against checkpoint ${e.base_manifest_sha256.slice(0, 16) || '(none)'}…; round ${t.round} starts from v${t.baseVersion} with manifest ${base.manifestSha256.slice(0, 16)}…`);
+            }
+            if (e.run_id !== d.runId || e.client_id !== s.clientId || e.attempt !== t.attempt) {
+              throw new ProtocolError(status.FAILED_PRECONDITION, `sealed envelope is bound to run ${e.run_id}, client ${e.client_id}, attempt ${e.attempt}; expected ${d.runId}, ${s.clientId}, ${t.attempt}`);
+            }
             if (!(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
               throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
             }
-            d.engine.beginUpload(t); // refuses a second upload for the task before reading any data
-            task = t; // from here on a refusal hands the task back (abortUpload)
-            // Declarations first (size limit, dtypes), then the layout, and only then allocate the buffer.
+            if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`);
+            // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
             const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes);
-            checkLayout(specs, d.engine.baseOf(t).adapter);
+            checkLayout(specs, base.adapter);
+            const binding = { protocolVersion: h.protocol_version, runId: d.runId, clientId: s.clientId, taskId: t.taskId, round: t.round, attempt: t.attempt, baseVersion: t.baseVersion, baseManifestSha256: base.manifestSha256, numExamples: h.num_examples };
+            const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
+            d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
+            task = t; // from here on a refusal hands the task back (abortUpload)
+            opener = op;
             const bound = d.engine.updateBound;
             decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true, maxAbs: bound.maxAbs, maxAbsOwner: bound.owner });
             numExamples = h.num_examples;
           } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
-            if (!decoder) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
-            decoder.push(frame.chunk);
+            if (!decoder || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
+            decoder.push(opener.open(frame.chunk));
           } else if (frame.trailer) {
-            if (!decoder || !task) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
-            const delta = decoder.finish(frame.trailer);
-            d.engine.acceptUpload(task, numExamples, delta);
+            if (!decoder || !task || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
+            opener.finish();
+            if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
+            decoder.finishAuthenticated(); // checks sizes and values; integrity came from the AEAD and the signature
+            d.engine.acceptUpload(task, numExamples, opener.blob());
             finished = true;
             d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
-            cb(null, { task_id: task.taskId, round: task.round, sha256: decoder.digest });
+            cb(null, { task_id: task.taskId, round: task.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false });
           } else {
             throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
           }
@@ -169,9 +233,9 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       });
       call.on('end', () => {
         if (finished) return;
-        if (!decoder) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+        if (!decoder || !opener) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
         try {
-          decoder.finish(undefined); // throws DATA_LOSS: truncated or trailer missing
+          opener.finish(); // throws DATA_LOSS: truncated
           reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
         } catch (e) {
           reject(e);
@@ -185,7 +249,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     ReportMetrics(call, cb) {
       try {
         const r = call.request;
-        const s = d.registry.byToken(r.session_token);
+        const s = session(r.session_token);
         const t = d.engine.task(s.clientId, r.task_id, r.round);
         const entries = Object.entries(r.metrics);
         // Metrics land in every manifest: keep them finite and bounded.

@@ -6,7 +6,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from './generated/fedtune';
 
 /** The wire protocol version this build speaks; peers speaking another are refused. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Default data chunk size: far below gRPC's 4 MiB default message limit. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;

@@ -220,6 +220,21 @@ export class TensorStreamDecoder {
     if (!trailer.sha256 || !digest.equals(trailer.sha256)) {
       throw new ProtocolError(status.DATA_LOSS, 'stream SHA-256 does not match its trailer');
     }
+    return this.tensors(digest);
+  }
+
+  /**
+   * Completes a stream whose integrity was already established by its transport (sealed uploads: every chunk
+   * authenticated, the chunk count and ciphertext hash signed): checks only completeness and the values.
+   */
+  finishAuthenticated(): NamedTensor[] {
+    if (this.received < this.totalBytes) {
+      throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${this.received} of ${this.totalBytes} bytes`);
+    }
+    return this.tensors(this.hash.digest());
+  }
+
+  private tensors(digest: Buffer): NamedTensor[] {
     const out: NamedTensor[] = [];
     let off = 0;
     for (const s of this.specs) {

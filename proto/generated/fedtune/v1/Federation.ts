@@ -3,6 +3,8 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from '../../fedtune/v1/DownloadRequest';
+import type { HelloRequest as _fedtune_v1_HelloRequest, HelloRequest__Output as _fedtune_v1_HelloRequest__Output } from '../../fedtune/v1/HelloRequest';
+import type { HelloResponse as _fedtune_v1_HelloResponse, HelloResponse__Output as _fedtune_v1_HelloResponse__Output } from '../../fedtune/v1/HelloResponse';
 import type { JoinRequest as _fedtune_v1_JoinRequest, JoinRequest__Output as _fedtune_v1_JoinRequest__Output } from '../../fedtune/v1/JoinRequest';
 import type { JoinResponse as _fedtune_v1_JoinResponse, JoinResponse__Output as _fedtune_v1_JoinResponse__Output } from '../../fedtune/v1/JoinResponse';
 import type { LeaveRequest as _fedtune_v1_LeaveRequest, LeaveRequest__Output as _fedtune_v1_LeaveRequest__Output } from '../../fedtune/v1/LeaveRequest';
@@ -20,6 +22,15 @@ export interface FederationClient extends grpc.Client {
   DownloadAdapter(argument: _fedtune_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
   downloadAdapter(argument: _fedtune_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
   downloadAdapter(argument: _fedtune_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
+  
+  Hello(argument: _fedtune_v1_HelloRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  Hello(argument: _fedtune_v1_HelloRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  Hello(argument: _fedtune_v1_HelloRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  Hello(argument: _fedtune_v1_HelloRequest, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  hello(argument: _fedtune_v1_HelloRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  hello(argument: _fedtune_v1_HelloRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  hello(argument: _fedtune_v1_HelloRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
+  hello(argument: _fedtune_v1_HelloRequest, callback: grpc.requestCallback<_fedtune_v1_HelloResponse__Output>): grpc.ClientUnaryCall;
   
   Join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   Join(argument: _fedtune_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
@@ -67,6 +78,8 @@ export interface FederationClient extends grpc.Client {
 export interface FederationHandlers extends grpc.UntypedServiceImplementation {
   DownloadAdapter: grpc.handleServerStreamingCall<_fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame>;
   
+  Hello: grpc.handleUnaryCall<_fedtune_v1_HelloRequest__Output, _fedtune_v1_HelloResponse>;
+  
   Join: grpc.handleUnaryCall<_fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse>;
   
   Leave: grpc.handleUnaryCall<_fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse>;
@@ -81,6 +94,7 @@ export interface FederationHandlers extends grpc.UntypedServiceImplementation {
 
 export interface FederationDefinition extends grpc.ServiceDefinition {
   DownloadAdapter: MethodDefinition<_fedtune_v1_DownloadRequest, _fedtune_v1_TensorFrame, _fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame__Output>
+  Hello: MethodDefinition<_fedtune_v1_HelloRequest, _fedtune_v1_HelloResponse, _fedtune_v1_HelloRequest__Output, _fedtune_v1_HelloResponse__Output>
   Join: MethodDefinition<_fedtune_v1_JoinRequest, _fedtune_v1_JoinResponse, _fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse__Output>
   Leave: MethodDefinition<_fedtune_v1_LeaveRequest, _fedtune_v1_LeaveResponse, _fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse__Output>
   ReportMetrics: MethodDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsAck, _fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck__Output>

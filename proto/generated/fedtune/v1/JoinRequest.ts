@@ -6,6 +6,10 @@ export interface JoinRequest {
   'client_name'?: (string);
   'backend'?: (string);
   'labels'?: ({[key: string]: string});
+  'public_key'?: (Buffer | Uint8Array | string);
+  'challenge'?: (Buffer | Uint8Array | string);
+  'signature'?: (Buffer | Uint8Array | string);
+  'join_token'?: (string);
 }
 
 export interface JoinRequest__Output {
@@ -13,4 +17,8 @@ export interface JoinRequest__Output {
   'client_name': (string);
   'backend': (string);
   'labels': ({[key: string]: string});
+  'public_key': (Buffer);
+  'challenge': (Buffer);
+  'signature': (Buffer);
+  'join_token': (string);
 }

@@ -1,5 +1,6 @@
 // Original file: proto/fedtune.proto
 
+import type { CoordinatorKeys as _fedtune_v1_CoordinatorKeys, CoordinatorKeys__Output as _fedtune_v1_CoordinatorKeys__Output } from '../../fedtune/v1/CoordinatorKeys';
 
 export interface JoinResponse {
   'client_id'?: (string);
@@ -7,6 +8,7 @@ export interface JoinResponse {
   'run_id'?: (string);
   'protocol_version'?: (number);
   'base_model_sha256'?: (string);
+  'coordinator'?: (_fedtune_v1_CoordinatorKeys | null);
 }
 
 export interface JoinResponse__Output {
@@ -15,4 +17,5 @@ export interface JoinResponse__Output {
   'run_id': (string);
   'protocol_version': (number);
   'base_model_sha256': (string);
+  'coordinator': (_fedtune_v1_CoordinatorKeys__Output | null);
 }

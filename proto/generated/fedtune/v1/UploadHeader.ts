@@ -1,6 +1,7 @@
 // Original file: proto/fedtune.proto
 
 import type { TensorHeader as _fedtune_v1_TensorHeader, TensorHeader__Output as _fedtune_v1_TensorHeader__Output } from '../../fedtune/v1/TensorHeader';
+import type { SealedEnvelope as _fedtune_v1_SealedEnvelope, SealedEnvelope__Output as _fedtune_v1_SealedEnvelope__Output } from '../../fedtune/v1/SealedEnvelope';
 import type { Long } from '@grpc/proto-loader';
 
 export interface UploadHeader {
@@ -11,6 +12,7 @@ export interface UploadHeader {
   'base_version'?: (number);
   'num_examples'?: (number | string | Long);
   'tensors'?: (_fedtune_v1_TensorHeader | null);
+  'sealed'?: (_fedtune_v1_SealedEnvelope | null);
 }
 
 export interface UploadHeader__Output {
@@ -21,4 +23,5 @@ export interface UploadHeader__Output {
   'base_version': (number);
   'num_examples': (number);
   'tensors': (_fedtune_v1_TensorHeader__Output | null);
+  'sealed': (_fedtune_v1_SealedEnvelope__Output | null);
 }

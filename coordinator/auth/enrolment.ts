@@ -1,0 +1,179 @@
+// Who may join. A site is a name bound to an Ed25519 public key, enrolled in one of three ways:
+//   - auth.allowList in the configuration ("name=<base64 public key>");
+//   - a single-use join token the operator issues (`fedtune enroll token <name>`), redeemed at the first Join;
+//   - auth.mode = "tofu" (trust on first use; simulations and tests only): the first key seen for a name is bound.
+// Bindings, tokens (only their SHA-256) and revocations live in <run>/clients.json, which operator commands
+// edit while the coordinator runs; the coordinator re-reads it when it changes, so a revocation takes effect
+// at the client's next call.
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { ProtocolError } from '../../proto/tensor-stream';
+import { keyId } from '../../proto/crypto/key-file';
+import { replaceAtomicallySync } from './atomic-json';
+
+export const CLIENTS_FILE = 'clients.json';
+export const CLIENTS_FORMAT = 'fedtune.clients/1';
+
+export interface EnrolledClient {
+  readonly name: string;
+  /** base64 Ed25519 public key. */
+  readonly publicKey: string;
+  readonly enrolledAt: string;
+  readonly via: 'token' | 'tofu' | 'operator';
+  revokedAt?: string;
+  revokeReason?: string;
+}
+
+export interface TokenRecord {
+  /** SHA-256 (hex) of the token; the token itself is shown once, to the operator. */
+  readonly sha256: string;
+  readonly name: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  usedAt?: string;
+}
+
+export interface ClientsFile {
+  format: typeof CLIENTS_FORMAT;
+  clients: EnrolledClient[];
+  tokens: TokenRecord[];
+}
+
+export type AuthMode = 'enrolled' | 'tofu';
+
+const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+export function readClientsFile(runDir: string): ClientsFile {
+  const file = path.join(runDir, CLIENTS_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { format: CLIENTS_FORMAT, clients: [], tokens: [] };
+    throw e;
+  }
+  const j = JSON.parse(text) as ClientsFile;
+  if (j.format !== CLIENTS_FORMAT || !Array.isArray(j.clients) || !Array.isArray(j.tokens)) throw new Error(`${file} is not a ${CLIENTS_FORMAT} file`);
+  return j;
+}
+
+export function writeClientsFile(runDir: string, f: ClientsFile): void {
+  fs.mkdirSync(runDir, { recursive: true });
+  replaceAtomicallySync(path.join(runDir, CLIENTS_FILE), JSON.stringify(f, null, 2) + '\n');
+}
+
+/** Operator: a single-use token that enrols the first key presenting it under `name`. */
+export function issueJoinToken(runDir: string, name: string, ttlMs: number, now = new Date()): string {
+  const token = `ftj_${randomBytes(24).toString('base64url')}`;
+  const f = readClientsFile(runDir);
+  f.tokens.push({ sha256: sha256Hex(token), name, createdAt: now.toISOString(), expiresAt: new Date(now.getTime() + ttlMs).toISOString() });
+  writeClientsFile(runDir, f);
+  return token;
+}
+
+/** Operator: binds a name to a public key directly (the key came out of band). */
+export function enrolKey(runDir: string, name: string, publicKeyB64: string): void {
+  const f = readClientsFile(runDir);
+  if (f.clients.some((c) => c.name === name && !c.revokedAt)) throw new Error(`site ${name} is already enrolled; revoke it first`);
+  f.clients.push({ name, publicKey: publicKeyB64, enrolledAt: new Date().toISOString(), via: 'operator' });
+  writeClientsFile(runDir, f);
+}
+
+/** Operator: revokes a site's key; its next call is refused with PERMISSION_DENIED. */
+export function revokeClient(runDir: string, name: string, reason = 'revoked by the operator'): EnrolledClient {
+  const f = readClientsFile(runDir);
+  const c = f.clients.find((x) => x.name === name && !x.revokedAt);
+  if (!c) throw new Error(`site ${name} has no active enrolment in ${path.join(runDir, CLIENTS_FILE)}`);
+  c.revokedAt = new Date().toISOString();
+  c.revokeReason = reason;
+  writeClientsFile(runDir, f);
+  return c;
+}
+
+export interface AllowListEntry {
+  readonly name: string;
+  readonly publicKey: string;
+}
+
+/** Parses auth.allowList entries of the form "name=<base64 Ed25519 public key>". */
+export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
+  return entries.map((e) => {
+    const i = e.indexOf('=');
+    const name = e.slice(0, i);
+    const publicKey = e.slice(i + 1);
+    if (i <= 0 || Buffer.from(publicKey, 'base64').length !== 32) throw new Error(`auth.allowList entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
+    return { name, publicKey };
+  });
+}
+
+/** The coordinator's view: decides Join and re-checks revocation on every state-changing call. */
+export class Enrolment {
+  private file: ClientsFile;
+  private mtimeMs = -1;
+
+  constructor(private readonly runDir: string, private readonly mode: AuthMode, private readonly allowList: readonly AllowListEntry[]) {
+    this.file = readClientsFile(runDir);
+  }
+
+  private refresh(): void {
+    let m: number;
+    try {
+      m = fs.statSync(path.join(this.runDir, CLIENTS_FILE)).mtimeMs;
+    } catch {
+      m = -1;
+    }
+    if (m !== this.mtimeMs) {
+      this.file = readClientsFile(this.runDir);
+      this.mtimeMs = m;
+    }
+  }
+
+  private revocation(name: string, pk: string): EnrolledClient | undefined {
+    return this.file.clients.find((c) => c.revokedAt && c.publicKey === pk && c.name === name) ?? this.file.clients.find((c) => c.revokedAt && c.publicKey === pk);
+  }
+
+  /** Admits (name, key) or throws: UNAUTHENTICATED for an unknown key, PERMISSION_DENIED for a revoked or mismatched one. */
+  authorize(name: string, publicKey: Uint8Array, joinToken: string): 'enrolled' | 'token' | 'tofu' {
+    this.refresh();
+    const pk = Buffer.from(publicKey).toString('base64');
+    const kid = keyId(publicKey);
+    const revoked = this.revocation(name, pk);
+    if (revoked) throw new ProtocolError(status.PERMISSION_DENIED, `key ${kid} of site ${revoked.name} was revoked at ${revoked.revokedAt} (${revoked.revokeReason ?? 'no reason given'})`);
+    const bound = this.file.clients.find((c) => c.name === name && !c.revokedAt) ?? this.allowList.find((c) => c.name === name);
+    if (bound) {
+      if (bound.publicKey !== pk) throw new ProtocolError(status.PERMISSION_DENIED, `site ${name} is enrolled with key ${keyId(Buffer.from(bound.publicKey, 'base64'))}; this client presented key ${kid}`);
+      return 'enrolled';
+    }
+    if (joinToken) {
+      const rec = this.file.tokens.find((t) => t.sha256 === sha256Hex(joinToken));
+      if (!rec) throw new ProtocolError(status.PERMISSION_DENIED, 'join token is not one this coordinator issued');
+      if (rec.usedAt) throw new ProtocolError(status.PERMISSION_DENIED, `join token was already used at ${rec.usedAt}`);
+      if (Date.now() > Date.parse(rec.expiresAt)) throw new ProtocolError(status.PERMISSION_DENIED, `join token expired at ${rec.expiresAt}`);
+      if (rec.name !== name) throw new ProtocolError(status.PERMISSION_DENIED, `join token was issued for site ${rec.name}, not ${name}`);
+      rec.usedAt = new Date().toISOString();
+      this.file.clients.push({ name, publicKey: pk, enrolledAt: rec.usedAt, via: 'token' });
+      this.persist();
+      return 'token';
+    }
+    if (this.mode === 'tofu') {
+      this.file.clients.push({ name, publicKey: pk, enrolledAt: new Date().toISOString(), via: 'tofu' });
+      this.persist();
+      return 'tofu';
+    }
+    throw new ProtocolError(status.UNAUTHENTICATED, `site ${name} with key ${kid} is not enrolled: ask the operator for a join token (fedtune enroll token ${name}) or to add the key to auth.allowList`);
+  }
+
+  /** PERMISSION_DENIED when the key was revoked since the session began. */
+  checkActive(name: string, publicKey: Uint8Array): void {
+    this.refresh();
+    const r = this.revocation(name, Buffer.from(publicKey).toString('base64'));
+    if (r) throw new ProtocolError(status.PERMISSION_DENIED, `key ${keyId(publicKey)} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`);
+  }
+
+  private persist(): void {
+    writeClientsFile(this.runDir, this.file);
+    this.mtimeMs = fs.statSync(path.join(this.runDir, CLIENTS_FILE)).mtimeMs;
+  }
+}
