@@ -19,6 +19,15 @@ export interface TrainingSettings {
   readonly maxSeqLen: number;
 }
 
+export interface TlsSettings {
+  /** PEM server certificate chain; '' serves plaintext gRPC. */
+  readonly certFile: string;
+  /** PEM private key of certFile. Only the path is ever recorded or logged. */
+  readonly keyFile: string;
+  /** PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS). */
+  readonly clientCaFile: string;
+}
+
 export interface CoordinatorConfig {
   readonly server: {
     readonly host: string;
@@ -63,6 +72,7 @@ export interface CoordinatorConfig {
     /** Largest upload accepted, in bytes. */
     readonly maxUploadBytes: number;
   };
+  readonly tls: TlsSettings;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };
