@@ -92,6 +92,7 @@ describe('TLS on the gRPC channel', function () {
   const harnesses: Harness[] = [];
   const clients: FederationClient[] = [];
   const coordinators: Coordinator[] = [];
+  const runDirs: string[] = [];
 
   before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'fedtune-tls-'));
@@ -101,6 +102,7 @@ describe('TLS on the gRPC channel', function () {
   afterEach(async () => {
     for (const c of clients.splice(0)) await c.stop().catch(() => undefined);
     for (const c of coordinators.splice(0)) await c.stop(200);
+    for (const d of runDirs.splice(0)) await fs.rm(d, { recursive: true, force: true });
     for (const h of harnesses.splice(0)) {
       await h.coordinator.stop(200);
       await fs.rm(h.runDir, { recursive: true, force: true });
@@ -177,6 +179,7 @@ describe('TLS on the gRPC channel', function () {
       loadConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert } } });
     const make = async (credentials?: grpc.ServerCredentials): Promise<string> => {
       const runDir = await tempDir('tls-log');
+      runDirs.push(runDir);
       const c = new Coordinator({ config: config(runDir), credentials, initialAdapter: () => smallAdapter(0), adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'info' }, sink) });
       coordinators.push(c);
       return (await c.start()).address;
