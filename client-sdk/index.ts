@@ -1,6 +1,7 @@
 // fedtune/client-sdk: join a federation from a data-owning site.
 export { FederationClient, type FederationClientOptions, type RunSummary, type TaskDone, type TaskInfo, type ClientEvents, type ClientLogger } from './client';
 export type { Trainer, TrainingPlan, TrainOutcome } from './trainer';
+export { tlsCredentials, type TlsClientOptions } from './tls';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { LoraSftTrainer, createLoraSftTrainer, type LoraSftTrainerOptions, type SftData } from './sft/lora-trainer';
 export { evaluateAdapter } from './sft/evaluate';

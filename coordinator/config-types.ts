@@ -19,6 +19,15 @@ export interface TrainingSettings {
   readonly maxSeqLen: number;
 }
 
+export interface TlsSettings {
+  /** PEM server certificate chain; '' serves plaintext gRPC. */
+  readonly certFile: string;
+  /** PEM private key of certFile. Only the path is ever recorded or logged. */
+  readonly keyFile: string;
+  /** PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS). */
+  readonly clientCaFile: string;
+}
+
 export interface CoordinatorConfig {
   readonly server: {
     readonly host: string;
@@ -69,6 +78,7 @@ export interface CoordinatorConfig {
     readonly allowList: readonly string[];
     readonly challengeTtlMs: number;
   };
+  readonly tls: TlsSettings;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };

@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import convict from 'convict';
 import type { CoordinatorConfig } from './config-types';
+import { tlsProblems } from './tls';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -121,6 +122,11 @@ const schema = {
     allowList: { doc: 'Enrolled sites as name=<base64 Ed25519 public key> (comma-separated in the environment).', format: 'allow-list', default: [] as string[], env: 'FEDTUNE_AUTH_ALLOW_LIST', arg: 'auth.allowList' },
     challengeTtlMs: { doc: 'How long a Hello challenge stays valid for Join (ms).', format: 'positive-int', default: 60000, env: 'FEDTUNE_AUTH_CHALLENGE_TTL_MS', arg: 'auth.challengeTtlMs' },
   },
+  tls: {
+    certFile: { doc: "PEM server certificate chain ('' = plaintext gRPC).", format: String, default: '', env: 'FEDTUNE_TLS_CERT_FILE', arg: 'tls.certFile' },
+    keyFile: { doc: 'PEM private key of tls.certFile.', format: String, default: '', env: 'FEDTUNE_TLS_KEY_FILE', arg: 'tls.keyFile' },
+    clientCaFile: { doc: "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS; '' = off).", format: String, default: '', env: 'FEDTUNE_TLS_CLIENT_CA_FILE', arg: 'tls.clientCaFile' },
+  },
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
   },
@@ -163,6 +169,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   if (cfg.transport.chunkBytes > 4 * 1024 * 1024 - 64 * 1024) {
     problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${4 * 1024 * 1024 - 64 * 1024})`);
   }
+  problems.push(...tlsProblems(cfg.tls));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   return { ...cfg, run: { ...cfg.run, id } };
@@ -199,9 +206,12 @@ export function describeConfig(): ConfigKeyDoc[] {
   return out;
 }
 
-/** The configuration as recorded in manifests: everything except where this coordinator happens to listen. */
+/**
+ * The configuration as recorded in manifests: everything except where this coordinator happens to listen, how
+ * it secures the channel (tls.*: deployment, not the run's result) and how it logs.
+ */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
   // Who may join is operations, not training: allow-lists stay out of checkpoints.
-  const { server: _server, log: _log, auth: _auth, ...rest } = cfg;
+  const { server: _server, tls: _tls, log: _log, auth: _auth, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -19,6 +19,7 @@ import { deriveSeed } from './selection';
 import { createHandlers } from './service';
 import { FedAvg } from './strategy/fedavg';
 import type { Strategy } from './strategy/strategy';
+import { serverCredentials, tlsMode } from './tls';
 import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
 import { Challenges } from './auth/challenges';
 import { Enrolment, parseAllowList } from './auth/enrolment';
@@ -39,7 +40,7 @@ export interface CoordinatorOptions {
   /** Seeds decided outside the coordinator, e.g. { dataSplit: 7 }, recorded in manifests. */
   readonly extraSeeds?: Record<string, number>;
   readonly logger?: pino.Logger;
-  /** Server credentials (default insecure; TLS is a later tier). */
+  /** Server credentials; wins over the tls.* configuration keys (default: from them, else insecure). */
   readonly credentials?: grpc.ServerCredentials;
 }
 
@@ -88,6 +89,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   async start(): Promise<{ address: string; port: number }> {
     if (this.engineRef) throw new Error('coordinator already started');
     const cfg = this.opts.config;
+    // First, so that an unusable certificate or key fails start() before anything else is set up.
+    const credentials = this.opts.credentials ?? serverCredentials(cfg.tls) ?? grpc.ServerCredentials.createInsecure();
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
     const modelDir = cfg.model.dir;
     const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: sha256Hex(await fs.readFile(path.join(modelDir, 'model.safetensors'))) };
@@ -129,10 +132,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       log,
     }));
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, this.opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
-    this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode }, 'coordinator listening');
+    // Paths and the mode only: the key's contents never reach a log.
+    const tls = this.opts.credentials ? { tls: 'credentials option' } : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
+    this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode, ...tls }, 'coordinator listening');
     this.runPromise = engine.run();
     this.runPromise.then(this.settle.resolve, (e: Error) => {
       this.logger.error({ err: e.message }, 'run stopped');

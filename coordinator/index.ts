@@ -1,7 +1,8 @@
 // fedtune/coordinator: run a federation's coordinator, or build on its parts.
 export { Coordinator, loraSettings, type CoordinatorOptions } from './coordinator';
 export { loadConfig, describeConfig, configForManifest, ConfigError, type LoadConfigOptions } from './config';
-export type { CoordinatorConfig, LoraSettings, TrainingSettings } from './config-types';
+export type { CoordinatorConfig, LoraSettings, TrainingSettings, TlsSettings } from './config-types';
+export { serverCredentials, tlsMode, type TlsMode } from './tls';
 export { RoundEngine, type Evaluator, type Task } from './rounds';
 export type { RoundEvents, RoundPhase, RoundStarted, ClientSelected, UpdateAccepted, RoundCommitted, RoundFailed, RunFinishedEvent } from './round-events';
 export { createHandlers, MAX_NUM_EXAMPLES, MAX_METRICS } from './service';

@@ -3,6 +3,7 @@
 //   node dist/examples/site.js --address 127.0.0.1:50051 --name site-0 --shard 0 --of 2
 import { Command } from 'commander';
 import { FederationClient } from '../client-sdk/client';
+import { tlsCredentials, type TlsClientOptions } from '../client-sdk/tls';
 import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
 
@@ -14,9 +15,27 @@ export interface SiteOptions {
   readonly splitSeed: number;
   readonly modelDir?: string;
   readonly maxSeqLen?: number;
+  /** TLS to the coordinator; default: plaintext. */
+  readonly tls?: TlsClientOptions;
+}
+
+/** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
+export interface TlsFlags {
+  readonly tls?: boolean;
+  readonly tlsCa?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+}
+
+/** TLS options from the flags; undefined (plaintext) when none is given. */
+export function tlsFromFlags(f: TlsFlags): TlsClientOptions | undefined {
+  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  if (!f.tls && !f.tlsCa && !f.tlsCert) return undefined;
+  return { caFile: f.tlsCa, certFile: f.tlsCert, keyFile: f.tlsKey };
 }
 
 export async function runSite(o: SiteOptions): Promise<void> {
+  const credentials = o.tls ? tlsCredentials(o.tls) : undefined; // first: a bad TLS file fails before the model loads
   const modelDir = o.modelDir ?? DEFAULT_MODEL_DIR;
   const task = prepareSpamTask({ numClients: o.of, splitSeed: o.splitSeed, maxSeqLen: o.maxSeqLen ?? 96, modelDir, clientEvalLimit: 50 });
   const data = task.clients[o.shard];
@@ -29,6 +48,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
     name: o.name,
     trainer,
     baseModelSha256: modelHash,
+    credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
   });
   process.once('SIGINT', () => void client.stop());
@@ -45,10 +65,16 @@ if (require.main === module) {
     .option('--shard <i>', '', '0')
     .option('--of <n>', '', '5')
     .option('--split-seed <n>', '', '7')
+    .option('--tls')
+    .option('--tls-ca <file>')
+    .option('--tls-cert <file>')
+    .option('--tls-key <file>')
     .parse()
-    .opts<Record<string, string>>();
-  runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed) }).catch((e: Error) => {
-    console.error(e.message);
-    process.exit(1);
-  });
+    .opts<{ address: string; name: string; shard: string; of: string; splitSeed: string } & TlsFlags>();
+  Promise.resolve()
+    .then(() => runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed), tls: tlsFromFlags(a) }))
+    .catch((e: Error) => {
+      console.error(e.message);
+      process.exit(1);
+    });
 }

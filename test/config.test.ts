@@ -33,6 +33,9 @@ const DEFAULTS: Record<string, unknown> = {
   'training.maxSeqLen': 96,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
+  'tls.certFile': '',
+  'tls.keyFile': '',
+  'tls.clientCaFile': '',
   'log.level': 'info',
 };
 
@@ -63,6 +66,10 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'training.maxSeqLen': ['128', 128],
   'transport.chunkBytes': ['65536', 65536],
   'transport.maxUploadBytes': ['1048576', 1048576],
+  // Any readable file passes loadConfig (PEM contents are checked when the coordinator starts).
+  'tls.certFile': [__filename, __filename],
+  'tls.keyFile': [__filename, __filename],
+  'tls.clientCaFile': [__filename, __filename],
   'log.level': ['silent', 'silent'],
 };
 
@@ -166,9 +173,15 @@ describe('config.ts: loadConfig and describeConfig', () => {
       expect(docs.map((d) => d.key).sort()).to.deep.equal(Object.keys(SAMPLES).sort());
       // Cross-key rules are relaxed so that each sample can be tried on its own.
       const base = { rounds: { minUpdates: 1 } };
+      // The tls.* keys go together, so each is tried with the others it needs set (but not itself).
+      const tlsBase = (key: string): Record<string, unknown> => {
+        const all: Record<string, string> = { certFile: __filename, keyFile: __filename };
+        delete all[key.slice('tls.'.length)];
+        return { ...base, tls: all };
+      };
       for (const d of docs) {
         const [text, want] = SAMPLES[d.key];
-        const overrides = d.key === 'rounds.minUpdates' ? {} : base;
+        const overrides = d.key === 'rounds.minUpdates' ? {} : d.key.startsWith('tls.') ? tlsBase(d.key) : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);
@@ -279,5 +292,12 @@ describe('config.ts: loadConfig and describeConfig', () => {
     expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'rounds', 'run', 'strategy', 'training', 'transport']);
     expect(m.run).to.deep.equal({ dir: '/r/x', id: 'x', seed: 42 });
     expect(JSON.parse(JSON.stringify(m))).to.deep.equal(m);
+  });
+
+  it('configForManifest leaves out tls.* (deployment, and no key material near a manifest)', () => {
+    const c = loadConfig({ overrides: { tls: { certFile: __filename, keyFile: __filename } } });
+    expect(c.tls.keyFile).to.equal(__filename);
+    expect(configForManifest(c)).to.not.have.property('tls');
+    expect(JSON.stringify(configForManifest(c))).to.not.contain(__filename);
   });
 });

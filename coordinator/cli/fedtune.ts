@@ -7,7 +7,7 @@ import { Coordinator } from '../coordinator';
 import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
-import { runSite } from '../../examples/site';
+import { runSite, tlsFromFlags, type TlsFlags } from '../../examples/site';
 import { main as simulateMain } from '../../examples/simulate';
 
 const program = new Command('fedtune').description('Federated LoRA fine-tuning: coordinator, sites and checkpoints');
@@ -43,8 +43,12 @@ program
   .option('--of <n>', 'number of slices', '5')
   .option('--split-seed <n>', 'data split seed (all sites must agree)', '7')
   .option('--model-dir <dir>', 'base model directory', path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model'))
-  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string }) => {
-    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir });
+  .option('--tls', 'connect with TLS, trusting the system CAs (implied by --tls-ca and --tls-cert)')
+  .option('--tls-ca <file>', "PEM CA bundle that signed the coordinator's certificate")
+  .option('--tls-cert <file>', 'PEM client certificate, for a coordinator that requires mutual TLS')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags) => {
+    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o) });
   });
 
 program
