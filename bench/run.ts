@@ -93,7 +93,7 @@ async function benchTcp(bytes: number): Promise<number> {
 async function benchGrpc(params: number): Promise<Record<string, number>> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-'));
   const adapter = randomTensors(16, params / 16, 0.1, 9);
-  const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir }, rounds: { total: 1, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 }, log: { level: 'silent' } } });
+  const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir }, rounds: { total: 1, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } } });
   const coordinator = new Coordinator({ config, initialAdapter: () => adapter, baseModel: { name: 'bench', sha256: '0'.repeat(64) }, adapterConfig: {}, logger: pino({ level: 'silent' }) });
   const { address } = await coordinator.start();
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;

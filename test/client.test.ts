@@ -48,6 +48,7 @@ describe('client SDK', function () {
         run: { dir: runDir, seed: 3 },
         rounds: { total: 1, minClients: 1, minUpdates: 1, clientsPerRound: 100, deadlineMs: 10_000, maxAttempts: 3, ...rounds },
         log: { level: 'silent' },
+        auth: { mode: 'tofu' },
       },
     });
     const c = new Coordinator({

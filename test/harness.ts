@@ -15,7 +15,12 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
-import { tensorFrames, type Frame } from '../proto/tensor-stream';
+import { createHash } from 'node:crypto';
+import { dataChunks, tensorHeader } from '../proto/tensor-stream';
+import { sealUpload } from '../proto/crypto/sealed-upload';
+import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
+import { identityFromSeed, type ClientIdentity } from '../client-sdk/identity';
+import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 
@@ -55,6 +60,7 @@ export async function startCoordinator(runDir: string, rounds: Record<string, un
       run: { dir: runDir, seed: 5 },
       rounds: { total: 2, minClients: 2, minUpdates: 2, clientsPerRound: 100, deadlineMs: 20_000, maxAttempts: 3, ...rounds },
       log: { level: 'silent' },
+      auth: { mode: 'tofu' },
       ...extra,
     },
   });
@@ -74,10 +80,32 @@ export function rawClient(address: string): RawClient {
   return new Ctor(address, grpc.credentials.createInsecure()) as unknown as RawClient;
 }
 
-export function join(c: RawClient, name: string, version = PROTOCOL_VERSION): Promise<{ session_token: string; client_id: string }> {
-  return new Promise((res, rej) =>
-    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {} }, (e, r) => (e || !r ? rej(e) : res(r))),
+/** A deterministic identity per site name (tests only). */
+export function testIdentity(name: string): ClientIdentity {
+  return identityFromSeed(createHash('sha256').update(`fedtune-test-identity:${name}`).digest());
+}
+
+export function hello(c: RawClient, version = PROTOCOL_VERSION): Promise<HelloResponse__Output> {
+  return new Promise((res, rej) => c.Hello({ protocol_version: version }, (e, r) => (e || !r ? rej(e) : res(r))));
+}
+
+export interface JoinedRaw {
+  session_token: string;
+  client_id: string;
+  run_id: string;
+  name: string;
+  identity: ClientIdentity;
+  coordinator: { keyId: string; boxPublicKey: Uint8Array };
+}
+
+/** Hello, then Join with the challenge signed by `identity` (default: the name's test identity). */
+export async function join(c: RawClient, name: string, version = PROTOCOL_VERSION, identity = testIdentity(name), joinToken = ''): Promise<JoinedRaw> {
+  const h = await hello(c);
+  const signature = sign(DOMAINS.join, joinSignedFields(version, h.run_id, h.challenge, name, identity.publicKey, 'test'), identity.secretKey);
+  const r = await new Promise<{ session_token: string; client_id: string; run_id: string }>((res, rej) =>
+    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken }, (e, r) => (e || !r ? rej(e) : res(r))),
   );
+  return { ...r, name, identity, coordinator: { keyId: h.coordinator!.key_id, boxPublicKey: new Uint8Array(h.coordinator!.box_public_key) } };
 }
 
 /** Opens the task stream and resolves with the first TrainTask. */
@@ -89,32 +117,42 @@ export function nextTask(c: RawClient, token: string): { task: Promise<TrainTask
 }
 
 export interface UploadHeaderFields {
-  token: string;
+  /** The joined client (its token, identity and the coordinator's key). */
+  who: JoinedRaw;
   task: TrainTask__Output;
+  token?: string;
   numExamples?: number;
   version?: number;
   round?: number;
   baseVersion?: number;
   taskId?: string;
+  baseManifestSha256?: string;
+  chunkBytes?: number;
+  /** Sign with this key instead of the client's (forgeries). */
+  signWith?: Uint8Array;
 }
 
-/** Frames of a well-formed upload, to be tampered with by the caller. */
+/** Frames of a well-formed sealed, signed upload, to be tampered with by the caller. */
 export function uploadFrames(h: UploadHeaderFields, delta: TensorList): UploadFrame[] {
-  return [...tensorFrames(delta)].map((f: Frame) =>
-    f.header
-      ? {
-          header: {
-            protocol_version: h.version ?? PROTOCOL_VERSION,
-            session_token: h.token,
-            task_id: h.taskId ?? h.task.task_id,
-            round: h.round ?? h.task.round,
-            base_version: h.baseVersion ?? h.task.base_version,
-            num_examples: h.numExamples ?? 10,
-            tensors: f.header,
-          },
-        }
-      : (f as UploadFrame),
-  );
+  const version = h.version ?? PROTOCOL_VERSION;
+  const tensors = tensorHeader(delta, h.chunkBytes);
+  const binding = {
+    protocolVersion: version,
+    runId: h.who.run_id,
+    clientId: h.who.client_id,
+    taskId: h.taskId ?? h.task.task_id,
+    round: h.round ?? h.task.round,
+    attempt: h.task.attempt,
+    baseVersion: h.baseVersion ?? h.task.base_version,
+    baseManifestSha256: h.baseManifestSha256 ?? h.task.base_manifest_sha256,
+    numExamples: h.numExamples ?? 10,
+  };
+  const sealed = sealUpload({ binding, tensors, plaintextChunks: dataChunks(delta, h.chunkBytes), coordinator: h.who.coordinator, identitySecretKey: h.signWith ?? h.who.identity.secretKey });
+  return [
+    { header: { protocol_version: version, session_token: h.token ?? h.who.session_token, task_id: binding.taskId, round: binding.round, base_version: binding.baseVersion, num_examples: binding.numExamples, tensors, sealed: sealed.envelope } },
+    ...sealed.chunks.map((chunk) => ({ chunk })),
+    { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } },
+  ];
 }
 
 /** Sends frames on one UploadUpdate call and resolves with the reply or the gRPC error. */

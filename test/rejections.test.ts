@@ -8,7 +8,7 @@ import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask'
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { NamedTensor } from '../proto/tensors';
-import { PREFIX, rawClient, join, nextTask, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, uploadFrames, type Harness } from './harness';
+import { PREFIX, rawClient, join, nextTask, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, uploadFrames, type Harness, type JoinedRaw } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const delta = (v = 0.01): NamedTensor[] => smallAdapter(v);
@@ -17,8 +17,8 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
   this.timeout(60_000);
   let h: Harness;
   let c: RawClient;
-  let a: { session_token: string; client_id: string };
-  let b: { session_token: string; client_id: string };
+  let a: JoinedRaw;
+  let b: JoinedRaw;
   let taskA: TrainTask__Output;
   let taskB: TrainTask__Output;
   const streams: grpc.ClientReadableStream<unknown>[] = [];
@@ -50,7 +50,7 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
     expect(await snapshot(h.runDir)).to.deep.equal(before);
   }
 
-  const good = (d: NamedTensor[] = delta()): UploadFrame[] => uploadFrames({ token: a.session_token, task: taskA }, d);
+  const good = (d: NamedTensor[] = delta()): UploadFrame[] => uploadFrames({ who: a, task: taskA }, d);
 
   it('refuses a protocol version mismatch at Join with FAILED_PRECONDITION', async () => {
     const err = await join(c, 'site-x', 99).catch((e: grpc.ServiceError) => e);
@@ -59,22 +59,22 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
   });
 
   it('refuses an unknown session token with UNAUTHENTICATED', () =>
-    expectRejected(uploadFrames({ token: 'f'.repeat(64), task: taskA }, delta()), status.UNAUTHENTICATED, 'unknown session token'));
+    expectRejected(uploadFrames({ who: a, token: 'f'.repeat(64), task: taskA }, delta()), status.UNAUTHENTICATED, 'unknown session token'));
 
   it('refuses a protocol version mismatch in the upload header', () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskA, version: 2 }, delta()), status.FAILED_PRECONDITION, 'protocol version 2'));
+    expectRejected(uploadFrames({ who: a, task: taskA, version: 99 }, delta()), status.FAILED_PRECONDITION, 'protocol version 99'));
 
   it("refuses an upload for another client's task with PERMISSION_DENIED", () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskB }, delta()), status.PERMISSION_DENIED, 'not assigned to client'));
+    expectRejected(uploadFrames({ who: a, task: taskB }, delta()), status.PERMISSION_DENIED, 'not assigned to client'));
 
   it('refuses a wrong round with FAILED_PRECONDITION', () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskA, round: 7 }, delta()), status.FAILED_PRECONDITION, 'the message says round 7'));
+    expectRejected(uploadFrames({ who: a, task: taskA, round: 7 }, delta()), status.FAILED_PRECONDITION, 'the message says round 7'));
 
   it('refuses an update against another base version', () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskA, baseVersion: 3 }, delta()), status.FAILED_PRECONDITION, 'against version 3'));
+    expectRejected(uploadFrames({ who: a, task: taskA, baseVersion: 3 }, delta()), status.FAILED_PRECONDITION, 'against version 3'));
 
   it('refuses num_examples 0', () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskA, numExamples: 0 }, delta()), status.INVALID_ARGUMENT, 'num_examples 0'));
+    expectRejected(uploadFrames({ who: a, task: taskA, numExamples: 0 }, delta()), status.INVALID_ARGUMENT, 'num_examples 0'));
 
   it('refuses a wrong shape, naming the tensor', () => {
     const d = delta();
@@ -103,19 +103,20 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
     await expectRejected(good(i), status.INVALID_ARGUMENT, 'holds -Infinity at element 0');
   });
 
-  it('refuses a truncated stream, a missing trailer and a hash mismatch with DATA_LOSS', async () => {
+  it('refuses a truncated stream, a missing trailer and a tampered chunk with DATA_LOSS', async () => {
     const f = good();
     const short = Buffer.from(f[1].chunk as Buffer).subarray(0, 20);
-    await expectRejected([f[0], { chunk: short }, f[2]], status.DATA_LOSS, 'received 20 of 56 bytes');
+    await expectRejected([f[0], { chunk: short }, f[2]], status.DATA_LOSS, 'sealed chunk 0 fails authentication');
+    await expectRejected([f[0], f[2]], status.DATA_LOSS, 'sealed stream truncated: 0 of 1 chunks arrived');
     await expectRejected([f[0], f[1]], status.DATA_LOSS, 'without its trailer');
     const tampered = Buffer.from(f[1].chunk as Buffer);
     tampered[0] ^= 1;
-    await expectRejected([f[0], { chunk: tampered }, f[2]], status.DATA_LOSS, 'SHA-256 does not match');
+    await expectRejected([f[0], { chunk: tampered }, f[2]], status.DATA_LOSS, 'sealed chunk 0 fails authentication');
   });
 
-  it('refuses bytes beyond the declared size with OUT_OF_RANGE', () => {
+  it('refuses chunks beyond the declared count with OUT_OF_RANGE', () => {
     const f = good();
-    return expectRejected([f[0], f[1], { chunk: Buffer.alloc(4) }, f[2]], status.OUT_OF_RANGE, 'more than the 56 bytes');
+    return expectRejected([f[0], f[1], { chunk: Buffer.alloc(20) }, f[2]], status.OUT_OF_RANGE, 'more than the 1 chunks its header declares');
   });
 
   it('refuses an upload larger than transport.maxUploadBytes with RESOURCE_EXHAUSTED', () => {
@@ -151,12 +152,12 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
 
   it('refuses a client that was not selected with PERMISSION_DENIED, whatever task id it names', async () => {
     const late = await join(c, 'site-c'); // joined after selection: no task this round
-    await expectRejected(uploadFrames({ token: late.session_token, task: taskA, taskId: `r1-a1-${late.client_id}` }, delta()), status.PERMISSION_DENIED, 'client site-c was not selected for task');
-    await expectRejected(uploadFrames({ token: late.session_token, task: taskA }, delta()), status.PERMISSION_DENIED, `client site-c was not selected for task ${taskA.task_id}`);
+    await expectRejected(uploadFrames({ who: late, task: taskA, taskId: `r1-a1-${late.client_id}` }, delta()), status.PERMISSION_DENIED, 'client site-c was not selected for task');
+    await expectRejected(uploadFrames({ who: late, task: taskA }, delta()), status.PERMISSION_DENIED, `client site-c was not selected for task ${taskA.task_id}`);
   });
 
   it('refuses num_examples above 2^21', () =>
-    expectRejected(uploadFrames({ token: a.session_token, task: taskA, numExamples: 2 ** 21 + 1 }, delta()), status.INVALID_ARGUMENT, `num_examples ${2 ** 21 + 1} outside`));
+    expectRejected(uploadFrames({ who: a, task: taskA, numExamples: 2 ** 21 + 1 }, delta()), status.INVALID_ARGUMENT, `num_examples ${2 ** 21 + 1} outside`));
 
   it('refuses a trailer first and a second header with INVALID_ARGUMENT', async () => {
     const f = good();
@@ -209,7 +210,7 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
     expect(okA.err).to.equal(undefined);
     expect(okA.ok!.task_id).to.equal(taskA.task_id);
     await expectRejected(good(delta(0.5)), status.ALREADY_EXISTS, 'already has an accepted update');
-    const okB = await sendUpload(c, uploadFrames({ token: b.session_token, task: taskB }, delta(0.75)));
+    const okB = await sendUpload(c, uploadFrames({ who: b, task: taskB }, delta(0.75)));
     expect(okB.err).to.equal(undefined);
     const report = (tok: string, t: TrainTask__Output): Promise<void> =>
       new Promise((res, rej) => c.ReportMetrics({ session_token: tok, task_id: t.task_id, round: t.round, num_examples: 10, backend: 'test', metrics: { train_loss: 1 } }, (e) => (e ? rej(e) : res())));
@@ -233,7 +234,7 @@ describe('an upload that outlives its deadline', function () {
       const a = await join(c, 'late');
       const { task, stream } = nextTask(c, a.session_token);
       const t = await task;
-      const frames = uploadFrames({ token: a.session_token, task: t }, delta());
+      const frames = uploadFrames({ who: a, task: t }, delta());
       const result = new Promise<grpc.ServiceError | null>((resolve) => {
         const call = c.UploadUpdate((err) => resolve(err));
         call.write(frames[0]);

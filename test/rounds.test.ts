@@ -45,6 +45,7 @@ describe('round state machine', function () {
         run: { dir: runDir, seed: SEED },
         rounds: { total: 1, minClients: 2, minUpdates: 2, clientsPerRound: 100, deadlineMs: 10_000, maxAttempts: 3, ...o.rounds },
         log: { level: 'silent' },
+        auth: { mode: 'tofu' },
       },
     });
     const c = new Coordinator({
@@ -173,7 +174,7 @@ describe('round state machine', function () {
     expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['stayer']);
     // Rejoined under the same name (same client id): its old task is closed and stays refused.
     const back = await join(r, 'quitter');
-    const { err } = await sendUpload(r, uploadFrames({ token: back.session_token, task: t }, smallAdapter(0.1)));
+    const { err } = await sendUpload(r, uploadFrames({ who: back, task: t }, smallAdapter(0.1)));
     expect(status[err!.code]).to.equal('FAILED_PRECONDITION');
     expect(err!.details).to.contain(`task ${t.task_id} is for round 1 attempt 1, which is closed`);
     expect(await versions(runDir)).to.deep.equal(['v000000', 'v000001']);
@@ -190,7 +191,7 @@ describe('round state machine', function () {
     const final = await c.done;
     await run;
     expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['prompt']);
-    const { err } = await sendUpload(r, uploadFrames({ token: silent.session_token, task: t }, smallAdapter(0.1)));
+    const { err } = await sendUpload(r, uploadFrames({ who: silent, task: t }, smallAdapter(0.1)));
     expect(status[err!.code]).to.equal('DEADLINE_EXCEEDED');
     expect(err!.details).to.contain('deadline of round 1 attempt 1 passed');
     const metricsErr = await new Promise<grpc.ServiceError | null>((res) =>
@@ -218,9 +219,9 @@ describe('round state machine', function () {
     const t2 = await two.task;
     expect(t2.task_id).to.equal(t1.task_id);
     // The old session is gone.
-    const stale = await sendUpload(r, uploadFrames({ token: first.session_token, task: t2 }, smallAdapter(0.25)));
+    const stale = await sendUpload(r, uploadFrames({ who: first, task: t2 }, smallAdapter(0.25)));
     expect(stale.err?.code).to.equal(status.UNAUTHENTICATED);
-    const ok = await sendUpload(r, uploadFrames({ token: again.session_token, task: t2 }, smallAdapter(0.25)));
+    const ok = await sendUpload(r, uploadFrames({ who: again, task: t2 }, smallAdapter(0.25)));
     expect(ok.err).to.equal(undefined);
     await new Promise<void>((res, rej) =>
       r.ReportMetrics({ session_token: again.session_token, task_id: t2.task_id, round: 1, num_examples: 10, backend: 'raw', metrics: { train_loss: 2 } }, (e) => (e ? rej(e) : res())),

@@ -29,7 +29,7 @@ describe('100 MB adapters over gRPC with default limits', function () {
     const runDir = await tempDir('transport');
     const initial = bigAdapter(0);
     const config = loadConfig({
-      overrides: { server: { port: 0 }, run: { dir: runDir }, rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 100_000 }, log: { level: 'silent' } },
+      overrides: { server: { port: 0 }, run: { dir: runDir }, rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 100_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } },
     });
     const coordinator = new Coordinator({ config, initialAdapter: () => initial, adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
     const { address } = await coordinator.start();
@@ -55,7 +55,7 @@ describe('100 MB adapters over gRPC with default limits', function () {
       for (let i = 0; i < N; i++) expect(Buffer.compare(Buffer.from(got[i].data.buffer, got[i].data.byteOffset, got[i].data.byteLength), Buffer.from(initial[i].data.buffer))).to.equal(0);
 
       const delta = bigAdapter(1);
-      const frames = uploadFrames({ token: s.session_token, task: t }, delta);
+      const frames = uploadFrames({ who: s, task: t }, delta);
       expect(frames).to.have.length(102);
       const { ok, err } = await sendUpload(c, frames);
       expect(err).to.equal(undefined);
@@ -93,6 +93,7 @@ describe('adapter downloads through the coordinator, chunked', function () {
         rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 20_000 },
         transport: { chunkBytes: 1000 },
         log: { level: 'silent' },
+        auth: { mode: 'tofu' },
       },
     });
     const coordinator = new Coordinator({ config, initialAdapter: () => initial, adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
