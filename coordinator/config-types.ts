@@ -63,6 +63,10 @@ export interface CoordinatorConfig {
     /** Largest upload accepted, in bytes. */
     readonly maxUploadBytes: number;
   };
+  readonly security: {
+    /** Coordinator key file (keys.ts); '' means <run.dir>/keys/coordinator.json. Never inside versions/. */
+    readonly keyFile: string;
+  };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };

@@ -106,6 +106,9 @@ const schema = {
     chunkBytes: { doc: 'Bytes per tensor-stream chunk.', format: 'positive-int', default: 1 << 20, env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES', arg: 'transport.chunkBytes' },
     maxUploadBytes: { doc: 'Largest update accepted (bytes).', format: 'positive-int', default: 256 * 1024 * 1024, env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES', arg: 'transport.maxUploadBytes' },
   },
+  security: {
+    keyFile: { doc: "Coordinator key file: Ed25519 key that signs manifests, X25519 key for sealed uploads; created at first start ('' = <run.dir>/keys/coordinator.json).", format: String, default: '', env: 'FEDTUNE_SECURITY_KEY_FILE', arg: 'security.keyFile' },
+  },
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
   },
@@ -184,8 +187,8 @@ export function describeConfig(): ConfigKeyDoc[] {
   return out;
 }
 
-/** The configuration as recorded in manifests: everything except where this coordinator happens to listen. */
+/** The configuration as recorded in manifests: everything except where this coordinator happens to listen, how it logs, and where its key file lives. */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, log: _log, ...rest } = cfg;
+  const { server: _server, log: _log, security: _security, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -11,8 +11,10 @@ import { parseGpt2Config } from '../client-sdk/model/config';
 import { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../client-sdk/model/lora';
 import { sha256Hex } from '../client-sdk/model/identity';
 import { FsCheckpointStore } from './checkpoints/fs-store';
+import { manifestSigner } from './checkpoints/signature';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
+import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
 import { ClientRegistry } from './registry';
 import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
@@ -57,6 +59,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   private engineRef: RoundEngine | undefined;
   private server: grpc.Server | undefined;
   private runPromise: Promise<Checkpoint> | undefined;
+  private keysRef: CoordinatorKeys | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -72,11 +75,23 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     return this.engineRef;
   }
 
+  /** The coordinator's keys (loaded by start()): `sign` signs manifests, `box` opens sealed uploads. */
+  get keys(): CoordinatorKeys {
+    if (!this.keysRef) throw new Error('coordinator not started');
+    return this.keysRef;
+  }
+
+  /** Where the key file lives: security.keyFile, or <run.dir>/keys/coordinator.json. */
+  static keyFile(cfg: CoordinatorConfig): string {
+    return cfg.security.keyFile || path.join(cfg.run.dir, 'keys', 'coordinator.json');
+  }
+
   /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
   async start(): Promise<{ address: string; port: number }> {
     if (this.engineRef) throw new Error('coordinator already started');
     const cfg = this.opts.config;
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
+    await this.loadKeys();
     const modelDir = cfg.model.dir;
     const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: sha256Hex(await fs.readFile(path.join(modelDir, 'model.safetensors'))) };
     const lora = loraSettings(cfg);
@@ -119,6 +134,31 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       this.settle.reject(e);
     });
     return { address: `${cfg.server.host}:${port}`, port };
+  }
+
+  /** Loads or creates the key file and hands the signing key to the store, before anything reads or commits. */
+  private async loadKeys(): Promise<void> {
+    const cfg = this.opts.config;
+    const keyFile = Coordinator.keyFile(cfg);
+    // A key inside versions/ would sit among (and be exported or copied with) the checkpoints.
+    const rel = path.relative(path.resolve(cfg.run.dir, 'versions'), path.resolve(keyFile));
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+      throw new Error(`security.keyFile ${keyFile} must not be inside ${path.join(cfg.run.dir, 'versions')}`);
+    }
+    // The run directory keeps its ordinary permissions; only keys/ (created by the key file writer) is 0700.
+    await fs.mkdir(cfg.run.dir, { recursive: true });
+    const keys = await loadOrCreateCoordinatorKeys(keyFile);
+    this.keysRef = keys;
+    const signer = manifestSigner(keys.sign);
+    // A store passed in by the caller is the caller's to configure; only the built-in one is given the key.
+    const own = !this.opts.store && this.store instanceof FsCheckpointStore ? this.store : undefined;
+    own?.setSigner(signer);
+    const signs = own !== undefined;
+    // Public halves only: the manifest key can be pinned with `fedtune verify --key`.
+    this.logger.info(
+      { keyId: keys.keyId, manifestKeyId: signer.keyId, signPublicKey: Buffer.from(keys.sign.publicKey).toString('base64'), keyFile },
+      signs ? 'coordinator keys loaded; every checkpoint manifest is signed' : 'coordinator keys loaded; the checkpoint store was passed in, so manifests are not signed here',
+    );
   }
 
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */

@@ -33,6 +33,7 @@ const DEFAULTS: Record<string, unknown> = {
   'training.maxSeqLen': 96,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
+  'security.keyFile': '',
   'log.level': 'info',
 };
 
@@ -63,6 +64,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'training.maxSeqLen': ['128', 128],
   'transport.chunkBytes': ['65536', 65536],
   'transport.maxUploadBytes': ['1048576', 1048576],
+  'security.keyFile': ['/etc/fedtune/coordinator.json', '/etc/fedtune/coordinator.json'],
   'log.level': ['silent', 'silent'],
 };
 
