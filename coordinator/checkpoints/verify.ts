@@ -164,7 +164,9 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
 
   if (manifestBytes !== null) info.manifest = parseManifest(manifestBytes, v, out);
   const files = info.manifest && isObject(info.manifest.files) ? info.manifest.files : undefined;
-  const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...Object.keys(files ?? { [ADAPTER_FILE]: '', [ADAPTER_CONFIG_FILE]: '' })]);
+  // A manifest changed after signing cannot say which files belong: the standard ones are not reported as extra.
+  const standard = files && !info.manifestChangedAfterSigning ? [] : [ADAPTER_FILE, ADAPTER_CONFIG_FILE];
+  const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...standard, ...Object.keys(files ?? {})]);
   for (const n of names.sort()) if (!known.has(n)) out.add(v, n, 'extra-file', 'not listed in the manifest');
   if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, out);
   return info;
