@@ -256,6 +256,14 @@ describe('signed checkpoints and fedtune verify', function () {
       expect(text).to.include('v000001 MISSING');
       expect(text).to.include('  v000001: missing: the chain has a gap (versions run v000000…v000002)');
       expect(text[text.length - 1]).to.equal('FAILED: 1 problem in 2 versions (v000000…v000002), latest v000002');
+      // A run of missing versions is one problem, however long.
+      await fs.rename(vdir(2), vdir(900_000));
+      await fs.writeFile(path.join(run, 'latest'), 'v900000\n');
+      const far = await verifyRun(run);
+      expect(far.problems.filter((p) => p.kind === 'version-gap').map((p) => p.message)).to.deep.equal([
+        'v000001: missing, as is every version up to v899999: the chain has a gap (versions run v000000…v900000)',
+      ]);
+      expect(far.results.map((x) => x.version)).to.deep.equal([0, 1, 900_000]);
     });
 
     it('reports missing and extra files, a missing signature, a differing runId and a version field that is not the directory', async () => {

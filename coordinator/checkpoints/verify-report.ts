@@ -15,7 +15,7 @@ export function formatVerifyReport(r: VerifyResult): string {
     for (const p of mine) lines.push(`  ${p.message}`);
   }
   for (const p of r.problems) if (p.version === null || !r.results.some((v) => v.version === p.version)) lines.push(p.message);
-  const span = r.results.length ? ` (v000000…${versionDirName(r.results.length - 1)})` : '';
+  const span = r.results.length ? ` (v000000…${versionDirName(r.results[r.results.length - 1].version)})` : '';
   const latest = r.latest === null ? '' : `, latest ${versionDirName(r.latest)}`;
   lines.push(
     r.ok

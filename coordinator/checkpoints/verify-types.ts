@@ -5,7 +5,7 @@ export type ProblemKind =
   | 'no-versions'
   /** The latest pointer: missing, unparsable, naming a missing version, or not the highest. */
   | 'latest'
-  /** A version directory missing below the highest one. */
+  /** Version directories missing below the highest one (one problem per run of missing versions). */
   | 'version-gap'
   /** manifest.json missing, unparsable, malformed, or its version field not the directory's. */
   | 'manifest'
@@ -52,7 +52,7 @@ export interface VerifyResult {
   readonly latest: number | null;
   /** The key every signature was checked against; null when there was none to trust. */
   readonly key: { readonly keyId: string; readonly publicKey: string; readonly source: string; readonly pinned: boolean } | null;
-  /** Every version from 0 to the highest found; present false for a gap. */
+  /** Every version found, in order, and the first version of each gap (present false). */
   readonly results: readonly { readonly version: number; readonly present: boolean; readonly ok: boolean }[];
   readonly problems: readonly Problem[];
   /** Things worth knowing that are not integrity problems (ignored entries, which key was trusted). */

@@ -74,10 +74,16 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   const present = new Set(numbers);
   const highest = numbers.length ? numbers[numbers.length - 1] : null;
   if (entries.length > 0 && numbers.length === 0) out.add(null, 'versions', 'no-versions', 'holds no version directories');
-  if (highest !== null) {
-    for (let v = 0; v < highest; v++) {
-      if (!present.has(v)) out.add(v, null, 'version-gap', `missing: the chain has a gap (versions run v000000…${versionDirName(highest)})`);
+  // One problem per run of missing versions (a stray v999999999 must not mean a billion lines).
+  const gaps: number[] = [];
+  let expected = 0;
+  for (const n of numbers) {
+    if (n > expected) {
+      gaps.push(expected);
+      const upTo = n - 1 > expected ? `, as is every version up to ${versionDirName(n - 1)}` : '';
+      out.add(expected, null, 'version-gap', `missing${upTo}: the chain has a gap (versions run v000000…${versionDirName(highest!)})`);
     }
+    expected = n + 1;
   }
 
   const latest = await checkLatest(runDir, present, highest, out);
@@ -93,7 +99,7 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
     .map((p, i) => ({ p, i }))
     .sort((a, b) => (a.p.version ?? Infinity) - (b.p.version ?? Infinity) || a.i - b.i)
     .map(({ p }) => p);
-  const all = highest === null ? [] : Array.from({ length: highest + 1 }, (_, v) => v);
+  const all = [...numbers, ...gaps].sort((a, b) => a - b);
   return {
     ok: problems.length === 0,
     runDir,
