@@ -79,6 +79,10 @@ export interface CoordinatorConfig {
     readonly challengeTtlMs: number;
   };
   readonly tls: TlsSettings;
+  readonly security: {
+    /** Coordinator key file (keys.ts); '' means <run.dir>/keys/coordinator.json. Never inside versions/. */
+    readonly keyFile: string;
+  };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };

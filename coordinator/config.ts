@@ -127,6 +127,9 @@ const schema = {
     keyFile: { doc: 'PEM private key of tls.certFile.', format: String, default: '', env: 'FEDTUNE_TLS_KEY_FILE', arg: 'tls.keyFile' },
     clientCaFile: { doc: "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS; '' = off).", format: String, default: '', env: 'FEDTUNE_TLS_CLIENT_CA_FILE', arg: 'tls.clientCaFile' },
   },
+  security: {
+    keyFile: { doc: "Coordinator key file: Ed25519 key that signs manifests, X25519 key for sealed uploads; created at first start ('' = <run.dir>/keys/coordinator.json).", format: String, default: '', env: 'FEDTUNE_SECURITY_KEY_FILE', arg: 'security.keyFile' },
+  },
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
   },
@@ -208,10 +211,10 @@ export function describeConfig(): ConfigKeyDoc[] {
 
 /**
  * The configuration as recorded in manifests: everything except where this coordinator happens to listen, how
- * it secures the channel (tls.*: deployment, not the run's result) and how it logs.
+ * it secures the channel (tls.*), who may join (auth.*: operations, not training), where its key file lives,
+ * and how it logs.
  */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  // Who may join is operations, not training: allow-lists stay out of checkpoints.
-  const { server: _server, tls: _tls, log: _log, auth: _auth, ...rest } = cfg;
+  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -11,6 +11,7 @@ import { parseGpt2Config } from '../client-sdk/model/config';
 import { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../client-sdk/model/lora';
 import { sha256Hex } from '../client-sdk/model/identity';
 import { FsCheckpointStore } from './checkpoints/fs-store';
+import { manifestSigner } from './checkpoints/signature';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { ClientRegistry } from './registry';
@@ -79,10 +80,15 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     return this.engineRef;
   }
 
-  /** The coordinator's public keys (exist once start() was called). */
-  get publicKeys(): { keyId: string; signPublicKey: Uint8Array; boxPublicKey: Uint8Array } {
+  /** The coordinator's keys (loaded by start()): `sign` signs manifests, `box` opens sealed uploads. */
+  get keys(): CoordinatorKeys {
     if (!this.keysRef) throw new Error('coordinator not started');
-    return { keyId: this.keysRef.keyId, signPublicKey: this.keysRef.sign.publicKey, boxPublicKey: this.keysRef.box.publicKey };
+    return this.keysRef;
+  }
+
+  /** Where the key file lives: security.keyFile, or <run.dir>/keys/coordinator.json. */
+  static keyFile(cfg: CoordinatorConfig): string {
+    return cfg.security.keyFile || path.join(cfg.run.dir, 'keys', 'coordinator.json');
   }
 
   /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
@@ -92,14 +98,14 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     // First, so that an unusable certificate or key fails start() before anything else is set up.
     const credentials = this.opts.credentials ?? serverCredentials(cfg.tls) ?? grpc.ServerCredentials.createInsecure();
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
+    await this.loadKeys();
     const modelDir = cfg.model.dir;
     const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: sha256Hex(await fs.readFile(path.join(modelDir, 'model.safetensors'))) };
     const lora = loraSettings(cfg);
     const initialAdapter =
       this.opts.initialAdapter ??
       (async () => initLoraAdapter(parseGpt2Config(JSON.parse(await fs.readFile(path.join(modelDir, 'config.json'), 'utf8'))), lora, deriveSeed(cfg.run.seed, 'lora-init')));
-    const keys = await loadOrCreateCoordinatorKeys(coordinatorKeyFile(cfg));
-    this.keysRef = keys;
+    const keys = this.keys;
     const boxSecret = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const unseal = (blob: SealedBlob, like: TensorList): NamedTensor[] => splitTensors(SealedUploadOpener.openAll(blob, boxSecret), like);
     const engine = new RoundEngine({
@@ -146,6 +152,31 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     return { address: `${cfg.server.host}:${port}`, port };
   }
 
+  /** Loads or creates the key file and hands the signing key to the store, before anything reads or commits. */
+  private async loadKeys(): Promise<void> {
+    const cfg = this.opts.config;
+    const keyFile = Coordinator.keyFile(cfg);
+    // A key inside versions/ would sit among (and be exported or copied with) the checkpoints.
+    const rel = path.relative(path.resolve(cfg.run.dir, 'versions'), path.resolve(keyFile));
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+      throw new Error(`security.keyFile ${keyFile} must not be inside ${path.join(cfg.run.dir, 'versions')}`);
+    }
+    // The run directory keeps its ordinary permissions; only keys/ (created by the key file writer) is 0700.
+    await fs.mkdir(cfg.run.dir, { recursive: true });
+    const keys = await loadOrCreateCoordinatorKeys(keyFile);
+    this.keysRef = keys;
+    const signer = manifestSigner(keys.sign);
+    // A store passed in by the caller is the caller's to configure; only the built-in one is given the key.
+    const own = !this.opts.store && this.store instanceof FsCheckpointStore ? this.store : undefined;
+    own?.setSigner(signer);
+    const signs = own !== undefined;
+    // Public halves only: the manifest key can be pinned with `fedtune verify --key`.
+    this.logger.info(
+      { keyId: keys.keyId, manifestKeyId: signer.keyId, signPublicKey: Buffer.from(keys.sign.publicKey).toString('base64'), keyFile },
+      signs ? 'coordinator keys loaded; every checkpoint manifest is signed' : 'coordinator keys loaded; the checkpoint store was passed in, so manifests are not signed here',
+    );
+  }
+
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */
   async stop(graceMs = 2000): Promise<void> {
     this.engineRef?.stop();
@@ -165,11 +196,6 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     });
     await this.runPromise?.catch(() => undefined);
   }
-}
-
-/** Where the coordinator's secret keys live: <run>/keys/coordinator.json (owner-only). */
-export function coordinatorKeyFile(cfg: CoordinatorConfig): string {
-  return path.join(cfg.run.dir, 'keys', 'coordinator.json');
 }
 
 /** Little-endian float32 bytes back into tensors shaped like `like` (copied: the views must be aligned). */

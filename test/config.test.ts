@@ -36,6 +36,7 @@ const DEFAULTS: Record<string, unknown> = {
   'tls.certFile': '',
   'tls.keyFile': '',
   'tls.clientCaFile': '',
+  'security.keyFile': '',
   'log.level': 'info',
 };
 
@@ -70,6 +71,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'tls.certFile': [__filename, __filename],
   'tls.keyFile': [__filename, __filename],
   'tls.clientCaFile': [__filename, __filename],
+  'security.keyFile': ['/etc/fedtune/coordinator.json', '/etc/fedtune/coordinator.json'],
   'log.level': ['silent', 'silent'],
 };
 

@@ -3,16 +3,24 @@
 //   <run>/versions/v000003/adapter_model.safetensors   PEFT weights (keys base_model.model.transformer…)
 //   <run>/versions/v000003/adapter_config.json         PEFT config
 //   <run>/versions/v000003/manifest.json               lineage, participants, seeds, config, file hashes
+//   <run>/versions/v000003/manifest.sig                Ed25519 signature of manifest.json (signature.ts), when
+//                                                      the store has a signer
 //   <run>/latest                                       "v000003\n": moves only once the version is complete
 //
 // A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
 // move. On open, temporary directories are deleted and versions beyond `latest` (a crash between the rename
 // and the pointer) are moved to <run>/orphans/ rather than trusted or destroyed.
+//
+// A store with a signer signs every version it commits and refuses, on read, a version whose manifest.sig is
+// missing, damaged or made with another key. A store without one still checks a manifest.sig it finds against
+// the key that file names: that catches damage (e.g. to the latest manifest, which no child links to), not
+// forgery — pinning the key is `fedtune verify --key`'s job.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
 import { fsyncPath, replaceAtomically, stableJson, writeDurable } from './atomic-fs';
+import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
 
 export const ADAPTER_FILE = 'adapter_model.safetensors';
@@ -32,15 +40,29 @@ const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b
 export interface FsStoreOptions {
   /** Called for recoveries worth an operator's attention (orphaned versions, stray temporaries). */
   readonly warn?: (message: string) => void;
+  /** Signs each committed manifest; reads then require every version to be signed with this key. */
+  readonly signer?: ManifestSigner;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
   readonly versionsDir: string;
   private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private signer: ManifestSigner | undefined;
 
   constructor(readonly runDir: string, private readonly opts: FsStoreOptions = {}) {
     this.versionsDir = path.join(runDir, 'versions');
+    if (opts.signer) this.setSigner(opts.signer);
+  }
+
+  /**
+   * Sets the key that signs (and is required on) every version. Only before first use, so that no version is
+   * committed or trusted under different rules (the Coordinator builds its store before it has loaded keys).
+   */
+  setSigner(signer: ManifestSigner): void {
+    if (this.ready) throw new Error('FsCheckpointStore.setSigner must be called before the store is first used');
+    if (signer.keyId !== manifestKeyId(signer.publicKey)) throw new Error(`signer keyId ${signer.keyId} is not the id of its public key (${manifestKeyId(signer.publicKey)})`);
+    this.signer = signer;
   }
 
   private open(): Promise<void> {
@@ -91,7 +113,7 @@ export class FsCheckpointStore implements CheckpointStore {
   }
 
   /** A version's manifest bytes and parsed contents; throws CheckpointIntegrityError naming the file. */
-  private async readManifest(version: number): Promise<{ bytes: Buffer; manifest: Manifest }> {
+  private async readManifest(version: number, checkSignature = false): Promise<{ bytes: Buffer; manifest: Manifest }> {
     const file = path.join(this.versionsDir, versionDirName(version), MANIFEST_FILE);
     const label = `${versionDirName(version)}/${MANIFEST_FILE}`;
     let bytes: Buffer;
@@ -101,6 +123,8 @@ export class FsCheckpointStore implements CheckpointStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointIntegrityError(`version ${version} does not exist in ${this.runDir}`);
       throw e;
     }
+    // Before parsing: a damaged manifest is then reported as not matching its signature, whatever the damage.
+    if (checkSignature) await this.checkSignature(version, bytes);
     let manifest: Manifest;
     try {
       manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
@@ -120,10 +144,25 @@ export class FsCheckpointStore implements CheckpointStore {
     return { bytes, manifest };
   }
 
+  /** Throws CheckpointIntegrityError unless manifest.sig is acceptable for these manifest bytes (see the header). */
+  private async checkSignature(version: number, manifestBytes: Buffer): Promise<void> {
+    const label = versionDirName(version);
+    let sigBytes: Buffer;
+    try {
+      sigBytes = await fs.readFile(path.join(this.versionsDir, label, MANIFEST_SIG_FILE));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (this.signer) throw new CheckpointIntegrityError(`${label}/${MANIFEST_SIG_FILE}: missing; this store signs every version and refuses an unsigned one`);
+      return;
+    }
+    const problem = signatureProblem(sigBytes, manifestBytes, label, this.signer);
+    if (problem) throw new CheckpointIntegrityError(problem);
+  }
+
   async read(version: number): Promise<Checkpoint> {
     await this.open();
     const dir = path.join(this.versionsDir, versionDirName(version));
-    const { bytes: manifestBytes, manifest } = await this.readManifest(version);
+    const { bytes: manifestBytes, manifest } = await this.readManifest(version, true);
     const manifestSha256 = sha256(manifestBytes);
     // The manifest lists every other file's hash; its own hash is the next version's parent link, so every
     // version but the latest is checked against that.
@@ -185,6 +224,7 @@ export class FsCheckpointStore implements CheckpointStore {
     await writeDurable(path.join(tmp, ADAPTER_FILE), weights);
     await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig);
     await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText);
+    if (this.signer) await writeDurable(path.join(tmp, MANIFEST_SIG_FILE), signManifest(Buffer.from(manifestText, 'utf8'), this.signer));
     await fsyncPath(tmp);
     await fs.rename(tmp, path.join(this.versionsDir, versionDirName(version)));
     await fsyncPath(this.versionsDir);
@@ -216,6 +256,8 @@ export class FsCheckpointStore implements CheckpointStore {
     const src = path.join(this.versionsDir, versionDirName(version));
     await fs.mkdir(outDir, { recursive: true });
     const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, MANIFEST_FILE];
+    // The signature travels with the manifest it signs, so an exported version can still be checked.
+    if (await fs.stat(path.join(src, MANIFEST_SIG_FILE)).then(() => true, () => false)) names.push(MANIFEST_SIG_FILE);
     for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
     return names.map((n) => path.join(outDir, n));
   }

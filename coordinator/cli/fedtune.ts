@@ -7,6 +7,7 @@ import { Coordinator } from '../coordinator';
 import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
+import { addVerifyCommand } from './verify-command';
 import { runSite, tlsFromFlags, type TlsFlags } from '../../examples/site';
 import { main as simulateMain } from '../../examples/simulate';
 
@@ -76,6 +77,8 @@ checkpoints
     const files = await new FsCheckpointStore(runDir).export(Number(version), outDir);
     console.log(files.join('\n'));
   });
+
+addVerifyCommand(program);
 
 program
   .command('config')

@@ -1,0 +1,289 @@
+// `fedtune verify <run>`: checks a whole run directory offline — the latest pointer, that versions are
+// contiguous, every manifest, every file hash, every signature (signature.ts) and every parent link — and
+// reports every problem it finds, each naming the version and the file, rather than stopping at the first.
+//
+// Whose key is trusted: the one given with --key, else the key of the first version whose signature is valid
+// (normally v000000's); every version must then be signed by that key. Without --key this detects damage and
+// a chain spliced from another coordinator's run, but not a run re-signed end to end by someone else.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './fs-store';
+import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifestSignature, sameKey, type SignatureCheck } from './signature';
+import { type Problem, type ProblemKind, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
+
+export * from './verify-types';
+
+const VERSION_RE = /^v(\d{6,})$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const short = (hex: string): string => `${hex.slice(0, 12)}…`;
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** What one version directory yielded, for the checks that span versions. */
+interface VersionInfo {
+  readonly version: number;
+  manifestSha256?: string;
+  manifest?: Record<string, unknown>;
+  sig?: SignatureCheck;
+  /** manifest.json does not match the hash its (otherwise intact) signature records. */
+  manifestChangedAfterSigning: boolean;
+}
+
+class Collector {
+  readonly problems: Problem[] = [];
+  add(version: number | null, file: string | null, kind: ProblemKind, message: string, extra: { expected?: string; actual?: string } = {}): void {
+    const where = version === null ? file ?? '' : file === null ? versionDirName(version) : `${versionDirName(version)}/${file}`;
+    this.problems.push({ version, file, kind, message: `${where}: ${message}`, ...extra });
+  }
+}
+
+/** A file's bytes, or why there are none ('missing', 'unreadable (EISDIR)'): a damaged run must not crash verify. */
+async function readFile(file: string): Promise<Buffer | { absent: string }> {
+  try {
+    return await fs.readFile(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { absent: code === 'ENOENT' ? 'missing' : `unreadable (${code ?? (e as Error).message})` };
+  }
+}
+
+export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const st = await fs.stat(runDir).catch(() => null);
+  if (!st?.isDirectory()) throw new VerifyUsageError(`${runDir} is not a directory`);
+  const out = new Collector();
+  const notes: string[] = [];
+  const versionsDir = path.join(runDir, 'versions');
+
+  const numbers: number[] = [];
+  let entries: string[] = [];
+  try {
+    entries = (await fs.readdir(versionsDir)).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    out.add(null, 'versions', 'no-versions', 'missing: not a fedtune run directory, or nothing was committed');
+  }
+  for (const name of entries) {
+    const m = VERSION_RE.exec(name);
+    if (m && name === versionDirName(Number(m[1]))) numbers.push(Number(m[1]));
+    else if (name.startsWith('.tmp-')) notes.push(`versions/${name}: an interrupted commit, ignored (the coordinator deletes it when it next starts)`);
+    else notes.push(`versions/${name}: not a version directory, ignored`);
+  }
+  numbers.sort((a, b) => a - b);
+  const present = new Set(numbers);
+  const highest = numbers.length ? numbers[numbers.length - 1] : null;
+  if (entries.length > 0 && numbers.length === 0) out.add(null, 'versions', 'no-versions', 'holds no version directories');
+  // One problem per run of missing versions (a stray v999999999 must not mean a billion lines).
+  const gaps: number[] = [];
+  let expected = 0;
+  for (const n of numbers) {
+    if (n > expected) {
+      gaps.push(expected);
+      const upTo = n - 1 > expected ? `, as is every version up to ${versionDirName(n - 1)}` : '';
+      out.add(expected, null, 'version-gap', `missing${upTo}: the chain has a gap (versions run v000000…${versionDirName(highest!)})`);
+    }
+    expected = n + 1;
+  }
+
+  const latest = await checkLatest(runDir, present, highest, out);
+  const infos = new Map<number, VersionInfo>();
+  for (const v of numbers) infos.set(v, await checkVersion(path.join(versionsDir, versionDirName(v)), v, out));
+
+  const key = checkKeys(infos, opts, out, notes);
+  checkRunIds(infos, out);
+  checkParents(infos, out);
+
+  // Grouped by version, in order; problems that belong to no version last.
+  const problems = out.problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => (a.p.version ?? Infinity) - (b.p.version ?? Infinity) || a.i - b.i)
+    .map(({ p }) => p);
+  const all = [...numbers, ...gaps].sort((a, b) => a - b);
+  return {
+    ok: problems.length === 0,
+    runDir,
+    versions: numbers.length,
+    latest,
+    key,
+    results: all.map((v) => ({ version: v, present: present.has(v), ok: present.has(v) && !problems.some((p) => p.version === v) })),
+    problems,
+    notes,
+  };
+}
+
+/** The latest pointer must be exactly "vNNNNNN\n" naming the highest version. */
+async function checkLatest(runDir: string, present: Set<number>, highest: number | null, out: Collector): Promise<number | null> {
+  const bytes = await readFile(path.join(runDir, 'latest'));
+  if (!Buffer.isBuffer(bytes)) {
+    if (highest !== null) out.add(null, 'latest', 'latest', `${bytes.absent}, though versions exist (a crash before the first pointer, or deleted)`);
+    return null;
+  }
+  const text = bytes.toString('utf8');
+  const m = VERSION_RE.exec(text.trim());
+  if (!m) {
+    out.add(null, 'latest', 'latest', `does not name a version: ${JSON.stringify(text)}`);
+    return null;
+  }
+  const v = Number(m[1]);
+  if (text !== `${versionDirName(v)}\n`) out.add(null, 'latest', 'latest', `${JSON.stringify(text)} is not exactly "${versionDirName(v)}\\n" as the store writes it`);
+  if (!present.has(v)) out.add(null, 'latest', 'latest', `names ${versionDirName(v)}, which does not exist`);
+  else if (highest !== null && v < highest) {
+    out.add(null, 'latest', 'latest', `names ${versionDirName(v)} but ${versionDirName(highest)} exists (a version beyond latest is what a crash between commit and pointer leaves; the coordinator moves it to orphans/ when it next starts)`);
+  }
+  return v;
+}
+
+async function checkVersion(dir: string, v: number, out: Collector): Promise<VersionInfo> {
+  const info: VersionInfo = { version: v, manifestChangedAfterSigning: false };
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
+    out.add(v, null, 'manifest', 'not a directory');
+    return info;
+  }
+  const manifestRead = await readFile(path.join(dir, MANIFEST_FILE));
+  const manifestBytes = Buffer.isBuffer(manifestRead) ? manifestRead : null;
+  if (!Buffer.isBuffer(manifestRead)) out.add(v, MANIFEST_FILE, 'manifest', manifestRead.absent);
+  else info.manifestSha256 = sha256(manifestRead);
+
+  // The signature first: when it says manifest.json changed, the manifest's file hashes are not trusted.
+  const sigBytes = await readFile(path.join(dir, MANIFEST_SIG_FILE));
+  if (!Buffer.isBuffer(sigBytes)) out.add(v, MANIFEST_SIG_FILE, 'signature-missing', `${sigBytes.absent}: this version is not signed`);
+  else {
+    const parsed = parseManifestSignature(sigBytes);
+    if ('error' in parsed) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `unreadable: ${parsed.error}`);
+    else if (manifestBytes !== null) {
+      const c = checkManifestSignature(parsed.sig, manifestBytes);
+      info.sig = c;
+      const hashes = { expected: c.sig.manifestSha256, actual: c.actualSha256 };
+      if (!c.signatureValid && !c.hashMatches) {
+        info.manifestChangedAfterSigning = true;
+        out.add(v, MANIFEST_FILE, 'manifest-hash', `sha256 ${short(c.actualSha256)} does not match the signed ${short(c.sig.manifestSha256)} in ${MANIFEST_SIG_FILE}: the manifest changed after it was signed (its file hashes are not trusted, so the other files were not checked)`, hashes);
+      } else if (!c.signatureValid) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `ed25519 signature does not verify under its key ${c.sig.keyId}`);
+      else if (!c.hashMatches) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `manifestSha256 ${short(c.sig.manifestSha256)} does not match manifest.json's sha256 ${short(c.actualSha256)} (the signature itself verifies)`, hashes);
+      if (!c.keyIdMatches) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `keyId ${c.sig.keyId} is not the id of its publicKey (${manifestKeyId(c.publicKey)})`);
+    }
+  }
+
+  if (manifestBytes !== null) info.manifest = parseManifest(manifestBytes, v, out);
+  const files = info.manifest && isObject(info.manifest.files) ? info.manifest.files : undefined;
+  // A manifest changed after signing cannot say which files belong: the standard ones are not reported as extra.
+  const standard = files && !info.manifestChangedAfterSigning ? [] : [ADAPTER_FILE, ADAPTER_CONFIG_FILE];
+  const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...standard, ...Object.keys(files ?? {})]);
+  for (const n of names.sort()) if (!known.has(n)) out.add(v, n, 'extra-file', 'not listed in the manifest');
+  if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, out);
+  return info;
+}
+
+/** Parses and shape-checks a manifest; problems name manifest.json. Returns it when it is a JSON object. */
+function parseManifest(bytes: Buffer, v: number, out: Collector): Record<string, unknown> | undefined {
+  let m: unknown;
+  try {
+    m = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    out.add(v, MANIFEST_FILE, 'manifest', `not valid JSON (${(e as Error).message})`);
+    return undefined;
+  }
+  if (!isObject(m)) {
+    out.add(v, MANIFEST_FILE, 'manifest', 'not a JSON object');
+    return undefined;
+  }
+  if (m.format !== MANIFEST_FORMAT) out.add(v, MANIFEST_FILE, 'manifest', `format ${JSON.stringify(m.format)} is not ${MANIFEST_FORMAT}`);
+  if (m.version !== v) out.add(v, MANIFEST_FILE, 'manifest', `version field is ${JSON.stringify(m.version)}, but the directory is ${versionDirName(v)}`);
+  if (typeof m.runId !== 'string') out.add(v, MANIFEST_FILE, 'manifest', 'runId is not a string');
+  const p = m.parent;
+  if (p !== null && !(isObject(p) && typeof p.version === 'number' && typeof p.manifestSha256 === 'string')) {
+    out.add(v, MANIFEST_FILE, 'manifest', 'parent is neither null nor {version, manifestSha256}');
+  }
+  if (!isObject(m.files)) out.add(v, MANIFEST_FILE, 'manifest', 'files is not an object of sha256 hashes');
+  else {
+    for (const f of [ADAPTER_FILE, ADAPTER_CONFIG_FILE]) if (!(f in m.files)) out.add(v, MANIFEST_FILE, 'manifest', `files does not list ${f}`);
+  }
+  return m;
+}
+
+async function checkFiles(dir: string, v: number, files: Record<string, unknown>, out: Collector): Promise<void> {
+  for (const [name, want] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // Never follow a manifest outside its own directory, nor let it vouch for itself or its signature.
+    if (!SAFE_NAME.test(name) || name === MANIFEST_FILE || name === MANIFEST_SIG_FILE) {
+      out.add(v, MANIFEST_FILE, 'manifest', `files lists ${JSON.stringify(name)}, which is not a file name it may list`);
+      continue;
+    }
+    if (typeof want !== 'string' || !HEX64.test(want)) {
+      out.add(v, MANIFEST_FILE, 'manifest', `files.${name} is not a sha256 hex digest`);
+      continue;
+    }
+    const bytes = await readFile(path.join(dir, name));
+    if (!Buffer.isBuffer(bytes)) {
+      out.add(v, name, 'missing-file', `${bytes.absent} (listed in the manifest)`);
+      continue;
+    }
+    const got = sha256(bytes);
+    if (got !== want) out.add(v, name, 'file-hash', `sha256 ${short(got)} does not match the manifest's ${short(want)}`, { expected: want, actual: got });
+  }
+}
+
+/** Decides the trusted key and requires every signature to be made with it. */
+function checkKeys(infos: Map<number, VersionInfo>, opts: VerifyOptions, out: Collector, notes: string[]): VerifyResult['key'] {
+  let trusted: Uint8Array | undefined = opts.publicKey;
+  let source = opts.keySource ?? '--key';
+  if (!trusted) {
+    const first = [...infos.values()].find((i) => i.sig && i.sig.signatureValid && i.sig.keyIdMatches);
+    if (!first) {
+      if ([...infos.values()].some((i) => i.sig)) notes.push('no version has a valid signature, so there is no key to trust');
+      return null;
+    }
+    trusted = first.sig!.publicKey;
+    source = `${versionDirName(first.version)}/${MANIFEST_SIG_FILE}`;
+    if (first.version !== 0) notes.push(`v000000 has no valid signature; trusting the key of ${versionDirName(first.version)} instead`);
+  }
+  const keyId = manifestKeyId(trusted);
+  for (const i of infos.values()) {
+    if (i.sig && !sameKey(i.sig.publicKey, trusted)) {
+      out.add(i.version, MANIFEST_SIG_FILE, 'signature-key', `signed by key ${i.sig.sig.keyId}, not by the trusted key ${keyId} (from ${source})`);
+    }
+  }
+  return { keyId, publicKey: Buffer.from(trusted).toString('base64'), source, pinned: opts.publicKey !== undefined };
+}
+
+/** Every manifest must name the same run; the odd ones out are those that differ from the most common id. */
+function checkRunIds(infos: Map<number, VersionInfo>, out: Collector): void {
+  const counts = new Map<string, number>();
+  for (const i of infos.values()) if (typeof i.manifest?.runId === 'string') counts.set(i.manifest.runId, (counts.get(i.manifest.runId) ?? 0) + 1);
+  let common: string | undefined;
+  for (const [id, n] of counts) if (common === undefined || n > counts.get(common)!) common = id;
+  for (const i of infos.values()) {
+    const id = i.manifest?.runId;
+    if (typeof id === 'string' && id !== common) out.add(i.version, MANIFEST_FILE, 'run-id', `runId ${JSON.stringify(id)} differs from the run's ${JSON.stringify(common)}`);
+  }
+}
+
+/** v0 has no parent; every later version names v−1 and the sha256 of its manifest.json as written. */
+function checkParents(infos: Map<number, VersionInfo>, out: Collector): void {
+  for (const i of infos.values()) {
+    const p = i.manifest?.parent;
+    if (p === undefined || (p !== null && !isObject(p))) continue; // shape already reported
+    const v = i.version;
+    if (v === 0) {
+      if (p !== null) out.add(v, MANIFEST_FILE, 'parent-link', 'version 0 must have no parent, but names one');
+      continue;
+    }
+    if (p === null) {
+      out.add(v, MANIFEST_FILE, 'parent-link', `has no parent link (expected ${versionDirName(v - 1)})`);
+      continue;
+    }
+    if (p.version !== v - 1) out.add(v, MANIFEST_FILE, 'parent-link', `parent.version is ${JSON.stringify(p.version)}, not ${v - 1}`);
+    const parent = infos.get(v - 1);
+    if (!parent?.manifestSha256 || typeof p.manifestSha256 !== 'string') continue; // a gap or missing manifest, already reported
+    if (p.manifestSha256 === parent.manifestSha256) continue;
+    // The parent's manifest changed after signing (reported there) and this link names what was signed: not a second fault.
+    if (parent.manifestChangedAfterSigning && p.manifestSha256 === parent.sig?.sig.manifestSha256) continue;
+    out.add(v, MANIFEST_FILE, 'parent-link', `parent.manifestSha256 ${short(p.manifestSha256)} does not match the sha256 ${short(parent.manifestSha256)} of ${versionDirName(v - 1)}/${MANIFEST_FILE}`, {
+      expected: p.manifestSha256,
+      actual: parent.manifestSha256,
+    });
+  }
+}
