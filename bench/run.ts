@@ -3,6 +3,7 @@
 //  1. FedAvg aggregation throughput (fixed-point, exact) vs copying the same bytes (Float32Array.set).
 //  2. Adapter download/upload through the real coordinator over gRPC loopback vs raw TCP loopback.
 //  3. Local LoRA training throughput of the demo model on the selected tfjs backend.
+//  4. Secure aggregation (SecAgg/SecAgg+) vs plain fixed-point FedAvg with the same quantisation (bench/secagg.ts).
 import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -22,6 +23,7 @@ import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { initLoraAdapter } from '../client-sdk/model/lora';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
+import { benchSecAgg, secaggTable, type SecAggBenchRow } from './secagg';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -178,6 +180,14 @@ async function benchTraining(): Promise<Record<string, number | string>> {
   };
 }
 
+/** One summary row per client count: SecAgg client and coordinator time against plain fixed-point FedAvg. */
+function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, string][] {
+  return rows.filter((r) => r.variant === 'secagg').map((r) => {
+    const p = rows.find((x) => x.variant === 'plain' && x.clients === r.clients)!;
+    return [`SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`, `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`, `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`, `${r.client_ms_over_plain.toFixed(1)}× / ${r.coordinator_ms_over_plain.toFixed(1)}× plain`];
+  });
+}
+
 async function main(): Promise<void> {
   const results = {
     date: new Date().toISOString(),
@@ -185,6 +195,7 @@ async function main(): Promise<void> {
     fedavg: benchFedAvg(10, 1 << 20),
     transport: await benchGrpc(16 << 20),
     training: await benchTraining(),
+    secagg: await benchSecAgg(),
   };
   const f = results.fedavg;
   const tr = results.transport;
@@ -194,9 +205,12 @@ async function main(): Promise<void> {
     ['download 64 MiB adapter over gRPC', `${tr.download_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP`],
     ['upload 64 MiB update over gRPC', `${tr.upload_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`],
     [`LoRA training (${t.backend}, batch 16)`, `${Number(t.tokens_per_second).toFixed(0)} tokens/s`, `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`, `${Number(t.examples_per_second).toFixed(1)} examples/s`],
+    ...secaggRows(results.secagg.rows),
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));
+  console.log(`\nSecure aggregation per round, ${results.secagg.options.params} params (means per client; bytes as sent):`);
+  console.log(secaggTable(results.secagg.rows));
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
   await fs.mkdir(outDir, { recursive: true });
   await fs.writeFile(path.join(outDir, 'bench.json'), JSON.stringify(results, null, 2) + '\n');

@@ -1,0 +1,202 @@
+// One client's side of one SecAgg round attempt (Bonawitz et al. CCS'17; sparse graph of Bell et al. 2020):
+// advertise → shareKeys → receiveShares → maskedInput → unmask, each exactly once and in order. The client
+// refuses anything that would reveal its input: too few peers, a roster or survivor list that does not add
+// up, or a second unmask request that differs from the first (it would let a server collect b and sk shares).
+import { status } from '@grpc/grpc-js';
+import { ProtocolError } from '../tensor-stream';
+import { bytesEqual, cmpId, isSortedUnique } from './bytes';
+import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
+import { holdersOf, isConnected, neighbours } from './graph';
+import { signDetached, verifyDetached } from './identity';
+import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
+import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import { addMask } from './prg';
+import { open, seal } from './seal';
+import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
+import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment, shareX } from './shares';
+
+type Stage = 'new' | 'advertised' | 'shared' | 'received' | 'masked' | 'unmasked';
+
+export interface SecAggClientOptions {
+  readonly config: SecAggRoundConfig;
+  readonly clientId: string;
+  /** The client's long-term Ed25519 identity secret key (tweetnacl format, 64 bytes). */
+  readonly identitySecretKey: Uint8Array;
+  /** Tests only: a deterministic source for keys, seeds and nonces. Defaults to crypto.randomBytes. */
+  readonly random?: RandomSource;
+}
+
+const refuse = (code: status, msg: string): ProtocolError => new ProtocolError(code, `secagg client: ${msg}`);
+
+export class SecAggClient {
+  readonly config: SecAggRoundConfig;
+  readonly clientId: string;
+  private readonly identitySecretKey: Uint8Array;
+  private readonly random: RandomSource;
+  private stage: Stage = 'new';
+  private enc?: KeyPair;
+  private mask?: KeyPair;
+  private seed?: Uint8Array; // b_u
+  private sessionIdValue?: Uint8Array;
+  private ads = new Map<string, Advertisement>();
+  private nbrs = new Map<string, Set<string>>();
+  private u2: readonly string[] = [];
+  /** Shares this client holds, by dealer: [b-share, sk-share]. */
+  private held = new Map<string, [Uint8Array, Uint8Array]>();
+  private answer?: { key: string; response: UnmaskResponse };
+
+  constructor(opts: SecAggClientOptions) {
+    validateConfig(opts.config);
+    if (!opts.config.selected.includes(opts.clientId)) throw refuse(status.INVALID_ARGUMENT, `${opts.clientId} is not selected for this round`);
+    this.config = opts.config;
+    this.clientId = opts.clientId;
+    this.identitySecretKey = opts.identitySecretKey;
+    this.random = opts.random ?? defaultRandom;
+  }
+
+  get sessionId(): Uint8Array | undefined {
+    return this.sessionIdValue;
+  }
+
+  private expect(stage: Stage, what: string): void {
+    if (this.stage !== stage) throw refuse(status.FAILED_PRECONDITION, `${what} is not allowed at stage '${this.stage}'`);
+  }
+
+  /** Stage 1: two fresh X25519 key pairs (share encryption, masks), signed by the identity key. */
+  advertise(): Advertisement {
+    this.expect('new', 'advertise');
+    this.enc = x25519KeyPair(this.random);
+    this.mask = x25519KeyPair(this.random);
+    const digest = advertisementDigest(this.config, this.clientId, this.enc.publicKey, this.mask.publicKey);
+    this.stage = 'advertised';
+    return { clientId: this.clientId, encPublicKey: this.enc.publicKey, maskPublicKey: this.mask.publicKey, signature: signDetached(digest, this.identitySecretKey) };
+  }
+
+  /** Stage 2: check the roster, derive the session, deal b_u and the mask secret to the holders, sealed. */
+  async shareKeys(roster: Roster): Promise<ShareKeysMessage> {
+    this.expect('advertised', 'shareKeys');
+    const cfg = this.config;
+    const ids = roster.advertisements.map((a) => a.clientId);
+    if (!isSortedUnique(ids)) throw refuse(status.INVALID_ARGUMENT, 'roster advertisements must be sorted by client id, without repeats');
+    if (ids.length < cfg.threshold) throw refuse(status.FAILED_PRECONDITION, `roster has ${ids.length} clients, threshold is ${cfg.threshold}`);
+    for (const a of roster.advertisements) {
+      if (!cfg.selected.includes(a.clientId)) throw refuse(status.PERMISSION_DENIED, `roster names ${a.clientId}, who is not selected`);
+      const idk = roster.identityKeys[a.clientId];
+      if (!idk || !verifyDetached(advertisementDigest(cfg, a.clientId, a.encPublicKey, a.maskPublicKey), a.signature, idk)) {
+        throw refuse(status.UNAUTHENTICATED, `advertisement of ${a.clientId} has no valid signature for this round`);
+      }
+      if (isLowOrder(a.encPublicKey) || isLowOrder(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a low-order key`);
+    }
+    const mine = roster.advertisements.find((a) => a.clientId === this.clientId);
+    if (!mine || !bytesEqual(mine.encPublicKey, this.enc!.publicKey) || !bytesEqual(mine.maskPublicKey, this.mask!.publicKey)) {
+      throw refuse(status.FAILED_PRECONDITION, 'roster does not carry this client\'s own advertisement');
+    }
+    if (holderCount(cfg.graph, ids.length) < cfg.threshold) throw refuse(status.FAILED_PRECONDITION, `too few holders per secret for threshold ${cfg.threshold}`);
+    const sessionId = computeSessionId(cfg, roster.advertisements);
+    this.ads = new Map(roster.advertisements.map((a) => [a.clientId, a]));
+    this.nbrs = neighbours(ids, cfg.graph, sessionId);
+    const holders = holdersOf(this.nbrs, this.clientId);
+    const seed = this.random(32);
+    const [bShares, skShares] = [await dealShares(seed, holders, cfg.threshold), await dealShares(this.mask!.secretKey, holders, cfg.threshold)];
+    const shares: SealedShares[] = holders.map((h, i) => {
+      const key = shareEncryptionKey(sessionId, this.clientId, h, agree(this.enc!.secretKey, this.ads.get(h)!.encPublicKey));
+      const plaintext = new Uint8Array(2 * SHARE_BYTES);
+      plaintext.set(bShares[i], 0);
+      plaintext.set(skShares[i], SHARE_BYTES);
+      return {
+        to: h,
+        ciphertext: seal(key, sessionId, this.clientId, h, plaintext, this.random),
+        bCommitment: shareCommitment(sessionId, this.clientId, h, 'b', bShares[i]),
+        skCommitment: shareCommitment(sessionId, this.clientId, h, 'sk', skShares[i]),
+      };
+    });
+    const seedHash = seedCommitment(sessionId, this.clientId, seed);
+    this.seed = seed;
+    this.sessionIdValue = sessionId;
+    this.stage = 'shared';
+    return { from: this.clientId, seedHash, shares, signature: signDetached(shareKeysDigest(sessionId, this.clientId, seedHash, shares), this.identitySecretKey) };
+  }
+
+  /** Stage 2 → 3: open and check the shares dealt to this client by every member of U2 that it holds for. */
+  receiveShares(routed: RoutedShares): void {
+    this.expect('shared', 'receiveShares');
+    const cfg = this.config;
+    const sid = this.sessionIdValue!;
+    if (!isSortedUnique(routed.u2) || routed.u2.some((v) => !this.ads.has(v))) throw refuse(status.INVALID_ARGUMENT, 'U2 must be a sorted subset of U1');
+    if (!routed.u2.includes(this.clientId)) throw refuse(status.FAILED_PRECONDITION, `${this.clientId} is not in U2`);
+    const u2 = new Set(routed.u2);
+    const myHolders = holdersOf(this.nbrs, this.clientId).filter((v) => u2.has(v));
+    if (routed.u2.length < cfg.threshold || myHolders.length < cfg.threshold) {
+      throw refuse(status.FAILED_PRECONDITION, `U2 has ${routed.u2.length} clients (${myHolders.length} of them hold this client's shares); threshold is ${cfg.threshold}`);
+    }
+    // Dealers whose holders include this client are exactly its neighbours and itself (the graph is symmetric).
+    const expected = new Set(myHolders);
+    const held = new Map<string, [Uint8Array, Uint8Array]>();
+    for (const s of routed.shares) {
+      if (!expected.has(s.from) || held.has(s.from)) throw refuse(status.INVALID_ARGUMENT, `unexpected or repeated shares from ${s.from}`);
+      const key = shareEncryptionKey(sid, s.from, this.clientId, agree(this.enc!.secretKey, this.ads.get(s.from)!.encPublicKey));
+      const pt = open(key, sid, s.from, this.clientId, s.ciphertext);
+      if (!pt || pt.length !== 2 * SHARE_BYTES) throw refuse(status.INVALID_ARGUMENT, `shares from ${s.from} do not decrypt for this session`);
+      const b = pt.subarray(0, SHARE_BYTES);
+      const sk = pt.subarray(SHARE_BYTES);
+      const x = shareX(holdersOf(this.nbrs, s.from), this.clientId);
+      if (b[SHARE_BYTES - 1] !== x || sk[SHARE_BYTES - 1] !== x ||
+          !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'b', b), s.bCommitment) ||
+          !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'sk', sk), s.skCommitment)) {
+        throw refuse(status.INVALID_ARGUMENT, `invalid Shamir share from dealer ${s.from} for holder ${this.clientId}`);
+      }
+      held.set(s.from, [Uint8Array.from(b), Uint8Array.from(sk)]);
+    }
+    const missing = [...expected].filter((v) => !held.has(v));
+    if (missing.length > 0) throw refuse(status.INVALID_ARGUMENT, `no shares from ${missing.join(', ')}, which are in U2`);
+    this.held = held;
+    this.u2 = [...routed.u2];
+    this.stage = 'received';
+  }
+
+  /** Stage 3: y = x + PRG(b_u) + Σ_{v ∈ nbrs(u) ∩ U2} ±PRG(k_uv) mod 2^32 (+ when u < v). `encoded` is not modified. */
+  maskedInput(encoded: Uint32Array): Uint32Array {
+    this.expect('received', 'maskedInput');
+    if (encoded.length !== this.config.vectorLength) throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
+    const y = Uint32Array.from(encoded);
+    addMask(y, this.seed!, 1);
+    for (const v of this.u2) {
+      if (v === this.clientId || !this.nbrs.get(this.clientId)!.has(v)) continue;
+      const key = pairKey(this.sessionIdValue!, this.clientId, v, agree(this.mask!.secretKey, this.ads.get(v)!.maskPublicKey));
+      addMask(y, key, cmpId(this.clientId, v) < 0 ? 1 : -1);
+    }
+    this.stage = 'masked';
+    return y;
+  }
+
+  /** Stage 4: b-shares for survivors, mask-sk shares for the dropped; answered once (repeats get the same answer). */
+  unmask(req: UnmaskRequest): UnmaskResponse {
+    const key = JSON.stringify([req.survivors, req.dropped]);
+    if (this.answer) {
+      if (this.answer.key === key) return this.answer.response;
+      throw refuse(status.FAILED_PRECONDITION, 'already answered a different unmask request in this round');
+    }
+    this.expect('masked', 'unmask');
+    const { survivors, dropped } = req;
+    if (!isSortedUnique(survivors) || !isSortedUnique(dropped)) throw refuse(status.INVALID_ARGUMENT, 'survivors and dropped must be sorted and unique');
+    const s3 = new Set(survivors);
+    if (dropped.some((v) => s3.has(v))) throw refuse(status.INVALID_ARGUMENT, 'a client is both a survivor and dropped');
+    const union = [...survivors, ...dropped].sort(cmpId);
+    if (union.length !== this.u2.length || union.some((v, i) => v !== this.u2[i])) throw refuse(status.INVALID_ARGUMENT, 'survivors ∪ dropped must equal U2');
+    if (survivors.length < this.config.threshold) throw refuse(status.FAILED_PRECONDITION, `${survivors.length} survivors, threshold is ${this.config.threshold}`);
+    if (!s3.has(this.clientId)) throw refuse(status.FAILED_PRECONDITION, `${this.clientId} sent its input but is not listed as a survivor`);
+    if (!isConnected(survivors, this.nbrs)) throw refuse(status.FAILED_PRECONDITION, 'the survivors\' graph is disconnected: unmasking would reveal partial sums');
+    const bShares: RevealedShare[] = [];
+    const skShares: RevealedShare[] = [];
+    for (const [v, [b, sk]] of [...this.held].sort((p, q) => cmpId(p[0], q[0]))) {
+      if (s3.has(v)) bShares.push({ of: v, share: b });
+      else skShares.push({ of: v, share: sk });
+    }
+    const response: UnmaskResponse = { from: this.clientId, bShares, skShares };
+    this.answer = { key, response };
+    this.seed = undefined; // nothing else will ever be revealed
+    this.held.clear();
+    this.stage = 'unmasked';
+    return response;
+  }
+}

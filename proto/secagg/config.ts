@@ -1,0 +1,88 @@
+// Per-round SecAgg parameters, fixed by the coordinator before the round starts and hashed into the session id
+// (so every client masks under exactly the same parameters), plus the default graph/threshold choice.
+import { status } from '@grpc/grpc-js';
+import { ProtocolError } from '../tensor-stream';
+import { isSortedUnique } from './bytes';
+
+export type GraphSpec = { readonly kind: 'full' } | { readonly kind: 'harary'; readonly k: number };
+
+export interface SecAggRoundConfig {
+  /** Run id + round + attempt; unique per attempt, so nothing carries over between attempts. */
+  readonly roundTag: string;
+  /** Hex SHA-256 of the global checkpoint's manifest that the deltas are relative to. */
+  readonly baseManifestSha256: string;
+  /** Selected client ids, sorted. */
+  readonly selected: readonly string[];
+  /** Shamir threshold t: shares needed to rebuild a secret; also the fewest clients a round may end with. */
+  readonly threshold: number;
+  readonly graph: GraphSpec;
+  /** L2 clip S applied to each client's delta (over the included tensors). */
+  readonly clipNorm: number;
+  /** n_cap: a client's weight is min(numExamples, n_cap) / n_cap. */
+  readonly weightCap: number;
+  /** N_max: sets the headroom bits so that a sum of N_max values never wraps mod 2^32. */
+  readonly maxClients: number;
+  /** Names of the tensors in the summed vector, sorted (FFA-LoRA sums only lora_B). */
+  readonly include: readonly string[];
+  /** 1 + Σ sizes of the included tensors (see vectorLayout); the server checks every masked input against it. */
+  readonly vectorLength: number;
+}
+
+/** Fewer clients than this and each one learns a lot about the others from the published sum. */
+export const MIN_CLIENTS = 5;
+/** Full graph up to this many clients: O(N) pair masks per client stays below the sparse graph's cost x2. */
+export const DEFAULT_FULL_GRAPH_MAX = 32;
+/** shamir-secret-sharing works in GF(2^8): x-coordinates 1..255. */
+export const MAX_HOLDERS = 255;
+
+/** Holders of each client's secrets (its neighbours and itself) when `n` clients advertised. */
+export function holderCount(graph: GraphSpec, n: number): number {
+  return graph.kind === 'full' ? n : Math.min(graph.k, n - 1) + 1;
+}
+
+/**
+ * Default graph and threshold for n selected clients. Full graph when n ≤ fullGraphMax; otherwise a Harary
+ * graph with even degree k = 2·⌈log2 n⌉ (SecAgg+: O(log n) neighbours keep the survivor graph connected
+ * w.h.p.). t = ⌊holders/2⌋ + 1, a strict majority of holders: an honest holder answers one unmask request
+ * with either a b-share or an sk-share of a client, so a server cannot collect t of both. The round then
+ * tolerates holders − t dropouts among any client's holders.
+ */
+export function chooseGraph(n: number, fullGraphMax = DEFAULT_FULL_GRAPH_MAX): { graph: GraphSpec; threshold: number } {
+  let graph: GraphSpec = { kind: 'full' };
+  if (n > fullGraphMax) {
+    const k = 2 * Math.ceil(Math.log2(n));
+    if (k < n - 1) graph = { kind: 'harary', k };
+  }
+  return { graph, threshold: Math.floor(holderCount(graph, n) / 2) + 1 };
+}
+
+/** Bits per value and scales: b = 32 − ⌈log2 N_max⌉, so Σ of N_max values in [−(2^(b−1)−1), 2^(b−1)−1] fits int32. */
+export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'>): { bits: number; maxAbs: number; valueScale: number; weightScale: number } {
+  const bits = 32 - Math.ceil(Math.log2(cfg.maxClients));
+  const maxAbs = 2 ** (bits - 1) - 1;
+  return { bits, maxAbs, valueScale: maxAbs / cfg.clipNorm, weightScale: maxAbs };
+}
+
+const bad = (msg: string): ProtocolError => new ProtocolError(status.INVALID_ARGUMENT, `secagg config: ${msg}`);
+const isInt = (x: number, lo: number, hi: number): boolean => Number.isSafeInteger(x) && x >= lo && x <= hi;
+
+export function validateConfig(cfg: SecAggRoundConfig): void {
+  if (typeof cfg.roundTag !== 'string' || cfg.roundTag.length === 0) throw bad('roundTag must be a non-empty string');
+  if (!/^[0-9a-f]{64}$/.test(cfg.baseManifestSha256)) throw bad('baseManifestSha256 must be 64 lowercase hex digits');
+  const n = cfg.selected.length;
+  if (!isSortedUnique(cfg.selected) || cfg.selected.some((s) => s.length === 0)) throw bad('selected must be sorted, unique, non-empty ids');
+  if (!isInt(cfg.maxClients, MIN_CLIENTS, 2 ** 16)) throw bad(`maxClients ${cfg.maxClients} must be an integer in [${MIN_CLIENTS}, 65536]`);
+  if (n < MIN_CLIENTS) throw bad(`${n} selected clients; secure aggregation needs at least ${MIN_CLIENTS}`);
+  if (n > cfg.maxClients) throw bad(`${n} selected clients exceed maxClients ${cfg.maxClients}`);
+  if (cfg.graph.kind === 'harary' && !(isInt(cfg.graph.k, 2, MAX_HOLDERS - 1) && cfg.graph.k % 2 === 0)) {
+    throw bad(`Harary degree k = ${cfg.graph.k} must be an even integer in [2, ${MAX_HOLDERS - 1}]`);
+  }
+  const holders = holderCount(cfg.graph, n);
+  if (holders > MAX_HOLDERS) throw bad(`${holders} holders per secret exceed the GF(2^8) limit of ${MAX_HOLDERS}; use a Harary graph`);
+  if (!isInt(cfg.threshold, 2, holders)) throw bad(`threshold ${cfg.threshold} must be an integer in [2, ${holders}] (holders per secret)`);
+  if (2 * cfg.threshold <= holders) throw bad(`threshold ${cfg.threshold} must exceed half of the ${holders} holders, or a server could collect both shares of a client`);
+  if (!(Number.isFinite(cfg.clipNorm) && cfg.clipNorm > 0)) throw bad(`clipNorm ${cfg.clipNorm} must be positive and finite`);
+  if (!isInt(cfg.weightCap, 1, quantisation(cfg).maxAbs)) throw bad(`weightCap ${cfg.weightCap} must be a positive integer ≤ ${quantisation(cfg).maxAbs} (the weight grid)`);
+  if (cfg.include.length === 0 || !isSortedUnique(cfg.include)) throw bad('include must be a non-empty, sorted, unique list of tensor names');
+  if (!isInt(cfg.vectorLength, 2, 2 ** 31)) throw bad(`vectorLength ${cfg.vectorLength} must be an integer ≥ 2`);
+}

@@ -1,0 +1,30 @@
+// Ed25519 signatures with keys in tweetnacl's format (64-byte secret = seed ‖ public key, 32-byte public key),
+// computed by node:crypto: identical signatures, but ~80x faster to verify than tweetnacl (0.12 vs 10 ms),
+// which matters because every client verifies every advertisement of its round.
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+
+const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
+const pubCache = new Map<string, KeyObject>();
+
+export function signDetached(message: Uint8Array, identitySecretKey: Uint8Array): Uint8Array {
+  if (identitySecretKey.length !== 64) throw new RangeError('identity secret key must be 64 bytes (tweetnacl format)');
+  const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8, identitySecretKey.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+  return new Uint8Array(sign(null, message, key));
+}
+
+export function verifyDetached(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== 64 || publicKey.length !== 32) return false;
+  const id = Buffer.from(publicKey).toString('hex');
+  let key = pubCache.get(id);
+  try {
+    if (!key) {
+      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, publicKey]), format: 'der', type: 'spki' });
+      if (pubCache.size > 4096) pubCache.clear();
+      pubCache.set(id, key);
+    }
+    return verify(null, message, key, signature);
+  } catch {
+    return false;
+  }
+}

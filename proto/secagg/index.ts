@@ -1,0 +1,12 @@
+// Wire-agnostic SecAgg / SecAgg+ core: the coordinator learns only the weighted sum of the clients' deltas.
+export * from './config';
+export * from './encoding';
+export * from './messages';
+export { SecAggClient, type SecAggClientOptions } from './client';
+export { SecAggServer } from './server';
+export { addMask, Keystream } from './prg';
+export { agree, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, defaultRandom, type KeyPair, type RandomSource } from './keys';
+export { neighbours, holdersOf, isConnected, sessionPermutation } from './graph';
+export { dealShares, reconstruct, shareCommitment, seedCommitment, shareX, SHARE_BYTES, type ShareKind } from './shares';
+export { computeSessionId, advertisementDigest, shareKeysDigest } from './session';
+export { signDetached, verifyDetached } from './identity';
