@@ -47,6 +47,7 @@ async function runRound(file: string, outDir: string): Promise<void> {
       training: { localSteps: 10, batchSize: 16, learningRate: 0.002 },
       model: { dir: MODEL_DIR },
       log: { level: 'warn' },
+      auth: { mode: 'tofu' },
     },
   });
   const lora = loraSettings(config);

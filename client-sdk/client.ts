@@ -138,7 +138,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     let failures = 0;
     while (!this.stopped) {
       try {
-        await this.join();
+        try {
+          await this.join();
+        } catch (e) {
+          // A refused identity will not be admitted by retrying: say so at once.
+          const code = (e as grpc.ServiceError).code;
+          if (code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED) throw Object.assign(e as Error, { fatal: true });
+          throw e;
+        }
         failures = 0;
         const finished = await this.serveTasks();
         if (finished) {
@@ -149,7 +156,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         }
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
-        if (FATAL.has(code) || e instanceof ProtocolError) throw e;
+        if (FATAL.has(code) || e instanceof ProtocolError || (e as { fatal?: boolean }).fatal) throw e;
         if (this.stopped) break;
         const delay = backoffDelay(failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });

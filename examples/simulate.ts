@@ -7,6 +7,8 @@ import { Worker } from 'node:worker_threads';
 import { Command } from 'commander';
 import pino from 'pino';
 import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import nacl from 'tweetnacl';
+import { identityFromSecretKey, type ClientIdentity } from '../client-sdk/identity';
 import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
@@ -44,9 +46,12 @@ export interface SimulationResult {
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
   const t0 = Date.now();
   const backend = await selectBackend();
+  // Each site gets a fresh Ed25519 identity, enrolled through the allow-list (the production path, not tofu).
+  const identities = Array.from({ length: o.clients }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const config = loadConfig({
     overrides: {
       server: { port: 0 },
+      auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
       run: { dir: o.runDir, seed: o.seed },
       rounds: { total: o.rounds, minClients: o.clients, minUpdates: Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
       training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
@@ -86,10 +91,11 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   coordinator.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
 
-  const runs = o.workers ? startWorkerSites(o, address, lora, config.training.maxSeqLen) : task.clients.map((data, i) =>
+  const runs = o.workers ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities) : task.clients.map((data, i) =>
     new FederationClient({
       address,
       name: `site-${i}`,
+      identity: identities[i],
       baseModelSha256: base.modelHash,
       trainer: new LoraSftTrainer({ model: base.model, lora, train: data.train, eval: data.eval, choices: data.choices, evalMaxSeqLen: config.training.maxSeqLen }),
     }).run(),
@@ -106,9 +112,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
 }
 
 /** Sites as worker threads (examples/site-worker.ts); resolves when each has seen the run finish. */
-function startWorkerSites(o: SimulationOptions, address: string, lora: LoraConfig, maxSeqLen: number): Promise<unknown>[] {
+function startWorkerSites(o: SimulationOptions, address: string, lora: LoraConfig, maxSeqLen: number, identities: readonly ClientIdentity[]): Promise<unknown>[] {
   return Array.from({ length: o.clients }, (_, i) => {
-    const data: SiteWorkerData = { address, name: `site-${i}`, shard: i, of: o.clients, splitSeed: o.splitSeed, alpha: o.alpha, maxSeqLen, clientEvalLimit: 50, modelDir: DEFAULT_MODEL_DIR, lora };
+    const data: SiteWorkerData = { identitySecretKey: identities[i].secretKey, address, name: `site-${i}`, shard: i, of: o.clients, splitSeed: o.splitSeed, alpha: o.alpha, maxSeqLen, clientEvalLimit: 50, modelDir: DEFAULT_MODEL_DIR, lora };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
     return new Promise((resolve, reject) => {
       w.on('message', (m: { done?: unknown; error?: string }) => (m.error ? reject(new Error(`site-${i}: ${m.error}`)) : resolve(m.done)));

@@ -2,6 +2,7 @@
 // the sites of `npm run demo` train in parallel instead of taking turns on one JavaScript thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import { FederationClient } from '../client-sdk/client';
+import { identityFromSecretKey } from '../client-sdk/identity';
 import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import type { LoraConfig } from '../client-sdk/model/lora';
 import { prepareSpamTask } from './spam-task';
@@ -17,13 +18,16 @@ export interface SiteWorkerData {
   readonly clientEvalLimit: number;
   readonly modelDir: string;
   readonly lora: LoraConfig;
+  /** The site's Ed25519 secret key (enrolled by the simulation through auth.allowList). */
+  readonly identitySecretKey: Uint8Array;
 }
 
 async function main(d: SiteWorkerData): Promise<void> {
   const task = prepareSpamTask({ numClients: d.of, splitSeed: d.splitSeed, maxSeqLen: d.maxSeqLen, clientEvalLimit: d.clientEvalLimit, alpha: d.alpha, modelDir: d.modelDir, only: d.shard });
   const data = task.clients[d.shard];
   const { trainer, modelHash } = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
-  const client = new FederationClient({ address: d.address, name: d.name, trainer, baseModelSha256: modelHash });
+  const identity = identityFromSecretKey(d.identitySecretKey);
+  const client = new FederationClient({ address: d.address, name: d.name, trainer, baseModelSha256: modelHash, identity });
   const summary = await client.run();
   parentPort?.postMessage({ done: summary });
 }

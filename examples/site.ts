@@ -1,9 +1,11 @@
 // One site as its own process, as a data owner would run it: the embedded SpamAssassin task, shard i of n.
 //   node dist/examples/coordinator.js &                      # or: fedtune coordinator
 //   node dist/examples/site.js --address 127.0.0.1:50051 --name site-0 --shard 0 --of 2
+import * as path from 'node:path';
 import { Command } from 'commander';
 import { FederationClient } from '../client-sdk/client';
 import { tlsCredentials, type TlsClientOptions } from '../client-sdk/tls';
+import { loadOrCreateIdentity } from '../client-sdk/identity';
 import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
 
@@ -17,6 +19,12 @@ export interface SiteOptions {
   readonly maxSeqLen?: number;
   /** TLS to the coordinator; default: plaintext. */
   readonly tls?: TlsClientOptions;
+  /** The site's identity key file (created on first start, mode 0600). */
+  readonly identityFile: string;
+  /** Single-use enrolment token from the operator (first join only). */
+  readonly joinToken?: string;
+  /** Pin the coordinator's key id. */
+  readonly coordinatorKeyId?: string;
 }
 
 /** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
@@ -34,6 +42,18 @@ export function tlsFromFlags(f: TlsFlags): TlsClientOptions | undefined {
   return { caFile: f.tlsCa, certFile: f.tlsCert, keyFile: f.tlsKey };
 }
 
+/** The --identity, --join-token and --coordinator-key flags of a site command. */
+export interface IdentityFlags {
+  readonly name: string;
+  readonly identity?: string;
+  readonly joinToken?: string;
+  readonly coordinatorKey?: string;
+}
+
+export function identityFromFlags(f: IdentityFlags): { identityFile: string; joinToken?: string; coordinatorKeyId?: string } {
+  return { identityFile: f.identity ?? path.join('.fedtune', `${f.name}.identity.json`), joinToken: f.joinToken, coordinatorKeyId: f.coordinatorKey };
+}
+
 export async function runSite(o: SiteOptions): Promise<void> {
   const credentials = o.tls ? tlsCredentials(o.tls) : undefined; // first: a bad TLS file fails before the model loads
   const modelDir = o.modelDir ?? DEFAULT_MODEL_DIR;
@@ -43,10 +63,15 @@ export async function runSite(o: SiteOptions): Promise<void> {
   // The coordinator fixes LoRA's shape in the adapter it sends; r/alpha here must match its config.
   const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
   const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
+  const identity = await loadOrCreateIdentity(o.identityFile);
+  console.log(JSON.stringify({ msg: 'site identity', name: o.name, keyId: identity.keyId, publicKey: Buffer.from(identity.publicKey).toString('base64'), file: o.identityFile }));
   const client = new FederationClient({
     address: o.address,
     name: o.name,
     trainer,
+    identity,
+    joinToken: o.joinToken,
+    coordinatorKeyId: o.coordinatorKeyId,
     baseModelSha256: modelHash,
     credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
@@ -69,10 +94,13 @@ if (require.main === module) {
     .option('--tls-ca <file>')
     .option('--tls-cert <file>')
     .option('--tls-key <file>')
+    .option('--identity <file>')
+    .option('--join-token <token>')
+    .option('--coordinator-key <keyId>')
     .parse()
-    .opts<{ address: string; name: string; shard: string; of: string; splitSeed: string } & TlsFlags>();
+    .opts<{ address: string; name: string; shard: string; of: string; splitSeed: string } & TlsFlags & IdentityFlags>();
   Promise.resolve()
-    .then(() => runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed), tls: tlsFromFlags(a) }))
+    .then(() => runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed), tls: tlsFromFlags(a), ...identityFromFlags(a) }))
     .catch((e: Error) => {
       console.error(e.message);
       process.exit(1);

@@ -18,7 +18,7 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 function startCoordinator(port: number, runDir: string): ChildProcess {
   const script = path.join(__dirname, '..', 'examples', 'coordinator.js');
   const args = ['--server.port', String(port), '--run.dir', runDir, '--rounds.total', '3', '--rounds.minClients', '2', '--rounds.minUpdates', '2'];
-  args.push('--training.localSteps', '2', '--training.batchSize', '4', '--rounds.deadlineMs', '60000', '--log.level', 'warn');
+  args.push('--training.localSteps', '2', '--training.batchSize', '4', '--rounds.deadlineMs', '60000', '--log.level', 'warn', '--auth.mode', 'tofu');
   return spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 

@@ -8,7 +8,8 @@ import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
-import { runSite, tlsFromFlags, type TlsFlags } from '../../examples/site';
+import { identityFromFlags, runSite, tlsFromFlags, type IdentityFlags, type TlsFlags } from '../../examples/site';
+import { addEnrollCommand } from './enroll-command';
 import { main as simulateMain } from '../../examples/simulate';
 
 const program = new Command('fedtune').description('Federated LoRA fine-tuning: coordinator, sites and checkpoints');
@@ -48,8 +49,11 @@ program
   .option('--tls-ca <file>', "PEM CA bundle that signed the coordinator's certificate")
   .option('--tls-cert <file>', 'PEM client certificate, for a coordinator that requires mutual TLS')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
-  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags) => {
-    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o) });
+  .option('--identity <file>', "the site's Ed25519 key file, created on first start (default .fedtune/<name>.identity.json)")
+  .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
+  .option('--coordinator-key <keyId>', "refuse a coordinator whose key id differs (pinning)")
+  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags & IdentityFlags) => {
+    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o), ...identityFromFlags(o) });
   });
 
 program
@@ -79,6 +83,7 @@ checkpoints
   });
 
 addVerifyCommand(program);
+addEnrollCommand(program);
 
 program
   .command('config')

@@ -1,0 +1,58 @@
+// `fedtune enroll …`: the operator's side of admission. Tokens and revocations go into <run>/clients.json,
+// which a running coordinator re-reads, so they take effect without a restart.
+import type { Command } from 'commander';
+import { enrolKey, issueJoinToken, readClientsFile, revokeClient } from '../auth/enrolment';
+import { loadOrCreateIdentity } from '../../client-sdk/identity';
+
+function parseDuration(s: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(s.trim());
+  if (!m) throw new Error(`--ttl ${s}: use a number with an optional unit ms, s, m, h or d (e.g. 24h)`);
+  const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+export function addEnrollCommand(program: Command): void {
+  const enroll = program.command('enroll').description('Admit, list and revoke sites (keys in <run>/clients.json)');
+  enroll
+    .command('token <name>')
+    .description('Issue a single-use join token for site <name>; the first key that presents it is enrolled')
+    .requiredOption('--run <dir>', 'run directory')
+    .option('--ttl <duration>', 'how long the token stays valid', '24h')
+    .action((name: string, o: { run: string; ttl: string }) => {
+      console.log(issueJoinToken(o.run, name, parseDuration(o.ttl)));
+    });
+  enroll
+    .command('add <name> <publicKey>')
+    .description('Enrol site <name> with a base64 Ed25519 public key received out of band')
+    .requiredOption('--run <dir>', 'run directory')
+    .action((name: string, publicKey: string, o: { run: string }) => {
+      if (Buffer.from(publicKey, 'base64').length !== 32) throw new Error('publicKey must be a base64 32-byte Ed25519 key');
+      enrolKey(o.run, name, publicKey);
+      console.log(`enrolled ${name}`);
+    });
+  enroll
+    .command('revoke <name>')
+    .description("Revoke site <name>'s key; its next call is refused")
+    .requiredOption('--run <dir>', 'run directory')
+    .option('--reason <text>', 'recorded with the revocation', 'revoked by the operator')
+    .action((name: string, o: { run: string; reason: string }) => {
+      const c = revokeClient(o.run, name, o.reason);
+      console.log(`revoked ${c.name} (key ${c.publicKey}) at ${c.revokedAt}`);
+    });
+  enroll
+    .command('list')
+    .description('Enrolled sites and outstanding tokens')
+    .requiredOption('--run <dir>', 'run directory')
+    .action((o: { run: string }) => {
+      const f = readClientsFile(o.run);
+      for (const c of f.clients) console.log(`${c.name}\t${c.publicKey}\t${c.via}\t${c.enrolledAt}${c.revokedAt ? `\trevoked ${c.revokedAt}` : ''}`);
+      for (const t of f.tokens) console.log(`token for ${t.name}\texpires ${t.expiresAt}${t.usedAt ? `\tused ${t.usedAt}` : ''}`);
+    });
+  program
+    .command('identity <file>')
+    .description("Create (if missing) a site's identity key file and print its public key, for auth.allowList or `enroll add`")
+    .action(async (file: string) => {
+      const id = await loadOrCreateIdentity(file);
+      console.log(Buffer.from(id.publicKey).toString('base64'));
+    });
+}
