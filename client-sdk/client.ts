@@ -21,6 +21,8 @@ import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
 import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
+import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
+import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
@@ -48,6 +50,8 @@ export interface FederationClientOptions {
   readonly joinToken?: string;
   /** Pin the coordinator's key id (from its operator): a coordinator presenting other keys is refused. */
   readonly coordinatorKeyId?: string;
+  /** Fault injection for simulations and tests: runs before each SecAgg stage; throwing abandons the task. */
+  readonly beforeSecAggStage?: (stage: SecAggStage, task: { taskId: string; round: number }) => void | Promise<void>;
   /** e.g. pino(); default: silent. */
   readonly logger?: ClientLogger;
   /** Reconnection delays (exponential with full jitter). */
@@ -112,6 +116,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly completed = new Set<string>();
   private stream: grpc.ClientReadableStream<TaskEvent__Output> | null = null;
   private readonly identity: ClientIdentity;
+  /** SecAgg stage messages per task, held until the task's flow asks for them. */
+  private readonly inboxes = new Map<string, SecAggInbox>();
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
 
@@ -242,6 +248,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         void chain.then(() => reject(e));
       };
       stream.on('data', (ev: TaskEvent__Output) => {
+        if (ev.secagg_roster) return this.inbox(ev.secagg_roster.task_id).put({ roster: rosterFromWire(ev.secagg_roster) });
+        if (ev.secagg_shares) return this.inbox(ev.secagg_shares.task_id).put({ shares: routedFromWire(ev.secagg_shares) });
+        if (ev.secagg_unmask) return this.inbox(ev.secagg_unmask.task_id).put({ unmask: unmaskRequestFromWire(ev.secagg_unmask) });
         if (ev.cancel) {
           const id = ev.cancel.task_id;
           if (this.current?.taskId === id) this.current.abort.abort(new Error(`cancelled by the coordinator: ${ev.cancel.reason}`));
@@ -289,11 +298,20 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const out = await this.opts.trainer.train(global, plan, abort.signal);
       abort.signal.throwIfAborted();
       const delta = subTensors(sortByName(out.adapter), global);
-      await this.upload(t, delta, out.numExamples);
-      this.completed.add(t.task_id);
-      const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
-      const metrics = { ...out.metrics, ...evalMetrics };
-      await this.report(t, out.numExamples, metrics);
+      let metrics: Record<string, number>;
+      if (t.secagg) {
+        // Metrics first (they are not part of the sum), then the four stages; the weight stays hidden.
+        metrics = { ...out.metrics, ...(this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {}) };
+        await this.report(t, 0, metrics);
+        await this.secagg(t, delta, out.numExamples, abort.signal);
+        this.completed.add(t.task_id);
+      } else {
+        await this.upload(t, delta, out.numExamples);
+        this.completed.add(t.task_id);
+        const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
+        metrics = { ...out.metrics, ...evalMetrics };
+        await this.report(t, out.numExamples, metrics);
+      }
       this.tasksCompleted++;
       const done: TaskDone = { taskId: t.task_id, round: t.round, numExamples: out.numExamples, metrics };
       this.log('info', 'task done', { ...done });
@@ -304,7 +322,55 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: abort.signal.aborted, error });
     } finally {
       this.current = null;
+      this.inboxes.delete(t.task_id);
     }
+  }
+
+  private inbox(taskId: string): SecAggInbox {
+    let b = this.inboxes.get(taskId);
+    if (!b) this.inboxes.set(taskId, (b = new SecAggInbox()));
+    return b;
+  }
+
+  /** Secure aggregation for one task: the update is masked before it leaves (client-sdk/secagg-flow.ts). */
+  private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
+    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggUnmask', req: Req): Promise<void> =>
+      new Promise((resolve, reject) =>
+        (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
+      );
+    const base = { session_token: this.token, task_id: t.task_id, round: t.round };
+    return runSecAgg({
+      config: settingsFromWire(t.secagg!, t.base_manifest_sha256),
+      clientId: this.clientId,
+      identitySecretKey: this.identity.secretKey,
+      delta,
+      numExamples,
+      taskSeed: t.seed,
+      taskId: t.task_id,
+      inbox: this.inbox(t.task_id),
+      signal,
+      beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
+      transport: {
+        advertise: (ad) => unary('SecAggAdvertise', { ...base, advertisement: adToWire(ad) }),
+        shareKeys: (m) => unary('SecAggShareKeys', { ...base, share_keys: shareKeysToWire(m) }),
+        unmask: (r) => unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }),
+        uploadMasked: (y) => this.uploadMasked(t, y),
+      },
+    });
+  }
+
+  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
+  private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
+    if (!this.coordinator) throw new Error('not joined');
+    const chunkBytes = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
+    const tensors = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: chunkBytes };
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < bytes.length; off += chunkBytes) chunks.push(bytes.subarray(off, off + chunkBytes));
+    const binding = { protocolVersion: PROTOCOL_VERSION, runId: this.runId, clientId: this.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples: 0 };
+    const sealed = sealUpload({ binding, tensors, plaintextChunks: chunks, coordinator: this.coordinator, identitySecretKey: this.identity.secretKey });
+    const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: 0, tensors, sealed: sealed.envelope } };
+    await this.sendSealed(header, sealed);
   }
 
   /** Downloads a global version as a chunked tensor stream. */

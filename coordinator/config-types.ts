@@ -72,6 +72,15 @@ export interface CoordinatorConfig {
     /** Largest upload accepted, in bytes. */
     readonly maxUploadBytes: number;
   };
+  readonly secagg: {
+    readonly enabled: boolean;
+    readonly threshold: number;
+    readonly fullGraphMax: number;
+    readonly clipNorm: number;
+    readonly weightCap: number;
+    readonly maxClients: number;
+    readonly stageTimeoutMs: number;
+  };
   readonly auth: {
     readonly mode: 'enrolled' | 'tofu';
     /** "name=<base64 Ed25519 public key>" entries. */

@@ -117,6 +117,15 @@ const schema = {
     chunkBytes: { doc: 'Bytes per tensor-stream chunk.', format: 'positive-int', default: 1 << 20, env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES', arg: 'transport.chunkBytes' },
     maxUploadBytes: { doc: 'Largest update accepted (bytes).', format: 'positive-int', default: 256 * 1024 * 1024, env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES', arg: 'transport.maxUploadBytes' },
   },
+  secagg: {
+    enabled: { doc: 'Secure aggregation (SecAgg/SecAgg+): the coordinator learns only the weighted sum of the updates.', format: Boolean, default: false, env: 'FEDTUNE_SECAGG_ENABLED', arg: 'secagg.enabled' },
+    threshold: { doc: 'Shamir threshold t per secret (0: a strict majority of its holders, the minimum that is safe).', format: 'non-negative-int', default: 0, env: 'FEDTUNE_SECAGG_THRESHOLD', arg: 'secagg.threshold' },
+    fullGraphMax: { doc: 'Use the full graph up to this many clients; above it a random k-regular graph with k = 2⌈log2 N⌉ (SecAgg+).', format: 'positive-int', default: 32, env: 'FEDTUNE_SECAGG_FULL_GRAPH_MAX', arg: 'secagg.fullGraphMax' },
+    clipNorm: { doc: 'L2 norm each client clips its update to before fixed-point encoding.', format: 'positive-number', default: 10, env: 'FEDTUNE_SECAGG_CLIP_NORM', arg: 'secagg.clipNorm' },
+    weightCap: { doc: 'A client weighs min(examples, weightCap) / weightCap; the weight is applied before masking.', format: 'positive-int', default: 10000, env: 'FEDTUNE_SECAGG_WEIGHT_CAP', arg: 'secagg.weightCap' },
+    maxClients: { doc: 'Most clients one sum may hold; sets the headroom bits (32 − ⌈log2 maxClients⌉ bits per value).', format: 'positive-int', default: 1024, env: 'FEDTUNE_SECAGG_MAX_CLIENTS', arg: 'secagg.maxClients' },
+    stageTimeoutMs: { doc: 'Time each SecAgg stage after training waits for the live clients (ms).', format: 'positive-int', default: 30000, env: 'FEDTUNE_SECAGG_STAGE_TIMEOUT_MS', arg: 'secagg.stageTimeoutMs' },
+  },
   auth: {
     mode: { doc: "Who may join: 'enrolled' (allow-list or a redeemed join token) or 'tofu' (first key seen per site name is bound; simulations and tests only).", format: ['enrolled', 'tofu'], default: 'enrolled', env: 'FEDTUNE_AUTH_MODE', arg: 'auth.mode' },
     allowList: { doc: 'Enrolled sites as name=<base64 Ed25519 public key> (comma-separated in the environment).', format: 'allow-list', default: [] as string[], env: 'FEDTUNE_AUTH_ALLOW_LIST', arg: 'auth.allowList' },
@@ -173,6 +182,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${4 * 1024 * 1024 - 64 * 1024})`);
   }
   problems.push(...tlsProblems(cfg.tls));
+  if (cfg.secagg.enabled && cfg.rounds.minUpdates < 5) {
+    problems.push(`secagg.enabled needs rounds.minUpdates ≥ 5 (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`);
+  }
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   return { ...cfg, run: { ...cfg.run, id } };

@@ -10,13 +10,15 @@ import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/tensor-stream';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
-import type { Checkpoint, CheckpointStore, Participant } from './checkpoints/types';
+import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
 import type { Strategy } from './strategy/strategy';
 import type { SealedBlob } from '../proto/crypto/sealed-upload';
+import { decodeSum } from '../proto/secagg/encoding';
+import { SecAggAttempt } from './secagg-attempt';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
@@ -55,7 +57,20 @@ export interface Task {
   /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
   acceptedSha256?: string;
   metrics?: { values: Record<string, number>; backend: string };
+  /** Under SecAgg: this client's masked input is part of the committed sum. */
+  inSum?: boolean;
 }
+
+type WaitFn = (cond: () => boolean, until: number) => Promise<void>;
+
+interface Outcome {
+  readonly adapter: NamedTensor[];
+  readonly participants: Participant[];
+  readonly seeds: Record<string, number | Record<string, number>>;
+  readonly secureAggregation?: SecureAggregationRecord;
+}
+
+const outcomeIncludes = (t: Task): boolean => t.inSum === true;
 
 interface Attempt {
   readonly round: number;
@@ -63,6 +78,8 @@ interface Attempt {
   readonly base: Checkpoint;
   readonly selectionSeed: number;
   readonly tasks: Map<string, Task>;
+  /** Present when this attempt runs under secure aggregation. */
+  readonly secagg?: SecAggAttempt;
   open: boolean;
   wake: () => void;
 }
@@ -174,7 +191,18 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const base = this.latestCk!;
     const selectionSeed = deriveSeed(cfg.run.seed, 'select', round, attempt);
     const ids = selectClients(this.d.registry.connected().map((s) => s.clientId), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed);
-    const deadline = Date.now() + cfg.rounds.deadlineMs;
+    const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
+    let secagg: SecAggAttempt | undefined;
+    if (cfg.secagg.enabled) {
+      try {
+        const keys = Object.fromEntries(ids.map((id) => [id, this.d.registry.byId(id)!.publicKey]));
+        secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, base.adapter, ids, keys, cfg.secagg.stageTimeoutMs);
+      } catch (e) {
+        return this.failAttempt(round, attempt, `secure aggregation cannot run: ${(e as Error).message}`);
+      }
+    }
+    // Under SecAgg the four stages follow training, each with its own timeout.
+    const deadline = secagg ? trainingDeadline + 3 * cfg.secagg.stageTimeoutMs : trainingDeadline;
     const tasks = new Map<string, Task>();
     const selected: ClientSelected[] = [];
     for (const clientId of ids) {
@@ -187,57 +215,42 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     }
     let wake!: () => void;
     let woken = new Promise<void>((r) => (wake = r));
-    const cur: Attempt = { round, attempt, base, selectionSeed, tasks, open: true, wake: () => wake() };
+    const cur: Attempt = { round, attempt, base, selectionSeed, tasks, open: true, secagg, wake: () => wake() };
     this.current = cur;
 
     this.setPhase('TRAINING');
     this.emit('roundStarted', { round, attempt, selected: [...ids], baseVersion: base.manifest.version, selectionSeed, deadline });
     for (const s of selected) this.emit('clientSelected', s);
-    this.d.log('info', 'round started', { round, attempt, selected: ids.length, baseVersion: base.manifest.version });
+    this.d.log('info', 'round started', { round, attempt, selected: ids.length, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
     for (const t of tasks.values()) this.sendTask(t);
 
-    const timer = setTimeout(() => cur.wake(), Math.max(0, deadline - Date.now()));
-    try {
-      while (!this.stopping && Date.now() < deadline && !this.allDone(cur)) {
-        await woken;
-        woken = new Promise<void>((r) => (wake = r));
-      }
-    } finally {
-      clearTimeout(timer);
-      cur.open = false;
-    }
-    // Arrival order must not matter: the strategy sees updates sorted by client id.
-    const accepted = [...tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
-    for (const t of tasks.values()) {
-      if (t.state !== 'uploaded') this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
-    }
-    try {
-      if (this.stopping) return false;
-      if (accepted.length < cfg.rounds.minUpdates) {
-        return this.failAttempt(round, attempt, `${accepted.length} of ${ids.length} updates arrived; ${cfg.rounds.minUpdates} needed`);
-      }
-      this.setPhase('AGGREGATING');
-      let result;
+    const waitUntil = async (cond: () => boolean, until: number): Promise<void> => {
+      const timer = setTimeout(() => cur.wake(), Math.max(0, until - Date.now()));
       try {
-        result = this.d.strategy.aggregate(
-          base.adapter,
-          accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: this.d.unseal(t.upload!.sealed, base.adapter) })),
-        );
-      } catch (e) {
-        return this.failAttempt(round, attempt, `aggregation failed: ${(e as Error).message}`);
+        while (!this.stopping && Date.now() < until && !cond()) {
+          await woken;
+          woken = new Promise<void>((r) => (wake = r));
+        }
+      } finally {
+        clearTimeout(timer);
       }
+    };
+    try {
+      let outcome: Outcome | string;
+      try {
+        outcome = secagg ? await this.secaggOutcome(cur, secagg, trainingDeadline, waitUntil) : await this.plainOutcome(cur, deadline, waitUntil);
+      } finally {
+        cur.open = false;
+        for (const t of tasks.values()) {
+          const finished = t.state === 'uploaded' && (secagg === undefined || outcomeIncludes(t));
+          if (!finished) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
+        }
+      }
+      if (this.stopping) return false;
+      if (typeof outcome === 'string') return this.failAttempt(round, attempt, outcome);
       this.setPhase('COMMITTING');
-      const participants: Participant[] = accepted.map((t) => ({
-        clientId: t.clientId,
-        clientName: this.d.registry.byId(t.clientId)?.name ?? t.clientId,
-        numExamples: t.upload!.numExamples,
-        weight: result.weights[t.clientId],
-        seed: t.seed,
-        backend: t.metrics?.backend ?? this.d.registry.byId(t.clientId)?.backend ?? '',
-        metrics: t.metrics?.values ?? {},
-      }));
-      const seeds = { selection: selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-      this.latestCk = await this.commit(result.adapter, round, attempt, participants, seeds);
+      const { adapter, participants, seeds, secureAggregation } = outcome;
+      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
       this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
       this.emit('roundCommitted', ev);
@@ -247,6 +260,82 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       for (const t of tasks.values()) t.upload = undefined;
       this.current = null;
     }
+  }
+
+  /** Plain FedAvg: wait for uploads, open them, aggregate. A string is the reason the attempt failed. */
+  private async plainOutcome(cur: Attempt, deadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
+    const cfg = this.d.config;
+    await waitUntil(() => this.allDone(cur), deadline);
+    cur.open = false;
+    // Arrival order must not matter: the strategy sees updates sorted by client id.
+    const accepted = [...cur.tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
+    if (this.stopping) return 'coordinator stopping';
+    if (accepted.length < cfg.rounds.minUpdates) return `${accepted.length} of ${cur.tasks.size} updates arrived; ${cfg.rounds.minUpdates} needed`;
+    this.setPhase('AGGREGATING');
+    let result;
+    try {
+      result = this.d.strategy.aggregate(
+        cur.base.adapter,
+        accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: this.d.unseal(t.upload!.sealed, cur.base.adapter) })),
+      );
+    } catch (e) {
+      return `aggregation failed: ${(e as Error).message}`;
+    }
+    const participants = accepted.map((t) => this.participant(t, t.upload!.numExamples, result.weights[t.clientId]));
+    const seeds = { selection: cur.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
+    return { adapter: result.adapter, participants, seeds };
+  }
+
+  /** Secure aggregation: the four stages, then the decoded weighted mean of the survivors' updates. */
+  private async secaggOutcome(cur: Attempt, sa: SecAggAttempt, trainingDeadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
+    const byClient = new Map([...cur.tasks.values()].map((t) => [t.clientId, t]));
+    let out;
+    try {
+      out = await sa.drive(
+        {
+          live: (id) => this.d.registry.byId(id)?.sink != null,
+          send: (id, ev) => this.d.registry.byId(id)?.sink?.write(ev),
+          taskIdOf: (id) => byClient.get(id)!.taskId,
+          waitUntil,
+          stopping: () => this.stopping,
+        },
+        trainingDeadline,
+      );
+    } catch (e) {
+      return `secure aggregation aborted: ${(e as Error).message}`;
+    }
+    this.setPhase('AGGREGATING');
+    const { adapter, totalWeight } = decodeSum(out.sum, sa.config, cur.base.adapter);
+    const survivors = out.survivors.map((id) => byClient.get(id)!);
+    for (const t of survivors) t.inSum = true;
+    // Individual weights stay hidden under SecAgg: participants carry none; only their sum is known.
+    const participants = survivors.map((t) => this.participant(t, null, null));
+    const seeds = { selection: cur.selectionSeed, clients: Object.fromEntries(survivors.map((t) => [t.clientId, t.seed])) };
+    const secureAggregation: SecureAggregationRecord = {
+      sessionId: out.sessionId,
+      graph: sa.config.graph.kind === 'full' ? 'full' : `harary(k=${sa.config.graph.k})`,
+      threshold: sa.config.threshold,
+      selected: [...sa.config.selected],
+      survivors: [...out.survivors],
+      dropped: [...out.dropped],
+      totalWeight,
+      clipNorm: sa.config.clipNorm,
+      weightCap: sa.config.weightCap,
+      maxClients: sa.config.maxClients,
+    };
+    return { adapter, participants, seeds, secureAggregation };
+  }
+
+  private participant(t: Task, numExamples: number | null, weight: number | null): Participant {
+    return {
+      clientId: t.clientId,
+      clientName: this.d.registry.byId(t.clientId)?.name ?? t.clientId,
+      numExamples,
+      weight,
+      seed: t.seed,
+      backend: t.metrics?.backend ?? this.d.registry.byId(t.clientId)?.backend ?? '',
+      metrics: t.metrics?.values ?? {},
+    };
   }
 
   private failAttempt(round: number, attempt: number, why: string): false {
@@ -263,6 +352,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     attempt: number,
     participants: Participant[],
     seeds: Record<string, number | Record<string, number>>,
+    secureAggregation?: SecureAggregationRecord,
   ): Promise<Checkpoint> {
     const cfg = this.d.config;
     const metrics: Record<string, number> = clientMetricMeans(participants);
@@ -289,6 +379,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         seeds: { run: cfg.run.seed, loraInit: deriveSeed(cfg.run.seed, 'lora-init'), ...this.d.extraSeeds, ...seeds },
         baseModel: this.d.baseModel,
         protocolVersion: PROTOCOL_VERSION,
+        ...(secureAggregation ? { secureAggregation } : {}),
       },
     });
     return { ...ck, adapter: sortByName(ck.adapter) };
@@ -315,6 +406,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         base_manifest_sha256: this.current!.base.manifestSha256,
         deadline_unix_ms: t.deadline,
         seed: t.seed,
+        secagg: this.current!.secagg?.settings,
         config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
       },
     });
@@ -346,6 +438,27 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.attempt}, which is closed; expected ${now}`);
     }
     return t;
+  }
+
+  /** The SecAgg attempt a task belongs to, or undefined for a plain round (refuses closed tasks). */
+  secaggOf(t: Task): SecAggAttempt | undefined {
+    const cur = this.current;
+    if (!cur || cur.tasks.get(t.taskId) !== t) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return cur.secagg;
+  }
+
+  /** A masked input went into the SecAgg sum: the task is done (nothing of it is kept but the hash). */
+  acceptMaskedUpload(t: Task, sha256: Buffer): void {
+    t.state = 'uploaded';
+    t.acceptedSha256 = sha256.toString('hex');
+    this.accepted.set(t.acceptedSha256, t);
+    this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples: 0 });
+    this.current?.wake();
+  }
+
+  /** Something a SecAgg stage waits for arrived. */
+  secaggProgress(): void {
+    this.current?.wake();
   }
 
   /** The global adapter a task's update must match. */
@@ -424,15 +537,16 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   }
 }
 
-/** Example-weighted mean of every metric the participants reported, as clients.<name>. */
+/** Example-weighted mean (plain mean under SecAgg, where weights are hidden) of every metric the participants reported, as clients.<name>. */
 function clientMetricMeans(ps: readonly Participant[]): Record<string, number> {
   const sums = new Map<string, { s: number; w: number }>();
   for (const p of ps) {
     for (const [k, v] of Object.entries(p.metrics)) {
       if (!Number.isFinite(v)) continue;
       const e = sums.get(k) ?? { s: 0, w: 0 };
-      e.s += v * p.numExamples;
-      e.w += p.numExamples;
+      const w = p.numExamples ?? 1;
+      e.s += v * w;
+      e.w += w;
       sums.set(k, e);
     }
   }

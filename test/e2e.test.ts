@@ -72,10 +72,10 @@ describe('end-to-end federation (3 sites, 3 rounds, real gRPC and training)', fu
     const baseHash = sha256(await fs.readFile(path.join(__dirname, '..', '..', 'examples', 'base-model', 'model.safetensors')));
     for (const m of manifests.slice(1)) {
       expect(m.participants).to.have.length(3);
-      const total = m.participants.reduce((s, p) => s + p.weight, 0);
+      const total = m.participants.reduce((s, p) => s + p.weight!, 0);
       expect(Math.abs(total - 1)).to.be.below(1e-12);
       for (const p of m.participants) {
-        expect(p.weight).to.equal(p.numExamples / m.participants.reduce((s, q) => s + q.numExamples, 0));
+        expect(p.weight).to.equal(p.numExamples! / m.participants.reduce((s, q) => s + q.numExamples!, 0));
         expect(p.backend).to.be.a('string').and.not.empty;
         expect(p.metrics.train_loss).to.be.a('number');
         expect((m.seeds.clients as Record<string, number>)[p.clientId]).to.equal(p.seed);

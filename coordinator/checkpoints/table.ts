@@ -11,7 +11,7 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       String(m.round),
       String(m.attempt),
       String(m.participants.length),
-      String(m.participants.reduce((s, p) => s + p.numExamples, 0)),
+      m.secureAggregation ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
       num(m.metrics['clients.train_loss']),
       num(m.metrics['heldout.eval_loss']),
       num(m.metrics['heldout.eval_accuracy'], 3),

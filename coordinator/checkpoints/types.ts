@@ -5,9 +5,10 @@ import type { NamedTensor } from '../../proto/tensors';
 export interface Participant {
   readonly clientId: string;
   readonly clientName: string;
-  readonly numExamples: number;
-  /** Normalised FedAvg weight (sums to 1 over participants). */
-  readonly weight: number;
+  /** Examples the client trained on; null under secure aggregation (individual weights stay hidden). */
+  readonly numExamples: number | null;
+  /** Normalised FedAvg weight (sums to 1 over participants); null under secure aggregation. */
+  readonly weight: number | null;
   /** Seed the client trained with this round. */
   readonly seed: number;
   readonly backend: string;
@@ -34,8 +35,27 @@ export interface Manifest {
   readonly seeds: Record<string, number | Record<string, number>>;
   readonly baseModel: { readonly name: string; readonly sha256: string };
   readonly protocolVersion: number;
+  /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
+  readonly secureAggregation?: SecureAggregationRecord;
   /** sha256 (hex) of every other file in the version directory. */
   readonly files: Record<string, string>;
+}
+
+/** A SecAgg round's public record: who was in the sum, who dropped, and the parameters the sum was made with. */
+export interface SecureAggregationRecord {
+  readonly sessionId: string;
+  readonly graph: string;
+  readonly threshold: number;
+  readonly selected: readonly string[];
+  /** Clients whose updates are in the sum (U3). */
+  readonly survivors: readonly string[];
+  /** Clients that shared keys but sent no masked input (their masks were removed). */
+  readonly dropped: readonly string[];
+  /** Σ of the survivors' weights min(n, cap)/cap: the only weight information the coordinator learns. */
+  readonly totalWeight: number;
+  readonly clipNorm: number;
+  readonly weightCap: number;
+  readonly maxClients: number;
 }
 
 /** What the coordinator hands the store to commit; the store adds hashes, parent link and files. */

@@ -15,6 +15,20 @@ import type { MetricsAck as _fedtune_v1_MetricsAck, MetricsAck__Output as _fedtu
 import type { MetricsReport as _fedtune_v1_MetricsReport, MetricsReport__Output as _fedtune_v1_MetricsReport__Output } from './fedtune/v1/MetricsReport';
 import type { RunFinished as _fedtune_v1_RunFinished, RunFinished__Output as _fedtune_v1_RunFinished__Output } from './fedtune/v1/RunFinished';
 import type { SealedEnvelope as _fedtune_v1_SealedEnvelope, SealedEnvelope__Output as _fedtune_v1_SealedEnvelope__Output } from './fedtune/v1/SealedEnvelope';
+import type { SecAggAck as _fedtune_v1_SecAggAck, SecAggAck__Output as _fedtune_v1_SecAggAck__Output } from './fedtune/v1/SecAggAck';
+import type { SecAggAdvertiseCall as _fedtune_v1_SecAggAdvertiseCall, SecAggAdvertiseCall__Output as _fedtune_v1_SecAggAdvertiseCall__Output } from './fedtune/v1/SecAggAdvertiseCall';
+import type { SecAggAdvertisement as _fedtune_v1_SecAggAdvertisement, SecAggAdvertisement__Output as _fedtune_v1_SecAggAdvertisement__Output } from './fedtune/v1/SecAggAdvertisement';
+import type { SecAggRevealedShare as _fedtune_v1_SecAggRevealedShare, SecAggRevealedShare__Output as _fedtune_v1_SecAggRevealedShare__Output } from './fedtune/v1/SecAggRevealedShare';
+import type { SecAggRoster as _fedtune_v1_SecAggRoster, SecAggRoster__Output as _fedtune_v1_SecAggRoster__Output } from './fedtune/v1/SecAggRoster';
+import type { SecAggRoutedShare as _fedtune_v1_SecAggRoutedShare, SecAggRoutedShare__Output as _fedtune_v1_SecAggRoutedShare__Output } from './fedtune/v1/SecAggRoutedShare';
+import type { SecAggRoutedShares as _fedtune_v1_SecAggRoutedShares, SecAggRoutedShares__Output as _fedtune_v1_SecAggRoutedShares__Output } from './fedtune/v1/SecAggRoutedShares';
+import type { SecAggSealedShares as _fedtune_v1_SecAggSealedShares, SecAggSealedShares__Output as _fedtune_v1_SecAggSealedShares__Output } from './fedtune/v1/SecAggSealedShares';
+import type { SecAggSettings as _fedtune_v1_SecAggSettings, SecAggSettings__Output as _fedtune_v1_SecAggSettings__Output } from './fedtune/v1/SecAggSettings';
+import type { SecAggShareKeys as _fedtune_v1_SecAggShareKeys, SecAggShareKeys__Output as _fedtune_v1_SecAggShareKeys__Output } from './fedtune/v1/SecAggShareKeys';
+import type { SecAggShareKeysCall as _fedtune_v1_SecAggShareKeysCall, SecAggShareKeysCall__Output as _fedtune_v1_SecAggShareKeysCall__Output } from './fedtune/v1/SecAggShareKeysCall';
+import type { SecAggUnmaskCall as _fedtune_v1_SecAggUnmaskCall, SecAggUnmaskCall__Output as _fedtune_v1_SecAggUnmaskCall__Output } from './fedtune/v1/SecAggUnmaskCall';
+import type { SecAggUnmaskRequest as _fedtune_v1_SecAggUnmaskRequest, SecAggUnmaskRequest__Output as _fedtune_v1_SecAggUnmaskRequest__Output } from './fedtune/v1/SecAggUnmaskRequest';
+import type { SecAggUnmaskResponse as _fedtune_v1_SecAggUnmaskResponse, SecAggUnmaskResponse__Output as _fedtune_v1_SecAggUnmaskResponse__Output } from './fedtune/v1/SecAggUnmaskResponse';
 import type { StreamTasksRequest as _fedtune_v1_StreamTasksRequest, StreamTasksRequest__Output as _fedtune_v1_StreamTasksRequest__Output } from './fedtune/v1/StreamTasksRequest';
 import type { StreamTrailer as _fedtune_v1_StreamTrailer, StreamTrailer__Output as _fedtune_v1_StreamTrailer__Output } from './fedtune/v1/StreamTrailer';
 import type { TaskEvent as _fedtune_v1_TaskEvent, TaskEvent__Output as _fedtune_v1_TaskEvent__Output } from './fedtune/v1/TaskEvent';
@@ -49,6 +63,20 @@ export interface ProtoGrpcType {
       MetricsReport: MessageTypeDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsReport__Output>
       RunFinished: MessageTypeDefinition<_fedtune_v1_RunFinished, _fedtune_v1_RunFinished__Output>
       SealedEnvelope: MessageTypeDefinition<_fedtune_v1_SealedEnvelope, _fedtune_v1_SealedEnvelope__Output>
+      SecAggAck: MessageTypeDefinition<_fedtune_v1_SecAggAck, _fedtune_v1_SecAggAck__Output>
+      SecAggAdvertiseCall: MessageTypeDefinition<_fedtune_v1_SecAggAdvertiseCall, _fedtune_v1_SecAggAdvertiseCall__Output>
+      SecAggAdvertisement: MessageTypeDefinition<_fedtune_v1_SecAggAdvertisement, _fedtune_v1_SecAggAdvertisement__Output>
+      SecAggRevealedShare: MessageTypeDefinition<_fedtune_v1_SecAggRevealedShare, _fedtune_v1_SecAggRevealedShare__Output>
+      SecAggRoster: MessageTypeDefinition<_fedtune_v1_SecAggRoster, _fedtune_v1_SecAggRoster__Output>
+      SecAggRoutedShare: MessageTypeDefinition<_fedtune_v1_SecAggRoutedShare, _fedtune_v1_SecAggRoutedShare__Output>
+      SecAggRoutedShares: MessageTypeDefinition<_fedtune_v1_SecAggRoutedShares, _fedtune_v1_SecAggRoutedShares__Output>
+      SecAggSealedShares: MessageTypeDefinition<_fedtune_v1_SecAggSealedShares, _fedtune_v1_SecAggSealedShares__Output>
+      SecAggSettings: MessageTypeDefinition<_fedtune_v1_SecAggSettings, _fedtune_v1_SecAggSettings__Output>
+      SecAggShareKeys: MessageTypeDefinition<_fedtune_v1_SecAggShareKeys, _fedtune_v1_SecAggShareKeys__Output>
+      SecAggShareKeysCall: MessageTypeDefinition<_fedtune_v1_SecAggShareKeysCall, _fedtune_v1_SecAggShareKeysCall__Output>
+      SecAggUnmaskCall: MessageTypeDefinition<_fedtune_v1_SecAggUnmaskCall, _fedtune_v1_SecAggUnmaskCall__Output>
+      SecAggUnmaskRequest: MessageTypeDefinition<_fedtune_v1_SecAggUnmaskRequest, _fedtune_v1_SecAggUnmaskRequest__Output>
+      SecAggUnmaskResponse: MessageTypeDefinition<_fedtune_v1_SecAggUnmaskResponse, _fedtune_v1_SecAggUnmaskResponse__Output>
       StreamTasksRequest: MessageTypeDefinition<_fedtune_v1_StreamTasksRequest, _fedtune_v1_StreamTasksRequest__Output>
       StreamTrailer: MessageTypeDefinition<_fedtune_v1_StreamTrailer, _fedtune_v1_StreamTrailer__Output>
       TaskEvent: MessageTypeDefinition<_fedtune_v1_TaskEvent, _fedtune_v1_TaskEvent__Output>

@@ -11,6 +11,10 @@ import type { LeaveRequest as _fedtune_v1_LeaveRequest, LeaveRequest__Output as 
 import type { LeaveResponse as _fedtune_v1_LeaveResponse, LeaveResponse__Output as _fedtune_v1_LeaveResponse__Output } from '../../fedtune/v1/LeaveResponse';
 import type { MetricsAck as _fedtune_v1_MetricsAck, MetricsAck__Output as _fedtune_v1_MetricsAck__Output } from '../../fedtune/v1/MetricsAck';
 import type { MetricsReport as _fedtune_v1_MetricsReport, MetricsReport__Output as _fedtune_v1_MetricsReport__Output } from '../../fedtune/v1/MetricsReport';
+import type { SecAggAck as _fedtune_v1_SecAggAck, SecAggAck__Output as _fedtune_v1_SecAggAck__Output } from '../../fedtune/v1/SecAggAck';
+import type { SecAggAdvertiseCall as _fedtune_v1_SecAggAdvertiseCall, SecAggAdvertiseCall__Output as _fedtune_v1_SecAggAdvertiseCall__Output } from '../../fedtune/v1/SecAggAdvertiseCall';
+import type { SecAggShareKeysCall as _fedtune_v1_SecAggShareKeysCall, SecAggShareKeysCall__Output as _fedtune_v1_SecAggShareKeysCall__Output } from '../../fedtune/v1/SecAggShareKeysCall';
+import type { SecAggUnmaskCall as _fedtune_v1_SecAggUnmaskCall, SecAggUnmaskCall__Output as _fedtune_v1_SecAggUnmaskCall__Output } from '../../fedtune/v1/SecAggUnmaskCall';
 import type { StreamTasksRequest as _fedtune_v1_StreamTasksRequest, StreamTasksRequest__Output as _fedtune_v1_StreamTasksRequest__Output } from '../../fedtune/v1/StreamTasksRequest';
 import type { TaskEvent as _fedtune_v1_TaskEvent, TaskEvent__Output as _fedtune_v1_TaskEvent__Output } from '../../fedtune/v1/TaskEvent';
 import type { TensorFrame as _fedtune_v1_TensorFrame, TensorFrame__Output as _fedtune_v1_TensorFrame__Output } from '../../fedtune/v1/TensorFrame';
@@ -59,6 +63,33 @@ export interface FederationClient extends grpc.Client {
   reportMetrics(argument: _fedtune_v1_MetricsReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
   reportMetrics(argument: _fedtune_v1_MetricsReport, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
   
+  SecAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  
+  SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  
+  SecAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggUnmask(argument: _fedtune_v1_SecAggUnmaskCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  
   StreamTasks(argument: _fedtune_v1_StreamTasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
   StreamTasks(argument: _fedtune_v1_StreamTasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
   streamTasks(argument: _fedtune_v1_StreamTasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TaskEvent__Output>;
@@ -86,6 +117,12 @@ export interface FederationHandlers extends grpc.UntypedServiceImplementation {
   
   ReportMetrics: grpc.handleUnaryCall<_fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck>;
   
+  SecAggAdvertise: grpc.handleUnaryCall<_fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck>;
+  
+  SecAggShareKeys: grpc.handleUnaryCall<_fedtune_v1_SecAggShareKeysCall__Output, _fedtune_v1_SecAggAck>;
+  
+  SecAggUnmask: grpc.handleUnaryCall<_fedtune_v1_SecAggUnmaskCall__Output, _fedtune_v1_SecAggAck>;
+  
   StreamTasks: grpc.handleServerStreamingCall<_fedtune_v1_StreamTasksRequest__Output, _fedtune_v1_TaskEvent>;
   
   UploadUpdate: grpc.handleClientStreamingCall<_fedtune_v1_UploadFrame__Output, _fedtune_v1_UploadResponse>;
@@ -98,6 +135,9 @@ export interface FederationDefinition extends grpc.ServiceDefinition {
   Join: MethodDefinition<_fedtune_v1_JoinRequest, _fedtune_v1_JoinResponse, _fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse__Output>
   Leave: MethodDefinition<_fedtune_v1_LeaveRequest, _fedtune_v1_LeaveResponse, _fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse__Output>
   ReportMetrics: MethodDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsAck, _fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck__Output>
+  SecAggAdvertise: MethodDefinition<_fedtune_v1_SecAggAdvertiseCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck__Output>
+  SecAggShareKeys: MethodDefinition<_fedtune_v1_SecAggShareKeysCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggShareKeysCall__Output, _fedtune_v1_SecAggAck__Output>
+  SecAggUnmask: MethodDefinition<_fedtune_v1_SecAggUnmaskCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggUnmaskCall__Output, _fedtune_v1_SecAggAck__Output>
   StreamTasks: MethodDefinition<_fedtune_v1_StreamTasksRequest, _fedtune_v1_TaskEvent, _fedtune_v1_StreamTasksRequest__Output, _fedtune_v1_TaskEvent__Output>
   UploadUpdate: MethodDefinition<_fedtune_v1_UploadFrame, _fedtune_v1_UploadResponse, _fedtune_v1_UploadFrame__Output, _fedtune_v1_UploadResponse__Output>
 }

@@ -3,17 +3,26 @@
 import type { TrainTask as _fedtune_v1_TrainTask, TrainTask__Output as _fedtune_v1_TrainTask__Output } from '../../fedtune/v1/TrainTask';
 import type { CancelTask as _fedtune_v1_CancelTask, CancelTask__Output as _fedtune_v1_CancelTask__Output } from '../../fedtune/v1/CancelTask';
 import type { RunFinished as _fedtune_v1_RunFinished, RunFinished__Output as _fedtune_v1_RunFinished__Output } from '../../fedtune/v1/RunFinished';
+import type { SecAggRoster as _fedtune_v1_SecAggRoster, SecAggRoster__Output as _fedtune_v1_SecAggRoster__Output } from '../../fedtune/v1/SecAggRoster';
+import type { SecAggRoutedShares as _fedtune_v1_SecAggRoutedShares, SecAggRoutedShares__Output as _fedtune_v1_SecAggRoutedShares__Output } from '../../fedtune/v1/SecAggRoutedShares';
+import type { SecAggUnmaskRequest as _fedtune_v1_SecAggUnmaskRequest, SecAggUnmaskRequest__Output as _fedtune_v1_SecAggUnmaskRequest__Output } from '../../fedtune/v1/SecAggUnmaskRequest';
 
 export interface TaskEvent {
   'train'?: (_fedtune_v1_TrainTask | null);
   'cancel'?: (_fedtune_v1_CancelTask | null);
   'finished'?: (_fedtune_v1_RunFinished | null);
-  'event'?: "train"|"cancel"|"finished";
+  'secagg_roster'?: (_fedtune_v1_SecAggRoster | null);
+  'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares | null);
+  'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask";
 }
 
 export interface TaskEvent__Output {
   'train'?: (_fedtune_v1_TrainTask__Output | null);
   'cancel'?: (_fedtune_v1_CancelTask__Output | null);
   'finished'?: (_fedtune_v1_RunFinished__Output | null);
-  'event'?: "train"|"cancel"|"finished";
+  'secagg_roster'?: (_fedtune_v1_SecAggRoster__Output | null);
+  'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares__Output | null);
+  'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest__Output | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask";
 }

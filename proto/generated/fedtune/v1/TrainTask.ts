@@ -1,6 +1,7 @@
 // Original file: proto/fedtune.proto
 
 import type { TrainingConfig as _fedtune_v1_TrainingConfig, TrainingConfig__Output as _fedtune_v1_TrainingConfig__Output } from '../../fedtune/v1/TrainingConfig';
+import type { SecAggSettings as _fedtune_v1_SecAggSettings, SecAggSettings__Output as _fedtune_v1_SecAggSettings__Output } from '../../fedtune/v1/SecAggSettings';
 import type { Long } from '@grpc/proto-loader';
 
 export interface TrainTask {
@@ -12,6 +13,7 @@ export interface TrainTask {
   'deadline_unix_ms'?: (number | string | Long);
   'config'?: (_fedtune_v1_TrainingConfig | null);
   'seed'?: (number | string | Long);
+  'secagg'?: (_fedtune_v1_SecAggSettings | null);
 }
 
 export interface TrainTask__Output {
@@ -23,4 +25,5 @@ export interface TrainTask__Output {
   'deadline_unix_ms': (number);
   'config': (_fedtune_v1_TrainingConfig__Output | null);
   'seed': (number);
+  'secagg': (_fedtune_v1_SecAggSettings__Output | null);
 }

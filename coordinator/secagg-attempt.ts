@@ -1,0 +1,127 @@
+// One round attempt under secure aggregation: the coordinator's side of the four SecAgg stages over gRPC.
+// The service hands in what clients send (advertise, share keys, masked input, unmask); drive() closes each
+// stage once every live client of it has spoken (or the stage times out), pushes the next stage's message
+// to each client's task stream, and returns the sum of the survivors' encoded updates. The coordinator never
+// holds an individual update: a masked input goes straight into SecAggServer's running sum.
+import { status } from '@grpc/grpc-js';
+import { ProtocolError } from '../proto/tensor-stream';
+import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
+import type { TensorList } from '../proto/tensors';
+import { SecAggServer, chooseGraph, validateConfig, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import type { Advertisement, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
+import { rosterToWire, routedToWire, settingsToWire, unmaskRequestToWire } from '../proto/secagg/wire';
+import type { SecAggSettings } from '../proto/generated/fedtune/v1/SecAggSettings';
+import type { CoordinatorConfig } from './config-types';
+
+export interface SecAggOutcome {
+  readonly sum: Uint32Array;
+  readonly survivors: readonly string[];
+  /** Sent shares but no masked input: their pair masks were removed from the sum. */
+  readonly dropped: readonly string[];
+  readonly sessionId: string;
+}
+
+/** What drive() needs from the round engine. */
+export interface SecAggDriver {
+  /** Whether a client still has an open task stream (a closed one is not waited for). */
+  live(clientId: string): boolean;
+  send(clientId: string, event: TaskEvent): void;
+  taskIdOf(clientId: string): string;
+  /** Resolves when cond() holds, the deadline passes or the engine stops. */
+  waitUntil(cond: () => boolean, deadline: number): Promise<void>;
+  stopping(): boolean;
+}
+
+export class SecAggAttempt {
+  readonly config: SecAggRoundConfig;
+  readonly settings: SecAggSettings;
+  private readonly server: SecAggServer;
+  private readonly advertised = new Set<string>();
+  private readonly shared = new Set<string>();
+  private readonly inputs = new Set<string>();
+  private readonly responded = new Set<string>();
+
+  constructor(cfg: CoordinatorConfig, roundTag: string, baseManifestSha256: string, base: TensorList, selected: readonly string[], identityKeys: Readonly<Record<string, Uint8Array>>, private readonly stageTimeoutMs: number) {
+    const sorted = [...selected].sort();
+    const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
+    const include = base.map((t) => t.name).sort();
+    this.config = {
+      roundTag,
+      baseManifestSha256,
+      selected: sorted,
+      threshold: cfg.secagg.threshold || chosen.threshold,
+      graph: chosen.graph,
+      clipNorm: cfg.secagg.clipNorm,
+      weightCap: cfg.secagg.weightCap,
+      maxClients: cfg.secagg.maxClients,
+      include,
+      vectorLength: vectorLayout(base, include).length,
+    };
+    validateConfig(this.config);
+    this.settings = settingsToWire(this.config);
+    this.server = new SecAggServer(this.config, identityKeys);
+  }
+
+  get sessionId(): string {
+    return this.server.sessionId ? Buffer.from(this.server.sessionId).toString('hex') : '';
+  }
+
+  advertise(clientId: string, ad: Advertisement): void {
+    if (ad.clientId !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `advertisement names client ${ad.clientId}; the session is ${clientId}`);
+    this.server.addAdvertisement(ad);
+    this.advertised.add(clientId);
+  }
+
+  shareKeys(clientId: string, msg: ShareKeysMessage): void {
+    if (msg.from !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `share keys message is from ${msg.from}; the session is ${clientId}`);
+    this.server.addShareKeys(msg);
+    this.shared.add(clientId);
+  }
+
+  /** Stage 3 must be open before the masked upload's bytes are read (checked at its header). */
+  expectMaskedInput(clientId: string): void {
+    if (this.server.stage !== 'maskedInput') throw new ProtocolError(status.FAILED_PRECONDITION, `secagg: masked input from ${clientId} outside the masked-input stage (stage is ${this.server.stage})`);
+    if (this.inputs.has(clientId)) throw new ProtocolError(status.ALREADY_EXISTS, `secagg: ${clientId} already sent its masked input`);
+  }
+
+  maskedInput(clientId: string, y: Uint32Array): void {
+    this.server.addMaskedInput(clientId, y);
+    this.inputs.add(clientId);
+  }
+
+  unmask(clientId: string, resp: UnmaskResponse): void {
+    if (resp.from !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `unmask response is from ${resp.from}; the session is ${clientId}`);
+    this.server.addUnmaskResponse(resp);
+    this.responded.add(clientId);
+  }
+
+  /** Runs stages 1–4; throws ProtocolError(ABORTED) when fewer than t clients remain at any stage. */
+  async drive(d: SecAggDriver, trainingDeadline: number): Promise<SecAggOutcome> {
+    const all = (ids: readonly string[], done: Set<string>) => (): boolean => ids.every((id) => done.has(id) || !d.live(id));
+    const stopped = (): void => {
+      if (d.stopping()) throw new ProtocolError(status.CANCELLED, 'coordinator stopping');
+    };
+    // Stage 1 waits for training (clients advertise when their update is ready).
+    await d.waitUntil(all(this.config.selected, this.advertised), trainingDeadline);
+    stopped();
+    const roster = this.server.closeAdvertise();
+    const u1 = roster.advertisements.map((a) => a.clientId);
+    for (const id of u1) d.send(id, { secagg_roster: rosterToWire(d.taskIdOf(id), roster) });
+
+    await d.waitUntil(all(u1, this.shared), Date.now() + this.stageTimeoutMs);
+    stopped();
+    const { u2, routed } = this.server.closeShareKeys();
+    for (const id of u2) d.send(id, { secagg_shares: routedToWire(d.taskIdOf(id), routed(id)) });
+
+    await d.waitUntil(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
+    stopped();
+    const req = this.server.closeMaskedInput();
+    for (const id of req.survivors) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
+
+    // Enough shares is enough: waiting for the slowest survivor would change nothing in the sum.
+    await d.waitUntil(() => this.server.ready() || all(req.survivors, this.responded)(), Date.now() + this.stageTimeoutMs);
+    stopped();
+    const sum = await this.server.finish();
+    return { sum, survivors: [...req.survivors], dropped: [...req.dropped], sessionId: this.sessionId };
+  }
+}

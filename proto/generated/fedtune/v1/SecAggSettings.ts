@@ -1,0 +1,28 @@
+// Original file: proto/fedtune.proto
+
+
+export interface SecAggSettings {
+  'round_tag'?: (string);
+  'selected'?: (string)[];
+  'threshold'?: (number);
+  'graph'?: (string);
+  'k'?: (number);
+  'clip_norm'?: (number | string);
+  'weight_cap'?: (number);
+  'max_clients'?: (number);
+  'include'?: (string)[];
+  'vector_length'?: (number);
+}
+
+export interface SecAggSettings__Output {
+  'round_tag': (string);
+  'selected': (string)[];
+  'threshold': (number);
+  'graph': (string);
+  'k': (number);
+  'clip_norm': (number);
+  'weight_cap': (number);
+  'max_clients': (number);
+  'include': (string)[];
+  'vector_length': (number);
+}
