@@ -53,7 +53,14 @@ export interface Harness {
   readonly runDir: string;
 }
 
-export async function startCoordinator(runDir: string, rounds: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<Harness> {
+export interface HarnessOptions {
+  /** Version 0 (default: smallAdapter(0)). */
+  readonly initialAdapter?: () => NamedTensor[];
+  /** Default: silent. */
+  readonly logger?: pino.Logger;
+}
+
+export async function startCoordinator(runDir: string, rounds: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, opts: HarnessOptions = {}): Promise<Harness> {
   const config = loadConfig({
     overrides: {
       server: { port: 0 },
@@ -66,10 +73,10 @@ export async function startCoordinator(runDir: string, rounds: Record<string, un
   });
   const coordinator = new Coordinator({
     config,
-    initialAdapter: () => smallAdapter(0),
+    initialAdapter: opts.initialAdapter ?? (() => smallAdapter(0)),
     adapterConfig: { peft_type: 'LORA' },
     baseModel: { name: 'test', sha256: '0'.repeat(64) },
-    logger: pino({ level: 'silent' }),
+    logger: opts.logger ?? pino({ level: 'silent' }),
   });
   const { address } = await coordinator.start();
   return { coordinator, address, runDir };
@@ -179,6 +186,20 @@ export async function snapshot(dir: string): Promise<string[]> {
   }
   await walk(dir);
   return out.sort();
+}
+
+/** Every file under dir with its bytes, to search for what must never be persisted. */
+export async function snapshotBytes(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  async function walk(d: string): Promise<void> {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.set(path.relative(dir, p), await fs.readFile(p));
+    }
+  }
+  await walk(dir);
+  return out;
 }
 
 /** Adds `seed`-derived constants to the global adapter; optional delay orders arrivals in tests. */
