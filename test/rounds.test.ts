@@ -2,6 +2,7 @@
 // selection as a function of seed (not join order), a client that leaves or reconnects mid-round, late
 // uploads, a run that exhausts its attempts, aggregation that fails, and resuming after a restart.
 // Real Coordinator, real gRPC on loopback; a tiny hand-made adapter and constant-delta trainers.
+import { PROTOCOL_VERSION } from '../proto/load';
 import { promises as fs } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -114,7 +115,7 @@ describe('round state machine', function () {
 
     const m = final.manifest;
     const ids = selected.map((s) => s.clientId).sort();
-    expect(m).to.include({ version: 1, round: 1, attempt: 1, strategy: 'fedavg', protocolVersion: 1 });
+    expect(m).to.include({ version: 1, round: 1, attempt: 1, strategy: 'fedavg', protocolVersion: PROTOCOL_VERSION });
     expect(m.seeds).to.include({ run: SEED, selection: deriveSeed(SEED, 'select', 1, 1), loraInit: deriveSeed(SEED, 'lora-init') });
     for (const s of selected) {
       expect(s.seed).to.equal(deriveSeed(SEED, 'train', 1, 1, s.clientId));
