@@ -10,7 +10,7 @@ import { FederationClient, type ClientLogger } from '../client-sdk/client';
 import { backoffDelay, DEFAULT_BACKOFF } from '../client-sdk/backoff';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
-import { ConstantTrainer, freePort, smallAdapter, tempDir } from './harness';
+import { ConstantTrainer, freePort, smallAdapter, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };
@@ -68,7 +68,7 @@ describe('client SDK', function () {
     return d;
   };
   const site = (address: string, trainer: Trainer, extra: Partial<ConstructorParameters<typeof FederationClient>[0]> = {}): FederationClient => {
-    const c = new FederationClient({ address, name: 'site', trainer, backoff: fast, ...extra });
+    const c = new FederationClient({ address, name: 'site', identity: testIdentity('site'), trainer, backoff: fast, ...extra });
     clients.push(c);
     return c;
   };

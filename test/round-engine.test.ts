@@ -20,7 +20,7 @@ describe('round engine', function () {
     return h;
   };
   const site = (h: Harness, name: string, trainer: Trainer): FederationClient => {
-    const c = new FederationClient({ address: h.address, name, trainer, backoff: fast });
+    const c = new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer, backoff: fast });
     clients.push(c);
     return c;
   };

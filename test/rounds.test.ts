@@ -18,7 +18,7 @@ import { FederationClient } from '../client-sdk/client';
 import type { Trainer } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
-import { ConstantTrainer, join, nextTask, rawClient, sendUpload, smallAdapter, tempDir, uploadFrames } from './harness';
+import { ConstantTrainer, join, nextTask, rawClient, sendUpload, smallAdapter, tempDir, uploadFrames, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const SEED = 5;
@@ -71,7 +71,7 @@ describe('round state machine', function () {
     return d;
   };
   const site = (address: string, name: string, trainer: Trainer): FederationClient => {
-    const c = new FederationClient({ address, name, trainer, backoff: fast });
+    const c = new FederationClient({ address, name, identity: testIdentity(name), trainer, backoff: fast });
     clients.push(c);
     return c;
   };

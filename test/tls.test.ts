@@ -16,7 +16,7 @@ import { FederationClient } from '../client-sdk/client';
 import { tlsCredentials } from '../client-sdk/tls';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
-import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
+import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };
@@ -116,7 +116,7 @@ describe('TLS on the gRPC channel', function () {
     return h;
   };
   const site = (h: Harness, name: string, credentials: grpc.ChannelCredentials): FederationClient => {
-    const c = new FederationClient({ address: h.address, name, trainer: new ConstantTrainer(0.5), backoff: fast, credentials });
+    const c = new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5), backoff: fast, credentials });
     clients.push(c);
     return c;
   };

@@ -134,7 +134,7 @@ describe('adapter downloads through the coordinator, chunked', function () {
 
       // Commit v1 from a 1000-byte-chunked upload, then read both versions back (v0 now from the store).
       const delta = initial.map((x) => ({ ...x, data: x.data.map((v) => v / 2) }));
-      const { err } = await sendUpload(c, [...tensorFrames(delta, 1000)].map((f) => (f.header ? { header: { protocol_version: 1, session_token: s.session_token, task_id: t.task_id, round: 1, base_version: 0, num_examples: 3, tensors: f.header } } : f)));
+      const { err } = await sendUpload(c, uploadFrames({ who: s, task: t, numExamples: 3, chunkBytes: 1000 }, delta));
       expect(err).to.equal(undefined);
       await new Promise<void>((res, rej) => c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 3, backend: 't', metrics: {} }, (e) => (e ? rej(e) : res())));
       const final = await coordinator.done;
