@@ -148,6 +148,7 @@ describe('trust: joining an enrolled coordinator', function () {
   });
 
   it('refuses every state-changing call of a site revoked while the coordinator runs', async () => {
+    await sleep(20); // past the mtime tick of the previous clients.json write (the mtime test below pins that bug)
     revokeClient(h.runDir, 'site-t', 'laptop stolen');
     const tok = t.session_token;
     await refused(() => reportMetrics(c, tok, 'r1-a1-c-000000000000', 1), status.PERMISSION_DENIED, 'was revoked');
@@ -216,7 +217,7 @@ describe('trust: a revoked site leaves the rotation', function () {
         await reportMetrics(c, sites[i].session_token, tasks[i].task_id, 1);
       };
       await finish(2); // site-c completes round 1, then is revoked
-      await sleep(20); // away from the mtime tick of the last clients.json write (see the test above)
+      await sleep(20); // past the mtime tick of the last clients.json write (see the mtime test)
       revokeClient(h.runDir, 'site-c');
       const committed = new Promise((r) => h.coordinator.once('roundCommitted', r));
       await finish(0);
