@@ -33,6 +33,16 @@ const DEFAULTS: Record<string, unknown> = {
   'training.maxSeqLen': 96,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
+  'secagg.enabled': false,
+  'secagg.threshold': 0,
+  'secagg.fullGraphMax': 32,
+  'secagg.clipNorm': 10,
+  'secagg.weightCap': 10000,
+  'secagg.maxClients': 1024,
+  'secagg.stageTimeoutMs': 30000,
+  'auth.mode': 'enrolled',
+  'auth.allowList': [],
+  'auth.challengeTtlMs': 60000,
   'tls.certFile': '',
   'tls.keyFile': '',
   'tls.clientCaFile': '',
@@ -67,6 +77,16 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'training.maxSeqLen': ['128', 128],
   'transport.chunkBytes': ['65536', 65536],
   'transport.maxUploadBytes': ['1048576', 1048576],
+  'secagg.enabled': ['false', false],
+  'secagg.threshold': ['7', 7],
+  'secagg.fullGraphMax': ['64', 64],
+  'secagg.clipNorm': ['2.5', 2.5],
+  'secagg.weightCap': ['500', 500],
+  'secagg.maxClients': ['256', 256],
+  'secagg.stageTimeoutMs': ['5000', 5000],
+  'auth.mode': ['tofu', 'tofu'],
+  'auth.allowList': [' a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= , b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=', ['a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=']],
+  'auth.challengeTtlMs': ['1000', 1000],
   // Any readable file passes loadConfig (PEM contents are checked when the coordinator starts).
   'tls.certFile': [__filename, __filename],
   'tls.keyFile': [__filename, __filename],
@@ -291,7 +311,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
   it('configForManifest keeps everything but where the coordinator listens and how it logs', () => {
     const c = loadConfig({ overrides: { run: { dir: '/r/x' } } });
     const m = configForManifest(c);
-    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'rounds', 'run', 'strategy', 'training', 'transport']);
+    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'rounds', 'run', 'secagg', 'strategy', 'training', 'transport']);
     expect(m.run).to.deep.equal({ dir: '/r/x', id: 'x', seed: 42 });
     expect(JSON.parse(JSON.stringify(m))).to.deep.equal(m);
   });

@@ -217,3 +217,65 @@ export class ConstantTrainer implements Trainer {
     return { adapter, numExamples: this.numExamples, metrics: { train_loss: this.value, seed: plan.seed % 1000 } };
   }
 }
+
+/** The gRPC error a call failed with (the promise must reject; resolving is a test failure). */
+export async function refusal(p: Promise<unknown>): Promise<grpc.ServiceError> {
+  return p.then(
+    () => Promise.reject(new Error('the call should have been refused')),
+    (e: grpc.ServiceError) => e,
+  );
+}
+
+/**
+ * Expects `act` to be refused with `code` and a message containing `message`, leaving `runDir` exactly as it
+ * was (same files, sizes and mtimes).
+ */
+export async function expectRefused(runDir: string, act: () => Promise<unknown>, code: grpc.status, message: string): Promise<grpc.ServiceError> {
+  const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+  const before = await snapshot(runDir);
+  const err = await refusal(act());
+  expect(grpc.status[err.code], err.details).to.equal(grpc.status[code]);
+  expect(err.details).to.contain(message);
+  expect(await snapshot(runDir), 'a refused call must leave the run directory unchanged').to.deep.equal(before);
+  return err;
+}
+
+/** An upload's outcome as a promise: rejects with the gRPC error (for refusal / expectRefused). */
+export async function upload(c: RawClient, frames: readonly UploadFrame[]): Promise<UploadResponse__Output> {
+  const r = await sendUpload(c, frames);
+  if (r.err) throw r.err;
+  return r.ok!;
+}
+
+/** ReportMetrics as a promise (rejects with the gRPC error). */
+export function reportMetrics(c: RawClient, token: string, taskId: string, round: number, metrics: Record<string, number> = { train_loss: 1 }): Promise<void> {
+  return new Promise((res, rej) => c.ReportMetrics({ session_token: token, task_id: taskId, round, num_examples: 10, backend: 'test', metrics }, (e) => (e ? rej(e) : res())));
+}
+
+/** DownloadAdapter: resolves with the frame count when the stream ends, rejects with its error. */
+export function download(c: RawClient, token: string, version: number): Promise<number> {
+  return new Promise((res, rej) => {
+    let n = 0;
+    const call = c.DownloadAdapter({ session_token: token, version });
+    call.on('data', () => n++);
+    call.on('end', () => res(n));
+    call.on('error', rej);
+  });
+}
+
+/** StreamTasks: resolves with the first event, rejects with the stream's error (the stream is then cancelled). */
+export function firstTaskEvent(c: RawClient, token: string): Promise<TaskEvent__Output> {
+  return new Promise((res, rej) => {
+    const s = c.StreamTasks({ session_token: token });
+    s.on('error', rej);
+    s.on('data', (ev: TaskEvent__Output) => {
+      res(ev);
+      s.cancel();
+    });
+  });
+}
+
+/** Resolves once the coordinator committed version 0 and waits for clients (nothing is being written). */
+export async function settled(h: Harness): Promise<void> {
+  for (let i = 0; i < 500 && h.coordinator.engine.phase !== 'WAITING_FOR_CLIENTS'; i++) await new Promise((r) => setTimeout(r, 10));
+}

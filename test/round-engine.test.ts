@@ -5,7 +5,7 @@ import { FederationClient } from '../client-sdk/client';
 import { backoffDelay } from '../client-sdk/backoff';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
-import { ConstantTrainer, join, nextTask, rawClient, startCoordinator, tempDir, type Harness } from './harness';
+import { ConstantTrainer, join, nextTask, rawClient, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };

@@ -16,7 +16,7 @@ import { FederationClient } from '../client-sdk/client';
 import { tlsCredentials } from '../client-sdk/tls';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
-import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity } from './harness';
+import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity, join } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };
@@ -80,9 +80,9 @@ function makePki(dir: string): Pki {
 function tryJoin(address: string, credentials: grpc.ChannelCredentials, name = 'probe'): Promise<grpc.ServiceError | null> {
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const c = new Ctor(address, credentials) as unknown as RawClient;
-  return new Promise<grpc.ServiceError | null>((resolve) =>
-    c.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'test', labels: {} }, { deadline: Date.now() + 10_000 }, (e) => resolve(e)),
-  ).finally(() => c.close());
+  return join(c, name)
+    .then(() => null, (e: grpc.ServiceError) => e)
+    .finally(() => c.close());
 }
 
 describe('TLS on the gRPC channel', function () {
@@ -176,7 +176,7 @@ describe('TLS on the gRPC channel', function () {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(chunk.toString()), cb()) });
     const config = (runDir: string) =>
-      loadConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert } } });
+      loadConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, auth: { mode: 'tofu' }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert } } });
     const make = async (credentials?: grpc.ServerCredentials): Promise<string> => {
       const runDir = await tempDir('tls-log');
       runDirs.push(runDir);
