@@ -108,6 +108,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const keys = this.keys;
     const boxSecret = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const unseal = (blob: SealedBlob, like: TensorList): NamedTensor[] => splitTensors(SealedUploadOpener.openAll(blob, boxSecret), like);
+    const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
+    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey));
     const engine = new RoundEngine({
       unseal,
       config: cfg,
@@ -133,7 +135,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       runId: cfg.run.id,
       baseModelSha256: baseModel.sha256,
       keys,
-      enrolment: new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList)),
+      enrolment,
       challenges: new Challenges(cfg.auth.challengeTtlMs),
       log,
     }));

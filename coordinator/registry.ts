@@ -34,6 +34,18 @@ export const clientIdFor = (name: string): string => `c-${createHash('sha256').u
 export class ClientRegistry extends EventEmitter {
   private readonly byTokenMap = new Map<string, ClientSession>();
   private readonly byIdMap = new Map<string, ClientSession>();
+  /** Whether a session may still take part (the coordinator plugs in revocation); default: all may. */
+  private admitted: (s: ClientSession) => boolean = () => true;
+
+  setAdmission(admitted: (s: ClientSession) => boolean): void {
+    this.admitted = admitted;
+  }
+
+  /** Has an open task stream and was not revoked since it joined. */
+  isLive(clientId: string): boolean {
+    const s = this.byIdMap.get(clientId);
+    return s !== undefined && s.sink !== null && this.admitted(s);
+  }
 
   join(name: string, backend: string, labels: Record<string, string>, publicKey: Uint8Array): ClientSession {
     checkClientName(name);
@@ -86,8 +98,12 @@ export class ClientRegistry extends EventEmitter {
     if (this.byIdMap.get(s.clientId) === s) this.byIdMap.delete(s.clientId);
   }
 
-  /** Clients with an open task stream, sorted by id. */
+  /**
+   * Clients with an open task stream, sorted by id. A session whose key was revoked is dropped here (its
+   * stream ends, so its SDK reconnects and is refused at Join) and is never selected again.
+   */
   connected(): ClientSession[] {
+    for (const s of [...this.byIdMap.values()]) if (!this.admitted(s)) this.drop(s);
     return [...this.byIdMap.values()].filter((s) => s.sink !== null).sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
   }
 

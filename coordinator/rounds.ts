@@ -293,7 +293,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     try {
       out = await sa.drive(
         {
-          live: (id) => this.d.registry.byId(id)?.sink != null,
+          live: (id) => this.d.registry.isLive(id),
           send: (id, ev) => this.d.registry.byId(id)?.sink?.write(ev),
           taskIdOf: (id) => byClient.get(id)!.taskId,
           waitUntil,
@@ -387,7 +387,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   private allDone(a: Attempt): boolean {
     for (const t of a.tasks.values()) {
-      const live = this.d.registry.byId(t.clientId)?.sink != null;
+      const live = this.d.registry.isLive(t.clientId);
       const done = t.state === 'uploaded' && t.metrics !== undefined;
       // A selected client that disconnected is not waited for (it may still reconnect and finish in time).
       if (!done && !(live === false && t.state !== 'receiving')) return false;
@@ -438,6 +438,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.attempt}, which is closed; expected ${now}`);
     }
     return t;
+  }
+
+  /** Whether the task's attempt is still open (a resumed upload is answered only then; later it is a replay). */
+  isOpen(t: Task): boolean {
+    const cur = this.current;
+    return cur !== null && cur.open && cur.tasks.get(t.taskId) === t;
   }
 
   /** The SecAgg attempt a task belongs to, or undefined for a plain round (refuses closed tasks). */

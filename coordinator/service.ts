@@ -201,7 +201,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
             const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
             const earlier = d.engine.acceptedBy(digest);
-            if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded') {
+            if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
               // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
               finished = true;
               d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });

@@ -81,11 +81,18 @@ export function enrolKey(runDir: string, name: string, publicKeyB64: string): vo
   writeClientsFile(runDir, f);
 }
 
-/** Operator: revokes a site's key; its next call is refused with PERMISSION_DENIED. */
-export function revokeClient(runDir: string, name: string, reason = 'revoked by the operator'): EnrolledClient {
+/**
+ * Operator: revokes a site's key; its next call is refused with PERMISSION_DENIED. A site enrolled through
+ * auth.allowList (not in clients.json) is revoked by naming its key: the revocation is recorded by key.
+ */
+export function revokeClient(runDir: string, name: string, reason = 'revoked by the operator', publicKeyB64?: string): EnrolledClient {
   const f = readClientsFile(runDir);
-  const c = f.clients.find((x) => x.name === name && !x.revokedAt);
-  if (!c) throw new Error(`site ${name} has no active enrolment in ${path.join(runDir, CLIENTS_FILE)}`);
+  let c = f.clients.find((x) => x.name === name && !x.revokedAt && (!publicKeyB64 || x.publicKey === publicKeyB64));
+  if (!c && publicKeyB64) {
+    c = { name, publicKey: publicKeyB64, enrolledAt: '', via: 'operator' };
+    f.clients.push(c);
+  }
+  if (!c) throw new Error(`site ${name} has no active enrolment in ${path.join(runDir, CLIENTS_FILE)} (for a site on auth.allowList, pass its --key)`);
   c.revokedAt = new Date().toISOString();
   c.revokeReason = reason;
   writeClientsFile(runDir, f);
@@ -111,22 +118,27 @@ export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
 /** The coordinator's view: decides Join and re-checks revocation on every state-changing call. */
 export class Enrolment {
   private file: ClientsFile;
-  private mtimeMs = -1;
+  /** Identity of the file version last read: a rename makes a new inode, so no rewrite goes unseen (mtime alone can repeat). */
+  private stamp = '';
 
   constructor(private readonly runDir: string, private readonly mode: AuthMode, private readonly allowList: readonly AllowListEntry[]) {
     this.file = readClientsFile(runDir);
   }
 
-  private refresh(): void {
-    let m: number;
+  private currentStamp(): string {
     try {
-      m = fs.statSync(path.join(this.runDir, CLIENTS_FILE)).mtimeMs;
+      const st = fs.statSync(path.join(this.runDir, CLIENTS_FILE), { bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     } catch {
-      m = -1;
+      return 'absent';
     }
-    if (m !== this.mtimeMs) {
+  }
+
+  private refresh(): void {
+    const stamp = this.currentStamp();
+    if (stamp !== this.stamp) {
       this.file = readClientsFile(this.runDir);
-      this.mtimeMs = m;
+      this.stamp = stamp;
     }
   }
 
@@ -172,8 +184,14 @@ export class Enrolment {
     if (r) throw new ProtocolError(status.PERMISSION_DENIED, `key ${keyId(publicKey)} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`);
   }
 
+  /** Whether a session's key is still admitted (false once revoked). */
+  isActive(name: string, publicKey: Uint8Array): boolean {
+    this.refresh();
+    return this.revocation(name, Buffer.from(publicKey).toString('base64')) === undefined;
+  }
+
   private persist(): void {
     writeClientsFile(this.runDir, this.file);
-    this.mtimeMs = fs.statSync(path.join(this.runDir, CLIENTS_FILE)).mtimeMs;
+    this.stamp = this.currentStamp();
   }
 }

@@ -35,8 +35,10 @@ export function addEnrollCommand(program: Command): void {
     .description("Revoke site <name>'s key; its next call is refused")
     .requiredOption('--run <dir>', 'run directory')
     .option('--reason <text>', 'recorded with the revocation', 'revoked by the operator')
-    .action((name: string, o: { run: string; reason: string }) => {
-      const c = revokeClient(o.run, name, o.reason);
+    .option('--key <publicKey>', 'the base64 key to revoke (needed for a site enrolled through auth.allowList)')
+    .action((name: string, o: { run: string; reason: string; key?: string }) => {
+      if (o.key !== undefined && Buffer.from(o.key, 'base64').length !== 32) throw new Error('--key must be a base64 32-byte Ed25519 key');
+      const c = revokeClient(o.run, name, o.reason, o.key);
       console.log(`revoked ${c.name} (key ${c.publicKey}) at ${c.revokedAt}`);
     });
   enroll
