@@ -279,3 +279,10 @@ export function firstTaskEvent(c: RawClient, token: string): Promise<TaskEvent__
 export async function settled(h: Harness): Promise<void> {
   for (let i = 0; i < 500 && h.coordinator.engine.phase !== 'WAITING_FOR_CLIENTS'; i++) await new Promise((r) => setTimeout(r, 10));
 }
+
+/** Deterministic, distinct deltas per site: a cheap hash of (site, element). */
+export function siteDelta(name: string, like: TensorList): NamedTensor[] {
+  let h = 2166136261;
+  for (const ch of name) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
+  return like.map((t, k) => ({ ...t, data: Float32Array.from(t.data, (_, i) => (((Math.imul(h + k * 7919 + i, 2654435761) >>> 0) % 20001) - 10000) / 1e5) }));
+}

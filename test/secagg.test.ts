@@ -11,18 +11,11 @@ import { decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConf
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { deriveSeed } from '../coordinator/selection';
 import { clientIdFor } from '../coordinator/registry';
-import { smallAdapter, snapshotBytes, startCoordinator, tempDir, testIdentity, type Harness, type HarnessOptions } from './harness';
+import { siteDelta, smallAdapter, snapshotBytes, startCoordinator, tempDir, testIdentity, type Harness, type HarnessOptions } from './harness';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { SecAggAttempt } from '../coordinator/secagg-attempt';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-/** Deterministic, distinct deltas per site: a cheap hash of (site, element). */
-export function siteDelta(name: string, like: TensorList): NamedTensor[] {
-  let h = 2166136261;
-  for (const ch of name) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
-  return like.map((t, k) => ({ ...t, data: Float32Array.from(t.data, (_, i) => (((Math.imul(h + k * 7919 + i, 2654435761) >>> 0) % 20001) - 10000) / 1e5) }));
-}
 
 class SiteTrainer implements Trainer {
   readonly backend = 'test';
