@@ -32,6 +32,8 @@ export interface SimulationOptions {
   readonly alpha: number;
   /** Run each site in its own worker thread (parallel training); false keeps them on this thread. */
   readonly workers?: boolean;
+  /** Secure aggregation: every round needs all sites (at least 5); the coordinator sees only the sum. */
+  readonly secagg?: boolean;
   readonly print: (line: string) => void;
 }
 
@@ -53,7 +55,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       server: { port: 0 },
       auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
       run: { dir: o.runDir, seed: o.seed },
-      rounds: { total: o.rounds, minClients: o.clients, minUpdates: Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
+      rounds: { total: o.rounds, minClients: o.clients, minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
+      secagg: { enabled: o.secagg === true },
       training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
       model: { dir: DEFAULT_MODEL_DIR },
       log: { level: 'warn' },
@@ -139,6 +142,7 @@ export async function main(): Promise<void> {
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
+    .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
     .parse();
   const a = p.opts<Record<string, string>>();
   await simulate({
@@ -153,6 +157,7 @@ export async function main(): Promise<void> {
     alpha: Number(a.alpha),
     testLimit: Number(a.testLimit),
     workers: a.workers as unknown as boolean,
+    secagg: a.secagg as unknown as boolean,
     print: (l) => console.log(l),
   });
 }
