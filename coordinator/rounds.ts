@@ -5,9 +5,6 @@
 // An attempt with fewer than rounds.minUpdates accepted updates fails cleanly: outstanding tasks are
 // cancelled, nothing is committed, and the round is retried (attempt + 1) up to rounds.maxAttempts.
 // No gRPC here: the service (service.ts) validates the wire and calls in; tasks go out through the registry.
-import { EventEmitter } from 'node:events';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';
@@ -17,11 +14,13 @@ import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
 import type { Strategy } from './strategy/strategy';
 import type { SealedBlob } from '../proto/crypto/sealed-upload';
-import { decodeSum } from '../proto/secagg/encoding';
+import { aggregatePlain, aggregateSecAgg, clientMetricMeans, type Outcome, type OutcomeContext } from './round-outcome';
 import { SecAggAttempt } from './secagg-attempt';
+import { TaskDesk, type Attempt, type Task } from './task-desk';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
+export type { Task } from './task-desk';
 
 export type Evaluator = (adapter: TensorList, version: number) => Promise<Record<string, number>>;
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -42,65 +41,21 @@ export interface RoundEngineDeps {
   readonly log: LogFn;
 }
 
-/** A client's assignment in one attempt. Kept after the attempt closes (without its delta) to explain refusals. */
-export interface Task {
-  readonly taskId: string;
-  readonly clientId: string;
-  readonly round: number;
-  readonly attempt: number;
-  readonly baseVersion: number;
-  readonly seed: number;
-  readonly deadline: number;
-  state: 'assigned' | 'receiving' | 'uploaded';
-  /** The accepted upload, still sealed: deltas stay encrypted in memory until they are aggregated. */
-  upload?: { numExamples: number; sealed: SealedBlob };
-  /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
-  acceptedSha256?: string;
-  metrics?: { values: Record<string, number>; backend: string };
-  /** Under SecAgg: this client's masked input is part of the committed sum. */
-  inSum?: boolean;
-}
-
 type WaitFn = (cond: () => boolean, until: number) => Promise<void>;
 
-interface Outcome {
-  readonly adapter: NamedTensor[];
-  readonly participants: Participant[];
-  readonly seeds: Record<string, number | Record<string, number>>;
-  readonly secureAggregation?: SecureAggregationRecord;
-}
-
-const outcomeIncludes = (t: Task): boolean => t.inSum === true;
-
-interface Attempt {
-  readonly round: number;
-  readonly attempt: number;
-  readonly base: Checkpoint;
-  readonly selectionSeed: number;
-  readonly tasks: Map<string, Task>;
-  /** Present when this attempt runs under secure aggregation. */
-  readonly secagg?: SecAggAttempt;
-  open: boolean;
-  wake: () => void;
-}
 
 const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
 
-export class RoundEngine extends EventEmitter<RoundEvents> {
-  private current: Attempt | null = null;
+export class RoundEngine extends TaskDesk {
   private latestCk: Checkpoint | null = null;
   private stopping = false;
   private phaseNow: RoundPhase = 'IDLE';
   private wakeWaiters: (() => void) | null = null;
-  /** Every task issued in this process, so a stale or forged task id gets a precise refusal. */
-  private readonly issued = new Map<string, Task>();
-  /** Ciphertext hash → the task that accepted it, for the life of this process. */
-  private readonly accepted = new Map<string, Task>();
   /** Once the run ended, clients that (re)attach later are told at once instead of waiting forever. */
   private finished: { final_version: number; reason: string } | null = null;
 
   constructor(private readonly d: RoundEngineDeps) {
-    super();
+    super(d.registry, d.strategy);
     d.registry.on('change', () => this.poke());
     d.registry.on('attached', (s: { clientId: string }) => {
       if (this.finished) d.registry.byId(s.clientId)?.sink?.write({ finished: this.finished });
@@ -242,7 +197,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       } finally {
         cur.open = false;
         for (const t of tasks.values()) {
-          const finished = t.state === 'uploaded' && (secagg === undefined || outcomeIncludes(t));
+          const finished = t.state === 'uploaded' && (secagg === undefined || t.inSum === true);
           if (!finished) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
         }
       }
@@ -262,7 +217,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     }
   }
 
-  /** Plain FedAvg: wait for uploads, open them, aggregate. A string is the reason the attempt failed. */
+  /** Plain FedAvg: wait for uploads, then open and aggregate them. A string is the reason the attempt failed. */
   private async plainOutcome(cur: Attempt, deadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
     const cfg = this.d.config;
     await waitUntil(() => this.allDone(cur), deadline);
@@ -272,21 +227,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     if (this.stopping) return 'coordinator stopping';
     if (accepted.length < cfg.rounds.minUpdates) return `${accepted.length} of ${cur.tasks.size} updates arrived; ${cfg.rounds.minUpdates} needed`;
     this.setPhase('AGGREGATING');
-    let result;
-    try {
-      result = this.d.strategy.aggregate(
-        cur.base.adapter,
-        accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: this.d.unseal(t.upload!.sealed, cur.base.adapter) })),
-      );
-    } catch (e) {
-      return `aggregation failed: ${(e as Error).message}`;
-    }
-    const participants = accepted.map((t) => this.participant(t, t.upload!.numExamples, result.weights[t.clientId]));
-    const seeds = { selection: cur.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-    return { adapter: result.adapter, participants, seeds };
+    return aggregatePlain(this.outcomeContext(cur), accepted);
   }
 
-  /** Secure aggregation: the four stages, then the decoded weighted mean of the survivors' updates. */
+  /** Secure aggregation: the four stages over the task streams, then the decoded weighted mean. */
   private async secaggOutcome(cur: Attempt, sa: SecAggAttempt, trainingDeadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
     const byClient = new Map([...cur.tasks.values()].map((t) => [t.clientId, t]));
     let out;
@@ -305,37 +249,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       return `secure aggregation aborted: ${(e as Error).message}`;
     }
     this.setPhase('AGGREGATING');
-    const { adapter, totalWeight } = decodeSum(out.sum, sa.config, cur.base.adapter);
-    const survivors = out.survivors.map((id) => byClient.get(id)!);
-    for (const t of survivors) t.inSum = true;
-    // Individual weights stay hidden under SecAgg: participants carry none; only their sum is known.
-    const participants = survivors.map((t) => this.participant(t, null, null));
-    const seeds = { selection: cur.selectionSeed, clients: Object.fromEntries(survivors.map((t) => [t.clientId, t.seed])) };
-    const secureAggregation: SecureAggregationRecord = {
-      sessionId: out.sessionId,
-      graph: sa.config.graph.kind === 'full' ? 'full' : `harary(k=${sa.config.graph.k})`,
-      threshold: sa.config.threshold,
-      selected: [...sa.config.selected],
-      survivors: [...out.survivors],
-      dropped: [...out.dropped],
-      totalWeight,
-      clipNorm: sa.config.clipNorm,
-      weightCap: sa.config.weightCap,
-      maxClients: sa.config.maxClients,
-    };
-    return { adapter, participants, seeds, secureAggregation };
+    return aggregateSecAgg(this.outcomeContext(cur), sa, out);
   }
 
-  private participant(t: Task, numExamples: number | null, weight: number | null): Participant {
-    return {
-      clientId: t.clientId,
-      clientName: this.d.registry.byId(t.clientId)?.name ?? t.clientId,
-      numExamples,
-      weight,
-      seed: t.seed,
-      backend: t.metrics?.backend ?? this.d.registry.byId(t.clientId)?.backend ?? '',
-      metrics: t.metrics?.values ?? {},
-    };
+  private outcomeContext(cur: Attempt): OutcomeContext {
+    return { registry: this.d.registry, strategy: this.d.strategy, unseal: this.d.unseal, base: cur.base, selectionSeed: cur.selectionSeed, tasks: cur.tasks };
   }
 
   private failAttempt(round: number, attempt: number, why: string): false {
@@ -419,118 +337,6 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     for (const t of cur.tasks.values()) if (t.clientId === clientId && t.state === 'assigned') this.sendTask(t);
   }
 
-  /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload or a report. */
-  task(clientId: string, taskId: string, round: number): Task {
-    const cur = this.current;
-    const t = this.issued.get(taskId);
-    if (!t || t.clientId !== clientId) {
-      const name = this.d.registry.byId(clientId)?.name ?? clientId;
-      const open = cur?.open ? `round ${cur.round} attempt ${cur.attempt} is open` : 'no round is open';
-      throw new ProtocolError(status.PERMISSION_DENIED, `client ${name} was not selected for task ${taskId}: it is not assigned to client ${clientId} (${open})`);
-    }
-    if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}; the message says round ${round}`);
-    const isOpen = cur !== null && cur.open && cur.tasks.get(taskId) === t;
-    if (!isOpen || Date.now() > t.deadline) {
-      if (Date.now() > t.deadline) {
-        throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the deadline of round ${t.round} attempt ${t.attempt} passed at ${new Date(t.deadline).toISOString()}`);
-      }
-      const now = cur ? `round ${cur.round} attempt ${cur.attempt}` : 'no round';
-      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.attempt}, which is closed; expected ${now}`);
-    }
-    return t;
-  }
-
-  /** Whether the task's attempt is still open (a resumed upload is answered only then; later it is a replay). */
-  isOpen(t: Task): boolean {
-    const cur = this.current;
-    return cur !== null && cur.open && cur.tasks.get(t.taskId) === t;
-  }
-
-  /** The SecAgg attempt a task belongs to, or undefined for a plain round (refuses closed tasks). */
-  secaggOf(t: Task): SecAggAttempt | undefined {
-    const cur = this.current;
-    if (!cur || cur.tasks.get(t.taskId) !== t) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
-    return cur.secagg;
-  }
-
-  /** A masked input went into the SecAgg sum: the task is done (nothing of it is kept but the hash). */
-  acceptMaskedUpload(t: Task, sha256: Buffer): void {
-    t.state = 'uploaded';
-    t.acceptedSha256 = sha256.toString('hex');
-    this.accepted.set(t.acceptedSha256, t);
-    this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples: 0 });
-    this.current?.wake();
-  }
-
-  /** Something a SecAgg stage waits for arrived. */
-  secaggProgress(): void {
-    this.current?.wake();
-  }
-
-  /** The global adapter a task's update must match. */
-  baseOf(t: Task): Checkpoint {
-    const cur = this.current;
-    if (!cur || cur.tasks.get(t.taskId) !== t) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
-    return cur.base;
-  }
-
-  beginUpload(t: Task): void {
-    if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update`);
-    if (t.state === 'receiving') throw new ProtocolError(status.ALREADY_EXISTS, `an upload for task ${t.taskId} is already in progress`);
-    t.state = 'receiving';
-  }
-
-  /** An upload that was refused or broke off: the task can take another one. */
-  abortUpload(t: Task): void {
-    if (t.state === 'receiving') t.state = 'assigned';
-    this.current?.wake();
-  }
-
-  /** The task that already accepted this ciphertext, if any (replays and resumed uploads). */
-  acceptedBy(sha256Hex: string): Task | undefined {
-    return this.accepted.get(sha256Hex);
-  }
-
-  acceptUpload(t: Task, numExamples: number, sealed: SealedBlob): void {
-    const cur = this.current;
-    if (!cur?.open || cur.tasks.get(t.taskId) !== t || Date.now() > t.deadline) {
-      t.state = 'assigned';
-      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
-    }
-    this.checkWithStrategy(cur, t, numExamples);
-    t.upload = { numExamples, sealed };
-    t.state = 'uploaded';
-    t.acceptedSha256 = sealed.sha256.toString('hex');
-    this.accepted.set(t.acceptedSha256, t);
-    this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
-    cur.wake();
-  }
-
-  /** The value range the strategy aggregates; the service's decoder enforces it while checking finiteness. */
-  get updateBound(): { maxAbs: number; owner: string } {
-    return { maxAbs: this.d.strategy.maxAbsDelta ?? Infinity, owner: `the ${this.d.strategy.name} strategy` };
-  }
-
-  /**
-   * Refuses, at upload time, an update whose weight the strategy could not add to the others (e.g. FedAvg's
-   * exact-sum bound), so one bad update cannot sink a whole round. Empty layouts: the check costs nothing.
-   * (Values were already range-checked by the decoder against updateBound.)
-   */
-  private checkWithStrategy(cur: Attempt, t: Task, numExamples: number): void {
-    const others = [...cur.tasks.values()].filter((x) => x !== t && x.upload);
-    try {
-      this.d.strategy.aggregate([], [...others.map((x) => ({ clientId: x.clientId, numExamples: x.upload!.numExamples, delta: [] })), { clientId: t.clientId, numExamples, delta: [] }]);
-    } catch (e) {
-      t.state = 'assigned';
-      throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${(e as Error).message}`);
-    }
-  }
-
-  recordMetrics(t: Task, values: Record<string, number>, backend: string): void {
-    t.metrics = { values, backend };
-    this.current?.wake();
-  }
-
   private poke(): void {
     this.current?.wake();
     const w = this.wakeWaiters;
@@ -541,22 +347,4 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private async waitUntil(cond: () => boolean): Promise<void> {
     while (!this.stopping && !cond()) await new Promise<void>((r) => (this.wakeWaiters = r));
   }
-}
-
-/** Example-weighted mean (plain mean under SecAgg, where weights are hidden) of every metric the participants reported, as clients.<name>. */
-function clientMetricMeans(ps: readonly Participant[]): Record<string, number> {
-  const sums = new Map<string, { s: number; w: number }>();
-  for (const p of ps) {
-    for (const [k, v] of Object.entries(p.metrics)) {
-      if (!Number.isFinite(v)) continue;
-      const e = sums.get(k) ?? { s: 0, w: 0 };
-      const w = p.numExamples ?? 1;
-      e.s += v * w;
-      e.w += w;
-      sums.set(k, e);
-    }
-  }
-  const out: Record<string, number> = {};
-  for (const [k, { s, w }] of [...sums.entries()].sort()) out[`clients.${k}`] = s / w;
-  return out;
 }
