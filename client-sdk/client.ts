@@ -13,8 +13,8 @@ import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFr
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
-import { ProtocolError, TensorStreamDecoder, dataChunks, tensorHeader } from '../proto/tensor-stream';
-import { sealUpload, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { ProtocolError, TensorStreamDecoder } from '../proto/tensor-stream';
+import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
@@ -359,18 +359,15 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
-  private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
+  /** What a sealed upload is bound to (sealed-sender.ts). */
+  private sealContext(): SealContext {
     if (!this.coordinator) throw new Error('not joined');
-    const chunkBytes = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
-    const tensors = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: chunkBytes };
-    const chunks: Buffer[] = [];
-    for (let off = 0; off < bytes.length; off += chunkBytes) chunks.push(bytes.subarray(off, off + chunkBytes));
-    const binding = { protocolVersion: PROTOCOL_VERSION, runId: this.runId, clientId: this.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples: 0 };
-    const sealed = sealUpload({ binding, tensors, plaintextChunks: chunks, coordinator: this.coordinator, identitySecretKey: this.identity.secretKey });
-    const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: 0, tensors, sealed: sealed.envelope } };
-    await this.sendSealed(header, sealed);
+    return { token: this.token, runId: this.runId, clientId: this.clientId, coordinator: this.coordinator, identitySecretKey: this.identity.secretKey, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
+  }
+
+  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
+  private uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
+    return sendSealed(this.rpc, sealMasked(this.sealContext(), t, y));
   }
 
   /** Downloads a global version as a chunked tensor stream. */
@@ -408,56 +405,21 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** Seals the delta to the coordinator's key and signs the header (proto/crypto/sealed-upload.ts). */
-  private seal(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): { header: UploadFrame; sealed: SealedUpload } {
-    if (!this.coordinator) throw new Error('not joined');
-    const chunkBytes = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    const tensors = tensorHeader(delta, chunkBytes);
-    const binding = { protocolVersion: PROTOCOL_VERSION, runId: this.runId, clientId: this.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples };
-    const sealed = sealUpload({ binding, tensors, plaintextChunks: dataChunks(delta, chunkBytes), coordinator: this.coordinator, identitySecretKey: this.identity.secretKey });
-    const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: this.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
-    return { header, sealed };
-  }
-
   /**
    * Sends a sealed upload; when the connection breaks it re-sends the same sealed bytes (the coordinator
    * answers a resumed upload it already accepted without counting it twice), up to 3 tries.
    */
   private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
-    const { header, sealed } = this.seal(t, delta, numExamples);
+    const sealed = sealDelta(this.sealContext(), t, delta, numExamples);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendSealed(header, sealed);
+        return await sendSealed(this.rpc, sealed);
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
         if (attempt >= 2 || (code !== status.UNAVAILABLE && code !== status.CANCELLED) || this.stopped) throw e;
         await sleep(backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
       }
     }
-  }
-
-  /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */
-  private sendSealed(header: UploadFrame, sealed: SealedUpload): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let answered = false;
-      const call = this.rpc.UploadUpdate((err) => {
-        answered = true;
-        call.emit('drain'); // release a writer waiting on a call that is over
-        if (err) reject(err);
-        else resolve();
-      });
-      void (async () => {
-        const frames: UploadFrame[] = [header, ...sealed.chunks.map((chunk) => ({ chunk })), { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } }];
-        for (const msg of frames) {
-          if (answered) return; // refused early: the rest would go nowhere
-          if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));
-        }
-        if (!answered) call.end();
-      })().catch((e: unknown) => {
-        call.cancel();
-        reject(e);
-      });
-    });
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>): Promise<void> {

@@ -116,7 +116,7 @@ describe('round engine', function () {
 
   it('aborts a running training when the coordinator cancels its task, and the client keeps serving', async () => {
     // The deadline must comfortably cover the fast site on a loaded 2-core CI box; the slow one never finishes.
-    const h = await start({ total: 1, minClients: 2, minUpdates: 1, deadlineMs: 4000, maxAttempts: 3 });
+    const h = await start({ total: 1, minClients: 2, minUpdates: 1, deadlineMs: 8000, maxAttempts: 3 });
     let aborted = 0;
     const slow: Trainer = {
       backend: 'test',

@@ -1,0 +1,71 @@
+// A site's updates on the wire: sealed to the coordinator's X25519 key and signed with the site's identity
+// (proto/crypto/sealed-upload.ts), then sent as one UploadUpdate stream with backpressure. A plain update is
+// the float32 delta; under SecAgg it is the masked vector, one UINT32 tensor `secagg.masked`.
+import * as grpc from '@grpc/grpc-js';
+import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
+import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
+import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
+import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
+import { PROTOCOL_VERSION } from '../proto/load';
+import { sealUpload, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { dataChunks, tensorHeader } from '../proto/tensor-stream';
+import type { NamedTensor } from '../proto/tensors';
+
+export interface SealContext {
+  readonly token: string;
+  readonly runId: string;
+  readonly clientId: string;
+  readonly coordinator: { readonly keyId: string; readonly boxPublicKey: Uint8Array };
+  readonly identitySecretKey: Uint8Array;
+  readonly chunkBytes: number;
+}
+
+/** The header frame and the sealed chunks of one upload; re-sending it resumes the same upload. */
+export interface SealedFrames {
+  readonly header: UploadFrame;
+  readonly sealed: SealedUpload;
+}
+
+function frames(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, plaintext: Iterable<Uint8Array>, numExamples: number): SealedFrames {
+  const binding = { protocolVersion: PROTOCOL_VERSION, runId: c.runId, clientId: c.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples };
+  const sealed = sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey });
+  const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: c.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
+  return { header, sealed };
+}
+
+export function sealDelta(c: SealContext, t: TrainTask__Output, delta: NamedTensor[], numExamples: number): SealedFrames {
+  return frames(c, t, tensorHeader(delta, c.chunkBytes), dataChunks(delta, c.chunkBytes), numExamples);
+}
+
+/** A masked SecAgg vector; its weight is inside the vector, so the header's example count is 0. */
+export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array): SealedFrames {
+  const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
+  const tensors: TensorHeader = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: c.chunkBytes };
+  const chunks: Buffer[] = [];
+  for (let off = 0; off < bytes.length; off += c.chunkBytes) chunks.push(bytes.subarray(off, off + c.chunkBytes));
+  return frames(c, t, tensors, chunks, 0);
+}
+
+/** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */
+export function sendSealed(rpc: GrpcFederationClient, f: SealedFrames): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const call = rpc.UploadUpdate((err: grpc.ServiceError | null) => {
+      answered = true;
+      call.emit('drain'); // release a writer waiting on a call that is over
+      if (err) reject(err);
+      else resolve();
+    });
+    void (async () => {
+      const all: UploadFrame[] = [f.header, ...f.sealed.chunks.map((chunk) => ({ chunk })), { trailer: { chunk_count: f.sealed.chunks.length, sha256: f.sealed.envelope.ciphertext_sha256 } }];
+      for (const msg of all) {
+        if (answered) return; // refused early: the rest would go nowhere
+        if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));
+      }
+      if (!answered) call.end();
+    })().catch((e: unknown) => {
+      call.cancel();
+      reject(e);
+    });
+  });
+}
