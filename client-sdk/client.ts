@@ -353,7 +353,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       transport: {
         advertise: (ad) => unary('SecAggAdvertise', { ...base, advertisement: adToWire(ad) }),
         shareKeys: (m) => unary('SecAggShareKeys', { ...base, share_keys: shareKeysToWire(m) }),
-        unmask: (r) => unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }),
+        // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
+        unmask: (r) =>
+          unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }).catch((e: grpc.ServiceError) => {
+            if (e.code !== status.FAILED_PRECONDITION || !/closed/.test(e.details ?? '')) throw e;
+          }),
         uploadMasked: (y) => this.uploadMasked(t, y),
       },
     });
