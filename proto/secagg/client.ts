@@ -10,7 +10,7 @@ import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from './identity';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
-import { addMask } from './prg';
+import { addMasks, type Mask } from './prg';
 import { open, seal } from './seal';
 import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
 import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment, shareX } from './shares';
@@ -158,13 +158,14 @@ export class SecAggClient {
   maskedInput(encoded: Uint32Array): Uint32Array {
     this.expect('received', 'maskedInput');
     if (encoded.length !== this.config.vectorLength) throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
-    const y = Uint32Array.from(encoded);
-    addMask(y, this.seed!, 1);
+    const masks: Mask[] = [{ key: this.seed!, sign: 1 }];
     for (const v of this.u2) {
       if (v === this.clientId || !this.nbrs.get(this.clientId)!.has(v)) continue;
       const key = pairKey(this.sessionIdValue!, this.clientId, v, agree(this.mask!.secretKey, this.ads.get(v)!.maskPublicKey));
-      addMask(y, key, cmpId(this.clientId, v) < 0 ? 1 : -1);
+      masks.push({ key, sign: cmpId(this.clientId, v) < 0 ? 1 : -1 });
     }
+    const y = encoded.slice();
+    addMasks(y, masks); // all masks in one pass over y
     this.stage = 'masked';
     return y;
   }
