@@ -18,7 +18,7 @@ import { clientIdFor } from '../coordinator/registry';
 import { roundingSeed } from '../client-sdk/secagg-flow';
 import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
 import { SealedUploadOpener, sealUpload, type SealedBlob, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
-import { TensorStreamDecoder, checkLayout, dataChunks, tensorHeader, validateHeader } from '../proto/tensor-stream';
+import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
@@ -60,7 +60,9 @@ export interface Party {
 export interface ArmResult {
   /** Clients that completed the round (survivors), in id order. */
   readonly clients: Party[];
+  /** coordinator.sent counts only what this arm adds; `common` what the coordinator sends in both arms. */
   readonly coordinator: Party;
+  readonly common: number;
   readonly adapter: NamedTensor[];
   readonly graph: string;
   readonly threshold: number;
@@ -82,8 +84,38 @@ function uploadBytes(header: UploadFrame, sealed: SealedUpload): number {
   return total + ser('UploadUpdate', 'request', { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } }).length;
 }
 
+/**
+ * The chunks as the coordinator receives them: its own copies (gRPC allocates them on receipt, outside the
+ * handler), so the client's buffers are garbage once sent, as in a separate client process.
+ */
+const delivered = (chunks: readonly Buffer[]): Buffer[] => chunks.map((c) => Buffer.from(c));
+
 /** The header as the coordinator's handler sees it (decoded from the wire). */
 const received = (header: UploadFrame): UploadFrame__Output => svc.UploadUpdate.requestDeserialize(ser('UploadUpdate', 'request', header)) as UploadFrame__Output;
+
+/** The task (without SecAgg settings) and the adapter download each selected client gets in either arm. */
+function taskAndDownloadBytes(s: RoundSetup, i: number): number {
+  let total = taskEventBytes({ train: plainTask(s, i) });
+  for (const f of tensorFrames(s.global, DEFAULT_CHUNK_BYTES)) {
+    if (f.chunk) {
+      if (!chunkFrameBytes.has(-f.chunk.length)) chunkFrameBytes.set(-f.chunk.length, ser('DownloadAdapter', 'response', { chunk: Buffer.alloc(f.chunk.length) }).length);
+      total += chunkFrameBytes.get(-f.chunk.length)!;
+    } else total += ser('DownloadAdapter', 'response', f).length;
+  }
+  return total;
+}
+
+/** UploadResponse: the coordinator's answer to every accepted upload, in either arm. */
+const ackBytes = (s: RoundSetup, i: number): number => ser('UploadUpdate', 'response', { task_id: taskId(s, i), round: 1, sha256: Buffer.alloc(32), duplicate: false }).length;
+
+const plainTask = (s: RoundSetup, i: number): object => ({
+  task_id: taskId(s, i), round: 1, attempt: 0, base_version: 0, base_manifest_sha256: 'ab'.repeat(32), deadline_unix_ms: Date.now(), seed: s.seeds[i],
+  config: { local_steps: 10, batch_size: 16, learning_rate: 1e-3, weight_decay: 0, max_seq_len: 96 },
+});
+
+/** Bytes the coordinator sends in either arm: every selected client's task and download, an ack per upload. */
+const commonBytes = (s: RoundSetup, uploaded: readonly number[]): number =>
+  s.ids.reduce((t, _, i) => t + taskAndDownloadBytes(s, i), 0) + uploaded.reduce((t, i) => t + ackBytes(s, i), 0);
 
 const taskId = (s: RoundSetup, i: number): string => `r1-a0-${s.ids[i]}`;
 const binding = (s: RoundSetup, i: number, base: string, numExamples: number): UploadBinding => ({
@@ -123,11 +155,12 @@ export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
     clients.push(c);
     coordinator.received += c.sent;
     const h = received(header).header!;
+    const chunks = delivered(sealed.chunks);
     t = now();
     checkLayout(validateHeader(h.tensors, s.defaults.maxUploadBytes), s.global);
     const op = new SealedUploadOpener(h.sealed!, binding(s, i, base, Number(h.num_examples)), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
     const dec = new TensorStreamDecoder(h.tensors, { maxBytes: s.defaults.maxUploadBytes, requireFinite: true, maxAbs: strategy.maxAbsDelta, maxAbsOwner: `the ${strategy.name} strategy` });
-    for (const chunk of sealed.chunks) dec.push(op.open(chunk));
+    for (const chunk of chunks) dec.push(op.open(chunk));
     op.finish();
     dec.finishAuthenticated();
     kept.push({ i, blob: op.blob() });
@@ -137,7 +170,7 @@ export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
   const updates = kept.map(({ i, blob }) => ({ clientId: s.ids[i], numExamples: s.numExamples[i], delta: splitTensors(SealedUploadOpener.openAll(blob, boxSecret(s)), s.global) }));
   const { adapter } = strategy.aggregate(s.global, updates);
   coordinator.ms += now() - t;
-  return { clients, coordinator, adapter, graph: '-', threshold: 0, dropped: s.n - live.length };
+  return { clients, coordinator, common: commonBytes(s, live), adapter, graph: '-', threshold: 0, dropped: s.n - live.length };
 }
 
 /** The round config SecAggAttempt builds for these clients (coordinator/secagg-attempt.ts). */
@@ -185,10 +218,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   const srv = onCoordinator(() => new SecAggServer(cfg, identityKeys));
   // The task carries the SecAgg settings (bytes a plain task does not have).
   const settings = settingsToWire(cfg);
-  for (const i of all) {
-    const task = { task_id: taskId(s, i), round: 1, attempt: 0, base_version: 0, base_manifest_sha256: cfg.baseManifestSha256, deadline_unix_ms: Date.now(), seed: s.seeds[i] };
-    toClient(i, taskEventBytes({ train: { ...task, secagg: settings } }) - taskEventBytes({ train: task }));
-  }
+  for (const i of all) toClient(i, taskEventBytes({ train: { ...plainTask(s, i), secagg: settings } }) - taskEventBytes({ train: plainTask(s, i) }));
   // Stage 1 (runSecAgg): encode, advertise.
   const sc: SecAggClient[] = [];
   const encoded: Uint32Array[] = [];
@@ -227,11 +257,12 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     });
     fromClient(i, uploadBytes(header, sealed));
     const h = received(header).header!;
+    const chunks = delivered(sealed.chunks);
     onCoordinator(() => {
       const op = new SealedUploadOpener(h.sealed!, binding(s, i, cfg.baseManifestSha256, 0), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
       const buf = Buffer.alloc(Number(h.tensors!.total_bytes)); // MaskedVectorReceiver
       let off = 0;
-      for (const chunk of sealed.chunks) off += op.open(chunk).copy(buf, off);
+      for (const chunk of chunks) off += op.open(chunk).copy(buf, off);
       op.finish();
       srv.addMaskedInput(s.ids[i], new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4));
     });
@@ -250,7 +281,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   coordinator.ms += now() - t;
   const expected = sumVectors(live.map((i) => encoded[i]));
   if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer))) throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
-  return { clients: live.map((i) => party[i]), coordinator, adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size };
+  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size };
 }
 
 /** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */

@@ -46,6 +46,9 @@ export interface SecAggBenchRow {
   coordinator_ms_over_plain: number;
   round_ms_over_plain: number;
   client_bytes_over_plain: number;
+  /** coordinator_bytes_sent plus what it sends in either arm (tasks, adapter downloads, upload acks). */
+  coordinator_bytes_sent_with_download: number;
+  coordinator_bytes_with_download_over_plain: number;
   /** Max |adapter_secagg − adapter_plain| over all values (quantisation and clipping; 0 for plain rows). */
   max_abs_diff_vs_plain: number;
   /** Per repetition, in run order: the medians above come from these. */
@@ -155,7 +158,8 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
         client_ms: median(clientMs), coordinator_ms: median(coordMs), round_ms: median(roundMs),
         client_bytes_sent: mean(last.clients.map((c) => c.sent)), client_bytes_received: mean(last.clients.map((c) => c.received)),
         coordinator_bytes_sent: last.coordinator.sent, coordinator_bytes_received: last.coordinator.received,
-        client_ms_over_plain: 1, coordinator_ms_over_plain: 1, round_ms_over_plain: 1, client_bytes_over_plain: 1,
+        coordinator_bytes_sent_with_download: last.coordinator.sent + last.common,
+        client_ms_over_plain: 1, coordinator_ms_over_plain: 1, round_ms_over_plain: 1, client_bytes_over_plain: 1, coordinator_bytes_with_download_over_plain: 1,
         max_abs_diff_vs_plain: plain ? maxAbsDiff(last.adapter, plain.adapter) : 0,
         samples: { client_ms: clientMs, coordinator_ms: coordMs, round_ms: roundMs },
       });
@@ -168,6 +172,7 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
     r.coordinator_ms_over_plain = r.coordinator_ms / p.coordinator_ms;
     r.round_ms_over_plain = r.round_ms / p.round_ms;
     r.client_bytes_over_plain = r.client_bytes_sent / p.client_bytes_sent;
+    r.coordinator_bytes_with_download_over_plain = r.coordinator_bytes_sent_with_download / p.coordinator_bytes_sent_with_download;
   }
   const prg = prgThroughput();
   return { options: o, defaults, prg, mask_keystream_gb_per_second: prg.masks_gb_per_second, load_average: { before, after: os.loadavg() }, seconds: (now() - started) / 1e3, rows };
@@ -177,14 +182,14 @@ const mb = (b: number): string => (b >= 1e6 ? `${(b / 1e6).toFixed(3)} MB` : `${
 const x = (r: number): string => `${r.toFixed(2)}×`;
 
 export function secaggTable(rows: readonly SecAggBenchRow[]): string {
-  const head = '| N | arm | graph (t) | client ms (mean) | coordinator ms | round ms = coord. + mean client | client sends | coordinator sends | client ms ×plain | coord. ms ×plain | round ×plain | client bytes ×plain |';
+  const head = '| N | arm | graph (t) | client ms (mean) | coordinator ms | round ms = coord. + mean client | client sends | coordinator sends (protocol) | client ms ×plain | coord. ms ×plain | round ×plain | client bytes ×plain | coord. bytes ×plain (incl. download) |';
   const label: Record<Variant, string> = { plain: 'plain', secagg: 'SecAgg', plain_drop: 'plain, 10% absent', secagg_drop: 'SecAgg, 10% dropped after shares' };
   const lines = rows.map((r) => {
     const sec = r.variant.startsWith('secagg');
-    const ratios = sec ? [x(r.client_ms_over_plain), x(r.coordinator_ms_over_plain), `**${x(r.round_ms_over_plain)}**`, x(r.client_bytes_over_plain)] : ['', '', '', ''];
+    const ratios = sec ? [x(r.client_ms_over_plain), x(r.coordinator_ms_over_plain), `**${x(r.round_ms_over_plain)}**`, x(r.client_bytes_over_plain), x(r.coordinator_bytes_with_download_over_plain)] : ['', '', '', '', ''];
     return `| ${r.clients} | ${label[r.variant]} | ${sec ? `${r.graph} (${r.threshold})` : '-'} | ${r.client_ms.toFixed(1)} | ${r.coordinator_ms.toFixed(0)} | ${r.round_ms.toFixed(0)} | ${mb(r.client_bytes_sent)} | ${sec ? mb(r.coordinator_bytes_sent) : '0 (†)'} | ${ratios.join(' | ')} |`;
   });
-  return [head, '|' + '---|'.repeat(12), ...lines].join('\n');
+  return [head, '|' + '---|'.repeat(13), ...lines].join('\n');
 }
 
 function argValue(name: string): string | undefined {
@@ -207,7 +212,7 @@ async function main(): Promise<void> {
   const table = secaggTable(res.rows);
   const notes = [
     `m = ${res.options.params.toLocaleString('en')} parameters, median of ${res.options.reps} run(s); load average ${res.load_average.before.map((l) => l.toFixed(2)).join(' ')} before, ${res.load_average.after.map((l) => l.toFixed(2)).join(' ')} after; ${res.seconds.toFixed(0)} s.`,
-    '(†) Beyond the task, the adapter download and the upload acknowledgements, which are the same in both arms, a plain coordinator sends nothing; SecAgg adds its settings in the task, the roster, the routed shares and the unmask request.',
+    '(†) Beyond the task, the adapter download and the upload acknowledgements, which are the same in both arms, a plain coordinator sends nothing; SecAgg adds its settings in the task, the roster, the routed shares and the unmask request. The last column counts those common bytes too.',
     `PRG: ChaCha20 keystream ${res.prg.chacha20_keystream_gb_per_second.toFixed(2)} GB/s, AES-256-CTR ${res.prg.aes256ctr_keystream_gb_per_second.toFixed(2)} GB/s (isolated); masks applied (keystream + add) ${res.prg.masks_gb_per_second.toFixed(2)} GB/s.`,
   ];
   console.log(table + '\n\n' + notes.join('\n'));
