@@ -1,12 +1,12 @@
 // Mask expansion: a ChaCha20 keystream (node:crypto, OpenSSL) read as little-endian uint32 words.
 //
-// Why ChaCha20 and not AES-CTR (measured 2026-11-24 on the 2-core AMD EPYC dev box, which has AES-NI;
+// Why ChaCha20 and not AES-CTR (measured 2026-11-23 on the 2-core AMD EPYC dev box, which has AES-NI;
 // Node 20.20.2, OpenSSL 3.0.19; keystream only, 4 MiB produced in 64 KiB update() calls, median of 40):
 //   chacha20 4.3 GB/s, aes-256-ctr 4.9 GB/s, aes-128-ctr 6.0 GB/s (`openssl speed`: 5.9, 6.9, 9.4 GB/s).
-// AES-256-CTR would save ~0.1 ms of a ~1 ms keystream per 1M-word mask; a whole mask (keystream + add) is
-// ~2.3 ms either way, because node allocates every update() output and the add pass reads it back. That
-// ~10% was not worth a change of the mask PRG (a protocol change: peers on different PRGs would produce a
-// garbage sum that no check catches) nor losing ChaCha20's speed on hosts without AES instructions.
+// AES-256-CTR would save ~0.1 ms of the ~0.9 ms keystream of a 1M-word mask, whose total (keystream + add)
+// is ~2.3 ms: ~2 ms of a ~90 ms SecAgg client at N = 100 (15 masks), ~10 ms of the coordinator's ~2 s.
+// Not worth changing the mask PRG (a protocol change: peers on different PRGs produce a garbage sum that no
+// check catches) nor losing ChaCha20's speed on hosts without AES instructions.
 //
 // Speed comes from the layout instead: masks are added in 64 KiB pieces (small update() outputs are
 // recycled by malloc; multi-MiB ones cost fresh pages), as int32 arithmetic (| 0 is the wrap mod 2^32), and
