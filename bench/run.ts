@@ -3,7 +3,7 @@
 //  1. FedAvg aggregation throughput (fixed-point, exact) vs copying the same bytes (Float32Array.set).
 //  2. Adapter download/upload through the real coordinator over gRPC loopback vs raw TCP loopback.
 //  3. Local LoRA training throughput of the demo model on the selected tfjs backend.
-//  4. Secure aggregation (SecAgg/SecAgg+) vs plain fixed-point FedAvg with the same quantisation (bench/secagg.ts).
+//  4. The cost of a round with secure aggregation (SecAgg/SecAgg+) against a plain sealed-upload FedAvg round (bench/secagg.ts).
 import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -180,11 +180,16 @@ async function benchTraining(): Promise<Record<string, number | string>> {
   };
 }
 
-/** One summary row per client count: SecAgg client and coordinator time against plain fixed-point FedAvg. */
+/** One summary row per client count: a SecAgg round's cost against a plain round (bench/secagg.ts). */
 function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, string][] {
   return rows.filter((r) => r.variant === 'secagg').map((r) => {
     const p = rows.find((x) => x.variant === 'plain' && x.clients === r.clients)!;
-    return [`SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`, `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`, `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`, `${r.client_ms_over_plain.toFixed(1)}× / ${r.coordinator_ms_over_plain.toFixed(1)}× plain`];
+    return [
+      `SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`,
+      `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`,
+      `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`,
+      `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
+    ];
   });
 }
 
@@ -209,7 +214,7 @@ async function main(): Promise<void> {
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));
-  console.log(`\nSecure aggregation per round, ${results.secagg.options.params} params (means per client; bytes as sent):`);
+  console.log(`\nOne round with and without secure aggregation, ${results.secagg.options.params} params (median of ${results.secagg.options.reps}; round = coordinator + mean client):`);
   console.log(secaggTable(results.secagg.rows));
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
   await fs.mkdir(outDir, { recursive: true });

@@ -10,7 +10,7 @@ import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from './identity';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
-import { addMask } from './prg';
+import { addMasks, type Mask } from './prg';
 import { open, seal } from './seal';
 import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
 import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment, shareX } from './shares';
@@ -44,6 +44,8 @@ export class SecAggClient {
   /** Shares this client holds, by dealer: [b-share, sk-share]. */
   private held = new Map<string, [Uint8Array, Uint8Array]>();
   private answer?: { key: string; response: UnmaskResponse };
+  /** X25519(enc sk, peer enc pk) by peer: computed once in shareKeys, reused in receiveShares. */
+  private readonly dh = new Map<string, Uint8Array>();
 
   constructor(opts: SecAggClientOptions) {
     validateConfig(opts.config);
@@ -56,6 +58,12 @@ export class SecAggClient {
 
   get sessionId(): Uint8Array | undefined {
     return this.sessionIdValue;
+  }
+
+  private encShared(peer: string): Uint8Array {
+    let k = this.dh.get(peer);
+    if (!k) this.dh.set(peer, (k = agree(this.enc!.secretKey, this.ads.get(peer)!.encPublicKey)));
+    return k;
   }
 
   private expect(stage: Stage, what: string): void {
@@ -99,7 +107,7 @@ export class SecAggClient {
     const seed = this.random(32);
     const [bShares, skShares] = [await dealShares(seed, holders, cfg.threshold), await dealShares(this.mask!.secretKey, holders, cfg.threshold)];
     const shares: SealedShares[] = holders.map((h, i) => {
-      const key = shareEncryptionKey(sessionId, this.clientId, h, agree(this.enc!.secretKey, this.ads.get(h)!.encPublicKey));
+      const key = shareEncryptionKey(sessionId, this.clientId, h, this.encShared(h));
       const plaintext = new Uint8Array(2 * SHARE_BYTES);
       plaintext.set(bShares[i], 0);
       plaintext.set(skShares[i], SHARE_BYTES);
@@ -134,7 +142,7 @@ export class SecAggClient {
     const held = new Map<string, [Uint8Array, Uint8Array]>();
     for (const s of routed.shares) {
       if (!expected.has(s.from) || held.has(s.from)) throw refuse(status.INVALID_ARGUMENT, `unexpected or repeated shares from ${s.from}`);
-      const key = shareEncryptionKey(sid, s.from, this.clientId, agree(this.enc!.secretKey, this.ads.get(s.from)!.encPublicKey));
+      const key = shareEncryptionKey(sid, s.from, this.clientId, this.encShared(s.from));
       const pt = open(key, sid, s.from, this.clientId, s.ciphertext);
       if (!pt || pt.length !== 2 * SHARE_BYTES) throw refuse(status.INVALID_ARGUMENT, `shares from ${s.from} do not decrypt for this session`);
       const b = pt.subarray(0, SHARE_BYTES);
@@ -150,6 +158,7 @@ export class SecAggClient {
     const missing = [...expected].filter((v) => !held.has(v));
     if (missing.length > 0) throw refuse(status.INVALID_ARGUMENT, `no shares from ${missing.join(', ')}, which are in U2`);
     this.held = held;
+    this.dh.clear(); // the share-encryption secrets are done with
     this.u2 = [...routed.u2];
     this.stage = 'received';
   }
@@ -158,13 +167,14 @@ export class SecAggClient {
   maskedInput(encoded: Uint32Array): Uint32Array {
     this.expect('received', 'maskedInput');
     if (encoded.length !== this.config.vectorLength) throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
-    const y = Uint32Array.from(encoded);
-    addMask(y, this.seed!, 1);
+    const masks: Mask[] = [{ key: this.seed!, sign: 1 }];
     for (const v of this.u2) {
       if (v === this.clientId || !this.nbrs.get(this.clientId)!.has(v)) continue;
       const key = pairKey(this.sessionIdValue!, this.clientId, v, agree(this.mask!.secretKey, this.ads.get(v)!.maskPublicKey));
-      addMask(y, key, cmpId(this.clientId, v) < 0 ? 1 : -1);
+      masks.push({ key, sign: cmpId(this.clientId, v) < 0 ? 1 : -1 });
     }
+    const y = encoded.slice();
+    addMasks(y, masks); // all masks in one pass over y
     this.stage = 'masked';
     return y;
   }

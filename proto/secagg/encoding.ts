@@ -38,20 +38,57 @@ export function vectorLayout(adapter: TensorList, include: readonly string[]): V
   return { entries, length: offset };
 }
 
+/** Σ x² over the included values; the first non-finite value throws (named as the caller sees it). */
+function sumSquares(delta: TensorList, layout: VectorLayout): number {
+  // One running sum in layout order (the order fixes the float64 rounding, hence the clip factor).
+  let sq = 0;
+  for (const e of layout.entries) {
+    const x = delta[e.tensor].data;
+    for (let i = 0; i < x.length; i++) sq += x[i] * x[i];
+    // A NaN or ±Inf makes sq non-finite (finite float32 squares cannot overflow a float64 sum of < 2^31 terms).
+    if (!Number.isFinite(sq)) {
+      for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) throw invalid(`${e.name}[${i}] = ${x[i]} is not finite`);
+    }
+  }
+  return sq;
+}
+
+/**
+ * out[at + i] ← q(f·x[from + i]) for i < n: floor(v), plus 1 when u[i] < frac(v)·2^32 (u[i] uniform in
+ * [0, 2^32): probability frac(v), so E[q] = v, bias < 2^-32), clamped to ±maxAbs (float rounding of c·‖x‖
+ * can exceed S by an ulp). Branch-free: for integer u and t = frac(v)·2^32 in [0, 2^32), u − t is in
+ * (−2^32, 2^32) and never rounds to 0 unless u = t, so floor((u − t)·2^-32) is −1 exactly when u < t.
+ * Written through an int32 view: the same bits as ToUint32 of the integer q. Needs finite f.
+ */
+function quantiseInto(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
+  const lo = -maxAbs;
+  for (let i = 0; i < n; i++) {
+    const v = f * x[from + i];
+    const fl = Math.floor(v);
+    const q = fl - Math.floor((u[i] - (v - fl) * 4294967296) * 2.3283064365386963e-10);
+    out[at + i] = Math.min(maxAbs, Math.max(lo, q));
+  }
+}
+
+/** quantiseInto's reference form, for a non-finite f (a clip norm so small that maxAbs/S overflows). */
+function quantiseIntoSlow(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
+  for (let i = 0; i < n; i++) {
+    const v = f * x[from + i];
+    const fl = Math.floor(v);
+    let q = fl + (u[i] < (v - fl) * 4294967296 ? 1 : 0);
+    if (q > maxAbs) q = maxAbs;
+    else if (q < -maxAbs) q = -maxAbs;
+    out[at + i] = q;
+  }
+}
+
 /** Encodes one client's delta; `roundingSeed` (32 secret random bytes) drives the stochastic rounding. */
 export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAggRoundConfig, roundingSeed: Uint8Array): Uint32Array {
   if (roundingSeed.length !== 32) throw new RangeError('roundingSeed must be 32 bytes');
   if (!(Number.isSafeInteger(numExamples) && numExamples >= 1)) throw invalid(`numExamples ${numExamples} must be a positive integer`);
   const layout = vectorLayout(delta, cfg.include);
   if (layout.length !== cfg.vectorLength) throw invalid(`secagg layout: vector of ${layout.length} values, round expects ${cfg.vectorLength}`);
-  let sq = 0;
-  for (const e of layout.entries) {
-    const x = delta[e.tensor].data;
-    for (let i = 0; i < x.length; i++) {
-      if (!Number.isFinite(x[i])) throw invalid(`${e.name}[${i}] = ${x[i]} is not finite`);
-      sq += x[i] * x[i];
-    }
-  }
+  const sq = sumSquares(delta, layout);
   const { maxAbs, valueScale, weightScale } = quantisation(cfg);
   const norm = Math.sqrt(sq);
   const clip = norm > cfg.clipNorm ? cfg.clipNorm / norm : 1;
@@ -59,34 +96,34 @@ export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAgg
   const out = new Uint32Array(layout.length);
   out[0] = Math.round(w * weightScale); // deterministic: w is public to the sum anyway
   const f = w * clip * valueScale;
+  const o = new Int32Array(out.buffer, out.byteOffset, out.length);
+  // One ChaCha20 stream over all included values in layout order, KEYSTREAM_CHUNK_WORDS at a time per tensor.
   const ks = new Keystream(roundingSeed);
+  const quantise = Number.isFinite(f) ? quantiseInto : quantiseIntoSlow;
   for (const e of layout.entries) {
     const x = delta[e.tensor].data;
     for (let off = 0; off < x.length; off += KEYSTREAM_CHUNK_WORDS) {
       const n = Math.min(KEYSTREAM_CHUNK_WORDS, x.length - off);
-      const u = ks.words(n);
-      for (let i = 0; i < n; i++) {
-        const v = f * x[off + i];
-        const fl = Math.floor(v);
-        // Round up with probability frac(v): E[q] = v (bias < 2^-32 from the 32-bit draw).
-        let q = fl + (u[i] < (v - fl) * 4294967296 ? 1 : 0);
-        if (q > maxAbs) q = maxAbs; // float rounding of c·‖x‖ can exceed S by an ulp
-        else if (q < -maxAbs) q = -maxAbs;
-        out[e.offset + off + i] = q; // ToUint32: two's complement
-      }
+      quantise(o, e.offset + off, x, off, ks.words(n), n, f, maxAbs);
     }
   }
   return out;
 }
 
+/** acc ← acc + v mod 2^32 (int32 views: | 0 is the wrap). */
+export function addInt32(acc: Int32Array, v: Int32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] + v[i]) | 0;
+}
+
 /** Σ vectors mod 2^32; integer addition, so the result does not depend on the order. */
 export function sumVectors(vs: readonly Uint32Array[]): Uint32Array {
   if (vs.length === 0) throw new RangeError('sumVectors: no vectors');
-  const acc = Uint32Array.from(vs[0]);
+  const acc = vs[0].slice();
+  const a = new Int32Array(acc.buffer);
   for (let k = 1; k < vs.length; k++) {
     const v = vs[k];
     if (v.length !== acc.length) throw new RangeError(`sumVectors: lengths ${acc.length} and ${v.length}`);
-    for (let i = 0; i < acc.length; i++) acc[i] = acc[i] + v[i];
+    addInt32(a, new Int32Array(v.buffer, v.byteOffset, v.length));
   }
   return acc;
 }
@@ -103,7 +140,7 @@ export function decodeSum(sum: Uint32Array, cfg: SecAggRoundConfig, global: Tens
   if (ints[0] <= 0) throw invalid(`secagg decode: total weight ${ints[0]} must be positive`);
   const totalWeight = ints[0] / weightScale;
   const denom = totalWeight * valueScale;
-  const adapter = global.map((g): NamedTensor => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: Float32Array.from(g.data) }));
+  const adapter = global.map((g): NamedTensor => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: g.data.slice() }));
   for (const e of layout.entries) {
     const out = adapter[e.tensor].data;
     const g = global[e.tensor].data;

@@ -12,7 +12,8 @@ import { holdersOf, isConnected, neighbours } from './graph';
 import { verifyDetached } from './identity';
 import { agree, isLowOrder, pairKey } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
-import { addMask } from './prg';
+import { addInt32 } from './encoding';
+import { addMasks, type Mask } from './prg';
 import { SEAL_OVERHEAD } from './seal';
 import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
 import { SHARE_BYTES, reconstruct, seedCommitment, shareCommitment, shareX } from './shares';
@@ -158,8 +159,7 @@ export class SecAggServer {
     if (y.length !== this.config.vectorLength) throw err(status.INVALID_ARGUMENT, `masked input from ${clientId} has ${y.length} values, expected ${this.config.vectorLength}`);
     if (this.inputs.has(clientId)) throw err(status.ALREADY_EXISTS, `${clientId} already sent its masked input`);
     if (!this.acc) this.acc = new Uint32Array(this.config.vectorLength);
-    const acc = this.acc;
-    for (let i = 0; i < acc.length; i++) acc[i] = acc[i] + y[i];
+    addInt32(new Int32Array(this.acc.buffer, this.acc.byteOffset, this.acc.length), new Int32Array(y.buffer, y.byteOffset, y.length));
     this.inputs.add(clientId);
   }
 
@@ -244,15 +244,18 @@ export class SecAggServer {
       keys.push([v, sk]);
     }
     const acc = this.acc!;
-    for (const [, b] of seeds) addMask(acc, b, -1);
+    // Every mask to remove, then one pass over the sum: |U3| self masks and, per dropped v, one pair mask
+    // per surviving neighbour. Nothing else here touches all m values.
+    const masks: Mask[] = seeds.map(([, b]) => ({ key: b, sign: -1 }));
     const u3 = new Set(this.u3);
     for (const [v, sk] of keys) {
       for (const u of this.nbrs.get(v)!) {
         if (!u3.has(u)) continue;
         // u added +PRG when u < v, −PRG otherwise; undo it.
-        addMask(acc, pairKey(this.sid!, u, v, agree(sk, this.ads.get(u)!.maskPublicKey)), cmpId(u, v) < 0 ? -1 : 1);
+        masks.push({ key: pairKey(this.sid!, u, v, agree(sk, this.ads.get(u)!.maskPublicKey)), sign: cmpId(u, v) < 0 ? -1 : 1 });
       }
     }
+    addMasks(acc, masks);
     this.acc = undefined;
     this.stageValue = 'done';
     return acc;

@@ -1,0 +1,298 @@
+// One federated round at the protocol level, in one process, for the two arms that `npm run bench` compares.
+// Each step calls the same library code that client-sdk/client.ts and coordinator/service.ts call, in the
+// same order, and is timed on the party that runs it; protobuf (de)serialisation and gRPC transport are left
+// out of the timings in both arms (they are the same bytes both ways), but every message is serialised with
+// fedtune.proto afterwards to count its exact protobuf payload bytes (gRPC/HTTP-2 framing excluded).
+//  plain:  client = tensorHeader + sealUpload (ChaCha20-Poly1305 chunks, Ed25519-signed header) of the
+//          float32 delta. Coordinator, per upload: header checks, SealedUploadOpener (signature, every chunk),
+//          TensorStreamDecoder (finite, in FedAvg's range), blob kept sealed; at aggregation: openAll (the
+//          second decryption) + split + FedAvg.aggregate over all updates.
+//  secagg: client = encodeUpdate + SecAggClient stages + sealUpload of the masked UINT32 vector (uploadMasked).
+//          Coordinator = SecAggServer stages, per masked upload SealedUploadOpener + copy into one buffer
+//          (MaskedVectorReceiver) + addMaskedInput, then finish (seeds, self/pair masks) + decodeSum.
+import { randomBytes } from 'node:crypto';
+import * as protoLoader from '@grpc/proto-loader';
+import nacl from 'tweetnacl';
+import { FedAvg } from '../coordinator/strategy/fedavg';
+import { clientIdFor } from '../coordinator/registry';
+import { roundingSeed } from '../client-sdk/secagg-flow';
+import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
+import { SealedUploadOpener, sealUpload, type SealedBlob, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
+import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
+import type { NamedTensor, TensorList } from '../proto/tensors';
+import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
+import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
+import { SecAggClient, SecAggServer, chooseGraph, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { adToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
+
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** Coordinator defaults that shape the round (coordinator/config.ts). */
+export interface RoundDefaults {
+  readonly clipNorm: number;
+  readonly weightCap: number;
+  readonly maxClients: number;
+  readonly fullGraphMax: number;
+  readonly maxUploadBytes: number;
+}
+
+/** Everything both arms share for one N: identities, keys, data. */
+export interface RoundSetup {
+  readonly n: number;
+  readonly runId: string;
+  readonly ids: readonly string[];
+  readonly identities: readonly nacl.SignKeyPair[];
+  readonly tokens: readonly string[];
+  readonly numExamples: readonly number[];
+  readonly seeds: readonly number[];
+  readonly box: nacl.BoxKeyPair;
+  readonly global: NamedTensor[];
+  readonly delta: (i: number) => NamedTensor[];
+  readonly defaults: RoundDefaults;
+}
+
+export interface Party {
+  ms: number;
+  sent: number;
+  received: number;
+}
+
+export interface ArmResult {
+  /** Clients that completed the round (survivors), in id order. */
+  readonly clients: Party[];
+  /** coordinator.sent counts only what this arm adds; `common` what the coordinator sends in both arms. */
+  readonly coordinator: Party;
+  readonly common: number;
+  readonly adapter: NamedTensor[];
+  readonly graph: string;
+  readonly threshold: number;
+  readonly dropped: number;
+}
+
+const svc = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)['fedtune.v1.Federation'] as protoLoader.ServiceDefinition;
+const ser = (method: string, dir: 'request' | 'response', msg: object): Buffer => (dir === 'request' ? svc[method].requestSerialize : svc[method].responseSerialize)(msg);
+const taskEventBytes = (ev: object): number => ser('StreamTasks', 'response', ev).length;
+const chunkFrameBytes = new Map<number, number>();
+
+/** Protobuf bytes of a sealed upload: header frame, one frame per chunk, trailer. */
+function uploadBytes(header: UploadFrame, sealed: SealedUpload): number {
+  let total = ser('UploadUpdate', 'request', header).length;
+  for (const c of sealed.chunks) {
+    if (!chunkFrameBytes.has(c.length)) chunkFrameBytes.set(c.length, ser('UploadUpdate', 'request', { chunk: Buffer.alloc(c.length) }).length);
+    total += chunkFrameBytes.get(c.length)!;
+  }
+  return total + ser('UploadUpdate', 'request', { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } }).length;
+}
+
+/**
+ * The chunks as the coordinator receives them: its own copies (gRPC allocates them on receipt, outside the
+ * handler), so the client's buffers are garbage once sent, as in a separate client process.
+ */
+const delivered = (chunks: readonly Buffer[]): Buffer[] => chunks.map((c) => Buffer.from(c));
+
+/** The header as the coordinator's handler sees it (decoded from the wire). */
+const received = (header: UploadFrame): UploadFrame__Output => svc.UploadUpdate.requestDeserialize(ser('UploadUpdate', 'request', header)) as UploadFrame__Output;
+
+/** The task (without SecAgg settings) and the adapter download each selected client gets in either arm. */
+function taskAndDownloadBytes(s: RoundSetup, i: number): number {
+  let total = taskEventBytes({ train: plainTask(s, i) });
+  for (const f of tensorFrames(s.global, DEFAULT_CHUNK_BYTES)) {
+    if (f.chunk) {
+      if (!chunkFrameBytes.has(-f.chunk.length)) chunkFrameBytes.set(-f.chunk.length, ser('DownloadAdapter', 'response', { chunk: Buffer.alloc(f.chunk.length) }).length);
+      total += chunkFrameBytes.get(-f.chunk.length)!;
+    } else total += ser('DownloadAdapter', 'response', f).length;
+  }
+  return total;
+}
+
+/** UploadResponse: the coordinator's answer to every accepted upload, in either arm. */
+const ackBytes = (s: RoundSetup, i: number): number => ser('UploadUpdate', 'response', { task_id: taskId(s, i), round: 1, sha256: Buffer.alloc(32), duplicate: false }).length;
+
+const plainTask = (s: RoundSetup, i: number): object => ({
+  task_id: taskId(s, i), round: 1, attempt: 0, base_version: 0, base_manifest_sha256: 'ab'.repeat(32), deadline_unix_ms: Date.now(), seed: s.seeds[i],
+  config: { local_steps: 10, batch_size: 16, learning_rate: 1e-3, weight_decay: 0, max_seq_len: 96 },
+});
+
+/** Bytes the coordinator sends in either arm: every selected client's task and download, an ack per upload. */
+const commonBytes = (s: RoundSetup, uploaded: readonly number[]): number =>
+  s.ids.reduce((t, _, i) => t + taskAndDownloadBytes(s, i), 0) + uploaded.reduce((t, i) => t + ackBytes(s, i), 0);
+
+const taskId = (s: RoundSetup, i: number): string => `r1-a0-${s.ids[i]}`;
+const binding = (s: RoundSetup, i: number, base: string, numExamples: number): UploadBinding => ({
+  protocolVersion: PROTOCOL_VERSION, runId: s.runId, clientId: s.ids[i], taskId: taskId(s, i), round: 1, attempt: 0, baseVersion: 0, baseManifestSha256: base, numExamples,
+});
+
+function sealFor(s: RoundSetup, i: number, base: string, numExamples: number, tensors: TensorHeader, chunks: Iterable<Uint8Array>): { header: UploadFrame; sealed: SealedUpload } {
+  const sealed = sealUpload({ binding: binding(s, i, base, numExamples), tensors, plaintextChunks: chunks, coordinator: { keyId: 'bench', boxPublicKey: s.box.publicKey }, identitySecretKey: s.identities[i].secretKey });
+  return { sealed, header: { header: { protocol_version: PROTOCOL_VERSION, session_token: s.tokens[i], task_id: taskId(s, i), round: 1, base_version: 0, num_examples: numExamples, tensors, sealed: sealed.envelope } } };
+}
+
+const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; boxSecretKey: Uint8Array } => ({ keyId: 'bench', boxPublicKey: s.box.publicKey, boxSecretKey: s.box.secretKey });
+
+/** coordinator.ts's splitTensors (module-private there): an opened upload as float32 tensors shaped like `like`. */
+function splitTensors(bytes: Buffer, like: TensorList): NamedTensor[] {
+  let off = 0;
+  return like.map((t) => {
+    const data = new Float32Array(t.data.length);
+    Buffer.from(data.buffer).set(bytes.subarray(off, off + data.length * 4));
+    off += data.length * 4;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, data };
+  });
+}
+
+/** A plain round: every client in `live` seals its delta; the coordinator opens, checks, keeps, and aggregates. */
+export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
+  const base = '0'.repeat(64);
+  const coordinator: Party = { ms: 0, sent: 0, received: 0 };
+  const clients: Party[] = [];
+  const strategy = new FedAvg();
+  const kept: { i: number; blob: SealedBlob }[] = [];
+  for (const i of live) {
+    const delta = s.delta(i);
+    let t = now();
+    const { header, sealed } = sealFor(s, i, base, s.numExamples[i], tensorHeader(delta, DEFAULT_CHUNK_BYTES), dataChunks(delta, DEFAULT_CHUNK_BYTES));
+    const c: Party = { ms: now() - t, sent: uploadBytes(header, sealed), received: 0 };
+    clients.push(c);
+    coordinator.received += c.sent;
+    const h = received(header).header!;
+    const chunks = delivered(sealed.chunks);
+    t = now();
+    checkLayout(validateHeader(h.tensors, s.defaults.maxUploadBytes), s.global);
+    const op = new SealedUploadOpener(h.sealed!, binding(s, i, base, Number(h.num_examples)), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
+    const dec = new TensorStreamDecoder(h.tensors, { maxBytes: s.defaults.maxUploadBytes, requireFinite: true, maxAbs: strategy.maxAbsDelta, maxAbsOwner: `the ${strategy.name} strategy` });
+    for (const chunk of chunks) dec.push(op.open(chunk));
+    op.finish();
+    dec.finishAuthenticated();
+    kept.push({ i, blob: op.blob() });
+    coordinator.ms += now() - t;
+  }
+  const t = now();
+  const updates = kept.map(({ i, blob }) => ({ clientId: s.ids[i], numExamples: s.numExamples[i], delta: splitTensors(SealedUploadOpener.openAll(blob, boxSecret(s)), s.global) }));
+  const { adapter } = strategy.aggregate(s.global, updates);
+  coordinator.ms += now() - t;
+  return { clients, coordinator, common: commonBytes(s, live), adapter, graph: '-', threshold: 0, dropped: s.n - live.length };
+}
+
+/** The round config SecAggAttempt builds for these clients (coordinator/secagg-attempt.ts). */
+export function secaggConfig(s: RoundSetup): SecAggRoundConfig {
+  const { graph, threshold } = chooseGraph(s.n, s.defaults.fullGraphMax);
+  const include = s.global.map((t) => t.name).sort();
+  return {
+    roundTag: `${s.runId}/r1/a0`, baseManifestSha256: 'ab'.repeat(32), selected: [...s.ids].sort(), threshold, graph,
+    clipNorm: s.defaults.clipNorm, weightCap: s.defaults.weightCap, maxClients: s.defaults.maxClients, include, vectorLength: vectorLayout(s.global, include).length,
+  };
+}
+
+/**
+ * A SecAgg round: all N clients advertise and share keys; those in `dropAfterShares` then vanish (no masked
+ * input, no unmask answer), so the coordinator rebuilds their mask keys and removes their pair masks.
+ * Throws when the unmasked sum is not bit-identical to the sum of the survivors' encoded updates.
+ */
+export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<number>): Promise<ArmResult> {
+  const cfg = secaggConfig(s);
+  const coordinator: Party = { ms: 0, sent: 0, received: 0 };
+  const party = s.ids.map((): Party => ({ ms: 0, sent: 0, received: 0 }));
+  const all = s.ids.map((_, i) => i);
+  const toClient = (i: number, bytes: number): void => {
+    party[i].received += bytes;
+    coordinator.sent += bytes;
+  };
+  const fromClient = (i: number, bytes: number): void => {
+    party[i].sent += bytes;
+    coordinator.received += bytes;
+  };
+  const onCoordinator = <T>(f: () => T): T => {
+    const t = now();
+    const r = f();
+    coordinator.ms += now() - t;
+    return r;
+  };
+  const onClient = async <T>(i: number, f: () => T | Promise<T>): Promise<T> => {
+    const t = now();
+    const r = await f();
+    party[i].ms += now() - t;
+    return r;
+  };
+  const base = { round: 1 };
+  const identityKeys = Object.fromEntries(s.ids.map((id, i) => [id, s.identities[i].publicKey]));
+  const srv = onCoordinator(() => new SecAggServer(cfg, identityKeys));
+  // The task carries the SecAgg settings (bytes a plain task does not have).
+  const settings = settingsToWire(cfg);
+  for (const i of all) toClient(i, taskEventBytes({ train: { ...plainTask(s, i), secagg: settings } }) - taskEventBytes({ train: plainTask(s, i) }));
+  // Stage 1 (runSecAgg): encode, advertise.
+  const sc: SecAggClient[] = [];
+  const encoded: Uint32Array[] = [];
+  for (const i of all) {
+    const delta = s.delta(i);
+    const ad = await onClient(i, () => {
+      sc[i] = new SecAggClient({ config: cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey });
+      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, roundingSeed(s.seeds[i], taskId(s, i)));
+      return sc[i].advertise();
+    });
+    fromClient(i, ser('SecAggAdvertise', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, advertisement: adToWire(ad) }).length);
+    onCoordinator(() => srv.addAdvertisement(ad));
+  }
+  const roster = onCoordinator(() => srv.closeAdvertise());
+  for (const i of all) toClient(i, taskEventBytes({ secagg_roster: rosterToWire(taskId(s, i), roster) }));
+  // Stage 2: share keys.
+  for (const i of all) {
+    const m = await onClient(i, () => sc[i].shareKeys(roster));
+    fromClient(i, ser('SecAggShareKeys', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, share_keys: shareKeysToWire(m) }).length);
+    onCoordinator(() => srv.addShareKeys(m));
+  }
+  const { routed } = onCoordinator(() => srv.closeShareKeys());
+  const live = all.filter((i) => !dropAfterShares.has(i));
+  // Stage 3: routed shares, masked input, sealed like any upload.
+  for (const i of live) {
+    const r = onCoordinator(() => routed(s.ids[i]));
+    toClient(i, taskEventBytes({ secagg_shares: routedToWire(taskId(s, i), r) }));
+    const { header, sealed } = await onClient(i, () => {
+      sc[i].receiveShares(r);
+      const y = sc[i].maskedInput(encoded[i]);
+      const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
+      const chunks: Buffer[] = [];
+      for (let off = 0; off < bytes.length; off += DEFAULT_CHUNK_BYTES) chunks.push(bytes.subarray(off, off + DEFAULT_CHUNK_BYTES));
+      const tensors = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: DEFAULT_CHUNK_BYTES };
+      return sealFor(s, i, cfg.baseManifestSha256, 0, tensors, chunks);
+    });
+    fromClient(i, uploadBytes(header, sealed));
+    const h = received(header).header!;
+    const chunks = delivered(sealed.chunks);
+    onCoordinator(() => {
+      const op = new SealedUploadOpener(h.sealed!, binding(s, i, cfg.baseManifestSha256, 0), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
+      const buf = Buffer.alloc(Number(h.tensors!.total_bytes)); // MaskedVectorReceiver
+      let off = 0;
+      for (const chunk of chunks) off += op.open(chunk).copy(buf, off);
+      op.finish();
+      srv.addMaskedInput(s.ids[i], new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4));
+    });
+  }
+  // Stage 4: unmask, then the sum and its decoding.
+  const req = onCoordinator(() => srv.closeMaskedInput());
+  for (const i of live) {
+    toClient(i, taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) }));
+    const resp = await onClient(i, () => sc[i].unmask(req));
+    fromClient(i, ser('SecAggUnmask', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, response: unmaskResponseToWire(resp) }).length);
+    onCoordinator(() => srv.addUnmaskResponse(resp));
+  }
+  const t = now();
+  const sum = await srv.finish();
+  const { adapter } = decodeSum(sum, cfg, s.global);
+  coordinator.ms += now() - t;
+  const expected = sumVectors(live.map((i) => encoded[i]));
+  if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer))) throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
+  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size };
+}
+
+/** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */
+export function roundSetup(n: number, global: NamedTensor[], delta: (i: number) => NamedTensor[], defaults: RoundDefaults): RoundSetup {
+  const ids = Array.from({ length: n }, (_, i) => clientIdFor(`site-${String(i).padStart(3, '0')}`));
+  return {
+    n, runId: 'bench-run', ids, global, delta, defaults,
+    identities: ids.map(() => nacl.sign.keyPair()),
+    tokens: ids.map(() => randomBytes(32).toString('hex')),
+    numExamples: ids.map((_, i) => 100 + ((i * 37) % 400)),
+    seeds: ids.map((_, i) => 1000 + i),
+    box: nacl.box.keyPair(),
+  };
+}
