@@ -5,6 +5,11 @@
 //  3. Local LoRA training throughput of the demo model on the selected tfjs backend.
 //  4. The cost of a round with secure aggregation (SecAgg/SecAgg+) against a plain sealed-upload FedAvg round (bench/secagg.ts).
 import { promises as fs } from 'node:fs';
+import nacl from 'tweetnacl';
+import { identityFromSecretKey } from '../client-sdk/identity';
+import { sealDelta, sendSealed } from '../client-sdk/sealed-sender';
+import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
+import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,8 +17,8 @@ import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { Coordinator, loadConfig } from '../coordinator';
-import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
-import { TensorStreamDecoder, tensorFrames } from '../proto/tensor-stream';
+import { DEFAULT_CHUNK_BYTES, loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
@@ -100,7 +105,13 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
   const { address } = await coordinator.start();
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure()) as unknown as RawClient;
-  const join = await new Promise<{ session_token: string }>((res, rej) => rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {} }, (e, r) => (e || !r ? rej(e) : res(r))));
+  // Hello, then Join with the challenge signed (the bench's site has a throwaway identity; auth.mode tofu).
+  const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
+  const hello = await new Promise<HelloResponse__Output>((res, rej) => rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e) : res(r))));
+  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none'), identity.secretKey);
+  const join = await new Promise<{ session_token: string; client_id: string }>((res, rej) =>
+    rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {}, public_key: identity.publicKey, challenge: hello.challenge, signature }, (e, r) => (e || !r ? rej(e) : res(r))),
+  );
   const token = join.session_token;
   const stream = rpc.StreamTasks({ session_token: token });
   stream.on('error', () => undefined); // CANCELLED when we close it below
@@ -125,18 +136,9 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
   }
   const delta = randomTensors(16, params / 16, 0.01, 10);
   const t = now();
-  await new Promise<void>((res, rej) => {
-    const call = rpc.UploadUpdate((e) => (e ? rej(e) : res()));
-    void (async () => {
-      for (const f of tensorFrames(delta)) {
-        const msg = f.header
-          ? { header: { protocol_version: PROTOCOL_VERSION, session_token: token, task_id: task!.task_id, round: task!.round, base_version: 0, num_examples: 1, tensors: f.header } }
-          : f;
-        if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', r));
-      }
-      call.end();
-    })();
-  });
+  // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time).
+  const ctx = { token, runId: hello.run_id, clientId: join.client_id, coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) }, identitySecretKey: identity.secretKey, chunkBytes: DEFAULT_CHUNK_BYTES };
+  await sendSealed(rpc, sealDelta(ctx, task!, delta, 1));
   const upload = now() - t;
   stream.cancel();
   rpc.close();

@@ -12,7 +12,7 @@ import { PROTOCOL_VERSION } from '../proto/load';
 import { sealUpload } from '../proto/crypto/sealed-upload';
 import { SecAggClient, decodeSum, encodeUpdate, sumVectors, type SecAggRoundConfig } from '../proto/secagg';
 import { advertisementDigest } from '../proto/secagg/session';
-import { signDetached } from '../proto/secagg/identity';
+import { signDetached } from '../proto/crypto/ed25519';
 import type { Advertisement, UnmaskResponse } from '../proto/secagg/messages';
 import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
 import { roundingSeed } from '../client-sdk/secagg-flow';

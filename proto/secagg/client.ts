@@ -7,7 +7,7 @@ import { ProtocolError } from '../tensor-stream';
 import { bytesEqual, cmpId, isSortedUnique } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
-import { signDetached, verifyDetached } from './identity';
+import { signDetached, verifyDetached } from '../crypto/ed25519';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addMasks, type Mask } from './prg';

@@ -9,4 +9,4 @@ export { agree, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, defaultR
 export { neighbours, holdersOf, isConnected, sessionPermutation } from './graph';
 export { dealShares, reconstruct, shareCommitment, seedCommitment, shareX, SHARE_BYTES, type ShareKind } from './shares';
 export { computeSessionId, advertisementDigest, shareKeysDigest } from './session';
-export { signDetached, verifyDetached } from './identity';
+export { signDetached, verifyDetached } from '../crypto/ed25519';

@@ -9,7 +9,7 @@ import { ProtocolError } from '../tensor-stream';
 import { bytesEqual, cmpId } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
-import { verifyDetached } from './identity';
+import { verifyDetached } from '../crypto/ed25519';
 import { agree, isLowOrder, pairKey } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addInt32 } from './encoding';

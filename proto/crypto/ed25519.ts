@@ -1,6 +1,7 @@
 // Ed25519 signatures with keys in tweetnacl's format (64-byte secret = seed ‖ public key, 32-byte public key),
-// computed by node:crypto: identical signatures, but ~80x faster to verify than tweetnacl (0.12 vs 10 ms),
-// which matters because every client verifies every advertisement of its round.
+// computed by node:crypto: identical signatures (Ed25519 is deterministic; test/signing.test.ts checks it against
+// nacl.sign.detached), but ~80x faster to verify than tweetnacl (0.12 vs 10 ms), which matters because every
+// SecAgg client verifies every advertisement of its round and the coordinator verifies every upload header.
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 
 const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
