@@ -180,9 +180,15 @@ export class RoundEngine extends TaskDesk {
     for (const t of tasks.values()) this.sendTask(t);
 
     const waitUntil = async (cond: () => boolean, until: number): Promise<void> => {
-      const timer = setTimeout(() => cur.wake(), Math.max(0, until - Date.now()));
+      // The timer, not Date.now(), ends the wait: a timer may fire a millisecond before Date.now() reaches
+      // `until`, and a loop that re-checked the clock would then sleep with nobody left to wake it.
+      let expired = false;
+      const timer = setTimeout(() => {
+        expired = true;
+        cur.wake();
+      }, Math.max(0, until - Date.now()));
       try {
-        while (!this.stopping && Date.now() < until && !cond()) {
+        while (!this.stopping && !expired && !cond()) {
           await woken;
           woken = new Promise<void>((r) => (wake = r));
         }

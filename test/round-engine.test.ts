@@ -129,9 +129,18 @@ describe('round engine', function () {
         }
       },
     };
-    const runs = [site(h, 'fast', new ConstantTrainer(1)).run(), site(h, 'slow', slow).run()];
+    const trace: string[] = [];
+    const t0 = Date.now();
+    const note = (what: string) => (e: unknown): void => void trace.push(`${Date.now() - t0}ms ${what} ${JSON.stringify(e)}`);
+    for (const ev of ['roundStarted', 'roundFailed', 'roundCommitted', 'runFinished', 'updateAccepted'] as const) h.coordinator.on(ev, note(ev));
+    const sites = [site(h, 'fast', new ConstantTrainer(1)), site(h, 'slow', slow)];
+    for (const [i, c] of sites.entries()) for (const ev of ['joined', 'task', 'taskDone', 'taskFailed', 'reconnecting', 'finished'] as const) c.on(ev, note(`${i ? 'slow' : 'fast'}.${ev}`));
+    // Diagnostics for a hang seen once on a loaded CI box: the sequence of events, printed if the test runs long.
+    const watchdog = setTimeout(() => console.error(`round-engine cancel test, events so far:\n${trace.join('\n')}`), 45_000);
+    const runs = sites.map((c) => c.run());
     const final = await h.coordinator.done;
     await Promise.all(runs);
+    clearTimeout(watchdog);
     expect(aborted).to.be.at.least(1); // one per attempt the slow site was part of
     expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['fast']);
   });
