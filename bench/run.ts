@@ -28,21 +28,13 @@ import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { initLoraAdapter } from '../client-sdk/model/lora';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
-import { benchSecAgg, secaggTable, type SecAggBenchRow } from './secagg';
+import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function randomTensors(count: number, size: number, scale: number, seed: number): NamedTensor[] {
-  let s = seed >>> 0;
-  return Array.from({ length: count }, (_, i) => {
-    const data = new Float32Array(size);
-    for (let j = 0; j < size; j++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      data[j] = ((s / 4294967296) * 2 - 1) * scale;
-    }
-    return { name: `t${String(i).padStart(3, '0')}`, dtype: 'float32', shape: [size], data };
-  });
+  return lcgTensors(count, size, scale, seed, (i) => `t${String(i).padStart(3, '0')}`);
 }
 
 function benchFedAvg(clients: number, params: number): Record<string, number> {

@@ -71,7 +71,8 @@ const median = (xs: readonly number[]): number => {
 };
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-function lcgTensors(count: number, size: number, scale: number, seed: number, name: (i: number) => string): NamedTensor[] {
+/** Deterministic pseudo-random tensors (an LCG: reproducible inputs, not randomness that matters). */
+export function lcgTensors(count: number, size: number, scale: number, seed: number, name: (i: number) => string): NamedTensor[] {
   let s = seed >>> 0;
   return Array.from({ length: count }, (_, i) => {
     const data = new Float32Array(size);
