@@ -8,7 +8,7 @@ import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import { PROTOCOL_VERSION } from '../proto/load';
-import { MAX_CHUNK_BYTES, ProtocolError, TensorStreamDecoder, checkLayout, tensorFrames, validateHeader } from '../proto/tensor-stream';
+import { ProtocolError, TensorStreamDecoder, checkLayout, tensorFrames, validateHeader, type TensorSpecOut } from '../proto/tensor-stream';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, TaskSink } from './registry';
@@ -22,7 +22,6 @@ import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
 import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
-import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import type { SecAggAttempt } from './secagg-attempt';
 import { adFromWire, shareKeysFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 
@@ -179,7 +178,8 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
 
     UploadUpdate(call, cb) {
       let task: Task | undefined;
-      let decoder: TensorStreamDecoder | MaskedVectorReceiver | undefined;
+      let decoder: TensorStreamDecoder | undefined;
+      let secagg: SecAggAttempt | undefined;
       let opener: SealedUploadOpener | undefined;
       let numExamples = 0;
       let finished = false;
@@ -226,19 +226,22 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             }
             if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`);
             // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
+            // A plain update has the global adapter's layout; a masked one is one UINT32 vector of the round's length.
+            const dtype = sa ? 'UINT32' : 'FLOAT32';
+            const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes, dtype);
             if (sa) {
-              checkMaskedHeader(h.tensors, sa.config.vectorLength);
+              checkMaskedLayout(specs, sa.config.vectorLength);
               sa.expectMaskedInput(s.clientId);
-            } else {
-              checkLayout(validateHeader(h.tensors, d.config.transport.maxUploadBytes), base.adapter);
-            }
+            } else checkLayout(specs, base.adapter);
             const binding = { protocolVersion: h.protocol_version, runId: d.runId, clientId: s.clientId, taskId: t.taskId, round: t.round, attempt: t.attempt, baseVersion: t.baseVersion, baseManifestSha256: base.manifestSha256, numExamples: h.num_examples };
             const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
             d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
             task = t; // from here on a refusal hands the task back (abortUpload)
             opener = op;
             const bound = d.engine.updateBound;
-            decoder = sa ? new MaskedVectorReceiver(sa, s.clientId, h.tensors!) : new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, requireFinite: true, maxAbs: bound.maxAbs, maxAbsOwner: bound.owner });
+            // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing.
+            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: !sa, maxAbs: bound.maxAbs, maxAbsOwner: bound.owner });
+            secagg = sa;
             numExamples = h.num_examples;
           } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
             if (!decoder || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
@@ -247,11 +250,13 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (!decoder || !task || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
             opener.finish();
             if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
-            decoder.finishAuthenticated(); // checks sizes and values; integrity came from the AEAD and the signature
-            if (decoder instanceof MaskedVectorReceiver) {
-              decoder.deliver(); // into the SecAgg running sum; the masked vector itself is not kept
+            if (secagg) {
+              secagg.maskedInput(task.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
               d.engine.acceptMaskedUpload(task, Buffer.from(opener.envelope.ciphertext_sha256));
-            } else d.engine.acceptUpload(task, numExamples, opener.blob());
+            } else {
+              decoder.finishAuthenticated(); // sizes and values (finite, in the strategy's range)
+              d.engine.acceptUpload(task, numExamples, opener.blob());
+            }
             finished = true;
             d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
             cb(null, { task_id: task.taskId, round: task.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false });
@@ -334,36 +339,8 @@ async function readVersion(store: CheckpointStore, v: number, latest: number | u
 }
 
 /** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */
-function checkMaskedHeader(h: TensorHeader__Output | null | undefined, length: number): void {
-  const t = h?.tensors ?? [];
-  if (h?.protocol_version !== PROTOCOL_VERSION) throw new ProtocolError(status.FAILED_PRECONDITION, `tensor stream speaks protocol version ${h?.protocol_version}; this peer speaks ${PROTOCOL_VERSION}`);
-  if (t.length !== 1 || t[0].name !== 'secagg.masked' || t[0].dtype !== 'UINT32' || t[0].shape.length !== 1 || Number(t[0].shape[0]) !== length || Number(h.total_bytes) !== 4 * length) {
+function checkMaskedLayout(specs: readonly TensorSpecOut[], length: number): void {
+  if (specs.length !== 1 || specs[0].name !== 'secagg.masked' || specs[0].shape.length !== 1 || specs[0].shape[0] !== length) {
     throw new ProtocolError(status.INVALID_ARGUMENT, `a masked upload must be one UINT32 tensor secagg.masked of shape [${length}] (${4 * length} bytes)`);
-  }
-  if (!(h.chunk_bytes > 0 && h.chunk_bytes <= MAX_CHUNK_BYTES)) throw new ProtocolError(status.INVALID_ARGUMENT, `chunk_bytes ${h.chunk_bytes} outside 1..${MAX_CHUNK_BYTES}`);
-}
-
-/** Collects a masked vector's plaintext (already authenticated chunk by chunk) and hands it to the SecAgg sum. */
-class MaskedVectorReceiver {
-  private readonly buf: Buffer;
-  private received = 0;
-  constructor(private readonly sa: SecAggAttempt, private readonly clientId: string, private readonly h: TensorHeader__Output) {
-    this.buf = Buffer.alloc(Number(h.total_bytes));
-  }
-  get bytesReceived(): number {
-    return this.received;
-  }
-  push(chunk: Buffer): void {
-    if (chunk.length === 0 || chunk.length > this.h.chunk_bytes || this.received + chunk.length > this.buf.length) {
-      throw new ProtocolError(status.INVALID_ARGUMENT, `masked chunk of ${chunk.length} bytes does not fit the declared ${this.buf.length} bytes in chunks of ${this.h.chunk_bytes}`);
-    }
-    chunk.copy(this.buf, this.received);
-    this.received += chunk.length;
-  }
-  finishAuthenticated(): void {
-    if (this.received !== this.buf.length) throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${this.received} of ${this.buf.length} bytes`);
-  }
-  deliver(): void {
-    this.sa.maskedInput(this.clientId, new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length / 4));
   }
 }

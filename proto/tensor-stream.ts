@@ -86,7 +86,16 @@ export interface DecoderLimits {
   maxAbs?: number;
   /** Who imposes maxAbs, for the message (e.g. "the fedavg strategy"). */
   maxAbsOwner?: string;
+  /** The one dtype accepted (default FLOAT32; SecAgg's masked vectors are UINT32). */
+  dtype?: WireDType;
+  /**
+   * The transport already authenticates every chunk and the whole stream (sealed uploads): skip the SHA-256,
+   * which nothing would read; finish with finishAuthenticated() or finishWords().
+   */
+  authenticated?: boolean;
 }
+
+export type WireDType = 'FLOAT32' | 'UINT32';
 
 export interface TensorSpecOut {
   name: string;
@@ -94,7 +103,7 @@ export interface TensorSpecOut {
 }
 
 /** Checks a header's declarations and returns the specs; throws ProtocolError on any inconsistency. */
-export function validateHeader(h: TensorHeader__Output | null | undefined, maxBytes: number): TensorSpecOut[] {
+export function validateHeader(h: TensorHeader__Output | null | undefined, maxBytes: number, dtype: WireDType = 'FLOAT32'): TensorSpecOut[] {
   if (!h) throw new ProtocolError(status.INVALID_ARGUMENT, 'tensor header missing');
   if (h.protocol_version !== PROTOCOL_VERSION) {
     throw new ProtocolError(
@@ -112,8 +121,8 @@ export function validateHeader(h: TensorHeader__Output | null | undefined, maxBy
     if (!t.name) throw new ProtocolError(status.INVALID_ARGUMENT, 'tensor with an empty name');
     if (names.has(t.name)) throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${t.name} declared twice`);
     names.add(t.name);
-    if (t.dtype !== 'FLOAT32') {
-      throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${t.name} has dtype ${t.dtype}; only FLOAT32 is accepted`);
+    if (t.dtype !== dtype) {
+      throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${t.name} has dtype ${t.dtype}; only ${dtype} is accepted`);
     }
     const shape = t.shape.map(Number);
     if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
@@ -168,9 +177,11 @@ export class TensorStreamDecoder {
   private received = 0;
   private chunks = 0;
   private readonly hash = createHash('sha256');
+  private readonly hashing: boolean;
 
   constructor(header: TensorHeader__Output | null | undefined, private readonly limits: DecoderLimits) {
-    this.specs = validateHeader(header, limits.maxBytes);
+    this.specs = validateHeader(header, limits.maxBytes, limits.dtype);
+    this.hashing = !limits.authenticated;
     this.totalBytes = header!.total_bytes;
     this.chunkBytes = header!.chunk_bytes;
     // Float32Array views need 4-byte alignment, so own the buffer rather than pooling.
@@ -196,7 +207,7 @@ export class TensorStreamDecoder {
       );
     }
     chunk.copy(this.buf, this.received);
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     this.received += chunk.length;
     this.chunks++;
   }
@@ -210,6 +221,7 @@ export class TensorStreamDecoder {
       );
     }
     if (!trailer) throw new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer');
+    if (!this.hashing) throw new Error('an authenticated decoder keeps no hash: use finishAuthenticated()');
     if (trailer.chunk_count !== this.chunks) {
       throw new ProtocolError(
         status.DATA_LOSS,
@@ -228,13 +240,24 @@ export class TensorStreamDecoder {
    * authenticated, the chunk count and ciphertext hash signed): checks only completeness and the values.
    */
   finishAuthenticated(): NamedTensor[] {
+    this.checkComplete();
+    return this.tensors(undefined);
+  }
+
+  /** A UINT32 stream's values (one tensor or several, concatenated), once complete; a view, not a copy. */
+  finishWords(): Uint32Array {
+    if (this.limits.dtype !== 'UINT32') throw new Error('finishWords() reads UINT32 streams only');
+    this.checkComplete();
+    return new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.totalBytes / 4);
+  }
+
+  private checkComplete(): void {
     if (this.received < this.totalBytes) {
       throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${this.received} of ${this.totalBytes} bytes`);
     }
-    return this.tensors(this.hash.digest());
   }
 
-  private tensors(digest: Buffer): NamedTensor[] {
+  private tensors(digest: Buffer | undefined): NamedTensor[] {
     const out: NamedTensor[] = [];
     let off = 0;
     for (const s of this.specs) {
@@ -260,6 +283,6 @@ export class TensorStreamDecoder {
     return out;
   }
 
-  /** SHA-256 of the data bytes, set once finish() succeeded. */
+  /** SHA-256 of the data bytes, set once finish() succeeded (not kept by authenticated decoders). */
   digest: Buffer | undefined;
 }

@@ -206,6 +206,35 @@ describe('tensor-stream: decoding', () => {
     expect(Array.from(dec.finish(trailer)[0].data)).to.deep.equal([0.25, 1.25, 2.25, 3.25]);
   });
 
+  it('authenticated streams: no hash kept (finish() refuses), values still checked; UINT32 streams read as words', () => {
+    const ts = tensors([4]);
+    const { header, chunks, trailer } = split([...tensorFrames(ts, 8)]);
+    const dec = new TensorStreamDecoder(header, { ...LIMITS, authenticated: true });
+    for (const c of chunks) dec.push(c);
+    expect(() => dec.finish(trailer)).to.throw(/keeps no hash/);
+    expect(Array.from(dec.finishAuthenticated()[0].data)).to.deep.equal([0.25, 1.25, 2.25, 3.25]);
+    expect(dec.digest).to.equal(undefined);
+    const nan = tensors([2]);
+    nan[0].data[1] = NaN;
+    const bad = split([...tensorFrames(nan, 8)]);
+    const strict = new TensorStreamDecoder(bad.header, { maxBytes: 1 << 20, requireFinite: true, authenticated: true });
+    for (const c of bad.chunks) strict.push(c);
+    expectProtocolError(() => strict.finishAuthenticated(), status.INVALID_ARGUMENT, 'holds NaN at element 1');
+    const short = new TensorStreamDecoder(header, { ...LIMITS, authenticated: true });
+    short.push(chunks[0]);
+    expectProtocolError(() => short.finishAuthenticated(), status.DATA_LOSS, 'received 8 of 16 bytes');
+
+    const words = Uint32Array.from([0, 1, 0xffffffff, 0x80000000, 7]);
+    const wh = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [5] }], total_bytes: 20, chunk_bytes: 8 } as TensorHeader__Output;
+    expectProtocolError(() => validateHeader(wh, 1 << 20), status.INVALID_ARGUMENT, 'has dtype UINT32; only FLOAT32 is accepted');
+    expectProtocolError(() => validateHeader(headerOf(ts, 8), 1 << 20, 'UINT32'), status.INVALID_ARGUMENT, 'only UINT32 is accepted');
+    const wd = new TensorStreamDecoder(wh, { maxBytes: 1 << 20, requireFinite: false, dtype: 'UINT32', authenticated: true });
+    const bytes = Buffer.from(words.buffer);
+    for (let off = 0; off < 20; off += 8) wd.push(bytes.subarray(off, off + 8));
+    expect(Array.from(wd.finishWords())).to.deep.equal(Array.from(words));
+    expect(() => dec.finishWords()).to.throw(/UINT32 streams only/);
+  });
+
   it('validateHeader returns the specs and checks the limit inclusively', () => {
     const ts = [{ name: 'w', dtype: 'float32' as const, shape: [2, 3], data: new Float32Array(6) }];
     expect(validateHeader(headerOf(ts, 8), 24)).to.deep.equal([{ name: 'w', shape: [2, 3] }]);

@@ -5,7 +5,7 @@
 //     "fedtune/manifest/v1" 0x00 || <bytes of manifest.json as written>
 //
 // (the ASCII domain tag, one NUL byte, then the manifest file byte for byte), signed with Ed25519
-// (nacl.sign.detached). The tag keeps a manifest signature from ever being valid as a signature over
+// (nacl.sign.detached semantics; computed by proto/crypto/ed25519.ts, which gives the same bytes). The tag keeps a manifest signature from ever being valid as a signature over
 // anything else the coordinator's key signs. manifest.sig is stableJson of
 //
 //     { format: 'fedtune.manifest-sig/1', algorithm: 'ed25519', keyId, publicKey, manifestSha256, signature }
@@ -14,7 +14,8 @@
 // keyId is the first 16 hex digits of sha256(publicKey) — derived from the key, so a damaged keyId is detected
 // too. Since manifest.json lists the sha256 of every other file and its parent's manifest hash, one signature
 // covers the whole version and its place in the chain.
-import nacl from 'tweetnacl';
+import type nacl from 'tweetnacl';
+import { signDetached, verifyDetached } from '../../proto/crypto/ed25519';
 import { createHash } from 'node:crypto';
 import { keyId as shortKeyId } from '../../proto/crypto/key-file';
 import { stableJson } from './atomic-fs';
@@ -64,7 +65,7 @@ export function manifestSigner(keyPair: nacl.SignKeyPair): ManifestSigner {
   return {
     keyId: manifestKeyId(keyPair.publicKey),
     publicKey: keyPair.publicKey,
-    sign: (message) => nacl.sign.detached(message, secretKey),
+    sign: (message) => signDetached(message, secretKey),
   };
 }
 
@@ -130,7 +131,7 @@ export function checkManifestSignature(sig: ManifestSignature, manifestBytes: Ui
     sig,
     publicKey,
     keyIdMatches: sig.keyId === manifestKeyId(publicKey),
-    signatureValid: nacl.sign.detached.verify(manifestSigningMessage(manifestBytes), signature, publicKey),
+    signatureValid: verifyDetached(manifestSigningMessage(manifestBytes), signature, publicKey),
     hashMatches: sig.manifestSha256 === actualSha256,
     actualSha256,
   };
