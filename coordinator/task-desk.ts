@@ -4,7 +4,7 @@
 // RoundEngine (rounds.ts) extends it with the scheduling.
 import { EventEmitter } from 'node:events';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import type { SealedBlob } from '../proto/crypto/sealed-upload';
 import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';

@@ -9,19 +9,12 @@ import type { TensorHeader, TensorHeader__Output } from './generated/fedtune/v1/
 import type { StreamTrailer, StreamTrailer__Output } from './generated/fedtune/v1/StreamTrailer';
 import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './load';
 import { NamedTensor, TensorList, numel } from './tensors';
+import { ProtocolError } from './errors';
 
 if (os.endianness() !== 'LE') throw new Error('fedtune assumes a little-endian host (tensor bytes are LE)');
 
 /** Largest chunk a peer may send: gRPC's default 4 MiB receive limit minus room for framing. */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 64 * 1024;
-
-/** An error that maps to one gRPC status; services turn it into the call's status unchanged. */
-export class ProtocolError extends Error {
-  constructor(readonly code: status, message: string) {
-    super(message);
-    this.name = 'ProtocolError';
-  }
-}
 
 export type Frame =
   | { header: TensorHeader; chunk?: undefined; trailer?: undefined }

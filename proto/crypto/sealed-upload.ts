@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader, TensorHeader__Output } from '../generated/fedtune/v1/TensorHeader';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError } from '../errors';
 import { DOMAINS, sign, verify, type Field } from './signing';
 
 const TAG_BYTES = 16;

@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError } from '../errors';
 import { DOMAIN, hashParts, cmpId } from './bytes';
 
 export interface KeyPair {

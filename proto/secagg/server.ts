@@ -5,7 +5,7 @@
 // (fewer than t clients) throw ABORTED and end the attempt.
 import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError } from '../errors';
 import { bytesEqual, cmpId } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
