@@ -4,12 +4,11 @@
 // reports each with the gRPC status that names the fault, so the service can reject without side effects.
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
-import { status } from '@grpc/grpc-js';
+import { ProtocolError, status } from './errors';
 import type { TensorHeader, TensorHeader__Output } from './generated/fedtune/v1/TensorHeader';
 import type { StreamTrailer, StreamTrailer__Output } from './generated/fedtune/v1/StreamTrailer';
-import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './load';
+import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './constants';
 import { NamedTensor, TensorList, numel } from './tensors';
-import { ProtocolError } from './errors';
 
 if (os.endianness() !== 'LE') throw new Error('fedtune assumes a little-endian host (tensor bytes are LE)');
 

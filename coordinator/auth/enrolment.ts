@@ -8,8 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../../proto/errors';
+import { ProtocolError, status } from '../../proto/errors';
 import { keyId } from '../../proto/crypto/key-file';
 import { replaceAtomicallySync } from './atomic-json';
 
