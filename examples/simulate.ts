@@ -13,7 +13,7 @@ import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import type { LoraConfig } from '../client-sdk/model/lora';
+import type { LoraConfig } from '../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../client-sdk/sft/evaluate';
 import type { TensorList } from '../proto/tensors';

@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { FederationClient } from '../client-sdk/client';
 import { identityFromSecretKey } from '../client-sdk/identity';
 import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import type { LoraConfig } from '../client-sdk/model/lora';
+import type { LoraConfig } from '../proto/model/lora-layout';
 import { prepareSpamTask } from './spam-task';
 
 export interface SiteWorkerData {

@@ -3,7 +3,7 @@
 // SpamAssassin, split non-IID across sites by the corpus's groups (client-sdk/data/spam-assassin.ts).
 import * as path from 'node:path';
 import { loadEmails, splitSpamAssassin, CHOICES, QUESTION, type SpamSplit } from '../client-sdk/data/spam-assassin';
-import { seededShuffle } from '../client-sdk/data/shuffle';
+import { seededShuffle } from '../proto/shuffle';
 import { encodeExamples } from '../client-sdk/data/encode';
 import { ReducedGpt2Tokenizer } from '../client-sdk/text/tokenizer';
 import type { SftExample } from '../client-sdk/sft/types';

@@ -12,7 +12,7 @@
 //      Dirichlet(alpha) (Hsu et al. 2019), so every client's mix of sources and of spam/ham differs;
 //      alpha = 0.5 is strongly skewed, large alpha approaches IID.
 // 3. Each client keeps a seeded `valFraction` of its own examples as local validation.
-import { seededRandom, seededShuffle } from './shuffle';
+import { seededRandom, seededShuffle } from '../../proto/shuffle';
 
 export interface Email {
   readonly id: string;
