@@ -31,7 +31,7 @@ export interface TextExample {
 export const ANSWER_YES = ' yes';
 export const ANSWER_NO = ' no';
 export const CHOICES: readonly string[] = [ANSWER_YES, ANSWER_NO];
-/** Ends every prompt; encoders keep it whole when they shorten a prompt (see examples/spam-task.ts). */
+/** Ends every prompt; encoders keep it whole when they shorten a prompt (see client-sdk/demo/spam-task.ts). */
 export const QUESTION = '\nIs this e-mail spam? Answer:';
 
 export function loadEmails(): Email[] {
