@@ -10,7 +10,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createAtomically, fsyncPath } from '../proto/durable-file';
+import { createAtomically, fsyncPath, tempsOf } from '../proto/durable-file';
 
 export const LOCK_FILE = 'coordinator.lock';
 
@@ -82,6 +82,11 @@ export class RunLock {
       processStart: processStart(process.pid),
       token: randomBytes(8).toString('hex'),
     };
+    // A process killed while taking the lock leaves its temporary; one a minute old is no one's any more.
+    for (const t of await tempsOf(file)) {
+      const st = await fs.stat(t).catch(() => null);
+      if (st && Date.now() - st.mtimeMs > 60_000) await fs.rm(t, { force: true });
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await createAtomically(file, JSON.stringify(holder) + '\n', undefined, 0o644);
