@@ -183,6 +183,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     }
     // The run directory keeps its ordinary permissions; only keys/ (created by the key file writer) is 0700.
     await fs.mkdir(cfg.run.dir, { recursive: true });
+    // A new key cannot continue versions signed with a lost one: refuse rather than leave a stray key behind.
+    const hasKey = await fs.stat(keyFile).then(() => true, () => false);
+    const versions = await fs.readdir(path.join(cfg.run.dir, 'versions')).catch(() => [] as string[]);
+    if (!hasKey && !this.opts.store && versions.some((n) => /^v\d{6,}$/.test(n))) {
+      throw new Error(`${keyFile} is missing, but ${cfg.run.dir} holds versions signed with it: restore it from a backup (a new key cannot continue this run)`);
+    }
     const keys = await loadOrCreateCoordinatorKeys(keyFile);
     this.keysRef = keys;
     const signer = manifestSigner(keys.sign);

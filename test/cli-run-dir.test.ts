@@ -2,10 +2,12 @@
 // not: a typo is an error with a non-zero exit, not a new empty run (once `/etc/versions`).
 import { execFile } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
-import { smallAdapter, tempDir } from './harness';
+import { loadOrCreateCoordinatorKeys } from '../coordinator/keys';
+import { smallAdapter, startCoordinator, tempDir } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -83,6 +85,35 @@ describe('fedtune commands on a run directory', function () {
     expect(await fs.readdir(typo)).to.deep.equal(['clients.json']);
     // Now a run (it has clients.json): no --create needed.
     expect((await fedtune('enroll', 'list', '--run', typo)).out).to.contain('token for site-a');
+  });
+
+  it('fedtune coordinator refuses a run whose pointer was deleted, and a run directory another coordinator holds', async () => {
+    const run = path.join(root, 'run');
+    const s = new FsCheckpointStore(run);
+    for (const round of [0, 1, 2]) {
+      await s.commit({ adapter: smallAdapter(round), adapterConfig: {}, manifest: { runId: 'r', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: {}, config: {}, seeds: {}, baseModel: { name: 'b', sha256: '0'.repeat(64) }, protocolVersion: 1 } });
+    }
+    // Versions but no key file: a new key could not continue them, so none is made.
+    const keyless = await fedtune('coordinator', '--run.dir', run, '--server.port', '0', '--auth.mode', 'tofu', '--log.level', 'silent');
+    expect(keyless.code).to.equal(1);
+    expect(keyless.err).to.equal(`fedtune: ${path.join(run, 'keys', 'coordinator.json')} is missing, but ${run} holds versions signed with it: restore it from a backup (a new key cannot continue this run)\n`);
+    expect((await fs.readdir(run)).sort()).to.deep.equal(['latest', 'versions']);
+    await loadOrCreateCoordinatorKeys(path.join(run, 'keys', 'coordinator.json'));
+    await fs.rm(path.join(run, 'latest'));
+    const refused = await fedtune('coordinator', '--run.dir', run, '--server.port', '0', '--auth.mode', 'tofu', '--log.level', 'silent');
+    expect(refused.code).to.equal(1);
+    expect(refused.err).to.contain(`fedtune: run ${run}: the latest pointer is missing, but versions v000000…v000002 exist.`).and.contain(`Run \`fedtune recover ${run}\``);
+    expect((await fs.readdir(run)).sort()).to.deep.equal(['keys', 'versions']);
+    expect((await fs.readdir(path.join(run, 'versions'))).sort()).to.deep.equal(['v000000', 'v000001', 'v000002']);
+
+    const held = await startCoordinator(path.join(root, 'held'));
+    try {
+      const second = await fedtune('coordinator', '--run.dir', held.runDir, '--server.port', '0', '--auth.mode', 'tofu', '--log.level', 'silent');
+      expect(second.code).to.equal(1);
+      expect(second.err).to.contain(`fedtune: run directory ${held.runDir} is in use by coordinator (pid ${process.pid} on ${os.hostname()}`);
+    } finally {
+      await held.coordinator.stop(200);
+    }
   });
 
   it('fedtune --version prints the package version', async () => {
