@@ -64,16 +64,16 @@ async function runKey(runDir: string): Promise<{ publicKey: Uint8Array; source: 
 export async function recoverRun(runDir: string, opts: RecoverOptions = {}): Promise<RecoverResult> {
   const st = await fs.stat(path.join(runDir, 'versions')).catch(() => null);
   if (!st?.isDirectory()) throw new NotARunError(`${runDir} is not a fedtune run directory (it has no versions/)`);
-  const lock = await RunLock.acquire(runDir, 'fedtune recover');
+  const lines: string[] = [];
+  const lock = await RunLock.acquire(runDir, 'fedtune recover', (m) => lines.push(m));
   try {
-    return await recoverLocked(runDir, opts);
+    return await recoverLocked(runDir, opts, lines);
   } finally {
     await lock.release();
   }
 }
 
-async function recoverLocked(runDir: string, opts: RecoverOptions): Promise<RecoverResult> {
-  const lines: string[] = [];
+async function recoverLocked(runDir: string, opts: RecoverOptions, lines: string[]): Promise<RecoverResult> {
   const key = opts.publicKey ? { publicKey: opts.publicKey, source: opts.keySource ?? '--key' } : await runKey(runDir);
   const report = await verifyRun(runDir, { publicKey: key?.publicKey, keySource: key?.source });
   if (!key) lines.push('no --key and no keys/coordinator.json: trusting the key of the first validly signed version');
