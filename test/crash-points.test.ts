@@ -61,63 +61,65 @@ describe('crash points: every step of a commit and of a key file first write', f
   });
   after(() => fs.rm(root, { recursive: true, force: true }));
 
-  it('a commit stopped at each step: the restarted store has v000001 or the complete v000002, a verified chain, no temporaries', async () => {
-    const keys = await loadOrCreateCoordinatorKeys(path.join(root, 'k.json'));
-    const signer = manifestSigner(keys.sign);
-    const base = path.join(root, 'base');
-    const s = new FsCheckpointStore(base, { signer });
-    for (const r of [0, 1]) await s.commit(input(r));
-    const before = await Promise.all([0, 1].map((v) => fs.readFile(path.join(base, 'versions', versionDirName(v), 'manifest.json'))));
+  for (const committed of [2, 0]) {
+    const target = versionDirName(committed);
+    const title = committed === 0 ? 'the first commit (v000000) stopped at each step: the restarted store has nothing or the complete v000000' : 'a commit stopped at each step: the restarted store has v000001 or the complete v000002';
+    it(`${title}, a verified chain, no temporaries`, async () => {
+      const keys = await loadOrCreateCoordinatorKeys(path.join(root, 'k.json'));
+      const signer = manifestSigner(keys.sign);
+      const base = path.join(root, `base-${committed}`);
+      const s = new FsCheckpointStore(base, { signer });
+      for (let r = 0; r < committed; r++) await s.commit(input(r));
+      await s.open(); // an empty run still has versions/
+      const before = await Promise.all(Array.from({ length: committed }, (_, v) => fs.readFile(path.join(base, 'versions', versionDirName(v), 'manifest.json'))));
 
-    const steps = crashAt(Infinity);
-    await new FsCheckpointStore(await copy(base, 'all'), { signer, crashHook: steps.hook }).commit(input(2));
-    const outcomes: string[] = [];
-    for (let n = 1; n <= steps.points.length; n++) {
-      const dir = await copy(base, `n${n}`);
-      const crash = crashAt(n);
-      const err = await new FsCheckpointStore(dir, { signer, crashHook: crash.hook }).commit(input(2)).catch((e: unknown) => e);
-      expect(err, `step ${n}`).to.be.instanceOf(Crash);
-      const point = crash.points[n - 1];
-      // What was written before the crash, for the "not committed twice, not changed" check.
-      const written = await fs.readFile(path.join(dir, 'versions', 'v000002', 'manifest.json')).catch(() => null);
+      const steps = crashAt(Infinity);
+      await new FsCheckpointStore(await copy(base, `all-${committed}`), { signer, crashHook: steps.hook }).commit(input(committed));
+      const outcomes: string[] = [];
+      for (let n = 1; n <= steps.points.length; n++) {
+        const dir = await copy(base, `n${n}-${committed}`);
+        const crash = crashAt(n);
+        const err = await new FsCheckpointStore(dir, { signer, crashHook: crash.hook }).commit(input(committed)).catch((e: unknown) => e);
+        expect(err, `step ${n}`).to.be.instanceOf(Crash);
+        const point = crash.points[n - 1];
+        // What was written before the crash, for the "not committed twice, not changed" check.
+        const written = await fs.readFile(path.join(dir, 'versions', target, 'manifest.json')).catch(() => null);
 
-      // The restart: a new store on the same directory, as a new coordinator process opens it.
-      const warnings: string[] = [];
-      const again = new FsCheckpointStore(dir, { signer, warn: (m) => warnings.push(m) });
-      const latest = await again.latest();
-      const v = latest!.manifest.version;
-      outcomes.push(`${point}->v${v}`);
-      expect(await temporaries(dir), point).to.deep.equal([]);
-      expect((await fs.readdir(path.join(dir, 'versions'))).sort(), point).to.deep.equal([0, 1, 2].slice(0, v + 1).map(versionDirName));
-      for (const [i, m] of before.entries()) expect(sha(await fs.readFile(path.join(dir, 'versions', versionDirName(i), 'manifest.json'))), point).to.equal(sha(m));
-      if (v === 2) expect(sha(await fs.readFile(path.join(dir, 'versions', 'v000002', 'manifest.json'))), point).to.equal(sha(written!));
-      const report = await verifyRun(dir, { publicKey: keys.sign.publicKey });
-      expect(report.problems, point).to.deep.equal([]);
-      // The run continues: the next commit is the next version, chained to whatever survived.
-      const next = await again.commit(input(3));
-      expect(next.manifest.version, point).to.equal(v + 1);
-      expect(next.manifest.parent?.manifestSha256, point).to.equal(latest!.manifestSha256);
-      expect((await verifyRun(dir, { publicKey: keys.sign.publicKey })).ok, point).to.equal(true);
-      await fs.rm(dir, { recursive: true });
-    }
-    // The order the commit keeps (checked last: the crash loop above is what shows the order is safe).
-    expect(steps.points).to.deep.equal([
-      'commit:tmp:mkdir',
-      ...['adapter_model.safetensors', 'adapter_config.json', 'manifest.json', 'manifest.sig'].flatMap(() => ['commit:tmp:open', 'commit:tmp:write', 'commit:tmp:fsync']),
-      'commit:tmp:fsync-dir',
-      'commit:renamed',
-      'commit:versions:fsync-dir',
-      'commit:pointer:open',
-      'commit:pointer:write',
-      'commit:pointer:fsync',
-      'commit:pointer:rename',
-      'commit:pointer:fsync-dir',
-    ]);
-
-    // Before the rename the interrupted version is dropped; from the rename on it is complete and kept.
-    const renamed = steps.points.indexOf('commit:renamed');
-    expect(outcomes).to.deep.equal(steps.points.map((p, i) => `${p}->v${i < renamed ? 1 : 2}`));
-  });
+        // The restart: a new store on the same directory, as a new coordinator process opens it.
+        const again = new FsCheckpointStore(dir, { signer, warn: () => undefined });
+        const latest = await again.latest();
+        const v = latest === null ? -1 : latest.manifest.version;
+        outcomes.push(`${point}->v${v}`);
+        expect(await temporaries(dir), point).to.deep.equal([]);
+        expect((await fs.readdir(path.join(dir, 'versions'))).sort(), point).to.deep.equal(Array.from({ length: v + 1 }, (_, i) => versionDirName(i)));
+        for (const [i, m] of before.entries()) expect(sha(await fs.readFile(path.join(dir, 'versions', versionDirName(i), 'manifest.json'))), point).to.equal(sha(m));
+        if (v === committed) expect(sha(await fs.readFile(path.join(dir, 'versions', target, 'manifest.json'))), point).to.equal(sha(written!));
+        if (v >= 0) expect((await verifyRun(dir, { publicKey: keys.sign.publicKey })).problems, point).to.deep.equal([]);
+        // The run continues: the next commit is the next version, chained to whatever survived.
+        const next = await again.commit(input(9));
+        expect(next.manifest.version, point).to.equal(v + 1);
+        expect(next.manifest.parent?.manifestSha256 ?? null, point).to.equal(latest?.manifestSha256 ?? null);
+        expect((await verifyRun(dir, { publicKey: keys.sign.publicKey })).ok, point).to.equal(true);
+        await fs.rm(dir, { recursive: true });
+      }
+      // The order the commit keeps (checked last: the crash loop above is what shows the order is safe).
+      expect(steps.points).to.deep.equal([
+        'commit:tmp:mkdir',
+        ...['adapter_model.safetensors', 'adapter_config.json', 'manifest.json', 'manifest.sig'].flatMap(() => ['commit:tmp:open', 'commit:tmp:write', 'commit:tmp:fsync']),
+        'commit:tmp:fsync-dir',
+        'commit:renamed',
+        'commit:versions:fsync-dir',
+        'commit:pointer:open',
+        'commit:pointer:write',
+        'commit:pointer:fsync',
+        'commit:pointer:rename',
+        'commit:pointer:fsync-dir',
+      ]);
+      // Before the rename the interrupted version is dropped; from the rename on it is complete and kept.
+      const renamed = steps.points.indexOf('commit:renamed');
+      expect(outcomes).to.deep.equal(steps.points.map((p, i) => `${p}->v${i < renamed ? committed - 1 : committed}`));
+    });
+  }
 
   it('the latest pointer is replaced by a rename, never rewritten in place (a reader holding it open sees the old version)', async () => {
     const dir = path.join(root, 'inode');
