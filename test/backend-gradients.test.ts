@@ -4,11 +4,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import { selectBackend } from '../client-sdk/model/backend';
-import { parseGpt2Config, type Gpt2Config } from '../client-sdk/model/config';
+import { parseGpt2Config, type Gpt2Config } from '../proto/model/gpt2-config';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { randomGpt2Weights } from '../client-sdk/model/init';
-import { canonicalAdapter, initLoraAdapter, loraScaling, type LoraConfig } from '../client-sdk/model/lora';
-import { Prng } from '../client-sdk/model/prng';
+import { canonicalAdapter, initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
 import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
 import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';

@@ -18,7 +18,7 @@ import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
+import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import { decodeBase64 } from '../coordinator/checkpoints/signature';
 import type { Manifest } from '../coordinator/checkpoints/types';

@@ -5,20 +5,13 @@ import '../client-sdk/model/gradients';
 import type { NamedTensor } from '../proto/tensors';
 import { readSafetensors, writeSafetensors } from '../proto/safetensors';
 import { selectBackend } from '../client-sdk/model/backend';
-import { parseGpt2Config, toHfConfigJson, type Gpt2Config } from '../client-sdk/model/config';
+import { parseGpt2Config, toHfConfigJson, type Gpt2Config } from '../proto/model/gpt2-config';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { randomGpt2Weights } from '../client-sdk/model/init';
-import {
-  canonicalAdapter,
-  initLoraAdapter,
-  loraStateFromAdapter,
-  loraTargetPaths,
-  parsePeftKey,
-  peftAdapterConfig,
-  type LoraConfig,
-} from '../client-sdk/model/lora';
-import { loraConfigFromPeft } from '../client-sdk/model/peft-config';
-import { Prng } from '../client-sdk/model/prng';
+import { canonicalAdapter, initLoraAdapter, loraTargetPaths, parsePeftKey, peftAdapterConfig, type LoraConfig } from '../proto/model/lora-layout';
+import { loraStateFromAdapter } from '../client-sdk/model/lora';
+import { loraConfigFromPeft } from '../proto/model/peft-config';
+import { Prng } from '../proto/prng';
 import { evaluateAdapter } from '../client-sdk/sft/evaluate';
 import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';

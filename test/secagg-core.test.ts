@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
   SecAggClient, SecAggServer, addMask, agree, chooseGraph, decodeSum, dealShares, encodeUpdate, holdersOf, isConnected,

@@ -9,8 +9,7 @@ import { ed25519KeyProblem } from '../../proto/crypto/ed25519-point';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../../proto/tensor-stream';
+import { ProtocolError, status } from '../../proto/errors';
 import { keyId } from '../../proto/crypto/key-file';
 import { replaceAtomicallySync } from './atomic-json';
 
