@@ -335,6 +335,9 @@ describe('checkpoints: FsCheckpointStore', () => {
     it('refuses to open, changing nothing, when the pointer is missing, behind by more than one, names no version or is garbled', async () => {
       await commitThree();
       await fs.writeFile(path.join(run, 'versions', 'README'), 'not a version');
+      // Even temporaries stay: the refusal changes nothing at all.
+      await fs.mkdir(path.join(run, 'versions', '.tmp-v000003-abcdef'));
+      await fs.writeFile(path.join(run, '.latest.0123456789ab.tmp'), 'v00');
       const cases: [string | null, string][] = [
         [null, `run ${run}: the latest pointer is missing, but versions v000000…v000002 exist. The pointer only ever moves forward one version at a time, so this is damage`],
         ['v000000\n', `run ${run}: latest names v000000, but versions v000001…v000002 exist beyond it.`],

@@ -109,6 +109,10 @@ export class FsCheckpointStore implements CheckpointStore {
   }
 
   private async recover(): Promise<void> {
+    // Damage first, before anything is touched: the refusal says nothing was changed, and means it.
+    const { pointer, versions } = await this.scan();
+    const problem = pointerProblem(this.runDir, pointer, versions);
+    if (problem && problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
     await fs.mkdir(this.versionsDir, { recursive: true });
     for (const name of await fs.readdir(this.versionsDir)) {
       if (!name.startsWith('.tmp-')) continue;
@@ -117,10 +121,7 @@ export class FsCheckpointStore implements CheckpointStore {
     }
     for (const t of await removeTemps(path.join(this.runDir, LATEST_FILE))) this.opts.warn?.(`removed ${t}, left by an interrupted move of the latest pointer`);
     await fsyncPath(this.versionsDir);
-    const { pointer, versions } = await this.scan();
-    const problem = pointerProblem(this.runDir, pointer, versions);
-    if (!problem) return;
-    if (problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
+    if (problem?.rollForward === undefined) return;
     const v = problem.rollForward;
     // A crash between the rename and the pointer: the version is complete and was fsynced before its rename.
     // It is made latest only if it reads back intact and links to the current latest.
@@ -142,7 +143,11 @@ export class FsCheckpointStore implements CheckpointStore {
   private async scan(): Promise<{ pointer: number | null; versions: number[] }> {
     const pointer = await this.latestVersion();
     const versions: number[] = [];
-    for (const name of await fs.readdir(this.versionsDir)) {
+    const names = await fs.readdir(this.versionsDir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [] as string[];
+      throw e;
+    });
+    for (const name of names) {
       const m = VERSION_RE.exec(name);
       if (m && name === versionDirName(Number(m[1]))) versions.push(Number(m[1]));
     }
