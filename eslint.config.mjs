@@ -5,7 +5,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'proto/generated/**', 'runs/**', 'bench/out/**', '**/*.d.ts', 'examples/pretrain/**/*.py', 'test/fixtures/public-api/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'proto/generated/**', 'runs/**', 'bench/out/**', '**/*.d.ts', 'examples/pretrain/**/*.py', 'test/fixtures/public-api/**', 'test/fixtures/boundaries/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
