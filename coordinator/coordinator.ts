@@ -18,6 +18,7 @@ import { ClientRegistry } from './registry';
 import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
+import { guardService } from './door';
 import { FedAvg } from './strategy/fedavg';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
@@ -127,7 +128,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     // Re-emit every engine event, so listeners can attach to the Coordinator before start().
     for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
     const server = new grpc.Server();
-    server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
+    // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
+    server.addService(guardService(loadFedtuneProto().fedtune.v1.Federation.service), createHandlers({
       config: cfg,
       registry: this.registry,
       engine,

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/tensor-stream';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
+import { checkClientName } from '../proto/limits';
 
 /** Where the coordinator pushes task events for one client (the open StreamTasks call). */
 export interface TaskSink {
@@ -23,11 +24,8 @@ export interface ClientSession {
   sink: TaskSink | null;
 }
 
-export function checkClientName(name: string): void {
-  if (!/^[\w.@:-]{1,128}$/.test(name)) {
-    throw new ProtocolError(status.INVALID_ARGUMENT, `client_name ${JSON.stringify(name)} must be 1-128 characters of [A-Za-z0-9_.@:-]`);
-  }
-}
+/** The one definition of a valid site name lives with the wire's other bounds. */
+export { checkClientName } from '../proto/limits';
 
 export const clientIdFor = (name: string): string => `c-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
 

@@ -16,7 +16,10 @@ import type { RoundEngine, Task } from './rounds';
 import type { CoordinatorKeys } from './keys';
 import type { Challenges } from './auth/challenges';
 import type { Enrolment } from './auth/enrolment';
-import { checkClientName, type ClientSession } from './registry';
+import type { ClientSession } from './registry';
+import { admitFrame, guardHandlers, toRefusal } from './door';
+import { LIMITS, describe } from '../proto/limits';
+import * as path from 'node:path';
 import { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
 import { keyId } from '../proto/crypto/key-file';
@@ -27,8 +30,8 @@ import { adFromWire, shareKeysFromWire, unmaskResponseFromWire } from '../proto/
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
-/** Most metrics one report may carry. */
-export const MAX_METRICS = 64;
+/** Most metrics one report may carry (proto/limits.ts). */
+export const MAX_METRICS = LIMITS.metrics;
 
 export interface ServiceDeps {
   readonly config: CoordinatorConfig;
@@ -41,11 +44,6 @@ export interface ServiceDeps {
   readonly enrolment: Enrolment;
   readonly challenges: Challenges;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-}
-
-function toServiceError(e: unknown): Partial<grpc.StatusObject> {
-  if (e instanceof ProtocolError) return { code: e.code, details: e.message };
-  return { code: status.INTERNAL, details: `internal error: ${e instanceof Error ? e.message : String(e)}` };
 }
 
 function checkVersion(v: number, what: string): void {
@@ -73,10 +71,13 @@ async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, f
 }
 
 export function createHandlers(d: ServiceDeps): FederationHandlers {
+  // Paths a message could carry (an error from the file system): never sent to a site.
+  const knownPaths = [d.config.run.dir, path.resolve(d.config.run.dir), d.config.security.keyFile].filter((p) => p);
   const fail = (e: unknown, what: string): Partial<grpc.StatusObject> => {
-    const err = toServiceError(e);
-    d.log(err.code === status.INTERNAL ? 'error' : 'warn', `${what} rejected`, { code: status[err.code!], details: err.details });
-    return err;
+    const r = toRefusal(e, knownPaths);
+    // An internal failure's cause (which may name a file) stays in the operator's log; the site gets a generic status.
+    d.log(r.internal ? 'error' : 'warn', `${what} rejected`, { code: status[r.status.code!], details: r.logDetails });
+    return r.status;
   };
   const wireKeys: WireKeys = { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey };
   /** The session a token names, if its key was not revoked since it joined. Every state-changing call goes through here. */
@@ -106,7 +107,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   };
   const unsealKey = { keyId: d.keys.keyId, boxPublicKey: d.keys.box.publicKey, boxSecretKey: d.keys.box.secretKey };
 
-  return {
+  return guardHandlers({
     Hello(call, cb) {
       try {
         checkVersion(call.request.protocol_version, 'client');
@@ -121,7 +122,6 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       try {
         const r = call.request;
         checkVersion(r.protocol_version, 'client');
-        checkClientName(r.client_name);
         const pk = Buffer.from(r.public_key ?? []);
         if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
         d.challenges.consume(r.challenge);
@@ -192,6 +192,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       call.on('data', (frame: UploadFrame__Output) => {
         if (finished) return;
         try {
+          admitFrame(frame); // malformed or over-long: refused before anything else
           if (frame.header) {
             if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
             const h = frame.header;
@@ -299,13 +300,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const r = call.request;
         const s = session(r.session_token);
         const t = d.engine.task(s.clientId, r.task_id, r.round);
-        const entries = Object.entries(r.metrics);
-        // Metrics land in every manifest: keep them finite and bounded.
-        if (entries.length > MAX_METRICS) throw new ProtocolError(status.INVALID_ARGUMENT, `${entries.length} metrics; at most ${MAX_METRICS} are recorded`);
-        for (const [k, v] of entries) {
-          if (!/^[\w.:/-]{1,64}$/.test(k)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric name ${JSON.stringify(k.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.:/-]`);
-          if (!Number.isFinite(v)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric ${k} is ${v}; metrics must be finite`);
-        }
+        // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics).
         d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend);
         cb(null, {});
       } catch (e) {
@@ -317,13 +312,13 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       try {
         const s = d.registry.byToken(call.request.session_token);
         d.registry.leave(call.request.session_token);
-        d.log('info', 'client left', { clientId: s.clientId, reason: call.request.reason });
+        d.log('info', 'client left', { clientId: s.clientId, reason: describe(call.request.reason, 64) });
         cb(null, {});
       } catch (e) {
         cb(fail(e, 'leave'));
       }
     },
-  };
+  }, fail);
 }
 
 /** A committed version: NOT_FOUND beyond the latest; a version that should exist but cannot be read is DATA_LOSS. */
