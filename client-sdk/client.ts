@@ -27,6 +27,7 @@ import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
 import type { Trainer, TrainingPlan } from './trainer';
+import { LIMITS, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -123,6 +124,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
+    // What the coordinator would refuse is refused here, before anything is sent (proto/limits.ts).
+    checkClientName(opts.name);
+    checkBackend(opts.trainer.backend);
+    checkLabels(opts.labels);
+    checkString('join_token', opts.joinToken, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
@@ -211,7 +217,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const coordinator = this.checkCoordinatorKeys(hello.coordinator);
     const backend = this.opts.trainer.backend;
     const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend), this.identity.secretKey);
-    const res = await this.joinCall({
+    const req: JoinRequest = {
       protocol_version: PROTOCOL_VERSION,
       client_name: this.opts.name,
       backend,
@@ -220,7 +226,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       challenge: hello.challenge,
       signature,
       join_token: this.opts.joinToken ?? '',
-    });
+    };
+    checkJoin(req);
+    const res = await this.joinCall(req);
     if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
       throw new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`);
     }
@@ -427,11 +435,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.rpc.ReportMetrics(
-        { session_token: this.token, task_id: t.task_id, round: t.round, num_examples: numExamples, backend: this.opts.trainer.backend, metrics },
-        (err) => (err ? reject(err) : resolve()),
-      ),
-    );
+    const req = { session_token: this.token, task_id: t.task_id, round: t.round, num_examples: numExamples, backend: this.opts.trainer.backend, metrics };
+    checkReport(req); // e.g. a trainer's metric name the coordinator would refuse: said here, with the name
+    return new Promise((resolve, reject) => this.rpc.ReportMetrics(req, (err) => (err ? reject(err) : resolve())));
   }
 }

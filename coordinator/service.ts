@@ -251,6 +251,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (!decoder || !task || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
             opener.finish();
             if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
+            opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
             if (secagg) {
               secagg.maskedInput(task.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
               d.engine.acceptMaskedUpload(task, Buffer.from(opener.envelope.ciphertext_sha256));
