@@ -62,7 +62,8 @@ export function uploadSignedFields(b: UploadBinding, tensors: AnyHeader, e: AnyE
 
 const toBytes = (b: Uint8Array | string | null | undefined): Uint8Array => (b == null ? new Uint8Array(0) : typeof b === 'string' ? Buffer.from(b, 'base64') : b);
 
-function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
+/** The nonce of chunk `index` (exported for tests that build hostile uploads by hand). */
+export function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
   const n = Buffer.alloc(12);
   Buffer.from(prefix).copy(n, 0);
   n.writeUInt32BE(index, PREFIX_BYTES);
@@ -71,7 +72,7 @@ function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
 }
 
 /** Additional data of every chunk: the upload's identity, so chunks cannot move between uploads. */
-function chunkAad(runId: string, clientId: string, taskId: string, eph: Uint8Array): Buffer {
+export function chunkAad(runId: string, clientId: string, taskId: string, eph: Uint8Array): Buffer {
   return createHash('sha256').update(DOMAINS.uploadChunk).update('\0').update(`${runId}\0${clientId}\0${taskId}\0`).update(eph).digest();
 }
 
