@@ -128,10 +128,16 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
           throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
         }
-        const how = d.enrolment.authorize(r.client_name, pk, r.join_token);
-        const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
-        d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
-        cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
+        const { how, persisted } = d.enrolment.authorize(r.client_name, pk, r.join_token);
+        // A new binding is answered only once it is on disk (written in batches: auth/enrolment.ts).
+        persisted.then(
+          () => {
+            const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
+            d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
+            cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
+          },
+          (e: unknown) => cb(fail(e, 'join')),
+        );
       } catch (e) {
         cb(fail(e, 'join'));
       }
