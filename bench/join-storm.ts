@@ -36,13 +36,13 @@ function child(address: string, start: number, count: number): void {
   process.send?.({ ready: 1 });
   process.once('message', () => go(address, start, ids));
   function go(addr: string, first: number, keys: ReturnType<typeof identity>[]): void {
-  for (let i = first; i < first + keys.length; i++) {
-    const name = siteName(i);
-    const c = new FederationClient({ address: addr, name, identity: keys[i - first], trainer: new IdleTrainer() });
-    c.on('joined', () => process.send?.({ joined: 1 }));
-    c.on('reconnecting', (r) => process.send?.({ reconnect: ++reconnects, error: r.error }));
-    void c.run().catch((e: Error) => process.send?.({ fatal: e.message }));
-  }
+    for (let i = first; i < first + keys.length; i++) {
+      const name = siteName(i);
+      const c = new FederationClient({ address: addr, name, identity: keys[i - first], trainer: new IdleTrainer() });
+      c.on('joined', () => process.send?.({ joined: 1 }));
+      c.on('reconnecting', (r) => process.send?.({ reconnect: ++reconnects, error: r.error }));
+      void c.run().catch((e: Error) => process.send?.({ fatal: e.message }));
+    }
   }
 }
 

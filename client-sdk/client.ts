@@ -25,9 +25,10 @@ import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
 import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
-import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
+import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
+import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
-import { LIMITS, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
+import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -121,6 +122,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly inboxes = new Map<string, SecAggInbox>();
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
+  private readonly address: ParsedAddress;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
@@ -129,6 +131,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     checkBackend(opts.trainer.backend);
     checkLabels(opts.labels);
     checkString('join_token', opts.joinToken, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
+    this.address = parseAddress(opts.address); // AddressError (fatal) for a URL, a missing port, …
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
@@ -147,6 +150,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   async run(): Promise<RunSummary> {
     if (this.running) throw new Error('FederationClient.run() is already running');
     this.running = true;
+    await checkResolvable(this.address); // a host that does not exist fails now, not after endless retries
     let failures = 0;
     while (!this.stopped) {
       try {
@@ -156,6 +160,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           // A refused identity will not be admitted by retrying: say so at once.
           const code = (e as grpc.ServiceError).code;
           if (code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED) throw Object.assign(e as Error, { fatal: true });
+          // Overloaded (with a retry hint) is worth waiting for; a request too large for the coordinator is not.
+          if (code === status.RESOURCE_EXHAUSTED && retryAfterOf(e as grpc.ServiceError) === undefined) throw Object.assign(e as Error, { fatal: true });
           throw e;
         }
         failures = 0;
@@ -170,7 +176,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         const code = (e as grpc.ServiceError).code;
         if (FATAL.has(code) || e instanceof ProtocolError || (e as { fatal?: boolean }).fatal) throw e;
         if (this.stopped) break;
-        const delay = backoffDelay(failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
+        // The coordinator's retry hint wins (with jitter); otherwise exponential backoff with full jitter.
+        const hint = retryAfterOf(e as grpc.ServiceError);
+        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF);
+        failures++;
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });
         this.emit('reconnecting', { attempt: failures, delayMs: delay, error: (e as Error).message });
         await sleep(delay);
@@ -428,8 +437,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         return await sendSealed(this.rpc, sealed);
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
-        if (attempt >= 2 || (code !== status.UNAVAILABLE && code !== status.CANCELLED) || this.stopped) throw e;
-        await sleep(backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
+        const hint = retryAfterOf(e as grpc.ServiceError); // the coordinator is busy: wait as told, a few times more
+        if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || this.stopped) throw e;
+        await sleep(hint !== undefined ? hintedDelay(hint) : backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
       }
     }
   }

@@ -140,7 +140,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       baseModelSha256: baseModel.sha256,
       keys,
       enrolment,
-      challenges: new Challenges(cfg.auth.challengeTtlMs),
+      challenges: new Challenges(cfg.auth.challengeTtlMs, Date.now, { total: cfg.admission.maxPendingChallenges, perHost: cfg.admission.maxChallengesPerHost, retryAfterMs: cfg.admission.retryAfterMs }),
       log,
     }));
     const port = await new Promise<number>((resolve, reject) =>

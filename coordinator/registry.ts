@@ -76,6 +76,11 @@ export class ClientRegistry extends EventEmitter {
     return s;
   }
 
+  /** Joined sessions (with or without an open task stream). */
+  get size(): number {
+    return this.byIdMap.size;
+  }
+
   byId(clientId: string): ClientSession | undefined {
     return this.byIdMap.get(clientId);
   }

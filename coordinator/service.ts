@@ -16,9 +16,9 @@ import type { RoundEngine, Task } from './rounds';
 import type { CoordinatorKeys } from './keys';
 import type { Challenges } from './auth/challenges';
 import type { Enrolment } from './auth/enrolment';
-import type { ClientSession } from './registry';
+import { clientIdFor, type ClientSession } from './registry';
 import { admitFrame, guardHandlers, toRefusal } from './door';
-import { LIMITS, describe } from '../proto/limits';
+import { LIMITS, RetryLater, describe } from '../proto/limits';
 import * as path from 'node:path';
 import { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
@@ -106,12 +106,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     }
   };
   const unsealKey = { keyId: d.keys.keyId, boxPublicKey: d.keys.box.publicKey, boxSecretKey: d.keys.box.secretKey };
+  /** Uploads past their header and not yet answered (admission.maxUploadsInFlight). */
+  let uploadsInFlight = 0;
 
   return guardHandlers({
     Hello(call, cb) {
       try {
         checkVersion(call.request.protocol_version, 'client');
-        const { challenge, expires } = d.challenges.issue();
+        const { challenge, expires } = d.challenges.issue(call.getPeer()); // bounded per peer host: challenges.ts
         cb(null, { protocol_version: PROTOCOL_VERSION, run_id: d.runId, challenge, challenge_expires_unix_ms: expires, coordinator: wireKeys });
       } catch (e) {
         cb(fail(e, 'hello'));
@@ -127,6 +129,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         d.challenges.consume(r.challenge);
         if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
           throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
+        }
+        // Admission: a new site beyond admission.maxSessions waits (a rejoin replaces its own session, so it passes).
+        if (d.registry.size >= d.config.admission.maxSessions && !d.registry.byId(clientIdFor(r.client_name))) {
+          throw new RetryLater(`the coordinator holds ${d.registry.size} sessions (admission.maxSessions): retry later`, d.config.admission.retryAfterMs);
         }
         const { how, persisted } = d.enrolment.authorize(r.client_name, pk, r.join_token);
         // A new binding is answered only once it is on disk (written in batches: auth/enrolment.ts).
@@ -189,14 +195,31 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       let opener: SealedUploadOpener | undefined;
       let numExamples = 0;
       let finished = false;
+      let counted = false;
+      // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
+      // transport.uploadIdleTimeoutMs without a frame it is refused and the task freed for the site's retry.
+      const idleMs = d.config.transport.uploadIdleTimeoutMs;
+      let idle: NodeJS.Timeout | undefined;
+      const end = (): void => {
+        finished = true;
+        clearTimeout(idle);
+        if (counted) uploadsInFlight--;
+        counted = false;
+      };
       const reject = (e: unknown): void => {
         if (finished) return;
-        finished = true;
+        end();
         if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
         cb(fail(e, 'upload'));
       };
+      const touch = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(() => reject(new ProtocolError(status.DEADLINE_EXCEEDED, `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`)), idleMs);
+      };
+      touch();
       call.on('data', (frame: UploadFrame__Output) => {
         if (finished) return;
+        touch();
         try {
           admitFrame(frame); // malformed or over-long: refused before anything else
           if (frame.header) {
@@ -210,7 +233,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             const earlier = d.engine.acceptedBy(digest);
             if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
               // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
-              finished = true;
+              end();
               d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
               cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
               return;
@@ -242,7 +265,12 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             } else checkLayout(specs, base.adapter);
             const binding = { protocolVersion: h.protocol_version, runId: d.runId, clientId: s.clientId, taskId: t.taskId, round: t.round, attempt: t.attempt, baseVersion: t.baseVersion, baseManifestSha256: base.manifestSha256, numExamples: h.num_examples };
             const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
+            if (uploadsInFlight >= d.config.admission.maxUploadsInFlight) {
+              throw new RetryLater(`${uploadsInFlight} uploads are being received (admission.maxUploadsInFlight): retry later`, d.config.admission.retryAfterMs);
+            }
             d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
+            uploadsInFlight++;
+            counted = true;
             task = t; // from here on a refusal hands the task back (abortUpload)
             opener = op;
             const bound = d.engine.updateBound;
@@ -265,7 +293,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
               decoder.finishAuthenticated(); // sizes and values (finite, in the strategy's range)
               d.engine.acceptUpload(task, numExamples, opener.blob());
             }
-            finished = true;
+            end();
             d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
             cb(null, { task_id: task.taskId, round: task.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false });
           } else {
