@@ -35,7 +35,7 @@ const id = (b: Buffer): Buffer => b;
  * Sends `messages` (raw bytes, each one protobuf message as far as gRPC's framing goes) to `method` and resolves
  * with the call's status: code, details and trailing metadata. Unary and server-streaming calls send one.
  */
-export function rawCall(client: grpc.Client, method: Method, messages: Buffer[], deadlineMs = 10_000): Promise<{ code: grpc.status; details: string; metadata?: grpc.Metadata }> {
+export function rawCall(client: grpc.Client, method: Method, messages: Buffer[], deadlineMs = 10_000): Promise<{ code: grpc.status; details: string; metadata?: grpc.Metadata; response?: Buffer }> {
   const path = `/fedtune.v1.Federation/${method}`;
   const deadline = Date.now() + deadlineMs;
   return new Promise((resolve) => {
@@ -49,7 +49,7 @@ export function rawCall(client: grpc.Client, method: Method, messages: Buffer[],
       call.on('end', () => setTimeout(() => done(null), 0));
       call.on('status', (s: grpc.StatusObject) => s.code === grpc.status.OK && done(null));
     } else {
-      const call = client.makeClientStreamRequest(path, id, id, { deadline }, (e) => done(e));
+      const call = client.makeClientStreamRequest(path, id, id, { deadline }, (e, r) => (e ? done(e) : resolve({ code: grpc.status.OK, details: '', response: r })));
       for (const m of messages) call.write(m);
       call.end();
     }
