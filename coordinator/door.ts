@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import type { FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
 import * as L from '../proto/limits';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 
 /** What a request that could not be parsed (or was too large to try) becomes; handlers never see it. */
 export class Malformed {

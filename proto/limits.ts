@@ -3,7 +3,6 @@
 // checks a request against them before it does any work or logs anything (coordinator/door.ts), and the SDK
 // checks what it is about to send against the same functions, so a site never sends what would be refused.
 // A refusal describes an over-long value (its length and a short prefix), never echoes it.
-import { status } from '@grpc/grpc-js';
 import type { DownloadRequest } from './generated/fedtune/v1/DownloadRequest';
 import type { HelloRequest } from './generated/fedtune/v1/HelloRequest';
 import type { JoinRequest } from './generated/fedtune/v1/JoinRequest';
@@ -15,7 +14,8 @@ import type { SecAggUnmaskCall } from './generated/fedtune/v1/SecAggUnmaskCall';
 import type { StreamTasksRequest } from './generated/fedtune/v1/StreamTasksRequest';
 import type { TensorHeader } from './generated/fedtune/v1/TensorHeader';
 import type { UploadFrame } from './generated/fedtune/v1/UploadFrame';
-import { MAX_CHUNK_BYTES, ProtocolError } from './tensor-stream';
+import { ProtocolError, status } from './errors';
+import { MAX_CHUNK_BYTES } from './tensor-stream';
 
 export const LIMITS = {
   /** client_name: a site name, [A-Za-z0-9_.@:-]. */

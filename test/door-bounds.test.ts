@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { FederationClient } from '../client-sdk/client';
 import { LIMITS, MAX_REQUEST_BYTES } from '../proto/limits';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';

@@ -6,8 +6,7 @@
 // RESOURCE_EXHAUSTED with a retry hint. No challenge is ever evicted to make room, so a flood of Hellos from
 // one peer cannot invalidate a legitimate site's pending challenge (it once evicted the oldest, globally).
 import { randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../../proto/tensor-stream';
+import { ProtocolError, status } from '../../proto/errors';
 import { RetryLater } from '../../proto/limits';
 
 export interface ChallengeLimits {

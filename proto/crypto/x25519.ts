@@ -2,8 +2,7 @@
 // A low-order key makes every shared secret all-zero, i.e. public: anyone could open what is sealed under it.
 // A non-canonical encoding (bit 255 set, or a u-coordinate ≥ p = 2^255 − 19) names the same point as another
 // byte string, so two "different" keys would agree the same secret; both are refused.
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError, status } from '../errors';
 import { isLowOrder } from '../secagg/keys';
 
 /** True when pk is the canonical encoding of a u-coordinate: bit 255 clear and the value below 2^255 − 19. */
