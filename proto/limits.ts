@@ -141,7 +141,7 @@ const id = taskId;
 export function checkMetrics(metrics: Readonly<Record<string, number | string>> | null | undefined): void {
   const entries = Object.entries(metrics ?? {});
   // Metrics land in every manifest: keep them finite and bounded.
-  checkCount('metrics', entries.length, LIMITS.metrics);
+  if (entries.length > LIMITS.metrics) throw bad(`${entries.length} metrics; at most ${LIMITS.metrics} are recorded`);
   for (const [k, v] of entries) {
     checkString('metric name', k, LIMITS.metricName, METRIC_NAME, `1-${LIMITS.metricName} characters of [A-Za-z0-9_.:/-]`);
     if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(`metric ${k} is ${v}; metrics must be finite`);

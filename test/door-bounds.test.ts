@@ -93,7 +93,7 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
     await refusedQuickly(() => report({ backend: long(MB) }), status.RESOURCE_EXHAUSTED, 'ReportMetrics request of');
     await refusedQuickly(() => report({ backend: long(100) }), status.INVALID_ARGUMENT, 'backend is 100 characters long');
     await refusedQuickly(() => report({ task_id: long(LIMITS.id + 1) }), status.INVALID_ARGUMENT, `task_id is ${LIMITS.id + 1} characters long`);
-    await refusedQuickly(() => report({ metrics: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`m${i}`, 1])) }), status.INVALID_ARGUMENT, 'metrics has 65 entries; at most 64');
+    await refusedQuickly(() => report({ metrics: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`m${i}`, 1])) }), status.INVALID_ARGUMENT, '65 metrics; at most 64 are recorded');
     await refusedQuickly(() => report({ metrics: { [long(65)]: 1 } }), status.INVALID_ARGUMENT, 'metric name is 65 characters long');
   });
 
