@@ -3,6 +3,7 @@
 // number of reconnects the SDK made on the way (a reconnect storm shows up here first).
 //   node dist/bench/join-storm.js [N ...]            (default 1000 2000; auth.mode tofu)
 //   FEDTUNE_BENCH_AUTH=allow node dist/bench/join-storm.js 2000   (sites pre-enrolled on auth.allowList)
+//   FEDTUNE_BENCH_PROCESSES=8 node dist/bench/join-storm.js 5000  (site processes; default 4)
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -117,7 +118,7 @@ if (require.main === module) {
   else {
     const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
     const auth = process.env.FEDTUNE_BENCH_AUTH === 'allow' ? 'allow' : 'tofu';
-    benchJoins(sizes.length ? sizes : [1000, 2000], auth).then(
+    benchJoins(sizes.length ? sizes : [1000, 2000], auth, Number(process.env.FEDTUNE_BENCH_PROCESSES ?? 4)).then(
       (rows) => {
         for (const r of rows) console.log(`${r.sites} sites (${r.processes} processes, ${r.auth}): joined in ${r.join_seconds.toFixed(2)} s, ${r.reconnects} reconnects, coordinator CPU ${r.coordinator_cpu_seconds.toFixed(2)} s`);
         process.exit(0);
