@@ -29,7 +29,7 @@ import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
-import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
+import { LIMITS, retryAfterOf, checkAdvertise, checkShareKeys, checkUnmask, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -357,6 +357,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
       );
     const base = { session_token: this.token, task_id: t.task_id, round: t.round };
+    const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);
     return runSecAgg({
       config: settingsFromWire(t.secagg!, t.base_manifest_sha256),
       clientId: this.clientId,
@@ -369,11 +370,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       signal,
       beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
       transport: {
-        advertise: (ad) => unary('SecAggAdvertise', { ...base, advertisement: adToWire(ad) }),
-        shareKeys: (m) => unary('SecAggShareKeys', { ...base, share_keys: shareKeysToWire(m) }),
+        // Each stage message is checked against the wire's bounds (proto/limits.ts) before it is sent.
+        advertise: (ad) => unary('SecAggAdvertise', checked(checkAdvertise, { ...base, advertisement: adToWire(ad) })),
+        shareKeys: (m) => unary('SecAggShareKeys', checked(checkShareKeys, { ...base, share_keys: shareKeysToWire(m) })),
         // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
         unmask: (r) =>
-          unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }).catch((e: grpc.ServiceError) => {
+          unary('SecAggUnmask', checked(checkUnmask, { ...base, response: unmaskResponseToWire(r) })).catch((e: grpc.ServiceError) => {
             if (e.code !== status.FAILED_PRECONDITION || !/closed/.test(e.details ?? '')) throw e;
           }),
         uploadMasked: (y) => this.uploadMasked(t, y),
