@@ -216,6 +216,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       const touch = (): void => {
         clearTimeout(idle);
         idle = setTimeout(() => reject(new ProtocolError(status.DEADLINE_EXCEEDED, `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`)), idleMs);
+        idle.unref(); // never what keeps a stopping coordinator alive
       };
       touch();
       call.on('data', (frame: UploadFrame__Output) => {
