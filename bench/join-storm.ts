@@ -4,6 +4,7 @@
 //   node dist/bench/join-storm.js [N ...]            (default 1000 2000; auth.mode tofu)
 //   FEDTUNE_BENCH_AUTH=allow node dist/bench/join-storm.js 2000   (sites pre-enrolled on auth.allowList)
 //   FEDTUNE_BENCH_PROCESSES=8 node dist/bench/join-storm.js 5000  (site processes; default 4)
+//   FEDTUNE_BENCH_ROUND=1 node dist/bench/join-storm.js 2000       (then one round with every site: time to commit)
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -19,10 +20,11 @@ import type { NamedTensor } from '../proto/tensors';
 const identity = (name: string) => identityFromSeed(createHash('sha256').update(`bench-join:${name}`).digest());
 const siteName = (i: number): string => `site-${String(i).padStart(5, '0')}`;
 
-class IdleTrainer implements Trainer {
+/** Adds a small constant: the round's cost is the protocol's, not training's. */
+class TinyTrainer implements Trainer {
   readonly backend = 'bench';
-  train(): Promise<TrainOutcome> {
-    return Promise.reject(new Error('no round runs in the join bench'));
+  train(global: readonly NamedTensor[]): Promise<TrainOutcome> {
+    return Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 0.001) })), numExamples: 10, metrics: { train_loss: 1 } });
   }
 }
 
@@ -39,7 +41,7 @@ function child(address: string, start: number, count: number): void {
   function go(addr: string, first: number, keys: ReturnType<typeof identity>[]): void {
     for (let i = first; i < first + keys.length; i++) {
       const name = siteName(i);
-      const c = new FederationClient({ address: addr, name, identity: keys[i - first], trainer: new IdleTrainer() });
+      const c = new FederationClient({ address: addr, name, identity: keys[i - first], trainer: new TinyTrainer() });
       c.on('joined', () => process.send?.({ joined: 1 }));
       c.on('reconnecting', (r) => process.send?.({ reconnect: ++reconnects, error: r.error }));
       void c.run().catch((e: Error) => process.send?.({ fatal: e.message }));
@@ -52,11 +54,13 @@ export interface JoinBenchRow {
   processes: number;
   auth: string;
   join_seconds: number;
+  /** With a round: from the last join to the commit of v1 (every site selected, all updates needed). */
+  round_seconds?: number;
   reconnects: number;
   coordinator_cpu_seconds: number;
 }
 
-export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow' = 'tofu', processes = 4): Promise<JoinBenchRow[]> {
+export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow' = 'tofu', processes = 4, round = false): Promise<JoinBenchRow[]> {
   const rows: JoinBenchRow[] = [];
   for (const n of sizes) {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-join-'));
@@ -65,7 +69,8 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 1 },
-        rounds: { total: 1, minClients: n + 1, minUpdates: 1, clientsPerRound: 1 },
+        // Without a round nobody is selected (minClients is never reached); with one, every site takes part.
+        rounds: round ? { total: 1, minClients: n, minUpdates: n, clientsPerRound: n, deadlineMs: 600_000, maxAttempts: 1 } : { total: 1, minClients: n + 1, minUpdates: 1, clientsPerRound: 1 },
         auth: { mode: auth === 'allow' ? 'enrolled' : 'tofu', allowList },
         log: { level: 'silent' },
       },
@@ -104,11 +109,16 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
       });
     });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    let roundSeconds: number | undefined;
+    if (round) {
+      await co.done;
+      roundSeconds = Number(process.hrtime.bigint() - t0) / 1e9 - seconds;
+    }
     const cpu = process.cpuUsage(cpu0);
     for (const k of kids) k.kill('SIGKILL');
     await co.stop(200);
     await fs.rm(dir, { recursive: true, force: true });
-    rows.push({ sites: n, processes, auth, join_seconds: seconds, reconnects, coordinator_cpu_seconds: (cpu.user + cpu.system) / 1e6 });
+    rows.push({ sites: n, processes, auth, join_seconds: seconds, ...(roundSeconds !== undefined ? { round_seconds: roundSeconds } : {}), reconnects, coordinator_cpu_seconds: (cpu.user + cpu.system) / 1e6 });
   }
   return rows;
 }
@@ -118,9 +128,12 @@ if (require.main === module) {
   else {
     const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
     const auth = process.env.FEDTUNE_BENCH_AUTH === 'allow' ? 'allow' : 'tofu';
-    benchJoins(sizes.length ? sizes : [1000, 2000], auth, Number(process.env.FEDTUNE_BENCH_PROCESSES ?? 4)).then(
+    benchJoins(sizes.length ? sizes : [1000, 2000], auth, Number(process.env.FEDTUNE_BENCH_PROCESSES ?? 4), process.env.FEDTUNE_BENCH_ROUND === '1').then(
       (rows) => {
-        for (const r of rows) console.log(`${r.sites} sites (${r.processes} processes, ${r.auth}): joined in ${r.join_seconds.toFixed(2)} s, ${r.reconnects} reconnects, coordinator CPU ${r.coordinator_cpu_seconds.toFixed(2)} s`);
+        for (const r of rows) {
+          const rd = r.round_seconds !== undefined ? `, round committed ${r.round_seconds.toFixed(2)} s later` : '';
+          console.log(`${r.sites} sites (${r.processes} processes, ${r.auth}): joined in ${r.join_seconds.toFixed(2)} s${rd}, ${r.reconnects} reconnects, coordinator CPU ${r.coordinator_cpu_seconds.toFixed(2)} s`);
+        }
         process.exit(0);
       },
       (e: Error) => {
