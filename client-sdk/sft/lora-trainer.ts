@@ -33,11 +33,11 @@ export interface LoraSftTrainerOptions {
 }
 
 // Separate PRNG streams of the same seed for the two random processes.
-const STREAM_SHUFFLE = 1;
+export const STREAM_SHUFFLE = 1;
 const STREAM_DROPOUT = 2;
 
 /** Epoch-wise seeded shuffling: a fresh permutation each time the data is exhausted. */
-class ExampleStream {
+export class ExampleStream {
   private perm: number[] = [];
   private pos = 0;
   constructor(private readonly n: number, private readonly rng: Prng) {}
