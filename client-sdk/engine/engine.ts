@@ -46,6 +46,9 @@ export class LoraEngine {
   private readonly stepWords = new Uint32Array(STEP.words);
   private readonly stepF32 = new Float32Array(this.stepWords.buffer);
   private t = 0;
+  /** CPU milliseconds spent in step() (input uploads, recording, submit) since construction. */
+  cpuMs = 0;
+  steps = 0;
   private acc1 = 1;
   private acc2 = 1;
   /** Distinct shader modules compiled (pipelines are shared between kernels with identical WGSL). */
@@ -144,6 +147,7 @@ export class LoraEngine {
   /** Writes the step's inputs and submits the whole step as one command buffer. */
   step(inp: StepInput): void {
     if (this.ed.lostReason) throw new Error(this.ed.lostReason);
+    const c0 = performance.now();
     const { batch, seq, config } = this.o;
     const N = batch * seq;
     if (inp.ids.length !== N) throw new Error(`step ids: ${inp.ids.length}, expected ${N}`);
@@ -192,6 +196,8 @@ export class LoraEngine {
     }
     pass.end();
     this.ed.device.queue.submit([enc.finish()]);
+    this.cpuMs += performance.now() - c0;
+    this.steps++;
   }
 
   /** Reads a buffer's bytes (waits for all submitted work). */

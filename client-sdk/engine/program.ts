@@ -34,6 +34,8 @@ export interface Program {
   readonly buffers: ReadonlyMap<string, { readonly elems: number; readonly type: 'f32' | 'f16' | 'u32' }>;
   readonly rows: number;
   readonly maxPairs: number;
+  /** [offset, length] of every adapter-gradient region the step writes (each element exactly once). */
+  readonly gradWrites: readonly (readonly [number, number])[];
 }
 
 const SPLIT_ROWS = 256;
@@ -56,6 +58,7 @@ export function buildProgram(o: ProgramOptions): Program {
   const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
   const kernels: Kernel[] = [];
   let maxPart = 1;
+  const gradWrites: [number, number][] = [];
   const mm = (spec: MatmulSpec): void => {
     const big = !spec.splitK && spec.N > 16 && spec.M > 16;
     kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
@@ -124,6 +127,7 @@ export function buildProgram(o: ProgramOptions): Program {
       mm({ label: `lora.dA h${p.layer}.${p.proj}`, M: r, N: p.inF, K: N, splitK: S, a: opnd('du', 0, 'f32', true), b: x, epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } } });
       kernels.push(reduceSplitK(`lora.dA.sum h${p.layer}.${p.proj}`, S, r * p.inF, p.lora.a));
       maxPart = Math.max(maxPart, S * p.outF * r, S * r * p.inF);
+      gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
     }
     const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
     mm({ label: `bwd.dx h${p.layer}.${p.proj}`, M: N, N: p.inF, K: p.outF, a: dy, b: opnd('w', p.w, wt, true), epi: { ...epi, lora } });
@@ -169,5 +173,5 @@ export function buildProgram(o: ProgramOptions): Program {
     buffers.set('dres16', { elems: N * D, type: 'f16' });
   }
   for (const k of kernels) for (const b of k.bindings) if (!buffers.has(b.buffer)) throw new Error(`${k.label}: unknown buffer ${b.buffer}`);
-  return { kernels, buffers, rows: N, maxPairs: P };
+  return { kernels, buffers, rows: N, maxPairs: P, gradWrites };
 }

@@ -34,6 +34,11 @@ export class EngineSftTrainer implements Trainer {
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
   }
 
+  /** The engine of the last round (for benchmarks: dispatches, CPU time, bytes). */
+  get current(): LoraEngine | undefined {
+    return this.engine?.e;
+  }
+
   get backend(): string {
     return `engine-${this.opts.path}`;
   }
