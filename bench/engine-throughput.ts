@@ -66,6 +66,11 @@ async function main(): Promise<void> {
             engine_gpu_bytes: e.bytesAllocated,
             train_loss: out.metrics.train_loss,
           });
+          if (args.includes('--profile')) {
+            const prof = await e.profile(batch * (m.seq - 1));
+            const rows = Object.entries(prof).sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => `${k} ×${v.count}: ${v.ms.toFixed(3)} ms`);
+            results[results.length - 1].profile_ms = rows;
+          }
           await trainer.dispose();
         } catch (err) {
           results.push({ config: m.name, engine: p, batch, error: (err as Error).message.split('\n').slice(0, 3).join(' ') });

@@ -200,6 +200,35 @@ export class LoraEngine {
     this.steps++;
   }
 
+  /**
+   * Per-kernel GPU time (ms, wall clock over `reps` back-to-back dispatches in one submit, launch overhead
+   * included), summed by label with the layer index removed. For benchmarks: it runs kernels out of order on the
+   * current buffers, so the engine's state is garbage afterwards.
+   */
+  async profile(pairs: number, reps = 10): Promise<Record<string, { ms: number; count: number }>> {
+    const out: Record<string, { ms: number; count: number }> = {};
+    for (const p of this.passes) {
+      const g = typeof p.kernel.grid === 'function' ? p.kernel.grid({ pairs }) : p.kernel.grid;
+      const enc = this.ed.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(p.pipeline);
+      pass.setBindGroup(0, p.bindGroup);
+      for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(g[0], g[1], g[2]);
+      pass.end();
+      await this.idle();
+      const t0 = performance.now();
+      this.ed.device.queue.submit([enc.finish()]);
+      await this.idle();
+      const ms = (performance.now() - t0) / reps;
+      const key = p.kernel.label.replace(/h\d+\./, '');
+      const e = out[key] ?? { ms: 0, count: 0 };
+      e.ms += ms;
+      e.count++;
+      out[key] = e;
+    }
+    return out;
+  }
+
   /** Reads a buffer's bytes (waits for all submitted work). */
   async readBytes(name: string, bytes?: number): Promise<ArrayBuffer> {
     const src = this.buf(name);

@@ -11,7 +11,7 @@ export const STEP = { pairs: 0, invPairs: 1, lr: 2, decay: 3, bc1: 4, bc2: 5, cl
  * One workgroup per scored pair p: lse over the V logits, lossPart[p] = lse − logit[target], and
  * dlogits[p, v] = softmax − onehot, written over the logits (f32 path) or into an f16 buffer.
  */
-export function crossEntropy(maxPairs: number, V: number, act: 'f32' | 'f16'): Kernel {
+export function crossEntropy(maxPairs: number, V: number, ld: number, act: 'f32' | 'f16'): Kernel {
   const inPlace = act === 'f32';
   const bindings: Binding[] = [
     { buffer: 'step', type: 'u32', write: false },
@@ -27,7 +27,7 @@ ${REDUCE}
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let p = wg.x;
   if (p >= min(step[0], ${u32(maxPairs)})) { return; }
-  let o = p * ${u32(V)};
+  let o = p * ${u32(ld)};
   var mx = -3.0e38;
   for (var v = li; v < ${u32(V)}; v += ${u32(REDUCE_WG)}) { mx = max(mx, logits[o + v]); }
   mx = wg_max(mx, li);

@@ -11,6 +11,8 @@ export interface Operand extends Ref {
   readonly type: 'f32' | 'f16';
   /** A stored [K, M] instead of [M, K]; B stored [N, K] instead of [K, N]. */
   readonly trans: boolean;
+  /** Row stride of the stored matrix when it is not the natural one (e.g. logits padded to a multiple of 8). */
+  readonly ld?: number;
 }
 
 export interface MatmulSpec {
@@ -48,6 +50,10 @@ export function chooseTile(M: number, N: number): TileShape {
 export function matmulGrid(spec: MatmulSpec, t: TileShape, rows: number): [number, number, number] {
   return [ceilDiv(spec.N, t.wx * t.tn), ceilDiv(rows, t.wy * t.tm), spec.splitK ?? 1];
 }
+
+/** Row strides of the stored operands. */
+export const lda = (s: MatmulSpec): number => s.a.ld ?? (s.a.trans ? s.M : s.K);
+export const ldb = (s: MatmulSpec): number => s.b.ld ?? (s.b.trans ? s.K : s.N);
 
 /** Bindings of a matmul: A, B, then the epilogue's (deduplicated), then `step` when rows are per-step. */
 export function matmulBindings(spec: MatmulSpec): Binding[] {
@@ -88,11 +94,11 @@ export function tiledMatmul(spec: MatmulSpec, tile: TileShape = chooseTile(spec.
   const loadA = a.trans
     ? `let mm = i % ${u32(BM)}; let kk = i / ${u32(BM)};`
     : `let kk = i % ${u32(bk)}; let mm = i / ${u32(bk)};`;
-  const idxA = a.trans ? `(k0 + kk) * ${u32(M)} + m0 + mm` : `(m0 + mm) * ${u32(K)} + k0 + kk`;
+  const idxA = a.trans ? `(k0 + kk) * ${u32(lda(spec))} + m0 + mm` : `(m0 + mm) * ${u32(lda(spec))} + k0 + kk`;
   const loadB = b.trans
     ? `let kk = i % ${u32(bk)}; let nn = i / ${u32(bk)};`
     : `let nn = i % ${u32(BN)}; let kk = i / ${u32(BN)};`;
-  const idxB = b.trans ? `(n0 + nn) * ${u32(K)} + k0 + kk` : `(k0 + kk) * ${u32(N)} + n0 + nn`;
+  const idxB = b.trans ? `(n0 + nn) * ${u32(ldb(spec))} + k0 + kk` : `(k0 + kk) * ${u32(ldb(spec))} + n0 + nn`;
   const code = `${header(bindings)}
 ${epilogueWgsl(spec.epi, N)}
 var<workgroup> As: array<f32, ${BM * bk}>;

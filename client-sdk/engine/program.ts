@@ -49,12 +49,13 @@ export function buildProgram(o: ProgramOptions): Program {
   const H = cfg.nHead;
   const L = cfg.nLayer;
   const N = B * T;
+  const VP = Math.ceil(V / 8) * 8; // logits row stride: 16-byte aligned rows for subgroup-matrix loads
   const P = N; // a position scores at most one next token per pair; packBatch never exceeds B·T pairs
   const r = layout.r;
   const act: 'f32' | 'f16' = o.path === 'f32' ? 'f32' : 'f16';
   const wt: 'f32' | 'f16' = act;
   if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds n_positions ${cfg.nPositions}`);
-  if (N * Math.max(D, F) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
+  if (N * D > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
   const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
   const kernels: Kernel[] = [];
   let maxPart = 1;
@@ -106,13 +107,13 @@ export function buildProgram(o: ProgramOptions): Program {
   kernels.push(layerNormForward(N, D, cfg.layerNormEpsilon, act, { x: xOff(2 * L), gamma: layout.lnf.gamma, beta: layout.lnf.beta, y: 'hf', yOff: 0, stats: 2 * L * N * 2 }));
   kernels.push(gatherPairs(P, D, act));
   const head = o.path === 'f32' ? 'wte' : 'wte16';
-  mm({ label: 'lm.logits', M: P, N: V, K: D, rowsArePairs: true, a: opnd('hs', 0, act), b: opnd(head, 0, wt, true), epi: { out: { buffer: 'logits', offset: 0, ld: V, mode: 'store' } } });
-  kernels.push(crossEntropy(P, V, act));
+  mm({ label: 'lm.logits', M: P, N: V, K: D, rowsArePairs: true, a: opnd('hs', 0, act), b: opnd(head, 0, wt, true), epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } } });
+  kernels.push(crossEntropy(P, V, VP, act));
   kernels.push(lossMean(P));
 
   // ---------- backward ----------
   const dlog = act === 'f32' ? 'logits' : 'dlogits';
-  mm({ label: 'lm.dhs', M: P, N: D, K: V, rowsArePairs: true, a: opnd(dlog, 0, act), b: opnd(head, 0, wt), epi: { out: { buffer: 'dhs', offset: 0, ld: D, mode: 'store' } } });
+  mm({ label: 'lm.dhs', M: P, N: D, K: V, rowsArePairs: true, a: { ...opnd(dlog, 0, act), ld: VP }, b: opnd(head, 0, wt), epi: { out: { buffer: 'dhs', offset: 0, ld: D, mode: 'store' } } });
   kernels.push(scatterPairs(N, D));
   const copy16 = act === 'f16';
   kernels.push(layerNormBackward(N, D, act, { dy: 'dhf', x: xOff(2 * L), gamma: layout.lnf.gamma, stats: 2 * L * N * 2, mode: 'store', copy16 }));
@@ -162,14 +163,14 @@ export function buildProgram(o: ProgramOptions): Program {
     ['step', u(8)], ['ids', u(N)], ['pairRow', u(P)], ['pairTarget', u(P)], ['rowStart', u(N + 1)], ['rowPairs', u(P)],
     ['xres', f((2 * L + 1) * N * D)], ['stats', f((2 * L + 1) * N * 2)], ['lnA', a(L * N * D)], ['lnM', a(L * N * D)],
     ['qkv', f(L * N * 3 * D)], ['ctx', a(L * N * D)], ['lse', f(L * B * H * T)], ['hpre', f(L * N * F)], ['gact', a(L * N * F)],
-    ['low', f(layout.loraModules * N * r)], ['hf', a(N * D)], ['hs', a(P * D)], ['logits', f(P * V)], ['lossPart', f(P)], ['loss', f(2)],
+    ['low', f(layout.loraModules * N * r)], ['hf', a(N * D)], ['hs', a(P * D)], ['logits', f(P * VP)], ['lossPart', f(P)], ['loss', f(2)],
     ['dhs', f(P * D)], ['dhf', f(N * D)], ['dres', f(N * D)], ['dact', a(N * F)], ['dln', a(N * D)], ['dctx', a(N * D)],
     ['dqkv', a(N * 3 * D)], ['delta', f(B * H * T)], ['du', f(N * r)], ['part', f(maxPart)],
     ['theta', f(nP)], ['grad', f(nP)], ['adamM', f(nP)], ['adamV', f(nP)], ['normPart', f(ceilDiv(nP, NORM_CHUNK))], ['norm', f(1)],
   ]);
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });
-    buffers.set('dlogits', { elems: P * V, type: 'f16' });
+    buffers.set('dlogits', { elems: P * VP, type: 'f16' });
     buffers.set('dres16', { elems: N * D, type: 'f16' });
   }
   for (const k of kernels) for (const b of k.bindings) if (!buffers.has(b.buffer)) throw new Error(`${k.label}: unknown buffer ${b.buffer}`);
