@@ -65,6 +65,7 @@ async function main(): Promise<void> {
             cpu_ms_per_step: (e.cpuMs - cpu0) / (e.steps - n0),
             engine_gpu_bytes: e.bytesAllocated,
             train_loss: out.metrics.train_loss,
+            build_ms: e.buildMs,
           });
           if (args.includes('--profile')) {
             const prof = await e.profile(batch * (m.seq - 1));
@@ -81,7 +82,10 @@ async function main(): Promise<void> {
     model.dispose();
   }
   await ed.device.queue.onSubmittedWorkDone();
-  console.log(JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, caps: ed.caps, results }, null, 2));
+  const json = JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, caps: ed.caps, results }, null, 2);
+  // Dawn prints shader warnings on stdout, so --out names a file for the clean JSON.
+  if (args.includes('--out')) require('node:fs').writeFileSync(pick('--out', ''), json + '\n');
+  console.log(json);
   process.exit(0);
 }
 

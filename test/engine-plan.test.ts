@@ -11,6 +11,7 @@ import { chooseTile, tiledMatmul, type MatmulSpec } from '../client-sdk/engine/m
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
 import { choosePath, parseEnginePath, type Capabilities } from '../client-sdk/engine/device';
 import { randomGpt2Weights } from '../client-sdk/model/init';
+import { shareKernels } from '../client-sdk/engine/dedupe';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -135,5 +136,22 @@ describe('engine: path choice', () => {
     expect(parseEnginePath('auto')).to.equal(undefined);
     expect(parseEnginePath('off')).to.equal('off');
     expect(() => parseEnginePath('fast')).to.throw(/FEDTUNE_ENGINE/);
+  });
+});
+
+describe('engine: pipeline sharing', () => {
+  it('one shader per kernel template; each dispatch recovers its own constants from its parameter block', () => {
+    const cfg = parseGpt2Config({ vocab_size: 300, n_positions: 64, n_embd: 32, n_layer: 4, n_head: 4 });
+    const adapter = initLoraAdapter(cfg, LORA, 1);
+    const prog = buildProgram({ config: cfg, layout: modelLayout(cfg, adapter, 32), batch: 2, seq: 16, path: 'tc', loraScale: 2, adam: ADAM });
+    const { groups, groupOf } = shareKernels(prog.kernels);
+    expect(groups.length).to.be.lessThan(prog.kernels.length / 2);
+    prog.kernels.forEach((k, i) => {
+      const g = groups[groupOf[i]];
+      const vals = g.params[g.members.indexOf(i)];
+      const body = g.code.replace(/\n@group\(0\) @binding\(\d+\) var<uniform> prm[^\n]*\n$/, '');
+      const rebuilt = body.replace(/prm\[(\d+)\]\[(\d+)\]/g, (_, a: string, b: string) => `${vals[Number(a) * 4 + Number(b)]}u`);
+      expect(rebuilt).to.equal(k.code);
+    });
   });
 });

@@ -11,6 +11,7 @@ import { STEP } from './loss';
 import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor } from '../../proto/tensors';
 import { toHalfBits } from './half';
+import { shareKernels } from './dedupe';
 
 export interface EngineOptions {
   readonly config: Gpt2Config;
@@ -54,6 +55,8 @@ export class LoraEngine {
   /** Distinct shader modules compiled (pipelines are shared between kernels with identical WGSL). */
   readonly pipelineCount: number;
   readonly bytesAllocated: number;
+  /** CPU milliseconds to create the pipelines and bind groups (driver shader compilation included). */
+  readonly buildMs: number;
 
   constructor(private readonly ed: EngineDevice, private readonly o: EngineOptions) {
     const dev = ed.device;
@@ -71,21 +74,32 @@ export class LoraEngine {
     this.bytesAllocated = bytes;
     this.uploadWeights();
     dev.pushErrorScope('validation');
-    const modules = new Map<string, GPUComputePipeline>();
-    for (const k of this.program.kernels) {
-      let pipeline = modules.get(k.code);
-      if (!pipeline) {
-        const module = dev.createShaderModule({ label: k.label, code: k.code });
-        pipeline = dev.createComputePipeline({ label: k.label, layout: 'auto', compute: { module, entryPoint: 'main' } });
-        modules.set(k.code, pipeline);
-      }
-      const bindGroup = dev.createBindGroup({
-        label: k.label,
-        layout: pipeline.getBindGroupLayout(0),
-        entries: k.bindings.map((b, i) => ({ binding: i, resource: { buffer: this.buf(b.buffer) } })),
-      });
+    const t0 = performance.now();
+    const { groups, groupOf } = shareKernels(this.program.kernels);
+    const pipelines = groups.map((g) => {
+      const k = this.program.kernels[g.members[0]];
+      const module = dev.createShaderModule({ label: k.label, code: g.code });
+      return dev.createComputePipeline({ label: k.label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+    });
+    // One static uniform buffer holds every dispatch's varying constants, 256 bytes apart (binding alignment).
+    const slots = this.program.kernels.map((_, i) => groups[groupOf[i]].params[groups[groupOf[i]].members.indexOf(i)]);
+    const params = new Uint32Array(64 * Math.max(1, this.program.kernels.length));
+    slots.forEach((v, i) => {
+      if (v.length > 64) throw new Error('too many varying constants in one kernel');
+      params.set(v, 64 * i);
+    });
+    const paramBuf = dev.createBuffer({ label: 'params', size: params.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    dev.queue.writeBuffer(paramBuf, 0, params);
+    this.buffers.set('$params', paramBuf);
+    this.program.kernels.forEach((k, i) => {
+      const pipeline = pipelines[groupOf[i]];
+      const entries: GPUBindGroupEntry[] = k.bindings.map((b, j) => ({ binding: j, resource: { buffer: this.buf(b.buffer) } }));
+      if (slots[i].length > 0) entries.push({ binding: k.bindings.length, resource: { buffer: paramBuf, offset: 256 * i, size: 16 * Math.ceil(slots[i].length / 4) } });
+      const bindGroup = dev.createBindGroup({ label: k.label, layout: pipeline.getBindGroupLayout(0), entries });
       this.passes.push({ kernel: k, pipeline, bindGroup });
-    }
+    });
+    this.buildMs = performance.now() - t0;
+    const modules = { size: pipelines.length };
     this.pipelineCount = modules.size;
     this.buildError = dev.popErrorScope();
   }

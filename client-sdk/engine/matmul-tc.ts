@@ -17,11 +17,11 @@ const BN = TN * 16;
 export function tcMatmul(spec: MatmulSpec): Kernel {
   checkSpec(spec);
   if (spec.a.type !== 'f16' || spec.b.type !== 'f16') throw new Error(`${spec.label}: tensor-core matmul needs f16 operands`);
-  if (spec.splitK) throw new Error(`${spec.label}: tensor-core matmul has no split-K`);
   const { M, N, K, a, b } = spec;
+  const S = spec.splitK ?? 1;
+  const KC = Math.ceil(K / S / 16) * 16; // each z-slice's k range, whole 16-steps except the last slice's tail
   const la = lda(spec);
   const lb = ldb(spec);
-  const KF = Math.floor(K / 16) * 16;
   const bindings = matmulBindings(spec);
   const L = 'subgroup_matrix_left<f16, 16, 16>';
   const R = 'subgroup_matrix_right<f16, 16, 16>';
@@ -54,7 +54,7 @@ export function tcMatmul(spec: MatmulSpec): Kernel {
     let idx = li + e * 32u;
     let m = m0 + ${i * 16}u + idx / 16u;
     let n = n0 + ${j * 16}u + idx % 16u;
-    if (m < mLim && n < ${u32(N)}) { epi(m, n, St[idx], 0u); }
+    if (m < mLim && n < ${u32(N)}) { epi(m, n, St[idx], wg.z * ${u32(M * N)}); }
   }
   workgroupBarrier();`);
     }
@@ -86,14 +86,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let m0 = wg.y * ${u32(BM)};
   let n0 = wg.x * ${u32(BN)};
   if (m0 >= mLim) { return; }
+  let kBegin = wg.z * ${u32(KC)};
+  let kEnd = min(${u32(K)}, kBegin + ${u32(KC)});
+  let kFull = kBegin + (max(kEnd, kBegin) - kBegin) / 16u * 16u;
   ${decl.join('\n  ')}
   if (m0 + ${u32(BM)} <= mLim && n0 + ${u32(BN)} <= ${u32(N)}) {
-    for (var k0 = 0u; k0 < ${u32(KF)}; k0 += 16u) {
+    for (var k0 = kBegin; k0 < kFull; k0 += 16u) {
       ${direct.join('\n      ')}
       ${mma.join('\n      ')}
     }
   } else {
-    for (var k0 = 0u; k0 < ${u32(KF)}; k0 += 16u) {
+    for (var k0 = kBegin; k0 < kFull; k0 += 16u) {
       stage(k0, m0, n0, mLim, li);
       workgroupBarrier();
       ${staged.join('\n      ')}
@@ -101,8 +104,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       workgroupBarrier();
     }
   }
-  ${KF < K ? `{
-    let k0 = ${u32(KF)};
+  ${K % 16 !== 0 ? `if (kFull < kEnd) {
+    let k0 = kFull;
     stage(k0, m0, n0, mLim, li);
     workgroupBarrier();
     ${staged.join('\n    ')}
@@ -111,7 +114,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   }` : ''}
   ${store.join('\n  ')}
 }`;
-  const rows = (r: number): [number, number, number] => [ceilDiv(N, BN), ceilDiv(r, BM), 1];
+  const rows = (r: number): [number, number, number] => [ceilDiv(N, BN), ceilDiv(r, BM), S];
   const grid = spec.rowsArePairs ? (s: StepShape) => rows(Math.min(s.pairs, M)) : rows(M);
   return { label: spec.label, code, bindings, grid, f16: true, subgroupMatrix: true };
 }

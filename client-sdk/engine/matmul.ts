@@ -75,7 +75,7 @@ export function checkSpec(spec: MatmulSpec): void {
   for (const [k, v] of [['M', spec.M], ['N', spec.N], ['K', spec.K]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`${spec.label}: ${k} = ${v}`);
   }
-  if (spec.splitK !== undefined && (spec.splitK < 2 || spec.rowsArePairs)) throw new Error(`${spec.label}: bad splitK`);
+  if (spec.splitK !== undefined && spec.splitK < 2) throw new Error(`${spec.label}: bad splitK`);
 }
 
 export function tiledMatmul(spec: MatmulSpec, tile: TileShape = chooseTile(spec.M, spec.N)): Kernel {

@@ -6,12 +6,13 @@ import { REDUCE, REDUCE_WG } from './rowwise';
 import { STEP } from './loss';
 import { ceilDiv, f32, header, u32, type Binding, type Kernel } from './kernel';
 
-/** grad[off + i] = (1/P)·Σ_s part[s·MN + i] for i < MN. */
-export function reduceSplitK(label: string, S: number, MN: number, gradOffset: number): Kernel {
+/** out[off + i] = Σ_s part[s·MN + i] for i < MN, times 1/P for adapter gradients (out = 'grad'). */
+export function reduceSplitK(label: string, S: number, MN: number, gradOffset: number, out = 'grad'): Kernel {
+  // 'auto' layouts drop unused bindings, so `step` is bound only where 1/P is read.
   const bindings: Binding[] = [
-    { buffer: 'step', type: 'u32', write: false },
+    ...(out === 'grad' ? [{ buffer: 'step', type: 'u32' as const, write: false }] : []),
     { buffer: 'part', type: 'f32', write: false },
-    { buffer: 'grad', type: 'f32', write: true },
+    { buffer: out, type: 'f32', write: true },
   ];
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
@@ -20,7 +21,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= ${u32(MN)}) { return; }
   var s = 0.0;
   for (var z = 0u; z < ${u32(S)}; z++) { s += part[z * ${u32(MN)} + i]; }
-  grad[${u32(gradOffset)} + i] = s * bitcast<f32>(step[${STEP.invPairs}]);
+  ${out}[${u32(gradOffset)} + i] = s${out === 'grad' ? ` * bitcast<f32>(step[${STEP.invPairs}])` : ''};
 }`;
   return { label, code, bindings, grid: [ceilDiv(MN, 256), 1, 1] };
 }

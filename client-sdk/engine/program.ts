@@ -61,7 +61,7 @@ export function buildProgram(o: ProgramOptions): Program {
   let maxPart = 1;
   const gradWrites: [number, number][] = [];
   const mm = (spec: MatmulSpec): void => {
-    const big = !spec.splitK && spec.N > 16 && spec.M > 16;
+    const big = spec.N > 16 && spec.M > 16;
     kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
   };
   const opnd = (buffer: string, offset: number, type: 'f32' | 'f16', trans = false): Operand => ({ buffer, offset, type, trans });
@@ -113,7 +113,11 @@ export function buildProgram(o: ProgramOptions): Program {
 
   // ---------- backward ----------
   const dlog = act === 'f32' ? 'logits' : 'dlogits';
-  mm({ label: 'lm.dhs', M: P, N: D, K: V, rowsArePairs: true, a: { ...opnd(dlog, 0, act), ld: VP }, b: opnd(head, 0, wt), epi: { out: { buffer: 'dhs', offset: 0, ld: D, mode: 'store' } } });
+  // dhs = dlogits·wte reduces over the vocabulary with only P·D outputs: split-K keeps the GPU busy.
+  const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
+  mm({ label: 'lm.dhs', M: P, N: D, K: V, rowsArePairs: true, splitK: SV, a: { ...opnd(dlog, 0, act), ld: VP }, b: opnd(head, 0, wt), epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } } });
+  kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
+  maxPart = Math.max(maxPart, SV * P * D);
   kernels.push(scatterPairs(N, D));
   const copy16 = act === 'f16';
   kernels.push(layerNormBackward(N, D, act, { dy: 'dhf', x: xOff(2 * L), gamma: layout.lnf.gamma, stats: 2 * L * N * 2, mode: 'store', copy16 }));
