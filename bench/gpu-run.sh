@@ -13,7 +13,7 @@ for p in $parts; do
     tests) timeout ${TESTS_TIMEOUT:-240} node dist/test/gpu-engine.js --long ${TEST_ARGS:-} > "$out/gpu-tests.log" 2>&1; echo "exit $?" >> "$out/gpu-tests.log" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node dist/bench/engine-throughput.js --steps ${STEPS:-20} --out "$out/engine-bench.json" ${BENCH_ARGS:-} > "$out/engine-bench.log" 2>&1 ;;
     torch)
-      for b in 8 32; do PYTHONUNBUFFERED=1 timeout ${TORCH_TIMEOUT:-150} python3 bench/torch_lora_reference.py --batch $b --steps 20 > "$out/torch-b$b.json" 2>> "$out/stderr.log"; done ;;
+      for b in 8 32; do PYTHONUNBUFFERED=1 timeout ${TORCH_TIMEOUT:-150} python3 bench/torch_lora_reference.py --batch $b --steps 20 ${TORCH_ARGS:-} > "$out/torch-b$b.json" 2>> "$out/stderr.log"; done ;;
     tfjs) FEDTUNE_BACKEND=webgpu timeout 120 node dist/bench/lora-throughput.js --configs demo,gpt2-small --batch 8 --steps 5 > "$out/tfjs-webgpu-b8.json" 2>> "$out/stderr.log" ;;
   esac
 done
