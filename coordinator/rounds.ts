@@ -5,7 +5,7 @@
 // An attempt with fewer than rounds.minUpdates accepted updates fails cleanly: outstanding tasks are
 // cancelled, nothing is committed, and the round is retried (attempt + 1) up to rounds.maxAttempts.
 // No gRPC here: the service (service.ts) validates the wire and calls in; tasks go out through the registry.
-import { PROTOCOL_VERSION } from '../proto/load';
+import { PROTOCOL_VERSION } from '../proto/constants';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';

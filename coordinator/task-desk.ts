@@ -3,8 +3,7 @@
 // each task's upload (receiving → uploaded, kept sealed; replays and resumed uploads by ciphertext hash).
 // RoundEngine (rounds.ts) extends it with the scheduling.
 import { EventEmitter } from 'node:events';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError, status } from '../proto/errors';
 import type { SealedBlob } from '../proto/crypto/sealed-upload';
 import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';

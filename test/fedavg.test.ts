@@ -15,7 +15,7 @@ import {
 } from '../coordinator/strategy/fixed-point';
 import type { ClientUpdate } from '../coordinator/strategy/strategy';
 import type { NamedTensor } from '../proto/tensors';
-import { Prng } from '../client-sdk/model/prng';
+import { Prng } from '../proto/prng';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const t = (name: string, values: number[], shape: number[] = [values.length]): NamedTensor => ({

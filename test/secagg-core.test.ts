@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
   SecAggClient, SecAggServer, addMask, agree, chooseGraph, decodeSum, dealShares, encodeUpdate, holdersOf, isConnected,
@@ -213,7 +213,10 @@ describe('secagg primitives', () => {
     expect(ids.map((i) => [...same.get(i)!].sort().join())).to.deep.equal(ids.map((i) => [...g.get(i)!].sort().join()));
     expect(ids.map((i) => [...other.get(i)!].sort().join())).to.not.deep.equal(ids.map((i) => [...g.get(i)!].sort().join()));
     expect(holdersOf(g, ids[0])).to.have.length(9);
-    expect(isConnected(ids.filter((id) => !g.get(ids[0])!.has(id)), g)).to.be.a('boolean');
+    // Connectivity is judged on the induced subgraph: a path through a removed vertex does not count.
+    const path4 = new Map([['a', new Set(['b'])], ['b', new Set(['a', 'c'])], ['c', new Set(['b', 'd'])], ['d', new Set(['c'])]]);
+    expect(isConnected(['a', 'b', 'c', 'd'], path4)).to.equal(true);
+    expect(isConnected(['a', 'c', 'd'], path4)).to.equal(false);
     expect(isConnected(['a', 'b'], new Map([['a', new Set<string>()], ['b', new Set<string>()]]))).to.equal(false);
   });
 
@@ -269,7 +272,7 @@ describe('secagg rounds in memory', function () {
 describe('secagg rejections', function () {
   this.timeout(30_000);
 
-  it('advertisements: unselected, bad signature, replay from another attempt, low-order key, duplicate, wrong stage', async () => {
+  it('advertisements: unselected, bad signature, replay from another attempt, low-order or non-canonical key, duplicate, wrong stage', async () => {
     const s = setup(6, { threshold: 4 });
     const srv = new SecAggServer(s.cfg, Object.fromEntries(s.ids.map((id, i) => [id, s.identities[i].publicKey])));
     const clients = s.ids.map((id, i) => new SecAggClient({ config: s.cfg, clientId: id, identitySecretKey: s.identities[i].secretKey }));
@@ -282,6 +285,11 @@ describe('secagg rejections', function () {
     low[0] = 1;
     const lowAd: Advertisement = { clientId: s.ids[0], encPublicKey: low, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], low, ads[0].maskPublicKey), s.identities[0].secretKey) };
     await expectRejection(() => srv.addAdvertisement(lowAd), status.INVALID_ARGUMENT, /low-order/);
+    // Bit 255 set: X25519 ignores it, so this names the same point as an honest key under a second encoding.
+    const alias = Uint8Array.from(ads[0].encPublicKey);
+    alias[31] |= 0x80;
+    const aliasAd: Advertisement = { clientId: s.ids[0], encPublicKey: alias, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], alias, ads[0].maskPublicKey), s.identities[0].secretKey) };
+    await expectRejection(() => srv.addAdvertisement(aliasAd), status.INVALID_ARGUMENT, /non-canonical/);
     srv.addAdvertisement(ads[0]);
     await expectRejection(() => srv.addAdvertisement(ads[0]), status.ALREADY_EXISTS, /already advertised/);
     for (const a of ads.slice(1)) srv.addAdvertisement(a);

@@ -2,12 +2,12 @@
 // advertise → shareKeys → receiveShares → maskedInput → unmask, each exactly once and in order. The client
 // refuses anything that would reveal its input: too few peers, a roster or survivor list that does not add
 // up, or a second unmask request that differs from the first (it would let a server collect b and sk shares).
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError, status } from '../errors';
 import { bytesEqual, cmpId, isSortedUnique } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from '../crypto/ed25519';
+import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addMasks, type Mask } from './prg';
@@ -94,6 +94,7 @@ export class SecAggClient {
         throw refuse(status.UNAUTHENTICATED, `advertisement of ${a.clientId} has no valid signature for this round`);
       }
       if (isLowOrder(a.encPublicKey) || isLowOrder(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a low-order key`);
+      if (!isCanonicalX25519(a.encPublicKey) || !isCanonicalX25519(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a non-canonical key`);
     }
     const mine = roster.advertisements.find((a) => a.clientId === this.clientId);
     if (!mine || !bytesEqual(mine.encPublicKey, this.enc!.publicKey) || !bytesEqual(mine.maskPublicKey, this.mask!.publicKey)) {
