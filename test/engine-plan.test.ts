@@ -2,8 +2,8 @@
 // program (every adapter gradient written exactly once, the tensor-core path used only where it applies, buffer
 // sizes), WGSL generation and the run-time path choice. The kernels themselves are checked on a GPU by
 // test/gpu-engine.ts (`npm run test:gpu`).
-import { parseGpt2Config, type Gpt2Config } from '../client-sdk/model/config';
-import { initLoraAdapter, type LoraConfig } from '../client-sdk/model/lora';
+import { parseGpt2Config, type Gpt2Config } from '../proto/model/gpt2-config';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { halfBits, halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { adapterOffsets, modelLayout, packWeights } from '../client-sdk/engine/layout';
 import { buildProgram, type EnginePath } from '../client-sdk/engine/program';

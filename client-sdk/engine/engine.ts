@@ -3,7 +3,7 @@
 // every bind group once, and per step writes the step's inputs (token ids, scored pairs, a 32-byte step record)
 // and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
 // asked (the loss is also summed on the GPU for the round).
-import type { Gpt2Config } from '../model/config';
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { EngineDevice } from './device';
 import type { Kernel } from './kernel';
 import { modelLayout, packWeights, type ModelLayout } from './layout';

@@ -2,9 +2,9 @@
 // adapter's per-tensor offsets (PEFT keys sorted, as sft/flat-adapter.ts lays them out), and the sizes of every
 // activation buffer for one (model, batch, seq). Pure arithmetic, so CI checks it without a GPU.
 import type { NamedTensor } from '../../proto/tensors';
-import type { Gpt2Config } from '../model/config';
-import { BLOCK_PROJECTIONS } from '../model/gpt2';
-import { parsePeftKey } from '../model/lora';
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
+import { BLOCK_PROJECTIONS } from '../../proto/model/gpt2-config';
+import { parsePeftKey } from '../../proto/model/lora-layout';
 
 export type Projection = (typeof BLOCK_PROJECTIONS)[number];
 

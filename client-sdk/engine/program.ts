@@ -2,7 +2,7 @@
 // reads), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
 // adapter gradients (never forming a weight gradient), optional global-norm clipping, AdamW. Built once per
 // (model, batch, seq, path); engine.ts turns it into pipelines and bind groups once and records it each step.
-import type { Gpt2Config } from '../model/config';
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import { attentionBackward, attentionForward } from './attention';
 import type { Epilogue } from './epilogue';
 import { ceilDiv, type Kernel } from './kernel';
