@@ -15,7 +15,6 @@ import * as protoLoader from '@grpc/proto-loader';
 import nacl from 'tweetnacl';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { clientIdFor } from '../coordinator/registry';
-import { roundingSeed } from '../client-sdk/secagg-flow';
 import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
 import { SealedUploadOpener, sealUpload, type SealedBlob, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
 import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
@@ -23,7 +22,7 @@ import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
 import { SecAggClient, SecAggServer, chooseGraph, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
-import { adToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { adToWire, consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, signatureToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
@@ -55,6 +54,9 @@ export interface Party {
   ms: number;
   sent: number;
   received: number;
+  /** Of the above, what the consistency round adds (signing/verifying the lists, its messages). */
+  consistencyMs?: number;
+  consistencyBytes?: number;
 }
 
 export interface ArmResult {
@@ -226,7 +228,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     const delta = s.delta(i);
     const ad = await onClient(i, () => {
       sc[i] = new SecAggClient({ config: cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey });
-      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, roundingSeed(s.seeds[i], taskId(s, i)));
+      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, new Uint8Array(randomBytes(32)));
       return sc[i].advertise();
     });
     fromClient(i, ser('SecAggAdvertise', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, advertisement: adToWire(ad) }).length);
@@ -267,11 +269,31 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
       srv.addMaskedInput(s.ids[i], new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4));
     });
   }
-  // Stage 4: unmask, then the sum and its decoding.
-  const req = onCoordinator(() => srv.closeMaskedInput());
+  // Stage 4a: the consistency round (each survivor signs the lists; the coordinator checks and relays).
+  const c0 = coordinator.ms;
+  const check = onCoordinator(() => srv.closeMaskedInput());
   for (const i of live) {
-    toClient(i, taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) }));
+    const before = { ms: party[i].ms, bytes: party[i].sent + party[i].received };
+    toClient(i, taskEventBytes({ secagg_consistency: consistencyCheckToWire(taskId(s, i), check) }));
+    const sig = await onClient(i, () => sc[i].consistency(check));
+    fromClient(i, ser('SecAggConsistency', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, signature: signatureToWire(sig) }).length);
+    onCoordinator(() => srv.addConsistency(sig));
+    party[i].consistencyMs = party[i].ms - before.ms;
+    party[i].consistencyBytes = party[i].sent + party[i].received - before.bytes;
+  }
+  const req = onCoordinator(() => srv.closeConsistency());
+  coordinator.consistencyMs = coordinator.ms - c0;
+  // Stage 4b: unmask (each site first checks the relayed signatures), then the sum and its decoding.
+  for (const i of live) {
+    const withoutSigs = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), { ...req, signatures: [] }) });
+    const reqBytes = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) });
+    toClient(i, reqBytes);
+    const t0 = party[i].ms;
     const resp = await onClient(i, () => sc[i].unmask(req));
+    // Checking the quorum of signatures is most of this step (the shares are only copied): counted whole as the
+    // consistency round's cost, an upper bound.
+    party[i].consistencyMs! += party[i].ms - t0;
+    party[i].consistencyBytes! += reqBytes - withoutSigs;
     fromClient(i, ser('SecAggUnmask', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, response: unmaskResponseToWire(resp) }).length);
     onCoordinator(() => srv.addUnmaskResponse(resp));
   }

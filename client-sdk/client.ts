@@ -23,7 +23,8 @@ import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinRes
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
-import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { adToWire, consistencyCheckFromWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, signatureToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
@@ -53,6 +54,18 @@ export interface FederationClientOptions {
   readonly coordinatorKeyId?: string;
   /** Fault injection for simulations and tests: runs before each SecAgg stage; throwing abandons the task. */
   readonly beforeSecAggStage?: (stage: SecAggStage, task: { taskId: string; round: number }) => void | Promise<void>;
+  /**
+   * The operator's Ed25519 public key that certifies every peer's identity key under SecAgg (the coordinator
+   * relays the certificates in the roster). Without it (or secaggAllowList) the coordinator remains the key
+   * authority: a coordinator that lies about peers' keys can make this site seal its shares to itself.
+   */
+  readonly rosterKey?: Uint8Array;
+  /** Alternative to rosterKey: peers' identity keys by client id, from a file the site holds. */
+  readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
+  /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
+  readonly secaggLedger?: SecAggLedger;
+  /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
+  readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
   /** e.g. pino(); default: silent. */
   readonly logger?: ClientLogger;
   /** Reconnection delays (exponential with full jitter). */
@@ -119,12 +132,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly identity: ClientIdentity;
   /** SecAgg stage messages per task, held until the task's flow asks for them. */
   private readonly inboxes = new Map<string, SecAggInbox>();
+  private readonly ledger: SecAggLedger;
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
+    this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
@@ -251,6 +266,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       stream.on('data', (ev: TaskEvent__Output) => {
         if (ev.secagg_roster) return this.inbox(ev.secagg_roster.task_id).put({ roster: rosterFromWire(ev.secagg_roster) });
         if (ev.secagg_shares) return this.inbox(ev.secagg_shares.task_id).put({ shares: routedFromWire(ev.secagg_shares) });
+        if (ev.secagg_consistency) return this.inbox(ev.secagg_consistency.task_id).put({ consistency: consistencyCheckFromWire(ev.secagg_consistency) });
         if (ev.secagg_unmask) return this.inbox(ev.secagg_unmask.task_id).put({ unmask: unmaskRequestFromWire(ev.secagg_unmask) });
         if (ev.cancel) {
           const id = ev.cancel.task_id;
@@ -335,7 +351,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   /** Secure aggregation for one task: the update is masked before it leaves (client-sdk/secagg-flow.ts). */
   private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
-    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggUnmask', req: Req): Promise<void> =>
+    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<void> =>
       new Promise((resolve, reject) =>
         (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
       );
@@ -346,14 +362,17 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       identitySecretKey: this.identity.secretKey,
       delta,
       numExamples,
-      taskSeed: t.seed,
-      taskId: t.task_id,
+      runId: this.runId,
+      trust: this.secaggTrust(),
+      ledger: this.ledger,
+      observeEncoded: this.opts.observeSecAggInput ? (x) => this.opts.observeSecAggInput!({ taskId: t.task_id, round: t.round, attempt: t.attempt }, x) : undefined,
       inbox: this.inbox(t.task_id),
       signal,
       beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
       transport: {
         advertise: (ad) => unary('SecAggAdvertise', { ...base, advertisement: adToWire(ad) }),
         shareKeys: (m) => unary('SecAggShareKeys', { ...base, share_keys: shareKeysToWire(m) }),
+        consistency: (sig) => unary('SecAggConsistency', { ...base, signature: signatureToWire(sig) }),
         // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
         unmask: (r) =>
           unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }).catch((e: grpc.ServiceError) => {
@@ -362,6 +381,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         uploadMasked: (y) => this.uploadMasked(t, y),
       },
     });
+  }
+
+  /** Whose word this site takes for its peers' identity keys (proto/secagg/identity.ts). */
+  private secaggTrust(): IdentityTrust {
+    if (this.opts.rosterKey) return { kind: 'operator', publicKey: this.opts.rosterKey, runId: this.runId };
+    if (this.opts.secaggAllowList) return { kind: 'allowList', keys: this.opts.secaggAllowList };
+    return { kind: 'coordinator' };
   }
 
   /** What a sealed upload is bound to (sealed-sender.ts). */

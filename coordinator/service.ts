@@ -24,7 +24,7 @@ import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
-import { adFromWire, shareKeysFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
+import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
@@ -289,6 +289,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
 
     SecAggShareKeys(call, cb) {
       secaggCall(call.request, 'share keys', cb, (sa, s) => sa.shareKeys(s.clientId, shareKeysFromWire(call.request.share_keys)));
+    },
+
+    SecAggConsistency(call, cb) {
+      secaggCall(call.request, 'consistency', cb, (sa, s) => sa.consistency(s.clientId, signatureFromWire(call.request.signature)));
     },
 
     SecAggUnmask(call, cb) {
