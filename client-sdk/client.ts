@@ -226,7 +226,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const hello = await this.hello();
     const coordinator = this.checkCoordinatorKeys(hello.coordinator);
     const backend = this.opts.trainer.backend;
-    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend), this.identity.secretKey);
+    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend, hello.coordinator!), this.identity.secretKey);
     const res = await this.joinCall({
       protocol_version: PROTOCOL_VERSION,
       client_name: this.opts.name,
@@ -236,6 +236,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       challenge: hello.challenge,
       signature,
       join_token: this.opts.joinToken ?? '',
+      coordinator_key_id: coordinator.keyId,
     });
     if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
       throw new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`);

@@ -126,7 +126,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const pk = Buffer.from(r.public_key ?? []);
         if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
         d.challenges.consume(r.challenge);
-        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
+        if (r.coordinator_key_id !== d.keys.keyId) {
+          throw new ProtocolError(status.UNAUTHENTICATED, `join of site ${r.client_name} was signed for coordinator key ${r.coordinator_key_id || '(none)'}; this coordinator is ${d.keys.keyId}`);
+        }
+        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend, { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey }), r.signature, pk)) {
           throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
         }
         const how = d.enrolment.authorize(r.client_name, pk, r.join_token);
