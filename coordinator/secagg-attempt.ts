@@ -12,6 +12,7 @@ import type { Advertisement, ConsistencySignature, ShareKeysMessage, UnmaskRespo
 import { consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, unmaskRequestToWire } from '../proto/secagg/wire';
 import type { SecAggSettings } from '../proto/generated/fedtune/v1/SecAggSettings';
 import type { CoordinatorConfig } from './config-types';
+import { readRosterCertificates } from '../proto/secagg/roster-file';
 
 export interface SecAggOutcome {
   readonly sum: Uint32Array;
@@ -60,7 +61,9 @@ export class SecAggAttempt {
     };
     validateConfig(this.config);
     this.settings = settingsToWire(this.config);
-    this.server = new SecAggServer(this.config, identityKeys);
+    // Re-read every attempt, like clients.json: a newly certified site takes part without a restart.
+    const certificates = cfg.secagg.rosterFile ? readRosterCertificates(cfg.secagg.rosterFile, cfg.run.id) : undefined;
+    this.server = new SecAggServer(this.config, identityKeys, certificates);
   }
 
   get sessionId(): string {

@@ -4,7 +4,8 @@
 // update (by digest) into at most one session. The price is liveness: after an attempt aborts during unmasking,
 // the sites that answered sit out the retries over the same checkpoint. Optional persistence (a JSON file,
 // written before anything is revealed) carries the record across restarts of the site.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ProtocolError, status } from '../errors';
 
 interface LedgerState {
@@ -61,6 +62,7 @@ export function fileLedger(path: string): SecAggLedger {
     initial = { revealed: raw.revealed ?? {}, masked: raw.masked ?? {} };
   }
   return new SecAggLedger((s) => {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const tmp = `${path}.tmp`;
     writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
     renameSync(tmp, path);
