@@ -21,7 +21,7 @@ import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeade
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
-import { SecAggClient, SecAggServer, chooseGraph, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { SecAggClient, SecAggServer, chooseGraph, consistencyQuorum, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import { adToWire, consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, signatureToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -69,6 +69,8 @@ export interface ArmResult {
   readonly graph: string;
   readonly threshold: number;
   readonly dropped: number;
+  /** Consistency signatures each site verifies (the quorum; it stops there) (SecAgg arm). */
+  readonly signaturesChecked?: number;
 }
 
 const svc = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)['fedtune.v1.Federation'] as protoLoader.ServiceDefinition;
@@ -303,7 +305,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   coordinator.ms += now() - t;
   const expected = sumVectors(live.map((i) => encoded[i]));
   if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer))) throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
-  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size };
+  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size, signaturesChecked: Math.min(req.signatures.length, consistencyQuorum(cfg.threshold, s.n)) };
 }
 
 /** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */

@@ -251,7 +251,9 @@ export class SecAggClient {
     const digest = consistencyDigest(this.sessionIdValue!, mine.survivors, mine.dropped);
     const s3 = new Set(mine.survivors);
     const signers = new Set<string>();
+    const quorum = consistencyQuorum(this.config.threshold, this.ads.size);
     for (const sig of req.signatures) {
+      if (signers.size >= quorum) break; // enough verified; the rest cannot change the answer
       if (!s3.has(sig.from)) throw refuse(status.INVALID_ARGUMENT, `consistency signature from ${sig.from}, who is not a survivor`);
       if (signers.has(sig.from)) throw refuse(status.INVALID_ARGUMENT, `two consistency signatures from ${sig.from}`);
       if (!verifyDetached(digest, sig.signature, this.identityKeys[sig.from])) {
@@ -259,7 +261,6 @@ export class SecAggClient {
       }
       signers.add(sig.from);
     }
-    const quorum = consistencyQuorum(this.config.threshold, this.ads.size);
     if (signers.size < quorum) throw refuse(status.FAILED_PRECONDITION, `${signers.size} valid consistency signatures over these lists; ${quorum} needed before revealing shares`);
     this.ledger.recordReveal(this.runId, this.config.baseManifestSha256, hex(this.sessionIdValue!));
     const bShares: RevealedShare[] = [];
