@@ -16,6 +16,8 @@ import {
   type IdentityTrust, type Roster, type SecAggRoundConfig, type UnmaskResponse,
 } from '../proto/secagg';
 import { simulateRound, type SimClient } from '../proto/secagg/simulate';
+import { readRosterCertificates, signRoster } from '../proto/secagg/roster-file';
+import { writeFileSync } from 'node:fs';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const seedOf = (s: string): Uint8Array => new Uint8Array(createHash('sha256').update(s).digest());
@@ -252,6 +254,30 @@ describe('secagg against an active coordinator (in memory): each attack fails at
       const u3 = n === 5 ? w.ids : w.ids.filter((id) => !gone.has(id));
       expect(res.survivors).to.deep.equal(u3);
       expect(hexOf(res.sum)).to.equal(hexOf(sumVectors(u3.map((id) => w.encoded[w.ids.indexOf(id)]))));
+    }
+  });
+
+  it('the operator\'s roster file: read for its own run only, every certificate checked, no path in its errors', () => {
+    const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
+    const keys = ['a', 'b'].map((n) => nacl.sign.keyPair.fromSeed(seedOf(`roster-${n}`)).publicKey);
+    const dir = mkdtempSync(join(tmpdir(), 'secagg-roster-'));
+    try {
+      const file = join(dir, 'roster.json');
+      const roster = signRoster(operator.secretKey, RUN, [{ clientId: 'c-a', name: 'a', publicKey: keys[0] }, { clientId: 'c-b', name: 'b', publicKey: keys[1] }]);
+      writeFileSync(file, JSON.stringify(roster));
+      expect(Object.keys(readRosterCertificates(file, RUN))).to.deep.equal(['c-a', 'c-b']);
+      expect(() => readRosterCertificates(file, 'other-run')).to.throw(/certifies run "run-adv", not "other-run"/);
+      writeFileSync(file, JSON.stringify({ ...roster, sites: { ...roster.sites, 'c-b': { ...roster.sites['c-b'], publicKey: roster.sites['c-a'].publicKey } } }));
+      expect(() => readRosterCertificates(file, RUN)).to.throw(/certificate for b does not verify under its operator key/);
+      let message = '';
+      try {
+        readRosterCertificates(join(dir, 'missing.json'), RUN);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).to.equal('the roster file (secagg.rosterFile) cannot be read: ENOENT');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

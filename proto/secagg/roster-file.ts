@@ -37,7 +37,12 @@ export function signRoster(operatorSecretKey: Uint8Array, runId: string, entries
  * is better found here than by every site refusing the round.
  */
 export function readRosterCertificates(file: string, runId: string): Record<string, Uint8Array> {
-  const j = JSON.parse(readFileSync(file, 'utf8')) as Partial<RosterFile>;
+  let j: Partial<RosterFile>;
+  try {
+    j = JSON.parse(readFileSync(file, 'utf8')) as Partial<RosterFile>;
+  } catch (e) {
+    throw new Error(`the roster file (secagg.rosterFile) cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'not JSON'}`);
+  }
   if (j.format !== ROSTER_FORMAT || typeof j.sites !== 'object' || j.sites === null || typeof j.operatorPublicKey !== 'string') throw new Error(`the roster file is not a ${ROSTER_FORMAT} file`);
   if (j.runId !== runId) throw new Error(`the roster file certifies run ${JSON.stringify(j.runId)}, not ${JSON.stringify(runId)}`);
   const op = new Uint8Array(Buffer.from(j.operatorPublicKey, 'base64'));
