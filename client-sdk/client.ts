@@ -300,6 +300,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.current = { taskId: t.task_id, abort };
     try {
       abort.signal.throwIfAborted();
+      // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
+      if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;

@@ -1,6 +1,6 @@
 // Secure aggregation over real gRPC on loopback: N real FederationClients, the real coordinator, sealed and
 // signed masked uploads. The committed adapter must be bit-identical to plain fixed-point FedAvg of the same
-// deltas with the same quantisation (decodeSum(sumVectors(encodeUpdate(...)))) over exactly the survivors,
+// deltas with the same quantisation (decodeSum(sumVectors(...)) of the vectors the sites encoded) over exactly the survivors,
 // with dropouts at every stage up to N − t; one more and the attempt aborts without committing.
 import { promises as fs } from 'node:fs';
 import { FederationClient } from '../client-sdk/client';
@@ -9,7 +9,6 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer'
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { deriveSeed } from '../coordinator/selection';
 import { clientIdFor } from '../coordinator/registry';
 import { siteDelta, smallAdapter, snapshotBytes, startCoordinator, tempDir, testIdentity, type Harness, type HarnessOptions } from './harness';
 import { Writable } from 'node:stream';
