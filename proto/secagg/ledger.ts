@@ -4,7 +4,7 @@
 // update (by digest) into at most one session. The price is liveness: after an attempt aborts during unmasking,
 // the sites that answered sit out the retries over the same checkpoint. Optional persistence (a JSON file,
 // written before anything is revealed) carries the record across restarts of the site.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProtocolError, status } from '../errors';
 
@@ -62,9 +62,24 @@ export function fileLedger(path: string): SecAggLedger {
     initial = { revealed: raw.revealed ?? {}, masked: raw.masked ?? {} };
   }
   return new SecAggLedger((s) => {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Synchronous and fsynced (file, then directory) before the caller reveals anything: the record must
+    // outlive a crash right after the shares leave (proto/durable-file.ts does the same, asynchronously).
+    const dir = dirname(path);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tmp = `${path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(s));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, path);
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
   }, initial);
 }
