@@ -111,13 +111,14 @@ describe('the door under fuzzing: every RPC, seeded and bounded (fast-check)', f
     const taskId = fc.oneof(fc.constantFrom(...tasks.map((t) => t.task_id)), hostileString);
     const msg: fc.Arbitrary<[Method, unknown]> = fc.oneof(
       fc.record({ protocol_version: u32 }).map((r): [Method, unknown] => ['Hello', r]),
-      fc.record({ protocol_version: fc.constantFrom(2, 0, 99), client_name: hostileString, backend: hostileString, labels, public_key: hostileBytes, challenge: hostileBytes, signature: hostileBytes, join_token: hostileString }).map((r): [Method, unknown] => ['Join', r]),
+      fc.record({ protocol_version: fc.constantFrom(2, 0, 99), client_name: hostileString, backend: hostileString, labels, public_key: hostileBytes, challenge: hostileBytes, signature: hostileBytes, join_token: hostileString, coordinator_key_id: hostileString }).map((r): [Method, unknown] => ['Join', r]),
       fc.record({ session_token: badToken }).map((r): [Method, unknown] => ['StreamTasks', r]),
       fc.record({ session_token: token, version: u32 }).map((r): [Method, unknown] => ['DownloadAdapter', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, num_examples: u32, backend: hostileString, metrics: fc.dictionary(hostileString, fc.double(), { maxKeys: 80 }) }).map((r): [Method, unknown] => ['ReportMetrics', r]),
       fc.record({ session_token: badToken, reason: hostileString }).map((r): [Method, unknown] => ['Leave', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, advertisement: fc.record({ client_id: hostileString, enc_public_key: hostileBytes, mask_public_key: hostileBytes, signature: hostileBytes }) }).map((r): [Method, unknown] => ['SecAggAdvertise', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, share_keys: fc.record({ from: hostileString, seed_hash: hostileBytes, signature: hostileBytes, shares: fc.array(fc.record({ to: hostileString, ciphertext: hostileBytes, b_commitment: hostileBytes, sk_commitment: hostileBytes }), { maxLength: 5 }) }) }).map((r): [Method, unknown] => ['SecAggShareKeys', r]),
+      fc.record({ session_token: token, task_id: taskId, round: u32, signature: fc.record({ from: hostileString, signature: hostileBytes }) }).map((r): [Method, unknown] => ['SecAggConsistency', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, response: fc.record({ from: hostileString, b_shares: fc.array(fc.record({ of: hostileString, share: hostileBytes }), { maxLength: 5 }), sk_shares: fc.array(fc.record({ of: hostileString, share: hostileBytes }), { maxLength: 5 }) }) }).map((r): [Method, unknown] => ['SecAggUnmask', r]),
     );
     return run('structured', msg.map(([m, v]) => () => send(m, [ser(m, v)])), 1200);
