@@ -9,8 +9,7 @@ import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { selectBackend } from '../model/backend';
-import type { Gpt2Model } from '../model/gpt2';
-import { loadGpt2Dir } from '../model/load';
+import { loadModelDir, type CausalLm } from '../model/load';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
@@ -20,7 +19,7 @@ import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 
 export interface LoraSftTrainerOptions {
-  readonly model: Gpt2Model;
+  readonly model: CausalLm;
   readonly lora: LoraConfig;
   readonly train: readonly SftExample[];
   readonly eval?: readonly SftExample[];
@@ -176,16 +175,17 @@ export interface SftData {
 }
 
 /**
- * Selects the compute backend (before any tensor exists), loads a HF GPT-2 directory and builds the trainer.
+ * Selects the compute backend (before any tensor exists), loads a HF model directory (GPT-2 or Llama family)
+ * and builds the trainer.
  * Returns the model hash too, which the client reports so the coordinator can check the base model identity.
  */
 export async function createLoraSftTrainer(
   modelDir: string,
   lora: LoraConfig,
   data: SftData,
-): Promise<{ trainer: LoraSftTrainer; model: Gpt2Model; modelHash: string; backend: string }> {
+): Promise<{ trainer: LoraSftTrainer; model: CausalLm; modelHash: string; backend: string }> {
   const backend = await selectBackend();
-  const loaded = await loadGpt2Dir(modelDir);
+  const loaded = await loadModelDir(modelDir);
   const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
   return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend };
 }
