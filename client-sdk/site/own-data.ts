@@ -35,6 +35,13 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
   const data = await loadJsonlSftData(o.dataFile, tok, { seed: o.splitSeed ?? 7, validationFraction: o.validationFraction ?? 0.1 });
   const backend = await selectBackend();
   const loaded = await loadModelDir(o.modelDir);
+  // A tokenizer that does not belong to the model would index past the embedding table.
+  let maxId = -1;
+  for (const ex of [...data.train, ...data.eval]) for (const t of [...ex.prompt, ...ex.completion]) maxId = Math.max(maxId, t);
+  if (maxId >= loaded.config.vocabSize) {
+    loaded.model.dispose();
+    throw new Error(`tokenizer.json produces token id ${maxId}, but config.json has vocab_size ${loaded.config.vocabSize}: the tokenizer does not belong to this model`);
+  }
   const trainer = new TaskLoraTrainer({ model: loaded.model, data, lora: o.lora ?? {}, backend });
   const identity = await loadOrCreateIdentity(o.identityFile);
   log({ msg: 'site identity', name: o.name, keyId: identity.keyId, publicKey: Buffer.from(identity.publicKey).toString('base64') });
