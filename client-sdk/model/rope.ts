@@ -8,7 +8,8 @@ export function ropeInvFreq(cfg: LlamaConfig, seqLen: number): Float64Array {
   const dim = cfg.headDim;
   const rope = cfg.rope;
   let base = cfg.ropeTheta;
-  // Dynamic NTK: past max_position_embeddings the base grows with the sequence (HF recomputes per forward).
+  // Dynamic NTK: past max_position_embeddings the base grows with the sequence. transformers caches the largest
+  // length seen so far; here each forward uses its own length (the same for a single forward pass).
   if (rope.type === 'dynamic' && seqLen > cfg.nPositions) {
     base *= ((rope.factor * seqLen) / cfg.nPositions - (rope.factor - 1)) ** (dim / (dim - 2));
   }
