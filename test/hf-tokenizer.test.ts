@@ -70,6 +70,22 @@ describe('chat_template through @huggingface/jinja', function () {
     expect(tok.applyChatTemplate(expected.messages!.slice(0, 4), true)).to.equal(expected.chat_prompt_text);
   });
 
+  it('reads the template from chat_template.jinja when tokenizer_config.json has none (newer transformers)', async function () {
+    const os = require('os') as typeof import('os');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedtune-tok-'));
+    try {
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+      fs.writeFileSync(path.join(tmp, 'chat_template.jinja'), cfg.chat_template as string);
+      delete cfg.chat_template;
+      fs.writeFileSync(path.join(tmp, 'tokenizer_config.json'), JSON.stringify(cfg));
+      fs.copyFileSync(path.join(dir, 'tokenizer.json'), path.join(tmp, 'tokenizer.json'));
+      const tok = await HfTokenizer.fromDir(tmp);
+      expect(tok.applyChatTemplate(expected.messages!)).to.equal(expected.chat_text);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('a directory without tokenizer.json is an error naming the file, not the path', async function () {
     const err = await HfTokenizer.fromDir(path.join(FIX, 'llama', 'base')).then(() => undefined, (e: Error) => e);
     expect(err?.message).to.match(/^tokenizer\.json: cannot read it from the model directory \(ENOENT\)$/);

@@ -14,6 +14,8 @@ type Template = InstanceType<JinjaModule['Template']>;
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+/** Recent transformers save the chat template beside tokenizer_config.json instead of inside it. */
+export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 
 export interface ChatMessage {
   readonly role: string;
@@ -55,7 +57,7 @@ export class HfTokenizer {
     this.chatTemplate = pickTemplate(config.chat_template);
   }
 
-  /** Reads tokenizer.json (required) and tokenizer_config.json (optional) from a model directory. */
+  /** Reads tokenizer.json (required), tokenizer_config.json and chat_template.jinja (optional) from a model directory. */
   static async fromDir(dir: string): Promise<HfTokenizer> {
     let json: object;
     try {
@@ -68,6 +70,13 @@ export class HfTokenizer {
       config = JSON.parse(await fs.readFile(path.join(dir, TOKENIZER_CONFIG_FILE), 'utf8')) as Record<string, unknown>;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${TOKENIZER_CONFIG_FILE}: ${(e as Error).message}`);
+    }
+    if (config.chat_template === undefined || config.chat_template === null) {
+      const jinja = await fs.readFile(path.join(dir, CHAT_TEMPLATE_FILE), 'utf8').catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw new Error(`${CHAT_TEMPLATE_FILE}: ${e.message}`);
+      });
+      if (jinja !== undefined) config = { ...config, chat_template: jinja };
     }
     return new HfTokenizer(json, config);
   }
