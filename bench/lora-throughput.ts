@@ -43,6 +43,21 @@ const CASES: Record<string, Case> = {
       return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
     },
   },
+  // A Llama of the demo model's size (4×128, 8,192-token vocabulary), to compare the two families on CPU.
+  'llama-demo-size': {
+    name: 'Llama (demo size, 4×128, GQA 4:2)',
+    seq: 128,
+    batch: 32,
+    lora: LLAMA_LORA,
+    model: async () => {
+      const cfg = parseLlamaConfig({
+        model_type: 'llama', vocab_size: 8192, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4,
+        num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000,
+        tie_word_embeddings: true,
+      });
+      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+    },
+  },
   // The issue's ~125M Llama-architecture shape: GQA 12:4, SwiGLU 2048, untied 32k vocabulary (124.6M parameters).
   'llama-125m': {
     name: 'Llama (125M, 12×768, GQA 12:4)',
