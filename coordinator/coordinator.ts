@@ -18,6 +18,7 @@ import { ClientRegistry } from './registry';
 import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
+import { guardService } from './door';
 import { FedAvg } from './strategy/fedavg';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
@@ -128,7 +129,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const boxSecret = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const unseal = (blob: SealedBlob, like: TensorList): NamedTensor[] => splitTensors(SealedUploadOpener.openAll(blob, boxSecret), like);
     const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
-    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey));
+    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey), () => enrolment.generation());
     const engine = new RoundEngine({
       unseal,
       config: cfg,
@@ -145,8 +146,11 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.engineRef = engine;
     // Re-emit every engine event, so listeners can attach to the Coordinator before start().
     for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
-    const server = new grpc.Server();
-    server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
+    // Advertise the stream limit explicitly: HTTP/2 clients otherwise assume 100 per connection, and the SDK's
+    // clients in one process share a connection, each holding a task stream open (a join storm's queue).
+    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000 });
+    // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
+    server.addService(guardService(loadFedtuneProto().fedtune.v1.Federation.service), createHandlers({
       config: cfg,
       registry: this.registry,
       engine,
@@ -155,7 +159,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       baseModelSha256: baseModel.sha256,
       keys,
       enrolment,
-      challenges: new Challenges(cfg.auth.challengeTtlMs),
+      challenges: new Challenges(cfg.auth.challengeTtlMs, Date.now, { total: cfg.admission.maxPendingChallenges, perHost: cfg.admission.maxChallengesPerHost, retryAfterMs: cfg.admission.retryAfterMs }),
       log,
     }));
     const port = await new Promise<number>((resolve, reject) =>
