@@ -11,6 +11,8 @@ import { loadModelDir } from '../model/load';
 import { HfTokenizer } from '../text/hf-tokenizer';
 import { loadJsonlSftData } from '../data/sft-jsonl';
 import { TaskLoraTrainer, type SiteLoraOptions } from '../sft/task-lora';
+import { fileLedger } from '../../proto/secagg/ledger';
+import { rosterKeyFrom } from '../demo/site';
 
 export interface OwnDataSiteOptions {
   readonly address: string;
@@ -25,12 +27,17 @@ export interface OwnDataSiteOptions {
   readonly identityFile: string;
   readonly joinToken?: string;
   readonly coordinatorKeyId?: string;
+  /** Pin the operator's roster key (base64 Ed25519) that certifies peers' identity keys under SecAgg. */
+  readonly rosterKey?: string;
+  /** Where the site records what it revealed under SecAgg (one unmask per checkpoint). */
+  readonly secaggLedgerFile?: string;
   readonly log?: (line: Record<string, unknown>) => void;
 }
 
 export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary> {
   const log = o.log ?? ((line) => console.log(JSON.stringify(line)));
   const credentials = o.tls ? tlsCredentials(o.tls) : undefined;
+  const rosterKey = o.rosterKey ? rosterKeyFrom(o.rosterKey) : undefined; // a bad key fails before anything loads
   const tok = await HfTokenizer.fromDir(o.modelDir);
   const data = await loadJsonlSftData(o.dataFile, tok, { seed: o.splitSeed ?? 7, validationFraction: o.validationFraction ?? 0.1 });
   const backend = await selectBackend();
@@ -52,6 +59,8 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     identity,
     joinToken: o.joinToken,
     coordinatorKeyId: o.coordinatorKeyId,
+    rosterKey,
+    secaggLedger: o.secaggLedgerFile ? fileLedger(o.secaggLedgerFile) : undefined,
     baseModelSha256: loaded.modelHash,
     credentials,
     log: (level, msg, fields) => log({ level, msg, ...fields }),
