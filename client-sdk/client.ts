@@ -11,7 +11,6 @@ import type { FederationClient as GrpcFederationClient } from '../proto/generate
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
-import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
 import { TensorStreamDecoder } from '../proto/tensor-stream';

@@ -1,8 +1,12 @@
 // fedtune/client-sdk: join a federation from a data-owning site.
+// The public API: what a site's program needs (client, identity, TLS, a Trainer, and the LoRA SFT trainer with
+// its model, tokenizer and data helpers). The upload sealing, the SecAgg flow and the demo are internal;
+// test/public-api.test.ts compiles a program against this entry point through the package's exports.
 export { FederationClient, type FederationClientOptions, type RunSummary, type TaskDone, type TaskInfo, type ClientEvents, type ClientLogger } from './client';
+export { loadOrCreateIdentity, identityFromSeed, identityFromSecretKey, type ClientIdentity } from './identity';
 export type { Trainer, TrainingPlan, TrainOutcome } from './trainer';
 export { tlsCredentials, type TlsClientOptions } from './tls';
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+export { DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { LoraSftTrainer, createLoraSftTrainer, type LoraSftTrainerOptions, type SftData } from './sft/lora-trainer';
 export { evaluateAdapter } from './sft/evaluate';
 export type { SftExample } from './sft/types';
@@ -12,6 +16,7 @@ export { loadGpt2Dir } from './model/load';
 export { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../proto/model/lora-layout';
 export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
+export { PROTOCOL_VERSION } from '../proto/constants';
 export type { NamedTensor, TensorList } from '../proto/tensors';
 // Bring your own model and data: the Llama family (llama, qwen2, mistral) beside GPT-2, HF tokenizers and chat
 // templates, JSON Lines data, LoRA settings read off the coordinator's adapter.

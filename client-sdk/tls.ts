@@ -22,7 +22,7 @@ function read(what: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new Error(`cannot read the TLS ${what} (${file}): ${(e as Error).message}`);
+    throw new Error(`cannot read the TLS ${what} (${file}): ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -40,6 +40,6 @@ export function tlsCredentials(o: TlsClientOptions = {}): grpc.ChannelCredential
     return grpc.credentials.createSsl(ca, key, cert, verify);
   } catch (e) {
     // OpenSSL's message names the problem ("key values mismatch", "no start line"), never the key's bytes.
-    throw new Error(`unusable TLS files (${[o.caFile, o.certFile, o.keyFile].filter(Boolean).join(', ')}): ${(e as Error).message}`);
+    throw new Error(`unusable TLS files (${[o.caFile, o.certFile, o.keyFile].filter(Boolean).join(', ')}): ${(e as Error).message}`, { cause: e });
   }
 }

@@ -38,7 +38,7 @@ function read(key: keyof TlsSettings, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new Error(`tls.${key} (${JSON.stringify(file)}): ${(e as Error).message}`);
+    throw new Error(`tls.${key} (${JSON.stringify(file)}): ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -47,7 +47,7 @@ function check(key: keyof TlsSettings, file: string, ctx: tls.SecureContextOptio
   try {
     tls.createSecureContext(ctx);
   } catch (e) {
-    throw new Error(`tls.${key} (${JSON.stringify(file)}) is not usable: ${(e as Error).message}`);
+    throw new Error(`tls.${key} (${JSON.stringify(file)}) is not usable: ${(e as Error).message}`, { cause: e });
   }
 }
 

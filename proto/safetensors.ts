@@ -34,7 +34,7 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
   }
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLen).toString('utf8'));
+    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLen).toString('utf8')) as Record<string, unknown>; // checked below
   } catch (e) {
     throw new SafetensorsError(`header is not JSON: ${(e as Error).message}`);
   }

@@ -68,7 +68,7 @@ export async function joinWith(c: RawClient, name: string, patch: Partial<JoinRe
   const clientName = patch.client_name ?? name;
   const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, h.challenge, clientName, identity.publicKey, backend, h.coordinator!), identity.secretKey);
   const req: JoinRequest = { protocol_version: PROTOCOL_VERSION, client_name: clientName, backend, labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: '', coordinator_key_id: h.coordinator!.key_id, ...patch };
-  return new Promise((res, rej) => c.Join(req, { deadline: Date.now() + 10_000 }, (e, r) => (e || !r ? rej(e) : res(r))));
+  return new Promise((res, rej) => c.Join(req, { deadline: Date.now() + 10_000 }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))));
 }
 
 /** No log line may be longer than this, or carry a path, a token or key material. */

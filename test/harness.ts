@@ -98,7 +98,7 @@ export function testIdentity(name: string): ClientIdentity {
 }
 
 export function hello(c: RawClient, version = PROTOCOL_VERSION): Promise<HelloResponse__Output> {
-  return new Promise((res, rej) => c.Hello({ protocol_version: version }, (e, r) => (e || !r ? rej(e) : res(r))));
+  return new Promise((res, rej) => c.Hello({ protocol_version: version }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))));
 }
 
 export interface JoinedRaw {
@@ -115,7 +115,7 @@ export async function join(c: RawClient, name: string, version = PROTOCOL_VERSIO
   const h = await hello(c);
   const signature = sign(DOMAINS.join, joinSignedFields(version, h.run_id, h.challenge, name, identity.publicKey, 'test', h.coordinator!), identity.secretKey);
   const r = await new Promise<{ session_token: string; client_id: string; run_id: string }>((res, rej) =>
-    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken, coordinator_key_id: h.coordinator!.key_id }, (e, r) => (e || !r ? rej(e) : res(r))),
+    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken, coordinator_key_id: h.coordinator!.key_id }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
   );
   return { ...r, name, identity, coordinator: { keyId: h.coordinator!.key_id, boxPublicKey: new Uint8Array(h.coordinator!.box_public_key) } };
 }

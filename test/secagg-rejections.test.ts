@@ -58,7 +58,7 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
   let h: Harness;
   let c: RawClient;
   const sites: Site[] = [];
-  const base = { session_token: '', task_id: '', round: 1 };
+  type SiteRequest = { session_token: string; task_id: string; round: number };
 
   before(async () => {
     h = await startCoordinator(await tempDir('secagg-rej'), { total: 1, minClients: 6, minUpdates: 5, clientsPerRound: 6, deadlineMs: 30_000 }, { secagg: { enabled: true, threshold: 4, stageTimeoutMs: 20_000 } });
@@ -86,7 +86,7 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
     await fs.rm(h.runDir, { recursive: true, force: true });
   });
 
-  const req = (s: Site): typeof base => ({ session_token: s.who.session_token, task_id: s.task!.task_id, round: 1 });
+  const req = (s: Site): SiteRequest => ({ session_token: s.who.session_token, task_id: s.task!.task_id, round: 1 });
 
   async function expectRefused(p: Promise<grpc.ServiceError | null>, code: status, message: string): Promise<void> {
     const before = await snapshot(h.runDir);

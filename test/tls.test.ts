@@ -14,7 +14,7 @@ import { Coordinator } from '../coordinator/coordinator';
 import { ConfigError, loadConfig } from '../coordinator/config';
 import { FederationClient } from '../client-sdk/client';
 import { tlsCredentials } from '../client-sdk/tls';
-import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
+import { loadFedtuneProto } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity, join } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import pino from 'pino';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import { TensorStreamDecoder, tensorFrames } from '../proto/tensor-stream';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 import { Coordinator } from '../coordinator/coordinator';
 import { loadConfig } from '../coordinator/config';

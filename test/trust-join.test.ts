@@ -50,7 +50,7 @@ async function joinRequest(c: RawClient, o: JoinOpts): Promise<JoinRequest> {
 }
 
 const sendJoin = (c: RawClient, req: JoinRequest): Promise<JoinResponse__Output> =>
-  new Promise((res, rej) => c.Join(req, (e, r) => (e || !r ? rej(e) : res(r))));
+  new Promise((res, rej) => c.Join(req, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))));
 
 describe('trust: joining an enrolled coordinator', function () {
   this.timeout(30_000);

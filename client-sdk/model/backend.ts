@@ -118,6 +118,7 @@ interface WebGpuModule {
 
 // The npm `webgpu` package (Dawn) is an ES module; a TypeScript `import()` would compile to require() under
 // CommonJS, which Node 20 refuses for ESM, so the dynamic import is built at run time.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval -- a constant body, not input: see above
 const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
 /** Puts Dawn's navigator.gpu on globalThis, but only if it offers an adapter (a GPU with Vulkan/Metal/D3D). */

@@ -57,7 +57,7 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   const versionsDir = path.join(runDir, 'versions');
 
   const numbers: number[] = [];
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = (await fs.readdir(versionsDir)).sort();
   } catch (e) {
