@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import convict from 'convict';
 import type { CoordinatorConfig } from './config-types';
 import { tlsProblems } from './tls';
+import { opsProblems, opsSchema } from './ops/config-schema';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -139,6 +140,7 @@ const schema = {
   security: {
     keyFile: { doc: "Coordinator key file: Ed25519 key that signs manifests, X25519 key for sealed uploads; created at first start ('' = <run.dir>/keys/coordinator.json).", format: String, default: '', env: 'FEDTUNE_SECURITY_KEY_FILE', arg: 'security.keyFile' },
   },
+  ...opsSchema,
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
   },
@@ -182,6 +184,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${4 * 1024 * 1024 - 64 * 1024})`);
   }
   problems.push(...tlsProblems(cfg.tls));
+  problems.push(...opsProblems(cfg));
   if (cfg.secagg.enabled && cfg.rounds.minUpdates < 5) {
     problems.push(`secagg.enabled needs rounds.minUpdates ≥ 5 (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`);
   }
@@ -227,6 +230,6 @@ export function describeConfig(): ConfigKeyDoc[] {
  * and how it logs.
  */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, ...rest } = cfg;
+  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, metrics: _metrics, dashboard: _dashboard, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

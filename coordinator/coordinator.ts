@@ -26,6 +26,7 @@ import { Challenges } from './auth/challenges';
 import { Enrolment, parseAllowList } from './auth/enrolment';
 import { SealedUploadOpener, type SealedBlob } from '../proto/crypto/sealed-upload';
 import type { TensorList } from '../proto/tensors';
+import { Operations } from './ops/operations';
 
 export interface CoordinatorOptions {
   readonly config: CoordinatorConfig;
@@ -65,6 +66,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   private server: grpc.Server | undefined;
   private runPromise: Promise<Checkpoint> | undefined;
   private keysRef: CoordinatorKeys | undefined;
+  /** Health, reflection, metrics and dashboard (coordinator/ops/); exists once start() was called. */
+  ops: Operations | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -126,7 +129,9 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.engineRef = engine;
     // Re-emit every engine event, so listeners can attach to the Coordinator before start().
     for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
-    const server = new grpc.Server();
+    const ops = (this.ops = new Operations(cfg, this, this.logger));
+    const server = new grpc.Server(ops.serverOptions());
+    ops.addServices(server);
     server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
       config: cfg,
       registry: this.registry,
@@ -143,6 +148,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
+    await ops.listen();
     // Paths and the mode only: the key's contents never reach a log.
     const tls = this.opts.credentials ? { tls: 'credentials option' } : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
     this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode, ...tls }, 'coordinator listening');
@@ -181,6 +187,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
 
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */
   async stop(graceMs = 2000): Promise<void> {
+    this.ops?.drain();
     this.engineRef?.stop();
     this.registry.closeAll();
     const server = this.server;
@@ -197,6 +204,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       });
     });
     await this.runPromise?.catch(() => undefined);
+    await this.ops?.close();
   }
 }
 

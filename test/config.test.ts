@@ -47,6 +47,11 @@ const DEFAULTS: Record<string, unknown> = {
   'tls.keyFile': '',
   'tls.clientCaFile': '',
   'security.keyFile': '',
+  'metrics.port': 0,
+  'metrics.host': '127.0.0.1',
+  'dashboard.port': 0,
+  'dashboard.host': '127.0.0.1',
+  'dashboard.token': '',
   'log.level': 'info',
 };
 
@@ -92,6 +97,11 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'tls.keyFile': [__filename, __filename],
   'tls.clientCaFile': [__filename, __filename],
   'security.keyFile': ['/etc/fedtune/coordinator.json', '/etc/fedtune/coordinator.json'],
+  'metrics.port': ['9464', 9464],
+  'metrics.host': ['0.0.0.0', '0.0.0.0'],
+  'dashboard.port': ['8080', 8080],
+  'dashboard.host': ['::1', '::1'],
+  'dashboard.token': ['a-dashboard-token-0123', 'a-dashboard-token-0123'],
   'log.level': ['silent', 'silent'],
 };
 
