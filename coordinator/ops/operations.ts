@@ -9,15 +9,20 @@ import { HealthState } from './health';
 import { CoordinatorMetrics } from './metrics';
 import { metricsInterceptor } from './grpc-observer';
 import { listenHttp, type HttpEndpoint } from './http-listen';
+import { DashboardModel } from './dashboard/state';
+import { dashboardHandler } from './dashboard/server';
 
 export class Operations {
   readonly health = new HealthState();
   readonly metrics: CoordinatorMetrics | undefined;
   private endpoints: HttpEndpoint[] = [];
   metricsEndpoint: HttpEndpoint | undefined;
+  dashboardEndpoint: HttpEndpoint | undefined;
+  private readonly dashboard: DashboardModel | undefined;
 
   constructor(private readonly cfg: CoordinatorConfig, private readonly coordinator: Coordinator, private readonly logger: pino.Logger) {
     coordinator.on('phase', (p) => this.health.onPhase(p));
+    if (cfg.dashboard.port !== 0) this.dashboard = new DashboardModel(coordinator, cfg, this.health);
     if (cfg.metrics.port !== 0) {
       this.metrics = new CoordinatorMetrics({
         on: (event, listener) => coordinator.on(event, listener as never),
@@ -53,6 +58,12 @@ export class Operations {
       });
       this.endpoints.push(this.metricsEndpoint);
       this.logger.info({ url: `${this.metricsEndpoint.url}/metrics` }, 'metrics endpoint listening');
+    }
+    if (this.dashboard) {
+      const handler = dashboardHandler(this.dashboard, this.cfg.dashboard.token, (e) => this.logger.error({ err: e.message }, 'dashboard: reading the run failed'));
+      this.dashboardEndpoint = await listenHttp(this.cfg.dashboard.host, this.cfg.dashboard.port, handler);
+      this.endpoints.push(this.dashboardEndpoint);
+      this.logger.info({ url: `${this.dashboardEndpoint.url}/`, token: this.cfg.dashboard.token ? 'required' : 'none' }, 'dashboard listening');
     }
   }
 
