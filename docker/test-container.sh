@@ -55,7 +55,8 @@ $PODMAN run -d --name "$tag-coord" --network host -v "$vol:/srv/runs" \
   -e FEDTUNE_SERVER_HOST=127.0.0.1 -e FEDTUNE_SERVER_PORT="$GRPC" -e FEDTUNE_METRICS_HOST=127.0.0.1 -e FEDTUNE_METRICS_PORT="$METRICS" \
   -e FEDTUNE_RUN_DIR=/srv/runs/demo -e FEDTUNE_ROUNDS_TOTAL=2 -e FEDTUNE_ROUNDS_MIN_CLIENTS=3 -e FEDTUNE_ROUNDS_MIN_UPDATES=2 \
   -e FEDTUNE_TRAINING_LOCAL_STEPS=2 -e FEDTUNE_TRAINING_BATCH_SIZE=4 -e FEDTUNE_AUTH_MODE=tofu \
-  "$IMAGE" >/dev/null || fail "coordinator container did not start"
+  "$IMAGE" >/dev/null 2>/tmp/$tag.run || { cat /tmp/$tag.run; fail "coordinator container did not start"; }
+# (podman without systemd logs that it cannot schedule periodic healthchecks; `podman healthcheck run` works.)
 serving=""
 for _ in $(seq 1 600); do
   if [[ $($PODMAN inspect --format '{{.State.Running}}' "$tag-coord" 2>/dev/null) != true ]]; then fail "coordinator exited before SERVING"; fi
