@@ -97,5 +97,7 @@ export interface CoordinatorConfig {
   readonly dashboard: DashboardSettings;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    readonly format: 'auto' | 'json' | 'pretty';
+    readonly progressMs: number;
   };
 }

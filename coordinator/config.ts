@@ -143,6 +143,8 @@ const schema = {
   ...opsSchema,
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
+    format: { doc: "Log format of the fedtune command: 'auto' (pretty on a terminal, JSON lines otherwise), 'json' or 'pretty'.", format: ['auto', 'json', 'pretty'], default: 'auto', env: 'FEDTUNE_LOG_FORMAT', arg: 'log.format' },
+    progressMs: { doc: "How often a round waiting for sites logs 'waiting for N more sites' (ms).", format: 'positive-int', default: 30000, env: 'FEDTUNE_LOG_PROGRESS_MS', arg: 'log.progressMs' },
   },
 };
 

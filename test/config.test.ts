@@ -53,6 +53,8 @@ const DEFAULTS: Record<string, unknown> = {
   'dashboard.host': '127.0.0.1',
   'dashboard.token': '',
   'log.level': 'info',
+  'log.format': 'auto',
+  'log.progressMs': 30000,
 };
 
 /** A valid non-default value for every key, as it would be typed in the environment or a flag. */
@@ -103,6 +105,8 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'dashboard.host': ['::1', '::1'],
   'dashboard.token': ['a-dashboard-token-0123', 'a-dashboard-token-0123'],
   'log.level': ['silent', 'silent'],
+  'log.format': ['json', 'json'],
+  'log.progressMs': ['5000', 5000],
 };
 
 const get = (obj: unknown, key: string): unknown => key.split('.').reduce((o, k) => (o as Record<string, unknown>)[k], obj);

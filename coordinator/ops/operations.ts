@@ -11,6 +11,7 @@ import { metricsInterceptor } from './grpc-observer';
 import { listenHttp, type HttpEndpoint } from './http-listen';
 import { DashboardModel } from './dashboard/state';
 import { dashboardHandler } from './dashboard/server';
+import { ProgressLog } from './progress-log';
 
 export class Operations {
   readonly health = new HealthState();
@@ -19,9 +20,11 @@ export class Operations {
   metricsEndpoint: HttpEndpoint | undefined;
   dashboardEndpoint: HttpEndpoint | undefined;
   private readonly dashboard: DashboardModel | undefined;
+  private readonly progress: ProgressLog;
 
   constructor(private readonly cfg: CoordinatorConfig, private readonly coordinator: Coordinator, private readonly logger: pino.Logger) {
     coordinator.on('phase', (p) => this.health.onPhase(p));
+    this.progress = new ProgressLog(coordinator, cfg, logger);
     if (cfg.dashboard.port !== 0) this.dashboard = new DashboardModel(coordinator, cfg, this.health);
     if (cfg.metrics.port !== 0) {
       this.metrics = new CoordinatorMetrics({
@@ -73,6 +76,7 @@ export class Operations {
   }
 
   async close(): Promise<void> {
+    this.progress.clear();
     for (const e of this.endpoints.splice(0)) await e.close();
   }
 }
