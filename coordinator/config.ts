@@ -5,6 +5,7 @@ import convict from 'convict';
 import type { CoordinatorConfig } from './config-types';
 import { tlsProblems } from './tls';
 import { opsProblems, opsSchema } from './ops/config-schema';
+import { explainValidation, unknownSources } from './config-sources';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -160,6 +161,10 @@ export interface LoadConfigOptions {
 }
 
 export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
+  const keys = describeConfig();
+  // convict ignores flags and variables it does not know: a typo would run with the default, silently.
+  const unknown = unknownSources(opts, keys);
+  if (unknown.length) throw new ConfigError(`invalid configuration: ${unknown.join('; ')}`);
   let conf: convict.Config<CoordinatorConfig>;
   try {
     conf = convict<CoordinatorConfig>(schema as unknown as convict.Schema<CoordinatorConfig>, {
@@ -172,7 +177,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     if (opts.overrides) for (const [key, value] of leaves(opts.overrides)) conf.set(key, value);
     conf.validate({ allowed: 'strict' });
   } catch (e) {
-    throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
+    throw new ConfigError(`invalid configuration: ${explainValidation((e as Error).message, opts, keys)}`);
   }
   const cfg = conf.getProperties();
   const problems: string[] = [];

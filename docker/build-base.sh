@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds a local stand-in for node:20-bookworm-slim where no image registry is reachable: Debian bookworm
 # (debootstrap, minbase) plus this machine's Node.js and npm, imported into podman as $BASE_IMAGE.
-# Cached: does nothing when the image exists already (FEDTUNE_REBUILD_BASE=1 forces a rebuild).
+# Cached: does nothing when the image exists already (FEDTUNE_CI_REBUILD_BASE=1 forces a rebuild).
 set -euo pipefail
 BASE_IMAGE=${BASE_IMAGE:-localhost/node:20-bookworm-slim}
 PODMAN=${PODMAN:-podman --runtime runc --cgroup-manager cgroupfs}
-if [[ ${FEDTUNE_REBUILD_BASE:-0} != 1 ]] && $PODMAN image exists "$BASE_IMAGE"; then
+if [[ ${FEDTUNE_CI_REBUILD_BASE:-0} != 1 ]] && $PODMAN image exists "$BASE_IMAGE"; then
   echo "base: $BASE_IMAGE exists (cached)"
   exit 0
 fi

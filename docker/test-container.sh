@@ -6,7 +6,7 @@
 # Exit: 0 passed or skipped, 1 failed. Where no container engine can run, it skips and says why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-IMAGE=${FEDTUNE_IMAGE:-localhost/fedtune:test}
+IMAGE=${FEDTUNE_CI_IMAGE:-localhost/fedtune:test}
 BASE_IMAGE=${BASE_IMAGE:-localhost/node:20-bookworm-slim}
 export BASE_IMAGE
 PODMAN="podman --runtime runc --cgroup-manager cgroupfs"

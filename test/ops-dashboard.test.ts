@@ -1,7 +1,7 @@
 // The dashboard in headless Chromium (Debian's chromium driven by playwright-core) after a real 2-round
 // federation over gRPC: the page loads with no console errors, the plots show 2 rounds with train, validation
 // and held-out series, sites and versions (signed) are listed; with a token the data needs it.
-// FEDTUNE_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png (the README's screenshot).
+// FEDTUNE_TEST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png (the README's screenshot).
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -112,7 +112,7 @@ describe('ops: dashboard in headless Chromium', function () {
       ['0', 'signed'],
     ]);
     expect(errors).to.deep.equal([]);
-    const shot = process.env.FEDTUNE_UPDATE_SCREENSHOT === '1' ? path.resolve(__dirname, '..', '..', 'docs', 'dashboard.png') : path.join(os.tmpdir(), 'fedtune-dashboard.png');
+    const shot = process.env.FEDTUNE_TEST_UPDATE_SCREENSHOT === '1' ? path.resolve(__dirname, '..', '..', 'docs', 'dashboard.png') : path.join(os.tmpdir(), 'fedtune-dashboard.png');
     await fs.mkdir(path.dirname(shot), { recursive: true });
     await page.screenshot({ path: shot, fullPage: true });
     await page.close();
