@@ -148,7 +148,11 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
-    await ops.listen();
+    // A metrics or dashboard port that cannot be bound fails start(), leaving nothing bound.
+    await ops.listen().catch(async (e: Error) => {
+      await this.stop(0);
+      throw e;
+    });
     // Paths and the mode only: the key's contents never reach a log.
     const tls = this.opts.credentials ? { tls: 'credentials option' } : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
     this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode, ...tls }, 'coordinator listening');

@@ -123,6 +123,24 @@ describe('ops: Prometheus metrics', function () {
     expect((await get(`${url.replace(/\/metrics$/, '/')}`)).status).to.equal(404);
   });
 
+  it('a metrics port in use fails start() and leaves nothing bound', async () => {
+    dir = await tempDir('ops-metrics-busy');
+    const busy = http.createServer();
+    const port = await freePort();
+    await new Promise<void>((r) => busy.listen(port, '127.0.0.1', r));
+    try {
+      const c = start(port);
+      const err = await c.start().then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(err?.code).to.equal('EADDRINUSE');
+      expect(c.ops!.metricsEndpoint).to.equal(undefined);
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+  });
+
   it('is off by default: no endpoint, no interceptor', async () => {
     dir = await tempDir('ops-metrics-off');
     const c = start(0);

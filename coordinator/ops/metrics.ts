@@ -7,6 +7,7 @@ import type { Checkpoint } from '../checkpoints/types';
 import type { RoundEvents, RoundPhase } from '../round-events';
 
 const PHASES: readonly RoundPhase[] = ['IDLE', 'WAITING_FOR_CLIENTS', 'SELECTING', 'TRAINING', 'AGGREGATING', 'COMMITTING', 'FINISHED', 'FAILED', 'STOPPED'];
+const FINAL: ReadonlySet<RoundPhase> = new Set(['FINISHED', 'FAILED', 'STOPPED']);
 /** Rounds take seconds to tens of minutes. */
 const ROUND_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 /** Phases (aggregating, committing) also take milliseconds. */
@@ -76,7 +77,7 @@ export class CoordinatorMetrics {
 
     src.on('phase', (p) => {
       const now = Date.now();
-      if (this.phaseNow !== 'IDLE' && !PHASES.slice(6).includes(this.phaseNow)) phaseDuration.observe({ phase: this.phaseNow }, (now - this.phaseSince) / 1000);
+      if (this.phaseNow !== 'IDLE' && !FINAL.has(this.phaseNow)) phaseDuration.observe({ phase: this.phaseNow }, (now - this.phaseSince) / 1000);
       phase.set({ phase: this.phaseNow }, 0);
       phase.set({ phase: p }, 1);
       this.phaseNow = p;
