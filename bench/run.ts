@@ -4,6 +4,7 @@
 //  2. Adapter download/upload through the real coordinator over gRPC loopback vs raw TCP loopback.
 //  3. Local LoRA training throughput of the demo model on the selected tfjs backend.
 //  4. The cost of a round with secure aggregation (SecAgg/SecAgg+) against a plain sealed-upload FedAvg round (bench/secagg.ts).
+//  5. N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams open, and reconnects.
 import { promises as fs } from 'node:fs';
 import nacl from 'tweetnacl';
 import { identityFromSecretKey } from '../client-sdk/identity';
@@ -29,6 +30,7 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { initLoraAdapter } from '../proto/model/lora-layout';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
+import { benchJoins } from './join-storm';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -195,6 +197,7 @@ async function main(): Promise<void> {
     transport: await benchGrpc(16 << 20),
     training: await benchTraining(),
     secagg: await benchSecAgg(),
+    joins: await benchJoins([1000, 2000]),
   };
   const f = results.fedavg;
   const tr = results.transport;
@@ -205,6 +208,7 @@ async function main(): Promise<void> {
     ['upload 64 MiB update over gRPC', `${tr.upload_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`],
     [`LoRA training (${t.backend}, batch 16)`, `${Number(t.tokens_per_second).toFixed(0)} tokens/s`, `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`, `${Number(t.examples_per_second).toFixed(1)} examples/s`],
     ...secaggRows(results.secagg.rows),
+    ...results.joins.map((j): [string, string, string, string] => [`${j.sites} sites join at once (${j.processes} processes, ${j.auth})`, `${j.join_seconds.toFixed(1)} s`, `${j.reconnects} reconnects`, `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`]),
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));

@@ -72,6 +72,16 @@ export interface CoordinatorConfig {
     readonly chunkBytes: number;
     /** Largest upload accepted, in bytes. */
     readonly maxUploadBytes: number;
+    /** An upload silent for this long is refused and its task freed (ms). */
+    readonly uploadIdleTimeoutMs: number;
+  };
+  /** Admission control at the door: beyond these, RESOURCE_EXHAUSTED with a retry hint instead of dropped connections. */
+  readonly admission: {
+    readonly maxPendingChallenges: number;
+    readonly maxChallengesPerHost: number;
+    readonly maxSessions: number;
+    readonly maxUploadsInFlight: number;
+    readonly retryAfterMs: number;
   };
   readonly secagg: {
     readonly enabled: boolean;

@@ -134,7 +134,7 @@ describe('ops: Prometheus metrics', function () {
         () => undefined,
         (e: NodeJS.ErrnoException) => e,
       );
-      expect(err?.code).to.equal('EADDRINUSE');
+      expect(err?.code, String(err)).to.equal("EADDRINUSE");
       expect(c.ops!.metricsEndpoint).to.equal(undefined);
     } finally {
       await new Promise<void>((r) => busy.close(() => r()));
