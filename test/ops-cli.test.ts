@@ -100,6 +100,33 @@ describe('ops: the coordinator command never runs silently', function () {
     expect(out.split('\n').some((l) => l.startsWith('{'))).to.equal(false);
   });
 
+  it('stop() mid-round abandons the open attempt: nothing committed, health NOT_SERVING, done resolves with the last version', async () => {
+    const dir = await runDir();
+    const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir, seed: 2 }, rounds: { total: 2, minClients: 2, minUpdates: 2, deadlineMs: 20_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } } });
+    const c = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const sites: FederationClient[] = [];
+    try {
+      const { address } = await c.start();
+      const started = new Promise<void>((r) => c.once('roundStarted', () => r()));
+      for (const name of ['slow-one', 'slow-two']) {
+        // Training outlasts the test: the attempt is open when stop() comes.
+        const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5, 10, 15_000), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+        sites.push(s);
+        void s.run().catch(() => undefined);
+      }
+      await started;
+      expect(c.engine.phase).to.equal('TRAINING');
+      await c.stop(200);
+      expect((await c.done).manifest.version).to.equal(0);
+      expect(c.engine.phase).to.equal('STOPPED');
+      expect(c.ops!.health.status).to.equal('NOT_SERVING');
+      expect((await fs.readdir(path.join(dir, 'versions'))).filter((n) => /^v\d+$/.test(n))).to.deep.equal(['v000000']);
+    } finally {
+      for (const s of sites) await s.stop().catch(() => undefined);
+      await c.stop(200);
+    }
+  });
+
   it('logs each committed version with its metrics, and how many sites a round still waits for', async () => {
     const dir = await runDir();
     const lines: Record<string, unknown>[] = [];
