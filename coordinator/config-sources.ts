@@ -19,10 +19,10 @@ export interface Sources {
 }
 
 /**
- * FEDTUNE_* variables that are not configuration keys: the site's backend choice (a shell often starts both
+ * FEDTUNE_* variables that are not configuration keys: the site's backend and engine choice (a shell often starts both
  * roles) and those of tests, benchmarks and CI scripts.
  */
-export const OTHER_VARIABLES = /^FEDTUNE_(BACKEND$|TEST_|BENCH_|FUZZ_|CI_)/;
+export const OTHER_VARIABLES = /^FEDTUNE_(BACKEND$|ENGINE$|ENGINE_|TEST_|BENCH_|FUZZ_|CI_)/;
 
 function suggestion(word: string, candidates: readonly string[]): string {
   // Compared without the common prefix (FEDTUNE_, --), so that only the part that names the key counts.

@@ -91,6 +91,7 @@ export interface CoordinatorConfig {
     readonly weightCap: number;
     readonly maxClients: number;
     readonly stageTimeoutMs: number;
+    readonly rosterFile: string;
   };
   readonly auth: {
     readonly mode: 'enrolled' | 'tofu';

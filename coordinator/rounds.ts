@@ -156,8 +156,8 @@ export class RoundEngine extends TaskDesk {
         return this.failAttempt(round, attempt, `secure aggregation cannot run: ${(e as Error).message}`);
       }
     }
-    // Under SecAgg the four stages follow training, each with its own timeout.
-    const deadline = secagg ? trainingDeadline + 3 * cfg.secagg.stageTimeoutMs : trainingDeadline;
+    // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
+    const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
     const tasks = new Map<string, Task>();
     const selected: ClientSelected[] = [];
     for (const clientId of ids) {

@@ -50,7 +50,7 @@ describe('ops: configuration errors name the key, the source and the value', fun
     expect(message({ env: { FEDTUNE_METRICS: '9464', FEDTUNE_NONSENSE: '1' } })).to.equal(
       'invalid configuration: unknown environment variable FEDTUNE_METRICS; did you mean FEDTUNE_METRICS_PORT?; unknown environment variable FEDTUNE_NONSENSE; `fedtune config` lists every key',
     );
-    expect(loadConfig({ env: { FEDTUNE_BACKEND: 'wasm', FEDTUNE_TEST_KILL_AT: 'x', FEDTUNE_CI_CONTAINER: '1', HOME: '/h' } }).rounds.total).to.equal(5);
+    expect(loadConfig({ env: { FEDTUNE_BACKEND: 'wasm', FEDTUNE_ENGINE: 'auto', FEDTUNE_TEST_KILL_AT: 'x', FEDTUNE_CI_CONTAINER: '1', HOME: '/h' } }).rounds.total).to.equal(5);
   });
 
   it('a bad value names its source and the value as given', async () => {

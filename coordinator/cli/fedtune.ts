@@ -11,6 +11,7 @@ import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
+import { addRosterCommand } from './roster-command';
 import { addRecoverCommand } from './recover-command';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
@@ -76,6 +77,7 @@ checkpoints
 addVerifyCommand(program);
 addRecoverCommand(program);
 addEnrollCommand(program);
+addRosterCommand(program);
 
 // The site commands moved to `fedtune-site`; say so rather than "unknown command".
 for (const name of ['client', 'simulate', 'identity']) {
