@@ -92,7 +92,9 @@ echo "metrics: $seen"
 # 6. The run ends by itself (2 rounds); the checkpoint on the volume verifies.
 rc=$(timeout 900 $PODMAN wait "$tag-coord") || fail "coordinator did not finish within 15 minutes"
 [[ $rc == 0 ]] || fail "coordinator exited $rc"
-$PODMAN logs "$tag-coord" 2>&1 | grep -q '"version":2' || fail "coordinator log does not show version 2"
+# (Captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+coord_log=$($PODMAN logs "$tag-coord" 2>&1)
+grep -q 'run finished: version 2 of 2' <<<"$coord_log" || fail "coordinator log does not say 'run finished: version 2 of 2'"
 verify=$($PODMAN run --rm --no-healthcheck -v "$vol:/srv/runs" "$IMAGE" fedtune verify /srv/runs/demo 2>&1) || { echo "$verify"; fail "fedtune verify"; }
 echo "verify: $verify"
 grep -q '^OK: 3 versions' <<<"$verify" || fail "verify did not report 3 versions"
