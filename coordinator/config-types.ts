@@ -1,5 +1,6 @@
 // The coordinator's configuration as the rest of the code sees it. config.ts builds it with convict from
 // defaults, a JSON file, environment variables (FEDTUNE_*) and flags, and validates every key.
+import type { DashboardSettings, MetricsSettings } from './ops/config-schema';
 
 export interface LoraSettings {
   /** Rank r. */
@@ -103,7 +104,11 @@ export interface CoordinatorConfig {
     /** Coordinator key file (keys.ts); '' means <run.dir>/keys/coordinator.json. Never inside versions/. */
     readonly keyFile: string;
   };
+  readonly metrics: MetricsSettings;
+  readonly dashboard: DashboardSettings;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    readonly format: 'auto' | 'json' | 'pretty';
+    readonly progressMs: number;
   };
 }

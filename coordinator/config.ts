@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import convict from 'convict';
 import type { CoordinatorConfig } from './config-types';
 import { tlsProblems } from './tls';
+import { opsProblems, opsSchema } from './ops/config-schema';
+import { explainValidation, unknownSources } from './config-sources';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -149,8 +151,11 @@ const schema = {
   security: {
     keyFile: { doc: "Coordinator key file: Ed25519 key that signs manifests, X25519 key for sealed uploads; created at first start ('' = <run.dir>/keys/coordinator.json).", format: String, default: '', env: 'FEDTUNE_SECURITY_KEY_FILE', arg: 'security.keyFile' },
   },
+  ...opsSchema,
   log: {
     level: { doc: 'Log level (pino).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'FEDTUNE_LOG_LEVEL', arg: 'log.level' },
+    format: { doc: "Log format of the fedtune command: 'auto' (pretty on a terminal, JSON lines otherwise), 'json' or 'pretty'.", format: ['auto', 'json', 'pretty'], default: 'auto', env: 'FEDTUNE_LOG_FORMAT', arg: 'log.format' },
+    progressMs: { doc: "How often a round waiting for sites logs 'waiting for N more sites' (ms).", format: 'positive-int', default: 30000, env: 'FEDTUNE_LOG_PROGRESS_MS', arg: 'log.progressMs' },
   },
 };
 
@@ -166,6 +171,10 @@ export interface LoadConfigOptions {
 }
 
 export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
+  const keys = describeConfig();
+  // convict ignores flags and variables it does not know: a typo would run with the default, silently.
+  const unknown = unknownSources(opts, keys);
+  if (unknown.length) throw new ConfigError(`invalid configuration: ${unknown.join('; ')}`);
   let conf: convict.Config<CoordinatorConfig>;
   try {
     conf = convict<CoordinatorConfig>(schema as unknown as convict.Schema<CoordinatorConfig>, {
@@ -178,7 +187,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     if (opts.overrides) for (const [key, value] of leaves(opts.overrides)) conf.set(key, value);
     conf.validate({ allowed: 'strict' });
   } catch (e) {
-    throw new ConfigError(`invalid configuration: ${(e as Error).message}`);
+    throw new ConfigError(`invalid configuration: ${explainValidation((e as Error).message, opts, keys)}`);
   }
   const cfg = conf.getProperties();
   const problems: string[] = [];
@@ -192,6 +201,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${4 * 1024 * 1024 - 64 * 1024})`);
   }
   problems.push(...tlsProblems(cfg.tls));
+  problems.push(...opsProblems(cfg));
   if (cfg.secagg.enabled && cfg.rounds.minUpdates < 5) {
     problems.push(`secagg.enabled needs rounds.minUpdates ≥ 5 (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`);
   }
@@ -234,9 +244,9 @@ export function describeConfig(): ConfigKeyDoc[] {
 /**
  * The configuration as recorded in manifests: everything except where this coordinator happens to listen, how
  * it secures the channel (tls.*), who may join (auth.*: operations, not training), where its key file lives,
- * how it guards the door (admission.*) and how it logs.
+ * how it guards the door (admission.*), how it is observed (metrics.*, dashboard.*) and how it logs.
  */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, admission: _admission, ...rest } = cfg;
+  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, admission: _admission, metrics: _metrics, dashboard: _dashboard, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -28,6 +28,7 @@ import { Challenges } from './auth/challenges';
 import { Enrolment, parseAllowList } from './auth/enrolment';
 import { SealedUploadOpener, type SealedBlob } from '../proto/crypto/sealed-upload';
 import type { TensorList } from '../proto/tensors';
+import { Operations } from './ops/operations';
 
 export interface CoordinatorOptions {
   readonly config: CoordinatorConfig;
@@ -68,6 +69,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   private runPromise: Promise<Checkpoint> | undefined;
   private keysRef: CoordinatorKeys | undefined;
   private lock: RunLock | undefined;
+  /** Health, reflection, metrics and dashboard (coordinator/ops/); exists once start() was called. */
+  ops: Operations | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -146,9 +149,11 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.engineRef = engine;
     // Re-emit every engine event, so listeners can attach to the Coordinator before start().
     for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
+    const ops = (this.ops = new Operations(cfg, this, this.logger));
     // Advertise the stream limit explicitly: HTTP/2 clients otherwise assume 100 per connection, and the SDK's
     // clients in one process share a connection, each holding a task stream open (a join storm's queue).
-    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000 });
+    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000, ...ops.serverOptions() });
+    ops.addServices(server);
     // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
     server.addService(guardService(loadFedtuneProto().fedtune.v1.Federation.service), createHandlers({
       config: cfg,
@@ -166,6 +171,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
+    // A metrics or dashboard port that cannot be bound fails start(), leaving nothing bound.
+    await ops.listen().catch(async (e: Error) => {
+      this.server = undefined;
+      server.forceShutdown();
+      await ops.close();
+      throw e;
+    });
     // Paths and the mode only: the key's contents never reach a log.
     const tls = this.opts.credentials ? { tls: 'credentials option' } : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
     this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode, ...tls }, 'coordinator listening');
@@ -212,11 +224,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
 
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */
   async stop(graceMs = 2000): Promise<void> {
+    this.ops?.drain();
     this.engineRef?.stop();
     this.registry.closeAll();
     const server = this.server;
     this.server = undefined;
     if (!server) {
+      await this.ops?.close();
       await this.releaseLock();
       return;
     }
@@ -231,6 +245,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       });
     });
     await this.runPromise?.catch(() => undefined);
+    await this.ops?.close();
     await this.releaseLock();
   }
 

@@ -54,7 +54,14 @@ const DEFAULTS: Record<string, unknown> = {
   'tls.keyFile': '',
   'tls.clientCaFile': '',
   'security.keyFile': '',
+  'metrics.port': 0,
+  'metrics.host': '127.0.0.1',
+  'dashboard.port': 0,
+  'dashboard.host': '127.0.0.1',
+  'dashboard.token': '',
   'log.level': 'info',
+  'log.format': 'auto',
+  'log.progressMs': 30000,
 };
 
 /** A valid non-default value for every key, as it would be typed in the environment or a flag. */
@@ -106,7 +113,14 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'tls.keyFile': [__filename, __filename],
   'tls.clientCaFile': [__filename, __filename],
   'security.keyFile': ['/etc/fedtune/coordinator.json', '/etc/fedtune/coordinator.json'],
+  'metrics.port': ['9464', 9464],
+  'metrics.host': ['0.0.0.0', '0.0.0.0'],
+  'dashboard.port': ['8080', 8080],
+  'dashboard.host': ['::1', '::1'],
+  'dashboard.token': ['a-dashboard-token-0123', 'a-dashboard-token-0123'],
   'log.level': ['silent', 'silent'],
+  'log.format': ['json', 'json'],
+  'log.progressMs': ['5000', 5000],
 };
 
 const get = (obj: unknown, key: string): unknown => key.split('.').reduce((o, k) => (o as Record<string, unknown>)[k], obj);

@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import pino from 'pino';
 import { Coordinator } from '../coordinator';
 import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
@@ -14,6 +13,8 @@ import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
 import { addRecoverCommand } from './recover-command';
+import { cliLogger } from '../ops/cli-logger';
+import { redactedConfig } from '../ops/redact';
 
 const program = new Command('fedtune').description('Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)');
 program.version(packageVersion(), '-V, --version', 'print the fedtune version');
@@ -32,18 +33,27 @@ program
   .allowExcessArguments(true)
   .action(async (opts: { config?: string }, cmd: Command) => {
     const config = loadConfig({ file: opts.config, env: process.env, args: cmd.args });
-    const logger = pino({ level: config.log.level });
+    const logger = cliLogger(config.log.level, config.log.format);
+    logger.info({ config: redactedConfig(config) }, 'effective configuration');
     const coordinator = new Coordinator({ config, logger });
+    // The first signal drains (the open attempt is abandoned cleanly: tasks cancelled, nothing half-written);
+    // a second one exits at once.
+    let stopping: string | undefined;
     const stop = (signal: string): void => {
-      logger.info({ signal }, 'stopping');
-      void coordinator.stop().then(() => process.exit(0));
+      if (stopping) process.exit(130);
+      stopping = signal;
+      logger.info({ signal }, 'stopping: draining the open round (a second signal exits at once)');
+      void coordinator.stop();
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
     await coordinator.start();
     const final = await coordinator.done;
-    logger.info({ version: final.manifest.version }, 'run finished');
     await coordinator.stop();
+    const version = final?.manifest.version ?? 0;
+    const total = config.rounds.total;
+    if (stopping) logger.info({ version, roundsTotal: total, signal: stopping }, `stopped at version ${version} of ${total}`);
+    else logger.info({ version, roundsTotal: total }, `run finished: version ${version} of ${total}`);
   });
 
 const checkpoints = program.command('checkpoints').description('Inspect the versions of a run');

@@ -1,0 +1,159 @@
+// What the dashboard shows, as one JSON document: the run's progress, the sites and what each is doing, and
+// every version with its metrics and the status of its manifest signature. Built from the coordinator's round
+// events and its store; the version list is reloaded only after a commit, and signatures (immutable once
+// written) are checked once per version.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Coordinator } from '../../coordinator';
+import type { Manifest } from '../../checkpoints/types';
+import { FsCheckpointStore, versionDirName } from '../../checkpoints/fs-store';
+import { MANIFEST_SIG_FILE, manifestSigner, signatureProblem } from '../../checkpoints/signature';
+import type { CoordinatorConfig } from '../../config-types';
+import type { HealthState } from '../health';
+
+export type SiteState = 'idle' | 'training' | 'uploaded' | 'disconnected';
+
+export interface SiteView {
+  readonly name: string;
+  readonly backend: string;
+  readonly state: SiteState;
+  /** Rounds this site's update went into. */
+  readonly rounds: number;
+}
+
+export interface VersionView {
+  readonly version: number;
+  readonly round: number;
+  readonly attempt: number;
+  readonly createdAt: string;
+  readonly participants: number;
+  readonly metrics: Record<string, number>;
+  readonly files: number;
+  readonly secureAggregation: boolean;
+  /** 'signed', 'unsigned' (no manifest.sig: a store passed in), or the first problem found. */
+  readonly signature: string;
+}
+
+export interface DashboardState {
+  readonly run: {
+    readonly id: string;
+    readonly phase: string;
+    readonly health: string;
+    readonly round: number;
+    readonly attempt: number;
+    readonly latestVersion: number;
+    readonly roundsTotal: number;
+    readonly minClients: number;
+    readonly secureAggregation: boolean;
+    readonly manifestKeyId: string;
+  };
+  readonly sites: SiteView[];
+  readonly versions: VersionView[];
+}
+
+export class DashboardModel {
+  private versions: VersionView[] | null = null;
+  private readonly signatures = new Map<number, string>();
+  private readonly taskState = new Map<string, SiteState>(); // clientId → state in the current attempt
+  private readonly names = new Map<string, { name: string; backend: string }>();
+  private readonly contributions = new Map<string, number>();
+  private round = 0;
+  private attempt = 0;
+
+  constructor(private readonly coordinator: Coordinator, private readonly cfg: CoordinatorConfig, private readonly health: HealthState) {
+    const c = coordinator;
+    c.registry.on('change', () => this.rememberSites());
+    c.on('roundStarted', (e) => {
+      this.round = e.round;
+      this.attempt = e.attempt;
+      this.taskState.clear();
+      for (const id of e.selected) this.taskState.set(id, 'training');
+    });
+    c.on('updateAccepted', (e) => this.taskState.set(e.clientId, 'uploaded'));
+    c.on('roundCommitted', (e) => {
+      this.versions = null;
+      this.taskState.clear();
+      for (const p of e.participants) {
+        this.contributions.set(p.clientId, (this.contributions.get(p.clientId) ?? 0) + 1);
+        if (!this.names.has(p.clientId)) this.names.set(p.clientId, { name: p.clientName, backend: p.backend });
+      }
+    });
+    c.on('roundFailed', () => this.taskState.clear());
+  }
+
+  async state(): Promise<DashboardState> {
+    const c = this.coordinator;
+    const cfg = this.cfg;
+    const latest = c.engine.latest;
+    const connected = new Set(this.rememberSites());
+    const sites: SiteView[] = [...this.names.entries()]
+      .map(([id, s]) => ({ name: s.name, backend: s.backend, state: connected.has(id) ? this.taskState.get(id) ?? 'idle' : ('disconnected' as SiteState), rounds: this.contributions.get(id) ?? 0 }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return {
+      run: {
+        id: cfg.run.id,
+        phase: c.engine.phase,
+        health: this.health.status,
+        round: this.round,
+        attempt: this.attempt,
+        latestVersion: latest?.manifest.version ?? -1,
+        roundsTotal: cfg.rounds.total,
+        minClients: cfg.rounds.minClients,
+        secureAggregation: cfg.secagg.enabled,
+        manifestKeyId: manifestSigner(c.keys.sign).keyId,
+      },
+      sites,
+      versions: await this.versionList(),
+    };
+  }
+
+  /** Connected client ids; remembers every site seen, so one that left shows as disconnected. */
+  private rememberSites(): string[] {
+    const now = this.coordinator.registry.connected();
+    for (const s of now) this.names.set(s.clientId, { name: s.name, backend: s.backend });
+    return now.map((s) => s.clientId);
+  }
+
+  private async versionList(): Promise<VersionView[]> {
+    if (this.versions) return this.versions;
+    const manifests = await this.coordinator.store.list();
+    const out: VersionView[] = [];
+    for (const m of manifests) out.push(await this.view(m));
+    this.versions = out;
+    return out;
+  }
+
+  private async view(m: Manifest): Promise<VersionView> {
+    let signature = this.signatures.get(m.version);
+    if (signature === undefined) {
+      signature = await this.checkSignature(m.version);
+      this.signatures.set(m.version, signature);
+    }
+    return {
+      version: m.version,
+      round: m.round,
+      attempt: m.attempt,
+      createdAt: m.createdAt,
+      participants: m.participants.length,
+      metrics: m.metrics,
+      files: Object.keys(m.files).length,
+      secureAggregation: m.secureAggregation !== undefined,
+      signature,
+    };
+  }
+
+  /** The manifest.sig of a version of the built-in store, checked against this coordinator's key. */
+  private async checkSignature(version: number): Promise<string> {
+    const c = this.coordinator;
+    if (!(c.store instanceof FsCheckpointStore)) return 'unsigned';
+    const dir = path.join(this.cfg.run.dir, 'versions', versionDirName(version));
+    let sig: Buffer;
+    try {
+      sig = await fs.readFile(path.join(dir, MANIFEST_SIG_FILE));
+    } catch {
+      return 'unsigned';
+    }
+    const problem = signatureProblem(sig, await fs.readFile(path.join(dir, 'manifest.json')), versionDirName(version), manifestSigner(c.keys.sign));
+    return problem ?? 'signed';
+  }
+}

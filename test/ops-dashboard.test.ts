@@ -1,0 +1,149 @@
+// The dashboard in headless Chromium (Debian's chromium driven by playwright-core) after a real 2-round
+// federation over gRPC: the page loads with no console errors, the plots show 2 rounds with train, validation
+// and held-out series, sites and versions (signed) are listed; with a token the data needs it.
+// FEDTUNE_TEST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png (the README's screenshot).
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { Coordinator } from '../coordinator/coordinator';
+import { ConfigError, loadConfig } from '../coordinator/config';
+import { FederationClient } from '../client-sdk/client';
+import type { TensorList } from '../proto/tensors';
+import { ConstantTrainer, freePort, smallAdapter, tempDir, testIdentity } from './harness';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const CHROMIUM = '/usr/bin/chromium';
+// As the environment notes say: without the background-networking flags Chromium tries the closed network.
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** A site that also reports local validation (eval_loss, eval_accuracy) that improves with the version. */
+class EvalTrainer extends ConstantTrainer {
+  private evals = 0;
+  async evaluate(_adapter: TensorList): Promise<Record<string, number>> {
+    this.evals++;
+    return { eval_loss: 2 / (this.evals + 1), eval_accuracy: 0.5 + 0.1 * this.evals };
+  }
+}
+
+async function newPage(browser: Browser): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+  const errors: string[] = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { page, errors };
+}
+
+describe('ops: dashboard in headless Chromium', function () {
+  this.timeout(90_000);
+  let browser: Browser;
+  let dir: string;
+  let coordinator: Coordinator;
+  const sites: FederationClient[] = [];
+
+  before(async () => {
+    await fs.access(CHROMIUM).catch(() => {
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)`);
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  afterEach(async () => {
+    for (const s of sites.splice(0)) await s.stop().catch(() => undefined);
+    await coordinator?.stop(200);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function run(dashboard: Record<string, unknown>): Promise<string> {
+    dir = await tempDir('ops-dashboard');
+    const port = await freePort();
+    const config = loadConfig({
+      overrides: {
+        server: { port: 0 },
+        run: { dir, seed: 9, id: 'dashboard-demo' },
+        rounds: { total: 2, minClients: 2, minUpdates: 2, clientsPerRound: 100, deadlineMs: 20_000, maxAttempts: 2 },
+        dashboard: { port, ...dashboard },
+        log: { level: 'silent' },
+        auth: { mode: 'tofu' },
+      },
+    });
+    coordinator = new Coordinator({
+      config,
+      initialAdapter: () => smallAdapter(0),
+      adapterConfig: { peft_type: 'LORA' },
+      baseModel: { name: 'test', sha256: '0'.repeat(64) },
+      evaluator: async (_a, version) => ({ eval_loss: 3 / (version + 1), eval_accuracy: 0.6 + 0.1 * version }),
+      logger: pino({ level: 'silent' }),
+    });
+    const { address } = await coordinator.start();
+    for (const [name, value] of [['hospital-north', 0.8], ['hospital-south', 0.4]] as const) {
+      const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new EvalTrainer(value, 10), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+      sites.push(s);
+      void s.run().catch(() => undefined);
+    }
+    expect((await coordinator.done).manifest.version).to.equal(2);
+    return coordinator.ops!.dashboardEndpoint!.url;
+  }
+
+  it('shows progress, sites, per-round plots and signed versions, with no console errors', async () => {
+    const url = await run({});
+    const { page, errors } = await newPage(browser);
+    const res = await page.goto(`${url}/`);
+    expect(res!.status()).to.equal(200);
+    await page.waitForSelector('#loss-chart[data-rounds="2"]', { timeout: 15_000 });
+    expect(await page.textContent('#loss-chart .caption')).to.equal('Loss per round (2 rounds)');
+    expect(await page.textContent('#accuracy-chart .caption')).to.equal('Accuracy per round (2 rounds)');
+    // train (sites), validation (sites), held-out: one line each.
+    expect(await page.$$eval('#loss-chart polyline', (ls) => ls.map((l) => l.getAttribute('data-metric')))).to.deep.equal(['clients.eval_loss', 'clients.train_loss', 'heldout.eval_loss']);
+    expect(await page.$$eval('#loss-chart .xtick', (ts) => ts.map((t) => t.textContent))).to.deep.equal(['0', '1', '2']);
+    expect(await page.textContent('#progress-text')).to.contain('version 2 of 2').and.contain('phase FINISHED');
+    const siteRows = await page.$$eval('#sites-table tr', (rs) => rs.slice(1).map((r) => [...r.children].map((c) => c.textContent)));
+    expect(siteRows).to.deep.equal([
+      ['hospital-north', 'idle', 'test', '2'],
+      ['hospital-south', 'idle', 'test', '2'],
+    ]);
+    const versionRows = await page.$$eval('#versions-table tr', (rs) => rs.slice(1).map((r) => [r.children[0]!.textContent, r.children[10]!.textContent]));
+    expect(versionRows).to.deep.equal([
+      ['2', 'signed'],
+      ['1', 'signed'],
+      ['0', 'signed'],
+    ]);
+    expect(errors).to.deep.equal([]);
+    const shot = process.env.FEDTUNE_TEST_UPDATE_SCREENSHOT === '1' ? path.resolve(__dirname, '..', '..', 'docs', 'dashboard.png') : path.join(os.tmpdir(), 'fedtune-dashboard.png');
+    await fs.mkdir(path.dirname(shot), { recursive: true });
+    await page.screenshot({ path: shot, fullPage: true });
+    await page.close();
+  });
+
+  it('with dashboard.token, serves data only to a bearer of the token', async () => {
+    const token = 'tok-0123456789abcdef';
+    const url = await run({ token });
+    const plain = await fetch(`${url}/api/state`);
+    expect(plain.status).to.equal(401);
+    expect((await fetch(`${url}/api/state`, { headers: { authorization: 'Bearer wrong-token-000000' } })).status).to.equal(401);
+    const ok = await fetch(`${url}/api/state`, { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).to.equal(200);
+    expect(((await ok.json()) as { run: { latestVersion: number } }).run.latestVersion).to.equal(2);
+    expect((await fetch(`${url}/api/state`, { method: 'POST' })).status).to.equal(405);
+
+    const { page, errors } = await newPage(browser);
+    await page.goto(`${url}/`);
+    await page.waitForSelector('#token', { state: 'visible' });
+    expect(await page.isVisible('#sites')).to.equal(false);
+    await page.fill('#token', token);
+    await page.click('#login-form button');
+    await page.waitForSelector('#loss-chart[data-rounds="2"]', { timeout: 15_000 });
+    // The browser logs the first 401 as a failed resource load; nothing else may be logged.
+    expect(errors.filter((e) => !/status of 401/.test(e))).to.deep.equal([]);
+    await page.close();
+  });
+
+  it('refuses a dashboard off loopback without a token', () => {
+    expect(() => loadConfig({ overrides: { dashboard: { port: 8080, host: '0.0.0.0' } } }))
+      .to.throw(ConfigError)
+      .with.property('message', 'invalid configuration: dashboard.host 0.0.0.0 is not a loopback address: set dashboard.token (at least 16 characters) so the dashboard asks for it');
+  });
+});
