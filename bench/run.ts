@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
-import { FedAvg } from '../coordinator/strategy/fedavg';
+import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { Coordinator, loadConfig } from '../coordinator';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
@@ -45,7 +45,7 @@ function benchFedAvg(clients: number, params: number): Record<string, number> {
   const copy: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
     let t = now();
-    strategy.aggregate(global, updates);
+    aggregateUpdates(strategy, global, updates);
     agg.push(now() - t);
     const dst = new Float32Array(params / 4);
     t = now();

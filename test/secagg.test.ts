@@ -41,10 +41,18 @@ function expected(m: Manifest, base: TensorList, round: number, attempt: number)
   const vs = sa.survivors.map((id) => {
     const name = byId.get(id)!;
     const seed = deriveSeed(5, 'train', round, attempt, id);
-    return encodeUpdate(siteDelta(name, base), examples(name), cfg, roundingSeed(seed, `r${round}-a${attempt}-${id}`));
+    return encodeUpdate(siteDelta(name, base), examples(name), cfg, roundingSeed(seed, taskIdOf(attempt, id)));
   });
   return decodeSum(sumVectors(vs), cfg, base).adapter;
 }
+
+/** Task ids as the coordinator issued them in the last federate() (they carry a per-process epoch). */
+const issued = new Map<string, string>();
+const taskIdOf = (attempt: number, clientId: string): string => {
+  const id = issued.get(`${attempt}:${clientId}`);
+  if (!id) throw new Error(`no task was issued to ${clientId} in attempt ${attempt}`);
+  return id;
+};
 
 interface Drop {
   readonly stage: SecAggStage;
@@ -60,6 +68,8 @@ async function federate(n: number, threshold: number, drop?: Drop, opts: Harness
   const h = await startCoordinator(await tempDir('secagg'), rounds, { secagg: { enabled: true, threshold, stageTimeoutMs: silent ? 1500 : 20_000 } }, opts);
   const failures: string[] = [];
   h.coordinator.on('roundFailed', (e) => failures.push(e.reason));
+  issued.clear();
+  h.coordinator.on('clientSelected', (e) => issued.set(`${e.attempt}:${e.clientId}`, e.taskId));
   const dropped = new Set(names(n).slice(0, drop?.count ?? 0));
   const clients = names(n).map((name) => {
     const c: FederationClient = new FederationClient({
@@ -162,7 +172,7 @@ describe('secure aggregation over gRPC', function () {
     for (const name of names(5)) {
       const id = clientIdFor(name);
       const delta = siteDelta(name, big());
-      const x = encodeUpdate(delta, examples(name), cfg, roundingSeed(deriveSeed(5, 'train', 1, 1, id), `r1-a1-${id}`));
+      const x = encodeUpdate(delta, examples(name), cfg, roundingSeed(deriveSeed(5, 'train', 1, 1, id), taskIdOf(1, id)));
       // 32-byte windows of the float delta and of its encoding: none may appear in the run dir or the log.
       for (const off of [0, 1000, 2040]) {
         const fw = Buffer.from(delta[0].data.buffer, off * 4, 32);

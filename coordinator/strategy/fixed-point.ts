@@ -45,6 +45,18 @@ export function accumulate(acc: Float64Array, x: Float32Array, weight: number, n
   }
 }
 
+/**
+ * acc += weight · quantize(x) for values already admitted (|x| < LIMIT, finite): the streaming hot loop.
+ * round-half-away-from-zero(s) = sign(s)·floor(|s| + 0.5), exact as above.
+ */
+export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: number): void {
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const s = x[i] * SCALE;
+    acc[i] += s < 0 ? -weight * Math.floor(0.5 - s) : weight * Math.floor(s + 0.5);
+  }
+}
+
 /** The weighted mean on the grid: (Σ n_k q_k) / (Σ n_k) / 2^F, one correctly rounded division per value. */
 export function weightedMean(acc: Float64Array, totalWeight: number): Float64Array {
   const out = new Float64Array(acc.length);
