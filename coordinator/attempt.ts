@@ -194,11 +194,13 @@ export class Attempt {
     this.wake();
   }
 
-  recordMetrics(t: Task, values: Record<string, number>, backend: string): void {
-    t.metrics = { values, backend };
+  /** Records a site's metrics (spooled first, when its update is: a restarted coordinator still has them). */
+  async recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
+    const metrics = { values, backend };
     if (this.d.spool && t.state === 'uploaded') {
-      this.d.spool.putMetrics(this.round, t.clientId, t.metrics).catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+      await this.d.spool.putMetrics(this.round, t.clientId, metrics).catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
     }
+    t.metrics = metrics;
     this.wake();
   }
 

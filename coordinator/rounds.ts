@@ -481,7 +481,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.wake();
   }
 
-  recordMetrics(t: Task, values: Record<string, number>, backend: string): void {
-    t.owner.recordMetrics(t, values, backend);
+  recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
+    return t.owner.recordMetrics(t, values, backend);
   }
 }

@@ -339,8 +339,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           if (!/^[\w.:/-]{1,64}$/.test(k)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric name ${JSON.stringify(k.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.:/-]`);
           if (!Number.isFinite(v)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric ${k} is ${v}; metrics must be finite`);
         }
-        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend);
-        cb(null, {});
+        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
+          () => cb(null, {}),
+          (e: unknown) => cb(fail(e, 'metrics')),
+        );
       } catch (e) {
         cb(fail(e, 'metrics'));
       }
