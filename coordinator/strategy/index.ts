@@ -1,15 +1,15 @@
-// Strategies by their configured name (`strategy.name`): the config's list of names and this table agree.
+// Strategies by their configured name (`strategy.name`): every name in names.ts has its constructor here.
 import { FedAvg } from './fedavg';
+import { STRATEGY_NAMES, type StrategyName } from './names';
 import type { Strategy } from './strategy';
 
-export const STRATEGIES = { fedavg: () => new FedAvg() } as const satisfies Record<string, () => Strategy>;
-export type StrategyName = keyof typeof STRATEGIES;
+export const STRATEGIES: Readonly<Record<StrategyName, () => Strategy>> = { fedavg: () => new FedAvg() };
 
 export function strategyNamed(name: string): Strategy {
-  const make = (STRATEGIES as Record<string, () => Strategy>)[name];
-  if (!make) throw new Error(`unknown strategy ${JSON.stringify(name)}; known: ${Object.keys(STRATEGIES).join(', ')}`);
-  return make();
+  if (!(STRATEGY_NAMES as readonly string[]).includes(name)) throw new Error(`unknown strategy ${JSON.stringify(name)}; known: ${STRATEGY_NAMES.join(', ')}`);
+  return STRATEGIES[name as StrategyName]();
 }
 
+export { STRATEGY_NAMES, type StrategyName } from './names';
 export type { Aggregation, ClientUpdate, Strategy, WeightedSum } from './strategy';
 export { AdmissionError } from './strategy';
