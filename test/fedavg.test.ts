@@ -13,7 +13,9 @@ import {
   quantize,
   weightedMean,
 } from '../coordinator/strategy/fixed-point';
-import type { ClientUpdate } from '../coordinator/strategy/strategy';
+import { AdmissionError, type ClientUpdate } from '../coordinator/strategy/strategy';
+import { strategyNamed } from '../coordinator/strategy';
+import { decodeSum, encodeUpdate, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor } from '../proto/tensors';
 import { Prng } from '../client-sdk/model/prng';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -290,5 +292,74 @@ describe('FedAvg', () => {
     for (const p of permutations(updates)) expect(hex(avg(g, p).adapter)).to.equal(hex(r.adapter));
     const over = [...updates.slice(0, 2), upd('c', 2, [t('a', values(1))])];
     expect(() => avg(g, over)).to.throw(Error, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
+  });
+});
+
+describe('FedAvg streaming (admit, add as updates arrive, aggregate the running sum)', () => {
+  const fedavg = new FedAvg();
+  const rng = new Prng(77, 5);
+  const sizes = [129, 3, 40];
+  const global = sizes.map((n, k) => t(`w${k}`, Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2)));
+  const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `site-${k}`, sizes, [2, 1e-4, 0.3, 60, 0.01][k], 1 + Math.floor(rng.nextFloat() * 9000)));
+  const reference = aggregateUpdates(fedavg, global, updates);
+
+  it('commits the same bytes for every arrival order, with admission and addition interleaved, equal to the exact reference', () => {
+    const exact = referenceFedAvg(global, updates);
+    reference.adapter.forEach((x, k) => expect(Buffer.from(x.data.buffer).equals(Buffer.from(exact[k].buffer)), x.name).to.equal(true));
+    for (const p of permutations(updates)) {
+      const agg = fedavg.begin(global);
+      // Each update is admitted on arrival and added one arrival later (as a spool write would delay it).
+      let pending: ClientUpdate | undefined;
+      for (const u of p) {
+        agg.admit(u);
+        if (pending) agg.add(pending);
+        pending = u;
+      }
+      agg.add(pending!);
+      expect(agg.count).to.equal(5);
+      expect(hex(fedavg.aggregate(global, agg.sum()))).to.equal(hex(reference.adapter));
+      expect(agg.weights()).to.deep.equal(reference.weights);
+    }
+  });
+
+  it('keeps no update: the running sum is one float64 per parameter, and adding does not touch the update', () => {
+    const agg = fedavg.begin(global);
+    const before = hex(updates[0].delta);
+    agg.admit(updates[0]);
+    agg.add(updates[0]);
+    expect(hex(updates[0].delta)).to.equal(before);
+    const sum = agg.sum();
+    expect([...sum.tensors.keys()]).to.deep.equal(['w0', 'w1', 'w2']);
+    expect([...sum.tensors.values()].map((a) => [a.constructor.name, a.length])).to.deep.equal(sizes.map((n) => ['Float64Array', n]));
+    expect(sum.totalWeight).to.equal(updates[0].numExamples);
+  });
+
+  it('admission refuses before anything is added, and release gives an admitted weight back', () => {
+    const agg = fedavg.begin([t('a', [0])]);
+    const big = upd('big', MAX_TOTAL_WEIGHT - 1, [t('a', [0.5])]);
+    agg.admit(big);
+    expect(() => agg.admit(upd('x', 2, [t('a', [0.5])]))).to.throw(AdmissionError, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound`);
+    expect(() => agg.admit(upd('big', 1, [t('a', [0.5])]))).to.throw(AdmissionError, 'FedAvg: two updates from big');
+    expect(() => agg.admit(upd('nan', 1, [t('a', [NaN])]))).to.throw(FixedPointRangeError, 'nan:a[0] = NaN is outside the fixed-point range');
+    expect(() => agg.add(upd('x', 2, [t('a', [0.5])]))).to.throw(Error, 'FedAvg: update of x was not admitted');
+    agg.release('big');
+    agg.admit(upd('x', 2, [t('a', [0.5])]));
+    agg.add(upd('x', 2, [t('a', [0.5])]));
+    expect(agg.count).to.equal(1);
+    expect(Array.from(fedavg.aggregate([t('a', [0])], agg.sum())[0].data)).to.deep.equal([0.5]);
+    expect(() => fedavg.aggregate([t('a', [0])], fedavg.begin([t('a', [0])]).sum())).to.throw(Error, 'FedAvg: no updates to aggregate');
+  });
+
+  it("turns secure aggregation's unmasked sum into the same bytes decodeSum gives (one strategy for both workflows)", () => {
+    const include = global.map((g) => g.name).sort();
+    const cfg: SecAggRoundConfig = { roundTag: 'x', baseManifestSha256: '0'.repeat(64), selected: ['a', 'b', 'c', 'd', 'e'], threshold: 3, graph: { kind: 'full' }, clipNorm: 10, weightCap: 10000, maxClients: 1024, include, vectorLength: vectorLayout(global, include).length };
+    const vs = updates.map((u, k) => encodeUpdate(u.delta, u.numExamples, cfg, new Uint8Array(32).fill(k + 1)));
+    const sum = sumVectors(vs);
+    expect(hex(fedavg.aggregate(global, unmaskedSum(sum, cfg, global)))).to.equal(hex(decodeSum(sum, cfg, global).adapter));
+  });
+
+  it('is picked by its configured name', () => {
+    expect(strategyNamed('fedavg')).to.be.instanceOf(FedAvg);
+    expect(() => strategyNamed('fedprox')).to.throw(Error, 'unknown strategy "fedprox"; known: fedavg');
   });
 });
