@@ -10,7 +10,8 @@
 // manifest and client, so a record can only ever count for the round and base it was signed for.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { replaceAtomically } from './checkpoints/atomic-fs';
+import { randomBytes } from 'node:crypto';
+import { fsyncPath, replaceAtomically } from './checkpoints/atomic-fs';
 
 export interface SpoolState {
   readonly round: number;
@@ -25,8 +26,8 @@ export interface SpoolState {
 
 export interface SpooledRound {
   readonly state: SpoolState;
-  /** Record bytes by client id. */
-  readonly updates: ReadonlyMap<string, Buffer>;
+  /** Record files by client id (read one at a time: see readUpdate). */
+  readonly updates: ReadonlyMap<string, string>;
   readonly metrics: ReadonlyMap<string, { values: Record<string, number>; backend: string }>;
 }
 
@@ -78,13 +79,13 @@ export class RoundSpool {
         await fs.rm(dir, { recursive: true, force: true });
         continue;
       }
-      const updates = new Map<string, Buffer>();
+      const updates = new Map<string, string>();
       const metrics = new Map<string, { values: Record<string, number>; backend: string }>();
       for (const f of await fs.readdir(dir)) {
         if (f.startsWith('.')) {
           await fs.rm(path.join(dir, f), { force: true }); // a temporary file a crash left behind
         } else if (f.endsWith('.sealed')) {
-          updates.set(f.slice(0, -'.sealed'.length), await fs.readFile(path.join(dir, f)));
+          updates.set(f.slice(0, -'.sealed'.length), path.join(dir, f));
         } else if (f.endsWith('.metrics.json')) {
           try {
             metrics.set(f.slice(0, -'.metrics.json'.length), JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')));
@@ -103,8 +104,37 @@ export class RoundSpool {
     await replaceAtomically(path.join(this.dir(s.round), 'attempt.json'), JSON.stringify(s) + '\n');
   }
 
+  /** Atomically (temporary file, fsync, rename, fsync of the directory), written from its parts without a copy. */
   async putUpdate(round: number, clientId: string, parts: readonly Uint8Array[]): Promise<void> {
-    await replaceAtomically(this.file(round, clientId, '.sealed'), Buffer.concat(parts));
+    const file = this.file(round, clientId, '.sealed');
+    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+    const fh = await fs.open(tmp, 'w', 0o600);
+    try {
+      // writev takes at most IOV_MAX buffers per call (a record has one per chunk plus two) and may write
+      // fewer bytes than asked: the rest of a short write goes out with write().
+      for (let i = 0; i < parts.length; i += 512) {
+        const batch = parts.slice(i, i + 512);
+        let { bytesWritten } = await fh.writev(batch);
+        for (const p of batch) {
+          if (bytesWritten >= p.length) {
+            bytesWritten -= p.length;
+            continue;
+          }
+          let off = bytesWritten;
+          bytesWritten = 0;
+          while (off < p.length) off += (await fh.write(p, off, p.length - off)).bytesWritten;
+        }
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+    await fsyncPath(path.dirname(file));
+  }
+
+  readUpdate(file: string): Promise<Buffer> {
+    return fs.readFile(file);
   }
 
   async putMetrics(round: number, clientId: string, m: { values: Record<string, number>; backend: string }): Promise<void> {

@@ -162,34 +162,33 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.emit('phase', p);
   }
 
-  /** Reopens the updates a crashed process accepted; a record that no longer verifies is dropped, loudly. */
-  private reopen(round: number, spooled: SpooledRound, base: Checkpoint): Map<string, SealedUpdate & { seed: number }> {
-    const out = new Map<string, SealedUpdate & { seed: number }>();
-    for (const [clientId, bytes] of spooled.updates) {
-      try {
-        const u = reopenSpoolRecord(bytes, this.d.boxKey, this.d.config.transport.maxUploadBytes);
-        const b = u.binding;
-        // The signed binding must name this run, round, base and client: a record cannot count elsewhere.
-        if (b.runId !== this.d.config.run.id || b.round !== round || b.baseManifestSha256 !== base.manifestSha256 || b.baseVersion !== base.manifest.version || b.clientId !== clientId) {
-          throw new Error(`bound to run ${b.runId} round ${b.round} base v${b.baseVersion} client ${b.clientId}`);
-        }
-        if (!spooled.state.selected.includes(clientId)) throw new Error('client was not selected for the round');
-        out.set(clientId, u);
-      } catch (e) {
-        this.d.log('warn', 'spooled update dropped: it does not verify for this round', { round, clientId, error: (e as Error).message });
+  /**
+   * Reopens one update a crashed process accepted (read from disk now, not before: one at a time, so memory
+   * does not grow with the number of spooled updates); null, loudly, when it no longer verifies for this round.
+   */
+  private async reopen(round: number, spooled: SpooledRound, base: Checkpoint, clientId: string): Promise<(SealedUpdate & { seed: number }) | null> {
+    try {
+      const u = reopenSpoolRecord(await this.spool.readUpdate(spooled.updates.get(clientId)!), this.d.boxKey, this.d.config.transport.maxUploadBytes);
+      const b = u.binding;
+      // The signed binding must name this run, round, base and client: a record cannot count elsewhere.
+      if (b.runId !== this.d.config.run.id || b.round !== round || b.baseManifestSha256 !== base.manifestSha256 || b.baseVersion !== base.manifest.version || b.clientId !== clientId) {
+        throw new Error(`bound to run ${b.runId} round ${b.round} base v${b.baseVersion} client ${b.clientId}`);
       }
+      return u;
+    } catch (e) {
+      this.d.log('warn', 'spooled update dropped: it does not verify for this round', { round, clientId, error: (e as Error).message });
+      return null;
     }
-    return out;
   }
 
   private async runAttempt(round: number, r: RoundResume): Promise<'committed' | 'failed' | 'stopped'> {
     const cfg = this.d.config;
     const attempt = r.attempt;
     const base = this.latestCk!;
-    const carried = r.spooled && !cfg.secagg.enabled ? this.reopen(round, r.spooled, base) : new Map<string, SealedUpdate & { seed: number }>();
-    const resumeSelection = r.spooled && !cfg.secagg.enabled ? r.spooled.state : null;
+    const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
+    const resumeSelection = spooled ? spooled.state : null;
     // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
-    const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !carried.has(id)) : null;
+    const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !spooled!.updates.has(id)) : null;
     if (outstanding === null || outstanding.length > 0) {
       this.setPhase('WAITING_FOR_CLIENTS');
       await this.waitForClients(() => this.d.registry.connected().length >= cfg.rounds.minClients);
@@ -227,8 +226,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       log: this.d.log,
     }, secagg);
     const selected: ClientSelected[] = [];
+    let carried = 0;
     for (const clientId of ids) {
-      const prior = carried.get(clientId);
+      const prior = spooled?.updates.has(clientId) ? await this.reopen(round, spooled, base, clientId) : null;
       // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
       const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${this.epoch}-${clientId}`;
       const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
@@ -249,8 +249,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.issued.set(taskId, t);
       if (prior) {
         try {
-          cur.carry(t, prior);
-          const m = r.spooled?.metrics.get(clientId);
+          cur.carry(t, prior); // admitted and added; its plaintext is dropped here
+          carried++;
+          const m = spooled?.metrics.get(clientId);
           if (m) t.metrics = m;
         } catch (e) {
           this.d.log('warn', 'spooled update not admitted', { round, clientId, error: (e as Error).message });
@@ -263,7 +264,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.setPhase('TRAINING');
     this.emit('roundStarted', { round, attempt, selected: [...ids], baseVersion: base.manifest.version, selectionSeed, deadline });
     for (const s of selected) this.emit('clientSelected', s);
-    this.d.log('info', 'round started', { round, attempt, selected: ids.length, carried: carried.size, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
+    this.d.log('info', 'round started', { round, attempt, selected: ids.length, carried, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
     for (const t of cur.tasks.values()) if (!t.carried) this.sendTask(t);
 
     try {
