@@ -194,7 +194,11 @@ export class SealedUploadOpener {
     d.setAAD(this.aad, { plaintextLength: c.length - TAG_BYTES });
     d.setAuthTag(c.subarray(c.length - TAG_BYTES));
     try {
-      return Buffer.concat([d.update(c.subarray(0, c.length - TAG_BYTES)), d.final()]);
+      // ChaCha20-Poly1305 is a stream cipher: update() returns the whole plaintext and final() only checks
+      // the tag (it returns no bytes), so no concatenation copy is needed.
+      const p = d.update(c.subarray(0, c.length - TAG_BYTES));
+      d.final();
+      return p;
     } catch {
       return null;
     }
