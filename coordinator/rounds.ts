@@ -187,8 +187,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const base = this.latestCk!;
     const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
     const resumeSelection = spooled ? spooled.state : null;
+    // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
+    const valid = new Set<string>();
+    if (spooled) for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await this.reopen(round, spooled, base, id))) valid.add(id);
     // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
-    const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !spooled!.updates.has(id)) : null;
+    const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
     if (outstanding === null || outstanding.length > 0) {
       this.setPhase('WAITING_FOR_CLIENTS');
       await this.waitForClients(() => this.d.registry.connected().length >= cfg.rounds.minClients);
@@ -228,7 +231,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const selected: ClientSelected[] = [];
     let carried = 0;
     for (const clientId of ids) {
-      const prior = spooled?.updates.has(clientId) ? await this.reopen(round, spooled, base, clientId) : null;
+      const prior = spooled && valid.has(clientId) ? await this.reopen(round, spooled, base, clientId) : null;
       // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
       const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${this.epoch}-${clientId}`;
       const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);

@@ -9,7 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
 import type { Manifest } from '../coordinator/checkpoints/types';
-import { ConstantTrainer, freePort, testIdentity } from './harness';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { ConstantTrainer, freePort, startCoordinator as startInProcess, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 function startCoordinator(port: number, runDir: string, holdMs: number, total = 2): { child: ChildProcess; out: string[] } {
@@ -141,5 +143,60 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     expect(tasks.filter((t) => t.site === 'fast')).to.have.length(1);
     expect(slowTasks).to.have.length(2);
     expect(slowTasks[0]).to.not.equal(slowTasks[1]);
+  });
+
+  it('never counts a spooled update for another round, nor a tampered one: the sites train again', async () => {
+    const runDir = path.join(tmp, 'run3');
+    const kept = path.join(tmp, 'kept');
+    await fs.mkdir(kept, { recursive: true });
+    const first = await startInProcess(runDir, { total: 1 });
+    // Keep round 1's spooled (sealed, signed) updates before the commit removes them.
+    const copies: Promise<void>[] = [];
+    first.coordinator.on('updateAccepted', (e) => copies.push(fs.copyFile(path.join(runDir, 'spool', 'round-1', `${e.clientId}.sealed`), path.join(kept, `${e.clientId}.sealed`))));
+    const mk = (name: string): FederationClient => {
+      const c = new FederationClient({ address: first.address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+      sites.push(c);
+      return c;
+    };
+    await Promise.all([mk('p').run(), mk('q').run()]);
+    await Promise.all(copies);
+    await first.coordinator.stop(200);
+    const v1 = await first.coordinator.store.latest();
+    const ids = (await fs.readdir(kept)).map((f) => f.replace('.sealed', '')).sort();
+    expect(ids).to.have.length(2);
+
+    // Plant them as round 2's spool, one as is (a replay across rounds) and one with a flipped ciphertext byte.
+    const dir2 = path.join(runDir, 'spool', 'round-2');
+    await fs.mkdir(dir2, { recursive: true });
+    await fs.writeFile(path.join(dir2, 'attempt.json'), JSON.stringify({ round: 2, baseManifestSha256: v1!.manifestSha256, attempt: 1, failed: 0, selected: ids, selectionSeed: 1 }));
+    await fs.copyFile(path.join(kept, `${ids[0]}.sealed`), path.join(dir2, `${ids[0]}.sealed`));
+    const tampered = await fs.readFile(path.join(kept, `${ids[1]}.sealed`));
+    tampered[tampered.length - 1] ^= 1; // in the last chunk's authentication tag
+    await fs.writeFile(path.join(dir2, `${ids[1]}.sealed`), tampered);
+
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString()), cb()) });
+    const second = await startInProcess(runDir, { total: 2 }, {}, { logger: pino({ level: 'warn' }, sink) });
+    const trained: string[] = [];
+    const failed: string[] = [];
+    second.coordinator.on('roundFailed', (e) => failed.push(e.reason));
+    const again = ['p', 'q'].map((name) => {
+      const c = new FederationClient({ address: second.address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.25), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+      c.on('task', (t) => trained.push(`${name}:${t.round}`));
+      sites.push(c);
+      return c.run();
+    });
+    const final = await second.coordinator.done;
+    await Promise.all(again);
+    await second.coordinator.stop(200);
+    expect(final.manifest).to.include({ version: 2, round: 2 });
+    expect(trained.sort()).to.deep.equal(['p:2', 'q:2']);
+    expect(failed).to.deep.equal([]); // the dropped records made the round wait for its sites, not fail an attempt
+    // 0.5 from round 1, then 0.25 from the fresh round-2 updates only.
+    expect(Array.from(final.adapter[0].data)).to.deep.equal(new Array(6).fill(0.75));
+    const dropped = lines.filter((l) => l.includes('spooled update dropped')).map((l) => JSON.parse(l) as { clientId: string; error: string });
+    expect(dropped.map((d) => d.clientId).sort()).to.deep.equal(ids);
+    expect(dropped.find((d) => d.clientId === ids[0])!.error).to.match(/bound to run .* round 1 /);
+    expect(dropped.find((d) => d.clientId === ids[1])!.error).to.match(/sealed chunk \d+ fails authentication|ciphertext SHA-256/);
   });
 });
