@@ -26,7 +26,7 @@ const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 
 async function exportTask(file: string): Promise<void> {
   // Loaded only here: the GPU machine runs without the data and tokenizer packages.
-  const { prepareSpamTask } = require('../examples/spam-task') as typeof import('../examples/spam-task');
+  const { prepareSpamTask } = require('../client-sdk/demo/spam-task') as typeof import('../client-sdk/demo/spam-task');
   const t = prepareSpamTask({ numClients: 2, splitSeed: 7, maxSeqLen: 96, testLimit: 200, clientEvalLimit: 32 });
   const out: TaskFile = { clients: t.clients.map((c) => ({ train: [...c.train].slice(0, 512) as SftExample[], eval: [...(c.eval ?? [])] as SftExample[] })), test: t.test, choices: t.choices };
   await fs.mkdir(path.dirname(file), { recursive: true });

@@ -8,9 +8,9 @@ import { selectBackend } from '../client-sdk/model/backend';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { randomGpt2Weights } from '../client-sdk/model/init';
-import { parseGpt2Config } from '../client-sdk/model/config';
-import { initLoraAdapter, type LoraConfig } from '../client-sdk/model/lora';
-import { Prng } from '../client-sdk/model/prng';
+import { parseGpt2Config } from '../proto/model/gpt2-config';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import * as path from 'node:path';
 

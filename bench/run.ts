@@ -31,8 +31,8 @@ import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFr
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { initLoraAdapter } from '../client-sdk/model/lora';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
+import { initLoraAdapter } from '../proto/model/lora-layout';
+import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;

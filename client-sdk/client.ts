@@ -13,7 +13,8 @@ import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFr
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
-import { ProtocolError, TensorStreamDecoder } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
 import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';

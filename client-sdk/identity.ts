@@ -1,7 +1,7 @@
 // A site's long-term identity: an Ed25519 key pair in an owner-only file, created on first start. The
 // coordinator admits the public key (allow-list or a single-use join token) and every upload is signed with it.
 import nacl from 'tweetnacl';
-import { KeyFileError, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+import { KeyFileError, checkEd25519Secret, checkStoredPublic, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
 
 export const IDENTITY_FORMAT = 'fedtune.client-identity/1';
 
@@ -27,7 +27,11 @@ export async function loadOrCreateIdentity(file: string): Promise<ClientIdentity
   const j = await readSecretJson(file);
   if (j) {
     if (j.format !== IDENTITY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${IDENTITY_FORMAT}`);
-    return identityFromSecretKey(decodeKey(j.secretKey, 64, `${file}: secretKey`));
+    const secret = decodeKey(j.secretKey, 64, `${file}: secretKey`);
+    checkEd25519Secret(secret, `${file}: secretKey`);
+    const id = identityFromSecretKey(secret);
+    checkStoredPublic(j.publicKey, id.publicKey, `${file}: publicKey`);
+    return id;
   }
   const id = identityFromSecretKey(nacl.sign.keyPair().secretKey);
   await writeSecretJson(file, { format: IDENTITY_FORMAT, keyId: id.keyId, publicKey: encodeKey(id.publicKey), secretKey: encodeKey(id.secretKey) });

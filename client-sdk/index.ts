@@ -9,7 +9,7 @@ export type { SftExample } from './sft/types';
 export { selectBackend, selectedBackend, type BackendName } from './model/backend';
 export { Gpt2Model } from './model/gpt2';
 export { loadGpt2Dir } from './model/load';
-export { initLoraAdapter, peftAdapterConfig, type LoraConfig } from './model/lora';
+export { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../proto/model/lora-layout';
 export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
 export type { NamedTensor, TensorList } from '../proto/tensors';

@@ -2,8 +2,7 @@
 // the strategy's running sum as they arrive) or its SecAgg session, and the one wait its phases use.
 // The round engine (rounds.ts) creates an Attempt, sends its tasks, waits on it and turns its result into a
 // version (round-outcome.ts); the service reaches an Attempt through the task a message names.
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError, status } from '../proto/errors';
 import type { TrainTask } from '../proto/generated/fedtune/v1/TrainTask';
 import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';

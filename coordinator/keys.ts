@@ -3,7 +3,7 @@
 //   - X25519 (`box`): clients seal their uploads to its public half (proto/crypto/sealed-upload.ts).
 // Created on first start; the secret halves never leave this module's callers and are never logged.
 import nacl from 'tweetnacl';
-import { KeyFileError, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+import { KeyFileError, checkEd25519Secret, checkStoredPublic, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
 
 export const COORDINATOR_KEY_FORMAT = 'fedtune.coordinator-key/1';
 
@@ -25,7 +25,11 @@ export async function loadOrCreateCoordinatorKeys(file: string): Promise<Coordin
   const j = await readSecretJson(file);
   if (j) {
     if (j.format !== COORDINATOR_KEY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${COORDINATOR_KEY_FORMAT}`);
-    const keys = fromSecrets(decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`), decodeKey(j.boxSecretKey, 32, `${file}: boxSecretKey`));
+    const signSecret = decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`);
+    checkEd25519Secret(signSecret, `${file}: signSecretKey`);
+    const keys = fromSecrets(signSecret, decodeKey(j.boxSecretKey, 32, `${file}: boxSecretKey`));
+    checkStoredPublic(j.signPublicKey, keys.sign.publicKey, `${file}: signPublicKey`);
+    checkStoredPublic(j.boxPublicKey, keys.box.publicKey, `${file}: boxPublicKey`);
     // The Ed25519 secret key embeds its public half; a file edited by hand could disagree with itself.
     if (typeof j.keyId === 'string' && j.keyId !== keys.keyId) throw new KeyFileError(`${file}: keyId ${j.keyId} does not match its keys (${keys.keyId})`);
     return keys;

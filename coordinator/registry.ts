@@ -2,8 +2,7 @@
 // name, so a client that reconnects (new session) keeps its identity, its seeds and any open task.
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 
 /** Where the coordinator pushes task events for one client (the open StreamTasks call). */

@@ -10,9 +10,8 @@
 // No gRPC here: the service (service.ts) validates the wire and calls in; tasks go out through the registry.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { status } from '@grpc/grpc-js';
-import { PROTOCOL_VERSION } from '../proto/load';
-import { ProtocolError } from '../proto/tensor-stream';
+import { PROTOCOL_VERSION } from '../proto/constants';
+import { ProtocolError, status } from '../proto/errors';
 import type { CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';

@@ -3,8 +3,7 @@
 // stage once every live client of it has spoken (or the stage times out), pushes the next stage's message
 // to each client's task stream, and returns the sum of the survivors' encoded updates. The coordinator never
 // holds an individual update: a masked input goes straight into SecAggServer's running sum.
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorList } from '../proto/tensors';
 import { SecAggServer, chooseGraph, validateConfig, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';

@@ -1,7 +1,7 @@
 // Deterministic randomness for the coordinator: every seed derives from the run's master seed and a label
 // (what it is for, the round, the attempt, the client), so a manifest's seeds reproduce the run.
 import { createHash } from 'node:crypto';
-import { seededShuffle } from '../client-sdk/data/shuffle';
+import { seededShuffle } from '../proto/shuffle';
 
 /** A 32-bit seed from SHA-256(master, labels…). */
 export function deriveSeed(master: number, ...labels: (string | number)[]): number {

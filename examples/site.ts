@@ -1,87 +1,8 @@
 // One site as its own process, as a data owner would run it: the embedded SpamAssassin task, shard i of n.
 //   node dist/examples/coordinator.js &                      # or: fedtune coordinator
-//   node dist/examples/site.js --address 127.0.0.1:50051 --name site-0 --shard 0 --of 2
-import * as path from 'node:path';
+//   node dist/examples/site.js --address 127.0.0.1:50051 --name site-0 --shard 0 --of 2   # or: fedtune-site client
 import { Command } from 'commander';
-import { FederationClient } from '../client-sdk/client';
-import { tlsCredentials, type TlsClientOptions } from '../client-sdk/tls';
-import { loadOrCreateIdentity } from '../client-sdk/identity';
-import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
-
-export interface SiteOptions {
-  readonly address: string;
-  readonly name: string;
-  readonly shard: number;
-  readonly of: number;
-  readonly splitSeed: number;
-  readonly modelDir?: string;
-  readonly maxSeqLen?: number;
-  /** TLS to the coordinator; default: plaintext. */
-  readonly tls?: TlsClientOptions;
-  /** The site's identity key file (created on first start, mode 0600). */
-  readonly identityFile: string;
-  /** Single-use enrolment token from the operator (first join only). */
-  readonly joinToken?: string;
-  /** Pin the coordinator's key id. */
-  readonly coordinatorKeyId?: string;
-}
-
-/** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
-export interface TlsFlags {
-  readonly tls?: boolean;
-  readonly tlsCa?: string;
-  readonly tlsCert?: string;
-  readonly tlsKey?: string;
-}
-
-/** TLS options from the flags; undefined (plaintext) when none is given. */
-export function tlsFromFlags(f: TlsFlags): TlsClientOptions | undefined {
-  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
-  if (!f.tls && !f.tlsCa && !f.tlsCert) return undefined;
-  return { caFile: f.tlsCa, certFile: f.tlsCert, keyFile: f.tlsKey };
-}
-
-/** The --identity, --join-token and --coordinator-key flags of a site command. */
-export interface IdentityFlags {
-  readonly name: string;
-  readonly identity?: string;
-  readonly joinToken?: string;
-  readonly coordinatorKey?: string;
-}
-
-export function identityFromFlags(f: IdentityFlags): { identityFile: string; joinToken?: string; coordinatorKeyId?: string } {
-  return { identityFile: f.identity ?? path.join('.fedtune', `${f.name}.identity.json`), joinToken: f.joinToken, coordinatorKeyId: f.coordinatorKey };
-}
-
-export async function runSite(o: SiteOptions): Promise<void> {
-  const credentials = o.tls ? tlsCredentials(o.tls) : undefined; // first: a bad TLS file fails before the model loads
-  const modelDir = o.modelDir ?? DEFAULT_MODEL_DIR;
-  const task = prepareSpamTask({ numClients: o.of, splitSeed: o.splitSeed, maxSeqLen: o.maxSeqLen ?? 96, modelDir, clientEvalLimit: 50 });
-  const data = task.clients[o.shard];
-  if (!data) throw new Error(`--shard ${o.shard} is outside 0..${o.of - 1}`);
-  // The coordinator fixes LoRA's shape in the adapter it sends; r/alpha here must match its config.
-  const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-  const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
-  const identity = await loadOrCreateIdentity(o.identityFile);
-  console.log(JSON.stringify({ msg: 'site identity', name: o.name, keyId: identity.keyId, publicKey: Buffer.from(identity.publicKey).toString('base64'), file: o.identityFile }));
-  const client = new FederationClient({
-    address: o.address,
-    name: o.name,
-    trainer,
-    identity,
-    joinToken: o.joinToken,
-    coordinatorKeyId: o.coordinatorKeyId,
-    baseModelSha256: modelHash,
-    credentials,
-    log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
-  });
-  process.once('SIGINT', () => void client.stop());
-  process.once('SIGTERM', () => void client.stop());
-  console.log(JSON.stringify({ msg: 'site starting', name: o.name, backend, train: data.train.length, val: data.eval?.length ?? 0 }));
-  const summary = await client.run();
-  console.log(JSON.stringify({ msg: 'site finished', ...summary }));
-}
+import { identityFromFlags, runSite, tlsFromFlags, type IdentityFlags, type TlsFlags } from '../client-sdk/demo/site';
 
 if (require.main === module) {
   const a = new Command('site')

@@ -5,11 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from './generated/fedtune';
 
-/** The wire protocol version this build speaks; peers speaking another are refused. */
-export const PROTOCOL_VERSION = 2;
-
-/** Default data chunk size: far below gRPC's 4 MiB default message limit. */
-export const DEFAULT_CHUNK_BYTES = 1 << 20;
+// Defined in ./constants (no gRPC there); re-exported for the wire layer's convenience.
+export { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './constants';
 
 export const PROTO_PATH = path.resolve(__dirname, '..', '..', 'proto', 'fedtune.proto');
 

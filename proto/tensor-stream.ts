@@ -4,24 +4,16 @@
 // reports each with the gRPC status that names the fault, so the service can reject without side effects.
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
-import { status } from '@grpc/grpc-js';
+import { ProtocolError, status } from './errors';
 import type { TensorHeader, TensorHeader__Output } from './generated/fedtune/v1/TensorHeader';
 import type { StreamTrailer, StreamTrailer__Output } from './generated/fedtune/v1/StreamTrailer';
-import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './load';
+import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from './constants';
 import { NamedTensor, TensorList, numel } from './tensors';
 
 if (os.endianness() !== 'LE') throw new Error('fedtune assumes a little-endian host (tensor bytes are LE)');
 
 /** Largest chunk a peer may send: gRPC's default 4 MiB receive limit minus room for framing. */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 64 * 1024;
-
-/** An error that maps to one gRPC status; services turn it into the call's status unchanged. */
-export class ProtocolError extends Error {
-  constructor(readonly code: status, message: string) {
-    super(message);
-    this.name = 'ProtocolError';
-  }
-}
 
 export type Frame =
   | { header: TensorHeader; chunk?: undefined; trailer?: undefined }

@@ -10,7 +10,7 @@ import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../examples/spam-task';
+import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { freePort } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });

@@ -15,7 +15,7 @@ import {
 } from '../client-sdk/data/spam-assassin';
 import { encodeExample } from '../client-sdk/data/encode';
 import { R50K_EOT, ReducedGpt2Tokenizer, buildReducedVocab, type ReducedVocabFile } from '../client-sdk/text/tokenizer';
-import { Prng } from '../client-sdk/model/prng';
+import { Prng } from '../proto/prng';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const GROUPS = ['easy-ham-1', 'easy-ham-2', 'hard-ham-1', 'spam-1', 'spam-2'];

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { readSafetensors } from '../proto/safetensors';
-import { simulate, type SimulationResult } from '../examples/simulate';
+import { simulate, type SimulationResult } from '../client-sdk/demo/simulate';
 import type { Manifest } from '../coordinator/checkpoints/types';
 // chai 6 is ESM-only; this loads it through require(esm) (Node ≥ 20.19).
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });

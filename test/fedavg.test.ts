@@ -17,7 +17,7 @@ import { AdmissionError, type ClientUpdate } from '../coordinator/strategy/strat
 import { strategyNamed } from '../coordinator/strategy';
 import { decodeSum, encodeUpdate, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor } from '../proto/tensors';
-import { Prng } from '../client-sdk/model/prng';
+import { Prng } from '../proto/prng';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const t = (name: string, values: number[], shape: number[] = [values.length]): NamedTensor => ({

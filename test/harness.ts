@@ -274,8 +274,12 @@ export function firstTaskEvent(c: RawClient, token: string): Promise<TaskEvent__
 }
 
 /** Resolves once the coordinator committed version 0 and waits for clients (nothing is being written). */
-export async function settled(h: Harness): Promise<void> {
-  for (let i = 0; i < 500 && h.coordinator.engine.phase !== 'WAITING_FOR_CLIENTS'; i++) await new Promise((r) => setTimeout(r, 10));
+export async function settled(h: Harness, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (h.coordinator.engine.phase !== 'WAITING_FOR_CLIENTS') {
+    if (Date.now() > end) throw new Error(`settled: the coordinator is still in phase ${h.coordinator.engine.phase} after ${timeoutMs} ms (waiting for WAITING_FOR_CLIENTS)`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /** Deterministic, distinct deltas per site: a cheap hash of (site, element). */

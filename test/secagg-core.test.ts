@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
   SecAggClient, SecAggServer, addMask, agree, chooseGraph, decodeSum, dealShares, encodeUpdate, holdersOf, isConnected,
@@ -213,7 +213,10 @@ describe('secagg primitives', () => {
     expect(ids.map((i) => [...same.get(i)!].sort().join())).to.deep.equal(ids.map((i) => [...g.get(i)!].sort().join()));
     expect(ids.map((i) => [...other.get(i)!].sort().join())).to.not.deep.equal(ids.map((i) => [...g.get(i)!].sort().join()));
     expect(holdersOf(g, ids[0])).to.have.length(9);
-    expect(isConnected(ids.filter((id) => !g.get(ids[0])!.has(id)), g)).to.be.a('boolean');
+    // Connectivity is judged on the induced subgraph: a path through a removed vertex does not count.
+    const path4 = new Map([['a', new Set(['b'])], ['b', new Set(['a', 'c'])], ['c', new Set(['b', 'd'])], ['d', new Set(['c'])]]);
+    expect(isConnected(['a', 'b', 'c', 'd'], path4)).to.equal(true);
+    expect(isConnected(['a', 'c', 'd'], path4)).to.equal(false);
     expect(isConnected(['a', 'b'], new Map([['a', new Set<string>()], ['b', new Set<string>()]]))).to.equal(false);
   });
 

@@ -2,7 +2,7 @@
 // and client selection that depends only on the set of connected ids and the seed.
 import { createHash } from 'node:crypto';
 import { deriveSeed, selectClients } from '../coordinator/selection';
-import { seededRandom, seededShuffle } from '../client-sdk/data/shuffle';
+import { seededRandom, seededShuffle } from '../proto/shuffle';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const ids = (n: number, prefix = 'client-'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);

@@ -5,7 +5,6 @@ import { status } from '@grpc/grpc-js';
 import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION } from '../proto/load';
 import {
   MAX_CHUNK_BYTES,
-  ProtocolError,
   TensorStreamDecoder,
   checkLayout,
   dataChunks,
@@ -15,6 +14,7 @@ import {
   type DecoderLimits,
   type Frame,
 } from '../proto/tensor-stream';
+import { ProtocolError } from '../proto/errors';
 import { SafetensorsError, readSafetensors, writeSafetensors } from '../proto/safetensors';
 import type { NamedTensor } from '../proto/tensors';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';

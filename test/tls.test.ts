@@ -246,10 +246,10 @@ describe('TLS on the gRPC channel', function () {
     expect(() => tlsCredentials({ certFile: pki.client.cert, keyFile: pki.ca.key })).to.throw('key values mismatch');
   });
 
-  it('fedtune: client --tls-cert needs --tls-key; coordinator --tls.certFile needs tls.keyFile', async () => {
-    const cli = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
+  it('fedtune-site client --tls-cert needs --tls-key; fedtune coordinator --tls.certFile needs tls.keyFile', async () => {
+    const cliOf = (cmd: string): string => (cmd === 'client' ? path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js') : path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js'));
     const run = (args: string[]): Promise<{ code: number; out: string }> =>
-      promisify(execFile)(process.execPath, [cli, ...args], { timeout: 20_000 }).then(
+      promisify(execFile)(process.execPath, [cliOf(args[0]), ...args], { timeout: 20_000 }).then(
         (r) => ({ code: 0, out: r.stdout + r.stderr }),
         (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
       );

@@ -1,5 +1,5 @@
 // The operator's side of admission through the built `fedtune` command, against a running coordinator in
-// auth.mode "enrolled": `fedtune identity` makes a site key file, `fedtune enroll token|add|list|revoke`
+// auth.mode "enrolled": `fedtune-site identity` makes a site key file, `fedtune enroll token|add|list|revoke`
 // edit <run>/clients.json, and the coordinator honours each edit without a restart.
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -13,13 +13,17 @@ import { download, expectRefused, join, rawClient, settled, startCoordinator, te
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
-const fedtune = (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
-  promisify(execFile)(process.execPath, [CLI, ...args], { timeout: 30_000 }).then(
+const SITE_CLI = path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js');
+const runner = (cli: string) => (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
+  promisify(execFile)(process.execPath, [cli, ...args], { timeout: 30_000 }).then(
     (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
   );
+/** The operator's command (enroll) and the site's (identity). */
+const fedtune = runner(CLI);
+const fedtuneSite = runner(SITE_CLI);
 
-describe('trust: fedtune enroll and fedtune identity', function () {
+describe('trust: fedtune enroll and fedtune-site identity', function () {
   this.timeout(60_000);
   let h: Harness;
   let c: RawClient;
@@ -38,25 +42,25 @@ describe('trust: fedtune enroll and fedtune identity', function () {
     await fs.rm(keyDir, { recursive: true, force: true });
   });
 
-  it('fedtune identity creates an owner-only key file and prints the same public key every time', async () => {
+  it('fedtune-site identity creates an owner-only key file and prints the same public key every time', async () => {
     const file = path.join(keyDir, 'site-y', 'identity.json');
-    const first = await fedtune('identity', file);
+    const first = await fedtuneSite('identity', file);
     expect(first.code, first.err).to.equal(0);
     const pk = first.out.trim();
     expect(Buffer.from(pk, 'base64')).to.have.length(32);
     expect(Buffer.from(pk, 'base64').toString('base64')).to.equal(pk);
     expect((await fs.stat(file)).mode & 0o777).to.equal(0o600);
     expect((await fs.stat(path.dirname(file))).mode & 0o777).to.equal(0o700);
-    const second = await fedtune('identity', file);
+    const second = await fedtuneSite('identity', file);
     expect(second.out.trim()).to.equal(pk);
     expect(Buffer.from((await loadOrCreateIdentity(file)).publicKey).toString('base64')).to.equal(pk);
   });
 
-  it('fedtune identity refuses a key file others can read', async () => {
+  it('fedtune-site identity refuses a key file others can read', async () => {
     const file = path.join(keyDir, 'open.json');
-    await fedtune('identity', file);
+    await fedtuneSite('identity', file);
     await fs.chmod(file, 0o644);
-    const r = await fedtune('identity', file);
+    const r = await fedtuneSite('identity', file);
     expect(r.code).to.not.equal(0);
     expect(r.err).to.contain('too open');
   });
@@ -71,7 +75,7 @@ describe('trust: fedtune enroll and fedtune identity', function () {
     await expectRefused(h.runDir, () => join(c, 'site-x2', PROTOCOL_VERSION, testIdentity('site-x2'), token), status.PERMISSION_DENIED, 'already used');
   });
 
-  it('fedtune enroll add binds a key made by fedtune identity', async () => {
+  it('fedtune enroll add binds a key made by fedtune-site identity', async () => {
     const file = path.join(keyDir, 'site-y', 'identity.json');
     const pk = Buffer.from((await loadOrCreateIdentity(file)).publicKey).toString('base64'); // made by the first test
     const r = await fedtune('enroll', 'add', 'site-y', pk, '--run', h.runDir);

@@ -223,11 +223,18 @@ describe('trust: a revoked site leaves the rotation', function () {
       await finish(0);
       await finish(1);
       await committed;
-      for (let i = 0; i < 25 && !started.some((e) => e.round === 2); i++) await sleep(20);
+      // A third enrolled site joins, so round 2 has its minClients (3) without the revoked one.
+      const d = await join(c, 'site-d');
+      const feedD = nextTask(c, d.session_token);
+      // Round 2 starts with the three sites still enrolled; wait for it (a test that skipped this check when the
+      // round was slow to start would pass without checking anything).
+      for (let i = 0; i < 250 && !started.some((e) => e.round === 2); i++) await sleep(20);
       const round2 = started.find((e) => e.round === 2);
-      if (round2) expect(round2.selected, 'round 2 selected the revoked site').to.not.include(sites[2].client_id);
+      expect(round2, 'round 2 did not start within 5 s').to.not.equal(undefined);
+      expect(round2!.selected, 'round 2 selected the revoked site').to.not.include(sites[2].client_id);
       expect(cEvents.filter((e) => e.train?.round === 2), 'the revoked site was handed a round-2 task').to.deep.equal([]);
-      for (const f of feeds) f.stream.cancel();
+      expect(round2!.selected).to.include(d.client_id);
+      for (const f of [...feeds, feedD]) f.stream.cancel();
     } finally {
       c.close();
       await h.coordinator.stop(500);

@@ -12,7 +12,7 @@
 //      Dirichlet(alpha) (Hsu et al. 2019), so every client's mix of sources and of spam/ham differs;
 //      alpha = 0.5 is strongly skewed, large alpha approaches IID.
 // 3. Each client keeps a seeded `valFraction` of its own examples as local validation.
-import { seededRandom, seededShuffle } from './shuffle';
+import { seededRandom, seededShuffle } from '../../proto/shuffle';
 
 export interface Email {
   readonly id: string;
@@ -31,7 +31,7 @@ export interface TextExample {
 export const ANSWER_YES = ' yes';
 export const ANSWER_NO = ' no';
 export const CHOICES: readonly string[] = [ANSWER_YES, ANSWER_NO];
-/** Ends every prompt; encoders keep it whole when they shorten a prompt (see examples/spam-task.ts). */
+/** Ends every prompt; encoders keep it whole when they shorten a prompt (see client-sdk/demo/spam-task.ts). */
 export const QUESTION = '\nIs this e-mail spam? Answer:';
 
 export function loadEmails(): Email[] {

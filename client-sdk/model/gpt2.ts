@@ -7,8 +7,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { readSafetensors } from '../../proto/safetensors';
-import type { Gpt2Config } from './config';
-import type { Prng } from './prng';
+import { BLOCK_PROJECTIONS, gpt2ParameterShapes, type Gpt2Config } from '../../proto/model/gpt2-config';
+import type { Prng } from '../../proto/prng';
 import { causalAttention, causalMask, conv1d, customUnary, dropoutMask, geluNew, layerNorm, loraDown } from './layers';
 
 /** LoRA tensors keyed by module path (`h.0.attn.c_attn`), A [r, in], B [out, r]. */
@@ -25,9 +25,6 @@ export interface ForwardOptions {
   readonly dropoutRng?: Prng;
 }
 
-/** The four Conv1D projections of each block, the modules LoRA may target. */
-export const BLOCK_PROJECTIONS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
-
 /** HF buffers that may appear in GPT-2 checkpoints but are not parameters. */
 const IGNORED_SUFFIXES = ['.attn.bias', '.attn.masked_bias'];
 const QKV_SUFFIX = [':q', ':k', ':v'] as const;
@@ -40,35 +37,6 @@ function splitColumns(data: Float32Array, rows: number, cols: number, parts: num
     for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols + j * w, r * cols + (j + 1) * w), r * w);
     return out;
   });
-}
-
-/** Expected HF parameter shapes (names without the `transformer.` prefix). */
-export function gpt2ParameterShapes(cfg: Gpt2Config): Map<string, number[]> {
-  const d = cfg.nEmbd;
-  const m = new Map<string, number[]>([
-    ['wte.weight', [cfg.vocabSize, d]],
-    ['wpe.weight', [cfg.nPositions, d]],
-    ['ln_f.weight', [d]],
-    ['ln_f.bias', [d]],
-  ]);
-  for (let i = 0; i < cfg.nLayer; i++) {
-    const p = `h.${i}.`;
-    m.set(p + 'ln_1.weight', [d]).set(p + 'ln_1.bias', [d]);
-    m.set(p + 'attn.c_attn.weight', [d, 3 * d]).set(p + 'attn.c_attn.bias', [3 * d]);
-    m.set(p + 'attn.c_proj.weight', [d, d]).set(p + 'attn.c_proj.bias', [d]);
-    m.set(p + 'ln_2.weight', [d]).set(p + 'ln_2.bias', [d]);
-    m.set(p + 'mlp.c_fc.weight', [d, cfg.nInner]).set(p + 'mlp.c_fc.bias', [cfg.nInner]);
-    m.set(p + 'mlp.c_proj.weight', [cfg.nInner, d]).set(p + 'mlp.c_proj.bias', [d]);
-  }
-  if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, d]);
-  return m;
-}
-
-/** [in, out] of a block projection, e.g. `h.3.mlp.c_fc` → [D, 4D]. */
-export function projectionShape(cfg: Gpt2Config, path: string): [number, number] {
-  const shape = gpt2ParameterShapes(cfg).get(path + '.weight');
-  if (!shape || shape.length !== 2 || !/^h\.\d+\./.test(path)) throw new Error(`${path} is not a GPT-2 projection`);
-  return [shape[0], shape[1]];
 }
 
 export class Gpt2Model {

@@ -2,9 +2,9 @@
 // 1/sqrt(2·n_layer); LayerNorm 1/0; biases 0), from a seeded PRNG. Used by tests and for pretraining from scratch.
 import type { NamedTensor } from '../../proto/tensors';
 import { numel, sortByName } from '../../proto/tensors';
-import type { Gpt2Config } from './config';
-import { gpt2ParameterShapes } from './gpt2';
-import { hashString, Prng } from './prng';
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
+import { gpt2ParameterShapes } from '../../proto/model/gpt2-config';
+import { hashString, Prng } from '../../proto/prng';
 
 /** Standard normal samples by Box–Muller. */
 export function fillNormal(out: Float32Array, rng: Prng, std: number): Float32Array {

@@ -4,7 +4,7 @@
 // projection is one plain matmul; attention reshapes to [B, H, T, hd] locally.
 import * as tf from '@tensorflow/tfjs-core';
 import { mm } from './matmul';
-import type { Prng } from './prng';
+import type { Prng } from '../../proto/prng';
 
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
   return tf.tidy(() => {

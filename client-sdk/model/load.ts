@@ -2,9 +2,9 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { readSafetensors } from '../../proto/safetensors';
-import { parseGpt2Config, type Gpt2Config } from './config';
+import { parseGpt2Config, type Gpt2Config } from '../../proto/model/gpt2-config';
 import { Gpt2Model } from './gpt2';
-import { sha256Hex } from './identity';
+import { sha256Hex } from '../../proto/model/identity';
 
 export interface LoadedBaseModel {
   readonly model: Gpt2Model;

@@ -4,8 +4,8 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
-import { canonicalAdapter, type LoraConfig } from './lora';
-import { loraConfigFromPeft, peftAdapterConfig } from './peft-config';
+import { canonicalAdapter, type LoraConfig } from '../../proto/model/lora-layout';
+import { loraConfigFromPeft, peftAdapterConfig } from '../../proto/model/peft-config';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';

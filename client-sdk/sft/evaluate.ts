@@ -5,7 +5,8 @@
 // Requests are sorted by length and batched; single-token choices are read off the completion's own forward pass.
 import type { TensorList } from '../../proto/tensors';
 import type { Gpt2Model } from '../model/gpt2';
-import { loraStateFromAdapter, type LoraConfig } from '../model/lora';
+import { type LoraConfig } from '../../proto/model/lora-layout';
+import { loraStateFromAdapter } from '../model/lora';
 import { pairLogProbs } from './logprobs';
 import { completionPairs, fitToWindow, packBatch, type ScoreRequest } from './pack';
 import type { SftExample } from './types';

@@ -4,7 +4,7 @@
 // fewer ops help wasm too.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor } from '../../proto/tensors';
-import { parsePeftKey } from '../model/lora';
+import { parsePeftKey } from '../../proto/model/lora-layout';
 
 export class FlatAdapter {
   readonly theta: tf.Variable<tf.Rank.R1>;

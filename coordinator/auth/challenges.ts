@@ -1,8 +1,7 @@
 // Single-use join challenges: Hello hands one out, Join must return it signed before it expires. A challenge
 // is forgotten when used, so a captured Join cannot be replayed.
 import { randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../../proto/tensor-stream';
+import { ProtocolError, status } from '../../proto/errors';
 
 /** Outstanding challenges kept at most; the oldest go first (a flood of Hellos cannot grow memory). */
 export const MAX_OUTSTANDING = 10_000;

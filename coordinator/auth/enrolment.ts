@@ -5,11 +5,11 @@
 // Bindings, tokens (only their SHA-256) and revocations live in <run>/clients.json, which operator commands
 // edit while the coordinator runs; the coordinator re-reads it when it changes, so a revocation takes effect
 // at the client's next call.
+import { ed25519KeyProblem } from '../../proto/crypto/ed25519-point';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../../proto/tensor-stream';
+import { ProtocolError, status } from '../../proto/errors';
 import { keyId } from '../../proto/crypto/key-file';
 import { replaceAtomicallySync } from './atomic-json';
 
@@ -75,6 +75,8 @@ export function issueJoinToken(runDir: string, name: string, ttlMs: number, now 
 
 /** Operator: binds a name to a public key directly (the key came out of band). */
 export function enrolKey(runDir: string, name: string, publicKeyB64: string): void {
+  const weak = ed25519KeyProblem(Buffer.from(publicKeyB64, 'base64'));
+  if (weak) throw new Error(`the key for ${name} is ${weak}`);
   const f = readClientsFile(runDir);
   if (f.clients.some((c) => c.name === name && !c.revokedAt)) throw new Error(`site ${name} is already enrolled; revoke it first`);
   f.clients.push({ name, publicKey: publicKeyB64, enrolledAt: new Date().toISOString(), via: 'operator' });
@@ -111,6 +113,8 @@ export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
     const name = e.slice(0, i);
     const publicKey = e.slice(i + 1);
     if (i <= 0 || Buffer.from(publicKey, 'base64').length !== 32) throw new Error(`auth.allowList entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
+    const weak = ed25519KeyProblem(Buffer.from(publicKey, 'base64'));
+    if (weak) throw new Error(`auth.allowList entry for ${JSON.stringify(name)}: the key is ${weak}`);
     return { name, publicKey };
   });
 }
@@ -148,6 +152,8 @@ export class Enrolment {
 
   /** Admits (name, key) or throws: UNAUTHENTICATED for an unknown key, PERMISSION_DENIED for a revoked or mismatched one. */
   authorize(name: string, publicKey: Uint8Array, joinToken: string): 'enrolled' | 'token' | 'tofu' {
+    const weak = ed25519KeyProblem(publicKey);
+    if (weak) throw new ProtocolError(status.UNAUTHENTICATED, `the identity key is ${weak}`);
     this.refresh();
     const pk = Buffer.from(publicKey).toString('base64');
     const kid = keyId(publicKey);

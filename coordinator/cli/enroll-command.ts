@@ -2,7 +2,6 @@
 // which a running coordinator re-reads, so they take effect without a restart.
 import type { Command } from 'commander';
 import { enrolKey, issueJoinToken, readClientsFile, revokeClient } from '../auth/enrolment';
-import { loadOrCreateIdentity } from '../../client-sdk/identity';
 
 function parseDuration(s: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(s.trim());
@@ -49,12 +48,5 @@ export function addEnrollCommand(program: Command): void {
       const f = readClientsFile(o.run);
       for (const c of f.clients) console.log(`${c.name}\t${c.publicKey}\t${c.via}\t${c.enrolledAt}${c.revokedAt ? `\trevoked ${c.revokedAt}` : ''}`);
       for (const t of f.tokens) console.log(`token for ${t.name}\texpires ${t.expiresAt}${t.usedAt ? `\tused ${t.usedAt}` : ''}`);
-    });
-  program
-    .command('identity <file>')
-    .description("Create (if missing) a site's identity key file and print its public key, for auth.allowList or `enroll add`")
-    .action(async (file: string) => {
-      const id = await loadOrCreateIdentity(file);
-      console.log(Buffer.from(id.publicKey).toString('base64'));
     });
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `fedtune` command: run a coordinator or a site, simulate a federation, inspect and export checkpoints.
-import * as path from 'node:path';
+// The `fedtune` command, the operator's: run a coordinator, admit sites, inspect, verify and export checkpoints.
+// The site side (`client`, `simulate`, `identity`) is `fedtune-site` (client-sdk/cli/fedtune-site.ts), so that
+// nothing here loads tfjs or the SDK.
 import { Command } from 'commander';
 import pino from 'pino';
 import { Coordinator } from '../coordinator';
@@ -8,11 +9,9 @@ import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
-import { identityFromFlags, runSite, tlsFromFlags, type IdentityFlags, type TlsFlags } from '../../examples/site';
 import { addEnrollCommand } from './enroll-command';
-import { main as simulateMain } from '../../examples/simulate';
 
-const program = new Command('fedtune').description('Federated LoRA fine-tuning: coordinator, sites and checkpoints');
+const program = new Command('fedtune').description('Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)');
 
 program
   .command('coordinator')
@@ -36,36 +35,6 @@ program
     await coordinator.stop();
   });
 
-program
-  .command('client')
-  .description('Run a site of the embedded SpamAssassin task (shard i of n) against a coordinator')
-  .requiredOption('--address <host:port>', 'coordinator address')
-  .requiredOption('--name <name>', 'site name (stable across restarts)')
-  .option('--shard <i>', 'which slice of the non-IID split this site holds', '0')
-  .option('--of <n>', 'number of slices', '5')
-  .option('--split-seed <n>', 'data split seed (all sites must agree)', '7')
-  .option('--model-dir <dir>', 'base model directory', path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model'))
-  .option('--tls', 'connect with TLS, trusting the system CAs (implied by --tls-ca and --tls-cert)')
-  .option('--tls-ca <file>', "PEM CA bundle that signed the coordinator's certificate")
-  .option('--tls-cert <file>', 'PEM client certificate, for a coordinator that requires mutual TLS')
-  .option('--tls-key <file>', 'PEM private key of --tls-cert')
-  .option('--identity <file>', "the site's Ed25519 key file, created on first start (default .fedtune/<name>.identity.json)")
-  .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
-  .option('--coordinator-key <keyId>', "refuse a coordinator whose key id differs (pinning)")
-  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags & IdentityFlags) => {
-    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o), ...identityFromFlags(o) });
-  });
-
-program
-  .command('simulate')
-  .description('Run a whole federation on this machine (see examples/simulate.ts for options)')
-  .allowUnknownOption(true)
-  .allowExcessArguments(true)
-  .action(async () => {
-    process.argv.splice(2, 1); // simulate parses its own flags
-    await simulateMain();
-  });
-
 const checkpoints = program.command('checkpoints').description('Inspect the versions of a run');
 checkpoints
   .command('list <runDir>')
@@ -84,6 +53,17 @@ checkpoints
 
 addVerifyCommand(program);
 addEnrollCommand(program);
+
+// The site commands moved to `fedtune-site`; say so rather than "unknown command".
+for (const name of ['client', 'simulate', 'identity']) {
+  program
+    .command(name, { hidden: true })
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .action(() => {
+      throw new Error(`'${name}' is a site command: run \`fedtune-site ${name}\` (it ships with the SDK)`);
+    });
+}
 
 program
   .command('config')

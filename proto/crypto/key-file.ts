@@ -3,6 +3,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
+import nacl from 'tweetnacl';
 
 export class KeyFileError extends Error {
   override name = 'KeyFileError';
@@ -61,4 +62,21 @@ export async function writeSecretJson(file: string, value: Record<string, unknow
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A 64-byte Ed25519 secret key in tweetnacl's layout is seed ‖ public key. A file edited by hand (or damaged)
+ * could pair a seed with another public half: signatures would then verify under neither. Refused here.
+ */
+export function checkEd25519Secret(secretKey: Uint8Array, what: string): void {
+  const derived = nacl.sign.keyPair.fromSeed(secretKey.subarray(0, 32)).publicKey;
+  if (Buffer.compare(Buffer.from(derived), Buffer.from(secretKey.subarray(32))) !== 0) {
+    throw new KeyFileError(`${what}: the public half does not belong to the seed (the file was edited or damaged)`);
+  }
+}
+
+/** A stored public key field, when present, must equal the one derived from the secret. */
+export function checkStoredPublic(stored: unknown, derived: Uint8Array, what: string): void {
+  if (stored === undefined) return;
+  if (stored !== encodeKey(derived)) throw new KeyFileError(`${what} does not match the secret key in the same file`);
 }

@@ -7,12 +7,11 @@
 // another round, task or checkpoint. Native ChaCha20-Poly1305 (node:crypto) seals at memory speed; tweetnacl's
 // pure-JS secretbox would cap uploads near 30 MB/s (bench/sealing.ts).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
+import { ProtocolError, status } from '../errors';
 import nacl from 'tweetnacl';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader, TensorHeader__Output } from '../generated/fedtune/v1/TensorHeader';
-import { ProtocolError } from '../tensor-stream';
-import { PROTOCOL_VERSION } from '../load';
+import { PROTOCOL_VERSION } from '../constants';
 import { DOMAINS, sign, verify, type Field } from './signing';
 
 const TAG_BYTES = 16;

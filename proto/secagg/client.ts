@@ -2,8 +2,7 @@
 // advertise → shareKeys → receiveShares → maskedInput → unmask, each exactly once and in order. The client
 // refuses anything that would reveal its input: too few peers, a roster or survivor list that does not add
 // up, or a second unmask request that differs from the first (it would let a server collect b and sk shares).
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError, status } from '../errors';
 import { bytesEqual, cmpId, isSortedUnique } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';

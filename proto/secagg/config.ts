@@ -1,7 +1,6 @@
 // Per-round SecAgg parameters, fixed by the coordinator before the round starts and hashed into the session id
 // (so every client masks under exactly the same parameters), plus the default graph/threshold choice.
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError, status } from '../errors';
 import { isSortedUnique } from './bytes';
 
 export type GraphSpec = { readonly kind: 'full' } | { readonly kind: 'harary'; readonly k: number };

@@ -1,8 +1,7 @@
 // Floats ↔ integers mod 2^32 for secure aggregation. A client sends [q(w), q(w·c·x)] with w = min(n, cap)/cap
 // and c = min(1, S/‖x‖₂) (clip), quantised with unbiased stochastic rounding on a grid with ⌈log2 N_max⌉
 // headroom bits, so the sum of N_max vectors, read as int32, never wraps. The coordinator divides the two sums.
-import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../tensor-stream';
+import { ProtocolError, status } from '../errors';
 import type { NamedTensor, TensorList } from '../tensors';
 import { quantisation, type SecAggRoundConfig } from './config';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';

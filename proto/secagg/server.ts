@@ -3,9 +3,8 @@
 // clients' pair masks, learning only Σ x_u over the survivors U3. Every add* validates fully before it
 // changes anything, so a rejected message leaves the state as it was; close* calls that cannot continue
 // (fewer than t clients) throw ABORTED and end the attempt.
-import { status } from '@grpc/grpc-js';
+import { ProtocolError, status } from '../errors';
 import nacl from 'tweetnacl';
-import { ProtocolError } from '../tensor-stream';
 import { bytesEqual, cmpId } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';

@@ -102,3 +102,35 @@ export function toHfConfigJson(cfg: Gpt2Config, extra: Record<string, unknown> =
     ...extra,
   };
 }
+
+/** The four Conv1D projections of each block, the modules LoRA may target. */
+export const BLOCK_PROJECTIONS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
+
+/** Expected HF parameter shapes (names without the `transformer.` prefix). */
+export function gpt2ParameterShapes(cfg: Gpt2Config): Map<string, number[]> {
+  const d = cfg.nEmbd;
+  const m = new Map<string, number[]>([
+    ['wte.weight', [cfg.vocabSize, d]],
+    ['wpe.weight', [cfg.nPositions, d]],
+    ['ln_f.weight', [d]],
+    ['ln_f.bias', [d]],
+  ]);
+  for (let i = 0; i < cfg.nLayer; i++) {
+    const p = `h.${i}.`;
+    m.set(p + 'ln_1.weight', [d]).set(p + 'ln_1.bias', [d]);
+    m.set(p + 'attn.c_attn.weight', [d, 3 * d]).set(p + 'attn.c_attn.bias', [3 * d]);
+    m.set(p + 'attn.c_proj.weight', [d, d]).set(p + 'attn.c_proj.bias', [d]);
+    m.set(p + 'ln_2.weight', [d]).set(p + 'ln_2.bias', [d]);
+    m.set(p + 'mlp.c_fc.weight', [d, cfg.nInner]).set(p + 'mlp.c_fc.bias', [cfg.nInner]);
+    m.set(p + 'mlp.c_proj.weight', [cfg.nInner, d]).set(p + 'mlp.c_proj.bias', [d]);
+  }
+  if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, d]);
+  return m;
+}
+
+/** [in, out] of a block projection, e.g. `h.3.mlp.c_fc` → [D, 4D]. */
+export function projectionShape(cfg: Gpt2Config, path: string): [number, number] {
+  const shape = gpt2ParameterShapes(cfg).get(path + '.weight');
+  if (!shape || shape.length !== 2 || !/^h\.\d+\./.test(path)) throw new Error(`${path} is not a GPT-2 projection`);
+  return [shape[0], shape[1]];
+}

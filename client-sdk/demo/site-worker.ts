@@ -1,10 +1,10 @@
 // A simulated site in its own worker thread (its own tfjs instance), so the simulation uses every core:
 // the sites of `npm run demo` train in parallel instead of taking turns on one JavaScript thread.
 import { parentPort, workerData } from 'node:worker_threads';
-import { FederationClient } from '../client-sdk/client';
-import { identityFromSecretKey } from '../client-sdk/identity';
-import { createLoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import type { LoraConfig } from '../client-sdk/model/lora';
+import { FederationClient } from '../client';
+import { identityFromSecretKey } from '../identity';
+import { createLoraSftTrainer } from '../sft/lora-trainer';
+import type { LoraConfig } from '../../proto/model/lora-layout';
 import { prepareSpamTask } from './spam-task';
 
 export interface SiteWorkerData {

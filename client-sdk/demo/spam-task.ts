@@ -2,14 +2,15 @@
 // the pretrained demo model (examples/base-model) fine-tuned to answer "Is this e-mail spam?" on
 // SpamAssassin, split non-IID across sites by the corpus's groups (client-sdk/data/spam-assassin.ts).
 import * as path from 'node:path';
-import { loadEmails, splitSpamAssassin, CHOICES, QUESTION, type SpamSplit } from '../client-sdk/data/spam-assassin';
-import { seededShuffle } from '../client-sdk/data/shuffle';
-import { encodeExamples } from '../client-sdk/data/encode';
-import { ReducedGpt2Tokenizer } from '../client-sdk/text/tokenizer';
-import type { SftExample } from '../client-sdk/sft/types';
-import type { SftData } from '../client-sdk/sft/lora-trainer';
+import { loadEmails, splitSpamAssassin, CHOICES, QUESTION, type SpamSplit } from '../data/spam-assassin';
+import { seededShuffle } from '../../proto/shuffle';
+import { encodeExamples } from '../data/encode';
+import { ReducedGpt2Tokenizer } from '../text/tokenizer';
+import type { SftExample } from '../sft/types';
+import type { SftData } from '../sft/lora-trainer';
 
-export const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
+// From dist/client-sdk/demo/ up to the package root, where examples/base-model ships (package.json "files").
+export const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model');
 
 export interface SpamTaskOptions {
   readonly numClients: number;

@@ -1,6 +1,6 @@
 // Seeded shuffles for data splits and client selection: each use draws its own stream of the project's one
-// PRNG (model/prng.ts) by label, so Math.random never decides which example goes where.
-import { Prng, hashString } from '../model/prng';
+// PRNG (prng.ts) by label, so Math.random never decides which example goes where.
+import { Prng, hashString } from './prng';
 
 /** A uniform [0, 1) source for (seed, label). */
 export function seededRandom(seed: number, label: string): () => number {

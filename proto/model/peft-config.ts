@@ -1,6 +1,6 @@
 // adapter_config.json as PEFT writes and reads it, and its conversion to and from fedtune's LoraConfig.
-import type { LoraConfig } from './lora';
-import { validateLoraConfig } from './lora';
+import type { LoraConfig } from './lora-layout';
+import { validateLoraConfig } from './lora-layout';
 
 export interface PeftAdapterConfig {
   peft_type: 'LORA';

@@ -1,0 +1,8 @@
+// Wire constants both sides must agree on. They live apart from proto/load.ts (which loads gRPC) so the
+// wire-agnostic core — tensor streams, the round engine — can use them without loading @grpc/grpc-js.
+
+/** The wire protocol version this build speaks; peers speaking another are refused. */
+export const PROTOCOL_VERSION = 2;
+
+/** Default data chunk size: far below gRPC's 4 MiB default message limit. */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
