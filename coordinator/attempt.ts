@@ -50,8 +50,9 @@ export interface AttemptDeps {
 
 export class Attempt {
   readonly tasks = new Map<string, Task>();
-  /** Plain rounds: the strategy's running sum. */
-  readonly aggregation: Aggregation | undefined;
+  private agg: Aggregation | undefined;
+  private sa: SecAggAttempt | undefined;
+  private baseCk: Checkpoint | undefined;
   private isOpen = true;
   private wakeUp: () => void = () => undefined;
   private woken: Promise<void>;
@@ -61,19 +62,48 @@ export class Attempt {
   constructor(
     readonly round: number,
     readonly attempt: number,
-    readonly base: Checkpoint,
+    base: Checkpoint,
     readonly selectionSeed: number,
     /** Uploads are refused after this (unix ms). */
     readonly deadline: number,
     private readonly d: AttemptDeps,
-    readonly secagg?: SecAggAttempt,
+    secagg?: SecAggAttempt,
   ) {
-    this.aggregation = secagg ? undefined : d.strategy.begin(base.adapter);
+    this.baseCk = base;
+    this.sa = secagg;
+    this.agg = secagg ? undefined : d.strategy.begin(base.adapter);
     this.woken = new Promise<void>((r) => (this.wakeUp = r));
   }
 
   get open(): boolean {
     return this.isOpen;
+  }
+
+  /** The checkpoint this attempt trains from. */
+  get base(): Checkpoint {
+    if (!this.baseCk) throw new Error(`round ${this.round} attempt ${this.attempt} is retired`);
+    return this.baseCk;
+  }
+
+  /** Plain rounds: the strategy's running sum. */
+  get aggregation(): Aggregation | undefined {
+    return this.agg;
+  }
+
+  /** Present when this attempt runs under secure aggregation. */
+  get secagg(): SecAggAttempt | undefined {
+    return this.sa;
+  }
+
+  /**
+   * The attempt is over: let go of its sum, its SecAgg session and its base checkpoint. Its tasks stay (the
+   * engine keeps them to explain late messages), so nothing large may stay reachable from them.
+   */
+  retire(): void {
+    this.isOpen = false;
+    this.agg = undefined;
+    this.sa = undefined;
+    this.baseCk = undefined;
   }
 
   /** Whether `t` is a task of this attempt that can still take an upload or a report. */

@@ -288,6 +288,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.emit('roundCommitted', ev);
       return 'committed';
     } finally {
+      cur.retire();
       this.current = null;
     }
   }
