@@ -62,7 +62,7 @@ class FedAvgSum implements Aggregation {
       const name = `${u.clientId}:${this.global[k].name}`;
       if (x.length !== this.global[k].data.length) throw new RangeError(`${name}: ${x.length} values, accumulator has ${this.global[k].data.length}`);
       // One comparison per value catches NaN, ±Inf and |x| ≥ 128; the rare failure names the value.
-      for (let i = 0; i < x.length; i++) if (!(x[i] < LIMIT && x[i] > -LIMIT)) throw new FixedPointRangeError(name, i, x[i]);
+      for (let i = 0; i < x.length; i++) if (!(Math.abs(x[i]) < LIMIT)) throw new FixedPointRangeError(name, i, x[i]);
     }
     this.reserved.set(u.clientId, u.numExamples);
     this.reservedTotal += u.numExamples;

@@ -47,13 +47,16 @@ export function accumulate(acc: Float64Array, x: Float32Array, weight: number, n
 
 /**
  * acc += weight · quantize(x) for values already admitted (|x| < LIMIT, finite): the streaming hot loop.
- * round-half-away-from-zero(s) = sign(s)·floor(|s| + 0.5), exact as above.
+ * round-half-away-from-zero(s) = trunc(s ± 0.5), exact as above. The ±0.5 is computed without a branch
+ * (0.5 − [s < 0]): real deltas are signed at random, and a branch on the sign mispredicts half the time
+ * (4–5× slower). Same values as quantize(), including the sign of zero's effect on the sum (none: the sum
+ * starts at +0 and +0 + −0 = +0).
  */
 export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: number): void {
   const n = x.length;
   for (let i = 0; i < n; i++) {
     const s = x[i] * SCALE;
-    acc[i] += s < 0 ? -weight * Math.floor(0.5 - s) : weight * Math.floor(s + 0.5);
+    acc[i] += weight * Math.trunc(s + (0.5 - +(s < 0)));
   }
 }
 
