@@ -28,11 +28,6 @@ import type { NamedTensor } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import { selectBackend } from '../client-sdk/model/backend';
-import { loadGpt2Dir } from '../client-sdk/model/load';
-import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { initLoraAdapter } from '../proto/model/lora-layout';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
@@ -175,6 +170,12 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
 }
 
 async function benchTraining(): Promise<Record<string, number | string>> {
+  // Loaded here, not at the top: the other sections run without tfjs (e.g. on a machine bundled without it).
+  const { selectBackend } = require('../client-sdk/model/backend') as typeof import('../client-sdk/model/backend');
+  const { loadGpt2Dir } = require('../client-sdk/model/load') as typeof import('../client-sdk/model/load');
+  const { LoraSftTrainer } = require('../client-sdk/sft/lora-trainer') as typeof import('../client-sdk/sft/lora-trainer');
+  const { initLoraAdapter } = require('../proto/model/lora-layout') as typeof import('../proto/model/lora-layout');
+  const { prepareSpamTask, DEFAULT_MODEL_DIR } = require('../client-sdk/demo/spam-task') as typeof import('../client-sdk/demo/spam-task');
   const backend = await selectBackend();
   const task = prepareSpamTask({ numClients: 1, splitSeed: 7, maxSeqLen: 96 });
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
