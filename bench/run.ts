@@ -8,6 +8,8 @@
 //             (BENCH_MEMORY_SITES=100,1000,5000 to change; bench/coordinator-memory.ts).
 //  training   Local LoRA training throughput of the demo model on the selected tfjs backend.
 //  secagg     The cost of a round with secure aggregation against a plain sealed-upload round (bench/secagg.ts).
+//  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
+//             open, and reconnects.
 import { promises as fs } from 'node:fs';
 import nacl from 'tweetnacl';
 import { identityFromSecretKey } from '../client-sdk/identity';
@@ -29,6 +31,7 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
+import { benchJoins } from './join-storm';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -215,7 +218,7 @@ function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, s
 }
 
 async function main(): Promise<void> {
-  const all = ['fedavg', 'transport', 'memory', 'training', 'secagg'];
+  const all = ['fedavg', 'transport', 'memory', 'training', 'secagg', 'joins'];
   const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : all);
   for (const w of want) if (!all.includes(w)) throw new Error(`unknown bench section ${w}; known: ${all.join(', ')}`);
   const memorySites = (process.env.BENCH_MEMORY_SITES ?? '100,1000').split(',').map(Number);
@@ -253,6 +256,11 @@ async function main(): Promise<void> {
     secagg = await benchSecAgg();
     results.secagg = secagg;
     rows.push(...secaggRows(secagg.rows));
+  }
+  if (want.has('joins')) {
+    const joins = await benchJoins([1000, 2000]);
+    results.joins = joins;
+    rows.push(...joins.map((j): [string, string, string, string] => [`${j.sites} sites join at once (${j.processes} processes, ${j.auth})`, `${j.join_seconds.toFixed(1)} s`, `${j.reconnects} reconnects`, `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`]));
   }
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));

@@ -22,3 +22,12 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = DEFAULT_BAC
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Delay before retrying a call the coordinator refused as overloaded (RESOURCE_EXHAUSTED with a retry-after-ms
+ * hint): at least the hint, plus up to the hint again at random, so sites told to wait together do not all
+ * come back at the same instant.
+ */
+export function hintedDelay(hintMs: number, random: () => number = Math.random): number {
+  return Math.round(hintMs + random() * hintMs);
+}

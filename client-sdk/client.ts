@@ -26,8 +26,10 @@ import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
 import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
-import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffOptions } from './backoff';
+import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
+import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
+import { LIMITS, retryAfterOf, checkAdvertise, checkShareKeys, checkUnmask, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -143,9 +145,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly inboxes = new Map<string, SecAggInbox>();
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
+  private readonly address: ParsedAddress;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
+    // What the coordinator would refuse is refused here, before anything is sent (proto/limits.ts).
+    checkClientName(opts.name);
+    checkBackend(opts.trainer.backend);
+    checkLabels(opts.labels);
+    checkString('join_token', opts.joinToken, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
+    this.address = parseAddress(opts.address); // AddressError (fatal) for a URL, a missing port, …
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
@@ -164,6 +173,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   async run(): Promise<RunSummary> {
     if (this.running) throw new Error('FederationClient.run() is already running');
     this.running = true;
+    await checkResolvable(this.address); // a host that does not exist fails now, not after endless retries
     let failures = 0;
     while (!this.stopped) {
       try {
@@ -173,6 +183,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           // A refused identity will not be admitted by retrying: say so at once.
           const code = (e as grpc.ServiceError).code;
           if (code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED) throw Object.assign(e as Error, { fatal: true });
+          // Overloaded (with a retry hint) is worth waiting for; a request too large for the coordinator is not.
+          if (code === status.RESOURCE_EXHAUSTED && retryAfterOf(e as grpc.ServiceError) === undefined) throw Object.assign(e as Error, { fatal: true });
           throw e;
         }
         failures = 0;
@@ -187,7 +199,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         const code = (e as grpc.ServiceError).code;
         if (FATAL.has(code) || e instanceof ProtocolError || (e as { fatal?: boolean }).fatal) throw e;
         if (this.stopped) break;
-        const delay = backoffDelay(failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
+        // The coordinator's retry hint wins (with jitter); otherwise exponential backoff with full jitter.
+        const hint = retryAfterOf(e as grpc.ServiceError);
+        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF);
+        failures++;
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });
         this.emit('reconnecting', { attempt: failures, delayMs: delay, error: (e as Error).message });
         await sleep(delay);
@@ -234,7 +249,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const coordinator = this.checkCoordinatorKeys(hello.coordinator);
     const backend = this.opts.trainer.backend;
     const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend), this.identity.secretKey);
-    const res = await this.joinCall({
+    const req: JoinRequest = {
       protocol_version: PROTOCOL_VERSION,
       client_name: this.opts.name,
       backend,
@@ -243,7 +258,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       challenge: hello.challenge,
       signature,
       join_token: this.opts.joinToken ?? '',
-    });
+    };
+    checkJoin(req);
+    const res = await this.joinCall(req);
     if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
       throw new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`);
     }
@@ -369,6 +386,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
       );
     const base = { session_token: this.token, task_id: t.task_id, round: t.round };
+    const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);
     return runSecAgg({
       config: settingsFromWire(t.secagg!, t.base_manifest_sha256),
       clientId: this.clientId,
@@ -381,11 +399,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       signal,
       beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
       transport: {
-        advertise: (ad) => unary('SecAggAdvertise', { ...base, advertisement: adToWire(ad) }),
-        shareKeys: (m) => unary('SecAggShareKeys', { ...base, share_keys: shareKeysToWire(m) }),
+        // Each stage message is checked against the wire's bounds (proto/limits.ts) before it is sent.
+        advertise: (ad) => unary('SecAggAdvertise', checked(checkAdvertise, { ...base, advertisement: adToWire(ad) })),
+        shareKeys: (m) => unary('SecAggShareKeys', checked(checkShareKeys, { ...base, share_keys: shareKeysToWire(m) })),
         // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
         unmask: (r) =>
-          unary('SecAggUnmask', { ...base, response: unmaskResponseToWire(r) }).catch((e: grpc.ServiceError) => {
+          unary('SecAggUnmask', checked(checkUnmask, { ...base, response: unmaskResponseToWire(r) })).catch((e: grpc.ServiceError) => {
             if (e.code !== status.FAILED_PRECONDITION || !/closed/.test(e.details ?? '')) throw e;
           }),
         uploadMasked: (y) => this.uploadMasked(t, y),
@@ -450,18 +469,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         return await sendSealed(this.rpc, sealed);
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
-        if (attempt >= 2 || (code !== status.UNAVAILABLE && code !== status.CANCELLED) || this.stopped) throw e;
-        await sleep(backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
+        const hint = retryAfterOf(e as grpc.ServiceError); // the coordinator is busy: wait as told, a few times more
+        if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || this.stopped) throw e;
+        await sleep(hint !== undefined ? hintedDelay(hint) : backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
       }
     }
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.rpc.ReportMetrics(
-        { session_token: this.token, task_id: t.task_id, round: t.round, num_examples: numExamples, backend: this.opts.trainer.backend, metrics },
-        (err) => (err ? reject(err) : resolve()),
-      ),
-    );
+    const req = { session_token: this.token, task_id: t.task_id, round: t.round, num_examples: numExamples, backend: this.opts.trainer.backend, metrics };
+    checkReport(req); // e.g. a trainer's metric name the coordinator would refuse: said here, with the name
+    return new Promise((resolve, reject) => this.rpc.ReportMetrics(req, (err) => (err ? reject(err) : resolve())));
   }
 }

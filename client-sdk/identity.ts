@@ -2,6 +2,7 @@
 // coordinator admits the public key (allow-list or a single-use join token) and every upload is signed with it.
 import nacl from 'tweetnacl';
 import { KeyFileError, checkEd25519Secret, checkStoredPublic, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+import type { CrashHook } from '../proto/durable-file';
 
 export const IDENTITY_FORMAT = 'fedtune.client-identity/1';
 
@@ -22,8 +23,11 @@ export function identityFromSeed(seed: Uint8Array): ClientIdentity {
   return identityFromSecretKey(nacl.sign.keyPair.fromSeed(seed).secretKey);
 }
 
-/** Loads the identity file, or creates it with a fresh key pair when it does not exist. */
-export async function loadOrCreateIdentity(file: string): Promise<ClientIdentity> {
+/**
+ * Loads the identity file, or creates it with a fresh key pair when it does not exist (atomically: a crash
+ * leaves no file or a complete one). `hook` is a test seam (proto/durable-file.ts stepsFor).
+ */
+export async function loadOrCreateIdentity(file: string, hook?: CrashHook): Promise<ClientIdentity> {
   const j = await readSecretJson(file);
   if (j) {
     if (j.format !== IDENTITY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${IDENTITY_FORMAT}`);
@@ -34,6 +38,6 @@ export async function loadOrCreateIdentity(file: string): Promise<ClientIdentity
     return id;
   }
   const id = identityFromSecretKey(nacl.sign.keyPair().secretKey);
-  await writeSecretJson(file, { format: IDENTITY_FORMAT, keyId: id.keyId, publicKey: encodeKey(id.publicKey), secretKey: encodeKey(id.secretKey) });
+  await writeSecretJson(file, { format: IDENTITY_FORMAT, keyId: id.keyId, publicKey: encodeKey(id.publicKey), secretKey: encodeKey(id.secretKey) }, hook);
   return id;
 }

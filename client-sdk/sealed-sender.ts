@@ -7,6 +7,7 @@ import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { PROTOCOL_VERSION } from '../proto/load';
+import { checkUploadFrame } from '../proto/limits';
 import { sealUpload, uploadBinding, type SealedUpload } from '../proto/crypto/sealed-upload';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
@@ -30,6 +31,7 @@ function frames(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, pla
   const binding = uploadBinding(c.runId, c.clientId, t, numExamples);
   const sealed = sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey });
   const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: c.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
+  checkUploadFrame(header); // a layout the coordinator would refuse (too many tensors, a long name) fails here
   return { header, sealed };
 }
 

@@ -45,6 +45,14 @@ export const schema = {
   transport: {
     chunkBytes: { doc: 'Bytes per tensor-stream chunk.', format: 'positive-int', default: 1 << 20, env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES', arg: 'transport.chunkBytes' },
     maxUploadBytes: { doc: 'Largest update accepted (bytes).', format: 'positive-int', default: 256 * 1024 * 1024, env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES', arg: 'transport.maxUploadBytes' },
+    uploadIdleTimeoutMs: { doc: 'An upload with no frame for this long is refused and its task freed for a retry (ms).', format: 'positive-int', default: 30000, env: 'FEDTUNE_TRANSPORT_UPLOAD_IDLE_TIMEOUT_MS', arg: 'transport.uploadIdleTimeoutMs' },
+  },
+  admission: {
+    maxPendingChallenges: { doc: 'Hello challenges outstanding at once; beyond, Hello is answered RESOURCE_EXHAUSTED with a retry hint.', format: 'positive-int', default: 50000, env: 'FEDTUNE_ADMISSION_MAX_PENDING_CHALLENGES', arg: 'admission.maxPendingChallenges' },
+    maxChallengesPerHost: { doc: 'Hello challenges outstanding for one peer address; beyond, its Hellos are answered RESOURCE_EXHAUSTED (nobody else\'s challenge is evicted).', format: 'positive-int', default: 10000, env: 'FEDTUNE_ADMISSION_MAX_CHALLENGES_PER_HOST', arg: 'admission.maxChallengesPerHost' },
+    maxSessions: { doc: 'Joined sites at once; a new site beyond it is answered RESOURCE_EXHAUSTED with a retry hint (a rejoin always passes).', format: 'positive-int', default: 100000, env: 'FEDTUNE_ADMISSION_MAX_SESSIONS', arg: 'admission.maxSessions' },
+    maxUploadsInFlight: { doc: 'Uploads being received at once; beyond, an upload is answered RESOURCE_EXHAUSTED with a retry hint.', format: 'positive-int', default: 4096, env: 'FEDTUNE_ADMISSION_MAX_UPLOADS_IN_FLIGHT', arg: 'admission.maxUploadsInFlight' },
+    retryAfterMs: { doc: 'The retry hint (trailing metadata retry-after-ms) sent with RESOURCE_EXHAUSTED; the SDK waits between it and twice it.', format: 'positive-int', default: 1000, env: 'FEDTUNE_ADMISSION_RETRY_AFTER_MS', arg: 'admission.retryAfterMs' },
   },
   secagg: {
     enabled: { doc: 'Secure aggregation (SecAgg/SecAgg+): the coordinator learns only the weighted sum of the updates.', format: Boolean, default: false, env: 'FEDTUNE_SECAGG_ENABLED', arg: 'secagg.enabled' },

@@ -158,9 +158,9 @@ export function describeConfig(): ConfigKeyDoc[] {
 /**
  * The configuration as recorded in manifests: everything except where this coordinator happens to listen, how
  * it secures the channel (tls.*), who may join (auth.*: operations, not training), where its key file lives,
- * and how it logs.
+ * how it guards the door (admission.*) and how it logs.
  */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, ...rest } = cfg;
+  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, admission: _admission, ...rest } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -18,10 +18,12 @@ import { ClientRegistry } from './registry';
 import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
+import { guardService } from './door';
 import { strategyNamed } from './strategy';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
 import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
+import { RunLock } from './run-lock';
 import { Challenges } from './auth/challenges';
 import { Enrolment, parseAllowList } from './auth/enrolment';
 
@@ -63,6 +65,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   private server: grpc.Server | undefined;
   private runPromise: Promise<Checkpoint> | undefined;
   private keysRef: CoordinatorKeys | undefined;
+  private lock: RunLock | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -89,12 +92,28 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     return cfg.security.keyFile || path.join(cfg.run.dir, 'keys', 'coordinator.json');
   }
 
-  /** Binds the server and starts scheduling rounds. Resolves with the bound port. */
+  /**
+   * Binds the server and starts scheduling rounds. Resolves with the bound port. Takes the run directory's
+   * lock first (run-lock.ts: a second coordinator on the same run is refused), released by stop().
+   */
   async start(): Promise<{ address: string; port: number }> {
-    if (this.engineRef) throw new Error('coordinator already started');
+    if (this.engineRef || this.lock) throw new Error('coordinator already started');
     const cfg = this.opts.config;
     // First, so that an unusable certificate or key fails start() before anything else is set up.
     const credentials = this.opts.credentials ?? serverCredentials(cfg.tls) ?? grpc.ServerCredentials.createInsecure();
+    await fs.mkdir(cfg.run.dir, { recursive: true });
+    this.lock = await RunLock.acquire(cfg.run.dir, 'coordinator', (m) => this.logger.warn(m));
+    try {
+      return await this.startLocked(credentials);
+    } catch (e) {
+      await this.lock.release();
+      this.lock = undefined;
+      throw e;
+    }
+  }
+
+  private async startLocked(credentials: grpc.ServerCredentials): Promise<{ address: string; port: number }> {
+    const cfg = this.opts.config;
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
     await this.loadKeys();
     const modelDir = cfg.model.dir;
@@ -106,7 +125,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const keys = this.keys;
     const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
-    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey));
+    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey), () => enrolment.generation());
     const engine = new RoundEngine({
       boxKey,
       config: cfg,
@@ -124,8 +143,11 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.engineRef = engine;
     // Re-emit every engine event, so listeners can attach to the Coordinator before start().
     for (const ev of ROUND_EVENTS) engine.on(ev, (payload: unknown) => (this.emit as (e: string, p: unknown) => boolean)(ev, payload));
-    const server = new grpc.Server();
-    server.addService(loadFedtuneProto().fedtune.v1.Federation.service, createHandlers({
+    // Advertise the stream limit explicitly: HTTP/2 clients otherwise assume 100 per connection, and the SDK's
+    // clients in one process share a connection, each holding a task stream open (a join storm's queue).
+    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000 });
+    // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
+    server.addService(guardService(loadFedtuneProto().fedtune.v1.Federation.service), createHandlers({
       config: cfg,
       registry: this.registry,
       engine,
@@ -134,7 +156,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       baseModelSha256: baseModel.sha256,
       keys,
       enrolment,
-      challenges: new Challenges(cfg.auth.challengeTtlMs),
+      challenges: new Challenges(cfg.auth.challengeTtlMs, Date.now, { total: cfg.admission.maxPendingChallenges, perHost: cfg.admission.maxChallengesPerHost, retryAfterMs: cfg.admission.retryAfterMs }),
       log,
     }));
     const port = await new Promise<number>((resolve, reject) =>
@@ -163,12 +185,20 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     }
     // The run directory keeps its ordinary permissions; only keys/ (created by the key file writer) is 0700.
     await fs.mkdir(cfg.run.dir, { recursive: true });
+    // A new key cannot continue versions signed with a lost one: refuse rather than leave a stray key behind.
+    const hasKey = await fs.stat(keyFile).then(() => true, () => false);
+    const versions = await fs.readdir(path.join(cfg.run.dir, 'versions')).catch(() => [] as string[]);
+    if (!hasKey && !this.opts.store && versions.some((n) => /^v\d{6,}$/.test(n))) {
+      throw new Error(`${keyFile} is missing, but ${cfg.run.dir} holds versions signed with it: restore it from a backup (a new key cannot continue this run)`);
+    }
     const keys = await loadOrCreateCoordinatorKeys(keyFile);
     this.keysRef = keys;
     const signer = manifestSigner(keys.sign);
     // A store passed in by the caller is the caller's to configure; only the built-in one is given the key.
     const own = !this.opts.store && this.store instanceof FsCheckpointStore ? this.store : undefined;
     own?.setSigner(signer);
+    // Recovery of the run directory (or a refusal naming `fedtune recover`) before the server is bound.
+    await own?.open();
     const signs = own !== undefined;
     // Public halves only: the manifest key can be pinned with `fedtune verify --key`.
     this.logger.info(
@@ -183,7 +213,10 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.registry.closeAll();
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
+    if (!server) {
+      await this.releaseLock();
+      return;
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         server.forceShutdown();
@@ -195,5 +228,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       });
     });
     await this.runPromise?.catch(() => undefined);
+    await this.releaseLock();
+  }
+
+  /** After the last commit could have happened: the run directory is free for the next coordinator. */
+  private async releaseLock(): Promise<void> {
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release();
   }
 }

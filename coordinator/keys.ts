@@ -4,6 +4,7 @@
 // Created on first start; the secret halves never leave this module's callers and are never logged.
 import nacl from 'tweetnacl';
 import { KeyFileError, checkEd25519Secret, checkStoredPublic, decodeKey, encodeKey, keyId, readSecretJson, writeSecretJson } from '../proto/crypto/key-file';
+import type { CrashHook } from '../proto/durable-file';
 
 export const COORDINATOR_KEY_FORMAT = 'fedtune.coordinator-key/1';
 
@@ -20,9 +21,16 @@ function fromSecrets(signSecret: Uint8Array, boxSecret: Uint8Array): Coordinator
   return { sign, box, keyId: keyId(sign.publicKey, box.publicKey) };
 }
 
-/** Loads the key file, or creates it with fresh keys when it does not exist. */
-export async function loadOrCreateCoordinatorKeys(file: string): Promise<CoordinatorKeys> {
-  const j = await readSecretJson(file);
+/** What to do with a key file that holds no key: the run's signed versions can only be continued with it. */
+const ADVICE =
+  'restore it from a backup if any version of this run was committed (every version is signed with this key, and a coordinator with another key refuses to continue them); if none was, move it aside and start again to create a new key';
+
+/**
+ * Loads the key file, or creates it with fresh keys when it does not exist (atomically: a crash during the
+ * first start leaves no file or a complete one). `hook` is a test seam (proto/durable-file.ts stepsFor).
+ */
+export async function loadOrCreateCoordinatorKeys(file: string, hook?: CrashHook): Promise<CoordinatorKeys> {
+  const j = await readSecretJson(file, ADVICE);
   if (j) {
     if (j.format !== COORDINATOR_KEY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${COORDINATOR_KEY_FORMAT}`);
     const signSecret = decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`);
@@ -42,6 +50,6 @@ export async function loadOrCreateCoordinatorKeys(file: string): Promise<Coordin
     boxPublicKey: encodeKey(keys.box.publicKey),
     signSecretKey: encodeKey(keys.sign.secretKey),
     boxSecretKey: encodeKey(keys.box.secretKey),
-  });
+  }, hook);
   return keys;
 }

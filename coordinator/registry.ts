@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
+import { checkClientName } from '../proto/limits';
 
 /** Where the coordinator pushes task events for one client (the open StreamTasks call). */
 export interface TaskSink {
@@ -22,11 +23,8 @@ export interface ClientSession {
   sink: TaskSink | null;
 }
 
-export function checkClientName(name: string): void {
-  if (!/^[\w.@:-]{1,128}$/.test(name)) {
-    throw new ProtocolError(status.INVALID_ARGUMENT, `client_name ${JSON.stringify(name)} must be 1-128 characters of [A-Za-z0-9_.@:-]`);
-  }
-}
+/** The one definition of a valid site name lives with the wire's other bounds. */
+export { checkClientName } from '../proto/limits';
 
 export const clientIdFor = (name: string): string => `c-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
 
@@ -35,9 +33,20 @@ export class ClientRegistry extends EventEmitter {
   private readonly byIdMap = new Map<string, ClientSession>();
   /** Whether a session may still take part (the coordinator plugs in revocation); default: all may. */
   private admitted: (s: ClientSession) => boolean = () => true;
+  /** Changes when admission may have changed (e.g. clients.json was edited); sessions are re-checked only then. */
+  private admissionGeneration: () => number = () => 0;
+  private sweptGeneration = NaN;
+  /** connected(), until the next join, attach, detach or leave: rebuilt (and sorted) once per change, not per call. */
+  private connectedCache: ClientSession[] | null = null;
 
-  setAdmission(admitted: (s: ClientSession) => boolean): void {
+  /**
+   * `generation` must change whenever `admitted` may answer differently for an existing session; connected()
+   * then re-checks every session once. New sessions are admitted at Join, so nothing else needs a sweep.
+   */
+  setAdmission(admitted: (s: ClientSession) => boolean, generation: () => number = () => NaN): void {
     this.admitted = admitted;
+    this.admissionGeneration = generation;
+    this.sweptGeneration = NaN;
   }
 
   /** Has an open task stream and was not revoked since it joined. */
@@ -54,6 +63,7 @@ export class ClientRegistry extends EventEmitter {
     const session: ClientSession = { clientId, name, token: randomBytes(32).toString('hex'), backend, labels, publicKey, sink: null };
     this.byTokenMap.set(session.token, session);
     this.byIdMap.set(clientId, session);
+    this.connectedCache = null;
     this.emit('change');
     return session;
   }
@@ -65,6 +75,11 @@ export class ClientRegistry extends EventEmitter {
     return s;
   }
 
+  /** Joined sessions (with or without an open task stream). */
+  get size(): number {
+    return this.byIdMap.size;
+  }
+
   byId(clientId: string): ClientSession | undefined {
     return this.byIdMap.get(clientId);
   }
@@ -73,6 +88,7 @@ export class ClientRegistry extends EventEmitter {
     if (this.byTokenMap.get(session.token) !== session) return; // replaced meanwhile
     session.sink?.end();
     session.sink = sink;
+    this.connectedCache = null;
     this.emit('change');
     this.emit('attached', session);
   }
@@ -80,6 +96,7 @@ export class ClientRegistry extends EventEmitter {
   detach(session: ClientSession, sink: TaskSink): void {
     if (session.sink === sink) {
       session.sink = null;
+      this.connectedCache = null;
       this.emit('change');
     }
   }
@@ -91,6 +108,7 @@ export class ClientRegistry extends EventEmitter {
   }
 
   private drop(s: ClientSession): void {
+    this.connectedCache = null;
     s.sink?.end();
     s.sink = null;
     this.byTokenMap.delete(s.token);
@@ -101,9 +119,15 @@ export class ClientRegistry extends EventEmitter {
    * Clients with an open task stream, sorted by id. A session whose key was revoked is dropped here (its
    * stream ends, so its SDK reconnects and is refused at Join) and is never selected again.
    */
-  connected(): ClientSession[] {
-    for (const s of [...this.byIdMap.values()]) if (!this.admitted(s)) this.drop(s);
-    return [...this.byIdMap.values()].filter((s) => s.sink !== null).sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+  connected(): readonly ClientSession[] {
+    const g = this.admissionGeneration();
+    if (g !== this.sweptGeneration) {
+      // NaN never equals itself: an admission without a generation is checked on every call, as before.
+      for (const s of [...this.byIdMap.values()]) if (!this.admitted(s)) this.drop(s);
+      this.sweptGeneration = g;
+    }
+    this.connectedCache ??= [...this.byIdMap.values()].filter((s) => s.sink !== null).sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+    return this.connectedCache;
   }
 
   broadcast(event: TaskEvent): void {

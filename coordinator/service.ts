@@ -17,7 +17,10 @@ import type { RoundEngine, Task } from './rounds';
 import type { CoordinatorKeys } from './keys';
 import type { Challenges } from './auth/challenges';
 import type { Enrolment } from './auth/enrolment';
-import { checkClientName, type ClientSession } from './registry';
+import { clientIdFor, type ClientSession } from './registry';
+import { admitFrame, guardHandlers, toRefusal } from './door';
+import { LIMITS, RetryLater, describe } from '../proto/limits';
+import * as path from 'node:path';
 import { SealedUploadOpener, uploadBinding } from '../proto/crypto/sealed-upload';
 import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
 import { keyId } from '../proto/crypto/key-file';
@@ -31,8 +34,8 @@ import { adFromWire, shareKeysFromWire, unmaskResponseFromWire } from '../proto/
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
-/** Most metrics one report may carry. */
-export const MAX_METRICS = 64;
+/** Most metrics one report may carry (proto/limits.ts). */
+export const MAX_METRICS = LIMITS.metrics;
 
 export interface ServiceDeps {
   readonly config: CoordinatorConfig;
@@ -45,11 +48,6 @@ export interface ServiceDeps {
   readonly enrolment: Enrolment;
   readonly challenges: Challenges;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-}
-
-function toServiceError(e: unknown): Partial<grpc.StatusObject> {
-  if (e instanceof ProtocolError) return { code: e.code, details: e.message };
-  return { code: status.INTERNAL, details: `internal error: ${e instanceof Error ? e.message : String(e)}` };
 }
 
 function checkVersion(v: number, what: string): void {
@@ -77,10 +75,13 @@ async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, f
 }
 
 export function createHandlers(d: ServiceDeps): FederationHandlers {
+  // Paths a message could carry (an error from the file system): never sent to a site.
+  const knownPaths = [d.config.run.dir, path.resolve(d.config.run.dir), d.config.security.keyFile].filter((p) => p);
   const fail = (e: unknown, what: string): Partial<grpc.StatusObject> => {
-    const err = toServiceError(e);
-    d.log(err.code === status.INTERNAL ? 'error' : 'warn', `${what} rejected`, { code: status[err.code!], details: err.details });
-    return err;
+    const r = toRefusal(e, knownPaths);
+    // An internal failure's cause (which may name a file) stays in the operator's log; the site gets a generic status.
+    d.log(r.internal ? 'error' : 'warn', `${what} rejected`, { code: status[r.status.code!], details: r.logDetails });
+    return r.status;
   };
   const wireKeys: WireKeys = { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey };
   /** The session a token names, if its key was not revoked since it joined. Every state-changing call goes through here. */
@@ -109,12 +110,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     }
   };
   const unsealKey = { keyId: d.keys.keyId, boxPublicKey: d.keys.box.publicKey, boxSecretKey: d.keys.box.secretKey };
+  /** Uploads past their header and not yet answered (admission.maxUploadsInFlight). */
+  let uploadsInFlight = 0;
 
-  return {
+  return guardHandlers({
     Hello(call, cb) {
       try {
         checkVersion(call.request.protocol_version, 'client');
-        const { challenge, expires } = d.challenges.issue();
+        const { challenge, expires } = d.challenges.issue(call.getPeer()); // bounded per peer host: challenges.ts
         cb(null, { protocol_version: PROTOCOL_VERSION, run_id: d.runId, challenge, challenge_expires_unix_ms: expires, coordinator: wireKeys });
       } catch (e) {
         cb(fail(e, 'hello'));
@@ -125,17 +128,26 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       try {
         const r = call.request;
         checkVersion(r.protocol_version, 'client');
-        checkClientName(r.client_name);
         const pk = Buffer.from(r.public_key ?? []);
         if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
         d.challenges.consume(r.challenge);
         if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
           throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
         }
-        const how = d.enrolment.authorize(r.client_name, pk, r.join_token);
-        const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
-        d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
-        cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
+        // Admission: a new site beyond admission.maxSessions waits (a rejoin replaces its own session, so it passes).
+        if (d.registry.size >= d.config.admission.maxSessions && !d.registry.byId(clientIdFor(r.client_name))) {
+          throw new RetryLater(`the coordinator holds ${d.registry.size} sessions (admission.maxSessions): retry later`, d.config.admission.retryAfterMs);
+        }
+        const { how, persisted } = d.enrolment.authorize(r.client_name, pk, r.join_token);
+        // A new binding is answered only once it is on disk (written in batches: auth/enrolment.ts).
+        persisted.then(
+          () => {
+            const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
+            d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
+            cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
+          },
+          (e: unknown) => cb(fail(e, 'join')),
+        );
       } catch (e) {
         cb(fail(e, 'join'));
       }
@@ -190,15 +202,34 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       let decoderHeader: TensorHeader__Output | undefined;
       let uploaderKey: Uint8Array | undefined;
       let finished = false;
+      let counted = false;
+      // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
+      // transport.uploadIdleTimeoutMs without a frame it is refused and the task freed for the site's retry.
+      const idleMs = d.config.transport.uploadIdleTimeoutMs;
+      let idle: NodeJS.Timeout | undefined;
+      const end = (): void => {
+        finished = true;
+        clearTimeout(idle);
+        if (counted) uploadsInFlight--;
+        counted = false;
+      };
       const reject = (e: unknown): void => {
         if (finished) return;
-        finished = true;
+        end();
         if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
         cb(fail(e, 'upload'));
       };
+      const touch = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(() => reject(new ProtocolError(status.DEADLINE_EXCEEDED, `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`)), idleMs);
+        idle.unref(); // never what keeps a stopping coordinator alive
+      };
+      touch();
       call.on('data', (frame: UploadFrame__Output) => {
         if (finished) return;
+        touch();
         try {
+          admitFrame(frame); // malformed or over-long: refused before anything else
           if (frame.header) {
             if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
             const h = frame.header;
@@ -210,7 +241,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             const earlier = d.engine.acceptedBy(digest);
             if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
               // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
-              finished = true;
+              end();
               d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
               cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
               return;
@@ -243,7 +274,12 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
             const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
             const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
+            if (uploadsInFlight >= d.config.admission.maxUploadsInFlight) {
+              throw new RetryLater(`${uploadsInFlight} uploads are being received (admission.maxUploadsInFlight): retry later`, d.config.admission.retryAfterMs);
+            }
             d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
+            uploadsInFlight++;
+            counted = true;
             task = t; // from here on a refusal hands the task back (abortUpload)
             opener = op;
             decoderHeader = h.tensors!;
@@ -261,13 +297,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (!decoder || !task || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
             opener.finish();
             if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
+            opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
             const t = task;
             const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
             const bytes = decoder.bytesReceived;
             if (secagg) {
               secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
               d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
-              finished = true;
+              end();
               d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
               cb(null, reply);
               return;
@@ -283,13 +320,18 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
               clientPublicKey: uploaderKey!,
               delta: decoder.finishAuthenticated(),
             };
-            finished = true; // from here the answer comes from the accept below, whatever the stream does
+            // From here the answer comes from the accept (admission, spool write, sum), whatever the stream or the
+            // idle timer does; the upload stays counted in flight until it is answered.
+            finished = true;
+            clearTimeout(idle);
             d.engine.acceptUpload(t, update).then(
               () => {
+                end();
                 d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
                 cb(null, reply);
               },
               (err: unknown) => {
+                end();
                 d.engine.abortUpload(t);
                 cb(fail(err, 'upload'));
               },
@@ -333,13 +375,8 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const r = call.request;
         const s = session(r.session_token);
         const t = d.engine.task(s.clientId, r.task_id, r.round);
-        const entries = Object.entries(r.metrics);
-        // Metrics land in every manifest: keep them finite and bounded.
-        if (entries.length > MAX_METRICS) throw new ProtocolError(status.INVALID_ARGUMENT, `${entries.length} metrics; at most ${MAX_METRICS} are recorded`);
-        for (const [k, v] of entries) {
-          if (!/^[\w.:/-]{1,64}$/.test(k)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric name ${JSON.stringify(k.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.:/-]`);
-          if (!Number.isFinite(v)) throw new ProtocolError(status.INVALID_ARGUMENT, `metric ${k} is ${v}; metrics must be finite`);
-        }
+        // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
+        // spooled with the update before the site hears back.
         d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
           () => cb(null, {}),
           (e: unknown) => cb(fail(e, 'metrics')),
@@ -353,13 +390,13 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       try {
         const s = d.registry.byToken(call.request.session_token);
         d.registry.leave(call.request.session_token);
-        d.log('info', 'client left', { clientId: s.clientId, reason: call.request.reason });
+        d.log('info', 'client left', { clientId: s.clientId, reason: describe(call.request.reason, 64) });
         cb(null, {});
       } catch (e) {
         cb(fail(e, 'leave'));
       }
     },
-  };
+  }, fail);
 }
 
 /** A committed version: NOT_FOUND beyond the latest; a version that should exist but cannot be read is DATA_LOSS. */

@@ -9,6 +9,7 @@ import {
   ADAPTER_FILE,
   CheckpointIntegrityError,
   FsCheckpointStore,
+  RecoveryNeededError,
   MANIFEST_FILE,
   MANIFEST_FORMAT,
   versionDirName,
@@ -273,71 +274,111 @@ describe('checkpoints: FsCheckpointStore', () => {
   });
 
   describe('crash recovery', () => {
-    it('a new store resumes from latest: removes .tmp-* dirs, moves versions beyond latest to orphans/, numbers on', async () => {
+    it('a new store finishes an interrupted commit: removes temporaries, makes the complete version one beyond latest latest, numbers on', async () => {
       const s = new FsCheckpointStore(run);
       await s.commit(input(0));
-      const v1 = await s.commit(input(1));
+      await s.commit(input(1));
       // Crash A: v2 renamed into place but `latest` not yet moved. Made by committing v2 for real and then
-      // putting the old pointer back, so the orphan is a complete, valid version directory.
-      await s.commit(input(2));
-      const orphanManifest = await fs.readFile(path.join(vdir(2), MANIFEST_FILE));
+      // putting the old pointer back, so v2 is a complete, valid version directory.
+      const v2 = await s.commit(input(2));
       await fs.writeFile(path.join(run, 'latest'), 'v000001\n');
-      // Crash B: a later attempt died while writing its temporary directory.
-      const tmp = path.join(run, 'versions', '.tmp-v000002-deadbeef0001');
+      // Crash B: a later attempt died while writing its temporary directory; crash C: while writing the pointer.
+      const tmp = path.join(run, 'versions', '.tmp-v000003-deadbeef0001');
       await fs.mkdir(tmp);
       await fs.writeFile(path.join(tmp, ADAPTER_FILE), 'partial');
-      await fs.mkdir(path.join(run, 'versions', '.tmp-v000003-empty'));
+      await fs.mkdir(path.join(run, 'versions', '.tmp-v000004-empty'));
+      await fs.writeFile(path.join(run, '.latest.0123456789ab.tmp'), 'v0000');
 
       const warnings: string[] = [];
       const reopened = new FsCheckpointStore(run, { warn: (m) => warnings.push(m) });
       const latest = (await reopened.latest())!;
-      expect(latest.manifest.version).to.equal(1);
-      expect(latest.manifestSha256).to.equal(v1.manifestSha256);
-      expect((await fs.readdir(path.join(run, 'versions'))).sort()).to.deep.equal(['v000000', 'v000001']);
-      const orphans = await fs.readdir(path.join(run, 'orphans'));
-      expect(orphans).to.have.length(1);
-      expect(orphans[0]).to.match(/^v000002-\d+$/);
-      expect((await fs.readdir(path.join(run, 'orphans', orphans[0]))).sort()).to.deep.equal([...FILES].sort());
-      expect((await fs.readFile(path.join(run, 'orphans', orphans[0], MANIFEST_FILE))).equals(orphanManifest)).to.equal(true);
+      expect(latest.manifest.version).to.equal(2);
+      expect(latest.manifestSha256).to.equal(v2.manifestSha256);
+      expect(await fs.readFile(path.join(run, 'latest'), 'utf8')).to.equal('v000002\n');
+      expect((await fs.readdir(path.join(run, 'versions'))).sort()).to.deep.equal(['v000000', 'v000001', 'v000002']);
+      expect((await fs.readdir(run)).sort()).to.deep.equal(['latest', 'versions']);
       expect(warnings.filter((w) => w.startsWith('removing incomplete version directory .tmp-'))).to.have.length(2);
-      expect(warnings.filter((w) => w === `version v000002 is beyond the latest pointer; moved to ${path.join('orphans', orphans[0])}`)).to.have.length(1);
-      expect((await reopened.list()).map((m) => m.version)).to.deep.equal([0, 1]);
+      expect(warnings).to.include('removed .latest.0123456789ab.tmp, left by an interrupted move of the latest pointer');
+      expect(warnings).to.include('finished the interrupted commit of v000002: it was complete on disk but the latest pointer had not moved');
+      expect((await reopened.list()).map((m) => m.version)).to.deep.equal([0, 1, 2]);
 
       const next = await reopened.commit(input(5));
-      expect(next.manifest.version).to.equal(2);
+      expect(next.manifest.version).to.equal(3);
       expect(next.manifest.round).to.equal(5);
-      expect(next.manifest.parent).to.deep.equal({ version: 1, manifestSha256: v1.manifestSha256 });
-      expect(await fs.readFile(path.join(run, 'latest'), 'utf8')).to.equal('v000002\n');
-      expect((await reopened.read(2)).manifest.round).to.equal(5);
-      expect((await reopened.read(1)).manifest.version).to.equal(1); // its new child links to it
+      expect(next.manifest.parent).to.deep.equal({ version: 2, manifestSha256: v2.manifestSha256 });
       // Recovery happens once per store; a third store finds nothing left to do.
       const quiet: string[] = [];
-      expect((await new FsCheckpointStore(run, { warn: (m) => quiet.push(m) }).list()).map((m) => m.version)).to.deep.equal([0, 1, 2]);
+      expect((await new FsCheckpointStore(run, { warn: (m) => quiet.push(m) }).list()).map((m) => m.version)).to.deep.equal([0, 1, 2, 3]);
       expect(quiet).to.deep.equal([]);
     });
 
-    it('a crash before the first pointer: the only version is an orphan and the next commit is v0 again', async () => {
-      const first = new FsCheckpointStore(run);
-      await first.commit(input(0));
+    it('a crash before the first pointer: the complete v000000 becomes latest; no new run is started', async () => {
+      const v0 = await new FsCheckpointStore(run).commit(input(0));
       await fs.rm(path.join(run, 'latest'));
-      const s = new FsCheckpointStore(run);
-      expect(await s.latest()).to.equal(null);
-      expect(await fs.readdir(path.join(run, 'orphans'))).to.have.length(1);
-      const ck = await s.commit(input(0));
-      expect(ck.manifest.version).to.equal(0);
-      expect(ck.manifest.parent).to.equal(null);
+      const s = new FsCheckpointStore(run, { warn: () => undefined });
+      expect((await s.latest())!.manifestSha256).to.equal(v0.manifestSha256);
+      const ck = await s.commit(input(1));
+      expect(ck.manifest.version).to.equal(1);
+      expect(ck.manifest.parent).to.deep.equal({ version: 0, manifestSha256: v0.manifestSha256 });
     });
 
-    it('moves every version beyond latest, however far, and ignores unrelated entries', async () => {
+    /** Every path under the run with its bytes' hash: what "nothing was changed" is checked against. */
+    async function snapshot(): Promise<string[]> {
+      const out: string[] = [];
+      for (const e of await fs.readdir(run, { recursive: true, withFileTypes: true })) {
+        const p = path.join(e.parentPath, e.name);
+        out.push(`${path.relative(run, p)} ${e.isFile() ? sha(await fs.readFile(p)) : 'dir'}`);
+      }
+      return out.sort();
+    }
+
+    it('refuses to open, changing nothing, when the pointer is missing, behind by more than one, names no version or is garbled', async () => {
       await commitThree();
-      for (const v of [3, 4, 10]) await fs.cp(vdir(2), vdir(v), { recursive: true });
-      await fs.writeFile(path.join(run, 'latest'), 'v000001\n');
       await fs.writeFile(path.join(run, 'versions', 'README'), 'not a version');
-      const reopened = new FsCheckpointStore(run, { warn: () => undefined });
-      expect((await reopened.list()).map((m) => m.version)).to.deep.equal([0, 1]);
-      expect((await fs.readdir(path.join(run, 'versions'))).sort()).to.deep.equal(['README', 'v000000', 'v000001']);
-      expect((await fs.readdir(path.join(run, 'orphans'))).map((n) => n.split('-')[0]).sort()).to.deep.equal(['v000002', 'v000003', 'v000004', 'v000010']);
-      expect((await reopened.commit(input(2))).manifest.version).to.equal(2);
+      // Even temporaries stay: the refusal changes nothing at all.
+      await fs.mkdir(path.join(run, 'versions', '.tmp-v000003-abcdef'));
+      await fs.writeFile(path.join(run, '.latest.0123456789ab.tmp'), 'v00');
+      const cases: [string | null, string][] = [
+        [null, `run ${run}: the latest pointer is missing, but versions v000000…v000002 exist. The pointer only ever moves forward one version at a time, so this is damage`],
+        ['v000000\n', `run ${run}: latest names v000000, but versions v000001…v000002 exist beyond it.`],
+        ['v000007\n', `run ${run}: latest names v000007, which does not exist (versions run up to v000002).`],
+        ['v0000\n', `${path.join(run, 'latest')} does not name a version: "v0000\\n".`],
+      ];
+      for (const [pointer, message] of cases) {
+        if (pointer === null) await fs.rm(path.join(run, 'latest'));
+        else await fs.writeFile(path.join(run, 'latest'), pointer);
+        const before = await snapshot();
+        for (const readOnly of [false, true]) {
+          const err = await new FsCheckpointStore(run, { readOnly }).latest().catch((e: unknown) => e);
+          expect(err, String(pointer)).to.be.instanceOf(RecoveryNeededError);
+          expect((err as Error).message).to.contain(message).and.contain(`Nothing was changed. Run \`fedtune recover ${run}\``);
+          const commit = await new FsCheckpointStore(run).commit(input(9)).catch((e: unknown) => e);
+          expect(commit).to.be.instanceOf(RecoveryNeededError);
+          expect(await snapshot(), String(pointer)).to.deep.equal(before);
+        }
+      }
+    });
+
+    it('refuses a version one beyond latest that does not read back intact or does not link to latest', async () => {
+      await commitThree();
+      await fs.writeFile(path.join(run, 'latest'), 'v000001\n');
+      const p = path.join(vdir(2), ADAPTER_FILE);
+      const orig = await fs.readFile(p);
+      const bad = Buffer.from(orig);
+      bad[bad.length - 1] ^= 1;
+      await fs.writeFile(p, bad);
+      const before = await snapshot();
+      const err = await new FsCheckpointStore(run).latest().catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(RecoveryNeededError);
+      expect((err as Error).message).to.contain(`run ${run}: v000002 is beyond the latest pointer; it cannot be taken as an interrupted commit: v000002/${ADAPTER_FILE}: sha256`);
+      expect(await snapshot()).to.deep.equal(before);
+      // Intact, but its parent is not v000001 as written.
+      await fs.writeFile(p, orig);
+      const m1 = JSON.parse(await fs.readFile(path.join(vdir(1), MANIFEST_FILE), 'utf8')) as Manifest;
+      await fs.writeFile(path.join(vdir(1), MANIFEST_FILE), stableJson({ ...m1, metrics: { edited: 1 } }));
+      const err2 = await new FsCheckpointStore(run).latest().catch((e: unknown) => e);
+      expect(err2).to.be.instanceOf(RecoveryNeededError);
+      expect((err2 as Error).message).to.contain(`v000002/${MANIFEST_FILE}: its parent link does not match v000001/${MANIFEST_FILE}`);
     });
 
     it('a failed commit (bad input) leaves no version and does not block the next commit', async () => {

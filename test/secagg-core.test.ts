@@ -272,7 +272,7 @@ describe('secagg rounds in memory', function () {
 describe('secagg rejections', function () {
   this.timeout(30_000);
 
-  it('advertisements: unselected, bad signature, replay from another attempt, low-order key, duplicate, wrong stage', async () => {
+  it('advertisements: unselected, bad signature, replay from another attempt, low-order or non-canonical key, duplicate, wrong stage', async () => {
     const s = setup(6, { threshold: 4 });
     const srv = new SecAggServer(s.cfg, Object.fromEntries(s.ids.map((id, i) => [id, s.identities[i].publicKey])));
     const clients = s.ids.map((id, i) => new SecAggClient({ config: s.cfg, clientId: id, identitySecretKey: s.identities[i].secretKey }));
@@ -285,6 +285,11 @@ describe('secagg rejections', function () {
     low[0] = 1;
     const lowAd: Advertisement = { clientId: s.ids[0], encPublicKey: low, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], low, ads[0].maskPublicKey), s.identities[0].secretKey) };
     await expectRejection(() => srv.addAdvertisement(lowAd), status.INVALID_ARGUMENT, /low-order/);
+    // Bit 255 set: X25519 ignores it, so this names the same point as an honest key under a second encoding.
+    const alias = Uint8Array.from(ads[0].encPublicKey);
+    alias[31] |= 0x80;
+    const aliasAd: Advertisement = { clientId: s.ids[0], encPublicKey: alias, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], alias, ads[0].maskPublicKey), s.identities[0].secretKey) };
+    await expectRejection(() => srv.addAdvertisement(aliasAd), status.INVALID_ARGUMENT, /non-canonical/);
     srv.addAdvertisement(ads[0]);
     await expectRejection(() => srv.addAdvertisement(ads[0]), status.ALREADY_EXISTS, /already advertised/);
     for (const a of ads.slice(1)) srv.addAdvertisement(a);

@@ -119,14 +119,50 @@ export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
   });
 }
 
-/** The coordinator's view: decides Join and re-checks revocation on every state-changing call. */
+/**
+ * The coordinator's view: decides Join and re-checks revocation on every state-changing call.
+ * Cost: the file is stat'ed at most once per event-loop turn (a sweep over N sessions in one turn stats once,
+ * and a call arriving after an operator's edit is in a later turn, so it sees the edit), re-read only when
+ * its identity changes, and indexed by key and name, so a check is O(1) (it was a stat and a linear scan per
+ * session per registry change: O(N²) per wave of joins).
+ */
 export class Enrolment {
   private file: ClientsFile;
   /** Identity of the file version last read: a rename makes a new inode, so no rewrite goes unseen (mtime alone can repeat). */
   private stamp = '';
+  /** Set while the current event-loop turn has already stat'ed the file. */
+  private checkedThisTurn = false;
+  /** Bumped whenever the enrolments in memory change (a re-read or our own write): callers cache against it. */
+  private gen = 0;
+  private revokedByKey = new Map<string, EnrolledClient[]>();
+  private activeByName = new Map<string, EnrolledClient>();
+  private readonly allowByName: ReadonlyMap<string, AllowListEntry>;
 
   constructor(private readonly runDir: string, private readonly mode: AuthMode, private readonly allowList: readonly AllowListEntry[]) {
     this.file = readClientsFile(runDir);
+    const allow = new Map<string, AllowListEntry>();
+    for (const e of allowList) if (!allow.has(e.name)) allow.set(e.name, e);
+    this.allowByName = allow;
+    this.reindex();
+  }
+
+  /** Changes whenever a revocation or enrolment may have changed (after a refresh). */
+  generation(): number {
+    this.refresh();
+    return this.gen;
+  }
+
+  private reindex(): void {
+    this.gen++;
+    this.revokedByKey = new Map();
+    this.activeByName = new Map();
+    for (const c of this.file.clients) {
+      if (c.revokedAt) {
+        const list = this.revokedByKey.get(c.publicKey);
+        if (list) list.push(c);
+        else this.revokedByKey.set(c.publicKey, [c]);
+      } else if (!this.activeByName.has(c.name)) this.activeByName.set(c.name, c);
+    }
   }
 
   private currentStamp(): string {
@@ -139,19 +175,39 @@ export class Enrolment {
   }
 
   private refresh(): void {
+    if (this.checkedThisTurn) return;
+    this.checkedThisTurn = true;
+    setImmediate(() => (this.checkedThisTurn = false));
     const stamp = this.currentStamp();
     if (stamp !== this.stamp) {
       this.file = readClientsFile(this.runDir);
       this.stamp = stamp;
+      // Bindings not yet written (this turn's batch) stay: the operator's edit and ours are both kept.
+      for (const c of this.batch?.clients ?? []) this.file.clients.push(c);
+      for (const t of this.batch?.tokens ?? []) {
+        const rec = this.file.tokens.find((x) => x.sha256 === t.sha256);
+        if (rec) rec.usedAt = t.usedAt;
+      }
+      this.reindex();
     }
   }
 
   private revocation(name: string, pk: string): EnrolledClient | undefined {
-    return this.file.clients.find((c) => c.revokedAt && c.publicKey === pk && c.name === name) ?? this.file.clients.find((c) => c.revokedAt && c.publicKey === pk);
+    const list = this.revokedByKey.get(pk);
+    return list && (list.find((c) => c.name === name) ?? list[0]);
   }
 
-  /** Admits (name, key) or throws: UNAUTHENTICATED for an unknown key, PERMISSION_DENIED for a revoked or mismatched one. */
-  authorize(name: string, publicKey: Uint8Array, joinToken: string): 'enrolled' | 'token' | 'tofu' {
+  /**
+   * Admits (name, key) or throws: UNAUTHENTICATED for an unknown key, PERMISSION_DENIED for a revoked or
+   * mismatched one. A new binding (token or tofu) holds at once in memory; `persisted` settles once it is on
+   * disk, and the Join must be answered only then (it rejects, and the binding is undone, if the write fails).
+   */
+  authorize(name: string, publicKey: Uint8Array, joinToken: string): { how: 'enrolled' | 'token' | 'tofu'; persisted: Promise<void> } {
+    const how = this.decide(name, publicKey, joinToken);
+    return { how, persisted: how === 'enrolled' ? Promise.resolve() : this.batch!.done };
+  }
+
+  private decide(name: string, publicKey: Uint8Array, joinToken: string): 'enrolled' | 'token' | 'tofu' {
     const weak = ed25519KeyProblem(publicKey);
     if (weak) throw new ProtocolError(status.UNAUTHENTICATED, `the identity key is ${weak}`);
     this.refresh();
@@ -159,7 +215,7 @@ export class Enrolment {
     const kid = keyId(publicKey);
     const revoked = this.revocation(name, pk);
     if (revoked) throw new ProtocolError(status.PERMISSION_DENIED, `key ${kid} of site ${revoked.name} was revoked at ${revoked.revokedAt} (${revoked.revokeReason ?? 'no reason given'})`);
-    const bound = this.file.clients.find((c) => c.name === name && !c.revokedAt) ?? this.allowList.find((c) => c.name === name);
+    const bound = this.activeByName.get(name) ?? this.allowByName.get(name);
     if (bound) {
       if (bound.publicKey !== pk) throw new ProtocolError(status.PERMISSION_DENIED, `site ${name} is enrolled with key ${keyId(Buffer.from(bound.publicKey, 'base64'))}; this client presented key ${kid}`);
       return 'enrolled';
@@ -171,13 +227,11 @@ export class Enrolment {
       if (Date.now() > Date.parse(rec.expiresAt)) throw new ProtocolError(status.PERMISSION_DENIED, `join token expired at ${rec.expiresAt}`);
       if (rec.name !== name) throw new ProtocolError(status.PERMISSION_DENIED, `join token was issued for site ${rec.name}, not ${name}`);
       rec.usedAt = new Date().toISOString();
-      this.file.clients.push({ name, publicKey: pk, enrolledAt: rec.usedAt, via: 'token' });
-      this.persist();
+      this.bind({ name, publicKey: pk, enrolledAt: rec.usedAt, via: 'token' }, rec);
       return 'token';
     }
     if (this.mode === 'tofu') {
-      this.file.clients.push({ name, publicKey: pk, enrolledAt: new Date().toISOString(), via: 'tofu' });
-      this.persist();
+      this.bind({ name, publicKey: pk, enrolledAt: new Date().toISOString(), via: 'tofu' });
       return 'tofu';
     }
     throw new ProtocolError(status.UNAUTHENTICATED, `site ${name} with key ${kid} is not enrolled: ask the operator for a join token (fedtune enroll token ${name}) or to add the key to auth.allowList`);
@@ -196,8 +250,42 @@ export class Enrolment {
     return this.revocation(name, Buffer.from(publicKey).toString('base64')) === undefined;
   }
 
-  private persist(): void {
-    writeClientsFile(this.runDir, this.file);
-    this.stamp = this.currentStamp();
+  /**
+   * Records a new binding in memory (indexed) and queues it for disk. Bindings are written in batches, one
+   * fsync'd rewrite of clients.json per event-loop turn however many sites joined in it: a write per Join
+   * blocked the loop for an fsync each, and a wave of first joins (tofu, tokens) then ran into the SDK's deadlines.
+   */
+  private bind(c: EnrolledClient, token?: TokenRecord): void {
+    this.file.clients.push(c);
+    if (!this.activeByName.has(c.name)) this.activeByName.set(c.name, c);
+    this.gen++;
+    if (!this.batch) {
+      let settle!: (e?: Error) => void;
+      const done = new Promise<void>((resolve, reject) => (settle = (e) => (e ? reject(e) : resolve())));
+      done.catch(() => undefined); // each Join handles it; an unobserved batch must not crash the process
+      this.batch = { clients: [], tokens: [], done, settle };
+      setImmediate(() => this.flush());
+    }
+    this.batch.clients.push(c);
+    if (token) this.batch.tokens.push(token);
+  }
+
+  private batch: { clients: EnrolledClient[]; tokens: TokenRecord[]; done: Promise<void>; settle: (e?: Error) => void } | null = null;
+
+  private flush(): void {
+    const b = this.batch!;
+    this.batch = null;
+    try {
+      writeClientsFile(this.runDir, this.file);
+      this.stamp = this.currentStamp();
+      b.settle();
+    } catch (e) {
+      // Not on disk: undo, so that a retry is decided afresh (and is not admitted from memory alone).
+      const undo = new Set(b.clients);
+      this.file.clients = this.file.clients.filter((c) => !undo.has(c));
+      for (const t of b.tokens) delete t.usedAt;
+      this.reindex();
+      b.settle(e as Error);
+    }
   }
 }

@@ -8,8 +8,17 @@
 //   <run>/latest                                       "v000003\n": moves only once the version is complete
 //
 // A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
-// move. On open, temporary directories are deleted and versions beyond `latest` (a crash between the rename
-// and the pointer) are moved to <run>/orphans/ rather than trusted or destroyed.
+// move (atomically: a temporary, fsync, rename, fsync the directory). `latest` therefore only ever moves
+// forward by one version. On open (recover()), temporaries are deleted; a version exactly one beyond
+// `latest` is what a crash between the rename and the pointer leaves: it is complete on disk, so once its
+// hashes, signature and parent link check out the pointer is moved to it (the interrupted commit is
+// finished). Any other disagreement between `latest` and versions/ (pointer missing while versions exist,
+// pointer behind by more than one, naming a missing version, unreadable) is damage, not a crash: the store
+// refuses to open (RecoveryNeededError) and changes nothing; `fedtune recover` (recover.ts) rebuilds the
+// pointer from the signed chain.
+//
+// A read-only store (the CLI's inspecting commands) never creates, deletes or moves anything, and refuses a
+// directory that is not a run.
 //
 // A store with a signer signs every version it commits and refuses, on read, a version whose manifest.sig is
 // missing, damaged or made with another key. A store without one still checks a manifest.sig it finds against
@@ -19,7 +28,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
-import { fsyncPath, replaceAtomically, stableJson, writeDurable } from './atomic-fs';
+import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeDurable, type CrashHook } from './atomic-fs';
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
 
@@ -35,6 +44,18 @@ export class CheckpointIntegrityError extends Error {
   override name = 'CheckpointIntegrityError';
 }
 
+/** The latest pointer disagrees with versions/ in a way no crash leaves: an operator must run `fedtune recover`. */
+export class RecoveryNeededError extends CheckpointIntegrityError {
+  override name = 'RecoveryNeededError';
+}
+
+/** The directory holds no run (no versions/): read-only commands refuse it rather than create one. */
+export class NotARunError extends Error {
+  override name = 'NotARunError';
+}
+
+export const LATEST_FILE = 'latest';
+
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
 export interface FsStoreOptions {
@@ -42,6 +63,13 @@ export interface FsStoreOptions {
   readonly warn?: (message: string) => void;
   /** Signs each committed manifest; reads then require every version to be signed with this key. */
   readonly signer?: ManifestSigner;
+  /** Inspect only: never create, delete or move anything; refuse a directory that is not a run. */
+  readonly readOnly?: boolean;
+  /**
+   * Test seam: called at every step of a commit that changes the disk ('commit:tmp:write', 'commit:renamed',
+   * 'commit:pointer:rename' …; see proto/durable-file.ts), so a test can stop a commit at each in turn.
+   */
+  readonly crashHook?: CrashHook;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
@@ -65,44 +93,78 @@ export class FsCheckpointStore implements CheckpointStore {
     this.signer = signer;
   }
 
-  private open(): Promise<void> {
-    this.ready ??= this.recover();
+  /** Checks (and, unless read-only, tidies) the run directory once; every other method waits for it. */
+  open(): Promise<void> {
+    this.ready ??= this.opts.readOnly ? this.checkReadOnly() : this.recover();
     return this.ready;
   }
 
+  private async checkReadOnly(): Promise<void> {
+    const st = await fs.stat(this.versionsDir).catch(() => null);
+    if (!st?.isDirectory()) throw new NotARunError(`${this.runDir} is not a fedtune run directory (it has no versions/)`);
+    const { pointer, versions } = await this.scan();
+    const problem = pointerProblem(this.runDir, pointer, versions);
+    // One version beyond the pointer is an interrupted commit the coordinator finishes: not damage.
+    if (problem && problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
+  }
+
   private async recover(): Promise<void> {
+    // Damage first, before anything is touched: the refusal says nothing was changed, and means it.
+    const { pointer, versions } = await this.scan();
+    const problem = pointerProblem(this.runDir, pointer, versions);
+    if (problem && problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
     await fs.mkdir(this.versionsDir, { recursive: true });
-    const latest = await this.latestVersion();
     for (const name of await fs.readdir(this.versionsDir)) {
-      const full = path.join(this.versionsDir, name);
-      if (name.startsWith('.tmp-')) {
-        this.opts.warn?.(`removing incomplete version directory ${name}`);
-        await fs.rm(full, { recursive: true, force: true });
-        continue;
-      }
-      const m = VERSION_RE.exec(name);
-      if (m && (latest === null || Number(m[1]) > latest)) {
-        const orphans = path.join(this.runDir, 'orphans');
-        await fs.mkdir(orphans, { recursive: true });
-        const dest = path.join(orphans, `${name}-${Date.now()}`);
-        this.opts.warn?.(`version ${name} is beyond the latest pointer; moved to ${path.relative(this.runDir, dest)}`);
-        await fs.rename(full, dest);
-      }
+      if (!name.startsWith('.tmp-')) continue;
+      this.opts.warn?.(`removing incomplete version directory ${name}`);
+      await fs.rm(path.join(this.versionsDir, name), { recursive: true, force: true });
     }
+    for (const t of await removeTemps(path.join(this.runDir, LATEST_FILE))) this.opts.warn?.(`removed ${t}, left by an interrupted move of the latest pointer`);
     await fsyncPath(this.versionsDir);
+    if (problem?.rollForward === undefined) return;
+    const v = problem.rollForward;
+    // A crash between the rename and the pointer: the version is complete and was fsynced before its rename.
+    // It is made latest only if it reads back intact and links to the current latest.
+    try {
+      const { parent } = (await this.readNow(v)).manifest;
+      const want = v === 0 ? null : { version: v - 1, manifestSha256: sha256((await this.readManifest(v - 1)).bytes) };
+      if (parent?.version !== want?.version || parent?.manifestSha256 !== want?.manifestSha256) {
+        throw new CheckpointIntegrityError(`${versionDirName(v)}/${MANIFEST_FILE}: its parent link does not match ${want ? `${versionDirName(v - 1)}/${MANIFEST_FILE}` : 'a first version (none)'}`);
+      }
+    } catch (e) {
+      if (!(e instanceof CheckpointIntegrityError)) throw e;
+      throw new RecoveryNeededError(`${problem.message}; it cannot be taken as an interrupted commit: ${e.message}`);
+    }
+    await replaceAtomically(path.join(this.runDir, LATEST_FILE), versionDirName(v) + '\n');
+    this.opts.warn?.(`finished the interrupted commit of ${versionDirName(v)}: it was complete on disk but the latest pointer had not moved`);
+  }
+
+  /** The pointer and the version directories present (sorted). */
+  private async scan(): Promise<{ pointer: number | null; versions: number[] }> {
+    const pointer = await this.latestVersion();
+    const versions: number[] = [];
+    const names = await fs.readdir(this.versionsDir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [] as string[];
+      throw e;
+    });
+    for (const name of names) {
+      const m = VERSION_RE.exec(name);
+      if (m && name === versionDirName(Number(m[1]))) versions.push(Number(m[1]));
+    }
+    return { pointer, versions: versions.sort((a, b) => a - b) };
   }
 
   /** The version number `latest` names, or null when nothing was committed. */
   private async latestVersion(): Promise<number | null> {
     let text: string;
     try {
-      text = await fs.readFile(path.join(this.runDir, 'latest'), 'utf8');
+      text = await fs.readFile(path.join(this.runDir, LATEST_FILE), 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
     const m = VERSION_RE.exec(text.trim());
-    if (!m) throw new CheckpointIntegrityError(`${path.join(this.runDir, 'latest')} does not name a version: ${JSON.stringify(text)}`);
+    if (!m) throw new RecoveryNeededError(`${path.join(this.runDir, LATEST_FILE)} does not name a version: ${JSON.stringify(text.slice(0, 40))}. ${RECOVER_HINT(this.runDir)}`);
     return Number(m[1]);
   }
 
@@ -161,6 +223,10 @@ export class FsCheckpointStore implements CheckpointStore {
 
   async read(version: number): Promise<Checkpoint> {
     await this.open();
+    return this.readNow(version);
+  }
+
+  private async readNow(version: number): Promise<Checkpoint> {
     const dir = path.join(this.versionsDir, versionDirName(version));
     const { bytes: manifestBytes, manifest } = await this.readManifest(version, true);
     const manifestSha256 = sha256(manifestBytes);
@@ -204,6 +270,7 @@ export class FsCheckpointStore implements CheckpointStore {
   }
 
   private async commitNow(input: VersionInput): Promise<Checkpoint> {
+    if (this.opts.readOnly) throw new Error(`the checkpoint store of ${this.runDir} was opened read-only`);
     await this.open();
     const parentVersion = await this.latestVersion();
     const parent = parentVersion === null ? null : await this.read(parentVersion);
@@ -219,16 +286,22 @@ export class FsCheckpointStore implements CheckpointStore {
       files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig) },
     };
     const manifestText = stableJson(manifest);
+    // Each step reports to the crash hook (a no-op outside tests); see proto/durable-file.ts.
+    const hook = this.opts.crashHook;
+    const tmpStep = stepsFor('commit:tmp', hook);
     const tmp = path.join(this.versionsDir, `.tmp-${versionDirName(version)}-${randomBytes(6).toString('hex')}`);
     await fs.mkdir(tmp);
-    await writeDurable(path.join(tmp, ADAPTER_FILE), weights);
-    await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig);
-    await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText);
-    if (this.signer) await writeDurable(path.join(tmp, MANIFEST_SIG_FILE), signManifest(Buffer.from(manifestText, 'utf8'), this.signer));
-    await fsyncPath(tmp);
-    await fs.rename(tmp, path.join(this.versionsDir, versionDirName(version)));
-    await fsyncPath(this.versionsDir);
-    await replaceAtomically(path.join(this.runDir, 'latest'), versionDirName(version) + '\n');
+    await tmpStep('mkdir', tmp);
+    await writeDurable(path.join(tmp, ADAPTER_FILE), weights, tmpStep);
+    await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig, tmpStep);
+    await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText, tmpStep);
+    if (this.signer) await writeDurable(path.join(tmp, MANIFEST_SIG_FILE), signManifest(Buffer.from(manifestText, 'utf8'), this.signer), tmpStep);
+    await fsyncPath(tmp, tmpStep);
+    const final = path.join(this.versionsDir, versionDirName(version));
+    await fs.rename(tmp, final);
+    await stepsFor('commit', hook)('renamed', final);
+    await fsyncPath(this.versionsDir, stepsFor('commit:versions', hook));
+    await replaceAtomically(path.join(this.runDir, LATEST_FILE), versionDirName(version) + '\n', stepsFor('commit:pointer', hook));
     return {
       manifest: JSON.parse(manifestText) as Manifest,
       manifestSha256: sha256(manifestText),
@@ -242,6 +315,7 @@ export class FsCheckpointStore implements CheckpointStore {
     const latest = await this.latestVersion();
     if (latest === null) return [];
     const out: Manifest[] = [];
+    // Versions up to latest only: one beyond it is an interrupted commit, not (yet) part of the run.
     for (const name of (await fs.readdir(this.versionsDir)).sort()) {
       const m = VERSION_RE.exec(name);
       if (!m || Number(m[1]) > latest) continue;
@@ -261,4 +335,31 @@ export class FsCheckpointStore implements CheckpointStore {
     for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
     return names.map((n) => path.join(outDir, n));
   }
+}
+
+const RECOVER_HINT = (runDir: string): string =>
+  `Nothing was changed. Run \`fedtune recover ${runDir}\` to rebuild the pointer from the signed chain (\`fedtune verify ${runDir}\` shows every problem)`;
+
+/**
+ * What is wrong between the pointer and the versions present, if anything. `rollForward` is set for the one
+ * state a crash leaves: exactly one version beyond the pointer (v000000 when there is no pointer yet).
+ */
+export function pointerProblem(runDir: string, pointer: number | null, versions: readonly number[]): { message: string; rollForward?: number } | null {
+  const highest = versions.length ? versions[versions.length - 1] : null;
+  const run = `run ${runDir}`;
+  if (pointer !== null && !versions.includes(pointer)) {
+    return { message: `${run}: latest names ${versionDirName(pointer)}, which does not exist (${highest === null ? 'there are no versions' : `versions run up to ${versionDirName(highest)}`}). ${RECOVER_HINT(runDir)}` };
+  }
+  const beyond = versions.filter((v) => pointer === null || v > pointer);
+  if (beyond.length === 0) return null;
+  const next = pointer === null ? 0 : pointer + 1;
+  if (beyond.length === 1 && beyond[0] === next) return { message: `${run}: ${versionDirName(next)} is beyond the latest pointer`, rollForward: next };
+  const range = `${versionDirName(beyond[0])}…${versionDirName(beyond[beyond.length - 1])}`;
+  const what =
+    pointer === null
+      ? `the latest pointer is missing, but versions ${range} exist`
+      : `latest names ${versionDirName(pointer)}, but versions ${range} exist beyond it`;
+  return {
+    message: `${run}: ${what}. The pointer only ever moves forward one version at a time, so this is damage (a deleted, edited or restored pointer), not an interrupted commit. ${RECOVER_HINT(runDir)}`,
+  };
 }

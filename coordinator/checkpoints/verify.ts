@@ -61,8 +61,10 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   try {
     entries = (await fs.readdir(versionsDir)).sort();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    out.add(null, 'versions', 'no-versions', 'missing: not a fedtune run directory, or nothing was committed');
+    const code = (e as NodeJS.ErrnoException).code;
+    // Not a run at all (a typo, the wrong directory): how verify was called is wrong, not the run.
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new VerifyUsageError(`${runDir} is not a fedtune run directory (it has no versions/)`);
+    throw e;
   }
   for (const name of entries) {
     const m = VERSION_RE.exec(name);
@@ -73,7 +75,8 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   numbers.sort((a, b) => a - b);
   const present = new Set(numbers);
   const highest = numbers.length ? numbers[numbers.length - 1] : null;
-  if (entries.length > 0 && numbers.length === 0) out.add(null, 'versions', 'no-versions', 'holds no version directories');
+  // A run that never committed anything has nothing to vouch for: not "OK: 0 versions".
+  if (numbers.length === 0) out.add(null, 'versions', 'no-versions', 'holds no version directories: nothing was committed');
   // One problem per run of missing versions (a stray v999999999 must not mean a billion lines).
   const gaps: number[] = [];
   let expected = 0;
@@ -116,7 +119,10 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
 async function checkLatest(runDir: string, present: Set<number>, highest: number | null, out: Collector): Promise<number | null> {
   const bytes = await readFile(path.join(runDir, 'latest'));
   if (!Buffer.isBuffer(bytes)) {
-    if (highest !== null) out.add(null, 'latest', 'latest', `${bytes.absent}, though versions exist (a crash before the first pointer, or deleted)`);
+    if (highest !== null) {
+      const why = highest === 0 ? 'a crash before the first pointer: the coordinator finishes that commit when it next starts' : 'deleted or lost: `fedtune recover` rebuilds it from the signed chain';
+      out.add(null, 'latest', 'latest', `${bytes.absent}, though versions exist (${why})`);
+    }
     return null;
   }
   const text = bytes.toString('utf8');
@@ -129,7 +135,11 @@ async function checkLatest(runDir: string, present: Set<number>, highest: number
   if (text !== `${versionDirName(v)}\n`) out.add(null, 'latest', 'latest', `${JSON.stringify(text)} is not exactly "${versionDirName(v)}\\n" as the store writes it`);
   if (!present.has(v)) out.add(null, 'latest', 'latest', `names ${versionDirName(v)}, which does not exist`);
   else if (highest !== null && v < highest) {
-    out.add(null, 'latest', 'latest', `names ${versionDirName(v)} but ${versionDirName(highest)} exists (a version beyond latest is what a crash between commit and pointer leaves; the coordinator moves it to orphans/ when it next starts)`);
+    const why =
+      highest === v + 1
+        ? 'one version beyond latest is what a crash between the rename and the pointer leaves: the coordinator finishes that commit when it next starts'
+        : 'the pointer only moves forward one version at a time, so this is damage: `fedtune recover` rebuilds it from the signed chain';
+    out.add(null, 'latest', 'latest', `names ${versionDirName(v)} but ${versionDirName(highest)} exists (${why})`);
   }
   return v;
 }

@@ -1,5 +1,7 @@
 // `fedtune enroll …`: the operator's side of admission. Tokens and revocations go into <run>/clients.json,
 // which a running coordinator re-reads, so they take effect without a restart.
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import { enrolKey, issueJoinToken, readClientsFile, revokeClient } from '../auth/enrolment';
 
@@ -10,6 +12,24 @@ function parseDuration(s: string): number {
   return Number(m[1]) * unit;
 }
 
+/**
+ * The run directory an enroll command edits: it must already be a run (the coordinator made it: versions/,
+ * keys/ or clients.json), so a typo never creates a directory and prints a token no coordinator will see.
+ * `create` (--create) makes it, for enrolling sites before the coordinator's first start.
+ */
+function runDir(dir: string, create = false): string {
+  const st = statSync(dir, { throwIfNoEntry: false });
+  if (!st && create) {
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+  if (!st) throw new Error(`run directory ${dir} does not exist: give the coordinator's run.dir, or pass --create to enrol sites before its first start`);
+  if (!st.isDirectory()) throw new Error(`run directory ${dir} is not a directory`);
+  const isRun = ['versions', 'keys', 'clients.json'].some((n) => existsSync(path.join(dir, n)));
+  if (!isRun && !create) throw new Error(`${dir} is not a fedtune run directory (no versions/, keys/ or clients.json): give the coordinator's run.dir, or pass --create to make it one`);
+  return dir;
+}
+
 export function addEnrollCommand(program: Command): void {
   const enroll = program.command('enroll').description('Admit, list and revoke sites (keys in <run>/clients.json)');
   enroll
@@ -17,16 +37,19 @@ export function addEnrollCommand(program: Command): void {
     .description('Issue a single-use join token for site <name>; the first key that presents it is enrolled')
     .requiredOption('--run <dir>', 'run directory')
     .option('--ttl <duration>', 'how long the token stays valid', '24h')
-    .action((name: string, o: { run: string; ttl: string }) => {
-      console.log(issueJoinToken(o.run, name, parseDuration(o.ttl)));
+    .option('--create', 'create the run directory if it does not exist yet')
+    .action((name: string, o: { run: string; ttl: string; create?: boolean }) => {
+      const ttl = parseDuration(o.ttl);
+      console.log(issueJoinToken(runDir(o.run, o.create), name, ttl));
     });
   enroll
     .command('add <name> <publicKey>')
     .description('Enrol site <name> with a base64 Ed25519 public key received out of band')
     .requiredOption('--run <dir>', 'run directory')
-    .action((name: string, publicKey: string, o: { run: string }) => {
+    .option('--create', 'create the run directory if it does not exist yet')
+    .action((name: string, publicKey: string, o: { run: string; create?: boolean }) => {
       if (Buffer.from(publicKey, 'base64').length !== 32) throw new Error('publicKey must be a base64 32-byte Ed25519 key');
-      enrolKey(o.run, name, publicKey);
+      enrolKey(runDir(o.run, o.create), name, publicKey);
       console.log(`enrolled ${name}`);
     });
   enroll
@@ -37,7 +60,7 @@ export function addEnrollCommand(program: Command): void {
     .option('--key <publicKey>', 'the base64 key to revoke (needed for a site enrolled through auth.allowList)')
     .action((name: string, o: { run: string; reason: string; key?: string }) => {
       if (o.key !== undefined && Buffer.from(o.key, 'base64').length !== 32) throw new Error('--key must be a base64 32-byte Ed25519 key');
-      const c = revokeClient(o.run, name, o.reason, o.key);
+      const c = revokeClient(runDir(o.run), name, o.reason, o.key);
       console.log(`revoked ${c.name} (key ${c.publicKey}) at ${c.revokedAt}`);
     });
   enroll
@@ -45,7 +68,7 @@ export function addEnrollCommand(program: Command): void {
     .description('Enrolled sites and outstanding tokens')
     .requiredOption('--run <dir>', 'run directory')
     .action((o: { run: string }) => {
-      const f = readClientsFile(o.run);
+      const f = readClientsFile(runDir(o.run));
       for (const c of f.clients) console.log(`${c.name}\t${c.publicKey}\t${c.via}\t${c.enrolledAt}${c.revokedAt ? `\trevoked ${c.revokedAt}` : ''}`);
       for (const t of f.tokens) console.log(`token for ${t.name}\texpires ${t.expiresAt}${t.usedAt ? `\tused ${t.usedAt}` : ''}`);
     });

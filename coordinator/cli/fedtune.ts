@@ -2,6 +2,8 @@
 // The `fedtune` command, the operator's: run a coordinator, admit sites, inspect, verify and export checkpoints.
 // The site side (`client`, `simulate`, `identity`) is `fedtune-site` (client-sdk/cli/fedtune-site.ts), so that
 // nothing here loads tfjs or the SDK.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { Command } from 'commander';
 import pino from 'pino';
 import { Coordinator } from '../coordinator';
@@ -10,8 +12,16 @@ import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
+import { addRecoverCommand } from './recover-command';
 
 const program = new Command('fedtune').description('Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)');
+program.version(packageVersion(), '-V, --version', 'print the fedtune version');
+
+/** The version in the package.json this command was built from. */
+function packageVersion(): string {
+  const j = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof j.version === 'string' ? j.version : 'unknown';
+}
 
 program
   .command('coordinator')
@@ -36,22 +46,25 @@ program
   });
 
 const checkpoints = program.command('checkpoints').description('Inspect the versions of a run');
+// Read-only: these never create, delete or move anything in the run (a typo is an error, not a new run).
 checkpoints
   .command('list <runDir>')
   .description('List versions with their round, participants and metrics')
   .action(async (runDir: string) => {
-    const store = new FsCheckpointStore(runDir);
+    const store = new FsCheckpointStore(runDir, { readOnly: true });
     console.log(formatVersionTable(await store.list()));
   });
 checkpoints
   .command('export <runDir> <version> <outDir>')
   .description('Copy a version as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json)')
   .action(async (runDir: string, version: string, outDir: string) => {
-    const files = await new FsCheckpointStore(runDir).export(Number(version), outDir);
+    if (!/^\d+$/.test(version)) throw new Error(`version ${JSON.stringify(version)}: a version number (0, 1, …)`);
+    const files = await new FsCheckpointStore(runDir, { readOnly: true }).export(Number(version), outDir);
     console.log(files.join('\n'));
   });
 
 addVerifyCommand(program);
+addRecoverCommand(program);
 addEnrollCommand(program);
 
 // The site commands moved to `fedtune-site`; say so rather than "unknown command".

@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
+import { createAtomically, removeTemps, stepsFor, type CrashHook } from '../durable-file';
 
 export class KeyFileError extends Error {
   override name = 'KeyFileError';
@@ -28,11 +29,17 @@ export function keyId(...publicKeys: Uint8Array[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
+/** Says what to do about a key file that exists but holds no usable key (the caller knows its role). */
+const DEFAULT_ADVICE = 'move it aside and start again to create a new key (anything that trusted the old public key must then be given the new one)';
+
 /**
  * Reads a JSON key file, refusing one that group or others can read (POSIX only), or null when it does not
- * exist. The permission check is skipped on Windows, where modes do not carry this meaning.
+ * exist. The permission check is skipped on Windows, where modes do not carry this meaning. Temporaries that
+ * an interrupted createAtomically left beside it are deleted first. An empty or unparsable file is refused
+ * with `advice` (what the operator should do) in the message: it is never overwritten here.
  */
-export async function readSecretJson(file: string): Promise<Record<string, unknown> | null> {
+export async function readSecretJson(file: string, advice = DEFAULT_ADVICE): Promise<Record<string, unknown> | null> {
+  await removeTemps(file);
   let st;
   try {
     st = await fs.stat(file);
@@ -40,28 +47,31 @@ export async function readSecretJson(file: string): Promise<Record<string, unkno
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
+  if (!st.isFile()) throw new KeyFileError(`${file} is not a regular file`);
   if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
     throw new KeyFileError(`permissions ${(st.mode & 0o777).toString(8).padStart(4, '0')} for ${file} are too open: a secret key file must be readable by its owner only (chmod 600)`);
   }
+  const text = await fs.readFile(file, 'utf8');
+  // A 0-byte file is what a non-atomic first write left when killed (before writes were atomic); say so plainly.
+  if (text.trim() === '') throw new KeyFileError(`${file} is empty (${st.size} bytes): a write of it was interrupted and it holds no key. To recover, ${advice}`);
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(await fs.readFile(file, 'utf8'));
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (e) {
-    throw new KeyFileError(`${file} is not a valid key file: ${(e as Error).message}`);
+    throw new KeyFileError(`${file} is damaged: not valid JSON (${(e as Error).message}). To recover, ${advice}`);
   }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new KeyFileError(`${file} is damaged: not a JSON object. To recover, ${advice}`);
+  return v as Record<string, unknown>;
 }
 
-/** Creates a key file exclusively (never overwrites an existing key) with mode 0600, its directory 0700. */
-export async function writeSecretJson(file: string, value: Record<string, unknown>): Promise<void> {
+/**
+ * Creates a key file with mode 0600 (its directory 0700), atomically and exclusively: it never overwrites an
+ * existing key, and a crash at any point leaves either no file or the complete one, never a partial or empty
+ * one (proto/durable-file.ts). `hook` is a test seam (see stepsFor).
+ */
+export async function writeSecretJson(file: string, value: Record<string, unknown>, hook?: CrashHook): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const fh = await fs.open(file, 'wx', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(value, null, 2) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await createAtomically(file, JSON.stringify(value, null, 2) + '\n', stepsFor('key-file', hook), 0o600);
 }
 
 /**

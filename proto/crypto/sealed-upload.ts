@@ -13,6 +13,8 @@ import type { SealedEnvelope, SealedEnvelope__Output } from '../generated/fedtun
 import type { TensorHeader, TensorHeader__Output } from '../generated/fedtune/v1/TensorHeader';
 import { PROTOCOL_VERSION } from '../constants';
 import { DOMAINS, sign, verify, type Field } from './signing';
+import { checkPeerX25519 } from './x25519';
+import { agree } from '../secagg/keys';
 
 const TAG_BYTES = 16;
 const PREFIX_BYTES = 7;
@@ -84,7 +86,8 @@ export function uploadSignedFields(b: UploadBinding, tensors: AnyHeader, e: AnyE
 
 const toBytes = (b: Uint8Array | string | null | undefined): Uint8Array => (b == null ? new Uint8Array(0) : typeof b === 'string' ? Buffer.from(b, 'base64') : b);
 
-function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
+/** The nonce of chunk `index` (exported for tests that build hostile uploads by hand). */
+export function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
   const n = Buffer.alloc(12);
   Buffer.from(prefix).copy(n, 0);
   n.writeUInt32BE(index, PREFIX_BYTES);
@@ -93,7 +96,7 @@ function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
 }
 
 /** Additional data of every chunk: the upload's identity, so chunks cannot move between uploads. */
-function chunkAad(runId: string, clientId: string, taskId: string, eph: Uint8Array): Buffer {
+export function chunkAad(runId: string, clientId: string, taskId: string, eph: Uint8Array): Buffer {
   return createHash('sha256').update(DOMAINS.uploadChunk).update('\0').update(`${runId}\0${clientId}\0${taskId}\0`).update(eph).digest();
 }
 
@@ -157,6 +160,7 @@ export class SealedUploadOpener {
   private readonly prefix: Uint8Array;
   private readonly count: number;
   private readonly hash = createHash('sha256');
+  private digest: Buffer | undefined;
 
   constructor(
     readonly envelope: SealedEnvelope__Output,
@@ -175,15 +179,18 @@ export class SealedUploadOpener {
     if (eph.length !== 32 || this.prefix.length !== PREFIX_BYTES || toBytes(e.ciphertext_sha256).length !== 32) {
       throw new ProtocolError(status.INVALID_ARGUMENT, 'sealed envelope: ephemeral key must be 32 bytes, nonce prefix 7, ciphertext hash 32');
     }
+    // A low-order ephemeral key makes the chunk key a public constant: anyone on the path could open the update.
+    checkPeerX25519(eph, "the sealed envelope's ephemeral key");
     if (!verify(DOMAINS.upload, uploadSignedFields(binding, tensors, e), toBytes(e.signature), clientPublicKey)) {
       throw new ProtocolError(status.UNAUTHENTICATED, `upload signature does not verify with the enrolled key of ${clientName}: the header was altered or signed by another key`);
     }
     this.count = e.chunk_count;
     const want = expectedChunkCount(Number(tensors.total_bytes), tensors.chunk_bytes);
     if (this.count !== want) throw new ProtocolError(status.INVALID_ARGUMENT, `sealed envelope declares ${this.count} chunks; ${tensors.total_bytes} bytes in chunks of ${tensors.chunk_bytes} make ${want}`);
-    const shared = nacl.box.before(eph, coordinator.boxSecretKey);
-    if (shared.every((x) => x === 0)) throw new ProtocolError(status.INVALID_ARGUMENT, 'ephemeral key is a low-order point (all-zero shared key)');
-    this.key = Buffer.from(shared);
+    // box.before hashes the X25519 result (HSalsa20), so an all-zero agreement cannot be seen in its output:
+    // agree() checks the raw X25519 secret itself (and refuses all-zero), belt and braces with the blocklist above.
+    agree(coordinator.boxSecretKey, eph);
+    this.key = Buffer.from(nacl.box.before(eph, coordinator.boxSecretKey));
     this.aad = chunkAad(binding.runId, binding.clientId, binding.taskId, eph);
   }
 
@@ -231,9 +238,19 @@ export class SealedUploadOpener {
     if (this.ciphertext.length < this.count) {
       throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.ciphertext.length} of ${this.count} chunks arrived`);
     }
-    if (!this.hash.digest().equals(toBytes(this.envelope.ciphertext_sha256))) {
+    this.digest ??= this.hash.digest();
+    if (!this.digest.equals(toBytes(this.envelope.ciphertext_sha256))) {
       throw new ProtocolError(status.DATA_LOSS, 'ciphertext SHA-256 does not match the signed header');
     }
     this.key.fill(0);
+  }
+
+  /** The stream's trailer must name the same ciphertext SHA-256 that arrived (and was signed); DATA_LOSS otherwise. */
+  checkTrailer(sha256: Uint8Array | null | undefined): void {
+    this.finish();
+    const t = toBytes(sha256);
+    if (t.length !== 32 || !this.digest!.equals(t)) {
+      throw new ProtocolError(status.DATA_LOSS, `trailer SHA-256 ${t.length === 32 ? Buffer.from(t).toString('hex').slice(0, 16) + '…' : `(${t.length} bytes)`} does not match the ciphertext received (${this.digest!.toString('hex').slice(0, 16)}…)`);
+    }
   }
 }

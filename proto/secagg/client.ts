@@ -7,6 +7,7 @@ import { bytesEqual, cmpId, isSortedUnique } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from '../crypto/ed25519';
+import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addMasks, type Mask } from './prg';
@@ -93,6 +94,7 @@ export class SecAggClient {
         throw refuse(status.UNAUTHENTICATED, `advertisement of ${a.clientId} has no valid signature for this round`);
       }
       if (isLowOrder(a.encPublicKey) || isLowOrder(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a low-order key`);
+      if (!isCanonicalX25519(a.encPublicKey) || !isCanonicalX25519(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a non-canonical key`);
     }
     const mine = roster.advertisements.find((a) => a.clientId === this.clientId);
     if (!mine || !bytesEqual(mine.encPublicKey, this.enc!.publicKey) || !bytesEqual(mine.maskPublicKey, this.mask!.publicKey)) {

@@ -9,6 +9,7 @@ import { bytesEqual, cmpId } from './bytes';
 import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
 import { verifyDetached } from '../crypto/ed25519';
+import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, isLowOrder, pairKey } from './keys';
 import type { Advertisement, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addInt32 } from './encoding';
@@ -76,8 +77,8 @@ export class SecAggServer {
     if (!verifyDetached(advertisementDigest(this.config, ad.clientId, ad.encPublicKey, ad.maskPublicKey), ad.signature, idk)) {
       throw err(status.UNAUTHENTICATED, `advertisement of ${ad.clientId}: signature does not verify for this round (${this.config.roundTag})`);
     }
-    if (isLowOrder(ad.encPublicKey) || isLowOrder(ad.maskPublicKey)) {
-      throw err(status.INVALID_ARGUMENT, `advertisement of ${ad.clientId}: low-order public key (all-zero DH share)`);
+    if (isLowOrder(ad.encPublicKey) || isLowOrder(ad.maskPublicKey) || !isCanonicalX25519(ad.encPublicKey) || !isCanonicalX25519(ad.maskPublicKey)) {
+      throw err(status.INVALID_ARGUMENT, `advertisement of ${ad.clientId}: low-order public key (all-zero DH share) or a non-canonical encoding`);
     }
     if (this.ads.has(ad.clientId)) throw err(status.ALREADY_EXISTS, `${ad.clientId} already advertised keys in this round`);
     this.ads.set(ad.clientId, ad);
