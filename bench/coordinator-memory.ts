@@ -86,8 +86,8 @@ export async function benchCoordinatorMemory(sites: number, params = 1 << 20, co
     const id = identityFromSeed(seed);
     const name = `bench-${i}`;
     const hello = await unary<HelloResponse__Output>((cb) => rpc.Hello({ protocol_version: PROTOCOL_VERSION }, cb));
-    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, name, id.publicKey, 'bench'), id.secretKey);
-    const j = await unary<{ session_token: string; client_id: string }>((cb) => rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'bench', labels: {}, public_key: id.publicKey, challenge: hello.challenge, signature }, cb));
+    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, name, id.publicKey, 'bench', hello.coordinator!), id.secretKey);
+    const j = await unary<{ session_token: string; client_id: string }>((cb) => rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'bench', labels: {}, public_key: id.publicKey, challenge: hello.challenge, signature, coordinator_key_id: hello.coordinator!.key_id }, cb));
     const stream = rpc.StreamTasks({ session_token: j.session_token });
     stream.on('error', () => undefined);
     const task = new Promise<TrainTask__Output>((r) => stream.on('data', (ev: TaskEvent__Output) => ev.train && r(ev.train)));

@@ -123,9 +123,9 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
   // Hello, then Join with the challenge signed (the bench's site has a throwaway identity; auth.mode tofu).
   const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
   const hello = await new Promise<HelloResponse__Output>((res, rej) => rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e) : res(r))));
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none'), identity.secretKey);
+  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!), identity.secretKey);
   const join = await new Promise<{ session_token: string; client_id: string }>((res, rej) =>
-    rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {}, public_key: identity.publicKey, challenge: hello.challenge, signature }, (e, r) => (e || !r ? rej(e) : res(r))),
+    rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {}, public_key: identity.publicKey, challenge: hello.challenge, signature, coordinator_key_id: hello.coordinator!.key_id }, (e, r) => (e || !r ? rej(e) : res(r))),
   );
   const token = join.session_token;
   const stream = rpc.StreamTasks({ session_token: token });

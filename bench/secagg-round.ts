@@ -15,15 +15,14 @@ import * as protoLoader from '@grpc/proto-loader';
 import nacl from 'tweetnacl';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { clientIdFor } from '../coordinator/registry';
-import { roundingSeed } from '../client-sdk/secagg-flow';
 import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
 import { SealedUploadOpener, sealUpload, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
 import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
-import { SecAggClient, SecAggServer, chooseGraph, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
-import { adToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { SecAggClient, SecAggServer, chooseGraph, consistencyQuorum, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { adToWire, consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, signatureToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
@@ -55,6 +54,9 @@ export interface Party {
   ms: number;
   sent: number;
   received: number;
+  /** Of the above, what the consistency round adds (signing/verifying the lists, its messages). */
+  consistencyMs?: number;
+  consistencyBytes?: number;
 }
 
 export interface ArmResult {
@@ -67,6 +69,8 @@ export interface ArmResult {
   readonly graph: string;
   readonly threshold: number;
   readonly dropped: number;
+  /** Consistency signatures each site verifies (the quorum; it stops there) (SecAgg arm). */
+  readonly signaturesChecked?: number;
 }
 
 const svc = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)['fedtune.v1.Federation'] as protoLoader.ServiceDefinition;
@@ -216,7 +220,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     const delta = s.delta(i);
     const ad = await onClient(i, () => {
       sc[i] = new SecAggClient({ config: cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey });
-      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, roundingSeed(s.seeds[i], taskId(s, i)));
+      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, new Uint8Array(randomBytes(32)));
       return sc[i].advertise();
     });
     fromClient(i, ser('SecAggAdvertise', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, advertisement: adToWire(ad) }).length);
@@ -257,11 +261,31 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
       srv.addMaskedInput(s.ids[i], new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4));
     });
   }
-  // Stage 4: unmask, then the sum and its decoding.
-  const req = onCoordinator(() => srv.closeMaskedInput());
+  // Stage 4a: the consistency round (each survivor signs the lists; the coordinator checks and relays).
+  const c0 = coordinator.ms;
+  const check = onCoordinator(() => srv.closeMaskedInput());
   for (const i of live) {
-    toClient(i, taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) }));
+    const before = { ms: party[i].ms, bytes: party[i].sent + party[i].received };
+    toClient(i, taskEventBytes({ secagg_consistency: consistencyCheckToWire(taskId(s, i), check) }));
+    const sig = await onClient(i, () => sc[i].consistency(check));
+    fromClient(i, ser('SecAggConsistency', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, signature: signatureToWire(sig) }).length);
+    onCoordinator(() => srv.addConsistency(sig));
+    party[i].consistencyMs = party[i].ms - before.ms;
+    party[i].consistencyBytes = party[i].sent + party[i].received - before.bytes;
+  }
+  const req = onCoordinator(() => srv.closeConsistency());
+  coordinator.consistencyMs = coordinator.ms - c0;
+  // Stage 4b: unmask (each site first checks the relayed signatures), then the sum and its decoding.
+  for (const i of live) {
+    const withoutSigs = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), { ...req, signatures: [] }) });
+    const reqBytes = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) });
+    toClient(i, reqBytes);
+    const t0 = party[i].ms;
     const resp = await onClient(i, () => sc[i].unmask(req));
+    // Checking the quorum of signatures is most of this step (the shares are only copied): counted whole as the
+    // consistency round's cost, an upper bound.
+    party[i].consistencyMs! += party[i].ms - t0;
+    party[i].consistencyBytes! += reqBytes - withoutSigs;
     fromClient(i, ser('SecAggUnmask', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, response: unmaskResponseToWire(resp) }).length);
     onCoordinator(() => srv.addUnmaskResponse(resp));
   }
@@ -271,7 +295,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   coordinator.ms += now() - t;
   const expected = sumVectors(live.map((i) => encoded[i]));
   if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer))) throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
-  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size };
+  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size, signaturesChecked: Math.min(req.signatures.length, consistencyQuorum(cfg.threshold, s.n)) };
 }
 
 /** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */

@@ -49,6 +49,14 @@ export interface SecAggBenchRow {
   /** coordinator_bytes_sent plus what it sends in either arm (tasks, adapter downloads, upload acks). */
   coordinator_bytes_sent_with_download: number;
   coordinator_bytes_with_download_over_plain: number;
+  /** Of client_ms / coordinator_ms / client bytes: what the consistency round adds (0 for plain rows). */
+  consistency_client_ms: number;
+  consistency_coordinator_ms: number;
+  consistency_client_bytes: number;
+  /** The round without the consistency round (SecAgg as before it): round_ms − both consistency parts, ×plain. */
+  round_ms_without_consistency_over_plain: number;
+  /** Signatures a site makes (1) and checks (the quorum relayed to it) in the consistency round. */
+  consistency_signatures_checked: number;
   /** Max |adapter_secagg − adapter_plain| over all values (quantisation and clipping; 0 for plain rows). */
   max_abs_diff_vs_plain: number;
   /** Per repetition, in run order: the medians above come from these. */
@@ -152,6 +160,8 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
       const clientMs = rs.map((r) => mean(r.clients.map((c) => c.ms)));
       const coordMs = rs.map((r) => r.coordinator.ms);
       const roundMs = rs.map((r, k) => coordMs[k] + clientMs[k]);
+      const consClient = rs.map((r) => mean(r.clients.map((c) => c.consistencyMs ?? 0)));
+      const consCoord = rs.map((r) => r.coordinator.consistencyMs ?? 0);
       const last = rs[rs.length - 1];
       const plain = v.startsWith('secagg') ? results.get(`${n}/${v === 'secagg' ? 'plain' : 'plain_drop'}`)!.at(-1)! : undefined;
       rows.push({
@@ -161,6 +171,10 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
         coordinator_bytes_sent: last.coordinator.sent, coordinator_bytes_received: last.coordinator.received,
         coordinator_bytes_sent_with_download: last.coordinator.sent + last.common,
         client_ms_over_plain: 1, coordinator_ms_over_plain: 1, round_ms_over_plain: 1, client_bytes_over_plain: 1, coordinator_bytes_with_download_over_plain: 1,
+        consistency_client_ms: median(consClient), consistency_coordinator_ms: median(consCoord),
+        consistency_client_bytes: mean(last.clients.map((c) => c.consistencyBytes ?? 0)),
+        round_ms_without_consistency_over_plain: 1,
+        consistency_signatures_checked: last.signaturesChecked ?? 0,
         max_abs_diff_vs_plain: plain ? maxAbsDiff(last.adapter, plain.adapter) : 0,
         samples: { client_ms: clientMs, coordinator_ms: coordMs, round_ms: roundMs },
       });
@@ -172,6 +186,7 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
     r.client_ms_over_plain = r.client_ms / p.client_ms;
     r.coordinator_ms_over_plain = r.coordinator_ms / p.coordinator_ms;
     r.round_ms_over_plain = r.round_ms / p.round_ms;
+    r.round_ms_without_consistency_over_plain = (r.round_ms - r.consistency_client_ms - r.consistency_coordinator_ms) / p.round_ms;
     r.client_bytes_over_plain = r.client_bytes_sent / p.client_bytes_sent;
     r.coordinator_bytes_with_download_over_plain = r.coordinator_bytes_sent_with_download / p.coordinator_bytes_sent_with_download;
   }
@@ -193,6 +208,14 @@ export function secaggTable(rows: readonly SecAggBenchRow[]): string {
   return [head, '|' + '---|'.repeat(13), ...lines].join('\n');
 }
 
+/** What the consistency round costs, per SecAgg row. */
+export function consistencyTable(rows: readonly SecAggBenchRow[]): string {
+  const head = '| N | arm | consistency: client ms (mean) | coordinator ms | client bytes (sent + received) | signatures a site verifies (quorum) | round ×plain | round ×plain without it |';
+  const lines = rows.filter((r) => r.variant.startsWith('secagg')).map((r) =>
+    `| ${r.clients} | ${r.variant === 'secagg' ? 'SecAgg' : 'SecAgg, 10% dropped'} | ${r.consistency_client_ms.toFixed(2)} | ${r.consistency_coordinator_ms.toFixed(1)} | ${mb(r.consistency_client_bytes)} | ${r.consistency_signatures_checked} (+1 made) | ${x(r.round_ms_over_plain)} | ${x(r.round_ms_without_consistency_over_plain)} |`);
+  return [head, '|' + '---|'.repeat(8), ...lines].join('\n');
+}
+
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -210,7 +233,7 @@ async function main(): Promise<void> {
     ...(clients ? { clients: clients.split(',').map(Number) } : {}),
     ...(params ? { params: Number(params) } : {}),
   });
-  const table = secaggTable(res.rows);
+  const table = secaggTable(res.rows) + '\n\nThe consistency round (its share of the figures above):\n\n' + consistencyTable(res.rows);
   const notes = [
     `m = ${res.options.params.toLocaleString('en')} parameters, median of ${res.options.reps} run(s); load average ${res.load_average.before.map((l) => l.toFixed(2)).join(' ')} before, ${res.load_average.after.map((l) => l.toFixed(2)).join(' ')} after; ${res.seconds.toFixed(0)} s.`,
     '(†) Beyond the task, the adapter download and the upload acknowledgements, which are the same in both arms, a plain coordinator sends nothing; SecAgg adds its settings in the task, the roster, the routed shares and the unmask request. The last column counts those common bytes too.',

@@ -23,13 +23,14 @@ import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinRes
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
-import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { adToWire, consistencyCheckFromWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, signatureToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
-import { LIMITS, retryAfterOf, checkAdvertise, checkShareKeys, checkUnmask, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
+import { LIMITS, retryAfterOf, checkAdvertise, checkShareKeys, checkConsistency, checkUnmask, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -55,6 +56,18 @@ export interface FederationClientOptions {
   readonly coordinatorKeyId?: string;
   /** Fault injection for simulations and tests: runs before each SecAgg stage; throwing abandons the task. */
   readonly beforeSecAggStage?: (stage: SecAggStage, task: { taskId: string; round: number }) => void | Promise<void>;
+  /**
+   * The operator's Ed25519 public key that certifies every peer's identity key under SecAgg (the coordinator
+   * relays the certificates in the roster). Without it (or secaggAllowList) the coordinator remains the key
+   * authority: a coordinator that lies about peers' keys can make this site seal its shares to itself.
+   */
+  readonly rosterKey?: Uint8Array;
+  /** Alternative to rosterKey: peers' identity keys by client id, from a file the site holds. */
+  readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
+  /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
+  readonly secaggLedger?: SecAggLedger;
+  /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
+  readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
   /** e.g. pino(); default: silent. */
   readonly logger?: ClientLogger;
   /** Reconnection delays (exponential with full jitter). */
@@ -143,6 +156,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly identity: ClientIdentity;
   /** SecAgg stage messages per task, held until the task's flow asks for them. */
   private readonly inboxes = new Map<string, SecAggInbox>();
+  private readonly ledger: SecAggLedger;
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
   private readonly address: ParsedAddress;
@@ -156,6 +170,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     checkString('join_token', opts.joinToken, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
     this.address = parseAddress(opts.address); // AddressError (fatal) for a URL, a missing port, …
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
+    this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
@@ -248,7 +263,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const hello = await this.hello();
     const coordinator = this.checkCoordinatorKeys(hello.coordinator);
     const backend = this.opts.trainer.backend;
-    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend), this.identity.secretKey);
+    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend, hello.coordinator!), this.identity.secretKey);
     const req: JoinRequest = {
       protocol_version: PROTOCOL_VERSION,
       client_name: this.opts.name,
@@ -258,6 +273,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       challenge: hello.challenge,
       signature,
       join_token: this.opts.joinToken ?? '',
+      coordinator_key_id: coordinator.keyId,
     };
     checkJoin(req);
     const res = await this.joinCall(req);
@@ -290,6 +306,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       stream.on('data', (ev: TaskEvent__Output) => {
         if (ev.secagg_roster) return this.inbox(ev.secagg_roster.task_id).put({ roster: rosterFromWire(ev.secagg_roster) });
         if (ev.secagg_shares) return this.inbox(ev.secagg_shares.task_id).put({ shares: routedFromWire(ev.secagg_shares) });
+        if (ev.secagg_consistency) return this.inbox(ev.secagg_consistency.task_id).put({ consistency: consistencyCheckFromWire(ev.secagg_consistency) });
         if (ev.secagg_unmask) return this.inbox(ev.secagg_unmask.task_id).put({ unmask: unmaskRequestFromWire(ev.secagg_unmask) });
         if (ev.cancel) {
           const id = ev.cancel.task_id;
@@ -322,6 +339,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.current = { taskId: t.task_id, abort };
     try {
       abort.signal.throwIfAborted();
+      // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
+      if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;
@@ -381,7 +400,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   /** Secure aggregation for one task: the update is masked before it leaves (client-sdk/secagg-flow.ts). */
   private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
-    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggUnmask', req: Req): Promise<void> =>
+    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<void> =>
       new Promise((resolve, reject) =>
         (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
       );
@@ -393,8 +412,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       identitySecretKey: this.identity.secretKey,
       delta,
       numExamples,
-      taskSeed: t.seed,
-      taskId: t.task_id,
+      runId: this.runId,
+      trust: this.secaggTrust(),
+      ledger: this.ledger,
+      observeEncoded: this.opts.observeSecAggInput ? (x) => this.opts.observeSecAggInput!({ taskId: t.task_id, round: t.round, attempt: t.attempt }, x) : undefined,
       inbox: this.inbox(t.task_id),
       signal,
       beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
@@ -402,6 +423,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         // Each stage message is checked against the wire's bounds (proto/limits.ts) before it is sent.
         advertise: (ad) => unary('SecAggAdvertise', checked(checkAdvertise, { ...base, advertisement: adToWire(ad) })),
         shareKeys: (m) => unary('SecAggShareKeys', checked(checkShareKeys, { ...base, share_keys: shareKeysToWire(m) })),
+        consistency: (sig) => unary('SecAggConsistency', checked(checkConsistency, { ...base, signature: signatureToWire(sig) })),
         // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
         unmask: (r) =>
           unary('SecAggUnmask', checked(checkUnmask, { ...base, response: unmaskResponseToWire(r) })).catch((e: grpc.ServiceError) => {
@@ -410,6 +432,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         uploadMasked: (y) => this.uploadMasked(t, y),
       },
     });
+  }
+
+  /** Whose word this site takes for its peers' identity keys (proto/secagg/identity.ts). */
+  private secaggTrust(): IdentityTrust {
+    if (this.opts.rosterKey) return { kind: 'operator', publicKey: this.opts.rosterKey, runId: this.runId };
+    if (this.opts.secaggAllowList) return { kind: 'allowList', keys: this.opts.secaggAllowList };
+    return { kind: 'coordinator' };
   }
 
   /** What a sealed upload is bound to (sealed-sender.ts). */

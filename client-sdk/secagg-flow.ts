@@ -1,17 +1,17 @@
 // The client's side of a SecAgg round over gRPC: advertise → (roster) → share keys → (routed shares) →
-// masked upload → (unmask request) → reveal shares. The coordinator's stage messages arrive on the task
+// masked upload → (consistency check) → sign the lists → (unmask request + signatures) → reveal shares. The coordinator's stage messages arrive on the task
 // stream at any time; the inbox holds them until the flow asks. The update is encoded (clipped, weighted,
 // stochastically rounded) and masked here, so it never leaves the site in the clear, not even sealed.
-import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { NamedTensor } from '../proto/tensors';
-import { SecAggClient, encodeUpdate } from '../proto/secagg';
-import type { Advertisement, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from '../proto/secagg/messages';
+import { SecAggClient, encodeUpdate, updateDigest, type IdentityTrust, type SecAggLedger } from '../proto/secagg';
+import type { Advertisement, ConsistencyCheck, ConsistencySignature, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from '../proto/secagg/messages';
 import type { SecAggRoundConfig } from '../proto/secagg/config';
 
-export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'unmask';
+export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consistency' | 'unmask';
 
-type InboxItem = { roster: Roster } | { shares: RoutedShares } | { unmask: UnmaskRequest };
-type Kind = 'roster' | 'shares' | 'unmask';
+type InboxItem = { roster: Roster } | { shares: RoutedShares } | { consistency: ConsistencyCheck } | { unmask: UnmaskRequest };
+type Kind = 'roster' | 'shares' | 'consistency' | 'unmask';
 
 /** Stage messages for one task, in arrival order; next() waits for the kind the flow needs. */
 export class SecAggInbox {
@@ -46,12 +46,8 @@ export interface SecAggTransport {
   advertise(ad: Advertisement): Promise<void>;
   shareKeys(m: ShareKeysMessage): Promise<void>;
   uploadMasked(y: Uint32Array): Promise<void>;
+  consistency(s: ConsistencySignature): Promise<void>;
   unmask(r: UnmaskResponse): Promise<void>;
-}
-
-/** The stochastic-rounding seed of a task: derived from its training seed, so a run is reproducible from its manifest. */
-export function roundingSeed(taskSeed: number, taskId: string): Uint8Array {
-  return createHash('sha256').update(`fedtune/secagg-rounding/v1\0${taskSeed}\0${taskId}`).digest();
 }
 
 export async function runSecAgg(o: {
@@ -60,17 +56,23 @@ export async function runSecAgg(o: {
   identitySecretKey: Uint8Array;
   delta: NamedTensor[];
   numExamples: number;
-  taskSeed: number;
-  taskId: string;
+  runId: string;
+  trust?: IdentityTrust;
+  ledger: SecAggLedger;
   inbox: SecAggInbox;
   transport: SecAggTransport;
   signal: AbortSignal;
   /** Fault injection for simulations and tests: runs before each stage; may throw to abandon the task. */
   beforeStage?: (stage: SecAggStage) => void | Promise<void>;
+  /** Tests only: sees the encoded vector before it is masked (it never leaves the site). */
+  observeEncoded?: (x: Uint32Array) => void;
 }): Promise<void> {
   const { signal } = o;
-  const sc = new SecAggClient({ config: o.config, clientId: o.clientId, identitySecretKey: o.identitySecretKey });
-  const x = encodeUpdate(o.delta, o.numExamples, o.config, roundingSeed(o.taskSeed, o.taskId));
+  const sc = new SecAggClient({ config: o.config, clientId: o.clientId, identitySecretKey: o.identitySecretKey, trust: o.trust, ledger: o.ledger, runId: o.runId });
+  // Fresh secret rounding randomness: nothing the coordinator chose or recorded can recompute it (issue 13 #5).
+  const x = encodeUpdate(o.delta, o.numExamples, o.config, new Uint8Array(randomBytes(32)));
+  o.observeEncoded?.(x);
+  const digest = updateDigest(o.delta, o.numExamples, o.config.include);
   await o.beforeStage?.('advertise');
   await o.transport.advertise(sc.advertise());
   const roster = await o.inbox.next('roster', signal);
@@ -79,7 +81,10 @@ export async function runSecAgg(o: {
   const routed = await o.inbox.next('shares', signal);
   sc.receiveShares(routed);
   await o.beforeStage?.('maskedInput');
-  await o.transport.uploadMasked(sc.maskedInput(x));
+  await o.transport.uploadMasked(sc.maskedInput(x, digest));
+  const check = await o.inbox.next('consistency', signal);
+  await o.beforeStage?.('consistency');
+  await o.transport.consistency(sc.consistency(check));
   const req = await o.inbox.next('unmask', signal);
   await o.beforeStage?.('unmask');
   signal.throwIfAborted();

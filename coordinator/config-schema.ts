@@ -62,6 +62,7 @@ export const schema = {
     weightCap: { doc: 'A client weighs min(examples, weightCap) / weightCap; the weight is applied before masking.', format: 'positive-int', default: 10000, env: 'FEDTUNE_SECAGG_WEIGHT_CAP', arg: 'secagg.weightCap' },
     maxClients: { doc: 'Most clients one sum may hold; sets the headroom bits (32 − ⌈log2 maxClients⌉ bits per value).', format: 'positive-int', default: 1024, env: 'FEDTUNE_SECAGG_MAX_CLIENTS', arg: 'secagg.maxClients' },
     stageTimeoutMs: { doc: 'Time each SecAgg stage after training waits for the live clients (ms).', format: 'positive-int', default: 30000, env: 'FEDTUNE_SECAGG_STAGE_TIMEOUT_MS', arg: 'secagg.stageTimeoutMs' },
+    rosterFile: { doc: "The operator's signed roster (`fedtune roster sign`), re-read every attempt; its certificates go to the sites, which check them against the operator key they pin ('' = none: the coordinator is the key authority).", format: String, default: '', env: 'FEDTUNE_SECAGG_ROSTER_FILE', arg: 'secagg.rosterFile' },
   },
   auth: {
     mode: { doc: "Who may join: 'enrolled' (allow-list or a redeemed join token) or 'tofu' (first key seen per site name is bound; simulations and tests only).", format: ['enrolled', 'tofu'], default: 'enrolled', env: 'FEDTUNE_AUTH_MODE', arg: 'auth.mode' },

@@ -214,8 +214,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
     }
-    // Under SecAgg the four stages follow training, each with its own timeout.
-    const deadline = secagg ? trainingDeadline + 3 * cfg.secagg.stageTimeoutMs : trainingDeadline;
+    // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
+    const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
     const cur = new Attempt(round, attempt, base, selectionSeed, deadline, {
       registry: this.d.registry,
       strategy: this.d.strategy,

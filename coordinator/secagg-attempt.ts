@@ -1,4 +1,5 @@
-// One round attempt under secure aggregation: the coordinator's side of the four SecAgg stages over gRPC.
+// One round attempt under secure aggregation: the coordinator's side of the SecAgg stages over gRPC (advertise,
+// share keys, masked input, consistency signatures, unmask).
 // The service hands in what clients send (advertise, share keys, masked input, unmask); drive() closes each
 // stage once every live client of it has spoken (or the stage times out), pushes the next stage's message
 // to each client's task stream, and returns the sum of the survivors' encoded updates. The coordinator never
@@ -7,10 +8,11 @@ import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorList } from '../proto/tensors';
 import { SecAggServer, chooseGraph, validateConfig, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
-import type { Advertisement, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
-import { rosterToWire, routedToWire, settingsToWire, unmaskRequestToWire } from '../proto/secagg/wire';
+import type { Advertisement, ConsistencySignature, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
+import { consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, unmaskRequestToWire } from '../proto/secagg/wire';
 import type { SecAggSettings } from '../proto/generated/fedtune/v1/SecAggSettings';
 import type { CoordinatorConfig } from './config-types';
+import { readRosterCertificates } from '../proto/secagg/roster-file';
 
 export interface SecAggOutcome {
   readonly sum: Uint32Array;
@@ -38,6 +40,7 @@ export class SecAggAttempt {
   private readonly advertised = new Set<string>();
   private readonly shared = new Set<string>();
   private readonly inputs = new Set<string>();
+  private readonly signed = new Set<string>();
   private readonly responded = new Set<string>();
 
   constructor(cfg: CoordinatorConfig, roundTag: string, baseManifestSha256: string, base: TensorList, selected: readonly string[], identityKeys: Readonly<Record<string, Uint8Array>>, private readonly stageTimeoutMs: number) {
@@ -58,7 +61,9 @@ export class SecAggAttempt {
     };
     validateConfig(this.config);
     this.settings = settingsToWire(this.config);
-    this.server = new SecAggServer(this.config, identityKeys);
+    // Re-read every attempt, like clients.json: a newly certified site takes part without a restart.
+    const certificates = cfg.secagg.rosterFile ? readRosterCertificates(cfg.secagg.rosterFile, cfg.run.id) : undefined;
+    this.server = new SecAggServer(this.config, identityKeys, certificates);
   }
 
   get sessionId(): string {
@@ -88,6 +93,12 @@ export class SecAggAttempt {
     this.inputs.add(clientId);
   }
 
+  consistency(clientId: string, sig: ConsistencySignature): void {
+    if (sig.from !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `consistency signature is from ${sig.from}; the session is ${clientId}`);
+    this.server.addConsistency(sig);
+    this.signed.add(clientId);
+  }
+
   unmask(clientId: string, resp: UnmaskResponse): void {
     if (resp.from !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `unmask response is from ${resp.from}; the session is ${clientId}`);
     this.server.addUnmaskResponse(resp);
@@ -114,11 +125,17 @@ export class SecAggAttempt {
 
     await d.waitFor(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
     stopped();
-    const req = this.server.closeMaskedInput();
-    for (const id of req.survivors) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
+    const check = this.server.closeMaskedInput();
+    for (const id of check.survivors) d.send(id, { secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) });
+
+    await d.waitFor(all(check.survivors, this.signed), Date.now() + this.stageTimeoutMs);
+    stopped();
+    const req = this.server.closeConsistency();
+    const signers = req.signatures.map((x) => x.from);
+    for (const id of signers) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
 
     // Enough shares is enough: waiting for the slowest survivor would change nothing in the sum.
-    await d.waitFor(() => this.server.ready() || all(req.survivors, this.responded)(), Date.now() + this.stageTimeoutMs);
+    await d.waitFor(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);
     stopped();
     const sum = await this.server.finish();
     return { sum, survivors: [...req.survivors], dropped: [...req.dropped], sessionId: this.sessionId };

@@ -30,7 +30,7 @@ import type { SecAggAttempt } from './secagg-attempt';
 import type { SealedUpdate } from './sealed-update';
 import type { UploadBinding } from '../proto/crypto/sealed-upload';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
-import { adFromWire, shareKeysFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
+import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
@@ -131,7 +131,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const pk = Buffer.from(r.public_key ?? []);
         if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
         d.challenges.consume(r.challenge);
-        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend), r.signature, pk)) {
+        if (r.coordinator_key_id !== d.keys.keyId) {
+          throw new ProtocolError(status.UNAUTHENTICATED, `join of site ${r.client_name} was signed for coordinator key ${r.coordinator_key_id || '(none)'}; this coordinator is ${d.keys.keyId}`);
+        }
+        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend, { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey }), r.signature, pk)) {
           throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
         }
         // Admission: a new site beyond admission.maxSessions waits (a rejoin replaces its own session, so it passes).
@@ -364,6 +367,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
 
     SecAggShareKeys(call, cb) {
       secaggCall(call.request, 'share keys', cb, (sa, s) => sa.shareKeys(s.clientId, shareKeysFromWire(call.request.share_keys)));
+    },
+
+    SecAggConsistency(call, cb) {
+      secaggCall(call.request, 'consistency', cb, (sa, s) => sa.consistency(s.clientId, signatureFromWire(call.request.signature)));
     },
 
     SecAggUnmask(call, cb) {

@@ -2,7 +2,8 @@
 // wire-agnostic core — tensor streams, the round engine — can use them without loading @grpc/grpc-js.
 
 /** The wire protocol version this build speaks; peers speaking another are refused. */
-export const PROTOCOL_VERSION = 2;
+// 3: the join signature binds the coordinator's keys (fedtune/join/v2) and SecAgg has a consistency stage.
+export const PROTOCOL_VERSION = 3;
 
 /** Default data chunk size: far below gRPC's 4 MiB default message limit. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;

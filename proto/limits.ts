@@ -11,6 +11,7 @@ import type { MetricsReport } from './generated/fedtune/v1/MetricsReport';
 import type { SecAggAdvertiseCall } from './generated/fedtune/v1/SecAggAdvertiseCall';
 import type { SecAggShareKeysCall } from './generated/fedtune/v1/SecAggShareKeysCall';
 import type { SecAggUnmaskCall } from './generated/fedtune/v1/SecAggUnmaskCall';
+import type { SecAggConsistencyCall } from './generated/fedtune/v1/SecAggConsistencyCall';
 import type { StreamTasksRequest } from './generated/fedtune/v1/StreamTasksRequest';
 import type { TensorHeader } from './generated/fedtune/v1/TensorHeader';
 import type { UploadFrame } from './generated/fedtune/v1/UploadFrame';
@@ -58,6 +59,7 @@ export const MAX_REQUEST_BYTES = {
   SecAggAdvertise: 4 * 1024,
   // Shares for every peer of a full graph: bounded by gRPC's own 4 MiB receive limit.
   SecAggShareKeys: 4 * 1024 * 1024,
+  SecAggConsistency: 4 * 1024,
   SecAggUnmask: 4 * 1024 * 1024,
   UploadUpdate: 4 * 1024 * 1024,
 } as const;
@@ -158,6 +160,7 @@ export function checkJoin(r: JoinRequest): void {
   checkBytes('challenge', r.challenge, 32);
   checkBytes('signature', r.signature, 64);
   checkString('join_token', r.join_token, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
+  id(r.coordinator_key_id, 'coordinator_key_id');
 }
 
 export const checkStreamTasks = (r: StreamTasksRequest): void => token(r.session_token);
@@ -201,6 +204,15 @@ export function checkShareKeys(r: SecAggShareKeysCall): void {
     checkBytes('share.b_commitment', s.b_commitment, 32);
     checkBytes('share.sk_commitment', s.sk_commitment, 32);
   }
+}
+
+export function checkConsistency(r: SecAggConsistencyCall): void {
+  token(r.session_token);
+  taskId(r.task_id);
+  const c = r.signature;
+  if (!c) return;
+  id(c.from, 'signature.from');
+  checkBytes('signature.signature', c.signature, 64);
 }
 
 export function checkUnmask(r: SecAggUnmaskCall): void {

@@ -12,7 +12,7 @@ import { hintedDelay } from '../client-sdk/backoff';
 import { RETRY_AFTER_KEY, retryAfterOf } from '../proto/limits';
 import { peerHost } from '../coordinator/auth/challenges';
 import { PROTOCOL_VERSION } from '../proto/load';
-import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
+import { DOMAINS, joinSignedFields, sign, type JoinedCoordinator } from '../proto/crypto/signing';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import {
   ConstantTrainer, hello, join, nextTask, rawClient, refusal, reportMetrics, sendUpload, smallAdapter, startCoordinator, tempDir, testIdentity, upload, uploadFrames, type Harness,
@@ -23,10 +23,10 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Join with a challenge obtained earlier. */
-function joinWithChallenge(c: RawClient, name: string, runId: string, challenge: Buffer): Promise<unknown> {
+function joinWithChallenge(c: RawClient, name: string, runId: string, challenge: Buffer, coordinator: JoinedCoordinator): Promise<unknown> {
   const id = testIdentity(name);
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, runId, challenge, name, id.publicKey, 'test'), id.secretKey);
-  return new Promise((res, rej) => c.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: '' }, (e, r) => (e ? rej(e) : res(r))));
+  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, runId, challenge, name, id.publicKey, 'test', coordinator), id.secretKey);
+  return new Promise((res, rej) => c.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: '', coordinator_key_id: coordinator.key_id }, (e, r) => (e ? rej(e) : res(r))));
 }
 
 async function withCoordinator(name: string, rounds: Record<string, unknown>, extra: Record<string, unknown>, body: (h: Harness, c: RawClient) => Promise<void>, logger?: ReturnType<typeof capturingLogger>['logger']): Promise<void> {
@@ -59,7 +59,7 @@ describe('the door: admission control and fail-fast (over gRPC)', function () {
       // The peer's quota (admission.maxChallengesPerHost, 10,000) held the legitimate challenge and 9,999 of the flood.
       expect(refused.length).to.equal(1);
       expect(refused[0].code).to.equal(status.RESOURCE_EXHAUSTED);
-      await joinWithChallenge(c, 'site-legit', legit.run_id, legit.challenge);
+      await joinWithChallenge(c, 'site-legit', legit.run_id, legit.challenge, legit.coordinator!);
     }));
 
   it('beyond admission.maxChallengesPerHost answers RESOURCE_EXHAUSTED with a retry hint, and evicts nobody', () =>
@@ -75,7 +75,7 @@ describe('the door: admission control and fail-fast (over gRPC)', function () {
         expect(e.metadata.get(RETRY_AFTER_KEY)).to.deep.equal(['250']);
         expect(retryAfterOf(e)).to.equal(250);
       }
-      await joinWithChallenge(c, 'site-legit', legit.run_id, legit.challenge);
+      await joinWithChallenge(c, 'site-legit', legit.run_id, legit.challenge, legit.coordinator!);
       await hello(c); // the used challenge freed a place
       expect(peerHost('ipv4:127.0.0.1:43210')).to.equal('127.0.0.1');
       expect(peerHost('ipv6:[::1]:43210')).to.equal('[::1]');

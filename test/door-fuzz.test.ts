@@ -10,6 +10,7 @@ import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { loadFedtuneProto } from '../proto/load';
 import { MAX_REQUEST_BYTES } from '../proto/limits';
+import { PROTOCOL_VERSION } from '../proto/constants';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { join, nextTask, rawClient, reportMetrics, smallAdapter, snapshotBytes, startCoordinator, tempDir, upload, uploadFrames, type Harness, type JoinedRaw } from './harness';
@@ -111,13 +112,14 @@ describe('the door under fuzzing: every RPC, seeded and bounded (fast-check)', f
     const taskId = fc.oneof(fc.constantFrom(...tasks.map((t) => t.task_id)), hostileString);
     const msg: fc.Arbitrary<[Method, unknown]> = fc.oneof(
       fc.record({ protocol_version: u32 }).map((r): [Method, unknown] => ['Hello', r]),
-      fc.record({ protocol_version: fc.constantFrom(2, 0, 99), client_name: hostileString, backend: hostileString, labels, public_key: hostileBytes, challenge: hostileBytes, signature: hostileBytes, join_token: hostileString }).map((r): [Method, unknown] => ['Join', r]),
+      fc.record({ protocol_version: fc.constantFrom(PROTOCOL_VERSION, 0, 99), client_name: hostileString, backend: hostileString, labels, public_key: hostileBytes, challenge: hostileBytes, signature: hostileBytes, join_token: hostileString, coordinator_key_id: hostileString }).map((r): [Method, unknown] => ['Join', r]),
       fc.record({ session_token: badToken }).map((r): [Method, unknown] => ['StreamTasks', r]),
       fc.record({ session_token: token, version: u32 }).map((r): [Method, unknown] => ['DownloadAdapter', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, num_examples: u32, backend: hostileString, metrics: fc.dictionary(hostileString, fc.double(), { maxKeys: 80 }) }).map((r): [Method, unknown] => ['ReportMetrics', r]),
       fc.record({ session_token: badToken, reason: hostileString }).map((r): [Method, unknown] => ['Leave', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, advertisement: fc.record({ client_id: hostileString, enc_public_key: hostileBytes, mask_public_key: hostileBytes, signature: hostileBytes }) }).map((r): [Method, unknown] => ['SecAggAdvertise', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, share_keys: fc.record({ from: hostileString, seed_hash: hostileBytes, signature: hostileBytes, shares: fc.array(fc.record({ to: hostileString, ciphertext: hostileBytes, b_commitment: hostileBytes, sk_commitment: hostileBytes }), { maxLength: 5 }) }) }).map((r): [Method, unknown] => ['SecAggShareKeys', r]),
+      fc.record({ session_token: token, task_id: taskId, round: u32, signature: fc.record({ from: hostileString, signature: hostileBytes }) }).map((r): [Method, unknown] => ['SecAggConsistency', r]),
       fc.record({ session_token: token, task_id: taskId, round: u32, response: fc.record({ from: hostileString, b_shares: fc.array(fc.record({ of: hostileString, share: hostileBytes }), { maxLength: 5 }), sk_shares: fc.array(fc.record({ of: hostileString, share: hostileBytes }), { maxLength: 5 }) }) }).map((r): [Method, unknown] => ['SecAggUnmask', r]),
     );
     return run('structured', msg.map(([m, v]) => () => send(m, [ser(m, v)])), 1200);
@@ -128,13 +130,13 @@ describe('the door under fuzzing: every RPC, seeded and bounded (fast-check)', f
     const task = tasks[2];
     const valid = uploadFrames({ who, task }, smallAdapter(0.01)).map((f) => ser('UploadUpdate', f));
     const header = fc.record({
-      protocol_version: fc.constantFrom(2, 0, 7),
+      protocol_version: fc.constantFrom(PROTOCOL_VERSION, 0, 7),
       session_token: fc.oneof(fc.constant(who.session_token), hostileString),
       task_id: fc.oneof(fc.constant(task.task_id), hostileString),
       round: u32,
       base_version: u32,
       num_examples: u32,
-      tensors: fc.option(fc.record({ protocol_version: fc.constantFrom(2, 3), total_bytes: u32, chunk_bytes: u32, tensors: fc.array(fc.record({ name: hostileString, dtype: fc.constantFrom('FLOAT32', 'UINT32', 'DTYPE_UNSPECIFIED'), shape: fc.array(u32, { maxLength: 10 }) }), { maxLength: 6 }) })),
+      tensors: fc.option(fc.record({ protocol_version: fc.constantFrom(PROTOCOL_VERSION, PROTOCOL_VERSION + 1), total_bytes: u32, chunk_bytes: u32, tensors: fc.array(fc.record({ name: hostileString, dtype: fc.constantFrom('FLOAT32', 'UINT32', 'DTYPE_UNSPECIFIED'), shape: fc.array(u32, { maxLength: 10 }) }), { maxLength: 6 }) })),
       sealed: fc.option(fc.record({ run_id: hostileString, client_id: hostileString, attempt: u32, base_manifest_sha256: hostileString, coordinator_key_id: hostileString, ephemeral_public_key: hostileBytes, nonce_prefix: hostileBytes, chunk_count: u32, ciphertext_sha256: hostileBytes, signature: hostileBytes })),
     });
     const frame = fc.oneof(

@@ -22,10 +22,10 @@ export function capturingLogger(): { logger: pino.Logger; lines: string[] } {
   return { logger: pino({ level: 'info' }, sink), lines };
 }
 
-export const METHODS = ['Hello', 'Join', 'StreamTasks', 'DownloadAdapter', 'UploadUpdate', 'ReportMetrics', 'Leave', 'SecAggAdvertise', 'SecAggShareKeys', 'SecAggUnmask'] as const;
+export const METHODS = ['Hello', 'Join', 'StreamTasks', 'DownloadAdapter', 'UploadUpdate', 'ReportMetrics', 'Leave', 'SecAggAdvertise', 'SecAggShareKeys', 'SecAggConsistency', 'SecAggUnmask'] as const;
 export type Method = (typeof METHODS)[number];
 const KIND: Record<Method, 'unary' | 'server' | 'client'> = {
-  Hello: 'unary', Join: 'unary', ReportMetrics: 'unary', Leave: 'unary', SecAggAdvertise: 'unary', SecAggShareKeys: 'unary', SecAggUnmask: 'unary',
+  Hello: 'unary', Join: 'unary', ReportMetrics: 'unary', Leave: 'unary', SecAggAdvertise: 'unary', SecAggShareKeys: 'unary', SecAggConsistency: 'unary', SecAggUnmask: 'unary',
   StreamTasks: 'server', DownloadAdapter: 'server', UploadUpdate: 'client',
 };
 
@@ -66,8 +66,8 @@ export async function joinWith(c: RawClient, name: string, patch: Partial<JoinRe
   const identity = testIdentity(name);
   const backend = patch.backend ?? 'test';
   const clientName = patch.client_name ?? name;
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, h.challenge, clientName, identity.publicKey, backend), identity.secretKey);
-  const req: JoinRequest = { protocol_version: PROTOCOL_VERSION, client_name: clientName, backend, labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: '', ...patch };
+  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, h.challenge, clientName, identity.publicKey, backend, h.coordinator!), identity.secretKey);
+  const req: JoinRequest = { protocol_version: PROTOCOL_VERSION, client_name: clientName, backend, labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: '', coordinator_key_id: h.coordinator!.key_id, ...patch };
   return new Promise((res, rej) => c.Join(req, { deadline: Date.now() + 10_000 }, (e, r) => (e || !r ? rej(e) : res(r))));
 }
 

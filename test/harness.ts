@@ -108,9 +108,9 @@ export interface JoinedRaw {
 /** Hello, then Join with the challenge signed by `identity` (default: the name's test identity). */
 export async function join(c: RawClient, name: string, version = PROTOCOL_VERSION, identity = testIdentity(name), joinToken = ''): Promise<JoinedRaw> {
   const h = await hello(c);
-  const signature = sign(DOMAINS.join, joinSignedFields(version, h.run_id, h.challenge, name, identity.publicKey, 'test'), identity.secretKey);
+  const signature = sign(DOMAINS.join, joinSignedFields(version, h.run_id, h.challenge, name, identity.publicKey, 'test', h.coordinator!), identity.secretKey);
   const r = await new Promise<{ session_token: string; client_id: string; run_id: string }>((res, rej) =>
-    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken }, (e, r) => (e || !r ? rej(e) : res(r))),
+    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken, coordinator_key_id: h.coordinator!.key_id }, (e, r) => (e || !r ? rej(e) : res(r))),
   );
   return { ...r, name, identity, coordinator: { keyId: h.coordinator!.key_id, boxPublicKey: new Uint8Array(h.coordinator!.box_public_key) } };
 }

@@ -255,16 +255,16 @@ describe('secagg rounds in memory', function () {
 
   describe('dropouts up to N − t, at each stage (N = 10, t = 6)', () => {
     const drop = (k: number): string[] => [1, 4, 6, 8, 9].slice(0, k).map(idOf);
-    const stages: [keyof SimDrops, string][] = [['beforeAdvertise', 'closeAdvertise'], ['beforeShares', 'closeShareKeys'], ['beforeInput', 'closeMaskedInput'], ['beforeUnmask', 'finish']];
+    const stages: [keyof SimDrops, string][] = [['beforeAdvertise', 'closeAdvertise'], ['beforeShares', 'closeShareKeys'], ['beforeInput', 'closeMaskedInput'], ['beforeConsistency', 'closeConsistency'], ['beforeUnmask', 'finish']];
     for (const [stage, fails] of stages) {
       it(`${stage}: 4 dropped → exact over U3; 5 dropped → ${fails} aborts`, async () => {
         await roundMatchesPlain(setup(10), { [stage]: drop(4) });
         await expectRejection(() => simulateRound(setup(10).cfg, setup(10).clients, { [stage]: drop(5) }), status.ABORTED, /round aborted/);
       });
     }
-    it('mixed: 1 before shares, 2 before input, 1 during unmask → exact over the 7 survivors', async () => {
-      const u3 = await roundMatchesPlain(setup(10), { beforeShares: [idOf(2)], beforeInput: [idOf(5), idOf(7)], beforeUnmask: [idOf(0)] });
-      expect(u3).to.have.length(7);
+    it('mixed: 1 before shares, 1 before input, 1 before signing, 1 during unmask → exact over the 8 survivors', async () => {
+      const u3 = await roundMatchesPlain(setup(10), { beforeShares: [idOf(2)], beforeInput: [idOf(5)], beforeConsistency: [idOf(9)], beforeUnmask: [idOf(0)] });
+      expect(u3).to.have.length(8);
     });
   });
 });
@@ -336,16 +336,26 @@ describe('secagg rejections', function () {
     await expectRejection(() => srv.addMaskedInput(s.ids[0], ys[0].subarray(1)), status.INVALID_ARGUMENT, /values, expected/);
     for (let i = 0; i < 4; i++) srv.addMaskedInput(s.ids[i], ys[i]); // c004 drops after its shares
     await expectRejection(() => srv.addMaskedInput(s.ids[0], ys[0]), status.ALREADY_EXISTS, /already sent/);
-    const req = srv.closeMaskedInput();
-    expect(req).to.deep.equal({ survivors: s.ids.slice(0, 4), dropped: [s.ids[4]] });
-    // Client-side checks of the unmask request.
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(0, 4), dropped: [s.ids[3], s.ids[4]] }), status.INVALID_ARGUMENT, /both a survivor and dropped/);
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(1, 4), dropped: [s.ids[0], s.ids[4]] }), status.FAILED_PRECONDITION, /survivors, threshold/);
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(0, 4), dropped: [] }), status.INVALID_ARGUMENT, /must equal U2/);
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(1, 5), dropped: [s.ids[0]] }), status.FAILED_PRECONDITION, /not listed as a survivor/);
+    const check = srv.closeMaskedInput();
+    expect(check).to.deep.equal({ survivors: s.ids.slice(0, 4), dropped: [s.ids[4]] });
+    // Client-side checks of the lists before it signs them.
+    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(0, 4), dropped: [s.ids[3], s.ids[4]] }), status.INVALID_ARGUMENT, /both a survivor and dropped/);
+    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(1, 4), dropped: [s.ids[0], s.ids[4]] }), status.FAILED_PRECONDITION, /survivors, threshold/);
+    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(0, 4), dropped: [] }), status.INVALID_ARGUMENT, /must equal U2/);
+    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(1, 5), dropped: [s.ids[0]] }), status.FAILED_PRECONDITION, /not listed as a survivor/);
+    await expectRejection(() => clients[0].unmask({ ...check, signatures: [] }), status.FAILED_PRECONDITION, /unmask is not allowed at stage 'masked'/);
+    const sigs = clients.slice(0, 4).map((c) => c.consistency(check));
+    expect(clients[0].consistency(check)).to.equal(sigs[0]); // a repeat gets the same signature
+    await expectRejection(() => srv.addConsistency({ ...sigs[0], from: s.ids[4] }), status.PERMISSION_DENIED, /not a survivor/);
+    await expectRejection(() => srv.addConsistency({ ...sigs[0], signature: sigs[1].signature }), status.UNAUTHENTICATED, /does not verify/);
+    srv.addConsistency(sigs[0]);
+    await expectRejection(() => srv.addConsistency(sigs[0]), status.ALREADY_EXISTS, /already signed/);
+    for (const x of sigs.slice(1)) srv.addConsistency(x);
+    const req = srv.closeConsistency();
+    expect(req.signatures.map((x) => x.from)).to.deep.equal(s.ids.slice(0, 4));
     const resps = clients.slice(0, 4).map((c) => c.unmask(req));
     expect(clients[0].unmask(req)).to.equal(resps[0]); // a repeat gets the same answer
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(0, 3).concat(s.ids[4]), dropped: [s.ids[3]] }), status.FAILED_PRECONDITION, /already answered a different/);
+    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(0, 3).concat(s.ids[4]), dropped: [s.ids[3]], signatures: req.signatures }), status.FAILED_PRECONDITION, /already answered a different/);
     const r = resps[0];
     const bOf = (v: string): Uint8Array => r.bShares.find((x) => x.of === v)!.share;
     const cases: [UnmaskResponse, status, RegExp][] = [

@@ -14,8 +14,8 @@ import { SecAggClient, decodeSum, encodeUpdate, sumVectors, type SecAggRoundConf
 import { advertisementDigest } from '../proto/secagg/session';
 import { signDetached } from '../proto/crypto/ed25519';
 import type { Advertisement, UnmaskResponse } from '../proto/secagg/messages';
-import { adToWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
-import { roundingSeed } from '../client-sdk/secagg-flow';
+import { adToWire, consistencyCheckFromWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, signatureToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import { randomBytes } from 'node:crypto';
 import { join, rawClient, siteDelta, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, type Harness, type JoinedRaw } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -29,10 +29,10 @@ interface Site {
   x?: Uint32Array;
 }
 
-const call = <Req>(c: RawClient, m: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggUnmask', req: Req): Promise<grpc.ServiceError | null> =>
+const call = <Req>(c: RawClient, m: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<grpc.ServiceError | null> =>
   new Promise((resolve) => (c[m] as unknown as (r: Req, cb: (e: grpc.ServiceError | null) => void) => void).call(c, req, (e) => resolve(e)));
 
-async function next(site: Site, kind: 'train' | 'secagg_roster' | 'secagg_shares' | 'secagg_unmask'): Promise<TaskEvent__Output> {
+async function next(site: Site, kind: 'train' | 'secagg_roster' | 'secagg_shares' | 'secagg_consistency' | 'secagg_unmask'): Promise<TaskEvent__Output> {
   for (let i = 0; i < 400; i++) {
     const k = site.events.findIndex((e) => e[kind] != null);
     if (k >= 0) return site.events.splice(k, 1)[0];
@@ -75,7 +75,7 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
       s.task = (await next(s, 'train')).train!;
       s.cfg = settingsFromWire(s.task.secagg!, s.task.base_manifest_sha256);
       s.sc = new SecAggClient({ config: s.cfg, clientId: s.who.client_id, identitySecretKey: s.who.identity.secretKey });
-      s.x = encodeUpdate(siteDelta(s.who.name, smallAdapter(0)), 10, s.cfg, roundingSeed(s.task.seed, s.task.task_id));
+      s.x = encodeUpdate(siteDelta(s.who.name, smallAdapter(0)), 10, s.cfg, new Uint8Array(randomBytes(32)));
     }
   });
 
@@ -131,11 +131,24 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
     sites[5].stream.cancel(); // dropped: in U2, not in U3
   });
 
-  it('stage 4: refuses an invalid Shamir share and a mask-key share of a site that sent its input; the sum is exact', async () => {
+  it('stage 4a: refuses a consistency signature over other lists and one in another site’s name, then collects honest ones', async () => {
+    const sigs = [];
+    for (const s of sites.slice(0, 5)) {
+      const check = consistencyCheckFromWire((await next(s, 'secagg_consistency')).secagg_consistency!);
+      expect(check.dropped).to.deep.equal([sites[5].who.client_id]);
+      sigs.push(s.sc!.consistency(check));
+    }
+    await expectRefused(call(c, 'SecAggConsistency', { ...req(sites[0]), signature: signatureToWire({ ...sigs[0], signature: sigs[1].signature }) }), status.UNAUTHENTICATED, 'does not verify for this session');
+    await expectRefused(call(c, 'SecAggConsistency', { ...req(sites[0]), signature: signatureToWire(sigs[1]) }), status.PERMISSION_DENIED, 'the session is');
+    for (let i = 0; i < 5; i++) expect(await call(c, 'SecAggConsistency', { ...req(sites[i]), signature: signatureToWire(sigs[i]) })).to.equal(null);
+  });
+
+  it('stage 4b: refuses an invalid Shamir share and a mask-key share of a site that sent its input; the sum is exact', async () => {
     const responses: UnmaskResponse[] = [];
     for (const s of sites.slice(0, 5)) {
       const r = unmaskRequestFromWire((await next(s, 'secagg_unmask')).secagg_unmask!);
       expect(r.dropped).to.deep.equal([sites[5].who.client_id]);
+      expect(r.signatures).to.have.length(5);
       responses.push(s.sc!.unmask(r));
     }
     const r0 = responses[0];

@@ -1,15 +1,14 @@
 // Secure aggregation over real gRPC on loopback: N real FederationClients, the real coordinator, sealed and
 // signed masked uploads. The committed adapter must be bit-identical to plain fixed-point FedAvg of the same
-// deltas with the same quantisation (decodeSum(sumVectors(encodeUpdate(...)))) over exactly the survivors,
+// deltas with the same quantisation (decodeSum(sumVectors(...)) of the vectors the sites encoded) over exactly the survivors,
 // with dropouts at every stage up to N − t; one more and the attempt aborts without committing.
 import { promises as fs } from 'node:fs';
 import { FederationClient } from '../client-sdk/client';
-import { roundingSeed, type SecAggStage } from '../client-sdk/secagg-flow';
+import type { SecAggStage } from '../client-sdk/secagg-flow';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { deriveSeed } from '../coordinator/selection';
 import { clientIdFor } from '../coordinator/registry';
 import { siteDelta, smallAdapter, snapshotBytes, startCoordinator, tempDir, testIdentity, type Harness, type HarnessOptions } from './harness';
 import { Writable } from 'node:stream';
@@ -20,8 +19,12 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 class SiteTrainer implements Trainer {
   readonly backend = 'test';
   constructor(private readonly name: string, private readonly n: number) {}
-  async train(global: TensorList, _plan: TrainingPlan): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan): Promise<TrainOutcome> {
     const d = siteDelta(this.name, global);
+    // Like real training, the update depends on the task's seed: a retry (new seed) is a new update, which the
+    // site's ledger lets into a new sum (the same update twice it refuses).
+    const last = d[d.length - 1].data;
+    last[last.length - 1] += 1e-3 * ((plan.seed % 997) / 997);
     return { adapter: global.map((t, k) => ({ ...t, data: t.data.map((x, i) => x + d[k].data[i]) })), numExamples: this.n, metrics: { train_loss: 1 } };
   }
 }
@@ -29,30 +32,24 @@ class SiteTrainer implements Trainer {
 const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `sa-${String(i).padStart(2, '0')}`);
 const examples = (name: string): number => 5 + (name.charCodeAt(name.length - 1) % 7);
 
-/** What plain fixed-point FedAvg with the same quantisation commits for these survivors. */
-function expected(m: Manifest, base: TensorList, round: number, attempt: number): NamedTensor[] {
+/** The encoded vector each site masked, by `${attempt}:${clientId}` (seen at the site, before masking). */
+type Encoded = Map<string, Uint32Array>;
+
+/**
+ * What plain fixed-point FedAvg with the same quantisation commits for these survivors: the sum of the vectors the
+ * sites actually encoded (the rounding randomness is fresh and secret, so it is captured at the site, not recomputed).
+ */
+function expected(m: Manifest, base: TensorList, attempt: number, encoded: Encoded): NamedTensor[] {
   const sa = m.secureAggregation!;
   const include = base.map((t) => t.name).sort();
   const cfg: SecAggRoundConfig = {
     roundTag: 'unused', baseManifestSha256: '0'.repeat(64), selected: sa.selected, threshold: sa.threshold, graph: { kind: 'full' },
     clipNorm: sa.clipNorm, weightCap: sa.weightCap, maxClients: sa.maxClients, include, vectorLength: vectorLayout(base, include).length,
   };
-  const byId = new Map(names(40).map((n) => [clientIdFor(n), n]));
-  const vs = sa.survivors.map((id) => {
-    const name = byId.get(id)!;
-    const seed = deriveSeed(5, 'train', round, attempt, id);
-    return encodeUpdate(siteDelta(name, base), examples(name), cfg, roundingSeed(seed, taskIdOf(attempt, id)));
-  });
+  const vs = sa.survivors.map((id) => encoded.get(`${attempt}:${id}`)!);
+  expect(vs.every((v) => v !== undefined), 'every survivor encoded a vector').to.equal(true);
   return decodeSum(sumVectors(vs), cfg, base).adapter;
 }
-
-/** Task ids as the coordinator issued them in the last federate() (they carry a per-process epoch). */
-const issued = new Map<string, string>();
-const taskIdOf = (attempt: number, clientId: string): string => {
-  const id = issued.get(`${attempt}:${clientId}`);
-  if (!id) throw new Error(`no task was issued to ${clientId} in attempt ${attempt}`);
-  return id;
-};
 
 interface Drop {
   readonly stage: SecAggStage;
@@ -62,27 +59,29 @@ interface Drop {
   readonly attempt?: number;
 }
 
-async function federate(n: number, threshold: number, drop?: Drop, opts: HarnessOptions = {}): Promise<{ h: Harness; manifests: Manifest[]; failures: string[] }> {
+async function federate(n: number, threshold: number, drop?: Drop, opts: HarnessOptions = {}): Promise<{ h: Harness; manifests: Manifest[]; failures: string[]; encoded: Encoded; taskErrors: string[] }> {
   const silent = drop?.how === 'silent';
   const rounds = { total: 1, minClients: n, minUpdates: 5, clientsPerRound: n, deadlineMs: silent ? 3000 : 30_000, maxAttempts: 2 };
   const h = await startCoordinator(await tempDir('secagg'), rounds, { secagg: { enabled: true, threshold, stageTimeoutMs: silent ? 1500 : 20_000 } }, opts);
   const failures: string[] = [];
   h.coordinator.on('roundFailed', (e) => failures.push(e.reason));
-  issued.clear();
-  h.coordinator.on('clientSelected', (e) => issued.set(`${e.attempt}:${e.clientId}`, e.taskId));
   const dropped = new Set(names(n).slice(0, drop?.count ?? 0));
+  const encoded: Encoded = new Map();
+  const taskErrors: string[] = [];
   const clients = names(n).map((name) => {
     const c: FederationClient = new FederationClient({
       address: h.address,
       name,
       identity: testIdentity(name),
       trainer: new SiteTrainer(name, examples(name)),
+      observeSecAggInput: (task, x) => encoded.set(`${task.attempt}:${clientIdFor(name)}`, x.slice()),
       beforeSecAggStage: async (stage, task) => {
         if (!drop || stage !== drop.stage || !dropped.has(name) || !task.taskId.includes(`-a${drop.attempt ?? 1}-`)) return;
         if (drop.how === 'disconnect') await c.stop();
         throw new Error(`test drops ${name} before ${stage}`);
       },
     });
+    c.on('taskFailed', (e) => taskErrors.push(`${name} ${e.taskId}: ${e.error}`));
     return c;
   });
   const runs = clients.map((c) => c.run().catch(() => undefined));
@@ -91,12 +90,12 @@ async function federate(n: number, threshold: number, drop?: Drop, opts: Harness
   await Promise.all(runs);
   const manifests = (await h.coordinator.store.list()) as Manifest[];
   await h.coordinator.stop(500);
-  return { h, manifests, failures };
+  return { h, manifests, failures, encoded, taskErrors };
 }
 
-async function checkBitIdentical(h: Harness, m: Manifest, attempt: number): Promise<void> {
+async function checkBitIdentical(h: Harness, m: Manifest, attempt: number, encoded: Encoded): Promise<void> {
   const ck = await h.coordinator.store.read(m.version);
-  const want = expected(m, smallAdapter(0), 1, attempt);
+  const want = expected(m, smallAdapter(0), attempt, encoded);
   for (let k = 0; k < want.length; k++) expect(Buffer.from(ck.adapter[k].data.buffer).equals(Buffer.from(want[k].data.buffer)), want[k].name).to.equal(true);
 }
 
@@ -109,39 +108,51 @@ describe('secure aggregation over gRPC', function () {
 
   for (const n of [5, 10, 20]) {
     it(`N = ${n}: the committed adapter is bit-identical to fixed-point FedAvg of the same quantised deltas`, async () => {
-      const { h, manifests } = await federate(n, Math.floor(n / 2) + 1);
+      const { h, manifests, encoded } = await federate(n, Math.floor(n / 2) + 1);
       dirs.push(h.runDir);
       const m = manifests[1];
       expect(m.secureAggregation!.survivors).to.have.length(n);
       expect(m.participants.every((p) => p.numExamples === null && p.weight === null)).to.equal(true);
-      await checkBitIdentical(h, m, 1);
+      await checkBitIdentical(h, m, 1, encoded);
     });
   }
 
-  const stages: SecAggStage[] = ['advertise', 'shareKeys', 'maskedInput', 'unmask'];
+  const stages: SecAggStage[] = ['advertise', 'shareKeys', 'maskedInput', 'consistency', 'unmask'];
   for (const stage of stages) {
     it(`N = 10, t = 6: ${10 - 6} sites leave before ${stage}; the sum over the survivors is still exact`, async () => {
-      const { h, manifests } = await federate(10, 6, { stage, count: 4, how: 'disconnect' });
+      const { h, manifests, encoded } = await federate(10, 6, { stage, count: 4, how: 'disconnect' });
       dirs.push(h.runDir);
       const sa = manifests[1].secureAggregation!;
-      // Dropped before their masked input: not in the sum. Dropped while unmasking: their input counts.
-      expect(sa.survivors).to.have.length(stage === 'unmask' ? 10 : 6);
+      // Dropped before their masked input: not in the sum. Dropped while signing or unmasking: their input counts.
+      expect(sa.survivors).to.have.length(stage === 'unmask' || stage === 'consistency' ? 10 : 6);
       if (stage === 'maskedInput') expect(sa.dropped).to.have.length(4);
-      await checkBitIdentical(h, manifests[1], 1);
+      await checkBitIdentical(h, manifests[1], 1, encoded);
     });
   }
 
-  for (const stage of stages) {
+  for (const stage of stages.filter((x) => x !== 'unmask')) {
     it(`N = 8, t = 5: one drop too many before ${stage} aborts the attempt, commits nothing, and the retry commits`, async () => {
-      const { h, manifests, failures } = await federate(8, 5, { stage, count: 4, how: 'silent' });
+      const { h, manifests, failures, encoded } = await federate(8, 5, { stage, count: 4, how: 'silent' });
       dirs.push(h.runDir);
       expect(failures).to.have.length(1);
       expect(failures[0]).to.match(/secure aggregation aborted/);
       expect(manifests.map((m) => m.version)).to.deep.equal([0, 1]);
       expect(manifests[1].attempt).to.equal(2);
-      await checkBitIdentical(h, manifests[1], 2);
+      await checkBitIdentical(h, manifests[1], 2, encoded);
     });
   }
+
+  it('N = 8, t = 5: an abort during unmasking is final for that base checkpoint: the sites that revealed shares refuse the retry', async () => {
+    const { h, manifests, failures, taskErrors } = await federate(8, 5, { stage: 'unmask', count: 4, how: 'silent' });
+    dirs.push(h.runDir);
+    expect(failures).to.have.length(2);
+    expect(failures[0]).to.match(/secure aggregation aborted: .*too few unmask responses/);
+    expect(failures[1]).to.match(/secure aggregation aborted: .*4 of 8 clients advertised keys/);
+    expect(manifests.map((m) => m.version)).to.deep.equal([0]);
+    // The four that answered attempt 1 would let a second sum over the same checkpoint isolate an update.
+    const refused = taskErrors.filter((e) => /-a2-/.test(e) && /already revealed unmask shares for a sum over base checkpoint/.test(e));
+    expect(refused.map((e) => e.split(' ')[0]).sort()).to.deep.equal(names(8).slice(4));
+  });
 
   it('persists and logs no individual delta; a masked upload is statistically independent of its update', async () => {
     const big = (): NamedTensor[] => [
@@ -172,7 +183,9 @@ describe('secure aggregation over gRPC', function () {
     for (const name of names(5)) {
       const id = clientIdFor(name);
       const delta = siteDelta(name, big());
-      const x = encodeUpdate(delta, examples(name), cfg, roundingSeed(deriveSeed(5, 'train', 1, 1, id), taskIdOf(1, id)));
+      const x = run.encoded.get(`1:${id}`)!;
+      // The rounding is fresh randomness: re-encoding the same delta gives the same vector only by chance.
+      expect(Buffer.from(encodeUpdate(delta, examples(name), cfg, new Uint8Array(32)).buffer).equals(Buffer.from(x.buffer))).to.equal(false);
       // 32-byte windows of the float delta and of its encoding: none may appear in the run dir or the log.
       for (const off of [0, 1000, 2040]) {
         const fw = Buffer.from(delta[0].data.buffer, off * 4, 32);

@@ -45,8 +45,8 @@ async function joinRequest(c: RawClient, o: JoinOpts): Promise<JoinRequest> {
   const h = await hello(c);
   const id = o.identity ?? testIdentity(o.name);
   const challenge = o.challenge ?? h.challenge;
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, challenge, o.name, id.publicKey, 'test'), (o.signer ?? id).secretKey);
-  return { protocol_version: PROTOCOL_VERSION, client_name: o.name, backend: o.backendSent ?? 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: o.token ?? '' };
+  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, challenge, o.name, id.publicKey, 'test', h.coordinator!), (o.signer ?? id).secretKey);
+  return { protocol_version: PROTOCOL_VERSION, client_name: o.name, backend: o.backendSent ?? 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: o.token ?? '', coordinator_key_id: h.coordinator!.key_id };
 }
 
 const sendJoin = (c: RawClient, req: JoinRequest): Promise<JoinResponse__Output> =>

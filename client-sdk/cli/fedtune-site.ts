@@ -25,6 +25,7 @@ program
   .option('--identity <file>', "the site's Ed25519 key file, created on first start (default .fedtune/<name>.identity.json)")
   .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
   .option('--coordinator-key <keyId>', "refuse a coordinator whose key id differs (pinning)")
+  .option('--roster-key <base64>', "under SecAgg, accept only peers whose identity keys the operator certified with this key (fedtune roster); without it the coordinator is the key authority")
   .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags & IdentityFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
     await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o), ...identityFromFlags(o) });

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { FederationClient } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
+import { fileLedger } from '../../proto/secagg/ledger';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
 import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
 
@@ -23,6 +24,10 @@ export interface SiteOptions {
   readonly joinToken?: string;
   /** Pin the coordinator's key id. */
   readonly coordinatorKeyId?: string;
+  /** Pin the operator's roster key (base64 Ed25519) that certifies peers' identity keys under SecAgg. */
+  readonly rosterKey?: string;
+  /** The SecAgg ledger file (one sum per update and per base checkpoint, across restarts). */
+  readonly secaggLedgerFile?: string;
 }
 
 /** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
@@ -46,10 +51,17 @@ export interface IdentityFlags {
   readonly identity?: string;
   readonly joinToken?: string;
   readonly coordinatorKey?: string;
+  readonly rosterKey?: string;
 }
 
-export function identityFromFlags(f: IdentityFlags): { identityFile: string; joinToken?: string; coordinatorKeyId?: string } {
-  return { identityFile: f.identity ?? path.join('.fedtune', `${f.name}.identity.json`), joinToken: f.joinToken, coordinatorKeyId: f.coordinatorKey };
+export function identityFromFlags(f: IdentityFlags): { identityFile: string; joinToken?: string; coordinatorKeyId?: string; rosterKey?: string; secaggLedgerFile: string } {
+  return {
+    identityFile: f.identity ?? path.join('.fedtune', `${f.name}.identity.json`),
+    joinToken: f.joinToken,
+    coordinatorKeyId: f.coordinatorKey,
+    rosterKey: f.rosterKey,
+    secaggLedgerFile: path.join('.fedtune', `${f.name}.secagg-ledger.json`),
+  };
 }
 
 export async function runSite(o: SiteOptions): Promise<void> {
@@ -70,6 +82,8 @@ export async function runSite(o: SiteOptions): Promise<void> {
     identity,
     joinToken: o.joinToken,
     coordinatorKeyId: o.coordinatorKeyId,
+    rosterKey: o.rosterKey ? rosterKeyFrom(o.rosterKey) : undefined,
+    secaggLedger: o.secaggLedgerFile ? fileLedger(o.secaggLedgerFile) : undefined,
     baseModelSha256: modelHash,
     credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
@@ -79,4 +93,10 @@ export async function runSite(o: SiteOptions): Promise<void> {
   console.log(JSON.stringify({ msg: 'site starting', name: o.name, backend, train: data.train.length, val: data.eval?.length ?? 0 }));
   const summary = await client.run();
   console.log(JSON.stringify({ msg: 'site finished', ...summary }));
+}
+
+function rosterKeyFrom(b64: string): Uint8Array {
+  const k = new Uint8Array(Buffer.from(b64, 'base64'));
+  if (k.length !== 32) throw new Error('--roster-key must be a base64 32-byte Ed25519 public key (fedtune roster keygen prints it)');
+  return k;
 }

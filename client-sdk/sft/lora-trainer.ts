@@ -18,6 +18,8 @@ import { FlatAdapter } from './flat-adapter';
 import { pairLogProbs } from './logprobs';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
+import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
+import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
 export interface LoraSftTrainerOptions {
   readonly model: Gpt2Model;
@@ -33,11 +35,11 @@ export interface LoraSftTrainerOptions {
 }
 
 // Separate PRNG streams of the same seed for the two random processes.
-const STREAM_SHUFFLE = 1;
+export const STREAM_SHUFFLE = 1;
 const STREAM_DROPOUT = 2;
 
 /** Epoch-wise seeded shuffling: a fresh permutation each time the data is exhausted. */
-class ExampleStream {
+export class ExampleStream {
   private perm: number[] = [];
   private pos = 0;
   constructor(private readonly n: number, private readonly rng: Prng) {}
@@ -178,14 +180,30 @@ export interface SftData {
 /**
  * Selects the compute backend (before any tensor exists), loads a HF GPT-2 directory and builds the trainer.
  * Returns the model hash too, which the client reports so the coordinator can check the base model identity.
+ * FEDTUNE_ENGINE (auto | tc | f16 | f32; unset or off: tfjs) trains on the WebGPU engine instead of tfjs
+ * (client-sdk/engine): 'auto' falls back to tfjs, with the reason in `engineFallback`, when no GPU or config
+ * allows it; a named path fails instead. The engine is opt-in until it has run in federated rounds on GPUs.
  */
 export async function createLoraSftTrainer(
   modelDir: string,
   lora: LoraConfig,
   data: SftData,
-): Promise<{ trainer: LoraSftTrainer; model: Gpt2Model; modelHash: string; backend: string }> {
+): Promise<{ trainer: Trainer; model: Gpt2Model; modelHash: string; backend: string; engineFallback?: string }> {
   const backend = await selectBackend();
   const loaded = await loadGpt2Dir(modelDir);
+  const env = process.env.FEDTUNE_ENGINE;
+  if (env !== undefined && env !== '' && env !== 'off') {
+    // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
+    // require at call time: engine/trainer imports this module, so a static import would be a cycle.
+    const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
+    const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
+    const path = parseEnginePath(env);
+    const t = await createEngineTrainer({ model: loaded.model, lora, ...data, path: path === 'off' ? undefined : path });
+    if (!('error' in t)) return { trainer: t, model: loaded.model, modelHash: loaded.modelHash, backend: t.backend };
+    if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
+    const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
+    return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend, engineFallback: t.error };
+  }
   const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
   return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend };
 }

@@ -12,6 +12,7 @@ import { FsCheckpointStore } from '../checkpoints/fs-store';
 import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
+import { addRosterCommand } from './roster-command';
 import { addRecoverCommand } from './recover-command';
 
 const program = new Command('fedtune').description('Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)');
@@ -66,6 +67,7 @@ checkpoints
 addVerifyCommand(program);
 addRecoverCommand(program);
 addEnrollCommand(program);
+addRosterCommand(program);
 
 // The site commands moved to `fedtune-site`; say so rather than "unknown command".
 for (const name of ['client', 'simulate', 'identity']) {

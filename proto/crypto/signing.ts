@@ -8,7 +8,7 @@ export type Field = string | Uint8Array | number | boolean;
 
 /** Domains in use; each names its purpose and version. */
 export const DOMAINS = {
-  join: 'fedtune/join/v1',
+  join: 'fedtune/join/v2',
   upload: 'fedtune/upload/v1',
   uploadChunk: 'fedtune/upload-chunk/v1',
 } as const;
@@ -51,7 +51,18 @@ export function verify(domain: string, fields: readonly Field[], signature: Uint
   return verifyDetached(signedMessage(domain, fields), signature, publicKey);
 }
 
-/** The exact fields a site signs to join (under DOMAINS.join): the challenge binds it to one Hello. */
-export function joinSignedFields(protocolVersion: number, runId: string, challenge: Uint8Array, clientName: string, publicKey: Uint8Array, backend: string): Field[] {
-  return [protocolVersion, runId, challenge, clientName, publicKey, backend];
+/** The coordinator's public keys as the site saw them in Hello (the wire's CoordinatorKeys). */
+export interface JoinedCoordinator {
+  readonly key_id: string;
+  readonly sign_public_key: Uint8Array;
+  readonly box_public_key: Uint8Array;
+}
+
+/**
+ * The exact fields a site signs to join (under DOMAINS.join): the challenge binds it to one Hello, and the
+ * coordinator's keys (as Hello presented them) to one coordinator, which checks they are its own: a coordinator
+ * the site joins cannot relay the signature to another one and act there as the site (issue 13 #3).
+ */
+export function joinSignedFields(protocolVersion: number, runId: string, challenge: Uint8Array, clientName: string, publicKey: Uint8Array, backend: string, coordinator: JoinedCoordinator): Field[] {
+  return [protocolVersion, runId, challenge, clientName, publicKey, backend, coordinator.key_id, coordinator.sign_public_key, coordinator.box_public_key];
 }

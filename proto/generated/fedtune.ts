@@ -18,6 +18,9 @@ import type { SealedEnvelope as _fedtune_v1_SealedEnvelope, SealedEnvelope__Outp
 import type { SecAggAck as _fedtune_v1_SecAggAck, SecAggAck__Output as _fedtune_v1_SecAggAck__Output } from './fedtune/v1/SecAggAck';
 import type { SecAggAdvertiseCall as _fedtune_v1_SecAggAdvertiseCall, SecAggAdvertiseCall__Output as _fedtune_v1_SecAggAdvertiseCall__Output } from './fedtune/v1/SecAggAdvertiseCall';
 import type { SecAggAdvertisement as _fedtune_v1_SecAggAdvertisement, SecAggAdvertisement__Output as _fedtune_v1_SecAggAdvertisement__Output } from './fedtune/v1/SecAggAdvertisement';
+import type { SecAggConsistencyCall as _fedtune_v1_SecAggConsistencyCall, SecAggConsistencyCall__Output as _fedtune_v1_SecAggConsistencyCall__Output } from './fedtune/v1/SecAggConsistencyCall';
+import type { SecAggConsistencyCheck as _fedtune_v1_SecAggConsistencyCheck, SecAggConsistencyCheck__Output as _fedtune_v1_SecAggConsistencyCheck__Output } from './fedtune/v1/SecAggConsistencyCheck';
+import type { SecAggConsistencySignature as _fedtune_v1_SecAggConsistencySignature, SecAggConsistencySignature__Output as _fedtune_v1_SecAggConsistencySignature__Output } from './fedtune/v1/SecAggConsistencySignature';
 import type { SecAggRevealedShare as _fedtune_v1_SecAggRevealedShare, SecAggRevealedShare__Output as _fedtune_v1_SecAggRevealedShare__Output } from './fedtune/v1/SecAggRevealedShare';
 import type { SecAggRoster as _fedtune_v1_SecAggRoster, SecAggRoster__Output as _fedtune_v1_SecAggRoster__Output } from './fedtune/v1/SecAggRoster';
 import type { SecAggRoutedShare as _fedtune_v1_SecAggRoutedShare, SecAggRoutedShare__Output as _fedtune_v1_SecAggRoutedShare__Output } from './fedtune/v1/SecAggRoutedShare';
@@ -66,6 +69,9 @@ export interface ProtoGrpcType {
       SecAggAck: MessageTypeDefinition<_fedtune_v1_SecAggAck, _fedtune_v1_SecAggAck__Output>
       SecAggAdvertiseCall: MessageTypeDefinition<_fedtune_v1_SecAggAdvertiseCall, _fedtune_v1_SecAggAdvertiseCall__Output>
       SecAggAdvertisement: MessageTypeDefinition<_fedtune_v1_SecAggAdvertisement, _fedtune_v1_SecAggAdvertisement__Output>
+      SecAggConsistencyCall: MessageTypeDefinition<_fedtune_v1_SecAggConsistencyCall, _fedtune_v1_SecAggConsistencyCall__Output>
+      SecAggConsistencyCheck: MessageTypeDefinition<_fedtune_v1_SecAggConsistencyCheck, _fedtune_v1_SecAggConsistencyCheck__Output>
+      SecAggConsistencySignature: MessageTypeDefinition<_fedtune_v1_SecAggConsistencySignature, _fedtune_v1_SecAggConsistencySignature__Output>
       SecAggRevealedShare: MessageTypeDefinition<_fedtune_v1_SecAggRevealedShare, _fedtune_v1_SecAggRevealedShare__Output>
       SecAggRoster: MessageTypeDefinition<_fedtune_v1_SecAggRoster, _fedtune_v1_SecAggRoster__Output>
       SecAggRoutedShare: MessageTypeDefinition<_fedtune_v1_SecAggRoutedShare, _fedtune_v1_SecAggRoutedShare__Output>

@@ -56,4 +56,7 @@ export const DOMAIN = {
   shareCommit: 'fedtune/secagg/v1/share-commitment',
   secretCommit: 'fedtune/secagg/v1/self-mask-seed',
   graph: 'fedtune/secagg/v1/graph-permutation',
+  consistency: 'fedtune/secagg/v1/consistency',
+  identityCert: 'fedtune/secagg/v1/identity-certificate',
+  update: 'fedtune/secagg/v1/update-digest',
 } as const;

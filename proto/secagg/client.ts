@@ -1,21 +1,26 @@
 // One client's side of one SecAgg round attempt (Bonawitz et al. CCS'17; sparse graph of Bell et al. 2020):
-// advertise → shareKeys → receiveShares → maskedInput → unmask, each exactly once and in order. The client
-// refuses anything that would reveal its input: too few peers, a roster or survivor list that does not add
-// up, or a second unmask request that differs from the first (it would let a server collect b and sk shares).
+// advertise → shareKeys → receiveShares → maskedInput → consistency → unmask, each exactly once and in order.
+// The client assumes the coordinator may deviate. It refuses anything that would reveal its input: a graph
+// weaker than the minimum degree, identity keys it does not trust, too few peers, survivor lists that do not
+// add up, lists other than the ones it signed, fewer than a quorum of signatures over its own lists (a
+// coordinator showing holders different views, issue 13 #1), a second unmask request, and (through the
+// ledger) a second sum over the same base checkpoint or the same update.
 import { ProtocolError, status } from '../errors';
-import { bytesEqual, cmpId, isSortedUnique } from './bytes';
-import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
+import { bytesEqual, cmpId, hex, isSortedUnique } from './bytes';
+import { consistencyQuorum, holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from '../crypto/ed25519';
 import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
-import type { Advertisement, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import type { Advertisement, ConsistencyCheck, ConsistencySignature, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import { checkRosterIdentities, type IdentityTrust } from './identity';
+import { SecAggLedger } from './ledger';
 import { addMasks, type Mask } from './prg';
 import { open, seal } from './seal';
-import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
+import { advertisementDigest, computeSessionId, consistencyDigest, shareKeysDigest } from './session';
 import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment, shareX } from './shares';
 
-type Stage = 'new' | 'advertised' | 'shared' | 'received' | 'masked' | 'unmasked';
+type Stage = 'new' | 'advertised' | 'shared' | 'received' | 'masked' | 'signed' | 'unmasked';
 
 export interface SecAggClientOptions {
   readonly config: SecAggRoundConfig;
@@ -24,6 +29,12 @@ export interface SecAggClientOptions {
   readonly identitySecretKey: Uint8Array;
   /** Tests only: a deterministic source for keys, seeds and nonces. Defaults to crypto.randomBytes. */
   readonly random?: RandomSource;
+  /** Whose word the client takes for peers' identity keys; default the roster's (the coordinator's word). */
+  readonly trust?: IdentityTrust;
+  /** The site's record across sessions (one per site, shared by its clients); default: this session only. */
+  readonly ledger?: SecAggLedger;
+  /** The run the site joined: with the base checkpoint, the ledger's key. */
+  readonly runId?: string;
 }
 
 const refuse = (code: status, msg: string): ProtocolError => new ProtocolError(code, `secagg client: ${msg}`);
@@ -33,7 +44,13 @@ export class SecAggClient {
   readonly clientId: string;
   private readonly identitySecretKey: Uint8Array;
   private readonly random: RandomSource;
+  private readonly trust: IdentityTrust;
+  private readonly ledger: SecAggLedger;
+  private readonly runId: string;
   private stage: Stage = 'new';
+  private identityKeys: Readonly<Record<string, Uint8Array>> = {};
+  /** The lists this client signed in the consistency round, and its signature. */
+  private signed?: { check: ConsistencyCheck; signature: ConsistencySignature };
   private enc?: KeyPair;
   private mask?: KeyPair;
   private seed?: Uint8Array; // b_u
@@ -43,7 +60,7 @@ export class SecAggClient {
   private u2: readonly string[] = [];
   /** Shares this client holds, by dealer: [b-share, sk-share]. */
   private held = new Map<string, [Uint8Array, Uint8Array]>();
-  private answer?: { key: string; response: UnmaskResponse };
+  private answer?: { check: ConsistencyCheck; response: UnmaskResponse };
   /** X25519(enc sk, peer enc pk) by peer: computed once in shareKeys, reused in receiveShares. */
   private readonly dh = new Map<string, Uint8Array>();
 
@@ -54,6 +71,9 @@ export class SecAggClient {
     this.clientId = opts.clientId;
     this.identitySecretKey = opts.identitySecretKey;
     this.random = opts.random ?? defaultRandom;
+    this.trust = opts.trust ?? { kind: 'coordinator' };
+    this.ledger = opts.ledger ?? new SecAggLedger();
+    this.runId = opts.runId ?? '';
   }
 
   get sessionId(): Uint8Array | undefined {
@@ -73,6 +93,7 @@ export class SecAggClient {
   /** Stage 1: two fresh X25519 key pairs (share encryption, masks), signed by the identity key. */
   advertise(): Advertisement {
     this.expect('new', 'advertise');
+    this.ledger.mayJoin(this.runId, this.config.baseManifestSha256);
     this.enc = x25519KeyPair(this.random);
     this.mask = x25519KeyPair(this.random);
     const digest = advertisementDigest(this.config, this.clientId, this.enc.publicKey, this.mask.publicKey);
@@ -87,6 +108,7 @@ export class SecAggClient {
     const ids = roster.advertisements.map((a) => a.clientId);
     if (!isSortedUnique(ids)) throw refuse(status.INVALID_ARGUMENT, 'roster advertisements must be sorted by client id, without repeats');
     if (ids.length < cfg.threshold) throw refuse(status.FAILED_PRECONDITION, `roster has ${ids.length} clients, threshold is ${cfg.threshold}`);
+    checkRosterIdentities(this.trust, roster, ids); // before any key of the roster is used
     for (const a of roster.advertisements) {
       if (!cfg.selected.includes(a.clientId)) throw refuse(status.PERMISSION_DENIED, `roster names ${a.clientId}, who is not selected`);
       const idk = roster.identityKeys[a.clientId];
@@ -102,6 +124,7 @@ export class SecAggClient {
     }
     if (holderCount(cfg.graph, ids.length) < cfg.threshold) throw refuse(status.FAILED_PRECONDITION, `too few holders per secret for threshold ${cfg.threshold}`);
     const sessionId = computeSessionId(cfg, roster.advertisements);
+    this.identityKeys = Object.fromEntries(ids.map((id) => [id, roster.identityKeys[id]]));
     this.ads = new Map(roster.advertisements.map((a) => [a.clientId, a]));
     this.nbrs = neighbours(ids, cfg.graph, sessionId);
     const holders = holdersOf(this.nbrs, this.clientId);
@@ -164,10 +187,16 @@ export class SecAggClient {
     this.stage = 'received';
   }
 
-  /** Stage 3: y = x + PRG(b_u) + Σ_{v ∈ nbrs(u) ∩ U2} ±PRG(k_uv) mod 2^32 (+ when u < v). `encoded` is not modified. */
-  maskedInput(encoded: Uint32Array): Uint32Array {
+  /**
+   * Stage 3: y = x + PRG(b_u) + Σ_{v ∈ nbrs(u) ∩ U2} ±PRG(k_uv) mod 2^32 (+ when u < v). `encoded` is not
+   * modified. `updateDigest` (encoding.ts) names the update for the ledger: the same update is masked into one
+   * session only. Omitted, the encoded vector stands in (fresh rounding makes it unique: simulations only).
+   */
+  maskedInput(encoded: Uint32Array, updateDigest?: Uint8Array): Uint32Array {
     this.expect('received', 'maskedInput');
     if (encoded.length !== this.config.vectorLength) throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
+    const digest = updateDigest ? hex(updateDigest) : `encoded:${hex(new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength).subarray(0, 64))}`;
+    this.ledger.recordMask(this.runId, this.config.baseManifestSha256, digest, hex(this.sessionIdValue!));
     const masks: Mask[] = [{ key: this.seed!, sign: 1 }];
     for (const v of this.u2) {
       if (v === this.clientId || !this.nbrs.get(this.clientId)!.has(v)) continue;
@@ -180,15 +209,17 @@ export class SecAggClient {
     return y;
   }
 
-  /** Stage 4: b-shares for survivors, mask-sk shares for the dropped; answered once (repeats get the same answer). */
-  unmask(req: UnmaskRequest): UnmaskResponse {
-    const key = JSON.stringify([req.survivors, req.dropped]);
-    if (this.answer) {
-      if (this.answer.key === key) return this.answer.response;
-      throw refuse(status.FAILED_PRECONDITION, 'already answered a different unmask request in this round');
+  /**
+   * Stage 4a: check the coordinator's lists against this client's view and sign (session id, U2, U3). A client
+   * signs one pair of lists per session (a repeat of the same lists gets the same signature).
+   */
+  consistency(check: ConsistencyCheck): ConsistencySignature {
+    if (this.signed) {
+      if (sameLists(this.signed.check, check)) return this.signed.signature;
+      throw refuse(status.FAILED_PRECONDITION, 'already signed different survivor lists in this session');
     }
-    this.expect('masked', 'unmask');
-    const { survivors, dropped } = req;
+    this.expect('masked', 'consistency');
+    const { survivors, dropped } = check;
     if (!isSortedUnique(survivors) || !isSortedUnique(dropped)) throw refuse(status.INVALID_ARGUMENT, 'survivors and dropped must be sorted and unique');
     const s3 = new Set(survivors);
     if (dropped.some((v) => s3.has(v))) throw refuse(status.INVALID_ARGUMENT, 'a client is both a survivor and dropped');
@@ -197,6 +228,43 @@ export class SecAggClient {
     if (survivors.length < this.config.threshold) throw refuse(status.FAILED_PRECONDITION, `${survivors.length} survivors, threshold is ${this.config.threshold}`);
     if (!s3.has(this.clientId)) throw refuse(status.FAILED_PRECONDITION, `${this.clientId} sent its input but is not listed as a survivor`);
     if (!isConnected(survivors, this.nbrs)) throw refuse(status.FAILED_PRECONDITION, 'the survivors\' graph is disconnected: unmasking would reveal partial sums');
+    const signature: ConsistencySignature = {
+      from: this.clientId,
+      signature: signDetached(consistencyDigest(this.sessionIdValue!, survivors, dropped), this.identitySecretKey),
+    };
+    this.signed = { check: { survivors: [...survivors], dropped: [...dropped] }, signature };
+    this.stage = 'signed';
+    return signature;
+  }
+
+  /**
+   * Stage 4b: b-shares for survivors, mask-sk shares for the dropped, only for the lists this client signed and
+   * only with a quorum of valid signatures over them from distinct members of U3. Answered once per session
+   * (a repeat gets the same answer) and once per (run, base checkpoint) (the ledger).
+   */
+  unmask(req: UnmaskRequest): UnmaskResponse {
+    if (this.answer) {
+      if (sameLists(this.answer.check, req)) return this.answer.response;
+      throw refuse(status.FAILED_PRECONDITION, 'already answered a different unmask request in this round');
+    }
+    this.expect('signed', 'unmask');
+    const mine = this.signed!.check;
+    if (!sameLists(mine, req)) throw refuse(status.FAILED_PRECONDITION, 'the unmask request\'s lists differ from the lists this client signed');
+    const digest = consistencyDigest(this.sessionIdValue!, mine.survivors, mine.dropped);
+    const s3 = new Set(mine.survivors);
+    const signers = new Set<string>();
+    const quorum = consistencyQuorum(this.config.threshold, this.ads.size);
+    for (const sig of req.signatures) {
+      if (signers.size >= quorum) break; // enough verified; the rest cannot change the answer
+      if (!s3.has(sig.from)) throw refuse(status.INVALID_ARGUMENT, `consistency signature from ${sig.from}, who is not a survivor`);
+      if (signers.has(sig.from)) throw refuse(status.INVALID_ARGUMENT, `two consistency signatures from ${sig.from}`);
+      if (!verifyDetached(digest, sig.signature, this.identityKeys[sig.from])) {
+        throw refuse(status.UNAUTHENTICATED, `consistency signature of ${sig.from} does not verify for these lists in this session`);
+      }
+      signers.add(sig.from);
+    }
+    if (signers.size < quorum) throw refuse(status.FAILED_PRECONDITION, `${signers.size} valid consistency signatures over these lists; ${quorum} needed before revealing shares`);
+    this.ledger.recordReveal(this.runId, this.config.baseManifestSha256, hex(this.sessionIdValue!));
     const bShares: RevealedShare[] = [];
     const skShares: RevealedShare[] = [];
     for (const [v, [b, sk]] of [...this.held].sort((p, q) => cmpId(p[0], q[0]))) {
@@ -204,10 +272,14 @@ export class SecAggClient {
       else skShares.push({ of: v, share: sk });
     }
     const response: UnmaskResponse = { from: this.clientId, bShares, skShares };
-    this.answer = { key, response };
+    this.answer = { check: mine, response };
     this.seed = undefined; // nothing else will ever be revealed
     this.held.clear();
     this.stage = 'unmasked';
     return response;
   }
 }
+
+const sameLists = (a: ConsistencyCheck, b: ConsistencyCheck): boolean =>
+  a.survivors.length === b.survivors.length && a.dropped.length === b.dropped.length &&
+  a.survivors.every((v, i) => v === b.survivors[i]) && a.dropped.every((v, i) => v === b.dropped[i]);

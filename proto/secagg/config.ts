@@ -55,6 +55,28 @@ export function chooseGraph(n: number, fullGraphMax = DEFAULT_FULL_GRAPH_MAX): {
   return { graph, threshold: Math.floor(holderCount(graph, n) / 2) + 1 };
 }
 
+/**
+ * The weakest graph a client accepts for n selected clients: degree min(n − 1, 2⌈log2 n⌉) (what chooseGraph
+ * picks with a full graph up to any size). A coordinator that chose k = 2 could pair a site with two colluding
+ * neighbours and read it off (issue 13 #7), so the client checks rather than trusts the degree.
+ */
+export function minDegree(n: number): number {
+  return Math.min(n - 1, 2 * Math.ceil(Math.log2(n)));
+}
+
+/** The degree of the graph over n clients (full: n − 1). */
+export const degreeOf = (graph: GraphSpec, n: number): number => (graph.kind === 'full' ? n - 1 : Math.min(graph.k, n - 1));
+
+/**
+ * Consistency signatures a site needs before it reveals shares: at least t, and more than half of U1. Each honest
+ * site signs one (U2, U3) per session, so two different lists cannot both gather more than |U1|/2 signatures from
+ * honest sites: every honest site that reveals does so for the same lists. (t alone is not enough under SecAgg+,
+ * where t ≈ k/2 ≪ |U1|/2 and disjoint groups could each sign a different view.)
+ */
+export function consistencyQuorum(threshold: number, u1Size: number): number {
+  return Math.max(threshold, Math.floor(u1Size / 2) + 1);
+}
+
 /** Bits per value and scales: b = 32 − ⌈log2 N_max⌉, so Σ of N_max values in [−(2^(b−1)−1), 2^(b−1)−1] fits int32. */
 export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'>): { bits: number; maxAbs: number; valueScale: number; weightScale: number } {
   const bits = 32 - Math.ceil(Math.log2(cfg.maxClients));
@@ -76,6 +98,7 @@ export function validateConfig(cfg: SecAggRoundConfig): void {
   if (cfg.graph.kind === 'harary' && !(isInt(cfg.graph.k, 2, MAX_HOLDERS - 1) && cfg.graph.k % 2 === 0)) {
     throw bad(`Harary degree k = ${cfg.graph.k} must be an even integer in [2, ${MAX_HOLDERS - 1}]`);
   }
+  if (degreeOf(cfg.graph, n) < minDegree(n)) throw bad(`graph degree ${degreeOf(cfg.graph, n)} is below the minimum ${minDegree(n)} (2⌈log2 N⌉) for ${n} clients`);
   const holders = holderCount(cfg.graph, n);
   if (holders > MAX_HOLDERS) throw bad(`${holders} holders per secret exceed the GF(2^8) limit of ${MAX_HOLDERS}; use a Harary graph`);
   if (!isInt(cfg.threshold, 2, holders)) throw bad(`threshold ${cfg.threshold} must be an integer in [2, ${holders}] (holders per secret)`);

@@ -5,6 +5,7 @@ import { ProtocolError, status } from '../errors';
 import type { NamedTensor, TensorList } from '../tensors';
 import { quantisation, type SecAggRoundConfig } from './config';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';
+import { DOMAIN, hashParts } from './bytes';
 
 export interface LayoutEntry {
   readonly name: string;
@@ -81,7 +82,24 @@ function quantiseIntoSlow(out: Int32Array, at: number, x: Float32Array, from: nu
   }
 }
 
-/** Encodes one client's delta; `roundingSeed` (32 secret random bytes) drives the stochastic rounding. */
+/**
+ * What the site's ledger keys "the same update" by: the included tensors' bytes and the example count, before
+ * rounding (the rounding is fresh per encoding, so an encoded vector would never repeat).
+ */
+export function updateDigest(delta: TensorList, numExamples: number, include: readonly string[]): Uint8Array {
+  const parts: (string | number | Uint8Array)[] = [numExamples, include.length];
+  for (const name of include) {
+    const t = delta.find((x) => x.name === name);
+    if (!t) throw invalid(`secagg layout: included tensor ${name} is not in the adapter`);
+    parts.push(name, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return hashParts(DOMAIN.update, ...parts);
+}
+
+/**
+ * Encodes one client's delta; `roundingSeed` drives the stochastic rounding and must be 32 fresh secret random
+ * bytes (crypto.randomBytes): anyone who knows it can undo the rounding's noise. Tests pass fixed seeds.
+ */
 export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAggRoundConfig, roundingSeed: Uint8Array): Uint32Array {
   if (roundingSeed.length !== 32) throw new RangeError('roundingSeed must be 32 bytes');
   if (!(Number.isSafeInteger(numExamples) && numExamples >= 1)) throw invalid(`numExamples ${numExamples} must be a positive integer`);

@@ -9,10 +9,14 @@ export interface Advertisement {
   readonly signature: Uint8Array;
 }
 
-/** Server → clients after stage 1: U1's advertisements (sorted by id) and their identity public keys. */
+/**
+ * Server → clients after stage 1: U1's advertisements (sorted by id) and their identity public keys, with the
+ * operator's certificate for each key when the run has one (identity.ts: what a site trusts).
+ */
 export interface Roster {
   readonly advertisements: readonly Advertisement[];
   readonly identityKeys: Readonly<Record<string, Uint8Array>>;
+  readonly certificates?: Readonly<Record<string, Uint8Array>>;
 }
 
 /** One holder's pair of shares (b_u and mask sk), sealed to it, with the dealer's commitments to both. */
@@ -44,10 +48,24 @@ export interface RoutedShares {
   readonly shares: readonly RoutedShare[];
 }
 
-/** Server → survivors after stage 3: U3 (sent masked input) and U2 \ U3, both sorted. */
-export interface UnmaskRequest {
+/** Server → survivors after stage 3: the lists each survivor signs, U3 (sent masked input) and U2 \ U3, sorted. */
+export interface ConsistencyCheck {
   readonly survivors: readonly string[];
   readonly dropped: readonly string[];
+}
+
+/** Stage 4a, client → server: the client's identity signature over (session id, U2, U3) (consistencyDigest). */
+export interface ConsistencySignature {
+  readonly from: string;
+  readonly signature: Uint8Array;
+}
+
+/**
+ * Server → signers after the consistency round: the same lists and the signatures it collected over them. A site
+ * reveals only when enough members of U3 signed exactly the lists it signed (Bonawitz et al., round 4).
+ */
+export interface UnmaskRequest extends ConsistencyCheck {
+  readonly signatures: readonly ConsistencySignature[];
 }
 
 export interface RevealedShare {
@@ -71,7 +89,8 @@ export const wireBytes = {
   advertisement: (a: Advertisement): number => str(a.clientId) + bytes(a.encPublicKey) + bytes(a.maskPublicKey) + bytes(a.signature),
   roster: (r: Roster): number =>
     r.advertisements.reduce((s, a) => s + wireBytes.advertisement(a) + F, 0) +
-    Object.entries(r.identityKeys).reduce((s, [id, k]) => s + str(id) + bytes(k) + F, 0),
+    Object.entries(r.identityKeys).reduce((s, [id, k]) => s + str(id) + bytes(k) + F, 0) +
+    Object.entries(r.certificates ?? {}).reduce((s, [id, k]) => s + str(id) + bytes(k) + F, 0),
   shareKeys: (m: ShareKeysMessage): number =>
     str(m.from) + bytes(m.seedHash) + bytes(m.signature) +
     m.shares.reduce((s, x) => s + str(x.to) + bytes(x.ciphertext) + bytes(x.bCommitment) + bytes(x.skCommitment) + F, 0),
@@ -80,6 +99,8 @@ export const wireBytes = {
     r.shares.reduce((s, x) => s + str(x.from) + bytes(x.ciphertext) + bytes(x.bCommitment) + bytes(x.skCommitment) + F, 0),
   /** A masked (or plain) vector: 4 bytes per element plus the client id. */
   vector: (clientId: string, length: number): number => str(clientId) + 4 * length + F,
-  unmaskRequest: (r: UnmaskRequest): number => [...r.survivors, ...r.dropped].reduce((s, id) => s + str(id), 0),
+  consistencyCheck: (r: ConsistencyCheck): number => [...r.survivors, ...r.dropped].reduce((s, id) => s + str(id), 0),
+  consistencySignature: (c: ConsistencySignature): number => str(c.from) + bytes(c.signature),
+  unmaskRequest: (r: UnmaskRequest): number => wireBytes.consistencyCheck(r) + r.signatures.reduce((s, c) => s + wireBytes.consistencySignature(c) + F, 0),
   unmaskResponse: (r: UnmaskResponse): number => str(r.from) + [...r.bShares, ...r.skShares].reduce((s, x) => s + revealed(x), 0),
 };

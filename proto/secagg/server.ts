@@ -6,19 +6,19 @@
 import { ProtocolError, status } from '../errors';
 import nacl from 'tweetnacl';
 import { bytesEqual, cmpId } from './bytes';
-import { holderCount, validateConfig, type SecAggRoundConfig } from './config';
+import { consistencyQuorum, holderCount, validateConfig, type SecAggRoundConfig } from './config';
 import { holdersOf, isConnected, neighbours } from './graph';
 import { verifyDetached } from '../crypto/ed25519';
 import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, isLowOrder, pairKey } from './keys';
-import type { Advertisement, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import type { Advertisement, ConsistencyCheck, ConsistencySignature, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 import { addInt32 } from './encoding';
 import { addMasks, type Mask } from './prg';
 import { SEAL_OVERHEAD } from './seal';
-import { advertisementDigest, computeSessionId, shareKeysDigest } from './session';
+import { advertisementDigest, computeSessionId, consistencyDigest, shareKeysDigest } from './session';
 import { SHARE_BYTES, reconstruct, seedCommitment, shareCommitment, shareX } from './shares';
 
-type Stage = 'advertise' | 'shareKeys' | 'maskedInput' | 'unmask' | 'done' | 'aborted';
+type Stage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consistency' | 'unmask' | 'done' | 'aborted';
 
 const err = (code: status, msg: string): ProtocolError => new ProtocolError(code, `secagg: ${msg}`);
 
@@ -35,15 +35,19 @@ export class SecAggServer {
   private readonly inputs = new Set<string>();
   private u3: string[] = [];
   private dropped: string[] = [];
+  private readonly signatures = new Map<string, ConsistencySignature>();
   private readonly responders = new Set<string>();
+  /** Operator certificates of the identity keys, relayed in the roster (identity.ts). */
+  private readonly certificates?: Readonly<Record<string, Uint8Array>>;
   /** Revealed shares by dealer, then holder. */
   private readonly bShares = new Map<string, Map<string, Uint8Array>>();
   private readonly skShares = new Map<string, Map<string, Uint8Array>>();
 
-  constructor(config: SecAggRoundConfig, identityKeys: Readonly<Record<string, Uint8Array>>) {
+  constructor(config: SecAggRoundConfig, identityKeys: Readonly<Record<string, Uint8Array>>, certificates?: Readonly<Record<string, Uint8Array>>) {
     validateConfig(config);
     this.config = config;
     this.identityKeys = identityKeys;
+    this.certificates = certificates;
   }
 
   get stage(): Stage {
@@ -95,7 +99,9 @@ export class SecAggServer {
     this.sid = computeSessionId(this.config, advertisements);
     this.nbrs = neighbours(ids, this.config.graph, this.sid);
     this.stageValue = 'shareKeys';
-    return { advertisements, identityKeys: Object.fromEntries(ids.map((id) => [id, this.identityKeys[id]])) };
+    const roster: Roster = { advertisements, identityKeys: Object.fromEntries(ids.map((id) => [id, this.identityKeys[id]])) };
+    const certs = this.certificates;
+    return certs ? { ...roster, certificates: Object.fromEntries(ids.filter((id) => certs[id]).map((id) => [id, certs[id]])) } : roster;
   }
 
   addShareKeys(msg: ShareKeysMessage): void {
@@ -164,7 +170,7 @@ export class SecAggServer {
   }
 
   /** Ends stage 3: U3 = senders of masked inputs. ABORTED if |U3| < t, a secret lacks t live holders, or G[U3] is disconnected. */
-  closeMaskedInput(): UnmaskRequest {
+  closeMaskedInput(): ConsistencyCheck {
     this.expect('maskedInput', 'closing the masked-input stage');
     const u3 = this.u2.filter((v) => this.inputs.has(v));
     const s3 = new Set(u3);
@@ -174,14 +180,45 @@ export class SecAggServer {
     if (!isConnected(u3, this.nbrs)) this.abort('the survivors\' graph is disconnected');
     this.u3 = u3;
     this.dropped = this.u2.filter((v) => !s3.has(v));
-    this.stageValue = 'unmask';
+    this.stageValue = 'consistency';
     return { survivors: [...u3], dropped: [...this.dropped] };
+  }
+
+  /** Stage 4a: a survivor's signature over (session id, U2, U3), checked against its identity key. */
+  addConsistency(sig: ConsistencySignature): void {
+    this.expect('consistency', 'a consistency signature');
+    if (!this.u3.includes(sig.from)) throw err(status.PERMISSION_DENIED, `${sig.from} is not a survivor (U3)`);
+    if (sig.signature.length !== 64 || !verifyDetached(consistencyDigest(this.sid!, this.u3, this.dropped), sig.signature, this.identityKeys[sig.from])) {
+      throw err(status.UNAUTHENTICATED, `consistency signature of ${sig.from} does not verify for this session's lists`);
+    }
+    if (this.signatures.has(sig.from)) throw err(status.ALREADY_EXISTS, `${sig.from} already signed the lists`);
+    this.signatures.set(sig.from, sig);
+  }
+
+  /** Signatures still needed before the unmask request can go out. */
+  signaturesMissing(): number {
+    return Math.max(0, consistencyQuorum(this.config.threshold, this.ads.size) - this.signatures.size);
+  }
+
+  /** Ends stage 4a: the unmask request carries every signature; ABORTED below the quorum. */
+  closeConsistency(): UnmaskRequest {
+    this.expect('consistency', 'closing the consistency stage');
+    const quorum = consistencyQuorum(this.config.threshold, this.ads.size);
+    if (this.signatures.size < quorum) this.abort(`${this.signatures.size} survivors signed the lists; ${quorum} needed`);
+    this.stageValue = 'unmask';
+    const signatures = [...this.signatures.values()].sort((a, b) => cmpId(a.from, b.from));
+    return { survivors: [...this.u3], dropped: [...this.dropped], signatures };
+  }
+
+  /** The survivors who signed: the only ones an unmask request goes to. */
+  get signers(): readonly string[] {
+    return [...this.signatures.keys()].sort(cmpId);
   }
 
   addUnmaskResponse(resp: UnmaskResponse): void {
     this.expect('unmask', 'an unmask response');
     const from = resp.from;
-    if (!this.u3.includes(from)) throw err(status.PERMISSION_DENIED, `${from} is not a survivor (U3)`);
+    if (!this.signatures.has(from)) throw err(status.PERMISSION_DENIED, `${from} is not a survivor that signed the lists`);
     const u3 = new Set(this.u3);
     const dropped = new Set(this.dropped);
     const seen = new Set<string>();

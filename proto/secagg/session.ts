@@ -1,7 +1,7 @@
 // What signatures and the session id cover. The session id hashes the whole round configuration (round tag,
 // base checkpoint, threshold, graph, quantisation, layout) and every signed advertisement of U1 in order, so
 // keys, shares and masks derived from it cannot be replayed in another round, attempt or model.
-import { DOMAIN, hashParts } from './bytes';
+import { DOMAIN, cmpId, hashParts } from './bytes';
 import type { SecAggRoundConfig } from './config';
 import type { Advertisement, SealedShares } from './messages';
 
@@ -37,4 +37,10 @@ export function shareKeysDigest(sessionId: Uint8Array, from: string, seedHash: U
   const parts: (string | number | Uint8Array)[] = [sessionId, from, seedHash, shares.length];
   for (const s of shares) parts.push(s.to, s.ciphertext, s.bCommitment, s.skCommitment);
   return hashParts(DOMAIN.shareKeys, ...parts);
+}
+
+/** Digest a consistency signature covers: the session and both lists (U2 = U3 ∪ dropped, U3), each sorted. */
+export function consistencyDigest(sessionId: Uint8Array, survivors: readonly string[], dropped: readonly string[]): Uint8Array {
+  const u2 = [...survivors, ...dropped].sort(cmpId);
+  return hashParts(DOMAIN.consistency, sessionId, u2.length, ...u2, survivors.length, ...survivors);
 }

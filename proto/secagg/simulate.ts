@@ -7,6 +7,7 @@ import { SecAggClient } from './client';
 import { wireBytes, type ShareKeysMessage } from './messages';
 import { SecAggServer } from './server';
 import type { RandomSource } from './keys';
+import type { IdentityTrust } from './identity';
 
 export interface SimClient {
   readonly id: string;
@@ -24,7 +25,9 @@ export interface SimDrops {
   readonly beforeShares?: readonly string[];
   /** Send shares, then no masked input (in U2, not in U3: their mask keys are rebuilt). */
   readonly beforeInput?: readonly string[];
-  /** Send masked input, then no unmask response (in U3: their seeds are rebuilt from others' shares). */
+  /** Send masked input, then no consistency signature (in U3, not signers: their seeds are rebuilt from others' shares). */
+  readonly beforeConsistency?: readonly string[];
+  /** Sign the lists, then no unmask response (in U3). */
   readonly beforeUnmask?: readonly string[];
 }
 
@@ -44,7 +47,15 @@ export interface SimResult {
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-export async function simulateRound(config: SecAggRoundConfig, clients: readonly SimClient[], drops: SimDrops = {}, random?: (id: string) => RandomSource): Promise<SimResult> {
+/** Who the simulated sites trust for identity keys (default: the roster, i.e. the coordinator's word). */
+export interface SimTrust {
+  readonly trust?: IdentityTrust;
+  /** Operator certificates the server relays in the roster (identity.ts). */
+  readonly certificates?: Readonly<Record<string, Uint8Array>>;
+  readonly runId?: string;
+}
+
+export async function simulateRound(config: SecAggRoundConfig, clients: readonly SimClient[], drops: SimDrops = {}, random?: (id: string) => RandomSource, trust: SimTrust = {}): Promise<SimResult> {
   const gone = new Set<string>();
   const server: PartyStats = { computeMs: 0, bytesSent: 0, bytesReceived: 0 };
   const stats = new Map<string, PartyStats>(clients.map((c) => [c.id, { computeMs: 0, bytesSent: 0, bytesReceived: 0 }]));
@@ -65,8 +76,8 @@ export async function simulateRound(config: SecAggRoundConfig, clients: readonly
     }
   };
   const identityKeys = Object.fromEntries(clients.map((c) => [c.id, c.identityPublicKey]));
-  const srv = timed(server, () => new SecAggServer(config, identityKeys));
-  const sc = new Map(clients.map((c) => [c.id, new SecAggClient({ config, clientId: c.id, identitySecretKey: c.identitySecretKey, random: random?.(c.id) })]));
+  const srv = timed(server, () => new SecAggServer(config, identityKeys, trust.certificates));
+  const sc = new Map(clients.map((c) => [c.id, new SecAggClient({ config, clientId: c.id, identitySecretKey: c.identitySecretKey, random: random?.(c.id), trust: trust.trust, runId: trust.runId })]));
   const live = (stage: readonly string[] | undefined): SimClient[] => {
     for (const id of stage ?? []) gone.add(id);
     return clients.filter((c) => !gone.has(c.id)).sort((a, b) => cmpId(a.id, b.id));
@@ -108,9 +119,18 @@ export async function simulateRound(config: SecAggRoundConfig, clients: readonly
     send(c.id, wireBytes.vector(c.id, y.length));
     timed(server, () => srv.addMaskedInput(c.id, y));
   }
-  const req = timed(server, () => srv.closeMaskedInput());
+  const check = timed(server, () => srv.closeMaskedInput());
+  for (const c of live(drops.beforeConsistency)) {
+    if (!check.survivors.includes(c.id)) continue;
+    recv(c.id, wireBytes.consistencyCheck(check));
+    const sig = timed(stats.get(c.id)!, () => sc.get(c.id)!.consistency(check));
+    send(c.id, wireBytes.consistencySignature(sig));
+    timed(server, () => srv.addConsistency(sig));
+  }
+  const req = timed(server, () => srv.closeConsistency());
+  const signers = new Set(req.signatures.map((x) => x.from));
   for (const c of live(drops.beforeUnmask)) {
-    if (!req.survivors.includes(c.id)) continue;
+    if (!signers.has(c.id)) continue;
     recv(c.id, wireBytes.unmaskRequest(req));
     const resp = timed(stats.get(c.id)!, () => sc.get(c.id)!.unmask(req));
     send(c.id, wireBytes.unmaskResponse(resp));

@@ -6,9 +6,11 @@ import type { SecAggRoutedShares, SecAggRoutedShares__Output } from '../generate
 import type { SecAggSettings, SecAggSettings__Output } from '../generated/fedtune/v1/SecAggSettings';
 import type { SecAggShareKeys, SecAggShareKeys__Output } from '../generated/fedtune/v1/SecAggShareKeys';
 import type { SecAggUnmaskRequest, SecAggUnmaskRequest__Output } from '../generated/fedtune/v1/SecAggUnmaskRequest';
+import type { SecAggConsistencyCheck, SecAggConsistencyCheck__Output } from '../generated/fedtune/v1/SecAggConsistencyCheck';
+import type { SecAggConsistencySignature, SecAggConsistencySignature__Output } from '../generated/fedtune/v1/SecAggConsistencySignature';
 import type { SecAggUnmaskResponse, SecAggUnmaskResponse__Output } from '../generated/fedtune/v1/SecAggUnmaskResponse';
 import type { SecAggRoundConfig } from './config';
-import type { Advertisement, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import type { Advertisement, ConsistencyCheck, ConsistencySignature, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
 
 const b = (x: Uint8Array | null | undefined): Uint8Array => new Uint8Array(x ?? []);
 
@@ -55,10 +57,12 @@ export const rosterToWire = (taskId: string, r: Roster): SecAggRoster => ({
   task_id: taskId,
   advertisements: r.advertisements.map(adToWire),
   identity_keys: Object.fromEntries(Object.entries(r.identityKeys).map(([k, v]) => [k, Buffer.from(v)])),
+  certificates: Object.fromEntries(Object.entries(r.certificates ?? {}).map(([k, v]) => [k, Buffer.from(v)])),
 });
 export const rosterFromWire = (r: SecAggRoster__Output): Roster => ({
   advertisements: r.advertisements.map(adFromWire),
   identityKeys: Object.fromEntries(Object.entries(r.identity_keys).map(([k, v]) => [k, b(v)])),
+  certificates: Object.fromEntries(Object.entries(r.certificates ?? {}).map(([k, v]) => [k, b(v)])),
 });
 
 export const shareKeysToWire = (m: ShareKeysMessage): SecAggShareKeys => ({
@@ -84,8 +88,22 @@ export const routedFromWire = (r: SecAggRoutedShares__Output): RoutedShares => (
   shares: r.shares.map((s) => ({ from: s.from, ciphertext: b(s.ciphertext), bCommitment: b(s.b_commitment), skCommitment: b(s.sk_commitment) })),
 });
 
-export const unmaskRequestToWire = (taskId: string, r: UnmaskRequest): SecAggUnmaskRequest => ({ task_id: taskId, survivors: [...r.survivors], dropped: [...r.dropped] });
-export const unmaskRequestFromWire = (r: SecAggUnmaskRequest__Output): UnmaskRequest => ({ survivors: [...r.survivors], dropped: [...r.dropped] });
+export const consistencyCheckToWire = (taskId: string, r: ConsistencyCheck): SecAggConsistencyCheck => ({ task_id: taskId, survivors: [...r.survivors], dropped: [...r.dropped] });
+export const consistencyCheckFromWire = (r: SecAggConsistencyCheck__Output): ConsistencyCheck => ({ survivors: [...r.survivors], dropped: [...r.dropped] });
+export const signatureToWire = (c: ConsistencySignature): SecAggConsistencySignature => ({ from: c.from, signature: c.signature });
+export const signatureFromWire = (c: SecAggConsistencySignature__Output | null | undefined): ConsistencySignature => ({ from: c?.from ?? '', signature: b(c?.signature) });
+
+export const unmaskRequestToWire = (taskId: string, r: UnmaskRequest): SecAggUnmaskRequest => ({
+  task_id: taskId,
+  survivors: [...r.survivors],
+  dropped: [...r.dropped],
+  signatures: r.signatures.map(signatureToWire),
+});
+export const unmaskRequestFromWire = (r: SecAggUnmaskRequest__Output): UnmaskRequest => ({
+  survivors: [...r.survivors],
+  dropped: [...r.dropped],
+  signatures: r.signatures.map(signatureFromWire),
+});
 
 export const unmaskResponseToWire = (r: UnmaskResponse): SecAggUnmaskResponse => ({
   from: r.from,

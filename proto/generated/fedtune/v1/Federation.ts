@@ -13,6 +13,7 @@ import type { MetricsAck as _fedtune_v1_MetricsAck, MetricsAck__Output as _fedtu
 import type { MetricsReport as _fedtune_v1_MetricsReport, MetricsReport__Output as _fedtune_v1_MetricsReport__Output } from '../../fedtune/v1/MetricsReport';
 import type { SecAggAck as _fedtune_v1_SecAggAck, SecAggAck__Output as _fedtune_v1_SecAggAck__Output } from '../../fedtune/v1/SecAggAck';
 import type { SecAggAdvertiseCall as _fedtune_v1_SecAggAdvertiseCall, SecAggAdvertiseCall__Output as _fedtune_v1_SecAggAdvertiseCall__Output } from '../../fedtune/v1/SecAggAdvertiseCall';
+import type { SecAggConsistencyCall as _fedtune_v1_SecAggConsistencyCall, SecAggConsistencyCall__Output as _fedtune_v1_SecAggConsistencyCall__Output } from '../../fedtune/v1/SecAggConsistencyCall';
 import type { SecAggShareKeysCall as _fedtune_v1_SecAggShareKeysCall, SecAggShareKeysCall__Output as _fedtune_v1_SecAggShareKeysCall__Output } from '../../fedtune/v1/SecAggShareKeysCall';
 import type { SecAggUnmaskCall as _fedtune_v1_SecAggUnmaskCall, SecAggUnmaskCall__Output as _fedtune_v1_SecAggUnmaskCall__Output } from '../../fedtune/v1/SecAggUnmaskCall';
 import type { StreamTasksRequest as _fedtune_v1_StreamTasksRequest, StreamTasksRequest__Output as _fedtune_v1_StreamTasksRequest__Output } from '../../fedtune/v1/StreamTasksRequest';
@@ -72,6 +73,15 @@ export interface FederationClient extends grpc.Client {
   secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
   secAggAdvertise(argument: _fedtune_v1_SecAggAdvertiseCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
   
+  SecAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  SecAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  secAggConsistency(argument: _fedtune_v1_SecAggConsistencyCall, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
+  
   SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
   SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
   SecAggShareKeys(argument: _fedtune_v1_SecAggShareKeysCall, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_SecAggAck__Output>): grpc.ClientUnaryCall;
@@ -119,6 +129,8 @@ export interface FederationHandlers extends grpc.UntypedServiceImplementation {
   
   SecAggAdvertise: grpc.handleUnaryCall<_fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck>;
   
+  SecAggConsistency: grpc.handleUnaryCall<_fedtune_v1_SecAggConsistencyCall__Output, _fedtune_v1_SecAggAck>;
+  
   SecAggShareKeys: grpc.handleUnaryCall<_fedtune_v1_SecAggShareKeysCall__Output, _fedtune_v1_SecAggAck>;
   
   SecAggUnmask: grpc.handleUnaryCall<_fedtune_v1_SecAggUnmaskCall__Output, _fedtune_v1_SecAggAck>;
@@ -136,6 +148,7 @@ export interface FederationDefinition extends grpc.ServiceDefinition {
   Leave: MethodDefinition<_fedtune_v1_LeaveRequest, _fedtune_v1_LeaveResponse, _fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse__Output>
   ReportMetrics: MethodDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsAck, _fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck__Output>
   SecAggAdvertise: MethodDefinition<_fedtune_v1_SecAggAdvertiseCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck__Output>
+  SecAggConsistency: MethodDefinition<_fedtune_v1_SecAggConsistencyCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggConsistencyCall__Output, _fedtune_v1_SecAggAck__Output>
   SecAggShareKeys: MethodDefinition<_fedtune_v1_SecAggShareKeysCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggShareKeysCall__Output, _fedtune_v1_SecAggAck__Output>
   SecAggUnmask: MethodDefinition<_fedtune_v1_SecAggUnmaskCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggUnmaskCall__Output, _fedtune_v1_SecAggAck__Output>
   StreamTasks: MethodDefinition<_fedtune_v1_StreamTasksRequest, _fedtune_v1_TaskEvent, _fedtune_v1_StreamTasksRequest__Output, _fedtune_v1_TaskEvent__Output>

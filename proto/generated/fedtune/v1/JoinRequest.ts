@@ -10,6 +10,7 @@ export interface JoinRequest {
   'challenge'?: (Buffer | Uint8Array | string);
   'signature'?: (Buffer | Uint8Array | string);
   'join_token'?: (string);
+  'coordinator_key_id'?: (string);
 }
 
 export interface JoinRequest__Output {
@@ -21,4 +22,5 @@ export interface JoinRequest__Output {
   'challenge': (Buffer);
   'signature': (Buffer);
   'join_token': (string);
+  'coordinator_key_id': (string);
 }

@@ -6,10 +6,12 @@ export interface SecAggRoster {
   'task_id'?: (string);
   'advertisements'?: (_fedtune_v1_SecAggAdvertisement)[];
   'identity_keys'?: ({[key: string]: Buffer | Uint8Array | string});
+  'certificates'?: ({[key: string]: Buffer | Uint8Array | string});
 }
 
 export interface SecAggRoster__Output {
   'task_id': (string);
   'advertisements': (_fedtune_v1_SecAggAdvertisement__Output)[];
   'identity_keys': ({[key: string]: Buffer});
+  'certificates': ({[key: string]: Buffer});
 }

@@ -6,6 +6,7 @@ import type { RunFinished as _fedtune_v1_RunFinished, RunFinished__Output as _fe
 import type { SecAggRoster as _fedtune_v1_SecAggRoster, SecAggRoster__Output as _fedtune_v1_SecAggRoster__Output } from '../../fedtune/v1/SecAggRoster';
 import type { SecAggRoutedShares as _fedtune_v1_SecAggRoutedShares, SecAggRoutedShares__Output as _fedtune_v1_SecAggRoutedShares__Output } from '../../fedtune/v1/SecAggRoutedShares';
 import type { SecAggUnmaskRequest as _fedtune_v1_SecAggUnmaskRequest, SecAggUnmaskRequest__Output as _fedtune_v1_SecAggUnmaskRequest__Output } from '../../fedtune/v1/SecAggUnmaskRequest';
+import type { SecAggConsistencyCheck as _fedtune_v1_SecAggConsistencyCheck, SecAggConsistencyCheck__Output as _fedtune_v1_SecAggConsistencyCheck__Output } from '../../fedtune/v1/SecAggConsistencyCheck';
 
 export interface TaskEvent {
   'train'?: (_fedtune_v1_TrainTask | null);
@@ -14,7 +15,8 @@ export interface TaskEvent {
   'secagg_roster'?: (_fedtune_v1_SecAggRoster | null);
   'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares | null);
   'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest | null);
-  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask";
+  'secagg_consistency'?: (_fedtune_v1_SecAggConsistencyCheck | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency";
 }
 
 export interface TaskEvent__Output {
@@ -24,5 +26,6 @@ export interface TaskEvent__Output {
   'secagg_roster'?: (_fedtune_v1_SecAggRoster__Output | null);
   'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares__Output | null);
   'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest__Output | null);
-  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask";
+  'secagg_consistency'?: (_fedtune_v1_SecAggConsistencyCheck__Output | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency";
 }

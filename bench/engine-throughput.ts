@@ -1,0 +1,95 @@
+// Throughput of the WebGPU engine (client-sdk/engine) on the same cases and objective as lora-throughput.ts and
+// torch_lora_reference.py: next-token loss on every position but the first, LoRA r=16 on c_attn, c_proj, c_fc,
+// Adam. Prints one JSON object with tokens/s, dispatches per step, CPU ms per step and the engine's GPU bytes.
+//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small] [--batches 8,32] [--steps 20]
+import { Gpt2Model } from '../client-sdk/model/gpt2';
+import { loadGpt2Dir } from '../client-sdk/model/load';
+import { randomGpt2Weights } from '../client-sdk/model/init';
+import { parseGpt2Config } from '../proto/model/gpt2-config';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
+import { selectBackend } from '../client-sdk/model/backend';
+import { choosePath, openEngineDevice } from '../client-sdk/engine/device';
+import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import type { EnginePath } from '../client-sdk/engine/program';
+import * as path from 'node:path';
+
+const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
+const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+const MODELS: Record<string, { name: string; seq: number; load: () => Promise<Gpt2Model> }> = {
+  demo: { name: 'demo (1.9M, 4×128)', seq: 128, load: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
+  'gpt2-small': {
+    name: 'GPT-2 small (124M, 12×768)',
+    seq: 256,
+    load: async () => {
+      const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
+      return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
+    },
+  },
+};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const pick = (flag: string, dflt: string): string => (args.includes(flag) ? args[args.indexOf(flag) + 1] : dflt);
+  await selectBackend({ force: 'wasm' }); // tfjs only holds the model here; the engine owns the GPU
+  const ed = await openEngineDevice();
+  if ('error' in ed) throw new Error(ed.error);
+  const steps = Number(pick('--steps', '20'));
+  const results: Record<string, unknown>[] = [];
+  for (const name of pick('--configs', 'demo,gpt2-small').split(',')) {
+    const m = MODELS[name];
+    const model = await m.load();
+    for (const batch of pick('--batches', '8,32').split(',').map(Number)) {
+      for (const p of pick('--paths', 'tc,f32').split(',') as EnginePath[]) {
+        try {
+          choosePath(ed.caps, p);
+          const rng = new Prng(7);
+          const V = model.config.vocabSize;
+          const train = Array.from({ length: batch * 4 }, () => ({ prompt: [rng.nextInt(V)], completion: Array.from({ length: m.seq - 1 }, () => rng.nextInt(V)) }));
+          const trainer = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
+          const adapter = initLoraAdapter(model.config, LORA, 1);
+          const plan = { round: 1, taskId: 'bench', localSteps: 3, batchSize: batch, learningRate: 1e-4, weightDecay: 0, maxSeqLen: m.seq, seed: 1 };
+          await trainer.train(adapter, plan); // warm-up: pipelines, buffers
+          const e = trainer.current;
+          if (!e) throw new Error('no engine');
+          const cpu0 = e.cpuMs;
+          const n0 = e.steps;
+          const out = await trainer.train(adapter, { ...plan, localSteps: steps, seed: 2 });
+          const seconds = out.metrics.train_seconds;
+          results.push({
+            config: m.name, engine: p, seq: m.seq, batch, steps,
+            step_ms: (1000 * seconds) / steps,
+            tokens_per_second: (steps * batch * m.seq) / seconds,
+            dispatches_per_step: e.dispatchesPerStep,
+            pipelines: e.pipelineCount,
+            cpu_ms_per_step: (e.cpuMs - cpu0) / (e.steps - n0),
+            engine_gpu_bytes: e.bytesAllocated,
+            train_loss: out.metrics.train_loss,
+            build_ms: e.buildMs,
+          });
+          if (args.includes('--profile')) {
+            const prof = await e.profile(batch * (m.seq - 1));
+            const rows = Object.entries(prof).sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => `${k} ×${v.count}: ${v.ms.toFixed(3)} ms`);
+            results[results.length - 1].profile_ms = rows;
+          }
+          await trainer.dispose();
+        } catch (err) {
+          results.push({ config: m.name, engine: p, batch, error: (err as Error).message.split('\n').slice(0, 3).join(' ') });
+        }
+        console.error(JSON.stringify(results[results.length - 1]));
+      }
+    }
+    model.dispose();
+  }
+  await ed.device.queue.onSubmittedWorkDone();
+  const json = JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, caps: ed.caps, results }, null, 2);
+  // Dawn prints shader warnings on stdout, so --out names a file for the clean JSON.
+  if (args.includes('--out')) require('node:fs').writeFileSync(pick('--out', ''), json + '\n');
+  console.log(json);
+  process.exit(0);
+}
+
+main().catch((e: Error) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,282 @@
+/// <reference types="@webgpu/types" />
+// The engine at run time: owns the buffers of one (model, batch, seq, path), builds each distinct pipeline and
+// every bind group once, and per step writes the step's inputs (token ids, scored pairs, a 32-byte step record)
+// and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
+// asked (the loss is also summed on the GPU for the round).
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
+import type { EngineDevice } from './device';
+import type { Kernel } from './kernel';
+import { modelLayout, packWeights, type ModelLayout } from './layout';
+import { STEP } from './loss';
+import { buildProgram, type EnginePath, type Program } from './program';
+import type { NamedTensor } from '../../proto/tensors';
+import { toHalfBits } from './half';
+import { shareKernels } from './dedupe';
+
+export interface EngineOptions {
+  readonly config: Gpt2Config;
+  /** Base weights with HF names, no `transformer.` prefix (Gpt2Model.namedWeights()). */
+  readonly weights: readonly NamedTensor[];
+  /** The adapter's layout (canonical, sorted); its values are loaded with setAdapter. */
+  readonly adapter: readonly NamedTensor[];
+  readonly batch: number;
+  readonly seq: number;
+  readonly path: EnginePath;
+  readonly loraScale: number;
+  readonly maxGradNorm?: number;
+  readonly adam?: { readonly beta1: number; readonly beta2: number; readonly eps: number };
+}
+
+export interface StepInput {
+  /** [batch·seq] token ids, row-major. */
+  readonly ids: Int32Array;
+  /** Flat position b·seq + t and target token of every scored pair. */
+  readonly pairPos: Int32Array;
+  readonly pairTarget: Int32Array;
+  readonly lr: number;
+  readonly weightDecay: number;
+}
+
+const BYTES = { f32: 4, f16: 2, u32: 4 } as const;
+
+export class LoraEngine {
+  readonly program: Program;
+  readonly layout: ModelLayout;
+  private readonly buffers = new Map<string, GPUBuffer>();
+  private readonly passes: { kernel: Kernel; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }[] = [];
+  private readonly stepWords = new Uint32Array(STEP.words);
+  private readonly stepF32 = new Float32Array(this.stepWords.buffer);
+  private t = 0;
+  /** CPU milliseconds spent in step() (input uploads, recording, submit) since construction. */
+  cpuMs = 0;
+  steps = 0;
+  private acc1 = 1;
+  private acc2 = 1;
+  /** Distinct shader modules compiled (pipelines are shared between kernels with identical WGSL). */
+  readonly pipelineCount: number;
+  readonly bytesAllocated: number;
+  /** CPU milliseconds to create the pipelines and bind groups (driver shader compilation included). */
+  readonly buildMs: number;
+
+  constructor(private readonly ed: EngineDevice, private readonly o: EngineOptions) {
+    const dev = ed.device;
+    const rows = o.batch * o.seq;
+    this.layout = modelLayout(o.config, o.adapter, rows);
+    const adam = o.adam ?? { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    this.program = buildProgram({ config: o.config, layout: this.layout, batch: o.batch, seq: o.seq, path: o.path, loraScale: o.loraScale, clip: o.maxGradNorm !== undefined, adam });
+    let bytes = 0;
+    for (const [name, b] of this.program.buffers) {
+      const size = Math.ceil((b.elems * BYTES[b.type]) / 4) * 4;
+      if (size > ed.caps.maxStorageBufferBindingSize) throw new Error(`engine buffer ${name} needs ${size} bytes, more than the adapter binds (${ed.caps.maxStorageBufferBindingSize})`);
+      this.buffers.set(name, dev.createBuffer({ label: name, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC }));
+      bytes += size;
+    }
+    this.bytesAllocated = bytes;
+    this.uploadWeights();
+    dev.pushErrorScope('validation');
+    const t0 = performance.now();
+    const { groups, groupOf } = shareKernels(this.program.kernels);
+    const pipelines = groups.map((g) => {
+      const k = this.program.kernels[g.members[0]];
+      const module = dev.createShaderModule({ label: k.label, code: g.code });
+      return dev.createComputePipeline({ label: k.label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+    });
+    // One static uniform buffer holds every dispatch's varying constants, 256 bytes apart (binding alignment).
+    const slots = this.program.kernels.map((_, i) => groups[groupOf[i]].params[groups[groupOf[i]].members.indexOf(i)]);
+    const params = new Uint32Array(64 * Math.max(1, this.program.kernels.length));
+    slots.forEach((v, i) => {
+      if (v.length > 64) throw new Error('too many varying constants in one kernel');
+      params.set(v, 64 * i);
+    });
+    const paramBuf = dev.createBuffer({ label: 'params', size: params.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    dev.queue.writeBuffer(paramBuf, 0, params);
+    this.buffers.set('$params', paramBuf);
+    this.program.kernels.forEach((k, i) => {
+      const pipeline = pipelines[groupOf[i]];
+      const entries: GPUBindGroupEntry[] = k.bindings.map((b, j) => ({ binding: j, resource: { buffer: this.buf(b.buffer) } }));
+      if (slots[i].length > 0) entries.push({ binding: k.bindings.length, resource: { buffer: paramBuf, offset: 256 * i, size: 16 * Math.ceil(slots[i].length / 4) } });
+      const bindGroup = dev.createBindGroup({ label: k.label, layout: pipeline.getBindGroupLayout(0), entries });
+      this.passes.push({ kernel: k, pipeline, bindGroup });
+    });
+    this.buildMs = performance.now() - t0;
+    const modules = { size: pipelines.length };
+    this.pipelineCount = modules.size;
+    this.buildError = dev.popErrorScope();
+  }
+
+  private readonly buildError: Promise<GPUError | null>;
+
+  /** The first shader or pipeline validation error of construction, if any. */
+  async compileErrors(): Promise<string[]> {
+    const e = await this.buildError;
+    return e ? [e.message] : [];
+  }
+
+  get dispatchesPerStep(): number {
+    return this.passes.length;
+  }
+
+  private buf(name: string): GPUBuffer {
+    const b = this.buffers.get(name);
+    if (!b) throw new Error(`engine buffer ${name} missing`);
+    return b;
+  }
+
+  private write(name: string, data: ArrayBufferView, offsetBytes = 0): void {
+    this.ed.device.queue.writeBuffer(this.buf(name), offsetBytes, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  private uploadWeights(): void {
+    const { config: cfg } = this.o;
+    const byName = new Map<string, Float32Array>();
+    for (const t of this.o.weights) byName.set(t.name.startsWith('transformer.') ? t.name.slice(12) : t.name, t.data);
+    const { w, vec } = packWeights(cfg, this.layout, byName);
+    const wte = byName.get('wte.weight');
+    const wpe = byName.get('wpe.weight');
+    if (!wte || !wpe) throw new Error('wte/wpe missing');
+    if (!cfg.tieWordEmbeddings) throw new Error('the engine supports tied LM heads only (GPT-2 ties them)');
+    this.write('wte', wte);
+    this.write('wpe', wpe);
+    this.write('vec', vec);
+    if (this.o.path === 'f32') this.write('w', w);
+    else {
+      this.write('w', toHalfBits(w));
+      this.write('wte16', toHalfBits(wte));
+    }
+  }
+
+  /** Loads adapter values (same layout as construction) and resets the optimiser state. */
+  setAdapter(flat: Float32Array): void {
+    if (flat.length !== this.layout.adapterSize) throw new Error(`adapter has ${flat.length} values, engine expects ${this.layout.adapterSize}`);
+    this.write('theta', flat);
+    const zeros = new Float32Array(flat.length);
+    this.write('adamM', zeros);
+    this.write('adamV', zeros);
+    this.write('loss', new Float32Array(2));
+    this.t = 0;
+    this.acc1 = 1;
+    this.acc2 = 1;
+  }
+
+  /** Writes the step's inputs and submits the whole step as one command buffer. */
+  step(inp: StepInput): void {
+    if (this.ed.lostReason) throw new Error(this.ed.lostReason);
+    const c0 = performance.now();
+    const { batch, seq, config } = this.o;
+    const N = batch * seq;
+    if (inp.ids.length !== N) throw new Error(`step ids: ${inp.ids.length}, expected ${N}`);
+    const P = inp.pairPos.length;
+    if (P === 0 || P > N || inp.pairTarget.length !== P) throw new Error(`step has ${P} scored pairs (1..${N} allowed)`);
+    for (const id of inp.ids) if (id < 0 || id >= config.vocabSize) throw new Error(`token id ${id} outside the vocabulary`);
+    // CSR of pairs by position, so the scatter-back sums in a fixed order.
+    const count = new Uint32Array(N + 1);
+    for (let p = 0; p < P; p++) {
+      const pos = inp.pairPos[p];
+      const tg = inp.pairTarget[p];
+      if (pos < 0 || pos >= N || tg < 0 || tg >= config.vocabSize) throw new Error(`bad scored pair (${pos}, ${tg})`);
+      count[pos + 1]++;
+    }
+    for (let n = 0; n < N; n++) count[n + 1] += count[n];
+    const fill = count.slice(0, N);
+    const rowPairs = new Uint32Array(P);
+    for (let p = 0; p < P; p++) rowPairs[fill[inp.pairPos[p]]++] = p;
+    this.t++;
+    // Bias corrections accumulated in f32, as tfjs's Adam keeps accBeta1/accBeta2 as f32 tensors.
+    const adam = this.o.adam ?? { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    this.acc1 = Math.fround(this.acc1 * Math.fround(adam.beta1));
+    this.acc2 = Math.fround(this.acc2 * Math.fround(adam.beta2));
+    this.stepWords[STEP.pairs] = P;
+    this.stepF32[STEP.invPairs] = 1 / P;
+    this.stepF32[STEP.lr] = inp.lr;
+    this.stepF32[STEP.decay] = inp.weightDecay > 0 ? 1 - inp.lr * inp.weightDecay : 1;
+    this.stepF32[STEP.bc1] = 1 - this.acc1;
+    this.stepF32[STEP.bc2] = 1 - this.acc2;
+    this.stepF32[STEP.clip] = this.o.maxGradNorm ?? 0;
+    this.write('step', this.stepWords);
+    this.write('ids', new Uint32Array(inp.ids.buffer, inp.ids.byteOffset, N));
+    this.write('pairRow', new Uint32Array(inp.pairPos.buffer, inp.pairPos.byteOffset, P));
+    this.write('pairTarget', new Uint32Array(inp.pairTarget.buffer, inp.pairTarget.byteOffset, P));
+    this.write('rowStart', count);
+    this.write('rowPairs', rowPairs);
+    const enc = this.ed.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    const shape = { pairs: P };
+    for (const p of this.passes) {
+      const g = typeof p.kernel.grid === 'function' ? p.kernel.grid(shape) : p.kernel.grid;
+      if (g[0] === 0 || g[1] === 0 || g[2] === 0) continue;
+      pass.setPipeline(p.pipeline);
+      pass.setBindGroup(0, p.bindGroup);
+      pass.dispatchWorkgroups(g[0], g[1], g[2]);
+    }
+    pass.end();
+    this.ed.device.queue.submit([enc.finish()]);
+    this.cpuMs += performance.now() - c0;
+    this.steps++;
+  }
+
+  /**
+   * Per-kernel GPU time (ms, wall clock over `reps` back-to-back dispatches in one submit, launch overhead
+   * included), summed by label with the layer index removed. For benchmarks: it runs kernels out of order on the
+   * current buffers, so the engine's state is garbage afterwards.
+   */
+  async profile(pairs: number, reps = 10): Promise<Record<string, { ms: number; count: number }>> {
+    const out: Record<string, { ms: number; count: number }> = {};
+    for (const p of this.passes) {
+      const g = typeof p.kernel.grid === 'function' ? p.kernel.grid({ pairs }) : p.kernel.grid;
+      const enc = this.ed.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(p.pipeline);
+      pass.setBindGroup(0, p.bindGroup);
+      for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(g[0], g[1], g[2]);
+      pass.end();
+      await this.idle();
+      const t0 = performance.now();
+      this.ed.device.queue.submit([enc.finish()]);
+      await this.idle();
+      const ms = (performance.now() - t0) / reps;
+      const key = p.kernel.label.replace(/h\d+\./, '');
+      const e = out[key] ?? { ms: 0, count: 0 };
+      e.ms += ms;
+      e.count++;
+      out[key] = e;
+    }
+    return out;
+  }
+
+  /** Reads a buffer's bytes (waits for all submitted work). */
+  async readBytes(name: string, bytes?: number): Promise<ArrayBuffer> {
+    const src = this.buf(name);
+    const size = Math.ceil((bytes ?? src.size) / 4) * 4;
+    const dst = this.ed.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.ed.device.createCommandEncoder();
+    enc.copyBufferToBuffer(src, 0, dst, 0, size);
+    this.ed.device.queue.submit([enc.finish()]);
+    await dst.mapAsync(GPUMapMode.READ);
+    const out = dst.getMappedRange().slice(0);
+    dst.unmap();
+    dst.destroy();
+    if (this.ed.lostReason) throw new Error(this.ed.lostReason);
+    return out;
+  }
+
+  async readF32(name: string, elems?: number): Promise<Float32Array> {
+    return new Float32Array(await this.readBytes(name, elems === undefined ? undefined : elems * 4));
+  }
+
+  /** [last step's mean loss, sum of step losses since setAdapter]: the one 8-byte read-back. */
+  async readLoss(): Promise<[number, number]> {
+    const l = await this.readF32('loss', 2);
+    return [l[0], l[1]];
+  }
+
+  /** Waits for the queue to drain: call before dropping the engine or exiting (see bench/RESULTS.md, crash). */
+  async idle(): Promise<void> {
+    await this.ed.device.queue.onSubmittedWorkDone();
+  }
+
+  async dispose(): Promise<void> {
+    await this.idle();
+    for (const b of this.buffers.values()) b.destroy();
+    this.buffers.clear();
+  }
+}

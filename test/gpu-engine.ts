@@ -1,0 +1,241 @@
+// GPU test script for the WebGPU engine (`npm run test:gpu`; needs a WebGPU adapter, so it is not part of the
+// CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
+// gradient) against the tfjs reference on the same weights and data, determinism, and a 200-step run against
+// the tfjs trainer. Prints `tests: N passed, N failed` like the mocha reporter.
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long]
+import * as tf from '@tensorflow/tfjs-core';
+import '../client-sdk/model/gradients';
+import * as path from 'node:path';
+import { selectBackend } from '../client-sdk/model/backend';
+import { loadGpt2Dir } from '../client-sdk/model/load';
+import { initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
+import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
+import { pairLogProbs } from '../client-sdk/sft/logprobs';
+import { packBatch } from '../client-sdk/sft/pack';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
+import { LoraEngine } from '../client-sdk/engine/engine';
+import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import type { EnginePath } from '../client-sdk/engine/program';
+import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
+import { tcMatmul } from '../client-sdk/engine/matmul-tc';
+import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
+import type { Kernel } from '../client-sdk/engine/kernel';
+import type { NamedTensor } from '../proto/tensors';
+
+const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
+const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+let passed = 0;
+let failed = 0;
+const log = (s: string): void => console.log(s);
+function check(name: string, ok: boolean, detail: string): void {
+  if (ok) passed++;
+  else failed++;
+  log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
+}
+
+/** ‖a − b‖ / ‖b‖ */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+async function runKernel(ed: EngineDevice, k: Kernel, inputs: Record<string, Float32Array | Uint16Array>, outName: string, outElems: number): Promise<Float32Array> {
+  const dev = ed.device;
+  const bufs = new Map<string, GPUBuffer>();
+  for (const b of k.bindings) {
+    const data = inputs[b.buffer];
+    const size = Math.max(16, Math.ceil(((data ? data.byteLength : outElems * 4) + 3) / 4) * 4);
+    const buf = dev.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    if (data) dev.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+    bufs.set(b.buffer, buf);
+  }
+  const pipeline = dev.createComputePipeline({ layout: 'auto', compute: { module: dev.createShaderModule({ code: k.code }), entryPoint: 'main' } });
+  const bg = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: k.bindings.map((b, i) => ({ binding: i, resource: { buffer: bufs.get(b.buffer) as GPUBuffer } })) });
+  const enc = dev.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bg);
+  const g = typeof k.grid === 'function' ? k.grid({ pairs: 0 }) : k.grid;
+  pass.dispatchWorkgroups(g[0], g[1], g[2]);
+  pass.end();
+  const rd = dev.createBuffer({ size: outElems * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  enc.copyBufferToBuffer(bufs.get(outName) as GPUBuffer, 0, rd, 0, outElems * 4);
+  dev.queue.submit([enc.finish()]);
+  await rd.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(rd.getMappedRange().slice(0));
+  rd.unmap();
+  for (const b of bufs.values()) b.destroy();
+  return out;
+}
+
+/** Matmul kernels (both storage orders of each operand, bias + LoRA + GELU epilogue) against a CPU product. */
+async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
+  const rng = new Prng(3);
+  const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
+  const [M, N, K, r] = [70, 150, 96, 4];
+  for (const kind of paths) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+      const A = rnd(M * K);
+      const Bm = rnd(K * N);
+      const bias = rnd(N);
+      const low = rnd(M * r);
+      const lb = rnd(N * r);
+      const f16 = kind !== 'f32';
+      const q = (x: Float32Array): Float32Array => (f16 ? Float32Array.from(toHalfBits(x).subarray(0, x.length), halfToFloat) : x);
+      const Aq = q(A);
+      const Bq = q(Bm);
+      const want = new Float32Array(M * N);
+      const pre = new Float32Array(M * N);
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += Aq[ta ? k * M + m : m * K + k] * Bq[tb ? n * K + k : k * N + n];
+          let l = 0;
+          for (let k = 0; k < r; k++) l += low[m * r + k] * lb[n * r + k];
+          const v = s + bias[n] + 0.5 * l;
+          pre[m * N + n] = v;
+          const u = Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3);
+          want[m * N + n] = v / (1 + Math.exp(-2 * u));
+        }
+      }
+      const spec: MatmulSpec = {
+        label: 'test', M, N, K, a: { buffer: 'A', offset: 0, type: f16 ? 'f16' : 'f32', trans: ta }, b: { buffer: 'B', offset: 0, type: f16 ? 'f16' : 'f32', trans: tb },
+        epi: { bias: { buffer: 'bias', offset: 0 }, lora: { low: { buffer: 'low', offset: 0 }, mat: { buffer: 'lb', offset: 0 }, layout: 'nr', r, scale: 0.5 }, gelu: { buffer: 'pre', offset: 0 }, out: { buffer: 'C', offset: 0, ld: N, mode: 'store' } },
+      };
+      const k = kind === 'tc' ? tcMatmul(spec) : tiledMatmul(spec);
+      const inputs = { A: f16 ? toHalfBits(A) : A, B: f16 ? toHalfBits(Bm) : Bm, bias, low, lb };
+      const got = await runKernel(ed, k, inputs, 'C', M * N);
+      const e = relErr(got, want);
+      check(`matmul ${kind} transA=${ta} transB=${tb} (+bias, LoRA, GELU)`, e < 1e-5, `rel err ${e.toExponential(2)}`);
+    }
+  }
+}
+
+function synthTask(V: number, n: number, seed: number, promptLen: number, complLen: number): { prompt: number[]; completion: number[] }[] {
+  const rng = new Prng(seed);
+  return Array.from({ length: n }, () => {
+    const prompt = Array.from({ length: promptLen }, () => 1 + rng.nextInt(Math.min(V - 1, 200)));
+    // A learnable rule: the completion repeats the prompt's tokens in reverse.
+    return { prompt, completion: prompt.slice().reverse().slice(0, complLen) };
+  });
+}
+
+async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
+  const { model } = await loadGpt2Dir(MODEL_DIR);
+  const cfg = model.config;
+  const weights = await model.namedWeights();
+  // A non-zero B so that every gradient (A's too) is non-trivial.
+  const adapter: NamedTensor[] = initLoraAdapter(cfg, LORA, 5).map((t) => {
+    const rng = new Prng(9, t.data.length);
+    return t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.05) } : t;
+  });
+  const B = 4;
+  const T = 48;
+  const ex = synthTask(cfg.vocabSize, B, 11, 20, 20);
+  const packed = packBatch(ex.map((e) => {
+    const tokens = [...e.prompt, ...e.completion];
+    return { tokens, pairs: tokens.slice(e.prompt.length).map((target, i) => ({ pos: e.prompt.length + i - 1, target })) };
+  }), T);
+  // tfjs reference: loss and gradient of the flat adapter.
+  const flat = new FlatAdapter(adapter);
+  const scaling = loraScaling(LORA);
+  const { value, grads } = tf.variableGrads(() => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { modules: flat.modules(), scaling, dropout: 0 } }, true))) as tf.Scalar, [flat.theta]);
+  const refLoss = (await value.data())[0];
+  const refGrad = new Float32Array(await grads[flat.theta.name].data());
+  const theta0 = new Float32Array(await flat.theta.data());
+  const Tn = packed.seq;
+  const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  for (const p of paths) {
+    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: B, seq: Tn, path: p, loraScale: scaling });
+    const errs = await e.compileErrors();
+    if (errs.length) {
+      check(`step ${p}: compiles`, false, errs.slice(0, 3).join(' | '));
+      continue;
+    }
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
+    const [loss] = await e.readLoss();
+    const grad = await e.readF32('grad', e.layout.adapterSize);
+    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
+    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    check(`step ${p}: loss vs tfjs`, Math.abs(loss - refLoss) / refLoss < tolLoss, `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`);
+    // per tensor
+    let worst = 0;
+    let worstName = '';
+    let off = 0;
+    for (const t of adapter) {
+      const n = t.data.length;
+      const er = relErr(grad.subarray(off, off + n), refGrad.subarray(off, off + n));
+      if (er > worst) [worst, worstName] = [er, t.name.replace('base_model.model.transformer.', '')];
+      off += n;
+    }
+    check(`step ${p}: every adapter gradient vs tfjs`, worst < tolGrad, `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}`);
+    // determinism: same inputs → same bytes
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 1e-3, weightDecay: 0.01 });
+    const th1 = await e.readF32('theta', e.layout.adapterSize);
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 1e-3, weightDecay: 0.01 });
+    const th2 = await e.readF32('theta', e.layout.adapterSize);
+    check(`step ${p}: deterministic`, Buffer.compare(Buffer.from(th1.buffer), Buffer.from(th2.buffer)) === 0, 'two runs, same adapter bytes');
+    await e.dispose();
+  }
+  flat.dispose();
+  model.dispose();
+}
+
+async function longRun(ed: EngineDevice, paths: EnginePath[], steps: number): Promise<void> {
+  const { model } = await loadGpt2Dir(MODEL_DIR);
+  const train = synthTask(model.config.vocabSize, 256, 21, 12, 12);
+  const adapter = initLoraAdapter(model.config, LORA, 1);
+  const plan = { round: 1, taskId: 'parity', localSteps: steps, batchSize: 8, learningRate: 2e-3, weightDecay: 0.01, maxSeqLen: 32, seed: 4 };
+  const ref = await new LoraSftTrainer({ model, lora: LORA, train }).train(adapter, plan);
+  for (const p of paths) {
+    const t = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
+    const out = await t.train(adapter, plan);
+    const a = out.metrics.train_loss;
+    const b = ref.metrics.train_loss;
+    const tol = 0.01;
+    check(`${steps} steps ${p}: mean train loss vs tfjs trainer`, Math.abs(a - b) / b < tol, `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)} (${(100 * Math.abs(a - b) / b).toFixed(3)}%), engine ${out.metrics.train_seconds.toFixed(2)} s, tfjs ${ref.metrics.train_seconds.toFixed(2)} s`);
+    await t.dispose();
+  }
+  model.dispose();
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const backend = await selectBackend({ force: (process.env.FEDTUNE_TEST_TFJS as 'wasm' | 'cpu' | undefined) ?? 'wasm' });
+  const ed = await openEngineDevice();
+  if ('error' in ed) throw new Error(ed.error);
+  log(`adapter: ${ed.caps.adapter}; f16 ${ed.caps.f16}, subgroup matrix ${ed.caps.subgroupMatrix}, subgroup ${ed.caps.subgroupMinSize}-${ed.caps.subgroupMaxSize}; tfjs reference on ${backend}`);
+  const want = args.includes('--paths') ? (args[args.indexOf('--paths') + 1].split(',') as EnginePath[]) : (['f32', 'f16', 'tc'] as EnginePath[]);
+  const paths = want.filter((p) => {
+    try {
+      choosePath(ed.caps, p);
+      return true;
+    } catch (e) {
+      log(`skip ${p}: ${(e as Error).message}`);
+      return false;
+    }
+  });
+  if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
+  await stepParity(ed, paths);
+  if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
+  await ed.device.queue.onSubmittedWorkDone();
+  log(`tests: ${passed} passed, ${failed} failed`);
+  ed.device.destroy();
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e: Error) => {
+  console.error(e.stack ?? e);
+  console.log(`tests: ${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+});
