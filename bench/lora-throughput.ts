@@ -1,12 +1,16 @@
 // LoRA fine-tuning throughput of fedtune's trainer on the backend selectBackend() picks (webgpu on a GPU
 // machine, wasm on CPU), for the demo model and a GPT-2-small-sized model. The objective matches
 // bench/torch_lora_reference.py: next-token loss on every position but the first (a 1-token prompt and a
-// T-1-token completion), LoRA r=16 on c_attn, c_proj, c_fc, Adam. Prints one JSON object.
-//   node dist/bench/lora-throughput.js [--configs demo,gpt2-small] [--steps 10]
+// T-1-token completion), LoRA r=16 on c_attn, c_proj, c_fc (GPT-2) or on all seven projections (Llama), Adam.
+// Prints one JSON object.
+//   node dist/bench/lora-throughput.js [--configs demo,gpt2-small,llama-125m] [--steps 10]
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../client-sdk/model/backend';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
-import { loadGpt2Dir } from '../client-sdk/model/load';
+import { loadGpt2Dir, type CausalLm } from '../client-sdk/model/load';
+import { LlamaModel } from '../client-sdk/model/llama';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import { parseLlamaConfig } from '../proto/model/llama-config';
 import { randomGpt2Weights } from '../client-sdk/model/init';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
@@ -18,13 +22,15 @@ interface Case {
   readonly name: string;
   readonly seq: number;
   readonly batch: number;
-  readonly model: () => Promise<Gpt2Model>;
+  readonly model: () => Promise<CausalLm>;
+  readonly lora?: LoraConfig;
 }
 
 // Not imported from examples/: that would pull in the tokenizer and data packages the GPU bundle leaves out.
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+const LLAMA_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 
 const CASES: Record<string, Case> = {
   demo: { name: 'demo (1.9M, 4×128)', seq: 128, batch: 32, model: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
@@ -37,6 +43,35 @@ const CASES: Record<string, Case> = {
       return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
     },
   },
+  // A Llama of the demo model's size (4×128, 8,192-token vocabulary), to compare the two families on CPU.
+  'llama-demo-size': {
+    name: 'Llama (demo size, 4×128, GQA 4:2)',
+    seq: 128,
+    batch: 32,
+    lora: LLAMA_LORA,
+    model: async () => {
+      const cfg = parseLlamaConfig({
+        model_type: 'llama', vocab_size: 8192, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4,
+        num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000,
+        tie_word_embeddings: true,
+      });
+      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+    },
+  },
+  // The issue's ~125M Llama-architecture shape: GQA 12:4, SwiGLU 2048, untied 32k vocabulary (124.6M parameters).
+  'llama-125m': {
+    name: 'Llama (125M, 12×768, GQA 12:4)',
+    seq: 256,
+    batch: 8,
+    lora: LLAMA_LORA,
+    model: async () => {
+      const cfg = parseLlamaConfig({
+        model_type: 'llama', vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12,
+        num_attention_heads: 12, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000,
+      });
+      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+    },
+  },
 };
 
 async function run(c: Case, steps: number): Promise<Record<string, number | string>> {
@@ -47,8 +82,9 @@ async function run(c: Case, steps: number): Promise<Record<string, number | stri
     prompt: [rng.nextInt(V)],
     completion: Array.from({ length: c.seq - 1 }, () => rng.nextInt(V)),
   }));
-  const trainer = new LoraSftTrainer({ model, lora: LORA, train });
-  const adapter = initLoraAdapter(model.config, LORA, 1);
+  const lora = c.lora ?? LORA;
+  const trainer = new LoraSftTrainer({ model, lora, train });
+  const adapter = initLoraAdapter(model.config, lora, 1);
   const plan = { round: 1, taskId: 'bench', localSteps: 2, batchSize: c.batch, learningRate: 1e-4, weightDecay: 0, maxSeqLen: c.seq, seed: 1 };
   await trainer.train(adapter, plan); // warm-up: shader compilation, buffer pools
   const out = await trainer.train(adapter, { ...plan, localSteps: steps, seed: 2 });

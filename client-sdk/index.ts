@@ -13,3 +13,14 @@ export { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../proto/mo
 export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
 export type { NamedTensor, TensorList } from '../proto/tensors';
+// Bring your own model and data: the Llama family (llama, qwen2, mistral) beside GPT-2, HF tokenizers and chat
+// templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
+export { LlamaModel } from './model/llama';
+export { loadModelDir, type CausalLm, type LoadedModel } from './model/load';
+export { savePeftAdapterDir, loadPeftAdapterDir } from './model/lora-io';
+export { parseModelConfig, type ModelConfig } from '../proto/model/model-config';
+export { HfTokenizer, type ChatMessage } from './text/hf-tokenizer';
+export { readJsonlFile, parseJsonl, DataFileError, type JsonlRow } from './data/jsonl';
+export { loadJsonlSftData, encodeRow, splitIndices, type JsonlSftData, type JsonlSftOptions } from './data/sft-jsonl';
+export { TaskLoraTrainer, loraConfigFromTask, LoraMismatchError, type SiteLoraOptions } from './sft/task-lora';
+export { runOwnDataSite, type OwnDataSiteOptions } from './site/own-data';

@@ -33,7 +33,7 @@ export const schema = {
     r: { doc: 'LoRA rank.', format: 'positive-int', default: 8, env: 'FEDTUNE_LORA_R', arg: 'lora.r' },
     alpha: { doc: 'LoRA alpha (scaling alpha / r).', format: 'positive-number', default: 16, env: 'FEDTUNE_LORA_ALPHA', arg: 'lora.alpha' },
     dropout: { doc: 'Dropout on the LoRA branch input during training.', format: 'probability', default: 0.05, env: 'FEDTUNE_LORA_DROPOUT', arg: 'lora.dropout' },
-    targetModules: { doc: 'GPT-2 modules to adapt (c_proj covers attention and MLP).', format: 'lora-targets', default: ['c_attn', 'c_proj', 'c_fc'] as readonly string[], env: 'FEDTUNE_LORA_TARGET_MODULES', arg: 'lora.targetModules' },
+    targetModules: { doc: 'Modules to adapt: GPT-2 c_attn, c_proj (attention and MLP), c_fc; Llama family q_proj … down_proj.', format: 'lora-targets', default: ['c_attn', 'c_proj', 'c_fc'] as readonly string[], env: 'FEDTUNE_LORA_TARGET_MODULES', arg: 'lora.targetModules' },
   },
   training: {
     localSteps: { doc: 'Optimiser steps per client per round.', format: 'positive-int', default: 8, env: 'FEDTUNE_TRAINING_LOCAL_STEPS', arg: 'training.localSteps' },

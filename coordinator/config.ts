@@ -12,7 +12,8 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-const TARGETS = ['c_attn', 'c_proj', 'c_fc'];
+// GPT-2's Conv1D modules and the Llama family's projections; which apply is checked against model.dir at start.
+const TARGETS = ['c_attn', 'c_proj', 'c_fc', 'q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 convict.addFormats({
   'positive-int': {

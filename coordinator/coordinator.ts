@@ -7,9 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
-import { parseGpt2Config } from '../proto/model/gpt2-config';
+import { fanInFanOut, type ModelConfig } from '../proto/model/model-config';
+import { baseModelHash, readModelConfig } from '../proto/model/model-dir';
 import { initLoraAdapter, peftAdapterConfig, type LoraConfig } from '../proto/model/lora-layout';
-import { sha256Hex } from '../proto/model/identity';
 import { FsCheckpointStore } from './checkpoints/fs-store';
 import { manifestSigner } from './checkpoints/signature';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
@@ -117,11 +117,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger[level](fields ?? {}, msg);
     await this.loadKeys();
     const modelDir = cfg.model.dir;
-    const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: sha256Hex(await fs.readFile(path.join(modelDir, 'model.safetensors'))) };
+    // The base model's family (GPT-2 or Llama) decides the adapter's key names and PEFT's fan_in_fan_out.
+    const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: await baseModelHash(modelDir) };
     const lora = loraSettings(cfg);
+    const modelConfig = this.opts.initialAdapter && this.opts.adapterConfig ? undefined : await readModelConfig(modelDir);
     const initialAdapter =
-      this.opts.initialAdapter ??
-      (async () => initLoraAdapter(parseGpt2Config(JSON.parse(await fs.readFile(path.join(modelDir, 'config.json'), 'utf8'))), lora, deriveSeed(cfg.run.seed, 'lora-init')));
+      this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
     const keys = this.keys;
     const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
@@ -134,7 +135,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       strategy: this.opts.strategy ?? strategyNamed(cfg.strategy.name),
       registry: this.registry,
       initialAdapter,
-      adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name) },
+      adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },
       baseModel,
       evaluator: this.opts.evaluator,
       extraSeeds: this.opts.extraSeeds,

@@ -255,7 +255,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
         [{ overrides: { lora: { alpha: Infinity } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { dropout: 1 } } }, 'lora.dropout: must be a number in [0, 1): value was 1'],
         [{ overrides: { lora: { dropout: -0.1 } } }, 'lora.dropout: must be a number in [0, 1)'],
-        [{ overrides: { lora: { targetModules: ['q_proj'] } } }, 'lora.targetModules: must be a non-empty list drawn from c_attn, c_proj, c_fc: value was ["q_proj"]'],
+        [{ overrides: { lora: { targetModules: ['w_proj'] } } }, 'lora.targetModules: must be a non-empty list drawn from c_attn, c_proj, c_fc, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj: value was ["w_proj"]'],
         [{ overrides: { lora: { targetModules: [] } } }, 'lora.targetModules: must be a non-empty list'],
         [{ env: { FEDTUNE_LORA_TARGET_MODULES: 'c_attn,mlp' } }, 'lora.targetModules: must be a non-empty list'],
         [{ overrides: { training: { learningRate: -1 } } }, 'training.learningRate: must be a finite number > 0'],

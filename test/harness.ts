@@ -58,6 +58,11 @@ export interface HarnessOptions {
   readonly initialAdapter?: () => NamedTensor[];
   /** Default: silent. */
   readonly logger?: pino.Logger;
+  /**
+   * Let the coordinator derive version 0, adapter_config.json and the base identity from config.model.dir, as
+   * in production (default: the small hand-made adapter and a fake identity).
+   */
+  readonly fromModelDir?: boolean;
 }
 
 export async function startCoordinator(runDir: string, rounds: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, opts: HarnessOptions = {}): Promise<Harness> {
@@ -73,9 +78,9 @@ export async function startCoordinator(runDir: string, rounds: Record<string, un
   });
   const coordinator = new Coordinator({
     config,
-    initialAdapter: opts.initialAdapter ?? (() => smallAdapter(0)),
-    adapterConfig: { peft_type: 'LORA' },
-    baseModel: { name: 'test', sha256: '0'.repeat(64) },
+    ...(opts.fromModelDir
+      ? {}
+      : { initialAdapter: opts.initialAdapter ?? (() => smallAdapter(0)), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) } }),
     logger: opts.logger ?? pino({ level: 'silent' }),
   });
   const { address } = await coordinator.start();

@@ -7,17 +7,47 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
 
+interface ClientFlags extends TlsFlags, IdentityFlags {
+  address: string;
+  name: string;
+  shard: string;
+  of: string;
+  splitSeed: string;
+  modelDir: string;
+  model?: string;
+  data?: string;
+  valFraction: string;
+  'lora.r'?: string;
+  'lora.targetModules'?: string;
+  'lora.alpha'?: string;
+  'lora.dropout'?: string;
+}
+
+/** A numeric flag, refused by name when it is not a number. */
+function num(flag: string, v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`${flag} must be a number, got '${v}'`);
+  return n;
+}
+
 const program = new Command('fedtune-site').description('Federated LoRA fine-tuning, the site side: run a site, make its identity, simulate a federation');
 
 program
   .command('client')
-  .description('Run a site of the embedded SpamAssassin task (shard i of n) against a coordinator')
+  .description('Run a site against a coordinator: on your own model and data (--model, --data), or a shard of the embedded SpamAssassin task')
   .requiredOption('--address <host:port>', 'coordinator address')
   .requiredOption('--name <name>', 'site name (stable across restarts)')
+  .option('--model <dir>', 'your Hugging Face model directory (config.json, safetensors, tokenizer.json); with --data')
+  .option('--data <file.jsonl>', 'your JSON Lines data: {"prompt","completion"} or {"messages":[{role,content}…]} rows; with --model')
+  .option('--val-fraction <p>', 'share of --data rows held out for validation', '0.1')
+  .option('--lora.r <n>', "expected LoRA rank; checked against the coordinator's adapter")
+  .option('--lora.target-modules <list>', "expected target modules, comma-separated; checked against the coordinator's adapter")
+  .option('--lora.alpha <n>', 'LoRA alpha (default 2·r); not carried by the adapter tensors')
+  .option('--lora.dropout <p>', 'dropout on the LoRA input while training (default 0.05)')
   .option('--shard <i>', 'which slice of the non-IID split this site holds', '0')
   .option('--of <n>', 'number of slices', '5')
   .option('--split-seed <n>', 'data split seed (all sites must agree)', '7')
-  .option('--model-dir <dir>', 'base model directory', path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model'))
+  .option('--model-dir <dir>', 'base model directory of the embedded task', path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model'))
   .option('--tls', 'connect with TLS, trusting the system CAs (implied by --tls-ca and --tls-cert)')
   .option('--tls-ca <file>', "PEM CA bundle that signed the coordinator's certificate")
   .option('--tls-cert <file>', 'PEM client certificate, for a coordinator that requires mutual TLS')
@@ -26,8 +56,29 @@ program
   .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
   .option('--coordinator-key <keyId>', "refuse a coordinator whose key id differs (pinning)")
   .option('--roster-key <base64>', "under SecAgg, accept only peers whose identity keys the operator certified with this key (fedtune roster); without it the coordinator is the key authority")
-  .action(async (o: { address: string; name: string; shard: string; of: string; splitSeed: string; modelDir: string } & TlsFlags & IdentityFlags) => {
+  .action(async (o: ClientFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
+    if (o.model !== undefined || o.data !== undefined) {
+      if (o.model === undefined || o.data === undefined) throw new Error('--model and --data go together');
+      const { runOwnDataSite } = require('../site/own-data') as typeof import('../site/own-data');
+      await runOwnDataSite({
+        address: o.address,
+        name: o.name,
+        modelDir: o.model,
+        dataFile: o.data,
+        validationFraction: num('--val-fraction', o.valFraction),
+        splitSeed: num('--split-seed', o.splitSeed),
+        lora: {
+          ...(o['lora.r'] !== undefined ? { r: num('--lora.r', o['lora.r']) } : {}),
+          ...(o['lora.targetModules'] !== undefined ? { targetModules: o['lora.targetModules'].split(',').map((t) => t.trim()).filter((t) => t) } : {}),
+          ...(o['lora.alpha'] !== undefined ? { alpha: num('--lora.alpha', o['lora.alpha']) } : {}),
+          ...(o['lora.dropout'] !== undefined ? { dropout: num('--lora.dropout', o['lora.dropout']) } : {}),
+        },
+        tls: tlsFromFlags(o),
+        ...identityFromFlags(o),
+      });
+      return;
+    }
     await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o), ...identityFromFlags(o) });
   });
 

@@ -95,7 +95,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
   console.log(JSON.stringify({ msg: 'site finished', ...summary }));
 }
 
-function rosterKeyFrom(b64: string): Uint8Array {
+export function rosterKeyFrom(b64: string): Uint8Array {
   const k = new Uint8Array(Buffer.from(b64, 'base64'));
   if (k.length !== 32) throw new Error('--roster-key must be a base64 32-byte Ed25519 public key (fedtune roster keygen prints it)');
   return k;

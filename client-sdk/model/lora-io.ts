@@ -4,7 +4,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
-import { canonicalAdapter, type LoraConfig } from '../../proto/model/lora-layout';
+import { canonicalAdapter, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { loraConfigFromPeft, peftAdapterConfig } from '../../proto/model/peft-config';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -24,7 +24,10 @@ export async function loadPeftAdapterDir(dir: string): Promise<PeftAdapter> {
 
 export async function savePeftAdapterDir(dir: string, adapter: TensorList, lora: LoraConfig, baseModelName: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
-  const cfg = peftAdapterConfig(lora, baseModelName);
+  const tensors = canonicalAdapter(adapter);
+  // The family shows in the module paths: Conv1D (GPT-2, `h.N.…`) is fan-in-fan-out, nn.Linear (`layers.N.…`) is not.
+  const linear = tensors.some((t) => parsePeftKey(t.name)?.path.startsWith('layers.'));
+  const cfg = peftAdapterConfig(lora, baseModelName, !linear);
   await fs.writeFile(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(cfg, null, 2) + '\n');
-  await fs.writeFile(path.join(dir, ADAPTER_WEIGHTS_FILE), writeSafetensors(canonicalAdapter(adapter), { format: 'pt' }));
+  await fs.writeFile(path.join(dir, ADAPTER_WEIGHTS_FILE), writeSafetensors(tensors, { format: 'pt' }));
 }

@@ -4,7 +4,7 @@
 //                  prompt, the argmax is the prediction, correct when it equals the example's completion.
 // Requests are sorted by length and batched; single-token choices are read off the completion's own forward pass.
 import type { TensorList } from '../../proto/tensors';
-import type { Gpt2Model } from '../model/gpt2';
+import type { CausalLm } from '../model/load';
 import { type LoraConfig } from '../../proto/model/lora-layout';
 import { loraStateFromAdapter } from '../model/lora';
 import { pairLogProbs } from './logprobs';
@@ -66,7 +66,7 @@ function buildRequests(examples: readonly SftExample[], choices: readonly (reado
  * examples (e.g. the tokenised class labels). Runs in batches of `batchSize` sequences, awaiting between them.
  */
 export async function evaluateAdapter(
-  model: Gpt2Model,
+  model: CausalLm,
   adapter: AdapterWithConfig | null,
   examples: readonly SftExample[],
   choices?: readonly (readonly number[])[],
@@ -124,6 +124,6 @@ export async function evaluateAdapter(
 }
 
 /** Base-model evaluation convenience (no adapter). */
-export function evaluateBase(model: Gpt2Model, examples: readonly SftExample[], choices?: readonly (readonly number[])[], batchSize = 16): Promise<EvalMetrics> {
+export function evaluateBase(model: CausalLm, examples: readonly SftExample[], choices?: readonly (readonly number[])[], batchSize = 16): Promise<EvalMetrics> {
   return evaluateAdapter(model, null, examples, choices, batchSize);
 }

@@ -2,7 +2,8 @@
 // LM head → log-softmax normaliser. Training selects rows with a one-hot matmul because the wasm backend lacks
 // the gradient kernel of gather (UnsortedSegmentSum); evaluation, which needs no gradient, gathers.
 import * as tf from '@tensorflow/tfjs-core';
-import type { ForwardOptions, Gpt2Model } from '../model/gpt2';
+import type { ForwardOptions } from '../model/gpt2';
+import type { CausalLm } from '../model/load';
 import { logSumExpRows } from '../model/layers';
 import type { PackedBatch } from './pack';
 
@@ -19,7 +20,7 @@ function isIdentity(idx: Int32Array): boolean {
 }
 
 /** log p(target | prefix) for every pair of `packed`, [P]. Set `differentiable` when taking gradients. */
-export function pairLogProbs(model: Gpt2Model, packed: PackedBatch, opts: ForwardOptions, differentiable: boolean): tf.Tensor1D {
+export function pairLogProbs(model: CausalLm, packed: PackedBatch, opts: ForwardOptions, differentiable: boolean): tf.Tensor1D {
   return tf.tidy(() => {
     const ids = tf.tensor2d(packed.inputIds, [packed.batch, packed.seq], 'int32');
     const h3 = model.hiddenStates(ids, opts);

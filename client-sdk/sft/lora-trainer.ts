@@ -9,8 +9,8 @@ import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { selectBackend } from '../model/backend';
-import type { Gpt2Model } from '../model/gpt2';
-import { loadGpt2Dir } from '../model/load';
+import { loadModelDir, type CausalLm } from '../model/load';
+import { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
@@ -21,8 +21,12 @@ import type { SftExample } from './types';
 import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
-export interface LoraSftTrainerOptions {
-  readonly model: Gpt2Model;
+/**
+ * The tfjs trainer runs either family (LoraSftTrainerOptions<CausalLm>); the default type argument stays GPT-2
+ * because the WebGPU engine (client-sdk/engine), which extends these options, implements GPT-2 only.
+ */
+export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
+  readonly model: M;
   readonly lora: LoraConfig;
   readonly train: readonly SftExample[];
   readonly eval?: readonly SftExample[];
@@ -60,9 +64,9 @@ function canonicalName(name: string): string {
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class LoraSftTrainer implements Trainer {
-  private readonly opts: LoraSftTrainerOptions;
+  private readonly opts: LoraSftTrainerOptions<CausalLm>;
 
-  constructor(opts: LoraSftTrainerOptions) {
+  constructor(opts: LoraSftTrainerOptions<CausalLm>) {
     validateLoraConfig(opts.lora);
     if (opts.train.length === 0) throw new Error('LoraSftTrainer needs at least one training example');
     this.opts = opts;
@@ -178,7 +182,8 @@ export interface SftData {
 }
 
 /**
- * Selects the compute backend (before any tensor exists), loads a HF GPT-2 directory and builds the trainer.
+ * Selects the compute backend (before any tensor exists), loads a HF model directory (GPT-2 or Llama family)
+ * and builds the trainer.
  * Returns the model hash too, which the client reports so the coordinator can check the base model identity.
  * FEDTUNE_ENGINE (auto | tc | f16 | f32; unset or off: tfjs) trains on the WebGPU engine instead of tfjs
  * (client-sdk/engine): 'auto' falls back to tfjs, with the reason in `engineFallback`, when no GPU or config
@@ -188,9 +193,9 @@ export async function createLoraSftTrainer(
   modelDir: string,
   lora: LoraConfig,
   data: SftData,
-): Promise<{ trainer: Trainer; model: Gpt2Model; modelHash: string; backend: string; engineFallback?: string }> {
+): Promise<{ trainer: Trainer; model: CausalLm; modelHash: string; backend: string; engineFallback?: string }> {
   const backend = await selectBackend();
-  const loaded = await loadGpt2Dir(modelDir);
+  const loaded = await loadModelDir(modelDir);
   const env = process.env.FEDTUNE_ENGINE;
   if (env !== undefined && env !== '' && env !== 'off') {
     // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
@@ -198,7 +203,11 @@ export async function createLoraSftTrainer(
     const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
-    const t = await createEngineTrainer({ model: loaded.model, lora, ...data, path: path === 'off' ? undefined : path });
+    // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
+    const t =
+      loaded.model instanceof Gpt2Model
+        ? await createEngineTrainer({ model: loaded.model, lora, ...data, path: path === 'off' ? undefined : path })
+        : { error: `the engine runs GPT-2 only, not ${loaded.model.config.modelType}` };
     if (!('error' in t)) return { trainer: t, model: loaded.model, modelHash: loaded.modelHash, backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });

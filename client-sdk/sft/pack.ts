@@ -7,6 +7,8 @@ import type { SftExample } from './types';
 export interface Window {
   readonly tokens: readonly number[];
   readonly lossStart: number;
+  /** Scored flags of tokens[lossStart…] (SftExample.completionMask, cut like the completion); absent = all. */
+  readonly completionMask?: readonly boolean[];
 }
 
 /**
@@ -18,10 +20,12 @@ export function fitToWindow(ex: SftExample, maxLen: number): Window {
   if (maxLen < 2) throw new Error(`maxSeqLen must be at least 2, got ${maxLen}`);
   const p = ex.prompt;
   const c = ex.completion;
-  if (p.length + c.length <= maxLen) return { tokens: [...p, ...c], lossStart: p.length };
+  const m = ex.completionMask;
+  if (m && m.length !== c.length) throw new Error(`completionMask has ${m.length} flags for ${c.length} completion tokens`);
+  if (p.length + c.length <= maxLen) return { tokens: [...p, ...c], lossStart: p.length, ...(m ? { completionMask: m } : {}) };
   const keepC = Math.min(c.length, p.length > 0 ? maxLen - 1 : maxLen);
   const keepP = maxLen - keepC;
-  return { tokens: [...p.slice(p.length - keepP), ...c.slice(0, keepC)], lossStart: keepP };
+  return { tokens: [...p.slice(p.length - keepP), ...c.slice(0, keepC)], lossStart: keepP, ...(m ? { completionMask: m.slice(0, keepC) } : {}) };
 }
 
 /** A sequence to score: the log-probability of `target` is read from the prediction at input position `pos`. */
@@ -33,7 +37,10 @@ export interface ScoreRequest {
 /** Next-token pairs for the completion part of a window (a completion token at index 0 has no context). */
 export function completionPairs(w: Window): { pos: number; target: number }[] {
   const out: { pos: number; target: number }[] = [];
-  for (let i = Math.max(1, w.lossStart); i < w.tokens.length; i++) out.push({ pos: i - 1, target: w.tokens[i] });
+  for (let i = Math.max(1, w.lossStart); i < w.tokens.length; i++) {
+    if (w.completionMask && !w.completionMask[i - w.lossStart]) continue;
+    out.push({ pos: i - 1, target: w.tokens[i] });
+  }
   return out;
 }
 

@@ -1,12 +1,13 @@
 // LoRA with PEFT's semantics and names, so adapters trained here load in `peft` and vice versa:
 //   y = base(x) + dropout(x) @ Aᵀ @ Bᵀ · scaling,  A [r, in], B [out, r],  scaling = alpha / r (or alpha / √r).
-// Keys are PEFT's saved names, `base_model.model.transformer.h.{i}.attn.c_attn.lora_A.weight`; on load the
+// Keys are PEFT's saved names, `base_model.model.transformer.h.{i}.attn.c_attn.lora_A.weight` for GPT-2 and
+// `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight` for the Llama family; on load the
 // adapter-name infix (`lora_A.default.weight`) is accepted too. Adapters travel as NamedTensor[] sorted by name.
 // This file is the tfjs-free half both sides share: config, names, layout, and the initial adapter the
 // coordinator publishes as version 0. The SDK's tfjs state for training lives in client-sdk/model/lora.ts.
 import type { NamedTensor, TensorList } from '../tensors';
 import { sortByName } from '../tensors';
-import { BLOCK_PROJECTIONS, projectionShape, type Gpt2Config } from './gpt2-config';
+import { familyLabel, moduleFullName, projectionCandidates, projectionInOut, projectionNames, type ModelConfig } from './model-config';
 import { hashString, Prng } from '../prng';
 
 export interface LoraConfig {
@@ -37,14 +38,17 @@ export function validateLoraConfig(c: LoraConfig): void {
 }
 
 const PEFT_MODEL_PREFIX = 'base_model.model.';
-const FULL_PREFIX = PEFT_MODEL_PREFIX + 'transformer.';
 
-/** PEFT's saved key for one LoRA matrix of a module path (`h.0.attn.c_attn`). */
+/** PEFT's saved key for one LoRA matrix of a module path (`h.0.attn.c_attn`, `layers.0.mlp.up_proj`). */
 export function peftKey(path: string, which: 'A' | 'B'): string {
-  return `${FULL_PREFIX}${path}.lora_${which}.weight`;
+  return `${PEFT_MODEL_PREFIX}${moduleFullName(path)}.lora_${which}.weight`;
 }
 
-const KEY_RE = /^(?:base_model\.model\.)?(?:transformer\.)?(h\.\d+\.(?:attn|mlp)\.c_[a-z]+)\.lora_([AB])(?:\.[A-Za-z0-9_-]+)?\.weight$/;
+const KEY_RE = new RegExp(
+  '^(?:base_model\\.model\\.)?(?:transformer\\.|model\\.)?' +
+    '(h\\.\\d+\\.(?:attn|mlp)\\.c_[a-z]+|layers\\.\\d+\\.(?:self_attn\\.[qkvo]_proj|mlp\\.(?:gate|up|down)_proj))' +
+    '\\.lora_([AB])(?:\\.[A-Za-z0-9_-]+)?\\.weight$',
+);
 
 /** Module path and matrix of a PEFT key, accepting the `.default` adapter-name infix; undefined if not LoRA. */
 export function parsePeftKey(name: string): { path: string; which: 'A' | 'B' } | undefined {
@@ -61,28 +65,24 @@ export function matchesTarget(fullName: string, target: readonly string[] | stri
   return target.some((t) => fullName === t || fullName.endsWith('.' + t));
 }
 
-/** Module paths (`h.{i}.attn.c_attn`, …) that get LoRA, sorted; throws when a target matches nothing. */
-export function loraTargetPaths(model: Gpt2Config, lora: LoraConfig): string[] {
-  const candidates: string[] = [];
-  for (let i = 0; i < model.nLayer; i++) {
-    if (lora.layersToTransform && !lora.layersToTransform.includes(i)) continue;
-    for (const p of BLOCK_PROJECTIONS) candidates.push(`h.${i}.${p}`);
-  }
-  const chosen = candidates.filter((p) => matchesTarget('transformer.' + p, lora.targetModules));
+/** Module paths (`h.{i}.attn.c_attn`, `layers.{i}.mlp.up_proj`, …) that get LoRA, sorted; throws when a target matches nothing. */
+export function loraTargetPaths(model: ModelConfig, lora: LoraConfig): string[] {
+  const candidates = projectionCandidates(model, lora.layersToTransform);
+  const chosen = candidates.filter((p) => matchesTarget(moduleFullName(p), lora.targetModules));
   const targets = typeof lora.targetModules === 'string' ? [lora.targetModules] : lora.targetModules;
   for (const t of targets) {
-    if (!candidates.some((p) => matchesTarget('transformer.' + p, typeof lora.targetModules === 'string' ? t : [t]))) {
-      throw new Error(`LoRA target '${t}' matches no GPT-2 projection (supported: c_attn, c_proj, c_fc)`);
+    if (!candidates.some((p) => matchesTarget(moduleFullName(p), typeof lora.targetModules === 'string' ? t : [t]))) {
+      throw new Error(`LoRA target '${t}' matches no ${familyLabel(model)} projection (supported: ${projectionNames(model)})`);
     }
   }
   return chosen.sort();
 }
 
 /** PEFT key → shape for every LoRA tensor of this model and config. */
-export function loraTensorShapes(model: Gpt2Config, lora: LoraConfig): Map<string, number[]> {
+export function loraTensorShapes(model: ModelConfig, lora: LoraConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();
   for (const p of loraTargetPaths(model, lora)) {
-    const [inF, outF] = projectionShape(model, p);
+    const [inF, outF] = projectionInOut(model, p);
     m.set(peftKey(p, 'A'), [lora.r, inF]);
     m.set(peftKey(p, 'B'), [outF, lora.r]);
   }
@@ -93,7 +93,7 @@ export function loraTensorShapes(model: Gpt2Config, lora: LoraConfig): Map<strin
  * A fresh adapter as PEFT initialises it: A ~ kaiming_uniform_(a=√5), i.e. U(-1/√in, 1/√in), B = 0.
  * Each A draws from its own stream (seed, key) so the values do not depend on which other modules exist.
  */
-export function initLoraAdapter(model: Gpt2Config, lora: LoraConfig, seed: number): NamedTensor[] {
+export function initLoraAdapter(model: ModelConfig, lora: LoraConfig, seed: number): NamedTensor[] {
   validateLoraConfig(lora);
   const out: NamedTensor[] = [];
   for (const [name, shape] of loraTensorShapes(model, lora)) {
@@ -113,7 +113,7 @@ export function canonicalAdapter(tensors: TensorList): NamedTensor[] {
   const seen = new Set<string>();
   const out = tensors.map((t) => {
     const k = parsePeftKey(t.name);
-    if (!k) throw new Error(`'${t.name}' is not a LoRA tensor of a GPT-2 projection`);
+    if (!k) throw new Error(`'${t.name}' is not a LoRA tensor of a GPT-2 or Llama-family projection`);
     const name = peftKey(k.path, k.which);
     if (seen.has(name)) throw new Error(`LoRA tensor ${name} appears twice`);
     seen.add(name);
@@ -123,7 +123,7 @@ export function canonicalAdapter(tensors: TensorList): NamedTensor[] {
 }
 
 /** Throws unless `adapter` has exactly the tensors and shapes this model and LoRA config imply. */
-export function assertAdapterLayout(adapter: TensorList, model: Gpt2Config, lora: LoraConfig): void {
+export function assertAdapterLayout(adapter: TensorList, model: ModelConfig, lora: LoraConfig): void {
   const expected = loraTensorShapes(model, lora);
   const got = new Map(adapter.map((t) => [t.name, t.shape]));
   for (const [name, shape] of expected) {

@@ -27,7 +27,11 @@ export interface PeftAdapterConfig {
   [key: string]: unknown;
 }
 
-export function peftAdapterConfig(lora: LoraConfig, baseModelName: string): PeftAdapterConfig {
+/**
+ * `fanInFanOut`: true for GPT-2's Conv1D ([in, out] weights), false for the Llama family's nn.Linear; PEFT uses it
+ * only to merge, but a wrong value makes a merged model wrong (see model-config.ts fanInFanOut).
+ */
+export function peftAdapterConfig(lora: LoraConfig, baseModelName: string, fanInFanOut = true): PeftAdapterConfig {
   validateLoraConfig(lora);
   return {
     peft_type: 'LORA',
@@ -38,7 +42,7 @@ export function peftAdapterConfig(lora: LoraConfig, baseModelName: string): Peft
     lora_alpha: lora.alpha,
     lora_dropout: lora.dropout,
     target_modules: typeof lora.targetModules === 'string' ? lora.targetModules : [...lora.targetModules],
-    fan_in_fan_out: true,
+    fan_in_fan_out: fanInFanOut,
     bias: 'none',
     use_rslora: lora.useRslora ?? false,
     use_dora: false,

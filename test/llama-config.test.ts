@@ -1,0 +1,90 @@
+// config.json of the Llama family: what is read, and what is refused by name rather than silently ignored.
+import * as fs from 'fs';
+import * as path from 'path';
+import { parseModelConfig } from '../proto/model/model-config';
+import { parseLlamaConfig, toHfLlamaConfigJson } from '../proto/model/llama-config';
+import { initLoraAdapter, loraTargetPaths } from '../proto/model/lora-layout';
+import { peftAdapterConfig } from '../proto/model/peft-config';
+
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const read = (f: string): Record<string, unknown> =>
+  JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'llama', f, 'base', 'config.json'), 'utf8')) as Record<string, unknown>;
+
+describe('Llama-family config.json', () => {
+  it('reads the three families transformers wrote', () => {
+    const llama = parseModelConfig(read('llama'));
+    expect(llama).to.include({ family: 'llama', modelType: 'llama', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, tieWordEmbeddings: false, qkvBias: false });
+    expect(llama).to.have.deep.property('rope', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 });
+    expect(parseModelConfig(read('qwen2'))).to.include({ modelType: 'qwen2', qkvBias: true, oBias: false, tieWordEmbeddings: true, ropeTheta: 1e6 });
+    expect(parseModelConfig(read('mistral'))).to.include({ modelType: 'mistral', slidingWindow: 4 });
+  });
+
+  it('reads config.json shaped like the hub checkpoints of Llama 3.2, Qwen2.5, SmolLM2, TinyLlama and Mistral 7B', () => {
+    const common = { architectures: ['X'], bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16', transformers_version: '4.45.0', use_cache: true, initializer_range: 0.02, hidden_act: 'silu', attention_dropout: 0.0, rms_norm_eps: 1e-5 };
+    const llama32 = parseLlamaConfig({
+      ...common, model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
+      num_key_value_heads: 8, head_dim: 64, max_position_embeddings: 131072, mlp_bias: false, attention_bias: false, pretraining_tp: 1, rope_theta: 500000.0,
+      rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' }, tie_word_embeddings: true,
+    });
+    expect(llama32).to.include({ nKvHead: 8, headDim: 64, tieWordEmbeddings: true });
+    const qwen25 = parseLlamaConfig({
+      ...common, model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14,
+      num_key_value_heads: 2, max_position_embeddings: 32768, max_window_layers: 21, rope_theta: 1000000.0, rope_scaling: null, sliding_window: 32768,
+      use_sliding_window: false, use_mrope: false, tie_word_embeddings: true, rms_norm_eps: 1e-6,
+    });
+    expect(qwen25).to.include({ qkvBias: true, headDim: 64 });
+    expect(qwen25.slidingWindow).to.equal(undefined);
+    const smol = parseLlamaConfig({
+      ...common, model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9,
+      num_key_value_heads: 3, max_position_embeddings: 8192, rope_theta: 100000, rope_scaling: null, rope_interleaved: false, is_llama_config: true,
+      pretraining_tp: 1, tie_word_embeddings: true, pad_token_id: 2,
+    });
+    expect(smol).to.include({ headDim: 64, nKvHead: 3 });
+    const tiny = parseLlamaConfig({ ...common, model_type: 'llama', vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22, num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rope_scaling: null, rope_theta: 10000.0, tie_word_embeddings: false, pretraining_tp: 1 });
+    expect(tiny).to.have.deep.property('rope', { type: 'default' });
+    const mistral = parseLlamaConfig({ ...common, model_type: 'mistral', vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 32768, rope_theta: 10000.0, sliding_window: 4096, tie_word_embeddings: false });
+    expect(mistral.slidingWindow).to.equal(4096);
+  });
+
+  it('round-trips through toHfLlamaConfigJson', () => {
+    for (const f of ['llama', 'qwen2', 'mistral']) {
+      const c = parseLlamaConfig(read(f));
+      expect(parseLlamaConfig(toHfLlamaConfigJson(c))).to.deep.equal(c);
+    }
+  });
+
+  const refusals: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['an unsupported model_type', { model_type: 'qwen3' }, /model_type 'qwen3' is not supported \(supported: gpt2, llama, qwen2, mistral\)/],
+    ['an unknown field', { some_new_knob: 3 }, /field\(s\) some_new_knob are not supported for model_type llama/],
+    ['quantisation', { quantization_config: { quant_method: 'gptq' } }, /quantization_config/],
+    ['a rope type not implemented', { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e4 } }, /rope_scaling type 'yarn' is not supported/],
+    ['an unknown rope field', { rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 1e4, beta_fast: 3 } }, /rope_scaling field\(s\) beta_fast/],
+    ['another activation', { hidden_act: 'gelu' }, /hidden_act 'gelu' is not supported/],
+    ['heads not divisible by kv heads', { num_key_value_heads: 3 }, /not a multiple of num_key_value_heads 3/],
+    ['attention dropout', { attention_dropout: 0.1 }, /attention_dropout 0.1/],
+    ['sliding window on llama', { sliding_window: 8 }, /sliding_window is not a llama field/],
+  ];
+  for (const [what, patch, re] of refusals) {
+    it(`refuses ${what}, naming it`, () => {
+      expect(() => parseModelConfig({ ...read('llama'), ...patch })).to.throw(re);
+    });
+  }
+
+  it("refuses Qwen2's use_sliding_window: true", () => {
+    expect(() => parseModelConfig({ ...read('qwen2'), use_sliding_window: true })).to.throw(/use_sliding_window: true is not supported/);
+  });
+
+  it('LoRA on any subset of the seven projections, with PEFT key names; all-linear takes all seven', () => {
+    const cfg = parseModelConfig(read('llama'));
+    const lora = { r: 2, alpha: 4, dropout: 0, targetModules: ['v_proj', 'down_proj'] };
+    expect(loraTargetPaths(cfg, lora)).to.deep.equal(['layers.0.mlp.down_proj', 'layers.0.self_attn.v_proj', 'layers.1.mlp.down_proj', 'layers.1.self_attn.v_proj']);
+    const names = initLoraAdapter(cfg, lora, 1).map((t) => `${t.name} ${t.shape.join('x')}`);
+    expect(names).to.include('base_model.model.model.layers.1.mlp.down_proj.lora_A.weight 2x128');
+    expect(names).to.include('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight 32x2');
+    expect(loraTargetPaths(cfg, { ...lora, targetModules: 'all-linear' })).to.have.length(14);
+    expect(() => loraTargetPaths(cfg, { ...lora, targetModules: ['c_attn'] })).to.throw(/'c_attn' matches no llama projection \(supported: q_proj, k_proj/);
+    expect(peftAdapterConfig(lora, 'x', false).fan_in_fan_out).to.equal(false);
+  });
+});
