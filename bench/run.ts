@@ -1,10 +1,15 @@
-// npm run bench: three figures, each against a baseline measured in the same run, printed as a table and
-// written as JSON to bench/out/bench.json.
-//  1. FedAvg aggregation throughput (fixed-point, exact) vs copying the same bytes (Float32Array.set).
-//  2. Adapter download/upload through the real coordinator over gRPC loopback vs raw TCP loopback.
-//  3. Local LoRA training throughput of the demo model on the selected tfjs backend.
-//  4. The cost of a round with secure aggregation (SecAgg/SecAgg+) against a plain sealed-upload FedAvg round (bench/secagg.ts).
-//  5. N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams open, and reconnects.
+// npm run bench [-- section…]: figures, each against a baseline measured in the same run, printed as a table and
+// written as JSON to bench/out/bench.json. Sections (default: all):
+//  fedavg     FedAvg aggregation throughput as the coordinator runs it (admit, then add into the running
+//             fixed-point sum, per update as it arrives) vs copying the same bytes (Float32Array.set).
+//  transport  Adapter download (unsealed tensor stream) and sealed upload through the real coordinator over gRPC
+//             loopback; the sealed upload against the unsealed download and raw TCP loopback.
+//  memory     Coordinator peak RSS with N sites uploading 1M-parameter deltas, N = 100 and 1,000
+//             (BENCH_MEMORY_SITES=100,1000,5000 to change; bench/coordinator-memory.ts).
+//  training   Local LoRA training throughput of the demo model on the selected tfjs backend.
+//  secagg     The cost of a round with secure aggregation against a plain sealed-upload round (bench/secagg.ts).
+//  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
+//             open, and reconnects.
 import { promises as fs } from 'node:fs';
 import nacl from 'tweetnacl';
 import { identityFromSecretKey } from '../client-sdk/identity';
@@ -17,6 +22,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
+import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
 import { Coordinator, loadConfig } from '../coordinator';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
@@ -24,11 +30,6 @@ import type { NamedTensor } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import { selectBackend } from '../client-sdk/model/backend';
-import { loadGpt2Dir } from '../client-sdk/model/load';
-import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import { initLoraAdapter } from '../proto/model/lora-layout';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
 import { benchJoins } from './join-storm';
 
@@ -44,11 +45,26 @@ function benchFedAvg(clients: number, params: number): Record<string, number> {
   const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
   const strategy = new FedAvg();
   const agg: number[] = [];
+  const addOnly: number[] = [];
+  const close: number[] = [];
   const copy: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
+    // As the coordinator does it: each update admitted (shape, finite, range) and added on arrival, then one
+    // aggregate of the running sum.
     let t = now();
-    strategy.aggregate(global, updates);
+    const a = strategy.begin(global);
+    let added = 0;
+    for (const u of updates) {
+      a.admit(u);
+      const t1 = now();
+      a.add(u);
+      added += now() - t1;
+    }
+    const t2 = now();
+    strategy.aggregate(global, a.sum());
+    close.push(now() - t2);
     agg.push(now() - t);
+    addOnly.push(added);
     const dst = new Float32Array(params / 4);
     t = now();
     for (const u of updates) for (const d of u.delta) dst.set(d.data);
@@ -63,6 +79,11 @@ function benchFedAvg(clients: number, params: number): Record<string, number> {
     memcpy_seconds: median(copy),
     memcpy_gb_per_second: bytes / median(copy) / 1e9,
     fedavg_over_memcpy_time: median(agg) / median(copy),
+    add_only_seconds: median(addOnly),
+    add_only_over_memcpy_time: median(addOnly) / median(copy),
+    fedavg_percent_of_memcpy_bandwidth: (100 * median(copy)) / median(agg),
+    // What is left when the round closes: one pass over the parameters, whatever the number of clients.
+    close_seconds: median(close),
   };
 }
 
@@ -147,10 +168,19 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
     raw_tcp_mb_per_second: tcp / 1e6,
     download_over_tcp: bytes / median(downloads) / tcp,
     upload_over_tcp: bytes / upload / tcp,
+    sealed_upload_over_unsealed_download: median(downloads) / upload,
   };
 }
 
 async function benchTraining(): Promise<Record<string, number | string>> {
+  // Loaded here, not at the top: the other sections run without tfjs (e.g. on a machine bundled without it).
+  /* eslint-disable @typescript-eslint/no-require-imports -- a lazy load, typed through typeof import() */
+  const { selectBackend } = require('../client-sdk/model/backend') as typeof import('../client-sdk/model/backend');
+  const { loadGpt2Dir } = require('../client-sdk/model/load') as typeof import('../client-sdk/model/load');
+  const { LoraSftTrainer } = require('../client-sdk/sft/lora-trainer') as typeof import('../client-sdk/sft/lora-trainer');
+  const { initLoraAdapter } = require('../proto/model/lora-layout') as typeof import('../proto/model/lora-layout');
+  const { prepareSpamTask, DEFAULT_MODEL_DIR } = require('../client-sdk/demo/spam-task') as typeof import('../client-sdk/demo/spam-task');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const backend = await selectBackend();
   const task = prepareSpamTask({ numClients: 1, splitSeed: 7, maxSeqLen: 96 });
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
@@ -190,30 +220,56 @@ function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, s
 }
 
 async function main(): Promise<void> {
-  const results = {
+  const all = ['fedavg', 'transport', 'memory', 'training', 'secagg', 'joins'];
+  const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : all);
+  for (const w of want) if (!all.includes(w)) throw new Error(`unknown bench section ${w}; known: ${all.join(', ')}`);
+  const memorySites = (process.env.BENCH_MEMORY_SITES ?? '100,1000').split(',').map(Number);
+  const results: Record<string, unknown> = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version },
-    fedavg: benchFedAvg(10, 1 << 20),
-    transport: await benchGrpc(16 << 20),
-    training: await benchTraining(),
-    secagg: await benchSecAgg(),
-    joins: await benchJoins([1000, 2000]),
+    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, loadavg: os.loadavg() },
   };
-  const f = results.fedavg;
-  const tr = results.transport;
-  const t = results.training;
-  const rows: [string, string, string, string][] = [
-    ['FedAvg, 10 clients × 1M params', `${(f.fedavg_params_per_second / 1e6).toFixed(1)} M params/s`, `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`, `${f.fedavg_over_memcpy_time.toFixed(1)}× memcpy time`],
-    ['download 64 MiB adapter over gRPC', `${tr.download_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP`],
-    ['upload 64 MiB update over gRPC', `${tr.upload_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`],
-    [`LoRA training (${t.backend}, batch 16)`, `${Number(t.tokens_per_second).toFixed(0)} tokens/s`, `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`, `${Number(t.examples_per_second).toFixed(1)} examples/s`],
-    ...secaggRows(results.secagg.rows),
-    ...results.joins.map((j): [string, string, string, string] => [`${j.sites} sites join at once (${j.processes} processes, ${j.auth})`, `${j.join_seconds.toFixed(1)} s`, `${j.reconnects} reconnects`, `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`]),
-  ];
+  const rows: [string, string, string, string][] = [];
+  if (want.has('fedavg')) {
+    const f = benchFedAvg(10, 1 << 20);
+    results.fedavg = f;
+    rows.push(['FedAvg, 10 clients × 1M params (admit + add on arrival)', `${(f.fedavg_params_per_second / 1e6).toFixed(1)} M params/s`, `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`, `${f.fedavg_over_memcpy_time.toFixed(1)}× memcpy time (add alone ${f.add_only_over_memcpy_time.toFixed(1)}×; at close ${(f.close_seconds * 1000).toFixed(0)} ms)`]);
+  }
+  if (want.has('transport')) {
+    const tr = await benchGrpc(16 << 20);
+    results.transport = tr;
+    rows.push(['download 64 MiB adapter over gRPC (unsealed)', `${tr.download_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP`]);
+    rows.push(['upload 64 MiB update over gRPC (sealed, spooled)', `${tr.upload_mb_per_second.toFixed(0)} MB/s`, `unsealed download ${tr.download_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of unsealed, ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`]);
+  }
+  if (want.has('memory')) {
+    const mem: MemoryRow[] = [];
+    for (const n of memorySites) mem.push(await benchCoordinatorMemory(n));
+    results.memory = mem;
+    for (const m of mem) {
+      rows.push([`coordinator peak RSS, ${m.sites} sites × ${m.params / 2 ** 20}Mi params`, `${m.coordinator_peak_rss_mb.toFixed(0)} MB`, `updates total ${(m.update_bytes_total / 1e6).toFixed(0)} MB`, `at start ${m.coordinator_rss_at_start_mb.toFixed(0)} MB; ${m.seconds.toFixed(0)} s`]);
+    }
+  }
+  if (want.has('training')) {
+    const t = await benchTraining();
+    results.training = t;
+    rows.push([`LoRA training (${t.backend}, batch 16)`, `${Number(t.tokens_per_second).toFixed(0)} tokens/s`, `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`, `${Number(t.examples_per_second).toFixed(1)} examples/s`]);
+  }
+  let secagg: Awaited<ReturnType<typeof benchSecAgg>> | undefined;
+  if (want.has('secagg')) {
+    secagg = await benchSecAgg();
+    results.secagg = secagg;
+    rows.push(...secaggRows(secagg.rows));
+  }
+  if (want.has('joins')) {
+    const joins = await benchJoins([1000, 2000]);
+    results.joins = joins;
+    rows.push(...joins.map((j): [string, string, string, string] => [`${j.sites} sites join at once (${j.processes} processes, ${j.auth})`, `${j.join_seconds.toFixed(1)} s`, `${j.reconnects} reconnects`, `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`]));
+  }
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));
-  console.log(`\nOne round with and without secure aggregation, ${results.secagg.options.params} params (median of ${results.secagg.options.reps}; round = coordinator + mean client):`);
-  console.log(secaggTable(results.secagg.rows));
+  if (secagg) {
+    console.log(`\nOne round with and without secure aggregation, ${secagg.options.params} params (median of ${secagg.options.reps}; round = coordinator + mean client):`);
+    console.log(secaggTable(secagg.rows));
+  }
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
   await fs.mkdir(outDir, { recursive: true });
   await fs.writeFile(path.join(outDir, 'bench.json'), JSON.stringify(results, null, 2) + '\n');

@@ -16,9 +16,9 @@ import nacl from 'tweetnacl';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { clientIdFor } from '../coordinator/registry';
 import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
-import { SealedUploadOpener, sealUpload, type SealedBlob, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
+import { SealedUploadOpener, sealUpload, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
 import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
-import type { NamedTensor, TensorList } from '../proto/tensors';
+import type { NamedTensor } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
 import { SecAggClient, SecAggServer, chooseGraph, consistencyQuorum, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
@@ -133,24 +133,13 @@ function sealFor(s: RoundSetup, i: number, base: string, numExamples: number, te
 
 const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; boxSecretKey: Uint8Array } => ({ keyId: 'bench', boxPublicKey: s.box.publicKey, boxSecretKey: s.box.secretKey });
 
-/** coordinator.ts's splitTensors (module-private there): an opened upload as float32 tensors shaped like `like`. */
-function splitTensors(bytes: Buffer, like: TensorList): NamedTensor[] {
-  let off = 0;
-  return like.map((t) => {
-    const data = new Float32Array(t.data.length);
-    Buffer.from(data.buffer).set(bytes.subarray(off, off + data.length * 4));
-    off += data.length * 4;
-    return { name: t.name, dtype: t.dtype, shape: t.shape, data };
-  });
-}
-
 /** A plain round: every client in `live` seals its delta; the coordinator opens, checks, keeps, and aggregates. */
 export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
   const base = '0'.repeat(64);
   const coordinator: Party = { ms: 0, sent: 0, received: 0 };
   const clients: Party[] = [];
   const strategy = new FedAvg();
-  const kept: { i: number; blob: SealedBlob }[] = [];
+  const agg = strategy.begin(s.global);
   for (const i of live) {
     const delta = s.delta(i);
     let t = now();
@@ -163,16 +152,17 @@ export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
     t = now();
     checkLayout(validateHeader(h.tensors, s.defaults.maxUploadBytes), s.global);
     const op = new SealedUploadOpener(h.sealed!, binding(s, i, base, Number(h.num_examples)), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
-    const dec = new TensorStreamDecoder(h.tensors, { maxBytes: s.defaults.maxUploadBytes, requireFinite: true, maxAbs: strategy.maxAbsDelta, maxAbsOwner: `the ${strategy.name} strategy` });
+    const dec = new TensorStreamDecoder(h.tensors, { maxBytes: s.defaults.maxUploadBytes, authenticated: true, requireFinite: false });
     for (const chunk of chunks) dec.push(op.open(chunk));
     op.finish();
-    dec.finishAuthenticated();
-    kept.push({ i, blob: op.blob() });
+    // Opened once; admitted (shape, finite, range) and folded into the running sum as it arrives.
+    const update = { clientId: s.ids[i], numExamples: s.numExamples[i], delta: dec.finishAuthenticated() };
+    agg.admit(update);
+    agg.add(update);
     coordinator.ms += now() - t;
   }
   const t = now();
-  const updates = kept.map(({ i, blob }) => ({ clientId: s.ids[i], numExamples: s.numExamples[i], delta: splitTensors(SealedUploadOpener.openAll(blob, boxSecret(s)), s.global) }));
-  const { adapter } = strategy.aggregate(s.global, updates);
+  const adapter = strategy.aggregate(s.global, agg.sum());
   coordinator.ms += now() - t;
   return { clients, coordinator, common: commonBytes(s, live), adapter, graph: '-', threshold: 0, dropped: s.n - live.length };
 }

@@ -115,6 +115,28 @@ export interface ClientEvents {
   finished: [RunSummary];
 }
 
+/**
+ * The signal a trainer gets: the task's own, also aborted shortly before the round's deadline so that a site
+ * stops training while its upload can still make it (a tenth of the time left, at most 2 s, is kept for that).
+ */
+function trainingSignal(task: AbortSignal, deadline: number | undefined): { signal: AbortSignal; done: () => void } {
+  if (deadline === undefined) return { signal: task, done: () => undefined };
+  const c = new AbortController();
+  const left = deadline - Date.now();
+  const stopAt = Math.max(0, left - Math.min(2000, left / 10));
+  const timer = setTimeout(() => c.abort(new Error(`training stopped: the round deadline (${new Date(deadline).toISOString()}) is near`)), stopAt);
+  const onTask = (): void => c.abort(task.reason);
+  if (task.aborted) onTask();
+  else task.addEventListener('abort', onTask, { once: true });
+  return {
+    signal: c.signal,
+    done: () => {
+      clearTimeout(timer);
+      task.removeEventListener('abort', onTask);
+    },
+  };
+}
+
 /** Errors after which reconnecting cannot help. */
 const FATAL = new Set<status>([status.FAILED_PRECONDITION, status.INVALID_ARGUMENT, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
 
@@ -330,8 +352,15 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         weightDecay: c.weight_decay,
         maxSeqLen: c.max_seq_len,
         seed: t.seed,
+        deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
       };
-      const out = await this.opts.trainer.train(global, plan, abort.signal);
+      const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
+      let out;
+      try {
+        out = await this.opts.trainer.train(global, plan, training.signal);
+      } finally {
+        training.done();
+      }
       abort.signal.throwIfAborted();
       const delta = subTensors(sortByName(out.adapter), global);
       let metrics: Record<string, number>;

@@ -8,7 +8,7 @@ import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask'
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { checkUploadFrame } from '../proto/limits';
-import { sealUpload, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { sealUpload, uploadBinding, type SealedUpload } from '../proto/crypto/sealed-upload';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 
@@ -28,7 +28,7 @@ export interface SealedFrames {
 }
 
 function frames(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, plaintext: Iterable<Uint8Array>, numExamples: number): SealedFrames {
-  const binding = { protocolVersion: PROTOCOL_VERSION, runId: c.runId, clientId: c.clientId, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples };
+  const binding = uploadBinding(c.runId, c.clientId, t, numExamples);
   const sealed = sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey });
   const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: c.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
   checkUploadFrame(header); // a layout the coordinator would refuse (too many tensors, a long name) fails here

@@ -14,6 +14,11 @@ export interface TrainingPlan {
   readonly maxSeqLen: number;
   /** Seed for shuffling and dropout, chosen by the coordinator and recorded in the manifest. */
   readonly seed: number;
+  /**
+   * When the coordinator stops taking this round's uploads (unix ms, the coordinator's clock). The SDK aborts
+   * `signal` a little before it (leaving time to upload); a trainer may also plan fewer steps to finish in time.
+   */
+  readonly deadlineUnixMs?: number;
 }
 
 export interface TrainOutcome {

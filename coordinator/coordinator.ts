@@ -19,15 +19,13 @@ import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './r
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
 import { guardService } from './door';
-import { FedAvg } from './strategy/fedavg';
+import { strategyNamed } from './strategy';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
 import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
 import { RunLock } from './run-lock';
 import { Challenges } from './auth/challenges';
 import { Enrolment, parseAllowList } from './auth/enrolment';
-import { SealedUploadOpener, type SealedBlob } from '../proto/crypto/sealed-upload';
-import type { TensorList } from '../proto/tensors';
 import { Operations } from './ops/operations';
 
 export interface CoordinatorOptions {
@@ -129,15 +127,15 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const initialAdapter =
       this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
     const keys = this.keys;
-    const boxSecret = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
-    const unseal = (blob: SealedBlob, like: TensorList): NamedTensor[] => splitTensors(SealedUploadOpener.openAll(blob, boxSecret), like);
+    const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
     this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey), () => enrolment.generation());
     const engine = new RoundEngine({
-      unseal,
+      boxKey,
       config: cfg,
       store: this.store,
-      strategy: this.opts.strategy ?? new FedAvg(),
+      // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
+      strategy: this.opts.strategy ?? strategyNamed(cfg.strategy.name),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },
@@ -255,18 +253,4 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     this.lock = undefined;
     await lock?.release();
   }
-}
-
-/** Little-endian float32 bytes back into tensors shaped like `like` (copied: the views must be aligned). */
-function splitTensors(bytes: Buffer, like: TensorList): NamedTensor[] {
-  let off = 0;
-  const out = like.map((t) => {
-    const n = t.data.length;
-    const data = new Float32Array(n);
-    Buffer.from(data.buffer).set(bytes.subarray(off, off + n * 4));
-    off += n * 4;
-    return { name: t.name, dtype: t.dtype, shape: t.shape, data };
-  });
-  if (off !== bytes.length) throw new Error(`sealed upload holds ${bytes.length} bytes; the layout needs ${off}`);
-  return out;
 }

@@ -8,9 +8,9 @@ export type { CoordinatorConfig, LoraSettings, TrainingSettings, TlsSettings } f
 // What a Coordinator emits (it re-emits its round engine's events) and what it calls back.
 export type { Evaluator } from './rounds';
 export type { RoundEvents, RoundPhase, RoundStarted, ClientSelected, UpdateAccepted, RoundCommitted, RoundFailed, RunFinishedEvent } from './round-events';
-// Aggregation: pass a Strategy in CoordinatorOptions.
+// Aggregation: pass a Strategy in CoordinatorOptions, or name one in strategy.name.
 export { FedAvg } from './strategy/fedavg';
-export type { Strategy, ClientUpdate, AggregationResult } from './strategy/strategy';
+export { strategyNamed, STRATEGIES, AdmissionError, type Strategy, type Aggregation, type ClientUpdate, type WeightedSum } from './strategy';
 // Checkpoints: the store interface (another backend implements it) and the file-system store.
 export { FsCheckpointStore, CheckpointIntegrityError, type FsStoreOptions } from './checkpoints/fs-store';
 export type { Checkpoint, CheckpointStore, Manifest, Participant, VersionInput } from './checkpoints/types';

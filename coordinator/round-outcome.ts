@@ -1,13 +1,13 @@
 // What an attempt hands the store: the next adapter, its participants, its seeds and, under secure aggregation,
-// the public record of the sum. Plain rounds open the sealed updates and run the strategy; SecAgg rounds decode
-// the unmasked sum (the coordinator never saw an individual update).
-import type { NamedTensor, TensorList } from '../proto/tensors';
-import type { SealedBlob } from '../proto/crypto/sealed-upload';
-import { decodeSum } from '../proto/secagg/encoding';
-import type { Checkpoint, Participant, SecureAggregationRecord } from './checkpoints/types';
+// the public record of the sum. Both workflows end in the same place: a weighted sum handed to the strategy
+// (plain rounds: the running sum the Attempt folded each update into; SecAgg rounds: the unmasked sum, the
+// coordinator never having seen an individual update).
+import type { NamedTensor } from '../proto/tensors';
+import { unmaskedSum } from '../proto/secagg/encoding';
+import type { Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
-import type { Task } from './rounds';
-import type { SecAggAttempt, SecAggOutcome } from './secagg-attempt';
+import type { Attempt, Task } from './attempt';
+import type { SecAggOutcome } from './secagg-attempt';
 import type { Strategy } from './strategy/strategy';
 
 export interface Outcome {
@@ -17,40 +17,42 @@ export interface Outcome {
   readonly secureAggregation?: SecureAggregationRecord;
 }
 
-export interface OutcomeContext {
-  readonly registry: ClientRegistry;
-  readonly strategy: Strategy;
-  readonly unseal: (blob: SealedBlob, like: TensorList) => NamedTensor[];
-  readonly base: Checkpoint;
-  readonly selectionSeed: number;
-  readonly tasks: ReadonlyMap<string, Task>;
-}
+const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
 
-/** FedAvg (or another strategy) over the accepted updates, sorted by client id; a string says why it failed. */
-export function aggregatePlain(c: OutcomeContext, accepted: readonly Task[]): Outcome | string {
-  let result;
+/** The strategy over the attempt's running sum; a string says why it failed. */
+export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt): Outcome | string {
+  const accepted = [...a.tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
+  let adapter: NamedTensor[];
+  let weights: Record<string, number>;
   try {
-    result = c.strategy.aggregate(
-      c.base.adapter,
-      accepted.map((t) => ({ clientId: t.clientId, numExamples: t.upload!.numExamples, delta: c.unseal(t.upload!.sealed, c.base.adapter) })),
-    );
+    adapter = strategy.aggregate(a.base.adapter, a.aggregation!.sum());
+    weights = a.aggregation!.weights();
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
-  const participants = accepted.map((t) => participantOf(c.registry, t, t.upload!.numExamples, result.weights[t.clientId]));
-  const seeds = { selection: c.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-  return { adapter: result.adapter, participants, seeds };
+  const participants = accepted.map((t) => participantOf(registry, t, t.numExamples ?? null, weights[t.clientId] ?? null));
+  const seeds = { selection: a.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
+  return { adapter, participants, seeds };
 }
 
-/** The survivors' weighted mean from the SecAgg sum; marks their tasks as part of it. */
-export function aggregateSecAgg(c: OutcomeContext, sa: SecAggAttempt, out: SecAggOutcome): Outcome {
-  const byClient = new Map([...c.tasks.values()].map((t) => [t.clientId, t]));
-  const { adapter, totalWeight } = decodeSum(out.sum, sa.config, c.base.adapter);
+/** The survivors' weighted mean from the unmasked SecAgg sum, through the same strategy; marks their tasks. */
+export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt, out: SecAggOutcome): Outcome | string {
+  const sa = a.secagg!;
+  const byClient = new Map([...a.tasks.values()].map((t) => [t.clientId, t]));
+  let adapter: NamedTensor[];
+  let totalWeight: number;
+  try {
+    const sum = unmaskedSum(out.sum, sa.config, a.base.adapter);
+    totalWeight = sum.totalWeight;
+    adapter = strategy.aggregate(a.base.adapter, sum);
+  } catch (e) {
+    return `aggregation failed: ${(e as Error).message}`;
+  }
   const survivors = out.survivors.map((id) => byClient.get(id)!);
   for (const t of survivors) t.inSum = true;
   // Individual weights stay hidden under SecAgg: participants carry none; only their sum is known.
-  const participants = survivors.map((t) => participantOf(c.registry, t, null, null));
-  const seeds = { selection: c.selectionSeed, clients: Object.fromEntries(survivors.map((t) => [t.clientId, t.seed])) };
+  const participants = survivors.map((t) => participantOf(registry, t, null, null));
+  const seeds = { selection: a.selectionSeed, clients: Object.fromEntries(survivors.map((t) => [t.clientId, t.seed])) };
   const secureAggregation: SecureAggregationRecord = {
     sessionId: out.sessionId,
     graph: sa.config.graph.kind === 'full' ? 'full' : `harary(k=${sa.config.graph.k})`,
@@ -69,7 +71,7 @@ export function aggregateSecAgg(c: OutcomeContext, sa: SecAggAttempt, out: SecAg
 function participantOf(registry: ClientRegistry, t: Task, numExamples: number | null, weight: number | null): Participant {
   return {
     clientId: t.clientId,
-    clientName: registry.byId(t.clientId)?.name ?? t.clientId,
+    clientName: registry.byId(t.clientId)?.name ?? t.clientName ?? t.clientId,
     numExamples,
     weight,
     seed: t.seed,

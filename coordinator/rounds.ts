@@ -1,11 +1,18 @@
-// Where rounds are scheduled. One round, one or more attempts, each walking these phases:
+// Where rounds are scheduled. One round, one or more attempts (attempt.ts), each walking these phases:
 //   WAITING_FOR_CLIENTS (rounds.minClients connected) → SELECTING (seeded) → TRAINING (tasks out; until every
 //   selected client uploaded and reported, or the deadline) → AGGREGATING (strategy) → COMMITTING (optional
 //   evaluator, then the store) → the next round.
 // An attempt with fewer than rounds.minUpdates accepted updates fails cleanly: outstanding tasks are
-// cancelled, nothing is committed, and the round is retried (attempt + 1) up to rounds.maxAttempts.
+// cancelled, nothing is committed, and the round is retried (attempt + 1) up to rounds.maxAttempts failures.
+// Across restarts (round-spool.ts): attempt numbers continue where the last process left them and every task id
+// carries this process's epoch, so no task id is ever issued twice; updates accepted before a crash are
+// reloaded and count; an attempt cut short by a crash is not a failure.
 // No gRPC here: the service (service.ts) validates the wire and calls in; tasks go out through the registry.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { PROTOCOL_VERSION } from '../proto/constants';
+import { ProtocolError, status } from '../proto/errors';
+import type { CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
@@ -13,14 +20,15 @@ import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
 import type { Strategy } from './strategy/strategy';
-import type { SealedBlob } from '../proto/crypto/sealed-upload';
-import { aggregatePlain, aggregateSecAgg, clientMetricMeans, type Outcome, type OutcomeContext } from './round-outcome';
+import { Attempt, type Task } from './attempt';
+import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
+import { RoundSpool, type SpoolState, type SpooledRound } from './round-spool';
+import { reopenSpoolRecord, type SealedUpdate } from './sealed-update';
 import { SecAggAttempt } from './secagg-attempt';
-import { TaskDesk, type Attempt, type Task } from './task-desk';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
-export type { Task } from './task-desk';
+export type { Task } from './attempt';
 
 export type Evaluator = (adapter: TensorList, version: number) => Promise<Record<string, number>>;
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -36,26 +44,39 @@ export interface RoundEngineDeps {
   readonly evaluator?: Evaluator;
   /** Seeds decided outside the coordinator (e.g. the data split), recorded in every manifest. */
   readonly extraSeeds?: Record<string, number>;
-  /** Opens an accepted upload (kept sealed until aggregation) into tensors laid out like `like`. */
-  readonly unseal: (blob: SealedBlob, like: TensorList) => NamedTensor[];
+  /** The coordinator's box key: reopens spooled updates after a restart. */
+  readonly boxKey: CoordinatorBoxSecret;
   readonly log: LogFn;
 }
 
-type WaitFn = (cond: () => boolean, until: number) => Promise<void>;
+/** Where the next attempt of a round starts: its number, failures so far, and what a crashed process left. */
+interface RoundResume {
+  attempt: number;
+  failed: number;
+  spooled: SpooledRound | null;
+}
 
-
-const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
-
-export class RoundEngine extends TaskDesk {
+export class RoundEngine extends EventEmitter<RoundEvents> {
   private latestCk: Checkpoint | null = null;
   private stopping = false;
   private phaseNow: RoundPhase = 'IDLE';
-  private wakeWaiters: (() => void) | null = null;
+  private current: Attempt | null = null;
+  private clientsChanged: (() => void) | null = null;
   /** Once the run ended, clients that (re)attach later are told at once instead of waiting forever. */
   private finished: { final_version: number; reason: string } | null = null;
+  /** Every task issued in this process, so a stale or forged task id gets a precise refusal. */
+  private readonly issued = new Map<string, Task>();
+  /** Ciphertext hash → the task that accepted it, for the life of this process. */
+  private readonly accepted = new Map<string, Task>();
+  /** This process's share of every task id: a restarted coordinator never re-issues an id a site completed. */
+  readonly epoch = randomBytes(4).toString('hex');
+  private readonly spool: RoundSpool;
+  /** What the spool says about the round in progress (the attempt last started, failures so far). */
+  private roundState: SpoolState | null = null;
 
   constructor(private readonly d: RoundEngineDeps) {
-    super(d.registry, d.strategy);
+    super();
+    this.spool = new RoundSpool(d.config.run.dir);
     d.registry.on('change', () => this.poke());
     d.registry.on('attached', (s: { clientId: string }) => {
       if (this.finished) d.registry.byId(s.clientId)?.sink?.write({ finished: this.finished });
@@ -97,10 +118,14 @@ export class RoundEngine extends TaskDesk {
     }
     while (!this.stopping && this.latestCk.manifest.round < cfg.rounds.total) {
       const round = this.latestCk.manifest.round + 1;
+      const spooled = await this.spool.load(round, this.latestCk.manifestSha256);
+      const r: RoundResume = { attempt: (spooled?.state.attempt ?? 0) + 1, failed: spooled?.state.failed ?? 0, spooled };
+      if (spooled) this.d.log('info', 'resuming an interrupted round', { round, attempt: r.attempt, failedAttempts: r.failed, spooledUpdates: spooled.updates.size });
       let committed = false;
-      for (let attempt = 1; attempt <= cfg.rounds.maxAttempts && !this.stopping; attempt++) {
-        committed = await this.runAttempt(round, attempt);
-        if (committed) break;
+      while (!committed && !this.stopping && r.failed < cfg.rounds.maxAttempts) {
+        committed = (await this.runAttempt(round, r)) === 'committed';
+        r.attempt++;
+        r.spooled = null; // what a crashed process left counts for the first attempt after it only
       }
       if (!committed && !this.stopping) {
         const reason = `round ${round} failed ${cfg.rounds.maxAttempts} attempts`;
@@ -136,16 +161,49 @@ export class RoundEngine extends TaskDesk {
     this.emit('phase', p);
   }
 
-  private async runAttempt(round: number, attempt: number): Promise<boolean> {
+  /**
+   * Reopens one update a crashed process accepted (read from disk now, not before: one at a time, so memory
+   * does not grow with the number of spooled updates); null, loudly, when it no longer verifies for this round.
+   */
+  private async reopen(round: number, spooled: SpooledRound, base: Checkpoint, clientId: string): Promise<(SealedUpdate & { seed: number }) | null> {
+    try {
+      const u = reopenSpoolRecord(await this.spool.readUpdate(spooled.updates.get(clientId)!), this.d.boxKey, this.d.config.transport.maxUploadBytes);
+      const b = u.binding;
+      // The signed binding must name this run, round, base and client: a record cannot count elsewhere.
+      if (b.runId !== this.d.config.run.id || b.round !== round || b.baseManifestSha256 !== base.manifestSha256 || b.baseVersion !== base.manifest.version || b.clientId !== clientId) {
+        throw new Error(`bound to run ${b.runId} round ${b.round} base v${b.baseVersion} client ${b.clientId}`);
+      }
+      return u;
+    } catch (e) {
+      this.d.log('warn', 'spooled update dropped: it does not verify for this round', { round, clientId, error: (e as Error).message });
+      return null;
+    }
+  }
+
+  private async runAttempt(round: number, r: RoundResume): Promise<'committed' | 'failed' | 'stopped'> {
     const cfg = this.d.config;
-    this.setPhase('WAITING_FOR_CLIENTS');
-    await this.waitUntil(() => this.d.registry.connected().length >= cfg.rounds.minClients);
-    if (this.stopping) return false;
+    const attempt = r.attempt;
+    const base = this.latestCk!;
+    const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
+    const resumeSelection = spooled ? spooled.state : null;
+    // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
+    const valid = new Set<string>();
+    if (spooled) for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await this.reopen(round, spooled, base, id))) valid.add(id);
+    // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
+    const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
+    if (outstanding === null || outstanding.length > 0) {
+      this.setPhase('WAITING_FOR_CLIENTS');
+      await this.waitForClients(() => this.d.registry.connected().length >= cfg.rounds.minClients);
+      if (this.stopping) return 'stopped';
+    }
 
     this.setPhase('SELECTING');
-    const base = this.latestCk!;
-    const selectionSeed = deriveSeed(cfg.run.seed, 'select', round, attempt);
-    const ids = selectClients(this.d.registry.connected().map((s) => s.clientId), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed);
+    const selectionSeed = resumeSelection?.selectionSeed ?? deriveSeed(cfg.run.seed, 'select', round, attempt);
+    const ids = resumeSelection
+      ? [...resumeSelection.selected]
+      : selectClients(this.d.registry.connected().map((s) => s.clientId), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed);
+    this.roundState = { round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed };
+    await this.spool.saveState(this.roundState);
     const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
     let secagg: SecAggAttempt | undefined;
     if (cfg.secagg.enabled) {
@@ -153,91 +211,102 @@ export class RoundEngine extends TaskDesk {
         const keys = Object.fromEntries(ids.map((id) => [id, this.d.registry.byId(id)!.publicKey]));
         secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, base.adapter, ids, keys, cfg.secagg.stageTimeoutMs);
       } catch (e) {
-        return this.failAttempt(round, attempt, `secure aggregation cannot run: ${(e as Error).message}`);
+        return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
     }
     // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
     const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
-    const tasks = new Map<string, Task>();
+    const cur = new Attempt(round, attempt, base, selectionSeed, deadline, {
+      registry: this.d.registry,
+      strategy: this.d.strategy,
+      spool: secagg ? undefined : this.spool,
+      stopping: () => this.stopping,
+      onAccepted: (t, numExamples) => {
+        if (t.acceptedSha256) this.accepted.set(t.acceptedSha256, t);
+        this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
+      },
+      log: this.d.log,
+    }, secagg);
     const selected: ClientSelected[] = [];
+    let carried = 0;
     for (const clientId of ids) {
-      const taskId = `r${round}-a${attempt}-${clientId}`;
-      const seed = deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
-      const t: Task = { taskId, clientId, round, attempt, baseVersion: base.manifest.version, seed, deadline, state: 'assigned' };
-      tasks.set(taskId, t);
+      const prior = spooled && valid.has(clientId) ? await this.reopen(round, spooled, base, clientId) : null;
+      // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
+      const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${this.epoch}-${clientId}`;
+      const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
+      const t: Task = {
+        taskId,
+        clientId,
+        round,
+        attempt: prior ? prior.binding.attempt : attempt,
+        baseVersion: base.manifest.version,
+        seed,
+        deadline,
+        owner: cur,
+        state: 'assigned',
+        clientName: prior?.clientName,
+        wire: this.trainTask(taskId, round, prior ? prior.binding.attempt : attempt, base, deadline, seed, secagg),
+      };
+      cur.tasks.set(taskId, t);
       this.issued.set(taskId, t);
-      selected.push({ round, attempt, clientId, taskId, seed });
+      if (prior) {
+        try {
+          cur.carry(t, prior); // admitted and added; its plaintext is dropped here
+          carried++;
+          const m = spooled?.metrics.get(clientId);
+          if (m) t.metrics = m;
+        } catch (e) {
+          this.d.log('warn', 'spooled update not admitted', { round, clientId, error: (e as Error).message });
+        }
+      }
+      if (!t.carried) selected.push({ round, attempt, clientId, taskId, seed });
     }
-    let wake!: () => void;
-    let woken = new Promise<void>((r) => (wake = r));
-    const cur: Attempt = { round, attempt, base, selectionSeed, tasks, open: true, secagg, wake: () => wake() };
     this.current = cur;
 
     this.setPhase('TRAINING');
     this.emit('roundStarted', { round, attempt, selected: [...ids], baseVersion: base.manifest.version, selectionSeed, deadline });
     for (const s of selected) this.emit('clientSelected', s);
-    this.d.log('info', 'round started', { round, attempt, selected: ids.length, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
-    for (const t of tasks.values()) this.sendTask(t);
+    this.d.log('info', 'round started', { round, attempt, selected: ids.length, carried, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
+    for (const t of cur.tasks.values()) if (!t.carried) this.sendTask(t);
 
-    const waitUntil = async (cond: () => boolean, until: number): Promise<void> => {
-      // The timer, not Date.now(), ends the wait: a timer may fire a millisecond before Date.now() reaches
-      // `until`, and a loop that re-checked the clock would then sleep with nobody left to wake it.
-      let expired = false;
-      const timer = setTimeout(() => {
-        expired = true;
-        cur.wake();
-      }, Math.max(0, until - Date.now()));
-      try {
-        while (!this.stopping && !expired && !cond()) {
-          await woken;
-          woken = new Promise<void>((r) => (wake = r));
-        }
-      } finally {
-        clearTimeout(timer);
-      }
-    };
     try {
       let outcome: Outcome | string;
       try {
-        outcome = secagg ? await this.secaggOutcome(cur, secagg, trainingDeadline, waitUntil) : await this.plainOutcome(cur, deadline, waitUntil);
+        outcome = secagg ? await this.secaggStages(cur, secagg, trainingDeadline) : await this.plainStages(cur);
       } finally {
-        cur.open = false;
-        for (const t of tasks.values()) {
-          const finished = t.state === 'uploaded' && (secagg === undefined || t.inSum === true);
-          if (!finished) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
-        }
+        await cur.close();
+        cur.cancelUnfinished();
       }
-      if (this.stopping) return false;
-      if (typeof outcome === 'string') return this.failAttempt(round, attempt, outcome);
+      if (this.stopping) return 'stopped';
+      if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
       this.setPhase('COMMITTING');
       const { adapter, participants, seeds, secureAggregation } = outcome;
       this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation);
+      await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
       this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
       this.emit('roundCommitted', ev);
-      return true;
+      return 'committed';
     } finally {
-      // The attempt is over: drop the deltas (history keeps only what explains later refusals).
-      for (const t of tasks.values()) t.upload = undefined;
+      cur.retire();
       this.current = null;
     }
   }
 
-  /** Plain FedAvg: wait for uploads, then open and aggregate them. A string is the reason the attempt failed. */
-  private async plainOutcome(cur: Attempt, deadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
+  /** Plain rounds: wait for uploads (each already in the running sum), then hand the sum to the strategy. */
+  private async plainStages(cur: Attempt): Promise<Outcome | string> {
     const cfg = this.d.config;
-    await waitUntil(() => this.allDone(cur), deadline);
-    cur.open = false;
-    // Arrival order must not matter: the strategy sees updates sorted by client id.
-    const accepted = [...cur.tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
+    await cur.waitFor(() => cur.allDone(), cur.deadline);
+    await cur.close();
     if (this.stopping) return 'coordinator stopping';
-    if (accepted.length < cfg.rounds.minUpdates) return `${accepted.length} of ${cur.tasks.size} updates arrived; ${cfg.rounds.minUpdates} needed`;
+    const n = cur.aggregation!.count;
+    if (n < cfg.rounds.minUpdates) return `${n} of ${cur.tasks.size} updates arrived; ${cfg.rounds.minUpdates} needed`;
     this.setPhase('AGGREGATING');
-    return aggregatePlain(this.outcomeContext(cur), accepted);
+    return plainOutcome(this.d.registry, this.d.strategy, cur);
   }
 
-  /** Secure aggregation: the four stages over the task streams, then the decoded weighted mean. */
-  private async secaggOutcome(cur: Attempt, sa: SecAggAttempt, trainingDeadline: number, waitUntil: WaitFn): Promise<Outcome | string> {
+  /** Secure aggregation: the four stages over the task streams, then the unmasked sum to the strategy. */
+  private async secaggStages(cur: Attempt, sa: SecAggAttempt, trainingDeadline: number): Promise<Outcome | string> {
     const byClient = new Map([...cur.tasks.values()].map((t) => [t.clientId, t]));
     let out;
     try {
@@ -246,7 +315,7 @@ export class RoundEngine extends TaskDesk {
           live: (id) => this.d.registry.isLive(id),
           send: (id, ev) => this.d.registry.byId(id)?.sink?.write(ev),
           taskIdOf: (id) => byClient.get(id)!.taskId,
-          waitUntil,
+          waitFor: (cond, until) => cur.waitFor(cond, until),
           stopping: () => this.stopping,
         },
         trainingDeadline,
@@ -255,19 +324,22 @@ export class RoundEngine extends TaskDesk {
       return `secure aggregation aborted: ${(e as Error).message}`;
     }
     this.setPhase('AGGREGATING');
-    return aggregateSecAgg(this.outcomeContext(cur), sa, out);
+    return secaggOutcome(this.d.registry, this.d.strategy, cur, out);
   }
 
-  private outcomeContext(cur: Attempt): OutcomeContext {
-    return { registry: this.d.registry, strategy: this.d.strategy, unseal: this.d.unseal, base: cur.base, selectionSeed: cur.selectionSeed, tasks: cur.tasks };
-  }
-
-  private failAttempt(round: number, attempt: number, why: string): false {
-    const reason = `round ${round} attempt ${attempt}: ${why}`;
-    const final = attempt >= this.d.config.rounds.maxAttempts;
-    this.d.log('warn', 'round failed', { round, attempt, reason, final });
-    this.emit('roundFailed', { round, attempt, reason, final });
-    return false;
+  /** A failed attempt: counted in the spool (its updates do not carry into the next attempt, which trains again). */
+  private async failAttempt(r: RoundResume, round: number, why: string): Promise<'failed'> {
+    const reason = `round ${round} attempt ${r.attempt}: ${why}`;
+    r.failed++;
+    const final = r.failed >= this.d.config.rounds.maxAttempts;
+    if (this.roundState?.round === round) {
+      this.roundState = { ...this.roundState, failed: r.failed };
+      await this.spool.saveState(this.roundState);
+    }
+    await this.spool.dropUpdates(round);
+    this.d.log('warn', 'round failed', { round, attempt: r.attempt, reason, final });
+    this.emit('roundFailed', { round, attempt: r.attempt, reason, final });
+    return 'failed';
   }
 
   private async commit(
@@ -309,31 +381,23 @@ export class RoundEngine extends TaskDesk {
     return { ...ck, adapter: sortByName(ck.adapter) };
   }
 
-  private allDone(a: Attempt): boolean {
-    for (const t of a.tasks.values()) {
-      const live = this.d.registry.isLive(t.clientId);
-      const done = t.state === 'uploaded' && t.metrics !== undefined;
-      // A selected client that disconnected is not waited for (it may still reconnect and finish in time).
-      if (!done && !(live === false && t.state !== 'receiving')) return false;
-    }
-    return true;
+  private trainTask(taskId: string, round: number, attempt: number, base: Checkpoint, deadline: number, seed: number, secagg: SecAggAttempt | undefined): Task['wire'] {
+    const tr = this.d.config.training;
+    return {
+      task_id: taskId,
+      round,
+      attempt,
+      base_version: base.manifest.version,
+      base_manifest_sha256: base.manifestSha256,
+      deadline_unix_ms: deadline,
+      seed,
+      secagg: secagg?.settings,
+      config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
+    };
   }
 
   private sendTask(t: Task): void {
-    const tr = this.d.config.training;
-    this.d.registry.byId(t.clientId)?.sink?.write({
-      train: {
-        task_id: t.taskId,
-        round: t.round,
-        attempt: t.attempt,
-        base_version: t.baseVersion,
-        base_manifest_sha256: this.current!.base.manifestSha256,
-        deadline_unix_ms: t.deadline,
-        seed: t.seed,
-        secagg: this.current!.secagg?.settings,
-        config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
-      },
-    });
+    this.d.registry.byId(t.clientId)?.sink?.write({ train: t.wire });
   }
 
   /** A client that reconnects mid-round gets its open task again. */
@@ -345,12 +409,83 @@ export class RoundEngine extends TaskDesk {
 
   private poke(): void {
     this.current?.wake();
-    const w = this.wakeWaiters;
-    this.wakeWaiters = null;
+    const w = this.clientsChanged;
+    this.clientsChanged = null;
     w?.();
   }
 
-  private async waitUntil(cond: () => boolean): Promise<void> {
-    while (!this.stopping && !cond()) await new Promise<void>((r) => (this.wakeWaiters = r));
+  /** Waits (with no deadline) until enough clients are connected; woken by every registry change. */
+  private async waitForClients(cond: () => boolean): Promise<void> {
+    while (!this.stopping && !cond()) await new Promise<void>((r) => (this.clientsChanged = r));
+  }
+
+  // ——— the service's view: tasks looked up with a precise refusal for every way a message can be out of place ———
+
+  /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload or a report. */
+  task(clientId: string, taskId: string, round: number): Task {
+    const cur = this.current;
+    const t = this.issued.get(taskId);
+    if (!t || t.clientId !== clientId) {
+      const name = this.d.registry.byId(clientId)?.name ?? clientId;
+      const open = cur?.open ? `round ${cur.round} attempt ${cur.attempt} is open` : 'no round is open';
+      throw new ProtocolError(status.PERMISSION_DENIED, `client ${name} was not selected for task ${taskId}: it is not assigned to client ${clientId} (${open})`);
+    }
+    if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}; the message says round ${round}`);
+    if (Date.now() > t.deadline) {
+      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the deadline of round ${t.round} attempt ${t.owner.attempt} passed at ${new Date(t.deadline).toISOString()}`);
+    }
+    if (!t.owner.holds(t)) {
+      const now = cur ? `round ${cur.round} attempt ${cur.attempt}` : 'no round';
+      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.owner.attempt}, which is closed; expected ${now}`);
+    }
+    return t;
+  }
+
+  /** Whether the task's attempt is still open (a resumed upload is answered only then; later it is a replay). */
+  isOpen(t: Task): boolean {
+    return t.owner.holds(t);
+  }
+
+  /** The task that already accepted this ciphertext, if any (replays and resumed uploads). */
+  acceptedBy(sha256Hex: string): Task | undefined {
+    return this.accepted.get(sha256Hex);
+  }
+
+  /** The SecAgg session a task belongs to, or undefined for a plain round (refuses closed tasks). */
+  secaggOf(t: Task): SecAggAttempt | undefined {
+    if (!t.owner.holds(t)) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return t.owner.secagg;
+  }
+
+  /** The global adapter a task's update must match. */
+  baseOf(t: Task): Checkpoint {
+    if (!t.owner.holds(t)) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return t.owner.base;
+  }
+
+  beginUpload(t: Task): void {
+    t.owner.beginUpload(t);
+  }
+
+  abortUpload(t: Task): void {
+    t.owner.abortUpload(t);
+  }
+
+  /** An opened plain upload: admitted, spooled, added to the sum (see Attempt.accept). */
+  acceptUpload(t: Task, u: SealedUpdate): Promise<void> {
+    return t.owner.accept(t, u);
+  }
+
+  acceptMaskedUpload(t: Task, sha256: Buffer): void {
+    t.owner.acceptMasked(t, sha256);
+  }
+
+  /** Something a SecAgg stage waits for arrived. */
+  secaggProgress(t: Task): void {
+    t.owner.wake();
+  }
+
+  recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
+    return t.owner.recordMetrics(t, values, backend);
   }
 }

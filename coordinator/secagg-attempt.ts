@@ -29,7 +29,7 @@ export interface SecAggDriver {
   send(clientId: string, event: TaskEvent): void;
   taskIdOf(clientId: string): string;
   /** Resolves when cond() holds, the deadline passes or the engine stops. */
-  waitUntil(cond: () => boolean, deadline: number): Promise<void>;
+  waitFor(cond: () => boolean, deadline: number): Promise<void>;
   stopping(): boolean;
 }
 
@@ -112,30 +112,30 @@ export class SecAggAttempt {
       if (d.stopping()) throw new ProtocolError(status.CANCELLED, 'coordinator stopping');
     };
     // Stage 1 waits for training (clients advertise when their update is ready).
-    await d.waitUntil(all(this.config.selected, this.advertised), trainingDeadline);
+    await d.waitFor(all(this.config.selected, this.advertised), trainingDeadline);
     stopped();
     const roster = this.server.closeAdvertise();
     const u1 = roster.advertisements.map((a) => a.clientId);
     for (const id of u1) d.send(id, { secagg_roster: rosterToWire(d.taskIdOf(id), roster) });
 
-    await d.waitUntil(all(u1, this.shared), Date.now() + this.stageTimeoutMs);
+    await d.waitFor(all(u1, this.shared), Date.now() + this.stageTimeoutMs);
     stopped();
     const { u2, routed } = this.server.closeShareKeys();
     for (const id of u2) d.send(id, { secagg_shares: routedToWire(d.taskIdOf(id), routed(id)) });
 
-    await d.waitUntil(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
+    await d.waitFor(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
     stopped();
     const check = this.server.closeMaskedInput();
     for (const id of check.survivors) d.send(id, { secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) });
 
-    await d.waitUntil(all(check.survivors, this.signed), Date.now() + this.stageTimeoutMs);
+    await d.waitFor(all(check.survivors, this.signed), Date.now() + this.stageTimeoutMs);
     stopped();
     const req = this.server.closeConsistency();
     const signers = req.signatures.map((x) => x.from);
     for (const id of signers) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
 
     // Enough shares is enough: waiting for the slowest survivor would change nothing in the sum.
-    await d.waitUntil(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);
+    await d.waitFor(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);
     stopped();
     const sum = await this.server.finish();
     return { sum, survivors: [...req.survivors], dropped: [...req.dropped], sessionId: this.sessionId };

@@ -21,12 +21,15 @@ import { clientIdFor, type ClientSession } from './registry';
 import { admitFrame, guardHandlers, toRefusal } from './door';
 import { LIMITS, RetryLater, describe } from '../proto/limits';
 import * as path from 'node:path';
-import { SealedUploadOpener } from '../proto/crypto/sealed-upload';
+import { SealedUploadOpener, uploadBinding } from '../proto/crypto/sealed-upload';
 import { DOMAINS, joinSignedFields, verify } from '../proto/crypto/signing';
 import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
+import type { SealedUpdate } from './sealed-update';
+import type { UploadBinding } from '../proto/crypto/sealed-upload';
+import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
@@ -100,7 +103,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       const sa = d.engine.secaggOf(t);
       if (!sa) throw new ProtocolError(status.FAILED_PRECONDITION, `secagg ${what}: round ${t.round} does not use secure aggregation`);
       apply(sa, s);
-      d.engine.secaggProgress();
+      d.engine.secaggProgress(t);
       cb(null, {});
     } catch (e) {
       cb(fail(e, `secagg ${what}`));
@@ -198,6 +201,9 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       let secagg: SecAggAttempt | undefined;
       let opener: SealedUploadOpener | undefined;
       let numExamples = 0;
+      let sealedBinding: UploadBinding | undefined;
+      let decoderHeader: TensorHeader__Output | undefined;
+      let uploaderKey: Uint8Array | undefined;
       let finished = false;
       let counted = false;
       // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
@@ -268,7 +274,8 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
               checkMaskedLayout(specs, sa.config.vectorLength);
               sa.expectMaskedInput(s.clientId);
             } else checkLayout(specs, base.adapter);
-            const binding = { protocolVersion: h.protocol_version, runId: d.runId, clientId: s.clientId, taskId: t.taskId, round: t.round, attempt: t.attempt, baseVersion: t.baseVersion, baseManifestSha256: base.manifestSha256, numExamples: h.num_examples };
+            // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
+            const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
             const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
             if (uploadsInFlight >= d.config.admission.maxUploadsInFlight) {
               throw new RetryLater(`${uploadsInFlight} uploads are being received (admission.maxUploadsInFlight): retry later`, d.config.admission.retryAfterMs);
@@ -278,9 +285,12 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             counted = true;
             task = t; // from here on a refusal hands the task back (abortUpload)
             opener = op;
-            const bound = d.engine.updateBound;
-            // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing.
-            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: !sa, maxAbs: bound.maxAbs, maxAbsOwner: bound.owner });
+            decoderHeader = h.tensors!;
+            uploaderKey = s.publicKey;
+            // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing;
+            // values (finite, in range) are the strategy's to admit (Attempt.accept), in its one pass over them.
+            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: false });
+            sealedBinding = binding;
             secagg = sa;
             numExamples = h.num_examples;
           } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
@@ -291,16 +301,44 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             opener.finish();
             if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
             opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
+            const t = task;
+            const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
+            const bytes = decoder.bytesReceived;
             if (secagg) {
-              secagg.maskedInput(task.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
-              d.engine.acceptMaskedUpload(task, Buffer.from(opener.envelope.ciphertext_sha256));
-            } else {
-              decoder.finishAuthenticated(); // sizes and values (finite, in the strategy's range)
-              d.engine.acceptUpload(task, numExamples, opener.blob());
+              secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
+              d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
+              end();
+              d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+              cb(null, reply);
+              return;
             }
-            end();
-            d.log('info', 'update accepted', { taskId: task.taskId, numExamples, bytes: decoder.bytesReceived });
-            cb(null, { task_id: task.taskId, round: task.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false });
+            // The one opening of this upload: plaintext delta, with the sealed bytes the spool keeps.
+            const update: SealedUpdate = {
+              binding: sealedBinding!,
+              header: decoderHeader!,
+              envelope: opener.envelope,
+              ciphertext: opener.ciphertext,
+              sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
+              clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
+              clientPublicKey: uploaderKey!,
+              delta: decoder.finishAuthenticated(),
+            };
+            // From here the answer comes from the accept (admission, spool write, sum), whatever the stream or the
+            // idle timer does; the upload stays counted in flight until it is answered.
+            finished = true;
+            clearTimeout(idle);
+            d.engine.acceptUpload(t, update).then(
+              () => {
+                end();
+                d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+                cb(null, reply);
+              },
+              (err: unknown) => {
+                end();
+                d.engine.abortUpload(t);
+                cb(fail(err, 'upload'));
+              },
+            );
           } else {
             throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
           }
@@ -344,9 +382,12 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         const r = call.request;
         const s = session(r.session_token);
         const t = d.engine.task(s.clientId, r.task_id, r.round);
-        // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics).
-        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend);
-        cb(null, {});
+        // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
+        // spooled with the update before the site hears back.
+        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
+          () => cb(null, {}),
+          (e: unknown) => cb(fail(e, 'metrics')),
+        );
       } catch (e) {
         cb(fail(e, 'metrics'));
       }

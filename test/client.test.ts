@@ -140,7 +140,7 @@ describe('client SDK', function () {
     expect((await run).finalVersion).to.equal(1);
   });
 
-  it('aborts the running training when the coordinator cancels its task, and trains the retry', async () => {
+  it('stops a training that would overrun the round deadline (before the coordinator cancels the task), and trains the retry', async () => {
     const { c, address } = await coordinator(await dir(), { deadlineMs: 2500, maxAttempts: 2 });
     const trainer = new GateTrainer((call) => call === 1);
     const client = site(address, trainer);
@@ -149,9 +149,10 @@ describe('client SDK', function () {
     const summary = await client.run();
     const final = await c.done;
     expect(trainer.abortReasons).to.have.length(1);
-    expect(trainer.abortReasons[0]).to.contain('cancelled by the coordinator: round closed without this update');
+    // The SDK stops it shortly before the deadline (TrainingPlan.deadlineUnixMs), ahead of the coordinator's cancel.
+    expect(trainer.abortReasons[0]).to.match(/^training stopped: the round deadline \(.*\) is near$/);
     expect(failed).to.have.length(1);
-    expect(failed[0].cancelled).to.equal(true);
+    expect(failed[0].cancelled).to.equal(false); // the site stopped it; the coordinator had not cancelled it yet
     expect(summary).to.include({ finalVersion: 1, tasksCompleted: 1 });
     expect(final.manifest).to.include({ version: 1, attempt: 2 });
   });

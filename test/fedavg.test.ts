@@ -1,7 +1,7 @@
 // coordinator/strategy/fixed-point.ts and fedavg.ts: FedAvg weighted by example counts on the 2^-24 integer
 // grid. Results are checked against hand-computed values and an exact BigInt reference, and must be
 // bit-identical under every permutation of the updates.
-import { FedAvg } from '../coordinator/strategy/fedavg';
+import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import {
   CLIP_LOG2,
   FRACTION_BITS,
@@ -13,7 +13,9 @@ import {
   quantize,
   weightedMean,
 } from '../coordinator/strategy/fixed-point';
-import type { ClientUpdate } from '../coordinator/strategy/strategy';
+import { AdmissionError, type ClientUpdate } from '../coordinator/strategy/strategy';
+import { strategyNamed } from '../coordinator/strategy';
+import { decodeSum, encodeUpdate, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor } from '../proto/tensors';
 import { Prng } from '../proto/prng';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -110,6 +112,7 @@ describe('fixed point', () => {
 
 describe('FedAvg', () => {
   const fedavg = new FedAvg();
+  const avg = (g: readonly NamedTensor[], us: readonly ClientUpdate[]): ReturnType<typeof aggregateUpdates> => aggregateUpdates(fedavg, g, us);
 
   it('is named fedavg and declares the fixed-point range as its maxAbsDelta', () => {
     expect(fedavg.name).to.equal('fedavg');
@@ -118,7 +121,7 @@ describe('FedAvg', () => {
 
   it('computes hand-checked weighted means exactly', () => {
     const global = [t('a', [1, 2, -3], [3, 1]), t('b', [0])];
-    const r = fedavg.aggregate(global, [
+    const r = avg(global, [
       upd('x', 1, [t('a', [0.5, -1, 0], [3, 1]), t('b', [0.25])]),
       upd('y', 3, [t('a', [-0.5, 1, 0.125], [3, 1]), t('b', [0.75])]),
       upd('z', 4, [t('a', [0, 0, -0.25], [3, 1]), t('b', [-0.5])]),
@@ -133,14 +136,14 @@ describe('FedAvg', () => {
   });
 
   it('rounds a non-dyadic mean once: zero ×2 and one ×1 give float32(1/3)', () => {
-    const r = fedavg.aggregate([t('a', [0, 10])], [upd('p', 2, [t('a', [0, 0])]), upd('q', 1, [t('a', [1, -1])])]);
+    const r = avg([t('a', [0, 10])], [upd('p', 2, [t('a', [0, 0])]), upd('q', 1, [t('a', [1, -1])])]);
     expect(Array.from(r.adapter[0].data)).to.deep.equal([Math.fround(1 / 3), Math.fround(10 - 1 / 3)]);
     expect(r.weights.p).to.equal(2 / 3);
   });
 
   it('snaps a single update onto the 2^-24 grid: global + round(delta·2^24)/2^24', () => {
     const delta = Float32Array.from([0.3, -0.7, 1e-9, 0.5 / SCALE, 100.123]);
-    const r = fedavg.aggregate([t('a', [0, 0, 0, 0, 0])], [upd('solo', 17, [{ name: 'a', dtype: 'float32', shape: [5], data: delta }])]);
+    const r = avg([t('a', [0, 0, 0, 0, 0])], [upd('solo', 17, [{ name: 'a', dtype: 'float32', shape: [5], data: delta }])]);
     const want = Array.from(quantize(delta)).map((q) => Math.fround(q / SCALE));
     expect(Array.from(r.adapter[0].data)).to.deep.equal(want);
     expect(r.adapter[0].data[3]).to.equal(1 / SCALE);
@@ -151,17 +154,17 @@ describe('FedAvg', () => {
     const rng = new Prng(7, 1);
     const global = [t('w0', Array.from({ length: 64 }, () => rng.nextFloat() - 0.5))];
     const us = [randomUpdate(rng, 'a', [64], 0.5, 3), randomUpdate(rng, 'b', [64], 0.5, 5), randomUpdate(rng, 'c', [64], 0.5, 11)];
-    const ref = fedavg.aggregate(global, us);
+    const ref = avg(global, us);
     for (const k of [2, 3, 7, 1000]) {
-      const scaled = fedavg.aggregate(global, us.map((u) => ({ ...u, numExamples: u.numExamples * k })));
+      const scaled = avg(global, us.map((u) => ({ ...u, numExamples: u.numExamples * k })));
       expect(hex(scaled.adapter), `k=${k}`).to.equal(hex(ref.adapter));
       expect(scaled.weights).to.deep.equal(ref.weights);
     }
     // c (11 examples) as c1 (4) + c2 (7) with the same delta.
-    const split = fedavg.aggregate(global, [us[0], us[1], { ...us[2], clientId: 'c1', numExamples: 4 }, { ...us[2], clientId: 'c2', numExamples: 7 }]);
+    const split = avg(global, [us[0], us[1], { ...us[2], clientId: 'c1', numExamples: 4 }, { ...us[2], clientId: 'c2', numExamples: 7 }]);
     expect(hex(split.adapter)).to.equal(hex(ref.adapter));
     // Doubling one client's count moves the mean towards it, and the recorded weights follow.
-    const heavier = fedavg.aggregate(global, [us[0], us[1], { ...us[2], numExamples: 22 }]);
+    const heavier = avg(global, [us[0], us[1], { ...us[2], numExamples: 22 }]);
     expect(heavier.weights).to.deep.equal({ a: 3 / 30, b: 5 / 30, c: 22 / 30 });
     const dist = (x: Float32Array): number => x.reduce((s, v, i) => s + Math.abs(v - (global[0].data[i] + us[2].delta[0].data[i])), 0);
     expect(dist(heavier.adapter[0].data)).to.be.below(dist(ref.adapter[0].data));
@@ -174,10 +177,10 @@ describe('FedAvg', () => {
     const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `client-${k}`, sizes, [0.9, 1e-3, 3, 0.05, 100][k], 1 + Math.floor(rng.nextFloat() * 5000)));
     const perms = permutations(updates);
     expect(perms).to.have.length(120);
-    const ref = fedavg.aggregate(global, updates);
+    const ref = avg(global, updates);
     const refHex = hex(ref.adapter);
     for (const p of perms) {
-      const r = fedavg.aggregate(global, p);
+      const r = avg(global, p);
       expect(hex(r.adapter)).to.equal(refHex);
       expect(r.weights).to.deep.equal(ref.weights);
     }
@@ -199,7 +202,7 @@ describe('FedAvg', () => {
     const global = [t('w0', new Array(n).fill(0))];
     const updates = [0, 1, 2, 3, 4, 5].map((k) => randomUpdate(rng, `c${k}`, [n], 0.999, 1 + k * 97));
     const total = updates.reduce((s, u) => s + u.numExamples, 0);
-    const out = fedavg.aggregate(global, updates).adapter[0].data;
+    const out = avg(global, updates).adapter[0].data;
     let worst = 0;
     for (let i = 0; i < n; i++) {
       const mean = updates.reduce((s, u) => s + u.numExamples * u.delta[0].data[i], 0) / total;
@@ -209,7 +212,7 @@ describe('FedAvg', () => {
     expect(worst).to.be.above(0); // the grid is visible: this is not a tautology
     // With a non-zero global the grid error stays within 2^-24 before the final float32 rounding.
     const g2 = [t('w0', Array.from({ length: n }, () => rng.nextFloat() * 8 - 4))];
-    const out2 = fedavg.aggregate(g2, updates).adapter[0].data;
+    const out2 = avg(g2, updates).adapter[0].data;
     for (let i = 0; i < n; i++) {
       const exact = g2[0].data[i] + updates.reduce((s, u) => s + u.numExamples * u.delta[0].data[i], 0) / total;
       const halfUlp = 2 ** (Math.floor(Math.log2(Math.abs(exact) || 1)) - 24);
@@ -221,27 +224,27 @@ describe('FedAvg', () => {
     const global = [t('a', [1, 2])];
     const d = [t('a', [0.5, 0.25])];
     const before = hex(global) + hex(d);
-    const r = fedavg.aggregate(global, [upd('x', 2, d)]);
+    const r = avg(global, [upd('x', 2, d)]);
     expect(hex(global) + hex(d)).to.equal(before);
     expect(r.adapter[0].data).to.not.equal(global[0].data);
   });
 
   it('refuses an empty round', () => {
-    expect(() => fedavg.aggregate([t('a', [0])], [])).to.throw(Error, 'FedAvg: no updates to aggregate');
+    expect(() => avg([t('a', [0])], [])).to.throw(Error, 'FedAvg: no updates to aggregate');
   });
 
   it('refuses out-of-range and non-finite deltas, naming client, tensor and index', () => {
     const g = [t('a', [0, 0]), t('b', [0, 0, 0])];
     const ok = upd('ok', 1, [t('a', [0, 0]), t('b', [0, 0, 0])]);
     for (const bad of [128, -128, 1e6, NaN, Infinity, -Infinity]) {
-      expect(() => fedavg.aggregate(g, [ok, upd('evil', 3, [t('a', [0, 0]), t('b', [0, 0, bad])])]), String(bad)).to.throw(
+      expect(() => avg(g, [ok, upd('evil', 3, [t('a', [0, 0]), t('b', [0, 0, bad])])]), String(bad)).to.throw(
         FixedPointRangeError,
         `evil:b[2] = ${Math.fround(bad)} is outside the fixed-point range (|x| < 128)`,
       );
     }
     // The largest float32 below the limit, from every client at the bound, is fine.
     const edge = Math.fround(128 - 2 ** -17);
-    const r = fedavg.aggregate([t('a', [0, 0])], [upd('p', 5, [t('a', [edge, -edge])]), upd('q', 9, [t('a', [edge, -edge])])]);
+    const r = avg([t('a', [0, 0])], [upd('p', 5, [t('a', [edge, -edge])]), upd('q', 9, [t('a', [edge, -edge])])]);
     expect(Array.from(r.adapter[0].data)).to.deep.equal([edge, -edge]);
   });
 
@@ -255,22 +258,22 @@ describe('FedAvg', () => {
       [[t('a', [0, 0])], 'layout mismatch: 2 tensors vs 1'],
       [[t('a', [0, 0]), t('b', [0, 0, 0]), t('c', [0])], 'layout mismatch: 2 tensors vs 3'],
     ];
-    for (const [delta, msg] of cases) expect(() => fedavg.aggregate(g, [upd('x', 1, delta)]), msg).to.throw(Error, msg);
+    for (const [delta, msg] of cases) expect(() => avg(g, [upd('x', 1, delta)]), msg).to.throw(Error, msg);
     // Data shorter than its declared shape is caught by the accumulator.
     const short: NamedTensor = { name: 'b', dtype: 'float32', shape: [3], data: new Float32Array(2) };
-    expect(() => fedavg.aggregate(g, [upd('x', 1, [t('a', [0, 0]), short])])).to.throw(RangeError, 'x:b: 2 values, accumulator has 3');
+    expect(() => avg(g, [upd('x', 1, [t('a', [0, 0]), short])])).to.throw(RangeError, 'x:b: 2 values, accumulator has 3');
   });
 
   it('refuses two updates from one client, whatever their position', () => {
     const g = [t('a', [0])];
     const d = [t('a', [0.5])];
-    expect(() => fedavg.aggregate(g, [upd('x', 1, d), upd('y', 1, d), upd('x', 2, d)])).to.throw(Error, 'FedAvg: two updates from x');
+    expect(() => avg(g, [upd('x', 1, d), upd('y', 1, d), upd('x', 2, d)])).to.throw(Error, 'FedAvg: two updates from x');
   });
 
   it('refuses example counts that are not positive safe integers', () => {
     const g = [t('a', [0])];
     for (const n of [0, -1, 1.5, NaN, Infinity, 2 ** 53]) {
-      expect(() => fedavg.aggregate(g, [upd('x', n, [t('a', [0])])]), String(n)).to.throw(Error, `FedAvg: x reports ${n} examples; need a positive integer`);
+      expect(() => avg(g, [upd('x', n, [t('a', [0])])]), String(n)).to.throw(Error, `FedAvg: x reports ${n} examples; need a positive integer`);
     }
   });
 
@@ -282,12 +285,81 @@ describe('FedAvg', () => {
     const a = 2 ** 21;
     const updates = [upd('a', a, [t('a', values(1))]), upd('b', MAX_TOTAL_WEIGHT - a - 1, [t('a', values(-1))]), upd('c', 1, [t('a', values(1))])];
     expect(updates.reduce((s, u) => s + u.numExamples, 0)).to.equal(MAX_TOTAL_WEIGHT);
-    const r = fedavg.aggregate(g, updates);
+    const r = avg(g, updates);
     expect(Buffer.from(r.adapter[0].data.buffer).equals(Buffer.from(referenceFedAvg(g, updates)[0].buffer))).to.equal(true);
     // Net weight a + 1 − b = 3 out of MAX_TOTAL_WEIGHT, on the edge value.
     expect(r.adapter[0].data[0]).to.equal(Math.fround((3 * (2 ** 31 - 2 ** 7)) / (MAX_TOTAL_WEIGHT * SCALE)));
-    for (const p of permutations(updates)) expect(hex(fedavg.aggregate(g, p).adapter)).to.equal(hex(r.adapter));
+    for (const p of permutations(updates)) expect(hex(avg(g, p).adapter)).to.equal(hex(r.adapter));
     const over = [...updates.slice(0, 2), upd('c', 2, [t('a', values(1))])];
-    expect(() => fedavg.aggregate(g, over)).to.throw(Error, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
+    expect(() => avg(g, over)).to.throw(Error, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
+  });
+});
+
+describe('FedAvg streaming (admit, add as updates arrive, aggregate the running sum)', () => {
+  const fedavg = new FedAvg();
+  const rng = new Prng(77, 5);
+  const sizes = [129, 3, 40];
+  const global = sizes.map((n, k) => t(`w${k}`, Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2)));
+  const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `site-${k}`, sizes, [2, 1e-4, 0.3, 60, 0.01][k], 1 + Math.floor(rng.nextFloat() * 9000)));
+  const reference = aggregateUpdates(fedavg, global, updates);
+
+  it('commits the same bytes for every arrival order, with admission and addition interleaved, equal to the exact reference', () => {
+    const exact = referenceFedAvg(global, updates);
+    reference.adapter.forEach((x, k) => expect(Buffer.from(x.data.buffer).equals(Buffer.from(exact[k].buffer)), x.name).to.equal(true));
+    for (const p of permutations(updates)) {
+      const agg = fedavg.begin(global);
+      // Each update is admitted on arrival and added one arrival later (as a spool write would delay it).
+      let pending: ClientUpdate | undefined;
+      for (const u of p) {
+        agg.admit(u);
+        if (pending) agg.add(pending);
+        pending = u;
+      }
+      agg.add(pending!);
+      expect(agg.count).to.equal(5);
+      expect(hex(fedavg.aggregate(global, agg.sum()))).to.equal(hex(reference.adapter));
+      expect(agg.weights()).to.deep.equal(reference.weights);
+    }
+  });
+
+  it('keeps no update: the running sum is one float64 per parameter, and adding does not touch the update', () => {
+    const agg = fedavg.begin(global);
+    const before = hex(updates[0].delta);
+    agg.admit(updates[0]);
+    agg.add(updates[0]);
+    expect(hex(updates[0].delta)).to.equal(before);
+    const sum = agg.sum();
+    expect([...sum.tensors.keys()]).to.deep.equal(['w0', 'w1', 'w2']);
+    expect([...sum.tensors.values()].map((a) => [a.constructor.name, a.length])).to.deep.equal(sizes.map((n) => ['Float64Array', n]));
+    expect(sum.totalWeight).to.equal(updates[0].numExamples);
+  });
+
+  it('admission refuses before anything is added, and release gives an admitted weight back', () => {
+    const agg = fedavg.begin([t('a', [0])]);
+    const big = upd('big', MAX_TOTAL_WEIGHT - 1, [t('a', [0.5])]);
+    agg.admit(big);
+    expect(() => agg.admit(upd('x', 2, [t('a', [0.5])]))).to.throw(AdmissionError, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound`);
+    expect(() => agg.admit(upd('big', 1, [t('a', [0.5])]))).to.throw(AdmissionError, 'FedAvg: two updates from big');
+    expect(() => agg.admit(upd('nan', 1, [t('a', [NaN])]))).to.throw(FixedPointRangeError, 'nan:a[0] = NaN is outside the fixed-point range');
+    expect(() => agg.add(upd('x', 2, [t('a', [0.5])]))).to.throw(Error, 'FedAvg: update of x was not admitted');
+    agg.release('big');
+    agg.admit(upd('x', 2, [t('a', [0.5])]));
+    agg.add(upd('x', 2, [t('a', [0.5])]));
+    expect(agg.count).to.equal(1);
+    expect(Array.from(fedavg.aggregate([t('a', [0])], agg.sum())[0].data)).to.deep.equal([0.5]);
+    expect(() => fedavg.aggregate([t('a', [0])], fedavg.begin([t('a', [0])]).sum())).to.throw(Error, 'FedAvg: no updates to aggregate');
+  });
+
+  it("turns secure aggregation's unmasked sum into the same bytes decodeSum gives (one strategy for both workflows)", () => {
+    const include = global.map((g) => g.name).sort();
+    const cfg: SecAggRoundConfig = { roundTag: 'x', baseManifestSha256: '0'.repeat(64), selected: ['a', 'b', 'c', 'd', 'e'], threshold: 3, graph: { kind: 'full' }, clipNorm: 10, weightCap: 10000, maxClients: 1024, include, vectorLength: vectorLayout(global, include).length };
+    const vs = updates.map((u, k) => encodeUpdate(u.delta, u.numExamples, cfg, new Uint8Array(32).fill(k + 1)));
+    const sum = sumVectors(vs);
+    expect(hex(fedavg.aggregate(global, unmaskedSum(sum, cfg, global)))).to.equal(hex(decodeSum(sum, cfg, global).adapter));
+  });
+
+  it('is picked by its configured name', () => {
+    expect(strategyNamed('fedavg')).to.be.instanceOf(FedAvg);
+    expect(() => strategyNamed('fedprox')).to.throw(Error, 'unknown strategy "fedprox"; known: fedavg');
   });
 });

@@ -17,7 +17,7 @@ import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
 import { createHash } from 'node:crypto';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
-import { sealUpload } from '../proto/crypto/sealed-upload';
+import { sealUpload, uploadBinding } from '../proto/crypto/sealed-upload';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
 import { identityFromSeed, type ClientIdentity } from '../client-sdk/identity';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
@@ -148,17 +148,15 @@ export interface UploadHeaderFields {
 export function uploadFrames(h: UploadHeaderFields, delta: TensorList): UploadFrame[] {
   const version = h.version ?? PROTOCOL_VERSION;
   const tensors = tensorHeader(delta, h.chunkBytes);
-  const binding = {
-    protocolVersion: version,
-    runId: h.who.run_id,
-    clientId: h.who.client_id,
-    taskId: h.taskId ?? h.task.task_id,
+  // The one binding builder the site and the coordinator use, over the task with the caller's tampering applied.
+  const task = {
+    ...h.task,
+    task_id: h.taskId ?? h.task.task_id,
     round: h.round ?? h.task.round,
-    attempt: h.task.attempt,
-    baseVersion: h.baseVersion ?? h.task.base_version,
-    baseManifestSha256: h.baseManifestSha256 ?? h.task.base_manifest_sha256,
-    numExamples: h.numExamples ?? 10,
+    base_version: h.baseVersion ?? h.task.base_version,
+    base_manifest_sha256: h.baseManifestSha256 ?? h.task.base_manifest_sha256,
   };
+  const binding = uploadBinding(h.who.run_id, h.who.client_id, task, h.numExamples ?? 10, version);
   const sealed = sealUpload({ binding, tensors, plaintextChunks: dataChunks(delta, h.chunkBytes), coordinator: h.who.coordinator, identitySecretKey: h.signWith ?? h.who.identity.secretKey });
   return [
     { header: { protocol_version: version, session_token: h.token ?? h.who.session_token, task_id: binding.taskId, round: binding.round, base_version: binding.baseVersion, num_examples: binding.numExamples, tensors, sealed: sealed.envelope } },

@@ -145,6 +145,33 @@ describe('round engine', function () {
     expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['fast']);
   });
 
+  it("puts the round's deadline in the TrainingPlan and stops a training that would overrun it before the deadline", async () => {
+    const h = await start({ total: 1, minClients: 2, minUpdates: 1, deadlineMs: 3000, maxAttempts: 1 });
+    const deadline = new Promise<number>((r) => h.coordinator.engine.once('roundStarted', (e: { deadline: number }) => r(e.deadline)));
+    const seen: { planDeadline?: number; abortedAt?: number; reason?: string } = {};
+    const overrun: Trainer = {
+      backend: 'test',
+      async train(_global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+        seen.planDeadline = plan.deadlineUnixMs;
+        // Trains "forever" unless told to stop.
+        await new Promise<void>((_, reject) => signal!.addEventListener('abort', () => reject(signal!.reason as Error)));
+        throw new Error('unreachable');
+      },
+    };
+    const stopped = site(h, 'overrun', overrun);
+    stopped.on('taskFailed', (e) => {
+      seen.abortedAt = Date.now();
+      seen.reason = e.error;
+    });
+    const runs = [site(h, 'ok', new ConstantTrainer(0.5)).run(), stopped.run()];
+    const final = await h.coordinator.done;
+    await Promise.all(runs);
+    expect(seen.planDeadline).to.equal(await deadline);
+    expect(seen.reason).to.match(/^training stopped: the round deadline \(.*\) is near$/);
+    expect(seen.abortedAt!).to.be.below(seen.planDeadline!);
+    expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['ok']);
+  });
+
   it('backs off exponentially with full jitter', () => {
     const o = { initialMs: 100, maxMs: 1000, factor: 2 };
     expect(backoffDelay(0, o, () => 1)).to.equal(100);

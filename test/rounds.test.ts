@@ -13,10 +13,10 @@ import { deriveSeed, selectClients } from '../coordinator/selection';
 import type { Checkpoint } from '../coordinator/checkpoints/types';
 import type { RoundPhase } from '../coordinator/round-events';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import type { Strategy } from '../coordinator/strategy/strategy';
+import type { Strategy, WeightedSum } from '../coordinator/strategy/strategy';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer } from '../client-sdk/trainer';
-import type { TensorList } from '../proto/tensors';
+import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import { ConstantTrainer, join, nextTask, rawClient, sendUpload, smallAdapter, tempDir, uploadFrames, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -258,14 +258,15 @@ describe('round state machine', function () {
   it('fails the attempt cleanly when aggregation throws, and retries', async () => {
     const runDir = await dir();
     let calls = 0;
-    // Accepts every update on its own (the upload-time check) but throws on the first real aggregation.
-    const fussy: Strategy = {
-      name: 'fussy',
-      aggregate(global, updates) {
-        if (global.length > 0 && updates.length > 1 && calls++ === 0) throw new Error('disk of the aggregator on fire');
-        return new FedAvg().aggregate(global, updates);
-      },
-    };
+    // Admits every update (the upload-time check) but throws on the first real aggregation of a sum.
+    class Fussy extends FedAvg {
+      override readonly name = 'fussy';
+      override aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
+        if (calls++ === 0) throw new Error('disk of the aggregator on fire');
+        return super.aggregate(global, sum);
+      }
+    }
+    const fussy: Strategy = new Fussy();
     const { c, address } = await coordinator(runDir, { strategy: fussy });
     const reasons: string[] = [];
     c.on('roundFailed', (e) => reasons.push(e.reason));

@@ -1,40 +1,105 @@
 // FedAvg (McMahan et al. 2017) weighted by example counts, on the fixed-point grid so that the committed
-// adapter is bit-identical whatever order the updates arrive in: integer sums are associative.
+// adapter is bit-identical whatever order the updates arrive in: integer sums are associative. Updates are
+// folded into the sum as they arrive (FedAvgSum.add), so a round holds one float64 accumulator per parameter
+// and no update beyond the one being added.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
-import type { AggregationResult, ClientUpdate, Strategy } from './strategy';
-import { LIMIT, MAX_TOTAL_WEIGHT, accumulate, weightedMean } from './fixed-point';
+import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type WeightedSum } from './strategy';
+import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE, accumulateUnchecked } from './fixed-point';
 
 export class FedAvg implements Strategy {
-  readonly name = 'fedavg';
+  readonly name: string = 'fedavg';
   readonly maxAbsDelta = LIMIT;
 
-  aggregate(global: TensorList, updates: readonly ClientUpdate[]): AggregationResult {
-    if (updates.length === 0) throw new Error('FedAvg: no updates to aggregate');
-    const ids = new Set<string>();
-    let total = 0;
-    for (const u of updates) {
-      if (ids.has(u.clientId)) throw new Error(`FedAvg: two updates from ${u.clientId}`);
-      ids.add(u.clientId);
-      if (!(Number.isSafeInteger(u.numExamples) && u.numExamples >= 1)) {
-        throw new Error(`FedAvg: ${u.clientId} reports ${u.numExamples} examples; need a positive integer`);
-      }
-      assertSameLayout(global, u.delta);
-      total += u.numExamples;
-    }
-    if (total > MAX_TOTAL_WEIGHT) {
-      throw new Error(`FedAvg: ${total} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
-    }
-    const adapter: NamedTensor[] = global.map((g, i) => {
-      const acc = new Float64Array(g.data.length);
-      for (const u of updates) accumulate(acc, u.delta[i].data, u.numExamples, `${u.clientId}:${g.name}`);
-      const mean = weightedMean(acc, total);
+  begin(global: TensorList): Aggregation {
+    return new FedAvgSum(global);
+  }
+
+  /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
+  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
+    if (!(sum.totalWeight > 0)) throw new Error('FedAvg: no updates to aggregate');
+    const denom = sum.totalWeight * sum.scale;
+    return global.map((g) => {
+      const s = sum.tensors.get(g.name);
       const out = new Float32Array(g.data.length);
-      for (let j = 0; j < out.length; j++) out[j] = g.data[j] + mean[j];
+      if (!s) out.set(g.data);
+      else {
+        if (s.length !== out.length) throw new RangeError(`sum of ${g.name} holds ${s.length} values; the tensor has ${out.length}`);
+        for (let j = 0; j < out.length; j++) out[j] = g.data[j] + s[j] / denom;
+      }
       return { name: g.name, dtype: g.dtype, shape: g.shape, data: out };
     });
-    const weights: Record<string, number> = {};
-    for (const u of [...updates].sort((a, b) => (a.clientId < b.clientId ? -1 : 1))) weights[u.clientId] = u.numExamples / total;
-    return { adapter, weights };
   }
+}
+
+/** A round's running Σ n_k·q_k per tensor (float64, exact below 2^53: MAX_TOTAL_WEIGHT keeps it there). */
+class FedAvgSum implements Aggregation {
+  private readonly acc: Map<string, Float64Array>;
+  /** Admitted (reserved) weight per client; `added` marks those already in the sum. */
+  private readonly reserved = new Map<string, number>();
+  private readonly added = new Set<string>();
+  private reservedTotal = 0;
+
+  constructor(private readonly global: TensorList) {
+    this.acc = new Map(global.map((g) => [g.name, new Float64Array(g.data.length)]));
+  }
+
+  get count(): number {
+    return this.added.size;
+  }
+
+  admit(u: ClientUpdate): void {
+    if (this.reserved.has(u.clientId)) throw new AdmissionError(`FedAvg: two updates from ${u.clientId}`);
+    if (!(Number.isSafeInteger(u.numExamples) && u.numExamples >= 1)) {
+      throw new AdmissionError(`FedAvg: ${u.clientId} reports ${u.numExamples} examples; need a positive integer`);
+    }
+    if (this.reservedTotal + u.numExamples > MAX_TOTAL_WEIGHT) {
+      throw new AdmissionError(`FedAvg: ${this.reservedTotal + u.numExamples} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
+    }
+    assertSameLayout(this.global, u.delta);
+    for (let k = 0; k < this.global.length; k++) {
+      const x = u.delta[k].data;
+      const name = `${u.clientId}:${this.global[k].name}`;
+      if (x.length !== this.global[k].data.length) throw new RangeError(`${name}: ${x.length} values, accumulator has ${this.global[k].data.length}`);
+      // One comparison per value catches NaN, ±Inf and |x| ≥ 128; the rare failure names the value.
+      for (let i = 0; i < x.length; i++) if (!(Math.abs(x[i]) < LIMIT)) throw new FixedPointRangeError(name, i, x[i]);
+    }
+    this.reserved.set(u.clientId, u.numExamples);
+    this.reservedTotal += u.numExamples;
+  }
+
+  release(clientId: string): void {
+    const w = this.reserved.get(clientId);
+    if (w === undefined || this.added.has(clientId)) return;
+    this.reserved.delete(clientId);
+    this.reservedTotal -= w;
+  }
+
+  add(u: ClientUpdate): void {
+    if (this.reserved.get(u.clientId) !== u.numExamples || this.added.has(u.clientId)) throw new Error(`FedAvg: update of ${u.clientId} was not admitted`);
+    for (let k = 0; k < this.global.length; k++) accumulateUnchecked(this.acc.get(this.global[k].name)!, u.delta[k].data, u.numExamples);
+    this.added.add(u.clientId);
+  }
+
+  sum(): WeightedSum {
+    let total = 0;
+    for (const id of this.added) total += this.reserved.get(id)!;
+    return { tensors: this.acc, totalWeight: total, scale: SCALE };
+  }
+
+  weights(): Record<string, number> {
+    const total = this.sum().totalWeight;
+    const out: Record<string, number> = {};
+    for (const id of [...this.added].sort()) out[id] = this.reserved.get(id)! / total;
+    return out;
+  }
+}
+
+/** Admits and adds every update, then aggregates: the batch form (tests, benches, offline use). */
+export function aggregateUpdates(strategy: Strategy, global: TensorList, updates: readonly ClientUpdate[]): { adapter: NamedTensor[]; weights: Record<string, number> } {
+  if (updates.length === 0) throw new Error('FedAvg: no updates to aggregate');
+  const agg = strategy.begin(global);
+  for (const u of updates) agg.admit(u);
+  for (const u of updates) agg.add(u);
+  return { adapter: strategy.aggregate(global, agg.sum()), weights: agg.weights() };
 }

@@ -45,6 +45,21 @@ export function accumulate(acc: Float64Array, x: Float32Array, weight: number, n
   }
 }
 
+/**
+ * acc += weight · quantize(x) for values already admitted (|x| < LIMIT, finite): the streaming hot loop.
+ * round-half-away-from-zero(s) = trunc(s ± 0.5), exact as above. The ±0.5 is computed without a branch
+ * (0.5 − [s < 0]): real deltas are signed at random, and a branch on the sign mispredicts half the time
+ * (4–5× slower). Same values as quantize(), including the sign of zero's effect on the sum (none: the sum
+ * starts at +0 and +0 + −0 = +0).
+ */
+export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: number): void {
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const s = x[i] * SCALE;
+    acc[i] += weight * Math.trunc(s + (0.5 - +(s < 0)));
+  }
+}
+
 /** The weighted mean on the grid: (Σ n_k q_k) / (Σ n_k) / 2^F, one correctly rounded division per value. */
 export function weightedMean(acc: Float64Array, totalWeight: number): Float64Array {
   const out = new Float64Array(acc.length);

@@ -1,6 +1,12 @@
-// Aggregation as a small swappable interface (cf. Flower's Strategy): given the global adapter and the
-// accepted updates of a round, produce the next global adapter. Implementations must be deterministic and
-// independent of the order of `updates`.
+// Aggregation as a small swappable interface (cf. Flower's Strategy), in two steps so that memory does not
+// grow with the number of sites:
+//   1. begin(global) opens a round's Aggregation; admit(update) checks an update (shape, finite, range, weight)
+//      and reserves its place; add(update) folds it into a running weighted sum at once, in place, after
+//      which the caller drops the update's plaintext.
+//   2. aggregate(global, sum) turns a weighted sum into the next global adapter. The sum comes either from the
+//      Aggregation (plain rounds) or from secure aggregation's unmasked sum (SecAgg rounds): one place decides
+//      how a sum becomes an adapter, whichever workflow produced it.
+// Implementations must be deterministic and independent of the order in which updates arrive.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 
 export interface ClientUpdate {
@@ -11,15 +17,46 @@ export interface ClientUpdate {
   readonly delta: TensorList;
 }
 
-export interface AggregationResult {
-  readonly adapter: NamedTensor[];
-  /** Normalised weight of each participant, keyed by client id (recorded in the manifest). */
-  readonly weights: Record<string, number>;
+/**
+ * Σ w_k·q_k per tensor on a fixed-point grid (exact integers held in float64 or int32 arrays), with Σ w_k.
+ * A tensor missing from `tensors` keeps its global value.
+ */
+export interface WeightedSum {
+  readonly tensors: ReadonlyMap<string, ArrayLike<number>>;
+  readonly totalWeight: number;
+  /** Grid scale of the values: a sum entry s stands for s / scale. */
+  readonly scale: number;
+}
+
+/** Why an update was not admitted; the service answers it with INVALID_ARGUMENT. */
+export class AdmissionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AdmissionError';
+  }
+}
+
+/** One round's running aggregation (plain rounds). */
+export interface Aggregation {
+  /** Checks an update against the round (throws AdmissionError) and reserves its client id and weight. */
+  admit(update: ClientUpdate): void;
+  /** Gives back an admitted update's reservation (it was not accepted after all, e.g. the spool write failed). */
+  release(clientId: string): void;
+  /** Adds an admitted update into the running sum, in place; the caller may drop the update afterwards. */
+  add(update: ClientUpdate): void;
+  /** Updates added so far. */
+  readonly count: number;
+  /** The running sum (no copy: read it once the round closed). */
+  sum(): WeightedSum;
+  /** Normalised weight of each added update, keyed by client id (recorded in the manifest). */
+  weights(): Record<string, number>;
 }
 
 export interface Strategy {
   readonly name: string;
-  /** Largest |delta| value the strategy can aggregate; the service refuses larger ones at upload time. */
-  readonly maxAbsDelta?: number;
-  aggregate(global: TensorList, updates: readonly ClientUpdate[]): AggregationResult;
+  /** Largest |delta| value the strategy can aggregate; larger ones are refused at admission. */
+  readonly maxAbsDelta: number;
+  begin(global: TensorList): Aggregation;
+  /** The next global adapter from a weighted sum over global's layout. */
+  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[];
 }

@@ -11,6 +11,7 @@ import { ProtocolError, status } from '../errors';
 import nacl from 'tweetnacl';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader, TensorHeader__Output } from '../generated/fedtune/v1/TensorHeader';
+import { PROTOCOL_VERSION } from '../constants';
 import { DOMAINS, sign, verify, type Field } from './signing';
 import { checkPeerX25519 } from './x25519';
 import { agree } from '../secagg/keys';
@@ -48,6 +49,30 @@ function layoutFields(t: AnyHeader): Field[] {
   const out: Field[] = [Number(t.total_bytes ?? 0), Number(t.chunk_bytes ?? 0), (t.tensors ?? []).length];
   for (const s of t.tensors ?? []) out.push(s.name ?? '', String(s.dtype ?? ''), (s.shape ?? []).map(String).join(','));
   return out;
+}
+
+/** A task as the coordinator sends it (TrainTask) and a site receives it: what an upload is bound to. */
+export interface TaskFields {
+  readonly task_id: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly base_version: number;
+  readonly base_manifest_sha256: string;
+}
+
+/** The one builder of an upload's binding: the site (sealing), the coordinator (opening) and tests use it. */
+export function uploadBinding(runId: string, clientId: string, task: TaskFields, numExamples: number, protocolVersion: number = PROTOCOL_VERSION): UploadBinding {
+  return {
+    protocolVersion,
+    runId,
+    clientId,
+    taskId: task.task_id,
+    round: task.round,
+    attempt: task.attempt,
+    baseVersion: task.base_version,
+    baseManifestSha256: task.base_manifest_sha256,
+    numExamples,
+  };
 }
 
 /** The exact fields the client signs (in this order, under DOMAINS.upload). */
@@ -126,7 +151,7 @@ export interface CoordinatorBoxSecret extends CoordinatorBoxKey {
 /**
  * Opens one sealed upload chunk by chunk, as it arrives. Construction checks the envelope (key id, signature,
  * declared chunk count); open() authenticates each chunk at its position; finish() catches truncation.
- * The ciphertext is kept (`ciphertext`) so the delta can stay sealed in memory until it is aggregated.
+ * The ciphertext is kept (`ciphertext`): the coordinator spools an accepted upload sealed, never in the clear.
  */
 export class SealedUploadOpener {
   readonly ciphertext: Buffer[] = [];
@@ -175,7 +200,11 @@ export class SealedUploadOpener {
     d.setAAD(this.aad, { plaintextLength: c.length - TAG_BYTES });
     d.setAuthTag(c.subarray(c.length - TAG_BYTES));
     try {
-      return Buffer.concat([d.update(c.subarray(0, c.length - TAG_BYTES)), d.final()]);
+      // ChaCha20-Poly1305 is a stream cipher: update() returns the whole plaintext and final() only checks
+      // the tag (it returns no bytes), so no concatenation copy is needed.
+      const p = d.update(c.subarray(0, c.length - TAG_BYTES));
+      d.final();
+      return p;
     } catch {
       return null;
     }
@@ -204,7 +233,7 @@ export class SealedUploadOpener {
     throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${i} fails authentication: it was tampered with or not sealed for this upload`);
   }
 
-  /** Checks that every chunk arrived and that the ciphertext is the one the client signed. */
+  /** Checks that every chunk arrived and that the ciphertext is the one the client signed; forgets the key. */
   finish(): void {
     if (this.ciphertext.length < this.count) {
       throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.ciphertext.length} of ${this.count} chunks arrived`);
@@ -213,6 +242,7 @@ export class SealedUploadOpener {
     if (!this.digest.equals(toBytes(this.envelope.ciphertext_sha256))) {
       throw new ProtocolError(status.DATA_LOSS, 'ciphertext SHA-256 does not match the signed header');
     }
+    this.key.fill(0);
   }
 
   /** The stream's trailer must name the same ciphertext SHA-256 that arrived (and was signed); DATA_LOSS otherwise. */
@@ -223,32 +253,4 @@ export class SealedUploadOpener {
       throw new ProtocolError(status.DATA_LOSS, `trailer SHA-256 ${t.length === 32 ? Buffer.from(t).toString('hex').slice(0, 16) + '…' : `(${t.length} bytes)`} does not match the ciphertext received (${this.digest!.toString('hex').slice(0, 16)}…)`);
     }
   }
-
-  /** Re-opens kept ciphertext (at aggregation time); the key is the coordinator's, not kept with the blob. */
-  static openAll(blob: SealedBlob, coordinator: CoordinatorBoxSecret): Buffer {
-    const key = Buffer.from(nacl.box.before(blob.ephemeralPublicKey, coordinator.boxSecretKey));
-    const parts = blob.ciphertext.map((c, i) => {
-      const d = createDecipheriv('chacha20-poly1305', key, nonce(blob.noncePrefix, i, i === blob.ciphertext.length - 1), { authTagLength: TAG_BYTES });
-      d.setAAD(blob.aad, { plaintextLength: c.length - TAG_BYTES });
-      d.setAuthTag(c.subarray(c.length - TAG_BYTES));
-      return Buffer.concat([d.update(c.subarray(0, c.length - TAG_BYTES)), d.final()]);
-    });
-    key.fill(0);
-    return Buffer.concat(parts);
-  }
-
-  /** What to keep of an accepted upload: ciphertext and the public parameters needed to open it later. */
-  blob(): SealedBlob {
-    this.key.fill(0);
-    return { ephemeralPublicKey: toBytes(this.envelope.ephemeral_public_key), noncePrefix: this.prefix, aad: this.aad, ciphertext: this.ciphertext, sha256: Buffer.from(toBytes(this.envelope.ciphertext_sha256)) };
-  }
-}
-
-/** An accepted upload at rest (in memory): still ciphertext. */
-export interface SealedBlob {
-  readonly ephemeralPublicKey: Uint8Array;
-  readonly noncePrefix: Uint8Array;
-  readonly aad: Buffer;
-  readonly ciphertext: readonly Buffer[];
-  readonly sha256: Buffer;
 }

@@ -146,22 +146,31 @@ export function sumVectors(vs: readonly Uint32Array[]): Uint32Array {
 }
 
 /**
- * The weighted mean update applied to the global adapter: global + (Σ q(w·x)/s) / (Σ q(w)/s_w), as float32.
- * Tensors not included keep their global values. `totalWeight` = Σ w (in units of weightCap examples).
+ * The unmasked sum as per-tensor integer sums Σ q(w·x) on the value grid (views, no copy), Σ w and the grid's
+ * scale: the form a coordinator's aggregation strategy turns into the next adapter.
  */
-export function decodeSum(sum: Uint32Array, cfg: SecAggRoundConfig, global: TensorList): { adapter: NamedTensor[]; totalWeight: number } {
+export function unmaskedSum(sum: Uint32Array, cfg: SecAggRoundConfig, global: TensorList): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
   const layout = vectorLayout(global, cfg.include);
   if (sum.length !== layout.length || sum.length !== cfg.vectorLength) throw invalid(`secagg decode: sum of ${sum.length} values, layout has ${layout.length}`);
   const ints = new Int32Array(sum.buffer, sum.byteOffset, sum.length);
   const { valueScale, weightScale } = quantisation(cfg);
   if (ints[0] <= 0) throw invalid(`secagg decode: total weight ${ints[0]} must be positive`);
-  const totalWeight = ints[0] / weightScale;
-  const denom = totalWeight * valueScale;
-  const adapter = global.map((g): NamedTensor => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: g.data.slice() }));
-  for (const e of layout.entries) {
-    const out = adapter[e.tensor].data;
-    const g = global[e.tensor].data;
-    for (let i = 0; i < e.size; i++) out[i] = g[i] + ints[e.offset + i] / denom;
-  }
+  const tensors = new Map(layout.entries.map((e) => [e.name, ints.subarray(e.offset, e.offset + e.size)] as const));
+  return { tensors, totalWeight: ints[0] / weightScale, scale: valueScale };
+}
+
+/**
+ * The weighted mean update applied to the global adapter: global + (Σ q(w·x)/s) / (Σ q(w)/s_w), as float32.
+ * Tensors not included keep their global values. `totalWeight` = Σ w (in units of weightCap examples).
+ */
+export function decodeSum(sum: Uint32Array, cfg: SecAggRoundConfig, global: TensorList): { adapter: NamedTensor[]; totalWeight: number } {
+  const { tensors, totalWeight, scale } = unmaskedSum(sum, cfg, global);
+  const denom = totalWeight * scale;
+  const adapter = global.map((g): NamedTensor => {
+    const data = g.data.slice();
+    const s = tensors.get(g.name);
+    if (s) for (let i = 0; i < data.length; i++) data[i] = g.data[i] + s[i] / denom;
+    return { name: g.name, dtype: g.dtype, shape: g.shape, data };
+  });
   return { adapter, totalWeight };
 }

@@ -1,0 +1,253 @@
+// One attempt of a round: the object that owns its tasks, its deadline, the uploads it accepted (folded into
+// the strategy's running sum as they arrive) or its SecAgg session, and the one wait its phases use.
+// The round engine (rounds.ts) creates an Attempt, sends its tasks, waits on it and turns its result into a
+// version (round-outcome.ts); the service reaches an Attempt through the task a message names.
+import { ProtocolError, status } from '../proto/errors';
+import type { TrainTask } from '../proto/generated/fedtune/v1/TrainTask';
+import type { Checkpoint } from './checkpoints/types';
+import type { ClientRegistry } from './registry';
+import type { RoundSpool } from './round-spool';
+import type { SecAggAttempt } from './secagg-attempt';
+import { encodeSpoolRecord, type SealedUpdate } from './sealed-update';
+import { AdmissionError, type Aggregation, type Strategy } from './strategy/strategy';
+import { FixedPointRangeError } from './strategy/fixed-point';
+
+/** A client's assignment in one attempt. Kept after the attempt closes (without any data) to explain refusals. */
+export interface Task {
+  readonly taskId: string;
+  readonly clientId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly baseVersion: number;
+  readonly seed: number;
+  readonly deadline: number;
+  /** The TrainTask as sent to the site: the fields its upload is bound to (uploadBinding) derive from it. */
+  readonly wire: TrainTask & { task_id: string; round: number; attempt: number; base_version: number; base_manifest_sha256: string };
+  /** The attempt the task belongs to. */
+  readonly owner: Attempt;
+  state: 'assigned' | 'receiving' | 'uploaded';
+  numExamples?: number;
+  /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
+  acceptedSha256?: string;
+  metrics?: { values: Record<string, number>; backend: string };
+  /** Under SecAgg: this client's masked input is part of the committed sum. */
+  inSum?: boolean;
+  /** The site's name when the registry may not know it (an update carried over a restart). */
+  readonly clientName?: string;
+  /** Accepted by an earlier coordinator process and reloaded from the spool: already done, not waited for. */
+  carried?: boolean;
+}
+
+export interface AttemptDeps {
+  readonly registry: ClientRegistry;
+  readonly strategy: Strategy;
+  /** Plain rounds: where accepted updates are kept, sealed, until the round commits. */
+  readonly spool?: RoundSpool;
+  readonly stopping: () => boolean;
+  readonly onAccepted: (t: Task, numExamples: number) => void;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export class Attempt {
+  readonly tasks = new Map<string, Task>();
+  private agg: Aggregation | undefined;
+  private sa: SecAggAttempt | undefined;
+  private baseCk: Checkpoint | undefined;
+  private isOpen = true;
+  private wakeUp: () => void = () => undefined;
+  private woken: Promise<void>;
+  /** Accepts between admission and the spool write: closing waits for them, so none is half counted. */
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    readonly round: number,
+    readonly attempt: number,
+    base: Checkpoint,
+    readonly selectionSeed: number,
+    /** Uploads are refused after this (unix ms). */
+    readonly deadline: number,
+    private readonly d: AttemptDeps,
+    secagg?: SecAggAttempt,
+  ) {
+    this.baseCk = base;
+    this.sa = secagg;
+    this.agg = secagg ? undefined : d.strategy.begin(base.adapter);
+    this.woken = new Promise<void>((r) => (this.wakeUp = r));
+  }
+
+  get open(): boolean {
+    return this.isOpen;
+  }
+
+  /** The checkpoint this attempt trains from. */
+  get base(): Checkpoint {
+    if (!this.baseCk) throw new Error(`round ${this.round} attempt ${this.attempt} is retired`);
+    return this.baseCk;
+  }
+
+  /** Plain rounds: the strategy's running sum. */
+  get aggregation(): Aggregation | undefined {
+    return this.agg;
+  }
+
+  /** Present when this attempt runs under secure aggregation. */
+  get secagg(): SecAggAttempt | undefined {
+    return this.sa;
+  }
+
+  /**
+   * The attempt is over: let go of its sum, its SecAgg session and its base checkpoint. Its tasks stay (the
+   * engine keeps them to explain late messages), so nothing large may stay reachable from them.
+   */
+  retire(): void {
+    this.isOpen = false;
+    this.agg = undefined;
+    this.sa = undefined;
+    this.baseCk = undefined;
+  }
+
+  /** Whether `t` is a task of this attempt that can still take an upload or a report. */
+  holds(t: Task): boolean {
+    return this.isOpen && this.tasks.get(t.taskId) === t;
+  }
+
+  /** Something an attempt waits for may have changed. */
+  wake(): void {
+    this.wakeUp();
+  }
+
+  /**
+   * Resolves when cond() holds, at `until`, or when the engine stops. The timer, not Date.now(), ends the
+   * wait: a timer may fire a millisecond before Date.now() reaches `until`, and a loop that re-checked the
+   * clock would then sleep with nobody left to wake it.
+   */
+  async waitFor(cond: () => boolean, until: number): Promise<void> {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.wake();
+    }, Math.max(0, until - Date.now()));
+    try {
+      while (!this.d.stopping() && !expired && !cond()) {
+        await this.woken;
+        this.woken = new Promise<void>((r) => (this.wakeUp = r));
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Every selected client uploaded and reported, or is gone (a client that disconnected is not waited for). */
+  allDone(): boolean {
+    for (const t of this.tasks.values()) {
+      if (t.carried) continue;
+      const done = t.state === 'uploaded' && t.metrics !== undefined;
+      if (!done && !(this.d.registry.isLive(t.clientId) === false && t.state !== 'receiving')) return false;
+    }
+    return true;
+  }
+
+  beginUpload(t: Task): void {
+    if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update`);
+    if (t.state === 'receiving') throw new ProtocolError(status.ALREADY_EXISTS, `an upload for task ${t.taskId} is already in progress`);
+    t.state = 'receiving';
+  }
+
+  /** An upload that was refused or broke off: the task can take another one. */
+  abortUpload(t: Task): void {
+    if (t.state === 'receiving') t.state = 'assigned';
+    this.wake();
+  }
+
+  /**
+   * Accepts an opened upload: the strategy admits it (shape, finite, range, weight), the sealed bytes go to the
+   * spool (durably, before the site hears back), then the delta is added to the running sum and dropped.
+   */
+  async accept(t: Task, u: SealedUpdate): Promise<void> {
+    if (!this.holds(t) || Date.now() > this.deadline) {
+      t.state = 'assigned';
+      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
+    }
+    const agg = this.aggregation!;
+    const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
+    try {
+      agg.admit(update);
+    } catch (e) {
+      t.state = 'assigned';
+      if (e instanceof AdmissionError || e instanceof RangeError) throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${refusal(e)}`);
+      throw e;
+    }
+    const work = (async () => {
+      try {
+        if (this.d.spool) await this.d.spool.putUpdate(this.round, t.clientId, encodeSpoolRecord(u, { seed: t.seed }));
+      } catch (e) {
+        agg.release(t.clientId);
+        t.state = 'assigned';
+        this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
+        throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
+      }
+      this.fold(t, update, u.sha256);
+      u.delta = undefined;
+    })();
+    this.inFlight.add(work);
+    try {
+      await work;
+    } finally {
+      this.inFlight.delete(work);
+    }
+  }
+
+  /** An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is. */
+  carry(t: Task, u: SealedUpdate): void {
+    const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
+    this.aggregation!.admit(update);
+    this.fold(t, update, u.sha256);
+    t.carried = true;
+    u.delta = undefined;
+  }
+
+  private fold(t: Task, update: { clientId: string; numExamples: number; delta: SealedUpdate['delta'] & object }, sha256: string): void {
+    this.aggregation!.add(update);
+    t.numExamples = update.numExamples;
+    t.state = 'uploaded';
+    t.acceptedSha256 = sha256;
+    this.d.onAccepted(t, update.numExamples);
+    this.wake();
+  }
+
+  /** A masked input went into the SecAgg sum: the task is done (nothing of it is kept but the hash). */
+  acceptMasked(t: Task, sha256: Buffer): void {
+    t.state = 'uploaded';
+    t.acceptedSha256 = sha256.toString('hex');
+    this.d.onAccepted(t, 0);
+    this.wake();
+  }
+
+  /** Records a site's metrics (spooled first, when its update is: a restarted coordinator still has them). */
+  async recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
+    const metrics = { values, backend };
+    if (this.d.spool && t.state === 'uploaded') {
+      await this.d.spool.putMetrics(this.round, t.clientId, metrics).catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+    }
+    t.metrics = metrics;
+    this.wake();
+  }
+
+  /** No more uploads; waits for accepts already past admission, so each is either in the sum or refused. */
+  async close(): Promise<void> {
+    this.isOpen = false;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Tells every selected client whose update is not part of the result that the round closed without it. */
+  cancelUnfinished(): void {
+    for (const t of this.tasks.values()) {
+      const finished = t.state === 'uploaded' && (this.secagg === undefined || t.inSum === true);
+      if (!finished && !t.carried) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
+    }
+  }
+}
+
+function refusal(e: Error): string {
+  return e instanceof FixedPointRangeError ? `tensor ${e.tensor.slice(e.tensor.indexOf(':') + 1)} holds ${e.value} at element ${e.index}; ${Number.isFinite(e.value) ? 'outside ±128' : 'updates must be finite'}` : e.message;
+}

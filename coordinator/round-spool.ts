@@ -1,0 +1,166 @@
+// The round spool: what a coordinator must not forget if it is killed between accepting uploads and committing
+// the round. <run>/spool/round-<n>/ holds
+//   attempt.json    the round's last attempt number, how many attempts failed, the base it started from and
+//                   the clients selected (so a restarted coordinator resumes the same selection);
+//   <client>.sealed each accepted update, still sealed (sealed-update.ts), written atomically BEFORE the site
+//                   is told its upload was accepted: an acknowledged update is never lost;
+//   <client>.metrics.json what the site reported for it.
+// The directory is removed once the round commits (and any left over from a committed round at start-up).
+// Records are re-verified on reload (sealed-update.ts reopen); the signed binding names run, round, base
+// manifest and client, so a record can only ever count for the round and base it was signed for.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fsyncPath, replaceAtomically } from './checkpoints/atomic-fs';
+
+export interface SpoolState {
+  readonly round: number;
+  readonly baseManifestSha256: string;
+  /** The attempt last started (a restarted coordinator numbers on from here: task ids never repeat). */
+  readonly attempt: number;
+  /** Attempts that ran to their end without enough updates (an attempt cut short by a crash is not one). */
+  readonly failed: number;
+  readonly selected: readonly string[];
+  readonly selectionSeed: number;
+}
+
+export interface SpooledRound {
+  readonly state: SpoolState;
+  /** Record files by client id (read one at a time: see readUpdate). */
+  readonly updates: ReadonlyMap<string, string>;
+  readonly metrics: ReadonlyMap<string, { values: Record<string, number>; backend: string }>;
+}
+
+const SAFE_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+
+export class RoundSpool {
+  readonly root: string;
+
+  constructor(runDir: string) {
+    this.root = path.join(runDir, 'spool');
+  }
+
+  private dir(round: number): string {
+    return path.join(this.root, `round-${round}`);
+  }
+
+  private file(round: number, clientId: string, ext: string): string {
+    if (!SAFE_ID.test(clientId)) throw new Error(`client id ${JSON.stringify(clientId.slice(0, 40))} cannot name a spool file`);
+    return path.join(this.dir(round), `${clientId}${ext}`);
+  }
+
+  /**
+   * The spooled state of `round` when it started from `baseManifestSha256`; null when there is none. Spools of
+   * other rounds (committed ones whose directory outlived the commit, or a base that no longer is the latest)
+   * are removed.
+   */
+  async load(round: number, baseManifestSha256: string): Promise<SpooledRound | null> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.root);
+    } catch {
+      return null;
+    }
+    let found: SpooledRound | null = null;
+    for (const name of names) {
+      const dir = path.join(this.root, name);
+      if (name !== `round-${round}`) {
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      let state: SpoolState;
+      try {
+        state = JSON.parse(await fs.readFile(path.join(dir, 'attempt.json'), 'utf8')) as SpoolState;
+      } catch {
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      if (state.round !== round || state.baseManifestSha256 !== baseManifestSha256) {
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const updates = new Map<string, string>();
+      const metrics = new Map<string, { values: Record<string, number>; backend: string }>();
+      for (const f of await fs.readdir(dir)) {
+        if (f.startsWith('.')) {
+          await fs.rm(path.join(dir, f), { force: true }); // a temporary file a crash left behind
+        } else if (f.endsWith('.sealed')) {
+          updates.set(f.slice(0, -'.sealed'.length), path.join(dir, f));
+        } else if (f.endsWith('.metrics.json')) {
+          try {
+            const m = JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')) as unknown;
+            if (isSpooledMetrics(m)) metrics.set(f.slice(0, -'.metrics.json'.length), m);
+          } catch {
+            // unreadable metrics are only a record: the update still counts
+          }
+        }
+      }
+      found = { state, updates, metrics };
+    }
+    return found;
+  }
+
+  async saveState(s: SpoolState): Promise<void> {
+    await fs.mkdir(this.dir(s.round), { recursive: true });
+    await replaceAtomically(path.join(this.dir(s.round), 'attempt.json'), JSON.stringify(s) + '\n');
+  }
+
+  /** Atomically (temporary file, fsync, rename, fsync of the directory), written from its parts without a copy. */
+  async putUpdate(round: number, clientId: string, parts: readonly Uint8Array[]): Promise<void> {
+    const file = this.file(round, clientId, '.sealed');
+    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+    const fh = await fs.open(tmp, 'w', 0o600);
+    try {
+      // writev takes at most IOV_MAX buffers per call (a record has one per chunk plus two) and may write
+      // fewer bytes than asked: the rest of a short write goes out with write().
+      for (let i = 0; i < parts.length; i += 512) {
+        const batch = parts.slice(i, i + 512);
+        let { bytesWritten } = await fh.writev(batch);
+        for (const p of batch) {
+          if (bytesWritten >= p.length) {
+            bytesWritten -= p.length;
+            continue;
+          }
+          let off = bytesWritten;
+          bytesWritten = 0;
+          while (off < p.length) off += (await fh.write(p, off, p.length - off)).bytesWritten;
+        }
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+    await fsyncPath(path.dirname(file));
+  }
+
+  readUpdate(file: string): Promise<Buffer> {
+    return fs.readFile(file);
+  }
+
+  async putMetrics(round: number, clientId: string, m: { values: Record<string, number>; backend: string }): Promise<void> {
+    await replaceAtomically(this.file(round, clientId, '.metrics.json'), JSON.stringify(m) + '\n');
+  }
+
+  /** A failed attempt's updates do not carry into the next attempt (which trains again). */
+  async dropUpdates(round: number): Promise<void> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir(round));
+    } catch {
+      return;
+    }
+    for (const f of names) if (f !== 'attempt.json') await fs.rm(path.join(this.dir(round), f), { force: true });
+  }
+
+  async drop(round: number): Promise<void> {
+    await fs.rm(this.dir(round), { recursive: true, force: true });
+  }
+}
+
+/** A metrics record as the spool writes it; anything else (a damaged file) is ignored. */
+function isSpooledMetrics(v: unknown): v is { values: Record<string, number>; backend: string } {
+  if (!v || typeof v !== 'object') return false;
+  const r = v as { values?: unknown; backend?: unknown };
+  return typeof r.backend === 'string' && !!r.values && typeof r.values === 'object' && Object.values(r.values).every((x) => typeof x === 'number' && Number.isFinite(x));
+}
