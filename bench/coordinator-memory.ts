@@ -44,7 +44,20 @@ export async function benchCoordinatorMemory(sites: number, params = 1 << 20, co
   const port = await freePort();
   const script = path.join(__dirname, 'fixtures', 'memory-coordinator.js');
   const n = String(sites);
-  const args = ['--server.port', String(port), '--run.dir', dir, '--rounds.total', '1', '--rounds.minClients', n, '--rounds.minUpdates', n, '--rounds.clientsPerRound', n];
+  const args = [
+    '--server.port',
+    String(port),
+    '--run.dir',
+    dir,
+    '--rounds.total',
+    '1',
+    '--rounds.minClients',
+    n,
+    '--rounds.minUpdates',
+    n,
+    '--rounds.clientsPerRound',
+    n,
+  ];
   args.push('--rounds.deadlineMs', '3600000', '--auth.mode', 'tofu', '--log.level', 'warn', '--auth.challengeTtlMs', '600000');
   const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_PARAMS: String(params) } });
   const lines: Record<string, number | string>[] = [];
@@ -79,19 +92,53 @@ export async function benchCoordinatorMemory(sites: number, params = 1 << 20, co
   const rpc = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 8 << 20 }) as unknown as RawClient;
   const delta = lcgTensors(4, params / 4, 0.01, 7, (i) => `t${i}`);
   // Join every site and open its task stream; the round starts once all N are connected.
-  const joined: { token: string; clientId: string; runId: string; coordinator: { keyId: string; boxPublicKey: Uint8Array }; secretKey: Uint8Array; task: Promise<TrainTask__Output>; stream: grpc.ClientReadableStream<TaskEvent__Output> }[] = [];
+  const joined: {
+    token: string;
+    clientId: string;
+    runId: string;
+    coordinator: { keyId: string; boxPublicKey: Uint8Array };
+    secretKey: Uint8Array;
+    task: Promise<TrainTask__Output>;
+    stream: grpc.ClientReadableStream<TaskEvent__Output>;
+  }[] = [];
   for (let i = 0; i < sites; i++) {
     const seed = Buffer.alloc(32);
     seed.writeUInt32BE(i + 1);
     const id = identityFromSeed(seed);
     const name = `bench-${i}`;
     const hello = await unary<HelloResponse__Output>((cb) => rpc.Hello({ protocol_version: PROTOCOL_VERSION }, cb));
-    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, name, id.publicKey, 'bench', hello.coordinator!), id.secretKey);
-    const j = await unary<{ session_token: string; client_id: string }>((cb) => rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'bench', labels: {}, public_key: id.publicKey, challenge: hello.challenge, signature, coordinator_key_id: hello.coordinator!.key_id }, cb));
+    const signature = sign(
+      DOMAINS.join,
+      joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, name, id.publicKey, 'bench', hello.coordinator!),
+      id.secretKey,
+    );
+    const j = await unary<{ session_token: string; client_id: string }>((cb) =>
+      rpc.Join(
+        {
+          protocol_version: PROTOCOL_VERSION,
+          client_name: name,
+          backend: 'bench',
+          labels: {},
+          public_key: id.publicKey,
+          challenge: hello.challenge,
+          signature,
+          coordinator_key_id: hello.coordinator!.key_id,
+        },
+        cb,
+      ),
+    );
     const stream = rpc.StreamTasks({ session_token: j.session_token });
     stream.on('error', () => undefined);
     const task = new Promise<TrainTask__Output>((r) => stream.on('data', (ev: TaskEvent__Output) => ev.train && r(ev.train)));
-    joined.push({ token: j.session_token, clientId: j.client_id, runId: hello.run_id, coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) }, secretKey: id.secretKey, task, stream });
+    joined.push({
+      token: j.session_token,
+      clientId: j.client_id,
+      runId: hello.run_id,
+      coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) },
+      secretKey: id.secretKey,
+      task,
+      stream,
+    });
   }
   // Upload with a few in flight at a time (sealing here is part of the run, not of the coordinator's memory).
   let next = 0;
@@ -99,9 +146,18 @@ export async function benchCoordinatorMemory(sites: number, params = 1 << 20, co
     while (next < joined.length) {
       const s = joined[next++];
       const task = await s.task;
-      const ctx = { token: s.token, runId: s.runId, clientId: s.clientId, coordinator: s.coordinator, identitySecretKey: s.secretKey, chunkBytes: DEFAULT_CHUNK_BYTES };
+      const ctx = {
+        token: s.token,
+        runId: s.runId,
+        clientId: s.clientId,
+        coordinator: s.coordinator,
+        identitySecretKey: s.secretKey,
+        chunkBytes: DEFAULT_CHUNK_BYTES,
+      };
       await sendSealed(rpc, sealDelta(ctx, task, delta, 10));
-      await unary((cb) => rpc.ReportMetrics({ session_token: s.token, task_id: task.task_id, round: task.round, num_examples: 10, backend: 'bench', metrics: { loss: 1 } }, cb));
+      await unary((cb) =>
+        rpc.ReportMetrics({ session_token: s.token, task_id: task.task_id, round: task.round, num_examples: 10, backend: 'bench', metrics: { loss: 1 } }, cb),
+      );
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));

@@ -45,7 +45,10 @@ async function main(): Promise<void> {
           choosePath(ed.caps, p);
           const rng = new Prng(7);
           const V = model.config.vocabSize;
-          const train = Array.from({ length: batch * 4 }, () => ({ prompt: [rng.nextInt(V)], completion: Array.from({ length: m.seq - 1 }, () => rng.nextInt(V)) }));
+          const train = Array.from({ length: batch * 4 }, () => ({
+            prompt: [rng.nextInt(V)],
+            completion: Array.from({ length: m.seq - 1 }, () => rng.nextInt(V)),
+          }));
           const trainer = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
           const adapter = initLoraAdapter(model.config, LORA, 1);
           const plan = { round: 1, taskId: 'bench', localSteps: 3, batchSize: batch, learningRate: 1e-4, weightDecay: 0, maxSeqLen: m.seq, seed: 1 };
@@ -57,7 +60,11 @@ async function main(): Promise<void> {
           const out = await trainer.train(adapter, { ...plan, localSteps: steps, seed: 2 });
           const seconds = out.metrics.train_seconds;
           results.push({
-            config: m.name, engine: p, seq: m.seq, batch, steps,
+            config: m.name,
+            engine: p,
+            seq: m.seq,
+            batch,
+            steps,
             step_ms: (1000 * seconds) / steps,
             tokens_per_second: (steps * batch * m.seq) / seconds,
             dispatches_per_step: e.dispatchesPerStep,
@@ -69,7 +76,9 @@ async function main(): Promise<void> {
           });
           if (args.includes('--profile')) {
             const prof = await e.profile(batch * (m.seq - 1));
-            const rows = Object.entries(prof).sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => `${k} ×${v.count}: ${v.ms.toFixed(3)} ms`);
+            const rows = Object.entries(prof)
+              .sort((x, y) => y[1].ms - x[1].ms)
+              .map(([k, v]) => `${k} ×${v.count}: ${v.ms.toFixed(3)} ms`);
             results[results.length - 1].profile_ms = rows;
           }
           await trainer.dispose();

@@ -28,7 +28,11 @@ async function exportTask(file: string): Promise<void> {
   // Loaded only here: the GPU machine runs without the data and tokenizer packages.
   const { prepareSpamTask } = require('../client-sdk/demo/spam-task') as typeof import('../client-sdk/demo/spam-task');
   const t = prepareSpamTask({ numClients: 2, splitSeed: 7, maxSeqLen: 96, testLimit: 200, clientEvalLimit: 32 });
-  const out: TaskFile = { clients: t.clients.map((c) => ({ train: [...c.train].slice(0, 512) as SftExample[], eval: [...(c.eval ?? [])] as SftExample[] })), test: t.test, choices: t.choices };
+  const out: TaskFile = {
+    clients: t.clients.map((c) => ({ train: [...c.train].slice(0, 512) as SftExample[], eval: [...(c.eval ?? [])] as SftExample[] })),
+    test: t.test,
+    choices: t.choices,
+  };
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, JSON.stringify(out));
   console.log(`wrote ${file}`);
@@ -51,20 +55,37 @@ async function runRound(file: string, outDir: string): Promise<void> {
     },
   });
   const lora = loraSettings(config);
-  const evaluator = (adapter: TensorList): Promise<Record<string, number>> => evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 64, 96);
+  const evaluator = (adapter: TensorList): Promise<Record<string, number>> =>
+    evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 64, 96);
   const coordinator = new Coordinator({ config, evaluator, logger: pino({ level: 'warn' }) });
-  coordinator.on('roundCommitted', (e) => console.log(JSON.stringify({ version: e.version, round: e.round, metrics: e.metrics, backends: e.participants.map((p) => p.backend) })));
+  coordinator.on('roundCommitted', (e) =>
+    console.log(JSON.stringify({ version: e.version, round: e.round, metrics: e.metrics, backends: e.participants.map((p) => p.backend) })),
+  );
   const { address } = await coordinator.start();
   const t0 = Date.now();
   const runs = task.clients.map((d, i) =>
-    new FederationClient({ address, name: `gpu-site-${i}`, trainer: new LoraSftTrainer({ model: base.model, lora, train: d.train, eval: d.eval, choices: task.choices, evalMaxSeqLen: 96 }) }).run(),
+    new FederationClient({
+      address,
+      name: `gpu-site-${i}`,
+      trainer: new LoraSftTrainer({ model: base.model, lora, train: d.train, eval: d.eval, choices: task.choices, evalMaxSeqLen: 96 }),
+    }).run(),
   );
   const final = await coordinator.done;
   await Promise.all(runs);
   await coordinator.stop();
   await fs.mkdir(outDir, { recursive: true });
-  await fs.copyFile(path.join(runDir, 'versions', `v${String(final.manifest.version).padStart(6, '0')}`, 'manifest.json'), path.join(outDir, 'gpu-round-manifest.json'));
-  console.log(JSON.stringify({ backend, seconds: (Date.now() - t0) / 1000, finalVersion: final.manifest.version, participants: final.manifest.participants.map((p) => ({ name: p.clientName, backend: p.backend, train_seconds: p.metrics.train_seconds })) }));
+  await fs.copyFile(
+    path.join(runDir, 'versions', `v${String(final.manifest.version).padStart(6, '0')}`, 'manifest.json'),
+    path.join(outDir, 'gpu-round-manifest.json'),
+  );
+  console.log(
+    JSON.stringify({
+      backend,
+      seconds: (Date.now() - t0) / 1000,
+      finalVersion: final.manifest.version,
+      participants: final.manifest.participants.map((p) => ({ name: p.clientName, backend: p.backend, train_seconds: p.metrics.train_seconds })),
+    }),
+  );
 }
 
 const [mode, a, b] = process.argv.slice(2);

@@ -64,18 +64,26 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
   const rows: JoinBenchRow[] = [];
   for (const n of sizes) {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-join-'));
-    const allowList = auth === 'allow' ? Array.from({ length: n }, (_, i) => `${siteName(i)}=${Buffer.from(identity(siteName(i)).publicKey).toString('base64')}`) : [];
+    const allowList =
+      auth === 'allow' ? Array.from({ length: n }, (_, i) => `${siteName(i)}=${Buffer.from(identity(siteName(i)).publicKey).toString('base64')}`) : [];
     const config = loadConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 1 },
         // Without a round nobody is selected (minClients is never reached); with one, every site takes part.
-        rounds: round ? { total: 1, minClients: n, minUpdates: n, clientsPerRound: n, deadlineMs: 600_000, maxAttempts: 1 } : { total: 1, minClients: n + 1, minUpdates: 1, clientsPerRound: 1 },
+        rounds: round
+          ? { total: 1, minClients: n, minUpdates: n, clientsPerRound: n, deadlineMs: 600_000, maxAttempts: 1 }
+          : { total: 1, minClients: n + 1, minUpdates: 1, clientsPerRound: 1 },
         auth: { mode: auth === 'allow' ? 'enrolled' : 'tofu', allowList },
         log: { level: 'silent' },
       },
     });
-    const co = new Coordinator({ config, initialAdapter: (): NamedTensor[] => [{ name: 'a', dtype: 'float32', shape: [4], data: new Float32Array(4) }], baseModel: { name: 'bench', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const co = new Coordinator({
+      config,
+      initialAdapter: (): NamedTensor[] => [{ name: 'a', dtype: 'float32', shape: [4], data: new Float32Array(4) }],
+      baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'silent' }),
+    });
     const { address } = await co.start();
     const kids: ChildProcess[] = [];
     let reconnects = 0;
@@ -118,7 +126,15 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
     for (const k of kids) k.kill('SIGKILL');
     await co.stop(200);
     await fs.rm(dir, { recursive: true, force: true });
-    rows.push({ sites: n, processes, auth, join_seconds: seconds, ...(roundSeconds !== undefined ? { round_seconds: roundSeconds } : {}), reconnects, coordinator_cpu_seconds: (cpu.user + cpu.system) / 1e6 });
+    rows.push({
+      sites: n,
+      processes,
+      auth,
+      join_seconds: seconds,
+      ...(roundSeconds !== undefined ? { round_seconds: roundSeconds } : {}),
+      reconnects,
+      coordinator_cpu_seconds: (cpu.user + cpu.system) / 1e6,
+    });
   }
   return rows;
 }
@@ -126,13 +142,18 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
 if (require.main === module) {
   if (process.argv[2] === 'child') child(process.argv[3], Number(process.argv[4]), Number(process.argv[5]));
   else {
-    const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
+    const sizes = process.argv
+      .slice(2)
+      .map(Number)
+      .filter((x) => x > 0);
     const auth = process.env.FEDTUNE_BENCH_AUTH === 'allow' ? 'allow' : 'tofu';
     benchJoins(sizes.length ? sizes : [1000, 2000], auth, Number(process.env.FEDTUNE_BENCH_PROCESSES ?? 4), process.env.FEDTUNE_BENCH_ROUND === '1').then(
       (rows) => {
         for (const r of rows) {
           const rd = r.round_seconds !== undefined ? `, round committed ${r.round_seconds.toFixed(2)} s later` : '';
-          console.log(`${r.sites} sites (${r.processes} processes, ${r.auth}): joined in ${r.join_seconds.toFixed(2)} s${rd}, ${r.reconnects} reconnects, coordinator CPU ${r.coordinator_cpu_seconds.toFixed(2)} s`);
+          console.log(
+            `${r.sites} sites (${r.processes} processes, ${r.auth}): joined in ${r.join_seconds.toFixed(2)} s${rd}, ${r.reconnects} reconnects, coordinator CPU ${r.coordinator_cpu_seconds.toFixed(2)} s`,
+          );
         }
         process.exit(0);
       },

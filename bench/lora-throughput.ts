@@ -51,8 +51,16 @@ const CASES: Record<string, Case> = {
     lora: LLAMA_LORA,
     model: async () => {
       const cfg = parseLlamaConfig({
-        model_type: 'llama', vocab_size: 8192, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4,
-        num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000,
+        model_type: 'llama',
+        vocab_size: 8192,
+        hidden_size: 128,
+        intermediate_size: 352,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 128,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
         tie_word_embeddings: true,
       });
       return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
@@ -66,8 +74,16 @@ const CASES: Record<string, Case> = {
     lora: LLAMA_LORA,
     model: async () => {
       const cfg = parseLlamaConfig({
-        model_type: 'llama', vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12,
-        num_attention_heads: 12, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000,
+        model_type: 'llama',
+        vocab_size: 32000,
+        hidden_size: 768,
+        intermediate_size: 2048,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_key_value_heads: 4,
+        max_position_embeddings: 2048,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
       });
       return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
     },

@@ -22,11 +22,13 @@ const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 function get(url: string, headers: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) =>
-    http.get(url, { headers }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject),
+    http
+      .get(url, { headers }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject),
   );
 }
 
@@ -34,11 +36,21 @@ async function scrapeUnderRound(sites: number): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-ops-'));
   const config = loadConfig({
     overrides: {
-      server: { port: 0 }, run: { dir, seed: 1 }, metrics: { port: await freePort() }, log: { level: 'silent' }, auth: { mode: 'tofu' },
+      server: { port: 0 },
+      run: { dir, seed: 1 },
+      metrics: { port: await freePort() },
+      log: { level: 'silent' },
+      auth: { mode: 'tofu' },
       rounds: { total: 1, minClients: sites, clientsPerRound: sites, minUpdates: 2, deadlineMs: 600_000 },
     },
   });
-  const c = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'bench', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+  const c = new Coordinator({
+    config,
+    initialAdapter: () => smallAdapter(0),
+    adapterConfig: { peft_type: 'LORA' },
+    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+    logger: pino({ level: 'silent' }),
+  });
   const { address } = await c.start();
   const url = `${c.ops!.metricsEndpoint!.url}/metrics`;
   const raw = rawClient(address);
@@ -57,7 +69,17 @@ async function scrapeUnderRound(sites: number): Promise<void> {
     bytes = (await get(url)).length;
     times.push(ms(t));
   }
-  console.log(JSON.stringify({ bench: 'metrics scrape', sites, phase: c.engine.phase, joinAndTaskMs: Math.round(joinMs), scrapeMedianMs: +median(times).toFixed(2), scrapeMaxMs: +Math.max(...times).toFixed(2), exposition_bytes: bytes }));
+  console.log(
+    JSON.stringify({
+      bench: 'metrics scrape',
+      sites,
+      phase: c.engine.phase,
+      joinAndTaskMs: Math.round(joinMs),
+      scrapeMedianMs: +median(times).toFixed(2),
+      scrapeMaxMs: +Math.max(...times).toFixed(2),
+      exposition_bytes: bytes,
+    }),
+  );
   for (const s of streams) s.stream.cancel();
   raw.close();
   await c.stop(200);
@@ -74,15 +96,40 @@ async function dashboardWithVersions(versions: number): Promise<void> {
       adapter: smallAdapter(v / 1000),
       adapterConfig: { peft_type: 'LORA' },
       manifest: {
-        runId: 'bench', round: v, attempt: 1, strategy: 'fedavg', participants: [], config: {}, seeds: { run: 1 }, baseModel: { name: 'bench', sha256: '0'.repeat(64) }, protocolVersion: 2,
-        metrics: v === 0 ? {} : { 'clients.train_loss': 2 / (1 + v / 100), 'heldout.eval_loss': 2.2 / (1 + v / 120), 'heldout.eval_accuracy': 0.5 + 0.4 * (v / versions) },
+        runId: 'bench',
+        round: v,
+        attempt: 1,
+        strategy: 'fedavg',
+        participants: [],
+        config: {},
+        seeds: { run: 1 },
+        baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+        protocolVersion: 2,
+        metrics:
+          v === 0
+            ? {}
+            : { 'clients.train_loss': 2 / (1 + v / 100), 'heldout.eval_loss': 2.2 / (1 + v / 120), 'heldout.eval_accuracy': 0.5 + 0.4 * (v / versions) },
       },
     });
   }
   const makeMs = ms(t0);
   const token = 'bench-token-0123456789';
-  const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir, seed: 1 }, rounds: { total: versions }, dashboard: { port: await freePort(), token }, log: { level: 'silent' } } });
-  const c = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'bench', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+  const config = loadConfig({
+    overrides: {
+      server: { port: 0 },
+      run: { dir, seed: 1 },
+      rounds: { total: versions },
+      dashboard: { port: await freePort(), token },
+      log: { level: 'silent' },
+    },
+  });
+  const c = new Coordinator({
+    config,
+    initialAdapter: () => smallAdapter(0),
+    adapterConfig: { peft_type: 'LORA' },
+    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+    logger: pino({ level: 'silent' }),
+  });
   await c.start();
   await c.done;
   const base = c.ops!.dashboardEndpoint!.url;
@@ -95,7 +142,19 @@ async function dashboardWithVersions(versions: number): Promise<void> {
     await get(`${base}/api/state`, { authorization: `Bearer ${token}` });
     warm.push(ms(t));
   }
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
   const page = await browser.newPage();
   await page.goto(`${base}/`);
   await page.fill('#token', token);
@@ -104,7 +163,17 @@ async function dashboardWithVersions(versions: number): Promise<void> {
   await page.waitForSelector(`#versions-table tr:nth-child(${versions + 2})`, { timeout: 60_000 });
   const pageMs = ms(t);
   await browser.close();
-  console.log(JSON.stringify({ bench: 'dashboard', versions: versions + 1, makeRunMs: Math.round(makeMs), stateColdMs: Math.round(coldMs), stateWarmMedianMs: +median(warm).toFixed(1), stateBytes: body.length, pageRenderMs: Math.round(pageMs) }));
+  console.log(
+    JSON.stringify({
+      bench: 'dashboard',
+      versions: versions + 1,
+      makeRunMs: Math.round(makeMs),
+      stateColdMs: Math.round(coldMs),
+      stateWarmMedianMs: +median(warm).toFixed(1),
+      stateBytes: body.length,
+      pageRenderMs: Math.round(pageMs),
+    }),
+  );
   await c.stop(200);
   await fs.rm(dir, { recursive: true, force: true });
 }

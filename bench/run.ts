@@ -115,17 +115,49 @@ async function benchTcp(bytes: number): Promise<number> {
 async function benchGrpc(params: number): Promise<Record<string, number>> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-'));
   const adapter = randomTensors(16, params / 16, 0.1, 9);
-  const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir }, rounds: { total: 1, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } } });
-  const coordinator = new Coordinator({ config, initialAdapter: () => adapter, baseModel: { name: 'bench', sha256: '0'.repeat(64) }, adapterConfig: {}, logger: pino({ level: 'silent' }) });
+  const config = loadConfig({
+    overrides: {
+      server: { port: 0 },
+      run: { dir },
+      rounds: { total: 1, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 },
+      log: { level: 'silent' },
+      auth: { mode: 'tofu' },
+    },
+  });
+  const coordinator = new Coordinator({
+    config,
+    initialAdapter: () => adapter,
+    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+    adapterConfig: {},
+    logger: pino({ level: 'silent' }),
+  });
   const { address } = await coordinator.start();
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure()) as unknown as RawClient;
   // Hello, then Join with the challenge signed (the bench's site has a throwaway identity; auth.mode tofu).
   const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
-  const hello = await new Promise<HelloResponse__Output>((res, rej) => rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))));
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!), identity.secretKey);
+  const hello = await new Promise<HelloResponse__Output>((res, rej) =>
+    rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
+  );
+  const signature = sign(
+    DOMAINS.join,
+    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
+    identity.secretKey,
+  );
   const join = await new Promise<{ session_token: string; client_id: string }>((res, rej) =>
-    rpc.Join({ protocol_version: PROTOCOL_VERSION, client_name: 'bench', backend: 'none', labels: {}, public_key: identity.publicKey, challenge: hello.challenge, signature, coordinator_key_id: hello.coordinator!.key_id }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
+    rpc.Join(
+      {
+        protocol_version: PROTOCOL_VERSION,
+        client_name: 'bench',
+        backend: 'none',
+        labels: {},
+        public_key: identity.publicKey,
+        challenge: hello.challenge,
+        signature,
+        coordinator_key_id: hello.coordinator!.key_id,
+      },
+      (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r)),
+    ),
   );
   const token = join.session_token;
   const stream = rpc.StreamTasks({ session_token: token });
@@ -152,7 +184,14 @@ async function benchGrpc(params: number): Promise<Record<string, number>> {
   const delta = randomTensors(16, params / 16, 0.01, 10);
   const t = now();
   // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time).
-  const ctx = { token, runId: hello.run_id, clientId: join.client_id, coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) }, identitySecretKey: identity.secretKey, chunkBytes: DEFAULT_CHUNK_BYTES };
+  const ctx = {
+    token,
+    runId: hello.run_id,
+    clientId: join.client_id,
+    coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) },
+    identitySecretKey: identity.secretKey,
+    chunkBytes: DEFAULT_CHUNK_BYTES,
+  };
   await sendSealed(rpc, sealDelta(ctx, task!, delta, 1));
   const upload = now() - t;
   stream.cancel();
@@ -208,15 +247,17 @@ async function benchTraining(): Promise<Record<string, number | string>> {
 
 /** One summary row per client count: a SecAgg round's cost against a plain round (bench/secagg.ts). */
 function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, string][] {
-  return rows.filter((r) => r.variant === 'secagg').map((r) => {
-    const p = rows.find((x) => x.variant === 'plain' && x.clients === r.clients)!;
-    return [
-      `SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`,
-      `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`,
-      `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`,
-      `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
-    ];
-  });
+  return rows
+    .filter((r) => r.variant === 'secagg')
+    .map((r) => {
+      const p = rows.find((x) => x.variant === 'plain' && x.clients === r.clients)!;
+      return [
+        `SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`,
+        `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`,
+        `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`,
+        `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
+      ];
+    });
 }
 
 async function main(): Promise<void> {
@@ -232,26 +273,51 @@ async function main(): Promise<void> {
   if (want.has('fedavg')) {
     const f = benchFedAvg(10, 1 << 20);
     results.fedavg = f;
-    rows.push(['FedAvg, 10 clients × 1M params (admit + add on arrival)', `${(f.fedavg_params_per_second / 1e6).toFixed(1)} M params/s`, `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`, `${f.fedavg_over_memcpy_time.toFixed(1)}× memcpy time (add alone ${f.add_only_over_memcpy_time.toFixed(1)}×; at close ${(f.close_seconds * 1000).toFixed(0)} ms)`]);
+    rows.push([
+      'FedAvg, 10 clients × 1M params (admit + add on arrival)',
+      `${(f.fedavg_params_per_second / 1e6).toFixed(1)} M params/s`,
+      `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
+      `${f.fedavg_over_memcpy_time.toFixed(1)}× memcpy time (add alone ${f.add_only_over_memcpy_time.toFixed(1)}×; at close ${(f.close_seconds * 1000).toFixed(0)} ms)`,
+    ]);
   }
   if (want.has('transport')) {
     const tr = await benchGrpc(16 << 20);
     results.transport = tr;
-    rows.push(['download 64 MiB adapter over gRPC (unsealed)', `${tr.download_mb_per_second.toFixed(0)} MB/s`, `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP`]);
-    rows.push(['upload 64 MiB update over gRPC (sealed, spooled)', `${tr.upload_mb_per_second.toFixed(0)} MB/s`, `unsealed download ${tr.download_mb_per_second.toFixed(0)} MB/s`, `${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of unsealed, ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`]);
+    rows.push([
+      'download 64 MiB adapter over gRPC (unsealed)',
+      `${tr.download_mb_per_second.toFixed(0)} MB/s`,
+      `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`,
+      `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP`,
+    ]);
+    rows.push([
+      'upload 64 MiB update over gRPC (sealed, spooled)',
+      `${tr.upload_mb_per_second.toFixed(0)} MB/s`,
+      `unsealed download ${tr.download_mb_per_second.toFixed(0)} MB/s`,
+      `${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of unsealed, ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
+    ]);
   }
   if (want.has('memory')) {
     const mem: MemoryRow[] = [];
     for (const n of memorySites) mem.push(await benchCoordinatorMemory(n));
     results.memory = mem;
     for (const m of mem) {
-      rows.push([`coordinator peak RSS, ${m.sites} sites × ${m.params / 2 ** 20}Mi params`, `${m.coordinator_peak_rss_mb.toFixed(0)} MB`, `updates total ${(m.update_bytes_total / 1e6).toFixed(0)} MB`, `at start ${m.coordinator_rss_at_start_mb.toFixed(0)} MB; ${m.seconds.toFixed(0)} s`]);
+      rows.push([
+        `coordinator peak RSS, ${m.sites} sites × ${m.params / 2 ** 20}Mi params`,
+        `${m.coordinator_peak_rss_mb.toFixed(0)} MB`,
+        `updates total ${(m.update_bytes_total / 1e6).toFixed(0)} MB`,
+        `at start ${m.coordinator_rss_at_start_mb.toFixed(0)} MB; ${m.seconds.toFixed(0)} s`,
+      ]);
     }
   }
   if (want.has('training')) {
     const t = await benchTraining();
     results.training = t;
-    rows.push([`LoRA training (${t.backend}, batch 16)`, `${Number(t.tokens_per_second).toFixed(0)} tokens/s`, `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`, `${Number(t.examples_per_second).toFixed(1)} examples/s`]);
+    rows.push([
+      `LoRA training (${t.backend}, batch 16)`,
+      `${Number(t.tokens_per_second).toFixed(0)} tokens/s`,
+      `${(Number(t.step_seconds) * 1000).toFixed(0)} ms/step`,
+      `${Number(t.examples_per_second).toFixed(1)} examples/s`,
+    ]);
   }
   let secagg: Awaited<ReturnType<typeof benchSecAgg>> | undefined;
   if (want.has('secagg')) {
@@ -262,12 +328,21 @@ async function main(): Promise<void> {
   if (want.has('joins')) {
     const joins = await benchJoins([1000, 2000]);
     results.joins = joins;
-    rows.push(...joins.map((j): [string, string, string, string] => [`${j.sites} sites join at once (${j.processes} processes, ${j.auth})`, `${j.join_seconds.toFixed(1)} s`, `${j.reconnects} reconnects`, `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`]));
+    rows.push(
+      ...joins.map((j): [string, string, string, string] => [
+        `${j.sites} sites join at once (${j.processes} processes, ${j.auth})`,
+        `${j.join_seconds.toFixed(1)} s`,
+        `${j.reconnects} reconnects`,
+        `coordinator CPU ${j.coordinator_cpu_seconds.toFixed(1)} s`,
+      ]),
+    );
   }
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) console.log(r.map((x, i) => x.padEnd(w[i])).join('  │  '));
   if (secagg) {
-    console.log(`\nOne round with and without secure aggregation, ${secagg.options.params} params (median of ${secagg.options.reps}; round = coordinator + mean client):`);
+    console.log(
+      `\nOne round with and without secure aggregation, ${secagg.options.params} params (median of ${secagg.options.reps}; round = coordinator + mean client):`,
+    );
     console.log(secaggTable(secagg.rows));
   }
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');

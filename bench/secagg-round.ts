@@ -21,8 +21,28 @@ import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeade
 import type { NamedTensor } from '../proto/tensors';
 import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
-import { SecAggClient, SecAggServer, chooseGraph, consistencyQuorum, decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
-import { adToWire, consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, shareKeysToWire, signatureToWire, unmaskRequestToWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import {
+  SecAggClient,
+  SecAggServer,
+  chooseGraph,
+  consistencyQuorum,
+  decodeSum,
+  encodeUpdate,
+  sumVectors,
+  vectorLayout,
+  type SecAggRoundConfig,
+} from '../proto/secagg';
+import {
+  adToWire,
+  consistencyCheckToWire,
+  rosterToWire,
+  routedToWire,
+  settingsToWire,
+  shareKeysToWire,
+  signatureToWire,
+  unmaskRequestToWire,
+  unmaskResponseToWire,
+} from '../proto/secagg/wire';
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
@@ -74,7 +94,8 @@ export interface ArmResult {
 }
 
 const svc = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)['fedtune.v1.Federation'] as protoLoader.ServiceDefinition;
-const ser = (method: string, dir: 'request' | 'response', msg: object): Buffer => (dir === 'request' ? svc[method].requestSerialize : svc[method].responseSerialize)(msg);
+const ser = (method: string, dir: 'request' | 'response', msg: object): Buffer =>
+  (dir === 'request' ? svc[method].requestSerialize : svc[method].responseSerialize)(msg);
 const taskEventBytes = (ev: object): number => ser('StreamTasks', 'response', ev).length;
 const chunkFrameBytes = new Map<number, number>();
 
@@ -95,14 +116,16 @@ function uploadBytes(header: UploadFrame, sealed: SealedUpload): number {
 const delivered = (chunks: readonly Buffer[]): Buffer[] => chunks.map((c) => Buffer.from(c));
 
 /** The header as the coordinator's handler sees it (decoded from the wire). */
-const received = (header: UploadFrame): UploadFrame__Output => svc.UploadUpdate.requestDeserialize(ser('UploadUpdate', 'request', header)) as UploadFrame__Output;
+const received = (header: UploadFrame): UploadFrame__Output =>
+  svc.UploadUpdate.requestDeserialize(ser('UploadUpdate', 'request', header)) as UploadFrame__Output;
 
 /** The task (without SecAgg settings) and the adapter download each selected client gets in either arm. */
 function taskAndDownloadBytes(s: RoundSetup, i: number): number {
   let total = taskEventBytes({ train: plainTask(s, i) });
   for (const f of tensorFrames(s.global, DEFAULT_CHUNK_BYTES)) {
     if (f.chunk) {
-      if (!chunkFrameBytes.has(-f.chunk.length)) chunkFrameBytes.set(-f.chunk.length, ser('DownloadAdapter', 'response', { chunk: Buffer.alloc(f.chunk.length) }).length);
+      if (!chunkFrameBytes.has(-f.chunk.length))
+        chunkFrameBytes.set(-f.chunk.length, ser('DownloadAdapter', 'response', { chunk: Buffer.alloc(f.chunk.length) }).length);
       total += chunkFrameBytes.get(-f.chunk.length)!;
     } else total += ser('DownloadAdapter', 'response', f).length;
   }
@@ -110,10 +133,17 @@ function taskAndDownloadBytes(s: RoundSetup, i: number): number {
 }
 
 /** UploadResponse: the coordinator's answer to every accepted upload, in either arm. */
-const ackBytes = (s: RoundSetup, i: number): number => ser('UploadUpdate', 'response', { task_id: taskId(s, i), round: 1, sha256: Buffer.alloc(32), duplicate: false }).length;
+const ackBytes = (s: RoundSetup, i: number): number =>
+  ser('UploadUpdate', 'response', { task_id: taskId(s, i), round: 1, sha256: Buffer.alloc(32), duplicate: false }).length;
 
 const plainTask = (s: RoundSetup, i: number): object => ({
-  task_id: taskId(s, i), round: 1, attempt: 0, base_version: 0, base_manifest_sha256: 'ab'.repeat(32), deadline_unix_ms: Date.now(), seed: s.seeds[i],
+  task_id: taskId(s, i),
+  round: 1,
+  attempt: 0,
+  base_version: 0,
+  base_manifest_sha256: 'ab'.repeat(32),
+  deadline_unix_ms: Date.now(),
+  seed: s.seeds[i],
   config: { local_steps: 10, batch_size: 16, learning_rate: 1e-3, weight_decay: 0, max_seq_len: 96 },
 });
 
@@ -123,15 +153,54 @@ const commonBytes = (s: RoundSetup, uploaded: readonly number[]): number =>
 
 const taskId = (s: RoundSetup, i: number): string => `r1-a0-${s.ids[i]}`;
 const binding = (s: RoundSetup, i: number, base: string, numExamples: number): UploadBinding => ({
-  protocolVersion: PROTOCOL_VERSION, runId: s.runId, clientId: s.ids[i], taskId: taskId(s, i), round: 1, attempt: 0, baseVersion: 0, baseManifestSha256: base, numExamples,
+  protocolVersion: PROTOCOL_VERSION,
+  runId: s.runId,
+  clientId: s.ids[i],
+  taskId: taskId(s, i),
+  round: 1,
+  attempt: 0,
+  baseVersion: 0,
+  baseManifestSha256: base,
+  numExamples,
 });
 
-function sealFor(s: RoundSetup, i: number, base: string, numExamples: number, tensors: TensorHeader, chunks: Iterable<Uint8Array>): { header: UploadFrame; sealed: SealedUpload } {
-  const sealed = sealUpload({ binding: binding(s, i, base, numExamples), tensors, plaintextChunks: chunks, coordinator: { keyId: 'bench', boxPublicKey: s.box.publicKey }, identitySecretKey: s.identities[i].secretKey });
-  return { sealed, header: { header: { protocol_version: PROTOCOL_VERSION, session_token: s.tokens[i], task_id: taskId(s, i), round: 1, base_version: 0, num_examples: numExamples, tensors, sealed: sealed.envelope } } };
+function sealFor(
+  s: RoundSetup,
+  i: number,
+  base: string,
+  numExamples: number,
+  tensors: TensorHeader,
+  chunks: Iterable<Uint8Array>,
+): { header: UploadFrame; sealed: SealedUpload } {
+  const sealed = sealUpload({
+    binding: binding(s, i, base, numExamples),
+    tensors,
+    plaintextChunks: chunks,
+    coordinator: { keyId: 'bench', boxPublicKey: s.box.publicKey },
+    identitySecretKey: s.identities[i].secretKey,
+  });
+  return {
+    sealed,
+    header: {
+      header: {
+        protocol_version: PROTOCOL_VERSION,
+        session_token: s.tokens[i],
+        task_id: taskId(s, i),
+        round: 1,
+        base_version: 0,
+        num_examples: numExamples,
+        tensors,
+        sealed: sealed.envelope,
+      },
+    },
+  };
 }
 
-const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; boxSecretKey: Uint8Array } => ({ keyId: 'bench', boxPublicKey: s.box.publicKey, boxSecretKey: s.box.secretKey });
+const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; boxSecretKey: Uint8Array } => ({
+  keyId: 'bench',
+  boxPublicKey: s.box.publicKey,
+  boxSecretKey: s.box.secretKey,
+});
 
 /** A plain round: every client in `live` seals its delta; the coordinator opens, checks, keeps, and aggregates. */
 export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
@@ -172,8 +241,16 @@ export function secaggConfig(s: RoundSetup): SecAggRoundConfig {
   const { graph, threshold } = chooseGraph(s.n, s.defaults.fullGraphMax);
   const include = s.global.map((t) => t.name).sort();
   return {
-    roundTag: `${s.runId}/r1/a0`, baseManifestSha256: 'ab'.repeat(32), selected: [...s.ids].sort(), threshold, graph,
-    clipNorm: s.defaults.clipNorm, weightCap: s.defaults.weightCap, maxClients: s.defaults.maxClients, include, vectorLength: vectorLayout(s.global, include).length,
+    roundTag: `${s.runId}/r1/a0`,
+    baseManifestSha256: 'ab'.repeat(32),
+    selected: [...s.ids].sort(),
+    threshold,
+    graph,
+    clipNorm: s.defaults.clipNorm,
+    weightCap: s.defaults.weightCap,
+    maxClients: s.defaults.maxClients,
+    include,
+    vectorLength: vectorLayout(s.global, include).length,
   };
 }
 
@@ -246,7 +323,12 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
       const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
       const chunks: Buffer[] = [];
       for (let off = 0; off < bytes.length; off += DEFAULT_CHUNK_BYTES) chunks.push(bytes.subarray(off, off + DEFAULT_CHUNK_BYTES));
-      const tensors = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: DEFAULT_CHUNK_BYTES };
+      const tensors = {
+        protocol_version: PROTOCOL_VERSION,
+        tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }],
+        total_bytes: bytes.length,
+        chunk_bytes: DEFAULT_CHUNK_BYTES,
+      };
       return sealFor(s, i, cfg.baseManifestSha256, 0, tensors, chunks);
     });
     fromClient(i, uploadBytes(header, sealed));
@@ -294,15 +376,30 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   const { adapter } = decodeSum(sum, cfg, s.global);
   coordinator.ms += now() - t;
   const expected = sumVectors(live.map((i) => encoded[i]));
-  if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer))) throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
-  return { clients: live.map((i) => party[i]), coordinator, common: commonBytes(s, live), adapter, graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`, threshold: cfg.threshold, dropped: dropAfterShares.size, signaturesChecked: Math.min(req.signatures.length, consistencyQuorum(cfg.threshold, s.n)) };
+  if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer)))
+    throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
+  return {
+    clients: live.map((i) => party[i]),
+    coordinator,
+    common: commonBytes(s, live),
+    adapter,
+    graph: cfg.graph.kind === 'full' ? 'full' : `harary k=${cfg.graph.k}`,
+    threshold: cfg.threshold,
+    dropped: dropAfterShares.size,
+    signaturesChecked: Math.min(req.signatures.length, consistencyQuorum(cfg.threshold, s.n)),
+  };
 }
 
 /** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */
 export function roundSetup(n: number, global: NamedTensor[], delta: (i: number) => NamedTensor[], defaults: RoundDefaults): RoundSetup {
   const ids = Array.from({ length: n }, (_, i) => clientIdFor(`site-${String(i).padStart(3, '0')}`));
   return {
-    n, runId: 'bench-run', ids, global, delta, defaults,
+    n,
+    runId: 'bench-run',
+    ids,
+    global,
+    delta,
+    defaults,
     identities: ids.map(() => nacl.sign.keyPair()),
     tokens: ids.map(() => randomBytes(32).toString('hex')),
     numExamples: ids.map((_, i) => 100 + ((i * 37) % 400)),

@@ -114,7 +114,11 @@ function prgThroughput(): SecAggBenchResult['prg'] {
     ts.push(now() - t);
   }
   const chacha = ks('chacha20');
-  return { chacha20_keystream_gb_per_second: chacha, aes256ctr_keystream_gb_per_second: ks('aes-256-ctr'), masks_gb_per_second: (8 * 4 * v.length) / median(ts) / 1e6 };
+  return {
+    chacha20_keystream_gb_per_second: chacha,
+    aes256ctr_keystream_gb_per_second: ks('aes-256-ctr'),
+    masks_gb_per_second: (8 * 4 * v.length) / median(ts) / 1e6,
+  };
 }
 
 function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): number {
@@ -147,7 +151,13 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
       const dropped = new Set(s.ids.map((_, i) => i).filter((i) => i % every === 1));
       const live = s.ids.map((_, i) => i).filter((i) => !dropped.has(i));
       const add = (v: Variant, r: ArmResult): void => void (results.get(`${n}/${v}`) ?? results.set(`${n}/${v}`, []).get(`${n}/${v}`)!).push(r);
-      add('plain', plainRound(s, s.ids.map((_, i) => i)));
+      add(
+        'plain',
+        plainRound(
+          s,
+          s.ids.map((_, i) => i),
+        ),
+      );
       add('secagg', await secaggRound(s, new Set()));
       add('plain_drop', plainRound(s, live));
       add('secagg_drop', await secaggRound(s, dropped));
@@ -165,13 +175,27 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
       const last = rs[rs.length - 1];
       const plain = v.startsWith('secagg') ? results.get(`${n}/${v === 'secagg' ? 'plain' : 'plain_drop'}`)!.at(-1)! : undefined;
       rows.push({
-        clients: n, params: o.params, variant: v, graph: last.graph, threshold: last.threshold, dropped: last.dropped,
-        client_ms: median(clientMs), coordinator_ms: median(coordMs), round_ms: median(roundMs),
-        client_bytes_sent: mean(last.clients.map((c) => c.sent)), client_bytes_received: mean(last.clients.map((c) => c.received)),
-        coordinator_bytes_sent: last.coordinator.sent, coordinator_bytes_received: last.coordinator.received,
+        clients: n,
+        params: o.params,
+        variant: v,
+        graph: last.graph,
+        threshold: last.threshold,
+        dropped: last.dropped,
+        client_ms: median(clientMs),
+        coordinator_ms: median(coordMs),
+        round_ms: median(roundMs),
+        client_bytes_sent: mean(last.clients.map((c) => c.sent)),
+        client_bytes_received: mean(last.clients.map((c) => c.received)),
+        coordinator_bytes_sent: last.coordinator.sent,
+        coordinator_bytes_received: last.coordinator.received,
         coordinator_bytes_sent_with_download: last.coordinator.sent + last.common,
-        client_ms_over_plain: 1, coordinator_ms_over_plain: 1, round_ms_over_plain: 1, client_bytes_over_plain: 1, coordinator_bytes_with_download_over_plain: 1,
-        consistency_client_ms: median(consClient), consistency_coordinator_ms: median(consCoord),
+        client_ms_over_plain: 1,
+        coordinator_ms_over_plain: 1,
+        round_ms_over_plain: 1,
+        client_bytes_over_plain: 1,
+        coordinator_bytes_with_download_over_plain: 1,
+        consistency_client_ms: median(consClient),
+        consistency_coordinator_ms: median(consCoord),
         consistency_client_bytes: mean(last.clients.map((c) => c.consistencyBytes ?? 0)),
         round_ms_without_consistency_over_plain: 1,
         consistency_signatures_checked: last.signaturesChecked ?? 0,
@@ -191,18 +215,35 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
     r.coordinator_bytes_with_download_over_plain = r.coordinator_bytes_sent_with_download / p.coordinator_bytes_sent_with_download;
   }
   const prg = prgThroughput();
-  return { options: o, defaults, prg, mask_keystream_gb_per_second: prg.masks_gb_per_second, load_average: { before, after: os.loadavg() }, seconds: (now() - started) / 1e3, rows };
+  return {
+    options: o,
+    defaults,
+    prg,
+    mask_keystream_gb_per_second: prg.masks_gb_per_second,
+    load_average: { before, after: os.loadavg() },
+    seconds: (now() - started) / 1e3,
+    rows,
+  };
 }
 
 const mb = (b: number): string => (b >= 1e6 ? `${(b / 1e6).toFixed(3)} MB` : `${(b / 1e3).toFixed(1)} kB`);
 const x = (r: number): string => `${r.toFixed(2)}×`;
 
 export function secaggTable(rows: readonly SecAggBenchRow[]): string {
-  const head = '| N | arm | graph (t) | client ms (mean) | coordinator ms | round ms = coord. + mean client | client sends | coordinator sends (protocol) | client ms ×plain | coord. ms ×plain | round ×plain | client bytes ×plain | coord. bytes ×plain (incl. download) |';
+  const head =
+    '| N | arm | graph (t) | client ms (mean) | coordinator ms | round ms = coord. + mean client | client sends | coordinator sends (protocol) | client ms ×plain | coord. ms ×plain | round ×plain | client bytes ×plain | coord. bytes ×plain (incl. download) |';
   const label: Record<Variant, string> = { plain: 'plain', secagg: 'SecAgg', plain_drop: 'plain, 10% absent', secagg_drop: 'SecAgg, 10% dropped after shares' };
   const lines = rows.map((r) => {
     const sec = r.variant.startsWith('secagg');
-    const ratios = sec ? [x(r.client_ms_over_plain), x(r.coordinator_ms_over_plain), `**${x(r.round_ms_over_plain)}**`, x(r.client_bytes_over_plain), x(r.coordinator_bytes_with_download_over_plain)] : ['', '', '', '', ''];
+    const ratios = sec
+      ? [
+          x(r.client_ms_over_plain),
+          x(r.coordinator_ms_over_plain),
+          `**${x(r.round_ms_over_plain)}**`,
+          x(r.client_bytes_over_plain),
+          x(r.coordinator_bytes_with_download_over_plain),
+        ]
+      : ['', '', '', '', ''];
     return `| ${r.clients} | ${label[r.variant]} | ${sec ? `${r.graph} (${r.threshold})` : '-'} | ${r.client_ms.toFixed(1)} | ${r.coordinator_ms.toFixed(0)} | ${r.round_ms.toFixed(0)} | ${mb(r.client_bytes_sent)} | ${sec ? mb(r.coordinator_bytes_sent) : '0 (†)'} | ${ratios.join(' | ')} |`;
   });
   return [head, '|' + '---|'.repeat(13), ...lines].join('\n');
@@ -210,9 +251,14 @@ export function secaggTable(rows: readonly SecAggBenchRow[]): string {
 
 /** What the consistency round costs, per SecAgg row. */
 export function consistencyTable(rows: readonly SecAggBenchRow[]): string {
-  const head = '| N | arm | consistency: client ms (mean) | coordinator ms | client bytes (sent + received) | signatures a site verifies (quorum) | round ×plain | round ×plain without it |';
-  const lines = rows.filter((r) => r.variant.startsWith('secagg')).map((r) =>
-    `| ${r.clients} | ${r.variant === 'secagg' ? 'SecAgg' : 'SecAgg, 10% dropped'} | ${r.consistency_client_ms.toFixed(2)} | ${r.consistency_coordinator_ms.toFixed(1)} | ${mb(r.consistency_client_bytes)} | ${r.consistency_signatures_checked} (+1 made) | ${x(r.round_ms_over_plain)} | ${x(r.round_ms_without_consistency_over_plain)} |`);
+  const head =
+    '| N | arm | consistency: client ms (mean) | coordinator ms | client bytes (sent + received) | signatures a site verifies (quorum) | round ×plain | round ×plain without it |';
+  const lines = rows
+    .filter((r) => r.variant.startsWith('secagg'))
+    .map(
+      (r) =>
+        `| ${r.clients} | ${r.variant === 'secagg' ? 'SecAgg' : 'SecAgg, 10% dropped'} | ${r.consistency_client_ms.toFixed(2)} | ${r.consistency_coordinator_ms.toFixed(1)} | ${mb(r.consistency_client_bytes)} | ${r.consistency_signatures_checked} (+1 made) | ${x(r.round_ms_over_plain)} | ${x(r.round_ms_without_consistency_over_plain)} |`,
+    );
   return [head, '|' + '---|'.repeat(8), ...lines].join('\n');
 }
 
@@ -242,7 +288,12 @@ async function main(): Promise<void> {
   console.log(table + '\n\n' + notes.join('\n'));
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
   await fs.mkdir(outDir, { recursive: true });
-  const out = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, openssl: process.versions.openssl }, quick, ...res };
+  const out = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, openssl: process.versions.openssl },
+    quick,
+    ...res,
+  };
   await fs.writeFile(path.join(outDir, 'secagg.json'), JSON.stringify(out, null, 2) + '\n');
   await fs.writeFile(path.join(outDir, 'secagg.md'), `${table}\n\n${notes.join('\n\n')}\n`);
   console.log(`wrote ${path.join(outDir, 'secagg.json')} and secagg.md`);

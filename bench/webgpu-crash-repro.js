@@ -20,8 +20,10 @@ async function openDevice() {
   const buf = dev.createBuffer({ size: 4096, usage: GPUBufferUsage.STORAGE });
   for (let i = 0; i < 30; i++) {
     if (global.gc) global.gc();
-    const module = dev.createShaderModule({ code: `@group(0) @binding(0) var<storage, read_write> b: array<u32>;
-@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { b[g.x] = b[g.x] + ${i}u; }` });
+    const module = dev.createShaderModule({
+      code: `@group(0) @binding(0) var<storage, read_write> b: array<u32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { b[g.x] = b[g.x] + ${i}u; }`,
+    });
     const pipe = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
     const bg = dev.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
     const enc = dev.createCommandEncoder();

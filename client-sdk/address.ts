@@ -20,14 +20,20 @@ export function parseAddress(address: string): ParsedAddress {
   const a = address.trim();
   if (!a) throw new AddressError('the coordinator address is empty: give host:port (e.g. coordinator.example.org:50051)');
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(a)) {
-    throw new AddressError(`coordinator address ${JSON.stringify(a.slice(0, 200))} is a URL: give host:port without a scheme (e.g. ${a.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/\/.*$/, '')})`);
+    throw new AddressError(
+      `coordinator address ${JSON.stringify(a.slice(0, 200))} is a URL: give host:port without a scheme (e.g. ${a.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').replace(/\/.*$/, '')})`,
+    );
   }
   if (a.startsWith('unix:')) return { host: '', port: 0 };
   const rest = a.startsWith('dns:') ? a.slice(4) : a;
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d{1,5})$/.exec(rest);
   if (!m) {
     const hasPort = /:\d+$/.test(rest) && !/^[0-9a-fA-F:]+$/.test(rest);
-    throw new AddressError(hasPort ? `coordinator address ${JSON.stringify(a.slice(0, 200))} is not host:port` : `coordinator address ${JSON.stringify(a.slice(0, 200))} has no port: give host:port (the coordinator listens on 50051 unless configured otherwise)`);
+    throw new AddressError(
+      hasPort
+        ? `coordinator address ${JSON.stringify(a.slice(0, 200))} is not host:port`
+        : `coordinator address ${JSON.stringify(a.slice(0, 200))} has no port: give host:port (the coordinator listens on 50051 unless configured otherwise)`,
+    );
   }
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new AddressError(`coordinator address ${JSON.stringify(a)}: port ${port} is outside 1..65535`);

@@ -22,14 +22,37 @@ import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinRes
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
-import { adToWire, consistencyCheckFromWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, signatureToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import {
+  adToWire,
+  consistencyCheckFromWire,
+  rosterFromWire,
+  routedFromWire,
+  settingsFromWire,
+  shareKeysToWire,
+  signatureToWire,
+  unmaskRequestFromWire,
+  unmaskResponseToWire,
+} from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
-import { LIMITS, retryAfterOf, checkAdvertise, checkShareKeys, checkConsistency, checkUnmask, checkBackend, checkClientName, checkJoin, checkLabels, checkReport, checkString } from '../proto/limits';
+import {
+  LIMITS,
+  retryAfterOf,
+  checkAdvertise,
+  checkShareKeys,
+  checkConsistency,
+  checkUnmask,
+  checkBackend,
+  checkClientName,
+  checkJoin,
+  checkLabels,
+  checkReport,
+  checkString,
+} from '../proto/limits';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -239,7 +262,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   private hello(): Promise<HelloResponse__Output> {
     return new Promise((resolve, reject) =>
-      this.rpc.Hello({ protocol_version: PROTOCOL_VERSION }, { deadline: Date.now() + 10_000 }, (err, res) => (err || !res ? reject(err ?? new Error('empty hello response')) : resolve(res))),
+      this.rpc.Hello({ protocol_version: PROTOCOL_VERSION }, { deadline: Date.now() + 10_000 }, (err, res) =>
+        err || !res ? reject(err ?? new Error('empty hello response')) : resolve(res),
+      ),
     );
   }
 
@@ -250,7 +275,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   }
 
   private checkCoordinatorKeys(k: CoordinatorKeys__Output | null): { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } {
-    if (!k || k.box_public_key.length !== 32 || k.sign_public_key.length !== 32) throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator did not present its public keys');
+    if (!k || k.box_public_key.length !== 32 || k.sign_public_key.length !== 32)
+      throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator did not present its public keys');
     if (this.opts.coordinatorKeyId && k.key_id !== this.opts.coordinatorKeyId) {
       throw new ProtocolError(status.PERMISSION_DENIED, `coordinator presents key ${k.key_id}; this site pins ${this.opts.coordinatorKeyId}`);
     }
@@ -262,7 +288,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const hello = await this.hello();
     const coordinator = this.checkCoordinatorKeys(hello.coordinator);
     const backend = this.opts.trainer.backend;
-    const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend, hello.coordinator!), this.identity.secretKey);
+    const signature = sign(
+      DOMAINS.join,
+      joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend, hello.coordinator!),
+      this.identity.secretKey,
+    );
     const req: JoinRequest = {
       protocol_version: PROTOCOL_VERSION,
       client_name: this.opts.name,
@@ -277,10 +307,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     checkJoin(req);
     const res = await this.joinCall(req);
     if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
-      throw new ProtocolError(status.FAILED_PRECONDITION, `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`);
+      throw new ProtocolError(
+        status.FAILED_PRECONDITION,
+        `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`,
+      );
     }
     this.coordinator = this.checkCoordinatorKeys(res.coordinator ?? hello.coordinator);
-    if (this.coordinator.keyId !== coordinator.keyId) throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator changed keys between Hello and Join');
+    if (this.coordinator.keyId !== coordinator.keyId)
+      throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator changed keys between Hello and Join');
     this.token = res.session_token;
     this.clientId = res.client_id;
     this.runId = res.run_id;
@@ -401,7 +435,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
     const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<void> =>
       new Promise((resolve, reject) =>
-        (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(this.rpc, req, { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())),
+        (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(
+          this.rpc,
+          req,
+          { deadline: Date.now() + 30_000 },
+          (e) => (e ? reject(e) : resolve()),
+        ),
       );
     const base = { session_token: this.token, task_id: t.task_id, round: t.round };
     const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);
@@ -414,7 +453,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       runId: this.runId,
       trust: this.secaggTrust(),
       ledger: this.ledger,
-      observeEncoded: this.opts.observeSecAggInput ? (x) => this.opts.observeSecAggInput!({ taskId: t.task_id, round: t.round, attempt: t.attempt }, x) : undefined,
+      observeEncoded: this.opts.observeSecAggInput
+        ? (x) => this.opts.observeSecAggInput!({ taskId: t.task_id, round: t.round, attempt: t.attempt }, x)
+        : undefined,
       inbox: this.inbox(t.task_id),
       signal,
       beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
@@ -443,7 +484,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** What a sealed upload is bound to (sealed-sender.ts). */
   private sealContext(): SealContext {
     if (!this.coordinator) throw new Error('not joined');
-    return { token: this.token, runId: this.runId, clientId: this.clientId, coordinator: this.coordinator, identitySecretKey: this.identity.secretKey, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
+    return {
+      token: this.token,
+      runId: this.runId,
+      clientId: this.clientId,
+      coordinator: this.coordinator,
+      identitySecretKey: this.identity.secretKey,
+      chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    };
   }
 
   /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
@@ -498,7 +546,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       } catch (e) {
         const code = (e as grpc.ServiceError).code;
         const hint = retryAfterOf(e as grpc.ServiceError); // the coordinator is busy: wait as told, a few times more
-        if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || this.stopped) throw e;
+        if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || this.stopped)
+          throw e;
         await sleep(hint !== undefined ? hintedDelay(hint) : backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
       }
     }

@@ -30,7 +30,18 @@ export interface SealedFrames {
 function frames(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, plaintext: Iterable<Uint8Array>, numExamples: number): SealedFrames {
   const binding = uploadBinding(c.runId, c.clientId, t, numExamples);
   const sealed = sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey });
-  const header: UploadFrame = { header: { protocol_version: PROTOCOL_VERSION, session_token: c.token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: numExamples, tensors, sealed: sealed.envelope } };
+  const header: UploadFrame = {
+    header: {
+      protocol_version: PROTOCOL_VERSION,
+      session_token: c.token,
+      task_id: t.task_id,
+      round: t.round,
+      base_version: t.base_version,
+      num_examples: numExamples,
+      tensors,
+      sealed: sealed.envelope,
+    },
+  };
   checkUploadFrame(header); // a layout the coordinator would refuse (too many tensors, a long name) fails here
   return { header, sealed };
 }
@@ -42,7 +53,12 @@ export function sealDelta(c: SealContext, t: TrainTask__Output, delta: NamedTens
 /** A masked SecAgg vector; its weight is inside the vector, so the header's example count is 0. */
 export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array): SealedFrames {
   const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
-  const tensors: TensorHeader = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [y.length] }], total_bytes: bytes.length, chunk_bytes: c.chunkBytes };
+  const tensors: TensorHeader = {
+    protocol_version: PROTOCOL_VERSION,
+    tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [y.length] }],
+    total_bytes: bytes.length,
+    chunk_bytes: c.chunkBytes,
+  };
   const chunks: Buffer[] = [];
   for (let off = 0; off < bytes.length; off += c.chunkBytes) chunks.push(bytes.subarray(off, off + c.chunkBytes));
   return frames(c, t, tensors, chunks, 0);
@@ -59,7 +75,11 @@ export function sendSealed(rpc: GrpcFederationClient, f: SealedFrames): Promise<
       else resolve();
     });
     void (async () => {
-      const all: UploadFrame[] = [f.header, ...f.sealed.chunks.map((chunk) => ({ chunk })), { trailer: { chunk_count: f.sealed.chunks.length, sha256: f.sealed.envelope.ciphertext_sha256 } }];
+      const all: UploadFrame[] = [
+        f.header,
+        ...f.sealed.chunks.map((chunk) => ({ chunk })),
+        { trailer: { chunk_count: f.sealed.chunks.length, sha256: f.sealed.envelope.ciphertext_sha256 } },
+      ];
       for (const msg of all) {
         if (answered) return; // refused early: the rest would go nowhere
         if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));

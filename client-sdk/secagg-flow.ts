@@ -5,7 +5,16 @@
 import { randomBytes } from 'node:crypto';
 import type { NamedTensor } from '../proto/tensors';
 import { SecAggClient, encodeUpdate, updateDigest, type IdentityTrust, type SecAggLedger } from '../proto/secagg';
-import type { Advertisement, ConsistencyCheck, ConsistencySignature, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from '../proto/secagg/messages';
+import type {
+  Advertisement,
+  ConsistencyCheck,
+  ConsistencySignature,
+  Roster,
+  RoutedShares,
+  ShareKeysMessage,
+  UnmaskRequest,
+  UnmaskResponse,
+} from '../proto/secagg/messages';
 import type { SecAggRoundConfig } from '../proto/secagg/config';
 
 export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consistency' | 'unmask';
@@ -68,7 +77,14 @@ export async function runSecAgg(o: {
   observeEncoded?: (x: Uint32Array) => void;
 }): Promise<void> {
   const { signal } = o;
-  const sc = new SecAggClient({ config: o.config, clientId: o.clientId, identitySecretKey: o.identitySecretKey, trust: o.trust, ledger: o.ledger, runId: o.runId });
+  const sc = new SecAggClient({
+    config: o.config,
+    clientId: o.clientId,
+    identitySecretKey: o.identitySecretKey,
+    trust: o.trust,
+    ledger: o.ledger,
+    runId: o.runId,
+  });
   // Fresh secret rounding randomness: nothing the coordinator chose or recorded can recompute it (issue 13 #5).
   const x = encodeUpdate(o.delta, o.numExamples, o.config, new Uint8Array(randomBytes(32)));
   o.observeEncoded?.(x);

@@ -123,10 +123,13 @@ export class Attempt {
    */
   async waitFor(cond: () => boolean, until: number): Promise<void> {
     let expired = false;
-    const timer = setTimeout(() => {
-      expired = true;
-      this.wake();
-    }, Math.max(0, until - Date.now()));
+    const timer = setTimeout(
+      () => {
+        expired = true;
+        this.wake();
+      },
+      Math.max(0, until - Date.now()),
+    );
     try {
       while (!this.d.stopping() && !expired && !cond()) {
         await this.woken;
@@ -174,7 +177,8 @@ export class Attempt {
       agg.admit(update);
     } catch (e) {
       t.state = 'assigned';
-      if (e instanceof AdmissionError || e instanceof RangeError) throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${refusal(e)}`);
+      if (e instanceof AdmissionError || e instanceof RangeError)
+        throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${refusal(e)}`);
       throw e;
     }
     const work = (async () => {
@@ -227,7 +231,9 @@ export class Attempt {
   async recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
     const metrics = { values, backend };
     if (this.d.spool && t.state === 'uploaded') {
-      await this.d.spool.putMetrics(this.round, t.clientId, metrics).catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+      await this.d.spool
+        .putMetrics(this.round, t.clientId, metrics)
+        .catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
     }
     t.metrics = metrics;
     this.wake();
@@ -249,5 +255,7 @@ export class Attempt {
 }
 
 function refusal(e: Error): string {
-  return e instanceof FixedPointRangeError ? `tensor ${e.tensor.slice(e.tensor.indexOf(':') + 1)} holds ${e.value} at element ${e.index}; ${Number.isFinite(e.value) ? 'outside ±128' : 'updates must be finite'}` : e.message;
+  return e instanceof FixedPointRangeError
+    ? `tensor ${e.tensor.slice(e.tensor.indexOf(':') + 1)} holds ${e.value} at element ${e.index}; ${Number.isFinite(e.value) ? 'outside ±128' : 'updates must be finite'}`
+    : e.message;
 }

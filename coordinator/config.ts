@@ -74,10 +74,15 @@ convict.addFormats({
       if (!Array.isArray(v)) throw new Error('must be a list of name=<base64 public key>');
       for (const e of v) {
         const i = typeof e === 'string' ? e.indexOf('=') : -1;
-        if (i <= 0 || Buffer.from((e as string).slice(i + 1), 'base64').length !== 32) throw new Error(`entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
+        if (i <= 0 || Buffer.from((e as string).slice(i + 1), 'base64').length !== 32)
+          throw new Error(`entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
       }
     },
-    coerce: (v: string) => v.split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+    coerce: (v: string) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
   },
 });
 
@@ -125,7 +130,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   problems.push(...tlsProblems(cfg.tls));
   problems.push(...opsProblems(cfg));
   if (cfg.secagg.enabled && cfg.rounds.minUpdates < MIN_CLIENTS) {
-    problems.push(`secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`);
+    problems.push(
+      `secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`,
+    );
   }
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
@@ -169,6 +176,16 @@ export function describeConfig(): ConfigKeyDoc[] {
  * how it guards the door (admission.*), how it is observed (metrics.*, dashboard.*) and how it logs.
  */
 export function configForManifest(cfg: CoordinatorConfig): Record<string, unknown> {
-  const { server: _server, tls: _tls, log: _log, auth: _auth, security: _security, admission: _admission, metrics: _metrics, dashboard: _dashboard, ...rest } = cfg;
+  const {
+    server: _server,
+    tls: _tls,
+    log: _log,
+    auth: _auth,
+    security: _security,
+    admission: _admission,
+    metrics: _metrics,
+    dashboard: _dashboard,
+    ...rest
+  } = cfg;
   return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

@@ -124,12 +124,14 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const baseModel = this.opts.baseModel ?? { name: cfg.model.name, sha256: await baseModelHash(modelDir) };
     const lora = loraSettings(cfg);
     const modelConfig = this.opts.initialAdapter && this.opts.adapterConfig ? undefined : await readModelConfig(modelDir);
-    const initialAdapter =
-      this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
+    const initialAdapter = this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
     const keys = this.keys;
     const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
     const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
-    this.registry.setAdmission((s) => enrolment.isActive(s.name, s.publicKey), () => enrolment.generation());
+    this.registry.setAdmission(
+      (s) => enrolment.isActive(s.name, s.publicKey),
+      () => enrolment.generation(),
+    );
     const engine = new RoundEngine({
       boxKey,
       config: cfg,
@@ -153,18 +155,25 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000, ...ops.serverOptions() });
     ops.addServices(server);
     // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
-    server.addService(guardService(loadFedtuneProto().fedtune.v1.Federation.service), createHandlers({
-      config: cfg,
-      registry: this.registry,
-      engine,
-      store: this.store,
-      runId: cfg.run.id,
-      baseModelSha256: baseModel.sha256,
-      keys,
-      enrolment,
-      challenges: new Challenges(cfg.auth.challengeTtlMs, Date.now, { total: cfg.admission.maxPendingChallenges, perHost: cfg.admission.maxChallengesPerHost, retryAfterMs: cfg.admission.retryAfterMs }),
-      log,
-    }));
+    server.addService(
+      guardService(loadFedtuneProto().fedtune.v1.Federation.service),
+      createHandlers({
+        config: cfg,
+        registry: this.registry,
+        engine,
+        store: this.store,
+        runId: cfg.run.id,
+        baseModelSha256: baseModel.sha256,
+        keys,
+        enrolment,
+        challenges: new Challenges(cfg.auth.challengeTtlMs, Date.now, {
+          total: cfg.admission.maxPendingChallenges,
+          perHost: cfg.admission.maxChallengesPerHost,
+          retryAfterMs: cfg.admission.retryAfterMs,
+        }),
+        log,
+      }),
+    );
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${cfg.server.host}:${cfg.server.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -177,7 +186,9 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       throw e;
     });
     // Paths and the mode only: the key's contents never reach a log.
-    const tls = this.opts.credentials ? { tls: 'credentials option' } : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
+    const tls = this.opts.credentials
+      ? { tls: 'credentials option' }
+      : { tls: tlsMode(cfg.tls), tlsCertFile: cfg.tls.certFile || undefined, tlsClientCaFile: cfg.tls.clientCaFile || undefined };
     this.logger.info({ address: `${cfg.server.host}:${port}`, runDir: cfg.run.dir, keyId: keys.keyId, auth: cfg.auth.mode, ...tls }, 'coordinator listening');
     this.runPromise = engine.run();
     this.runPromise.then(this.settle.resolve, (e: Error) => {
@@ -199,7 +210,10 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     // The run directory keeps its ordinary permissions; only keys/ (created by the key file writer) is 0700.
     await fs.mkdir(cfg.run.dir, { recursive: true });
     // A new key cannot continue versions signed with a lost one: refuse rather than leave a stray key behind.
-    const hasKey = await fs.stat(keyFile).then(() => true, () => false);
+    const hasKey = await fs.stat(keyFile).then(
+      () => true,
+      () => false,
+    );
     const versions = await fs.readdir(path.join(cfg.run.dir, 'versions')).catch(() => [] as string[]);
     if (!hasKey && !this.opts.store && versions.some((n) => /^v\d{6,}$/.test(n))) {
       throw new Error(`${keyFile} is missing, but ${cfg.run.dir} holds versions signed with it: restore it from a backup (a new key cannot continue this run)`);
@@ -216,7 +230,9 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     // Public halves only: the manifest key can be pinned with `fedtune verify --key`.
     this.logger.info(
       { keyId: keys.keyId, manifestKeyId: signer.keyId, signPublicKey: Buffer.from(keys.sign.publicKey).toString('base64'), keyFile },
-      signs ? 'coordinator keys loaded; every checkpoint manifest is signed' : 'coordinator keys loaded; the checkpoint store was passed in, so manifests are not signed here',
+      signs
+        ? 'coordinator keys loaded; every checkpoint manifest is signed'
+        : 'coordinator keys loaded; the checkpoint store was passed in, so manifests are not signed here',
     );
   }
 

@@ -12,7 +12,10 @@ import { ProtocolError } from '../proto/errors';
 
 /** What a request that could not be parsed (or was too large to try) becomes; handlers never see it. */
 export class Malformed {
-  constructor(readonly code: status, readonly message: string) {}
+  constructor(
+    readonly code: status,
+    readonly message: string,
+  ) {}
 }
 
 /** A copy of `def` whose deserializers bound the bytes and never throw (they return Malformed instead). */
@@ -133,7 +136,11 @@ export function toRefusal(e: unknown, knownPaths: readonly string[] = []): Refus
   const errno = (e as NodeJS.ErrnoException | undefined)?.code;
   const logDetails = clip(`incident ${incident}: ${errno ? `${errno}: ` : ''}${cause}`, 2048);
   if (errno && TRANSIENT_ERRNO.has(errno)) {
-    return { status: { code: status.UNAVAILABLE, details: `the coordinator cannot write its state right now (incident ${incident}, in its log); try again later` }, logDetails, internal: true };
+    return {
+      status: { code: status.UNAVAILABLE, details: `the coordinator cannot write its state right now (incident ${incident}, in its log); try again later` },
+      logDetails,
+      internal: true,
+    };
   }
   return { status: { code: status.INTERNAL, details: `internal error in the coordinator (incident ${incident}, in its log)` }, logDetails, internal: true };
 }

@@ -43,13 +43,17 @@ export async function loadOrCreateCoordinatorKeys(file: string, hook?: CrashHook
     return keys;
   }
   const keys = fromSecrets(nacl.sign.keyPair().secretKey, nacl.box.keyPair().secretKey);
-  await writeSecretJson(file, {
-    format: COORDINATOR_KEY_FORMAT,
-    keyId: keys.keyId,
-    signPublicKey: encodeKey(keys.sign.publicKey),
-    boxPublicKey: encodeKey(keys.box.publicKey),
-    signSecretKey: encodeKey(keys.sign.secretKey),
-    boxSecretKey: encodeKey(keys.box.secretKey),
-  }, hook);
+  await writeSecretJson(
+    file,
+    {
+      format: COORDINATOR_KEY_FORMAT,
+      keyId: keys.keyId,
+      signPublicKey: encodeKey(keys.sign.publicKey),
+      boxPublicKey: encodeKey(keys.box.publicKey),
+      signSecretKey: encodeKey(keys.sign.secretKey),
+      boxSecretKey: encodeKey(keys.box.secretKey),
+    },
+    hook,
+  );
   return keys;
 }

@@ -162,5 +162,10 @@ export class RoundSpool {
 function isSpooledMetrics(v: unknown): v is { values: Record<string, number>; backend: string } {
   if (!v || typeof v !== 'object') return false;
   const r = v as { values?: unknown; backend?: unknown };
-  return typeof r.backend === 'string' && !!r.values && typeof r.values === 'object' && Object.values(r.values).every((x) => typeof x === 'number' && Number.isFinite(x));
+  return (
+    typeof r.backend === 'string' &&
+    !!r.values &&
+    typeof r.values === 'object' &&
+    Object.values(r.values).every((x) => typeof x === 'number' && Number.isFinite(x))
+  );
 }

@@ -120,7 +120,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       const round = this.latestCk.manifest.round + 1;
       const spooled = await this.spool.load(round, this.latestCk.manifestSha256);
       const r: RoundResume = { attempt: (spooled?.state.attempt ?? 0) + 1, failed: spooled?.state.failed ?? 0, spooled };
-      if (spooled) this.d.log('info', 'resuming an interrupted round', { round, attempt: r.attempt, failedAttempts: r.failed, spooledUpdates: spooled.updates.size });
+      if (spooled)
+        this.d.log('info', 'resuming an interrupted round', { round, attempt: r.attempt, failedAttempts: r.failed, spooledUpdates: spooled.updates.size });
       let committed = false;
       while (!committed && !this.stopping && r.failed < cfg.rounds.maxAttempts) {
         committed = (await this.runAttempt(round, r)) === 'committed';
@@ -170,7 +171,13 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       const u = reopenSpoolRecord(await this.spool.readUpdate(spooled.updates.get(clientId)!), this.d.boxKey, this.d.config.transport.maxUploadBytes);
       const b = u.binding;
       // The signed binding must name this run, round, base and client: a record cannot count elsewhere.
-      if (b.runId !== this.d.config.run.id || b.round !== round || b.baseManifestSha256 !== base.manifestSha256 || b.baseVersion !== base.manifest.version || b.clientId !== clientId) {
+      if (
+        b.runId !== this.d.config.run.id ||
+        b.round !== round ||
+        b.baseManifestSha256 !== base.manifestSha256 ||
+        b.baseVersion !== base.manifest.version ||
+        b.clientId !== clientId
+      ) {
         throw new Error(`bound to run ${b.runId} round ${b.round} base v${b.baseVersion} client ${b.clientId}`);
       }
       return u;
@@ -201,7 +208,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const selectionSeed = resumeSelection?.selectionSeed ?? deriveSeed(cfg.run.seed, 'select', round, attempt);
     const ids = resumeSelection
       ? [...resumeSelection.selected]
-      : selectClients(this.d.registry.connected().map((s) => s.clientId), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed);
+      : selectClients(
+          this.d.registry.connected().map((s) => s.clientId),
+          cfg.rounds.clientsPerRound,
+          cfg.rounds.minUpdates,
+          selectionSeed,
+        );
     this.roundState = { round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed };
     await this.spool.saveState(this.roundState);
     const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
@@ -216,17 +228,25 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     }
     // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
     const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
-    const cur = new Attempt(round, attempt, base, selectionSeed, deadline, {
-      registry: this.d.registry,
-      strategy: this.d.strategy,
-      spool: secagg ? undefined : this.spool,
-      stopping: () => this.stopping,
-      onAccepted: (t, numExamples) => {
-        if (t.acceptedSha256) this.accepted.set(t.acceptedSha256, t);
-        this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
+    const cur = new Attempt(
+      round,
+      attempt,
+      base,
+      selectionSeed,
+      deadline,
+      {
+        registry: this.d.registry,
+        strategy: this.d.strategy,
+        spool: secagg ? undefined : this.spool,
+        stopping: () => this.stopping,
+        onAccepted: (t, numExamples) => {
+          if (t.acceptedSha256) this.accepted.set(t.acceptedSha256, t);
+          this.emit('updateAccepted', { round: t.round, attempt: t.attempt, clientId: t.clientId, numExamples });
+        },
+        log: this.d.log,
       },
-      log: this.d.log,
-    }, secagg);
+      secagg,
+    );
     const selected: ClientSelected[] = [];
     let carried = 0;
     for (const clientId of ids) {
@@ -266,7 +286,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.setPhase('TRAINING');
     this.emit('roundStarted', { round, attempt, selected: [...ids], baseVersion: base.manifest.version, selectionSeed, deadline });
     for (const s of selected) this.emit('clientSelected', s);
-    this.d.log('info', 'round started', { round, attempt, selected: ids.length, carried, baseVersion: base.manifest.version, secureAggregation: secagg !== undefined });
+    this.d.log('info', 'round started', {
+      round,
+      attempt,
+      selected: ids.length,
+      carried,
+      baseVersion: base.manifest.version,
+      secureAggregation: secagg !== undefined,
+    });
     for (const t of cur.tasks.values()) if (!t.carried) this.sendTask(t);
 
     try {
@@ -381,7 +408,15 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     return { ...ck, adapter: sortByName(ck.adapter) };
   }
 
-  private trainTask(taskId: string, round: number, attempt: number, base: Checkpoint, deadline: number, seed: number, secagg: SecAggAttempt | undefined): Task['wire'] {
+  private trainTask(
+    taskId: string,
+    round: number,
+    attempt: number,
+    base: Checkpoint,
+    deadline: number,
+    seed: number,
+    secagg: SecAggAttempt | undefined,
+  ): Task['wire'] {
     const tr = this.d.config.training;
     return {
       task_id: taskId,
@@ -428,15 +463,24 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     if (!t || t.clientId !== clientId) {
       const name = this.d.registry.byId(clientId)?.name ?? clientId;
       const open = cur?.open ? `round ${cur.round} attempt ${cur.attempt} is open` : 'no round is open';
-      throw new ProtocolError(status.PERMISSION_DENIED, `client ${name} was not selected for task ${taskId}: it is not assigned to client ${clientId} (${open})`);
+      throw new ProtocolError(
+        status.PERMISSION_DENIED,
+        `client ${name} was not selected for task ${taskId}: it is not assigned to client ${clientId} (${open})`,
+      );
     }
     if (round !== t.round) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} belongs to round ${t.round}; the message says round ${round}`);
     if (Date.now() > t.deadline) {
-      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${taskId}: the deadline of round ${t.round} attempt ${t.owner.attempt} passed at ${new Date(t.deadline).toISOString()}`);
+      throw new ProtocolError(
+        status.DEADLINE_EXCEEDED,
+        `task ${taskId}: the deadline of round ${t.round} attempt ${t.owner.attempt} passed at ${new Date(t.deadline).toISOString()}`,
+      );
     }
     if (!t.owner.holds(t)) {
       const now = cur ? `round ${cur.round} attempt ${cur.attempt}` : 'no round';
-      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} is for round ${t.round} attempt ${t.owner.attempt}, which is closed; expected ${now}`);
+      throw new ProtocolError(
+        status.FAILED_PRECONDITION,
+        `task ${taskId} is for round ${t.round} attempt ${t.owner.attempt}, which is closed; expected ${now}`,
+      );
     }
     return t;
   }

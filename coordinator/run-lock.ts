@@ -56,7 +56,14 @@ function parseHolder(text: string): LockHolder | null {
   try {
     const j = JSON.parse(text) as Partial<LockHolder>;
     if (typeof j.pid === 'number' && typeof j.hostname === 'string' && typeof j.token === 'string') {
-      return { pid: j.pid, hostname: j.hostname, startedAt: String(j.startedAt), command: String(j.command), processStart: typeof j.processStart === 'string' ? j.processStart : null, token: j.token };
+      return {
+        pid: j.pid,
+        hostname: j.hostname,
+        startedAt: String(j.startedAt),
+        command: String(j.command),
+        processStart: typeof j.processStart === 'string' ? j.processStart : null,
+        token: j.token,
+      };
     }
   } catch {
     // fall through: not a lock this code wrote
@@ -66,7 +73,10 @@ function parseHolder(text: string): LockHolder | null {
 
 export class RunLock {
   private released = false;
-  private constructor(readonly file: string, readonly holder: LockHolder) {}
+  private constructor(
+    readonly file: string,
+    readonly holder: LockHolder,
+  ) {}
 
   /**
    * Takes the lock on `runDir` (which must exist) for `command`, or throws RunLockedError naming the holder.
@@ -97,7 +107,8 @@ export class RunLock {
       const text = await fs.readFile(file, 'utf8').catch(() => null);
       if (text === null) continue; // released meanwhile: try again
       const other = parseHolder(text);
-      if (!other) throw new RunLockedError(`run directory ${runDir} is locked by ${file}, which fedtune cannot read; if no coordinator uses this run, delete that file`);
+      if (!other)
+        throw new RunLockedError(`run directory ${runDir} is locked by ${file}, which fedtune cannot read; if no coordinator uses this run, delete that file`);
       const who = `${other.command} (pid ${other.pid} on ${other.hostname}, started ${other.startedAt})`;
       if (other.hostname !== holder.hostname) {
         throw new RunLockedError(`run directory ${runDir} is in use by ${who}; that host cannot be checked from here: if that process is gone, delete ${file}`);

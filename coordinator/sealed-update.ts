@@ -41,10 +41,17 @@ const BYTES: readonly (keyof SealedEnvelope__Output)[] = ['ephemeral_public_key'
 
 /** [4-byte big-endian meta length][meta JSON][ciphertext chunks back to back]. */
 export function encodeSpoolRecord(u: SealedUpdate, extras: SpoolExtras): Buffer[] {
-  const envelope = Object.fromEntries(Object.entries(u.envelope).map(([k, v]) => [k, Buffer.isBuffer(v) || v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v])) as RecordMeta['envelope'];
+  const envelope = Object.fromEntries(
+    Object.entries(u.envelope).map(([k, v]) => [k, Buffer.isBuffer(v) || v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]),
+  ) as RecordMeta['envelope'];
   const meta: RecordMeta = {
     binding: u.binding,
-    header: { protocol_version: u.header.protocol_version, tensors: u.header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape.map(Number) })), total_bytes: Number(u.header.total_bytes), chunk_bytes: u.header.chunk_bytes },
+    header: {
+      protocol_version: u.header.protocol_version,
+      tensors: u.header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape.map(Number) })),
+      total_bytes: Number(u.header.total_bytes),
+      chunk_bytes: u.header.chunk_bytes,
+    },
     envelope,
     chunkLengths: u.ciphertext.map((c) => c.length),
     clientName: u.clientName,

@@ -43,7 +43,15 @@ export class SecAggAttempt {
   private readonly signed = new Set<string>();
   private readonly responded = new Set<string>();
 
-  constructor(cfg: CoordinatorConfig, roundTag: string, baseManifestSha256: string, base: TensorList, selected: readonly string[], identityKeys: Readonly<Record<string, Uint8Array>>, private readonly stageTimeoutMs: number) {
+  constructor(
+    cfg: CoordinatorConfig,
+    roundTag: string,
+    baseManifestSha256: string,
+    base: TensorList,
+    selected: readonly string[],
+    identityKeys: Readonly<Record<string, Uint8Array>>,
+    private readonly stageTimeoutMs: number,
+  ) {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
     const include = base.map((t) => t.name).sort();
@@ -84,7 +92,11 @@ export class SecAggAttempt {
 
   /** Stage 3 must be open before the masked upload's bytes are read (checked at its header). */
   expectMaskedInput(clientId: string): void {
-    if (this.server.stage !== 'maskedInput') throw new ProtocolError(status.FAILED_PRECONDITION, `secagg: masked input from ${clientId} outside the masked-input stage (stage is ${this.server.stage})`);
+    if (this.server.stage !== 'maskedInput')
+      throw new ProtocolError(
+        status.FAILED_PRECONDITION,
+        `secagg: masked input from ${clientId} outside the masked-input stage (stage is ${this.server.stage})`,
+      );
     if (this.inputs.has(clientId)) throw new ProtocolError(status.ALREADY_EXISTS, `secagg: ${clientId} already sent its masked input`);
   }
 

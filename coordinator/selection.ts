@@ -5,7 +5,10 @@ import { seededShuffle } from '../proto/shuffle';
 
 /** A 32-bit seed from SHA-256(master, labels…). */
 export function deriveSeed(master: number, ...labels: (string | number)[]): number {
-  return createHash('sha256').update(JSON.stringify([master, ...labels])).digest().readUInt32LE(0);
+  return createHash('sha256')
+    .update(JSON.stringify([master, ...labels]))
+    .digest()
+    .readUInt32LE(0);
 }
 
 /**

@@ -113,297 +113,353 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   /** Uploads past their header and not yet answered (admission.maxUploadsInFlight). */
   let uploadsInFlight = 0;
 
-  return guardHandlers({
-    Hello(call, cb) {
-      try {
-        checkVersion(call.request.protocol_version, 'client');
-        const { challenge, expires } = d.challenges.issue(call.getPeer()); // bounded per peer host: challenges.ts
-        cb(null, { protocol_version: PROTOCOL_VERSION, run_id: d.runId, challenge, challenge_expires_unix_ms: expires, coordinator: wireKeys });
-      } catch (e) {
-        cb(fail(e, 'hello'));
-      }
-    },
-
-    Join(call, cb) {
-      try {
-        const r = call.request;
-        checkVersion(r.protocol_version, 'client');
-        const pk = Buffer.from(r.public_key ?? []);
-        if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
-        d.challenges.consume(r.challenge);
-        if (r.coordinator_key_id !== d.keys.keyId) {
-          throw new ProtocolError(status.UNAUTHENTICATED, `join of site ${r.client_name} was signed for coordinator key ${r.coordinator_key_id || '(none)'}; this coordinator is ${d.keys.keyId}`);
-        }
-        if (!verify(DOMAINS.join, joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend, { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey }), r.signature, pk)) {
-          throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
-        }
-        // Admission: a new site beyond admission.maxSessions waits (a rejoin replaces its own session, so it passes).
-        if (d.registry.size >= d.config.admission.maxSessions && !d.registry.byId(clientIdFor(r.client_name))) {
-          throw new RetryLater(`the coordinator holds ${d.registry.size} sessions (admission.maxSessions): retry later`, d.config.admission.retryAfterMs);
-        }
-        const { how, persisted } = d.enrolment.authorize(r.client_name, pk, r.join_token);
-        // A new binding is answered only once it is on disk (written in batches: auth/enrolment.ts).
-        persisted.then(
-          () => {
-            const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
-            d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
-            cb(null, { client_id: s.clientId, session_token: s.token, run_id: d.runId, protocol_version: PROTOCOL_VERSION, base_model_sha256: d.baseModelSha256, coordinator: wireKeys });
-          },
-          (e: unknown) => cb(fail(e, 'join')),
-        );
-      } catch (e) {
-        cb(fail(e, 'join'));
-      }
-    },
-
-    StreamTasks(call) {
-      let session_;
-      try {
-        session_ = session(call.request.session_token);
-      } catch (e) {
-        call.emit('error', fail(e, 'task stream'));
-        return;
-      }
-      const sink: TaskSink = {
-        write: (ev: TaskEvent) => {
-          if (!call.cancelled && call.writable) call.write(ev);
-        },
-        end: () => {
-          if (call.writable) call.end();
-        },
-      };
-      const s = session_;
-      const detach = (): void => d.registry.detach(s, sink);
-      call.on('cancelled', detach);
-      call.on('close', detach);
-      call.on('error', detach);
-      d.registry.attach(s, sink);
-    },
-
-    DownloadAdapter(call) {
-      void (async () => {
+  return guardHandlers(
+    {
+      Hello(call, cb) {
         try {
-          session(call.request.session_token);
-          const latest = d.engine.latest;
-          const v = call.request.version;
-          const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
-          await writeAll(call, tensorFrames(ck.adapter, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
-          call.end();
+          checkVersion(call.request.protocol_version, 'client');
+          const { challenge, expires } = d.challenges.issue(call.getPeer()); // bounded per peer host: challenges.ts
+          cb(null, { protocol_version: PROTOCOL_VERSION, run_id: d.runId, challenge, challenge_expires_unix_ms: expires, coordinator: wireKeys });
         } catch (e) {
-          call.emit('error', fail(e, 'download'));
+          cb(fail(e, 'hello'));
         }
-      })();
-    },
+      },
 
-    UploadUpdate(call, cb) {
-      let task: Task | undefined;
-      let decoder: TensorStreamDecoder | undefined;
-      let secagg: SecAggAttempt | undefined;
-      let opener: SealedUploadOpener | undefined;
-      let numExamples = 0;
-      let sealedBinding: UploadBinding | undefined;
-      let decoderHeader: TensorHeader__Output | undefined;
-      let uploaderKey: Uint8Array | undefined;
-      let finished = false;
-      let counted = false;
-      // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
-      // transport.uploadIdleTimeoutMs without a frame it is refused and the task freed for the site's retry.
-      const idleMs = d.config.transport.uploadIdleTimeoutMs;
-      let idle: NodeJS.Timeout | undefined;
-      const end = (): void => {
-        finished = true;
-        clearTimeout(idle);
-        if (counted) uploadsInFlight--;
-        counted = false;
-      };
-      const reject = (e: unknown): void => {
-        if (finished) return;
-        end();
-        if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
-        cb(fail(e, 'upload'));
-      };
-      const touch = (): void => {
-        clearTimeout(idle);
-        idle = setTimeout(() => reject(new ProtocolError(status.DEADLINE_EXCEEDED, `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`)), idleMs);
-        idle.unref(); // never what keeps a stopping coordinator alive
-      };
-      touch();
-      call.on('data', (frame: UploadFrame__Output) => {
-        if (finished) return;
-        touch();
+      Join(call, cb) {
         try {
-          admitFrame(frame); // malformed or over-long: refused before anything else
-          if (frame.header) {
-            if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
-            const h = frame.header;
-            checkVersion(h.protocol_version, 'upload');
-            const s = session(h.session_token);
-            const e = h.sealed;
-            if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
-            const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
-            const earlier = d.engine.acceptedBy(digest);
-            if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
-              // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
-              end();
-              d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
-              cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
-              return;
-            }
-            if (earlier) throw new ProtocolError(status.ALREADY_EXISTS, `replayed upload: this sealed upload was already accepted for task ${earlier.taskId} (round ${earlier.round})`);
-            const t = d.engine.task(s.clientId, h.task_id, h.round);
-            if (h.base_version !== t.baseVersion) {
-              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`);
-            }
-            const base = d.engine.baseOf(t);
-            if (e.base_manifest_sha256 !== base.manifestSha256) {
-              throw new ProtocolError(status.FAILED_PRECONDITION, `update is against checkpoint ${e.base_manifest_sha256.slice(0, 16) || '(none)'}…; round ${t.round} starts from v${t.baseVersion} with manifest ${base.manifestSha256.slice(0, 16)}…`);
-            }
-            if (e.run_id !== d.runId || e.client_id !== s.clientId || e.attempt !== t.attempt) {
-              throw new ProtocolError(status.FAILED_PRECONDITION, `sealed envelope is bound to run ${e.run_id}, client ${e.client_id}, attempt ${e.attempt}; expected ${d.runId}, ${s.clientId}, ${t.attempt}`);
-            }
-            const sa = d.engine.secaggOf(t);
-            if (!sa && !(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
-              throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
-            }
-            if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`);
-            // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
-            // A plain update has the global adapter's layout; a masked one is one UINT32 vector of the round's length.
-            const dtype = sa ? 'UINT32' : 'FLOAT32';
-            const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes, dtype);
-            if (sa) {
-              checkMaskedLayout(specs, sa.config.vectorLength);
-              sa.expectMaskedInput(s.clientId);
-            } else checkLayout(specs, base.adapter);
-            // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
-            const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
-            const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
-            if (uploadsInFlight >= d.config.admission.maxUploadsInFlight) {
-              throw new RetryLater(`${uploadsInFlight} uploads are being received (admission.maxUploadsInFlight): retry later`, d.config.admission.retryAfterMs);
-            }
-            d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
-            uploadsInFlight++;
-            counted = true;
-            task = t; // from here on a refusal hands the task back (abortUpload)
-            opener = op;
-            decoderHeader = h.tensors!;
-            uploaderKey = s.publicKey;
-            // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing;
-            // values (finite, in range) are the strategy's to admit (Attempt.accept), in its one pass over them.
-            decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: false });
-            sealedBinding = binding;
-            secagg = sa;
-            numExamples = h.num_examples;
-          } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
-            if (!decoder || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
-            decoder.push(opener.open(frame.chunk));
-          } else if (frame.trailer) {
-            if (!decoder || !task || !opener) throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
-            opener.finish();
-            if (frame.trailer.chunk_count !== opener.ciphertext.length) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
-            opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
-            const t = task;
-            const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
-            const bytes = decoder.bytesReceived;
-            if (secagg) {
-              secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
-              d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
-              end();
-              d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
-              cb(null, reply);
-              return;
-            }
-            // The one opening of this upload: plaintext delta, with the sealed bytes the spool keeps.
-            const update: SealedUpdate = {
-              binding: sealedBinding!,
-              header: decoderHeader!,
-              envelope: opener.envelope,
-              ciphertext: opener.ciphertext,
-              sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
-              clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
-              clientPublicKey: uploaderKey!,
-              delta: decoder.finishAuthenticated(),
-            };
-            // From here the answer comes from the accept (admission, spool write, sum), whatever the stream or the
-            // idle timer does; the upload stays counted in flight until it is answered.
-            finished = true;
-            clearTimeout(idle);
-            d.engine.acceptUpload(t, update).then(
-              () => {
+          const r = call.request;
+          checkVersion(r.protocol_version, 'client');
+          const pk = Buffer.from(r.public_key ?? []);
+          if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `public_key must be a 32-byte Ed25519 key; got ${pk.length} bytes`);
+          d.challenges.consume(r.challenge);
+          if (r.coordinator_key_id !== d.keys.keyId) {
+            throw new ProtocolError(
+              status.UNAUTHENTICATED,
+              `join of site ${r.client_name} was signed for coordinator key ${r.coordinator_key_id || '(none)'}; this coordinator is ${d.keys.keyId}`,
+            );
+          }
+          if (
+            !verify(
+              DOMAINS.join,
+              joinSignedFields(r.protocol_version, d.runId, r.challenge, r.client_name, pk, r.backend, {
+                key_id: d.keys.keyId,
+                sign_public_key: d.keys.sign.publicKey,
+                box_public_key: d.keys.box.publicKey,
+              }),
+              r.signature,
+              pk,
+            )
+          ) {
+            throw new ProtocolError(status.UNAUTHENTICATED, `join signature of site ${r.client_name} does not verify with key ${keyId(pk)}`);
+          }
+          // Admission: a new site beyond admission.maxSessions waits (a rejoin replaces its own session, so it passes).
+          if (d.registry.size >= d.config.admission.maxSessions && !d.registry.byId(clientIdFor(r.client_name))) {
+            throw new RetryLater(`the coordinator holds ${d.registry.size} sessions (admission.maxSessions): retry later`, d.config.admission.retryAfterMs);
+          }
+          const { how, persisted } = d.enrolment.authorize(r.client_name, pk, r.join_token);
+          // A new binding is answered only once it is on disk (written in batches: auth/enrolment.ts).
+          persisted.then(
+            () => {
+              const s = d.registry.join(r.client_name, r.backend, r.labels, new Uint8Array(pk));
+              d.log('info', 'client joined', { clientId: s.clientId, name: s.name, backend: s.backend, keyId: keyId(pk), enrolment: how });
+              cb(null, {
+                client_id: s.clientId,
+                session_token: s.token,
+                run_id: d.runId,
+                protocol_version: PROTOCOL_VERSION,
+                base_model_sha256: d.baseModelSha256,
+                coordinator: wireKeys,
+              });
+            },
+            (e: unknown) => cb(fail(e, 'join')),
+          );
+        } catch (e) {
+          cb(fail(e, 'join'));
+        }
+      },
+
+      StreamTasks(call) {
+        let session_;
+        try {
+          session_ = session(call.request.session_token);
+        } catch (e) {
+          call.emit('error', fail(e, 'task stream'));
+          return;
+        }
+        const sink: TaskSink = {
+          write: (ev: TaskEvent) => {
+            if (!call.cancelled && call.writable) call.write(ev);
+          },
+          end: () => {
+            if (call.writable) call.end();
+          },
+        };
+        const s = session_;
+        const detach = (): void => d.registry.detach(s, sink);
+        call.on('cancelled', detach);
+        call.on('close', detach);
+        call.on('error', detach);
+        d.registry.attach(s, sink);
+      },
+
+      DownloadAdapter(call) {
+        void (async () => {
+          try {
+            session(call.request.session_token);
+            const latest = d.engine.latest;
+            const v = call.request.version;
+            const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
+            await writeAll(call, tensorFrames(ck.adapter, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+            call.end();
+          } catch (e) {
+            call.emit('error', fail(e, 'download'));
+          }
+        })();
+      },
+
+      UploadUpdate(call, cb) {
+        let task: Task | undefined;
+        let decoder: TensorStreamDecoder | undefined;
+        let secagg: SecAggAttempt | undefined;
+        let opener: SealedUploadOpener | undefined;
+        let numExamples = 0;
+        let sealedBinding: UploadBinding | undefined;
+        let decoderHeader: TensorHeader__Output | undefined;
+        let uploaderKey: Uint8Array | undefined;
+        let finished = false;
+        let counted = false;
+        // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
+        // transport.uploadIdleTimeoutMs without a frame it is refused and the task freed for the site's retry.
+        const idleMs = d.config.transport.uploadIdleTimeoutMs;
+        let idle: NodeJS.Timeout | undefined;
+        const end = (): void => {
+          finished = true;
+          clearTimeout(idle);
+          if (counted) uploadsInFlight--;
+          counted = false;
+        };
+        const reject = (e: unknown): void => {
+          if (finished) return;
+          end();
+          if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
+          cb(fail(e, 'upload'));
+        };
+        const touch = (): void => {
+          clearTimeout(idle);
+          idle = setTimeout(
+            () =>
+              reject(
+                new ProtocolError(
+                  status.DEADLINE_EXCEEDED,
+                  `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`,
+                ),
+              ),
+            idleMs,
+          );
+          idle.unref(); // never what keeps a stopping coordinator alive
+        };
+        touch();
+        call.on('data', (frame: UploadFrame__Output) => {
+          if (finished) return;
+          touch();
+          try {
+            admitFrame(frame); // malformed or over-long: refused before anything else
+            if (frame.header) {
+              if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
+              const h = frame.header;
+              checkVersion(h.protocol_version, 'upload');
+              const s = session(h.session_token);
+              const e = h.sealed;
+              if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
+              const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
+              const earlier = d.engine.acceptedBy(digest);
+              if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
+                // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
+                end();
+                d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
+                cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
+                return;
+              }
+              if (earlier)
+                throw new ProtocolError(
+                  status.ALREADY_EXISTS,
+                  `replayed upload: this sealed upload was already accepted for task ${earlier.taskId} (round ${earlier.round})`,
+                );
+              const t = d.engine.task(s.clientId, h.task_id, h.round);
+              if (h.base_version !== t.baseVersion) {
+                throw new ProtocolError(
+                  status.FAILED_PRECONDITION,
+                  `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`,
+                );
+              }
+              const base = d.engine.baseOf(t);
+              if (e.base_manifest_sha256 !== base.manifestSha256) {
+                throw new ProtocolError(
+                  status.FAILED_PRECONDITION,
+                  `update is against checkpoint ${e.base_manifest_sha256.slice(0, 16) || '(none)'}…; round ${t.round} starts from v${t.baseVersion} with manifest ${base.manifestSha256.slice(0, 16)}…`,
+                );
+              }
+              if (e.run_id !== d.runId || e.client_id !== s.clientId || e.attempt !== t.attempt) {
+                throw new ProtocolError(
+                  status.FAILED_PRECONDITION,
+                  `sealed envelope is bound to run ${e.run_id}, client ${e.client_id}, attempt ${e.attempt}; expected ${d.runId}, ${s.clientId}, ${t.attempt}`,
+                );
+              }
+              const sa = d.engine.secaggOf(t);
+              if (!sa && !(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
+                throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
+              }
+              if (t.state === 'uploaded')
+                throw new ProtocolError(
+                  status.ALREADY_EXISTS,
+                  `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`,
+                );
+              // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
+              // A plain update has the global adapter's layout; a masked one is one UINT32 vector of the round's length.
+              const dtype = sa ? 'UINT32' : 'FLOAT32';
+              const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes, dtype);
+              if (sa) {
+                checkMaskedLayout(specs, sa.config.vectorLength);
+                sa.expectMaskedInput(s.clientId);
+              } else checkLayout(specs, base.adapter);
+              // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
+              const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
+              const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
+              if (uploadsInFlight >= d.config.admission.maxUploadsInFlight) {
+                throw new RetryLater(
+                  `${uploadsInFlight} uploads are being received (admission.maxUploadsInFlight): retry later`,
+                  d.config.admission.retryAfterMs,
+                );
+              }
+              d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
+              uploadsInFlight++;
+              counted = true;
+              task = t; // from here on a refusal hands the task back (abortUpload)
+              opener = op;
+              decoderHeader = h.tensors!;
+              uploaderKey = s.publicKey;
+              // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing;
+              // values (finite, in range) are the strategy's to admit (Attempt.accept), in its one pass over them.
+              decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: false });
+              sealedBinding = binding;
+              secagg = sa;
+              numExamples = h.num_examples;
+            } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
+              if (!decoder || !opener)
+                throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
+              decoder.push(opener.open(frame.chunk));
+            } else if (frame.trailer) {
+              if (!decoder || !task || !opener)
+                throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
+              opener.finish();
+              if (frame.trailer.chunk_count !== opener.ciphertext.length)
+                throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.ciphertext.length} arrived`);
+              opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
+              const t = task;
+              const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
+              const bytes = decoder.bytesReceived;
+              if (secagg) {
+                secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
+                d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
                 end();
                 d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
                 cb(null, reply);
-              },
-              (err: unknown) => {
-                end();
-                d.engine.abortUpload(t);
-                cb(fail(err, 'upload'));
-              },
-            );
-          } else {
-            throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
+                return;
+              }
+              // The one opening of this upload: plaintext delta, with the sealed bytes the spool keeps.
+              const update: SealedUpdate = {
+                binding: sealedBinding!,
+                header: decoderHeader!,
+                envelope: opener.envelope,
+                ciphertext: opener.ciphertext,
+                sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
+                clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
+                clientPublicKey: uploaderKey!,
+                delta: decoder.finishAuthenticated(),
+              };
+              // From here the answer comes from the accept (admission, spool write, sum), whatever the stream or the
+              // idle timer does; the upload stays counted in flight until it is answered.
+              finished = true;
+              clearTimeout(idle);
+              d.engine.acceptUpload(t, update).then(
+                () => {
+                  end();
+                  d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+                  cb(null, reply);
+                },
+                (err: unknown) => {
+                  end();
+                  d.engine.abortUpload(t);
+                  cb(fail(err, 'upload'));
+                },
+              );
+            } else {
+              throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
+            }
+          } catch (e) {
+            reject(e);
           }
-        } catch (e) {
-          reject(e);
-        }
-      });
-      call.on('end', () => {
-        if (finished) return;
-        if (!decoder || !opener) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+        });
+        call.on('end', () => {
+          if (finished) return;
+          if (!decoder || !opener) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+          try {
+            opener.finish(); // throws DATA_LOSS: truncated
+            reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+          } catch (e) {
+            reject(e);
+          }
+        });
+        // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
+        call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
+        call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
+      },
+
+      SecAggAdvertise(call, cb) {
+        secaggCall(call.request, 'advertise', cb, (sa, s) => sa.advertise(s.clientId, adFromWire(call.request.advertisement)));
+      },
+
+      SecAggShareKeys(call, cb) {
+        secaggCall(call.request, 'share keys', cb, (sa, s) => sa.shareKeys(s.clientId, shareKeysFromWire(call.request.share_keys)));
+      },
+
+      SecAggConsistency(call, cb) {
+        secaggCall(call.request, 'consistency', cb, (sa, s) => sa.consistency(s.clientId, signatureFromWire(call.request.signature)));
+      },
+
+      SecAggUnmask(call, cb) {
+        secaggCall(call.request, 'unmask', cb, (sa, s) => sa.unmask(s.clientId, unmaskResponseFromWire(call.request.response)));
+      },
+
+      ReportMetrics(call, cb) {
         try {
-          opener.finish(); // throws DATA_LOSS: truncated
-          reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+          const r = call.request;
+          const s = session(r.session_token);
+          const t = d.engine.task(s.clientId, r.task_id, r.round);
+          // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
+          // spooled with the update before the site hears back.
+          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
+            () => cb(null, {}),
+            (e: unknown) => cb(fail(e, 'metrics')),
+          );
         } catch (e) {
-          reject(e);
+          cb(fail(e, 'metrics'));
         }
-      });
-      // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
-      call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
-      call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
-    },
+      },
 
-    SecAggAdvertise(call, cb) {
-      secaggCall(call.request, 'advertise', cb, (sa, s) => sa.advertise(s.clientId, adFromWire(call.request.advertisement)));
+      Leave(call, cb) {
+        try {
+          const s = d.registry.byToken(call.request.session_token);
+          d.registry.leave(call.request.session_token);
+          d.log('info', 'client left', { clientId: s.clientId, reason: describe(call.request.reason, 64) });
+          cb(null, {});
+        } catch (e) {
+          cb(fail(e, 'leave'));
+        }
+      },
     },
-
-    SecAggShareKeys(call, cb) {
-      secaggCall(call.request, 'share keys', cb, (sa, s) => sa.shareKeys(s.clientId, shareKeysFromWire(call.request.share_keys)));
-    },
-
-    SecAggConsistency(call, cb) {
-      secaggCall(call.request, 'consistency', cb, (sa, s) => sa.consistency(s.clientId, signatureFromWire(call.request.signature)));
-    },
-
-    SecAggUnmask(call, cb) {
-      secaggCall(call.request, 'unmask', cb, (sa, s) => sa.unmask(s.clientId, unmaskResponseFromWire(call.request.response)));
-    },
-
-    ReportMetrics(call, cb) {
-      try {
-        const r = call.request;
-        const s = session(r.session_token);
-        const t = d.engine.task(s.clientId, r.task_id, r.round);
-        // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
-        // spooled with the update before the site hears back.
-        d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
-          () => cb(null, {}),
-          (e: unknown) => cb(fail(e, 'metrics')),
-        );
-      } catch (e) {
-        cb(fail(e, 'metrics'));
-      }
-    },
-
-    Leave(call, cb) {
-      try {
-        const s = d.registry.byToken(call.request.session_token);
-        d.registry.leave(call.request.session_token);
-        d.log('info', 'client left', { clientId: s.clientId, reason: describe(call.request.reason, 64) });
-        cb(null, {});
-      } catch (e) {
-        cb(fail(e, 'leave'));
-      }
-    },
-  }, fail);
+    fail,
+  );
 }
 
 /** A committed version: NOT_FOUND beyond the latest; a version that should exist but cannot be read is DATA_LOSS. */

@@ -21,7 +21,17 @@ if (require.main === module) {
     .parse()
     .opts<{ address: string; name: string; shard: string; of: string; splitSeed: string } & TlsFlags & IdentityFlags>();
   Promise.resolve()
-    .then(() => runSite({ address: a.address, name: a.name, shard: Number(a.shard), of: Number(a.of), splitSeed: Number(a.splitSeed), tls: tlsFromFlags(a), ...identityFromFlags(a) }))
+    .then(() =>
+      runSite({
+        address: a.address,
+        name: a.name,
+        shard: Number(a.shard),
+        of: Number(a.of),
+        splitSeed: Number(a.splitSeed),
+        tls: tlsFromFlags(a),
+        ...identityFromFlags(a),
+      }),
+    )
     .catch((e: Error) => {
       console.error(e.message);
       process.exit(1);

@@ -31,7 +31,10 @@ export type status = (typeof status)[keyof typeof status];
 
 /** An error that maps to one gRPC status; services turn it into the call's status unchanged. */
 export class ProtocolError extends Error {
-  constructor(readonly code: status, message: string) {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
     super(message);
     this.name = 'ProtocolError';
   }

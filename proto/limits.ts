@@ -71,7 +71,10 @@ export const RETRY_AFTER_KEY = 'retry-after-ms';
 
 /** The coordinator is busy, not the request wrong: RESOURCE_EXHAUSTED with a retry hint (RETRY_AFTER_KEY). */
 export class RetryLater extends ProtocolError {
-  constructor(message: string, readonly retryAfterMs: number) {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
     super(status.RESOURCE_EXHAUSTED, message);
     this.name = 'RetryLater';
   }
@@ -124,7 +127,8 @@ export function checkClientName(name: string | null | undefined): void {
   checkString('client_name', s, LIMITS.clientName, CLIENT_NAME, `1-${LIMITS.clientName} characters of [A-Za-z0-9_.@:-]`);
 }
 
-export const checkBackend = (b: string | null | undefined): void => checkString('backend', b, LIMITS.backend, BACKEND, `at most ${LIMITS.backend} characters of [A-Za-z0-9_.:+/-]`);
+export const checkBackend = (b: string | null | undefined): void =>
+  checkString('backend', b, LIMITS.backend, BACKEND, `at most ${LIMITS.backend} characters of [A-Za-z0-9_.:+/-]`);
 
 export function checkLabels(labels: Readonly<Record<string, string>> | null | undefined): void {
   const entries = Object.entries(labels ?? {});
@@ -221,7 +225,10 @@ export function checkUnmask(r: SecAggUnmaskCall): void {
   const m = r.response;
   if (!m) return;
   id(m.from, 'response.from');
-  for (const [field, list] of [['b_shares', m.b_shares ?? []], ['sk_shares', m.sk_shares ?? []]] as const) {
+  for (const [field, list] of [
+    ['b_shares', m.b_shares ?? []],
+    ['sk_shares', m.sk_shares ?? []],
+  ] as const) {
     checkCount(`response.${field}`, list.length, LIMITS.secaggPeers);
     for (const s of list) {
       id(s.of, `${field}.of`);

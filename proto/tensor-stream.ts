@@ -98,10 +98,7 @@ export interface TensorSpecOut {
 export function validateHeader(h: TensorHeader__Output | null | undefined, maxBytes: number, dtype: WireDType = 'FLOAT32'): TensorSpecOut[] {
   if (!h) throw new ProtocolError(status.INVALID_ARGUMENT, 'tensor header missing');
   if (h.protocol_version !== PROTOCOL_VERSION) {
-    throw new ProtocolError(
-      status.FAILED_PRECONDITION,
-      `tensor stream speaks protocol version ${h.protocol_version}; this peer speaks ${PROTOCOL_VERSION}`,
-    );
+    throw new ProtocolError(status.FAILED_PRECONDITION, `tensor stream speaks protocol version ${h.protocol_version}; this peer speaks ${PROTOCOL_VERSION}`);
   }
   if (!(h.chunk_bytes > 0 && h.chunk_bytes <= MAX_CHUNK_BYTES)) {
     throw new ProtocolError(status.INVALID_ARGUMENT, `chunk_bytes ${h.chunk_bytes} outside 1..${MAX_CHUNK_BYTES}`);
@@ -124,10 +121,7 @@ export function validateHeader(h: TensorHeader__Output | null | undefined, maxBy
     specs.push({ name: t.name, shape });
   }
   if (declared !== h.total_bytes) {
-    throw new ProtocolError(
-      status.INVALID_ARGUMENT,
-      `header declares total_bytes ${h.total_bytes} but its tensors need ${declared}`,
-    );
+    throw new ProtocolError(status.INVALID_ARGUMENT, `header declares total_bytes ${h.total_bytes} but its tensors need ${declared}`);
   }
   if (declared > maxBytes) {
     throw new ProtocolError(status.RESOURCE_EXHAUSTED, `stream of ${declared} bytes exceeds the limit of ${maxBytes}`);
@@ -142,10 +136,7 @@ export function checkLayout(specs: readonly TensorSpecOut[], expected: TensorLis
     const shape = want.get(s.name);
     if (!shape) throw new ProtocolError(status.INVALID_ARGUMENT, `unexpected tensor ${s.name}`);
     if (shape.join(',') !== s.shape.join(',')) {
-      throw new ProtocolError(
-        status.INVALID_ARGUMENT,
-        `tensor ${s.name} has shape [${s.shape}]; the global adapter has [${shape}]`,
-      );
+      throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${s.name} has shape [${s.shape}]; the global adapter has [${shape}]`);
     }
   }
   if (specs.length !== expected.length) {
@@ -171,7 +162,10 @@ export class TensorStreamDecoder {
   private readonly hash = createHash('sha256');
   private readonly hashing: boolean;
 
-  constructor(header: TensorHeader__Output | null | undefined, private readonly limits: DecoderLimits) {
+  constructor(
+    header: TensorHeader__Output | null | undefined,
+    private readonly limits: DecoderLimits,
+  ) {
     this.specs = validateHeader(header, limits.maxBytes, limits.dtype);
     this.hashing = !limits.authenticated;
     this.totalBytes = header!.total_bytes;
@@ -187,16 +181,10 @@ export class TensorStreamDecoder {
   push(chunk: Buffer): void {
     if (chunk.length === 0) throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${this.chunks} is empty`);
     if (chunk.length > this.chunkBytes) {
-      throw new ProtocolError(
-        status.INVALID_ARGUMENT,
-        `chunk ${this.chunks} has ${chunk.length} bytes; the header allows ${this.chunkBytes}`,
-      );
+      throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${this.chunks} has ${chunk.length} bytes; the header allows ${this.chunkBytes}`);
     }
     if (this.received + chunk.length > this.totalBytes) {
-      throw new ProtocolError(
-        status.OUT_OF_RANGE,
-        `stream carries more than the ${this.totalBytes} bytes its header declares`,
-      );
+      throw new ProtocolError(status.OUT_OF_RANGE, `stream carries more than the ${this.totalBytes} bytes its header declares`);
     }
     chunk.copy(this.buf, this.received);
     if (this.hashing) this.hash.update(chunk);
@@ -207,18 +195,12 @@ export class TensorStreamDecoder {
   /** Completes the stream; throws DATA_LOSS when it was cut short or does not match its trailer. */
   finish(trailer: StreamTrailer__Output | null | undefined): NamedTensor[] {
     if (this.received < this.totalBytes) {
-      throw new ProtocolError(
-        status.DATA_LOSS,
-        `stream truncated: received ${this.received} of ${this.totalBytes} bytes`,
-      );
+      throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${this.received} of ${this.totalBytes} bytes`);
     }
     if (!trailer) throw new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer');
     if (!this.hashing) throw new Error('an authenticated decoder keeps no hash: use finishAuthenticated()');
     if (trailer.chunk_count !== this.chunks) {
-      throw new ProtocolError(
-        status.DATA_LOSS,
-        `trailer counts ${trailer.chunk_count} chunks; ${this.chunks} arrived`,
-      );
+      throw new ProtocolError(status.DATA_LOSS, `trailer counts ${trailer.chunk_count} chunks; ${this.chunks} arrived`);
     }
     const digest = this.hash.digest();
     if (!trailer.sha256 || !digest.equals(trailer.sha256)) {
@@ -261,9 +243,7 @@ export class TensorStreamDecoder {
           const v = data[i];
           // One comparison catches NaN, ±Inf and out-of-range values; the rare failure explains which.
           if (!(v < max && v > -max)) {
-            const why = Number.isFinite(v)
-              ? `outside ±${max}: update refused by ${this.limits.maxAbsOwner ?? 'the receiver'}`
-              : 'updates must be finite';
+            const why = Number.isFinite(v) ? `outside ±${max}: update refused by ${this.limits.maxAbsOwner ?? 'the receiver'}` : 'updates must be finite';
             throw new ProtocolError(status.INVALID_ARGUMENT, `tensor ${s.name} holds ${v} at element ${i}; ${why}`);
           }
         }

@@ -24,7 +24,10 @@ function batch() {
     return { prompt: [...p, 1], completion: [2 + (p[6] % 2), 3] };
   });
   const windows = examples.map((ex) => fitToWindow(ex, 16));
-  return packBatch(windows.map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })), 16);
+  return packBatch(
+    windows.map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })),
+    16,
+  );
 }
 
 /** Loss and its gradient with respect to the flat adapter, on the backend in use. */
@@ -100,7 +103,9 @@ describe('backends agree on gradients (values)', function () {
     await selectBackend({ force: 'cpu' });
     const theta = await flat();
     const { grad } = await lossAndGrad(theta);
-    const order = Array.from(grad.keys()).sort((a, b) => Math.abs(grad[b]) - Math.abs(grad[a])).slice(0, 4);
+    const order = Array.from(grad.keys())
+      .sort((a, b) => Math.abs(grad[b]) - Math.abs(grad[a]))
+      .slice(0, 4);
     const h = 1e-2;
     for (const i of order) {
       const plus = theta.slice();

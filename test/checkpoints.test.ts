@@ -39,7 +39,8 @@ function input(v: number): VersionInput {
       round: v,
       attempt: 1 + (v % 2),
       strategy: 'fedavg',
-      participants: v === 0 ? [] : [{ clientId: 'c1', clientName: 'site-1', numExamples: 10 * v, weight: 1, seed: 7 + v, backend: 'cpu', metrics: { loss: 1 / (v + 1) } }],
+      participants:
+        v === 0 ? [] : [{ clientId: 'c1', clientName: 'site-1', numExamples: 10 * v, weight: 1, seed: 7 + v, backend: 'cpu', metrics: { loss: 1 / (v + 1) } }],
       metrics: { 'clients.train_loss': 2 - v / 10 },
       config: { rounds: { total: 3 } },
       seeds: { run: 42, selection: { [String(v)]: 100 + v } },
@@ -151,7 +152,9 @@ describe('checkpoints: FsCheckpointStore', () => {
       expect(ck.adapterConfig).to.deep.equal(input(v).adapterConfig);
       const want = [...adapter(v)].reverse(); // lora_A before lora_B
       expect(ck.adapter.map((t) => [t.name, t.dtype, t.shape])).to.deep.equal(want.map((t) => [t.name, 'float32', t.shape]));
-      ck.adapter.forEach((t, i) => expect(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(want[i].data.buffer))).to.equal(true));
+      ck.adapter.forEach((t, i) =>
+        expect(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(want[i].data.buffer))).to.equal(true),
+      );
     }
     const latest = (await s.latest())!;
     expect(latest.manifest).to.deep.equal(list[2]);
@@ -183,7 +186,10 @@ describe('checkpoints: FsCheckpointStore', () => {
       bad[at] ^= 0x01;
       await fs.writeFile(p, bad);
       try {
-        return await store.read(v).then(() => null, (e: unknown) => e);
+        return await store.read(v).then(
+          () => null,
+          (e: unknown) => e,
+        );
       } finally {
         await fs.writeFile(p, orig);
       }
@@ -198,7 +204,9 @@ describe('checkpoints: FsCheckpointStore', () => {
           for (const at of positions) {
             const err = await flipAndRead(s, v, file, at);
             expect(err, `${file}@${at}`).to.be.instanceOf(CheckpointIntegrityError);
-            expect((err as Error).message).to.match(new RegExp(`^${versionDirName(v)}/${file.replace('.', '\\.')}: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`));
+            expect((err as Error).message).to.match(
+              new RegExp(`^${versionDirName(v)}/${file.replace('.', '\\.')}: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`),
+            );
           }
         }
       }
@@ -219,7 +227,9 @@ describe('checkpoints: FsCheckpointStore', () => {
         }
       }
       const err = await flipAndRead(s, 0, MANIFEST_FILE, 40);
-      expect((err as Error).message).to.match(/^v000000\/manifest\.json: sha256 [0-9a-f]{64} does not match the parent link [0-9a-f]{64} in v000001\/manifest\.json$/);
+      expect((err as Error).message).to.match(
+        /^v000000\/manifest\.json: sha256 [0-9a-f]{64} does not match the parent link [0-9a-f]{64} in v000001\/manifest\.json$/,
+      );
     });
 
     it("damage to the latest manifest's structure or identity names manifest.json", async () => {
@@ -339,7 +349,10 @@ describe('checkpoints: FsCheckpointStore', () => {
       await fs.mkdir(path.join(run, 'versions', '.tmp-v000003-abcdef'));
       await fs.writeFile(path.join(run, '.latest.0123456789ab.tmp'), 'v00');
       const cases: [string | null, string][] = [
-        [null, `run ${run}: the latest pointer is missing, but versions v000000…v000002 exist. The pointer only ever moves forward one version at a time, so this is damage`],
+        [
+          null,
+          `run ${run}: the latest pointer is missing, but versions v000000…v000002 exist. The pointer only ever moves forward one version at a time, so this is damage`,
+        ],
         ['v000000\n', `run ${run}: latest names v000000, but versions v000001…v000002 exist beyond it.`],
         ['v000007\n', `run ${run}: latest names v000007, which does not exist (versions run up to v000002).`],
         ['v0000\n', `${path.join(run, 'latest')} does not name a version: "v0000\\n".`],
@@ -351,7 +364,9 @@ describe('checkpoints: FsCheckpointStore', () => {
         for (const readOnly of [false, true]) {
           const err = await new FsCheckpointStore(run, { readOnly }).latest().catch((e: unknown) => e);
           expect(err, String(pointer)).to.be.instanceOf(RecoveryNeededError);
-          expect((err as Error).message).to.contain(message).and.contain(`Nothing was changed. Run \`fedtune recover ${run}\``);
+          expect((err as Error).message)
+            .to.contain(message)
+            .and.contain(`Nothing was changed. Run \`fedtune recover ${run}\``);
           const commit = await new FsCheckpointStore(run).commit(input(9)).catch((e: unknown) => e);
           expect(commit).to.be.instanceOf(RecoveryNeededError);
           expect(await snapshot(), String(pointer)).to.deep.equal(before);
@@ -370,7 +385,9 @@ describe('checkpoints: FsCheckpointStore', () => {
       const before = await snapshot();
       const err = await new FsCheckpointStore(run).latest().catch((e: unknown) => e);
       expect(err).to.be.instanceOf(RecoveryNeededError);
-      expect((err as Error).message).to.contain(`run ${run}: v000002 is beyond the latest pointer; it cannot be taken as an interrupted commit: v000002/${ADAPTER_FILE}: sha256`);
+      expect((err as Error).message).to.contain(
+        `run ${run}: v000002 is beyond the latest pointer; it cannot be taken as an interrupted commit: v000002/${ADAPTER_FILE}: sha256`,
+      );
       expect(await snapshot()).to.deep.equal(before);
       // Intact, but its parent is not v000001 as written.
       await fs.writeFile(p, orig);
@@ -415,7 +432,12 @@ describe('checkpoints: FsCheckpointStore', () => {
     const err = await s.export(2, out2).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(CheckpointIntegrityError);
     expect((err as Error).message).to.contain(`v000002/${ADAPTER_CONFIG_FILE}: sha256`);
-    expect(await fs.stat(out2).then(() => true, () => false)).to.equal(false);
+    expect(
+      await fs.stat(out2).then(
+        () => true,
+        () => false,
+      ),
+    ).to.equal(false);
     const missing = await s.export(7, out2).catch((e: unknown) => e);
     expect((missing as Error).message).to.contain('version 7 does not exist');
   });

@@ -45,7 +45,22 @@ describe('fedtune commands on a run directory', function () {
     const run = path.join(root, 'run');
     const s = new FsCheckpointStore(run);
     for (const round of [0, 1, 2]) {
-      await s.commit({ adapter: smallAdapter(round), adapterConfig: {}, manifest: { runId: 'r', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: {}, config: {}, seeds: {}, baseModel: { name: 'b', sha256: '0'.repeat(64) }, protocolVersion: 1 } });
+      await s.commit({
+        adapter: smallAdapter(round),
+        adapterConfig: {},
+        manifest: {
+          runId: 'r',
+          round,
+          attempt: 1,
+          strategy: 'fedavg',
+          participants: [],
+          metrics: {},
+          config: {},
+          seeds: {},
+          baseModel: { name: 'b', sha256: '0'.repeat(64) },
+          protocolVersion: 1,
+        },
+      });
     }
     await fs.writeFile(path.join(run, 'latest'), 'v000000\n');
     await fs.mkdir(path.join(run, 'versions', '.tmp-v000003-abc'));
@@ -68,11 +83,18 @@ describe('fedtune commands on a run directory', function () {
 
   it('enroll refuses a run directory that does not exist or is not a run, unless told --create', async () => {
     const typo = path.join(root, 'typo');
-    for (const args of [['token', 'site-a', '--run', typo], ['add', 'site-a', Buffer.alloc(32, 1).toString('base64'), '--run', typo], ['list', '--run', typo], ['revoke', 'site-a', '--run', typo]]) {
+    for (const args of [
+      ['token', 'site-a', '--run', typo],
+      ['add', 'site-a', Buffer.alloc(32, 1).toString('base64'), '--run', typo],
+      ['list', '--run', typo],
+      ['revoke', 'site-a', '--run', typo],
+    ]) {
       const r = await fedtune('enroll', ...args);
       expect(r.code, args.join(' ')).to.equal(1);
       expect(r.out).to.equal('');
-      expect(r.err).to.equal(`fedtune: run directory ${typo} does not exist: give the coordinator's run.dir, or pass --create to enrol sites before its first start\n`);
+      expect(r.err).to.equal(
+        `fedtune: run directory ${typo} does not exist: give the coordinator's run.dir, or pass --create to enrol sites before its first start\n`,
+      );
     }
     const notRun = await fedtune('enroll', 'token', 'site-a', '--run', root);
     expect(notRun.code).to.equal(1);
@@ -91,18 +113,37 @@ describe('fedtune commands on a run directory', function () {
     const run = path.join(root, 'run');
     const s = new FsCheckpointStore(run);
     for (const round of [0, 1, 2]) {
-      await s.commit({ adapter: smallAdapter(round), adapterConfig: {}, manifest: { runId: 'r', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: {}, config: {}, seeds: {}, baseModel: { name: 'b', sha256: '0'.repeat(64) }, protocolVersion: 1 } });
+      await s.commit({
+        adapter: smallAdapter(round),
+        adapterConfig: {},
+        manifest: {
+          runId: 'r',
+          round,
+          attempt: 1,
+          strategy: 'fedavg',
+          participants: [],
+          metrics: {},
+          config: {},
+          seeds: {},
+          baseModel: { name: 'b', sha256: '0'.repeat(64) },
+          protocolVersion: 1,
+        },
+      });
     }
     // Versions but no key file: a new key could not continue them, so none is made.
     const keyless = await fedtune('coordinator', '--run.dir', run, '--server.port', '0', '--auth.mode', 'tofu', '--log.level', 'silent');
     expect(keyless.code).to.equal(1);
-    expect(keyless.err).to.equal(`fedtune: ${path.join(run, 'keys', 'coordinator.json')} is missing, but ${run} holds versions signed with it: restore it from a backup (a new key cannot continue this run)\n`);
+    expect(keyless.err).to.equal(
+      `fedtune: ${path.join(run, 'keys', 'coordinator.json')} is missing, but ${run} holds versions signed with it: restore it from a backup (a new key cannot continue this run)\n`,
+    );
     expect((await fs.readdir(run)).sort()).to.deep.equal(['latest', 'versions']);
     await loadOrCreateCoordinatorKeys(path.join(run, 'keys', 'coordinator.json'));
     await fs.rm(path.join(run, 'latest'));
     const refused = await fedtune('coordinator', '--run.dir', run, '--server.port', '0', '--auth.mode', 'tofu', '--log.level', 'silent');
     expect(refused.code).to.equal(1);
-    expect(refused.err).to.contain(`fedtune: run ${run}: the latest pointer is missing, but versions v000000…v000002 exist.`).and.contain(`Run \`fedtune recover ${run}\``);
+    expect(refused.err)
+      .to.contain(`fedtune: run ${run}: the latest pointer is missing, but versions v000000…v000002 exist.`)
+      .and.contain(`Run \`fedtune recover ${run}\``);
     expect((await fs.readdir(run)).sort()).to.deep.equal(['keys', 'versions']);
     expect((await fs.readdir(path.join(run, 'versions'))).sort()).to.deep.equal(['v000000', 'v000001', 'v000002']);
 

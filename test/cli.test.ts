@@ -37,7 +37,18 @@ describe('fedtune command', function () {
       await store.commit({
         adapter: smallAdapter(round),
         adapterConfig: { peft_type: 'LORA' },
-        manifest: { runId: 'cli', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: { 'heldout.eval_loss': 1 / (round + 1) }, config: {}, seeds: { run: 1 }, baseModel: { name: 'b', sha256: '0'.repeat(64) }, protocolVersion: 1 },
+        manifest: {
+          runId: 'cli',
+          round,
+          attempt: 1,
+          strategy: 'fedavg',
+          participants: [],
+          metrics: { 'heldout.eval_loss': 1 / (round + 1) },
+          config: {},
+          seeds: { run: 1 },
+          baseModel: { name: 'b', sha256: '0'.repeat(64) },
+          protocolVersion: 1,
+        },
       });
     }
     const list = await run(['checkpoints', 'list', dir]);

@@ -20,7 +20,10 @@ class GateTrainer implements Trainer {
   readonly backend = 'test';
   calls = 0;
   readonly abortReasons: string[] = [];
-  constructor(private readonly hangOn: (call: number, plan: TrainingPlan) => boolean, private readonly value = 0.5) {}
+  constructor(
+    private readonly hangOn: (call: number, plan: TrainingPlan) => boolean,
+    private readonly value = 0.5,
+  ) {}
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
     const call = ++this.calls;
     if (this.hangOn(call, plan)) {
@@ -183,7 +186,10 @@ describe('client SDK', function () {
     const client = site(address, new ConstantTrainer(0.5), { baseModelSha256: 'f'.repeat(64) });
     let reconnects = 0;
     client.on('reconnecting', () => reconnects++);
-    const err = await client.run().then(() => null, (e: { code?: number; message: string }) => e);
+    const err = await client.run().then(
+      () => null,
+      (e: { code?: number; message: string }) => e,
+    );
     expect(err?.code).to.equal(status.FAILED_PRECONDITION);
     expect(err?.message).to.contain('fine-tunes base model 0000');
     expect(reconnects).to.equal(0);

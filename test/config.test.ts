@@ -106,7 +106,10 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'secagg.stageTimeoutMs': ['5000', 5000],
   'secagg.rosterFile': ['/etc/fedtune/secagg-roster.json', '/etc/fedtune/secagg-roster.json'],
   'auth.mode': ['tofu', 'tofu'],
-  'auth.allowList': [' a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= , b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=', ['a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=']],
+  'auth.allowList': [
+    ' a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= , b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=',
+    ['a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE='],
+  ],
   'auth.challengeTtlMs': ['1000', 1000],
   // Any readable file passes loadConfig (PEM contents are checked when the coordinator starts).
   'tls.certFile': [__filename, __filename],
@@ -124,7 +127,8 @@ const SAMPLES: Record<string, [string, unknown]> = {
 };
 
 const get = (obj: unknown, key: string): unknown => key.split('.').reduce((o, k) => (o as Record<string, unknown>)[k], obj);
-const nest = (key: string, value: unknown): Record<string, unknown> => key.split('.').reduceRight<unknown>((v, k) => ({ [k]: v }), value) as Record<string, unknown>;
+const nest = (key: string, value: unknown): Record<string, unknown> =>
+  key.split('.').reduceRight<unknown>((v, k) => ({ [k]: v }), value) as Record<string, unknown>;
 
 function configError(opts: LoadConfigOptions): ConfigError {
   try {
@@ -269,7 +273,10 @@ describe('config.ts: loadConfig and describeConfig', () => {
         [{ overrides: { lora: { alpha: Infinity } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { dropout: 1 } } }, 'lora.dropout: must be a number in [0, 1): value was 1'],
         [{ overrides: { lora: { dropout: -0.1 } } }, 'lora.dropout: must be a number in [0, 1)'],
-        [{ overrides: { lora: { targetModules: ['w_proj'] } } }, 'lora.targetModules: must be a non-empty list drawn from c_attn, c_proj, c_fc, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj: value was ["w_proj"]'],
+        [
+          { overrides: { lora: { targetModules: ['w_proj'] } } },
+          'lora.targetModules: must be a non-empty list drawn from c_attn, c_proj, c_fc, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj: value was ["w_proj"]',
+        ],
         [{ overrides: { lora: { targetModules: [] } } }, 'lora.targetModules: must be a non-empty list'],
         [{ env: { FEDTUNE_LORA_TARGET_MODULES: 'c_attn,mlp' } }, 'lora.targetModules: must be a non-empty list'],
         [{ overrides: { training: { learningRate: -1 } } }, 'training.learningRate: must be a finite number > 0'],
@@ -311,7 +318,10 @@ describe('config.ts: loadConfig and describeConfig', () => {
       expect(loadConfig({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES } } }).transport.chunkBytes).to.equal(MAX_CHUNK_BYTES);
       // Several problems are reported together.
       const both = configError({ overrides: { rounds: { minUpdates: 3, clientsPerRound: 2 }, transport: { chunkBytes: 8 << 20 } } }).message;
-      expect(both).to.contain('rounds.minUpdates (3) must not exceed').and.contain('rounds.clientsPerRound (2) must be at least').and.contain('transport.chunkBytes');
+      expect(both)
+        .to.contain('rounds.minUpdates (3) must not exceed')
+        .and.contain('rounds.clientsPerRound (2) must be at least')
+        .and.contain('transport.chunkBytes');
       expect(both.split('; ')).to.have.length(3);
     });
   });
@@ -328,7 +338,10 @@ describe('config.ts: loadConfig and describeConfig', () => {
         expect(d.arg).to.equal(`--${d.key}`);
         expect(d.env).to.match(/^FEDTUNE_[A-Z_]+$/);
         // FEDTUNE_<SECTION>_<KEY IN SNAKE CASE>, except strategy.name which reads FEDTUNE_STRATEGY.
-        const snake = d.key.replace(/\./g, '_').replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+        const snake = d.key
+          .replace(/\./g, '_')
+          .replace(/([a-z])([A-Z])/g, '$1_$2')
+          .toUpperCase();
         expect(d.env).to.equal(d.key === 'strategy.name' ? 'FEDTUNE_STRATEGY' : `FEDTUNE_${snake}`);
         if (d.key !== 'run.id') expect(d.default, d.key).to.deep.equal(get(c, d.key));
       }

@@ -41,7 +41,18 @@ function input(round: number): VersionInput {
   return {
     adapter: smallAdapter(round),
     adapterConfig: { peft_type: 'LORA' },
-    manifest: { runId: 'crash', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: {}, config: {}, seeds: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, protocolVersion: 1 },
+    manifest: {
+      runId: 'crash',
+      round,
+      attempt: 1,
+      strategy: 'fedavg',
+      participants: [],
+      metrics: {},
+      config: {},
+      seeds: {},
+      baseModel: { name: 't', sha256: '0'.repeat(64) },
+      protocolVersion: 1,
+    },
   };
 }
 
@@ -63,7 +74,10 @@ describe('crash points: every step of a commit and of a key file first write', f
 
   for (const committed of [2, 0]) {
     const target = versionDirName(committed);
-    const title = committed === 0 ? 'the first commit (v000000) stopped at each step: the restarted store has nothing or the complete v000000' : 'a commit stopped at each step: the restarted store has v000001 or the complete v000002';
+    const title =
+      committed === 0
+        ? 'the first commit (v000000) stopped at each step: the restarted store has nothing or the complete v000000'
+        : 'a commit stopped at each step: the restarted store has v000001 or the complete v000002';
     it(`${title}, a verified chain, no temporaries`, async () => {
       const keys = await loadOrCreateCoordinatorKeys(path.join(root, 'k.json'));
       const signer = manifestSigner(keys.sign);
@@ -71,7 +85,9 @@ describe('crash points: every step of a commit and of a key file first write', f
       const s = new FsCheckpointStore(base, { signer });
       for (let r = 0; r < committed; r++) await s.commit(input(r));
       await s.open(); // an empty run still has versions/
-      const before = await Promise.all(Array.from({ length: committed }, (_, v) => fs.readFile(path.join(base, 'versions', versionDirName(v), 'manifest.json'))));
+      const before = await Promise.all(
+        Array.from({ length: committed }, (_, v) => fs.readFile(path.join(base, 'versions', versionDirName(v), 'manifest.json'))),
+      );
 
       const steps = crashAt(Infinity);
       await new FsCheckpointStore(await copy(base, `all-${committed}`), { signer, crashHook: steps.hook }).commit(input(committed));
@@ -92,7 +108,8 @@ describe('crash points: every step of a commit and of a key file first write', f
         outcomes.push(`${point}->v${v}`);
         expect(await temporaries(dir), point).to.deep.equal([]);
         expect((await fs.readdir(path.join(dir, 'versions'))).sort(), point).to.deep.equal(Array.from({ length: v + 1 }, (_, i) => versionDirName(i)));
-        for (const [i, m] of before.entries()) expect(sha(await fs.readFile(path.join(dir, 'versions', versionDirName(i), 'manifest.json'))), point).to.equal(sha(m));
+        for (const [i, m] of before.entries())
+          expect(sha(await fs.readFile(path.join(dir, 'versions', versionDirName(i), 'manifest.json'))), point).to.equal(sha(m));
         if (v === committed) expect(sha(await fs.readFile(path.join(dir, 'versions', target, 'manifest.json'))), point).to.equal(sha(written!));
         if (v >= 0) expect((await verifyRun(dir, { publicKey: keys.sign.publicKey })).problems, point).to.deep.equal([]);
         // The run continues: the next commit is the next version, chained to whatever survived.
@@ -105,7 +122,11 @@ describe('crash points: every step of a commit and of a key file first write', f
       // The order the commit keeps (checked last: the crash loop above is what shows the order is safe).
       expect(steps.points).to.deep.equal([
         'commit:tmp:mkdir',
-        ...['adapter_model.safetensors', 'adapter_config.json', 'manifest.json', 'manifest.sig'].flatMap(() => ['commit:tmp:open', 'commit:tmp:write', 'commit:tmp:fsync']),
+        ...['adapter_model.safetensors', 'adapter_config.json', 'manifest.json', 'manifest.sig'].flatMap(() => [
+          'commit:tmp:open',
+          'commit:tmp:write',
+          'commit:tmp:fsync',
+        ]),
         'commit:tmp:fsync-dir',
         'commit:renamed',
         'commit:versions:fsync-dir',
@@ -130,7 +151,7 @@ describe('crash points: every step of a commit and of a key file first write', f
     try {
       const ino = (await fh.stat()).ino;
       await s.commit(input(2));
-      expect((await fh.readFile('utf8')), 'the old file is unchanged').to.equal('v000001\n');
+      expect(await fh.readFile('utf8'), 'the old file is unchanged').to.equal('v000001\n');
       expect((await fs.stat(path.join(dir, 'latest'))).ino).to.not.equal(ino);
       expect(await fs.readFile(path.join(dir, 'latest'), 'utf8')).to.equal('v000002\n');
     } finally {
@@ -141,9 +162,7 @@ describe('crash points: every step of a commit and of a key file first write', f
   for (const kind of ['coordinator key', 'site identity'] as const) {
     it(`a ${kind} file's first write stopped at each step: a restart finds no file or the complete one, never an empty one`, async () => {
       const load = (file: string, hook?: CrashHook): Promise<string> =>
-        kind === 'coordinator key'
-          ? loadOrCreateCoordinatorKeys(file, hook).then((k) => k.keyId)
-          : loadOrCreateIdentity(file, hook).then((k) => k.keyId);
+        kind === 'coordinator key' ? loadOrCreateCoordinatorKeys(file, hook).then((k) => k.keyId) : loadOrCreateIdentity(file, hook).then((k) => k.keyId);
       const all = crashAt(Infinity);
       await load(path.join(root, `${kind}-all`, 'key.json'), all.hook);
       for (let n = 1; n <= all.points.length; n++) {

@@ -55,7 +55,9 @@ function startCoordinator(port: number, runDir: string, killAt: string | undefin
 }
 
 const exited = (c: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
-  c.exitCode !== null || c.signalCode !== null ? Promise.resolve({ code: c.exitCode, signal: c.signalCode }) : new Promise((r) => c.once('exit', (code, signal) => r({ code, signal })));
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve({ code: c.exitCode, signal: c.signalCode })
+    : new Promise((r) => c.once('exit', (code, signal) => r({ code, signal })));
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

@@ -70,7 +70,11 @@ describe('SpamAssassin split', function () {
     for (const e of ref.test) perGroup[e.group] = (perGroup[e.group] ?? 0) + 1;
     for (const g of GROUPS) expect(perGroup[g], g).to.equal(Math.round(GROUP_SIZES[g] * 0.15));
     const ids = ref.test.map((e) => e.id);
-    for (const opts of [{ numClients: 1, seed: 11 }, { numClients: 8, seed: 11, partition: 'groups' as const }, { numClients: 3, seed: 11, partition: 'groups' as const }]) {
+    for (const opts of [
+      { numClients: 1, seed: 11 },
+      { numClients: 8, seed: 11, partition: 'groups' as const },
+      { numClients: 3, seed: 11, partition: 'groups' as const },
+    ]) {
       expect(split(opts).test.map((e) => e.id)).to.deep.equal(ids);
     }
     expect(splitSpamAssassin(emails, { numClients: 2, seed: 7, testFraction: 0 }).test).to.deep.equal([]);
@@ -127,8 +131,21 @@ describe('SpamAssassin split', function () {
 
   it("'groups' with more clients than groups: clients c ≡ g (mod 5) share group g round-robin, one group each", () => {
     const s = split({ numClients: 8, seed: 11, partition: 'groups' });
-    expect(s.clients.map((c) => c.groups)).to.deep.equal([[GROUPS[0]], [GROUPS[1]], [GROUPS[2]], [GROUPS[3]], [GROUPS[4]], [GROUPS[0]], [GROUPS[1]], [GROUPS[2]]]);
-    for (const [a, b] of [[0, 5], [1, 6], [2, 7]]) {
+    expect(s.clients.map((c) => c.groups)).to.deep.equal([
+      [GROUPS[0]],
+      [GROUPS[1]],
+      [GROUPS[2]],
+      [GROUPS[3]],
+      [GROUPS[4]],
+      [GROUPS[0]],
+      [GROUPS[1]],
+      [GROUPS[2]],
+    ]);
+    for (const [a, b] of [
+      [0, 5],
+      [1, 6],
+      [2, 7],
+    ]) {
       const na = s.clients[a].train.length + s.clients[a].val.length;
       const nb = s.clients[b].train.length + s.clients[b].val.length;
       expect(Math.abs(na - nb), `clients ${a} and ${b}`).to.be.at.most(1);
@@ -205,7 +222,16 @@ describe('reduced GPT-2 tokenizer', () => {
   });
 
   it('round-trips ASCII text, spelling out tokens outside the reduced vocabulary character by character', () => {
-    for (const s of ['', ' ', 'Is this e-mail spam? Answer: yes', 'http://example.com/~x?q={1}&y=[2]', 'Zyzzyva quixotic 0x7f', 'a\n\nb\n', '   leading and trailing   ', '`~!@#$%^&*()_+-=[]{}|;:\'",.<>/?\\']) {
+    for (const s of [
+      '',
+      ' ',
+      'Is this e-mail spam? Answer: yes',
+      'http://example.com/~x?q={1}&y=[2]',
+      'Zyzzyva quixotic 0x7f',
+      'a\n\nb\n',
+      '   leading and trailing   ',
+      '`~!@#$%^&*()_+-=[]{}|;:\'",.<>/?\\',
+    ]) {
       expect(tok.decode(tok.encode(s)), JSON.stringify(s)).to.equal(s);
     }
     // ' antidisestablishment' is three GPT-2 tokens (' ant', 'idis', 'establishment'); only ' ant' is kept, the
@@ -264,7 +290,9 @@ describe('reduced GPT-2 tokenizer', () => {
   it('cuts the middle of a long prompt so its start and the question survive', () => {
     const ex = encodeExample(tok, { prompt: 'Subject: hello ' + 'word '.repeat(200) + QUESTION, completion: ' no' }, 48, tok.encode(QUESTION).length);
     expect(ex.prompt.length + ex.completion.length).to.equal(48);
-    expect(tok.decode(ex.prompt)).to.match(/^Subject: hello/).and.match(/Is this e-mail spam\? Answer:$/);
+    expect(tok.decode(ex.prompt))
+      .to.match(/^Subject: hello/)
+      .and.match(/Is this e-mail spam\? Answer:$/);
     expect(tok.decode(ex.completion)).to.equal(' no');
   });
 

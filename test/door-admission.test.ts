@@ -15,7 +15,21 @@ import { PROTOCOL_VERSION } from '../proto/load';
 import { DOMAINS, joinSignedFields, sign, type JoinedCoordinator } from '../proto/crypto/signing';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import {
-  ConstantTrainer, hello, join, nextTask, rawClient, refusal, reportMetrics, sendUpload, smallAdapter, startCoordinator, tempDir, testIdentity, upload, uploadFrames, type Harness,
+  ConstantTrainer,
+  hello,
+  join,
+  nextTask,
+  rawClient,
+  refusal,
+  reportMetrics,
+  sendUpload,
+  smallAdapter,
+  startCoordinator,
+  tempDir,
+  testIdentity,
+  upload,
+  uploadFrames,
+  type Harness,
 } from './harness';
 import { capturingLogger } from './door-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -26,10 +40,31 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function joinWithChallenge(c: RawClient, name: string, runId: string, challenge: Buffer, coordinator: JoinedCoordinator): Promise<unknown> {
   const id = testIdentity(name);
   const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, runId, challenge, name, id.publicKey, 'test', coordinator), id.secretKey);
-  return new Promise((res, rej) => c.Join({ protocol_version: PROTOCOL_VERSION, client_name: name, backend: 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: '', coordinator_key_id: coordinator.key_id }, (e, r) => (e ? rej(e) : res(r))));
+  return new Promise((res, rej) =>
+    c.Join(
+      {
+        protocol_version: PROTOCOL_VERSION,
+        client_name: name,
+        backend: 'test',
+        labels: {},
+        public_key: id.publicKey,
+        challenge,
+        signature,
+        join_token: '',
+        coordinator_key_id: coordinator.key_id,
+      },
+      (e, r) => (e ? rej(e) : res(r)),
+    ),
+  );
 }
 
-async function withCoordinator(name: string, rounds: Record<string, unknown>, extra: Record<string, unknown>, body: (h: Harness, c: RawClient) => Promise<void>, logger?: ReturnType<typeof capturingLogger>['logger']): Promise<void> {
+async function withCoordinator(
+  name: string,
+  rounds: Record<string, unknown>,
+  extra: Record<string, unknown>,
+  body: (h: Harness, c: RawClient) => Promise<void>,
+  logger?: ReturnType<typeof capturingLogger>['logger'],
+): Promise<void> {
   const h = await startCoordinator(await tempDir(name), rounds, extra, { logger });
   const c = rawClient(h.address);
   try {
@@ -51,7 +86,8 @@ describe('the door: admission control and fail-fast (over gRPC)', function () {
       const refused: grpc.ServiceError[] = [];
       try {
         for (let wave = 0; wave < 10; wave++) {
-          for (const r of await Promise.allSettled(Array.from({ length: 1000 }, () => hello(attacker)))) if (r.status === 'rejected') refused.push(r.reason as grpc.ServiceError);
+          for (const r of await Promise.allSettled(Array.from({ length: 1000 }, () => hello(attacker))))
+            if (r.status === 'rejected') refused.push(r.reason as grpc.ServiceError);
         }
       } finally {
         attacker.close();
@@ -145,21 +181,27 @@ describe('the door: admission control and fail-fast (over gRPC)', function () {
 
   it('with the run directory not writable, a Join gets UNAVAILABLE without any path; the log keeps the cause', async function () {
     const cap = capturingLogger();
-    await withCoordinator('door-rodir', {}, {}, async (h, c) => {
-      const unlock = lockDir(h.runDir);
-      if (!unlock) return this.skip(); // neither chattr nor permissions stop writes here
-      try {
-        const err = await refusal(join(c, 'site-new'));
-        expect(status[err.code]).to.equal('UNAVAILABLE');
-        expect(err.details).to.match(/^the coordinator cannot write its state right now \(incident [0-9a-f]{8}, in its log\); try again later$/);
-        expect(err.details).to.not.contain('/');
-        const line = cap.lines.find((l) => l.includes('join rejected'));
-        expect(line).to.contain('incident');
-      } finally {
-        unlock();
-      }
-      await join(c, 'site-new'); // writable again: the binding was undone and is made afresh
-    }, cap.logger);
+    await withCoordinator(
+      'door-rodir',
+      {},
+      {},
+      async (h, c) => {
+        const unlock = lockDir(h.runDir);
+        if (!unlock) return this.skip(); // neither chattr nor permissions stop writes here
+        try {
+          const err = await refusal(join(c, 'site-new'));
+          expect(status[err.code]).to.equal('UNAVAILABLE');
+          expect(err.details).to.match(/^the coordinator cannot write its state right now \(incident [0-9a-f]{8}, in its log\); try again later$/);
+          expect(err.details).to.not.contain('/');
+          const line = cap.lines.find((l) => l.includes('join rejected'));
+          expect(line).to.contain('incident');
+        } finally {
+          unlock();
+        }
+        await join(c, 'site-new'); // writable again: the binding was undone and is made afresh
+      },
+      cap.logger,
+    );
   });
 
   it('the SDK refuses an address without a port or with a scheme at once, and an unresolvable host before any retry', async () => {
@@ -172,7 +214,10 @@ describe('the door: admission control and fail-fast (over gRPC)', function () {
     let reconnects = 0;
     sdk.on('reconnecting', () => reconnects++);
     const t0 = Date.now();
-    const err = await sdk.run().then(() => null, (e: Error) => e);
+    const err = await sdk.run().then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).to.contain('does not resolve');
     expect(reconnects).to.equal(0);
     expect(Date.now() - t0).to.be.below(5000);

@@ -12,8 +12,23 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import {
-  ConstantTrainer, download, expectRefused, hello, join, nextTask, rawClient, reportMetrics, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, upload, uploadFrames,
-  type Harness, type JoinedRaw,
+  ConstantTrainer,
+  download,
+  expectRefused,
+  hello,
+  join,
+  nextTask,
+  rawClient,
+  reportMetrics,
+  sendUpload,
+  smallAdapter,
+  snapshot,
+  startCoordinator,
+  tempDir,
+  upload,
+  uploadFrames,
+  type Harness,
+  type JoinedRaw,
 } from './harness';
 import { METHODS, MAX_LOG_LINE, capturingLogger, genericClient, joinWith, rawCall } from './door-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -65,15 +80,29 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
   it('refuses a 1 MB client_name (RESOURCE_EXHAUSTED at the byte bound) and a 256 KB one, and the next call on the connection is answered at once', async () => {
     const huge = long(MB, 'n');
     await refusedQuickly(() => joinWith(c, 'site-x', { client_name: huge }), status.RESOURCE_EXHAUSTED, 'Join request of', huge.slice(0, 200));
-    await refusedQuickly(() => joinWith(c, 'site-x', { client_name: long(256 * 1024, 'n') }), status.RESOURCE_EXHAUSTED, 'exceeds the limit of 32768 bytes', long(200, 'n'));
+    await refusedQuickly(
+      () => joinWith(c, 'site-x', { client_name: long(256 * 1024, 'n') }),
+      status.RESOURCE_EXHAUSTED,
+      'exceeds the limit of 32768 bytes',
+      long(200, 'n'),
+    );
     const t0 = Date.now();
     await hello(c);
     expect(Date.now() - t0).to.be.below(2000);
   });
 
   it('refuses a client_name over 128 characters and one with characters outside the set with INVALID_ARGUMENT, describing it', async () => {
-    await refusedQuickly(() => joinWith(c, 'site-x', { client_name: long(129) }), status.INVALID_ARGUMENT, 'client_name is 129 characters long; at most 128', long(100));
-    await refusedQuickly(() => joinWith(c, 'site-x', { client_name: 'bad name\n' }), status.INVALID_ARGUMENT, 'client_name "bad name\\n" must be 1-128 characters');
+    await refusedQuickly(
+      () => joinWith(c, 'site-x', { client_name: long(129) }),
+      status.INVALID_ARGUMENT,
+      'client_name is 129 characters long; at most 128',
+      long(100),
+    );
+    await refusedQuickly(
+      () => joinWith(c, 'site-x', { client_name: 'bad name\n' }),
+      status.INVALID_ARGUMENT,
+      'client_name "bad name\\n" must be 1-128 characters',
+    );
   });
 
   it('refuses an over-long backend, too many or too long labels, and an over-long join token at Join', async () => {
@@ -89,16 +118,34 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
 
   it('refuses over-long metrics fields: a 1 MB backend never reaches the manifest', async () => {
     const report = (patch: Record<string, unknown>): Promise<void> =>
-      new Promise((res, rej) => c.ReportMetrics({ session_token: a.session_token, task_id: taskA.task_id, round: taskA.round, num_examples: 1, backend: 'test', metrics: { train_loss: 1 }, ...patch }, (e) => (e ? rej(e) : res())));
+      new Promise((res, rej) =>
+        c.ReportMetrics(
+          {
+            session_token: a.session_token,
+            task_id: taskA.task_id,
+            round: taskA.round,
+            num_examples: 1,
+            backend: 'test',
+            metrics: { train_loss: 1 },
+            ...patch,
+          },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
     await refusedQuickly(() => report({ backend: long(MB) }), status.RESOURCE_EXHAUSTED, 'ReportMetrics request of');
     await refusedQuickly(() => report({ backend: long(100) }), status.INVALID_ARGUMENT, 'backend is 100 characters long');
     await refusedQuickly(() => report({ task_id: long(LIMITS.id + 1) }), status.INVALID_ARGUMENT, `task_id is ${LIMITS.id + 1} characters long`);
-    await refusedQuickly(() => report({ metrics: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`m${i}`, 1])) }), status.INVALID_ARGUMENT, '65 metrics; at most 64 are recorded');
+    await refusedQuickly(
+      () => report({ metrics: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`m${i}`, 1])) }),
+      status.INVALID_ARGUMENT,
+      '65 metrics; at most 64 are recorded',
+    );
     await refusedQuickly(() => report({ metrics: { [long(65)]: 1 } }), status.INVALID_ARGUMENT, 'metric name is 65 characters long');
   });
 
   it('refuses an over-long Leave reason (the session stays) and an over-long session token on every call', async () => {
-    const leave = (reason: string, token = b.session_token): Promise<void> => new Promise((res, rej) => c.Leave({ session_token: token, reason }, (e) => (e ? rej(e) : res())));
+    const leave = (reason: string, token = b.session_token): Promise<void> =>
+      new Promise((res, rej) => c.Leave({ session_token: token, reason }, (e) => (e ? rej(e) : res())));
     await refusedQuickly(() => leave(long(MB)), status.RESOURCE_EXHAUSTED, 'Leave request of');
     await refusedQuickly(() => leave(long(257)), status.INVALID_ARGUMENT, 'reason is 257 characters long; at most 256');
     await refusedQuickly(() => leave('bye', long(129)), status.INVALID_ARGUMENT, 'session_token is 129 characters long');
@@ -111,23 +158,84 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
       edit(f);
       return upload(c, f);
     };
-    await refusedQuickly(() => withHeader((f) => (f[0].header!.task_id = long(MB, 't'))), status.INVALID_ARGUMENT, `task_id is ${MB} characters long`, long(100, 't'));
-    await refusedQuickly(() => withHeader((f) => (f[0].header!.tensors!.tensors![0].name = long(300, 'q'))), status.INVALID_ARGUMENT, 'tensor name is 300 characters long', long(100, 'q'));
+    await refusedQuickly(
+      () => withHeader((f) => (f[0].header!.task_id = long(MB, 't'))),
+      status.INVALID_ARGUMENT,
+      `task_id is ${MB} characters long`,
+      long(100, 't'),
+    );
+    await refusedQuickly(
+      () => withHeader((f) => (f[0].header!.tensors!.tensors![0].name = long(300, 'q'))),
+      status.INVALID_ARGUMENT,
+      'tensor name is 300 characters long',
+      long(100, 'q'),
+    );
     const specs = Array.from({ length: LIMITS.tensors + 1 }, (_, i) => ({ name: `t${i}`, dtype: 'FLOAT32' as const, shape: [1] }));
-    await refusedQuickly(() => withHeader((f) => (f[0].header!.tensors!.tensors = specs)), status.INVALID_ARGUMENT, `tensors has ${LIMITS.tensors + 1} entries`);
-    await refusedQuickly(() => withHeader((f) => (f[0].header!.tensors!.tensors![0].shape = [1, 1, 1, 1, 1, 1, 1, 1, 1])), status.INVALID_ARGUMENT, 'has 9 entries; at most 8');
+    await refusedQuickly(
+      () => withHeader((f) => (f[0].header!.tensors!.tensors = specs)),
+      status.INVALID_ARGUMENT,
+      `tensors has ${LIMITS.tensors + 1} entries`,
+    );
+    await refusedQuickly(
+      () => withHeader((f) => (f[0].header!.tensors!.tensors![0].shape = [1, 1, 1, 1, 1, 1, 1, 1, 1])),
+      status.INVALID_ARGUMENT,
+      'has 9 entries; at most 8',
+    );
     await refusedQuickly(() => withHeader((f) => (f[0].header!.sealed!.run_id = long(300))), status.INVALID_ARGUMENT, 'sealed.run_id is 300 characters long');
   });
 
   it('refuses over-long SecAgg fields before looking at the round', async () => {
     const adv = (patch: Record<string, unknown>): Promise<void> =>
-      new Promise((res, rej) => c.SecAggAdvertise({ session_token: a.session_token, task_id: taskA.task_id, round: 1, advertisement: { client_id: a.client_id, enc_public_key: Buffer.alloc(32), mask_public_key: Buffer.alloc(32), signature: Buffer.alloc(64), ...patch } }, (e) => (e ? rej(e) : res())));
+      new Promise((res, rej) =>
+        c.SecAggAdvertise(
+          {
+            session_token: a.session_token,
+            task_id: taskA.task_id,
+            round: 1,
+            advertisement: {
+              client_id: a.client_id,
+              enc_public_key: Buffer.alloc(32),
+              mask_public_key: Buffer.alloc(32),
+              signature: Buffer.alloc(64),
+              ...patch,
+            },
+          },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
     await refusedQuickly(() => adv({ enc_public_key: Buffer.alloc(33) }), status.INVALID_ARGUMENT, 'advertisement.enc_public_key is 33 bytes; at most 32');
     await refusedQuickly(() => adv({ client_id: long(300) }), status.INVALID_ARGUMENT, 'advertisement.client_id is 300 characters long');
-    const shares = Array.from({ length: LIMITS.secaggPeers + 1 }, () => ({ to: 'c', ciphertext: Buffer.alloc(1), b_commitment: Buffer.alloc(32), sk_commitment: Buffer.alloc(32) }));
-    const sk = (): Promise<void> => new Promise((res, rej) => c.SecAggShareKeys({ session_token: a.session_token, task_id: taskA.task_id, round: 1, share_keys: { from: a.client_id, seed_hash: Buffer.alloc(32), shares, signature: Buffer.alloc(64) } }, (e) => (e ? rej(e) : res())));
+    const shares = Array.from({ length: LIMITS.secaggPeers + 1 }, () => ({
+      to: 'c',
+      ciphertext: Buffer.alloc(1),
+      b_commitment: Buffer.alloc(32),
+      sk_commitment: Buffer.alloc(32),
+    }));
+    const sk = (): Promise<void> =>
+      new Promise((res, rej) =>
+        c.SecAggShareKeys(
+          {
+            session_token: a.session_token,
+            task_id: taskA.task_id,
+            round: 1,
+            share_keys: { from: a.client_id, seed_hash: Buffer.alloc(32), shares, signature: Buffer.alloc(64) },
+          },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
     await refusedQuickly(sk, status.INVALID_ARGUMENT, `share_keys.shares has ${LIMITS.secaggPeers + 1} entries`);
-    const um = (): Promise<void> => new Promise((res, rej) => c.SecAggUnmask({ session_token: a.session_token, task_id: taskA.task_id, round: 1, response: { from: a.client_id, b_shares: [{ of: 'c', share: Buffer.alloc(65) }], sk_shares: [] } }, (e) => (e ? rej(e) : res())));
+    const um = (): Promise<void> =>
+      new Promise((res, rej) =>
+        c.SecAggUnmask(
+          {
+            session_token: a.session_token,
+            task_id: taskA.task_id,
+            round: 1,
+            response: { from: a.client_id, b_shares: [{ of: 'c', share: Buffer.alloc(65) }], sk_shares: [] },
+          },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
     await refusedQuickly(um, status.INVALID_ARGUMENT, 'b_shares.share is 65 bytes; at most 64');
   });
 

@@ -22,11 +22,32 @@ export function capturingLogger(): { logger: pino.Logger; lines: string[] } {
   return { logger: pino({ level: 'info' }, sink), lines };
 }
 
-export const METHODS = ['Hello', 'Join', 'StreamTasks', 'DownloadAdapter', 'UploadUpdate', 'ReportMetrics', 'Leave', 'SecAggAdvertise', 'SecAggShareKeys', 'SecAggConsistency', 'SecAggUnmask'] as const;
+export const METHODS = [
+  'Hello',
+  'Join',
+  'StreamTasks',
+  'DownloadAdapter',
+  'UploadUpdate',
+  'ReportMetrics',
+  'Leave',
+  'SecAggAdvertise',
+  'SecAggShareKeys',
+  'SecAggConsistency',
+  'SecAggUnmask',
+] as const;
 export type Method = (typeof METHODS)[number];
 const KIND: Record<Method, 'unary' | 'server' | 'client'> = {
-  Hello: 'unary', Join: 'unary', ReportMetrics: 'unary', Leave: 'unary', SecAggAdvertise: 'unary', SecAggShareKeys: 'unary', SecAggConsistency: 'unary', SecAggUnmask: 'unary',
-  StreamTasks: 'server', DownloadAdapter: 'server', UploadUpdate: 'client',
+  Hello: 'unary',
+  Join: 'unary',
+  ReportMetrics: 'unary',
+  Leave: 'unary',
+  SecAggAdvertise: 'unary',
+  SecAggShareKeys: 'unary',
+  SecAggConsistency: 'unary',
+  SecAggUnmask: 'unary',
+  StreamTasks: 'server',
+  DownloadAdapter: 'server',
+  UploadUpdate: 'client',
 };
 
 const id = (b: Buffer): Buffer => b;
@@ -35,11 +56,17 @@ const id = (b: Buffer): Buffer => b;
  * Sends `messages` (raw bytes, each one protobuf message as far as gRPC's framing goes) to `method` and resolves
  * with the call's status: code, details and trailing metadata. Unary and server-streaming calls send one.
  */
-export function rawCall(client: grpc.Client, method: Method, messages: Buffer[], deadlineMs = 10_000): Promise<{ code: grpc.status; details: string; metadata?: grpc.Metadata; response?: Buffer }> {
+export function rawCall(
+  client: grpc.Client,
+  method: Method,
+  messages: Buffer[],
+  deadlineMs = 10_000,
+): Promise<{ code: grpc.status; details: string; metadata?: grpc.Metadata; response?: Buffer }> {
   const path = `/fedtune.v1.Federation/${method}`;
   const deadline = Date.now() + deadlineMs;
   return new Promise((resolve) => {
-    const done = (e: grpc.ServiceError | null): void => resolve(e ? { code: e.code, details: e.details, metadata: e.metadata } : { code: grpc.status.OK, details: '' });
+    const done = (e: grpc.ServiceError | null): void =>
+      resolve(e ? { code: e.code, details: e.details, metadata: e.metadata } : { code: grpc.status.OK, details: '' });
     if (KIND[method] === 'unary') {
       client.makeUnaryRequest(path, id, id, messages[0] ?? Buffer.alloc(0), { deadline }, (e) => done(e));
     } else if (KIND[method] === 'server') {
@@ -49,7 +76,9 @@ export function rawCall(client: grpc.Client, method: Method, messages: Buffer[],
       call.on('end', () => setTimeout(() => done(null), 0));
       call.on('status', (s: grpc.StatusObject) => s.code === grpc.status.OK && done(null));
     } else {
-      const call = client.makeClientStreamRequest(path, id, id, { deadline }, (e, r) => (e ? done(e) : resolve({ code: grpc.status.OK, details: '', response: r })));
+      const call = client.makeClientStreamRequest(path, id, id, { deadline }, (e, r) =>
+        e ? done(e) : resolve({ code: grpc.status.OK, details: '', response: r }),
+      );
       for (const m of messages) call.write(m);
       call.end();
     }
@@ -66,8 +95,23 @@ export async function joinWith(c: RawClient, name: string, patch: Partial<JoinRe
   const identity = testIdentity(name);
   const backend = patch.backend ?? 'test';
   const clientName = patch.client_name ?? name;
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, h.challenge, clientName, identity.publicKey, backend, h.coordinator!), identity.secretKey);
-  const req: JoinRequest = { protocol_version: PROTOCOL_VERSION, client_name: clientName, backend, labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: '', coordinator_key_id: h.coordinator!.key_id, ...patch };
+  const signature = sign(
+    DOMAINS.join,
+    joinSignedFields(PROTOCOL_VERSION, h.run_id, h.challenge, clientName, identity.publicKey, backend, h.coordinator!),
+    identity.secretKey,
+  );
+  const req: JoinRequest = {
+    protocol_version: PROTOCOL_VERSION,
+    client_name: clientName,
+    backend,
+    labels: {},
+    public_key: identity.publicKey,
+    challenge: h.challenge,
+    signature,
+    join_token: '',
+    coordinator_key_id: h.coordinator!.key_id,
+    ...patch,
+  };
   return new Promise((res, rej) => c.Join(req, { deadline: Date.now() + 10_000 }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))));
 }
 

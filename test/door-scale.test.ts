@@ -36,7 +36,10 @@ describe('the door at scale: enrolment and registry work per change', function (
     try {
       const enrol = new Enrolment(dir, 'tofu', []);
       const reg = new ClientRegistry();
-      reg.setAdmission((s) => enrol.isActive(s.name, s.publicKey), () => enrol.generation());
+      reg.setAdmission(
+        (s) => enrol.isActive(s.name, s.publicKey),
+        () => enrol.generation(),
+      );
       const names = Array.from({ length: N }, (_, i) => `site-${i}`);
       const keys = names.map((n) => testIdentity(n).publicKey);
       const { calls: renames } = await counting('renameSync', () => Promise.all(names.map((n, i) => enrol.authorize(n, keys[i], '').persisted)));

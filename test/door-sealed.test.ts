@@ -16,14 +16,37 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { SealedEnvelope } from '../proto/generated/fedtune/v1/SealedEnvelope';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
-import { expectRefused, join, nextTask, rawClient, reportMetrics, smallAdapter, startCoordinator, tempDir, upload, uploadFrames, type Harness, type JoinedRaw } from './harness';
+import {
+  expectRefused,
+  join,
+  nextTask,
+  rawClient,
+  reportMetrics,
+  smallAdapter,
+  startCoordinator,
+  tempDir,
+  upload,
+  uploadFrames,
+  type Harness,
+  type JoinedRaw,
+} from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** An upload sealed under `key` and announcing `ephemeral` as its key, correctly signed by its site. */
 function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Array, key: Uint8Array): UploadFrame[] {
   const delta = smallAdapter(0.01);
   const tensors = tensorHeader(delta);
-  const binding = { protocolVersion: PROTOCOL_VERSION, runId: who.run_id, clientId: who.client_id, taskId: task.task_id, round: task.round, attempt: task.attempt, baseVersion: task.base_version, baseManifestSha256: task.base_manifest_sha256, numExamples: 10 };
+  const binding = {
+    protocolVersion: PROTOCOL_VERSION,
+    runId: who.run_id,
+    clientId: who.client_id,
+    taskId: task.task_id,
+    round: task.round,
+    attempt: task.attempt,
+    baseVersion: task.base_version,
+    baseManifestSha256: task.base_manifest_sha256,
+    numExamples: 10,
+  };
   const prefix = randomBytes(7);
   const aad = chunkAad(binding.runId, binding.clientId, binding.taskId, ephemeral);
   const plain = [...dataChunks(delta)];
@@ -35,10 +58,31 @@ function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Arr
     hash.update(out);
     return out;
   });
-  const envelope: SealedEnvelope = { run_id: binding.runId, client_id: binding.clientId, attempt: binding.attempt, base_manifest_sha256: binding.baseManifestSha256, coordinator_key_id: who.coordinator.keyId, ephemeral_public_key: ephemeral, nonce_prefix: prefix, chunk_count: chunks.length, ciphertext_sha256: hash.digest() };
+  const envelope: SealedEnvelope = {
+    run_id: binding.runId,
+    client_id: binding.clientId,
+    attempt: binding.attempt,
+    base_manifest_sha256: binding.baseManifestSha256,
+    coordinator_key_id: who.coordinator.keyId,
+    ephemeral_public_key: ephemeral,
+    nonce_prefix: prefix,
+    chunk_count: chunks.length,
+    ciphertext_sha256: hash.digest(),
+  };
   envelope.signature = sign(DOMAINS.upload, uploadSignedFields(binding, tensors, envelope), who.identity.secretKey);
   return [
-    { header: { protocol_version: PROTOCOL_VERSION, session_token: who.session_token, task_id: task.task_id, round: task.round, base_version: task.base_version, num_examples: 10, tensors, sealed: envelope } },
+    {
+      header: {
+        protocol_version: PROTOCOL_VERSION,
+        session_token: who.session_token,
+        task_id: task.task_id,
+        round: task.round,
+        base_version: task.base_version,
+        num_examples: 10,
+        tensors,
+        sealed: envelope,
+      },
+    },
     ...chunks.map((chunk) => ({ chunk })),
     { trailer: { chunk_count: chunks.length, sha256: envelope.ciphertext_sha256 } },
   ];
@@ -77,13 +121,23 @@ describe('the door: sealed upload keys and the trailer hash (over gRPC)', functi
     // What the coordinator would derive from a zero key, whatever its secret: computable by anyone on the path.
     const publicConstant = nacl.box.before(zero, nacl.box.keyPair().secretKey);
     expect(Buffer.from(nacl.box.before(zero, nacl.box.keyPair().secretKey)).equals(Buffer.from(publicConstant))).to.equal(true);
-    await expectRefused(h.runDir, () => upload(c, sealedWith(a, taskA, zero, publicConstant)), status.INVALID_ARGUMENT, "the sealed envelope's ephemeral key is a low-order point");
+    await expectRefused(
+      h.runDir,
+      () => upload(c, sealedWith(a, taskA, zero, publicConstant)),
+      status.INVALID_ARGUMENT,
+      "the sealed envelope's ephemeral key is a low-order point",
+    );
   });
 
   it('refuses every other low-order point and a non-canonical encoding of an honest key', async () => {
     const one = new Uint8Array(32);
     one[0] = 1;
-    await expectRefused(h.runDir, () => upload(c, sealedWith(a, taskA, one, nacl.box.before(one, nacl.box.keyPair().secretKey))), status.INVALID_ARGUMENT, 'low-order point');
+    await expectRefused(
+      h.runDir,
+      () => upload(c, sealedWith(a, taskA, one, nacl.box.before(one, nacl.box.keyPair().secretKey))),
+      status.INVALID_ARGUMENT,
+      'low-order point',
+    );
     // Bit 255 is ignored by X25519: the same agreement under a second name. Sealed correctly, still refused.
     const eph = nacl.box.keyPair();
     const key = nacl.box.before(a.coordinator.boxPublicKey, eph.secretKey);
@@ -97,8 +151,18 @@ describe('the door: sealed upload keys and the trailer hash (over gRPC)', functi
     const last = f.length - 1;
     const wrong = Buffer.from(f[last].trailer!.sha256 as Uint8Array);
     wrong[0] ^= 1;
-    await expectRefused(h.runDir, () => upload(c, [...f.slice(0, last), { trailer: { ...f[last].trailer!, sha256: wrong } }]), status.DATA_LOSS, 'trailer SHA-256');
-    await expectRefused(h.runDir, () => upload(c, [...f.slice(0, last), { trailer: { chunk_count: f[last].trailer!.chunk_count } }]), status.DATA_LOSS, 'trailer SHA-256 (0 bytes) does not match');
+    await expectRefused(
+      h.runDir,
+      () => upload(c, [...f.slice(0, last), { trailer: { ...f[last].trailer!, sha256: wrong } }]),
+      status.DATA_LOSS,
+      'trailer SHA-256',
+    );
+    await expectRefused(
+      h.runDir,
+      () => upload(c, [...f.slice(0, last), { trailer: { chunk_count: f[last].trailer!.chunk_count } }]),
+      status.DATA_LOSS,
+      'trailer SHA-256 (0 bytes) does not match',
+    );
   });
 
   it('knows the canonical encodings (unit): p − 1 is canonical, p and 2^255 − 1 are not; low-order points are refused', () => {

@@ -90,18 +90,30 @@ describe('engine: step program', () => {
   }
   it('rejects sequences longer than the model allows', () => {
     const adapter = initLoraAdapter(CFG, LORA, 1);
-    expect(() => buildProgram({ config: CFG, layout: modelLayout(CFG, adapter, 65), batch: 1, seq: 65, path: 'f32', loraScale: 2, adam: ADAM })).to.throw(/n_positions/);
+    expect(() => buildProgram({ config: CFG, layout: modelLayout(CFG, adapter, 65), batch: 1, seq: 65, path: 'f32', loraScale: 2, adam: ADAM })).to.throw(
+      /n_positions/,
+    );
   });
 });
 
 describe('engine: WGSL generation', () => {
   const spec = (over: Partial<MatmulSpec> = {}): MatmulSpec => ({
-    label: 't', M: 100, N: 200, K: 64,
-    a: { buffer: 'A', offset: 0, type: 'f16', trans: false }, b: { buffer: 'B', offset: 8, type: 'f16', trans: true },
-    epi: { out: { buffer: 'C', offset: 0, ld: 200, mode: 'store' } }, ...over,
+    label: 't',
+    M: 100,
+    N: 200,
+    K: 64,
+    a: { buffer: 'A', offset: 0, type: 'f16', trans: false },
+    b: { buffer: 'B', offset: 8, type: 'f16', trans: true },
+    epi: { out: { buffer: 'C', offset: 0, ld: 200, mode: 'store' } },
+    ...over,
   });
   it('tiles split the workgroup evenly and narrow tiles serve rank-r outputs', () => {
-    for (const [m, n] of [[4096, 16], [16, 768], [4096, 768], [8192, 3072]]) {
+    for (const [m, n] of [
+      [4096, 16],
+      [16, 768],
+      [4096, 768],
+      [8192, 3072],
+    ]) {
       const t = chooseTile(m, n);
       expect((t.wy * t.tm * t.bk) % (t.wx * t.wy)).to.equal(0);
       expect((t.wx * t.tn * t.bk) % (t.wx * t.wy)).to.equal(0);
@@ -124,8 +136,16 @@ describe('engine: WGSL generation', () => {
 
 describe('engine: path choice', () => {
   const caps = (over: Partial<Capabilities>): Capabilities => ({
-    adapter: 'test', f16: false, subgroups: true, subgroupMatrix: false, subgroupMinSize: 32, subgroupMaxSize: 32,
-    maxStorageBufferBindingSize: 1 << 30, maxBufferSize: 1 << 30, maxComputeWorkgroupStorageSize: 32768, ...over,
+    adapter: 'test',
+    f16: false,
+    subgroups: true,
+    subgroupMatrix: false,
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+    maxStorageBufferBindingSize: 1 << 30,
+    maxBufferSize: 1 << 30,
+    maxComputeWorkgroupStorageSize: 32768,
+    ...over,
   });
   it('takes tensor cores when offered, f32 otherwise, and honours an explicit choice it can serve', () => {
     expect(choosePath(caps({ f16: true, subgroupMatrix: true }))).to.equal('tc');

@@ -57,7 +57,12 @@ function randomUpdate(rng: Prng, id: string, sizes: number[], scale: number, exa
   return upd(
     id,
     examples,
-    sizes.map((n, k) => t(`w${k}`, Array.from({ length: n }, () => (rng.nextFloat() * 2 - 1) * scale))),
+    sizes.map((n, k) =>
+      t(
+        `w${k}`,
+        Array.from({ length: n }, () => (rng.nextFloat() * 2 - 1) * scale),
+      ),
+    ),
   );
 }
 
@@ -76,7 +81,9 @@ describe('fixed point', () => {
 
   it('quantize rounds half away from zero on the 2^-24 grid', () => {
     const step = 1 / SCALE;
-    const q = quantize(Float32Array.from([0.5 * step, -0.5 * step, 1.5 * step, -1.5 * step, 2.5 * step, 0.49 * step, -0.49 * step, 0.25, -127.5, 0, -0, 1e-45]));
+    const q = quantize(
+      Float32Array.from([0.5 * step, -0.5 * step, 1.5 * step, -1.5 * step, 2.5 * step, 0.49 * step, -0.49 * step, 0.25, -127.5, 0, -0, 1e-45]),
+    );
     expect(Array.from(q)).to.deep.equal([1, -1, 2, -2, 3, 0, -0, 0.25 * SCALE, -127.5 * SCALE, 0, 0, 0]);
     const big = Math.fround(127.99999);
     expect(quantize(Float32Array.from([big, -big]))[1]).to.equal(-big * SCALE);
@@ -130,7 +137,10 @@ describe('FedAvg', () => {
     // b:  (0.25 + 2.25 − 2)/8 = 0.0625
     expect(Array.from(r.adapter[0].data)).to.deep.equal([0.875, 2.25, -3.078125]);
     expect(Array.from(r.adapter[1].data)).to.deep.equal([0.0625]);
-    expect(r.adapter.map((x) => [x.name, x.dtype, x.shape])).to.deep.equal([['a', 'float32', [3, 1]], ['b', 'float32', [1]]]);
+    expect(r.adapter.map((x) => [x.name, x.dtype, x.shape])).to.deep.equal([
+      ['a', 'float32', [3, 1]],
+      ['b', 'float32', [1]],
+    ]);
     expect(r.weights).to.deep.equal({ x: 0.125, y: 0.375, z: 0.5 });
     expect(Object.keys(r.weights)).to.deep.equal(['x', 'y', 'z']);
   });
@@ -152,11 +162,19 @@ describe('FedAvg', () => {
 
   it('weights ∝ examples: scaling every count by k, or splitting a client in two, changes no bit', () => {
     const rng = new Prng(7, 1);
-    const global = [t('w0', Array.from({ length: 64 }, () => rng.nextFloat() - 0.5))];
+    const global = [
+      t(
+        'w0',
+        Array.from({ length: 64 }, () => rng.nextFloat() - 0.5),
+      ),
+    ];
     const us = [randomUpdate(rng, 'a', [64], 0.5, 3), randomUpdate(rng, 'b', [64], 0.5, 5), randomUpdate(rng, 'c', [64], 0.5, 11)];
     const ref = avg(global, us);
     for (const k of [2, 3, 7, 1000]) {
-      const scaled = avg(global, us.map((u) => ({ ...u, numExamples: u.numExamples * k })));
+      const scaled = avg(
+        global,
+        us.map((u) => ({ ...u, numExamples: u.numExamples * k })),
+      );
       expect(hex(scaled.adapter), `k=${k}`).to.equal(hex(ref.adapter));
       expect(scaled.weights).to.deep.equal(ref.weights);
     }
@@ -173,7 +191,12 @@ describe('FedAvg', () => {
   it('gives byte-identical Float32 output for all 120 orders of 5 random updates, equal to the exact reference', () => {
     const rng = new Prng(2024, 9);
     const sizes = [333, 7, 64];
-    const global = sizes.map((n, k) => t(`w${k}`, Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 4)));
+    const global = sizes.map((n, k) =>
+      t(
+        `w${k}`,
+        Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 4),
+      ),
+    );
     const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `client-${k}`, sizes, [0.9, 1e-3, 3, 0.05, 100][k], 1 + Math.floor(rng.nextFloat() * 5000)));
     const perms = permutations(updates);
     expect(perms).to.have.length(120);
@@ -211,7 +234,12 @@ describe('FedAvg', () => {
     expect(worst).to.be.at.most(2 ** -24);
     expect(worst).to.be.above(0); // the grid is visible: this is not a tautology
     // With a non-zero global the grid error stays within 2^-24 before the final float32 rounding.
-    const g2 = [t('w0', Array.from({ length: n }, () => rng.nextFloat() * 8 - 4))];
+    const g2 = [
+      t(
+        'w0',
+        Array.from({ length: n }, () => rng.nextFloat() * 8 - 4),
+      ),
+    ];
     const out2 = avg(g2, updates).adapter[0].data;
     for (let i = 0; i < n; i++) {
       const exact = g2[0].data[i] + updates.reduce((s, u) => s + u.numExamples * u.delta[0].data[i], 0) / total;
@@ -299,7 +327,12 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
   const fedavg = new FedAvg();
   const rng = new Prng(77, 5);
   const sizes = [129, 3, 40];
-  const global = sizes.map((n, k) => t(`w${k}`, Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2)));
+  const global = sizes.map((n, k) =>
+    t(
+      `w${k}`,
+      Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2),
+    ),
+  );
   const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `site-${k}`, sizes, [2, 1e-4, 0.3, 60, 0.01][k], 1 + Math.floor(rng.nextFloat() * 9000)));
   const reference = aggregateUpdates(fedavg, global, updates);
 
@@ -338,7 +371,10 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
     const agg = fedavg.begin([t('a', [0])]);
     const big = upd('big', MAX_TOTAL_WEIGHT - 1, [t('a', [0.5])]);
     agg.admit(big);
-    expect(() => agg.admit(upd('x', 2, [t('a', [0.5])]))).to.throw(AdmissionError, `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound`);
+    expect(() => agg.admit(upd('x', 2, [t('a', [0.5])]))).to.throw(
+      AdmissionError,
+      `FedAvg: ${MAX_TOTAL_WEIGHT + 1} examples in one round exceed the exact-sum bound`,
+    );
     expect(() => agg.admit(upd('big', 1, [t('a', [0.5])]))).to.throw(AdmissionError, 'FedAvg: two updates from big');
     expect(() => agg.admit(upd('nan', 1, [t('a', [NaN])]))).to.throw(FixedPointRangeError, 'nan:a[0] = NaN is outside the fixed-point range');
     expect(() => agg.add(upd('x', 2, [t('a', [0.5])]))).to.throw(Error, 'FedAvg: update of x was not admitted');
@@ -352,7 +388,18 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
 
   it("turns secure aggregation's unmasked sum into the same bytes decodeSum gives (one strategy for both workflows)", () => {
     const include = global.map((g) => g.name).sort();
-    const cfg: SecAggRoundConfig = { roundTag: 'x', baseManifestSha256: '0'.repeat(64), selected: ['a', 'b', 'c', 'd', 'e'], threshold: 3, graph: { kind: 'full' }, clipNorm: 10, weightCap: 10000, maxClients: 1024, include, vectorLength: vectorLayout(global, include).length };
+    const cfg: SecAggRoundConfig = {
+      roundTag: 'x',
+      baseManifestSha256: '0'.repeat(64),
+      selected: ['a', 'b', 'c', 'd', 'e'],
+      threshold: 3,
+      graph: { kind: 'full' },
+      clipNorm: 10,
+      weightCap: 10000,
+      maxClients: 1024,
+      include,
+      vectorLength: vectorLayout(global, include).length,
+    };
     const vs = updates.map((u, k) => encodeUpdate(u.delta, u.numExamples, cfg, new Uint8Array(32).fill(k + 1)));
     const sum = sumVectors(vs);
     expect(hex(fedavg.aggregate(global, unmaskedSum(sum, cfg, global)))).to.equal(hex(decodeSum(sum, cfg, global).adapter));

@@ -46,7 +46,13 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
-async function runKernel(ed: EngineDevice, k: Kernel, inputs: Record<string, Float32Array | Uint16Array>, outName: string, outElems: number): Promise<Float32Array> {
+async function runKernel(
+  ed: EngineDevice,
+  k: Kernel,
+  inputs: Record<string, Float32Array | Uint16Array>,
+  outName: string,
+  outElems: number,
+): Promise<Float32Array> {
   const dev = ed.device;
   const bufs = new Map<string, GPUBuffer>();
   for (const b of k.bindings) {
@@ -57,7 +63,10 @@ async function runKernel(ed: EngineDevice, k: Kernel, inputs: Record<string, Flo
     bufs.set(b.buffer, buf);
   }
   const pipeline = dev.createComputePipeline({ layout: 'auto', compute: { module: dev.createShaderModule({ code: k.code }), entryPoint: 'main' } });
-  const bg = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: k.bindings.map((b, i) => ({ binding: i, resource: { buffer: bufs.get(b.buffer) as GPUBuffer } })) });
+  const bg = dev.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: k.bindings.map((b, i) => ({ binding: i, resource: { buffer: bufs.get(b.buffer) as GPUBuffer } })),
+  });
   const enc = dev.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
@@ -81,7 +90,12 @@ async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void>
   const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
   const [M, N, K, r] = [70, 150, 96, 4];
   for (const kind of paths) {
-    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+    for (const [ta, tb] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ]) {
       const A = rnd(M * K);
       const Bm = rnd(K * N);
       const bias = rnd(N);
@@ -106,8 +120,18 @@ async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void>
         }
       }
       const spec: MatmulSpec = {
-        label: 'test', M, N, K, a: { buffer: 'A', offset: 0, type: f16 ? 'f16' : 'f32', trans: ta }, b: { buffer: 'B', offset: 0, type: f16 ? 'f16' : 'f32', trans: tb },
-        epi: { bias: { buffer: 'bias', offset: 0 }, lora: { low: { buffer: 'low', offset: 0 }, mat: { buffer: 'lb', offset: 0 }, layout: 'nr', r, scale: 0.5 }, gelu: { buffer: 'pre', offset: 0 }, out: { buffer: 'C', offset: 0, ld: N, mode: 'store' } },
+        label: 'test',
+        M,
+        N,
+        K,
+        a: { buffer: 'A', offset: 0, type: f16 ? 'f16' : 'f32', trans: ta },
+        b: { buffer: 'B', offset: 0, type: f16 ? 'f16' : 'f32', trans: tb },
+        epi: {
+          bias: { buffer: 'bias', offset: 0 },
+          lora: { low: { buffer: 'low', offset: 0 }, mat: { buffer: 'lb', offset: 0 }, layout: 'nr', r, scale: 0.5 },
+          gelu: { buffer: 'pre', offset: 0 },
+          out: { buffer: 'C', offset: 0, ld: N, mode: 'store' },
+        },
       };
       const k = kind === 'tc' ? tcMatmul(spec) : tiledMatmul(spec);
       const inputs = { A: f16 ? toHalfBits(A) : A, B: f16 ? toHalfBits(Bm) : Bm, bias, low, lb };
@@ -139,14 +163,20 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
   const B = 4;
   const T = 48;
   const ex = synthTask(cfg.vocabSize, B, 11, 20, 20);
-  const packed = packBatch(ex.map((e) => {
-    const tokens = [...e.prompt, ...e.completion];
-    return { tokens, pairs: tokens.slice(e.prompt.length).map((target, i) => ({ pos: e.prompt.length + i - 1, target })) };
-  }), T);
+  const packed = packBatch(
+    ex.map((e) => {
+      const tokens = [...e.prompt, ...e.completion];
+      return { tokens, pairs: tokens.slice(e.prompt.length).map((target, i) => ({ pos: e.prompt.length + i - 1, target })) };
+    }),
+    T,
+  );
   // tfjs reference: loss and gradient of the flat adapter.
   const flat = new FlatAdapter(adapter);
   const scaling = loraScaling(LORA);
-  const { value, grads } = tf.variableGrads(() => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { modules: flat.modules(), scaling, dropout: 0 } }, true))) as tf.Scalar, [flat.theta]);
+  const { value, grads } = tf.variableGrads(
+    () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { modules: flat.modules(), scaling, dropout: 0 } }, true))) as tf.Scalar,
+    [flat.theta],
+  );
   const refLoss = (await value.data())[0];
   const refGrad = new Float32Array(await grads[flat.theta.name].data());
   const theta0 = new Float32Array(await flat.theta.data());
@@ -165,7 +195,11 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
     const grad = await e.readF32('grad', e.layout.adapterSize);
     const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
     const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
-    check(`step ${p}: loss vs tfjs`, Math.abs(loss - refLoss) / refLoss < tolLoss, `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`);
+    check(
+      `step ${p}: loss vs tfjs`,
+      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
+    );
     // per tensor
     let worst = 0;
     let worstName = '';
@@ -176,7 +210,11 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
       if (er > worst) [worst, worstName] = [er, t.name.replace('base_model.model.transformer.', '')];
       off += n;
     }
-    check(`step ${p}: every adapter gradient vs tfjs`, worst < tolGrad, `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}`);
+    check(
+      `step ${p}: every adapter gradient vs tfjs`,
+      worst < tolGrad,
+      `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}`,
+    );
     // determinism: same inputs → same bytes
     e.setAdapter(theta0);
     e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 1e-3, weightDecay: 0.01 });
@@ -203,7 +241,11 @@ async function longRun(ed: EngineDevice, paths: EnginePath[], steps: number): Pr
     const a = out.metrics.train_loss;
     const b = ref.metrics.train_loss;
     const tol = 0.01;
-    check(`${steps} steps ${p}: mean train loss vs tfjs trainer`, Math.abs(a - b) / b < tol, `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)} (${(100 * Math.abs(a - b) / b).toFixed(3)}%), engine ${out.metrics.train_seconds.toFixed(2)} s, tfjs ${ref.metrics.train_seconds.toFixed(2)} s`);
+    check(
+      `${steps} steps ${p}: mean train loss vs tfjs trainer`,
+      Math.abs(a - b) / b < tol,
+      `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)} (${((100 * Math.abs(a - b)) / b).toFixed(3)}%), engine ${out.metrics.train_seconds.toFixed(2)} s, tfjs ${ref.metrics.train_seconds.toFixed(2)} s`,
+    );
     await t.dispose();
   }
   model.dispose();
@@ -214,7 +256,9 @@ async function main(): Promise<void> {
   const backend = await selectBackend({ force: (process.env.FEDTUNE_TEST_TFJS as 'wasm' | 'cpu' | undefined) ?? 'wasm' });
   const ed = await openEngineDevice();
   if ('error' in ed) throw new Error(ed.error);
-  log(`adapter: ${ed.caps.adapter}; f16 ${ed.caps.f16}, subgroup matrix ${ed.caps.subgroupMatrix}, subgroup ${ed.caps.subgroupMinSize}-${ed.caps.subgroupMaxSize}; tfjs reference on ${backend}`);
+  log(
+    `adapter: ${ed.caps.adapter}; f16 ${ed.caps.f16}, subgroup matrix ${ed.caps.subgroupMatrix}, subgroup ${ed.caps.subgroupMinSize}-${ed.caps.subgroupMaxSize}; tfjs reference on ${backend}`,
+  );
   const want = args.includes('--paths') ? (args[args.indexOf('--paths') + 1].split(',') as EnginePath[]) : (['f32', 'f16', 'tc'] as EnginePath[]);
   const paths = want.filter((p) => {
     try {

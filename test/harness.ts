@@ -65,7 +65,12 @@ export interface HarnessOptions {
   readonly fromModelDir?: boolean;
 }
 
-export async function startCoordinator(runDir: string, rounds: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, opts: HarnessOptions = {}): Promise<Harness> {
+export async function startCoordinator(
+  runDir: string,
+  rounds: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+  opts: HarnessOptions = {},
+): Promise<Harness> {
   const config = loadConfig({
     overrides: {
       server: { port: 0 },
@@ -80,7 +85,11 @@ export async function startCoordinator(runDir: string, rounds: Record<string, un
     config,
     ...(opts.fromModelDir
       ? {}
-      : { initialAdapter: opts.initialAdapter ?? (() => smallAdapter(0)), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) } }),
+      : {
+          initialAdapter: opts.initialAdapter ?? (() => smallAdapter(0)),
+          adapterConfig: { peft_type: 'LORA' },
+          baseModel: { name: 'test', sha256: '0'.repeat(64) },
+        }),
     logger: opts.logger ?? pino({ level: 'silent' }),
   });
   const { address } = await coordinator.start();
@@ -115,7 +124,20 @@ export async function join(c: RawClient, name: string, version = PROTOCOL_VERSIO
   const h = await hello(c);
   const signature = sign(DOMAINS.join, joinSignedFields(version, h.run_id, h.challenge, name, identity.publicKey, 'test', h.coordinator!), identity.secretKey);
   const r = await new Promise<{ session_token: string; client_id: string; run_id: string }>((res, rej) =>
-    c.Join({ protocol_version: version, client_name: name, backend: 'test', labels: {}, public_key: identity.publicKey, challenge: h.challenge, signature, join_token: joinToken, coordinator_key_id: h.coordinator!.key_id }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
+    c.Join(
+      {
+        protocol_version: version,
+        client_name: name,
+        backend: 'test',
+        labels: {},
+        public_key: identity.publicKey,
+        challenge: h.challenge,
+        signature,
+        join_token: joinToken,
+        coordinator_key_id: h.coordinator!.key_id,
+      },
+      (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r)),
+    ),
   );
   return { ...r, name, identity, coordinator: { keyId: h.coordinator!.key_id, boxPublicKey: new Uint8Array(h.coordinator!.box_public_key) } };
 }
@@ -157,9 +179,26 @@ export function uploadFrames(h: UploadHeaderFields, delta: TensorList): UploadFr
     base_manifest_sha256: h.baseManifestSha256 ?? h.task.base_manifest_sha256,
   };
   const binding = uploadBinding(h.who.run_id, h.who.client_id, task, h.numExamples ?? 10, version);
-  const sealed = sealUpload({ binding, tensors, plaintextChunks: dataChunks(delta, h.chunkBytes), coordinator: h.who.coordinator, identitySecretKey: h.signWith ?? h.who.identity.secretKey });
+  const sealed = sealUpload({
+    binding,
+    tensors,
+    plaintextChunks: dataChunks(delta, h.chunkBytes),
+    coordinator: h.who.coordinator,
+    identitySecretKey: h.signWith ?? h.who.identity.secretKey,
+  });
   return [
-    { header: { protocol_version: version, session_token: h.token ?? h.who.session_token, task_id: binding.taskId, round: binding.round, base_version: binding.baseVersion, num_examples: binding.numExamples, tensors, sealed: sealed.envelope } },
+    {
+      header: {
+        protocol_version: version,
+        session_token: h.token ?? h.who.session_token,
+        task_id: binding.taskId,
+        round: binding.round,
+        base_version: binding.baseVersion,
+        num_examples: binding.numExamples,
+        tensors,
+        sealed: sealed.envelope,
+      },
+    },
     ...sealed.chunks.map((chunk) => ({ chunk })),
     { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } },
   ];
@@ -208,7 +247,11 @@ export async function snapshotBytes(dir: string): Promise<Map<string, Buffer>> {
 /** Adds `seed`-derived constants to the global adapter; optional delay orders arrivals in tests. */
 export class ConstantTrainer implements Trainer {
   readonly backend = 'test';
-  constructor(private readonly value: number, private readonly numExamples = 10, private readonly delayMs = 0) {}
+  constructor(
+    private readonly value: number,
+    private readonly numExamples = 10,
+    private readonly delayMs = 0,
+  ) {}
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
     const end = Date.now() + this.delayMs;
     while (Date.now() < end) {
@@ -252,7 +295,9 @@ export async function upload(c: RawClient, frames: readonly UploadFrame[]): Prom
 
 /** ReportMetrics as a promise (rejects with the gRPC error). */
 export function reportMetrics(c: RawClient, token: string, taskId: string, round: number, metrics: Record<string, number> = { train_loss: 1 }): Promise<void> {
-  return new Promise((res, rej) => c.ReportMetrics({ session_token: token, task_id: taskId, round, num_examples: 10, backend: 'test', metrics }, (e) => (e ? rej(e) : res())));
+  return new Promise((res, rej) =>
+    c.ReportMetrics({ session_token: token, task_id: taskId, round, num_examples: 10, backend: 'test', metrics }, (e) => (e ? rej(e) : res())),
+  );
 }
 
 /** DownloadAdapter: resolves with the frame count when the stream ends, rejects with its error. */
@@ -282,7 +327,8 @@ export function firstTaskEvent(c: RawClient, token: string): Promise<TaskEvent__
 export async function settled(h: Harness, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (h.coordinator.engine.phase !== 'WAITING_FOR_CLIENTS') {
-    if (Date.now() > end) throw new Error(`settled: the coordinator is still in phase ${h.coordinator.engine.phase} after ${timeoutMs} ms (waiting for WAITING_FOR_CLIENTS)`);
+    if (Date.now() > end)
+      throw new Error(`settled: the coordinator is still in phase ${h.coordinator.engine.phase} after ${timeoutMs} ms (waiting for WAITING_FOR_CLIENTS)`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

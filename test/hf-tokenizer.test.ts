@@ -87,7 +87,10 @@ describe('chat_template through @huggingface/jinja', function () {
   });
 
   it('a directory without tokenizer.json is an error naming the file, not the path', async function () {
-    const err = await HfTokenizer.fromDir(path.join(FIX, 'llama', 'base')).then(() => undefined, (e: Error) => e);
+    const err = await HfTokenizer.fromDir(path.join(FIX, 'llama', 'base')).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err?.message).to.match(/^tokenizer\.json: cannot read it from the model directory \(ENOENT\)$/);
   });
 });

@@ -17,7 +17,12 @@ import type { Trainer } from '../client-sdk/trainer';
 import { rawClient, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const idle: Trainer = { backend: 'test', train: async () => { throw new Error('no training in this test'); } };
+const idle: Trainer = {
+  backend: 'test',
+  train: async () => {
+    throw new Error('no training in this test');
+  },
+};
 
 describe('join signatures are bound to the coordinator (issue 13 #3)', function () {
   this.timeout(30_000);
@@ -51,7 +56,9 @@ describe('join signatures are bound to the coordinator (issue 13 #3)', function 
     };
     relay = new grpc.Server();
     relay.addService(loadFedtuneProto().fedtune.v1.Federation.service, handlers as FederationHandlers);
-    const port = await new Promise<number>((res, rej) => relay.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const port = await new Promise<number>((res, rej) =>
+      relay.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+    );
     relayAddress = `127.0.0.1:${port}`;
   });
 
@@ -82,7 +89,7 @@ describe('join signatures are bound to the coordinator (issue 13 #3)', function 
     expect(a.coordinator.registry.connected().map((s) => s.name)).to.not.include('victim');
   });
 
-  it('A refuses it too when M claims A\'s key id: the signature covers the keys the site saw', async () => {
+  it("A refuses it too when M claims A's key id: the signature covers the keys the site saw", async () => {
     claim = 'a';
     const e = await joinThroughRelay();
     expect(e.code).to.equal(status.UNAUTHENTICATED);

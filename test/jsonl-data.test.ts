@@ -28,8 +28,16 @@ describe('JSON Lines data: errors name file, line and field', () => {
     ['messages not a list', '{"messages": "hi"}', /^d\.jsonl:1: field 'messages': must be a list/],
     ['empty messages', '{"messages": []}', /^d\.jsonl:1: field 'messages': is empty$/],
     ['a message that is not an object', '{"messages": [1]}', /^d\.jsonl:1: field 'messages\[0\]': must be an object/],
-    ['an unknown role', '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}', /^d\.jsonl:1: field 'messages\[1\]\.role': must be one of system, user, assistant, got "bot"$/],
-    ['a content that is not a string', '{"messages": [{"role": "assistant", "content": null}]}', /^d\.jsonl:1: field 'messages\[0\]\.content': must be a string, got null$/],
+    [
+      'an unknown role',
+      '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}',
+      /^d\.jsonl:1: field 'messages\[1\]\.role': must be one of system, user, assistant, got "bot"$/,
+    ],
+    [
+      'a content that is not a string',
+      '{"messages": [{"role": "assistant", "content": null}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.content': must be a string, got null$/,
+    ],
     ['no assistant turn', '{"messages": [{"role": "user", "content": "a"}]}', /^d\.jsonl:1: field 'messages': has no assistant turn/],
     ['no rows at all', '\n\n', /^d\.jsonl: has no rows$/],
   ];
@@ -55,18 +63,34 @@ describe('JSON Lines data: errors name file, line and field', () => {
     fs.writeFileSync(f, good + '{"prompt": "a", "completion": 7}\n');
     const tok = await HfTokenizer.fromDir(TOK_DIR);
     let result: unknown;
-    const err = await loadJsonlSftData(f, tok, { seed: 1 }).then((r) => ((result = r), undefined), (e: Error) => e);
+    const err = await loadJsonlSftData(f, tok, { seed: 1 }).then(
+      (r) => ((result = r), undefined),
+      (e: Error) => e,
+    );
     expect(result).to.equal(undefined);
     expect(err?.message).to.equal(`${f}:51: field 'completion': must be a string, got number`);
     fs.writeFileSync(f, Buffer.from([0x7b, 0xff, 0x7d, 0x0a]));
-    expect(await readJsonlFile(f).then(() => '', (e: Error) => e.message)).to.equal(`${f}: is not valid UTF-8`);
+    expect(
+      await readJsonlFile(f).then(
+        () => '',
+        (e: Error) => e.message,
+      ),
+    ).to.equal(`${f}: is not valid UTF-8`);
     fs.rmSync(dir, { recursive: true, force: true });
-    expect(await readJsonlFile(f).then(() => '', (e: Error) => e.message)).to.equal(`${f}: cannot read it (ENOENT)`);
+    expect(
+      await readJsonlFile(f).then(
+        () => '',
+        (e: Error) => e.message,
+      ),
+    ).to.equal(`${f}: cannot read it (ENOENT)`);
   });
 
   it('skips blank lines and CRLF endings; numbers lines as an editor does', () => {
     const rows = parseJsonl('d.jsonl', '\r\n{"prompt": "a", "completion": "b"}\r\n\n{"messages": [{"role": "assistant", "content": "x"}]}\n');
-    expect(rows.map((r) => [r.kind, r.line])).to.deep.equal([['completion', 2], ['chat', 4]]);
+    expect(rows.map((r) => [r.kind, r.line])).to.deep.equal([
+      ['completion', 2],
+      ['chat', 4],
+    ]);
   });
 });
 

@@ -16,9 +16,25 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 function startCoordinator(port: number, runDir: string, holdMs: number, total = 2): { child: ChildProcess; out: string[] } {
   const script = path.join(__dirname, 'fixtures', 'tiny-coordinator.js');
-  const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', String(total), '--rounds.minClients', '2', '--rounds.minUpdates', '2'];
+  const args = [
+    '--server.port',
+    String(port),
+    '--run.dir',
+    runDir,
+    '--run.seed',
+    '5',
+    '--rounds.total',
+    String(total),
+    '--rounds.minClients',
+    '2',
+    '--rounds.minUpdates',
+    '2',
+  ];
   args.push('--rounds.deadlineMs', '30000', '--rounds.maxAttempts', '2', '--log.level', 'warn', '--auth.mode', 'tofu');
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDTUNE_TEST_HOLD_COMMIT_MS: String(holdMs) } });
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FEDTUNE_TEST_HOLD_COMMIT_MS: String(holdMs) },
+  });
   const out: string[] = [];
   child.stdout!.on('data', (d: Buffer) => out.push(d.toString()));
   child.stderr!.on('data', (d: Buffer) => out.push(d.toString()));
@@ -65,15 +81,28 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     const first = startCoordinator(port, runDir, 60_000);
     children.push(first.child);
     const tasks: { site: string; round: number; taskId: string }[] = [];
-    for (const [name, value] of [['a', 0.25], ['b', 0.75]] as const) {
-      const c = new FederationClient({ address: `127.0.0.1:${port}`, name, identity: testIdentity(name), trainer: new ConstantTrainer(value, name === 'a' ? 10 : 30), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+    for (const [name, value] of [
+      ['a', 0.25],
+      ['b', 0.75],
+    ] as const) {
+      const c = new FederationClient({
+        address: `127.0.0.1:${port}`,
+        name,
+        identity: testIdentity(name),
+        trainer: new ConstantTrainer(value, name === 'a' ? 10 : 30),
+        backoff: { initialMs: 50, maxMs: 300, factor: 2 },
+      });
       c.on('task', (t) => tasks.push({ site: name, round: t.round, taskId: t.taskId }));
       sites.push(c);
     }
     const runs = sites.map((s) => s.run());
 
     // Both updates accepted (spooled before the sites were answered) and the process sits before its commit.
-    await waitFor(async () => (await spooled()).length === 2 && first.out.join('').includes('holding before commit'), 60_000, 'round 1 uploads in the first process');
+    await waitFor(
+      async () => (await spooled()).length === 2 && first.out.join('').includes('holding before commit'),
+      60_000,
+      'round 1 uploads in the first process',
+    );
     await kill9(first.child);
     expect(await latest()).to.equal('v000000');
 
@@ -101,9 +130,17 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     const v1 = JSON.parse(await fs.readFile(path.join(runDir, 'versions', 'v000001', 'manifest.json'), 'utf8')) as Manifest;
     expect(v1).to.include({ round: 1, attempt: 3 });
     const byName = [...v1.participants].sort((x, y) => (x.clientName < y.clientName ? -1 : 1));
-    expect(byName.map((p) => [p.clientName, p.numExamples, p.weight, p.metrics.train_loss])).to.deep.equal([['a', 10, 0.25, 0.25], ['b', 30, 0.75, 0.75]]);
+    expect(byName.map((p) => [p.clientName, p.numExamples, p.weight, p.metrics.train_loss])).to.deep.equal([
+      ['a', 10, 0.25, 0.25],
+      ['b', 30, 0.75, 0.75],
+    ]);
     // Each site trained round 1 once: the carried updates were not re-trained.
-    expect(tasks.filter((t) => t.round === 1).map((t) => t.site).sort()).to.deep.equal(['a', 'b']);
+    expect(
+      tasks
+        .filter((t) => t.round === 1)
+        .map((t) => t.site)
+        .sort(),
+    ).to.deep.equal(['a', 'b']);
     // Every task id issued was unique.
     expect(new Set(tasks.map((t) => t.taskId)).size).to.equal(tasks.length);
     // Round 1's value: (10·0.25 + 30·0.75)/40 = 0.625; round 2 adds the same again.
@@ -121,7 +158,13 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     children.push(first.child);
     const tasks: { site: string; taskId: string }[] = [];
     const mk = (name: string, delayMs: number): FederationClient => {
-      const c = new FederationClient({ address: `127.0.0.1:${port}`, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5, 10, delayMs), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+      const c = new FederationClient({
+        address: `127.0.0.1:${port}`,
+        name,
+        identity: testIdentity(name),
+        trainer: new ConstantTrainer(0.5, 10, delayMs),
+        backoff: { initialMs: 50, maxMs: 300, factor: 2 },
+      });
       c.on('task', (t) => tasks.push({ site: name, taskId: t.taskId }));
       sites.push(c);
       return c;
@@ -152,9 +195,17 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     const first = await startInProcess(runDir, { total: 1 });
     // Keep round 1's spooled (sealed, signed) updates before the commit removes them.
     const copies: Promise<void>[] = [];
-    first.coordinator.on('updateAccepted', (e) => copies.push(fs.copyFile(path.join(runDir, 'spool', 'round-1', `${e.clientId}.sealed`), path.join(kept, `${e.clientId}.sealed`))));
+    first.coordinator.on('updateAccepted', (e) =>
+      copies.push(fs.copyFile(path.join(runDir, 'spool', 'round-1', `${e.clientId}.sealed`), path.join(kept, `${e.clientId}.sealed`))),
+    );
     const mk = (name: string): FederationClient => {
-      const c = new FederationClient({ address: first.address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+      const c = new FederationClient({
+        address: first.address,
+        name,
+        identity: testIdentity(name),
+        trainer: new ConstantTrainer(0.5),
+        backoff: { initialMs: 50, maxMs: 300, factor: 2 },
+      });
       sites.push(c);
       return c;
     };
@@ -168,7 +219,10 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     // Plant them as round 2's spool, one as is (a replay across rounds) and one with a flipped ciphertext byte.
     const dir2 = path.join(runDir, 'spool', 'round-2');
     await fs.mkdir(dir2, { recursive: true });
-    await fs.writeFile(path.join(dir2, 'attempt.json'), JSON.stringify({ round: 2, baseManifestSha256: v1!.manifestSha256, attempt: 1, failed: 0, selected: ids, selectionSeed: 1 }));
+    await fs.writeFile(
+      path.join(dir2, 'attempt.json'),
+      JSON.stringify({ round: 2, baseManifestSha256: v1!.manifestSha256, attempt: 1, failed: 0, selected: ids, selectionSeed: 1 }),
+    );
     await fs.copyFile(path.join(kept, `${ids[0]}.sealed`), path.join(dir2, `${ids[0]}.sealed`));
     const tampered = await fs.readFile(path.join(kept, `${ids[1]}.sealed`));
     tampered[tampered.length - 1] ^= 1; // in the last chunk's authentication tag
@@ -181,7 +235,13 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     const failed: string[] = [];
     second.coordinator.on('roundFailed', (e) => failed.push(e.reason));
     const again = ['p', 'q'].map((name) => {
-      const c = new FederationClient({ address: second.address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.25), backoff: { initialMs: 50, maxMs: 300, factor: 2 } });
+      const c = new FederationClient({
+        address: second.address,
+        name,
+        identity: testIdentity(name),
+        trainer: new ConstantTrainer(0.25),
+        backoff: { initialMs: 50, maxMs: 300, factor: 2 },
+      });
       c.on('task', (t) => trained.push(`${name}:${t.round}`));
       sites.push(c);
       return c.run();

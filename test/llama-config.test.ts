@@ -22,29 +22,107 @@ describe('Llama-family config.json', () => {
   });
 
   it('reads config.json shaped like the hub checkpoints of Llama 3.2, Qwen2.5, SmolLM2, TinyLlama and Mistral 7B', () => {
-    const common = { architectures: ['X'], bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16', transformers_version: '4.45.0', use_cache: true, initializer_range: 0.02, hidden_act: 'silu', attention_dropout: 0.0, rms_norm_eps: 1e-5 };
+    const common = {
+      architectures: ['X'],
+      bos_token_id: 1,
+      eos_token_id: 2,
+      torch_dtype: 'bfloat16',
+      transformers_version: '4.45.0',
+      use_cache: true,
+      initializer_range: 0.02,
+      hidden_act: 'silu',
+      attention_dropout: 0.0,
+      rms_norm_eps: 1e-5,
+    };
     const llama32 = parseLlamaConfig({
-      ...common, model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
-      num_key_value_heads: 8, head_dim: 64, max_position_embeddings: 131072, mlp_bias: false, attention_bias: false, pretraining_tp: 1, rope_theta: 500000.0,
-      rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' }, tie_word_embeddings: true,
+      ...common,
+      model_type: 'llama',
+      vocab_size: 128256,
+      hidden_size: 2048,
+      intermediate_size: 8192,
+      num_hidden_layers: 16,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      head_dim: 64,
+      max_position_embeddings: 131072,
+      mlp_bias: false,
+      attention_bias: false,
+      pretraining_tp: 1,
+      rope_theta: 500000.0,
+      rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+      tie_word_embeddings: true,
     });
     expect(llama32).to.include({ nKvHead: 8, headDim: 64, tieWordEmbeddings: true });
     const qwen25 = parseLlamaConfig({
-      ...common, model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14,
-      num_key_value_heads: 2, max_position_embeddings: 32768, max_window_layers: 21, rope_theta: 1000000.0, rope_scaling: null, sliding_window: 32768,
-      use_sliding_window: false, use_mrope: false, tie_word_embeddings: true, rms_norm_eps: 1e-6,
+      ...common,
+      model_type: 'qwen2',
+      vocab_size: 151936,
+      hidden_size: 896,
+      intermediate_size: 4864,
+      num_hidden_layers: 24,
+      num_attention_heads: 14,
+      num_key_value_heads: 2,
+      max_position_embeddings: 32768,
+      max_window_layers: 21,
+      rope_theta: 1000000.0,
+      rope_scaling: null,
+      sliding_window: 32768,
+      use_sliding_window: false,
+      use_mrope: false,
+      tie_word_embeddings: true,
+      rms_norm_eps: 1e-6,
     });
     expect(qwen25).to.include({ qkvBias: true, headDim: 64 });
     expect(qwen25.slidingWindow).to.equal(undefined);
     const smol = parseLlamaConfig({
-      ...common, model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9,
-      num_key_value_heads: 3, max_position_embeddings: 8192, rope_theta: 100000, rope_scaling: null, rope_interleaved: false, is_llama_config: true,
-      pretraining_tp: 1, tie_word_embeddings: true, pad_token_id: 2,
+      ...common,
+      model_type: 'llama',
+      vocab_size: 49152,
+      hidden_size: 576,
+      intermediate_size: 1536,
+      num_hidden_layers: 30,
+      num_attention_heads: 9,
+      num_key_value_heads: 3,
+      max_position_embeddings: 8192,
+      rope_theta: 100000,
+      rope_scaling: null,
+      rope_interleaved: false,
+      is_llama_config: true,
+      pretraining_tp: 1,
+      tie_word_embeddings: true,
+      pad_token_id: 2,
     });
     expect(smol).to.include({ headDim: 64, nKvHead: 3 });
-    const tiny = parseLlamaConfig({ ...common, model_type: 'llama', vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22, num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rope_scaling: null, rope_theta: 10000.0, tie_word_embeddings: false, pretraining_tp: 1 });
+    const tiny = parseLlamaConfig({
+      ...common,
+      model_type: 'llama',
+      vocab_size: 32000,
+      hidden_size: 2048,
+      intermediate_size: 5632,
+      num_hidden_layers: 22,
+      num_attention_heads: 32,
+      num_key_value_heads: 4,
+      max_position_embeddings: 2048,
+      rope_scaling: null,
+      rope_theta: 10000.0,
+      tie_word_embeddings: false,
+      pretraining_tp: 1,
+    });
     expect(tiny).to.have.deep.property('rope', { type: 'default' });
-    const mistral = parseLlamaConfig({ ...common, model_type: 'mistral', vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 32768, rope_theta: 10000.0, sliding_window: 4096, tie_word_embeddings: false });
+    const mistral = parseLlamaConfig({
+      ...common,
+      model_type: 'mistral',
+      vocab_size: 32000,
+      hidden_size: 4096,
+      intermediate_size: 14336,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      max_position_embeddings: 32768,
+      rope_theta: 10000.0,
+      sliding_window: 4096,
+      tie_word_embeddings: false,
+    });
     expect(mistral.slidingWindow).to.equal(4096);
   });
 
@@ -79,7 +157,12 @@ describe('Llama-family config.json', () => {
   it('LoRA on any subset of the seven projections, with PEFT key names; all-linear takes all seven', () => {
     const cfg = parseModelConfig(read('llama'));
     const lora = { r: 2, alpha: 4, dropout: 0, targetModules: ['v_proj', 'down_proj'] };
-    expect(loraTargetPaths(cfg, lora)).to.deep.equal(['layers.0.mlp.down_proj', 'layers.0.self_attn.v_proj', 'layers.1.mlp.down_proj', 'layers.1.self_attn.v_proj']);
+    expect(loraTargetPaths(cfg, lora)).to.deep.equal([
+      'layers.0.mlp.down_proj',
+      'layers.0.self_attn.v_proj',
+      'layers.1.mlp.down_proj',
+      'layers.1.self_attn.v_proj',
+    ]);
     const names = initLoraAdapter(cfg, lora, 1).map((t) => `${t.name} ${t.shape.join('x')}`);
     expect(names).to.include('base_model.model.model.layers.1.mlp.down_proj.lora_A.weight 2x128');
     expect(names).to.include('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight 32x2');

@@ -40,7 +40,10 @@ describe('Llama LoRA gradients against finite differences', function () {
       prompt: Array.from({ length: 6 }, () => rng.nextInt(256)),
       completion: Array.from({ length: 4 }, () => rng.nextInt(256)),
     }));
-    return packBatch(examples.map((ex) => fitToWindow(ex, 16)).map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })), 16);
+    return packBatch(
+      examples.map((ex) => fitToWindow(ex, 16)).map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })),
+      16,
+    );
   }
 
   async function lossAndGrad(theta?: Float32Array): Promise<{ loss: number; grad: Float32Array }> {

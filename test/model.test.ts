@@ -68,7 +68,15 @@ const copyAdapter = (xs: readonly NamedTensor[]): NamedTensor[] => xs.map((t) =>
 describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
   let model: Gpt2Model;
   let weights: NamedTensor[];
-  const ids = (): tf.Tensor2D => tf.tensor2d([[5, 9, 1, 33, 2, 60, 7, 7], [0, 63, 12, 4, 4, 4, 18, 2]], undefined, 'int32');
+  const ids = (): tf.Tensor2D =>
+    tf.tensor2d(
+      [
+        [5, 9, 1, 33, 2, 60, 7, 7],
+        [0, 63, 12, 4, 4, 4, 18, 2],
+      ],
+      undefined,
+      'int32',
+    );
 
   before(async function () {
     expect(await selectBackend()).to.be.oneOf(['wasm', 'webgpu', 'tensorflow']);
@@ -121,7 +129,12 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
   it('rejects weights that do not fit the config', function () {
     const bad = weights.map((t) => (t.name === 'h.0.mlp.c_fc.weight' ? { ...t, shape: [t.shape[1], t.shape[0]] } : t));
     expect(() => Gpt2Model.fromTensors(CFG, bad)).to.throw(/h\.0\.mlp\.c_fc\.weight/);
-    expect(() => Gpt2Model.fromTensors(CFG, weights.filter((t) => t.name !== 'ln_f.bias'))).to.throw(/missing/);
+    expect(() =>
+      Gpt2Model.fromTensors(
+        CFG,
+        weights.filter((t) => t.name !== 'ln_f.bias'),
+      ),
+    ).to.throw(/missing/);
   });
 
   it('LoRA with B = 0 gives exactly the base logits', async function () {
@@ -209,10 +222,12 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     const l = loraStateFromAdapter(adapter, { ...LORA, dropout: 0 });
     const vars = [...l.state.modules.values()].flatMap((m) => [m.a, m.b]);
     const names = [...l.state.modules.keys()].flatMap((p) => [p + '.A', p + '.B']);
-    const grads = tf.tidy(() => tf.grads((...xs: tf.Tensor[]) => {
-      const modules = new Map([...l.state.modules.keys()].map((p, i) => [p, { a: xs[2 * i] as tf.Tensor2D, b: xs[2 * i + 1] as tf.Tensor2D }]));
-      return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { ...l.state, modules } }, true))) as tf.Scalar;
-    })(vars));
+    const grads = tf.tidy(() =>
+      tf.grads((...xs: tf.Tensor[]) => {
+        const modules = new Map([...l.state.modules.keys()].map((p, i) => [p, { a: xs[2 * i] as tf.Tensor2D, b: xs[2 * i + 1] as tf.Tensor2D }]));
+        return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { ...l.state, modules } }, true))) as tf.Scalar;
+      })(vars),
+    );
     // Directional derivative along a random direction, against a central difference.
     const rng = new Prng(4);
     const dir = adapter.map((t) => Float32Array.from(t.data, () => rng.nextFloat() - 0.5));
@@ -269,7 +284,7 @@ describe('model: GPT-2 + LoRA + SFT on a tiny random model', function () {
     expect(out.adapter.some((t, i) => maxAbsDiff(t.data, global[i].data) > 0)).to.equal(true);
   });
 
-  it('keeps the caller\'s key spelling (PEFT .default infix) in the trained adapter', async function () {
+  it("keeps the caller's key spelling (PEFT .default infix) in the trained adapter", async function () {
     const trainer = new LoraSftTrainer({ model, lora: LORA, train: toyData(8, 5) });
     const global = initLoraAdapter(CFG, LORA, 7).map((t) => ({ ...t, name: t.name.replace('.weight', '.default.weight') }));
     const out = await trainer.train(global, plan({ localSteps: 1 }));

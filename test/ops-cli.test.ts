@@ -47,7 +47,11 @@ function runUntil(args: string[], ready: (out: string) => boolean, signal: NodeJ
   });
 }
 
-const jsonLines = (out: string): Record<string, unknown>[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+const jsonLines = (out: string): Record<string, unknown>[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 const count = (out: string, text: string): number => out.split(text).length - 1;
 
 describe('ops: the coordinator command never runs silently', function () {
@@ -92,7 +96,11 @@ describe('ops: the coordinator command never runs silently', function () {
 
   it('SIGTERM drains the same way; log.format pretty prints pino-pretty lines', async () => {
     const dir = await runDir();
-    const { out, code } = await runUntil(['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200'], (o) => o.includes('waiting for 2 more sites'), 'SIGTERM');
+    const { out, code } = await runUntil(
+      ['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200'],
+      (o) => o.includes('waiting for 2 more sites'),
+      'SIGTERM',
+    );
     expect(code, out).to.equal(0);
     expect(out).to.match(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: effective configuration$/m);
     expect(out).to.match(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: waiting for 2 more sites \(0 of 2 connected\)$/m);
@@ -102,15 +110,35 @@ describe('ops: the coordinator command never runs silently', function () {
 
   it('stop() mid-round abandons the open attempt: nothing committed, health NOT_SERVING, done resolves with the last version', async () => {
     const dir = await runDir();
-    const config = loadConfig({ overrides: { server: { port: 0 }, run: { dir, seed: 2 }, rounds: { total: 2, minClients: 2, minUpdates: 2, deadlineMs: 20_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } } });
-    const c = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const config = loadConfig({
+      overrides: {
+        server: { port: 0 },
+        run: { dir, seed: 2 },
+        rounds: { total: 2, minClients: 2, minUpdates: 2, deadlineMs: 20_000 },
+        log: { level: 'silent' },
+        auth: { mode: 'tofu' },
+      },
+    });
+    const c = new Coordinator({
+      config,
+      initialAdapter: () => smallAdapter(0),
+      adapterConfig: { peft_type: 'LORA' },
+      baseModel: { name: 'test', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'silent' }),
+    });
     const sites: FederationClient[] = [];
     try {
       const { address } = await c.start();
       const started = new Promise<void>((r) => c.once('roundStarted', () => r()));
       for (const name of ['slow-one', 'slow-two']) {
         // Training outlasts the test: the attempt is open when stop() comes.
-        const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5, 10, 15_000), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+        const s = new FederationClient({
+          address,
+          name,
+          identity: testIdentity(name),
+          trainer: new ConstantTrainer(0.5, 10, 15_000),
+          backoff: { initialMs: 20, maxMs: 200, factor: 2 },
+        });
         sites.push(s);
         void s.run().catch(() => undefined);
       }
@@ -137,14 +165,32 @@ describe('ops: the coordinator command never runs silently', function () {
       },
     });
     const config = loadConfig({
-      overrides: { server: { port: 0 }, run: { dir, seed: 2 }, rounds: { total: 2, minClients: 2, minUpdates: 2, deadlineMs: 20_000 }, log: { level: 'info', progressMs: 100 }, auth: { mode: 'tofu' } },
+      overrides: {
+        server: { port: 0 },
+        run: { dir, seed: 2 },
+        rounds: { total: 2, minClients: 2, minUpdates: 2, deadlineMs: 20_000 },
+        log: { level: 'info', progressMs: 100 },
+        auth: { mode: 'tofu' },
+      },
     });
-    const c = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, logger: pino({ level: 'info' }, sink) });
+    const c = new Coordinator({
+      config,
+      initialAdapter: () => smallAdapter(0),
+      adapterConfig: { peft_type: 'LORA' },
+      baseModel: { name: 'test', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'info' }, sink),
+    });
     const sites: FederationClient[] = [];
     try {
       const { address } = await c.start();
       const site = (name: string): void => {
-        const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.5, 10), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+        const s = new FederationClient({
+          address,
+          name,
+          identity: testIdentity(name),
+          trainer: new ConstantTrainer(0.5, 10),
+          backoff: { initialMs: 20, maxMs: 200, factor: 2 },
+        });
         sites.push(s);
         void s.run().catch(() => undefined);
       };

@@ -42,26 +42,38 @@ describe('ops: configuration errors name the key, the source and the value', fun
     expect(message({ args: ['--rounds', '3'] })).to.equal('invalid configuration: unknown flag --rounds; did you mean --rounds.total?');
     expect(message({ args: ['--round.minClients=3'] })).to.equal('invalid configuration: unknown flag --round.minClients; did you mean --rounds.minClients?');
     expect(message({ args: ['--lora.rank', '4'] })).to.equal('invalid configuration: unknown flag --lora.rank; `fedtune config` lists every key');
-    expect(message({ args: ['--rounds.total', '3', 'extra'] })).to.equal('invalid configuration: unexpected argument "extra": settings are given as --section.key value');
+    expect(message({ args: ['--rounds.total', '3', 'extra'] })).to.equal(
+      'invalid configuration: unexpected argument "extra": settings are given as --section.key value',
+    );
   });
 
   it('an unknown FEDTUNE_* variable names the closest valid one; the site and test variables pass', () => {
-    expect(message({ env: { FEDTUNE_ROUNDS_TOTL: '3' } })).to.equal('invalid configuration: unknown environment variable FEDTUNE_ROUNDS_TOTL; did you mean FEDTUNE_ROUNDS_TOTAL?');
+    expect(message({ env: { FEDTUNE_ROUNDS_TOTL: '3' } })).to.equal(
+      'invalid configuration: unknown environment variable FEDTUNE_ROUNDS_TOTL; did you mean FEDTUNE_ROUNDS_TOTAL?',
+    );
     expect(message({ env: { FEDTUNE_METRICS: '9464', FEDTUNE_NONSENSE: '1' } })).to.equal(
       'invalid configuration: unknown environment variable FEDTUNE_METRICS; did you mean FEDTUNE_METRICS_PORT?; unknown environment variable FEDTUNE_NONSENSE; `fedtune config` lists every key',
     );
-    expect(loadConfig({ env: { FEDTUNE_BACKEND: 'wasm', FEDTUNE_ENGINE: 'auto', FEDTUNE_TEST_KILL_AT: 'x', FEDTUNE_CI_CONTAINER: '1', HOME: '/h' } }).rounds.total).to.equal(5);
+    expect(
+      loadConfig({ env: { FEDTUNE_BACKEND: 'wasm', FEDTUNE_ENGINE: 'auto', FEDTUNE_TEST_KILL_AT: 'x', FEDTUNE_CI_CONTAINER: '1', HOME: '/h' } }).rounds.total,
+    ).to.equal(5);
   });
 
   it('a bad value names its source and the value as given', async () => {
-    expect(message({ env: { FEDTUNE_ROUNDS_TOTAL: 'abc' } })).to.equal('invalid configuration: environment variable FEDTUNE_ROUNDS_TOTAL="abc": rounds.total: must be an integer ≥ 1');
+    expect(message({ env: { FEDTUNE_ROUNDS_TOTAL: 'abc' } })).to.equal(
+      'invalid configuration: environment variable FEDTUNE_ROUNDS_TOTAL="abc": rounds.total: must be an integer ≥ 1',
+    );
     expect(message({ args: ['--rounds.total', '0'] })).to.equal('invalid configuration: flag --rounds.total "0": rounds.total: must be an integer ≥ 1');
-    expect(message({ args: ['--server.port=70000'] })).to.equal('invalid configuration: flag --server.port="70000": server.port: must be a port number 0..65535 (0: any free port): value was 70000');
+    expect(message({ args: ['--server.port=70000'] })).to.equal(
+      'invalid configuration: flag --server.port="70000": server.port: must be a port number 0..65535 (0: any free port): value was 70000',
+    );
     const file = path.join(dir, 'bad.json');
     await fs.writeFile(file, JSON.stringify({ rounds: { minClients: 0 } }));
     expect(message({ file })).to.equal(`invalid configuration: file ${file}: rounds.minClients: must be an integer ≥ 1`);
     // The flag wins over the variable, and is the one named.
-    expect(message({ env: { FEDTUNE_LORA_R: '4' }, args: ['--lora.r', 'x'] })).to.equal('invalid configuration: flag --lora.r "x": lora.r: must be an integer ≥ 1');
+    expect(message({ env: { FEDTUNE_LORA_R: '4' }, args: ['--lora.r', 'x'] })).to.equal(
+      'invalid configuration: flag --lora.r "x": lora.r: must be an integer ≥ 1',
+    );
   });
 
   it('`fedtune coordinator` exits 1 with the message and creates nothing', async () => {

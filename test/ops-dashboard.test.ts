@@ -16,7 +16,16 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 const CHROMIUM = '/usr/bin/chromium';
 // As the environment notes say: without the background-networking flags Chromium tries the closed network.
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** A site that also reports local validation (eval_loss, eval_accuracy) that improves with the version. */
 class EvalTrainer extends ConstantTrainer {
@@ -79,8 +88,17 @@ describe('ops: dashboard in headless Chromium', function () {
       logger: pino({ level: 'silent' }),
     });
     const { address } = await coordinator.start();
-    for (const [name, value] of [['hospital-north', 0.8], ['hospital-south', 0.4]] as const) {
-      const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new EvalTrainer(value, 10), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+    for (const [name, value] of [
+      ['hospital-north', 0.8],
+      ['hospital-south', 0.4],
+    ] as const) {
+      const s = new FederationClient({
+        address,
+        name,
+        identity: testIdentity(name),
+        trainer: new EvalTrainer(value, 10),
+        backoff: { initialMs: 20, maxMs: 200, factor: 2 },
+      });
       sites.push(s);
       void s.run().catch(() => undefined);
     }
@@ -97,9 +115,15 @@ describe('ops: dashboard in headless Chromium', function () {
     expect(await page.textContent('#loss-chart .caption')).to.equal('Loss per round (2 rounds)');
     expect(await page.textContent('#accuracy-chart .caption')).to.equal('Accuracy per round (2 rounds)');
     // train (sites), validation (sites), held-out: one line each.
-    expect(await page.$$eval('#loss-chart polyline', (ls) => ls.map((l) => l.getAttribute('data-metric')))).to.deep.equal(['clients.eval_loss', 'clients.train_loss', 'heldout.eval_loss']);
+    expect(await page.$$eval('#loss-chart polyline', (ls) => ls.map((l) => l.getAttribute('data-metric')))).to.deep.equal([
+      'clients.eval_loss',
+      'clients.train_loss',
+      'heldout.eval_loss',
+    ]);
     expect(await page.$$eval('#loss-chart .xtick', (ts) => ts.map((t) => t.textContent))).to.deep.equal(['0', '1', '2']);
-    expect(await page.textContent('#progress-text')).to.contain('version 2 of 2').and.contain('phase FINISHED');
+    expect(await page.textContent('#progress-text'))
+      .to.contain('version 2 of 2')
+      .and.contain('phase FINISHED');
     const siteRows = await page.$$eval('#sites-table tr', (rs) => rs.slice(1).map((r) => [...r.children].map((c) => c.textContent)));
     expect(siteRows).to.deep.equal([
       ['hospital-north', 'idle', 'test', '2'],
@@ -112,7 +136,10 @@ describe('ops: dashboard in headless Chromium', function () {
       ['0', 'signed'],
     ]);
     expect(errors).to.deep.equal([]);
-    const shot = process.env.FEDTUNE_TEST_UPDATE_SCREENSHOT === '1' ? path.resolve(__dirname, '..', '..', 'docs', 'dashboard.png') : path.join(os.tmpdir(), 'fedtune-dashboard.png');
+    const shot =
+      process.env.FEDTUNE_TEST_UPDATE_SCREENSHOT === '1'
+        ? path.resolve(__dirname, '..', '..', 'docs', 'dashboard.png')
+        : path.join(os.tmpdir(), 'fedtune-dashboard.png');
     await fs.mkdir(path.dirname(shot), { recursive: true });
     await page.screenshot({ path: shot, fullPage: true });
     await page.close();
@@ -144,6 +171,9 @@ describe('ops: dashboard in headless Chromium', function () {
   it('refuses a dashboard off loopback without a token', () => {
     expect(() => loadConfig({ overrides: { dashboard: { port: 8080, host: '0.0.0.0' } } }))
       .to.throw(ConfigError)
-      .with.property('message', 'invalid configuration: dashboard.host 0.0.0.0 is not a loopback address: set dashboard.token (at least 16 characters) so the dashboard asks for it');
+      .with.property(
+        'message',
+        'invalid configuration: dashboard.host 0.0.0.0 is not a loopback address: set dashboard.token (at least 16 characters) so the dashboard asks for it',
+      );
   });
 });

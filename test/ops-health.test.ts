@@ -24,7 +24,13 @@ function coordinator(runDir: string, initialAdapter: () => Promise<NamedTensor[]
       auth: { mode: 'tofu' },
     },
   });
-  return new Coordinator({ config, initialAdapter, adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+  return new Coordinator({
+    config,
+    initialAdapter,
+    adapterConfig: { peft_type: 'LORA' },
+    baseModel: { name: 'test', sha256: '0'.repeat(64) },
+    logger: pino({ level: 'silent' }),
+  });
 }
 
 async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -45,7 +51,16 @@ interface ReflectionResponse {
 function reflect(address: string, request: Record<string, string>): Promise<ReflectionResponse> {
   const proto = path.join(path.dirname(require.resolve('@grpc/reflection')), '..', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
   const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(proto, { keepCase: true, defaults: true, oneofs: true })) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, ReflectionResponse> } } } };
+    grpc: {
+      reflection: {
+        v1: {
+          ServerReflection: new (
+            a: string,
+            c: grpc.ChannelCredentials,
+          ) => grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, ReflectionResponse> };
+        };
+      };
+    };
   };
   const c = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
   return new Promise((resolve, reject) => {
@@ -111,7 +126,13 @@ describe('ops: gRPC health and reflection', function () {
     const c = coordinator(await dir(), () => smallAdapter(0));
     started.push(c);
     const { address } = await c.start();
-    const site = new FederationClient({ address, name: 'site-h', identity: testIdentity('site-h'), trainer: new ConstantTrainer(0.25), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+    const site = new FederationClient({
+      address,
+      name: 'site-h',
+      identity: testIdentity('site-h'),
+      trainer: new ConstantTrainer(0.25),
+      backoff: { initialMs: 20, maxMs: 200, factor: 2 },
+    });
     void site.run().catch(() => undefined);
     try {
       const final = await c.done;

@@ -23,11 +23,13 @@ function parseExposition(text: string): Map<string, number> {
 
 function get(url: string): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
-    }).on('error', reject);
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -54,11 +56,23 @@ describe('ops: Prometheus metrics', function () {
         auth: { mode: 'tofu' },
       },
     });
-    coordinator = new Coordinator({ config, initialAdapter: () => smallAdapter(0), adapterConfig: { peft_type: 'LORA' }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    coordinator = new Coordinator({
+      config,
+      initialAdapter: () => smallAdapter(0),
+      adapterConfig: { peft_type: 'LORA' },
+      baseModel: { name: 'test', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'silent' }),
+    });
     return coordinator;
   }
   const site = (address: string, name: string): FederationClient => {
-    const s = new FederationClient({ address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.25, 10), backoff: { initialMs: 20, maxMs: 200, factor: 2 } });
+    const s = new FederationClient({
+      address,
+      name,
+      identity: testIdentity(name),
+      trainer: new ConstantTrainer(0.25, 10),
+      backoff: { initialMs: 20, maxMs: 200, factor: 2 },
+    });
     sites.push(s);
     void s.run().catch(() => undefined);
     return s;
@@ -134,7 +148,7 @@ describe('ops: Prometheus metrics', function () {
         () => undefined,
         (e: NodeJS.ErrnoException) => e,
       );
-      expect(err?.code, String(err)).to.equal("EADDRINUSE");
+      expect(err?.code, String(err)).to.equal('EADDRINUSE');
       expect(c.ops!.metricsEndpoint).to.equal(undefined);
     } finally {
       await new Promise<void>((r) => busy.close(() => r()));

@@ -22,8 +22,16 @@ const TOK = path.join(ROOT, 'test', 'fixtures', 'llama', 'tok-bytelevel');
 function makeModelDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
   const cfg = parseLlamaConfig({
-    model_type: 'llama', vocab_size: 400, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000,
+    model_type: 'llama',
+    vocab_size: 400,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 128,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
   });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(toHfLlamaConfigJson(cfg)));
   fs.writeFileSync(path.join(dir, 'model.safetensors'), writeSafetensors(randomLlamaWeights(cfg, 3), { format: 'pt' }));
@@ -34,7 +42,15 @@ function dataFile(file: string, site: number): void {
   const rows: string[] = [];
   for (let i = 0; i < 10; i++) {
     rows.push(JSON.stringify({ prompt: `Site ${site} question ${i}: what is ${i} plus ${i}?`, completion: ` ${2 * i}` }));
-    rows.push(JSON.stringify({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: `Say ${i}.` }, { role: 'assistant', content: `${i}.` }] }));
+    rows.push(
+      JSON.stringify({
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: `Say ${i}.` },
+          { role: 'assistant', content: `${i}.` },
+        ],
+      }),
+    );
   }
   fs.writeFileSync(file, rows.join('\n') + '\n');
 }
@@ -81,7 +97,22 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
   it('two sites train the coordinator-configured LoRA on their own files; version 1 has Llama PEFT keys', async function () {
     h = await start(path.join(tmp, 'run'));
     const site = (name: string, data: string): Promise<{ code: number; stdout: string; stderr: string }> =>
-      runSite(['--address', h!.address, '--name', name, '--model', modelDir(), '--data', data, '--identity', path.join(tmp, `${name}.id.json`), '--lora.r', '4', '--lora.target-modules', 'down_proj,q_proj,v_proj']);
+      runSite([
+        '--address',
+        h!.address,
+        '--name',
+        name,
+        '--model',
+        modelDir(),
+        '--data',
+        data,
+        '--identity',
+        path.join(tmp, `${name}.id.json`),
+        '--lora.r',
+        '4',
+        '--lora.target-modules',
+        'down_proj,q_proj,v_proj',
+      ]);
     const [a, b] = await Promise.all([site('site-a', path.join(tmp, 'a.jsonl')), site('site-b', path.join(tmp, 'b.jsonl'))]);
     expect(a.code, a.stderr).to.equal(0);
     expect(b.code, b.stderr).to.equal(0);
@@ -101,12 +132,28 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
     const b0 = v0.find((t) => t.name.endsWith('layers.0.self_attn.q_proj.lora_B.weight'))!;
     const b1 = v1.find((t) => t.name === b0.name)!;
     expect(b0.data.every((x) => x === 0)).to.equal(true);
-    expect(b1.data.some((x) => x !== 0), 'training moved B').to.equal(true);
+    expect(
+      b1.data.some((x) => x !== 0),
+      'training moved B',
+    ).to.equal(true);
   });
 
   it('a stated --lora.r that disagrees with the coordinator stops the site, naming both values', async function () {
     h = await start(path.join(tmp, 'run-mismatch'), 1);
-    const r = await runSite(['--address', h.address, '--name', 'site-c', '--model', modelDir(), '--data', path.join(tmp, 'a.jsonl'), '--identity', path.join(tmp, 'c.id.json'), '--lora.r', '8']);
+    const r = await runSite([
+      '--address',
+      h.address,
+      '--name',
+      'site-c',
+      '--model',
+      modelDir(),
+      '--data',
+      path.join(tmp, 'a.jsonl'),
+      '--identity',
+      path.join(tmp, 'c.id.json'),
+      '--lora.r',
+      '8',
+    ]);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain("fedtune-site: the coordinator's adapter has r=4; this site says --lora.r 8");
   });

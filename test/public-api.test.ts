@@ -39,7 +39,18 @@ describe('public API and published package', function () {
 
   it('fedtune/coordinator exports the operator API and none of the round core, RPC door or registry', () => {
     const api = require('fedtune/coordinator') as Record<string, unknown>;
-    for (const name of ['Coordinator', 'loadConfig', 'describeConfig', 'ConfigError', 'FsCheckpointStore', 'CheckpointIntegrityError', 'FedAvg', 'verifyRun', 'formatVerifyReport', 'PROTOCOL_VERSION']) {
+    for (const name of [
+      'Coordinator',
+      'loadConfig',
+      'describeConfig',
+      'ConfigError',
+      'FsCheckpointStore',
+      'CheckpointIntegrityError',
+      'FedAvg',
+      'verifyRun',
+      'formatVerifyReport',
+      'PROTOCOL_VERSION',
+    ]) {
       expect(api, name).to.have.property(name);
     }
     for (const name of ['RoundEngine', 'TaskDesk', 'createHandlers', 'ClientRegistry', 'selectClients', 'deriveSeed', 'signManifest', 'serverCredentials']) {
@@ -49,7 +60,16 @@ describe('public API and published package', function () {
 
   it('fedtune/client-sdk exports what a site needs, its identity included, and not the upload or SecAgg internals', () => {
     const api = require('fedtune/client-sdk') as Record<string, unknown>;
-    for (const name of ['FederationClient', 'loadOrCreateIdentity', 'identityFromSeed', 'tlsCredentials', 'createLoraSftTrainer', 'LoraSftTrainer', 'encodeExamples', 'ReducedGpt2Tokenizer']) {
+    for (const name of [
+      'FederationClient',
+      'loadOrCreateIdentity',
+      'identityFromSeed',
+      'tlsCredentials',
+      'createLoraSftTrainer',
+      'LoraSftTrainer',
+      'encodeExamples',
+      'ReducedGpt2Tokenizer',
+    ]) {
       expect(api, name).to.have.property(name);
     }
     for (const name of ['sealDelta', 'sendSealed', 'runSecAgg', 'SecAggInbox', 'backoffDelay', 'runSite', 'main']) {

@@ -31,7 +31,18 @@ function input(round: number): VersionInput {
   return {
     adapter: smallAdapter(round),
     adapterConfig: { peft_type: 'LORA' },
-    manifest: { runId: 'rec', round, attempt: 1, strategy: 'fedavg', participants: [], metrics: {}, config: {}, seeds: { run: 5 }, baseModel: { name: 'test', sha256: '0'.repeat(64) }, protocolVersion: 1 },
+    manifest: {
+      runId: 'rec',
+      round,
+      attempt: 1,
+      strategy: 'fedavg',
+      participants: [],
+      metrics: {},
+      config: {},
+      seeds: { run: 5 },
+      baseModel: { name: 'test', sha256: '0'.repeat(64) },
+      protocolVersion: 1,
+    },
   };
 }
 
@@ -57,7 +68,15 @@ describe('recovery of the latest pointer: the coordinator refuses, fedtune recov
     const out: string[] = [];
     for (const e of await fs.readdir(run, { recursive: true, withFileTypes: true })) {
       const p = path.join(e.parentPath, e.name);
-      out.push(`${path.relative(run, p)} ${e.isFile() ? createHash('sha256').update(await fs.readFile(p)).digest('hex') : 'dir'}`);
+      out.push(
+        `${path.relative(run, p)} ${
+          e.isFile()
+            ? createHash('sha256')
+                .update(await fs.readFile(p))
+                .digest('hex')
+            : 'dir'
+        }`,
+      );
     }
     return out.sort();
   }
@@ -69,7 +88,9 @@ describe('recovery of the latest pointer: the coordinator refuses, fedtune recov
       (e: unknown) => e,
     );
     expect(err).to.be.instanceOf(RecoveryNeededError);
-    expect((err as Error).message).to.contain(expected).and.contain(`Run \`fedtune recover ${run}\``);
+    expect((err as Error).message)
+      .to.contain(expected)
+      .and.contain(`Run \`fedtune recover ${run}\``);
     // Nothing moved, nothing started anew (no orphans/, no new v000000), and the lock was given back.
     expect(await snapshot()).to.deep.equal(before);
   }
@@ -92,7 +113,9 @@ describe('recovery of the latest pointer: the coordinator refuses, fedtune recov
     const r = await fedtune('recover', run);
     expect(r.code, r.err).to.equal(0);
     const keys = await loadOrCreateCoordinatorKeys(path.join(run, 'keys', 'coordinator.json'));
-    expect(r.out).to.contain(`verified v000000…v000004: signatures by key ${manifestSigner(keys.sign).keyId} (from keys/coordinator.json), every file hash and parent link\n`);
+    expect(r.out).to.contain(
+      `verified v000000…v000004: signatures by key ${manifestSigner(keys.sign).keyId} (from keys/coordinator.json), every file hash and parent link\n`,
+    );
     expect(r.out).to.contain('latest was missing; it now names v000004');
     expect(await fs.readFile(latestFile(), 'utf8')).to.equal('v000004\n');
     const again = await fedtune('recover', run);
@@ -102,7 +125,9 @@ describe('recovery of the latest pointer: the coordinator refuses, fedtune recov
 
   it('latest moved back (v000001 of v000004): refused, never moved to orphans/; recover moves it forward', async () => {
     await fs.writeFile(latestFile(), 'v000001\n');
-    await refusedStart(`run ${run}: latest names v000001, but versions v000002…v000004 exist beyond it. The pointer only ever moves forward one version at a time, so this is damage`);
+    await refusedStart(
+      `run ${run}: latest names v000001, but versions v000002…v000004 exist beyond it. The pointer only ever moves forward one version at a time, so this is damage`,
+    );
     const r = await fedtune('recover', run);
     expect(r.code, r.err).to.equal(0);
     expect(r.out).to.contain('latest named "v000001"; it now names v000004');
@@ -119,7 +144,9 @@ describe('recovery of the latest pointer: the coordinator refuses, fedtune recov
     const r = await fedtune('recover', run);
     expect(r.code).to.equal(1);
     expect(r.err).to.contain('fedtune recover: the chain is broken at v000003: v000003/adapter_model.safetensors: sha256');
-    expect(r.err).to.contain(`Nothing was changed. The newest version whose chain is intact is v000002: \`fedtune recover ${run} --to 2\` makes it latest and moves v000003…v000004 to orphans/.`);
+    expect(r.err).to.contain(
+      `Nothing was changed. The newest version whose chain is intact is v000002: \`fedtune recover ${run} --to 2\` makes it latest and moves v000003…v000004 to orphans/.`,
+    );
     expect(await snapshot()).to.deep.equal(before);
     const past = await fedtune('recover', run, '--to', '3');
     expect(past.code).to.equal(1);
@@ -190,7 +217,10 @@ describe('the run lock', function () {
     const held = JSON.parse(await fs.readFile(path.join(run, LOCK_FILE), 'utf8')) as { pid: number };
     expect(held.pid).to.equal(child.pid);
     // While it lives, it holds the run.
-    const live = await startCoordinator(run).then(async (h) => (await h.coordinator.stop(200), null), (e: unknown) => e);
+    const live = await startCoordinator(run).then(
+      async (h) => (await h.coordinator.stop(200), null),
+      (e: unknown) => e,
+    );
     expect((live as Error).message).to.contain(`in use by coordinator (pid ${child.pid} on ${os.hostname()}`);
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -211,8 +241,16 @@ describe('the run lock', function () {
   });
 
   it('a lock from another host is refused: it cannot be checked from here', async () => {
-    await fs.writeFile(path.join(run, LOCK_FILE), JSON.stringify({ pid: 1, hostname: 'elsewhere.example', startedAt: 'then', command: 'coordinator', processStart: null, token: 'x' }));
-    const err = await startCoordinator(run).then(async (h) => (await h.coordinator.stop(200), null), (e: unknown) => e);
-    expect((err as Error).message).to.equal(`run directory ${run} is in use by coordinator (pid 1 on elsewhere.example, started then); that host cannot be checked from here: if that process is gone, delete ${path.join(run, LOCK_FILE)}`);
+    await fs.writeFile(
+      path.join(run, LOCK_FILE),
+      JSON.stringify({ pid: 1, hostname: 'elsewhere.example', startedAt: 'then', command: 'coordinator', processStart: null, token: 'x' }),
+    );
+    const err = await startCoordinator(run).then(
+      async (h) => (await h.coordinator.stop(200), null),
+      (e: unknown) => e,
+    );
+    expect((err as Error).message).to.equal(
+      `run directory ${run} is in use by coordinator (pid 1 on elsewhere.example, started then); that host cannot be checked from here: if that process is gone, delete ${path.join(run, LOCK_FILE)}`,
+    );
   });
 });

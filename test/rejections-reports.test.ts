@@ -6,7 +6,22 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
-import { rawClient, join, nextTask, refusal, reportMetrics, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, uploadFrames, download, type Harness, type JoinedRaw } from './harness';
+import {
+  rawClient,
+  join,
+  nextTask,
+  refusal,
+  reportMetrics,
+  sendUpload,
+  smallAdapter,
+  snapshot,
+  startCoordinator,
+  tempDir,
+  uploadFrames,
+  download,
+  type Harness,
+  type JoinedRaw,
+} from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('rejections over gRPC: metrics, uploads in progress, damaged versions', function () {

@@ -8,7 +8,20 @@ import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask'
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { NamedTensor } from '../proto/tensors';
-import { PREFIX, rawClient, join, nextTask, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, uploadFrames, type Harness, type JoinedRaw } from './harness';
+import {
+  PREFIX,
+  rawClient,
+  join,
+  nextTask,
+  sendUpload,
+  smallAdapter,
+  snapshot,
+  startCoordinator,
+  tempDir,
+  uploadFrames,
+  type Harness,
+  type JoinedRaw,
+} from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const delta = (v = 0.01): NamedTensor[] => smallAdapter(v);
@@ -73,8 +86,7 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
   it('refuses an update against another base version', () =>
     expectRejected(uploadFrames({ who: a, task: taskA, baseVersion: 3 }, delta()), status.FAILED_PRECONDITION, 'against version 3'));
 
-  it('refuses num_examples 0', () =>
-    expectRejected(uploadFrames({ who: a, task: taskA, numExamples: 0 }, delta()), status.INVALID_ARGUMENT, 'num_examples 0'));
+  it('refuses num_examples 0', () => expectRejected(uploadFrames({ who: a, task: taskA, numExamples: 0 }, delta()), status.INVALID_ARGUMENT, 'num_examples 0'));
 
   it('refuses a wrong shape, naming the tensor', () => {
     const d = delta();
@@ -144,7 +156,10 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
 
   it('refuses a non-finite metric', async () => {
     const err = await new Promise<grpc.ServiceError | null>((resolve) =>
-      c.ReportMetrics({ session_token: a.session_token, task_id: taskA.task_id, round: taskA.round, num_examples: 1, backend: 'x', metrics: { train_loss: NaN } }, (e) => resolve(e)),
+      c.ReportMetrics(
+        { session_token: a.session_token, task_id: taskA.task_id, round: taskA.round, num_examples: 1, backend: 'x', metrics: { train_loss: NaN } },
+        (e) => resolve(e),
+      ),
     );
     expect(err?.code).to.equal(status.INVALID_ARGUMENT);
     expect(err?.details).to.contain('train_loss');
@@ -152,8 +167,16 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
 
   it('refuses a client that was not selected with PERMISSION_DENIED, whatever task id it names', async () => {
     const late = await join(c, 'site-c'); // joined after selection: no task this round
-    await expectRejected(uploadFrames({ who: late, task: taskA, taskId: `r1-a1-${late.client_id}` }, delta()), status.PERMISSION_DENIED, 'client site-c was not selected for task');
-    await expectRejected(uploadFrames({ who: late, task: taskA }, delta()), status.PERMISSION_DENIED, `client site-c was not selected for task ${taskA.task_id}`);
+    await expectRejected(
+      uploadFrames({ who: late, task: taskA, taskId: `r1-a1-${late.client_id}` }, delta()),
+      status.PERMISSION_DENIED,
+      'client site-c was not selected for task',
+    );
+    await expectRejected(
+      uploadFrames({ who: late, task: taskA }, delta()),
+      status.PERMISSION_DENIED,
+      `client site-c was not selected for task ${taskA.task_id}`,
+    );
   });
 
   it('refuses num_examples above 2^21', () =>
@@ -213,7 +236,11 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
     const okB = await sendUpload(c, uploadFrames({ who: b, task: taskB }, delta(0.75)));
     expect(okB.err).to.equal(undefined);
     const report = (tok: string, t: TrainTask__Output): Promise<void> =>
-      new Promise((res, rej) => c.ReportMetrics({ session_token: tok, task_id: t.task_id, round: t.round, num_examples: 10, backend: 'test', metrics: { train_loss: 1 } }, (e) => (e ? rej(e) : res())));
+      new Promise((res, rej) =>
+        c.ReportMetrics({ session_token: tok, task_id: t.task_id, round: t.round, num_examples: 10, backend: 'test', metrics: { train_loss: 1 } }, (e) =>
+          e ? rej(e) : res(),
+        ),
+      );
     await report(a.session_token, taskA);
     await report(b.session_token, taskB);
     const latest = async (): Promise<string> => (await fs.readFile(`${h.runDir}/latest`, 'utf8')).trim();

@@ -89,7 +89,10 @@ describe('round engine', function () {
 
   it('commits the same bytes whatever order the uploads arrive in', async () => {
     const adapters: string[] = [];
-    for (const delays of [[0, 300, 600], [600, 300, 0]]) {
+    for (const delays of [
+      [0, 300, 600],
+      [600, 300, 0],
+    ]) {
       const h = await start({ total: 1, minClients: 3, minUpdates: 3 });
       const values = [0.1, 0.2, 0.7];
       const runs = values.map((v, i) => site(h, `s${i}`, new ConstantTrainer(v, 10 + i, delays[i])).run());
@@ -131,10 +134,14 @@ describe('round engine', function () {
     };
     const trace: string[] = [];
     const t0 = Date.now();
-    const note = (what: string) => (e: unknown): void => void trace.push(`${Date.now() - t0}ms ${what} ${JSON.stringify(e)}`);
+    const note =
+      (what: string) =>
+      (e: unknown): void =>
+        void trace.push(`${Date.now() - t0}ms ${what} ${JSON.stringify(e)}`);
     for (const ev of ['roundStarted', 'roundFailed', 'roundCommitted', 'runFinished', 'updateAccepted'] as const) h.coordinator.on(ev, note(ev));
     const sites = [site(h, 'fast', new ConstantTrainer(1)), site(h, 'slow', slow)];
-    for (const [i, c] of sites.entries()) for (const ev of ['joined', 'task', 'taskDone', 'taskFailed', 'reconnecting', 'finished'] as const) c.on(ev, note(`${i ? 'slow' : 'fast'}.${ev}`));
+    for (const [i, c] of sites.entries())
+      for (const ev of ['joined', 'task', 'taskDone', 'taskFailed', 'reconnecting', 'finished'] as const) c.on(ev, note(`${i ? 'slow' : 'fast'}.${ev}`));
     // Diagnostics for a hang seen once on a loaded CI box: the sequence of events, printed if the test runs long.
     const watchdog = setTimeout(() => console.error(`round-engine cancel test, events so far:\n${trace.join('\n')}`), 45_000);
     const runs = sites.map((c) => c.run());

@@ -111,7 +111,15 @@ describe('round state machine', function () {
     const final = await c.done;
     await Promise.all([runA, runB]);
     expect(await finished).to.equal(1);
-    expect(phases.filter((p, i) => p !== phases[i - 1])).to.deep.equal(['COMMITTING', 'WAITING_FOR_CLIENTS', 'SELECTING', 'TRAINING', 'AGGREGATING', 'COMMITTING', 'FINISHED']);
+    expect(phases.filter((p, i) => p !== phases[i - 1])).to.deep.equal([
+      'COMMITTING',
+      'WAITING_FOR_CLIENTS',
+      'SELECTING',
+      'TRAINING',
+      'AGGREGATING',
+      'COMMITTING',
+      'FINISHED',
+    ]);
 
     const m = final.manifest;
     const ids = selected.map((s) => s.clientId).sort();
@@ -225,7 +233,10 @@ describe('round state machine', function () {
     const ok = await sendUpload(r, uploadFrames({ who: again, task: t2 }, smallAdapter(0.25)));
     expect(ok.err).to.equal(undefined);
     await new Promise<void>((res, rej) =>
-      r.ReportMetrics({ session_token: again.session_token, task_id: t2.task_id, round: 1, num_examples: 10, backend: 'raw', metrics: { train_loss: 2 } }, (e) => (e ? rej(e) : res())),
+      r.ReportMetrics(
+        { session_token: again.session_token, task_id: t2.task_id, round: 1, num_examples: 10, backend: 'raw', metrics: { train_loss: 2 } },
+        (e) => (e ? rej(e) : res()),
+      ),
     );
     await new Promise<void>((res, rej) => r.Leave({ session_token: bystander.session_token, reason: 'done watching' }, (e) => (e ? rej(e) : res())));
     const final = await c.done;
@@ -244,9 +255,15 @@ describe('round state machine', function () {
     const silent = await join(r, 'silent');
     const { stream } = nextTask(r, silent.session_token); // takes tasks, never uploads
     const run = site(address, 'willing', new ConstantTrainer(0.5)).run();
-    const err = await c.done.then(() => null, (e: Error) => e);
+    const err = await c.done.then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).to.equal('round 1 failed 2 attempts');
-    expect(failed).to.deep.equal([{ attempt: 1, final: false }, { attempt: 2, final: true }]);
+    expect(failed).to.deep.equal([
+      { attempt: 1, final: false },
+      { attempt: 2, final: true },
+    ]);
     expect(c.engine.phase).to.equal('FAILED');
     const summary = await run;
     expect(summary).to.include({ finalVersion: 0, reason: 'round 1 failed 2 attempts' });
@@ -294,7 +311,10 @@ describe('round state machine', function () {
     const final = await second.c.done;
     expect((await run2).finalVersion).to.equal(3);
     expect(initialCalls.n).to.equal(1);
-    expect(started).to.deep.equal([{ round: 2, baseVersion: 1 }, { round: 3, baseVersion: 2 }]);
+    expect(started).to.deep.equal([
+      { round: 2, baseVersion: 1 },
+      { round: 3, baseVersion: 2 },
+    ]);
     expect(await versions(runDir)).to.deep.equal(['v000000', 'v000001', 'v000002', 'v000003']);
     const v2 = await second.c.store.read(2);
     expect(v2.manifest.parent).to.deep.equal({ version: 1, manifestSha256: v1.manifestSha256 });

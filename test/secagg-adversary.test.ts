@@ -11,9 +11,26 @@ import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
-  SecAggClient, SecAggLedger, SecAggServer, advertisementDigest, certifyIdentity, chooseGraph, encodeUpdate, fileLedger, signDetached,
-  sumVectors, updateDigest, validateConfig, vectorLayout, type Advertisement, type ConsistencyCheck, type ConsistencySignature,
-  type IdentityTrust, type Roster, type SecAggRoundConfig, type UnmaskResponse,
+  SecAggClient,
+  SecAggLedger,
+  SecAggServer,
+  advertisementDigest,
+  certifyIdentity,
+  chooseGraph,
+  encodeUpdate,
+  fileLedger,
+  signDetached,
+  sumVectors,
+  updateDigest,
+  validateConfig,
+  vectorLayout,
+  type Advertisement,
+  type ConsistencyCheck,
+  type ConsistencySignature,
+  type IdentityTrust,
+  type Roster,
+  type SecAggRoundConfig,
+  type UnmaskResponse,
 } from '../proto/secagg';
 import { simulateRound, type SimClient } from '../proto/secagg/simulate';
 import { readRosterCertificates, signRoster } from '../proto/secagg/roster-file';
@@ -56,20 +73,34 @@ interface World {
   encoded: Uint32Array[];
 }
 
-function world(n: number, o: { roundTag?: string; ledgers?: SecAggLedger[]; trust?: (i: number) => IdentityTrust; certificates?: Record<string, Uint8Array> } = {}): World {
+function world(
+  n: number,
+  o: { roundTag?: string; ledgers?: SecAggLedger[]; trust?: (i: number) => IdentityTrust; certificates?: Record<string, Uint8Array> } = {},
+): World {
   const ids = Array.from({ length: n }, (_, i) => idOf(i));
   const global: NamedTensor[] = [{ name: 'l.lora_B', dtype: 'float32', shape: [3, 4], data: Float32Array.from({ length: 12 }, lcg(3)) }];
   const chosen = chooseGraph(n);
   const cfg: SecAggRoundConfig = {
-    roundTag: o.roundTag ?? `${RUN}/r1/a1`, baseManifestSha256: 'ef'.repeat(32), selected: ids, threshold: chosen.threshold, graph: chosen.graph,
-    clipNorm: 1, weightCap: 100, maxClients: 1024, include: ['l.lora_B'], vectorLength: vectorLayout(global, ['l.lora_B']).length,
+    roundTag: o.roundTag ?? `${RUN}/r1/a1`,
+    baseManifestSha256: 'ef'.repeat(32),
+    selected: ids,
+    threshold: chosen.threshold,
+    graph: chosen.graph,
+    clipNorm: 1,
+    weightCap: 100,
+    maxClients: 1024,
+    include: ['l.lora_B'],
+    vectorLength: vectorLayout(global, ['l.lora_B']).length,
   };
   const identities = ids.map((id) => nacl.sign.keyPair.fromSeed(seedOf(`adv-identity-${id}`)));
   const deltas = ids.map((_, i) => {
     const r = lcg(50 + i);
     return [{ ...global[0], data: Float32Array.from({ length: 12 }, () => 0.2 * r()) }];
   });
-  const clients = ids.map((id, i) => new SecAggClient({ config: cfg, clientId: id, identitySecretKey: identities[i].secretKey, runId: RUN, ledger: o.ledgers?.[i], trust: o.trust?.(i) }));
+  const clients = ids.map(
+    (id, i) =>
+      new SecAggClient({ config: cfg, clientId: id, identitySecretKey: identities[i].secretKey, runId: RUN, ledger: o.ledgers?.[i], trust: o.trust?.(i) }),
+  );
   const srv = new SecAggServer(cfg, Object.fromEntries(ids.map((id, i) => [id, identities[i].publicKey])), o.certificates);
   const encoded = deltas.map((d, i) => encodeUpdate(d, 10 + i, cfg, seedOf(`adv-rounding-${i}-${cfg.roundTag}`)));
   return { ids, cfg, identities, deltas, global, clients, srv, encoded };
@@ -88,7 +119,10 @@ async function throughMaskedInput(w: World): Promise<Roster> {
   return roster;
 }
 
-const view = (survivors: string[], all: string[]): ConsistencyCheck => ({ survivors: [...survivors].sort(), dropped: all.filter((v) => !survivors.includes(v)) });
+const view = (survivors: string[], all: string[]): ConsistencyCheck => ({
+  survivors: [...survivors].sort(),
+  dropped: all.filter((v) => !survivors.includes(v)),
+});
 
 describe('secagg against an active coordinator (in memory): each attack fails at the site', function () {
   this.timeout(60_000);
@@ -107,13 +141,26 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     // A site signs one view per session.
     await refused(() => w.clients[0].consistency(B), status.FAILED_PRECONDITION, /already signed different survivor lists/);
     // B's holders: 2 signatures over B, quorum 3. Nothing is revealed.
-    for (const id of [c, d]) await refused(() => w.clients[w.ids.indexOf(id)].unmask({ ...B, signatures: sigB }), status.FAILED_PRECONDITION, /2 valid consistency signatures over these lists; 3 needed/);
+    for (const id of [c, d])
+      await refused(
+        () => w.clients[w.ids.indexOf(id)].unmask({ ...B, signatures: sigB }),
+        status.FAILED_PRECONDITION,
+        /2 valid consistency signatures over these lists; 3 needed/,
+      );
     // Padding B with a signature over A does not verify for B's lists.
-    await refused(() => w.clients[3].unmask({ ...B, signatures: [...sigB, sigT] }), status.UNAUTHENTICATED, /consistency signature of s000 does not verify for these lists/);
+    await refused(
+      () => w.clients[3].unmask({ ...B, signatures: [...sigB, sigT] }),
+      status.UNAUTHENTICATED,
+      /consistency signature of s000 does not verify for these lists/,
+    );
     // The unsigned unmask request of the original attack: refused outright.
     await refused(() => w.clients[3].unmask({ ...B, signatures: [] }), status.FAILED_PRECONDITION, /0 valid consistency signatures/);
     // Lists other than the ones the site signed, even with a quorum behind them: refused.
-    await refused(() => w.clients[3].unmask({ ...A, signatures: [...sigA, sigT] }), status.FAILED_PRECONDITION, /lists differ from the lists this client signed/);
+    await refused(
+      () => w.clients[3].unmask({ ...A, signatures: [...sigA, sigT] }),
+      status.FAILED_PRECONDITION,
+      /lists differ from the lists this client signed/,
+    );
     // View A does gather 3 signatures, so its holders answer, but only for A: b-shares of T, a, b and mask keys of
     // c, d. T's pair masks with a and b stay on its input: the coordinator gets x_T + x_a + x_b, a sum over U3.
     const resps: UnmaskResponse[] = [w.clients[0], w.clients[1], w.clients[2]].map((x) => x.unmask({ ...A, signatures: [...sigA, sigT] }));
@@ -135,8 +182,14 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     const half = w.ids.slice(0, 20);
     const other = w.ids.slice(20);
     // Each view drops one site of the other half, which is still connected for the view's signers.
-    const A = view(w.ids.filter((v) => v !== other[0]), w.ids);
-    const B = view(w.ids.filter((v) => v !== half[0]), w.ids);
+    const A = view(
+      w.ids.filter((v) => v !== other[0]),
+      w.ids,
+    );
+    const B = view(
+      w.ids.filter((v) => v !== half[0]),
+      w.ids,
+    );
     const sigA: ConsistencySignature[] = [];
     const sigB: ConsistencySignature[] = [];
     for (const id of half.slice(1)) sigA.push(w.clients[w.ids.indexOf(id)].consistency(A));
@@ -148,14 +201,22 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     }
   });
 
-  it('issue 13 #2: a made-up roster (the coordinator\'s key in a peer\'s name) is refused before any share is sealed, with a pinned allow-list or an operator-signed roster', async () => {
+  it("issue 13 #2: a made-up roster (the coordinator's key in a peer's name) is refused before any share is sealed, with a pinned allow-list or an operator-signed roster", async () => {
     const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
     const mallory = nacl.sign.keyPair.fromSeed(seedOf('mallory'));
     const base = world(5);
     const certs = Object.fromEntries(base.ids.map((id, i) => [id, certifyIdentity(operator.secretKey, RUN, id, base.identities[i].publicKey)]));
     const trusts: [string, IdentityTrust, RegExp][] = [
-      ['allow-list', { kind: 'allowList', keys: Object.fromEntries(base.ids.map((id, i) => [id, base.identities[i].publicKey])) }, /the roster's identity key for s001 is not the one this site trusts/],
-      ['operator key', { kind: 'operator', publicKey: operator.publicKey, runId: RUN }, /the roster's identity key for s001 has no valid certificate from the pinned roster key/],
+      [
+        'allow-list',
+        { kind: 'allowList', keys: Object.fromEntries(base.ids.map((id, i) => [id, base.identities[i].publicKey])) },
+        /the roster's identity key for s001 is not the one this site trusts/,
+      ],
+      [
+        'operator key',
+        { kind: 'operator', publicKey: operator.publicKey, runId: RUN },
+        /the roster's identity key for s001 has no valid certificate from the pinned roster key/,
+      ],
     ];
     for (const [, trust, pattern] of trusts) {
       const w = world(5, { trust: () => trust, certificates: certs });
@@ -164,12 +225,24 @@ describe('secagg against an active coordinator (in memory): each attack fails at
       // The coordinator replaces s001 by a key pair of its own and re-signs s001's advertisement with it.
       const fakeEnc = nacl.box.keyPair.fromSecretKey(seedOf('fake-enc'));
       const fakeMask = nacl.box.keyPair.fromSecretKey(seedOf('fake-mask'));
-      const fakeAd: Advertisement = { clientId: w.ids[1], encPublicKey: fakeEnc.publicKey, maskPublicKey: fakeMask.publicKey, signature: signDetached(advertisementDigest(w.cfg, w.ids[1], fakeEnc.publicKey, fakeMask.publicKey), mallory.secretKey) };
-      const fake: Roster = { ...honest, advertisements: honest.advertisements.map((x) => (x.clientId === w.ids[1] ? fakeAd : x)), identityKeys: { ...honest.identityKeys, [w.ids[1]]: mallory.publicKey } };
+      const fakeAd: Advertisement = {
+        clientId: w.ids[1],
+        encPublicKey: fakeEnc.publicKey,
+        maskPublicKey: fakeMask.publicKey,
+        signature: signDetached(advertisementDigest(w.cfg, w.ids[1], fakeEnc.publicKey, fakeMask.publicKey), mallory.secretKey),
+      };
+      const fake: Roster = {
+        ...honest,
+        advertisements: honest.advertisements.map((x) => (x.clientId === w.ids[1] ? fakeAd : x)),
+        identityKeys: { ...honest.identityKeys, [w.ids[1]]: mallory.publicKey },
+      };
       await refused(() => w.clients[0].shareKeys(fake), status.UNAUTHENTICATED, pattern);
       // An operator certificate for another run does not carry over.
       if (trust.kind === 'operator') {
-        const otherRun = { ...honest, certificates: { ...certs, [w.ids[2]]: certifyIdentity(operator.secretKey, 'other-run', w.ids[2], w.identities[2].publicKey) } };
+        const otherRun = {
+          ...honest,
+          certificates: { ...certs, [w.ids[2]]: certifyIdentity(operator.secretKey, 'other-run', w.ids[2], w.identities[2].publicKey) },
+        };
         await refused(() => w.clients[0].shareKeys(otherRun), status.UNAUTHENTICATED, /key for s002 has no valid certificate/);
       }
       // The honest roster passes: the site then deals its shares.
@@ -180,8 +253,17 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     for (const c of w.clients) w.srv.addAdvertisement(c.advertise());
     const honest = w.srv.closeAdvertise();
     const fakeEnc = nacl.box.keyPair.fromSecretKey(seedOf('fake-enc'));
-    const fakeAd: Advertisement = { clientId: w.ids[1], encPublicKey: fakeEnc.publicKey, maskPublicKey: fakeEnc.publicKey, signature: signDetached(advertisementDigest(w.cfg, w.ids[1], fakeEnc.publicKey, fakeEnc.publicKey), mallory.secretKey) };
-    const fake: Roster = { ...honest, advertisements: honest.advertisements.map((x) => (x.clientId === w.ids[1] ? fakeAd : x)), identityKeys: { ...honest.identityKeys, [w.ids[1]]: mallory.publicKey } };
+    const fakeAd: Advertisement = {
+      clientId: w.ids[1],
+      encPublicKey: fakeEnc.publicKey,
+      maskPublicKey: fakeEnc.publicKey,
+      signature: signDetached(advertisementDigest(w.cfg, w.ids[1], fakeEnc.publicKey, fakeEnc.publicKey), mallory.secretKey),
+    };
+    const fake: Roster = {
+      ...honest,
+      advertisements: honest.advertisements.map((x) => (x.clientId === w.ids[1] ? fakeAd : x)),
+      identityKeys: { ...honest.identityKeys, [w.ids[1]]: mallory.publicKey },
+    };
     expect((await w.clients[0].shareKeys(fake)).shares).to.have.length(5);
   });
 
@@ -189,9 +271,17 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     const w = world(40);
     const id = nacl.sign.keyPair().secretKey;
     for (const k of [2, 4, 10]) {
-      await refused(() => new SecAggClient({ config: { ...w.cfg, graph: { kind: 'harary', k }, threshold: k / 2 + 1 }, clientId: w.ids[0], identitySecretKey: id }), status.INVALID_ARGUMENT, new RegExp(`graph degree ${k} is below the minimum 12`));
+      await refused(
+        () => new SecAggClient({ config: { ...w.cfg, graph: { kind: 'harary', k }, threshold: k / 2 + 1 }, clientId: w.ids[0], identitySecretKey: id }),
+        status.INVALID_ARGUMENT,
+        new RegExp(`graph degree ${k} is below the minimum 12`),
+      );
     }
-    await refused(() => new SecAggClient({ config: { ...w.cfg, threshold: 6 }, clientId: w.ids[0], identitySecretKey: id }), status.INVALID_ARGUMENT, /threshold 6 must exceed half of the 13 holders/);
+    await refused(
+      () => new SecAggClient({ config: { ...w.cfg, threshold: 6 }, clientId: w.ids[0], identitySecretKey: id }),
+      status.INVALID_ARGUMENT,
+      /threshold 6 must exceed half of the 13 holders/,
+    );
     expect(() => validateConfig({ ...w.cfg, graph: { kind: 'harary', k: 12 }, threshold: 7 })).to.not.throw();
   });
 
@@ -208,7 +298,11 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     for (const c of w2.clients) w2.srv.addShareKeys(await c.shareKeys(roster));
     const { routed } = w2.srv.closeShareKeys();
     w2.clients.forEach((c) => c.receiveShares(routed(c.clientId)));
-    await refused(() => w2.clients[0].maskedInput(w2.encoded[0], updateDigest(w2.deltas[0], 10, w2.cfg.include)), status.FAILED_PRECONDITION, /this update was already masked into another sum/);
+    await refused(
+      () => w2.clients[0].maskedInput(w2.encoded[0], updateDigest(w2.deltas[0], 10, w2.cfg.include)),
+      status.FAILED_PRECONDITION,
+      /this update was already masked into another sum/,
+    );
     // A new update (retrained with a new seed) is fine, and session 2 completes and is unmasked.
     const check = (() => {
       w2.clients.forEach((c, i) => {
@@ -224,7 +318,12 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     // Session 1's unmask, asked for now: every site refuses (it answered one over this checkpoint already).
     const check1 = w1.srv.closeMaskedInput();
     const sigs1 = w1.clients.map((c) => c.consistency(check1));
-    for (const c of w1.clients) await refused(() => c.unmask({ ...check1, signatures: sigs1 }), status.FAILED_PRECONDITION, /already revealed unmask shares for a sum over base checkpoint efefefefefef/);
+    for (const c of w1.clients)
+      await refused(
+        () => c.unmask({ ...check1, signatures: sigs1 }),
+        status.FAILED_PRECONDITION,
+        /already revealed unmask shares for a sum over base checkpoint efefefefefef/,
+      );
     // A third session over the same checkpoint is refused at once, before any key is made.
     const w3 = world(n, { roundTag: `${RUN}/r1/a3`, ledgers });
     await refused(() => w3.clients[0].advertise(), status.FAILED_PRECONDITION, /already revealed unmask shares/);
@@ -245,11 +344,29 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
     for (const n of [5, 10, 20]) {
       const w = world(n);
-      const clients: SimClient[] = w.ids.map((id, i) => ({ id, identitySecretKey: w.identities[i].secretKey, identityPublicKey: w.identities[i].publicKey, input: () => w.encoded[i] }));
+      const clients: SimClient[] = w.ids.map((id, i) => ({
+        id,
+        identitySecretKey: w.identities[i].secretKey,
+        identityPublicKey: w.identities[i].publicKey,
+        input: () => w.encoded[i],
+      }));
       const certificates = Object.fromEntries(w.ids.map((id, i) => [id, certifyIdentity(operator.secretKey, RUN, id, w.identities[i].publicKey)]));
       // N = 10 (t = 6) tolerates 4 drops, N = 20 (t = 11) more: one at each stage (advertise only at N = 20).
-      const drops = n === 5 ? {} : { beforeAdvertise: n === 20 ? [w.ids[1]] : [], beforeShares: [w.ids[2]], beforeInput: [w.ids[3]], beforeConsistency: [w.ids[4]], beforeUnmask: [w.ids[5]] };
-      const res = await simulateRound(w.cfg, clients, drops, undefined, { trust: { kind: 'operator', publicKey: operator.publicKey, runId: RUN }, certificates, runId: RUN });
+      const drops =
+        n === 5
+          ? {}
+          : {
+              beforeAdvertise: n === 20 ? [w.ids[1]] : [],
+              beforeShares: [w.ids[2]],
+              beforeInput: [w.ids[3]],
+              beforeConsistency: [w.ids[4]],
+              beforeUnmask: [w.ids[5]],
+            };
+      const res = await simulateRound(w.cfg, clients, drops, undefined, {
+        trust: { kind: 'operator', publicKey: operator.publicKey, runId: RUN },
+        certificates,
+        runId: RUN,
+      });
       const gone = new Set(n === 20 ? [w.ids[1], w.ids[2], w.ids[3]] : [w.ids[2], w.ids[3]]);
       const u3 = n === 5 ? w.ids : w.ids.filter((id) => !gone.has(id));
       expect(res.survivors).to.deep.equal(u3);
@@ -257,17 +374,23 @@ describe('secagg against an active coordinator (in memory): each attack fails at
     }
   });
 
-  it('the operator\'s roster file: read for its own run only, every certificate checked, no path in its errors', () => {
+  it("the operator's roster file: read for its own run only, every certificate checked, no path in its errors", () => {
     const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
     const keys = ['a', 'b'].map((n) => nacl.sign.keyPair.fromSeed(seedOf(`roster-${n}`)).publicKey);
     const dir = mkdtempSync(join(tmpdir(), 'secagg-roster-'));
     try {
       const file = join(dir, 'roster.json');
-      const roster = signRoster(operator.secretKey, RUN, [{ clientId: 'c-a', name: 'a', publicKey: keys[0] }, { clientId: 'c-b', name: 'b', publicKey: keys[1] }]);
+      const roster = signRoster(operator.secretKey, RUN, [
+        { clientId: 'c-a', name: 'a', publicKey: keys[0] },
+        { clientId: 'c-b', name: 'b', publicKey: keys[1] },
+      ]);
       writeFileSync(file, JSON.stringify(roster));
       expect(Object.keys(readRosterCertificates(file, RUN))).to.deep.equal(['c-a', 'c-b']);
       expect(() => readRosterCertificates(file, 'other-run')).to.throw(/certifies run "run-adv", not "other-run"/);
-      writeFileSync(file, JSON.stringify({ ...roster, sites: { ...roster.sites, 'c-b': { ...roster.sites['c-b'], publicKey: roster.sites['c-a'].publicKey } } }));
+      writeFileSync(
+        file,
+        JSON.stringify({ ...roster, sites: { ...roster.sites, 'c-b': { ...roster.sites['c-b'], publicKey: roster.sites['c-a'].publicKey } } }),
+      );
       expect(() => readRosterCertificates(file, RUN)).to.throw(/certificate for b does not verify under its operator key/);
       let message = '';
       try {

@@ -6,15 +6,40 @@ import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
-  SecAggClient, SecAggServer, addMask, agree, chooseGraph, decodeSum, dealShares, encodeUpdate, holdersOf, isConnected,
-  isLowOrder, neighbours, quantisation, reconstruct, sumVectors, validateConfig, vectorLayout, advertisementDigest,
-  signDetached, type SecAggRoundConfig, type Advertisement, type UnmaskResponse, type GraphSpec,
+  SecAggClient,
+  SecAggServer,
+  addMask,
+  agree,
+  chooseGraph,
+  decodeSum,
+  dealShares,
+  encodeUpdate,
+  holdersOf,
+  isConnected,
+  isLowOrder,
+  neighbours,
+  quantisation,
+  reconstruct,
+  sumVectors,
+  validateConfig,
+  vectorLayout,
+  advertisementDigest,
+  signDetached,
+  type SecAggRoundConfig,
+  type Advertisement,
+  type UnmaskResponse,
+  type GraphSpec,
 } from '../proto/secagg';
 import { simulateRound, type SimClient, type SimDrops } from '../proto/secagg/simulate';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const seedOf = (s: string): Uint8Array => new Uint8Array(createHash('sha256').update(s).digest());
-const t = (name: string, values: number[], shape: number[] = [values.length]): NamedTensor => ({ name, dtype: 'float32', shape, data: Float32Array.from(values) });
+const t = (name: string, values: number[], shape: number[] = [values.length]): NamedTensor => ({
+  name,
+  dtype: 'float32',
+  shape,
+  data: Float32Array.from(values),
+});
 const hexOf = (a: Uint32Array | Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 const idOf = (i: number): string => `c${String(i).padStart(3, '0')}`;
 
@@ -25,7 +50,19 @@ function lcg(seed: number): () => number {
 }
 
 function baseConfig(over: Partial<SecAggRoundConfig> = {}): SecAggRoundConfig {
-  return { roundTag: 'run1/r1/a0', baseManifestSha256: 'ab'.repeat(32), selected: [], threshold: 3, graph: { kind: 'full' }, clipNorm: 1, weightCap: 100, maxClients: 1024, include: ['x'], vectorLength: 4, ...over };
+  return {
+    roundTag: 'run1/r1/a0',
+    baseManifestSha256: 'ab'.repeat(32),
+    selected: [],
+    threshold: 3,
+    graph: { kind: 'full' },
+    clipNorm: 1,
+    weightCap: 100,
+    maxClients: 1024,
+    include: ['x'],
+    vectorLength: 4,
+    ...over,
+  };
 }
 
 /** n clients with small adapters (two tensors, only lora_B summed), their encoded updates, and a config. */
@@ -35,16 +72,34 @@ function setup(n: number, opts: { graph?: GraphSpec; threshold?: number; roundTa
   const include = ['l.lora_B'];
   const chosen = chooseGraph(n);
   const cfg: SecAggRoundConfig = baseConfig({
-    roundTag: opts.roundTag ?? 'run1/r1/a0', selected: ids, graph: opts.graph ?? chosen.graph, threshold: opts.threshold ?? chosen.threshold,
-    include, vectorLength: vectorLayout(global, include).length, maxClients: 1024,
+    roundTag: opts.roundTag ?? 'run1/r1/a0',
+    selected: ids,
+    graph: opts.graph ?? chosen.graph,
+    threshold: opts.threshold ?? chosen.threshold,
+    include,
+    vectorLength: vectorLayout(global, include).length,
+    maxClients: 1024,
   });
   const identities = ids.map((id) => nacl.sign.keyPair.fromSeed(seedOf(`identity-${id}`)));
-  const encoded = new Map(ids.map((id, i) => {
-    const r = lcg(100 + i);
-    const delta = global.map((g) => t(g.name, Array.from(g.data, () => 0.3 * r()), [...g.shape]));
-    return [id, encodeUpdate(delta, 10 + 7 * i, cfg, seedOf(`round-${id}`))];
+  const encoded = new Map(
+    ids.map((id, i) => {
+      const r = lcg(100 + i);
+      const delta = global.map((g) =>
+        t(
+          g.name,
+          Array.from(g.data, () => 0.3 * r()),
+          [...g.shape],
+        ),
+      );
+      return [id, encodeUpdate(delta, 10 + 7 * i, cfg, seedOf(`round-${id}`))];
+    }),
+  );
+  const clients: SimClient[] = ids.map((id, i) => ({
+    id,
+    identitySecretKey: identities[i].secretKey,
+    identityPublicKey: identities[i].publicKey,
+    input: () => encoded.get(id)!,
   }));
-  const clients: SimClient[] = ids.map((id, i) => ({ id, identitySecretKey: identities[i].secretKey, identityPublicKey: identities[i].publicKey, input: () => encoded.get(id)! }));
   return { ids, cfg, global, clients, encoded, identities };
 }
 
@@ -77,7 +132,7 @@ describe('secagg encoding', () => {
   const cfg = baseConfig({ selected: ['a', 'b', 'c', 'd', 'e'], include: ['x'], vectorLength: 4 });
   const M = 2 ** 21 - 1; // maxClients 1024 → b = 22 bits
 
-  it('quantises hand-checked values: weight slot, two\'s complement, stochastic rounding to a neighbour', () => {
+  it("quantises hand-checked values: weight slot, two's complement, stochastic rounding to a neighbour", () => {
     expect(quantisation(cfg)).to.deep.equal({ bits: 22, maxAbs: M, valueScale: M, weightScale: M });
     const v = encodeUpdate([t('x', [0.5, -0.25, 0])], 100, cfg, seedOf('s'));
     expect(v[0]).to.equal(M);
@@ -132,7 +187,11 @@ describe('secagg encoding', () => {
       const c = baseConfig({ selected: cfg.selected, maxClients, vectorLength: 3, clipNorm: 2 });
       const { maxAbs } = quantisation(c);
       const global = [t('x', [0, 0])];
-      for (const x of [[2, 0], [0, -2], [Math.SQRT2, -Math.SQRT2]]) {
+      for (const x of [
+        [2, 0],
+        [0, -2],
+        [Math.SQRT2, -Math.SQRT2],
+      ]) {
         const vs = Array.from({ length: maxClients }, (_, i) => encodeUpdate([t('x', x)], 100, c, seedOf(`v${i}`)));
         const sum = sumVectors(vs);
         const ints = new Int32Array(sum.buffer);
@@ -186,16 +245,29 @@ describe('secagg primitives', () => {
     for (let i = 0; i < 4; i++) {
       const a = nacl.box.keyPair();
       const b = nacl.box.keyPair();
-      expect(hexOf(new Float32Array(agree(a.secretKey, b.publicKey).buffer))).to.equal(hexOf(new Float32Array(nacl.scalarMult(a.secretKey, b.publicKey).buffer)));
+      expect(hexOf(new Float32Array(agree(a.secretKey, b.publicKey).buffer))).to.equal(
+        hexOf(new Float32Array(nacl.scalarMult(a.secretKey, b.publicKey).buffer)),
+      );
       expect(isLowOrder(b.publicKey)).to.equal(false);
     }
     const sk = nacl.box.keyPair().secretKey;
-    const lowOrder = ['00'.repeat(32), '01' + '00'.repeat(31), 'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', 'ecff'.padEnd(62, 'f') + '7f', 'ecff'.padEnd(62, 'f') + 'ff'];
+    const lowOrder = [
+      '00'.repeat(32),
+      '01' + '00'.repeat(31),
+      'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+      'ecff'.padEnd(62, 'f') + '7f',
+      'ecff'.padEnd(62, 'f') + 'ff',
+    ];
     for (const h of lowOrder) {
       const pk = new Uint8Array(Buffer.from(h, 'hex'));
-      expect(nacl.scalarMult(sk, pk).every((x) => x === 0), h).to.equal(true);
+      expect(
+        nacl.scalarMult(sk, pk).every((x) => x === 0),
+        h,
+      ).to.equal(true);
       expect(isLowOrder(pk), h).to.equal(true);
-      expect(() => agree(sk, pk)).to.throw(ProtocolError, /all-zero DH share/).with.property('code', status.INVALID_ARGUMENT);
+      expect(() => agree(sk, pk))
+        .to.throw(ProtocolError, /all-zero DH share/)
+        .with.property('code', status.INVALID_ARGUMENT);
     }
   });
 
@@ -214,10 +286,23 @@ describe('secagg primitives', () => {
     expect(ids.map((i) => [...other.get(i)!].sort().join())).to.not.deep.equal(ids.map((i) => [...g.get(i)!].sort().join()));
     expect(holdersOf(g, ids[0])).to.have.length(9);
     // Connectivity is judged on the induced subgraph: a path through a removed vertex does not count.
-    const path4 = new Map([['a', new Set(['b'])], ['b', new Set(['a', 'c'])], ['c', new Set(['b', 'd'])], ['d', new Set(['c'])]]);
+    const path4 = new Map([
+      ['a', new Set(['b'])],
+      ['b', new Set(['a', 'c'])],
+      ['c', new Set(['b', 'd'])],
+      ['d', new Set(['c'])],
+    ]);
     expect(isConnected(['a', 'b', 'c', 'd'], path4)).to.equal(true);
     expect(isConnected(['a', 'c', 'd'], path4)).to.equal(false);
-    expect(isConnected(['a', 'b'], new Map([['a', new Set<string>()], ['b', new Set<string>()]]))).to.equal(false);
+    expect(
+      isConnected(
+        ['a', 'b'],
+        new Map([
+          ['a', new Set<string>()],
+          ['b', new Set<string>()],
+        ]),
+      ),
+    ).to.equal(false);
   });
 
   it('Shamir: holder i gets x = i + 1; any t shares rebuild the secret, t − 1 do not', async () => {
@@ -225,7 +310,9 @@ describe('secagg primitives', () => {
     const holders = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7'];
     const shares = await dealShares(secret, holders, 4);
     expect(shares.map((s) => s[32])).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
-    expect(hexOf(new Float32Array((await reconstruct([shares[6], shares[1], shares[3], shares[0]], 4)).buffer))).to.equal(hexOf(new Float32Array(secret.buffer)));
+    expect(hexOf(new Float32Array((await reconstruct([shares[6], shares[1], shares[3], shares[0]], 4)).buffer))).to.equal(
+      hexOf(new Float32Array(secret.buffer)),
+    );
     const partial = await reconstruct(shares.slice(0, 3), 3);
     expect(Buffer.from(partial).equals(Buffer.from(secret))).to.equal(false);
   });
@@ -244,18 +331,35 @@ describe('secagg rounds in memory', function () {
     const s = setup(60);
     expect(s.cfg.graph).to.deep.equal({ kind: 'harary', k: 12 });
     await roundMatchesPlain(s);
-    await roundMatchesPlain(setup(60), { beforeAdvertise: [idOf(3)], beforeShares: [idOf(10), idOf(11)], beforeInput: [idOf(20), idOf(40)], beforeUnmask: [idOf(50), idOf(59)] });
+    await roundMatchesPlain(setup(60), {
+      beforeAdvertise: [idOf(3)],
+      beforeShares: [idOf(10), idOf(11)],
+      beforeInput: [idOf(20), idOf(40)],
+      beforeUnmask: [idOf(50), idOf(59)],
+    });
   });
 
   it('a client with an injected random source is deterministic', () => {
     const s = setup(5);
-    const mk = (): Advertisement => new SecAggClient({ config: s.cfg, clientId: s.ids[0], identitySecretKey: s.identities[0].secretKey, random: (n) => seedOf('fixed').subarray(0, n) }).advertise();
+    const mk = (): Advertisement =>
+      new SecAggClient({
+        config: s.cfg,
+        clientId: s.ids[0],
+        identitySecretKey: s.identities[0].secretKey,
+        random: (n) => seedOf('fixed').subarray(0, n),
+      }).advertise();
     expect(hexOf(new Float32Array(mk().maskPublicKey.buffer))).to.equal(hexOf(new Float32Array(mk().maskPublicKey.buffer)));
   });
 
   describe('dropouts up to N − t, at each stage (N = 10, t = 6)', () => {
     const drop = (k: number): string[] => [1, 4, 6, 8, 9].slice(0, k).map(idOf);
-    const stages: [keyof SimDrops, string][] = [['beforeAdvertise', 'closeAdvertise'], ['beforeShares', 'closeShareKeys'], ['beforeInput', 'closeMaskedInput'], ['beforeConsistency', 'closeConsistency'], ['beforeUnmask', 'finish']];
+    const stages: [keyof SimDrops, string][] = [
+      ['beforeAdvertise', 'closeAdvertise'],
+      ['beforeShares', 'closeShareKeys'],
+      ['beforeInput', 'closeMaskedInput'],
+      ['beforeConsistency', 'closeConsistency'],
+      ['beforeUnmask', 'finish'],
+    ];
     for (const [stage, fails] of stages) {
       it(`${stage}: 4 dropped → exact over U3; 5 dropped → ${fails} aborts`, async () => {
         await roundMatchesPlain(setup(10), { [stage]: drop(4) });
@@ -279,16 +383,30 @@ describe('secagg rejections', function () {
     const ads = clients.map((c) => c.advertise());
     await expectRejection(() => srv.addAdvertisement({ ...ads[0], clientId: 'mallory' }), status.PERMISSION_DENIED, /not selected/);
     await expectRejection(() => srv.addAdvertisement({ ...ads[0], signature: ads[1].signature }), status.UNAUTHENTICATED, /signature/);
-    const other = new SecAggClient({ config: { ...s.cfg, roundTag: 'run1/r1/a1' }, clientId: s.ids[0], identitySecretKey: s.identities[0].secretKey }).advertise();
+    const other = new SecAggClient({
+      config: { ...s.cfg, roundTag: 'run1/r1/a1' },
+      clientId: s.ids[0],
+      identitySecretKey: s.identities[0].secretKey,
+    }).advertise();
     await expectRejection(() => srv.addAdvertisement(other), status.UNAUTHENTICATED, /does not verify for this round/);
     const low = new Uint8Array(32);
     low[0] = 1;
-    const lowAd: Advertisement = { clientId: s.ids[0], encPublicKey: low, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], low, ads[0].maskPublicKey), s.identities[0].secretKey) };
+    const lowAd: Advertisement = {
+      clientId: s.ids[0],
+      encPublicKey: low,
+      maskPublicKey: ads[0].maskPublicKey,
+      signature: signDetached(advertisementDigest(s.cfg, s.ids[0], low, ads[0].maskPublicKey), s.identities[0].secretKey),
+    };
     await expectRejection(() => srv.addAdvertisement(lowAd), status.INVALID_ARGUMENT, /low-order/);
     // Bit 255 set: X25519 ignores it, so this names the same point as an honest key under a second encoding.
     const alias = Uint8Array.from(ads[0].encPublicKey);
     alias[31] |= 0x80;
-    const aliasAd: Advertisement = { clientId: s.ids[0], encPublicKey: alias, maskPublicKey: ads[0].maskPublicKey, signature: signDetached(advertisementDigest(s.cfg, s.ids[0], alias, ads[0].maskPublicKey), s.identities[0].secretKey) };
+    const aliasAd: Advertisement = {
+      clientId: s.ids[0],
+      encPublicKey: alias,
+      maskPublicKey: ads[0].maskPublicKey,
+      signature: signDetached(advertisementDigest(s.cfg, s.ids[0], alias, ads[0].maskPublicKey), s.identities[0].secretKey),
+    };
     await expectRejection(() => srv.addAdvertisement(aliasAd), status.INVALID_ARGUMENT, /non-canonical/);
     srv.addAdvertisement(ads[0]);
     await expectRejection(() => srv.addAdvertisement(ads[0]), status.ALREADY_EXISTS, /already advertised/);
@@ -303,7 +421,8 @@ describe('secagg rejections', function () {
   it('closeAdvertise aborts below the threshold', async () => {
     const s = setup(5);
     const srv = new SecAggServer(s.cfg, Object.fromEntries(s.ids.map((id, i) => [id, s.identities[i].publicKey])));
-    for (let i = 0; i < 2; i++) srv.addAdvertisement(new SecAggClient({ config: s.cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey }).advertise());
+    for (let i = 0; i < 2; i++)
+      srv.addAdvertisement(new SecAggClient({ config: s.cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey }).advertise());
     await expectRejection(() => srv.closeAdvertise(), status.ABORTED, /2 of 5 clients advertised keys; threshold is 3/);
   });
 
@@ -317,7 +436,11 @@ describe('secagg rejections', function () {
     const [m0] = msgs;
     await expectRejection(() => srv.addShareKeys({ ...m0, from: 'mallory' }), status.PERMISSION_DENIED, /did not advertise/);
     await expectRejection(() => srv.addShareKeys({ ...m0, shares: m0.shares.slice(1) }), status.INVALID_ARGUMENT, /exactly its holders/);
-    await expectRejection(() => srv.addShareKeys({ ...m0, shares: m0.shares.map((x, i) => (i ? x : { ...x, ciphertext: x.ciphertext.subarray(1) })) }), status.INVALID_ARGUMENT, /wrong sizes/);
+    await expectRejection(
+      () => srv.addShareKeys({ ...m0, shares: m0.shares.map((x, i) => (i ? x : { ...x, ciphertext: x.ciphertext.subarray(1) })) }),
+      status.INVALID_ARGUMENT,
+      /wrong sizes/,
+    );
     const tampered = m0.shares.map((x, i) => (i ? x : { ...x, ciphertext: Uint8Array.from(x.ciphertext, (b, j) => (j === 20 ? b ^ 1 : b)) }));
     await expectRejection(() => srv.addShareKeys({ ...m0, shares: tampered }), status.UNAUTHENTICATED, /signature does not verify/);
     for (const m of msgs.slice(0, 5)) srv.addShareKeys(m);
@@ -339,10 +462,22 @@ describe('secagg rejections', function () {
     const check = srv.closeMaskedInput();
     expect(check).to.deep.equal({ survivors: s.ids.slice(0, 4), dropped: [s.ids[4]] });
     // Client-side checks of the lists before it signs them.
-    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(0, 4), dropped: [s.ids[3], s.ids[4]] }), status.INVALID_ARGUMENT, /both a survivor and dropped/);
-    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(1, 4), dropped: [s.ids[0], s.ids[4]] }), status.FAILED_PRECONDITION, /survivors, threshold/);
+    await expectRejection(
+      () => clients[0].consistency({ survivors: s.ids.slice(0, 4), dropped: [s.ids[3], s.ids[4]] }),
+      status.INVALID_ARGUMENT,
+      /both a survivor and dropped/,
+    );
+    await expectRejection(
+      () => clients[0].consistency({ survivors: s.ids.slice(1, 4), dropped: [s.ids[0], s.ids[4]] }),
+      status.FAILED_PRECONDITION,
+      /survivors, threshold/,
+    );
     await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(0, 4), dropped: [] }), status.INVALID_ARGUMENT, /must equal U2/);
-    await expectRejection(() => clients[0].consistency({ survivors: s.ids.slice(1, 5), dropped: [s.ids[0]] }), status.FAILED_PRECONDITION, /not listed as a survivor/);
+    await expectRejection(
+      () => clients[0].consistency({ survivors: s.ids.slice(1, 5), dropped: [s.ids[0]] }),
+      status.FAILED_PRECONDITION,
+      /not listed as a survivor/,
+    );
     await expectRejection(() => clients[0].unmask({ ...check, signatures: [] }), status.FAILED_PRECONDITION, /unmask is not allowed at stage 'masked'/);
     const sigs = clients.slice(0, 4).map((c) => c.consistency(check));
     expect(clients[0].consistency(check)).to.equal(sigs[0]); // a repeat gets the same signature
@@ -355,16 +490,36 @@ describe('secagg rejections', function () {
     expect(req.signatures.map((x) => x.from)).to.deep.equal(s.ids.slice(0, 4));
     const resps = clients.slice(0, 4).map((c) => c.unmask(req));
     expect(clients[0].unmask(req)).to.equal(resps[0]); // a repeat gets the same answer
-    await expectRejection(() => clients[0].unmask({ survivors: s.ids.slice(0, 3).concat(s.ids[4]), dropped: [s.ids[3]], signatures: req.signatures }), status.FAILED_PRECONDITION, /already answered a different/);
+    await expectRejection(
+      () => clients[0].unmask({ survivors: s.ids.slice(0, 3).concat(s.ids[4]), dropped: [s.ids[3]], signatures: req.signatures }),
+      status.FAILED_PRECONDITION,
+      /already answered a different/,
+    );
     const r = resps[0];
     const bOf = (v: string): Uint8Array => r.bShares.find((x) => x.of === v)!.share;
     const cases: [UnmaskResponse, status, RegExp][] = [
       [{ ...r, from: s.ids[4] }, status.PERMISSION_DENIED, /not a survivor/],
       [{ ...r, bShares: [...r.bShares, { of: s.ids[5], share: bOf(s.ids[1]) }] }, status.INVALID_ARGUMENT, /which is not in U2/],
-      [{ ...r, skShares: [...r.skShares, { of: s.ids[1], share: bOf(s.ids[1]) }] }, status.INVALID_ARGUMENT, /a share for a client that both sent input and is reported dropped/],
-      [{ ...r, bShares: [...r.bShares, { of: s.ids[4], share: bOf(s.ids[1]) }] }, status.INVALID_ARGUMENT, /a share for a client that both sent input and is reported dropped/],
-      [{ ...r, bShares: r.bShares.map((x) => (x.of === s.ids[2] ? { of: x.of, share: Uint8Array.from(x.share, (b, j) => (j === 0 ? b ^ 1 : b)) } : x)) }, status.INVALID_ARGUMENT, /invalid Shamir share from holder c000 for dealer c002/],
-      [{ ...r, bShares: r.bShares.map((x) => (x.of === s.ids[2] ? { of: x.of, share: bOf(s.ids[3]) } : x)) }, status.INVALID_ARGUMENT, /invalid Shamir share from holder c000 for dealer c002/],
+      [
+        { ...r, skShares: [...r.skShares, { of: s.ids[1], share: bOf(s.ids[1]) }] },
+        status.INVALID_ARGUMENT,
+        /a share for a client that both sent input and is reported dropped/,
+      ],
+      [
+        { ...r, bShares: [...r.bShares, { of: s.ids[4], share: bOf(s.ids[1]) }] },
+        status.INVALID_ARGUMENT,
+        /a share for a client that both sent input and is reported dropped/,
+      ],
+      [
+        { ...r, bShares: r.bShares.map((x) => (x.of === s.ids[2] ? { of: x.of, share: Uint8Array.from(x.share, (b, j) => (j === 0 ? b ^ 1 : b)) } : x)) },
+        status.INVALID_ARGUMENT,
+        /invalid Shamir share from holder c000 for dealer c002/,
+      ],
+      [
+        { ...r, bShares: r.bShares.map((x) => (x.of === s.ids[2] ? { of: x.of, share: bOf(s.ids[3]) } : x)) },
+        status.INVALID_ARGUMENT,
+        /invalid Shamir share from holder c000 for dealer c002/,
+      ],
       [{ ...r, bShares: [...r.bShares, r.bShares[0]] }, status.INVALID_ARGUMENT, /two shares/],
     ];
     for (const [resp, code, re] of cases) await expectRejection(() => srv.addUnmaskResponse(resp), code, re);
@@ -419,7 +574,9 @@ describe('secagg masked vectors look uniform', () => {
       const xf = k === 0 ? Float64Array.from({ length: n }, (_, i) => i) : Float64Array.from(x); // zeros: y vs position
       const mean = (a: Float64Array): number => a.reduce((p, q) => p + q, 0) / a.length;
       const [mx, my] = [mean(xf), mean(yf)];
-      let sxy = 0, sxx = 0, syy = 0;
+      let sxy = 0,
+        sxx = 0,
+        syy = 0;
       for (let i = 0; i < n; i++) {
         sxy += (xf[i] - mx) * (yf[i] - my);
         sxx += (xf[i] - mx) ** 2;

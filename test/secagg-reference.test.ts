@@ -40,8 +40,16 @@ async function check(c: Case): Promise<void> {
   const include = ['l.lora_B'];
   const chosen = chooseGraph(c.n);
   const cfg: SecAggRoundConfig = {
-    roundTag: 'ref/r1/a0', baseManifestSha256: 'cd'.repeat(32), selected: ids, threshold: chosen.threshold, graph: chosen.graph,
-    clipNorm, weightCap, maxClients, include, vectorLength: vectorLayout(global, include).length,
+    roundTag: 'ref/r1/a0',
+    baseManifestSha256: 'cd'.repeat(32),
+    selected: ids,
+    threshold: chosen.threshold,
+    graph: chosen.graph,
+    clipNorm,
+    weightCap,
+    maxClients,
+    include,
+    vectorLength: vectorLayout(global, include).length,
   };
   const deltas = ids.map((_, i) => {
     const r = lcg(1000 + i);
@@ -49,7 +57,9 @@ async function check(c: Case): Promise<void> {
   });
   const identities = ids.map((id) => nacl.sign.keyPair.fromSeed(seedOf(`identity-${id}`)));
   const clients: SimClient[] = ids.map((id, i) => ({
-    id, identitySecretKey: identities[i].secretKey, identityPublicKey: identities[i].publicKey,
+    id,
+    identitySecretKey: identities[i].secretKey,
+    identityPublicKey: identities[i].publicKey,
     input: () => encodeUpdate([global[0], { ...global[1], data: deltas[i] }], c.examples(i), cfg, seedOf(`rounding-${id}`)),
   }));
   const res = await simulateRound(cfg, clients, c.drops);
@@ -102,7 +112,9 @@ describe('secagg against an independent float64 weighted mean', () => {
 
   it('SecAgg+ graph, 40 sites, weights 1..4,000, drops at every stage', async () => {
     await check({
-      n: 40, examples: (i) => 1 + ((i * 977) % 4000), scale: 0.1,
+      n: 40,
+      examples: (i) => 1 + ((i * 977) % 4000),
+      scale: 0.1,
       drops: { beforeAdvertise: [idOf(3)], beforeShares: [idOf(11)], beforeInput: [idOf(20), idOf(21)], beforeUnmask: [idOf(30)] },
     });
   });

@@ -14,7 +14,17 @@ import { SecAggClient, decodeSum, encodeUpdate, sumVectors, type SecAggRoundConf
 import { advertisementDigest } from '../proto/secagg/session';
 import { signDetached } from '../proto/crypto/ed25519';
 import type { Advertisement, UnmaskResponse } from '../proto/secagg/messages';
-import { adToWire, consistencyCheckFromWire, rosterFromWire, routedFromWire, settingsFromWire, shareKeysToWire, signatureToWire, unmaskRequestFromWire, unmaskResponseToWire } from '../proto/secagg/wire';
+import {
+  adToWire,
+  consistencyCheckFromWire,
+  rosterFromWire,
+  routedFromWire,
+  settingsFromWire,
+  shareKeysToWire,
+  signatureToWire,
+  unmaskRequestFromWire,
+  unmaskResponseToWire,
+} from '../proto/secagg/wire';
 import { randomBytes } from 'node:crypto';
 import { join, rawClient, siteDelta, sendUpload, smallAdapter, snapshot, startCoordinator, tempDir, type Harness, type JoinedRaw } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -29,7 +39,11 @@ interface Site {
   x?: Uint32Array;
 }
 
-const call = <Req>(c: RawClient, m: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<grpc.ServiceError | null> =>
+const call = <Req>(
+  c: RawClient,
+  m: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask',
+  req: Req,
+): Promise<grpc.ServiceError | null> =>
   new Promise((resolve) => (c[m] as unknown as (r: Req, cb: (e: grpc.ServiceError | null) => void) => void).call(c, req, (e) => resolve(e)));
 
 async function next(site: Site, kind: 'train' | 'secagg_roster' | 'secagg_shares' | 'secagg_consistency' | 'secagg_unmask'): Promise<TaskEvent__Output> {
@@ -43,11 +57,43 @@ async function next(site: Site, kind: 'train' | 'secagg_roster' | 'secagg_shares
 
 function maskedFrames(s: Site, y: Uint32Array): UploadFrame[] {
   const t = s.task!;
-  const tensors = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }], total_bytes: y.byteLength, chunk_bytes: 1 << 20 };
-  const binding = { protocolVersion: PROTOCOL_VERSION, runId: s.who.run_id, clientId: s.who.client_id, taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version, baseManifestSha256: t.base_manifest_sha256, numExamples: 0 };
-  const sealed = sealUpload({ binding, tensors, plaintextChunks: [Buffer.from(y.buffer)], coordinator: s.who.coordinator, identitySecretKey: s.who.identity.secretKey });
+  const tensors = {
+    protocol_version: PROTOCOL_VERSION,
+    tensors: [{ name: 'secagg.masked', dtype: 'UINT32' as const, shape: [y.length] }],
+    total_bytes: y.byteLength,
+    chunk_bytes: 1 << 20,
+  };
+  const binding = {
+    protocolVersion: PROTOCOL_VERSION,
+    runId: s.who.run_id,
+    clientId: s.who.client_id,
+    taskId: t.task_id,
+    round: t.round,
+    attempt: t.attempt,
+    baseVersion: t.base_version,
+    baseManifestSha256: t.base_manifest_sha256,
+    numExamples: 0,
+  };
+  const sealed = sealUpload({
+    binding,
+    tensors,
+    plaintextChunks: [Buffer.from(y.buffer)],
+    coordinator: s.who.coordinator,
+    identitySecretKey: s.who.identity.secretKey,
+  });
   return [
-    { header: { protocol_version: PROTOCOL_VERSION, session_token: s.who.session_token, task_id: t.task_id, round: t.round, base_version: t.base_version, num_examples: 0, tensors, sealed: sealed.envelope } },
+    {
+      header: {
+        protocol_version: PROTOCOL_VERSION,
+        session_token: s.who.session_token,
+        task_id: t.task_id,
+        round: t.round,
+        base_version: t.base_version,
+        num_examples: 0,
+        tensors,
+        sealed: sealed.envelope,
+      },
+    },
     ...sealed.chunks.map((chunk) => ({ chunk })),
     { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } },
   ];
@@ -61,7 +107,11 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
   type SiteRequest = { session_token: string; task_id: string; round: number };
 
   before(async () => {
-    h = await startCoordinator(await tempDir('secagg-rej'), { total: 1, minClients: 6, minUpdates: 5, clientsPerRound: 6, deadlineMs: 30_000 }, { secagg: { enabled: true, threshold: 4, stageTimeoutMs: 20_000 } });
+    h = await startCoordinator(
+      await tempDir('secagg-rej'),
+      { total: 1, minClients: 6, minUpdates: 5, clientsPerRound: 6, deadlineMs: 30_000 },
+      { secagg: { enabled: true, threshold: 4, stageTimeoutMs: 20_000 } },
+    );
     c = rawClient(h.address);
     for (let i = 0; i < 6; i++) {
       const who = await join(c, `raw-${i}`);
@@ -100,13 +150,25 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
   it('stage 1: refuses an all-zero DH share (low-order key), a forged signature, another site’s advertisement, then accepts honest ones', async () => {
     const s = sites[0];
     const zero = new Uint8Array(32);
-    const lowOrder: Advertisement = { clientId: s.who.client_id, encPublicKey: zero, maskPublicKey: zero, signature: signDetached(advertisementDigest(s.cfg!, s.who.client_id, zero, zero), s.who.identity.secretKey) };
+    const lowOrder: Advertisement = {
+      clientId: s.who.client_id,
+      encPublicKey: zero,
+      maskPublicKey: zero,
+      signature: signDetached(advertisementDigest(s.cfg!, s.who.client_id, zero, zero), s.who.identity.secretKey),
+    };
     await expectRefused(call(c, 'SecAggAdvertise', { ...req(s), advertisement: adToWire(lowOrder) }), status.INVALID_ARGUMENT, 'all-zero DH share');
     const honest = s.sc!.advertise();
-    const forged = { ...honest, signature: signDetached(advertisementDigest(s.cfg!, s.who.client_id, honest.encPublicKey, honest.maskPublicKey), sites[1].who.identity.secretKey) };
+    const forged = {
+      ...honest,
+      signature: signDetached(advertisementDigest(s.cfg!, s.who.client_id, honest.encPublicKey, honest.maskPublicKey), sites[1].who.identity.secretKey),
+    };
     await expectRefused(call(c, 'SecAggAdvertise', { ...req(s), advertisement: adToWire(forged) }), status.UNAUTHENTICATED, 'signature does not verify');
     await expectRefused(call(c, 'SecAggAdvertise', { ...req(sites[1]), advertisement: adToWire(honest) }), status.PERMISSION_DENIED, 'the session is');
-    await expectRefused(call(c, 'SecAggAdvertise', { ...req(s), round: 2, advertisement: adToWire(honest) }), status.FAILED_PRECONDITION, 'the message says round 2');
+    await expectRefused(
+      call(c, 'SecAggAdvertise', { ...req(s), round: 2, advertisement: adToWire(honest) }),
+      status.FAILED_PRECONDITION,
+      'the message says round 2',
+    );
     expect(await call(c, 'SecAggAdvertise', { ...req(s), advertisement: adToWire(honest) })).to.equal(null);
     await expectRefused(call(c, 'SecAggAdvertise', { ...req(s), advertisement: adToWire(honest) }), status.ALREADY_EXISTS, 'already advertised');
     for (const x of sites.slice(1)) expect(await call(c, 'SecAggAdvertise', { ...req(x), advertisement: adToWire(x.sc!.advertise()) })).to.equal(null);
@@ -138,7 +200,11 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
       expect(check.dropped).to.deep.equal([sites[5].who.client_id]);
       sigs.push(s.sc!.consistency(check));
     }
-    await expectRefused(call(c, 'SecAggConsistency', { ...req(sites[0]), signature: signatureToWire({ ...sigs[0], signature: sigs[1].signature }) }), status.UNAUTHENTICATED, 'does not verify for this session');
+    await expectRefused(
+      call(c, 'SecAggConsistency', { ...req(sites[0]), signature: signatureToWire({ ...sigs[0], signature: sigs[1].signature }) }),
+      status.UNAUTHENTICATED,
+      'does not verify for this session',
+    );
     await expectRefused(call(c, 'SecAggConsistency', { ...req(sites[0]), signature: signatureToWire(sigs[1]) }), status.PERMISSION_DENIED, 'the session is');
     for (let i = 0; i < 5; i++) expect(await call(c, 'SecAggConsistency', { ...req(sites[i]), signature: signatureToWire(sigs[i]) })).to.equal(null);
   });
@@ -152,10 +218,21 @@ describe('secure aggregation: rejections over gRPC (nothing persisted, the round
       responses.push(s.sc!.unmask(r));
     }
     const r0 = responses[0];
-    const flipped = { ...r0, bShares: r0.bShares.map((x, i) => (i === 0 ? { of: x.of, share: Uint8Array.from(x.share, (b, j) => (j === 0 ? b ^ 1 : b)) } : x)) };
-    await expectRefused(call(c, 'SecAggUnmask', { ...req(sites[0]), response: unmaskResponseToWire(flipped) }), status.INVALID_ARGUMENT, 'invalid Shamir share from holder');
+    const flipped = {
+      ...r0,
+      bShares: r0.bShares.map((x, i) => (i === 0 ? { of: x.of, share: Uint8Array.from(x.share, (b, j) => (j === 0 ? b ^ 1 : b)) } : x)),
+    };
+    await expectRefused(
+      call(c, 'SecAggUnmask', { ...req(sites[0]), response: unmaskResponseToWire(flipped) }),
+      status.INVALID_ARGUMENT,
+      'invalid Shamir share from holder',
+    );
     const both = { ...r0, skShares: [...r0.skShares, { of: r0.bShares[0].of, share: r0.bShares[0].share }] };
-    await expectRefused(call(c, 'SecAggUnmask', { ...req(sites[0]), response: unmaskResponseToWire(both) }), status.INVALID_ARGUMENT, 'both sent input and is reported dropped');
+    await expectRefused(
+      call(c, 'SecAggUnmask', { ...req(sites[0]), response: unmaskResponseToWire(both) }),
+      status.INVALID_ARGUMENT,
+      'both sent input and is reported dropped',
+    );
     // t = 4 answers rebuild every secret; the coordinator commits at once (a fifth would find the round closed).
     for (let i = 0; i < 4; i++) expect(await call(c, 'SecAggUnmask', { ...req(sites[i]), response: unmaskResponseToWire(responses[i]) })).to.equal(null);
     const latest = async (): Promise<string> => (await fs.readFile(`${h.runDir}/latest`, 'utf8')).trim();

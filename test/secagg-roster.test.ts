@@ -33,13 +33,29 @@ describe('secure aggregation with an operator-signed roster over gRPC', function
     const operator = nacl.sign.keyPair();
     const rosterFile = path.join(dir, '..', `${path.basename(dir)}-roster.json`);
     const runId = path.basename(dir);
-    await fs.writeFile(rosterFile, JSON.stringify(signRoster(operator.secretKey, runId, names.map((n) => ({ clientId: clientIdFor(n), name: n, publicKey: testIdentity(n).publicKey })))));
-    const h = await startCoordinator(dir, { total: 1, minClients: 6, minUpdates: 5, clientsPerRound: 6, deadlineMs: 20_000, maxAttempts: 1 }, { secagg: { enabled: true, stageTimeoutMs: 3000, rosterFile } });
+    await fs.writeFile(
+      rosterFile,
+      JSON.stringify(
+        signRoster(
+          operator.secretKey,
+          runId,
+          names.map((n) => ({ clientId: clientIdFor(n), name: n, publicKey: testIdentity(n).publicKey })),
+        ),
+      ),
+    );
+    const h = await startCoordinator(
+      dir,
+      { total: 1, minClients: 6, minUpdates: 5, clientsPerRound: 6, deadlineMs: 20_000, maxAttempts: 1 },
+      { secagg: { enabled: true, stageTimeoutMs: 3000, rosterFile } },
+    );
     const encoded = new Map<string, Uint32Array>();
     const failed: string[] = [];
     const clients = names.map((name, i) => {
       const c = new FederationClient({
-        address: h.address, name, identity: testIdentity(name), trainer: new SiteTrainer(name),
+        address: h.address,
+        name,
+        identity: testIdentity(name),
+        trainer: new SiteTrainer(name),
         rosterKey: i === 5 ? nacl.sign.keyPair().publicKey : operator.publicKey,
         observeSecAggInput: (_t, x) => encoded.set(clientIdFor(name), x.slice()),
       });
@@ -59,10 +75,22 @@ describe('secure aggregation with an operator-signed roster over gRPC', function
       expect(sa.survivors).to.deep.equal(names.slice(0, 5).map(clientIdFor).sort());
       const base = smallAdapter(0);
       const include = base.map((t) => t.name).sort();
-      const cfg: SecAggRoundConfig = { roundTag: 'x', baseManifestSha256: '0'.repeat(64), selected: sa.selected, threshold: sa.threshold, graph: { kind: 'full' }, clipNorm: sa.clipNorm, weightCap: sa.weightCap, maxClients: sa.maxClients, include, vectorLength: vectorLayout(base, include).length };
+      const cfg: SecAggRoundConfig = {
+        roundTag: 'x',
+        baseManifestSha256: '0'.repeat(64),
+        selected: sa.selected,
+        threshold: sa.threshold,
+        graph: { kind: 'full' },
+        clipNorm: sa.clipNorm,
+        weightCap: sa.weightCap,
+        maxClients: sa.maxClients,
+        include,
+        vectorLength: vectorLayout(base, include).length,
+      };
       const want = decodeSum(sumVectors(sa.survivors.map((id) => encoded.get(id)!)), cfg, base).adapter;
       const ck = await h.coordinator.store.read(1);
-      for (let k = 0; k < want.length; k++) expect(Buffer.from(ck.adapter[k].data.buffer).equals(Buffer.from(want[k].data.buffer)), want[k].name).to.equal(true);
+      for (let k = 0; k < want.length; k++)
+        expect(Buffer.from(ck.adapter[k].data.buffer).equals(Buffer.from(want[k].data.buffer)), want[k].name).to.equal(true);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
       await fs.rm(rosterFile, { force: true });

@@ -18,7 +18,10 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 class SiteTrainer implements Trainer {
   readonly backend = 'test';
-  constructor(private readonly name: string, private readonly n: number) {}
+  constructor(
+    private readonly name: string,
+    private readonly n: number,
+  ) {}
   async train(global: TensorList, plan: TrainingPlan): Promise<TrainOutcome> {
     const d = siteDelta(this.name, global);
     // Like real training, the update depends on the task's seed: a retry (new seed) is a new update, which the
@@ -43,11 +46,22 @@ function expected(m: Manifest, base: TensorList, attempt: number, encoded: Encod
   const sa = m.secureAggregation!;
   const include = base.map((t) => t.name).sort();
   const cfg: SecAggRoundConfig = {
-    roundTag: 'unused', baseManifestSha256: '0'.repeat(64), selected: sa.selected, threshold: sa.threshold, graph: { kind: 'full' },
-    clipNorm: sa.clipNorm, weightCap: sa.weightCap, maxClients: sa.maxClients, include, vectorLength: vectorLayout(base, include).length,
+    roundTag: 'unused',
+    baseManifestSha256: '0'.repeat(64),
+    selected: sa.selected,
+    threshold: sa.threshold,
+    graph: { kind: 'full' },
+    clipNorm: sa.clipNorm,
+    weightCap: sa.weightCap,
+    maxClients: sa.maxClients,
+    include,
+    vectorLength: vectorLayout(base, include).length,
   };
   const vs = sa.survivors.map((id) => encoded.get(`${attempt}:${id}`)!);
-  expect(vs.every((v) => v !== undefined), 'every survivor encoded a vector').to.equal(true);
+  expect(
+    vs.every((v) => v !== undefined),
+    'every survivor encoded a vector',
+  ).to.equal(true);
   return decodeSum(sumVectors(vs), cfg, base).adapter;
 }
 
@@ -59,7 +73,12 @@ interface Drop {
   readonly attempt?: number;
 }
 
-async function federate(n: number, threshold: number, drop?: Drop, opts: HarnessOptions = {}): Promise<{ h: Harness; manifests: Manifest[]; failures: string[]; encoded: Encoded; taskErrors: string[] }> {
+async function federate(
+  n: number,
+  threshold: number,
+  drop?: Drop,
+  opts: HarnessOptions = {},
+): Promise<{ h: Harness; manifests: Manifest[]; failures: string[]; encoded: Encoded; taskErrors: string[] }> {
   const silent = drop?.how === 'silent';
   const rounds = { total: 1, minClients: n, minUpdates: 5, clientsPerRound: n, deadlineMs: silent ? 3000 : 30_000, maxAttempts: 2 };
   const h = await startCoordinator(await tempDir('secagg'), rounds, { secagg: { enabled: true, threshold, stageTimeoutMs: silent ? 1500 : 20_000 } }, opts);
@@ -178,8 +197,21 @@ describe('secure aggregation over gRPC', function () {
     const log = Buffer.from(lines.join(''));
     expect(masked.size).to.equal(5);
     const m = run.manifests[1];
-    const include = big().map((t) => t.name).sort();
-    const cfg: SecAggRoundConfig = { roundTag: 'x', baseManifestSha256: '0'.repeat(64), selected: m.secureAggregation!.selected, threshold: 3, graph: { kind: 'full' }, clipNorm: m.secureAggregation!.clipNorm, weightCap: m.secureAggregation!.weightCap, maxClients: m.secureAggregation!.maxClients, include, vectorLength: 4097 };
+    const include = big()
+      .map((t) => t.name)
+      .sort();
+    const cfg: SecAggRoundConfig = {
+      roundTag: 'x',
+      baseManifestSha256: '0'.repeat(64),
+      selected: m.secureAggregation!.selected,
+      threshold: 3,
+      graph: { kind: 'full' },
+      clipNorm: m.secureAggregation!.clipNorm,
+      weightCap: m.secureAggregation!.weightCap,
+      maxClients: m.secureAggregation!.maxClients,
+      include,
+      vectorLength: 4097,
+    };
     for (const name of names(5)) {
       const id = clientIdFor(name);
       const delta = siteDelta(name, big());

@@ -68,7 +68,11 @@ describe('selectClients', () => {
 
   it('does not depend on the order ids are given in (every order of 6 ids; shuffles of 50)', () => {
     const small = ids(6);
-    for (const [count, seed] of [[3, 1], [0.5, 2], [1, 3]] as const) {
+    for (const [count, seed] of [
+      [3, 1],
+      [0.5, 2],
+      [1, 3],
+    ] as const) {
       const ref = selectClients(small, count, 1, seed);
       for (const p of permutations(small)) expect(selectClients(p, count, 1, seed)).to.deep.equal(ref);
     }
@@ -85,7 +89,14 @@ describe('selectClients', () => {
 
   it('treats clientsPerRound ≥ 1 as a count (fractional counts rounded down), never more than connected', () => {
     const pool = ids(10);
-    for (const [cpr, want] of [[1, 1], [3, 3], [3.9, 3], [10, 10], [11, 10], [100, 10]] as const) {
+    for (const [cpr, want] of [
+      [1, 1],
+      [3, 3],
+      [3.9, 3],
+      [10, 10],
+      [11, 10],
+      [100, 10],
+    ] as const) {
       expect(selectClients(pool, cpr, 1, 7), String(cpr)).to.have.length(want);
     }
     expect(selectClients(pool, 100, 1, 7)).to.deep.equal([...pool].sort());

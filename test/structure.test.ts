@@ -98,11 +98,16 @@ describe('structure: what each folder may load', function () {
     const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-structure-'));
     const probe = path.join(runDir, 'probe.js');
     // Preloaded into the command: at exit, report what was ever loaded.
-    await fs.writeFile(probe, `process.on('exit', () => { const k = Object.keys(require.cache);
-      process.stderr.write('PROBE ' + JSON.stringify({ tf: k.filter((x) => x.includes('@tensorflow')), sdk: k.filter((x) => x.includes('/dist/client-sdk/') || x.includes('/dist/examples/')) }) + '\\n'); });`);
+    await fs.writeFile(
+      probe,
+      `process.on('exit', () => { const k = Object.keys(require.cache);
+      process.stderr.write('PROBE ' + JSON.stringify({ tf: k.filter((x) => x.includes('@tensorflow')), sdk: k.filter((x) => x.includes('/dist/client-sdk/') || x.includes('/dist/examples/')) }) + '\\n'); });`,
+    );
     try {
       const cli = path.join(DIST, 'coordinator', 'cli', 'fedtune.js');
-      const child = spawn(process.execPath, ['--require', probe, cli, 'coordinator', '--server.port', '0', '--run.dir', path.join(runDir, 'run')], { cwd: ROOT });
+      const child = spawn(process.execPath, ['--require', probe, cli, 'coordinator', '--server.port', '0', '--run.dir', path.join(runDir, 'run')], {
+        cwd: ROOT,
+      });
       let out = '';
       let err = '';
       let stopping = false;
@@ -158,7 +163,12 @@ describe('structure: the initial adapter moved to proto/model without changing a
       const a = initLoraAdapter(model(c.dir), c.lora, c.seed);
       expect(a).to.have.length(c.tensors);
       expect(adapterDigest(a)).to.equal(c.digest);
-      for (const t of a) if (t.name.includes('.lora_B.')) expect(t.data.every((x) => x === 0), t.name).to.equal(true);
+      for (const t of a)
+        if (t.name.includes('.lora_B.'))
+          expect(
+            t.data.every((x) => x === 0),
+            t.name,
+          ).to.equal(true);
     });
   }
 });

@@ -188,7 +188,13 @@ describe('tensor-stream: decoding', () => {
     const whole = allBytes(ts);
     const header = headerOf(ts, 8);
     const dec = new TensorStreamDecoder(header, LIMITS);
-    for (const [a, b] of [[0, 1], [1, 8], [8, 13], [13, 16]]) dec.push(whole.subarray(a, b));
+    for (const [a, b] of [
+      [0, 1],
+      [1, 8],
+      [8, 13],
+      [13, 16],
+    ])
+      dec.push(whole.subarray(a, b));
     expect(dec.bytesReceived).to.equal(16);
     const sha = createHash('sha256').update(whole).digest();
     const out = dec.finish({ chunk_count: 4, sha256: sha });
@@ -225,7 +231,12 @@ describe('tensor-stream: decoding', () => {
     expectProtocolError(() => short.finishAuthenticated(), status.DATA_LOSS, 'received 8 of 16 bytes');
 
     const words = Uint32Array.from([0, 1, 0xffffffff, 0x80000000, 7]);
-    const wh = { protocol_version: PROTOCOL_VERSION, tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [5] }], total_bytes: 20, chunk_bytes: 8 } as TensorHeader__Output;
+    const wh = {
+      protocol_version: PROTOCOL_VERSION,
+      tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [5] }],
+      total_bytes: 20,
+      chunk_bytes: 8,
+    } as TensorHeader__Output;
     expectProtocolError(() => validateHeader(wh, 1 << 20), status.INVALID_ARGUMENT, 'has dtype UINT32; only FLOAT32 is accepted');
     expectProtocolError(() => validateHeader(headerOf(ts, 8), 1 << 20, 'UINT32'), status.INVALID_ARGUMENT, 'only UINT32 is accepted');
     const wd = new TensorStreamDecoder(wh, { maxBytes: 1 << 20, requireFinite: false, dtype: 'UINT32', authenticated: true });
@@ -244,11 +255,13 @@ describe('tensor-stream: decoding', () => {
 
   describe('header rejections', () => {
     const base = (): TensorHeader__Output => headerOf(tensors([4, 2]), 8); // 16 + 8 bytes
-    const build = (mut: (h: TensorHeader__Output) => void, limits: DecoderLimits = LIMITS) => () => {
-      const h = base();
-      mut(h);
-      return new TensorStreamDecoder(h, limits);
-    };
+    const build =
+      (mut: (h: TensorHeader__Output) => void, limits: DecoderLimits = LIMITS) =>
+      () => {
+        const h = base();
+        mut(h);
+        return new TensorStreamDecoder(h, limits);
+      };
 
     it('a missing header → INVALID_ARGUMENT', () => {
       expectProtocolError(() => new TensorStreamDecoder(null, LIMITS), status.INVALID_ARGUMENT, 'tensor header missing');
@@ -256,41 +269,91 @@ describe('tensor-stream: decoding', () => {
     });
 
     it('another protocol version → FAILED_PRECONDITION naming both versions', () => {
-      expectProtocolError(build((h) => (h.protocol_version = PROTOCOL_VERSION + 1)), status.FAILED_PRECONDITION,
-        `tensor stream speaks protocol version ${PROTOCOL_VERSION + 1}; this peer speaks ${PROTOCOL_VERSION}`);
-      expectProtocolError(build((h) => (h.protocol_version = 0)), status.FAILED_PRECONDITION, 'protocol version 0');
+      expectProtocolError(
+        build((h) => (h.protocol_version = PROTOCOL_VERSION + 1)),
+        status.FAILED_PRECONDITION,
+        `tensor stream speaks protocol version ${PROTOCOL_VERSION + 1}; this peer speaks ${PROTOCOL_VERSION}`,
+      );
+      expectProtocolError(
+        build((h) => (h.protocol_version = 0)),
+        status.FAILED_PRECONDITION,
+        'protocol version 0',
+      );
     });
 
     it('a dtype other than FLOAT32 → INVALID_ARGUMENT naming the tensor and dtype', () => {
-      expectProtocolError(build((h) => (h.tensors[1].dtype = 'DTYPE_UNSPECIFIED')), status.INVALID_ARGUMENT,
-        'tensor t1 has dtype DTYPE_UNSPECIFIED; only FLOAT32 is accepted');
+      expectProtocolError(
+        build((h) => (h.tensors[1].dtype = 'DTYPE_UNSPECIFIED')),
+        status.INVALID_ARGUMENT,
+        'tensor t1 has dtype DTYPE_UNSPECIFIED; only FLOAT32 is accepted',
+      );
     });
 
     it('negative, fractional or unsafe dimensions → INVALID_ARGUMENT "invalid shape"', () => {
-      expectProtocolError(build((h) => (h.tensors[0].shape = [-4])), status.INVALID_ARGUMENT, 'tensor t0 has an invalid shape [-4]');
-      expectProtocolError(build((h) => (h.tensors[0].shape = [2, -2])), status.INVALID_ARGUMENT, 'tensor t0 has an invalid shape [2,-2]');
-      expectProtocolError(build((h) => (h.tensors[1].shape = [1.5])), status.INVALID_ARGUMENT, 'tensor t1 has an invalid shape [1.5]');
-      expectProtocolError(build((h) => (h.tensors[1].shape = [2 ** 53])), status.INVALID_ARGUMENT, 'tensor t1 has an invalid shape');
+      expectProtocolError(
+        build((h) => (h.tensors[0].shape = [-4])),
+        status.INVALID_ARGUMENT,
+        'tensor t0 has an invalid shape [-4]',
+      );
+      expectProtocolError(
+        build((h) => (h.tensors[0].shape = [2, -2])),
+        status.INVALID_ARGUMENT,
+        'tensor t0 has an invalid shape [2,-2]',
+      );
+      expectProtocolError(
+        build((h) => (h.tensors[1].shape = [1.5])),
+        status.INVALID_ARGUMENT,
+        'tensor t1 has an invalid shape [1.5]',
+      );
+      expectProtocolError(
+        build((h) => (h.tensors[1].shape = [2 ** 53])),
+        status.INVALID_ARGUMENT,
+        'tensor t1 has an invalid shape',
+      );
     });
 
     it('duplicate and empty names → INVALID_ARGUMENT', () => {
-      expectProtocolError(build((h) => (h.tensors[1].name = 't0')), status.INVALID_ARGUMENT, 'tensor t0 declared twice');
-      expectProtocolError(build((h) => (h.tensors[0].name = '')), status.INVALID_ARGUMENT, 'tensor with an empty name');
+      expectProtocolError(
+        build((h) => (h.tensors[1].name = 't0')),
+        status.INVALID_ARGUMENT,
+        'tensor t0 declared twice',
+      );
+      expectProtocolError(
+        build((h) => (h.tensors[0].name = '')),
+        status.INVALID_ARGUMENT,
+        'tensor with an empty name',
+      );
     });
 
     it('total_bytes that disagrees with the shapes → INVALID_ARGUMENT with both numbers', () => {
-      expectProtocolError(build((h) => (h.total_bytes = 25)), status.INVALID_ARGUMENT, 'header declares total_bytes 25 but its tensors need 24');
-      expectProtocolError(build((h) => (h.total_bytes = 0)), status.INVALID_ARGUMENT, 'header declares total_bytes 0 but its tensors need 24');
+      expectProtocolError(
+        build((h) => (h.total_bytes = 25)),
+        status.INVALID_ARGUMENT,
+        'header declares total_bytes 25 but its tensors need 24',
+      );
+      expectProtocolError(
+        build((h) => (h.total_bytes = 0)),
+        status.INVALID_ARGUMENT,
+        'header declares total_bytes 0 but its tensors need 24',
+      );
       // Shapes whose element count overflows (to Infinity, or NaN with a zero dimension) match no total.
       const huge = new Array(25).fill(2 ** 52);
-      expectProtocolError(build((h) => {
-        h.tensors[0].shape = huge;
-        h.total_bytes = 8;
-      }), status.INVALID_ARGUMENT, 'header declares total_bytes 8 but its tensors need Infinity');
-      expectProtocolError(build((h) => {
-        h.tensors[0].shape = [...huge, 0];
-        h.total_bytes = 8;
-      }), status.INVALID_ARGUMENT, 'header declares total_bytes 8 but its tensors need NaN');
+      expectProtocolError(
+        build((h) => {
+          h.tensors[0].shape = huge;
+          h.total_bytes = 8;
+        }),
+        status.INVALID_ARGUMENT,
+        'header declares total_bytes 8 but its tensors need Infinity',
+      );
+      expectProtocolError(
+        build((h) => {
+          h.tensors[0].shape = [...huge, 0];
+          h.total_bytes = 8;
+        }),
+        status.INVALID_ARGUMENT,
+        'header declares total_bytes 8 but its tensors need NaN',
+      );
       // A zero dimension makes an empty tensor, however large the others.
       const zero = build((h) => {
         h.tensors[0].shape = [2 ** 40, 2 ** 40, 0];
@@ -300,18 +363,34 @@ describe('tensor-stream: decoding', () => {
     });
 
     it('a declared size above maxBytes → RESOURCE_EXHAUSTED before any allocation', () => {
-      expectProtocolError(build(() => undefined, { maxBytes: 23, requireFinite: true }), status.RESOURCE_EXHAUSTED, 'stream of 24 bytes exceeds the limit of 23');
+      expectProtocolError(
+        build(() => undefined, { maxBytes: 23, requireFinite: true }),
+        status.RESOURCE_EXHAUSTED,
+        'stream of 24 bytes exceeds the limit of 23',
+      );
       // 2^50 bytes declared consistently: refused by the limit, not by an allocation failure.
-      expectProtocolError(build((h) => {
-        h.tensors = [{ name: 'huge', dtype: 'FLOAT32', shape: [2 ** 24, 2 ** 24] }];
-        h.total_bytes = 2 ** 50;
-      }), status.RESOURCE_EXHAUSTED, `stream of ${2 ** 50} bytes exceeds the limit of ${1 << 30}`);
+      expectProtocolError(
+        build((h) => {
+          h.tensors = [{ name: 'huge', dtype: 'FLOAT32', shape: [2 ** 24, 2 ** 24] }];
+          h.total_bytes = 2 ** 50;
+        }),
+        status.RESOURCE_EXHAUSTED,
+        `stream of ${2 ** 50} bytes exceeds the limit of ${1 << 30}`,
+      );
       expect(build(() => undefined, { maxBytes: 24, requireFinite: true })()).to.be.instanceOf(TensorStreamDecoder);
     });
 
     it('chunk_bytes outside 1..MAX_CHUNK_BYTES → INVALID_ARGUMENT', () => {
-      expectProtocolError(build((h) => (h.chunk_bytes = 0)), status.INVALID_ARGUMENT, `chunk_bytes 0 outside 1..${MAX_CHUNK_BYTES}`);
-      expectProtocolError(build((h) => (h.chunk_bytes = MAX_CHUNK_BYTES + 1)), status.INVALID_ARGUMENT, `chunk_bytes ${MAX_CHUNK_BYTES + 1} outside`);
+      expectProtocolError(
+        build((h) => (h.chunk_bytes = 0)),
+        status.INVALID_ARGUMENT,
+        `chunk_bytes 0 outside 1..${MAX_CHUNK_BYTES}`,
+      );
+      expectProtocolError(
+        build((h) => (h.chunk_bytes = MAX_CHUNK_BYTES + 1)),
+        status.INVALID_ARGUMENT,
+        `chunk_bytes ${MAX_CHUNK_BYTES + 1} outside`,
+      );
     });
   });
 
@@ -391,10 +470,19 @@ describe('tensor-stream: decoding', () => {
   describe('value checks', () => {
     it('NaN, +Inf and -Inf → INVALID_ARGUMENT naming tensor and element, in any position', () => {
       for (const bad of [NaN, Infinity, -Infinity]) {
-        for (const [ti, i] of [[0, 0], [1, 3], [1, 4], [2, 0]]) {
+        for (const [ti, i] of [
+          [0, 0],
+          [1, 3],
+          [1, 4],
+          [2, 0],
+        ]) {
           const ts = tensors([2, 5, 1]);
           ts[ti].data[i] = bad;
-          const err = expectProtocolError(() => decode([...tensorFrames(ts, 12)]), status.INVALID_ARGUMENT, `tensor t${ti} holds ${bad} at element ${i}; updates must be finite`);
+          const err = expectProtocolError(
+            () => decode([...tensorFrames(ts, 12)]),
+            status.INVALID_ARGUMENT,
+            `tensor t${ti} holds ${bad} at element ${i}; updates must be finite`,
+          );
           expect(err.message).to.not.contain('outside');
           // Trusted downloads (requireFinite: false) pass the same bytes through.
           const back = decode([...tensorFrames(ts, 12)], { maxBytes: 1 << 20, requireFinite: false });
@@ -408,8 +496,11 @@ describe('tensor-stream: decoding', () => {
       for (const bad of [128, -128, 1e30]) {
         const ts = tensors([3]);
         ts[0].data[1] = bad;
-        expectProtocolError(() => decode([...tensorFrames(ts)], lim), status.INVALID_ARGUMENT,
-          `tensor t0 holds ${Math.fround(bad)} at element 1; outside ±128: update refused by the fedavg strategy`);
+        expectProtocolError(
+          () => decode([...tensorFrames(ts)], lim),
+          status.INVALID_ARGUMENT,
+          `tensor t0 holds ${Math.fround(bad)} at element 1; outside ±128: update refused by the fedavg strategy`,
+        );
       }
       const ok = tensors([3]);
       ok[0].data[0] = Math.fround(127.99999);
@@ -417,8 +508,11 @@ describe('tensor-stream: decoding', () => {
       expect(decode([...tensorFrames(ok)], lim)[0].data[2]).to.equal(-Math.fround(127.99999));
       const anon = tensors([1]);
       anon[0].data[0] = 5;
-      expectProtocolError(() => decode([...tensorFrames(anon)], { maxBytes: 1 << 20, requireFinite: true, maxAbs: 5 }), status.INVALID_ARGUMENT,
-        'outside ±5: update refused by the receiver');
+      expectProtocolError(
+        () => decode([...tensorFrames(anon)], { maxBytes: 1 << 20, requireFinite: true, maxAbs: 5 }),
+        status.INVALID_ARGUMENT,
+        'outside ±5: update refused by the receiver',
+      );
       // A non-finite value is reported as such even with a range bound.
       anon[0].data[0] = NaN;
       expectProtocolError(() => decode([...tensorFrames(anon)], lim), status.INVALID_ARGUMENT, 'holds NaN at element 0; updates must be finite');
@@ -446,8 +540,11 @@ describe('tensor-stream: decoding', () => {
 
     it('refuses unknown names, other shapes, missing tensors and another order, with INVALID_ARGUMENT', () => {
       expectProtocolError(() => checkLayout([...spec(g), { name: 'extra', shape: [1] }], g), status.INVALID_ARGUMENT, 'unexpected tensor extra');
-      expectProtocolError(() => checkLayout([{ name: 't0', shape: [2, 1] }, ...spec(g).slice(1)], g), status.INVALID_ARGUMENT,
-        'tensor t0 has shape [2,1]; the global adapter has [2]');
+      expectProtocolError(
+        () => checkLayout([{ name: 't0', shape: [2, 1] }, ...spec(g).slice(1)], g),
+        status.INVALID_ARGUMENT,
+        'tensor t0 has shape [2,1]; the global adapter has [2]',
+      );
       expectProtocolError(() => checkLayout(spec(g).slice(0, 1), g), status.INVALID_ARGUMENT, 'missing tensors: t1, t2');
       expectProtocolError(() => checkLayout([], g), status.INVALID_ARGUMENT, 'missing tensors: t0, t1, t2');
       expectProtocolError(() => checkLayout([spec(g)[0], spec(g)[2], spec(g)[1]], g), status.INVALID_ARGUMENT, 'tensors out of order at 1: t2');
@@ -551,6 +648,9 @@ describe('safetensors', () => {
   });
 
   it('refuses to write a tensor whose data does not match its shape', () => {
-    expect(() => writeSafetensors([{ name: 'x', dtype: 'float32', shape: [3], data: new Float32Array(2) }])).to.throw(SafetensorsError, 'tensor x: data does not match shape');
+    expect(() => writeSafetensors([{ name: 'x', dtype: 'float32', shape: [3], data: new Float32Array(2) }])).to.throw(
+      SafetensorsError,
+      'tensor x: data does not match shape',
+    );
   });
 });

@@ -46,7 +46,13 @@ keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 `;
 const leafExt = (usage: 'serverAuth' | 'clientAuth', san?: string): string =>
-  ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', `extendedKeyUsage = ${usage}`, 'authorityKeyIdentifier = keyid', ...(san ? [`subjectAltName = ${san}`] : [])].join('\n') + '\n';
+  [
+    'basicConstraints = critical,CA:FALSE',
+    'keyUsage = critical,digitalSignature',
+    `extendedKeyUsage = ${usage}`,
+    'authorityKeyIdentifier = keyid',
+    ...(san ? [`subjectAltName = ${san}`] : []),
+  ].join('\n') + '\n';
 
 /** EC P-256 keys (fast to make); x509 -req with -extfile works on openssl 1.1.1 and 3.x alike. */
 function makePki(dir: string): Pki {
@@ -62,7 +68,24 @@ function makePki(dir: string): Pki {
   const leaf = (name: string, cn: string, issuer: Pair, ext: string): Pair => {
     writeFileSync(f(`${name}.ext`), ext);
     ssl('req', '-new', '-config', 'req.cnf', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', issuer.cert, '-CAkey', issuer.key, '-set_serial', String(serial++), '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      issuer.cert,
+      '-CAkey',
+      issuer.key,
+      '-set_serial',
+      String(serial++),
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    );
     return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
   };
   const caPair = ca('ca', 'fedtune test CA');
@@ -81,7 +104,10 @@ function tryJoin(address: string, credentials: grpc.ChannelCredentials, name = '
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const c = new Ctor(address, credentials) as unknown as RawClient;
   return join(c, name)
-    .then(() => null, (e: grpc.ServiceError) => e)
+    .then(
+      () => null,
+      (e: grpc.ServiceError) => e,
+    )
     .finally(() => c.close());
 }
 
@@ -155,7 +181,11 @@ describe('TLS on the gRPC channel', function () {
   it("checks the server's name: the certificate's SAN, or serverNameOverride", async () => {
     const h = await start(false);
     expect(await tryJoin(h.address, tlsCredentials({ caFile: pki.ca.cert, serverNameOverride: 'localhost' }))).to.equal(null);
-    expectRefused(await tryJoin(h.address, tlsCredentials({ caFile: pki.ca.cert, serverNameOverride: 'coordinator.example' })), 'wrong name', "is not in the cert's altnames");
+    expectRefused(
+      await tryJoin(h.address, tlsCredentials({ caFile: pki.ca.cert, serverNameOverride: 'coordinator.example' })),
+      'wrong name',
+      "is not in the cert's altnames",
+    );
   });
 
   it('mutual TLS: refuses clients without a certificate or with one from another CA, then commits a round with CA-signed clients', async () => {
@@ -176,11 +206,25 @@ describe('TLS on the gRPC channel', function () {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(chunk.toString()), cb()) });
     const config = (runDir: string) =>
-      loadConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, auth: { mode: 'tofu' }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert } } });
+      loadConfig({
+        overrides: {
+          server: { port: 0 },
+          run: { dir: runDir },
+          auth: { mode: 'tofu' },
+          tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert },
+        },
+      });
     const make = async (credentials?: grpc.ServerCredentials): Promise<string> => {
       const runDir = await tempDir('tls-log');
       runDirs.push(runDir);
-      const c = new Coordinator({ config: config(runDir), credentials, initialAdapter: () => smallAdapter(0), adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'info' }, sink) });
+      const c = new Coordinator({
+        config: config(runDir),
+        credentials,
+        initialAdapter: () => smallAdapter(0),
+        adapterConfig: {},
+        baseModel: { name: 't', sha256: '0'.repeat(64) },
+        logger: pino({ level: 'info' }, sink),
+      });
       coordinators.push(c);
       return (await c.start()).address;
     };
@@ -192,7 +236,10 @@ describe('TLS on the gRPC channel', function () {
     // credentials: an explicit insecure server despite the tls.* keys.
     const address = await make(grpc.ServerCredentials.createInsecure());
     expect(await tryJoin(address, grpc.credentials.createInsecure())).to.equal(null);
-    const last = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'coordinator listening').pop();
+    const last = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'coordinator listening')
+      .pop();
     expect(last).to.include({ tls: 'credentials option' });
   });
 
@@ -214,8 +261,12 @@ describe('TLS on the gRPC channel', function () {
     expect(error({ keyFile: s.key })).to.contain('tls.certFile must be set when tls.keyFile is');
     expect(error({ clientCaFile: pki.ca.cert })).to.contain('tls.clientCaFile needs tls.certFile');
     const missing = path.join(dir, 'absent.pem');
-    expect(error({ certFile: missing, keyFile: s.key })).to.contain(`tls.certFile (${JSON.stringify(missing)}) must be a readable file`).and.contain('ENOENT');
-    expect(error({ certFile: s.cert, keyFile: s.key, clientCaFile: dir })).to.contain('tls.clientCaFile').and.contain('not a regular file');
+    expect(error({ certFile: missing, keyFile: s.key }))
+      .to.contain(`tls.certFile (${JSON.stringify(missing)}) must be a readable file`)
+      .and.contain('ENOENT');
+    expect(error({ certFile: s.cert, keyFile: s.key, clientCaFile: dir }))
+      .to.contain('tls.clientCaFile')
+      .and.contain('not a regular file');
   });
 
   it('start() names the key of a file that does not parse, or of a key that does not fit the certificate', async () => {
@@ -247,7 +298,8 @@ describe('TLS on the gRPC channel', function () {
   });
 
   it('fedtune-site client --tls-cert needs --tls-key; fedtune coordinator --tls.certFile needs tls.keyFile', async () => {
-    const cliOf = (cmd: string): string => (cmd === 'client' ? path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js') : path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js'));
+    const cliOf = (cmd: string): string =>
+      cmd === 'client' ? path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js') : path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
     const run = (args: string[]): Promise<{ code: number; out: string }> =>
       promisify(execFile)(process.execPath, [cliOf(args[0]), ...args], { timeout: 20_000 }).then(
         (r) => ({ code: 0, out: r.stdout + r.stderr }),

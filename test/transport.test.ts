@@ -29,9 +29,21 @@ describe('100 MB adapters over gRPC with default limits', function () {
     const runDir = await tempDir('transport');
     const initial = bigAdapter(0);
     const config = loadConfig({
-      overrides: { server: { port: 0 }, run: { dir: runDir }, rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 100_000 }, log: { level: 'silent' }, auth: { mode: 'tofu' } },
+      overrides: {
+        server: { port: 0 },
+        run: { dir: runDir },
+        rounds: { total: 1, minClients: 1, minUpdates: 1, deadlineMs: 100_000 },
+        log: { level: 'silent' },
+        auth: { mode: 'tofu' },
+      },
     });
-    const coordinator = new Coordinator({ config, initialAdapter: () => initial, adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const coordinator = new Coordinator({
+      config,
+      initialAdapter: () => initial,
+      adapterConfig: {},
+      baseModel: { name: 't', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'silent' }),
+    });
     const { address } = await coordinator.start();
     const c = rawClient(address);
     try {
@@ -52,7 +64,10 @@ describe('100 MB adapters over gRPC with default limits', function () {
         call.on('error', reject);
       });
       expect(chunks).to.equal(100);
-      for (let i = 0; i < N; i++) expect(Buffer.compare(Buffer.from(got[i].data.buffer, got[i].data.byteOffset, got[i].data.byteLength), Buffer.from(initial[i].data.buffer))).to.equal(0);
+      for (let i = 0; i < N; i++)
+        expect(Buffer.compare(Buffer.from(got[i].data.buffer, got[i].data.byteOffset, got[i].data.byteLength), Buffer.from(initial[i].data.buffer))).to.equal(
+          0,
+        );
 
       const delta = bigAdapter(1);
       const frames = uploadFrames({ who: s, task: t }, delta);
@@ -61,7 +76,9 @@ describe('100 MB adapters over gRPC with default limits', function () {
       expect(err).to.equal(undefined);
       expect(ok!.task_id).to.equal(t.task_id);
       await new Promise<void>((res, rej) =>
-        c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 1, backend: 't', metrics: {} }, (e) => (e ? rej(e) : res())),
+        c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 1, backend: 't', metrics: {} }, (e) =>
+          e ? rej(e) : res(),
+        ),
       );
       const final = await coordinator.done;
       // One update with weight 1: the new adapter is initial + delta (on the 2^-24 grid, exact for these values).
@@ -96,7 +113,13 @@ describe('adapter downloads through the coordinator, chunked', function () {
         auth: { mode: 'tofu' },
       },
     });
-    const coordinator = new Coordinator({ config, initialAdapter: () => initial, adapterConfig: {}, baseModel: { name: 't', sha256: '0'.repeat(64) }, logger: pino({ level: 'silent' }) });
+    const coordinator = new Coordinator({
+      config,
+      initialAdapter: () => initial,
+      adapterConfig: {},
+      baseModel: { name: 't', sha256: '0'.repeat(64) },
+      logger: pino({ level: 'silent' }),
+    });
     const { address } = await coordinator.start();
     const c = rawClient(address);
     const download = (token: string, version: number): Promise<{ tensors: NamedTensor[]; chunkSizes: number[]; sha: string }> =>
@@ -136,7 +159,11 @@ describe('adapter downloads through the coordinator, chunked', function () {
       const delta = initial.map((x) => ({ ...x, data: x.data.map((v) => v / 2) }));
       const { err } = await sendUpload(c, uploadFrames({ who: s, task: t, numExamples: 3, chunkBytes: 1000 }, delta));
       expect(err).to.equal(undefined);
-      await new Promise<void>((res, rej) => c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 3, backend: 't', metrics: {} }, (e) => (e ? rej(e) : res())));
+      await new Promise<void>((res, rej) =>
+        c.ReportMetrics({ session_token: s.session_token, task_id: t.task_id, round: 1, num_examples: 3, backend: 't', metrics: {} }, (e) =>
+          e ? rej(e) : res(),
+        ),
+      );
       const final = await coordinator.done;
       const [again, v1] = await Promise.all([download(s.session_token, 0), download(s.session_token, 1)]);
       expect(bytesOf(again.tensors).equals(bytesOf(initial))).to.equal(true);

@@ -14,11 +14,13 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
 const SITE_CLI = path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js');
-const runner = (cli: string) => (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
-  promisify(execFile)(process.execPath, [cli, ...args], { timeout: 30_000 }).then(
-    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-  );
+const runner =
+  (cli: string) =>
+  (...args: string[]): Promise<{ code: number; out: string; err: string }> =>
+    promisify(execFile)(process.execPath, [cli, ...args], { timeout: 30_000 }).then(
+      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+    );
 /** The operator's command (enroll) and the site's (identity). */
 const fedtune = runner(CLI);
 const fedtuneSite = runner(SITE_CLI);

@@ -20,8 +20,25 @@ import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinRes
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import {
-  ConstantTrainer, download, expectRefused, firstTaskEvent, hello, join, nextTask, rawClient, refusal, reportMetrics, smallAdapter, settled, startCoordinator, tempDir, testIdentity, upload, uploadFrames,
-  type Harness, type JoinedRaw,
+  ConstantTrainer,
+  download,
+  expectRefused,
+  firstTaskEvent,
+  hello,
+  join,
+  nextTask,
+  rawClient,
+  refusal,
+  reportMetrics,
+  smallAdapter,
+  settled,
+  startCoordinator,
+  tempDir,
+  testIdentity,
+  upload,
+  uploadFrames,
+  type Harness,
+  type JoinedRaw,
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -45,8 +62,22 @@ async function joinRequest(c: RawClient, o: JoinOpts): Promise<JoinRequest> {
   const h = await hello(c);
   const id = o.identity ?? testIdentity(o.name);
   const challenge = o.challenge ?? h.challenge;
-  const signature = sign(DOMAINS.join, joinSignedFields(PROTOCOL_VERSION, h.run_id, challenge, o.name, id.publicKey, 'test', h.coordinator!), (o.signer ?? id).secretKey);
-  return { protocol_version: PROTOCOL_VERSION, client_name: o.name, backend: o.backendSent ?? 'test', labels: {}, public_key: id.publicKey, challenge, signature, join_token: o.token ?? '', coordinator_key_id: h.coordinator!.key_id };
+  const signature = sign(
+    DOMAINS.join,
+    joinSignedFields(PROTOCOL_VERSION, h.run_id, challenge, o.name, id.publicKey, 'test', h.coordinator!),
+    (o.signer ?? id).secretKey,
+  );
+  return {
+    protocol_version: PROTOCOL_VERSION,
+    client_name: o.name,
+    backend: o.backendSent ?? 'test',
+    labels: {},
+    public_key: id.publicKey,
+    challenge,
+    signature,
+    join_token: o.token ?? '',
+    coordinator_key_id: h.coordinator!.key_id,
+  };
 }
 
 const sendJoin = (c: RawClient, req: JoinRequest): Promise<JoinResponse__Output> =>
@@ -62,7 +93,11 @@ describe('trust: joining an enrolled coordinator', function () {
   const refused = (act: () => Promise<unknown>, code: status, message: string): Promise<grpc.ServiceError> => expectRefused(h.runDir, act, code, message);
 
   before(async () => {
-    h = await startCoordinator(await tempDir('trust-join'), { total: 1 }, { auth: { mode: 'enrolled', allowList: [allow('site-a'), allow('site-b'), allow('site-c')] } });
+    h = await startCoordinator(
+      await tempDir('trust-join'),
+      { total: 1 },
+      { auth: { mode: 'enrolled', allowList: [allow('site-a'), allow('site-b'), allow('site-c')] } },
+    );
     await settled(h);
     c = rawClient(h.address);
   });
@@ -91,12 +126,24 @@ describe('trust: joining an enrolled coordinator', function () {
     refused(() => join(c, 'site-a', PROTOCOL_VERSION, testIdentity('mallory')), status.PERMISSION_DENIED, 'site site-a is enrolled with key'));
 
   it('refuses a join signed by another key, or with a field changed after signing, with UNAUTHENTICATED', async () => {
-    await refused(async () => sendJoin(c, await joinRequest(c, { name: 'site-c', signer: testIdentity('mallory') })), status.UNAUTHENTICATED, 'does not verify');
-    await refused(async () => sendJoin(c, await joinRequest(c, { name: 'site-c', backendSent: 'cuda' })), status.UNAUTHENTICATED, 'join signature of site site-c does not verify');
+    await refused(
+      async () => sendJoin(c, await joinRequest(c, { name: 'site-c', signer: testIdentity('mallory') })),
+      status.UNAUTHENTICATED,
+      'does not verify',
+    );
+    await refused(
+      async () => sendJoin(c, await joinRequest(c, { name: 'site-c', backendSent: 'cuda' })),
+      status.UNAUTHENTICATED,
+      'join signature of site site-c does not verify',
+    );
   });
 
   it('refuses an unknown challenge and a reused one', async () => {
-    await refused(async () => sendJoin(c, await joinRequest(c, { name: 'site-c', challenge: randomBytes(32) })), status.UNAUTHENTICATED, 'unknown or already used join challenge');
+    await refused(
+      async () => sendJoin(c, await joinRequest(c, { name: 'site-c', challenge: randomBytes(32) })),
+      status.UNAUTHENTICATED,
+      'unknown or already used join challenge',
+    );
     const req = await joinRequest(c, { name: 'site-c' });
     await sendJoin(c, req);
     await refused(() => sendJoin(c, req), status.UNAUTHENTICATED, 'unknown or already used join challenge');
@@ -140,10 +187,18 @@ describe('trust: joining an enrolled coordinator', function () {
 
   it('refuses a token issued for another site, an expired token and a garbage one, consuming none', async () => {
     const forV = issueJoinToken(h.runDir, 'site-v', 60_000);
-    await refused(() => join(c, 'site-w', PROTOCOL_VERSION, testIdentity('site-w'), forV), status.PERMISSION_DENIED, 'join token was issued for site site-v, not site-w');
+    await refused(
+      () => join(c, 'site-w', PROTOCOL_VERSION, testIdentity('site-w'), forV),
+      status.PERMISSION_DENIED,
+      'join token was issued for site site-v, not site-w',
+    );
     const old = issueJoinToken(h.runDir, 'site-e', 1000, new Date(Date.now() - 5000));
     await refused(() => join(c, 'site-e', PROTOCOL_VERSION, testIdentity('site-e'), old), status.PERMISSION_DENIED, 'join token expired at');
-    await refused(() => join(c, 'site-g', PROTOCOL_VERSION, testIdentity('site-g'), 'ftj_garbage'), status.PERMISSION_DENIED, 'join token is not one this coordinator issued');
+    await refused(
+      () => join(c, 'site-g', PROTOCOL_VERSION, testIdentity('site-g'), 'ftj_garbage'),
+      status.PERMISSION_DENIED,
+      'join token is not one this coordinator issued',
+    );
     await join(c, 'site-v', PROTOCOL_VERSION, testIdentity('site-v'), forV); // the misdirected attempt did not consume it
   });
 
@@ -232,7 +287,10 @@ describe('trust: a revoked site leaves the rotation', function () {
       const round2 = started.find((e) => e.round === 2);
       expect(round2, 'round 2 did not start within 5 s').to.not.equal(undefined);
       expect(round2!.selected, 'round 2 selected the revoked site').to.not.include(sites[2].client_id);
-      expect(cEvents.filter((e) => e.train?.round === 2), 'the revoked site was handed a round-2 task').to.deep.equal([]);
+      expect(
+        cEvents.filter((e) => e.train?.round === 2),
+        'the revoked site was handed a round-2 task',
+      ).to.deep.equal([]);
       expect(round2!.selected).to.include(d.client_id);
       for (const f of [...feeds, feedD]) f.stream.cancel();
     } finally {
@@ -269,7 +327,9 @@ describe('trust: the client SDK facing refusals', function () {
   }
 
   it('an unenrolled identity fails run() at once with UNAUTHENTICATED instead of retrying', async () => {
-    const r = await runRefused(new FederationClient({ address: h.address, name: 'site-z', trainer: new ConstantTrainer(0.1), backoff: fast, identity: testIdentity('site-z') }));
+    const r = await runRefused(
+      new FederationClient({ address: h.address, name: 'site-z', trainer: new ConstantTrainer(0.1), backoff: fast, identity: testIdentity('site-z') }),
+    );
     expect(status[r.err.code]).to.equal('UNAUTHENTICATED');
     expect(r.err.message).to.contain('is not enrolled');
     expect(r.reconnects).to.equal(0);
@@ -277,7 +337,9 @@ describe('trust: the client SDK facing refusals', function () {
   });
 
   it('a client pinning another coordinator key id is refused with PERMISSION_DENIED', async () => {
-    const r = await runRefused(new FederationClient({ address: h.address, name: 'site-p', trainer: new ConstantTrainer(0.1), backoff: fast, coordinatorKeyId: '0123456789abcdef' }));
+    const r = await runRefused(
+      new FederationClient({ address: h.address, name: 'site-p', trainer: new ConstantTrainer(0.1), backoff: fast, coordinatorKeyId: '0123456789abcdef' }),
+    );
     expect(status[r.err.code]).to.equal('PERMISSION_DENIED');
     expect(r.err.message).to.contain('this site pins 0123456789abcdef');
     expect(r.reconnects).to.equal(0);
@@ -287,8 +349,13 @@ describe('trust: the client SDK facing refusals', function () {
     const idFile = path.join(h.runDir, '..', `${path.basename(h.runDir)}-site`, 'identity.json');
     const identity = await loadOrCreateIdentity(idFile);
     const client = new FederationClient({
-      address: h.address, name: 'site-ok', trainer: new ConstantTrainer(0.25), backoff: fast, identity,
-      joinToken: issueJoinToken(h.runDir, 'site-ok', 60_000), coordinatorKeyId: h.coordinator.keys.keyId,
+      address: h.address,
+      name: 'site-ok',
+      trainer: new ConstantTrainer(0.25),
+      backoff: fast,
+      identity,
+      joinToken: issueJoinToken(h.runDir, 'site-ok', 60_000),
+      coordinatorKeyId: h.coordinator.keys.keyId,
     });
     try {
       const summary = await client.run();

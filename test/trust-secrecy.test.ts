@@ -67,12 +67,19 @@ describe('trust: deltas and keys stay out of the run directory and the logs', fu
   it('a round with three sites leaves no plaintext delta and no secret key behind', async () => {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(chunk.toString('utf8')), cb()) });
-    const h = await startCoordinator(await tempDir('trust-secrecy'), { total: 1, minClients: 3, minUpdates: 3 }, {}, { logger: pino({ level: 'trace' }, sink) });
+    const h = await startCoordinator(
+      await tempDir('trust-secrecy'),
+      { total: 1, minClients: 3, minUpdates: 3 },
+      {},
+      { logger: pino({ level: 'trace' }, sink) },
+    );
     const values = [0.123456789, 0.234567891, 0.987654321];
     const names = ['site-a', 'site-b', 'site-c'];
     try {
       await settled(h);
-      const clients = names.map((name, i) => new FederationClient({ address: h.address, name, trainer: new RampTrainer(values[i]), identity: testIdentity(name) }));
+      const clients = names.map(
+        (name, i) => new FederationClient({ address: h.address, name, trainer: new RampTrainer(values[i]), identity: testIdentity(name) }),
+      );
       const summaries = await Promise.all(clients.map((cl) => cl.run()));
       await Promise.all(clients.map((cl) => cl.stop()));
       expect(summaries.map((s) => s.finalVersion)).to.deep.equal([1, 1, 1]);
@@ -82,7 +89,11 @@ describe('trust: deltas and keys stay out of the run directory and the logs', fu
       expect(lines.filter((l) => l.includes('update accepted'))).to.have.length(3); // the capture works
       const keyFile = path.join(h.runDir, 'keys', 'coordinator.json');
       const keys = JSON.parse(await fs.readFile(keyFile, 'utf8')) as Record<string, string>;
-      const secretKeys = [Buffer.from(keys.signSecretKey, 'base64'), Buffer.from(keys.boxSecretKey, 'base64'), ...names.map((n) => Buffer.from(testIdentity(n).secretKey))];
+      const secretKeys = [
+        Buffer.from(keys.signSecretKey, 'base64'),
+        Buffer.from(keys.boxSecretKey, 'base64'),
+        ...names.map((n) => Buffer.from(testIdentity(n).secretKey)),
+      ];
       const keyNeedles = secretKeys.flatMap((k) => [...needles(k), ...needles(k.subarray(0, 32))]);
       const deltas = values.map(plaintextDelta);
       const leaks: string[] = [];

@@ -12,8 +12,21 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import {
-  expectRefused, join, rawClient, reportMetrics, settled, smallAdapter, snapshot, startCoordinator, tempDir, testIdentity, upload, uploadFrames,
-  type Harness, type JoinedRaw, type UploadHeaderFields,
+  expectRefused,
+  join,
+  rawClient,
+  reportMetrics,
+  settled,
+  smallAdapter,
+  snapshot,
+  startCoordinator,
+  tempDir,
+  testIdentity,
+  upload,
+  uploadFrames,
+  type Harness,
+  type JoinedRaw,
+  type UploadHeaderFields,
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -48,9 +61,11 @@ describe('trust: sealed, signed uploads', function () {
   let taskB: TrainTask__Output;
   let acceptedA: UploadFrame[]; // round 1's accepted upload of site-a, replayed later
   let round1A: TrainTask__Output;
-  const refused = (frames: UploadFrame[], code: status, message: string): Promise<grpc.ServiceError> => expectRefused(h.runDir, () => upload(c, frames), code, message);
+  const refused = (frames: UploadFrame[], code: status, message: string): Promise<grpc.ServiceError> =>
+    expectRefused(h.runDir, () => upload(c, frames), code, message);
   /** site-a's upload in chunks of 16 bytes: the 56-byte delta makes 4 chunks, frames [header, c0..c3, trailer]. */
-  const framesA = (o: Partial<UploadHeaderFields> = {}, value = 0.01): UploadFrame[] => uploadFrames({ who: a, task: taskA, chunkBytes: 16, ...o }, smallAdapter(value));
+  const framesA = (o: Partial<UploadHeaderFields> = {}, value = 0.01): UploadFrame[] =>
+    uploadFrames({ who: a, task: taskA, chunkBytes: 16, ...o }, smallAdapter(value));
 
   before(async () => {
     h = await startCoordinator(await tempDir('trust-upload'), { total: 2 });
@@ -78,7 +93,11 @@ describe('trust: sealed, signed uploads', function () {
   });
 
   it('refuses an upload signed by another key with UNAUTHENTICATED', () =>
-    refused(framesA({ signWith: testIdentity('mallory').secretKey }), status.UNAUTHENTICATED, 'upload signature does not verify with the enrolled key of site-a'));
+    refused(
+      framesA({ signWith: testIdentity('mallory').secretKey }),
+      status.UNAUTHENTICATED,
+      'upload signature does not verify with the enrolled key of site-a',
+    ));
 
   it('refuses a header altered after signing with UNAUTHENTICATED', async () => {
     const more = framesA();
@@ -130,7 +149,11 @@ describe('trust: sealed, signed uploads', function () {
 
   it('refuses an upload sealed to another coordinator key with FAILED_PRECONDITION', async () => {
     const other = { keyId: 'feedfacefeedface', boxPublicKey: nacl.box.keyPair().publicKey };
-    await refused(framesA({ who: { ...a, coordinator: other } }), status.FAILED_PRECONDITION, `sealed to coordinator key feedfacefeedface; this coordinator's key is ${h.coordinator.keys.keyId}`);
+    await refused(
+      framesA({ who: { ...a, coordinator: other } }),
+      status.FAILED_PRECONDITION,
+      `sealed to coordinator key feedfacefeedface; this coordinator's key is ${h.coordinator.keys.keyId}`,
+    );
     // The right key id over another box key: the header verifies, the chunks cannot be opened.
     const lying = { keyId: a.coordinator.keyId, boxPublicKey: nacl.box.keyPair().publicKey };
     await refused(framesA({ who: { ...a, coordinator: lying } }), status.DATA_LOSS, 'sealed chunk 0 fails authentication');
@@ -166,7 +189,11 @@ describe('trust: sealed, signed uploads', function () {
   });
 
   it("refuses round 1's task during round 2 with FAILED_PRECONDITION", async () => {
-    await refused(uploadFrames({ who: a, task: round1A }, smallAdapter(0.1)), status.FAILED_PRECONDITION, `task ${round1A.task_id} is for round 1 attempt 1, which is closed`);
+    await refused(
+      uploadFrames({ who: a, task: round1A }, smallAdapter(0.1)),
+      status.FAILED_PRECONDITION,
+      `task ${round1A.task_id} is for round 1 attempt 1, which is closed`,
+    );
   });
 
   it("refuses a replay of round 1's accepted frames during round 2 with ALREADY_EXISTS", () => refused(acceptedA, status.ALREADY_EXISTS, 'replayed upload'));

@@ -8,7 +8,14 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import nacl from 'tweetnacl';
-import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, CheckpointIntegrityError, FsCheckpointStore, MANIFEST_FILE, versionDirName } from '../coordinator/checkpoints/fs-store';
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_FILE,
+  CheckpointIntegrityError,
+  FsCheckpointStore,
+  MANIFEST_FILE,
+  versionDirName,
+} from '../coordinator/checkpoints/fs-store';
 import { stableJson } from '../coordinator/checkpoints/atomic-fs';
 import { MANIFEST_SIG_FILE, manifestSigner, signManifest, type ManifestSigner } from '../coordinator/checkpoints/signature';
 import { verifyRun, type Problem, type VerifyResult } from '../coordinator/checkpoints/verify';
@@ -34,7 +41,10 @@ function input(v: number): VersionInput {
       round: v,
       attempt: 1,
       strategy: 'fedavg',
-      participants: v === 0 ? [] : [{ clientId: 'c1', clientName: `hospital-site-${v}`, numExamples: 10, weight: 1, seed: 3, backend: 'cpu', metrics: { loss: 1 / (v + 1) } }],
+      participants:
+        v === 0
+          ? []
+          : [{ clientId: 'c1', clientName: `hospital-site-${v}`, numExamples: 10, weight: 1, seed: 3, backend: 'cpu', metrics: { loss: 1 / (v + 1) } }],
       metrics: { 'clients.train_loss': 2 - v / 10 },
       config: { note: 'free text that nothing but the signature protects' },
       seeds: { run: 42 },
@@ -97,7 +107,7 @@ describe('signed checkpoints and fedtune verify', function () {
       }
     });
 
-    it("refuses a latest manifest changed in a free-text field (the gap no parent link covered), with or without the key", async () => {
+    it('refuses a latest manifest changed in a free-text field (the gap no parent link covered), with or without the key', async () => {
       await commit(3);
       const p = file(2, MANIFEST_FILE);
       const text = await fs.readFile(p, 'utf8');
@@ -124,7 +134,9 @@ describe('signed checkpoints and fedtune verify', function () {
       expect((await new FsCheckpointStore(run).read(0)).manifest.version).to.equal(0);
       const sigText = await fs.readFile(file(1, MANIFEST_SIG_FILE), 'utf8');
       await fs.writeFile(file(1, MANIFEST_SIG_FILE), sigText.replace('"ed25519"', '"ed25519x"'));
-      expect(((await new FsCheckpointStore(run).read(1).catch((e: unknown) => e)) as Error).message).to.contain('v000001/manifest.sig: not a fedtune.manifest-sig/1 signature: algorithm');
+      expect(((await new FsCheckpointStore(run).read(1).catch((e: unknown) => e)) as Error).message).to.contain(
+        'v000001/manifest.sig: not a fedtune.manifest-sig/1 signature: algorithm',
+      );
     });
 
     it('takes its signer before first use only, and exports manifest.sig with the version', async () => {
@@ -147,8 +159,15 @@ describe('signed checkpoints and fedtune verify', function () {
       expect(r.key).to.deep.equal({ keyId: KEY_A.keyId, publicKey: b64(KEY_A.publicKey), source: 'v000000/manifest.sig', pinned: false });
       expect(r.results).to.deep.equal([0, 1, 2].map((v) => ({ version: v, present: true, ok: true })));
       const text = formatVerifyReport(r).split('\n');
-      expect(text[0]).to.equal(`key ${KEY_A.keyId} (ed25519 ${b64(KEY_A.publicKey)}) trusted from v000000/manifest.sig; every version must be signed by it (pin it with --key)`);
-      expect(text.slice(1)).to.deep.equal(['v000000 ok', 'v000001 ok', 'v000002 ok', 'OK: 3 versions (v000000…v000002), latest v000002: chain, file hashes and signatures verified']);
+      expect(text[0]).to.equal(
+        `key ${KEY_A.keyId} (ed25519 ${b64(KEY_A.publicKey)}) trusted from v000000/manifest.sig; every version must be signed by it (pin it with --key)`,
+      );
+      expect(text.slice(1)).to.deep.equal([
+        'v000000 ok',
+        'v000001 ok',
+        'v000002 ok',
+        'OK: 3 versions (v000000…v000002), latest v000002: chain, file hashes and signatures verified',
+      ]);
       const pinned = await verifyRun(run, { publicKey: KEY_A.publicKey });
       expect(pinned.ok).to.equal(true);
       expect(pinned.key!.pinned).to.equal(true);
@@ -176,8 +195,14 @@ describe('signed checkpoints and fedtune verify', function () {
             const label = `${versionDirName(v)}/${f} byte ${at}`;
             expect(r.ok, label).to.equal(false);
             expect(r.problems.length, label).to.be.greaterThan(0);
-            expect(where(r).filter((w) => !w.startsWith(`${v}:${f}:`)), `${label}: ${r.problems.map((x) => x.message).join(' | ')}`).to.deep.equal([]);
-            expect(r.results.filter((x) => !x.ok).map((x) => x.version), label).to.deep.equal([v]);
+            expect(
+              where(r).filter((w) => !w.startsWith(`${v}:${f}:`)),
+              `${label}: ${r.problems.map((x) => x.message).join(' | ')}`,
+            ).to.deep.equal([]);
+            expect(
+              r.results.filter((x) => !x.ok).map((x) => x.version),
+              label,
+            ).to.deep.equal([v]);
             flips++;
           }
           await fs.writeFile(p, orig);
@@ -193,7 +218,9 @@ describe('signed checkpoints and fedtune verify', function () {
       await fs.writeFile(file(2, MANIFEST_FILE), text.replace('nothing but the signature', 'nothing but the signaturE'));
       const r = await verifyRun(run);
       expect(where(r)).to.deep.equal(['2:manifest.json:manifest-hash']);
-      expect(r.problems[0].message).to.match(/^v000002\/manifest\.json: sha256 [0-9a-f]{12}… does not match the signed [0-9a-f]{12}… in manifest\.sig: the manifest changed after it was signed/);
+      expect(r.problems[0].message).to.match(
+        /^v000002\/manifest\.json: sha256 [0-9a-f]{12}… does not match the signed [0-9a-f]{12}… in manifest\.sig: the manifest changed after it was signed/,
+      );
       expect(r.problems[0].actual).to.equal(sha(await fs.readFile(file(2, MANIFEST_FILE))));
     });
 
@@ -204,7 +231,9 @@ describe('signed checkpoints and fedtune verify', function () {
       expect(where(r)).to.deep.equal([`1:${ADAPTER_CONFIG_FILE}:file-hash`]);
       const p = r.problems[0];
       expect(p.actual).to.equal(sha(await fs.readFile(file(1, ADAPTER_CONFIG_FILE))));
-      expect(p.message).to.equal(`v000001/${ADAPTER_CONFIG_FILE}: sha256 ${p.actual!.slice(0, 12)}… does not match the manifest's ${p.expected!.slice(0, 12)}…`);
+      expect(p.message).to.equal(
+        `v000001/${ADAPTER_CONFIG_FILE}: sha256 ${p.actual!.slice(0, 12)}… does not match the manifest's ${p.expected!.slice(0, 12)}…`,
+      );
     });
 
     it('detects a broken parent link even when the manifest is re-signed with the right key', async () => {
@@ -213,12 +242,16 @@ describe('signed checkpoints and fedtune verify', function () {
       await resign(2, (m) => ((m.parent as Record<string, unknown>).manifestSha256 = wrong), KEY_A);
       let r = await verifyRun(run);
       expect(where(r)).to.deep.equal(['2:manifest.json:parent-link']);
-      expect(r.problems[0].message).to.equal(`v000002/manifest.json: parent.manifestSha256 ${wrong.slice(0, 12)}… does not match the sha256 ${sha(await fs.readFile(file(1, MANIFEST_FILE))).slice(0, 12)}… of v000001/manifest.json`);
+      expect(r.problems[0].message).to.equal(
+        `v000002/manifest.json: parent.manifestSha256 ${wrong.slice(0, 12)}… does not match the sha256 ${sha(await fs.readFile(file(1, MANIFEST_FILE))).slice(0, 12)}… of v000001/manifest.json`,
+      );
       // Signed by another key instead: the link and the signature are both reported.
       await resign(2, () => undefined, KEY_B);
       r = await verifyRun(run);
       expect(where(r)).to.deep.equal(['2:manifest.sig:signature-key', '2:manifest.json:parent-link']);
-      expect(r.problems[0].message).to.equal(`v000002/manifest.sig: signed by key ${KEY_B.keyId}, not by the trusted key ${KEY_A.keyId} (from v000000/manifest.sig)`);
+      expect(r.problems[0].message).to.equal(
+        `v000002/manifest.sig: signed by key ${KEY_B.keyId}, not by the trusted key ${KEY_A.keyId} (from v000000/manifest.sig)`,
+      );
       // A parent link naming another version (with the right hash).
       const v1 = sha(await fs.readFile(file(1, MANIFEST_FILE)));
       await resign(2, (m) => (m.parent = { version: 0, manifestSha256: v1 }), KEY_A);
@@ -251,7 +284,11 @@ describe('signed checkpoints and fedtune verify', function () {
       await fs.rm(vdir(1), { recursive: true });
       const gap = await verifyRun(run);
       expect(where(gap)).to.deep.equal(['1:null:version-gap']);
-      expect(gap.results.map((x) => [x.version, x.present, x.ok])).to.deep.equal([[0, true, true], [1, false, false], [2, true, true]]);
+      expect(gap.results.map((x) => [x.version, x.present, x.ok])).to.deep.equal([
+        [0, true, true],
+        [1, false, false],
+        [2, true, true],
+      ]);
       const text = formatVerifyReport(gap).split('\n');
       expect(text).to.include('v000001 MISSING');
       expect(text).to.include('  v000001: missing: the chain has a gap (versions run v000000…v000002)');
@@ -274,7 +311,12 @@ describe('signed checkpoints and fedtune verify', function () {
       // Changes to the latest manifest only, so that no child's parent link breaks as well.
       await resign(3, (m) => (m.runId = 'another-run'), KEY_A);
       const r = await verifyRun(run);
-      expect(where(r)).to.deep.equal(['0:notes.txt:extra-file', `0:${ADAPTER_FILE}:missing-file`, '1:manifest.sig:signature-missing', '3:manifest.json:run-id']);
+      expect(where(r)).to.deep.equal([
+        '0:notes.txt:extra-file',
+        `0:${ADAPTER_FILE}:missing-file`,
+        '1:manifest.sig:signature-missing',
+        '3:manifest.json:run-id',
+      ]);
       expect(r.problems.map((p) => p.message)).to.deep.equal([
         'v000000/notes.txt: not listed in the manifest',
         `v000000/${ADAPTER_FILE}: missing (listed in the manifest)`,
@@ -321,7 +363,10 @@ describe('signed checkpoints and fedtune verify', function () {
       await fs.writeFile(p, bad);
       const damaged = await cli([run]);
       expect(damaged.code, damaged.out).to.equal(1);
-      expect(damaged.out).to.contain('v000001 FAILED (1 problem)').and.contain(`v000001/${ADAPTER_FILE}: sha256`).and.contain('FAILED: 1 problem in 3 versions');
+      expect(damaged.out)
+        .to.contain('v000001 FAILED (1 problem)')
+        .and.contain(`v000001/${ADAPTER_FILE}: sha256`)
+        .and.contain('FAILED: 1 problem in 3 versions');
       const json = await cli([run, '--json']);
       expect(json.code).to.equal(1);
       const parsed = JSON.parse(json.out) as VerifyResult;
@@ -338,7 +383,10 @@ describe('signed checkpoints and fedtune verify', function () {
     it('signs every version with the key it created at start (0600), which verify accepts pinned', async () => {
       const h = await startCoordinator(path.dirname(run), { total: 1 });
       const keyFile = path.join(h.runDir, 'keys', 'coordinator.json');
-      const clients = ['a', 'b'].map((name, i) => new FederationClient({ address: h.address, name, trainer: new ConstantTrainer(0.1 * (i + 1)), backoff: { initialMs: 20, maxMs: 200, factor: 2 } }));
+      const clients = ['a', 'b'].map(
+        (name, i) =>
+          new FederationClient({ address: h.address, name, trainer: new ConstantTrainer(0.1 * (i + 1)), backoff: { initialMs: 20, maxMs: 200, factor: 2 } }),
+      );
       try {
         const runs = clients.map((c) => c.run());
         const final = await h.coordinator.done;

@@ -75,13 +75,19 @@ describe('weak keys are refused', () => {
       const other = nacl.sign.keyPair();
       const mixed = Buffer.concat([Buffer.from(j.signSecretKey, 'base64').subarray(0, 32), Buffer.from(other.publicKey)]);
       await fs.writeFile(kf, JSON.stringify({ ...j, signSecretKey: mixed.toString('base64') }), { mode: 0o600 });
-      await loadOrCreateCoordinatorKeys(kf).then(() => expect.fail('accepted'), (e: Error) => expect(e.message).to.match(/public half does not belong to the seed/));
+      await loadOrCreateCoordinatorKeys(kf).then(
+        () => expect.fail('accepted'),
+        (e: Error) => expect(e.message).to.match(/public half does not belong to the seed/),
+      );
 
       const idf = path.join(dir, 'site.identity.json');
       await loadOrCreateIdentity(idf);
       const k = JSON.parse(await fs.readFile(idf, 'utf8')) as Record<string, string>;
       await fs.writeFile(idf, JSON.stringify({ ...k, publicKey: Buffer.from(other.publicKey).toString('base64') }), { mode: 0o600 });
-      await loadOrCreateIdentity(idf).then(() => expect.fail('accepted'), (e: Error) => expect(e.message).to.match(/publicKey does not match/));
+      await loadOrCreateIdentity(idf).then(
+        () => expect.fail('accepted'),
+        (e: Error) => expect(e.message).to.match(/publicKey does not match/),
+      );
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

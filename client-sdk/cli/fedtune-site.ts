@@ -54,8 +54,11 @@ program
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--identity <file>', "the site's Ed25519 key file, created on first start (default .fedtune/<name>.identity.json)")
   .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
-  .option('--coordinator-key <keyId>', "refuse a coordinator whose key id differs (pinning)")
-  .option('--roster-key <base64>', "under SecAgg, accept only peers whose identity keys the operator certified with this key (fedtune roster); without it the coordinator is the key authority")
+  .option('--coordinator-key <keyId>', 'refuse a coordinator whose key id differs (pinning)')
+  .option(
+    '--roster-key <base64>',
+    'under SecAgg, accept only peers whose identity keys the operator certified with this key (fedtune roster); without it the coordinator is the key authority',
+  )
   .action(async (o: ClientFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
     if (o.model !== undefined || o.data !== undefined) {
@@ -70,7 +73,14 @@ program
         splitSeed: num('--split-seed', o.splitSeed),
         lora: {
           ...(o['lora.r'] !== undefined ? { r: num('--lora.r', o['lora.r']) } : {}),
-          ...(o['lora.targetModules'] !== undefined ? { targetModules: o['lora.targetModules'].split(',').map((t) => t.trim()).filter((t) => t) } : {}),
+          ...(o['lora.targetModules'] !== undefined
+            ? {
+                targetModules: o['lora.targetModules']
+                  .split(',')
+                  .map((t) => t.trim())
+                  .filter((t) => t),
+              }
+            : {}),
           ...(o['lora.alpha'] !== undefined ? { alpha: num('--lora.alpha', o['lora.alpha']) } : {}),
           ...(o['lora.dropout'] !== undefined ? { dropout: num('--lora.dropout', o['lora.dropout']) } : {}),
         },
@@ -79,7 +89,16 @@ program
       });
       return;
     }
-    await runSite({ address: o.address, name: o.name, shard: Number(o.shard), of: Number(o.of), splitSeed: Number(o.splitSeed), modelDir: o.modelDir, tls: tlsFromFlags(o), ...identityFromFlags(o) });
+    await runSite({
+      address: o.address,
+      name: o.name,
+      shard: Number(o.shard),
+      of: Number(o.of),
+      splitSeed: Number(o.splitSeed),
+      modelDir: o.modelDir,
+      tls: tlsFromFlags(o),
+      ...identityFromFlags(o),
+    });
   });
 
 program

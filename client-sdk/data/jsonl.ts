@@ -15,7 +15,12 @@ export type JsonlRow =
 
 export class DataFileError extends Error {
   override name = 'DataFileError';
-  constructor(readonly file: string, readonly line: number | undefined, readonly field: string | undefined, detail: string) {
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly field: string | undefined,
+    detail: string,
+  ) {
     super(`${file}${line !== undefined ? `:${line}` : ''}: ${field !== undefined ? `field '${field}': ` : ''}${detail}`);
   }
 }

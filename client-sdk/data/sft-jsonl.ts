@@ -72,7 +72,11 @@ export function splitIndices(n: number, seed: number, fraction: number): { train
   if (!(fraction >= 0 && fraction < 1)) throw new Error(`validation fraction must be in [0, 1), got ${fraction}`);
   let nEval = Math.round(n * fraction);
   if (fraction > 0 && n >= 2) nEval = Math.min(n - 1, Math.max(1, nEval));
-  const order = seededShuffle(Array.from({ length: n }, (_, i) => i), seed, 'jsonl-validation-split');
+  const order = seededShuffle(
+    Array.from({ length: n }, (_, i) => i),
+    seed,
+    'jsonl-validation-split',
+  );
   const held = new Set(order.slice(0, nEval));
   const all = Array.from({ length: n }, (_, i) => i);
   return { train: all.filter((i) => !held.has(i)), eval: all.filter((i) => held.has(i)) };

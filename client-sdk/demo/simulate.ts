@@ -63,13 +63,24 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       log: { level: 'warn' },
     },
   });
-  const task = prepareSpamTask({ numClients: o.clients, splitSeed: o.splitSeed, maxSeqLen: config.training.maxSeqLen, testLimit: o.testLimit, clientEvalLimit: 50, alpha: o.alpha });
+  const task = prepareSpamTask({
+    numClients: o.clients,
+    splitSeed: o.splitSeed,
+    maxSeqLen: config.training.maxSeqLen,
+    testLimit: o.testLimit,
+    clientEvalLimit: 50,
+    alpha: o.alpha,
+  });
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
   const lora = loraSettings(config);
-  o.print(`fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`);
+  o.print(
+    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
+  );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
-    o.print(`  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}`);
+    o.print(
+      `  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}`,
+    );
   });
   o.print(`  held-out test: ${task.test.length} e-mails (of ${task.split.test.length}; no site trains on them)`);
 
@@ -95,15 +106,24 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   coordinator.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
 
-  const runs = o.workers ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities) : task.clients.map((data, i) =>
-    new FederationClient({
-      address,
-      name: `site-${i}`,
-      identity: identities[i],
-      baseModelSha256: base.modelHash,
-      trainer: new LoraSftTrainer({ model: base.model, lora, train: data.train, eval: data.eval, choices: data.choices, evalMaxSeqLen: config.training.maxSeqLen }),
-    }).run(),
-  );
+  const runs = o.workers
+    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities)
+    : task.clients.map((data, i) =>
+        new FederationClient({
+          address,
+          name: `site-${i}`,
+          identity: identities[i],
+          baseModelSha256: base.modelHash,
+          trainer: new LoraSftTrainer({
+            model: base.model,
+            lora,
+            train: data.train,
+            eval: data.eval,
+            choices: data.choices,
+            evalMaxSeqLen: config.training.maxSeqLen,
+          }),
+        }).run(),
+      );
   const final = await coordinator.done;
   await Promise.all(runs);
   await coordinator.stop();
@@ -116,9 +136,27 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
 }
 
 /** Sites as worker threads (site-worker.ts); resolves when each has seen the run finish. */
-function startWorkerSites(o: SimulationOptions, address: string, lora: LoraConfig, maxSeqLen: number, identities: readonly ClientIdentity[]): Promise<unknown>[] {
+function startWorkerSites(
+  o: SimulationOptions,
+  address: string,
+  lora: LoraConfig,
+  maxSeqLen: number,
+  identities: readonly ClientIdentity[],
+): Promise<unknown>[] {
   return Array.from({ length: o.clients }, (_, i) => {
-    const data: SiteWorkerData = { identitySecretKey: identities[i].secretKey, address, name: `site-${i}`, shard: i, of: o.clients, splitSeed: o.splitSeed, alpha: o.alpha, maxSeqLen, clientEvalLimit: 50, modelDir: DEFAULT_MODEL_DIR, lora };
+    const data: SiteWorkerData = {
+      identitySecretKey: identities[i].secretKey,
+      address,
+      name: `site-${i}`,
+      shard: i,
+      of: o.clients,
+      splitSeed: o.splitSeed,
+      alpha: o.alpha,
+      maxSeqLen,
+      clientEvalLimit: 50,
+      modelDir: DEFAULT_MODEL_DIR,
+      lora,
+    };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
     return new Promise((resolve, reject) => {
       w.on('message', (m: { done?: unknown; error?: string }) => (m.error ? reject(new Error(`site-${i}: ${m.error}`)) : resolve(m.done)));

@@ -23,7 +23,15 @@ export interface SiteWorkerData {
 }
 
 async function main(d: SiteWorkerData): Promise<void> {
-  const task = prepareSpamTask({ numClients: d.of, splitSeed: d.splitSeed, maxSeqLen: d.maxSeqLen, clientEvalLimit: d.clientEvalLimit, alpha: d.alpha, modelDir: d.modelDir, only: d.shard });
+  const task = prepareSpamTask({
+    numClients: d.of,
+    splitSeed: d.splitSeed,
+    maxSeqLen: d.maxSeqLen,
+    clientEvalLimit: d.clientEvalLimit,
+    alpha: d.alpha,
+    modelDir: d.modelDir,
+    only: d.shard,
+  });
   const data = task.clients[d.shard];
   const { trainer, modelHash } = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
   const identity = identityFromSecretKey(d.identitySecretKey);

@@ -54,7 +54,13 @@ export interface IdentityFlags {
   readonly rosterKey?: string;
 }
 
-export function identityFromFlags(f: IdentityFlags): { identityFile: string; joinToken?: string; coordinatorKeyId?: string; rosterKey?: string; secaggLedgerFile: string } {
+export function identityFromFlags(f: IdentityFlags): {
+  identityFile: string;
+  joinToken?: string;
+  coordinatorKeyId?: string;
+  rosterKey?: string;
+  secaggLedgerFile: string;
+} {
   return {
     identityFile: f.identity ?? path.join('.fedtune', `${f.name}.identity.json`),
     joinToken: f.joinToken,
@@ -74,7 +80,15 @@ export async function runSite(o: SiteOptions): Promise<void> {
   const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
   const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
   const identity = await loadOrCreateIdentity(o.identityFile);
-  console.log(JSON.stringify({ msg: 'site identity', name: o.name, keyId: identity.keyId, publicKey: Buffer.from(identity.publicKey).toString('base64'), file: o.identityFile }));
+  console.log(
+    JSON.stringify({
+      msg: 'site identity',
+      name: o.name,
+      keyId: identity.keyId,
+      publicKey: Buffer.from(identity.publicKey).toString('base64'),
+      file: o.identityFile,
+    }),
+  );
   const client = new FederationClient({
     address: o.address,
     name: o.name,

@@ -46,11 +46,15 @@ export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
   // Long prompts lose their middle; the question at the end must survive whole.
   const keep = tokenizer.encode(QUESTION).length;
   const encode = (xs: readonly { prompt: string; completion: string }[]) => encodeExamples(tokenizer, xs, opts.maxSeqLen, keep);
-  const clients = split.clients.map((c, i) => (opts.only !== undefined && i !== opts.only ? { train: [], eval: [], choices } : {
-    train: encode(c.train),
-    eval: encode(c.val.slice(0, opts.clientEvalLimit ?? c.val.length)),
-    choices,
-  }));
+  const clients = split.clients.map((c, i) =>
+    opts.only !== undefined && i !== opts.only
+      ? { train: [], eval: [], choices }
+      : {
+          train: encode(c.train),
+          eval: encode(c.val.slice(0, opts.clientEvalLimit ?? c.val.length)),
+          choices,
+        },
+  );
   // A seeded sample keeps the groups' proportions on average while bounding evaluation time.
   const testText = opts.testLimit ? seededShuffle(split.test, opts.splitSeed, 'test-sample').slice(0, opts.testLimit) : split.test;
   return { tokenizer, split, clients, test: encode(testText), choices };

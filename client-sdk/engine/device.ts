@@ -72,7 +72,11 @@ export async function openEngineDevice(): Promise<EngineDevice | { error: string
   KEEP_ALIVE.push(gpu);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return { error: 'no WebGPU adapter (no GPU, or no Vulkan driver)' };
-  const info = (adapter as unknown as { info: GPUAdapterInfo }).info as GPUAdapterInfo & { subgroupMatrixConfigs?: SubgroupMatrixConfig[]; subgroupMinSize?: number; subgroupMaxSize?: number };
+  const info = (adapter as unknown as { info: GPUAdapterInfo }).info as GPUAdapterInfo & {
+    subgroupMatrixConfigs?: SubgroupMatrixConfig[];
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+  };
   const has = (f: string): boolean => adapter.features.has(f);
   const sgMin = info.subgroupMinSize ?? 0;
   const sgMax = info.subgroupMaxSize ?? 0;

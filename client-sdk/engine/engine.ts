@@ -58,16 +58,29 @@ export class LoraEngine {
   /** CPU milliseconds to create the pipelines and bind groups (driver shader compilation included). */
   readonly buildMs: number;
 
-  constructor(private readonly ed: EngineDevice, private readonly o: EngineOptions) {
+  constructor(
+    private readonly ed: EngineDevice,
+    private readonly o: EngineOptions,
+  ) {
     const dev = ed.device;
     const rows = o.batch * o.seq;
     this.layout = modelLayout(o.config, o.adapter, rows);
     const adam = o.adam ?? { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    this.program = buildProgram({ config: o.config, layout: this.layout, batch: o.batch, seq: o.seq, path: o.path, loraScale: o.loraScale, clip: o.maxGradNorm !== undefined, adam });
+    this.program = buildProgram({
+      config: o.config,
+      layout: this.layout,
+      batch: o.batch,
+      seq: o.seq,
+      path: o.path,
+      loraScale: o.loraScale,
+      clip: o.maxGradNorm !== undefined,
+      adam,
+    });
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {
       const size = Math.ceil((b.elems * BYTES[b.type]) / 4) * 4;
-      if (size > ed.caps.maxStorageBufferBindingSize) throw new Error(`engine buffer ${name} needs ${size} bytes, more than the adapter binds (${ed.caps.maxStorageBufferBindingSize})`);
+      if (size > ed.caps.maxStorageBufferBindingSize)
+        throw new Error(`engine buffer ${name} needs ${size} bytes, more than the adapter binds (${ed.caps.maxStorageBufferBindingSize})`);
       this.buffers.set(name, dev.createBuffer({ label: name, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC }));
       bytes += size;
     }
@@ -94,7 +107,8 @@ export class LoraEngine {
     this.program.kernels.forEach((k, i) => {
       const pipeline = pipelines[groupOf[i]];
       const entries: GPUBindGroupEntry[] = k.bindings.map((b, j) => ({ binding: j, resource: { buffer: this.buf(b.buffer) } }));
-      if (slots[i].length > 0) entries.push({ binding: k.bindings.length, resource: { buffer: paramBuf, offset: 256 * i, size: 16 * Math.ceil(slots[i].length / 4) } });
+      if (slots[i].length > 0)
+        entries.push({ binding: k.bindings.length, resource: { buffer: paramBuf, offset: 256 * i, size: 16 * Math.ceil(slots[i].length / 4) } });
       const bindGroup = dev.createBindGroup({ label: k.label, layout: pipeline.getBindGroupLayout(0), entries });
       this.passes.push({ kernel: k, pipeline, bindGroup });
     });

@@ -62,7 +62,9 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
   if (e.lora) {
     const { low, mat, r, scale, layout } = e.lora;
     const matIdx = layout === 'nr' ? `${u32(mat.offset)} + n * ${u32(r)} + k` : `${u32(mat.offset)} + k * ${u32(N)} + n`;
-    L.push(`{ var s = 0.0; for (var k = 0u; k < ${u32(r)}; k++) { s = fma(${low.buffer}[${u32(low.offset)} + m * ${u32(r)} + k], ${mat.buffer}[${matIdx}], s); }`);
+    L.push(
+      `{ var s = 0.0; for (var k = 0u; k < ${u32(r)}; k++) { s = fma(${low.buffer}[${u32(low.offset)} + m * ${u32(r)} + k], ${mat.buffer}[${matIdx}], s); }`,
+    );
     L.push(`  v = fma(${f32(scale)}, s, v); }`);
   }
   if (e.gelu) L.push(`${e.gelu.buffer}[${u32(e.gelu.offset)} + m * ${u32(N)} + n] = v;`, 'v = gelu_new(v);');

@@ -32,9 +32,7 @@ export interface Kernel {
 
 /** `@group(0) @binding(i) var<storage, …> name: array<T>;` lines for a binding list. */
 export function declareBindings(bs: readonly Binding[]): string {
-  return bs
-    .map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${b.buffer}: array<${b.type}>;`)
-    .join('\n');
+  return bs.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${b.buffer}: array<${b.type}>;`).join('\n');
 }
 
 /** Bindings deduplicated by buffer (a buffer bound twice must be bound once, read_write if either writes). */

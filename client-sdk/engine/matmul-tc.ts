@@ -104,14 +104,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       workgroupBarrier();
     }
   }
-  ${K % 16 !== 0 ? `if (kFull < kEnd) {
+  ${
+    K % 16 !== 0
+      ? `if (kFull < kEnd) {
     let k0 = kFull;
     stage(k0, m0, n0, mLim, li);
     workgroupBarrier();
     ${staged.join('\n    ')}
     ${mma.join('\n    ')}
     workgroupBarrier();
-  }` : ''}
+  }`
+      : ''
+  }
   ${store.join('\n  ')}
 }`;
   const rows = (r: number): [number, number, number] => [ceilDiv(N, BN), ceilDiv(r, BM), S];

@@ -72,7 +72,11 @@ export function rowLimit(spec: MatmulSpec): string {
 }
 
 export function checkSpec(spec: MatmulSpec): void {
-  for (const [k, v] of [['M', spec.M], ['N', spec.N], ['K', spec.K]] as const) {
+  for (const [k, v] of [
+    ['M', spec.M],
+    ['N', spec.N],
+    ['K', spec.K],
+  ] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`${spec.label}: ${k} = ${v}`);
   }
   if (spec.splitK !== undefined && spec.splitK < 2) throw new Error(`${spec.label}: bad splitK`);
@@ -91,13 +95,9 @@ export function tiledMatmul(spec: MatmulSpec, tile: TileShape = chooseTile(spec.
   const bindings = matmulBindings(spec);
   const w = (x: string, t: 'f32' | 'f16'): string => (t === 'f16' ? `f32(${x})` : x);
   // A tile element i → (mm, kk): along k for [M, K] storage (coalesced reads), along m for [K, M].
-  const loadA = a.trans
-    ? `let mm = i % ${u32(BM)}; let kk = i / ${u32(BM)};`
-    : `let kk = i % ${u32(bk)}; let mm = i / ${u32(bk)};`;
+  const loadA = a.trans ? `let mm = i % ${u32(BM)}; let kk = i / ${u32(BM)};` : `let kk = i % ${u32(bk)}; let mm = i / ${u32(bk)};`;
   const idxA = a.trans ? `(k0 + kk) * ${u32(lda(spec))} + m0 + mm` : `(m0 + mm) * ${u32(lda(spec))} + k0 + kk`;
-  const loadB = b.trans
-    ? `let kk = i % ${u32(bk)}; let nn = i / ${u32(bk)};`
-    : `let nn = i % ${u32(BN)}; let kk = i / ${u32(BN)};`;
+  const loadB = b.trans ? `let kk = i % ${u32(bk)}; let nn = i / ${u32(bk)};` : `let nn = i % ${u32(BN)}; let kk = i / ${u32(BN)};`;
   const idxB = b.trans ? `(n0 + nn) * ${u32(ldb(spec))} + k0 + kk` : `(k0 + kk) * ${u32(ldb(spec))} + n0 + nn`;
   const code = `${header(bindings)}
 ${epilogueWgsl(spec.epi, N)}
@@ -148,8 +148,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
 }`;
-  const grid = spec.rowsArePairs
-    ? (s: StepShape) => matmulGrid(spec, tile, Math.min(s.pairs, M))
-    : matmulGrid(spec, tile, M);
+  const grid = spec.rowsArePairs ? (s: StepShape) => matmulGrid(spec, tile, Math.min(s.pairs, M)) : matmulGrid(spec, tile, M);
   return { label: spec.label, code, bindings, grid };
 }

@@ -75,26 +75,59 @@ export function buildProgram(o: ProgramOptions): Program {
   const linearFwd = (p: ProjLayout, x: Operand, epi: Omit<Epilogue, 'bias' | 'lora'>): void => {
     if (p.lora) {
       mm({
-        label: `lora.u h${p.layer}.${p.proj}`, M: N, N: r, K: p.inF, a: x, b: opnd('theta', p.lora.a, 'f32', true),
+        label: `lora.u h${p.layer}.${p.proj}`,
+        M: N,
+        N: r,
+        K: p.inF,
+        a: x,
+        b: opnd('theta', p.lora.a, 'f32', true),
         epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
       });
     }
-    const lora = p.lora ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale } : undefined;
-    mm({ label: `fwd h${p.layer}.${p.proj}`, M: N, N: p.outF, K: p.inF, a: x, b: opnd('w', p.w, wt), epi: { ...epi, bias: { buffer: 'vec', offset: p.bias }, lora } });
+    const lora = p.lora
+      ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
+      : undefined;
+    mm({
+      label: `fwd h${p.layer}.${p.proj}`,
+      M: N,
+      N: p.outF,
+      K: p.inF,
+      a: x,
+      b: opnd('w', p.w, wt),
+      epi: { ...epi, bias: { buffer: 'vec', offset: p.bias }, lora },
+    });
   };
 
   for (let l = 0; l < L; l++) {
     const Ly: LayerLayout = layout.layers[l];
     let scale = cfg.scaleAttnWeights ? 1 / Math.sqrt(D / H) : 1;
     if (cfg.scaleAttnByInverseLayerIdx) scale /= l + 1;
-    kernels.push(layerNormForward(N, D, cfg.layerNormEpsilon, act, { x: xOff(2 * l), gamma: Ly.ln1.gamma, beta: Ly.ln1.beta, y: 'lnA', yOff: lnOut('lnA', l), stats: 2 * l * N * 2 }));
+    kernels.push(
+      layerNormForward(N, D, cfg.layerNormEpsilon, act, {
+        x: xOff(2 * l),
+        gamma: Ly.ln1.gamma,
+        beta: Ly.ln1.beta,
+        y: 'lnA',
+        yOff: lnOut('lnA', l),
+        stats: 2 * l * N * 2,
+      }),
+    );
     linearFwd(Ly.proj['attn.c_attn'], opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'qkv', offset: l * N * 3 * D, ld: 3 * D, mode: 'store' } });
     kernels.push(attentionForward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }));
     linearFwd(Ly.proj['attn.c_proj'], opnd('ctx', l * N * D, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
     });
-    kernels.push(layerNormForward(N, D, cfg.layerNormEpsilon, act, { x: xOff(2 * l + 1), gamma: Ly.ln2.gamma, beta: Ly.ln2.beta, y: 'lnM', yOff: lnOut('lnM', l), stats: (2 * l + 1) * N * 2 }));
+    kernels.push(
+      layerNormForward(N, D, cfg.layerNormEpsilon, act, {
+        x: xOff(2 * l + 1),
+        gamma: Ly.ln2.gamma,
+        beta: Ly.ln2.beta,
+        y: 'lnM',
+        yOff: lnOut('lnM', l),
+        stats: (2 * l + 1) * N * 2,
+      }),
+    );
     linearFwd(Ly.proj['mlp.c_fc'], opnd('lnM', lnOut('lnM', l), act), {
       gelu: { buffer: 'hpre', offset: l * N * F },
       out: { buffer: 'gact', offset: l * N * F, ld: F, mode: 'store', type: act },
@@ -104,10 +137,28 @@ export function buildProgram(o: ProgramOptions): Program {
       out: { buffer: 'xres', offset: xOff(2 * l + 2), ld: D, mode: 'store' },
     });
   }
-  kernels.push(layerNormForward(N, D, cfg.layerNormEpsilon, act, { x: xOff(2 * L), gamma: layout.lnf.gamma, beta: layout.lnf.beta, y: 'hf', yOff: 0, stats: 2 * L * N * 2 }));
+  kernels.push(
+    layerNormForward(N, D, cfg.layerNormEpsilon, act, {
+      x: xOff(2 * L),
+      gamma: layout.lnf.gamma,
+      beta: layout.lnf.beta,
+      y: 'hf',
+      yOff: 0,
+      stats: 2 * L * N * 2,
+    }),
+  );
   kernels.push(gatherPairs(P, D, act));
   const head = o.path === 'f32' ? 'wte' : 'wte16';
-  mm({ label: 'lm.logits', M: P, N: V, K: D, rowsArePairs: true, a: opnd('hs', 0, act), b: opnd(head, 0, wt, true), epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } } });
+  mm({
+    label: 'lm.logits',
+    M: P,
+    N: V,
+    K: D,
+    rowsArePairs: true,
+    a: opnd('hs', 0, act),
+    b: opnd(head, 0, wt, true),
+    epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } },
+  });
   kernels.push(crossEntropy(P, V, VP, act));
   kernels.push(lossMean(P));
 
@@ -115,7 +166,17 @@ export function buildProgram(o: ProgramOptions): Program {
   const dlog = act === 'f32' ? 'logits' : 'dlogits';
   // dhs = dlogits·wte reduces over the vocabulary with only P·D outputs: split-K keeps the GPU busy.
   const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
-  mm({ label: 'lm.dhs', M: P, N: D, K: V, rowsArePairs: true, splitK: SV, a: { ...opnd(dlog, 0, act), ld: VP }, b: opnd(head, 0, wt), epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } } });
+  mm({
+    label: 'lm.dhs',
+    M: P,
+    N: D,
+    K: V,
+    rowsArePairs: true,
+    splitK: SV,
+    a: { ...opnd(dlog, 0, act), ld: VP },
+    b: opnd(head, 0, wt),
+    epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } },
+  });
   kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
   maxPart = Math.max(maxPart, SV * P * D);
   kernels.push(scatterPairs(N, D));
@@ -126,10 +187,36 @@ export function buildProgram(o: ProgramOptions): Program {
   /** Adapter grads of one module (dB = s·dyᵀu, dA = duᵀx, both ×1/P) and dx = dy·Wᵀ + du·A with `epi`. */
   const linearBwd = (p: ProjLayout, dy: Operand, dyF32: Operand, x: Operand, epi: Omit<Epilogue, 'lora'>): void => {
     if (p.lora) {
-      mm({ label: `lora.du h${p.layer}.${p.proj}`, M: N, N: r, K: p.outF, a: dyF32, b: opnd('theta', p.lora.b, 'f32'), epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } } });
-      mm({ label: `lora.dB h${p.layer}.${p.proj}`, M: p.outF, N: r, K: N, splitK: S, a: { ...dyF32, trans: true }, b: opnd('low', p.lora.low, 'f32'), epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } } });
+      mm({
+        label: `lora.du h${p.layer}.${p.proj}`,
+        M: N,
+        N: r,
+        K: p.outF,
+        a: dyF32,
+        b: opnd('theta', p.lora.b, 'f32'),
+        epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
+      });
+      mm({
+        label: `lora.dB h${p.layer}.${p.proj}`,
+        M: p.outF,
+        N: r,
+        K: N,
+        splitK: S,
+        a: { ...dyF32, trans: true },
+        b: opnd('low', p.lora.low, 'f32'),
+        epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } },
+      });
       kernels.push(reduceSplitK(`lora.dB.sum h${p.layer}.${p.proj}`, S, p.outF * r, p.lora.b));
-      mm({ label: `lora.dA h${p.layer}.${p.proj}`, M: r, N: p.inF, K: N, splitK: S, a: opnd('du', 0, 'f32', true), b: x, epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } } });
+      mm({
+        label: `lora.dA h${p.layer}.${p.proj}`,
+        M: r,
+        N: p.inF,
+        K: N,
+        splitK: S,
+        a: opnd('du', 0, 'f32', true),
+        b: x,
+        epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
+      });
       kernels.push(reduceSplitK(`lora.dA.sum h${p.layer}.${p.proj}`, S, r * p.inF, p.lora.a));
       maxPart = Math.max(maxPart, S * p.outF * r, S * r * p.inF);
       gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
@@ -146,11 +233,17 @@ export function buildProgram(o: ProgramOptions): Program {
       geluGrad: { buffer: 'hpre', offset: l * N * F },
       out: { buffer: 'dact', offset: 0, ld: F, mode: 'store', type: act },
     });
-    linearBwd(Ly.proj['mlp.c_fc'], opnd('dact', 0, act), opnd('dact', 0, act), opnd('lnM', lnOut('lnM', l), act), { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act } });
+    linearBwd(Ly.proj['mlp.c_fc'], opnd('dact', 0, act), opnd('dact', 0, act), opnd('lnM', lnOut('lnM', l), act), {
+      out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act },
+    });
     kernels.push(layerNormBackward(N, D, act, { dy: 'dln', x: xOff(2 * l + 1), gamma: Ly.ln2.gamma, stats: (2 * l + 1) * N * 2, mode: 'add', copy16 }));
-    linearBwd(Ly.proj['attn.c_proj'], dres, opnd('dres', 0, 'f32'), opnd('ctx', l * N * D, act), { out: { buffer: 'dctx', offset: 0, ld: D, mode: 'store', type: act } });
+    linearBwd(Ly.proj['attn.c_proj'], dres, opnd('dres', 0, 'f32'), opnd('ctx', l * N * D, act), {
+      out: { buffer: 'dctx', offset: 0, ld: D, mode: 'store', type: act },
+    });
     kernels.push(...attentionBackward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }));
-    linearBwd(Ly.proj['attn.c_attn'], opnd('dqkv', 0, act), opnd('dqkv', 0, act), opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act } });
+    linearBwd(Ly.proj['attn.c_attn'], opnd('dqkv', 0, act), opnd('dqkv', 0, act), opnd('lnA', lnOut('lnA', l), act), {
+      out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act },
+    });
     kernels.push(layerNormBackward(N, D, act, { dy: 'dln', x: xOff(2 * l), gamma: Ly.ln1.gamma, stats: 2 * l * N * 2, mode: 'add', copy16 }));
   }
 
@@ -163,14 +256,47 @@ export function buildProgram(o: ProgramOptions): Program {
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
   const u = (elems: number): { elems: number; type: 'u32' } => ({ elems: Math.max(1, elems), type: 'u32' });
   const buffers = new Map<string, { elems: number; type: 'f32' | 'f16' | 'u32' }>([
-    ['wte', f(V * D)], ['wpe', f(cfg.nPositions * D)], ['w', { elems: layout.wSize, type: wt }], ['vec', f(layout.vecSize)],
-    ['step', u(8)], ['ids', u(N)], ['pairRow', u(P)], ['pairTarget', u(P)], ['rowStart', u(N + 1)], ['rowPairs', u(P)],
-    ['xres', f((2 * L + 1) * N * D)], ['stats', f((2 * L + 1) * N * 2)], ['lnA', a(L * N * D)], ['lnM', a(L * N * D)],
-    ['qkv', f(L * N * 3 * D)], ['ctx', a(L * N * D)], ['lse', f(L * B * H * T)], ['hpre', f(L * N * F)], ['gact', a(L * N * F)],
-    ['low', f(layout.loraModules * N * r)], ['hf', a(N * D)], ['hs', a(P * D)], ['logits', f(P * VP)], ['lossPart', f(P)], ['loss', f(2)],
-    ['dhs', f(P * D)], ['dhf', f(N * D)], ['dres', f(N * D)], ['dact', a(N * F)], ['dln', a(N * D)], ['dctx', a(N * D)],
-    ['dqkv', a(N * 3 * D)], ['delta', f(B * H * T)], ['du', f(N * r)], ['part', f(maxPart)],
-    ['theta', f(nP)], ['grad', f(nP)], ['adamM', f(nP)], ['adamV', f(nP)], ['normPart', f(ceilDiv(nP, NORM_CHUNK))], ['norm', f(1)],
+    ['wte', f(V * D)],
+    ['wpe', f(cfg.nPositions * D)],
+    ['w', { elems: layout.wSize, type: wt }],
+    ['vec', f(layout.vecSize)],
+    ['step', u(8)],
+    ['ids', u(N)],
+    ['pairRow', u(P)],
+    ['pairTarget', u(P)],
+    ['rowStart', u(N + 1)],
+    ['rowPairs', u(P)],
+    ['xres', f((2 * L + 1) * N * D)],
+    ['stats', f((2 * L + 1) * N * 2)],
+    ['lnA', a(L * N * D)],
+    ['lnM', a(L * N * D)],
+    ['qkv', f(L * N * 3 * D)],
+    ['ctx', a(L * N * D)],
+    ['lse', f(L * B * H * T)],
+    ['hpre', f(L * N * F)],
+    ['gact', a(L * N * F)],
+    ['low', f(layout.loraModules * N * r)],
+    ['hf', a(N * D)],
+    ['hs', a(P * D)],
+    ['logits', f(P * VP)],
+    ['lossPart', f(P)],
+    ['loss', f(2)],
+    ['dhs', f(P * D)],
+    ['dhf', f(N * D)],
+    ['dres', f(N * D)],
+    ['dact', a(N * F)],
+    ['dln', a(N * D)],
+    ['dctx', a(N * D)],
+    ['dqkv', a(N * 3 * D)],
+    ['delta', f(B * H * T)],
+    ['du', f(N * r)],
+    ['part', f(maxPart)],
+    ['theta', f(nP)],
+    ['grad', f(nP)],
+    ['adamM', f(nP)],
+    ['adamV', f(nP)],
+    ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
+    ['norm', f(1)],
   ]);
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });

@@ -49,7 +49,16 @@ export class EngineSftTrainer implements Trainer {
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
     const weights = await model.namedWeights();
-    const e = new LoraEngine(device, { config: model.config, weights, adapter, batch, seq, path, loraScale: loraScaling(lora), maxGradNorm: this.opts.maxGradNorm });
+    const e = new LoraEngine(device, {
+      config: model.config,
+      weights,
+      adapter,
+      batch,
+      seq,
+      path,
+      loraScale: loraScaling(lora),
+      maxGradNorm: this.opts.maxGradNorm,
+    });
     this.engine = { key, e };
     return e;
   }
@@ -84,7 +93,10 @@ export class EngineSftTrainer implements Trainer {
       const picks: number[] = [];
       for (let i = 0; i < plan.batchSize; i++) picks.push(stream.next());
       picks.forEach((i) => seen.add(i));
-      const packed = packBatch(picks.map((i) => ({ tokens: windows[i].tokens, pairs: completionPairs(windows[i]) })), maxLen);
+      const packed = packBatch(
+        picks.map((i) => ({ tokens: windows[i].tokens, pairs: completionPairs(windows[i]) })),
+        maxLen,
+      );
       if (packed.pairTarget.length === 0) continue;
       tokens += packed.pairTarget.length;
       ids.fill(0);
@@ -99,16 +111,20 @@ export class EngineSftTrainer implements Trainer {
     }
     const [, lossTotal] = await engine.readLoss();
     const theta = await engine.readF32('theta', engine.layout.adapterSize);
-    const spelled = new Map(global.map((t) => {
-      const k = parsePeftKey(t.name);
-      return [k ? peftKey(k.path, k.which) : t.name, t.name];
-    }));
+    const spelled = new Map(
+      global.map((t) => {
+        const k = parsePeftKey(t.name);
+        return [k ? peftKey(k.path, k.which) : t.name, t.name];
+      }),
+    );
     off = 0;
-    const adapter = sortByName(start.map((t) => {
-      const data = theta.slice(off, off + t.data.length);
-      off += t.data.length;
-      return { name: spelled.get(t.name) ?? t.name, dtype: 'float32' as const, shape: [...t.shape], data };
-    }));
+    const adapter = sortByName(
+      start.map((t) => {
+        const data = theta.slice(off, off + t.data.length);
+        off += t.data.length;
+        return { name: spelled.get(t.name) ?? t.name, dtype: 'float32' as const, shape: [...t.shape], data };
+      }),
+    );
     const seconds = (performance.now() - t0) / 1000;
     const metrics: Record<string, number> = {
       train_tokens: tokens,
@@ -125,7 +141,14 @@ export class EngineSftTrainer implements Trainer {
   async evaluate(adapter: TensorList): Promise<EvalMetrics> {
     const ev = this.opts.eval;
     if (!ev || ev.length === 0) return {};
-    return evaluateAdapter(this.opts.model, { tensors: adapter, lora: this.opts.lora }, ev, this.opts.choices, this.opts.evalBatchSize ?? 16, this.opts.evalMaxSeqLen);
+    return evaluateAdapter(
+      this.opts.model,
+      { tensors: adapter, lora: this.opts.lora },
+      ev,
+      this.opts.choices,
+      this.opts.evalBatchSize ?? 16,
+      this.opts.evalMaxSeqLen,
+    );
   }
 
   async dispose(): Promise<void> {
@@ -135,7 +158,9 @@ export class EngineSftTrainer implements Trainer {
 }
 
 /** An engine trainer when the GPU and config allow one; otherwise the reason it cannot be used. */
-export async function createEngineTrainer(opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number }): Promise<EngineSftTrainer | { error: string }> {
+export async function createEngineTrainer(
+  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number },
+): Promise<EngineSftTrainer | { error: string }> {
   if (opts.lora.dropout > 0) return { error: 'LoRA dropout > 0 is not implemented in the engine' };
   const dev = await openEngineDevice();
   if ('error' in dev) return dev;

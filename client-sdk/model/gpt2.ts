@@ -48,7 +48,10 @@ export class Gpt2Model {
   private readonly headT: tf.Tensor2D;
   private readonly headOp: (h: tf.Tensor2D) => tf.Tensor2D;
 
-  private constructor(readonly config: Gpt2Config, params: Map<string, tf.Tensor>) {
+  private constructor(
+    readonly config: Gpt2Config,
+    params: Map<string, tf.Tensor>,
+  ) {
     this.params = params;
     const head = this.headWeight();
     const headT = tf.transpose(head);
@@ -109,7 +112,12 @@ export class Gpt2Model {
     const out: NamedTensor[] = [];
     const names = [...gpt2ParameterShapes(this.config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [name, shape] of names) {
-      const t = this.params.get(name) ?? tf.concat(QKV_SUFFIX.map((s) => this.p(name + s)), -1);
+      const t =
+        this.params.get(name) ??
+        tf.concat(
+          QKV_SUFFIX.map((s) => this.p(name + s)),
+          -1,
+        );
       const data = new Float32Array(await t.data());
       if (!this.params.has(name)) t.dispose();
       out.push({ name, dtype: 'float32', shape, data });

@@ -136,8 +136,7 @@ const CONFIGS: Config[] = [
     outputsToSave: [true],
     gradFunc: (dy, [x, y], attrs) => {
       const axes = tf.util.parseAxisParam(attrs.reductionIndices as number | number[], x.shape);
-      const keep = (t: tf.Tensor): tf.Tensor =>
-        t.rank < x.rank ? tf.reshape(t, tf.backend_util.expandShapeToKeepDim(t.shape, axes)) : t;
+      const keep = (t: tf.Tensor): tf.Tensor => (t.rank < x.rank ? tf.reshape(t, tf.backend_util.expandShapeToKeepDim(t.shape, axes)) : t);
       return { x: () => tf.mul(keep(dy), tf.cast(tf.equal(x, keep(y)), dy.dtype)) };
     },
   },
@@ -150,7 +149,11 @@ const CONFIGS: Config[] = [
     saveAllInputs: true,
     gradFunc: (dy, saved, attrs) => {
       const axis = tf.util.parseAxisParam(attrs.axis as number, saved[0].shape)[0];
-      const parts = tf.split(dy, saved.map((t) => t.shape[axis]), axis);
+      const parts = tf.split(
+        dy,
+        saved.map((t) => t.shape[axis]),
+        axis,
+      );
       return Object.fromEntries(parts.map((t, i) => [String(i), () => t]));
     },
   },
@@ -172,7 +175,14 @@ const CONFIGS: Config[] = [
   {
     kernelName: tf.PadV2,
     inputsToSave: ['x'],
-    gradFunc: (dy, [x], attrs) => ({ x: () => tf.slice(dy, (attrs.paddings as Array<[number, number]>).map((p) => p[0]), x.shape) }),
+    gradFunc: (dy, [x], attrs) => ({
+      x: () =>
+        tf.slice(
+          dy,
+          (attrs.paddings as Array<[number, number]>).map((p) => p[0]),
+          x.shape,
+        ),
+    }),
   },
   {
     kernelName: tf.BatchMatMul,

@@ -45,12 +45,7 @@ export function loraDown(x: tf.Tensor2D, lora: LoraInput): tf.Tensor2D {
  * A plain matMul rather than tf.fused.matMul: the fused op's custom gradient always computes dW too, which for
  * frozen weights is wasted work (and transposed-A matmuls are slow on wasm); matMul's gradient is lazy per input.
  */
-export function conv1d(
-  x: tf.Tensor2D,
-  w: tf.Tensor2D,
-  bias: tf.Tensor1D,
-  lora?: { readonly low: tf.Tensor2D; readonly scaledB: tf.Tensor2D },
-): tf.Tensor2D {
+export function conv1d(x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D, lora?: { readonly low: tf.Tensor2D; readonly scaledB: tf.Tensor2D }): tf.Tensor2D {
   return tf.tidy(() => {
     const y = tf.add(tf.matMul(x, w), bias) as tf.Tensor2D;
     if (!lora) return y;
@@ -99,9 +94,10 @@ export function dropoutMask(rng: Prng, rows: number, cols: number, p: number): t
 export function customUnary<I extends tf.Tensor, O extends tf.Tensor>(
   forward: (x: I, save: tf.GradSaveFunc) => { value: O; gradFunc: (dy: O, saved: tf.Tensor[]) => tf.Tensor },
 ): (x: I) => O {
-  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => forward(x as I, save)) as (
-    ...args: Array<tf.Tensor | tf.GradSaveFunc>
-  ) => { value: O; gradFunc: (dy: O, saved: tf.Tensor[]) => tf.Tensor });
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => forward(x as I, save)) as (...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    value: O;
+    gradFunc: (dy: O, saved: tf.Tensor[]) => tf.Tensor;
+  });
   return (x: I) => f(x) as O;
 }
 

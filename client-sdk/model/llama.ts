@@ -44,7 +44,10 @@ export class LlamaModel {
   private readonly rotate: tf.Tensor2D;
   private readonly tables = new Map<number, { cos: tf.Tensor4D; sin: tf.Tensor4D; mask: tf.Tensor2D }>();
 
-  private constructor(readonly config: LlamaConfig, params: Map<string, tf.Tensor>) {
+  private constructor(
+    readonly config: LlamaConfig,
+    params: Map<string, tf.Tensor>,
+  ) {
     this.params = params;
     const head = this.headWeight();
     const headT = tf.transpose(head);
@@ -158,7 +161,16 @@ export class LlamaModel {
    * time axis ([B, KV, G·T, hd]), so keys and values are used as they are instead of repeated (HF's repeat_kv
    * gives query head h the kv head ⌊h / G⌋, which is this grouping).
    */
-  private attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, batch: number, seq: number, cos: tf.Tensor4D, sin: tf.Tensor4D, mask: tf.Tensor2D): tf.Tensor2D {
+  private attention(
+    q: tf.Tensor2D,
+    k: tf.Tensor2D,
+    v: tf.Tensor2D,
+    batch: number,
+    seq: number,
+    cos: tf.Tensor4D,
+    sin: tf.Tensor4D,
+    mask: tf.Tensor2D,
+  ): tf.Tensor2D {
     const { nHead, nKvHead, headDim: hd } = this.config;
     const g = nHead / nKvHead;
     const rope = (x: tf.Tensor2D, heads: number): tf.Tensor4D => {

@@ -22,7 +22,8 @@ export function ropeInvFreq(cfg: LlamaConfig, seqLen: number): Float64Array {
     const highWavelen = old / highFreqFactor;
     for (let i = 0; i < inv.length; i++) {
       const wavelen = (2 * Math.PI) / inv[i];
-      if (wavelen > lowWavelen) inv[i] /= factor; // low frequencies: fully interpolated
+      if (wavelen > lowWavelen)
+        inv[i] /= factor; // low frequencies: fully interpolated
       else if (wavelen >= highWavelen) {
         // medium: a smooth blend between interpolated and original
         const smooth = (old / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);

@@ -46,7 +46,10 @@ const STREAM_DROPOUT = 2;
 export class ExampleStream {
   private perm: number[] = [];
   private pos = 0;
-  constructor(private readonly n: number, private readonly rng: Prng) {}
+  constructor(
+    private readonly n: number,
+    private readonly rng: Prng,
+  ) {}
   next(): number {
     if (this.pos >= this.perm.length) {
       this.perm = this.rng.permutation(this.n);

@@ -47,7 +47,9 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
   for (const ex of [...data.train, ...data.eval]) for (const t of [...ex.prompt, ...ex.completion]) maxId = Math.max(maxId, t);
   if (maxId >= loaded.config.vocabSize) {
     loaded.model.dispose();
-    throw new Error(`tokenizer.json produces token id ${maxId}, but config.json has vocab_size ${loaded.config.vocabSize}: the tokenizer does not belong to this model`);
+    throw new Error(
+      `tokenizer.json produces token id ${maxId}, but config.json has vocab_size ${loaded.config.vocabSize}: the tokenizer does not belong to this model`,
+    );
   }
   const trainer = new TaskLoraTrainer({ model: loaded.model, data, lora: o.lora ?? {}, backend });
   const identity = await loadOrCreateIdentity(o.identityFile);
@@ -72,7 +74,14 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
   const stop = (): void => void client.stop();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log({ msg: 'site starting', name: o.name, backend, model: loaded.config.nLayer + '-layer ' + ('modelType' in loaded.config ? loaded.config.modelType : 'gpt2'), train: data.train.length, val: data.eval.length });
+  log({
+    msg: 'site starting',
+    name: o.name,
+    backend,
+    model: loaded.config.nLayer + '-layer ' + ('modelType' in loaded.config ? loaded.config.modelType : 'gpt2'),
+    train: data.train.length,
+    val: data.eval.length,
+  });
   try {
     const summary = await client.run();
     if (trainer.fatal) throw trainer.fatal;

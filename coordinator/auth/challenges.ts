@@ -54,10 +54,16 @@ export class Challenges {
     const host = peerHost(peer);
     const mine = this.perHost.get(host) ?? 0;
     if (mine >= this.limits.perHost) {
-      throw new RetryLater(`${mine} join challenges are already outstanding for this peer (at most ${this.limits.perHost}): use one, or retry later`, this.limits.retryAfterMs);
+      throw new RetryLater(
+        `${mine} join challenges are already outstanding for this peer (at most ${this.limits.perHost}): use one, or retry later`,
+        this.limits.retryAfterMs,
+      );
     }
     if (this.open.size >= this.limits.total) {
-      throw new RetryLater(`the coordinator holds ${this.open.size} outstanding join challenges (at most ${this.limits.total}): retry later`, this.limits.retryAfterMs);
+      throw new RetryLater(
+        `the coordinator holds ${this.open.size} outstanding join challenges (at most ${this.limits.total}): retry later`,
+        this.limits.retryAfterMs,
+      );
     }
     const challenge = randomBytes(32);
     const expires = this.now() + this.ttlMs;
@@ -72,7 +78,8 @@ export class Challenges {
     const p = this.open.get(key);
     if (p === undefined) throw new ProtocolError(status.UNAUTHENTICATED, 'unknown or already used join challenge: call Hello for a fresh one');
     this.forget(key, p);
-    if (this.now() > p.expires) throw new ProtocolError(status.UNAUTHENTICATED, `join challenge expired at ${new Date(p.expires).toISOString()}: call Hello for a fresh one`);
+    if (this.now() > p.expires)
+      throw new ProtocolError(status.UNAUTHENTICATED, `join challenge expired at ${new Date(p.expires).toISOString()}: call Hello for a fresh one`);
   }
 
   private forget(key: string, p: Pending): void {

@@ -112,7 +112,8 @@ export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
     const i = e.indexOf('=');
     const name = e.slice(0, i);
     const publicKey = e.slice(i + 1);
-    if (i <= 0 || Buffer.from(publicKey, 'base64').length !== 32) throw new Error(`auth.allowList entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
+    if (i <= 0 || Buffer.from(publicKey, 'base64').length !== 32)
+      throw new Error(`auth.allowList entry ${JSON.stringify(e)} must be name=<base64 32-byte Ed25519 public key>`);
     const weak = ed25519KeyProblem(Buffer.from(publicKey, 'base64'));
     if (weak) throw new Error(`auth.allowList entry for ${JSON.stringify(name)}: the key is ${weak}`);
     return { name, publicKey };
@@ -138,7 +139,11 @@ export class Enrolment {
   private activeByName = new Map<string, EnrolledClient>();
   private readonly allowByName: ReadonlyMap<string, AllowListEntry>;
 
-  constructor(private readonly runDir: string, private readonly mode: AuthMode, private readonly allowList: readonly AllowListEntry[]) {
+  constructor(
+    private readonly runDir: string,
+    private readonly mode: AuthMode,
+    private readonly allowList: readonly AllowListEntry[],
+  ) {
     this.file = readClientsFile(runDir);
     const allow = new Map<string, AllowListEntry>();
     for (const e of allowList) if (!allow.has(e.name)) allow.set(e.name, e);
@@ -214,10 +219,18 @@ export class Enrolment {
     const pk = Buffer.from(publicKey).toString('base64');
     const kid = keyId(publicKey);
     const revoked = this.revocation(name, pk);
-    if (revoked) throw new ProtocolError(status.PERMISSION_DENIED, `key ${kid} of site ${revoked.name} was revoked at ${revoked.revokedAt} (${revoked.revokeReason ?? 'no reason given'})`);
+    if (revoked)
+      throw new ProtocolError(
+        status.PERMISSION_DENIED,
+        `key ${kid} of site ${revoked.name} was revoked at ${revoked.revokedAt} (${revoked.revokeReason ?? 'no reason given'})`,
+      );
     const bound = this.activeByName.get(name) ?? this.allowByName.get(name);
     if (bound) {
-      if (bound.publicKey !== pk) throw new ProtocolError(status.PERMISSION_DENIED, `site ${name} is enrolled with key ${keyId(Buffer.from(bound.publicKey, 'base64'))}; this client presented key ${kid}`);
+      if (bound.publicKey !== pk)
+        throw new ProtocolError(
+          status.PERMISSION_DENIED,
+          `site ${name} is enrolled with key ${keyId(Buffer.from(bound.publicKey, 'base64'))}; this client presented key ${kid}`,
+        );
       return 'enrolled';
     }
     if (joinToken) {
@@ -234,14 +247,21 @@ export class Enrolment {
       this.bind({ name, publicKey: pk, enrolledAt: new Date().toISOString(), via: 'tofu' });
       return 'tofu';
     }
-    throw new ProtocolError(status.UNAUTHENTICATED, `site ${name} with key ${kid} is not enrolled: ask the operator for a join token (fedtune enroll token ${name}) or to add the key to auth.allowList`);
+    throw new ProtocolError(
+      status.UNAUTHENTICATED,
+      `site ${name} with key ${kid} is not enrolled: ask the operator for a join token (fedtune enroll token ${name}) or to add the key to auth.allowList`,
+    );
   }
 
   /** PERMISSION_DENIED when the key was revoked since the session began. */
   checkActive(name: string, publicKey: Uint8Array): void {
     this.refresh();
     const r = this.revocation(name, Buffer.from(publicKey).toString('base64'));
-    if (r) throw new ProtocolError(status.PERMISSION_DENIED, `key ${keyId(publicKey)} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`);
+    if (r)
+      throw new ProtocolError(
+        status.PERMISSION_DENIED,
+        `key ${keyId(publicKey)} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`,
+      );
   }
 
   /** Whether a session's key is still admitted (false once revoked). */

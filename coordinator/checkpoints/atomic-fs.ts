@@ -1,6 +1,16 @@
 // Crash-safe file writes for the checkpoint store: the primitives live in proto/durable-file.ts (the key files
 // of both sides use them too); stableJson is the store's canonical JSON.
-export { createAtomically, fsyncPath, removeTemps, replaceAtomically, stepsFor, tempsOf, writeDurable, type CrashHook, type Step } from '../../proto/durable-file';
+export {
+  createAtomically,
+  fsyncPath,
+  removeTemps,
+  replaceAtomically,
+  stepsFor,
+  tempsOf,
+  writeDurable,
+  type CrashHook,
+  type Step,
+} from '../../proto/durable-file';
 
 /** JSON with sorted keys and a trailing newline, so the same object always hashes the same. */
 export function stableJson(value: unknown): string {

@@ -78,7 +78,10 @@ export class FsCheckpointStore implements CheckpointStore {
   private queue: Promise<unknown> = Promise.resolve();
   private signer: ManifestSigner | undefined;
 
-  constructor(readonly runDir: string, private readonly opts: FsStoreOptions = {}) {
+  constructor(
+    readonly runDir: string,
+    private readonly opts: FsStoreOptions = {},
+  ) {
     this.versionsDir = path.join(runDir, 'versions');
     if (opts.signer) this.setSigner(opts.signer);
   }
@@ -89,7 +92,8 @@ export class FsCheckpointStore implements CheckpointStore {
    */
   setSigner(signer: ManifestSigner): void {
     if (this.ready) throw new Error('FsCheckpointStore.setSigner must be called before the store is first used');
-    if (signer.keyId !== manifestKeyId(signer.publicKey)) throw new Error(`signer keyId ${signer.keyId} is not the id of its public key (${manifestKeyId(signer.publicKey)})`);
+    if (signer.keyId !== manifestKeyId(signer.publicKey))
+      throw new Error(`signer keyId ${signer.keyId} is not the id of its public key (${manifestKeyId(signer.publicKey)})`);
     this.signer = signer;
   }
 
@@ -129,7 +133,9 @@ export class FsCheckpointStore implements CheckpointStore {
       const { parent } = (await this.readNow(v)).manifest;
       const want = v === 0 ? null : { version: v - 1, manifestSha256: sha256((await this.readManifest(v - 1)).bytes) };
       if (parent?.version !== want?.version || parent?.manifestSha256 !== want?.manifestSha256) {
-        throw new CheckpointIntegrityError(`${versionDirName(v)}/${MANIFEST_FILE}: its parent link does not match ${want ? `${versionDirName(v - 1)}/${MANIFEST_FILE}` : 'a first version (none)'}`);
+        throw new CheckpointIntegrityError(
+          `${versionDirName(v)}/${MANIFEST_FILE}: its parent link does not match ${want ? `${versionDirName(v - 1)}/${MANIFEST_FILE}` : 'a first version (none)'}`,
+        );
       }
     } catch (e) {
       if (!(e instanceof CheckpointIntegrityError)) throw e;
@@ -164,7 +170,10 @@ export class FsCheckpointStore implements CheckpointStore {
       throw e;
     }
     const m = VERSION_RE.exec(text.trim());
-    if (!m) throw new RecoveryNeededError(`${path.join(this.runDir, LATEST_FILE)} does not name a version: ${JSON.stringify(text.slice(0, 40))}. ${RECOVER_HINT(this.runDir)}`);
+    if (!m)
+      throw new RecoveryNeededError(
+        `${path.join(this.runDir, LATEST_FILE)} does not name a version: ${JSON.stringify(text.slice(0, 40))}. ${RECOVER_HINT(this.runDir)}`,
+      );
     return Number(m[1]);
   }
 
@@ -331,7 +340,13 @@ export class FsCheckpointStore implements CheckpointStore {
     await fs.mkdir(outDir, { recursive: true });
     const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, MANIFEST_FILE];
     // The signature travels with the manifest it signs, so an exported version can still be checked.
-    if (await fs.stat(path.join(src, MANIFEST_SIG_FILE)).then(() => true, () => false)) names.push(MANIFEST_SIG_FILE);
+    if (
+      await fs.stat(path.join(src, MANIFEST_SIG_FILE)).then(
+        () => true,
+        () => false,
+      )
+    )
+      names.push(MANIFEST_SIG_FILE);
     for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
     return names.map((n) => path.join(outDir, n));
   }
@@ -348,7 +363,9 @@ export function pointerProblem(runDir: string, pointer: number | null, versions:
   const highest = versions.length ? versions[versions.length - 1] : null;
   const run = `run ${runDir}`;
   if (pointer !== null && !versions.includes(pointer)) {
-    return { message: `${run}: latest names ${versionDirName(pointer)}, which does not exist (${highest === null ? 'there are no versions' : `versions run up to ${versionDirName(highest)}`}). ${RECOVER_HINT(runDir)}` };
+    return {
+      message: `${run}: latest names ${versionDirName(pointer)}, which does not exist (${highest === null ? 'there are no versions' : `versions run up to ${versionDirName(highest)}`}). ${RECOVER_HINT(runDir)}`,
+    };
   }
   const beyond = versions.filter((v) => pointer === null || v > pointer);
   if (beyond.length === 0) return null;

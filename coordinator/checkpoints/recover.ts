@@ -91,21 +91,33 @@ async function recoverLocked(runDir: string, opts: RecoverOptions, lines: string
   if (opts.version === undefined) {
     if (intact < highest) {
       const p = firstProblem(highest)!;
-      const newest = intact >= 0 ? `The newest version whose chain is intact is ${versionDirName(intact)}: \`fedtune recover ${runDir} --to ${intact}\` makes it latest and moves ${versionDirName(intact + 1)}…${versionDirName(highest)} to orphans/.` : 'No version has an intact chain from v000000.';
-      throw new RecoverRefusedError(`the chain is broken at ${versionDirName(p.version!)}: ${p.message}${more(problems.length)}. Nothing was changed. ${newest}`);
+      const newest =
+        intact >= 0
+          ? `The newest version whose chain is intact is ${versionDirName(intact)}: \`fedtune recover ${runDir} --to ${intact}\` makes it latest and moves ${versionDirName(intact + 1)}…${versionDirName(highest)} to orphans/.`
+          : 'No version has an intact chain from v000000.';
+      throw new RecoverRefusedError(
+        `the chain is broken at ${versionDirName(p.version!)}: ${p.message}${more(problems.length)}. Nothing was changed. ${newest}`,
+      );
     }
     target = highest;
   } else {
     target = opts.version;
-    if (!present.includes(target)) throw new RecoverRefusedError(`--to ${target}: ${versionDirName(target)} does not exist (versions run up to ${versionDirName(highest)})`);
+    if (!present.includes(target))
+      throw new RecoverRefusedError(`--to ${target}: ${versionDirName(target)} does not exist (versions run up to ${versionDirName(highest)})`);
     const p = firstProblem(target);
-    if (p) throw new RecoverRefusedError(`--to ${target}: its chain does not verify: ${p.message}${more(problems.filter((q) => q.version! <= target).length)}. Nothing was changed.`);
+    if (p)
+      throw new RecoverRefusedError(
+        `--to ${target}: its chain does not verify: ${p.message}${more(problems.filter((q) => q.version! <= target).length)}. Nothing was changed.`,
+      );
   }
   const keyNote = report.key ? `signatures by key ${report.key.keyId} (from ${report.key.source})` : 'no signatures';
   lines.push(`verified ${versionDirName(0)}…${versionDirName(target)}: ${keyNote}, every file hash and parent link`);
 
   const latestFile = path.join(runDir, LATEST_FILE);
-  const previous = await fs.readFile(latestFile, 'utf8').then((t) => t.trim(), () => null);
+  const previous = await fs.readFile(latestFile, 'utf8').then(
+    (t) => t.trim(),
+    () => null,
+  );
   const beyond = present.filter((v) => v > target);
   const orphans = path.join('orphans', new Date().toISOString().replace(/[:.]/g, '-'));
   const movedAside = beyond.map((v) => path.join(orphans, versionDirName(v)));
@@ -124,6 +136,10 @@ async function recoverLocked(runDir: string, opts: RecoverOptions, lines: string
   const verb = opts.dryRun ? 'would ' : '';
   for (const m of movedAside) lines.push(`${verb}${opts.dryRun ? 'move' : 'moved'} ${m.split(path.sep).pop()} to ${m}`);
   const was = previous === null ? 'was missing' : `named ${JSON.stringify(previous)}`;
-  lines.push(changed ? `latest ${was}; it ${opts.dryRun ? 'would name' : 'now names'} ${versionDirName(target)}` : `latest already names ${versionDirName(target)}: nothing to do`);
+  lines.push(
+    changed
+      ? `latest ${was}; it ${opts.dryRun ? 'would name' : 'now names'} ${versionDirName(target)}`
+      : `latest already names ${versionDirName(target)}: nothing to do`,
+  );
   return { previous, latest: target, changed, movedAside, key: report.key, lines };
 }

@@ -34,7 +34,7 @@ interface VersionInfo {
 class Collector {
   readonly problems: Problem[] = [];
   add(version: number | null, file: string | null, kind: ProblemKind, message: string, extra: { expected?: string; actual?: string } = {}): void {
-    const where = version === null ? file ?? '' : file === null ? versionDirName(version) : `${versionDirName(version)}/${file}`;
+    const where = version === null ? (file ?? '') : file === null ? versionDirName(version) : `${versionDirName(version)}/${file}`;
     this.problems.push({ version, file, kind, message: `${where}: ${message}`, ...extra });
   }
 }
@@ -120,7 +120,10 @@ async function checkLatest(runDir: string, present: Set<number>, highest: number
   const bytes = await readFile(path.join(runDir, 'latest'));
   if (!Buffer.isBuffer(bytes)) {
     if (highest !== null) {
-      const why = highest === 0 ? 'a crash before the first pointer: the coordinator finishes that commit when it next starts' : 'deleted or lost: `fedtune recover` rebuilds it from the signed chain';
+      const why =
+        highest === 0
+          ? 'a crash before the first pointer: the coordinator finishes that commit when it next starts'
+          : 'deleted or lost: `fedtune recover` rebuilds it from the signed chain';
       out.add(null, 'latest', 'latest', `${bytes.absent}, though versions exist (${why})`);
     }
     return null;
@@ -132,7 +135,8 @@ async function checkLatest(runDir: string, present: Set<number>, highest: number
     return null;
   }
   const v = Number(m[1]);
-  if (text !== `${versionDirName(v)}\n`) out.add(null, 'latest', 'latest', `${JSON.stringify(text)} is not exactly "${versionDirName(v)}\\n" as the store writes it`);
+  if (text !== `${versionDirName(v)}\n`)
+    out.add(null, 'latest', 'latest', `${JSON.stringify(text)} is not exactly "${versionDirName(v)}\\n" as the store writes it`);
   if (!present.has(v)) out.add(null, 'latest', 'latest', `names ${versionDirName(v)}, which does not exist`);
   else if (highest !== null && v < highest) {
     const why =
@@ -171,10 +175,24 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
       const hashes = { expected: c.sig.manifestSha256, actual: c.actualSha256 };
       if (!c.signatureValid && !c.hashMatches) {
         info.manifestChangedAfterSigning = true;
-        out.add(v, MANIFEST_FILE, 'manifest-hash', `sha256 ${short(c.actualSha256)} does not match the signed ${short(c.sig.manifestSha256)} in ${MANIFEST_SIG_FILE}: the manifest changed after it was signed (its file hashes are not trusted, so the other files were not checked)`, hashes);
+        out.add(
+          v,
+          MANIFEST_FILE,
+          'manifest-hash',
+          `sha256 ${short(c.actualSha256)} does not match the signed ${short(c.sig.manifestSha256)} in ${MANIFEST_SIG_FILE}: the manifest changed after it was signed (its file hashes are not trusted, so the other files were not checked)`,
+          hashes,
+        );
       } else if (!c.signatureValid) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `ed25519 signature does not verify under its key ${c.sig.keyId}`);
-      else if (!c.hashMatches) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `manifestSha256 ${short(c.sig.manifestSha256)} does not match manifest.json's sha256 ${short(c.actualSha256)} (the signature itself verifies)`, hashes);
-      if (!c.keyIdMatches) out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `keyId ${c.sig.keyId} is not the id of its publicKey (${manifestKeyId(c.publicKey)})`);
+      else if (!c.hashMatches)
+        out.add(
+          v,
+          MANIFEST_SIG_FILE,
+          'signature-invalid',
+          `manifestSha256 ${short(c.sig.manifestSha256)} does not match manifest.json's sha256 ${short(c.actualSha256)} (the signature itself verifies)`,
+          hashes,
+        );
+      if (!c.keyIdMatches)
+        out.add(v, MANIFEST_SIG_FILE, 'signature-invalid', `keyId ${c.sig.keyId} is not the id of its publicKey (${manifestKeyId(c.publicKey)})`);
     }
   }
 
@@ -267,7 +285,8 @@ function checkRunIds(infos: Map<number, VersionInfo>, out: Collector): void {
   for (const [id, n] of counts) if (common === undefined || n > counts.get(common)!) common = id;
   for (const i of infos.values()) {
     const id = i.manifest?.runId;
-    if (typeof id === 'string' && id !== common) out.add(i.version, MANIFEST_FILE, 'run-id', `runId ${JSON.stringify(id)} differs from the run's ${JSON.stringify(common)}`);
+    if (typeof id === 'string' && id !== common)
+      out.add(i.version, MANIFEST_FILE, 'run-id', `runId ${JSON.stringify(id)} differs from the run's ${JSON.stringify(common)}`);
   }
 }
 
@@ -291,9 +310,15 @@ function checkParents(infos: Map<number, VersionInfo>, out: Collector): void {
     if (p.manifestSha256 === parent.manifestSha256) continue;
     // The parent's manifest changed after signing (reported there) and this link names what was signed: not a second fault.
     if (parent.manifestChangedAfterSigning && p.manifestSha256 === parent.sig?.sig.manifestSha256) continue;
-    out.add(v, MANIFEST_FILE, 'parent-link', `parent.manifestSha256 ${short(p.manifestSha256)} does not match the sha256 ${short(parent.manifestSha256)} of ${versionDirName(v - 1)}/${MANIFEST_FILE}`, {
-      expected: p.manifestSha256,
-      actual: parent.manifestSha256,
-    });
+    out.add(
+      v,
+      MANIFEST_FILE,
+      'parent-link',
+      `parent.manifestSha256 ${short(p.manifestSha256)} does not match the sha256 ${short(parent.manifestSha256)} of ${versionDirName(v - 1)}/${MANIFEST_FILE}`,
+      {
+        expected: p.manifestSha256,
+        actual: parent.manifestSha256,
+      },
+    );
   }
 }

@@ -26,7 +26,10 @@ function runDir(dir: string, create = false): string {
   if (!st) throw new Error(`run directory ${dir} does not exist: give the coordinator's run.dir, or pass --create to enrol sites before its first start`);
   if (!st.isDirectory()) throw new Error(`run directory ${dir} is not a directory`);
   const isRun = ['versions', 'keys', 'clients.json'].some((n) => existsSync(path.join(dir, n)));
-  if (!isRun && !create) throw new Error(`${dir} is not a fedtune run directory (no versions/, keys/ or clients.json): give the coordinator's run.dir, or pass --create to make it one`);
+  if (!isRun && !create)
+    throw new Error(
+      `${dir} is not a fedtune run directory (no versions/, keys/ or clients.json): give the coordinator's run.dir, or pass --create to make it one`,
+    );
   return dir;
 }
 

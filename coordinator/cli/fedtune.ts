@@ -16,7 +16,9 @@ import { addRecoverCommand } from './recover-command';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
-const program = new Command('fedtune').description('Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)');
+const program = new Command('fedtune').description(
+  'Federated LoRA fine-tuning, the operator side: coordinator, enrolment and checkpoints (sites: fedtune-site)',
+);
 program.version(packageVersion(), '-V, --version', 'print the fedtune version');
 
 /** The version in the package.json this command was built from. */

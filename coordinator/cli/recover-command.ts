@@ -12,7 +12,9 @@ import { parseKeyOption } from './verify-command';
 export function addRecoverCommand(program: Command): void {
   program
     .command('recover <runDir>')
-    .description('Rebuild the latest pointer from the signed chain: verify every version, point latest at the newest whose chain is intact (exit 0 done, 1 refused, 2 usage)')
+    .description(
+      'Rebuild the latest pointer from the signed chain: verify every version, point latest at the newest whose chain is intact (exit 0 done, 1 refused, 2 usage)',
+    )
     .option('--to <n>', 'make version n latest (its chain must verify) and move the versions after it to orphans/')
     .option('--key <pub>', "Ed25519 public key every version must be signed with: base64, or a file (default: the run's keys/coordinator.json)")
     .option('--dry-run', 'say what would be done; change nothing')
@@ -21,7 +23,12 @@ export function addRecoverCommand(program: Command): void {
       try {
         if (o.to !== undefined && !/^\d+$/.test(o.to)) throw new VerifyUsageError(`--to ${o.to}: a version number (0, 1, …)`);
         const key = o.key === undefined ? undefined : await parseKeyOption(o.key);
-        const r = await recoverRun(runDir, { version: o.to === undefined ? undefined : Number(o.to), publicKey: key?.publicKey, keySource: key?.source, dryRun: o.dryRun });
+        const r = await recoverRun(runDir, {
+          version: o.to === undefined ? undefined : Number(o.to),
+          publicKey: key?.publicKey,
+          keySource: key?.source,
+          dryRun: o.dryRun,
+        });
         for (const line of r.lines) console.log(line);
       } catch (e) {
         if (e instanceof VerifyUsageError || e instanceof NotARunError) {

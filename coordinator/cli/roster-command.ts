@@ -29,7 +29,12 @@ export function addRosterCommand(program: Command): void {
     .action(async (file: string) => {
       if (await readSecretJson(file)) throw new Error('the operator key file exists already');
       const kp = nacl.sign.keyPair();
-      await writeSecretJson(file, { format: OPERATOR_KEY_FORMAT, keyId: keyId(kp.publicKey), publicKey: encodeKey(kp.publicKey), secretKey: encodeKey(kp.secretKey) });
+      await writeSecretJson(file, {
+        format: OPERATOR_KEY_FORMAT,
+        keyId: keyId(kp.publicKey),
+        publicKey: encodeKey(kp.publicKey),
+        secretKey: encodeKey(kp.secretKey),
+      });
       console.log(encodeKey(kp.publicKey));
     });
   roster
@@ -43,7 +48,11 @@ export function addRosterCommand(program: Command): void {
       const sk = await operatorKey(o.operatorKey);
       const runId = o.runId ?? path.basename(path.resolve(o.run));
       const active = readClientsFile(o.run).clients.filter((c) => !c.revokedAt);
-      const file = signRoster(sk, runId, active.map((c) => ({ clientId: clientIdFor(c.name), name: c.name, publicKey: new Uint8Array(Buffer.from(c.publicKey, 'base64')) })));
+      const file = signRoster(
+        sk,
+        runId,
+        active.map((c) => ({ clientId: clientIdFor(c.name), name: c.name, publicKey: new Uint8Array(Buffer.from(c.publicKey, 'base64')) })),
+      );
       const out = o.out ?? path.join(o.run, 'secagg-roster.json');
       writeFileSync(out, JSON.stringify(file, null, 2) + '\n');
       console.log(`certified ${active.length} site(s) for run ${runId}; sites pin --roster-key ${file.operatorPublicKey}`);

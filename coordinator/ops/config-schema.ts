@@ -17,13 +17,32 @@ export interface DashboardSettings {
 
 export const opsSchema = {
   metrics: {
-    port: { doc: 'Prometheus metrics HTTP port, served at /metrics (0: off).', format: 'port-or-zero', default: 0, env: 'FEDTUNE_METRICS_PORT', arg: 'metrics.port' },
+    port: {
+      doc: 'Prometheus metrics HTTP port, served at /metrics (0: off).',
+      format: 'port-or-zero',
+      default: 0,
+      env: 'FEDTUNE_METRICS_PORT',
+      arg: 'metrics.port',
+    },
     host: { doc: 'Address the metrics endpoint binds to.', format: String, default: '127.0.0.1', env: 'FEDTUNE_METRICS_HOST', arg: 'metrics.host' },
   },
   dashboard: {
     port: { doc: 'Read-only dashboard HTTP port (0: off).', format: 'port-or-zero', default: 0, env: 'FEDTUNE_DASHBOARD_PORT', arg: 'dashboard.port' },
-    host: { doc: 'Address the dashboard binds to; off loopback it needs dashboard.token.', format: String, default: '127.0.0.1', env: 'FEDTUNE_DASHBOARD_HOST', arg: 'dashboard.host' },
-    token: { doc: "Bearer token the dashboard asks for ('' = none; required when dashboard.host is not loopback).", format: String, default: '', env: 'FEDTUNE_DASHBOARD_TOKEN', arg: 'dashboard.token', sensitive: true },
+    host: {
+      doc: 'Address the dashboard binds to; off loopback it needs dashboard.token.',
+      format: String,
+      default: '127.0.0.1',
+      env: 'FEDTUNE_DASHBOARD_HOST',
+      arg: 'dashboard.host',
+    },
+    token: {
+      doc: "Bearer token the dashboard asks for ('' = none; required when dashboard.host is not loopback).",
+      format: String,
+      default: '',
+      env: 'FEDTUNE_DASHBOARD_TOKEN',
+      arg: 'dashboard.token',
+      sensitive: true,
+    },
   },
 };
 

@@ -14,7 +14,9 @@ interface HealthClient extends grpc.Client {
 
 export function healthClient(address: string, credentials = grpc.credentials.createInsecure()): HealthClient {
   const def = protoLoader.loadSync(protoPath, { keepCase: true, enums: String, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => HealthClient } } } };
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => HealthClient } } };
+  };
   return new pkg.grpc.health.v1.Health(address, credentials);
 }
 

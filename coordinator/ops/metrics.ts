@@ -33,17 +33,40 @@ export class CoordinatorMetrics {
   private roundStart = new Map<number, number>();
   private attemptStart = 0;
 
-  constructor(private readonly src: MetricsSource, withProcessMetrics = true) {
+  constructor(
+    private readonly src: MetricsSource,
+    withProcessMetrics = true,
+  ) {
     const r = this.registry;
-    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): client.Counter<L> => new client.Counter<L>({ name, help, labelNames, registers: [r] });
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): client.Counter<L> =>
+      new client.Counter<L>({ name, help, labelNames, registers: [r] });
     const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = [], collect?: (this: client.Gauge<L>) => void): client.Gauge<L> =>
       new client.Gauge<L>({ name, help, labelNames, registers: [r], ...(collect ? { collect } : {}) });
 
     const committed = counter('fedtune_rounds_committed_total', 'Rounds committed as a new version (version 0 not counted).');
-    const aborted = counter('fedtune_round_attempts_aborted_total', 'Round attempts that failed (too few updates, SecAgg abort, stop) and committed nothing.', ['final']);
-    const roundDuration = new client.Histogram({ name: 'fedtune_round_duration_seconds', help: 'From the start of a round’s first attempt to its commit.', buckets: ROUND_BUCKETS, registers: [r] });
-    const attemptDuration = new client.Histogram({ name: 'fedtune_round_attempt_duration_seconds', help: 'From task issue to commit or failure, per attempt.', labelNames: ['outcome'], buckets: ROUND_BUCKETS, registers: [r] });
-    const phaseDuration = new client.Histogram({ name: 'fedtune_round_phase_duration_seconds', help: 'Time spent in each round phase.', labelNames: ['phase'], buckets: PHASE_BUCKETS, registers: [r] });
+    const aborted = counter('fedtune_round_attempts_aborted_total', 'Round attempts that failed (too few updates, SecAgg abort, stop) and committed nothing.', [
+      'final',
+    ]);
+    const roundDuration = new client.Histogram({
+      name: 'fedtune_round_duration_seconds',
+      help: 'From the start of a round’s first attempt to its commit.',
+      buckets: ROUND_BUCKETS,
+      registers: [r],
+    });
+    const attemptDuration = new client.Histogram({
+      name: 'fedtune_round_attempt_duration_seconds',
+      help: 'From task issue to commit or failure, per attempt.',
+      labelNames: ['outcome'],
+      buckets: ROUND_BUCKETS,
+      registers: [r],
+    });
+    const phaseDuration = new client.Histogram({
+      name: 'fedtune_round_phase_duration_seconds',
+      help: 'Time spent in each round phase.',
+      labelNames: ['phase'],
+      buckets: PHASE_BUCKETS,
+      registers: [r],
+    });
     const selections = counter('fedtune_site_selections_total', 'Tasks issued to selected sites.');
     const accepted = counter('fedtune_updates_accepted_total', 'Site updates accepted (uploads that validated).');
     const dropped = counter('fedtune_secagg_dropped_sites_total', 'Sites that shared SecAgg keys but whose masked input was missing from a committed sum.');
@@ -57,11 +80,18 @@ export class CoordinatorMetrics {
     });
     const version = gauge('fedtune_latest_version', 'Latest committed version.');
     const round = gauge('fedtune_latest_round', 'Round of the latest committed version.');
-    const versionMetric = gauge('fedtune_latest_version_metric', 'Metrics of the latest version (clients.* weighted means, heldout.* server evaluation), by manifest name.', ['metric']);
+    const versionMetric = gauge(
+      'fedtune_latest_version_metric',
+      'Metrics of the latest version (clients.* weighted means, heldout.* server evaluation), by manifest name.',
+      ['metric'],
+    );
     const phase = gauge('fedtune_round_phase', 'Current round phase (1 for the current one).', ['phase']);
     for (const p of PHASES) phase.set({ phase: p }, p === 'IDLE' ? 1 : 0);
     this.grpcHandled = counter('fedtune_grpc_server_handled_total', 'gRPC calls finished, by method and status.', ['method', 'code']);
-    this.grpcRejections = counter('fedtune_grpc_rejections_total', 'gRPC calls refused with a status other than OK or CANCELLED, by method and status name.', ['method', 'code']);
+    this.grpcRejections = counter('fedtune_grpc_rejections_total', 'gRPC calls refused with a status other than OK or CANCELLED, by method and status name.', [
+      'method',
+      'code',
+    ]);
     this.grpcReceivedBytes = counter('fedtune_grpc_received_bytes_total', 'Serialized bytes of gRPC messages received, by method.', ['method']);
     this.grpcSentBytes = counter('fedtune_grpc_sent_bytes_total', 'Serialized bytes of gRPC messages sent, by method.', ['method']);
     if (withProcessMetrics) client.collectDefaultMetrics({ register: r });

@@ -22,7 +22,11 @@ export class Operations {
   private readonly dashboard: DashboardModel | undefined;
   private readonly progress: ProgressLog;
 
-  constructor(private readonly cfg: CoordinatorConfig, private readonly coordinator: Coordinator, private readonly logger: pino.Logger) {
+  constructor(
+    private readonly cfg: CoordinatorConfig,
+    private readonly coordinator: Coordinator,
+    private readonly logger: pino.Logger,
+  ) {
     coordinator.on('phase', (p) => this.health.onPhase(p));
     this.progress = new ProgressLog(coordinator, cfg, logger);
     if (cfg.dashboard.port !== 0) this.dashboard = new DashboardModel(coordinator, cfg, this.health);
@@ -63,7 +67,9 @@ export class Operations {
       this.logger.info({ url: `${this.metricsEndpoint.url}/metrics` }, 'metrics endpoint listening');
     }
     if (this.dashboard) {
-      const handler = dashboardHandler(this.dashboard, this.cfg.dashboard.token, (e) => this.logger.error({ err: e.message }, 'dashboard: reading the run failed'));
+      const handler = dashboardHandler(this.dashboard, this.cfg.dashboard.token, (e) =>
+        this.logger.error({ err: e.message }, 'dashboard: reading the run failed'),
+      );
       this.dashboardEndpoint = await listenHttp(this.cfg.dashboard.host, this.cfg.dashboard.port, handler);
       this.endpoints.push(this.dashboardEndpoint);
       this.logger.info({ url: `${this.dashboardEndpoint.url}/`, token: this.cfg.dashboard.token ? 'required' : 'none' }, 'dashboard listening');

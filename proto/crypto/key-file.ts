@@ -49,11 +49,14 @@ export async function readSecretJson(file: string, advice = DEFAULT_ADVICE): Pro
   }
   if (!st.isFile()) throw new KeyFileError(`${file} is not a regular file`);
   if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    throw new KeyFileError(`permissions ${(st.mode & 0o777).toString(8).padStart(4, '0')} for ${file} are too open: a secret key file must be readable by its owner only (chmod 600)`);
+    throw new KeyFileError(
+      `permissions ${(st.mode & 0o777).toString(8).padStart(4, '0')} for ${file} are too open: a secret key file must be readable by its owner only (chmod 600)`,
+    );
   }
   const text = await fs.readFile(file, 'utf8');
   // A 0-byte file is what a non-atomic first write left when killed (before writes were atomic); say so plainly.
-  if (text.trim() === '') throw new KeyFileError(`${file} is empty (${st.size} bytes): a write of it was interrupted and it holds no key. To recover, ${advice}`);
+  if (text.trim() === '')
+    throw new KeyFileError(`${file} is empty (${st.size} bytes): a write of it was interrupted and it holds no key. To recover, ${advice}`);
   let v: unknown;
   try {
     v = JSON.parse(text);

@@ -61,7 +61,13 @@ export interface TaskFields {
 }
 
 /** The one builder of an upload's binding: the site (sealing), the coordinator (opening) and tests use it. */
-export function uploadBinding(runId: string, clientId: string, task: TaskFields, numExamples: number, protocolVersion: number = PROTOCOL_VERSION): UploadBinding {
+export function uploadBinding(
+  runId: string,
+  clientId: string,
+  task: TaskFields,
+  numExamples: number,
+  protocolVersion: number = PROTOCOL_VERSION,
+): UploadBinding {
   return {
     protocolVersion,
     runId,
@@ -78,13 +84,26 @@ export function uploadBinding(runId: string, clientId: string, task: TaskFields,
 /** The exact fields the client signs (in this order, under DOMAINS.upload). */
 export function uploadSignedFields(b: UploadBinding, tensors: AnyHeader, e: AnyEnvelope): Field[] {
   return [
-    b.protocolVersion, b.runId, b.clientId, b.taskId, b.round, b.attempt, b.baseVersion, b.baseManifestSha256, b.numExamples,
+    b.protocolVersion,
+    b.runId,
+    b.clientId,
+    b.taskId,
+    b.round,
+    b.attempt,
+    b.baseVersion,
+    b.baseManifestSha256,
+    b.numExamples,
     ...layoutFields(tensors),
-    e.coordinator_key_id ?? '', toBytes(e.ephemeral_public_key), toBytes(e.nonce_prefix), Number(e.chunk_count ?? 0), toBytes(e.ciphertext_sha256),
+    e.coordinator_key_id ?? '',
+    toBytes(e.ephemeral_public_key),
+    toBytes(e.nonce_prefix),
+    Number(e.chunk_count ?? 0),
+    toBytes(e.ciphertext_sha256),
   ];
 }
 
-const toBytes = (b: Uint8Array | string | null | undefined): Uint8Array => (b == null ? new Uint8Array(0) : typeof b === 'string' ? Buffer.from(b, 'base64') : b);
+const toBytes = (b: Uint8Array | string | null | undefined): Uint8Array =>
+  b == null ? new Uint8Array(0) : typeof b === 'string' ? Buffer.from(b, 'base64') : b;
 
 /** The nonce of chunk `index` (exported for tests that build hostile uploads by hand). */
 export function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
@@ -172,7 +191,10 @@ export class SealedUploadOpener {
   ) {
     const e = envelope;
     if (e.coordinator_key_id !== coordinator.keyId) {
-      throw new ProtocolError(status.FAILED_PRECONDITION, `upload is sealed to coordinator key ${e.coordinator_key_id || '(none)'}; this coordinator's key is ${coordinator.keyId}`);
+      throw new ProtocolError(
+        status.FAILED_PRECONDITION,
+        `upload is sealed to coordinator key ${e.coordinator_key_id || '(none)'}; this coordinator's key is ${coordinator.keyId}`,
+      );
     }
     const eph = toBytes(e.ephemeral_public_key);
     this.prefix = toBytes(e.nonce_prefix);
@@ -182,11 +204,18 @@ export class SealedUploadOpener {
     // A low-order ephemeral key makes the chunk key a public constant: anyone on the path could open the update.
     checkPeerX25519(eph, "the sealed envelope's ephemeral key");
     if (!verify(DOMAINS.upload, uploadSignedFields(binding, tensors, e), toBytes(e.signature), clientPublicKey)) {
-      throw new ProtocolError(status.UNAUTHENTICATED, `upload signature does not verify with the enrolled key of ${clientName}: the header was altered or signed by another key`);
+      throw new ProtocolError(
+        status.UNAUTHENTICATED,
+        `upload signature does not verify with the enrolled key of ${clientName}: the header was altered or signed by another key`,
+      );
     }
     this.count = e.chunk_count;
     const want = expectedChunkCount(Number(tensors.total_bytes), tensors.chunk_bytes);
-    if (this.count !== want) throw new ProtocolError(status.INVALID_ARGUMENT, `sealed envelope declares ${this.count} chunks; ${tensors.total_bytes} bytes in chunks of ${tensors.chunk_bytes} make ${want}`);
+    if (this.count !== want)
+      throw new ProtocolError(
+        status.INVALID_ARGUMENT,
+        `sealed envelope declares ${this.count} chunks; ${tensors.total_bytes} bytes in chunks of ${tensors.chunk_bytes} make ${want}`,
+      );
     // box.before hashes the X25519 result (HSalsa20), so an all-zero agreement cannot be seen in its output:
     // agree() checks the raw X25519 secret itself (and refuses all-zero), belt and braces with the blocklist above.
     agree(coordinator.boxSecretKey, eph);
@@ -228,7 +257,10 @@ export class SealedUploadOpener {
       }
     }
     if (this.tryOpen(chunk, i, !final)) {
-      throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${i} is marked ${final ? 'not final' : 'final'}, but the header declares ${this.count} chunks: the stream was truncated or spliced`);
+      throw new ProtocolError(
+        status.DATA_LOSS,
+        `sealed chunk ${i} is marked ${final ? 'not final' : 'final'}, but the header declares ${this.count} chunks: the stream was truncated or spliced`,
+      );
     }
     throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${i} fails authentication: it was tampered with or not sealed for this upload`);
   }
@@ -250,7 +282,10 @@ export class SealedUploadOpener {
     this.finish();
     const t = toBytes(sha256);
     if (t.length !== 32 || !this.digest!.equals(t)) {
-      throw new ProtocolError(status.DATA_LOSS, `trailer SHA-256 ${t.length === 32 ? Buffer.from(t).toString('hex').slice(0, 16) + '…' : `(${t.length} bytes)`} does not match the ciphertext received (${this.digest!.toString('hex').slice(0, 16)}…)`);
+      throw new ProtocolError(
+        status.DATA_LOSS,
+        `trailer SHA-256 ${t.length === 32 ? Buffer.from(t).toString('hex').slice(0, 16) + '…' : `(${t.length} bytes)`} does not match the ciphertext received (${this.digest!.toString('hex').slice(0, 16)}…)`,
+      );
     }
   }
 }

@@ -63,6 +63,14 @@ export interface JoinedCoordinator {
  * coordinator's keys (as Hello presented them) to one coordinator, which checks they are its own: a coordinator
  * the site joins cannot relay the signature to another one and act there as the site (issue 13 #3).
  */
-export function joinSignedFields(protocolVersion: number, runId: string, challenge: Uint8Array, clientName: string, publicKey: Uint8Array, backend: string, coordinator: JoinedCoordinator): Field[] {
+export function joinSignedFields(
+  protocolVersion: number,
+  runId: string,
+  challenge: Uint8Array,
+  clientName: string,
+  publicKey: Uint8Array,
+  backend: string,
+  coordinator: JoinedCoordinator,
+): Field[] {
   return [protocolVersion, runId, challenge, clientName, publicKey, backend, coordinator.key_id, coordinator.sign_public_key, coordinator.box_public_key];
 }

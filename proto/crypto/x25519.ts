@@ -17,5 +17,9 @@ export function isCanonicalX25519(pk: Uint8Array): boolean {
 export function checkPeerX25519(pk: Uint8Array, what: string): void {
   if (pk.length !== 32) throw new ProtocolError(status.INVALID_ARGUMENT, `${what} must be 32 bytes; got ${pk.length}`);
   if (!isCanonicalX25519(pk)) throw new ProtocolError(status.INVALID_ARGUMENT, `${what} is not a canonical X25519 key (bit 255 set or u ≥ 2^255 − 19)`);
-  if (isLowOrder(pk)) throw new ProtocolError(status.INVALID_ARGUMENT, `${what} is a low-order point: every secret agreed with it is all-zero, so anyone could open what is sealed under it`);
+  if (isLowOrder(pk))
+    throw new ProtocolError(
+      status.INVALID_ARGUMENT,
+      `${what} is a low-order point: every secret agreed with it is all-zero, so anyone could open what is sealed under it`,
+    );
 }

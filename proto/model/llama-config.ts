@@ -61,24 +61,93 @@ export const LLAMA_PROJECTIONS = [
 
 // Fields that never change the forward pass (ids, bookkeeping, generation defaults, HF's common attributes).
 const METADATA = new Set([
-  'architectures', 'model_type', 'transformers_version', 'torch_dtype', 'dtype', '_name_or_path', 'bos_token_id',
-  'eos_token_id', 'pad_token_id', 'sep_token_id', 'decoder_start_token_id', 'use_cache', 'initializer_range',
-  'pretraining_tp', 'is_llama_config', 'tokenizer_class', 'id2label', 'label2id', 'return_dict',
-  'output_hidden_states', 'output_attentions', 'torchscript', 'use_bfloat16', 'tie_encoder_decoder',
-  'chunk_size_feed_forward', 'is_encoder_decoder', 'is_decoder', 'add_cross_attention', 'prefix',
-  'problem_type', 'finetuning_task', 'task_specific_params', 'bad_words_ids', 'begin_suppress_tokens',
-  'max_length', 'min_length', 'do_sample', 'early_stopping', 'num_beams', 'temperature', 'top_k', 'top_p',
-  'repetition_penalty', 'length_penalty', 'no_repeat_ngram_size', 'num_return_sequences', 'typical_p',
-  'diversity_penalty', 'num_beam_groups', 'forced_bos_token_id', 'forced_eos_token_id', 'remove_invalid_values',
-  'exponential_decay_length_penalty', 'suppress_tokens', 'encoder_no_repeat_ngram_size', 'cross_attention_hidden_size',
-  'output_scores', 'return_dict_in_generate', 'tf_legacy_loss', 'pruned_heads', 'tie_word_embeddings',
+  'architectures',
+  'model_type',
+  'transformers_version',
+  'torch_dtype',
+  'dtype',
+  '_name_or_path',
+  'bos_token_id',
+  'eos_token_id',
+  'pad_token_id',
+  'sep_token_id',
+  'decoder_start_token_id',
+  'use_cache',
+  'initializer_range',
+  'pretraining_tp',
+  'is_llama_config',
+  'tokenizer_class',
+  'id2label',
+  'label2id',
+  'return_dict',
+  'output_hidden_states',
+  'output_attentions',
+  'torchscript',
+  'use_bfloat16',
+  'tie_encoder_decoder',
+  'chunk_size_feed_forward',
+  'is_encoder_decoder',
+  'is_decoder',
+  'add_cross_attention',
+  'prefix',
+  'problem_type',
+  'finetuning_task',
+  'task_specific_params',
+  'bad_words_ids',
+  'begin_suppress_tokens',
+  'max_length',
+  'min_length',
+  'do_sample',
+  'early_stopping',
+  'num_beams',
+  'temperature',
+  'top_k',
+  'top_p',
+  'repetition_penalty',
+  'length_penalty',
+  'no_repeat_ngram_size',
+  'num_return_sequences',
+  'typical_p',
+  'diversity_penalty',
+  'num_beam_groups',
+  'forced_bos_token_id',
+  'forced_eos_token_id',
+  'remove_invalid_values',
+  'exponential_decay_length_penalty',
+  'suppress_tokens',
+  'encoder_no_repeat_ngram_size',
+  'cross_attention_hidden_size',
+  'output_scores',
+  'return_dict_in_generate',
+  'tf_legacy_loss',
+  'pruned_heads',
+  'tie_word_embeddings',
 ]);
 // Fields read below (their values are checked there).
 const READ = new Set([
-  'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-  'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps', 'hidden_act', 'rope_theta',
-  'rope_scaling', 'rope_parameters', 'attention_bias', 'mlp_bias', 'sliding_window', 'use_sliding_window',
-  'max_window_layers', 'layer_types', 'attention_dropout', 'use_mrope', 'rope_interleaved', 'mlp_only_layers',
+  'vocab_size',
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'head_dim',
+  'max_position_embeddings',
+  'rms_norm_eps',
+  'hidden_act',
+  'rope_theta',
+  'rope_scaling',
+  'rope_parameters',
+  'attention_bias',
+  'mlp_bias',
+  'sliding_window',
+  'use_sliding_window',
+  'max_window_layers',
+  'layer_types',
+  'attention_dropout',
+  'use_mrope',
+  'rope_interleaved',
+  'mlp_only_layers',
 ]);
 
 type Json = Record<string, unknown>;
@@ -177,7 +246,8 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
   }
   if (c.layer_types !== undefined && c.layer_types !== null) {
     const lt = c.layer_types;
-    if (!Array.isArray(lt) || lt.some((t) => t !== 'full_attention' && t !== 'sliding_attention')) fail('layer_types must list full_attention or sliding_attention');
+    if (!Array.isArray(lt) || lt.some((t) => t !== 'full_attention' && t !== 'sliding_attention'))
+      fail('layer_types must list full_attention or sliding_attention');
     if (lt.includes('sliding_attention') && modelType !== 'mistral') fail('layer_types: sliding_attention layers are not supported');
   }
   return {
@@ -246,7 +316,13 @@ export function toHfLlamaConfigJson(cfg: LlamaConfig, extra: Record<string, unkn
     rope.type === 'default'
       ? null
       : rope.type === 'llama3'
-        ? { rope_type: 'llama3', factor: rope.factor, low_freq_factor: rope.lowFreqFactor, high_freq_factor: rope.highFreqFactor, original_max_position_embeddings: rope.originalMaxPositionEmbeddings }
+        ? {
+            rope_type: 'llama3',
+            factor: rope.factor,
+            low_freq_factor: rope.lowFreqFactor,
+            high_freq_factor: rope.highFreqFactor,
+            original_max_position_embeddings: rope.originalMaxPositionEmbeddings,
+          }
         : { rope_type: rope.type, factor: rope.factor };
   return {
     architectures: [arch],

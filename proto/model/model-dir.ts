@@ -15,7 +15,11 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
   return parseModelConfig(JSON.parse(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8')));
 }
 
-const exists = (p: string): Promise<boolean> => fs.stat(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  fs.stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /** The safetensors files of a model directory, relative names; a shard name that leaves the directory is refused. */
 export async function modelWeightFiles(dir: string): Promise<string[]> {
@@ -26,7 +30,8 @@ export async function modelWeightFiles(dir: string): Promise<string[]> {
   if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${MODEL_INDEX_FILE}: weight_map must be an object`);
   const files = new Set<string>();
   for (const [tensor, file] of Object.entries(map)) {
-    if (typeof file !== 'string' || !/^[A-Za-z0-9._-]+\.safetensors$/.test(file)) throw new Error(`${MODEL_INDEX_FILE}: tensor ${tensor} maps to a bad shard name`);
+    if (typeof file !== 'string' || !/^[A-Za-z0-9._-]+\.safetensors$/.test(file))
+      throw new Error(`${MODEL_INDEX_FILE}: tensor ${tensor} maps to a bad shard name`);
     files.add(file);
   }
   if (files.size === 0) throw new Error(`${MODEL_INDEX_FILE}: weight_map is empty`);

@@ -12,7 +12,18 @@ import { holdersOf, isConnected, neighbours } from './graph';
 import { signDetached, verifyDetached } from '../crypto/ed25519';
 import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, defaultRandom, isLowOrder, pairKey, shareEncryptionKey, x25519KeyPair, type KeyPair, type RandomSource } from './keys';
-import type { Advertisement, ConsistencyCheck, ConsistencySignature, RevealedShare, Roster, RoutedShares, SealedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import type {
+  Advertisement,
+  ConsistencyCheck,
+  ConsistencySignature,
+  RevealedShare,
+  Roster,
+  RoutedShares,
+  SealedShares,
+  ShareKeysMessage,
+  UnmaskRequest,
+  UnmaskResponse,
+} from './messages';
 import { checkRosterIdentities, type IdentityTrust } from './identity';
 import { SecAggLedger } from './ledger';
 import { addMasks, type Mask } from './prg';
@@ -98,7 +109,12 @@ export class SecAggClient {
     this.mask = x25519KeyPair(this.random);
     const digest = advertisementDigest(this.config, this.clientId, this.enc.publicKey, this.mask.publicKey);
     this.stage = 'advertised';
-    return { clientId: this.clientId, encPublicKey: this.enc.publicKey, maskPublicKey: this.mask.publicKey, signature: signDetached(digest, this.identitySecretKey) };
+    return {
+      clientId: this.clientId,
+      encPublicKey: this.enc.publicKey,
+      maskPublicKey: this.mask.publicKey,
+      signature: signDetached(digest, this.identitySecretKey),
+    };
   }
 
   /** Stage 2: check the roster, derive the session, deal b_u and the mask secret to the holders, sealed. */
@@ -115,14 +131,17 @@ export class SecAggClient {
       if (!idk || !verifyDetached(advertisementDigest(cfg, a.clientId, a.encPublicKey, a.maskPublicKey), a.signature, idk)) {
         throw refuse(status.UNAUTHENTICATED, `advertisement of ${a.clientId} has no valid signature for this round`);
       }
-      if (isLowOrder(a.encPublicKey) || isLowOrder(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a low-order key`);
-      if (!isCanonicalX25519(a.encPublicKey) || !isCanonicalX25519(a.maskPublicKey)) throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a non-canonical key`);
+      if (isLowOrder(a.encPublicKey) || isLowOrder(a.maskPublicKey))
+        throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a low-order key`);
+      if (!isCanonicalX25519(a.encPublicKey) || !isCanonicalX25519(a.maskPublicKey))
+        throw refuse(status.INVALID_ARGUMENT, `advertisement of ${a.clientId} has a non-canonical key`);
     }
     const mine = roster.advertisements.find((a) => a.clientId === this.clientId);
     if (!mine || !bytesEqual(mine.encPublicKey, this.enc!.publicKey) || !bytesEqual(mine.maskPublicKey, this.mask!.publicKey)) {
-      throw refuse(status.FAILED_PRECONDITION, 'roster does not carry this client\'s own advertisement');
+      throw refuse(status.FAILED_PRECONDITION, "roster does not carry this client's own advertisement");
     }
-    if (holderCount(cfg.graph, ids.length) < cfg.threshold) throw refuse(status.FAILED_PRECONDITION, `too few holders per secret for threshold ${cfg.threshold}`);
+    if (holderCount(cfg.graph, ids.length) < cfg.threshold)
+      throw refuse(status.FAILED_PRECONDITION, `too few holders per secret for threshold ${cfg.threshold}`);
     const sessionId = computeSessionId(cfg, roster.advertisements);
     this.identityKeys = Object.fromEntries(ids.map((id) => [id, roster.identityKeys[id]]));
     this.ads = new Map(roster.advertisements.map((a) => [a.clientId, a]));
@@ -146,7 +165,12 @@ export class SecAggClient {
     this.seed = seed;
     this.sessionIdValue = sessionId;
     this.stage = 'shared';
-    return { from: this.clientId, seedHash, shares, signature: signDetached(shareKeysDigest(sessionId, this.clientId, seedHash, shares), this.identitySecretKey) };
+    return {
+      from: this.clientId,
+      seedHash,
+      shares,
+      signature: signDetached(shareKeysDigest(sessionId, this.clientId, seedHash, shares), this.identitySecretKey),
+    };
   }
 
   /** Stage 2 → 3: open and check the shares dealt to this client by every member of U2 that it holds for. */
@@ -159,7 +183,10 @@ export class SecAggClient {
     const u2 = new Set(routed.u2);
     const myHolders = holdersOf(this.nbrs, this.clientId).filter((v) => u2.has(v));
     if (routed.u2.length < cfg.threshold || myHolders.length < cfg.threshold) {
-      throw refuse(status.FAILED_PRECONDITION, `U2 has ${routed.u2.length} clients (${myHolders.length} of them hold this client's shares); threshold is ${cfg.threshold}`);
+      throw refuse(
+        status.FAILED_PRECONDITION,
+        `U2 has ${routed.u2.length} clients (${myHolders.length} of them hold this client's shares); threshold is ${cfg.threshold}`,
+      );
     }
     // Dealers whose holders include this client are exactly its neighbours and itself (the graph is symmetric).
     const expected = new Set(myHolders);
@@ -172,9 +199,12 @@ export class SecAggClient {
       const b = pt.subarray(0, SHARE_BYTES);
       const sk = pt.subarray(SHARE_BYTES);
       const x = shareX(holdersOf(this.nbrs, s.from), this.clientId);
-      if (b[SHARE_BYTES - 1] !== x || sk[SHARE_BYTES - 1] !== x ||
-          !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'b', b), s.bCommitment) ||
-          !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'sk', sk), s.skCommitment)) {
+      if (
+        b[SHARE_BYTES - 1] !== x ||
+        sk[SHARE_BYTES - 1] !== x ||
+        !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'b', b), s.bCommitment) ||
+        !bytesEqual(shareCommitment(sid, s.from, this.clientId, 'sk', sk), s.skCommitment)
+      ) {
         throw refuse(status.INVALID_ARGUMENT, `invalid Shamir share from dealer ${s.from} for holder ${this.clientId}`);
       }
       held.set(s.from, [Uint8Array.from(b), Uint8Array.from(sk)]);
@@ -194,7 +224,8 @@ export class SecAggClient {
    */
   maskedInput(encoded: Uint32Array, updateDigest?: Uint8Array): Uint32Array {
     this.expect('received', 'maskedInput');
-    if (encoded.length !== this.config.vectorLength) throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
+    if (encoded.length !== this.config.vectorLength)
+      throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
     const digest = updateDigest ? hex(updateDigest) : `encoded:${hex(new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength).subarray(0, 64))}`;
     this.ledger.recordMask(this.runId, this.config.baseManifestSha256, digest, hex(this.sessionIdValue!));
     const masks: Mask[] = [{ key: this.seed!, sign: 1 }];
@@ -225,9 +256,11 @@ export class SecAggClient {
     if (dropped.some((v) => s3.has(v))) throw refuse(status.INVALID_ARGUMENT, 'a client is both a survivor and dropped');
     const union = [...survivors, ...dropped].sort(cmpId);
     if (union.length !== this.u2.length || union.some((v, i) => v !== this.u2[i])) throw refuse(status.INVALID_ARGUMENT, 'survivors ∪ dropped must equal U2');
-    if (survivors.length < this.config.threshold) throw refuse(status.FAILED_PRECONDITION, `${survivors.length} survivors, threshold is ${this.config.threshold}`);
+    if (survivors.length < this.config.threshold)
+      throw refuse(status.FAILED_PRECONDITION, `${survivors.length} survivors, threshold is ${this.config.threshold}`);
     if (!s3.has(this.clientId)) throw refuse(status.FAILED_PRECONDITION, `${this.clientId} sent its input but is not listed as a survivor`);
-    if (!isConnected(survivors, this.nbrs)) throw refuse(status.FAILED_PRECONDITION, 'the survivors\' graph is disconnected: unmasking would reveal partial sums');
+    if (!isConnected(survivors, this.nbrs))
+      throw refuse(status.FAILED_PRECONDITION, "the survivors' graph is disconnected: unmasking would reveal partial sums");
     const signature: ConsistencySignature = {
       from: this.clientId,
       signature: signDetached(consistencyDigest(this.sessionIdValue!, survivors, dropped), this.identitySecretKey),
@@ -249,7 +282,7 @@ export class SecAggClient {
     }
     this.expect('signed', 'unmask');
     const mine = this.signed!.check;
-    if (!sameLists(mine, req)) throw refuse(status.FAILED_PRECONDITION, 'the unmask request\'s lists differ from the lists this client signed');
+    if (!sameLists(mine, req)) throw refuse(status.FAILED_PRECONDITION, "the unmask request's lists differ from the lists this client signed");
     const digest = consistencyDigest(this.sessionIdValue!, mine.survivors, mine.dropped);
     const s3 = new Set(mine.survivors);
     const signers = new Set<string>();
@@ -263,7 +296,8 @@ export class SecAggClient {
       }
       signers.add(sig.from);
     }
-    if (signers.size < quorum) throw refuse(status.FAILED_PRECONDITION, `${signers.size} valid consistency signatures over these lists; ${quorum} needed before revealing shares`);
+    if (signers.size < quorum)
+      throw refuse(status.FAILED_PRECONDITION, `${signers.size} valid consistency signatures over these lists; ${quorum} needed before revealing shares`);
     this.ledger.recordReveal(this.runId, this.config.baseManifestSha256, hex(this.sessionIdValue!));
     const bShares: RevealedShare[] = [];
     const skShares: RevealedShare[] = [];
@@ -281,5 +315,7 @@ export class SecAggClient {
 }
 
 const sameLists = (a: ConsistencyCheck, b: ConsistencyCheck): boolean =>
-  a.survivors.length === b.survivors.length && a.dropped.length === b.dropped.length &&
-  a.survivors.every((v, i) => v === b.survivors[i]) && a.dropped.every((v, i) => v === b.dropped[i]);
+  a.survivors.length === b.survivors.length &&
+  a.dropped.length === b.dropped.length &&
+  a.survivors.every((v, i) => v === b.survivors[i]) &&
+  a.dropped.every((v, i) => v === b.dropped[i]);

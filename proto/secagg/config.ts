@@ -78,7 +78,12 @@ export function consistencyQuorum(threshold: number, u1Size: number): number {
 }
 
 /** Bits per value and scales: b = 32 − ⌈log2 N_max⌉, so Σ of N_max values in [−(2^(b−1)−1), 2^(b−1)−1] fits int32. */
-export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'>): { bits: number; maxAbs: number; valueScale: number; weightScale: number } {
+export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'>): {
+  bits: number;
+  maxAbs: number;
+  valueScale: number;
+  weightScale: number;
+} {
   const bits = 32 - Math.ceil(Math.log2(cfg.maxClients));
   const maxAbs = 2 ** (bits - 1) - 1;
   return { bits, maxAbs, valueScale: maxAbs / cfg.clipNorm, weightScale: maxAbs };
@@ -98,13 +103,16 @@ export function validateConfig(cfg: SecAggRoundConfig): void {
   if (cfg.graph.kind === 'harary' && !(isInt(cfg.graph.k, 2, MAX_HOLDERS - 1) && cfg.graph.k % 2 === 0)) {
     throw bad(`Harary degree k = ${cfg.graph.k} must be an even integer in [2, ${MAX_HOLDERS - 1}]`);
   }
-  if (degreeOf(cfg.graph, n) < minDegree(n)) throw bad(`graph degree ${degreeOf(cfg.graph, n)} is below the minimum ${minDegree(n)} (2⌈log2 N⌉) for ${n} clients`);
+  if (degreeOf(cfg.graph, n) < minDegree(n))
+    throw bad(`graph degree ${degreeOf(cfg.graph, n)} is below the minimum ${minDegree(n)} (2⌈log2 N⌉) for ${n} clients`);
   const holders = holderCount(cfg.graph, n);
   if (holders > MAX_HOLDERS) throw bad(`${holders} holders per secret exceed the GF(2^8) limit of ${MAX_HOLDERS}; use a Harary graph`);
   if (!isInt(cfg.threshold, 2, holders)) throw bad(`threshold ${cfg.threshold} must be an integer in [2, ${holders}] (holders per secret)`);
-  if (2 * cfg.threshold <= holders) throw bad(`threshold ${cfg.threshold} must exceed half of the ${holders} holders, or a server could collect both shares of a client`);
+  if (2 * cfg.threshold <= holders)
+    throw bad(`threshold ${cfg.threshold} must exceed half of the ${holders} holders, or a server could collect both shares of a client`);
   if (!(Number.isFinite(cfg.clipNorm) && cfg.clipNorm > 0)) throw bad(`clipNorm ${cfg.clipNorm} must be positive and finite`);
-  if (!isInt(cfg.weightCap, 1, quantisation(cfg).maxAbs)) throw bad(`weightCap ${cfg.weightCap} must be a positive integer ≤ ${quantisation(cfg).maxAbs} (the weight grid)`);
+  if (!isInt(cfg.weightCap, 1, quantisation(cfg).maxAbs))
+    throw bad(`weightCap ${cfg.weightCap} must be a positive integer ≤ ${quantisation(cfg).maxAbs} (the weight grid)`);
   if (cfg.include.length === 0 || !isSortedUnique(cfg.include)) throw bad('include must be a non-empty, sorted, unique list of tensor names');
   if (!isInt(cfg.vectorLength, 2, 2 ** 31)) throw bad(`vectorLength ${cfg.vectorLength} must be an integer ≥ 2`);
 }

@@ -149,7 +149,11 @@ export function sumVectors(vs: readonly Uint32Array[]): Uint32Array {
  * The unmasked sum as per-tensor integer sums Σ q(w·x) on the value grid (views, no copy), Σ w and the grid's
  * scale: the form a coordinator's aggregation strategy turns into the next adapter.
  */
-export function unmaskedSum(sum: Uint32Array, cfg: SecAggRoundConfig, global: TensorList): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
+export function unmaskedSum(
+  sum: Uint32Array,
+  cfg: SecAggRoundConfig,
+  global: TensorList,
+): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
   const layout = vectorLayout(global, cfg.include);
   if (sum.length !== layout.length || sum.length !== cfg.vectorLength) throw invalid(`secagg decode: sum of ${sum.length} values, layout has ${layout.length}`);
   const ints = new Int32Array(sum.buffer, sum.byteOffset, sum.length);

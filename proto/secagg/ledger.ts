@@ -21,7 +21,10 @@ const refuse = (msg: string): ProtocolError => new ProtocolError(status.FAILED_P
 export class SecAggLedger {
   private readonly state: LedgerState;
 
-  constructor(private readonly persist?: (state: LedgerState) => void, initial?: LedgerState) {
+  constructor(
+    private readonly persist?: (state: LedgerState) => void,
+    initial?: LedgerState,
+  ) {
     this.state = initial ?? { revealed: {}, masked: {} };
   }
 

@@ -92,7 +92,9 @@ export const wireBytes = {
     Object.entries(r.identityKeys).reduce((s, [id, k]) => s + str(id) + bytes(k) + F, 0) +
     Object.entries(r.certificates ?? {}).reduce((s, [id, k]) => s + str(id) + bytes(k) + F, 0),
   shareKeys: (m: ShareKeysMessage): number =>
-    str(m.from) + bytes(m.seedHash) + bytes(m.signature) +
+    str(m.from) +
+    bytes(m.seedHash) +
+    bytes(m.signature) +
     m.shares.reduce((s, x) => s + str(x.to) + bytes(x.ciphertext) + bytes(x.bCommitment) + bytes(x.skCommitment) + F, 0),
   routedShares: (r: RoutedShares): number =>
     r.u2.reduce((s, id) => s + str(id), 0) +

@@ -27,7 +27,8 @@ const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 
 export function signRoster(operatorSecretKey: Uint8Array, runId: string, entries: readonly RosterEntry[]): RosterFile {
   const sites: RosterFile['sites'] = {};
-  for (const e of entries) sites[e.clientId] = { name: e.name, publicKey: b64(e.publicKey), certificate: b64(certifyIdentity(operatorSecretKey, runId, e.clientId, e.publicKey)) };
+  for (const e of entries)
+    sites[e.clientId] = { name: e.name, publicKey: b64(e.publicKey), certificate: b64(certifyIdentity(operatorSecretKey, runId, e.clientId, e.publicKey)) };
   return { format: ROSTER_FORMAT, runId, operatorPublicKey: b64(nacl.sign.keyPair.fromSecretKey(operatorSecretKey).publicKey), sites };
 }
 
@@ -43,7 +44,8 @@ export function readRosterCertificates(file: string, runId: string): Record<stri
   } catch (e) {
     throw new Error(`the roster file (secagg.rosterFile) cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'not JSON'}`);
   }
-  if (j.format !== ROSTER_FORMAT || typeof j.sites !== 'object' || j.sites === null || typeof j.operatorPublicKey !== 'string') throw new Error(`the roster file is not a ${ROSTER_FORMAT} file`);
+  if (j.format !== ROSTER_FORMAT || typeof j.sites !== 'object' || j.sites === null || typeof j.operatorPublicKey !== 'string')
+    throw new Error(`the roster file is not a ${ROSTER_FORMAT} file`);
   if (j.runId !== runId) throw new Error(`the roster file certifies run ${JSON.stringify(j.runId)}, not ${JSON.stringify(runId)}`);
   const op = new Uint8Array(Buffer.from(j.operatorPublicKey, 'base64'));
   const out: Record<string, Uint8Array> = {};

@@ -11,7 +11,17 @@ import { holdersOf, isConnected, neighbours } from './graph';
 import { verifyDetached } from '../crypto/ed25519';
 import { isCanonicalX25519 } from '../crypto/x25519';
 import { agree, isLowOrder, pairKey } from './keys';
-import type { Advertisement, ConsistencyCheck, ConsistencySignature, RevealedShare, Roster, RoutedShares, ShareKeysMessage, UnmaskRequest, UnmaskResponse } from './messages';
+import type {
+  Advertisement,
+  ConsistencyCheck,
+  ConsistencySignature,
+  RevealedShare,
+  Roster,
+  RoutedShares,
+  ShareKeysMessage,
+  UnmaskRequest,
+  UnmaskResponse,
+} from './messages';
 import { addInt32 } from './encoding';
 import { addMasks, type Mask } from './prg';
 import { SEAL_OVERHEAD } from './seal';
@@ -132,7 +142,7 @@ export class SecAggServer {
   closeShareKeys(): { u2: string[]; routed: (clientId: string) => RoutedShares } {
     this.expect('shareKeys', 'closing the share-keys stage');
     const u2 = new Set(this.shareMsgs.keys());
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       for (const v of [...u2]) {
         if (holdersOf(this.nbrs, v).filter((h) => u2.has(h)).length < this.config.threshold) {
@@ -162,7 +172,8 @@ export class SecAggServer {
   addMaskedInput(clientId: string, y: Uint32Array): void {
     this.expect('maskedInput', 'a masked input');
     if (!this.u2.includes(clientId)) throw err(status.PERMISSION_DENIED, `${clientId} is not in U2`);
-    if (y.length !== this.config.vectorLength) throw err(status.INVALID_ARGUMENT, `masked input from ${clientId} has ${y.length} values, expected ${this.config.vectorLength}`);
+    if (y.length !== this.config.vectorLength)
+      throw err(status.INVALID_ARGUMENT, `masked input from ${clientId} has ${y.length} values, expected ${this.config.vectorLength}`);
     if (this.inputs.has(clientId)) throw err(status.ALREADY_EXISTS, `${clientId} already sent its masked input`);
     if (!this.acc) this.acc = new Uint32Array(this.config.vectorLength);
     addInt32(new Int32Array(this.acc.buffer, this.acc.byteOffset, this.acc.length), new Int32Array(y.buffer, y.byteOffset, y.length));
@@ -177,7 +188,7 @@ export class SecAggServer {
     if (u3.length < this.config.threshold) this.abort(`${u3.length} masked inputs; threshold is ${this.config.threshold}`);
     const starved = this.u2.filter((v) => holdersOf(this.nbrs, v).filter((h) => s3.has(h)).length < this.config.threshold);
     if (starved.length > 0) this.abort(`fewer than ${this.config.threshold} live holders for the secrets of ${starved.join(', ')}`);
-    if (!isConnected(u3, this.nbrs)) this.abort('the survivors\' graph is disconnected');
+    if (!isConnected(u3, this.nbrs)) this.abort("the survivors' graph is disconnected");
     this.u3 = u3;
     this.dropped = this.u2.filter((v) => !s3.has(v));
     this.stageValue = 'consistency';
@@ -225,14 +236,21 @@ export class SecAggServer {
     const check = (r: RevealedShare, kind: 'b' | 'sk'): void => {
       const v = r.of;
       if (!u3.has(v) && !dropped.has(v)) throw err(status.INVALID_ARGUMENT, `${from} sent a share for ${v}, which is not in U2`);
-      if (kind === 'sk' && u3.has(v)) throw err(status.INVALID_ARGUMENT, `${from} sent a mask-key share for ${v}: a share for a client that both sent input and is reported dropped`);
-      if (kind === 'b' && dropped.has(v)) throw err(status.INVALID_ARGUMENT, `${from} sent a seed share for ${v}, which dropped: a share for a client that both sent input and is reported dropped`);
+      if (kind === 'sk' && u3.has(v))
+        throw err(status.INVALID_ARGUMENT, `${from} sent a mask-key share for ${v}: a share for a client that both sent input and is reported dropped`);
+      if (kind === 'b' && dropped.has(v))
+        throw err(
+          status.INVALID_ARGUMENT,
+          `${from} sent a seed share for ${v}, which dropped: a share for a client that both sent input and is reported dropped`,
+        );
       if (seen.has(v)) throw err(status.INVALID_ARGUMENT, `${from} sent two shares for ${v}`);
       seen.add(v);
       const holders = holdersOf(this.nbrs, v);
       const dealt = this.shareMsgs.get(v)!.shares.find((s) => s.to === from);
       if (!dealt) throw err(status.INVALID_ARGUMENT, `${from} holds no shares of ${v}`);
-      const ok = r.share.length === SHARE_BYTES && r.share[SHARE_BYTES - 1] === shareX(holders, from) &&
+      const ok =
+        r.share.length === SHARE_BYTES &&
+        r.share[SHARE_BYTES - 1] === shareX(holders, from) &&
         bytesEqual(shareCommitment(this.sid!, v, from, kind, r.share), kind === 'b' ? dealt.bCommitment : dealt.skCommitment);
       if (!ok) throw err(status.INVALID_ARGUMENT, `invalid Shamir share from holder ${from} for dealer ${v} (${kind})`);
     };
@@ -271,13 +289,15 @@ export class SecAggServer {
     const seeds: [string, Uint8Array][] = [];
     for (const u of this.u3) {
       const b = await reconstruct(sorted(this.bShares.get(u)!), t);
-      if (!bytesEqual(seedCommitment(this.sid!, u, b), this.shareMsgs.get(u)!.seedHash)) this.abort(`the rebuilt mask seed of ${u} does not match its commitment`);
+      if (!bytesEqual(seedCommitment(this.sid!, u, b), this.shareMsgs.get(u)!.seedHash))
+        this.abort(`the rebuilt mask seed of ${u} does not match its commitment`);
       seeds.push([u, b]);
     }
     const keys: [string, Uint8Array][] = [];
     for (const v of this.dropped) {
       const sk = await reconstruct(sorted(this.skShares.get(v)!), t);
-      if (!bytesEqual(nacl.scalarMult.base(sk), this.ads.get(v)!.maskPublicKey)) this.abort(`the rebuilt mask key of ${v} does not match its advertised public key`);
+      if (!bytesEqual(nacl.scalarMult.base(sk), this.ads.get(v)!.maskPublicKey))
+        this.abort(`the rebuilt mask key of ${v} does not match its advertised public key`);
       keys.push([v, sk]);
     }
     const acc = this.acc!;

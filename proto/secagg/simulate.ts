@@ -55,7 +55,13 @@ export interface SimTrust {
   readonly runId?: string;
 }
 
-export async function simulateRound(config: SecAggRoundConfig, clients: readonly SimClient[], drops: SimDrops = {}, random?: (id: string) => RandomSource, trust: SimTrust = {}): Promise<SimResult> {
+export async function simulateRound(
+  config: SecAggRoundConfig,
+  clients: readonly SimClient[],
+  drops: SimDrops = {},
+  random?: (id: string) => RandomSource,
+  trust: SimTrust = {},
+): Promise<SimResult> {
   const gone = new Set<string>();
   const server: PartyStats = { computeMs: 0, bytesSent: 0, bytesReceived: 0 };
   const stats = new Map<string, PartyStats>(clients.map((c) => [c.id, { computeMs: 0, bytesSent: 0, bytesReceived: 0 }]));
@@ -77,7 +83,12 @@ export async function simulateRound(config: SecAggRoundConfig, clients: readonly
   };
   const identityKeys = Object.fromEntries(clients.map((c) => [c.id, c.identityPublicKey]));
   const srv = timed(server, () => new SecAggServer(config, identityKeys, trust.certificates));
-  const sc = new Map(clients.map((c) => [c.id, new SecAggClient({ config, clientId: c.id, identitySecretKey: c.identitySecretKey, random: random?.(c.id), trust: trust.trust, runId: trust.runId })]));
+  const sc = new Map(
+    clients.map((c) => [
+      c.id,
+      new SecAggClient({ config, clientId: c.id, identitySecretKey: c.identitySecretKey, random: random?.(c.id), trust: trust.trust, runId: trust.runId }),
+    ]),
+  );
   const live = (stage: readonly string[] | undefined): SimClient[] => {
     for (const id of stage ?? []) gone.add(id);
     return clients.filter((c) => !gone.has(c.id)).sort((a, b) => cmpId(a.id, b.id));

@@ -45,7 +45,12 @@ export function settingsFromWire(s: SecAggSettings__Output, baseManifestSha256: 
   };
 }
 
-export const adToWire = (a: Advertisement): SecAggAdvertisement => ({ client_id: a.clientId, enc_public_key: a.encPublicKey, mask_public_key: a.maskPublicKey, signature: a.signature });
+export const adToWire = (a: Advertisement): SecAggAdvertisement => ({
+  client_id: a.clientId,
+  enc_public_key: a.encPublicKey,
+  mask_public_key: a.maskPublicKey,
+  signature: a.signature,
+});
 export const adFromWire = (a: SecAggAdvertisement__Output | null | undefined): Advertisement => ({
   clientId: a?.client_id ?? '',
   encPublicKey: b(a?.enc_public_key),
@@ -88,10 +93,17 @@ export const routedFromWire = (r: SecAggRoutedShares__Output): RoutedShares => (
   shares: r.shares.map((s) => ({ from: s.from, ciphertext: b(s.ciphertext), bCommitment: b(s.b_commitment), skCommitment: b(s.sk_commitment) })),
 });
 
-export const consistencyCheckToWire = (taskId: string, r: ConsistencyCheck): SecAggConsistencyCheck => ({ task_id: taskId, survivors: [...r.survivors], dropped: [...r.dropped] });
+export const consistencyCheckToWire = (taskId: string, r: ConsistencyCheck): SecAggConsistencyCheck => ({
+  task_id: taskId,
+  survivors: [...r.survivors],
+  dropped: [...r.dropped],
+});
 export const consistencyCheckFromWire = (r: SecAggConsistencyCheck__Output): ConsistencyCheck => ({ survivors: [...r.survivors], dropped: [...r.dropped] });
 export const signatureToWire = (c: ConsistencySignature): SecAggConsistencySignature => ({ from: c.from, signature: c.signature });
-export const signatureFromWire = (c: SecAggConsistencySignature__Output | null | undefined): ConsistencySignature => ({ from: c?.from ?? '', signature: b(c?.signature) });
+export const signatureFromWire = (c: SecAggConsistencySignature__Output | null | undefined): ConsistencySignature => ({
+  from: c?.from ?? '',
+  signature: b(c?.signature),
+});
 
 export const unmaskRequestToWire = (taskId: string, r: UnmaskRequest): SecAggUnmaskRequest => ({
   task_id: taskId,

@@ -60,7 +60,11 @@ export class DashboardModel {
   private round = 0;
   private attempt = 0;
 
-  constructor(private readonly coordinator: Coordinator, private readonly cfg: CoordinatorConfig, private readonly health: HealthState) {
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly cfg: CoordinatorConfig,
+    private readonly health: HealthState,
+  ) {
     const c = coordinator;
     c.registry.on('change', () => this.rememberSites());
     c.on('roundStarted', (e) => {
@@ -87,7 +91,12 @@ export class DashboardModel {
     const latest = c.engine.latest;
     const connected = new Set(this.rememberSites());
     const sites: SiteView[] = [...this.names.entries()]
-      .map(([id, s]) => ({ name: s.name, backend: s.backend, state: connected.has(id) ? this.taskState.get(id) ?? 'idle' : ('disconnected' as SiteState), rounds: this.contributions.get(id) ?? 0 }))
+      .map(([id, s]) => ({
+        name: s.name,
+        backend: s.backend,
+        state: connected.has(id) ? (this.taskState.get(id) ?? 'idle') : ('disconnected' as SiteState),
+        rounds: this.contributions.get(id) ?? 0,
+      }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return {
       run: {
