@@ -4,7 +4,6 @@
 // ciphertext's is refused with DATA_LOSS. Nothing is persisted and the round still commits.
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import { chunkAad, nonce, uploadSignedFields } from '../proto/crypto/sealed-upload';
@@ -18,9 +17,6 @@ import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask'
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import {
   expectRefused,
-  join,
-  nextTask,
-  rawClient,
   reportMetrics,
   smallAdapter,
   startCoordinator,
@@ -29,6 +25,8 @@ import {
   uploadFrames,
   type Harness,
   type JoinedRaw,
+  twoSitesInRound,
+  type TwoSitesInRound,
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -96,25 +94,15 @@ describe('the door: sealed upload keys and the trailer hash (over gRPC)', functi
   let b: JoinedRaw;
   let taskA: TrainTask__Output;
   let taskB: TrainTask__Output;
-  const streams: grpc.ClientReadableStream<unknown>[] = [];
+  let round: TwoSitesInRound;
 
   before(async () => {
     h = await startCoordinator(await tempDir('door-sealed'));
-    c = rawClient(h.address);
-    a = await join(c, 'site-a');
-    b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
-    streams.push(ta.stream, tb.stream);
-    [taskA, taskB] = await Promise.all([ta.task, tb.task]);
+    round = await twoSitesInRound(h);
+    ({ c, a, b, taskA, taskB } = round);
   });
 
-  after(async () => {
-    for (const s of streams) s.cancel();
-    c.close();
-    await h.coordinator.stop(500);
-    await fs.rm(h.runDir, { recursive: true, force: true });
-  });
+  after(() => round.close());
 
   it('refuses an all-zero ephemeral key whose chunks are sealed under the resulting public constant key', async () => {
     const zero = new Uint8Array(32);

@@ -1,15 +1,11 @@
 // The rejection rows of the README that had no test: metric count and name, an upload while another is in
 // progress for the same task, and a download of a committed version whose file was damaged on disk.
-import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import {
-  rawClient,
-  join,
-  nextTask,
   refusal,
   reportMetrics,
   sendUpload,
@@ -21,6 +17,8 @@ import {
   download,
   type Harness,
   type JoinedRaw,
+  twoSitesInRound,
+  type TwoSitesInRound,
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -32,25 +30,15 @@ describe('rejections over gRPC: metrics, uploads in progress, damaged versions',
   let b: JoinedRaw;
   let taskA: TrainTask__Output;
   let taskB: TrainTask__Output;
-  const streams: grpc.ClientReadableStream<unknown>[] = [];
+  let round: TwoSitesInRound;
 
   before(async () => {
     h = await startCoordinator(await tempDir('reject-reports'), {}, { transport: { chunkBytes: 1 << 20 } });
-    c = rawClient(h.address);
-    a = await join(c, 'site-a');
-    b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
-    streams.push(ta.stream, tb.stream);
-    [taskA, taskB] = await Promise.all([ta.task, tb.task]);
+    round = await twoSitesInRound(h);
+    ({ c, a, b, taskA, taskB } = round);
   });
 
-  after(async () => {
-    for (const s of streams) s.cancel();
-    c.close();
-    await h.coordinator.stop(500);
-    await fs.rm(h.runDir, { recursive: true, force: true });
-  });
+  after(() => round.close());
 
   it('refuses more than 64 metrics with INVALID_ARGUMENT, and accepts 64', async () => {
     const before = await snapshot(h.runDir);

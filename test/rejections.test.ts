@@ -21,6 +21,8 @@ import {
   uploadFrames,
   type Harness,
   type JoinedRaw,
+  twoSitesInRound,
+  type TwoSitesInRound,
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -34,25 +36,15 @@ describe('rejections over gRPC (nothing persisted, coordinator keeps serving)', 
   let b: JoinedRaw;
   let taskA: TrainTask__Output;
   let taskB: TrainTask__Output;
-  const streams: grpc.ClientReadableStream<unknown>[] = [];
+  let round: TwoSitesInRound;
 
   before(async () => {
     h = await startCoordinator(await tempDir('reject'), {}, { transport: { maxUploadBytes: 4096, chunkBytes: 1 << 20 } });
-    c = rawClient(h.address);
-    a = await join(c, 'site-a');
-    b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
-    streams.push(ta.stream, tb.stream);
-    [taskA, taskB] = await Promise.all([ta.task, tb.task]);
+    round = await twoSitesInRound(h);
+    ({ c, a, b, taskA, taskB } = round);
   });
 
-  after(async () => {
-    for (const s of streams) s.cancel();
-    c.close();
-    await h.coordinator.stop(500);
-    await fs.rm(h.runDir, { recursive: true, force: true });
-  });
+  after(() => round.close());
 
   async function expectRejected(frames: UploadFrame[], code: status, message: string): Promise<void> {
     const before = await snapshot(h.runDir);
