@@ -115,11 +115,9 @@ describe('ops: dashboard in headless Chromium', function () {
     expect(await page.textContent('#loss-chart .caption')).to.equal('Loss per round (2 rounds)');
     expect(await page.textContent('#accuracy-chart .caption')).to.equal('Accuracy per round (2 rounds)');
     // train (sites), validation (sites), held-out: one line each.
-    expect(await page.$$eval('#loss-chart polyline', (ls) => ls.map((l) => l.getAttribute('data-metric')))).to.deep.equal([
-      'clients.eval_loss',
-      'clients.train_loss',
-      'heldout.eval_loss',
-    ]);
+    expect(
+      await page.$$eval('#loss-chart polyline', (ls: { getAttribute(name: string): string | null }[]) => ls.map((l) => l.getAttribute('data-metric'))),
+    ).to.deep.equal(['clients.eval_loss', 'clients.train_loss', 'heldout.eval_loss']);
     expect(await page.$$eval('#loss-chart .xtick', (ts) => ts.map((t) => t.textContent))).to.deep.equal(['0', '1', '2']);
     expect(await page.textContent('#progress-text'))
       .to.contain('version 2 of 2')
