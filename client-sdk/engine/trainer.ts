@@ -9,8 +9,8 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
-import { evaluateAdapter, type EvalMetrics } from '../sft/evaluate';
-import { ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import type { EvalMetrics } from '../sft/evaluate';
+import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
@@ -139,16 +139,7 @@ export class EngineSftTrainer implements Trainer {
   }
 
   async evaluate(adapter: TensorList): Promise<EvalMetrics> {
-    const ev = this.opts.eval;
-    if (!ev || ev.length === 0) return {};
-    return evaluateAdapter(
-      this.opts.model,
-      { tensors: adapter, lora: this.opts.lora },
-      ev,
-      this.opts.choices,
-      this.opts.evalBatchSize ?? 16,
-      this.opts.evalMaxSeqLen,
-    );
+    return evaluateHeldOut(this.opts, adapter);
   }
 
   async dispose(): Promise<void> {

@@ -162,17 +162,15 @@ export class LoraSftTrainer implements Trainer {
 
   /** eval_loss / eval_accuracy of `adapter` on this client's held-out data; {} when it has none. */
   async evaluate(adapter: TensorList): Promise<EvalMetrics> {
-    const ev = this.opts.eval;
-    if (!ev || ev.length === 0) return {};
-    return evaluateAdapter(
-      this.opts.model,
-      { tensors: adapter, lora: this.opts.lora },
-      ev,
-      this.opts.choices,
-      this.opts.evalBatchSize ?? 16,
-      this.opts.evalMaxSeqLen,
-    );
+    return evaluateHeldOut(this.opts, adapter);
   }
+}
+
+/** A trainer's held-out evaluation (the tfjs trainer's and the WebGPU engine's): {} when there is no eval split. */
+export function evaluateHeldOut(opts: LoraSftTrainerOptions<CausalLm>, adapter: TensorList): Promise<EvalMetrics> {
+  const ev = opts.eval;
+  if (!ev || ev.length === 0) return Promise.resolve({});
+  return evaluateAdapter(opts.model, { tensors: adapter, lora: opts.lora }, ev, opts.choices, opts.evalBatchSize ?? 16, opts.evalMaxSeqLen);
 }
 
 /** Data a client brings to fine-tuning. */
