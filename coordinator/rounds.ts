@@ -25,6 +25,7 @@ import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './
 import { RoundSpool, type SpoolState, type SpooledRound } from './round-spool';
 import { reopenSpoolRecord, type SealedUpdate } from './sealed-update';
 import { SecAggAttempt } from './secagg-attempt';
+import { roundAggregation, uploadLayout } from './lora-aggregation';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
@@ -221,7 +222,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     if (cfg.secagg.enabled) {
       try {
         const keys = Object.fromEntries(ids.map((id) => [id, this.d.registry.byId(id)!.publicKey]));
-        secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, base.adapter, ids, keys, cfg.secagg.stageTimeoutMs);
+        // The masked vector covers the tensors an update carries: only lora_B under 'ffa'.
+        const layout = uploadLayout(base.adapter, roundAggregation(cfg));
+        secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs);
       } catch (e) {
         return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
@@ -237,6 +240,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       {
         registry: this.d.registry,
         strategy: this.d.strategy,
+        aggregation: roundAggregation(cfg),
         spool: secagg ? undefined : this.spool,
         stopping: () => this.stopping,
         onAccepted: (t, numExamples) => {
@@ -418,6 +422,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     secagg: SecAggAttempt | undefined,
   ): Task['wire'] {
     const tr = this.d.config.training;
+    const lora = this.d.config.lora;
     return {
       task_id: taskId,
       round,
@@ -427,7 +432,15 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       deadline_unix_ms: deadline,
       seed,
       secagg: secagg?.settings,
-      config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
+      config: {
+        local_steps: tr.localSteps,
+        batch_size: tr.batchSize,
+        learning_rate: tr.learningRate,
+        weight_decay: tr.weightDecay,
+        max_seq_len: tr.maxSeqLen,
+        lora_aggregation: roundAggregation(this.d.config),
+        lora_alpha: typeof this.d.adapterConfig.lora_alpha === 'number' ? this.d.adapterConfig.lora_alpha : lora.alpha,
+      },
     };
   }
 
@@ -507,6 +520,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     return t.owner.base;
   }
 
+  /** The tensors a task's update must carry (the whole base adapter, or its lora_B tensors under 'ffa'). */
+  uploadLayoutOf(t: Task): NamedTensor[] {
+    if (!t.owner.holds(t)) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return t.owner.uploadLayout;
+  }
+
   beginUpload(t: Task): void {
     t.owner.beginUpload(t);
   }
@@ -529,7 +548,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.wake();
   }
 
-  recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
-    return t.owner.recordMetrics(t, values, backend);
+  recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank = 0): Promise<void> {
+    return t.owner.recordMetrics(t, values, backend, loraRank);
   }
 }

@@ -47,14 +47,15 @@ export class SecAggAttempt {
     cfg: CoordinatorConfig,
     roundTag: string,
     baseManifestSha256: string,
-    base: TensorList,
+    /** The tensors an update carries (round-outcome's sum covers only these; the rest keep their values). */
+    layout: TensorList,
     selected: readonly string[],
     identityKeys: Readonly<Record<string, Uint8Array>>,
     private readonly stageTimeoutMs: number,
   ) {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
-    const include = base.map((t) => t.name).sort();
+    const include = layout.map((t) => t.name).sort();
     this.config = {
       roundTag,
       baseManifestSha256,
@@ -65,7 +66,7 @@ export class SecAggAttempt {
       weightCap: cfg.secagg.weightCap,
       maxClients: cfg.secagg.maxClients,
       include,
-      vectorLength: vectorLayout(base, include).length,
+      vectorLength: vectorLayout(layout, include).length,
     };
     validateConfig(this.config);
     this.settings = settingsToWire(this.config);

@@ -27,6 +27,7 @@ import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
+import { refuseFrozen, roundAggregation } from './lora-aggregation';
 import type { SealedUpdate } from './sealed-update';
 import type { UploadBinding } from '../proto/crypto/sealed-upload';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
@@ -321,7 +322,13 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
               if (sa) {
                 checkMaskedLayout(specs, sa.config.vectorLength);
                 sa.expectMaskedInput(s.clientId);
-              } else checkLayout(specs, base.adapter);
+              } else {
+                refuseFrozen(
+                  specs.map((x) => x.name),
+                  roundAggregation(d.config),
+                );
+                checkLayout(specs, d.engine.uploadLayoutOf(t)); // under 'ffa': the lora_B tensors only
+              }
               // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
               const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
               const op = new SealedUploadOpener(e, binding, h.tensors!, unsealKey, s.publicKey, s.name);
@@ -438,7 +445,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           const t = d.engine.task(s.clientId, r.task_id, r.round);
           // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
           // spooled with the update before the site hears back.
-          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
+          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank).then(
             () => cb(null, {}),
             (e: unknown) => cb(fail(e, 'metrics')),
           );

@@ -23,6 +23,10 @@ export interface EngineTrainerOptions extends LoraSftTrainerOptions {
   readonly maxGradNorm?: number;
 }
 
+/** Why the engine refuses an FFA-LoRA round (the tfjs trainer runs it: unset FEDTUNE_ENGINE). */
+export const ENGINE_FFA_REFUSAL =
+  "the WebGPU engine trains every LoRA tensor; lora.aggregation 'ffa' (FFA-LoRA) freezes lora_A: train this site on tfjs (unset FEDTUNE_ENGINE)";
+
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class EngineSftTrainer implements Trainer {
@@ -65,6 +69,8 @@ export class EngineSftTrainer implements Trainer {
 
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
+    // The engine's AdamW kernel updates the whole flat adapter; freezing lora_A would need a masked update there.
+    if (plan.loraAggregation === 'ffa') throw new Error(ENGINE_FFA_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const start = canonicalAdapter(global);

@@ -1,6 +1,7 @@
 // Supervised fine-tuning of LoRA adapters on a frozen GPT-2: the Trainer that a federated client runs each round.
 // Loss: mean cross-entropy over completion tokens only. Optimiser: Adam (AdamW-style decoupled weight decay when
-// plan.weightDecay > 0) on LoRA A and B, created fresh each round (optimiser state is not federated).
+// plan.weightDecay > 0) on LoRA A and B (B only under FFA-LoRA, plan.loraAggregation 'ffa'), created fresh each
+// round (optimiser state is not federated).
 // Everything random (shuffling, dropout) derives from plan.seed, so a round is reproducible from the manifest.
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core alone registers no gradient functions (see model/gradients.ts).
@@ -15,6 +16,7 @@ import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftK
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
 import { FlatAdapter } from './flat-adapter';
+import { isTrainable } from '../../proto/model/lora-aggregation';
 import { pairLogProbs } from './logprobs';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
@@ -100,8 +102,9 @@ export class LoraSftTrainer implements Trainer {
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
 
-    // The variable copies the data in, so `global` is never touched.
-    const params = new FlatAdapter(start);
+    // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
+    const mode = plan.loraAggregation ?? 'fedit';
+    const params = new FlatAdapter(start, (name) => !isTrainable(name, mode));
     const vars = [params.theta];
     const scaling = loraScaling(lora);
     // epsilon 1e-8 as in PyTorch (tfjs defaults to 1e-7).

@@ -7,6 +7,8 @@ export interface TrainingConfig {
   'learning_rate'?: (number | string);
   'weight_decay'?: (number | string);
   'max_seq_len'?: (number);
+  'lora_aggregation'?: (string);
+  'lora_alpha'?: (number | string);
 }
 
 export interface TrainingConfig__Output {
@@ -15,4 +17,6 @@ export interface TrainingConfig__Output {
   'learning_rate': (number);
   'weight_decay': (number);
   'max_seq_len': (number);
+  'lora_aggregation': (string);
+  'lora_alpha': (number);
 }
