@@ -8,7 +8,6 @@ import * as grpc from '@grpc/grpc-js';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FrozenTensorChangedError, updateToSend } from '../client-sdk/lora-update';
-import { loadConfig } from '../coordinator/config';
 import { uploadLayout } from '../coordinator/lora-aggregation';
 import { clientIdFor } from '../coordinator/registry';
 import { FedAvg } from '../coordinator/strategy/fedavg';

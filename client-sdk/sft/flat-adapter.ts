@@ -37,7 +37,7 @@ export class FlatAdapter {
   /** Per-module A/B views of theta (and the frozen constants), for ForwardOptions.lora; call inside the gradient scope. */
   modules(): Map<string, { a: tf.Tensor2D; b: tf.Tensor2D }> {
     const parts = tf.split(this.theta, this.sizes);
-    const views = new Map(this.trained.map((t, i) => [t.name, tf.reshape(parts[i], [t.shape[0], t.shape[1]]) as tf.Tensor2D]));
+    const views = new Map(this.trained.map((t, i) => [t.name, tf.reshape<tf.Rank.R2>(parts[i], [t.shape[0], t.shape[1]])]));
     const out = new Map<string, { a: tf.Tensor2D; b: tf.Tensor2D }>();
     for (const t of this.layout) {
       const k = parsePeftKey(t.name) as { path: string; which: 'A' | 'B' };
