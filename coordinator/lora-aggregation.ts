@@ -5,6 +5,7 @@
 import { ProtocolError, status } from '../proto/errors';
 import type { TensorList } from '../proto/tensors';
 import { isTrainable, trainableTensors, type RoundLoraAggregation } from '../proto/model/lora-aggregation';
+import { parsePeftKey } from '../proto/model/lora-layout';
 import type { CoordinatorConfig } from './config-types';
 
 type AggregationConfig = Pick<CoordinatorConfig, 'lora' | 'secagg'>;
@@ -55,6 +56,19 @@ export function refuseFrozen(names: readonly string[], mode: RoundLoraAggregatio
     throw new ProtocolError(
       status.INVALID_ARGUMENT,
       `tensor ${frozen} is frozen under lora.aggregation '${mode}': an update carries only the lora_B tensors (FFA-LoRA)`,
+    );
+  }
+}
+
+/** A site's reported training rank must not exceed the adapter's (it zero-pads a smaller one; 0: not stated). */
+export function checkReportedRank(rank: number, adapter: TensorList): void {
+  if (rank === 0) return;
+  let r = 0;
+  for (const t of adapter) if (parsePeftKey(t.name)?.which === 'A') r = Math.max(r, t.shape[0]);
+  if (r > 0 && rank > r) {
+    throw new ProtocolError(
+      status.INVALID_ARGUMENT,
+      `lora_rank ${rank} exceeds the adapter's rank ${r}: a site may train a smaller rank (zero-padded to it), never a larger one`,
     );
   }
 }

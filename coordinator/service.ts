@@ -27,7 +27,7 @@ import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
-import { refuseFrozen, roundAggregation } from './lora-aggregation';
+import { checkReportedRank, refuseFrozen, roundAggregation } from './lora-aggregation';
 import type { SealedUpdate } from './sealed-update';
 import type { UploadBinding } from '../proto/crypto/sealed-upload';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
@@ -443,6 +443,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           const r = call.request;
           const s = session(r.session_token);
           const t = d.engine.task(s.clientId, r.task_id, r.round);
+          checkReportedRank(r.lora_rank, d.engine.baseOf(t).adapter);
           // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
           // spooled with the update before the site hears back.
           d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank).then(

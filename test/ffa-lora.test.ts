@@ -182,7 +182,7 @@ describe('FFA-LoRA over gRPC', function () {
     expect(v1.manifest.seeds.loraInit).to.be.a('number');
   });
 
-  it('an upload that carries lora_A under ffa is refused by name, and the lora_B-only upload is then accepted', async function () {
+  it('an upload that carries lora_A under ffa is refused by name, the lora_B-only upload is accepted; a reported rank above the adapter's is refused', async function () {
     const h = await startCoordinator(await tempDir('ffa-refuse'), { total: 1 }, { lora: { aggregation: 'ffa' } }, { initialAdapter: seededInit });
     const r = await twoSitesInRound(h);
     try {
@@ -195,6 +195,24 @@ describe('FFA-LoRA over gRPC', function () {
       );
       const ok = await upload(r.c, uploadFrames({ who: r.a, task: r.taskA }, [full[1]]));
       expect(ok.duplicate).to.equal(false);
+      // A reported training rank above the adapter's (r = 4 here) is refused; a smaller one is recorded.
+      const report = (rank: number) => (): Promise<void> =>
+        new Promise((res, rej) =>
+          r.c.ReportMetrics(
+            {
+              session_token: r.a.session_token,
+              task_id: r.taskA.task_id,
+              round: r.taskA.round,
+              num_examples: 10,
+              backend: 'test',
+              metrics: {},
+              lora_rank: rank,
+            },
+            (e) => (e ? rej(e) : res()),
+          ),
+        );
+      await expectRefused(h.runDir, report(5), grpc.status.INVALID_ARGUMENT, "lora_rank 5 exceeds the adapter's rank 4");
+      await report(2)();
     } finally {
       await r.close();
     }
