@@ -182,7 +182,7 @@ describe('FFA-LoRA over gRPC', function () {
     expect(v1.manifest.seeds.loraInit).to.be.a('number');
   });
 
-  it('an upload that carries lora_A under ffa is refused by name, the lora_B-only upload is accepted; a reported rank above the adapter's is refused', async function () {
+  it('an upload that carries lora_A under ffa is refused by name, the lora_B-only upload is accepted; a reported rank above the adapter rank is refused', async function () {
     const h = await startCoordinator(await tempDir('ffa-refuse'), { total: 1 }, { lora: { aggregation: 'ffa' } }, { initialAdapter: seededInit });
     const r = await twoSitesInRound(h);
     try {
