@@ -2,7 +2,7 @@
 // the refusals of exact aggregation: the padded adapter's product is exactly the one the site trained (real
 // tfjs training on a tiny Llama); a real round over gRPC under 'ffa' with a rank-2 and a rank-4 site keeps A bit
 // for bit, records the small site's rank in the manifest and commits exactly the strategy's mean of the padded
-// adapters; a rank above the global one, 'flora' (under SecAgg and alone) and the WebGPU engine under 'ffa' are
+// adapters; a rank above the global one, 'flora' (under SecAgg and alone) and the WebGPU engine's gradient clip under 'ffa' are
 // refused with their reasons; lora.aggregation 'auto' resolves by secagg.enabled.
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -216,13 +216,14 @@ describe('exact LoRA aggregation: refusals and defaults', function () {
     expect(mode({ lora: { aggregation: 'ffa' } })).to.equal('ffa');
   });
 
-  it('the WebGPU engine refuses an ffa task with the reason (its optimiser updates every tensor)', async function () {
+  it('the WebGPU engine refuses an ffa task under gradient clipping, with the reason (its global norm would count the frozen A)', async function () {
     const t = new EngineSftTrainer({
       model: {} as Gpt2Model,
       lora: { ...GLOBAL, targetModules: ['c_attn'] },
       train: [{ prompt: [1], completion: [2] }],
       device: {} as EngineDevice,
       path: 'f32',
+      maxGradNorm: 1,
     });
     const err = await t.train([], plan('ffa')).then(
       () => undefined,
