@@ -12,11 +12,11 @@ import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
 
 export interface SiteLoraOptions {
-  /** Expected rank; checked against the coordinator's adapter. */
+  /** Rank to train: the coordinator's adapter's (a check) or smaller (zero-padded to it); larger is refused. */
   readonly r?: number;
   /** Expected target modules (short names); checked against the coordinator's adapter. */
   readonly targetModules?: readonly string[];
-  /** Default 2·r. */
+  /** Alpha for the rank this site trains. Default: the coordinator's (task plan), else 2·r; a smaller rank keeps the adapter's scaling. */
   readonly alpha?: number;
   /** Default 0.05. */
   readonly dropout?: number;
