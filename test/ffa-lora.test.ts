@@ -15,7 +15,21 @@ import type { Manifest } from '../coordinator/checkpoints/types';
 import { decodeSum, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { Prng } from '../proto/prng';
-import { PREFIX, expectRefused, siteDelta, startCoordinator, tempDir, testIdentity, twoSitesInRound, uploadFrames, upload } from './harness';
+import {
+  PREFIX,
+  expectRefused,
+  join,
+  nextTask,
+  rawClient,
+  reportMetrics,
+  siteDelta,
+  startCoordinator,
+  tempDir,
+  testIdentity,
+  twoSitesInRound,
+  uploadFrames,
+  upload,
+} from './harness';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -216,6 +230,44 @@ describe('FFA-LoRA over gRPC', function () {
     } finally {
       await r.close();
     }
+  });
+
+  it('a restarted coordinator counts the lora_B-only update it spooled, and commits A unchanged', async function () {
+    const runDir = await tempDir('ffa-restart');
+    dirs.push(runDir);
+    const cfg = [runDir, { total: 1 }, { lora: { aggregation: 'ffa' } }, { initialAdapter: seededInit }] as const;
+    const h1 = await startCoordinator(...cfg);
+    const first = await twoSitesInRound(h1);
+    const v0 = await h1.coordinator.store.read(0);
+    const dA = siteDelta('restart-a', v0.adapter)[1];
+    await upload(first.c, uploadFrames({ who: first.a, task: first.taskA, numExamples: 3 }, [dA]));
+    first.c.close();
+    await h1.coordinator.stop(500);
+    // Same run directory (keys, v0, spool): round 1 resumes with site-a's update carried.
+    const h2 = await startCoordinator(...cfg);
+    const c = rawClient(h2.address);
+    const a = await join(c, 'site-a');
+    const b = await join(c, 'site-b');
+    const ta = nextTask(c, a.session_token);
+    const tb = nextTask(c, b.session_token);
+    const taskB = await tb.task;
+    const dB = siteDelta('restart-b', v0.adapter)[1];
+    await upload(c, uploadFrames({ who: b, task: taskB, numExamples: 7 }, [dB]));
+    await reportMetrics(c, b.session_token, taskB.task_id, taskB.round);
+    await h2.coordinator.done;
+    const v1 = await h2.coordinator.store.read(1);
+    ta.stream.cancel();
+    tb.stream.cancel();
+    c.close();
+    await h2.coordinator.stop(500);
+    expect(v1.manifest.participants.map((p) => p.clientName).sort()).to.deep.equal(['site-a', 'site-b']);
+    expect(bits(v1.adapter[0].data).equals(bits(v0.adapter[0].data)), 'lora_A').to.equal(true);
+    const plus = (d: NamedTensor): NamedTensor[] => [v0.adapter[0], { ...v0.adapter[1], data: Float32Array.from(d.data, (x, i) => v0.adapter[1].data[i] + x) }];
+    const want = aggregate('ffa', v0.adapter, [
+      { adapter: plus(dA), n: 3 },
+      { adapter: plus(dB), n: 7 },
+    ]);
+    expect(bits(v1.adapter[1].data).equals(bits(want[1].data)), 'lora_B').to.equal(true);
   });
 
   it('SecAgg defaults to ffa: the masked vector covers only lora_B, A is unchanged, B is the exact decoded sum', async function () {
