@@ -51,7 +51,8 @@ export function uploadLayout<T extends TensorList[number]>(adapter: readonly T[]
 
 /** An upload naming a frozen tensor is refused by name (before the generic layout check says "unexpected"). */
 export function refuseFrozen(names: readonly string[], mode: RoundLoraAggregation): void {
-  const frozen = names.find((n) => !isTrainable(n, mode));
+  // A name that is no LoRA tensor at all is left to the layout check ("unexpected tensor").
+  const frozen = names.find((n) => parsePeftKey(n) !== undefined && !isTrainable(n, mode));
   if (frozen !== undefined) {
     throw new ProtocolError(
       status.INVALID_ARGUMENT,
