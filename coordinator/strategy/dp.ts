@@ -15,6 +15,7 @@ import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { GaussianStream } from '../../proto/gaussian';
 import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type WeightedSum } from './strategy';
+import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
 import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 
 export interface DpSettings {
@@ -26,8 +27,9 @@ export interface DpSettings {
 
 /** Largest clip norm: C·2^24 must stay far inside float64's exact integers once n updates and noise are summed. */
 export const MAX_CLIP_NORM = 128;
-/** Largest noise multiplier accepted (σ·2^24 < 2^42: noise far from the 2^53 limit of the exact sum). */
-export const MAX_NOISE_MULTIPLIER = 1000;
+// Largest noise multiplier (shared with SecAgg's grid): σ·2^24 < 2^42 keeps the noise far from 2^53, where the
+// exact float64 sum would end.
+export { MAX_NOISE_MULTIPLIER };
 /**
  * Clipping aims a hair inside C: the norm is computed in float64 with relative error below d·2^-53, so targeting
  * C·(1 − 2^-20) keeps the true norm ≤ C for any adapter under 2^33 values. Rounding toward zero on the grid then
