@@ -235,9 +235,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       } catch (e) {
         return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
-      // Under SecAgg a round may end with as few as t survivors, each holding a 1/n share of the noise.
-      const worst = Math.max(cfg.rounds.minUpdates, secagg.config.threshold);
-      this.budgetStop = this.privacy?.budgetStop(round, cfg.privacy.noiseMultiplier * Math.sqrt(Math.min(1, worst / ids.length))) ?? null;
+      // Under SecAgg a round may end with as few as t survivors (fewer aborts it), each holding a 1/n share of the noise.
+      const worst = secagg.config.threshold / ids.length;
+      this.budgetStop = this.privacy?.budgetStop(round, cfg.privacy.noiseMultiplier * Math.sqrt(Math.min(1, worst))) ?? null;
       if (this.budgetStop) return 'stopped';
     }
     // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
