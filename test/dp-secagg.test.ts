@@ -12,6 +12,7 @@ import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { decodeSum, encodeUpdate, noiseShareSigma, quantisation, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, siteDelta, startCoordinator, tempDir, testIdentity } from './harness';
+import { noiseFloorRefusal } from '../client-sdk/secagg-flow';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const N = 10_000;
@@ -180,5 +181,52 @@ describe('differential privacy under secure aggregation (distributed noise)', fu
     }
     const want = (Math.sqrt(k) * sigmaShare) / valueScale / k;
     expect(variance(diffs).variance / want ** 2).to.be.within(0.95, 1.05);
+  });
+
+  it('a site with a noise floor refuses plain tasks and SecAgg tasks with less noise, before training; the others commit without it', async () => {
+    expect(noiseFloorRefusal(undefined, undefined)).to.equal(null);
+    expect(noiseFloorRefusal(0.5, undefined)).to.equal(null);
+    expect(noiseFloorRefusal(undefined, 1)).to.match(/not under secure aggregation/);
+    expect(noiseFloorRefusal(0, 1)).to.match(/noise multiplier 0 is below this site's floor 1/);
+    expect(noiseFloorRefusal(1, 1)).to.equal(null);
+    const n = 6;
+    const h = await startCoordinator(
+      await tempDir('dp-floor'),
+      { total: 1, minClients: n, minUpdates: 5, clientsPerRound: n, deadlineMs: 4000, maxAttempts: 1 },
+      { secagg: { enabled: true, stageTimeoutMs: 20_000 }, privacy: { enabled: true, clipNorm: 1, noiseMultiplier: 1 } },
+    );
+    dirs.push(h.runDir);
+    const names = Array.from({ length: n }, (_, i) => `floor-${i}`);
+    let trainedByStrict = false;
+    const failed: string[] = [];
+    const clients = names.map((name, i) => {
+      const strict = i === 0;
+      const c = new FederationClient({
+        address: h.address,
+        name,
+        identity: testIdentity(name),
+        minNoiseMultiplier: strict ? 2 : 0.5,
+        trainer: {
+          backend: 'test',
+          train: async (global: TensorList): Promise<TrainOutcome> => {
+            if (strict) trainedByStrict = true;
+            const d = siteDelta(name, global);
+            return { adapter: global.map((t, k) => ({ ...t, data: t.data.map((x, j) => x + d[k].data[j]) })), numExamples: 5, metrics: {} };
+          },
+        },
+      });
+      if (strict) c.on('taskFailed', (e) => failed.push(e.error));
+      return c;
+    });
+    const runs = clients.map((c) => c.run().catch(() => undefined));
+    const final = await h.coordinator.done;
+    await Promise.all(clients.map((c) => c.stop()));
+    await Promise.all(runs);
+    await h.coordinator.stop(500);
+    expect(failed).to.deep.equal(["refused: the task's noise multiplier 1 is below this site's floor 2"]);
+    expect(trainedByStrict).to.equal(false);
+    expect(final.manifest.secureAggregation!.survivors).to.have.length(n - 1);
+    expect(final.manifest.secureAggregation!.survivors).to.not.include(clientIdFor('floor-0'));
+    expect(final.manifest.privacy!.effectiveNoiseMultiplier).to.equal(Math.sqrt((n - 1) / n));
   });
 });
