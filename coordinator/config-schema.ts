@@ -103,7 +103,7 @@ export const schema = {
       arg: 'lora.targetModules',
     },
     aggregation: {
-      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (stacking; not implemented, refused), or 'auto': 'ffa' under secagg.enabled, else 'fedit'.",
+      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (stacking; not implemented, refused), or 'auto': 'ffa' under secagg.enabled or privacy.enabled, else 'fedit'.",
       format: ['auto', ...LORA_AGGREGATIONS],
       default: 'auto',
       env: 'FEDTUNE_LORA_AGGREGATION',
@@ -257,6 +257,43 @@ export const schema = {
       default: '',
       env: 'FEDTUNE_SECAGG_ROSTER_FILE',
       arg: 'secagg.rosterFile',
+    },
+  },
+  privacy: {
+    enabled: {
+      doc: 'Client-level differential privacy (DP-FedAvg): each update clipped to privacy.clipNorm, sites weighted equally, Gaussian noise added once per round to the sum.',
+      format: Boolean,
+      default: false,
+      env: 'FEDTUNE_PRIVACY_ENABLED',
+      arg: 'privacy.enabled',
+    },
+    clipNorm: {
+      doc: "C: the L2 norm every site update is clipped to (the sum's sensitivity to one site); under SecAgg it replaces secagg.clipNorm.",
+      format: 'positive-number',
+      default: 1,
+      env: 'FEDTUNE_PRIVACY_CLIP_NORM',
+      arg: 'privacy.clipNorm',
+    },
+    noiseMultiplier: {
+      doc: "z: the noise added to each round's sum has standard deviation σ = z·C per value.",
+      format: 'positive-number',
+      default: 1,
+      env: 'FEDTUNE_PRIVACY_NOISE_MULTIPLIER',
+      arg: 'privacy.noiseMultiplier',
+    },
+    delta: {
+      doc: 'δ at which ε is reported in every manifest (well below 1/number of sites).',
+      format: 'open-unit-interval',
+      default: 1e-5,
+      env: 'FEDTUNE_PRIVACY_DELTA',
+      arg: 'privacy.delta',
+    },
+    epsilonBudget: {
+      doc: 'Stop the run before a round whose ε at privacy.delta would exceed this (0 = no budget).',
+      format: 'non-negative-number',
+      default: 0,
+      env: 'FEDTUNE_PRIVACY_EPSILON_BUDGET',
+      arg: 'privacy.epsilonBudget',
     },
   },
   auth: {

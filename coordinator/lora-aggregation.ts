@@ -8,18 +8,18 @@ import { isTrainable, trainableTensors, type RoundLoraAggregation } from '../pro
 import { parsePeftKey } from '../proto/model/lora-layout';
 import type { CoordinatorConfig } from './config-types';
 
-type AggregationConfig = Pick<CoordinatorConfig, 'lora' | 'secagg'>;
+type AggregationConfig = Pick<CoordinatorConfig, 'lora' | 'secagg' | 'privacy'>;
 
 /**
- * The configured mode with 'auto' resolved: 'ffa' under secure aggregation (only there is the average of the
- * sites' products exact when the coordinator sees just the sum), else 'fedit' (the measured demo default).
- * Differential privacy (privacy.*, another topic) must make 'auto' resolve to 'ffa' here too: DP noise on a
- * linear update stays unbiased in the product, noise on both factors does not.
+ * The configured mode with 'auto' resolved: 'ffa' under secure aggregation (the coordinator sees only the sum,
+ * and only a linear update makes the sum's product the mean of the sites' products) and under differential
+ * privacy (noise added to B alone enters the product linearly, noise on both factors also multiplies), else
+ * 'fedit' (the demo's default until FFA is measured better there).
  */
 export function loraAggregationOf(cfg: AggregationConfig): CoordinatorConfig['lora']['aggregation'] {
   const a = cfg.lora.aggregation;
   if (a !== 'auto') return a;
-  return cfg.secagg.enabled ? 'ffa' : 'fedit';
+  return cfg.secagg.enabled || cfg.privacy.enabled ? 'ffa' : 'fedit';
 }
 
 /** The mode a round runs: the resolved configuration, 'flora' having been refused at load. */

@@ -3,7 +3,7 @@
 // tfjs training on a tiny Llama); a real round over gRPC under 'ffa' with a rank-2 and a rank-4 site keeps A bit
 // for bit, records the small site's rank in the manifest and commits exactly the strategy's mean of the padded
 // adapters; a rank above the global one, 'flora' (under SecAgg and alone) and the WebGPU engine's gradient clip under 'ffa' are
-// refused with their reasons; lora.aggregation 'auto' resolves by secagg.enabled.
+// refused with their reasons; lora.aggregation 'auto' resolves by secagg.enabled and privacy.enabled.
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { FederationClient } from '../client-sdk/client';
@@ -208,9 +208,10 @@ describe('exact LoRA aggregation: refusals and defaults', function () {
     expect(() => load(false)).to.throw(ConfigError, "lora.aggregation 'flora' is not implemented");
   });
 
-  it("'auto' resolves to ffa under secagg.enabled and to fedit otherwise; an explicit mode wins", function () {
+  it("'auto' resolves to ffa under secagg.enabled or privacy.enabled and to fedit otherwise; an explicit mode wins", function () {
     const mode = (o: Record<string, unknown>): string => loadConfig({ overrides: { ...base.overrides, ...o } }).lora.aggregation;
     expect(mode({ secagg: { enabled: true } })).to.equal('ffa');
+    expect(mode({ privacy: { enabled: true } })).to.equal('ffa');
     expect(mode({})).to.equal('fedit');
     expect(mode({ secagg: { enabled: true }, lora: { aggregation: 'fedit' } })).to.equal('fedit');
     expect(mode({ lora: { aggregation: 'ffa' } })).to.equal('ffa');
