@@ -51,5 +51,11 @@ export async function runEvaluateTask(ctx: EvaluateContext, t: EvaluateTask__Out
   };
   checkEvaluationReport(req); // a NaN or out-of-range figure is refused here, with its name, before it is sent
   await ctx.send(req);
-  return { taskId: t.task_id, version: t.version, numExamples: Number(req.num_examples), loss: Number(req.loss), ...(figures?.accuracy !== undefined ? { accuracy: figures.accuracy } : {}) };
+  return {
+    taskId: t.task_id,
+    version: t.version,
+    numExamples: Number(req.num_examples),
+    loss: Number(req.loss),
+    ...(figures?.accuracy !== undefined ? { accuracy: figures.accuracy } : {}),
+  };
 }

@@ -18,7 +18,8 @@ export async function readRelease(runDir: string): Promise<number | null> {
     throw e;
   }
   const m = VERSION_RE.exec(text.trim());
-  if (!m || text !== `${versionDirName(Number(m[1]))}\n`) throw new Error(`does not name a version as the coordinator writes it: ${JSON.stringify(text.slice(0, 40))}`);
+  if (!m || text !== `${versionDirName(Number(m[1]))}\n`)
+    throw new Error(`does not name a version as the coordinator writes it: ${JSON.stringify(text.slice(0, 40))}`);
   return Number(m[1]);
 }
 
@@ -26,7 +27,12 @@ export async function readRelease(runDir: string): Promise<number | null> {
  * For `fedtune verify`: a release pointer, when there is one, must name a present version at or below latest
  * whose chain (it and every version before it) has no problem. Returns the sentence to report, or null.
  */
-export async function releaseProblem(runDir: string, present: ReadonlySet<number>, latest: number | null, problems: readonly Problem[]): Promise<string | null> {
+export async function releaseProblem(
+  runDir: string,
+  present: ReadonlySet<number>,
+  latest: number | null,
+  problems: readonly Problem[],
+): Promise<string | null> {
   let v: number | null;
   try {
     v = await readRelease(runDir);

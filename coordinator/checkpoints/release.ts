@@ -67,7 +67,9 @@ export async function resolveVersion(store: FsCheckpointStore, ref: string): Pro
 export function chainVerifiedTo(r: VerifyResult, version: number): string | null {
   const mine = r.problems.filter((p) => p.version !== null && p.version <= version);
   if (!r.results.some((x) => x.version === version && x.present)) return `${versionDirName(version)} does not exist`;
-  return mine.length ? `${versionDirName(version)} does not verify: ${mine[0].message}${mine.length > 1 ? ` (and ${mine.length - 1} more problems)` : ''}` : null;
+  return mine.length
+    ? `${versionDirName(version)} does not verify: ${mine[0].message}${mine.length > 1 ? ` (and ${mine.length - 1} more problems)` : ''}`
+    : null;
 }
 
 /** `fedtune checkpoints release <run> <version>`: points `release` at a version whose chain verifies. */

@@ -6,7 +6,7 @@ import type { CoordinatorConfig } from '../config-types';
 export const evalStopSchema = {
   evaluation: {
     enabled: {
-      doc: "Federated evaluation: before each version commits, selected sites evaluate it on their validation split; the example-weighted loss/accuracy go into its manifest (eval.loss, eval.accuracy).",
+      doc: 'Federated evaluation: before each version commits, selected sites evaluate it on their validation split; the example-weighted loss/accuracy go into its manifest (eval.loss, eval.accuracy).',
       format: Boolean,
       default: false,
       env: 'FEDTUNE_EVALUATION_ENABLED',
@@ -50,7 +50,7 @@ export const evalStopSchema = {
   },
   earlyStopping: {
     metric: {
-      doc: "Manifest metric that picks the best version and the release pointer: eval.loss, eval.accuracy, heldout.eval_loss, … (a version without it is skipped).",
+      doc: 'Manifest metric that picks the best version and the release pointer: eval.loss, eval.accuracy, heldout.eval_loss, … (a version without it is skipped).',
       format: 'metric-name',
       default: 'eval.loss',
       env: 'FEDTUNE_EARLY_STOPPING_METRIC',

@@ -37,7 +37,12 @@ export class Evaluations {
    * Asks the selected sites to evaluate the candidate that will be committed as `version`, waits (bounded), and
    * returns the aggregate, or undefined when too few sites could be asked or reported with examples.
    */
-  async run(adapter: readonly NamedTensor[], round: number, version: number, participants: readonly Participant[]): Promise<FederatedEvaluationRecord | undefined> {
+  async run(
+    adapter: readonly NamedTensor[],
+    round: number,
+    version: number,
+    participants: readonly Participant[],
+  ): Promise<FederatedEvaluationRecord | undefined> {
     const cfg = this.d.config;
     const e = cfg.evaluation;
     const connected = new Set(this.d.registry.connected().map((s) => s.clientId));
@@ -106,7 +111,10 @@ export class Evaluations {
   task(clientId: string, clientName: string, taskId: string): EvaluationTask {
     const t = this.issued.get(taskId);
     if (!t || t.clientId !== clientId) {
-      throw new ProtocolError(status.PERMISSION_DENIED, `site ${clientName} was not asked to evaluate task ${taskId}: no evaluation task of that id is assigned to it`);
+      throw new ProtocolError(
+        status.PERMISSION_DENIED,
+        `site ${clientName} was not asked to evaluate task ${taskId}: no evaluation task of that id is assigned to it`,
+      );
     }
     if (!t.owner.open) throw closedTask(t);
     return t;
