@@ -65,11 +65,11 @@ export async function resolveVersion(store: FsCheckpointStore, ref: string): Pro
 
 /** Whether `version` and every version before it verify (signatures against the run's key, hashes, links). */
 export function chainVerifiedTo(r: VerifyResult, version: number): string | null {
-  const mine = r.problems.filter((p) => p.version !== null && p.version <= version);
   if (!r.results.some((x) => x.version === version && x.present)) return `${versionDirName(version)} does not exist`;
-  return mine.length
-    ? `${versionDirName(version)} does not verify: ${mine[0].message}${mine.length > 1 ? ` (and ${mine.length - 1} more problems)` : ''}`
-    : null;
+  const mine = r.problems.filter((p) => p.version !== null && p.version <= version);
+  if (mine.length === 0) return null;
+  const more = mine.length > 1 ? ` (and ${mine.length - 1} more problems)` : '';
+  return `the chain up to ${versionDirName(version)} does not verify: ${mine[0].message}${more}`;
 }
 
 /** `fedtune checkpoints release <run> <version>`: points `release` at a version whose chain verifies. */
