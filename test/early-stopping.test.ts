@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import pino from 'pino';
 import { FederationClient, type RunSummary } from '../client-sdk/client';
 import { nextBest, stopReason, type EarlyStoppingSettings } from '../coordinator/evaluation/early-stopping';
 import { reconcileRelease, writeRelease, readRelease } from '../coordinator/checkpoints/release';
@@ -43,7 +44,7 @@ describe('early stopping and the release pointer', function () {
       runDir,
       { total: 6, minClients: 2, minUpdates: 2 },
       { evaluation: { enabled: true, deadlineMs: 20_000 }, earlyStopping: { metric: 'eval.loss', mode: 'min', patience: 2, minDelta: 0.02 } },
-      { logger: require('pino')({ level: 'info' }, { write: (l: string) => logs.push(l) }) },
+      { logger: pino({ level: 'info' }, { write: (l: string) => logs.push(l) }) },
     );
     const clients = ['es-a', 'es-b'].map(
       (name) =>

@@ -87,8 +87,8 @@ describe('federated evaluation with `fedtune coordinator` and `fedtune-site clie
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let log = '';
-    coord.stdout!.on('data', (b: Buffer) => (log += b.toString()));
-    coord.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    coord.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    coord.stderr.on('data', (b: Buffer) => (log += b.toString()));
     const exited = new Promise<number | null>((r) => coord.once('exit', (code) => r(code)));
     try {
       const site = (name: string): Promise<{ code: number; stdout: string; stderr: string }> =>

@@ -4,7 +4,9 @@ import type { Manifest } from './types';
 const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
 
 export function formatVersionTable(manifests: readonly Manifest[]): string {
-  const rows = [['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'created']];
+  const rows = [
+    ['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'created'],
+  ];
   for (const m of manifests) {
     rows.push([
       `v${m.version}`,
