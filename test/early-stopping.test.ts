@@ -15,6 +15,7 @@ import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import type { BestVersionRecord, Manifest } from '../coordinator/checkpoints/types';
 import type { CrashHook } from '../proto/durable-file';
+import { ConfigError, loadConfig } from '../coordinator/config';
 import { startCoordinator, tempDir, testIdentity } from './harness';
 import { ScriptedEvalTrainer } from './fed-eval-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -89,6 +90,14 @@ describe('early stopping and the release pointer', function () {
       sinceBest: 0,
     });
     expect(stopReason({ ...s, patience: 0 }, { ...best!, sinceBest: 99 }), 'patience 0 never stops').to.equal(null);
+  });
+
+  it('refuses a patience on an eval.* metric without federated evaluation, naming both keys', () => {
+    expect(() => loadConfig({ overrides: { earlyStopping: { patience: 2 } } })).to.throw(
+      ConfigError,
+      'earlyStopping.metric eval.loss comes from federated evaluation: set evaluation.enabled (or pick a heldout.* metric)',
+    );
+    expect(loadConfig({ overrides: { earlyStopping: { patience: 2, metric: 'heldout.eval_loss' } } }).earlyStopping.patience).to.equal(2);
   });
 
   it('a real run over gRPC stops at v4 (best v2, two versions without improvement) and says why; release names v2, latest v4', async () => {
