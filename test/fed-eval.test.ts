@@ -100,6 +100,47 @@ describe('federated evaluation (real gRPC, real sites)', function () {
     }
   });
 
+  it('under SecAgg: the sum stays masked, sites still evaluate the candidate; the manifest evaluation record is the aggregate of their reports', async () => {
+    const runDir = await dir('fed-eval-secagg');
+    const h = await startCoordinator(
+      runDir,
+      { total: 1, minClients: 5, minUpdates: 5, clientsPerRound: 5 },
+      { secagg: { enabled: true }, evaluation: { enabled: true, deadlineMs: 20_000 } },
+    );
+    const names = ['sa-1', 'sa-2', 'sa-3', 'sa-4', 'sa-5'];
+    const reported: EvaluationDone[] = [];
+    const clients = names.map((name, i) => {
+      const c = new FederationClient({
+        address: h.address,
+        name,
+        identity: testIdentity(name),
+        trainer: new ScriptedEvalTrainer(0.01 * (i + 1), 10 + i, () => ({ eval_loss: 0.3 + i / 10, eval_accuracy: 0.9 - i / 20, eval_examples: 2 + i })),
+      });
+      c.on('evaluated', (e) => reported.push({ ...e, taskId: name }));
+      return c;
+    });
+    try {
+      await Promise.all(clients.map((c) => c.run()));
+      const final = await h.coordinator.done;
+      const m = final.manifest;
+      expect(m.secureAggregation?.survivors).to.have.length(5);
+      expect(m.participants.every((p) => p.numExamples === null)).to.equal(true);
+      const order = [...reported].sort((x, y) => (clientIdFor(x.taskId) < clientIdFor(y.taskId) ? -1 : 1));
+      let n = 0;
+      let loss = 0;
+      let acc = 0;
+      for (const r of order) {
+        n += r.numExamples;
+        loss += r.numExamples * r.loss;
+        acc += r.numExamples * r.accuracy!;
+      }
+      expect(m.evaluation).to.deep.equal({ loss: loss / n, accuracy: acc / n, examples: 20, sites: 5, selected: 5 });
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+      await h.coordinator.stop();
+    }
+  });
+
   it('refuses bad evaluation reports with a specific status; a silent site costs the deadline, and the version commits with the reports it has', async () => {
     const runDir = await dir('fed-eval-refuse');
     const h = await startCoordinator(runDir, { total: 1 }, { evaluation: { enabled: true, deadlineMs: 4000 } });
