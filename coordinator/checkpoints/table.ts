@@ -3,9 +3,15 @@ import type { Manifest } from './types';
 
 const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
 
+/** ε at δ spent up to this version (privacy.enabled runs); '-' without DP, 'inf' when unbounded. */
+function epsilonCell(m: Manifest): string {
+  if (!m.privacy) return '-';
+  return m.privacy.epsilon === null ? 'inf' : `${m.privacy.epsilon.toFixed(3)}@${m.privacy.delta}`;
+}
+
 export function formatVersionTable(manifests: readonly Manifest[]): string {
   const rows = [
-    ['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'created'],
+    ['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'epsilon', 'created'],
   ];
   for (const m of manifests) {
     rows.push([
@@ -21,6 +27,7 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       num(m.metrics['heldout.eval_loss']),
       num(m.metrics['heldout.eval_accuracy'], 3),
       m.best ? `v${m.best.version}` : '-',
+      epsilonCell(m),
       m.createdAt,
     ]);
   }
