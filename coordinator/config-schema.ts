@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
 import { opsSchema } from './ops/config-schema';
 import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
+import { evalStopSchema } from './evaluation/config-schema';
 
 export const schema = {
   server: {
@@ -339,6 +340,7 @@ export const schema = {
       arg: 'security.keyFile',
     },
   },
+  ...evalStopSchema,
   ...opsSchema,
   log: {
     level: {
