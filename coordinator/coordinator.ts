@@ -137,7 +137,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       config: cfg,
       store: this.store,
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
-      strategy: this.opts.strategy ?? strategyNamed(cfg.strategy.name),
+      strategy: this.opts.strategy ?? strategyNamed(cfg.strategy.name, cfg.strategy),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },

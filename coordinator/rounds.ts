@@ -19,6 +19,7 @@ import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
+import { roundLearningRate } from './lr-schedule';
 import type { Strategy } from './strategy/strategy';
 import { Attempt, type Task } from './attempt';
 import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
@@ -307,8 +308,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       if (this.stopping) return 'stopped';
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
       this.setPhase('COMMITTING');
-      const { adapter, participants, seeds, secureAggregation } = outcome;
-      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation);
+      const { adapter, participants, seeds, secureAggregation, serverState } = outcome;
+      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, serverState);
       await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
       this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
@@ -376,6 +377,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     participants: Participant[],
     seeds: Record<string, number | Record<string, number>>,
     secureAggregation?: SecureAggregationRecord,
+    serverState?: readonly NamedTensor[],
   ): Promise<Checkpoint> {
     const cfg = this.d.config;
     const metrics: Record<string, number> = clientMetricMeans(participants);
@@ -403,7 +405,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         baseModel: this.d.baseModel,
         protocolVersion: PROTOCOL_VERSION,
         ...(secureAggregation ? { secureAggregation } : {}),
+        ...(this.d.strategy.hyperParameters ? { serverOptimizer: { ...this.d.strategy.hyperParameters } } : {}),
+        ...(round > 0 ? { clientTraining: this.clientTraining(round) } : {}),
       },
+      serverState,
     });
     return { ...ck, adapter: sortByName(ck.adapter) };
   }
@@ -418,6 +423,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     secagg: SecAggAttempt | undefined,
   ): Task['wire'] {
     const tr = this.d.config.training;
+    const plan = this.clientTraining(round);
     return {
       task_id: taskId,
       round,
@@ -427,8 +433,21 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       deadline_unix_ms: deadline,
       seed,
       secagg: secagg?.settings,
-      config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
+      config: {
+        local_steps: tr.localSteps,
+        batch_size: tr.batchSize,
+        learning_rate: plan.learningRate,
+        weight_decay: tr.weightDecay,
+        max_seq_len: tr.maxSeqLen,
+        proximal_mu: plan.proximalMu,
+      },
     };
+  }
+
+  /** What a round's sites train with: the scheduled learning rate (lr-schedule.ts) and FedProx's μ. */
+  private clientTraining(round: number): { learningRate: number; proximalMu: number } {
+    const cfg = this.d.config;
+    return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu };
   }
 
   private sendTask(t: Task): void {

@@ -1,6 +1,7 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
 // LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs (use the tfjs trainer).
+// Nor is FedProx: a round whose plan sets proximalMu > 0 is refused with a clear error (the tfjs trainer has it).
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
@@ -67,6 +68,11 @@ export class EngineSftTrainer implements Trainer {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
+    if ((plan.proximalMu ?? 0) !== 0) {
+      throw new Error(
+        `the WebGPU engine does not implement FedProx (the round asks for proximalMu ${plan.proximalMu}); train this site on tfjs (FEDTUNE_ENGINE=off)`,
+      );
+    }
     const start = canonicalAdapter(global);
     assertAdapterLayout(start, model.config, lora);
     signal?.throwIfAborted();
