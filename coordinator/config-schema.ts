@@ -147,7 +147,7 @@ export const schema = {
     },
     batchSize: { doc: 'Examples per local step.', format: 'positive-int', default: 8, env: 'FEDTUNE_TRAINING_BATCH_SIZE', arg: 'training.batchSize' },
     learningRate: {
-      doc: 'Adam learning rate on the clients.',
+      doc: "Adam learning rate on the clients (the peak of training.schedule; each round's rate is sent in its task).",
       format: 'positive-number',
       default: 0.002,
       env: 'FEDTUNE_TRAINING_LEARNING_RATE',
