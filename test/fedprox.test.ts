@@ -1,7 +1,7 @@
 // FedProx on the site (client-sdk/sft/proximal.ts, lora-trainer.ts): the gradient added to the loss gradient is
 // that of μ/2·‖w − w_global‖² (central finite differences of the term in float64, and a hand value); the tfjs
 // trainer applies it (one step from the global adapter is unchanged, since the term's gradient is 0 there; several
-// steps with a large μ end nearer the global adapter); the WebGPU engine refuses μ > 0 rather than ignore it.
+// steps with a large μ end nearer the global adapter); the WebGPU engine's program gains exactly the term's line.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -11,8 +11,9 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { proximalMu, proximalTerm, withProximalGradient } from '../client-sdk/sft/proximal';
 import type { SftExample } from '../client-sdk/sft/types';
 import type { TrainingPlan } from '../client-sdk/trainer';
-import { EngineSftTrainer } from '../client-sdk/engine/trainer';
-import type { EngineDevice } from '../client-sdk/engine/device';
+import { buildProgram } from '../client-sdk/engine/program';
+import { modelLayout } from '../client-sdk/engine/layout';
+import { STEP } from '../client-sdk/engine/loss';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
@@ -107,18 +108,30 @@ describe('FedProx (client-sdk/sft/proximal.ts)', function () {
     }
   });
 
-  it('the WebGPU engine trainer refuses a plan with μ > 0, naming the way out', async () => {
-    const model = Gpt2Model.fromTensors(CFG, randomGpt2Weights(CFG, 11, 0.3));
-    try {
-      // No device is needed: the plan is refused before the engine is built.
-      const trainer = new EngineSftTrainer({ model, lora: LORA, train: toyData(4, 5), device: {} as EngineDevice, path: 'f32' });
-      let err: Error | undefined;
-      await trainer.train(initLoraAdapter(CFG, LORA, 7), plan({ proximalMu: 0.1 })).catch((e: Error) => (err = e));
-      expect(err?.message).to.equal(
-        'the WebGPU engine does not implement FedProx (the round asks for proximalMu 0.1); train this site on tfjs (FEDTUNE_ENGINE=off)',
-      );
-    } finally {
-      model.dispose();
+  it('the WebGPU engine: only its update kernel changes with FedProx (an anchor and one line); without it nothing does', () => {
+    // The numbers need a GPU: `npm run test:gpu` compares the engine's FedProx run with the tfjs trainer's.
+    const adapter = initLoraAdapter(CFG, LORA, 7);
+    const layout = modelLayout(CFG, adapter, 2 * 16);
+    const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    for (const path of ['f32', 'f16', 'tc'] as const) {
+      const plain = buildProgram({ config: CFG, layout, batch: 2, seq: 16, path, loraScale: 2, adam });
+      const prox = buildProgram({ config: CFG, layout, batch: 2, seq: 16, path, loraScale: 2, adam, proximal: true });
+      expect(prox.kernels.map((k) => k.label)).to.deep.equal(plain.kernels.map((k) => k.label));
+      prox.kernels.forEach((k, i) => {
+        if (k.label !== 'adamw') expect(k.code, `${path} ${k.label}`).to.equal(plain.kernels[i].code);
+      });
+      const [a, b] = [plain, prox].map((p) => p.kernels.find((k) => k.label === 'adamw')!);
+      expect(a.code).to.not.contain('anchor');
+      expect(b.bindings.map((x) => x.buffer)).to.deep.equal([...a.bindings.map((x) => x.buffer), 'anchor']);
+      // The one added line reads μ from the step word STEP.mu and sits before the moments are updated.
+      const added = b.code.split('\n').filter((l) => !a.code.split('\n').includes(l));
+      expect(added.map((l) => l.trim())).to.deep.equal([
+        '@group(0) @binding(5) var<storage, read> anchor: array<f32>;',
+        `g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);`,
+      ]);
+      expect(b.code.indexOf('anchor[i]')).to.be.lessThan(b.code.indexOf('let m ='));
+      expect(plain.buffers.has('anchor')).to.equal(false);
+      expect(prox.buffers.get('anchor')).to.deep.equal({ elems: layout.adapterSize, type: 'f32' });
     }
   });
 });
