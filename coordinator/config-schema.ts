@@ -68,7 +68,7 @@ export const schema = {
       arg: 'strategy.name',
     },
     serverLearningRate: {
-      doc: 'Server learning rate η of fedavgm, fedadam, fedyogi, fedadagrad (0: the strategy default, 1 for fedavgm and 0.01 for the adaptive ones).',
+      doc: 'Server learning rate η of fedavgm, fedadam, fedyogi, fedadagrad (0: the strategy default, 1 − momentum for fedavgm and 0.01 for the adaptive ones).',
       format: 'non-negative-number',
       default: 0,
       env: 'FEDTUNE_STRATEGY_SERVER_LEARNING_RATE',

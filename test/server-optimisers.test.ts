@@ -166,7 +166,8 @@ describe('server optimisers (strategy/fedavgm.ts, fedopt.ts, mean-delta.ts)', ()
     const built = Object.fromEntries(STRATEGY_NAMES.map((n) => [n, strategyNamed(n, settings)]));
     expect(Object.values(built).map((s) => s.name)).to.deep.equal([...STRATEGY_NAMES]);
     expect(built.fedavg.hyperParameters).to.equal(undefined);
-    expect(built.fedavgm.hyperParameters).to.deep.equal({ serverLearningRate: 1, momentum: 0.8 });
+    // FedAvgM's default η = 1 − β: an effective rate η/(1 − β) of 1, FedAvg's step once the momentum has built up.
+    expect(built.fedavgm.hyperParameters).to.deep.equal({ serverLearningRate: 1 - 0.8, momentum: 0.8 });
     expect(built.fedadam.hyperParameters).to.deep.equal({ serverLearningRate: 0.01, beta1: 0.5, beta2: 0.9, tau: 1e-4 });
     expect(built.fedyogi.hyperParameters).to.deep.equal({ serverLearningRate: 0.01, beta1: 0.5, beta2: 0.9, tau: 1e-4 });
     expect(() => new FedAdam({ serverLearningRate: 0.1, beta1: 1, beta2: 0.9, tau: 1e-3 })).to.throw(RangeError, 'FedAdam: beta1 = 1; must be in [0, 1)');

@@ -15,7 +15,7 @@ export class FedAvgM extends FedAvg {
 
   constructor(s: Pick<ServerOptimizerSettings, 'serverLearningRate' | 'momentum'>) {
     super();
-    const eta = s.serverLearningRate || DEFAULT_SERVER_LEARNING_RATE.fedavgm;
+    const eta = s.serverLearningRate || DEFAULT_SERVER_LEARNING_RATE.fedavgm(s.momentum);
     checkSettings('FedAvgM', { serverLearningRate: eta, momentum: s.momentum, beta1: 0, beta2: 0, tau: 1 });
     this.hyperParameters = { serverLearningRate: eta, momentum: s.momentum };
   }

@@ -17,11 +17,13 @@ export interface ServerOptimizerSettings {
 export const DEFAULT_SERVER_OPTIMIZER: ServerOptimizerSettings = { serverLearningRate: 0, momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
 
 /**
- * η when strategy.serverLearningRate is 0. FedAvgM: 1, the FedAvg step. The adaptive optimisers move each value by
- * about η per round (m/√v is near ±1), so η must be of the order of one round's change: 1e-2 (Flower's FedYogi
- * default; Reddi et al. 2021 tune it per task over 10^-3…10^0).
+ * η when strategy.serverLearningRate is 0. FedAvgM: 1 − β, so that the effective rate η/(1 − β) of Hsu et al. 2019
+ * is 1: once the momentum has built up, a steady update moves the adapter as far as FedAvg would, and the momentum
+ * only smooths the round-to-round swings (η = 1 with β = 0.9 would step ten times as far). The adaptive optimisers
+ * move each value by about η per round (m/√v is near ±1 for a consistent update), so η must be of the order of one
+ * round's change: 1e-2 (Flower's FedYogi default; Reddi et al. 2021 tune it per task over 10^-3…10^0).
  */
-export const DEFAULT_SERVER_LEARNING_RATE = { fedavgm: 1, adaptive: 1e-2 } as const;
+export const DEFAULT_SERVER_LEARNING_RATE = { fedavgm: (momentum: number): number => 1 - momentum, adaptive: 1e-2 } as const;
 
 /** Every value finite and in range; throws naming the bad one (the configuration checks the same bounds). */
 export function checkSettings(label: string, s: ServerOptimizerSettings): void {
