@@ -6,6 +6,7 @@ import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { FedAvgM } from '../coordinator/strategy/fedavgm';
 import { FedAdagrad, FedAdam, FedYogi } from '../coordinator/strategy/fedopt';
 import { strategyNamed, STRATEGY_NAMES } from '../coordinator/strategy';
+import { DpStrategy } from '../coordinator/strategy/dp';
 import type { ClientUpdate, ServerState, Strategy } from '../coordinator/strategy/strategy';
 import type { NamedTensor } from '../proto/tensors';
 import { Prng } from '../proto/prng';
@@ -159,6 +160,18 @@ describe('server optimisers (strategy/fedavgm.ts, fedopt.ts, mean-delta.ts)', ()
     expect(values(state.tensors, 'm/q')).to.deep.equal([0.5]);
     expect(values(state.tensors, 'v/q')).to.deep.equal([0.25]);
     expect(() => s.aggregate(g, { tensors: new Map(), totalWeight: 1, scale: 1 })).to.throw(/needs the base version's state/);
+  });
+
+  it('under DP-FedAvg (strategy/dp.ts) the server optimiser still gets and returns its state', () => {
+    const sum = { tensors: new Map([['w', Float64Array.from([2 ** 23, -(2 ** 22), 0])]]), totalWeight: 1, scale: 2 ** 24, noised: true };
+    const plain: ServerState = { tensors: [] };
+    const wrapped: ServerState = { tensors: [] };
+    const settings = { serverLearningRate: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+    const want = new FedAdam(settings).aggregate(GLOBAL, sum, plain);
+    const dp = new DpStrategy(new FedAdam(settings), { clipNorm: 1, noiseMultiplier: 1 });
+    expect(bits(dp.aggregate(GLOBAL, sum, wrapped))).to.deep.equal(bits(want));
+    expect(bits(wrapped.tensors)).to.deep.equal(bits(plain.tensors));
+    expect(dp.hyperParameters).to.deep.equal(settings);
   });
 
   it('strategyNamed builds every configured name with its hyper-parameters and the per-strategy default η', () => {
