@@ -12,13 +12,14 @@ import nacl from 'tweetnacl';
 import { identityFromSecretKey, type ClientIdentity } from '../identity';
 import { FederationClient } from '../client';
 import { selectBackend } from '../model/backend';
-import { loadGpt2Dir } from '../model/load';
+import { loadModelDir } from '../model/load';
+import { isLlamaConfig } from '../../proto/model/model-config';
 import { LoraSftTrainer } from '../sft/lora-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
 import type { TensorList } from '../../proto/tensors';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
+import { prepareSpamTask, DEMO_MODELS, parseDemoModel, type DemoModel } from './spam-task';
 
 export interface SimulationOptions {
   readonly clients: number;
@@ -35,6 +36,8 @@ export interface SimulationOptions {
   readonly workers?: boolean;
   /** Secure aggregation: every round needs all sites (at least 5); the coordinator sees only the sum. */
   readonly secagg?: boolean;
+  /** Which pretrained demo base the sites fine-tune (default gpt2; llama: examples/llama-base). */
+  readonly model?: DemoModel;
   readonly print: (line: string) => void;
 }
 
@@ -49,6 +52,7 @@ export interface SimulationResult {
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
   const t0 = Date.now();
   const backend = await selectBackend();
+  const demo = DEMO_MODELS[o.model ?? 'gpt2'];
   // Each site gets a fresh Ed25519 identity, enrolled through the allow-list (the production path, not tofu).
   const identities = Array.from({ length: o.clients }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const config = loadConfig({
@@ -59,7 +63,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       rounds: { total: o.rounds, minClients: o.clients, minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
       secagg: { enabled: o.secagg === true },
       training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
-      model: { dir: DEFAULT_MODEL_DIR },
+      model: { dir: demo.dir, name: demo.name },
+      lora: { targetModules: [...demo.targetModules] },
       log: { level: 'warn' },
     },
   });
@@ -70,11 +75,12 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     testLimit: o.testLimit,
     clientEvalLimit: 50,
     alpha: o.alpha,
+    modelDir: demo.dir,
   });
-  const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
+  const base = await loadModelDir(demo.dir);
   const lora = loraSettings(config);
   o.print(
-    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
+    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
@@ -107,7 +113,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const { address } = await coordinator.start();
 
   const runs = o.workers
-    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities)
+    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir)
     : task.clients.map((data, i) =>
         new FederationClient({
           address,
@@ -142,6 +148,7 @@ function startWorkerSites(
   lora: LoraConfig,
   maxSeqLen: number,
   identities: readonly ClientIdentity[],
+  modelDir: string,
 ): Promise<unknown>[] {
   return Array.from({ length: o.clients }, (_, i) => {
     const data: SiteWorkerData = {
@@ -154,7 +161,7 @@ function startWorkerSites(
       alpha: o.alpha,
       maxSeqLen,
       clientEvalLimit: 50,
-      modelDir: DEFAULT_MODEL_DIR,
+      modelDir,
       lora,
     };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
@@ -182,6 +189,7 @@ export async function main(): Promise<void> {
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
     .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
+    .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
     .parse();
   const a = p.opts<Record<string, string>>();
   await simulate({
@@ -197,6 +205,7 @@ export async function main(): Promise<void> {
     testLimit: Number(a.testLimit),
     workers: a.workers as unknown as boolean,
     secagg: a.secagg as unknown as boolean,
+    model: parseDemoModel(a.model),
     print: (l) => console.log(l),
   });
 }
