@@ -75,6 +75,7 @@ export class LoraEngine {
       loraScale: o.loraScale,
       clip: o.maxGradNorm !== undefined,
       adam,
+      workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
     });
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {
