@@ -36,6 +36,8 @@ export interface SimulationOptions {
   readonly workers?: boolean;
   /** Secure aggregation: every round needs all sites (at least 5); the coordinator sees only the sum. */
   readonly secagg?: boolean;
+  /** Time a site has per round (default: the coordinator's rounds.deadlineMs); raise it on a slow or shared box. */
+  readonly deadlineMs?: number;
   /** Which pretrained demo base the sites fine-tune (default gpt2; llama: examples/llama-base). */
   readonly model?: DemoModel;
   readonly print: (line: string) => void;
@@ -60,7 +62,13 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       server: { port: 0 },
       auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
       run: { dir: o.runDir, seed: o.seed },
-      rounds: { total: o.rounds, minClients: o.clients, minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
+      rounds: {
+        ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}),
+        total: o.rounds,
+        minClients: o.clients,
+        minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)),
+        clientsPerRound: o.clients,
+      },
       secagg: { enabled: o.secagg === true },
       training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
       model: { dir: demo.dir, name: demo.name },
@@ -189,6 +197,7 @@ export async function main(): Promise<void> {
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
     .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
+    .option('--deadline-ms <n>', 'time a site has per round (default 120000; raise it on a slow or shared box)')
     .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
     .parse();
   const a = p.opts<Record<string, string>>();
@@ -206,6 +215,7 @@ export async function main(): Promise<void> {
     workers: a.workers as unknown as boolean,
     secagg: a.secagg as unknown as boolean,
     model: parseDemoModel(a.model),
+    deadlineMs: a.deadlineMs === undefined ? undefined : Number(a.deadlineMs),
     print: (l) => console.log(l),
   });
 }
