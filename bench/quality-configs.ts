@@ -15,6 +15,8 @@ export interface QualityConfig {
   readonly note: string;
 }
 
+// Noise multipliers for ε ≈ 8, 4, 1 at δ = 1e-5 after 30 rounds with every site in every round (q = 1), from
+// coordinator/privacy/accountant.ts: z = 3.5 → 7.98, z = 6.4 → 3.96, z = 22 → 1.01.
 const dp = (noiseMultiplier: number): QualityConfig => ({
   mode: 'federated',
   overrides: { privacy: { enabled: true, clipNorm: 0.5, noiseMultiplier, delta: 1e-5 } },
@@ -34,9 +36,9 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     overrides: { strategy: { name: 'fedadam' }, lora: { aggregation: 'ffa' } },
     note: 'FedAdam + FFA-LoRA',
   },
-  'dp-z0.6': dp(0.6),
-  'dp-z1': dp(1),
-  'dp-z2': dp(2),
+  'dp-eps8': dp(3.5),
+  'dp-eps4': dp(6.4),
+  'dp-eps1': dp(22),
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

@@ -21,7 +21,7 @@ import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
 import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
+import { SecAggInbox, noiseFloorRefusal, runSecAgg, type SecAggStage } from './secagg-flow';
 import {
   adToWire,
   consistencyCheckFromWire,
@@ -39,6 +39,8 @@ import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
+import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
+import { runEvaluateTask, type EvaluationDone } from './evaluate-task';
 import {
   LIMITS,
   retryAfterOf,
@@ -88,6 +90,12 @@ export interface FederationClientOptions {
   readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
   /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
   readonly secaggLedger?: SecAggLedger;
+  /**
+   * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
+   * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or
+   * a SecAgg task with less noise is refused before training. Default: any task.
+   */
+  readonly minNoiseMultiplier?: number;
   /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
   readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
   /** e.g. pino(); default: silent. */
@@ -135,6 +143,8 @@ export interface ClientEvents {
   /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
   taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
   reconnecting: [{ attempt: number; delayMs: number; error: string }];
+  /** A federated evaluation this site reported (numExamples 0: it declined). */
+  evaluated: [EvaluationDone];
   finished: [RunSummary];
 }
 
@@ -353,6 +363,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           void chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
           return;
         }
+        if (ev.evaluate) {
+          const task = ev.evaluate;
+          chain = chain.then(() => this.handleEvaluate(task));
+          return;
+        }
         if (ev.train) {
           const task = ev.train;
           this.cancelled.delete(task.task_id); // a re-sent task is live again
@@ -374,6 +389,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       abort.signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
       if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
+      const floor = noiseFloorRefusal(t.secagg?.noise_multiplier, this.opts.minNoiseMultiplier);
+      if (floor) throw new Error(floor);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;
@@ -422,6 +439,27 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     } finally {
       this.current = null;
       this.inboxes.delete(t.task_id);
+    }
+  }
+
+  /** One evaluation task; never throws (a failure is logged; the coordinator's deadline covers it). */
+  private async handleEvaluate(t: EvaluateTask__Output): Promise<void> {
+    if (this.stopped || this.completed.has(t.task_id)) return;
+    try {
+      const done = await runEvaluateTask(
+        {
+          token: this.token,
+          trainer: this.opts.trainer,
+          download: (taskId, sha256) => this.download(t.version, { evaluationTaskId: taskId, sha256 }),
+          send: (req) => new Promise((resolve, reject) => this.rpc.ReportEvaluation(req, (err) => (err ? reject(err) : resolve()))),
+        },
+        t,
+      );
+      this.completed.add(t.task_id);
+      this.log('info', 'evaluation reported', { ...done });
+      this.emit('evaluated', done);
+    } catch (e) {
+      this.log('warn', 'evaluation failed', { taskId: t.task_id, version: t.version, error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -499,10 +537,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return sendSealed(this.rpc, sealMasked(this.sealContext(), t, y));
   }
 
-  /** Downloads a global version as a chunked tensor stream. */
-  download(version: number): Promise<NamedTensor[]> {
+  /**
+   * Downloads a global version as a chunked tensor stream; with `candidate`, the uncommitted adapter an evaluation
+   * task names, whose data bytes must hash to its sha256.
+   */
+  download(version: number, candidate?: { evaluationTaskId: string; sha256: string }): Promise<NamedTensor[]> {
     return new Promise((resolve, reject) => {
-      const call = this.rpc.DownloadAdapter({ session_token: this.token, version });
+      const call = this.rpc.DownloadAdapter({ session_token: this.token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '' });
       let dec: TensorStreamDecoder | undefined;
       let settled = false;
       const fail = (e: unknown): void => {
@@ -522,6 +563,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           } else if (f.trailer) {
             if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
             const tensors = dec.finish(f.trailer);
+            const got = dec.digest?.toString('hex');
+            if (candidate && got !== candidate.sha256)
+              throw new ProtocolError(status.DATA_LOSS, `evaluation candidate hashes to ${got ?? '(none)'}; the task names ${candidate.sha256}`);
             settled = true;
             resolve(tensors);
           }

@@ -7,7 +7,9 @@ import { schema } from './config-schema';
 import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
 import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
+import { dpProblems } from './strategy/dp';
 import { opsProblems } from './ops/config-schema';
+import { evalStopProblems } from './evaluation/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
 
 export class ConfigError extends Error {
@@ -54,12 +56,29 @@ convict.addFormats({
     },
     coerce: Number,
   },
+  'open-unit-interval': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && v > 0 && v < 1)) throw new Error('must be a number in (0, 1)');
+    },
+    coerce: Number,
+  },
   'count-or-fraction': {
     validate(v: unknown) {
       const ok = typeof v === 'number' && ((Number.isInteger(v) && v >= 1) || (v > 0 && v < 1));
       if (!ok) throw new Error('must be an integer count ≥ 1 or a fraction in (0, 1)');
     },
     coerce: Number,
+  },
+  'unit-fraction': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && v > 0 && v <= 1)) throw new Error('must be a number in (0, 1]');
+    },
+    coerce: Number,
+  },
+  'metric-name': {
+    validate(v: unknown) {
+      if (!(typeof v === 'string' && /^[\w.:/-]{1,64}$/.test(v))) throw new Error('must be a metric name of 1-64 characters of [A-Za-z0-9_.:/-]');
+    },
   },
   'lora-targets': {
     validate(v: unknown) {
@@ -129,11 +148,13 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   }
   problems.push(...tlsProblems(cfg.tls));
   problems.push(...opsProblems(cfg));
+  problems.push(...evalStopProblems(cfg));
   if (cfg.secagg.enabled && cfg.rounds.minUpdates < MIN_CLIENTS) {
     problems.push(
       `secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`,
     );
   }
+  if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   return { ...cfg, run: { ...cfg.run, id } };

@@ -37,8 +37,47 @@ export interface Manifest {
   readonly protocolVersion: number;
   /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
   readonly secureAggregation?: SecureAggregationRecord;
+  /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
+  readonly evaluation?: FederatedEvaluationRecord;
+  /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
+  readonly best?: BestVersionRecord;
+  /** Differential privacy of the run up to this version (absent when privacy.enabled is off). */
+  readonly privacy?: PrivacyRecord;
   /** sha256 (hex) of every other file in the version directory. */
   readonly files: Record<string, string>;
+}
+
+/** One stretch of rounds with the same sampling rate and effective noise multiplier (the accountant's input). */
+export interface PrivacySegment {
+  readonly samplingRate: number;
+  readonly noiseMultiplier: number;
+  readonly rounds: number;
+}
+
+/** DP-FedAvg's public record in each manifest (the noise itself is never recorded). */
+export interface PrivacyRecord {
+  readonly mechanism: 'dp-fedavg-gaussian';
+  /** Who added this version's noise: the coordinator (plain rounds), the sites (SecAgg), or nobody (version 0). */
+  readonly noiseAddedBy: 'coordinator' | 'sites' | 'none';
+  /** C: each site's update clipped to this L2 norm; every site weighs 1. */
+  readonly clipNorm: number;
+  /** z as configured. */
+  readonly noiseMultiplier: number;
+  /** z this round actually had: under SecAgg, z·√(survivors/selected) when sites dropped out (0 for version 0). */
+  readonly effectiveNoiseMultiplier: number;
+  /** Standard deviation of the noise in this round's sum, per value (effectiveNoiseMultiplier·C). */
+  readonly sigma: number;
+  /** q: 1, as the participants of every round are public (no amplification by subsampling is claimed). */
+  readonly samplingRate: number;
+  /** Noised rounds so far, this one included. */
+  readonly rounds: number;
+  readonly delta: number;
+  /** ε at delta spent so far (RDP accountant, coordinator/privacy/accountant.ts); null when unbounded. */
+  readonly epsilon: number | null;
+  /** The configured budget (0: none). */
+  readonly epsilonBudget: number;
+  /** Every round so far, grouped: what ε is computed from, and where a restarted coordinator resumes from. */
+  readonly history: readonly PrivacySegment[];
 }
 
 /** A SecAgg round's public record: who was in the sum, who dropped, and the parameters the sum was made with. */
@@ -56,6 +95,33 @@ export interface SecureAggregationRecord {
   readonly clipNorm: number;
   readonly weightCap: number;
   readonly maxClients: number;
+}
+
+/**
+ * Sites' evaluation of a version on their validation splits: figures are the example-weighted means of the
+ * reports (in client-id order). Individual reports are not recorded (under SecAgg they are the only per-site
+ * figures the coordinator sees; the manifest keeps only the aggregate).
+ */
+export interface FederatedEvaluationRecord {
+  readonly loss: number;
+  /** Present when every counted report carried an accuracy. */
+  readonly accuracy?: number;
+  /** Σ of the counted reports' examples (the weights). */
+  readonly examples: number;
+  /** Sites whose reports were counted. */
+  readonly sites: number;
+  /** Sites asked to evaluate. */
+  readonly selected: number;
+}
+
+/** Early stopping's view of the chain: the best version by `metric` so far, and evaluations without improvement since. */
+export interface BestVersionRecord {
+  readonly metric: string;
+  readonly mode: 'min' | 'max';
+  readonly version: number;
+  readonly value: number;
+  /** Versions carrying the metric committed since the best one without improving on it by more than minDelta. */
+  readonly sinceBest: number;
 }
 
 /** What the coordinator hands the store to commit; the store adds hashes, parent link and files. */
