@@ -396,7 +396,12 @@ describe('tensor-stream: decoding', () => {
 
   describe('stream rejections', () => {
     const ts = tensors([4]); // 16 bytes, chunk_bytes 8 → 2 chunks
-    const { header, chunks, trailer } = split([...tensorFrames(ts, 8)]);
+    // Encoded before each test, not when the file loads: code run at load time is a "static" mutant for mutation
+    // testing (bench/MUTATION.md), which then reloads the whole file for every such mutant.
+    let header: TensorHeader__Output;
+    let chunks: Buffer[];
+    let trailer: StreamTrailer__Output;
+    beforeEach(() => ({ header, chunks, trailer } = split([...tensorFrames(ts, 8)])));
     const fresh = (): TensorStreamDecoder => new TensorStreamDecoder(header, LIMITS);
     const full = (): TensorStreamDecoder => {
       const d = fresh();
