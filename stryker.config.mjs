@@ -35,7 +35,25 @@ export const GROUPS = {
     spec: ['dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js', 'dist/test/recover.test.js'],
   },
   secagg: {
-    mutate: ['proto/secagg/*.ts', '!proto/secagg/index.ts', '!proto/secagg/simulate.ts'],
+    // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
+    mutate: [
+      'proto/secagg/bytes.ts',
+      'proto/secagg/client.ts',
+      'proto/secagg/config.ts',
+      'proto/secagg/encoding.ts',
+      'proto/secagg/graph.ts',
+      'proto/secagg/identity.ts',
+      'proto/secagg/keys.ts',
+      'proto/secagg/ledger.ts',
+      'proto/secagg/messages.ts',
+      'proto/secagg/prg.ts',
+      'proto/secagg/roster-file.ts',
+      'proto/secagg/seal.ts',
+      'proto/secagg/server.ts',
+      'proto/secagg/session.ts',
+      'proto/secagg/shares.ts',
+      'proto/secagg/wire.ts',
+    ],
     spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-adversary.test.js'],
   },
 };
@@ -46,7 +64,8 @@ if (!group) throw new Error(`MUTATION_GROUP=${name}: unknown group; known: ${Obj
 
 // Compiled spec dist/test/x.test.js ← source test/x.test.ts. Generated, gitignored.
 const testSources = group.spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
-const tsconfig = { extends: './tsconfig.json', include: [], files: testSources };
+// The mutated files are listed too: the checker watches only the files of its program.
+const tsconfig = { extends: './tsconfig.json', include: [], files: [...testSources, ...group.mutate] };
 writeFileSync('tsconfig.mutation.json', `${JSON.stringify(tsconfig, null, 2)}\n`);
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
