@@ -1,7 +1,9 @@
 // The mask PRG (AES-256-CTR, protocol version 4) and its SIMD accumulation: word for word what a plain loop over
 // node:crypto's keystream gives, at every piece boundary, past one group of 16 streams, with both signs.
 import { createCipheriv } from 'node:crypto';
+import nacl from 'tweetnacl';
 import { addMasks, addMask, type Mask } from '../proto/secagg/prg';
+import { x25519KeyPair } from '../proto/secagg/keys';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** The definition, without pieces, groups or SIMD: t[i] ← t[i] ± word i of AES-256-CTR(key, counter 0). */
@@ -42,5 +44,14 @@ describe('secagg mask PRG', () => {
     addMasks(view, [{ key: key(1), sign: -1 }]);
     expect(Buffer.from(view.slice().buffer).equals(Buffer.from(want.buffer))).to.equal(true);
     expect([whole[0], whole[1], whole[2], whole[8999]]).to.deep.equal([0, 1, 2, 8999]);
+  });
+
+  it('X25519 key pairs through OpenSSL have the public key tweetnacl computes, for the same 32 random bytes', () => {
+    for (let i = 0; i < 8; i++) {
+      const sk = nacl.randomBytes(32);
+      const kp = x25519KeyPair(() => sk);
+      expect(Buffer.from(kp.publicKey).toString('hex')).to.equal(Buffer.from(nacl.box.keyPair.fromSecretKey(sk).publicKey).toString('hex'));
+      expect(kp.secretKey).to.equal(sk);
+    }
   });
 });
