@@ -42,7 +42,8 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   let adapter: NamedTensor[];
   let totalWeight: number;
   try {
-    const sum = unmaskedSum(out.sum, sa.config, a.base.adapter);
+    // The weight and norm gate: what the coordinator can check of inputs it never sees (proto/secagg/gate.ts).
+    const sum = unmaskedSum(out.sum, sa.config, a.base.adapter, out.survivors.length);
     totalWeight = sum.totalWeight;
     adapter = strategy.aggregate(a.base.adapter, sum);
   } catch (e) {

@@ -6,6 +6,7 @@ import type { NamedTensor, TensorList } from '../tensors';
 import { quantisation, type SecAggRoundConfig } from './config';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';
 import { DOMAIN, hashParts } from './bytes';
+import { checkAggregate } from './gate';
 
 export interface LayoutEntry {
   readonly name: string;
@@ -147,18 +148,21 @@ export function sumVectors(vs: readonly Uint32Array[]): Uint32Array {
 
 /**
  * The unmasked sum as per-tensor integer sums Σ q(w·x) on the value grid (views, no copy), Σ w and the grid's
- * scale: the form a coordinator's aggregation strategy turns into the next adapter.
+ * scale: the form a coordinator's aggregation strategy turns into the next adapter. Given the number of
+ * `survivors` whose inputs it covers, the sum must first pass the weight and norm gate (gate.ts).
  */
 export function unmaskedSum(
   sum: Uint32Array,
   cfg: SecAggRoundConfig,
   global: TensorList,
+  survivors?: number,
 ): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
   const layout = vectorLayout(global, cfg.include);
   if (sum.length !== layout.length || sum.length !== cfg.vectorLength) throw invalid(`secagg decode: sum of ${sum.length} values, layout has ${layout.length}`);
   const ints = new Int32Array(sum.buffer, sum.byteOffset, sum.length);
   const { valueScale, weightScale } = quantisation(cfg);
   if (ints[0] <= 0) throw invalid(`secagg decode: total weight ${ints[0]} must be positive`);
+  if (survivors !== undefined) checkAggregate(ints, cfg, survivors);
   const tensors = new Map(layout.entries.map((e) => [e.name, ints.subarray(e.offset, e.offset + e.size)] as const));
   return { tensors, totalWeight: ints[0] / weightScale, scale: valueScale };
 }
