@@ -1,9 +1,12 @@
-// The mask PRG (AES-256-CTR, protocol version 4) and its SIMD accumulation: word for word what a plain loop over
-// node:crypto's keystream gives, at every piece boundary, past one group of 16 streams, with both signs.
+// The site's fast paths against plain JavaScript, word for word: the mask PRG (AES-256-CTR, protocol version 4)
+// and its SIMD accumulation at every piece boundary, past one group of 16 streams, with both signs; the SIMD
+// stochastic rounding of encodeUpdate; X25519 public keys through OpenSSL.
 import { createCipheriv } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { addMasks, addMask, type Mask } from '../proto/secagg/prg';
 import { x25519KeyPair } from '../proto/secagg/keys';
+import { encodeUpdate, quantisation, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import type { NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** The definition, without pieces, groups or SIMD: t[i] ← t[i] ± word i of AES-256-CTR(key, counter 0). */
@@ -52,6 +55,40 @@ describe('secagg mask PRG', () => {
       const kp = x25519KeyPair(() => sk);
       expect(Buffer.from(kp.publicKey).toString('hex')).to.equal(Buffer.from(nacl.box.keyPair.fromSecretKey(sk).publicKey).toString('hex'));
       expect(kp.secretKey).to.equal(sk);
+    }
+  });
+
+  it('encodeUpdate rounds exactly as the plain formula: floor(v) + (u < frac(v)·2^32), clamped, u the ChaCha20 rounding stream', () => {
+    for (const [sizes, clipNorm, examples] of [
+      [[1], 1e-3, 1],
+      [[7, 3], 0.5, 3],
+      [[16385, 9], 10, 100],
+    ] as const) {
+      let s = sizes.length;
+      const delta: NamedTensor[] = sizes.map((n, k) => ({
+        name: `t${k}`,
+        dtype: 'float32',
+        shape: [n],
+        data: Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.3),
+      }));
+      const include = delta.map((t) => t.name);
+      const cfg: SecAggRoundConfig = {
+        ...{ roundTag: 'r', baseManifestSha256: 'ab'.repeat(32), selected: ['a', 'b', 'c', 'd', 'e'], threshold: 3, graph: { kind: 'full' } },
+        ...{ clipNorm, weightCap: 10, maxClients: 8, include, vectorLength: vectorLayout(delta, include).length },
+      };
+      const seed = new Uint8Array(32).fill(sizes[0] & 255);
+      const got = encodeUpdate(delta, examples, cfg, seed);
+      const { maxAbs, valueScale } = quantisation(cfg);
+      const x = delta.flatMap((t) => [...t.data]);
+      const norm = Math.sqrt(delta.reduce((q, t) => t.data.reduce((a, v) => a + v * v, q), 0));
+      const f = (Math.min(examples, 10) / 10) * (norm > clipNorm ? clipNorm / norm : 1) * valueScale;
+      const u = createCipheriv('chacha20', seed, Buffer.alloc(16)).update(Buffer.alloc(4 * x.length));
+      const want = x.map((xi, i) => {
+        const v = f * xi;
+        const q = Math.floor(v) + (u.readUInt32LE(4 * i) < (v - Math.floor(v)) * 2 ** 32 ? 1 : 0);
+        return Math.max(-maxAbs, Math.min(maxAbs, q));
+      });
+      expect([...new Int32Array(got.buffer).subarray(1)]).to.deep.equal(want);
     }
   });
 });

@@ -5,11 +5,11 @@
 //    5.2 (`openssl speed -evp`, 16 KiB blocks, 2026-11-29), 1.6x faster. (Until version 3 masks were ChaCha20:
 //    peers on different PRGs produce a garbage sum that no check catches, hence the version bump.)
 // Masks are added piece by piece (32 KiB: small update() outputs are recycled by malloc, multi-MiB ones cost fresh
-// pages), up to 16 keystreams per pass over the piece, the additions in WebAssembly SIMD (simd-add.ts): the
+// pages), up to 16 keystreams per pass over the piece, the additions in WebAssembly SIMD (simd.ts): the
 // target piece stays in cache while every keystream is added to it.
 import { createCipheriv, type Cipher } from 'node:crypto';
 import * as os from 'node:os';
-import { simdAdder } from './simd-add';
+import { simd as simdModule } from './simd';
 
 if (os.endianness() !== 'LE') throw new Error('secagg assumes a little-endian host (keystream words are LE)');
 
@@ -77,7 +77,7 @@ export function addMasks(target: Uint32Array, masks: readonly Mask[]): void {
   if (masks.length === 0) return;
   const plus = masks.filter((m) => m.sign === 1).map((m) => maskCipher(m.key));
   const minus = masks.filter((m) => m.sign !== 1).map((m) => maskCipher(m.key));
-  const simd = simdAdder(PIECE_BYTES * (1 + GROUP));
+  const simd = simdModule(PIECE_BYTES * (1 + GROUP));
   const mem = simd.memory;
   const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
   for (let off = 0; off < bytes.length; off += PIECE_BYTES) {
