@@ -21,7 +21,7 @@ import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
 import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
 import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox, runSecAgg, type SecAggStage } from './secagg-flow';
+import { SecAggInbox, noiseFloorRefusal, runSecAgg, type SecAggStage } from './secagg-flow';
 import {
   adToWire,
   consistencyCheckFromWire,
@@ -88,6 +88,12 @@ export interface FederationClientOptions {
   readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
   /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
   readonly secaggLedger?: SecAggLedger;
+  /**
+   * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
+   * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or
+   * a SecAgg task with less noise is refused before training. Default: any task.
+   */
+  readonly minNoiseMultiplier?: number;
   /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
   readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
   /** e.g. pino(); default: silent. */
@@ -374,6 +380,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       abort.signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
       if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
+      const floor = noiseFloorRefusal(t.secagg?.noise_multiplier, this.opts.minNoiseMultiplier);
+      if (floor) throw new Error(floor);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;
