@@ -58,6 +58,16 @@ describe('secagg weight and norm gate', () => {
     }
   });
 
+  it('passes honest sums carrying DP noise shares (noise multiplier 1 and 20), and still refuses an out-of-range weight there', () => {
+    for (const noiseMultiplier of [1, 20]) {
+      const noisy = { ...cfg, noiseMultiplier };
+      const xs = Array.from({ length: n }, (_, i) => encodeUpdate(big(i), 1, noisy, seed(i), seed(50 + i)));
+      expect(() => unmaskedSum(sumVectors(xs), noisy, global, n)).to.not.throw();
+      xs[0][0] = -xs[0][0] >>> 0;
+      expect(gateError(() => unmaskedSum(sumVectors(xs), noisy, global, n))).to.match(/secagg gate: total weight -?\d+ is outside/);
+    }
+  });
+
   it('refuses a weight slot that drives the total out of range (negative, oversized), naming the range', () => {
     const { weightScale } = quantisation(cfg);
     const xs = Array.from({ length: n }, (_, i) => encodeUpdate(big(i), 10, cfg, seed(i)));
