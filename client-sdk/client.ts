@@ -39,6 +39,8 @@ import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { Trainer, TrainingPlan } from './trainer';
+import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
+import { runEvaluateTask, type EvaluationDone } from './evaluate-task';
 import {
   LIMITS,
   retryAfterOf,
@@ -141,6 +143,8 @@ export interface ClientEvents {
   /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
   taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
   reconnecting: [{ attempt: number; delayMs: number; error: string }];
+  /** A federated evaluation this site reported (numExamples 0: it declined). */
+  evaluated: [EvaluationDone];
   finished: [RunSummary];
 }
 
@@ -359,6 +363,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           void chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
           return;
         }
+        if (ev.evaluate) {
+          const task = ev.evaluate;
+          chain = chain.then(() => this.handleEvaluate(task));
+          return;
+        }
         if (ev.train) {
           const task = ev.train;
           this.cancelled.delete(task.task_id); // a re-sent task is live again
@@ -393,6 +402,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         learningRate: c.learning_rate,
         weightDecay: c.weight_decay,
         maxSeqLen: c.max_seq_len,
+        proximalMu: c.proximal_mu,
         seed: t.seed,
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
       };
@@ -430,6 +440,27 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     } finally {
       this.current = null;
       this.inboxes.delete(t.task_id);
+    }
+  }
+
+  /** One evaluation task; never throws (a failure is logged; the coordinator's deadline covers it). */
+  private async handleEvaluate(t: EvaluateTask__Output): Promise<void> {
+    if (this.stopped || this.completed.has(t.task_id)) return;
+    try {
+      const done = await runEvaluateTask(
+        {
+          token: this.token,
+          trainer: this.opts.trainer,
+          download: (taskId, sha256) => this.download(t.version, { evaluationTaskId: taskId, sha256 }),
+          send: (req) => new Promise((resolve, reject) => this.rpc.ReportEvaluation(req, (err) => (err ? reject(err) : resolve()))),
+        },
+        t,
+      );
+      this.completed.add(t.task_id);
+      this.log('info', 'evaluation reported', { ...done });
+      this.emit('evaluated', done);
+    } catch (e) {
+      this.log('warn', 'evaluation failed', { taskId: t.task_id, version: t.version, error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -507,10 +538,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return sendSealed(this.rpc, sealMasked(this.sealContext(), t, y));
   }
 
-  /** Downloads a global version as a chunked tensor stream. */
-  download(version: number): Promise<NamedTensor[]> {
+  /**
+   * Downloads a global version as a chunked tensor stream; with `candidate`, the uncommitted adapter an evaluation
+   * task names, whose data bytes must hash to its sha256.
+   */
+  download(version: number, candidate?: { evaluationTaskId: string; sha256: string }): Promise<NamedTensor[]> {
     return new Promise((resolve, reject) => {
-      const call = this.rpc.DownloadAdapter({ session_token: this.token, version });
+      const call = this.rpc.DownloadAdapter({ session_token: this.token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '' });
       let dec: TensorStreamDecoder | undefined;
       let settled = false;
       const fail = (e: unknown): void => {
@@ -530,6 +564,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           } else if (f.trailer) {
             if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
             const tensors = dec.finish(f.trailer);
+            const got = dec.digest?.toString('hex');
+            if (candidate && got !== candidate.sha256)
+              throw new ProtocolError(status.DATA_LOSS, `evaluation candidate hashes to ${got ?? '(none)'}; the task names ${candidate.sha256}`);
             settled = true;
             resolve(tensors);
           }

@@ -12,6 +12,11 @@ export interface TrainingPlan {
   readonly learningRate: number;
   readonly weightDecay: number;
   readonly maxSeqLen: number;
+  /**
+   * FedProx: μ of the proximal term μ/2·‖w − w_global‖² to add to the local loss (0 or absent: none). A trainer
+   * that cannot honour μ > 0 must refuse the round rather than ignore it.
+   */
+  readonly proximalMu?: number;
   /** Seed for shuffling and dropout, chosen by the coordinator and recorded in the manifest. */
   readonly seed: number;
   /**
@@ -35,6 +40,10 @@ export interface Trainer {
   readonly backend: string;
   /** Train from `global` for one round; must leave `global` unmodified. */
   train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome>;
-  /** Evaluate an adapter on the client's local held-out data (optional). */
+  /**
+   * Evaluate an adapter on the client's local held-out data (optional). For federated evaluation
+   * (client-sdk/evaluate-task.ts) the result must carry eval_loss and eval_examples (and may carry eval_accuracy
+   * in [0, 1]); without them the site declines to evaluate.
+   */
   evaluate?(adapter: TensorList): Promise<Record<string, number>>;
 }

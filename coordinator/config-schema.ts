@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
 import { opsSchema } from './ops/config-schema';
+import { evalStopSchema } from './evaluation/config-schema';
 
 export const schema = {
   server: {
@@ -67,6 +68,41 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY',
       arg: 'strategy.name',
     },
+    serverLearningRate: {
+      doc: 'Server learning rate η of fedavgm, fedadam, fedyogi, fedadagrad (0: the strategy default, 1 − momentum for fedavgm and 0.01 for the adaptive ones).',
+      format: 'non-negative-number',
+      default: 0,
+      env: 'FEDTUNE_STRATEGY_SERVER_LEARNING_RATE',
+      arg: 'strategy.serverLearningRate',
+    },
+    momentum: {
+      doc: 'Server momentum β of fedavgm, in [0, 1).',
+      format: 'probability',
+      default: 0.9,
+      env: 'FEDTUNE_STRATEGY_MOMENTUM',
+      arg: 'strategy.momentum',
+    },
+    beta1: {
+      doc: 'First-moment decay β1 of fedadam, fedyogi, fedadagrad, in [0, 1).',
+      format: 'probability',
+      default: 0.9,
+      env: 'FEDTUNE_STRATEGY_BETA1',
+      arg: 'strategy.beta1',
+    },
+    beta2: {
+      doc: 'Second-moment decay β2 of fedadam and fedyogi, in [0, 1).',
+      format: 'probability',
+      default: 0.99,
+      env: 'FEDTUNE_STRATEGY_BETA2',
+      arg: 'strategy.beta2',
+    },
+    tau: {
+      doc: 'Adaptivity τ of fedadam, fedyogi, fedadagrad (added to √v; v starts at τ²).',
+      format: 'positive-number',
+      default: 1e-3,
+      env: 'FEDTUNE_STRATEGY_TAU',
+      arg: 'strategy.tau',
+    },
   },
   model: {
     dir: {
@@ -112,7 +148,7 @@ export const schema = {
     },
     batchSize: { doc: 'Examples per local step.', format: 'positive-int', default: 8, env: 'FEDTUNE_TRAINING_BATCH_SIZE', arg: 'training.batchSize' },
     learningRate: {
-      doc: 'Adam learning rate on the clients.',
+      doc: "Adam learning rate on the clients (the peak of training.schedule; each round's rate is sent in its task).",
       format: 'positive-number',
       default: 0.002,
       env: 'FEDTUNE_TRAINING_LEARNING_RATE',
@@ -131,6 +167,34 @@ export const schema = {
       default: 96,
       env: 'FEDTUNE_TRAINING_MAX_SEQ_LEN',
       arg: 'training.maxSeqLen',
+    },
+    proximalMu: {
+      doc: "FedProx: μ of the proximal term μ/2·‖w − w_global‖² added to each site's local loss (0: off).",
+      format: 'non-negative-number',
+      default: 0,
+      env: 'FEDTUNE_TRAINING_PROXIMAL_MU',
+      arg: 'training.proximalMu',
+    },
+    schedule: {
+      doc: "Client learning rate by round: 'constant' (training.learningRate) or 'cosine' (decays to training.minLearningRate by the last round).",
+      format: ['constant', 'cosine'],
+      default: 'constant',
+      env: 'FEDTUNE_TRAINING_SCHEDULE',
+      arg: 'training.schedule',
+    },
+    warmupRounds: {
+      doc: 'Rounds of linear warm-up before the schedule: round r ≤ k trains at learningRate·r/k (0: none).',
+      format: 'non-negative-int',
+      default: 0,
+      env: 'FEDTUNE_TRAINING_WARMUP_ROUNDS',
+      arg: 'training.warmupRounds',
+    },
+    minLearningRate: {
+      doc: "Floor of the 'cosine' schedule (at most training.learningRate).",
+      format: 'non-negative-number',
+      default: 0,
+      env: 'FEDTUNE_TRAINING_MIN_LEARNING_RATE',
+      arg: 'training.minLearningRate',
     },
   },
   transport: {
@@ -331,6 +395,7 @@ export const schema = {
       arg: 'security.keyFile',
     },
   },
+  ...evalStopSchema,
   ...opsSchema,
   log: {
     level: {

@@ -37,6 +37,14 @@ export interface Manifest {
   readonly protocolVersion: number;
   /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
   readonly secureAggregation?: SecureAggregationRecord;
+  /** The server optimiser's hyper-parameters in effect (η, β…; absent for FedAvg and in older runs). */
+  readonly serverOptimizer?: Readonly<Record<string, number>>;
+  /** What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1). */
+  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number };
+  /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
+  readonly evaluation?: FederatedEvaluationRecord;
+  /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
+  readonly best?: BestVersionRecord;
   /** Differential privacy of the run up to this version (absent when privacy.enabled is off). */
   readonly privacy?: PrivacyRecord;
   /** sha256 (hex) of every other file in the version directory. */
@@ -93,12 +101,41 @@ export interface SecureAggregationRecord {
   readonly maxClients: number;
 }
 
+/**
+ * Sites' evaluation of a version on their validation splits: figures are the example-weighted means of the
+ * reports (in client-id order). Individual reports are not recorded (under SecAgg they are the only per-site
+ * figures the coordinator sees; the manifest keeps only the aggregate).
+ */
+export interface FederatedEvaluationRecord {
+  readonly loss: number;
+  /** Present when every counted report carried an accuracy. */
+  readonly accuracy?: number;
+  /** Σ of the counted reports' examples (the weights). */
+  readonly examples: number;
+  /** Sites whose reports were counted. */
+  readonly sites: number;
+  /** Sites asked to evaluate. */
+  readonly selected: number;
+}
+
+/** Early stopping's view of the chain: the best version by `metric` so far, and evaluations without improvement since. */
+export interface BestVersionRecord {
+  readonly metric: string;
+  readonly mode: 'min' | 'max';
+  readonly version: number;
+  readonly value: number;
+  /** Versions carrying the metric committed since the best one without improving on it by more than minDelta. */
+  readonly sinceBest: number;
+}
+
 /** What the coordinator hands the store to commit; the store adds hashes, parent link and files. */
 export interface VersionInput {
   readonly adapter: readonly NamedTensor[];
   /** PEFT adapter_config.json contents. */
   readonly adapterConfig: Record<string, unknown>;
   readonly manifest: Omit<Manifest, 'format' | 'version' | 'parent' | 'files' | 'createdAt'>;
+  /** The server optimiser's state after this version's step (server-state.safetensors); none or empty: no file. */
+  readonly serverState?: readonly NamedTensor[];
 }
 
 export interface Checkpoint {
@@ -107,6 +144,8 @@ export interface Checkpoint {
   readonly manifestSha256: string;
   readonly adapter: NamedTensor[];
   readonly adapterConfig: Record<string, unknown>;
+  /** The server optimiser's state saved with this version (absent or [] when it has none). */
+  readonly serverState?: NamedTensor[];
 }
 
 export interface CheckpointStore {
