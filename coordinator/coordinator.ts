@@ -127,7 +127,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const initialAdapter = this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
     const keys = this.keys;
     const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
-    const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
+    const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList), (m) => this.logger.warn(m));
     this.registry.setAdmission(
       (s) => enrolment.isActive(s.name, s.publicKey),
       () => enrolment.generation(),
