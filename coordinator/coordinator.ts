@@ -144,6 +144,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       baseModel,
       evaluator: this.opts.evaluator,
       extraSeeds: this.opts.extraSeeds,
+      enrolled: (name, publicKey) => enrolment.isActive(name, publicKey),
       log,
     });
     this.engineRef = engine;

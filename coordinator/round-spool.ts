@@ -6,8 +6,9 @@
 //                   is told its upload was accepted: an acknowledged update is never lost;
 //   <client>.metrics.json what the site reported for it.
 // The directory is removed once the round commits (and any left over from a committed round at start-up).
-// Records are re-verified on reload (sealed-update.ts reopen); the signed binding names run, round, base
-// manifest and client, so a record can only ever count for the round and base it was signed for.
+// Records are re-verified on reload (spool-reopen.ts): the signed binding names run, round, base manifest and
+// client, so a record can only ever count for the round and base it was signed for, and a site revoked since
+// (while the coordinator was down, or before the round closed) does not count.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -132,6 +133,17 @@ export class RoundSpool {
     }
     await fs.rename(tmp, file);
     await fsyncPath(path.dirname(file));
+  }
+
+  /** Where the accepted update of `clientId` in `round` is kept. */
+  updateFile(round: number, clientId: string): string {
+    return this.file(round, clientId, '.sealed');
+  }
+
+  /** Forgets one accepted update (its site was revoked before the round closed). */
+  async dropUpdate(round: number, clientId: string): Promise<void> {
+    await fs.rm(this.file(round, clientId, '.sealed'), { force: true });
+    await fs.rm(this.file(round, clientId, '.metrics.json'), { force: true });
   }
 
   readUpdate(file: string): Promise<Buffer> {
