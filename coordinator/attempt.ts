@@ -8,7 +8,8 @@ import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
 import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
-import { encodeSpoolRecord, type SealedUpdate } from './sealed-update';
+import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
+import type { SpoolUpload } from './spool-upload';
 import { AdmissionError, type Aggregation, type Strategy } from './strategy/strategy';
 import { FixedPointRangeError } from './strategy/fixed-point';
 
@@ -160,6 +161,14 @@ export class Attempt {
     t.state = 'receiving';
   }
 
+  /**
+   * Plain rounds: the spool file an upload's chunks stream into once its header checked out (undefined under
+   * SecAgg, whose masked inputs are not spooled).
+   */
+  spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
+    return this.d.spool?.openUpload(this.round, t.clientId, encodeSpoolHead(u, { seed: t.seed }));
+  }
+
   /** An upload that was refused or broke off: the task can take another one. */
   abortUpload(t: Task): void {
     if (t.state === 'receiving') t.state = 'assigned';
@@ -187,7 +196,10 @@ export class Attempt {
     }
     const work = (async () => {
       try {
-        if (this.d.spool) await this.d.spool.putUpdate(this.round, t.clientId, encodeSpoolRecord(u, { seed: t.seed }));
+        if (this.d.spool) {
+          if (!u.spooled) throw new Error('a plain round keeps every accepted update in its spool, but this one has no spool file');
+          await u.spooled.commit(); // fsync, rename into the spool, fsync the directory
+        }
       } catch (e) {
         agg.release(t.clientId);
         t.state = 'assigned';

@@ -23,7 +23,8 @@ import type { Strategy } from './strategy/strategy';
 import { Attempt, type Task } from './attempt';
 import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
 import { RoundSpool, type SpoolState, type SpooledRound } from './round-spool';
-import type { SealedUpdate } from './sealed-update';
+import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
+import type { SpoolUpload } from './spool-upload';
 import { reopenSpooled } from './spool-reopen';
 import { SecAggAttempt } from './secagg-attempt';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
@@ -517,6 +518,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   abortUpload(t: Task): void {
     t.owner.abortUpload(t);
+  }
+
+  /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */
+  spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
+    return t.owner.spoolUpload(t, u);
   }
 
   /** An opened plain upload: admitted, spooled, added to the sum (see Attempt.accept). */

@@ -41,7 +41,7 @@ describe('revocation and accepted updates', function () {
       // (10·0.25 + 10·0.75) / 20 on the exact grid: site-c's 8 is not in it.
       for (const t of ck.adapter) expect(Array.from(t.data)).to.deep.equal(new Array(t.data.length).fill(0.5));
       expect(ck.manifest.participants.map((p) => p.clientName).sort()).to.deep.equal(['site-a', 'site-b']);
-      expect(Object.keys((ck.manifest.seeds.clients as Record<string, number>) ?? {}).sort()).to.deep.equal([sites[0].client_id, sites[1].client_id].sort());
+      expect(Object.keys(ck.manifest.seeds.clients).sort()).to.deep.equal([sites[0].client_id, sites[1].client_id].sort());
       const dropped = lines.filter((l) => l.includes('accepted update dropped'));
       expect(dropped, lines.join('')).to.have.length(1);
       expect(JSON.parse(dropped[0])).to.include({ clientId: sites[2].client_id, round: 1 });

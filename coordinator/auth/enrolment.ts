@@ -58,7 +58,7 @@ export function readClientsFile(runDir: string): ClientsFile {
   try {
     j = JSON.parse(text) as ClientsFile;
   } catch (e) {
-    throw new Error(`${file} is not valid JSON (${(e as Error).message}): repair it or restore it from a backup`);
+    throw new Error(`${file} is not valid JSON (${(e as Error).message}): repair it or restore it from a backup`, { cause: e });
   }
   if (j === null || typeof j !== 'object' || j.format !== CLIENTS_FORMAT || !Array.isArray(j.clients) || !Array.isArray(j.tokens))
     throw new Error(`${file} is not a ${CLIENTS_FORMAT} file: repair it or restore it from a backup`);
