@@ -41,6 +41,12 @@ export interface FederationClientOptions {
   readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
   /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
   readonly secaggLedger?: SecAggLedger;
+  /**
+   * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
+   * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or
+   * a SecAgg task with less noise is refused before training. Default: any task.
+   */
+  readonly minNoiseMultiplier?: number;
   /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
   readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
   /** e.g. pino(); default: silent. */

@@ -16,7 +16,7 @@ import { ProtocolError } from '../proto/errors';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
 import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox } from './secagg-flow';
+import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
@@ -231,6 +231,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       abort.signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
       if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
+      const floor = noiseFloorRefusal(t.secagg?.noise_multiplier, this.opts.minNoiseMultiplier);
+      if (floor) throw new Error(floor);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;

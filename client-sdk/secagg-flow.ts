@@ -50,6 +50,18 @@ export class SecAggInbox {
   }
 }
 
+/**
+ * Why a site with a noise floor (FederationClientOptions.minNoiseMultiplier) refuses a task, or null: it requires
+ * its update to be noised before it leaves, so only SecAgg tasks whose noise multiplier reaches the floor qualify.
+ */
+export function noiseFloorRefusal(taskNoiseMultiplier: number | undefined, floor: number | undefined): string | null {
+  if (floor === undefined) return null;
+  if (taskNoiseMultiplier === undefined)
+    return `refused: this site adds DP noise itself (noise multiplier ≥ ${floor}) and the task is not under secure aggregation`;
+  if (!(taskNoiseMultiplier >= floor)) return `refused: the task's noise multiplier ${taskNoiseMultiplier} is below this site's floor ${floor}`;
+  return null;
+}
+
 /** The transport the flow speaks through (FederationClient implements it over gRPC). */
 export interface SecAggTransport {
   advertise(ad: Advertisement): Promise<void>;

@@ -7,6 +7,7 @@ import { schema } from './config-schema';
 import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
 import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
+import { dpProblems } from './strategy/dp';
 import { opsProblems } from './ops/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
 
@@ -51,6 +52,12 @@ convict.addFormats({
   'non-negative-number': {
     validate(v: unknown) {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw new Error('must be a finite number ≥ 0');
+    },
+    coerce: Number,
+  },
+  'open-unit-interval': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && v > 0 && v < 1)) throw new Error('must be a number in (0, 1)');
     },
     coerce: Number,
   },
@@ -134,6 +141,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
       `secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`,
     );
   }
+  if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   return { ...cfg, run: { ...cfg.run, id } };

@@ -20,6 +20,7 @@ import { deriveSeed } from './selection';
 import { createHandlers } from './service';
 import { guardService } from './door';
 import { strategyNamed } from './strategy';
+import { withPrivacy } from './privacy/wrap';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
 import { loadOrCreateCoordinatorKeys, type CoordinatorKeys } from './keys';
@@ -137,7 +138,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       config: cfg,
       store: this.store,
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
-      strategy: this.opts.strategy ?? strategyNamed(cfg.strategy.name),
+      // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
+      strategy: withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name)),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },

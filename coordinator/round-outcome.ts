@@ -44,7 +44,8 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   try {
     const sum = unmaskedSum(out.sum, sa.config, a.base.adapter);
     totalWeight = sum.totalWeight;
-    adapter = strategy.aggregate(a.base.adapter, sum);
+    // Sites that added DP noise shares before masking: the sum arrives noised, and says so to the strategy.
+    adapter = strategy.aggregate(a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum);
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }

@@ -14,7 +14,7 @@ import { PROTOCOL_VERSION } from '../proto/constants';
 import { ProtocolError, status } from '../proto/errors';
 import type { CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
-import type { Checkpoint, CheckpointStore, Participant, SecureAggregationRecord } from './checkpoints/types';
+import type { Checkpoint, CheckpointStore, Participant, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
@@ -27,6 +27,7 @@ import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
 import { reopenSpooled } from './spool-reopen';
 import { SecAggAttempt } from './secagg-attempt';
+import { PrivacyLedger } from './privacy/ledger';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 
 export * from './round-events';
@@ -77,6 +78,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private readonly spool: RoundSpool;
   /** What the spool says about the round in progress (the attempt last started, failures so far). */
   private roundState: SpoolState | null = null;
+  /** DP-FedAvg's ledger (privacy.enabled), and why the run ended early when its budget ran out. */
+  private privacy: PrivacyLedger | null = null;
+  private budgetStop: string | null = null;
 
   constructor(private readonly d: RoundEngineDeps) {
     super();
@@ -110,29 +114,33 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private async runRounds(): Promise<Checkpoint> {
     const cfg = this.d.config;
     const stored = await this.d.store.latest();
+    this.privacy = cfg.privacy.enabled ? new PrivacyLedger(cfg.privacy, stored?.manifest ?? null) : null;
     if (stored) {
       this.latestCk = { ...stored, adapter: sortByName(stored.adapter) };
       this.d.log('info', 'resuming from the latest version', { version: stored.manifest.version, round: stored.manifest.round });
     } else {
       this.setPhase('COMMITTING');
       // Sorted: every party sees tensors in name order (the client sorts too; checkLayout compares order).
-      this.latestCk = await this.commit(sortByName(await this.d.initialAdapter()), 0, 0, [], {});
+      this.latestCk = await this.commit(sortByName(await this.d.initialAdapter()), 0, 0, [], {}, undefined, this.privacy?.record());
       this.d.log('info', 'committed the initial adapter', { version: 0 });
       this.emit('roundCommitted', { version: 0, round: 0, attempt: 0, participants: [], metrics: this.latestCk.manifest.metrics });
     }
-    while (!this.stopping && this.latestCk.manifest.round < cfg.rounds.total) {
+    while (!this.stopping && !this.budgetStop && this.latestCk.manifest.round < cfg.rounds.total) {
       const round = this.latestCk.manifest.round + 1;
+      // Before anything of the round happens: even with every site surviving, would it exceed the ε budget?
+      this.budgetStop = this.privacy?.budgetStop(round, cfg.privacy.noiseMultiplier) ?? null;
+      if (this.budgetStop) break;
       const spooled = await this.spool.load(round, this.latestCk.manifestSha256);
       const r: RoundResume = { attempt: (spooled?.state.attempt ?? 0) + 1, failed: spooled?.state.failed ?? 0, spooled };
       if (spooled)
         this.d.log('info', 'resuming an interrupted round', { round, attempt: r.attempt, failedAttempts: r.failed, spooledUpdates: spooled.updates.size });
       let committed = false;
-      while (!committed && !this.stopping && r.failed < cfg.rounds.maxAttempts) {
+      while (!committed && !this.stopping && !this.budgetStop && r.failed < cfg.rounds.maxAttempts) {
         committed = (await this.runAttempt(round, r)) === 'committed';
         r.attempt++;
         r.spooled = null; // what a crashed process left counts for the first attempt after it only
       }
-      if (!committed && !this.stopping) {
+      if (!committed && !this.stopping && !this.budgetStop) {
         const reason = `round ${round} failed ${cfg.rounds.maxAttempts} attempts`;
         this.finish(this.latestCk.manifest.version, reason);
         throw new Error(reason);
@@ -142,9 +150,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.setPhase('STOPPED');
     } else {
       const version = this.latestCk.manifest.version;
-      this.finish(version, 'all rounds committed');
+      const reason = this.budgetStop ?? 'all rounds committed';
+      if (this.budgetStop) this.d.log('warn', 'stopping before the round that would exceed the privacy budget', { reason, version });
+      this.finish(version, reason);
       this.setPhase('FINISHED');
-      this.emit('runFinished', { version, reason: 'all rounds committed' });
+      this.emit('runFinished', { version, reason });
     }
     return this.latestCk;
   }
@@ -226,6 +236,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       } catch (e) {
         return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
+      // Under SecAgg a round may end with as few as t survivors (fewer aborts it), each holding a 1/n share of the noise.
+      const worst = secagg.config.threshold / ids.length;
+      this.budgetStop = this.privacy?.budgetStop(round, cfg.privacy.noiseMultiplier * Math.sqrt(Math.min(1, worst))) ?? null;
+      if (this.budgetStop) return 'stopped';
     }
     // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
     const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
@@ -309,7 +323,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
       this.setPhase('COMMITTING');
       const { adapter, participants, seeds, secureAggregation } = outcome;
-      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation);
+      // What the round's noise was: σ = z·C from the coordinator; from the sites, z·C·√(survivors/selected).
+      const z = cfg.privacy.noiseMultiplier;
+      const privacy = secureAggregation
+        ? this.privacy?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites')
+        : this.privacy?.charge(z, 'coordinator');
+      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, privacy);
       await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
       this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
@@ -381,6 +400,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     participants: Participant[],
     seeds: Record<string, number | Record<string, number>>,
     secureAggregation?: SecureAggregationRecord,
+    privacy?: PrivacyRecord,
   ): Promise<Checkpoint> {
     const cfg = this.d.config;
     const metrics: Record<string, number> = clientMetricMeans(participants);
@@ -408,6 +428,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         baseModel: this.d.baseModel,
         protocolVersion: PROTOCOL_VERSION,
         ...(secureAggregation ? { secureAggregation } : {}),
+        ...(privacy ? { privacy } : {}),
       },
     });
     return { ...ck, adapter: sortByName(ck.adapter) };

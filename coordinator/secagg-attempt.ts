@@ -63,17 +63,21 @@ export class SecAggAttempt {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
     const include = base.map((t) => t.name).sort();
+    // Under DP-FedAvg (privacy.enabled) every site weighs 1 (weightCap 1), clips to privacy.clipNorm and adds its
+    // share of the noise before masking: the coordinator never sees an un-noised sum.
+    const dp = cfg.privacy.enabled;
     this.config = {
       roundTag,
       baseManifestSha256,
       selected: sorted,
       threshold: cfg.secagg.threshold || chosen.threshold,
       graph: chosen.graph,
-      clipNorm: cfg.secagg.clipNorm,
-      weightCap: cfg.secagg.weightCap,
+      clipNorm: dp ? cfg.privacy.clipNorm : cfg.secagg.clipNorm,
+      weightCap: dp ? 1 : cfg.secagg.weightCap,
       maxClients: cfg.secagg.maxClients,
       include,
       vectorLength: vectorLayout(base, include).length,
+      ...(dp ? { noiseMultiplier: cfg.privacy.noiseMultiplier } : {}),
     };
     validateConfig(this.config);
     this.settings = settingsToWire(this.config);

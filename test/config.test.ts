@@ -48,6 +48,11 @@ const DEFAULTS: Record<string, unknown> = {
   'secagg.maxClients': 1024,
   'secagg.stageTimeoutMs': 30000,
   'secagg.rosterFile': '',
+  'privacy.enabled': false,
+  'privacy.clipNorm': 1,
+  'privacy.noiseMultiplier': 1,
+  'privacy.delta': 1e-5,
+  'privacy.epsilonBudget': 0,
   'auth.mode': 'enrolled',
   'auth.allowList': [],
   'auth.challengeTtlMs': 60000,
@@ -107,6 +112,11 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'secagg.maxClients': ['256', 256],
   'secagg.stageTimeoutMs': ['5000', 5000],
   'secagg.rosterFile': ['/etc/fedtune/secagg-roster.json', '/etc/fedtune/secagg-roster.json'],
+  'privacy.enabled': ['true', true],
+  'privacy.clipNorm': ['0.5', 0.5],
+  'privacy.noiseMultiplier': ['1.1', 1.1],
+  'privacy.delta': ['1e-6', 1e-6],
+  'privacy.epsilonBudget': ['8', 8],
   'auth.mode': ['tofu', 'tofu'],
   'auth.allowList': [
     ' a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= , b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=',
@@ -354,7 +364,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
   it('configForManifest keeps everything but where the coordinator listens and how it logs', () => {
     const c = loadConfig({ overrides: { run: { dir: '/r/x' } } });
     const m = configForManifest(c);
-    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'rounds', 'run', 'secagg', 'strategy', 'training', 'transport']);
+    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'privacy', 'rounds', 'run', 'secagg', 'strategy', 'training', 'transport']);
     expect(m.run).to.deep.equal({ dir: '/r/x', id: 'x', seed: 42 });
     expect(JSON.parse(JSON.stringify(m))).to.deep.equal(m);
   });

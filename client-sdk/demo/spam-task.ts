@@ -24,6 +24,8 @@ export interface SpamTaskOptions {
   readonly testLimit?: number;
   /** Dirichlet concentration of the non-IID split (default 0.5). */
   readonly alpha?: number;
+  /** How the corpus is divided among sites (default 'dirichlet'; 'groups': whole corpus groups per site). */
+  readonly partition?: 'groups' | 'dirichlet';
   /** Tokenise only this client's slice (a site process needs only its own); others come back empty. */
   readonly only?: number;
 }
@@ -41,7 +43,7 @@ export interface SpamTask {
 export function prepareSpamTask(opts: SpamTaskOptions): SpamTask {
   const modelDir = opts.modelDir ?? DEFAULT_MODEL_DIR;
   const tokenizer = ReducedGpt2Tokenizer.load(path.join(modelDir, 'tokenizer.json'));
-  const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed, alpha: opts.alpha });
+  const split = splitSpamAssassin(loadEmails(), { numClients: opts.numClients, seed: opts.splitSeed, alpha: opts.alpha, partition: opts.partition });
   const choices = CHOICES.map((c) => tokenizer.encode(c));
   // Long prompts lose their middle; the question at the end must survive whole.
   const keep = tokenizer.encode(QUESTION).length;

@@ -3,8 +3,14 @@ import type { Manifest } from './types';
 
 const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
 
+/** ε at δ spent up to this version (privacy.enabled runs); '-' without DP, 'inf' when unbounded. */
+function epsilonCell(m: Manifest): string {
+  if (!m.privacy) return '-';
+  return m.privacy.epsilon === null ? 'inf' : `${m.privacy.epsilon.toFixed(3)}@${m.privacy.delta}`;
+}
+
 export function formatVersionTable(manifests: readonly Manifest[]): string {
-  const rows = [['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'heldout_loss', 'heldout_acc', 'created']];
+  const rows = [['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'heldout_loss', 'heldout_acc', 'epsilon', 'created']];
   for (const m of manifests) {
     rows.push([
       `v${m.version}`,
@@ -15,6 +21,7 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       num(m.metrics['clients.train_loss']),
       num(m.metrics['heldout.eval_loss']),
       num(m.metrics['heldout.eval_accuracy'], 3),
+      epsilonCell(m),
       m.createdAt,
     ]);
   }

@@ -37,8 +37,43 @@ export interface Manifest {
   readonly protocolVersion: number;
   /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
   readonly secureAggregation?: SecureAggregationRecord;
+  /** Differential privacy of the run up to this version (absent when privacy.enabled is off). */
+  readonly privacy?: PrivacyRecord;
   /** sha256 (hex) of every other file in the version directory. */
   readonly files: Record<string, string>;
+}
+
+/** One stretch of rounds with the same sampling rate and effective noise multiplier (the accountant's input). */
+export interface PrivacySegment {
+  readonly samplingRate: number;
+  readonly noiseMultiplier: number;
+  readonly rounds: number;
+}
+
+/** DP-FedAvg's public record in each manifest (the noise itself is never recorded). */
+export interface PrivacyRecord {
+  readonly mechanism: 'dp-fedavg-gaussian';
+  /** Who added this version's noise: the coordinator (plain rounds), the sites (SecAgg), or nobody (version 0). */
+  readonly noiseAddedBy: 'coordinator' | 'sites' | 'none';
+  /** C: each site's update clipped to this L2 norm; every site weighs 1. */
+  readonly clipNorm: number;
+  /** z as configured. */
+  readonly noiseMultiplier: number;
+  /** z this round actually had: under SecAgg, z·√(survivors/selected) when sites dropped out (0 for version 0). */
+  readonly effectiveNoiseMultiplier: number;
+  /** Standard deviation of the noise in this round's sum, per value (effectiveNoiseMultiplier·C). */
+  readonly sigma: number;
+  /** q: 1, as the participants of every round are public (no amplification by subsampling is claimed). */
+  readonly samplingRate: number;
+  /** Noised rounds so far, this one included. */
+  readonly rounds: number;
+  readonly delta: number;
+  /** ε at delta spent so far (RDP accountant, coordinator/privacy/accountant.ts); null when unbounded. */
+  readonly epsilon: number | null;
+  /** The configured budget (0: none). */
+  readonly epsilonBudget: number;
+  /** Every round so far, grouped: what ε is computed from, and where a restarted coordinator resumes from. */
+  readonly history: readonly PrivacySegment[];
 }
 
 /** A SecAgg round's public record: who was in the sum, who dropped, and the parameters the sum was made with. */

@@ -26,6 +26,8 @@ export interface WeightedSum {
   readonly totalWeight: number;
   /** Grid scale of the values: a sum entry s stands for s / scale. */
   readonly scale: number;
+  /** Set when the sum already carries differential-privacy noise (SecAgg sites added their shares before masking). */
+  readonly noised?: boolean;
 }
 
 /** Why an update was not admitted; the service answers it with INVALID_ARGUMENT. */

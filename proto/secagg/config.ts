@@ -25,6 +25,11 @@ export interface SecAggRoundConfig {
   readonly include: readonly string[];
   /** 1 + Σ sizes of the included tensors (see vectorLayout); the server checks every masked input against it. */
   readonly vectorLength: number;
+  /**
+   * Differential privacy: z > 0 makes each site add its share of Gaussian noise before masking (noiseShareSigma);
+   * absent or 0: none.
+   */
+  readonly noiseMultiplier?: number;
 }
 
 /** Fewer clients than this and each one learns a lot about the others from the published sum. */
@@ -77,8 +82,19 @@ export function consistencyQuorum(threshold: number, u1Size: number): number {
   return Math.max(threshold, Math.floor(u1Size / 2) + 1);
 }
 
-/** Bits per value and scales: b = 32 − ⌈log2 N_max⌉, so Σ of N_max values in [−(2^(b−1)−1), 2^(b−1)−1] fits int32. */
-export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'>): {
+/** Largest noise multiplier a round may carry (the grid keeps ~log2(1 + NOISE_TAIL·z/√n) bits of headroom). */
+export const MAX_NOISE_MULTIPLIER = 1000;
+/** Headroom for a site's noise share in its standard deviations: P(|N| > 10σ) ≈ 1.5e-23 per value. */
+export const NOISE_TAIL = 10;
+
+type QuantisationInput = Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'> & Partial<Pick<SecAggRoundConfig, 'noiseMultiplier' | 'selected'>>;
+
+/**
+ * Bits per value and scales: b = 32 − ⌈log2 N_max⌉, so Σ of N_max values in [−(2^(b−1)−1), 2^(b−1)−1] fits int32.
+ * With noise (z > 0) the clip norm maps to a smaller part of the range, maxAbs/(1 + NOISE_TAIL·z/√n), so a
+ * clipped value plus its site's noise share stays within ±maxAbs.
+ */
+export function quantisation(cfg: QuantisationInput): {
   bits: number;
   maxAbs: number;
   valueScale: number;
@@ -86,7 +102,21 @@ export function quantisation(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipNo
 } {
   const bits = 32 - Math.ceil(Math.log2(cfg.maxClients));
   const maxAbs = 2 ** (bits - 1) - 1;
-  return { bits, maxAbs, valueScale: maxAbs / cfg.clipNorm, weightScale: maxAbs };
+  const z = cfg.noiseMultiplier ?? 0;
+  const headroom = z > 0 ? 1 + (NOISE_TAIL * z) / Math.sqrt(Math.max(1, cfg.selected?.length ?? 1)) : 1;
+  return { bits, maxAbs, valueScale: maxAbs / (cfg.clipNorm * headroom), weightScale: maxAbs };
+}
+
+/**
+ * Standard deviation (in grid steps) of the noise share each of the n selected sites adds: z·Δ/√n, so the n
+ * shares sum to N(0, (z·Δ)²). Δ = S·valueScale + √d bounds one site's encoded contribution in L2 (its clipped
+ * update on the grid, plus at most one step per value from stochastic rounding), the sensitivity the noise covers.
+ */
+export function noiseShareSigma(cfg: SecAggRoundConfig): number {
+  const z = cfg.noiseMultiplier ?? 0;
+  if (!(z > 0)) return 0;
+  const d = cfg.vectorLength - 1;
+  return (z * (cfg.clipNorm * quantisation(cfg).valueScale + Math.sqrt(d))) / Math.sqrt(cfg.selected.length);
 }
 
 const bad = (msg: string): ProtocolError => new ProtocolError(status.INVALID_ARGUMENT, `secagg config: ${msg}`);
@@ -113,6 +143,8 @@ export function validateConfig(cfg: SecAggRoundConfig): void {
   if (!(Number.isFinite(cfg.clipNorm) && cfg.clipNorm > 0)) throw bad(`clipNorm ${cfg.clipNorm} must be positive and finite`);
   if (!isInt(cfg.weightCap, 1, quantisation(cfg).maxAbs))
     throw bad(`weightCap ${cfg.weightCap} must be a positive integer ≤ ${quantisation(cfg).maxAbs} (the weight grid)`);
+  const z = cfg.noiseMultiplier ?? 0;
+  if (!(Number.isFinite(z) && z >= 0 && z <= MAX_NOISE_MULTIPLIER)) throw bad(`noiseMultiplier ${z} must be a finite number in [0, ${MAX_NOISE_MULTIPLIER}]`);
   if (cfg.include.length === 0 || !isSortedUnique(cfg.include)) throw bad('include must be a non-empty, sorted, unique list of tensor names');
   if (!isInt(cfg.vectorLength, 2, 2 ** 31)) throw bad(`vectorLength ${cfg.vectorLength} must be an integer ≥ 2`);
 }

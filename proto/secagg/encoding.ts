@@ -3,7 +3,8 @@
 // headroom bits, so the sum of N_max vectors, read as int32, never wraps. The coordinator divides the two sums.
 import { ProtocolError, status } from '../errors';
 import type { NamedTensor, TensorList } from '../tensors';
-import { quantisation, type SecAggRoundConfig } from './config';
+import { noiseShareSigma, quantisation, type SecAggRoundConfig } from './config';
+import { GaussianStream } from '../gaussian';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';
 import { DOMAIN, hashParts } from './bytes';
 
@@ -99,8 +100,10 @@ export function updateDigest(delta: TensorList, numExamples: number, include: re
 /**
  * Encodes one client's delta; `roundingSeed` drives the stochastic rounding and must be 32 fresh secret random
  * bytes (crypto.randomBytes): anyone who knows it can undo the rounding's noise. Tests pass fixed seeds.
+ * With cfg.noiseMultiplier > 0 the site also adds its share of the DP noise, round(N(0, noiseShareSigma²)) per
+ * value, drawn from `noiseSeed` (default: fresh from node:crypto; tests pass fixed seeds), before any masking.
  */
-export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAggRoundConfig, roundingSeed: Uint8Array): Uint32Array {
+export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAggRoundConfig, roundingSeed: Uint8Array, noiseSeed?: Uint8Array): Uint32Array {
   if (roundingSeed.length !== 32) throw new RangeError('roundingSeed must be 32 bytes');
   if (!(Number.isSafeInteger(numExamples) && numExamples >= 1)) throw invalid(`numExamples ${numExamples} must be a positive integer`);
   const layout = vectorLayout(delta, cfg.include);
@@ -117,14 +120,27 @@ export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAgg
   // One ChaCha20 stream over all included values in layout order, KEYSTREAM_CHUNK_WORDS at a time per tensor.
   const ks = new Keystream(roundingSeed);
   const quantise = Number.isFinite(f) ? quantiseInto : quantiseIntoSlow;
+  const sigma = noiseShareSigma(cfg);
+  const gauss = sigma > 0 ? new GaussianStream(noiseSeed) : undefined;
+  const noise = new Float64Array(gauss ? KEYSTREAM_CHUNK_WORDS : 0);
   for (const e of layout.entries) {
     const x = delta[e.tensor].data;
     for (let off = 0; off < x.length; off += KEYSTREAM_CHUNK_WORDS) {
       const n = Math.min(KEYSTREAM_CHUNK_WORDS, x.length - off);
       quantise(o, e.offset + off, x, off, ks.words(n), n, f, maxAbs);
+      if (gauss) addNoiseShare(o, e.offset + off, gauss, noise.subarray(0, n), sigma, maxAbs);
     }
   }
   return out;
+}
+
+/**
+ * o[at + i] ← clamp(o[at + i] + round(σ·g_i)): the site's noise share, added to its rounded value (so the noise is
+ * data-independent), clamped to ±maxAbs like every value (quantisation leaves NOISE_TAIL σ of headroom for it).
+ */
+function addNoiseShare(o: Int32Array, at: number, gauss: GaussianStream, buf: Float64Array, sigma: number, maxAbs: number): void {
+  gauss.roundedInto(buf, sigma);
+  for (let i = 0; i < buf.length; i++) o[at + i] = Math.min(maxAbs, Math.max(-maxAbs, o[at + i] + buf[i]));
 }
 
 /** acc ← acc + v mod 2^32 (int32 views: | 0 is the wrap). */

@@ -19,6 +19,8 @@ const configParts = (c: SecAggRoundConfig): (string | number)[] => [
   ...c.include,
   c.selected.length,
   ...c.selected,
+  // Appended only when set, so rounds without noise keep the session ids they always had.
+  ...(c.noiseMultiplier ? ['noise', c.noiseMultiplier] : []),
 ];
 
 /** Digest an advertisement's signature covers: the round (tag, checkpoint), the client and both keys. */

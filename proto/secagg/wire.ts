@@ -26,6 +26,7 @@ export function settingsToWire(c: SecAggRoundConfig): SecAggSettings {
     max_clients: c.maxClients,
     include: [...c.include],
     vector_length: c.vectorLength,
+    noise_multiplier: c.noiseMultiplier ?? 0,
   };
 }
 
@@ -42,6 +43,7 @@ export function settingsFromWire(s: SecAggSettings__Output, baseManifestSha256: 
     maxClients: s.max_clients,
     include: [...s.include],
     vectorLength: s.vector_length,
+    ...(s.noise_multiplier ? { noiseMultiplier: s.noise_multiplier } : {}),
   };
 }
 

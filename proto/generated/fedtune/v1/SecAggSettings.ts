@@ -12,6 +12,7 @@ export interface SecAggSettings {
   'max_clients'?: (number);
   'include'?: (string)[];
   'vector_length'?: (number);
+  'noise_multiplier'?: (number | string);
 }
 
 export interface SecAggSettings__Output {
@@ -25,4 +26,5 @@ export interface SecAggSettings__Output {
   'max_clients': (number);
   'include': (string)[];
   'vector_length': (number);
+  'noise_multiplier': (number);
 }

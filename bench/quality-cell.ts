@@ -1,0 +1,174 @@
+// One cell of the learning-quality benchmark (bench/quality.ts): one split, one seed, one configuration, run as
+// a real federation — the coordinator and its sites in this process, talking gRPC over loopback, the server-side
+// evaluator scoring each committed version on the pooled held-out test set. Run as a child process by the
+// driver: `node dist/bench/quality-cell.js '<cell JSON>'`; prints one line of JSON (the result) last.
+// Sites train on the WebGPU engine when FEDTUNE_ENGINE is set (GPU machine), else on tfjs.
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import nacl from 'tweetnacl';
+import pino from 'pino';
+import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import { FederationClient } from '../client-sdk/client';
+import { identityFromSecretKey } from '../client-sdk/identity';
+import { selectBackend } from '../client-sdk/model/backend';
+import { loadGpt2Dir } from '../client-sdk/model/load';
+import type { Gpt2Model } from '../client-sdk/model/gpt2';
+import { LoraSftTrainer, type SftData } from '../client-sdk/sft/lora-trainer';
+import { evaluateAdapter } from '../client-sdk/sft/evaluate';
+import { prepareSpamTask, DEFAULT_MODEL_DIR, type SpamTask } from '../client-sdk/demo/spam-task';
+import type { Trainer } from '../client-sdk/trainer';
+import type { LoraConfig } from '../proto/model/lora-layout';
+import type { TensorList } from '../proto/tensors';
+import { QUALITY_CONFIGS, deepMerge } from './quality-configs';
+
+export const SPLITS = {
+  'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
+  'dirichlet-0.1': { partition: 'dirichlet', alpha: 0.1 },
+  groups: { partition: 'groups', alpha: 0.5 },
+} as const;
+export type SplitName = keyof typeof SPLITS;
+
+export interface QualityCell {
+  readonly split: SplitName;
+  readonly seed: number;
+  readonly splitSeed: number;
+  readonly config: string;
+  readonly rounds: number;
+  readonly clients: number;
+  readonly localSteps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly testLimit: number;
+}
+
+export interface RoundPoint {
+  readonly round: number;
+  readonly accuracy: number;
+  readonly loss: number;
+  /** Manifest metrics other than held-out ones worth keeping (e.g. privacy.epsilon, eval.*). */
+  readonly extra: Record<string, number>;
+}
+
+export interface CellResult {
+  readonly cell: QualityCell;
+  readonly ok: boolean;
+  readonly error?: string;
+  /** One curve per federation: one for federated/centralized, one per site for local. Round 0 = base model. */
+  readonly curves: RoundPoint[][];
+  readonly backend: string;
+  readonly seconds: number;
+}
+
+export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
+  const t0 = Date.now();
+  const cfg = QUALITY_CONFIGS[cell.config];
+  if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
+  const backend = await selectBackend();
+  const split = SPLITS[cell.split];
+  const task = prepareSpamTask({
+    numClients: cell.clients,
+    splitSeed: cell.splitSeed,
+    maxSeqLen: 128,
+    testLimit: cell.testLimit,
+    clientEvalLimit: 50,
+    alpha: split.alpha,
+    partition: split.partition,
+  });
+  const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
+  const groups: { data: SftData[]; localSteps: number }[] =
+    cfg.mode === 'federated'
+      ? [{ data: task.clients, localSteps: cell.localSteps }]
+      : cfg.mode === 'centralized'
+        ? [{ data: [pooled(task)], localSteps: cell.localSteps * cell.clients }]
+        : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
+  const curves: RoundPoint[][] = [];
+  for (const [gi, g] of groups.entries()) {
+    curves.push(await runFederation(cell, cfg.overrides, base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`)));
+  }
+  return { cell, ok: true, curves, backend: process.env.FEDTUNE_ENGINE ? `engine-${process.env.FEDTUNE_ENGINE}` : backend, seconds: (Date.now() - t0) / 1000 };
+}
+
+function pooled(task: SpamTask): SftData {
+  return { train: task.clients.flatMap((c) => c.train), eval: task.clients.flatMap((c) => c.eval ?? []), choices: task.choices };
+}
+
+async function runFederation(
+  cell: QualityCell,
+  overrides: Readonly<Record<string, unknown>>,
+  model: Gpt2Model,
+  modelHash: string,
+  task: SpamTask,
+  sites: readonly SftData[],
+  localSteps: number,
+  log: (line: string) => void,
+): Promise<RoundPoint[]> {
+  const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
+  const identities = sites.map(() => identityFromSecretKey(nacl.sign.keyPair().secretKey));
+  const n = sites.length;
+  const common: Record<string, unknown> = {
+    server: { port: 0 },
+    auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
+    run: { dir: runDir, seed: cell.seed },
+    rounds: { total: cell.rounds, minClients: n, minUpdates: n, clientsPerRound: n },
+    training: { localSteps, batchSize: cell.batchSize, learningRate: cell.learningRate },
+    // The WebGPU engine has no LoRA dropout; 0 everywhere keeps CPU and GPU cells comparable.
+    lora: { dropout: 0 },
+    model: { dir: DEFAULT_MODEL_DIR },
+    log: { level: 'warn' },
+  };
+  const config = loadConfig({ overrides: deepMerge(common, overrides) });
+  const lora = loraSettings(config);
+  const evaluator = (adapter: TensorList): Promise<Record<string, number>> =>
+    evaluateAdapter(model, { tensors: adapter, lora }, task.test, task.choices, 32, 128);
+  const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: cell.splitSeed }, logger: pino({ level: 'warn' }) });
+  const curve: RoundPoint[] = [];
+  coordinator.on('roundCommitted', (ev: { round: number; metrics: Record<string, number> }) => {
+    const m = ev.metrics;
+    const extra: Record<string, number> = {};
+    for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && !k.startsWith('clients.')) extra[k] = v;
+    curve.push({ round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
+    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}`);
+  });
+  coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
+  const { address } = await coordinator.start();
+  const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
+  const runs = sites.map((_, i) =>
+    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: trainers[i] }).run(),
+  );
+  try {
+    await coordinator.done;
+    await Promise.all(runs);
+  } finally {
+    await coordinator.stop();
+    for (const t of trainers) await (t as { dispose?: () => Promise<void> }).dispose?.();
+    await fs.rm(runDir, { recursive: true, force: true });
+  }
+  return curve.sort((a, b) => a.round - b.round);
+}
+
+async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<Trainer> {
+  const opts = { model, lora, train: d.train, eval: d.eval, choices: d.choices, evalMaxSeqLen: 128 };
+  const env = process.env.FEDTUNE_ENGINE;
+  if (env && env !== 'off') {
+    /* eslint-disable @typescript-eslint/no-require-imports -- loaded only when asked for: Dawn exists on the GPU machine alone */
+    const { createEngineTrainer } = require('../client-sdk/engine/trainer') as typeof import('../client-sdk/engine/trainer');
+    const { parseEnginePath } = require('../client-sdk/engine/device') as typeof import('../client-sdk/engine/device');
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    const p = parseEnginePath(env);
+    const t = await createEngineTrainer({ ...opts, path: p === 'off' ? undefined : p });
+    if ('error' in t) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
+    return t;
+  }
+  return new LoraSftTrainer(opts);
+}
+
+if (require.main === module) {
+  const cell = JSON.parse(process.argv[2] ?? '') as QualityCell;
+  void runCell(cell, (l) => process.stderr.write(`${cell.split}/${cell.config}/${cell.seed} ${l}\n`))
+    .catch((e: Error): CellResult => ({ cell, ok: false, error: e.message, curves: [], backend: '', seconds: 0 }))
+    .then((r) => {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      process.exit(0);
+    });
+}

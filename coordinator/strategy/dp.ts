@@ -1,0 +1,176 @@
+// DP-FedAvg (McMahan et al. 2018, "Learning differentially private recurrent language models") as a decorator
+// over any Strategy: client-level differential privacy for the committed adapter.
+//   * Every site weighs the same (w = 1). Example-count weights would let one site's weight, and with it the
+//     sum's sensitivity to that site, grow with its data; with w = 1 and each update clipped to L2 norm C, adding
+//     or removing one site's update moves the sum by at most C.
+//   * Plain rounds: the coordinator clips each update as it folds it into the exact running sum (this file's
+//     ClippedSum), then adds Gaussian noise N(0, σ²), σ = z·C, ONCE per round to the sum on the fixed-point grid,
+//     then hands the noised sum to the inner strategy (FedAvg divides by the number of updates, which is public:
+//     the manifest names the participants). Noise comes from GaussianStream (ChaCha20 keyed by node:crypto); the
+//     draw is never recorded, its σ is.
+//   * SecAgg rounds: each site clips and adds its share of the noise before masking (proto/secagg/encoding.ts),
+//     so the sum arrives noised (WeightedSum.noised) and nothing is added here. A sum that is neither this
+//     strategy's own nor marked noised is refused: a DP run never commits an un-noised sum.
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { assertSameLayout } from '../../proto/tensors';
+import { GaussianStream } from '../../proto/gaussian';
+import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type WeightedSum } from './strategy';
+import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
+import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
+
+export interface DpSettings {
+  /** C: L2 clip norm of each site's update. */
+  readonly clipNorm: number;
+  /** z: σ = z·C on the sum. */
+  readonly noiseMultiplier: number;
+}
+
+/** Largest clip norm: C·2^24 must stay far inside float64's exact integers once n updates and noise are summed. */
+export const MAX_CLIP_NORM = 128;
+// Largest noise multiplier (shared with SecAgg's grid): σ·2^24 < 2^42 keeps the noise far from 2^53, where the
+// exact float64 sum would end.
+export { MAX_NOISE_MULTIPLIER };
+/**
+ * Clipping aims a hair inside C: the norm is computed in float64 with relative error below d·2^-53, so targeting
+ * C·(1 − 2^-20) keeps the true norm ≤ C for any adapter under 2^33 values. Rounding toward zero on the grid then
+ * never lengthens the vector, so every site's contribution has norm ≤ C exactly (checked in integers by the test).
+ */
+export const CLIP_MARGIN = 1 - 2 ** -20;
+
+/** Problems with privacy settings, each naming its key (empty when valid). */
+export function dpProblems(p: { clipNorm: unknown; noiseMultiplier: unknown; delta?: unknown; epsilonBudget?: unknown }): string[] {
+  const out: string[] = [];
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (!(num(p.clipNorm) && p.clipNorm > 0 && p.clipNorm <= MAX_CLIP_NORM))
+    out.push(`privacy.clipNorm (${String(p.clipNorm)}) must be a number in (0, ${MAX_CLIP_NORM}]`);
+  if (!(num(p.noiseMultiplier) && p.noiseMultiplier > 0 && p.noiseMultiplier <= MAX_NOISE_MULTIPLIER))
+    out.push(`privacy.noiseMultiplier (${String(p.noiseMultiplier)}) must be a number in (0, ${MAX_NOISE_MULTIPLIER}]`);
+  if (p.delta !== undefined && !(num(p.delta) && p.delta > 0 && p.delta < 1)) out.push(`privacy.delta (${String(p.delta)}) must be a number in (0, 1)`);
+  if (p.epsilonBudget !== undefined && !(num(p.epsilonBudget) && p.epsilonBudget >= 0))
+    out.push(`privacy.epsilonBudget (${String(p.epsilonBudget)}) must be a finite number ≥ 0 (0: no budget)`);
+  return out;
+}
+
+/** The factor c = min(1, C'/‖x‖) that clips an update to norm C (C' = C·CLIP_MARGIN), from Σx² in float64. */
+export function clipFactor(sumSquares: number, clipNorm: number): number {
+  const norm = Math.sqrt(sumSquares);
+  const target = clipNorm * CLIP_MARGIN;
+  return norm > target ? target / norm : 1;
+}
+
+export class DpStrategy implements Strategy {
+  readonly name: string;
+  /** Any finite value is accepted: clipping bounds what reaches the sum. */
+  readonly maxAbsDelta = Number.MAX_VALUE;
+  /** Sums of this strategy's own rounds that still await their noise. */
+  private readonly unnoised = new WeakSet<WeightedSum>();
+
+  constructor(
+    readonly inner: Strategy,
+    readonly settings: DpSettings,
+    /** Where noise comes from (default: a fresh CSPRNG stream per round). Tests may pass a seeded one. */
+    private readonly noiseSource: () => GaussianStream = () => new GaussianStream(),
+  ) {
+    const problems = dpProblems(settings);
+    if (problems.length) throw new Error(`invalid privacy settings: ${problems.join('; ')}`);
+    this.name = `${inner.name}+dp`;
+  }
+
+  /** σ of the noise on the sum, in the adapter's units. */
+  get sigma(): number {
+    return this.settings.noiseMultiplier * this.settings.clipNorm;
+  }
+
+  begin(global: TensorList): Aggregation {
+    const agg = new ClippedSum(global, this.settings.clipNorm);
+    agg.onSum = (s) => this.unnoised.add(s);
+    return agg;
+  }
+
+  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
+    if (this.unnoised.has(sum)) {
+      this.unnoised.delete(sum); // once: a second aggregate of the same sum adds nothing more
+      const sigmaGrid = this.sigma * sum.scale;
+      const noise = this.noiseSource();
+      for (const acc of sum.tensors.values()) {
+        const a = acc as Float64Array;
+        const n = new Float64Array(a.length);
+        noise.roundedInto(n, sigmaGrid);
+        for (let i = 0; i < a.length; i++) a[i] += n[i];
+      }
+    } else if (!sum.noised) {
+      throw new Error('differential privacy: the sum carries no noise (neither this round’s clipped sum nor noised by the sites)');
+    }
+    return this.inner.aggregate(global, sum);
+  }
+}
+
+/** A plain round's Σ of clipped updates, each with weight 1, on the 2^-24 grid (exact integers in float64). */
+class ClippedSum implements Aggregation {
+  private readonly acc: Map<string, Float64Array>;
+  /** Clip factor of each admitted update; `added` marks those already in the sum. */
+  private readonly factor = new Map<string, number>();
+  private readonly added = new Set<string>();
+  onSum: (s: WeightedSum) => void = () => undefined;
+  private made: WeightedSum | undefined;
+
+  constructor(
+    private readonly global: TensorList,
+    private readonly clipNorm: number,
+  ) {
+    this.acc = new Map(global.map((g) => [g.name, new Float64Array(g.data.length)]));
+  }
+
+  get count(): number {
+    return this.added.size;
+  }
+
+  admit(u: ClientUpdate): void {
+    if (this.factor.has(u.clientId)) throw new AdmissionError(`DP-FedAvg: two updates from ${u.clientId}`);
+    if (this.factor.size + 1 > MAX_TOTAL_WEIGHT) throw new AdmissionError(`DP-FedAvg: more than ${MAX_TOTAL_WEIGHT} updates in one round`);
+    assertSameLayout(this.global, u.delta);
+    // One pass: finiteness and Σx² in float64 (finite float32 squares cannot overflow it).
+    let sq = 0;
+    for (let k = 0; k < this.global.length; k++) {
+      const x = u.delta[k].data;
+      if (x.length !== this.global[k].data.length)
+        throw new RangeError(`${u.clientId}:${this.global[k].name}: ${x.length} values, accumulator has ${this.global[k].data.length}`);
+      for (let i = 0; i < x.length; i++) sq += x[i] * x[i];
+      if (!Number.isFinite(sq)) {
+        const i = x.findIndex((v) => !Number.isFinite(v));
+        throw new AdmissionError(`DP-FedAvg: ${u.clientId}:${this.global[k].name}[${i}] = ${x[i]} is not finite`);
+      }
+    }
+    this.factor.set(u.clientId, clipFactor(sq, this.clipNorm));
+  }
+
+  release(clientId: string): void {
+    if (!this.added.has(clientId)) this.factor.delete(clientId);
+  }
+
+  add(u: ClientUpdate): void {
+    const c = this.factor.get(u.clientId);
+    if (c === undefined || this.added.has(u.clientId)) throw new Error(`DP-FedAvg: update of ${u.clientId} was not admitted`);
+    for (let k = 0; k < this.global.length; k++) addClipped(this.acc.get(this.global[k].name)!, u.delta[k].data, c * SCALE);
+    this.added.add(u.clientId);
+  }
+
+  sum(): WeightedSum {
+    if (!this.made) {
+      this.made = { tensors: this.acc, totalWeight: this.added.size, scale: SCALE };
+      this.onSum(this.made);
+    }
+    return this.made;
+  }
+
+  weights(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const id of [...this.added].sort()) out[id] = 1 / this.added.size;
+    return out;
+  }
+}
+
+/** acc += trunc(f·x): rounding toward zero never lengthens the clipped vector. */
+export function addClipped(acc: Float64Array, x: Float32Array, f: number): void {
+  for (let i = 0; i < x.length; i++) acc[i] += Math.trunc(f * x[i]);
+}
