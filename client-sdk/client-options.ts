@@ -6,6 +6,7 @@ import type { BackoffOptions } from './backoff';
 import type { ClientIdentity } from './identity';
 import type { SecAggStage } from './secagg-flow';
 import type { Trainer } from './trainer';
+import type { EvaluationDone } from './evaluate-task';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -94,5 +95,7 @@ export interface ClientEvents {
   /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
   taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
   reconnecting: [{ attempt: number; delayMs: number; error: string }];
+  /** A federated evaluation this site reported (numExamples 0: it declined). */
+  evaluated: [EvaluationDone];
   finished: [RunSummary];
 }

@@ -9,16 +9,15 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
-import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { TensorStreamDecoder } from '../proto/tensor-stream';
 import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
+import { downloadAdapter } from './download';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
 import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
@@ -27,6 +26,8 @@ import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { TrainingPlan } from './trainer';
+import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
+import { runEvaluateTask } from './evaluate-task';
 import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
 
 export type { ClientEvents, ClientLogger, FederationClientOptions, RunSummary, TaskDone, TaskInfo } from './client-options';
@@ -210,6 +211,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           void chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
           return;
         }
+        if (ev.evaluate) {
+          const task = ev.evaluate;
+          chain = chain.then(() => this.handleEvaluate(task));
+          return;
+        }
         if (ev.train) {
           const task = ev.train;
           this.cancelled.delete(task.task_id); // a re-sent task is live again
@@ -284,6 +290,27 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     }
   }
 
+  /** One evaluation task; never throws (a failure is logged; the coordinator's deadline covers it). */
+  private async handleEvaluate(t: EvaluateTask__Output): Promise<void> {
+    if (this.stopped || this.completed.has(t.task_id)) return;
+    try {
+      const done = await runEvaluateTask(
+        {
+          token: this.token,
+          trainer: this.opts.trainer,
+          download: (taskId, sha256) => this.download(t.version, { evaluationTaskId: taskId, sha256 }),
+          send: (req) => new Promise((resolve, reject) => this.rpc.ReportEvaluation(req, (err) => (err ? reject(err) : resolve()))),
+        },
+        t,
+      );
+      this.completed.add(t.task_id);
+      this.log('info', 'evaluation reported', { ...done });
+      this.emit('evaluated', done);
+    } catch (e) {
+      this.log('warn', 'evaluation failed', { taskId: t.task_id, version: t.version, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   private inbox(taskId: string): SecAggInbox {
     let b = this.inboxes.get(taskId);
     if (!b) this.inboxes.set(taskId, (b = new SecAggInbox()));
@@ -336,39 +363,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return sendSealed(this.rpc, sealMasked(this.sealContext(), t, y));
   }
 
-  /** Downloads a global version as a chunked tensor stream. */
-  download(version: number): Promise<NamedTensor[]> {
-    return new Promise((resolve, reject) => {
-      const call = this.rpc.DownloadAdapter({ session_token: this.token, version });
-      let dec: TensorStreamDecoder | undefined;
-      let settled = false;
-      const fail = (e: unknown): void => {
-        if (settled) return;
-        settled = true;
-        call.cancel();
-        reject(e);
-      };
-      call.on('data', (f: TensorFrame__Output) => {
-        try {
-          if (f.header) {
-            if (dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
-            dec = new TensorStreamDecoder(f.header, { maxBytes: 2 ** 32, requireFinite: false });
-          } else if (f.frame === 'chunk' && f.chunk) {
-            if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
-            dec.push(f.chunk);
-          } else if (f.trailer) {
-            if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
-            const tensors = dec.finish(f.trailer);
-            settled = true;
-            resolve(tensors);
-          }
-        } catch (e) {
-          fail(e);
-        }
-      });
-      call.on('error', fail);
-      call.on('end', () => fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer')));
-    });
+  /**
+   * Downloads a global version as a chunked tensor stream; with `candidate`, the uncommitted adapter an evaluation
+   * task names, whose data bytes must hash to its sha256 (download.ts).
+   */
+  download(version: number, candidate?: { evaluationTaskId: string; sha256: string }): Promise<NamedTensor[]> {
+    return downloadAdapter(this.rpc, this.token, version, candidate);
   }
 
   /**

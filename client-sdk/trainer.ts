@@ -35,6 +35,10 @@ export interface Trainer {
   readonly backend: string;
   /** Train from `global` for one round; must leave `global` unmodified. */
   train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome>;
-  /** Evaluate an adapter on the client's local held-out data (optional). */
+  /**
+   * Evaluate an adapter on the client's local held-out data (optional). For federated evaluation
+   * (client-sdk/evaluate-task.ts) the result must carry eval_loss and eval_examples (and may carry eval_accuracy
+   * in [0, 1]); without them the site declines to evaluate.
+   */
   evaluate?(adapter: TensorList): Promise<Record<string, number>>;
 }

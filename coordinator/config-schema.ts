@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
 import { opsSchema } from './ops/config-schema';
+import { evalStopSchema } from './evaluation/config-schema';
 
 export const schema = {
   server: {
@@ -338,6 +339,7 @@ export const schema = {
       arg: 'security.keyFile',
     },
   },
+  ...evalStopSchema,
   ...opsSchema,
   log: {
     level: {

@@ -9,6 +9,7 @@ import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
 import { opsProblems } from './ops/config-schema';
+import { evalStopProblems } from './evaluation/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
 
 export class ConfigError extends Error {
@@ -67,6 +68,17 @@ convict.addFormats({
       if (!ok) throw new Error('must be an integer count ≥ 1 or a fraction in (0, 1)');
     },
     coerce: Number,
+  },
+  'unit-fraction': {
+    validate(v: unknown) {
+      if (!(typeof v === 'number' && v > 0 && v <= 1)) throw new Error('must be a number in (0, 1]');
+    },
+    coerce: Number,
+  },
+  'metric-name': {
+    validate(v: unknown) {
+      if (!(typeof v === 'string' && /^[\w.:/-]{1,64}$/.test(v))) throw new Error('must be a metric name of 1-64 characters of [A-Za-z0-9_.:/-]');
+    },
   },
   'lora-targets': {
     validate(v: unknown) {
@@ -136,6 +148,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   }
   problems.push(...tlsProblems(cfg.tls));
   problems.push(...opsProblems(cfg));
+  problems.push(...evalStopProblems(cfg));
   if (cfg.secagg.enabled && cfg.rounds.minUpdates < MIN_CLIENTS) {
     problems.push(
       `secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`,

@@ -50,6 +50,7 @@ const VALIDATORS: { [K in keyof FederationHandlers]?: (r: never) => void } = {
   SecAggShareKeys: L.checkShareKeys,
   SecAggConsistency: L.checkConsistency,
   SecAggUnmask: L.checkUnmask,
+  ReportEvaluation: L.checkEvaluationReport,
 };
 
 /** Refuses a Malformed request, then checks its fields; throws the refusal. */
@@ -70,7 +71,17 @@ type Refuse = (e: unknown, what: string) => Partial<grpc.StatusObject>;
 /** Wraps the unary and server-streaming handlers so that nothing unchecked reaches them. */
 export function guardHandlers(h: FederationHandlers, refuse: Refuse): FederationHandlers {
   const out: Record<string, unknown> = { ...h };
-  const unary = ['Hello', 'Join', 'ReportMetrics', 'Leave', 'SecAggAdvertise', 'SecAggShareKeys', 'SecAggConsistency', 'SecAggUnmask'] as const;
+  const unary = [
+    'Hello',
+    'Join',
+    'ReportMetrics',
+    'Leave',
+    'SecAggAdvertise',
+    'SecAggShareKeys',
+    'SecAggConsistency',
+    'SecAggUnmask',
+    'ReportEvaluation',
+  ] as const;
   for (const name of unary) {
     const inner = h[name] as grpc.handleUnaryCall<unknown, unknown>;
     out[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>): void => {

@@ -14,7 +14,7 @@ import { PROTOCOL_VERSION } from '../proto/constants';
 import { ProtocolError, status } from '../proto/errors';
 import type { CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
-import type { Checkpoint, CheckpointStore, Participant, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
+import type { Checkpoint, CheckpointStore, FederatedEvaluationRecord, Participant, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
@@ -29,6 +29,9 @@ import { reopenSpooled } from './spool-reopen';
 import { SecAggAttempt } from './secagg-attempt';
 import { PrivacyLedger } from './privacy/ledger';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
+import { Evaluations } from './evaluation/evaluations';
+import { nextBest, stopReason } from './evaluation/early-stopping';
+import { reconcileRelease, writeRelease } from './checkpoints/release';
 
 export * from './round-events';
 export type { Task } from './attempt';
@@ -78,6 +81,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private readonly spool: RoundSpool;
   /** What the spool says about the round in progress (the attempt last started, failures so far). */
   private roundState: SpoolState | null = null;
+  /** Federated evaluation of each candidate version (evaluation.*). */
+  readonly evaluations: Evaluations;
+  /** Why early stopping ended the run (earlyStopping.*), once it did. */
+  private earlyStop: string | null = null;
   /** DP-FedAvg's ledger (privacy.enabled), and why the run ended early when its budget ran out. */
   private privacy: PrivacyLedger | null = null;
   private budgetStop: string | null = null;
@@ -85,10 +92,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   constructor(private readonly d: RoundEngineDeps) {
     super();
     this.spool = new RoundSpool(d.config.run.dir);
+    this.evaluations = new Evaluations({ config: d.config, registry: d.registry, log: d.log, stopping: () => this.stopping, epoch: this.epoch });
     d.registry.on('change', () => this.poke());
     d.registry.on('attached', (s: { clientId: string }) => {
       if (this.finished) d.registry.byId(s.clientId)?.sink?.write({ finished: this.finished });
-      else this.resendTask(s.clientId);
+      else {
+        this.resendTask(s.clientId);
+        this.evaluations.resend(s.clientId);
+      }
     });
   }
 
@@ -118,14 +129,20 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     if (stored) {
       this.latestCk = { ...stored, adapter: sortByName(stored.adapter) };
       this.d.log('info', 'resuming from the latest version', { version: stored.manifest.version, round: stored.manifest.round });
+      if (await reconcileRelease(cfg.run.dir, stored.manifest))
+        this.d.log('warn', 'moved the release pointer to the best version, which committed just before the last process stopped', {
+          version: stored.manifest.version,
+        });
+      this.earlyStop = stopReason(cfg.earlyStopping, stored.manifest.best);
     } else {
       this.setPhase('COMMITTING');
       // Sorted: every party sees tensors in name order (the client sorts too; checkLayout compares order).
       this.latestCk = await this.commit(sortByName(await this.d.initialAdapter()), 0, 0, [], {}, undefined, this.privacy?.record());
       this.d.log('info', 'committed the initial adapter', { version: 0 });
+      await this.afterCommit(this.latestCk);
       this.emit('roundCommitted', { version: 0, round: 0, attempt: 0, participants: [], metrics: this.latestCk.manifest.metrics });
     }
-    while (!this.stopping && !this.budgetStop && this.latestCk.manifest.round < cfg.rounds.total) {
+    while (!this.stopping && !this.earlyStop && !this.budgetStop && this.latestCk.manifest.round < cfg.rounds.total) {
       const round = this.latestCk.manifest.round + 1;
       // Before anything of the round happens: even with every site surviving, would it exceed the ε budget?
       this.budgetStop = this.privacy?.budgetStop(round, cfg.privacy.noiseMultiplier) ?? null;
@@ -150,7 +167,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.setPhase('STOPPED');
     } else {
       const version = this.latestCk.manifest.version;
-      const reason = this.budgetStop ?? 'all rounds committed';
+      const reason = this.earlyStop ?? this.budgetStop ?? 'all rounds committed';
       if (this.budgetStop) this.d.log('warn', 'stopping before the round that would exceed the privacy budget', { reason, version });
       this.finish(version, reason);
       this.setPhase('FINISHED');
@@ -321,14 +338,20 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       }
       if (this.stopping) return 'stopped';
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
-      this.setPhase('COMMITTING');
       const { adapter, participants, seeds, secureAggregation } = outcome;
+      // Sites evaluate the candidate before it commits, so the figures are signed into its own manifest.
+      const evaluation = this.evaluations.due(round)
+        ? await this.evaluations.run(sortByName(adapter), round, base.manifest.version + 1, participants)
+        : undefined;
+      if (this.stopping) return 'stopped';
+      this.setPhase('COMMITTING');
       // What the round's noise was: σ = z·C from the coordinator; from the sites, z·C·√(survivors/selected).
       const z = cfg.privacy.noiseMultiplier;
       const privacy = secureAggregation
         ? this.privacy?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites')
         : this.privacy?.charge(z, 'coordinator');
-      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, privacy);
+      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, privacy, evaluation);
+      await this.afterCommit(this.latestCk);
       await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
       this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
@@ -401,9 +424,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     seeds: Record<string, number | Record<string, number>>,
     secureAggregation?: SecureAggregationRecord,
     privacy?: PrivacyRecord,
+    evaluation?: FederatedEvaluationRecord,
   ): Promise<Checkpoint> {
     const cfg = this.d.config;
     const metrics: Record<string, number> = clientMetricMeans(participants);
+    if (evaluation) {
+      metrics['eval.loss'] = evaluation.loss;
+      if (evaluation.accuracy !== undefined) metrics['eval.accuracy'] = evaluation.accuracy;
+    }
     if (this.d.evaluator) {
       const version = this.latestCk ? this.latestCk.manifest.version + 1 : 0;
       try {
@@ -429,9 +457,29 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         protocolVersion: PROTOCOL_VERSION,
         ...(secureAggregation ? { secureAggregation } : {}),
         ...(privacy ? { privacy } : {}),
+        ...(evaluation ? { evaluation } : {}),
+        ...this.bestField(metrics),
       },
     });
     return { ...ck, adapter: sortByName(ck.adapter) };
+  }
+
+  /** The manifest's early-stopping record for the version being committed (evaluation/early-stopping.ts). */
+  private bestField(metrics: Record<string, number>): { best?: NonNullable<Checkpoint['manifest']['best']> } {
+    const version = this.latestCk ? this.latestCk.manifest.version + 1 : 0;
+    const best = nextBest(this.d.config.earlyStopping, this.latestCk?.manifest.best, version, metrics);
+    return best ? { best } : {};
+  }
+
+  /** After a commit: the release pointer follows a new best version; early stopping may end the run. */
+  private async afterCommit(ck: Checkpoint): Promise<void> {
+    const m = ck.manifest;
+    if (m.best?.version === m.version) {
+      await writeRelease(this.d.config.run.dir, m.version);
+      this.d.log('info', 'release pointer moved to the new best version', { version: m.version, metric: m.best.metric, value: m.best.value });
+    }
+    this.earlyStop = stopReason(this.d.config.earlyStopping, m.best);
+    if (this.earlyStop) this.d.log('info', this.earlyStop, { version: m.version, best: m.best?.version });
   }
 
   private trainTask(
@@ -470,6 +518,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   private poke(): void {
     this.current?.wake();
+    this.evaluations.wake();
     const w = this.clientsChanged;
     this.clientsChanged = null;
     w?.();

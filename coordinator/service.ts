@@ -210,7 +210,15 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       DownloadAdapter(call) {
         void (async () => {
           try {
-            session(call.request.session_token);
+            const s = session(call.request.session_token);
+            const evalTask = call.request.evaluation_task_id;
+            if (evalTask) {
+              // An open evaluation's candidate: not committed yet, served only to the sites asked to evaluate it.
+              const candidate = d.engine.evaluations.candidate(s.clientId, s.name, evalTask);
+              await writeAll(call, tensorFrames(candidate, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+              call.end();
+              return;
+            }
             const latest = d.engine.latest;
             const v = call.request.version;
             const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
@@ -253,6 +261,23 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           );
         } catch (e) {
           cb(fail(e, 'metrics'));
+        }
+      },
+
+      ReportEvaluation(call, cb) {
+        try {
+          const r = call.request;
+          const s = session(r.session_token);
+          // Bounds (finite, ranges) were checked at the door (proto/limits.ts checkEvaluationReport).
+          d.engine.evaluations.report(s.clientId, s.name, r.task_id, {
+            version: r.version,
+            numExamples: Number(r.num_examples),
+            loss: r.loss,
+            ...(r.has_accuracy ? { accuracy: r.accuracy } : {}),
+          });
+          cb(null, {});
+        } catch (e) {
+          cb(fail(e, 'evaluation report'));
         }
       },
 

@@ -4,6 +4,7 @@
 // checks what it is about to send against the same functions, so a site never sends what would be refused.
 // A refusal describes an over-long value (its length and a short prefix), never echoes it.
 import type { DownloadRequest } from './generated/fedtune/v1/DownloadRequest';
+import type { EvaluationReport } from './generated/fedtune/v1/EvaluationReport';
 import type { HelloRequest } from './generated/fedtune/v1/HelloRequest';
 import type { JoinRequest } from './generated/fedtune/v1/JoinRequest';
 import type { LeaveRequest } from './generated/fedtune/v1/LeaveRequest';
@@ -62,6 +63,7 @@ export const MAX_REQUEST_BYTES = {
   SecAggConsistency: 4 * 1024,
   SecAggUnmask: 4 * 1024 * 1024,
   UploadUpdate: 4 * 1024 * 1024,
+  ReportEvaluation: 1024,
 } as const;
 
 export type RpcName = keyof typeof MAX_REQUEST_BYTES;
@@ -168,7 +170,31 @@ export function checkJoin(r: JoinRequest): void {
 }
 
 export const checkStreamTasks = (r: StreamTasksRequest): void => token(r.session_token);
-export const checkDownload = (r: DownloadRequest): void => token(r.session_token);
+export function checkDownload(r: DownloadRequest): void {
+  token(r.session_token);
+  taskId(r.evaluation_task_id, 'evaluation_task_id');
+}
+
+/** Most validation examples one evaluation report may claim (the FedAvg weight bound, MAX_NUM_EXAMPLES). */
+export const MAX_EVAL_EXAMPLES = 2 ** 21;
+/** Largest mean validation loss accepted: far above any cross-entropy a real model reports (ln of a vocabulary). */
+export const MAX_EVAL_LOSS = 1e4;
+
+/** A federated evaluation report: figures finite and in range before they can enter a manifest's weighted mean. */
+export function checkEvaluationReport(r: EvaluationReport): void {
+  token(r.session_token);
+  taskId(r.task_id);
+  const n = Number(r.num_examples ?? 0);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_EVAL_EXAMPLES) throw bad(`num_examples ${n} outside 0..${MAX_EVAL_EXAMPLES}`);
+  const loss = r.loss ?? 0;
+  if (typeof loss !== 'number' || !Number.isFinite(loss)) throw bad(`loss is ${loss}; an evaluation loss must be finite`);
+  if (loss < 0 || loss > MAX_EVAL_LOSS) throw bad(`loss ${loss} outside 0..${MAX_EVAL_LOSS}`);
+  const acc = r.accuracy ?? 0;
+  if (typeof acc !== 'number' || !Number.isFinite(acc)) throw bad(`accuracy is ${acc}; an evaluation accuracy must be finite`);
+  if (acc < 0 || acc > 1) throw bad(`accuracy ${acc} outside [0, 1]`);
+  if (!r.has_accuracy && acc !== 0) throw bad('accuracy is set but has_accuracy is false');
+  if (n === 0 && (loss !== 0 || r.has_accuracy)) throw bad('a declined evaluation (num_examples 0) carries no figures');
+}
 
 export function checkReport(r: MetricsReport): void {
   token(r.session_token);

@@ -53,7 +53,7 @@ describe('fedtune command', function () {
     }
     const list = await run(['checkpoints', 'list', dir]);
     expect(list.code).to.equal(0);
-    expect(list.out.split('\n')[2]).to.match(/^v1\s+1\s+1\s+0\s+0\s+-\s+0\.5000/);
+    expect(list.out.split('\n')[2]).to.match(/^v1\s+1\s+1\s+0\s+0\s+-\s+-\s+-\s+0\.5000/);
     const out = path.join(dir, 'export');
     expect((await run(['checkpoints', 'export', dir, '1', out])).code).to.equal(0);
     expect((await fs.readdir(out)).sort()).to.deep.equal(['adapter_config.json', 'adapter_model.safetensors', 'manifest.json']);

@@ -60,6 +60,16 @@ const DEFAULTS: Record<string, unknown> = {
   'tls.keyFile': '',
   'tls.clientCaFile': '',
   'security.keyFile': '',
+  'evaluation.enabled': false,
+  'evaluation.everyRounds': 1,
+  'evaluation.sites': 'participants',
+  'evaluation.fraction': 1,
+  'evaluation.minSites': 1,
+  'evaluation.deadlineMs': 60000,
+  'earlyStopping.metric': 'eval.loss',
+  'earlyStopping.mode': 'min',
+  'earlyStopping.patience': 0,
+  'earlyStopping.minDelta': 0,
   'metrics.port': 0,
   'metrics.host': '127.0.0.1',
   'dashboard.port': 0,
@@ -128,6 +138,17 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'tls.keyFile': [__filename, __filename],
   'tls.clientCaFile': [__filename, __filename],
   'security.keyFile': ['/etc/fedtune/coordinator.json', '/etc/fedtune/coordinator.json'],
+  'evaluation.enabled': ['true', true],
+  'evaluation.everyRounds': ['3', 3],
+  'evaluation.sites': ['connected', 'connected'],
+  'evaluation.fraction': ['0.5', 0.5],
+  'evaluation.minSites': ['2', 2],
+  'evaluation.deadlineMs': ['5000', 5000],
+  'earlyStopping.metric': ['heldout.eval_accuracy', 'heldout.eval_accuracy'],
+  'earlyStopping.mode': ['max', 'max'],
+  // With the default metric eval.loss, patience needs evaluation.enabled (set with it below).
+  'earlyStopping.patience': ['3', 3],
+  'earlyStopping.minDelta': ['0.01', 0.01],
   'metrics.port': ['9464', 9464],
   'metrics.host': ['0.0.0.0', '0.0.0.0'],
   'dashboard.port': ['8080', 8080],
@@ -247,7 +268,14 @@ describe('config.ts: loadConfig and describeConfig', () => {
       };
       for (const d of docs) {
         const [text, want] = SAMPLES[d.key];
-        const overrides = d.key === 'rounds.minUpdates' ? {} : d.key.startsWith('tls.') ? tlsBase(d.key) : base;
+        const overrides =
+          d.key === 'rounds.minUpdates'
+            ? {}
+            : d.key.startsWith('tls.')
+              ? tlsBase(d.key)
+              : d.key === 'earlyStopping.patience'
+                ? { ...base, evaluation: { enabled: true } }
+                : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);
@@ -364,7 +392,19 @@ describe('config.ts: loadConfig and describeConfig', () => {
   it('configForManifest keeps everything but where the coordinator listens and how it logs', () => {
     const c = loadConfig({ overrides: { run: { dir: '/r/x' } } });
     const m = configForManifest(c);
-    expect(Object.keys(m).sort()).to.deep.equal(['lora', 'model', 'privacy', 'rounds', 'run', 'secagg', 'strategy', 'training', 'transport']);
+    expect(Object.keys(m).sort()).to.deep.equal([
+      'earlyStopping',
+      'evaluation',
+      'lora',
+      'model',
+      'privacy',
+      'rounds',
+      'run',
+      'secagg',
+      'strategy',
+      'training',
+      'transport',
+    ]);
     expect(m.run).to.deep.equal({ dir: '/r/x', id: 'x', seed: 42 });
     expect(JSON.parse(JSON.stringify(m))).to.deep.equal(m);
   });

@@ -43,7 +43,7 @@ export class RecoverRefusedError extends Error {
 }
 
 /** The run's own key: the public half of keys/coordinator.json, when that file is there. */
-async function runKey(runDir: string): Promise<{ publicKey: Uint8Array; source: string } | undefined> {
+export async function runKey(runDir: string): Promise<{ publicKey: Uint8Array; source: string } | undefined> {
   const file = path.join(runDir, 'keys', 'coordinator.json');
   let text: string;
   try {

@@ -10,7 +10,9 @@ function epsilonCell(m: Manifest): string {
 }
 
 export function formatVersionTable(manifests: readonly Manifest[]): string {
-  const rows = [['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'heldout_loss', 'heldout_acc', 'epsilon', 'created']];
+  const rows = [
+    ['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'epsilon', 'created'],
+  ];
   for (const m of manifests) {
     rows.push([
       `v${m.version}`,
@@ -19,8 +21,12 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       String(m.participants.length),
       m.secureAggregation ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
       num(m.metrics['clients.train_loss']),
+      // Federated evaluation: sites' validation figures, example-weighted (evaluation.*).
+      num(m.metrics['eval.loss']),
+      num(m.metrics['eval.accuracy'], 3),
       num(m.metrics['heldout.eval_loss']),
       num(m.metrics['heldout.eval_accuracy'], 3),
+      m.best ? `v${m.best.version}` : '-',
       epsilonCell(m),
       m.createdAt,
     ]);

@@ -37,6 +37,10 @@ export interface Manifest {
   readonly protocolVersion: number;
   /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
   readonly secureAggregation?: SecureAggregationRecord;
+  /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
+  readonly evaluation?: FederatedEvaluationRecord;
+  /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
+  readonly best?: BestVersionRecord;
   /** Differential privacy of the run up to this version (absent when privacy.enabled is off). */
   readonly privacy?: PrivacyRecord;
   /** sha256 (hex) of every other file in the version directory. */
@@ -91,6 +95,33 @@ export interface SecureAggregationRecord {
   readonly clipNorm: number;
   readonly weightCap: number;
   readonly maxClients: number;
+}
+
+/**
+ * Sites' evaluation of a version on their validation splits: figures are the example-weighted means of the
+ * reports (in client-id order). Individual reports are not recorded (under SecAgg they are the only per-site
+ * figures the coordinator sees; the manifest keeps only the aggregate).
+ */
+export interface FederatedEvaluationRecord {
+  readonly loss: number;
+  /** Present when every counted report carried an accuracy. */
+  readonly accuracy?: number;
+  /** Σ of the counted reports' examples (the weights). */
+  readonly examples: number;
+  /** Sites whose reports were counted. */
+  readonly sites: number;
+  /** Sites asked to evaluate. */
+  readonly selected: number;
+}
+
+/** Early stopping's view of the chain: the best version by `metric` so far, and evaluations without improvement since. */
+export interface BestVersionRecord {
+  readonly metric: string;
+  readonly mode: 'min' | 'max';
+  readonly version: number;
+  readonly value: number;
+  /** Versions carrying the metric committed since the best one without improving on it by more than minDelta. */
+  readonly sinceBest: number;
 }
 
 /** What the coordinator hands the store to commit; the store adds hashes, parent link and files. */

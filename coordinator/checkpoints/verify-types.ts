@@ -21,7 +21,9 @@ export type ProblemKind =
   /** manifest.sig unreadable, its signature not verifying, or its fields disagreeing with the manifest or key. */
   | 'signature-invalid'
   /** A valid signature, but by another key than the trusted one. */
-  | 'signature-key';
+  | 'signature-key'
+  /** The release pointer: unparsable, naming a missing version or one beyond latest, or one whose chain fails. */
+  | 'release';
 
 export interface Problem {
   /** The version it concerns; null for the latest pointer or versions/ itself. */

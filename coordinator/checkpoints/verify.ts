@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './fs-store';
 import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifestSignature, sameKey, type SignatureCheck } from './signature';
+import { releaseProblem } from './release-check';
 import { type Problem, type ProblemKind, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
 
 export * from './verify-types';
@@ -96,6 +97,8 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   const key = checkKeys(infos, opts, out, notes);
   checkRunIds(infos, out);
   checkParents(infos, out);
+  const release = await releaseProblem(runDir, present, latest, out.problems);
+  if (release) out.add(null, 'release', 'release', release);
 
   // Grouped by version, in order; problems that belong to no version last.
   const problems = out.problems

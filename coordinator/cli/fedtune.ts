@@ -13,6 +13,8 @@ import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
 import { addRecoverCommand } from './recover-command';
+import { addReleaseCommand } from './release-command';
+import { resolveVersion } from '../checkpoints/release';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
@@ -69,15 +71,16 @@ checkpoints
   });
 checkpoints
   .command('export <runDir> <version> <outDir>')
-  .description('Copy a version as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json)')
+  .description('Copy a version (a number, latest, best or release) as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json)')
   .action(async (runDir: string, version: string, outDir: string) => {
-    if (!/^\d+$/.test(version)) throw new Error(`version ${JSON.stringify(version)}: a version number (0, 1, …)`);
-    const files = await new FsCheckpointStore(runDir, { readOnly: true }).export(Number(version), outDir);
+    const store = new FsCheckpointStore(runDir, { readOnly: true });
+    const files = await store.export(await resolveVersion(store, version), outDir);
     console.log(files.join('\n'));
   });
 
 addVerifyCommand(program);
 addRecoverCommand(program);
+addReleaseCommand(checkpoints);
 addEnrollCommand(program);
 addRosterCommand(program);
 

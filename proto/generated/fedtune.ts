@@ -4,6 +4,9 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 import type { CancelTask as _fedtune_v1_CancelTask, CancelTask__Output as _fedtune_v1_CancelTask__Output } from './fedtune/v1/CancelTask';
 import type { CoordinatorKeys as _fedtune_v1_CoordinatorKeys, CoordinatorKeys__Output as _fedtune_v1_CoordinatorKeys__Output } from './fedtune/v1/CoordinatorKeys';
 import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from './fedtune/v1/DownloadRequest';
+import type { EvaluateTask as _fedtune_v1_EvaluateTask, EvaluateTask__Output as _fedtune_v1_EvaluateTask__Output } from './fedtune/v1/EvaluateTask';
+import type { EvaluationAck as _fedtune_v1_EvaluationAck, EvaluationAck__Output as _fedtune_v1_EvaluationAck__Output } from './fedtune/v1/EvaluationAck';
+import type { EvaluationReport as _fedtune_v1_EvaluationReport, EvaluationReport__Output as _fedtune_v1_EvaluationReport__Output } from './fedtune/v1/EvaluationReport';
 import type { FederationClient as _fedtune_v1_FederationClient, FederationDefinition as _fedtune_v1_FederationDefinition } from './fedtune/v1/Federation';
 import type { HelloRequest as _fedtune_v1_HelloRequest, HelloRequest__Output as _fedtune_v1_HelloRequest__Output } from './fedtune/v1/HelloRequest';
 import type { HelloResponse as _fedtune_v1_HelloResponse, HelloResponse__Output as _fedtune_v1_HelloResponse__Output } from './fedtune/v1/HelloResponse';
@@ -55,6 +58,9 @@ export interface ProtoGrpcType {
       CoordinatorKeys: MessageTypeDefinition<_fedtune_v1_CoordinatorKeys, _fedtune_v1_CoordinatorKeys__Output>
       DType: EnumTypeDefinition
       DownloadRequest: MessageTypeDefinition<_fedtune_v1_DownloadRequest, _fedtune_v1_DownloadRequest__Output>
+      EvaluateTask: MessageTypeDefinition<_fedtune_v1_EvaluateTask, _fedtune_v1_EvaluateTask__Output>
+      EvaluationAck: MessageTypeDefinition<_fedtune_v1_EvaluationAck, _fedtune_v1_EvaluationAck__Output>
+      EvaluationReport: MessageTypeDefinition<_fedtune_v1_EvaluationReport, _fedtune_v1_EvaluationReport__Output>
       Federation: SubtypeConstructor<typeof grpc.Client, _fedtune_v1_FederationClient> & { service: _fedtune_v1_FederationDefinition }
       HelloRequest: MessageTypeDefinition<_fedtune_v1_HelloRequest, _fedtune_v1_HelloRequest__Output>
       HelloResponse: MessageTypeDefinition<_fedtune_v1_HelloResponse, _fedtune_v1_HelloResponse__Output>

@@ -4,9 +4,11 @@
 export interface DownloadRequest {
   'session_token'?: (string);
   'version'?: (number);
+  'evaluation_task_id'?: (string);
 }
 
 export interface DownloadRequest__Output {
   'session_token': (string);
   'version': (number);
+  'evaluation_task_id': (string);
 }

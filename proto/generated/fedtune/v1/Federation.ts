@@ -3,6 +3,8 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from '../../fedtune/v1/DownloadRequest';
+import type { EvaluationAck as _fedtune_v1_EvaluationAck, EvaluationAck__Output as _fedtune_v1_EvaluationAck__Output } from '../../fedtune/v1/EvaluationAck';
+import type { EvaluationReport as _fedtune_v1_EvaluationReport, EvaluationReport__Output as _fedtune_v1_EvaluationReport__Output } from '../../fedtune/v1/EvaluationReport';
 import type { HelloRequest as _fedtune_v1_HelloRequest, HelloRequest__Output as _fedtune_v1_HelloRequest__Output } from '../../fedtune/v1/HelloRequest';
 import type { HelloResponse as _fedtune_v1_HelloResponse, HelloResponse__Output as _fedtune_v1_HelloResponse__Output } from '../../fedtune/v1/HelloResponse';
 import type { JoinRequest as _fedtune_v1_JoinRequest, JoinRequest__Output as _fedtune_v1_JoinRequest__Output } from '../../fedtune/v1/JoinRequest';
@@ -54,6 +56,15 @@ export interface FederationClient extends grpc.Client {
   leave(argument: _fedtune_v1_LeaveRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
   leave(argument: _fedtune_v1_LeaveRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
   leave(argument: _fedtune_v1_LeaveRequest, callback: grpc.requestCallback<_fedtune_v1_LeaveResponse__Output>): grpc.ClientUnaryCall;
+  
+  ReportEvaluation(argument: _fedtune_v1_EvaluationReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  ReportEvaluation(argument: _fedtune_v1_EvaluationReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  ReportEvaluation(argument: _fedtune_v1_EvaluationReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  ReportEvaluation(argument: _fedtune_v1_EvaluationReport, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  reportEvaluation(argument: _fedtune_v1_EvaluationReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  reportEvaluation(argument: _fedtune_v1_EvaluationReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  reportEvaluation(argument: _fedtune_v1_EvaluationReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
+  reportEvaluation(argument: _fedtune_v1_EvaluationReport, callback: grpc.requestCallback<_fedtune_v1_EvaluationAck__Output>): grpc.ClientUnaryCall;
   
   ReportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
   ReportMetrics(argument: _fedtune_v1_MetricsReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_MetricsAck__Output>): grpc.ClientUnaryCall;
@@ -125,6 +136,8 @@ export interface FederationHandlers extends grpc.UntypedServiceImplementation {
   
   Leave: grpc.handleUnaryCall<_fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse>;
   
+  ReportEvaluation: grpc.handleUnaryCall<_fedtune_v1_EvaluationReport__Output, _fedtune_v1_EvaluationAck>;
+  
   ReportMetrics: grpc.handleUnaryCall<_fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck>;
   
   SecAggAdvertise: grpc.handleUnaryCall<_fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck>;
@@ -146,6 +159,7 @@ export interface FederationDefinition extends grpc.ServiceDefinition {
   Hello: MethodDefinition<_fedtune_v1_HelloRequest, _fedtune_v1_HelloResponse, _fedtune_v1_HelloRequest__Output, _fedtune_v1_HelloResponse__Output>
   Join: MethodDefinition<_fedtune_v1_JoinRequest, _fedtune_v1_JoinResponse, _fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse__Output>
   Leave: MethodDefinition<_fedtune_v1_LeaveRequest, _fedtune_v1_LeaveResponse, _fedtune_v1_LeaveRequest__Output, _fedtune_v1_LeaveResponse__Output>
+  ReportEvaluation: MethodDefinition<_fedtune_v1_EvaluationReport, _fedtune_v1_EvaluationAck, _fedtune_v1_EvaluationReport__Output, _fedtune_v1_EvaluationAck__Output>
   ReportMetrics: MethodDefinition<_fedtune_v1_MetricsReport, _fedtune_v1_MetricsAck, _fedtune_v1_MetricsReport__Output, _fedtune_v1_MetricsAck__Output>
   SecAggAdvertise: MethodDefinition<_fedtune_v1_SecAggAdvertiseCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggAdvertiseCall__Output, _fedtune_v1_SecAggAck__Output>
   SecAggConsistency: MethodDefinition<_fedtune_v1_SecAggConsistencyCall, _fedtune_v1_SecAggAck, _fedtune_v1_SecAggConsistencyCall__Output, _fedtune_v1_SecAggAck__Output>

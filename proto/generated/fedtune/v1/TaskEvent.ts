@@ -7,6 +7,7 @@ import type { SecAggRoster as _fedtune_v1_SecAggRoster, SecAggRoster__Output as 
 import type { SecAggRoutedShares as _fedtune_v1_SecAggRoutedShares, SecAggRoutedShares__Output as _fedtune_v1_SecAggRoutedShares__Output } from '../../fedtune/v1/SecAggRoutedShares';
 import type { SecAggUnmaskRequest as _fedtune_v1_SecAggUnmaskRequest, SecAggUnmaskRequest__Output as _fedtune_v1_SecAggUnmaskRequest__Output } from '../../fedtune/v1/SecAggUnmaskRequest';
 import type { SecAggConsistencyCheck as _fedtune_v1_SecAggConsistencyCheck, SecAggConsistencyCheck__Output as _fedtune_v1_SecAggConsistencyCheck__Output } from '../../fedtune/v1/SecAggConsistencyCheck';
+import type { EvaluateTask as _fedtune_v1_EvaluateTask, EvaluateTask__Output as _fedtune_v1_EvaluateTask__Output } from '../../fedtune/v1/EvaluateTask';
 
 export interface TaskEvent {
   'train'?: (_fedtune_v1_TrainTask | null);
@@ -16,7 +17,8 @@ export interface TaskEvent {
   'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares | null);
   'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest | null);
   'secagg_consistency'?: (_fedtune_v1_SecAggConsistencyCheck | null);
-  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency";
+  'evaluate'?: (_fedtune_v1_EvaluateTask | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency"|"evaluate";
 }
 
 export interface TaskEvent__Output {
@@ -27,5 +29,6 @@ export interface TaskEvent__Output {
   'secagg_shares'?: (_fedtune_v1_SecAggRoutedShares__Output | null);
   'secagg_unmask'?: (_fedtune_v1_SecAggUnmaskRequest__Output | null);
   'secagg_consistency'?: (_fedtune_v1_SecAggConsistencyCheck__Output | null);
-  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency";
+  'evaluate'?: (_fedtune_v1_EvaluateTask__Output | null);
+  'event'?: "train"|"cancel"|"finished"|"secagg_roster"|"secagg_shares"|"secagg_unmask"|"secagg_consistency"|"evaluate";
 }

@@ -1,0 +1,22 @@
+// `fedtune checkpoints release <run> <version>` (alias rollback): points the release pointer at a chosen version
+// (a number, latest or best), after checking that its chain verifies (checkpoints/release.ts). The coordinator
+// moves the pointer again when a new best version commits; `latest`, which a restart resumes from, is untouched.
+import type { Command } from 'commander';
+import { parseKeyOption } from './verify-command';
+import { FsCheckpointStore, versionDirName } from '../checkpoints/fs-store';
+import { resolveVersion, setRelease } from '../checkpoints/release';
+
+export function addReleaseCommand(checkpoints: Command): void {
+  checkpoints
+    .command('release <runDir> <version>')
+    .alias('rollback')
+    .description("Point the run's release pointer at a version (a number, latest or best) whose chain verifies")
+    .option('--key <pub>', "Ed25519 public key every version must be signed with (default: the run's keys/coordinator.json)")
+    .action(async (runDir: string, ref: string, o: { key?: string }) => {
+      const store = new FsCheckpointStore(runDir, { readOnly: true });
+      const version = await resolveVersion(store, ref);
+      const key = o.key === undefined ? undefined : await parseKeyOption(o.key);
+      const { previous } = await setRelease(runDir, version, key?.publicKey);
+      console.log(`release: ${previous === null ? '(none)' : versionDirName(previous)} -> ${versionDirName(version)}`);
+    });
+}

@@ -1,0 +1,19 @@
+// Original file: proto/fedtune.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface EvaluateTask {
+  'task_id'?: (string);
+  'round'?: (number);
+  'version'?: (number);
+  'adapter_sha256'?: (string);
+  'deadline_unix_ms'?: (number | string | Long);
+}
+
+export interface EvaluateTask__Output {
+  'task_id': (string);
+  'round': (number);
+  'version': (number);
+  'adapter_sha256': (string);
+  'deadline_unix_ms': (number);
+}

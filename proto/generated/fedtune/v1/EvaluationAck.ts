@@ -1,0 +1,8 @@
+// Original file: proto/fedtune.proto
+
+
+export interface EvaluationAck {
+}
+
+export interface EvaluationAck__Output {
+}
