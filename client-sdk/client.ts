@@ -250,6 +250,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         learningRate: c.learning_rate,
         weightDecay: c.weight_decay,
         maxSeqLen: c.max_seq_len,
+        proximalMu: c.proximal_mu,
         seed: t.seed,
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
       };

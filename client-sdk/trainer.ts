@@ -12,6 +12,11 @@ export interface TrainingPlan {
   readonly learningRate: number;
   readonly weightDecay: number;
   readonly maxSeqLen: number;
+  /**
+   * FedProx: μ of the proximal term μ/2·‖w − w_global‖² to add to the local loss (0 or absent: none). A trainer
+   * that cannot honour μ > 0 must refuse the round rather than ignore it.
+   */
+  readonly proximalMu?: number;
   /** Seed for shuffling and dropout, chosen by the coordinator and recorded in the manifest. */
   readonly seed: number;
   /**

@@ -143,6 +143,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   if (cfg.rounds.clientsPerRound >= 1 && cfg.rounds.clientsPerRound < cfg.rounds.minUpdates) {
     problems.push(`rounds.clientsPerRound (${cfg.rounds.clientsPerRound}) must be at least rounds.minUpdates (${cfg.rounds.minUpdates})`);
   }
+  if (cfg.training.minLearningRate > cfg.training.learningRate) {
+    problems.push(`training.minLearningRate (${cfg.training.minLearningRate}) must not exceed training.learningRate (${cfg.training.learningRate})`);
+  }
   if (cfg.transport.chunkBytes > MAX_CHUNK_BYTES) {
     problems.push(`transport.chunkBytes (${cfg.transport.chunkBytes}) must stay below gRPC's 4 MiB message limit (max ${MAX_CHUNK_BYTES})`);
   }

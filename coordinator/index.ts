@@ -10,7 +10,19 @@ export type { Evaluator } from './rounds';
 export type { RoundEvents, RoundPhase, RoundStarted, ClientSelected, UpdateAccepted, RoundCommitted, RoundFailed, RunFinishedEvent } from './round-events';
 // Aggregation: pass a Strategy in CoordinatorOptions, or name one in strategy.name.
 export { FedAvg } from './strategy/fedavg';
-export { strategyNamed, STRATEGIES, AdmissionError, type Strategy, type Aggregation, type ClientUpdate, type WeightedSum } from './strategy';
+export { FedAvgM } from './strategy/fedavgm';
+export { FedAdam, FedYogi, FedAdagrad } from './strategy/fedopt';
+export {
+  strategyNamed,
+  STRATEGIES,
+  AdmissionError,
+  type Strategy,
+  type Aggregation,
+  type ClientUpdate,
+  type WeightedSum,
+  type ServerState,
+  type ServerOptimizerSettings,
+} from './strategy';
 // Checkpoints: the store interface (another backend implements it) and the file-system store.
 export { FsCheckpointStore, CheckpointIntegrityError, type FsStoreOptions } from './checkpoints/fs-store';
 export type { Checkpoint, CheckpointStore, Manifest, Participant, VersionInput } from './checkpoints/types';

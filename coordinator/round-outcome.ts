@@ -8,13 +8,15 @@ import type { Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
 import type { Attempt, Task } from './attempt';
 import type { SecAggOutcome } from './secagg-attempt';
-import type { Strategy } from './strategy/strategy';
+import type { ServerState, Strategy } from './strategy/strategy';
 
 export interface Outcome {
   readonly adapter: NamedTensor[];
   readonly participants: Participant[];
   readonly seeds: Record<string, number | Record<string, number>>;
   readonly secureAggregation?: SecureAggregationRecord;
+  /** The server optimiser's state after this round's step, committed with the adapter. */
+  readonly serverState: readonly NamedTensor[];
 }
 
 const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
@@ -24,15 +26,17 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
   const accepted = [...a.tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
   let adapter: NamedTensor[];
   let weights: Record<string, number>;
+  // The base version's optimiser state in, this round's out (a fresh holder: the base checkpoint is not touched).
+  const state: ServerState = { tensors: a.base.serverState ?? [] };
   try {
-    adapter = strategy.aggregate(a.base.adapter, a.aggregation!.sum());
+    adapter = strategy.aggregate(a.base.adapter, a.aggregation!.sum(), state);
     weights = a.aggregation!.weights();
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
   const participants = accepted.map((t) => participantOf(registry, t, t.numExamples ?? null, weights[t.clientId] ?? null));
   const seeds = { selection: a.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-  return { adapter, participants, seeds };
+  return { adapter, participants, seeds, serverState: state.tensors };
 }
 
 /** The survivors' weighted mean from the unmasked SecAgg sum, through the same strategy; marks their tasks. */
@@ -41,11 +45,12 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   const byClient = new Map([...a.tasks.values()].map((t) => [t.clientId, t]));
   let adapter: NamedTensor[];
   let totalWeight: number;
+  const state: ServerState = { tensors: a.base.serverState ?? [] };
   try {
     const sum = unmaskedSum(out.sum, sa.config, a.base.adapter);
     totalWeight = sum.totalWeight;
     // Sites that added DP noise shares before masking: the sum arrives noised, and says so to the strategy.
-    adapter = strategy.aggregate(a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum);
+    adapter = strategy.aggregate(a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
@@ -66,7 +71,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
     weightCap: sa.config.weightCap,
     maxClients: sa.config.maxClients,
   };
-  return { adapter, participants, seeds, secureAggregation };
+  return { adapter, participants, seeds, secureAggregation, serverState: state.tensors };
 }
 
 function participantOf(registry: ClientRegistry, t: Task, numExamples: number | null, weight: number | null): Participant {

@@ -19,6 +19,7 @@ import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
+import { roundLearningRate } from './lr-schedule';
 import type { Strategy } from './strategy/strategy';
 import { Attempt, type Task } from './attempt';
 import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
@@ -338,7 +339,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       }
       if (this.stopping) return 'stopped';
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
-      const { adapter, participants, seeds, secureAggregation } = outcome;
+      const { adapter, participants, seeds, secureAggregation, serverState } = outcome;
       // Sites evaluate the candidate before it commits, so the figures are signed into its own manifest.
       const evaluation = this.evaluations.due(round)
         ? await this.evaluations.run(sortByName(adapter), round, base.manifest.version + 1, participants)
@@ -350,7 +351,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       const privacy = secureAggregation
         ? this.privacy?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites')
         : this.privacy?.charge(z, 'coordinator');
-      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, privacy, evaluation);
+      this.latestCk = await this.commit(adapter, round, attempt, participants, seeds, secureAggregation, privacy, evaluation, serverState);
       await this.afterCommit(this.latestCk);
       await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
@@ -425,6 +426,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     secureAggregation?: SecureAggregationRecord,
     privacy?: PrivacyRecord,
     evaluation?: FederatedEvaluationRecord,
+    serverState?: readonly NamedTensor[],
   ): Promise<Checkpoint> {
     const cfg = this.d.config;
     const metrics: Record<string, number> = clientMetricMeans(participants);
@@ -457,9 +459,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         protocolVersion: PROTOCOL_VERSION,
         ...(secureAggregation ? { secureAggregation } : {}),
         ...(privacy ? { privacy } : {}),
+        ...(this.d.strategy.hyperParameters ? { serverOptimizer: { ...this.d.strategy.hyperParameters } } : {}),
+        ...(round > 0 ? { clientTraining: this.clientTraining(round) } : {}),
         ...(evaluation ? { evaluation } : {}),
         ...this.bestField(metrics),
       },
+      serverState,
     });
     return { ...ck, adapter: sortByName(ck.adapter) };
   }
@@ -492,6 +497,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     secagg: SecAggAttempt | undefined,
   ): Task['wire'] {
     const tr = this.d.config.training;
+    const plan = this.clientTraining(round);
     return {
       task_id: taskId,
       round,
@@ -501,8 +507,21 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       deadline_unix_ms: deadline,
       seed,
       secagg: secagg?.settings,
-      config: { local_steps: tr.localSteps, batch_size: tr.batchSize, learning_rate: tr.learningRate, weight_decay: tr.weightDecay, max_seq_len: tr.maxSeqLen },
+      config: {
+        local_steps: tr.localSteps,
+        batch_size: tr.batchSize,
+        learning_rate: plan.learningRate,
+        weight_decay: tr.weightDecay,
+        max_seq_len: tr.maxSeqLen,
+        proximal_mu: plan.proximalMu,
+      },
     };
+  }
+
+  /** What a round's sites train with: the scheduled learning rate (lr-schedule.ts) and FedProx's μ. */
+  private clientTraining(round: number): { learningRate: number; proximalMu: number } {
+    const cfg = this.d.config;
+    return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu };
   }
 
   private sendTask(t: Task): void {

@@ -20,6 +20,11 @@ const DEFAULTS: Record<string, unknown> = {
   'rounds.deadlineMs': 120000,
   'rounds.maxAttempts': 3,
   'strategy.name': 'fedavg',
+  'strategy.serverLearningRate': 0,
+  'strategy.momentum': 0.9,
+  'strategy.beta1': 0.9,
+  'strategy.beta2': 0.99,
+  'strategy.tau': 1e-3,
   'model.dir': path.resolve(__dirname, '..', '..', 'examples', 'base-model'),
   'model.name': 'fedtune/brown-sotu-gpt2-1.9m',
   'lora.r': 8,
@@ -31,6 +36,10 @@ const DEFAULTS: Record<string, unknown> = {
   'training.learningRate': 0.002,
   'training.weightDecay': 0,
   'training.maxSeqLen': 96,
+  'training.proximalMu': 0,
+  'training.schedule': 'constant',
+  'training.warmupRounds': 0,
+  'training.minLearningRate': 0,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
   'transport.uploadIdleTimeoutMs': 30000,
@@ -93,7 +102,12 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'rounds.minUpdates': ['1', 1],
   'rounds.deadlineMs': ['5000', 5000],
   'rounds.maxAttempts': ['1', 1],
-  'strategy.name': ['fedavg', 'fedavg'],
+  'strategy.name': ['fedadam', 'fedadam'],
+  'strategy.serverLearningRate': ['0.03', 0.03],
+  'strategy.momentum': ['0', 0],
+  'strategy.beta1': ['0.5', 0.5],
+  'strategy.beta2': ['0.999', 0.999],
+  'strategy.tau': ['1e-9', 1e-9],
   'model.dir': ['/models/x', '/models/x'],
   'model.name': ['org/model', 'org/model'],
   'lora.r': ['16', 16],
@@ -105,6 +119,10 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'training.learningRate': ['1e-4', 1e-4],
   'training.weightDecay': ['0.01', 0.01],
   'training.maxSeqLen': ['128', 128],
+  'training.proximalMu': ['0.01', 0.01],
+  'training.schedule': ['cosine', 'cosine'],
+  'training.warmupRounds': ['3', 3],
+  'training.minLearningRate': ['0.0001', 0.0001],
   'transport.chunkBytes': ['65536', 65536],
   'transport.maxUploadBytes': ['1048576', 1048576],
   'transport.uploadIdleTimeoutMs': ['2500', 2500],
@@ -308,7 +326,15 @@ describe('config.ts: loadConfig and describeConfig', () => {
         [{ overrides: { rounds: { clientsPerRound: 1.5 } } }, 'rounds.clientsPerRound: must be an integer count ≥ 1 or a fraction in (0, 1): value was 1.5'],
         [{ overrides: { rounds: { clientsPerRound: 0 } } }, 'rounds.clientsPerRound: must be an integer count ≥ 1 or a fraction in (0, 1)'],
         [{ overrides: { rounds: { clientsPerRound: -0.5 } } }, 'rounds.clientsPerRound: must be'],
-        [{ overrides: { strategy: { name: 'fedprox' } } }, 'strategy.name: must be one of the possible values: ["fedavg"]: value was "fedprox"'],
+        [
+          { overrides: { strategy: { name: 'fedprox' } } },
+          'strategy.name: must be one of the possible values: ["fedavg","fedavgm","fedadam","fedyogi","fedadagrad"]: value was "fedprox"',
+        ],
+        [{ overrides: { strategy: { beta2: 1 } } }, 'strategy.beta2: must be a number in [0, 1): value was 1'],
+        [{ overrides: { strategy: { tau: 0 } } }, 'strategy.tau: must be a finite number > 0'],
+        [{ overrides: { strategy: { serverLearningRate: -1 } } }, 'strategy.serverLearningRate: must be a finite number ≥ 0'],
+        [{ overrides: { training: { proximalMu: -0.1 } } }, 'training.proximalMu: must be a finite number ≥ 0'],
+        [{ overrides: { training: { schedule: 'linear' } } }, 'training.schedule: must be one of the possible values: ["constant","cosine"]'],
         [{ overrides: { lora: { alpha: 0 } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { alpha: Infinity } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { dropout: 1 } } }, 'lora.dropout: must be a number in [0, 1): value was 1'],
@@ -356,6 +382,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
         `transport.chunkBytes (${MAX_CHUNK_BYTES + 1}) must stay below gRPC's 4 MiB message limit (max ${MAX_CHUNK_BYTES})`,
       );
       expect(loadConfig({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES } } }).transport.chunkBytes).to.equal(MAX_CHUNK_BYTES);
+      expect(configError({ overrides: { training: { learningRate: 0.01, minLearningRate: 0.02 } } }).message).to.contain(
+        'training.minLearningRate (0.02) must not exceed training.learningRate (0.01)',
+      );
       // Several problems are reported together.
       const both = configError({ overrides: { rounds: { minUpdates: 3, clientsPerRound: 2 }, transport: { chunkBytes: 8 << 20 } } }).message;
       expect(both)
@@ -376,7 +405,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
         expect(d.doc, d.key).to.be.a('string').and.not.equal('');
         expect(d.doc, d.key).to.match(/[.)]$/);
         expect(d.arg).to.equal(`--${d.key}`);
-        expect(d.env).to.match(/^FEDTUNE_[A-Z_]+$/);
+        expect(d.env).to.match(/^FEDTUNE_[A-Z0-9_]+$/);
         // FEDTUNE_<SECTION>_<KEY IN SNAKE CASE>, except strategy.name which reads FEDTUNE_STRATEGY.
         const snake = d.key
           .replace(/\./g, '_')

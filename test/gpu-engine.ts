@@ -1,7 +1,7 @@
 // GPU test script for the WebGPU engine (`npm run test:gpu`; needs a WebGPU adapter, so it is not part of the
 // CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
-// gradient) against the tfjs reference on the same weights and data, determinism, and a 200-step run against
-// the tfjs trainer. Prints `tests: N passed, N failed` like the mocha reporter.
+// gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
+// and a 200-step run against the tfjs trainer. Prints `tests: N passed, N failed` like the mocha reporter.
 //   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -251,6 +251,33 @@ async function longRun(ed: EngineDevice, paths: EnginePath[], steps: number): Pr
   model.dispose();
 }
 
+/**
+ * FedProx on the engine: 30 steps with μ = 5 from a nonzero adapter against the tfjs trainer's run with the same μ
+ * (f32: the adapters within 2% of the distance they moved), and on every path nearer the start than without μ.
+ */
+async function proximalRun(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
+  const { model } = await loadGpt2Dir(MODEL_DIR);
+  const train = synthTask(model.config.vocabSize, 128, 23, 12, 12);
+  const adapter = initLoraAdapter(model.config, LORA, 1).map((t) => ({ ...t, data: t.data.map((x, i) => (x === 0 ? 0.01 * ((i % 5) - 2) : x)) }));
+  const plan = { round: 1, taskId: 'fedprox', localSteps: 30, batchSize: 8, learningRate: 2e-3, weightDecay: 0, maxSeqLen: 32, seed: 4 };
+  const dist = (a: readonly NamedTensor[], b: readonly NamedTensor[]): number =>
+    Math.sqrt(a.reduce((s, t, k) => s + t.data.reduce((u, x, i) => u + (x - b[k].data[i]) ** 2, 0), 0));
+  const ref = await new LoraSftTrainer({ model, lora: LORA, train }).train(adapter, { ...plan, proximalMu: 5 });
+  for (const p of paths) {
+    const t = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
+    const free = await t.train(adapter, plan);
+    const held = await t.train(adapter, { ...plan, proximalMu: 5 });
+    const [dFree, dHeld] = [dist(free.adapter, adapter), dist(held.adapter, adapter)];
+    check(`fedprox ${p}: μ = 5 ends nearer the start`, dHeld < 0.8 * dFree, `moved ${dHeld.toExponential(3)} with μ, ${dFree.toExponential(3)} without`);
+    if (p === 'f32') {
+      const gap = dist(held.adapter, ref.adapter) / dist(ref.adapter, adapter);
+      check(`fedprox ${p}: same adapter as the tfjs trainer's`, gap < 0.02, `difference ${(100 * gap).toFixed(3)}% of the distance moved`);
+    }
+    await t.dispose();
+  }
+  model.dispose();
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const backend = await selectBackend({ force: (process.env.FEDTUNE_TEST_TFJS as 'wasm' | 'cpu' | undefined) ?? 'wasm' });
@@ -271,6 +298,7 @@ async function main(): Promise<void> {
   });
   if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
   await stepParity(ed, paths);
+  await proximalRun(ed, paths);
   if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);

@@ -35,6 +35,10 @@ export interface SimulationOptions {
   readonly workers?: boolean;
   /** Secure aggregation: every round needs all sites (at least 5); the coordinator sees only the sum. */
   readonly secagg?: boolean;
+  /** strategy.* keys (name, serverLearningRate, momentum, beta1, beta2, tau); default: FedAvg. */
+  readonly strategy?: Readonly<Record<string, string | number>>;
+  /** FedProx and the learning-rate schedule (training.proximalMu, schedule, warmupRounds, minLearningRate). */
+  readonly clientTraining?: Readonly<Record<string, string | number>>;
   readonly print: (line: string) => void;
 }
 
@@ -58,7 +62,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       run: { dir: o.runDir, seed: o.seed },
       rounds: { total: o.rounds, minClients: o.clients, minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
       secagg: { enabled: o.secagg === true },
-      training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate },
+      training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate, ...o.clientTraining },
+      ...(o.strategy ? { strategy: o.strategy } : {}),
       model: { dir: DEFAULT_MODEL_DIR },
       log: { level: 'warn' },
     },
@@ -74,7 +79,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
   const lora = loraSettings(config);
   o.print(
-    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
+    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
@@ -182,6 +187,11 @@ export async function main(): Promise<void> {
     .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
     .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
+    .option('--strategy <name>', 'server strategy: fedavg, fedavgm, fedadam, fedyogi, fedadagrad', 'fedavg')
+    .option('--server-lr <x>', 'server learning rate η (0: the strategy default)', '0')
+    .option('--proximal-mu <x>', 'FedProx μ (0: off)', '0')
+    .option('--schedule <name>', "client learning-rate schedule: 'constant' or 'cosine'", 'constant')
+    .option('--warmup-rounds <n>', 'rounds of linear learning-rate warm-up', '0')
     .parse();
   const a = p.opts<Record<string, string>>();
   await simulate({
@@ -197,6 +207,8 @@ export async function main(): Promise<void> {
     testLimit: Number(a.testLimit),
     workers: a.workers as unknown as boolean,
     secagg: a.secagg as unknown as boolean,
+    strategy: { name: a.strategy, serverLearningRate: Number(a.serverLr) },
+    clientTraining: { proximalMu: Number(a.proximalMu), schedule: a.schedule, warmupRounds: Number(a.warmupRounds) },
     print: (l) => console.log(l),
   });
 }

@@ -24,6 +24,8 @@ export interface EngineOptions {
   readonly path: EnginePath;
   readonly loraScale: number;
   readonly maxGradNorm?: number;
+  /** FedProx: build the update with the proximal gradient (setAdapter keeps the anchor; StepInput.proximalMu). */
+  readonly proximal?: boolean;
   readonly adam?: { readonly beta1: number; readonly beta2: number; readonly eps: number };
 }
 
@@ -35,6 +37,8 @@ export interface StepInput {
   readonly pairTarget: Int32Array;
   readonly lr: number;
   readonly weightDecay: number;
+  /** FedProx's μ (an engine built with `proximal` only; 0 or absent otherwise). */
+  readonly proximalMu?: number;
 }
 
 const BYTES = { f32: 4, f16: 2, u32: 4 } as const;
@@ -74,6 +78,7 @@ export class LoraEngine {
       path: o.path,
       loraScale: o.loraScale,
       clip: o.maxGradNorm !== undefined,
+      proximal: o.proximal === true,
       adam,
     });
     let bytes = 0;
@@ -163,6 +168,8 @@ export class LoraEngine {
   setAdapter(flat: Float32Array): void {
     if (flat.length !== this.layout.adapterSize) throw new Error(`adapter has ${flat.length} values, engine expects ${this.layout.adapterSize}`);
     this.write('theta', flat);
+    // FedProx's anchor: the adapter the round starts from.
+    if (this.o.proximal) this.write('anchor', flat);
     const zeros = new Float32Array(flat.length);
     this.write('adamM', zeros);
     this.write('adamV', zeros);
@@ -206,6 +213,9 @@ export class LoraEngine {
     this.stepF32[STEP.bc1] = 1 - this.acc1;
     this.stepF32[STEP.bc2] = 1 - this.acc2;
     this.stepF32[STEP.clip] = this.o.maxGradNorm ?? 0;
+    const mu = inp.proximalMu ?? 0;
+    if (mu !== 0 && !this.o.proximal) throw new Error('step asks for FedProx (proximalMu > 0) but the engine was built without it');
+    this.stepF32[STEP.mu] = mu;
     this.write('step', this.stepWords);
     this.write('ids', new Uint32Array(inp.ids.buffer, inp.ids.byteOffset, N));
     this.write('pairRow', new Uint32Array(inp.pairPos.buffer, inp.pairPos.byteOffset, P));

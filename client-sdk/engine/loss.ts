@@ -5,7 +5,7 @@ import { REDUCE, REDUCE_WG } from './rowwise';
 import { header, u32, type Binding, type Kernel, type StepShape } from './kernel';
 
 /** Step-buffer words (u32; floats as bit patterns), written once per step with queue.writeBuffer. */
-export const STEP = { pairs: 0, invPairs: 1, lr: 2, decay: 3, bc1: 4, bc2: 5, clip: 6, words: 8 } as const;
+export const STEP = { pairs: 0, invPairs: 1, lr: 2, decay: 3, bc1: 4, bc2: 5, clip: 6, mu: 7, words: 8 } as const;
 
 /**
  * One workgroup per scored pair p: lse over the V logits, lossPart[p] = lse − logit[target], and

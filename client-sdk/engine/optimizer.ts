@@ -1,7 +1,9 @@
 // Adapter gradients and the update, over ONE flat f32 buffer per quantity (theta, grad, Adam m and v), laid out
 // like sft/flat-adapter.ts (PEFT keys sorted). Split-K partials are summed in a fixed order and scaled by 1/P;
 // the optional global-norm clip is a two-level fixed-order sum of squares; AdamW is one kernel over the flat
-// buffer with tfjs's formula (decoupled decay first, bias-corrected moments, eps outside the sqrt).
+// buffer with tfjs's formula (decoupled decay first, bias-corrected moments, eps outside the sqrt). With `proximal`
+// (FedProx), μ·(theta − anchor) is added to the gradient first, as sft/proximal.ts does on tfjs; without it the
+// kernel is the same text as before FedProx existed.
 import { REDUCE, REDUCE_WG } from './rowwise';
 import { STEP } from './loss';
 import { ceilDiv, f32, header, u32, type Binding, type Kernel } from './kernel';
@@ -71,8 +73,11 @@ export interface AdamConsts {
   readonly eps: number;
 }
 
-/** AdamW over the flat adapter; with `clip`, gradients are first scaled by min(1, maxNorm / (norm + 1e-6)). */
-export function adamW(n: number, c: AdamConsts, clip: boolean): Kernel {
+/**
+ * AdamW over the flat adapter; with `clip`, gradients are first scaled by min(1, maxNorm / (norm + 1e-6)); with
+ * `proximal`, FedProx's μ·(theta − anchor) (μ in step[STEP.mu], anchor the round's global adapter) is added after.
+ */
+export function adamW(n: number, c: AdamConsts, clip: boolean, proximal = false): Kernel {
   const bindings: Binding[] = [
     { buffer: 'step', type: 'u32', write: false },
     { buffer: 'grad', type: 'f32', write: false },
@@ -81,6 +86,7 @@ export function adamW(n: number, c: AdamConsts, clip: boolean): Kernel {
     { buffer: 'adamV', type: 'f32', write: true },
   ];
   if (clip) bindings.push({ buffer: 'norm', type: 'f32', write: false });
+  if (proximal) bindings.push({ buffer: 'anchor', type: 'f32', write: false });
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -91,7 +97,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let bc1 = bitcast<f32>(step[${STEP.bc1}]);
   let bc2 = bitcast<f32>(step[${STEP.bc2}]);
   var g = grad[i];
-  ${clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : ''}
+  ${clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : ''}${
+    proximal
+      ? `
+  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);`
+      : ''
+  }
   let th = theta[i] * decay;
   let m = ${f32(c.beta1)} * adamM[i] + ${f32(1 - c.beta1)} * g;
   let v = ${f32(c.beta2)} * adamV[i] + ${f32(1 - c.beta2)} * g * g;

@@ -25,6 +25,8 @@ export interface ProgramOptions {
   readonly loraScale: number;
   /** Clip the adapter gradient to this global L2 norm (none when undefined). */
   readonly clip?: boolean;
+  /** FedProx: the update adds μ·(theta − anchor) to the gradient (an 'anchor' buffer holds the global adapter). */
+  readonly proximal?: boolean;
   readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
 }
 
@@ -250,7 +252,7 @@ export function buildProgram(o: ProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   if (o.clip) kernels.push(...gradNorm(nP));
-  kernels.push(adamW(nP, o.adam, !!o.clip));
+  kernels.push(adamW(nP, o.adam, !!o.clip, !!o.proximal));
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -298,6 +300,7 @@ export function buildProgram(o: ProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (o.proximal) buffers.set('anchor', f(nP));
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });
     buffers.set('dlogits', { elems: P * VP, type: 'f16' });

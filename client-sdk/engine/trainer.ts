@@ -1,6 +1,8 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
 // LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs (use the tfjs trainer).
+// FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
+// the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
@@ -11,6 +13,7 @@ import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftK
 import { Prng } from '../../proto/prng';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import { proximalMu } from '../sft/proximal';
 import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
@@ -43,8 +46,8 @@ export class EngineSftTrainer implements Trainer {
     return `engine-${this.opts.path}`;
   }
 
-  private async engineFor(batch: number, seq: number, adapter: TensorList): Promise<LoraEngine> {
-    const key = `${batch}x${seq}`;
+  private async engineFor(batch: number, seq: number, adapter: TensorList, proximal: boolean): Promise<LoraEngine> {
+    const key = `${batch}x${seq}${proximal ? '+prox' : ''}`;
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
@@ -58,6 +61,7 @@ export class EngineSftTrainer implements Trainer {
       path,
       loraScale: loraScaling(lora),
       maxGradNorm: this.opts.maxGradNorm,
+      proximal,
     });
     this.engine = { key, e };
     return e;
@@ -67,6 +71,7 @@ export class EngineSftTrainer implements Trainer {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
+    const mu = proximalMu(plan.proximalMu);
     const start = canonicalAdapter(global);
     assertAdapterLayout(start, model.config, lora);
     signal?.throwIfAborted();
@@ -75,7 +80,7 @@ export class EngineSftTrainer implements Trainer {
     const T = Math.min(model.config.nPositions, Math.ceil(maxLen / 8) * 8);
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
-    const engine = await this.engineFor(plan.batchSize, T, start);
+    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0);
     const flat = new Float32Array(engine.layout.adapterSize);
     let off = 0;
     for (const t of start) {
@@ -106,7 +111,7 @@ export class EngineSftTrainer implements Trainer {
         const flatPos = packed.rows[r];
         pairPos[p] = Math.floor(flatPos / packed.seq) * T + (flatPos % packed.seq);
       });
-      engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay });
+      engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu });
       lossSteps++;
     }
     const [, lossTotal] = await engine.readLoss();

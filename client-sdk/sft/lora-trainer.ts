@@ -1,6 +1,7 @@
 // Supervised fine-tuning of LoRA adapters on a frozen GPT-2: the Trainer that a federated client runs each round.
 // Loss: mean cross-entropy over completion tokens only. Optimiser: Adam (AdamW-style decoupled weight decay when
-// plan.weightDecay > 0) on LoRA A and B, created fresh each round (optimiser state is not federated).
+// plan.weightDecay > 0) on LoRA A and B, created fresh each round (optimiser state is not federated). With
+// plan.proximalMu > 0, FedProx's proximal gradient pulls the adapter towards the round's global one (proximal.ts).
 // Everything random (shuffling, dropout) derives from plan.seed, so a round is reproducible from the manifest.
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core alone registers no gradient functions (see model/gradients.ts).
@@ -16,6 +17,7 @@ import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
 import { FlatAdapter } from './flat-adapter';
 import { pairLogProbs } from './logprobs';
+import { proximalMu, withProximalGradient } from './proximal';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
@@ -91,6 +93,7 @@ export class LoraSftTrainer implements Trainer {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
+    const mu = proximalMu(plan.proximalMu);
     const start = canonicalAdapter(global);
     assertAdapterLayout(start, model.config, lora);
     signal?.throwIfAborted();
@@ -103,6 +106,8 @@ export class LoraSftTrainer implements Trainer {
     // The variable copies the data in, so `global` is never touched.
     const params = new FlatAdapter(start);
     const vars = [params.theta];
+    // FedProx's anchor: the global adapter this round started from (a copy; theta changes).
+    const anchor = mu > 0 ? tf.tidy(() => tf.keep(params.theta.clone())) : null;
     const scaling = loraScaling(lora);
     // epsilon 1e-8 as in PyTorch (tfjs defaults to 1e-7).
     const optimizer = tf.train.adam(plan.learningRate, 0.9, 0.999, 1e-8);
@@ -128,9 +133,11 @@ export class LoraSftTrainer implements Trainer {
             const state = { modules: params.modules(), scaling, dropout: lora.dropout };
             return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar;
           }, vars);
+          // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
+          const full = vars.map((v) => ({ name: v.name, tensor: withProximalGradient(grads[v.name] as tf.Tensor1D, v, anchor, mu) }));
           // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
           if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
-          optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name] })));
+          optimizer.applyGradients(full);
           return tf.add(lossSum, value) as tf.Scalar;
         });
         lossSum.dispose();
@@ -155,6 +162,7 @@ export class LoraSftTrainer implements Trainer {
       return { adapter, numExamples: this.opts.train.length, metrics };
     } finally {
       optimizer.dispose();
+      anchor?.dispose();
       params.dispose();
       lossSum.dispose();
     }

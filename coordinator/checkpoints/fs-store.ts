@@ -5,6 +5,7 @@
 //   <run>/versions/v000003/manifest.json               lineage, participants, seeds, config, file hashes
 //   <run>/versions/v000003/manifest.sig                Ed25519 signature of manifest.json (signature.ts), when
 //                                                      the store has a signer
+//   <run>/versions/v000003/server-state.safetensors    a server optimiser's state (server-state.ts), when it has one
 //   <run>/latest                                       "v000003\n": moves only once the version is complete
 //
 // A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
@@ -31,6 +32,7 @@ import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
 import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeDurable, type CrashHook } from './atomic-fs';
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
+import { SERVER_STATE_FILE, decodeServerState, encodeServerState } from './server-state';
 
 export const ADAPTER_FILE = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -327,6 +329,7 @@ export class FsCheckpointStore implements CheckpointStore {
       manifestSha256,
       adapter: readSafetensors(files[ADAPTER_FILE]).tensors,
       adapterConfig: JSON.parse(files[ADAPTER_CONFIG_FILE].toString('utf8')) as Record<string, unknown>,
+      serverState: files[SERVER_STATE_FILE] ? decodeServerState(files[SERVER_STATE_FILE]) : [],
     };
   }
 
@@ -345,13 +348,14 @@ export class FsCheckpointStore implements CheckpointStore {
     const version = parentVersion === null ? 0 : parentVersion + 1;
     const weights = writeSafetensors(input.adapter, { format: 'pt' });
     const adapterConfig = stableJson(input.adapterConfig);
+    const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
     const manifest: Manifest = {
       ...input.manifest,
       format: MANIFEST_FORMAT,
       version,
       parent: parent ? { version: parent.manifest.version, manifestSha256: parent.manifestSha256 } : null,
       createdAt: new Date().toISOString(),
-      files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig) },
+      files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig), ...(state ? { [SERVER_STATE_FILE]: sha256(state) } : {}) },
     };
     const manifestText = stableJson(manifest);
     // Each step reports to the crash hook (a no-op outside tests); see proto/durable-file.ts.
@@ -362,6 +366,7 @@ export class FsCheckpointStore implements CheckpointStore {
     await tmpStep('mkdir', tmp);
     await writeDurable(path.join(tmp, ADAPTER_FILE), weights, tmpStep);
     await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig, tmpStep);
+    if (state) await writeDurable(path.join(tmp, SERVER_STATE_FILE), state, tmpStep);
     await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText, tmpStep);
     if (this.signer) await writeDurable(path.join(tmp, MANIFEST_SIG_FILE), signManifest(Buffer.from(manifestText, 'utf8'), this.signer), tmpStep);
     await fsyncPath(tmp, tmpStep);
@@ -375,6 +380,7 @@ export class FsCheckpointStore implements CheckpointStore {
       manifestSha256: sha256(manifestText),
       adapter: readSafetensors(weights).tensors,
       adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
+      serverState: state ? decodeServerState(state) : [],
     };
   }
 

@@ -37,6 +37,10 @@ export interface Manifest {
   readonly protocolVersion: number;
   /** How the round was aggregated under SecAgg (absent for plain FedAvg rounds). */
   readonly secureAggregation?: SecureAggregationRecord;
+  /** The server optimiser's hyper-parameters in effect (η, β…; absent for FedAvg and in older runs). */
+  readonly serverOptimizer?: Readonly<Record<string, number>>;
+  /** What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1). */
+  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number };
   /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
   readonly evaluation?: FederatedEvaluationRecord;
   /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
@@ -130,6 +134,8 @@ export interface VersionInput {
   /** PEFT adapter_config.json contents. */
   readonly adapterConfig: Record<string, unknown>;
   readonly manifest: Omit<Manifest, 'format' | 'version' | 'parent' | 'files' | 'createdAt'>;
+  /** The server optimiser's state after this version's step (server-state.safetensors); none or empty: no file. */
+  readonly serverState?: readonly NamedTensor[];
 }
 
 export interface Checkpoint {
@@ -138,6 +144,8 @@ export interface Checkpoint {
   readonly manifestSha256: string;
   readonly adapter: NamedTensor[];
   readonly adapterConfig: Record<string, unknown>;
+  /** The server optimiser's state saved with this version (absent or [] when it has none). */
+  readonly serverState?: NamedTensor[];
 }
 
 export interface CheckpointStore {

@@ -14,7 +14,7 @@
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { GaussianStream } from '../../proto/gaussian';
-import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type WeightedSum } from './strategy';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type WeightedSum } from './strategy';
 import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
 import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 
@@ -76,6 +76,11 @@ export class DpStrategy implements Strategy {
     this.name = `${inner.name}+dp`;
   }
 
+  /** The inner strategy's (a server optimiser's η, β…), recorded in the manifest. */
+  get hyperParameters(): Readonly<Record<string, number>> | undefined {
+    return this.inner.hyperParameters;
+  }
+
   /** σ of the noise on the sum, in the adapter's units. */
   get sigma(): number {
     return this.settings.noiseMultiplier * this.settings.clipNorm;
@@ -87,7 +92,8 @@ export class DpStrategy implements Strategy {
     return agg;
   }
 
-  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
+  /** Noise once, then the inner strategy's step; a server optimiser's state passes through (`state`). */
+  aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
     if (this.unnoised.has(sum)) {
       this.unnoised.delete(sum); // once: a second aggregate of the same sum adds nothing more
       const sigmaGrid = this.sigma * sum.scale;
@@ -101,7 +107,7 @@ export class DpStrategy implements Strategy {
     } else if (!sum.noised) {
       throw new Error('differential privacy: the sum carries no noise (neither this round’s clipped sum nor noised by the sites)');
     }
-    return this.inner.aggregate(global, sum);
+    return this.inner.aggregate(global, sum, state);
   }
 }
 

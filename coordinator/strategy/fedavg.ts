@@ -4,7 +4,8 @@
 // and no update beyond the one being added.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
-import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type WeightedSum } from './strategy';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type WeightedSum } from './strategy';
+import { stepAlongMeanDelta } from './mean-delta';
 import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE, accumulateUnchecked } from './fixed-point';
 
 export class FedAvg implements Strategy {
@@ -16,19 +17,13 @@ export class FedAvg implements Strategy {
   }
 
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
-  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
-    if (!(sum.totalWeight > 0)) throw new Error('FedAvg: no updates to aggregate');
-    const denom = sum.totalWeight * sum.scale;
-    return global.map((g) => {
-      const s = sum.tensors.get(g.name);
-      const out = new Float32Array(g.data.length);
-      if (!s) out.set(g.data);
-      else {
-        if (s.length !== out.length) throw new RangeError(`sum of ${g.name} holds ${s.length} values; the tensor has ${out.length}`);
-        for (let j = 0; j < out.length; j++) out[j] = g.data[j] + s[j] / denom;
-      }
-      return { name: g.name, dtype: g.dtype, shape: g.shape, data: out };
+  aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
+    const out = stepAlongMeanDelta('FedAvg', global, sum, (_name, g, delta, next) => {
+      for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
     });
+    // Stateless: whatever state an earlier strategy of this run left ends here.
+    if (state) state.tensors = [];
+    return out;
   }
 }
 
@@ -100,10 +95,11 @@ export function aggregateUpdates(
   strategy: Strategy,
   global: TensorList,
   updates: readonly ClientUpdate[],
+  state?: ServerState,
 ): { adapter: NamedTensor[]; weights: Record<string, number> } {
   if (updates.length === 0) throw new Error('FedAvg: no updates to aggregate');
   const agg = strategy.begin(global);
   for (const u of updates) agg.admit(u);
   for (const u of updates) agg.add(u);
-  return { adapter: strategy.aggregate(global, agg.sum()), weights: agg.weights() };
+  return { adapter: strategy.aggregate(global, agg.sum(), state), weights: agg.weights() };
 }

@@ -6,6 +6,8 @@
 //   2. aggregate(global, sum) turns a weighted sum into the next global adapter. The sum comes either from the
 //      Aggregation (plain rounds) or from secure aggregation's unmasked sum (SecAgg rounds): one place decides
 //      how a sum becomes an adapter, whichever workflow produced it.
+//   A server optimiser (FedAvgM, FedAdam, … in this folder) also reads and replaces a ServerState: its
+//   momentum or moments, saved with every committed version and restored from it, so a restart resumes exactly.
 // Implementations must be deterministic and independent of the order in which updates arrive.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 
@@ -54,11 +56,26 @@ export interface Aggregation {
   weights(): Record<string, number>;
 }
 
+/**
+ * A server optimiser's state between rounds (momentum buffer, first and second moments), as float32 tensors named
+ * `<kind>/<adapter tensor>`. A holder: `tensors` is the base version's state when aggregate() is called and the
+ * state after this round's step when it returns (empty for a stateless strategy); the caller commits it with the
+ * version the step produced. A Strategy that wraps another (a decorator) passes the holder through.
+ */
+export interface ServerState {
+  tensors: readonly NamedTensor[];
+}
+
 export interface Strategy {
   readonly name: string;
   /** Largest |delta| value the strategy can aggregate; larger ones are refused at admission. */
   readonly maxAbsDelta: number;
+  /** The hyper-parameters in effect (server learning rate, betas, tau, momentum), recorded in every manifest. */
+  readonly hyperParameters?: Readonly<Record<string, number>>;
   begin(global: TensorList): Aggregation;
-  /** The next global adapter from a weighted sum over global's layout. */
-  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[];
+  /**
+   * The next global adapter from a weighted sum over global's layout. `state` carries a server optimiser's
+   * state in and out (see ServerState); a stateful strategy refuses to run without it.
+   */
+  aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[];
 }

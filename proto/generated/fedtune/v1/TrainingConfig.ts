@@ -7,6 +7,7 @@ export interface TrainingConfig {
   'learning_rate'?: (number | string);
   'weight_decay'?: (number | string);
   'max_seq_len'?: (number);
+  'proximal_mu'?: (number | string);
 }
 
 export interface TrainingConfig__Output {
@@ -15,4 +16,5 @@ export interface TrainingConfig__Output {
   'learning_rate': (number);
   'weight_decay': (number);
   'max_seq_len': (number);
+  'proximal_mu': (number);
 }

@@ -1,0 +1,96 @@
+// Adaptive server optimisers of Reddi et al. 2021, "Adaptive Federated Optimization" (ICLR), Algorithm 2, over the
+// mean update Δ (the pseudo-gradient), per value, in float64:
+//   m ← β1·m + (1 − β1)·Δ
+//   FedAdagrad: v ← v + Δ²
+//   FedAdam:    v ← β2·v + (1 − β2)·Δ²
+//   FedYogi:    v ← v − (1 − β2)·Δ²·sign(v − Δ²)
+//   w ← w + η·m / (√v + τ)
+// m starts at 0 and v at τ² (the paper's v₋₁ ≥ τ², at its smallest). As in the paper and unlike Flower, there is no
+// bias correction (Flower's FedAdam scales η by √(1 − β2^(t+1)) / (1 − β1^(t+1)), and starts v at 0).
+// m and v are rounded to float32 once per round when stored (optimizer-state.ts); the step uses them unrounded.
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { FedAvg } from './fedavg';
+import { stepAlongMeanDelta } from './mean-delta';
+import { OptimizerState } from './optimizer-state';
+import { DEFAULT_SERVER_LEARNING_RATE, checkSettings, type ServerOptimizerSettings } from './settings';
+import type { ServerState, WeightedSum } from './strategy';
+
+type Settings = Pick<ServerOptimizerSettings, 'serverLearningRate' | 'beta1' | 'beta2' | 'tau'>;
+
+abstract class FedOpt extends FedAvg {
+  readonly hyperParameters: Readonly<Record<string, number>>;
+  protected readonly eta: number;
+  protected readonly beta1: number;
+  protected readonly beta2: number;
+  protected readonly tau: number;
+
+  /** `usesBeta2`: FedAdagrad has no β2, so none is recorded for it. */
+  constructor(
+    private readonly label: string,
+    s: Settings,
+    usesBeta2: boolean,
+  ) {
+    super();
+    this.eta = s.serverLearningRate || DEFAULT_SERVER_LEARNING_RATE.adaptive;
+    this.beta1 = s.beta1;
+    this.beta2 = usesBeta2 ? s.beta2 : 0;
+    this.tau = s.tau;
+    checkSettings(label, { serverLearningRate: this.eta, momentum: 0, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
+    this.hyperParameters = { serverLearningRate: this.eta, beta1: this.beta1, ...(usesBeta2 ? { beta2: this.beta2 } : {}), tau: this.tau };
+  }
+
+  /** The next second moment from the last one and Δ² (all float64). */
+  protected abstract secondMoment(v: number, d2: number): number;
+
+  override aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
+    const st = new OptimizerState(this.label, global, state);
+    const { eta, beta1, tau } = this;
+    const v0 = tau * tau;
+    const out = stepAlongMeanDelta(this.label, global, sum, (name, g, delta, next) => {
+      const mPrev = st.read('m', name, g.length);
+      const vPrev = st.read('v', name, g.length);
+      const m = new Float64Array(g.length);
+      const v = new Float64Array(g.length);
+      for (let j = 0; j < g.length; j++) {
+        const d = delta[j];
+        m[j] = beta1 * (mPrev ? mPrev[j] : 0) + (1 - beta1) * d;
+        v[j] = this.secondMoment(vPrev ? vPrev[j] : v0, d * d);
+        next[j] = g[j] + (eta * m[j]) / (Math.sqrt(v[j]) + tau);
+      }
+      st.write('m', name, m);
+      st.write('v', name, v);
+    });
+    st.commit(state!, ['m', 'v']);
+    return out;
+  }
+}
+
+export class FedAdagrad extends FedOpt {
+  override readonly name: string = 'fedadagrad';
+  constructor(s: Omit<Settings, 'beta2'>) {
+    super('FedAdagrad', { ...s, beta2: 0 }, false);
+  }
+  protected secondMoment(v: number, d2: number): number {
+    return v + d2;
+  }
+}
+
+export class FedAdam extends FedOpt {
+  override readonly name: string = 'fedadam';
+  constructor(s: Settings) {
+    super('FedAdam', s, true);
+  }
+  protected secondMoment(v: number, d2: number): number {
+    return this.beta2 * v + (1 - this.beta2) * d2;
+  }
+}
+
+export class FedYogi extends FedOpt {
+  override readonly name: string = 'fedyogi';
+  constructor(s: Settings) {
+    super('FedYogi', s, true);
+  }
+  protected secondMoment(v: number, d2: number): number {
+    return v - (1 - this.beta2) * d2 * Math.sign(v - d2);
+  }
+}

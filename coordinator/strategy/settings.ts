@@ -1,0 +1,34 @@
+// The server optimisers' hyper-parameters (strategy.* in the configuration), with the defaults each strategy
+// falls back to. FedAvg uses none of them.
+
+export interface ServerOptimizerSettings {
+  /** Server learning rate η; 0 = the strategy's default (DEFAULT_SERVER_LEARNING_RATE). */
+  readonly serverLearningRate: number;
+  /** FedAvgM's momentum β. */
+  readonly momentum: number;
+  /** FedAdam/FedYogi/FedAdagrad: first-moment decay β1. */
+  readonly beta1: number;
+  /** FedAdam/FedYogi: second-moment decay β2. */
+  readonly beta2: number;
+  /** FedAdam/FedYogi/FedAdagrad: adaptivity τ (added to √v; v starts at τ²). */
+  readonly tau: number;
+}
+
+export const DEFAULT_SERVER_OPTIMIZER: ServerOptimizerSettings = { serverLearningRate: 0, momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+
+/**
+ * η when strategy.serverLearningRate is 0. FedAvgM: 1 − β, so that the effective rate η/(1 − β) of Hsu et al. 2019
+ * is 1: once the momentum has built up, a steady update moves the adapter as far as FedAvg would, and the momentum
+ * only smooths the round-to-round swings (η = 1 with β = 0.9 would step ten times as far). The adaptive optimisers
+ * move each value by about η per round (m/√v is near ±1 for a consistent update), so η must be of the order of one
+ * round's change: 1e-2 (Flower's FedYogi default; Reddi et al. 2021 tune it per task over 10^-3…10^0).
+ */
+export const DEFAULT_SERVER_LEARNING_RATE = { fedavgm: (momentum: number): number => 1 - momentum, adaptive: 1e-2 } as const;
+
+/** Every value finite and in range; throws naming the bad one (the configuration checks the same bounds). */
+export function checkSettings(label: string, s: ServerOptimizerSettings): void {
+  const bad = (k: string, v: number, want: string): Error => new RangeError(`${label}: ${k} = ${v}; must be ${want}`);
+  if (!(Number.isFinite(s.serverLearningRate) && s.serverLearningRate >= 0)) throw bad('serverLearningRate', s.serverLearningRate, 'a finite number ≥ 0');
+  for (const k of ['momentum', 'beta1', 'beta2'] as const) if (!(s[k] >= 0 && s[k] < 1)) throw bad(k, s[k], 'in [0, 1)');
+  if (!(Number.isFinite(s.tau) && s.tau > 0)) throw bad('tau', s.tau, 'a finite number > 0');
+}
