@@ -16,6 +16,9 @@ export default tseslint.config(
       'examples/pretrain/**/*.py',
       'test/fixtures/public-api/**',
       'test/fixtures/boundaries/**',
+      // StrykerJS's sandbox copy of the tree and its reports (npm run test:mutation).
+      '.stryker-tmp/**',
+      'reports/**',
     ],
   },
   eslint.configs.recommended,

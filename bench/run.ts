@@ -30,7 +30,7 @@ import type { NamedTensor } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import { benchSecAgg, lcgTensors, secaggTable, type SecAggBenchRow } from './secagg';
+import { benchSecAgg, lcgTensors, secaggTable, siteStepsTable, type SecAggBenchRow } from './secagg';
 import { benchJoins } from './join-storm';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
@@ -255,7 +255,7 @@ function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, s
         `SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`,
         `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`,
         `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`,
-        `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
+        `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, CPU ${r.client_cpu_ms_over_plain.toFixed(1)}×; coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
       ];
     });
 }
@@ -344,6 +344,7 @@ async function main(): Promise<void> {
       `\nOne round with and without secure aggregation, ${secagg.options.params} params (median of ${secagg.options.reps}; round = coordinator + mean client):`,
     );
     console.log(secaggTable(secagg.rows));
+    console.log(`\nA site, in CPU ms by step:\n${siteStepsTable(secagg.rows)}`);
   }
   const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
   await fs.mkdir(outDir, { recursive: true });

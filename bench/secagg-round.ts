@@ -28,7 +28,8 @@ import {
   consistencyQuorum,
   decodeSum,
   encodeUpdate,
-  sumVectors,
+  addInt32,
+  updateDigest,
   vectorLayout,
   type SecAggRoundConfig,
 } from '../proto/secagg';
@@ -45,6 +46,14 @@ import {
 } from '../proto/secagg/wire';
 
 export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+/**
+ * CPU ms this process has used (all its threads). On a box shared with other work, wall time stretches with the
+ * load while CPU time barely moves, so the bench reports both; each step here is synchronous CPU work.
+ */
+export const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+};
 
 /** Coordinator defaults that shape the round (coordinator/config.ts). */
 export interface RoundDefaults {
@@ -72,11 +81,15 @@ export interface RoundSetup {
 
 export interface Party {
   ms: number;
+  /** The same steps' CPU time (cpuNow). */
+  cpuMs: number;
   sent: number;
   received: number;
   /** Of the above, what the consistency round adds (signing/verifying the lists, its messages). */
   consistencyMs?: number;
   consistencyBytes?: number;
+  /** Of cpuMs, by step (SecAgg clients: encode, digest, advertise, shareKeys, receiveShares, mask, seal, consistency, unmask). */
+  stages?: Record<string, number>;
 }
 
 export interface ArmResult {
@@ -205,20 +218,22 @@ const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; bo
 /** A plain round: every client in `live` seals its delta; the coordinator opens, checks, keeps, and aggregates. */
 export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
   const base = '0'.repeat(64);
-  const coordinator: Party = { ms: 0, sent: 0, received: 0 };
+  const coordinator: Party = { ms: 0, cpuMs: 0, sent: 0, received: 0 };
   const clients: Party[] = [];
   const strategy = new FedAvg();
   const agg = strategy.begin(s.global);
   for (const i of live) {
     const delta = s.delta(i);
     let t = now();
+    let c0 = cpuNow();
     const { header, sealed } = sealFor(s, i, base, s.numExamples[i], tensorHeader(delta, DEFAULT_CHUNK_BYTES), dataChunks(delta, DEFAULT_CHUNK_BYTES));
-    const c: Party = { ms: now() - t, sent: uploadBytes(header, sealed), received: 0 };
+    const c: Party = { ms: now() - t, cpuMs: cpuNow() - c0, sent: uploadBytes(header, sealed), received: 0 };
     clients.push(c);
     coordinator.received += c.sent;
     const h = received(header).header!;
     const chunks = delivered(sealed.chunks);
     t = now();
+    c0 = cpuNow();
     checkLayout(validateHeader(h.tensors, s.defaults.maxUploadBytes), s.global);
     const op = new SealedUploadOpener(h.sealed!, binding(s, i, base, Number(h.num_examples)), h.tensors!, boxSecret(s), s.identities[i].publicKey, s.ids[i]);
     const dec = new TensorStreamDecoder(h.tensors, { maxBytes: s.defaults.maxUploadBytes, authenticated: true, requireFinite: false });
@@ -229,10 +244,13 @@ export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
     agg.admit(update);
     agg.add(update);
     coordinator.ms += now() - t;
+    coordinator.cpuMs += cpuNow() - c0;
   }
   const t = now();
+  const c0 = cpuNow();
   const adapter = strategy.aggregate(s.global, agg.sum());
   coordinator.ms += now() - t;
+  coordinator.cpuMs += cpuNow() - c0;
   return { clients, coordinator, common: commonBytes(s, live), adapter, graph: '-', threshold: 0, dropped: s.n - live.length };
 }
 
@@ -261,8 +279,8 @@ export function secaggConfig(s: RoundSetup): SecAggRoundConfig {
  */
 export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<number>): Promise<ArmResult> {
   const cfg = secaggConfig(s);
-  const coordinator: Party = { ms: 0, sent: 0, received: 0 };
-  const party = s.ids.map((): Party => ({ ms: 0, sent: 0, received: 0 }));
+  const coordinator: Party = { ms: 0, cpuMs: 0, sent: 0, received: 0 };
+  const party = s.ids.map((): Party => ({ ms: 0, cpuMs: 0, sent: 0, received: 0 }));
   const all = s.ids.map((_, i) => i);
   const toClient = (i: number, bytes: number): void => {
     party[i].received += bytes;
@@ -274,14 +292,21 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   };
   const onCoordinator = <T>(f: () => T): T => {
     const t = now();
+    const c0 = cpuNow();
     const r = f();
     coordinator.ms += now() - t;
+    coordinator.cpuMs += cpuNow() - c0;
     return r;
   };
-  const onClient = async <T>(i: number, f: () => T | Promise<T>): Promise<T> => {
+  const onClient = async <T>(i: number, stage: string, f: () => T | Promise<T>): Promise<T> => {
     const t = now();
+    const c0 = cpuNow();
     const r = await f();
+    const dc = cpuNow() - c0;
     party[i].ms += now() - t;
+    party[i].cpuMs += dc;
+    const st = (party[i].stages ??= {});
+    st[stage] = (st[stage] ?? 0) + dc;
     return r;
   };
   const base = { round: 1 };
@@ -293,11 +318,16 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   // Stage 1 (runSecAgg): encode, advertise.
   const sc: SecAggClient[] = [];
   const encoded: Uint32Array[] = [];
+  const expected = new Int32Array(cfg.vectorLength);
+  const digests: Uint8Array[] = [];
   for (const i of all) {
     const delta = s.delta(i);
-    const ad = await onClient(i, () => {
+    // As client-sdk/secagg-flow.ts: encode with fresh rounding randomness, digest the update for the ledger, advertise.
+    encoded[i] = await onClient(i, 'encode', () => encodeUpdate(delta, s.numExamples[i], cfg, new Uint8Array(randomBytes(32))));
+    if (!dropAfterShares.has(i)) addInt32(expected, new Int32Array(encoded[i].buffer)); // for the check at the end, untimed
+    digests[i] = await onClient(i, 'digest', () => updateDigest(delta, s.numExamples[i], cfg.include));
+    const ad = await onClient(i, 'advertise', () => {
       sc[i] = new SecAggClient({ config: cfg, clientId: s.ids[i], identitySecretKey: s.identities[i].secretKey });
-      encoded[i] = encodeUpdate(delta, s.numExamples[i], cfg, new Uint8Array(randomBytes(32)));
       return sc[i].advertise();
     });
     fromClient(i, ser('SecAggAdvertise', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, advertisement: adToWire(ad) }).length);
@@ -307,7 +337,7 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   for (const i of all) toClient(i, taskEventBytes({ secagg_roster: rosterToWire(taskId(s, i), roster) }));
   // Stage 2: share keys.
   for (const i of all) {
-    const m = await onClient(i, () => sc[i].shareKeys(roster));
+    const m = await onClient(i, 'shareKeys', () => sc[i].shareKeys(roster));
     fromClient(i, ser('SecAggShareKeys', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, share_keys: shareKeysToWire(m) }).length);
     onCoordinator(() => srv.addShareKeys(m));
   }
@@ -317,9 +347,11 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
   for (const i of live) {
     const r = onCoordinator(() => routed(s.ids[i]));
     toClient(i, taskEventBytes({ secagg_shares: routedToWire(taskId(s, i), r) }));
-    const { header, sealed } = await onClient(i, () => {
-      sc[i].receiveShares(r);
-      const y = sc[i].maskedInput(encoded[i]);
+    await onClient(i, 'receiveShares', () => sc[i].receiveShares(r));
+    // In place, as the SDK does (client-sdk/secagg-flow.ts).
+    const y = await onClient(i, 'mask', () => sc[i].maskedInput(encoded[i], digests[i], true));
+    encoded[i] = new Uint32Array(0); // masked and sent: free it
+    const { header, sealed } = await onClient(i, 'seal', () => {
       const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
       const chunks: Buffer[] = [];
       for (let off = 0; off < bytes.length; off += DEFAULT_CHUNK_BYTES) chunks.push(bytes.subarray(off, off + DEFAULT_CHUNK_BYTES));
@@ -344,26 +376,26 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     });
   }
   // Stage 4a: the consistency round (each survivor signs the lists; the coordinator checks and relays).
-  const c0 = coordinator.ms;
+  const cons0 = coordinator.ms;
   const check = onCoordinator(() => srv.closeMaskedInput());
   for (const i of live) {
     const before = { ms: party[i].ms, bytes: party[i].sent + party[i].received };
     toClient(i, taskEventBytes({ secagg_consistency: consistencyCheckToWire(taskId(s, i), check) }));
-    const sig = await onClient(i, () => sc[i].consistency(check));
+    const sig = await onClient(i, 'consistency', () => sc[i].consistency(check));
     fromClient(i, ser('SecAggConsistency', 'request', { session_token: s.tokens[i], task_id: taskId(s, i), ...base, signature: signatureToWire(sig) }).length);
     onCoordinator(() => srv.addConsistency(sig));
     party[i].consistencyMs = party[i].ms - before.ms;
     party[i].consistencyBytes = party[i].sent + party[i].received - before.bytes;
   }
   const req = onCoordinator(() => srv.closeConsistency());
-  coordinator.consistencyMs = coordinator.ms - c0;
+  coordinator.consistencyMs = coordinator.ms - cons0;
   // Stage 4b: unmask (each site first checks the relayed signatures), then the sum and its decoding.
   for (const i of live) {
     const withoutSigs = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), { ...req, signatures: [] }) });
     const reqBytes = taskEventBytes({ secagg_unmask: unmaskRequestToWire(taskId(s, i), req) });
     toClient(i, reqBytes);
     const t0 = party[i].ms;
-    const resp = await onClient(i, () => sc[i].unmask(req));
+    const resp = await onClient(i, 'unmask', () => sc[i].unmask(req));
     // Checking the quorum of signatures is most of this step (the shares are only copied): counted whole as the
     // consistency round's cost, an upper bound.
     party[i].consistencyMs! += party[i].ms - t0;
@@ -372,10 +404,11 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     onCoordinator(() => srv.addUnmaskResponse(resp));
   }
   const t = now();
+  const c0 = cpuNow();
   const sum = await srv.finish();
   const { adapter } = decodeSum(sum, cfg, s.global);
   coordinator.ms += now() - t;
-  const expected = sumVectors(live.map((i) => encoded[i]));
+  coordinator.cpuMs += cpuNow() - c0;
   if (!Buffer.from(sum.buffer).equals(Buffer.from(expected.buffer)))
     throw new Error(`secagg sum differs from the sum of the encoded updates (N = ${s.n}, ${dropAfterShares.size} dropped)`);
   return {

@@ -35,6 +35,12 @@ export interface SecAggBenchRow {
   dropped: number;
   /** Mean over the clients that completed the round. */
   client_ms: number;
+  /** The same in CPU ms (process.cpuUsage): steadier than wall time on a shared box. */
+  client_cpu_ms: number;
+  coordinator_cpu_ms: number;
+  client_cpu_ms_over_plain: number;
+  /** SecAgg rows: mean CPU ms of each site step (encode, digest, advertise, shareKeys, receiveShares, mask, seal, consistency, unmask). */
+  client_cpu_stages_ms: Record<string, number>;
   coordinator_ms: number;
   /** coordinator_ms + client_ms. */
   round_ms: number;
@@ -60,7 +66,7 @@ export interface SecAggBenchRow {
   /** Max |adapter_secagg − adapter_plain| over all values (quantisation and clipping; 0 for plain rows). */
   max_abs_diff_vs_plain: number;
   /** Per repetition, in run order: the medians above come from these. */
-  samples: { client_ms: number[]; coordinator_ms: number[]; round_ms: number[] };
+  samples: { client_ms: number[]; client_cpu_ms: number[]; coordinator_ms: number[]; round_ms: number[] };
 }
 
 export interface SecAggBenchResult {
@@ -168,6 +174,9 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
     for (const v of ['plain', 'secagg', 'plain_drop', 'secagg_drop'] as const) {
       const rs = results.get(`${n}/${v}`)!;
       const clientMs = rs.map((r) => mean(r.clients.map((c) => c.ms)));
+      const clientCpu = rs.map((r) => mean(r.clients.map((c) => c.cpuMs)));
+      const stageNames = [...new Set(rs.flatMap((r) => r.clients.flatMap((c) => Object.keys(c.stages ?? {}))))];
+      const stages = Object.fromEntries(stageNames.map((k) => [k, median(rs.map((r) => mean(r.clients.map((c) => c.stages?.[k] ?? 0))))] as const));
       const coordMs = rs.map((r) => r.coordinator.ms);
       const roundMs = rs.map((r, k) => coordMs[k] + clientMs[k]);
       const consClient = rs.map((r) => mean(r.clients.map((c) => c.consistencyMs ?? 0)));
@@ -182,6 +191,10 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
         threshold: last.threshold,
         dropped: last.dropped,
         client_ms: median(clientMs),
+        client_cpu_ms: median(clientCpu),
+        coordinator_cpu_ms: median(rs.map((r) => r.coordinator.cpuMs)),
+        client_cpu_ms_over_plain: 1,
+        client_cpu_stages_ms: stages,
         coordinator_ms: median(coordMs),
         round_ms: median(roundMs),
         client_bytes_sent: mean(last.clients.map((c) => c.sent)),
@@ -200,7 +213,7 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
         round_ms_without_consistency_over_plain: 1,
         consistency_signatures_checked: last.signaturesChecked ?? 0,
         max_abs_diff_vs_plain: plain ? maxAbsDiff(last.adapter, plain.adapter) : 0,
-        samples: { client_ms: clientMs, coordinator_ms: coordMs, round_ms: roundMs },
+        samples: { client_ms: clientMs, client_cpu_ms: clientCpu, coordinator_ms: coordMs, round_ms: roundMs },
       });
     }
   }
@@ -208,6 +221,7 @@ export async function benchSecAgg(opts: Partial<SecAggBenchOptions> = {}): Promi
     if (!r.variant.startsWith('secagg')) continue;
     const p = rows.find((x) => x.clients === r.clients && x.variant === (r.variant === 'secagg' ? 'plain' : 'plain_drop'))!;
     r.client_ms_over_plain = r.client_ms / p.client_ms;
+    r.client_cpu_ms_over_plain = r.client_cpu_ms / p.client_cpu_ms;
     r.coordinator_ms_over_plain = r.coordinator_ms / p.coordinator_ms;
     r.round_ms_over_plain = r.round_ms / p.round_ms;
     r.round_ms_without_consistency_over_plain = (r.round_ms - r.consistency_client_ms - r.consistency_coordinator_ms) / p.round_ms;
@@ -262,6 +276,19 @@ export function consistencyTable(rows: readonly SecAggBenchRow[]): string {
   return [head, '|' + '---|'.repeat(8), ...lines].join('\n');
 }
 
+/** Where a SecAgg site's CPU time goes, step by step, against a plain site's (it only seals its delta). */
+export function siteStepsTable(rows: readonly SecAggBenchRow[]): string {
+  const sec = rows.filter((r) => r.variant === 'secagg');
+  const steps = [...new Set(sec.flatMap((r) => Object.keys(r.client_cpu_stages_ms)))];
+  const head = `| N | plain site CPU ms | SecAgg site CPU ms | ×plain | ${steps.join(' | ')} |`;
+  const lines = sec.map((r) => {
+    const p = rows.find((x) => x.clients === r.clients && x.variant === 'plain')!;
+    const st = steps.map((k) => (r.client_cpu_stages_ms[k] ?? 0).toFixed(1)).join(' | ');
+    return `| ${r.clients} | ${p.client_cpu_ms.toFixed(1)} | ${r.client_cpu_ms.toFixed(1)} | ${x(r.client_cpu_ms_over_plain)} | ${st} |`;
+  });
+  return [head, '|' + '---|'.repeat(4 + steps.length), ...lines].join('\n');
+}
+
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -279,7 +306,12 @@ async function main(): Promise<void> {
     ...(clients ? { clients: clients.split(',').map(Number) } : {}),
     ...(params ? { params: Number(params) } : {}),
   });
-  const table = secaggTable(res.rows) + '\n\nThe consistency round (its share of the figures above):\n\n' + consistencyTable(res.rows);
+  const table =
+    secaggTable(res.rows) +
+    '\n\nThe consistency round (its share of the figures above):\n\n' +
+    consistencyTable(res.rows) +
+    '\n\nA site, in CPU ms by step (no drops):\n\n' +
+    siteStepsTable(res.rows);
   const notes = [
     `m = ${res.options.params.toLocaleString('en')} parameters, median of ${res.options.reps} run(s); load average ${res.load_average.before.map((l) => l.toFixed(2)).join(' ')} before, ${res.load_average.after.map((l) => l.toFixed(2)).join(' ')} after; ${res.seconds.toFixed(0)} s.`,
     '(†) Beyond the task, the adapter download and the upload acknowledgements, which are the same in both arms, a plain coordinator sends nothing; SecAgg adds its settings in the task, the roster, the routed shares and the unmask request. The last column counts those common bytes too.',

@@ -9,146 +9,30 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
-import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
-import { DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, loadFedtuneProto } from '../proto/load';
+import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { TensorStreamDecoder } from '../proto/tensor-stream';
 import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
-import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
-import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
-import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
-import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
-import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox, noiseFloorRefusal, runSecAgg, type SecAggStage } from './secagg-flow';
-import {
-  adToWire,
-  consistencyCheckFromWire,
-  rosterFromWire,
-  routedFromWire,
-  settingsFromWire,
-  shareKeysToWire,
-  signatureToWire,
-  unmaskRequestFromWire,
-  unmaskResponseToWire,
-} from '../proto/secagg/wire';
+import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
+import { secaggTask } from './secagg-task';
+import { joinCoordinator } from './join';
+import { downloadAdapter } from './download';
+import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
+import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, type NamedTensor } from '../proto/tensors';
-import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
+import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
-import type { Trainer, TrainingPlan } from './trainer';
+import type { TrainingPlan } from './trainer';
 import { updateToSend } from './lora-update';
 import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
-import { runEvaluateTask, type EvaluationDone } from './evaluate-task';
-import {
-  LIMITS,
-  retryAfterOf,
-  checkAdvertise,
-  checkShareKeys,
-  checkConsistency,
-  checkUnmask,
-  checkBackend,
-  checkClientName,
-  checkJoin,
-  checkLabels,
-  checkReport,
-  checkString,
-} from '../proto/limits';
+import { runEvaluateTask } from './evaluate-task';
+import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
 
-/** What the client logs through; a pino logger fits. */
-export interface ClientLogger {
-  info(fields: Record<string, unknown>, msg: string): void;
-  warn(fields: Record<string, unknown>, msg: string): void;
-  error(fields: Record<string, unknown>, msg: string): void;
-}
-
-export interface FederationClientOptions {
-  /** host:port of the coordinator. */
-  readonly address: string;
-  /** Stable site name; the coordinator derives the client id from it, so a reconnect keeps the identity. */
-  readonly name: string;
-  readonly trainer: Trainer;
-  /**
-   * The site's Ed25519 identity (see loadOrCreateIdentity). Without one the client makes a throwaway key,
-   * which only a coordinator in auth.mode "tofu" admits (simulations and tests).
-   */
-  readonly identity?: ClientIdentity;
-  /** A single-use enrolment token from the operator (`fedtune enroll token <name>`), needed on the first join only. */
-  readonly joinToken?: string;
-  /** Pin the coordinator's key id (from its operator): a coordinator presenting other keys is refused. */
-  readonly coordinatorKeyId?: string;
-  /** Fault injection for simulations and tests: runs before each SecAgg stage; throwing abandons the task. */
-  readonly beforeSecAggStage?: (stage: SecAggStage, task: { taskId: string; round: number }) => void | Promise<void>;
-  /**
-   * The operator's Ed25519 public key that certifies every peer's identity key under SecAgg (the coordinator
-   * relays the certificates in the roster). Without it (or secaggAllowList) the coordinator remains the key
-   * authority: a coordinator that lies about peers' keys can make this site seal its shares to itself.
-   */
-  readonly rosterKey?: Uint8Array;
-  /** Alternative to rosterKey: peers' identity keys by client id, from a file the site holds. */
-  readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
-  /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
-  readonly secaggLedger?: SecAggLedger;
-  /**
-   * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
-   * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or
-   * a SecAgg task with less noise is refused before training. Default: any task.
-   */
-  readonly minNoiseMultiplier?: number;
-  /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
-  readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
-  /** e.g. pino(); default: silent. */
-  readonly logger?: ClientLogger;
-  /** Reconnection delays (exponential with full jitter). */
-  readonly backoff?: BackoffOptions;
-  /** Extra gRPC channel options (keepalive, message limits…). */
-  readonly channelOptions?: grpc.ChannelOptions;
-  /** Default insecure; see tlsCredentials() (client-sdk/tls.ts). */
-  readonly credentials?: grpc.ChannelCredentials;
-  readonly labels?: Record<string, string>;
-  readonly chunkBytes?: number;
-  /** Refuse to train when the coordinator's base model differs (sha256 of model.safetensors). */
-  readonly baseModelSha256?: string;
-  /** Alternative to `logger`: one function for every log line. */
-  readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-}
-
-export interface RunSummary {
-  readonly clientId: string;
-  readonly tasksCompleted: number;
-  /** The coordinator's last version, or -1 when the client was stopped before the run ended. */
-  readonly finalVersion: number;
-  readonly reason: string;
-}
-
-export interface TaskInfo {
-  readonly taskId: string;
-  readonly round: number;
-  readonly attempt: number;
-  readonly baseVersion: number;
-}
-
-export interface TaskDone {
-  readonly taskId: string;
-  readonly round: number;
-  readonly numExamples: number;
-  readonly metrics: Record<string, number>;
-}
-
-export interface ClientEvents {
-  joined: [{ clientId: string; runId: string }];
-  task: [TaskInfo];
-  taskDone: [TaskDone];
-  /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
-  taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
-  reconnecting: [{ attempt: number; delayMs: number; error: string }];
-  /** A federated evaluation this site reported (numExamples 0: it declined). */
-  evaluated: [EvaluationDone];
-  finished: [RunSummary];
-}
+export type { ClientEvents, ClientLogger, FederationClientOptions, RunSummary, TaskDone, TaskInfo } from './client-options';
 
 /**
  * The signal a trainer gets: the task's own, also aborted shortly before the round's deadline so that a site
@@ -179,6 +63,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly rpc: GrpcFederationClient;
   private running = false;
   private stopped = false;
+  private channelClosed = false;
   private token = '';
   private clientId = '';
   private tasksCompleted = 0;
@@ -222,6 +107,21 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   async run(): Promise<RunSummary> {
     if (this.running) throw new Error('FederationClient.run() is already running');
     this.running = true;
+    try {
+      return await this.serve();
+    } finally {
+      // The run is over (finished, stopped or failed for good): its channel goes with it.
+      this.closeChannel();
+    }
+  }
+
+  private closeChannel(): void {
+    this.channelClosed = true;
+    this.stream?.cancel();
+    this.rpc.close();
+  }
+
+  private async serve(): Promise<RunSummary> {
     await checkResolvable(this.address); // a host that does not exist fails now, not after endless retries
     let failures = 0;
     while (!this.stopped) {
@@ -265,73 +165,21 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     if (this.stopped) return;
     this.stopped = true;
     this.current?.abort.abort(new Error('client stopping'));
-    if (this.token) {
+    if (this.token && !this.channelClosed) {
       await new Promise<void>((r) => this.rpc.Leave({ session_token: this.token, reason: 'client stopping' }, { deadline: Date.now() + 2000 }, () => r()));
     }
-    this.stream?.cancel();
-    this.rpc.close();
+    this.closeChannel();
   }
 
-  private hello(): Promise<HelloResponse__Output> {
-    return new Promise((resolve, reject) =>
-      this.rpc.Hello({ protocol_version: PROTOCOL_VERSION }, { deadline: Date.now() + 10_000 }, (err, res) =>
-        err || !res ? reject(err ?? new Error('empty hello response')) : resolve(res),
-      ),
-    );
-  }
-
-  private joinCall(req: JoinRequest): Promise<JoinResponse__Output> {
-    return new Promise((resolve, reject) =>
-      this.rpc.Join(req, { deadline: Date.now() + 10_000 }, (err, res) => (err || !res ? reject(err ?? new Error('empty join response')) : resolve(res))),
-    );
-  }
-
-  private checkCoordinatorKeys(k: CoordinatorKeys__Output | null): { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } {
-    if (!k || k.box_public_key.length !== 32 || k.sign_public_key.length !== 32)
-      throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator did not present its public keys');
-    if (this.opts.coordinatorKeyId && k.key_id !== this.opts.coordinatorKeyId) {
-      throw new ProtocolError(status.PERMISSION_DENIED, `coordinator presents key ${k.key_id}; this site pins ${this.opts.coordinatorKeyId}`);
-    }
-    return { keyId: k.key_id, boxPublicKey: new Uint8Array(k.box_public_key), signPublicKey: new Uint8Array(k.sign_public_key) };
-  }
-
-  /** Hello (challenge and the coordinator's keys), then Join with the challenge signed by the site's key. */
+  /** Hello (challenge and the coordinator's keys), then Join with the challenge signed by the site's key (join.ts). */
   private async join(): Promise<void> {
-    const hello = await this.hello();
-    const coordinator = this.checkCoordinatorKeys(hello.coordinator);
-    const backend = this.opts.trainer.backend;
-    const signature = sign(
-      DOMAINS.join,
-      joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, this.opts.name, this.identity.publicKey, backend, hello.coordinator!),
-      this.identity.secretKey,
-    );
-    const req: JoinRequest = {
-      protocol_version: PROTOCOL_VERSION,
-      client_name: this.opts.name,
-      backend,
-      labels: this.opts.labels ?? {},
-      public_key: this.identity.publicKey,
-      challenge: hello.challenge,
-      signature,
-      join_token: this.opts.joinToken ?? '',
-      coordinator_key_id: coordinator.keyId,
-    };
-    checkJoin(req);
-    const res = await this.joinCall(req);
-    if (this.opts.baseModelSha256 && res.base_model_sha256 !== this.opts.baseModelSha256) {
-      throw new ProtocolError(
-        status.FAILED_PRECONDITION,
-        `coordinator fine-tunes base model ${res.base_model_sha256}; this site has ${this.opts.baseModelSha256}`,
-      );
-    }
-    this.coordinator = this.checkCoordinatorKeys(res.coordinator ?? hello.coordinator);
-    if (this.coordinator.keyId !== coordinator.keyId)
-      throw new ProtocolError(status.FAILED_PRECONDITION, 'the coordinator changed keys between Hello and Join');
-    this.token = res.session_token;
-    this.clientId = res.client_id;
-    this.runId = res.run_id;
-    this.log('info', 'joined', { clientId: res.client_id, runId: res.run_id, keyId: this.identity.keyId, coordinatorKeyId: coordinator.keyId });
-    this.emit('joined', { clientId: res.client_id, runId: res.run_id });
+    const j = await joinCoordinator(this.rpc, this.opts, this.identity);
+    this.coordinator = j.coordinator;
+    this.token = j.token;
+    this.clientId = j.clientId;
+    this.runId = j.runId;
+    this.log('info', 'joined', { clientId: j.clientId, runId: j.runId, keyId: this.identity.keyId, coordinatorKeyId: j.coordinator.keyId });
+    this.emit('joined', { clientId: j.clientId, runId: j.runId });
   }
 
   /** Handles task events in order; resolves when the run finishes, rejects when the stream breaks. */
@@ -477,46 +325,24 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return b;
   }
 
-  /** Secure aggregation for one task: the update is masked before it leaves (client-sdk/secagg-flow.ts). */
+  /** Secure aggregation for one task: the update is masked before it leaves (secagg-task.ts, secagg-flow.ts). */
   private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
-    const unary = <Req>(method: 'SecAggAdvertise' | 'SecAggShareKeys' | 'SecAggConsistency' | 'SecAggUnmask', req: Req): Promise<void> =>
-      new Promise((resolve, reject) =>
-        (this.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void).call(
-          this.rpc,
-          req,
-          { deadline: Date.now() + 30_000 },
-          (e) => (e ? reject(e) : resolve()),
-        ),
-      );
-    const base = { session_token: this.token, task_id: t.task_id, round: t.round };
-    const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);
-    return runSecAgg({
-      config: settingsFromWire(t.secagg!, t.base_manifest_sha256),
-      clientId: this.clientId,
-      identitySecretKey: this.identity.secretKey,
+    return secaggTask({
+      rpc: this.rpc,
+      token: this.token,
+      task: t,
       delta,
       numExamples,
+      signal,
+      clientId: this.clientId,
       runId: this.runId,
+      identitySecretKey: this.identity.secretKey,
       trust: this.secaggTrust(),
       ledger: this.ledger,
-      observeEncoded: this.opts.observeSecAggInput
-        ? (x) => this.opts.observeSecAggInput!({ taskId: t.task_id, round: t.round, attempt: t.attempt }, x)
-        : undefined,
       inbox: this.inbox(t.task_id),
-      signal,
-      beforeStage: this.opts.beforeSecAggStage ? (stage) => this.opts.beforeSecAggStage!(stage, { taskId: t.task_id, round: t.round }) : undefined,
-      transport: {
-        // Each stage message is checked against the wire's bounds (proto/limits.ts) before it is sent.
-        advertise: (ad) => unary('SecAggAdvertise', checked(checkAdvertise, { ...base, advertisement: adToWire(ad) })),
-        shareKeys: (m) => unary('SecAggShareKeys', checked(checkShareKeys, { ...base, share_keys: shareKeysToWire(m) })),
-        consistency: (sig) => unary('SecAggConsistency', checked(checkConsistency, { ...base, signature: signatureToWire(sig) })),
-        // The coordinator finishes as soon as t answers suffice; a later answer finds the round closed, which is fine.
-        unmask: (r) =>
-          unary('SecAggUnmask', checked(checkUnmask, { ...base, response: unmaskResponseToWire(r) })).catch((e: grpc.ServiceError) => {
-            if (e.code !== status.FAILED_PRECONDITION || !/closed/.test(e.details ?? '')) throw e;
-          }),
-        uploadMasked: (y) => this.uploadMasked(t, y),
-      },
+      observeSecAggInput: this.opts.observeSecAggInput,
+      beforeSecAggStage: this.opts.beforeSecAggStage,
+      uploadMasked: (y) => this.uploadMasked(t, y),
     });
   }
 
@@ -547,43 +373,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   /**
    * Downloads a global version as a chunked tensor stream; with `candidate`, the uncommitted adapter an evaluation
-   * task names, whose data bytes must hash to its sha256.
+   * task names, whose data bytes must hash to its sha256 (download.ts).
    */
   download(version: number, candidate?: { evaluationTaskId: string; sha256: string }): Promise<NamedTensor[]> {
-    return new Promise((resolve, reject) => {
-      const call = this.rpc.DownloadAdapter({ session_token: this.token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '' });
-      let dec: TensorStreamDecoder | undefined;
-      let settled = false;
-      const fail = (e: unknown): void => {
-        if (settled) return;
-        settled = true;
-        call.cancel();
-        reject(e);
-      };
-      call.on('data', (f: TensorFrame__Output) => {
-        try {
-          if (f.header) {
-            if (dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
-            dec = new TensorStreamDecoder(f.header, { maxBytes: 2 ** 32, requireFinite: false });
-          } else if (f.frame === 'chunk' && f.chunk) {
-            if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
-            dec.push(f.chunk);
-          } else if (f.trailer) {
-            if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
-            const tensors = dec.finish(f.trailer);
-            const got = dec.digest?.toString('hex');
-            if (candidate && got !== candidate.sha256)
-              throw new ProtocolError(status.DATA_LOSS, `evaluation candidate hashes to ${got ?? '(none)'}; the task names ${candidate.sha256}`);
-            settled = true;
-            resolve(tensors);
-          }
-        } catch (e) {
-          fail(e);
-        }
-      });
-      call.on('error', fail);
-      call.on('end', () => fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer')));
-    });
+    return downloadAdapter(this.rpc, this.token, version, candidate);
   }
 
   /**

@@ -109,7 +109,7 @@ export async function runSecAgg(o: {
   const routed = await o.inbox.next('shares', signal);
   sc.receiveShares(routed);
   await o.beforeStage?.('maskedInput');
-  await o.transport.uploadMasked(sc.maskedInput(x, digest));
+  await o.transport.uploadMasked(sc.maskedInput(x, digest, true)); // x is masked in place: it is not needed after
   const check = await o.inbox.next('consistency', signal);
   await o.beforeStage?.('consistency');
   await o.transport.consistency(sc.consistency(check));

@@ -8,7 +8,8 @@ import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
 import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
-import { encodeSpoolRecord, type SealedUpdate } from './sealed-update';
+import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
+import type { SpoolUpload } from './spool-upload';
 import { AdmissionError, type Aggregation, type Strategy } from './strategy/strategy';
 import { FixedPointRangeError } from './strategy/fixed-point';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
@@ -38,6 +39,10 @@ export interface Task {
   inSum?: boolean;
   /** The site's name when the registry may not know it (an update carried over a restart). */
   readonly clientName?: string;
+  /** Who signed the accepted update (name and key): a key revoked before the round closes drops it (dropRevoked). */
+  uploader?: { readonly name: string; readonly publicKey: Uint8Array };
+  /** Accepted, then dropped before aggregation because the site's key was revoked. */
+  revoked?: boolean;
   /** Accepted by an earlier coordinator process and reloaded from the spool: already done, not waited for. */
   carried?: boolean;
 }
@@ -171,6 +176,14 @@ export class Attempt {
     t.state = 'receiving';
   }
 
+  /**
+   * Plain rounds: the spool file an upload's chunks stream into once its header checked out (undefined under
+   * SecAgg, whose masked inputs are not spooled).
+   */
+  spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
+    return this.d.spool?.openUpload(this.round, t.clientId, encodeSpoolHead(u, { seed: t.seed }));
+  }
+
   /** An upload that was refused or broke off: the task can take another one. */
   abortUpload(t: Task): void {
     if (t.state === 'receiving') t.state = 'assigned';
@@ -198,14 +211,17 @@ export class Attempt {
     }
     const work = (async () => {
       try {
-        if (this.d.spool) await this.d.spool.putUpdate(this.round, t.clientId, encodeSpoolRecord(u, { seed: t.seed }));
+        if (this.d.spool) {
+          if (!u.spooled) throw new Error('a plain round keeps every accepted update in its spool, but this one has no spool file');
+          await u.spooled.commit(); // fsync, rename into the spool, fsync the directory
+        }
       } catch (e) {
         agg.release(t.clientId);
         t.state = 'assigned';
         this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
         throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
       }
-      this.fold(t, update, u.sha256);
+      this.fold(t, update, u.sha256, u);
       u.delta = undefined;
     })();
     this.inFlight.add(work);
@@ -220,13 +236,14 @@ export class Attempt {
   carry(t: Task, u: SealedUpdate): void {
     const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
     this.aggregation!.admit(update);
-    this.fold(t, update, u.sha256);
+    this.fold(t, update, u.sha256, u);
     t.carried = true;
     u.delta = undefined;
   }
 
-  private fold(t: Task, update: { clientId: string; numExamples: number; delta: SealedUpdate['delta'] & object }, sha256: string): void {
+  private fold(t: Task, update: { clientId: string; numExamples: number; delta: SealedUpdate['delta'] & object }, sha256: string, u: SealedUpdate): void {
     this.aggregation!.add(update);
+    t.uploader = { name: u.clientName, publicKey: u.clientPublicKey };
     t.numExamples = update.numExamples;
     t.state = 'uploaded';
     t.acceptedSha256 = sha256;
@@ -258,6 +275,39 @@ export class Attempt {
   async close(): Promise<void> {
     this.isOpen = false;
     await Promise.allSettled([...this.inFlight]);
+  }
+
+  /**
+   * After close(): drops the accepted updates whose site's key is no longer enrolled. When there is any, the
+   * running sum is rebuilt from the spool (`reopen`, one update at a time) over the others — integer sums, so
+   * the result is the very sum of a round the revoked sites never uploaded to. A record that no longer reopens
+   * is dropped the same way. Returns the client ids dropped.
+   */
+  async dropRevoked(enrolled: (name: string, publicKey: Uint8Array) => boolean, reopen: (clientId: string) => Promise<SealedUpdate | null>): Promise<string[]> {
+    const accepted = [...this.tasks.values()].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+    const revoked = accepted.filter((t) => t.uploader && !enrolled(t.uploader.name, t.uploader.publicKey));
+    if (revoked.length === 0 || !this.agg) return [];
+    const dropped = new Set(revoked.map((t) => t.clientId));
+    const agg = this.d.strategy.begin(this.base.adapter);
+    for (const t of accepted) {
+      const u = dropped.has(t.clientId) ? null : await reopen(t.clientId);
+      if (u) {
+        const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
+        agg.admit(update);
+        agg.add(update);
+        u.delta = undefined;
+        continue;
+      }
+      dropped.add(t.clientId);
+      t.state = 'assigned';
+      t.numExamples = undefined;
+      t.revoked = revoked.includes(t);
+      await this.d.spool?.dropUpdate(this.round, t.clientId);
+      const why = t.revoked ? 'its site was revoked before the round closed' : 'its spool record no longer reopens';
+      this.d.log('warn', `accepted update dropped: ${why}`, { round: this.round, clientId: t.clientId });
+    }
+    this.agg = agg;
+    return [...dropped].sort();
   }
 
   /** Tells every selected client whose update is not part of the result that the round closed without it. */

@@ -251,11 +251,18 @@ export const schema = {
       arg: 'admission.maxSessions',
     },
     maxUploadsInFlight: {
-      doc: 'Uploads being received at once; beyond, an upload is answered RESOURCE_EXHAUSTED with a retry hint.',
+      doc: 'Uploads being received at once; beyond, an upload is answered RESOURCE_EXHAUSTED with a retry hint (each holds an open spool file and up to 18 chunks while the disk lags: coordinator/upload.ts).',
       format: 'positive-int',
-      default: 4096,
+      default: 256,
       env: 'FEDTUNE_ADMISSION_MAX_UPLOADS_IN_FLIGHT',
       arg: 'admission.maxUploadsInFlight',
+    },
+    maxUploadBytesInFlight: {
+      doc: "Declared bytes of the uploads being received at once (each one's decoded update is held until it is in the sum); beyond, RESOURCE_EXHAUSTED with a retry hint. A larger upload is admitted alone.",
+      format: 'positive-int',
+      default: 1024 * 1024 * 1024,
+      env: 'FEDTUNE_ADMISSION_MAX_UPLOAD_BYTES_IN_FLIGHT',
+      arg: 'admission.maxUploadBytesInFlight',
     },
     retryAfterMs: {
       doc: 'The retry hint (trailing metadata retry-after-ms) sent with RESOURCE_EXHAUSTED; the SDK waits between it and twice it.',

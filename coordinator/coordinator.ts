@@ -74,7 +74,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.logger = opts.logger ?? pino({ level: opts.config.log.level });
-    this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m) });
+    this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m), runId: opts.config.run.id });
     this.done = new Promise<Checkpoint>((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => undefined); // a failed run is reported through `done` and the log, never as an unhandled rejection
   }
@@ -128,7 +128,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const initialAdapter = this.opts.initialAdapter ?? (async () => initLoraAdapter(modelConfig as ModelConfig, lora, deriveSeed(cfg.run.seed, 'lora-init')));
     const keys = this.keys;
     const boxKey = { keyId: keys.keyId, boxPublicKey: keys.box.publicKey, boxSecretKey: keys.box.secretKey };
-    const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList));
+    const enrolment = new Enrolment(cfg.run.dir, cfg.auth.mode, parseAllowList(cfg.auth.allowList), (m) => this.logger.warn(m));
     this.registry.setAdmission(
       (s) => enrolment.isActive(s.name, s.publicKey),
       () => enrolment.generation(),
@@ -146,6 +146,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       baseModel,
       evaluator: this.opts.evaluator,
       extraSeeds: this.opts.extraSeeds,
+      enrolled: (name, publicKey) => enrolment.isActive(name, publicKey),
       log,
     });
     this.engineRef = engine;

@@ -47,7 +47,8 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   let totalWeight: number;
   const state: ServerState = { tensors: a.base.serverState ?? [] };
   try {
-    const sum = unmaskedSum(out.sum, sa.config, a.base.adapter);
+    // The weight and norm gate: what the coordinator can check of inputs it never sees (proto/secagg/gate.ts).
+    const sum = unmaskedSum(out.sum, sa.config, a.base.adapter, out.survivors.length);
     totalWeight = sum.totalWeight;
     // Sites that added DP noise shares before masking: the sum arrives noised, and says so to the strategy.
     adapter = strategy.aggregate(a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);

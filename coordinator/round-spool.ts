@@ -2,16 +2,18 @@
 // the round. <run>/spool/round-<n>/ holds
 //   attempt.json    the round's last attempt number, how many attempts failed, the base it started from and
 //                   the clients selected (so a restarted coordinator resumes the same selection);
-//   <client>.sealed each accepted update, still sealed (sealed-update.ts), written atomically BEFORE the site
-//                   is told its upload was accepted: an acknowledged update is never lost;
+//   <client>.sealed each accepted update, still sealed (sealed-update.ts): streamed to a hidden temporary as
+//                   its chunks arrive and renamed into place (fsynced) BEFORE the site is told its upload was
+//                   accepted (spool-upload.ts): an acknowledged update is never lost;
 //   <client>.metrics.json what the site reported for it.
 // The directory is removed once the round commits (and any left over from a committed round at start-up).
-// Records are re-verified on reload (sealed-update.ts reopen); the signed binding names run, round, base
-// manifest and client, so a record can only ever count for the round and base it was signed for.
+// Records are re-verified on reload (spool-reopen.ts): the signed binding names run, round, base manifest and
+// client, so a record can only ever count for the round and base it was signed for, and a site revoked since
+// (while the coordinator was down, or before the round closed) does not count.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { fsyncPath, replaceAtomically } from './checkpoints/atomic-fs';
+import { replaceAtomically } from './checkpoints/atomic-fs';
+import { SpoolUpload } from './spool-upload';
 
 export interface SpoolState {
   readonly round: number;
@@ -105,33 +107,23 @@ export class RoundSpool {
     await replaceAtomically(path.join(this.dir(s.round), 'attempt.json'), JSON.stringify(s) + '\n');
   }
 
-  /** Atomically (temporary file, fsync, rename, fsync of the directory), written from its parts without a copy. */
-  async putUpdate(round: number, clientId: string, parts: readonly Uint8Array[]): Promise<void> {
-    const file = this.file(round, clientId, '.sealed');
-    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await fs.open(tmp, 'w', 0o600);
-    try {
-      // writev takes at most IOV_MAX buffers per call (a record has one per chunk plus two) and may write
-      // fewer bytes than asked: the rest of a short write goes out with write().
-      for (let i = 0; i < parts.length; i += 512) {
-        const batch = parts.slice(i, i + 512);
-        let { bytesWritten } = await fh.writev(batch);
-        for (const p of batch) {
-          if (bytesWritten >= p.length) {
-            bytesWritten -= p.length;
-            continue;
-          }
-          let off = bytesWritten;
-          bytesWritten = 0;
-          while (off < p.length) off += (await fh.write(p, off, p.length - off)).bytesWritten;
-        }
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
-    await fsyncPath(path.dirname(file));
+  /**
+   * Starts the record of an upload in flight: written to a temporary as its chunks arrive, renamed into place
+   * (fsynced) when it is accepted, deleted when it is not (spool-upload.ts).
+   */
+  openUpload(round: number, clientId: string, head: Buffer): SpoolUpload {
+    return new SpoolUpload(this.file(round, clientId, '.sealed'), head);
+  }
+
+  /** Where the accepted update of `clientId` in `round` is kept. */
+  updateFile(round: number, clientId: string): string {
+    return this.file(round, clientId, '.sealed');
+  }
+
+  /** Forgets one accepted update (its site was revoked before the round closed). */
+  async dropUpdate(round: number, clientId: string): Promise<void> {
+    await fs.rm(this.file(round, clientId, '.sealed'), { force: true });
+    await fs.rm(this.file(round, clientId, '.metrics.json'), { force: true });
   }
 
   readUpdate(file: string): Promise<Buffer> {

@@ -24,7 +24,9 @@ import type { Strategy } from './strategy/strategy';
 import { Attempt, type Task } from './attempt';
 import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
 import { RoundSpool, type SpoolState, type SpooledRound } from './round-spool';
-import { reopenSpoolRecord, type SealedUpdate } from './sealed-update';
+import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
+import type { SpoolUpload } from './spool-upload';
+import { reopenSpooled } from './spool-reopen';
 import { SecAggAttempt } from './secagg-attempt';
 import { roundAggregation, uploadLayout } from './lora-aggregation';
 import { PrivacyLedger } from './privacy/ledger';
@@ -52,6 +54,8 @@ export interface RoundEngineDeps {
   readonly extraSeeds?: Record<string, number>;
   /** The coordinator's box key: reopens spooled updates after a restart. */
   readonly boxKey: CoordinatorBoxSecret;
+  /** Whether a site's key is still enrolled; a revoked site's spooled or accepted update is dropped (default: all are). */
+  readonly enrolled?: (name: string, publicKey: Uint8Array) => boolean;
   readonly log: LogFn;
 }
 
@@ -192,28 +196,24 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   }
 
   /**
-   * Reopens one update a crashed process accepted (read from disk now, not before: one at a time, so memory
-   * does not grow with the number of spooled updates); null, loudly, when it no longer verifies for this round.
+   * Reopens one spooled update (read from disk now, not before: one at a time, so memory does not grow with the
+   * number of spooled updates); null, logged, when it no longer counts for this round (spool-reopen.ts).
    */
-  private async reopen(round: number, spooled: SpooledRound, base: Checkpoint, clientId: string): Promise<(SealedUpdate & { seed: number }) | null> {
-    try {
-      const u = reopenSpoolRecord(await this.spool.readUpdate(spooled.updates.get(clientId)!), this.d.boxKey, this.d.config.transport.maxUploadBytes);
-      const b = u.binding;
-      // The signed binding must name this run, round, base and client: a record cannot count elsewhere.
-      if (
-        b.runId !== this.d.config.run.id ||
-        b.round !== round ||
-        b.baseManifestSha256 !== base.manifestSha256 ||
-        b.baseVersion !== base.manifest.version ||
-        b.clientId !== clientId
-      ) {
-        throw new Error(`bound to run ${b.runId} round ${b.round} base v${b.baseVersion} client ${b.clientId}`);
-      }
-      return u;
-    } catch (e) {
-      this.d.log('warn', 'spooled update dropped: it does not verify for this round', { round, clientId, error: (e as Error).message });
-      return null;
-    }
+  private reopen(round: number, file: string, base: Checkpoint, clientId: string): Promise<(SealedUpdate & { seed: number }) | null> {
+    return reopenSpooled(
+      {
+        spool: this.spool,
+        boxKey: this.d.boxKey,
+        maxUploadBytes: this.d.config.transport.maxUploadBytes,
+        runId: this.d.config.run.id,
+        enrolled: this.d.enrolled ?? (() => true),
+        log: this.d.log,
+      },
+      file,
+      round,
+      base,
+      clientId,
+    );
   }
 
   private async runAttempt(round: number, r: RoundResume): Promise<'committed' | 'failed' | 'stopped'> {
@@ -224,7 +224,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const resumeSelection = spooled ? spooled.state : null;
     // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
     const valid = new Set<string>();
-    if (spooled) for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await this.reopen(round, spooled, base, id))) valid.add(id);
+    if (spooled)
+      for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await this.reopen(round, spooled.updates.get(id)!, base, id))) valid.add(id);
     // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
     const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
     if (outstanding === null || outstanding.length > 0) {
@@ -286,7 +287,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const selected: ClientSelected[] = [];
     let carried = 0;
     for (const clientId of ids) {
-      const prior = spooled && valid.has(clientId) ? await this.reopen(round, spooled, base, clientId) : null;
+      const prior = spooled && valid.has(clientId) ? await this.reopen(round, spooled.updates.get(clientId)!, base, clientId) : null;
       // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
       const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${this.epoch}-${clientId}`;
       const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
@@ -373,6 +374,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     await cur.waitFor(() => cur.allDone(), cur.deadline);
     await cur.close();
     if (this.stopping) return 'coordinator stopping';
+    // A site revoked before the round closed does not count, though its update was accepted: the sum is rebuilt
+    // from the spool without it (exact integer sums: the same bytes as a round it never uploaded to).
+    const enrolled = this.d.enrolled;
+    if (enrolled) await cur.dropRevoked(enrolled, (id) => this.reopen(cur.round, this.spool.updateFile(cur.round, id), cur.base, id));
     const n = cur.aggregation!.count;
     if (n < cfg.rounds.minUpdates) return `${n} of ${cur.tasks.size} updates arrived; ${cfg.rounds.minUpdates} needed`;
     this.setPhase('AGGREGATING');
@@ -615,6 +620,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   abortUpload(t: Task): void {
     t.owner.abortUpload(t);
+  }
+
+  /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */
+  spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
+    return t.owner.spoolUpload(t, u);
   }
 
   /** An opened plain upload: admitted, spooled, added to the sum (see Attempt.accept). */

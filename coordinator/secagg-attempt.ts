@@ -13,6 +13,14 @@ import { consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, unm
 import type { SecAggSettings } from '../proto/generated/fedtune/v1/SecAggSettings';
 import type { CoordinatorConfig } from './config-types';
 import { readRosterCertificates } from '../proto/secagg/roster-file';
+import { stepsFor } from './checkpoints/atomic-fs';
+
+/**
+ * Test seam: FEDTUNE_TEST_KILL_AT=secagg:<stage>-sent kills the process once a stage's messages are out
+ * (test/secagg-crash.test.ts). Nothing of a SecAgg attempt is spooled: a restarted coordinator starts the
+ * round's next attempt (a new session over a new selection), and the sites train again.
+ */
+const crashPoint = stepsFor('secagg');
 
 export interface SecAggOutcome {
   readonly sum: Uint32Array;
@@ -134,22 +142,26 @@ export class SecAggAttempt {
     const roster = this.server.closeAdvertise();
     const u1 = roster.advertisements.map((a) => a.clientId);
     for (const id of u1) d.send(id, { secagg_roster: rosterToWire(d.taskIdOf(id), roster) });
+    await crashPoint('roster-sent', this.config.roundTag);
 
     await d.waitFor(all(u1, this.shared), Date.now() + this.stageTimeoutMs);
     stopped();
     const { u2, routed } = this.server.closeShareKeys();
     for (const id of u2) d.send(id, { secagg_shares: routedToWire(d.taskIdOf(id), routed(id)) });
+    await crashPoint('shares-sent', this.config.roundTag);
 
     await d.waitFor(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
     stopped();
     const check = this.server.closeMaskedInput();
     for (const id of check.survivors) d.send(id, { secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) });
+    await crashPoint('consistency-sent', this.config.roundTag);
 
     await d.waitFor(all(check.survivors, this.signed), Date.now() + this.stageTimeoutMs);
     stopped();
     const req = this.server.closeConsistency();
     const signers = req.signatures.map((x) => x.from);
     for (const id of signers) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
+    await crashPoint('unmask-sent', this.config.roundTag);
 
     // Enough shares is enough: waiting for the slowest survivor would change nothing in the sum.
     await d.waitFor(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);

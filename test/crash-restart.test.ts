@@ -3,7 +3,9 @@
 // FEDTUNE_TEST_KILL_AT makes the child SIGKILL itself right after that step (proto/durable-file.ts stepsFor):
 //   key file:  temporary written, temporary synced, linked into place (temporary still there);
 //   commit:    first tmp file written, tmp directory synced, renamed (at v000000, before any site is needed),
-//              versions/ synced, pointer temporary synced, pointer renamed, pointer synced (at rounds 1-4).
+//              versions/ synced, pointer temporary synced, pointer renamed, pointer synced (at rounds 1-4);
+//   upload:    a site's ciphertext streaming into the round spool: temporary opened, first chunk written,
+//              temporary synced, renamed to <client>.sealed (round 1), spool directory synced (round 2).
 // After each kill: a key file is absent or complete and never changes once written; a version the pointer
 // had reached is never lost or changed; a version renamed into place is kept as written (finished, not
 // committed again). At the end: v000000…v000005 each once, the chain verifies with the run's key, no
@@ -36,7 +38,14 @@ const KILLS = [
   'commit:tmp:write',
   'commit:tmp:fsync-dir',
   'commit:renamed',
+  'spool:upload:open',
+  'spool:upload:write',
+  'spool:upload:fsync',
+  // Both sites' records may be renamed by now (the renames run in parallel): each upload kill is followed by a
+  // process that commits, so the run always has a round left for the next one.
+  'spool:upload:rename',
   'commit:versions:fsync-dir',
+  'spool:upload:fsync-dir',
   'commit:pointer:fsync',
   'commit:pointer:rename',
   'commit:pointer:fsync-dir',
@@ -110,8 +119,8 @@ describe('crash and restart of the coordinator process', function () {
     for (const point of KILLS) {
       const child = startCoordinator(port, runDir, point, stderr);
       children.push(child);
-      const { signal } = await exited(child);
-      expect(signal, `${point}: ${stderr.join('')}`).to.equal('SIGKILL');
+      const { signal, code } = await exited(child);
+      expect(signal, `${point}: exit ${code}, latest ${await readLatest()}: ${stderr.join('')}`).to.equal('SIGKILL');
       // The key file: absent, or complete and the same from the moment it was first written.
       const text = await fs.readFile(keyFile, 'utf8').catch(() => null);
       if (keyText !== null) expect(text, point).to.equal(keyText);
@@ -120,6 +129,15 @@ describe('crash and restart of the coordinator process', function () {
         keyText = text;
       }
       expect(keyText === null, point).to.equal(point === 'key-file:write' || point === 'key-file:fsync');
+      if (point.startsWith('spool:upload:')) {
+        // Killed with an upload streaming in: its temporary (or, once renamed, its record) is in the round spool.
+        const spooled = (await fs.readdir(path.join(runDir, 'spool'), { recursive: true })).map(String);
+        const want = point === 'spool:upload:rename' || point === 'spool:upload:fsync-dir' ? /\.sealed$/ : /\/\.c-[0-9a-f]+\.sealed\.[0-9a-f]{12}\.tmp$/;
+        expect(
+          spooled.some((f) => want.test(f)),
+          `${point}: ${spooled.join(', ')}`,
+        ).to.equal(true);
+      }
       // Everything up to the pointer is committed; one version beyond it was renamed whole and is kept too.
       const latest = await readLatest();
       for (let v = 0; v <= (latest ?? -1) + 1; v++) {

@@ -107,6 +107,14 @@ describe('fixed point', () => {
     expect(() => accumulate(new Float64Array(2), new Float32Array(3), 1, 'c:w')).to.throw(RangeError, 'c:w: 3 values, accumulator has 2');
   });
 
+  it("names its error FixedPointRangeError and an unnamed tensor 'tensor'", () => {
+    const err = new FixedPointRangeError('w', 0, NaN);
+    expect(err.name).to.equal('FixedPointRangeError');
+    expect(() => quantize(Float32Array.from([NaN]))).to.throw(FixedPointRangeError, /^tensor\[0\] = NaN is outside the fixed-point range \(\|x\| < 128\)$/);
+    expect(() => accumulate(new Float64Array(2), Float32Array.from([1, 200]), 1)).to.throw(FixedPointRangeError, /^tensor\[1\] = 200 is outside/);
+    expect(() => accumulate(new Float64Array(1), new Float32Array(2), 1)).to.throw(RangeError, /^tensor: 2 values, accumulator has 1$/);
+  });
+
   it('accumulate adds weight·q exactly; weightedMean divides once by Σ weights · 2^24', () => {
     const acc = new Float64Array(3);
     accumulate(acc, Float32Array.from([1, -0.5, 3 / SCALE]), 2);
@@ -325,18 +333,23 @@ describe('FedAvg', () => {
 
 describe('FedAvg streaming (admit, add as updates arrive, aggregate the running sum)', () => {
   const fedavg = new FedAvg();
-  const rng = new Prng(77, 5);
   const sizes = [129, 3, 40];
-  const global = sizes.map((n, k) =>
-    t(
-      `w${k}`,
-      Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2),
-    ),
-  );
-  const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `site-${k}`, sizes, [2, 1e-4, 0.3, 60, 0.01][k], 1 + Math.floor(rng.nextFloat() * 9000)));
-  const reference = aggregateUpdates(fedavg, global, updates);
+  // Built inside the tests that use it, not when the file loads: code run at load time is a "static" mutant for
+  // mutation testing (bench/MUTATION.md), which then reloads the whole file for every such mutant.
+  const fixture = (): { global: NamedTensor[]; updates: ClientUpdate[]; reference: ReturnType<typeof aggregateUpdates> } => {
+    const rng = new Prng(77, 5);
+    const global = sizes.map((n, k) =>
+      t(
+        `w${k}`,
+        Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * 2),
+      ),
+    );
+    const updates = [0, 1, 2, 3, 4].map((k) => randomUpdate(rng, `site-${k}`, sizes, [2, 1e-4, 0.3, 60, 0.01][k], 1 + Math.floor(rng.nextFloat() * 9000)));
+    return { global, updates, reference: aggregateUpdates(fedavg, global, updates) };
+  };
 
   it('commits the same bytes for every arrival order, with admission and addition interleaved, equal to the exact reference', () => {
+    const { global, updates, reference } = fixture();
     const exact = referenceFedAvg(global, updates);
     reference.adapter.forEach((x, k) => expect(Buffer.from(x.data.buffer).equals(Buffer.from(exact[k].buffer)), x.name).to.equal(true));
     for (const p of permutations(updates)) {
@@ -356,6 +369,7 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
   });
 
   it('keeps no update: the running sum is one float64 per parameter, and adding does not touch the update', () => {
+    const { global, updates } = fixture();
     const agg = fedavg.begin(global);
     const before = hex(updates[0].delta);
     agg.admit(updates[0]);
@@ -387,6 +401,7 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
   });
 
   it("turns secure aggregation's unmasked sum into the same bytes decodeSum gives (one strategy for both workflows)", () => {
+    const { global, updates } = fixture();
     const include = global.map((g) => g.name).sort();
     const cfg: SecAggRoundConfig = {
       roundTag: 'x',
@@ -403,6 +418,50 @@ describe('FedAvg streaming (admit, add as updates arrive, aggregate the running 
     const vs = updates.map((u, k) => encodeUpdate(u.delta, u.numExamples, cfg, new Uint8Array(32).fill(k + 1)));
     const sum = sumVectors(vs);
     expect(hex(fedavg.aggregate(global, unmaskedSum(sum, cfg, global)))).to.equal(hex(decodeSum(sum, cfg, global).adapter));
+  });
+
+  it('release gives back the client id as well as the weight: the same client may then be admitted again', () => {
+    const agg = fedavg.begin([t('a', [0])]);
+    agg.admit(upd('x', 3, [t('a', [0.5])]));
+    agg.release('x');
+    agg.admit(upd('x', 5, [t('a', [0.25])]));
+    agg.add(upd('x', 5, [t('a', [0.25])]));
+    expect(agg.sum().totalWeight).to.equal(5);
+    // Releasing an update already added changes nothing.
+    agg.release('x');
+    expect(agg.sum().totalWeight).to.equal(5);
+    expect(() => agg.admit(upd('x', 1, [t('a', [0])]))).to.throw(AdmissionError, 'FedAvg: two updates from x');
+  });
+
+  it('records the weights keyed in client-id order, whatever the arrival order', () => {
+    const agg = fedavg.begin([t('a', [0])]);
+    for (const [id, n] of [
+      ['zed', 1],
+      ['amy', 2],
+      ['kim', 1],
+    ] as const) {
+      agg.admit(upd(id, n, [t('a', [0])]));
+      agg.add(upd(id, n, [t('a', [0])]));
+    }
+    expect(Object.entries(agg.weights())).to.deep.equal([
+      ['amy', 0.5],
+      ['kim', 0.25],
+      ['zed', 0.25],
+    ]);
+  });
+
+  it('aggregate: a tensor missing from the sum keeps its global value; a sum of another length is refused', () => {
+    const g = [t('a', [1, 2]), t('b', [3])];
+    const out = fedavg.aggregate(g, { tensors: new Map([['b', Float64Array.from([SCALE])]]), totalWeight: 2, scale: SCALE });
+    expect(out.map((x) => [x.name, Array.from(x.data)])).to.deep.equal([
+      ['a', [1, 2]],
+      ['b', [3.5]],
+    ]);
+    expect(out[0].data).to.not.equal(g[0].data);
+    expect(() => fedavg.aggregate(g, { tensors: new Map([['a', new Float64Array(3)]]), totalWeight: 1, scale: SCALE })).to.throw(
+      RangeError,
+      /^sum of a holds 3 values; the tensor has 2$/,
+    );
   });
 
   it('is picked by its configured name', () => {

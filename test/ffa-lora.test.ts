@@ -2,6 +2,7 @@
 // aggregate's product is the weighted mean of the sites' products. Checked on the real FedAvg strategy against
 // float64 references with a derived bound; over real gRPC (plain and SecAgg) with real FederationClients: the
 // uploads hold only lora_B, A comes back bit for bit, B is exactly the fixed-point mean; and the refusals.
+import { SPOOL_RECORD_MAGIC } from '../coordinator/sealed-update';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -173,7 +174,8 @@ describe('FFA-LoRA over gRPC', function () {
     // The spool record of each accepted update names its tensors in the clear (meta header): what was sent.
     h.coordinator.engine.on('updateAccepted', (e) => {
       const rec = readFileSync(path.join(h.runDir, 'spool', `round-${e.round}`, `${e.clientId}.sealed`));
-      const meta = JSON.parse(rec.subarray(4, 4 + rec.readUInt32BE(0)).toString('utf8')) as { header: { tensors: { name: string }[] } };
+      const m = SPOOL_RECORD_MAGIC.length; // magic, u32 length, the JSON head
+      const meta = JSON.parse(rec.subarray(m + 4, m + 4 + rec.readUInt32BE(m)).toString('utf8')) as { header: { tensors: { name: string }[] } };
       uploaded.push(meta.header.tensors.map((t) => t.name));
     });
     const sites = [new BOnlyTrainer('ffa-a', 3), new BOnlyTrainer('ffa-b', 7)];

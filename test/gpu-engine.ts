@@ -3,7 +3,7 @@
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), and a 200-step run against the tfjs trainer. Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -24,6 +24,7 @@ import { tcMatmul } from '../client-sdk/engine/matmul-tc';
 import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
+import { attentionTests } from './gpu-attention';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -332,11 +333,14 @@ async function main(): Promise<void> {
       return false;
     }
   });
-  if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
-  await stepParity(ed, paths);
-  await ffaRun(ed, paths, 20);
-  await proximalRun(ed, paths);
-  if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
+  await attentionTests(ed, check);
+  if (!args.includes('--only-attention')) {
+    if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
+    await stepParity(ed, paths);
+    await ffaRun(ed, paths, 20);
+    await proximalRun(ed, paths);
+    if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
+  }
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -50,6 +50,7 @@ describe('ops: dashboard in headless Chromium', function () {
   let dir: string;
   let coordinator: Coordinator;
   const sites: FederationClient[] = [];
+  const runs: Promise<unknown>[] = [];
 
   before(async () => {
     await fs.access(CHROMIUM).catch(() => {
@@ -62,6 +63,7 @@ describe('ops: dashboard in headless Chromium', function () {
   });
   afterEach(async () => {
     for (const s of sites.splice(0)) await s.stop().catch(() => undefined);
+    runs.splice(0);
     await coordinator?.stop(200);
     await fs.rm(dir, { recursive: true, force: true });
   });
@@ -100,9 +102,10 @@ describe('ops: dashboard in headless Chromium', function () {
         backoff: { initialMs: 20, maxMs: 200, factor: 2 },
       });
       sites.push(s);
-      void s.run().catch(() => undefined);
+      runs.push(s.run().catch(() => undefined));
     }
     expect((await coordinator.done).manifest.version).to.equal(2);
+    await Promise.all(runs); // each site's run ends with the run, and closes its channel
     return coordinator.ops!.dashboardEndpoint!.url;
   }
 
@@ -123,9 +126,10 @@ describe('ops: dashboard in headless Chromium', function () {
       .to.contain('version 2 of 2')
       .and.contain('phase FINISHED');
     const siteRows = await page.$$eval('#sites-table tr', (rs) => rs.slice(1).map((r) => [...r.children].map((c) => c.textContent)));
+    // The run is over: the sites' runs ended and closed their channels, so both show as disconnected.
     expect(siteRows).to.deep.equal([
-      ['hospital-north', 'idle', 'test', '2'],
-      ['hospital-south', 'idle', 'test', '2'],
+      ['hospital-north', 'disconnected', 'test', '2'],
+      ['hospital-south', 'disconnected', 'test', '2'],
     ]);
     const versionRows = await page.$$eval('#versions-table tr', (rs) => rs.slice(1).map((r) => [r.children[0]!.textContent, r.children[10]!.textContent]));
     expect(versionRows).to.deep.equal([

@@ -13,11 +13,12 @@ const run = promisify(execFile);
 describe('public API and published package', function () {
   this.timeout(120_000);
 
-  it('npm pack ships dist/{coordinator,client-sdk,proto}, the .proto and examples/base-model, and no tests, benches or examples', async () => {
+  it('npm pack ships dist/{coordinator,client-sdk,proto}, the .proto and the two demo bases (examples/base-model, examples/llama-base), and no tests, benches or examples', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
     const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
     const outside = files.filter(
-      (f) => !/^(dist\/(coordinator|client-sdk|proto)\/|examples\/base-model\/|proto\/fedtune\.proto$|package\.json$|README\.md$|LICENSE$)/.test(f),
+      (f) =>
+        !/^(dist\/(coordinator|client-sdk|proto)\/|examples\/(base-model|llama-base)\/|proto\/fedtune\.proto$|package\.json$|README\.md$|LICENSE$)/.test(f),
     );
     expect(outside, 'files outside the shipped set').to.deep.equal([]);
     expect(files.filter((f) => /(^|\/)(test|bench)\//.test(f) || /\.test\.(js|d\.ts|js\.map)$/.test(f))).to.deep.equal([]);
@@ -32,6 +33,8 @@ describe('public API and published package', function () {
       'proto/fedtune.proto',
       'examples/base-model/model.safetensors',
       'examples/base-model/tokenizer.json',
+      'examples/llama-base/model.safetensors',
+      'examples/llama-base/tokenizer.json',
     ]) {
       expect(files, need).to.include(need);
     }

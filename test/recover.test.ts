@@ -32,7 +32,7 @@ function input(round: number): VersionInput {
     adapter: smallAdapter(round),
     adapterConfig: { peft_type: 'LORA' },
     manifest: {
-      runId: 'rec',
+      runId: 'run', // the run directory's name: the coordinator that resumes it derives its run.id from it
       round,
       attempt: 1,
       strategy: 'fedavg',

@@ -123,6 +123,14 @@ describe('tensor-stream: encoding', () => {
     expect(spanning[1].buffer).to.not.equal(ts[0].data.buffer);
     expect(spanning[1].buffer).to.not.equal(ts[1].data.buffer);
     expect(spanning[1].equals(Buffer.concat([bytesOf(ts[0]).subarray(24), bytesOf(ts[1]).subarray(0, 16)]))).to.equal(true);
+    // The last, partial chunk too: a view when it lies inside one tensor, a copy when it spans two.
+    expect(spanning[2].buffer).to.equal(ts[1].data.buffer);
+    const tail = [...dataChunks(tensors([3, 3]), 16)]; // 12 + 12 bytes: a 16-byte chunk, then 8 bytes of t1
+    expect(tail.map((c) => c.length)).to.deep.equal([16, 8]);
+    const short = tensors([3]);
+    const partial = [...dataChunks(short, 8)];
+    expect(partial.map((c) => c.length)).to.deep.equal([8, 4]);
+    expect(partial[1].buffer).to.equal(short[0].data.buffer);
   });
 
   it('dataChunks honours byteOffset of tensors that are views into a larger buffer', () => {
@@ -244,6 +252,11 @@ describe('tensor-stream: decoding', () => {
     for (let off = 0; off < 20; off += 8) wd.push(bytes.subarray(off, off + 8));
     expect(Array.from(wd.finishWords())).to.deep.equal(Array.from(words));
     expect(() => dec.finishWords()).to.throw(/UINT32 streams only/);
+    // A UINT32 stream cut short is refused too, not read with zeros for the missing words.
+    const cut = new TensorStreamDecoder(wh, { maxBytes: 1 << 20, requireFinite: false, dtype: 'UINT32', authenticated: true });
+    cut.push(bytes.subarray(0, 8));
+    cut.push(bytes.subarray(8, 16));
+    expectProtocolError(() => cut.finishWords(), status.DATA_LOSS, 'stream truncated: received 16 of 20 bytes');
   });
 
   it('validateHeader returns the specs and checks the limit inclusively', () => {
@@ -396,7 +409,12 @@ describe('tensor-stream: decoding', () => {
 
   describe('stream rejections', () => {
     const ts = tensors([4]); // 16 bytes, chunk_bytes 8 → 2 chunks
-    const { header, chunks, trailer } = split([...tensorFrames(ts, 8)]);
+    // Encoded before each test, not when the file loads: code run at load time is a "static" mutant for mutation
+    // testing (bench/MUTATION.md), which then reloads the whole file for every such mutant.
+    let header: TensorHeader__Output;
+    let chunks: Buffer[];
+    let trailer: StreamTrailer__Output;
+    beforeEach(() => ({ header, chunks, trailer } = split([...tensorFrames(ts, 8)])));
     const fresh = (): TensorStreamDecoder => new TensorStreamDecoder(header, LIMITS);
     const full = (): TensorStreamDecoder => {
       const d = fresh();
@@ -536,6 +554,19 @@ describe('tensor-stream: decoding', () => {
     it('accepts the exact layout', () => {
       expect(() => checkLayout(spec(g), g)).to.not.throw();
       expect(() => checkLayout([], [])).to.not.throw();
+      const m = [{ name: 'm', dtype: 'float32' as const, shape: [2, 3], data: new Float32Array(6) }];
+      expect(() => checkLayout([{ name: 'm', shape: [2, 3] }], m)).to.not.throw();
+    });
+
+    it('compares shapes dimension by dimension: [1, 11] is not [11, 1], and names at most three missing tensors', () => {
+      const m = [{ name: 'm', dtype: 'float32' as const, shape: [11, 1], data: new Float32Array(11) }];
+      expectProtocolError(
+        () => checkLayout([{ name: 'm', shape: [1, 11] }], m),
+        status.INVALID_ARGUMENT,
+        'tensor m has shape [1,11]; the global adapter has [11,1]',
+      );
+      const err = expectProtocolError(() => checkLayout([], tensors([1, 1, 1, 1])), status.INVALID_ARGUMENT, 'missing tensors');
+      expect(err.message).to.equal('missing tensors: t0, t1, t2');
     });
 
     it('refuses unknown names, other shapes, missing tensors and another order, with INVALID_ARGUMENT', () => {

@@ -12,13 +12,14 @@ import nacl from 'tweetnacl';
 import { identityFromSecretKey, type ClientIdentity } from '../identity';
 import { FederationClient } from '../client';
 import { selectBackend } from '../model/backend';
-import { loadGpt2Dir } from '../model/load';
+import { loadModelDir } from '../model/load';
+import { isLlamaConfig } from '../../proto/model/model-config';
 import { LoraSftTrainer } from '../sft/lora-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
 import type { TensorList } from '../../proto/tensors';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
+import { prepareSpamTask, DEMO_MODELS, parseDemoModel, type DemoModel } from './spam-task';
 
 export interface SimulationOptions {
   readonly clients: number;
@@ -39,6 +40,10 @@ export interface SimulationOptions {
   readonly strategy?: Readonly<Record<string, string | number>>;
   /** FedProx and the learning-rate schedule (training.proximalMu, schedule, warmupRounds, minLearningRate). */
   readonly clientTraining?: Readonly<Record<string, string | number>>;
+  /** Time a site has per round (default: the coordinator's rounds.deadlineMs); raise it on a slow or shared box. */
+  readonly deadlineMs?: number;
+  /** Which pretrained demo base the sites fine-tune (default gpt2; llama: examples/llama-base). */
+  readonly model?: DemoModel;
   readonly print: (line: string) => void;
 }
 
@@ -53,6 +58,7 @@ export interface SimulationResult {
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
   const t0 = Date.now();
   const backend = await selectBackend();
+  const demo = DEMO_MODELS[o.model ?? 'gpt2'];
   // Each site gets a fresh Ed25519 identity, enrolled through the allow-list (the production path, not tofu).
   const identities = Array.from({ length: o.clients }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const config = loadConfig({
@@ -60,11 +66,18 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       server: { port: 0 },
       auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
       run: { dir: o.runDir, seed: o.seed },
-      rounds: { total: o.rounds, minClients: o.clients, minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)), clientsPerRound: o.clients },
+      rounds: {
+        ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}),
+        total: o.rounds,
+        minClients: o.clients,
+        minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)),
+        clientsPerRound: o.clients,
+      },
       secagg: { enabled: o.secagg === true },
       training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate, ...o.clientTraining },
       ...(o.strategy ? { strategy: o.strategy } : {}),
-      model: { dir: DEFAULT_MODEL_DIR },
+      model: { dir: demo.dir, name: demo.name },
+      lora: { targetModules: [...demo.targetModules] },
       log: { level: 'warn' },
     },
   });
@@ -75,11 +88,12 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     testLimit: o.testLimit,
     clientEvalLimit: 50,
     alpha: o.alpha,
+    modelDir: demo.dir,
   });
-  const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
+  const base = await loadModelDir(demo.dir);
   const lora = loraSettings(config);
   o.print(
-    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
+    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
@@ -112,7 +126,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const { address } = await coordinator.start();
 
   const runs = o.workers
-    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities)
+    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir)
     : task.clients.map((data, i) =>
         new FederationClient({
           address,
@@ -147,6 +161,7 @@ function startWorkerSites(
   lora: LoraConfig,
   maxSeqLen: number,
   identities: readonly ClientIdentity[],
+  modelDir: string,
 ): Promise<unknown>[] {
   return Array.from({ length: o.clients }, (_, i) => {
     const data: SiteWorkerData = {
@@ -159,7 +174,7 @@ function startWorkerSites(
       alpha: o.alpha,
       maxSeqLen,
       clientEvalLimit: 50,
-      modelDir: DEFAULT_MODEL_DIR,
+      modelDir,
       lora,
     };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
@@ -192,6 +207,8 @@ export async function main(): Promise<void> {
     .option('--proximal-mu <x>', 'FedProx μ (0: off)', '0')
     .option('--schedule <name>', "client learning-rate schedule: 'constant' or 'cosine'", 'constant')
     .option('--warmup-rounds <n>', 'rounds of linear learning-rate warm-up', '0')
+    .option('--deadline-ms <n>', 'time a site has per round (default 120000; raise it on a slow or shared box)')
+    .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
     .parse();
   const a = p.opts<Record<string, string>>();
   await simulate({
@@ -209,6 +226,8 @@ export async function main(): Promise<void> {
     secagg: a.secagg as unknown as boolean,
     strategy: { name: a.strategy, serverLearningRate: Number(a.serverLr) },
     clientTraining: { proximalMu: Number(a.proximalMu), schedule: a.schedule, warmupRounds: Number(a.warmupRounds) },
+    model: parseDemoModel(a.model),
+    deadlineMs: a.deadlineMs === undefined ? undefined : Number(a.deadlineMs),
     print: (l) => console.log(l),
   });
 }

@@ -6,7 +6,9 @@ import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from './spam-task';
+import { prepareSpamTask, DEFAULT_MODEL_DIR, DEMO_MODELS } from './spam-task';
+import { isLlamaConfig } from '../../proto/model/model-config';
+import { readModelConfig } from '../../proto/model/model-dir';
 
 export interface SiteOptions {
   readonly address: string;
@@ -76,8 +78,10 @@ export async function runSite(o: SiteOptions): Promise<void> {
   const task = prepareSpamTask({ numClients: o.of, splitSeed: o.splitSeed, maxSeqLen: o.maxSeqLen ?? 96, modelDir, clientEvalLimit: 50 });
   const data = task.clients[o.shard];
   if (!data) throw new Error(`--shard ${o.shard} is outside 0..${o.of - 1}`);
-  // The coordinator fixes LoRA's shape in the adapter it sends; r/alpha here must match its config.
-  const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+  // The coordinator fixes LoRA's shape in the adapter it sends; r/alpha here must match its config, and the
+  // targets are the demo's for the directory's family (examples/base-model or examples/llama-base).
+  const family = isLlamaConfig(await readModelConfig(modelDir)) ? 'llama' : 'gpt2';
+  const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: [...DEMO_MODELS[family].targetModules] };
   const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
   const identity = await loadOrCreateIdentity(o.identityFile);
   console.log(

@@ -12,6 +12,23 @@ import type { SftData } from '../sft/lora-trainer';
 // From dist/client-sdk/demo/ up to the package root, where examples/base-model ships (package.json "files").
 export const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', '..', 'examples', 'base-model');
 
+/** The demo's two pretrained bases: the same corpus, tokenizer and size class, one per model family. */
+export type DemoModel = 'gpt2' | 'llama';
+export const DEMO_MODELS: Readonly<Record<DemoModel, { dir: string; name: string; targetModules: readonly string[] }>> = {
+  gpt2: { dir: DEFAULT_MODEL_DIR, name: 'fedtune/brown-sotu-gpt2-1.9m', targetModules: ['c_attn', 'c_proj', 'c_fc'] },
+  // Every projection, as the GPT-2 demo adapts its attention and MLP alike.
+  llama: {
+    dir: path.resolve(__dirname, '..', '..', '..', 'examples', 'llama-base'),
+    name: 'fedtune/brown-sotu-llama-1.8m',
+    targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  },
+};
+
+export function parseDemoModel(name: string): DemoModel {
+  if (name !== 'gpt2' && name !== 'llama') throw new Error(`--model must be gpt2 or llama, not '${name}'`);
+  return name;
+}
+
 export interface SpamTaskOptions {
   readonly numClients: number;
   /** Seed of the data split (recorded in every manifest). */

@@ -80,6 +80,7 @@ export class LoraEngine {
       clip: o.maxGradNorm !== undefined,
       proximal: o.proximal === true,
       adam,
+      workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
     });
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {

@@ -3,7 +3,8 @@
 // adapter gradients (never forming a weight gradient), optional global-norm clipping, AdamW. Built once per
 // (model, batch, seq, path); engine.ts turns it into pipelines and bind groups once and records it each step.
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
-import { attentionBackward, attentionForward } from './attention';
+import { attentionForward } from './attention';
+import { attentionBackward } from './attention-backward';
 import type { Epilogue } from './epilogue';
 import { ceilDiv, type Kernel } from './kernel';
 import type { LayerLayout, ModelLayout, ProjLayout } from './layout';
@@ -28,6 +29,8 @@ export interface ProgramOptions {
   /** FedProx: the update adds μ·(theta − anchor) to the gradient (an 'anchor' buffer holds the global adapter). */
   readonly proximal?: boolean;
   readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
+  /** The device's maxComputeWorkgroupStorageSize (picks the attention backward's tile; default WebGPU's 16 KiB). */
+  readonly workgroupBytes?: number;
 }
 
 export interface Program {
@@ -242,7 +245,7 @@ export function buildProgram(o: ProgramOptions): Program {
     linearBwd(Ly.proj['attn.c_proj'], dres, opnd('dres', 0, 'f32'), opnd('ctx', l * N * D, act), {
       out: { buffer: 'dctx', offset: 0, ld: D, mode: 'store', type: act },
     });
-    kernels.push(...attentionBackward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }));
+    kernels.push(...attentionBackward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }, o.workgroupBytes));
     linearBwd(Ly.proj['attn.c_attn'], opnd('dqkv', 0, act), opnd('dqkv', 0, act), opnd('lnA', lnOut('lnA', l), act), {
       out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act },
     });

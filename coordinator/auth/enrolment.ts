@@ -54,8 +54,14 @@ export function readClientsFile(runDir: string): ClientsFile {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { format: CLIENTS_FORMAT, clients: [], tokens: [] };
     throw e;
   }
-  const j = JSON.parse(text) as ClientsFile;
-  if (j.format !== CLIENTS_FORMAT || !Array.isArray(j.clients) || !Array.isArray(j.tokens)) throw new Error(`${file} is not a ${CLIENTS_FORMAT} file`);
+  let j: ClientsFile;
+  try {
+    j = JSON.parse(text) as ClientsFile;
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON (${(e as Error).message}): repair it or restore it from a backup`, { cause: e });
+  }
+  if (j === null || typeof j !== 'object' || j.format !== CLIENTS_FORMAT || !Array.isArray(j.clients) || !Array.isArray(j.tokens))
+    throw new Error(`${file} is not a ${CLIENTS_FORMAT} file: repair it or restore it from a backup`);
   return j;
 }
 
@@ -138,11 +144,19 @@ export class Enrolment {
   private revokedByKey = new Map<string, EnrolledClient[]>();
   private activeByName = new Map<string, EnrolledClient>();
   private readonly allowByName: ReadonlyMap<string, AllowListEntry>;
+  /**
+   * Why clients.json could not be re-read (an operator's edit left it damaged); undefined while it reads.
+   * Meanwhile the last good enrolments stay in force (revocations included) and no new binding is made,
+   * so nothing is written over the operator's file.
+   */
+  private damaged: string | undefined;
 
+  /** Throws, naming the file, when clients.json exists but cannot be read: the coordinator refuses to start. */
   constructor(
     private readonly runDir: string,
     private readonly mode: AuthMode,
     private readonly allowList: readonly AllowListEntry[],
+    private readonly warn: (message: string) => void = () => undefined,
   ) {
     this.file = readClientsFile(runDir);
     const allow = new Map<string, AllowListEntry>();
@@ -185,8 +199,18 @@ export class Enrolment {
     setImmediate(() => (this.checkedThisTurn = false));
     const stamp = this.currentStamp();
     if (stamp !== this.stamp) {
-      this.file = readClientsFile(this.runDir);
-      this.stamp = stamp;
+      this.stamp = stamp; // a damaged version is reported once, not on every call
+      let file: ClientsFile;
+      try {
+        file = readClientsFile(this.runDir);
+      } catch (e) {
+        this.damaged = (e as Error).message;
+        this.warn(`${this.damaged}; the enrolments read before stay in force and no site can enrol until it is repaired`);
+        return;
+      }
+      if (this.damaged !== undefined) this.warn(`${CLIENTS_FILE} reads again; its enrolments are in force`);
+      this.damaged = undefined;
+      this.file = file;
       // Bindings not yet written (this turn's batch) stay: the operator's edit and ours are both kept.
       for (const c of this.batch?.clients ?? []) this.file.clients.push(c);
       for (const t of this.batch?.tokens ?? []) {
@@ -233,6 +257,12 @@ export class Enrolment {
         );
       return 'enrolled';
     }
+    if (this.damaged !== undefined)
+      // No path in a message to a site: the operator's log has the file's name (refresh).
+      throw new ProtocolError(
+        status.UNAVAILABLE,
+        `site ${name} cannot enrol now: the coordinator's enrolment file is damaged and must be repaired by the operator`,
+      );
     if (joinToken) {
       const rec = this.file.tokens.find((t) => t.sha256 === sha256Hex(joinToken));
       if (!rec) throw new ProtocolError(status.PERMISSION_DENIED, 'join token is not one this coordinator issued');

@@ -51,6 +51,11 @@ export class RecoveryNeededError extends CheckpointIntegrityError {
   override name = 'RecoveryNeededError';
 }
 
+/** The versions belong to another run than the one this store was opened for: refused, nothing changed. */
+export class RunMismatchError extends CheckpointIntegrityError {
+  override name = 'RunMismatchError';
+}
+
 /** The directory holds no run (no versions/): read-only commands refuse it rather than create one. */
 export class NotARunError extends Error {
   override name = 'NotARunError';
@@ -72,6 +77,11 @@ export interface FsStoreOptions {
    * 'commit:pointer:rename' …; see proto/durable-file.ts), so a test can stop a commit at each in turn.
    */
   readonly crashHook?: CrashHook;
+  /**
+   * The run this store serves (the coordinator's run.id): opening a directory whose versions name another run
+   * is refused (RunMismatchError), nothing changed. Without it, any one run id is accepted, but not two.
+   */
+  readonly runId?: string;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
@@ -112,6 +122,49 @@ export class FsCheckpointStore implements CheckpointStore {
     const problem = pointerProblem(this.runDir, pointer, versions);
     // One version beyond the pointer is an interrupted commit the coordinator finishes: not damage.
     if (problem && problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
+    await this.checkChain(pointer);
+  }
+
+  /**
+   * Every version up to the pointer belongs to this run and links to the one before (the parent's manifest
+   * hash and number; v000000 has none). Manifests only: a version's files are checked when it is read. Any
+   * break is refused before anything is changed, naming the first one and the command that shows them all.
+   */
+  private async checkChain(pointer: number | null): Promise<void> {
+    if (pointer === null) return;
+    const hint = `Nothing was changed. \`fedtune verify ${this.runDir}\` shows every problem`;
+    let prev: { bytes: Buffer; manifest: Manifest } | undefined;
+    let runId = this.opts.runId;
+    for (let v = 0; v <= pointer; v++) {
+      let cur: { bytes: Buffer; manifest: Manifest };
+      try {
+        cur = await this.readManifest(v);
+      } catch (e) {
+        if (!(e instanceof CheckpointIntegrityError)) throw e;
+        throw new CheckpointIntegrityError(`run ${this.runDir}: the chain up to ${versionDirName(pointer)} is broken: ${e.message}. ${hint}`);
+      }
+      this.checkRunId(cur.manifest, runId, hint);
+      runId ??= cur.manifest.runId;
+      const want = prev ? { version: v - 1, manifestSha256: sha256(prev.bytes) } : null;
+      const got = cur.manifest.parent;
+      if (got?.version !== want?.version || got?.manifestSha256 !== want?.manifestSha256) {
+        throw new CheckpointIntegrityError(
+          `run ${this.runDir}: the chain is broken at ${versionDirName(v)}: its parent link names ${got ? `${versionDirName(got.version)} with manifest ${String(got.manifestSha256).slice(0, 16)}…` : 'no parent'}, but ${want ? `${versionDirName(want.version)}/${MANIFEST_FILE} hashes to ${want.manifestSha256.slice(0, 16)}…` : 'it is the first version'}. ${hint}`,
+        );
+      }
+      prev = cur;
+    }
+  }
+
+  /** RunMismatchError when `m` names another run than `runId` (the configured one, or that of the versions before). */
+  private checkRunId(m: Manifest, runId: string | undefined, hint: string): void {
+    if (runId === undefined || m.runId === runId) return;
+    const configured = this.opts.runId !== undefined;
+    throw new RunMismatchError(
+      configured
+        ? `run ${this.runDir}: ${versionDirName(m.version)} belongs to run ${JSON.stringify(m.runId)}, not to this run ${JSON.stringify(runId)}. ${hint}; set run.id to ${JSON.stringify(m.runId)} to continue that run, or use another run directory`
+        : `run ${this.runDir}: ${versionDirName(m.version)} belongs to run ${JSON.stringify(m.runId)}, the versions before it to run ${JSON.stringify(runId)}. ${hint}`,
+    );
   }
 
   private async recover(): Promise<void> {
@@ -119,6 +172,7 @@ export class FsCheckpointStore implements CheckpointStore {
     const { pointer, versions } = await this.scan();
     const problem = pointerProblem(this.runDir, pointer, versions);
     if (problem && problem.rollForward === undefined) throw new RecoveryNeededError(problem.message);
+    await this.checkChain(pointer);
     await fs.mkdir(this.versionsDir, { recursive: true });
     for (const name of await fs.readdir(this.versionsDir)) {
       if (!name.startsWith('.tmp-')) continue;
@@ -132,7 +186,12 @@ export class FsCheckpointStore implements CheckpointStore {
     // A crash between the rename and the pointer: the version is complete and was fsynced before its rename.
     // It is made latest only if it reads back intact and links to the current latest.
     try {
-      const { parent } = (await this.readNow(v)).manifest;
+      const { parent, runId } = (await this.readNow(v)).manifest;
+      const expectRun = this.opts.runId ?? (v === 0 ? undefined : (await this.readManifest(v - 1)).manifest.runId);
+      if (expectRun !== undefined && runId !== expectRun)
+        throw new CheckpointIntegrityError(
+          `${versionDirName(v)}/${MANIFEST_FILE}: it belongs to run ${JSON.stringify(runId)}, not ${JSON.stringify(expectRun)}`,
+        );
       const want = v === 0 ? null : { version: v - 1, manifestSha256: sha256((await this.readManifest(v - 1)).bytes) };
       if (parent?.version !== want?.version || parent?.manifestSha256 !== want?.manifestSha256) {
         throw new CheckpointIntegrityError(

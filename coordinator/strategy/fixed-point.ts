@@ -45,6 +45,7 @@ export function accumulate(acc: Float64Array, x: Float32Array, weight: number, n
     if (!(v < LIMIT && v > -LIMIT)) throw new FixedPointRangeError(name, i, v);
     const s = v * SCALE;
     // Round half away from zero; exact because |s| < 2^31 leaves float64 22 spare bits for the 0.5.
+    // Stryker disable next-line EqualityOperator: equivalent: `s <= 0` differs only at s = 0, adding weight·(−0) instead of weight·(+0), which leaves every sum unchanged.
     acc[i] += weight * Math.trunc(s < 0 ? s - 0.5 : s + 0.5);
   }
 }
@@ -58,8 +59,10 @@ export function accumulate(acc: Float64Array, x: Float32Array, weight: number, n
  */
 export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: number): void {
   const n = x.length;
+  // Stryker disable next-line EqualityOperator: equivalent: `<=` also adds into acc[n], which a typed array ignores.
   for (let i = 0; i < n; i++) {
     const s = x[i] * SCALE;
+    // Stryker disable next-line EqualityOperator: equivalent: `s <= 0` differs only at s = 0, adding weight·(−0) instead of weight·(+0), which leaves every sum unchanged.
     acc[i] += weight * Math.trunc(s + (0.5 - +(s < 0)));
   }
 }
@@ -68,6 +71,7 @@ export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: 
 export function weightedMean(acc: Float64Array, totalWeight: number): Float64Array {
   const out = new Float64Array(acc.length);
   const denom = totalWeight * SCALE;
+  // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes out[acc.length], which a typed array ignores.
   for (let i = 0; i < acc.length; i++) out[i] = acc[i] / denom;
   return out;
 }

@@ -170,10 +170,11 @@ export interface CoordinatorBoxSecret extends CoordinatorBoxKey {
 /**
  * Opens one sealed upload chunk by chunk, as it arrives. Construction checks the envelope (key id, signature,
  * declared chunk count); open() authenticates each chunk at its position; finish() catches truncation.
- * The ciphertext is kept (`ciphertext`): the coordinator spools an accepted upload sealed, never in the clear.
+ * It keeps no ciphertext: the coordinator streams each chunk to its spool file (sealed, never in the clear).
  */
 export class SealedUploadOpener {
-  readonly ciphertext: Buffer[] = [];
+  /** Chunks opened so far. The ciphertext itself is not kept: the caller stores it if it must (the spool). */
+  private opened = 0;
   private readonly key: Buffer;
   private readonly aad: Buffer;
   private readonly prefix: Uint8Array;
@@ -241,12 +242,12 @@ export class SealedUploadOpener {
 
   /** The plaintext of the next chunk; DATA_LOSS naming the fault when it is not the chunk expected here. */
   open(chunk: Buffer): Buffer {
-    const i = this.ciphertext.length;
+    const i = this.opened;
     if (i >= this.count) throw new ProtocolError(status.OUT_OF_RANGE, `sealed stream carries more than the ${this.count} chunks its header declares`);
     const final = i === this.count - 1;
     const p = this.tryOpen(chunk, i, final);
     if (p) {
-      this.ciphertext.push(chunk);
+      this.opened++;
       this.hash.update(chunk);
       return p;
     }
@@ -265,10 +266,14 @@ export class SealedUploadOpener {
     throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${i} fails authentication: it was tampered with or not sealed for this upload`);
   }
 
+  get chunksOpened(): number {
+    return this.opened;
+  }
+
   /** Checks that every chunk arrived and that the ciphertext is the one the client signed; forgets the key. */
   finish(): void {
-    if (this.ciphertext.length < this.count) {
-      throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.ciphertext.length} of ${this.count} chunks arrived`);
+    if (this.opened < this.count) {
+      throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.opened} of ${this.count} chunks arrived`);
     }
     this.digest ??= this.hash.digest();
     if (!this.digest.equals(toBytes(this.envelope.ciphertext_sha256))) {

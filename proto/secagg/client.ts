@@ -219,10 +219,12 @@ export class SecAggClient {
 
   /**
    * Stage 3: y = x + PRG(b_u) + Σ_{v ∈ nbrs(u) ∩ U2} ±PRG(k_uv) mod 2^32 (+ when u < v). `encoded` is not
-   * modified. `updateDigest` (encoding.ts) names the update for the ledger: the same update is masked into one
-   * session only. Omitted, the encoded vector stands in (fresh rounding makes it unique: simulations only).
+   * modified unless `inPlace` (then y is `encoded` itself: no second 4-byte-per-value buffer, whose first touch
+   * alone costs a plain site's whole upload on some hosts). `updateDigest` (encoding.ts) names the update for the
+   * ledger: the same update is masked into one session only. Omitted, the encoded vector stands in (fresh
+   * rounding makes it unique: simulations only).
    */
-  maskedInput(encoded: Uint32Array, updateDigest?: Uint8Array): Uint32Array {
+  maskedInput(encoded: Uint32Array, updateDigest?: Uint8Array, inPlace = false): Uint32Array {
     this.expect('received', 'maskedInput');
     if (encoded.length !== this.config.vectorLength)
       throw refuse(status.INVALID_ARGUMENT, `input of ${encoded.length} values, round expects ${this.config.vectorLength}`);
@@ -234,7 +236,7 @@ export class SecAggClient {
       const key = pairKey(this.sessionIdValue!, this.clientId, v, agree(this.mask!.secretKey, this.ads.get(v)!.maskPublicKey));
       masks.push({ key, sign: cmpId(this.clientId, v) < 0 ? 1 : -1 });
     }
-    const y = encoded.slice();
+    const y = inPlace ? encoded : encoded.slice();
     addMasks(y, masks); // all masks in one pass over y
     this.stage = 'masked';
     return y;

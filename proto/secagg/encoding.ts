@@ -6,7 +6,9 @@ import type { NamedTensor, TensorList } from '../tensors';
 import { noiseShareSigma, quantisation, type SecAggRoundConfig } from './config';
 import { GaussianStream } from '../gaussian';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';
+import { simd } from './simd';
 import { DOMAIN, hashParts } from './bytes';
+import { checkAggregate } from './gate';
 
 export interface LayoutEntry {
   readonly name: string;
@@ -54,24 +56,24 @@ function sumSquares(delta: TensorList, layout: VectorLayout): number {
   return sq;
 }
 
-/**
- * out[at + i] ← q(f·x[from + i]) for i < n: floor(v), plus 1 when u[i] < frac(v)·2^32 (u[i] uniform in
- * [0, 2^32): probability frac(v), so E[q] = v, bias < 2^-32), clamped to ±maxAbs (float rounding of c·‖x‖
- * can exceed S by an ulp). Branch-free: for integer u and t = frac(v)·2^32 in [0, 2^32), u − t is in
- * (−2^32, 2^32) and never rounds to 0 unless u = t, so floor((u − t)·2^-32) is −1 exactly when u < t.
- * Written through an int32 view: the same bits as ToUint32 of the integer q. Needs finite f.
- */
-function quantiseInto(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
-  const lo = -maxAbs;
-  for (let i = 0; i < n; i++) {
-    const v = f * x[from + i];
-    const fl = Math.floor(v);
-    const q = fl - Math.floor((u[i] - (v - fl) * 4294967296) * 2.3283064365386963e-10);
-    out[at + i] = Math.min(maxAbs, Math.max(lo, q));
-  }
+// The rounding, per value: q(v) = floor(v) + 1 when u < frac(v)·2^32 (u a uniform uint32 word: probability
+// frac(v), so E[q] = v, bias < 2^-32), clamped to ±maxAbs (float rounding of c·‖x‖ can exceed S by an ulp). With
+// a finite scale it runs in WebAssembly SIMD (simd.ts, 64 KiB pieces copied in and out of the module's memory);
+// the same float64 operations give the same bits as quantiseIntoSlow below.
+const PIECE_BYTES = KEYSTREAM_CHUNK_WORDS * 4;
+const SLOT = PIECE_BYTES + 16; // x, u and out pieces side by side; a last odd value rounds up to a pair
+const [X_AT, U_AT, O_AT] = [0, SLOT, 2 * SLOT];
+
+function quantiseSimd(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
+  const sm = simd(3 * SLOT);
+  const nb = n * 4;
+  sm.memory.set(new Uint8Array(x.buffer, x.byteOffset + from * 4, nb), X_AT);
+  sm.memory.set(new Uint8Array(u.buffer, u.byteOffset, nb), U_AT);
+  sm.quantise(O_AT, X_AT, U_AT, (nb + 7) & ~7, f, maxAbs);
+  new Uint8Array(out.buffer, out.byteOffset + at * 4, nb).set(sm.memory.subarray(O_AT, O_AT + nb));
 }
 
-/** quantiseInto's reference form, for a non-finite f (a clip norm so small that maxAbs/S overflows). */
+/** The plain form, for a non-finite f (a clip norm so small that maxAbs/S overflows). */
 function quantiseIntoSlow(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
   for (let i = 0; i < n; i++) {
     const v = f * x[from + i];
@@ -119,7 +121,7 @@ export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAgg
   const o = new Int32Array(out.buffer, out.byteOffset, out.length);
   // One ChaCha20 stream over all included values in layout order, KEYSTREAM_CHUNK_WORDS at a time per tensor.
   const ks = new Keystream(roundingSeed);
-  const quantise = Number.isFinite(f) ? quantiseInto : quantiseIntoSlow;
+  const quantise = Number.isFinite(f) ? quantiseSimd : quantiseIntoSlow;
   const sigma = noiseShareSigma(cfg);
   const gauss = sigma > 0 ? new GaussianStream(noiseSeed) : undefined;
   const noise = new Float64Array(gauss ? KEYSTREAM_CHUNK_WORDS : 0);
@@ -163,18 +165,21 @@ export function sumVectors(vs: readonly Uint32Array[]): Uint32Array {
 
 /**
  * The unmasked sum as per-tensor integer sums Σ q(w·x) on the value grid (views, no copy), Σ w and the grid's
- * scale: the form a coordinator's aggregation strategy turns into the next adapter.
+ * scale: the form a coordinator's aggregation strategy turns into the next adapter. Given the number of
+ * `survivors` whose inputs it covers, the sum must first pass the weight and norm gate (gate.ts).
  */
 export function unmaskedSum(
   sum: Uint32Array,
   cfg: SecAggRoundConfig,
   global: TensorList,
+  survivors?: number,
 ): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
   const layout = vectorLayout(global, cfg.include);
   if (sum.length !== layout.length || sum.length !== cfg.vectorLength) throw invalid(`secagg decode: sum of ${sum.length} values, layout has ${layout.length}`);
   const ints = new Int32Array(sum.buffer, sum.byteOffset, sum.length);
   const { valueScale, weightScale } = quantisation(cfg);
   if (ints[0] <= 0) throw invalid(`secagg decode: total weight ${ints[0]} must be positive`);
+  if (survivors !== undefined) checkAggregate(ints, cfg, survivors);
   const tensors = new Map(layout.entries.map((e) => [e.name, ints.subarray(e.offset, e.offset + e.size)] as const));
   return { tensors, totalWeight: ints[0] / weightScale, scale: valueScale };
 }

@@ -1,6 +1,7 @@
 // Wire-agnostic SecAgg / SecAgg+ core: the coordinator learns only the weighted sum of the clients' deltas.
 export * from './config';
 export * from './encoding';
+export { checkAggregate } from './gate';
 export * from './messages';
 export { SecAggClient, type SecAggClientOptions } from './client';
 export { SecAggServer } from './server';

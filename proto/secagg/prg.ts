@@ -1,19 +1,15 @@
-// Mask expansion: a ChaCha20 keystream (node:crypto, OpenSSL) read as little-endian uint32 words.
-//
-// Why ChaCha20 and not AES-CTR (measured 2026-11-23 on the 2-core AMD EPYC dev box, which has AES-NI;
-// Node 20.20.2, OpenSSL 3.0.19; keystream only, 4 MiB produced in 64 KiB update() calls, median of 40):
-//   chacha20 4.3 GB/s, aes-256-ctr 4.9 GB/s, aes-128-ctr 6.0 GB/s (`openssl speed`: 5.9, 6.9, 9.4 GB/s).
-// AES-256-CTR would save ~0.1 ms of the ~0.9 ms keystream of a 1M-word mask, whose total (keystream + add)
-// is ~2.3 ms: ~2 ms of a ~90 ms SecAgg client at N = 100 (15 masks), ~10 ms of the coordinator's ~2 s.
-// Not worth changing the mask PRG (a protocol change: peers on different PRGs produce a garbage sum that no
-// check catches) nor losing ChaCha20's speed on hosts without AES instructions.
-//
-// Speed comes from the layout instead: masks are added in 64 KiB pieces (small update() outputs are
-// recycled by malloc; multi-MiB ones cost fresh pages), as int32 arithmetic (| 0 is the wrap mod 2^32), and
-// addMasks() applies many keys piece by piece, so the target piece stays in cache while every keystream is
-// added to it (one pass over the vector instead of one per key).
+// Pseudo-random words from node:crypto (OpenSSL). Two streams, two jobs:
+//  - Keystream (ChaCha20): the graph permutation and the stochastic rounding; a few words or one pass per site.
+//  - addMasks (AES-256-CTR, protocol version 4): mask expansion, k + 1 full-length streams per SecAgg+ site, the
+//    largest part of a site's compute. AES-256-CTR runs at 8.3 GB/s on this dev box's AES-NI against ChaCha20's
+//    5.2 (`openssl speed -evp`, 16 KiB blocks, 2026-11-29), 1.6x faster. (Until version 3 masks were ChaCha20:
+//    peers on different PRGs produce a garbage sum that no check catches, hence the version bump.)
+// Masks are added piece by piece (32 KiB: small update() outputs are recycled by malloc, multi-MiB ones cost fresh
+// pages), up to 16 keystreams per pass over the piece, the additions in WebAssembly SIMD (simd.ts): the
+// target piece stays in cache while every keystream is added to it.
 import { createCipheriv, type Cipher } from 'node:crypto';
 import * as os from 'node:os';
+import { simd as simdModule } from './simd';
 
 if (os.endianness() !== 'LE') throw new Error('secagg assumes a little-endian host (keystream words are LE)');
 
@@ -58,56 +54,52 @@ export const KEYSTREAM_CHUNK_WORDS = CHUNK_WORDS;
 export interface Mask {
   readonly key: Uint8Array;
   readonly sign: 1 | -1;
-  readonly iv?: Uint8Array;
 }
 
-// Monomorphic inner loops over int32 views: (a ± b ± …) | 0 is the sum mod 2^32 read as two's complement (the
-// float64 sum of five int32 values is exact). Four keystreams per pass over the target piece: a quarter of
-// the target loads and stores of one pass per key (measured 2.3 vs 3.3 ms per 1M-word mask here).
-function add1(t: Int32Array, off: number, a: Int32Array, n: number): void {
-  for (let i = 0; i < n; i++) t[off + i] = (t[off + i] + a[i]) | 0;
-}
-function sub1(t: Int32Array, off: number, a: Int32Array, n: number): void {
-  for (let i = 0; i < n; i++) t[off + i] = (t[off + i] - a[i]) | 0;
-}
-function add4(t: Int32Array, off: number, a: Int32Array, b: Int32Array, c: Int32Array, d: Int32Array, n: number): void {
-  for (let i = 0; i < n; i++) t[off + i] = (t[off + i] + a[i] + b[i] + c[i] + d[i]) | 0;
-}
-function sub4(t: Int32Array, off: number, a: Int32Array, b: Int32Array, c: Int32Array, d: Int32Array, n: number): void {
-  for (let i = 0; i < n; i++) t[off + i] = (t[off + i] - a[i] - b[i] - c[i] - d[i]) | 0;
+/** The mask PRG: AES-256-CTR from a zero counter block; the key is used for this one stream only. */
+export function maskCipher(key32: Uint8Array): Cipher {
+  if (key32.length !== 32) throw new RangeError(`mask key must be 32 bytes, got ${key32.length}`);
+  return createCipheriv('aes-256-ctr', key32, ZERO_IV);
 }
 
-/** t[off, off + n) ← t ± Σ the next n words of each cipher (+ when plus). */
-function applyPiece(t: Int32Array, off: number, n: number, ciphers: readonly Cipher[], plus: boolean): void {
-  let k = 0;
-  for (; k + 3 < ciphers.length; k += 4) {
-    const [a, b, c, d] = [nextWords(ciphers[k], n), nextWords(ciphers[k + 1], n), nextWords(ciphers[k + 2], n), nextWords(ciphers[k + 3], n)];
-    if (plus) add4(t, off, a, b, c, d, n);
-    else sub4(t, off, a, b, c, d, n);
-  }
-  for (; k < ciphers.length; k++) {
-    if (plus) add1(t, off, nextWords(ciphers[k], n), n);
-    else sub1(t, off, nextWords(ciphers[k], n), n);
-  }
-}
+const PIECE_WORDS = 8192;
+const PIECE_BYTES = PIECE_WORDS * 4;
+/** Keystreams per SIMD pass: 17 × 32 KiB of module memory stays within a core's L2 cache. */
+const GROUP = 16;
+const PIECE_ZEROS = Buffer.alloc(PIECE_BYTES);
 
 /**
- * target ← target + Σ sign·PRG(key) mod 2^32, elementwise; the same result as addMask for each mask in turn
- * (addition mod 2^32 commutes), in one pass over target, 64 KiB at a time.
+ * target ← target + Σ sign·PRG(key) mod 2^32, elementwise (PRG words little-endian uint32), in one pass over
+ * target, 32 KiB at a time: the piece is copied into the SIMD module's memory, each mask's next keystream piece
+ * beside it, added (or subtracted) there, and copied back.
  */
 export function addMasks(target: Uint32Array, masks: readonly Mask[]): void {
   if (masks.length === 0) return;
-  const t = new Int32Array(target.buffer, target.byteOffset, target.length);
-  const plus = masks.filter((m) => m.sign === 1).map((m) => cipherFor(m.key, m.iv ?? ZERO_IV));
-  const minus = masks.filter((m) => m.sign !== 1).map((m) => cipherFor(m.key, m.iv ?? ZERO_IV));
-  for (let off = 0; off < t.length; off += CHUNK_WORDS) {
-    const n = Math.min(CHUNK_WORDS, t.length - off);
-    applyPiece(t, off, n, plus, true);
-    applyPiece(t, off, n, minus, false);
+  const plus = masks.filter((m) => m.sign === 1).map((m) => maskCipher(m.key));
+  const minus = masks.filter((m) => m.sign !== 1).map((m) => maskCipher(m.key));
+  const simd = simdModule(PIECE_BYTES * (1 + GROUP));
+  const mem = simd.memory;
+  const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  for (let off = 0; off < bytes.length; off += PIECE_BYTES) {
+    const nb = Math.min(PIECE_BYTES, bytes.length - off);
+    const zeros = PIECE_ZEROS.subarray(0, nb);
+    mem.set(bytes.subarray(off, off + nb), 0);
+    for (let p = 0, m = 0; p < plus.length || m < minus.length;) {
+      const kp = Math.min(GROUP, plus.length - p);
+      const km = Math.min(GROUP - kp, minus.length - m);
+      let slot = PIECE_BYTES;
+      for (let j = 0; j < kp; j++, slot += PIECE_BYTES) mem.set(plus[p + j].update(zeros), slot);
+      for (let j = 0; j < km; j++, slot += PIECE_BYTES) mem.set(minus[m + j].update(zeros), slot);
+      // Lanes past nb (the last piece may not fill a 16-byte row) read leftovers and are never copied back.
+      simd.mask(0, (nb + 15) & ~15, PIECE_BYTES, kp, km, PIECE_BYTES);
+      p += kp;
+      m += km;
+    }
+    bytes.set(mem.subarray(0, nb), off);
   }
 }
 
 /** target ← target + sign·PRG(key) mod 2^32, elementwise. */
-export function addMask(target: Uint32Array, key32: Uint8Array, sign: 1 | -1, iv16?: Uint8Array): void {
-  addMasks(target, [{ key: key32, sign, iv: iv16 }]);
+export function addMask(target: Uint32Array, key32: Uint8Array, sign: 1 | -1): void {
+  addMasks(target, [{ key: key32, sign }]);
 }

@@ -1,0 +1,101 @@
+// What a site configures and what it can observe of a FederationClient (client.ts): the SDK's public contract,
+// kept apart from the loop that implements it.
+import type * as grpc from '@grpc/grpc-js';
+import type { SecAggLedger } from '../proto/secagg';
+import type { BackoffOptions } from './backoff';
+import type { ClientIdentity } from './identity';
+import type { SecAggStage } from './secagg-flow';
+import type { Trainer } from './trainer';
+import type { EvaluationDone } from './evaluate-task';
+
+/** What the client logs through; a pino logger fits. */
+export interface ClientLogger {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+  error(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface FederationClientOptions {
+  /** host:port of the coordinator. */
+  readonly address: string;
+  /** Stable site name; the coordinator derives the client id from it, so a reconnect keeps the identity. */
+  readonly name: string;
+  readonly trainer: Trainer;
+  /**
+   * The site's Ed25519 identity (see loadOrCreateIdentity). Without one the client makes a throwaway key,
+   * which only a coordinator in auth.mode "tofu" admits (simulations and tests).
+   */
+  readonly identity?: ClientIdentity;
+  /** A single-use enrolment token from the operator (`fedtune enroll token <name>`), needed on the first join only. */
+  readonly joinToken?: string;
+  /** Pin the coordinator's key id (from its operator): a coordinator presenting other keys is refused. */
+  readonly coordinatorKeyId?: string;
+  /** Fault injection for simulations and tests: runs before each SecAgg stage; throwing abandons the task. */
+  readonly beforeSecAggStage?: (stage: SecAggStage, task: { taskId: string; round: number }) => void | Promise<void>;
+  /**
+   * The operator's Ed25519 public key that certifies every peer's identity key under SecAgg (the coordinator
+   * relays the certificates in the roster). Without it (or secaggAllowList) the coordinator remains the key
+   * authority: a coordinator that lies about peers' keys can make this site seal its shares to itself.
+   */
+  readonly rosterKey?: Uint8Array;
+  /** Alternative to rosterKey: peers' identity keys by client id, from a file the site holds. */
+  readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
+  /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
+  readonly secaggLedger?: SecAggLedger;
+  /**
+   * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
+   * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or
+   * a SecAgg task with less noise is refused before training. Default: any task.
+   */
+  readonly minNoiseMultiplier?: number;
+  /** Tests only: sees each encoded SecAgg vector before it is masked (it never leaves the site). */
+  readonly observeSecAggInput?: (task: { taskId: string; round: number; attempt: number }, x: Uint32Array) => void;
+  /** e.g. pino(); default: silent. */
+  readonly logger?: ClientLogger;
+  /** Reconnection delays (exponential with full jitter). */
+  readonly backoff?: BackoffOptions;
+  /** Extra gRPC channel options (keepalive, message limits…). */
+  readonly channelOptions?: grpc.ChannelOptions;
+  /** Default insecure; see tlsCredentials() (client-sdk/tls.ts). */
+  readonly credentials?: grpc.ChannelCredentials;
+  readonly labels?: Record<string, string>;
+  readonly chunkBytes?: number;
+  /** Refuse to train when the coordinator's base model differs (sha256 of model.safetensors). */
+  readonly baseModelSha256?: string;
+  /** Alternative to `logger`: one function for every log line. */
+  readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface RunSummary {
+  readonly clientId: string;
+  readonly tasksCompleted: number;
+  /** The coordinator's last version, or -1 when the client was stopped before the run ended. */
+  readonly finalVersion: number;
+  readonly reason: string;
+}
+
+export interface TaskInfo {
+  readonly taskId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly baseVersion: number;
+}
+
+export interface TaskDone {
+  readonly taskId: string;
+  readonly round: number;
+  readonly numExamples: number;
+  readonly metrics: Record<string, number>;
+}
+
+export interface ClientEvents {
+  joined: [{ clientId: string; runId: string }];
+  task: [TaskInfo];
+  taskDone: [TaskDone];
+  /** A task that did not complete: cancelled by the coordinator, refused, or the trainer failed. */
+  taskFailed: [{ taskId: string; round: number; cancelled: boolean; error: string }];
+  reconnecting: [{ attempt: number; delayMs: number; error: string }];
+  /** A federated evaluation this site reported (numExamples 0: it declined). */
+  evaluated: [EvaluationDone];
+  finished: [RunSummary];
+}

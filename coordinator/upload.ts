@@ -1,0 +1,299 @@
+// The UploadUpdate stream: header → chunks → trailer, each checked before the next is read. The header is
+// refused on anything out of place before anything is allocated or written (session, task, round, attempt,
+// base, binding, weight, layout, signature, admission). Each chunk is authenticated and opened once (its
+// plaintext goes to the decoder) and its ciphertext streamed to the round spool's temporary (spool-upload.ts),
+// never kept in memory; the trailer must name the ciphertext that arrived. A refused, broken or idle upload
+// leaves nothing behind: its temporary is deleted before the site is answered.
+//
+// Memory per upload in flight: its decoded plaintext (the header's declared size, allocated once) plus the
+// ciphertext chunks not yet on disk (the stream is paused while more than two are queued; gRPC reads at most
+// 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the count and
+// admission.maxUploadBytesInFlight the declared bytes of all of them together (one upload larger than that
+// budget is admitted only alone), so the coordinator holds at most
+//   maxUploadBytesInFlight (or one maxUploadBytes) + maxUploadsInFlight × 18 × chunk size
+// for uploads, whatever the number of sites (the second term only while the disk is slower than the network).
+import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
+import type { UploadResponse } from '../proto/generated/fedtune/v1/UploadResponse';
+import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
+import { ProtocolError } from '../proto/errors';
+import { RetryLater } from '../proto/limits';
+import { TensorStreamDecoder, checkLayout, validateHeader, type TensorSpecOut } from '../proto/tensor-stream';
+import { SealedUploadOpener, uploadBinding, type CoordinatorBoxSecret, type UploadBinding } from '../proto/crypto/sealed-upload';
+import { admitFrame } from './door';
+import type { CoordinatorConfig } from './config-types';
+import type { ClientRegistry, ClientSession } from './registry';
+import type { RoundEngine, Task } from './rounds';
+import type { SecAggAttempt } from './secagg-attempt';
+import type { SealedUpdate } from './sealed-update';
+import type { SpoolUpload } from './spool-upload';
+import { refuseFrozen, roundAggregation } from './lora-aggregation';
+
+/** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
+export const MAX_NUM_EXAMPLES = 2 ** 21;
+
+/** Chunks queued for the spool file beyond which the stream is paused until the disk catches up. */
+const MAX_QUEUED_CHUNKS = 2;
+
+export interface UploadDeps {
+  readonly config: CoordinatorConfig;
+  readonly registry: ClientRegistry;
+  readonly engine: RoundEngine;
+  readonly runId: string;
+  readonly unsealKey: CoordinatorBoxSecret;
+  /** The session a token names, refused when unknown or revoked. */
+  readonly session: (token: string) => ClientSession;
+  readonly checkVersion: (v: number, what: string) => void;
+  /** Logs a refusal and turns it into the status the site gets. */
+  readonly fail: (e: unknown, what: string) => Partial<grpc.StatusObject>;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** The UploadUpdate handler; its counters of uploads in flight are shared by every call it serves. */
+export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<UploadFrame__Output, UploadResponse> {
+  /** Uploads past their header and not yet answered (admission.maxUploadsInFlight), and their declared bytes. */
+  let inFlight = 0;
+  let bytesInFlight = 0;
+
+  return (call, cb) => {
+    let task: Task | undefined;
+    let decoder: TensorStreamDecoder | undefined;
+    let secagg: SecAggAttempt | undefined;
+    let opener: SealedUploadOpener | undefined;
+    let spool: SpoolUpload | undefined;
+    let numExamples = 0;
+    let sealedBinding: UploadBinding | undefined;
+    let decoderHeader: TensorHeader__Output | undefined;
+    let uploaderKey: Uint8Array | undefined;
+    let finished = false;
+    let counted = 0; // declared bytes this call holds in bytesInFlight (and one in inFlight) while > 0
+    let chunkCap = 0;
+    // A stalled upload (a header, a chunk, then silence) must not hold its task in 'receiving': after
+    // transport.uploadIdleTimeoutMs without a frame it is refused and the task freed for the site's retry.
+    const idleMs = d.config.transport.uploadIdleTimeoutMs;
+    let idle: NodeJS.Timeout | undefined;
+    const end = (): void => {
+      finished = true;
+      clearTimeout(idle);
+      if (counted > 0) {
+        inFlight--;
+        bytesInFlight -= counted;
+      }
+      counted = 0;
+    };
+    /** Answers once the spool's temporary (if any) is gone: a refused upload leaves nothing on disk. */
+    const answerRefused = (e: unknown): void => {
+      const f = spool;
+      spool = undefined;
+      const status_ = d.fail(e, 'upload');
+      void (f ? f.discard().catch((err: Error) => d.log('error', 'could not delete a refused upload', { error: err.message })) : Promise.resolve()).then(() =>
+        cb(status_),
+      );
+    };
+    const reject = (e: unknown): void => {
+      if (finished) return;
+      end();
+      if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
+      answerRefused(e);
+    };
+    const touch = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(
+        () =>
+          reject(
+            new ProtocolError(
+              status.DEADLINE_EXCEEDED,
+              `upload idle for ${idleMs} ms (transport.uploadIdleTimeoutMs): refused, and the task is free for a retry`,
+            ),
+          ),
+        idleMs,
+      );
+      idle.unref(); // never what keeps a stopping coordinator alive
+    };
+    touch();
+    call.on('data', (frame: UploadFrame__Output) => {
+      if (finished) return;
+      touch();
+      try {
+        admitFrame(frame); // malformed or over-long: refused before anything else
+        if (frame.header) {
+          if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
+          const h = frame.header;
+          d.checkVersion(h.protocol_version, 'upload');
+          const s = d.session(h.session_token);
+          const e = h.sealed;
+          if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
+          const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
+          const earlier = d.engine.acceptedBy(digest);
+          if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
+            // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
+            end();
+            d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
+            cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
+            return;
+          }
+          if (earlier)
+            throw new ProtocolError(
+              status.ALREADY_EXISTS,
+              `replayed upload: this sealed upload was already accepted for task ${earlier.taskId} (round ${earlier.round})`,
+            );
+          const t = d.engine.task(s.clientId, h.task_id, h.round);
+          if (h.base_version !== t.baseVersion) {
+            throw new ProtocolError(
+              status.FAILED_PRECONDITION,
+              `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`,
+            );
+          }
+          const base = d.engine.baseOf(t);
+          if (e.base_manifest_sha256 !== base.manifestSha256) {
+            throw new ProtocolError(
+              status.FAILED_PRECONDITION,
+              `update is against checkpoint ${e.base_manifest_sha256.slice(0, 16) || '(none)'}…; round ${t.round} starts from v${t.baseVersion} with manifest ${base.manifestSha256.slice(0, 16)}…`,
+            );
+          }
+          if (e.run_id !== d.runId || e.client_id !== s.clientId || e.attempt !== t.attempt) {
+            throw new ProtocolError(
+              status.FAILED_PRECONDITION,
+              `sealed envelope is bound to run ${e.run_id}, client ${e.client_id}, attempt ${e.attempt}; expected ${d.runId}, ${s.clientId}, ${t.attempt}`,
+            );
+          }
+          const sa = d.engine.secaggOf(t);
+          if (!sa && !(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
+            throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
+          }
+          if (t.state === 'uploaded')
+            throw new ProtocolError(
+              status.ALREADY_EXISTS,
+              `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`,
+            );
+          // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
+          // A plain update has the global adapter's layout; a masked one is one UINT32 vector of the round's length.
+          const dtype = sa ? 'UINT32' : 'FLOAT32';
+          const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes, dtype);
+          if (sa) {
+            checkMaskedLayout(specs, sa.config.vectorLength);
+            sa.expectMaskedInput(s.clientId);
+          } else {
+            refuseFrozen(
+              specs.map((x) => x.name),
+              roundAggregation(d.config),
+            );
+            checkLayout(specs, d.engine.uploadLayoutOf(t)); // under 'ffa': the lora_B tensors only
+          }
+          // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
+          const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
+          const op = new SealedUploadOpener(e, binding, h.tensors!, d.unsealKey, s.publicKey, s.name);
+          const adm = d.config.admission;
+          const declared = Math.max(1, Number(h.tensors!.total_bytes));
+          if (inFlight >= adm.maxUploadsInFlight)
+            throw new RetryLater(`${inFlight} uploads are being received (admission.maxUploadsInFlight): retry later`, adm.retryAfterMs);
+          if (bytesInFlight > 0 && bytesInFlight + declared > adm.maxUploadBytesInFlight)
+            throw new RetryLater(
+              `${bytesInFlight} bytes of uploads are being received (admission.maxUploadBytesInFlight ${adm.maxUploadBytesInFlight}): retry later`,
+              adm.retryAfterMs,
+            );
+          d.engine.beginUpload(t); // refuses a concurrent upload for the task before reading any data
+          inFlight++;
+          bytesInFlight += declared;
+          counted = declared;
+          task = t; // from here on a refusal hands the task back (abortUpload)
+          opener = op;
+          decoderHeader = h.tensors!;
+          uploaderKey = s.publicKey;
+          chunkCap = h.tensors!.chunk_bytes + 64;
+          // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing;
+          // values (finite, in range) are the strategy's to admit (Attempt.accept), in its one pass over them.
+          decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: false });
+          sealedBinding = binding;
+          secagg = sa;
+          numExamples = h.num_examples;
+          // Plain rounds keep the sealed bytes: they stream to the spool from here (SecAgg's masked inputs are not kept).
+          if (!sa) spool = d.engine.spoolUpload(t, { binding, header: h.tensors!, envelope: e, clientName: s.name, clientPublicKey: s.publicKey });
+        } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
+          if (!decoder || !opener)
+            throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
+          decoder.push(opener.open(frame.chunk));
+          if (spool) {
+            spool.append(frame.chunk);
+            if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
+              // The disk is behind the network: stop reading until the queued chunks are written.
+              call.pause();
+              void spool.drained().then(() => call.resume());
+            }
+          }
+        } else if (frame.trailer) {
+          if (!decoder || !task || !opener)
+            throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
+          opener.finish();
+          if (frame.trailer.chunk_count !== opener.chunksOpened)
+            throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.chunksOpened} arrived`);
+          opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
+          const t = task;
+          const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
+          const bytes = decoder.bytesReceived;
+          if (secagg) {
+            secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
+            d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
+            end();
+            d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+            cb(null, reply);
+            return;
+          }
+          // The one opening of this upload: plaintext delta; its sealed bytes are in the spool's temporary.
+          const update: SealedUpdate = {
+            binding: sealedBinding!,
+            header: decoderHeader!,
+            envelope: opener.envelope,
+            spooled: spool,
+            sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
+            clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
+            clientPublicKey: uploaderKey!,
+            delta: decoder.finishAuthenticated(),
+          };
+          // From here the answer comes from the accept (admission, spool commit, sum), whatever the stream or the
+          // idle timer does; the upload stays counted in flight until it is answered.
+          finished = true;
+          clearTimeout(idle);
+          d.engine.acceptUpload(t, update).then(
+            () => {
+              spool = undefined; // committed: it is the spool's record now
+              end();
+              d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+              cb(null, reply);
+            },
+            (err: unknown) => {
+              end();
+              d.engine.abortUpload(t);
+              answerRefused(err);
+            },
+          );
+        } else {
+          throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
+        }
+      } catch (e) {
+        reject(e);
+      }
+    });
+    call.on('end', () => {
+      if (finished) return;
+      if (!decoder || !opener) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+      try {
+        opener.finish(); // throws DATA_LOSS: truncated
+        reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
+    call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
+    call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
+  };
+}
+
+/** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */
+function checkMaskedLayout(specs: readonly TensorSpecOut[], length: number): void {
+  if (specs.length !== 1 || specs[0].name !== 'secagg.masked' || specs[0].shape.length !== 1 || specs[0].shape[0] !== length) {
+    throw new ProtocolError(status.INVALID_ARGUMENT, `a masked upload must be one UINT32 tensor secagg.masked of shape [${length}] (${4 * length} bytes)`);
+  }
+}

@@ -1,0 +1,101 @@
+// StrykerJS mutation testing of the modules whose correctness is the product (issue 14): `npm run test:mutation`
+// runs every group below in turn (bench/mutation.mjs); `MUTATION_GROUP=fedavg npx stryker run` runs one. Not
+// part of `npm test` or CI: a group takes minutes on the 2-core box. Results and equivalent mutants:
+// bench/MUTATION.md.
+//
+// Each group mutates a few source files and runs only the compiled test files that exercise them, with per-test
+// coverage, so a mutant runs only the tests that reach it. The sandbox is built with tsc from
+// tsconfig.mutation.json, which this file writes for the group: the project's options, but only the group's
+// test files and what they import (a fraction of the project, so the build and the type checker are quick).
+// The mutated .ts files get `// @ts-nocheck`, so schemata that do not type-check still build; the TypeScript
+// checker first drops mutants that would not compile as a standalone change.
+import { writeFileSync } from 'node:fs';
+import process from 'node:process';
+
+/** @type {Record<string, { mutate: string[]; spec: string[]; compile?: string[] }>} */
+export const GROUPS = {
+  fedavg: {
+    mutate: ['coordinator/strategy/fixed-point.ts', 'coordinator/strategy/fedavg.ts'],
+    spec: ['dist/test/fedavg.test.js'],
+  },
+  signing: {
+    mutate: ['proto/crypto/signing.ts', 'proto/crypto/ed25519.ts'],
+    spec: ['dist/test/signing.test.js'],
+  },
+  'tensor-stream': {
+    mutate: ['proto/tensor-stream.ts'],
+    spec: ['dist/test/tensor-stream.test.js'],
+  },
+  sealed: {
+    mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts'],
+    spec: ['dist/test/door-sealed.test.js'],
+  },
+  checkpoints: {
+    mutate: ['coordinator/checkpoints/fs-store.ts', 'coordinator/checkpoints/atomic-fs.ts', 'proto/durable-file.ts'],
+    spec: ['dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js', 'dist/test/recover.test.js'],
+    // recover.test.ts runs the fedtune command as a child process.
+    compile: ['coordinator/cli/fedtune.ts'],
+  },
+  secagg: {
+    // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
+    mutate: [
+      'proto/secagg/bytes.ts',
+      'proto/secagg/client.ts',
+      'proto/secagg/config.ts',
+      'proto/secagg/encoding.ts',
+      'proto/secagg/graph.ts',
+      'proto/secagg/identity.ts',
+      'proto/secagg/keys.ts',
+      'proto/secagg/ledger.ts',
+      'proto/secagg/messages.ts',
+      'proto/secagg/prg.ts',
+      'proto/secagg/roster-file.ts',
+      'proto/secagg/seal.ts',
+      'proto/secagg/server.ts',
+      'proto/secagg/session.ts',
+      'proto/secagg/shares.ts',
+      'proto/secagg/wire.ts',
+    ],
+    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-adversary.test.js'],
+  },
+};
+
+const name = process.env.MUTATION_GROUP ?? 'fedavg';
+const group = GROUPS[name];
+if (!group) throw new Error(`MUTATION_GROUP=${name}: unknown group; known: ${Object.keys(GROUPS).join(', ')}`);
+
+// Compiled spec dist/test/x.test.js ← source test/x.test.ts. Generated, gitignored.
+const testSources = group.spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
+// The mutated files are listed too: the checker watches only the files of its program.
+const tsconfig = { extends: './tsconfig.json', include: [], files: [...testSources, ...group.mutate, ...(group.compile ?? [])] };
+writeFileSync('tsconfig.mutation.json', `${JSON.stringify(tsconfig, null, 2)}\n`);
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  testRunner: 'mocha',
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.mutation.json',
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  // --noCheck: emit only. Mutant schemata can widen the types the tests see (a test then fails to type-check);
+  // type errors are the checker's job, mutant by mutant.
+  buildCommand: 'tsc -p tsconfig.mutation.json --noCheck',
+  mutate: group.mutate,
+  disableTypeChecks: '{coordinator,proto}/**/*.ts',
+  mochaOptions: { spec: group.spec, config: '.mocharc.json' },
+  coverageAnalysis: 'perTest',
+  // The box is shared: two test processes at most (MUTATION_CONCURRENCY=1 for one).
+  concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 2),
+  // A loaded box slows every test run; a mutant that loops forever still times out.
+  timeoutMS: 20000,
+  timeoutFactor: 3,
+  dryRunTimeoutMinutes: 15,
+  // What the sandbox must not copy: build output, runs, caches and Stryker's own output.
+  ignorePatterns: ['dist', 'runs', '.fedtune', 'bench/out', '.gpu', '.gl', '.whl', 'reports', '.stryker-tmp', '**/__pycache__', '*.log'],
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: 'always',
+  reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
+  jsonReporter: { fileName: `reports/mutation/${name}.json` },
+  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
+};
