@@ -22,10 +22,12 @@ import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from
 import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
-import { sortByName, subTensors, type NamedTensor } from '../proto/tensors';
+import { sortByName, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { TrainingPlan } from './trainer';
+import { updateToSend } from './lora-update';
+import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
 import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
@@ -242,6 +244,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
       const c = t.config!;
+      const loraAggregation = roundAggregationFromWire(c.lora_aggregation);
+      if (!loraAggregation) throw new Error(`the coordinator asks for lora aggregation '${c.lora_aggregation}', which this site does not know`);
       const plan: TrainingPlan = {
         round: t.round,
         taskId: t.task_id,
@@ -253,6 +257,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         proximalMu: c.proximal_mu,
         seed: t.seed,
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
+        loraAggregation,
+        ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
       };
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;
@@ -262,12 +268,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         training.done();
       }
       abort.signal.throwIfAborted();
-      const delta = subTensors(sortByName(out.adapter), global);
+      // Under 'ffa' only the lora_B deltas travel (lora_A checked unchanged, bit for bit).
+      const delta = updateToSend(sortByName(out.adapter), global, loraAggregation);
       let metrics: Record<string, number>;
       if (t.secagg) {
         // Metrics first (they are not part of the sum), then the four stages; the weight stays hidden.
         metrics = { ...out.metrics, ...(this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {}) };
-        await this.report(t, 0, metrics);
+        await this.report(t, 0, metrics, out.loraRank);
         await this.secagg(t, delta, out.numExamples, abort.signal);
         this.completed.add(t.task_id);
       } else {
@@ -275,7 +282,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         this.completed.add(t.task_id);
         const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
         metrics = { ...out.metrics, ...evalMetrics };
-        await this.report(t, out.numExamples, metrics);
+        await this.report(t, out.numExamples, metrics, out.loraRank);
       }
       this.tasksCompleted++;
       const done: TaskDone = { taskId: t.task_id, round: t.round, numExamples: out.numExamples, metrics };
@@ -391,8 +398,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     }
   }
 
-  private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>): Promise<void> {
-    const req = { session_token: this.token, task_id: t.task_id, round: t.round, num_examples: numExamples, backend: this.opts.trainer.backend, metrics };
+  private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank = 0): Promise<void> {
+    const req = {
+      session_token: this.token,
+      task_id: t.task_id,
+      round: t.round,
+      num_examples: numExamples,
+      backend: this.opts.trainer.backend,
+      metrics,
+      lora_rank: loraRank,
+    };
     checkReport(req); // e.g. a trainer's metric name the coordinator would refuse: said here, with the name
     return new Promise((resolve, reject) => this.rpc.ReportMetrics(req, (err) => (err ? reject(err) : resolve())));
   }

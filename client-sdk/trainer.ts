@@ -1,6 +1,7 @@
 // The Trainer is the seam between the federation (client.ts) and a model: receive → train → send.
 // fedtune's LoRA-on-GPT-2 trainer implements it (client-sdk/sft/lora-trainer.ts); any other model can too.
 import type { NamedTensor, TensorList } from '../proto/tensors';
+import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 
 export interface TrainingPlan {
   /** Federated round and this client's task in it. */
@@ -24,6 +25,13 @@ export interface TrainingPlan {
    * `signal` a little before it (leaving time to upload); a trainer may also plan fewer steps to finish in time.
    */
   readonly deadlineUnixMs?: number;
+  /**
+   * The round's LoRA aggregation (absent: 'fedit'). Under 'ffa' (FFA-LoRA) every lora_A tensor is frozen: the
+   * trainer must return it bit-identical (only lora_B trains), or the SDK fails the task rather than upload.
+   */
+  readonly loraAggregation?: RoundLoraAggregation;
+  /** The global adapter's lora_alpha, when the coordinator states it (a smaller-rank site rescales by it). */
+  readonly loraAlpha?: number;
 }
 
 export interface TrainOutcome {
@@ -33,6 +41,8 @@ export interface TrainOutcome {
   readonly numExamples: number;
   /** e.g. train_loss, train_tokens, train_seconds. */
   readonly metrics: Record<string, number>;
+  /** The LoRA rank trained, when below the global adapter's (the adapter is then zero-padded to it). */
+  readonly loraRank?: number;
 }
 
 export interface Trainer {

@@ -12,6 +12,9 @@ import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './seal
 import type { SpoolUpload } from './spool-upload';
 import { AdmissionError, type Aggregation, type Strategy } from './strategy/strategy';
 import { FixedPointRangeError } from './strategy/fixed-point';
+import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
+import type { NamedTensor } from '../proto/tensors';
+import { uploadLayout } from './lora-aggregation';
 
 /** A client's assignment in one attempt. Kept after the attempt closes (without any data) to explain refusals. */
 export interface Task {
@@ -30,7 +33,8 @@ export interface Task {
   numExamples?: number;
   /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
   acceptedSha256?: string;
-  metrics?: { values: Record<string, number>; backend: string };
+  /** loraRank: the rank the site trained when it was below the global one (zero-padded; exactlora). */
+  metrics?: { values: Record<string, number>; backend: string; loraRank?: number };
   /** Under SecAgg: this client's masked input is part of the committed sum. */
   inSum?: boolean;
   /** The site's name when the registry may not know it (an update carried over a restart). */
@@ -46,6 +50,8 @@ export interface Task {
 export interface AttemptDeps {
   readonly registry: ClientRegistry;
   readonly strategy: Strategy;
+  /** lora.aggregation: under 'ffa' updates (and the sum) cover only the lora_B tensors. */
+  readonly aggregation: RoundLoraAggregation;
   /** Plain rounds: where accepted updates are kept, sealed, until the round commits. */
   readonly spool?: RoundSpool;
   readonly stopping: () => boolean;
@@ -58,6 +64,7 @@ export class Attempt {
   private agg: Aggregation | undefined;
   private sa: SecAggAttempt | undefined;
   private baseCk: Checkpoint | undefined;
+  private layout: NamedTensor[] | undefined;
   private isOpen = true;
   private wakeUp: () => void = () => undefined;
   private woken: Promise<void>;
@@ -75,8 +82,9 @@ export class Attempt {
     secagg?: SecAggAttempt,
   ) {
     this.baseCk = base;
+    this.layout = uploadLayout(base.adapter, d.aggregation);
     this.sa = secagg;
-    this.agg = secagg ? undefined : d.strategy.begin(base.adapter);
+    this.agg = secagg ? undefined : d.strategy.begin(this.layout);
     this.woken = new Promise<void>((r) => (this.wakeUp = r));
   }
 
@@ -88,6 +96,12 @@ export class Attempt {
   get base(): Checkpoint {
     if (!this.baseCk) throw new Error(`round ${this.round} attempt ${this.attempt} is retired`);
     return this.baseCk;
+  }
+
+  /** The base tensors an update carries: all of them, or only lora_B under 'ffa' (the rest keep their values). */
+  get uploadLayout(): NamedTensor[] {
+    if (!this.layout) throw new Error(`round ${this.round} attempt ${this.attempt} is retired`);
+    return this.layout;
   }
 
   /** Plain rounds: the strategy's running sum. */
@@ -109,6 +123,7 @@ export class Attempt {
     this.agg = undefined;
     this.sa = undefined;
     this.baseCk = undefined;
+    this.layout = undefined;
   }
 
   /** Whether `t` is a task of this attempt that can still take an upload or a report. */
@@ -245,8 +260,8 @@ export class Attempt {
   }
 
   /** Records a site's metrics (spooled first, when its update is: a restarted coordinator still has them). */
-  async recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
-    const metrics = { values, backend };
+  async recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank = 0): Promise<void> {
+    const metrics = { values, backend, ...(loraRank > 0 ? { loraRank } : {}) };
     if (this.d.spool && t.state === 'uploaded') {
       await this.d.spool
         .putMetrics(this.round, t.clientId, metrics)

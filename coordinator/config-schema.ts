@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
 import { opsSchema } from './ops/config-schema';
+import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
 
 export const schema = {
@@ -136,6 +137,13 @@ export const schema = {
       default: ['c_attn', 'c_proj', 'c_fc'] as readonly string[],
       env: 'FEDTUNE_LORA_TARGET_MODULES',
       arg: 'lora.targetModules',
+    },
+    aggregation: {
+      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (stacking; not implemented, refused), or 'auto': 'ffa' under secagg.enabled or privacy.enabled, else 'fedit'.",
+      format: ['auto', ...LORA_AGGREGATIONS],
+      default: 'auto',
+      env: 'FEDTUNE_LORA_AGGREGATION',
+      arg: 'lora.aggregation',
     },
   },
   training: {

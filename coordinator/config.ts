@@ -11,6 +11,7 @@ import { dpProblems } from './strategy/dp';
 import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
+import { loraAggregationOf, loraAggregationProblems } from './lora-aggregation';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -157,10 +158,12 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
       `secagg.enabled needs rounds.minUpdates ≥ ${MIN_CLIENTS} (${cfg.rounds.minUpdates}): with fewer clients each one learns too much from the published sum`,
     );
   }
+  problems.push(...loraAggregationProblems(cfg));
   if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
-  return { ...cfg, run: { ...cfg.run, id } };
+  // 'auto' is resolved here, so the manifest records the mode the run actually uses.
+  return { ...cfg, run: { ...cfg.run, id }, lora: { ...cfg.lora, aggregation: loraAggregationOf(cfg) } };
 }
 
 /** [dotted key, value] for every leaf of a plain nested object (arrays and non-plain values are leaves). */

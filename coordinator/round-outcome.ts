@@ -84,6 +84,7 @@ function participantOf(registry: ClientRegistry, t: Task, numExamples: number | 
     seed: t.seed,
     backend: t.metrics?.backend ?? registry.byId(t.clientId)?.backend ?? '',
     metrics: t.metrics?.values ?? {},
+    ...(t.metrics?.loraRank ? { loraRank: t.metrics.loraRank } : {}),
   };
 }
 

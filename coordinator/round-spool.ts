@@ -30,7 +30,7 @@ export interface SpooledRound {
   readonly state: SpoolState;
   /** Record files by client id (read one at a time: see readUpdate). */
   readonly updates: ReadonlyMap<string, string>;
-  readonly metrics: ReadonlyMap<string, { values: Record<string, number>; backend: string }>;
+  readonly metrics: ReadonlyMap<string, { values: Record<string, number>; backend: string; loraRank?: number }>;
 }
 
 const SAFE_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -82,7 +82,7 @@ export class RoundSpool {
         continue;
       }
       const updates = new Map<string, string>();
-      const metrics = new Map<string, { values: Record<string, number>; backend: string }>();
+      const metrics = new Map<string, { values: Record<string, number>; backend: string; loraRank?: number }>();
       for (const f of await fs.readdir(dir)) {
         if (f.startsWith('.')) {
           await fs.rm(path.join(dir, f), { force: true }); // a temporary file a crash left behind
@@ -130,7 +130,7 @@ export class RoundSpool {
     return fs.readFile(file);
   }
 
-  async putMetrics(round: number, clientId: string, m: { values: Record<string, number>; backend: string }): Promise<void> {
+  async putMetrics(round: number, clientId: string, m: { values: Record<string, number>; backend: string; loraRank?: number }): Promise<void> {
     await replaceAtomically(this.file(round, clientId, '.metrics.json'), JSON.stringify(m) + '\n');
   }
 

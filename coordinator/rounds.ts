@@ -28,6 +28,7 @@ import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
 import { reopenSpooled } from './spool-reopen';
 import { SecAggAttempt } from './secagg-attempt';
+import { roundAggregation, uploadLayout } from './lora-aggregation';
 import { PrivacyLedger } from './privacy/ledger';
 import type { ClientSelected, RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 import { Evaluations } from './evaluation/evaluations';
@@ -250,7 +251,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     if (cfg.secagg.enabled) {
       try {
         const keys = Object.fromEntries(ids.map((id) => [id, this.d.registry.byId(id)!.publicKey]));
-        secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, base.adapter, ids, keys, cfg.secagg.stageTimeoutMs);
+        // The masked vector covers the tensors an update carries: only lora_B under 'ffa'.
+        const layout = uploadLayout(base.adapter, roundAggregation(cfg));
+        secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs);
       } catch (e) {
         return this.failAttempt(r, round, `secure aggregation cannot run: ${(e as Error).message}`);
       }
@@ -270,6 +273,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       {
         registry: this.d.registry,
         strategy: this.d.strategy,
+        aggregation: roundAggregation(cfg),
         spool: secagg ? undefined : this.spool,
         stopping: () => this.stopping,
         onAccepted: (t, numExamples) => {
@@ -497,6 +501,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     secagg: SecAggAttempt | undefined,
   ): Task['wire'] {
     const tr = this.d.config.training;
+    const lora = this.d.config.lora;
     const plan = this.clientTraining(round);
     return {
       task_id: taskId,
@@ -514,6 +519,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         weight_decay: tr.weightDecay,
         max_seq_len: tr.maxSeqLen,
         proximal_mu: plan.proximalMu,
+        lora_aggregation: roundAggregation(this.d.config),
+        lora_alpha: typeof this.d.adapterConfig.lora_alpha === 'number' ? this.d.adapterConfig.lora_alpha : lora.alpha,
       },
     };
   }
@@ -601,6 +608,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     return t.owner.base;
   }
 
+  /** The tensors a task's update must carry (the whole base adapter, or its lora_B tensors under 'ffa'). */
+  uploadLayoutOf(t: Task): NamedTensor[] {
+    if (!t.owner.holds(t)) throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is closed`);
+    return t.owner.uploadLayout;
+  }
+
   beginUpload(t: Task): void {
     t.owner.beginUpload(t);
   }
@@ -628,7 +641,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.wake();
   }
 
-  recordMetrics(t: Task, values: Record<string, number>, backend: string): Promise<void> {
-    return t.owner.recordMetrics(t, values, backend);
+  recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank = 0): Promise<void> {
+    return t.owner.recordMetrics(t, values, backend, loraRank);
   }
 }

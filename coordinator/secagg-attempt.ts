@@ -55,14 +55,15 @@ export class SecAggAttempt {
     cfg: CoordinatorConfig,
     roundTag: string,
     baseManifestSha256: string,
-    base: TensorList,
+    /** The tensors an update carries (round-outcome's sum covers only these; the rest keep their values). */
+    layout: TensorList,
     selected: readonly string[],
     identityKeys: Readonly<Record<string, Uint8Array>>,
     private readonly stageTimeoutMs: number,
   ) {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
-    const include = base.map((t) => t.name).sort();
+    const include = layout.map((t) => t.name).sort();
     // Under DP-FedAvg (privacy.enabled) every site weighs 1 (weightCap 1), clips to privacy.clipNorm and adds its
     // share of the noise before masking: the coordinator never sees an un-noised sum.
     const dp = cfg.privacy.enabled;
@@ -76,7 +77,7 @@ export class SecAggAttempt {
       weightCap: dp ? 1 : cfg.secagg.weightCap,
       maxClients: cfg.secagg.maxClients,
       include,
-      vectorLength: vectorLayout(base, include).length,
+      vectorLength: vectorLayout(layout, include).length,
       ...(dp ? { noiseMultiplier: cfg.privacy.noiseMultiplier } : {}),
     };
     validateConfig(this.config);

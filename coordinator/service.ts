@@ -26,6 +26,7 @@ import { keyId } from '../proto/crypto/key-file';
 import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/CoordinatorKeys';
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
+import { checkReportedRank } from './lora-aggregation';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 
 export { MAX_NUM_EXAMPLES } from './upload';
@@ -253,9 +254,10 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           const r = call.request;
           const s = session(r.session_token);
           const t = d.engine.task(s.clientId, r.task_id, r.round);
+          checkReportedRank(r.lora_rank, d.engine.baseOf(t).adapter);
           // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
           // spooled with the update before the site hears back.
-          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend).then(
+          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank).then(
             () => cb(null, {}),
             (e: unknown) => cb(fail(e, 'metrics')),
           );

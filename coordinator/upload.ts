@@ -28,6 +28,7 @@ import type { RoundEngine, Task } from './rounds';
 import type { SecAggAttempt } from './secagg-attempt';
 import type { SealedUpdate } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
+import { refuseFrozen, roundAggregation } from './lora-aggregation';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
@@ -173,7 +174,13 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           if (sa) {
             checkMaskedLayout(specs, sa.config.vectorLength);
             sa.expectMaskedInput(s.clientId);
-          } else checkLayout(specs, base.adapter);
+          } else {
+            refuseFrozen(
+              specs.map((x) => x.name),
+              roundAggregation(d.config),
+            );
+            checkLayout(specs, d.engine.uploadLayoutOf(t)); // under 'ffa': the lora_B tensors only
+          }
           // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
           const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
           const op = new SealedUploadOpener(e, binding, h.tensors!, d.unsealKey, s.publicKey, s.name);

@@ -35,6 +35,8 @@ export const LIMITS = {
   tensorName: 256,
   shapeDims: 8,
   metrics: 64,
+  /** Largest LoRA rank a site may report training (MetricsReport.lora_rank). */
+  loraRank: 65536,
   metricName: 64,
   /** Leave reason. */
   reason: 256,
@@ -201,6 +203,9 @@ export function checkReport(r: MetricsReport): void {
   taskId(r.task_id);
   checkBackend(r.backend);
   checkMetrics(r.metrics);
+  if (r.lora_rank !== undefined && !(Number.isInteger(r.lora_rank) && r.lora_rank >= 0 && r.lora_rank <= LIMITS.loraRank)) {
+    throw bad(`lora_rank ${r.lora_rank} outside 0..${LIMITS.loraRank}`);
+  }
 }
 
 export function checkLeave(r: LeaveRequest): void {

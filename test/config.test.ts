@@ -31,6 +31,8 @@ const DEFAULTS: Record<string, unknown> = {
   'lora.alpha': 16,
   'lora.dropout': 0.05,
   'lora.targetModules': ['c_attn', 'c_proj', 'c_fc'],
+  // 'auto' as documented, resolved at load: 'fedit' without secure aggregation.
+  'lora.aggregation': 'fedit',
   'training.localSteps': 8,
   'training.batchSize': 8,
   'training.learningRate': 0.002,
@@ -114,6 +116,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'lora.alpha': ['0.5', 0.5],
   'lora.dropout': ['0', 0],
   'lora.targetModules': [' c_fc , c_attn', ['c_fc', 'c_attn']],
+  'lora.aggregation': ['ffa', 'ffa'],
   'training.localSteps': ['3', 3],
   'training.batchSize': ['32', 32],
   'training.learningRate': ['1e-4', 1e-4],
@@ -263,7 +266,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
         overrides: { lora: { alpha: 8 }, training: {} },
       });
       expect(c.rounds).to.include({ total: 3, deadlineMs: 1000, maxAttempts: 7, minClients: 2 });
-      expect(c.lora).to.deep.equal({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['c_attn', 'c_fc'] });
+      expect(c.lora).to.deep.equal({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['c_attn', 'c_fc'], aggregation: 'fedit' });
       expect(c.training.batchSize).to.equal(2);
       expect(c.training.localSteps).to.equal(8);
     });
@@ -412,9 +415,10 @@ describe('config.ts: loadConfig and describeConfig', () => {
           .replace(/([a-z])([A-Z])/g, '$1_$2')
           .toUpperCase();
         expect(d.env).to.equal(d.key === 'strategy.name' ? 'FEDTUNE_STRATEGY' : `FEDTUNE_${snake}`);
-        if (d.key !== 'run.id') expect(d.default, d.key).to.deep.equal(get(c, d.key));
+        if (d.key !== 'run.id' && d.key !== 'lora.aggregation') expect(d.default, d.key).to.deep.equal(get(c, d.key));
       }
       expect(docs.find((d) => d.key === 'run.id')!.default).to.equal('');
+      expect(docs.find((d) => d.key === 'lora.aggregation')!.default).to.equal('auto');
     });
   });
 

@@ -43,6 +43,8 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
         rounds: { total: 1, minClients: 2, minUpdates: 2, clientsPerRound: 100, deadlineMs: 20_000, maxAttempts: 2, ...rounds },
         log: { level: 'silent' },
         auth: { mode: 'tofu' },
+        // Every tensor travels (ConstantTrainer moves A too): 'auto' would pick FFA-LoRA under privacy.enabled.
+        lora: { aggregation: 'fedit' },
         privacy: { enabled: true, ...privacy },
       },
     });
@@ -188,6 +190,7 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
         rounds: { total: 10, minClients: 2, minUpdates: 2 },
         log: { level: 'silent' },
         auth: { mode: 'tofu' },
+        lora: { aggregation: 'fedit' },
         privacy: { enabled: true, clipNorm: 0.5, noiseMultiplier: z, epsilonBudget: budget },
       },
     });

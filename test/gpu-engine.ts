@@ -1,7 +1,8 @@
 // GPU test script for the WebGPU engine (`npm run test:gpu`; needs a WebGPU adapter, so it is not part of the
 // CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
-// and a 200-step run against the tfjs trainer. Prints `tests: N passed, N failed` like the mocha reporter.
+// FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), and a 200-step run against the tfjs trainer. Prints
+// `tests: N passed, N failed` like the mocha reporter.
 //   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -252,6 +253,41 @@ async function longRun(ed: EngineDevice, paths: EnginePath[], steps: number): Pr
   model.dispose();
 }
 
+/** FFA-LoRA on the engine: lora_A comes back bit for bit, and the loss follows the tfjs trainer's (A frozen there too). */
+async function ffaRun(ed: EngineDevice, paths: EnginePath[], steps: number): Promise<void> {
+  const { model } = await loadGpt2Dir(MODEL_DIR);
+  const train = synthTask(model.config.vocabSize, 64, 23, 12, 12);
+  const adapter = initLoraAdapter(model.config, LORA, 2);
+  const plan = {
+    round: 1,
+    taskId: 'ffa',
+    localSteps: steps,
+    batchSize: 8,
+    learningRate: 2e-3,
+    weightDecay: 0.01,
+    maxSeqLen: 32,
+    seed: 5,
+    loraAggregation: 'ffa' as const,
+  };
+  const ref = await new LoraSftTrainer({ model, lora: LORA, train }).train(adapter, plan);
+  for (const p of paths) {
+    const t = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
+    const out = await t.train(adapter, plan);
+    const aSame = out.adapter.every(
+      (x, k) =>
+        !x.name.includes('.lora_A.') ||
+        Buffer.compare(Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength), Buffer.from(adapter[k].data.buffer)) === 0,
+    );
+    const bMoved = out.adapter.some((x, k) => x.name.includes('.lora_B.') && x.data.some((v, i) => v !== adapter[k].data[i]));
+    check(`ffa ${p}: lora_A unchanged bit for bit, lora_B trained`, aSame && bMoved, `A same ${aSame}, B moved ${bMoved}`);
+    const a = out.metrics.train_loss;
+    const b = ref.metrics.train_loss;
+    check(`ffa ${steps} steps ${p}: mean train loss vs tfjs trainer`, Math.abs(a - b) / b < 0.01, `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)}`);
+    await t.dispose();
+  }
+  model.dispose();
+}
+
 /**
  * FedProx on the engine: 30 steps with μ = 5 from a nonzero adapter against the tfjs trainer's run with the same μ
  * (f32: the adapters within 2% of the distance they moved), and on every path nearer the start than without μ.
@@ -301,6 +337,7 @@ async function main(): Promise<void> {
   if (!args.includes('--only-attention')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
+    await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }

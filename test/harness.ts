@@ -78,6 +78,9 @@ export async function startCoordinator(
       rounds: { total: 2, minClients: 2, minUpdates: 2, clientsPerRound: 100, deadlineMs: 20_000, maxAttempts: 3, ...rounds },
       log: { level: 'silent' },
       auth: { mode: 'tofu' },
+      // The machinery's tests send every tensor (their trainers move A too), so 'fedit' unless a test sets
+      // lora.* itself: 'auto' would pick FFA-LoRA under secagg.enabled (test/ffa-lora.test.ts covers that).
+      lora: { aggregation: 'fedit' },
       ...extra,
     },
   });

@@ -180,6 +180,16 @@ export class LoraEngine {
     this.acc2 = 1;
   }
 
+  /**
+   * Overwrites theta[offset, offset + values.length) (offset in values). Queue-ordered: after the steps already
+   * submitted, before the next step's (FFA-LoRA puts the frozen lora_A back this way after every step).
+   */
+  writeTheta(offset: number, values: Float32Array): void {
+    if (offset < 0 || offset + values.length > this.layout.adapterSize)
+      throw new RangeError(`theta range ${offset}+${values.length} outside ${this.layout.adapterSize}`);
+    this.write('theta', values, offset * 4);
+  }
+
   /** Writes the step's inputs and submits the whole step as one command buffer. */
   step(inp: StepInput): void {
     if (this.ed.lostReason) throw new Error(this.ed.lostReason);

@@ -1,6 +1,7 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
 // LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs (use the tfjs trainer).
+// FFA-LoRA (plan.loraAggregation 'ffa'): lora_A is written back after every step, so it ends bit-identical.
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
@@ -11,6 +12,7 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
+import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import { proximalMu } from '../sft/proximal';
@@ -25,6 +27,10 @@ export interface EngineTrainerOptions extends LoraSftTrainerOptions {
   /** Optional global-norm gradient clipping (off in the tfjs trainer, so off by default). */
   readonly maxGradNorm?: number;
 }
+
+/** Why the engine refuses an FFA-LoRA round with gradient clipping (its global norm would count the frozen lora_A). */
+export const ENGINE_FFA_REFUSAL =
+  "the WebGPU engine's gradient clip (maxGradNorm) would count lora_A, which lora.aggregation 'ffa' (FFA-LoRA) freezes: train without maxGradNorm or on tfjs";
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -69,6 +75,10 @@ export class EngineSftTrainer implements Trainer {
 
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
+    // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
+    // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
+    const frozen = plan.loraAggregation === 'ffa';
+    if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const mu = proximalMu(plan.proximalMu);
@@ -88,6 +98,14 @@ export class EngineSftTrainer implements Trainer {
       off += t.data.length;
     }
     engine.setAdapter(flat);
+    const restore: { offset: number; data: Float32Array }[] = [];
+    if (frozen) {
+      let at = 0;
+      for (const t of start) {
+        if (!isTrainable(t.name, 'ffa')) restore.push({ offset: at, data: t.data });
+        at += t.data.length;
+      }
+    }
     const seen = new Set<number>();
     let tokens = 0;
     let lossSteps = 0;
@@ -112,6 +130,7 @@ export class EngineSftTrainer implements Trainer {
         pairPos[p] = Math.floor(flatPos / packed.seq) * T + (flatPos % packed.seq);
       });
       engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu });
+      for (const r of restore) engine.writeTheta(r.offset, r.data);
       lossSteps++;
     }
     const [, lossTotal] = await engine.readLoss();

@@ -1,7 +1,8 @@
 // Supervised fine-tuning of LoRA adapters on a frozen GPT-2: the Trainer that a federated client runs each round.
 // Loss: mean cross-entropy over completion tokens only. Optimiser: Adam (AdamW-style decoupled weight decay when
-// plan.weightDecay > 0) on LoRA A and B, created fresh each round (optimiser state is not federated). With
-// plan.proximalMu > 0, FedProx's proximal gradient pulls the adapter towards the round's global one (proximal.ts).
+// plan.weightDecay > 0) on LoRA A and B (B only under FFA-LoRA, plan.loraAggregation 'ffa'), created fresh each
+// round (optimiser state is not federated). With plan.proximalMu > 0, FedProx's proximal gradient pulls the
+// adapter towards the round's global one (proximal.ts).
 // Everything random (shuffling, dropout) derives from plan.seed, so a round is reproducible from the manifest.
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core alone registers no gradient functions (see model/gradients.ts).
@@ -16,6 +17,7 @@ import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftK
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
 import { FlatAdapter } from './flat-adapter';
+import { isTrainable } from '../../proto/model/lora-aggregation';
 import { pairLogProbs } from './logprobs';
 import { proximalMu, withProximalGradient } from './proximal';
 import { completionPairs, fitToWindow, packBatch } from './pack';
@@ -103,8 +105,9 @@ export class LoraSftTrainer implements Trainer {
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
 
-    // The variable copies the data in, so `global` is never touched.
-    const params = new FlatAdapter(start);
+    // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
+    const mode = plan.loraAggregation ?? 'fedit';
+    const params = new FlatAdapter(start, (name) => !isTrainable(name, mode));
     const vars = [params.theta];
     // FedProx's anchor: the global adapter this round started from (a copy; theta changes).
     const anchor = mu > 0 ? tf.tidy(() => tf.keep(params.theta.clone())) : null;

@@ -1,20 +1,22 @@
 // LoRA settings taken from the coordinator's adapter rather than copied by hand: the rank and the target
 // modules are read off the global adapter each task brings (its PEFT key names and shapes). A site may still
-// state them (--lora.r, --lora.target-modules) as a check; a mismatch is an error naming both values.
-// alpha and dropout do not show in the tensors: they come from the site's options (defaults alpha = 2r, as
-// the coordinator's defaults r 8 / alpha 16, and dropout 0.05).
+// state them (--lora.r, --lora.target-modules) as a check; a mismatch is an error naming both values, except a
+// smaller --lora.r, which the site trains and zero-pads to the adapter's rank (rank-padding.ts).
+// alpha and dropout do not show in the tensors: alpha comes from the site's options, else the task plan (the
+// coordinator's lora.alpha), else 2r; dropout from the site's options (default 0.05).
 import type { TensorList } from '../../proto/tensors';
-import { canonicalAdapter, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
+import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
+import { padToRank, truncateToRank } from './rank-padding';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
 
 export interface SiteLoraOptions {
-  /** Expected rank; checked against the coordinator's adapter. */
+  /** Rank to train: the coordinator's adapter's (a check) or smaller (zero-padded to it); larger is refused. */
   readonly r?: number;
   /** Expected target modules (short names); checked against the coordinator's adapter. */
   readonly targetModules?: readonly string[];
-  /** Default 2·r. */
+  /** Alpha for the rank this site trains. Default: the coordinator's (task plan), else 2·r; a smaller rank keeps the adapter's scaling. */
   readonly alpha?: number;
   /** Default 0.05. */
   readonly dropout?: number;
@@ -42,10 +44,19 @@ export function loraLayoutOf(adapter: TensorList): { r: number; targetModules: s
   return { r, targetModules: [...names].sort(), layers: [...layers].sort((a, b) => a - b) };
 }
 
-/** The LoraConfig for a coordinator's adapter and this site's options; a stated r or target list must agree. */
-export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: SiteLoraOptions): LoraConfig {
+/**
+ * The LoraConfig of a coordinator's adapter (its rank; the rank a model evaluates it at) for this site's options.
+ * A stated target list must agree; a stated r may be smaller (the site trains that rank, zero-padded: see
+ * siteRankPlan) but not larger. alpha: the site's for the adapter's own rank, else the coordinator's
+ * (`globalAlpha`, from the task plan), else 2·r.
+ */
+export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: SiteLoraOptions, globalAlpha?: number): LoraConfig {
   const got = loraLayoutOf(adapter);
-  if (site.r !== undefined && site.r !== got.r) throw new LoraMismatchError(`the coordinator's adapter has r=${got.r}; this site says --lora.r ${site.r}`);
+  if (site.r !== undefined && !(Number.isInteger(site.r) && site.r >= 1 && site.r <= got.r)) {
+    throw new LoraMismatchError(
+      `the coordinator's adapter has r=${got.r}; this site says --lora.r ${site.r}: a site may train a rank from 1 up to the adapter's, not above`,
+    );
+  }
   if (site.targetModules !== undefined) {
     const want = [...site.targetModules].sort();
     if (want.join(',') !== got.targetModules.join(',')) {
@@ -53,9 +64,10 @@ export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: Si
     }
   }
   const all = got.layers.length === nLayer && got.layers.every((l, i) => l === i);
+  const sameRank = site.r === undefined || site.r === got.r;
   return {
     r: got.r,
-    alpha: site.alpha ?? 2 * got.r,
+    alpha: (sameRank ? site.alpha : undefined) ?? globalAlpha ?? 2 * got.r,
     dropout: site.dropout ?? 0.05,
     targetModules: got.targetModules,
     ...(site.useRslora ? { useRslora: true } : {}),
@@ -63,9 +75,28 @@ export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: Si
   };
 }
 
-/** A Trainer whose LoRA settings follow the coordinator's adapter (one LoraSftTrainer per distinct layout). */
+/**
+ * What a site stating a smaller --lora.r trains: its LoraConfig (alpha: the site's, by default the one that keeps
+ * the global scaling, so padding is bit-exact) and ratio = s_site / s_global (rank-padding.ts); undefined when
+ * the site trains the adapter's own rank.
+ */
+export function siteRankPlan(global: LoraConfig, site: SiteLoraOptions): { lora: LoraConfig; ratio: number } | undefined {
+  if (site.r === undefined || site.r === global.r) return undefined;
+  const s = loraScaling(global);
+  const alpha = site.alpha ?? (global.useRslora ? s * Math.sqrt(site.r) : s * site.r);
+  const lora: LoraConfig = { ...global, r: site.r, alpha };
+  return { lora, ratio: site.alpha === undefined ? 1 : loraScaling(lora) / s };
+}
+
+/**
+ * A Trainer whose LoRA settings follow the coordinator's adapter (one LoraSftTrainer per distinct layout). A site
+ * with a smaller --lora.r trains that rank from the adapter's leading components and hands back the adapter's
+ * layout, zero-padded (rank-padding.ts), with its rank in the outcome.
+ */
 export class TaskLoraTrainer implements Trainer {
   private readonly trainers = new Map<string, LoraSftTrainer>();
+  /** The coordinator's lora_alpha from the last task plan (evaluation runs at the adapter's own rank and scaling). */
+  private globalAlpha: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
 
@@ -75,14 +106,16 @@ export class TaskLoraTrainer implements Trainer {
     return this.opts.backend;
   }
 
-  private trainerFor(adapter: TensorList): LoraSftTrainer {
-    let lora: LoraConfig;
+  private configFor(adapter: TensorList): LoraConfig {
     try {
-      lora = loraConfigFromTask(adapter, this.opts.model.config.nLayer, this.opts.lora);
+      return loraConfigFromTask(adapter, this.opts.model.config.nLayer, this.opts.lora, this.globalAlpha);
     } catch (e) {
       if (e instanceof LoraMismatchError) this.fatal ??= e;
       throw e;
     }
+  }
+
+  private trainerWith(lora: LoraConfig): LoraSftTrainer {
     const key = JSON.stringify(lora);
     let t = this.trainers.get(key);
     if (!t) {
@@ -92,11 +125,16 @@ export class TaskLoraTrainer implements Trainer {
     return t;
   }
 
-  train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    return this.trainerFor(global).train(global, plan, signal);
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+    this.globalAlpha = plan.loraAlpha;
+    const lora = this.configFor(global);
+    const small = siteRankPlan(lora, this.opts.lora);
+    if (!small) return this.trainerWith(lora).train(global, plan, signal);
+    const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal);
+    return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 
   evaluate(adapter: TensorList): Promise<Record<string, number>> {
-    return this.trainerFor(adapter).evaluate(adapter);
+    return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
   }
 }

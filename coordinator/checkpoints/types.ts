@@ -13,6 +13,8 @@ export interface Participant {
   readonly seed: number;
   readonly backend: string;
   readonly metrics: Record<string, number>;
+  /** The LoRA rank the site trained, when below the adapter's (zero-padded to it); absent: the adapter's rank. */
+  readonly loraRank?: number;
 }
 
 export interface Manifest {

@@ -9,6 +9,7 @@ export interface MetricsReport {
   'num_examples'?: (number | string | Long);
   'backend'?: (string);
   'metrics'?: ({[key: string]: number | string});
+  'lora_rank'?: (number);
 }
 
 export interface MetricsReport__Output {
@@ -18,4 +19,5 @@ export interface MetricsReport__Output {
   'num_examples': (number);
   'backend': (string);
   'metrics': ({[key: string]: number});
+  'lora_rank': (number);
 }

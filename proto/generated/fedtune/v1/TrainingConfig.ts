@@ -8,6 +8,8 @@ export interface TrainingConfig {
   'weight_decay'?: (number | string);
   'max_seq_len'?: (number);
   'proximal_mu'?: (number | string);
+  'lora_aggregation'?: (string);
+  'lora_alpha'?: (number | string);
 }
 
 export interface TrainingConfig__Output {
@@ -17,4 +19,6 @@ export interface TrainingConfig__Output {
   'weight_decay': (number);
   'max_seq_len': (number);
   'proximal_mu': (number);
+  'lora_aggregation': (string);
+  'lora_alpha': (number);
 }
