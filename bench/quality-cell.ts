@@ -122,12 +122,12 @@ async function runFederation(
   const evaluator = (adapter: TensorList): Promise<Record<string, number>> =>
     evaluateAdapter(model, { tensors: adapter, lora }, task.test, task.choices, 32, 128);
   const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: cell.splitSeed }, logger: pino({ level: 'warn' }) });
-  const curve: RoundPoint[] = [];
-  coordinator.on('roundCommitted', (ev: { round: number; metrics: Record<string, number> }) => {
+  const curve: (RoundPoint & { version: number })[] = [];
+  coordinator.on('roundCommitted', (ev: { version: number; round: number; metrics: Record<string, number> }) => {
     const m = ev.metrics;
     const extra: Record<string, number> = {};
     for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && !k.startsWith('clients.')) extra[k] = v;
-    curve.push({ round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
+    curve.push({ version: ev.version, round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
     log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}`);
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
@@ -139,12 +139,17 @@ async function runFederation(
   try {
     await coordinator.done;
     await Promise.all(runs);
+    // ε lives in the manifest's privacy record, not in its metrics.
+    for (const p of curve) {
+      const eps = (await coordinator.store.read(p.version)).manifest.privacy?.epsilon;
+      if (typeof eps === 'number') p.extra['privacy.epsilon'] = eps;
+    }
   } finally {
     await coordinator.stop();
     for (const t of trainers) await (t as { dispose?: () => Promise<void> }).dispose?.();
     await fs.rm(runDir, { recursive: true, force: true });
   }
-  return curve.sort((a, b) => a.round - b.round);
+  return curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p);
 }
 
 async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<Trainer> {
