@@ -63,7 +63,7 @@ describe('ops: dashboard in headless Chromium', function () {
   });
   afterEach(async () => {
     for (const s of sites.splice(0)) await s.stop().catch(() => undefined);
-    runs.splice(0);
+    runs.length = 0;
     await coordinator?.stop(200);
     await fs.rm(dir, { recursive: true, force: true });
   });
