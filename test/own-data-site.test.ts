@@ -8,35 +8,12 @@ import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCoordinator, tempDir, type Harness } from './harness';
-import { parseLlamaConfig, toHfLlamaConfigJson } from '../proto/model/llama-config';
-import { randomLlamaWeights } from '../client-sdk/model/llama-init';
-import { writeSafetensors, readSafetensors } from '../proto/safetensors';
+import { makeTinyLlamaDir } from './tiny-llama-dir';
+import { readSafetensors } from '../proto/safetensors';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const SITE_CLI = path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js');
-const TOK = path.join(ROOT, 'test', 'fixtures', 'llama', 'tok-bytelevel');
-
-/** A tiny random Llama directory with the fixture's byte-level tokenizer and chat template. */
-function makeModelDir(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const cfg = parseLlamaConfig({
-    model_type: 'llama',
-    vocab_size: 400,
-    hidden_size: 32,
-    intermediate_size: 64,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_position_embeddings: 128,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-  });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(toHfLlamaConfigJson(cfg)));
-  fs.writeFileSync(path.join(dir, 'model.safetensors'), writeSafetensors(randomLlamaWeights(cfg, 3), { format: 'pt' }));
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(TOK, f), path.join(dir, f));
-}
 
 function dataFile(file: string, site: number): void {
   const rows: string[] = [];
@@ -68,7 +45,7 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
 
   before(async function () {
     tmp = await tempDir('own-data');
-    makeModelDir(modelDir());
+    makeTinyLlamaDir(modelDir());
     dataFile(path.join(tmp, 'a.jsonl'), 0);
     dataFile(path.join(tmp, 'b.jsonl'), 1);
   });

@@ -32,6 +32,8 @@ function startCoordinator(port: number, runDir: string, killAt: string | undefin
   const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', '1', '--rounds.minClients', '5'];
   args.push('--rounds.minUpdates', '5', '--rounds.clientsPerRound', '5', '--rounds.deadlineMs', '30000', '--rounds.maxAttempts', '2');
   args.push('--secagg.enabled', 'true', '--secagg.stageTimeoutMs', '20000', '--log.level', 'warn', '--auth.mode', 'tofu');
+  // The test's trainers move lora_A too, so FedIT rather than the SecAgg default (FFA, which freezes A).
+  args.push('--lora.aggregation', 'fedit');
   const env = { ...process.env };
   delete env[KILL_AT_ENV];
   if (killAt) env[KILL_AT_ENV] = killAt;
