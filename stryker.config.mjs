@@ -15,7 +15,7 @@ import process from 'node:process';
 /** @type {Record<string, { mutate: string[]; spec: string[]; compile?: string[] }>} */
 export const GROUPS = {
   fedavg: {
-    mutate: ['coordinator/strategy/fixed-point.ts', 'coordinator/strategy/fedavg.ts'],
+    mutate: ['coordinator/strategy/fixed-point.ts', 'coordinator/strategy/fedavg.ts', 'coordinator/strategy/mean-delta.ts'],
     spec: ['dist/test/fedavg.test.js'],
   },
   signing: {

@@ -19,6 +19,7 @@ export class FedAvg implements Strategy {
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
     const out = stepAlongMeanDelta('FedAvg', global, sum, (_name, g, delta, next) => {
+      // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
       for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
     });
     // Stateless: whatever state an earlier strategy of this run left ends here.

@@ -26,6 +26,7 @@ export function stepAlongMeanDelta(label: string, global: TensorList, sum: Weigh
     else {
       if (s.length !== out.length) throw new RangeError(`sum of ${g.name} holds ${s.length} values; the tensor has ${out.length}`);
       const delta = new Float64Array(out.length);
+      // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes delta[out.length], which a typed array ignores.
       for (let j = 0; j < out.length; j++) delta[j] = s[j] / denom;
       step(g.name, g.data, delta, out);
     }
