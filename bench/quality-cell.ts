@@ -14,7 +14,7 @@ import { identityFromSecretKey } from '../client-sdk/identity';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
 import type { Gpt2Model } from '../client-sdk/model/gpt2';
-import { LoraSftTrainer, type SftData } from '../client-sdk/sft/lora-trainer';
+import { trainerForModel, type SftData } from '../client-sdk/sft/lora-trainer';
 import { evaluateAdapter } from '../client-sdk/sft/evaluate';
 import { prepareSpamTask, DEFAULT_MODEL_DIR, type SpamTask } from '../client-sdk/demo/spam-task';
 import type { Trainer } from '../client-sdk/trainer';
@@ -64,7 +64,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   const t0 = Date.now();
   const cfg = QUALITY_CONFIGS[cell.config];
   if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
-  const backend = await selectBackend();
+  await selectBackend();
   const split = SPLITS[cell.split];
   const task = prepareSpamTask({
     numClients: cell.clients,
@@ -83,10 +83,13 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
         ? [{ data: [pooled(task)], localSteps: cell.localSteps * cell.clients }]
         : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
   const curves: RoundPoint[][] = [];
+  let backend = '';
   for (const [gi, g] of groups.entries()) {
-    curves.push(await runFederation(cell, cfg.overrides, base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`)));
+    const r = await runFederation(cell, cfg.overrides, base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
+    curves.push(r.curve);
+    backend = r.backend;
   }
-  return { cell, ok: true, curves, backend: process.env.FEDTUNE_ENGINE ? `engine-${process.env.FEDTUNE_ENGINE}` : backend, seconds: (Date.now() - t0) / 1000 };
+  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000 };
 }
 
 function pooled(task: SpamTask): SftData {
@@ -102,7 +105,7 @@ async function runFederation(
   sites: readonly SftData[],
   localSteps: number,
   log: (line: string) => void,
-): Promise<RoundPoint[]> {
+): Promise<{ curve: RoundPoint[]; backend: string }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
   const identities = sites.map(() => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const n = sites.length;
@@ -134,7 +137,7 @@ async function runFederation(
   const { address } = await coordinator.start();
   const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
   const runs = sites.map((_, i) =>
-    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: trainers[i] }).run(),
+    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: trainers[i].trainer }).run(),
   );
   try {
     await coordinator.done;
@@ -146,26 +149,17 @@ async function runFederation(
     }
   } finally {
     await coordinator.stop();
-    for (const t of trainers) await (t as { dispose?: () => Promise<void> }).dispose?.();
+    for (const t of trainers) await (t.trainer as { dispose?: () => Promise<void> }).dispose?.();
     await fs.rm(runDir, { recursive: true, force: true });
   }
-  return curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p);
+  return { curve: curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p), backend: trainers[0].backend };
 }
 
-async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<Trainer> {
-  const opts = { model, lora, train: d.train, eval: d.eval, choices: d.choices, evalMaxSeqLen: 128 };
-  const env = process.env.FEDTUNE_ENGINE;
-  if (env && env !== 'off') {
-    /* eslint-disable @typescript-eslint/no-require-imports -- loaded only when asked for: Dawn exists on the GPU machine alone */
-    const { createEngineTrainer } = require('../client-sdk/engine/trainer') as typeof import('../client-sdk/engine/trainer');
-    const { parseEnginePath } = require('../client-sdk/engine/device') as typeof import('../client-sdk/engine/device');
-    /* eslint-enable @typescript-eslint/no-require-imports */
-    const p = parseEnginePath(env);
-    const t = await createEngineTrainer({ ...opts, path: p === 'off' ? undefined : p });
-    if ('error' in t) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
-    return t;
-  }
-  return new LoraSftTrainer(opts);
+/** The site's trainer as a site would get it (FEDTUNE_ENGINE picks the engine); a cell never measures a fallback. */
+async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<{ trainer: Trainer; backend: string }> {
+  const t = await trainerForModel(model, lora, { ...d, evalMaxSeqLen: 128 });
+  if (t.engineFallback) throw new Error(`FEDTUNE_ENGINE=${process.env.FEDTUNE_ENGINE}: ${t.engineFallback}`);
+  return t;
 }
 
 if (require.main === module) {

@@ -206,8 +206,21 @@ export async function createLoraSftTrainer(
   lora: LoraConfig,
   data: SftData,
 ): Promise<{ trainer: Trainer; model: CausalLm; modelHash: string; backend: string; engineFallback?: string }> {
-  const backend = await selectBackend();
+  await selectBackend();
   const loaded = await loadModelDir(modelDir);
+  return { ...(await trainerForModel(loaded.model, lora, data)), model: loaded.model, modelHash: loaded.modelHash };
+}
+
+/**
+ * The trainer for a model already loaded (after selectBackend): the WebGPU engine when FEDTUNE_ENGINE asks for it
+ * and it can serve the model and config, else tfjs. Also used by the quality benchmark, which loads the model once.
+ */
+export async function trainerForModel(
+  model: CausalLm,
+  lora: LoraConfig,
+  data: SftData,
+): Promise<{ trainer: Trainer; backend: string; engineFallback?: string }> {
+  const backend = tf.getBackend();
   const env = process.env.FEDTUNE_ENGINE;
   if (env !== undefined && env !== '' && env !== 'off') {
     // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
@@ -217,14 +230,12 @@ export async function createLoraSftTrainer(
     const path = parseEnginePath(env);
     // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
     const t =
-      loaded.model instanceof Gpt2Model
-        ? await createEngineTrainer({ model: loaded.model, lora, ...data, path: path === 'off' ? undefined : path })
-        : { error: `the engine runs GPT-2 only, not ${loaded.model.config.modelType}` };
-    if (!('error' in t)) return { trainer: t, model: loaded.model, modelHash: loaded.modelHash, backend: t.backend };
+      model instanceof Gpt2Model
+        ? await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path })
+        : { error: `the engine runs GPT-2 only, not ${model.config.modelType}` };
+    if (!('error' in t)) return { trainer: t, backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
-    const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
-    return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend, engineFallback: t.error };
+    return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
   }
-  const trainer = new LoraSftTrainer({ model: loaded.model, lora, ...data });
-  return { trainer, model: loaded.model, modelHash: loaded.modelHash, backend };
+  return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend };
 }
