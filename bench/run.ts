@@ -5,7 +5,8 @@
 //  transport  Adapter download (unsealed tensor stream) and sealed upload through the real coordinator over gRPC
 //             loopback; the sealed upload against the unsealed download and raw TCP loopback.
 //  memory     Coordinator peak RSS with N sites uploading 1M-parameter deltas, N = 100 and 1,000
-//             (BENCH_MEMORY_SITES=100,1000,5000 to change; bench/coordinator-memory.ts).
+//             (BENCH_MEMORY_SITES=100,1000,5000 to change, BENCH_MEMORY_PARAMS for the delta size;
+//             bench/coordinator-memory.ts).
 //  training   Local LoRA training throughput of the demo model on the selected tfjs backend.
 //  secagg     The cost of a round with secure aggregation against a plain sealed-upload round (bench/secagg.ts).
 //  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
@@ -227,6 +228,27 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
   stream.cancel();
   rpc.close();
   await coordinator.stop(500);
+  // The coordinator's compute in an accept beyond the transfer (Attempt.accept), for one update of the same size:
+  // admission (layout, finite, range) and the add into a fresh running sum, whose first touch of its pages is part
+  // of it (each round of this bench is a new sum), then an add into the same, already touched sum.
+  const admitS: number[] = [];
+  const addFreshS: number[] = [];
+  const addTouchedS: number[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const fa = new FedAvg().begin(adapter);
+    const u1 = { clientId: 'a', numExamples: 1, delta: randomTensors(16, params / 16, 0.01, 20 + rep) };
+    const u2 = { clientId: 'b', numExamples: 2, delta: u1.delta };
+    let t = now();
+    fa.admit(u1);
+    admitS.push(now() - t);
+    t = now();
+    fa.add(u1);
+    addFreshS.push(now() - t);
+    fa.admit(u2);
+    t = now();
+    fa.add(u2);
+    addTouchedS.push(now() - t);
+  }
   await fs.rm(dir, { recursive: true, force: true });
   const bytes = params * 4;
   const tcp = median([await benchTcp(bytes), await benchTcp(bytes), await benchTcp(bytes)]);
@@ -238,6 +260,9 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
     upload_mb_per_second: bytes / median(uploads) / 1e6,
     /** The site's share of an upload: encoding, ChaCha20-Poly1305 and SHA-256 of the chunks, the signature. */
     seal_seconds: median(seals),
+    accept_admit_seconds: median(admitS),
+    accept_add_fresh_sum_seconds: median(addFreshS),
+    accept_add_touched_sum_seconds: median(addTouchedS),
     raw_tcp_mb_per_second: tcp / 1e6,
     download_over_tcp: bytes / median(downloads) / tcp,
     upload_over_tcp: bytes / median(uploads) / tcp,
@@ -304,6 +329,8 @@ async function main(): Promise<void> {
   const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : all);
   for (const w of want) if (!all.includes(w)) throw new Error(`unknown bench section ${w}; known: ${all.join(', ')}`);
   const memorySites = (process.env.BENCH_MEMORY_SITES ?? '100,1000').split(',').map(Number);
+  // Parameters per delta (default 1Mi); a smaller one shows the per-site state apart from the update bytes.
+  const memoryParams = Number(process.env.BENCH_MEMORY_PARAMS ?? 1 << 20);
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, loadavg: os.loadavg() },
@@ -337,7 +364,7 @@ async function main(): Promise<void> {
   }
   if (want.has('memory')) {
     const mem: MemoryRow[] = [];
-    for (const n of memorySites) mem.push(await benchCoordinatorMemory(n));
+    for (const n of memorySites) mem.push(await benchCoordinatorMemory(n, memoryParams));
     results.memory = mem;
     for (const m of mem) {
       rows.push([

@@ -1,7 +1,8 @@
 // The streaming accumulate loop (coordinator/strategy/fixed-point.ts accumulateUnchecked) against an exact
 // BigInt reference, over arbitrary float32 values in the admitted range: ties of either sign, the largest float32
-// below 128, subnormals, ±0. The loop truncates with `| 0` for speed; this pins that it is the same rounding
-// (half away from zero) as the reference, element for element, for every weight up to MAX_TOTAL_WEIGHT.
+// below 128, subnormals, ±0. The loop rounds with a branchless ±0.5 and a truncation; this pins that it is the
+// same rounding (half away from zero) as the reference, element for element, for every weight up to
+// MAX_TOTAL_WEIGHT, so a faster rewrite of the loop can be checked against it.
 import fc from 'fast-check';
 import { LIMIT, MAX_TOTAL_WEIGHT, SCALE, accumulate, accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });

@@ -62,12 +62,8 @@ export function accumulateUnchecked(acc: Float64Array, x: Float32Array, weight: 
   // Stryker disable next-line EqualityOperator: equivalent: `<=` also adds into acc[n], which a typed array ignores.
   for (let i = 0; i < n; i++) {
     const s = x[i] * SCALE;
-    // `| 0` truncates toward zero like Math.trunc for every value here: |s ± 0.5| < 2^31 (the largest float32
-    // below 128 scales to 2^31 − 128), so the int32 conversion never wraps; it is one instruction where
-    // Math.trunc is a float rounding and a call the JIT does not always inline (about 1.5–2× faster; same bits:
-    // trunc's −0 for values in (−1, 0) is +0 here, and weight·(−0) added to a sum leaves it unchanged).
     // Stryker disable next-line EqualityOperator: equivalent: `s <= 0` differs only at s = 0, adding weight·(−0) instead of weight·(+0), which leaves every sum unchanged.
-    acc[i] += weight * ((s + (0.5 - +(s < 0))) | 0);
+    acc[i] += weight * Math.trunc(s + (0.5 - +(s < 0)));
   }
 }
 
