@@ -20,7 +20,7 @@ const tokenizer = await HfTokenizer.fromDir(arg.model);
 const data = await loadJsonlSftData(arg.data, tokenizer, { seed: 7, validationFraction: 0.1 });
 const backend = await selectBackend();
 const { model, modelHash } = await loadModelDir(arg.model);
-// LoRA rank, targets and alpha come from the coordinator's task; nothing to copy by hand.
+// LoRA rank, targets, alpha and dropout come from the coordinator's task; nothing to copy by hand.
 const trainer = new TaskLoraTrainer({ model, data, lora: {}, backend });
 // Created on first start (mode 0600), read back on every later one: the coordinator knows the site by this key.
 const identity = await loadOrCreateIdentity(arg.identity);
