@@ -88,7 +88,11 @@ describe('README walkthrough: your own model and data, every line run as written
     fs.mkdirSync(bin, { recursive: true });
     fs.symlinkSync(ROOT, path.join(project, 'node_modules', 'fedtune'), 'dir');
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-    for (const [name, rel] of Object.entries(pkg.bin)) fs.symlinkSync(path.join('..', 'fedtune', rel), path.join(bin, name));
+    // As npm installs a dependency's commands: a link in node_modules/.bin, and the target made executable.
+    for (const [name, rel] of Object.entries(pkg.bin)) {
+      fs.symlinkSync(path.join('..', 'fedtune', rel), path.join(bin, name));
+      fs.chmodSync(path.join(ROOT, rel), 0o755);
+    }
     makeTinyLlamaDir(path.join(project, 'my-model'));
     jsonl(path.join(project, 'my-data.jsonl'), 'Ann');
     jsonl(path.join(project, 'their-data.jsonl'), 'Bob');
