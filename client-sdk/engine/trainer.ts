@@ -43,11 +43,13 @@ export class EngineSftTrainer implements Trainer {
   /** Engine steps submitted over this trainer's lifetime (the clock of the test hook, EngineFault). */
   private stepsRun = 0;
   private faultFired = false;
+  private fault?: EngineFault;
 
   constructor(private readonly opts: EngineTrainerOptions) {
     validateLoraConfig(opts.lora);
     if (opts.lora.dropout > 0) throw new Error('the WebGPU engine has no LoRA dropout; use the tfjs trainer for dropout > 0');
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
+    this.fault = opts.fault;
   }
 
   /** The engine of the last round (for benchmarks: dispatches, CPU time, bytes). */
@@ -118,7 +120,7 @@ export class EngineSftTrainer implements Trainer {
     for (const { f, e } of errors) found.push({ f, e: await this.orLost(e, signal).catch(() => null) });
     // A map aborted by a lost device can settle before Dawn delivers device.lost: give the loss a moment to land.
     if (thrown !== undefined && ed.lost && !ed.lostReason && !signal?.aborted) await Promise.race([ed.lost, sleep(500)]);
-    const injected = this.faultFired && !fired && this.opts.fault ? ` [injected: ${ENGINE_FAULT_ENV}=${describeFault(this.opts.fault)}]` : '';
+    const injected = this.faultFired && !fired && this.fault ? ` [injected: ${ENGINE_FAULT_ENV}=${describeFault(this.fault)}]` : '';
     const fail = (kind: GpuFailureKind, detail: string): GpuFailure => new GpuFailure(kind, this.backend, oneLine(detail) + injected);
     // A lost device explains every other symptom (aborted maps, empty scopes), so it is reported first.
     if (ed.lostReason) throw fail('device-lost', ed.lostReason);
@@ -151,9 +153,20 @@ export class EngineSftTrainer implements Trainer {
     return Promise.race(racers);
   }
 
+  /** Engine steps submitted so far (the clock EngineFault.step counts on). */
+  get stepsDone(): number {
+    return this.stepsRun;
+  }
+
+  /** Test hook: (re)arms an EngineFault on this trainer, replacing the option's (test/gpu-fallback.ts). */
+  armFault(f: EngineFault): void {
+    this.fault = f;
+    this.faultFired = false;
+  }
+
   /** The test hook (EngineFault): fires once, before the engine step it names, through Dawn's real calls. */
   private injectFault(engine: LoraEngine): void {
-    const f = this.opts.fault;
+    const f = this.fault;
     if (!f || this.faultFired || f.step !== this.stepsRun || (f.path !== undefined && f.path !== this.opts.path)) return;
     this.faultFired = true;
     const dev = this.opts.device.device;
