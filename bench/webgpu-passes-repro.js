@@ -25,7 +25,7 @@ function driver() {
   const extra = args.slice(1);
   for (const c of CASES) {
     const t0 = Date.now();
-    const r = spawnSync(process.execPath, ['--expose-gc', __filename, c, ...extra], { encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync(process.execPath, ['--expose-gc', process.argv[1], c, ...extra], { encoding: 'utf8', timeout: 300_000 });
     const lines = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l && !l.startsWith('Warning:'));
     const end = r.signal ? `signal ${r.signal}` : `exit ${r.status}`;
     console.log(`${c}${tc ? ' (tc)' : ''} size ${size}: ${end}, ${Date.now() - t0} ms: ${lines.slice(-1)[0] ?? ''}`);
