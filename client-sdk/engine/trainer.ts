@@ -130,7 +130,11 @@ export class EngineSftTrainer implements Trainer {
       if (hit?.e) throw fail(want, hit.e.message);
     }
     if (thrown !== undefined) throw thrown instanceof Error ? thrown : new Error(String(thrown));
-    if (ed.uncaptured) throw fail('validation', `uncaptured: ${ed.uncaptured}`);
+    if (ed.uncaptured) {
+      const msg = ed.uncaptured;
+      ed.uncaptured = undefined; // reported once: the f32 fallback may reuse this device
+      throw fail('validation', `uncaptured: ${msg}`);
+    }
     if (!out) throw new Error('engine round produced no outcome');
     const loss = out.metrics.train_loss;
     if (loss !== undefined && !Number.isFinite(loss)) throw fail('non-finite', `mean train loss ${loss}`);
