@@ -146,15 +146,20 @@ export class EngineSftTrainer implements Trainer {
   private orLost<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
     const { lost } = this.opts.device;
     const racers: Promise<T>[] = [p];
+    // Promise.race subscribes to every racer, so a loss that comes after the race settled is not left unhandled.
     if (lost) racers.push(lost.then((why) => Promise.reject(new GpuFailure('device-lost', this.backend, why))));
+    let onAbort: (() => void) | undefined;
     if (signal)
       racers.push(
         new Promise<T>((_, reject) => {
-          if (signal.aborted) reject(signal.reason);
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+          onAbort = (): void => reject(signal.reason);
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
         }),
       );
-    return Promise.race(racers);
+    return Promise.race(racers).finally(() => {
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    });
   }
 
   /** Engine steps submitted so far (the clock EngineFault.step counts on). */
