@@ -1,5 +1,5 @@
 // The task a selected site is sent: the round's training plan (steps, batch, the scheduled learning rate,
-// FedProx's μ, the LoRA aggregation mode), its base version, seed and deadline, and the SecAgg settings when the
+// FedProx's μ, the LoRA aggregation mode and dropout), its base version, seed and deadline, and the SecAgg settings when the
 // attempt runs under secure aggregation. The manifest records the same plan (clientTraining).
 import type { Checkpoint } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
@@ -8,9 +8,9 @@ import { roundLearningRate } from './lr-schedule';
 import type { Task } from './attempt';
 import type { SecAggAttempt } from './secagg-attempt';
 
-/** What a round's sites train with: the scheduled learning rate (lr-schedule.ts) and FedProx's μ. */
-export function clientTraining(cfg: CoordinatorConfig, round: number): { learningRate: number; proximalMu: number } {
-  return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu };
+/** What a round's sites train with: the scheduled learning rate (lr-schedule.ts), FedProx's μ and LoRA dropout. */
+export function clientTraining(cfg: CoordinatorConfig, round: number): { learningRate: number; proximalMu: number; loraDropout: number } {
+  return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu, loraDropout: cfg.lora.dropout };
 }
 
 export interface TrainTaskFields {
@@ -46,6 +46,8 @@ export function trainTask(cfg: CoordinatorConfig, adapterConfig: Record<string, 
       proximal_mu: plan.proximalMu,
       lora_aggregation: roundAggregation(cfg),
       lora_alpha: typeof adapterConfig.lora_alpha === 'number' ? adapterConfig.lora_alpha : lora.alpha,
+      lora_dropout: plan.loraDropout,
+      lora_dropout_stated: true,
     },
   };
 }
