@@ -102,12 +102,6 @@ export default tseslint.config(
     },
   },
   {
-    // Known: an unused type import in the round core, which the round-core rebuild (issue 8) is rewriting on
-    // another branch; a warning until that lands, then delete this block.
-    files: ['coordinator/rounds.ts'],
-    rules: { '@typescript-eslint/no-unused-vars': 'warn' },
-  },
-  {
     // ESM-only packages (@huggingface/tokenizers, @huggingface/jinja) are typed with
     // `typeof import(…, { with: { 'resolution-mode': 'import' } })`, which tsc resolves and typescript-eslint's
     // type service does not (it sees an error type, as for chai in the tests): warnings, not defects.
