@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
+import { simulateCommand } from '../demo/simulate-cli';
 
 interface ClientFlags extends TlsFlags, IdentityFlags {
   address: string;
@@ -101,16 +102,13 @@ program
     });
   });
 
-program
-  .command('simulate')
-  .description('Run a whole federation on this machine (see client-sdk/demo/simulate.ts for options)')
-  .allowUnknownOption(true)
-  .allowExcessArguments(true)
-  .action(async () => {
-    process.argv.splice(2, 1); // simulate parses its own flags
-    const { main } = require('../demo/simulate') as typeof import('../demo/simulate');
-    await main();
-  });
+// The simulation's flags live with it (demo/simulate-cli.ts, which loads no model code), so `--help` lists them.
+program.addCommand(
+  simulateCommand(async (o) => {
+    const { simulate } = require('../demo/simulate') as typeof import('../demo/simulate');
+    await simulate(o);
+  }),
+);
 
 program
   .command('identity <file>')

@@ -12,6 +12,7 @@ import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
+import { addExportCommands } from './export-command';
 import { addRecoverCommand } from './recover-command';
 import { addReleaseCommand } from './release-command';
 import { resolveVersion } from '../checkpoints/release';
@@ -69,15 +70,7 @@ checkpoints
     const store = new FsCheckpointStore(runDir, { readOnly: true });
     console.log(formatVersionTable(await store.list()));
   });
-checkpoints
-  .command('export <runDir> <version> <outDir>')
-  .description('Copy a version (a number, latest, best or release) as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json)')
-  .action(async (runDir: string, version: string, outDir: string) => {
-    const store = new FsCheckpointStore(runDir, { readOnly: true });
-    const files = await store.export(await resolveVersion(store, version), outDir);
-    console.log(files.join('\n'));
-  });
-
+addExportCommands(checkpoints);
 addVerifyCommand(program);
 addRecoverCommand(program);
 addReleaseCommand(checkpoints);
