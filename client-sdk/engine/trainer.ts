@@ -8,7 +8,7 @@
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
@@ -33,6 +33,15 @@ export const ENGINE_FFA_REFUSAL =
   "the WebGPU engine's gradient clip (maxGradNorm) would count lora_A, which lora.aggregation 'ffa' (FFA-LoRA) freezes: train without maxGradNorm or on tfjs";
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Steps between progress reports: each is one 8-byte loss read-back, queued behind the step and never awaited. */
+export const ENGINE_PROGRESS_EVERY = 8;
+
+/** Progress after an engine step: every ENGINE_PROGRESS_EVERY-th and the last, once the loss read-back lands. */
+function engineStepReport(engine: LoraEngine, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
+  if (step % ENGINE_PROGRESS_EVERY !== 0 && step !== total) return Promise.resolve();
+  return engine.readLoss().then(([loss]) => onStep({ step, total, loss }));
+}
 
 export class EngineSftTrainer implements Trainer {
   private engine?: { key: string; e: LoraEngine };
@@ -73,7 +82,7 @@ export class EngineSftTrainer implements Trainer {
     return e;
   }
 
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
@@ -110,6 +119,7 @@ export class EngineSftTrainer implements Trainer {
     let tokens = 0;
     let lossSteps = 0;
     const ids = new Int32Array(plan.batchSize * T);
+    const reports: Promise<void>[] = [];
     for (let step = 0; step < plan.localSteps; step++) {
       if (step > 0 && step % 8 === 0) await nextTick();
       signal?.throwIfAborted();
@@ -132,7 +142,9 @@ export class EngineSftTrainer implements Trainer {
       engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu });
       for (const r of restore) engine.writeTheta(r.offset, r.data);
       lossSteps++;
+      if (onStep) reports.push(engineStepReport(engine, step + 1, plan.localSteps, onStep));
     }
+    await Promise.all(reports);
     const [, lossTotal] = await engine.readLoss();
     const theta = await engine.readF32('theta', engine.layout.adapterSize);
     const spelled = new Map(
