@@ -7,6 +7,7 @@
 // This file loads no model code: `fedtune-site simulate --help` stays fast.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import JSON5 from 'json5';
 import type { SimulationOptions } from './simulate';
 
 /** Demo flags that set a coordinator key: [commander's option name, key, how to read the flag's text]. */
@@ -35,12 +36,12 @@ export const SIMULATION_FIXED = [
   'log.level (warn; the simulation prints its own lines)',
 ];
 
-/** Whether a JSON configuration file sets the dotted `key`. */
+/** Whether a configuration file (JSON or JSON5) sets the dotted `key`. */
 function fileSets(file: string | undefined, key: string): boolean {
   if (file === undefined) return false;
   let node: unknown;
   try {
-    node = JSON.parse(readFileSync(file, 'utf8'));
+    node = JSON5.parse(readFileSync(file, 'utf8'));
   } catch {
     return false; // loadConfig reports an unreadable or invalid file, naming it
   }

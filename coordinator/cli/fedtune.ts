@@ -13,9 +13,9 @@ import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
 import { addExportCommands } from './export-command';
+import { configExample } from '../ops/config-example';
 import { addRecoverCommand } from './recover-command';
 import { addReleaseCommand } from './release-command';
-import { resolveVersion } from '../checkpoints/release';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
@@ -90,8 +90,13 @@ for (const name of ['client', 'simulate', 'identity']) {
 
 program
   .command('config')
-  .description('Print the configuration reference')
-  .action(() => {
+  .description('Print the configuration reference (--example: a commented JSON5 file of every key at its default)')
+  .option('--example', 'print docs/fedtune.example.json5: every key, its default, variable, flag and why to change it')
+  .action((o: { example?: boolean }) => {
+    if (o.example) {
+      process.stdout.write(configExample());
+      return;
+    }
     for (const k of describeConfig()) console.log(`${k.key}\t${JSON.stringify(k.default)}\t${k.env}\t${k.arg}\t${k.doc}`);
   });
 
