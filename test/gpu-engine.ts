@@ -18,7 +18,7 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
-import type { TrainStep } from '../client-sdk/trainer';
+import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
@@ -316,36 +316,6 @@ async function proximalRun(ed: EngineDevice, paths: EnginePath[]): Promise<void>
   model.dispose();
 }
 
-/** Progress: the engine reports every ENGINE_PROGRESS_EVERY-th step and the last, each with that step's loss (as tfjs reports it). */
-async function progressRun(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
-  const { model } = await loadGpt2Dir(MODEL_DIR);
-  const train = synthTask(model.config.vocabSize, 64, 25, 12, 12);
-  const adapter = initLoraAdapter(model.config, LORA, 3);
-  const plan = { round: 1, taskId: 'progress', localSteps: 12, batchSize: 4, learningRate: 2e-3, weightDecay: 0, maxSeqLen: 32, seed: 6 };
-  const ref: TrainStep[] = [];
-  const out = await new LoraSftTrainer({ model, lora: LORA, train }).train(adapter, plan, undefined, (s) => ref.push(s));
-  const mean = ref.reduce((a, s) => a + s.loss, 0) / ref.length;
-  check(
-    'progress tfjs: steps 1..12 in order, their mean is train_loss',
-    ref.map((s) => s.step).join() === '1,2,3,4,5,6,7,8,9,10,11,12' && Math.abs(mean - out.metrics.train_loss) / mean < 1e-6,
-    `mean ${mean} train_loss ${out.metrics.train_loss}`,
-  );
-  for (const p of paths) {
-    const t = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
-    const got: TrainStep[] = [];
-    await t.train(adapter, plan, undefined, (s) => got.push(s));
-    const worst = Math.max(...got.map((s) => Math.abs(s.loss - ref[s.step - 1].loss) / ref[s.step - 1].loss));
-    const steps = got.map((s) => `${s.step}/${s.total}`).join(',');
-    check(
-      `progress ${p}: steps 8 and 12 reported after their read-back, losses vs tfjs`,
-      steps === '8/12,12/12' && worst < 0.01,
-      `${steps}, worst rel err ${worst.toExponential(2)}`,
-    );
-    await t.dispose();
-  }
-  model.dispose();
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const backend = await selectBackend({ force: (process.env.FEDTUNE_TEST_TFJS as 'wasm' | 'cpu' | undefined) ?? 'wasm' });
@@ -370,7 +340,7 @@ async function main(): Promise<void> {
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
-    await progressRun(ed, paths);
+    await progressRun(ed, paths, check);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   await ed.device.queue.onSubmittedWorkDone();
