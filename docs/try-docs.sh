@@ -26,7 +26,7 @@ for (const file of process.argv.slice(2)) {
 }
 if (!blocks.length) process.exit(1);
 blocks.sort((a, b) => a.n - b.n);
-console.log("trap 'kill $(jobs -p) 2>/dev/null' EXIT");
+console.log("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT");
 for (const b of blocks) {
   console.log(`echo '### try ${b.n} (${b.page})'\ncat <<'__TRY_BLOCK__'\n${b.body}\n__TRY_BLOCK__`);
   console.log(b.body);
