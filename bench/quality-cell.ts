@@ -142,6 +142,9 @@ async function runFederation(
   try {
     await coordinator.done;
     await Promise.all(runs);
+    // A GPU failure moves a site to its next backend mid-run (client-sdk/engine/fallback.ts): not this cell's measure.
+    const moved = trainers.find((t) => t.trainer.backend !== t.backend);
+    if (moved) throw new Error(`a site fell back from ${moved.backend} to ${moved.trainer.backend} during the run`);
     // ε lives in the manifest's privacy record, not in its metrics.
     for (const p of curve) {
       const eps = (await coordinator.store.read(p.version)).manifest.privacy?.epsilon;

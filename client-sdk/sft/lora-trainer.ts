@@ -22,7 +22,7 @@ import { pairLogProbs } from './logprobs';
 import { proximalMu, withProximalGradient } from './proximal';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
-import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
+import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
 /**
@@ -74,6 +74,8 @@ const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
   try {
     onStep({ step, total, loss: (await loss.data())[0] });
+  } catch {
+    // Best effort: a failed read is the round's to report (it throws on its own), not the progress line's.
   } finally {
     loss.dispose();
   }
@@ -238,7 +240,8 @@ export async function trainerForModel(
   if (env !== undefined && env !== '' && env !== 'off') {
     // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
     // require at call time: engine/trainer imports this module, so a static import would be a cycle.
-    const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
+    // The engine trainer falls back (f32 engine, then tfjs) for the rest of the run after a GPU failure.
+    const { createFallbackEngineTrainer: createEngineTrainer } = require('../engine/fallback') as { createFallbackEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
     // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
