@@ -115,7 +115,8 @@ async function runFederation(
     run: { dir: runDir, seed: cell.seed },
     rounds: { total: cell.rounds, minClients: n, minUpdates: n, clientsPerRound: n },
     training: { localSteps, batchSize: cell.batchSize, learningRate: cell.learningRate },
-    // The WebGPU engine has no LoRA dropout; 0 everywhere keeps CPU and GPU cells comparable.
+    // The WebGPU engine has no LoRA dropout (a task plan asking for it trains on tfjs instead); the coordinator's 0
+    // reaches every site in the task plan, so CPU and GPU cells train the same way.
     lora: { dropout: 0 },
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },

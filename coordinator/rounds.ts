@@ -521,14 +521,16 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         proximal_mu: plan.proximalMu,
         lora_aggregation: roundAggregation(this.d.config),
         lora_alpha: typeof this.d.adapterConfig.lora_alpha === 'number' ? this.d.adapterConfig.lora_alpha : lora.alpha,
+        lora_dropout: plan.loraDropout,
+        lora_dropout_stated: true,
       },
     };
   }
 
   /** What a round's sites train with: the scheduled learning rate (lr-schedule.ts) and FedProx's μ. */
-  private clientTraining(round: number): { learningRate: number; proximalMu: number } {
+  private clientTraining(round: number): { learningRate: number; proximalMu: number; loraDropout: number } {
     const cfg = this.d.config;
-    return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu };
+    return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu, loraDropout: cfg.lora.dropout };
   }
 
   private sendTask(t: Task): void {

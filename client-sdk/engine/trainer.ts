@@ -1,6 +1,7 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
-// LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs (use the tfjs trainer).
+// LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs and train() a plan that
+// asks for it (trainerForModel hands such tasks to tfjs: sft/engine-dropout-fallback.ts).
 // FFA-LoRA (plan.loraAggregation 'ffa'): lora_A is written back after every step, so it ends bit-identical.
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
@@ -16,6 +17,7 @@ import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import { proximalMu } from '../sft/proximal';
+import { ENGINE_DROPOUT_REFUSAL } from '../lora-dropout';
 import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
@@ -113,6 +115,7 @@ export class EngineSftTrainer implements Trainer {
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
+    if ((plan.loraDropout ?? 0) > 0) throw new Error(ENGINE_DROPOUT_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const ed = this.opts.device;
