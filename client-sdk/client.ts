@@ -265,7 +265,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;
       try {
-        out = await this.opts.trainer.train(global, plan, training.signal);
+        out = await this.opts.trainer.train(
+          global,
+          plan,
+          training.signal,
+          this.opts.onTrainStep && ((s) => this.opts.onTrainStep!({ ...s, round: plan.round })),
+        );
       } finally {
         training.done();
       }

@@ -18,6 +18,7 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
@@ -340,6 +341,7 @@ async function main(): Promise<void> {
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
+    await progressRun(ed, paths, check);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.

@@ -9,7 +9,7 @@
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
@@ -39,6 +39,19 @@ export const ENGINE_FFA_REFUSAL =
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/** Steps between progress reports: each is one 8-byte loss read-back, queued behind the step and never awaited. */
+export const ENGINE_PROGRESS_EVERY = 8;
+
+/** Progress after an engine step: every ENGINE_PROGRESS_EVERY-th and the last, once the loss read-back lands. */
+function engineStepReport(engine: LoraEngine, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
+  if (step % ENGINE_PROGRESS_EVERY !== 0 && step !== total) return Promise.resolve();
+  // Best effort: a read-back that fails (a lost device) is the round's to report, not the progress line's.
+  return engine.readLoss().then(
+    ([loss]) => onStep({ step, total, loss }),
+    () => undefined,
+  );
+}
 
 export class EngineSftTrainer implements Trainer {
   private engine?: { key: string; e: LoraEngine };
@@ -97,7 +110,7 @@ export class EngineSftTrainer implements Trainer {
    * adapter) is thrown as a GpuFailure after the round's scopes are closed; nothing of the round is returned, so
    * nothing of it can reach an upload or a checkpoint. Other errors (abort, bad plan) pass through unchanged.
    */
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
     const frozen = plan.loraAggregation === 'ffa';
@@ -113,7 +126,7 @@ export class EngineSftTrainer implements Trainer {
     let out: TrainOutcome | undefined;
     let thrown: unknown;
     try {
-      out = await this.round(global, plan, frozen, signal);
+      out = await this.round(global, plan, frozen, signal, onStep);
     } catch (e) {
       thrown = e;
     }
@@ -188,7 +201,7 @@ export class EngineSftTrainer implements Trainer {
     else engine.writeTheta(0, new Float32Array([NaN]));
   }
 
-  private async round(global: TensorList, plan: TrainingPlan, frozen: boolean, signal?: AbortSignal): Promise<TrainOutcome> {
+  private async round(global: TensorList, plan: TrainingPlan, frozen: boolean, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
     const mu = proximalMu(plan.proximalMu);
     const start = canonicalAdapter(global);
@@ -221,6 +234,7 @@ export class EngineSftTrainer implements Trainer {
     let tokens = 0;
     let lossSteps = 0;
     const ids = new Int32Array(plan.batchSize * T);
+    const reports: Promise<void>[] = [];
     for (let step = 0; step < plan.localSteps; step++) {
       if (step > 0 && step % 8 === 0) await nextTick();
       signal?.throwIfAborted();
@@ -245,7 +259,9 @@ export class EngineSftTrainer implements Trainer {
       for (const r of restore) engine.writeTheta(r.offset, r.data);
       this.stepsRun++;
       lossSteps++;
+      if (onStep) reports.push(engineStepReport(engine, step + 1, plan.localSteps, onStep));
     }
+    await this.orLost(Promise.all(reports), signal);
     const [, lossTotal] = await this.orLost(engine.readLoss(), signal);
     const theta = await this.orLost(engine.readF32('theta', engine.layout.adapterSize), signal);
     const spelled = new Map(

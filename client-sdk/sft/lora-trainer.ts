@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../model/gradients';
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
 import { Gpt2Model } from '../model/gpt2';
@@ -73,6 +73,17 @@ function canonicalName(name: string): string {
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Reads one step's loss when the backend has it and reports it; the scalar is the report's to dispose. */
+async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
+  try {
+    onStep({ step, total, loss: (await loss.data())[0] });
+  } catch {
+    // Best effort: a failed read is the round's to report (it throws on its own), not the progress line's.
+  } finally {
+    loss.dispose();
+  }
+}
+
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
 
@@ -94,7 +105,7 @@ export class LoraSftTrainer implements Trainer {
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
    */
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
@@ -124,6 +135,8 @@ export class LoraSftTrainer implements Trainer {
     let lossSum: tf.Scalar = tf.scalar(0);
     let lossSteps = 0;
     let tokens = 0;
+    // Progress: each step's loss is read without awaiting it in the loop (no added sync on a GPU backend).
+    const reports: Promise<void>[] = [];
     try {
       for (let step = 0; step < plan.localSteps; step++) {
         if (step > 0) await nextTick(); // let aborts, heartbeats and other I/O in between steps
@@ -145,12 +158,14 @@ export class LoraSftTrainer implements Trainer {
           // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
           if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
           optimizer.applyGradients(full);
+          if (onStep) reports.push(stepReport(tf.keep(value.clone()), step + 1, plan.localSteps, onStep));
           return tf.add(lossSum, value) as tf.Scalar;
         });
         lossSum.dispose();
         lossSum = newSum;
         lossSteps++;
       }
+      await Promise.all(reports);
       // data(), not dataSync(): GPU backends cannot read synchronously in Node. Names as the caller spelled
       // them (e.g. with PEFT's `.default` infix), so the outcome has the layout of `global`.
       const spelled = new Map(global.map((t) => [canonicalName(t.name), t.name]));

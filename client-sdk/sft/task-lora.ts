@@ -9,7 +9,7 @@
 import type { TensorList } from '../../proto/tensors';
 import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { padToRank, truncateToRank } from './rank-padding';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
 
@@ -133,13 +133,13 @@ export class TaskLoraTrainer implements Trainer {
     return t;
   }
 
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     this.globalAlpha = plan.loraAlpha;
     this.globalDropout = plan.loraDropout;
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
-    if (!small) return this.trainerWith(lora).train(global, plan, signal);
-    const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal);
+    if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
+    const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal, onStep);
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 
