@@ -14,12 +14,20 @@ import { PROTOCOL_VERSION } from '../proto/constants';
 import { ProtocolError, status } from '../proto/errors';
 import type { CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
-import type { Checkpoint, CheckpointStore, FederatedEvaluationRecord, Participant, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
+import type {
+  Checkpoint,
+  CheckpointStore,
+  ClientTrainingRecord,
+  FederatedEvaluationRecord,
+  Participant,
+  PrivacyRecord,
+  SecureAggregationRecord,
+} from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { configForManifest } from './config';
 import type { ClientRegistry } from './registry';
 import { deriveSeed, selectClients } from './selection';
-import { roundLearningRate } from './lr-schedule';
+import { clientTrainingFor, optimizerWire } from './client-training';
 import type { Strategy } from './strategy/strategy';
 import { Attempt, type Task } from './attempt';
 import { clientMetricMeans, plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
@@ -519,6 +527,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         weight_decay: tr.weightDecay,
         max_seq_len: tr.maxSeqLen,
         proximal_mu: plan.proximalMu,
+        ...optimizerWire(plan),
         lora_aggregation: roundAggregation(this.d.config),
         lora_alpha: typeof this.d.adapterConfig.lora_alpha === 'number' ? this.d.adapterConfig.lora_alpha : lora.alpha,
       },
@@ -526,9 +535,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   }
 
   /** What a round's sites train with: the scheduled learning rate (lr-schedule.ts) and FedProx's μ. */
-  private clientTraining(round: number): { learningRate: number; proximalMu: number } {
-    const cfg = this.d.config;
-    return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu };
+  private clientTraining(round: number): ClientTrainingRecord {
+    return clientTrainingFor(this.d.config, round);
   }
 
   private sendTask(t: Task): void {

@@ -41,8 +41,11 @@ export interface Manifest {
   readonly secureAggregation?: SecureAggregationRecord;
   /** The server optimiser's hyper-parameters in effect (η, β…; absent for FedAvg and in older runs). */
   readonly serverOptimizer?: Readonly<Record<string, number>>;
-  /** What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1). */
-  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number };
+  /**
+   * What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1), and
+   * the local optimiser (absent in older runs, which all trained with AdamW) with SGD's momentum.
+   */
+  readonly clientTraining?: ClientTrainingRecord;
   /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
   readonly evaluation?: FederatedEvaluationRecord;
   /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
@@ -54,6 +57,16 @@ export interface Manifest {
 }
 
 /** One stretch of rounds with the same sampling rate and effective noise multiplier (the accountant's input). */
+/** Manifest.clientTraining: the task plan's training settings that can change a site's update. */
+export interface ClientTrainingRecord {
+  readonly learningRate: number;
+  readonly proximalMu: number;
+  /** 'adamw' or 'sgd' (proto/model/client-optimizer.ts); absent in runs from before the choice existed. */
+  readonly optimizer?: string;
+  /** SGD's momentum (present with optimizer 'sgd'). */
+  readonly momentum?: number;
+}
+
 export interface PrivacySegment {
   readonly samplingRate: number;
   readonly noiseMultiplier: number;
