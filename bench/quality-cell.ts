@@ -40,6 +40,11 @@ export interface QualityCell {
   readonly batchSize: number;
   readonly learningRate: number;
   readonly testLimit: number;
+  /**
+   * Federated evaluation each round (evaluation.enabled): every site scores the candidate version on its own
+   * validation split, so the curve carries eval.loss/eval.accuracy for early stopping's pick. Absent: on.
+   */
+  readonly fedEval?: boolean;
 }
 
 export interface RoundPoint {
@@ -64,6 +69,10 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   const t0 = Date.now();
   const cfg = QUALITY_CONFIGS[cell.config];
   if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
+  const tr = cfg.overrides.training as Record<string, unknown> | undefined;
+  // The rate and steps belong in the configuration's own fields, so that the cell records what ran.
+  if (tr && ('learningRate' in tr || 'localSteps' in tr))
+    throw new Error(`${cell.config}: set learningRate/localSteps as the configuration's fields, not overrides`);
   await selectBackend();
   const split = SPLITS[cell.split];
   const task = prepareSpamTask({
@@ -117,6 +126,8 @@ async function runFederation(
     training: { localSteps, batchSize: cell.batchSize, learningRate: cell.learningRate },
     // The WebGPU engine has no LoRA dropout; 0 everywhere keeps CPU and GPU cells comparable.
     lora: { dropout: 0 },
+    // Every site, every round, waited for (a site's 50 validation e-mails cost less than its training).
+    ...(cell.fedEval !== false ? { evaluation: { enabled: true, everyRounds: 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } } : {}),
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
   };
