@@ -20,7 +20,7 @@ import { prepareSpamTask, DEFAULT_MODEL_DIR, type SpamTask } from '../client-sdk
 import type { Trainer } from '../client-sdk/trainer';
 import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
-import { QUALITY_CONFIGS, deepMerge } from './quality-configs';
+import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -69,10 +69,6 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   const t0 = Date.now();
   const cfg = QUALITY_CONFIGS[cell.config];
   if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
-  const tr = cfg.overrides.training as Record<string, unknown> | undefined;
-  // The rate and steps belong in the configuration's own fields, so that the cell records what ran.
-  if (tr && ('learningRate' in tr || 'localSteps' in tr))
-    throw new Error(`${cell.config}: set learningRate/localSteps as the configuration's fields, not overrides`);
   await selectBackend();
   const split = SPLITS[cell.split];
   const task = prepareSpamTask({
@@ -94,7 +90,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   const curves: RoundPoint[][] = [];
   let backend = '';
   for (const [gi, g] of groups.entries()) {
-    const r = await runFederation(cell, cfg.overrides, base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
+    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
     curves.push(r.curve);
     backend = r.backend;
   }

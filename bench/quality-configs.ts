@@ -10,13 +10,13 @@ export type SiteMode = 'federated' | 'centralized' | 'local';
 
 export interface QualityConfig {
   readonly mode: SiteMode;
-  /** Deep-merged into the coordinator's config overrides (not training.learningRate/localSteps: see below). */
+  /** Deep-merged into the coordinator's config overrides. */
   readonly overrides: Readonly<Record<string, unknown>>;
   readonly note: string;
   /**
    * The client learning rate (the schedule's peak) and local steps of this configuration, replacing the driver's
-   * --lr / --local-steps for its cells (centralized still multiplies the steps by the number of sites). The cell
-   * records the values it ran with.
+   * --lr / --local-steps for its cells (centralized still multiplies the steps by the number of sites), as
+   * training.learningRate / localSteps in `overrides` also do (configTraining). The cell records what ran.
    */
   readonly learningRate?: number;
   readonly localSteps?: number;
@@ -30,47 +30,56 @@ const dp = (noiseMultiplier: number): QualityConfig => ({
   note: `DP-FedAvg, clip 0.5, noise multiplier ${noiseMultiplier}`,
 });
 
-// Run 3 (bench/QUALITY.md, "Run 3 plan"): client SGD under the server optimisers, schedules, fewer local steps,
-// a FedProx μ that binds. SGD's rate is calibrated on the task (SGD_LR, see the plan); AdamW's stays 0.002.
+// Run 4 (bench/QUALITY.md, "Run 4 plan"): client SGD under FedAvg and the server optimisers, with run 3's cosine
+// schedule (to 0 by the last round) that steadied the centralized recipe. SGD_LR is calibrated on the task (the
+// plan): SGD at 0.1 learns about as fast as AdamW at 0.002.
 const SGD_LR = 0.1;
-const sgd = (momentum = 0): Record<string, unknown> => ({ optimizer: 'sgd', momentum });
-const cosine = (floorShare: number, lr: number): Record<string, unknown> => ({ schedule: 'cosine', minLearningRate: lr * floorShare });
+const sgdCos = (momentum = 0): Record<string, unknown> => ({ optimizer: 'sgd', momentum, schedule: 'cosine' });
 const fedadam = (eta: number): Record<string, unknown> => ({ name: 'fedadam', serverLearningRate: eta, tau: 1e-3 });
 const fedavgm = (eta: number): Record<string, unknown> => ({ name: 'fedavgm', serverLearningRate: eta, momentum: 0.9 });
-const fed = (overrides: Record<string, unknown>, note: string, lr?: number, localSteps?: number): QualityConfig => ({
+const sgdFed = (note: string, lr: number, more: Record<string, unknown> = {}, localSteps?: number, momentum = 0): QualityConfig => ({
   mode: 'federated',
-  overrides,
+  overrides: deepMerge({ training: sgdCos(momentum) }, more),
   note,
-  ...(lr !== undefined ? { learningRate: lr } : {}),
+  learningRate: lr,
   ...(localSteps !== undefined ? { localSteps } : {}),
 });
 
-export const RUN3_CONFIGS: Readonly<Record<string, QualityConfig>> = {
-  sgd: fed({ training: sgd() }, `client SGD lr ${SGD_LR}, FedAvg`, SGD_LR),
-  'sgd-m9': fed({ training: sgd(0.9) }, 'client SGD lr 0.03 momentum 0.9, FedAvg', 0.03),
-  'sgd-cos': fed({ training: { ...sgd(), ...cosine(0.1, 0.2) } }, 'client SGD lr 0.2 cosine to 0.02, FedAvg', 0.2),
-  'sgd-k3': fed({ training: sgd() }, 'client SGD lr 0.2, 3 local steps, FedAvg', 0.2, 3),
-  'sgd-avgm': fed({ training: sgd(), strategy: fedavgm(0.3) }, `client SGD lr ${SGD_LR}, FedAvgM η 0.3 β 0.9`, SGD_LR),
-  'sgd-avgm1': fed({ training: sgd(), strategy: fedavgm(1) }, 'client SGD lr 0.05, FedAvgM η 1 β 0.9', 0.05),
-  'sgd-adam': fed({ training: sgd(), strategy: fedadam(0.01) }, `client SGD lr ${SGD_LR}, FedAdam η 0.01 τ 1e-3`, SGD_LR),
-  'sgd-adam3': fed({ training: sgd(), strategy: fedadam(0.03) }, `client SGD lr ${SGD_LR}, FedAdam η 0.03 τ 1e-3`, SGD_LR),
-  'sgd-adam-cos': fed(
-    { training: { ...sgd(), ...cosine(0.1, SGD_LR) }, strategy: fedadam(0.01) },
-    `client SGD lr ${SGD_LR} cosine to ${SGD_LR / 10}, FedAdam η 0.01`,
-    SGD_LR,
-  ),
-  'sgd-adam-ffa': fed({ training: sgd(), strategy: fedadam(0.01), lora: { aggregation: 'ffa' } }, `client SGD lr ${SGD_LR}, FedAdam η 0.01, FFA-LoRA`, SGD_LR),
-  prox1: fed({ training: { proximalMu: 1 } }, 'FedProx μ 1 (AdamW lr 0.002)'),
-  'adam-cos': fed({ training: cosine(0.1, 0.002) }, 'AdamW lr 0.002 cosine to 0.0002, FedAvg', 0.002),
-  'adam-k3': fed({}, 'AdamW lr 0.002, 3 local steps, FedAvg', 0.002, 3),
-  'centralized-sgd': { mode: 'centralized', overrides: { training: sgd() }, note: `centralized, SGD lr ${SGD_LR}`, learningRate: SGD_LR },
-  'centralized-cos': {
-    mode: 'centralized',
-    overrides: { training: cosine(0.1, 0.002) },
-    note: 'centralized, AdamW lr 0.002 cosine to 0.0002',
-    learningRate: 0.002,
-  },
+export const CLIENT_SGD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
+  sgd: { mode: 'federated', overrides: { training: { optimizer: 'sgd' } }, note: `client SGD ${SGD_LR} constant, FedAvg`, learningRate: SGD_LR },
+  'sgd-cos': sgdFed(`client SGD ${SGD_LR} cosine, FedAvg`, SGD_LR),
+  'sgd-cos2': sgdFed('client SGD 0.2 cosine, FedAvg', 0.2),
+  'sgd-k3': sgdFed('client SGD 0.2 cosine, 3 local steps, FedAvg', 0.2, {}, 3),
+  'sgd-m9': sgdFed('client SGD 0.03 momentum 0.9 cosine, FedAvg', 0.03, {}, undefined, 0.9),
+  'sgd-avgm': sgdFed(`client SGD ${SGD_LR} cosine, FedAvgM η 0.3 β 0.9`, SGD_LR, { strategy: fedavgm(0.3) }),
+  'sgd-avgm1': sgdFed('client SGD 0.05 cosine, FedAvgM η 1 β 0.9', 0.05, { strategy: fedavgm(1) }),
+  'sgd-adam': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01 τ 1e-3`, SGD_LR, { strategy: fedadam(0.01) }),
+  'sgd-adam3': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.03 τ 1e-3`, SGD_LR, { strategy: fedadam(0.03) }),
+  'sgd-adam-ffa': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01, FFA-LoRA`, SGD_LR, { strategy: fedadam(0.01), lora: { aggregation: 'ffa' } }),
+  'sgd-prox1': sgdFed(`client SGD ${SGD_LR} cosine, FedProx μ 1`, SGD_LR, { training: { proximalMu: 1 } }),
+  prox1: { mode: 'federated', overrides: { training: { schedule: 'cosine', proximalMu: 1 } }, note: 'FedProx μ 1, AdamW 0.002 cosine' },
+  'central-sgd': { mode: 'centralized', overrides: { training: sgdCos() }, note: `centralized, SGD ${SGD_LR} cosine`, learningRate: SGD_LR },
+  'local-sgd': { mode: 'local', overrides: { training: sgdCos() }, note: `each site alone, SGD ${SGD_LR} cosine`, learningRate: SGD_LR },
 };
+
+/**
+ * The client learning rate and local steps a configuration runs with, when it sets them: its own fields, or
+ * training.learningRate / training.localSteps in its overrides (run 3's entries); the driver's flags otherwise.
+ */
+export function configTraining(c: QualityConfig): { learningRate?: number; localSteps?: number } {
+  const t = (c.overrides.training ?? {}) as { learningRate?: number; localSteps?: number };
+  const learningRate = c.learningRate ?? t.learningRate;
+  const localSteps = c.localSteps ?? t.localSteps;
+  return { ...(learningRate !== undefined ? { learningRate } : {}), ...(localSteps !== undefined ? { localSteps } : {}) };
+}
+
+/** The overrides a cell applies: without training.learningRate/localSteps, which the cell's own values carry. */
+export function cellOverrides(c: QualityConfig): Record<string, unknown> {
+  const { training, ...rest } = c.overrides as { training?: Record<string, unknown> };
+  if (!training) return rest;
+  const { learningRate: _lr, localSteps: _steps, ...t } = training;
+  return { ...rest, training: t };
+}
 
 export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   centralized: { mode: 'centralized', overrides: {}, note: 'all training data at one site, same total steps' },
@@ -85,10 +94,39 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     overrides: { strategy: { name: 'fedadam' }, lora: { aggregation: 'ffa' } },
     note: 'FedAdam + FFA-LoRA',
   },
+  // Run 3: first tuning pass with the knobs that exist (client learning rate and its cosine schedule, local steps,
+  // FedProx's mu, the server learning rates); each decays the client learning rate to 0 by round 30.
+  'central-cos': { mode: 'centralized', overrides: { training: { schedule: 'cosine' } }, note: 'centralized, cosine client lr' },
+  'fedavg-cos': { mode: 'federated', overrides: { training: { schedule: 'cosine' } }, note: 'FedAvg, cosine client lr' },
+  'fedavg-lr1e3': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', learningRate: 0.001 } },
+    note: 'FedAvg, client lr 0.001 cosine',
+  },
+  'fedavg-s3': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', localSteps: 3, learningRate: 0.004 } },
+    note: 'FedAvg, 3 local steps at lr 0.004 cosine',
+  },
+  'fedprox-0.1': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', proximalMu: 0.1 } },
+    note: 'FedProx mu 0.1, cosine client lr',
+  },
+  'fedavgm-0.3': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'fedavgm', serverLearningRate: 0.3, momentum: 0.9 }, training: { schedule: 'cosine' } },
+    note: 'FedAvgM eta 0.3 beta 0.9, cosine client lr',
+  },
+  'fedadam-0.003': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'fedadam', serverLearningRate: 0.003 }, training: { schedule: 'cosine' } },
+    note: 'FedAdam eta 0.003, cosine client lr',
+  },
   'dp-eps8': dp(3.5),
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
-  ...RUN3_CONFIGS,
+  ...CLIENT_SGD_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

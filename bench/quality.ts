@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { SPLITS, type CellResult, type QualityCell, type RoundPoint, type SplitName } from './quality-cell';
-import { QUALITY_CONFIGS } from './quality-configs';
+import { QUALITY_CONFIGS, configTraining } from './quality-configs';
 import { earlyStoppingPick, STOP_RULES, type StopPick } from './quality-stopping';
 
 export interface CurveSummary {
@@ -204,7 +204,7 @@ async function main(): Promise<void> {
     if (!(split in SPLITS)) throw new Error(`unknown split ${split}; known: ${Object.keys(SPLITS).join(', ')}`);
     for (const config of o.configs.split(',')) {
       if (!(config in QUALITY_CONFIGS)) throw new Error(`unknown config ${config}; known: ${Object.keys(QUALITY_CONFIGS).join(', ')}`);
-      const cfg = QUALITY_CONFIGS[config];
+      const own = configTraining(QUALITY_CONFIGS[config]);
       for (const seed of o.seeds.split(',').map(Number)) {
         cells.push({
           split,
@@ -214,9 +214,9 @@ async function main(): Promise<void> {
           rounds: Number(o.rounds),
           clients: Number(o.clients),
           // A configuration's own rate and steps win over the flags (bench/quality-configs.ts).
-          localSteps: cfg.localSteps ?? Number(o.localSteps),
+          localSteps: own.localSteps ?? Number(o.localSteps),
           batchSize: Number(o.batchSize),
-          learningRate: cfg.learningRate ?? Number(o.lr),
+          learningRate: own.learningRate ?? Number(o.lr),
           testLimit: Number(o.testLimit),
           // commander's --no-fed-eval sets fedEval to false (a boolean, whatever the record's type says).
           fedEval: String(o.fedEval) !== 'false',

@@ -5,7 +5,7 @@
 import { summariseCurve, summarise, stoppingTable } from '../bench/quality';
 import type { CellResult, QualityCell } from '../bench/quality-cell';
 import { earlyStoppingPick, STOP_RULES } from '../bench/quality-stopping';
-import { QUALITY_CONFIGS, deepMerge } from '../bench/quality-configs';
+import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
 import { loadConfig } from '../coordinator/config';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -66,7 +66,7 @@ describe('quality benchmark summary', () => {
     ...held.map((accuracy, i) => ({ round: i + 1, accuracy, loss: 0, extra: { 'eval.loss': vloss[i], 'eval.accuracy': vacc[i] } })),
   ];
 
-  it("replays early stopping (patience 5) on validation loss and on validation accuracy: the pick, its accuracy, the gap", () => {
+  it('replays early stopping (patience 5) on validation loss and on validation accuracy: the pick, its accuracy, the gap', () => {
     const byLoss = earlyStoppingPick(evalCurve, STOP_RULES.loss)!;
     // An equal value (0.7 at round 6) is not an improvement.
     expect(byLoss).to.deep.include({ pickedRound: 3, accuracy: 0.8, stopRound: 8 });
@@ -75,7 +75,10 @@ describe('quality benchmark summary', () => {
     expect(byAcc).to.deep.include({ pickedRound: 4, accuracy: 0.79, stopRound: 9 });
     expect(byAcc.gap).to.be.closeTo(0.07, 1e-12);
     // Never stopping: the best version of the whole run, stopRound NaN.
-    const rising = earlyStoppingPick(curve([0.1, 0.2, 0.3]).map((p) => ({ ...p, extra: { 'eval.accuracy': p.accuracy } })), STOP_RULES.accuracy)!;
+    const rising = earlyStoppingPick(
+      curve([0.1, 0.2, 0.3]).map((p) => ({ ...p, extra: { 'eval.accuracy': p.accuracy } })),
+      STOP_RULES.accuracy,
+    )!;
     expect(rising.pickedRound).to.equal(2);
     expect(rising.stopRound).to.be.NaN;
     expect(rising.gap).to.equal(0);
@@ -113,13 +116,18 @@ describe('quality benchmark summary', () => {
     expect(t).to.contain('| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 / -1.0 |');
   });
 
-  it('every configuration is one the coordinator accepts, with its own rate where it sets one', () => {
+  it('every configuration is one the coordinator accepts, with its own rate and steps where it sets them', () => {
     for (const [name, c] of Object.entries(QUALITY_CONFIGS)) {
-      const cfg = loadConfig({ overrides: deepMerge({ training: { learningRate: c.learningRate ?? 0.002 } }, c.overrides) });
-      expect(cfg.training.learningRate, name).to.equal(c.learningRate ?? 0.002);
-      expect((c.overrides.training as Record<string, unknown> | undefined)?.localSteps, name).to.equal(undefined);
+      const own = configTraining(c);
+      const cfg = loadConfig({ overrides: deepMerge({ training: { learningRate: own.learningRate ?? 0.002 } }, cellOverrides(c)) });
+      expect(cfg.training.learningRate, name).to.equal(own.learningRate ?? 0.002);
     }
-    expect(QUALITY_CONFIGS['sgd-k3'].localSteps).to.equal(3);
+    // A rate and steps given as fields or inside the overrides (run 3's entries) reach the cell the same way.
+    expect(configTraining(QUALITY_CONFIGS['sgd-k3'])).to.deep.equal({ learningRate: 0.2, localSteps: 3 });
+    expect(configTraining(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ learningRate: 0.004, localSteps: 3 });
+    expect(cellOverrides(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ training: { schedule: 'cosine' } });
+    expect(configTraining(QUALITY_CONFIGS.fedavg)).to.deep.equal({});
     expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-avgm1'].overrides }).strategy).to.deep.include({ name: 'fedavgm', serverLearningRate: 1 });
+    expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-m9'].overrides }).training).to.deep.include({ optimizer: 'sgd', momentum: 0.9, schedule: 'cosine' });
   });
 });
