@@ -50,7 +50,7 @@ export const CLIENT_SGD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'sgd-cos': sgdFed(`client SGD ${SGD_LR} cosine, FedAvg`, SGD_LR),
   'sgd-cos2': sgdFed('client SGD 0.2 cosine, FedAvg', 0.2),
   'sgd-k3': sgdFed('client SGD 0.2 cosine, 3 local steps, FedAvg', 0.2, {}, 3),
-  'sgd-m9': sgdFed('client SGD 0.03 momentum 0.9 cosine, FedAvg', 0.03, {}, undefined, 0.9),
+  'sgd-m9': sgdFed('client SGD 0.015 momentum 0.9 cosine, FedAvg', 0.015, {}, undefined, 0.9),
   'sgd-avgm': sgdFed(`client SGD ${SGD_LR} cosine, FedAvgM η 0.3 β 0.9`, SGD_LR, { strategy: fedavgm(0.3) }),
   'sgd-avgm1': sgdFed('client SGD 0.05 cosine, FedAvgM η 1 β 0.9', 0.05, { strategy: fedavgm(1) }),
   'sgd-adam': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01 τ 1e-3`, SGD_LR, { strategy: fedadam(0.01) }),
