@@ -27,6 +27,7 @@ import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { TrainingPlan } from './trainer';
 import { updateToSend } from './lora-update';
+import { planLoraDropout } from './lora-dropout';
 import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
 import { clientOptimizerOf } from '../proto/model/client-optimizer';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
@@ -262,6 +263,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
         loraAggregation,
         ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
+        ...planLoraDropout(c), // a value outside [0, 1) fails the task here, naming lora_dropout
       };
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;

@@ -38,6 +38,12 @@ export interface TrainingPlan {
   readonly loraAggregation?: RoundLoraAggregation;
   /** The global adapter's lora_alpha, when the coordinator states it (a smaller-rank site rescales by it). */
   readonly loraAlpha?: number;
+  /**
+   * LoRA dropout on the adapter's input while training (the coordinator's lora.dropout; absent from an older
+   * coordinator: the trainer's own setting). Masks come from `seed`. A trainer that cannot apply p > 0 must
+   * refuse the round (or hand it to one that can) rather than ignore it.
+   */
+  readonly loraDropout?: number;
 }
 
 export interface TrainOutcome {

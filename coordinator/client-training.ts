@@ -1,15 +1,16 @@
 // What a round's sites are told to train with, beyond steps and batch: the scheduled learning rate
-// (lr-schedule.ts), FedProx's μ and the local optimiser (proto/model/client-optimizer.ts). One function gives both
+// (lr-schedule.ts), FedProx's μ, LoRA dropout and the local optimiser (proto/model/client-optimizer.ts). One function gives both
 // the task plan's fields and the manifest's record, so what was sent is what is recorded.
 import type { CoordinatorConfig, TrainingSettings } from './config-types';
 import type { ClientTrainingRecord } from './checkpoints/types';
 import { roundLearningRate } from './lr-schedule';
 
-export function clientTrainingFor(cfg: Pick<CoordinatorConfig, 'training' | 'rounds'>, round: number): ClientTrainingRecord {
+export function clientTrainingFor(cfg: Pick<CoordinatorConfig, 'training' | 'rounds' | 'lora'>, round: number): ClientTrainingRecord {
   const t = cfg.training;
   return {
     learningRate: roundLearningRate(t, cfg.rounds.total, round),
     proximalMu: t.proximalMu,
+    loraDropout: cfg.lora.dropout,
     optimizer: t.optimizer,
     ...(t.optimizer === 'sgd' ? { momentum: t.momentum } : {}),
   };

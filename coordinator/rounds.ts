@@ -530,6 +530,8 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         ...optimizerWire(plan),
         lora_aggregation: roundAggregation(this.d.config),
         lora_alpha: typeof this.d.adapterConfig.lora_alpha === 'number' ? this.d.adapterConfig.lora_alpha : lora.alpha,
+        lora_dropout: plan.loraDropout,
+        lora_dropout_stated: true,
       },
     };
   }

@@ -194,7 +194,7 @@ describe('client optimiser (training.optimizer)', function () {
       expect(final.manifest.version).to.equal(2);
       for (let v = 1; v <= 2; v++) {
         const m = (await h.coordinator.store.read(v)).manifest;
-        expect(m.clientTraining).to.deep.equal({ learningRate: 0.01, proximalMu: 0, optimizer: 'sgd', momentum: 0.9 });
+        expect(m.clientTraining).to.deep.equal({ learningRate: 0.01, proximalMu: 0, loraDropout: 0.05, optimizer: 'sgd', momentum: 0.9 });
         expect((m.config.training as Record<string, unknown>).optimizer).to.equal('sgd');
         expect(m.participants.map((p) => p.clientId).sort()).to.have.length(2);
       }

@@ -4,7 +4,7 @@
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
 // against the tfjs trainer), and a 200-step run against the tfjs trainer. Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-sgd]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -28,6 +28,7 @@ import { STEP } from '../client-sdk/engine/loss';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
+import { fallbackTests } from './gpu-fallback';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -392,8 +393,8 @@ async function main(): Promise<void> {
     }
   });
   if (args.includes('--only-sgd')) await sgdRun(ed, paths);
-  else await attentionTests(ed, check);
-  if (!args.includes('--only-attention') && !args.includes('--only-sgd')) {
+  else if (!args.includes('--only-fallback')) await attentionTests(ed, check);
+  if (!args.includes('--only-attention') && !args.includes('--only-fallback') && !args.includes('--only-sgd')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
@@ -401,6 +402,8 @@ async function main(): Promise<void> {
     await sgdRun(ed, paths);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
+  // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
+  if (!args.includes('--only-attention') && !args.includes('--only-sgd')) await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

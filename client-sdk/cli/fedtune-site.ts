@@ -43,7 +43,7 @@ program
   .option('--lora.r <n>', "LoRA rank to train: the coordinator's adapter's (checked), or smaller (zero-padded to it); never larger")
   .option('--lora.target-modules <list>', "expected target modules, comma-separated; checked against the coordinator's adapter")
   .option('--lora.alpha <n>', "LoRA alpha (default: the coordinator's scaling alpha/r); not carried by the adapter tensors")
-  .option('--lora.dropout <p>', 'dropout on the LoRA input while training (default 0.05)')
+  .option('--lora.dropout <p>', "expected LoRA dropout, checked against the coordinator's task plan; used only when a plan states none (default 0.05)")
   .option('--shard <i>', 'which slice of the non-IID split this site holds', '0')
   .option('--of <n>', 'number of slices', '5')
   .option('--split-seed <n>', 'data split seed (all sites must agree)', '7')

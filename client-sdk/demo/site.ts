@@ -82,7 +82,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
   // targets are the demo's for the directory's family (examples/base-model or examples/llama-base).
   const family = isLlamaConfig(await readModelConfig(modelDir)) ? 'llama' : 'gpt2';
   const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: [...DEMO_MODELS[family].targetModules] };
-  const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
+  const { trainer, modelHash, backend, engineFallback } = await createLoraSftTrainer(modelDir, lora, data);
   const identity = await loadOrCreateIdentity(o.identityFile);
   console.log(
     JSON.stringify({
@@ -108,7 +108,17 @@ export async function runSite(o: SiteOptions): Promise<void> {
   });
   process.once('SIGINT', () => void client.stop());
   process.once('SIGTERM', () => void client.stop());
-  console.log(JSON.stringify({ msg: 'site starting', name: o.name, backend, train: data.train.length, val: data.eval?.length ?? 0 }));
+  // engineFallback: why FEDTUNE_ENGINE=auto trains on tfjs here (a later GPU failure is logged when it happens).
+  console.log(
+    JSON.stringify({
+      msg: 'site starting',
+      name: o.name,
+      backend,
+      ...(engineFallback ? { engineFallback } : {}),
+      train: data.train.length,
+      val: data.eval?.length ?? 0,
+    }),
+  );
   const summary = await client.run();
   console.log(JSON.stringify({ msg: 'site finished', ...summary }));
 }

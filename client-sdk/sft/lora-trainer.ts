@@ -24,7 +24,9 @@ import { proximalMu, withProximalGradient } from './proximal';
 import { createLocalOptimizer } from './local-optimizer';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
-import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
+import { taskLoraDropout } from '../lora-dropout';
+import { EngineDropoutFallback } from './engine-dropout-fallback';
+import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
 /**
@@ -33,6 +35,7 @@ import type { parseEnginePath as ParseEnginePath } from '../engine/device';
  */
 export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
   readonly model: M;
+  /** Its dropout applies only to a task whose plan states none (from an older coordinator): the plan's wins. */
   readonly lora: LoraConfig;
   readonly train: readonly SftExample[];
   readonly eval?: readonly SftExample[];
@@ -106,6 +109,7 @@ export class LoraSftTrainer implements Trainer {
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
+    const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
 
     // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
     const mode = plan.loraAggregation ?? 'fedit';
@@ -133,7 +137,7 @@ export class LoraSftTrainer implements Trainer {
         tokens += packed.pairTarget.length;
         const newSum = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
-            const state = { modules: params.modules(), scaling, dropout: lora.dropout };
+            const state = { modules: params.modules(), scaling, dropout };
             return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
@@ -223,7 +227,8 @@ export async function trainerForModel(
   if (env !== undefined && env !== '' && env !== 'off') {
     // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
     // require at call time: engine/trainer imports this module, so a static import would be a cycle.
-    const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
+    // The engine trainer falls back (f32 engine, then tfjs) for the rest of the run after a GPU failure.
+    const { createFallbackEngineTrainer: createEngineTrainer } = require('../engine/fallback') as { createFallbackEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
     // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
@@ -231,7 +236,8 @@ export async function trainerForModel(
       model instanceof Gpt2Model
         ? await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path })
         : { error: `the engine runs GPT-2 only, not ${model.config.modelType}` };
-    if (!('error' in t)) return { trainer: t, backend: t.backend };
+    // A task whose plan asks for LoRA dropout (the engine has none) trains on tfjs, saying why.
+    if (!('error' in t)) return { trainer: new EngineDropoutFallback(t, () => new LoraSftTrainer({ model, lora, ...data })), backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
   }

@@ -42,8 +42,8 @@ export interface Manifest {
   /** The server optimiser's hyper-parameters in effect (η, β…; absent for FedAvg and in older runs). */
   readonly serverOptimizer?: Readonly<Record<string, number>>;
   /**
-   * What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1), and
-   * the local optimiser (absent in older runs, which all trained with AdamW) with SGD's momentum.
+   * What the round's sites were told to train with: its scheduled learning rate, FedProx μ and LoRA dropout
+   * (rounds ≥ 1), and the local optimiser (absent in older runs, which all trained with AdamW) with SGD's momentum.
    */
   readonly clientTraining?: ClientTrainingRecord;
   /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
@@ -61,6 +61,8 @@ export interface Manifest {
 export interface ClientTrainingRecord {
   readonly learningRate: number;
   readonly proximalMu: number;
+  /** LoRA dropout (absent in runs from before the task plan carried it). */
+  readonly loraDropout?: number;
   /** 'adamw' or 'sgd' (proto/model/client-optimizer.ts); absent in runs from before the choice existed. */
   readonly optimizer?: string;
   /** SGD's momentum (present with optimizer 'sgd'). */

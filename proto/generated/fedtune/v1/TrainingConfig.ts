@@ -12,6 +12,8 @@ export interface TrainingConfig {
   'lora_alpha'?: (number | string);
   'optimizer'?: (string);
   'momentum'?: (number | string);
+  'lora_dropout'?: (number | string);
+  'lora_dropout_stated'?: (boolean);
 }
 
 export interface TrainingConfig__Output {
@@ -25,4 +27,6 @@ export interface TrainingConfig__Output {
   'lora_alpha': (number);
   'optimizer': (string);
   'momentum': (number);
+  'lora_dropout': (number);
+  'lora_dropout_stated': (boolean);
 }
