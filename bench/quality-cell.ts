@@ -20,7 +20,7 @@ import { prepareSpamTask, DEFAULT_MODEL_DIR, type SpamTask } from '../client-sdk
 import type { Trainer } from '../client-sdk/trainer';
 import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
-import { QUALITY_CONFIGS, deepMerge } from './quality-configs';
+import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -40,6 +40,11 @@ export interface QualityCell {
   readonly batchSize: number;
   readonly learningRate: number;
   readonly testLimit: number;
+  /**
+   * Federated evaluation each round (evaluation.enabled): every site scores the candidate version on its own
+   * validation split, so the curve carries eval.loss/eval.accuracy for early stopping's pick. Absent: on.
+   */
+  readonly fedEval?: boolean;
 }
 
 export interface RoundPoint {
@@ -85,7 +90,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   const curves: RoundPoint[][] = [];
   let backend = '';
   for (const [gi, g] of groups.entries()) {
-    const r = await runFederation(cell, cfg.overrides, base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
+    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
     curves.push(r.curve);
     backend = r.backend;
   }
@@ -118,6 +123,8 @@ async function runFederation(
     // The WebGPU engine has no LoRA dropout (a task plan asking for it trains on tfjs instead); the coordinator's 0
     // reaches every site in the task plan, so CPU and GPU cells train the same way.
     lora: { dropout: 0 },
+    // Every site, every round, waited for (a site's 50 validation e-mails cost less than its training).
+    ...(cell.fedEval !== false ? { evaluation: { enabled: true, everyRounds: 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } } : {}),
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
   };

@@ -13,6 +13,13 @@ export interface QualityConfig {
   /** Deep-merged into the coordinator's config overrides. */
   readonly overrides: Readonly<Record<string, unknown>>;
   readonly note: string;
+  /**
+   * The client learning rate (the schedule's peak) and local steps of this configuration, replacing the driver's
+   * --lr / --local-steps for its cells (centralized still multiplies the steps by the number of sites), as
+   * training.learningRate / localSteps in `overrides` also do (configTraining). The cell records what ran.
+   */
+  readonly learningRate?: number;
+  readonly localSteps?: number;
 }
 
 // Noise multipliers for ε ≈ 8, 4, 1 at δ = 1e-5 after 30 rounds with every site in every round (q = 1), from
@@ -22,6 +29,68 @@ const dp = (noiseMultiplier: number): QualityConfig => ({
   overrides: { privacy: { enabled: true, clipNorm: 0.5, noiseMultiplier, delta: 1e-5 } },
   note: `DP-FedAvg, clip 0.5, noise multiplier ${noiseMultiplier}`,
 });
+
+// Run 4 (bench/QUALITY.md, "Run 4 plan"): client SGD under FedAvg and the server optimisers, with run 3's cosine
+// schedule (to 0 by the last round) that steadied the centralized recipe. SGD_LR is calibrated on the task (the
+// plan): SGD at 0.1 learns about as fast as AdamW at 0.002.
+const SGD_LR = 0.1;
+const sgdCos = (momentum = 0): Record<string, unknown> => ({ optimizer: 'sgd', momentum, schedule: 'cosine' });
+const fedadam = (eta: number): Record<string, unknown> => ({ name: 'fedadam', serverLearningRate: eta, tau: 1e-3 });
+const fedavgm = (eta: number): Record<string, unknown> => ({ name: 'fedavgm', serverLearningRate: eta, momentum: 0.9 });
+const sgdFed = (note: string, lr: number, more: Record<string, unknown> = {}, localSteps?: number, momentum = 0): QualityConfig => ({
+  mode: 'federated',
+  overrides: deepMerge({ training: sgdCos(momentum) }, more),
+  note,
+  learningRate: lr,
+  ...(localSteps !== undefined ? { localSteps } : {}),
+});
+
+export const CLIENT_SGD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
+  sgd: { mode: 'federated', overrides: { training: { optimizer: 'sgd' } }, note: `client SGD ${SGD_LR} constant, FedAvg`, learningRate: SGD_LR },
+  'sgd-cos': sgdFed(`client SGD ${SGD_LR} cosine, FedAvg`, SGD_LR),
+  'sgd-cos2': sgdFed('client SGD 0.2 cosine, FedAvg', 0.2),
+  'sgd-k3': sgdFed('client SGD 0.2 cosine, 3 local steps, FedAvg', 0.2, {}, 3),
+  'sgd-m9': sgdFed('client SGD 0.015 momentum 0.9 cosine, FedAvg', 0.015, {}, undefined, 0.9),
+  'sgd-avgm': sgdFed(`client SGD ${SGD_LR} cosine, FedAvgM η 0.3 β 0.9`, SGD_LR, { strategy: fedavgm(0.3) }),
+  'sgd-avgm1': sgdFed('client SGD 0.05 cosine, FedAvgM η 1 β 0.9', 0.05, { strategy: fedavgm(1) }),
+  'sgd-adam': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01 τ 1e-3`, SGD_LR, { strategy: fedadam(0.01) }),
+  'sgd-adam3': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.03 τ 1e-3`, SGD_LR, { strategy: fedadam(0.03) }),
+  'sgd-adam-ffa': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01, FFA-LoRA`, SGD_LR, { strategy: fedadam(0.01), lora: { aggregation: 'ffa' } }),
+  'sgd-prox1': sgdFed(`client SGD ${SGD_LR} cosine, FedProx μ 1`, SGD_LR, { training: { proximalMu: 1 } }),
+  // After run 4 (SGD at 0.1 never left the 67.5% prior, even centralized): 10× and 30× the rate with a 3-round
+  // warm-up, and FedAdam with τ = 1e-6 so that the server normalises every coordinate whatever the client's scale.
+  'sgd-lr1': sgdFed('client SGD 1.0 cosine, 3 warm-up rounds, FedAvg', 1, { training: { warmupRounds: 3 } }),
+  'sgd-lr3': sgdFed('client SGD 3.0 cosine, 3 warm-up rounds, FedAvg', 3, { training: { warmupRounds: 3 } }),
+  'sgd-adam-t6': sgdFed(`client SGD ${SGD_LR} cosine, FedAdam η 0.01 τ 1e-6`, SGD_LR, { strategy: { ...fedadam(0.01), tau: 1e-6 } }),
+  'central-sgd-lr1': {
+    mode: 'centralized',
+    overrides: { training: { ...sgdCos(), warmupRounds: 3 } },
+    note: 'centralized, SGD 1.0 cosine, 3 warm-up rounds',
+    learningRate: 1,
+  },
+  prox1: { mode: 'federated', overrides: { training: { schedule: 'cosine', proximalMu: 1 } }, note: 'FedProx μ 1, AdamW 0.002 cosine' },
+  'central-sgd': { mode: 'centralized', overrides: { training: sgdCos() }, note: `centralized, SGD ${SGD_LR} cosine`, learningRate: SGD_LR },
+  'local-sgd': { mode: 'local', overrides: { training: sgdCos() }, note: `each site alone, SGD ${SGD_LR} cosine`, learningRate: SGD_LR },
+};
+
+/**
+ * The client learning rate and local steps a configuration runs with, when it sets them: its own fields, or
+ * training.learningRate / training.localSteps in its overrides (run 3's entries); the driver's flags otherwise.
+ */
+export function configTraining(c: QualityConfig): { learningRate?: number; localSteps?: number } {
+  const t = (c.overrides.training ?? {}) as { learningRate?: number; localSteps?: number };
+  const learningRate = c.learningRate ?? t.learningRate;
+  const localSteps = c.localSteps ?? t.localSteps;
+  return { ...(learningRate !== undefined ? { learningRate } : {}), ...(localSteps !== undefined ? { localSteps } : {}) };
+}
+
+/** The overrides a cell applies: without training.learningRate/localSteps, which the cell's own values carry. */
+export function cellOverrides(c: QualityConfig): Record<string, unknown> {
+  const { training, ...rest } = c.overrides as { training?: Record<string, unknown> };
+  if (!training) return rest;
+  const { learningRate: _lr, localSteps: _steps, ...t } = training;
+  return { ...rest, training: t };
+}
 
 export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   centralized: { mode: 'centralized', overrides: {}, note: 'all training data at one site, same total steps' },
@@ -68,6 +137,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'dp-eps8': dp(3.5),
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
+  ...CLIENT_SGD_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

@@ -8,8 +8,9 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { SPLITS, type CellResult, type QualityCell, type SplitName } from './quality-cell';
-import { QUALITY_CONFIGS } from './quality-configs';
+import { SPLITS, type CellResult, type QualityCell, type RoundPoint, type SplitName } from './quality-cell';
+import { QUALITY_CONFIGS, configTraining } from './quality-configs';
+import { earlyStoppingPick, STOP_RULES, type StopPick } from './quality-stopping';
 
 export interface CurveSummary {
   /** Best held-out accuracy over rounds ≥ 1, the first round reaching it, the last round's accuracy. */
@@ -56,11 +57,40 @@ export interface ConfigSummary {
   readonly perSiteBest?: number[];
   /** Last round's privacy figure where the configuration records one. */
   readonly epsilon?: Stat;
+  /** Early stopping's pick (patience 5) on validation loss and on validation accuracy (cells with eval.* only). */
+  readonly stop?: Partial<Record<keyof typeof STOP_RULES, StopSummary>>;
+  /**
+   * Federated configurations: the held-out accuracy a run would release (early stopping's pick on validation
+   * loss, else the best seen; mean over seeds) minus each site's local-only best (the split's `local` cells).
+   */
+  readonly vsLocal?: { readonly released: number; readonly margins: number[] };
+}
+
+export interface StopSummary {
+  readonly pickedRound: Stat;
+  readonly accuracy: Stat;
+  /** Best held-out accuracy seen minus the pick's. */
+  readonly gap: Stat;
+  /** Runs (curves) in which patience ran out before the last round, of `of`. */
+  readonly stopped: number;
+  readonly of: number;
+}
+
+function stopSummary(curves: readonly (readonly RoundPoint[])[], rule: keyof typeof STOP_RULES): StopSummary | undefined {
+  const picks = curves.map((c) => earlyStoppingPick(c, STOP_RULES[rule])).filter((p): p is StopPick => p !== undefined);
+  if (picks.length === 0) return undefined;
+  return {
+    pickedRound: stat(picks.map((p) => p.pickedRound)),
+    accuracy: stat(picks.map((p) => p.accuracy)),
+    gap: stat(picks.map((p) => p.gap)),
+    stopped: picks.filter((p) => Number.isFinite(p.stopRound)).length,
+    of: picks.length,
+  };
 }
 
 export function summarise(results: readonly CellResult[]): ConfigSummary[] {
   const keys = [...new Set(results.map((r) => `${r.cell.split}\u0000${r.cell.config}`))];
-  return keys.map((k) => {
+  const out = keys.map((k): ConfigSummary => {
     const [split, config] = k.split('\u0000');
     const rs = results.filter((r) => r.cell.split === split && r.cell.config === config);
     const ok = rs.filter((r) => r.ok && r.curves.length > 0);
@@ -80,8 +110,23 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
       maxDrop: stat(meanOf((s) => s.maxDrop)),
       perSiteBest: nSites > 1 ? Array.from({ length: nSites }, (_, i) => stat(per.map((ss) => ss[i]?.best ?? NaN)).mean) : undefined,
       epsilon: eps.length > 0 ? stat(eps) : undefined,
+      stop: stops(ok.map((r) => r.curves)),
     };
   });
+  return out.map((s) => {
+    const local = out.find((l) => l.split === s.split && QUALITY_CONFIGS[l.config]?.mode === 'local' && l.perSiteBest);
+    if (!local?.perSiteBest || QUALITY_CONFIGS[s.config]?.mode === 'local' || s.seeds === 0) return s;
+    const released = s.stop?.loss?.accuracy.mean ?? s.best.mean;
+    return { ...s, vsLocal: { released, margins: local.perSiteBest.map((b) => released - b) } };
+  });
+}
+
+/** Early stopping's picks over a configuration's cells (every curve: one per federated cell, one per local site). */
+function stops(cells: readonly (readonly RoundPoint[][])[]): ConfigSummary['stop'] {
+  const curves = cells.flat();
+  const loss = stopSummary(curves, 'loss');
+  const accuracy = stopSummary(curves, 'accuracy');
+  return loss || accuracy ? { ...(loss ? { loss } : {}), ...(accuracy ? { accuracy } : {}) } : undefined;
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(1) : '–');
@@ -97,6 +142,26 @@ export function table(summary: readonly ConfigSummary[]): string {
     lines.push(
       `| ${s.split} | ${s.config}${local} | ${s.seeds}${s.failed.length ? ` (+${s.failed.length} failed)` : ''} | ${range(s.best)} | ${s.bestRound.n ? s.bestRound.mean.toFixed(1) : '–'} | ${pct(s.final.mean)} | ${s.maxDrop.n ? (100 * s.maxDrop.max).toFixed(1) : '–'} | ${s.epsilon ? s.epsilon.mean.toFixed(2) : ''} |`,
     );
+  }
+  return lines.join('\n');
+}
+
+/** Early stopping's picks and the comparison with local-only training (rows with validation figures or a local baseline). */
+export function stoppingTable(summary: readonly ConfigSummary[]): string {
+  const pick = (p: StopSummary | undefined): string[] =>
+    p
+      ? [`${p.pickedRound.mean.toFixed(1)} (${p.stopped}/${p.of} stopped)`, pct(p.accuracy.mean), (100 * p.gap.mean).toFixed(1), (100 * p.gap.max).toFixed(1)]
+      : ['–', '–', '–', '–'];
+  const lines = [
+    '| split | configuration | best seen, % | ES val loss: round picked | its accuracy, % | gap to best, points (mean) | (worst) | ES val accuracy: round picked | its accuracy, % | gap (mean) | (worst) | released − local-only best per site, points |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const s of summary) {
+    if (!s.stop && !s.vsLocal) continue;
+    const vs = s.vsLocal
+      ? `${s.vsLocal.margins.map((m) => (100 * m).toFixed(1)).join(' / ')}${s.vsLocal.margins.every((m) => m > 0) ? ' (beats all)' : ''}`
+      : '';
+    lines.push(`| ${s.split} | ${s.config} | ${pct(s.best.mean)} | ${[...pick(s.stop?.loss), ...pick(s.stop?.accuracy)].join(' | ')} | ${vs} |`);
   }
   return lines.join('\n');
 }
@@ -125,10 +190,11 @@ async function main(): Promise<void> {
     .option('--configs <list>', 'configurations (bench/quality-configs.ts)', 'centralized,local,fedavg')
     .option('--rounds <n>', 'rounds', '30')
     .option('--clients <n>', 'sites', '5')
-    .option('--local-steps <n>', 'local steps per round', '10')
+    .option('--local-steps <n>', 'local steps per round (unless the configuration sets its own)', '10')
     .option('--batch-size <n>', 'examples per step', '16')
-    .option('--lr <x>', 'client learning rate', '0.002')
+    .option('--lr <x>', 'client learning rate (unless the configuration sets its own)', '0.002')
     .option('--test-limit <n>', 'held-out e-mails scored each round', '400')
+    .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
     .parse()
@@ -138,6 +204,7 @@ async function main(): Promise<void> {
     if (!(split in SPLITS)) throw new Error(`unknown split ${split}; known: ${Object.keys(SPLITS).join(', ')}`);
     for (const config of o.configs.split(',')) {
       if (!(config in QUALITY_CONFIGS)) throw new Error(`unknown config ${config}; known: ${Object.keys(QUALITY_CONFIGS).join(', ')}`);
+      const own = configTraining(QUALITY_CONFIGS[config]);
       for (const seed of o.seeds.split(',').map(Number)) {
         cells.push({
           split,
@@ -146,10 +213,13 @@ async function main(): Promise<void> {
           config,
           rounds: Number(o.rounds),
           clients: Number(o.clients),
-          localSteps: Number(o.localSteps),
+          // A configuration's own rate and steps win over the flags (bench/quality-configs.ts).
+          localSteps: own.localSteps ?? Number(o.localSteps),
           batchSize: Number(o.batchSize),
-          learningRate: Number(o.lr),
+          learningRate: own.learningRate ?? Number(o.lr),
           testLimit: Number(o.testLimit),
+          // commander's --no-fed-eval sets fedEval to false (a boolean, whatever the record's type says).
+          fedEval: String(o.fedEval) !== 'false',
         });
       }
     }
@@ -166,7 +236,7 @@ async function main(): Promise<void> {
       engine: process.env.FEDTUNE_ENGINE ?? 'off',
     };
     await fs.writeFile(o.out, JSON.stringify({ meta, summary, cells: results }, null, 1));
-    await fs.writeFile(o.out.replace(/\.json$/, '') + '.md', `${table(summary)}\n`);
+    await fs.writeFile(o.out.replace(/\.json$/, '') + '.md', `${table(summary)}\n\n${stoppingTable(summary)}\n`);
   };
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -180,7 +250,7 @@ async function main(): Promise<void> {
   };
   await Promise.all(Array.from({ length: Math.max(1, Number(o.parallel)) }, worker));
   await write();
-  console.log(table(summarise(results)));
+  console.log(`${table(summarise(results))}\n\n${stoppingTable(summarise(results))}`);
 }
 
 if (require.main === module) {

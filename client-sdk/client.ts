@@ -29,6 +29,7 @@ import type { TrainingPlan } from './trainer';
 import { updateToSend } from './lora-update';
 import { planLoraDropout } from './lora-dropout';
 import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
+import { clientOptimizerOf } from '../proto/model/client-optimizer';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
 import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
@@ -247,6 +248,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const c = t.config!;
       const loraAggregation = roundAggregationFromWire(c.lora_aggregation);
       if (!loraAggregation) throw new Error(`the coordinator asks for lora aggregation '${c.lora_aggregation}', which this site does not know`);
+      const optimizer = clientOptimizerOf(c.optimizer, c.momentum);
       const plan: TrainingPlan = {
         round: t.round,
         taskId: t.task_id,
@@ -256,6 +258,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         weightDecay: c.weight_decay,
         maxSeqLen: c.max_seq_len,
         proximalMu: c.proximal_mu,
+        optimizer,
         seed: t.seed,
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
         loraAggregation,

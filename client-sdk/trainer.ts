@@ -2,6 +2,7 @@
 // fedtune's LoRA-on-GPT-2 trainer implements it (client-sdk/sft/lora-trainer.ts); any other model can too.
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
+import type { ClientOptimizer } from '../proto/model/client-optimizer';
 
 export interface TrainingPlan {
   /** Federated round and this client's task in it. */
@@ -18,6 +19,11 @@ export interface TrainingPlan {
    * that cannot honour μ > 0 must refuse the round rather than ignore it.
    */
   readonly proximalMu?: number;
+  /**
+   * The local optimiser (absent: AdamW, restarted each round). A trainer that cannot run the one asked for must
+   * refuse the round rather than train with another (proto/model/client-optimizer.ts).
+   */
+  readonly optimizer?: ClientOptimizer;
   /** Seed for shuffling and dropout, chosen by the coordinator and recorded in the manifest. */
   readonly seed: number;
   /**

@@ -204,6 +204,20 @@ export const schema = {
       env: 'FEDTUNE_TRAINING_MIN_LEARNING_RATE',
       arg: 'training.minLearningRate',
     },
+    optimizer: {
+      doc: "The sites' local optimiser, restarted each round: 'adamw' (Adam, decoupled weight decay) or 'sgd' (plain SGD, with training.momentum).",
+      format: ['adamw', 'sgd'],
+      default: 'adamw',
+      env: 'FEDTUNE_TRAINING_OPTIMIZER',
+      arg: 'training.optimizer',
+    },
+    momentum: {
+      doc: "Heavy-ball momentum of training.optimizer 'sgd' in [0, 1) (0: none); its buffer restarts each round.",
+      format: 'probability',
+      default: 0,
+      env: 'FEDTUNE_TRAINING_MOMENTUM',
+      arg: 'training.momentum',
+    },
   },
   transport: {
     chunkBytes: {

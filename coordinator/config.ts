@@ -13,6 +13,7 @@ import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
 import { loraAggregationOf, loraAggregationProblems } from './lora-aggregation';
+import { clientOptimizerProblems } from './client-training';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -163,6 +164,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
     );
   }
   problems.push(...loraAggregationProblems(cfg));
+  problems.push(...clientOptimizerProblems(cfg.training));
   if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));

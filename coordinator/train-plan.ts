@@ -1,16 +1,16 @@
 // The task a selected site is sent: the round's training plan (steps, batch, the scheduled learning rate,
-// FedProx's μ, the LoRA aggregation mode and dropout), its base version, seed and deadline, and the SecAgg settings when the
+// FedProx's μ, the local optimiser, the LoRA aggregation mode and dropout), its base version, seed and deadline, and the SecAgg settings when the
 // attempt runs under secure aggregation. The manifest records the same plan (clientTraining).
-import type { Checkpoint } from './checkpoints/types';
+import type { Checkpoint, ClientTrainingRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { roundAggregation } from './lora-aggregation';
-import { roundLearningRate } from './lr-schedule';
+import { clientTrainingFor, optimizerWire } from './client-training';
 import type { Task } from './attempt';
 import type { SecAggAttempt } from './secagg-attempt';
 
-/** What a round's sites train with: the scheduled learning rate (lr-schedule.ts), FedProx's μ and LoRA dropout. */
-export function clientTraining(cfg: CoordinatorConfig, round: number): { learningRate: number; proximalMu: number; loraDropout: number } {
-  return { learningRate: roundLearningRate(cfg.training, cfg.rounds.total, round), proximalMu: cfg.training.proximalMu, loraDropout: cfg.lora.dropout };
+/** What a round's sites train with (client-training.ts): the scheduled learning rate, FedProx's μ, LoRA dropout, the optimiser. */
+export function clientTraining(cfg: CoordinatorConfig, round: number): ClientTrainingRecord {
+  return clientTrainingFor(cfg, round);
 }
 
 export interface TrainTaskFields {
@@ -44,6 +44,7 @@ export function trainTask(cfg: CoordinatorConfig, adapterConfig: Record<string, 
       weight_decay: tr.weightDecay,
       max_seq_len: tr.maxSeqLen,
       proximal_mu: plan.proximalMu,
+      ...optimizerWire(plan),
       lora_aggregation: roundAggregation(cfg),
       lora_alpha: typeof adapterConfig.lora_alpha === 'number' ? adapterConfig.lora_alpha : lora.alpha,
       lora_dropout: plan.loraDropout,

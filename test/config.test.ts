@@ -42,6 +42,8 @@ const DEFAULTS: Record<string, unknown> = {
   'training.schedule': 'constant',
   'training.warmupRounds': 0,
   'training.minLearningRate': 0,
+  'training.optimizer': 'adamw',
+  'training.momentum': 0,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
   'transport.uploadIdleTimeoutMs': 30000,
@@ -126,6 +128,8 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'training.schedule': ['cosine', 'cosine'],
   'training.warmupRounds': ['3', 3],
   'training.minLearningRate': ['0.0001', 0.0001],
+  'training.optimizer': ['sgd', 'sgd'],
+  'training.momentum': ['0.9', 0.9],
   'transport.chunkBytes': ['65536', 65536],
   'transport.maxUploadBytes': ['1048576', 1048576],
   'transport.uploadIdleTimeoutMs': ['2500', 2500],
@@ -296,7 +300,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
               ? tlsBase(d.key)
               : d.key === 'earlyStopping.patience'
                 ? { ...base, evaluation: { enabled: true } }
-                : base;
+                : d.key === 'training.momentum'
+                  ? { ...base, training: { optimizer: 'sgd' } }
+                  : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);
@@ -338,6 +344,8 @@ describe('config.ts: loadConfig and describeConfig', () => {
         [{ overrides: { strategy: { serverLearningRate: -1 } } }, 'strategy.serverLearningRate: must be a finite number ≥ 0'],
         [{ overrides: { training: { proximalMu: -0.1 } } }, 'training.proximalMu: must be a finite number ≥ 0'],
         [{ overrides: { training: { schedule: 'linear' } } }, 'training.schedule: must be one of the possible values: ["constant","cosine"]'],
+        [{ overrides: { training: { optimizer: 'lion' } } }, 'training.optimizer: must be one of the possible values: ["adamw","sgd"]'],
+        [{ overrides: { training: { optimizer: 'sgd', momentum: 1 } } }, 'training.momentum: must be a number in [0, 1)'],
         [{ overrides: { lora: { alpha: 0 } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { alpha: Infinity } } }, 'lora.alpha: must be a finite number > 0'],
         [{ overrides: { lora: { dropout: 1 } } }, 'lora.dropout: must be a number in [0, 1): value was 1'],
@@ -385,6 +393,10 @@ describe('config.ts: loadConfig and describeConfig', () => {
         `transport.chunkBytes (${MAX_CHUNK_BYTES + 1}) must stay below gRPC's 4 MiB message limit (max ${MAX_CHUNK_BYTES})`,
       );
       expect(loadConfig({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES } } }).transport.chunkBytes).to.equal(MAX_CHUNK_BYTES);
+      expect(configError({ overrides: { training: { momentum: 0.9 } } }).message).to.contain(
+        "training.momentum (0.9) applies to training.optimizer 'sgd' only (training.optimizer is 'adamw')",
+      );
+      expect(loadConfig({ overrides: { training: { optimizer: 'sgd', momentum: 0.9 } } }).training.momentum).to.equal(0.9);
       expect(configError({ overrides: { training: { learningRate: 0.01, minLearningRate: 0.02 } } }).message).to.contain(
         'training.minLearningRate (0.02) must not exceed training.learningRate (0.01)',
       );

@@ -1,9 +1,10 @@
 // GPU test script for the WebGPU engine (`npm run test:gpu`; needs a WebGPU adapter, so it is not part of the
 // CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
-// FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), and a 200-step run against the tfjs trainer. Prints
+// FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
+// against the tfjs trainer), and a 200-step run against the tfjs trainer. Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -23,6 +24,8 @@ import type { EnginePath } from '../client-sdk/engine/program';
 import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
 import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
+import { sgd } from '../client-sdk/engine/optimizer';
+import { STEP } from '../client-sdk/engine/loss';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
@@ -317,6 +320,61 @@ async function proximalRun(ed: EngineDevice, paths: EnginePath[]): Promise<void>
   model.dispose();
 }
 
+/**
+ * Client SGD on the engine: the update kernel alone against tfjs's ops (sft/local-optimizer.ts) on random values,
+ * with momentum, decay, clip and FedProx's term; then 30 steps of SGD with momentum 0.9 (and FedProx) against the
+ * tfjs trainer's run (f32: the adapters within 2% of the distance they moved; every path: mean loss within 1%).
+ */
+async function sgdRun(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
+  const n = 3000;
+  const rng = new Prng(31);
+  const vals = (scale: number): Float32Array => Float32Array.from({ length: n }, () => (rng.nextFloat() - 0.5) * scale);
+  const [theta, grad, buf, anchor] = [vals(1), vals(0.1), vals(0.1), vals(1)];
+  const [lr, decay, momentum, mu, maxNorm, norm] = [0.05, Math.fround(1 - 0.05 * 0.01), 0.9, 0.5, 0.3, 1.7];
+  const step = new Float32Array(8);
+  [step[STEP.lr], step[STEP.decay], step[STEP.clip], step[STEP.mu]] = [lr, decay, maxNorm, mu];
+  const got = await runKernel(ed, sgd(n, momentum, true, true), { step, grad, theta, adamM: buf, anchor, norm: Float32Array.of(norm) }, 'theta', n);
+  const want = tf.tidy(() => {
+    // tfjs: clip scale, FedProx's gradient, decoupled decay, b = m·b + g, θ − lr·b (the trainer's op order).
+    const th = tf.tensor1d(theta);
+    const g = tf.add(tf.mul(tf.tensor1d(grad), Math.min(1, maxNorm / (norm + 1e-6))), tf.mul(tf.sub(th, tf.tensor1d(anchor)), mu));
+    const b = tf.add(tf.mul(tf.tensor1d(buf), momentum), g);
+    return tf.sub(tf.mul(th, decay), tf.mul(b, lr)).dataSync() as Float32Array;
+  });
+  check('sgd kernel (momentum, decay, clip, FedProx) vs tfjs ops', relErr(got, want) < 1e-6, `rel err ${relErr(got, want).toExponential(2)}`);
+
+  const { model } = await loadGpt2Dir(MODEL_DIR);
+  const train = synthTask(model.config.vocabSize, 128, 29, 12, 12);
+  const adapter = initLoraAdapter(model.config, LORA, 1).map((t) => ({ ...t, data: t.data.map((x, i) => (x === 0 ? 0.01 * ((i % 5) - 2) : x)) }));
+  const plan = {
+    round: 1,
+    taskId: 'sgd',
+    localSteps: 30,
+    batchSize: 8,
+    learningRate: 0.05,
+    weightDecay: 0,
+    maxSeqLen: 32,
+    seed: 4,
+    proximalMu: 0.5,
+    optimizer: { name: 'sgd' as const, momentum: 0.9 },
+  };
+  const dist = (a: readonly NamedTensor[], b: readonly NamedTensor[]): number =>
+    Math.sqrt(a.reduce((s, t, k) => s + t.data.reduce((u, x, i) => u + (x - b[k].data[i]) ** 2, 0), 0));
+  const ref = await new LoraSftTrainer({ model, lora: LORA, train }).train(adapter, plan);
+  for (const p of paths) {
+    const t = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
+    const out = await t.train(adapter, plan);
+    const [a, b] = [out.metrics.train_loss, ref.metrics.train_loss];
+    check(`sgd 30 steps ${p}: mean train loss vs tfjs trainer`, Math.abs(a - b) / b < 0.01, `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)}`);
+    if (p === 'f32') {
+      const gap = dist(out.adapter, ref.adapter) / dist(ref.adapter, adapter);
+      check(`sgd ${p}: same adapter as the tfjs trainer's`, gap < 0.02, `difference ${(100 * gap).toFixed(3)}% of the distance moved`);
+    }
+    await t.dispose();
+  }
+  model.dispose();
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const backend = await selectBackend({ force: (process.env.FEDTUNE_TEST_TFJS as 'wasm' | 'cpu' | undefined) ?? 'wasm' });
@@ -335,17 +393,19 @@ async function main(): Promise<void> {
       return false;
     }
   });
-  if (!args.includes('--only-fallback')) await attentionTests(ed, check);
-  if (!args.includes('--only-attention') && !args.includes('--only-fallback')) {
+  if (args.includes('--only-sgd')) await sgdRun(ed, paths);
+  else if (!args.includes('--only-fallback')) await attentionTests(ed, check);
+  if (!args.includes('--only-attention') && !args.includes('--only-fallback') && !args.includes('--only-sgd')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
     await progressRun(ed, paths, check);
+    await sgdRun(ed, paths);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
-  if (!args.includes('--only-attention')) await fallbackTests(check);
+  if (!args.includes('--only-attention') && !args.includes('--only-sgd')) await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -1,7 +1,12 @@
 // The learning-quality benchmark's arithmetic (bench/quality.ts): best accuracy, its round, the final figure and
-// the largest round-to-round drop after round 6, as bench/QUALITY.md reports them.
-import { summariseCurve, summarise } from '../bench/quality';
+// the largest round-to-round drop after round 6, as bench/QUALITY.md reports them; early stopping's pick replayed
+// on validation figures (bench/quality-stopping.ts) and the comparison with local-only sites; every configuration
+// is one the coordinator accepts.
+import { summariseCurve, summarise, stoppingTable } from '../bench/quality';
 import type { CellResult, QualityCell } from '../bench/quality-cell';
+import { earlyStoppingPick, STOP_RULES } from '../bench/quality-stopping';
+import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
+import { loadConfig } from '../coordinator/config';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -48,5 +53,81 @@ describe('quality benchmark summary', () => {
     expect(s.best.mean).to.be.closeTo(0.725, 1e-12);
     expect(s.best.min).to.be.closeTo(0.7, 1e-12);
     expect(s.best.max).to.be.closeTo(0.75, 1e-12);
+  });
+
+  // Validation loss falls to its best at round 3 and not below it for five rounds: patience runs out at round 8,
+  // so round 3's version is released, although held-out accuracy peaks later (round 10, after the stop).
+  //              r1    r2    r3    r4    r5    r6    r7    r8    r9    r10
+  const vloss = [1.0, 0.8, 0.7, 0.75, 0.72, 0.7, 0.73, 0.74, 0.6, 0.5];
+  const vacc = [0.5, 0.6, 0.7, 0.72, 0.71, 0.7, 0.69, 0.68, 0.67, 0.66];
+  const held = [0.6, 0.7, 0.8, 0.79, 0.81, 0.8, 0.8, 0.8, 0.82, 0.86];
+  const evalCurve = [
+    { round: 0, accuracy: 0.675, loss: 9, extra: {} },
+    ...held.map((accuracy, i) => ({ round: i + 1, accuracy, loss: 0, extra: { 'eval.loss': vloss[i], 'eval.accuracy': vacc[i] } })),
+  ];
+
+  it('replays early stopping (patience 5) on validation loss and on validation accuracy: the pick, its accuracy, the gap', () => {
+    const byLoss = earlyStoppingPick(evalCurve, STOP_RULES.loss)!;
+    // An equal value (0.7 at round 6) is not an improvement.
+    expect(byLoss).to.deep.include({ pickedRound: 3, accuracy: 0.8, stopRound: 8 });
+    expect(byLoss.gap).to.be.closeTo(0.06, 1e-12);
+    const byAcc = earlyStoppingPick(evalCurve, STOP_RULES.accuracy)!;
+    expect(byAcc).to.deep.include({ pickedRound: 4, accuracy: 0.79, stopRound: 9 });
+    expect(byAcc.gap).to.be.closeTo(0.07, 1e-12);
+    // Never stopping: the best version of the whole run, stopRound NaN.
+    const rising = earlyStoppingPick(
+      curve([0.1, 0.2, 0.3]).map((p) => ({ ...p, extra: { 'eval.accuracy': p.accuracy } })),
+      STOP_RULES.accuracy,
+    )!;
+    expect(rising.pickedRound).to.equal(2);
+    expect(rising.stopRound).to.be.NaN;
+    expect(rising.gap).to.equal(0);
+    // No validation figures: no pick.
+    expect(earlyStoppingPick(curve([0.1, 0.2]), STOP_RULES.loss)).to.equal(undefined);
+  });
+
+  it('summarises the picks per configuration and compares the released accuracy with each local-only site', () => {
+    const cell = (config: string, seed: number): QualityCell => ({
+      split: 'groups',
+      seed,
+      splitSeed: 7,
+      config,
+      rounds: 10,
+      clients: 2,
+      localSteps: 1,
+      batchSize: 1,
+      learningRate: 1,
+      testLimit: 1,
+    });
+    const results: CellResult[] = [
+      { cell: cell('sgd-adam', 1), ok: true, curves: [evalCurve], backend: 'cpu', seconds: 0 },
+      { cell: cell('local', 1), ok: true, curves: [curve([0, 0.675, 0.7]), curve([0, 0.325, 0.81])], backend: 'cpu', seconds: 0 },
+    ];
+    const [fed, local] = summarise(results);
+    expect(fed.stop!.loss!.accuracy.mean).to.equal(0.8);
+    expect(fed.stop!.loss!.stopped).to.equal(1);
+    expect(fed.stop!.accuracy!.pickedRound.mean).to.equal(4);
+    // Released (the validation-loss pick, 0.8) against the sites' local bests 0.7 and 0.81.
+    expect(fed.vsLocal!.released).to.equal(0.8);
+    expect(fed.vsLocal!.margins[0]).to.be.closeTo(0.1, 1e-12);
+    expect(fed.vsLocal!.margins[1]).to.be.closeTo(-0.01, 1e-12);
+    expect(local.vsLocal).to.equal(undefined);
+    const t = stoppingTable([fed, local]);
+    expect(t).to.contain('| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 / -1.0 |');
+  });
+
+  it('every configuration is one the coordinator accepts, with its own rate and steps where it sets them', () => {
+    for (const [name, c] of Object.entries(QUALITY_CONFIGS)) {
+      const own = configTraining(c);
+      const cfg = loadConfig({ overrides: deepMerge({ training: { learningRate: own.learningRate ?? 0.002 } }, cellOverrides(c)) });
+      expect(cfg.training.learningRate, name).to.equal(own.learningRate ?? 0.002);
+    }
+    // A rate and steps given as fields or inside the overrides (run 3's entries) reach the cell the same way.
+    expect(configTraining(QUALITY_CONFIGS['sgd-k3'])).to.deep.equal({ learningRate: 0.2, localSteps: 3 });
+    expect(configTraining(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ learningRate: 0.004, localSteps: 3 });
+    expect(cellOverrides(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ training: { schedule: 'cosine' } });
+    expect(configTraining(QUALITY_CONFIGS.fedavg)).to.deep.equal({});
+    expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-avgm1'].overrides }).strategy).to.deep.include({ name: 'fedavgm', serverLearningRate: 1 });
+    expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-m9'].overrides }).training).to.deep.include({ optimizer: 'sgd', momentum: 0.9, schedule: 'cosine' });
   });
 });

@@ -12,6 +12,7 @@ import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor } from '../../proto/tensors';
 import { toHalfBits } from './half';
 import { shareKernels } from './dedupe';
+import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 
 export interface EngineOptions {
   readonly config: Gpt2Config;
@@ -27,6 +28,8 @@ export interface EngineOptions {
   /** FedProx: build the update with the proximal gradient (setAdapter keeps the anchor; StepInput.proximalMu). */
   readonly proximal?: boolean;
   readonly adam?: { readonly beta1: number; readonly beta2: number; readonly eps: number };
+  /** The update rule (absent: AdamW); SGD's momentum buffer lives in adamM, zeroed by setAdapter. */
+  readonly optimizer?: ClientOptimizer;
 }
 
 export interface StepInput {
@@ -80,6 +83,7 @@ export class LoraEngine {
       clip: o.maxGradNorm !== undefined,
       proximal: o.proximal === true,
       adam,
+      optimizer: o.optimizer,
       workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
     });
     let bytes = 0;

@@ -112,3 +112,46 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
   return { label: 'adamw', code, bindings, grid: [ceilDiv(n, 256), 1, 1] };
 }
+
+/**
+ * SGD over the flat adapter (the tfjs trainer's rule, sft/local-optimizer.ts): clip and FedProx's term as in
+ * adamW, decoupled decay, then with momentum m > 0 the buffer b ← m·b + g (in 'adamM', which setAdapter zeroes
+ * each round) and theta ← theta − lr·b; with m = 0, theta ← theta − lr·g and no buffer is bound. m is a constant of
+ * the kernel text, like Adam's betas.
+ */
+export function sgd(n: number, momentum: number, clip: boolean, proximal = false): Kernel {
+  if (!(momentum >= 0 && momentum < 1)) throw new Error(`bad SGD momentum ${momentum}: must be a number in [0, 1)`);
+  const bindings: Binding[] = [
+    { buffer: 'step', type: 'u32', write: false },
+    { buffer: 'grad', type: 'f32', write: false },
+    { buffer: 'theta', type: 'f32', write: true },
+  ];
+  if (momentum > 0) bindings.push({ buffer: 'adamM', type: 'f32', write: true });
+  if (clip) bindings.push({ buffer: 'norm', type: 'f32', write: false });
+  if (proximal) bindings.push({ buffer: 'anchor', type: 'f32', write: false });
+  const code = `${header(bindings)}
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x;
+  if (i >= ${u32(n)}) { return; }
+  let lr = bitcast<f32>(step[${STEP.lr}]);
+  let decay = bitcast<f32>(step[${STEP.decay}]);
+  var g = grad[i];
+  ${clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : ''}${
+    proximal
+      ? `
+  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);`
+      : ''
+  }
+  let th = theta[i] * decay;${
+    momentum > 0
+      ? `
+  let b = ${f32(momentum)} * adamM[i] + g;
+  adamM[i] = b;
+  theta[i] = th - lr * b;`
+      : `
+  theta[i] = th - lr * g;`
+  }
+}`;
+  return { label: 'sgd', code, bindings, grid: [ceilDiv(n, 256), 1, 1] };
+}

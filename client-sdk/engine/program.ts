@@ -11,7 +11,8 @@ import type { LayerLayout, ModelLayout, ProjLayout } from './layout';
 import { crossEntropy, lossMean } from './loss';
 import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
 import { tcMatmul } from './matmul-tc';
-import { adamW, gradNorm, reduceSplitK, NORM_CHUNK } from './optimizer';
+import { adamW, gradNorm, reduceSplitK, sgd, NORM_CHUNK } from './optimizer';
+import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
 
 /** f32: everything f32, register-tiled. f16: f16 weights/activations, register-tiled. tc: f16 on subgroup matrices. */
@@ -29,6 +30,8 @@ export interface ProgramOptions {
   /** FedProx: the update adds μ·(theta − anchor) to the gradient (an 'anchor' buffer holds the global adapter). */
   readonly proximal?: boolean;
   readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
+  /** The update rule (absent or 'adamw': the AdamW kernel, as before the choice existed; 'sgd': optimizer.ts's sgd). */
+  readonly optimizer?: ClientOptimizer;
   /** The device's maxComputeWorkgroupStorageSize (picks the attention backward's tile; default WebGPU's 16 KiB). */
   readonly workgroupBytes?: number;
 }
@@ -255,7 +258,7 @@ export function buildProgram(o: ProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   if (o.clip) kernels.push(...gradNorm(nP));
-  kernels.push(adamW(nP, o.adam, !!o.clip, !!o.proximal));
+  kernels.push(o.optimizer?.name === 'sgd' ? sgd(nP, o.optimizer.momentum, !!o.clip, !!o.proximal) : adamW(nP, o.adam, !!o.clip, !!o.proximal));
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });

@@ -5,6 +5,7 @@
 // FFA-LoRA (plan.loraAggregation 'ffa'): lora_A is written back after every step, so it ends bit-identical.
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
+// plan.optimizer 'sgd' swaps the AdamW kernel for optimizer.ts's SGD one (sft/local-optimizer.ts's rule).
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
@@ -23,6 +24,7 @@ import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
 import type { EnginePath } from './program';
 import { describeFault, ENGINE_FAULT_ENV, GpuFailure, oneLine, parseEngineFault, type EngineFault, type GpuFailureKind } from './gpu-failure';
+import { ADAMW, type ClientOptimizer } from '../../proto/model/client-optimizer';
 
 export interface EngineTrainerOptions extends LoraSftTrainerOptions {
   readonly device: EngineDevice;
@@ -84,8 +86,9 @@ export class EngineSftTrainer implements Trainer {
     return this.opts.device;
   }
 
-  private async engineFor(batch: number, seq: number, adapter: TensorList, proximal: boolean): Promise<LoraEngine> {
-    const key = `${batch}x${seq}${proximal ? '+prox' : ''}`;
+  private async engineFor(batch: number, seq: number, adapter: TensorList, proximal: boolean, optimizer: ClientOptimizer): Promise<LoraEngine> {
+    // The update kernel is built for one optimiser (SGD's momentum is a constant of its text).
+    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}`;
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
@@ -100,6 +103,7 @@ export class EngineSftTrainer implements Trainer {
       loraScale: loraScaling(lora),
       maxGradNorm: this.opts.maxGradNorm,
       proximal,
+      optimizer,
     });
     this.engine = { key, e };
     return e;
@@ -212,7 +216,7 @@ export class EngineSftTrainer implements Trainer {
     const T = Math.min(model.config.nPositions, Math.ceil(maxLen / 8) * 8);
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
-    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0);
+    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW);
     const compile = await this.orLost(engine.compileErrors(), signal);
     if (compile.length > 0) throw new GpuFailure('validation', this.backend, `engine pipelines: ${compile[0]}`);
     const flat = new Float32Array(engine.layout.adapterSize);

@@ -1,7 +1,8 @@
 // Supervised fine-tuning of LoRA adapters on a frozen GPT-2: the Trainer that a federated client runs each round.
-// Loss: mean cross-entropy over completion tokens only. Optimiser: Adam (AdamW-style decoupled weight decay when
-// plan.weightDecay > 0) on LoRA A and B (B only under FFA-LoRA, plan.loraAggregation 'ffa'), created fresh each
-// round (optimiser state is not federated). With plan.proximalMu > 0, FedProx's proximal gradient pulls the
+// Loss: mean cross-entropy over completion tokens only. Optimiser (plan.optimizer, local-optimizer.ts): Adam by
+// default, or SGD with optional momentum (AdamW-style decoupled weight decay when plan.weightDecay > 0), on LoRA A
+// and B (B only under FFA-LoRA, plan.loraAggregation 'ffa'), created fresh each round (optimiser state is not
+// federated). With plan.proximalMu > 0, FedProx's proximal gradient pulls the
 // adapter towards the round's global one (proximal.ts).
 // Everything random (shuffling, dropout) derives from plan.seed, so a round is reproducible from the manifest.
 import * as tf from '@tensorflow/tfjs-core';
@@ -20,6 +21,7 @@ import { FlatAdapter } from './flat-adapter';
 import { isTrainable } from '../../proto/model/lora-aggregation';
 import { pairLogProbs } from './logprobs';
 import { proximalMu, withProximalGradient } from './proximal';
+import { createLocalOptimizer } from './local-optimizer';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
@@ -99,7 +101,7 @@ export class LoraSftTrainer implements Trainer {
   }
 
   /**
-   * Runs plan.localSteps Adam steps of plan.batchSize examples from `global` (not modified). numExamples is the
+   * Runs plan.localSteps optimiser steps of plan.batchSize examples from `global` (not modified). numExamples is the
    * size of the local training set, FedAvg's n_k (McMahan et al. 2017): with equal local steps everywhere, a
    * site's weight follows how much data it holds, not how much of it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
@@ -127,9 +129,7 @@ export class LoraSftTrainer implements Trainer {
     // FedProx's anchor: the global adapter this round started from (a copy; theta changes).
     const anchor = mu > 0 ? tf.tidy(() => tf.keep(params.theta.clone())) : null;
     const scaling = loraScaling(lora);
-    // epsilon 1e-8 as in PyTorch (tfjs defaults to 1e-7).
-    const optimizer = tf.train.adam(plan.learningRate, 0.9, 0.999, 1e-8);
-    const decay = plan.weightDecay > 0 ? 1 - plan.learningRate * plan.weightDecay : 1;
+    const optimizer = createLocalOptimizer(plan.optimizer, plan.learningRate, plan.weightDecay);
     const seen = new Set<number>();
     // The loss is summed on the device and read once at the end: no GPU→CPU sync per step.
     let lossSum: tf.Scalar = tf.scalar(0);
@@ -155,9 +155,7 @@ export class LoraSftTrainer implements Trainer {
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
           const full = vars.map((v) => ({ name: v.name, tensor: withProximalGradient(grads[v.name] as tf.Tensor1D, v, anchor, mu) }));
-          // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
-          if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
-          optimizer.applyGradients(full);
+          optimizer.apply(vars, full);
           if (onStep) reports.push(stepReport(tf.keep(value.clone()), step + 1, plan.localSteps, onStep));
           return tf.add(lossSum, value) as tf.Scalar;
         });

@@ -43,9 +43,9 @@ export interface Manifest {
   readonly serverOptimizer?: Readonly<Record<string, number>>;
   /**
    * What the round's sites were told to train with: its scheduled learning rate, FedProx μ and LoRA dropout
-   * (rounds ≥ 1; loraDropout absent in runs from before the task plan carried it).
+   * (rounds ≥ 1), and the local optimiser (absent in older runs, which all trained with AdamW) with SGD's momentum.
    */
-  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number; readonly loraDropout?: number };
+  readonly clientTraining?: ClientTrainingRecord;
   /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
   readonly evaluation?: FederatedEvaluationRecord;
   /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */
@@ -57,6 +57,18 @@ export interface Manifest {
 }
 
 /** One stretch of rounds with the same sampling rate and effective noise multiplier (the accountant's input). */
+/** Manifest.clientTraining: the task plan's training settings that can change a site's update. */
+export interface ClientTrainingRecord {
+  readonly learningRate: number;
+  readonly proximalMu: number;
+  /** LoRA dropout (absent in runs from before the task plan carried it). */
+  readonly loraDropout?: number;
+  /** 'adamw' or 'sgd' (proto/model/client-optimizer.ts); absent in runs from before the choice existed. */
+  readonly optimizer?: string;
+  /** SGD's momentum (present with optimizer 'sgd'). */
+  readonly momentum?: number;
+}
+
 export interface PrivacySegment {
   readonly samplingRate: number;
   readonly noiseMultiplier: number;

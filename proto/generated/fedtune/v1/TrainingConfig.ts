@@ -10,6 +10,8 @@ export interface TrainingConfig {
   'proximal_mu'?: (number | string);
   'lora_aggregation'?: (string);
   'lora_alpha'?: (number | string);
+  'optimizer'?: (string);
+  'momentum'?: (number | string);
   'lora_dropout'?: (number | string);
   'lora_dropout_stated'?: (boolean);
 }
@@ -23,6 +25,8 @@ export interface TrainingConfig__Output {
   'proximal_mu': (number);
   'lora_aggregation': (string);
   'lora_alpha': (number);
+  'optimizer': (string);
+  'momentum': (number);
   'lora_dropout': (number);
   'lora_dropout_stated': (boolean);
 }
