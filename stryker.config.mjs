@@ -29,7 +29,13 @@ export const GROUPS = {
   sealed: {
     // The coordinator's opener and spool records, and the client's sealed sender.
     mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts', 'client-sdk/sealed-sender.ts'],
-    spec: ['dist/test/door-sealed.test.js', 'dist/test/trust-upload.test.js', 'dist/test/rejections.test.js'],
+    spec: [
+      'dist/test/sealed-upload.test.js',
+      'dist/test/sealed-spool-sender.test.js',
+      'dist/test/door-sealed.test.js',
+      'dist/test/trust-upload.test.js',
+      'dist/test/rejections.test.js',
+    ],
   },
   checkpoints: {
     mutate: ['coordinator/checkpoints/fs-store.ts', 'coordinator/checkpoints/atomic-fs.ts', 'proto/durable-file.ts'],
