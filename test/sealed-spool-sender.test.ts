@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
-import { SealedUploadOpener, uploadBinding, type CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
+import { SealedUploadOpener, uploadBinding, uploadSignedFields, type CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
+import { DOMAINS, sign } from '../proto/crypto/signing';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { SPOOL_RECORD_MAGIC, encodeSpoolHead, reopenSpoolRecord, spoolChunkPrefix, type SpoolHeadFields } from '../coordinator/sealed-update';
 import { sealDelta, sealMasked, sendSealed, type SealContext, type SealedFrames } from '../client-sdk/sealed-sender';
@@ -186,15 +187,36 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
     const tampered = Buffer.from(record);
     tampered[record.length - 1] ^= 1;
     expect(reopen(tampered)).to.throw('sealed chunk 2 fails authentication');
+    const lastPrefixEnd = record.length - 48;
+    expect(reopen(record.subarray(0, lastPrefixEnd))).to.throw('spool record ends inside chunk 2 of 3');
     // Exactly the record's own length: one byte short of a whole record is not enough for the head.
     expect(reopen(record.subarray(0, m + 4 + record.readUInt32BE(m) - 1))).to.throw(SyntaxError);
+  });
+});
+
+describe('spool records: what a reload checks beyond the chunks', () => {
+  it('refuses a record whose site signed another ciphertext hash, though every chunk authenticates', () => {
+    const f = sealDelta(CTX, TASK, delta(), 12);
+    const env = { ...f.sealed.envelope, ciphertext_sha256: Buffer.alloc(32, 0x5a) };
+    env.signature = sign(DOMAINS.upload, uploadSignedFields(uploadBinding('run-1', 'client-9', TASK, 12), f.header.header!.tensors!, env), site.secretKey);
+    const { record } = spoolRecord({ header: { header: { ...f.header.header, sealed: env } }, sealed: { ...f.sealed, envelope: env } }, 1);
+    expect(() => reopenSpoolRecord(record, COORDINATOR, 1 << 20)).to.throw('ciphertext SHA-256 does not match the signed header');
+  });
+
+  it('keeps non-finite values as sealed: finiteness is the strategy’s check on reload as on a live upload (upload.ts)', () => {
+    const d = delta();
+    d[1].data[3] = Number.NaN;
+    d[0].data[0] = Number.POSITIVE_INFINITY;
+    const u = reopenSpoolRecord(spoolRecord(sealDelta(CTX, TASK, d, 12), 1).record, COORDINATOR, 1 << 20);
+    expect(Number.isNaN(u.delta![1].data[3])).to.equal(true);
+    expect(u.delta![0].data[0]).to.equal(Number.POSITIVE_INFINITY);
   });
 });
 
 describe('sendSealed, against the real coordinator over gRPC', function () {
   this.timeout(60_000);
 
-  it('streams a header, seven chunks and the trailer to acceptance (twice: a resumed upload), and rejects with the coordinator’s refusal', async () => {
+  it('streams a header, the chunks and the trailer to acceptance (a resumed upload too; 58 frames wait for drain), and rejects with the coordinator’s refusal', async () => {
     const h = await startCoordinator(await tempDir('sealed-sender'));
     const round = await twoSitesInRound(h);
     try {
@@ -216,6 +238,16 @@ describe('sendSealed, against the real coordinator over gRPC', function () {
       await sendSealed(c, f);
       // Sent again: the same sealed frames are a resumed upload, answered without error.
       await sendSealed(c, f);
+      // 1-byte chunks: 58 frames, more than the call's write buffer holds, so the sender waits for 'drain'.
+      const b = round.b;
+      const fb = sealDelta(
+        { ...ctx, token: b.session_token, clientId: b.client_id, identitySecretKey: b.identity.secretKey, chunkBytes: 1 },
+        round.taskB,
+        smallAdapter(0.5),
+        10,
+      );
+      expect(fb.sealed.chunks.length).to.equal(56);
+      await sendSealed(c, fb);
     } finally {
       await round.close();
     }

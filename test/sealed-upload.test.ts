@@ -111,6 +111,8 @@ describe('sealed uploads (unit, real crypto)', () => {
 
   it('expectedChunkCount: none for no bytes, otherwise the bytes over the chunk size rounded up', () => {
     expect([expectedChunkCount(0, 64), expectedChunkCount(1, 64), expectedChunkCount(64, 64), expectedChunkCount(65, 64)]).to.deep.equal([0, 1, 1, 2]);
+    // An empty header may leave chunk_bytes unset (0): still no chunks, not NaN.
+    expect(expectedChunkCount(0, 0)).to.equal(0);
   });
 
   it('seals chunk i under nonce(prefix, i, last) with the upload AAD; the envelope names the ciphertext and is signed', () => {
@@ -286,8 +288,40 @@ describe('sealed uploads (unit, real crypto)', () => {
     expect(at([c0, c1], resealed(2, false)).message).to.equal(
       'sealed chunk 2 is marked not final, but the header declares 3 chunks: the stream was truncated or spliced',
     );
+    // A chunk sealed for an index beyond the declared count is not "moved": it fails authentication.
+    plain.push(Buffer.alloc(8, 1));
+    expect(at([c0], resealed(3, false)).message).to.equal('sealed chunk 1 fails authentication: it was tampered with or not sealed for this upload');
+    // Authentication is the opener's one test: a sealed empty plaintext (a bare tag) opens at its position.
+    plain[1] = Buffer.alloc(0);
+    const bare = resealed(1, false);
+    expect(bare.length).to.equal(16);
+    const ob = opener(e, header);
+    ob.open(c0);
+    expect(ob.open(bare).length).to.equal(0);
     const o = opener(e, header);
     o.open(c0);
     expect(refusal(() => o.finish())).to.deep.equal({ code: 'DATA_LOSS', message: 'sealed stream truncated: 1 of 3 chunks arrived' });
+    // The trailer check finishes first: a truncated stream is refused as truncated whatever its trailer.
+    expect(refusal(() => o.checkTrailer(sealed.envelope.ciphertext_sha256 as Uint8Array)).message).to.equal('sealed stream truncated: 1 of 3 chunks arrived');
+  });
+
+  it('explains a moved chunk only among the first 4096 positions (the search is bounded)', () => {
+    const header: TensorHeader = {
+      protocol_version: PROTOCOL_VERSION,
+      tensors: [{ name: 'x', dtype: 'UINT32', shape: [1025] }],
+      total_bytes: 4100,
+      chunk_bytes: 1,
+    };
+    const plain = Array.from({ length: 4100 }, (_, i) => Buffer.from([i & 0xff]));
+    const sealed = sealUpload({ binding: BINDING, tensors: header, plaintextChunks: plain, coordinator: COORDINATOR, identitySecretKey: site.secretKey });
+    const e = envelopeOut(sealed.envelope);
+    expect(refusal(() => opener(e, header).open(sealed.chunks[4095])).message).to.equal(
+      'sealed chunk 4095 arrived at position 0: chunks were reordered or dropped',
+    );
+    for (const j of [4096, 4099]) {
+      expect(refusal(() => opener(e, header).open(sealed.chunks[j])).message).to.equal(
+        'sealed chunk 0 fails authentication: it was tampered with or not sealed for this upload',
+      );
+    }
   });
 });
