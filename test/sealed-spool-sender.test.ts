@@ -155,7 +155,9 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
     const { head, record } = spoolRecord(f, 4242);
     expect(record.subarray(0, SPOOL_RECORD_MAGIC.length).toString()).to.equal('fedtune.spool/2\n');
     const metaLen = record.readUInt32BE(SPOOL_RECORD_MAGIC.length);
-    expect(JSON.parse(record.subarray(SPOOL_RECORD_MAGIC.length + 4, SPOOL_RECORD_MAGIC.length + 4 + metaLen).toString()).seed).to.equal(4242);
+    expect((JSON.parse(record.subarray(SPOOL_RECORD_MAGIC.length + 4, SPOOL_RECORD_MAGIC.length + 4 + metaLen).toString()) as { seed: number }).seed).to.equal(
+      4242,
+    );
     expect(spoolChunkPrefix(Buffer.alloc(0x0102)).toString('hex')).to.equal('00000102');
     const u = reopenSpoolRecord(record, COORDINATOR, 1 << 20);
     expect(u.binding).to.deep.equal(head.binding);
