@@ -38,15 +38,11 @@ export const GROUPS = {
     ],
   },
   checkpoints: {
-    // The commit (write order, .tmp directory, atomic pointer), the store's recovery on open and the pointer
-    // check, and the crash-safe write primitives; line ranges keep a run near 15 minutes on the shared box.
-    // (The whole of fs-store.ts with test/recover.test.ts, which runs the fedtune command, is 416 mutants.)
-    mutate: [
-      'coordinator/checkpoints/fs-store.ts:170-246',
-      'coordinator/checkpoints/fs-store.ts:343-385',
-      'coordinator/checkpoints/fs-store.ts:427-447',
-      'proto/durable-file.ts',
-    ],
+    // The commit (write order, .tmp directory, atomic pointer), the pointer check, and the crash-safe write
+    // primitives; line ranges keep a run near 20 minutes on the shared box. (The whole of fs-store.ts with
+    // test/recover.test.ts, which runs the fedtune command, is 416 mutants; recover() and the reads are not
+    // in this group yet.)
+    mutate: ['coordinator/checkpoints/fs-store.ts:343-385', 'coordinator/checkpoints/fs-store.ts:427-447', 'proto/durable-file.ts'],
     spec: ['dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js'],
   },
   secagg: {
