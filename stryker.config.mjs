@@ -37,6 +37,13 @@ export const GROUPS = {
       'dist/test/rejections.test.js',
     ],
   },
+  // The same files against the unit tests alone (test/sealed-upload.test.ts, sealed-spool-sender.test.ts): a few
+  // minutes instead of half an hour, since the gRPC files start a coordinator for every mutant they reach. Every
+  // mutant it kills, the full group kills too (more tests can only kill more).
+  'sealed-unit': {
+    mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts', 'client-sdk/sealed-sender.ts'],
+    spec: ['dist/test/sealed-upload.test.js', 'dist/test/sealed-spool-sender.test.js'],
+  },
   checkpoints: {
     // The commit (write order, .tmp directory, atomic pointer), the pointer check, and the crash-safe write
     // primitives; line ranges keep a run near 20 minutes on the shared box. (The whole of fs-store.ts with
