@@ -32,17 +32,23 @@ export const GROUPS = {
     spec: [
       'dist/test/sealed-upload.test.js',
       'dist/test/sealed-spool-sender.test.js',
+      'dist/test/sealed-sender-grpc.test.js',
       'dist/test/door-sealed.test.js',
       'dist/test/trust-upload.test.js',
       'dist/test/rejections.test.js',
     ],
   },
-  // The same files against the unit tests alone (test/sealed-upload.test.ts, sealed-spool-sender.test.ts): a few
-  // minutes instead of half an hour, since the gRPC files start a coordinator for every mutant they reach. Every
-  // mutant it kills, the full group kills too (more tests can only kill more).
+  // The same files against the unit tests alone (test/sealed-upload.test.ts, sealed-spool-sender.test.ts), all
+  // but sendSealed: minutes instead of half an hour, since the gRPC files start a coordinator for every mutant
+  // they reach. Every mutant it kills, the full group kills too (more tests can only kill more).
   'sealed-unit': {
-    mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts', 'client-sdk/sealed-sender.ts'],
+    mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts', 'client-sdk/sealed-sender.ts:1-65'],
     spec: ['dist/test/sealed-upload.test.js', 'dist/test/sealed-spool-sender.test.js'],
+  },
+  // sendSealed alone, against the real coordinator (test/sealed-sender-grpc.test.ts).
+  'sealed-sender': {
+    mutate: ['client-sdk/sealed-sender.ts:66-97'],
+    spec: ['dist/test/sealed-sender-grpc.test.js'],
   },
   checkpoints: {
     // The commit (write order, .tmp directory, atomic pointer), the pointer check, and the crash-safe write

@@ -1,20 +1,18 @@
 // The two ends of a sealed upload beyond the opener (test/sealed-upload.test.ts): the coordinator's spool record
 // (encodeSpoolHead / spoolChunkPrefix written, reopenSpoolRecord read back exactly as strictly as a live upload),
-// and the client's sealed sender (sealDelta, sealMasked, sendSealed), with real crypto; sendSealed against the
-// real coordinator over loopback gRPC.
+// and the client's sealed frames (sealDelta, sealMasked), with real crypto. sendSealed against the real
+// coordinator: test/sealed-sender-grpc.test.ts.
 import { createHash } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import { SealedUploadOpener, uploadBinding, uploadSignedFields, type CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { DOMAINS, sign } from '../proto/crypto/signing';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { SPOOL_RECORD_MAGIC, encodeSpoolHead, reopenSpoolRecord, spoolChunkPrefix, type SpoolHeadFields } from '../coordinator/sealed-update';
-import { sealDelta, sealMasked, sendSealed, type SealContext, type SealedFrames } from '../client-sdk/sealed-sender';
+import { sealDelta, sealMasked, type SealContext, type SealedFrames } from '../client-sdk/sealed-sender';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../proto/generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader, TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { NamedTensor } from '../proto/tensors';
-import { refusal, smallAdapter, startCoordinator, tempDir, twoSitesInRound } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const box = nacl.box.keyPair.fromSecretKey(createHash('sha256').update('spool test coordinator').digest());
@@ -212,46 +210,5 @@ describe('spool records: what a reload checks beyond the chunks', () => {
     const u = reopenSpoolRecord(spoolRecord(sealDelta(CTX, TASK, d, 12), 1).record, COORDINATOR, 1 << 20);
     expect(Number.isNaN(u.delta![1].data[3])).to.equal(true);
     expect(u.delta![0].data[0]).to.equal(Number.POSITIVE_INFINITY);
-  });
-});
-
-describe('sendSealed, against the real coordinator over gRPC', function () {
-  this.timeout(60_000);
-
-  it('streams a header, the chunks and the trailer to acceptance (a resumed upload too; 58 frames wait for drain), and rejects with the coordinator’s refusal', async () => {
-    const h = await startCoordinator(await tempDir('sealed-sender'));
-    const round = await twoSitesInRound(h);
-    try {
-      const { c, a, taskA } = round;
-      const ctx: SealContext = {
-        token: a.session_token,
-        runId: a.run_id,
-        clientId: a.client_id,
-        coordinator: a.coordinator,
-        identitySecretKey: a.identity.secretKey,
-        chunkBytes: 8,
-      };
-      // A refusal: another site's session token on a's task (the coordinator answers at the header).
-      const err = await refusal(sendSealed(c, sealDelta({ ...ctx, token: round.b.session_token }, taskA, smallAdapter(0.5), 10)));
-      expect(status[err.code]).to.equal('PERMISSION_DENIED');
-      // Accepted: 56 bytes in 8-byte chunks (seven chunk frames).
-      const f = sealDelta(ctx, taskA, smallAdapter(0.5), 10);
-      expect(f.sealed.chunks.length).to.equal(7);
-      await sendSealed(c, f);
-      // Sent again: the same sealed frames are a resumed upload, answered without error.
-      await sendSealed(c, f);
-      // 1-byte chunks: 58 frames, more than the call's write buffer holds, so the sender waits for 'drain'.
-      const b = round.b;
-      const fb = sealDelta(
-        { ...ctx, token: b.session_token, clientId: b.client_id, identitySecretKey: b.identity.secretKey, chunkBytes: 1 },
-        round.taskB,
-        smallAdapter(0.5),
-        10,
-      );
-      expect(fb.sealed.chunks.length).to.equal(56);
-      await sendSealed(c, fb);
-    } finally {
-      await round.close();
-    }
   });
 });
