@@ -141,6 +141,8 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
     });
     expect(f.sealed.chunks.map((c) => c.length - 16)).to.deep.equal([64, 64, 20]);
     expect(openFrames(f, 0).equals(Buffer.from(y.buffer))).to.equal(true);
+    // A whole number of chunks: no empty chunk after the last.
+    expect(sealMasked(CTX, TASK, new Uint32Array(32)).sealed.chunks.map((c) => c.length - 16)).to.deep.equal([64, 64]);
   });
 
   it('refuses to seal a layout the coordinator would refuse (checked before sending)', () => {
@@ -189,6 +191,7 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
     expect(reopen(tampered)).to.throw('sealed chunk 2 fails authentication');
     const lastPrefixEnd = record.length - 48;
     expect(reopen(record.subarray(0, lastPrefixEnd))).to.throw('spool record ends inside chunk 2 of 3');
+    expect(reopen(record.subarray(0, record.length - 3))).to.throw('spool record ends inside chunk 2 of 3');
     // Exactly the record's own length: one byte short of a whole record is not enough for the head.
     expect(reopen(record.subarray(0, m + 4 + record.readUInt32BE(m) - 1))).to.throw(SyntaxError);
   });

@@ -179,6 +179,7 @@ describe('sealed uploads (unit, real crypto)', () => {
     const b64 = { ...e, ephemeral_public_key: bytes(e.ephemeral_public_key).toString('base64') };
     expect(uploadSignedFields(BINDING, header, b64)[19]).to.deep.equal(bytes(e.ephemeral_public_key));
     expect(uploadSignedFields(BINDING, {}, {}).slice(9)).to.deep.equal([0, 0, 0, '', new Uint8Array(0), new Uint8Array(0), 0, new Uint8Array(0)]);
+    expect(uploadSignedFields(BINDING, { tensors: [{}] }, {}).slice(9, 15)).to.deep.equal([0, 0, 1, '', '', '']);
   });
 
   it('opens each chunk at its position, then finish and the trailer check pass', () => {
@@ -239,6 +240,11 @@ describe('sealed uploads (unit, real crypto)', () => {
     ]) {
       expect(refusal(() => opener({ ...e, ...bad }, header))).to.deep.equal({ code: 'INVALID_ARGUMENT', message: sizes });
     }
+    expect(refusal(() => opener({ ...e, ephemeral_public_key: Buffer.alloc(32) }, header))).to.deep.equal({
+      code: 'INVALID_ARGUMENT',
+      message:
+        "the sealed envelope's ephemeral key is a low-order point: every secret agreed with it is all-zero, so anyone could open what is sealed under it",
+    });
     expect(refusal(() => opener(e, header, { ...BINDING, numExamples: 13 }))).to.deep.equal({
       code: 'UNAUTHENTICATED',
       message: 'upload signature does not verify with the enrolled key of site-9: the header was altered or signed by another key',
