@@ -56,7 +56,7 @@ export const GROUPS = {
     // test/recover.test.ts, which runs the fedtune command, is 416 mutants; recover() and the reads are not
     // in this group yet.)
     mutate: ['coordinator/checkpoints/fs-store.ts:343-385', 'coordinator/checkpoints/fs-store.ts:427-447', 'proto/durable-file.ts'],
-    spec: ['dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js'],
+    spec: ['dist/test/durable-file.test.js', 'dist/test/checkpoint-commit.test.js', 'dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js'],
   },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
