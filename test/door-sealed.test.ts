@@ -1,7 +1,7 @@
 // Sealed uploads at the door, over real gRPC: an ephemeral key of low order (all-zero, whose chunk key is a
 // public constant anyone could compute) or non-canonical (bit 255 set: the same point under another name) is
 // refused although the upload is otherwise perfect and signed by its site; a trailer whose SHA-256 is not the
-// ciphertext's is refused with DATA_LOSS. Nothing is persisted and the round still commits.
+// ciphertext's, or a signed header naming another ciphertext, is refused with DATA_LOSS. Nothing is persisted and the round still commits.
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { status } from '@grpc/grpc-js';
@@ -31,7 +31,7 @@ import {
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** An upload sealed under `key` and announcing `ephemeral` as its key, correctly signed by its site. */
-function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Array, key: Uint8Array): UploadFrame[] {
+function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Array, key: Uint8Array, signedHash?: Uint8Array): UploadFrame[] {
   const delta = smallAdapter(0.01);
   const tensors = tensorHeader(delta);
   const binding = {
@@ -56,6 +56,7 @@ function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Arr
     hash.update(out);
     return out;
   });
+  const received = hash.digest();
   const envelope: SealedEnvelope = {
     run_id: binding.runId,
     client_id: binding.clientId,
@@ -65,7 +66,7 @@ function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Arr
     ephemeral_public_key: ephemeral,
     nonce_prefix: prefix,
     chunk_count: chunks.length,
-    ciphertext_sha256: hash.digest(),
+    ciphertext_sha256: signedHash ?? received,
   };
   envelope.signature = sign(DOMAINS.upload, uploadSignedFields(binding, tensors, envelope), who.identity.secretKey);
   return [
@@ -82,7 +83,7 @@ function sealedWith(who: JoinedRaw, task: TrainTask__Output, ephemeral: Uint8Arr
       },
     },
     ...chunks.map((chunk) => ({ chunk })),
-    { trailer: { chunk_count: chunks.length, sha256: envelope.ciphertext_sha256 } },
+    { trailer: { chunk_count: chunks.length, sha256: received } },
   ];
 }
 
@@ -150,6 +151,18 @@ describe('the door: sealed upload keys and the trailer hash (over gRPC)', functi
       () => upload(c, [...f.slice(0, last), { trailer: { chunk_count: f[last].trailer!.chunk_count } }]),
       status.DATA_LOSS,
       'trailer SHA-256 (0 bytes) does not match',
+    );
+  });
+
+  it('refuses chunks that all authenticate when the site signed another ciphertext hash, with DATA_LOSS', async () => {
+    const eph = nacl.box.keyPair();
+    const key = nacl.box.before(a.coordinator.boxPublicKey, eph.secretKey);
+    // The trailer names the ciphertext that arrives; the signed header names other bytes.
+    await expectRefused(
+      h.runDir,
+      () => upload(c, sealedWith(a, taskA, eph.publicKey, key, Buffer.alloc(32, 0x5a))),
+      status.DATA_LOSS,
+      'ciphertext SHA-256 does not match the signed header',
     );
   });
 
