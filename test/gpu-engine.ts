@@ -1,9 +1,10 @@
 // GPU test script for the WebGPU engine (`npm run test:gpu`; needs a WebGPU adapter, so it is not part of the
 // CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
-// FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), and a 200-step run against the tfjs trainer. Prints
+// FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), a 200-step run against the tfjs trainer, and the same
+// checks for the Llama family (gpu-engine-llama.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention] [--only-llama] [--skip-llama]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -25,6 +26,7 @@ import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
+import { llamaEngineTests } from './gpu-engine-llama';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -333,14 +335,17 @@ async function main(): Promise<void> {
       return false;
     }
   });
-  await attentionTests(ed, check);
-  if (!args.includes('--only-attention')) {
+  const onlyLlama = args.includes('--only-llama');
+  if (!onlyLlama) await attentionTests(ed, check);
+  if (!args.includes('--only-attention') && !onlyLlama) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
+  if (!args.includes('--only-attention') && !args.includes('--skip-llama'))
+    await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -9,7 +9,9 @@
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
-import type { Gpt2Model } from '../model/gpt2';
+import type { CausalLm } from '../model/load';
+import { isLlamaConfig } from '../../proto/model/model-config';
+import { llamaEngineRefusal } from './program-llama';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { isTrainable } from '../../proto/model/lora-aggregation';
@@ -21,7 +23,7 @@ import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
 import type { EnginePath } from './program';
 
-export interface EngineTrainerOptions extends LoraSftTrainerOptions {
+export interface EngineTrainerOptions extends LoraSftTrainerOptions<CausalLm> {
   readonly device: EngineDevice;
   readonly path: EnginePath;
   /** Optional global-norm gradient clipping (off in the tfjs trainer, so off by default). */
@@ -41,6 +43,8 @@ export class EngineSftTrainer implements Trainer {
     validateLoraConfig(opts.lora);
     if (opts.lora.dropout > 0) throw new Error('the WebGPU engine has no LoRA dropout; use the tfjs trainer for dropout > 0');
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
+    const why = engineModelRefusal(opts.model);
+    if (why) throw new Error(`the WebGPU engine cannot train this model: ${why}`);
   }
 
   /** The engine of the last round (for benchmarks: dispatches, CPU time, bytes). */
@@ -172,11 +176,26 @@ export class EngineSftTrainer implements Trainer {
   }
 }
 
+/**
+ * Why the engine cannot train this model, or undefined when it can: GPT-2, and the Llama family (llama, qwen2,
+ * mistral) except a sliding window shorter than the training window (the attention kernels are full-causal).
+ * Every other Llama config field the tfjs model implements (rope_theta and rope_scaling, GQA, head_dim, biases,
+ * tied or untied head) the engine implements too.
+ */
+export function engineModelRefusal(model: CausalLm): string | undefined {
+  const cfg = model.config;
+  if (!isLlamaConfig(cfg)) return undefined;
+  const why = llamaEngineRefusal(cfg, cfg.nPositions);
+  return why ? `${cfg.modelType}: ${why}` : undefined;
+}
+
 /** An engine trainer when the GPU and config allow one; otherwise the reason it cannot be used. */
 export async function createEngineTrainer(
-  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number },
+  opts: LoraSftTrainerOptions<CausalLm> & { path?: EnginePath; maxGradNorm?: number },
 ): Promise<EngineSftTrainer | { error: string }> {
   if (opts.lora.dropout > 0) return { error: 'LoRA dropout > 0 is not implemented in the engine' };
+  const why = engineModelRefusal(opts.model);
+  if (why) return { error: why };
   const dev = await openEngineDevice();
   if ('error' in dev) return dev;
   const path = choosePath(dev.caps, opts.path);

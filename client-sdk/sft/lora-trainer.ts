@@ -12,7 +12,7 @@ import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
-import { Gpt2Model } from '../model/gpt2';
+import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
@@ -25,10 +25,7 @@ import type { SftExample } from './types';
 import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
-/**
- * The tfjs trainer runs either family (LoraSftTrainerOptions<CausalLm>); the default type argument stays GPT-2
- * because the WebGPU engine (client-sdk/engine), which extends these options, implements GPT-2 only.
- */
+/** The options of a trainer on either family (the tfjs trainer and the WebGPU engine both take LoraSftTrainerOptions<CausalLm>). */
 export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
   readonly model: M;
   readonly lora: LoraConfig;
@@ -228,11 +225,9 @@ export async function trainerForModel(
     const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
-    // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
-    const t =
-      model instanceof Gpt2Model
-        ? await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path })
-        : { error: `the engine runs GPT-2 only, not ${model.config.modelType}` };
+    // The engine runs GPT-2 and the Llama family; a config it cannot serve (createEngineTrainer says which field)
+    // trains on tfjs ('auto') or is refused (a named path).
+    const t = await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path });
     if (!('error' in t)) return { trainer: t, backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
