@@ -151,9 +151,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
     });
-    kernels.push(
-      rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l + 1), weight: Ly.postNorm, y: 'lnM', yOff: l * N * D, stats: (2 * l + 1) * N }),
-    );
+    kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l + 1), weight: Ly.postNorm, y: 'lnM', yOff: l * N * D, stats: (2 * l + 1) * N }));
     const m = opnd('lnM', l * N * D, act);
     linearFwd(pr['mlp.gate_proj'], m, { out: { buffer: 'gpre', offset: l * N * F, ld: F, mode: 'store' } });
     linearFwd(pr['mlp.up_proj'], m, {
@@ -215,9 +213,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     // gate and up both read the post-attention norm's output: their dx add up in dln (f32).
     linearBwd(pr['mlp.up_proj'], opnd('dup', 0, act), opnd('dup', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store' } });
     linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
-    kernels.push(
-      rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }),
-    );
+    kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }));
     linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
     kernels.push(...attentionBackward(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));

@@ -25,11 +25,7 @@ fn sigm(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }`;
 /** Epilogue lines: v (the up projection's value) becomes silu(gate)·v. */
 export function swigluLines(s: SwigluFwd, N: number): string[] {
   const i = `m * ${u32(N)} + n`;
-  return [
-    `{ let g = ${s.gate.buffer}[${u32(s.gate.offset)} + ${i}];`,
-    `  ${s.up.buffer}[${u32(s.up.offset)} + ${i}] = v;`,
-    `  v = g * sigm(g) * v; }`,
-  ];
+  return [`{ let g = ${s.gate.buffer}[${u32(s.gate.offset)} + ${i}];`, `  ${s.up.buffer}[${u32(s.up.offset)} + ${i}] = v;`, `  v = g * sigm(g) * v; }`];
 }
 
 /** Epilogue lines: v (dh) becomes d(gate) = dh·up·silu'(gate); d(up) = dh·silu(gate) is stored aside. */
