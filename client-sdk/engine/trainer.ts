@@ -43,8 +43,6 @@ export class EngineSftTrainer implements Trainer {
     validateLoraConfig(opts.lora);
     if (opts.lora.dropout > 0) throw new Error('the WebGPU engine has no LoRA dropout; use the tfjs trainer for dropout > 0');
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
-    const why = engineModelRefusal(opts.model);
-    if (why) throw new Error(`the WebGPU engine cannot train this model: ${why}`);
   }
 
   /** The engine of the last round (for benchmarks: dispatches, CPU time, bytes). */
@@ -61,6 +59,8 @@ export class EngineSftTrainer implements Trainer {
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
+    const why = engineModelRefusal(model);
+    if (why) throw new Error(`the WebGPU engine cannot train this model: ${why}`);
     const weights = await model.namedWeights();
     const e = new LoraEngine(device, {
       config: model.config,
