@@ -1,10 +1,14 @@
 // Throughput of the WebGPU engine (client-sdk/engine) on the same cases and objective as lora-throughput.ts and
-// torch_lora_reference.py: next-token loss on every position but the first, LoRA r=16 on c_attn, c_proj, c_fc,
-// Adam. Prints one JSON object with tokens/s, dispatches per step, CPU ms per step and the engine's GPU bytes
-// (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's max_memory_allocated).
-//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small] [--batches 8,32] [--steps 20]
+// torch_lora_reference.py: next-token loss on every position but the first, LoRA r=16 on c_attn, c_proj, c_fc
+// (GPT-2) or on all seven Llama projections, Adam. Prints one JSON object with tokens/s, dispatches per step, CPU
+// ms per step and the engine's GPU bytes (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's
+// max_memory_allocated).
+//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m] [--batches 8,32] [--steps 20]
 import { Gpt2Model } from '../client-sdk/model/gpt2';
-import { loadGpt2Dir } from '../client-sdk/model/load';
+import { LlamaModel } from '../client-sdk/model/llama';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import { parseLlamaConfig } from '../proto/model/llama-config';
+import { loadGpt2Dir, loadModelDir, type CausalLm } from '../client-sdk/model/load';
 import { randomGpt2Weights } from '../client-sdk/model/init';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
@@ -18,7 +22,8 @@ import * as path from 'node:path';
 
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-const MODELS: Record<string, { name: string; seq: number; load: () => Promise<Gpt2Model> }> = {
+const LLAMA_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; load: () => Promise<CausalLm> }> = {
   demo: { name: 'demo (1.9M, 4×128)', seq: 128, load: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
   'gpt2-small': {
     name: 'GPT-2 small (124M, 12×768)',
@@ -26,6 +31,33 @@ const MODELS: Record<string, { name: string; seq: number; load: () => Promise<Gp
     load: async () => {
       const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
       return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
+    },
+  },
+  'llama-demo': {
+    name: 'Llama demo base (examples/llama-base, 4×128, GQA 4:2)',
+    seq: 128,
+    lora: LLAMA_LORA,
+    load: async () => (await loadModelDir(path.resolve(__dirname, '..', '..', 'examples', 'llama-base'))).model,
+  },
+  // The issue's ~125M Llama shape, as bench/lora-throughput.ts's llama-125m: GQA 12:4, SwiGLU 2048, untied 32k vocabulary.
+  'llama-125m': {
+    name: 'Llama (125M, 12×768, GQA 12:4)',
+    seq: 256,
+    lora: LLAMA_LORA,
+    load: async () => {
+      const cfg = parseLlamaConfig({
+        model_type: 'llama',
+        vocab_size: 32000,
+        hidden_size: 768,
+        intermediate_size: 2048,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_key_value_heads: 4,
+        max_position_embeddings: 2048,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
+      });
+      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
     },
   },
 };
@@ -51,8 +83,9 @@ async function main(): Promise<void> {
             prompt: [rng.nextInt(V)],
             completion: Array.from({ length: m.seq - 1 }, () => rng.nextInt(V)),
           }));
-          const trainer = new EngineSftTrainer({ model, lora: LORA, train, device: ed, path: p });
-          const adapter = initLoraAdapter(model.config, LORA, 1);
+          const lora = m.lora ?? LORA;
+          const trainer = new EngineSftTrainer({ model, lora, train, device: ed, path: p });
+          const adapter = initLoraAdapter(model.config, lora, 1);
           const plan = { round: 1, taskId: 'bench', localSteps: 3, batchSize: batch, learningRate: 1e-4, weightDecay: 0, maxSeqLen: m.seq, seed: 1 };
           await trainer.train(adapter, plan); // warm-up: pipelines, buffers
           const e = trainer.current;

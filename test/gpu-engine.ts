@@ -2,9 +2,10 @@
 // CI suite). Checks the matmul kernels against a CPU product, one full training step (loss and every adapter
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
-// against the tfjs trainer), and a 200-step run against the tfjs trainer. Prints
+// against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
+// (gpu-engine-llama.ts), and GPU failures with the fallback after them (gpu-fallback.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-llama] [--skip-llama]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -30,6 +31,7 @@ import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
 import { fallbackTests } from './gpu-fallback';
+import { llamaEngineTests } from './gpu-engine-llama';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -393,9 +395,11 @@ async function main(): Promise<void> {
       return false;
     }
   });
-  if (args.includes('--only-sgd')) await sgdRun(ed, paths);
-  else if (!args.includes('--only-fallback')) await attentionTests(ed, check);
-  if (!args.includes('--only-attention') && !args.includes('--only-fallback') && !args.includes('--only-sgd')) {
+  const onlyLlama = args.includes('--only-llama');
+  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-llama'] as const).find((a) => args.includes(a));
+  if (only === '--only-sgd') await sgdRun(ed, paths);
+  else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
+  if (only === undefined) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
@@ -404,8 +408,10 @@ async function main(): Promise<void> {
     await sgdRun(ed, paths);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
+  if ((only === undefined || onlyLlama) && !args.includes('--skip-llama'))
+    await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
-  if (!args.includes('--only-attention') && !args.includes('--only-sgd')) await fallbackTests(check);
+  if (only === undefined || only === '--only-fallback') await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

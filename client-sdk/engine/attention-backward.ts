@@ -7,7 +7,7 @@
 // the result is deterministic without atomics. Rows are padded by one word so the 8 rows a warp reads at once fall
 // in different banks.
 import { header, f32, u32, ceilDiv, type Binding, type Kernel } from './kernel';
-import type { AttnShape } from './attention';
+import { attnDims, type AttnShape } from './attention';
 
 /** Threads that share one row of S; each takes every LANES-th column of it, and of the output row it owns. */
 const LANES = 8;
@@ -23,8 +23,10 @@ export function attnBwdTile(hd: number, workgroupBytes: number): number {
 }
 
 function consts(s: AttnShape, bt: number): string {
-  const hd = s.D / s.H;
-  return `const T = ${u32(s.T)}; const H = ${u32(s.H)}; const D = ${u32(s.D)}; const HD = ${u32(hd)}; const D3 = ${u32(3 * s.D)};
+  const { hd, qw, kw, qkvw, group } = attnDims(s);
+  // D: ctx row width (the q block's); D3: qkv row width; KW: the k (and v) block's; G: query heads per kv head.
+  return `const T = ${u32(s.T)}; const H = ${u32(s.H)}; const D = ${u32(qw)}; const HD = ${u32(hd)}; const D3 = ${u32(qkvw)};
+const KW = ${u32(kw)}; const G = ${u32(group)};
 const HDP = ${u32(hd + 1)}; const BT = ${u32(bt)}; const BTP = ${u32(bt + 1)}; const LANES = ${u32(LANES)};
 const NC = ${u32(bt / LANES)}; const PER = ${u32(Math.ceil(hd / LANES))}; const THREADS = ${u32(bt * LANES)};
 const SCALE = ${f32(s.scale)};`;
@@ -60,7 +62,7 @@ function dqKernel(s: AttnShape, io: { qkv: number; ctx: number; lse: number }, w
     { buffer: 'delta', type: 'f32', write: true },
     { buffer: 'dqkv', type: s.act, write: true },
   ];
-  const hd = s.D / s.H;
+  const { hd } = attnDims(s);
   const BT = attnBwdTile(hd, workgroupBytes);
   const THREADS = BT * LANES;
   const per = Math.ceil(hd / LANES);
@@ -78,6 +80,7 @@ var<workgroup> rowd: array<f32, ${BT}>;
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let b = wg.z; let h = wg.y; let i0 = wg.x * BT;
   let base = ${u32(io.qkv)} + b * T * D3 + h * HD;
+  let kbase = ${u32(io.qkv)} + b * T * D3 + D + (h / G) * HD;
   let r = li / LANES; let lane = li % LANES;
   // Q (scaled), dO and this thread's share of delta.
   var pd = 0.0;
@@ -108,7 +111,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var e = li; e < BT * HD; e += THREADS) {
       let j = j0 + e / HD; let c = e % HD;
       var kv = 0.0; var vv = 0.0;
-      if (j < T) { kv = qkv[base + j * D3 + D + c]; vv = qkv[base + j * D3 + 2u * D + c]; }
+      if (j < T) { kv = qkv[kbase + j * D3 + c]; vv = qkv[kbase + j * D3 + KW + c]; }
       ks[(e / HD) * HDP + c] = kv; vs[(e / HD) * HDP + c] = vv;
     }
     workgroupBarrier();
@@ -150,7 +153,7 @@ function dkvKernel(s: AttnShape, io: { qkv: number; lse: number }, workgroupByte
     { buffer: 'delta', type: 'f32', write: false },
     { buffer: 'dqkv', type: s.act, write: true },
   ];
-  const hd = s.D / s.H;
+  const { hd, kv } = attnDims(s);
   const BT = attnBwdTile(hd, workgroupBytes);
   const THREADS = BT * LANES;
   const per = Math.ceil(hd / LANES);
@@ -166,17 +169,21 @@ var<workgroup> rowl: array<f32, ${BT}>;
 var<workgroup> rowd: array<f32, ${BT}>;
 @compute @workgroup_size(${THREADS}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let b = wg.z; let h = wg.y; let j0 = wg.x * BT;
-  let base = ${u32(io.qkv)} + b * T * D3 + h * HD;
+  // wg.y is the kv head; its G query heads are summed in a fixed order (GQA: dk, dv of a shared kv head).
+  let b = wg.z; let kh = wg.y; let j0 = wg.x * BT;
+  let kbase = ${u32(io.qkv)} + b * T * D3 + D + kh * HD;
   let r = li / LANES; let lane = li % LANES;
   for (var e = li; e < BT * HD; e += THREADS) {
     let j = j0 + e / HD; let c = e % HD;
     var kv = 0.0; var vv = 0.0;
-    if (j < T) { kv = qkv[base + j * D3 + D + c]; vv = qkv[base + j * D3 + 2u * D + c]; }
+    if (j < T) { kv = qkv[kbase + j * D3 + c]; vv = qkv[kbase + j * D3 + KW + c]; }
     ks[(e / HD) * HDP + c] = kv; vs[(e / HD) * HDP + c] = vv;
   }
   var dk = array<f32, ${per}>();
   var dv = array<f32, ${per}>();
+  for (var g = 0u; g < G; g++) {
+  let h = kh * G + g;
+  let base = ${u32(io.qkv)} + b * T * D3 + h * HD;
   for (var i0 = j0; i0 < T; i0 += BT) {
     workgroupBarrier();
     for (var e = li; e < BT * HD; e += THREADS) {
@@ -212,20 +219,22 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       }
     }
   }
+  workgroupBarrier();
+  }
   let j = j0 + r;
   if (j < T) {
-    let o = (b * T + j) * D3 + h * HD;
+    let o = (b * T + j) * D3 + D + kh * HD;
     for (var m = 0u; m < PER; m++) {
       let e = lane + LANES * m;
-      if (e < HD) { dqkv[o + D + e] = ${s.act}(dk[m]); dqkv[o + 2u * D + e] = ${s.act}(dv[m]); }
+      if (e < HD) { dqkv[o + e] = ${s.act}(dk[m]); dqkv[o + KW + e] = ${s.act}(dv[m]); }
     }
   }
 }`;
-  return { label: 'attn.bwd.dkv', code, bindings, grid: [ceilDiv(s.T, BT), s.H, s.B] };
+  return { label: 'attn.bwd.dkv', code, bindings, grid: [ceilDiv(s.T, BT), kv, s.B] };
 }
 
 /** The two backward kernels in dispatch order (dq also writes delta, which dk/dv reads). */
 export function attentionBackward(s: AttnShape, io: { qkv: number; ctx: number; lse: number }, workgroupBytes = 16384): Kernel[] {
-  if (s.D % s.H !== 0) throw new Error(`attention: D ${s.D} is not a multiple of H ${s.H}`);
+  if (s.headDim === undefined && s.D % s.H !== 0) throw new Error(`attention: D ${s.D} is not a multiple of H ${s.H}`);
   return [dqKernel(s, io, workgroupBytes), dkvKernel(s, io, workgroupBytes)];
 }

@@ -14,13 +14,32 @@ export interface AttnShape {
   readonly scale: number;
   /** Element type of ctx / dctx / dqkv (the activation type of the path). */
   readonly act: 'f32' | 'f16';
+  /**
+   * Grouped-query attention (Llama family): key/value heads (default H), query head h reading kv head ⌊h / (H/kv)⌋
+   * as HF's repeat_kv does, and the head dimension (default D/H). qkv rows are then [q (H·hd) | k (kv·hd) | v
+   * (kv·hd)] and ctx rows H·hd wide; D is unused. GPT-2's shape (kv = H, hd = D/H) gives the same layout as before.
+   */
+  readonly kvHeads?: number;
+  readonly headDim?: number;
+}
+
+/** Widths of one qkv row and its parts, for either family. */
+export function attnDims(s: AttnShape): { hd: number; kv: number; group: number; qw: number; kw: number; qkvw: number } {
+  const hd = s.headDim ?? s.D / s.H;
+  const kv = s.kvHeads ?? s.H;
+  if (!Number.isInteger(hd) || hd <= 0) throw new Error(`attention: head dim ${hd}`);
+  if (!Number.isInteger(kv) || kv <= 0 || s.H % kv !== 0) throw new Error(`attention: ${s.H} heads are not a multiple of ${kv} kv heads`);
+  return { hd, kv, group: s.H / kv, qw: s.H * hd, kw: kv * hd, qkvw: s.H * hd + 2 * kv * hd };
 }
 
 const ROWS = 64;
 const TILE = 32;
 
 function consts(s: AttnShape): string {
-  return `const T = ${u32(s.T)}; const H = ${u32(s.H)}; const D = ${u32(s.D)}; const HD = ${u32(s.D / s.H)}; const D3 = ${u32(3 * s.D)};
+  const d = attnDims(s);
+  // D: ctx row width (= the q block's); D3: qkv row width; KW: the k (and v) block's; G: query heads per kv head.
+  return `const T = ${u32(s.T)}; const H = ${u32(s.H)}; const D = ${u32(d.qw)}; const HD = ${u32(d.hd)}; const D3 = ${u32(d.qkvw)};
+const KW = ${u32(d.kw)}; const G = ${u32(d.group)};
 const SCALE = ${f32(s.scale)};`;
 }
 
@@ -31,7 +50,7 @@ export function attentionForward(s: AttnShape, io: { qkv: number; ctx: number; l
     { buffer: 'ctx', type: s.act, write: true },
     { buffer: 'lse', type: 'f32', write: true },
   ];
-  const hd = s.D / s.H;
+  const { hd } = attnDims(s);
   const code = `${header(bindings)}
 ${consts(s)}
 var<workgroup> ks: array<f32, ${TILE * hd}>;
@@ -40,6 +59,7 @@ var<workgroup> vs: array<f32, ${TILE * hd}>;
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let b = wg.z; let h = wg.y; let i = wg.x * ${u32(ROWS)} + li;
   let base = ${u32(io.qkv)} + b * T * D3 + h * HD;
+  let kbase = ${u32(io.qkv)} + b * T * D3 + D + (h / G) * HD;
   var q: array<f32, ${hd}>;
   var acc: array<f32, ${hd}>;
   if (i < T) { for (var d = 0u; d < HD; d++) { q[d] = qkv[base + i * D3 + d] * SCALE; } }
@@ -50,7 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var e = li; e < ${u32(TILE * hd)}; e += ${u32(ROWS)}) {
       let j = j0 + e / HD;
       var kv = 0.0; var vv = 0.0;
-      if (j < T) { kv = qkv[base + j * D3 + D + e % HD]; vv = qkv[base + j * D3 + 2u * D + e % HD]; }
+      if (j < T) { kv = qkv[kbase + j * D3 + e % HD]; vv = qkv[kbase + j * D3 + KW + e % HD]; }
       ks[e] = kv; vs[e] = vv;
     }
     workgroupBarrier();

@@ -4,6 +4,11 @@
 // and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
 // asked (the loss is also summed on the GPU for the round).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
+import type { LlamaConfig } from '../../proto/model/llama-config';
+import { isLlamaConfig } from '../../proto/model/model-config';
+import { ropeTables } from '../model/rope';
+import { llamaLayout, packLlamaWeights, type LlamaModelLayout } from './layout-llama';
+import { buildLlamaProgram } from './program-llama';
 import type { EngineDevice } from './device';
 import type { Kernel } from './kernel';
 import { modelLayout, packWeights, type ModelLayout } from './layout';
@@ -15,8 +20,9 @@ import { shareKernels } from './dedupe';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 
 export interface EngineOptions {
-  readonly config: Gpt2Config;
-  /** Base weights with HF names, no `transformer.` prefix (Gpt2Model.namedWeights()). */
+  /** GPT-2 or a Llama-family model (program.ts or program-llama.ts builds the step). */
+  readonly config: Gpt2Config | LlamaConfig;
+  /** Base weights with HF names (Gpt2Model.namedWeights(), LlamaModel.namedWeights()). */
   readonly weights: readonly NamedTensor[];
   /** The adapter's layout (canonical, sorted); its values are loaded with setAdapter. */
   readonly adapter: readonly NamedTensor[];
@@ -48,7 +54,7 @@ const BYTES = { f32: 4, f16: 2, u32: 4 } as const;
 
 export class LoraEngine {
   readonly program: Program;
-  readonly layout: ModelLayout;
+  readonly layout: ModelLayout | LlamaModelLayout;
   private readonly buffers = new Map<string, GPUBuffer>();
   private readonly passes: { kernel: Kernel; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }[] = [];
   private readonly stepWords = new Uint32Array(STEP.words);
@@ -71,11 +77,9 @@ export class LoraEngine {
   ) {
     const dev = ed.device;
     const rows = o.batch * o.seq;
-    this.layout = modelLayout(o.config, o.adapter, rows);
     const adam = o.adam ?? { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    this.program = buildProgram({
-      config: o.config,
-      layout: this.layout,
+    const cfg = o.config;
+    const common = {
       batch: o.batch,
       seq: o.seq,
       path: o.path,
@@ -85,7 +89,16 @@ export class LoraEngine {
       adam,
       optimizer: o.optimizer,
       workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
-    });
+    };
+    if (isLlamaConfig(cfg)) {
+      const layout = llamaLayout(cfg, o.adapter, rows);
+      this.layout = layout;
+      this.program = buildLlamaProgram({ ...common, config: cfg, layout });
+    } else {
+      const layout = modelLayout(cfg, o.adapter, rows);
+      this.layout = layout;
+      this.program = buildProgram({ ...common, config: cfg, layout });
+    }
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {
       const size = Math.ceil((b.elems * BYTES[b.type]) / 4) * 4;
@@ -152,9 +165,13 @@ export class LoraEngine {
 
   private uploadWeights(): void {
     const { config: cfg } = this.o;
+    if (isLlamaConfig(cfg)) {
+      this.uploadLlamaWeights(cfg);
+      return;
+    }
     const byName = new Map<string, Float32Array>();
     for (const t of this.o.weights) byName.set(t.name.startsWith('transformer.') ? t.name.slice(12) : t.name, t.data);
-    const { w, vec } = packWeights(cfg, this.layout, byName);
+    const { w, vec } = packWeights(cfg, this.layout as ModelLayout, byName);
     const wte = byName.get('wte.weight');
     const wpe = byName.get('wpe.weight');
     if (!wte || !wpe) throw new Error('wte/wpe missing');
@@ -166,6 +183,25 @@ export class LoraEngine {
     else {
       this.write('w', toHalfBits(w));
       this.write('wte16', toHalfBits(wte));
+    }
+  }
+
+  private uploadLlamaWeights(cfg: LlamaConfig): void {
+    const { w, vec, embed, head } = packLlamaWeights(cfg, this.layout as LlamaModelLayout, this.o.weights);
+    this.write('wte', embed);
+    this.write('vec', vec);
+    // The rotary tables of model/rope.ts, the very numbers the tfjs model rotates by: cos then sin, [seq, head_dim].
+    const { cos, sin } = ropeTables(cfg, this.o.seq);
+    const tables = new Float32Array(cos.length + sin.length);
+    tables.set(cos);
+    tables.set(sin, cos.length);
+    this.write('rope', tables);
+    if (this.o.path === 'f32') {
+      this.write('w', w);
+      if (!cfg.tieWordEmbeddings) this.write('lmhead', head);
+    } else {
+      this.write('w', toHalfBits(w));
+      this.write('wte16', toHalfBits(head));
     }
   }
 

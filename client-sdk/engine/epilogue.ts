@@ -3,6 +3,7 @@
 // derivative in backward), then store or accumulate, plus an optional f16 copy for the next f16 matmul. Fusing
 // these saves one full read and write of the [rows, out] activation per op.
 import { f32, u32, type Binding } from './kernel';
+import { SILU_WGSL, swigluGradLines, swigluLines, type SwigluBwd, type SwigluFwd } from './swiglu';
 
 export interface Ref {
   readonly buffer: string;
@@ -24,6 +25,9 @@ export interface Epilogue {
   readonly gelu?: Ref;
   /** v *= gelu_new'(pre[m, n]) */
   readonly geluGrad?: Ref;
+  /** Llama's SwiGLU (swiglu.ts): v = silu(gate[m, n])·v, saving v; or, in backward, d(gate) and d(up) of v. */
+  readonly swiglu?: SwigluFwd;
+  readonly swigluGrad?: SwigluBwd;
   /** v += res[m, n] (row stride N): the residual connection, read from another slice of an f32 buffer. */
   readonly residual?: Ref;
   readonly out: Ref & { readonly ld: number; readonly mode: 'store' | 'add'; readonly type?: 'f32' | 'f16' };
@@ -37,6 +41,12 @@ export function epilogueBindings(e: Epilogue): Binding[] {
   if (e.lora) b.push({ buffer: e.lora.low.buffer, type: 'f32', write: false }, { buffer: e.lora.mat.buffer, type: 'f32', write: false });
   if (e.gelu) b.push({ buffer: e.gelu.buffer, type: 'f32', write: true });
   if (e.geluGrad) b.push({ buffer: e.geluGrad.buffer, type: 'f32', write: false });
+  if (e.swiglu) b.push({ buffer: e.swiglu.gate.buffer, type: 'f32', write: false }, { buffer: e.swiglu.up.buffer, type: 'f32', write: true });
+  if (e.swigluGrad) {
+    const g = e.swigluGrad;
+    b.push({ buffer: g.gate.buffer, type: 'f32', write: false }, { buffer: g.up.buffer, type: 'f32', write: false });
+    b.push({ buffer: g.dUp.buffer, type: g.dUp.type, write: true });
+  }
   if (e.residual) b.push({ buffer: e.residual.buffer, type: 'f32', write: false });
   b.push({ buffer: e.out.buffer, type: e.out.type ?? 'f32', write: true });
   if (e.out16) b.push({ buffer: e.out16.buffer, type: 'f16', write: true });
@@ -69,6 +79,8 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
   }
   if (e.gelu) L.push(`${e.gelu.buffer}[${u32(e.gelu.offset)} + m * ${u32(N)} + n] = v;`, 'v = gelu_new(v);');
   if (e.geluGrad) L.push(`v *= gelu_new_grad(${e.geluGrad.buffer}[${u32(e.geluGrad.offset)} + m * ${u32(N)} + n]);`);
+  if (e.swiglu) L.push(...swigluLines(e.swiglu, N));
+  if (e.swigluGrad) L.push(...swigluGradLines(e.swigluGrad, N));
   if (e.residual) L.push(`v += ${e.residual.buffer}[${u32(e.residual.offset)} + m * ${u32(N)} + n];`);
   const oi = `zo + ${u32(e.out.offset)} + m * ${u32(e.out.ld)} + n`;
   if (e.out.mode === 'add') {
@@ -77,7 +89,7 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
   } else L.push(`${e.out.buffer}[${oi}] = ${e.out.type === 'f16' ? 'f16(v)' : 'v'};`);
   if (e.out16) L.push(`${e.out16.buffer}[${u32(e.out16.offset)} + m * ${u32(e.out16.ld)} + n] = f16(v);`);
   const needsGelu = e.gelu || e.geluGrad;
-  return `${needsGelu ? GELU_WGSL : ''}
+  return `${needsGelu ? GELU_WGSL : ''}${e.swiglu || e.swigluGrad ? SILU_WGSL : ''}
 fn epi(m: u32, n: u32, acc: f32, zo: u32) {
   ${L.join('\n  ')}
 }`;

@@ -7,6 +7,7 @@
 import type { TensorList } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { LoraSftTrainer, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import type { CausalLm } from '../model/load';
 import { isGpuFailure, type GpuFailure } from './gpu-failure';
 import { createEngineTrainer } from './trainer';
 import type { EnginePath } from './program';
@@ -111,7 +112,7 @@ function disposeOf(t: Trainer): Promise<void> {
  * engine cannot be used at all (then the caller decides: tfjs for 'auto', an error for a named path).
  */
 export async function createFallbackEngineTrainer(
-  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number },
+  opts: LoraSftTrainerOptions<CausalLm> & { path?: EnginePath; maxGradNorm?: number },
   log: FallbackLog = jsonLog,
 ): Promise<FallbackTrainer | { error: string }> {
   const first = await createEngineTrainer(opts);

@@ -11,7 +11,9 @@
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
-import type { Gpt2Model } from '../model/gpt2';
+import type { CausalLm } from '../model/load';
+import { isLlamaConfig } from '../../proto/model/model-config';
+import { llamaEngineRefusal } from './program-llama';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { isTrainable } from '../../proto/model/lora-aggregation';
@@ -26,7 +28,7 @@ import type { EnginePath } from './program';
 import { describeFault, ENGINE_FAULT_ENV, GpuFailure, oneLine, parseEngineFault, type EngineFault, type GpuFailureKind } from './gpu-failure';
 import { ADAMW, type ClientOptimizer } from '../../proto/model/client-optimizer';
 
-export interface EngineTrainerOptions extends LoraSftTrainerOptions {
+export interface EngineTrainerOptions extends LoraSftTrainerOptions<CausalLm> {
   readonly device: EngineDevice;
   readonly path: EnginePath;
   /** Optional global-norm gradient clipping (off in the tfjs trainer, so off by default). */
@@ -92,6 +94,8 @@ export class EngineSftTrainer implements Trainer {
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
+    const why = engineModelRefusal(model);
+    if (why) throw new Error(`the WebGPU engine cannot train this model: ${why}`);
     const weights = await model.namedWeights();
     const e = new LoraEngine(device, {
       config: model.config,
@@ -304,11 +308,26 @@ export class EngineSftTrainer implements Trainer {
   }
 }
 
+/**
+ * Why the engine cannot train this model, or undefined when it can: GPT-2, and the Llama family (llama, qwen2,
+ * mistral) except a sliding window shorter than the training window (the attention kernels are full-causal).
+ * Every other Llama config field the tfjs model implements (rope_theta and rope_scaling, GQA, head_dim, biases,
+ * tied or untied head) the engine implements too.
+ */
+export function engineModelRefusal(model: CausalLm): string | undefined {
+  const cfg = model.config;
+  if (!isLlamaConfig(cfg)) return undefined;
+  const why = llamaEngineRefusal(cfg, cfg.nPositions);
+  return why ? `${cfg.modelType}: ${why}` : undefined;
+}
+
 /** An engine trainer when the GPU and config allow one; otherwise the reason it cannot be used. */
 export async function createEngineTrainer(
-  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number; device?: EngineDevice },
+  opts: LoraSftTrainerOptions<CausalLm> & { path?: EnginePath; maxGradNorm?: number; device?: EngineDevice },
 ): Promise<EngineSftTrainer | { error: string }> {
   if (opts.lora.dropout > 0) return { error: 'LoRA dropout > 0 is not implemented in the engine' };
+  const why = engineModelRefusal(opts.model);
+  if (why) return { error: why };
   const dev = opts.device && !opts.device.lostReason ? opts.device : await openEngineDevice();
   if ('error' in dev) return dev;
   const path = choosePath(dev.caps, opts.path);

@@ -13,7 +13,7 @@ import { sortByName } from '../../proto/tensors';
 import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
-import { Gpt2Model } from '../model/gpt2';
+import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
 import { evaluateAdapter, type EvalMetrics } from './evaluate';
@@ -29,10 +29,7 @@ import { EngineDropoutFallback } from './engine-dropout-fallback';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
-/**
- * The tfjs trainer runs either family (LoraSftTrainerOptions<CausalLm>); the default type argument stays GPT-2
- * because the WebGPU engine (client-sdk/engine), which extends these options, implements GPT-2 only.
- */
+/** The options of a trainer on either family (the tfjs trainer and the WebGPU engine both take LoraSftTrainerOptions<CausalLm>). */
 export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
   readonly model: M;
   /** Its dropout applies only to a task whose plan states none (from an older coordinator): the plan's wins. */
@@ -246,11 +243,9 @@ export async function trainerForModel(
     const { createFallbackEngineTrainer: createEngineTrainer } = require('../engine/fallback') as { createFallbackEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
-    // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
-    const t =
-      model instanceof Gpt2Model
-        ? await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path })
-        : { error: `the engine runs GPT-2 only, not ${model.config.modelType}` };
+    // The engine runs GPT-2 and the Llama family; a config it cannot serve (createEngineTrainer says which field)
+    // trains on tfjs ('auto') or is refused (a named path).
+    const t = await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path });
     // A task whose plan asks for LoRA dropout (the engine has none) trains on tfjs, saying why.
     if (!('error' in t)) return { trainer: new EngineDropoutFallback(t, () => new LoraSftTrainer({ model, lora, ...data })), backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);

@@ -1,0 +1,292 @@
+// The Llama family's LoRA training step as an ordered list of kernels, in the same shape as GPT-2's (program.ts):
+// forward through every decoder layer (RMSNorm, q/k/v projections, RoPE on q and k, grouped-query flash
+// attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
+// residual), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
+// adapter gradients of any of the seven LoRA modules, optional clipping, AdamW. Projection weights sit [in, out]
+// in `w` (layout-llama.ts) so every matmul spec reads like GPT-2's.
+import type { LlamaConfig } from '../../proto/model/llama-config';
+import { attentionForward } from './attention';
+import { attentionBackward } from './attention-backward';
+import type { Epilogue } from './epilogue';
+import { ceilDiv, type Kernel } from './kernel';
+import type { LlamaModelLayout, LlamaProjLayout } from './layout-llama';
+import { crossEntropy, lossMean } from './loss';
+import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
+import { tcMatmul } from './matmul-tc';
+import { adamW, gradNorm, reduceSplitK, NORM_CHUNK } from './optimizer';
+import type { Program, ProgramOptions } from './program';
+import { ropeKernel } from './rope';
+import { rmsNormBackward, rmsNormForward, tokenEmbedding } from './rmsnorm';
+import { gatherPairs, scatterPairs } from './rowwise';
+
+export interface LlamaProgramOptions extends Omit<ProgramOptions, 'config' | 'layout'> {
+  readonly config: LlamaConfig;
+  readonly layout: LlamaModelLayout;
+}
+
+const SPLIT_ROWS = 256;
+
+/** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
+export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
+  if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
+    return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
+  if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
+  if (cfg.nHead % cfg.nKvHead !== 0) return `num_attention_heads ${cfg.nHead} is not a multiple of num_key_value_heads ${cfg.nKvHead}`;
+  return undefined;
+}
+
+export function buildLlamaProgram(o: LlamaProgramOptions): Program {
+  const cfg = o.config;
+  const { batch: B, seq: T, layout } = o;
+  const D = cfg.nEmbd;
+  const F = cfg.intermediateSize;
+  const V = cfg.vocabSize;
+  const H = cfg.nHead;
+  const KV = cfg.nKvHead;
+  const HD = cfg.headDim;
+  const QW = H * HD;
+  const KW = KV * HD;
+  const QKVW = QW + 2 * KW;
+  const L = cfg.nLayer;
+  const N = B * T;
+  const VP = Math.ceil(V / 8) * 8;
+  const P = N;
+  const r = layout.r;
+  const act: 'f32' | 'f16' = o.path === 'f32' ? 'f32' : 'f16';
+  const wt = act;
+  if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds max_position_embeddings ${cfg.nPositions}`);
+  const refusal = llamaEngineRefusal(cfg, T);
+  if (refusal) throw new Error(refusal);
+  if (N * Math.max(D, QKVW) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
+  const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
+  const kernels: Kernel[] = [];
+  let maxPart = 1;
+  const gradWrites: [number, number][] = [];
+  const mm = (spec: MatmulSpec): void => {
+    const big = spec.N > 16 && spec.M > 16;
+    kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
+  };
+  const opnd = (buffer: string, offset: number, type: 'f32' | 'f16', trans = false, ld?: number): Operand => ({ buffer, offset, type, trans, ld });
+  const name = (p: LlamaProjLayout): string => `h${p.layer}.${p.proj}`;
+  const xOff = (i: number): number => i * N * D;
+  const rope = { rows: N, T, H, kv: KV, hd: HD };
+  const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
+
+  /** u = x·Aᵀ (LoRA input), then y = x·W (+ b) + s·u·Bᵀ with `epi`. */
+  const linearFwd = (p: LlamaProjLayout, x: Operand, epi: Omit<Epilogue, 'bias' | 'lora'>): void => {
+    if (p.lora) {
+      mm({
+        label: `lora.u ${name(p)}`,
+        M: N,
+        N: r,
+        K: p.inF,
+        a: x,
+        b: opnd('theta', p.lora.a, 'f32', true),
+        epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
+      });
+    }
+    const lora = p.lora
+      ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
+      : undefined;
+    const bias = p.bias === undefined ? undefined : { buffer: 'vec', offset: p.bias };
+    mm({ label: `fwd ${name(p)}`, M: N, N: p.outF, K: p.inF, a: x, b: opnd('w', p.w, wt), epi: { ...epi, bias, lora } });
+  };
+
+  /** Adapter grads of one module (dB = s·dyᵀu, dA = duᵀx, both ×1/P) and dx = dy·Wᵀ + du·A with `epi`. */
+  const linearBwd = (p: LlamaProjLayout, dy: Operand, dyLora: Operand, x: Operand, epi: Omit<Epilogue, 'lora'>): void => {
+    if (p.lora) {
+      mm({
+        label: `lora.du ${name(p)}`,
+        M: N,
+        N: r,
+        K: p.outF,
+        a: dyLora,
+        b: opnd('theta', p.lora.b, 'f32'),
+        epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
+      });
+      mm({
+        label: `lora.dB ${name(p)}`,
+        M: p.outF,
+        N: r,
+        K: N,
+        splitK: S,
+        a: { ...dyLora, trans: true },
+        b: opnd('low', p.lora.low, 'f32'),
+        epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } },
+      });
+      kernels.push(reduceSplitK(`lora.dB.sum ${name(p)}`, S, p.outF * r, p.lora.b));
+      mm({
+        label: `lora.dA ${name(p)}`,
+        M: r,
+        N: p.inF,
+        K: N,
+        splitK: S,
+        a: opnd('du', 0, 'f32', true),
+        b: x,
+        epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
+      });
+      kernels.push(reduceSplitK(`lora.dA.sum ${name(p)}`, S, r * p.inF, p.lora.a));
+      maxPart = Math.max(maxPart, S * p.outF * r, S * r * p.inF);
+      gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
+    }
+    const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
+    mm({ label: `bwd.dx ${name(p)}`, M: N, N: p.inF, K: p.outF, a: dy, b: opnd('w', p.w, wt, true), epi: { ...epi, lora } });
+  };
+
+  // ---------- forward ----------
+  kernels.push(tokenEmbedding(N, D));
+  for (let l = 0; l < L; l++) {
+    const Ly = layout.layers[l];
+    const pr = Ly.proj;
+    const qkv = l * N * QKVW;
+    kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l), weight: Ly.inputNorm, y: 'lnA', yOff: l * N * D, stats: 2 * l * N }));
+    const a = opnd('lnA', l * N * D, act);
+    // q, k and v land side by side in one [rows, q | k | v] buffer, the layout the attention kernels read.
+    linearFwd(pr['self_attn.q_proj'], a, { out: { buffer: 'qkv', offset: qkv, ld: QKVW, mode: 'store' } });
+    linearFwd(pr['self_attn.k_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW, ld: QKVW, mode: 'store' } });
+    linearFwd(pr['self_attn.v_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW + KW, ld: QKVW, mode: 'store' } });
+    kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
+    kernels.push(attentionForward(attn, { qkv, ctx: l * N * QW, lse: l * B * H * T }));
+    linearFwd(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), {
+      residual: { buffer: 'xres', offset: xOff(2 * l) },
+      out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
+    });
+    kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l + 1), weight: Ly.postNorm, y: 'lnM', yOff: l * N * D, stats: (2 * l + 1) * N }));
+    const m = opnd('lnM', l * N * D, act);
+    linearFwd(pr['mlp.gate_proj'], m, { out: { buffer: 'gpre', offset: l * N * F, ld: F, mode: 'store' } });
+    linearFwd(pr['mlp.up_proj'], m, {
+      swiglu: { gate: { buffer: 'gpre', offset: l * N * F }, up: { buffer: 'upre', offset: l * N * F } },
+      out: { buffer: 'gact', offset: l * N * F, ld: F, mode: 'store', type: act },
+    });
+    linearFwd(pr['mlp.down_proj'], opnd('gact', l * N * F, act), {
+      residual: { buffer: 'xres', offset: xOff(2 * l + 1) },
+      out: { buffer: 'xres', offset: xOff(2 * l + 2), ld: D, mode: 'store' },
+    });
+  }
+  kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * L), weight: layout.norm, y: 'hf', yOff: 0, stats: 2 * L * N }));
+  kernels.push(gatherPairs(P, D, act));
+  const head = o.path === 'f32' ? (cfg.tieWordEmbeddings ? 'wte' : 'lmhead') : 'wte16';
+  mm({
+    label: 'lm.logits',
+    M: P,
+    N: V,
+    K: D,
+    rowsArePairs: true,
+    a: opnd('hs', 0, act),
+    b: opnd(head, 0, wt, true),
+    epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } },
+  });
+  kernels.push(crossEntropy(P, V, VP, act));
+  kernels.push(lossMean(P));
+
+  // ---------- backward ----------
+  const dlog = act === 'f32' ? 'logits' : 'dlogits';
+  const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
+  mm({
+    label: 'lm.dhs',
+    M: P,
+    N: D,
+    K: V,
+    rowsArePairs: true,
+    splitK: SV,
+    a: { ...opnd(dlog, 0, act), ld: VP },
+    b: opnd(head, 0, wt),
+    epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } },
+  });
+  kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
+  maxPart = Math.max(maxPart, SV * P * D);
+  kernels.push(scatterPairs(N, D));
+  const copy16 = act === 'f16';
+  kernels.push(rmsNormBackward(N, D, { dy: 'dhf', dyType: 'f32', x: xOff(2 * L), weight: layout.norm, stats: 2 * L * N, mode: 'store', copy16 }));
+  const dres: Operand = act === 'f32' ? opnd('dres', 0, 'f32') : opnd('dres16', 0, 'f16');
+  const dresF32 = opnd('dres', 0, 'f32');
+
+  for (let l = L - 1; l >= 0; l--) {
+    const Ly = layout.layers[l];
+    const pr = Ly.proj;
+    const m = opnd('lnM', l * N * D, act);
+    // down_proj's dx epilogue is SwiGLU's backward: d(gate) to dgate, d(up) to dup.
+    linearBwd(pr['mlp.down_proj'], dres, dresF32, opnd('gact', l * N * F, act), {
+      swigluGrad: { gate: { buffer: 'gpre', offset: l * N * F }, up: { buffer: 'upre', offset: l * N * F }, dUp: { buffer: 'dup', offset: 0, type: act } },
+      out: { buffer: 'dgate', offset: 0, ld: F, mode: 'store', type: act },
+    });
+    // gate and up both read the post-attention norm's output: their dx add up in dln (f32).
+    linearBwd(pr['mlp.up_proj'], opnd('dup', 0, act), opnd('dup', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store' } });
+    linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
+    kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }));
+    linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
+    kernels.push(...attentionBackward(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
+    kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));
+    const a = opnd('lnA', l * N * D, act);
+    const dq = opnd('dqkv', 0, act, false, QKVW);
+    const dk = opnd('dqkv', QW, act, false, QKVW);
+    const dv = opnd('dqkv', QW + KW, act, false, QKVW);
+    linearBwd(pr['self_attn.q_proj'], dq, dq, a, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store' } });
+    linearBwd(pr['self_attn.k_proj'], dk, dk, a, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
+    linearBwd(pr['self_attn.v_proj'], dv, dv, a, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
+    kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l), weight: Ly.inputNorm, stats: 2 * l * N, mode: 'add', copy16 }));
+  }
+
+  // ---------- update ----------
+  const nP = layout.adapterSize;
+  if (o.clip) kernels.push(...gradNorm(nP));
+  kernels.push(adamW(nP, o.adam, !!o.clip, !!o.proximal));
+
+  const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
+  const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
+  const u = (elems: number): { elems: number; type: 'u32' } => ({ elems: Math.max(1, elems), type: 'u32' });
+  const buffers = new Map<string, { elems: number; type: 'f32' | 'f16' | 'u32' }>([
+    ['wte', f(V * D)],
+    ['w', { elems: layout.wSize, type: wt }],
+    ['vec', f(layout.vecSize)],
+    ['rope', f(2 * T * HD)],
+    ['step', u(8)],
+    ['ids', u(N)],
+    ['pairRow', u(P)],
+    ['pairTarget', u(P)],
+    ['rowStart', u(N + 1)],
+    ['rowPairs', u(P)],
+    ['xres', f((2 * L + 1) * N * D)],
+    ['stats', f((2 * L + 1) * N)],
+    ['lnA', a(L * N * D)],
+    ['lnM', a(L * N * D)],
+    ['qkv', f(L * N * QKVW)],
+    ['ctx', a(L * N * QW)],
+    ['lse', f(L * B * H * T)],
+    ['gpre', f(L * N * F)],
+    ['upre', f(L * N * F)],
+    ['gact', a(L * N * F)],
+    ['low', f(layout.loraModules * N * r)],
+    ['hf', a(N * D)],
+    ['hs', a(P * D)],
+    ['logits', f(P * VP)],
+    ['lossPart', f(P)],
+    ['loss', f(2)],
+    ['dhs', f(P * D)],
+    ['dhf', f(N * D)],
+    ['dres', f(N * D)],
+    ['dgate', a(N * F)],
+    ['dup', a(N * F)],
+    ['dln', f(N * D)],
+    ['dctx', a(N * QW)],
+    ['dqkv', a(N * QKVW)],
+    ['delta', f(B * H * T)],
+    ['du', f(N * r)],
+    ['part', f(maxPart)],
+    ['theta', f(nP)],
+    ['grad', f(nP)],
+    ['adamM', f(nP)],
+    ['adamV', f(nP)],
+    ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
+    ['norm', f(1)],
+  ]);
+  if (o.proximal) buffers.set('anchor', f(nP));
+  if (act === 'f32' && !cfg.tieWordEmbeddings) buffers.set('lmhead', f(V * D));
+  if (act === 'f16') {
+    buffers.set('wte16', { elems: V * D, type: 'f16' });
+    buffers.set('dlogits', { elems: P * VP, type: 'f16' });
+    buffers.set('dres16', { elems: N * D, type: 'f16' });
+  }
+  for (const k of kernels) for (const b of k.bindings) if (!buffers.has(b.buffer)) throw new Error(`${k.label}: unknown buffer ${b.buffer}`);
+  return { kernels, buffers, rows: N, maxPairs: P, gradWrites };
+}

@@ -1,0 +1,197 @@
+// CPU-checkable parts of the engine's Llama family (CI has no GPU): the weight and adapter layout (projections
+// transposed to [in, out], biases only where the config has them, untied head), the step program (every adapter
+// gradient written exactly once for all seven LoRA module names, rope/RMSNorm/GQA kernels and buffer sizes, tensor
+// cores only on base products), WGSL generation and pipeline sharing, and the engine's refusal of what it does not
+// implement. The kernels themselves are checked against tfjs on a GPU (test/gpu-engine-llama.ts).
+import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { llamaLayout, packLlamaWeights } from '../client-sdk/engine/layout-llama';
+import { buildLlamaProgram, llamaEngineRefusal } from '../client-sdk/engine/program-llama';
+import type { EnginePath } from '../client-sdk/engine/program';
+import { ropeKernel } from '../client-sdk/engine/rope';
+import { attentionBackward } from '../client-sdk/engine/attention-backward';
+import { attentionForward } from '../client-sdk/engine/attention';
+import { shareKernels } from '../client-sdk/engine/dedupe';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import { LlamaModel } from '../client-sdk/model/llama';
+import { engineModelRefusal } from '../client-sdk/engine/trainer';
+import { trainerForModel } from '../client-sdk/sft/lora-trainer';
+import { selectBackend } from '../client-sdk/model/backend';
+
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const BASE = {
+  model_type: 'llama',
+  vocab_size: 300,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: true,
+};
+const CFG: LlamaConfig = parseLlamaConfig(BASE);
+const QWEN: LlamaConfig = parseLlamaConfig({ ...BASE, model_type: 'qwen2', head_dim: 16, num_key_value_heads: 1, tie_word_embeddings: false });
+const ALL7: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+
+describe('engine llama: layout', () => {
+  it('transposes projections to [in, out], places norms and biases, finds all seven LoRA modules', () => {
+    const adapter = initLoraAdapter(QWEN, ALL7, 1);
+    const L = llamaLayout(QWEN, adapter, 16);
+    expect(L.loraModules).to.equal(2 * 7);
+    expect(L.r).to.equal(4);
+    expect(L.adapterSize).to.equal(adapter.reduce((s, t) => s + t.data.length, 0));
+    const q = L.layers[1].proj['self_attn.q_proj'];
+    expect([q.inF, q.outF]).to.deep.equal([32, 64]); // head_dim 16 · 4 heads ≠ hidden 32
+    expect(L.layers[1].proj['self_attn.k_proj'].outF).to.equal(16);
+    // Qwen2: q/k/v biases, none on o_proj or the MLP.
+    expect(q.bias).to.be.a('number');
+    expect(L.layers[0].proj['self_attn.o_proj'].bias).to.equal(undefined);
+    expect(L.layers[0].proj['mlp.up_proj'].bias).to.equal(undefined);
+    const weights = randomLlamaWeights(QWEN, 3);
+    const byName = new Map(weights.map((t) => [t.name, t.data]));
+    const { w, vec, embed, head } = packLlamaWeights(QWEN, L, weights);
+    const src = byName.get('model.layers.1.self_attn.q_proj.weight') as Float32Array; // [out 64, in 32]
+    for (const [i, o] of [
+      [0, 0],
+      [3, 5],
+      [31, 63],
+    ])
+      expect(w[q.w + i * 64 + o]).to.equal(src[o * 32 + i]);
+    expect(vec[L.layers[0].inputNorm]).to.equal(1);
+    expect(head).to.equal(byName.get('lm_head.weight'));
+    expect(embed).to.equal(byName.get('model.embed_tokens.weight'));
+    expect(w.length).to.equal(2 * (32 * 64 + 2 * 32 * 16 + 64 * 32 + 3 * 32 * 64));
+    // Tied: the head is the embedding.
+    const tied = packLlamaWeights(CFG, llamaLayout(CFG, initLoraAdapter(CFG, ALL7, 1), 16), randomLlamaWeights(CFG, 3));
+    expect(tied.head).to.equal(tied.embed);
+  });
+});
+
+describe('engine llama: step program', () => {
+  for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
+    it(`${path}: writes every adapter gradient exactly once and sizes every buffer`, () => {
+      const adapter = initLoraAdapter(QWEN, ALL7, 1);
+      const layout = llamaLayout(QWEN, adapter, 2 * 16);
+      const prog = buildLlamaProgram({ config: QWEN, layout, batch: 2, seq: 16, path, loraScale: 2, adam: ADAM, clip: true });
+      const hits = new Uint8Array(layout.adapterSize);
+      for (const [o, n] of prog.gradWrites) for (let i = o; i < o + n; i++) hits[i]++;
+      expect(hits.every((h) => h === 1)).to.equal(true);
+      const labels = prog.kernels.map((k) => k.label);
+      expect(labels[0]).to.equal('embed');
+      expect(labels[labels.length - 1]).to.equal('adamw');
+      expect(labels.filter((l) => l.startsWith('lora.dA ')).length).to.equal(2 * 7);
+      expect(labels.filter((l) => l === 'rope.fwd').length).to.equal(2);
+      expect(labels.filter((l) => l === 'rope.bwd').length).to.equal(2);
+      expect(labels.filter((l) => l === 'rms.fwd').length).to.equal(2 * 2 + 1);
+      expect(labels.filter((l) => l === 'rms.bwd').length).to.equal(2 * 2 + 1);
+      // SwiGLU is fused into up_proj's forward epilogue and down_proj's dx epilogue.
+      const up = prog.kernels.find((k) => k.label === 'fwd h0.mlp.up_proj');
+      expect(up?.code).to.contain('sigm(g)');
+      const down = prog.kernels.find((k) => k.label === 'bwd.dx h0.mlp.down_proj');
+      expect(down?.code).to.contain('dup[');
+      const tc = prog.kernels.filter((k) => k.subgroupMatrix);
+      if (path === 'tc') {
+        expect(tc.length).to.be.greaterThan(0);
+        expect(tc.every((k) => /^(fwd|bwd\.dx|lm\.)/.test(k.label))).to.equal(true);
+      } else expect(tc.length).to.equal(0);
+      expect(prog.kernels.some((k) => k.bindings.some((b) => b.type === 'f16'))).to.equal(path !== 'f32');
+      expect(prog.buffers.get('qkv')?.elems).to.equal(2 * 32 * (64 + 2 * 16));
+      expect(prog.buffers.get('ctx')?.elems).to.equal(2 * 32 * 64);
+      expect(prog.buffers.get('rope')?.elems).to.equal(2 * 16 * 16);
+      expect(prog.buffers.has('lmhead')).to.equal(path === 'f32'); // untied head
+      for (const k of prog.kernels) expect(k.code).to.match(/@compute @workgroup_size/);
+    });
+  }
+  it('LoRA on a subset of modules: no low-rank kernels elsewhere', () => {
+    const lora = { ...ALL7, targetModules: ['q_proj', 'v_proj'] };
+    const adapter = initLoraAdapter(CFG, lora, 1);
+    const prog = buildLlamaProgram({ config: CFG, layout: llamaLayout(CFG, adapter, 32), batch: 2, seq: 16, path: 'f32', loraScale: 2, adam: ADAM });
+    const loraLabels = prog.kernels.map((k) => k.label).filter((l) => l.startsWith('lora.'));
+    expect(loraLabels.every((l) => /q_proj|v_proj/.test(l))).to.equal(true);
+    expect(prog.buffers.has('lmhead')).to.equal(false); // tied head reads the embedding
+  });
+  it('shares pipelines between layers; each dispatch recovers its own constants', () => {
+    const cfg = parseLlamaConfig({ ...BASE, num_hidden_layers: 4 });
+    const adapter = initLoraAdapter(cfg, ALL7, 1);
+    const prog = buildLlamaProgram({ config: cfg, layout: llamaLayout(cfg, adapter, 32), batch: 2, seq: 16, path: 'tc', loraScale: 2, adam: ADAM });
+    const { groups, groupOf } = shareKernels(prog.kernels);
+    expect(groups.length).to.be.lessThan(prog.kernels.length / 2);
+    prog.kernels.forEach((k, i) => {
+      const g = groups[groupOf[i]];
+      const vals = g.params[g.members.indexOf(i)];
+      const body = g.code.replace(/\n@group\(0\) @binding\(\d+\) var<uniform> prm[^\n]*\n$/, '');
+      const rebuilt = body.replace(/prm\[(\d+)\]\[(\d+)\]/g, (_, a: string, b: string) => `${vals[Number(a) * 4 + Number(b)]}u`);
+      expect(rebuilt).to.equal(k.code);
+    });
+  });
+  it('refuses what it does not implement, naming it', () => {
+    const mistral = parseLlamaConfig({ ...BASE, model_type: 'mistral', sliding_window: 8 });
+    expect(llamaEngineRefusal(mistral, 16)).to.match(/sliding_window 8/);
+    expect(llamaEngineRefusal(mistral, 8)).to.equal(undefined); // a window as long as the sequence changes nothing
+    expect(llamaEngineRefusal(CFG, 64)).to.equal(undefined);
+    const adapter = initLoraAdapter(mistral, ALL7, 1);
+    expect(() =>
+      buildLlamaProgram({ config: mistral, layout: llamaLayout(mistral, adapter, 32), batch: 2, seq: 16, path: 'f32', loraScale: 2, adam: ADAM }),
+    ).to.throw(/sliding/);
+    expect(() => buildLlamaProgram({ config: CFG, layout: llamaLayout(CFG, adapter, 65), batch: 1, seq: 65, path: 'f32', loraScale: 2, adam: ADAM })).to.throw(
+      /max_position_embeddings/,
+    );
+  });
+});
+
+describe('engine llama: WGSL', () => {
+  it('rope rotates q and k heads only, with the transposed rotation in backward', () => {
+    const f = ropeKernel({ rows: 32, T: 16, H: 4, kv: 2, hd: 8 }, 'fwd', { buffer: 'qkv', type: 'f32', offset: 0 });
+    const b = ropeKernel({ rows: 32, T: 16, H: 4, kv: 2, hd: 8 }, 'bwd', { buffer: 'dqkv', type: 'f16', offset: 0 });
+    expect(f.grid).to.deep.equal([Math.ceil((32 * 6 * 4) / 256), 1, 1]);
+    expect(f.code).to.contain('n * 64u'); // row width (4 + 2·2)·8
+    expect(f.code).not.to.contain('-rope[');
+    expect(b.code).to.contain('-rope[');
+    expect(b.code).to.contain('enable f16;');
+    expect(() => ropeKernel({ rows: 1, T: 1, H: 1, kv: 1, hd: 7 }, 'fwd', { buffer: 'qkv', type: 'f32', offset: 0 })).to.throw(/odd/);
+  });
+  it('grouped-query attention: one dk/dv workgroup per kv head, GPT-2 shapes unchanged', () => {
+    const gqa = { B: 2, T: 16, H: 4, D: 32, scale: 0.25, act: 'f32' as const, kvHeads: 2, headDim: 16 };
+    expect(attentionForward(gqa, { qkv: 0, ctx: 0, lse: 0 }).code).to.contain('const G = 2u');
+    const [dq, dkv] = attentionBackward(gqa, { qkv: 0, ctx: 0, lse: 0 });
+    expect(dq.grid).to.deep.equal([1, 4, 2]);
+    expect(dkv.grid).to.deep.equal([1, 2, 2]);
+    expect(dkv.code).to.contain('const D3 = 128u'); // 64 + 2·32
+    const gpt2 = attentionBackward({ B: 2, T: 16, H: 4, D: 32, scale: 0.25, act: 'f32' }, { qkv: 0, ctx: 0, lse: 0 });
+    expect(gpt2[1].grid).to.deep.equal([1, 4, 2]);
+    expect(gpt2[1].code).to.contain('const D3 = 96u');
+    expect(() => attentionForward({ ...gqa, kvHeads: 3 }, { qkv: 0, ctx: 0, lse: 0 })).to.throw(/multiple/);
+  });
+});
+
+describe('engine llama: trainer selection', () => {
+  it('the engine serves Llama configs; a sliding window falls back to tfjs with the reason (FEDTUNE_ENGINE=auto)', async () => {
+    await selectBackend();
+    const llama = LlamaModel.fromTensors(CFG, randomLlamaWeights(CFG, 1));
+    expect(engineModelRefusal(llama)).to.equal(undefined);
+    const cfg = parseLlamaConfig({ ...BASE, model_type: 'mistral', sliding_window: 16 });
+    const mistral = LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+    const prev = process.env.FEDTUNE_ENGINE;
+    process.env.FEDTUNE_ENGINE = 'auto';
+    try {
+      const data = { train: [{ prompt: [1, 2], completion: [3] }] };
+      const t = await trainerForModel(mistral, ALL7, data);
+      expect(t.engineFallback).to.match(/mistral: the engine has no sliding-window attention \(sliding_window 16 < sequence 64\)/);
+      expect(t.backend).not.to.match(/^engine/);
+      process.env.FEDTUNE_ENGINE = 'f32';
+      await trainerForModel(mistral, ALL7, data).then(
+        () => expect.fail('a named engine path must not fall back'),
+        (e: Error) => expect(e.message).to.match(/FEDTUNE_ENGINE=f32: mistral: .*sliding/),
+      );
+    } finally {
+      if (prev === undefined) delete process.env.FEDTUNE_ENGINE;
+      else process.env.FEDTUNE_ENGINE = prev;
+      llama.dispose();
+      mistral.dispose();
+    }
+  });
+});

@@ -1,0 +1,216 @@
+// The Llama family on the WebGPU engine, for `npm run test:gpu` (called from test/gpu-engine.ts): one step's loss
+// and every adapter gradient against the tfjs reference (model/llama.ts) on the same weights and data, determinism,
+// and N steps of the engine trainer against the tfjs trainer (mean loss and the adapter it ends with). Tiny random
+// configs cover grouped-query attention, head_dim ≠ hidden/heads, Qwen2's q/k/v biases, an untied LM head, llama3
+// rope scaling and all seven LoRA module names; `--long` adds the demo base (examples/llama-base).
+// Runs on lavapipe too: FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --paths f32 --only-llama
+import * as tf from '@tensorflow/tfjs-core';
+import * as path from 'node:path';
+import { LlamaModel } from '../client-sdk/model/llama';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import { loadModelDir } from '../client-sdk/model/load';
+import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
+import { initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
+import type { NamedTensor } from '../proto/tensors';
+import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
+import { pairLogProbs } from '../client-sdk/sft/logprobs';
+import { packBatch } from '../client-sdk/sft/pack';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import type { EngineDevice } from '../client-sdk/engine/device';
+import { LoraEngine } from '../client-sdk/engine/engine';
+import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import type { EnginePath } from '../client-sdk/engine/program';
+
+type Check = (name: string, ok: boolean, detail: string) => void;
+
+const ALL7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+/** Tiny configs: Llama with GQA 4:2, and Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope. */
+export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
+  {
+    name: 'llama gqa 4:2',
+    config: parseLlamaConfig({
+      model_type: 'llama',
+      vocab_size: 300,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 64,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+    }),
+  },
+  {
+    name: 'qwen2 bias+untied+llama3 rope',
+    config: parseLlamaConfig({
+      model_type: 'qwen2',
+      vocab_size: 300,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 16,
+      max_position_embeddings: 64,
+      rms_norm_eps: 1e-6,
+      rope_theta: 500000,
+      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+      tie_word_embeddings: false,
+    }),
+  },
+];
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+function synthTask(V: number, n: number, seed: number, promptLen: number, complLen: number): { prompt: number[]; completion: number[] }[] {
+  const rng = new Prng(seed);
+  return Array.from({ length: n }, () => {
+    const prompt = Array.from({ length: promptLen }, () => 1 + rng.nextInt(Math.min(V - 1, 200)));
+    return { prompt, completion: prompt.slice().reverse().slice(0, complLen) };
+  });
+}
+
+/** Random weights with non-trivial biases (HF initialises them to zero, which would hide a missing bias). */
+function weightsFor(cfg: LlamaConfig, seed: number): NamedTensor[] {
+  return randomLlamaWeights(cfg, seed, 0.08).map((t) => {
+    if (t.name.endsWith('.bias')) {
+      const rng = new Prng(seed, t.data.length);
+      return { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.2) };
+    }
+    if (t.name.endsWith('norm.weight')) {
+      const rng = new Prng(seed + 1, t.data.length);
+      return { ...t, data: Float32Array.from(t.data, () => 0.8 + 0.4 * rng.nextFloat()) };
+    }
+    return t;
+  });
+}
+
+async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, name: string, model: LlamaModel, lora: LoraConfig): Promise<void> {
+  const cfg = model.config;
+  const weights = await model.namedWeights();
+  const adapter: NamedTensor[] = initLoraAdapter(cfg, lora, 5).map((t) => {
+    const rng = new Prng(9, t.data.length);
+    return t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.1) } : t;
+  });
+  const B = 3;
+  const T = 40;
+  const ex = synthTask(cfg.vocabSize, B, 11, 16, 16);
+  const packed = packBatch(
+    ex.map((e, i) => {
+      // Uneven lengths, so padding and partial rows are exercised.
+      const tokens = [...e.prompt, ...e.completion].slice(0, 32 - 3 * i);
+      return { tokens, pairs: tokens.slice(e.prompt.length).map((target, k) => ({ pos: e.prompt.length + k - 1, target })) };
+    }),
+    T,
+  );
+  const flat = new FlatAdapter(adapter);
+  const scaling = loraScaling(lora);
+  const { value, grads } = tf.variableGrads(
+    () => tf.neg(tf.mean(pairLogProbs(model, packed, { lora: { modules: flat.modules(), scaling, dropout: 0 } }, true))) as tf.Scalar,
+    [flat.theta],
+  );
+  const refLoss = (await value.data())[0];
+  const refGrad = new Float32Array(await grads[flat.theta.name].data());
+  const theta0 = new Float32Array(await flat.theta.data());
+  const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  for (const p of paths) {
+    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: scaling });
+    const errs = await e.compileErrors();
+    if (errs.length) {
+      check(`llama step ${p} ${name}: compiles`, false, errs.slice(0, 3).join(' | '));
+      continue;
+    }
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
+    const [loss] = await e.readLoss();
+    const grad = await e.readF32('grad', e.layout.adapterSize);
+    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
+    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    check(
+      `llama step ${p} ${name}: loss vs tfjs`,
+      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
+    );
+    let worst = 0;
+    let worstName = '';
+    let off = 0;
+    for (const t of adapter) {
+      const n = t.data.length;
+      const er = relErr(grad.subarray(off, off + n), refGrad.subarray(off, off + n));
+      if (er > worst) [worst, worstName] = [er, t.name.replace('base_model.model.model.', '')];
+      off += n;
+    }
+    check(
+      `llama step ${p} ${name}: every adapter gradient vs tfjs`,
+      worst < tolGrad,
+      `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}; ${adapter.length} tensors`,
+    );
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 1e-3, weightDecay: 0.01 });
+    const th1 = await e.readF32('theta', e.layout.adapterSize);
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 1e-3, weightDecay: 0.01 });
+    const th2 = await e.readF32('theta', e.layout.adapterSize);
+    check(`llama step ${p} ${name}: deterministic`, Buffer.compare(Buffer.from(th1.buffer), Buffer.from(th2.buffer)) === 0, 'two runs, same adapter bytes');
+    await e.dispose();
+  }
+  flat.dispose();
+}
+
+/** `steps` steps of the engine trainer against the tfjs trainer: mean loss within 1%, adapters within `adapterTol`. */
+async function trainRun(ed: EngineDevice, paths: EnginePath[], check: Check, name: string, model: LlamaModel, lora: LoraConfig, steps: number): Promise<void> {
+  const train = synthTask(model.config.vocabSize, 64, 21, 12, 12);
+  const adapter = initLoraAdapter(model.config, lora, 1);
+  const plan = { round: 1, taskId: 'llama', localSteps: steps, batchSize: 4, learningRate: 2e-3, weightDecay: 0.01, maxSeqLen: 32, seed: 4 };
+  const ref = await new LoraSftTrainer({ model, lora, train }).train(adapter, plan);
+  const dist = (a: readonly NamedTensor[], b: readonly NamedTensor[]): number =>
+    Math.sqrt(a.reduce((s, t, k) => s + t.data.reduce((u, x, i) => u + (x - b[k].data[i]) ** 2, 0), 0));
+  for (const p of paths) {
+    const t = new EngineSftTrainer({ model, lora, train, device: ed, path: p });
+    const out = await t.train(adapter, plan);
+    const a = out.metrics.train_loss;
+    const b = ref.metrics.train_loss;
+    check(
+      `llama ${steps} steps ${p} ${name}: mean train loss vs tfjs trainer`,
+      Math.abs(a - b) / b < 0.01,
+      `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)} (${((100 * Math.abs(a - b)) / b).toFixed(4)}%), engine ${out.metrics.train_seconds.toFixed(2)} s, tfjs ${ref.metrics.train_seconds.toFixed(2)} s`,
+    );
+    if (p === 'f32') {
+      const gap = dist(out.adapter, ref.adapter) / dist(ref.adapter, adapter);
+      check(`llama ${steps} steps ${p} ${name}: same adapter as the tfjs trainer's`, gap < 0.01, `difference ${(100 * gap).toFixed(4)}% of the distance moved`);
+    }
+    await t.dispose();
+  }
+}
+
+export async function llamaEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check, opts: { long: boolean; steps: number }): Promise<void> {
+  // The Qwen2 config first: it exercises the most (biases, untied head, head_dim ≠ hidden/heads, GQA 4:1, llama3 rope).
+  for (const { name, config } of [...TINY_LLAMAS].reverse()) {
+    const model = LlamaModel.fromTensors(config, weightsFor(config, 3));
+    await stepParity(ed, paths, check, name, model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 });
+    model.dispose();
+  }
+  // A subset of modules (attention only), so projections without LoRA are covered too.
+  const { config } = TINY_LLAMAS[0];
+  const model = LlamaModel.fromTensors(config, weightsFor(config, 4));
+  await trainRun(ed, paths, check, 'llama gqa 4:2', model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 }, 20);
+  await stepParity(ed, paths, check, 'llama q,v only', model, { r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj'] });
+  model.dispose();
+  if (opts.long) {
+    const { model: base } = await loadModelDir(path.resolve(__dirname, '..', '..', 'examples', 'llama-base'));
+    if (base instanceof LlamaModel)
+      await trainRun(ed, paths, check, 'examples/llama-base', base, { r: 16, alpha: 32, dropout: 0, targetModules: ALL7 }, opts.steps);
+    base.dispose();
+  }
+}
