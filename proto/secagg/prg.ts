@@ -6,10 +6,12 @@
 //    peers on different PRGs produce a garbage sum that no check catches, hence the version bump.)
 // Masks are added piece by piece (32 KiB: small update() outputs are recycled by malloc, multi-MiB ones cost fresh
 // pages), up to 16 keystreams per pass over the piece, the additions in WebAssembly SIMD (simd.ts): the
-// target piece stays in cache while every keystream is added to it.
+// target piece stays in cache while every keystream is added to it. Large vectors are masked on a thread of
+// their own (mask-worker.ts): every update() allocates, and the main heap's collections were half the cost.
 import { createCipheriv, type Cipher } from 'node:crypto';
 import * as os from 'node:os';
 import { simd as simdModule } from './simd';
+import { MASK_WORKER_MIN_BYTES, maskOnWorker } from './mask-worker';
 
 if (os.endianness() !== 'LE') throw new Error('secagg assumes a little-endian host (keystream words are LE)');
 
@@ -63,23 +65,22 @@ export function maskCipher(key32: Uint8Array): Cipher {
 }
 
 const PIECE_WORDS = 8192;
-const PIECE_BYTES = PIECE_WORDS * 4;
+export const MASK_PIECE_BYTES = PIECE_WORDS * 4;
+const PIECE_BYTES = MASK_PIECE_BYTES;
 /** Keystreams per SIMD pass: 17 × 32 KiB of module memory stays within a core's L2 cache. */
 const GROUP = 16;
 const PIECE_ZEROS = Buffer.alloc(PIECE_BYTES);
 
 /**
- * target ← target + Σ sign·PRG(key) mod 2^32, elementwise (PRG words little-endian uint32), in one pass over
- * target, 32 KiB at a time: the piece is copied into the SIMD module's memory, each mask's next keystream piece
- * beside it, added (or subtracted) there, and copied back.
+ * bytes ← bytes + Σ plus − Σ minus, as little-endian uint32 words mod 2^32, each cipher's next bytes.length bytes
+ * of keystream, 32 KiB at a time: the piece is copied into the SIMD module's memory, each cipher's next keystream
+ * piece beside it, added (or subtracted) there, and copied back. The ciphers keep their position, so consecutive
+ * calls over consecutive windows of one vector give the same words as one call over the whole (mask-worker.ts
+ * relies on it).
  */
-export function addMasks(target: Uint32Array, masks: readonly Mask[]): void {
-  if (masks.length === 0) return;
-  const plus = masks.filter((m) => m.sign === 1).map((m) => maskCipher(m.key));
-  const minus = masks.filter((m) => m.sign !== 1).map((m) => maskCipher(m.key));
+export function maskBytes(bytes: Uint8Array, plus: readonly Cipher[], minus: readonly Cipher[]): void {
   const simd = simdModule(PIECE_BYTES * (1 + GROUP));
   const mem = simd.memory;
-  const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
   for (let off = 0; off < bytes.length; off += PIECE_BYTES) {
     const nb = Math.min(PIECE_BYTES, bytes.length - off);
     const zeros = PIECE_ZEROS.subarray(0, nb);
@@ -97,6 +98,21 @@ export function addMasks(target: Uint32Array, masks: readonly Mask[]): void {
     }
     bytes.set(mem.subarray(0, nb), off);
   }
+}
+
+/**
+ * target ← target + Σ sign·PRG(key) mod 2^32, elementwise (PRG words little-endian uint32), in one pass over
+ * target (maskBytes). A large target is masked on the mask thread (mask-worker.ts), whose small heap collects the
+ * keystream buffers cheaply; the words are the same either way.
+ */
+export function addMasks(target: Uint32Array, masks: readonly Mask[]): void {
+  if (masks.length === 0) return;
+  for (const m of masks) if (m.key.length !== 32) throw new RangeError(`mask key must be 32 bytes, got ${m.key.length}`);
+  const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  if (bytes.length >= MASK_WORKER_MIN_BYTES && maskOnWorker(bytes, masks)) return;
+  const plus = masks.filter((m) => m.sign === 1).map((m) => maskCipher(m.key));
+  const minus = masks.filter((m) => m.sign !== 1).map((m) => maskCipher(m.key));
+  maskBytes(bytes, plus, minus);
 }
 
 /** target ← target + sign·PRG(key) mod 2^32, elementwise. */
