@@ -40,6 +40,20 @@ interface Helper {
   readonly window: Uint8Array;
 }
 
+/**
+ * Blocks until ctrl[i] is no longer 0; false on timeout. A wake-up is not an answer: the thread's notify for the
+ * previous window can land after this window was posted (it stores, then notifies), so the value is re-read.
+ */
+function waitFor(ctrl: Int32Array, i: number, timeoutMs: number): boolean {
+  const deadline = Date.now() + timeoutMs;
+  while (Atomics.load(ctrl, i) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    Atomics.wait(ctrl, i, 0, left);
+  }
+  return true;
+}
+
 /** undefined: not started yet; null: could not start (then masks are added on the calling thread, as before). */
 let helper: Helper | null | undefined;
 
@@ -55,7 +69,7 @@ function start(): Helper | null {
     worker.unref(); // never keeps a process alive
     worker.on('error', () => void (helper = null));
     worker.on('exit', () => void (helper = null));
-    if (Atomics.wait(ctrl, 1, 0, START_TIMEOUT_MS) === 'timed-out') {
+    if (!waitFor(ctrl, 1, START_TIMEOUT_MS)) {
       void worker.terminate();
       return null;
     }
@@ -80,7 +94,7 @@ export function maskOnWorker(bytes: Uint8Array, masks: readonly Mask[]): boolean
       off === 0 ? { keys: masks.map((m) => m.key), signs: masks.map((m) => m.sign), n, last: off + n >= bytes.length } : { n, last: off + n >= bytes.length };
     Atomics.store(h.ctrl, 0, 0);
     h.worker.postMessage(job);
-    if (Atomics.wait(h.ctrl, 0, 0, WINDOW_TIMEOUT_MS) === 'timed-out') {
+    if (!waitFor(h.ctrl, 0, WINDOW_TIMEOUT_MS)) {
       helper = null;
       void h.worker.terminate();
       throw new Error('secagg: the mask thread did not answer');
