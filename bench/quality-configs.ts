@@ -36,6 +36,35 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     overrides: { strategy: { name: 'fedadam' }, lora: { aggregation: 'ffa' } },
     note: 'FedAdam + FFA-LoRA',
   },
+  // Run 3: first tuning pass with the knobs that exist (client learning rate and its cosine schedule, local steps,
+  // FedProx's mu, the server learning rates); each decays the client learning rate to 0 by round 30.
+  'central-cos': { mode: 'centralized', overrides: { training: { schedule: 'cosine' } }, note: 'centralized, cosine client lr' },
+  'fedavg-cos': { mode: 'federated', overrides: { training: { schedule: 'cosine' } }, note: 'FedAvg, cosine client lr' },
+  'fedavg-lr1e3': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', learningRate: 0.001 } },
+    note: 'FedAvg, client lr 0.001 cosine',
+  },
+  'fedavg-s3': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', localSteps: 3, learningRate: 0.004 } },
+    note: 'FedAvg, 3 local steps at lr 0.004 cosine',
+  },
+  'fedprox-0.1': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', proximalMu: 0.1 } },
+    note: 'FedProx mu 0.1, cosine client lr',
+  },
+  'fedavgm-0.3': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'fedavgm', serverLearningRate: 0.3, momentum: 0.9 }, training: { schedule: 'cosine' } },
+    note: 'FedAvgM eta 0.3 beta 0.9, cosine client lr',
+  },
+  'fedadam-0.003': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'fedadam', serverLearningRate: 0.003 }, training: { schedule: 'cosine' } },
+    note: 'FedAdam eta 0.003, cosine client lr',
+  },
   'dp-eps8': dp(3.5),
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
