@@ -1,6 +1,7 @@
 // Throughput of the WebGPU engine (client-sdk/engine) on the same cases and objective as lora-throughput.ts and
 // torch_lora_reference.py: next-token loss on every position but the first, LoRA r=16 on c_attn, c_proj, c_fc,
-// Adam. Prints one JSON object with tokens/s, dispatches per step, CPU ms per step and the engine's GPU bytes.
+// Adam. Prints one JSON object with tokens/s, dispatches per step, CPU ms per step and the engine's GPU bytes
+// (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's max_memory_allocated).
 //   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small] [--batches 8,32] [--steps 20]
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { loadGpt2Dir } from '../client-sdk/model/load';
@@ -11,6 +12,7 @@ import { Prng } from '../proto/prng';
 import { selectBackend } from '../client-sdk/model/backend';
 import { choosePath, openEngineDevice } from '../client-sdk/engine/device';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import { engineMemory } from '../client-sdk/engine/memory';
 import type { EnginePath } from '../client-sdk/engine/program';
 import * as path from 'node:path';
 
@@ -71,6 +73,8 @@ async function main(): Promise<void> {
             pipelines: e.pipelineCount,
             cpu_ms_per_step: (e.cpuMs - cpu0) / (e.steps - n0),
             engine_gpu_bytes: e.bytesAllocated,
+            // Exact, from the engine's own buffers: compare peak_bytes with PyTorch's max_memory_allocated.
+            engine_gpu_memory: engineMemory(e.program, e.layout.adapterSize),
             train_loss: out.metrics.train_loss,
             build_ms: e.buildMs,
           });

@@ -115,7 +115,8 @@ async function runFederation(
     run: { dir: runDir, seed: cell.seed },
     rounds: { total: cell.rounds, minClients: n, minUpdates: n, clientsPerRound: n },
     training: { localSteps, batchSize: cell.batchSize, learningRate: cell.learningRate },
-    // The WebGPU engine has no LoRA dropout; 0 everywhere keeps CPU and GPU cells comparable.
+    // The WebGPU engine has no LoRA dropout (a task plan asking for it trains on tfjs instead); the coordinator's 0
+    // reaches every site in the task plan, so CPU and GPU cells train the same way.
     lora: { dropout: 0 },
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
@@ -142,6 +143,9 @@ async function runFederation(
   try {
     await coordinator.done;
     await Promise.all(runs);
+    // A GPU failure moves a site to its next backend mid-run (client-sdk/engine/fallback.ts): not this cell's measure.
+    const moved = trainers.find((t) => t.trainer.backend !== t.backend);
+    if (moved) throw new Error(`a site fell back from ${moved.backend} to ${moved.trainer.backend} during the run`);
     // ε lives in the manifest's privacy record, not in its metrics.
     for (const p of curve) {
       const eps = (await coordinator.store.read(p.version)).manifest.privacy?.epsilon;

@@ -5,7 +5,7 @@ import type { SecAggLedger } from '../proto/secagg';
 import type { BackoffOptions } from './backoff';
 import type { ClientIdentity } from './identity';
 import type { SecAggStage } from './secagg-flow';
-import type { Trainer } from './trainer';
+import type { Trainer, TrainStep } from './trainer';
 import type { EvaluationDone } from './evaluate-task';
 
 /** What the client logs through; a pino logger fits. */
@@ -64,6 +64,8 @@ export interface FederationClientOptions {
   readonly baseModelSha256?: string;
   /** Alternative to `logger`: one function for every log line. */
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Local training progress, step by step (client-sdk/site/progress.ts prints it: a bar on a terminal, else pino lines). */
+  readonly onTrainStep?: (s: TrainStep & { readonly round: number }) => void;
 }
 
 export interface RunSummary {

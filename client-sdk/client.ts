@@ -27,6 +27,7 @@ import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import type { TrainingPlan } from './trainer';
 import { updateToSend } from './lora-update';
+import { planLoraDropout } from './lora-dropout';
 import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
@@ -259,11 +260,17 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
         loraAggregation,
         ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
+        ...planLoraDropout(c), // a value outside [0, 1) fails the task here, naming lora_dropout
       };
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;
       try {
-        out = await this.opts.trainer.train(global, plan, training.signal);
+        out = await this.opts.trainer.train(
+          global,
+          plan,
+          training.signal,
+          this.opts.onTrainStep && ((s) => this.opts.onTrainStep!({ ...s, round: plan.round })),
+        );
       } finally {
         training.done();
       }

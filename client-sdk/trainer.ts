@@ -32,6 +32,12 @@ export interface TrainingPlan {
   readonly loraAggregation?: RoundLoraAggregation;
   /** The global adapter's lora_alpha, when the coordinator states it (a smaller-rank site rescales by it). */
   readonly loraAlpha?: number;
+  /**
+   * LoRA dropout on the adapter's input while training (the coordinator's lora.dropout; absent from an older
+   * coordinator: the trainer's own setting). Masks come from `seed`. A trainer that cannot apply p > 0 must
+   * refuse the round (or hand it to one that can) rather than ignore it.
+   */
+  readonly loraDropout?: number;
 }
 
 export interface TrainOutcome {
@@ -45,11 +51,25 @@ export interface TrainOutcome {
   readonly loraRank?: number;
 }
 
+/**
+ * One local optimiser step done, for progress output (client-sdk/site/progress.ts). `step` counts from 1 to
+ * `total` (plan.localSteps); `loss` is that step's loss. A trainer may report only some steps (the WebGPU engine
+ * reports when a loss read-back completes, every few steps and the last), never out of order.
+ */
+export interface TrainStep {
+  readonly step: number;
+  readonly total: number;
+  readonly loss: number;
+}
+
 export interface Trainer {
   /** Name of the compute backend (e.g. "wasm", "webgpu", "tensorflow"), reported to the coordinator. */
   readonly backend: string;
-  /** Train from `global` for one round; must leave `global` unmodified. */
-  train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome>;
+  /**
+   * Train from `global` for one round; must leave `global` unmodified. `onStep`, when given, hears about steps
+   * as they finish; it must not change what is trained (a trainer reads the loss for it without waiting on it).
+   */
+  train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome>;
   /**
    * Evaluate an adapter on the client's local held-out data (optional). For federated evaluation
    * (client-sdk/evaluate-task.ts) the result must carry eval_loss and eval_examples (and may carry eval_accuracy

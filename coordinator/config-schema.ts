@@ -125,7 +125,7 @@ export const schema = {
     r: { doc: 'LoRA rank.', format: 'positive-int', default: 8, env: 'FEDTUNE_LORA_R', arg: 'lora.r' },
     alpha: { doc: 'LoRA alpha (scaling alpha / r).', format: 'positive-number', default: 16, env: 'FEDTUNE_LORA_ALPHA', arg: 'lora.alpha' },
     dropout: {
-      doc: 'Dropout on the LoRA branch input during training.',
+      doc: 'Dropout on the LoRA branch input during training; sent to every site in the task plan.',
       format: 'probability',
       default: 0.05,
       env: 'FEDTUNE_LORA_DROPOUT',

@@ -3,6 +3,7 @@
 // source (flag, environment variable, file, override) and the value as given.
 import { readFileSync } from 'node:fs';
 import { closest, distance } from 'fastest-levenshtein';
+import JSON5 from 'json5';
 
 export interface KeySource {
   readonly key: string;
@@ -75,7 +76,7 @@ export function sourceOf(key: string, s: Sources, keys: readonly KeySource[]): s
   if (envValue !== undefined) return `environment variable ${k.env}=${JSON.stringify(envValue)}`;
   if (s.file) {
     try {
-      const v = leafOf(JSON.parse(readFileSync(s.file, 'utf8')) as Record<string, unknown>, key);
+      const v = leafOf(JSON5.parse(readFileSync(s.file, 'utf8')) as Record<string, unknown>, key);
       if (v !== undefined) return `file ${s.file}`;
     } catch {
       // The file's own problem is reported by the loader.

@@ -2,6 +2,7 @@
 // Every key is validated; an error names the key, its value and what was expected.
 import * as path from 'node:path';
 import convict from 'convict';
+import JSON5 from 'json5';
 import type { CoordinatorConfig } from './config-types';
 import { schema } from './config-schema';
 import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
@@ -106,8 +107,11 @@ convict.addFormats({
   },
 });
 
+// A configuration file may be JSON5 (comments, unquoted keys: docs/fedtune.example.json5); .json stays strict JSON.
+convict.addParser({ extension: 'json5', parse: (text: string): unknown => JSON5.parse(text) as unknown });
+
 export interface LoadConfigOptions {
-  /** JSON configuration file. */
+  /** Configuration file: JSON, or JSON5 when it ends in .json5. */
   readonly file?: string;
   /** Environment to read FEDTUNE_* from (default: none, so tests are hermetic; the CLI passes process.env). */
   readonly env?: NodeJS.ProcessEnv;

@@ -55,8 +55,14 @@ describe('fedtune command', function () {
     expect(list.code).to.equal(0);
     expect(list.out.split('\n')[2]).to.match(/^v1\s+1\s+1\s+0\s+0\s+-\s+-\s+-\s+0\.5000/);
     const out = path.join(dir, 'export');
-    expect((await run(['checkpoints', 'export', dir, '1', out])).code).to.equal(0);
+    const exported = await run(['checkpoints', 'export', dir, '1', out]);
+    expect(exported.code).to.equal(0);
+    // A store without a signer: the copy checks as unsigned; verify-export, which expects a signature, says so.
+    expect(exported.out).to.contain('OK: v000001: manifest, 2 listed files and their sha256, unsigned');
     expect((await fs.readdir(out)).sort()).to.deep.equal(['adapter_config.json', 'adapter_model.safetensors', 'manifest.json']);
+    const checked = await run(['checkpoints', 'verify-export', out]);
+    expect(checked.code).to.equal(1);
+    expect(checked.out).to.contain('v000001/manifest.sig: missing: this version is not signed');
     await fs.rm(dir, { recursive: true, force: true });
   });
 });

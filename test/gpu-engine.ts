@@ -3,7 +3,7 @@
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), and a 200-step run against the tfjs trainer. Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback]
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -18,6 +18,7 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
@@ -25,6 +26,7 @@ import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
+import { fallbackTests } from './gpu-fallback';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -333,14 +335,17 @@ async function main(): Promise<void> {
       return false;
     }
   });
-  await attentionTests(ed, check);
-  if (!args.includes('--only-attention')) {
+  if (!args.includes('--only-fallback')) await attentionTests(ed, check);
+  if (!args.includes('--only-attention') && !args.includes('--only-fallback')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
+    await progressRun(ed, paths, check);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
+  // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
+  if (!args.includes('--only-attention')) await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -126,11 +126,13 @@ describe('ops: dashboard in headless Chromium', function () {
       .to.contain('version 2 of 2')
       .and.contain('phase FINISHED');
     const siteRows = await page.$$eval('#sites-table tr', (rs) => rs.slice(1).map((r) => [...r.children].map((c) => c.textContent)));
-    // The run is over: the sites' runs ended and closed their channels, so both show as disconnected.
+    // The run is over: the sites' runs ended and closed their channels after it finished, so both show as
+    // finished (green), not as disconnected (red).
     expect(siteRows).to.deep.equal([
-      ['hospital-north', 'disconnected', 'test', '2'],
-      ['hospital-south', 'disconnected', 'test', '2'],
+      ['hospital-north', 'finished', 'test', '2'],
+      ['hospital-south', 'finished', 'test', '2'],
     ]);
+    expect(await page.$$eval('#sites-table tr', (rs) => rs.slice(1).map((r) => r.children[1]!.className))).to.deep.equal(['ok', 'ok']);
     const versionRows = await page.$$eval('#versions-table tr', (rs) => rs.slice(1).map((r) => [r.children[0]!.textContent, r.children[10]!.textContent]));
     expect(versionRows).to.deep.equal([
       ['2', 'signed'],

@@ -6,6 +6,8 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
+import { simulateCommand } from '../demo/simulate-cli';
+import { parseProgressMode } from '../site/progress';
 
 interface ClientFlags extends TlsFlags, IdentityFlags {
   address: string;
@@ -21,6 +23,7 @@ interface ClientFlags extends TlsFlags, IdentityFlags {
   'lora.targetModules'?: string;
   'lora.alpha'?: string;
   'lora.dropout'?: string;
+  progress: string;
 }
 
 /** A numeric flag, refused by name when it is not a number. */
@@ -43,7 +46,7 @@ program
   .option('--lora.r <n>', "LoRA rank to train: the coordinator's adapter's (checked), or smaller (zero-padded to it); never larger")
   .option('--lora.target-modules <list>', "expected target modules, comma-separated; checked against the coordinator's adapter")
   .option('--lora.alpha <n>', "LoRA alpha (default: the coordinator's scaling alpha/r); not carried by the adapter tensors")
-  .option('--lora.dropout <p>', 'dropout on the LoRA input while training (default 0.05)')
+  .option('--lora.dropout <p>', "expected LoRA dropout, checked against the coordinator's task plan; used only when a plan states none (default 0.05)")
   .option('--shard <i>', 'which slice of the non-IID split this site holds', '0')
   .option('--of <n>', 'number of slices', '5')
   .option('--split-seed <n>', 'data split seed (all sites must agree)', '7')
@@ -54,6 +57,7 @@ program
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--identity <file>', "the site's Ed25519 key file, created on first start (default .fedtune/<name>.identity.json)")
   .option('--join-token <token>', 'single-use enrolment token from the operator (first join only)')
+  .option('--progress <mode>', 'local training progress: auto (a bar on a terminal, JSON lines otherwise), bar, json or off', 'auto')
   .option('--coordinator-key <keyId>', 'refuse a coordinator whose key id differs (pinning)')
   .option(
     '--roster-key <base64>',
@@ -61,6 +65,7 @@ program
   )
   .action(async (o: ClientFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
+    const progress = parseProgressMode(o.progress);
     if (o.model !== undefined || o.data !== undefined) {
       if (o.model === undefined || o.data === undefined) throw new Error('--model and --data go together');
       const { runOwnDataSite } = require('../site/own-data') as typeof import('../site/own-data');
@@ -86,6 +91,7 @@ program
         },
         tls: tlsFromFlags(o),
         ...identityFromFlags(o),
+        progress,
       });
       return;
     }
@@ -98,19 +104,17 @@ program
       modelDir: o.modelDir,
       tls: tlsFromFlags(o),
       ...identityFromFlags(o),
+      progress,
     });
   });
 
-program
-  .command('simulate')
-  .description('Run a whole federation on this machine (see client-sdk/demo/simulate.ts for options)')
-  .allowUnknownOption(true)
-  .allowExcessArguments(true)
-  .action(async () => {
-    process.argv.splice(2, 1); // simulate parses its own flags
-    const { main } = require('../demo/simulate') as typeof import('../demo/simulate');
-    await main();
-  });
+// The simulation's flags live with it (demo/simulate-cli.ts, which loads no model code), so `--help` lists them.
+program.addCommand(
+  simulateCommand(async (o) => {
+    const { simulate } = require('../demo/simulate') as typeof import('../demo/simulate');
+    await simulate(o);
+  }),
+);
 
 program
   .command('identity <file>')

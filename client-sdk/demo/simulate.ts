@@ -5,7 +5,6 @@
 // It runs a coordinator in-process, so this file (and only the demo) imports coordinator/ from the SDK side.
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Command } from 'commander';
 import pino from 'pino';
 import { Coordinator, loadConfig, loraSettings } from '../../coordinator';
 import nacl from 'tweetnacl';
@@ -19,17 +18,23 @@ import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
 import type { TensorList } from '../../proto/tensors';
-import { prepareSpamTask, DEMO_MODELS, parseDemoModel, type DemoModel } from './spam-task';
+import { prepareSpamTask, DEMO_MODELS, type DemoModel } from './spam-task';
 
 export interface SimulationOptions {
   readonly clients: number;
-  readonly rounds: number;
-  readonly runDir: string;
-  readonly seed: number;
+  /** rounds.total (wins over config); the fields below that name a key likewise. */
+  readonly rounds?: number;
+  /** run.dir */
+  readonly runDir?: string;
+  /** run.seed */
+  readonly seed?: number;
   readonly splitSeed: number;
-  readonly localSteps: number;
-  readonly batchSize: number;
-  readonly learningRate: number;
+  /** training.localSteps */
+  readonly localSteps?: number;
+  /** training.batchSize */
+  readonly batchSize?: number;
+  /** training.learningRate */
+  readonly learningRate?: number;
   readonly testLimit: number;
   readonly alpha: number;
   /** Run each site in its own worker thread (parallel training); false keeps them on this thread. */
@@ -44,6 +49,12 @@ export interface SimulationOptions {
   readonly deadlineMs?: number;
   /** Which pretrained demo base the sites fine-tune (default gpt2; llama: examples/llama-base). */
   readonly model?: DemoModel;
+  /**
+   * The coordinator's configuration layers, as `fedtune coordinator` reads them: a JSON file and FEDTUNE_*
+   * variables, then `keys` (dotted key → value: the demo's flags, simulate-cli.ts). The fields above win over
+   * all of them, and the simulation fixes a few keys itself (simulate-cli.ts SIMULATION_FIXED).
+   */
+  readonly config?: { readonly file?: string; readonly env?: NodeJS.ProcessEnv; readonly keys?: Readonly<Record<string, string | number>> };
   readonly print: (line: string) => void;
 }
 
@@ -61,26 +72,40 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const demo = DEMO_MODELS[o.model ?? 'gpt2'];
   // Each site gets a fresh Ed25519 identity, enrolled through the allow-list (the production path, not tofu).
   const identities = Array.from({ length: o.clients }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
+  const given: Record<string, unknown> = { ...o.config?.keys };
+  const set = (key: string, v: unknown): void => {
+    if (v !== undefined) given[key] = v;
+  };
+  set('rounds.total', o.rounds);
+  set('rounds.deadlineMs', o.deadlineMs || undefined);
+  set('run.dir', o.runDir);
+  set('run.seed', o.seed);
+  set('training.localSteps', o.localSteps);
+  set('training.batchSize', o.batchSize);
+  set('training.learningRate', o.learningRate);
+  for (const [k, v] of Object.entries(o.clientTraining ?? {})) set(`training.${k}`, v);
+  for (const [k, v] of Object.entries(o.strategy ?? {})) set(`strategy.${k}`, v);
   const config = loadConfig({
+    file: o.config?.file,
+    env: o.config?.env,
+    // Dotted keys are set one by one (config.ts applies each leaf of the overrides with conf.set).
     overrides: {
+      ...given,
       server: { port: 0 },
       auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
-      run: { dir: o.runDir, seed: o.seed },
       rounds: {
-        ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}),
-        total: o.rounds,
         minClients: o.clients,
         minUpdates: o.secagg ? o.clients : Math.max(1, Math.ceil(o.clients / 2)),
         clientsPerRound: o.clients,
       },
       secagg: { enabled: o.secagg === true },
-      training: { localSteps: o.localSteps, batchSize: o.batchSize, learningRate: o.learningRate, ...o.clientTraining },
-      ...(o.strategy ? { strategy: o.strategy } : {}),
       model: { dir: demo.dir, name: demo.name },
       lora: { targetModules: [...demo.targetModules] },
       log: { level: 'warn' },
     },
   });
+  const runDir = config.run.dir;
+  const rounds = config.rounds.total;
   const task = prepareSpamTask({
     numClients: o.clients,
     splitSeed: o.splitSeed,
@@ -93,7 +118,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const base = await loadModelDir(demo.dir);
   const lora = loraSettings(config);
   o.print(
-    `fedtune simulation: ${o.clients} sites, ${o.rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${o.runDir}`,
+    `fedtune simulation: ${o.clients} sites, ${rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
@@ -116,7 +141,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       o.print(`round 0 (initial adapter = base model): held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])}`);
     } else {
       o.print(
-        `round ${ev.round}/${o.rounds}: ${ev.participants.length} updates, train loss ${fmt(m['clients.train_loss'])}, ` +
+        `round ${ev.round}/${rounds}: ${ev.participants.length} updates, train loss ${fmt(m['clients.train_loss'])}, ` +
           `held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])} → v${ev.version} (${((Date.now() - last) / 1000).toFixed(1)} s)`,
       );
     }
@@ -149,9 +174,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const after = final.manifest.metrics;
   o.print(
     `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: held-out loss ${fmt(before['heldout.eval_loss'])} → ${fmt(after['heldout.eval_loss'])}, ` +
-      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(o.runDir, 'versions')}`,
+      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')}`,
   );
-  return { before, after, finalVersion: final.manifest.version, runDir: o.runDir, seconds: (Date.now() - t0) / 1000 };
+  return { before, after, finalVersion: final.manifest.version, runDir, seconds: (Date.now() - t0) / 1000 };
 }
 
 /** Sites as worker threads (site-worker.ts); resolves when each has seen the run finish. */
@@ -187,47 +212,3 @@ function startWorkerSites(
 
 const fmt = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(4));
 const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
-
-export async function main(): Promise<void> {
-  const p = new Command('simulate')
-    .option('--clients <n>', 'sites', '5')
-    .option('--rounds <n>', 'rounds', '10')
-    .option('--run-dir <dir>', 'run directory (an existing one resumes)', `runs/demo-${new Date().toISOString().replace(/[:.]/g, '-')}`)
-    .option('--seed <n>', 'master seed', '42')
-    .option('--split-seed <n>', 'data split seed', '7')
-    .option('--local-steps <n>', 'local steps per round', '10')
-    .option('--batch-size <n>', 'examples per step', '16')
-    .option('--lr <x>', 'client learning rate', '0.002')
-    .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
-    .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
-    .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
-    .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
-    .option('--strategy <name>', 'server strategy: fedavg, fedavgm, fedadam, fedyogi, fedadagrad', 'fedavg')
-    .option('--server-lr <x>', 'server learning rate η (0: the strategy default)', '0')
-    .option('--proximal-mu <x>', 'FedProx μ (0: off)', '0')
-    .option('--schedule <name>', "client learning-rate schedule: 'constant' or 'cosine'", 'constant')
-    .option('--warmup-rounds <n>', 'rounds of linear learning-rate warm-up', '0')
-    .option('--deadline-ms <n>', 'time a site has per round (default 120000; raise it on a slow or shared box)')
-    .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
-    .parse();
-  const a = p.opts<Record<string, string>>();
-  await simulate({
-    clients: Number(a.clients),
-    rounds: Number(a.rounds),
-    runDir: a.runDir,
-    seed: Number(a.seed),
-    splitSeed: Number(a.splitSeed),
-    localSteps: Number(a.localSteps),
-    batchSize: Number(a.batchSize),
-    learningRate: Number(a.lr),
-    alpha: Number(a.alpha),
-    testLimit: Number(a.testLimit),
-    workers: a.workers as unknown as boolean,
-    secagg: a.secagg as unknown as boolean,
-    strategy: { name: a.strategy, serverLearningRate: Number(a.serverLr) },
-    clientTraining: { proximalMu: Number(a.proximalMu), schedule: a.schedule, warmupRounds: Number(a.warmupRounds) },
-    model: parseDemoModel(a.model),
-    deadlineMs: a.deadlineMs === undefined ? undefined : Number(a.deadlineMs),
-    print: (l) => console.log(l),
-  });
-}

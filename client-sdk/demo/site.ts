@@ -1,5 +1,6 @@
 // One site of the embedded SpamAssassin task (shard i of n), as a data owner runs it: `fedtune-site client`
 // (client-sdk/cli/fedtune-site.ts) and examples/site.ts call runSite.
+import { trainProgress, type ProgressMode } from '../site/progress';
 import * as path from 'node:path';
 import { FederationClient } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
@@ -30,6 +31,8 @@ export interface SiteOptions {
   readonly rosterKey?: string;
   /** The SecAgg ledger file (one sum per update and per base checkpoint, across restarts). */
   readonly secaggLedgerFile?: string;
+  /** Local training progress: a bar on a terminal, JSON lines otherwise (default 'auto'; site/progress.ts). */
+  readonly progress?: ProgressMode;
 }
 
 /** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
@@ -82,7 +85,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
   // targets are the demo's for the directory's family (examples/base-model or examples/llama-base).
   const family = isLlamaConfig(await readModelConfig(modelDir)) ? 'llama' : 'gpt2';
   const lora = { r: 8, alpha: 16, dropout: 0.05, targetModules: [...DEMO_MODELS[family].targetModules] };
-  const { trainer, modelHash, backend } = await createLoraSftTrainer(modelDir, lora, data);
+  const { trainer, modelHash, backend, engineFallback } = await createLoraSftTrainer(modelDir, lora, data);
   const identity = await loadOrCreateIdentity(o.identityFile);
   console.log(
     JSON.stringify({
@@ -105,10 +108,21 @@ export async function runSite(o: SiteOptions): Promise<void> {
     baseModelSha256: modelHash,
     credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
+    onTrainStep: trainProgress(o.name, o.progress),
   });
   process.once('SIGINT', () => void client.stop());
   process.once('SIGTERM', () => void client.stop());
-  console.log(JSON.stringify({ msg: 'site starting', name: o.name, backend, train: data.train.length, val: data.eval?.length ?? 0 }));
+  // engineFallback: why FEDTUNE_ENGINE=auto trains on tfjs here (a later GPU failure is logged when it happens).
+  console.log(
+    JSON.stringify({
+      msg: 'site starting',
+      name: o.name,
+      backend,
+      ...(engineFallback ? { engineFallback } : {}),
+      train: data.train.length,
+      val: data.eval?.length ?? 0,
+    }),
+  );
   const summary = await client.run();
   console.log(JSON.stringify({ msg: 'site finished', ...summary }));
 }

@@ -26,6 +26,13 @@ export interface EngineDevice {
   readonly caps: Capabilities;
   /** Set once the device is lost; every later call fails with this message. */
   lostReason?: string;
+  /**
+   * Resolves with lostReason once the device is lost (never rejects). A read-back races it, so a device that dies
+   * mid-round fails the round instead of leaving it waiting on a map that will not come.
+   */
+  readonly lost?: Promise<string>;
+  /** The first error that no error scope caught (Dawn's uncapturederror event), one line. */
+  uncaptured?: string;
 }
 
 interface WebGpuModule {
@@ -107,9 +114,17 @@ export async function openEngineDevice(): Promise<EngineDevice | { error: string
       maxComputeWorkgroupStorageSize: caps.maxComputeWorkgroupStorageSize,
     },
   });
-  const ed: EngineDevice = { device, caps };
-  void device.lost.then((i) => {
-    ed.lostReason = `GPU device lost (${i.reason}): ${i.message}`;
-  });
+  const ed: EngineDevice = {
+    device,
+    caps,
+    lost: device.lost.then((i) => {
+      ed.lostReason = `GPU device lost (${i.reason}): ${i.message}`;
+      return ed.lostReason;
+    }),
+  };
+  // Checked by the trainer after each round (its own error scopes catch what it issues; this catches the rest).
+  device.onuncapturederror = (ev: GPUUncapturedErrorEvent): void => {
+    ed.uncaptured ??= ev.error.message.split('\n')[0];
+  };
   return ed;
 }

@@ -1,6 +1,7 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
-// LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs (use the tfjs trainer).
+// LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs and train() a plan that
+// asks for it (trainerForModel hands such tasks to tfjs: sft/engine-dropout-fallback.ts).
 // FFA-LoRA (plan.loraAggregation 'ffa'): lora_A is written back after every step, so it ends bit-identical.
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
@@ -8,7 +9,7 @@
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { Gpt2Model } from '../model/gpt2';
 import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftKey, validateLoraConfig, type LoraConfig } from '../../proto/model/lora-layout';
 import { Prng } from '../../proto/prng';
@@ -16,16 +17,20 @@ import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import { proximalMu } from '../sft/proximal';
+import { ENGINE_DROPOUT_REFUSAL } from '../lora-dropout';
 import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
 import type { EnginePath } from './program';
+import { describeFault, ENGINE_FAULT_ENV, GpuFailure, oneLine, parseEngineFault, type EngineFault, type GpuFailureKind } from './gpu-failure';
 
 export interface EngineTrainerOptions extends LoraSftTrainerOptions {
   readonly device: EngineDevice;
   readonly path: EnginePath;
   /** Optional global-norm gradient clipping (off in the tfjs trainer, so off by default). */
   readonly maxGradNorm?: number;
+  /** Test hook: a GPU failure to cause at a given engine step (gpu-failure.ts; FEDTUNE_ENGINE_FAULT). */
+  readonly fault?: EngineFault;
 }
 
 /** Why the engine refuses an FFA-LoRA round with gradient clipping (its global norm would count the frozen lora_A). */
@@ -33,14 +38,33 @@ export const ENGINE_FFA_REFUSAL =
   "the WebGPU engine's gradient clip (maxGradNorm) would count lora_A, which lora.aggregation 'ffa' (FFA-LoRA) freezes: train without maxGradNorm or on tfjs";
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/** Steps between progress reports: each is one 8-byte loss read-back, queued behind the step and never awaited. */
+export const ENGINE_PROGRESS_EVERY = 8;
+
+/** Progress after an engine step: every ENGINE_PROGRESS_EVERY-th and the last, once the loss read-back lands. */
+function engineStepReport(engine: LoraEngine, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
+  if (step % ENGINE_PROGRESS_EVERY !== 0 && step !== total) return Promise.resolve();
+  // Best effort: a read-back that fails (a lost device) is the round's to report, not the progress line's.
+  return engine.readLoss().then(
+    ([loss]) => onStep({ step, total, loss }),
+    () => undefined,
+  );
+}
 
 export class EngineSftTrainer implements Trainer {
   private engine?: { key: string; e: LoraEngine };
+  /** Engine steps submitted over this trainer's lifetime (the clock of the test hook, EngineFault). */
+  private stepsRun = 0;
+  private faultFired = false;
+  private fault?: EngineFault;
 
   constructor(private readonly opts: EngineTrainerOptions) {
     validateLoraConfig(opts.lora);
     if (opts.lora.dropout > 0) throw new Error('the WebGPU engine has no LoRA dropout; use the tfjs trainer for dropout > 0');
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
+    this.fault = opts.fault;
   }
 
   /** The engine of the last round (for benchmarks: dispatches, CPU time, bytes). */
@@ -50,6 +74,14 @@ export class EngineSftTrainer implements Trainer {
 
   get backend(): string {
     return `engine-${this.opts.path}`;
+  }
+
+  get path(): EnginePath {
+    return this.opts.path;
+  }
+
+  get device(): EngineDevice {
+    return this.opts.device;
   }
 
   private async engineFor(batch: number, seq: number, adapter: TensorList, proximal: boolean): Promise<LoraEngine> {
@@ -73,14 +105,104 @@ export class EngineSftTrainer implements Trainer {
     return e;
   }
 
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    const { model, lora, train } = this.opts;
+  /**
+   * One round on the engine. A GPU failure (device lost, an error in the round's error scopes, a non-finite loss or
+   * adapter) is thrown as a GpuFailure after the round's scopes are closed; nothing of the round is returned, so
+   * nothing of it can reach an upload or a checkpoint. Other errors (abort, bad plan) pass through unchanged.
+   */
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
+    if ((plan.loraDropout ?? 0) > 0) throw new Error(ENGINE_DROPOUT_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
+    const ed = this.opts.device;
+    if (ed.lostReason) throw new GpuFailure('device-lost', this.backend, ed.lostReason);
+    const fired = this.faultFired;
+    const scopes = ['internal', 'out-of-memory', 'validation'] as const;
+    for (const f of scopes) ed.device.pushErrorScope(f);
+    let out: TrainOutcome | undefined;
+    let thrown: unknown;
+    try {
+      out = await this.round(global, plan, frozen, signal, onStep);
+    } catch (e) {
+      thrown = e;
+    }
+    // Popped in reverse order of the pushes, whatever happened; after a loss Dawn resolves them with null.
+    const errors = [...scopes].reverse().map((f) => ({ f, e: ed.device.popErrorScope() }));
+    const found: { f: (typeof scopes)[number]; e: GPUError | null }[] = [];
+    for (const { f, e } of errors) found.push({ f, e: await this.orLost(e, signal).catch(() => null) });
+    // A map aborted by a lost device can settle before Dawn delivers device.lost: give the loss a moment to land.
+    if (thrown !== undefined && ed.lost && !ed.lostReason && !signal?.aborted) await Promise.race([ed.lost, sleep(500)]);
+    const injected = this.faultFired && !fired && this.fault ? ` [injected: ${ENGINE_FAULT_ENV}=${describeFault(this.fault)}]` : '';
+    const fail = (kind: GpuFailureKind, detail: string): GpuFailure => new GpuFailure(kind, this.backend, oneLine(detail) + injected);
+    // A lost device explains every other symptom (aborted maps, empty scopes), so it is reported first.
+    if (ed.lostReason) throw fail('device-lost', ed.lostReason);
+    // Out of memory first: a failed allocation is often followed by validation errors about the missing buffer.
+    for (const want of ['out-of-memory', 'validation', 'internal'] as const) {
+      const hit = found.find((x) => x.f === want && x.e);
+      if (hit?.e) throw fail(want, hit.e.message);
+    }
+    if (thrown !== undefined) throw thrown instanceof Error ? thrown : new Error(String(thrown));
+    if (ed.uncaptured) {
+      const msg = ed.uncaptured;
+      ed.uncaptured = undefined; // reported once: the f32 fallback may reuse this device
+      throw fail('validation', `uncaptured: ${msg}`);
+    }
+    if (!out) throw new Error('engine round produced no outcome');
+    const loss = out.metrics.train_loss;
+    if (loss !== undefined && !Number.isFinite(loss)) throw fail('non-finite', `mean train loss ${loss}`);
+    if (out.adapter.some((t) => t.data.some((x) => !Number.isFinite(x)))) throw fail('non-finite', 'the trained adapter has NaN or infinite values');
+    return out;
+  }
+
+  /** `p`, unless the device is lost (then a GpuFailure) or the task is aborted first: no read-back can hang a round. */
+  private orLost<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+    const { lost } = this.opts.device;
+    const racers: Promise<T>[] = [p];
+    // Promise.race subscribes to every racer, so a loss that comes after the race settled is not left unhandled.
+    if (lost) racers.push(lost.then((why) => Promise.reject(new GpuFailure('device-lost', this.backend, why))));
+    let onAbort: (() => void) | undefined;
+    if (signal)
+      racers.push(
+        new Promise<T>((_, reject) => {
+          onAbort = (): void => reject(signal.reason);
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      );
+    return Promise.race(racers).finally(() => {
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    });
+  }
+
+  /** Engine steps submitted so far (the clock EngineFault.step counts on). */
+  get stepsDone(): number {
+    return this.stepsRun;
+  }
+
+  /** Test hook: (re)arms an EngineFault on this trainer, replacing the option's (test/gpu-fallback.ts). */
+  armFault(f: EngineFault): void {
+    this.fault = f;
+    this.faultFired = false;
+  }
+
+  /** The test hook (EngineFault): fires once, before the engine step it names, through Dawn's real calls. */
+  private injectFault(engine: LoraEngine): void {
+    const f = this.fault;
+    if (!f || this.faultFired || f.step !== this.stepsRun || (f.path !== undefined && f.path !== this.opts.path)) return;
+    this.faultFired = true;
+    const dev = this.opts.device.device;
+    if (f.kind === 'lost') dev.destroy();
+    // MAP_READ may only be combined with COPY_DST: a validation error, caught by the round's scope.
+    else if (f.kind === 'validation') dev.createBuffer({ label: 'injected fault', size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE });
+    else engine.writeTheta(0, new Float32Array([NaN]));
+  }
+
+  private async round(global: TensorList, plan: TrainingPlan, frozen: boolean, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+    const { model, lora, train } = this.opts;
     const mu = proximalMu(plan.proximalMu);
     const start = canonicalAdapter(global);
     assertAdapterLayout(start, model.config, lora);
@@ -91,6 +213,8 @@ export class EngineSftTrainer implements Trainer {
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const engine = await this.engineFor(plan.batchSize, T, start, mu > 0);
+    const compile = await this.orLost(engine.compileErrors(), signal);
+    if (compile.length > 0) throw new GpuFailure('validation', this.backend, `engine pipelines: ${compile[0]}`);
     const flat = new Float32Array(engine.layout.adapterSize);
     let off = 0;
     for (const t of start) {
@@ -110,6 +234,7 @@ export class EngineSftTrainer implements Trainer {
     let tokens = 0;
     let lossSteps = 0;
     const ids = new Int32Array(plan.batchSize * T);
+    const reports: Promise<void>[] = [];
     for (let step = 0; step < plan.localSteps; step++) {
       if (step > 0 && step % 8 === 0) await nextTick();
       signal?.throwIfAborted();
@@ -129,12 +254,16 @@ export class EngineSftTrainer implements Trainer {
         const flatPos = packed.rows[r];
         pairPos[p] = Math.floor(flatPos / packed.seq) * T + (flatPos % packed.seq);
       });
+      this.injectFault(engine);
       engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu });
       for (const r of restore) engine.writeTheta(r.offset, r.data);
+      this.stepsRun++;
       lossSteps++;
+      if (onStep) reports.push(engineStepReport(engine, step + 1, plan.localSteps, onStep));
     }
-    const [, lossTotal] = await engine.readLoss();
-    const theta = await engine.readF32('theta', engine.layout.adapterSize);
+    await this.orLost(Promise.all(reports), signal);
+    const [, lossTotal] = await this.orLost(engine.readLoss(), signal);
+    const theta = await this.orLost(engine.readF32('theta', engine.layout.adapterSize), signal);
     const spelled = new Map(
       global.map((t) => {
         const k = parsePeftKey(t.name);
@@ -158,7 +287,6 @@ export class EngineSftTrainer implements Trainer {
       train_examples_distinct: seen.size,
     };
     if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
-    if (adapter.some((t) => t.data.some((x) => !Number.isFinite(x)))) throw new Error('engine produced a non-finite adapter');
     return { adapter, numExamples: train.length, metrics };
   }
 
@@ -174,11 +302,12 @@ export class EngineSftTrainer implements Trainer {
 
 /** An engine trainer when the GPU and config allow one; otherwise the reason it cannot be used. */
 export async function createEngineTrainer(
-  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number },
+  opts: LoraSftTrainerOptions & { path?: EnginePath; maxGradNorm?: number; device?: EngineDevice },
 ): Promise<EngineSftTrainer | { error: string }> {
   if (opts.lora.dropout > 0) return { error: 'LoRA dropout > 0 is not implemented in the engine' };
-  const dev = await openEngineDevice();
+  const dev = opts.device && !opts.device.lostReason ? opts.device : await openEngineDevice();
   if ('error' in dev) return dev;
   const path = choosePath(dev.caps, opts.path);
-  return new EngineSftTrainer({ ...opts, device: dev, path });
+  const fault = parseEngineFault(process.env[ENGINE_FAULT_ENV]);
+  return new EngineSftTrainer({ ...opts, device: dev, path, ...(fault ? { fault } : {}) });
 }

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../model/gradients';
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
 import { Gpt2Model } from '../model/gpt2';
@@ -22,7 +22,9 @@ import { pairLogProbs } from './logprobs';
 import { proximalMu, withProximalGradient } from './proximal';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
-import type { createEngineTrainer as CreateEngineTrainer } from '../engine/trainer';
+import { taskLoraDropout } from '../lora-dropout';
+import { EngineDropoutFallback } from './engine-dropout-fallback';
+import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
 /**
@@ -31,6 +33,7 @@ import type { parseEnginePath as ParseEnginePath } from '../engine/device';
  */
 export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
   readonly model: M;
+  /** Its dropout applies only to a task whose plan states none (from an older coordinator): the plan's wins. */
   readonly lora: LoraConfig;
   readonly train: readonly SftExample[];
   readonly eval?: readonly SftExample[];
@@ -70,6 +73,17 @@ function canonicalName(name: string): string {
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Reads one step's loss when the backend has it and reports it; the scalar is the report's to dispose. */
+async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: (s: TrainStep) => void): Promise<void> {
+  try {
+    onStep({ step, total, loss: (await loss.data())[0] });
+  } catch {
+    // Best effort: a failed read is the round's to report (it throws on its own), not the progress line's.
+  } finally {
+    loss.dispose();
+  }
+}
+
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
 
@@ -91,7 +105,7 @@ export class LoraSftTrainer implements Trainer {
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
    */
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
@@ -104,6 +118,7 @@ export class LoraSftTrainer implements Trainer {
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
+    const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
 
     // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
     const mode = plan.loraAggregation ?? 'fedit';
@@ -120,6 +135,8 @@ export class LoraSftTrainer implements Trainer {
     let lossSum: tf.Scalar = tf.scalar(0);
     let lossSteps = 0;
     let tokens = 0;
+    // Progress: each step's loss is read without awaiting it in the loop (no added sync on a GPU backend).
+    const reports: Promise<void>[] = [];
     try {
       for (let step = 0; step < plan.localSteps; step++) {
         if (step > 0) await nextTick(); // let aborts, heartbeats and other I/O in between steps
@@ -133,7 +150,7 @@ export class LoraSftTrainer implements Trainer {
         tokens += packed.pairTarget.length;
         const newSum = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
-            const state = { modules: params.modules(), scaling, dropout: lora.dropout };
+            const state = { modules: params.modules(), scaling, dropout };
             return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
@@ -141,12 +158,14 @@ export class LoraSftTrainer implements Trainer {
           // Decoupled weight decay (AdamW): shrink the weights, then apply the Adam update.
           if (decay !== 1) for (const v of vars) v.assign(tf.mul(v, decay));
           optimizer.applyGradients(full);
+          if (onStep) reports.push(stepReport(tf.keep(value.clone()), step + 1, plan.localSteps, onStep));
           return tf.add(lossSum, value) as tf.Scalar;
         });
         lossSum.dispose();
         lossSum = newSum;
         lossSteps++;
       }
+      await Promise.all(reports);
       // data(), not dataSync(): GPU backends cannot read synchronously in Node. Names as the caller spelled
       // them (e.g. with PEFT's `.default` infix), so the outcome has the layout of `global`.
       const spelled = new Map(global.map((t) => [canonicalName(t.name), t.name]));
@@ -225,7 +244,8 @@ export async function trainerForModel(
   if (env !== undefined && env !== '' && env !== 'off') {
     // Loaded lazily: the engine pulls in Dawn, which CPU-only sites never need.
     // require at call time: engine/trainer imports this module, so a static import would be a cycle.
-    const { createEngineTrainer } = require('../engine/trainer') as { createEngineTrainer: typeof CreateEngineTrainer };
+    // The engine trainer falls back (f32 engine, then tfjs) for the rest of the run after a GPU failure.
+    const { createFallbackEngineTrainer: createEngineTrainer } = require('../engine/fallback') as { createFallbackEngineTrainer: typeof CreateEngineTrainer };
     const { parseEnginePath } = require('../engine/device') as { parseEnginePath: typeof ParseEnginePath };
     const path = parseEnginePath(env);
     // The engine implements GPT-2 only; another family trains on tfjs ('auto') or is refused (a named path).
@@ -233,7 +253,8 @@ export async function trainerForModel(
       model instanceof Gpt2Model
         ? await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path })
         : { error: `the engine runs GPT-2 only, not ${model.config.modelType}` };
-    if (!('error' in t)) return { trainer: t, backend: t.backend };
+    // A task whose plan asks for LoRA dropout (the engine has none) trains on tfjs, saying why.
+    if (!('error' in t)) return { trainer: new EngineDropoutFallback(t, () => new LoraSftTrainer({ model, lora, ...data })), backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
   }

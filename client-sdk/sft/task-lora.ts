@@ -3,11 +3,13 @@
 // state them (--lora.r, --lora.target-modules) as a check; a mismatch is an error naming both values, except a
 // smaller --lora.r, which the site trains and zero-pads to the adapter's rank (rank-padding.ts).
 // alpha and dropout do not show in the tensors: alpha comes from the site's options, else the task plan (the
-// coordinator's lora.alpha), else 2r; dropout from the site's options (default 0.05).
+// coordinator's lora.alpha), else 2r; dropout from the task plan (the coordinator's lora.dropout; a stated
+// --lora.dropout is a check, a mismatch naming both values), else, from an older coordinator, the site's options
+// (default 0.05).
 import type { TensorList } from '../../proto/tensors';
 import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { padToRank, truncateToRank } from './rank-padding';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
 
@@ -18,7 +20,7 @@ export interface SiteLoraOptions {
   readonly targetModules?: readonly string[];
   /** Alpha for the rank this site trains. Default: the coordinator's (task plan), else 2·r; a smaller rank keeps the adapter's scaling. */
   readonly alpha?: number;
-  /** Default 0.05. */
+  /** Checked against the task plan's (the coordinator's lora.dropout); used only when the plan states none. Default 0.05. */
   readonly dropout?: number;
   readonly useRslora?: boolean;
 }
@@ -48,9 +50,10 @@ export function loraLayoutOf(adapter: TensorList): { r: number; targetModules: s
  * The LoraConfig of a coordinator's adapter (its rank; the rank a model evaluates it at) for this site's options.
  * A stated target list must agree; a stated r may be smaller (the site trains that rank, zero-padded: see
  * siteRankPlan) but not larger. alpha: the site's for the adapter's own rank, else the coordinator's
- * (`globalAlpha`, from the task plan), else 2·r.
+ * (`globalAlpha`, from the task plan), else 2·r. dropout: the task plan's (`globalDropout`), which a stated
+ * site dropout must equal, else the site's, else 0.05.
  */
-export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: SiteLoraOptions, globalAlpha?: number): LoraConfig {
+export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: SiteLoraOptions, globalAlpha?: number, globalDropout?: number): LoraConfig {
   const got = loraLayoutOf(adapter);
   if (site.r !== undefined && !(Number.isInteger(site.r) && site.r >= 1 && site.r <= got.r)) {
     throw new LoraMismatchError(
@@ -63,12 +66,15 @@ export function loraConfigFromTask(adapter: TensorList, nLayer: number, site: Si
       throw new LoraMismatchError(`the coordinator's adapter targets ${got.targetModules.join(',')}; this site says --lora.target-modules ${want.join(',')}`);
     }
   }
+  if (site.dropout !== undefined && globalDropout !== undefined && site.dropout !== globalDropout) {
+    throw new LoraMismatchError(`the coordinator's task plan has lora_dropout ${globalDropout}; this site says --lora.dropout ${site.dropout}`);
+  }
   const all = got.layers.length === nLayer && got.layers.every((l, i) => l === i);
   const sameRank = site.r === undefined || site.r === got.r;
   return {
     r: got.r,
     alpha: (sameRank ? site.alpha : undefined) ?? globalAlpha ?? 2 * got.r,
-    dropout: site.dropout ?? 0.05,
+    dropout: globalDropout ?? site.dropout ?? 0.05,
     targetModules: got.targetModules,
     ...(site.useRslora ? { useRslora: true } : {}),
     ...(all ? {} : { layersToTransform: got.layers }),
@@ -97,6 +103,8 @@ export class TaskLoraTrainer implements Trainer {
   private readonly trainers = new Map<string, LoraSftTrainer>();
   /** The coordinator's lora_alpha from the last task plan (evaluation runs at the adapter's own rank and scaling). */
   private globalAlpha: number | undefined;
+  /** The coordinator's LoRA dropout from the last task plan (absent from an older coordinator). */
+  private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
 
@@ -108,7 +116,7 @@ export class TaskLoraTrainer implements Trainer {
 
   private configFor(adapter: TensorList): LoraConfig {
     try {
-      return loraConfigFromTask(adapter, this.opts.model.config.nLayer, this.opts.lora, this.globalAlpha);
+      return loraConfigFromTask(adapter, this.opts.model.config.nLayer, this.opts.lora, this.globalAlpha, this.globalDropout);
     } catch (e) {
       if (e instanceof LoraMismatchError) this.fatal ??= e;
       throw e;
@@ -125,12 +133,13 @@ export class TaskLoraTrainer implements Trainer {
     return t;
   }
 
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     this.globalAlpha = plan.loraAlpha;
+    this.globalDropout = plan.loraDropout;
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
-    if (!small) return this.trainerWith(lora).train(global, plan, signal);
-    const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal);
+    if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
+    const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal, onStep);
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 

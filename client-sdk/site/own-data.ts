@@ -3,6 +3,7 @@
 // the data file is JSON Lines (client-sdk/data/jsonl.ts). Order matters: the data is read and checked whole
 // before the model loads, the identity file is touched or the coordinator contacted, so a bad file changes
 // nothing. LoRA's rank and targets come from the coordinator's adapter (client-sdk/sft/task-lora.ts).
+import { trainProgress, type ProgressMode } from './progress';
 import { FederationClient, type RunSummary } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
@@ -32,6 +33,8 @@ export interface OwnDataSiteOptions {
   /** Where the site records what it revealed under SecAgg (one unmask per checkpoint). */
   readonly secaggLedgerFile?: string;
   readonly log?: (line: Record<string, unknown>) => void;
+  /** Local training progress: a bar on a terminal, JSON lines otherwise (default 'auto'; progress.ts). */
+  readonly progress?: ProgressMode;
 }
 
 export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary> {
@@ -66,6 +69,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     baseModelSha256: loaded.modelHash,
     credentials,
     log: (level, msg, fields) => log({ level, msg, ...fields }),
+    onTrainStep: trainProgress(o.name, o.progress),
   });
   // A LoRA mismatch with the coordinator cannot heal by retrying: stop and report it.
   client.on('taskFailed', () => {

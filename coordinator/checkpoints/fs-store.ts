@@ -398,12 +398,17 @@ export class FsCheckpointStore implements CheckpointStore {
     return out;
   }
 
-  /** Copies a version's PEFT files (and its manifest) to `outDir`, ready for PeftModel.from_pretrained. */
+  /**
+   * Copies a version to `outDir`: every file its manifest lists (the PEFT pair adapter_model.safetensors +
+   * adapter_config.json, ready for PeftModel.from_pretrained, and server-state.safetensors when the version has
+   * one), the manifest and its signature, so the export is checkable on its own (verifyVersionDir). Refuses an
+   * `outDir` holding other files: they would be mistaken for part of the version.
+   */
   async export(version: number, outDir: string): Promise<string[]> {
-    await this.read(version); // verifies every hash before anything is copied
+    const { manifest } = await this.read(version); // verifies every hash before anything is copied
     const src = path.join(this.versionsDir, versionDirName(version));
-    await fs.mkdir(outDir, { recursive: true });
-    const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, MANIFEST_FILE];
+    const listed = Object.keys(manifest.files);
+    const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, ...listed.filter((n) => n !== ADAPTER_FILE && n !== ADAPTER_CONFIG_FILE).sort(), MANIFEST_FILE];
     // The signature travels with the manifest it signs, so an exported version can still be checked.
     if (
       await fs.stat(path.join(src, MANIFEST_SIG_FILE)).then(
@@ -412,6 +417,10 @@ export class FsCheckpointStore implements CheckpointStore {
       )
     )
       names.push(MANIFEST_SIG_FILE);
+    const present = await fs.readdir(outDir).catch(() => [] as string[]);
+    const stray = present.filter((n) => !names.includes(n)).sort();
+    if (stray.length) throw new Error(`${outDir} holds ${stray.join(', ')}, which ${versionDirName(version)} does not list: export into an empty directory`);
+    await fs.mkdir(outDir, { recursive: true });
     for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
     return names.map((n) => path.join(outDir, n));
   }

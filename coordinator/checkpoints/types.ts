@@ -41,8 +41,11 @@ export interface Manifest {
   readonly secureAggregation?: SecureAggregationRecord;
   /** The server optimiser's hyper-parameters in effect (η, β…; absent for FedAvg and in older runs). */
   readonly serverOptimizer?: Readonly<Record<string, number>>;
-  /** What the round's sites were told to train with: its scheduled learning rate and FedProx μ (rounds ≥ 1). */
-  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number };
+  /**
+   * What the round's sites were told to train with: its scheduled learning rate, FedProx μ and LoRA dropout
+   * (rounds ≥ 1; loraDropout absent in runs from before the task plan carried it).
+   */
+  readonly clientTraining?: { readonly learningRate: number; readonly proximalMu: number; readonly loraDropout?: number };
   /** Federated evaluation of this version by sites, before it was committed (absent when none ran). */
   readonly evaluation?: FederatedEvaluationRecord;
   /** The best version so far by earlyStopping.metric, this one included (absent until a version has the metric). */

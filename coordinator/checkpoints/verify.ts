@@ -209,6 +209,49 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
   return info;
 }
 
+/** What verifyVersionDir found in one version directory outside a run (an export). */
+export interface VersionDirResult {
+  readonly ok: boolean;
+  /** The manifest's own version number; null when it has none. */
+  readonly version: number | null;
+  /** The key id of a valid signature; null when unsigned or invalid. */
+  readonly keyId: string | null;
+  /** Files the manifest lists (besides manifest.json and manifest.sig). */
+  readonly files: number;
+  readonly problems: Problem[];
+}
+
+/**
+ * One version directory on its own, such as `fedtune checkpoints export` writes: its manifest and signature,
+ * every file the manifest lists with its hash, nothing unlisted; with opts.publicKey, the signer must be that
+ * key. The chain (parent links) needs the run and is not checked here.
+ */
+export async function verifyVersionDir(dir: string, opts: VerifyOptions = {}): Promise<VersionDirResult> {
+  const st = await fs.stat(dir).catch(() => null);
+  if (!st?.isDirectory()) throw new VerifyUsageError(`${dir} is not a directory`);
+  let version: number | null = null;
+  try {
+    const v: unknown = (JSON.parse(await fs.readFile(path.join(dir, MANIFEST_FILE), 'utf8')) as Record<string, unknown>).version;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) version = v;
+  } catch {
+    // reported below, as checkVersion reads the manifest again
+  }
+  const out = new Collector();
+  const info = await checkVersion(dir, version ?? 0, out);
+  if (version === null && Buffer.isBuffer(await readFile(path.join(dir, MANIFEST_FILE)))) out.add(0, MANIFEST_FILE, 'manifest', 'has no version number');
+  const valid = info.sig && info.sig.signatureValid && info.sig.keyIdMatches && info.sig.hashMatches ? info.sig : undefined;
+  if (valid && opts.publicKey && !sameKey(valid.publicKey, opts.publicKey)) {
+    out.add(
+      version,
+      MANIFEST_SIG_FILE,
+      'signature-key',
+      `signed by key ${valid.sig.keyId}, not by the trusted key ${manifestKeyId(opts.publicKey)} (from ${opts.keySource ?? '--key'})`,
+    );
+  }
+  const files = info.manifest && isObject(info.manifest.files) ? Object.keys(info.manifest.files).length : 0;
+  return { ok: out.problems.length === 0, version, keyId: valid ? valid.sig.keyId : null, files, problems: out.problems };
+}
+
 /** Parses and shape-checks a manifest; problems name manifest.json. Returns it when it is a JSON object. */
 function parseManifest(bytes: Buffer, v: number, out: Collector): Record<string, unknown> | undefined {
   let m: unknown;

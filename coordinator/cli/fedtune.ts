@@ -12,9 +12,10 @@ import { formatVersionTable } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
+import { addExportCommands } from './export-command';
+import { configExample } from '../ops/config-example';
 import { addRecoverCommand } from './recover-command';
 import { addReleaseCommand } from './release-command';
-import { resolveVersion } from '../checkpoints/release';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
@@ -69,15 +70,7 @@ checkpoints
     const store = new FsCheckpointStore(runDir, { readOnly: true });
     console.log(formatVersionTable(await store.list()));
   });
-checkpoints
-  .command('export <runDir> <version> <outDir>')
-  .description('Copy a version (a number, latest, best or release) as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json)')
-  .action(async (runDir: string, version: string, outDir: string) => {
-    const store = new FsCheckpointStore(runDir, { readOnly: true });
-    const files = await store.export(await resolveVersion(store, version), outDir);
-    console.log(files.join('\n'));
-  });
-
+addExportCommands(checkpoints);
 addVerifyCommand(program);
 addRecoverCommand(program);
 addReleaseCommand(checkpoints);
@@ -97,8 +90,13 @@ for (const name of ['client', 'simulate', 'identity']) {
 
 program
   .command('config')
-  .description('Print the configuration reference')
-  .action(() => {
+  .description('Print the configuration reference (--example: a commented JSON5 file of every key at its default)')
+  .option('--example', 'print docs/fedtune.example.json5: every key, its default, variable, flag and why to change it')
+  .action((o: { example?: boolean }) => {
+    if (o.example) {
+      process.stdout.write(configExample());
+      return;
+    }
     for (const k of describeConfig()) console.log(`${k.key}\t${JSON.stringify(k.default)}\t${k.env}\t${k.arg}\t${k.doc}`);
   });
 

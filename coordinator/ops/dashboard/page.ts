@@ -59,7 +59,7 @@ function render(s){
   $('progress-bar').max=Math.max(1,r.roundsTotal);$('progress-bar').value=Math.min(done,r.roundsTotal);
   $('health').textContent=r.health;$('health').className=r.health==='SERVING'?'ok':'bad';
   $('meta').textContent=(r.secureAggregation?'secure aggregation on':'plain FedAvg')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
-  $('sites').replaceChildren(table('sites-table',['site','state','backend','rounds contributed'],s.sites.map((x)=>[{text:x.name},{text:x.state,cls:x.state==='disconnected'?'bad':''},{text:x.backend},{text:x.rounds,cls:'num'}])));
+  $('sites').replaceChildren(table('sites-table',['site','state','backend','rounds contributed'],s.sites.map((x)=>[{text:x.name},{text:x.state,cls:x.state==='disconnected'?'bad':x.state==='finished'?'ok':''},{text:x.backend},{text:x.rounds,cls:'num'}])));
   $('charts').replaceChildren(chart('loss-chart','Loss',s.versions,(n)=>/loss$/.test(n)),chart('accuracy-chart','Accuracy',s.versions,(n)=>/accuracy$/.test(n)));
   const keys=['clients.train_loss','clients.eval_loss','heldout.eval_loss','heldout.eval_accuracy'];
   $('versions').replaceChildren(table('versions-table',['version','round','attempt','created','sites','train loss','val loss','held-out loss','held-out acc.','files','signature'],

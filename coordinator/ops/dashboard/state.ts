@@ -11,7 +11,8 @@ import { MANIFEST_SIG_FILE, manifestSigner, signatureProblem } from '../../check
 import type { CoordinatorConfig } from '../../config-types';
 import type { HealthState } from '../health';
 
-export type SiteState = 'idle' | 'training' | 'uploaded' | 'disconnected';
+/** 'finished': the site left after the run finished (its run ended normally); 'disconnected': it left before. */
+export type SiteState = 'idle' | 'training' | 'uploaded' | 'disconnected' | 'finished';
 
 export interface SiteView {
   readonly name: string;
@@ -57,6 +58,8 @@ export class DashboardModel {
   private readonly taskState = new Map<string, SiteState>(); // clientId → state in the current attempt
   private readonly names = new Map<string, { name: string; backend: string }>();
   private readonly contributions = new Map<string, number>();
+  private connectedNow = new Set<string>();
+  private readonly finished = new Set<string>(); // sites that left once the run had finished
   private round = 0;
   private attempt = 0;
 
@@ -94,7 +97,7 @@ export class DashboardModel {
       .map(([id, s]) => ({
         name: s.name,
         backend: s.backend,
-        state: connected.has(id) ? (this.taskState.get(id) ?? 'idle') : ('disconnected' as SiteState),
+        state: connected.has(id) ? (this.taskState.get(id) ?? 'idle') : this.finished.has(id) ? ('finished' as SiteState) : ('disconnected' as SiteState),
         rounds: this.contributions.get(id) ?? 0,
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -116,11 +119,19 @@ export class DashboardModel {
     };
   }
 
-  /** Connected client ids; remembers every site seen, so one that left shows as disconnected. */
+  /**
+   * Connected client ids; remembers every site seen, so one that left shows as disconnected — or as finished
+   * when it left after the run finished (the coordinator enters FINISHED before it tells the sites the run ended).
+   */
   private rememberSites(): string[] {
     const now = this.coordinator.registry.connected();
     for (const s of now) this.names.set(s.clientId, { name: s.name, backend: s.backend });
-    return now.map((s) => s.clientId);
+    const ids = new Set(now.map((s) => s.clientId));
+    const over = this.coordinator.engine.phase === 'FINISHED';
+    for (const id of this.connectedNow) if (!ids.has(id) && over) this.finished.add(id);
+    for (const id of ids) this.finished.delete(id);
+    this.connectedNow = ids;
+    return [...ids];
   }
 
   private async versionList(): Promise<VersionView[]> {

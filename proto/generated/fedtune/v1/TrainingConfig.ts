@@ -10,6 +10,8 @@ export interface TrainingConfig {
   'proximal_mu'?: (number | string);
   'lora_aggregation'?: (string);
   'lora_alpha'?: (number | string);
+  'lora_dropout'?: (number | string);
+  'lora_dropout_stated'?: (boolean);
 }
 
 export interface TrainingConfig__Output {
@@ -21,4 +23,6 @@ export interface TrainingConfig__Output {
   'proximal_mu': (number);
   'lora_aggregation': (string);
   'lora_alpha': (number);
+  'lora_dropout': (number);
+  'lora_dropout_stated': (boolean);
 }

@@ -1,0 +1,139 @@
+// Opening an attempt: wait for enough sites (unless a resumed round needs nobody), select them (seeded; a resumed
+// round keeps its selection), record the attempt in the spool, set up secure aggregation when it is on, and issue
+// one task per selected site. An update a crashed process had accepted is reopened and carried into the new
+// attempt under the task it was signed for, so its site is not asked to train again.
+import { Attempt, type Task } from './attempt';
+import type { Checkpoint } from './checkpoints/types';
+import { reopenUpdate, type RoundContext, type RoundResume } from './round-context';
+import type { ClientSelected } from './round-events';
+import type { RoundPrivacy } from './round-privacy';
+import type { SpoolState } from './round-spool';
+import { SecAggAttempt } from './secagg-attempt';
+import { roundAggregation, uploadLayout } from './lora-aggregation';
+import { deriveSeed, selectClients } from './selection';
+import type { TaskBook } from './task-book';
+import { trainTask } from './train-plan';
+
+export interface OpenContext extends RoundContext {
+  /** This process's share of every task id: a restarted coordinator never re-issues an id a site completed. */
+  readonly epoch: string;
+  readonly book: TaskBook;
+  readonly privacy: RoundPrivacy;
+  /** Waits (with no deadline) until cond() holds; woken by every registry change. */
+  waitForClients(cond: () => boolean): Promise<void>;
+  /** Records the attempt being started (the spool's state of the round in progress). */
+  saveState(state: SpoolState): Promise<void>;
+  onAccepted(t: Task, numExamples: number): void;
+}
+
+export interface OpenedAttempt {
+  readonly cur: Attempt;
+  readonly secagg: SecAggAttempt | undefined;
+  /** When training ends (under SecAgg the four stages follow, each with its own timeout). */
+  readonly trainingDeadline: number;
+  readonly ids: string[];
+  /** The sites asked to train (not those whose update was carried over a restart). */
+  readonly selected: ClientSelected[];
+  readonly carried: number;
+}
+
+export type Opening = { readonly opened: OpenedAttempt } | { readonly failed: string } | { readonly stopped: true };
+
+export async function openAttempt(ctx: OpenContext, round: number, r: RoundResume, base: Checkpoint): Promise<Opening> {
+  const { d } = ctx;
+  const cfg = d.config;
+  const attempt = r.attempt;
+  const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
+  const resumeSelection = spooled ? spooled.state : null;
+  // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
+  const valid = new Set<string>();
+  if (spooled)
+    for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await reopenUpdate(ctx, round, spooled.updates.get(id)!, base, id))) valid.add(id);
+  // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
+  const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
+  if (outstanding === null || outstanding.length > 0) {
+    ctx.setPhase('WAITING_FOR_CLIENTS');
+    await ctx.waitForClients(() => d.registry.connected().length >= cfg.rounds.minClients);
+    if (ctx.stopping()) return { stopped: true };
+  }
+
+  ctx.setPhase('SELECTING');
+  const selectionSeed = resumeSelection?.selectionSeed ?? deriveSeed(cfg.run.seed, 'select', round, attempt);
+  const ids = resumeSelection
+    ? [...resumeSelection.selected]
+    : selectClients(
+        d.registry.connected().map((s) => s.clientId),
+        cfg.rounds.clientsPerRound,
+        cfg.rounds.minUpdates,
+        selectionSeed,
+      );
+  await ctx.saveState({ round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed });
+  const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
+  let secagg: SecAggAttempt | undefined;
+  if (cfg.secagg.enabled) {
+    try {
+      const keys = Object.fromEntries(ids.map((id) => [id, d.registry.byId(id)!.publicKey]));
+      // The masked vector covers the tensors an update carries: only lora_B under 'ffa'.
+      const layout = uploadLayout(base.adapter, roundAggregation(cfg));
+      secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs);
+    } catch (e) {
+      return { failed: `secure aggregation cannot run: ${(e as Error).message}` };
+    }
+    if (ctx.privacy.beforeSecAgg(round, secagg.config.threshold, ids.length)) return { stopped: true };
+  }
+  // Under SecAgg four stages follow training (share keys, masked input, consistency, unmask), each with its own timeout.
+  const deadline = secagg ? trainingDeadline + 4 * cfg.secagg.stageTimeoutMs : trainingDeadline;
+  const cur = new Attempt(
+    round,
+    attempt,
+    base,
+    selectionSeed,
+    deadline,
+    {
+      registry: d.registry,
+      strategy: d.strategy,
+      aggregation: roundAggregation(cfg),
+      spool: secagg ? undefined : ctx.spool,
+      stopping: () => ctx.stopping(),
+      onAccepted: (t, numExamples) => ctx.onAccepted(t, numExamples),
+      log: d.log,
+    },
+    secagg,
+  );
+  const selected: ClientSelected[] = [];
+  let carried = 0;
+  for (const clientId of ids) {
+    const prior = spooled && valid.has(clientId) ? await reopenUpdate(ctx, round, spooled.updates.get(clientId)!, base, clientId) : null;
+    // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
+    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${clientId}`;
+    const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
+    const taskAttempt = prior ? prior.binding.attempt : attempt;
+    const t: Task = {
+      taskId,
+      clientId,
+      round,
+      attempt: taskAttempt,
+      baseVersion: base.manifest.version,
+      seed,
+      deadline,
+      owner: cur,
+      state: 'assigned',
+      clientName: prior?.clientName,
+      wire: trainTask(cfg, d.adapterConfig, { taskId, round, attempt: taskAttempt, base, deadline, seed, secagg }),
+    };
+    cur.tasks.set(taskId, t);
+    ctx.book.issue(t);
+    if (prior) {
+      try {
+        cur.carry(t, prior); // admitted and added; its plaintext is dropped here
+        carried++;
+        const m = spooled?.metrics.get(clientId);
+        if (m) t.metrics = m;
+      } catch (e) {
+        d.log('warn', 'spooled update not admitted', { round, clientId, error: (e as Error).message });
+      }
+    }
+    if (!t.carried) selected.push({ round, attempt, clientId, taskId, seed });
+  }
+  return { opened: { cur, secagg, trainingDeadline, ids, selected, carried } };
+}

@@ -1,0 +1,108 @@
+// `fedtune-site simulate`: its --help lists its flags, and it reads the coordinator's configuration layers
+// (--config FILE < FEDTUNE_* variables < its flags), with the same errors as `fedtune coordinator` for an
+// unknown or invalid variable. One real 2-site, 1-round simulation shows the layers reach the manifest.
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { describeConfig } from '../coordinator/config';
+import { SIMULATE_KEYS, envNameOf, simulateCommand } from '../client-sdk/demo/simulate-cli';
+import type { SimulationOptions } from '../client-sdk/demo/simulate';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const SITE = path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js');
+const site = (args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> =>
+  promisify(execFile)(process.execPath, [SITE, ...args], { timeout: 150_000, env: { PATH: process.env.PATH ?? '', ...env } }).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+  );
+
+describe('ops: fedtune-site simulate takes the coordinator configuration layers', function () {
+  this.timeout(180_000);
+  let root: string;
+  before(async () => {
+    root = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-ops-sim-'));
+  });
+  after(() => fs.rm(root, { recursive: true, force: true }));
+
+  it('--help lists every flag and the keys the simulation fixes itself', async () => {
+    const r = await site(['simulate', '--help']);
+    expect(r.code).to.equal(0);
+    for (const flag of [
+      '--clients <n>',
+      '--rounds <n>',
+      '--run-dir <dir>',
+      '--config <file>',
+      '--local-steps <n>',
+      '--no-workers',
+      '--secagg',
+      '--model <family>',
+    ]) {
+      expect(r.out, flag).to.contain(`  ${flag} `);
+    }
+    expect(r.out).to.contain('Precedence: coordinator defaults < --config FILE < FEDTUNE_* variables < the flags above');
+    expect(r.out).to.contain('  server.port (0: any free port on loopback)\n');
+  });
+
+  it('each demo flag names a real key, and its variable is the one convict reads', () => {
+    const keys = describeConfig();
+    for (const [, key] of SIMULATE_KEYS) expect(envNameOf(key), key).to.equal(keys.find((k) => k.key === key)?.env);
+  });
+
+  it('a flag given wins; a demo default yields to the file or a variable that sets its key', async () => {
+    const file = path.join(root, 'layers.json');
+    await fs.writeFile(file, JSON.stringify({ training: { batchSize: 3 } }));
+    let seen: Record<string, string | number> | undefined;
+    const capture = (o: SimulationOptions): Promise<void> => ((seen = { ...o.config?.keys }), Promise.resolve());
+    await simulateCommand(capture, { FEDTUNE_ROUNDS_TOTAL: '2', FEDTUNE_TRAINING_LOCAL_STEPS: '4' }).parseAsync(
+      ['--config', file, '--local-steps', '6', '--run-dir', 'runs/x'],
+      { from: 'user' },
+    );
+    // rounds.total (variable) and training.batchSize (file) are left to the layers; --local-steps beats its variable.
+    expect(seen).to.deep.equal({
+      'run.dir': 'runs/x',
+      'run.seed': 42,
+      'training.localSteps': 6,
+      'training.learningRate': 0.002,
+      'strategy.name': 'fedavg',
+      'strategy.serverLearningRate': 0,
+      'training.proximalMu': 0,
+      'training.schedule': 'constant',
+      'training.warmupRounds': 0,
+    });
+  });
+
+  it('an unknown or invalid FEDTUNE_* variable stops it with the coordinator’s message, before any training', async () => {
+    let r = await site(['simulate', '--clients', '2'], { FEDTUNE_ROUNDS_TOTL: '1' });
+    expect(r.code).to.equal(1);
+    expect(r.err.trim()).to.equal('fedtune-site: invalid configuration: unknown environment variable FEDTUNE_ROUNDS_TOTL; did you mean FEDTUNE_ROUNDS_TOTAL?');
+    r = await site(['simulate', '--clients', '2'], { FEDTUNE_ROUNDS_TOTAL: 'abc' });
+    expect(r.code).to.equal(1);
+    expect(r.err.trim()).to.equal('fedtune-site: invalid configuration: environment variable FEDTUNE_ROUNDS_TOTAL="abc": rounds.total: must be an integer ≥ 1');
+  });
+
+  it('a real simulation (2 sites, real gRPC) runs with the file and variables: 1 round, their batch size and steps in the manifest', async () => {
+    const run = path.join(root, 'run');
+    const file = path.join(root, 'run.json');
+    await fs.writeFile(file, JSON.stringify({ training: { batchSize: 2 }, run: { dir: run } }));
+    const r = await site(['simulate', '--clients', '2', '--test-limit', '8', '--no-workers', '--config', file], {
+      FEDTUNE_ROUNDS_TOTAL: '1',
+      FEDTUNE_TRAINING_LOCAL_STEPS: '1',
+    });
+    expect(r.code, r.err).to.equal(0);
+    const lines = r.out.split('\n');
+    expect(lines[0]).to.match(
+      new RegExp(
+        `^fedtune simulation: 2 sites, 1 rounds, strategy fedavg, backend \\w+, base model base-model \\(gpt2, [0-9a-f]{12}\\), run dir ${run.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`,
+      ),
+    );
+    expect(lines.some((l) => l.startsWith('round 1/1: 2 updates, train loss '))).to.equal(true);
+    expect(await fs.readdir(path.join(run, 'versions'))).to.deep.equal(['v000000', 'v000001']);
+    const m = JSON.parse(await fs.readFile(path.join(run, 'versions', 'v000001', 'manifest.json'), 'utf8')) as {
+      config: { training: { batchSize: number; localSteps: number; learningRate: number }; rounds: { total: number; minClients: number } };
+    };
+    expect(m.config.training).to.include({ batchSize: 2, localSteps: 1, learningRate: 0.002 });
+    expect(m.config.rounds).to.include({ total: 1, minClients: 2 });
+  });
+});
