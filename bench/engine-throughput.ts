@@ -4,13 +4,7 @@
 // ms per step and the engine's GPU bytes (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's
 // max_memory_allocated).
 //   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m] [--batches 8,32] [--steps 20]
-import { Gpt2Model } from '../client-sdk/model/gpt2';
-import { LlamaModel } from '../client-sdk/model/llama';
-import { randomLlamaWeights } from '../client-sdk/model/llama-init';
-import { parseLlamaConfig } from '../proto/model/llama-config';
 import { loadGpt2Dir, loadModelDir, type CausalLm } from '../client-sdk/model/load';
-import { randomGpt2Weights } from '../client-sdk/model/init';
-import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -18,20 +12,17 @@ import { choosePath, openEngineDevice } from '../client-sdk/engine/device';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { engineMemory } from '../client-sdk/engine/memory';
 import type { EnginePath } from '../client-sdk/engine/program';
+import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m } from './throughput-models';
 import * as path from 'node:path';
 
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
-const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-const LLAMA_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const LORA: LoraConfig = GPT2_LORA;
 const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; load: () => Promise<CausalLm> }> = {
   demo: { name: 'demo (1.9M, 4×128)', seq: 128, load: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
   'gpt2-small': {
     name: 'GPT-2 small (124M, 12×768)',
     seq: 256,
-    load: async () => {
-      const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
-      return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
-    },
+    load: async () => randomGpt2Small(),
   },
   'llama-demo': {
     name: 'Llama demo base (examples/llama-base, 4×128, GQA 4:2)',
@@ -44,21 +35,7 @@ const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; loa
     name: 'Llama (125M, 12×768, GQA 12:4)',
     seq: 256,
     lora: LLAMA_LORA,
-    load: async () => {
-      const cfg = parseLlamaConfig({
-        model_type: 'llama',
-        vocab_size: 32000,
-        hidden_size: 768,
-        intermediate_size: 2048,
-        num_hidden_layers: 12,
-        num_attention_heads: 12,
-        num_key_value_heads: 4,
-        max_position_embeddings: 2048,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000,
-      });
-      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
-    },
+    load: async () => randomLlama125m(),
   },
 };
 

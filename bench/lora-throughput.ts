@@ -6,16 +6,14 @@
 //   node dist/bench/lora-throughput.js [--configs demo,gpt2-small,llama-125m] [--steps 10]
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../client-sdk/model/backend';
-import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { loadGpt2Dir, type CausalLm } from '../client-sdk/model/load';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
 import { parseLlamaConfig } from '../proto/model/llama-config';
-import { randomGpt2Weights } from '../client-sdk/model/init';
-import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m } from './throughput-models';
 import * as path from 'node:path';
 
 interface Case {
@@ -29,8 +27,7 @@ interface Case {
 // Not imported from examples/: that would pull in the tokenizer and data packages the GPU bundle leaves out.
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 
-const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-const LLAMA_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const LORA: LoraConfig = GPT2_LORA;
 
 const CASES: Record<string, Case> = {
   demo: { name: 'demo (1.9M, 4×128)', seq: 128, batch: 32, model: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
@@ -38,10 +35,7 @@ const CASES: Record<string, Case> = {
     name: 'GPT-2 small (124M, 12×768)',
     seq: 256,
     batch: 8,
-    model: async () => {
-      const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
-      return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
-    },
+    model: async () => randomGpt2Small(),
   },
   // A Llama of the demo model's size (4×128, 8,192-token vocabulary), to compare the two families on CPU.
   'llama-demo-size': {
@@ -72,21 +66,7 @@ const CASES: Record<string, Case> = {
     seq: 256,
     batch: 8,
     lora: LLAMA_LORA,
-    model: async () => {
-      const cfg = parseLlamaConfig({
-        model_type: 'llama',
-        vocab_size: 32000,
-        hidden_size: 768,
-        intermediate_size: 2048,
-        num_hidden_layers: 12,
-        num_attention_heads: 12,
-        num_key_value_heads: 4,
-        max_position_embeddings: 2048,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000,
-      });
-      return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
-    },
+    model: async () => randomLlama125m(),
   },
 };
 

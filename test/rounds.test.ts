@@ -104,6 +104,10 @@ describe('round state machine', function () {
     const finished = new Promise<number>((r) => c.once('runFinished', (e) => r(e.version)));
 
     const runA = site(address, 'a', new ConstantTrainer(0.2, 10)).run();
+    // One site is not enough (minClients 2): the engine reaches WAITING_FOR_CLIENTS once v0 is committed (how long
+    // that takes depends on the box's load), then stays there, having selected no one, for as long as b is away.
+    const deadline = Date.now() + 20_000;
+    while (c.engine.phase !== 'WAITING_FOR_CLIENTS' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 300));
     expect(c.engine.phase).to.equal('WAITING_FOR_CLIENTS');
     expect(selected).to.deep.equal([]);

@@ -71,14 +71,25 @@ describe('uploads stream their ciphertext to the round spool', function () {
       const chunks = frames.slice(1, -1).map((f) => f.chunk as Uint8Array);
       expect(chunks).to.have.length(7);
       const { call, answer } = openUpload(c, frames.slice(0, 4)); // header and 3 chunks
+      // The record's head is MAGIC, its length (u32) and the head itself, so its size is read from the file: the
+      // wait ends when exactly the head and three chunks are there (a size bound alone is met by the head).
+      const three = chunks.slice(0, 3).reduce((s, ch) => s + 4 + ch.length, 0);
+      const headOf = (bytes: Buffer): number =>
+        bytes.length >= SPOOL_RECORD_MAGIC.length + 4 ? SPOOL_RECORD_MAGIC.length + 4 + bytes.readUInt32BE(SPOOL_RECORD_MAGIC.length) : Infinity;
       const mid = await waitFor(
-        () => spoolFiles(h),
-        (f) => Object.keys(f).length === 1 && Object.values(f)[0] > 3 * (4 + 24),
-        'three chunks on disk',
+        async () => {
+          const f = await spoolFiles(h);
+          const names = Object.keys(f);
+          const bytes =
+            names.length === 1 ? await fs.readFile(path.join(h.runDir, 'spool', 'round-1', names[0])).catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
+          return { names, bytes };
+        },
+        ({ names, bytes }) => names.length === 1 && bytes.length === headOf(bytes) + three,
+        'the head and three chunks on disk',
       );
-      const [tmp] = Object.keys(mid);
+      const [tmp] = mid.names;
       expect(tmp).to.match(new RegExp(`^\\.${a.client_id}\\.sealed\\.[0-9a-f]{12}\\.tmp$`));
-      const head = mid[tmp] - chunks.slice(0, 3).reduce((s, ch) => s + 4 + ch.length, 0);
+      const head = headOf(mid.bytes);
       expect(head).to.be.greaterThan(SPOOL_RECORD_MAGIC.length + 4);
       for (const f of frames.slice(4)) call.write(f);
       call.end();

@@ -1,0 +1,42 @@
+// The model shapes and LoRA configurations the throughput benchmarks share: bench/lora-throughput.ts (tfjs) and
+// bench/engine-throughput.ts (the WebGPU engine) measure the same models as bench/torch_lora_reference.py, with
+// random weights (seed 1). Not imported from examples/: that would pull in the tokenizer and data packages the
+// GPU bundle leaves out.
+import { Gpt2Model } from '../client-sdk/model/gpt2';
+import { randomGpt2Weights } from '../client-sdk/model/init';
+import { LlamaModel } from '../client-sdk/model/llama';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import type { LoraConfig } from '../proto/model/lora-layout';
+import { parseGpt2Config } from '../proto/model/gpt2-config';
+import { parseLlamaConfig } from '../proto/model/llama-config';
+
+export const GPT2_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
+export const LLAMA_LORA: LoraConfig = {
+  r: 16,
+  alpha: 32,
+  dropout: 0,
+  targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+};
+
+/** GPT-2 small (124M, 12×768). */
+export function randomGpt2Small(): Gpt2Model {
+  const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
+  return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
+}
+
+/** The issue's ~125M Llama-architecture shape: GQA 12:4, SwiGLU 2048, untied 32k vocabulary (124.6M parameters). */
+export function randomLlama125m(): LlamaModel {
+  const cfg = parseLlamaConfig({
+    model_type: 'llama',
+    vocab_size: 32000,
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 4,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+  });
+  return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+}
