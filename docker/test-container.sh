@@ -67,7 +67,10 @@ echo "image: $PROMETHEUS_IMAGE (Debian's prometheus) built in $(( $(date +%s) - 
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 # docker/compose.yaml as a user runs it, with this test's images and free host ports (its variables).
-export IMAGE PROMETHEUS_IMAGE GRPC_PORT METRICS_PORT PROMETHEUS_PORT
+# Prometheus scrapes every 5 s and the coordinator exits when its 2 rounds are done: at the compose file's 2
+# local steps an idle box finished the run in ~8 s, before a scrape saw the sites. 24 steps keep it live ~20 s.
+LOCAL_STEPS=${LOCAL_STEPS:-24}
+export IMAGE PROMETHEUS_IMAGE GRPC_PORT METRICS_PORT PROMETHEUS_PORT LOCAL_STEPS
 GRPC_PORT=$(free_port); METRICS_PORT=$(free_port); PROMETHEUS_PORT=$(free_port)
 COMPOSE=(podman-compose -p "$tag" -f docker/compose.yaml)
 cleanup() {
