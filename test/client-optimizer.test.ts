@@ -17,7 +17,10 @@ import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack'
 import type { SftExample } from '../client-sdk/sft/types';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FederationClient } from '../client-sdk/client';
-import { buildProgram } from '../client-sdk/engine/program';
+import { buildProgram, type Program } from '../client-sdk/engine/program';
+import { buildLlamaProgram } from '../client-sdk/engine/program-llama';
+import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import { parseLlamaConfig } from '../proto/model/llama-config';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { clientOptimizerOf, type ClientOptimizer } from '../proto/model/client-optimizer';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
@@ -31,6 +34,18 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 const CFG = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, layer_norm_epsilon: 1e-5 });
 const LORA: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_fc'] };
+const LLAMA = parseLlamaConfig({
+  model_type: 'llama',
+  vocab_size: 64,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: true,
+});
 
 function toyData(n: number, seed: number): SftExample[] {
   const rng = new Prng(seed);
@@ -146,27 +161,42 @@ describe('client optimiser (training.optimizer)', function () {
     }
   });
 
-  it('the WebGPU engine: SGD replaces only the update kernel; AdamW programs are unchanged', () => {
+  it('the WebGPU engine, GPT-2 and Llama programs: SGD replaces only the update kernel; AdamW programs are unchanged', () => {
     // The numbers need a GPU: `npm run test:gpu` compares the engine's SGD kernel and run with tfjs.
-    const adapter = initLoraAdapter(CFG, LORA, 7);
-    const layout = modelLayout(CFG, adapter, 2 * 16);
     const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    const base = { config: CFG, layout, batch: 2, seq: 16, path: 'f32' as const, loraScale: 2, adam };
-    const plain = buildProgram(base);
-    expect(buildProgram({ ...base, optimizer: { name: 'adamw' } }).kernels.map((k) => k.code)).to.deep.equal(plain.kernels.map((k) => k.code));
-    for (const momentum of [0, 0.9]) {
-      const s = buildProgram({ ...base, optimizer: { name: 'sgd', momentum }, clip: false, proximal: true });
-      const p = buildProgram({ ...base, proximal: true });
-      expect(s.kernels.map((k) => k.label)).to.deep.equal(p.kernels.map((k) => k.label.replace('adamw', 'sgd')));
-      s.kernels.forEach((k, i) => {
-        if (k.label !== 'sgd') expect(k.code, k.label).to.equal(p.kernels[i].code);
-      });
-      const k = s.kernels.find((x) => x.label === 'sgd')!;
-      expect(k.bindings.map((b) => b.buffer)).to.deep.equal(['step', 'grad', 'theta', ...(momentum > 0 ? ['adamM'] : []), 'anchor']);
-      expect(k.code).to.not.contain('adamV');
-      expect(k.code).to.contain(momentum > 0 ? 'theta[i] = th - lr * b;' : 'theta[i] = th - lr * g;');
-      // FedProx's term is added before the update, as under AdamW.
-      expect(k.code.indexOf('anchor[i]')).to.be.lessThan(k.code.indexOf('let th ='));
+    const gpt2 = { config: CFG, layout: modelLayout(CFG, initLoraAdapter(CFG, LORA, 7), 2 * 16), batch: 2, seq: 16, path: 'f32' as const, loraScale: 2, adam };
+    const llama = {
+      ...gpt2,
+      config: LLAMA,
+      layout: llamaLayout(LLAMA, initLoraAdapter(LLAMA, { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'down_proj'] }, 7), 2 * 16),
+    };
+    const families: [string, (x: { optimizer?: ClientOptimizer; clip?: boolean; proximal?: boolean }) => Program][] = [
+      ['gpt2', (x) => buildProgram({ ...gpt2, ...x })],
+      ['llama', (x) => buildLlamaProgram({ ...llama, ...x })],
+    ];
+    for (const [family, build] of families) {
+      const plain = build({});
+      expect(
+        build({ optimizer: { name: 'adamw' } }).kernels.map((k) => k.code),
+        family,
+      ).to.deep.equal(plain.kernels.map((k) => k.code));
+      for (const momentum of [0, 0.9]) {
+        const s = build({ optimizer: { name: 'sgd', momentum }, clip: false, proximal: true });
+        const p = build({ proximal: true });
+        expect(
+          s.kernels.map((k) => k.label),
+          family,
+        ).to.deep.equal(p.kernels.map((k) => k.label.replace('adamw', 'sgd')));
+        s.kernels.forEach((k, i) => {
+          if (k.label !== 'sgd') expect(k.code, `${family} ${k.label}`).to.equal(p.kernels[i].code);
+        });
+        const k = s.kernels.find((x) => x.label === 'sgd')!;
+        expect(k.bindings.map((b) => b.buffer)).to.deep.equal(['step', 'grad', 'theta', ...(momentum > 0 ? ['adamM'] : []), 'anchor']);
+        expect(k.code).to.not.contain('adamV');
+        expect(k.code).to.contain(momentum > 0 ? 'theta[i] = th - lr * b;' : 'theta[i] = th - lr * g;');
+        // FedProx's term is added before the update, as under AdamW.
+        expect(k.code.indexOf('anchor[i]')).to.be.lessThan(k.code.indexOf('let th ='));
+      }
     }
   });
 

@@ -67,6 +67,21 @@ fn main(@builtin(local_invocation_index) li: u32) {
   ];
 }
 
+/** The bindings an update kernel adds for clipping (the global norm) and FedProx (the round's global adapter). */
+function gradientBindings(clip: boolean, proximal: boolean): Binding[] {
+  return [
+    ...(clip ? [{ buffer: 'norm', type: 'f32' as const, write: false }] : []),
+    ...(proximal ? [{ buffer: 'anchor', type: 'f32' as const, write: false }] : []),
+  ];
+}
+
+/** The update's gradient g: the step's, scaled to the clip norm, plus FedProx's μ·(theta − anchor) (both rules). */
+function gradientLines(clip: boolean, proximal: boolean): string {
+  const clipLine = clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : '';
+  const proxLine = proximal ? `\n  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);` : '';
+  return `  var g = grad[i];\n  ${clipLine}${proxLine}`;
+}
+
 export interface AdamConsts {
   readonly beta1: number;
   readonly beta2: number;
@@ -85,8 +100,7 @@ export function adamW(n: number, c: AdamConsts, clip: boolean, proximal = false)
     { buffer: 'adamM', type: 'f32', write: true },
     { buffer: 'adamV', type: 'f32', write: true },
   ];
-  if (clip) bindings.push({ buffer: 'norm', type: 'f32', write: false });
-  if (proximal) bindings.push({ buffer: 'anchor', type: 'f32', write: false });
+  bindings.push(...gradientBindings(clip, proximal));
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -96,13 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let decay = bitcast<f32>(step[${STEP.decay}]);
   let bc1 = bitcast<f32>(step[${STEP.bc1}]);
   let bc2 = bitcast<f32>(step[${STEP.bc2}]);
-  var g = grad[i];
-  ${clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : ''}${
-    proximal
-      ? `
-  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);`
-      : ''
-  }
+${gradientLines(clip, proximal)}
   let th = theta[i] * decay;
   let m = ${f32(c.beta1)} * adamM[i] + ${f32(1 - c.beta1)} * g;
   let v = ${f32(c.beta2)} * adamV[i] + ${f32(1 - c.beta2)} * g * g;
@@ -127,8 +135,7 @@ export function sgd(n: number, momentum: number, clip: boolean, proximal = false
     { buffer: 'theta', type: 'f32', write: true },
   ];
   if (momentum > 0) bindings.push({ buffer: 'adamM', type: 'f32', write: true });
-  if (clip) bindings.push({ buffer: 'norm', type: 'f32', write: false });
-  if (proximal) bindings.push({ buffer: 'anchor', type: 'f32', write: false });
+  bindings.push(...gradientBindings(clip, proximal));
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -136,13 +143,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= ${u32(n)}) { return; }
   let lr = bitcast<f32>(step[${STEP.lr}]);
   let decay = bitcast<f32>(step[${STEP.decay}]);
-  var g = grad[i];
-  ${clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : ''}${
-    proximal
-      ? `
-  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);`
-      : ''
-  }
+${gradientLines(clip, proximal)}
   let th = theta[i] * decay;${
     momentum > 0
       ? `

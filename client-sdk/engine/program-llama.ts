@@ -2,18 +2,16 @@
 // forward through every decoder layer (RMSNorm, q/k/v projections, RoPE on q and k, grouped-query flash
 // attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
 // residual), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
-// adapter gradients of any of the seven LoRA modules, optional clipping, AdamW. Projection weights sit [in, out]
+// adapter gradients of any of the seven LoRA modules, optional clipping, the site's optimiser (AdamW or SGD). Projection weights sit [in, out]
 // in `w` (layout-llama.ts) so every matmul spec reads like GPT-2's.
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
-import type { Epilogue } from './epilogue';
-import { ceilDiv, type Kernel } from './kernel';
-import type { LlamaModelLayout, LlamaProjLayout } from './layout-llama';
-import { crossEntropy, lossMean } from './loss';
-import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
-import { tcMatmul } from './matmul-tc';
-import { adamW, gradNorm, reduceSplitK, NORM_CHUNK } from './optimizer';
+import { ceilDiv } from './kernel';
+import type { LlamaModelLayout } from './layout-llama';
+import type { Operand } from './matmul';
+import { NORM_CHUNK } from './optimizer';
+import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import type { Program, ProgramOptions } from './program';
 import { ropeKernel } from './rope';
 import { rmsNormBackward, rmsNormForward, tokenEmbedding } from './rmsnorm';
@@ -23,8 +21,6 @@ export interface LlamaProgramOptions extends Omit<ProgramOptions, 'config' | 'la
   readonly config: LlamaConfig;
   readonly layout: LlamaModelLayout;
 }
-
-const SPLIT_ROWS = 256;
 
 /** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
 export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
@@ -58,80 +54,11 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const refusal = llamaEngineRefusal(cfg, T);
   if (refusal) throw new Error(refusal);
   if (N * Math.max(D, QKVW) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
-  const kernels: Kernel[] = [];
-  let maxPart = 1;
-  const gradWrites: [number, number][] = [];
-  const mm = (spec: MatmulSpec): void => {
-    const big = spec.N > 16 && spec.M > 16;
-    kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
-  };
-  const opnd = (buffer: string, offset: number, type: 'f32' | 'f16', trans = false, ld?: number): Operand => ({ buffer, offset, type, trans, ld });
-  const name = (p: LlamaProjLayout): string => `h${p.layer}.${p.proj}`;
+  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r });
+  const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
   const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
-
-  /** u = x·Aᵀ (LoRA input), then y = x·W (+ b) + s·u·Bᵀ with `epi`. */
-  const linearFwd = (p: LlamaProjLayout, x: Operand, epi: Omit<Epilogue, 'bias' | 'lora'>): void => {
-    if (p.lora) {
-      mm({
-        label: `lora.u ${name(p)}`,
-        M: N,
-        N: r,
-        K: p.inF,
-        a: x,
-        b: opnd('theta', p.lora.a, 'f32', true),
-        epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
-      });
-    }
-    const lora = p.lora
-      ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
-      : undefined;
-    const bias = p.bias === undefined ? undefined : { buffer: 'vec', offset: p.bias };
-    mm({ label: `fwd ${name(p)}`, M: N, N: p.outF, K: p.inF, a: x, b: opnd('w', p.w, wt), epi: { ...epi, bias, lora } });
-  };
-
-  /** Adapter grads of one module (dB = s·dyᵀu, dA = duᵀx, both ×1/P) and dx = dy·Wᵀ + du·A with `epi`. */
-  const linearBwd = (p: LlamaProjLayout, dy: Operand, dyLora: Operand, x: Operand, epi: Omit<Epilogue, 'lora'>): void => {
-    if (p.lora) {
-      mm({
-        label: `lora.du ${name(p)}`,
-        M: N,
-        N: r,
-        K: p.outF,
-        a: dyLora,
-        b: opnd('theta', p.lora.b, 'f32'),
-        epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
-      });
-      mm({
-        label: `lora.dB ${name(p)}`,
-        M: p.outF,
-        N: r,
-        K: N,
-        splitK: S,
-        a: { ...dyLora, trans: true },
-        b: opnd('low', p.lora.low, 'f32'),
-        epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } },
-      });
-      kernels.push(reduceSplitK(`lora.dB.sum ${name(p)}`, S, p.outF * r, p.lora.b));
-      mm({
-        label: `lora.dA ${name(p)}`,
-        M: r,
-        N: p.inF,
-        K: N,
-        splitK: S,
-        a: opnd('du', 0, 'f32', true),
-        b: x,
-        epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
-      });
-      kernels.push(reduceSplitK(`lora.dA.sum ${name(p)}`, S, r * p.inF, p.lora.a));
-      maxPart = Math.max(maxPart, S * p.outF * r, S * r * p.inF);
-      gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
-    }
-    const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
-    mm({ label: `bwd.dx ${name(p)}`, M: N, N: p.inF, K: p.outF, a: dy, b: opnd('w', p.w, wt, true), epi: { ...epi, lora } });
-  };
 
   // ---------- forward ----------
   kernels.push(tokenEmbedding(N, D));
@@ -165,36 +92,11 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   }
   kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * L), weight: layout.norm, y: 'hf', yOff: 0, stats: 2 * L * N }));
   kernels.push(gatherPairs(P, D, act));
-  const head = o.path === 'f32' ? (cfg.tieWordEmbeddings ? 'wte' : 'lmhead') : 'wte16';
-  mm({
-    label: 'lm.logits',
-    M: P,
-    N: V,
-    K: D,
-    rowsArePairs: true,
-    a: opnd('hs', 0, act),
-    b: opnd(head, 0, wt, true),
-    epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } },
-  });
-  kernels.push(crossEntropy(P, V, VP, act));
-  kernels.push(lossMean(P));
+  // The LM head (tied: wte; untied: lmhead, f32 path; f16 paths read wte16, filled from the head), its loss, and
+  // (the first of the backward) dhs = dlogits·head.
+  lmHead(b, { P, V, VP, D, act, head: o.path === 'f32' ? (cfg.tieWordEmbeddings ? 'wte' : 'lmhead') : 'wte16' });
 
   // ---------- backward ----------
-  const dlog = act === 'f32' ? 'logits' : 'dlogits';
-  const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
-  mm({
-    label: 'lm.dhs',
-    M: P,
-    N: D,
-    K: V,
-    rowsArePairs: true,
-    splitK: SV,
-    a: { ...opnd(dlog, 0, act), ld: VP },
-    b: opnd(head, 0, wt),
-    epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } },
-  });
-  kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
-  maxPart = Math.max(maxPart, SV * P * D);
   kernels.push(scatterPairs(N, D));
   const copy16 = act === 'f16';
   kernels.push(rmsNormBackward(N, D, { dy: 'dhf', dyType: 'f32', x: xOff(2 * L), weight: layout.norm, stats: 2 * L * N, mode: 'store', copy16 }));
@@ -229,8 +131,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
 
   // ---------- update ----------
   const nP = layout.adapterSize;
-  if (o.clip) kernels.push(...gradNorm(nP));
-  kernels.push(adamW(nP, o.adam, !!o.clip, !!o.proximal));
+  kernels.push(...updateKernels(nP, o));
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -272,7 +173,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['dqkv', a(N * QKVW)],
     ['delta', f(B * H * T)],
     ['du', f(N * r)],
-    ['part', f(maxPart)],
+    ['part', f(b.maxPart)],
     ['theta', f(nP)],
     ['grad', f(nP)],
     ['adamM', f(nP)],

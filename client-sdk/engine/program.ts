@@ -5,13 +5,11 @@
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
-import type { Epilogue } from './epilogue';
 import { ceilDiv, type Kernel } from './kernel';
-import type { LayerLayout, ModelLayout, ProjLayout } from './layout';
-import { crossEntropy, lossMean } from './loss';
-import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
-import { tcMatmul } from './matmul-tc';
-import { adamW, gradNorm, reduceSplitK, sgd, NORM_CHUNK } from './optimizer';
+import type { LayerLayout, ModelLayout } from './layout';
+import type { Operand } from './matmul';
+import { NORM_CHUNK } from './optimizer';
+import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
 
@@ -46,8 +44,6 @@ export interface Program {
   readonly gradWrites: readonly (readonly [number, number])[];
 }
 
-const SPLIT_ROWS = 256;
-
 export function buildProgram(o: ProgramOptions): Program {
   const cfg = o.config;
   const { batch: B, seq: T, layout } = o;
@@ -64,47 +60,13 @@ export function buildProgram(o: ProgramOptions): Program {
   const wt: 'f32' | 'f16' = act;
   if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds n_positions ${cfg.nPositions}`);
   if (N * D > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
-  const kernels: Kernel[] = [];
-  let maxPart = 1;
-  const gradWrites: [number, number][] = [];
-  const mm = (spec: MatmulSpec): void => {
-    const big = spec.N > 16 && spec.M > 16;
-    kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
-  };
-  const opnd = (buffer: string, offset: number, type: 'f32' | 'f16', trans = false): Operand => ({ buffer, offset, type, trans });
+  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r });
+  const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
 
   // ---------- forward ----------
   kernels.push(embedding(N, T, D));
   const xOff = (i: number): number => i * N * D;
   const lnOut = (name: 'lnA' | 'lnM', l: number): number => l * N * D;
-
-  /** u = x·Aᵀ (LoRA input), then y = x·W + b + s·u·Bᵀ (+ residual / GELU via `epi`). */
-  const linearFwd = (p: ProjLayout, x: Operand, epi: Omit<Epilogue, 'bias' | 'lora'>): void => {
-    if (p.lora) {
-      mm({
-        label: `lora.u h${p.layer}.${p.proj}`,
-        M: N,
-        N: r,
-        K: p.inF,
-        a: x,
-        b: opnd('theta', p.lora.a, 'f32', true),
-        epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
-      });
-    }
-    const lora = p.lora
-      ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
-      : undefined;
-    mm({
-      label: `fwd h${p.layer}.${p.proj}`,
-      M: N,
-      N: p.outF,
-      K: p.inF,
-      a: x,
-      b: opnd('w', p.w, wt),
-      epi: { ...epi, bias: { buffer: 'vec', offset: p.bias }, lora },
-    });
-  };
 
   for (let l = 0; l < L; l++) {
     const Ly: LayerLayout = layout.layers[l];
@@ -156,82 +118,14 @@ export function buildProgram(o: ProgramOptions): Program {
     }),
   );
   kernels.push(gatherPairs(P, D, act));
-  const head = o.path === 'f32' ? 'wte' : 'wte16';
-  mm({
-    label: 'lm.logits',
-    M: P,
-    N: V,
-    K: D,
-    rowsArePairs: true,
-    a: opnd('hs', 0, act),
-    b: opnd(head, 0, wt, true),
-    epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } },
-  });
-  kernels.push(crossEntropy(P, V, VP, act));
-  kernels.push(lossMean(P));
+  // The LM head, its loss, and (the first of the backward) dhs = dlogits·wte.
+  lmHead(b, { P, V, VP, D, act, head: o.path === 'f32' ? 'wte' : 'wte16' });
 
   // ---------- backward ----------
-  const dlog = act === 'f32' ? 'logits' : 'dlogits';
-  // dhs = dlogits·wte reduces over the vocabulary with only P·D outputs: split-K keeps the GPU busy.
-  const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
-  mm({
-    label: 'lm.dhs',
-    M: P,
-    N: D,
-    K: V,
-    rowsArePairs: true,
-    splitK: SV,
-    a: { ...opnd(dlog, 0, act), ld: VP },
-    b: opnd(head, 0, wt),
-    epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } },
-  });
-  kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
-  maxPart = Math.max(maxPart, SV * P * D);
   kernels.push(scatterPairs(N, D));
   const copy16 = act === 'f16';
   kernels.push(layerNormBackward(N, D, act, { dy: 'dhf', x: xOff(2 * L), gamma: layout.lnf.gamma, stats: 2 * L * N * 2, mode: 'store', copy16 }));
   const dres: Operand = act === 'f32' ? opnd('dres', 0, 'f32') : opnd('dres16', 0, 'f16');
-
-  /** Adapter grads of one module (dB = s·dyᵀu, dA = duᵀx, both ×1/P) and dx = dy·Wᵀ + du·A with `epi`. */
-  const linearBwd = (p: ProjLayout, dy: Operand, dyF32: Operand, x: Operand, epi: Omit<Epilogue, 'lora'>): void => {
-    if (p.lora) {
-      mm({
-        label: `lora.du h${p.layer}.${p.proj}`,
-        M: N,
-        N: r,
-        K: p.outF,
-        a: dyF32,
-        b: opnd('theta', p.lora.b, 'f32'),
-        epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
-      });
-      mm({
-        label: `lora.dB h${p.layer}.${p.proj}`,
-        M: p.outF,
-        N: r,
-        K: N,
-        splitK: S,
-        a: { ...dyF32, trans: true },
-        b: opnd('low', p.lora.low, 'f32'),
-        epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } },
-      });
-      kernels.push(reduceSplitK(`lora.dB.sum h${p.layer}.${p.proj}`, S, p.outF * r, p.lora.b));
-      mm({
-        label: `lora.dA h${p.layer}.${p.proj}`,
-        M: r,
-        N: p.inF,
-        K: N,
-        splitK: S,
-        a: opnd('du', 0, 'f32', true),
-        b: x,
-        epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
-      });
-      kernels.push(reduceSplitK(`lora.dA.sum h${p.layer}.${p.proj}`, S, r * p.inF, p.lora.a));
-      maxPart = Math.max(maxPart, S * p.outF * r, S * r * p.inF);
-      gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
-    }
-    const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
-    mm({ label: `bwd.dx h${p.layer}.${p.proj}`, M: N, N: p.inF, K: p.outF, a: dy, b: opnd('w', p.w, wt, true), epi: { ...epi, lora } });
-  };
 
   for (let l = L - 1; l >= 0; l--) {
     const Ly = layout.layers[l];
@@ -257,8 +151,7 @@ export function buildProgram(o: ProgramOptions): Program {
 
   // ---------- update ----------
   const nP = layout.adapterSize;
-  if (o.clip) kernels.push(...gradNorm(nP));
-  kernels.push(o.optimizer?.name === 'sgd' ? sgd(nP, o.optimizer.momentum, !!o.clip, !!o.proximal) : adamW(nP, o.adam, !!o.clip, !!o.proximal));
+  kernels.push(...updateKernels(nP, o));
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -298,7 +191,7 @@ export function buildProgram(o: ProgramOptions): Program {
     ['dqkv', a(N * 3 * D)],
     ['delta', f(B * H * T)],
     ['du', f(N * r)],
-    ['part', f(maxPart)],
+    ['part', f(b.maxPart)],
     ['theta', f(nP)],
     ['grad', f(nP)],
     ['adamM', f(nP)],

@@ -1,0 +1,179 @@
+// What every model family's step program builds the same way (program.ts: GPT-2; program-llama.ts: the Llama
+// family): the matmul kernel per path, a LoRA linear layer forward and backward, the LM head with its loss and
+// the gradient back into the final hidden states, and the update (optional global-norm clip, then the site's
+// optimiser). A family's program supplies only its own blocks (norms, attention, MLP) and buffers.
+import type { ClientOptimizer } from '../../proto/model/client-optimizer';
+import type { Epilogue } from './epilogue';
+import { ceilDiv, type Kernel } from './kernel';
+import { crossEntropy, lossMean } from './loss';
+import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
+import { tcMatmul } from './matmul-tc';
+import { adamW, gradNorm, reduceSplitK, sgd } from './optimizer';
+
+/** Rows per split of a split-K reduction over the batch's rows (the adapter gradients). */
+const SPLIT_ROWS = 256;
+
+/** A projection as both families lay it out: W [in, out] in `w`, an optional bias in `vec`, optional LoRA. */
+export interface LinearLayout {
+  readonly layer: number;
+  readonly proj: string;
+  readonly inF: number;
+  readonly outF: number;
+  readonly w: number;
+  readonly bias?: number;
+  readonly lora?: { readonly a: number; readonly b: number; readonly low: number };
+}
+
+export interface StepBuilder {
+  /** The step's kernels, in dispatch order. */
+  readonly kernels: Kernel[];
+  /** [offset, length] of every adapter-gradient region written. */
+  readonly gradWrites: [number, number][];
+  /** Elements the split-K partials buffer `part` needs so far. */
+  maxPart: number;
+  readonly mm: (spec: MatmulSpec) => void;
+  readonly opnd: (buffer: string, offset: number, type: 'f32' | 'f16', trans?: boolean, ld?: number) => Operand;
+  /** u = x·Aᵀ (LoRA input), then y = x·W (+ b) + s·u·Bᵀ with `epi` (residual, activation, output). */
+  readonly linearFwd: (p: LinearLayout, x: Operand, epi: Omit<Epilogue, 'bias' | 'lora'>) => void;
+  /** Adapter grads of one module (dB = s·dyᵀu, dA = duᵀx, both ×1/P) and dx = dy·Wᵀ + du·A with `epi`. */
+  readonly linearBwd: (p: LinearLayout, dy: Operand, dyLora: Operand, x: Operand, epi: Omit<Epilogue, 'lora'>) => void;
+}
+
+export interface StepShapeOptions {
+  readonly path: 'f32' | 'f16' | 'tc';
+  readonly loraScale: number;
+  /** Rows of the step (batch · seq). */
+  readonly rows: number;
+  /** The adapter's rank. */
+  readonly r: number;
+}
+
+export function stepBuilder(o: StepShapeOptions): StepBuilder {
+  const N = o.rows;
+  const r = o.r;
+  const wt: 'f32' | 'f16' = o.path === 'f32' ? 'f32' : 'f16';
+  const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
+  const b: StepBuilder = {
+    kernels: [],
+    gradWrites: [],
+    maxPart: 1,
+    mm: (spec) => {
+      // Tensor cores only where both operands are f16 and the tile is worth it.
+      const big = spec.N > 16 && spec.M > 16;
+      b.kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
+    },
+    opnd: (buffer, offset, type, trans = false, ld) => (ld === undefined ? { buffer, offset, type, trans } : { buffer, offset, type, trans, ld }),
+    linearFwd: (p, x, epi) => {
+      const name = `h${p.layer}.${p.proj}`;
+      if (p.lora) {
+        b.mm({
+          label: `lora.u ${name}`,
+          M: N,
+          N: r,
+          K: p.inF,
+          a: x,
+          b: b.opnd('theta', p.lora.a, 'f32', true),
+          epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
+        });
+      }
+      const lora = p.lora
+        ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
+        : undefined;
+      const bias = p.bias === undefined ? undefined : { buffer: 'vec', offset: p.bias };
+      b.mm({ label: `fwd ${name}`, M: N, N: p.outF, K: p.inF, a: x, b: b.opnd('w', p.w, wt), epi: { ...epi, bias, lora } });
+    },
+    linearBwd: (p, dy, dyLora, x, epi) => {
+      const name = `h${p.layer}.${p.proj}`;
+      if (p.lora) {
+        b.mm({
+          label: `lora.du ${name}`,
+          M: N,
+          N: r,
+          K: p.outF,
+          a: dyLora,
+          b: b.opnd('theta', p.lora.b, 'f32'),
+          epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
+        });
+        b.mm({
+          label: `lora.dB ${name}`,
+          M: p.outF,
+          N: r,
+          K: N,
+          splitK: S,
+          a: { ...dyLora, trans: true },
+          b: b.opnd('low', p.lora.low, 'f32'),
+          epi: { scale: o.loraScale, out: { buffer: 'part', offset: 0, ld: r, mode: 'store' } },
+        });
+        b.kernels.push(reduceSplitK(`lora.dB.sum ${name}`, S, p.outF * r, p.lora.b));
+        b.mm({
+          label: `lora.dA ${name}`,
+          M: r,
+          N: p.inF,
+          K: N,
+          splitK: S,
+          a: b.opnd('du', 0, 'f32', true),
+          b: x,
+          epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
+        });
+        b.kernels.push(reduceSplitK(`lora.dA.sum ${name}`, S, r * p.inF, p.lora.a));
+        b.maxPart = Math.max(b.maxPart, S * p.outF * r, S * r * p.inF);
+        b.gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
+      }
+      const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
+      b.mm({ label: `bwd.dx ${name}`, M: N, N: p.inF, K: p.outF, a: dy, b: b.opnd('w', p.w, wt, true), epi: { ...epi, lora } });
+    },
+  };
+  return b;
+}
+
+/**
+ * The LM head on the gathered hidden states `hs` of the P scored pairs: logits = hs·headᵀ (row stride VP),
+ * cross-entropy and the loss mean; then, backward, dhs = dlogits·head (split-K over the vocabulary).
+ */
+export function lmHead(b: StepBuilder, s: { P: number; V: number; VP: number; D: number; act: 'f32' | 'f16'; head: string }): void {
+  const { P, V, VP, D, act, head } = s;
+  const wt = act;
+  b.mm({
+    label: 'lm.logits',
+    M: P,
+    N: V,
+    K: D,
+    rowsArePairs: true,
+    a: b.opnd('hs', 0, act),
+    b: b.opnd(head, 0, wt, true),
+    epi: { out: { buffer: 'logits', offset: 0, ld: VP, mode: 'store' } },
+  });
+  b.kernels.push(crossEntropy(P, V, VP, act));
+  b.kernels.push(lossMean(P));
+  const dlog = act === 'f32' ? 'logits' : 'dlogits';
+  // dhs = dlogits·head reduces over the vocabulary with only P·D outputs: split-K keeps the GPU busy.
+  const SV = Math.max(2, Math.min(32, ceilDiv(V, 2048)));
+  b.mm({
+    label: 'lm.dhs',
+    M: P,
+    N: D,
+    K: V,
+    rowsArePairs: true,
+    splitK: SV,
+    a: { ...b.opnd(dlog, 0, act), ld: VP },
+    b: b.opnd(head, 0, wt),
+    epi: { out: { buffer: 'part', offset: 0, ld: D, mode: 'store' } },
+  });
+  b.kernels.push(reduceSplitK('lm.dhs.sum', SV, P * D, 0, 'dhs'));
+  b.maxPart = Math.max(b.maxPart, SV * P * D);
+}
+
+/** The update over the flat adapter of nP values: the global norm when clipping, then AdamW or SGD. */
+export function updateKernels(
+  nP: number,
+  o: {
+    readonly clip?: boolean;
+    readonly proximal?: boolean;
+    readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
+    readonly optimizer?: ClientOptimizer;
+  },
+): Kernel[] {
+  const clip = !!o.clip;
+  const proximal = !!o.proximal;
+  return [...(clip ? gradNorm(nP) : []), o.optimizer?.name === 'sgd' ? sgd(nP, o.optimizer.momentum, clip, proximal) : adamW(nP, o.adam, clip, proximal)];
+}
