@@ -2,6 +2,7 @@
 // refused quickly with a specific status and is never echoed into the reply or the log; malformed protobuf
 // is INVALID_ARGUMENT on every RPC; the SDK refuses to send what the coordinator would refuse; the
 // coordinator keeps serving (the connection is not stalled) and the round still commits.
+import { loadFedtuneProto } from '../proto/load';
 import { promises as fs } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -242,6 +243,8 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
   it('answers malformed protobuf bytes with INVALID_ARGUMENT on every RPC (not INTERNAL), and oversized ones with RESOURCE_EXHAUSTED', async () => {
     const before = await snapshot(h.runDir);
     const garbage = Buffer.from([0x7f, 0x00]); // field 15 with wire type 7, which does not exist
+    // "Every RPC" is the service's own list: a method added to the proto without a row here fails this line.
+    expect([...METHODS].sort()).to.deep.equal(Object.keys(loadFedtuneProto().fedtune.v1.Federation.service).sort());
     for (const m of METHODS) {
       const r = await rawCall(raw, m, [garbage]);
       expect(status[r.code], `${m}: ${r.details}`).to.equal('INVALID_ARGUMENT');

@@ -34,12 +34,14 @@ export const METHODS = [
   'SecAggShareKeys',
   'SecAggConsistency',
   'SecAggUnmask',
+  'ReportEvaluation',
 ] as const;
 export type Method = (typeof METHODS)[number];
 const KIND: Record<Method, 'unary' | 'server' | 'client'> = {
   Hello: 'unary',
   Join: 'unary',
   ReportMetrics: 'unary',
+  ReportEvaluation: 'unary',
   Leave: 'unary',
   SecAggAdvertise: 'unary',
   SecAggShareKeys: 'unary',
