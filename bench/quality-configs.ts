@@ -92,6 +92,16 @@ export function cellOverrides(c: QualityConfig): Record<string, unknown> {
   return { ...rest, training: t };
 }
 
+// SCAFFOLD (coordinator/strategy/scaffold.ts): control variates against client drift, the suspected cause of the
+// gap under label skew. With the client recipe of run 3's best federated cells (AdamW 0.002 cosine: `fedavg-cos`
+// on Dirichlet 0.5 and groups, `fedprox-0.1` on Dirichlet 0.1), η_g = 1 and every site in every round
+// (population 0: |S|/N = 1); and with client SGD, the optimiser the paper analyses, at run 4's untried rate 1.0.
+// Sites on the WebGPU engine train SCAFFOLD tasks on tfjs (engine-scaffold-fallback.ts).
+export const SCAFFOLD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
+  'scaffold-cos': { mode: 'federated', overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } }, note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine' },
+  'scaffold-sgd1': sgdFed('SCAFFOLD η_g 1, client SGD 1.0 cosine, 3 warm-up rounds', 1, { strategy: { name: 'scaffold' }, training: { warmupRounds: 3 } }),
+};
+
 export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   centralized: { mode: 'centralized', overrides: {}, note: 'all training data at one site, same total steps' },
   local: { mode: 'local', overrides: {}, note: 'each site trains alone' },
@@ -138,6 +148,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
   ...CLIENT_SGD_CONFIGS,
+  ...SCAFFOLD_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */
