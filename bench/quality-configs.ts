@@ -98,7 +98,11 @@ export function cellOverrides(c: QualityConfig): Record<string, unknown> {
 // (population 0: |S|/N = 1); and with client SGD, the optimiser the paper analyses, at run 4's untried rate 1.0.
 // Sites on the WebGPU engine train SCAFFOLD tasks on tfjs (engine-scaffold-fallback.ts).
 export const SCAFFOLD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
-  'scaffold-cos': { mode: 'federated', overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } }, note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine' },
+  'scaffold-cos': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } },
+    note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine',
+  },
   'scaffold-sgd1': sgdFed('SCAFFOLD η_g 1, client SGD 1.0 cosine, 3 warm-up rounds', 1, { strategy: { name: 'scaffold' }, training: { warmupRounds: 3 } }),
 };
 

@@ -25,8 +25,11 @@ const sameLayout = (a: TensorList, b: TensorList): boolean =>
  */
 export function beginScaffoldRound(trained: TensorList, c: TensorList, ci: TensorList | null, warn: (msg: string) => void): ScaffoldRound {
   const cs = sortByName(c);
-  if (!sameLayout(cs, trained)) throw new Error(`the coordinator's SCAFFOLD control variate has ${cs.length} tensors not matching the ${trained.length} trained ones`);
-  for (const t of cs) for (let j = 0; j < t.data.length; j++) if (!Number.isFinite(t.data[j])) throw new Error(`the coordinator's SCAFFOLD control variate ${t.name}[${j}] is ${t.data[j]}`);
+  if (!sameLayout(cs, trained))
+    throw new Error(`the coordinator's SCAFFOLD control variate has ${cs.length} tensors not matching the ${trained.length} trained ones`);
+  for (const t of cs)
+    for (let j = 0; j < t.data.length; j++)
+      if (!Number.isFinite(t.data[j])) throw new Error(`the coordinator's SCAFFOLD control variate ${t.name}[${j}] is ${t.data[j]}`);
   let mine = ci ? sortByName(ci) : null;
   if (mine && !sameLayout(mine, trained)) {
     warn("the stored SCAFFOLD control variate does not match this run's adapter: starting again from c_i = 0");

@@ -46,7 +46,8 @@ export function fileControlVariates(dir: string): ControlVariateStore {
         throw e;
       }
       const f = readSafetensors(bytes);
-      if (f.metadata.run_id !== runId) throw new Error(`the stored SCAFFOLD control variate belongs to run ${JSON.stringify(f.metadata.run_id)}, not ${JSON.stringify(runId)}`);
+      if (f.metadata.run_id !== runId)
+        throw new Error(`the stored SCAFFOLD control variate belongs to run ${JSON.stringify(f.metadata.run_id)}, not ${JSON.stringify(runId)}`);
       return f.tensors;
     },
     async save(runId, ci) {

@@ -13,7 +13,20 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer'
 import { CONTROL_DELTA_PREFIX } from '../proto/model/scaffold';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import { downloadAdapter } from '../client-sdk/download';
-import { expectRefused, join, rawClient, settled, siteDelta, smallAdapter, startCoordinator, tempDir, testIdentity, twoSitesInRound, upload, uploadFrames } from './harness';
+import {
+  expectRefused,
+  join,
+  rawClient,
+  settled,
+  siteDelta,
+  smallAdapter,
+  startCoordinator,
+  tempDir,
+  testIdentity,
+  twoSitesInRound,
+  upload,
+  uploadFrames,
+} from './harness';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -132,10 +145,21 @@ describe('SCAFFOLD over gRPC', function () {
         `update refused by the scaffold strategy: tensor ${CONTROL_DELTA_PREFIX}${dy[0].name} holds NaN at element 1; updates must be finite`,
       );
       const huge = withDc((t) => ({ ...t, data: t.data.map(() => 1e6) }));
-      await expectRefused(h.runDir, send(huge), grpc.status.INVALID_ARGUMENT, `tensor ${CONTROL_DELTA_PREFIX}${dy[0].name} holds 1000000 at element 0; outside ±128`);
+      await expectRefused(
+        h.runDir,
+        send(huge),
+        grpc.status.INVALID_ARGUMENT,
+        `tensor ${CONTROL_DELTA_PREFIX}${dy[0].name} holds 1000000 at element 0; outside ±128`,
+      );
       const misshapen = withDc((t) => ({ ...t, shape: [t.data.length * 2], data: new Float32Array(t.data.length * 2) }));
       await expectRefused(h.runDir, send(misshapen), grpc.status.INVALID_ARGUMENT, `tensor ${CONTROL_DELTA_PREFIX}${dy[0].name} has shape`);
-      const ok = await upload(r.c, uploadFrames({ who: r.a, task: r.taskA }, withDc((t) => t)));
+      const ok = await upload(
+        r.c,
+        uploadFrames(
+          { who: r.a, task: r.taskA },
+          withDc((t) => t),
+        ),
+      );
       expect(ok.duplicate).to.equal(false);
     } finally {
       await r.close();
@@ -149,7 +173,12 @@ describe('SCAFFOLD over gRPC', function () {
     try {
       await settled(h);
       const a = await join(c, 'site-a');
-      await expectRefused(h.runDir, () => downloadAdapter(c, a.session_token, 0, undefined, true), grpc.status.FAILED_PRECONDITION, "this run's strategy is 'fedavg'");
+      await expectRefused(
+        h.runDir,
+        () => downloadAdapter(c, a.session_token, 0, undefined, true),
+        grpc.status.FAILED_PRECONDITION,
+        "this run's strategy is 'fedavg'",
+      );
     } finally {
       c.close();
       await h.coordinator.stop(500);

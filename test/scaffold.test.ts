@@ -14,7 +14,7 @@ import { beginScaffoldRound } from '../client-sdk/scaffold-site';
 import type { SftExample } from '../client-sdk/sft/types';
 import type { TrainingPlan } from '../client-sdk/trainer';
 import { loadConfig } from '../coordinator/config';
-import { aggregateUpdates } from '../coordinator/strategy/fedavg';
+import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { Scaffold, withControlDeltas } from '../coordinator/strategy/scaffold';
 import type { ClientUpdate, ServerState } from '../coordinator/strategy/strategy';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
@@ -32,7 +32,8 @@ const upd = (clientId: string, n: number, dy: number[], dc: number[]): ClientUpd
   delta: sortByName([t(W, dy), t(CONTROL_DELTA_PREFIX + W, dc)]),
 });
 const values = (xs: readonly NamedTensor[]): number[][] => xs.map((x) => [...x.data]);
-const bits = (xs: readonly NamedTensor[]): string => xs.map((x) => `${x.name}:${Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).toString('hex')}`).join('|');
+const bits = (xs: readonly NamedTensor[]): string =>
+  xs.map((x) => `${x.name}:${Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).toString('hex')}`).join('|');
 
 describe('SCAFFOLD on the server (coordinator/strategy/scaffold.ts)', () => {
   it('one site, two rounds, by hand: x ← x + η_g·Δy, c ← c + Δc (c starts at 0 and is the server state c/<tensor>)', () => {
@@ -65,7 +66,16 @@ describe('SCAFFOLD on the server (coordinator/strategy/scaffold.ts)', () => {
 
   it('with η_g = 1 the adapter is FedAvg bit for bit; the aggregate and c are bit-identical in any arrival order', () => {
     const rng = new Prng(17);
-    const global = sortByName([t('p.lora_A.weight', Array.from({ length: 40 }, () => rng.nextFloat() - 0.5)), t('p.lora_B.weight', Array.from({ length: 24 }, () => 0))]);
+    const global = sortByName([
+      t(
+        'p.lora_A.weight',
+        Array.from({ length: 40 }, () => rng.nextFloat() - 0.5),
+      ),
+      t(
+        'p.lora_B.weight',
+        Array.from({ length: 24 }, () => 0),
+      ),
+    ]);
     const updates: ClientUpdate[] = ['s1', 's2', 's3', 's4', 's5'].map((id, k) => ({
       clientId: id,
       numExamples: 3 + 7 * k,
@@ -81,7 +91,6 @@ describe('SCAFFOLD on the server (coordinator/strategy/scaffold.ts)', () => {
     });
     for (const r of runs.slice(1)) expect(r).to.deep.equal(runs[0]);
     // FedAvg over the same Δy (without the Δc tensors): the same adapter bytes.
-    const { FedAvg } = require('../coordinator/strategy/fedavg') as typeof import('../coordinator/strategy/fedavg');
     const plain = updates.map((u) => ({ ...u, delta: u.delta.filter((x) => !x.name.startsWith(CONTROL_DELTA_PREFIX)) }));
     expect(bits(aggregateUpdates(new FedAvg(), global, plain).adapter)).to.equal(runs[0].adapter);
   });
@@ -93,7 +102,9 @@ describe('SCAFFOLD on the server (coordinator/strategy/scaffold.ts)', () => {
       expect(() => agg.admit(upd('a', 1, [0, 0], [0, bad]))).to.throw(`a:${CONTROL_DELTA_PREFIX}w[1] = ${bad} is outside the fixed-point range`);
     }
     const agg = s.begin([t(W, [0, 0])]);
-    expect(() => agg.admit({ clientId: 'a', numExamples: 1, delta: sortByName([t(W, [0, 0]), t(CONTROL_DELTA_PREFIX + W, [0, 0, 0])]) })).to.throw(/shape|values/);
+    expect(() => agg.admit({ clientId: 'a', numExamples: 1, delta: sortByName([t(W, [0, 0]), t(CONTROL_DELTA_PREFIX + W, [0, 0, 0])]) })).to.throw(
+      /shape|values/,
+    );
     expect(() => agg.admit({ clientId: 'a', numExamples: 1, delta: [t(W, [0, 0])] })).to.throw();
   });
 
@@ -141,7 +152,9 @@ describe('SCAFFOLD at the site (client-sdk/scaffold-site.ts, sft/scaffold-local.
     const f2 = r2.finish({ adapter: trained, numExamples: 1, metrics: {}, meanGradient: { steps: 2, tensors: [t(W, [0.25, 1])] } });
     expect(values(f2.controlDeltas)).to.deep.equal([[-0.5, 0.5]]);
     // No step taken: c_i stays, Δc_i = 0. A trainer without the mean gradient cannot take part.
-    expect(values(r2.finish({ adapter: trained, numExamples: 1, metrics: {}, meanGradient: { steps: 0, tensors: [t(W, [0, 0])] } }).controlDeltas)).to.deep.equal([[0, 0]]);
+    expect(
+      values(r2.finish({ adapter: trained, numExamples: 1, metrics: {}, meanGradient: { steps: 0, tensors: [t(W, [0, 0])] } }).controlDeltas),
+    ).to.deep.equal([[0, 0]]);
     expect(() => r2.finish({ adapter: trained, numExamples: 1, metrics: {} })).to.throw('the trainer returned no mean gradient for a SCAFFOLD task');
     // A stored c_i of another layout is set aside (with a warning); a non-finite c from the coordinator is refused.
     const warned: string[] = [];
@@ -178,7 +191,9 @@ describe('SCAFFOLD at the site (client-sdk/scaffold-site.ts, sft/scaffold-local.
     try {
       const trainer = new LoraSftTrainer({ model, lora: LORA, train: data() });
       // B nonzero so that every tensor has a gradient.
-      const global = sortByName(initLoraAdapter(CFG, LORA, 7).map((x) => (x.name.includes('lora_B') ? { ...x, data: x.data.map((_, i) => ((i % 7) - 3) * 1e-2) } : x)));
+      const global = sortByName(
+        initLoraAdapter(CFG, LORA, 7).map((x) => (x.name.includes('lora_B') ? { ...x, data: x.data.map((_, i) => ((i % 7) - 3) * 1e-2) } : x)),
+      );
       const rng = new Prng(8);
       const c = global.map((g) => ({ ...g, data: Float32Array.from(g.data, () => (rng.nextFloat() - 0.5) * 0.02) }));
       const ci = global.map((g) => ({ ...g, data: Float32Array.from(g.data, () => (rng.nextFloat() - 0.5) * 0.02) }));

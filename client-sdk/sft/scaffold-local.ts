@@ -35,7 +35,8 @@ export class LocalControl {
     for (const t of trained) {
       const c = byName.get(t.name);
       if (!c) throw new Error(`SCAFFOLD: no control variate for ${t.name}`);
-      if (c.data.length !== t.data.length) throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
+      if (c.data.length !== t.data.length)
+        throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
       flat.set(c.data, off);
       off += t.data.length;
     }
