@@ -96,7 +96,7 @@ export function cellOverrides(c: QualityConfig): Record<string, unknown> {
 // gap under label skew. With the client recipe of run 3's best federated cells (AdamW 0.002 cosine: `fedavg-cos`
 // on Dirichlet 0.5 and groups, `fedprox-0.1` on Dirichlet 0.1), η_g = 1 and every site in every round
 // (population 0: |S|/N = 1); and with client SGD, the optimiser the paper analyses, at run 4's untried rate 1.0.
-// Sites on the WebGPU engine train SCAFFOLD tasks on tfjs (engine-scaffold-fallback.ts).
+// The WebGPU engine runs SCAFFOLD rounds itself (its update kernel's control-variate lines, engine/optimizer.ts).
 export const SCAFFOLD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'scaffold-cos': {
     mode: 'federated',

@@ -17,6 +17,8 @@ import { loadConfig } from '../coordinator/config';
 import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { Scaffold, withControlDeltas } from '../coordinator/strategy/scaffold';
 import type { ClientUpdate, ServerState } from '../coordinator/strategy/strategy';
+import { buildProgram } from '../client-sdk/engine/program';
+import { modelLayout } from '../client-sdk/engine/layout';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { CONTROL_DELTA_PREFIX } from '../proto/model/scaffold';
@@ -225,6 +227,34 @@ describe('SCAFFOLD at the site (client-sdk/scaffold-site.ts, sft/scaffold-local.
       expect(worst).to.be.at.most(1e-5 * (1 + scale));
     } finally {
       model.dispose();
+    }
+  });
+
+  it('the WebGPU engine: only its update kernel changes with SCAFFOLD (two lines before FedProx\'s, two buffers); without it nothing does', () => {
+    // The numbers need a GPU: `npm run test:gpu` compares the engine's SCAFFOLD rounds with the tfjs trainer's.
+    const adapter = initLoraAdapter(CFG, LORA, 7);
+    const layout = modelLayout(CFG, adapter, 2 * 16);
+    const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    for (const optimizer of [undefined, { name: 'sgd' as const, momentum: 0.9 }]) {
+      for (const path of ['f32', 'f16', 'tc'] as const) {
+        const common = { config: CFG, layout, batch: 2, seq: 16, path, loraScale: 2, adam, optimizer, proximal: true };
+        const plain = buildProgram(common);
+        const sc = buildProgram({ ...common, scaffold: true });
+        expect(sc.kernels.map((k) => k.label)).to.deep.equal(plain.kernels.map((k) => k.label));
+        const label = optimizer ? 'sgd' : 'adamw';
+        sc.kernels.forEach((k, i) => {
+          if (k.label !== label) expect(k.code, `${path} ${k.label}`).to.equal(plain.kernels[i].code);
+        });
+        const [a, b] = [plain, sc].map((p) => p.kernels.find((k) => k.label === label)!);
+        expect(b.bindings.map((x) => x.buffer)).to.deep.equal([...a.bindings.map((x) => x.buffer), 'control', 'gsum']);
+        const added = b.code.split('\n').filter((l) => !a.code.split('\n').includes(l));
+        expect(added.map((l) => l.trim()).filter((l) => !l.startsWith('@group'))).to.deep.equal(['gsum[i] = gsum[i] + g;', 'g = g + control[i];']);
+        // The raw gradient is summed, then corrected, then FedProx's term is added (the tfjs trainer's order).
+        expect(b.code.indexOf('gsum[i] = gsum[i] + g;')).to.be.lessThan(b.code.indexOf('g = g + control[i];'));
+        expect(b.code.indexOf('g = g + control[i];')).to.be.lessThan(b.code.indexOf('anchor[i]'));
+        expect(plain.buffers.has('control') || plain.buffers.has('gsum')).to.equal(false);
+        for (const name of ['control', 'gsum']) expect(sc.buffers.get(name)).to.deep.equal({ elems: layout.adapterSize, type: 'f32' });
+      }
     }
   });
 });

@@ -26,7 +26,6 @@ import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { EngineDropoutFallback } from './engine-dropout-fallback';
-import { EngineScaffoldFallback } from './engine-scaffold-fallback';
 import { LocalControl } from './scaffold-local';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
@@ -264,11 +263,7 @@ export async function trainerForModel(
     // trains on tfjs ('auto') or is refused (a named path).
     const t = await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path });
     // A task whose plan asks for LoRA dropout (the engine has none) trains on tfjs, saying why.
-    // Likewise a SCAFFOLD task (the engine's update kernels have no control variates): engine-scaffold-fallback.ts.
-    if (!('error' in t)) {
-      const tfjs = (): Trainer => new LoraSftTrainer({ model, lora, ...data });
-      return { trainer: new EngineScaffoldFallback(new EngineDropoutFallback(t, tfjs), tfjs), backend: t.backend };
-    }
+    if (!('error' in t)) return { trainer: new EngineDropoutFallback(t, () => new LoraSftTrainer({ model, lora, ...data })), backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
   }
