@@ -104,7 +104,11 @@ export const SCAFFOLD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     note: 'SCAFFOLD η_g 1, 50 local steps, AdamW 0.002 cosine',
     localSteps: 50,
   },
-  'scaffold-cos': { mode: 'federated', overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } }, note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine' },
+  'scaffold-cos': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } },
+    note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine',
+  },
 };
 
 export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {

@@ -22,7 +22,9 @@ const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn
 const dist = (a: TensorList, b: TensorList): number => Math.sqrt(a.reduce((s, t, k) => s + t.data.reduce((u, x, i) => u + (x - b[k].data[i]) ** 2, 0), 0));
 const norm = (a: TensorList): number => Math.sqrt(a.reduce((s, t) => s + t.data.reduce((u, x) => u + x * x, 0), 0));
 const sameBits = (a: TensorList, b: TensorList): boolean =>
-  a.every((t, k) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(b[k].data.buffer, b[k].data.byteOffset, b[k].data.byteLength)));
+  a.every((t, k) =>
+    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(b[k].data.buffer, b[k].data.byteOffset, b[k].data.byteLength)),
+  );
 
 export async function scaffoldTests(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   const { model } = await loadGpt2Dir(MODEL_DIR);
@@ -55,7 +57,11 @@ export async function scaffoldTests(ed: EngineDevice, paths: EnginePath[], check
       const [a, b] = [out.metrics.train_loss, ref.metrics.train_loss];
       check(`scaffold ${rule.name} ${p}: mean train loss vs tfjs trainer`, Math.abs(a - b) / b < 0.01, `engine ${a.toFixed(5)} tfjs ${b.toFixed(5)}`);
       const mg = out.meanGradient;
-      check(`scaffold ${rule.name} ${p}: mean gradient over every step`, mg?.steps === ref.meanGradient?.steps, `${mg?.steps} steps, tfjs ${ref.meanGradient?.steps}`);
+      check(
+        `scaffold ${rule.name} ${p}: mean gradient over every step`,
+        mg?.steps === ref.meanGradient?.steps,
+        `${mg?.steps} steps, tfjs ${ref.meanGradient?.steps}`,
+      );
       if (p === 'f32' && mg && ref.meanGradient) {
         const gap = dist(out.adapter, ref.adapter) / dist(ref.adapter, adapter);
         check(`scaffold ${rule.name} ${p}: same adapter as the tfjs trainer's`, gap < 0.02, `difference ${(100 * gap).toFixed(3)}% of the distance moved`);

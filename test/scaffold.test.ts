@@ -230,7 +230,7 @@ describe('SCAFFOLD at the site (client-sdk/scaffold-site.ts, sft/scaffold-local.
     }
   });
 
-  it('the WebGPU engine: only its update kernel changes with SCAFFOLD (two lines before FedProx\'s, two buffers); without it nothing does', () => {
+  it("the WebGPU engine: only its update kernel changes with SCAFFOLD (two lines before FedProx's, two buffers); without it nothing does", () => {
     // The numbers need a GPU: `npm run test:gpu` compares the engine's SCAFFOLD rounds with the tfjs trainer's.
     const adapter = initLoraAdapter(CFG, LORA, 7);
     const layout = modelLayout(CFG, adapter, 2 * 16);

@@ -90,7 +90,14 @@ export class EngineSftTrainer implements Trainer {
     return this.opts.device;
   }
 
-  private async engineFor(batch: number, seq: number, adapter: TensorList, proximal: boolean, optimizer: ClientOptimizer, scaffold = false): Promise<LoraEngine> {
+  private async engineFor(
+    batch: number,
+    seq: number,
+    adapter: TensorList,
+    proximal: boolean,
+    optimizer: ClientOptimizer,
+    scaffold = false,
+  ): Promise<LoraEngine> {
     // The update kernel is built for one optimiser (SGD's momentum is a constant of its text).
     const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}`;
     if (this.engine?.key === key) return this.engine.e;
@@ -350,7 +357,8 @@ function flatCorrection(start: TensorList, correction: TensorList): Float32Array
   for (const t of start) {
     const c = byName.get(t.name);
     if (c) {
-      if (c.data.length !== t.data.length) throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
+      if (c.data.length !== t.data.length)
+        throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
       flat.set(c.data, at);
     }
     at += t.data.length;
