@@ -2,8 +2,9 @@
 // of N in one bash (errexit, pipefail), as docs/try-docs.sh does from a fresh clone, but here in CI's time: in a
 // scratch project that links this checkout's built dist/, node_modules/ and examples/ (CI has just run `npm ci`
 // and built, so block 10's `npm ci` and `npm run build` are the only lines left out), with the pages' ports
-// (50051, 9464, 8080) replaced by free ones so parallel runs cannot collide. Everything else runs as written:
-// the real `fedtune` and `fedtune-site` commands through npx, a real coordinator and real sites over gRPC, two
+// (50051, 9464, 8080) replaced by free ones so parallel runs cannot collide, and `npx fedtune[-site]` running the
+// package's bin files directly (see below). Everything else runs as written: the real `fedtune` and
+// `fedtune-site` commands, a real coordinator and real sites over gRPC, two
 // rounds of the demo task, a site's routine key rotation and a compromised key revoked, refused and replaced.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -78,7 +79,12 @@ describe('docs: the operator and site pages, every try block run', function () {
       [/\b8080\b/g, dashboardPort],
     ];
     const skipped: string[] = [];
-    const script = ["trap 'kill $(jobs -p) 2>/dev/null || true' EXIT"];
+    // `npx fedtune …` runs the package's own command: here straight from package.json's bin map, since npm's
+    // start-up (seconds per call on a loaded box, ~25 calls) was most of this test's time. How npx finds the
+    // commands in a user's project is what test/own-data-walkthrough.test.ts checks.
+    const bins = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
+    const cases = Object.entries(bins).map(([name, rel]) => `${name}) shift; node ${JSON.stringify(path.join(ROOT, rel))} "$@" ;;`);
+    const script = ["trap 'kill $(jobs -p) 2>/dev/null || true' EXIT", `npx() { case "$1" in ${cases.join(' ')} *) command npx "$@" ;; esac; }`];
     for (const b of blocks) {
       let body = b.body
         .split('\n')
