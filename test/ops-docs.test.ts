@@ -30,6 +30,17 @@ export function tryBlocks(pages: ReadonlyArray<{ page: string; text: string }>):
   return blocks.sort((a, b) => a.n - b.n);
 }
 
+/**
+ * `npx fedtune …` runs the package's own command: here straight from package.json's bin map, since npm's start-up
+ * (seconds per call on a loaded box, ~25 calls) was most of this test's time. How npx finds the commands in a
+ * user's project is what test/own-data-walkthrough.test.ts checks.
+ */
+function npxShim(): string {
+  const bins = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
+  const cases = Object.entries(bins).map(([name, rel]) => `${name}) shift; node ${JSON.stringify(path.join(ROOT, rel))} "$@" ;;`);
+  return `npx() { case "$1" in ${cases.join(' ')} *) command npx "$@" ;; esac; }`;
+}
+
 /** Runs `script` with bash in `cwd`; kills the whole process group (the blocks' background jobs) when done. */
 function runBash(script: string, cwd: string, env: NodeJS.ProcessEnv, ms: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -79,12 +90,7 @@ describe('docs: the operator and site pages, every try block run', function () {
       [/\b8080\b/g, dashboardPort],
     ];
     const skipped: string[] = [];
-    // `npx fedtune …` runs the package's own command: here straight from package.json's bin map, since npm's
-    // start-up (seconds per call on a loaded box, ~25 calls) was most of this test's time. How npx finds the
-    // commands in a user's project is what test/own-data-walkthrough.test.ts checks.
-    const bins = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
-    const cases = Object.entries(bins).map(([name, rel]) => `${name}) shift; node ${JSON.stringify(path.join(ROOT, rel))} "$@" ;;`);
-    const script = ["trap 'kill $(jobs -p) 2>/dev/null || true' EXIT", `npx() { case "$1" in ${cases.join(' ')} *) command npx "$@" ;; esac; }`];
+    const script = ["trap 'kill $(jobs -p) 2>/dev/null || true' EXIT", npxShim()];
     for (const b of blocks) {
       let body = b.body
         .split('\n')
@@ -119,5 +125,47 @@ describe('docs: the operator and site pages, every try block run', function () {
     expect(r.out).to.match(/site-a\t\S+\ttoken\t\S+\trevoked \S+ \(rotated to key [0-9a-f]{16}\)/);
     expect(r.out).to.match(/key [0-9a-f]{16} \(ed25519 \S+\) pinned by --key/);
     expect(r.out, 'a site log or a refusal carries a secret').to.not.match(/secretKey|ftj_[\w-]{32}/);
+  });
+  // The README's "An operator and two sites" block, each line as written but for what a reader supplies: the
+  // `ftj_…` each `enroll token` printed, site-b's token ("likewise for site-b"), the port, a terminal of its own
+  // for the coordinator and each site (background jobs here), and 2 local steps a round (FEDTUNE_TRAINING_LOCAL_STEPS).
+  it("the README's operator-and-two-sites block: three rounds, then fedtune verify passes", async () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const at = readme.indexOf('An operator and two sites, as separate processes');
+    const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
+    const lines = block
+      .split('\n')
+      .map((l) => l.replace(/\s+#.*$/, '').trim())
+      .filter((l) => l !== '');
+    expect(lines.map((l) => l.split(' ').slice(0, 3).join(' '))).to.deep.equal([
+      'npx fedtune coordinator',
+      'npx fedtune enroll',
+      'npx fedtune-site client',
+      'npx fedtune-site client',
+      'npx fedtune verify',
+    ]);
+    const port = await freePort();
+    const [coordinator, enroll, siteA, siteB, verify] = lines.map((l) => l.replace(/\b50051\b/g, String(port)));
+    const script = [
+      "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
+      npxShim(),
+      `${coordinator} > coordinator.log 2>&1 &`,
+      'coordinator=$!',
+      `timeout 120 sh -c 'until node dist/coordinator/ops/healthcheck.js 127.0.0.1:${port} >/dev/null 2>&1; do sleep 1; done'`,
+      `tok_a=$(${enroll})`,
+      `tok_b=$(${enroll!.replace('site-a', 'site-b')})`,
+      `${siteA!.replace('ftj_…', '"$tok_a"')} > site-a.log 2>&1 &`,
+      `${siteB!.replace('ftj_…', '"$tok_b"')} > site-b.log 2>&1 &`,
+      'wait "$coordinator"',
+      'wait',
+      'grep -o "run finished: version [0-9]* of [0-9]*" coordinator.log',
+      `grep -q '"site finished"' site-a.log && grep -q '"site finished"' site-b.log`,
+      verify,
+    ].join('\n');
+    const env = { ...process.env, FEDTUNE_SERVER_PORT: String(port), FEDTUNE_TRAINING_LOCAL_STEPS: '2', NO_COLOR: '1' };
+    const r = await runBash(script, project, env, 300_000);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.contain('run finished: version 3 of 3');
+    expect(r.out).to.contain('OK: 4 versions (v000000…v000003), latest v000003');
   });
 });
