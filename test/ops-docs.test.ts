@@ -132,7 +132,7 @@ describe('docs: the operator and site pages, every try block run', function () {
   it("the README's operator-and-two-sites block: three rounds, then fedtune verify passes", async () => {
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const at = readme.indexOf('An operator and two sites, as separate processes');
-    const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
+    const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))![1];
     const lines = block
       .split('\n')
       .map((l) => l.replace(/\s+#.*$/, '').trim())
@@ -153,9 +153,9 @@ describe('docs: the operator and site pages, every try block run', function () {
       'coordinator=$!',
       `timeout 120 sh -c 'until node dist/coordinator/ops/healthcheck.js 127.0.0.1:${port} >/dev/null 2>&1; do sleep 1; done'`,
       `tok_a=$(${enroll})`,
-      `tok_b=$(${enroll!.replace('site-a', 'site-b')})`,
-      `${siteA!.replace('ftj_…', '"$tok_a"')} > site-a.log 2>&1 &`,
-      `${siteB!.replace('ftj_…', '"$tok_b"')} > site-b.log 2>&1 &`,
+      `tok_b=$(${enroll.replace('site-a', 'site-b')})`,
+      `${siteA.replace('ftj_…', '"$tok_a"')} > site-a.log 2>&1 &`,
+      `${siteB.replace('ftj_…', '"$tok_b"')} > site-b.log 2>&1 &`,
       'wait "$coordinator"',
       'wait',
       'grep -o "run finished: version [0-9]* of [0-9]*" coordinator.log',

@@ -19,10 +19,10 @@ interface Row {
 function configRows(readme: string): Row[] {
   const section = readme.slice(readme.indexOf('## Configuration reference'), readme.indexOf('\n## ', readme.indexOf('## Configuration reference') + 1));
   return [...section.matchAll(/^\| `([\w.]+)`\s*\| (.*?)\s*\| `(FEDTUNE_\w+)`\s*\| `(--[\w.]+)`\s*\| .*\|$/gm)].map((m) => ({
-    key: m[1]!,
-    def: m[2]!,
-    env: m[3]!,
-    arg: m[4]!,
+    key: m[1],
+    def: m[2],
+    env: m[3],
+    arg: m[4],
   }));
 }
 
