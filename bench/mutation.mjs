@@ -36,7 +36,7 @@ const rows = [];
 let failed = false;
 for (const g of groups) {
   const started = Date.now();
-  const r = spawnSync('nice', ['-n', '15', process.execPath, 'bench/mutation.mjs', '--child'], {
+  const r = spawnSync('nice', ['-n', '19', process.execPath, 'bench/mutation.mjs', '--child'], {
     stdio: 'inherit',
     // The shim reaches every process Stryker forks (test runners, the type checker) through NODE_OPTIONS.
     env: { ...process.env, MUTATION_GROUP: g, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${shim}`.trim() },
