@@ -9,7 +9,7 @@
 // test files and what they import (a fraction of the project, so the build and the type checker are quick).
 // The mutated .ts files get `// @ts-nocheck`, so schemata that do not type-check still build; the TypeScript
 // checker first drops mutants that would not compile as a standalone change.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import process from 'node:process';
 
 /** @type {Record<string, { mutate: string[]; spec: string[]; compile?: string[] }>} */
@@ -56,7 +56,13 @@ export const GROUPS = {
     // test/recover.test.ts, which runs the fedtune command, is 416 mutants; recover() and the reads are not
     // in this group yet.)
     mutate: ['coordinator/checkpoints/fs-store.ts:343-385', 'coordinator/checkpoints/fs-store.ts:427-447', 'proto/durable-file.ts'],
-    spec: ['dist/test/durable-file.test.js', 'dist/test/checkpoint-commit.test.js', 'dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js'],
+    spec: [
+      'dist/test/durable-file.test.js',
+      'dist/test/checkpoint-commit.test.js',
+      'dist/test/checkpoints.test.js',
+      'dist/test/crash-points.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+    ],
   },
   // The rest of fs-store.ts: opening (recover(), the chain and run-id checks, the scan), reads, list, export.
   'checkpoints-open': {
@@ -88,7 +94,7 @@ export const GROUPS = {
   // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
   'secagg-encoding': {
     mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-core-mutants.test.js'],
+    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
   // The server's unmasking and the client's rounds.
   'secagg-server': {
@@ -124,9 +130,23 @@ export const GROUPS = {
 };
 
 const name = process.env.MUTATION_GROUP ?? 'fedavg';
+/** The reports' name: the group, or <group>-recheck. */
+export const reportName = `${name}${process.env.MUTATION_RECHECK ? '-recheck' : ''}`;
 const group = GROUPS[name];
 if (!group) throw new Error(`MUTATION_GROUP=${name}: unknown group; known: ${Object.keys(GROUPS).join(', ')}`);
 
+// MUTATION_RECHECK=<a JSON report of this group>: mutate only the lines where that run left mutants alive
+// (survived or no coverage), against the group's tests as they are now. A test added can only kill more, so
+// the score after = that run's killed + timeouts + what this run kills on those lines (bench/MUTATION.md).
+const recheck = process.env.MUTATION_RECHECK;
+/** `file:line-endLine` for every mutant the report left alive, one range per mutant. */
+function aliveLines(reportFile) {
+  const report = JSON.parse(readFileSync(reportFile, 'utf8'));
+  const ranges = new Set();
+  for (const [file, { mutants }] of Object.entries(report.files))
+    for (const m of mutants) if (m.status === 'Survived' || m.status === 'NoCoverage') ranges.add(`${file}:${m.location.start.line}-${m.location.end.line}`);
+  return [...ranges].sort();
+}
 // MUTATION_BEFORE=1: without the test files written to kill this work's survivors (test/*-mutants.test.ts), to
 // measure a "before" score.
 const spec = process.env.MUTATION_BEFORE === '1' ? group.spec.filter((f) => !f.endsWith('-mutants.test.js')) : group.spec;
@@ -149,7 +169,7 @@ export default {
   // --noCheck: emit only. Mutant schemata can widen the types the tests see (a test then fails to type-check);
   // type errors are the checker's job, mutant by mutant.
   buildCommand: `tsc -p ${tsconfigFile} --noCheck`,
-  mutate: group.mutate,
+  mutate: recheck ? aliveLines(recheck) : group.mutate,
   disableTypeChecks: '{coordinator,proto,client-sdk}/**/*.ts',
   mochaOptions: { spec, config: '.mocharc.json' },
   coverageAnalysis: 'perTest',
@@ -164,7 +184,7 @@ export default {
   tempDirName: `.stryker-tmp/${name}`,
   cleanTempDir: 'always',
   reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
-  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
+  htmlReporter: { fileName: `reports/mutation/${reportName}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
 };
