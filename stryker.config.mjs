@@ -64,16 +64,12 @@ export const GROUPS = {
       'dist/test/checkpoint-store-mutants.test.js',
     ],
   },
-  // The rest of fs-store.ts: opening (recover(), the chain and run-id checks, the scan), reads, list, export.
+  // The rest of fs-store.ts: opening and recovery.
   'checkpoints-open': {
-    mutate: ['coordinator/checkpoints/fs-store.ts:1-342', 'coordinator/checkpoints/fs-store.ts:386-427'],
-    spec: [
-      'dist/test/checkpoints.test.js',
-      'dist/test/store-open-checks.test.js',
-      'dist/test/checkpoint-commit.test.js',
-      'dist/test/crash-points.test.js',
-      'dist/test/checkpoint-store-mutants.test.js',
-    ],
+    // open(), the chain and run-id checks, recover(), the scan and the pointer read (lines 112-239). The module's
+    // constants and error classes (lines 1-111) are "static" mutants that rerun every test file: hours here.
+    mutate: ['coordinator/checkpoints/fs-store.ts:112-239'],
+    spec: ['dist/test/checkpoints.test.js', 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
   },
   // The store's smaller files: the atomic-write wrappers, the server-state file, the signature, the table.
   'checkpoints-files': {
@@ -131,7 +127,7 @@ export const GROUPS = {
 
 const name = process.env.MUTATION_GROUP ?? 'fedavg';
 /** The reports' name: the group, or <group>-recheck. */
-export const reportName = `${name}${process.env.MUTATION_RECHECK ? '-recheck' : ''}`;
+export const reportName = `${name}${process.env.MUTATION_RECHECK ? '-recheck' : process.env.MUTATION_NEW === '1' ? '-new' : ''}`;
 const group = GROUPS[name];
 if (!group) throw new Error(`MUTATION_GROUP=${name}: unknown group; known: ${Object.keys(GROUPS).join(', ')}`);
 
@@ -149,7 +145,12 @@ function aliveLines(reportFile) {
 }
 // MUTATION_BEFORE=1: without the test files written to kill this work's survivors (test/*-mutants.test.ts), to
 // measure a "before" score.
-const spec = process.env.MUTATION_BEFORE === '1' ? group.spec.filter((f) => !f.endsWith('-mutants.test.js')) : group.spec;
+// MUTATION_NEW=1: those test files alone. A mutant is killed by a set of test files when any one of them fails,
+// so the group's score over all its tests is the union of a MUTATION_BEFORE run and a MUTATION_NEW run
+// (bench/mutation-union.mjs), which is quicker than one run with all of them where old tests are slow.
+const isNew = (f) => f.endsWith('-mutants.test.js');
+const spec =
+  process.env.MUTATION_BEFORE === '1' ? group.spec.filter((f) => !isNew(f)) : process.env.MUTATION_NEW === '1' ? group.spec.filter(isNew) : group.spec;
 // Compiled spec dist/test/x.test.js ← source test/x.test.ts. Generated, gitignored.
 const testSources = spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
 // The mutated files are listed too: the checker watches only the files of its program.
@@ -181,7 +182,7 @@ export default {
   dryRunTimeoutMinutes: 15,
   // What the sandbox must not copy: build output, runs, caches and Stryker's own output.
   ignorePatterns: ['dist', 'runs', '.fedtune', 'bench/out', '.gpu', '.gl', '.whl', 'reports', '.stryker-tmp', '**/__pycache__', '*.log'],
-  tempDirName: `.stryker-tmp/${name}`,
+  tempDirName: `.stryker-tmp/${reportName}`,
   cleanTempDir: 'always',
   reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
   jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
