@@ -9,7 +9,7 @@ import type { NamedTensor } from '../proto/tensors';
 import { DOMAIN, bytesEqual, cmpId, hashParts, hex, isSortedUnique } from '../proto/secagg/bytes';
 import { noiseShareSigma, quantisation, type SecAggRoundConfig } from '../proto/secagg/config';
 import { decodeSum, encodeUpdate, sumVectors, unmaskedSum, updateDigest, vectorLayout } from '../proto/secagg/encoding';
-import { dealShares, reconstruct, shareX } from '../proto/secagg/shares';
+import { SHARE_BYTES, dealShares, reconstruct, shareX } from '../proto/secagg/shares';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const sha256 = (...chunks: Buffer[]): string => createHash('sha256').update(Buffer.concat(chunks)).digest('hex');
@@ -222,6 +222,13 @@ describe('secagg core, exactly', () => {
     const big = new Uint32Array([5, 0xffffffff, 2, 3, 5]);
     expect([...sumVectors([Uint32Array.from([1, 1, 0xfffffffe]), big.subarray(1, 4)])]).to.deep.equal([0, 3, 1]);
     expect([...sumVectors([big.subarray(1, 3)])]).to.deep.equal([0xffffffff, 2]);
+    // The inputs are left as they were (the first one is copied, not summed into).
+    const first = Uint32Array.from([1, 2]);
+    const sum = sumVectors([first, Uint32Array.from([3, 4])]);
+    expect([[...sum], [...first]]).to.deep.equal([
+      [4, 6],
+      [1, 2],
+    ]);
     expect(() => sumVectors([])).to.throw(RangeError, 'sumVectors: no vectors');
     expect(() => sumVectors([new Uint32Array(3), new Uint32Array(2)])).to.throw(RangeError, 'sumVectors: lengths 3 and 2');
   });
@@ -251,6 +258,11 @@ describe('secagg core, exactly', () => {
       () => unmaskedSum(new Uint32Array(3), { ...cfg, vectorLength: 4 }, global),
       status.INVALID_ARGUMENT,
       'secagg decode: sum of 3 values, layout has 3',
+    );
+    refusedWith(
+      () => unmaskedSum(new Uint32Array(4), { ...cfg, vectorLength: 4 }, global),
+      status.INVALID_ARGUMENT,
+      'secagg decode: sum of 4 values, layout has 3',
     );
     refusedWith(() => unmaskedSum(new Uint32Array(3), cfg, global), status.INVALID_ARGUMENT, 'secagg decode: total weight 0 must be positive');
     refusedWith(
@@ -283,6 +295,8 @@ describe('secagg core, exactly', () => {
     expect((await dealShares(secret, ['a', 'b', 'c'], 3)).length).to.equal(3);
     const junk = new Uint8Array(33).fill(7);
     expect(hex(await reconstruct([shares[4], shares[9], shares[200], junk], 3))).to.equal(hex(secret));
+    expect(hex(await reconstruct([shares[7], shares[0], shares[254]], 3))).to.equal(hex(secret)); // exactly t
+    expect([SHARE_BYTES, ...new Set(shares.map((x) => x.length))]).to.deep.equal([33, 33]);
     await reconstruct(shares.slice(0, 2), 3).then(
       () => expect.fail('rebuilt from 2 of 3'),
       (e: Error) => expect([e.name, e.message]).to.deep.equal(['RangeError', '2 shares, threshold 3']),
@@ -337,5 +351,20 @@ describe('secagg core, exactly', () => {
     const gate = (ints: number[]): unknown => unmaskedSum(new Uint32Array(new Int32Array(ints).buffer), cfg, global, n);
     expect(() => gate(near(bound, false))).to.not.throw();
     expect(() => gate(near(bound, true))).to.throw(ProtocolError, /^secagg gate: the sum's norm .* exceeds .* an input exceeded the clip norm 1$/);
+  });
+
+  it('the gate: a norm exactly at the bound passes; the bound scales with the clip norm', () => {
+    // clipNorm 1, 2 sites of weight M each, m = 4: bound = (2M + 1) + 2·2 = 2M + 5, an integer a vector can reach.
+    const one = cfgOf({ include: ['y'], vectorLength: 5, weightCap: 10, clipNorm: 1 });
+    const global = [t('y', [0, 0, 0, 0])];
+    const at = (c: SecAggRoundConfig, ints: number[], n: number): unknown => unmaskedSum(new Uint32Array(new Int32Array(ints).buffer), c, global, n);
+    expect(() => at(one, [2 * M, 2 * M + 5, 0, 0, 0], 2)).to.not.throw();
+    expect(() => at(one, [2 * M, 2 * M + 6, 0, 0, 0], 2)).to.throw(ProtocolError, /exceeds/);
+    // clipNorm 0.5: valueScale = 2M, so the same weights allow (2M + 1)·0.5·2M/M + 4 = 2M + 5 again; with the
+    // clip norm left out of the product the bound would be doubled.
+    const half = cfgOf({ include: ['y'], vectorLength: 5, weightCap: 10, clipNorm: 0.5 });
+    expect(quantisation(half).valueScale).to.equal(2 * M);
+    expect(() => at(half, [2 * M, 2 * M + 5, 0, 0, 0], 2)).to.not.throw();
+    expect(() => at(half, [2 * M, 2 * M + 6, 0, 0, 0], 2)).to.throw(ProtocolError, /exceeds/);
   });
 });
