@@ -24,7 +24,8 @@ for (const [file, { mutants }] of Object.entries(base.files)) {
     if ((s === 'Survived' || s === 'NoCoverage') && detected.has(key(file, m))) s = detected.get(key(file, m));
     n[s] = (n[s] ?? 0) + 1;
     total[s] = (total[s] ?? 0) + 1;
-    if (s === 'Survived' || s === 'NoCoverage') alive.push(`${s} ${file}:${m.location.start.line}:${m.location.start.column} ${m.mutatorName} → ${m.replacement ?? ''}`);
+    if (s === 'Survived' || s === 'NoCoverage')
+      alive.push(`${s} ${file}:${m.location.start.line}:${m.location.start.column} ${m.mutatorName} → ${m.replacement ?? ''}`);
   }
   lines.push(`${file}: ${fmt(n)}`);
 }

@@ -47,7 +47,9 @@ for (const g of groups) {
     rows.push(`${g}: stryker exited ${r.status ?? r.signal}`);
     continue;
   }
-  const t = tally(JSON.parse(readFileSync(`reports/mutation/${g}${process.env.MUTATION_RECHECK ? '-recheck' : process.env.MUTATION_NEW === '1' ? '-new' : ''}.json`, 'utf8')));
+  const t = tally(
+    JSON.parse(readFileSync(`reports/mutation/${g}${process.env.MUTATION_RECHECK ? '-recheck' : process.env.MUTATION_NEW === '1' ? '-new' : ''}.json`, 'utf8')),
+  );
   rows.push(
     `${g}: score ${t.score.toFixed(2)}% (killed ${t.Killed}, timeout ${t.Timeout}, survived ${t.Survived}, no coverage ${t.NoCoverage}, ` +
       `ignored ${t.Ignored}, compile errors ${t.CompileError}) in ${minutes} min`,
