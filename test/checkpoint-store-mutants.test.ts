@@ -1,6 +1,7 @@
 // Exact checks on the checkpoint store (coordinator/checkpoints/*) that mutation testing found missing
 // (bench/MUTATION.md, groups checkpoints, checkpoints-open, checkpoints-files). Real files in a temporary
 // directory, real hashes and signatures; each assertion names the bytes, the file state or the whole message.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FsCheckpointStore, NotARunError, RecoveryNeededError } from '../coordinator/checkpoints/fs-store';
@@ -164,12 +165,20 @@ describe('checkpoint store, exactly', () => {
     expect(await state(run)).to.deep.equal(before);
   });
 
-  it('refuses a first version that names a parent, by the exact message', async () => {
+  it('refuses a first version that names a parent, and a later one that names none, by the exact message', async () => {
     const run = await runWith('first-parent', 1);
     await editManifest(run, 0, (m) => (m.parent = { version: 0, manifestSha256: 'ab'.repeat(32) }));
     const err = await refusal(run);
     expect(err.message).to.equal(
       `run ${run}: the chain is broken at v000000: its parent link names v000000 with manifest abababababababab…, but it is the first version. Nothing was changed. \`fedtune verify ${run}\` shows every problem`,
+    );
+    const orphan = await runWith('no-parent', 2);
+    await editManifest(orphan, 1, (m) => (m.parent = null));
+    const v0sha = createHash('sha256')
+      .update(await fs.readFile(manifestOf(orphan, 0)))
+      .digest('hex');
+    expect((await refusal(orphan)).message).to.equal(
+      `run ${orphan}: the chain is broken at v000001: its parent link names no parent, but v000000/manifest.json hashes to ${v0sha.slice(0, 16)}…. Nothing was changed. \`fedtune verify ${orphan}\` shows every problem`,
     );
   });
 
