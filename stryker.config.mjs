@@ -156,8 +156,8 @@ const testSources = spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.
 // The mutated files are listed too: the checker watches only the files of its program.
 const mutatedFiles = [...new Set(group.mutate.map((f) => f.replace(/:\d+-\d+$/, '')))];
 const tsconfig = { extends: './tsconfig.json', include: [], files: [...testSources, ...mutatedFiles, ...(group.compile ?? [])] };
-// One tsconfig and one sandbox folder per group, so two groups can run side by side (each at concurrency 1).
-const tsconfigFile = `tsconfig.mutation.${name}.json`;
+// One tsconfig and one sandbox folder per run (group and kind), so two runs can go side by side (each at concurrency 1).
+const tsconfigFile = `tsconfig.mutation.${reportName}.json`;
 writeFileSync(tsconfigFile, `${JSON.stringify(tsconfig, null, 2)}\n`);
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
