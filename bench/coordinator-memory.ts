@@ -83,7 +83,14 @@ export async function benchCoordinatorMemory(sites: number, params = 1 << 20, pr
     const to = Math.floor(((p + 1) * sites) / processes);
     const c = spawn(process.execPath, [path.join(__dirname, 'memory-sender.js')], {
       stdio: ['ignore', 'inherit', 'inherit'],
-      env: { ...process.env, BENCH_PORT: String(port), BENCH_PARAMS: String(params), BENCH_FROM: String(from), BENCH_TO: String(to), BENCH_CONCURRENCY: String(concurrency) },
+      env: {
+        ...process.env,
+        BENCH_PORT: String(port),
+        BENCH_PARAMS: String(params),
+        BENCH_FROM: String(from),
+        BENCH_TO: String(to),
+        BENCH_CONCURRENCY: String(concurrency),
+      },
     });
     return new Promise<void>((resolve, reject) => c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sender ${p} exited ${code}`)))));
   });

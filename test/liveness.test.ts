@@ -145,7 +145,8 @@ describe('liveness across coordinator restarts (kill -9)', function () {
       { clientId: 'a', numExamples: 10, delta: delta(0.3) },
       { clientId: 'b', numExamples: 30, delta: delta(0.7) },
     ]).adapter;
-    const bytes = (ts: readonly NamedTensor[]): string[] => sortByName([...ts]).map((t) => `${t.name}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')}`);
+    const bytes = (ts: readonly NamedTensor[]): string[] =>
+      sortByName([...ts]).map((t) => `${t.name}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')}`);
     expect(bytes(v1Adapter)).to.deep.equal(bytes(once));
     // Each site trained round 1 once: the carried updates were not re-trained.
     expect(

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import pino from 'pino';
+import wabtInit from 'wabt';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { DpStrategy } from '../coordinator/strategy/dp';
@@ -89,7 +90,7 @@ describe('streaming admission: the fold kernel and UpdateFold against BigInt', (
       .map((l) => l.replace(/^\/\/ ?/, ''))
       .join('\n');
     const shipped = /const WASM = Buffer\.from\(\s*'([^']+)'/.exec(src)![1];
-    const wabt = await (require('wabt') as () => Promise<{ parseWat(f: string, t: string): { toBinary(o: object): { buffer: Uint8Array } } }>)();
+    const wabt = await wabtInit();
     expect(Buffer.from(wabt.parseWat('fold.wat', wat).toBinary({}).buffer).toString('base64')).to.equal(shipped);
   });
 
@@ -130,7 +131,13 @@ describe('streaming admission: the fold kernel and UpdateFold against BigInt', (
           pass(streamed.open('one', w), flat(u1));
           // A second update refused at value `cut` (NaN there), or abandoned after its replay: taken back out.
           const u2 = update('two', 7, v2);
-          const bad = flat(update('two', 7, v2.map((x, i) => (i === cut ? NaN : x))));
+          const bad = flat(
+            update(
+              'two',
+              7,
+              v2.map((x, i) => (i === cut ? NaN : x)),
+            ),
+          );
           const f2 = streamed.open('two', 7);
           expect(() => feed(bad, sizes, (p) => f2.push(p))).to.throw(/NaN/);
           f2.abandon();
@@ -206,7 +213,14 @@ describe('streaming admission over real gRPC: many small sites, any arrival orde
     const clients: FederationClient[] = [];
     try {
       const mk = (name: string, t: Trainer): FederationClient => {
-        const c = new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer: t, chunkBytes: 30, backoff: { initialMs: 50, maxMs: 200, factor: 2 } });
+        const c = new FederationClient({
+          address: h.address,
+          name,
+          identity: testIdentity(name),
+          trainer: t,
+          chunkBytes: 30,
+          backoff: { initialMs: 50, maxMs: 200, factor: 2 },
+        });
         clients.push(c);
         return c;
       };
