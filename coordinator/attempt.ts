@@ -10,9 +10,9 @@ import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
 import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
-import { AdmissionError, type Aggregation, type Strategy, type UpdateFold } from './strategy/strategy';
+import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
-import { FixedPointRangeError } from './strategy/fixed-point';
+import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
@@ -58,18 +58,6 @@ export interface AttemptDeps {
   readonly stopping: () => boolean;
   readonly onAccepted: (t: Task, numExamples: number) => void;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-}
-
-/**
- * A plain upload streaming into the running sum: its fold, the spool file its sealed chunks go to (read back to
- * take the update out again, or to replay it), and how to open those chunks again.
- */
-interface LiveUpload {
-  readonly fold: UpdateFold;
-  readonly spool: SpoolUpload;
-  readonly opener: () => SealedUploadOpener;
-  state: 'streaming' | 'accepting' | 'done' | 'aborted';
-  undo?: Promise<void>;
 }
 
 export class Attempt {
@@ -251,6 +239,7 @@ export class Attempt {
     }
     l.state = 'accepting';
     const work = (async () => {
+      let spooled = false;
       try {
         try {
           l.fold.finish();
@@ -259,22 +248,23 @@ export class Attempt {
         }
         try {
           await l.spool.commit(); // fsync, rename into the spool, fsync the directory
+          spooled = true;
         } catch (e) {
           this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
           throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
         }
         if (l.fold.needsReplay) {
           try {
-            await this.replay(l);
+            await replayFromSpool(l);
           } catch (e) {
-            // Spooled but not in the sum: it must not count after a restart either.
-            await this.d.spool?.dropUpdate(this.round, t.clientId);
             this.d.log('error', 'could not read back a spooled update', { taskId: t.taskId, error: (e as Error).message });
             throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
           }
         }
       } catch (e) {
-        await this.takeBack(t, l);
+        await this.takeBack(t, l); // reads the record back: before it is deleted
+        // Spooled but not in the sum: it must not count after a restart either.
+        if (spooled) await this.d.spool?.dropUpdate(this.round, t.clientId);
         throw e;
       }
       l.fold.commit();
@@ -290,13 +280,6 @@ export class Attempt {
     }
   }
 
-  /** The second pass of a strategy that folds only once it saw the whole update (DP): the spooled chunks again. */
-  private async replay(l: LiveUpload): Promise<void> {
-    const opener = l.opener();
-    for await (const c of l.spool.chunks()) l.fold.replay(opener.open(c));
-    opener.finish();
-  }
-
   /**
    * Takes an upload that will not count back out of the sum: the same chunks again from its spool file, with the
    * opposite sign (exact integers: the sum is bit for bit what it would be without it). Idempotent; the attempt's
@@ -308,13 +291,7 @@ export class Attempt {
     l.fold.abandon();
     const work = (async () => {
       try {
-        if (l.fold.folded > 0) {
-          const opener = l.opener();
-          let done = false;
-          for await (const c of l.spool.chunks()) if ((done = l.fold.undo(opener.open(c)))) break;
-          if (!done) throw new Error('the spooled chunks end before every folded value');
-        }
-        l.fold.undone();
+        await undoFromSpool(l);
       } catch (e) {
         this.tainted = true;
         this.d.log('error', 'could not take a refused update back out of the running sum; the sum is rebuilt from the spool at close', {
@@ -332,9 +309,7 @@ export class Attempt {
   }
 
   private refused(e: unknown): unknown {
-    if (e instanceof AdmissionError || e instanceof RangeError)
-      return new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${refusal(e)}`);
-    return e;
+    return strategyRefusal(this.d.strategy.name, e);
   }
 
   /** An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is. */
@@ -429,10 +404,4 @@ export class Attempt {
       if (!finished && !t.carried) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
     }
   }
-}
-
-function refusal(e: Error): string {
-  return e instanceof FixedPointRangeError
-    ? `tensor ${e.tensor.slice(e.tensor.indexOf(':') + 1)} holds ${e.value} at element ${e.index}; ${Number.isFinite(e.value) ? 'outside ±128' : 'updates must be finite'}`
-    : e.message;
 }
