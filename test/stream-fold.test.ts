@@ -3,7 +3,8 @@
 // not accepted after all. Checked against an exact BigInt reference: the SIMD kernel value by value (and that it
 // is the module its source text assembles to), an update streamed in any split or taken back part way, and a round
 // over real gRPC with many small sites whose uploads interleave chunk by chunk in different orders, one of them
-// refused after most of its chunks were folded in: every run commits the same bytes, the reference's.
+// refused after most of its chunks were folded in: every run commits the same bytes, the reference's; and an upload
+// still streaming when the round closes leaves the others' FedAvg, bit for bit.
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,12 +15,14 @@ import wabtInit from 'wabt';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { DpStrategy } from '../coordinator/strategy/dp';
-import { FedAvg } from '../coordinator/strategy/fedavg';
+import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { LIMIT, SCALE } from '../coordinator/strategy/fixed-point';
 import { foldKernel } from '../coordinator/strategy/fold-kernel';
 import type { ClientUpdate, Strategy, UpdateFold } from '../coordinator/strategy/strategy';
-import type { NamedTensor, TensorList } from '../proto/tensors';
-import { PREFIX, startCoordinator, testIdentity } from './harness';
+import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
+import * as grpc from '@grpc/grpc-js';
+import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
+import { PREFIX, join, nextTask, rawClient, reportMetrics, sendUpload, siteDelta, smallAdapter, startCoordinator, testIdentity, uploadFrames } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** w·round-half-away-from-zero(x·2^24), exactly. */
@@ -266,5 +269,57 @@ describe('streaming admission over real gRPC: many small sites, any arrival orde
       [together, true],
     ] as const)
       expect(hex(await round(delays, poisoned)), `delays ${delays.join(',')}`).to.deep.equal(hex(reference));
+  });
+
+  it("an upload still streaming when the round closes is taken back out: the version is the others' FedAvg, bit for bit", async () => {
+    const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-stream-close-'));
+    const logs: string[] = [];
+    const logger = pino({ level: 'warn' }, new Writable({ write: (b: Buffer, _e, cb) => (logs.push(b.toString()), cb()) }));
+    const h = await startCoordinator(runDir, { total: 1, minClients: 3, minUpdates: 2, deadlineMs: 2500 }, {}, { logger });
+    const c = rawClient(h.address);
+    const streams: { cancel(): void }[] = [];
+    try {
+      const sites: { name: string; who: Awaited<ReturnType<typeof join>>; task: Promise<TrainTask__Output> }[] = [];
+      for (const name of ['a', 'b', 'late']) {
+        const who = await join(c, name);
+        const t = nextTask(c, who.session_token);
+        streams.push(t.stream);
+        sites.push({ name, who, task: t.task });
+      }
+      const deltas = sites.map((x) => siteDelta(x.name, smallAdapter(0)));
+      const weights = [10, 30, 20];
+      const frames = await Promise.all(
+        sites.map(async (x, i) => uploadFrames({ who: x.who, task: await x.task, numExamples: weights[i], chunkBytes: 10 }, deltas[i])),
+      );
+      for (const i of [0, 1]) {
+        expect((await sendUpload(c, frames[i])).err).to.equal(undefined);
+        await reportMetrics(c, sites[i].who.session_token, (await sites[i].task).task_id, 1);
+      }
+      // The third site's header and half its chunks, folded into the sum; then it stalls until the deadline.
+      const half = 1 + (frames[2].length - 2) / 2;
+      let call: ReturnType<typeof c.UploadUpdate> | undefined;
+      const late = new Promise<grpc.ServiceError | null>((resolve) => {
+        call = c.UploadUpdate((err) => resolve(err));
+        for (const f of frames[2].slice(0, half)) call.write(f);
+      });
+      streams.push({ cancel: () => call!.cancel() });
+      const v1 = await h.coordinator.done;
+      // Its next chunk, after the close, is refused: the attempt it belonged to is over.
+      call!.write(frames[2][half]);
+      expect((await late)?.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
+      const want = aggregateUpdates(
+        new FedAvg(),
+        smallAdapter(0),
+        [0, 1].map((i) => ({ clientId: sites[i].name, numExamples: weights[i], delta: deltas[i] })),
+      );
+      expect(hex(sortByName([...v1.adapter]))).to.deep.equal(hex(sortByName(want.adapter)));
+      expect(v1.manifest.participants.map((p) => p.clientName).sort()).to.deep.equal(['a', 'b']);
+      expect(logs.join('')).not.to.include('could not take a refused update back');
+    } finally {
+      for (const s of streams) s.cancel();
+      c.close();
+      await h.coordinator.stop(500);
+      await fs.rm(runDir, { recursive: true, force: true });
+    }
   });
 });
