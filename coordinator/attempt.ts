@@ -10,8 +10,9 @@ import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
 import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
-import { AdmissionError, type Aggregation, type Strategy } from './strategy/strategy';
-import { FixedPointRangeError } from './strategy/fixed-point';
+import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
+import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
+import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
@@ -62,6 +63,10 @@ export interface AttemptDeps {
 
 export class Attempt {
   readonly tasks = new Map<string, Task>();
+  /** Plain uploads past their header and not yet in the sum for good, or being taken back out of it. */
+  private readonly live = new Map<Task, LiveUpload>();
+  /** A refused update could not be taken back (its spool file unreadable): the sum is rebuilt from the spool at close. */
+  private tainted = false;
   private agg: Aggregation | undefined;
   private sa: SecAggAttempt | undefined;
   private baseCk: Checkpoint | undefined;
@@ -186,45 +191,88 @@ export class Attempt {
     return this.d.spool?.openUpload(this.round, t.clientId, encodeSpoolHead(u, { seed: t.seed }));
   }
 
-  /** An upload that was refused or broke off: the task can take another one. */
-  abortUpload(t: Task): void {
+  /**
+   * An upload that was refused or broke off: the task can take another one at once; what it folded into the sum
+   * is taken back (resolves when it is, before the caller deletes its spool file).
+   */
+  abortUpload(t: Task): Promise<void> {
     if (t.state === 'receiving') t.state = 'assigned';
     this.wake();
+    const l = this.live.get(t);
+    return l && l.state !== 'done' ? this.takeBack(t, l) : Promise.resolve();
   }
 
   /**
-   * Accepts an opened upload: the strategy admits it (shape, finite, range, weight), the sealed bytes go to the
-   * spool (durably, before the site hears back), then the delta is added to the running sum and dropped.
+   * Plain rounds, at an upload's header: the strategy reserves its client id and weight and opens its fold; from
+   * here each opened chunk goes into the running sum as it arrives (foldChunk), and a refusal takes it back out.
+   */
+  openFold(t: Task, numExamples: number, spool: SpoolUpload, opener: () => SealedUploadOpener): void {
+    if (!this.holds(t)) throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
+    let fold: UpdateFold;
+    try {
+      fold = this.aggregation!.open(t.clientId, numExamples);
+    } catch (e) {
+      throw this.refused(e);
+    }
+    this.live.set(t, { fold, spool, opener, state: 'streaming' });
+  }
+
+  /** One opened chunk of a plain upload: checked and folded into the running sum, in place (then dropped). */
+  foldChunk(t: Task, plaintext: Uint8Array): void {
+    const l = this.live.get(t);
+    if (!l || l.state !== 'streaming' || !this.isOpen)
+      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
+    try {
+      l.fold.push(plaintext);
+    } catch (e) {
+      throw this.refused(e);
+    }
+  }
+
+  /**
+   * Accepts an upload whose every chunk is in the sum: the sealed bytes go to the spool (durably, before the site
+   * hears back), a strategy that folds on a second pass (DP) reads them back, and the update counts. Anything that
+   * fails takes the update back out of the sum before the error reaches the site.
    */
   async accept(t: Task, u: SealedUpdate): Promise<void> {
-    if (!this.holds(t) || Date.now() > this.deadline) {
-      t.state = 'assigned';
+    const l = this.live.get(t);
+    if (!this.holds(t) || Date.now() > this.deadline || !l || l.state !== 'streaming') {
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
     }
-    const agg = this.aggregation!;
-    const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
-    try {
-      agg.admit(update);
-    } catch (e) {
-      t.state = 'assigned';
-      if (e instanceof AdmissionError || e instanceof RangeError)
-        throw new ProtocolError(status.INVALID_ARGUMENT, `update refused by the ${this.d.strategy.name} strategy: ${refusal(e)}`);
-      throw e;
-    }
+    l.state = 'accepting';
     const work = (async () => {
+      let spooled = false;
       try {
-        if (this.d.spool) {
-          if (!u.spooled) throw new Error('a plain round keeps every accepted update in its spool, but this one has no spool file');
-          await u.spooled.commit(); // fsync, rename into the spool, fsync the directory
+        try {
+          l.fold.finish();
+        } catch (e) {
+          throw this.refused(e);
+        }
+        try {
+          await l.spool.commit(); // fsync, rename into the spool, fsync the directory
+          spooled = true;
+        } catch (e) {
+          this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
+          throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
+        }
+        if (l.fold.needsReplay) {
+          try {
+            await replayFromSpool(l);
+          } catch (e) {
+            this.d.log('error', 'could not read back a spooled update', { taskId: t.taskId, error: (e as Error).message });
+            throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
+          }
         }
       } catch (e) {
-        agg.release(t.clientId);
-        t.state = 'assigned';
-        this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
-        throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
+        await this.takeBack(t, l); // reads the record back: before it is deleted
+        // Spooled but not in the sum: it must not count after a restart either.
+        if (spooled) await this.d.spool?.dropUpdate(this.round, t.clientId);
+        throw e;
       }
-      this.fold(t, update, u.sha256, u);
-      u.delta = undefined;
+      l.fold.commit();
+      l.state = 'done';
+      if (this.live.get(t) === l) this.live.delete(t);
+      this.settle(t, u.binding.numExamples, u.sha256, u);
     })();
     this.inFlight.add(work);
     try {
@@ -234,22 +282,55 @@ export class Attempt {
     }
   }
 
+  /**
+   * Takes an upload that will not count back out of the sum: the same chunks again from its spool file, with the
+   * opposite sign (exact integers: the sum is bit for bit what it would be without it). Idempotent; the attempt's
+   * close waits for it. If the file cannot be read, the round's sum is rebuilt from the spool at close instead.
+   */
+  private takeBack(t: Task, l: LiveUpload): Promise<void> {
+    if (l.undo) return l.undo;
+    l.state = 'aborted';
+    l.fold.abandon();
+    const work = (async () => {
+      try {
+        await undoFromSpool(l);
+      } catch (e) {
+        this.tainted = true;
+        this.d.log('error', 'could not take a refused update back out of the running sum; the sum is rebuilt from the spool at close', {
+          taskId: t.taskId,
+          error: (e as Error).message,
+        });
+      } finally {
+        if (this.live.get(t) === l) this.live.delete(t);
+      }
+    })();
+    l.undo = work;
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+    return work;
+  }
+
+  private refused(e: unknown): unknown {
+    return strategyRefusal(this.d.strategy.name, e);
+  }
+
   /** An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is. */
   carry(t: Task, u: SealedUpdate): void {
     const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
     this.aggregation!.admit(update);
-    this.fold(t, update, u.sha256, u);
+    this.aggregation!.add(update);
+    this.settle(t, update.numExamples, u.sha256, u);
     t.carried = true;
     u.delta = undefined;
   }
 
-  private fold(t: Task, update: { clientId: string; numExamples: number; delta: SealedUpdate['delta'] & object }, sha256: string, u: SealedUpdate): void {
-    this.aggregation!.add(update);
+  /** The update is in the sum: its task is done. */
+  private settle(t: Task, numExamples: number, sha256: string, u: SealedUpdate): void {
     t.uploader = { name: u.clientName, publicKey: u.clientPublicKey };
-    t.numExamples = update.numExamples;
+    t.numExamples = numExamples;
     t.state = 'uploaded';
     t.acceptedSha256 = sha256;
-    this.d.onAccepted(t, update.numExamples);
+    this.d.onAccepted(t, numExamples);
     this.wake();
   }
 
@@ -273,24 +354,30 @@ export class Attempt {
     this.wake();
   }
 
-  /** No more uploads; waits for accepts already past admission, so each is either in the sum or refused. */
+  /**
+   * No more uploads: every upload still streaming is taken back out of the sum, and accepts already past their
+   * last chunk finish, so each update is either wholly in the sum or not at all.
+   */
   async close(): Promise<void> {
     this.isOpen = false;
-    await Promise.allSettled([...this.inFlight]);
+    for (const [t, l] of this.live) if (l.state === 'streaming') void this.takeBack(t, l);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   /**
-   * After close(): drops the accepted updates whose site's key is no longer enrolled. When there is any, the
-   * running sum is rebuilt from the spool (`reopen`, one update at a time) over the others — integer sums, so
+   * After close(): drops the accepted updates whose site's key is no longer enrolled. When there is any (or a
+   * refused update could not be taken back out of the sum), the running sum is rebuilt from the spool (`reopen`, one update at a time) over the others — integer sums, so
    * the result is the very sum of a round the revoked sites never uploaded to. A record that no longer reopens
    * is dropped the same way. Returns the client ids dropped.
    */
   async dropRevoked(enrolled: (name: string, publicKey: Uint8Array) => boolean, reopen: (clientId: string) => Promise<SealedUpdate | null>): Promise<string[]> {
     const accepted = [...this.tasks.values()].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const revoked = accepted.filter((t) => t.uploader && !enrolled(t.uploader.name, t.uploader.publicKey));
-    if (revoked.length === 0 || !this.agg) return [];
+    if ((revoked.length === 0 && !this.tainted) || !this.agg) return [];
+    this.tainted = false;
     const dropped = new Set(revoked.map((t) => t.clientId));
-    const agg = this.d.strategy.begin(this.base.adapter);
+    // The round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
+    const agg = this.d.strategy.begin(this.uploadLayout);
     for (const t of accepted) {
       const u = dropped.has(t.clientId) ? null : await reopen(t.clientId);
       if (u) {
@@ -319,10 +406,4 @@ export class Attempt {
       if (!finished && !t.carried) this.d.registry.byId(t.clientId)?.sink?.write({ cancel: { task_id: t.taskId, reason: 'round closed without this update' } });
     }
   }
-}
-
-function refusal(e: Error): string {
-  return e instanceof FixedPointRangeError
-    ? `tensor ${e.tensor.slice(e.tensor.indexOf(':') + 1)} holds ${e.value} at element ${e.index}; ${Number.isFinite(e.value) ? 'outside ±128' : 'updates must be finite'}`
-    : e.message;
 }

@@ -1,5 +1,5 @@
-// Collecting an attempt's updates until they can be aggregated: a plain round waits for its uploads (each already
-// folded into the running sum by the Attempt) and drops sites revoked meanwhile; a SecAgg round drives its four
+// Collecting an attempt's updates until they can be aggregated: a plain round waits for its uploads (each folded
+// into the running sum chunk by chunk as it arrived, by the Attempt) and drops sites revoked meanwhile; a SecAgg round drives its four
 // stages over the task streams. Both end in the strategy (round-outcome.ts), or in a string saying why the
 // attempt failed.
 import type { Attempt } from './attempt';
@@ -14,9 +14,10 @@ export async function plainStages(ctx: RoundContext, cur: Attempt): Promise<Outc
   await cur.close();
   if (ctx.stopping()) return 'coordinator stopping';
   // A site revoked before the round closed does not count, though its update was accepted: the sum is rebuilt
-  // from the spool without it (exact integer sums: the same bytes as a round it never uploaded to).
-  const enrolled = d.enrolled;
-  if (enrolled) await cur.dropRevoked(enrolled, (id) => reopenUpdate(ctx, cur.round, ctx.spool.updateFile(cur.round, id), cur.base, id));
+  // from the spool without it (exact integer sums: the same bytes as a round it never uploaded to). So is a sum a
+  // refused upload could not be taken back out of (Attempt.takeBack).
+  const enrolled = d.enrolled ?? (() => true);
+  await cur.dropRevoked(enrolled, (id) => reopenUpdate(ctx, cur.round, ctx.spool.updateFile(cur.round, id), cur.base, id));
   const n = cur.aggregation!.count;
   if (n < d.config.rounds.minUpdates) return `${n} of ${cur.tasks.size} updates arrived; ${d.config.rounds.minUpdates} needed`;
   ctx.setPhase('AGGREGATING');

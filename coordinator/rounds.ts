@@ -21,6 +21,7 @@ import type { Outcome } from './round-outcome';
 import { RoundSpool, type SpoolState } from './round-spool';
 import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
+import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import type { SecAggAttempt } from './secagg-attempt';
 import type { RoundCommitted, RoundEvents, RoundPhase } from './round-events';
 import { Evaluations } from './evaluation/evaluations';
@@ -320,8 +321,19 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.beginUpload(t);
   }
 
-  abortUpload(t: Task): void {
-    t.owner.abortUpload(t);
+  /** Resolves once what the upload folded into the sum is taken back out (see Attempt.abortUpload). */
+  abortUpload(t: Task): Promise<void> {
+    return t.owner.abortUpload(t);
+  }
+
+  /** A plain upload's header checked out: its fold into the running sum opens (see Attempt.openFold). */
+  openFold(t: Task, numExamples: number, spool: SpoolUpload, opener: () => SealedUploadOpener): void {
+    t.owner.openFold(t, numExamples, spool, opener);
+  }
+
+  /** One opened chunk of a plain upload, into the running sum. */
+  foldChunk(t: Task, plaintext: Uint8Array): void {
+    t.owner.foldChunk(t, plaintext);
   }
 
   /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */
@@ -329,7 +341,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     return t.owner.spoolUpload(t, u);
   }
 
-  /** An opened plain upload: admitted, spooled, added to the sum (see Attempt.accept). */
+  /** A plain upload whose chunks are all in the sum: spooled, and it counts (see Attempt.accept). */
   acceptUpload(t: Task, u: SealedUpdate): Promise<void> {
     return t.owner.accept(t, u);
   }

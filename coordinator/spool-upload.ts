@@ -12,7 +12,8 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fsyncPath, stepsFor, type Step } from './checkpoints/atomic-fs';
-import { spoolChunkPrefix } from './sealed-update';
+import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
+import { SPOOL_RECORD_MAGIC, spoolChunkPrefix } from './sealed-update';
 
 export class SpoolUpload {
   private fh: FileHandle | undefined;
@@ -70,6 +71,22 @@ export class SpoolUpload {
     return this.chain;
   }
 
+  /** Where the record is now: its temporary, or its final name once committed. */
+  get path(): string {
+    return this.renamed ? this.final : this.tmp;
+  }
+
+  /**
+   * The ciphertext chunks written so far, read back from the file one at a time (after every queued write):
+   * what the coordinator opens again to take a refused update back out of the running sum, or to replay an
+   * accepted one (DP-FedAvg). Throws if a write failed.
+   */
+  async *chunks(): AsyncGenerator<Buffer> {
+    await this.chain;
+    if (this.failed) throw this.failed;
+    yield* spoolRecordChunks(this.path);
+  }
+
   /** Makes the record durable under its final name: fsync, rename, fsync the directory. Throws if any write failed. */
   async commit(): Promise<void> {
     await this.chain;
@@ -110,5 +127,41 @@ async function writeFully(fh: FileHandle, parts: readonly Uint8Array[]): Promise
     let off = bytesWritten;
     bytesWritten = 0;
     while (off < p.length) off += (await fh.write(p, off, p.length - off)).bytesWritten;
+  }
+}
+
+/** The ciphertext chunks of a spool record (a temporary or a committed one), read one at a time. */
+export async function* spoolRecordChunks(file: string): AsyncGenerator<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const m = SPOOL_RECORD_MAGIC.length;
+    const head = Buffer.alloc(m + 4);
+    await readFully(fh, head, 0);
+    if (!head.subarray(0, m).equals(SPOOL_RECORD_MAGIC)) throw new Error('not a fedtune.spool/2 record');
+    let pos = m + 4 + head.readUInt32BE(m);
+    const len = Buffer.alloc(4);
+    for (;;) {
+      const { bytesRead } = await fh.read(len, 0, 4, pos);
+      if (bytesRead === 0) return;
+      if (bytesRead < 4) throw new Error('spool record ends inside a chunk length');
+      const n = len.readUInt32BE(0);
+      // A damaged length must not make the reader allocate gigabytes: a chunk is at most a sealed MAX_CHUNK_BYTES.
+      if (n > MAX_CHUNK_BYTES + 64) throw new Error(`spool record holds a chunk of ${n} bytes`);
+      const c = Buffer.allocUnsafe(n);
+      await readFully(fh, c, pos + 4);
+      pos += 4 + n;
+      yield c;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readFully(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, pos + off);
+    if (bytesRead === 0) throw new Error('spool record ends early');
+    off += bytesRead;
   }
 }

@@ -1,17 +1,18 @@
 // The UploadUpdate stream: header → chunks → trailer, each checked before the next is read. The header is
 // refused on anything out of place before anything is allocated or written (session, task, round, attempt,
-// base, binding, weight, layout, signature, admission). Each chunk is authenticated and opened once (its
-// plaintext goes to the decoder) and its ciphertext streamed to the round spool's temporary (spool-upload.ts),
-// never kept in memory; the trailer must name the ciphertext that arrived. A refused, broken or idle upload
+// base, binding, weight, layout, signature, admission). Each chunk is authenticated and opened once, its
+// ciphertext streamed to the round spool's temporary (spool-upload.ts) and its plaintext folded into the round's
+// running sum at once (Attempt.foldChunk: checked and added in place, then dropped), never kept in memory; the trailer must name the ciphertext that arrived. A refused, broken or idle upload
 // leaves nothing behind: its temporary is deleted before the site is answered.
 //
-// Memory per upload in flight: its decoded plaintext (the header's declared size, allocated once) plus the
-// ciphertext chunks not yet on disk (the stream is paused while more than two are queued; gRPC reads at most
-// 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the count and
-// admission.maxUploadBytesInFlight the declared bytes of all of them together (one upload larger than that
-// budget is admitted only alone), so the coordinator holds at most
-//   maxUploadBytesInFlight (or one maxUploadBytes) + maxUploadsInFlight × 18 × chunk size
-// for uploads, whatever the number of sites (the second term only while the disk is slower than the network).
+// Memory per upload in flight: no plaintext beyond the chunk being folded (a plain upload's chunks are opened and
+// folded into the round's running sum one at a time, Attempt.foldChunk; a SecAgg masked input is still decoded
+// whole, its declared size) plus the ciphertext chunks not yet on disk (the stream is paused while more than two
+// are queued; gRPC reads at most 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the
+// count, so for plain uploads the coordinator holds at most
+//   one running sum (8 bytes per parameter) + maxUploadsInFlight × 18 × chunk size
+// whatever the number of sites (the second term only while the disk is slower than the network); under SecAgg
+// admission.maxUploadBytesInFlight bounds the masked vectors being decoded.
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -82,20 +83,24 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
       }
       counted = 0;
     };
-    /** Answers once the spool's temporary (if any) is gone: a refused upload leaves nothing on disk. */
-    const answerRefused = (e: unknown): void => {
+    /**
+     * Answers once what the upload folded into the running sum is taken back out (`undone`, read back from the
+     * spool's temporary) and the temporary is gone: a refused upload leaves nothing in the sum or on disk.
+     */
+    const answerRefused = (e: unknown, undone: Promise<void>): void => {
       const f = spool;
       spool = undefined;
       const status_ = d.fail(e, 'upload');
-      void (f ? f.discard().catch((err: Error) => d.log('error', 'could not delete a refused upload', { error: err.message })) : Promise.resolve()).then(() =>
-        cb(status_),
-      );
+      void undone
+        .then(() => f?.discard())
+        .catch((err: Error) => d.log('error', 'could not delete a refused upload', { error: err.message }))
+        .then(() => cb(status_));
     };
     const reject = (e: unknown): void => {
       if (finished) return;
       end();
-      if (task) d.engine.abortUpload(task); // nothing of a refused upload is kept; the task can take another
-      answerRefused(e);
+      // Nothing of a refused upload is kept; the task can take another at once.
+      answerRefused(e, task ? d.engine.abortUpload(task) : Promise.resolve());
     };
     const touch = (): void => {
       clearTimeout(idle);
@@ -203,19 +208,38 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           uploaderKey = s.publicKey;
           chunkCap = h.tensors!.chunk_bytes + 64;
           // Integrity comes from the sealed chunks and the signed ciphertext hash, so the decoder hashes nothing;
-          // values (finite, in range) are the strategy's to admit (Attempt.accept), in its one pass over them.
-          decoder = new TensorStreamDecoder(h.tensors, { maxBytes: d.config.transport.maxUploadBytes, dtype, authenticated: true, requireFinite: false });
+          // values (finite, in range) are the strategy's to check as each chunk is folded (Attempt.foldChunk). A
+          // plain upload's decoder keeps no bytes: each opened chunk goes into the running sum and is dropped.
+          decoder = new TensorStreamDecoder(h.tensors, {
+            maxBytes: d.config.transport.maxUploadBytes,
+            dtype,
+            authenticated: true,
+            requireFinite: false,
+            retain: !!sa,
+          });
           sealedBinding = binding;
           secagg = sa;
           numExamples = h.num_examples;
-          // Plain rounds keep the sealed bytes: they stream to the spool from here (SecAgg's masked inputs are not kept).
-          if (!sa) spool = d.engine.spoolUpload(t, { binding, header: h.tensors!, envelope: e, clientName: s.name, clientPublicKey: s.publicKey });
+          // Plain rounds keep the sealed bytes: they stream to the spool from here (SecAgg's masked inputs are not
+          // kept), and the update's fold into the running sum opens (weight and client id reserved).
+          if (!sa) {
+            spool = d.engine.spoolUpload(t, { binding, header: h.tensors!, envelope: e, clientName: s.name, clientPublicKey: s.publicKey });
+            if (spool) {
+              const key = s.publicKey;
+              const name = s.name;
+              const tensors = h.tensors!;
+              d.engine.openFold(t, h.num_examples, spool, () => new SealedUploadOpener(e, binding, tensors, d.unsealKey, key, name));
+            }
+          }
         } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
           if (!decoder || !opener)
             throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
-          decoder.push(opener.open(frame.chunk));
+          const plain = opener.open(frame.chunk);
+          decoder.push(plain);
           if (spool) {
+            // To the spool first: a chunk folded into the sum must be readable again to take it back out.
             spool.append(frame.chunk);
+            d.engine.foldChunk(task!, plain);
             if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
               // The disk is behind the network: stop reading until the queued chunks are written.
               call.pause();
@@ -240,7 +264,8 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             cb(null, reply);
             return;
           }
-          // The one opening of this upload: plaintext delta; its sealed bytes are in the spool's temporary.
+          // Opened once, chunk by chunk, and already in the running sum; its sealed bytes are in the spool's temporary.
+          decoder.finishStreamed();
           const update: SealedUpdate = {
             binding: sealedBinding!,
             header: decoderHeader!,
@@ -249,7 +274,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
             clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
             clientPublicKey: uploaderKey!,
-            delta: decoder.finishAuthenticated(),
+            delta: undefined,
           };
           // From here the answer comes from the accept (admission, spool commit, sum), whatever the stream or the
           // idle timer does; the upload stays counted in flight until it is answered.
@@ -264,8 +289,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             },
             (err: unknown) => {
               end();
-              d.engine.abortUpload(t);
-              answerRefused(err);
+              answerRefused(err, d.engine.abortUpload(t));
             },
           );
         } else {

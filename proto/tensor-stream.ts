@@ -86,6 +86,12 @@ export interface DecoderLimits {
    * which nothing would read; finish with finishAuthenticated() or finishWords().
    */
   authenticated?: boolean;
+  /**
+   * false: check the stream's framing (chunk sizes, total, completeness) and keep none of its bytes; the caller
+   * consumes each chunk as it is pushed (a coordinator folding an upload into its running sum). Finish with
+   * finishStreamed().
+   */
+  retain?: boolean;
 }
 
 export type WireDType = 'FLOAT32' | 'UINT32';
@@ -157,7 +163,7 @@ export class TensorStreamDecoder {
   readonly specs: TensorSpecOut[];
   private readonly totalBytes: number;
   private readonly chunkBytes: number;
-  private readonly buf: Buffer;
+  private readonly buf: Buffer | undefined;
   private received = 0;
   private chunks = 0;
   private readonly hash = createHash('sha256');
@@ -172,7 +178,7 @@ export class TensorStreamDecoder {
     this.totalBytes = header!.total_bytes;
     this.chunkBytes = header!.chunk_bytes;
     // Float32Array views need 4-byte alignment, so own the buffer rather than pooling.
-    this.buf = Buffer.alloc(this.totalBytes);
+    this.buf = limits.retain === false ? undefined : Buffer.alloc(this.totalBytes);
   }
 
   get bytesReceived(): number {
@@ -187,7 +193,7 @@ export class TensorStreamDecoder {
     if (this.received + chunk.length > this.totalBytes) {
       throw new ProtocolError(status.OUT_OF_RANGE, `stream carries more than the ${this.totalBytes} bytes its header declares`);
     }
-    chunk.copy(this.buf, this.received);
+    if (this.buf) chunk.copy(this.buf, this.received);
     // Stryker disable next-line ConditionalExpression: equivalent: an authenticated decoder that hashed anyway would only lose time; it never reads the hash (finish() refuses first, the other finishes ignore it).
     if (this.hashing) this.hash.update(chunk);
     this.received += chunk.length;
@@ -220,11 +226,17 @@ export class TensorStreamDecoder {
     return this.tensors(undefined);
   }
 
+  /** Completes a stream that kept none of its bytes (retain: false): checks only that every byte arrived. */
+  finishStreamed(): void {
+    this.checkComplete();
+  }
+
   /** A UINT32 stream's values (one tensor or several, concatenated), once complete; a view, not a copy. */
   finishWords(): Uint32Array {
     if (this.limits.dtype !== 'UINT32') throw new Error('finishWords() reads UINT32 streams only');
     this.checkComplete();
-    return new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.totalBytes / 4);
+    const b = this.kept();
+    return new Uint32Array(b.buffer, b.byteOffset, this.totalBytes / 4);
   }
 
   private checkComplete(): void {
@@ -233,12 +245,18 @@ export class TensorStreamDecoder {
     }
   }
 
+  private kept(): Buffer {
+    if (!this.buf) throw new Error('this decoder keeps no bytes (retain: false): finish it with finishStreamed()');
+    return this.buf;
+  }
+
   private tensors(digest: Buffer | undefined): NamedTensor[] {
+    const buf = this.kept();
     const out: NamedTensor[] = [];
     let off = 0;
     for (const s of this.specs) {
       const n = numel(s.shape);
-      const data = new Float32Array(this.buf.buffer, this.buf.byteOffset + off, n);
+      const data = new Float32Array(buf.buffer, buf.byteOffset + off, n);
       if (this.limits.requireFinite) {
         const max = this.limits.maxAbs ?? Infinity;
         for (let i = 0; i < n; i++) {

@@ -1,7 +1,7 @@
 // Liveness across coordinator restarts, with real processes and kill -9: the coordinator is killed between
 // accepting the round's uploads and committing it, twice in the same round with rounds.maxAttempts 2. The
 // updates it acknowledged were spooled (sealed) and count after the restart, without the sites training
-// again; the resumed round commits within seconds; task ids never repeat across processes, so sites take
+// again; the resumed round commits within seconds, the very bytes one FedAvg of those updates gives; task ids never repeat across processes, so sites take
 // every new task; the spool is gone once the round committed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -11,7 +11,10 @@ import { FederationClient } from '../client-sdk/client';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { ConstantTrainer, freePort, startCoordinator as startInProcess, testIdentity } from './harness';
+import { ConstantTrainer, freePort, smallAdapter, startCoordinator as startInProcess, testIdentity } from './harness';
+import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
+import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
+import { sortByName, type NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 function startCoordinator(port: number, runDir: string, holdMs: number, total = 2): { child: ChildProcess; out: string[] } {
@@ -82,8 +85,8 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     children.push(first.child);
     const tasks: { site: string; round: number; taskId: string }[] = [];
     for (const [name, value] of [
-      ['a', 0.25],
-      ['b', 0.75],
+      ['a', 0.3],
+      ['b', 0.7],
     ] as const) {
       const c = new FederationClient({
         address: `127.0.0.1:${port}`,
@@ -131,9 +134,20 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     expect(v1).to.include({ round: 1, attempt: 3 });
     const byName = [...v1.participants].sort((x, y) => (x.clientName < y.clientName ? -1 : 1));
     expect(byName.map((p) => [p.clientName, p.numExamples, p.weight, p.metrics.train_loss])).to.deep.equal([
-      ['a', 10, 0.25, 0.25],
-      ['b', 30, 0.75, 0.75],
+      ['a', 10, 0.25, 0.3],
+      ['b', 30, 0.75, 0.7],
     ]);
+    // The sum rebuilt from the spool after two kills commits the very bytes of one FedAvg of the two updates (the
+    // base is 0, so each delta is its constant exactly): the running sum held nothing the spool does not.
+    const v1Adapter = (await new FsCheckpointStore(runDir, { readOnly: true }).read(1)).adapter;
+    const delta = (v: number): NamedTensor[] => smallAdapter(0).map((t) => ({ ...t, data: t.data.map(() => v) }));
+    const once = aggregateUpdates(new FedAvg(), smallAdapter(0), [
+      { clientId: 'a', numExamples: 10, delta: delta(0.3) },
+      { clientId: 'b', numExamples: 30, delta: delta(0.7) },
+    ]).adapter;
+    const bytes = (ts: readonly NamedTensor[]): string[] =>
+      sortByName([...ts]).map((t) => `${t.name}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')}`);
+    expect(bytes(v1Adapter)).to.deep.equal(bytes(once));
     // Each site trained round 1 once: the carried updates were not re-trained.
     expect(
       tasks
@@ -143,7 +157,6 @@ describe('liveness across coordinator restarts (kill -9)', function () {
     ).to.deep.equal(['a', 'b']);
     // Every task id issued was unique.
     expect(new Set(tasks.map((t) => t.taskId)).size).to.equal(tasks.length);
-    // Round 1's value: (10·0.25 + 30·0.75)/40 = 0.625; round 2 adds the same again.
     const v2 = JSON.parse(await fs.readFile(path.join(runDir, 'versions', 'v000002', 'manifest.json'), 'utf8')) as Manifest;
     expect(v2).to.include({ round: 2, attempt: 1 });
     expect(await fs.readdir(path.join(runDir, 'spool')).catch(() => [])).to.deep.equal([]);

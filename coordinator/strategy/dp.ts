@@ -4,7 +4,8 @@
 //     sum's sensitivity to that site, grow with its data; with w = 1 and each update clipped to L2 norm C, adding
 //     or removing one site's update moves the sum by at most C.
 //   * Plain rounds: the coordinator clips each update as it folds it into the exact running sum (this file's
-//     ClippedSum), then adds Gaussian noise N(0, σ²), σ = z·C, ONCE per round to the sum on the fixed-point grid,
+//     ClippedSum; a streamed update is checked and its norm summed as its chunks arrive, then folded, clipped, on
+//     a second pass read back from the spool once it is accepted: the factor needs the whole update), then adds Gaussian noise N(0, σ²), σ = z·C, ONCE per round to the sum on the fixed-point grid,
 //     then hands the noised sum to the inner strategy (FedAvg divides by the number of updates, which is public:
 //     the manifest names the participants). Noise comes from GaussianStream (ChaCha20 keyed by node:crypto); the
 //     draw is never recorded, its σ is.
@@ -14,7 +15,9 @@
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { GaussianStream } from '../../proto/gaussian';
-import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type WeightedSum } from './strategy';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy';
+import { foldKernel, type FoldKernel } from './fold-kernel';
+import { LayoutIndex, StreamedFold } from './stream-fold';
 import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
 import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 
@@ -113,6 +116,8 @@ export class DpStrategy implements Strategy {
 
 /** A plain round's Σ of clipped updates, each with weight 1, on the 2^-24 grid (exact integers in float64). */
 class ClippedSum implements Aggregation {
+  private readonly k: FoldKernel;
+  private readonly index: LayoutIndex;
   private readonly acc: Map<string, Float64Array>;
   /** Clip factor of each admitted update; `added` marks those already in the sum. */
   private readonly factor = new Map<string, number>();
@@ -124,7 +129,14 @@ class ClippedSum implements Aggregation {
     private readonly global: TensorList,
     private readonly clipNorm: number,
   ) {
-    this.acc = new Map(global.map((g) => [g.name, new Float64Array(g.data.length)]));
+    this.index = new LayoutIndex(global);
+    this.k = foldKernel(this.index.total);
+    this.acc = new Map();
+    let off = 0;
+    for (const g of global) {
+      this.acc.set(g.name, this.k.acc.subarray(off, off + g.data.length));
+      off += g.data.length;
+    }
   }
 
   get count(): number {
@@ -152,6 +164,52 @@ class ClippedSum implements Aggregation {
 
   release(clientId: string): void {
     if (!this.added.has(clientId)) this.factor.delete(clientId);
+  }
+
+  /**
+   * Streaming: the first pass checks finiteness and sums x² in the update's order (the same float64 sum as admit,
+   * so the same clip factor); the values are folded on the replay, clipped, once the factor is known.
+   */
+  open(clientId: string, _numExamples: number): UpdateFold {
+    if (this.factor.has(clientId)) throw new AdmissionError(`DP-FedAvg: two updates from ${clientId}`);
+    if (this.factor.size + 1 > MAX_TOTAL_WEIGHT) throw new AdmissionError(`DP-FedAvg: more than ${MAX_TOTAL_WEIGHT} updates in one round`);
+    this.factor.set(clientId, NaN); // reserved; the factor is known at finish()
+    const { k, index } = this;
+    const acc = k.acc;
+    let sq = 0;
+    let f = NaN;
+    return new StreamedFold(k, index.total, {
+      foldsOnPush: false,
+      push: (_start, n) => {
+        const x = k.staged;
+        for (let i = 0; i < n; i++) sq += x[i] * x[i];
+        if (Number.isFinite(sq)) return n;
+        for (let i = 0; i < n; i++) if (!Number.isFinite(x[i])) return i;
+        return n;
+      },
+      refuse: (i, value) => {
+        const at = index.locate(i);
+        return new AdmissionError(`DP-FedAvg: ${clientId}:${at.name}[${at.index}] = ${value} is not finite`);
+      },
+      finish: () => {
+        const c = clipFactor(sq, this.clipNorm);
+        this.factor.set(clientId, c);
+        f = c * SCALE;
+        return true;
+      },
+      replay: (start, n) => {
+        const x = k.staged;
+        for (let i = 0; i < n; i++) acc[start + i] += Math.trunc(f * x[i]);
+        return n;
+      },
+      takeBack: (start, n) => {
+        const x = k.staged;
+        for (let i = 0; i < n; i++) acc[start + i] += Math.trunc(-f * x[i]);
+      },
+      commit: () => void this.added.add(clientId),
+      abandon: () => void this.factor.delete(clientId),
+      undone: () => undefined,
+    });
   }
 
   add(u: ClientUpdate): void {

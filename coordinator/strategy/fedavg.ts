@@ -1,12 +1,14 @@
 // FedAvg (McMahan et al. 2017) weighted by example counts, on the fixed-point grid so that the committed
 // adapter is bit-identical whatever order the updates arrive in: integer sums are associative. Updates are
-// folded into the sum as they arrive (FedAvgSum.add), so a round holds one float64 accumulator per parameter
-// and no update beyond the one being added.
+// folded into the sum chunk by chunk as they are opened (FedAvgSum.open), so a round holds one float64 accumulator
+// per parameter and no update at all.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
-import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type WeightedSum } from './strategy';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy';
 import { stepAlongMeanDelta } from './mean-delta';
-import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE, accumulateUnchecked } from './fixed-point';
+import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
+import { foldKernel, type FoldKernel } from './fold-kernel';
+import { LayoutIndex, StreamedFold, ValueRuns } from './stream-fold';
 
 export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
@@ -28,30 +30,50 @@ export class FedAvg implements Strategy {
   }
 }
 
-/** A round's running Σ n_k·q_k per tensor (float64, exact below 2^53: MAX_TOTAL_WEIGHT keeps it there). */
+/**
+ * A round's running Σ n_k·q_k, one float64 per parameter in the layout's order (exact below 2^53: MAX_TOTAL_WEIGHT
+ * keeps it there, counting every weight reserved, so a partly folded update never takes a sum past it), folded by
+ * the SIMD kernel (fold-kernel.ts) as each update's chunks are opened (open) or a whole update at a time (add).
+ */
 class FedAvgSum implements Aggregation {
-  private readonly acc: Map<string, Float64Array>;
+  private readonly k: FoldKernel;
+  private readonly index: LayoutIndex;
+  private readonly views: Map<string, Float64Array>;
   /** Admitted (reserved) weight per client; `added` marks those already in the sum. */
   private readonly reserved = new Map<string, number>();
   private readonly added = new Set<string>();
+  /** Weight reserved by every update admitted or streaming, and by abandoned ones until they are taken back. */
   private reservedTotal = 0;
 
   constructor(private readonly global: TensorList) {
-    this.acc = new Map(global.map((g) => [g.name, new Float64Array(g.data.length)]));
+    this.index = new LayoutIndex(global);
+    this.k = foldKernel(this.index.total);
+    this.views = new Map();
+    let off = 0;
+    for (const g of global) {
+      this.views.set(g.name, this.k.acc.subarray(off, off + g.data.length));
+      off += g.data.length;
+    }
   }
 
   get count(): number {
     return this.added.size;
   }
 
+  private reserve(clientId: string, numExamples: number): void {
+    if (this.reserved.has(clientId)) throw new AdmissionError(`FedAvg: two updates from ${clientId}`);
+    if (!(Number.isSafeInteger(numExamples) && numExamples >= 1)) {
+      throw new AdmissionError(`FedAvg: ${clientId} reports ${numExamples} examples; need a positive integer`);
+    }
+    if (this.reservedTotal + numExamples > MAX_TOTAL_WEIGHT) {
+      throw new AdmissionError(`FedAvg: ${this.reservedTotal + numExamples} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
+    }
+    this.reserved.set(clientId, numExamples);
+    this.reservedTotal += numExamples;
+  }
+
   admit(u: ClientUpdate): void {
     if (this.reserved.has(u.clientId)) throw new AdmissionError(`FedAvg: two updates from ${u.clientId}`);
-    if (!(Number.isSafeInteger(u.numExamples) && u.numExamples >= 1)) {
-      throw new AdmissionError(`FedAvg: ${u.clientId} reports ${u.numExamples} examples; need a positive integer`);
-    }
-    if (this.reservedTotal + u.numExamples > MAX_TOTAL_WEIGHT) {
-      throw new AdmissionError(`FedAvg: ${this.reservedTotal + u.numExamples} examples in one round exceed the exact-sum bound ${MAX_TOTAL_WEIGHT}`);
-    }
     assertSameLayout(this.global, u.delta);
     for (let k = 0; k < this.global.length; k++) {
       const x = u.delta[k].data;
@@ -60,8 +82,7 @@ class FedAvgSum implements Aggregation {
       // One comparison per value catches NaN, ±Inf and |x| ≥ 128; the rare failure names the value.
       for (let i = 0; i < x.length; i++) if (!(Math.abs(x[i]) < LIMIT)) throw new FixedPointRangeError(name, i, x[i]);
     }
-    this.reserved.set(u.clientId, u.numExamples);
-    this.reservedTotal += u.numExamples;
+    this.reserve(u.clientId, u.numExamples);
   }
 
   release(clientId: string): void {
@@ -73,14 +94,31 @@ class FedAvgSum implements Aggregation {
 
   add(u: ClientUpdate): void {
     if (this.reserved.get(u.clientId) !== u.numExamples || this.added.has(u.clientId)) throw new Error(`FedAvg: update of ${u.clientId} was not admitted`);
-    for (let k = 0; k < this.global.length; k++) accumulateUnchecked(this.acc.get(this.global[k].name)!, u.delta[k].data, u.numExamples);
+    // The same kernel as the streaming path, fed the update's tensors in layout order (admit checked every value).
+    const runs = new ValueRuns(this.k, this.index.total);
+    for (const t of u.delta) runs.feed(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), (start, n) => this.k.fold(start, n, u.numExamples));
     this.added.add(u.clientId);
+  }
+
+  open(clientId: string, numExamples: number): UpdateFold {
+    this.reserve(clientId, numExamples);
+    const { k, index } = this;
+    return new StreamedFold(k, index.total, {
+      foldsOnPush: true,
+      push: (start, n) => k.fold(start, n, numExamples),
+      refuse: (i, value) => index.rangeError(clientId, i, value),
+      takeBack: (start, n) => void k.fold(start, n, -numExamples),
+      finish: () => false,
+      commit: () => void this.added.add(clientId),
+      abandon: () => void this.reserved.delete(clientId),
+      undone: () => void (this.reservedTotal -= numExamples),
+    });
   }
 
   sum(): WeightedSum {
     let total = 0;
     for (const id of this.added) total += this.reserved.get(id)!;
-    return { tensors: this.acc, totalWeight: total, scale: SCALE };
+    return { tensors: this.views, totalWeight: total, scale: SCALE };
   }
 
   weights(): Record<string, number> {

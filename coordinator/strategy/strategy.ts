@@ -40,8 +40,40 @@ export class AdmissionError extends Error {
   }
 }
 
+/**
+ * One update streaming into a round's running sum as its chunks are opened (plain rounds; stream-fold.ts). Its
+ * plaintext bytes come in order through push() (any split), each value checked there; a strategy whose sum is
+ * linear in the values (FedAvg and the server optimisers) folds them in at once, in place. One whose fold needs the
+ * whole update first (DP-FedAvg: the clip factor depends on the update's norm) only checks them and sets
+ * needsReplay after finish(): the caller feeds the same bytes again (read back from the spool) through replay()
+ * once the update is accepted. An update that is not accepted after all is taken back exactly: abandon(), then the
+ * same bytes again from the start through undo() until it returns true, then undone(). Integer sums make the
+ * remainder bit for bit the sum without it.
+ */
+export interface UpdateFold {
+  push(bytes: Uint8Array): void;
+  /** Every byte arrived (throws AdmissionError when some are missing). */
+  finish(): void;
+  readonly needsReplay: boolean;
+  replay(bytes: Uint8Array): void;
+  /** The update counts. */
+  commit(): void;
+  /** Values of the update in the sum now (what undo must take back). */
+  readonly folded: number;
+  /** The update will not count: its client id is free at once, its weight once undone(). */
+  abandon(): void;
+  /** Takes back folded values from the same bytes again; true once all are. */
+  undo(bytes: Uint8Array): boolean;
+  undone(): void;
+}
+
 /** One round's running aggregation (plain rounds). */
 export interface Aggregation {
+  /**
+   * Opens the fold of an update whose values will stream in (the upload path): checks and reserves its client id
+   * and weight (AdmissionError) before any value arrives.
+   */
+  open(clientId: string, numExamples: number): UpdateFold;
   /** Checks an update against the round (throws AdmissionError) and reserves its client id and weight. */
   admit(update: ClientUpdate): void;
   /** Gives back an admitted update's reservation (it was not accepted after all, e.g. the spool write failed). */

@@ -1,0 +1,190 @@
+// An update streaming into a round's running sum, chunk by chunk as the coordinator opens it (strategy.ts
+// UpdateFold): the bytes arrive in any split (a chunk need not end on a value), are staged a run at a time in the sum's
+// kernel (fold-kernel.ts) and handed to the strategy's pass as runs of whole float32 values with their index in the
+// update. The state machine is the same for every strategy: push… finish [replay…] commit, or at any point abandon,
+// undo… undone. Taking an update back feeds the same bytes again with the opposite sign; the sums are exact integers,
+// so what remains is bit for bit the sum without it.
+import type { TensorList } from '../../proto/tensors';
+import { AdmissionError, type UpdateFold } from './strategy';
+import { FixedPointRangeError } from './fixed-point';
+import { STAGE_BYTES, type FoldKernel } from './fold-kernel';
+
+/** Turns an update's plaintext bytes (any split) into runs of whole values staged at kernel.staged[0, n). */
+export class ValueRuns {
+  private readonly carry = new Uint8Array(4);
+  private carried = 0;
+  /** Values handed on so far. */
+  at = 0;
+
+  constructor(
+    private readonly k: FoldKernel,
+    private readonly total: number,
+  ) {}
+
+  /** Calls run(start, n) for each run of whole values in `bytes` (start: the first one's index in the update). */
+  feed(bytes: Uint8Array, run: (start: number, n: number) => void): void {
+    let p = 0;
+    while (p < bytes.length) {
+      const stage = this.k.stage;
+      stage.set(this.carry.subarray(0, this.carried), 0);
+      const take = Math.min(bytes.length - p, STAGE_BYTES - this.carried);
+      stage.set(bytes.subarray(p, p + take), this.carried);
+      p += take;
+      const len = this.carried + take;
+      const n = len >>> 2;
+      if (this.at + n > this.total) throw new AdmissionError(`the update carries more than the ${this.total} values of the round's layout`);
+      this.carried = len & 3;
+      this.carry.set(stage.subarray(4 * n, len));
+      if (n > 0) run(this.at, n);
+      this.at += n;
+    }
+  }
+
+  get complete(): boolean {
+    return this.at === this.total && this.carried === 0;
+  }
+}
+
+/** Tensor names and where each starts in the update's value order (the layout's order). */
+export class LayoutIndex {
+  readonly total: number;
+  private readonly starts: number[] = [];
+  private readonly names: string[] = [];
+
+  constructor(global: TensorList) {
+    let off = 0;
+    for (const g of global) {
+      this.starts.push(off);
+      this.names.push(g.name);
+      off += g.data.length;
+    }
+    this.total = off;
+  }
+
+  /** The tensor holding value `i` of the update, and i's index in it. */
+  locate(i: number): { name: string; index: number } {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    return { name: this.names[lo], index: i - this.starts[lo] };
+  }
+
+  /** The refusal for value i of client `id`, as the batch admission words it. */
+  rangeError(id: string, i: number, value: number): FixedPointRangeError {
+    const at = this.locate(i);
+    return new FixedPointRangeError(`${id}:${at.name}`, at.index, value);
+  }
+}
+
+/** What a strategy's fold does with each run of values (values at kernel.staged[0, n), the first at `start`). */
+export interface FoldPasses {
+  /** Whether the first pass folds the values (true) or only checks them, leaving the fold to the replay. */
+  readonly foldsOnPush: boolean;
+  /** First pass, as the chunks arrive: checks (and folds, if foldsOnPush) the run; returns how many values passed, in order (n: all). */
+  push(start: number, n: number): number;
+  /** The refusal of value `i` of the update (`value`), the first that did not pass (thrown by the fold). */
+  refuse(i: number, value: number): Error;
+  /** Second pass, after finish(), when needsReplay: fold the run; returns how many it folded. */
+  replay?(start: number, n: number): number;
+  /** Takes back n folded values starting at `start`. */
+  takeBack(start: number, n: number): void;
+  /** After the first pass: whether the values must come again (needsReplay). */
+  finish(): boolean;
+  /** The update counts (its reservation becomes part of the sum). */
+  commit(): void;
+  /** The update will not count: its client id is free for another upload at once. */
+  abandon(): void;
+  /** Taken back: its reserved weight is free too. */
+  undone(): void;
+}
+
+export class StreamedFold implements UpdateFold {
+  private readonly first: ValueRuns;
+  private second: ValueRuns | undefined;
+  private back: ValueRuns | undefined;
+  private state: 'open' | 'finished' | 'committed' | 'abandoned' | 'undone' = 'open';
+  folded = 0;
+  needsReplay = false;
+
+  constructor(
+    private readonly k: FoldKernel,
+    private readonly total: number,
+    private readonly p: FoldPasses,
+  ) {
+    this.first = new ValueRuns(k, total);
+  }
+
+  private expect(s: StreamedFold['state'], what: string): void {
+    if (this.state !== s) throw new Error(`update fold: ${what} in state ${this.state}`);
+  }
+
+  push(bytes: Uint8Array): void {
+    this.expect('open', 'push');
+    this.first.feed(bytes, (start, n) => {
+      const passed = this.p.push(start, n);
+      if (this.p.foldsOnPush) this.folded += passed;
+      if (passed < n) throw this.p.refuse(start + passed, this.k.staged[passed]);
+    });
+  }
+
+  finish(): void {
+    this.expect('open', 'finish');
+    if (!this.first.complete) throw new AdmissionError(`the update ends after ${this.first.at} of its ${this.total} values`);
+    this.needsReplay = this.p.finish();
+    this.state = 'finished';
+  }
+
+  replay(bytes: Uint8Array): void {
+    this.expect('finished', 'replay');
+    if (!this.needsReplay || !this.p.replay) throw new Error('update fold: this strategy needs no second pass');
+    this.second ??= new ValueRuns(this.k, this.total);
+    this.second.feed(bytes, (start, n) => {
+      this.folded += this.p.replay!(start, n);
+    });
+  }
+
+  commit(): void {
+    this.expect('finished', 'commit');
+    if (this.needsReplay && !(this.second?.complete ?? false)) throw new Error('update fold: committed before its second pass was complete');
+    this.p.commit();
+    this.state = 'committed';
+  }
+
+  abandon(): void {
+    if (this.state === 'abandoned' || this.state === 'undone') return;
+    if (this.state === 'committed') throw new Error('update fold: a committed update cannot be abandoned');
+    this.p.abandon();
+    this.state = 'abandoned';
+  }
+
+  /** Whether the same bytes again (from the start) are needed to take back what was folded. */
+  get needsUndo(): boolean {
+    return this.folded > 0 && this.state === 'abandoned';
+  }
+
+  undo(bytes: Uint8Array): boolean {
+    this.expect('abandoned', 'undo');
+    this.back ??= new ValueRuns(this.k, this.total);
+    const limit = this.folded;
+    // Values fold in update order, in one pass only (the first, or the replay), so the first `folded` values of
+    // the update are exactly what is in the sum; anything after them is read and left alone.
+    if (this.back.at < limit)
+      this.back.feed(bytes, (start, n) => {
+        const m = Math.min(n, limit - start);
+        if (m > 0) this.p.takeBack(start, m);
+      });
+    return this.back.at >= limit;
+  }
+
+  undone(): void {
+    if (this.state === 'undone') return;
+    this.expect('abandoned', 'undone');
+    if (this.folded > 0 && (this.back?.at ?? 0) < this.folded) throw new Error('update fold: released before what it folded was taken back');
+    this.p.undone();
+    this.state = 'undone';
+  }
+}
