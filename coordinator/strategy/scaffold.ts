@@ -14,7 +14,7 @@ import { sortByName, type NamedTensor, type TensorList } from '../../proto/tenso
 import { FedAvg } from './fedavg';
 import { stepAlongMeanDelta } from './mean-delta';
 import { OptimizerState } from './optimizer-state';
-import type { Aggregation, ClientUpdate, ServerState, WeightedSum } from './strategy';
+import type { Aggregation, ClientUpdate, ServerState, UpdateFold, WeightedSum } from './strategy';
 
 import { CONTROL_DELTA_PREFIX } from '../../proto/model/scaffold';
 
@@ -100,6 +100,9 @@ export class Scaffold extends FedAvg {
 /** FedAvg's running sum, reporting |S| with the sum (SCAFFOLD's |S|/N). */
 class CountingAggregation implements Aggregation {
   constructor(private readonly inner: Aggregation) {}
+  open(clientId: string, numExamples: number): UpdateFold {
+    return this.inner.open(clientId, numExamples);
+  }
   admit(u: ClientUpdate): void {
     this.inner.admit(u);
   }
