@@ -102,6 +102,14 @@ async function timeVariant(dev: GPUDevice, v: Variant, wgBytes: number, bufs: Bu
   );
   res.compileMs = Math.round(performance.now() - tc);
   res.shapes = {};
+  // The GPU idles while pipelines compile; without a warm-up the first shapes timed ran at a fraction of their speed
+  // (the first H200 run: forward products 4–13× slower at 8,192 rows than at 2,048).
+  const first = built.find((x): x is Exclude<Built, { error: string }> => !('error' in x));
+  if (first) {
+    dev.queue.writeBuffer(bufs.get('step') as GPUBuffer, 0, Uint32Array.of(kit.ROWS.b32));
+    const grid = typeof first.k.grid === 'function' ? first.k.grid({ pairs: kit.ROWS.b32 }) : first.k.grid;
+    for (let w = performance.now(); performance.now() - w < 500;) await kit.dispatch(dev, first.p, first.bg, grid, 10);
+  }
   const step: Record<string, number> = {};
   for (const b of Object.keys(kit.ROWS) as (keyof typeof kit.ROWS)[]) {
     let total = 0;

@@ -18,8 +18,10 @@ export interface StageSide {
   readonly c0: string;
   readonly rLim: string;
   readonly cLim: string;
-  readonly off: number;
-  readonly ld: number;
+  /** WGSL name of the operand's element offset (a `let` set once, so dedupe.ts sees one literal per operand). */
+  readonly off: string;
+  /** WGSL name of its row stride. */
+  readonly ld: string;
   readonly v: number;
 }
 
@@ -35,19 +37,18 @@ export function stageCode(s: StageSide, threads: number): { regs: string; fetch:
     const head = `let i = li + ${u32(t * threads)}; let r = i / ${u32(per)}; let c = (i % ${u32(per)}) * ${u32(s.v)};`;
     let body: string;
     if (s.v === 4) {
-      const el = (e: number): string =>
-        `if (gc + ${e}u < ${s.cLim}) { let q = ${u32(s.off)} + gr * ${u32(s.ld)} + gc + ${e}u; v[${e}] = ${s.arr}[q / 4u][q % 4u]; }`;
+      const el = (e: number): string => `if (gc + ${e}u < ${s.cLim}) { let q = ${s.off} + gr * ${s.ld} + gc + ${e}u; v[${e}] = ${s.arr}[q / 4u][q % 4u]; }`;
       body = `var v = vec4<f16>();
       let gr = ${s.r0} + r; let gc = ${s.c0} + c;
       if (gr < ${s.rLim}) {
-        if (gc + 4u <= ${s.cLim}) { v = ${s.arr}[(${u32(s.off)} + gr * ${u32(s.ld)} + gc) / 4u]; }
+        if (gc + 4u <= ${s.cLim}) { v = ${s.arr}[(${s.off} + gr * ${s.ld} + gc) / 4u]; }
         else { ${[0, 1, 2, 3].map(el).join(' ')} }
       }
       ${s.name}r[${t}] = v;`;
     } else {
       body = `var v = f16(0.0);
       let gr = ${s.r0} + r; let gc = ${s.c0} + c;
-      if (gr < ${s.rLim} && gc < ${s.cLim}) { v = ${s.arr}[${u32(s.off)} + gr * ${u32(s.ld)} + gc]; }
+      if (gr < ${s.rLim} && gc < ${s.cLim}) { v = ${s.arr}[${s.off} + gr * ${s.ld} + gc]; }
       ${s.name}r[${t}] = v;`;
     }
     const w = guard ? `if (i < ${u32(chunks)}) ` : '';

@@ -68,8 +68,8 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
         c0: 'm0',
         rLim: 'kEnd',
         cLim: 'mLim',
-        off: a.offset,
-        ld: la,
+        off: 'aOff',
+        ld: 'ldA',
         v: va,
       }
     : {
@@ -82,8 +82,8 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
         c0: 'k0',
         rLim: 'mLim',
         cLim: 'kEnd',
-        off: a.offset,
-        ld: la,
+        off: 'aOff',
+        ld: 'ldA',
         v: va,
       };
   const B: StageSide = b.trans
@@ -95,10 +95,10 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
         stride: BK + pad,
         r0: 'n0',
         c0: 'k0',
-        rLim: u32(N),
+        rLim: 'nLim',
         cLim: 'kEnd',
-        off: b.offset,
-        ld: lb,
+        off: 'bOff',
+        ld: 'ldB',
         v: vb,
       }
     : {
@@ -110,9 +110,9 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
         r0: 'k0',
         c0: 'n0',
         rLim: 'kEnd',
-        cLim: u32(N),
-        off: b.offset,
-        ld: lb,
+        cLim: 'nLim',
+        off: 'bOff',
+        ld: 'ldB',
         v: vb,
       };
   const sizeA = A.R * A.stride;
@@ -148,12 +148,12 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
   // Direct loads from storage (interior blocks of 'direct').
   const dl: string[] = [];
   for (let i = 0; i < (direct ? t.tm : 0); i++) {
-    const off = a.trans ? `${u32(a.offset)} + k0 * ${u32(la)} + sm0 + ${u32(i * 16)}` : `${u32(a.offset)} + (sm0 + ${u32(i * 16)}) * ${u32(la)} + k0`;
-    dl.push(`let a${i} = ${sg.load('L', a.buffer, off, a.trans, u32(la))};`);
+    const off = a.trans ? `aOff + k0 * ldA + sm0 + ${u32(i * 16)}` : `aOff + (sm0 + ${u32(i * 16)}) * ldA + k0`;
+    dl.push(`let a${i} = ${sg.load('L', a.buffer, off, a.trans, 'ldA')};`);
   }
   for (let j = 0; j < (direct ? t.tn : 0); j++) {
-    const off = b.trans ? `${u32(b.offset)} + (sn0 + ${u32(j * 16)}) * ${u32(lb)} + k0` : `${u32(b.offset)} + k0 * ${u32(lb)} + sn0 + ${u32(j * 16)}`;
-    dl.push(`let b${j} = ${sg.load('R', b.buffer, off, b.trans, u32(lb))};`);
+    const off = b.trans ? `bOff + (sn0 + ${u32(j * 16)}) * ldB + k0` : `bOff + k0 * ldB + sn0 + ${u32(j * 16)}`;
+    dl.push(`let b${j} = ${sg.load('R', b.buffer, off, b.trans, 'ldB')};`);
   }
   const decl: string[] = [];
   for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) decl.push(sg.decl(`c${i}${j}`));
@@ -174,14 +174,7 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
   const storeDirect: string[] = [];
   for (let i = 0; i < (plain ? t.tm : 0); i++) {
     for (let j = 0; j < t.tn; j++) {
-      storeDirect.push(
-        sg.store(
-          e.out.buffer,
-          `wg.z * ${u32(M * N)} + ${u32(e.out.offset)} + (sm0 + ${u32(i * 16)}) * ${u32(e.out.ld)} + sn0 + ${u32(j * 16)}`,
-          `c${i}${j}`,
-          u32(e.out.ld),
-        ),
-      );
+      storeDirect.push(sg.store(e.out.buffer, `oOff + (sm0 + ${u32(i * 16)}) * ldO + sn0 + ${u32(j * 16)}`, `c${i}${j}`, 'ldO'));
     }
   }
   const storeSt: string[] = [];
@@ -194,7 +187,7 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
     let idx = lane + e * 32u;
     let m = sm0 + ${u32(i * 16)} + idx / ${u32(16 * stTiles)};
     let n = sn0 + ${u32(j0 * 16)} + idx % ${u32(16 * stTiles)};
-    if (m < mLim && n < ${u32(N)}) { epi(m, n, wst[sg * ${u32(stSize)} + idx], wg.z * ${u32(M * N)}); }
+    if (m < mLim && n < nLim) { epi(m, n, wst[sg * ${u32(stSize)} + idx], zo); }
   }
   workgroupBarrier();`);
     }
@@ -271,6 +264,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let nc = (sg % ${u32(t.sgn)}) * ${u32(SN)};
   let sm0 = m0 + mr;
   let sn0 = n0 + nc;
+  // Each constant that differs between layers appears once (dedupe.ts turns those into uniform reads).
+  let aOff = ${u32(a.offset)};
+  let bOff = ${u32(b.offset)};
+  let ldA = ${u32(la)};
+  let ldB = ${u32(lb)};
+  let ldO = ${u32(e.out.ld)};
+  let nLim = ${u32(N)};
+  let zo = wg.z * ${u32(M * N)};
+  let oOff = zo + ${u32(e.out.offset)};
   let kBegin = wg.z * ${u32(KC)};
   let kEnd = max(kBegin, min(${u32(K)}, kBegin + ${u32(KC)}));
   ${sa.regs}
@@ -279,7 +281,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var kS = kBegin;
   ${
     direct
-      ? `if (m0 + ${u32(BM)} <= mLim && n0 + ${u32(BN)} <= ${u32(N)}) {
+      ? `if (m0 + ${u32(BM)} <= mLim && n0 + ${u32(BN)} <= nLim) {
     let kFull = kBegin + (kEnd - kBegin) / 16u * 16u;
     for (var k0 = kBegin; k0 < kFull; k0 += 16u) {
       ${dl.join('\n      ')}
@@ -293,7 +295,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   ${stagedLoop}
   ${
     plain
-      ? `if (m0 + ${u32(BM)} <= mLim && n0 + ${u32(BN)} <= ${u32(N)}) {
+      ? `if (m0 + ${u32(BM)} <= mLim && n0 + ${u32(BN)} <= nLim) {
     ${storeDirect.join('\n    ')}
     return;
   }
