@@ -14,6 +14,10 @@ import { buildProgram } from '../client-sdk/engine/program';
 import { shareKernels } from '../client-sdk/engine/dedupe';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter } from '../proto/model/lora-layout';
+import { parseLlamaConfig } from '../proto/model/llama-config';
+import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import { buildLlamaProgram } from '../client-sdk/engine/program-llama';
+import type { Kernel } from '../client-sdk/engine/kernel';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -119,28 +123,43 @@ describe('engine: tiled tensor-core matmul WGSL', function () {
     expect(() => tcMatmulTiled({ ...s, a: { ...s.a, type: 'f32' } }, TILES[0])).to.throw(/f16 operands/);
   });
 
-  it("gives the GPT-2 step's tensor-core products the tiled kernel, which Dawn compiles", async () => {
+  const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+  const gpt2 = (): readonly Kernel[] => {
     const cfg = parseGpt2Config({ vocab_size: 300, n_positions: 64, n_embd: 64, n_layer: 2, n_head: 4 });
     const adapter = initLoraAdapter(cfg, { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] }, 1);
-    const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    const prog = buildProgram({ config: cfg, layout: modelLayout(cfg, adapter, 2 * 48), batch: 2, seq: 48, path: 'tc', loraScale: 2, adam });
-    const tc = prog.kernels.filter((k) => k.subgroupMatrix);
-    expect(tc.length).to.be.greaterThan(0);
-    for (const k of tc) expect(k.code, k.label).to.contain('diagnostic(off, chromium.subgroup_matrix_uniformity);');
-    // As the engine builds them: kernels that differ only in constants share one shader reading those constants
-    // from a uniform block of at most 64 (engine.ts), so each layer-varying constant must appear once.
-    const { groups } = shareKernels(prog.kernels);
-    const tcGroups = groups.filter((g) => prog.kernels[g.members[0]].subgroupMatrix);
-    expect(tcGroups.length).to.be.lessThan(tc.length);
-    for (const g of tcGroups) {
-      const label = prog.kernels[g.members[0]].label;
-      expect(
-        g.params.every((p) => p.length <= 64),
-        label,
-      ).to.equal(true);
-      expect(await wgslErrors(dev, g.code), label).to.deep.equal([]);
-    }
-  });
+    return buildProgram({ config: cfg, layout: modelLayout(cfg, adapter, 2 * 48), batch: 2, seq: 48, path: 'tc', loraScale: 2, adam }).kernels;
+  };
+  const llama = (): readonly Kernel[] => {
+    const base = { model_type: 'llama', vocab_size: 300, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4 };
+    const cfg = parseLlamaConfig({ ...base, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5, tie_word_embeddings: true });
+    const all7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    const adapter = initLoraAdapter(cfg, { r: 4, alpha: 8, dropout: 0, targetModules: all7 }, 1);
+    const layout = llamaLayout(cfg, adapter, 2 * 48);
+    return buildLlamaProgram({ config: cfg, layout, batch: 2, seq: 48, path: 'tc', loraScale: 2, adam }).kernels;
+  };
+  for (const [family, build] of [
+    ['GPT-2', gpt2],
+    ['Llama', llama],
+  ] as const)
+    it(`gives the ${family} step's tensor-core products the tiled kernel, which Dawn compiles as the engine shares it`, async () => {
+      const kernels = build();
+      const tc = kernels.filter((k) => k.subgroupMatrix);
+      expect(tc.length).to.be.greaterThan(0);
+      for (const k of tc) expect(k.code, k.label).to.contain('diagnostic(off, chromium.subgroup_matrix_uniformity);');
+      // As the engine builds them: kernels that differ only in constants share one shader reading those constants
+      // from a uniform block of at most 64 (engine.ts), so each layer-varying constant must appear once.
+      const { groups } = shareKernels(kernels);
+      const tcGroups = groups.filter((g) => kernels[g.members[0]].subgroupMatrix);
+      expect(tcGroups.length).to.be.lessThan(tc.length);
+      for (const g of tcGroups) {
+        const label = kernels[g.members[0]].label;
+        expect(
+          g.params.every((p) => p.length <= 64),
+          label,
+        ).to.equal(true);
+        expect(await wgslErrors(dev, g.code), label).to.deep.equal([]);
+      }
+    });
 
   it('falls back to one buffer, then to the one-subgroup kernel, when workgroup memory is short', () => {
     const s = specs()[0];
