@@ -8,7 +8,7 @@ import { halfBits, halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { adapterOffsets, modelLayout, packWeights } from '../client-sdk/engine/layout';
 import { buildProgram, type EnginePath } from '../client-sdk/engine/program';
 import { chooseTile, tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
-import { tcMatmul } from '../client-sdk/engine/matmul-tc';
+import { tcMatmul, tcMatmulSimple } from '../client-sdk/engine/matmul-tc';
 import { choosePath, parseEnginePath, type Capabilities } from '../client-sdk/engine/device';
 import { randomGpt2Weights } from '../client-sdk/model/init';
 import { shareKernels } from '../client-sdk/engine/dedupe';
@@ -128,7 +128,8 @@ describe('engine: WGSL generation', () => {
     const t = tcMatmul(spec());
     expect(t.code).to.contain('enable chromium_experimental_subgroup_matrix;');
     expect(t.code).to.contain('subgroupMatrixMultiplyAccumulate');
-    expect(t.grid).to.deep.equal([4, 2, 1]);
+    expect(t.grid).to.deep.equal([2, 1, 1]); // 128×128 blocks of four subgroups
+    expect(tcMatmulSimple(spec()).grid).to.deep.equal([4, 2, 1]); // the first kernel's 64×64
     expect(() => tcMatmul(spec({ a: { buffer: 'A', offset: 0, type: 'f32', trans: false } }))).to.throw(/f16 operands/);
     expect(() => tiledMatmul(spec({ epi: { out: { buffer: 'C', offset: 0, ld: 200, mode: 'add', type: 'f16' } } }))).to.throw(/f32 output/);
   });

@@ -5,7 +5,7 @@
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), and GPU failures with the fallback after them (gpu-fallback.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama] [--skip-llama]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-matmul] [--skip-llama]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -97,9 +97,17 @@ async function runKernel(
 
 /** Matmul kernels (both storage orders of each operand, bias + LoRA + GELU epilogue) against a CPU product. */
 async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
+  // The second size has whole 128×128 blocks besides partial ones (the tiled tensor-core kernel's interior path).
+  for (const size of [
+    [70, 150, 96, 4],
+    [300, 260, 200, 4],
+  ] as const)
+    await matmulCase(ed, paths, size);
+}
+
+async function matmulCase(ed: EngineDevice, paths: EnginePath[], [M, N, K, r]: readonly [number, number, number, number]): Promise<void> {
   const rng = new Prng(3);
   const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
-  const [M, N, K, r] = [70, 150, 96, 4];
   for (const kind of paths) {
     for (const [ta, tb] of [
       [false, false],
@@ -148,7 +156,7 @@ async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void>
       const inputs = { A: f16 ? toHalfBits(A) : A, B: f16 ? toHalfBits(Bm) : Bm, bias, low, lb };
       const got = await runKernel(ed, k, inputs, 'C', M * N);
       const e = relErr(got, want);
-      check(`matmul ${kind} transA=${ta} transB=${tb} (+bias, LoRA, GELU)`, e < 1e-5, `rel err ${e.toExponential(2)}`);
+      check(`matmul ${kind} ${M}×${N}×${K} transA=${ta} transB=${tb} (+bias, LoRA, GELU)`, e < 1e-5, `rel err ${e.toExponential(2)}`);
     }
   }
 }
@@ -399,10 +407,14 @@ async function main(): Promise<void> {
   });
   const onlyLlama = args.includes('--only-llama');
   const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama'] as const).find((a) => args.includes(a));
-  if (only === '--only-sgd') await sgdRun(ed, paths);
+  if (args.includes('--only-matmul')) {
+    // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
+    await matmulTests(ed, paths);
+    await stepParity(ed, paths);
+  } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
-  if (only === undefined) {
+  if (only === undefined && !args.includes('--only-matmul')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
     await ffaRun(ed, paths, 20);
@@ -412,10 +424,10 @@ async function main(): Promise<void> {
     await scaffoldTests(ed, paths, check);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
-  if ((only === undefined || onlyLlama) && !args.includes('--skip-llama'))
+  if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !args.includes('--only-matmul'))
     await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
-  if (only === undefined || only === '--only-fallback') await fallbackTests(check);
+  if ((only === undefined && !args.includes('--only-matmul')) || only === '--only-fallback') await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -1,20 +1,52 @@
 // The tensor-core matmul: f16 operands, f32 accumulation on Dawn's subgroup matrices (16×16×16), same MatmulSpec
-// and epilogue as the register-tiled kernel. One 32-thread subgroup per workgroup computes a 64×64 block as 4×4
-// result matrices. Subgroup-matrix loads and stores must take workgroup-uniform offsets, so a workgroup holds
-// exactly one subgroup (with several, the subgroup index is not uniform and Dawn rejects the shader).
-// Interior blocks load straight from storage (col_major covers transposed storage); edge blocks and the K tail
-// go through bounds-checked, zero-filled staging tiles in workgroup memory, so no shape needs padding.
+// and epilogue as the register-tiled kernel. tcMatmul picks the tiled kernel's shape (matmul-tc-tiled.ts) from
+// what bench/tc-matmul-probe.ts measured on the H200 (bench/RESULTS.md §4c): 128×128 blocks of four subgroups,
+// A and B staged through workgroup memory 32 deep with two buffers, except split-K products (the LM head's dhs,
+// K = vocabulary) where the subgroups load straight from storage. Every shape accumulates each output over k in
+// the same increasing order, so results are deterministic and equal across tile shapes.
+//
+// tcMatmulSimple is the first kernel (kept as the probe's baseline and as the fallback when the workgroup memory is
+// too small): one 32-thread subgroup per workgroup computes a 64×64 block as 4×4 result matrices. Subgroup-matrix
+// loads and stores must take workgroup-uniform offsets under Dawn's default uniformity rule, so a workgroup holds
+// exactly one subgroup. Interior blocks load straight from storage (col_major covers transposed storage); edge
+// blocks and the K tail go through bounds-checked, zero-filled staging tiles in workgroup memory.
 // Assumes subgroup size 32 (NVIDIA); capabilities.ts only selects this path when the adapter reports it.
 import { epilogueWgsl } from './epilogue';
 import { ceilDiv, header, u32, type Kernel, type StepShape } from './kernel';
 import { checkSpec, lda, ldb, matmulBindings, rowLimit, type MatmulSpec } from './matmul';
+import { tcMatmulTiled, type TcTile } from './matmul-tc-tiled';
 
 const TM = 4;
 const TN = 4;
 const BM = TM * 16;
 const BN = TN * 16;
 
-export function tcMatmul(spec: MatmulSpec): Kernel {
+/** The measured best tile for a product (bench/tc-matmul-probe.ts on the H200, 2026-11-29). */
+export function chooseTcTile(spec: MatmulSpec): TcTile {
+  // dhs (K = 50,257, split 25 ways): 99.5 TFLOP/s direct against 65.4 staged.
+  if (spec.splitK) return { sgm: 2, sgn: 2, tm: 4, tn: 4, bk: 16, mode: 'direct' };
+  // Everything else: 45–83 TFLOP/s at 8,192 rows where the first kernel did 13–49. Scalar f16 copies: the
+  // same tile with 4-wide vec4<f16> copies measured 3–4× slower.
+  return { sgm: 2, sgn: 2, tm: 4, tn: 4, bk: 32, mode: 'staged', double: true, pad: 8, vec: false };
+}
+
+/**
+ * The tensor-core kernel for a product. wgBytes is the device's workgroup memory (48 KiB on NVIDIA's Vulkan, the
+ * only adapters this path runs on today); where the chosen tile does not fit, one buffer, then the first kernel.
+ */
+export function tcMatmul(spec: MatmulSpec, wgBytes = 48 * 1024): Kernel {
+  const t = chooseTcTile(spec);
+  for (const tile of [t, { ...t, double: false }]) {
+    try {
+      return tcMatmulTiled(spec, { ...tile, wgBytes });
+    } catch (e) {
+      if (!/workgroup memory/.test((e as Error).message)) throw e;
+    }
+  }
+  return tcMatmulSimple(spec);
+}
+
+export function tcMatmulSimple(spec: MatmulSpec): Kernel {
   checkSpec(spec);
   if (spec.a.type !== 'f16' || spec.b.type !== 'f16') throw new Error(`${spec.label}: tensor-core matmul needs f16 operands`);
   const { M, N, K, a, b } = spec;
