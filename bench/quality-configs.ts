@@ -134,6 +134,33 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     overrides: { strategy: { name: 'fedadam', serverLearningRate: 0.003 }, training: { schedule: 'cosine' } },
     note: 'FedAdam eta 0.003, cosine client lr',
   },
+  // Run 6: the same optimizer steps as the ceiling. The centralized cell runs N × localSteps steps a round while a
+  // federated round averages N models of localSteps steps each, about localSteps steps of an N-times larger
+  // batch: at 10 local steps FedAvg takes a fifth of the ceiling's steps. These give each site the ceiling's 50
+  // (and 25), and a server rate above 1 (FedAvgM with β 0 is FedAvg with server learning rate η).
+  'fedavg-cos-k25': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine' } },
+    note: 'FedAvg, 25 local steps, cosine client lr',
+    localSteps: 25,
+  },
+  'fedavg-cos-k50': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine' } },
+    note: 'FedAvg, 50 local steps, cosine client lr',
+    localSteps: 50,
+  },
+  'fedprox-cos-k50': {
+    mode: 'federated',
+    overrides: { training: { schedule: 'cosine', proximalMu: 0.1 } },
+    note: 'FedProx mu 0.1, 50 local steps, cosine client lr',
+    localSteps: 50,
+  },
+  'fedavg-eta2': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'fedavgm', serverLearningRate: 2, momentum: 0 }, training: { schedule: 'cosine' } },
+    note: 'FedAvg with server learning rate 2 (FedAvgM beta 0), cosine client lr',
+  },
   'dp-eps8': dp(3.5),
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
