@@ -151,10 +151,12 @@ async function dropoutStep(ed: EngineDevice, paths: readonly EnginePath[], check
       worst < tolGrad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, r.grad).toExponential(2)}; vs dropout 0's ${relErr(grad, r0.grad).toExponential(2)}`,
     );
+    // The masks matter: dropout moves the gradients by far more than the engine's distance from tfjs.
+    const effect = relErr(r.grad, r0.grad);
     check(
       `dropout ${P} step ${p} ${name}: the masks apply`,
-      relErr(r.grad, r0.grad) > 10 * tolGrad,
-      `tfjs grads with and without dropout differ by ${relErr(r.grad, r0.grad).toExponential(2)}`,
+      effect > 10 * worst,
+      `dropout moves tfjs's gradients by ${effect.toExponential(2)}; 10× the engine's error is ${(10 * worst).toExponential(2)}`,
     );
     const run = async (): Promise<Float32Array> => {
       e.setAdapter(theta0);
