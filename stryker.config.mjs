@@ -5,11 +5,11 @@
 //
 // Each group mutates a few source files and runs only the compiled test files that exercise them, with per-test
 // coverage, so a mutant runs only the tests that reach it. The sandbox is built with tsc from
-// tsconfig.mutation.json, which this file writes for the group: the project's options, but only the group's
+// tsconfig.mutation.<group>.json, which this file writes for the group: the project's options, but only the group's
 // test files and what they import (a fraction of the project, so the build and the type checker are quick).
 // The mutated .ts files get `// @ts-nocheck`, so schemata that do not type-check still build; the TypeScript
 // checker first drops mutants that would not compile as a standalone change.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import process from 'node:process';
 
 /** @type {Record<string, { mutate: string[]; spec: string[]; compile?: string[] }>} */
@@ -45,10 +45,10 @@ export const GROUPS = {
     mutate: ['proto/crypto/sealed-upload.ts', 'coordinator/sealed-update.ts', 'client-sdk/sealed-sender.ts:1-65'],
     spec: ['dist/test/sealed-upload.test.js', 'dist/test/sealed-spool-sender.test.js'],
   },
-  // sendSealed alone, against the real coordinator (test/sealed-sender-grpc.test.ts).
+  // sendSealed alone, against the real coordinator (test/sealed-sender-grpc.test.ts, sealed-sender-mutants.test.ts).
   'sealed-sender': {
     mutate: ['client-sdk/sealed-sender.ts:66-97'],
-    spec: ['dist/test/sealed-sender-grpc.test.js'],
+    spec: ['dist/test/sealed-sender-grpc.test.js', 'dist/test/sealed-sender-mutants.test.js'],
   },
   checkpoints: {
     // The commit (write order, .tmp directory, atomic pointer), the pointer check, and the crash-safe write
@@ -56,7 +56,52 @@ export const GROUPS = {
     // test/recover.test.ts, which runs the fedtune command, is 416 mutants; recover() and the reads are not
     // in this group yet.)
     mutate: ['coordinator/checkpoints/fs-store.ts:343-385', 'coordinator/checkpoints/fs-store.ts:427-447', 'proto/durable-file.ts'],
-    spec: ['dist/test/durable-file.test.js', 'dist/test/checkpoint-commit.test.js', 'dist/test/checkpoints.test.js', 'dist/test/crash-points.test.js'],
+    spec: [
+      'dist/test/durable-file.test.js',
+      'dist/test/checkpoint-commit.test.js',
+      'dist/test/checkpoints.test.js',
+      'dist/test/crash-points.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+    ],
+  },
+  // The rest of fs-store.ts: opening and recovery.
+  'checkpoints-open': {
+    // open(), the chain and run-id checks, recover(), the scan and the pointer read (lines 112-239). The module's
+    // constants and error classes (lines 1-111) are "static" mutants that rerun every test file: hours here.
+    mutate: ['coordinator/checkpoints/fs-store.ts:112-239'],
+    spec: ['dist/test/checkpoints.test.js', 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
+  },
+  // The store's smaller files: the atomic-write wrappers, the server-state file, the signature, the table.
+  'checkpoints-files': {
+    mutate: [
+      'coordinator/checkpoints/atomic-fs.ts',
+      'coordinator/checkpoints/server-state.ts',
+      'coordinator/checkpoints/signature.ts',
+      'coordinator/checkpoints/table.ts',
+    ],
+    spec: [
+      'dist/test/checkpoints.test.js',
+      'dist/test/checkpoint-commit.test.js',
+      'dist/test/crash-points.test.js',
+      'dist/test/verify.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+    ],
+    // verify.test runs the built `fedtune` command as well.
+    compile: ['coordinator/cli/fedtune.ts'],
+  },
+  // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
+  'secagg-encoding': {
+    mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],
+    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
+  },
+  // The server's unmasking and the client's rounds.
+  'secagg-server': {
+    mutate: ['proto/secagg/server.ts'],
+    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
+  },
+  'secagg-client': {
+    mutate: ['proto/secagg/client.ts'],
+    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
@@ -83,29 +128,53 @@ export const GROUPS = {
 };
 
 const name = process.env.MUTATION_GROUP ?? 'fedavg';
+/** The reports' name: the group, or <group>-recheck. */
+export const reportName = `${name}${process.env.MUTATION_RECHECK ? '-recheck' : process.env.MUTATION_NEW === '1' ? '-new' : ''}`;
 const group = GROUPS[name];
 if (!group) throw new Error(`MUTATION_GROUP=${name}: unknown group; known: ${Object.keys(GROUPS).join(', ')}`);
 
+// MUTATION_RECHECK=<a JSON report of this group>: mutate only the lines where that run left mutants alive
+// (survived or no coverage), against the group's tests as they are now. A test added can only kill more, so
+// the score after = that run's killed + timeouts + what this run kills on those lines (bench/MUTATION.md).
+const recheck = process.env.MUTATION_RECHECK;
+/** `file:line-endLine` for every mutant the report left alive, one range per mutant. */
+function aliveLines(reportFile) {
+  const report = JSON.parse(readFileSync(reportFile, 'utf8'));
+  const ranges = new Set();
+  for (const [file, { mutants }] of Object.entries(report.files))
+    for (const m of mutants) if (m.status === 'Survived' || m.status === 'NoCoverage') ranges.add(`${file}:${m.location.start.line}-${m.location.end.line}`);
+  return [...ranges].sort();
+}
+// MUTATION_BEFORE=1: without the test files written to kill this work's survivors (test/*-mutants.test.ts), to
+// measure a "before" score.
+// MUTATION_NEW=1: those test files alone. A mutant is killed by a set of test files when any one of them fails,
+// so the group's score over all its tests is the union of a MUTATION_BEFORE run and a MUTATION_NEW run
+// (bench/mutation-union.mjs), which is quicker than one run with all of them where old tests are slow.
+const isNew = (f) => f.endsWith('-mutants.test.js');
+const spec =
+  process.env.MUTATION_BEFORE === '1' ? group.spec.filter((f) => !isNew(f)) : process.env.MUTATION_NEW === '1' ? group.spec.filter(isNew) : group.spec;
 // Compiled spec dist/test/x.test.js ← source test/x.test.ts. Generated, gitignored.
-const testSources = group.spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
+const testSources = spec.map((f) => f.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
 // The mutated files are listed too: the checker watches only the files of its program.
 const mutatedFiles = [...new Set(group.mutate.map((f) => f.replace(/:\d+-\d+$/, '')))];
 const tsconfig = { extends: './tsconfig.json', include: [], files: [...testSources, ...mutatedFiles, ...(group.compile ?? [])] };
-writeFileSync('tsconfig.mutation.json', `${JSON.stringify(tsconfig, null, 2)}\n`);
+// One tsconfig and one sandbox folder per run (group and kind), so two runs can go side by side (each at concurrency 1).
+const tsconfigFile = `tsconfig.mutation.${reportName}.json`;
+writeFileSync(tsconfigFile, `${JSON.stringify(tsconfig, null, 2)}\n`);
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   packageManager: 'npm',
   testRunner: 'mocha',
   checkers: ['typescript'],
-  tsconfigFile: 'tsconfig.mutation.json',
+  tsconfigFile,
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   // --noCheck: emit only. Mutant schemata can widen the types the tests see (a test then fails to type-check);
   // type errors are the checker's job, mutant by mutant.
-  buildCommand: 'tsc -p tsconfig.mutation.json --noCheck',
-  mutate: group.mutate,
+  buildCommand: `tsc -p ${tsconfigFile} --noCheck`,
+  mutate: recheck ? aliveLines(recheck) : group.mutate,
   disableTypeChecks: '{coordinator,proto,client-sdk}/**/*.ts',
-  mochaOptions: { spec: group.spec, config: '.mocharc.json' },
+  mochaOptions: { spec, config: '.mocharc.json' },
   coverageAnalysis: 'perTest',
   // The box is shared: two test processes at most (MUTATION_CONCURRENCY=1 for one).
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 2),
@@ -115,10 +184,10 @@ export default {
   dryRunTimeoutMinutes: 15,
   // What the sandbox must not copy: build output, runs, caches and Stryker's own output.
   ignorePatterns: ['dist', 'runs', '.fedtune', 'bench/out', '.gpu', '.gl', '.whl', 'reports', '.stryker-tmp', '**/__pycache__', '*.log'],
-  tempDirName: '.stryker-tmp',
+  tempDirName: `.stryker-tmp/${reportName}`,
   cleanTempDir: 'always',
   reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
-  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
+  htmlReporter: { fileName: `reports/mutation/${reportName}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
 };

@@ -36,7 +36,7 @@ const rows = [];
 let failed = false;
 for (const g of groups) {
   const started = Date.now();
-  const r = spawnSync('nice', ['-n', '15', process.execPath, 'bench/mutation.mjs', '--child'], {
+  const r = spawnSync('nice', ['-n', '19', process.execPath, 'bench/mutation.mjs', '--child'], {
     stdio: 'inherit',
     // The shim reaches every process Stryker forks (test runners, the type checker) through NODE_OPTIONS.
     env: { ...process.env, MUTATION_GROUP: g, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${shim}`.trim() },
@@ -47,7 +47,9 @@ for (const g of groups) {
     rows.push(`${g}: stryker exited ${r.status ?? r.signal}`);
     continue;
   }
-  const t = tally(JSON.parse(readFileSync(`reports/mutation/${g}.json`, 'utf8')));
+  const t = tally(
+    JSON.parse(readFileSync(`reports/mutation/${g}${process.env.MUTATION_RECHECK ? '-recheck' : process.env.MUTATION_NEW === '1' ? '-new' : ''}.json`, 'utf8')),
+  );
   rows.push(
     `${g}: score ${t.score.toFixed(2)}% (killed ${t.Killed}, timeout ${t.Timeout}, survived ${t.Survived}, no coverage ${t.NoCoverage}, ` +
       `ignored ${t.Ignored}, compile errors ${t.CompileError}) in ${minutes} min`,

@@ -92,6 +92,25 @@ export function cellOverrides(c: QualityConfig): Record<string, unknown> {
   return { ...rest, training: t };
 }
 
+// SCAFFOLD (coordinator/strategy/scaffold.ts): control variates against client drift, the suspected cause of the
+// gap under label skew (groups stays near 70% whatever the step count, run 6). The client recipe of the best cells
+// at each step count (AdamW 0.002 cosine: run 6's `fedavg-cos-k50` / `fedprox-cos-k50` at 50 local steps, run 3's
+// `fedavg-cos` / `fedprox-0.1` at 10), η_g = 1 and every site in every round (population 0: |S|/N = 1), so the
+// difference is the control variates alone. Client SGD is not tried (dropped from the search after run 5).
+export const SCAFFOLD_CONFIGS: Readonly<Record<string, QualityConfig>> = {
+  'scaffold-cos-k50': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } },
+    note: 'SCAFFOLD η_g 1, 50 local steps, AdamW 0.002 cosine',
+    localSteps: 50,
+  },
+  'scaffold-cos': {
+    mode: 'federated',
+    overrides: { strategy: { name: 'scaffold' }, training: { schedule: 'cosine' } },
+    note: 'SCAFFOLD η_g 1, AdamW 0.002 cosine',
+  },
+};
+
 export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   centralized: { mode: 'centralized', overrides: {}, note: 'all training data at one site, same total steps' },
   local: { mode: 'local', overrides: {}, note: 'each site trains alone' },
@@ -165,6 +184,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'dp-eps4': dp(6.4),
   'dp-eps1': dp(22),
   ...CLIENT_SGD_CONFIGS,
+  ...SCAFFOLD_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

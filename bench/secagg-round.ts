@@ -16,6 +16,7 @@ import nacl from 'tweetnacl';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { clientIdFor } from '../coordinator/registry';
 import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
+import { swapPublicKeyCache, type PublicKeyCache } from '../proto/crypto/ed25519';
 import { SealedUploadOpener, sealUpload, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
 import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
@@ -298,10 +299,19 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     coordinator.cpuMs += cpuNow() - c0;
     return r;
   };
+  // Each simulated site has its own cache of imported peer keys, as each real site (its own process) has: with one
+  // cache for all, only the first site of a round would pay for importing its peers' keys.
+  const keyCaches = s.ids.map((): PublicKeyCache => new Map());
   const onClient = async <T>(i: number, stage: string, f: () => T | Promise<T>): Promise<T> => {
+    const outer = swapPublicKeyCache(keyCaches[i]);
     const t = now();
     const c0 = cpuNow();
-    const r = await f();
+    let r: T;
+    try {
+      r = await f();
+    } finally {
+      swapPublicKeyCache(outer);
+    }
     const dc = cpuNow() - c0;
     party[i].ms += now() - t;
     party[i].cpuMs += dc;

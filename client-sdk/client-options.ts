@@ -7,6 +7,7 @@ import type { ClientIdentity } from './identity';
 import type { SecAggStage } from './secagg-flow';
 import type { Trainer, TrainStep } from './trainer';
 import type { EvaluationDone } from './evaluate-task';
+import type { ControlVariateStore } from './scaffold-store';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -42,6 +43,11 @@ export interface FederationClientOptions {
   readonly secaggAllowList?: Readonly<Record<string, Uint8Array>>;
   /** The site's record across SecAgg sessions (proto/secagg/ledger.ts); default in memory for this client's life. fileLedger(path) survives restarts. */
   readonly secaggLedger?: SecAggLedger;
+  /**
+   * Where the site keeps its SCAFFOLD control variate c_i per run (client-sdk/scaffold-store.ts); default in memory
+   * for this client's life. fileControlVariates(dir) survives restarts (a site that loses it starts again from 0).
+   */
+  readonly controlVariates?: ControlVariateStore;
   /**
    * Differential privacy on the site's own terms: take part only in SecAgg tasks whose sites add DP noise with a
    * noise multiplier of at least this, before masking. A plain task (where only the coordinator could add noise) or

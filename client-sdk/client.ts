@@ -32,6 +32,9 @@ import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
 import { clientOptimizerOf } from '../proto/model/client-optimizer';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
+import { beginScaffoldRound, type ScaffoldRound } from './scaffold-site';
+import { memoryControlVariates, type ControlVariateStore } from './scaffold-store';
+import { trainableTensors } from '../proto/model/lora-aggregation';
 import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
 
 export type { ClientEvents, ClientLogger, FederationClientOptions, RunSummary, TaskDone, TaskInfo } from './client-options';
@@ -78,6 +81,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** SecAgg stage messages per task, held until the task's flow asks for them. */
   private readonly inboxes = new Map<string, SecAggInbox>();
   private readonly ledger: SecAggLedger;
+  private readonly controlVariates: ControlVariateStore;
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
   private readonly address: ParsedAddress;
@@ -91,6 +95,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     checkString('join_token', opts.joinToken, LIMITS.token, /^[\x21-\x7e]*$/, 'printable ASCII');
     this.address = parseAddress(opts.address); // AddressError (fatal) for a URL, a missing port, …
     this.identity = opts.identity ?? identityFromSecretKey(nacl.sign.keyPair().secretKey);
+    this.controlVariates = opts.controlVariates ?? memoryControlVariates();
     this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
@@ -249,6 +254,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const loraAggregation = roundAggregationFromWire(c.lora_aggregation);
       if (!loraAggregation) throw new Error(`the coordinator asks for lora aggregation '${c.lora_aggregation}', which this site does not know`);
       const optimizer = clientOptimizerOf(c.optimizer, c.momentum);
+      const scaffold = c.scaffold ? await this.scaffoldRound(t, global, loraAggregation) : null;
       const plan: TrainingPlan = {
         round: t.round,
         taskId: t.task_id,
@@ -264,6 +270,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         loraAggregation,
         ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
         ...planLoraDropout(c), // a value outside [0, 1) fails the task here, naming lora_dropout
+        ...(scaffold ? { scaffold: { correction: scaffold.correction } } : {}),
       };
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;
@@ -288,7 +295,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         await this.secagg(t, delta, out.numExamples, abort.signal);
         this.completed.add(t.task_id);
       } else {
-        await this.upload(t, delta, out.numExamples);
+        // SCAFFOLD: Δc_i after the deltas in the same sealed upload; c_i⁺ is kept once the upload is accepted.
+        const control = scaffold?.finish(out);
+        await this.upload(t, control ? sortByName([...delta, ...control.controlDeltas]) : delta, out.numExamples);
+        if (control) await this.controlVariates.save(this.runId, control.next);
         this.completed.add(t.task_id);
         const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
         metrics = { ...out.metrics, ...evalMetrics };
@@ -306,6 +316,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       this.current = null;
       this.inboxes.delete(t.task_id);
     }
+  }
+
+  /** A SCAFFOLD task: the server's c for the base version, this site's c_i for the run (scaffold-site.ts). */
+  private async scaffoldRound(t: TrainTask__Output, global: NamedTensor[], mode: Parameters<typeof trainableTensors>[1]): Promise<ScaffoldRound> {
+    if (t.secagg) throw new Error('the coordinator asks for SCAFFOLD under secure aggregation, which cannot carry its control variates');
+    const c = await downloadAdapter(this.rpc, this.token, t.base_version, undefined, true);
+    const ci = await this.controlVariates.load(this.runId);
+    return beginScaffoldRound(trainableTensors(global, mode), c, ci, (msg) => this.log('warn', msg, { round: t.round }));
   }
 
   /** One evaluation task; never throws (a failure is logged; the coordinator's deadline covers it). */

@@ -13,9 +13,11 @@ export function downloadAdapter(
   token: string,
   version: number,
   candidate?: { evaluationTaskId: string; sha256: string },
+  /** SCAFFOLD: the version's server control variate c instead of its adapter. */
+  controlVariate = false,
 ): Promise<NamedTensor[]> {
   return new Promise((resolve, reject) => {
-    const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '' });
+    const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '', control_variate: controlVariate });
     let dec: TensorStreamDecoder | undefined;
     let settled = false;
     const fail = (e: unknown): void => {

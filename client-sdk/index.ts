@@ -8,6 +8,7 @@ export type { Trainer, TrainingPlan, TrainOutcome } from './trainer';
 export { tlsCredentials, type TlsClientOptions } from './tls';
 export { DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export { LoraSftTrainer, createLoraSftTrainer, type LoraSftTrainerOptions, type SftData } from './sft/lora-trainer';
+export { fileControlVariates, memoryControlVariates, type ControlVariateStore } from './scaffold-store';
 export { evaluateAdapter } from './sft/evaluate';
 export type { SftExample } from './sft/types';
 export { selectBackend, selectedBackend, type BackendName } from './model/backend';

@@ -44,6 +44,11 @@ export interface TrainingPlan {
    * refuse the round (or hand it to one that can) rather than ignore it.
    */
   readonly loraDropout?: number;
+  /**
+   * SCAFFOLD (client-sdk/scaffold-site.ts): c − c_i for every trained tensor, to add to each local gradient. A
+   * trainer given it must return meanGradient (or refuse the round); one that cannot must refuse rather than ignore it.
+   */
+  readonly scaffold?: { readonly correction: TensorList };
 }
 
 export interface TrainOutcome {
@@ -55,6 +60,8 @@ export interface TrainOutcome {
   readonly metrics: Record<string, number>;
   /** The LoRA rank trained, when below the global adapter's (the adapter is then zero-padded to it). */
   readonly loraRank?: number;
+  /** SCAFFOLD rounds: the mean of the raw loss gradients over the steps taken (the site's next c_i), and how many. */
+  readonly meanGradient?: { readonly tensors: NamedTensor[]; readonly steps: number };
 }
 
 /**

@@ -15,6 +15,7 @@ import { FixedPointRangeError } from './strategy/fixed-point';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
+import { strategyUploadLayout } from './strategy/scaffold';
 
 /** A client's assignment in one attempt. Kept after the attempt closes (without any data) to explain refusals. */
 export interface Task {
@@ -82,7 +83,8 @@ export class Attempt {
     secagg?: SecAggAttempt,
   ) {
     this.baseCk = base;
-    this.layout = uploadLayout(base.adapter, d.aggregation);
+    // SCAFFOLD: the Δc tensors travel after the adapter's (strategy/scaffold.ts).
+    this.layout = strategyUploadLayout(d.strategy, uploadLayout(base.adapter, d.aggregation));
     this.sa = secagg;
     this.agg = secagg ? undefined : d.strategy.begin(this.layout);
     this.woken = new Promise<void>((r) => (this.wakeUp = r));

@@ -70,7 +70,7 @@ export const schema = {
       arg: 'strategy.name',
     },
     serverLearningRate: {
-      doc: 'Server learning rate η of fedavgm, fedadam, fedyogi, fedadagrad (0: the strategy default, 1 − momentum for fedavgm and 0.01 for the adaptive ones).',
+      doc: 'Server learning rate η of fedavgm, fedadam, fedyogi, fedadagrad, scaffold (0: the strategy default, 1 − momentum for fedavgm, 0.01 for the adaptive ones, 1 for scaffold).',
       format: 'non-negative-number',
       default: 0,
       env: 'FEDTUNE_STRATEGY_SERVER_LEARNING_RATE',
@@ -103,6 +103,13 @@ export const schema = {
       default: 1e-3,
       env: 'FEDTUNE_STRATEGY_TAU',
       arg: 'strategy.tau',
+    },
+    population: {
+      doc: 'SCAFFOLD: N, the sites in the federation, for the server control variate step c += (|S|/N)·mean(Δc) (0: every site takes part in every round, |S|/N = 1). Not used by other strategies.',
+      format: 'non-negative-int',
+      default: 0,
+      env: 'FEDTUNE_STRATEGY_POPULATION',
+      arg: 'strategy.population',
     },
   },
   model: {

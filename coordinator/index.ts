@@ -12,6 +12,7 @@ export type { RoundEvents, RoundPhase, RoundStarted, ClientSelected, UpdateAccep
 export { FedAvg } from './strategy/fedavg';
 export { FedAvgM } from './strategy/fedavgm';
 export { FedAdam, FedYogi, FedAdagrad } from './strategy/fedopt';
+export { Scaffold } from './strategy/scaffold';
 export {
   strategyNamed,
   STRATEGIES,

@@ -28,6 +28,7 @@ import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
 import { checkReportedRank } from './lora-aggregation';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
+import { controlVariateDownload } from './strategy/scaffold-download';
 
 export { MAX_NUM_EXAMPLES } from './upload';
 /** Most metrics one report may carry (proto/limits.ts). */
@@ -223,7 +224,9 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             const latest = d.engine.latest;
             const v = call.request.version;
             const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
-            await writeAll(call, tensorFrames(ck.adapter, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+            // SCAFFOLD: the version's server control variate c instead of its adapter (strategy/scaffold-download.ts).
+            const tensors = call.request.control_variate ? controlVariateDownload(d.config, ck) : ck.adapter;
+            await writeAll(call, tensorFrames(tensors, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
             call.end();
           } catch (e) {
             call.emit('error', fail(e, 'download'));

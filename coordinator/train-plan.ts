@@ -49,6 +49,7 @@ export function trainTask(cfg: CoordinatorConfig, adapterConfig: Record<string, 
       lora_alpha: typeof adapterConfig.lora_alpha === 'number' ? adapterConfig.lora_alpha : lora.alpha,
       lora_dropout: plan.loraDropout,
       lora_dropout_stated: true,
+      scaffold: cfg.strategy.name === 'scaffold',
     },
   };
 }

@@ -4,7 +4,7 @@ import type { CoordinatorConfig } from '../coordinator/config-types';
 type Eq<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const checks: [
   Eq<CoordinatorConfig['auth']['mode'], 'enrolled' | 'tofu'>,
-  Eq<CoordinatorConfig['strategy']['name'], 'fedavg' | 'fedavgm' | 'fedadam' | 'fedyogi' | 'fedadagrad'>,
+  Eq<CoordinatorConfig['strategy']['name'], 'fedavg' | 'fedavgm' | 'fedadam' | 'fedyogi' | 'fedadagrad' | 'scaffold'>,
   Eq<CoordinatorConfig['rounds']['total'], number>,
   Eq<CoordinatorConfig['lora']['targetModules'], readonly string[]>,
   Eq<CoordinatorConfig['auth']['allowList'], readonly string[]>,

@@ -5,7 +5,8 @@
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
 // with the fallback after them (gpu-fallback.ts). Prints `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-llama | --only-dropout] [--skip-llama]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout] [--skip-llama]
+// SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
 import * as path from 'node:path';
@@ -33,6 +34,7 @@ import { attentionTests } from './gpu-attention';
 import { fallbackTests } from './gpu-fallback';
 import { llamaEngineTests } from './gpu-engine-llama';
 import { dropoutEngineTests } from './gpu-engine-dropout';
+import { scaffoldTests } from './gpu-engine-scaffold';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -397,8 +399,9 @@ async function main(): Promise<void> {
     }
   });
   const onlyLlama = args.includes('--only-llama');
-  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-llama', '--only-dropout'] as const).find((a) => args.includes(a));
+  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout'] as const).find((a) => args.includes(a));
   if (only === '--only-sgd') await sgdRun(ed, paths);
+  else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
   if (only === undefined) {
@@ -408,6 +411,7 @@ async function main(): Promise<void> {
     await proximalRun(ed, paths);
     await progressRun(ed, paths, check);
     await sgdRun(ed, paths);
+    await scaffoldTests(ed, paths, check);
     await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }

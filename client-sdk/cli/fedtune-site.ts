@@ -118,11 +118,21 @@ program.addCommand(
 
 program
   .command('identity <file>')
-  .description("Create (if missing) a site's identity key file and print its public key, for auth.allowList or `fedtune enroll add`")
-  .action(async (file: string) => {
-    const { loadOrCreateIdentity } = require('../identity') as typeof import('../identity');
-    const id = await loadOrCreateIdentity(file);
-    console.log(Buffer.from(id.publicKey).toString('base64'));
+  .description("Create (if missing) a site's identity key file and print its public key, for auth.allowList or `fedtune enroll add`; --rotate replaces the key")
+  .option('--rotate', 'move the current key aside (<file>.<keyId>.retired) and create a new one; prints the new public key for the operator')
+  .action(async (file: string, o: { rotate?: boolean }) => {
+    const { loadOrCreateIdentity, rotateIdentity } = require('../identity') as typeof import('../identity');
+    if (!o.rotate) {
+      console.log(Buffer.from((await loadOrCreateIdentity(file)).publicKey).toString('base64'));
+      return;
+    }
+    const { old, fresh, retiredFile } = await rotateIdentity(file);
+    // stdout: the new public key alone (as without --rotate, for a script); what happened: stderr.
+    console.error(`fedtune-site: key ${old.keyId} retired to ${retiredFile}; new key ${fresh.keyId} in ${file}`);
+    console.error(
+      `fedtune-site: send the new public key to the operator (fedtune enroll rotate <name> <key>), or after a compromise ask for a new join token; delete ${retiredFile} once the new key is enrolled`,
+    );
+    console.log(Buffer.from(fresh.publicKey).toString('base64'));
   });
 
 program.parseAsync().catch((e: Error) => {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { FederationClient } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
+import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
 import { prepareSpamTask, DEFAULT_MODEL_DIR, DEMO_MODELS } from './spam-task';
@@ -105,6 +106,8 @@ export async function runSite(o: SiteOptions): Promise<void> {
     coordinatorKeyId: o.coordinatorKeyId,
     rosterKey: o.rosterKey ? rosterKeyFrom(o.rosterKey) : undefined,
     secaggLedger: o.secaggLedgerFile ? fileLedger(o.secaggLedgerFile) : undefined,
+    // SCAFFOLD's c_i per run, beside the identity key (<name>.scaffold/): a restarted site keeps it.
+    controlVariates: fileControlVariates(controlVariateDirBeside(o.identityFile)),
     baseModelSha256: modelHash,
     credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),

@@ -35,6 +35,8 @@ export interface EngineOptions {
   readonly maxGradNorm?: number;
   /** FedProx: build the update with the proximal gradient (setAdapter keeps the anchor; StepInput.proximalMu). */
   readonly proximal?: boolean;
+  /** SCAFFOLD: build the update with the control-variate correction and the gradient sum (setControl, readF32('gsum')). */
+  readonly scaffold?: boolean;
   readonly adam?: { readonly beta1: number; readonly beta2: number; readonly eps: number };
   /** The update rule (absent: AdamW); SGD's momentum buffer lives in adamM, zeroed by setAdapter. */
   readonly optimizer?: ClientOptimizer;
@@ -92,6 +94,7 @@ export class LoraEngine {
       loraScale: o.loraScale,
       clip: o.maxGradNorm !== undefined,
       proximal: o.proximal === true,
+      scaffold: o.scaffold === true,
       adam,
       optimizer: o.optimizer,
       workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
@@ -219,12 +222,21 @@ export class LoraEngine {
     // FedProx's anchor: the adapter the round starts from.
     if (this.o.proximal) this.write('anchor', flat);
     const zeros = new Float32Array(flat.length);
+    // SCAFFOLD: the round's gradient sum starts at 0 (setControl writes c − c_i).
+    if (this.o.scaffold) this.write('gsum', zeros);
     this.write('adamM', zeros);
     this.write('adamV', zeros);
     this.write('loss', new Float32Array(2));
     this.t = 0;
     this.acc1 = 1;
     this.acc2 = 1;
+  }
+
+  /** SCAFFOLD: the correction c − c_i the update adds to every step's gradient (flat, the adapter's layout). */
+  setControl(flat: Float32Array): void {
+    if (!this.o.scaffold) throw new Error('setControl on an engine built without SCAFFOLD');
+    if (flat.length !== this.layout.adapterSize) throw new Error(`control has ${flat.length} values, engine expects ${this.layout.adapterSize}`);
+    this.write('control', flat);
   }
 
   /**

@@ -3,7 +3,9 @@
 // the optional global-norm clip is a two-level fixed-order sum of squares; AdamW is one kernel over the flat
 // buffer with tfjs's formula (decoupled decay first, bias-corrected moments, eps outside the sqrt). With `proximal`
 // (FedProx), μ·(theta − anchor) is added to the gradient first, as sft/proximal.ts does on tfjs; without it the
-// kernel is the same text as before FedProx existed.
+// kernel is the same text as before FedProx existed. With `scaffold` (SCAFFOLD), the gradient is added to 'gsum'
+// (the round's sum, whose mean is the site's next c_i) and then corrected by 'control' (c − c_i), before FedProx's
+// term, as sft/scaffold-local.ts does on tfjs; without it the text is unchanged.
 import { REDUCE, REDUCE_WG } from './rowwise';
 import { STEP } from './loss';
 import { ceilDiv, f32, header, u32, type Binding, type Kernel } from './kernel';
@@ -67,19 +69,32 @@ fn main(@builtin(local_invocation_index) li: u32) {
   ];
 }
 
-/** The bindings an update kernel adds for clipping (the global norm) and FedProx (the round's global adapter). */
-function gradientBindings(clip: boolean, proximal: boolean): Binding[] {
+/**
+ * The bindings an update kernel adds for clipping (the global norm), FedProx (the round's global adapter) and
+ * SCAFFOLD (the correction c − c_i, and the round's gradient sum).
+ */
+function gradientBindings(clip: boolean, proximal: boolean, scaffold: boolean): Binding[] {
   return [
     ...(clip ? [{ buffer: 'norm', type: 'f32' as const, write: false }] : []),
     ...(proximal ? [{ buffer: 'anchor', type: 'f32' as const, write: false }] : []),
+    ...(scaffold
+      ? [
+          { buffer: 'control', type: 'f32' as const, write: false },
+          { buffer: 'gsum', type: 'f32' as const, write: true },
+        ]
+      : []),
   ];
 }
 
-/** The update's gradient g: the step's, scaled to the clip norm, plus FedProx's μ·(theta − anchor) (both rules). */
-function gradientLines(clip: boolean, proximal: boolean): string {
+/**
+ * The update's gradient g: the step's, scaled to the clip norm, summed into gsum and corrected by c − c_i
+ * (SCAFFOLD), plus FedProx's μ·(theta − anchor) (both rules).
+ */
+function gradientLines(clip: boolean, proximal: boolean, scaffold: boolean): string {
   const clipLine = clip ? `g *= min(1.0, bitcast<f32>(step[${STEP.clip}]) / (norm[0] + 1e-6));` : '';
+  const scaffoldLine = scaffold ? `\n  gsum[i] = gsum[i] + g;\n  g = g + control[i];` : '';
   const proxLine = proximal ? `\n  g = g + (theta[i] - anchor[i]) * bitcast<f32>(step[${STEP.mu}]);` : '';
-  return `  var g = grad[i];\n  ${clipLine}${proxLine}`;
+  return `  var g = grad[i];\n  ${clipLine}${scaffoldLine}${proxLine}`;
 }
 
 export interface AdamConsts {
@@ -92,7 +107,7 @@ export interface AdamConsts {
  * AdamW over the flat adapter; with `clip`, gradients are first scaled by min(1, maxNorm / (norm + 1e-6)); with
  * `proximal`, FedProx's μ·(theta − anchor) (μ in step[STEP.mu], anchor the round's global adapter) is added after.
  */
-export function adamW(n: number, c: AdamConsts, clip: boolean, proximal = false): Kernel {
+export function adamW(n: number, c: AdamConsts, clip: boolean, proximal = false, scaffold = false): Kernel {
   const bindings: Binding[] = [
     { buffer: 'step', type: 'u32', write: false },
     { buffer: 'grad', type: 'f32', write: false },
@@ -100,7 +115,7 @@ export function adamW(n: number, c: AdamConsts, clip: boolean, proximal = false)
     { buffer: 'adamM', type: 'f32', write: true },
     { buffer: 'adamV', type: 'f32', write: true },
   ];
-  bindings.push(...gradientBindings(clip, proximal));
+  bindings.push(...gradientBindings(clip, proximal, scaffold));
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -110,7 +125,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let decay = bitcast<f32>(step[${STEP.decay}]);
   let bc1 = bitcast<f32>(step[${STEP.bc1}]);
   let bc2 = bitcast<f32>(step[${STEP.bc2}]);
-${gradientLines(clip, proximal)}
+${gradientLines(clip, proximal, scaffold)}
   let th = theta[i] * decay;
   let m = ${f32(c.beta1)} * adamM[i] + ${f32(1 - c.beta1)} * g;
   let v = ${f32(c.beta2)} * adamV[i] + ${f32(1 - c.beta2)} * g * g;
@@ -127,7 +142,7 @@ ${gradientLines(clip, proximal)}
  * each round) and theta ← theta − lr·b; with m = 0, theta ← theta − lr·g and no buffer is bound. m is a constant of
  * the kernel text, like Adam's betas.
  */
-export function sgd(n: number, momentum: number, clip: boolean, proximal = false): Kernel {
+export function sgd(n: number, momentum: number, clip: boolean, proximal = false, scaffold = false): Kernel {
   if (!(momentum >= 0 && momentum < 1)) throw new Error(`bad SGD momentum ${momentum}: must be a number in [0, 1)`);
   const bindings: Binding[] = [
     { buffer: 'step', type: 'u32', write: false },
@@ -135,7 +150,7 @@ export function sgd(n: number, momentum: number, clip: boolean, proximal = false
     { buffer: 'theta', type: 'f32', write: true },
   ];
   if (momentum > 0) bindings.push({ buffer: 'adamM', type: 'f32', write: true });
-  bindings.push(...gradientBindings(clip, proximal));
+  bindings.push(...gradientBindings(clip, proximal, scaffold));
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -143,7 +158,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= ${u32(n)}) { return; }
   let lr = bitcast<f32>(step[${STEP.lr}]);
   let decay = bitcast<f32>(step[${STEP.decay}]);
-${gradientLines(clip, proximal)}
+${gradientLines(clip, proximal, scaffold)}
   let th = theta[i] * decay;${
     momentum > 0
       ? `

@@ -198,11 +198,16 @@ export function updateKernels(
   o: {
     readonly clip?: boolean;
     readonly proximal?: boolean;
+    readonly scaffold?: boolean;
     readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
     readonly optimizer?: ClientOptimizer;
   },
 ): Kernel[] {
   const clip = !!o.clip;
   const proximal = !!o.proximal;
-  return [...(clip ? gradNorm(nP) : []), o.optimizer?.name === 'sgd' ? sgd(nP, o.optimizer.momentum, clip, proximal) : adamW(nP, o.adam, clip, proximal)];
+  const scaffold = !!o.scaffold;
+  return [
+    ...(clip ? gradNorm(nP) : []),
+    o.optimizer?.name === 'sgd' ? sgd(nP, o.optimizer.momentum, clip, proximal, scaffold) : adamW(nP, o.adam, clip, proximal, scaffold),
+  ];
 }

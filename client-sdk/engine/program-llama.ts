@@ -184,6 +184,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   ]);
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
+  if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
   if (act === 'f32' && !cfg.tieWordEmbeddings) buffers.set('lmhead', f(V * D));
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });

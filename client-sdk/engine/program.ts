@@ -28,6 +28,8 @@ export interface ProgramOptions {
   readonly clip?: boolean;
   /** FedProx: the update adds μ·(theta − anchor) to the gradient (an 'anchor' buffer holds the global adapter). */
   readonly proximal?: boolean;
+  /** SCAFFOLD: the update adds 'control' (c − c_i) to the gradient and sums the gradient into 'gsum'. */
+  readonly scaffold?: boolean;
   readonly adam: { readonly beta1: number; readonly beta2: number; readonly eps: number };
   /** The update rule (absent or 'adamw': the AdamW kernel, as before the choice existed; 'sgd': optimizer.ts's sgd). */
   readonly optimizer?: ClientOptimizer;
@@ -206,6 +208,7 @@ export function buildProgram(o: ProgramOptions): Program {
   ]);
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
+  if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });
     buffers.set('dlogits', { elems: P * VP, type: 'f16' });

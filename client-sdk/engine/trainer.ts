@@ -6,6 +6,8 @@
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
 // plan.optimizer 'sgd' swaps the AdamW kernel for optimizer.ts's SGD one (sft/local-optimizer.ts's rule).
+// SCAFFOLD (plan.scaffold) builds the update kernel with the control-variate lines (optimizer.ts): c − c_i added to
+// every step's gradient, the gradient summed on the device; its mean is the outcome's meanGradient, as on tfjs.
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
@@ -94,11 +96,12 @@ export class EngineSftTrainer implements Trainer {
     adapter: TensorList,
     proximal: boolean,
     optimizer: ClientOptimizer,
-    dropout: number,
+    scaffold = false,
+    dropout = 0,
   ): Promise<LoraEngine> {
     // The update kernel is built for one optimiser (SGD's momentum is a constant of its text), the LoRA kernels for
     // one dropout p (its threshold and scale are constants of their text).
-    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${dropout > 0 ? `+drop${dropout}` : ''}`;
+    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}${dropout > 0 ? `+drop${dropout}` : ''}`;
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
@@ -115,6 +118,7 @@ export class EngineSftTrainer implements Trainer {
       loraScale: loraScaling(lora),
       maxGradNorm: this.opts.maxGradNorm,
       proximal,
+      scaffold,
       optimizer,
       ...(dropout > 0 ? { dropout } : {}),
     });
@@ -229,7 +233,7 @@ export class EngineSftTrainer implements Trainer {
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
-    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW, dropout);
+    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined, dropout);
     const compile = await this.orLost(engine.compileErrors(), signal);
     if (compile.length > 0) throw new GpuFailure('validation', this.backend, `engine pipelines: ${compile[0]}`);
     const flat = new Float32Array(engine.layout.adapterSize);
@@ -239,6 +243,7 @@ export class EngineSftTrainer implements Trainer {
       off += t.data.length;
     }
     engine.setAdapter(flat);
+    if (plan.scaffold) engine.setControl(flatCorrection(start, plan.scaffold.correction));
     const restore: { offset: number; data: Float32Array }[] = [];
     if (frozen) {
       let at = 0;
@@ -305,7 +310,32 @@ export class EngineSftTrainer implements Trainer {
       train_examples_distinct: seen.size,
     };
     if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
-    return { adapter, numExamples: train.length, metrics };
+    const meanGradient = plan.scaffold ? await this.meanGradient(engine, start, spelled, plan, lossSteps, signal) : undefined;
+    return { adapter, numExamples: train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
+  }
+
+  /** SCAFFOLD: the device's gradient sum over the round's steps, divided by them, per trained tensor (spelled as global). */
+  private async meanGradient(
+    engine: LoraEngine,
+    start: TensorList,
+    spelled: ReadonlyMap<string, string>,
+    plan: TrainingPlan,
+    steps: number,
+    signal?: AbortSignal,
+  ): Promise<TrainOutcome['meanGradient']> {
+    const sum = await this.orLost(engine.readF32('gsum', engine.layout.adapterSize), signal);
+    const mode = plan.loraAggregation ?? 'fedit';
+    const tensors = [];
+    let at = 0;
+    for (const t of start) {
+      if (isTrainable(t.name, mode)) {
+        const data = new Float32Array(t.data.length);
+        if (steps > 0) for (let j = 0; j < data.length; j++) data[j] = sum[at + j] / steps;
+        tensors.push({ name: spelled.get(t.name) ?? t.name, dtype: 'float32' as const, shape: [...t.shape], data });
+      }
+      at += t.data.length;
+    }
+    return { tensors, steps };
   }
 
   async evaluate(adapter: TensorList): Promise<EvalMetrics> {
@@ -316,6 +346,28 @@ export class EngineSftTrainer implements Trainer {
     await this.engine?.e.dispose();
     this.engine = undefined;
   }
+}
+
+/** c − c_i over the engine's flat layout (`start`, canonical names); zeros for tensors it does not cover (frozen). */
+function flatCorrection(start: TensorList, correction: TensorList): Float32Array {
+  const byName = new Map(
+    correction.map((t) => {
+      const k = parsePeftKey(t.name);
+      return [k ? peftKey(k.path, k.which) : t.name, t];
+    }),
+  );
+  const flat = new Float32Array(start.reduce((a, t) => a + t.data.length, 0));
+  let at = 0;
+  for (const t of start) {
+    const c = byName.get(t.name);
+    if (c) {
+      if (c.data.length !== t.data.length)
+        throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
+      flat.set(c.data, at);
+    }
+    at += t.data.length;
+  }
+  return flat;
 }
 
 /**

@@ -26,6 +26,7 @@ import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
+import { LocalControl } from './scaffold-local';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -124,6 +125,13 @@ export class LoraSftTrainer implements Trainer {
     const vars = [params.theta];
     // FedProx's anchor: the global adapter this round started from (a copy; theta changes).
     const anchor = mu > 0 ? tf.tidy(() => tf.keep(params.theta.clone())) : null;
+    // SCAFFOLD: g + (c − c_i) each step, and the mean of the raw g (scaffold-local.ts).
+    const control = plan.scaffold
+      ? new LocalControl(
+          start.filter((t) => isTrainable(t.name, mode)),
+          plan.scaffold.correction,
+        )
+      : null;
     const scaling = loraScaling(lora);
     const optimizer = createLocalOptimizer(plan.optimizer, plan.learningRate, plan.weightDecay);
     const seen = new Set<number>();
@@ -151,7 +159,12 @@ export class LoraSftTrainer implements Trainer {
             return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
-          const full = vars.map((v) => ({ name: v.name, tensor: withProximalGradient(grads[v.name] as tf.Tensor1D, v, anchor, mu) }));
+          // SCAFFOLD's correction joins the loss gradient first; the raw one is what c_i⁺ averages.
+          const full = vars.map((v) => {
+            const g = grads[v.name] as tf.Tensor1D;
+            control?.record(g);
+            return { name: v.name, tensor: withProximalGradient(control ? control.corrected(g) : g, v, anchor, mu) };
+          });
           optimizer.apply(vars, full);
           if (onStep) reports.push(stepReport(tf.keep(value.clone()), step + 1, plan.localSteps, onStep));
           return tf.add(lossSum, value) as tf.Scalar;
@@ -176,8 +189,11 @@ export class LoraSftTrainer implements Trainer {
       };
       if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
       metrics.train_examples_distinct = seen.size;
-      return { adapter, numExamples: this.opts.train.length, metrics };
+      const mg = control ? await control.meanGradient() : undefined;
+      const meanGradient = mg && { steps: mg.steps, tensors: mg.tensors.map((t) => ({ ...t, name: spelled.get(t.name) ?? t.name })) };
+      return { adapter, numExamples: this.opts.train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
     } finally {
+      control?.dispose();
       optimizer.dispose();
       anchor?.dispose();
       params.dispose();

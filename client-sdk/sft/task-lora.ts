@@ -139,6 +139,8 @@ export class TaskLoraTrainer implements Trainer {
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
     if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
+    // SCAFFOLD's control variates have the global adapter's shapes; a truncated rank has no place for them.
+    if (plan.scaffold) throw new Error(`SCAFFOLD needs the global adapter's rank (${lora.r}); this site trains rank ${small.lora.r}`);
     const out = await this.trainerWith(small.lora).train(truncateToRank(global, small.lora.r, small.ratio), plan, signal, onStep);
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }

@@ -13,6 +13,7 @@ import { HfTokenizer } from '../text/hf-tokenizer';
 import { loadJsonlSftData } from '../data/sft-jsonl';
 import { TaskLoraTrainer, type SiteLoraOptions } from '../sft/task-lora';
 import { fileLedger } from '../../proto/secagg/ledger';
+import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { rosterKeyFrom } from '../demo/site';
 
 export interface OwnDataSiteOptions {
@@ -66,6 +67,8 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     coordinatorKeyId: o.coordinatorKeyId,
     rosterKey,
     secaggLedger: o.secaggLedgerFile ? fileLedger(o.secaggLedgerFile) : undefined,
+    // SCAFFOLD's c_i per run, beside the identity key (<name>.scaffold/): a restarted site keeps it.
+    controlVariates: fileControlVariates(controlVariateDirBeside(o.identityFile)),
     baseModelSha256: loaded.modelHash,
     credentials,
     log: (level, msg, fields) => log({ level, msg, ...fields }),

@@ -107,6 +107,32 @@ export function revokeClient(runDir: string, name: string, reason = 'revoked by 
   return c;
 }
 
+/**
+ * Operator: replaces a site's key with a new one in one write (a voluntary rotation: the site made the new key
+ * with `fedtune-site identity --rotate` and sent its public half out of band). The old key is revoked, so its
+ * next call is refused; the new key is admitted at once. No token: the operator vouches for the new key, as
+ * with `enroll add`. Refused for a site with no active enrolment here and for the key it already has.
+ */
+export function rotateKey(runDir: string, name: string, newPublicKeyB64: string, now = new Date()): { old: EnrolledClient; added: EnrolledClient } {
+  const weak = ed25519KeyProblem(Buffer.from(newPublicKeyB64, 'base64'));
+  if (weak) throw new Error(`the new key for ${name} is ${weak}`);
+  const f = readClientsFile(runDir);
+  const old = f.clients.find((c) => c.name === name && !c.revokedAt);
+  if (!old)
+    throw new Error(
+      `site ${name} has no active enrolment in ${path.join(runDir, CLIENTS_FILE)}: use \`fedtune enroll add\` (a site on auth.allowList is rotated by editing auth.allowList)`,
+    );
+  if (old.publicKey === newPublicKeyB64) throw new Error(`key ${keyId(Buffer.from(newPublicKeyB64, 'base64'))} is already the key of site ${name}`);
+  if (f.clients.some((c) => c.publicKey === newPublicKeyB64))
+    throw new Error(`key ${keyId(Buffer.from(newPublicKeyB64, 'base64'))} was enrolled before (revoked or for another site): the site must make a new one`);
+  old.revokedAt = now.toISOString();
+  old.revokeReason = `rotated to key ${keyId(Buffer.from(newPublicKeyB64, 'base64'))}`;
+  const added: EnrolledClient = { name, publicKey: newPublicKeyB64, enrolledAt: now.toISOString(), via: 'operator' };
+  f.clients.push(added);
+  writeClientsFile(runDir, f);
+  return { old, added };
+}
+
 export interface AllowListEntry {
   readonly name: string;
   readonly publicKey: string;
@@ -124,6 +150,18 @@ export function parseAllowList(entries: readonly string[]): AllowListEntry[] {
     if (weak) throw new Error(`auth.allowList entry for ${JSON.stringify(name)}: the key is ${weak}`);
     return { name, publicKey };
   });
+}
+
+/**
+ * A revoked key's refusal, with what the site can do about it: a key replaced by the operator (`enroll rotate`)
+ * means "restart with the new identity"; any other revocation needs a new identity and a new enrolment. Only key
+ * ids and commands: no key, path or token.
+ */
+function revokedMessage(r: EnrolledClient, kid: string): string {
+  const what = `key ${kid} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`;
+  return r.revokeReason?.startsWith('rotated to key ')
+    ? `${what}: restart the site with its new identity file`
+    : `${what}: the site needs a new identity (fedtune-site identity --rotate <file>) and a new join token from the operator`;
 }
 
 /**
@@ -243,11 +281,7 @@ export class Enrolment {
     const pk = Buffer.from(publicKey).toString('base64');
     const kid = keyId(publicKey);
     const revoked = this.revocation(name, pk);
-    if (revoked)
-      throw new ProtocolError(
-        status.PERMISSION_DENIED,
-        `key ${kid} of site ${revoked.name} was revoked at ${revoked.revokedAt} (${revoked.revokeReason ?? 'no reason given'})`,
-      );
+    if (revoked) throw new ProtocolError(status.PERMISSION_DENIED, revokedMessage(revoked, kid));
     const bound = this.activeByName.get(name) ?? this.allowByName.get(name);
     if (bound) {
       if (bound.publicKey !== pk)
@@ -287,11 +321,7 @@ export class Enrolment {
   checkActive(name: string, publicKey: Uint8Array): void {
     this.refresh();
     const r = this.revocation(name, Buffer.from(publicKey).toString('base64'));
-    if (r)
-      throw new ProtocolError(
-        status.PERMISSION_DENIED,
-        `key ${keyId(publicKey)} of site ${r.name} was revoked at ${r.revokedAt} (${r.revokeReason ?? 'no reason given'})`,
-      );
+    if (r) throw new ProtocolError(status.PERMISSION_DENIED, revokedMessage(r, keyId(publicKey)));
   }
 
   /** Whether a session's key is still admitted (false once revoked). */

@@ -3,7 +3,8 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { enrolKey, issueJoinToken, readClientsFile, revokeClient } from '../auth/enrolment';
+import { enrolKey, issueJoinToken, readClientsFile, revokeClient, rotateKey } from '../auth/enrolment';
+import { keyId } from '../../proto/crypto/key-file';
 
 function parseDuration(s: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(s.trim());
@@ -67,12 +68,26 @@ export function addEnrollCommand(program: Command): void {
       console.log(`revoked ${c.name} (key ${c.publicKey}) at ${c.revokedAt}`);
     });
   enroll
+    .command('rotate <name> <newPublicKey>')
+    .description("Replace site <name>'s key with a new one it made (fedtune-site identity --rotate): the old key is revoked, the new one admitted")
+    .requiredOption('--run <dir>', 'run directory')
+    .action((name: string, newPublicKey: string, o: { run: string }) => {
+      if (Buffer.from(newPublicKey, 'base64').length !== 32) throw new Error('newPublicKey must be a base64 32-byte Ed25519 key');
+      const { old, added } = rotateKey(runDir(o.run), name, newPublicKey);
+      const kid = (b64: string): string => keyId(Buffer.from(b64, 'base64'));
+      console.log(`rotated ${name}: key ${kid(old.publicKey)} revoked at ${old.revokedAt}, key ${kid(added.publicKey)} enrolled`);
+      console.log(`a process of ${name} still running with key ${kid(old.publicKey)} is refused at its next call; restart it with the new identity file`);
+    });
+  enroll
     .command('list')
     .description('Enrolled sites and outstanding tokens')
     .requiredOption('--run <dir>', 'run directory')
     .action((o: { run: string }) => {
       const f = readClientsFile(runDir(o.run));
-      for (const c of f.clients) console.log(`${c.name}\t${c.publicKey}\t${c.via}\t${c.enrolledAt}${c.revokedAt ? `\trevoked ${c.revokedAt}` : ''}`);
+      for (const c of f.clients)
+        console.log(
+          `${c.name}\t${c.publicKey}\t${c.via}\t${c.enrolledAt}${c.revokedAt ? `\trevoked ${c.revokedAt} (${c.revokeReason ?? 'no reason given'})` : ''}`,
+        );
       for (const t of f.tokens) console.log(`token for ${t.name}\texpires ${t.expiresAt}${t.usedAt ? `\tused ${t.usedAt}` : ''}`);
     });
 }

@@ -3,6 +3,7 @@
 import { FedAvg } from './fedavg';
 import { FedAvgM } from './fedavgm';
 import { FedAdagrad, FedAdam, FedYogi } from './fedopt';
+import { Scaffold } from './scaffold';
 import { STRATEGY_NAMES, type StrategyName } from './names';
 import { DEFAULT_SERVER_OPTIMIZER, type ServerOptimizerSettings } from './settings';
 import type { Strategy } from './strategy';
@@ -13,6 +14,7 @@ export const STRATEGIES: Readonly<Record<StrategyName, (s?: ServerOptimizerSetti
   fedadam: (s = DEFAULT_SERVER_OPTIMIZER) => new FedAdam(s),
   fedyogi: (s = DEFAULT_SERVER_OPTIMIZER) => new FedYogi(s),
   fedadagrad: (s = DEFAULT_SERVER_OPTIMIZER) => new FedAdagrad(s),
+  scaffold: (s = DEFAULT_SERVER_OPTIMIZER) => new Scaffold({ serverLearningRate: s.serverLearningRate, population: s.population ?? 0 }),
 };
 
 export function strategyNamed(name: string, settings: ServerOptimizerSettings = DEFAULT_SERVER_OPTIMIZER): Strategy {

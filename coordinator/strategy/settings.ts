@@ -12,6 +12,8 @@ export interface ServerOptimizerSettings {
   readonly beta2: number;
   /** FedAdam/FedYogi/FedAdagrad: adaptivity τ (added to √v; v starts at τ²). */
   readonly tau: number;
+  /** SCAFFOLD: N, the sites in the federation, for c ← c + (|S|/N)·mean(Δc) (0 or absent: every site is in every round). */
+  readonly population?: number;
 }
 
 export const DEFAULT_SERVER_OPTIMIZER: ServerOptimizerSettings = { serverLearningRate: 0, momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 };

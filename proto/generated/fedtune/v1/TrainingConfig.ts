@@ -14,6 +14,7 @@ export interface TrainingConfig {
   'momentum'?: (number | string);
   'lora_dropout'?: (number | string);
   'lora_dropout_stated'?: (boolean);
+  'scaffold'?: (boolean);
 }
 
 export interface TrainingConfig__Output {
@@ -29,4 +30,5 @@ export interface TrainingConfig__Output {
   'momentum': (number);
   'lora_dropout': (number);
   'lora_dropout_stated': (boolean);
+  'scaffold': (boolean);
 }
