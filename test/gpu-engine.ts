@@ -399,7 +399,9 @@ async function main(): Promise<void> {
     }
   });
   const onlyLlama = args.includes('--only-llama');
-  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout'] as const).find((a) => args.includes(a));
+  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout'] as const).find((a) =>
+    args.includes(a),
+  );
   if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
