@@ -1,11 +1,9 @@
 // LoRA dropout is the coordinator's setting (its lora.dropout), carried in every task plan, so all sites of a
-// round train with the same regularisation and the manifest can say which. A site applies it with masks drawn
-// from the task's seed (client-sdk/sft/lora-trainer.ts), so a round stays reproducible from its manifest.
+// round train with the same regularisation and the manifest can say which. A site applies it with masks hashed
+// from the task's seed and the step (client-sdk/model/dropout-mask.ts; the tfjs trainer and the WebGPU engine draw
+// the same ones), so a round stays reproducible from its manifest.
 // Kept apart from the tfjs trainer: the client checks the wire value here without loading any ML runtime.
 import type { TrainingPlan } from './trainer';
-
-/** Why the WebGPU engine does not train a task whose plan asks for dropout (it has no dropout kernel). */
-export const ENGINE_DROPOUT_REFUSAL = 'the WebGPU engine has no LoRA dropout; a task with lora_dropout > 0 trains on tfjs';
 
 /** A dropout probability in [0, 1), or an error naming the setting and the value. */
 export function checkLoraDropout(p: number, from: string): number {

@@ -1,5 +1,6 @@
-// A small deterministic PRNG (xoshiro128**, seeded through splitmix32) so that LoRA initialisation, data
-// shuffling and dropout masks are reproducible from the coordinator's seed on every backend and platform.
+// A small deterministic PRNG (xoshiro128**, seeded through splitmix32) so that LoRA initialisation and data
+// shuffling are reproducible from the coordinator's seed on every backend and platform (LoRA dropout masks are a
+// counter-based hash instead: client-sdk/model/dropout-mask.ts).
 // Math.random and tfjs's own random ops are avoided: the former is unseeded, the latter differ by backend.
 
 function splitmix32(state: { s: number }): number {
@@ -59,23 +60,6 @@ export class Prng {
   /** Uniform integer in [0, n). */
   nextInt(n: number): number {
     return Math.floor(this.nextFloat() * n);
-  }
-
-  /**
-   * Fills an inverted-dropout mask: 0 with probability p, else `keep`. Each 32-bit draw gives two 16-bit
-   * uniforms (p is resolved to 1/65536), which halves the PRNG cost of the millions of draws per step.
-   */
-  fillDropoutMask(out: Float32Array, p: number, keep: number): Float32Array {
-    const threshold = Math.round(p * 65536);
-    const n = out.length;
-    let i = 0;
-    for (; i + 1 < n; i += 2) {
-      const u = this.nextU32();
-      out[i] = (u & 0xffff) < threshold ? 0 : keep;
-      out[i + 1] = u >>> 16 < threshold ? 0 : keep;
-    }
-    if (i < n) out[i] = (this.nextU32() & 0xffff) < threshold ? 0 : keep;
-    return out;
   }
 
   /** Fisher–Yates permutation of 0..n-1. */

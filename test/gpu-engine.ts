@@ -3,9 +3,9 @@
 // gradient) against the tfjs reference on the same weights and data, determinism, FedProx against the tfjs trainer,
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
-// (gpu-engine-llama.ts), and GPU failures with the fallback after them (gpu-fallback.ts). Prints
-// `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-matmul] [--skip-llama]
+// (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
+// with the fallback after them (gpu-fallback.ts). Prints `tests: N passed, N failed` like the mocha reporter.
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-matmul] [--skip-llama]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -33,6 +33,7 @@ import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
 import { fallbackTests } from './gpu-fallback';
 import { llamaEngineTests } from './gpu-engine-llama';
+import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
@@ -406,13 +407,16 @@ async function main(): Promise<void> {
     }
   });
   const onlyLlama = args.includes('--only-llama');
-  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama'] as const).find((a) => args.includes(a));
+  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout'] as const).find((a) =>
+    args.includes(a),
+  );
   if (args.includes('--only-matmul')) {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
     await matmulTests(ed, paths);
     await stepParity(ed, paths);
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
+  else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
   if (only === undefined && !args.includes('--only-matmul')) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
@@ -422,6 +426,7 @@ async function main(): Promise<void> {
     await progressRun(ed, paths, check);
     await sgdRun(ed, paths);
     await scaffoldTests(ed, paths, check);
+    await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !args.includes('--only-matmul'))

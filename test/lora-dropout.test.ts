@@ -1,9 +1,9 @@
 // LoRA dropout is the coordinator's setting, carried in the task plan: over real gRPC the coordinator's
 // lora.dropout reaches a real site's trainer and is recorded in the version's manifest; the tfjs trainer applies
-// it with masks drawn from the task's seed (same seed → the same adapter bytes; the plan's value wins over the
-// trainer's own); a site refuses a dropout outside [0, 1) by name (sent by a hostile coordinator, since the
-// coordinator's own configuration refuses it); a site that states another --lora.dropout stops, naming both; a
-// site built on the WebGPU engine (which has no dropout) trains such a task on tfjs and says why.
+// it with masks hashed from the task's seed and step (same seed → the same adapter bytes; the plan's value wins
+// over the trainer's own); a site refuses a dropout outside [0, 1) by name (sent by a hostile coordinator, since the
+// coordinator's own configuration refuses it); a site that states another --lora.dropout stops, naming both. The
+// WebGPU engine draws the same masks (test/engine-dropout.test.ts, test/gpu-engine-dropout.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCoordinator, tempDir, testIdentity, type Harness } from './harness';
@@ -14,8 +14,6 @@ import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type LoadedModel } from '../client-sdk/model/load';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { TaskLoraTrainer, loraConfigFromTask, LoraMismatchError } from '../client-sdk/sft/task-lora';
-import { EngineDropoutFallback } from '../client-sdk/sft/engine-dropout-fallback';
-import { ENGINE_DROPOUT_REFUSAL } from '../client-sdk/lora-dropout';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { SftExample } from '../client-sdk/sft/types';
 import type { TensorList } from '../proto/tensors';
@@ -137,32 +135,5 @@ describe('LoRA dropout from the coordinator (task plan)', function () {
     expect(loraConfigFromTask(adapter, 2, { dropout: 0.2 }, undefined, 0.2).dropout).to.equal(0.2);
     expect(loraConfigFromTask(adapter, 2, {}, undefined, 0.2).dropout).to.equal(0.2);
     expect(loraConfigFromTask(adapter, 2, { dropout: 0.1 }).dropout, 'an older coordinator: the site decides').to.equal(0.1);
-  });
-
-  it('a site on the WebGPU engine trains a task that asks for dropout on tfjs, says why once, and reports that backend', async function () {
-    // The engine itself needs a GPU (npm run test:gpu); here a stand-in with its backend name and its refusal.
-    const engine: Trainer = {
-      backend: 'engine-f32',
-      train: (g, plan) => {
-        if ((plan.loraDropout ?? 0) > 0) throw new Error(ENGINE_DROPOUT_REFUSAL);
-        return Promise.resolve({ adapter: g.map((t) => ({ ...t, data: new Float32Array(t.data) })), numExamples: 1, metrics: {} });
-      },
-    };
-    const tfjs = new LoraSftTrainer({ model: loaded.model, lora: { ...LORA, dropout: 0 }, train: examples(8) });
-    const said: string[] = [];
-    const site = new EngineDropoutFallback(
-      engine,
-      () => tfjs,
-      (m) => said.push(m),
-    );
-    const global = initLoraAdapter(loaded.config, { ...LORA, dropout: 0 }, 3);
-    const plan: TrainingPlan = { round: 2, taskId: 't', localSteps: 2, batchSize: 2, learningRate: 0.01, weightDecay: 0, maxSeqLen: 32, seed: 5 };
-    await site.train(global, { ...plan, loraDropout: 0 });
-    expect(site.backend).to.equal('engine-f32');
-    const out = await site.train(global, { ...plan, loraDropout: 0.1 });
-    await site.train(global, { ...plan, loraDropout: 0.1, round: 3 });
-    expect(site.backend).to.equal(tfjs.backend);
-    expect(bytes(out).equals(bytes(await tfjs.train(global, { ...plan, loraDropout: 0.1 })))).to.equal(true);
-    expect(said).to.deep.equal([`${ENGINE_DROPOUT_REFUSAL} (round 2 asks for 0.1)`]);
   });
 });

@@ -17,6 +17,8 @@ import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor } from '../../proto/tensors';
 import { toHalfBits } from './half';
 import { shareKernels } from './dedupe';
+import { DROP_KEY_BUFFER } from './dropout';
+import { dropoutModuleKey } from '../model/dropout-mask';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 
 export interface EngineOptions {
@@ -38,6 +40,8 @@ export interface EngineOptions {
   readonly adam?: { readonly beta1: number; readonly beta2: number; readonly eps: number };
   /** The update rule (absent: AdamW); SGD's momentum buffer lives in adamM, zeroed by setAdapter. */
   readonly optimizer?: ClientOptimizer;
+  /** LoRA dropout p (absent or 0: none); each step then needs StepInput.dropoutStep. */
+  readonly dropout?: number;
 }
 
 export interface StepInput {
@@ -50,6 +54,8 @@ export interface StepInput {
   readonly weightDecay: number;
   /** FedProx's μ (an engine built with `proximal` only; 0 or absent otherwise). */
   readonly proximalMu?: number;
+  /** The step's dropout key, dropoutStepKey(plan seed, step) (model/dropout-mask.ts); needed with dropout only. */
+  readonly dropoutStep?: number;
 }
 
 const BYTES = { f32: 4, f16: 2, u32: 4 } as const;
@@ -92,6 +98,7 @@ export class LoraEngine {
       adam,
       optimizer: o.optimizer,
       workgroupBytes: ed.caps.maxComputeWorkgroupStorageSize,
+      ...(o.dropout ? { dropout: o.dropout } : {}),
     };
     if (isLlamaConfig(cfg)) {
       const layout = llamaLayout(cfg, o.adapter, rows);
@@ -280,6 +287,16 @@ export class LoraEngine {
     if (mu !== 0 && !this.o.proximal) throw new Error('step asks for FedProx (proximalMu > 0) but the engine was built without it');
     this.stepF32[STEP.mu] = mu;
     this.write('step', this.stepWords);
+    const drop = this.program.dropoutModules;
+    if (drop.length > 0) {
+      // One key per LoRA module: the kernels hash (row, feature) under it (model/dropout-mask.ts).
+      if (inp.dropoutStep === undefined) throw new Error('the engine was built with LoRA dropout: the step needs its dropout key');
+      const k = inp.dropoutStep;
+      this.write(
+        DROP_KEY_BUFFER,
+        Uint32Array.from(drop, (m) => dropoutModuleKey(k, m.layer, m.proj)),
+      );
+    }
     this.write('ids', new Uint32Array(inp.ids.buffer, inp.ids.byteOffset, N));
     this.write('pairRow', new Uint32Array(inp.pairPos.buffer, inp.pairPos.byteOffset, P));
     this.write('pairTarget', new Uint32Array(inp.pairTarget.buffer, inp.pairTarget.byteOffset, P));

@@ -3,6 +3,7 @@
 // derivative in backward), then store or accumulate, plus an optional f16 copy for the next f16 matmul. Fusing
 // these saves one full read and write of the [rows, out] activation per op.
 import { f32, u32, type Binding } from './kernel';
+import { dropoutBinding, dropoutWgsl, keepExpr, type DropoutSpec } from './dropout';
 import { SILU_WGSL, swigluGradLines, swigluLines, type SwigluBwd, type SwigluFwd } from './swiglu';
 
 export interface Ref {
@@ -18,9 +19,17 @@ export interface Epilogue {
   readonly bias?: Ref;
   /**
    * v += scale · Σ_k low[m, k] · mat(k, n): forward LoRA (low = x·Aᵀ [M, r], mat = B stored [N, r], layout 'nr')
-   * or the dx of backward (low = du [M, r], mat = A stored [r, N], layout 'rn').
+   * or the dx of backward (low = du [M, r], mat = A stored [r, N], layout 'rn'). `dropout` (dx only): the term
+   * is multiplied by the module's dropout mask at (m, n), the chain rule through dropout(x) (dropout.ts).
    */
-  readonly lora?: { readonly low: Ref; readonly mat: Ref; readonly layout: 'nr' | 'rn'; readonly r: number; readonly scale: number };
+  readonly lora?: {
+    readonly low: Ref;
+    readonly mat: Ref;
+    readonly layout: 'nr' | 'rn';
+    readonly r: number;
+    readonly scale: number;
+    readonly dropout?: DropoutSpec;
+  };
   /** pre[m, n] = v; v = gelu_new(v)  (pre is [M, N] f32, read back by backward). */
   readonly gelu?: Ref;
   /** v *= gelu_new'(pre[m, n]) */
@@ -39,6 +48,7 @@ export function epilogueBindings(e: Epilogue): Binding[] {
   const b: Binding[] = [];
   if (e.bias) b.push({ buffer: e.bias.buffer, type: 'f32', write: false });
   if (e.lora) b.push({ buffer: e.lora.low.buffer, type: 'f32', write: false }, { buffer: e.lora.mat.buffer, type: 'f32', write: false });
+  if (e.lora?.dropout) b.push(dropoutBinding);
   if (e.gelu) b.push({ buffer: e.gelu.buffer, type: 'f32', write: true });
   if (e.geluGrad) b.push({ buffer: e.geluGrad.buffer, type: 'f32', write: false });
   if (e.swiglu) b.push({ buffer: e.swiglu.gate.buffer, type: 'f32', write: false }, { buffer: e.swiglu.up.buffer, type: 'f32', write: true });
@@ -75,7 +85,8 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
     L.push(
       `{ var s = 0.0; for (var k = 0u; k < ${u32(r)}; k++) { s = fma(${low.buffer}[${u32(low.offset)} + m * ${u32(r)} + k], ${mat.buffer}[${matIdx}], s); }`,
     );
-    L.push(`  v = fma(${f32(scale)}, s, v); }`);
+    const d = e.lora.dropout;
+    L.push(d ? `  v = fma(${f32(scale)} * ${keepExpr(d, 'm', 'n')}, s, v); }` : `  v = fma(${f32(scale)}, s, v); }`);
   }
   if (e.gelu) L.push(`${e.gelu.buffer}[${u32(e.gelu.offset)} + m * ${u32(N)} + n] = v;`, 'v = gelu_new(v);');
   if (e.geluGrad) L.push(`v *= gelu_new_grad(${e.geluGrad.buffer}[${u32(e.geluGrad.offset)} + m * ${u32(N)} + n]);`);
@@ -89,7 +100,7 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
   } else L.push(`${e.out.buffer}[${oi}] = ${e.out.type === 'f16' ? 'f16(v)' : 'v'};`);
   if (e.out16) L.push(`${e.out16.buffer}[${u32(e.out16.offset)} + m * ${u32(e.out16.ld)} + n] = f16(v);`);
   const needsGelu = e.gelu || e.geluGrad;
-  return `${needsGelu ? GELU_WGSL : ''}${e.swiglu || e.swigluGrad ? SILU_WGSL : ''}
+  return `${needsGelu ? GELU_WGSL : ''}${e.swiglu || e.swigluGrad ? SILU_WGSL : ''}${e.lora?.dropout ? dropoutWgsl(e.lora.dropout) : ''}
 fn epi(m: u32, n: u32, acc: f32, zo: u32) {
   ${L.join('\n  ')}
 }`;

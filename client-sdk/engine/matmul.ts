@@ -6,6 +6,7 @@
 // Split-K writes S partial [M, N] blocks that reduce.ts sums in a fixed order: deterministic, no float atomics.
 import { epilogueBindings, epilogueWgsl, type Epilogue, type Ref } from './epilogue';
 import { ceilDiv, header, mergeBindings, u32, type Binding, type Kernel, type StepShape } from './kernel';
+import { dropoutBinding, dropoutWgsl, keepExpr, type DropoutSpec } from './dropout';
 
 export interface Operand extends Ref {
   readonly type: 'f32' | 'f16';
@@ -13,6 +14,11 @@ export interface Operand extends Ref {
   readonly trans: boolean;
   /** Row stride of the stored matrix when it is not the natural one (e.g. logits padded to a multiple of 8). */
   readonly ld?: number;
+  /**
+   * LoRA dropout on this operand (dropout.ts): each element read is multiplied by the module's mask at (token row,
+   * feature), i.e. (m, k) of A or (k, n) of B; stored untransposed only. The register-tiled kernel only.
+   */
+  readonly dropout?: DropoutSpec;
 }
 
 export interface MatmulSpec {
@@ -63,6 +69,7 @@ export function matmulBindings(spec: MatmulSpec): Binding[] {
     ...epilogueBindings(spec.epi),
   ];
   if (spec.rowsArePairs) bs.push({ buffer: 'step', type: 'u32', write: false });
+  if (spec.a.dropout || spec.b.dropout) bs.push(dropoutBinding);
   return mergeBindings(bs);
 }
 
@@ -80,6 +87,7 @@ export function checkSpec(spec: MatmulSpec): void {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`${spec.label}: ${k} = ${v}`);
   }
   if (spec.splitK !== undefined && spec.splitK < 2) throw new Error(`${spec.label}: bad splitK`);
+  if ((spec.a.dropout && spec.a.trans) || (spec.b.dropout && spec.b.trans)) throw new Error(`${spec.label}: dropout on a transposed operand`);
 }
 
 export function tiledMatmul(spec: MatmulSpec, tile: TileShape = chooseTile(spec.M, spec.N)): Kernel {
@@ -99,8 +107,13 @@ export function tiledMatmul(spec: MatmulSpec, tile: TileShape = chooseTile(spec.
   const idxA = a.trans ? `(k0 + kk) * ${u32(lda(spec))} + m0 + mm` : `(m0 + mm) * ${u32(lda(spec))} + k0 + kk`;
   const loadB = b.trans ? `let kk = i % ${u32(bk)}; let nn = i / ${u32(bk)};` : `let nn = i % ${u32(BN)}; let kk = i / ${u32(BN)};`;
   const idxB = b.trans ? `(n0 + nn) * ${u32(ldb(spec))} + k0 + kk` : `(k0 + kk) * ${u32(ldb(spec))} + n0 + nn`;
+  // Dropout fused into the loads: the element is multiplied by its mask value as it is staged (dropout.ts).
+  const dropA = a.dropout ? ` * ${keepExpr(a.dropout, 'm0 + mm', 'k0 + kk')}` : '';
+  const dropB = b.dropout ? ` * ${keepExpr(b.dropout, 'k0 + kk', 'n0 + nn')}` : '';
+  const drop = a.dropout ?? b.dropout;
+  const dropFns = drop && !spec.epi.lora?.dropout ? dropoutWgsl(drop) : '';
   const code = `${header(bindings)}
-${epilogueWgsl(spec.epi, N)}
+${epilogueWgsl(spec.epi, N)}${dropFns}
 var<workgroup> As: array<f32, ${BM * bk}>;
 var<workgroup> Bs: array<f32, ${BN * bk}>;
 @compute @workgroup_size(${wx}, ${wy}, 1)
@@ -117,14 +130,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let i = li + r * ${u32(threads)};
       ${loadA}
       var x = 0.0;
-      if (m0 + mm < mLim && k0 + kk < kEnd) { x = ${w(`${a.buffer}[${u32(a.offset)} + ${idxA}]`, a.type)}; }
+      if (m0 + mm < mLim && k0 + kk < kEnd) { x = ${w(`${a.buffer}[${u32(a.offset)} + ${idxA}]`, a.type)}${dropA}; }
       As[kk * ${u32(BM)} + mm] = x;
     }
     for (var r = 0u; r < ${u32((BN * bk) / threads)}; r++) {
       let i = li + r * ${u32(threads)};
       ${loadB}
       var x = 0.0;
-      if (n0 + nn < ${u32(N)} && k0 + kk < kEnd) { x = ${w(`${b.buffer}[${u32(b.offset)} + ${idxB}]`, b.type)}; }
+      if (n0 + nn < ${u32(N)} && k0 + kk < kEnd) { x = ${w(`${b.buffer}[${u32(b.offset)} + ${idxB}]`, b.type)}${dropB}; }
       Bs[kk * ${u32(BN)} + nn] = x;
     }
     workgroupBarrier();

@@ -11,7 +11,7 @@ const PARAM_SLOT = 256;
 // Buffers by role; any other buffer (the llama family may add some) counts as activations and workspace.
 const WEIGHTS = new Set(['wte', 'wpe', 'w', 'vec', 'wte16']);
 const ADAPTER = new Set(['theta', 'grad', 'adamM', 'adamV', 'anchor', 'control', 'gsum', 'normPart', 'norm']);
-const INPUTS = new Set(['step', 'ids', 'pairRow', 'pairTarget', 'rowStart', 'rowPairs']);
+const INPUTS = new Set(['step', 'ids', 'pairRow', 'pairTarget', 'rowStart', 'rowPairs', 'dropKey']);
 
 export interface EngineMemory {
   /** Storage buffers, as LoraEngine allocates them (its bytesAllocated). */

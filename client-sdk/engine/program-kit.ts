@@ -3,6 +3,7 @@
 // the gradient back into the final hidden states, and the update (optional global-norm clip, then the site's
 // optimiser). A family's program supplies only its own blocks (norms, attention, MLP) and buffers.
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
+import type { DropoutSpec, StepDropout } from './dropout';
 import type { Epilogue } from './epilogue';
 import { ceilDiv, type Kernel } from './kernel';
 import { crossEntropy, lossMean } from './loss';
@@ -31,6 +32,8 @@ export interface StepBuilder {
   readonly gradWrites: [number, number][];
   /** Elements the split-K partials buffer `part` needs so far. */
   maxPart: number;
+  /** The LoRA modules with dropout, in key order: dropKey[i] is the key of dropoutModules[i] (empty without dropout). */
+  readonly dropoutModules: { readonly layer: number; readonly proj: string }[];
   readonly mm: (spec: MatmulSpec) => void;
   readonly opnd: (buffer: string, offset: number, type: 'f32' | 'f16', trans?: boolean, ld?: number) => Operand;
   /** u = x·Aᵀ (LoRA input), then y = x·W (+ b) + s·u·Bᵀ with `epi` (residual, activation, output). */
@@ -46,6 +49,8 @@ export interface StepShapeOptions {
   readonly rows: number;
   /** The adapter's rank. */
   readonly r: number;
+  /** LoRA dropout (dropout.ts); absent or p = 0: none, and no kernel changes. */
+  readonly dropout?: StepDropout;
 }
 
 export function stepBuilder(o: StepShapeOptions): StepBuilder {
@@ -53,25 +58,44 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
   const r = o.r;
   const wt: 'f32' | 'f16' = o.path === 'f32' ? 'f32' : 'f16';
   const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
+  const drop = o.dropout && o.dropout.p > 0 ? o.dropout : undefined;
+  const keys = new Map<string, number>();
+  /** The dropout of a LoRA module's input (its key index fixed at first use, i.e. in forward order). */
+  const dropFor = (p: LinearLayout): DropoutSpec | undefined => {
+    if (!drop || !p.lora) return undefined;
+    const name = `${p.layer}:${p.proj}`;
+    let key = keys.get(name);
+    if (key === undefined) {
+      key = b.dropoutModules.length;
+      keys.set(name, key);
+      b.dropoutModules.push({ layer: p.layer, proj: p.proj });
+    }
+    return { ...drop, key };
+  };
   const b: StepBuilder = {
     kernels: [],
     gradWrites: [],
     maxPart: 1,
+    dropoutModules: [],
     mm: (spec) => {
-      // Tensor cores only where both operands are f16 and the tile is worth it.
+      // Tensor cores only where both operands are f16 and the tile is worth it (and no operand is dropped out:
+      // those are LoRA products with an f32 operand anyway).
       const big = spec.N > 16 && spec.M > 16;
-      b.kernels.push(o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' ? tcMatmul(spec) : tiledMatmul(spec));
+      const tc = o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' && !spec.a.dropout && !spec.b.dropout;
+      b.kernels.push(tc ? tcMatmul(spec) : tiledMatmul(spec));
     },
     opnd: (buffer, offset, type, trans = false, ld) => (ld === undefined ? { buffer, offset, type, trans } : { buffer, offset, type, trans, ld }),
     linearFwd: (p, x, epi) => {
       const name = `h${p.layer}.${p.proj}`;
       if (p.lora) {
+        const dropout = dropFor(p);
         b.mm({
           label: `lora.u ${name}`,
           M: N,
           N: r,
           K: p.inF,
-          a: x,
+          // u = dropout(x)·Aᵀ: the mask multiplies x as it is loaded; the base product below reads x undropped.
+          a: dropout ? { ...x, dropout } : x,
           b: b.opnd('theta', p.lora.a, 'f32', true),
           epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
         });
@@ -84,6 +108,7 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
     },
     linearBwd: (p, dy, dyLora, x, epi) => {
       const name = `h${p.layer}.${p.proj}`;
+      const dropout = dropFor(p);
       if (p.lora) {
         b.mm({
           label: `lora.du ${name}`,
@@ -112,14 +137,18 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
           K: N,
           splitK: S,
           a: b.opnd('du', 0, 'f32', true),
-          b: x,
+          // dA = duᵀ·dropout(x): the same mask as forward, recomputed as x is loaded.
+          b: dropout ? { ...x, dropout } : x,
           epi: { out: { buffer: 'part', offset: 0, ld: p.inF, mode: 'store' } },
         });
         b.kernels.push(reduceSplitK(`lora.dA.sum ${name}`, S, r * p.inF, p.lora.a));
         b.maxPart = Math.max(b.maxPart, S * p.outF * r, S * r * p.inF);
         b.gradWrites.push([p.lora.b, p.outF * r], [p.lora.a, r * p.inF]);
       }
-      const lora = p.lora ? { low: { buffer: 'du', offset: 0 }, mat: { buffer: 'theta', offset: p.lora.a }, layout: 'rn' as const, r, scale: 1 } : undefined;
+      // dx's LoRA term is mask ⊙ (du·A): the chain rule through dropout(x), in the dx epilogue.
+      const low = { buffer: 'du', offset: 0 };
+      const mat = { buffer: 'theta', offset: p.lora?.a ?? 0 };
+      const lora = p.lora ? { low, mat, layout: 'rn' as const, r, scale: 1, ...(dropout ? { dropout } : {}) } : undefined;
       b.mm({ label: `bwd.dx ${name}`, M: N, N: p.inF, K: p.outF, a: dy, b: b.opnd('w', p.w, wt, true), epi: { ...epi, lora } });
     },
   };

@@ -12,6 +12,7 @@ import type { LlamaModelLayout } from './layout-llama';
 import type { Operand } from './matmul';
 import { NORM_CHUNK } from './optimizer';
 import { lmHead, stepBuilder, updateKernels } from './program-kit';
+import { DROP_KEY_BUFFER } from './dropout';
 import type { Program, ProgramOptions } from './program';
 import { ropeKernel } from './rope';
 import { rmsNormBackward, rmsNormForward, tokenEmbedding } from './rmsnorm';
@@ -54,7 +55,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const refusal = llamaEngineRefusal(cfg, T);
   if (refusal) throw new Error(refusal);
   if (N * Math.max(D, QKVW) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r });
+  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
@@ -182,6 +183,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['norm', f(1)],
   ]);
   if (o.proximal) buffers.set('anchor', f(nP));
+  if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
   if (act === 'f32' && !cfg.tieWordEmbeddings) buffers.set('lmhead', f(V * D));
   if (act === 'f16') {
@@ -190,5 +192,5 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     buffers.set('dres16', { elems: N * D, type: 'f16' });
   }
   for (const k of kernels) for (const b of k.bindings) if (!buffers.has(b.buffer)) throw new Error(`${k.label}: unknown buffer ${b.buffer}`);
-  return { kernels, buffers, rows: N, maxPairs: P, gradWrites };
+  return { kernels, buffers, rows: N, maxPairs: P, gradWrites, dropoutModules: b.dropoutModules };
 }

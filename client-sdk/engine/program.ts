@@ -10,6 +10,7 @@ import type { LayerLayout, ModelLayout } from './layout';
 import type { Operand } from './matmul';
 import { NORM_CHUNK } from './optimizer';
 import { lmHead, stepBuilder, updateKernels } from './program-kit';
+import { DROP_KEY_BUFFER } from './dropout';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
 
@@ -34,6 +35,8 @@ export interface ProgramOptions {
   readonly optimizer?: ClientOptimizer;
   /** The device's maxComputeWorkgroupStorageSize (picks the attention backward's tile; default WebGPU's 16 KiB). */
   readonly workgroupBytes?: number;
+  /** LoRA dropout p on every LoRA module's input (dropout.ts); absent or 0: none, and the program is as without it. */
+  readonly dropout?: number;
 }
 
 export interface Program {
@@ -44,6 +47,8 @@ export interface Program {
   readonly maxPairs: number;
   /** [offset, length] of every adapter-gradient region the step writes (each element exactly once). */
   readonly gradWrites: readonly (readonly [number, number])[];
+  /** The LoRA modules whose input is dropped out, in the order of their keys in 'dropKey' (empty without dropout). */
+  readonly dropoutModules: readonly { readonly layer: number; readonly proj: string }[];
 }
 
 export function buildProgram(o: ProgramOptions): Program {
@@ -62,7 +67,7 @@ export function buildProgram(o: ProgramOptions): Program {
   const wt: 'f32' | 'f16' = act;
   if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds n_positions ${cfg.nPositions}`);
   if (N * D > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r });
+  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
 
   // ---------- forward ----------
@@ -202,6 +207,7 @@ export function buildProgram(o: ProgramOptions): Program {
     ['norm', f(1)],
   ]);
   if (o.proximal) buffers.set('anchor', f(nP));
+  if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
   if (act === 'f16') {
     buffers.set('wte16', { elems: V * D, type: 'f16' });
@@ -209,5 +215,5 @@ export function buildProgram(o: ProgramOptions): Program {
     buffers.set('dres16', { elems: N * D, type: 'f16' });
   }
   for (const k of kernels) for (const b of k.bindings) if (!buffers.has(b.buffer)) throw new Error(`${k.label}: unknown buffer ${b.buffer}`);
-  return { kernels, buffers, rows: N, maxPairs: P, gradWrites };
+  return { kernels, buffers, rows: N, maxPairs: P, gradWrites, dropoutModules: b.dropoutModules };
 }

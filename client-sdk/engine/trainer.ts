@@ -1,7 +1,7 @@
 // The Trainer that runs local rounds on the WebGPU engine instead of tfjs: same data order (the same seeded
 // example stream as LoraSftTrainer), same loss (mean cross-entropy over completion tokens), same AdamW formula.
-// LoRA dropout is not implemented in the engine; createEngineTrainer refuses such configs and train() a plan that
-// asks for it (trainerForModel hands such tasks to tfjs: sft/engine-dropout-fallback.ts).
+// LoRA dropout (the plan's, else the trainer's own): the same counter-based masks as the tfjs trainer, keyed by the
+// plan seed and the step (model/dropout-mask.ts), applied inside the LoRA kernels (engine/dropout.ts).
 // FFA-LoRA (plan.loraAggregation 'ffa'): lora_A is written back after every step, so it ends bit-identical.
 // FedProx (plan.proximalMu > 0) adds μ·(w − w_global) to the gradient inside the update kernel (optimizer.ts), as
 // the tfjs trainer does (sft/proximal.ts); an engine is built with that kernel only when a round asks for it.
@@ -22,7 +22,8 @@ import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import { proximalMu } from '../sft/proximal';
-import { ENGINE_DROPOUT_REFUSAL } from '../lora-dropout';
+import { taskLoraDropout } from '../lora-dropout';
+import { dropoutStepKey } from '../model/dropout-mask';
 import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
@@ -68,7 +69,6 @@ export class EngineSftTrainer implements Trainer {
 
   constructor(private readonly opts: EngineTrainerOptions) {
     validateLoraConfig(opts.lora);
-    if (opts.lora.dropout > 0) throw new Error('the WebGPU engine has no LoRA dropout; use the tfjs trainer for dropout > 0');
     if (opts.train.length === 0) throw new Error('EngineSftTrainer needs at least one training example');
     this.fault = opts.fault;
   }
@@ -97,9 +97,11 @@ export class EngineSftTrainer implements Trainer {
     proximal: boolean,
     optimizer: ClientOptimizer,
     scaffold = false,
+    dropout = 0,
   ): Promise<LoraEngine> {
-    // The update kernel is built for one optimiser (SGD's momentum is a constant of its text).
-    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}`;
+    // The update kernel is built for one optimiser (SGD's momentum is a constant of its text), the LoRA kernels for
+    // one dropout p (its threshold and scale are constants of their text).
+    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}${dropout > 0 ? `+drop${dropout}` : ''}`;
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
     const { model, lora, device, path } = this.opts;
@@ -118,6 +120,7 @@ export class EngineSftTrainer implements Trainer {
       proximal,
       scaffold,
       optimizer,
+      ...(dropout > 0 ? { dropout } : {}),
     });
     this.engine = { key, e };
     return e;
@@ -133,7 +136,6 @@ export class EngineSftTrainer implements Trainer {
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
-    if ((plan.loraDropout ?? 0) > 0) throw new Error(ENGINE_DROPOUT_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const ed = this.opts.device;
@@ -230,7 +232,8 @@ export class EngineSftTrainer implements Trainer {
     const T = Math.min(model.config.nPositions, Math.ceil(maxLen / 8) * 8);
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
-    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined);
+    const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
+    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined, dropout);
     const compile = await this.orLost(engine.compileErrors(), signal);
     if (compile.length > 0) throw new GpuFailure('validation', this.backend, `engine pipelines: ${compile[0]}`);
     const flat = new Float32Array(engine.layout.adapterSize);
@@ -274,7 +277,8 @@ export class EngineSftTrainer implements Trainer {
         pairPos[p] = Math.floor(flatPos / packed.seq) * T + (flatPos % packed.seq);
       });
       this.injectFault(engine);
-      engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu });
+      const drop = dropout > 0 ? { dropoutStep: dropoutStepKey(plan.seed, step) } : {};
+      engine.step({ ids, pairPos, pairTarget: packed.pairTarget, lr: plan.learningRate, weightDecay: plan.weightDecay, proximalMu: mu, ...drop });
       for (const r of restore) engine.writeTheta(r.offset, r.data);
       this.stepsRun++;
       lossSteps++;
@@ -383,7 +387,6 @@ export function engineModelRefusal(model: CausalLm): string | undefined {
 export async function createEngineTrainer(
   opts: LoraSftTrainerOptions<CausalLm> & { path?: EnginePath; maxGradNorm?: number; device?: EngineDevice },
 ): Promise<EngineSftTrainer | { error: string }> {
-  if (opts.lora.dropout > 0) return { error: 'LoRA dropout > 0 is not implemented in the engine' };
   const why = engineModelRefusal(opts.model);
   if (why) return { error: why };
   const dev = opts.device && !opts.device.lostReason ? opts.device : await openEngineDevice();

@@ -8,21 +8,23 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { readSafetensors } from '../../proto/safetensors';
 import { BLOCK_PROJECTIONS, gpt2ParameterShapes, type Gpt2Config } from '../../proto/model/gpt2-config';
-import type { Prng } from '../../proto/prng';
 import { causalAttention, causalMask, conv1d, customUnary, dropoutMask, geluNew, layerNorm, loraDown } from './layers';
 
 /** LoRA tensors keyed by module path (`h.0.attn.c_attn`), A [r, in], B [out, r]. */
 export interface LoraState {
   readonly modules: ReadonlyMap<string, { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }>;
   readonly scaling: number;
-  /** Dropout probability on the LoRA input, applied only when ForwardOptions.dropoutRng is given. */
+  /** Dropout probability on the LoRA input, applied only when ForwardOptions.dropoutStep is given. */
   readonly dropout: number;
 }
 
 export interface ForwardOptions {
   readonly lora?: LoraState;
-  /** Seeded source of LoRA dropout masks; pass it only while training (dropout is off otherwise). */
-  readonly dropoutRng?: Prng;
+  /**
+   * The key of this training step's LoRA dropout masks (dropout-mask.ts: dropoutStepKey(plan seed, step)); pass it
+   * only while training (dropout is off otherwise).
+   */
+  readonly dropoutStep?: number;
 }
 
 /** HF buffers that may appear in GPT-2 checkpoints but are not parameters. */
@@ -157,12 +159,12 @@ export class Gpt2Model {
         let scale = cfg.scaleAttnWeights ? 1 / Math.sqrt(headDim) : 1;
         if (cfg.scaleAttnByInverseLayerIdx) scale /= i + 1;
         const a = layerNorm(x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), cfg.layerNormEpsilon);
-        const [q, k, v] = this.qkv(h + 'attn.c_attn', a, opts);
+        const [q, k, v] = this.qkv(h + 'attn.c_attn', a, opts, seq);
         const ctx = causalAttention(q, k, v, { batch, seq, nHead: cfg.nHead }, scale, mask);
-        x = tf.add(x, this.proj(h + 'attn.c_proj', ctx, opts));
+        x = tf.add(x, this.proj(h + 'attn.c_proj', ctx, opts, seq));
         const m = layerNorm(x, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), cfg.layerNormEpsilon);
-        const f = geluNew(this.proj(h + 'mlp.c_fc', m, opts));
-        x = tf.add(x, this.proj(h + 'mlp.c_proj', f, opts));
+        const f = geluNew(this.proj(h + 'mlp.c_fc', m, opts, seq));
+        x = tf.add(x, this.proj(h + 'mlp.c_proj', f, opts, seq));
       }
       const out = layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'), cfg.layerNormEpsilon);
       return tf.reshape(out, [batch, seq, d]) as tf.Tensor3D;
@@ -201,22 +203,22 @@ export class Gpt2Model {
     this.params.clear();
   }
 
-  /** The LoRA branch of a module, if any: its down-projection of x (dropout applied) and B. */
-  private lora(path: string, x: tf.Tensor2D, opts: ForwardOptions): { low: tf.Tensor2D; scaledB: tf.Tensor2D } | undefined {
+  /** The LoRA branch of a module, if any: its down-projection of x (dropout applied; x's rows are b·seq + t) and B. */
+  private lora(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): { low: tf.Tensor2D; scaledB: tf.Tensor2D } | undefined {
     const mod = opts.lora?.modules.get(path);
     if (!mod || !opts.lora) return undefined;
     const p = opts.lora.dropout;
-    const mask = opts.dropoutRng && p > 0 ? dropoutMask(opts.dropoutRng, x.shape[0], x.shape[1], p) : undefined;
+    const mask = opts.dropoutStep !== undefined && p > 0 ? dropoutMask(opts.dropoutStep, path, x.shape[0], x.shape[1], seq, p) : undefined;
     return { low: loraDown(x, { a: mod.a, dropoutMask: mask }), scaledB: tf.mul(mod.b, opts.lora.scaling) };
   }
 
-  private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
-    return conv1d(x, this.p(path + '.weight'), this.p(path + '.bias'), this.lora(path, x, opts));
+  private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): tf.Tensor2D {
+    return conv1d(x, this.p(path + '.weight'), this.p(path + '.bias'), this.lora(path, x, opts, seq));
   }
 
   /** c_attn as three projections; LoRA's B [3D, r] is sliced into its q, k, v rows. */
-  private qkv(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D[] {
-    const lora = this.lora(path, x, opts);
+  private qkv(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): tf.Tensor2D[] {
+    const lora = this.lora(path, x, opts, seq);
     const d = this.config.nEmbd;
     return QKV_SUFFIX.map((s, j) =>
       conv1d(

@@ -4,7 +4,7 @@
 // projection is one plain matmul; attention reshapes to [B, H, T, hd] locally.
 import * as tf from '@tensorflow/tfjs-core';
 import { mm } from './matmul';
-import type { Prng } from '../../proto/prng';
+import { dropoutModuleKey, fillDropoutMask, modulePathParts } from './dropout-mask';
 
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
   return tf.tidy(() => {
@@ -82,9 +82,13 @@ export function causalAttention(
   });
 }
 
-/** Inverted-dropout mask [rows, cols] from a seeded stream: 0 with probability p, else 1/(1-p). */
-export function dropoutMask(rng: Prng, rows: number, cols: number, p: number): tf.Tensor2D {
-  return tf.tensor2d(rng.fillDropoutMask(new Float32Array(rows * cols), p, 1 / (1 - p)), [rows, cols]);
+/**
+ * Inverted-dropout mask [rows, cols] of the module at `path` for the input x whose rows are b·seq + t: 0 with
+ * probability p, else 1/(1-p), from the step's key (dropout-mask.ts: the engine draws the very same mask).
+ */
+export function dropoutMask(stepKey: number, path: string, rows: number, cols: number, seq: number, p: number): tf.Tensor2D {
+  const { layer, proj } = modulePathParts(path);
+  return tf.tensor2d(fillDropoutMask(new Float32Array(rows * cols), dropoutModuleKey(stepKey, layer, proj), rows, cols, seq, p), [rows, cols]);
 }
 
 /**

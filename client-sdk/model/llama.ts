@@ -143,14 +143,14 @@ export class LlamaModel {
       for (let i = 0; i < cfg.nLayer; i++) {
         const l = `layers.${i}.`;
         const a = rmsNorm(x, this.p(l + 'input_layernorm.weight'), cfg.rmsNormEps);
-        const q = this.linear(l + 'self_attn.q_proj', a, opts);
-        const k = this.linear(l + 'self_attn.k_proj', a, opts);
-        const v = this.linear(l + 'self_attn.v_proj', a, opts);
+        const q = this.linear(l + 'self_attn.q_proj', a, opts, seq);
+        const k = this.linear(l + 'self_attn.k_proj', a, opts, seq);
+        const v = this.linear(l + 'self_attn.v_proj', a, opts, seq);
         const ctx = this.attention(q, k, v, batch, seq, cos, sin, mask);
-        x = tf.add(x, this.linear(l + 'self_attn.o_proj', ctx, opts));
+        x = tf.add(x, this.linear(l + 'self_attn.o_proj', ctx, opts, seq));
         const m = rmsNorm(x, this.p(l + 'post_attention_layernorm.weight'), cfg.rmsNormEps);
-        const gated = tf.mul(silu(this.linear(l + 'mlp.gate_proj', m, opts)), this.linear(l + 'mlp.up_proj', m, opts)) as tf.Tensor2D;
-        x = tf.add(x, this.linear(l + 'mlp.down_proj', gated, opts));
+        const gated = tf.mul(silu(this.linear(l + 'mlp.gate_proj', m, opts, seq)), this.linear(l + 'mlp.up_proj', m, opts, seq)) as tf.Tensor2D;
+        x = tf.add(x, this.linear(l + 'mlp.down_proj', gated, opts, seq));
       }
       return tf.reshape(rmsNorm(x, this.p('norm.weight'), cfg.rmsNormEps), [batch, seq, d]) as tf.Tensor3D;
     });
@@ -188,7 +188,7 @@ export class LlamaModel {
   }
 
   /** x @ Wᵀ (+ b) (+ dropout(x) @ Aᵀ @ Bᵀ · scaling) for one projection. */
-  private linear(path: string, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
+  private linear(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): tf.Tensor2D {
     return tf.tidy(() => {
       let y = tf.matMul(x, this.p<tf.Rank.R2>(path + '.weight'));
       const bias = this.params.get(path + '.bias');
@@ -196,7 +196,7 @@ export class LlamaModel {
       const mod = opts.lora?.modules.get(path);
       if (mod && opts.lora) {
         const p = opts.lora.dropout;
-        const dm = opts.dropoutRng && p > 0 ? dropoutMask(opts.dropoutRng, x.shape[0], x.shape[1], p) : undefined;
+        const dm = opts.dropoutStep !== undefined && p > 0 ? dropoutMask(opts.dropoutStep, path, x.shape[0], x.shape[1], seq, p) : undefined;
         const low = loraDown(x, { a: mod.a, dropoutMask: dm });
         y = tf.add(y, mm(low, tf.mul(mod.b, opts.lora.scaling), false, true));
       }

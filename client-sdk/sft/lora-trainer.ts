@@ -25,7 +25,7 @@ import { createLocalOptimizer } from './local-optimizer';
 import { completionPairs, fitToWindow, packBatch } from './pack';
 import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
-import { EngineDropoutFallback } from './engine-dropout-fallback';
+import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
@@ -45,9 +45,9 @@ export interface LoraSftTrainerOptions<M extends CausalLm = Gpt2Model> {
   readonly evalMaxSeqLen?: number;
 }
 
-// Separate PRNG streams of the same seed for the two random processes.
+// The PRNG stream of the seed for shuffling; dropout masks are counter-based hashes of the seed and the step
+// (model/dropout-mask.ts), shared with the WebGPU engine.
 export const STREAM_SHUFFLE = 1;
-const STREAM_DROPOUT = 2;
 
 /** Epoch-wise seeded shuffling: a fresh permutation each time the data is exhausted. */
 export class ExampleStream {
@@ -117,7 +117,6 @@ export class LoraSftTrainer implements Trainer {
     const maxLen = Math.min(plan.maxSeqLen, model.config.nPositions);
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
-    const dropoutRng = new Prng(plan.seed, STREAM_DROPOUT);
     const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
 
     // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
@@ -156,7 +155,8 @@ export class LoraSftTrainer implements Trainer {
         const newSum = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
             const state = { modules: params.modules(), scaling, dropout };
-            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutRng }, true))) as tf.Scalar;
+            const dropoutStep = dropout > 0 ? dropoutStepKey(plan.seed, step) : undefined;
+            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
           // SCAFFOLD's correction joins the loss gradient first; the raw one is what c_i⁺ averages.
@@ -262,8 +262,9 @@ export async function trainerForModel(
     // The engine runs GPT-2 and the Llama family; a config it cannot serve (createEngineTrainer says which field)
     // trains on tfjs ('auto') or is refused (a named path).
     const t = await createEngineTrainer({ model, lora, ...data, path: path === 'off' ? undefined : path });
-    // A task whose plan asks for LoRA dropout (the engine has none) trains on tfjs, saying why.
-    if (!('error' in t)) return { trainer: new EngineDropoutFallback(t, () => new LoraSftTrainer({ model, lora, ...data })), backend: t.backend };
+    // The engine applies LoRA dropout itself (the tfjs trainer's masks: model/dropout-mask.ts), so every task
+    // trains on it; only a GPU failure moves the site on (engine/fallback.ts).
+    if (!('error' in t)) return { trainer: t, backend: t.backend };
     if (path !== undefined) throw new Error(`FEDTUNE_ENGINE=${env}: ${t.error}`);
     return { trainer: new LoraSftTrainer({ model, lora, ...data }), backend, engineFallback: t.error };
   }
