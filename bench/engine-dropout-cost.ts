@@ -3,9 +3,8 @@
 // against 0.1, for GPT-2 small (8 × 256, r 16 on c_attn, c_proj, c_fc) and the ~125M Llama shape (r 16, all seven
 // modules) on every engine path. Timing belongs on a GPU (bench/engine-throughput.ts); lavapipe's would mean nothing.
 //   node dist/bench/engine-dropout-cost.js [--batch 8] [--seq 256]
-import { parseGpt2Config } from '../proto/model/gpt2-config';
-import { parseLlamaConfig } from '../proto/model/llama-config';
-import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { initLoraAdapter } from '../proto/model/lora-layout';
+import { GPT2_LORA, GPT2_SMALL, LLAMA_125M, LLAMA_LORA } from './throughput-models';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
 import { buildProgram, type EnginePath, type Program } from '../client-sdk/engine/program';
@@ -21,20 +20,8 @@ const arg = (name: string, dflt: number): number => {
 const B = arg('--batch', 8);
 const T = arg('--seq', 256);
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-const GPT2 = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
-const LLAMA = parseLlamaConfig({
-  model_type: 'llama',
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-5,
-});
-const GPT2_LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-const LLAMA_LORA: LoraConfig = { ...GPT2_LORA, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const GPT2 = GPT2_SMALL;
+const LLAMA = LLAMA_125M;
 
 /** Mask values the kernels recompute per step: u's loads (once per column tile of r), dA's loads, dx's epilogue. */
 function maskEvaluations(p: Program, inF: (layer: number, proj: string) => number, r: number): number {

@@ -19,24 +19,26 @@ export const LLAMA_LORA: LoraConfig = {
 };
 
 /** GPT-2 small (124M, 12×768). */
+export const GPT2_SMALL = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
+
 export function randomGpt2Small(): Gpt2Model {
-  const cfg = parseGpt2Config({ vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 });
-  return Gpt2Model.fromTensors(cfg, randomGpt2Weights(cfg, 1));
+  return Gpt2Model.fromTensors(GPT2_SMALL, randomGpt2Weights(GPT2_SMALL, 1));
 }
 
 /** The issue's ~125M Llama-architecture shape: GQA 12:4, SwiGLU 2048, untied 32k vocabulary (124.6M parameters). */
+export const LLAMA_125M = parseLlamaConfig({
+  model_type: 'llama',
+  vocab_size: 32000,
+  hidden_size: 768,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 4,
+  max_position_embeddings: 2048,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+});
+
 export function randomLlama125m(): LlamaModel {
-  const cfg = parseLlamaConfig({
-    model_type: 'llama',
-    vocab_size: 32000,
-    hidden_size: 768,
-    intermediate_size: 2048,
-    num_hidden_layers: 12,
-    num_attention_heads: 12,
-    num_key_value_heads: 4,
-    max_position_embeddings: 2048,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-  });
-  return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+  return LlamaModel.fromTensors(LLAMA_125M, randomLlamaWeights(LLAMA_125M, 1));
 }
