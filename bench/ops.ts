@@ -117,7 +117,7 @@ async function dashboardWithVersions(versions: number): Promise<void> {
   const config = loadConfig({
     overrides: {
       server: { port: 0 },
-      run: { dir, seed: 1 },
+      run: { dir, seed: 1, id: 'bench' }, // the run id the versions above were written with (checked on open)
       rounds: { total: versions },
       dashboard: { port: await freePort(), token },
       log: { level: 'silent' },
