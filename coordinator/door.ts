@@ -22,7 +22,10 @@ export class Malformed {
 export function guardService(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, m] of Object.entries(def)) {
-    const cap = (L.MAX_REQUEST_BYTES as Record<string, number>)[name] ?? 4096;
+    // An RPC without its own cap is a programming error (a new RPC added to the proto but not to limits.ts): refuse
+    // to serve rather than guess a size that is either too small for it or an unchecked door.
+    const cap = (L.MAX_REQUEST_BYTES as Record<string, number | undefined>)[name];
+    if (cap === undefined) throw new Error(`RPC ${name} has no request size limit in proto/limits.ts MAX_REQUEST_BYTES`);
     const inner = m.requestDeserialize;
     out[name] = {
       ...m,

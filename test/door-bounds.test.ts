@@ -9,6 +9,7 @@ import { status } from '@grpc/grpc-js';
 import { FederationClient } from '../client-sdk/client';
 import { LIMITS, MAX_REQUEST_BYTES } from '../proto/limits';
 import { ProtocolError } from '../proto/errors';
+import { guardService } from '../coordinator/door';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -257,6 +258,13 @@ describe('the door: bounded fields, malformed messages, no echo (over gRPC)', fu
       }
     }
     expect(await snapshot(h.runDir)).to.deep.equal(before);
+  });
+
+  it('a service with an RPC that has no request size limit is refused at start, naming the RPC', () => {
+    const svc = loadFedtuneProto().fedtune.v1.Federation.service;
+    const extra = { ...svc, Unlisted: svc.Hello } as grpc.ServiceDefinition;
+    expect(() => guardService(extra)).to.throw('RPC Unlisted has no request size limit in proto/limits.ts MAX_REQUEST_BYTES');
+    expect(() => guardService(svc)).not.to.throw();
   });
 
   it('the SDK refuses to send what the coordinator would refuse, before any connection', async () => {
