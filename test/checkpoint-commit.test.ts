@@ -9,29 +9,12 @@ import { decodeServerState } from '../coordinator/checkpoints/server-state';
 import type { VersionInput } from '../coordinator/checkpoints/types';
 import type { NamedTensor } from '../proto/tensors';
 import { tempDir } from './harness';
+import { commitInput } from './checkpoint-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-function input(round: number, serverState?: NamedTensor[]): VersionInput {
-  return {
-    adapter: [{ name: 'm.lora_A.weight', dtype: 'float32', shape: [2], data: Float32Array.from([round, -round]) }],
-    adapterConfig: { peft_type: 'LORA' },
-    serverState,
-    manifest: {
-      runId: 'commit',
-      round,
-      attempt: 1,
-      strategy: 'fedavgm',
-      participants: [],
-      metrics: {},
-      config: {},
-      seeds: {},
-      baseModel: { name: 't', sha256: '0'.repeat(64) },
-      protocolVersion: 1,
-    },
-  };
-}
+const input = (round: number, serverState?: NamedTensor[]): VersionInput => commitInput(round, 'commit', serverState);
 
 describe('checkpoint store: one commit, exactly', () => {
   let root: string;

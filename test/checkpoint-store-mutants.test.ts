@@ -12,6 +12,7 @@ import type { Manifest, VersionInput } from '../coordinator/checkpoints/types';
 import { readSafetensors, writeSafetensors } from '../proto/safetensors';
 import type { NamedTensor } from '../proto/tensors';
 import { tempDir } from './harness';
+import { commitInput } from './checkpoint-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** A manifest with only what the version table reads. */
@@ -26,25 +27,7 @@ function row(m: Partial<Manifest> & { version: number }): Manifest {
   } as Manifest;
 }
 
-function input(round: number, serverState?: NamedTensor[], runId = 'mutants'): VersionInput {
-  return {
-    adapter: [{ name: 'm.lora_A.weight', dtype: 'float32', shape: [2], data: Float32Array.from([round, -round]) }],
-    adapterConfig: { peft_type: 'LORA' },
-    serverState,
-    manifest: {
-      runId,
-      round,
-      attempt: 1,
-      strategy: 'fedavgm',
-      participants: [],
-      metrics: {},
-      config: {},
-      seeds: {},
-      baseModel: { name: 't', sha256: '0'.repeat(64) },
-      protocolVersion: 1,
-    },
-  };
-}
+const input = (round: number, serverState?: NamedTensor[], runId = 'mutants'): VersionInput => commitInput(round, runId, serverState);
 
 describe('checkpoint store, exactly', () => {
   let root: string;
