@@ -8,6 +8,13 @@ import { ProtocolError } from '../proto/errors';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 
+/**
+ * A site's channel options for downloads. HTTP/2's default receive window is 64 KiB: the coordinator could send
+ * 64 KiB of a version, then wait a round trip for the site's WINDOW_UPDATE, a thousand times for a 64 MiB
+ * adapter. 16 MiB lets sixteen 1 MiB chunks be in flight; it is also the most a connection buffers unread.
+ */
+export const SITE_CHANNEL_OPTIONS = { 'grpc-node.flow_control_window': 16 << 20 } as const;
+
 export function downloadAdapter(
   rpc: GrpcFederationClient,
   token: string,
