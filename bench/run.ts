@@ -15,6 +15,7 @@ import { promises as fs } from 'node:fs';
 import nacl from 'tweetnacl';
 import { identityFromSecretKey } from '../client-sdk/identity';
 import { sealDelta, sendSealed } from '../client-sdk/sealed-sender';
+import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import * as net from 'node:net';
@@ -166,7 +167,7 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
   });
   const { address } = await coordinator.start();
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
-  const rpc = new Ctor(address, grpc.credentials.createInsecure()) as unknown as RawClient;
+  const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
   // Hello, then Join with the challenge signed (the bench's site has a throwaway identity; auth.mode tofu).
   const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
   const hello = await new Promise<HelloResponse__Output>((res, rej) =>
@@ -208,20 +209,11 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
     while (tasks.length === 0) await new Promise<void>((r) => (taskArrived = r));
     return tasks.shift()!;
   };
-  const download = (version: number): Promise<void> =>
-    new Promise<void>((res, rej) => {
-      const call = rpc.DownloadAdapter({ session_token: token, version });
-      let dec: TensorStreamDecoder | undefined;
-      call.on('data', (f: TensorFrame__Output) => {
-        if (f.header) dec = new TensorStreamDecoder(f.header, { maxBytes: Number.MAX_SAFE_INTEGER, requireFinite: false });
-        else if (f.frame === 'chunk' && f.chunk) dec!.push(f.chunk);
-        else if (f.trailer) {
-          dec!.finish(f.trailer);
-          res();
-        }
-      });
-      call.on('error', rej);
-    });
+  // As a site downloads it: the SDK's receive path (client-sdk/download.ts: every frame checked, the SHA-256
+  // compared with the trailer) on the SDK's channel options.
+  const download = async (version: number): Promise<void> => {
+    await downloadAdapter(rpc, token, version);
+  };
   const ctx = {
     token,
     runId: hello.run_id,

@@ -102,7 +102,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       'grpc.keepalive_time_ms': 30_000,
       ...SITE_CHANNEL_OPTIONS,
       ...opts.channelOptions,
-    }) as unknown as GrpcFederationClient;
+    });
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {

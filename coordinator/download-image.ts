@@ -24,7 +24,7 @@ export type FrameEncoder = (frame: TensorFrame) => Buffer;
 /** The whole stream of `tensors`, each frame serialized once by `encode`. */
 export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder): EncodedFrame[] {
   const out: EncodedFrame[] = [];
-  for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(f as TensorFrame)));
+  for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(f)));
   return out;
 }
 

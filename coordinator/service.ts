@@ -77,7 +77,19 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   // Paths a message could carry (an error from the file system): never sent to a site.
   const knownPaths = [d.config.run.dir, path.resolve(d.config.run.dir), d.config.security.keyFile].filter((p) => p);
   // The latest version's download, encoded once with the service's own serializer (download-image.ts).
-  const images = new DownloadImages(loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter.responseSerialize as (f: TensorFrame) => Buffer);
+  const images = new DownloadImages(loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter.responseSerialize);
+  // Every selected site downloads a version as soon as it is committed: its image is made then, once, before the
+  // next round's tasks go out (the engine emits roundCommitted before it opens the next round).
+  d.engine.on('roundCommitted', (ev) => {
+    const latest = d.engine.latest;
+    if (latest?.manifest.version !== ev.version) return;
+    try {
+      images.get(ev.version, 'adapter', d.config.transport.chunkBytes, () => latest.adapter);
+    } catch (e) {
+      // Never fails a commit: the first download builds it (and reports whatever went wrong) instead.
+      d.log('warn', 'could not prepare the download of the committed version', { version: ev.version, err: (e as Error).message });
+    }
+  });
   const fail = (e: unknown, what: string): Partial<grpc.StatusObject> => {
     const r = toRefusal(e, knownPaths);
     // An internal failure's cause (which may name a file) stays in the operator's log; the site gets a generic status.

@@ -31,7 +31,7 @@ describe('download images (the latest version encoded once)', () => {
       const image = encodeImage(ts, chunkBytes, plain);
       const frames = [...tensorFrames(ts, chunkBytes)];
       expect(image.length).to.equal(frames.length);
-      for (let i = 0; i < frames.length; i++) expect(image[i].bytes.equals(plain(frames[i] as TensorFrame))).to.equal(true, `frame ${i}`);
+      for (let i = 0; i < frames.length; i++) expect(image[i].bytes.equals(plain(frames[i]))).to.equal(true, `frame ${i}`);
       // And they decode as the frames they stand for.
       const back = image.map((e) => method().responseDeserialize(e.bytes) as unknown as TensorFrame__Output);
       expect(back[0].header!.total_bytes).to.equal((91 + 301 + 3 + 700) * 4);
