@@ -28,11 +28,8 @@ import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
 import { Coordinator, loadConfig } from '../coordinator';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
-import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
-import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
-import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { benchSecAgg, lcgTensors, secaggTable, siteStepsTable, type SecAggBenchRow } from './secagg';
 import { benchJoins } from './join-storm';
 
