@@ -1,6 +1,7 @@
 // DownloadAdapter on the site's side: a global version (or an evaluation task's candidate) as a chunked tensor
-// stream: header, chunks, trailer with the SHA-256 (proto/tensor-stream.ts), received by download-receiver.ts. Anything out of order, a broken
-// stream or a candidate that does not hash to what its task names is refused; the call is then cancelled.
+// stream: header, chunks, trailer with the SHA-256 (proto/tensor-stream.ts), received by download-receiver.ts.
+// Anything out of order, a broken stream or a candidate that does not hash to what its task names is refused; the
+// call is then cancelled.
 import { status } from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
