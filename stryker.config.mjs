@@ -94,13 +94,17 @@ export const GROUPS = {
     mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],
     spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
-  // The server's unmasking and the client's rounds.
+  // The server's end of a round: U3 and the graph check (closeMaskedInput), the consistency signatures, the
+  // unmask responses' checks and the reconstruction (finish), lines 183-319. Its advertisement/roster stages and
+  // the masked-input sum are other work's (and the module's top is static code that reruns every test file).
   'secagg-server': {
-    mutate: ['proto/secagg/server.ts'],
+    mutate: ['proto/secagg/server.ts:183-319'],
     spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
+  // The client's checks from receiving shares on: receiveShares, maskedInput, consistency, unmask (the share
+  // release) and sameLists, lines 176-323.
   'secagg-client': {
-    mutate: ['proto/secagg/client.ts'],
+    mutate: ['proto/secagg/client.ts:176-323'],
     spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
   secagg: {
