@@ -99,7 +99,12 @@ export const GROUPS = {
   // the masked-input sum are other work's (and the module's top is static code that reruns every test file).
   'secagg-server': {
     mutate: ['proto/secagg/server.ts:183-319'],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
+    spec: [
+      'dist/test/secagg-core.test.js',
+      'dist/test/secagg-adversary.test.js',
+      'dist/test/secagg-core-mutants.test.js',
+      'dist/test/secagg-server-mutants.test.js',
+    ],
   },
   // The client's checks from receiving shares on: receiveShares, maskedInput, consistency, unmask (the share
   // release) and sameLists, lines 176-323.

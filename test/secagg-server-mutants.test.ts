@@ -4,118 +4,15 @@
 // so a test can make one site deviate (commit to another seed, share another mask key, deal inconsistent or
 // malformed shares) and the expected sum is Σ x over U3 added up here. Found missing by mutation testing
 // (bench/MUTATION.md, group secagg-server); every refusal is checked by code and whole message.
-import { createHash } from 'node:crypto';
-import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
 import { ProtocolError } from '../proto/errors';
 import { SecAggServer } from '../proto/secagg/server';
-import type { GraphSpec, SecAggRoundConfig } from '../proto/secagg/config';
-import type { Advertisement, ConsistencySignature, RevealedShare, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
+import type { GraphSpec } from '../proto/secagg/config';
+import type { UnmaskResponse } from '../proto/secagg/messages';
 import { sessionPermutation } from '../proto/secagg/graph';
-import { agree, pairKey } from '../proto/secagg/keys';
-import { addMask } from '../proto/secagg/prg';
-import { SEAL_OVERHEAD } from '../proto/secagg/seal';
-import { advertisementDigest, consistencyDigest, shareKeysDigest } from '../proto/secagg/session';
-import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment } from '../proto/secagg/shares';
-import { signDetached } from '../proto/crypto/ed25519';
+import { SHARE_BYTES, dealShares } from '../proto/secagg/shares';
+import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-const seedOf = (s: string): Uint8Array => new Uint8Array(createHash('sha256').update(s).digest());
-const M = 6; // vector length: weight slot + 5 values
-
-/** What a deviating dealer does instead of the protocol (each field replaces one honest step). */
-interface Deviation {
-  /** The seed whose commitment it publishes (default: the seed it shares). */
-  readonly committedSeed?: Uint8Array;
-  /** The mask secret key it shares (default: the one it advertised). */
-  readonly sharedMaskKey?: Uint8Array;
-  /** Its b-shares, by holder, after dealing (default: as dealt). Commitments are over what this returns. */
-  readonly bShares?: (dealt: Uint8Array[], holders: string[]) => Uint8Array[];
-}
-
-/** A site played by hand: its keys are derived from its id, its input x is fixed. */
-class Site {
-  readonly idKeys: nacl.SignKeyPair;
-  readonly enc: nacl.BoxKeyPair;
-  readonly mask: nacl.BoxKeyPair;
-  readonly seed: Uint8Array;
-  readonly x: Uint32Array;
-  /** Shares this site dealt, by holder: [b, sk]. */
-  readonly dealt = new Map<string, [Uint8Array, Uint8Array]>();
-  constructor(readonly id: string) {
-    this.idKeys = nacl.sign.keyPair.fromSeed(seedOf(`identity ${id}`));
-    this.enc = nacl.box.keyPair.fromSecretKey(seedOf(`enc ${id}`));
-    this.mask = nacl.box.keyPair.fromSecretKey(seedOf(`mask ${id}`));
-    this.seed = seedOf(`seed ${id}`);
-    const h = seedOf(`x ${id}`);
-    this.x = Uint32Array.from({ length: M }, (_, i) => new DataView(h.buffer).getUint32(4 * i, true));
-  }
-  ad(cfg: SecAggRoundConfig): Advertisement {
-    const { publicKey: encPublicKey } = this.enc;
-    const { publicKey: maskPublicKey } = this.mask;
-    return {
-      clientId: this.id,
-      encPublicKey,
-      maskPublicKey,
-      signature: signDetached(advertisementDigest(cfg, this.id, encPublicKey, maskPublicKey), this.idKeys.secretKey),
-    };
-  }
-  async shareKeys(sid: Uint8Array, holders: string[], t: number, dev: Deviation = {}): Promise<ShareKeysMessage> {
-    const dealtB = await dealShares(this.seed, holders, t);
-    const b = dev.bShares ? dev.bShares(dealtB, holders) : dealtB;
-    const sk = await dealShares(dev.sharedMaskKey ?? this.mask.secretKey, holders, t);
-    // The server never opens a ciphertext: only its size is checked there.
-    const shares = holders.map((h, i) => {
-      this.dealt.set(h, [b[i], sk[i]]);
-      return {
-        to: h,
-        ciphertext: new Uint8Array(2 * SHARE_BYTES + SEAL_OVERHEAD),
-        bCommitment: shareCommitment(sid, this.id, h, 'b', b[i]),
-        skCommitment: shareCommitment(sid, this.id, h, 'sk', sk[i]),
-      };
-    });
-    const seedHash = seedCommitment(sid, this.id, dev.committedSeed ?? this.seed);
-    return { from: this.id, seedHash, shares, signature: signDetached(shareKeysDigest(sid, this.id, seedHash, shares), this.idKeys.secretKey) };
-  }
-  /** y = x + PRG(b) + Σ over neighbours v in U2 of ±PRG(k_uv), + when this id sorts first. */
-  masked(sid: Uint8Array, peers: readonly Site[]): Uint32Array {
-    const y = this.x.slice();
-    addMask(y, this.seed, 1);
-    for (const v of peers) if (v.id !== this.id) addMask(y, pairKey(sid, this.id, v.id, agree(this.mask.secretKey, v.mask.publicKey)), this.id < v.id ? 1 : -1);
-    return y;
-  }
-  sign(sid: Uint8Array, survivors: readonly string[], dropped: readonly string[]): ConsistencySignature {
-    return { from: this.id, signature: signDetached(consistencyDigest(sid, survivors, dropped), this.idKeys.secretKey) };
-  }
-  /** The shares this site holds from `dealers`: b for survivors, sk for the dropped. */
-  reveal(dealers: readonly Site[], survivors: readonly string[]): UnmaskResponse {
-    const bShares: RevealedShare[] = [];
-    const skShares: RevealedShare[] = [];
-    for (const d of dealers) {
-      const [b, sk] = d.dealt.get(this.id)!;
-      if (survivors.includes(d.id)) bShares.push({ of: d.id, share: b });
-      else skShares.push({ of: d.id, share: sk });
-    }
-    return { from: this.id, bShares, skShares };
-  }
-}
-
-const idsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `s${String(i).padStart(2, '0')}`);
-
-function configOf(ids: string[], graph: GraphSpec, threshold: number): SecAggRoundConfig {
-  return {
-    roundTag: 'hand/r1/a0',
-    baseManifestSha256: 'cd'.repeat(32),
-    selected: ids,
-    threshold,
-    graph,
-    clipNorm: 1,
-    weightCap: 100,
-    maxClients: 64,
-    include: ['x'],
-    vectorLength: M,
-  };
-}
 
 /** A round through closeShareKeys: every site advertised and dealt (with `dev` for the deviating ones). */
 async function toMaskedInput(n: number, graph: GraphSpec, t: number, dev: Record<string, Deviation> = {}) {
@@ -126,20 +23,10 @@ async function toMaskedInput(n: number, graph: GraphSpec, t: number, dev: Record
   for (const s of sites) srv.addAdvertisement(s.ad(cfg));
   srv.closeAdvertise();
   const sid = srv.sessionId!;
-  // Neighbours worked out here: full, or the ring of the session's permutation with k/2 on each side.
-  const nbrs = new Map(ids.map((id) => [id, new Set<string>()]));
-  if (graph.kind === 'full') for (const a of ids) for (const b of ids) if (a !== b) nbrs.get(a)!.add(b);
-  if (graph.kind === 'harary') {
-    const ring = sessionPermutation(ids, sid);
-    ring.forEach((a, i) => {
-      for (let d = 1; d <= graph.k / 2; d++) {
-        nbrs.get(a)!.add(ring[(i + d) % n]);
-        nbrs.get(ring[(i + d) % n])!.add(a);
-      }
-    });
-  }
+  const nbrs = neighboursOf(ids, graph, sid);
   const holders = (id: string): string[] => [...nbrs.get(id)!, id].sort();
-  for (const s of sites) srv.addShareKeys(await s.shareKeys(sid, holders(s.id), t, dev[s.id]));
+  const encKeys = new Map(sites.map((s) => [s.id, s.enc.publicKey]));
+  for (const s of sites) srv.addShareKeys(await s.shareKeys(sid, holders(s.id), t, encKeys, dev[s.id]));
   srv.closeShareKeys();
   const byId = new Map(sites.map((s) => [s.id, s]));
   const input = (ids2: readonly string[]): void => {
@@ -165,7 +52,6 @@ async function toUnmask(n: number, t: number, inputs: string[], dev: Record<stri
   return { ...r, check, req };
 }
 
-const hexOf = (a: Uint32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 function plainSum(sites: readonly Site[]): Uint32Array {
   const out = new Uint32Array(M);
   for (const s of sites) for (let i = 0; i < M; i++) out[i] = (out[i] + s.x[i]) >>> 0;
@@ -272,7 +158,10 @@ describe('secagg server, exactly (sites played by hand)', function () {
     // s01 deals s00 a b-share with x = 5; s02 deals s00 one with a 34th byte. Each commits to what it dealt.
     const dev: Record<string, Deviation> = {
       s01: { bShares: (d) => d.map((s, i) => (i === 0 ? Uint8Array.from(s, (b, j) => (j === SHARE_BYTES - 1 ? 5 : b)) : s)) },
-      s02: { bShares: (d) => d.map((s, i) => (i === 0 ? Uint8Array.from([...s, 7]) : s)) },
+      s02: {
+        bShares: (d) => d.map((s, i) => (i === 0 ? Uint8Array.from([...s, 7]) : s)),
+        plaintext: (b, sk) => Uint8Array.from([...b.subarray(0, SHARE_BYTES), ...sk]), // sealed as usual: the server sees only sizes
+      },
     };
     const r = await toUnmask(5, 3, idsOf(5), dev);
     const honest = r.byId.get('s00')!.reveal(r.sites, r.check.survivors);
