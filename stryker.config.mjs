@@ -110,7 +110,12 @@ export const GROUPS = {
   // release) and sameLists, lines 176-323.
   'secagg-client': {
     mutate: ['proto/secagg/client.ts:176-323'],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-adversary.test.js', 'dist/test/secagg-core-mutants.test.js'],
+    spec: [
+      'dist/test/secagg-core.test.js',
+      'dist/test/secagg-adversary.test.js',
+      'dist/test/secagg-core-mutants.test.js',
+      'dist/test/secagg-client-mutants.test.js',
+    ],
   },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).

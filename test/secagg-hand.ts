@@ -8,7 +8,7 @@ import type { GraphSpec, SecAggRoundConfig } from '../proto/secagg/config';
 import type { Advertisement, ConsistencySignature, RevealedShare, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
 import { agree, pairKey, shareEncryptionKey } from '../proto/secagg/keys';
 import { addMask } from '../proto/secagg/prg';
-import { seal } from '../proto/secagg/seal';
+import { open, seal } from '../proto/secagg/seal';
 import { advertisementDigest, consistencyDigest, shareKeysDigest } from '../proto/secagg/session';
 import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment } from '../proto/secagg/shares';
 import { sessionPermutation } from '../proto/secagg/graph';
@@ -78,6 +78,12 @@ export class Site {
     const seedHash = seedCommitment(sid, this.id, dev.committedSeed ?? this.seed);
     return { from: this.id, seedHash, shares, signature: signDetached(shareKeysDigest(sid, this.id, seedHash, shares), this.idKeys.secretKey) };
   }
+  /** Opens what `dealer` sealed to this site: [b-share, sk-share]. */
+  openShares(sid: Uint8Array, dealer: string, dealerEncPublicKey: Uint8Array, ciphertext: Uint8Array): [Uint8Array, Uint8Array] {
+    const pt = open(shareEncryptionKey(sid, dealer, this.id, agree(this.enc.secretKey, dealerEncPublicKey)), sid, dealer, this.id, ciphertext);
+    if (!pt) throw new Error(`shares from ${dealer} to ${this.id} do not open`);
+    return [pt.slice(0, SHARE_BYTES), pt.slice(SHARE_BYTES)];
+  }
   /** y = x + PRG(b) + Σ over neighbours v in U2 of ±PRG(k_uv), + when this id sorts first. */
   masked(sid: Uint8Array, peers: readonly { readonly id: string; readonly mask: { readonly publicKey: Uint8Array } }[]): Uint32Array {
     const y = this.x.slice();
@@ -103,7 +109,7 @@ export class Site {
 
 export const idsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `s${String(i).padStart(2, '0')}`);
 
-export function configOf(ids: string[], graph: GraphSpec, threshold: number): SecAggRoundConfig {
+export function configOf(ids: string[], graph: GraphSpec, threshold: number, vectorLength = M): SecAggRoundConfig {
   return {
     roundTag: 'hand/r1/a0',
     baseManifestSha256: 'cd'.repeat(32),
@@ -114,7 +120,7 @@ export function configOf(ids: string[], graph: GraphSpec, threshold: number): Se
     weightCap: 100,
     maxClients: 64,
     include: ['x'],
-    vectorLength: M,
+    vectorLength,
   };
 }
 
