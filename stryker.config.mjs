@@ -108,6 +108,12 @@ export const GROUPS = {
     mutate: ['coordinator/checkpoints/release.ts:20-90', 'coordinator/checkpoints/release-check.ts:9-48'],
     spec: ['dist/test/release-mutants.test.js'],
   },
+  // `fedtune verify`'s checks (verify.ts from the problem collector on; lines 1-34 are module constants).
+  verify: {
+    mutate: ['coordinator/checkpoints/verify.ts:35-370'],
+    spec: ['dist/test/verify.test.js'],
+    compile: ['coordinator/cli/fedtune.ts'],
+  },
   // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
   'secagg-encoding': {
     mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],

@@ -24,15 +24,16 @@ type LedgerState = { revealed: Record<string, string>; masked: Record<string, Re
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** s00 is the real client, the others are played by hand. Through every site's ShareKeys message. */
-async function dealt(n: number, graph: GraphSpec, t: number, dev: Record<string, Deviation> = {}, vectorLength = M) {
+async function dealt(n: number, graph: GraphSpec, t: number, dev: Record<string, Deviation> = {}, vectorLength = M, me = ME) {
   const ids = idsOf(n);
   const cfg = configOf(ids, graph, t, vectorLength);
   const sites = ids.map((id) => new Site(id));
   const byId = new Map(sites.map((s) => [s.id, s]));
   const ledgerStates: LedgerState[] = [];
   const ledger = new SecAggLedger((s) => ledgerStates.push(JSON.parse(JSON.stringify(s)) as LedgerState));
-  const client = new SecAggClient({ config: cfg, clientId: ME, identitySecretKey: byId.get(ME)!.idKeys.secretKey, ledger, runId: 'run-h' });
-  const ads = [client.advertise(), ...sites.slice(1).map((s) => s.ad(cfg))];
+  const client = new SecAggClient({ config: cfg, clientId: me, identitySecretKey: byId.get(me)!.idKeys.secretKey, ledger, runId: 'run-h' });
+  const mine = client.advertise();
+  const ads = sites.map((s) => (s.id === me ? mine : s.ad(cfg)));
   const roster = { advertisements: ads, identityKeys: Object.fromEntries(sites.map((s) => [s.id, s.idKeys.publicKey])) };
   const own = await client.shareKeys(roster);
   const sid = computeSessionId(cfg, ads);
@@ -40,25 +41,26 @@ async function dealt(n: number, graph: GraphSpec, t: number, dev: Record<string,
   const nbrs = neighboursOf(ids, graph, sid);
   const holders = (id: string): string[] => [...nbrs.get(id)!, id].sort();
   const encKeys = new Map(ads.map((a) => [a.clientId, a.encPublicKey]));
-  const msgs = new Map<string, ShareKeysMessage>([[ME, own]]);
-  for (const s of sites.slice(1)) msgs.set(s.id, await s.shareKeys(sid, holders(s.id), t, encKeys, dev[s.id]));
+  const msgs = new Map<string, ShareKeysMessage>([[me, own]]);
+  for (const s of sites) if (s.id !== me) msgs.set(s.id, await s.shareKeys(sid, holders(s.id), t, encKeys, dev[s.id]));
   /** What an honest coordinator routes to s00 for this U2. */
   const routed = (u2: readonly string[]): RoutedShares => ({
     u2,
-    shares: holders(ME)
+    shares: holders(me)
       .filter((d) => u2.includes(d))
       .map((d) => {
-        const s = msgs.get(d)!.shares.find((x) => x.to === ME)!;
+        const s = msgs.get(d)!.shares.find((x) => x.to === me)!;
         return { from: d, ciphertext: s.ciphertext, bCommitment: s.bCommitment, skCommitment: s.skCommitment };
       }),
   });
-  return { ids, cfg, sites, byId, client, sid, nbrs, holders, own, routed, ledgerStates, ads };
+  return { ids, cfg, sites, byId, client, sid, nbrs, holders, own, routed, ledgerStates, ads, mine };
 }
 
 /** N = 5, t = 3, full graph: s00 received, masked and signed `check`; so did every other survivor. */
-async function signed(check: ConsistencyCheck) {
+async function signed(check: ConsistencyCheck, reversed = false) {
   const r = await dealt(5, { kind: 'full' }, 3);
-  r.client.receiveShares(r.routed(r.ids));
+  const routed = r.routed(r.ids);
+  r.client.receiveShares(reversed ? { ...routed, shares: [...routed.shares].reverse() } : routed);
   r.client.maskedInput(new Uint32Array(M), seedOf('update'));
   const mine = r.client.consistency(check);
   const sigs = check.survivors.map((id) => (id === ME ? mine : r.byId.get(id)!.sign(r.sid, check.survivors, check.dropped)));
@@ -155,8 +157,9 @@ describe('secagg client, exactly (against a coordinator and sites played by hand
   });
 
   it('maskedInput: y = x + PRG(b) ± the pair masks of its neighbours in U2, exactly as the holders of its shares rebuild it', async () => {
-    const r = await dealt(33, { kind: 'harary', k: 12 }, 7);
-    const gone = [...r.nbrs.get(ME)!].sort()[0]; // a neighbour that sent no shares: no pair mask with it
+    const me = 's16'; // neighbours on both sides of its id: pair masks of both signs
+    const r = await dealt(33, { kind: 'harary', k: 12 }, 7, {}, M, me);
+    const gone = [...r.nbrs.get(me)!].sort()[0]; // a neighbour that sent no shares: no pair mask with it
     const u2 = r.ids.filter((v) => v !== gone);
     r.client.receiveShares(r.routed(u2));
     await refused(() => r.client.maskedInput(new Uint32Array(M - 1)), status.INVALID_ARGUMENT, msg(`input of ${M - 1} values, round expects ${M}`));
@@ -165,16 +168,17 @@ describe('secagg client, exactly (against a coordinator and sites played by hand
     const y = r.client.maskedInput(x, seedOf('update'));
     expect(hexOf(x)).to.equal(before); // not in place
     // b from t of the b-shares s00 sealed to its holders (opened by them), the pair keys from their side of X25519.
-    const holders = r.holders(ME).filter((h) => h !== ME);
+    const holders = r.holders(me).filter((h) => h !== me);
     const bShares = holders
       .slice(0, 7)
-      .map((h) => r.byId.get(h)!.openShares(r.sid, ME, r.ads[0].encPublicKey, r.own.shares.find((s) => s.to === h)!.ciphertext)[0]);
+      .map((h) => r.byId.get(h)!.openShares(r.sid, me, r.mine.encPublicKey, r.own.shares.find((s) => s.to === h)!.ciphertext)[0]);
     const b = await reconstruct(bShares, 7);
     const want = x.slice();
     addMask(want, b, 1);
-    for (const v of r.nbrs.get(ME)!) {
+    expect([...r.nbrs.get(me)!].some((v) => v < me) && [...r.nbrs.get(me)!].some((v) => v > me)).to.equal(true);
+    for (const v of r.nbrs.get(me)!) {
       if (v === gone) continue;
-      addMask(want, pairKey(r.sid, ME, v, agree(r.byId.get(v)!.mask.secretKey, r.ads[0].maskPublicKey)), ME < v ? 1 : -1);
+      addMask(want, pairKey(r.sid, me, v, agree(r.byId.get(v)!.mask.secretKey, r.mine.maskPublicKey)), me < v ? 1 : -1);
     }
     expect(hexOf(y)).to.equal(hexOf(want));
     expect(r.ledgerStates.at(-1)!.masked).to.deep.equal({ [`run-h\u0000${BASE}`]: { [hex(seedOf('update'))]: hex(r.sid) } });
@@ -295,6 +299,26 @@ describe('secagg client, exactly (against a coordinator and sites played by hand
       status.FAILED_PRECONDITION,
       msg('already answered a different unmask request in this round'),
     );
+  });
+
+  it('unmask with exactly t survivors and two dropped: lists that differ in one place only are refused; shares routed in any order are answered in dealer order', async () => {
+    const check = { survivors: ['s00', 's01', 's02'], dropped: ['s03', 's04'] };
+    const r = await signed(check, true); // t = 3 survivors is enough to sign
+    const signatures = r.sigs;
+    for (const lists of [
+      { survivors: ['s00', 's01', 's03'], dropped: ['s03', 's04'] },
+      { survivors: ['s00', 's01', 's02'], dropped: ['s03', 's05'] },
+      { survivors: ['s00', 's01', 's02'], dropped: ['s05', 's04'] },
+    ]) {
+      await refused(
+        () => r.client.unmask({ ...lists, signatures }),
+        status.FAILED_PRECONDITION,
+        msg("the unmask request's lists differ from the lists this client signed"),
+      );
+    }
+    const resp = r.client.unmask({ ...check, signatures });
+    expect([resp.bShares.map((s) => s.of), resp.skShares.map((s) => s.of)]).to.deep.equal([check.survivors, check.dropped]);
+    for (const s of resp.skShares) expect(hex(s.share)).to.equal(hex(r.byId.get(s.of)!.dealt.get(ME)![1]));
   });
 
   it('unmask refuses before the client signed, naming the stage', async () => {
