@@ -4,6 +4,7 @@
 // refusal by its whole message, and every refusal leaves the run as it was.
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import nacl from 'tweetnacl';
 import { FsCheckpointStore, NotARunError } from '../coordinator/checkpoints/fs-store';
@@ -177,6 +178,55 @@ describe('fedtune recover, in-process and exactly', function () {
     const { run } = await makeRun(2);
     const p0 = await damage(run, 0);
     await refused(run, {}, `the chain is broken at v000000: ${p0}. Nothing was changed. No version has an intact chain from v000000.`);
+  });
+
+  it('holds the run lock as `fedtune recover` while it works, and says when it removed a stale one', async () => {
+    const { run } = await makeRun(2);
+    const lockFile = path.join(run, 'coordinator.lock');
+    const seen: string[] = [];
+    let settled = false;
+    const done = recoverRun(run).finally(() => (settled = true));
+    while (!settled) {
+      const t = await fs.readFile(lockFile, 'utf8').catch(() => null);
+      if (t !== null) seen.push((JSON.parse(t) as { command: string }).command);
+    }
+    await done;
+    expect(seen.length).to.be.greaterThan(0);
+    expect([...new Set(seen)]).to.deep.equal(['fedtune recover']);
+    expect(await fs.stat(lockFile).catch(() => null)).to.equal(null);
+    // A lock left by a process that no longer runs, on this host.
+    const stale = { pid: 2 ** 22 - 3, hostname: os.hostname(), startedAt: '2026-11-29T00:00:00.000Z', command: 'coordinator', processStart: '1', token: 'ab' };
+    await fs.writeFile(lockFile, JSON.stringify(stale) + '\n');
+    const r = await recoverRun(run);
+    expect(r.lines[0]).to.equal(
+      `removed a stale lock left by coordinator (pid ${stale.pid} on ${stale.hostname}, started ${stale.startedAt}), which no longer runs`,
+    );
+  });
+
+  it('--to the version latest already names, with versions beyond it: they are moved aside and the pointer file is left alone', async () => {
+    const { run } = await makeRun(3);
+    await fs.writeFile(path.join(run, 'latest'), 'v000001\n');
+    const ino = (await fs.stat(path.join(run, 'latest'))).ino;
+    const r = await recoverRun(run, { version: 1 });
+    expect([r.previous, r.changed, r.movedAside.length, r.lines.at(-1)]).to.deep.equal(['v000001', true, 1, 'latest named "v000001"; it now names v000001']);
+    expect((await fs.stat(path.join(run, 'latest'))).ino).to.equal(ino);
+    expect(await fs.readdir(path.join(run, 'versions'))).to.deep.equal(['v000000', 'v000001']);
+  });
+
+  it('a missing version is a gap: --to it says it does not exist; a break at v000001 offers v000000', async () => {
+    const { run } = await makeRun(4);
+    await fs.rm(path.join(run, 'versions', 'v000002'), { recursive: true });
+    await refused(run, { version: 2 }, '--to 2: v000002 does not exist (versions run up to v000003)');
+    const { run: run2 } = await makeRun(3);
+    await fs.rm(path.join(run2, 'latest'));
+    const p1 = await damage(run2, 1);
+    await refused(
+      run2,
+      {},
+      `the chain is broken at v000001: ${p1}. Nothing was changed. The newest version whose chain is intact is v000000: \`fedtune recover ${run2} --to 0\` makes it latest and moves v000001…v000002 to orphans/.`,
+    );
+    const err = await recoverRun(run2).catch((e: Error) => e);
+    expect([(err as Error).name, err instanceof RecoverRefusedError]).to.deep.equal(['RecoverRefusedError', true]);
   });
 
   it('refuses what is not a run, a run without versions, and a key file without a public key; says when it trusts the first signer', async () => {
