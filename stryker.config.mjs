@@ -105,7 +105,7 @@ export const GROUPS = {
   // The release pointer: reading, writing, reconciling after a crash, resolving a version name, and setting it by
   // hand (release.ts, release-check.ts from their first function on).
   release: {
-    mutate: ['coordinator/checkpoints/release.ts:20-90', 'coordinator/checkpoints/release-check.ts:9-48'],
+    mutate: ['coordinator/checkpoints/release.ts:20-90', 'coordinator/checkpoints/release-check.ts:11-48'],
     spec: ['dist/test/release-mutants.test.js'],
   },
   // `fedtune verify`'s checks (verify.ts from the problem collector on; lines 1-34 are module constants).

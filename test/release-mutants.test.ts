@@ -124,7 +124,7 @@ describe('the release pointer, in-process and exactly', function () {
 
   it('resolveVersion: a number, latest, best or release, each refusal with its sentence', async () => {
     const { run, store } = await signedRun(3, 1);
-    expect(await resolveVersion(store, '7')).to.equal(7);
+    expect([await resolveVersion(store, '7'), await resolveVersion(store, '12')]).to.deep.equal([7, 12]);
     expect(await resolveVersion(store, 'latest')).to.equal(2);
     expect(await resolveVersion(store, 'best')).to.equal(1);
     expect(await errorOf(resolveVersion(store, 'release'))).to.equal(`${run} has no release pointer`);
@@ -139,6 +139,16 @@ describe('the release pointer, in-process and exactly', function () {
     );
     const empty = new FsCheckpointStore(path.join(root, `empty${n++}`));
     expect(await errorOf(resolveVersion(empty, 'latest'))).to.equal(`${empty.runDir} has no versions`);
+    // A run with no versions: 'best' says so (not a TypeError), and a bad name is refused before any listing.
+    expect(await errorOf(resolveVersion(empty, 'best'))).to.equal(
+      `no best version recorded in ${empty.runDir}: its manifests carry no figures for earlyStopping.metric`,
+    );
+    const broken = await dir(); // not a run: listing it throws
+    await fs.writeFile(path.join(broken, 'versions'), '');
+    expect(await errorOf(new FsCheckpointStore(broken, { readOnly: true }).list())).to.not.equal('(resolved)');
+    expect(await errorOf(resolveVersion(new FsCheckpointStore(broken, { readOnly: true }), 'v1'))).to.equal(
+      'version "v1": a version number (0, 1, …), latest, best or release',
+    );
   });
 
   it('chainVerifiedTo: the version must be present and it and every version before it free of problems', () => {
@@ -171,6 +181,7 @@ describe('the release pointer, in-process and exactly', function () {
     );
     await fs.rm(path.join(run, 'latest'));
     expect(await errorOf(setRelease(run, 2))).to.equal('refused: v000002 is beyond latest; the release pointer was not changed');
+    expect(await errorOf(setRelease(run, 0))).to.equal('refused: v000000 is beyond latest; the release pointer was not changed');
     expect(await content(run)).to.equal('v000001\n');
   });
 });
