@@ -179,6 +179,8 @@ describe('the release pointer, in-process and exactly', function () {
     expect(await errorOf(setRelease(run, 2, other))).to.equal(
       `refused: the chain up to v000002 does not verify: v000000/manifest.sig: signed by key ${runId}, not by the trusted key ${otherId} (from --key) (and 2 more problems); the release pointer was not changed`,
     );
+    await fs.writeFile(path.join(run, 'latest'), 'v000001\n'); // moved back: v000002 and v000003 lie beyond it
+    expect(await errorOf(setRelease(run, 3))).to.equal('refused: v000003 is beyond latest; the release pointer was not changed');
     await fs.rm(path.join(run, 'latest'));
     expect(await errorOf(setRelease(run, 2))).to.equal('refused: v000002 is beyond latest; the release pointer was not changed');
     expect(await errorOf(setRelease(run, 0))).to.equal('refused: v000000 is beyond latest; the release pointer was not changed');
