@@ -8,7 +8,9 @@ import process from 'node:process';
 
 const [base, ...others] = process.argv.slice(2).map((f) => JSON.parse(readFileSync(f, 'utf8')));
 if (!base) throw new Error('usage: node bench/mutation-union.mjs base.json other.json …');
-const key = (file, m) => `${file}:${m.location.start.line}:${m.location.start.column}:${m.mutatorName}:${m.replacement ?? ''}`;
+// The whole range, not only the start: `a || b` → `false` and `a` → `false` start at the same place.
+const key = (file, m) =>
+  `${file}:${m.location.start.line}:${m.location.start.column}-${m.location.end.line}:${m.location.end.column}:${m.mutatorName}:${m.replacement ?? ''}`;
 const detected = new Map();
 for (const r of others)
   for (const [file, { mutants }] of Object.entries(r.files))

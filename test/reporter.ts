@@ -1,19 +1,53 @@
 // Mocha reporter for CI: mocha's spec output, then one summary line `tests: N passed, N failed` that .ci/run
 // repeats as its last line (CI does not parse mocha's own summary). Also written to dist/test-summary.txt.
+// dist/test-durations.json gets each test file's wall time (its first suite's start to its last suite's end,
+// hooks included: a file's coordinator start-up is where the time goes) and its slowest tests, to find what
+// makes `npm test` slow (bench/MUTATION.md, "Suite time").
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Mocha from 'mocha';
+
+interface FileTime {
+  file: string;
+  ms: number;
+  tests: number;
+  slowest: { title: string; ms: number }[];
+}
 
 class SummaryReporter extends Mocha.reporters.Spec {
   constructor(runner: Mocha.Runner, options?: Mocha.MochaOptions) {
     super(runner, options);
     let passed = 0;
     let failed = 0;
+    const started = Date.now();
+    const files = new Map<string, { start: number; end: number; tests: { title: string; ms: number }[] }>();
+    const rel = (f: string | undefined): string => (f ? path.relative(process.cwd(), f) : '(root)');
+    runner.on(Mocha.Runner.constants.EVENT_SUITE_BEGIN, (s: Mocha.Suite) => {
+      if (!s.file) return;
+      const f = rel(s.file);
+      if (!files.has(f)) files.set(f, { start: Date.now(), end: Date.now(), tests: [] });
+    });
+    runner.on(Mocha.Runner.constants.EVENT_SUITE_END, (s: Mocha.Suite) => {
+      const e = s.file ? files.get(rel(s.file)) : undefined;
+      if (e) e.end = Date.now();
+    });
+    runner.on(Mocha.Runner.constants.EVENT_TEST_END, (t: Mocha.Test) => {
+      files.get(rel(t.file))?.tests.push({ title: t.fullTitle(), ms: t.duration ?? 0 });
+    });
     runner.on(Mocha.Runner.constants.EVENT_TEST_PASS, () => passed++);
     runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, () => failed++);
     runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => {
       const line = `tests: ${passed} passed, ${failed} failed`;
-      fs.writeFileSync(path.resolve(__dirname, '..', 'test-summary.txt'), line + '\n');
+      const byFile: FileTime[] = [...files].map(([file, e]) => ({
+        file,
+        ms: e.end - e.start,
+        tests: e.tests.length,
+        slowest: [...e.tests].sort((a, b) => b.ms - a.ms).slice(0, 3),
+      }));
+      byFile.sort((a, b) => b.ms - a.ms);
+      const out = path.resolve(__dirname, '..');
+      fs.writeFileSync(path.join(out, 'test-summary.txt'), line + '\n');
+      fs.writeFileSync(path.join(out, 'test-durations.json'), JSON.stringify({ wallMs: Date.now() - started, files: byFile }, null, 1) + '\n');
       process.stdout.write(line + '\n');
     });
   }
