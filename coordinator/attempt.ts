@@ -184,11 +184,12 @@ export class Attempt {
   }
 
   /**
-   * Plain rounds: the spool file an upload's chunks stream into once its header checked out (undefined under
-   * SecAgg, whose masked inputs are not spooled).
+   * The spool file an upload's chunks stream into once its header checked out. Under SecAgg a scratch file of
+   * the attempt's, deleted once the masked input is accepted or taken back out of the sum (never kept).
    */
   spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
-    return this.d.spool?.openUpload(this.round, t.clientId, encodeSpoolHead(u, { seed: t.seed }));
+    const head = encodeSpoolHead(u, { seed: t.seed });
+    return this.sa ? this.sa.openScratch(t.clientId, head) : this.d.spool?.openUpload(this.round, t.clientId, head);
   }
 
   /**
@@ -198,6 +199,7 @@ export class Attempt {
   abortUpload(t: Task): Promise<void> {
     if (t.state === 'receiving') t.state = 'assigned';
     this.wake();
+    if (this.sa) return this.sa.abortMasked(t.clientId);
     const l = this.live.get(t);
     return l && l.state !== 'done' ? this.takeBack(t, l) : Promise.resolve();
   }
