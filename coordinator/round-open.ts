@@ -128,7 +128,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
     ctx.book.issue(t);
     if (prior) {
       try {
-        cur.carry(t, prior); // admitted and added; its plaintext is dropped here
+        await cur.carry(t, prior); // folded into the running sum from its record, chunk by chunk
         carried++;
         const m = spooled?.metrics.get(clientId);
         if (m) t.metrics = m;
