@@ -45,7 +45,7 @@ const delta = (poison?: number): NamedTensor[] =>
 async function record(dir: string, f: SealedFrames, mangle: (b: Buffer) => Buffer = (b) => b): Promise<string> {
   const h = f.header.header!;
   const head: SpoolHeadFields = {
-    binding: uploadBinding('run-1', 'client-3', TASK as TrainTask__Output, 12),
+    binding: uploadBinding('run-1', 'client-3', TASK, 12),
     header: JSON.parse(JSON.stringify(h.tensors)) as TensorHeader__Output,
     envelope: h.sealed as SealedEnvelope__Output,
     clientName: 'site-3',
@@ -67,7 +67,7 @@ describe('spooled updates reopened chunk by chunk', () => {
   after(() => fs.rm(dir, { recursive: true, force: true }));
 
   it('verifies the record and folds it as the batch add does, bit for bit; a value refused part way is taken back', async () => {
-    const u = await reopenSpoolFile(await record(dir, sealDelta(CTX, TASK as TrainTask__Output, delta(), 12)), COORDINATOR, 1 << 20);
+    const u = await reopenSpoolFile(await record(dir, sealDelta(CTX, TASK, delta(), 12)), COORDINATOR, 1 << 20);
     expect([u.binding.clientId, u.clientName, u.seed, u.delta]).to.deep.equal(['client-3', 'site-3', 77, undefined]);
     const batch = new FedAvg().begin(global());
     batch.admit({ clientId: 'client-3', numExamples: 12, delta: delta() });
@@ -77,7 +77,7 @@ describe('spooled updates reopened chunk by chunk', () => {
     await u.foldInto(f);
     f.commit();
     // The poisoned record seals fine (finiteness and range are the strategy's); its fold stops at the 200.
-    const bad = await reopenSpoolFile(await record(dir, sealDelta(CTX, TASK as TrainTask__Output, delta(11), 12)), COORDINATOR, 1 << 20);
+    const bad = await reopenSpoolFile(await record(dir, sealDelta(CTX, TASK, delta(11), 12)), COORDINATOR, 1 << 20);
     const g = agg.open('client-4', 5);
     let refused: unknown;
     await bad.foldInto(g).catch((e: unknown) => (refused = e));
@@ -89,7 +89,7 @@ describe('spooled updates reopened chunk by chunk', () => {
   });
 
   it('refuses a tampered, truncated or extended record, as the whole-record reader does', async () => {
-    const f = sealDelta(CTX, TASK as TrainTask__Output, delta(), 12);
+    const f = sealDelta(CTX, TASK, delta(), 12);
     const cases: [string, (b: Buffer) => Buffer, RegExp][] = [
       ['a flipped bit in the last chunk', (b) => ((b[b.length - 1] ^= 1), b), /fails authentication/],
       ['the last chunk missing', (b) => b.subarray(0, b.length - f.sealed.chunks.at(-1)!.length - 4), /truncated: 2 of 3 chunks/],
