@@ -14,7 +14,6 @@ import { FixedPointRangeError } from '../coordinator/strategy/fixed-point';
 import { uploadBinding, type CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import type { SealedEnvelope__Output } from '../proto/generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
-import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
