@@ -10,7 +10,7 @@ import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
 import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
-import type { ReopenedUpdate } from './spool-reopen';
+import { rebuildSum, type ReopenedUpdate } from './spool-reopen';
 import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
@@ -392,7 +392,11 @@ export class Attempt {
     if ((revoked.length === 0 && !this.tainted) || !this.agg) return [];
     this.tainted = false;
     const dropped = new Set(revoked.map((t) => t.clientId));
-    const folded = (): Promise<Aggregation | string> => this.rebuild(accepted, dropped, reopen);
+    // The round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
+    const folded = (): Promise<Aggregation | string> =>
+      rebuildSum(this.d.strategy, this.uploadLayout, accepted, dropped, reopen, (clientId, e) =>
+        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.round, clientId, error: e.message }),
+      );
     // The old sum is not read again: let it go before the new one is made (one running sum at a time).
     this.agg = undefined;
     let agg = await folded();
@@ -412,36 +416,6 @@ export class Attempt {
     }
     this.agg = agg;
     return [...dropped].sort();
-  }
-
-  /**
-   * A fresh running sum over the round's upload layout (only lora_B under 'ffa') of every accepted update not in
-   * `dropped`, each folded from its spool record chunk by chunk; a record that no longer reopens joins `dropped`.
-   * Returns the client id of a record whose fold failed part way (the sum is then unusable: the caller starts over).
-   */
-  private async rebuild(
-    accepted: readonly Task[],
-    dropped: Set<string>,
-    reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
-  ): Promise<Aggregation | string> {
-    const agg = this.d.strategy.begin(this.uploadLayout);
-    for (const t of accepted) {
-      if (dropped.has(t.clientId)) continue;
-      const u = await reopen(t.clientId);
-      if (!u) {
-        dropped.add(t.clientId);
-        continue;
-      }
-      const f = agg.open(t.clientId, u.binding.numExamples);
-      try {
-        await u.foldInto(f);
-      } catch (e) {
-        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.round, clientId: t.clientId, error: (e as Error).message });
-        return t.clientId;
-      }
-      f.commit();
-    }
-    return agg;
   }
 
   /** Tells every selected client whose update is not part of the result that the round closed without it. */

@@ -13,7 +13,8 @@ import type { Checkpoint } from './checkpoints/types';
 import type { RoundSpool } from './round-spool';
 import { SPOOL_RECORD_MAGIC, spoolRecordMeta, type SealedUpdate, type SpoolExtras } from './sealed-update';
 import { spoolRecordChunks } from './spool-upload';
-import type { UpdateFold } from './strategy/strategy';
+import type { TensorList } from '../proto/tensors';
+import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
 
 /** A spooled update that verified; its values are read again from its file when they are folded. */
 export interface ReopenedUpdate extends SealedUpdate, SpoolExtras {
@@ -132,4 +133,37 @@ export async function reopenSpooled(ctx: ReopenContext, file: string, round: num
     });
     return null;
   }
+}
+
+/**
+ * A fresh running sum over `layout` of every accepted update not in `dropped` (in the order given), each folded from
+ * its spool record chunk by chunk; a record that no longer reopens joins `dropped`. Returns the client id of a
+ * record whose fold failed part way instead (the sum is then unusable: the caller starts over without it).
+ */
+export async function rebuildSum(
+  strategy: Strategy,
+  layout: TensorList,
+  accepted: readonly { readonly clientId: string }[],
+  dropped: Set<string>,
+  reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
+  failed: (clientId: string, e: Error) => void,
+): Promise<Aggregation | string> {
+  const agg = strategy.begin(layout);
+  for (const { clientId } of accepted) {
+    if (dropped.has(clientId)) continue;
+    const u = await reopen(clientId);
+    if (!u) {
+      dropped.add(clientId);
+      continue;
+    }
+    const f = agg.open(clientId, u.binding.numExamples);
+    try {
+      await u.foldInto(f);
+    } catch (e) {
+      failed(clientId, e as Error);
+      return clientId;
+    }
+    f.commit();
+  }
+  return agg;
 }
