@@ -10,6 +10,7 @@ import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
 import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
+import { rebuildSum, type ReopenedUpdate } from './spool-reopen';
 import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
@@ -184,11 +185,12 @@ export class Attempt {
   }
 
   /**
-   * Plain rounds: the spool file an upload's chunks stream into once its header checked out (undefined under
-   * SecAgg, whose masked inputs are not spooled).
+   * The spool file an upload's chunks stream into once its header checked out. Under SecAgg a scratch file of
+   * the attempt's, deleted once the masked input is accepted or taken back out of the sum (never kept).
    */
   spoolUpload(t: Task, u: SpoolHeadFields): SpoolUpload | undefined {
-    return this.d.spool?.openUpload(this.round, t.clientId, encodeSpoolHead(u, { seed: t.seed }));
+    const head = encodeSpoolHead(u, { seed: t.seed });
+    return this.sa ? this.sa.openScratch(t.clientId, head) : this.d.spool?.openUpload(this.round, t.clientId, head);
   }
 
   /**
@@ -198,6 +200,7 @@ export class Attempt {
   abortUpload(t: Task): Promise<void> {
     if (t.state === 'receiving') t.state = 'assigned';
     this.wake();
+    if (this.sa) return this.sa.abortMasked(t.clientId);
     const l = this.live.get(t);
     return l && l.state !== 'done' ? this.takeBack(t, l) : Promise.resolve();
   }
@@ -314,14 +317,24 @@ export class Attempt {
     return strategyRefusal(this.d.strategy.name, e);
   }
 
-  /** An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is. */
-  carry(t: Task, u: SealedUpdate): void {
-    const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
-    this.aggregation!.admit(update);
-    this.aggregation!.add(update);
-    this.settle(t, update.numExamples, u.sha256, u);
+  /**
+   * An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is, its
+   * values folded into the running sum chunk by chunk from its record. One that fails part way (a value the
+   * strategy refuses) is taken back out the same way; if even that fails, the sum is rebuilt from the spool at
+   * close (dropRevoked).
+   */
+  async carry(t: Task, u: ReopenedUpdate): Promise<void> {
+    const f = this.aggregation!.open(t.clientId, u.binding.numExamples);
+    try {
+      await u.foldInto(f);
+    } catch (e) {
+      f.abandon();
+      await u.undoInto(f).catch(() => (this.tainted = true));
+      throw e;
+    }
+    f.commit();
+    this.settle(t, u.binding.numExamples, u.sha256, u);
     t.carried = true;
-    u.delta = undefined;
   }
 
   /** The update is in the sum: its task is done. */
@@ -370,24 +383,30 @@ export class Attempt {
    * the result is the very sum of a round the revoked sites never uploaded to. A record that no longer reopens
    * is dropped the same way. Returns the client ids dropped.
    */
-  async dropRevoked(enrolled: (name: string, publicKey: Uint8Array) => boolean, reopen: (clientId: string) => Promise<SealedUpdate | null>): Promise<string[]> {
+  async dropRevoked(
+    enrolled: (name: string, publicKey: Uint8Array) => boolean,
+    reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
+  ): Promise<string[]> {
     const accepted = [...this.tasks.values()].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const revoked = accepted.filter((t) => t.uploader && !enrolled(t.uploader.name, t.uploader.publicKey));
     if ((revoked.length === 0 && !this.tainted) || !this.agg) return [];
     this.tainted = false;
     const dropped = new Set(revoked.map((t) => t.clientId));
     // The round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
-    const agg = this.d.strategy.begin(this.uploadLayout);
+    const folded = (): Promise<Aggregation | string> =>
+      rebuildSum(this.d.strategy, this.uploadLayout, accepted, dropped, reopen, (clientId, e) =>
+        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.round, clientId, error: e.message }),
+      );
+    // The old sum is not read again: let it go before the new one is made (one running sum at a time).
+    this.agg = undefined;
+    let agg = await folded();
+    // A record that verified but failed part way through its fold: the sum is made again without it.
+    while (typeof agg === 'string') {
+      dropped.add(agg);
+      agg = await folded();
+    }
     for (const t of accepted) {
-      const u = dropped.has(t.clientId) ? null : await reopen(t.clientId);
-      if (u) {
-        const update = { clientId: t.clientId, numExamples: u.binding.numExamples, delta: u.delta! };
-        agg.admit(update);
-        agg.add(update);
-        u.delta = undefined;
-        continue;
-      }
-      dropped.add(t.clientId);
+      if (!dropped.has(t.clientId)) continue;
       t.state = 'assigned';
       t.numExamples = undefined;
       t.revoked = revoked.includes(t);

@@ -279,7 +279,7 @@ export const schema = {
       arg: 'admission.maxUploadsInFlight',
     },
     maxUploadBytesInFlight: {
-      doc: 'Declared bytes of the uploads being received at once (a SecAgg masked input is decoded whole before it joins the sum; a plain upload is folded into the sum chunk by chunk and holds none); beyond, RESOURCE_EXHAUSTED with a retry hint. A larger upload is admitted alone.',
+      doc: 'Declared bytes of the uploads being received at once (a plain upload and a SecAgg masked input alike are folded into their sum chunk by chunk and hold none of their values); beyond, RESOURCE_EXHAUSTED with a retry hint. A larger upload is admitted alone.',
       format: 'positive-int',
       default: 1024 * 1024 * 1024,
       env: 'FEDTUNE_ADMISSION_MAX_UPLOAD_BYTES_IN_FLIGHT',

@@ -8,8 +8,7 @@ import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry } from './registry';
 import type { RoundPhase } from './round-events';
 import type { RoundSpool, SpooledRound } from './round-spool';
-import type { SealedUpdate } from './sealed-update';
-import { reopenSpooled } from './spool-reopen';
+import { reopenSpooled, type ReopenedUpdate } from './spool-reopen';
 import type { Strategy } from './strategy/strategy';
 
 export type Evaluator = (adapter: TensorList, version: number) => Promise<Record<string, number>>;
@@ -52,13 +51,7 @@ export interface RoundContext {
  * Reopens one spooled update (read from disk now, not before: one at a time, so memory does not grow with the
  * number of spooled updates); null, logged, when it no longer counts for this round (spool-reopen.ts).
  */
-export function reopenUpdate(
-  ctx: RoundContext,
-  round: number,
-  file: string,
-  base: Checkpoint,
-  clientId: string,
-): Promise<(SealedUpdate & { seed: number }) | null> {
+export function reopenUpdate(ctx: RoundContext, round: number, file: string, base: Checkpoint, clientId: string): Promise<ReopenedUpdate | null> {
   return reopenSpooled(
     {
       spool: ctx.spool,

@@ -75,7 +75,10 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
       const keys = Object.fromEntries(ids.map((id) => [id, d.registry.byId(id)!.publicKey]));
       // The masked vector covers the tensors an update carries: only lora_B under 'ffa'.
       const layout = uploadLayout(base.adapter, roundAggregation(cfg));
-      secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs);
+      // A masked upload's sealed chunks wait in the round spool's directory only until it is accepted or taken
+      // back out of the sum (never committed there; a temporary a crash leaves is deleted at the next start).
+      const scratch = (clientId: string, head: Buffer) => ctx.spool.openUpload(round, clientId, head);
+      secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs, scratch);
     } catch (e) {
       return { failed: `secure aggregation cannot run: ${(e as Error).message}` };
     }
@@ -125,7 +128,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
     ctx.book.issue(t);
     if (prior) {
       try {
-        cur.carry(t, prior); // admitted and added; its plaintext is dropped here
+        await cur.carry(t, prior); // folded into the running sum from its record, chunk by chunk
         carried++;
         const m = spooled?.metrics.get(clientId);
         if (m) t.metrics = m;

@@ -3,9 +3,9 @@
 // spool file as it arrives (spool-upload.ts), which is renamed into the round spool when the update is accepted.
 // The delta lives only until the strategy has added it into the round's running sum.
 // A spool record is [magic][meta length][meta JSON][chunk length, chunk]…: the meta is known from the header,
-// so the record is written front to back while the chunks stream in. reopenSpoolRecord() runs a record through
-// the same opener and decoder a live upload goes through, so a reloaded update is checked exactly as strictly
-// (signature, chunk positions, ciphertext hash, layout) as it was on arrival.
+// so the record is written front to back while the chunks stream in. spool-reopen.ts runs a record through the
+// same opener and decoder a live upload goes through, chunk by chunk, so a reloaded update is checked exactly as
+// strictly (signature, chunk positions, ciphertext hash, layout) as it was on arrival.
 import type { SealedEnvelope__Output } from '../proto/generated/fedtune/v1/SealedEnvelope';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import { SealedUploadOpener, type CoordinatorBoxSecret, type UploadBinding } from '../proto/crypto/sealed-upload';
@@ -79,9 +79,25 @@ export function spoolChunkPrefix(chunk: Uint8Array): Buffer {
   return len;
 }
 
+/** What a record's meta says, decoded: the upload as it was accepted (no values: those are in the chunks). */
+export function spoolRecordMeta(json: Buffer): SpoolExtras & SpoolHeadFields {
+  const meta = JSON.parse(json.toString('utf8')) as RecordMeta;
+  const envelope = { ...meta.envelope } as Record<string, unknown>;
+  for (const k of BYTES) envelope[k] = Buffer.from(String(meta.envelope[k] ?? ''), 'base64');
+  return {
+    binding: meta.binding,
+    header: meta.header,
+    envelope: envelope as unknown as SealedEnvelope__Output,
+    clientName: meta.clientName,
+    clientPublicKey: new Uint8Array(Buffer.from(meta.clientPublicKey, 'base64')),
+    seed: meta.seed,
+  };
+}
+
 /**
- * Opens a spool record again: the site's signature over the binding is verified with the key recorded at
- * acceptance, every chunk authenticated at its position, the layout decoded. Throws on anything amiss.
+ * Opens a whole spool record held in memory: the site's signature over the binding is verified with the key
+ * recorded at acceptance, every chunk authenticated at its position, the layout decoded. Throws on anything amiss.
+ * The coordinator reads its records chunk by chunk instead (spool-reopen.ts reopenSpoolFile, the same checks).
  */
 export function reopenSpoolRecord(bytes: Buffer, key: CoordinatorBoxSecret, maxBytes: number): SealedUpdate & SpoolExtras {
   const m = SPOOL_RECORD_MAGIC.length;

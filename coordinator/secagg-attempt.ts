@@ -3,7 +3,9 @@
 // The service hands in what clients send (advertise, share keys, masked input, unmask); drive() closes each
 // stage once every live client of it has spoken (or the stage times out), pushes the next stage's message
 // to each client's task stream, and returns the sum of the survivors' encoded updates. The coordinator never
-// holds an individual update: a masked input goes straight into SecAggServer's running sum.
+// holds an individual update: a masked input goes into SecAggServer's running sum chunk by chunk as it is opened
+// (not even the masked vector is held whole); its sealed chunks wait in a scratch file only so that an upload that
+// is not accepted after all can be taken back out of the sum, exactly, and the file is deleted either way.
 import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorList } from '../proto/tensors';
@@ -14,6 +16,9 @@ import type { SecAggSettings } from '../proto/generated/fedtune/v1/SecAggSetting
 import type { CoordinatorConfig } from './config-types';
 import { readRosterCertificates } from '../proto/secagg/roster-file';
 import { stepsFor } from './checkpoints/atomic-fs';
+import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
+import type { MaskedFeed } from '../proto/secagg/masked-sum';
+import type { SpoolUpload } from './spool-upload';
 
 /**
  * Test seam: FEDTUNE_TEST_KILL_AT=secagg:<stage>-sent kills the process once a stage's messages are out
@@ -41,6 +46,15 @@ export interface SecAggDriver {
   stopping(): boolean;
 }
 
+/** A masked upload past its header whose values are going into the sum (or being taken back out). */
+interface LiveMasked {
+  readonly feed: MaskedFeed;
+  readonly spool: SpoolUpload;
+  readonly opener: () => SealedUploadOpener;
+  state: 'streaming' | 'aborted';
+  undo?: Promise<void>;
+}
+
 export class SecAggAttempt {
   readonly config: SecAggRoundConfig;
   readonly settings: SecAggSettings;
@@ -50,6 +64,10 @@ export class SecAggAttempt {
   private readonly inputs = new Set<string>();
   private readonly signed = new Set<string>();
   private readonly responded = new Set<string>();
+  private readonly live = new Map<string, LiveMasked>();
+  private readonly undoing = new Set<Promise<void>>();
+  /** The masked-input stage is closing: no new masked upload starts. */
+  private maskedClosed = false;
 
   constructor(
     cfg: CoordinatorConfig,
@@ -60,6 +78,8 @@ export class SecAggAttempt {
     selected: readonly string[],
     identityKeys: Readonly<Record<string, Uint8Array>>,
     private readonly stageTimeoutMs: number,
+    /** Opens the scratch file of a masked upload's sealed chunks (the round spool's directory; never committed). */
+    private readonly scratch?: (clientId: string, head: Buffer) => SpoolUpload,
   ) {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
@@ -113,9 +133,81 @@ export class SecAggAttempt {
     if (this.inputs.has(clientId)) throw new ProtocolError(status.ALREADY_EXISTS, `secagg: ${clientId} already sent its masked input`);
   }
 
+  /** A whole masked input at once (tests, simulations); the upload path streams it (openMasked … acceptMasked). */
   maskedInput(clientId: string, y: Uint32Array): void {
     this.server.addMaskedInput(clientId, y);
     this.inputs.add(clientId);
+  }
+
+  /** The scratch file a masked upload's sealed chunks go to (undefined: none, so the upload is refused). */
+  openScratch(clientId: string, head: Buffer): SpoolUpload | undefined {
+    return this.scratch?.(clientId, head);
+  }
+
+  private outside(clientId: string): ProtocolError {
+    return new ProtocolError(
+      status.FAILED_PRECONDITION,
+      `secagg: masked input from ${clientId} outside the masked-input stage (stage is ${this.maskedClosed && this.server.stage === 'maskedInput' ? 'closing' : this.server.stage})`,
+    );
+  }
+
+  /** At a masked upload's header (after expectMaskedInput): from here its values go into the sum chunk by chunk. */
+  openMasked(clientId: string, spool: SpoolUpload, opener: () => SealedUploadOpener): void {
+    if (this.maskedClosed) throw this.outside(clientId);
+    const feed = this.server.openMaskedInput(clientId);
+    this.live.set(clientId, { feed, spool, opener, state: 'streaming' });
+  }
+
+  /** One opened chunk of a masked upload (already in its scratch file): into the running sum, then dropped. */
+  maskedChunk(clientId: string, plain: Uint8Array): void {
+    const l = this.live.get(clientId);
+    if (!l || l.state !== 'streaming') throw this.outside(clientId);
+    l.feed.push(plain);
+  }
+
+  /** Every chunk arrived and the trailer checked out: the input counts (FAILED_PRECONDITION once the stage closed). */
+  acceptMasked(clientId: string): void {
+    const l = this.live.get(clientId);
+    if (!l || l.state !== 'streaming') throw this.outside(clientId);
+    this.server.acceptMaskedInput(clientId, l.feed);
+    this.live.delete(clientId);
+    this.inputs.add(clientId);
+  }
+
+  /**
+   * A masked upload that will not count: what it added is taken back out of the sum, from its scratch file read
+   * and opened again (resolves when it is, before the caller deletes the file). If the file cannot be read, the
+   * values stay in the sum and the server refuses to unmask it: the attempt aborts rather than commit a wrong sum.
+   */
+  abortMasked(clientId: string): Promise<void> {
+    const l = this.live.get(clientId);
+    if (!l) return Promise.resolve();
+    if (l.undo) return l.undo;
+    l.state = 'aborted';
+    l.feed.abandon();
+    const work = (async () => {
+      try {
+        if (!l.feed.settled) {
+          const opener = l.opener();
+          for await (const c of l.spool.chunks()) if (l.feed.undo(opener.open(c))) break;
+        }
+      } catch {
+        // Left in the sum (SecAggServer.finish aborts the attempt on it).
+      } finally {
+        if (this.live.get(clientId) === l) this.live.delete(clientId);
+      }
+    })();
+    l.undo = work;
+    this.undoing.add(work);
+    void work.finally(() => this.undoing.delete(work));
+    return work;
+  }
+
+  /** Closing the masked-input stage: uploads still streaming are cut off and taken back out before the stage ends. */
+  private async settleMasked(): Promise<void> {
+    this.maskedClosed = true;
+    for (const id of [...this.live.keys()]) void this.abortMasked(id);
+    await Promise.all([...this.undoing]);
   }
 
   consistency(clientId: string, sig: ConsistencySignature): void {
@@ -152,6 +244,7 @@ export class SecAggAttempt {
 
     await d.waitFor(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
     stopped();
+    await this.settleMasked();
     const check = this.server.closeMaskedInput();
     for (const id of check.survivors) d.send(id, { secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) });
     await crashPoint('consistency-sent', this.config.roundTag);

@@ -6,13 +6,13 @@
 // leaves nothing behind: its temporary is deleted before the site is answered.
 //
 // Memory per upload in flight: no plaintext beyond the chunk being folded (a plain upload's chunks are opened and
-// folded into the round's running sum one at a time, Attempt.foldChunk; a SecAgg masked input is still decoded
-// whole, its declared size) plus the ciphertext chunks not yet on disk (the stream is paused while more than two
-// are queued; gRPC reads at most 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the
-// count, so for plain uploads the coordinator holds at most
-//   one running sum (8 bytes per parameter) + maxUploadsInFlight × 18 × chunk size
-// whatever the number of sites (the second term only while the disk is slower than the network); under SecAgg
-// admission.maxUploadBytesInFlight bounds the masked vectors being decoded.
+// folded into the round's running sum one at a time, Attempt.foldChunk; a SecAgg masked input's into the masked
+// sum the same way, SecAggAttempt.maskedChunk, its sealed chunks kept in a scratch file only to take it back out)
+// plus the ciphertext chunks not yet on disk (the stream is paused while more than two are queued; gRPC reads at
+// most 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the count, so the coordinator
+// holds at most
+//   one running sum (8 bytes per parameter; 4 per value under SecAgg) + maxUploadsInFlight × 18 × chunk size
+// whatever the number of sites (the second term only while the disk is slower than the network).
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -215,14 +215,23 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             dtype,
             authenticated: true,
             requireFinite: false,
-            retain: !!sa,
+            retain: false,
           });
           sealedBinding = binding;
           secagg = sa;
           numExamples = h.num_examples;
-          // Plain rounds keep the sealed bytes: they stream to the spool from here (SecAgg's masked inputs are not
-          // kept), and the update's fold into the running sum opens (weight and client id reserved).
-          if (!sa) {
+          // Plain rounds keep the sealed bytes: they stream to the spool from here, and the update's fold into the
+          // running sum opens (weight and client id reserved). A masked input's go to a scratch file, only to take
+          // it back out of the masked sum if it is not accepted after all.
+          if (sa) {
+            const sp = d.engine.spoolUpload(t, { binding, header: h.tensors!, envelope: e, clientName: s.name, clientPublicKey: s.publicKey });
+            if (!sp) throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator cannot take masked uploads now; send it again`);
+            spool = sp;
+            const key = s.publicKey;
+            const name = s.name;
+            const tensors = h.tensors!;
+            sa.openMasked(s.clientId, sp, () => new SealedUploadOpener(e, binding, tensors, d.unsealKey, key, name));
+          } else {
             spool = d.engine.spoolUpload(t, { binding, header: h.tensors!, envelope: e, clientName: s.name, clientPublicKey: s.publicKey });
             if (spool) {
               const key = s.publicKey;
@@ -239,7 +248,8 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           if (spool) {
             // To the spool first: a chunk folded into the sum must be readable again to take it back out.
             spool.append(frame.chunk);
-            d.engine.foldChunk(task!, plain);
+            if (secagg) secagg.maskedChunk(task!.clientId, plain);
+            else d.engine.foldChunk(task!, plain);
             if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
               // The disk is behind the network: stop reading until the queued chunks are written.
               call.pause();
@@ -257,8 +267,12 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
           const bytes = decoder.bytesReceived;
           if (secagg) {
-            secagg.maskedInput(t.clientId, decoder.finishWords()); // into the running sum; the vector is not kept
+            decoder.finishStreamed();
+            secagg.acceptMasked(t.clientId); // every chunk is in the masked sum already: now it counts
             d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
+            const scratch = spool;
+            spool = undefined;
+            void scratch?.discard().catch((err: Error) => d.log('error', 'could not delete a masked upload scratch file', { error: err.message }));
             end();
             d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
             cb(null, reply);

@@ -180,18 +180,20 @@ describe('secure aggregation over gRPC', function () {
     ];
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString()), cb()) });
-    const masked = new Map<string, Uint32Array>();
-    const orig = SecAggAttempt.prototype.maskedInput;
-    SecAggAttempt.prototype.maskedInput = function (this: SecAggAttempt, id: string, y: Uint32Array) {
-      masked.set(id, Uint32Array.from(y));
-      return orig.call(this, id, y);
+    // The masked vector as the coordinator received it: its opened chunks, in order (it never holds it whole).
+    const chunks = new Map<string, Buffer[]>();
+    const orig = SecAggAttempt.prototype.maskedChunk;
+    SecAggAttempt.prototype.maskedChunk = function (this: SecAggAttempt, id: string, plain: Uint8Array) {
+      chunks.set(id, [...(chunks.get(id) ?? []), Buffer.from(plain)]);
+      return orig.call(this, id, plain);
     };
     let run;
     try {
       run = await federate(5, 3, undefined, { initialAdapter: big, logger: pino({ level: 'trace' }, sink) });
     } finally {
-      SecAggAttempt.prototype.maskedInput = orig;
+      SecAggAttempt.prototype.maskedChunk = orig;
     }
+    const masked = new Map([...chunks].map(([id, cs]) => [id, new Uint32Array(Uint8Array.from(Buffer.concat(cs)).buffer)]));
     dirs.push(run.h.runDir);
     const files = await snapshotBytes(run.h.runDir);
     const log = Buffer.from(lines.join(''));

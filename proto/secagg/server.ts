@@ -22,7 +22,7 @@ import type {
   UnmaskRequest,
   UnmaskResponse,
 } from './messages';
-import { addInt32 } from './encoding';
+import { MaskedSum, type MaskedFeed } from './masked-sum';
 import { addMasks, type Mask } from './prg';
 import { SEAL_OVERHEAD } from './seal';
 import { advertisementDigest, computeSessionId, consistencyDigest, shareKeysDigest } from './session';
@@ -41,7 +41,8 @@ export class SecAggServer {
   private nbrs = new Map<string, Set<string>>();
   private readonly shareMsgs = new Map<string, ShareKeysMessage>();
   private u2: string[] = [];
-  private acc?: Uint32Array;
+  /** Σ y_u mod 2^32, fed chunk by chunk as masked uploads arrive (masked-sum.ts). */
+  private readonly masked: MaskedSum;
   private readonly inputs = new Set<string>();
   private u3: string[] = [];
   private dropped: string[] = [];
@@ -58,6 +59,7 @@ export class SecAggServer {
     this.config = config;
     this.identityKeys = identityKeys;
     this.certificates = certificates;
+    this.masked = new MaskedSum(config.vectorLength);
   }
 
   get stage(): Stage {
@@ -77,7 +79,7 @@ export class SecAggServer {
 
   private abort(msg: string): never {
     this.stageValue = 'aborted';
-    this.acc = undefined;
+    this.masked.drop();
     throw err(status.ABORTED, `round aborted: ${msg}`);
   }
 
@@ -174,9 +176,29 @@ export class SecAggServer {
     if (!this.u2.includes(clientId)) throw err(status.PERMISSION_DENIED, `${clientId} is not in U2`);
     if (y.length !== this.config.vectorLength)
       throw err(status.INVALID_ARGUMENT, `masked input from ${clientId} has ${y.length} values, expected ${this.config.vectorLength}`);
+    const f = this.openMaskedInput(clientId);
+    f.push(new Uint8Array(y.buffer, y.byteOffset, y.byteLength));
+    this.acceptMaskedInput(clientId, f);
+  }
+
+  /**
+   * A masked input streaming in: checked like addMaskedInput before any value, then its bytes go into the running
+   * sum chunk by chunk (push, any split). It counts once acceptMaskedInput takes it; one that does not must be
+   * taken back (abandon, then undo with the same bytes again) before finish() reads the sum.
+   */
+  openMaskedInput(clientId: string): MaskedFeed {
+    this.expect('maskedInput', 'a masked input');
+    if (!this.u2.includes(clientId)) throw err(status.PERMISSION_DENIED, `${clientId} is not in U2`);
     if (this.inputs.has(clientId)) throw err(status.ALREADY_EXISTS, `${clientId} already sent its masked input`);
-    if (!this.acc) this.acc = new Uint32Array(this.config.vectorLength);
-    addInt32(new Int32Array(this.acc.buffer, this.acc.byteOffset, this.acc.length), new Int32Array(y.buffer, y.byteOffset, y.length));
+    return this.masked.feed();
+  }
+
+  /** The streamed input counts: every value arrived while the masked-input stage is still open. */
+  acceptMaskedInput(clientId: string, f: MaskedFeed): void {
+    this.expect('maskedInput', 'a masked input');
+    if (this.inputs.has(clientId)) throw err(status.ALREADY_EXISTS, `${clientId} already sent its masked input`);
+    if (!f.complete) throw err(status.DATA_LOSS, `masked input from ${clientId} ends before its ${this.config.vectorLength} values`);
+    f.accept();
     this.inputs.add(clientId);
   }
 
@@ -300,7 +322,9 @@ export class SecAggServer {
         this.abort(`the rebuilt mask key of ${v} does not match its advertised public key`);
       keys.push([v, sk]);
     }
-    const acc = this.acc!;
+    // An input that did not count is still partly in the sum until it is taken back: nothing sound can come of it.
+    if (this.masked.unsettled > 0) this.abort(`${this.masked.unsettled} masked inputs that were not accepted are still partly in the sum`);
+    const acc = this.masked.take();
     // Every mask to remove, then one pass over the sum: |U3| self masks and, per dropped v, one pair mask
     // per surviving neighbour. Nothing else here touches all m values.
     const masks: Mask[] = seeds.map(([, b]) => ({ key: b, sign: -1 }));
@@ -313,7 +337,6 @@ export class SecAggServer {
       }
     }
     addMasks(acc, masks);
-    this.acc = undefined;
     this.stageValue = 'done';
     return acc;
   }
