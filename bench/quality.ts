@@ -166,6 +166,8 @@ export function stoppingTable(summary: readonly ConfigSummary[]): string {
   return lines.join('\n');
 }
 
+const capSteps = (steps: number, cap: number): number => (cap > 0 ? Math.min(steps, cap) : steps);
+
 function runChild(cell: QualityCell): Promise<CellResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'quality-cell.js'), JSON.stringify(cell)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -194,6 +196,8 @@ async function main(): Promise<void> {
     .option('--batch-size <n>', 'examples per step', '16')
     .option('--lr <x>', 'client learning rate (unless the configuration sets its own)', '0.002')
     .option('--test-limit <n>', 'held-out e-mails scored each round', '400')
+    .option('--cap-local-steps <n>', 'at most this many local steps whatever a configuration sets (CPU smoke checks)', '0')
+    .option('--val-limit <n>', "validation e-mails each site scores per round (early stopping's signal)", '50')
     .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
@@ -212,14 +216,15 @@ async function main(): Promise<void> {
           splitSeed: Number(o.splitSeed),
           config,
           rounds: Number(o.rounds),
-          clients: Number(o.clients),
+          clients: QUALITY_CONFIGS[config].clients ?? Number(o.clients),
           // A configuration's own rate and steps win over the flags (bench/quality-configs.ts).
-          localSteps: own.localSteps ?? Number(o.localSteps),
+          localSteps: capSteps(own.localSteps ?? Number(o.localSteps), Number(o.capLocalSteps)),
           batchSize: Number(o.batchSize),
           learningRate: own.learningRate ?? Number(o.lr),
           testLimit: Number(o.testLimit),
           // commander's --no-fed-eval sets fedEval to false (a boolean, whatever the record's type says).
           fedEval: String(o.fedEval) !== 'false',
+          valLimit: Number(o.valLimit),
         });
       }
     }
