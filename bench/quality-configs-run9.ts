@@ -54,6 +54,15 @@ export const RUN9_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     localSteps: 50,
   },
   'prox1-k50': { mode: 'federated', overrides: { training: prox(1) }, note: 'FedProx μ 1, 50 local steps, cosine', localSteps: 50 },
+  // μ 1 alone is, at the equilibrium, a pooled-gradient step of size 1: client SGD at lr 1, which runs 4-5 found too
+  // slow on lora_A. FedAdam on the server then normalises that pooled step per value, as centralized Adam does;
+  // τ 1e-6 so that lora_A's small drifts are normalised too.
+  'prox1-adam-k50': {
+    mode: 'federated',
+    overrides: { training: prox(1), strategy: { name: 'fedadam', serverLearningRate: 0.01, tau: 1e-6 } },
+    note: 'FedProx μ 1, FedAdam η 0.01 τ 1e-6, 50 local steps, cosine',
+    localSteps: 50,
+  },
   'prox03-k100': { mode: 'federated', overrides: { training: prox(0.3) }, note: 'FedProx μ 0.3, 100 local steps, cosine', localSteps: 100 },
   'ffa-r2-n50': {
     mode: 'federated',

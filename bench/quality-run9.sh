@@ -15,7 +15,7 @@ T=${Q9_TIMEOUT:-500}
 X=(${Q9_EXTRA:-})
 timeout $T node dist/bench/quality.js "${C[@]}" --splits dirichlet-0.5,dirichlet-0.1 \
   --configs prox-avgm-k50,prox-avgm8-k50,prox-k100,prox-eta15-k50 --parallel 8 "${X[@]}" --out $W/q9a.json >$W/q9a.out 2>$W/q9a.log &
-timeout $T node dist/bench/quality.js "${C[@]}" --splits groups --configs prox1-k50,prox03-k100 --parallel 2 "${X[@]}" \
+timeout $T node dist/bench/quality.js "${C[@]}" --splits groups --configs prox1-k50,prox1-adam-k50 --parallel 2 "${X[@]}" \
   --out $W/q9b.json >$W/q9b.out 2>$W/q9b.log &
 # The DP pair without federated evaluation (50 sites' validation passes; early stopping is not its question).
 timeout $T node dist/bench/quality.js "${C[@]}" --no-fed-eval --splits dirichlet-0.5 --configs ffa-r2-n50,dp8-r2-n50 \
