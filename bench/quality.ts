@@ -57,11 +57,12 @@ export interface ConfigSummary {
   readonly perSiteBest?: number[];
   /** Last round's privacy figure where the configuration records one. */
   readonly epsilon?: Stat;
-  /** Early stopping's pick (patience 5) on validation loss and on validation accuracy (cells with eval.* only). */
+  /** Early stopping's pick under each of STOP_RULES (cells with eval.* only). */
   readonly stop?: Partial<Record<keyof typeof STOP_RULES, StopSummary>>;
   /**
-   * Federated configurations: the held-out accuracy a run would release (early stopping's pick on validation
-   * loss, else the best seen; mean over seeds) minus each site's local-only best (the split's `local` cells).
+   * Federated configurations: the held-out accuracy a run would release (the release pointer under the
+   * coordinator's defaults, STOP_RULES.release; else the best seen; mean over seeds) minus each site's local-only
+   * best (the split's `local` cells).
    */
   readonly vsLocal?: { readonly released: number; readonly margins: number[] };
 }
@@ -116,7 +117,7 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
   return out.map((s) => {
     const local = out.find((l) => l.split === s.split && QUALITY_CONFIGS[l.config]?.mode === 'local' && l.perSiteBest);
     if (!local?.perSiteBest || QUALITY_CONFIGS[s.config]?.mode === 'local' || s.seeds === 0) return s;
-    const released = s.stop?.loss?.accuracy.mean ?? s.best.mean;
+    const released = s.stop?.release?.accuracy.mean ?? s.best.mean;
     return { ...s, vsLocal: { released, margins: local.perSiteBest.map((b) => released - b) } };
   });
 }
@@ -124,9 +125,12 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
 /** Early stopping's picks over a configuration's cells (every curve: one per federated cell, one per local site). */
 function stops(cells: readonly (readonly RoundPoint[][])[]): ConfigSummary['stop'] {
   const curves = cells.flat();
-  const loss = stopSummary(curves, 'loss');
-  const accuracy = stopSummary(curves, 'accuracy');
-  return loss || accuracy ? { ...(loss ? { loss } : {}), ...(accuracy ? { accuracy } : {}) } : undefined;
+  const out: NonNullable<ConfigSummary['stop']> = {};
+  for (const rule of Object.keys(STOP_RULES) as (keyof typeof STOP_RULES)[]) {
+    const p = stopSummary(curves, rule);
+    if (p) out[rule] = p;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(1) : '–');
@@ -153,15 +157,17 @@ export function stoppingTable(summary: readonly ConfigSummary[]): string {
       ? [`${p.pickedRound.mean.toFixed(1)} (${p.stopped}/${p.of} stopped)`, pct(p.accuracy.mean), (100 * p.gap.mean).toFixed(1), (100 * p.gap.max).toFixed(1)]
       : ['–', '–', '–', '–'];
   const lines = [
-    '| split | configuration | best seen, % | ES val loss: round picked | its accuracy, % | gap to best, points (mean) | (worst) | ES val accuracy: round picked | its accuracy, % | gap (mean) | (worst) | released − local-only best per site, points |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| split | configuration | best seen, % | ES val loss: round picked | its accuracy, % | gap to best, points (mean) | (worst) | ES val accuracy: round picked | its accuracy, % | gap (mean) | (worst) | release (val loss, no stop): round | its accuracy, % | gap (mean) | (worst) | released − local-only best per site, points |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of summary) {
     if (!s.stop && !s.vsLocal) continue;
     const vs = s.vsLocal
       ? `${s.vsLocal.margins.map((m) => (100 * m).toFixed(1)).join(' / ')}${s.vsLocal.margins.every((m) => m > 0) ? ' (beats all)' : ''}`
       : '';
-    lines.push(`| ${s.split} | ${s.config} | ${pct(s.best.mean)} | ${[...pick(s.stop?.loss), ...pick(s.stop?.accuracy)].join(' | ')} | ${vs} |`);
+    lines.push(
+      `| ${s.split} | ${s.config} | ${pct(s.best.mean)} | ${[...pick(s.stop?.loss), ...pick(s.stop?.accuracy), ...pick(s.stop?.release)].join(' | ')} | ${vs} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -82,6 +82,8 @@ describe('quality benchmark summary', () => {
     expect(rising.pickedRound).to.equal(2);
     expect(rising.stopRound).to.be.NaN;
     expect(rising.gap).to.equal(0);
+    // The coordinator's default (patience 0): never stops; the lowest validation loss of the run (0.5, round 10).
+    expect(earlyStoppingPick(evalCurve, STOP_RULES.release)).to.deep.include({ pickedRound: 10, accuracy: 0.86, gap: 0 });
     // No validation figures: no pick.
     expect(earlyStoppingPick(curve([0.1, 0.2]), STOP_RULES.loss)).to.equal(undefined);
   });
@@ -107,13 +109,17 @@ describe('quality benchmark summary', () => {
     expect(fed.stop!.loss!.accuracy.mean).to.equal(0.8);
     expect(fed.stop!.loss!.stopped).to.equal(1);
     expect(fed.stop!.accuracy!.pickedRound.mean).to.equal(4);
-    // Released (the validation-loss pick, 0.8) against the sites' local bests 0.7 and 0.81.
-    expect(fed.vsLocal!.released).to.equal(0.8);
-    expect(fed.vsLocal!.margins[0]).to.be.closeTo(0.1, 1e-12);
-    expect(fed.vsLocal!.margins[1]).to.be.closeTo(-0.01, 1e-12);
+    expect(fed.stop!.release!.pickedRound.mean).to.equal(10);
+    expect(fed.stop!.release!.stopped).to.equal(0);
+    // Released (the release pointer under the defaults: round 10, 0.86) against the sites' local bests 0.7 and 0.81.
+    expect(fed.vsLocal!.released).to.equal(0.86);
+    expect(fed.vsLocal!.margins[0]).to.be.closeTo(0.16, 1e-12);
+    expect(fed.vsLocal!.margins[1]).to.be.closeTo(0.05, 1e-12);
     expect(local.vsLocal).to.equal(undefined);
     const t = stoppingTable([fed, local]);
-    expect(t).to.contain('| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 / -1.0 |');
+    expect(t).to.contain(
+      '| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 (0/1 stopped) | 86.0 | 0.0 | 0.0 | 16.0 / 5.0 (beats all) |',
+    );
   });
 
   it('every configuration is one the coordinator accepts, with its own rate and steps where it sets them', () => {
