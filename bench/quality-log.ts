@@ -16,7 +16,7 @@ export function curvesFromLog(text: string): (CellResult & { partial: true })[] 
     const m = LINE.exec(line.trim());
     if (!m) continue;
     const key = `${m[1]}/${m[2]}/${m[3]}`;
-    const c = byCell.get(key) ?? { split: m[1], config: m[2], seed: Number(m[3]), curves: new Map() };
+    const c = byCell.get(key) ?? { split: m[1], config: m[2], seed: Number(m[3]), curves: new Map<number, Map<number, RoundPoint>>() };
     byCell.set(key, c);
     const fed = c.curves.get(Number(m[4])) ?? new Map<number, RoundPoint>();
     c.curves.set(Number(m[4]), fed);
