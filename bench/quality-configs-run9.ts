@@ -64,6 +64,21 @@ export const RUN9_CONFIGS: Readonly<Record<string, QualityConfig>> = {
     localSteps: 50,
   },
   'prox03-k100': { mode: 'federated', overrides: { training: prox(0.3) }, note: 'FedProx μ 0.3, 100 local steps, cosine', localSteps: 100 },
+  // Not yet measured (GPU budget): the server learning rate decayed by round (strategy.serverSchedule 'cosine') on
+  // the steadiest recipe, and FedAdam, whose normalised steps only a server schedule anneals (run 5's FedAdam cell
+  // learned, then collapsed).
+  'prox-avgm8-k50-scos': {
+    mode: 'federated',
+    overrides: { training: prox(0.1), strategy: { ...fedavgm(0.2, 0.8), serverSchedule: 'cosine' } },
+    note: 'FedProx μ 0.1, FedAvgM η 0.2 β 0.8 decayed by cosine, 50 local steps, cosine',
+    localSteps: 50,
+  },
+  'fedadam-scos-k50': {
+    mode: 'federated',
+    overrides: { training: COS, strategy: { name: 'fedadam', serverLearningRate: 0.01, serverSchedule: 'cosine' } },
+    note: 'FedAdam η 0.01 decayed by cosine, 50 local steps, cosine',
+    localSteps: 50,
+  },
   'ffa-r2-n50': {
     mode: 'federated',
     overrides: dpBase,
