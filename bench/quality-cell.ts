@@ -45,6 +45,8 @@ export interface QualityCell {
    * validation split, so the curve carries eval.loss/eval.accuracy for early stopping's pick. Absent: on.
    */
   readonly fedEval?: boolean;
+  /** Validation e-mails each site scores per round (clientEvalLimit; absent: 50, runs 4-8). */
+  readonly valLimit?: number;
 }
 
 export interface RoundPoint {
@@ -76,7 +78,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     splitSeed: cell.splitSeed,
     maxSeqLen: 128,
     testLimit: cell.testLimit,
-    clientEvalLimit: 50,
+    clientEvalLimit: cell.valLimit ?? 50,
     alpha: split.alpha,
     partition: split.partition,
   });
@@ -118,7 +120,8 @@ async function runFederation(
     server: { port: 0 },
     auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
     run: { dir: runDir, seed: cell.seed },
-    rounds: { total: cell.rounds, minClients: n, minUpdates: n, clientsPerRound: n },
+    // A cell waits for every site (a 50-site cell on a busy machine, or a CPU smoke check, outlasts the 120 s default).
+    rounds: { total: cell.rounds, minClients: n, minUpdates: n, clientsPerRound: n, deadlineMs: 600_000 },
     training: { localSteps, batchSize: cell.batchSize, learningRate: cell.learningRate },
     // The WebGPU engine has no LoRA dropout (a task plan asking for it trains on tfjs instead); the coordinator's 0
     // reaches every site in the task plan, so CPU and GPU cells train the same way.
@@ -139,7 +142,9 @@ async function runFederation(
     const extra: Record<string, number> = {};
     for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && !k.startsWith('clients.')) extra[k] = v;
     curve.push({ version: ev.version, round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
-    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}`);
+    // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
+    const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
+    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();

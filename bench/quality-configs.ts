@@ -6,6 +6,8 @@
 // Configurations whose feature has not landed in this tree are refused by loadConfig (unknown key or strategy
 // name), and the driver reports the cell as failed rather than silently running something else.
 
+import { RUN9_CONFIGS } from './quality-configs-run9';
+
 export type SiteMode = 'federated' | 'centralized' | 'local';
 
 export interface QualityConfig {
@@ -20,6 +22,8 @@ export interface QualityConfig {
    */
   readonly learningRate?: number;
   readonly localSteps?: number;
+  /** Sites in the federation, replacing the driver's --clients (run 9's DP cells: noise on the mean shrinks as 1/n). */
+  readonly clients?: number;
 }
 
 // Noise multipliers for ε ≈ 8, 4, 1 at δ = 1e-5 after 30 rounds with every site in every round (q = 1), from
@@ -185,6 +189,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'dp-eps1': dp(22),
   ...CLIENT_SGD_CONFIGS,
   ...SCAFFOLD_CONFIGS,
+  ...RUN9_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

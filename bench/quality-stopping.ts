@@ -5,9 +5,13 @@
 import { nextBest, stopReason, type EarlyStoppingSettings } from '../coordinator/evaluation/early-stopping';
 import type { RoundPoint } from './quality-cell';
 
+// `release` is the coordinator's default (earlyStopping.patience 0: the run never stops early, and the release
+// pointer names the version with the lowest validation loss); `loss` and `accuracy` stop after 5 versions without
+// improvement, as runs 4-8 reported.
 export const STOP_RULES = {
   loss: { metric: 'eval.loss', mode: 'min', patience: 5, minDelta: 0 },
   accuracy: { metric: 'eval.accuracy', mode: 'max', patience: 5, minDelta: 0 },
+  release: { metric: 'eval.loss', mode: 'min', patience: 0, minDelta: 0 },
 } as const satisfies Record<string, EarlyStoppingSettings>;
 
 export interface StopPick {

@@ -57,11 +57,12 @@ export interface ConfigSummary {
   readonly perSiteBest?: number[];
   /** Last round's privacy figure where the configuration records one. */
   readonly epsilon?: Stat;
-  /** Early stopping's pick (patience 5) on validation loss and on validation accuracy (cells with eval.* only). */
+  /** Early stopping's pick under each of STOP_RULES (cells with eval.* only). */
   readonly stop?: Partial<Record<keyof typeof STOP_RULES, StopSummary>>;
   /**
-   * Federated configurations: the held-out accuracy a run would release (early stopping's pick on validation
-   * loss, else the best seen; mean over seeds) minus each site's local-only best (the split's `local` cells).
+   * Federated configurations: the held-out accuracy a run would release (the release pointer under the
+   * coordinator's defaults, STOP_RULES.release; else the best seen; mean over seeds) minus each site's local-only
+   * best (the split's `local` cells).
    */
   readonly vsLocal?: { readonly released: number; readonly margins: number[] };
 }
@@ -116,7 +117,7 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
   return out.map((s) => {
     const local = out.find((l) => l.split === s.split && QUALITY_CONFIGS[l.config]?.mode === 'local' && l.perSiteBest);
     if (!local?.perSiteBest || QUALITY_CONFIGS[s.config]?.mode === 'local' || s.seeds === 0) return s;
-    const released = s.stop?.loss?.accuracy.mean ?? s.best.mean;
+    const released = s.stop?.release?.accuracy.mean ?? s.best.mean;
     return { ...s, vsLocal: { released, margins: local.perSiteBest.map((b) => released - b) } };
   });
 }
@@ -124,9 +125,12 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
 /** Early stopping's picks over a configuration's cells (every curve: one per federated cell, one per local site). */
 function stops(cells: readonly (readonly RoundPoint[][])[]): ConfigSummary['stop'] {
   const curves = cells.flat();
-  const loss = stopSummary(curves, 'loss');
-  const accuracy = stopSummary(curves, 'accuracy');
-  return loss || accuracy ? { ...(loss ? { loss } : {}), ...(accuracy ? { accuracy } : {}) } : undefined;
+  const out: NonNullable<ConfigSummary['stop']> = {};
+  for (const rule of Object.keys(STOP_RULES) as (keyof typeof STOP_RULES)[]) {
+    const p = stopSummary(curves, rule);
+    if (p) out[rule] = p;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(1) : '–');
@@ -153,18 +157,22 @@ export function stoppingTable(summary: readonly ConfigSummary[]): string {
       ? [`${p.pickedRound.mean.toFixed(1)} (${p.stopped}/${p.of} stopped)`, pct(p.accuracy.mean), (100 * p.gap.mean).toFixed(1), (100 * p.gap.max).toFixed(1)]
       : ['–', '–', '–', '–'];
   const lines = [
-    '| split | configuration | best seen, % | ES val loss: round picked | its accuracy, % | gap to best, points (mean) | (worst) | ES val accuracy: round picked | its accuracy, % | gap (mean) | (worst) | released − local-only best per site, points |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| split | configuration | best seen, % | ES val loss: round picked | its accuracy, % | gap to best, points (mean) | (worst) | ES val accuracy: round picked | its accuracy, % | gap (mean) | (worst) | release (val loss, no stop): round | its accuracy, % | gap (mean) | (worst) | released − local-only best per site, points |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of summary) {
     if (!s.stop && !s.vsLocal) continue;
     const vs = s.vsLocal
       ? `${s.vsLocal.margins.map((m) => (100 * m).toFixed(1)).join(' / ')}${s.vsLocal.margins.every((m) => m > 0) ? ' (beats all)' : ''}`
       : '';
-    lines.push(`| ${s.split} | ${s.config} | ${pct(s.best.mean)} | ${[...pick(s.stop?.loss), ...pick(s.stop?.accuracy)].join(' | ')} | ${vs} |`);
+    lines.push(
+      `| ${s.split} | ${s.config} | ${pct(s.best.mean)} | ${[...pick(s.stop?.loss), ...pick(s.stop?.accuracy), ...pick(s.stop?.release)].join(' | ')} | ${vs} |`,
+    );
   }
   return lines.join('\n');
 }
+
+const capSteps = (steps: number, cap: number): number => (cap > 0 ? Math.min(steps, cap) : steps);
 
 function runChild(cell: QualityCell): Promise<CellResult> {
   return new Promise((resolve) => {
@@ -194,6 +202,8 @@ async function main(): Promise<void> {
     .option('--batch-size <n>', 'examples per step', '16')
     .option('--lr <x>', 'client learning rate (unless the configuration sets its own)', '0.002')
     .option('--test-limit <n>', 'held-out e-mails scored each round', '400')
+    .option('--cap-local-steps <n>', 'at most this many local steps whatever a configuration sets (CPU smoke checks)', '0')
+    .option('--val-limit <n>', "validation e-mails each site scores per round (early stopping's signal)", '50')
     .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
@@ -212,14 +222,15 @@ async function main(): Promise<void> {
           splitSeed: Number(o.splitSeed),
           config,
           rounds: Number(o.rounds),
-          clients: Number(o.clients),
+          clients: QUALITY_CONFIGS[config].clients ?? Number(o.clients),
           // A configuration's own rate and steps win over the flags (bench/quality-configs.ts).
-          localSteps: own.localSteps ?? Number(o.localSteps),
+          localSteps: capSteps(own.localSteps ?? Number(o.localSteps), Number(o.capLocalSteps)),
           batchSize: Number(o.batchSize),
           learningRate: own.learningRate ?? Number(o.lr),
           testLimit: Number(o.testLimit),
           // commander's --no-fed-eval sets fedEval to false (a boolean, whatever the record's type says).
           fedEval: String(o.fedEval) !== 'false',
+          valLimit: Number(o.valLimit),
         });
       }
     }

@@ -3,6 +3,7 @@
 // two cannot drift apart; config.ts registers the named formats and loads it.
 import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
+import { SERVER_SCHEDULES } from './strategy/server-schedule';
 import { opsSchema } from './ops/config-schema';
 import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
@@ -110,6 +111,13 @@ export const schema = {
       default: 0,
       env: 'FEDTUNE_STRATEGY_POPULATION',
       arg: 'strategy.population',
+    },
+    serverSchedule: {
+      doc: "Server learning rate by round for fedavgm, fedadam, fedyogi, fedadagrad: 'constant' (strategy.serverLearningRate) or 'cosine' (from it in round 1 towards 0 by rounds.total; anneals the adaptive optimisers, whose steps do not shrink with the clients' updates).",
+      format: SERVER_SCHEDULES,
+      default: 'constant',
+      env: 'FEDTUNE_STRATEGY_SERVER_SCHEDULE',
+      arg: 'strategy.serverSchedule',
     },
   },
   model: {

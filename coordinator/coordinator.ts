@@ -140,7 +140,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       store: this.store,
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
       // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
-      strategy: withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, cfg.strategy)),
+      strategy: withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total })),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },

@@ -27,7 +27,7 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
   let adapter: NamedTensor[];
   let weights: Record<string, number>;
   // The base version's optimiser state in, this round's out (a fresh holder: the base checkpoint is not touched).
-  const state: ServerState = { tensors: a.base.serverState ?? [] };
+  const state: ServerState = { tensors: a.base.serverState ?? [], round: a.round };
   try {
     adapter = strategy.aggregate(a.base.adapter, a.aggregation!.sum(), state);
     weights = a.aggregation!.weights();
@@ -45,7 +45,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   const byClient = new Map([...a.tasks.values()].map((t) => [t.clientId, t]));
   let adapter: NamedTensor[];
   let totalWeight: number;
-  const state: ServerState = { tensors: a.base.serverState ?? [] };
+  const state: ServerState = { tensors: a.base.serverState ?? [], round: a.round };
   try {
     // The weight and norm gate: what the coordinator can check of inputs it never sees (proto/secagg/gate.ts).
     const sum = unmaskedSum(out.sum, sa.config, a.base.adapter, out.survivors.length);

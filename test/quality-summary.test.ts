@@ -5,6 +5,7 @@
 import { summariseCurve, summarise, stoppingTable } from '../bench/quality';
 import type { CellResult, QualityCell } from '../bench/quality-cell';
 import { earlyStoppingPick, STOP_RULES } from '../bench/quality-stopping';
+import { curvesFromLog } from '../bench/quality-log';
 import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
 import { loadConfig } from '../coordinator/config';
 
@@ -82,6 +83,8 @@ describe('quality benchmark summary', () => {
     expect(rising.pickedRound).to.equal(2);
     expect(rising.stopRound).to.be.NaN;
     expect(rising.gap).to.equal(0);
+    // The coordinator's default (patience 0): never stops; the lowest validation loss of the run (0.5, round 10).
+    expect(earlyStoppingPick(evalCurve, STOP_RULES.release)).to.deep.include({ pickedRound: 10, accuracy: 0.86, gap: 0 });
     // No validation figures: no pick.
     expect(earlyStoppingPick(curve([0.1, 0.2]), STOP_RULES.loss)).to.equal(undefined);
   });
@@ -107,13 +110,37 @@ describe('quality benchmark summary', () => {
     expect(fed.stop!.loss!.accuracy.mean).to.equal(0.8);
     expect(fed.stop!.loss!.stopped).to.equal(1);
     expect(fed.stop!.accuracy!.pickedRound.mean).to.equal(4);
-    // Released (the validation-loss pick, 0.8) against the sites' local bests 0.7 and 0.81.
-    expect(fed.vsLocal!.released).to.equal(0.8);
-    expect(fed.vsLocal!.margins[0]).to.be.closeTo(0.1, 1e-12);
-    expect(fed.vsLocal!.margins[1]).to.be.closeTo(-0.01, 1e-12);
+    expect(fed.stop!.release!.pickedRound.mean).to.equal(10);
+    expect(fed.stop!.release!.stopped).to.equal(0);
+    // Released (the release pointer under the defaults: round 10, 0.86) against the sites' local bests 0.7 and 0.81.
+    expect(fed.vsLocal!.released).to.equal(0.86);
+    expect(fed.vsLocal!.margins[0]).to.be.closeTo(0.16, 1e-12);
+    expect(fed.vsLocal!.margins[1]).to.be.closeTo(0.05, 1e-12);
     expect(local.vsLocal).to.equal(undefined);
     const t = stoppingTable([fed, local]);
-    expect(t).to.contain('| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 / -1.0 |');
+    expect(t).to.contain(
+      '| groups | sgd-adam | 86.0 | 3.0 (1/1 stopped) | 80.0 | 6.0 | 6.0 | 4.0 (1/1 stopped) | 79.0 | 7.0 | 7.0 | 10.0 (0/1 stopped) | 86.0 | 0.0 | 0.0 | 16.0 / 5.0 (beats all) |',
+    );
+  });
+
+  it("reads a cut cell's curve back from its log lines, validation figures included", () => {
+    const log = [
+      'dirichlet-0.1/prox-k100/42 [0] round 0: accuracy 67.5%, loss 8.3428',
+      'dirichlet-0.1/prox-k100/42 [0] round 2: accuracy 68.0%, loss 0.9100, val loss 0.9500, val accuracy 63.08%',
+      'noise from a site: round 3 started',
+      'dirichlet-0.1/prox-k100/42 [0] round 1: accuracy 67.5%, loss 1.7800, val loss 1.8000, val accuracy 63.11%',
+      'groups/local/43 [1] round 1: accuracy 32.5%, loss 3.2000',
+    ].join('\n');
+    const cells = curvesFromLog(log);
+    expect(cells.map((c) => [c.cell.split, c.cell.config, c.cell.seed, c.curves.length, c.partial])).to.deep.equal([
+      ['dirichlet-0.1', 'prox-k100', 42, 1, true],
+      ['groups', 'local', 43, 1, true],
+    ]);
+    expect(cells[0].curves[0]).to.deep.equal([
+      { round: 0, accuracy: 0.675, loss: 8.3428, extra: {} },
+      { round: 1, accuracy: 0.675, loss: 1.78, extra: { 'eval.loss': 1.8, 'eval.accuracy': 0.6311 } },
+      { round: 2, accuracy: 0.68, loss: 0.91, extra: { 'eval.loss': 0.95, 'eval.accuracy': 0.6308 } },
+    ]);
   });
 
   it('every configuration is one the coordinator accepts, with its own rate and steps where it sets them', () => {

@@ -7,14 +7,18 @@ import { FedAvg } from './fedavg';
 import { stepAlongMeanDelta } from './mean-delta';
 import { OptimizerState } from './optimizer-state';
 import { DEFAULT_SERVER_LEARNING_RATE, checkSettings, type ServerOptimizerSettings } from './settings';
+import { serverRateAt, type ServerScheduleSettings } from './server-schedule';
 import type { ServerState, WeightedSum } from './strategy';
 
 export class FedAvgM extends FedAvg {
   override readonly name: string = 'fedavgm';
   readonly hyperParameters: Readonly<{ serverLearningRate: number; momentum: number }>;
 
-  constructor(s: Pick<ServerOptimizerSettings, 'serverLearningRate' | 'momentum'>) {
+  private readonly schedule: ServerScheduleSettings;
+
+  constructor(s: Pick<ServerOptimizerSettings, 'serverLearningRate' | 'momentum' | 'serverSchedule' | 'roundsTotal'>) {
     super();
+    this.schedule = { serverSchedule: s.serverSchedule, roundsTotal: s.roundsTotal };
     const eta = s.serverLearningRate || DEFAULT_SERVER_LEARNING_RATE.fedavgm(s.momentum);
     checkSettings('FedAvgM', { serverLearningRate: eta, momentum: s.momentum, beta1: 0, beta2: 0, tau: 1 });
     this.hyperParameters = { serverLearningRate: eta, momentum: s.momentum };
@@ -22,7 +26,8 @@ export class FedAvgM extends FedAvg {
 
   override aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
     const st = new OptimizerState('FedAvgM', global, state);
-    const { serverLearningRate: eta, momentum: beta } = this.hyperParameters;
+    const { momentum: beta } = this.hyperParameters;
+    const eta = serverRateAt('FedAvgM', this.hyperParameters.serverLearningRate, this.schedule, state?.round);
     const out = stepAlongMeanDelta('FedAvgM', global, sum, (name, g, delta, next) => {
       const prev = st.read('momentum', name, g.length);
       const buf = new Float64Array(g.length);

@@ -13,9 +13,10 @@ import { FedAvg } from './fedavg';
 import { stepAlongMeanDelta } from './mean-delta';
 import { OptimizerState } from './optimizer-state';
 import { DEFAULT_SERVER_LEARNING_RATE, checkSettings, type ServerOptimizerSettings } from './settings';
+import { serverRateAt, type ServerScheduleSettings } from './server-schedule';
 import type { ServerState, WeightedSum } from './strategy';
 
-type Settings = Pick<ServerOptimizerSettings, 'serverLearningRate' | 'beta1' | 'beta2' | 'tau'>;
+type Settings = Pick<ServerOptimizerSettings, 'serverLearningRate' | 'beta1' | 'beta2' | 'tau' | 'serverSchedule' | 'roundsTotal'>;
 
 abstract class FedOpt extends FedAvg {
   readonly hyperParameters: Readonly<Record<string, number>>;
@@ -23,6 +24,7 @@ abstract class FedOpt extends FedAvg {
   protected readonly beta1: number;
   protected readonly beta2: number;
   protected readonly tau: number;
+  private readonly schedule: ServerScheduleSettings;
 
   /** `usesBeta2`: FedAdagrad has no β2, so none is recorded for it. */
   constructor(
@@ -35,6 +37,7 @@ abstract class FedOpt extends FedAvg {
     this.beta1 = s.beta1;
     this.beta2 = usesBeta2 ? s.beta2 : 0;
     this.tau = s.tau;
+    this.schedule = { serverSchedule: s.serverSchedule, roundsTotal: s.roundsTotal };
     checkSettings(label, { serverLearningRate: this.eta, momentum: 0, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
     this.hyperParameters = { serverLearningRate: this.eta, beta1: this.beta1, ...(usesBeta2 ? { beta2: this.beta2 } : {}), tau: this.tau };
   }
@@ -44,7 +47,8 @@ abstract class FedOpt extends FedAvg {
 
   override aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
     const st = new OptimizerState(this.label, global, state);
-    const { eta, beta1, tau } = this;
+    const { beta1, tau } = this;
+    const eta = serverRateAt(this.label, this.eta, this.schedule, state?.round);
     const v0 = tau * tau;
     const out = stepAlongMeanDelta(this.label, global, sum, (name, g, delta, next) => {
       const mPrev = st.read('m', name, g.length);

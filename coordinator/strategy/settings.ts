@@ -1,7 +1,8 @@
 // The server optimisers' hyper-parameters (strategy.* in the configuration), with the defaults each strategy
 // falls back to. FedAvg uses none of them.
+import type { ServerScheduleSettings } from './server-schedule';
 
-export interface ServerOptimizerSettings {
+export interface ServerOptimizerSettings extends ServerScheduleSettings {
   /** Server learning rate η; 0 = the strategy's default (DEFAULT_SERVER_LEARNING_RATE). */
   readonly serverLearningRate: number;
   /** FedAvgM's momentum β. */

@@ -96,6 +96,8 @@ export interface Aggregation {
  */
 export interface ServerState {
   tensors: readonly NamedTensor[];
+  /** The round being aggregated (from 1): what a server learning-rate schedule reads (server-schedule.ts). */
+  readonly round?: number;
 }
 
 export interface Strategy {

@@ -1,0 +1,33 @@
+// docs/recipes/*.json5: the measured recipes bench/QUALITY.md recommends, as configuration files for `fedtune
+// coordinator --config`. Each must load to exactly what the quality benchmark ran for its configuration: the
+// configuration's overrides, its own rate and steps, and the cell's common settings (batch 16, LoRA dropout 0),
+// with every other key at the coordinator's default, so the figures quoted in the file are the file's.
+import * as path from 'node:path';
+import { loadConfig } from '../coordinator/config';
+import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const RECIPES = path.join(__dirname, '..', '..', 'docs', 'recipes');
+
+// The cell's common training settings (bench/quality-cell.ts, bench/quality.ts flags as runs 6-10 ran them).
+function measured(config: string): ReturnType<typeof loadConfig> {
+  const c = QUALITY_CONFIGS[config];
+  const own = configTraining(c);
+  const common = { training: { localSteps: own.localSteps ?? 10, batchSize: 16, learningRate: own.learningRate ?? 0.002 }, lora: { dropout: 0 } };
+  return loadConfig({ overrides: deepMerge(common, cellOverrides(c)) });
+}
+
+describe('docs/recipes: the measured recipes as configuration files', () => {
+  for (const [file, config] of [
+    ['non-iid-peak.json5', 'fedprox-cos-k50'],
+    ['non-iid-steady.json5', 'prox-avgm8-k50'],
+  ] as const) {
+    it(`${file} is the benchmark's ${config}`, () => {
+      const got = loadConfig({ file: path.join(RECIPES, file) });
+      expect(got).to.deep.equal(measured(config));
+      // And it differs from the defaults where the benchmark did.
+      expect(got.training.localSteps).to.equal(50);
+      expect(got.training.schedule).to.equal('cosine');
+    });
+  }
+});
