@@ -3,6 +3,7 @@
 // device's workgroup-memory budget and at WebGPU's default 16 KiB (a smaller tile), and bit-identical reruns.
 // Runs on lavapipe too (`FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --only-attention`).
 import { attentionForward } from '../client-sdk/engine/attention';
+import { attentionForwardTiled, attnFwdTile } from '../client-sdk/engine/attention-tiled';
 import { attentionBackward, attnBwdTile } from '../client-sdk/engine/attention-backward';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Kernel } from '../client-sdk/engine/kernel';
@@ -139,10 +140,16 @@ export async function attentionTests(ed: EngineDevice, check: Check): Promise<vo
     const want = attentionReference(s, qkv, dctx);
     const sizes = { qkv: N * 3 * s.D, ctx: N * s.D, lse: s.B * s.H * s.T, dctx: N * s.D, delta: s.B * s.H * s.T, dqkv: N * 3 * s.D };
     const hd = s.D / s.H;
-    for (const budget of [ed.caps.maxComputeWorkgroupStorageSize, 16384]) {
+    for (const [budget, tiled] of [
+      [ed.caps.maxComputeWorkgroupStorageSize, false],
+      [16384, false],
+      [ed.caps.maxComputeWorkgroupStorageSize, true],
+      [16384, true],
+    ] as const) {
       const shape = { ...s, act: 'f32' as const };
       const io = { qkv: 0, ctx: 0, lse: 0 };
-      const ks = [attentionForward(shape, io), ...attentionBackward(shape, io, budget)];
+      const fwd = tiled ? attentionForwardTiled(shape, io, budget) : attentionForward(shape, io);
+      const ks = [fwd, ...attentionBackward(shape, io, budget)];
       const outs = ['ctx', 'lse', 'delta', 'dqkv'];
       const got = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
       const again = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
@@ -152,7 +159,8 @@ export async function attentionTests(ed: EngineDevice, check: Check): Promise<vo
         ...['dq', 'dk', 'dv'].map((n, k) => `${n} ${relErr(part(got.dqkv, k), part(want.dqkv, k)).toExponential(2)}`),
       ];
       const worst = Math.max(...outs.map((o) => relErr(got[o], want[o])));
-      const tag = `attention B${s.B} T${s.T} H${s.H} hd${hd}, tile ${attnBwdTile(hd, budget)}`;
+      const fwdTag = tiled ? `tiled forward (tile ${attnFwdTile(hd, budget)})` : 'row forward';
+      const tag = `attention B${s.B} T${s.T} H${s.H} hd${hd}, ${fwdTag}, backward tile ${attnBwdTile(hd, budget)}`;
       check(`${tag}: forward and backward against float64`, worst < 1e-5, errs.join(', '));
       check(
         `${tag}: rerun bit-identical`,

@@ -5,6 +5,7 @@
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
+import { attentionForwardTiled } from './attention-tiled';
 import { ceilDiv, type Kernel } from './kernel';
 import type { LayerLayout, ModelLayout } from './layout';
 import type { Operand } from './matmul';
@@ -13,6 +14,7 @@ import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import { DROP_KEY_BUFFER } from './dropout';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
+import { DEFAULT_TUNING, type EngineTuning } from './tuning';
 
 /** f32: everything f32, register-tiled. f16: f16 weights/activations, register-tiled. tc: f16 on subgroup matrices. */
 export type EnginePath = 'f32' | 'f16' | 'tc';
@@ -37,6 +39,8 @@ export interface ProgramOptions {
   readonly workgroupBytes?: number;
   /** LoRA dropout p on every LoRA module's input (dropout.ts); absent or 0: none, and the program is as without it. */
   readonly dropout?: number;
+  /** Kernel choices that do not change what is computed (tuning.ts); absent: the defaults. */
+  readonly tuning?: EngineTuning;
 }
 
 export interface Program {
@@ -67,7 +71,14 @@ export function buildProgram(o: ProgramOptions): Program {
   const wt: 'f32' | 'f16' = act;
   if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds n_positions ${cfg.nPositions}`);
   if (N * D > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
+  const b = stepBuilder({
+    path: o.path,
+    loraScale: o.loraScale,
+    rows: N,
+    r,
+    tuning: o.tuning ?? DEFAULT_TUNING,
+    ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
+  });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
 
   // ---------- forward ----------
@@ -90,7 +101,10 @@ export function buildProgram(o: ProgramOptions): Program {
       }),
     );
     linearFwd(Ly.proj['attn.c_attn'], opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'qkv', offset: l * N * 3 * D, ld: 3 * D, mode: 'store' } });
-    kernels.push(attentionForward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }));
+    const attnIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
+    kernels.push(
+      o.tuning?.attnTiled ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes) : attentionForward({ B, T, H, D, scale, act }, attnIo),
+    );
     linearFwd(Ly.proj['attn.c_proj'], opnd('ctx', l * N * D, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -159,6 +173,7 @@ export function buildProgram(o: ProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   kernels.push(...updateKernels(nP, o));
+  kernels.unshift(...b.prologue());
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -206,6 +221,8 @@ export function buildProgram(o: ProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (b.btSize > 0) buffers.set('loraBT', f(b.btSize));
+  if (b.mmOut > 0) buffers.set('mmOut', f(b.mmOut));
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
