@@ -30,6 +30,8 @@ const elapsed = (): number => (performance.now() - t0) / 1000;
 /** Named variants: the candidates bench/RESULTS.md §4d compares. */
 const VARIANTS: Record<string, EngineTuning> = {
   base: {},
+  'all+epi': { loraT: true, loraSplitK: 256, attnTiled: true, epiSplit: true },
+  epiSplit: { epiSplit: true },
   loraT: { loraT: true },
   split: { loraSplitK: 256 },
   'loraT+split': { loraT: true, loraSplitK: 256 },
@@ -40,9 +42,7 @@ const VARIANTS: Record<string, EngineTuning> = {
   'bwd-s4x2': { tiles: [['^bwd\\.dx ', 's4x2-t2x4-k32-db-p8-v1']] },
   'dhs-s': { tiles: [['^lm\\.dhs', 's2x2-t4x4-k32-db-p8-v1']] },
   attnT: { attnTiled: true },
-  epiSplit: { epiSplit: true },
   'all-safe': { loraT: true, loraSplitK: 256, attnTiled: true },
-  'all+epi': { loraT: true, loraSplitK: 256, attnTiled: true, epiSplit: true },
 };
 
 interface VariantOut {
@@ -96,7 +96,7 @@ async function readQueries(ed: EngineDevice, qs: GPUQuerySet, n: number): Promis
 
 async function main(): Promise<void> {
   await selectBackend({ force: 'wasm' });
-  let ed = await openEngineDevice({ timestamps: true, flags: ['disable-dawn-features=timestamp_quantization'] });
+  let ed = await openEngineDevice({ timestamps: true, flags: ['disable-dawn-features=timestamp_quantization'] }).catch((e: Error) => ({ error: e.message }));
   if ('error' in ed) ed = await openEngineDevice({ timestamps: true });
   if ('error' in ed) throw new Error(ed.error);
   const dev = ed.device;
@@ -132,7 +132,11 @@ async function main(): Promise<void> {
   const inp = stepInput(B, T, cfg.vocabSize);
   const results: VariantOut[] = [];
   const report = (): string => {
-    const json = JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, path, batch: B, seq: T, timestamps: hasTs, variants: results }, null, 1);
+    const json = JSON.stringify(
+      { date: new Date().toISOString(), adapter: ed.caps.adapter, path, batch: B, seq: T, timestamps: hasTs, variants: results },
+      null,
+      1,
+    );
     if (out) fs.writeFileSync(out, json + '\n');
     return json;
   };
@@ -202,9 +206,7 @@ async function main(): Promise<void> {
         for (const [kind, v] of Object.entries(await e.profile(inp.pairPos.length))) kinds.set(kind, v);
         r.gpu_sum_ms = [...kinds.values()].reduce((s, v) => s + v.ms, 0);
       }
-      r.kinds = [...kinds]
-        .map(([kind, v]) => ({ kind, ms: Number(v.ms.toFixed(4)), count: v.count }))
-        .sort((x, y) => y.ms - x.ms);
+      r.kinds = [...kinds].map(([kind, v]) => ({ kind, ms: Number(v.ms.toFixed(4)), count: v.count })).sort((x, y) => y.ms - x.ms);
       log(`${name}: step ${r.step_ms.map((x) => x.toFixed(2)).join(' / ')} ms, GPU sum ${r.gpu_sum_ms.toFixed(2)} ms (${elapsed().toFixed(0)} s)`);
     } catch (err) {
       r.error = (err as Error).message.split('\n').slice(0, 3).join(' ');

@@ -10,6 +10,10 @@ import { buildProgram, type EnginePath } from '../client-sdk/engine/program';
 import { shareKernels } from '../client-sdk/engine/dedupe';
 import { checkTuning, parseTcTile, tileFor, tuningFromEnv, type EngineTuning } from '../client-sdk/engine/tuning';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
+import { parseLlamaConfig } from '../proto/model/llama-config';
+import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import { buildLlamaProgram } from '../client-sdk/engine/program-llama';
+import type { Kernel } from '../client-sdk/engine/kernel';
 import { initLoraAdapter } from '../proto/model/lora-layout';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -32,7 +36,37 @@ const CFG = parseGpt2Config({ vocab_size: 300, n_positions: 64, n_embd: 64, n_la
 const ADAPTER = initLoraAdapter(CFG, { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] }, 1);
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const build = (path: EnginePath, tuning: EngineTuning) =>
-  buildProgram({ config: CFG, layout: modelLayout(CFG, ADAPTER, 2 * 48), batch: 2, seq: 48, path, loraScale: 2, adam: ADAM, tuning, workgroupBytes: 48 * 1024 });
+  buildProgram({
+    config: CFG,
+    layout: modelLayout(CFG, ADAPTER, 2 * 48),
+    batch: 2,
+    seq: 48,
+    path,
+    loraScale: 2,
+    adam: ADAM,
+    tuning,
+    workgroupBytes: 48 * 1024,
+  });
+
+const llama = (path: EnginePath, tuning: EngineTuning): readonly Kernel[] => {
+  const base = { model_type: 'llama', vocab_size: 300, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4 };
+  const cfg = parseLlamaConfig({ ...base, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5, tie_word_embeddings: true });
+  const all7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  const adapter = initLoraAdapter(cfg, { r: 4, alpha: 8, dropout: 0, targetModules: all7 }, 1);
+  const prog = buildLlamaProgram({
+    config: cfg,
+    layout: llamaLayout(cfg, adapter, 96),
+    batch: 2,
+    seq: 48,
+    path,
+    loraScale: 2,
+    adam: ADAM,
+    tuning,
+    workgroupBytes: 48 * 1024,
+  });
+  for (const k of prog.kernels) for (const b of k.bindings) expect(prog.buffers.has(b.buffer), `${k.label} ${b.buffer}`).to.equal(true);
+  return prog.kernels;
+};
 
 const EVERYTHING: EngineTuning = {
   loraT: true,
@@ -114,15 +148,25 @@ describe('engine: kernel choices (tuning)', function () {
 
   it("compiles every shader of the step under every choice with Dawn's WGSL compiler", async () => {
     const dev = await nullDevice();
-    for (const path of ['f32', 'f16', 'tc'] as const) {
-      const kernels = build(path, EVERYTHING).kernels;
+    for (const [family, path] of [
+      ['gpt2', 'f32'],
+      ['gpt2', 'f16'],
+      ['gpt2', 'tc'],
+      ['llama', 'f32'],
+      ['llama', 'tc'],
+    ] as const) {
+      const kernels = family === 'gpt2' ? build(path, EVERYTHING).kernels : llama(path, EVERYTHING);
+      if (family === 'llama') expect(kernels[0].label).to.equal('lora.bt');
       const { groups } = shareKernels(kernels);
       for (const g of groups) {
         const label = kernels[g.members[0]].label;
-        expect(g.params.every((x) => x.length <= 64), label).to.equal(true);
+        expect(
+          g.params.every((x) => x.length <= 64),
+          label,
+        ).to.equal(true);
         const info = await dev.createShaderModule({ code: g.code }).getCompilationInfo();
         const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-        expect(errors, `${path} ${label}`).to.deep.equal([]);
+        expect(errors, `${family} ${path} ${label}`).to.deep.equal([]);
       }
     }
     dev.destroy();

@@ -102,7 +102,11 @@ export async function tuningTests(ed: EngineDevice, paths: readonly EnginePath[]
         check(name, same, `bit-identical loss and gradient: ${same} (loss ${got.loss} vs ${base.loss}, grad rel ${dGrad.toExponential(2)})`);
       } else {
         const tol = p === 'f32' ? 1e-5 : 3e-3;
-        check(name, dLoss < tol && dGrad < tol && Number.isFinite(got.loss), `loss rel ${dLoss.toExponential(2)}, gradient rel ${dGrad.toExponential(2)} (limit ${tol})`);
+        check(
+          name,
+          dLoss < tol && dGrad < tol && Number.isFinite(got.loss),
+          `loss rel ${dLoss.toExponential(2)}, gradient rel ${dGrad.toExponential(2)} (limit ${tol})`,
+        );
       }
     }
   }

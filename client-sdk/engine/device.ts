@@ -69,7 +69,9 @@ export function choosePath(caps: Capabilities, force?: EnginePath): EnginePath {
 }
 
 /** Opens a device with every feature the engine can use; undefined (with the reason) when there is no GPU. */
-export async function openEngineDevice(opts: { readonly timestamps?: boolean; readonly flags?: readonly string[] } = {}): Promise<EngineDevice | { error: string }> {
+export async function openEngineDevice(
+  opts: { readonly timestamps?: boolean; readonly flags?: readonly string[] } = {},
+): Promise<EngineDevice | { error: string }> {
   if (process.platform === 'linux' && !['/dev/dri', '/dev/nvidiactl', '/dev/nvidia0'].some((p) => fs.existsSync(p)) && !process.env.FEDTUNE_ENGINE_SOFTWARE) {
     return { error: 'no GPU device nodes (/dev/dri, /dev/nvidia*)' };
   }

@@ -139,7 +139,9 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
         }
       }
       const lora =
-        p.lora && mat ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: mat.buffer, offset: mat.offset }, layout: mat.layout, r, scale: o.loraScale } : undefined;
+        p.lora && mat
+          ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: mat.buffer, offset: mat.offset }, layout: mat.layout, r, scale: o.loraScale }
+          : undefined;
       const bias = p.bias === undefined ? undefined : { buffer: 'vec', offset: p.bias };
       b.mm({ label: `fwd ${name}`, M: N, N: p.outF, K: p.inF, a: x, b: b.opnd('w', p.w, wt), epi: { ...epi, bias, lora } });
     },

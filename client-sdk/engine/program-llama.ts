@@ -7,6 +7,8 @@
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
+import { attentionForwardTiled } from './attention-tiled';
+import { DEFAULT_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout } from './layout-llama';
 import type { Operand } from './matmul';
@@ -55,7 +57,14 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const refusal = llamaEngineRefusal(cfg, T);
   if (refusal) throw new Error(refusal);
   if (N * Math.max(D, QKVW) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
+  const b = stepBuilder({
+    path: o.path,
+    loraScale: o.loraScale,
+    rows: N,
+    r,
+    tuning: o.tuning ?? DEFAULT_TUNING,
+    ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
+  });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
@@ -74,7 +83,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearFwd(pr['self_attn.k_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW, ld: QKVW, mode: 'store' } });
     linearFwd(pr['self_attn.v_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW + KW, ld: QKVW, mode: 'store' } });
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
-    kernels.push(attentionForward(attn, { qkv, ctx: l * N * QW, lse: l * B * H * T }));
+    const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
+    kernels.push((o.tuning ?? DEFAULT_TUNING).attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes) : attentionForward(attn, attnIo));
     linearFwd(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -133,6 +143,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   kernels.push(...updateKernels(nP, o));
+  kernels.unshift(...b.prologue());
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -182,6 +193,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (b.btSize > 0) buffers.set('loraBT', f(b.btSize));
+  if (b.mmOut > 0) buffers.set('mmOut', f(b.mmOut));
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));

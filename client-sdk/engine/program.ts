@@ -103,7 +103,9 @@ export function buildProgram(o: ProgramOptions): Program {
     linearFwd(Ly.proj['attn.c_attn'], opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'qkv', offset: l * N * 3 * D, ld: 3 * D, mode: 'store' } });
     const attnIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
     kernels.push(
-      o.tuning?.attnTiled ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes) : attentionForward({ B, T, H, D, scale, act }, attnIo),
+      (o.tuning ?? DEFAULT_TUNING).attnTiled
+        ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes)
+        : attentionForward({ B, T, H, D, scale, act }, attnIo),
     );
     linearFwd(Ly.proj['attn.c_proj'], opnd('ctx', l * N * D, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
