@@ -42,6 +42,8 @@ const VARIANTS: Record<string, EngineTuning> = {
   'bwd-s4x2': { tiles: [['^bwd\\.dx ', 's4x2-t2x4-k32-db-p8-v1']] },
   'dhs-s': { tiles: [['^lm\\.dhs', 's2x2-t4x4-k32-db-p8-v1']] },
   attnT: { attnTiled: true },
+  attnVec: { attnVec: true },
+  'attnT+vec': { attnTiled: true, attnVec: true },
   'all-safe': { loraT: true, loraSplitK: 256, attnTiled: true },
 };
 

@@ -73,6 +73,7 @@ const EVERYTHING: EngineTuning = {
   epiSplit: true,
   loraSplitK: 16,
   attnTiled: true,
+  attnVec: true,
   tiles: [
     ['^fwd .*c_attn', 'd2x1-t4x4'],
     ['^fwd ', 's4x2-t2x4-k32-db-p8-v1'],

@@ -1,6 +1,7 @@
 // The engine's kernel choices (client-sdk/engine/tuning.ts) on the GPU, for `npm run test:gpu` (test/gpu-engine.ts):
 // one full step of the demo model under each choice against the same step under the defaults, on every path.
-// The transposed lora_B copy and the epilogue as its own pass must give the same bytes (same values, same order);
+// The transposed lora_B copy, the epilogue as its own pass and the vec4 attention tiles must give the same bytes
+// (same values, same order);
 // the split LoRA side products,
 // the tiled attention forward and other tensor-core tiles change only the order of float sums, so their loss and
 // adapter gradient must agree within rounding (f32 path 1e-5 relative; f16/tc 3e-3, ten times below the tolerance
@@ -34,15 +35,18 @@ const TILES_B: EngineTuning['tiles'] = [
   ['^lm\\.logits', 's4x2-t2x4-k32-db-p8-v1'],
 ];
 
-const VARIANTS: { name: string; tuning: EngineTuning; exact: boolean; tcOnly?: boolean }[] = [
+/** Each choice against `base` (default: no choices, the kernels as they were before tuning.ts). */
+const VARIANTS: { name: string; tuning: EngineTuning; exact: boolean; tcOnly?: boolean; base?: EngineTuning }[] = [
   { name: 'loraT', tuning: { loraT: true }, exact: true },
   { name: 'loraSplitK 48', tuning: { loraSplitK: 48 }, exact: false },
   { name: 'attnTiled', tuning: { attnTiled: true }, exact: false },
+  { name: 'attnVec (tiled forward)', tuning: { attnTiled: true, attnVec: true }, exact: true, base: { attnTiled: true } },
+  { name: 'attnVec (backward)', tuning: { attnVec: true }, exact: true },
   { name: 'epiSplit', tuning: { epiSplit: true }, exact: true, tcOnly: true },
   { name: 'loraT + epiSplit', tuning: { loraT: true, epiSplit: true }, exact: true, tcOnly: true },
   { name: 'tiles A', tuning: { tiles: TILES_A }, exact: false, tcOnly: true },
   { name: 'tiles B', tuning: { tiles: TILES_B }, exact: false, tcOnly: true },
-  { name: 'all', tuning: { loraT: true, loraSplitK: 48, attnTiled: true, epiSplit: true, tiles: TILES_A }, exact: false },
+  { name: 'all', tuning: { loraT: true, loraSplitK: 48, attnTiled: true, attnVec: true, epiSplit: true, tiles: TILES_A }, exact: false },
 ];
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -86,9 +90,10 @@ export async function tuningTests(ed: EngineDevice, paths: readonly EnginePath[]
     return { loss, grad, err: errs.join(' | ') };
   };
   for (const p of paths) {
-    const base = await run(p, {});
+    const plain = await run(p, {});
     for (const v of VARIANTS) {
       if (v.tcOnly && p !== 'tc') continue;
+      const base = v.base ? await run(p, v.base) : plain;
       const got = await run(p, v.tuning);
       const name = `tuning ${v.name} ${p}: step against the default kernels`;
       if (got.err) {

@@ -8,6 +8,7 @@ import type { LlamaConfig } from '../../proto/model/llama-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
 import { attentionForwardTiled } from './attention-tiled';
+import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
 import { DEFAULT_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout } from './layout-llama';
@@ -66,6 +67,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
   });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
+  const tune = o.tuning ?? DEFAULT_TUNING;
+  const vec = !!tune.attnVec && attnVecOk(HD);
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
   const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
@@ -84,7 +87,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearFwd(pr['self_attn.v_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW + KW, ld: QKVW, mode: 'store' } });
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
     const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
-    kernels.push((o.tuning ?? DEFAULT_TUNING).attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes) : attentionForward(attn, attnIo));
+    kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
     linearFwd(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -128,7 +131,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
     kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }));
     linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
-    kernels.push(...attentionBackward(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));
     const a = opnd('lnA', l * N * D, act);
     const dq = opnd('dqkv', 0, act, false, QKVW);

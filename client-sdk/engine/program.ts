@@ -6,6 +6,7 @@ import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
 import { attentionForwardTiled } from './attention-tiled';
+import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
 import { ceilDiv, type Kernel } from './kernel';
 import type { LayerLayout, ModelLayout } from './layout';
 import type { Operand } from './matmul';
@@ -80,6 +81,8 @@ export function buildProgram(o: ProgramOptions): Program {
     ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
   });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
+  const tune = o.tuning ?? DEFAULT_TUNING;
+  const vec = !!tune.attnVec && attnVecOk(D / H);
 
   // ---------- forward ----------
   kernels.push(embedding(N, T, D));
@@ -103,9 +106,7 @@ export function buildProgram(o: ProgramOptions): Program {
     linearFwd(Ly.proj['attn.c_attn'], opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'qkv', offset: l * N * 3 * D, ld: 3 * D, mode: 'store' } });
     const attnIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
     kernels.push(
-      (o.tuning ?? DEFAULT_TUNING).attnTiled
-        ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes)
-        : attentionForward({ B, T, H, D, scale, act }, attnIo),
+      tune.attnTiled ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes, vec) : attentionForward({ B, T, H, D, scale, act }, attnIo),
     );
     linearFwd(Ly.proj['attn.c_proj'], opnd('ctx', l * N * D, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
@@ -165,7 +166,8 @@ export function buildProgram(o: ProgramOptions): Program {
     linearBwd(Ly.proj['attn.c_proj'], dres, opnd('dres', 0, 'f32'), opnd('ctx', l * N * D, act), {
       out: { buffer: 'dctx', offset: 0, ld: D, mode: 'store', type: act },
     });
-    kernels.push(...attentionBackward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }, o.workgroupBytes));
+    const bwdIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)({ B, T, H, D, scale, act }, bwdIo, o.workgroupBytes));
     linearBwd(Ly.proj['attn.c_attn'], opnd('dqkv', 0, act), opnd('dqkv', 0, act), opnd('lnA', lnOut('lnA', l), act), {
       out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act },
     });

@@ -17,6 +17,8 @@ export interface EngineTuning {
   readonly attnTiled?: boolean;
   /** Tensor-core products store the bare product and run their epilogue as a separate pass (epilogue-pass.ts). */
   readonly epiSplit?: boolean;
+  /** Attention tiles as vec4<f32> (backward: attention-backward-vec.ts; the tiled forward's vec form); hd % 32 = 0. */
+  readonly attnVec?: boolean;
 }
 
 export const DEFAULT_TUNING: EngineTuning = {};
@@ -41,7 +43,7 @@ export function parseTcTile(name: string): TcTile {
 
 /** Checks a tuning (unknown keys, bad tile names, bad regexes) and returns it. */
 export function checkTuning(t: EngineTuning): EngineTuning {
-  const known = new Set(['tiles', 'loraT', 'loraSplitK', 'attnTiled', 'epiSplit']);
+  const known = new Set(['tiles', 'loraT', 'loraSplitK', 'attnTiled', 'epiSplit', 'attnVec']);
   for (const k of Object.keys(t)) if (!known.has(k)) throw new Error(`engine tuning: unknown key '${k}'`);
   for (const [re, tile] of t.tiles ?? []) {
     new RegExp(re);
