@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import { openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine, type StepInput } from '../client-sdk/engine/engine';
-import { checkTuning, type EngineTuning } from '../client-sdk/engine/tuning';
+import { checkTuning, DEFAULT_TUNING, type EngineTuning } from '../client-sdk/engine/tuning';
 import { initLoraAdapter, loraScaling } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -29,7 +29,9 @@ const elapsed = (): number => (performance.now() - t0) / 1000;
 
 /** Named variants: the candidates bench/RESULTS.md §4d compares. */
 const VARIANTS: Record<string, EngineTuning> = {
+  // 'base': none of the choices (the kernels before tuning.ts); 'default': DEFAULT_TUNING, what the engine runs.
   base: {},
+  default: DEFAULT_TUNING,
   'all+epi': { loraT: true, loraSplitK: 256, attnTiled: true, epiSplit: true },
   epiSplit: { epiSplit: true },
   loraT: { loraT: true },

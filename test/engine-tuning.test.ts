@@ -8,7 +8,7 @@ import { DAWN_TOGGLES } from '../client-sdk/engine/device';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { buildProgram, type EnginePath } from '../client-sdk/engine/program';
 import { shareKernels } from '../client-sdk/engine/dedupe';
-import { checkTuning, parseTcTile, tileFor, tuningFromEnv, type EngineTuning } from '../client-sdk/engine/tuning';
+import { checkTuning, DEFAULT_TUNING, parseTcTile, tileFor, tuningFromEnv, type EngineTuning } from '../client-sdk/engine/tuning';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { parseLlamaConfig } from '../proto/model/llama-config';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
@@ -98,9 +98,13 @@ describe('engine: kernel choices (tuning)', function () {
   });
 
   it('reads FEDTUNE_ENGINE_TUNE over the defaults and refuses what it does not know', () => {
-    expect(tuningFromEnv(undefined)).to.deep.equal({});
-    expect(tuningFromEnv('')).to.deep.equal({});
-    expect(tuningFromEnv('{"loraT":true,"loraSplitK":256}')).to.deep.equal({ loraT: true, loraSplitK: 256 });
+    // The tc path runs the measured choices; f32 and f16 none.
+    expect(tuningFromEnv('')).to.deep.equal(DEFAULT_TUNING);
+    expect(tuningFromEnv('', 'tc')).to.deep.equal({ loraT: true, loraSplitK: 256, epiSplit: true, attnTiled: true, attnVec: true });
+    expect(tuningFromEnv(' ', 'f32')).to.deep.equal({});
+    expect(tuningFromEnv('', 'f16')).to.deep.equal({});
+    expect(tuningFromEnv('{"loraT":true,"loraSplitK":64}', 'f32')).to.deep.equal({ loraT: true, loraSplitK: 64 });
+    expect(tuningFromEnv('{"epiSplit":false}', 'tc')).to.deep.equal({ ...DEFAULT_TUNING, epiSplit: false });
     expect(() => tuningFromEnv('{loraT}')).to.throw(/not JSON/);
     expect(() => tuningFromEnv('[1]')).to.throw(/JSON object/);
     expect(() => tuningFromEnv('{"loraTT":true}')).to.throw(/unknown key 'loraTT'/);
@@ -149,6 +153,11 @@ describe('engine: kernel choices (tuning)', function () {
 
   it("compiles every shader of the step under every choice with Dawn's WGSL compiler", async () => {
     const dev = await nullDevice();
+    // The tc path's defaults, as the engine builds them.
+    for (const g of shareKernels(build('tc', DEFAULT_TUNING).kernels).groups) {
+      const info = await dev.createShaderModule({ code: g.code }).getCompilationInfo();
+      expect(info.messages.filter((m) => m.type === 'error').length).to.equal(0);
+    }
     for (const [family, path] of [
       ['gpt2', 'f32'],
       ['gpt2', 'f16'],

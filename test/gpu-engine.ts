@@ -5,7 +5,7 @@
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
 // with the fallback after them (gpu-fallback.ts). Prints `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-matmul | --only-tuning] [--skip-llama]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-matmul | --only-tuning] [--skip-llama] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -416,7 +416,7 @@ async function main(): Promise<void> {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
     await matmulTests(ed, paths);
     await stepParity(ed, paths);
-    await tuningTests(ed, paths, check);
+    if (args.includes('--tuning')) await tuningTests(ed, paths, check);
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
@@ -425,7 +425,8 @@ async function main(): Promise<void> {
   if (only === undefined && !narrow) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
-    await tuningTests(ed, paths, check);
+    // Each choice against none (minutes of tc compiles): with --tuning, or alone with --only-tuning / --only-matmul.
+    if (args.includes('--tuning')) await tuningTests(ed, paths, check);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
     await progressRun(ed, paths, check);

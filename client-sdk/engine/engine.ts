@@ -43,7 +43,7 @@ export interface EngineOptions {
   readonly optimizer?: ClientOptimizer;
   /** LoRA dropout p (absent or 0: none); each step then needs StepInput.dropoutStep. */
   readonly dropout?: number;
-  /** Kernel choices (tuning.ts); absent: the defaults, or FEDTUNE_ENGINE_TUNE's. */
+  /** Kernel choices (tuning.ts); absent: the path's defaults, with FEDTUNE_ENGINE_TUNE's keys over them. */
   readonly tuning?: EngineTuning;
 }
 
@@ -106,11 +106,11 @@ export class LoraEngine {
     if (isLlamaConfig(cfg)) {
       const layout = llamaLayout(cfg, o.adapter, rows);
       this.layout = layout;
-      this.program = buildLlamaProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv() });
+      this.program = buildLlamaProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path) });
     } else {
       const layout = modelLayout(cfg, o.adapter, rows);
       this.layout = layout;
-      this.program = buildProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv() });
+      this.program = buildProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path) });
     }
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {

@@ -9,7 +9,7 @@ import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
 import { attentionForwardTiled } from './attention-tiled';
 import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
-import { DEFAULT_TUNING } from './tuning';
+import { NO_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout } from './layout-llama';
 import type { Operand } from './matmul';
@@ -63,11 +63,11 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     loraScale: o.loraScale,
     rows: N,
     r,
-    tuning: o.tuning ?? DEFAULT_TUNING,
+    tuning: o.tuning ?? NO_TUNING,
     ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
   });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
-  const tune = o.tuning ?? DEFAULT_TUNING;
+  const tune = o.tuning ?? NO_TUNING;
   const vec = !!tune.attnVec && attnVecOk(HD);
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };

@@ -15,7 +15,7 @@ import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import { DROP_KEY_BUFFER } from './dropout';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
-import { DEFAULT_TUNING, type EngineTuning } from './tuning';
+import { NO_TUNING, type EngineTuning } from './tuning';
 
 /** f32: everything f32, register-tiled. f16: f16 weights/activations, register-tiled. tc: f16 on subgroup matrices. */
 export type EnginePath = 'f32' | 'f16' | 'tc';
@@ -40,7 +40,7 @@ export interface ProgramOptions {
   readonly workgroupBytes?: number;
   /** LoRA dropout p on every LoRA module's input (dropout.ts); absent or 0: none, and the program is as without it. */
   readonly dropout?: number;
-  /** Kernel choices that do not change what is computed (tuning.ts); absent: the defaults. */
+  /** Kernel choices that do not change what is computed (tuning.ts); absent: none (the engine passes the path's defaults). */
   readonly tuning?: EngineTuning;
 }
 
@@ -77,11 +77,11 @@ export function buildProgram(o: ProgramOptions): Program {
     loraScale: o.loraScale,
     rows: N,
     r,
-    tuning: o.tuning ?? DEFAULT_TUNING,
+    tuning: o.tuning ?? NO_TUNING,
     ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
   });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
-  const tune = o.tuning ?? DEFAULT_TUNING;
+  const tune = o.tuning ?? NO_TUNING;
   const vec = !!tune.attnVec && attnVecOk(D / H);
 
   // ---------- forward ----------

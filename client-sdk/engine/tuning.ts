@@ -2,8 +2,9 @@
 // uses, whether the forward LoRA term reads a transposed copy of lora_B (coalesced loads, same values in the same
 // order, so bit-identical), whether the LoRA side products u = x·Aᵀ and du = s·dy·B split their long K, and
 // which attention forward kernel runs, and whether a tensor-core product's epilogue runs as a pass of its own.
-// The defaults are what the H200 measurements chose (bench/RESULTS.md §4); FEDTUNE_ENGINE_TUNE (JSON) overrides
-// them for benchmarks (bench/engine-profile.ts times variants inside the real step) and for the GPU checks.
+// The tc path's defaults are what the H200 measurements chose (DEFAULT_TUNING, bench/RESULTS.md §4d); the f32 and
+// f16 paths run none. FEDTUNE_ENGINE_TUNE (JSON) overrides them for benchmarks (bench/engine-profile.ts times
+// variants inside the real step) and for the GPU checks.
 import type { TcTile } from './matmul-tc-tiled';
 
 export interface EngineTuning {
@@ -21,7 +22,21 @@ export interface EngineTuning {
   readonly attnVec?: boolean;
 }
 
-export const DEFAULT_TUNING: EngineTuning = {};
+/**
+ * What the tc path runs (bench/RESULTS.md §4d: per-kernel GPU timestamps of the GPT-2-small batch-32 step on an
+ * H200, each choice against none, `bench/engine-profile.ts`): the epilogue as its own pass with lora_B transposed
+ * (133.6 → 111.2 ms a step together; the epilogue pass alone reads lora_B r floats apart and gains little), the
+ * LoRA side products split 256 deep (−2.5 ms), the vec4 attention tiles (backward dq 11.5 → 9.4 ms, dk/dv 12.4 →
+ * 11.8) and the tiled attention forward in its vec4 form (7.8 → 7.1 ms; its scalar form was slower, 9.9).
+ * The f32 and f16 paths keep the kernels as they were measured before these choices (NO_TUNING).
+ */
+export const DEFAULT_TUNING: EngineTuning = { loraT: true, loraSplitK: 256, epiSplit: true, attnTiled: true, attnVec: true };
+
+/** None of the choices: every kernel as it was before tuning.ts. */
+export const NO_TUNING: EngineTuning = {};
+
+/** The choices a path runs by default. */
+export const defaultTuning = (path: 'f32' | 'f16' | 'tc'): EngineTuning => (path === 'tc' ? DEFAULT_TUNING : NO_TUNING);
 
 /**
  * A tile from its probe name (bench/tc-matmul-probe-kit.ts): `s{sgm}x{sgn}-t{tm}x{tn}-k{bk}[-db]-p{pad}-v{1|4}`
@@ -53,9 +68,10 @@ export function checkTuning(t: EngineTuning): EngineTuning {
   return t;
 }
 
-/** The defaults with FEDTUNE_ENGINE_TUNE's keys laid over them. */
-export function tuningFromEnv(env: string | undefined = process.env.FEDTUNE_ENGINE_TUNE): EngineTuning {
-  if (env === undefined || env.trim() === '') return DEFAULT_TUNING;
+/** The path's defaults with FEDTUNE_ENGINE_TUNE's keys laid over them. */
+export function tuningFromEnv(env: string | undefined = process.env.FEDTUNE_ENGINE_TUNE, path: 'f32' | 'f16' | 'tc' = 'tc'): EngineTuning {
+  const base = defaultTuning(path);
+  if (env === undefined || env.trim() === '') return base;
   let parsed: unknown;
   try {
     parsed = JSON.parse(env);
@@ -63,7 +79,7 @@ export function tuningFromEnv(env: string | undefined = process.env.FEDTUNE_ENGI
     throw new Error('FEDTUNE_ENGINE_TUNE is not JSON');
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('FEDTUNE_ENGINE_TUNE must be a JSON object');
-  return checkTuning({ ...DEFAULT_TUNING, ...(parsed as EngineTuning) });
+  return checkTuning({ ...base, ...(parsed as EngineTuning) });
 }
 
 /** The tile a tuning names for a product's label, if any. */
