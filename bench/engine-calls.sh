@@ -25,7 +25,7 @@ case ${1:-} in
     ;;
   final)
     # Engine (b32, b8), PyTorch (b32, b8), the engine at b32 again: two engine figures around the same PyTorch ones.
-    # Then the GPU checks on the tc path (the path whose kernels changed), most relevant first, each cut so the
+    # Then the GPU checks on the tc path (GPT-2's tc kernels are what changed), most relevant first, each cut so the
     # whole call ends by ~${END:-345} s; a cut check group shows as missing lines, never as a pass.
     END=${END:-345}
     left() { local l=$((END - SECONDS)); [ $l -lt 5 ] && l=5; echo $l; }
@@ -39,7 +39,7 @@ case ${1:-} in
     echo "engine again exit $? at ${SECONDS} s" >> "$out/raw.txt"
     grep -v -E "$noise" "$out/raw.txt" > "$out/engine-log.txt"
     : > "$out/raw.txt"
-    for g in "--only-matmul" "--only-dropout --long" "--only-llama --long" "--long --skip-matmul --skip-llama"; do
+    for g in "--only-matmul" "--only-dropout --long" "--long --skip-matmul --skip-llama" "--only-llama --long"; do
       echo "== gpu-engine $g --paths tc (from ${SECONDS} s)" >> "$out/raw.txt"
       timeout "$(left)" node dist/test/gpu-engine.js $g --paths tc >> "$out/raw.txt" 2>&1
       echo "group exit $? at ${SECONDS} s" >> "$out/raw.txt"

@@ -98,11 +98,13 @@ describe('engine: kernel choices (tuning)', function () {
   });
 
   it('reads FEDTUNE_ENGINE_TUNE over the defaults and refuses what it does not know', () => {
-    // The tc path runs the measured choices; f32 and f16 none.
+    // GPT-2's tc path runs the measured choices; f32, f16 and the Llama family none.
     expect(tuningFromEnv('')).to.deep.equal(DEFAULT_TUNING);
     expect(tuningFromEnv('', 'tc')).to.deep.equal({ loraT: true, loraSplitK: 256, epiSplit: true, attnTiled: true, attnVec: true });
     expect(tuningFromEnv(' ', 'f32')).to.deep.equal({});
     expect(tuningFromEnv('', 'f16')).to.deep.equal({});
+    expect(tuningFromEnv('', 'tc', 'llama')).to.deep.equal({}); // measured on GPT-2 only
+    expect(tuningFromEnv('{"attnVec":true}', 'tc', 'llama')).to.deep.equal({ attnVec: true });
     expect(tuningFromEnv('{"loraT":true,"loraSplitK":64}', 'f32')).to.deep.equal({ loraT: true, loraSplitK: 64 });
     expect(tuningFromEnv('{"epiSplit":false}', 'tc')).to.deep.equal({ ...DEFAULT_TUNING, epiSplit: false });
     expect(() => tuningFromEnv('{loraT}')).to.throw(/not JSON/);

@@ -106,7 +106,7 @@ export class LoraEngine {
     if (isLlamaConfig(cfg)) {
       const layout = llamaLayout(cfg, o.adapter, rows);
       this.layout = layout;
-      this.program = buildLlamaProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path) });
+      this.program = buildLlamaProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path, 'llama') });
     } else {
       const layout = modelLayout(cfg, o.adapter, rows);
       this.layout = layout;

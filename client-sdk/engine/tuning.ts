@@ -28,15 +28,16 @@ export interface EngineTuning {
  * (133.6 → 111.2 ms a step together; the epilogue pass alone reads lora_B r floats apart and gains little), the
  * LoRA side products split 256 deep (−2.5 ms), the vec4 attention tiles (backward dq 11.5 → 9.4 ms, dk/dv 12.4 →
  * 11.8) and the tiled attention forward in its vec4 form (7.8 → 7.1 ms; its scalar form was slower, 9.9).
- * The f32 and f16 paths keep the kernels as they were measured before these choices (NO_TUNING).
+ * The f32 and f16 paths, and the Llama family, keep the kernels as they were measured before these choices (NO_TUNING).
  */
 export const DEFAULT_TUNING: EngineTuning = { loraT: true, loraSplitK: 256, epiSplit: true, attnTiled: true, attnVec: true };
 
 /** None of the choices: every kernel as it was before tuning.ts. */
 export const NO_TUNING: EngineTuning = {};
 
-/** The choices a path runs by default. */
-export const defaultTuning = (path: 'f32' | 'f16' | 'tc'): EngineTuning => (path === 'tc' ? DEFAULT_TUNING : NO_TUNING);
+/** The choices a path runs by default: measured on GPT-2's tc path only, so the Llama family keeps its kernels too. */
+export const defaultTuning = (path: 'f32' | 'f16' | 'tc', family: 'gpt2' | 'llama' = 'gpt2'): EngineTuning =>
+  path === 'tc' && family === 'gpt2' ? DEFAULT_TUNING : NO_TUNING;
 
 /**
  * A tile from its probe name (bench/tc-matmul-probe-kit.ts): `s{sgm}x{sgn}-t{tm}x{tn}-k{bk}[-db]-p{pad}-v{1|4}`
@@ -69,8 +70,12 @@ export function checkTuning(t: EngineTuning): EngineTuning {
 }
 
 /** The path's defaults with FEDTUNE_ENGINE_TUNE's keys laid over them. */
-export function tuningFromEnv(env: string | undefined = process.env.FEDTUNE_ENGINE_TUNE, path: 'f32' | 'f16' | 'tc' = 'tc'): EngineTuning {
-  const base = defaultTuning(path);
+export function tuningFromEnv(
+  env: string | undefined = process.env.FEDTUNE_ENGINE_TUNE,
+  path: 'f32' | 'f16' | 'tc' = 'tc',
+  family: 'gpt2' | 'llama' = 'gpt2',
+): EngineTuning {
+  const base = defaultTuning(path, family);
   if (env === undefined || env.trim() === '') return base;
   let parsed: unknown;
   try {
