@@ -17,7 +17,7 @@ import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
-import { downloadAdapter } from './download';
+import { downloadAdapter, SITE_CHANNEL_OPTIONS } from './download';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
 import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
@@ -100,8 +100,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 30_000,
+      ...SITE_CHANNEL_OPTIONS,
       ...opts.channelOptions,
-    }) as unknown as GrpcFederationClient;
+    });
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {

@@ -1,12 +1,20 @@
 // DownloadAdapter on the site's side: a global version (or an evaluation task's candidate) as a chunked tensor
-// stream: header, chunks, trailer with the SHA-256 (proto/tensor-stream.ts). Anything out of order, a broken
-// stream or a candidate that does not hash to what its task names is refused; the call is then cancelled.
+// stream: header, chunks, trailer with the SHA-256 (proto/tensor-stream.ts), received by download-receiver.ts.
+// Anything out of order, a broken stream or a candidate that does not hash to what its task names is refused; the
+// call is then cancelled.
 import { status } from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { ProtocolError } from '../proto/errors';
-import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
+import { DownloadReceiver } from './download-receiver';
+
+/**
+ * A site's channel options for downloads. HTTP/2's default receive window is 64 KiB: the coordinator could send
+ * 64 KiB of a version, then wait a round trip for the site's WINDOW_UPDATE, a thousand times for a 64 MiB
+ * adapter. 16 MiB lets sixteen 1 MiB chunks be in flight; it is also the most a connection buffers unread.
+ */
+export const SITE_CHANNEL_OPTIONS = { 'grpc-node.flow_control_window': 16 << 20 } as const;
 
 export function downloadAdapter(
   rpc: GrpcFederationClient,
@@ -18,36 +26,46 @@ export function downloadAdapter(
 ): Promise<NamedTensor[]> {
   return new Promise((resolve, reject) => {
     const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: candidate?.evaluationTaskId ?? '', control_variate: controlVariate });
-    let dec: TensorStreamDecoder | undefined;
+    let rx: DownloadReceiver | undefined;
     let settled = false;
     const fail = (e: unknown): void => {
       if (settled) return;
       settled = true;
+      rx?.abort();
       call.cancel();
       reject(e);
     };
+    const complete = async (trailer: TensorFrame__Output['trailer']): Promise<void> => {
+      const { tensors, digest } = await rx!.finish(trailer);
+      const got = digest.toString('hex');
+      if (candidate && got !== candidate.sha256)
+        throw new ProtocolError(status.DATA_LOSS, `evaluation candidate hashes to ${got}; the task names ${candidate.sha256}`);
+      if (settled) return;
+      settled = true;
+      resolve(tensors);
+    };
+    let finishing = false;
     call.on('data', (f: TensorFrame__Output) => {
       try {
+        if (finishing) throw new ProtocolError(status.INVALID_ARGUMENT, 'a frame after the trailer');
         if (f.header) {
-          if (dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
-          dec = new TensorStreamDecoder(f.header, { maxBytes: 2 ** 32, requireFinite: false });
+          if (rx) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
+          rx = new DownloadReceiver(f.header, 2 ** 32);
         } else if (f.frame === 'chunk' && f.chunk) {
-          if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
-          dec.push(f.chunk);
+          if (!rx) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
+          rx.push(f.chunk);
         } else if (f.trailer) {
-          if (!dec) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
-          const tensors = dec.finish(f.trailer);
-          const got = dec.digest?.toString('hex');
-          if (candidate && got !== candidate.sha256)
-            throw new ProtocolError(status.DATA_LOSS, `evaluation candidate hashes to ${got ?? '(none)'}; the task names ${candidate.sha256}`);
-          settled = true;
-          resolve(tensors);
+          if (!rx) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
+          finishing = true;
+          complete(f.trailer).catch(fail);
         }
       } catch (e) {
         fail(e);
       }
     });
     call.on('error', fail);
-    call.on('end', () => fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer')));
+    call.on('end', () => {
+      if (!finishing) fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer'));
+    });
   });
 }

@@ -18,6 +18,7 @@ import { ClientRegistry } from './registry';
 import { ROUND_EVENTS, RoundEngine, type Evaluator, type RoundEvents } from './rounds';
 import { deriveSeed } from './selection';
 import { createHandlers } from './service';
+import { preEncodedDownloads } from './download-image';
 import { guardService } from './door';
 import { strategyNamed } from './strategy';
 import { withPrivacy } from './privacy/wrap';
@@ -157,9 +158,10 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     // clients in one process share a connection, each holding a task stream open (a join storm's queue).
     const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000, ...ops.serverOptions() });
     ops.addServices(server);
-    // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts).
+    // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts);
+    // preEncodedDownloads: the latest version's download goes out as encoded once (coordinator/download-image.ts).
     server.addService(
-      guardService(loadFedtuneProto().fedtune.v1.Federation.service),
+      preEncodedDownloads(guardService(loadFedtuneProto().fedtune.v1.Federation.service)),
       createHandlers({
         config: cfg,
         registry: this.registry,

@@ -6,10 +6,11 @@ import { status } from '@grpc/grpc-js';
 import type { FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
-import { PROTOCOL_VERSION } from '../proto/load';
+import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
 import { tensorFrames } from '../proto/tensor-stream';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
+import type { NamedTensor } from '../proto/tensors';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, TaskSink } from './registry';
 import type { RoundEngine } from './rounds';
@@ -29,6 +30,7 @@ import type { SecAggAttempt } from './secagg-attempt';
 import { checkReportedRank } from './lora-aggregation';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 import { controlVariateDownload } from './strategy/scaffold-download';
+import { DownloadImages } from './download-image';
 
 export { MAX_NUM_EXAMPLES } from './upload';
 /** Most metrics one report may carry (proto/limits.ts). */
@@ -54,10 +56,10 @@ function checkVersion(v: number, what: string): void {
 }
 
 /** Writes frames with backpressure: waits for 'drain' whenever the stream's buffer is full (or the call ends). */
-async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, frames: Iterable<TensorFrame>): Promise<void> {
+async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, frames: Iterable<unknown>): Promise<void> {
   for (const f of frames) {
     if (call.cancelled) return;
-    if (!call.write(f)) {
+    if (!call.write(f as TensorFrame)) {
       await new Promise<void>((resolve) => {
         const go = (): void => {
           call.off('drain', go);
@@ -74,6 +76,20 @@ async function writeAll(call: grpc.ServerWritableStream<unknown, TensorFrame>, f
 export function createHandlers(d: ServiceDeps): FederationHandlers {
   // Paths a message could carry (an error from the file system): never sent to a site.
   const knownPaths = [d.config.run.dir, path.resolve(d.config.run.dir), d.config.security.keyFile].filter((p) => p);
+  // The latest version's download, encoded once with the service's own serializer (download-image.ts).
+  const images = new DownloadImages(loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter.responseSerialize);
+  // Every selected site downloads a version as soon as it is committed: its image is made then, once, before the
+  // next round's tasks go out (the engine emits roundCommitted before it opens the next round).
+  d.engine.on('roundCommitted', (ev) => {
+    const latest = d.engine.latest;
+    if (latest?.manifest.version !== ev.version) return;
+    try {
+      images.get(ev.version, 'adapter', d.config.transport.chunkBytes, () => latest.adapter);
+    } catch (e) {
+      // Never fails a commit: the first download builds it (and reports whatever went wrong) instead.
+      d.log('warn', 'could not prepare the download of the committed version', { version: ev.version, err: (e as Error).message });
+    }
+  });
   const fail = (e: unknown, what: string): Partial<grpc.StatusObject> => {
     const r = toRefusal(e, knownPaths);
     // An internal failure's cause (which may name a file) stays in the operator's log; the site gets a generic status.
@@ -217,16 +233,26 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (evalTask) {
               // An open evaluation's candidate: not committed yet, served only to the sites asked to evaluate it.
               const candidate = d.engine.evaluations.candidate(s.clientId, s.name, evalTask);
-              await writeAll(call, tensorFrames(candidate, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+              await writeAll(call, tensorFrames(candidate, d.config.transport.chunkBytes));
               call.end();
               return;
             }
             const latest = d.engine.latest;
             const v = call.request.version;
-            const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
+            const cv = call.request.control_variate;
+            const chunkBytes = d.config.transport.chunkBytes;
             // SCAFFOLD: the version's server control variate c instead of its adapter (strategy/scaffold-download.ts).
-            const tensors = call.request.control_variate ? controlVariateDownload(d.config, ck) : ck.adapter;
-            await writeAll(call, tensorFrames(tensors, d.config.transport.chunkBytes) as Iterable<TensorFrame>);
+            const tensorsOf = (ck: Checkpoint): NamedTensor[] => (cv ? controlVariateDownload(d.config, ck) : ck.adapter);
+            if (latest && latest.manifest.version === v) {
+              // The latest version: its stream encoded once for every site (download-image.ts).
+              await writeAll(
+                call,
+                images.get(v, cv ? 'control_variate' : 'adapter', chunkBytes, () => tensorsOf(latest)),
+              );
+            } else {
+              const ck = await readVersion(d.store, v, latest?.manifest.version);
+              await writeAll(call, tensorFrames(tensorsOf(ck), chunkBytes));
+            }
             call.end();
           } catch (e) {
             call.emit('error', fail(e, 'download'));
