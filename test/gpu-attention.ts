@@ -3,7 +3,9 @@
 // device's workgroup-memory budget and at WebGPU's default 16 KiB (a smaller tile), and bit-identical reruns.
 // Runs on lavapipe too (`FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --only-attention`).
 import { attentionForward } from '../client-sdk/engine/attention';
+import { attentionForwardTiled, attnFwdTile } from '../client-sdk/engine/attention-tiled';
 import { attentionBackward, attnBwdTile } from '../client-sdk/engine/attention-backward';
+import { attentionBackwardVec, attnBwdVecTile } from '../client-sdk/engine/attention-backward-vec';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import { Prng } from '../proto/prng';
@@ -139,26 +141,49 @@ export async function attentionTests(ed: EngineDevice, check: Check): Promise<vo
     const want = attentionReference(s, qkv, dctx);
     const sizes = { qkv: N * 3 * s.D, ctx: N * s.D, lse: s.B * s.H * s.T, dctx: N * s.D, delta: s.B * s.H * s.T, dqkv: N * 3 * s.D };
     const hd = s.D / s.H;
+    // Forward: 'row' (attention.ts), 'tiled' and 'vec' (attention-tiled.ts, scalar and vec4 tiles); backward:
+    // scalar (attention-backward.ts) or, with 'vec', attention-backward-vec.ts. Each at the device's workgroup
+    // memory and at WebGPU's default 16 KiB (smaller tiles).
+    const byKind = new Map<string, Record<string, Float32Array>>();
     for (const budget of [ed.caps.maxComputeWorkgroupStorageSize, 16384]) {
-      const shape = { ...s, act: 'f32' as const };
-      const io = { qkv: 0, ctx: 0, lse: 0 };
-      const ks = [attentionForward(shape, io), ...attentionBackward(shape, io, budget)];
-      const outs = ['ctx', 'lse', 'delta', 'dqkv'];
-      const got = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
-      const again = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
-      const part = (x: ArrayLike<number>, k: number): number[] => Array.from(x).filter((_, i) => Math.floor((i % (3 * s.D)) / s.D) === k);
-      const errs = [
-        ...outs.map((o) => `${o} ${relErr(got[o], want[o]).toExponential(2)}`),
-        ...['dq', 'dk', 'dv'].map((n, k) => `${n} ${relErr(part(got.dqkv, k), part(want.dqkv, k)).toExponential(2)}`),
-      ];
-      const worst = Math.max(...outs.map((o) => relErr(got[o], want[o])));
-      const tag = `attention B${s.B} T${s.T} H${s.H} hd${hd}, tile ${attnBwdTile(hd, budget)}`;
-      check(`${tag}: forward and backward against float64`, worst < 1e-5, errs.join(', '));
-      check(
-        `${tag}: rerun bit-identical`,
-        outs.every((o) => sameBits(got[o], again[o])),
-        'ctx, lse, delta, dqkv',
-      );
+      for (const kind of ['row', 'tiled', 'vec'] as const) {
+        const shape = { ...s, act: 'f32' as const };
+        const io = { qkv: 0, ctx: 0, lse: 0 };
+        const fwd = kind === 'row' ? attentionForward(shape, io) : attentionForwardTiled(shape, io, budget, kind === 'vec');
+        const ks = [fwd, ...(kind === 'vec' ? attentionBackwardVec : attentionBackward)(shape, io, budget)];
+        const outs = ['ctx', 'lse', 'delta', 'dqkv'];
+        const got = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
+        const again = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
+        const part = (x: ArrayLike<number>, k: number): number[] => Array.from(x).filter((_, i) => Math.floor((i % (3 * s.D)) / s.D) === k);
+        const errs = [
+          ...outs.map((o) => `${o} ${relErr(got[o], want[o]).toExponential(2)}`),
+          ...['dq', 'dk', 'dv'].map((n, k) => `${n} ${relErr(part(got.dqkv, k), part(want.dqkv, k)).toExponential(2)}`),
+        ];
+        const worst = Math.max(...outs.map((o) => relErr(got[o], want[o])));
+        const fwdTile = kind === 'row' ? 0 : attnFwdTile(kind === 'vec' ? hd + 3 : hd, budget);
+        const bwdTile = kind === 'vec' ? attnBwdVecTile(hd, budget) : attnBwdTile(hd, budget);
+        const fwdTag = kind === 'row' ? 'row forward' : `${kind} forward (tile ${fwdTile})`;
+        const tag = `attention B${s.B} T${s.T} H${s.H} hd${hd}, ${fwdTag}, ${kind === 'vec' ? 'vec4 ' : ''}backward tile ${bwdTile}`;
+        check(`${tag}: forward and backward against float64`, worst < 1e-5, errs.join(', '));
+        check(
+          `${tag}: rerun bit-identical`,
+          outs.every((o) => sameBits(got[o], again[o])),
+          'ctx, lse, delta, dqkv',
+        );
+        byKind.set(`${kind} ${budget}`, got);
+        // The vec4 kernels sum the same terms in the same order: bit-identical to the scalar ones (the forward
+        // where its tile is the scalar one's; the backward's sums do not depend on the tile).
+        const scalar = byKind.get(`tiled ${budget}`);
+        if (kind === 'vec' && scalar) {
+          const sameFwd = fwdTile === attnFwdTile(hd, budget);
+          const outsCmp = sameFwd ? ['ctx', 'lse', 'delta', 'dqkv'] : [];
+          check(
+            `${tag}: bit-identical to the scalar kernels`,
+            outsCmp.every((o) => sameBits(got[o], scalar[o])),
+            sameFwd ? 'ctx, lse, delta, dqkv' : 'tiles differ: compared against float64 only',
+          );
+        }
+      }
     }
   }
 }

@@ -5,7 +5,7 @@
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
 // with the fallback after them (gpu-fallback.ts). Prints `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-matmul] [--skip-llama]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-matmul | --only-tuning] [--skip-llama] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -35,6 +35,7 @@ import { fallbackTests } from './gpu-fallback';
 import { llamaEngineTests } from './gpu-engine-llama';
 import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
+import { tuningTests } from './gpu-engine-tuning';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -410,17 +411,22 @@ async function main(): Promise<void> {
   const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout'] as const).find((a) =>
     args.includes(a),
   );
-  if (args.includes('--only-matmul')) {
+  if (args.includes('--only-tuning')) await tuningTests(ed, paths, check);
+  else if (args.includes('--only-matmul')) {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
     await matmulTests(ed, paths);
     await stepParity(ed, paths);
+    if (args.includes('--tuning')) await tuningTests(ed, paths, check);
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
-  if (only === undefined && !args.includes('--only-matmul')) {
+  const narrow = args.includes('--only-matmul') || args.includes('--only-tuning');
+  if (only === undefined && !narrow) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
     await stepParity(ed, paths);
+    // Each choice against none (minutes of tc compiles): with --tuning, or alone with --only-tuning / --only-matmul.
+    if (args.includes('--tuning')) await tuningTests(ed, paths, check);
     await ffaRun(ed, paths, 20);
     await proximalRun(ed, paths);
     await progressRun(ed, paths, check);
@@ -429,10 +435,10 @@ async function main(): Promise<void> {
     await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
-  if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !args.includes('--only-matmul'))
+  if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !narrow)
     await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
-  if ((only === undefined && !args.includes('--only-matmul')) || only === '--only-fallback') await fallbackTests(check);
+  if ((only === undefined && !narrow) || only === '--only-fallback') await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
   log(`tests: ${passed} passed, ${failed} failed`);
   ed.device.destroy();

@@ -69,13 +69,15 @@ export function choosePath(caps: Capabilities, force?: EnginePath): EnginePath {
 }
 
 /** Opens a device with every feature the engine can use; undefined (with the reason) when there is no GPU. */
-export async function openEngineDevice(): Promise<EngineDevice | { error: string }> {
+export async function openEngineDevice(
+  opts: { readonly timestamps?: boolean; readonly flags?: readonly string[] } = {},
+): Promise<EngineDevice | { error: string }> {
   if (process.platform === 'linux' && !['/dev/dri', '/dev/nvidiactl', '/dev/nvidia0'].some((p) => fs.existsSync(p)) && !process.env.FEDTUNE_ENGINE_SOFTWARE) {
     return { error: 'no GPU device nodes (/dev/dri, /dev/nvidia*)' };
   }
   const mod = (await importEsm(pathToFileURL(require.resolve('webgpu')).href)) as WebGpuModule;
   Object.assign(globalThis, mod.globals);
-  const gpu = mod.create(DAWN_TOGGLES);
+  const gpu = mod.create([...DAWN_TOGGLES, ...(opts.flags ?? [])]);
   KEEP_ALIVE.push(gpu);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return { error: 'no WebGPU adapter (no GPU, or no Vulkan driver)' };
@@ -105,6 +107,8 @@ export async function openEngineDevice(): Promise<EngineDevice | { error: string
   if (caps.f16) features.push('shader-f16');
   if (caps.subgroups) features.push('subgroups' as GPUFeatureName);
   if (caps.subgroupMatrix) features.push('chromium-experimental-subgroup-matrix' as GPUFeatureName);
+  // Benchmarks only (bench/engine-profile.ts): per-dispatch GPU time.
+  if (opts.timestamps && has('timestamp-query')) features.push('timestamp-query');
   const device = await adapter.requestDevice({
     requiredFeatures: features,
     requiredLimits: {

@@ -20,6 +20,7 @@ import { shareKernels } from './dedupe';
 import { DROP_KEY_BUFFER } from './dropout';
 import { dropoutModuleKey } from '../model/dropout-mask';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
+import { tuningFromEnv, type EngineTuning } from './tuning';
 
 export interface EngineOptions {
   /** GPT-2 or a Llama-family model (program.ts or program-llama.ts builds the step). */
@@ -42,6 +43,8 @@ export interface EngineOptions {
   readonly optimizer?: ClientOptimizer;
   /** LoRA dropout p (absent or 0: none); each step then needs StepInput.dropoutStep. */
   readonly dropout?: number;
+  /** Kernel choices (tuning.ts); absent: the path's defaults, with FEDTUNE_ENGINE_TUNE's keys over them. */
+  readonly tuning?: EngineTuning;
 }
 
 export interface StepInput {
@@ -103,11 +106,11 @@ export class LoraEngine {
     if (isLlamaConfig(cfg)) {
       const layout = llamaLayout(cfg, o.adapter, rows);
       this.layout = layout;
-      this.program = buildLlamaProgram({ ...common, config: cfg, layout });
+      this.program = buildLlamaProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path, 'llama') });
     } else {
       const layout = modelLayout(cfg, o.adapter, rows);
       this.layout = layout;
-      this.program = buildProgram({ ...common, config: cfg, layout });
+      this.program = buildProgram({ ...common, config: cfg, layout, tuning: o.tuning ?? tuningFromEnv(undefined, o.path) });
     }
     let bytes = 0;
     for (const [name, b] of this.program.buffers) {
@@ -249,8 +252,12 @@ export class LoraEngine {
     this.write('theta', values, offset * 4);
   }
 
-  /** Writes the step's inputs and submits the whole step as one command buffer. */
-  step(inp: StepInput): void {
+  /**
+   * Writes the step's inputs and submits the whole step as one command buffer. `timing` (benchmarks only, a device
+   * with 'timestamp-query'): each dispatch gets its own compute pass with begin/end timestamps at query 2i, 2i + 1,
+   * and its label is pushed to `labels`.
+   */
+  step(inp: StepInput, timing?: { readonly querySet: GPUQuerySet; readonly labels: string[] }): void {
     if (this.ed.lostReason) throw new Error(this.ed.lostReason);
     const c0 = performance.now();
     const { batch, seq, config } = this.o;
@@ -303,16 +310,23 @@ export class LoraEngine {
     this.write('rowStart', count);
     this.write('rowPairs', rowPairs);
     const enc = this.ed.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
     const shape = { pairs: P };
+    let pass = timing ? undefined : enc.beginComputePass();
     for (const p of this.passes) {
       const g = typeof p.kernel.grid === 'function' ? p.kernel.grid(shape) : p.kernel.grid;
       if (g[0] === 0 || g[1] === 0 || g[2] === 0) continue;
+      if (timing) {
+        const q = 2 * timing.labels.length;
+        timing.labels.push(p.kernel.label);
+        pass = enc.beginComputePass({ timestampWrites: { querySet: timing.querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } });
+      }
+      if (!pass) throw new Error('no compute pass');
       pass.setPipeline(p.pipeline);
       pass.setBindGroup(0, p.bindGroup);
       pass.dispatchWorkgroups(g[0], g[1], g[2]);
+      if (timing) pass.end();
     }
-    pass.end();
+    if (!timing) pass?.end();
     this.ed.device.queue.submit([enc.finish()]);
     this.cpuMs += performance.now() - c0;
     this.steps++;

@@ -11,6 +11,7 @@ import { epilogueWgsl } from './epilogue';
 import { ceilDiv, header, u32, type Kernel, type StepShape } from './kernel';
 import { checkSpec, lda, ldb, matmulBindings, rowLimit, type MatmulSpec } from './matmul';
 import { sgOps, stageCode, UNIFORMITY_OFF, vecOk, type StageSide } from './matmul-tc-parts';
+import { isPlainEpilogue } from './epilogue-pass';
 
 export interface TcTile {
   /** Subgroups per workgroup along rows and columns. */
@@ -159,18 +160,7 @@ export function tcMatmulTiled(spec: MatmulSpec, t: TcTile, opts: { emulate?: boo
   for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) decl.push(sg.decl(`c${i}${j}`));
   // A plain f32 store needs no per-element epilogue: interior subgroup blocks store their matrices straight out.
   const e = spec.epi;
-  const plain =
-    e.scale === undefined &&
-    !e.bias &&
-    !e.lora &&
-    !e.gelu &&
-    !e.geluGrad &&
-    !e.swiglu &&
-    !e.swigluGrad &&
-    !e.residual &&
-    !e.out16 &&
-    e.out.mode === 'store' &&
-    (e.out.type ?? 'f32') === 'f32';
+  const plain = isPlainEpilogue(e);
   const storeDirect: string[] = [];
   for (let i = 0; i < (plain ? t.tm : 0); i++) {
     for (let j = 0; j < t.tn; j++) {

@@ -34,8 +34,8 @@ export function chooseTcTile(spec: MatmulSpec): TcTile {
  * The tensor-core kernel for a product. wgBytes is the device's workgroup memory (48 KiB on NVIDIA's Vulkan, the
  * only adapters this path runs on today); where the chosen tile does not fit, one buffer, then the first kernel.
  */
-export function tcMatmul(spec: MatmulSpec, wgBytes = 48 * 1024): Kernel {
-  const t = chooseTcTile(spec);
+export function tcMatmul(spec: MatmulSpec, wgBytes = 48 * 1024, tile?: TcTile): Kernel {
+  const t = tile ?? chooseTcTile(spec);
   for (const tile of [t, { ...t, double: false }]) {
     try {
       return tcMatmulTiled(spec, { ...tile, wgBytes });

@@ -10,6 +10,9 @@ import { crossEntropy, lossMean } from './loss';
 import { tiledMatmul, type MatmulSpec, type Operand } from './matmul';
 import { tcMatmul } from './matmul-tc';
 import { adamW, gradNorm, reduceSplitK, sgd } from './optimizer';
+import { tileFor, type EngineTuning } from './tuning';
+import { loraTranspose, type LoraTModule } from './lora-transpose';
+import { epiloguePass, isPlainEpilogue, mmOutElems, plainProduct } from './epilogue-pass';
 
 /** Rows per split of a split-K reduction over the batch's rows (the adapter gradients). */
 const SPLIT_ROWS = 256;
@@ -34,6 +37,13 @@ export interface StepBuilder {
   maxPart: number;
   /** The LoRA modules with dropout, in key order: dropKey[i] is the key of dropoutModules[i] (empty without dropout). */
   readonly dropoutModules: { readonly layer: number; readonly proj: string }[];
+  /** Modules whose forward reads lora_B transposed from `loraBT` (tuning.loraT), and that buffer's length. */
+  readonly loraT: LoraTModule[];
+  btSize: number;
+  /** Elements of `mmOut`, the bare products whose epilogue runs as its own pass (tuning.epiSplit). */
+  mmOut: number;
+  /** Kernels that must run first in the step (the lora_B transpose), to be put in front of `kernels`. */
+  readonly prologue: () => Kernel[];
   readonly mm: (spec: MatmulSpec) => void;
   readonly opnd: (buffer: string, offset: number, type: 'f32' | 'f16', trans?: boolean, ld?: number) => Operand;
   /** u = x·Aᵀ (LoRA input), then y = x·W (+ b) + s·u·Bᵀ with `epi` (residual, activation, output). */
@@ -51,6 +61,8 @@ export interface StepShapeOptions {
   readonly r: number;
   /** LoRA dropout (dropout.ts); absent or p = 0: none, and no kernel changes. */
   readonly dropout?: StepDropout;
+  /** Kernel choices (tuning.ts); absent: the defaults. */
+  readonly tuning?: EngineTuning;
 }
 
 export function stepBuilder(o: StepShapeOptions): StepBuilder {
@@ -59,6 +71,10 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
   const wt: 'f32' | 'f16' = o.path === 'f32' ? 'f32' : 'f16';
   const S = Math.max(2, Math.min(64, ceilDiv(N, SPLIT_ROWS)));
   const drop = o.dropout && o.dropout.p > 0 ? o.dropout : undefined;
+  const tune = o.tuning;
+  const split = tune?.loraSplitK ?? 0;
+  /** Split-K slices for a LoRA side product of depth K (1: none). */
+  const sideSplit = (K: number): number => (split > 0 ? Math.min(64, Math.ceil(K / split)) : 1);
   const keys = new Map<string, number>();
   /** The dropout of a LoRA module's input (its key index fixed at first use, i.e. in forward order). */
   const dropFor = (p: LinearLayout): DropoutSpec | undefined => {
@@ -77,32 +93,55 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
     gradWrites: [],
     maxPart: 1,
     dropoutModules: [],
+    loraT: [],
+    btSize: 0,
+    mmOut: 0,
+    prologue: () => (b.loraT.length > 0 ? [loraTranspose(b.loraT, r)] : []),
     mm: (spec) => {
       // Tensor cores only where both operands are f16 and the tile is worth it (and no operand is dropped out:
       // those are LoRA products with an f32 operand anyway).
       const big = spec.N > 16 && spec.M > 16;
       const tc = o.path === 'tc' && big && spec.a.type === 'f16' && spec.b.type === 'f16' && !spec.a.dropout && !spec.b.dropout;
-      b.kernels.push(tc ? tcMatmul(spec) : tiledMatmul(spec));
+      const tile = tileFor(tune, spec.label);
+      if (tc && tune?.epiSplit && !spec.splitK && !isPlainEpilogue(spec.epi)) {
+        b.kernels.push(tcMatmul(plainProduct(spec), undefined, tile), epiloguePass(spec));
+        b.mmOut = Math.max(b.mmOut, mmOutElems(spec));
+      } else b.kernels.push(tc ? tcMatmul(spec, undefined, tile) : tiledMatmul(spec));
     },
     opnd: (buffer, offset, type, trans = false, ld) => (ld === undefined ? { buffer, offset, type, trans } : { buffer, offset, type, trans, ld }),
     linearFwd: (p, x, epi) => {
       const name = `h${p.layer}.${p.proj}`;
+      let mat: { buffer: string; offset: number; layout: 'nr' | 'rn' } | undefined;
       if (p.lora) {
         const dropout = dropFor(p);
+        const S = sideSplit(p.inF);
         b.mm({
           label: `lora.u ${name}`,
           M: N,
           N: r,
           K: p.inF,
+          ...(S > 1 ? { splitK: S } : {}),
           // u = dropout(x)·Aᵀ: the mask multiplies x as it is loaded; the base product below reads x undropped.
           a: dropout ? { ...x, dropout } : x,
           b: b.opnd('theta', p.lora.a, 'f32', true),
-          epi: { out: { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
+          epi: { out: S > 1 ? { buffer: 'part', offset: 0, ld: r, mode: 'store' } : { buffer: 'low', offset: p.lora.low, ld: r, mode: 'store' } },
         });
+        if (S > 1) {
+          b.kernels.push(reduceSplitK(`lora.u.sum ${name}`, S, N * r, p.lora.low, 'low'));
+          b.maxPart = Math.max(b.maxPart, S * N * r);
+        }
+        mat = { buffer: 'theta', offset: p.lora.b, layout: 'nr' };
+        if (tune?.loraT) {
+          // lora_B [out, r] read as [r, out]: the epilogue's loads run along n (coalesced), same values, same order.
+          b.loraT.push({ b: p.lora.b, outF: p.outF, bt: b.btSize });
+          mat = { buffer: 'loraBT', offset: b.btSize, layout: 'rn' };
+          b.btSize += p.outF * r;
+        }
       }
-      const lora = p.lora
-        ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: 'theta', offset: p.lora.b }, layout: 'nr' as const, r, scale: o.loraScale }
-        : undefined;
+      const lora =
+        p.lora && mat
+          ? { low: { buffer: 'low', offset: p.lora.low }, mat: { buffer: mat.buffer, offset: mat.offset }, layout: mat.layout, r, scale: o.loraScale }
+          : undefined;
       const bias = p.bias === undefined ? undefined : { buffer: 'vec', offset: p.bias };
       b.mm({ label: `fwd ${name}`, M: N, N: p.outF, K: p.inF, a: x, b: b.opnd('w', p.w, wt), epi: { ...epi, bias, lora } });
     },
@@ -110,15 +149,21 @@ export function stepBuilder(o: StepShapeOptions): StepBuilder {
       const name = `h${p.layer}.${p.proj}`;
       const dropout = dropFor(p);
       if (p.lora) {
+        const Su = sideSplit(p.outF);
         b.mm({
           label: `lora.du ${name}`,
           M: N,
           N: r,
           K: p.outF,
+          ...(Su > 1 ? { splitK: Su } : {}),
           a: dyLora,
           b: b.opnd('theta', p.lora.b, 'f32'),
-          epi: { scale: o.loraScale, out: { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
+          epi: { scale: o.loraScale, out: Su > 1 ? { buffer: 'part', offset: 0, ld: r, mode: 'store' } : { buffer: 'du', offset: 0, ld: r, mode: 'store' } },
         });
+        if (Su > 1) {
+          b.kernels.push(reduceSplitK(`lora.du.sum ${name}`, Su, N * r, 0, 'du'));
+          b.maxPart = Math.max(b.maxPart, Su * N * r);
+        }
         b.mm({
           label: `lora.dB ${name}`,
           M: p.outF,

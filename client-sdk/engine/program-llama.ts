@@ -7,6 +7,9 @@
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
+import { attentionForwardTiled } from './attention-tiled';
+import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
+import { NO_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout } from './layout-llama';
 import type { Operand } from './matmul';
@@ -55,8 +58,17 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const refusal = llamaEngineRefusal(cfg, T);
   if (refusal) throw new Error(refusal);
   if (N * Math.max(D, QKVW) > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
+  const b = stepBuilder({
+    path: o.path,
+    loraScale: o.loraScale,
+    rows: N,
+    r,
+    tuning: o.tuning ?? NO_TUNING,
+    ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
+  });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
+  const tune = o.tuning ?? NO_TUNING;
+  const vec = !!tune.attnVec && attnVecOk(HD);
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
   const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
@@ -74,7 +86,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearFwd(pr['self_attn.k_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW, ld: QKVW, mode: 'store' } });
     linearFwd(pr['self_attn.v_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW + KW, ld: QKVW, mode: 'store' } });
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
-    kernels.push(attentionForward(attn, { qkv, ctx: l * N * QW, lse: l * B * H * T }));
+    const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
+    kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
     linearFwd(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -118,7 +131,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
     kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }));
     linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
-    kernels.push(...attentionBackward(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));
     const a = opnd('lnA', l * N * D, act);
     const dq = opnd('dqkv', 0, act, false, QKVW);
@@ -133,6 +146,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   kernels.push(...updateKernels(nP, o));
+  kernels.unshift(...b.prologue());
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -182,6 +196,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (b.btSize > 0) buffers.set('loraBT', f(b.btSize));
+  if (b.mmOut > 0) buffers.set('mmOut', f(b.mmOut));
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));

@@ -5,6 +5,8 @@
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import { attentionForward } from './attention';
 import { attentionBackward } from './attention-backward';
+import { attentionForwardTiled } from './attention-tiled';
+import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
 import { ceilDiv, type Kernel } from './kernel';
 import type { LayerLayout, ModelLayout } from './layout';
 import type { Operand } from './matmul';
@@ -13,6 +15,7 @@ import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import { DROP_KEY_BUFFER } from './dropout';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { embedding, gatherPairs, layerNormBackward, layerNormForward, scatterPairs } from './rowwise';
+import { NO_TUNING, type EngineTuning } from './tuning';
 
 /** f32: everything f32, register-tiled. f16: f16 weights/activations, register-tiled. tc: f16 on subgroup matrices. */
 export type EnginePath = 'f32' | 'f16' | 'tc';
@@ -37,6 +40,8 @@ export interface ProgramOptions {
   readonly workgroupBytes?: number;
   /** LoRA dropout p on every LoRA module's input (dropout.ts); absent or 0: none, and the program is as without it. */
   readonly dropout?: number;
+  /** Kernel choices that do not change what is computed (tuning.ts); absent: none (the engine passes the path's defaults). */
+  readonly tuning?: EngineTuning;
 }
 
 export interface Program {
@@ -67,8 +72,17 @@ export function buildProgram(o: ProgramOptions): Program {
   const wt: 'f32' | 'f16' = act;
   if (T > cfg.nPositions) throw new Error(`seq ${T} exceeds n_positions ${cfg.nPositions}`);
   if (N * D > 65535 * 256) throw new Error(`batch·seq ${N} too large for one step`);
-  const b = stepBuilder({ path: o.path, loraScale: o.loraScale, rows: N, r, ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}) });
+  const b = stepBuilder({
+    path: o.path,
+    loraScale: o.loraScale,
+    rows: N,
+    r,
+    tuning: o.tuning ?? NO_TUNING,
+    ...(o.dropout ? { dropout: { p: o.dropout, seq: T } } : {}),
+  });
   const { kernels, gradWrites, opnd, linearFwd, linearBwd } = b;
+  const tune = o.tuning ?? NO_TUNING;
+  const vec = !!tune.attnVec && attnVecOk(D / H);
 
   // ---------- forward ----------
   kernels.push(embedding(N, T, D));
@@ -90,7 +104,10 @@ export function buildProgram(o: ProgramOptions): Program {
       }),
     );
     linearFwd(Ly.proj['attn.c_attn'], opnd('lnA', lnOut('lnA', l), act), { out: { buffer: 'qkv', offset: l * N * 3 * D, ld: 3 * D, mode: 'store' } });
-    kernels.push(attentionForward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }));
+    const attnIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
+    kernels.push(
+      tune.attnTiled ? attentionForwardTiled({ B, T, H, D, scale, act }, attnIo, o.workgroupBytes, vec) : attentionForward({ B, T, H, D, scale, act }, attnIo),
+    );
     linearFwd(Ly.proj['attn.c_proj'], opnd('ctx', l * N * D, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -149,7 +166,8 @@ export function buildProgram(o: ProgramOptions): Program {
     linearBwd(Ly.proj['attn.c_proj'], dres, opnd('dres', 0, 'f32'), opnd('ctx', l * N * D, act), {
       out: { buffer: 'dctx', offset: 0, ld: D, mode: 'store', type: act },
     });
-    kernels.push(...attentionBackward({ B, T, H, D, scale, act }, { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T }, o.workgroupBytes));
+    const bwdIo = { qkv: l * N * 3 * D, ctx: l * N * D, lse: l * B * H * T };
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)({ B, T, H, D, scale, act }, bwdIo, o.workgroupBytes));
     linearBwd(Ly.proj['attn.c_attn'], opnd('dqkv', 0, act), opnd('dqkv', 0, act), opnd('lnA', lnOut('lnA', l), act), {
       out: { buffer: 'dln', offset: 0, ld: D, mode: 'store', type: act },
     });
@@ -159,6 +177,7 @@ export function buildProgram(o: ProgramOptions): Program {
   // ---------- update ----------
   const nP = layout.adapterSize;
   kernels.push(...updateKernels(nP, o));
+  kernels.unshift(...b.prologue());
 
   const f = (elems: number): { elems: number; type: 'f32' } => ({ elems: Math.max(1, elems), type: 'f32' });
   const a = (elems: number): { elems: number; type: 'f32' | 'f16' } => ({ elems: Math.max(1, elems), type: act });
@@ -206,6 +225,8 @@ export function buildProgram(o: ProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (b.btSize > 0) buffers.set('loraBT', f(b.btSize));
+  if (b.mmOut > 0) buffers.set('mmOut', f(b.mmOut));
   if (o.proximal) buffers.set('anchor', f(nP));
   if (b.dropoutModules.length > 0) buffers.set(DROP_KEY_BUFFER, u(b.dropoutModules.length));
   if (o.scaffold) for (const name of ['control', 'gsum']) buffers.set(name, f(nP));
