@@ -9,7 +9,7 @@ import nacl from 'tweetnacl';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, FsCheckpointStore, MANIFEST_FILE, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { stableJson } from '../coordinator/checkpoints/atomic-fs';
 import { MANIFEST_SIG_FILE, manifestSigner, parseManifestSignature, signManifest, type ManifestSigner } from '../coordinator/checkpoints/signature';
-import { VerifyUsageError, verifyRun, verifyVersionDir, type Problem, type VerifyResult } from '../coordinator/checkpoints/verify';
+import { VerifyUsageError, verifyRun, verifyVersionDir, type Problem } from '../coordinator/checkpoints/verify';
 import { tempDir } from './harness';
 import { commitInput } from './checkpoint-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -74,6 +74,14 @@ describe('fedtune verify, in-process and exactly', function () {
     await fs.mkdir(d);
     await fs.writeFile(path.join(d, 'versions'), 'x');
     expect((await errorOf(verifyRun(d))).message).to.equal(`${d} is not a fedtune run directory (it has no versions/)`);
+    // Any other error reading versions/ or a version directory is not the run's fault: it is thrown as it is.
+    await fs.rm(path.join(d, 'versions'));
+    await fs.symlink('versions', path.join(d, 'versions'));
+    expect((await errorOf(verifyRun(d))).message).to.match(/^ELOOP/);
+    const run = await signedRun(1);
+    await fs.rm(f(run, 0, ''), { recursive: true });
+    await fs.symlink('v000000', f(run, 0, ''));
+    expect((await errorOf(verifyRun(run))).message).to.match(/^ELOOP/);
     for (const dir of [file, path.join(root, 'nope')]) {
       const e = await errorOf(verifyVersionDir(dir));
       expect(e).to.be.instanceOf(VerifyUsageError);
