@@ -126,9 +126,10 @@ describe('fedtune verify, in-process and exactly', function () {
     await fs.mkdir(path.join(vs, 'v0000001'));
     await fs.mkdir(path.join(vs, 'v12'));
     await fs.writeFile(path.join(vs, 'notes'), 'x');
-    // v1000000 sorts before v999999 as text; both far beyond v000001.
+    // v1000000 sorts before v999999 as text: the versions must be sorted by number.
     await fs.rename(f(run, 1, ''), path.join(vs, 'v1000000'));
     await fs.cp(path.join(vs, 'v1000000'), path.join(vs, 'v000003'), { recursive: true });
+    await fs.cp(path.join(vs, 'v1000000'), path.join(vs, 'v999999'), { recursive: true });
     await fs.writeFile(path.join(run, 'latest'), 'v1000000\n');
     const r = await verifyRun(run);
     expect(r.notes).to.deep.equal([
@@ -137,18 +138,19 @@ describe('fedtune verify, in-process and exactly', function () {
       'versions/v0000001: not a version directory, ignored',
       'versions/v12: not a version directory, ignored',
     ]);
-    expect(r.versions).to.equal(3);
+    expect(r.versions).to.equal(4);
     expect(r.latest).to.equal(1000000);
     expect(r.results).to.deep.equal([
       { version: 0, present: true, ok: true },
       { version: 1, present: false, ok: false },
       { version: 3, present: true, ok: false },
       { version: 4, present: false, ok: false },
+      { version: 999999, present: true, ok: false },
       { version: 1000000, present: true, ok: false },
     ]);
     expect(r.problems.filter((p) => p.kind === 'version-gap').map((p) => `${p.version}|${p.file}|${p.message}`)).to.deep.equal([
       '1|null|v000001: missing, as is every version up to v000002: the chain has a gap (versions run v000000…v1000000)',
-      '4|null|v000004: missing, as is every version up to v999999: the chain has a gap (versions run v000000…v1000000)',
+      '4|null|v000004: missing, as is every version up to v999998: the chain has a gap (versions run v000000…v1000000)',
     ]);
   });
 
