@@ -530,3 +530,97 @@ describe('fedtune verify, in-process and exactly', function () {
     expect(flat(gone)).to.deep.equal(['manifest|0|manifest.json|v000000/manifest.json: missing']);
   });
 });
+
+describe('fedtune verify, in-process: the edge of each check', function () {
+  this.timeout(60_000);
+  let root: string;
+  let n = 0;
+  before(async () => {
+    root = await tempDir('verify-mutants-2');
+  });
+  after(() => fs.rm(root, { recursive: true, force: true }));
+  async function signedRun(count: number, runId = 'run'): Promise<string> {
+    const run = path.join(root, `run${n++}`);
+    const store = new FsCheckpointStore(run, { signer: KEY_A });
+    for (let v = 0; v < count; v++) await store.commit(commitInput(v, runId));
+    return run;
+  }
+  const f = (run: string, v: number, name: string): string => path.join(run, 'versions', versionDirName(v), name);
+  async function edit(run: string, v: number, change: (m: Record<string, unknown>) => void): Promise<void> {
+    const m = JSON.parse(await fs.readFile(f(run, v, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
+    change(m);
+    const text = stableJson(m);
+    await fs.writeFile(f(run, v, MANIFEST_FILE), text);
+    await fs.writeFile(f(run, v, MANIFEST_SIG_FILE), signManifest(Buffer.from(text), KEY_A));
+  }
+  async function flipSignature(run: string, v: number): Promise<void> {
+    const s = JSON.parse(await fs.readFile(f(run, v, MANIFEST_SIG_FILE), 'utf8')) as Record<string, string>;
+    const sig = Buffer.from(s.signature, 'base64');
+    sig[5] ^= 1;
+    await fs.writeFile(f(run, v, MANIFEST_SIG_FILE), stableJson({ ...s, signature: b64(sig) }));
+  }
+
+  it('one missing version is one gap, without "as is every version up to"', async () => {
+    const run = await signedRun(3);
+    await fs.rm(f(run, 1, ''), { recursive: true });
+    expect(flat(await verifyRun(run))).to.deep.equal(['version-gap|1|null|v000001: missing: the chain has a gap (versions run v000000…v000002)']);
+  });
+
+  it("a signature that does not verify is not trusted: v000000's flipped, v000001's key is, and an export has no key id", async () => {
+    const run = await signedRun(2);
+    await flipSignature(run, 0);
+    const r = await verifyRun(run);
+    expect(r.notes).to.deep.equal(['v000000 has no valid signature; trusting the key of v000001 instead']);
+    expect(r.key!.source).to.equal('v000001/manifest.sig');
+    const d = await verifyVersionDir(f(run, 0, ''), { publicKey: KEY_B.publicKey });
+    expect(d.keyId).to.equal(null);
+    expect(flat(d)).to.deep.equal([`signature-invalid|0|manifest.sig|v000000/manifest.sig: ed25519 signature does not verify under its key ${KEY_A.keyId}`]);
+  });
+
+  it('run ids that are not strings are neither counted nor reported as another run', async () => {
+    const run = await signedRun(3);
+    await edit(run, 2, (m) => (m.runId = 5));
+    await edit(run, 1, (m) => (m.runId = 5));
+    const r = await verifyRun(run);
+    expect(r.problems.filter((p) => p.kind === 'run-id' || p.kind === 'manifest').map((p) => p.message)).to.deep.equal([
+      'v000001/manifest.json: runId is not a string',
+      'v000002/manifest.json: runId is not a string',
+    ]);
+  });
+
+  it('a parent that is not {version, manifestSha256} is a shape problem, and no parent-link problem on top', async () => {
+    const run = await signedRun(2);
+    const h0 = sha(await fs.readFile(f(run, 0, MANIFEST_FILE)));
+    const shape = 'manifest|1|manifest.json|v000001/manifest.json: parent is neither null nor {version, manifestSha256}';
+    for (const [parent, more] of [
+      ['x', []],
+      [[0, h0], []],
+      [{ version: 0, manifestSha256: 5 }, []],
+      [{ version: '0', manifestSha256: h0 }, ['parent-link|1|manifest.json|v000001/manifest.json: parent.version is "0", not 0']],
+    ] as const) {
+      await edit(run, 1, (m) => (m.parent = parent));
+      expect(flat(await verifyRun(run)), JSON.stringify(parent)).to.deep.equal([shape, ...more]);
+    }
+  });
+
+  it('file names with a slash or a space inside are not names a manifest may list', async () => {
+    const run = await signedRun(1);
+    const good = sha('z');
+    await edit(run, 0, (m) => Object.assign(m.files as Record<string, string>, { 'a/b': good, 'a b': good, 'a.': good }));
+    await fs.writeFile(f(run, 0, 'a.'), 'z');
+    expect(flat(await verifyRun(run))).to.deep.equal([
+      'manifest|0|manifest.json|v000000/manifest.json: files lists "a b", which is not a file name it may list',
+      'manifest|0|manifest.json|v000000/manifest.json: files lists "a/b", which is not a file name it may list',
+    ]);
+  });
+
+  it("verifyVersionDir reports against the manifest's own version number", async () => {
+    const run = await signedRun(1);
+    const m = JSON.parse(await fs.readFile(f(run, 0, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
+    await edit(run, 0, (x) => ((x.version = 3), (x.format = 'x')));
+    expect(flat(await verifyVersionDir(f(run, 0, '')))).to.deep.equal([
+      'manifest|3|manifest.json|v000003/manifest.json: format "x" is not fedtune.checkpoint/1',
+    ]);
+    expect(m.version).to.equal(0);
+  });
+});
