@@ -614,6 +614,32 @@ describe('fedtune verify, in-process: the edge of each check', function () {
     ]);
   });
 
+  it("the manifest's files are checked in name order, whatever order a hand-written manifest lists them in", async () => {
+    const run = await signedRun(1);
+    const m = JSON.parse(await fs.readFile(f(run, 0, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
+    const good = sha('z');
+    m.files = { 'z/z': good, 'b b': good, ...(m.files as Record<string, string>), 'a/a': good };
+    const text = JSON.stringify(m);
+    await fs.writeFile(f(run, 0, MANIFEST_FILE), text);
+    await fs.writeFile(f(run, 0, MANIFEST_SIG_FILE), signManifest(Buffer.from(text), KEY_A));
+    expect(flat(await verifyRun(run)).map((p) => p.split(': ').slice(1).join(': '))).to.deep.equal([
+      'files lists "a/a", which is not a file name it may list',
+      'files lists "b b", which is not a file name it may list',
+      'files lists "z/z", which is not a file name it may list',
+    ]);
+  });
+
+  it('notes and extra files come in name order, whatever order the directory lists them in', async () => {
+    const run = await signedRun(1);
+    for (const name of ['zz', 'mm', 'aa']) {
+      await fs.writeFile(path.join(run, 'versions', name), '');
+      await fs.writeFile(f(run, 0, name), '');
+    }
+    const r = await verifyRun(run);
+    expect(r.notes).to.deep.equal(['aa', 'mm', 'zz'].map((x) => `versions/${x}: not a version directory, ignored`));
+    expect(r.problems.map((p) => p.file)).to.deep.equal(['aa', 'mm', 'zz']);
+  });
+
   it("verifyVersionDir reports against the manifest's own version number", async () => {
     const run = await signedRun(1);
     const m = JSON.parse(await fs.readFile(f(run, 0, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
