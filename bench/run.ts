@@ -160,7 +160,17 @@ function sha256Rate(bytes: number): number {
   return bytes / median(times);
 }
 
-async function benchGrpc(params: number, reps = 3): Promise<Record<string, number>> {
+/** Each repetition's seconds: the download, the sealed upload (sealing included), the unsealed upload. */
+interface TransportPair {
+  download_s: number;
+  sealed_upload_s: number;
+  sealed_upload_cpu_s: number;
+  unsealed_upload_cpu_s: number;
+  unsealed_upload_s: number;
+  unsealed_first: boolean;
+}
+
+async function benchGrpc(params: number, reps = 3) {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-'));
   const adapter = randomTensors(16, params / 16, 0.1, 9);
   const config = loadConfig({
@@ -242,6 +252,10 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
   const seals: number[] = [];
   const ratios: number[] = [];
   const plainUploads: number[] = [];
+  // CPU seconds of this process (site, coordinator and bench server all run in it) per upload: on a loaded box a
+  // figure that preemption does not inflate.
+  const plainCpu: number[] = [];
+  const sealedCpu: number[] = [];
   const uploadRatios: number[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const task = await nextTask();
@@ -253,16 +267,20 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
     const sendPlainTimed = async (): Promise<void> => {
       plain.nextRound(); // a fresh running sum, as the coordinator's round has (opened before the upload)
       const t0 = now();
+      const c0 = cpuNow();
       await sendPlain(plain.rpc, task, delta, DEFAULT_CHUNK_BYTES);
       plainUploads.push(now() - t0);
+      plainCpu.push(cpuNow() - c0);
     };
     if (rep % 2 === 1) await sendPlainTimed();
     t = now();
+    const c = cpuNow();
     // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time).
     const frames = sealDelta(ctx, task, delta, 1);
     seals.push(now() - t);
     await sendSealed(rpc, frames);
     uploads.push(now() - t);
+    sealedCpu.push(cpuNow() - c);
     if (rep % 2 === 0) await sendPlainTimed();
     ratios.push(downloads[rep] / uploads[rep]);
     uploadRatios.push(plainUploads[rep] / uploads[rep]);
@@ -320,6 +338,10 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
     upload_over_tcp: bytes / median(uploads) / tcp,
     /** The same update unsealed over the same gRPC method to the bench-only server (bench/upload-baseline.ts). */
     unsealed_upload_mb_per_second: bytes / median(plainUploads) / 1e6,
+    sealed_upload_cpu_seconds: median(sealedCpu),
+    unsealed_upload_cpu_seconds: median(plainCpu),
+    // In CPU time (median over the repetitions of unsealed CPU / sealed CPU): what sealing costs whatever the load.
+    sealed_upload_over_unsealed_upload_cpu: median(plainCpu.map((p, i) => p / sealedCpu[i])),
     // The goal's ratio: median over the repetitions of (unsealed upload time / sealed upload time), each pair back to back.
     sealed_upload_over_unsealed_upload: sealedOverPlainUpload,
     sealed_upload_over_unsealed_upload_min: Math.min(...uploadRatios),
@@ -330,6 +352,14 @@ async function benchGrpc(params: number, reps = 3): Promise<Record<string, numbe
     sealed_upload_over_unsealed_download: sealedOverUnsealed,
     sealed_upload_over_unsealed_min: Math.min(...ratios),
     sealed_upload_over_unsealed_max: Math.max(...ratios),
+    pairs: uploads.map((u, i): TransportPair => ({
+      download_s: downloads[i],
+      sealed_upload_s: u,
+      unsealed_upload_s: plainUploads[i],
+      unsealed_first: i % 2 === 1,
+      sealed_upload_cpu_s: sealedCpu[i],
+      unsealed_upload_cpu_s: plainCpu[i],
+    })),
   };
 }
 
@@ -417,7 +447,7 @@ async function main(): Promise<void> {
       'upload 64 MiB update over gRPC (sealed, spooled)',
       `${tr.upload_mb_per_second.toFixed(0)} MB/s`,
       `unsealed upload ${tr.unsealed_upload_mb_per_second.toFixed(0)} MB/s`,
-      `${(100 * tr.sealed_upload_over_unsealed_upload).toFixed(0)}% of the unsealed upload (median of ${tr.repetitions} pairs, ${(100 * tr.sealed_upload_over_unsealed_upload_min).toFixed(0)}–${(100 * tr.sealed_upload_over_unsealed_upload_max).toFixed(0)}%; goal 80%); ${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of the unsealed download; ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
+      `${(100 * tr.sealed_upload_over_unsealed_upload).toFixed(0)}% of the unsealed upload (median of ${tr.repetitions} pairs, ${(100 * tr.sealed_upload_over_unsealed_upload_min).toFixed(0)}–${(100 * tr.sealed_upload_over_unsealed_upload_max).toFixed(0)}%; goal 80%; in CPU time ${(100 * tr.sealed_upload_over_unsealed_upload_cpu).toFixed(0)}%); ${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of the unsealed download; ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
     ]);
   }
   if (want.has('memory')) {

@@ -171,7 +171,7 @@ export function sendPlain(
       if (!answered) call.end();
     })().catch((e: unknown) => {
       call.cancel();
-      reject(e as Error);
+      reject(e);
     });
   });
 }
