@@ -1,5 +1,6 @@
 // A real federated run where the sites train on the GPU (WebGPU): coordinator + 2 sites over gRPC loopback,
-// the demo model, SpamAssassin. The GPU machine has no copy of the data packages, so the task is tokenised
+// the demo model, SpamAssassin. Each site's trainer comes from trainerForModel, as at a real site: tfjs
+// (tfjs-webgpu here) by default, the WebGPU engine with FEDTUNE_ENGINE=auto|tc|f16|f32. The GPU machine has no copy of the data packages, so the task is tokenised
 // here first and carried as JSON:
 //   node dist/bench/gpu-round.js --export .gpudata/task.json          (here)
 //   node dist/bench/gpu-round.js --run .gpudata/task.json OUT_DIR     (on the GPU machine)
@@ -11,7 +12,7 @@ import { Coordinator, loadConfig, loraSettings } from '../coordinator';
 import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
-import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { trainerForModel } from '../client-sdk/sft/lora-trainer';
 import { evaluateAdapter } from '../client-sdk/sft/evaluate';
 import type { SftExample } from '../client-sdk/sft/types';
 import type { TensorList } from '../proto/tensors';
@@ -62,14 +63,11 @@ async function runRound(file: string, outDir: string): Promise<void> {
     console.log(JSON.stringify({ version: e.version, round: e.round, metrics: e.metrics, backends: e.participants.map((p) => p.backend) })),
   );
   const { address } = await coordinator.start();
-  const t0 = Date.now();
-  const runs = task.clients.map((d, i) =>
-    new FederationClient({
-      address,
-      name: `gpu-site-${i}`,
-      trainer: new LoraSftTrainer({ model: base.model, lora, train: d.train, eval: d.eval, choices: task.choices, evalMaxSeqLen: 96 }),
-    }).run(),
+  const trainers = await Promise.all(
+    task.clients.map((d) => trainerForModel(base.model, lora, { train: d.train, eval: d.eval, choices: task.choices, evalMaxSeqLen: 96 })),
   );
+  const t0 = Date.now(); // after the trainers exist: the engine builds its pipelines once per site
+  const runs = task.clients.map((_, i) => new FederationClient({ address, name: `gpu-site-${i}`, trainer: trainers[i].trainer }).run());
   const final = await coordinator.done;
   await Promise.all(runs);
   await coordinator.stop();
@@ -81,6 +79,7 @@ async function runRound(file: string, outDir: string): Promise<void> {
   console.log(
     JSON.stringify({
       backend,
+      trainers: trainers.map((t) => t.backend),
       seconds: (Date.now() - t0) / 1000,
       finalVersion: final.manifest.version,
       participants: final.manifest.participants.map((p) => ({ name: p.clientName, backend: p.backend, train_seconds: p.metrics.train_seconds })),
