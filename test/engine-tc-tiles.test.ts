@@ -4,11 +4,10 @@
 // including the GPT-2 and Llama step programs' tensor-core kernels; and the tiles' geometry (grid, workgroup
 // memory) is what the plan says. The kernels' numbers are checked on a GPU by test/gpu-engine.ts, and their
 // indexing on Mesa's lavapipe through the plain-WGSL emulation (bench/tc-matmul-probe.ts --emulate).
-import { pathToFileURL } from 'node:url';
+import { nullDevice, wgslErrors } from './dawn-null';
 import type { MatmulSpec } from '../client-sdk/engine/matmul';
 import { tcMatmulTiled, type TcTile } from '../client-sdk/engine/matmul-tc-tiled';
 import { tcMatmul } from '../client-sdk/engine/matmul-tc';
-import { DAWN_TOGGLES } from '../client-sdk/engine/device';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { buildProgram } from '../client-sdk/engine/program';
 import { shareKernels } from '../client-sdk/engine/dedupe';
@@ -20,27 +19,6 @@ import { buildLlamaProgram } from '../client-sdk/engine/program-llama';
 import type { Kernel } from '../client-sdk/engine/kernel';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-// The `webgpu` package is ESM only; tsc's CommonJS output would turn a plain import() into require().
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<{ create: (f: string[]) => GPU; globals: object }>;
-// Dawn tears its instance down under live devices if the GPU object is collected (bench/webgpu-crash-repro.js).
-const KEEP: GPU[] = [];
-
-async function nullDevice(): Promise<GPUDevice> {
-  const mod = await importEsm(pathToFileURL(require.resolve('webgpu')).href);
-  Object.assign(globalThis, mod.globals);
-  const gpu = mod.create(['backend=null', ...DAWN_TOGGLES]);
-  KEEP.push(gpu);
-  const ad = await gpu.requestAdapter();
-  if (!ad) throw new Error('no null adapter');
-  return ad.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[] });
-}
-
-async function wgslErrors(dev: GPUDevice, code: string): Promise<string[]> {
-  const info = await dev.createShaderModule({ code }).getCompilationInfo();
-  return info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-}
 
 const TILES: TcTile[] = [
   { sgm: 2, sgn: 2, tm: 4, tn: 4, bk: 32, mode: 'staged', double: true, pad: 8, vec: true },

@@ -3,8 +3,7 @@
 // products, the tiled attention forward, each tile name) has the kernels and buffers it should, and Dawn's own WGSL
 // compiler (null backend) accepts every shader as the engine shares them. Their numbers are checked on a GPU
 // (test/gpu-engine-tuning.ts, part of `npm run test:gpu`).
-import { pathToFileURL } from 'node:url';
-import { DAWN_TOGGLES } from '../client-sdk/engine/device';
+import { nullDevice, wgslErrors } from './dawn-null';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { buildProgram, type EnginePath } from '../client-sdk/engine/program';
 import { shareKernels } from '../client-sdk/engine/dedupe';
@@ -17,20 +16,6 @@ import type { Kernel } from '../client-sdk/engine/kernel';
 import { initLoraAdapter } from '../proto/model/lora-layout';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<{ create: (f: string[]) => GPU; globals: object }>;
-const KEEP: GPU[] = [];
-
-async function nullDevice(): Promise<GPUDevice> {
-  const mod = await importEsm(pathToFileURL(require.resolve('webgpu')).href);
-  Object.assign(globalThis, mod.globals);
-  const gpu = mod.create(['backend=null', ...DAWN_TOGGLES]);
-  KEEP.push(gpu);
-  const ad = await gpu.requestAdapter();
-  if (!ad) throw new Error('no null adapter');
-  return ad.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[] });
-}
 
 const CFG = parseGpt2Config({ vocab_size: 300, n_positions: 64, n_embd: 64, n_layer: 2, n_head: 4 });
 const ADAPTER = initLoraAdapter(CFG, { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] }, 1);
@@ -157,8 +142,7 @@ describe('engine: kernel choices (tuning)', function () {
     const dev = await nullDevice();
     // The tc path's defaults, as the engine builds them.
     for (const g of shareKernels(build('tc', DEFAULT_TUNING).kernels).groups) {
-      const info = await dev.createShaderModule({ code: g.code }).getCompilationInfo();
-      expect(info.messages.filter((m) => m.type === 'error').length).to.equal(0);
+      expect(await wgslErrors(dev, g.code), `tc default ${g.members.length}`).to.deep.equal([]);
     }
     for (const [family, path] of [
       ['gpt2', 'f32'],
@@ -176,9 +160,7 @@ describe('engine: kernel choices (tuning)', function () {
           g.params.every((x) => x.length <= 64),
           label,
         ).to.equal(true);
-        const info = await dev.createShaderModule({ code: g.code }).getCompilationInfo();
-        const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-        expect(errors, `${family} ${path} ${label}`).to.deep.equal([]);
+        expect(await wgslErrors(dev, g.code), `${family} ${path} ${label}`).to.deep.equal([]);
       }
     }
     dev.destroy();
