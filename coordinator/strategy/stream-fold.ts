@@ -7,41 +7,17 @@
 import type { TensorList } from '../../proto/tensors';
 import { AdmissionError, type UpdateFold } from './strategy';
 import { FixedPointRangeError } from './fixed-point';
-import { STAGE_BYTES, type FoldKernel } from './fold-kernel';
+import type { FoldKernel } from './fold-kernel';
+import { WordRuns } from '../../proto/word-runs';
 
 /** Turns an update's plaintext bytes (any split) into runs of whole values staged at kernel.staged[0, n). */
-export class ValueRuns {
-  private readonly carry = new Uint8Array(4);
-  private carried = 0;
-  /** Values handed on so far. */
-  at = 0;
-
-  constructor(
-    private readonly k: FoldKernel,
-    private readonly total: number,
-  ) {}
-
-  /** Calls run(start, n) for each run of whole values in `bytes` (start: the first one's index in the update). */
-  feed(bytes: Uint8Array, run: (start: number, n: number) => void): void {
-    let p = 0;
-    while (p < bytes.length) {
-      const stage = this.k.stage;
-      stage.set(this.carry.subarray(0, this.carried), 0);
-      const take = Math.min(bytes.length - p, STAGE_BYTES - this.carried);
-      stage.set(bytes.subarray(p, p + take), this.carried);
-      p += take;
-      const len = this.carried + take;
-      const n = len >>> 2;
-      if (this.at + n > this.total) throw new AdmissionError(`the update carries more than the ${this.total} values of the round's layout`);
-      this.carried = len & 3;
-      this.carry.set(stage.subarray(4 * n, len));
-      if (n > 0) run(this.at, n);
-      this.at += n;
-    }
-  }
-
-  get complete(): boolean {
-    return this.at === this.total && this.carried === 0;
+export class ValueRuns extends WordRuns {
+  constructor(k: FoldKernel, total: number) {
+    super(
+      () => k.stage,
+      total,
+      () => new AdmissionError(`the update carries more than the ${total} values of the round's layout`),
+    );
   }
 }
 

@@ -5,6 +5,8 @@
 // subtracted; integer arithmetic mod 2^32, so what remains is bit for bit the sum without it. Per upload
 // (MaskedFeed): push… accept, or abandon then undo… until it returns true.
 
+import { WordRuns } from '../word-runs';
+
 /** Bytes staged per add: words are added from an aligned copy (a chunk's bytes may start anywhere). */
 const STAGE_BYTES = 1 << 16;
 
@@ -68,38 +70,13 @@ export class MaskedSum {
   }
 }
 
-/** Turns bytes in any split into runs of whole words staged in the sum's stage. */
-class WordRuns {
-  private readonly carry = new Uint8Array(4);
-  private carried = 0;
-  /** Words handed on so far. */
-  at = 0;
-
-  constructor(private readonly s: MaskedSum) {}
-
-  /** Calls run(start, n) for each run of whole words in `bytes` (start: the first one's index in the vector). */
-  feed(bytes: Uint8Array, run: (start: number, n: number) => void): void {
-    const stage = this.s.stageBytes;
-    let p = 0;
-    while (p < bytes.length) {
-      stage.set(this.carry.subarray(0, this.carried), 0);
-      const take = Math.min(bytes.length - p, STAGE_BYTES - this.carried);
-      stage.set(bytes.subarray(p, p + take), this.carried);
-      p += take;
-      const len = this.carried + take;
-      const n = len >>> 2;
-      if (this.at + n > this.s.length) throw new RangeError(`masked input carries more than the round's ${this.s.length} values`);
-      this.carried = len & 3;
-      this.carry.set(stage.subarray(4 * n, len));
-      if (n > 0) run(this.at, n);
-      this.at += n;
-    }
-  }
-
-  get complete(): boolean {
-    return this.at === this.s.length && this.carried === 0;
-  }
-}
+/** Bytes in any split as runs of whole words staged in the sum's stage. */
+const wordRuns = (s: MaskedSum): WordRuns =>
+  new WordRuns(
+    () => s.stageBytes,
+    s.length,
+    () => new RangeError(`masked input carries more than the round's ${s.length} values`),
+  );
 
 export class MaskedFeed {
   private readonly first: WordRuns;
@@ -109,7 +86,7 @@ export class MaskedFeed {
   added = 0;
 
   constructor(private readonly s: MaskedSum) {
-    this.first = new WordRuns(s);
+    this.first = wordRuns(s);
   }
 
   private expect(st: MaskedFeed['state'], what: string): void {
@@ -149,7 +126,7 @@ export class MaskedFeed {
   undo(bytes: Uint8Array): boolean {
     if (this.state === 'undone') return true;
     this.expect('abandoned', 'undo');
-    this.back ??= new WordRuns(this.s);
+    this.back ??= wordRuns(this.s);
     const limit = this.added;
     // Words go in in order, so the first `added` words of the input are exactly what is in the sum.
     if (this.back.at < limit)
