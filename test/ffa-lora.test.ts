@@ -13,7 +13,7 @@ import { uploadLayout } from '../coordinator/lora-aggregation';
 import { clientIdFor } from '../coordinator/registry';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import type { Manifest } from '../coordinator/checkpoints/types';
-import { decodeSum, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { expectedAdapter } from './secagg-expected';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { Prng } from '../proto/prng';
 import {
@@ -302,20 +302,13 @@ describe('FFA-LoRA over gRPC', function () {
     expect((m.config.lora as { aggregation: string }).aggregation).to.equal('ffa');
     const sa = m.secureAggregation!;
     expect(sa.survivors).to.have.length(n);
-    const cfg: SecAggRoundConfig = {
-      roundTag: 'unused',
-      baseManifestSha256: '0'.repeat(64),
-      selected: sa.selected,
-      threshold: sa.threshold,
-      graph: { kind: 'full' },
-      clipNorm: sa.clipNorm,
-      weightCap: sa.weightCap,
-      maxClients: sa.maxClients,
-      include: [B],
-      vectorLength: vectorLayout(v0.adapter, [B]).length,
-    };
     expect([...encoded.values()].every((x) => x.length === 1 + OUT * R)).to.equal(true);
-    const want = decodeSum(sumVectors(sa.survivors.map((id) => encoded.get(id)!)), cfg, v0.adapter).adapter;
+    const want = expectedAdapter(
+      sa,
+      v0.adapter,
+      sa.survivors.map((id) => encoded.get(id)!),
+      [B],
+    );
     expect(bits(v1.adapter[0].data).equals(bits(v0.adapter[0].data)), 'lora_A').to.equal(true);
     expect(bits(v1.adapter[1].data).equals(bits(want[1].data)), 'lora_B').to.equal(true);
   });

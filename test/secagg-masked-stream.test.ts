@@ -9,9 +9,10 @@ import fc from 'fast-check';
 import * as grpc from '@grpc/grpc-js';
 import { FederationClient } from '../client-sdk/client';
 import { clientIdFor } from '../coordinator/registry';
-import { decodeSum, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { sumVectors } from '../proto/secagg';
 import { MaskedSum } from '../proto/secagg/masked-sum';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
+import { expectedAdapter } from './secagg-expected';
 import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -107,20 +108,11 @@ describe('secagg masked uploads over gRPC: refused after their chunks went into 
       expect([...sa.dropped].sort()).to.deep.equal(names.slice(0, 2).map(clientIdFor).sort());
       expect(sa.survivors).to.have.length(n - 2);
       const base = smallAdapter(0);
-      const include = base.map((t) => t.name).sort();
-      const cfg: SecAggRoundConfig = {
-        roundTag: 'unused',
-        baseManifestSha256: '0'.repeat(64),
-        selected: sa.selected,
-        threshold: sa.threshold,
-        graph: { kind: 'full' },
-        clipNorm: sa.clipNorm,
-        weightCap: sa.weightCap,
-        maxClients: sa.maxClients,
-        include,
-        vectorLength: vectorLayout(base, include).length,
-      };
-      const want = decodeSum(sumVectors(sa.survivors.map((id) => encoded.get(id)!)), cfg, base).adapter;
+      const want = expectedAdapter(
+        sa,
+        base,
+        sa.survivors.map((id) => encoded.get(id)!),
+      );
       const got = (await h.coordinator.store.read(1)).adapter;
       for (let k = 0; k < want.length; k++) expect(Buffer.from(got[k].data.buffer).equals(Buffer.from(want[k].data.buffer)), want[k].name).to.equal(true);
       // The scratch files of the masked uploads are gone: nothing of them is left in the run directory.

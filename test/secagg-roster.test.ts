@@ -9,9 +9,9 @@ import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { clientIdFor } from '../coordinator/registry';
-import { decodeSum, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import { signRoster } from '../proto/secagg/roster-file';
 import type { TensorList } from '../proto/tensors';
+import { expectedAdapter } from './secagg-expected';
 import { siteDelta, smallAdapter, startCoordinator, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -74,20 +74,11 @@ describe('secure aggregation with an operator-signed roster over gRPC', function
       const sa = manifests[1].secureAggregation!;
       expect(sa.survivors).to.deep.equal(names.slice(0, 5).map(clientIdFor).sort());
       const base = smallAdapter(0);
-      const include = base.map((t) => t.name).sort();
-      const cfg: SecAggRoundConfig = {
-        roundTag: 'x',
-        baseManifestSha256: '0'.repeat(64),
-        selected: sa.selected,
-        threshold: sa.threshold,
-        graph: { kind: 'full' },
-        clipNorm: sa.clipNorm,
-        weightCap: sa.weightCap,
-        maxClients: sa.maxClients,
-        include,
-        vectorLength: vectorLayout(base, include).length,
-      };
-      const want = decodeSum(sumVectors(sa.survivors.map((id) => encoded.get(id)!)), cfg, base).adapter;
+      const want = expectedAdapter(
+        sa,
+        base,
+        sa.survivors.map((id) => encoded.get(id)!),
+      );
       const ck = await h.coordinator.store.read(1);
       for (let k = 0; k < want.length; k++)
         expect(Buffer.from(ck.adapter[k].data.buffer).equals(Buffer.from(want[k].data.buffer)), want[k].name).to.equal(true);

@@ -7,7 +7,8 @@ import { FederationClient } from '../client-sdk/client';
 import type { SecAggStage } from '../client-sdk/secagg-flow';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { Manifest } from '../coordinator/checkpoints/types';
-import { decodeSum, encodeUpdate, sumVectors, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { encodeUpdate, type SecAggRoundConfig } from '../proto/secagg';
+import { expectedAdapter } from './secagg-expected';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { clientIdFor } from '../coordinator/registry';
 import { siteDelta, smallAdapter, snapshotBytes, startCoordinator, tempDir, testIdentity, type Harness, type HarnessOptions } from './harness';
@@ -44,25 +45,12 @@ type Encoded = Map<string, Uint32Array>;
  */
 function expected(m: Manifest, base: TensorList, attempt: number, encoded: Encoded): NamedTensor[] {
   const sa = m.secureAggregation!;
-  const include = base.map((t) => t.name).sort();
-  const cfg: SecAggRoundConfig = {
-    roundTag: 'unused',
-    baseManifestSha256: '0'.repeat(64),
-    selected: sa.selected,
-    threshold: sa.threshold,
-    graph: { kind: 'full' },
-    clipNorm: sa.clipNorm,
-    weightCap: sa.weightCap,
-    maxClients: sa.maxClients,
-    include,
-    vectorLength: vectorLayout(base, include).length,
-  };
   const vs = sa.survivors.map((id) => encoded.get(`${attempt}:${id}`)!);
   expect(
     vs.every((v) => v !== undefined),
     'every survivor encoded a vector',
   ).to.equal(true);
-  return decodeSum(sumVectors(vs), cfg, base).adapter;
+  return expectedAdapter(sa, base, vs);
 }
 
 interface Drop {
