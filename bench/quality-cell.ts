@@ -140,7 +140,7 @@ async function runFederation(
   coordinator.on('roundCommitted', (ev: { version: number; round: number; metrics: Record<string, number> }) => {
     const m = ev.metrics;
     const extra: Record<string, number> = {};
-    for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && !k.startsWith('clients.')) extra[k] = v;
+    for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && (!k.startsWith('clients.') || k === UPDATE_NORM)) extra[k] = v;
     curve.push({ version: ev.version, round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
     // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
     const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
@@ -175,7 +175,33 @@ async function runFederation(
 async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<{ trainer: Trainer; backend: string }> {
   const t = await trainerForModel(model, lora, { ...d, evalMaxSeqLen: 128 });
   if (t.engineFallback) throw new Error(`FEDTUNE_ENGINE=${process.env.FEDTUNE_ENGINE}: ${t.engineFallback}`);
-  return t;
+  return { trainer: withUpdateNorm(t.trainer), backend: t.backend };
+}
+
+// The manifest's example-weighted mean of the sites' update norms (‖local − global‖₂ over every tensor), a metric
+// the site reports beside its loss: what DP's clip norm C is set against, and the signal its noise is judged by.
+const UPDATE_NORM = 'clients.update_norm';
+
+/** `t` reporting its update's L2 norm in the outcome's metrics (update_norm); training itself untouched. */
+export function withUpdateNorm(t: Trainer): Trainer {
+  const train: Trainer['train'] = async (global, plan, signal, onStep) => {
+    const out = await t.train(global, plan, signal, onStep);
+    const before = new Map(global.map((g) => [g.name, g.data]));
+    let ss = 0;
+    for (const a of out.adapter) {
+      const g = before.get(a.name);
+      if (g) for (let i = 0; i < a.data.length; i++) ss += (a.data[i] - g[i]) ** 2;
+    }
+    return { ...out, metrics: { ...out.metrics, update_norm: Math.sqrt(ss) } };
+  };
+  // The rest of the trainer (backend, evaluate, dispose) as it is, its methods bound to the original.
+  return new Proxy(t, {
+    get: (target, key) => {
+      if (key === 'train') return train;
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 if (require.main === module) {
