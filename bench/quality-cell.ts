@@ -21,6 +21,7 @@ import type { Trainer } from '../client-sdk/trainer';
 import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
+import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -176,32 +177,6 @@ async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Prom
   const t = await trainerForModel(model, lora, { ...d, evalMaxSeqLen: 128 });
   if (t.engineFallback) throw new Error(`FEDTUNE_ENGINE=${process.env.FEDTUNE_ENGINE}: ${t.engineFallback}`);
   return { trainer: withUpdateNorm(t.trainer), backend: t.backend };
-}
-
-// The manifest's example-weighted mean of the sites' update norms (‖local − global‖₂ over every tensor), a metric
-// the site reports beside its loss: what DP's clip norm C is set against, and the signal its noise is judged by.
-const UPDATE_NORM = 'clients.update_norm';
-
-/** `t` reporting its update's L2 norm in the outcome's metrics (update_norm); training itself untouched. */
-export function withUpdateNorm(t: Trainer): Trainer {
-  const train: Trainer['train'] = async (global, plan, signal, onStep) => {
-    const out = await t.train(global, plan, signal, onStep);
-    const before = new Map(global.map((g) => [g.name, g.data]));
-    let ss = 0;
-    for (const a of out.adapter) {
-      const g = before.get(a.name);
-      if (g) for (let i = 0; i < a.data.length; i++) ss += (a.data[i] - g[i]) ** 2;
-    }
-    return { ...out, metrics: { ...out.metrics, update_norm: Math.sqrt(ss) } };
-  };
-  // The rest of the trainer (backend, evaluate, dispose) as it is, its methods bound to the original.
-  return new Proxy(t, {
-    get: (target, key) => {
-      if (key === 'train') return train;
-      const v: unknown = Reflect.get(target, key, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
 }
 
 if (require.main === module) {
