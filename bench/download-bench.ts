@@ -1,0 +1,368 @@
+// The download half of issue 8's transport goal (gRPC transfer >= 50% of raw TCP loopback). Each repetition
+// downloads the latest version from a real coordinator through the SDK's receive path (client-sdk/download.ts:
+// every frame checked, the chunks landed in the tensors and hashed on the landing worker, the SHA-256 compared with
+// the trailer) and moves the same bytes over raw TCP loopback, so both arms of every ratio ran moments apart under
+// the same load. The baseline's reader only counts bytes: no copy, no hash. Further arms say where the gap lies:
+// the same gRPC call with a reader that only counts, node:http2 alone (the ceiling of any gRPC in node), and raw
+// TCP whose reader also hashes, or hashes and copies into tensors, on the same thread. Per arm, the main thread's
+// CPU and every other thread's (Linux): on a multi-core host the busiest thread bounds the transfer.
+//
+// `node dist/bench/run.js download` runs it alone (BENCH_DOWNLOAD_REPS, default 7); the transport section runs it
+// for its download rows. `node dist/bench/download-bench.js` prints its JSON.
+import { createHash } from 'node:crypto';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import nacl from 'tweetnacl';
+import pino from 'pino';
+import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
+import { identityFromSecretKey } from '../client-sdk/identity';
+import { Coordinator, loadConfig } from '../coordinator';
+import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
+import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
+import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
+import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
+import type { NamedTensor } from '../proto/tensors';
+import { lcgTensors } from './secagg';
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e9;
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** What the reader of the raw TCP socket does with the bytes. */
+export type TcpReader = 'count' | 'hash' | 'hash+copy';
+
+/** Seconds to move `bytes` over a fresh loopback TCP connection in 1 MiB writes; the reader does `reader`. */
+export async function rawTcpSeconds(bytes: number, reader: TcpReader = 'count', tensorBytes = bytes): Promise<number> {
+  const chunk = Buffer.alloc(1 << 20, 7);
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const received = new Promise<void>((resolve) =>
+    server.on('connection', (sock) => {
+      let n = 0;
+      const hash = createHash('sha256');
+      let dst = new Uint8Array(0);
+      let filled = 0;
+      sock.on('data', (d: Buffer) => {
+        if (reader !== 'count') hash.update(d);
+        if (reader === 'hash+copy') {
+          let src: Uint8Array = d;
+          while (src.length > 0) {
+            if (filled === dst.length) {
+              dst = new Uint8Array(Math.min(tensorBytes, bytes - n));
+              filled = 0;
+            }
+            const take = Math.min(src.length, dst.length - filled);
+            dst.set(src.subarray(0, take), filled);
+            filled += take;
+            n += take;
+            src = src.subarray(take);
+          }
+        } else n += d.length;
+        if (n >= bytes) {
+          if (reader !== 'count') hash.digest();
+          resolve();
+        }
+      });
+    }),
+  );
+  const t = now();
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => sock.once('connect', r));
+  for (let sent = 0; sent < bytes; sent += chunk.length) if (!sock.write(chunk)) await new Promise<void>((r) => sock.once('drain', r));
+  await received;
+  const dt = now() - t;
+  sock.destroy();
+  server.close();
+  return dt;
+}
+
+/**
+ * Seconds to move `bytes` as one HTTP/2 response over loopback with node:http2 alone (what grpc-js runs on): 1 MiB
+ * writes, the site's 16 MiB window, the reader only counts. Node's HTTP/2 sends DATA frames of at most 16 KiB
+ * whatever SETTINGS_MAX_FRAME_SIZE the reader offers (nghttp2 without a read-length callback), and hands each frame
+ * to JavaScript on its own: this is the ceiling of any gRPC download in node, before gRPC's framing and copies.
+ */
+export async function rawHttp2Seconds(bytes: number): Promise<number> {
+  const chunk = Buffer.alloc(1 << 20, 7);
+  const server = http2.createServer();
+  server.on('stream', (s) => {
+    s.respond({ ':status': 200 });
+    let sent = 0;
+    const go = (): void => {
+      while (sent < bytes) {
+        sent += chunk.length;
+        if (!s.write(chunk)) return void s.once('drain', go);
+      }
+      s.end();
+    };
+    go();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const window = SITE_CHANNEL_OPTIONS['grpc-node.flow_control_window'];
+  const t = now();
+  const session = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: window } });
+  await new Promise<void>((r) => session.once('remoteSettings', () => r()));
+  session.setLocalWindowSize(window);
+  await new Promise<void>((resolve, reject) => {
+    const req = session.request({ ':path': '/' });
+    let n = 0;
+    req.on('data', (d: Buffer) => (n += d.length));
+    req.on('end', () => (n === bytes ? resolve() : reject(new Error(`http2 arm got ${n} bytes`))));
+    req.on('error', reject);
+  });
+  const dt = now() - t;
+  session.close();
+  server.close();
+  return dt;
+}
+
+/** A joined site's channel to a coordinator serving `adapter` as version 0. */
+export interface DownloadSite {
+  download(version: number): Promise<NamedTensor[]>;
+  /** The same call with a reader that only counts the chunks' bytes: grpc-js and protobuf, no checks, no landing, no hash. */
+  drain(version: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startDownloadSite(adapter: NamedTensor[], chunkBytes = 1 << 20): Promise<DownloadSite> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-dl-'));
+  const config = loadConfig({
+    overrides: {
+      server: { port: 0 },
+      run: { dir },
+      // No round starts (it would wait for 1,000 sites): the site only downloads the initial version.
+      rounds: { total: 1, minClients: 1000, minUpdates: 1, clientsPerRound: 1000, deadlineMs: 600_000 },
+      log: { level: 'silent' },
+      auth: { mode: 'tofu' },
+      transport: { chunkBytes },
+    },
+  });
+  const coordinator = new Coordinator({
+    config,
+    initialAdapter: () => adapter,
+    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+    adapterConfig: {},
+    logger: pino({ level: 'silent' }),
+  });
+  const committed = new Promise<void>((r) => coordinator.once('roundCommitted', () => r()));
+  const { address } = await coordinator.start();
+  await committed; // version 0, the initial adapter
+  const Ctor = loadFedtuneProto().fedtune.v1.Federation;
+  const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
+  const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
+  const hello = await new Promise<HelloResponse__Output>((res, rej) =>
+    rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
+  );
+  const signature = sign(
+    DOMAINS.join,
+    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
+    identity.secretKey,
+  );
+  const token = await new Promise<string>((res, rej) =>
+    rpc.Join(
+      {
+        protocol_version: PROTOCOL_VERSION,
+        client_name: 'bench',
+        backend: 'none',
+        labels: {},
+        public_key: identity.publicKey,
+        challenge: hello.challenge,
+        signature,
+        coordinator_key_id: hello.coordinator!.key_id,
+      },
+      (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r.session_token)),
+    ),
+  );
+  return {
+    download: (version) => downloadAdapter(rpc, token, version),
+    drain: (version) =>
+      new Promise<number>((resolve, reject) => {
+        const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: '', control_variate: false });
+        let n = 0;
+        call.on('data', (f: TensorFrame__Output) => (n += f.chunk?.length ?? 0));
+        call.on('error', reject);
+        call.on('end', () => resolve(n));
+      }),
+    close: async () => {
+      rpc.close();
+      await coordinator.stop(500);
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** This process's CPU milliseconds so far, the main thread's apart from all others (Linux /proc; undefined elsewhere). */
+function threadCpuMs(): { main: number; others: number } | undefined {
+  const read = (f: string): number => {
+    const st = readFileSync(f, 'utf8');
+    const fields = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
+  try {
+    let others = 0;
+    let main = 0;
+    for (const t of readdirSync('/proc/self/task')) {
+      try {
+        const ms = read(`/proc/self/task/${t}/stat`);
+        if (t === String(process.pid)) main = ms;
+        else others += ms;
+      } catch {
+        // a thread that ended between the listing and the read
+      }
+    }
+    return { main, others };
+  } catch {
+    return undefined;
+  }
+}
+/** USER_HZ: 100 on every Linux build node supports. */
+const CLOCK_TICKS = 100;
+
+/**
+ * The arms, each moving the same bytes over loopback in this process:
+ *  download   the SDK's real receive path (what the goal measures)
+ *  grpc_bare  the same DownloadAdapter call from the same coordinator, a reader that only counts the chunks' bytes
+ *  http2      node:http2 alone, the reader counts
+ *  tcp        raw TCP, the reader counts (the goal's baseline: a socket read and nothing else)
+ *  tcp_hash   raw TCP, the reader also computes the SHA-256 (on the same thread)
+ *  tcp_hash_copy  raw TCP, the reader hashes and copies into tensor-sized buffers (on the same thread)
+ */
+const ARMS = ['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
+type Arm = (typeof ARMS)[number];
+
+export interface ArmFigures {
+  /** Wall seconds, one per repetition. */
+  seconds: number[];
+  mb_per_second: number;
+  /** Median over the repetitions of (raw TCP seconds / this arm's seconds), each in the same repetition. */
+  over_tcp: number;
+  over_tcp_min: number;
+  over_tcp_max: number;
+  /** Median CPU milliseconds per transfer, the main thread's and every other thread's (worker, GC helpers). */
+  main_thread_cpu_ms?: number;
+  other_threads_cpu_ms?: number;
+}
+
+export interface DownloadBench {
+  bytes: number;
+  repetitions: number;
+  arms: Record<Arm, ArmFigures>;
+  /** The goal: the SDK's download at >= 50% of raw TCP loopback (median of same-repetition ratios). */
+  download_over_tcp: number;
+  download_goal: 0.5;
+  download_goal_met: 0 | 1;
+}
+
+/**
+ * `reps` repetitions; each runs every arm once on a `params`-value adapter (16 tensors), in an order rotated from
+ * one repetition to the next, so that every ratio compares transfers made moments apart under the same load.
+ */
+export async function benchDownloads(params: number, reps: number): Promise<DownloadBench> {
+  const adapter = lcgTensors(16, params / 16, 0.1, 9, (i) => `t${String(i).padStart(3, '0')}`);
+  const bytes = params * 4;
+  const tensorBytes = bytes / 16;
+  const site = await startDownloadSite(adapter);
+  const last = adapter[15].data;
+  const run: Record<Arm, () => Promise<unknown>> = {
+    download: async () => {
+      const got = await site.download(0);
+      const d = got[15]?.data;
+      if (got.length !== 16 || d.length !== last.length || d[d.length - 1] !== last[last.length - 1])
+        throw new Error('the download does not match the adapter');
+    },
+    grpc_bare: async () => {
+      if ((await site.drain(0)) !== bytes) throw new Error('the bare gRPC arm lost bytes');
+    },
+    http2: () => rawHttp2Seconds(bytes),
+    tcp: () => rawTcpSeconds(bytes),
+    tcp_hash: () => rawTcpSeconds(bytes, 'hash'),
+    tcp_hash_copy: () => rawTcpSeconds(bytes, 'hash+copy', tensorBytes),
+  };
+  const wall = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  const main = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  const others = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  try {
+    // Warm-up, not reported: the image is encoded at the first download, the worker starts, the JIT settles.
+    for (const a of ARMS) await run[a]();
+    for (let rep = 0; rep < reps; rep++) {
+      for (let k = 0; k < ARMS.length; k++) {
+        const a = ARMS[(k + rep) % ARMS.length];
+        const c0 = threadCpuMs();
+        const t = now();
+        await run[a]();
+        wall[a].push(now() - t);
+        const c1 = threadCpuMs();
+        if (c0 && c1) {
+          main[a].push(c1.main - c0.main);
+          others[a].push(c1.others - c0.others);
+        }
+      }
+    }
+  } finally {
+    await site.close();
+  }
+  const figures = (a: Arm): ArmFigures => {
+    const ratios = wall[a].map((s, i) => wall.tcp[i] / s);
+    return {
+      seconds: wall[a],
+      mb_per_second: bytes / median(wall[a]) / 1e6,
+      over_tcp: median(ratios),
+      over_tcp_min: Math.min(...ratios),
+      over_tcp_max: Math.max(...ratios),
+      ...(main[a].length ? { main_thread_cpu_ms: median(main[a]), other_threads_cpu_ms: median(others[a]) } : {}),
+    };
+  };
+  const arms = Object.fromEntries(ARMS.map((a) => [a, figures(a)])) as Record<Arm, ArmFigures>;
+  return {
+    bytes,
+    repetitions: reps,
+    arms,
+    download_over_tcp: arms.download.over_tcp,
+    download_goal: 0.5,
+    download_goal_met: arms.download.over_tcp >= 0.5 ? 1 : 0,
+  };
+}
+
+/** The table rows of a DownloadBench (bench/run.ts prints them). */
+export function downloadRows(d: DownloadBench): [string, string, string, string][] {
+  const a = d.arms;
+  const cpu = (f: ArmFigures): string =>
+    f.main_thread_cpu_ms === undefined ? '' : `; CPU ms main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)}`;
+  const mib = d.bytes / 2 ** 20;
+  return [
+    [
+      `download ${mib} MiB adapter over gRPC (SDK receive path)`,
+      `${a.download.mb_per_second.toFixed(0)} MB/s`,
+      `raw TCP ${a.tcp.mb_per_second.toFixed(0)} MB/s`,
+      `${(100 * a.download.over_tcp).toFixed(0)}% of TCP (median of ${d.repetitions}, ${(100 * a.download.over_tcp_min).toFixed(0)}–${(100 * a.download.over_tcp_max).toFixed(0)}%; goal 50%)${cpu(a.download)}`,
+    ],
+    ...(['grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map((k): [string, string, string, string] => [
+      `  same bytes: ${ARM_LABELS[k]}`,
+      `${a[k].mb_per_second.toFixed(0)} MB/s`,
+      '',
+      `${(100 * a[k].over_tcp).toFixed(0)}% of TCP${cpu(a[k])}`,
+    ]),
+  ];
+}
+
+const ARM_LABELS: Record<Exclude<Arm, 'download'>, string> = {
+  grpc_bare: 'gRPC call, reader counts (no checks, landing, hash)',
+  http2: 'node:http2 alone, reader counts',
+  tcp: 'raw TCP, reader counts (the baseline)',
+  tcp_hash: 'raw TCP, reader hashes',
+  tcp_hash_copy: 'raw TCP, reader hashes and copies into tensors',
+};
+
+if (require.main === module) {
+  benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7))
+    .then((r) => console.log(JSON.stringify({ loadavg: os.loadavg(), ...r }, null, 1)))
+    .catch((e: Error) => {
+      console.error(e);
+      process.exit(1);
+    });
+}
