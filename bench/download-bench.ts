@@ -72,7 +72,9 @@ export async function rawTcpSeconds(bytes: number, reader: TcpReader = 'count', 
   const t = now();
   const sock = net.connect(port, '127.0.0.1');
   await new Promise<void>((r) => sock.once('connect', r));
-  for (let sent = 0; sent < bytes; sent += chunk.length) if (!sock.write(chunk)) await new Promise<void>((r) => sock.once('drain', r));
+  for (let sent = 0; sent < bytes; sent += chunk.length) {
+    if (!sock.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))) await new Promise<void>((r) => sock.once('drain', r));
+  }
   await received;
   const dt = now() - t;
   sock.destroy();
@@ -94,8 +96,9 @@ export async function rawHttp2Seconds(bytes: number): Promise<number> {
     let sent = 0;
     const go = (): void => {
       while (sent < bytes) {
-        sent += chunk.length;
-        if (!s.write(chunk)) return void s.once('drain', go);
+        const part = chunk.subarray(0, Math.min(chunk.length, bytes - sent));
+        sent += part.length;
+        if (!s.write(part)) return void s.once('drain', go);
       }
       s.end();
     };
@@ -267,40 +270,46 @@ export async function benchDownloads(params: number, reps: number): Promise<Down
   const bytes = params * 4;
   const tensorBytes = bytes / 16;
   const site = await startDownloadSite(adapter);
-  const last = adapter[15].data;
-  const run: Record<Arm, () => Promise<unknown>> = {
-    download: async () => {
-      const got = await site.download(0);
-      const d = got[15]?.data;
-      if (got.length !== 16 || d.length !== last.length || d[d.length - 1] !== last[last.length - 1])
-        throw new Error('the download does not match the adapter');
-    },
-    grpc_bare: async () => {
-      if ((await site.drain(0)) !== bytes) throw new Error('the bare gRPC arm lost bytes');
-    },
-    http2: () => rawHttp2Seconds(bytes),
-    tcp: () => rawTcpSeconds(bytes),
-    tcp_hash: () => rawTcpSeconds(bytes, 'hash'),
-    tcp_hash_copy: () => rawTcpSeconds(bytes, 'hash+copy', tensorBytes),
+  // Each arm returns what it received, checked after its timing: every byte of the download against the adapter.
+  const run: Record<Arm, () => Promise<NamedTensor[] | number>> = {
+    download: () => site.download(0),
+    grpc_bare: () => site.drain(0),
+    http2: () => rawHttp2Seconds(bytes).then(() => bytes),
+    tcp: () => rawTcpSeconds(bytes).then(() => bytes),
+    tcp_hash: () => rawTcpSeconds(bytes, 'hash').then(() => bytes),
+    tcp_hash_copy: () => rawTcpSeconds(bytes, 'hash+copy', tensorBytes).then(() => bytes),
+  };
+  const check = (a: Arm, got: NamedTensor[] | number): void => {
+    if (typeof got === 'number') {
+      if (got !== bytes) throw new Error(`the ${a} arm moved ${got} of ${bytes} bytes`);
+      return;
+    }
+    const same =
+      got.length === adapter.length &&
+      got.every(
+        (t, i) => t.name === adapter[i].name && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(adapter[i].data.buffer)),
+      );
+    if (!same) throw new Error('the download does not match the adapter');
   };
   const wall = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   const main = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   const others = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   try {
     // Warm-up, not reported: the image is encoded at the first download, the worker starts, the JIT settles.
-    for (const a of ARMS) await run[a]();
+    for (const a of ARMS) check(a, await run[a]());
     for (let rep = 0; rep < reps; rep++) {
       for (let k = 0; k < ARMS.length; k++) {
         const a = ARMS[(k + rep) % ARMS.length];
         const c0 = threadCpuMs();
         const t = now();
-        await run[a]();
+        const got = await run[a]();
         wall[a].push(now() - t);
         const c1 = threadCpuMs();
         if (c0 && c1) {
           main[a].push(c1.main - c0.main);
           others[a].push(c1.others - c0.others);
         }
+        check(a, got);
       }
     }
   } finally {
