@@ -7,8 +7,9 @@
 // TCP whose reader also hashes, or hashes and copies into tensors, on the same thread. Per arm, the main thread's
 // CPU and every other thread's (Linux): on a multi-core host the busiest thread bounds the transfer.
 //
-// `node dist/bench/run.js download` runs it alone (BENCH_DOWNLOAD_REPS, default 7); the transport section runs it
-// for its download rows. `node dist/bench/download-bench.js` prints its JSON.
+// `node dist/bench/run.js download` runs it alone (BENCH_DOWNLOAD_REPS, default 7; BENCH_DOWNLOAD_CHUNK_BYTES, the
+// coordinator's transport.chunkBytes, default 1 MiB); the transport section runs it for its download rows.
+// `node dist/bench/download-bench.js` prints its JSON.
 import { createHash } from 'node:crypto';
 import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
@@ -82,15 +83,26 @@ export async function rawTcpSeconds(bytes: number, reader: TcpReader = 'count', 
   return dt;
 }
 
+/** The largest SETTINGS_MAX_FRAME_SIZE HTTP/2 allows (2^24 - 1); the HTTP/2 arm offers it on both sides. */
+const MAX_FRAME_SIZE = 2 ** 24 - 1;
+
+export interface Http2Transfer {
+  seconds: number;
+  /** 'data' events the reader saw, and the largest: one per DATA frame of at most 16 KiB, whatever was offered. */
+  dataEvents: number;
+  largestEvent: number;
+}
+
 /**
- * Seconds to move `bytes` as one HTTP/2 response over loopback with node:http2 alone (what grpc-js runs on): 1 MiB
- * writes, the site's 16 MiB window, the reader only counts. Node's HTTP/2 sends DATA frames of at most 16 KiB
- * whatever SETTINGS_MAX_FRAME_SIZE the reader offers (nghttp2 without a read-length callback), and hands each frame
- * to JavaScript on its own: this is the ceiling of any gRPC download in node, before gRPC's framing and copies.
+ * Moves `bytes` as one HTTP/2 response over loopback with node:http2 alone (what grpc-js runs on): 1 MiB writes,
+ * the site's 16 MiB window, SETTINGS_MAX_FRAME_SIZE 2^24 - 1 offered by both ends, the reader only counts. Node's
+ * HTTP/2 still sends DATA frames of at most 16 KiB (nghttp2 without a read-length callback) and hands each one to
+ * JavaScript on its own; grpc-js has no option for either. This is the ceiling of any gRPC download in node,
+ * before gRPC's framing and copies.
  */
-export async function rawHttp2Seconds(bytes: number): Promise<number> {
+export async function rawHttp2(bytes: number): Promise<Http2Transfer> {
   const chunk = Buffer.alloc(1 << 20, 7);
-  const server = http2.createServer();
+  const server = http2.createServer({ settings: { maxFrameSize: MAX_FRAME_SIZE } });
   server.on('stream', (s) => {
     s.respond({ ':status': 200 });
     let sent = 0;
@@ -108,20 +120,26 @@ export async function rawHttp2Seconds(bytes: number): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   const window = SITE_CHANNEL_OPTIONS['grpc-node.flow_control_window'];
   const t = now();
-  const session = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: window } });
+  const session = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: window, maxFrameSize: MAX_FRAME_SIZE } });
   await new Promise<void>((r) => session.once('remoteSettings', () => r()));
   session.setLocalWindowSize(window);
+  let dataEvents = 0;
+  let largestEvent = 0;
   await new Promise<void>((resolve, reject) => {
     const req = session.request({ ':path': '/' });
     let n = 0;
-    req.on('data', (d: Buffer) => (n += d.length));
+    req.on('data', (d: Buffer) => {
+      n += d.length;
+      dataEvents++;
+      largestEvent = Math.max(largestEvent, d.length);
+    });
     req.on('end', () => (n === bytes ? resolve() : reject(new Error(`http2 arm got ${n} bytes`))));
     req.on('error', reject);
   });
-  const dt = now() - t;
+  const seconds = now() - t;
   session.close();
   server.close();
-  return dt;
+  return { seconds, dataEvents, largestEvent };
 }
 
 /** A joined site's channel to a coordinator serving `adapter` as version 0. */
@@ -254,6 +272,11 @@ export interface ArmFigures {
 export interface DownloadBench {
   bytes: number;
   repetitions: number;
+  /** The coordinator's transport.chunkBytes: the data bytes per download message. */
+  chunk_bytes: number;
+  /** The HTTP/2 arm's last transfer: 'data' events and the largest, with 2^24 - 1 offered as the frame size. */
+  http2_data_events: number;
+  http2_largest_data_event_bytes: number;
   arms: Record<Arm, ArmFigures>;
   /** The goal: the SDK's download at >= 50% of raw TCP loopback (median of same-repetition ratios). */
   download_over_tcp: number;
@@ -265,16 +288,21 @@ export interface DownloadBench {
  * `reps` repetitions; each runs every arm once on a `params`-value adapter (16 tensors), in an order rotated from
  * one repetition to the next, so that every ratio compares transfers made moments apart under the same load.
  */
-export async function benchDownloads(params: number, reps: number): Promise<DownloadBench> {
+export async function benchDownloads(params: number, reps: number, chunkBytes = 1 << 20): Promise<DownloadBench> {
   const adapter = lcgTensors(16, params / 16, 0.1, 9, (i) => `t${String(i).padStart(3, '0')}`);
   const bytes = params * 4;
   const tensorBytes = bytes / 16;
-  const site = await startDownloadSite(adapter);
+  const site = await startDownloadSite(adapter, chunkBytes);
+  let frames: Http2Transfer | undefined;
   // Each arm returns what it received, checked after its timing: every byte of the download against the adapter.
   const run: Record<Arm, () => Promise<NamedTensor[] | number>> = {
     download: () => site.download(0),
     grpc_bare: () => site.drain(0),
-    http2: () => rawHttp2Seconds(bytes).then(() => bytes),
+    http2: () =>
+      rawHttp2(bytes).then((h) => {
+        frames = h;
+        return bytes;
+      }),
     tcp: () => rawTcpSeconds(bytes).then(() => bytes),
     tcp_hash: () => rawTcpSeconds(bytes, 'hash').then(() => bytes),
     tcp_hash_copy: () => rawTcpSeconds(bytes, 'hash+copy', tensorBytes).then(() => bytes),
@@ -330,6 +358,9 @@ export async function benchDownloads(params: number, reps: number): Promise<Down
   return {
     bytes,
     repetitions: reps,
+    chunk_bytes: chunkBytes,
+    http2_data_events: frames?.dataEvents ?? 0,
+    http2_largest_data_event_bytes: frames?.largestEvent ?? 0,
     arms,
     download_over_tcp: arms.download.over_tcp,
     download_goal: 0.5,
@@ -345,7 +376,7 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
   const mib = d.bytes / 2 ** 20;
   return [
     [
-      `download ${mib} MiB adapter over gRPC (SDK receive path)`,
+      `download ${mib} MiB adapter over gRPC (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks)`,
       `${a.download.mb_per_second.toFixed(0)} MB/s`,
       `raw TCP ${a.tcp.mb_per_second.toFixed(0)} MB/s`,
       `${(100 * a.download.over_tcp).toFixed(0)}% of TCP (median of ${d.repetitions}, ${(100 * a.download.over_tcp_min).toFixed(0)}–${(100 * a.download.over_tcp_max).toFixed(0)}%; goal 50%)${cpu(a.download)}`,
@@ -354,7 +385,7 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
       `  same bytes: ${ARM_LABELS[k]}`,
       `${a[k].mb_per_second.toFixed(0)} MB/s`,
       '',
-      `${(100 * a[k].over_tcp).toFixed(0)}% of TCP${cpu(a[k])}`,
+      `${(100 * a[k].over_tcp).toFixed(0)}% of TCP${cpu(a[k])}${k === 'http2' ? `; ${d.http2_data_events} DATA events, largest ${d.http2_largest_data_event_bytes} B` : ''}`,
     ]),
   ];
 }
@@ -368,7 +399,7 @@ const ARM_LABELS: Record<Exclude<Arm, 'download'>, string> = {
 };
 
 if (require.main === module) {
-  benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7))
+  benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7), Number(process.env.BENCH_DOWNLOAD_CHUNK_BYTES ?? 1 << 20))
     .then((r) => console.log(JSON.stringify({ loadavg: os.loadavg(), ...r }, null, 1)))
     .catch((e: Error) => {
       console.error(e);

@@ -450,7 +450,7 @@ async function main(): Promise<void> {
   }
   if (want.has('transport') || want.has('download')) {
     // The download goal's figures: the SDK's download and raw TCP interleaved (bench/download-bench.ts).
-    const d = await benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7));
+    const d = await benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7), Number(process.env.BENCH_DOWNLOAD_CHUNK_BYTES ?? 1 << 20));
     results.download = d;
     rows.push(...downloadRows(d));
   }
