@@ -217,29 +217,42 @@ export async function startDownloadSite(adapter: NamedTensor[], chunkBytes = 1 <
   };
 }
 
-/** This process's CPU milliseconds so far, the main thread's apart from all others (Linux /proc; undefined elsewhere). */
-function threadCpuMs(): { main: number; others: number } | undefined {
-  const read = (f: string): number => {
+/** This process's CPU milliseconds so far by thread id, and its minor page faults (Linux /proc; undefined elsewhere). */
+function threadCpuMs(): { threads: Map<string, number>; minorFaults: number } | undefined {
+  const fields = (f: string): string[] => {
     const st = readFileSync(f, 'utf8');
-    const fields = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+    return st.slice(st.lastIndexOf(')') + 2).split(' ');
   };
   try {
-    let others = 0;
-    let main = 0;
+    const threads = new Map<string, number>();
     for (const t of readdirSync('/proc/self/task')) {
       try {
-        const ms = read(`/proc/self/task/${t}/stat`);
-        if (t === String(process.pid)) main = ms;
-        else others += ms;
+        const f = fields(`/proc/self/task/${t}/stat`);
+        threads.set(t, ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS);
       } catch {
         // a thread that ended between the listing and the read
       }
     }
-    return { main, others };
+    return { threads, minorFaults: Number(fields('/proc/self/stat')[7]) };
   } catch {
     return undefined;
   }
+}
+
+/** CPU ms between two readings: the main thread's, all other threads' together, and the busiest other thread's. */
+function cpuBetween(c0: NonNullable<ReturnType<typeof threadCpuMs>>, c1: NonNullable<ReturnType<typeof threadCpuMs>>) {
+  let main = 0;
+  let others = 0;
+  let busiest = 0;
+  for (const [t, ms] of c1.threads) {
+    const d = ms - (c0.threads.get(t) ?? 0);
+    if (t === String(process.pid)) main = d;
+    else {
+      others += d;
+      busiest = Math.max(busiest, d);
+    }
+  }
+  return { main, others, busiest, minorFaults: c1.minorFaults - c0.minorFaults };
 }
 /** USER_HZ: 100 on every Linux build node supports. */
 const CLOCK_TICKS = 100;
@@ -267,6 +280,9 @@ export interface ArmFigures {
   /** Median CPU milliseconds per transfer, the main thread's and every other thread's (worker, GC helpers). */
   main_thread_cpu_ms?: number;
   other_threads_cpu_ms?: number;
+  /** The busiest thread but main (for the download, the landing worker; else a GC helper), and minor page faults. */
+  busiest_other_thread_cpu_ms?: number;
+  minor_faults?: number;
 }
 
 export interface DownloadBench {
@@ -322,6 +338,8 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
   const wall = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   const main = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   const others = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  const busiest = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  const faults = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
   try {
     // Warm-up, not reported: the image is encoded at the first download, the worker starts, the JIT settles.
     for (const a of ARMS) check(a, await run[a]());
@@ -334,8 +352,11 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
         wall[a].push(now() - t);
         const c1 = threadCpuMs();
         if (c0 && c1) {
-          main[a].push(c1.main - c0.main);
-          others[a].push(c1.others - c0.others);
+          const c = cpuBetween(c0, c1);
+          main[a].push(c.main);
+          others[a].push(c.others);
+          busiest[a].push(c.busiest);
+          faults[a].push(c.minorFaults);
         }
         check(a, got);
       }
@@ -351,7 +372,14 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
       over_tcp: median(ratios),
       over_tcp_min: Math.min(...ratios),
       over_tcp_max: Math.max(...ratios),
-      ...(main[a].length ? { main_thread_cpu_ms: median(main[a]), other_threads_cpu_ms: median(others[a]) } : {}),
+      ...(main[a].length
+        ? {
+            main_thread_cpu_ms: median(main[a]),
+            other_threads_cpu_ms: median(others[a]),
+            busiest_other_thread_cpu_ms: median(busiest[a]),
+            minor_faults: median(faults[a]),
+          }
+        : {}),
     };
   };
   const arms = Object.fromEntries(ARMS.map((a) => [a, figures(a)])) as Record<Arm, ArmFigures>;
@@ -372,7 +400,9 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
 export function downloadRows(d: DownloadBench): [string, string, string, string][] {
   const a = d.arms;
   const cpu = (f: ArmFigures): string =>
-    f.main_thread_cpu_ms === undefined ? '' : `; CPU ms main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)}`;
+    f.main_thread_cpu_ms === undefined
+      ? ''
+      : `; CPU ms main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)} (busiest ${f.busiest_other_thread_cpu_ms!.toFixed(0)})`;
   const mib = d.bytes / 2 ** 20;
   return [
     [
