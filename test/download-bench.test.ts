@@ -1,7 +1,8 @@
 // The download bench (bench/download-bench.ts) keeps measuring what it says: every arm moves exactly the bytes it
 // is timed for, the SDK arm's download matches the adapter byte for byte, and the report carries every arm and
 // the goal. A tiny adapter and one repetition: no figure is asserted here (figures belong in `npm run bench`).
-import { benchDownloads, downloadRows, rawHttp2, rawTcpSeconds } from '../bench/download-bench';
+import { benchDownloads, downloadRows } from '../bench/download-bench';
+import { rawHttp2, rawTcpSeconds } from '../bench/loopback-arms';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('download bench', () => {
