@@ -1,6 +1,7 @@
 // Exact checks on the checkpoint store's reads (fs-store.ts: readManifest, checkSignature, readNow) and export,
 // found missing by mutation testing (bench/MUTATION.md, group checkpoints-reads). Real files in a temporary
 // directory, real hashes and Ed25519 signatures; every refusal by its whole message or its error code.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import nacl from 'tweetnacl';
@@ -110,5 +111,27 @@ describe('checkpoint store reads and export, exactly', () => {
     const err = await rejection(s.export(0, stray));
     expect(err.message).to.equal(`${stray} holds a.txt, b.txt, which v000000 does not list: export into an empty directory`);
     expect((await fs.readdir(stray)).sort()).to.deep.equal(['a.txt', 'b.txt']);
+  });
+
+  it('export lists the extra files a manifest names in name order, whatever order the manifest has them in', async () => {
+    const run = await runWith('export-extra', 1);
+    const dir = vdir(run, 0);
+    const file = path.join(dir, 'manifest.json');
+    const m = JSON.parse(await fs.readFile(file, 'utf8')) as { files: Record<string, string> };
+    const hash = (s: string): string => createHash('sha256').update(s).digest('hex');
+    await fs.writeFile(path.join(dir, 'z.bin'), 'z');
+    await fs.writeFile(path.join(dir, 'a.bin'), 'a');
+    // Written by hand, not as stableJson: the keys stay in this order.
+    const files = {
+      'z.bin': hash('z'),
+      'adapter_config.json': m.files['adapter_config.json'],
+      'a.bin': hash('a'),
+      'adapter_model.safetensors': m.files['adapter_model.safetensors'],
+    };
+    await fs.writeFile(file, JSON.stringify({ ...m, files }));
+    const out = path.join(root, 'export-extra-out');
+    const names = ['adapter_model.safetensors', 'adapter_config.json', 'a.bin', 'z.bin', 'manifest.json'];
+    expect(await new FsCheckpointStore(run).export(0, out)).to.deep.equal(names.map((n) => path.join(out, n)));
+    expect((await fs.readdir(out)).sort()).to.deep.equal([...names].sort());
   });
 });
