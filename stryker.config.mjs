@@ -163,6 +163,12 @@ export const GROUPS = {
       'dist/test/secagg-stages-mutants.test.js',
     ],
   },
+  // Uploads summed as they stream: bytes in any split to runs of whole words (proto/word-runs.ts), the plain fold
+  // (coordinator/strategy/stream-fold.ts) and SecAgg's masked sum (proto/secagg/masked-sum.ts).
+  'stream-sum': {
+    mutate: ['proto/word-runs.ts', 'coordinator/strategy/stream-fold.ts', 'proto/secagg/masked-sum.ts'],
+    spec: ['dist/test/stream-fold.test.js', 'dist/test/secagg-masked-stream.test.js', 'dist/test/stream-sum-mutants.test.js'],
+  },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
     mutate: [
