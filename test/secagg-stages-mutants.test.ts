@@ -7,6 +7,7 @@ import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import { ProtocolError } from '../proto/errors';
 import { SecAggClient } from '../proto/secagg/client';
+import { SecAggLedger } from '../proto/secagg/ledger';
 import { SecAggServer } from '../proto/secagg/server';
 import type { Advertisement, Roster, ShareKeysMessage } from '../proto/secagg/messages';
 import { advertisementDigest, computeSessionId, shareKeysDigest } from '../proto/secagg/session';
@@ -44,7 +45,9 @@ describe('secagg stages before the masked inputs, exactly', function () {
     // s05 is selected but has no identity key; zz has one but is not selected.
     const keys = Object.fromEntries([...sites.slice(0, 5), outsider].map((s) => [s.id, s.idKeys.publicKey]));
     const certs = { s01: Uint8Array.of(1), s03: Uint8Array.of(3), s05: Uint8Array.of(5), zz: Uint8Array.of(9) };
+    expect(() => new SecAggServer({ ...cfg, threshold: 1 }, keys)).to.throw('secagg config: threshold 1 must be an integer in [2, 6] (holders per secret)');
     const srv = new SecAggServer(cfg, keys, certs);
+    expect(srv.survivors).to.deep.equal([]);
     const s0 = sites[0];
     const ad = s0.ad(cfg);
     const { publicKey: enc } = s0.enc;
@@ -171,7 +174,8 @@ describe('secagg stages before the masked inputs, exactly', function () {
     const r = await advertised(16, { kind: 'harary', k: 8 }, 5);
     expect(r.holders('s14')).to.deep.equal(['s01', 's02', 's03', 's05', 's06', 's07', 's10', 's11', 's14']);
     expect(r.holders('s06')).to.deep.equal(['s01', 's02', 's05', 's06', 's09', 's10', 's11', 's14', 's15']);
-    const senders = r.ids.filter((id) => !['s01', 's02', 's03', 's05', 's10'].includes(id));
+    // s04 before s00 (U2 is sorted), the rest in id order (s06 is looked at before s14).
+    const senders = ['s04', 's00', ...r.ids.filter((id) => !['s00', 's01', 's02', 's03', 's04', 's05', 's10'].includes(id))];
     const msgs = new Map<string, ShareKeysMessage>();
     for (const id of senders) {
       msgs.set(id, await r.shares(id));
@@ -233,6 +237,17 @@ describe('secagg stages before the masked inputs, exactly', function () {
       hex(signDetached(advertisementDigest(cfg, 's00', enc, mask), me.idKeys.secretKey)),
     ]);
     await refused(() => client.advertise(), status.FAILED_PRECONDITION, "secagg client: advertise is not allowed at stage 'advertised'");
+    // Without a run id the site's ledger is keyed by the run id '': a reveal recorded under it bars that base.
+    const ledger = new SecAggLedger();
+    ledger.recordReveal('', cfg.baseManifestSha256, 'ab'.repeat(32));
+    await refused(
+      () => new SecAggClient({ config: cfg, clientId: 's00', identitySecretKey: me.idKeys.secretKey, ledger }).advertise(),
+      status.FAILED_PRECONDITION,
+      'secagg client: already revealed unmask shares for a sum over base checkpoint cdcdcdcdcdcd… of this run; a second sum could isolate an update',
+    );
+    expect(new SecAggClient({ config: cfg, clientId: 's00', identitySecretKey: me.idKeys.secretKey, ledger, runId: 'r2' }).advertise().clientId).to.equal(
+      's00',
+    );
   });
 
   it("client: each roster refusal by code and whole message; then the honest roster's shares, exactly", async () => {
