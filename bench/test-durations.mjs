@@ -1,14 +1,28 @@
-// `node bench/test-durations.mjs [dist/test-durations.json] [n]`: the n (default 10) slowest test files of the last
-// `npm test` (written by test/reporter.ts), each with its share of the run and its slowest tests.
+// `node bench/test-durations.mjs [dist/test-durations.json] [n] [--cpu]`: the n (default 10) slowest test files of
+// the last `npm test` (written by test/reporter.ts), each with its share of the run and its slowest tests. `npm test`
+// runs files in parallel (.mocharc.parallel.cjs), so the shares add up to more than 100%; the header gives the sum of
+// the files' wall times too, and, from a parallel run, each file's CPU time in its worker process (child processes
+// not counted), which load on a shared box does not stretch. --cpu sorts by CPU time instead.
 import { readFileSync } from 'node:fs';
 import process from 'node:process';
 
-const file = process.argv[2] ?? 'dist/test-durations.json';
-const n = Number(process.argv[3] ?? 10);
+const args = process.argv.slice(2).filter((a) => a !== '--cpu');
+const byCpu = process.argv.includes('--cpu');
+const file = args[0] ?? 'dist/test-durations.json';
+const n = Number(args[1] ?? 10);
 const { wallMs, files } = JSON.parse(readFileSync(file, 'utf8'));
 const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
-process.stdout.write(`run: ${s(wallMs)}, ${files.length} files\n`);
+const sum = (k) => files.reduce((t, f) => t + (f[k] ?? 0), 0);
+const hasCpu = files.some((f) => f.cpuMs !== undefined);
+const tests = files.reduce((t, f) => t + f.tests, 0);
+process.stdout.write(
+  `run: ${s(wallMs)}, ${files.length} files, ${tests} tests; files' wall times add up to ${s(sum('ms'))}` +
+    (hasCpu ? `, their workers' CPU times to ${s(sum('cpuMs'))}` : '') +
+    '\n',
+);
+if (byCpu) files.sort((a, b) => (b.cpuMs ?? 0) - (a.cpuMs ?? 0));
 for (const f of files.slice(0, n)) {
-  process.stdout.write(`${s(f.ms).padStart(8)} ${((100 * f.ms) / wallMs).toFixed(1).padStart(5)}%  ${f.file} (${f.tests} tests)\n`);
+  const cpu = f.cpuMs === undefined ? '' : `${s(f.cpuMs).padStart(8)} cpu`;
+  process.stdout.write(`${s(f.ms).padStart(8)} ${((100 * f.ms) / wallMs).toFixed(1).padStart(5)}%${cpu}  ${f.file} (${f.tests} tests)\n`);
   for (const t of f.slowest) process.stdout.write(`${''.padStart(16)}${s(t.ms).padStart(8)}  ${t.title.slice(0, 110)}\n`);
 }

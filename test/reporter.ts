@@ -12,6 +12,8 @@ import { FILE_TIMES } from './file-timer';
 interface FileTime {
   file: string;
   ms: number;
+  /** The worker's CPU time on this file (parallel runs only; test/file-timer.ts). */
+  cpuMs?: number;
   tests: number;
   slowest: { title: string; ms: number }[];
 }
@@ -45,15 +47,16 @@ class SummaryReporter extends Mocha.reporters.Spec {
     runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, () => failed++);
     runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => {
       const line = `tests: ${passed} passed, ${failed} failed`;
-      const workerMs = new Map<string, number>();
+      const fromWorkers = new Map<string, { ms: number; cpuMs: number }>();
       if (fs.existsSync(FILE_TIMES))
         for (const l of fs.readFileSync(FILE_TIMES, 'utf8').split('\n').filter(Boolean)) {
-          const { file, ms } = JSON.parse(l) as { file: string; ms: number };
-          workerMs.set(file, ms);
+          const t = JSON.parse(l) as { file: string; ms: number; cpuMs: number };
+          fromWorkers.set(t.file, t);
         }
       const byFile: FileTime[] = [...files].map(([file, e]) => ({
         file,
-        ms: workerMs.get(file) ?? e.end - e.start,
+        ms: fromWorkers.get(file)?.ms ?? e.end - e.start,
+        ...(fromWorkers.has(file) ? { cpuMs: fromWorkers.get(file)!.cpuMs } : {}),
         tests: e.tests.length,
         slowest: [...e.tests].sort((a, b) => b.ms - a.ms).slice(0, 3),
       }));
