@@ -12,8 +12,9 @@ import { FILE_TIMES } from './file-timer';
 interface FileTime {
   file: string;
   ms: number;
-  /** The worker's CPU time on this file (parallel runs only; test/file-timer.ts). */
+  /** The worker's CPU time on this file, and its waited-for child processes' (parallel runs only; test/file-timer.ts). */
   cpuMs?: number;
+  childCpuMs?: number;
   tests: number;
   slowest: { title: string; ms: number }[];
 }
@@ -47,16 +48,16 @@ class SummaryReporter extends Mocha.reporters.Spec {
     runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, () => failed++);
     runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => {
       const line = `tests: ${passed} passed, ${failed} failed`;
-      const fromWorkers = new Map<string, { ms: number; cpuMs: number }>();
+      const fromWorkers = new Map<string, { ms: number; cpuMs: number; childCpuMs: number }>();
       if (fs.existsSync(FILE_TIMES))
         for (const l of fs.readFileSync(FILE_TIMES, 'utf8').split('\n').filter(Boolean)) {
-          const t = JSON.parse(l) as { file: string; ms: number; cpuMs: number };
+          const t = JSON.parse(l) as { file: string; ms: number; cpuMs: number; childCpuMs: number };
           fromWorkers.set(t.file, t);
         }
       const byFile: FileTime[] = [...files].map(([file, e]) => ({
         file,
         ms: fromWorkers.get(file)?.ms ?? e.end - e.start,
-        ...(fromWorkers.has(file) ? { cpuMs: fromWorkers.get(file)!.cpuMs } : {}),
+        ...(fromWorkers.has(file) ? { cpuMs: fromWorkers.get(file)!.cpuMs, childCpuMs: fromWorkers.get(file)!.childCpuMs } : {}),
         tests: e.tests.length,
         slowest: [...e.tests].sort((a, b) => b.ms - a.ms).slice(0, 3),
       }));
