@@ -24,23 +24,23 @@ import { http2Receive, tcpReceive, type Http2Transfer } from './loopback-arms';
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** This process's CPU milliseconds so far by thread id, and its minor page faults (Linux /proc; undefined elsewhere). */
-function threadCpuMs(): { threads: Map<string, number>; minorFaults: number } | undefined {
+/** A process's CPU milliseconds so far by thread id, and its minor page faults (Linux /proc; undefined elsewhere). */
+function threadCpuMs(pid: number = process.pid): { pid: number; threads: Map<string, number>; minorFaults: number } | undefined {
   const fields = (f: string): string[] => {
     const st = readFileSync(f, 'utf8');
     return st.slice(st.lastIndexOf(')') + 2).split(' ');
   };
   try {
     const threads = new Map<string, number>();
-    for (const t of readdirSync('/proc/self/task')) {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const f = fields(`/proc/self/task/${t}/stat`);
+        const f = fields(`/proc/${pid}/task/${t}/stat`);
         threads.set(t, ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS);
       } catch {
         // a thread that ended between the listing and the read
       }
     }
-    return { threads, minorFaults: Number(fields('/proc/self/stat')[7]) };
+    return { pid, threads, minorFaults: Number(fields(`/proc/${pid}/stat`)[7]) };
   } catch {
     return undefined;
   }
@@ -53,7 +53,7 @@ function cpuBetween(c0: NonNullable<ReturnType<typeof threadCpuMs>>, c1: NonNull
   let busiest = 0;
   for (const [t, ms] of c1.threads) {
     const d = ms - (c0.threads.get(t) ?? 0);
-    if (t === String(process.pid)) main = d;
+    if (t === String(c1.pid)) main = d;
     else {
       others += d;
       busiest = Math.max(busiest, d);
@@ -63,17 +63,6 @@ function cpuBetween(c0: NonNullable<ReturnType<typeof threadCpuMs>>, c1: NonNull
 }
 /** USER_HZ: 100 on every Linux build node supports. */
 const CLOCK_TICKS = 100;
-
-/** Another process's CPU milliseconds so far, all its threads (Linux /proc; undefined elsewhere). */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The arms, each moving the same bytes over loopback, from the sending side to this process:
@@ -104,7 +93,8 @@ export interface ArmFigures {
   /** The busiest thread but main (for the download, the landing worker; else a GC helper), and minor page faults. */
   busiest_other_thread_cpu_ms?: number;
   minor_faults?: number;
-  /** Two-process arms: the sending process's CPU milliseconds per transfer, all its threads. */
+  /** Two-process arms: the sending process's CPU milliseconds per transfer, its main thread's and all its threads'. */
+  sender_main_thread_cpu_ms?: number;
   sender_process_cpu_ms?: number;
 }
 
@@ -144,7 +134,7 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
   const cases = MODES.flatMap((m) => ARMS.map((a) => [m, a] as const));
   const series = () =>
     Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(ARMS.map((a) => [a, [] as number[]]))])) as Record<Mode, Record<Arm, number[]>>;
-  const [wall, main, others, busiest, faults, sender] = [series(), series(), series(), series(), series(), series()];
+  const [wall, main, others, busiest, faults, sender, senderMain] = [series(), series(), series(), series(), series(), series(), series()];
   try {
     senders.two_process = await spawnSenders(params, chunkBytes);
     senders.same_process = await startSenders(params, chunkBytes, adapter);
@@ -187,13 +177,13 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
       for (let k = 0; k < cases.length; k++) {
         const [m, a] = cases[(k + rep) % cases.length];
         const pid = senders[m]!.pid;
-        const s0 = pid === undefined ? undefined : processCpuMs(pid);
+        const s0 = pid === undefined ? undefined : threadCpuMs(pid);
         const c0 = threadCpuMs();
         const t = now();
         const got = await run(m, a);
         wall[m][a].push(now() - t);
         const c1 = threadCpuMs();
-        const s1 = pid === undefined ? undefined : processCpuMs(pid);
+        const s1 = pid === undefined ? undefined : threadCpuMs(pid);
         if (c0 && c1) {
           const c = cpuBetween(c0, c1);
           main[m][a].push(c.main);
@@ -201,13 +191,17 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
           busiest[m][a].push(c.busiest);
           faults[m][a].push(c.minorFaults);
         }
-        if (s0 !== undefined && s1 !== undefined) sender[m][a].push(s1 - s0);
+        if (s0 && s1) {
+          const c = cpuBetween(s0, s1);
+          sender[m][a].push(c.main + c.others);
+          senderMain[m][a].push(c.main);
+        }
         check(m, a, got);
       }
     }
   } finally {
     for (const m of MODES) sites[m]?.close();
-    await Promise.all(MODES.map((m) => senders[m]?.close()));
+    for (const m of MODES) await senders[m]?.close();
   }
   const figures = (m: Mode, a: Arm): ArmFigures => {
     const ratios = wall[m][a].map((s, i) => wall[m].tcp[i] / s);
@@ -225,7 +219,7 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
             minor_faults: median(faults[m][a]),
           }
         : {}),
-      ...(sender[m][a].length ? { sender_process_cpu_ms: median(sender[m][a]) } : {}),
+      ...(sender[m][a].length ? { sender_main_thread_cpu_ms: median(senderMain[m][a]), sender_process_cpu_ms: median(sender[m][a]) } : {}),
     };
   };
   const arms = (m: Mode) => Object.fromEntries(ARMS.map((a) => [a, figures(m, a)])) as Record<Arm, ArmFigures>;
@@ -253,7 +247,7 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
     f.main_thread_cpu_ms === undefined
       ? ''
       : `; CPU ms receiver main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)} (busiest ${f.busiest_other_thread_cpu_ms!.toFixed(0)})` +
-        (f.sender_process_cpu_ms === undefined ? '' : `, sender process ${f.sender_process_cpu_ms.toFixed(0)}`);
+        (f.sender_process_cpu_ms === undefined ? '' : `; sender main ${f.sender_main_thread_cpu_ms!.toFixed(0)}, all ${f.sender_process_cpu_ms.toFixed(0)}`);
   const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
   const mib = d.bytes / 2 ** 20;
   const s = d.arms_same_process;

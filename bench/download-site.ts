@@ -102,7 +102,7 @@ export async function spawnSenders(params: number, chunkBytes: number): Promise<
   process.once('exit', kill);
   const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
   const close = async (): Promise<void> => {
-    child.stdin!.end();
+    child.stdin.end();
     const timer = setTimeout(kill, 5000);
     await exited;
     clearTimeout(timer);
@@ -112,7 +112,7 @@ export async function spawnSenders(params: number, chunkBytes: number): Promise<
   try {
     const ready = await new Promise<{ grpc: string; tcp: number; http2: number }>((resolve, reject) => {
       let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         buf += d.toString();
         let i;
         while ((i = buf.indexOf('\n')) >= 0) {
