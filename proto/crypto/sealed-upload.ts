@@ -37,9 +37,37 @@ export interface CoordinatorBoxKey {
   readonly boxPublicKey: Uint8Array;
 }
 
+/** One sealed chunk as the cipher made it. On the wire it is one `chunk` field: ciphertext || tag. */
+export interface SealedChunk {
+  readonly ciphertext: Buffer;
+  readonly tag: Buffer;
+}
+
+/**
+ * A sealed upload: the signed envelope and its chunks, ciphertext and tag kept apart. node:crypto's cipher cannot
+ * write into a buffer of ours, so joining them would copy every ciphertext byte once more (64 MiB for a 64 MiB
+ * update, and a second live copy of it): the sender writes the two parts straight into each message instead
+ * (client-sdk/sealed-sender.ts serializeUploadMessage), and the wire carries the same bytes as a joined chunk.
+ */
 export interface SealedUpload {
   readonly envelope: SealedEnvelope;
+  readonly parts: readonly SealedChunk[];
+  /**
+   * Each chunk as the coordinator receives it (ciphertext || tag), joined on first use and kept: for tests and
+   * tools that build frames or open chunks by hand. The sender never reads it.
+   */
   readonly chunks: Buffer[];
+}
+
+function sealedUpload(envelope: SealedEnvelope, parts: readonly SealedChunk[]): SealedUpload {
+  let joined: Buffer[] | undefined;
+  return {
+    envelope,
+    parts,
+    get chunks(): Buffer[] {
+      return (joined ??= parts.map((p) => Buffer.concat([p.ciphertext, p.tag])));
+    },
+  };
 }
 
 type AnyHeader = TensorHeader | TensorHeader__Output;
@@ -140,13 +168,17 @@ export function sealUpload(opts: {
   const aad = chunkAad(b.runId, b.clientId, b.taskId, eph.publicKey);
   const plain = [...opts.plaintextChunks];
   const hash = createHash('sha256');
-  const chunks = plain.map((p, i) => {
+  const parts = plain.map((p, i): SealedChunk => {
     // Stryker disable next-line ObjectLiteral: equivalent: 16 bytes is ChaCha20-Poly1305's tag length in node:crypto when none is given.
     const c = createCipheriv('chacha20-poly1305', key, nonce(prefix, i, i === plain.length - 1), { authTagLength: TAG_BYTES });
     c.setAAD(aad, { plaintextLength: p.length });
-    const out = Buffer.concat([c.update(p), c.final(), c.getAuthTag()]);
-    hash.update(out);
-    return out;
+    // A stream cipher: update() returns the whole ciphertext and final() no bytes. The signed hash covers
+    // ciphertext || tag of every chunk, exactly the bytes the coordinator receives and hashes (open()).
+    const ciphertext = c.update(p);
+    c.final();
+    const tag = c.getAuthTag();
+    hash.update(ciphertext).update(tag);
+    return { ciphertext, tag };
   });
   // Stryker disable next-line CallExpression: equivalent: zeroing a secret that nothing reads afterwards; no output can show it.
   key.fill(0);
@@ -158,11 +190,11 @@ export function sealUpload(opts: {
     coordinator_key_id: coordinator.keyId,
     ephemeral_public_key: eph.publicKey,
     nonce_prefix: prefix,
-    chunk_count: chunks.length,
+    chunk_count: parts.length,
     ciphertext_sha256: hash.digest(),
   };
   envelope.signature = sign(DOMAINS.upload, uploadSignedFields(b, opts.tensors, envelope), opts.identitySecretKey);
-  return { envelope, chunks };
+  return sealedUpload(envelope, parts);
 }
 
 /** The coordinator's secret half, for opening. */
