@@ -6,7 +6,8 @@
 //             loopback; the sealed upload against an unsealed upload of the same stream to a bench-only server
 //             (bench/upload-baseline.ts), interleaved; also against the unsealed download and raw TCP loopback.
 //  memory     Coordinator peak RSS with N sites uploading 1M-parameter deltas, N = 100 and 1,000
-//             (BENCH_MEMORY_SITES=100,1000,5000 to change, BENCH_MEMORY_PARAMS for the delta size;
+//             (BENCH_MEMORY_SITES=100,1000,5000 to change, BENCH_MEMORY_PARAMS for the delta size,
+//             BENCH_MEMORY_PROCESSES / BENCH_MEMORY_CONCURRENCY for the senders;
 //             bench/coordinator-memory.ts).
 //  training   Local LoRA training throughput of the demo model on the selected tfjs backend.
 //  secagg     The cost of a round with secure aggregation against a plain sealed-upload round (bench/secagg.ts).
@@ -419,6 +420,9 @@ async function main(): Promise<void> {
   const memorySites = (process.env.BENCH_MEMORY_SITES ?? '100,1000').split(',').map(Number);
   // Parameters per delta (default 1Mi); a smaller one shows the per-site state apart from the update bytes.
   const memoryParams = Number(process.env.BENCH_MEMORY_PARAMS ?? 1 << 20);
+  // Sender processes and uploads in flight per process (4 and 2 suit the 2-core box; a many-core host takes more).
+  const memoryProcesses = Number(process.env.BENCH_MEMORY_PROCESSES ?? 4);
+  const memoryConcurrency = Number(process.env.BENCH_MEMORY_CONCURRENCY ?? 2);
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, loadavg: os.loadavg() },
@@ -452,7 +456,7 @@ async function main(): Promise<void> {
   }
   if (want.has('memory')) {
     const mem: MemoryRow[] = [];
-    for (const n of memorySites) mem.push(await benchCoordinatorMemory(n, memoryParams));
+    for (const n of memorySites) mem.push(await benchCoordinatorMemory(n, memoryParams, memoryProcesses, memoryConcurrency));
     results.memory = mem;
     for (const m of mem) {
       rows.push([
