@@ -71,23 +71,27 @@ export const GROUPS = {
     mutate: ['coordinator/checkpoints/fs-store.ts:112-239'],
     spec: ['dist/test/checkpoints.test.js', 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
   },
-  // The store's smaller files: the atomic-write wrappers, the server-state file, the signature, the table.
+  // The store's smaller files: canonical JSON (atomic-fs.ts; the rest of it re-exports proto/durable-file.ts,
+  // group checkpoints), the server-state file and the version table. signature.ts is group checkpoint-signature.
   'checkpoints-files': {
-    mutate: [
-      'coordinator/checkpoints/atomic-fs.ts',
-      'coordinator/checkpoints/server-state.ts',
-      'coordinator/checkpoints/signature.ts',
-      'coordinator/checkpoints/table.ts',
-    ],
+    mutate: ['coordinator/checkpoints/atomic-fs.ts', 'coordinator/checkpoints/server-state.ts', 'coordinator/checkpoints/table.ts'],
     spec: [
       'dist/test/checkpoints.test.js',
       'dist/test/checkpoint-commit.test.js',
-      'dist/test/crash-points.test.js',
-      'dist/test/verify.test.js',
       'dist/test/checkpoint-store-mutants.test.js',
+      'dist/test/checkpoint-reads-mutants.test.js',
     ],
-    // verify.test runs the built `fedtune` command as well.
-    compile: ['coordinator/cli/fedtune.ts'],
+  },
+  // The store's reads (latest, the manifest and signature checks, read, the commit queue: fs-store.ts 240-342)
+  // and list and export (386-427).
+  'checkpoints-reads': {
+    mutate: ['coordinator/checkpoints/fs-store.ts:240-342', 'coordinator/checkpoints/fs-store.ts:386-427'],
+    spec: [
+      'dist/test/checkpoints.test.js',
+      'dist/test/store-open-checks.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+      'dist/test/checkpoint-reads-mutants.test.js',
+    ],
   },
   // `fedtune recover`'s logic (recover.ts from RecoverRefusedError on), called in-process by
   // test/recover-mutants.test.ts; test/recover.test.ts runs the command as a child process, out of Stryker's sight.
@@ -143,6 +147,27 @@ export const GROUPS = {
       'dist/test/secagg-core-mutants.test.js',
       'dist/test/secagg-client-mutants.test.js',
     ],
+  },
+  // The stages before those: the server's advertisement and share-keys checks, U1/U2 and the roster
+  // (server.ts 33-182, from its error helper to addMaskedInput), and the client's constructor, advertise and
+  // its roster checks in shareKeys (client.ts 51-175).
+  'secagg-stages': {
+    mutate: ['proto/secagg/server.ts:33-182', 'proto/secagg/client.ts:51-175'],
+    spec: [
+      'dist/test/secagg-core.test.js',
+      'dist/test/secagg-adversary.test.js',
+      'dist/test/secagg-roster.test.js',
+      'dist/test/secagg-core-mutants.test.js',
+      'dist/test/secagg-server-mutants.test.js',
+      'dist/test/secagg-client-mutants.test.js',
+      'dist/test/secagg-stages-mutants.test.js',
+    ],
+  },
+  // Uploads summed as they stream: bytes in any split to runs of whole words (proto/word-runs.ts), the plain fold
+  // (coordinator/strategy/stream-fold.ts) and SecAgg's masked sum (proto/secagg/masked-sum.ts).
+  'stream-sum': {
+    mutate: ['proto/word-runs.ts', 'coordinator/strategy/stream-fold.ts', 'proto/secagg/masked-sum.ts'],
+    spec: ['dist/test/stream-fold.test.js', 'dist/test/secagg-masked-stream.test.js', 'dist/test/stream-sum-mutants.test.js'],
   },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).

@@ -5,6 +5,9 @@
 //  transport  Adapter download (unsealed tensor stream) and sealed upload through the real coordinator over gRPC
 //             loopback; the sealed upload against an unsealed upload of the same stream to a bench-only server
 //             (bench/upload-baseline.ts), interleaved; also against the unsealed download and raw TCP loopback.
+//             The download rows: the SDK's download interleaved with raw TCP and the arms between them
+//             (bench/download-bench.ts; BENCH_DOWNLOAD_REPS).
+//  download   Those download rows alone.
 //  memory     Coordinator peak RSS with N sites uploading 1M-parameter deltas, N = 100 and 1,000
 //             (BENCH_MEMORY_SITES=100,1000,5000 to change, BENCH_MEMORY_PARAMS for the delta size,
 //             BENCH_MEMORY_PROCESSES / BENCH_MEMORY_CONCURRENCY for the senders;
@@ -36,6 +39,7 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import { benchSecAgg, lcgTensors, secaggTable, siteStepsTable, type SecAggBenchRow } from './secagg';
 import { benchJoins } from './join-storm';
 import { sendPlain, startPlainUploadServer } from './upload-baseline';
+import { benchDownloads, downloadRows } from './download-bench';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -414,7 +418,7 @@ function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, s
 }
 
 async function main(): Promise<void> {
-  const all = ['fedavg', 'transport', 'memory', 'training', 'secagg', 'joins'];
+  const all = ['fedavg', 'transport', 'download', 'memory', 'training', 'secagg', 'joins'];
   const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : all);
   for (const w of want) if (!all.includes(w)) throw new Error(`unknown bench section ${w}; known: ${all.join(', ')}`);
   const memorySites = (process.env.BENCH_MEMORY_SITES ?? '100,1000').split(',').map(Number);
@@ -442,17 +446,17 @@ async function main(): Promise<void> {
     const tr = await benchGrpc(16 << 20, Number(process.env.BENCH_TRANSPORT_REPS ?? 5));
     results.transport = tr;
     rows.push([
-      'download 64 MiB adapter over gRPC (unsealed)',
-      `${tr.download_mb_per_second.toFixed(0)} MB/s`,
-      `raw TCP ${tr.raw_tcp_mb_per_second.toFixed(0)} MB/s`,
-      `${(100 * tr.download_over_tcp).toFixed(0)}% of TCP (goal 50%; SHA-256 alone ${tr.sha256_mb_per_second.toFixed(0)} MB/s)`,
-    ]);
-    rows.push([
       'upload 64 MiB update over gRPC (sealed, spooled)',
       `${tr.upload_mb_per_second.toFixed(0)} MB/s`,
       `unsealed upload ${tr.unsealed_upload_mb_per_second.toFixed(0)} MB/s`,
       `${(100 * tr.sealed_upload_over_unsealed_upload).toFixed(0)}% of the unsealed upload (median of ${tr.repetitions} pairs, ${(100 * tr.sealed_upload_over_unsealed_upload_min).toFixed(0)}–${(100 * tr.sealed_upload_over_unsealed_upload_max).toFixed(0)}%; goal 80%; in CPU time ${(100 * tr.sealed_upload_over_unsealed_upload_cpu).toFixed(0)}%); ${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of the unsealed download; ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
     ]);
+  }
+  if (want.has('transport') || want.has('download')) {
+    // The download goal's figures: the SDK's download and raw TCP interleaved (bench/download-bench.ts).
+    const d = await benchDownloads(16 << 20, Number(process.env.BENCH_DOWNLOAD_REPS ?? 7), Number(process.env.BENCH_DOWNLOAD_CHUNK_BYTES ?? 1 << 20));
+    results.download = d;
+    rows.push(...downloadRows(d));
   }
   if (want.has('memory')) {
     const mem: MemoryRow[] = [];

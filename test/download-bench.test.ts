@@ -1,0 +1,28 @@
+// The download bench (bench/download-bench.ts) keeps measuring what it says: every arm moves exactly the bytes it
+// is timed for, the SDK arm's download matches the adapter byte for byte, and the report carries every arm and
+// the goal. A tiny adapter and one repetition: no figure is asserted here (figures belong in `npm run bench`).
+import { benchDownloads, downloadRows } from '../bench/download-bench';
+import { rawHttp2, rawTcpSeconds } from '../bench/loopback-arms';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+describe('download bench', () => {
+  it('runs every arm over real loopback and reports each against raw TCP', async () => {
+    const d = await benchDownloads(1 << 12, 1);
+    expect(d.bytes).to.equal(1 << 14);
+    expect(Object.keys(d.arms).sort()).to.deep.equal(['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy']);
+    for (const a of Object.values(d.arms)) expect(a.seconds).to.have.length(1);
+    expect(d.arms.tcp.over_tcp).to.equal(1);
+    expect(d.download_over_tcp).to.equal(d.arms.download.over_tcp);
+    expect(d.download_goal_met).to.equal(d.download_over_tcp >= 0.5 ? 1 : 0);
+    expect(downloadRows(d)).to.have.length(6);
+  });
+
+  it('its TCP and HTTP/2 arms wait for the last byte, whatever the tensor split', async () => {
+    // An uneven split: the copying reader's last tensor is shorter than the others.
+    for (const reader of ['count', 'hash', 'hash+copy'] as const) expect(await rawTcpSeconds(3 << 20, reader, 5 << 18)).to.be.greaterThan(0);
+    const h = await rawHttp2(3 << 20);
+    // Node's HTTP/2 frames the bytes in DATA frames of at most 16 KiB though the reader offers 2^24 - 1.
+    expect(h.largestEvent).to.be.at.most(16384);
+    expect(h.dataEvents).to.be.at.least((3 << 20) / 16384);
+  });
+});
