@@ -4,124 +4,43 @@
 // the trailer) and moves the same bytes over raw TCP loopback, so both arms of every ratio ran moments apart under
 // the same load. The baseline's reader only counts bytes: no copy, no hash. Further arms say where the gap lies:
 // the same gRPC call with a reader that only counts, node:http2 alone (the ceiling of any gRPC in node), and raw
-// TCP whose reader also hashes, or hashes and copies into tensors, on the same thread. Per arm, the main thread's
-// CPU and every other thread's (Linux): on a multi-core host the busiest thread bounds the transfer.
+// TCP whose reader also hashes, or hashes and copies into tensors, on the same thread.
+//
+// Every arm runs twice per repetition (bench/download-site.ts): two-process, as deployed, with the sending side
+// (the coordinator, the TCP and HTTP/2 senders) in a child process (bench/fixtures/download-sender.ts) and the
+// receiving side here; this gives the goal's figure. Same-process, both sides in this process, kept as the
+// secondary figure (there the main thread runs sender and receiver). Per arm, the receiving process's CPU: its
+// main thread's and every other thread's (Linux), and the sender's process in the two-process arms.
 //
 // `node dist/bench/run.js download` runs it alone (BENCH_DOWNLOAD_REPS, default 7; BENCH_DOWNLOAD_CHUNK_BYTES, the
 // coordinator's transport.chunkBytes, default 1 MiB); the transport section runs it for its download rows.
 // `node dist/bench/download-bench.js` prints its JSON.
-import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import nacl from 'tweetnacl';
-import pino from 'pino';
-import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
-import { identityFromSecretKey } from '../client-sdk/identity';
-import { Coordinator, loadConfig } from '../coordinator';
-import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
-import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
-import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
-import { lcgTensors } from './secagg';
-import { rawHttp2, rawTcpSeconds, type Http2Transfer } from './loopback-arms';
+import { benchAdapter, joinDownloadSite, spawnSenders, startSenders, type DownloadSenders, type DownloadSite } from './download-site';
+import { http2Receive, tcpReceive, type Http2Transfer } from './loopback-arms';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** A joined site's channel to a coordinator serving `adapter` as version 0. */
-export interface DownloadSite {
-  download(version: number): Promise<NamedTensor[]>;
-  /** The same call with a reader that only counts the chunks' bytes: grpc-js and protobuf, no checks, no landing, no hash. */
-  drain(version: number): Promise<number>;
-  close(): Promise<void>;
-}
-
-export async function startDownloadSite(adapter: NamedTensor[], chunkBytes = 1 << 20): Promise<DownloadSite> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-dl-'));
-  const config = loadConfig({
-    overrides: {
-      server: { port: 0 },
-      run: { dir },
-      // No round starts (it would wait for 1,000 sites): the site only downloads the initial version.
-      rounds: { total: 1, minClients: 1000, minUpdates: 1, clientsPerRound: 1000, deadlineMs: 600_000 },
-      log: { level: 'silent' },
-      auth: { mode: 'tofu' },
-      transport: { chunkBytes },
-    },
-  });
-  const coordinator = new Coordinator({
-    config,
-    initialAdapter: () => adapter,
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    adapterConfig: {},
-    logger: pino({ level: 'silent' }),
-  });
-  const committed = new Promise<void>((r) => coordinator.once('roundCommitted', () => r()));
-  const { address } = await coordinator.start();
-  await committed; // version 0, the initial adapter
-  const Ctor = loadFedtuneProto().fedtune.v1.Federation;
-  const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
-  const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
-  const hello = await new Promise<HelloResponse__Output>((res, rej) =>
-    rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
-  );
-  const signature = sign(
-    DOMAINS.join,
-    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
-    identity.secretKey,
-  );
-  const token = await new Promise<string>((res, rej) =>
-    rpc.Join(
-      {
-        protocol_version: PROTOCOL_VERSION,
-        client_name: 'bench',
-        backend: 'none',
-        labels: {},
-        public_key: identity.publicKey,
-        challenge: hello.challenge,
-        signature,
-        coordinator_key_id: hello.coordinator!.key_id,
-      },
-      (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r.session_token)),
-    ),
-  );
-  return {
-    download: (version) => downloadAdapter(rpc, token, version),
-    drain: (version) =>
-      new Promise<number>((resolve, reject) => {
-        const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: '', control_variate: false });
-        let n = 0;
-        call.on('data', (f: TensorFrame__Output) => (n += f.chunk?.length ?? 0));
-        call.on('error', reject);
-        call.on('end', () => resolve(n));
-      }),
-    close: async () => {
-      rpc.close();
-      await coordinator.stop(500);
-      await fs.rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** This process's CPU milliseconds so far by thread id, and its minor page faults (Linux /proc; undefined elsewhere). */
-function threadCpuMs(): { threads: Map<string, number>; minorFaults: number } | undefined {
+/** A process's CPU milliseconds so far by thread id, and its minor page faults (Linux /proc; undefined elsewhere). */
+function threadCpuMs(pid: number = process.pid): { pid: number; threads: Map<string, number>; minorFaults: number } | undefined {
   const fields = (f: string): string[] => {
     const st = readFileSync(f, 'utf8');
     return st.slice(st.lastIndexOf(')') + 2).split(' ');
   };
   try {
     const threads = new Map<string, number>();
-    for (const t of readdirSync('/proc/self/task')) {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const f = fields(`/proc/self/task/${t}/stat`);
+        const f = fields(`/proc/${pid}/task/${t}/stat`);
         threads.set(t, ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS);
       } catch {
         // a thread that ended between the listing and the read
       }
     }
-    return { threads, minorFaults: Number(fields('/proc/self/stat')[7]) };
+    return { pid, threads, minorFaults: Number(fields(`/proc/${pid}/stat`)[7]) };
   } catch {
     return undefined;
   }
@@ -134,7 +53,7 @@ function cpuBetween(c0: NonNullable<ReturnType<typeof threadCpuMs>>, c1: NonNull
   let busiest = 0;
   for (const [t, ms] of c1.threads) {
     const d = ms - (c0.threads.get(t) ?? 0);
-    if (t === String(process.pid)) main = d;
+    if (t === String(c1.pid)) main = d;
     else {
       others += d;
       busiest = Math.max(busiest, d);
@@ -146,7 +65,7 @@ function cpuBetween(c0: NonNullable<ReturnType<typeof threadCpuMs>>, c1: NonNull
 const CLOCK_TICKS = 100;
 
 /**
- * The arms, each moving the same bytes over loopback in this process:
+ * The arms, each moving the same bytes over loopback, from the sending side to this process:
  *  download   the SDK's real receive path (what the goal measures)
  *  grpc_bare  the same DownloadAdapter call from the same coordinator, a reader that only counts the chunks' bytes
  *  http2      node:http2 alone, the reader counts
@@ -156,21 +75,27 @@ const CLOCK_TICKS = 100;
  */
 const ARMS = ['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
 type Arm = (typeof ARMS)[number];
+/** Where the sending side runs: a child process (as deployed; the goal's figure) or this process. */
+const MODES = ['two_process', 'same_process'] as const;
+type Mode = (typeof MODES)[number];
 
 export interface ArmFigures {
   /** Wall seconds, one per repetition. */
   seconds: number[];
   mb_per_second: number;
-  /** Median over the repetitions of (raw TCP seconds / this arm's seconds), each in the same repetition. */
+  /** Median over the repetitions of (raw TCP seconds / this arm's seconds), each in the same repetition and mode. */
   over_tcp: number;
   over_tcp_min: number;
   over_tcp_max: number;
-  /** Median CPU milliseconds per transfer, the main thread's and every other thread's (worker, GC helpers). */
+  /** Median CPU milliseconds per transfer of the receiving process: its main thread's and every other thread's. */
   main_thread_cpu_ms?: number;
   other_threads_cpu_ms?: number;
   /** The busiest thread but main (for the download, the landing worker; else a GC helper), and minor page faults. */
   busiest_other_thread_cpu_ms?: number;
   minor_faults?: number;
+  /** Two-process arms: the sending process's CPU milliseconds per transfer, its main thread's and all its threads'. */
+  sender_main_thread_cpu_ms?: number;
+  sender_process_cpu_ms?: number;
 }
 
 export interface DownloadBench {
@@ -178,133 +103,173 @@ export interface DownloadBench {
   repetitions: number;
   /** The coordinator's transport.chunkBytes: the data bytes per download message. */
   chunk_bytes: number;
-  /** The HTTP/2 arm's last transfer: 'data' events and the largest, with 2^24 - 1 offered as the frame size. */
+  /** The two-process HTTP/2 arm's last transfer: 'data' events and the largest, with 2^24 - 1 offered as the frame size. */
   http2_data_events: number;
   http2_largest_data_event_bytes: number;
-  arms: Record<Arm, ArmFigures>;
-  /** The goal: the SDK's download at >= 50% of raw TCP loopback (median of same-repetition ratios). */
-  download_over_tcp: number;
+  /** The sending side in a child process, the receiving side here: as deployed. */
+  arms_two_process: Record<Arm, ArmFigures>;
+  /** Both sides in this process (one main thread runs sender and receiver): the secondary figures. */
+  arms_same_process: Record<Arm, ArmFigures>;
+  /** The goal's figure: the SDK's download at >= 50% of raw TCP loopback, two processes (median of same-repetition ratios). */
+  download_over_tcp_two_process: number;
+  /** The same ratio with both sides in one process. */
+  download_over_tcp_same_process: number;
   download_goal: 0.5;
+  /** download_over_tcp_two_process >= download_goal. */
   download_goal_met: 0 | 1;
 }
 
 /**
- * `reps` repetitions; each runs every arm once on a `params`-value adapter (16 tensors), in an order rotated from
- * one repetition to the next, so that every ratio compares transfers made moments apart under the same load.
+ * `reps` repetitions; each runs every arm once in each mode on a `params`-value adapter (16 tensors), in an order
+ * rotated from one repetition to the next, so that every ratio compares transfers made moments apart under the
+ * same load. What each arm received is checked after its timing: the download byte for byte against the adapter.
  */
 export async function benchDownloads(params: number, reps: number, chunkBytes = 1 << 20): Promise<DownloadBench> {
-  const adapter = lcgTensors(16, params / 16, 0.1, 9, (i) => `t${String(i).padStart(3, '0')}`);
+  const adapter = benchAdapter(params);
   const bytes = params * 4;
   const tensorBytes = bytes / 16;
-  const site = await startDownloadSite(adapter, chunkBytes);
+  const senders: Partial<Record<Mode, DownloadSenders>> = {};
+  const sites: Partial<Record<Mode, DownloadSite>> = {};
   let frames: Http2Transfer | undefined;
-  // Each arm returns what it received, checked after its timing: every byte of the download against the adapter.
-  const run: Record<Arm, () => Promise<NamedTensor[] | number>> = {
-    download: () => site.download(0),
-    grpc_bare: () => site.drain(0),
-    http2: () =>
-      rawHttp2(bytes).then((h) => {
-        frames = h;
-        return bytes;
-      }),
-    tcp: () => rawTcpSeconds(bytes).then(() => bytes),
-    tcp_hash: () => rawTcpSeconds(bytes, 'hash').then(() => bytes),
-    tcp_hash_copy: () => rawTcpSeconds(bytes, 'hash+copy', tensorBytes).then(() => bytes),
-  };
-  const check = (a: Arm, got: NamedTensor[] | number): void => {
-    if (typeof got === 'number') {
-      if (got !== bytes) throw new Error(`the ${a} arm moved ${got} of ${bytes} bytes`);
-      return;
-    }
-    const same =
-      got.length === adapter.length &&
-      got.every(
-        (t, i) => t.name === adapter[i].name && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(adapter[i].data.buffer)),
-      );
-    if (!same) throw new Error('the download does not match the adapter');
-  };
-  const wall = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
-  const main = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
-  const others = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
-  const busiest = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
-  const faults = Object.fromEntries(ARMS.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
+  const cases = MODES.flatMap((m) => ARMS.map((a) => [m, a] as const));
+  const series = () =>
+    Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(ARMS.map((a) => [a, [] as number[]]))])) as Record<Mode, Record<Arm, number[]>>;
+  const [wall, main, others, busiest, faults, sender, senderMain] = [series(), series(), series(), series(), series(), series(), series()];
   try {
+    senders.two_process = await spawnSenders(params, chunkBytes);
+    senders.same_process = await startSenders(params, chunkBytes, adapter);
+    for (const m of MODES) sites[m] = await joinDownloadSite(senders[m]!.grpc);
+    const run = (m: Mode, a: Arm): Promise<NamedTensor[] | number> => {
+      const s = senders[m]!;
+      switch (a) {
+        case 'download':
+          return sites[m]!.download(0);
+        case 'grpc_bare':
+          return sites[m]!.drain(0);
+        case 'http2':
+          return http2Receive(s.http2, bytes).then((h) => {
+            if (m === 'two_process') frames = h;
+            return bytes;
+          });
+        case 'tcp':
+          return tcpReceive(s.tcp, bytes).then(() => bytes);
+        case 'tcp_hash':
+          return tcpReceive(s.tcp, bytes, 'hash').then(() => bytes);
+        case 'tcp_hash_copy':
+          return tcpReceive(s.tcp, bytes, 'hash+copy', tensorBytes).then(() => bytes);
+      }
+    };
+    const check = (m: Mode, a: Arm, got: NamedTensor[] | number): void => {
+      if (typeof got === 'number') {
+        if (got !== bytes) throw new Error(`the ${m} ${a} arm moved ${got} of ${bytes} bytes`);
+        return;
+      }
+      const same =
+        got.length === adapter.length &&
+        got.every(
+          (t, i) => t.name === adapter[i].name && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(adapter[i].data.buffer)),
+        );
+      if (!same) throw new Error(`the ${m} download does not match the adapter`);
+    };
     // Warm-up, not reported: the image is encoded at the first download, the worker starts, the JIT settles.
-    for (const a of ARMS) check(a, await run[a]());
+    for (const [m, a] of cases) check(m, a, await run(m, a));
     for (let rep = 0; rep < reps; rep++) {
-      for (let k = 0; k < ARMS.length; k++) {
-        const a = ARMS[(k + rep) % ARMS.length];
+      for (let k = 0; k < cases.length; k++) {
+        const [m, a] = cases[(k + rep) % cases.length];
+        const pid = senders[m]!.pid;
+        const s0 = pid === undefined ? undefined : threadCpuMs(pid);
         const c0 = threadCpuMs();
         const t = now();
-        const got = await run[a]();
-        wall[a].push(now() - t);
+        const got = await run(m, a);
+        wall[m][a].push(now() - t);
         const c1 = threadCpuMs();
+        const s1 = pid === undefined ? undefined : threadCpuMs(pid);
         if (c0 && c1) {
           const c = cpuBetween(c0, c1);
-          main[a].push(c.main);
-          others[a].push(c.others);
-          busiest[a].push(c.busiest);
-          faults[a].push(c.minorFaults);
+          main[m][a].push(c.main);
+          others[m][a].push(c.others);
+          busiest[m][a].push(c.busiest);
+          faults[m][a].push(c.minorFaults);
         }
-        check(a, got);
+        if (s0 && s1) {
+          const c = cpuBetween(s0, s1);
+          sender[m][a].push(c.main + c.others);
+          senderMain[m][a].push(c.main);
+        }
+        check(m, a, got);
       }
     }
   } finally {
-    await site.close();
+    for (const m of MODES) sites[m]?.close();
+    for (const m of MODES) await senders[m]?.close();
   }
-  const figures = (a: Arm): ArmFigures => {
-    const ratios = wall[a].map((s, i) => wall.tcp[i] / s);
+  const figures = (m: Mode, a: Arm): ArmFigures => {
+    const ratios = wall[m][a].map((s, i) => wall[m].tcp[i] / s);
     return {
-      seconds: wall[a],
-      mb_per_second: bytes / median(wall[a]) / 1e6,
+      seconds: wall[m][a],
+      mb_per_second: bytes / median(wall[m][a]) / 1e6,
       over_tcp: median(ratios),
       over_tcp_min: Math.min(...ratios),
       over_tcp_max: Math.max(...ratios),
-      ...(main[a].length
+      ...(main[m][a].length
         ? {
-            main_thread_cpu_ms: median(main[a]),
-            other_threads_cpu_ms: median(others[a]),
-            busiest_other_thread_cpu_ms: median(busiest[a]),
-            minor_faults: median(faults[a]),
+            main_thread_cpu_ms: median(main[m][a]),
+            other_threads_cpu_ms: median(others[m][a]),
+            busiest_other_thread_cpu_ms: median(busiest[m][a]),
+            minor_faults: median(faults[m][a]),
           }
         : {}),
+      ...(sender[m][a].length ? { sender_main_thread_cpu_ms: median(senderMain[m][a]), sender_process_cpu_ms: median(sender[m][a]) } : {}),
     };
   };
-  const arms = Object.fromEntries(ARMS.map((a) => [a, figures(a)])) as Record<Arm, ArmFigures>;
+  const arms = (m: Mode) => Object.fromEntries(ARMS.map((a) => [a, figures(m, a)])) as Record<Arm, ArmFigures>;
+  const two = arms('two_process');
+  const same = arms('same_process');
   return {
     bytes,
     repetitions: reps,
     chunk_bytes: chunkBytes,
     http2_data_events: frames?.dataEvents ?? 0,
     http2_largest_data_event_bytes: frames?.largestEvent ?? 0,
-    arms,
-    download_over_tcp: arms.download.over_tcp,
+    arms_two_process: two,
+    arms_same_process: same,
+    download_over_tcp_two_process: two.download.over_tcp,
+    download_over_tcp_same_process: same.download.over_tcp,
     download_goal: 0.5,
-    download_goal_met: arms.download.over_tcp >= 0.5 ? 1 : 0,
+    download_goal_met: two.download.over_tcp >= 0.5 ? 1 : 0,
   };
 }
 
-/** The table rows of a DownloadBench (bench/run.ts prints them). */
+/** The table rows of a DownloadBench (bench/run.ts prints them): the two-process arms, then one same-process row. */
 export function downloadRows(d: DownloadBench): [string, string, string, string][] {
-  const a = d.arms;
+  const a = d.arms_two_process;
   const cpu = (f: ArmFigures): string =>
     f.main_thread_cpu_ms === undefined
       ? ''
-      : `; CPU ms main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)} (busiest ${f.busiest_other_thread_cpu_ms!.toFixed(0)})`;
+      : `; CPU ms receiver main ${f.main_thread_cpu_ms.toFixed(0)}, others ${f.other_threads_cpu_ms!.toFixed(0)} (busiest ${f.busiest_other_thread_cpu_ms!.toFixed(0)})` +
+        (f.sender_process_cpu_ms === undefined ? '' : `; sender main ${f.sender_main_thread_cpu_ms!.toFixed(0)}, all ${f.sender_process_cpu_ms.toFixed(0)}`);
+  const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
   const mib = d.bytes / 2 ** 20;
+  const s = d.arms_same_process;
   return [
     [
-      `download ${mib} MiB adapter over gRPC (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks)`,
+      `download ${mib} MiB adapter over gRPC, coordinator in another process (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks)`,
       `${a.download.mb_per_second.toFixed(0)} MB/s`,
       `raw TCP ${a.tcp.mb_per_second.toFixed(0)} MB/s`,
-      `${(100 * a.download.over_tcp).toFixed(0)}% of TCP (median of ${d.repetitions}, ${(100 * a.download.over_tcp_min).toFixed(0)}–${(100 * a.download.over_tcp_max).toFixed(0)}%; goal 50%)${cpu(a.download)}`,
+      `${pct(a.download.over_tcp)} of TCP (median of ${d.repetitions}, ${pct(a.download.over_tcp_min)}–${pct(a.download.over_tcp_max)}; goal 50%)${cpu(a.download)}`,
     ],
     ...(['grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map((k): [string, string, string, string] => [
       `  same bytes: ${ARM_LABELS[k]}`,
       `${a[k].mb_per_second.toFixed(0)} MB/s`,
       '',
-      `${(100 * a[k].over_tcp).toFixed(0)}% of TCP${cpu(a[k])}${k === 'http2' ? `; ${d.http2_data_events} DATA events, largest ${d.http2_largest_data_event_bytes} B` : ''}`,
+      `${pct(a[k].over_tcp)} of TCP${cpu(a[k])}${k === 'http2' ? `; ${d.http2_data_events} DATA events, largest ${d.http2_largest_data_event_bytes} B` : ''}`,
     ]),
+    [
+      `  both sides in one process (secondary): SDK download`,
+      `${s.download.mb_per_second.toFixed(0)} MB/s`,
+      `raw TCP ${s.tcp.mb_per_second.toFixed(0)} MB/s`,
+      `${pct(s.download.over_tcp)} of TCP (${pct(s.download.over_tcp_min)}–${pct(s.download.over_tcp_max)}); gRPC reader counts ${pct(s.grpc_bare.over_tcp)}, node:http2 ${pct(s.http2.over_tcp)}, TCP hash ${pct(s.tcp_hash.over_tcp)}, hash+copy ${pct(s.tcp_hash_copy.over_tcp)}${cpu(s.download)}`,
+    ],
   ];
 }
 

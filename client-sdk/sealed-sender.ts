@@ -1,14 +1,14 @@
 // A site's updates on the wire: sealed to the coordinator's X25519 key and signed with the site's identity
 // (proto/crypto/sealed-upload.ts), then sent as one UploadUpdate stream with backpressure. A plain update is
 // the float32 delta; under SecAgg it is the masked vector, one UINT32 tensor `secagg.masked`.
-import * as grpc from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
-import { PROTOCOL_VERSION } from '../proto/load';
+import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
+import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { checkUploadFrame } from '../proto/limits';
-import { sealUpload, uploadBinding, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { sealUpload, uploadBinding, type SealedChunk, type SealedUpload } from '../proto/crypto/sealed-upload';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 
@@ -64,11 +64,38 @@ export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array)
   return frames(c, t, tensors, chunks, 0);
 }
 
+/** What sendSealed writes to its call: a frame, or a sealed chunk (sent as a `chunk` frame: ciphertext || tag). */
+export type UploadMessage = UploadFrame | SealedChunk;
+
+const uploadMethod = () => loadFedtuneProto().fedtune.v1.Federation.service.UploadUpdate;
+let chunkKey: Buffer | undefined;
+
+/**
+ * Encodes an UploadUpdate message. A frame goes through the generated (protobufjs) serializer; a sealed chunk is
+ * encoded as the frame `{ chunk: ciphertext || tag }` would be, byte for byte, with its two parts copied straight
+ * into the message: the one copy protobufjs makes anyway, and no joined chunk before it (SealedUpload says why).
+ * The field's key comes from the generated serializer itself (an empty chunk encodes as key, length 0).
+ */
+export function serializeUploadMessage(m: UploadMessage): Buffer {
+  if (!('ciphertext' in m)) return uploadMethod().requestSerialize(m);
+  const empty = (chunkKey ??= uploadMethod().requestSerialize({ chunk: Buffer.alloc(0) }));
+  const key = empty.subarray(0, empty.length - 1);
+  const n = m.ciphertext.length + m.tag.length;
+  const head = Buffer.allocUnsafe(key.length + 5); // the key, then n as a varint (at most 5 bytes for 32 bits)
+  let at = key.copy(head);
+  let v = n;
+  for (; v > 0x7f; v >>>= 7) head[at++] = (v & 0x7f) | 0x80;
+  head[at++] = v;
+  return Buffer.concat([head.subarray(0, at), m.ciphertext, m.tag], at + n);
+}
+
 /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */
 export function sendSealed(rpc: GrpcFederationClient, f: SealedFrames): Promise<void> {
   return new Promise((resolve, reject) => {
     let answered = false;
-    const call = rpc.UploadUpdate((err: grpc.ServiceError | null) => {
+    const m = uploadMethod();
+    // The UploadUpdate call with the serializer above (the generated rpc.UploadUpdate would take frames only).
+    const call = rpc.makeClientStreamRequest<UploadMessage, UploadResponse__Output>(m.path, serializeUploadMessage, m.responseDeserialize, (err) => {
       answered = true;
       // Stryker disable next-line all: equivalent: only frees a writer still awaiting 'drain' on a finished call; the promise has already settled.
       call.emit('drain'); // release a writer waiting on a call that is over
@@ -82,10 +109,10 @@ export function sendSealed(rpc: GrpcFederationClient, f: SealedFrames): Promise<
     };
     // Stryker restore all
     void (async () => {
-      const all: UploadFrame[] = [
+      const all: UploadMessage[] = [
         f.header,
-        ...f.sealed.chunks.map((chunk) => ({ chunk })),
-        { trailer: { chunk_count: f.sealed.chunks.length, sha256: f.sealed.envelope.ciphertext_sha256 } },
+        ...f.sealed.parts,
+        { trailer: { chunk_count: f.sealed.parts.length, sha256: f.sealed.envelope.ciphertext_sha256 } },
       ];
       for (const msg of all) {
         if (answered) return; // refused early: the rest would go nowhere

@@ -134,4 +134,11 @@ describe('checkpoint store reads and export, exactly', () => {
     expect(await new FsCheckpointStore(run).export(0, out)).to.deep.equal(names.map((n) => path.join(out, n)));
     expect((await fs.readdir(out)).sort()).to.deep.equal([...names].sort());
   });
+  it("list() names the run's versions up to latest in numeric order and skips a stray directory named like a version", async () => {
+    const run = await runWith('list-stray', 3);
+    // Not a version directory (seven digits): open() skips it, so list() must too rather than fail reading it.
+    await fs.mkdir(path.join(run, 'versions', 'v0000001'));
+    const s = new FsCheckpointStore(run);
+    expect((await s.list()).map((m) => m.version)).to.deep.equal([0, 1, 2]);
+  });
 });

@@ -1,20 +1,34 @@
-// The download bench (bench/download-bench.ts) keeps measuring what it says: every arm moves exactly the bytes it
-// is timed for, the SDK arm's download matches the adapter byte for byte, and the report carries every arm and
-// the goal. A tiny adapter and one repetition: no figure is asserted here (figures belong in `npm run bench`).
+// The download bench (bench/download-bench.ts) keeps measuring what it says: every arm, with the sending side in a
+// child process (bench/fixtures/download-sender.ts) and in this one, moves exactly the bytes it is timed for, the
+// SDK arm's download matches the adapter byte for byte, the report carries every arm and the goal, and the child
+// is gone afterwards. A tiny adapter and one repetition: no figure is asserted here (figures belong in
+// `npm run bench`).
 import { benchDownloads, downloadRows } from '../bench/download-bench';
+import { spawnSenders } from '../bench/download-site';
 import { rawHttp2, rawTcpSeconds } from '../bench/loopback-arms';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('download bench', () => {
-  it('runs every arm over real loopback and reports each against raw TCP', async () => {
+  it('runs every arm over real loopback, two-process and same-process, and reports each against raw TCP', async () => {
     const d = await benchDownloads(1 << 12, 1);
     expect(d.bytes).to.equal(1 << 14);
-    expect(Object.keys(d.arms).sort()).to.deep.equal(['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy']);
-    for (const a of Object.values(d.arms)) expect(a.seconds).to.have.length(1);
-    expect(d.arms.tcp.over_tcp).to.equal(1);
-    expect(d.download_over_tcp).to.equal(d.arms.download.over_tcp);
-    expect(d.download_goal_met).to.equal(d.download_over_tcp >= 0.5 ? 1 : 0);
-    expect(downloadRows(d)).to.have.length(6);
+    for (const arms of [d.arms_two_process, d.arms_same_process]) {
+      expect(Object.keys(arms).sort()).to.deep.equal(['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy']);
+      for (const a of Object.values(arms)) expect(a.seconds).to.have.length(1);
+      expect(arms.tcp.over_tcp).to.equal(1);
+    }
+    expect(d.download_over_tcp_two_process).to.equal(d.arms_two_process.download.over_tcp);
+    expect(d.download_over_tcp_same_process).to.equal(d.arms_same_process.download.over_tcp);
+    expect(d.download_goal_met).to.equal(d.download_over_tcp_two_process >= 0.5 ? 1 : 0);
+    expect(downloadRows(d)).to.have.length(7);
+  });
+
+  it('stops the sender process on close', async () => {
+    const s = await spawnSenders(1 << 10, 1 << 20);
+    const pid = s.pid!;
+    expect(() => process.kill(pid, 0)).not.to.throw();
+    await s.close();
+    expect(() => process.kill(pid, 0)).to.throw();
   });
 
   it('its TCP and HTTP/2 arms wait for the last byte, whatever the tensor split', async () => {

@@ -6,9 +6,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { FederationClient } from '../proto/generated/fedtune/v1/Federation';
-import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
-import { sealDelta, sendSealed, type SealContext } from '../client-sdk/sealed-sender';
+import { sealDelta, sendSealed, type SealContext, type UploadMessage } from '../client-sdk/sealed-sender';
 import { PREFIX, refusal, smallAdapter, startCoordinator, tempDir, twoSitesInRound } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -17,16 +16,25 @@ interface CallLog {
   readonly events: string[];
 }
 
-/** The real client; its UploadUpdate calls log their writes, their end() and the answer's arrival. */
+/**
+ * The real client; the client-streaming calls it opens (sendSealed opens UploadUpdate with its own serializer,
+ * through makeClientStreamRequest) log their writes, their end() and the answer's arrival.
+ */
 function recording(c: FederationClient, log: CallLog): FederationClient {
-  const upload = (cb: (err: grpc.ServiceError | null, res?: UploadResponse__Output) => void): grpc.ClientWritableStream<UploadFrame> => {
-    const call = c.UploadUpdate((err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
+  type Callback = (err: grpc.ServiceError | null, res?: UploadResponse__Output) => void;
+  const open = (
+    method: string,
+    serialize: (m: UploadMessage) => Buffer,
+    deserialize: (b: Buffer) => UploadResponse__Output,
+    cb: Callback,
+  ): grpc.ClientWritableStream<UploadMessage> => {
+    const call = c.makeClientStreamRequest(method, serialize, deserialize, (err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
       log.events.push('answer');
       cb(err, res);
     });
-    const write = call.write.bind(call) as (m: UploadFrame) => boolean;
-    const end = call.end.bind(call) as () => grpc.ClientWritableStream<UploadFrame>;
-    call.write = ((m: UploadFrame) => {
+    const write = call.write.bind(call) as (m: UploadMessage) => boolean;
+    const end = call.end.bind(call) as () => grpc.ClientWritableStream<UploadMessage>;
+    call.write = ((m: UploadMessage) => {
       log.events.push('write');
       return write(m);
     }) as typeof call.write;
@@ -36,7 +44,7 @@ function recording(c: FederationClient, log: CallLog): FederationClient {
     }) as typeof call.end;
     return call;
   };
-  return new Proxy(c, { get: (t, k) => (k === 'UploadUpdate' ? upload : (Reflect.get(t, k) as unknown)) });
+  return new Proxy(c, { get: (t, k) => (k === 'makeClientStreamRequest' ? open : (Reflect.get(t, k) as unknown)) });
 }
 
 describe('sendSealed: what it writes to its call', function () {

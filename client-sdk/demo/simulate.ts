@@ -36,6 +36,8 @@ export interface SimulationOptions {
   /** training.learningRate */
   readonly learningRate?: number;
   readonly testLimit: number;
+  /** Cap on each site's own validation set, evaluated after every local training (default 50). */
+  readonly clientEvalLimit?: number;
   readonly alpha: number;
   /** Run each site in its own worker thread (parallel training); false keeps them on this thread. */
   readonly workers?: boolean;
@@ -111,7 +113,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     splitSeed: o.splitSeed,
     maxSeqLen: config.training.maxSeqLen,
     testLimit: o.testLimit,
-    clientEvalLimit: 50,
+    clientEvalLimit: o.clientEvalLimit ?? 50,
     alpha: o.alpha,
     modelDir: demo.dir,
   });
@@ -198,7 +200,7 @@ function startWorkerSites(
       splitSeed: o.splitSeed,
       alpha: o.alpha,
       maxSeqLen,
-      clientEvalLimit: 50,
+      clientEvalLimit: o.clientEvalLimit ?? 50,
       modelDir,
       lora,
     };

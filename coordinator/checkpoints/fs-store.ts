@@ -386,14 +386,15 @@ export class FsCheckpointStore implements CheckpointStore {
 
   async list(): Promise<Manifest[]> {
     await this.open();
-    const latest = await this.latestVersion();
-    if (latest === null) return [];
+    // scan() as open() reads the directory: canonical names only, in numeric order (a text sort would put v1000000
+    // before v999999).
+    const { pointer, versions } = await this.scan();
+    if (pointer === null) return [];
     const out: Manifest[] = [];
     // Versions up to latest only: one beyond it is an interrupted commit, not (yet) part of the run.
-    for (const name of (await fs.readdir(this.versionsDir)).sort()) {
-      const m = VERSION_RE.exec(name);
-      if (!m || Number(m[1]) > latest) continue;
-      out.push(JSON.parse(await fs.readFile(path.join(this.versionsDir, name, MANIFEST_FILE), 'utf8')) as Manifest);
+    for (const v of versions) {
+      if (v > pointer) continue;
+      out.push(JSON.parse(await fs.readFile(path.join(this.versionsDir, versionDirName(v), MANIFEST_FILE), 'utf8')) as Manifest);
     }
     return out;
   }
