@@ -21,6 +21,7 @@ import type { Trainer } from '../client-sdk/trainer';
 import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
+import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -140,7 +141,7 @@ async function runFederation(
   coordinator.on('roundCommitted', (ev: { version: number; round: number; metrics: Record<string, number> }) => {
     const m = ev.metrics;
     const extra: Record<string, number> = {};
-    for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && !k.startsWith('clients.')) extra[k] = v;
+    for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && (!k.startsWith('clients.') || k === UPDATE_NORM)) extra[k] = v;
     curve.push({ version: ev.version, round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
     // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
     const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
@@ -175,7 +176,7 @@ async function runFederation(
 async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<{ trainer: Trainer; backend: string }> {
   const t = await trainerForModel(model, lora, { ...d, evalMaxSeqLen: 128 });
   if (t.engineFallback) throw new Error(`FEDTUNE_ENGINE=${process.env.FEDTUNE_ENGINE}: ${t.engineFallback}`);
-  return t;
+  return { trainer: withUpdateNorm(t.trainer), backend: t.backend };
 }
 
 if (require.main === module) {

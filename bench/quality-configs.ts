@@ -7,6 +7,7 @@
 // name), and the driver reports the cell as failed rather than silently running something else.
 
 import { RUN9_CONFIGS } from './quality-configs-run9';
+import { RUN11_CONFIGS } from './quality-configs-run11';
 
 export type SiteMode = 'federated' | 'centralized' | 'local';
 
@@ -190,6 +191,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...CLIENT_SGD_CONFIGS,
   ...SCAFFOLD_CONFIGS,
   ...RUN9_CONFIGS,
+  ...RUN11_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

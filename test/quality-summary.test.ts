@@ -8,6 +8,8 @@ import { earlyStoppingPick, STOP_RULES } from '../bench/quality-stopping';
 import { curvesFromLog } from '../bench/quality-log';
 import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
 import { loadConfig } from '../coordinator/config';
+import { withUpdateNorm } from '../bench/quality-update-norm';
+import type { Trainer } from '../client-sdk/trainer';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -156,5 +158,27 @@ describe('quality benchmark summary', () => {
     expect(configTraining(QUALITY_CONFIGS.fedavg)).to.deep.equal({});
     expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-avgm1'].overrides }).strategy).to.deep.include({ name: 'fedavgm', serverLearningRate: 1 });
     expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-m9'].overrides }).training).to.deep.include({ optimizer: 'sgd', momentum: 0.9, schedule: 'cosine' });
+  });
+  it("adds each site's update norm to its metrics, leaving the update and the trainer's other members as they were", async () => {
+    const t = (d: number[]) => ({ name: 'x', dtype: 'float32' as const, shape: [d.length], data: Float32Array.from(d) });
+    class Fake {
+      readonly backend = 'cpu';
+      #calls = 0; // a private field: the wrapper's methods must run on the original object
+      async train(): ReturnType<Trainer['train']> {
+        this.#calls++;
+        return { adapter: [t([4, 6, 3])], numExamples: 2, metrics: { train_loss: 1 } };
+      }
+      calls(): number {
+        return this.#calls;
+      }
+    }
+    const fake = new Fake();
+    const w = withUpdateNorm(fake);
+    const out = await w.train([t([1, 2, 3])], {} as Parameters<Trainer['train']>[1]);
+    // ‖(3, 4, 0)‖ = 5
+    expect(out.metrics).to.deep.equal({ train_loss: 1, update_norm: 5 });
+    expect(Array.from(out.adapter[0].data)).to.deep.equal([4, 6, 3]);
+    expect(w.backend).to.equal('cpu');
+    expect((w as unknown as Fake).calls()).to.equal(1);
   });
 });
