@@ -21,6 +21,7 @@ describe('docs/recipes: the measured recipes as configuration files', () => {
   for (const [file, config] of [
     ['non-iid-peak.json5', 'fedprox-cos-k50'],
     ['non-iid-steady.json5', 'prox-avgm8-k50'],
+    ['non-iid-no-collapse.json5', 'prox-avgm8-k50-scos'],
   ] as const) {
     it(`${file} is the benchmark's ${config}`, () => {
       const got = loadConfig({ file: path.join(RECIPES, file) });
