@@ -7,16 +7,13 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import nacl from 'tweetnacl';
 import pino from 'pino';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
-import { identityFromSecretKey } from '../client-sdk/identity';
 import { Coordinator, loadConfig } from '../coordinator';
-import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
-import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
+import { loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
+import { benchJoin } from './bench-join';
 import { http2Sender, tcpSender } from './loopback-arms';
 import { lcgTensors } from './secagg';
 
@@ -148,31 +145,8 @@ export interface DownloadSite {
 export async function joinDownloadSite(address: string): Promise<DownloadSite> {
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
-  const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
   try {
-    const hello = await new Promise<HelloResponse__Output>((res, rej) =>
-      rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
-    );
-    const signature = sign(
-      DOMAINS.join,
-      joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
-      identity.secretKey,
-    );
-    const token = await new Promise<string>((res, rej) =>
-      rpc.Join(
-        {
-          protocol_version: PROTOCOL_VERSION,
-          client_name: 'bench',
-          backend: 'none',
-          labels: {},
-          public_key: identity.publicKey,
-          challenge: hello.challenge,
-          signature,
-          coordinator_key_id: hello.coordinator!.key_id,
-        },
-        (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r.session_token)),
-      ),
-    );
+    const { sessionToken: token } = await benchJoin(rpc);
     return {
       download: (version) => downloadAdapter(rpc, token, version),
       drain: (version) =>

@@ -17,12 +17,8 @@
 //  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
 //             open, and reconnects.
 import { promises as fs } from 'node:fs';
-import nacl from 'tweetnacl';
-import { identityFromSecretKey } from '../client-sdk/identity';
 import { sealDelta, sendSealed } from '../client-sdk/sealed-sender';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
-import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
-import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -33,13 +29,14 @@ import { FedAvg } from '../coordinator/strategy/fedavg';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
 import { Coordinator, loadConfig } from '../coordinator';
-import { DEFAULT_CHUNK_BYTES, loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
+import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import { benchSecAgg, lcgTensors, secaggTable, siteStepsTable, type SecAggBenchRow } from './secagg';
 import { benchJoins } from './join-storm';
 import { sendPlain, startPlainUploadServer } from './upload-baseline';
 import { benchDownloads, downloadRows } from './download-bench';
+import { benchJoin } from './bench-join';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -199,31 +196,7 @@ async function benchGrpc(params: number, reps = 3) {
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
   // Hello, then Join with the challenge signed (the bench's site has a throwaway identity; auth.mode tofu).
-  const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
-  const hello = await new Promise<HelloResponse__Output>((res, rej) =>
-    rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
-  );
-  const signature = sign(
-    DOMAINS.join,
-    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
-    identity.secretKey,
-  );
-  const join = await new Promise<{ session_token: string; client_id: string }>((res, rej) =>
-    rpc.Join(
-      {
-        protocol_version: PROTOCOL_VERSION,
-        client_name: 'bench',
-        backend: 'none',
-        labels: {},
-        public_key: identity.publicKey,
-        challenge: hello.challenge,
-        signature,
-        coordinator_key_id: hello.coordinator!.key_id,
-      },
-      (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r)),
-    ),
-  );
-  const token = join.session_token;
+  const { hello, sessionToken: token, clientId, identitySecretKey } = await benchJoin(rpc);
   const stream = rpc.StreamTasks({ session_token: token });
   stream.on('error', () => undefined); // CANCELLED when we close it below
   // One task per round: each repetition downloads the round's base (unsealed) and then uploads a sealed update
@@ -247,9 +220,9 @@ async function benchGrpc(params: number, reps = 3) {
   const ctx = {
     token,
     runId: hello.run_id,
-    clientId: join.client_id,
+    clientId,
     coordinator: { keyId: hello.coordinator!.key_id, boxPublicKey: new Uint8Array(hello.coordinator!.box_public_key) },
-    identitySecretKey: identity.secretKey,
+    identitySecretKey,
     chunkBytes: DEFAULT_CHUNK_BYTES,
   };
   const downloads: number[] = [];
