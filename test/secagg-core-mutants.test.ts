@@ -185,6 +185,16 @@ describe('secagg core, exactly', () => {
     expect(noise.filter((e) => e !== 0).length).to.be.greaterThan(16000); // the noise is really there
   });
 
+  it('encodeUpdate without DP noise never reads noiseSeed (a 5-byte one is not refused); with noise it is', () => {
+    const short = new Uint8Array(5);
+    for (const noiseMultiplier of [undefined, 0]) {
+      const cfg = cfgOf({ noiseMultiplier, vectorLength: 3 });
+      expect([...encodeUpdate([t('x', [0, 0])], 100, cfg, seedOf('s'), short)]).to.deep.equal([M, 0, 0]);
+    }
+    const noisy = cfgOf({ noiseMultiplier: 1, vectorLength: 3 });
+    expect(() => encodeUpdate([t('x', [0, 0])], 100, noisy, seedOf('s'), short)).to.throw(RangeError, 'the noise seed must be 32 bytes');
+  });
+
   it('encodeUpdate refuses, with the exact error, a seed that is not 32 bytes, a bad example count, a layout of another length and a non-finite value', () => {
     const cfg = cfgOf({ include: ['y'], vectorLength: 3 });
     expect(() => encodeUpdate([t('y', [1, 2])], 1, cfg, new Uint8Array(31))).to.throw(RangeError, 'roundingSeed must be 32 bytes');

@@ -62,6 +62,7 @@ function sumSquares(delta: TensorList, layout: VectorLayout): number {
 // the same float64 operations give the same bits as quantiseIntoSlow below.
 const PIECE_BYTES = KEYSTREAM_CHUNK_WORDS * 4;
 const SLOT = PIECE_BYTES + 16; // x, u and out pieces side by side; a last odd value rounds up to a pair
+// Stryker disable next-line ArithmeticOperator: equivalent: O_AT = 2 / SLOT truncates to 0 (= X_AT); the kernel loads each pair before it stores it
 const [X_AT, U_AT, O_AT] = [0, SLOT, 2 * SLOT];
 
 function quantiseSimd(out: Int32Array, at: number, x: Float32Array, from: number, u: Uint32Array, n: number, f: number, maxAbs: number): void {
@@ -78,6 +79,7 @@ function quantiseIntoSlow(out: Int32Array, at: number, x: Float32Array, from: nu
   for (let i = 0; i < n; i++) {
     const v = f * x[from + i];
     const fl = Math.floor(v);
+    // Stryker disable next-line ArithmeticOperator,ConditionalExpression,EqualityOperator: equivalent: f is not finite here, so v and fl are ±Infinity or NaN and q is the same ±Infinity or NaN
     let q = fl + (u[i] < (v - fl) * 4294967296 ? 1 : 0);
     if (q > maxAbs) q = maxAbs;
     else if (q < -maxAbs) q = -maxAbs;
