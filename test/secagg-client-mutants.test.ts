@@ -4,7 +4,6 @@
 // client meets a message that fails exactly that check. Found missing by mutation testing (bench/MUTATION.md,
 // group secagg-client); every refusal by code and whole message, every answer byte for byte.
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/errors';
 import { SecAggClient } from '../proto/secagg/client';
 import type { GraphSpec } from '../proto/secagg/config';
 import { SecAggLedger } from '../proto/secagg/ledger';
@@ -15,7 +14,7 @@ import { computeSessionId, consistencyDigest } from '../proto/secagg/session';
 import { SHARE_BYTES, reconstruct, shareCommitment } from '../proto/secagg/shares';
 import { sessionPermutation } from '../proto/secagg/graph';
 import { verifyDetached } from '../proto/crypto/ed25519';
-import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation } from './secagg-hand';
+import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const ME = 's00';
@@ -67,18 +66,6 @@ async function signed(check: ConsistencyCheck, reversed = false) {
   return { ...r, mine, sigs };
 }
 
-async function refused(f: () => unknown, code: status, message: string): Promise<void> {
-  let caught: unknown;
-  let returned: unknown;
-  try {
-    returned = await f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(returned, 'the site answered instead of refusing').to.equal(undefined);
-  expect(caught, message).to.be.instanceOf(ProtocolError);
-  expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
-}
 const msg = (m: string): string => `secagg client: ${m}`;
 const flip = (b: Uint8Array, at: number, to: number): Uint8Array => Uint8Array.from(b, (x, j) => (j === at ? to : x));
 

@@ -3,6 +3,7 @@
 // prg modules), not through SecAggClient, so a test can make one site deviate from the protocol and work out
 // what the honest answer is without the code under test.
 import { createHash } from 'node:crypto';
+import type { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import type { GraphSpec, SecAggRoundConfig } from '../proto/secagg/config';
 import type { Advertisement, ConsistencySignature, RevealedShare, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
@@ -13,6 +14,9 @@ import { advertisementDigest, consistencyDigest, shareKeysDigest } from '../prot
 import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment } from '../proto/secagg/shares';
 import { sessionPermutation } from '../proto/secagg/graph';
 import { signDetached } from '../proto/crypto/ed25519';
+import { ProtocolError } from '../proto/errors';
+
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 export const seedOf = (s: string): Uint8Array => new Uint8Array(createHash('sha256').update(s).digest());
 export const M = 6; // vector length: weight slot + 5 values
@@ -141,3 +145,17 @@ export function neighboursOf(ids: readonly string[], graph: GraphSpec, sid: Uint
 }
 
 export const hexOf = (a: Uint32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+
+/** Expects `f` to refuse with exactly this gRPC status and message (a site or server played by hand must not answer). */
+export async function refused(f: () => unknown, code: status, message: string): Promise<void> {
+  let caught: unknown;
+  let returned: unknown;
+  try {
+    returned = await f();
+  } catch (e) {
+    caught = e;
+  }
+  expect(returned, 'the site answered instead of refusing').to.equal(undefined);
+  expect(caught, message).to.be.instanceOf(ProtocolError);
+  expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
+}

@@ -5,13 +5,12 @@
 // malformed shares) and the expected sum is Σ x over U3 added up here. Found missing by mutation testing
 // (bench/MUTATION.md, group secagg-server); every refusal is checked by code and whole message.
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/errors';
 import { SecAggServer } from '../proto/secagg/server';
 import type { GraphSpec } from '../proto/secagg/config';
 import type { UnmaskResponse } from '../proto/secagg/messages';
 import { sessionPermutation } from '../proto/secagg/graph';
 import { SHARE_BYTES, dealShares } from '../proto/secagg/shares';
-import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation } from './secagg-hand';
+import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** A round through closeShareKeys: every site advertised and dealt (with `dev` for the deviating ones). */
@@ -56,17 +55,6 @@ function plainSum(sites: readonly Site[]): Uint32Array {
   const out = new Uint32Array(M);
   for (const s of sites) for (let i = 0; i < M; i++) out[i] = (out[i] + s.x[i]) >>> 0;
   return out;
-}
-
-async function refused(f: () => unknown, code: status, message: string): Promise<void> {
-  let caught: unknown;
-  try {
-    await f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, message).to.be.instanceOf(ProtocolError);
-  expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
 }
 
 describe('secagg server, exactly (sites played by hand)', function () {

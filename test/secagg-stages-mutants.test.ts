@@ -5,7 +5,6 @@
 // secagg-stages); every refusal by code and whole message, and each leaves the stage able to go on.
 import { status } from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
-import { ProtocolError } from '../proto/errors';
 import { SecAggClient } from '../proto/secagg/client';
 import { SecAggLedger } from '../proto/secagg/ledger';
 import { SecAggServer } from '../proto/secagg/server';
@@ -13,19 +12,9 @@ import type { Advertisement, Roster, ShareKeysMessage } from '../proto/secagg/me
 import { advertisementDigest, computeSessionId, shareKeysDigest } from '../proto/secagg/session';
 import { signDetached } from '../proto/crypto/ed25519';
 import { reconstruct, seedCommitment, shareCommitment } from '../proto/secagg/shares';
-import { Site, configOf, idsOf, neighboursOf, seedOf } from './secagg-hand';
+import { Site, configOf, idsOf, neighboursOf, seedOf, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-async function refused(f: () => unknown, code: status, message: string): Promise<void> {
-  let caught: unknown;
-  try {
-    await f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, message).to.be.instanceOf(ProtocolError);
-  expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
-}
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 /** An advertisement of `s` with these keys, signed as the protocol signs it (so only the keys are wrong). */
 function adWith(s: Site, cfg: ReturnType<typeof configOf>, enc: Uint8Array, mask: Uint8Array): Advertisement {
