@@ -1,7 +1,9 @@
 // Mutation-testing follow-up (issue 14, group secagg-prg-seal): the mask PRG's and the share seal's edges that the
 // end-to-end tests pass over. Every reference value is node:crypto used directly (ChaCha20, AES-256-CTR,
 // ChaCha20-Poly1305, SHA-256), never the project's own helpers; the share AAD's framing is written out here.
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { Keystream, KEYSTREAM_CHUNK_WORDS, addMask, addMasks, maskBytes, maskCipher } from '../proto/secagg/prg';
 import { SEAL_OVERHEAD, open, seal } from '../proto/secagg/seal';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -130,6 +132,24 @@ describe('secagg PRG and seal mutants (issue 14)', () => {
       );
       expect(hexOf(z), `${label}, second window`).to.equal(hexOf(want));
     }
+  });
+
+  it('maskBytes sizes the SIMD memory itself: the first caller in a fresh process (no module cached by another)', () => {
+    // In one process the SIMD module is cached at the largest size asked so far, so only a fresh process shows
+    // whether maskBytes asks for its 9 × 64 KiB (one piece and a group of 8 keystreams).
+    const prg = path.join(__dirname, '..', 'proto', 'secagg', 'prg.js');
+    const script = `const { addMasks } = require(${JSON.stringify(prg)});
+      const t = new Uint32Array(5); const k = (j) => Uint8Array.from({ length: 32 }, (_, i) => j + i);
+      addMasks(t, Array.from({ length: 9 }, (_, j) => ({ key: k(j), sign: 1 })));
+      process.stdout.write(Buffer.from(t.buffer).toString('hex'));`;
+    const got = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    const k = (j: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => j + i);
+    const want = reference(
+      new Uint8Array(20),
+      Array.from({ length: 9 }, (_, j) => aes(k(j), 20)),
+      [],
+    );
+    expect(got).to.equal(hexOf(want));
   });
 
   it('seal is ChaCha20-Poly1305 over nonce ‖ ciphertext ‖ tag with the share AAD, its 12-byte nonce drawn once', () => {
