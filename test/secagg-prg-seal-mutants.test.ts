@@ -142,7 +142,10 @@ describe('secagg PRG and seal mutants (issue 14)', () => {
       const t = new Uint32Array(5); const k = (j) => Uint8Array.from({ length: 32 }, (_, i) => j + i);
       addMasks(t, Array.from({ length: 9 }, (_, j) => ({ key: k(j), sign: 1 })));
       process.stdout.write(Buffer.from(t.buffer).toString('hex'));`;
-    const got = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    // Under StrykerJS the mutant in play is a global of this process; a child reads it from the environment.
+    const active = (globalThis as { __stryker__?: { activeMutant?: string } }).__stryker__?.activeMutant;
+    const env = active === undefined ? process.env : { ...process.env, __STRYKER_ACTIVE_MUTANT__: active };
+    const got = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env });
     const k = (j: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => j + i);
     const want = reference(
       new Uint8Array(20),
@@ -150,6 +153,13 @@ describe('secagg PRG and seal mutants (issue 14)', () => {
       [],
     );
     expect(got).to.equal(hexOf(want));
+    // The same here (also what makes mutation testing run this test for maskBytes' lines: coverage is per process).
+    const here = new Uint32Array(5);
+    addMasks(
+      here,
+      Array.from({ length: 9 }, (_, j) => ({ key: k(j), sign: 1 as const })),
+    );
+    expect(hexOf(here)).to.equal(got);
   });
 
   it('seal is ChaCha20-Poly1305 over nonce ‖ ciphertext ‖ tag with the share AAD, its 12-byte nonce drawn once', () => {
