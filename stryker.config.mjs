@@ -169,6 +169,20 @@ export const GROUPS = {
     mutate: ['proto/word-runs.ts', 'coordinator/strategy/stream-fold.ts', 'proto/secagg/masked-sum.ts'],
     spec: ['dist/test/stream-fold.test.js', 'dist/test/secagg-masked-stream.test.js', 'dist/test/stream-sum-mutants.test.js'],
   },
+  // SecAgg's mask expansion (prg.ts: the ChaCha20 keystream, AES-256-CTR masks, their SIMD accumulation) and the
+  // share sealing (seal.ts: ChaCha20-Poly1305 under an AAD binding session, dealer and holder).
+  'secagg-prg-seal': {
+    mutate: ['proto/secagg/prg.ts', 'proto/secagg/seal.ts'],
+    spec: [
+      'dist/test/secagg-prg.test.js',
+      'dist/test/secagg-mask-worker.test.js',
+      'dist/test/secagg-client-mutants.test.js',
+      'dist/test/secagg-stages-mutants.test.js',
+      'dist/test/secagg-prg-seal-mutants.test.js',
+    ],
+    // The mask thread's entry is loaded by path (mask-worker.ts), not imported: build it into the sandbox too.
+    compile: ['proto/secagg/mask-worker-thread.ts'],
+  },
   secagg: {
     // Every module of proto/secagg but index.ts (re-exports) and simulate.ts (an in-process driver for tests).
     mutate: [
