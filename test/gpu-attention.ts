@@ -9,6 +9,7 @@ import { attentionBackwardVec, attnBwdVecTile } from '../client-sdk/engine/atten
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import { Prng } from '../proto/prng';
+import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
@@ -114,16 +115,6 @@ export function attentionReference(s: Shape, qkv: Float32Array, dctx: Float32Arr
     }
   }
   return { ctx, lse, delta, dqkv };
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 const sameBits = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));

@@ -23,22 +23,13 @@ import type { EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { TINY_LLAMAS } from './gpu-engine-llama';
+import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const P = 0.1;
 const ALL7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 const same = (a: Float32Array, b: Float32Array): boolean =>
   Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;

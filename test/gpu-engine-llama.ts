@@ -21,6 +21,7 @@ import type { EngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EnginePath } from '../client-sdk/engine/program';
+import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
@@ -62,16 +63,6 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
     }),
   },
 ];
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 function synthTask(V: number, n: number, seed: number, promptLen: number, complLen: number): { prompt: number[]; completion: number[] }[] {
   const rng = new Prng(seed);

@@ -16,6 +16,7 @@ import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EnginePath } from '../client-sdk/engine/program';
 import type { EngineTuning } from '../client-sdk/engine/tuning';
 import type { NamedTensor } from '../proto/tensors';
+import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
@@ -48,16 +49,6 @@ const VARIANTS: { name: string; tuning: EngineTuning; exact: boolean; tcOnly?: b
   { name: 'tiles B', tuning: { tiles: TILES_B }, exact: false, tcOnly: true },
   { name: 'all', tuning: { loraT: true, loraSplitK: 48, attnTiled: true, attnVec: true, epiSplit: true, tiles: TILES_A }, exact: false },
 ];
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 export async function tuningTests(ed: EngineDevice, paths: readonly EnginePath[], check: Check): Promise<void> {
   const { model } = await loadGpt2Dir(MODEL_DIR);

@@ -36,6 +36,7 @@ import { llamaEngineTests } from './gpu-engine-llama';
 import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
 import { tuningTests } from './gpu-engine-tuning';
+import { relErr } from './rel-err';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -46,17 +47,6 @@ function check(name: string, ok: boolean, detail: string): void {
   if (ok) passed++;
   else failed++;
   log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
-}
-
-/** ‖a − b‖ / ‖b‖ */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 async function runKernel(
