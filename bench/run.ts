@@ -17,7 +17,7 @@
 //  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
 //             open, and reconnects.
 import { promises as fs } from 'node:fs';
-import { sealDelta, sendSealed } from '../client-sdk/sealed-sender';
+import { sealDeltaPipelined, sendSealed } from '../client-sdk/sealed-sender';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -253,8 +253,9 @@ async function benchGrpc(params: number, reps = 3) {
     if (rep % 2 === 1) await sendPlainTimed();
     t = now();
     const c = cpuNow();
-    // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time).
-    const frames = sealDelta(ctx, task, delta, 1);
+    // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time), on
+    // two threads as the SDK does (client-sdk/sealed-sender.ts sealDeltaPipelined).
+    const frames = await sealDeltaPipelined(ctx, task, delta, 1);
     seals.push(now() - t);
     await sendSealed(rpc, frames);
     uploads.push(now() - t);
