@@ -56,6 +56,7 @@ async function framesPipelined(
     coordinator: c.coordinator,
     identitySecretKey: c.identitySecretKey,
     minBytes,
+    frameHead: chunkFrameHead, // each chunk's whole wire message built on the sealing thread
   });
   return withHeader(c, t, tensors, numExamples, sealed);
 }
@@ -126,15 +127,22 @@ let chunkKey: Buffer | undefined;
  */
 export function serializeUploadMessage(m: UploadMessage): Buffer {
   if (!('ciphertext' in m)) return uploadMethod().requestSerialize(m);
+  if (m.wire) return m.wire; // built whole by the sealing thread (chunkFrameHead below), the same bytes
+  const n = m.ciphertext.length + m.tag.length;
+  const head = chunkFrameHead(n);
+  return Buffer.concat([head, m.ciphertext, m.tag], head.length + n);
+}
+
+/** The bytes of the message `{ chunk: c }` before c, for a c of n bytes: the field's key, then n as a varint. */
+export function chunkFrameHead(n: number): Buffer {
   const empty = (chunkKey ??= uploadMethod().requestSerialize({ chunk: Buffer.alloc(0) }));
   const key = empty.subarray(0, empty.length - 1);
-  const n = m.ciphertext.length + m.tag.length;
   const head = Buffer.allocUnsafe(key.length + 5); // the key, then n as a varint (at most 5 bytes for 32 bits)
   let at = key.copy(head);
   let v = n;
   for (; v > 0x7f; v >>>= 7) head[at++] = (v & 0x7f) | 0x80;
   head[at++] = v;
-  return Buffer.concat([head.subarray(0, at), m.ciphertext, m.tag], at + n);
+  return head.subarray(0, at);
 }
 
 /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */

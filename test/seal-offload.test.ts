@@ -11,7 +11,8 @@ import nacl from 'tweetnacl';
 import { SealedUploadOpener, sealUpload, uploadBinding, type CoordinatorBoxSecret } from '../proto/crypto/sealed-upload';
 import { sealUploadPipelined } from '../proto/crypto/seal-pipelined';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
-import { sealDeltaPipelined, sendSealed } from '../client-sdk/sealed-sender';
+import { sealDeltaPipelined, sendSealed, serializeUploadMessage } from '../client-sdk/sealed-sender';
+import { loadFedtuneProto } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
@@ -60,6 +61,18 @@ describe('seal-offload: sealing and opening on a sealing thread', function () {
       const plain = Buffer.concat(s.chunks.map((c) => o.open(c)));
       o.finish();
       expect(plain.equals(Buffer.from(delta[0].data.buffer))).to.equal(true);
+    });
+
+    it("the SDK path: each chunk's wire message is built on the thread, byte for byte what the generated serializer writes", async () => {
+      const ctx = { token: 't', runId: 'run-1', clientId: 'client-1', coordinator: COORDINATOR, identitySecretKey: site.secretKey, chunkBytes: 256 };
+      // 1,200 bytes in chunks of 256: four sealed chunks of 272 bytes and a last one of 192.
+      const f = await sealDeltaPipelined(ctx, TASK as unknown as TrainTask__Output, delta, 7, 0);
+      const serialize = loadFedtuneProto().fedtune.v1.Federation.service.UploadUpdate.requestSerialize;
+      expect(f.sealed.parts.length).to.equal(5);
+      for (const p of f.sealed.parts) {
+        expect(p.wire, 'built on the thread').to.not.equal(undefined);
+        expect(serializeUploadMessage(p).equals(serialize({ chunk: Buffer.concat([p.ciphertext, p.tag]) }))).to.equal(true);
+      }
     });
 
     it('below minBytes: seals in line, with the same layout as sealUpload', async () => {

@@ -103,10 +103,13 @@ export class OffThreadHash {
     });
   }
 
-  /** `ciphertext` is moved (unusable here afterwards) unless it shares its buffer; done() returns its bytes. */
-  push(ciphertext: Buffer, tag: Buffer): void {
+  /**
+   * `ciphertext` is moved (unusable here afterwards) unless it shares its buffer; done() returns its bytes, or with
+   * `head` the bytes head || ciphertext || tag (a whole wire message) built on the thread.
+   */
+  push(ciphertext: Buffer, tag: Buffer, head?: Uint8Array): void {
     const buf = movable(ciphertext);
-    this.ch.post({ op: 'hash', id: this.ch.id, buf, tag: Uint8Array.from(tag) }, [buf]);
+    this.ch.post({ op: 'hash', id: this.ch.id, buf, tag: Uint8Array.from(tag), head }, [buf]);
   }
 
   done(): Promise<{ ciphertexts: Buffer[]; digest: Buffer }> {

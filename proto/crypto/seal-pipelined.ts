@@ -11,21 +11,34 @@ import { sealUpload, SealSession, type SealedChunk, type SealedUpload, type Seal
  * sealUpload, with the hashing on a sealing thread when the upload holds at least `minBytes` of plaintext
  * (SEAL_THREAD_MIN_BYTES unless given: below it the thread's round trips cost more than they save).
  */
-export async function sealUploadPipelined(opts: SealOptions & { plaintextChunks: Iterable<Uint8Array>; minBytes?: number }): Promise<SealedUpload> {
+export async function sealUploadPipelined(
+  opts: SealOptions & {
+    plaintextChunks: Iterable<Uint8Array>;
+    minBytes?: number;
+    /** The wire message's bytes before a chunk of n bytes (ciphertext || tag): the thread builds each whole message. */
+    frameHead?: (n: number) => Buffer;
+  },
+): Promise<SealedUpload> {
   const plain = [...opts.plaintextChunks];
   const total = plain.reduce((n, p) => n + p.length, 0);
   if (total < (opts.minBytes ?? SEAL_THREAD_MIN_BYTES)) return sealUpload({ ...opts, plaintextChunks: plain });
   const s = new SealSession(opts);
   const hash = new OffThreadHash();
+  const heads: number[] = [];
   const tags = plain.map((p, i): Buffer => {
     const c = s.seal(p, i, i === plain.length - 1);
-    hash.push(c.ciphertext, c.tag); // moves the ciphertext to the thread; it comes back with the digest
+    const head = opts.frameHead?.(c.ciphertext.length + c.tag.length);
+    heads.push(head?.length ?? -1);
+    hash.push(c.ciphertext, c.tag, head); // moves the ciphertext to the thread; it comes back with the digest
     return c.tag;
   });
   const { ciphertexts, digest } = await hash.done();
   if (ciphertexts.length !== tags.length) throw new Error(`sealing thread returned ${ciphertexts.length} of ${tags.length} chunks`);
-  return s.sign(
-    tags.map((tag, i): SealedChunk => ({ ciphertext: ciphertexts[i], tag })),
-    digest,
-  );
+  const parts = tags.map((tag, i): SealedChunk => {
+    const b = ciphertexts[i];
+    if (heads[i] < 0) return { ciphertext: b, tag };
+    // head || ciphertext || tag: the parts are views into the wire message.
+    return { ciphertext: b.subarray(heads[i], b.length - tag.length), tag: b.subarray(b.length - tag.length), wire: b };
+  });
+  return s.sign(parts, digest);
 }

@@ -10,7 +10,7 @@ import { ChunkOpener, type ChunkKeys } from './chunk-opener';
 import { ProtocolError } from '../errors';
 
 export type ToSealThread =
-  | { op: 'hash'; id: number; buf: ArrayBuffer; tag: Uint8Array }
+  | { op: 'hash'; id: number; buf: ArrayBuffer; tag: Uint8Array; head: Uint8Array | undefined }
   | { op: 'begin'; id: number; keys: ChunkKeys }
   | { op: 'open'; id: number; buf: ArrayBuffer; offset: number; length: number }
   | { op: 'digest'; id: number }
@@ -39,8 +39,16 @@ function handle(m: ToSealThread): FromSealThread | undefined {
   if (m.op === 'hash') {
     let h = hashes.get(m.id);
     if (!h) hashes.set(m.id, (h = createHash('sha256')));
-    h.update(new Uint8Array(m.buf)).update(m.tag);
-    return { id: m.id, op: 'hashed', buf: m.buf };
+    const ct = new Uint8Array(m.buf);
+    h.update(ct).update(m.tag);
+    if (!m.head) return { id: m.id, op: 'hashed', buf: m.buf };
+    // The message as it goes on the wire (head = the chunk field's key and length): the copy the serializer
+    // would make on the main thread, made here instead.
+    const wire = new Uint8Array(m.head.length + ct.length + m.tag.length);
+    wire.set(m.head);
+    wire.set(ct, m.head.length);
+    wire.set(m.tag, m.head.length + ct.length);
+    return { id: m.id, op: 'hashed', buf: wire.buffer };
   }
   if (m.op === 'begin') {
     openers.set(m.id, new ChunkOpener(m.keys));

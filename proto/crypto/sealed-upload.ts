@@ -62,6 +62,11 @@ export interface CoordinatorBoxKey {
 export interface SealedChunk {
   readonly ciphertext: Buffer;
   readonly tag: Buffer;
+  /**
+   * The whole UploadFrame message `{ chunk: ciphertext || tag }` as it goes on the wire, when the sealing thread
+   * built it (seal-pipelined.ts; ciphertext and tag are then views into it): the sender sends it as it is.
+   */
+  readonly wire?: Buffer;
 }
 
 /**
