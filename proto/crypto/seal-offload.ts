@@ -19,6 +19,8 @@ const POOL = Math.max(1, Math.min(4, availableParallelism() - 1));
 interface Thread {
   readonly w: Worker;
   readonly routes: Map<number, (m: FromSealThread) => void>;
+  /** Replies awaited from it, over all its channels: it holds the process open only while this is above 0. */
+  awaited: number;
 }
 const threads: (Thread | undefined)[] = [];
 let nextId = 1;
@@ -28,7 +30,7 @@ function thread(id: number): Thread {
   const have = threads[slot];
   if (have) return have;
   const w = new Worker(path.join(__dirname, 'seal-thread.js'));
-  const t: Thread = { w, routes: new Map() };
+  const t: Thread = { w, routes: new Map(), awaited: 0 };
   const fail = (e: Error): void => {
     if (threads[slot] === t) threads[slot] = undefined;
     for (const r of t.routes.values()) r({ id: 0, op: 'error', code: undefined, message: `the sealing thread stopped: ${e.message}` });
@@ -42,27 +44,46 @@ function thread(id: number): Thread {
   return t;
 }
 
-/** One upload's channel to its thread; the thread holds the process open while any channel is open. */
+/**
+ * One upload's channel to its thread. The thread holds the process open only while a reply is awaited (a
+ * coordinator stopping mid-upload, or a site that gave up, must not be kept alive by it); closing the channel
+ * forgets its awaited replies (after a refusal the thread sends no more).
+ */
 class Channel {
   readonly id = nextId++;
   private readonly t = thread(this.id);
   private open = true;
+  private awaited = 0;
 
   constructor(onMessage: (m: FromSealThread) => void) {
-    this.t.routes.set(this.id, onMessage);
-    if (this.t.routes.size === 1) this.t.w.ref();
+    this.t.routes.set(this.id, (m) => {
+      if (this.awaited > 0) this.settle(1);
+      onMessage(m);
+    });
   }
 
-  post(m: ToSealThread, moved: ArrayBuffer[] = []): void {
-    if (this.open) this.t.w.postMessage(m, moved);
+  private settle(n: number): void {
+    this.awaited -= n;
+    this.t.awaited -= n;
+    if (this.t.awaited === 0) this.t.w.unref();
+  }
+
+  /** Sends `m`; `reply`: one answer is expected for it. */
+  post(m: ToSealThread, moved: ArrayBuffer[] = [], reply = true): void {
+    if (!this.open) return;
+    if (reply) {
+      if (this.t.awaited++ === 0) this.t.w.ref();
+      this.awaited++;
+    }
+    this.t.w.postMessage(m, moved);
   }
 
   close(): void {
     if (!this.open) return;
-    this.post({ op: 'end', id: this.id });
+    this.post({ op: 'end', id: this.id }, [], false);
     this.open = false;
     this.t.routes.delete(this.id);
-    if (this.t.routes.size === 0) this.t.w.unref();
+    if (this.awaited > 0) this.settle(this.awaited);
   }
 }
 
@@ -137,7 +158,7 @@ export class OffThreadOpener {
   ) {
     const keys: ChunkKeys = opener.handOff();
     this.ch = new Channel((m) => this.onMessage(m));
-    this.ch.post({ op: 'begin', id: this.ch.id, keys });
+    this.ch.post({ op: 'begin', id: this.ch.id, keys }, [], false);
   }
 
   private onMessage(m: FromSealThread): void {
