@@ -130,7 +130,8 @@ export class OffThreadHash {
    */
   push(ciphertext: Buffer, tag: Buffer, head?: Uint8Array): void {
     const buf = movable(ciphertext);
-    this.ch.post({ op: 'hash', id: this.ch.id, buf, tag: Uint8Array.from(tag), head }, [buf]);
+    // tag and head are cloned with their whole ArrayBuffer (often Buffer's shared 8 KiB pool): copied to their own first.
+    this.ch.post({ op: 'hash', id: this.ch.id, buf, tag: Uint8Array.from(tag), head: head && Uint8Array.from(head) }, [buf]);
   }
 
   done(): Promise<{ ciphertexts: Buffer[]; digest: Buffer }> {

@@ -44,11 +44,11 @@ function handle(m: ToSealThread): FromSealThread | undefined {
     if (!m.head) return { id: m.id, op: 'hashed', buf: m.buf };
     // The message as it goes on the wire (head = the chunk field's key and length): the copy the serializer
     // would make on the main thread, made here instead.
-    const wire = new Uint8Array(m.head.length + ct.length + m.tag.length);
+    const wire = Buffer.allocUnsafeSlow(m.head.length + ct.length + m.tag.length); // its own buffer, every byte set below
     wire.set(m.head);
     wire.set(ct, m.head.length);
     wire.set(m.tag, m.head.length + ct.length);
-    return { id: m.id, op: 'hashed', buf: wire.buffer };
+    return { id: m.id, op: 'hashed', buf: wire.buffer as ArrayBuffer };
   }
   if (m.op === 'begin') {
     openers.set(m.id, new ChunkOpener(m.keys));
