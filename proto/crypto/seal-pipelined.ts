@@ -25,13 +25,19 @@ export async function sealUploadPipelined(
   const s = new SealSession(opts);
   const hash = new OffThreadHash();
   const heads: number[] = [];
-  const tags = plain.map((p, i): Buffer => {
-    const c = s.seal(p, i, i === plain.length - 1);
-    const head = opts.frameHead?.(c.ciphertext.length + c.tag.length);
-    heads.push(head?.length ?? -1);
-    hash.push(c.ciphertext, c.tag, head); // moves the ciphertext to the thread; it comes back with the digest
-    return c.tag;
-  });
+  let tags: Buffer[];
+  try {
+    tags = plain.map((p, i): Buffer => {
+      const c = s.seal(p, i, i === plain.length - 1);
+      const head = opts.frameHead?.(c.ciphertext.length + c.tag.length);
+      heads.push(head?.length ?? -1);
+      hash.push(c.ciphertext, c.tag, head); // moves the ciphertext to the thread; it comes back with the digest
+      return c.tag;
+    });
+  } catch (e) {
+    void hash.done().catch(() => undefined); // the thread forgets this upload
+    throw e;
+  }
   const { ciphertexts, digest } = await hash.done();
   if (ciphertexts.length !== tags.length) throw new Error(`sealing thread returned ${ciphertexts.length} of ${tags.length} chunks`);
   const parts = tags.map((tag, i): SealedChunk => {
