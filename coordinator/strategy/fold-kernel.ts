@@ -89,31 +89,37 @@ const WASM = Buffer.from(
 /** Bytes staged per fold call (the upload path feeds chunks of up to MAX_CHUNK_BYTES through it in pieces). */
 export const STAGE_BYTES = 1 << 20;
 /** The module's constants (its data segment) and the weight it splats, below the stage. */
-const CONST_BYTES = 128;
+export const CONST_BYTES = 128;
 
 // The few WebAssembly names used here (the project's TypeScript libs carry no WebAssembly declarations).
-interface WasmMemory {
+export interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
+/** The module's fold (acc and x are byte addresses in its memory, n a multiple of 8). */
+export type WasmFold = (acc: number, x: number, n: number, w: number) => number;
 interface WasmExports {
   mem: WasmMemory;
-  fold(acc: number, x: number, n: number, w: number): number;
+  fold: WasmFold;
 }
-interface WasmApi {
+export interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { readonly exports: WasmExports };
+  Instance: new (module: object, imports?: object) => { readonly exports: WasmExports };
+  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
 }
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+export const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 let compiled: object | undefined;
 
 /** Largest sum the WebAssembly memory holds (4 GiB less the stage); larger adapters use the JavaScript loop. */
-const MAX_WASM_PARAMS = Math.floor((2 ** 32 - CONST_BYTES - STAGE_BYTES - 65536) / 8);
+export const MAX_WASM_PARAMS = Math.floor((2 ** 32 - CONST_BYTES - STAGE_BYTES - 65536) / 8);
+/** Where the sum starts in the module's memory (below it: the constants and the stage). */
+export const SUM_AT = CONST_BYTES + STAGE_BYTES;
 
 /**
  * One running sum and its stage. fold(start, n, w) adds the n values staged at stage[0, 4n) into acc[start, start + n)
  * with weight w (negative: takes them back, exactly) and returns how many it added: n, or the index of the first
- * value outside ±LIMIT (or not finite), none from there on added.
+ * value outside ±LIMIT (or not finite), none from there on added. `threads`: the helper threads that share the work
+ * (fold-threads.ts; 0 here), and how many parts of runs the helpers and the calling thread folded there.
  */
 export interface FoldKernel {
   readonly acc: Float64Array;
@@ -121,6 +127,8 @@ export interface FoldKernel {
   readonly staged: Float32Array;
   fold(start: number, n: number, w: number): number;
   readonly simd: boolean;
+  readonly threads: number;
+  readonly parts?: { readonly helpers: number; readonly caller: number };
 }
 
 export function foldKernel(params: number, preferSimd = true): FoldKernel {
@@ -128,40 +136,40 @@ export function foldKernel(params: number, preferSimd = true): FoldKernel {
     compiled ??= new wasmApi.Module(WASM);
     // Not `exports`: CommonJS output names the module's own exports so (STAGE_BYTES would read the instance's).
     const wasm = new wasmApi.Instance(compiled).exports;
-    const sumAt = CONST_BYTES + STAGE_BYTES;
-    const pages = Math.ceil((sumAt + 8 * params) / 65536);
+    const pages = Math.ceil((SUM_AT + 8 * params) / 65536);
     if (pages > 1) wasm.mem.grow(pages - 1);
     const buf = wasm.mem.buffer;
-    const acc = new Float64Array(buf, sumAt, params);
+    const acc = new Float64Array(buf, SUM_AT, params);
     // Touch the sum's pages now, when the attempt opens (while its sites train), not in the first upload's fold:
     // grown memory is mapped lazily, and faulting in 8 bytes per parameter mid-upload slowed that upload by ~4×.
     acc.fill(0);
     const stage = new Uint8Array(buf, CONST_BYTES, STAGE_BYTES);
     const staged = new Float32Array(buf, CONST_BYTES, STAGE_BYTES / 4);
-    return {
-      acc,
-      stage,
-      staged,
-      simd: true,
-      fold(start, n, w) {
-        const n8 = n & ~7;
-        const r = wasm.fold(sumAt + 8 * start, CONST_BYTES, n8, w);
-        // The eight holding the bad value: the values before it in the eight were not added either.
-        return r < n8 ? addChecked(acc, staged, start, r, r + 8, w) : addChecked(acc, staged, start, n8, n, w);
-      },
-    };
+    const fold = wasm.fold;
+    return { acc, stage, staged, simd: true, threads: 0, fold: (start, n, w) => foldRange(fold, acc, staged, start, 0, n, w) };
   }
   const acc = new Float64Array(params).fill(0); // touched now, as above
   const staged = new Float32Array(STAGE_BYTES / 4);
   const stage = new Uint8Array(staged.buffer);
-  return { acc, stage, staged, simd: false, fold: (start, n, w) => addChecked(acc, staged, start, 0, n, w) };
+  return { acc, stage, staged, simd: false, threads: 0, fold: (start, n, w) => addChecked(acc, staged, start, 0, n, w) };
+}
+
+/**
+ * The values staged at [from, from + n) into acc[start + from, …): the module takes them by eights, JavaScript the
+ * last 0-7 values, or the values of the eight that held a bad one up to it (the module added none of that eight).
+ * Returns the index (relative to the run) it stopped at: from + n when every value was added.
+ */
+export function foldRange(fold: WasmFold, acc: Float64Array, staged: Float32Array, start: number, from: number, n: number, w: number): number {
+  const n8 = n & ~7;
+  const r = from + fold(SUM_AT + 8 * (start + from), CONST_BYTES + 4 * from, n8, w);
+  return r < from + n8 ? addChecked(acc, staged, start, r, r + 8, w) : addChecked(acc, staged, start, r, from + n, w);
 }
 
 /**
  * acc[start + i] += w · q(x[i]) for i in [from, to), in JavaScript, stopping before the first value outside ±LIMIT
  * (or not finite); returns the index it stopped at (`to` when every value was added).
  */
-function addChecked(acc: Float64Array, x: Float32Array, start: number, from: number, to: number, w: number): number {
+export function addChecked(acc: Float64Array, x: Float32Array, start: number, from: number, to: number, w: number): number {
   let i = from;
   for (; i < to; i++) {
     const v = x[i];
