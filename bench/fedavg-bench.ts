@@ -6,7 +6,7 @@
 import * as os from 'node:os';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
-import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads } from '../coordinator/strategy/fold-threads';
+import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
 import type { Aggregation } from '../coordinator/strategy/strategy';
 import { DEFAULT_CHUNK_BYTES } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
@@ -33,7 +33,7 @@ export function openedChunks(delta: readonly NamedTensor[]): Buffer[] {
   return out;
 }
 
-export function benchFedAvg(clients: number, params: number): Record<string, number> {
+export async function benchFedAvg(clients: number, params: number): Promise<Record<string, number>> {
   const global = randomTensors(4, params / 4, 0.1, 1);
   const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
   const chunks = updates.map((u) => openedChunks(u.delta));
@@ -42,6 +42,9 @@ export function benchFedAvg(clients: number, params: number): Record<string, num
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
   const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[] };
   const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
+  // As a coordinator's later rounds find them: started and listening (the first sum of a process folds on one
+  // thread while they start).
+  await startFoldThreads(threads);
   const before = foldPartsTaken();
   /** As the coordinator does it (Attempt.foldChunk): each update's opened chunks folded as they arrive. */
   const foldAll = (a: Aggregation, time: number[], cpuTime: number[]): void => {

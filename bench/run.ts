@@ -335,7 +335,7 @@ async function main(): Promise<void> {
   };
   const rows: [string, string, string, string][] = [];
   if (want.has('fedavg')) {
-    const f = benchFedAvg(10, 1 << 20);
+    const f = await benchFedAvg(10, 1 << 20);
     results.fedavg = f;
     rows.push(fedavgRow(f));
   }

@@ -17,6 +17,7 @@ import {
   parallelFoldKernel,
   roundFoldKernel,
   setFoldThreads,
+  startFoldThreads,
 } from '../coordinator/strategy/fold-threads';
 import type { NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -43,6 +44,8 @@ function values(n: number, seed: number): Float32Array {
 
 describe('fold on several threads', function () {
   this.timeout(120_000);
+  // Helpers start without blocking (a sum made before they listen folds on one thread): started here first.
+  before(async () => expect(await startFoldThreads(3)).to.equal(3));
   after(() => setFoldThreads(undefined));
 
   it('the shipped shared module is fold-kernel.ts’s text with its memory imported and shared (wabt, threads on)', async () => {

@@ -13,7 +13,8 @@
 // Every thread of one fold writes the same weight into the module's scratch word at byte 64 (benign: same bytes).
 //
 // Cost, besides the threads: each helper is a Node worker (a V8 isolate: ~10 MB of RSS each, shared by every
-// sum of the process), started on the first sum that uses it; a helper keeps a reference to the latest sum it
+// sum of the process), started by the first sum that would use it (that sum folds on one thread: starting 7
+// workers took 0.1-0.4 s, not to be spent on the event loop) or by startFoldThreads; a helper keeps a reference to the latest sum it
 // folded until the next one arrives (so at most one sum beyond the live ones stays in memory per helper).
 import { existsSync } from 'node:fs';
 import * as os from 'node:os';
@@ -65,13 +66,17 @@ export interface SumMessage {
 export const FOLD_THREADS_MIN_PARAMS = 1 << 17;
 /** Each part has at least this many values (~10 µs of work): a shorter run is cut into fewer parts. */
 export const MIN_PART = 1 << 14;
-/** How long a helper spins after a job before it sleeps: about two chunks' copy at memcpy speed. */
-const SPIN_MS = 0.5;
+/**
+ * How long a helper spins after a job before it sleeps: longer than the gap between the runs of back-to-back
+ * chunks (one chunk's stage copy, ~0.1 ms per MiB), so a burst keeps its helpers awake. Runs that come apart (at the
+ * network's pace) cost this much spinning per helper each: the bench's CPU figure counts it.
+ */
+const SPIN_MS = 0.3;
 /** Far above any part's work (milliseconds): only a helper that died waits this long. */
 const PART_TIMEOUT_MS = 60_000;
 const START_TIMEOUT_MS = 10_000;
-/** How long a new sum waits for each helper to instantiate the module on its memory. */
-const WARM_MS = 200;
+/** How long a new sum waits, in all, for its helpers to instantiate the module on its memory. */
+const WARM_MS = 50;
 
 interface Helper {
   readonly worker: Worker;
@@ -95,9 +100,9 @@ export function foldPartsTaken(): { helpers: number; caller: number } {
   return { ...taken };
 }
 
-/** Helper threads started and answering (0 before the first threaded sum, or where threads failed). */
+/** Helper threads started and listening (0 before any was asked for, or where threads failed). */
 export function helpersRunning(): number {
-  return failed ? 0 : helpers.length;
+  return failed ? 0 : helpers.filter(ready).length;
 }
 
 /**
@@ -139,6 +144,7 @@ function waitFor(c: Int32Array, i: number, want: number, timeoutMs: number): boo
   return true;
 }
 
+/** Starts a helper without waiting for it (a worker takes ~60 ms to start: not on the event loop's time). */
 function startHelper(): Helper | undefined {
   const file = path.join(__dirname, 'fold-thread.js');
   if (!existsSync(file)) return undefined; // run from sources (no compiled thread file): one thread
@@ -149,28 +155,40 @@ function startHelper(): Helper | undefined {
     const worker = new Worker(file, { workerData: data, transferList: [port2] });
     worker.unref(); // never keeps a process alive
     port1.unref();
-    const c = new Int32Array(ctrl);
-    const h: Helper = { worker, port: port1, c, w: new Float64Array(ctrl), sum: 0, seq: 0 };
     worker.on('error', () => void (failed = true));
     worker.on('exit', () => void (failed = true));
-    if (!waitFor(c, CTRL.READY, 1, START_TIMEOUT_MS)) {
-      void worker.terminate();
-      return undefined;
-    }
-    return h;
+    return { worker, port: port1, c: new Int32Array(ctrl), w: new Float64Array(ctrl), sum: 0, seq: 0 };
   } catch {
     return undefined;
   }
 }
 
-/** `threads` helpers started (or undefined: threads are not available here, and will not be asked for again). */
+const ready = (h: Helper): boolean => Atomics.load(h.c, CTRL.READY) === 1;
+
+/**
+ * `threads` helpers if they are all started and listening; undefined while some are still starting (they are
+ * started now: the next sum gets them) or where threads are not available (not asked for again).
+ */
 function pool(threads: number): Helper[] | undefined {
   while (!failed && helpers.length < threads) {
     const h = startHelper();
     if (!h) failed = true;
     else helpers.push(h);
   }
-  return failed ? undefined : helpers.slice(0, threads);
+  const hs = helpers.slice(0, threads);
+  return !failed && hs.every(ready) ? hs : undefined;
+}
+
+/**
+ * Starts the helpers a threaded sum would use and resolves once they listen (with how many run: 0 where threads
+ * are not available). Optional: a sum made before they listen folds on one thread; this lets a process start
+ * them early (benches, tests, a coordinator at its start).
+ */
+export async function startFoldThreads(threads = foldThreads()): Promise<number> {
+  pool(threads);
+  const until = Date.now() + START_TIMEOUT_MS;
+  while (!failed && Date.now() < until && !helpers.slice(0, threads).every(ready)) await new Promise((r) => setTimeout(r, 5));
+  return failed ? 0 : helpers.slice(0, threads).filter(ready).length;
 }
 
 /** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
@@ -215,8 +233,9 @@ export function parallelFoldKernel(params: number, threads: number): FoldKernel 
   // Each helper instantiates the module on this memory now, with an empty part (while the sites train), not in
   // the first upload's fold; one that does not get to it within WARM_MS does it at its first part instead.
   for (const h of hs) post(h, id, memory, SUM_AT, CONST_BYTES, 0, 0);
+  const warm = Date.now() + WARM_MS;
   try {
-    for (const h of hs) if (!waitFor(h.c, CTRL.DONE, h.seq, WARM_MS)) takeOrWait(h);
+    for (const h of hs) if (!waitFor(h.c, CTRL.DONE, h.seq, Math.max(0, warm - Date.now()))) takeOrWait(h);
   } catch {
     failed = true; // a helper that does not answer an empty part: threads off from here on
     return undefined;
