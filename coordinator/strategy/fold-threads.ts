@@ -93,6 +93,7 @@ const helpers: Helper[] = [];
 let failed = false;
 let sums = 0;
 let configured: number | undefined;
+let sharedModule: object | undefined;
 /** Parts of runs taken by the helpers and by the calling thread, over every sum of the process (for the bench). */
 const taken = { helpers: 0, caller: 0 };
 
@@ -223,7 +224,10 @@ export function parallelFoldKernel(params: number, threads: number): FoldKernel 
   if (!hs) return undefined;
   const pages = Math.ceil((SUM_AT + 8 * params) / 65536);
   const memory = new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
-  const fold: WasmFold = new wasmApi.Instance(new wasmApi.Module(SHARED_WASM), { env: { mem: memory } }).exports.fold;
+  // One compiled module for the process: V8 compiles a new one with its baseline compiler and optimises it only
+  // once it runs hot, so a module per sum would fold each round's first runs with the slower code.
+  sharedModule ??= new wasmApi.Module(SHARED_WASM);
+  const fold: WasmFold = new wasmApi.Instance(sharedModule, { env: { mem: memory } }).exports.fold;
   const buf = memory.buffer;
   const acc = new Float64Array(buf, SUM_AT, params);
   acc.fill(0); // touched now, while the sites train (fold-kernel.ts says why)
