@@ -1,8 +1,9 @@
 // `npm run bench -- fedavg`: FedAvg's fold as the coordinator runs it (each update's opened chunks checked and folded
 // into the running fixed-point sum as they arrive) against a memcpy of the same bytes (Float32Array.set into one
 // tensor-sized buffer), medians of REPS repetitions. The coordinator's default (on this host: `fold_threads` helper
-// threads, coordinator/strategy/fold-threads.ts) gives the goal's keys; the one-thread fold and the JavaScript loop
-// it replaced run interleaved with it in each repetition, for the before/after in one run.
+// threads, coordinator/strategy/fold-threads.ts) gives the goal's keys; the one-thread fold, the JavaScript loop it
+// replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for) run interleaved with it in each
+// repetition, for the before/after and the choice of the default in one run.
 import * as os from 'node:os';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
@@ -42,10 +43,14 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
   const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[] };
   const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
+  // Other helper counts, interleaved too, for choosing the default on a new host (those the host has cores for).
+  const others = [1, 3, 7].filter((n) => n !== threads && n < os.availableParallelism());
+  const sweep = new Map(others.map((n) => [n, [] as number[]]));
   // As a coordinator's later rounds find them: started and listening (the first sum of a process folds on one
   // thread while they start).
-  await startFoldThreads(threads);
-  const before = foldPartsTaken();
+  await startFoldThreads(Math.max(threads, ...others));
+  let helperParts = 0;
+  let parts = 0;
   /** As the coordinator does it (Attempt.foldChunk): each update's opened chunks folded as they arrive. */
   const foldAll = (a: Aggregation, time: number[], cpuTime: number[]): void => {
     const c = cpuNow();
@@ -64,12 +69,20 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       // The sum is made when the attempt opens (its pages touched, its helpers attached), before any upload.
       setFoldThreads(threads);
       const a = strategy.begin(global);
+      const before = foldPartsTaken();
       foldAll(a, t.fold, cpu.fold);
+      const after = foldPartsTaken();
+      helperParts += after.helpers - before.helpers;
+      parts += after.helpers - before.helpers + after.caller - before.caller;
       let t0 = now();
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
       setFoldThreads(0);
       foldAll(strategy.begin(global), t.one, cpu.one);
+      for (const [n, times] of sweep) {
+        setFoldThreads(n);
+        foldAll(strategy.begin(global), times, []);
+      }
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
       t0 = now();
@@ -85,9 +98,6 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   } finally {
     setFoldThreads(undefined);
   }
-  const after = foldPartsTaken();
-  const helperParts = after.helpers - before.helpers;
-  const parts = helperParts + after.caller - before.caller;
   const bytes = clients * params * 4;
   const m = { fold: median(t.fold), close: median(t.close), one: median(t.one), js: median(t.js), copy: median(t.copy) };
   return {
@@ -120,6 +130,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     one_thread_fold_seconds: m.one,
     one_thread_percent_of_memcpy_bandwidth: (100 * m.copy) / m.one,
     one_thread_fold_cpu_seconds: median(cpu.one),
+    ...Object.fromEntries([...sweep].map(([n, times]) => [`percent_of_memcpy_with_${n}_helper_threads`, (100 * m.copy) / median(times)])),
   };
 }
 
