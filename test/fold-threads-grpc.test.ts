@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
-import { FOLD_THREADS_MIN_PARAMS, foldPartsTaken, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
+import { FOLD_THREADS_MIN_PARAMS, foldPartsTaken, resetFoldSpeeds, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, startCoordinator, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -74,6 +74,7 @@ describe('a round over real gRPC, folded on helper threads', function () {
 
   it('commits the bytes of the one-thread round and of the batch FedAvg', async () => {
     expect(await startFoldThreads(2)).to.equal(2);
+    resetFoldSpeeds(); // unmeasured, runs go to the threads (whatever this busy box measured before)
     const before = foldPartsTaken();
     const threaded = await round(2);
     const after = foldPartsTaken();

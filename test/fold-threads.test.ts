@@ -16,7 +16,9 @@ import {
   foldThreads,
   parallelFoldKernel,
   roundFoldKernel,
+  resetFoldSpeeds,
   setFoldThreads,
+  speeds,
   startFoldThreads,
 } from '../coordinator/strategy/fold-threads';
 import type { NamedTensor } from '../proto/tensors';
@@ -78,7 +80,7 @@ describe('fold on several threads', function () {
   it('any run, weight and bad value: the same stop and the same bits as one thread, whoever took each part', () => {
     const params = 3 * STAGED;
     const one = foldKernel(params);
-    const many = [parallelFoldKernel(params, 2)!, parallelFoldKernel(params, 3)!];
+    const many = [parallelFoldKernel(params, 2, false)!, parallelFoldKernel(params, 3, false)!];
     expect(many.map((k) => k.threads)).to.deep.equal([2, 3]);
     const bad = fc.constantFrom(NaN, Infinity, -Infinity, 128, -128, 1e30);
     fc.assert(
@@ -110,7 +112,7 @@ describe('fold on several threads', function () {
   it('parts are taken by the helpers when they are awake and by the caller when they are not, with the same bits', () => {
     const n = STAGED;
     const one = foldKernel(n);
-    const k = parallelFoldKernel(n, 2)!;
+    const k = parallelFoldKernel(n, 2, false)!;
     const x = values(n, 5);
     one.staged.set(x);
     k.staged.set(x);
@@ -126,10 +128,42 @@ describe('fold on several threads', function () {
     sameBits(one, k, 'after both ways');
   });
 
+  it('each run goes the way measured faster (one in 64 the other way, to keep measuring)', () => {
+    resetFoldSpeeds();
+    const sp = speeds(3);
+    expect([sp.threads, sp.one, sp.runs]).to.deep.equal([NaN, NaN, 0]);
+    const n = STAGED;
+    const one = foldKernel(n);
+    const k = parallelFoldKernel(n, 3)!;
+    const x = values(n, 9);
+    one.staged.set(x);
+    k.staged.set(x);
+    const threaded = (): number => k.parts!.helpers + k.parts!.caller;
+    // Unmeasured: threads; the 64th run measures the calling thread alone.
+    for (let r = 1; r <= 64; r++) {
+      expect(k.fold(0, n, r)).to.equal(n);
+      one.fold(0, n, r);
+      expect(threaded(), `run ${r}`).to.equal(3 * Math.min(r, 63));
+    }
+    expect(sp.threads).to.be.above(0);
+    expect(sp.one).to.be.above(0);
+    // Threads measured slower: the calling thread alone, but for the 128th run.
+    sp.threads = 2;
+    sp.one = 1;
+    for (let r = 65; r <= 128; r++) {
+      expect(k.fold(0, n, -r)).to.equal(n);
+      one.fold(0, n, -r);
+      expect(threaded(), `run ${r}`).to.equal(3 * 63 + (r === 128 ? 3 : 0));
+    }
+    sameBits(one, k, 'either way');
+    resetFoldSpeeds();
+    expect(speeds(3).runs).to.equal(0);
+  });
+
   it('a bad value in each part, at each edge of it: the values before it in, none after', () => {
     const n = 4 * MIN_PART + 13;
     const one = foldKernel(n);
-    const k = parallelFoldKernel(n, 3)!;
+    const k = parallelFoldKernel(n, 3, false)!;
     const each = Math.ceil(n / 4 / 16) * 16;
     for (const at of [0, 7, 8, each - 1, each, each + 9, 2 * each + 3, 3 * each - 8, 3 * each, n - 6, n - 1]) {
       const x = values(n, at);
@@ -146,7 +180,7 @@ describe('fold on several threads', function () {
 
   it('two sums take turns on the same helpers: each stays its own', () => {
     const n = STAGED;
-    const a = [foldKernel(n), parallelFoldKernel(n, 2)!];
+    const a = [foldKernel(n), parallelFoldKernel(n, 2, false)!];
     const b = [foldKernel(n), parallelFoldKernel(n, 2)!];
     for (let r = 0; r < 6; r++) {
       const x = values(n, r);

@@ -7,6 +7,11 @@
 // in the same order of updates: the bits are those of the single-threaded kernel (test/fold-threads.test.ts).
 // The cut is the same for every update with the same chunking, so each thread keeps meeting the same part of the
 // sum (1 MiB of it per part at 1M parameters and 8 parts: it can stay in that core's cache).
+// Whether threads pay depends on the host's load, not only its cores: on the shared 2-core box (load 4-12), one
+// helper made the fold of 10 × 1M values slower (9.4 against 4.9 ms), its thread rarely running when a part was
+// posted. So each run goes the way measured faster so far (speeds(): threads until the one-thread fold measures
+// faster, one run in 64 the other way), and a part no helper has claimed by the time the caller's own part is done
+// is folded by the caller.
 //
 // The module is fold-kernel.ts's, with its memory imported and shared: that text with `(memory (export "mem") 1)`
 // replaced by `(import "env" "mem" (memory 1 65536 shared))`, assembled by wabt with threads on (the test does it).
@@ -107,8 +112,8 @@ export function helpersRunning(): number {
 }
 
 /**
- * The helper threads a sum uses by default: half the cores less the calling thread's, at most 7 (8 parts). On the
- * 2-core development box: none (its cores are shared; a second thread measured no faster there, see bench/RESULTS.md).
+ * The helper threads a sum uses by default: half the cores less the calling thread's (the other half for the
+ * coordinator's gRPC, crypto and disk work), at most 7 (8 parts). None on 2 cores: one helper there was slower.
  */
 export function defaultFoldThreads(cores = os.availableParallelism()): number {
   return Math.max(0, Math.min(7, Math.floor(cores / 2) - 1));
@@ -119,6 +124,11 @@ export function setFoldThreads(threads: number | undefined): void {
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 64))
     throw new RangeError(`fold threads: ${threads}; need an integer in [0, 64]`);
   configured = threads;
+}
+
+/** Forgets the measured speeds (tests: a known start). */
+export function resetFoldSpeeds(): void {
+  measured.clear();
 }
 
 export function foldThreads(): number {
@@ -192,6 +202,23 @@ export async function startFoldThreads(threads = foldThreads()): Promise<number>
   return failed ? 0 : helpers.slice(0, threads).filter(ready).length;
 }
 
+/**
+ * Measured speeds (ms per value, moving averages) of runs folded with `threads` helpers and on the calling thread
+ * alone, over every sum of the process: a host whose cores are busy elsewhere gets the one-thread fold, an idle one
+ * the threads, whatever the core count promised.
+ */
+const measured = new Map<number, { threads: number; one: number; runs: number }>();
+/** One run in this many goes the way not taken, so that both estimates follow the host's load. */
+const PROBE_EVERY = 64;
+const EWMA = 0.25;
+
+/** The estimates for sums with `threads` helpers (mutable: tests set them to check the choice). */
+export function speeds(threads: number): { threads: number; one: number; runs: number } {
+  let sp = measured.get(threads);
+  if (!sp) measured.set(threads, (sp = { threads: NaN, one: NaN, runs: 0 }));
+  return sp;
+}
+
 /** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
 function post(h: Helper, id: number, memory: WasmMemory, acc: number, x: number, n: number, w: number): void {
   if (h.sum !== id) {
@@ -217,8 +244,12 @@ function takeOrWait(h: Helper): boolean {
   return false;
 }
 
-/** A sum folded by `threads` helpers and the calling thread; undefined where threads or shared memory are missing. */
-export function parallelFoldKernel(params: number, threads: number): FoldKernel | undefined {
+/**
+ * A sum folded by `threads` helpers and the calling thread; undefined where threads or shared memory are missing.
+ * `adaptive`: each run goes the way measured faster so far in this process, threads or the calling thread alone
+ * (speeds()); false: always cut into parts (tests).
+ */
+export function parallelFoldKernel(params: number, threads: number, adaptive = true): FoldKernel | undefined {
   if (!wasmApi || params > MAX_WASM_PARAMS || typeof SharedArrayBuffer !== 'function') return undefined;
   const hs = pool(threads);
   if (!hs) return undefined;
@@ -244,6 +275,7 @@ export function parallelFoldKernel(params: number, threads: number): FoldKernel 
     failed = true; // a helper that does not answer an empty part: threads off from here on
     return undefined;
   }
+  const team: Helper[] = hs;
   let broken = false;
   const starts: number[] = [];
   const lens: number[] = [];
@@ -261,46 +293,61 @@ export function parallelFoldKernel(params: number, threads: number): FoldKernel 
       if (broken) throw new Error('fold: a helper thread stopped answering; this sum is unusable');
       const cut = Math.min(hs.length + 1, Math.floor(n / MIN_PART));
       if (cut <= 1) return foldRange(fold, acc, staged, start, 0, n, w);
-      // Parts of `each` values (a multiple of 16: no two threads write one cache line of the sum), the last to
-      // this thread with the remainder (0-7 of which the JavaScript tail adds).
-      const each = Math.ceil(n / cut / 16) * 16;
-      const last = cut - 1;
-      starts.length = lens.length = done.length = cut;
-      for (let j = 0; j < cut; j++) {
-        starts[j] = j * each;
-        lens[j] = j < last ? each : n - j * each;
+      if (!adaptive) return threaded(start, n, w, cut);
+      // The faster way by the estimates (threads until measured otherwise), the other one run in PROBE_EVERY.
+      const sp = speeds(hs.length);
+      const viaThreads = ++sp.runs % PROBE_EVERY === 0 ? sp.one < sp.threads : !(sp.one < sp.threads);
+      const t0 = performance.now();
+      const r = viaThreads ? threaded(start, n, w, cut) : foldRange(fold, acc, staged, start, 0, n, w);
+      if (r === n) {
+        const perValue = (performance.now() - t0) / n;
+        const key = viaThreads ? 'threads' : 'one';
+        sp[key] = Number.isNaN(sp[key]) ? perValue : sp[key] + EWMA * (perValue - sp[key]);
       }
-      for (let j = 0; j < last; j++) post(hs[j], id, memory, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
-      done[last] = foldRange(fold, acc, staged, start, starts[last], lens[last], w) - starts[last];
-      // A part no helper has taken yet (its thread is asleep or not scheduled) is done here: a busy host costs at
-      // most the one-thread time, never a wait for a thread that does not run.
-      for (let j = last - 1; j >= 0; j--) {
-        let mine: boolean;
-        try {
-          mine = takeOrWait(hs[j]);
-        } catch (e) {
-          broken = true;
-          throw e;
-        }
-        if (mine) {
-          done[j] = foldRange(fold, acc, staged, start, starts[j], lens[j], w) - starts[j];
-          parts.caller++;
-          taken.caller++;
-        } else {
-          done[j] = hs[j].c[CTRL.RESULT];
-          parts.helpers++;
-          taken.helpers++;
-        }
-      }
-      let bad = 0;
-      while (bad < cut && done[bad] === lens[bad]) bad++;
-      if (bad === cut) return n;
-      // A value outside ±LIMIT: the parts before it are in the sum; its own part up to it (a helper stopped at the
-      // start of its eight: the values of that eight before the bad one are added here); every later part's
-      // values are taken back out (all were admitted, so exactly), leaving the sum as one thread would.
-      const stop = bad < last ? foldRange(fold, acc, staged, start, starts[bad] + done[bad], Math.min(8, lens[bad] - done[bad]), w) : starts[bad] + done[bad];
-      for (let j = bad + 1; j < cut; j++) if (done[j] > 0) foldRange(fold, acc, staged, start, starts[j], done[j], -w);
-      return stop;
+      return r;
     },
   };
+
+  function threaded(start: number, n: number, w: number, cut: number): number {
+    // Parts of `each` values (a multiple of 16: no two threads write one cache line of the sum), the last to
+    // this thread with the remainder (0-7 of which the JavaScript tail adds).
+    const each = Math.ceil(n / cut / 16) * 16;
+    const last = cut - 1;
+    starts.length = lens.length = done.length = cut;
+    for (let j = 0; j < cut; j++) {
+      starts[j] = j * each;
+      lens[j] = j < last ? each : n - j * each;
+    }
+    for (let j = 0; j < last; j++) post(team[j], id, memory, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
+    done[last] = foldRange(fold, acc, staged, start, starts[last], lens[last], w) - starts[last];
+    // A part no helper has taken yet (its thread is asleep or not scheduled) is done here: a busy host costs at
+    // most the one-thread time, never a wait for a thread that does not run.
+    for (let j = last - 1; j >= 0; j--) {
+      let mine: boolean;
+      try {
+        mine = takeOrWait(team[j]);
+      } catch (e) {
+        broken = true;
+        throw e;
+      }
+      if (mine) {
+        done[j] = foldRange(fold, acc, staged, start, starts[j], lens[j], w) - starts[j];
+        parts.caller++;
+        taken.caller++;
+      } else {
+        done[j] = team[j].c[CTRL.RESULT];
+        parts.helpers++;
+        taken.helpers++;
+      }
+    }
+    let bad = 0;
+    while (bad < cut && done[bad] === lens[bad]) bad++;
+    if (bad === cut) return n;
+    // A value outside ±LIMIT: the parts before it are in the sum; its own part up to it (a helper stopped at the
+    // start of its eight: the values of that eight before the bad one are added here); every later part's
+    // values are taken back out (all were admitted, so exactly), leaving the sum as one thread would.
+    const stop = bad < last ? foldRange(fold, acc, staged, start, starts[bad] + done[bad], Math.min(8, lens[bad] - done[bad]), w) : starts[bad] + done[bad];
+    for (let j = bad + 1; j < cut; j++) if (done[j] > 0) foldRange(fold, acc, staged, start, starts[j], done[j], -w);
+    return stop;
+  }
 }
