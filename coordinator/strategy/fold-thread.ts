@@ -6,7 +6,7 @@
 // upload comes within one chunk's copy) and then sleeps in Atomics.wait, costing nothing while no upload streams.
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { wasmApi, type WasmFold, type WasmMemory } from './fold-kernel';
-import { CTRL, OWNED_BY_HELPER, W_AT, type FoldThreadData, type SumMessage } from './fold-threads';
+import { CTRL, OWNED_BY_HELPER, W_AT, type FoldThreadData, type SumMessage } from './fold-pool';
 
 const { ctrl, port, module: bytes, spinMs } = workerData as FoldThreadData;
 const c = new Int32Array(ctrl);

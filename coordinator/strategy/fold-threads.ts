@@ -21,22 +21,9 @@
 // sum of the process), started by the first sum that would use it (that sum folds on one thread: starting 7
 // workers took 0.1-0.4 s, not to be spent on the event loop) or by startFoldThreads; a helper keeps a reference to the latest sum it
 // folded until the next one arrives (so at most one sum beyond the live ones stays in memory per helper).
-import { existsSync } from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import {
-  CONST_BYTES,
-  MAX_WASM_PARAMS,
-  STAGE_BYTES,
-  SUM_AT,
-  foldKernel,
-  foldRange,
-  wasmApi,
-  type FoldKernel,
-  type WasmFold,
-  type WasmMemory,
-} from './fold-kernel';
+import { CONST_BYTES, MAX_WASM_PARAMS, STAGE_BYTES, SUM_AT, foldKernel, foldRange, wasmApi, type FoldKernel, type WasmFold } from './fold-kernel';
+import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper } from './fold-pool';
 
 const SHARED_WASM = Buffer.from(
   'AGFzbQEAAAABCQFgBH9/f3wBfwIPAQNlbnYDbWVtAgMBgIAEAwIBAAcIAQRmb2xkAAAK1QIB0gIDA3sCfwV7QcAAIAP9FP0LBABBwAD9AAQAIQ' +
@@ -48,69 +35,13 @@ const SHARED_WASM = Buffer.from(
   'base64',
 );
 
-/** A helper's control words (Int32 indices into its 128-byte shared block); the weight is the float64 at W_AT. */
-// SEQ: the latest job's number; CLAIM: that number while nobody has taken the job, then OWNED_BY_HELPER or
-// OWNED_BY_CALLER (whoever swapped it first does the part); DONE: the number of the last job the helper did.
-export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8 } as const;
-export const OWNED_BY_HELPER = -1;
-const OWNED_BY_CALLER = -2;
-export const W_AT = 8; // float64 index: bytes 64-71
-export interface FoldThreadData {
-  readonly ctrl: SharedArrayBuffer;
-  readonly port: MessagePort;
-  readonly module: Uint8Array;
-  readonly spinMs: number;
-}
-/** Posted to a helper before its first part of sum `id`. */
-export interface SumMessage {
-  readonly id: number;
-  readonly memory: WasmMemory;
-}
-
 /** Sums smaller than this fold on the calling thread (a run of a few values is not worth a hand-off). */
 export const FOLD_THREADS_MIN_PARAMS = 1 << 17;
 /** Each part has at least this many values (~10 µs of work): a shorter run is cut into fewer parts. */
 export const MIN_PART = 1 << 14;
-/**
- * How long a helper spins after a job before it sleeps: longer than the gap between the runs of back-to-back
- * chunks (one chunk's stage copy, ~0.1 ms per MiB), so a burst keeps its helpers awake. Runs that come apart (at the
- * network's pace) cost this much spinning per helper each: the bench's CPU figure counts it.
- */
-const SPIN_MS = 0.3;
-/** Far above any part's work (milliseconds): only a helper that died waits this long. */
-const PART_TIMEOUT_MS = 60_000;
-const START_TIMEOUT_MS = 10_000;
-/** How long a new sum waits, in all, for its helpers to instantiate the module on its memory. */
-const WARM_MS = 50;
-
-interface Helper {
-  readonly worker: Worker;
-  readonly port: MessagePort;
-  readonly c: Int32Array;
-  readonly w: Float64Array;
-  /** The last sum whose memory was posted to it, and the last job number. */
-  sum: number;
-  seq: number;
-}
-
-/** Started helpers, shared by every sum of the process; `failed`: a helper could not start (threads off). */
-const helpers: Helper[] = [];
-let failed = false;
 let sums = 0;
 let configured: number | undefined;
 let sharedModule: object | undefined;
-/** Parts of runs taken by the helpers and by the calling thread, over every sum of the process (for the bench). */
-const taken = { helpers: 0, caller: 0 };
-
-export function foldPartsTaken(): { helpers: number; caller: number } {
-  return { ...taken };
-}
-
-/** Helper threads started and listening (0 before any was asked for, or where threads failed). */
-export function helpersRunning(): number {
-  return failed ? 0 : helpers.filter(ready).length;
-}
-
 /**
  * The helper threads a sum uses by default: half the cores less the calling thread's (the other half for the
  * coordinator's gRPC, crypto and disk work), at most 7 (8 parts). None on 2 cores: one helper there was slower.
@@ -141,66 +72,17 @@ export function roundFoldKernel(params: number): FoldKernel {
   return (threads > 0 && params >= FOLD_THREADS_MIN_PARAMS && parallelFoldKernel(params, threads)) || foldKernel(params);
 }
 
-/** Blocks until c[i] is `want`; false on timeout (a wake-up is re-checked: the value decides). */
-function waitFor(c: Int32Array, i: number, want: number, timeoutMs: number): boolean {
-  let v = Atomics.load(c, i);
-  for (let spin = 0; v !== want && spin < 20_000; spin++) v = Atomics.load(c, i);
-  const deadline = Date.now() + timeoutMs;
-  while (v !== want) {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    Atomics.wait(c, i, v, left);
-    v = Atomics.load(c, i);
-  }
-  return true;
-}
-
-/** Starts a helper without waiting for it (a worker takes ~60 ms to start: not on the event loop's time). */
-function startHelper(): Helper | undefined {
-  const file = path.join(__dirname, 'fold-thread.js');
-  if (!existsSync(file)) return undefined; // run from sources (no compiled thread file): one thread
-  try {
-    const ctrl = new SharedArrayBuffer(128);
-    const { port1, port2 } = new MessageChannel();
-    const data: FoldThreadData = { ctrl, port: port2, module: new Uint8Array(SHARED_WASM), spinMs: SPIN_MS };
-    const worker = new Worker(file, { workerData: data, transferList: [port2] });
-    worker.unref(); // never keeps a process alive
-    port1.unref();
-    worker.on('error', () => void (failed = true));
-    worker.on('exit', () => void (failed = true));
-    return { worker, port: port1, c: new Int32Array(ctrl), w: new Float64Array(ctrl), sum: 0, seq: 0 };
-  } catch {
-    return undefined;
-  }
-}
-
-const ready = (h: Helper): boolean => Atomics.load(h.c, CTRL.READY) === 1;
-
-/**
- * `threads` helpers if they are all started and listening; undefined while some are still starting (they are
- * started now: the next sum gets them) or where threads are not available (not asked for again).
- */
-function pool(threads: number): Helper[] | undefined {
-  while (!failed && helpers.length < threads) {
-    const h = startHelper();
-    if (!h) failed = true;
-    else helpers.push(h);
-  }
-  const hs = helpers.slice(0, threads);
-  return !failed && hs.every(ready) ? hs : undefined;
-}
-
 /**
  * Starts the helpers a threaded sum would use and resolves once they listen (with how many run: 0 where threads
  * are not available). Optional: a sum made before they listen folds on one thread; this lets a process start
  * them early (benches, tests, a coordinator at its start).
  */
 export async function startFoldThreads(threads = foldThreads()): Promise<number> {
-  pool(threads);
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (!failed && Date.now() < until && !helpers.slice(0, threads).every(ready)) await new Promise((r) => setTimeout(r, 5));
-  return failed ? 0 : helpers.slice(0, threads).filter(ready).length;
+  pool(threads, SHARED_WASM);
+  return helpersListening(threads);
 }
+
+export { foldPartsTaken, helpersRunning } from './fold-pool';
 
 /**
  * Measured speeds (ms per value, moving averages) of runs folded with `threads` helpers and on the calling thread
@@ -219,31 +101,6 @@ export function speeds(threads: number): { threads: number; one: number; runs: n
   return sp;
 }
 
-/** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
-function post(h: Helper, id: number, memory: WasmMemory, acc: number, x: number, n: number, w: number): void {
-  if (h.sum !== id) {
-    const msg: SumMessage = { id, memory };
-    h.port.postMessage(msg);
-    h.sum = id;
-  }
-  h.c[CTRL.SUM] = id;
-  h.c[CTRL.ACC] = acc;
-  h.c[CTRL.X] = x;
-  h.c[CTRL.N] = n;
-  h.w[W_AT] = w;
-  h.seq++;
-  Atomics.store(h.c, CTRL.CLAIM, h.seq);
-  Atomics.store(h.c, CTRL.SEQ, h.seq);
-  Atomics.notify(h.c, CTRL.SEQ);
-}
-
-/** Takes back h's latest part if no helper claimed it (true), else waits until the helper has done it (false). */
-function takeOrWait(h: Helper): boolean {
-  if (Atomics.compareExchange(h.c, CTRL.CLAIM, h.seq, OWNED_BY_CALLER) === h.seq) return true;
-  if (!waitFor(h.c, CTRL.DONE, h.seq, PART_TIMEOUT_MS) || h.c[CTRL.RESULT] < 0) throw new Error('fold: a helper thread did not answer; this sum is unusable');
-  return false;
-}
-
 /**
  * A sum folded by `threads` helpers and the calling thread; undefined where threads or shared memory are missing.
  * `adaptive`: each run goes the way measured faster so far in this process, threads or the calling thread alone
@@ -251,7 +108,7 @@ function takeOrWait(h: Helper): boolean {
  */
 export function parallelFoldKernel(params: number, threads: number, adaptive = true): FoldKernel | undefined {
   if (!wasmApi || params > MAX_WASM_PARAMS || typeof SharedArrayBuffer !== 'function') return undefined;
-  const hs = pool(threads);
+  const hs = pool(threads, SHARED_WASM);
   if (!hs) return undefined;
   const pages = Math.ceil((SUM_AT + 8 * params) / 65536);
   const memory = new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
@@ -272,7 +129,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   try {
     for (const h of hs) if (!waitFor(h.c, CTRL.DONE, h.seq, Math.max(0, warm - Date.now()))) takeOrWait(h);
   } catch {
-    failed = true; // a helper that does not answer an empty part: threads off from here on
+    status.failed = true; // a helper that does not answer an empty part: threads off from here on
     return undefined;
   }
   const team: Helper[] = hs;
