@@ -12,6 +12,7 @@ import { STAGE_BYTES, foldKernel, type FoldKernel } from '../coordinator/strateg
 import {
   FOLD_THREADS_MIN_PARAMS,
   MIN_PART,
+  PIECE,
   defaultFoldThreads,
   foldThreads,
   parallelFoldKernel,
@@ -106,6 +107,35 @@ describe('fold on several threads', function () {
         },
       ),
       { seed: 21, numRuns: 60 },
+    );
+  });
+
+  it('foldBytes (copy of the next piece while the helpers fold one): the same stop and bits as staging and one thread', () => {
+    const params = 3 * STAGED;
+    const one = foldKernel(params);
+    const k = parallelFoldKernel(params, 3, false)!;
+    const bad = fc.constantFrom(NaN, Infinity, -128, 1e30);
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.integer({ min: 0, max: 2 * STAGED + 99 }), fc.constantFrom(2 * PIECE, 2 * PIECE + 7, STAGED, STAGED + 1, 5 * PIECE + 8191)),
+        fc.nat(STAGED),
+        fc.integer({ min: -(2 ** 21), max: 2 ** 21 }),
+        fc.option(fc.tuple(fc.nat(), bad), { freq: 2 }),
+        fc.nat(),
+        (n, start, w, poison, seed) => {
+          const x = values(n, seed);
+          if (poison && n > 0) x[poison[0] % n] = poison[1];
+          let want = 0;
+          for (let off = 0; off < n && want === off; off += STAGED) {
+            const m = Math.min(STAGED, n - off);
+            one.staged.set(x.subarray(off, off + m));
+            want = off + one.fold(start + off, m, w);
+          }
+          expect(k.foldBytes!(start, new Uint8Array(x.buffer), w), `n ${n}`).to.equal(want);
+          sameBits(one, k, `n ${n}, start ${start}, w ${w}`);
+        },
+      ),
+      { seed: 22, numRuns: 40 },
     );
   });
 

@@ -108,6 +108,8 @@ class FedAvgSum implements Aggregation {
     return new StreamedFold(k, index.total, {
       foldsOnPush: true,
       push: (start, n) => k.fold(start, n, numExamples),
+      // Chunks that start on a value go to a kernel that stages them itself (threaded: copy and fold overlap).
+      pushWhole: k.foldBytes ? (start, words) => k.foldBytes!(start, words, numExamples) : undefined,
       refuse: (i, value) => index.rangeError(clientId, i, value),
       takeBack: (start, n) => void k.fold(start, n, -numExamples),
       finish: () => false,

@@ -129,6 +129,11 @@ export interface FoldKernel {
   readonly simd: boolean;
   readonly threads: number;
   readonly parts?: { readonly helpers: number; readonly caller: number };
+  /**
+   * Where given (fold-threads.ts): the bytes of whole values (any number, not staged yet) folded into acc[start, …),
+   * staged by the kernel itself as it goes; returns how many values it added, as fold() does.
+   */
+  foldBytes?(start: number, bytes: Uint8Array, w: number): number;
 }
 
 export function foldKernel(params: number, preferSimd = true): FoldKernel {

@@ -39,6 +39,12 @@ const SHARED_WASM = Buffer.from(
 export const FOLD_THREADS_MIN_PARAMS = 1 << 17;
 /** Each part has at least this many values (~10 µs of work): a shorter run is cut into fewer parts. */
 export const MIN_PART = 1 << 14;
+/** foldBytes: values per piece (a quarter of the stage: four slots, so the next piece never lands on one in flight). */
+export const PIECE = 1 << 16;
+const SLOTS = STAGE_BYTES / 4 / PIECE;
+const STAGED = STAGE_BYTES / 4;
+/** foldBytes: each helper's part of a piece has at least this many values. */
+const MIN_PIECE_PART = 1 << 13;
 let sums = 0;
 let configured: number | undefined;
 let sharedModule: object | undefined;
@@ -89,16 +95,38 @@ export { foldPartsTaken, helpersRunning } from './fold-pool';
  * alone, over every sum of the process: a host whose cores are busy elsewhere gets the one-thread fold, an idle one
  * the threads, whatever the core count promised.
  */
-const measured = new Map<number, { threads: number; one: number; runs: number }>();
+interface Speeds {
+  threads: number;
+  one: number;
+  runs: number;
+}
+const measured = new Map<string, Speeds>();
 /** One run in this many goes the way not taken, so that both estimates follow the host's load. */
 const PROBE_EVERY = 64;
 const EWMA = 0.25;
 
-/** The estimates for sums with `threads` helpers (mutable: tests set them to check the choice). */
-export function speeds(threads: number): { threads: number; one: number; runs: number } {
-  let sp = measured.get(threads);
-  if (!sp) measured.set(threads, (sp = { threads: NaN, one: NaN, runs: 0 }));
+/** The estimates for sums with `threads` helpers, of fold() or (`bytes`) foldBytes() (mutable: tests set them). */
+export function speeds(threads: number, bytes = false): Speeds {
+  const key = `${threads}${bytes ? ' bytes' : ''}`;
+  let sp = measured.get(key);
+  if (!sp) measured.set(key, (sp = { threads: NaN, one: NaN, runs: 0 }));
   return sp;
+}
+
+/**
+ * Runs the way the estimates say is faster (threads until measured otherwise), the other one run in PROBE_EVERY,
+ * and updates the estimate of the way it ran (runs that stopped at a bad value are not timed).
+ */
+function fastest(sp: Speeds, n: number, threads: () => number, one: () => number): number {
+  const viaThreads = ++sp.runs % PROBE_EVERY === 0 ? sp.one < sp.threads : !(sp.one < sp.threads);
+  const t0 = performance.now();
+  const r = viaThreads ? threads() : one();
+  if (r === n) {
+    const perValue = (performance.now() - t0) / n;
+    const key = viaThreads ? 'threads' : 'one';
+    sp[key] = Number.isNaN(sp[key]) ? perValue : sp[key] + EWMA * (perValue - sp[key]);
+  }
+  return r;
 }
 
 /**
@@ -151,17 +179,24 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
       const cut = Math.min(hs.length + 1, Math.floor(n / MIN_PART));
       if (cut <= 1) return foldRange(fold, acc, staged, start, 0, n, w);
       if (!adaptive) return threaded(start, n, w, cut);
-      // The faster way by the estimates (threads until measured otherwise), the other one run in PROBE_EVERY.
-      const sp = speeds(hs.length);
-      const viaThreads = ++sp.runs % PROBE_EVERY === 0 ? sp.one < sp.threads : !(sp.one < sp.threads);
-      const t0 = performance.now();
-      const r = viaThreads ? threaded(start, n, w, cut) : foldRange(fold, acc, staged, start, 0, n, w);
-      if (r === n) {
-        const perValue = (performance.now() - t0) / n;
-        const key = viaThreads ? 'threads' : 'one';
-        sp[key] = Number.isNaN(sp[key]) ? perValue : sp[key] + EWMA * (perValue - sp[key]);
-      }
-      return r;
+      return fastest(
+        speeds(hs.length),
+        n,
+        () => threaded(start, n, w, cut),
+        () => foldRange(fold, acc, staged, start, 0, n, w),
+      );
+    },
+    foldBytes(start, bytes, w) {
+      if (broken) throw new Error('fold: a helper thread stopped answering; this sum is unusable');
+      const n = bytes.length >>> 2;
+      if (n < 2 * PIECE) return stagedOne(start, bytes, w);
+      if (!adaptive) return piped(start, bytes, w);
+      return fastest(
+        speeds(hs.length, true),
+        n,
+        () => piped(start, bytes, w),
+        () => stagedOne(start, bytes, w),
+      );
     },
   };
 
@@ -169,16 +204,76 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     // Parts of `each` values (a multiple of 16: no two threads write one cache line of the sum), the last to
     // this thread with the remainder (0-7 of which the JavaScript tail adds).
     const each = Math.ceil(n / cut / 16) * 16;
-    const last = cut - 1;
     starts.length = lens.length = done.length = cut;
     for (let j = 0; j < cut; j++) {
       starts[j] = j * each;
-      lens[j] = j < last ? each : n - j * each;
+      lens[j] = j < cut - 1 ? each : n - j * each;
     }
-    for (let j = 0; j < last; j++) post(team[j], id, memory, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
+    postParts(start, w);
+    return collectParts(start, 0, n, w);
+  }
+
+  /**
+   * The bytes of whole values, staged a piece at a time into the stage's slots: while the helpers fold one piece
+   * the caller copies the next, so the copy (the memcpy baseline's own work) and the fold overlap. Each piece is
+   * cut among the helpers only (the caller keeps its 0-7 last values); one piece is in flight at a time, so a bad
+   * value stops the fold as in fold(): what follows it is not folded, or is taken back.
+   */
+  function piped(start: number, bytes: Uint8Array, w: number): number {
+    const n = bytes.length >>> 2;
+    let prev = -1;
+    let prevLen = 0;
+    let prevSlot = 0;
+    for (let off = 0, k = 0; off < n; off += PIECE, k++) {
+      const m = Math.min(PIECE, n - off);
+      const slot = (k % SLOTS) * PIECE;
+      stage.set(bytes.subarray(4 * off, 4 * (off + m)), 4 * slot);
+      if (prev >= 0) {
+        const r = collectParts(start + prev - prevSlot, prevSlot, prevLen, w);
+        if (r < prevLen) return prev + r;
+      }
+      const h = Math.min(team.length, Math.floor(m / MIN_PIECE_PART));
+      if (h === 0) {
+        const r = foldRange(fold, acc, staged, start + off - slot, slot, m, w) - slot;
+        if (r < m) return off + r;
+        prev = -1;
+        continue;
+      }
+      const m8 = m & ~7;
+      const each = Math.ceil(m8 / h / 16) * 16;
+      starts.length = lens.length = done.length = h + 1;
+      for (let j = 0; j < h; j++) {
+        starts[j] = slot + j * each;
+        lens[j] = j < h - 1 ? each : m8 - j * each;
+      }
+      starts[h] = slot + m8;
+      lens[h] = m - m8;
+      postParts(start + off - slot, w);
+      prev = off;
+      prevLen = m;
+      prevSlot = slot;
+    }
+    if (prev >= 0) {
+      const r = collectParts(start + prev - prevSlot, prevSlot, prevLen, w);
+      if (r < prevLen) return prev + r;
+    }
+    return n;
+  }
+
+  /** Posts every part of the plan (starts, lens: stage indices) but the last, the caller's, to a helper each. */
+  function postParts(start: number, w: number): void {
+    for (let j = 0; j < starts.length - 1; j++) post(team[j], id, memory, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
+  }
+
+  /**
+   * Folds the caller's part, then each helper's part is taken back and folded here if no helper claimed it (its
+   * thread asleep or not scheduled: a busy host costs at most the one-thread time, never a wait for a thread that
+   * does not run) or waited for. Returns where the piece [s, s + n) stopped, relative to s (n: all folded).
+   */
+  function collectParts(start: number, s: number, n: number, w: number): number {
+    const cut = starts.length;
+    const last = cut - 1;
     done[last] = foldRange(fold, acc, staged, start, starts[last], lens[last], w) - starts[last];
-    // A part no helper has taken yet (its thread is asleep or not scheduled) is done here: a busy host costs at
-    // most the one-thread time, never a wait for a thread that does not run.
     for (let j = last - 1; j >= 0; j--) {
       let mine: boolean;
       try {
@@ -205,6 +300,18 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     // values are taken back out (all were admitted, so exactly), leaving the sum as one thread would.
     const stop = bad < last ? foldRange(fold, acc, staged, start, starts[bad] + done[bad], Math.min(8, lens[bad] - done[bad]), w) : starts[bad] + done[bad];
     for (let j = bad + 1; j < cut; j++) if (done[j] > 0) foldRange(fold, acc, staged, start, starts[j], done[j], -w);
-    return stop;
+    return stop - s;
+  }
+
+  /** The one-thread way for bytes: staged a stage at a time, then folded here. */
+  function stagedOne(start: number, bytes: Uint8Array, w: number): number {
+    const n = bytes.length >>> 2;
+    for (let off = 0; off < n; off += STAGED) {
+      const m = Math.min(STAGED, n - off);
+      stage.set(bytes.subarray(4 * off, 4 * (off + m)));
+      const r = foldRange(fold, acc, staged, start + off, 0, m, w);
+      if (r < m) return off + r;
+    }
+    return n;
   }
 }
