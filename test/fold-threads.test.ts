@@ -8,6 +8,8 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import wabtInit from 'wabt';
 import { FedAvg } from '../coordinator/strategy/fedavg';
+import { StreamedFold, type FoldPasses } from '../coordinator/strategy/stream-fold';
+import { AdmissionError } from '../coordinator/strategy/strategy';
 import { STAGE_BYTES, foldKernel, type FoldKernel } from '../coordinator/strategy/fold-kernel';
 import {
   FOLD_THREADS_MIN_PARAMS,
@@ -137,6 +139,44 @@ describe('fold on several threads', function () {
       ),
       { seed: 22, numRuns: 40 },
     );
+  });
+
+  it('StreamedFold with pushWhole: chunks that start on a value go whole, the rest staged; a refusal names its value', () => {
+    const k = foldKernel(10, false);
+    const calls: string[] = [];
+    const passes = (badAt = -1): FoldPasses => ({
+      foldsOnPush: true,
+      push: (start, n) => (calls.push(`staged ${start}+${n}`), n),
+      pushWhole: (start, words) => {
+        calls.push(`whole ${start}+${words.length / 4}`);
+        return badAt >= start && badAt < start + words.length / 4 ? badAt - start : words.length / 4;
+      },
+      refuse: (i, value) => new Error(`value ${i} = ${value}`),
+      takeBack: () => undefined,
+      finish: () => false,
+      commit: () => undefined,
+      abandon: () => undefined,
+      undone: () => undefined,
+    });
+    const b = new Uint8Array(Float32Array.from({ length: 10 }, (_, i) => i + 0.5).buffer);
+    const f = new StreamedFold(k, 10, passes());
+    for (const [from, to] of [
+      [0, 8],
+      [8, 14],
+      [14, 16],
+      [16, 17],
+      [17, 40],
+    ])
+      f.push(b.subarray(from, to));
+    f.finish();
+    expect([calls, f.folded]).to.deep.equal([['whole 0+2', 'whole 2+1', 'staged 3+1', 'staged 4+6'], 10]);
+    calls.length = 0;
+    const g = new StreamedFold(k, 10, passes(6));
+    g.push(b.subarray(0, 16));
+    expect(() => g.push(b.subarray(16, 40))).to.throw('value 6 = 6.5');
+    expect([calls, g.folded]).to.deep.equal([['whole 0+4', 'whole 4+6'], 6]);
+    const h = new StreamedFold(k, 10, passes());
+    expect(() => h.push(new Uint8Array(44))).to.throw(AdmissionError, 'more than the 10 values');
   });
 
   it('parts are taken by the helpers when they are awake and by the caller when they are not, with the same bits', () => {
