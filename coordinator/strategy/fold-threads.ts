@@ -7,6 +7,9 @@
 // in the same order of updates: the bits are those of the single-threaded kernel (test/fold-threads.test.ts).
 // The cut is the same for every update with the same chunking, so each thread keeps meeting the same part of the
 // sum (1 MiB of it per part at 1M parameters and 8 parts: it can stay in that core's cache).
+// A chunk that starts on a value (the coordinator's chunks do) comes unstaged, to foldBytes: the caller copies it a
+// quarter-stage piece at a time while the helpers fold the piece before, so the stage copy, as long as the memcpy
+// baseline itself, no longer adds to the fold's time (fold() copies a run whole before it is cut).
 // Whether threads pay depends on the host's load, not only its cores: on the shared 2-core box (load 4-12), one
 // helper made the fold of 10 × 1M values slower (9.4 against 4.9 ms), its thread rarely running when a part was
 // posted. So each run goes the way measured faster so far (speeds(): threads until the one-thread fold measures
