@@ -170,7 +170,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const done: number[] = [];
   const parts = { helpers: 0, caller: 0 };
 
-  return {
+  const kernel: FoldKernel = {
     acc,
     stage,
     staged,
@@ -192,7 +192,11 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     foldBytes(start, bytes, w) {
       if (broken) throw new Error('fold: a helper thread stopped answering; this sum is unusable');
       const n = bytes.length >>> 2;
-      if (n < 2 * PIECE) return stagedOne(start, bytes, w);
+      if (n < 2 * PIECE) {
+        // Too short to overlap anything (one stage or less): staged whole, then cut as fold() cuts it.
+        stage.set(bytes);
+        return kernel.fold(start, n, w);
+      }
       if (!adaptive) return piped(start, bytes, w);
       return fastest(
         speeds(hs.length, true),
@@ -202,6 +206,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
       );
     },
   };
+  return kernel;
 
   function threaded(start: number, n: number, w: number, cut: number): number {
     // Parts of `each` values (a multiple of 16: no two threads write one cache line of the sum), the last to
