@@ -1,7 +1,9 @@
 // npm run bench [-- section…]: figures, each against a baseline measured in the same run, printed as a table and
 // written as JSON to bench/out/bench.json. Sections (default: all):
 //  fedavg     FedAvg aggregation throughput as the coordinator runs it (each update's opened chunks checked and
-//             folded into the running fixed-point sum as they arrive) vs copying the same bytes (Float32Array.set).
+//             folded into the running fixed-point sum as they arrive) vs copying the same bytes (Float32Array.set);
+//             with the coordinator's default helper threads for the fold and with one thread (bench/fedavg-bench.ts;
+//             BENCH_FOLD_THREADS to try another count).
 //  transport  Adapter download (unsealed tensor stream) and sealed upload through the real coordinator over gRPC
 //             loopback; the sealed upload against an unsealed upload of the same stream to a bench-only server
 //             (bench/upload-baseline.ts), interleaved; also against the unsealed download and raw TCP loopback.
@@ -26,7 +28,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
+import { benchFedAvg, fedavgRow, openedChunks } from './fedavg-bench';
 import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
 import { Coordinator, loadConfig } from '../coordinator';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
@@ -61,79 +63,6 @@ const mainThreadCpuNow = (): number => {
 
 function randomTensors(count: number, size: number, scale: number, seed: number): NamedTensor[] {
   return lcgTensors(count, size, scale, seed, (i) => `t${String(i).padStart(3, '0')}`);
-}
-
-/** The plaintext of an update as the coordinator opens it: chunks of DEFAULT_CHUNK_BYTES, each its own buffer. */
-function openedChunks(delta: readonly NamedTensor[]): Buffer[] {
-  const all = Buffer.concat(delta.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
-  const out: Buffer[] = [];
-  for (let off = 0; off < all.length; off += DEFAULT_CHUNK_BYTES) out.push(Buffer.from(all.subarray(off, off + DEFAULT_CHUNK_BYTES)));
-  return out;
-}
-
-function benchFedAvg(clients: number, params: number): Record<string, number> {
-  const global = randomTensors(4, params / 4, 0.1, 1);
-  const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
-  const chunks = updates.map((u) => openedChunks(u.delta));
-  const strategy = new FedAvg();
-  const fold: number[] = [];
-  const close: number[] = [];
-  const jsLoop: number[] = [];
-  const copy: number[] = [];
-  const foldCpu: number[] = [];
-  const copyCpu: number[] = [];
-  for (let rep = 0; rep < 5; rep++) {
-    // As the coordinator does it: each update's opened chunks checked and folded into the running sum as they
-    // arrive (Attempt.foldChunk), then, at the round's close, one aggregate of the sum.
-    const a = strategy.begin(global);
-    let c = cpuNow();
-    let t = now();
-    for (let k = 0; k < clients; k++) {
-      const f = a.open(updates[k].clientId, updates[k].numExamples);
-      for (const x of chunks[k]) f.push(x);
-      f.finish();
-      f.commit();
-    }
-    fold.push(now() - t);
-    foldCpu.push(cpuNow() - c);
-    t = now();
-    strategy.aggregate(global, a.sum());
-    close.push(now() - t);
-    // The JavaScript loop the sum used before the SIMD kernel (same bits), for the before/after in one run.
-    const acc = global.map((g) => new Float64Array(g.data.length));
-    t = now();
-    for (const u of updates) u.delta.forEach((d, i) => accumulateUnchecked(acc[i], d.data, u.numExamples));
-    jsLoop.push(now() - t);
-    const dst = new Float32Array(params / 4);
-    c = cpuNow();
-    t = now();
-    for (const u of updates) for (const d of u.delta) dst.set(d.data);
-    copy.push(now() - t);
-    copyCpu.push(cpuNow() - c);
-  }
-  const bytes = clients * params * 4;
-  const m = { fold: median(fold), close: median(close), js: median(jsLoop), copy: median(copy) };
-  return {
-    clients,
-    params,
-    fold_seconds: m.fold,
-    fold_params_per_second: (clients * params) / m.fold,
-    memcpy_seconds: m.copy,
-    memcpy_gb_per_second: bytes / m.copy / 1e9,
-    fold_over_memcpy_time: m.fold / m.copy,
-    fedavg_percent_of_memcpy_bandwidth: (100 * m.copy) / m.fold,
-    fedavg_goal_percent_of_memcpy: 50,
-    fedavg_goal_met: (100 * m.copy) / m.fold >= 50 ? 1 : 0,
-    // With the aggregate at the round's close counted in as well (one pass over the parameters, any N).
-    fold_and_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + m.close),
-    close_seconds: m.close,
-    js_loop_seconds: m.js,
-    js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,
-    // The same ratio in CPU seconds (process.cpuUsage, microsecond resolution: the copy takes milliseconds).
-    fold_cpu_seconds: median(foldCpu),
-    memcpy_cpu_seconds: median(copyCpu),
-    fedavg_cpu_percent_of_memcpy: (100 * median(copyCpu)) / median(foldCpu),
-  };
 }
 
 async function benchTcp(bytes: number): Promise<number> {
@@ -430,14 +359,9 @@ async function main(): Promise<void> {
   };
   const rows: [string, string, string, string][] = [];
   if (want.has('fedavg')) {
-    const f = benchFedAvg(10, 1 << 20);
+    const f = await benchFedAvg(10, 1 << 20);
     results.fedavg = f;
-    rows.push([
-      'FedAvg, 10 clients × 1M params (chunks folded on arrival)',
-      `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
-      `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
-      `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
-    ]);
+    rows.push(fedavgRow(f));
   }
   if (want.has('transport')) {
     const tr = await benchGrpc(16 << 20, Number(process.env.BENCH_TRANSPORT_REPS ?? 5));
