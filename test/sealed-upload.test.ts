@@ -19,6 +19,7 @@ import {
   type UploadBinding,
 } from '../proto/crypto/sealed-upload';
 import { DOMAINS, sign } from '../proto/crypto/signing';
+import { EXPLAIN_WINDOW } from '../proto/crypto/chunk-opener';
 import { PROTOCOL_VERSION } from '../proto/load';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../proto/generated/fedtune/v1/SealedEnvelope';
@@ -311,23 +312,31 @@ describe('sealed uploads (unit, real crypto)', () => {
     expect(refusal(() => o.checkTrailer(sealed.envelope.ciphertext_sha256 as Uint8Array)).message).to.equal('sealed stream truncated: 1 of 3 chunks arrived');
   });
 
-  it('explains a moved chunk only among the first 4096 positions (the search is bounded)', () => {
+  it('explains a moved chunk only within EXPLAIN_WINDOW positions of where it arrived (the search is bounded)', () => {
     const header: TensorHeader = {
       protocol_version: PROTOCOL_VERSION,
-      tensors: [{ name: 'x', dtype: 'UINT32', shape: [1025] }],
-      total_bytes: 4100,
+      tensors: [{ name: 'x', dtype: 'UINT32', shape: [25] }],
+      total_bytes: 100,
       chunk_bytes: 1,
     };
-    const plain = Array.from({ length: 4100 }, (_, i) => Buffer.from([i & 0xff]));
+    const plain = Array.from({ length: 100 }, (_, i) => Buffer.from([i & 0xff]));
     const sealed = sealUpload({ binding: BINDING, tensors: header, plaintextChunks: plain, coordinator: COORDINATOR, identitySecretKey: site.secretKey });
     const e = envelopeOut(sealed.envelope);
-    expect(refusal(() => opener(e, header).open(sealed.chunks[4095])).message).to.equal(
-      'sealed chunk 4095 arrived at position 0: chunks were reordered or dropped',
-    );
-    for (const j of [4096, 4099]) {
+    expect(EXPLAIN_WINDOW).to.equal(8);
+    expect(refusal(() => opener(e, header).open(sealed.chunks[8])).message).to.equal('sealed chunk 8 arrived at position 0: chunks were reordered or dropped');
+    for (const j of [9, 99]) {
       expect(refusal(() => opener(e, header).open(sealed.chunks[j])).message).to.equal(
         'sealed chunk 0 fails authentication: it was tampered with or not sealed for this upload',
       );
     }
+    // Behind the position as well as ahead: a replay of a chunk 8 back is named, 9 back is not.
+    const o = opener(e, header);
+    for (let k = 0; k < 9; k++) o.open(sealed.chunks[k]);
+    expect(refusal(() => o.open(sealed.chunks[1])).message).to.equal('sealed chunk 1 arrived at position 9: chunks were reordered or dropped');
+    const o2 = opener(e, header);
+    for (let k = 0; k < 10; k++) o2.open(sealed.chunks[k]);
+    expect(refusal(() => o2.open(sealed.chunks[1])).message).to.equal(
+      'sealed chunk 10 fails authentication: it was tampered with or not sealed for this upload',
+    );
   });
 });
