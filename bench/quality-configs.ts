@@ -8,6 +8,7 @@
 
 import { RUN9_CONFIGS } from './quality-configs-run9';
 import { RUN11_CONFIGS } from './quality-configs-run11';
+import { RUN14_CONFIGS } from './quality-configs-run14';
 
 export type SiteMode = 'federated' | 'centralized' | 'local';
 
@@ -192,6 +193,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...SCAFFOLD_CONFIGS,
   ...RUN9_CONFIGS,
   ...RUN11_CONFIGS,
+  ...RUN14_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

@@ -112,6 +112,13 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY_POPULATION',
       arg: 'strategy.population',
     },
+    biasCorrection: {
+      doc: "Adam's bias correction for fedadam, fedyogi, fedadagrad: m/(1 − β1^t) and v/(1 − β2^t) in round t, v starting at 0 (Kingma and Ba; PyTorch's Adam with lr η and eps τ). Off (the default): Reddi et al.'s Algorithm 2, v starting at τ², whose early steps are up to 6.5× larger at β2 0.999.",
+      format: Boolean,
+      default: false,
+      env: 'FEDTUNE_STRATEGY_BIAS_CORRECTION',
+      arg: 'strategy.biasCorrection',
+    },
     serverSchedule: {
       doc: "Server learning rate by round for fedavgm, fedadam, fedyogi, fedadagrad: 'constant' (strategy.serverLearningRate) or 'cosine' (from it in round 1 towards 0 by rounds.total; anneals the adaptive optimisers, whose steps do not shrink with the clients' updates).",
       format: SERVER_SCHEDULES,

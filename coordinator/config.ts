@@ -11,6 +11,7 @@ import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
 import { scaffoldProblems } from './strategy/scaffold-config';
 import { serverScheduleProblems } from './strategy/server-schedule';
+import { biasCorrectionProblems } from './strategy/settings';
 import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
 import { explainValidation, unknownSources } from './config-sources';
@@ -170,6 +171,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   problems.push(...scaffoldProblems(cfg));
   problems.push(...serverScheduleProblems(cfg));
+  problems.push(...biasCorrectionProblems(cfg));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   // 'auto' is resolved here, so the manifest records the mode the run actually uses.

@@ -26,6 +26,7 @@ const DEFAULTS: Record<string, unknown> = {
   'strategy.beta2': 0.99,
   'strategy.tau': 1e-3,
   'strategy.population': 0,
+  'strategy.biasCorrection': false,
   'strategy.serverSchedule': 'constant',
   'model.dir': path.resolve(__dirname, '..', '..', 'examples', 'base-model'),
   'model.name': 'fedtune/brown-sotu-gpt2-1.9m',
@@ -116,6 +117,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'strategy.beta2': ['0.999', 0.999],
   'strategy.tau': ['1e-9', 1e-9],
   'strategy.population': ['5', 5],
+  'strategy.biasCorrection': ['true', true],
   'strategy.serverSchedule': ['cosine', 'cosine'],
   'model.dir': ['/models/x', '/models/x'],
   'model.name': ['org/model', 'org/model'],
@@ -310,7 +312,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
                   ? { ...base, training: { optimizer: 'sgd' } }
                   : d.key === 'strategy.serverSchedule'
                     ? { ...base, strategy: { name: 'fedavgm' } }
-                    : base;
+                    : d.key === 'strategy.biasCorrection'
+                      ? { ...base, strategy: { name: 'fedadam' } }
+                      : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);

@@ -10,10 +10,11 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 const RECIPES = path.join(__dirname, '..', '..', 'docs', 'recipes');
 
 // The cell's common training settings (bench/quality-cell.ts, bench/quality.ts flags as runs 6-10 ran them).
-function measured(config: string): ReturnType<typeof loadConfig> {
+// `batchSize`: the driver's --batch-size for the configuration's cells (16 unless its run said otherwise).
+function measured(config: string, batchSize = 16): ReturnType<typeof loadConfig> {
   const c = QUALITY_CONFIGS[config];
   const own = configTraining(c);
-  const common = { training: { localSteps: own.localSteps ?? 10, batchSize: 16, learningRate: own.learningRate ?? 0.002 }, lora: { dropout: 0 } };
+  const common = { training: { localSteps: own.localSteps ?? 10, batchSize, learningRate: own.learningRate ?? 0.002 }, lora: { dropout: 0 } };
   return loadConfig({ overrides: deepMerge(common, cellOverrides(c)) });
 }
 
@@ -31,4 +32,11 @@ describe('docs/recipes: the measured recipes as configuration files', () => {
       expect(got.training.schedule).to.equal('cosine');
     });
   }
+
+  it("label-skew-fedsgd.json5 is the benchmark's fedsgd-adambc-5e3 (run 14: --batch-size 32)", () => {
+    const got = loadConfig({ file: path.join(RECIPES, 'label-skew-fedsgd.json5') });
+    expect(got).to.deep.equal(measured('fedsgd-adambc-5e3', 32));
+    expect(got.training.localSteps).to.equal(1);
+    expect(got.strategy.biasCorrection).to.equal(true);
+  });
 });

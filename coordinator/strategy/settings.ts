@@ -1,5 +1,6 @@
 // The server optimisers' hyper-parameters (strategy.* in the configuration), with the defaults each strategy
 // falls back to. FedAvg uses none of them.
+import type { CoordinatorConfig } from '../config-types';
 import type { ServerScheduleSettings } from './server-schedule';
 
 export interface ServerOptimizerSettings extends ServerScheduleSettings {
@@ -13,6 +14,12 @@ export interface ServerOptimizerSettings extends ServerScheduleSettings {
   readonly beta2: number;
   /** FedAdam/FedYogi/FedAdagrad: adaptivity τ (added to √v; v starts at τ²). */
   readonly tau: number;
+  /**
+   * FedAdam/FedYogi/FedAdagrad: Adam's bias correction (m/(1 − β1^t), v/(1 − β2^t) in round t; v starts at 0), so
+   * that over one-step rounds (FedSGD: the mean update is the pooled gradient times the client rate) the server
+   * runs Adam itself. Absent or false: Reddi et al.'s Algorithm 2 as it stands.
+   */
+  readonly biasCorrection?: boolean;
   /** SCAFFOLD: N, the sites in the federation, for c ← c + (|S|/N)·mean(Δc) (0 or absent: every site is in every round). */
   readonly population?: number;
 }
@@ -34,4 +41,11 @@ export function checkSettings(label: string, s: ServerOptimizerSettings): void {
   if (!(Number.isFinite(s.serverLearningRate) && s.serverLearningRate >= 0)) throw bad('serverLearningRate', s.serverLearningRate, 'a finite number ≥ 0');
   for (const k of ['momentum', 'beta1', 'beta2'] as const) if (!(s[k] >= 0 && s[k] < 1)) throw bad(k, s[k], 'in [0, 1)');
   if (!(Number.isFinite(s.tau) && s.tau > 0)) throw bad('tau', s.tau, 'a finite number > 0');
+}
+
+/** strategy.biasCorrection belongs to the adaptive optimisers: set with any other strategy it would do nothing, so it is refused. */
+export function biasCorrectionProblems(cfg: Pick<CoordinatorConfig, 'strategy'>): string[] {
+  const s = cfg.strategy;
+  if (!s.biasCorrection || ['fedadam', 'fedyogi', 'fedadagrad'].includes(s.name)) return [];
+  return [`strategy.biasCorrection is Adam's bias correction of fedadam, fedyogi, fedadagrad; strategy.name is '${s.name}'`];
 }
