@@ -22,6 +22,7 @@ import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
+import { COHORT_POOL_CLIENTS, drawCohorts, sampledEpsilon, slotData, slotTrainer, virtualSites } from './quality-cohort';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -75,7 +76,8 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   await selectBackend();
   const split = SPLITS[cell.split];
   const task = prepareSpamTask({
-    numClients: cell.clients,
+    // A cohort cell's population is cut from the 5-site split's pooled training e-mails (bench/quality-cohort.ts).
+    numClients: cfg.cohort ? COHORT_POOL_CLIENTS : cell.clients,
     splitSeed: cell.splitSeed,
     maxSeqLen: 128,
     testLimit: cell.testLimit,
@@ -92,6 +94,34 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
         : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
   const curves: RoundPoint[][] = [];
   let backend = '';
+  if (cfg.cohort) {
+    // Cross-device (bench/quality-cohort.ts): K slots over real gRPC, each round training the sampled sites.
+    const spec = cfg.cohort;
+    const sites = virtualSites(pooled(task).train, spec, cell.splitSeed);
+    const cohorts = drawCohorts(spec, cell.seed, cell.rounds);
+    const slots = Array.from({ length: spec.slots }, () => slotData(sites, task.choices));
+    const wrap = (t: Trainer, i: number): Trainer => slotTrainer(t, slots[i].pool, i, cohorts, sites);
+    const r = await runFederation(
+      cell,
+      cellOverrides(cfg),
+      base.model,
+      base.modelHash,
+      task,
+      slots.map((s) => s.data),
+      cell.localSteps,
+      (l) => log(`[0] ${l}`),
+      wrap,
+    );
+    const privacy = cfg.overrides.privacy as { enabled?: boolean; noiseMultiplier?: number; delta?: number } | undefined;
+    for (const p of r.curve) {
+      if (p.round < 1) continue;
+      p.extra['cohort.size'] = cohorts[p.round - 1].length;
+      // The noiseless arm's z (1e-6) is there only because the config refuses 0: no ε worth stating.
+      if (privacy?.enabled && privacy.noiseMultiplier !== undefined && privacy.noiseMultiplier >= 0.01)
+        p.extra['privacy.epsilon_sampled'] = sampledEpsilon(spec, privacy.noiseMultiplier, p.round, privacy.delta ?? 1e-5);
+    }
+    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000 };
+  }
   for (const [gi, g] of groups.entries()) {
     const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
     curves.push(r.curve);
@@ -113,6 +143,8 @@ async function runFederation(
   sites: readonly SftData[],
   localSteps: number,
   log: (line: string) => void,
+  /** Wraps site i's trainer (the cohort's slots); absent: the trainer as made. */
+  wrap: (t: Trainer, i: number) => Trainer = (t) => t,
 ): Promise<{ curve: RoundPoint[]; backend: string }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
   const identities = sites.map(() => identityFromSecretKey(nacl.sign.keyPair().secretKey));
@@ -151,7 +183,7 @@ async function runFederation(
   const { address } = await coordinator.start();
   const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
   const runs = sites.map((_, i) =>
-    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: trainers[i].trainer }).run(),
+    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: wrap(trainers[i].trainer, i) }).run(),
   );
   try {
     await coordinator.done;
