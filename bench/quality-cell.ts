@@ -116,6 +116,9 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     for (const p of r.curve) {
       if (p.round < 1) continue;
       p.extra['cohort.size'] = cohorts[p.round - 1].length;
+      // The manifest's ε charges q = 1 (it cannot know how its slots were chosen): kept, under its own name.
+      if (p.extra['privacy.epsilon'] !== undefined) p.extra['privacy.epsilon_q1'] = p.extra['privacy.epsilon'];
+      delete p.extra['privacy.epsilon'];
       // The noiseless arm's z (1e-6) is there only because the config refuses 0: no ε worth stating.
       if (privacy?.enabled && privacy.noiseMultiplier !== undefined && privacy.noiseMultiplier >= 0.01)
         p.extra['privacy.epsilon_sampled'] = sampledEpsilon(spec, privacy.noiseMultiplier, p.round, privacy.delta ?? 1e-5);

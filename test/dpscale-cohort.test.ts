@@ -97,6 +97,7 @@ describe('quality benchmark cohorts (bench/quality-cohort.ts)', () => {
         overrides: deepMerge({ training: { localSteps: 4, batchSize: 4, learningRate: 0.01 }, lora: { dropout: 0 } }, cellOverrides(c)),
       });
       expect(cfg.lora.r, name).to.equal(1);
+      expect([c.learningRate, c.localSteps], name).to.deep.equal([0.02, 2]);
       expect(cfg.lora.targetModules, name).to.deep.equal(['c_attn']);
       expect(c.clients, name).to.equal(c.cohort?.slots);
       expect(cfg.privacy.enabled, name).to.equal(name !== 'xd-plain');
