@@ -22,7 +22,7 @@ import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
-import { COHORT_POOL_CLIENTS, drawCohorts, sampledEpsilon, slotData, slotTrainer, virtualSites } from './quality-cohort';
+import { COHORT_POOL_CLIENTS, COHORT_TRAINERS, SharedTrainer, drawCohorts, sampledEpsilon, slotData, slotTrainer, virtualSites } from './quality-cohort';
 
 export const SPLITS = {
   'dirichlet-0.5': { partition: 'dirichlet', alpha: 0.5 },
@@ -99,18 +99,24 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     const spec = cfg.cohort;
     const sites = virtualSites(pooled(task).train, spec, cell.splitSeed);
     const cohorts = drawCohorts(spec, cell.seed, cell.rounds);
-    const slots = Array.from({ length: spec.slots }, () => slotData(sites, task.choices));
-    const wrap = (t: Trainer, i: number): Trainer => slotTrainer(t, slots[i].pool, i, cohorts, sites);
+    const pools = Array.from({ length: Math.min(COHORT_TRAINERS, spec.slots) }, () => slotData(sites, task.choices));
+    // One SharedTrainer per trainer made, shared by every slot (its queue is what keeps two members apart).
+    let shared: SharedTrainer[] | undefined;
+    const slots = {
+      count: spec.slots,
+      trainer: (made: readonly Trainer[], i: number): Trainer =>
+        slotTrainer((shared ??= made.map((t, k) => new SharedTrainer(t, pools[k].pool))), i, cohorts, sites),
+    };
     const r = await runFederation(
       cell,
       cellOverrides(cfg),
       base.model,
       base.modelHash,
       task,
-      slots.map((s) => s.data),
+      pools.map((s) => s.data),
       cell.localSteps,
       (l) => log(`[0] ${l}`),
-      wrap,
+      slots,
     );
     const privacy = cfg.overrides.privacy as { enabled?: boolean; noiseMultiplier?: number; delta?: number } | undefined;
     for (const p of r.curve) {
@@ -146,12 +152,15 @@ async function runFederation(
   sites: readonly SftData[],
   localSteps: number,
   log: (line: string) => void,
-  /** Wraps site i's trainer (the cohort's slots); absent: the trainer as made. */
-  wrap: (t: Trainer, i: number) => Trainer = (t) => t,
+  /**
+   * A cohort cell: `count` federation clients, client i training through `trainer(made, i)` over the trainers made
+   * for `sites` (bench/quality-cohort.ts). Absent: one client per site, each with its own trainer.
+   */
+  slots?: { readonly count: number; readonly trainer: (made: readonly Trainer[], i: number) => Trainer },
 ): Promise<{ curve: RoundPoint[]; backend: string }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
-  const identities = sites.map(() => identityFromSecretKey(nacl.sign.keyPair().secretKey));
-  const n = sites.length;
+  const n = slots?.count ?? sites.length;
+  const identities = Array.from({ length: n }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const common: Record<string, unknown> = {
     server: { port: 0 },
     auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
@@ -185,8 +194,10 @@ async function runFederation(
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
   const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
-  const runs = sites.map((_, i) =>
-    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: wrap(trainers[i].trainer, i) }).run(),
+  const made = trainers.map((t) => t.trainer);
+  if (slots) log(`${n} federation clients over ${made.length} trainers`);
+  const runs = identities.map((identity, i) =>
+    new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }).run(),
   );
   try {
     await coordinator.done;

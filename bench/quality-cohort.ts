@@ -7,9 +7,9 @@
 //     comparison train the same sites in the same rounds. 'poisson': each site independently with probability q
 //     (the sampled Gaussian mechanism the accountant analyses); 'fixed': exactly m sites without replacement (plain
 //     FedAvg's usual cohort, no amplification claimed).
-//   * Slots: K real federation clients (FederationClient + trainer over real gRPC), every one in every round. Slot
-//     j trains cohort member j of the round on that site's e-mails; a slot with no member (a Poisson cohort smaller
-//     than K) returns the global adapter unchanged, a zero update. Under DP-FedAvg every update weighs 1 and the
+//   * Slots: K real federation clients (FederationClient over real gRPC), every one in every round. Slot j trains
+//     cohort member j of the round on that site's e-mails, on one of COHORT_TRAINERS shared trainers; a slot with
+//     no member (a Poisson cohort smaller than K) returns the global adapter unchanged, a zero update. Under DP-FedAvg every update weighs 1 and the
 //     coordinator divides the noised sum of clipped updates by the number of updates, K: a constant fixed before
 //     any draw, i.e. McMahan et al.'s fixed-denominator estimator (a server rate of K/m scales it to 1/m).
 //   * Privacy: the coordinator's manifest charges q = 1 (it names its participants, the slots, and cannot know how
@@ -81,12 +81,36 @@ export function sampledEpsilon(spec: CohortSpec, z: number, rounds: number, delt
 }
 
 /**
- * Slot `slot`'s trainer: before each round it loads its cohort member's e-mails into `pool` (the array the inner
- * trainer was built over, which reads it afresh every round) and trains; with no member it returns the global
- * adapter unchanged (numExamples 1: FedAvg refuses 0; DP-FedAvg weighs every update 1 anyway) and no metrics, so
- * the manifest's clients.* means (clients.update_norm) are over the round's real members only.
+ * Trainers the slots share: each engine trainer opens its own WebGPU device, and a process gets fewer Vulkan devices
+ * than a cohort has slots (92 failed at vkCreateDevice on the H200; 50 per process ran in runs 9-12). A round's
+ * members take turns on them (one GPU serialises the work anyway). Each holds the array its trainer reads its
+ * e-mails from afresh every round, and a queue so that one member at a time fills and trains it.
  */
-export function slotTrainer(inner: Trainer, pool: SftExample[], slot: number, cohorts: readonly number[][], sites: readonly SftExample[][]): Trainer {
+export const COHORT_TRAINERS = 24;
+
+export class SharedTrainer {
+  private queue: Promise<unknown> = Promise.resolve();
+  constructor(
+    readonly trainer: Trainer,
+    readonly pool: SftExample[],
+  ) {}
+
+  /** Runs `f` once every earlier call has settled (whatever its outcome). */
+  exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f, f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/**
+ * Slot `slot`'s trainer: in each round it trains its cohort member's e-mails on shared trainer slot mod P (loaded
+ * into that trainer's array under its queue); with no member it returns the global adapter unchanged
+ * (numExamples 1: FedAvg refuses 0; DP-FedAvg weighs every update 1 anyway) and no metrics, so the manifest's
+ * clients.* means (clients.update_norm) are over the round's real members only.
+ */
+export function slotTrainer(shared: readonly SharedTrainer[], slot: number, cohorts: readonly number[][], sites: readonly SftExample[][]): Trainer {
+  const s = shared[slot % shared.length];
   const train: Trainer['train'] = async (global, plan, signal, onStep) => {
     const members = cohorts[plan.round - 1];
     if (!members) throw new Error(`cohort: no draw for round ${plan.round}`);
@@ -94,10 +118,12 @@ export function slotTrainer(inner: Trainer, pool: SftExample[], slot: number, co
     if (site === undefined) {
       return { adapter: global.map((t) => ({ ...t, data: t.data.slice() })), numExamples: 1, metrics: {} };
     }
-    pool.splice(0, pool.length, ...sites[site]);
-    return inner.train(global, plan, signal, onStep);
+    return s.exclusive(() => {
+      s.pool.splice(0, s.pool.length, ...sites[site]);
+      return s.trainer.train(global, plan, signal, onStep);
+    });
   };
-  return new Proxy(inner, {
+  return new Proxy(s.trainer, {
     get: (target, key) => {
       if (key === 'train') return train;
       const v: unknown = Reflect.get(target, key, target);
@@ -106,7 +132,7 @@ export function slotTrainer(inner: Trainer, pool: SftExample[], slot: number, co
   });
 }
 
-/** A slot's starting data: a mutable pool (first filled with site 0, so trainers that check for data accept it). */
+/** A shared trainer's starting data: a mutable array (first filled with site 0, so trainers that check for data accept it). */
 export function slotData(sites: readonly SftExample[][], choices: SftData['choices']): { data: SftData; pool: SftExample[] } {
   const pool = [...sites[0]];
   return { data: { train: pool, eval: [], choices }, pool };

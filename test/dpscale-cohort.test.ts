@@ -1,7 +1,17 @@
 // The cross-device simulation of the quality benchmark (bench/quality-cohort.ts, run 15): the population's index
 // ranges, the seeded cohorts both arms of a comparison share, the slots' trainers, and the ε the run's z give at its
 // sampling rate from the project's accountant.
-import { drawCohorts, sampledEpsilon, samplingRate, slotData, slotTrainer, virtualSites, type CohortSpec } from '../bench/quality-cohort';
+import {
+  COHORT_TRAINERS,
+  SharedTrainer,
+  drawCohorts,
+  sampledEpsilon,
+  samplingRate,
+  slotData,
+  slotTrainer,
+  virtualSites,
+  type CohortSpec,
+} from '../bench/quality-cohort';
 import { RUN15_CONFIGS, RUN15_ROUNDS, RUN15_Z, XD_FIXED, XD_POISSON } from '../bench/quality-configs-run15';
 import { loadConfig } from '../coordinator/config';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
@@ -62,19 +72,20 @@ describe('quality benchmark cohorts (bench/quality-cohort.ts)', () => {
     }
   });
 
-  it("a slot trains its cohort member's e-mails and sends the global adapter back when the round has none for it", async () => {
+  it("a slot trains its cohort member's e-mails on a shared trainer and sends the global adapter back when the round has none for it", async () => {
     const sites = [[example(0)], [example(1), example(2)], [example(3)]];
     const seen: number[][] = [];
+    const { data, pool } = slotData(sites, undefined);
+    expect(data.train).to.equal(pool);
     const inner: Trainer = {
       backend: 'stub',
-      train: (global, _p) => {
+      train: (global) => {
         seen.push(pool.map((e) => (e as unknown as { inputIds: number[] }).inputIds[0]));
         return Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 1) })), numExamples: pool.length, metrics: {} });
       },
     };
-    const { data, pool } = slotData(sites, undefined);
-    expect(data.train).to.equal(pool);
-    const t = slotTrainer(inner, pool, 1, [[0, 1], [2]], sites);
+    const t = slotTrainer([new SharedTrainer(inner, pool)], 1, [[0, 1], [2]], sites);
+    expect(t.backend).to.equal('stub');
     const global: NamedTensor[] = [{ name: 'w', dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) }];
     const r1 = await t.train(global, plan(1));
     expect(seen).to.deep.equal([[1, 2]]);
@@ -89,6 +100,37 @@ describe('quality benchmark cohorts (bench/quality-cohort.ts)', () => {
       () => expect.fail('round 3 has no draw'),
       (e: Error) => expect(e.message).to.match(/no draw for round 3/),
     );
+  });
+
+  it('slots sharing a trainer take turns: each trains on its own e-mails, one at a time, a failure passing only to its own slot', async () => {
+    const sites = Array.from({ length: 6 }, (_, i) => [example(10 * i), example(10 * i + 1)]);
+    const { pool } = slotData(sites, undefined);
+    let busy = 0;
+    let most = 0;
+    const got: string[] = [];
+    const inner: Trainer = {
+      backend: 'stub',
+      train: async (global, p) => {
+        busy++;
+        most = Math.max(most, busy);
+        const first = (pool[0] as unknown as { inputIds: number[] }).inputIds[0];
+        await new Promise((r) => setTimeout(r, 5)); // another slot's call would interleave here if it could
+        const still = (pool[0] as unknown as { inputIds: number[] }).inputIds[0];
+        busy--;
+        if (first === 30) throw new Error('site 3 fails');
+        got.push(`${p.round}:${first}:${still}`);
+        return { adapter: global.map((t) => ({ ...t })), numExamples: pool.length, metrics: {} };
+      },
+    };
+    const shared = [new SharedTrainer(inner, pool)];
+    const cohorts = [[0, 2, 3, 5]];
+    const slots = Array.from({ length: 6 }, (_, i) => slotTrainer(shared, i, cohorts, sites));
+    const global: NamedTensor[] = [{ name: 'w', dtype: 'float32', shape: [1], data: new Float32Array([0]) }];
+    const out = await Promise.allSettled(slots.map((s) => s.train(global, plan(1))));
+    expect(most).to.equal(1);
+    expect(got.sort()).to.deep.equal(['1:0:0', '1:20:20', '1:50:50']);
+    expect(out.map((o) => o.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+    expect(COHORT_TRAINERS).to.be.below(50); // 50 engine devices per process ran in runs 9-12; 92 did not
   });
 
   it('every run 15 configuration loads as the coordinator would run it', () => {
