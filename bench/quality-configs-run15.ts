@@ -59,7 +59,7 @@ export const RUN15_Z = { 8: 0.61, 4: 0.814, 1: 1.513 } as const;
 export const RUN15_SERVER_RATE = (1.5 * XD_POISSON.slots) / XD_POISSON.cohort;
 const SERVER = { name: 'fedavgm', serverLearningRate: RUN15_SERVER_RATE, momentum: 0 } as const;
 
-function xd(noise: number | undefined, eps?: number): QualityConfig {
+function xd(noise: number | undefined, eps?: number, rounds = RUN15_ROUNDS): QualityConfig {
   return {
     mode: 'federated',
     overrides: {
@@ -68,7 +68,7 @@ function xd(noise: number | undefined, eps?: number): QualityConfig {
       privacy: { enabled: true, clipNorm: RUN15_CLIP, noiseMultiplier: noise ?? 1e-6, delta: 1e-5 },
     },
     note: `${XD_POISSON.sites} sites of ${XD_POISSON.perSite} e-mails, Poisson cohort q ${XD_POISSON.cohort}/${XD_POISSON.sites} over ${XD_POISSON.slots} slots, FedIT rank 1 c_attn (d 2,048), AdamW ${CLIENT.lr} × ${CLIENT.steps} steps, clip ${RUN15_CLIP}, equal weights, server rate 1.5·K/m${
-      noise ? `, DP ε ${eps} by round ${RUN15_ROUNDS} (z ${noise})` : ', no noise (z 1e-6)'
+      noise ? `, DP ε ${eps} by round ${rounds} (z ${noise})` : ', no noise (z 1e-6)'
     }`,
     learningRate: CLIENT.lr,
     localSteps: CLIENT.steps,
@@ -77,7 +77,17 @@ function xd(noise: number | undefined, eps?: number): QualityConfig {
   };
 }
 
+/**
+ * The second call: 80 rounds. In the first (30 rounds, results-2026-11-29g/quality-run15/call1) every arm sat near
+ * the 67.5% prior until round ~15-20 and was still climbing at round 30 (noiseless 69.5-73.5% best, plain FedAvg 75.0%).
+ * z for ε ≤ 8 at δ 1e-5 after 80 rounds at q = 50/1156: 0.684 (ε 7.996). The noiseless arms do not depend on the
+ * number of rounds: `xd-clip` and `xd-plain` run as they are.
+ */
+export const RUN15_ROUNDS_LONG = 80;
+export const RUN15_Z_LONG = { 8: 0.684 } as const;
+
 export const RUN15_CONFIGS: Readonly<Record<string, QualityConfig>> = {
+  'xd80-dp8': xd(RUN15_Z_LONG[8], 8, RUN15_ROUNDS_LONG),
   'xd-clip': xd(undefined),
   'xd-dp8': xd(RUN15_Z[8], 8),
   'xd-dp4': xd(RUN15_Z[4], 4),

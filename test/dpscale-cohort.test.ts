@@ -12,7 +12,7 @@ import {
   virtualSites,
   type CohortSpec,
 } from '../bench/quality-cohort';
-import { RUN15_CONFIGS, RUN15_ROUNDS, RUN15_Z, XD_FIXED, XD_POISSON } from '../bench/quality-configs-run15';
+import { RUN15_CONFIGS, RUN15_ROUNDS, RUN15_ROUNDS_LONG, RUN15_Z, RUN15_Z_LONG, XD_FIXED, XD_POISSON } from '../bench/quality-configs-run15';
 import { loadConfig } from '../coordinator/config';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
@@ -70,6 +70,8 @@ describe('quality benchmark cohorts (bench/quality-cohort.ts)', () => {
       // Without amplification (q = 1, what the manifest charges) the same z would spend far more.
       expect(epsilonSpent([{ q: 1, z, steps: RUN15_ROUNDS }], 1e-5)).to.be.above(10 * Number(target));
     }
+    const long = sampledEpsilon(XD_POISSON, RUN15_Z_LONG[8], RUN15_ROUNDS_LONG, 1e-5);
+    expect(long).to.be.within(7.99, 8);
   });
 
   it("a slot trains its cohort member's e-mails on a shared trainer and sends the global adapter back when the round has none for it", async () => {
