@@ -1,7 +1,9 @@
 // npm run bench [-- section…]: figures, each against a baseline measured in the same run, printed as a table and
 // written as JSON to bench/out/bench.json. Sections (default: all):
 //  fedavg     FedAvg aggregation throughput as the coordinator runs it (each update's opened chunks checked and
-//             folded into the running fixed-point sum as they arrive) vs copying the same bytes (Float32Array.set).
+//             folded into the running fixed-point sum as they arrive) vs copying the same bytes (Float32Array.set);
+//             with the coordinator's default helper threads for the fold and with one thread (bench/fedavg-bench.ts;
+//             BENCH_FOLD_THREADS to try another count).
 //  transport  Adapter download (unsealed tensor stream) and sealed upload through the real coordinator over gRPC
 //             loopback; the sealed upload against an unsealed upload of the same stream to a bench-only server
 //             (bench/upload-baseline.ts), interleaved; also against the unsealed download and raw TCP loopback.
@@ -16,8 +18,8 @@
 //  secagg     The cost of a round with secure aggregation against a plain sealed-upload round (bench/secagg.ts).
 //  joins      N sites joining at once (bench/join-storm.ts): time until all are joined with their task streams
 //             open, and reconnects.
-import { promises as fs } from 'node:fs';
-import { sealDelta, sendSealed } from '../client-sdk/sealed-sender';
+import { promises as fs, readFileSync } from 'node:fs';
+import { sealDeltaPipelined, sendSealed } from '../client-sdk/sealed-sender';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -26,7 +28,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
+import { benchFedAvg, fedavgRow, openedChunks } from './fedavg-bench';
 import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
 import { Coordinator, loadConfig } from '../coordinator';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
@@ -45,82 +47,22 @@ const cpuNow = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
+/**
+ * CPU seconds of the main thread alone (Linux: /proc, 10 ms ticks; NaN elsewhere). The transport bench runs site,
+ * coordinator and baseline server in one process: its wall time follows the main thread's work, while the sealing
+ * threads' share runs beside it on another core.
+ */
+const mainThreadCpuNow = (): number => {
+  try {
+    const f = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+};
 
 function randomTensors(count: number, size: number, scale: number, seed: number): NamedTensor[] {
   return lcgTensors(count, size, scale, seed, (i) => `t${String(i).padStart(3, '0')}`);
-}
-
-/** The plaintext of an update as the coordinator opens it: chunks of DEFAULT_CHUNK_BYTES, each its own buffer. */
-function openedChunks(delta: readonly NamedTensor[]): Buffer[] {
-  const all = Buffer.concat(delta.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
-  const out: Buffer[] = [];
-  for (let off = 0; off < all.length; off += DEFAULT_CHUNK_BYTES) out.push(Buffer.from(all.subarray(off, off + DEFAULT_CHUNK_BYTES)));
-  return out;
-}
-
-function benchFedAvg(clients: number, params: number): Record<string, number> {
-  const global = randomTensors(4, params / 4, 0.1, 1);
-  const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
-  const chunks = updates.map((u) => openedChunks(u.delta));
-  const strategy = new FedAvg();
-  const fold: number[] = [];
-  const close: number[] = [];
-  const jsLoop: number[] = [];
-  const copy: number[] = [];
-  const foldCpu: number[] = [];
-  const copyCpu: number[] = [];
-  for (let rep = 0; rep < 5; rep++) {
-    // As the coordinator does it: each update's opened chunks checked and folded into the running sum as they
-    // arrive (Attempt.foldChunk), then, at the round's close, one aggregate of the sum.
-    const a = strategy.begin(global);
-    let c = cpuNow();
-    let t = now();
-    for (let k = 0; k < clients; k++) {
-      const f = a.open(updates[k].clientId, updates[k].numExamples);
-      for (const x of chunks[k]) f.push(x);
-      f.finish();
-      f.commit();
-    }
-    fold.push(now() - t);
-    foldCpu.push(cpuNow() - c);
-    t = now();
-    strategy.aggregate(global, a.sum());
-    close.push(now() - t);
-    // The JavaScript loop the sum used before the SIMD kernel (same bits), for the before/after in one run.
-    const acc = global.map((g) => new Float64Array(g.data.length));
-    t = now();
-    for (const u of updates) u.delta.forEach((d, i) => accumulateUnchecked(acc[i], d.data, u.numExamples));
-    jsLoop.push(now() - t);
-    const dst = new Float32Array(params / 4);
-    c = cpuNow();
-    t = now();
-    for (const u of updates) for (const d of u.delta) dst.set(d.data);
-    copy.push(now() - t);
-    copyCpu.push(cpuNow() - c);
-  }
-  const bytes = clients * params * 4;
-  const m = { fold: median(fold), close: median(close), js: median(jsLoop), copy: median(copy) };
-  return {
-    clients,
-    params,
-    fold_seconds: m.fold,
-    fold_params_per_second: (clients * params) / m.fold,
-    memcpy_seconds: m.copy,
-    memcpy_gb_per_second: bytes / m.copy / 1e9,
-    fold_over_memcpy_time: m.fold / m.copy,
-    fedavg_percent_of_memcpy_bandwidth: (100 * m.copy) / m.fold,
-    fedavg_goal_percent_of_memcpy: 50,
-    fedavg_goal_met: (100 * m.copy) / m.fold >= 50 ? 1 : 0,
-    // With the aggregate at the round's close counted in as well (one pass over the parameters, any N).
-    fold_and_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + m.close),
-    close_seconds: m.close,
-    js_loop_seconds: m.js,
-    js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,
-    // The same ratio in CPU seconds (process.cpuUsage, microsecond resolution: the copy takes milliseconds).
-    fold_cpu_seconds: median(foldCpu),
-    memcpy_cpu_seconds: median(copyCpu),
-    fedavg_cpu_percent_of_memcpy: (100 * median(copyCpu)) / median(foldCpu),
-  };
 }
 
 async function benchTcp(bytes: number): Promise<number> {
@@ -179,7 +121,7 @@ async function benchGrpc(params: number, reps = 3) {
     overrides: {
       server: { port: 0 },
       run: { dir },
-      rounds: { total: reps, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 },
+      rounds: { total: reps + 1, minClients: 1, minUpdates: 1, clientsPerRound: 1, deadlineMs: 600_000 },
       log: { level: 'silent' },
       auth: { mode: 'tofu' },
     },
@@ -234,8 +176,12 @@ async function benchGrpc(params: number, reps = 3) {
   // figure that preemption does not inflate.
   const plainCpu: number[] = [];
   const sealedCpu: number[] = [];
+  const plainMain: number[] = [];
+  const sealedMain: number[] = [];
   const uploadRatios: number[] = [];
-  for (let rep = 0; rep < reps; rep++) {
+  // Repetition -1 warms up and is not counted: the first of each arm pays the JIT, and the first large sealed upload
+  // of a process starts the sealing threads (proto/crypto/seal-offload.ts), once per process.
+  for (let rep = -1; rep < reps; rep++) {
     const task = await nextTask();
     let t = now();
     await download(task.base_version);
@@ -246,22 +192,29 @@ async function benchGrpc(params: number, reps = 3) {
       plain.nextRound(); // a fresh running sum, as the coordinator's round has (opened before the upload)
       const t0 = now();
       const c0 = cpuNow();
+      const m0 = mainThreadCpuNow();
       await sendPlain(plain.rpc, task, delta, DEFAULT_CHUNK_BYTES);
       plainUploads.push(now() - t0);
       plainCpu.push(cpuNow() - c0);
+      plainMain.push(mainThreadCpuNow() - m0);
     };
-    if (rep % 2 === 1) await sendPlainTimed();
+    const plainFirst = rep % 2 === 1;
+    if (plainFirst) await sendPlainTimed();
     t = now();
     const c = cpuNow();
-    // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time).
-    const frames = sealDelta(ctx, task, delta, 1);
+    const m = mainThreadCpuNow();
+    // As a site sends it: sealed to the coordinator's key and signed (sealing is part of the measured time), on
+    // two threads as the SDK does (client-sdk/sealed-sender.ts sealDeltaPipelined).
+    const frames = await sealDeltaPipelined(ctx, task, delta, 1);
     seals.push(now() - t);
     await sendSealed(rpc, frames);
     uploads.push(now() - t);
     sealedCpu.push(cpuNow() - c);
-    if (rep % 2 === 0) await sendPlainTimed();
-    ratios.push(downloads[rep] / uploads[rep]);
-    uploadRatios.push(plainUploads[rep] / uploads[rep]);
+    sealedMain.push(mainThreadCpuNow() - m);
+    if (!plainFirst) await sendPlainTimed();
+    ratios.push(downloads[downloads.length - 1] / uploads[uploads.length - 1]);
+    uploadRatios.push(plainUploads[plainUploads.length - 1] / uploads[uploads.length - 1]);
+    if (rep === -1) for (const a of [downloads, seals, uploads, plainUploads, plainCpu, plainMain, sealedCpu, sealedMain, ratios, uploadRatios]) a.pop();
     // The site's report closes the round (every selected site uploaded and reported): the next task follows.
     await new Promise<void>((res, rej) =>
       rpc.ReportMetrics({ session_token: token, task_id: task.task_id, round: task.round, num_examples: 1, backend: 'bench', metrics: {} }, (e) =>
@@ -320,10 +273,17 @@ async function benchGrpc(params: number, reps = 3) {
     unsealed_upload_cpu_seconds: median(plainCpu),
     // In CPU time (median over the repetitions of unsealed CPU / sealed CPU): what sealing costs whatever the load.
     sealed_upload_over_unsealed_upload_cpu: median(plainCpu.map((p, i) => p / sealedCpu[i])),
+    // The main thread's CPU alone (the sealing threads' work excluded), summed over the repetitions (10 ms ticks).
+    sealed_upload_main_thread_cpu_seconds: sealedMain.reduce((a, b) => a + b, 0) / reps,
+    unsealed_upload_main_thread_cpu_seconds: plainMain.reduce((a, b) => a + b, 0) / reps,
+    sealed_upload_over_unsealed_upload_main_thread_cpu: plainMain.reduce((a, b) => a + b, 0) / sealedMain.reduce((a, b) => a + b, 0),
     // The goal's ratio: median over the repetitions of (unsealed upload time / sealed upload time), each pair back to back.
     sealed_upload_over_unsealed_upload: sealedOverPlainUpload,
     sealed_upload_over_unsealed_upload_min: Math.min(...uploadRatios),
     sealed_upload_over_unsealed_upload_max: Math.max(...uploadRatios),
+    // The same by order within the pair: the second arm of a pair reads slower (it collects the first one's garbage).
+    sealed_upload_over_unsealed_upload_sealed_first: median(uploadRatios.filter((_, i) => i % 2 === 0)),
+    sealed_upload_over_unsealed_upload_unsealed_first: uploadRatios.length > 1 ? median(uploadRatios.filter((_, i) => i % 2 === 1)) : NaN,
     sealed_upload_goal: 0.8,
     sealed_upload_goal_met: sealedOverPlainUpload >= 0.8 ? 1 : 0,
     // Secondary: against the unsealed download (median of download time / upload time, each pair back to back).
@@ -406,14 +366,9 @@ async function main(): Promise<void> {
   };
   const rows: [string, string, string, string][] = [];
   if (want.has('fedavg')) {
-    const f = benchFedAvg(10, 1 << 20);
+    const f = await benchFedAvg(10, 1 << 20);
     results.fedavg = f;
-    rows.push([
-      'FedAvg, 10 clients × 1M params (chunks folded on arrival)',
-      `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
-      `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
-      `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
-    ]);
+    rows.push(fedavgRow(f));
   }
   if (want.has('transport')) {
     const tr = await benchGrpc(16 << 20, Number(process.env.BENCH_TRANSPORT_REPS ?? 5));
@@ -422,7 +377,7 @@ async function main(): Promise<void> {
       'upload 64 MiB update over gRPC (sealed, spooled)',
       `${tr.upload_mb_per_second.toFixed(0)} MB/s`,
       `unsealed upload ${tr.unsealed_upload_mb_per_second.toFixed(0)} MB/s`,
-      `${(100 * tr.sealed_upload_over_unsealed_upload).toFixed(0)}% of the unsealed upload (median of ${tr.repetitions} pairs, ${(100 * tr.sealed_upload_over_unsealed_upload_min).toFixed(0)}–${(100 * tr.sealed_upload_over_unsealed_upload_max).toFixed(0)}%; goal 80%; in CPU time ${(100 * tr.sealed_upload_over_unsealed_upload_cpu).toFixed(0)}%); ${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of the unsealed download; ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
+      `${(100 * tr.sealed_upload_over_unsealed_upload).toFixed(0)}% of the unsealed upload (median of ${tr.repetitions} pairs, ${(100 * tr.sealed_upload_over_unsealed_upload_min).toFixed(0)}–${(100 * tr.sealed_upload_over_unsealed_upload_max).toFixed(0)}%; goal 80%; in CPU time ${(100 * tr.sealed_upload_over_unsealed_upload_cpu).toFixed(0)}%, main thread ${(100 * tr.sealed_upload_over_unsealed_upload_main_thread_cpu).toFixed(0)}%; sealed first ${(100 * tr.sealed_upload_over_unsealed_upload_sealed_first).toFixed(0)}%, unsealed first ${(100 * tr.sealed_upload_over_unsealed_upload_unsealed_first).toFixed(0)}%); ${(100 * tr.sealed_upload_over_unsealed_download).toFixed(0)}% of the unsealed download; ${(100 * tr.upload_over_tcp).toFixed(0)}% of TCP`,
     ]);
   }
   if (want.has('transport') || want.has('download')) {

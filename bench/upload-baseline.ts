@@ -7,7 +7,10 @@
 // into a fresh FedAvg running sum (values checked there), then the spool fsynced and renamed before the answer.
 // With no seal, the stream's integrity is its trailer: SHA-256 of the plaintext, which the site computes as it
 // sends and the server checks (what an unsealed download does). So the difference between the two arms is what
-// sealing costs: the site's ChaCha20-Poly1305 + signature, the coordinator's envelope checks and opening.
+// sealing costs: the site's ChaCha20-Poly1305 + signature, the coordinator's envelope checks and opening. Both arms
+// hash on their threads as the product does: the baseline in line, the sealed arm (64 MiB) on sealing threads
+// beside the main thread (proto/crypto/seal-offload.ts), since its hash is part of the seal; the bench's figure in
+// CPU time counts every thread.
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';

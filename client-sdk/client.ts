@@ -12,7 +12,7 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { sealDelta, sealMasked, sendSealed, type SealContext } from './sealed-sender';
+import { sealDeltaPipelined, sealMaskedPipelined, sendSealed, type SealContext } from './sealed-sender';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
@@ -396,8 +396,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   }
 
   /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
-  private uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
-    return sendSealed(this.rpc, sealMasked(this.sealContext(), t, y));
+  private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
+    return sendSealed(this.rpc, await sealMaskedPipelined(this.sealContext(), t, y));
   }
 
   /**
@@ -413,7 +413,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
    * answers a resumed upload it already accepted without counting it twice), up to 3 tries.
    */
   private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
-    const sealed = sealDelta(this.sealContext(), t, delta, numExamples);
+    const sealed = await sealDeltaPipelined(this.sealContext(), t, delta, numExamples);
     for (let attempt = 0; ; attempt++) {
       try {
         return await sendSealed(this.rpc, sealed);

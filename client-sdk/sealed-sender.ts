@@ -9,6 +9,7 @@ import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/Uploa
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { checkUploadFrame } from '../proto/limits';
 import { sealUpload, uploadBinding, type SealedChunk, type SealedUpload } from '../proto/crypto/sealed-upload';
+import { sealUploadPipelined } from '../proto/crypto/seal-pipelined';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 
@@ -29,7 +30,38 @@ export interface SealedFrames {
 
 function frames(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, plaintext: Iterable<Uint8Array>, numExamples: number): SealedFrames {
   const binding = uploadBinding(c.runId, c.clientId, t, numExamples);
-  const sealed = sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey });
+  return withHeader(
+    c,
+    t,
+    tensors,
+    numExamples,
+    sealUpload({ binding, tensors, plaintextChunks: plaintext, coordinator: c.coordinator, identitySecretKey: c.identitySecretKey }),
+  );
+}
+
+/** As frames(), sealing a large upload on two threads (proto/crypto/seal-pipelined.ts): the same bytes, sooner. */
+async function framesPipelined(
+  c: SealContext,
+  t: TrainTask__Output,
+  tensors: TensorHeader,
+  plaintext: Iterable<Uint8Array>,
+  numExamples: number,
+  minBytes?: number,
+): Promise<SealedFrames> {
+  const binding = uploadBinding(c.runId, c.clientId, t, numExamples);
+  const sealed = await sealUploadPipelined({
+    binding,
+    tensors,
+    plaintextChunks: plaintext,
+    coordinator: c.coordinator,
+    identitySecretKey: c.identitySecretKey,
+    minBytes,
+    frameHead: chunkFrameHead, // each chunk's whole wire message built on the sealing thread
+  });
+  return withHeader(c, t, tensors, numExamples, sealed);
+}
+
+function withHeader(c: SealContext, t: TrainTask__Output, tensors: TensorHeader, numExamples: number, sealed: SealedUpload): SealedFrames {
   const header: UploadFrame = {
     header: {
       protocol_version: PROTOCOL_VERSION,
@@ -50,8 +82,13 @@ export function sealDelta(c: SealContext, t: TrainTask__Output, delta: NamedTens
   return frames(c, t, tensorHeader(delta, c.chunkBytes), dataChunks(delta, c.chunkBytes), numExamples);
 }
 
-/** A masked SecAgg vector; its weight is inside the vector, so the header's example count is 0. */
-export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array): SealedFrames {
+/** sealDelta, a large delta sealed on two threads (the site's upload path); `minBytes` for tests. */
+export function sealDeltaPipelined(c: SealContext, t: TrainTask__Output, delta: NamedTensor[], numExamples: number, minBytes?: number): Promise<SealedFrames> {
+  return framesPipelined(c, t, tensorHeader(delta, c.chunkBytes), dataChunks(delta, c.chunkBytes), numExamples, minBytes);
+}
+
+/** A masked SecAgg vector as one UINT32 tensor and its chunks. */
+function maskedStream(c: SealContext, y: Uint32Array): { tensors: TensorHeader; chunks: Buffer[] } {
   const bytes = Buffer.from(y.buffer, y.byteOffset, y.byteLength);
   const tensors: TensorHeader = {
     protocol_version: PROTOCOL_VERSION,
@@ -61,7 +98,19 @@ export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array)
   };
   const chunks: Buffer[] = [];
   for (let off = 0; off < bytes.length; off += c.chunkBytes) chunks.push(bytes.subarray(off, off + c.chunkBytes));
-  return frames(c, t, tensors, chunks, 0);
+  return { tensors, chunks };
+}
+
+/** A masked SecAgg vector; its weight is inside the vector, so the header's example count is 0. */
+export function sealMasked(c: SealContext, t: TrainTask__Output, y: Uint32Array): SealedFrames {
+  const m = maskedStream(c, y);
+  return frames(c, t, m.tensors, m.chunks, 0);
+}
+
+/** sealMasked, a large vector sealed on two threads. */
+export function sealMaskedPipelined(c: SealContext, t: TrainTask__Output, y: Uint32Array): Promise<SealedFrames> {
+  const m = maskedStream(c, y);
+  return framesPipelined(c, t, m.tensors, m.chunks, 0);
 }
 
 /** What sendSealed writes to its call: a frame, or a sealed chunk (sent as a `chunk` frame: ciphertext || tag). */
@@ -78,15 +127,22 @@ let chunkKey: Buffer | undefined;
  */
 export function serializeUploadMessage(m: UploadMessage): Buffer {
   if (!('ciphertext' in m)) return uploadMethod().requestSerialize(m);
+  if (m.wire) return m.wire; // built whole by the sealing thread (chunkFrameHead below), the same bytes
+  const n = m.ciphertext.length + m.tag.length;
+  const head = chunkFrameHead(n);
+  return Buffer.concat([head, m.ciphertext, m.tag], head.length + n);
+}
+
+/** The bytes of the message `{ chunk: c }` before c, for a c of n bytes: the field's key, then n as a varint. */
+export function chunkFrameHead(n: number): Buffer {
   const empty = (chunkKey ??= uploadMethod().requestSerialize({ chunk: Buffer.alloc(0) }));
   const key = empty.subarray(0, empty.length - 1);
-  const n = m.ciphertext.length + m.tag.length;
   const head = Buffer.allocUnsafe(key.length + 5); // the key, then n as a varint (at most 5 bytes for 32 bits)
   let at = key.copy(head);
   let v = n;
   for (; v > 0x7f; v >>>= 7) head[at++] = (v & 0x7f) | 0x80;
   head[at++] = v;
-  return Buffer.concat([head.subarray(0, at), m.ciphertext, m.tag], at + n);
+  return head.subarray(0, at);
 }
 
 /** Header, chunks, trailer; waits for 'drain' when gRPC's buffer is full; stops once the coordinator answered. */

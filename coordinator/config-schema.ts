@@ -256,6 +256,13 @@ export const schema = {
       env: 'FEDTUNE_TRANSPORT_UPLOAD_IDLE_TIMEOUT_MS',
       arg: 'transport.uploadIdleTimeoutMs',
     },
+    openOffThreadMinBytes: {
+      doc: 'Sealed uploads of at least this many bytes are opened (ChaCha20-Poly1305, SHA-256) on a sealing thread while the main thread keeps receiving; smaller ones in line.',
+      format: 'non-negative-int',
+      default: 16777216,
+      env: 'FEDTUNE_TRANSPORT_OPEN_OFF_THREAD_MIN_BYTES',
+      arg: 'transport.openOffThreadMinBytes',
+    },
   },
   admission: {
     maxPendingChallenges: {

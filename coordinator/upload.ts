@@ -9,10 +9,12 @@
 // folded into the round's running sum one at a time, Attempt.foldChunk; a SecAgg masked input's into the masked
 // sum the same way, SecAggAttempt.maskedChunk, its sealed chunks kept in a scratch file only to take it back out)
 // plus the ciphertext chunks not yet on disk (the stream is paused while more than two are queued; gRPC reads at
-// most 16 messages ahead of a paused stream). admission.maxUploadsInFlight bounds the count, so the coordinator
-// holds at most
-//   one running sum (8 bytes per parameter; 4 per value under SecAgg) + maxUploadsInFlight × 18 × chunk size
-// whatever the number of sites (the second term only while the disk is slower than the network).
+// most 16 messages ahead of a paused stream). A large upload's chunks are opened on a sealing thread
+// (upload-chunks.ts), the stream paused while more than four are there. admission.maxUploadsInFlight bounds the
+// count, so the coordinator holds at most
+//   one running sum (8 bytes per parameter; 4 per value under SecAgg) + maxUploadsInFlight × 48 × chunk size
+// whatever the number of sites (the second term only while the disk or the sealing thread is slower than the
+// network; a chunk on the sealing thread comes back with its plaintext, hence twice 24).
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -22,6 +24,7 @@ import { ProtocolError } from '../proto/errors';
 import { RetryLater } from '../proto/limits';
 import { TensorStreamDecoder, checkLayout, validateHeader, type TensorSpecOut } from '../proto/tensor-stream';
 import { SealedUploadOpener, uploadBinding, type CoordinatorBoxSecret, type UploadBinding } from '../proto/crypto/sealed-upload';
+import { MAX_OPENING_CHUNKS, UploadChunks } from './upload-chunks';
 import { admitFrame } from './door';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, ClientSession } from './registry';
@@ -62,6 +65,10 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     let decoder: TensorStreamDecoder | undefined;
     let secagg: SecAggAttempt | undefined;
     let opener: SealedUploadOpener | undefined;
+    let chunks: UploadChunks | undefined;
+    let openPaused = false;
+    /** Set at the trailer: the upload's last frame; anything after it is ignored, as once the upload is answered. */
+    let trailerSeen = false;
     let spool: SpoolUpload | undefined;
     let numExamples = 0;
     let sealedBinding: UploadBinding | undefined;
@@ -98,6 +105,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     };
     const reject = (e: unknown): void => {
       if (finished) return;
+      chunks?.close();
       end();
       // Nothing of a refused upload is kept; the task can take another at once.
       answerRefused(e, task ? d.engine.abortUpload(task) : Promise.resolve());
@@ -118,7 +126,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     };
     touch();
     call.on('data', (frame: UploadFrame__Output) => {
-      if (finished) return;
+      if (finished || trailerSeen) return;
       touch();
       try {
         admitFrame(frame); // malformed or over-long: refused before anything else
@@ -240,72 +248,30 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
               d.engine.openFold(t, h.num_examples, spool, () => new SealedUploadOpener(e, binding, tensors, d.unsealKey, key, name));
             }
           }
+          chunks = new UploadChunks(op, declared >= d.config.transport.openOffThreadMinBytes, useChunk, reject);
         } else if (frame.frame === 'chunk' && frame.chunk !== undefined && frame.chunk !== null) {
-          if (!decoder || !opener)
+          if (!decoder || !opener || !chunks)
             throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a data chunk arrived before the upload header');
-          const plain = opener.open(frame.chunk);
-          decoder.push(plain);
-          if (spool) {
-            // To the spool first: a chunk folded into the sum must be readable again to take it back out.
-            spool.append(frame.chunk);
-            if (secagg) secagg.maskedChunk(task!.clientId, plain);
-            else d.engine.foldChunk(task!, plain);
-            if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
-              // The disk is behind the network: stop reading until the queued chunks are written.
-              call.pause();
-              void spool.drained().then(() => call.resume());
-            }
+          chunks.push(frame.chunk); // opened here and now, or on the sealing thread (useChunk gets it back in order)
+          if (chunks.pending > MAX_OPENING_CHUNKS) {
+            // The sealing thread is behind the network: stop reading until it catches up (useChunk resumes).
+            openPaused = true;
+            call.pause();
           }
         } else if (frame.trailer) {
-          if (!decoder || !task || !opener)
+          if (!decoder || !task || !opener || !chunks)
             throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
-          opener.finish();
-          if (frame.trailer.chunk_count !== opener.chunksOpened)
-            throw new ProtocolError(status.DATA_LOSS, `trailer counts ${frame.trailer.chunk_count} chunks; ${opener.chunksOpened} arrived`);
-          opener.checkTrailer(frame.trailer.sha256); // the trailer's hash must name the ciphertext that arrived
-          const t = task;
-          const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
-          const bytes = decoder.bytesReceived;
-          if (secagg) {
-            decoder.finishStreamed();
-            secagg.acceptMasked(t.clientId); // every chunk is in the masked sum already: now it counts
-            d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
-            const scratch = spool;
-            spool = undefined;
-            void scratch?.discard().catch((err: Error) => d.log('error', 'could not delete a masked upload scratch file', { error: err.message }));
-            end();
-            d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
-            cb(null, reply);
-            return;
-          }
-          // Opened once, chunk by chunk, and already in the running sum; its sealed bytes are in the spool's temporary.
-          decoder.finishStreamed();
-          const update: SealedUpdate = {
-            binding: sealedBinding!,
-            header: decoderHeader!,
-            envelope: opener.envelope,
-            spooled: spool,
-            sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
-            clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
-            clientPublicKey: uploaderKey!,
-            delta: undefined,
-          };
-          // From here the answer comes from the accept (admission, spool commit, sum), whatever the stream or the
-          // idle timer does; the upload stays counted in flight until it is answered.
-          finished = true;
-          clearTimeout(idle);
-          d.engine.acceptUpload(t, update).then(
-            () => {
-              spool = undefined; // committed: it is the spool's record now
-              end();
-              d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
-              cb(null, reply);
-            },
-            (err: unknown) => {
-              end();
-              answerRefused(err, d.engine.abortUpload(t));
-            },
-          );
+          const trailer = frame.trailer;
+          trailerSeen = true;
+          // Every chunk in flight is opened and used first; then the trailer is checked as it always was.
+          chunks.settled(() => {
+            if (finished) return;
+            try {
+              acceptTrailer(trailer);
+            } catch (e) {
+              reject(e);
+            }
+          });
         } else {
           throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
         }
@@ -313,15 +279,90 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         reject(e);
       }
     });
-    call.on('end', () => {
+    /** One opened chunk, in order: checked against the header, to the spool, into the sum. */
+    function useChunk(plain: Buffer, chunk: Buffer): void {
       if (finished) return;
-      if (!decoder || !opener) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
-      try {
-        opener.finish(); // throws DATA_LOSS: truncated
-        reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
-      } catch (e) {
-        reject(e);
+      decoder!.push(plain);
+      if (spool) {
+        // To the spool first: a chunk folded into the sum must be readable again to take it back out.
+        spool.append(chunk);
+        if (secagg) secagg.maskedChunk(task!.clientId, plain);
+        else d.engine.foldChunk(task!, plain);
+        if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
+          // The disk is behind the network: stop reading until the queued chunks are written.
+          call.pause();
+          void spool.drained().then(() => call.resume());
+        }
       }
+      if (openPaused && chunks!.pending <= MAX_OPENING_CHUNKS / 2) {
+        openPaused = false;
+        call.resume();
+      }
+    }
+    /** The trailer, once every chunk is opened: count, hash, and the accept. */
+    function acceptTrailer(trailer: NonNullable<UploadFrame__Output['trailer']>): void {
+      if (!decoder || !task || !opener) return;
+      opener.finish();
+      if (trailer.chunk_count !== opener.chunksOpened)
+        throw new ProtocolError(status.DATA_LOSS, `trailer counts ${trailer.chunk_count} chunks; ${opener.chunksOpened} arrived`);
+      opener.checkTrailer(trailer.sha256); // the trailer's hash must name the ciphertext that arrived
+      const t = task;
+      const reply = { task_id: t.taskId, round: t.round, sha256: Buffer.from(opener.envelope.ciphertext_sha256), duplicate: false };
+      const bytes = decoder.bytesReceived;
+      if (secagg) {
+        decoder.finishStreamed();
+        secagg.acceptMasked(t.clientId); // every chunk is in the masked sum already: now it counts
+        d.engine.acceptMaskedUpload(t, Buffer.from(opener.envelope.ciphertext_sha256));
+        const scratch = spool;
+        spool = undefined;
+        void scratch?.discard().catch((err: Error) => d.log('error', 'could not delete a masked upload scratch file', { error: err.message }));
+        end();
+        d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+        cb(null, reply);
+        return;
+      }
+      // Opened once, chunk by chunk, and already in the running sum; its sealed bytes are in the spool's temporary.
+      decoder.finishStreamed();
+      const update: SealedUpdate = {
+        binding: sealedBinding!,
+        header: decoderHeader!,
+        envelope: opener.envelope,
+        spooled: spool,
+        sha256: Buffer.from(opener.envelope.ciphertext_sha256).toString('hex'),
+        clientName: d.registry.byId(t.clientId)?.name ?? t.clientId,
+        clientPublicKey: uploaderKey!,
+        delta: undefined,
+      };
+      // From here the answer comes from the accept (admission, spool commit, sum), whatever the stream or the
+      // idle timer does; the upload stays counted in flight until it is answered.
+      finished = true;
+      clearTimeout(idle);
+      d.engine.acceptUpload(t, update).then(
+        () => {
+          spool = undefined; // committed: it is the spool's record now
+          end();
+          d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+          cb(null, reply);
+        },
+        (err: unknown) => {
+          end();
+          answerRefused(err, d.engine.abortUpload(t));
+        },
+      );
+    }
+    call.on('end', () => {
+      if (finished || trailerSeen) return;
+      if (!decoder || !opener || !chunks) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
+      const o = opener;
+      chunks.settled(() => {
+        if (finished) return;
+        try {
+          o.finish(); // throws DATA_LOSS: truncated
+          reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+        } catch (e) {
+          reject(e);
+        }
+      });
     });
     // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));

@@ -7,7 +7,8 @@ import { assertSameLayout } from '../../proto/tensors';
 import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy';
 import { stepAlongMeanDelta } from './mean-delta';
 import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
-import { foldKernel, type FoldKernel } from './fold-kernel';
+import type { FoldKernel } from './fold-kernel';
+import { roundFoldKernel } from './fold-threads';
 import { LayoutIndex, StreamedFold, ValueRuns } from './stream-fold';
 
 export class FedAvg implements Strategy {
@@ -33,7 +34,8 @@ export class FedAvg implements Strategy {
 /**
  * A round's running Σ n_k·q_k, one float64 per parameter in the layout's order (exact below 2^53: MAX_TOTAL_WEIGHT
  * keeps it there, counting every weight reserved, so a partly folded update never takes a sum past it), folded by
- * the SIMD kernel (fold-kernel.ts) as each update's chunks are opened (open) or a whole update at a time (add).
+ * the SIMD kernel (fold-kernel.ts; on several threads where the host has the cores, fold-threads.ts) as each update's
+ * chunks are opened (open) or a whole update at a time (add).
  */
 class FedAvgSum implements Aggregation {
   private readonly k: FoldKernel;
@@ -47,7 +49,7 @@ class FedAvgSum implements Aggregation {
 
   constructor(private readonly global: TensorList) {
     this.index = new LayoutIndex(global);
-    this.k = foldKernel(this.index.total);
+    this.k = roundFoldKernel(this.index.total);
     this.views = new Map();
     let off = 0;
     for (const g of global) {
@@ -106,6 +108,8 @@ class FedAvgSum implements Aggregation {
     return new StreamedFold(k, index.total, {
       foldsOnPush: true,
       push: (start, n) => k.fold(start, n, numExamples),
+      // Chunks that start on a value go to a kernel that stages them itself (threaded: copy and fold overlap).
+      pushWhole: k.foldBytes ? (start, words) => k.foldBytes!(start, words, numExamples) : undefined,
       refuse: (i, value) => index.rangeError(clientId, i, value),
       takeBack: (start, n) => void k.fold(start, n, -numExamples),
       finish: () => false,

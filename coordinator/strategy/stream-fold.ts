@@ -12,12 +12,41 @@ import { WordRuns } from '../../proto/word-runs';
 
 /** Turns an update's plaintext bytes (any split) into runs of whole values staged at kernel.staged[0, n). */
 export class ValueRuns extends WordRuns {
-  constructor(k: FoldKernel, total: number) {
+  /** Bytes fed so far: a chunk starts on a value's first byte when this is a multiple of 4. */
+  private fed = 0;
+
+  constructor(
+    k: FoldKernel,
+    private readonly values: number,
+  ) {
     super(
       () => k.stage,
-      total,
-      () => new AdmissionError(`the update carries more than the ${total} values of the round's layout`),
+      values,
+      () => ValueRuns.tooMany(values),
     );
+  }
+
+  private static tooMany(total: number): AdmissionError {
+    return new AdmissionError(`the update carries more than the ${total} values of the round's layout`);
+  }
+
+  override feed(bytes: Uint8Array, run: (start: number, n: number) => void): void {
+    super.feed(bytes, run);
+    this.fed += bytes.length;
+  }
+
+  /**
+   * As feed, but a chunk that starts on a value goes to `whole` unstaged, as the bytes of its whole values (the
+   * kernel stages them itself: FoldKernel.foldBytes); its last 0-3 bytes are carried as feed carries them.
+   */
+  feedWhole(bytes: Uint8Array, whole: (start: number, words: Uint8Array) => void, run: (start: number, n: number) => void): void {
+    const n = bytes.length >>> 2;
+    if (this.fed % 4 !== 0 || n === 0) return this.feed(bytes, run);
+    if (this.at + n > this.values) throw ValueRuns.tooMany(this.values);
+    whole(this.at, bytes.subarray(0, 4 * n));
+    this.at += n;
+    this.fed += 4 * n;
+    if (bytes.length > 4 * n) this.feed(bytes.subarray(4 * n), run);
   }
 }
 
@@ -62,6 +91,8 @@ export interface FoldPasses {
   readonly foldsOnPush: boolean;
   /** First pass, as the chunks arrive: checks (and folds, if foldsOnPush) the run; returns how many values passed, in order (n: all). */
   push(start: number, n: number): number;
+  /** Where given, push for a chunk's whole values not staged yet (their bytes; FoldKernel.foldBytes). */
+  pushWhole?(start: number, words: Uint8Array): number;
   /** The refusal of value `i` of the update (`value`), the first that did not pass (thrown by the fold). */
   refuse(i: number, value: number): Error;
   /** Second pass, after finish(), when needsReplay: fold the run; returns how many it folded. */
@@ -100,11 +131,22 @@ export class StreamedFold implements UpdateFold {
 
   push(bytes: Uint8Array): void {
     this.expect('open', 'push');
-    this.first.feed(bytes, (start, n) => {
+    const staged = (start: number, n: number): void => {
       const passed = this.p.push(start, n);
       if (this.p.foldsOnPush) this.folded += passed;
       if (passed < n) throw this.p.refuse(start + passed, this.k.staged[passed]);
-    });
+    };
+    if (!this.p.pushWhole) return this.first.feed(bytes, staged);
+    this.first.feedWhole(
+      bytes,
+      (start, words) => {
+        const n = words.length >>> 2;
+        const passed = this.p.pushWhole!(start, words);
+        if (this.p.foldsOnPush) this.folded += passed;
+        if (passed < n) throw this.p.refuse(start + passed, new DataView(words.buffer, words.byteOffset + 4 * passed, 4).getFloat32(0, true));
+      },
+      staged,
+    );
   }
 
   finish(): void {

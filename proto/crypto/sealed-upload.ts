@@ -6,7 +6,7 @@
 // chunk count, ciphertext hash) is signed by the client's Ed25519 identity: attribution and no re-binding to
 // another round, task or checkpoint. Native ChaCha20-Poly1305 (node:crypto) seals at memory speed; tweetnacl's
 // pure-JS secretbox would cap uploads near 30 MB/s (bench/sealing.ts).
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { ProtocolError, status } from '../errors';
 import nacl from 'tweetnacl';
 import type { SealedEnvelope, SealedEnvelope__Output } from '../generated/fedtune/v1/SealedEnvelope';
@@ -15,9 +15,9 @@ import { PROTOCOL_VERSION } from '../constants';
 import { DOMAINS, sign, verify, type Field } from './signing';
 import { checkPeerX25519 } from './x25519';
 import { agree, x25519KeyPair } from '../secagg/keys';
+import { ChunkOpener, nonce, PREFIX_BYTES, TAG_BYTES, type ChunkKeys } from './chunk-opener';
 
-const TAG_BYTES = 16;
-const PREFIX_BYTES = 7;
+export { nonce };
 
 // NaCl's crypto_box_beforenm: HSalsa20 of the X25519 secret, zero input, the "expand 32-byte k" constant.
 const SIGMA = new Uint8Array(Buffer.from('expand 32-byte k', 'latin1'));
@@ -62,6 +62,11 @@ export interface CoordinatorBoxKey {
 export interface SealedChunk {
   readonly ciphertext: Buffer;
   readonly tag: Buffer;
+  /**
+   * The whole UploadFrame message `{ chunk: ciphertext || tag }` as it goes on the wire, when the sealing thread
+   * built it (seal-pipelined.ts; ciphertext and tag are then views into it): the sender sends it as it is.
+   */
+  readonly wire?: Buffer;
 }
 
 /**
@@ -154,15 +159,6 @@ export function uploadSignedFields(b: UploadBinding, tensors: AnyHeader, e: AnyE
 const toBytes = (b: Uint8Array | string | null | undefined): Uint8Array =>
   b == null ? new Uint8Array(0) : typeof b === 'string' ? Buffer.from(b, 'base64') : b;
 
-/** The nonce of chunk `index` (exported for tests that build hostile uploads by hand). */
-export function nonce(prefix: Uint8Array, index: number, final: boolean): Buffer {
-  const n = Buffer.alloc(12);
-  Buffer.from(prefix).copy(n, 0);
-  n.writeUInt32BE(index, PREFIX_BYTES);
-  n[11] = final ? 1 : 0;
-  return n;
-}
-
 /** Additional data of every chunk: the upload's identity, so chunks cannot move between uploads. */
 export function chunkAad(runId: string, clientId: string, taskId: string, eph: Uint8Array): Buffer {
   return createHash('sha256').update(DOMAINS.uploadChunk).update('\0').update(`${runId}\0${clientId}\0${taskId}\0`).update(eph).digest();
@@ -172,50 +168,73 @@ export function expectedChunkCount(totalBytes: number, chunkBytes: number): numb
   return totalBytes === 0 ? 0 : Math.ceil(totalBytes / chunkBytes);
 }
 
-/** Seals plaintext chunks (as produced by dataChunks) and signs the header. */
-export function sealUpload(opts: {
-  binding: UploadBinding;
-  tensors: TensorHeader;
-  plaintextChunks: Iterable<Uint8Array>;
-  coordinator: CoordinatorBoxKey;
-  identitySecretKey: Uint8Array;
-}): SealedUpload {
-  const { binding: b, coordinator } = opts;
-  const eph = x25519KeyPair(); // through node:crypto: the same keys as nacl.box.keyPair, 0.65 ms faster
-  const key = boxKey(coordinator.boxPublicKey, eph.secretKey);
-  // Stryker disable next-line CallExpression: equivalent: zeroing a secret that nothing reads afterwards; no output can show it.
-  eph.secretKey.fill(0);
-  const prefix = randomBytes(PREFIX_BYTES);
-  const aad = chunkAad(b.runId, b.clientId, b.taskId, eph.publicKey);
-  const plain = [...opts.plaintextChunks];
-  const hash = createHash('sha256');
-  const parts = plain.map((p, i): SealedChunk => {
+export interface SealOptions {
+  readonly binding: UploadBinding;
+  readonly tensors: TensorHeader;
+  readonly coordinator: CoordinatorBoxKey;
+  readonly identitySecretKey: Uint8Array;
+}
+
+/**
+ * One upload being sealed: a fresh ephemeral key and nonce prefix; seal() each chunk in order, then sign() the
+ * envelope over the chunks' count and the SHA-256 of their ciphertext || tag (computed by the caller: in line by
+ * sealUpload, on the sealing thread by seal-pipelined.ts). sign() forgets the chunk key.
+ */
+export class SealSession {
+  private readonly eph = x25519KeyPair(); // through node:crypto: the same keys as nacl.box.keyPair, 0.65 ms faster
+  private readonly key: Buffer;
+  private readonly prefix = randomBytes(PREFIX_BYTES);
+  private readonly aad: Buffer;
+
+  constructor(private readonly o: SealOptions) {
+    this.key = boxKey(o.coordinator.boxPublicKey, this.eph.secretKey);
+    // Stryker disable next-line CallExpression: equivalent: zeroing a secret that nothing reads afterwards; no output can show it.
+    this.eph.secretKey.fill(0);
+    this.aad = chunkAad(o.binding.runId, o.binding.clientId, o.binding.taskId, this.eph.publicKey);
+  }
+
+  seal(p: Uint8Array, index: number, final: boolean): SealedChunk {
     // Stryker disable next-line ObjectLiteral: equivalent: 16 bytes is ChaCha20-Poly1305's tag length in node:crypto when none is given.
-    const c = createCipheriv('chacha20-poly1305', key, nonce(prefix, i, i === plain.length - 1), { authTagLength: TAG_BYTES });
-    c.setAAD(aad, { plaintextLength: p.length });
+    const c = createCipheriv('chacha20-poly1305', this.key, nonce(this.prefix, index, final), { authTagLength: TAG_BYTES });
+    c.setAAD(this.aad, { plaintextLength: p.length });
     // A stream cipher: update() returns the whole ciphertext and final() no bytes. The signed hash covers
     // ciphertext || tag of every chunk, exactly the bytes the coordinator receives and hashes (open()).
     const ciphertext = c.update(p);
     c.final();
-    const tag = c.getAuthTag();
-    hash.update(ciphertext).update(tag);
-    return { ciphertext, tag };
+    return { ciphertext, tag: c.getAuthTag() };
+  }
+
+  sign(parts: readonly SealedChunk[], ciphertextSha256: Buffer): SealedUpload {
+    const b = this.o.binding;
+    // Stryker disable next-line CallExpression: equivalent: zeroing a secret that nothing reads afterwards; no output can show it.
+    this.key.fill(0);
+    const envelope: SealedEnvelope = {
+      run_id: b.runId,
+      client_id: b.clientId,
+      attempt: b.attempt,
+      base_manifest_sha256: b.baseManifestSha256,
+      coordinator_key_id: this.o.coordinator.keyId,
+      ephemeral_public_key: this.eph.publicKey,
+      nonce_prefix: this.prefix,
+      chunk_count: parts.length,
+      ciphertext_sha256: ciphertextSha256,
+    };
+    envelope.signature = sign(DOMAINS.upload, uploadSignedFields(b, this.o.tensors, envelope), this.o.identitySecretKey);
+    return sealedUpload(envelope, parts);
+  }
+}
+
+/** Seals plaintext chunks (as produced by dataChunks) and signs the header, all on this thread. */
+export function sealUpload(opts: SealOptions & { plaintextChunks: Iterable<Uint8Array> }): SealedUpload {
+  const s = new SealSession(opts);
+  const plain = [...opts.plaintextChunks];
+  const hash = createHash('sha256');
+  const parts = plain.map((p, i): SealedChunk => {
+    const c = s.seal(p, i, i === plain.length - 1);
+    hash.update(c.ciphertext).update(c.tag);
+    return c;
   });
-  // Stryker disable next-line CallExpression: equivalent: zeroing a secret that nothing reads afterwards; no output can show it.
-  key.fill(0);
-  const envelope: SealedEnvelope = {
-    run_id: b.runId,
-    client_id: b.clientId,
-    attempt: b.attempt,
-    base_manifest_sha256: b.baseManifestSha256,
-    coordinator_key_id: coordinator.keyId,
-    ephemeral_public_key: eph.publicKey,
-    nonce_prefix: prefix,
-    chunk_count: parts.length,
-    ciphertext_sha256: hash.digest(),
-  };
-  envelope.signature = sign(DOMAINS.upload, uploadSignedFields(b, opts.tensors, envelope), opts.identitySecretKey);
-  return sealedUpload(envelope, parts);
+  return s.sign(parts, hash.digest());
 }
 
 /** The coordinator's secret half, for opening. */
@@ -229,14 +248,14 @@ export interface CoordinatorBoxSecret extends CoordinatorBoxKey {
  * It keeps no ciphertext: the coordinator streams each chunk to its spool file (sealed, never in the clear).
  */
 export class SealedUploadOpener {
-  /** Chunks opened so far. The ciphertext itself is not kept: the caller stores it if it must (the spool). */
-  private opened = 0;
-  private readonly key: Buffer;
-  private readonly aad: Buffer;
-  private readonly prefix: Uint8Array;
+  /** The chunks' half: opening and hashing (chunk-opener.ts); handed to the sealing thread for a large upload. */
+  private readonly chunks: ChunkOpener;
+  private keys: ChunkKeys | undefined;
   private readonly count: number;
-  private readonly hash = createHash('sha256');
   private digest: Buffer | undefined;
+  /** Set once the chunks are opened elsewhere (handOff): the count and digest come back through adopt(). */
+  private handed = false;
+  private adopted: { opened: number; digest: Buffer } | undefined;
 
   constructor(
     readonly envelope: SealedEnvelope__Output,
@@ -254,8 +273,8 @@ export class SealedUploadOpener {
       );
     }
     const eph = toBytes(e.ephemeral_public_key);
-    this.prefix = toBytes(e.nonce_prefix);
-    if (eph.length !== 32 || this.prefix.length !== PREFIX_BYTES || toBytes(e.ciphertext_sha256).length !== 32) {
+    const prefix = toBytes(e.nonce_prefix);
+    if (eph.length !== 32 || prefix.length !== PREFIX_BYTES || toBytes(e.ciphertext_sha256).length !== 32) {
       throw new ProtocolError(status.INVALID_ARGUMENT, 'sealed envelope: ephemeral key must be 32 bytes, nonce prefix 7, ciphertext hash 32');
     }
     // A low-order ephemeral key makes the chunk key a public constant: anyone on the path could open the update.
@@ -275,69 +294,52 @@ export class SealedUploadOpener {
       );
     // HSalsa20 hides an all-zero X25519 result in the key it derives: boxKey's agree() checks the raw X25519
     // secret itself (and refuses all-zero), belt and braces with the blocklist above.
-    this.key = boxKey(eph, coordinator.boxSecretKey);
-    this.aad = chunkAad(binding.runId, binding.clientId, binding.taskId, eph);
-  }
-
-  private tryOpen(c: Buffer, index: number, final: boolean): Buffer | null {
-    if (c.length < TAG_BYTES) return null;
-    // Stryker disable next-line ObjectLiteral: equivalent: 16 bytes is ChaCha20-Poly1305's tag length in node:crypto when none is given.
-    const d = createDecipheriv('chacha20-poly1305', this.key, nonce(this.prefix, index, final), { authTagLength: TAG_BYTES });
-    // Stryker disable next-line ArithmeticOperator,ObjectLiteral: equivalent: plaintextLength is required by CCM only; ChaCha20-Poly1305 ignores it.
-    d.setAAD(this.aad, { plaintextLength: c.length - TAG_BYTES });
-    d.setAuthTag(c.subarray(c.length - TAG_BYTES));
-    try {
-      // ChaCha20-Poly1305 is a stream cipher: update() returns the whole plaintext and final() only checks
-      // the tag (it returns no bytes), so no concatenation copy is needed.
-      const p = d.update(c.subarray(0, c.length - TAG_BYTES));
-      d.final();
-      return p;
-    } catch {
-      return null;
-    }
+    const key = boxKey(eph, coordinator.boxSecretKey);
+    this.keys = { key, aad: chunkAad(binding.runId, binding.clientId, binding.taskId, eph), prefix, count: this.count };
+    this.chunks = new ChunkOpener(this.keys);
   }
 
   /** The plaintext of the next chunk; DATA_LOSS naming the fault when it is not the chunk expected here. */
   open(chunk: Buffer): Buffer {
-    const i = this.opened;
-    if (i >= this.count) throw new ProtocolError(status.OUT_OF_RANGE, `sealed stream carries more than the ${this.count} chunks its header declares`);
-    const final = i === this.count - 1;
-    const p = this.tryOpen(chunk, i, final);
-    if (p) {
-      this.opened++;
-      this.hash.update(chunk);
-      return p;
-    }
-    // Explain the failure: a valid chunk from elsewhere in this upload means reordering or a drop.
-    for (let j = 0; j < this.count && j < 4096; j++) {
-      if (j !== i && this.tryOpen(chunk, j, j === this.count - 1)) {
-        throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${j} arrived at position ${i}: chunks were reordered or dropped`);
-      }
-    }
-    if (this.tryOpen(chunk, i, !final)) {
-      throw new ProtocolError(
-        status.DATA_LOSS,
-        `sealed chunk ${i} is marked ${final ? 'not final' : 'final'}, but the header declares ${this.count} chunks: the stream was truncated or spliced`,
-      );
-    }
-    throw new ProtocolError(status.DATA_LOSS, `sealed chunk ${i} fails authentication: it was tampered with or not sealed for this upload`);
+    if (this.handed) throw new Error('this upload is opened by the sealing thread');
+    return this.chunks.open(chunk);
+  }
+
+  /**
+   * What the sealing thread needs to open the chunks itself (seal-offload.ts OffThreadOpener), taken once, before
+   * any chunk is opened here; from then on the count and digest come back through adopt().
+   */
+  handOff(): ChunkKeys {
+    const k = this.keys;
+    if (!k || this.chunks.chunksOpened > 0) throw new Error('handOff: only once, before any chunk is opened');
+    this.keys = undefined;
+    this.handed = true;
+    const out = { ...k, key: Uint8Array.from(k.key) };
+    this.chunks.wipe();
+    k.key.fill(0);
+    return out;
+  }
+
+  /** The sealing thread's account of the chunks it opened: how many, and the SHA-256 of their ciphertext. */
+  adopt(opened: number, digest: Buffer): void {
+    if (!this.handed) throw new Error('adopt: the chunks were not handed off');
+    this.adopted = { opened, digest };
   }
 
   get chunksOpened(): number {
-    return this.opened;
+    return this.adopted?.opened ?? this.chunks.chunksOpened;
   }
 
   /** Checks that every chunk arrived and that the ciphertext is the one the client signed; forgets the key. */
   finish(): void {
-    if (this.opened < this.count) {
-      throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.opened} of ${this.count} chunks arrived`);
+    if (this.handed && !this.adopted) throw new Error('finish: the sealing thread has not reported the chunks');
+    if (this.chunksOpened < this.count) {
+      throw new ProtocolError(status.DATA_LOSS, `sealed stream truncated: ${this.chunksOpened} of ${this.count} chunks arrived`);
     }
-    this.digest ??= this.hash.digest();
+    this.digest ??= this.adopted?.digest ?? this.chunks.finish();
     if (!this.digest.equals(toBytes(this.envelope.ciphertext_sha256))) {
       throw new ProtocolError(status.DATA_LOSS, 'ciphertext SHA-256 does not match the signed header');
     }
-    // Stryker disable next-line CallExpression: equivalent: after finish() open() refuses any chunk by count before it would use the key.
-    this.key.fill(0);
   }
 
   /** The stream's trailer must name the same ciphertext SHA-256 that arrived (and was signed); DATA_LOSS otherwise. */

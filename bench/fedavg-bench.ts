@@ -1,0 +1,148 @@
+// `npm run bench -- fedavg`: FedAvg's fold as the coordinator runs it (each update's opened chunks checked and folded
+// into the running fixed-point sum as they arrive) against a memcpy of the same bytes (Float32Array.set into one
+// tensor-sized buffer), medians of REPS repetitions. The coordinator's default (on this host: `fold_threads` helper
+// threads, coordinator/strategy/fold-threads.ts) gives the goal's keys; the one-thread fold, the JavaScript loop it
+// replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for) run interleaved with it in each
+// repetition, for the before/after and the choice of the default in one run.
+import * as os from 'node:os';
+import { FedAvg } from '../coordinator/strategy/fedavg';
+import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
+import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
+import type { Aggregation } from '../coordinator/strategy/strategy';
+import { DEFAULT_CHUNK_BYTES } from '../proto/load';
+import type { NamedTensor } from '../proto/tensors';
+import { lcgTensors } from './secagg';
+
+const REPS = 7;
+const now = (): number => Number(process.hrtime.bigint()) / 1e9;
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** This process's CPU seconds (user + system, every thread): on a shared box not inflated by preemption. */
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+function randomTensors(count: number, size: number, scale: number, seed: number): NamedTensor[] {
+  return lcgTensors(count, size, scale, seed, (i) => `t${String(i).padStart(3, '0')}`);
+}
+
+/** The plaintext of an update as the coordinator opens it: chunks of DEFAULT_CHUNK_BYTES, each its own buffer. */
+export function openedChunks(delta: readonly NamedTensor[]): Buffer[] {
+  const all = Buffer.concat(delta.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
+  const out: Buffer[] = [];
+  for (let off = 0; off < all.length; off += DEFAULT_CHUNK_BYTES) out.push(Buffer.from(all.subarray(off, off + DEFAULT_CHUNK_BYTES)));
+  return out;
+}
+
+export async function benchFedAvg(clients: number, params: number): Promise<Record<string, number>> {
+  const global = randomTensors(4, params / 4, 0.1, 1);
+  const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
+  const chunks = updates.map((u) => openedChunks(u.delta));
+  const strategy = new FedAvg();
+  // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
+  const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
+  const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[] };
+  const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
+  // Other helper counts, interleaved too, for choosing the default on a new host (those the host has cores for).
+  const others = [1, 3, 7].filter((n) => n !== threads && n < os.availableParallelism());
+  const sweep = new Map(others.map((n) => [n, [] as number[]]));
+  // As a coordinator's later rounds find them: started and listening (the first sum of a process folds on one
+  // thread while they start).
+  await startFoldThreads(Math.max(threads, ...others));
+  let helperParts = 0;
+  let parts = 0;
+  /** As the coordinator does it (Attempt.foldChunk): each update's opened chunks folded as they arrive. */
+  const foldAll = (a: Aggregation, time: number[], cpuTime: number[]): void => {
+    const c = cpuNow();
+    const t0 = now();
+    for (let k = 0; k < clients; k++) {
+      const f = a.open(updates[k].clientId, updates[k].numExamples);
+      for (const x of chunks[k]) f.push(x);
+      f.finish();
+      f.commit();
+    }
+    time.push(now() - t0);
+    cpuTime.push(cpuNow() - c);
+  };
+  try {
+    for (let rep = 0; rep < REPS; rep++) {
+      // The sum is made when the attempt opens (its pages touched, its helpers attached), before any upload.
+      setFoldThreads(threads);
+      const a = strategy.begin(global);
+      const before = foldPartsTaken();
+      foldAll(a, t.fold, cpu.fold);
+      const after = foldPartsTaken();
+      helperParts += after.helpers - before.helpers;
+      parts += after.helpers - before.helpers + after.caller - before.caller;
+      let t0 = now();
+      strategy.aggregate(global, a.sum());
+      t.close.push(now() - t0);
+      setFoldThreads(0);
+      foldAll(strategy.begin(global), t.one, cpu.one);
+      for (const [n, times] of sweep) {
+        setFoldThreads(n);
+        foldAll(strategy.begin(global), times, []);
+      }
+      // The JavaScript loop the sum used before the SIMD kernel (same bits).
+      const acc = global.map((g) => new Float64Array(g.data.length));
+      t0 = now();
+      for (const u of updates) u.delta.forEach((d, i) => accumulateUnchecked(acc[i], d.data, u.numExamples));
+      t.js.push(now() - t0);
+      const dst = new Float32Array(params / 4);
+      const c = cpuNow();
+      t0 = now();
+      for (const u of updates) for (const d of u.delta) dst.set(d.data);
+      t.copy.push(now() - t0);
+      cpu.copy.push(cpuNow() - c);
+    }
+  } finally {
+    setFoldThreads(undefined);
+  }
+  const bytes = clients * params * 4;
+  const m = { fold: median(t.fold), close: median(t.close), one: median(t.one), js: median(t.js), copy: median(t.copy) };
+  return {
+    clients,
+    params,
+    fold_seconds: m.fold,
+    fold_params_per_second: (clients * params) / m.fold,
+    memcpy_seconds: m.copy,
+    memcpy_gb_per_second: bytes / m.copy / 1e9,
+    fold_over_memcpy_time: m.fold / m.copy,
+    fedavg_percent_of_memcpy_bandwidth: (100 * m.copy) / m.fold,
+    fedavg_goal_percent_of_memcpy: 50,
+    fedavg_goal_met: (100 * m.copy) / m.fold >= 50 ? 1 : 0,
+    // With the aggregate at the round's close counted in as well (one pass over the parameters, any N).
+    fold_and_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + m.close),
+    close_seconds: m.close,
+    js_loop_seconds: m.js,
+    js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,
+    // The same ratio in CPU seconds (process.cpuUsage, microsecond resolution: the copy takes milliseconds). It
+    // counts every thread: with helpers, their spinning between chunks too.
+    fold_cpu_seconds: median(cpu.fold),
+    memcpy_cpu_seconds: median(cpu.copy),
+    fedavg_cpu_percent_of_memcpy: (100 * median(cpu.copy)) / median(cpu.fold),
+    // The coordinator's default on this host: helper threads (0: the fold runs on the calling thread only), the
+    // host's cores, and the share of the parts of runs the helpers took (the rest the calling thread took itself).
+    fold_threads: Math.min(threads, helpersRunning()),
+    host_cores: os.availableParallelism(),
+    fold_parts_by_helpers_percent: parts > 0 ? (100 * helperParts) / parts : 0,
+    // The one-thread fold, interleaved in the same repetitions.
+    one_thread_fold_seconds: m.one,
+    one_thread_percent_of_memcpy_bandwidth: (100 * m.copy) / m.one,
+    one_thread_fold_cpu_seconds: median(cpu.one),
+    ...Object.fromEntries([...sweep].map(([n, times]) => [`percent_of_memcpy_with_${n}_helper_threads`, (100 * m.copy) / median(times)])),
+  };
+}
+
+/** The table row of the fedavg section. */
+export function fedavgRow(f: Record<string, number>): [string, string, string, string] {
+  return [
+    'FedAvg, 10 clients × 1M params (chunks folded on arrival)',
+    `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
+    `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
+    `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; ${f.fold_threads} helper threads on ${f.host_cores} cores, ` +
+      `${f.fold_parts_by_helpers_percent.toFixed(0)}% of parts by helpers; one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ` +
+      `${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
+  ];
+}
