@@ -22,6 +22,7 @@ import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
+import { COHORT_POOL_CLIENTS, COHORT_TRAINERS, SharedTrainer, drawCohorts, sampledEpsilon, slotData, slotTrainer, virtualSites } from './quality-cohort';
 
 /** The sites' metrics a curve keeps (the mean over sites): the update's norm, and the seconds a site trained. */
 const KEPT_CLIENT_METRICS = new Set([UPDATE_NORM, 'clients.train_seconds']);
@@ -84,7 +85,8 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   await selectBackend();
   const split = SPLITS[cell.split];
   const task = prepareSpamTask({
-    numClients: cell.clients,
+    // A cohort cell's population is cut from the 5-site split's pooled training e-mails (bench/quality-cohort.ts).
+    numClients: cfg.cohort ? COHORT_POOL_CLIENTS : cell.clients,
     splitSeed: cell.splitSeed,
     maxSeqLen: 128,
     testLimit: cell.testLimit,
@@ -101,6 +103,43 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
         : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
   const curves: RoundPoint[][] = [];
   let backend = '';
+  if (cfg.cohort) {
+    // Cross-device (bench/quality-cohort.ts): K slots over real gRPC, each round training the sampled sites.
+    const spec = cfg.cohort;
+    const sites = virtualSites(pooled(task).train, spec, cell.splitSeed);
+    const cohorts = drawCohorts(spec, cell.seed, cell.rounds);
+    const pools = Array.from({ length: Math.min(COHORT_TRAINERS, spec.slots) }, () => slotData(sites, task.choices));
+    // One SharedTrainer per trainer made, shared by every slot (its queue is what keeps two members apart).
+    let shared: SharedTrainer[] | undefined;
+    const slots = {
+      count: spec.slots,
+      trainer: (made: readonly Trainer[], i: number): Trainer =>
+        slotTrainer((shared ??= made.map((t, k) => new SharedTrainer(t, pools[k].pool))), i, cohorts, sites),
+    };
+    const r = await runFederation(
+      cell,
+      cellOverrides(cfg),
+      base.model,
+      base.modelHash,
+      task,
+      pools.map((s) => s.data),
+      cell.localSteps,
+      (l) => log(`[0] ${l}`),
+      slots,
+    );
+    const privacy = cfg.overrides.privacy as { enabled?: boolean; noiseMultiplier?: number; delta?: number } | undefined;
+    for (const p of r.curve) {
+      if (p.round < 1) continue;
+      p.extra['cohort.size'] = cohorts[p.round - 1].length;
+      // The manifest's ε charges q = 1 (it cannot know how its slots were chosen): kept, under its own name.
+      if (p.extra['privacy.epsilon'] !== undefined) p.extra['privacy.epsilon_q1'] = p.extra['privacy.epsilon'];
+      delete p.extra['privacy.epsilon'];
+      // The noiseless arm's z (1e-6) is there only because the config refuses 0: no ε worth stating.
+      if (privacy?.enabled && privacy.noiseMultiplier !== undefined && privacy.noiseMultiplier >= 0.01)
+        p.extra['privacy.epsilon_sampled'] = sampledEpsilon(spec, privacy.noiseMultiplier, p.round, privacy.delta ?? 1e-5);
+    }
+    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000 };
+  }
   for (const [gi, g] of groups.entries()) {
     const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
     curves.push(r.curve);
@@ -122,10 +161,15 @@ async function runFederation(
   sites: readonly SftData[],
   localSteps: number,
   log: (line: string) => void,
+  /**
+   * A cohort cell: `count` federation clients, client i training through `trainer(made, i)` over the trainers made
+   * for `sites` (bench/quality-cohort.ts). Absent: one client per site, each with its own trainer.
+   */
+  slots?: { readonly count: number; readonly trainer: (made: readonly Trainer[], i: number) => Trainer },
 ): Promise<{ curve: RoundPoint[]; backend: string }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
-  const identities = sites.map(() => identityFromSecretKey(nacl.sign.keyPair().secretKey));
-  const n = sites.length;
+  const n = slots?.count ?? sites.length;
+  const identities = Array.from({ length: n }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const common: Record<string, unknown> = {
     server: { port: 0 },
     auth: { mode: 'enrolled', allowList: identities.map((id, i) => `site-${i}=${Buffer.from(id.publicKey).toString('base64')}`) },
@@ -165,8 +209,10 @@ async function runFederation(
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
   const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
-  const runs = sites.map((_, i) =>
-    new FederationClient({ address, name: `site-${i}`, identity: identities[i], baseModelSha256: modelHash, trainer: trainers[i].trainer }).run(),
+  const made = trainers.map((t) => t.trainer);
+  if (slots) log(`${n} federation clients over ${made.length} trainers`);
+  const runs = identities.map((identity, i) =>
+    new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }).run(),
   );
   try {
     await coordinator.done;

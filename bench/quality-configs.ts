@@ -9,6 +9,8 @@
 import { RUN9_CONFIGS } from './quality-configs-run9';
 import { RUN11_CONFIGS } from './quality-configs-run11';
 import { RUN14_CONFIGS } from './quality-configs-run14';
+import { RUN15_CONFIGS } from './quality-configs-run15';
+import type { CohortSpec } from './quality-cohort';
 
 export type SiteMode = 'federated' | 'centralized' | 'local';
 
@@ -26,6 +28,11 @@ export interface QualityConfig {
   readonly localSteps?: number;
   /** Sites in the federation, replacing the driver's --clients (run 9's DP cells: noise on the mean shrinks as 1/n). */
   readonly clients?: number;
+  /**
+   * Cross-device cells (bench/quality-cohort.ts, run 15): a population of small sites and a cohort sampled each
+   * round, trained through `clients` = cohort.slots federation clients.
+   */
+  readonly cohort?: CohortSpec;
 }
 
 // Noise multipliers for ε ≈ 8, 4, 1 at δ = 1e-5 after 30 rounds with every site in every round (q = 1), from
@@ -194,6 +201,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...RUN9_CONFIGS,
   ...RUN11_CONFIGS,
   ...RUN14_CONFIGS,
+  ...RUN15_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

@@ -99,7 +99,9 @@ export function summarise(results: readonly CellResult[]): ConfigSummary[] {
     const per = ok.map((r) => r.curves.map((c) => summariseCurve(c)));
     const meanOf = (f: (s: CurveSummary) => number): number[] => per.map((ss) => ss.reduce((a, s) => a + f(s), 0) / ss.length);
     const nSites = Math.max(0, ...per.map((ss) => ss.length));
-    const eps = ok.map((r) => r.curves[0][r.curves[0].length - 1]?.extra['privacy.epsilon']).filter((x): x is number => typeof x === 'number');
+    // A cohort cell's ε is the sampled Gaussian's at its rate q (bench/quality-cohort.ts); the manifest's charges q = 1.
+    const lastExtra = (r: CellResult): Record<string, number> | undefined => r.curves[0][r.curves[0].length - 1]?.extra;
+    const eps = ok.map((r) => lastExtra(r)?.['privacy.epsilon_sampled'] ?? lastExtra(r)?.['privacy.epsilon']).filter((x): x is number => typeof x === 'number');
     return {
       split,
       config,
