@@ -39,4 +39,11 @@ describe('docs/recipes: the measured recipes as configuration files', () => {
     expect(got.training.localSteps).to.equal(1);
     expect(got.strategy.biasCorrection).to.equal(true);
   });
+
+  it("fedsgd-every-split.json5 is the benchmark's fedsgd-adambc-3e3 (runs 14b, 14c: --batch-size 32)", () => {
+    const got = loadConfig({ file: path.join(RECIPES, 'fedsgd-every-split.json5') });
+    expect(got).to.deep.equal(measured('fedsgd-adambc-3e3', 32));
+    expect(got.strategy.serverLearningRate).to.equal(0.003);
+    expect(got.strategy.biasCorrection).to.equal(true);
+  });
 });
