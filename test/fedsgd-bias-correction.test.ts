@@ -7,20 +7,11 @@ import { aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { FedAdam, FedAdagrad } from '../coordinator/strategy/fedopt';
 import { strategyNamed } from '../coordinator/strategy';
 import { loadConfig } from '../coordinator/config';
-import type { ClientUpdate, ServerState } from '../coordinator/strategy/strategy';
-import type { NamedTensor } from '../proto/tensors';
+import type { ServerState } from '../coordinator/strategy/strategy';
 import { Prng } from '../proto/prng';
+import { GLOBAL, ROUND1, ROUND2, f, t, upd, values } from './server-rounds-fixture';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const f = Math.fround;
-const t = (name: string, values: number[]): NamedTensor => ({ name, dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
-const upd = (clientId: string, numExamples: number, values: number[]): ClientUpdate => ({ clientId, numExamples, delta: [t('w', values)] });
-const values = (xs: readonly NamedTensor[], name: string): number[] => Array.from(xs.find((x) => x.name === name)!.data);
-
-const GLOBAL = [t('w', [0.5, -1, 0.125])];
-// Δ1 = (1·[0.5, −0.25, 0] + 3·[0.25, 0.75, 0]) / 4 = [0.3125, 0.5, 0]; Δ2 = [−0.25, 0.25, 0.125].
-const ROUND1 = [upd('a', 1, [0.5, -0.25, 0]), upd('b', 3, [0.25, 0.75, 0])];
-const ROUND2 = [upd('a', 2, [-0.5, 0.25, 0.5]), upd('b', 2, [0, 0.25, -0.25])];
 const TAU = 2 ** -10;
 
 describe('FedAdam with bias correction (strategy.biasCorrection; FedSGD, run 14)', () => {

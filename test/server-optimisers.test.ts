@@ -7,24 +7,14 @@ import { FedAvgM } from '../coordinator/strategy/fedavgm';
 import { FedAdagrad, FedAdam, FedYogi } from '../coordinator/strategy/fedopt';
 import { strategyNamed, STRATEGY_NAMES } from '../coordinator/strategy';
 import { DpStrategy } from '../coordinator/strategy/dp';
-import type { ClientUpdate, ServerState, Strategy } from '../coordinator/strategy/strategy';
+import type { ServerState, Strategy } from '../coordinator/strategy/strategy';
 import type { NamedTensor } from '../proto/tensors';
 import { Prng } from '../proto/prng';
+import { D1, D2, GLOBAL, ROUND1, ROUND2, f, t, values } from './server-rounds-fixture';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const f = Math.fround;
-const t = (name: string, values: number[]): NamedTensor => ({ name, dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
-const upd = (clientId: string, numExamples: number, values: number[]): ClientUpdate => ({ clientId, numExamples, delta: [t('w', values)] });
 const bits = (xs: readonly NamedTensor[]): string[] =>
   xs.map((x) => `${x.name}:${Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).toString('hex')}`);
-
-const GLOBAL = [t('w', [0.5, -1, 0.125])];
-// Round 1: weights 1 and 3: Δ1 = (1·[0.5, −0.25, 0] + 3·[0.25, 0.75, 0]) / 4 = [0.3125, 0.5, 0].
-const ROUND1 = [upd('a', 1, [0.5, -0.25, 0]), upd('b', 3, [0.25, 0.75, 0])];
-const D1 = [0.3125, 0.5, 0];
-// Round 2: weights 2 and 2: Δ2 = ([−0.5, 0.25, 0.5] + [0, 0.25, −0.25]) / 2 = [−0.25, 0.25, 0.125].
-const ROUND2 = [upd('a', 2, [-0.5, 0.25, 0.5]), upd('b', 2, [0, 0.25, -0.25])];
-const D2 = [-0.25, 0.25, 0.125];
 
 /** Two rounds through `s`; the adapter and the state after each. */
 function twoRounds(s: Strategy): { w1: NamedTensor[]; s1: NamedTensor[]; w2: NamedTensor[]; s2: NamedTensor[] } {
@@ -34,8 +24,6 @@ function twoRounds(s: Strategy): { w1: NamedTensor[]; s1: NamedTensor[]; w2: Nam
   const w2 = aggregateUpdates(s, w1, ROUND2, state).adapter;
   return { w1, s1, w2, s2: state.tensors as NamedTensor[] };
 }
-
-const values = (xs: readonly NamedTensor[], name: string): number[] => Array.from(xs.find((x) => x.name === name)!.data);
 
 /** Reddi et al. 2021, Algorithm 2, per coordinate in float64, for one of the three second-moment rules. */
 function reference(rule: 'adagrad' | 'adam' | 'yogi', eta: number, b1: number, b2: number, tau: number) {

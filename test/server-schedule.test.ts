@@ -11,20 +11,12 @@ import { aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { FedAvgM } from '../coordinator/strategy/fedavgm';
 import { FedAdam } from '../coordinator/strategy/fedopt';
 import { serverRateAt } from '../coordinator/strategy/server-schedule';
-import type { ClientUpdate, ServerState, Strategy } from '../coordinator/strategy/strategy';
+import type { ServerState, Strategy } from '../coordinator/strategy/strategy';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { startCoordinator, tempDir, testIdentity } from './harness';
+import { GLOBAL, ROUND1, ROUND2, f, values } from './server-rounds-fixture';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const f = Math.fround;
-const t = (name: string, values: number[]): NamedTensor => ({ name, dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
-const upd = (clientId: string, numExamples: number, values: number[]): ClientUpdate => ({ clientId, numExamples, delta: [t('w', values)] });
-const values = (xs: readonly NamedTensor[], name: string): number[] => Array.from(xs.find((x) => x.name === name)!.data);
-
-const GLOBAL = [t('w', [0.5, -1, 0.125])];
-// Δ1 = [0.3125, 0.5, 0] (weights 1 and 3), Δ2 = [−0.25, 0.25, 0.125] (weights 2 and 2), as in server-optimisers.test.ts.
-const ROUND1 = [upd('a', 1, [0.5, -0.25, 0]), upd('b', 3, [0.25, 0.75, 0])];
-const ROUND2 = [upd('a', 2, [-0.5, 0.25, 0.5]), upd('b', 2, [0, 0.25, -0.25])];
 const D = [
   [0.3125, 0.5, 0],
   [-0.25, 0.25, 0.125],
