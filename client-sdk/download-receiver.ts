@@ -11,6 +11,7 @@ import { ProtocolError, status } from '../proto/errors';
 import type { StreamTrailer__Output } from '../proto/generated/fedtune/v1/StreamTrailer';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
+import { ownsMessageBuffer } from '../proto/message-buffer';
 import { numel, type NamedTensor } from '../proto/tensors';
 import type { FromWorker, Handoff, ToWorker } from './download-worker';
 
@@ -50,15 +51,6 @@ function landingWorker(): Worker {
   return w;
 }
 
-/**
- * True when `chunk` is the whole tail of an ArrayBuffer that starts at most 16 bytes before it: the buffer grpc-js
- * made for this one message (5 bytes of gRPC framing, a tag and a length). Only then may it be moved to the worker
- * without a copy; anything else (a pooled or shared buffer) is copied first.
- */
-function ownsItsBuffer(chunk: Buffer): boolean {
-  return chunk.buffer instanceof ArrayBuffer && chunk.byteOffset <= 16 && chunk.byteOffset + chunk.length === chunk.buffer.byteLength && chunk.length >= 4096;
-}
-
 export class DownloadReceiver {
   private readonly framing: TensorStreamDecoder;
   private readonly sizes: number[];
@@ -88,7 +80,8 @@ export class DownloadReceiver {
   push(chunk: Buffer): void {
     this.framing.push(chunk); // throws the stream's refusal before the bytes go anywhere
     this.chunks++;
-    if (ownsItsBuffer(chunk)) {
+    // Moved without a copy when it owns its buffer (proto/message-buffer.ts); a chunk under 4 KiB is copied.
+    if (ownsMessageBuffer(chunk) && chunk.length >= 4096) {
       this.queue.push({ buf: chunk.buffer as ArrayBuffer, offset: chunk.byteOffset, length: chunk.length });
     } else {
       this.queue.push({ buf: new Uint8Array(chunk).buffer, offset: 0, length: chunk.length });

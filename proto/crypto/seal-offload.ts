@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ProtocolError, type status } from '../errors';
+import { ownsMessageBuffer } from '../message-buffer';
 import type { ChunkKeys } from './chunk-opener';
 import type { SealedUploadOpener } from './sealed-upload';
 import type { FromSealThread, ToSealThread } from './seal-thread';
@@ -185,8 +186,7 @@ export class OffThreadOpener {
   /** Sends `chunk` to be opened; its buffer moves to the thread when it holds only this message, else it is copied. */
   push(chunk: Buffer): void {
     if (this.dead) return;
-    // grpc-js gives each message its own buffer (5 bytes of gRPC framing, then the field's tag and length).
-    const own = chunk.byteOffset <= 16 && chunk.byteOffset + chunk.length === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
+    const own = ownsMessageBuffer(chunk);
     const buf = own ? (chunk.buffer as ArrayBuffer) : Uint8Array.from(chunk).buffer;
     this.inFlight++;
     this.ch.post({ op: 'open', id: this.ch.id, buf, offset: own ? chunk.byteOffset : 0, length: chunk.length }, [buf]);
