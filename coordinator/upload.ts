@@ -66,7 +66,14 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     let secagg: SecAggAttempt | undefined;
     let opener: SealedUploadOpener | undefined;
     let chunks: UploadChunks | undefined;
+    // The stream is paused for two reasons, each cleared on its own: the sealing thread is behind (openPaused) or
+    // the spool's disk is (spoolPaused). It resumes only when neither holds: resumed as soon as one cleared, a
+    // sealing thread faster than the disk would keep the stream flowing and the spool's queue growing.
     let openPaused = false;
+    let spoolPaused = false;
+    const resumeIfClear = (): void => {
+      if (!openPaused && !spoolPaused && !finished) call.resume();
+    };
     /** Set at the trailer: the upload's last frame; anything after it is ignored, as once the upload is answered. */
     let trailerSeen = false;
     let spool: SpoolUpload | undefined;
@@ -290,13 +297,19 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         else d.engine.foldChunk(task!, plain);
         if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
           // The disk is behind the network: stop reading until the queued chunks are written.
-          call.pause();
-          void spool.drained().then(() => call.resume());
+          if (!spoolPaused) {
+            spoolPaused = true;
+            call.pause();
+            void spool.drained().then(() => {
+              spoolPaused = false;
+              resumeIfClear();
+            });
+          }
         }
       }
       if (openPaused && chunks!.pending <= MAX_OPENING_CHUNKS / 2) {
         openPaused = false;
-        call.resume();
+        resumeIfClear();
       }
     }
     /** The trailer, once every chunk is opened: count, hash, and the accept. */
