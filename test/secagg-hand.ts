@@ -15,6 +15,7 @@ import { SHARE_BYTES, dealShares, seedCommitment, shareCommitment } from '../pro
 import { sessionPermutation } from '../proto/secagg/graph';
 import { signDetached } from '../proto/crypto/ed25519';
 import { ProtocolError } from '../proto/errors';
+import { SecAggServer } from '../proto/secagg/server';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -158,4 +159,23 @@ export async function refused(f: () => unknown, code: status, message: string): 
   expect(returned, 'the site answered instead of refusing').to.equal(undefined);
   expect(caught, message).to.be.instanceOf(ProtocolError);
   expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
+}
+
+/**
+ * N hand-played sites, every one advertised, and the server closed in stage shareKeys: the start the server and
+ * stage mutant tests share. `holders(id)`: the share holders of `id` (its neighbours and itself, sorted).
+ */
+export function advertised(n: number, graph: GraphSpec, t: number) {
+  const ids = idsOf(n);
+  const cfg = configOf(ids, graph, t);
+  const sites = ids.map((id) => new Site(id));
+  const byId = new Map(sites.map((s) => [s.id, s]));
+  const srv = new SecAggServer(cfg, Object.fromEntries(sites.map((s) => [s.id, s.idKeys.publicKey])));
+  for (const s of sites) srv.addAdvertisement(s.ad(cfg));
+  srv.closeAdvertise();
+  const sid = srv.sessionId!;
+  const nbrs = neighboursOf(ids, graph, sid);
+  const holders = (id: string): string[] => [...nbrs.get(id)!, id].sort();
+  const encKeys = new Map(sites.map((s) => [s.id, s.enc.publicKey]));
+  return { ids, cfg, sites, byId, srv, sid, nbrs, holders, encKeys };
 }

@@ -10,24 +10,14 @@ import type { GraphSpec } from '../proto/secagg/config';
 import type { UnmaskResponse } from '../proto/secagg/messages';
 import { sessionPermutation } from '../proto/secagg/graph';
 import { SHARE_BYTES, dealShares } from '../proto/secagg/shares';
-import { M, Site, configOf, hexOf, idsOf, neighboursOf, seedOf, type Deviation, refused } from './secagg-hand';
+import { M, Site, advertised, hexOf, idsOf, seedOf, type Deviation, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** A round through closeShareKeys: every site advertised and dealt (with `dev` for the deviating ones). */
 async function toMaskedInput(n: number, graph: GraphSpec, t: number, dev: Record<string, Deviation> = {}) {
-  const ids = idsOf(n);
-  const cfg = configOf(ids, graph, t);
-  const sites = ids.map((id) => new Site(id));
-  const srv = new SecAggServer(cfg, Object.fromEntries(sites.map((s) => [s.id, s.idKeys.publicKey])));
-  for (const s of sites) srv.addAdvertisement(s.ad(cfg));
-  srv.closeAdvertise();
-  const sid = srv.sessionId!;
-  const nbrs = neighboursOf(ids, graph, sid);
-  const holders = (id: string): string[] => [...nbrs.get(id)!, id].sort();
-  const encKeys = new Map(sites.map((s) => [s.id, s.enc.publicKey]));
+  const { ids, cfg, sites, byId, srv, sid, nbrs, holders, encKeys } = advertised(n, graph, t);
   for (const s of sites) srv.addShareKeys(await s.shareKeys(sid, holders(s.id), t, encKeys, dev[s.id]));
   srv.closeShareKeys();
-  const byId = new Map(sites.map((s) => [s.id, s]));
   const input = (ids2: readonly string[]): void => {
     for (const id of ids2)
       srv.addMaskedInput(

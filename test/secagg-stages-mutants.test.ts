@@ -12,7 +12,7 @@ import type { Advertisement, Roster, ShareKeysMessage } from '../proto/secagg/me
 import { advertisementDigest, computeSessionId, shareKeysDigest } from '../proto/secagg/session';
 import { signDetached } from '../proto/crypto/ed25519';
 import { reconstruct, seedCommitment, shareCommitment } from '../proto/secagg/shares';
-import { Site, configOf, idsOf, neighboursOf, seedOf, refused } from './secagg-hand';
+import { Site, advertised, configOf, idsOf, seedOf, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -101,20 +101,10 @@ describe('secagg stages before the masked inputs, exactly', function () {
   });
 
   /** N sites, all advertised; the server in stage shareKeys, and what each site would send. */
-  async function advertised(n: number, graph: Parameters<typeof configOf>[1], t: number) {
-    const ids = idsOf(n);
-    const cfg = configOf(ids, graph, t);
-    const sites = ids.map((id) => new Site(id));
-    const byId = new Map(sites.map((s) => [s.id, s]));
-    const srv = new SecAggServer(cfg, Object.fromEntries(sites.map((s) => [s.id, s.idKeys.publicKey])));
-    for (const s of sites) srv.addAdvertisement(s.ad(cfg));
-    srv.closeAdvertise();
-    const sid = srv.sessionId!;
-    const nbrs = neighboursOf(ids, graph, sid);
-    const holders = (id: string): string[] => [...nbrs.get(id)!, id].sort();
-    const encKeys = new Map(sites.map((s) => [s.id, s.enc.publicKey]));
-    const shares = (id: string): Promise<ShareKeysMessage> => byId.get(id)!.shareKeys(sid, holders(id), t, encKeys);
-    return { ids, cfg, sites, byId, srv, sid, nbrs, holders, shares };
+  async function advertisedWithShares(n: number, graph: Parameters<typeof configOf>[1], t: number) {
+    const r = advertised(n, graph, t);
+    const shares = (id: string): Promise<ShareKeysMessage> => r.byId.get(id)!.shareKeys(r.sid, r.holders(id), t, r.encKeys);
+    return { ...r, shares };
   }
   /** `m` re-signed by its dealer after `edit`, so only the edited field is wrong. */
   function resigned(r: Awaited<ReturnType<typeof advertised>>, m: ShareKeysMessage, edit: Partial<ShareKeysMessage>): ShareKeysMessage {
@@ -123,7 +113,7 @@ describe('secagg stages before the masked inputs, exactly', function () {
   }
 
   it('server: each ShareKeys refusal by code and whole message, leaving the message acceptable afterwards', async () => {
-    const r = await advertised(5, { kind: 'full' }, 3);
+    const r = await advertisedWithShares(5, { kind: 'full' }, 3);
     const m = await r.shares('s00');
     const I = status.INVALID_ARGUMENT;
     const order = 'secagg: ShareKeys from s00: shares must go to exactly its holders [s00, s01, s02, s03, s04] in order';
@@ -148,7 +138,7 @@ describe('secagg stages before the masked inputs, exactly', function () {
       "secagg: a masked input is not accepted at stage 'shareKeys'",
     );
     // From a selected client that did not advertise.
-    const late = await advertised(5, { kind: 'full' }, 3);
+    const late = await advertisedWithShares(5, { kind: 'full' }, 3);
     const fresh = new SecAggServer(late.cfg, Object.fromEntries(late.sites.map((s) => [s.id, s.idKeys.publicKey])));
     for (const s of late.sites.slice(0, 4)) fresh.addAdvertisement(s.ad(late.cfg));
     await refused(() => fresh.addShareKeys(m), status.FAILED_PRECONDITION, "secagg: a ShareKeys message is not accepted at stage 'advertise'");
@@ -160,7 +150,7 @@ describe('secagg stages before the masked inputs, exactly', function () {
     // N = 16, Harary k = 8, t = 5 (nine holders each). s01, s02, s03, s05 and s10 send no shares. Of s14's holders
     // only s06, s07, s11 and s14 sent: it goes. s06's holders that sent were s06, s09, s11, s14 and s15: without
     // s14 four, so it goes too (a single pass over the senders in id order would have kept it).
-    const r = await advertised(16, { kind: 'harary', k: 8 }, 5);
+    const r = await advertisedWithShares(16, { kind: 'harary', k: 8 }, 5);
     expect(r.holders('s14')).to.deep.equal(['s01', 's02', 's03', 's05', 's06', 's07', 's10', 's11', 's14']);
     expect(r.holders('s06')).to.deep.equal(['s01', 's02', 's05', 's06', 's09', 's10', 's11', 's14', 's15']);
     // s04 before s00 (U2 is sorted), the rest in id order (s06 is looked at before s14).
@@ -198,7 +188,7 @@ describe('secagg stages before the masked inputs, exactly', function () {
   });
 
   it('server: U2 that the pruning leaves below t aborts by the whole message', async () => {
-    const r = await advertised(16, { kind: 'harary', k: 8 }, 5);
+    const r = await advertisedWithShares(16, { kind: 'harary', k: 8 }, 5);
     // Five senders, each with fewer than five holders among them once the others go.
     for (const id of ['s00', 's04', 's06', 's07', 's08']) r.srv.addShareKeys(await r.shares(id));
     await refused(() => r.srv.closeShareKeys(), status.ABORTED, 'secagg: round aborted: 0 clients in U2 (5 sent shares); threshold is 5');
