@@ -1,6 +1,7 @@
 // Run 17's table (bench/QUALITY.md, "Run 17"): for each configuration and seed of the quality drivers' JSON (or the
 // curves quality-log.ts read back from a cut run's logs), the best held-out accuracy and its round, the final, the
-// mean of the last `--last` rounds, the largest drop between consecutive scored rounds after round 6, the members'
+// mean of the last `--last` rounds, the largest drop between consecutive scored rounds after round 6 and in the
+// run's second half, the members'
 // mean update norm early and late, and the sampled Gaussian's ε; then the mean and spread over seeds, and each DP
 // arm minus its noiseless twin, seed by seed (the same cohorts in the same rounds).
 //   node dist/bench/quality-run17-table.js --last 10 --twin xd17-dp8=xd17-clip q17a.json q17b.json
@@ -19,6 +20,8 @@ export interface SeedRow {
   /** Mean accuracy over the scored rounds among the last `last` rounds of the run (NaN when none was scored). */
   readonly lastMean: number;
   readonly maxDrop: number;
+  /** The largest drop between consecutive scored rounds in the run's second half (rounds > rounds/2). */
+  readonly maxDropLate: number;
   readonly epsilon?: number;
   readonly normEarly?: number;
   readonly normLate?: number;
@@ -42,6 +45,7 @@ export function seedRow(config: string, seed: number, curve: readonly RoundPoint
     finalRound: lastPoint?.round ?? NaN,
     lastMean: mean(tail.map((p) => p.accuracy)),
     maxDrop: s.maxDrop,
+    maxDropLate: summariseCurve(curve, Math.floor(rounds / 2)).maxDrop,
     epsilon: lastPoint?.extra['privacy.epsilon_sampled'],
     normEarly: norms.length ? mean(norms.slice(0, third)) : undefined,
     normLate: norms.length ? mean(norms.slice(-third)) : undefined,
@@ -57,14 +61,14 @@ const spread = (xs: readonly number[]): number => Math.max(...xs) - Math.min(...
 export function run17Table(rows: readonly SeedRow[], twins: readonly [string, string][]): string {
   const configs = [...new Set(rows.map((r) => r.config))];
   const out = [
-    '| configuration | seed | best, % (round) | final, % (round) | mean of last rounds, % | largest drop after round 6, points | members’ mean update norm, first / last third of scored rounds | ε (q = m/N) |',
-    '|---|---|---|---|---|---|---|---|',
+    '| configuration | seed | best, % (round) | final, % (round) | mean of last rounds, % | largest drop after round 6, points | in the second half | members’ mean update norm, first / last third of scored rounds | ε (q = m/N) |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of configs) {
     const rs = rows.filter((r) => r.config === c).sort((a, b) => a.seed - b.seed);
     for (const r of rs)
       out.push(
-        `| ${c} | ${r.seed} | ${pct(r.best)} (${r.bestRound}) | ${pct(r.final)} (${r.finalRound}) | ${pct(r.lastMean)} | ${pct(r.maxDrop)} | ${r.normEarly?.toFixed(3) ?? '–'} / ${r.normLate?.toFixed(3) ?? '–'} | ${r.epsilon?.toFixed(2) ?? '–'} |`,
+        `| ${c} | ${r.seed} | ${pct(r.best)} (${r.bestRound}) | ${pct(r.final)} (${r.finalRound}) | ${pct(r.lastMean)} | ${pct(r.maxDrop)} | ${pct(r.maxDropLate)} | ${r.normEarly?.toFixed(3) ?? '–'} / ${r.normLate?.toFixed(3) ?? '–'} | ${r.epsilon?.toFixed(2) ?? '–'} |`,
       );
     if (rs.length > 1) {
       const f = (g: (r: SeedRow) => number): string => `${pct(mean(rs.map(g)))} (spread ${pct(spread(rs.map(g)))})`;
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
   const cmd = new Command('quality-run17-table')
     .option('--rounds <n>', "the run's rounds", '150')
     .option('--last <n>', 'mean over the last n rounds', '10')
-    .option('--twin <dp=plain...>', 'DP arm = its noiseless twin', 'xd17-dp8=xd17-clip')
+    .option('--twin <pairs>', 'DP arm=its noiseless twin, comma-separated', 'xd17-dp8=xd17-clip')
     .argument('<json...>', "the drivers' JSON (quality.ts) or quality-log.ts's curves JSON")
     .parse();
   const o = cmd.opts<{ rounds: string; last: string; twin: string }>();

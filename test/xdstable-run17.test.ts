@@ -78,10 +78,13 @@ describe('quality run 17 (bench/quality-configs-run17.ts)', () => {
     expect(a).to.deep.include({ best: 0.9, bestRound: 6, final: 0.75, finalRound: 12, epsilon: 7.98, normEarly: 1.5, normLate: 5.5 });
     expect(a.lastMean).to.be.closeTo(0.8, 1e-12);
     expect(a.maxDrop).to.be.closeTo(0.3, 1e-12);
+    expect(a.maxDropLate).to.be.closeTo(0.3, 1e-12); // the second half of 12 rounds: rounds > 6, so 6 → 8 counts
+    // Had the run 20 rounds, its second half would start after round 10: only 10 → 12 (0.85 → 0.75) counts.
+    expect(seedRow('dp', 42, curve([0.7, 0.8, 0.9, 0.6, 0.85, 0.75]), 20, 4).maxDropLate).to.be.closeTo(0.1, 1e-12);
     const b = seedRow('clip', 42, curve([0.7, 0.7, 0.8, 0.8, 0.8, 0.8]), 12, 4);
     expect(b.epsilon).to.equal(undefined);
     const t = run17Table([a, b], [['dp', 'clip']]);
-    expect(t).to.include('| dp | 42 | 90.0 (6) | 75.0 (12) | 80.0 | 30.0 | 1.500 / 5.500 | 7.98 |');
+    expect(t).to.include('| dp | 42 | 90.0 (6) | 75.0 (12) | 80.0 | 30.0 | 30.0 | 1.500 / 5.500 | 7.98 |');
     expect(t).to.include('| 42 | +10.0 | −5.0 | +0.0 |');
   });
 });
