@@ -68,7 +68,7 @@ export interface FederationClientOptions {
   readonly chunkBytes?: number;
   /**
    * Range calls per download of a version that lists piece hashes, each on its own connection and worker thread
-   * (download-ranges.ts); 1: one stream, as before. Default: one per two cores, at most 4. Needs the default
+   * (download-ranges.ts); 1: one stream, as before. Default: one per two cores, at most 8. Needs the default
    * insecure credentials or tlsCredentials() (a worker thread must make its own); other credentials download with one.
    */
   readonly downloadStreams?: number;

@@ -41,8 +41,19 @@ export interface RangeJob {
   readonly land: SharedArrayBuffer;
 }
 
-export type ToRangeWorker = RangeJob | { op: 'cancel'; id: number };
-export type FromRangeWorker = { id: number; ok: true } | { id: number; ok: false; code: number; message: string };
+/**
+ * Once every range passed: copies tensors out of the shared buffer into memory of their own (`bytes` from
+ * `offset` each), moved back to the main thread. The K workers copy (and fault in) their shares side by side.
+ */
+export interface CopyJob {
+  readonly op: 'copy';
+  readonly id: number;
+  readonly land: SharedArrayBuffer;
+  readonly parts: readonly { offset: number; bytes: number }[];
+}
+
+export type ToRangeWorker = RangeJob | CopyJob | { op: 'cancel'; id: number };
+export type FromRangeWorker = { id: number; ok: true; buffers?: ArrayBuffer[] } | { id: number; ok: false; code: number; message: string };
 
 const clients = new Map<string, GrpcFederationClient>();
 
@@ -157,6 +168,10 @@ function receive(j: RangeJob): Promise<void> {
 
 parentPort?.on('message', (m: ToRangeWorker) => {
   if (m.op === 'cancel') return void calls.get(m.id)?.cancel();
+  if (m.op === 'copy') {
+    const buffers = m.parts.map((p) => new Uint8Array(m.land, p.offset, p.bytes).slice().buffer);
+    return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);
+  }
   receive(m).then(
     () => parentPort!.postMessage({ id: m.id, ok: true } satisfies FromRangeWorker),
     (e: unknown) => {

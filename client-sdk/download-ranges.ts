@@ -14,9 +14,9 @@ import { ProtocolError, type status } from '../proto/errors';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import { planRanges } from '../proto/pieces';
 import { TensorStreamDecoder } from '../proto/tensor-stream';
-import type { NamedTensor } from '../proto/tensors';
+import { numel, type NamedTensor } from '../proto/tensors';
 import { tlsMaterial } from './tls';
-import type { ChannelSpec, FromRangeWorker, RangeJob, ToRangeWorker } from './download-range-worker';
+import type { ChannelSpec, CopyJob, FromRangeWorker, RangeJob, ToRangeWorker } from './download-range-worker';
 
 export type { ChannelSpec } from './download-range-worker';
 
@@ -27,11 +27,12 @@ export interface ParallelDownloads {
 }
 
 /**
- * Streams per download when the site does not say: one per two cores up to 4 (one on a 2-core host, where the
- * threads would only take turns; see bench/RESULTS.md for the measurements behind the choice).
+ * Streams per download when the site does not say: one per two cores, at most 8 (one on a 2-core host, where the
+ * threads would only take turns). On an idle 16-core host 8 range streams with per-piece hashing received 64 MiB
+ * fastest of 1, 2, 4, 8 and 12 (bench/download-parallel-probe.ts; bench/RESULTS.md).
  */
 export function defaultDownloadStreams(cores = os.availableParallelism()): number {
-  return Math.max(1, Math.min(4, Math.floor(cores / 2)));
+  return Math.max(1, Math.min(8, Math.floor(cores / 2)));
 }
 
 /** A site's parallel downloads from its options; undefined when one stream it is (see downloadStreams). */
@@ -58,7 +59,7 @@ export const MAX_STREAMS = 16;
 export const rangeStats = { downloads: 0, ranges: 0 };
 
 interface Waiting {
-  resolve: () => void;
+  resolve: (buffers: ArrayBuffer[]) => void;
   reject: (e: Error) => void;
 }
 
@@ -88,7 +89,7 @@ function worker(i: number): Worker {
     const p = waiting.get(m.id);
     waiting.delete(m.id);
     if (!p) return;
-    if (m.ok) p.resolve();
+    if (m.ok) p.resolve(m.buffers ?? []);
     else p.reject(new ProtocolError(m.code as status, m.message));
   });
   w.on('error', gone);
@@ -98,7 +99,7 @@ function worker(i: number): Worker {
 }
 
 function post(w: Worker, m: ToRangeWorker): void {
-  if (m.op === 'range') {
+  if (m.op !== 'cancel') {
     inFlight.get(w)?.add(m.id);
     w.ref();
   }
@@ -144,10 +145,7 @@ export async function downloadRanges(
       hashes: Buffer.concat(pieces.sha256.slice(r.first, r.first + r.count)),
       land,
     };
-    return new Promise<void>((resolve, reject) => {
-      waiting.set(id, { resolve, reject });
-      post(w, job);
-    });
+    return ask(w, job);
   });
   try {
     await Promise.all(jobs);
@@ -158,12 +156,22 @@ export async function downloadRanges(
     throw e;
   }
   // Each tensor gets its own (unshared) memory, as from the one-stream download: what a trainer or a GPU upload
-  // is handed stays an ordinary Float32Array.
-  let at = 0;
-  return specs.map((s): NamedTensor => {
-    const bytes = s.shape.reduce((n, d) => n * d, 1) * 4;
-    const data = new Float32Array(new Uint8Array(land, at, bytes).slice().buffer);
-    at += bytes;
-    return { name: s.name, dtype: 'float32', shape: s.shape, data };
+  // is handed stays an ordinary Float32Array. The workers copy it out, each a run of tensors of about equal bytes.
+  // An empty stream has no range and no worker: its (empty) tensors are made here.
+  if (ids.length === 0) return specs.map((s): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(0) }));
+  const parts: { offset: number; bytes: number }[] = [];
+  for (const s of specs) parts.push({ offset: parts.length ? parts[parts.length - 1].offset + parts[parts.length - 1].bytes : 0, bytes: numel(s.shape) * 4 });
+  const shares: (typeof parts)[] = ids.map(() => []);
+  for (const p of parts) shares[Math.min(ids.length - 1, Math.floor(((p.offset + p.bytes / 2) * ids.length) / Math.max(1, total)))].push(p);
+  const copied = await Promise.all(shares.map((share, i) => (share.length ? ask(ids[i].w, { op: 'copy', id: nextId++, land, parts: share }) : [])));
+  const buffers = copied.flat();
+  return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(buffers[i]) }));
+}
+
+/** Posts one job to `w`; resolves with what it moved back. */
+function ask(w: Worker, job: RangeJob | CopyJob): Promise<ArrayBuffer[]> {
+  return new Promise<ArrayBuffer[]>((resolve, reject) => {
+    waiting.set(job.id, { resolve, reject });
+    post(w, job);
   });
 }
