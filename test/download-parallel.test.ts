@@ -79,6 +79,9 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
       expect(bytesOf(par).equals(bytesOf(adapter))).to.equal(true);
       // Each tensor in its own ordinary memory, as the one-stream download hands it over.
       for (const t of par) expect(t.data.buffer).to.be.instanceOf(ArrayBuffer);
+      // One stream when asked for, and with credentials a worker thread cannot remake (not tlsCredentials()).
+      expect(parallelDownloads({ address: coordinator.address, downloadStreams: 1 }, {})).to.equal(undefined);
+      expect(parallelDownloads({ address: coordinator.address, downloadStreams: 4, credentials: grpc.credentials.createInsecure() }, {})).to.equal(undefined);
       const fromOld = await oldSite.download(0);
       expect(rangeStats.downloads - before.downloads).to.equal(1);
       expect(bytesOf(fromOld).equals(bytesOf(adapter))).to.equal(true);
