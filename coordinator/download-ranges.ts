@@ -33,8 +33,9 @@ export function askOf(r: DownloadRequest__Output, version: number, totalBytes: n
     checkRange(offset, length, totalBytes, pieces.bytes);
     return { kind: 'range', offset, length };
   }
-  // A version without pieces is sent whole even when only its header was asked for: the site reads it as before.
-  return r.header_only && pieces ? { kind: 'header' } : { kind: 'whole' };
+  // A version without pieces, or of one piece (nothing to split), is sent whole even when only its header was asked
+  // for: the site reads it in that one call, as before, without a second round trip.
+  return r.header_only && pieces && pieces.sha256.length >= 2 ? { kind: 'header' } : { kind: 'whole' };
 }
 
 /**
