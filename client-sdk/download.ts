@@ -72,8 +72,9 @@ export function downloadAdapter(
         if (planned) throw new ProtocolError(status.INVALID_ARGUMENT, 'a frame after a header-only answer');
         if (f.header) {
           if (rx) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
+          // The coordinator answers header_only with the header alone for two pieces or more (else the whole stream).
           const pieces = ranged ? headerPieces(f.header) : null;
-          if (pieces) planned = { header: f.header, pieces };
+          if (pieces && pieces.sha256.length >= 2) planned = { header: f.header, pieces };
           else rx = new DownloadReceiver(f.header, MAX_DOWNLOAD_BYTES);
         } else if (f.frame === 'chunk' && f.chunk) {
           if (!rx) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');

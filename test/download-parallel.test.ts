@@ -82,6 +82,16 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
       // One stream when asked for, and with credentials a worker thread cannot remake (not tlsCredentials()).
       expect(parallelDownloads({ address: coordinator.address, downloadStreams: 1 }, {})).to.equal(undefined);
       expect(parallelDownloads({ address: coordinator.address, downloadStreams: 4, credentials: grpc.credentials.createInsecure() }, {})).to.equal(undefined);
+      // A version of one piece comes whole in the header-only call itself.
+      const small = await startDownloadCoordinator(benchAdapter(16 * 1000), CHUNK, undefined, { pieceBytes: PIECE });
+      const smallSite = await joinDownloadSite(small.address, 3, 'small');
+      try {
+        expect(bytesOf(await smallSite.download(0)).equals(bytesOf(benchAdapter(16 * 1000)))).to.equal(true);
+        expect(rangeStats.downloads - before.downloads).to.equal(1);
+      } finally {
+        smallSite.close();
+        await small.stop();
+      }
       const fromOld = await oldSite.download(0);
       expect(rangeStats.downloads - before.downloads).to.equal(1);
       expect(bytesOf(fromOld).equals(bytesOf(adapter))).to.equal(true);
