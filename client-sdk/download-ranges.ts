@@ -122,7 +122,9 @@ export async function downloadRanges(
   const specs = new TensorStreamDecoder(header, { maxBytes, requireFinite: false, retain: false, authenticated: true }).specs;
   const total = Number(header.total_bytes);
   const land = new SharedArrayBuffer(total);
-  const ranges = planRanges(total, pieces.bytes, p.streams);
+  // No more ranges than the coordinator takes from one site at once (it says so in the header).
+  const bound = header.max_range_calls > 0 ? header.max_range_calls : p.streams;
+  const ranges = planRanges(total, pieces.bytes, Math.min(p.streams, bound));
   rangeStats.downloads++;
   rangeStats.ranges += ranges.length;
   const ids: { id: number; w: Worker }[] = [];

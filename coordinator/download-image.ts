@@ -11,9 +11,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import { tensorFrames } from '../proto/tensor-stream';
-import type { PieceList } from '../proto/pieces';
 import type { TensorList } from '../proto/tensors';
-import { withPieces } from './download-ranges';
+import { withPieces, type Announced } from './download-ranges';
 
 /** One TensorFrame message, already serialized. */
 export class EncodedFrame {
@@ -24,7 +23,7 @@ export class EncodedFrame {
 export type FrameEncoder = (frame: TensorFrame) => Buffer;
 
 /** The whole stream of `tensors`, each frame serialized once by `encode`; its header announces `pieces`. */
-export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder, pieces?: PieceList): EncodedFrame[] {
+export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder, pieces?: Announced): EncodedFrame[] {
   const out: EncodedFrame[] = [];
   for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(withPieces(f, pieces))));
   return out;
@@ -49,7 +48,7 @@ export class DownloadImages {
   constructor(private readonly encode: FrameEncoder) {}
 
   /** The image of `kind` for `version`, the latest; `tensors` is called only when it must be built. */
-  get(version: number, kind: ImageKind, chunkBytes: number, tensors: () => TensorList, pieces?: PieceList): readonly EncodedFrame[] {
+  get(version: number, kind: ImageKind, chunkBytes: number, tensors: () => TensorList, pieces?: Announced): readonly EncodedFrame[] {
     if (version !== this.version || chunkBytes !== this.chunkBytes) {
       this.images.clear();
       this.version = version;

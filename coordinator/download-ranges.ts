@@ -11,15 +11,21 @@ import { checkRange, MIN_PIECE_BYTES, type PieceList } from '../proto/pieces';
 import type { Manifest } from './checkpoints/types';
 
 /** The pieces a version is served in: its manifest's list, when whole chunks tile its pieces; otherwise none. */
-export function servedPieces(manifest: Manifest, chunkBytes: number): PieceList | undefined {
+export function servedPieces(manifest: Manifest, chunkBytes: number, maxRangeCalls: number): Announced | undefined {
   const p = manifest.pieces;
-  return p && p.bytes >= MIN_PIECE_BYTES && p.bytes % chunkBytes === 0 ? p : undefined;
+  return p && p.bytes >= MIN_PIECE_BYTES && p.bytes % chunkBytes === 0 ? { ...p, maxRangeCalls } : undefined;
+}
+
+/** The pieces a header announces, and the most range calls one site may have in flight (its bound, stated). */
+export interface Announced extends PieceList {
+  readonly maxRangeCalls: number;
 }
 
 /** The stream's header frame announcing `pieces`. */
-export function withPieces(frame: TensorFrame, pieces: PieceList | undefined): TensorFrame {
+export function withPieces(frame: TensorFrame, pieces: Announced | undefined): TensorFrame {
   if (!pieces || !frame.header) return frame;
-  return { header: { ...frame.header, piece_bytes: pieces.bytes, piece_sha256: pieces.sha256.map((h) => Buffer.from(h, 'hex')) } };
+  const piece_sha256 = pieces.sha256.map((h) => Buffer.from(h, 'hex'));
+  return { header: { ...frame.header, piece_bytes: pieces.bytes, piece_sha256, max_range_calls: pieces.maxRangeCalls } };
 }
 
 /** What a request asks for, checked against the version; `rangeOf` answers it from the version's whole stream. */

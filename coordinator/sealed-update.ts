@@ -63,6 +63,7 @@ export function encodeSpoolHead(u: SpoolHeadFields, extras: SpoolExtras): Buffer
       // Piece hashes belong to downloads (proto/pieces.ts); an upload's are never kept.
       piece_bytes: 0,
       piece_sha256: [],
+      max_range_calls: 0,
     },
     envelope,
     clientName: u.clientName,

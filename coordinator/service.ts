@@ -91,7 +91,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     if (latest?.manifest.version !== ev.version) return;
     try {
       const chunkBytes = d.config.transport.chunkBytes;
-      images.get(ev.version, 'adapter', chunkBytes, () => latest.adapter, servedPieces(latest.manifest, chunkBytes));
+      images.get(ev.version, 'adapter', chunkBytes, () => latest.adapter, servedPieces(latest.manifest, chunkBytes, d.config.transport.maxRangeCallsPerSite));
     } catch (e) {
       // Never fails a commit: the first download builds it (and reports whatever went wrong) instead.
       d.log('warn', 'could not prepare the download of the committed version', { version: ev.version, err: (e as Error).message });
@@ -257,7 +257,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             if (release) for (const ev of ['close', 'cancelled', 'error']) call.once(ev, release);
             try {
               const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
-              const pieces = cv ? undefined : servedPieces(ck.manifest, chunkBytes);
+              const pieces = cv ? undefined : servedPieces(ck.manifest, chunkBytes, d.config.transport.maxRangeCallsPerSite);
               const total = cv ? 0 : ck.adapter.reduce((n, t) => n + t.data.byteLength, 0);
               const ask = askOf(call.request, v, total, pieces);
               if (ck === latest) {

@@ -49,6 +49,7 @@ function headerOut(h: TensorHeader | null | undefined): TensorHeader__Output {
     // Download-only fields (proto/pieces.ts); an upload's header never sets them.
     piece_bytes: h?.piece_bytes ?? 0,
     piece_sha256: (h?.piece_sha256 ?? []).map((b) => Buffer.from(b as Uint8Array)),
+    max_range_calls: h?.max_range_calls ?? 0,
   };
 }
 
@@ -125,6 +126,7 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
       chunk_bytes: 64,
       piece_bytes: 0,
       piece_sha256: [],
+      max_range_calls: 0,
     });
     expect(f.sealed.chunks.length).to.equal(3);
     const want = Buffer.concat(delta().map((t) => Buffer.from(t.data.buffer)));
@@ -145,6 +147,7 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
       chunk_bytes: 64,
       piece_bytes: 0,
       piece_sha256: [],
+      max_range_calls: 0,
     });
     expect(f.sealed.chunks.map((c) => c.length - 16)).to.deep.equal([64, 64, 20]);
     expect(openFrames(f, 0).equals(Buffer.from(y.buffer))).to.equal(true);

@@ -54,6 +54,7 @@ function received(h: TensorHeader): TensorHeader__Output {
     chunk_bytes: h.chunk_bytes ?? 0,
     piece_bytes: 0,
     piece_sha256: [],
+    max_range_calls: 0,
   };
 }
 

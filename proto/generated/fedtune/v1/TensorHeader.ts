@@ -10,6 +10,7 @@ export interface TensorHeader {
   'chunk_bytes'?: (number);
   'piece_bytes'?: (number);
   'piece_sha256'?: (Buffer | Uint8Array | string)[];
+  'max_range_calls'?: (number);
 }
 
 export interface TensorHeader__Output {
@@ -19,4 +20,5 @@ export interface TensorHeader__Output {
   'chunk_bytes': (number);
   'piece_bytes': (number);
   'piece_sha256': (Buffer)[];
+  'max_range_calls': (number);
 }
