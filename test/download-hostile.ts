@@ -1,6 +1,7 @@
-// A hostile coordinator for parallel-download tests (download-parallel.test.ts): a real grpc-js server with the
-// real Federation service, whose DownloadAdapter announces an adapter's true piece hashes, then forges or
-// tampers with the range calls in one way each.
+// A scripted coordinator for parallel-download tests (download-parallel.test.ts): a real grpc-js server with the
+// real Federation service, whose DownloadAdapter announces an adapter's true piece hashes, then serves the range
+// calls faithfully ('none') or forges or tampers with them in one way each.
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadFedtuneProto } from '../proto/load';
 import { pieceHashes } from '../proto/pieces';
@@ -9,7 +10,7 @@ import type { NamedTensor } from '../proto/tensors';
 import type { DownloadRequest__Output } from '../proto/generated/fedtune/v1/DownloadRequest';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 
-export type Tamper = 'flip' | 'short' | 'extra' | 'count' | 'noTrailer' | 'header' | 'twoHeaders';
+export type Tamper = 'none' | 'flip' | 'short' | 'extra' | 'count' | 'noTrailer' | 'header' | 'twoHeaders';
 
 export async function startHostileDownloads(
   adapter: NamedTensor[],
@@ -24,8 +25,16 @@ export async function startHostileDownloads(
   server.addService(loadFedtuneProto().fedtune.v1.Federation.service, {
     DownloadAdapter(call: grpc.ServerWritableStream<DownloadRequest__Output, TensorFrame>) {
       const r = call.request;
-      if (r.header_only) {
+      if (r.header_only && pieces.sha256.length >= 2) {
         call.write({ header });
+        return void call.end();
+      }
+      if (Number(r.range_length) === 0) {
+        // The whole stream, as a coordinator sends a version of one piece (or to a site that asked for no range).
+        call.write({ header });
+        const chunks = [...dataChunks(adapter, chunkBytes)];
+        for (const c of chunks) call.write({ chunk: c });
+        call.write({ trailer: { chunk_count: chunks.length, sha256: createHash('sha256').update(data).digest() } });
         return void call.end();
       }
       // A range's header that differs from the one the download was planned from.

@@ -174,6 +174,44 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
     }
   });
 
+  it('property: over real range calls and worker threads, any tensor sizes, chunk and piece sizes and stream count land exactly', async () => {
+    let ranged = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 60_000 }), { minLength: 1, maxLength: 6 }),
+        fc.constantFrom(16 << 10, 64 << 10),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 2, max: 6 }),
+        async (sizes, chunk, perPiece, streams) => {
+          const piece = Math.max(64 << 10, chunk * perPiece);
+          const ts: NamedTensor[] = sizes.map((n, i) => ({
+            name: `t${i}`,
+            dtype: 'float32',
+            shape: [n],
+            data: Float32Array.from({ length: n }, (_, j) => i + j / 7),
+          }));
+          const h = await startHostileDownloads(ts, chunk, piece, 'none');
+          const rpc = rawClient(h.address, true);
+          try {
+            const before = { ...rangeStats };
+            const parallel = parallelDownloads({ address: h.address, downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS })!;
+            const got = await downloadAdapter(rpc, 'token', 0, undefined, false, parallel);
+            expect(got.map((t) => [t.name, t.shape])).to.deep.equal(ts.map((t) => [t.name, t.shape]));
+            expect(bytesOf(got).equals(bytesOf(ts))).to.equal(true);
+            const pieces = Math.ceil(bytesOf(ts).length / piece);
+            expect(rangeStats.ranges - before.ranges).to.equal(pieces >= 2 ? Math.min(streams, pieces) : 0);
+            if (pieces >= 2) ranged++;
+          } finally {
+            rpc.close();
+            await h.stop();
+          }
+        },
+      ),
+      { seed: 8, numRuns: 8 },
+    );
+    expect(ranged).to.be.at.least(4); // most runs went over range calls, not the one-piece whole stream
+  });
+
   it('property: ranges tile the stream in whole pieces, and piece hashes are the SHA-256 of each piece', () => {
     fc.assert(
       fc.property(
