@@ -165,7 +165,9 @@ export async function downloadRanges(
   for (const s of specs) parts.push({ offset: parts.length ? parts[parts.length - 1].offset + parts[parts.length - 1].bytes : 0, bytes: numel(s.shape) * 4 });
   const shares: (typeof parts)[] = ids.map(() => []);
   for (const p of parts) shares[Math.min(ids.length - 1, Math.floor(((p.offset + p.bytes / 2) * ids.length) / Math.max(1, total)))].push(p);
-  const copied = await Promise.all(shares.map((share, i) => (share.length ? ask(ids[i].w, { op: 'copy', id: nextId++, land, parts: share }) : [])));
+  const copied = await Promise.all(
+    shares.map((share, i) => (share.length ? ask(ids[i].w, { op: 'copy', id: nextId++, land, parts: share }) : Promise.resolve([]))),
+  );
   const buffers = copied.flat();
   return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(buffers[i]) }));
 }
