@@ -146,8 +146,8 @@ export async function benchDownloads(
   const sites: Partial<Record<Mode, DownloadSite>> = {};
   const oneStream: Partial<Record<Mode, DownloadSite>> = {};
   let frames: Http2Transfer | undefined;
-  let rangesPerDownload = 0;
-  let parallelDownloads = 0;
+  /** Range downloads and their range calls over the timed repetitions (not the warm-up). */
+  const timed = { downloads: 0, ranges: 0 };
   const cases = MODES.flatMap((m) => ARMS.map((a) => [m, a] as const));
   const series = () =>
     Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(ARMS.map((a) => [a, [] as number[]]))])) as Record<Mode, Record<Arm, number[]>>;
@@ -220,8 +220,8 @@ export async function benchDownloads(
         check(m, a, got);
       }
     }
-    rangesPerDownload = (rangeStats.ranges - ranges0.ranges) / Math.max(1, rangeStats.downloads - ranges0.downloads);
-    parallelDownloads = rangeStats.downloads - ranges0.downloads;
+    timed.downloads = rangeStats.downloads - ranges0.downloads;
+    timed.ranges = rangeStats.ranges - ranges0.ranges;
   } finally {
     for (const m of MODES) sites[m]?.close();
     for (const m of MODES) oneStream[m]?.close();
@@ -254,8 +254,8 @@ export async function benchDownloads(
     repetitions: reps,
     chunk_bytes: chunkBytes,
     download_streams: streams,
-    parallel_downloads: parallelDownloads,
-    ranges_per_parallel_download: rangesPerDownload,
+    parallel_downloads: timed.downloads,
+    ranges_per_parallel_download: timed.ranges / Math.max(1, timed.downloads),
     http2_data_events: frames?.dataEvents ?? 0,
     http2_largest_data_event_bytes: frames?.largestEvent ?? 0,
     arms_two_process: two,
