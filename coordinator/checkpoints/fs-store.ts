@@ -31,6 +31,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
+import { PIECE_BYTES, pieceHashes } from '../../proto/pieces';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
 import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeDurable, type CrashHook } from './atomic-fs';
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
@@ -86,6 +87,8 @@ export interface FsStoreOptions {
    * is refused (RunMismatchError), nothing changed. Without it, any one run id is accepted, but not two.
    */
   readonly runId?: string;
+  /** Bytes per hashed piece of a committed version (proto/pieces.ts; default PIECE_BYTES); 0: none recorded. */
+  readonly pieceBytes?: number;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
@@ -354,6 +357,11 @@ export class FsCheckpointStore implements CheckpointStore {
     const adapterConfig = stableJson(input.adapterConfig);
     const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
     const ema = emaWeights(input.adapter, input.serverState);
+    // The piece hashes of the stream the coordinator will serve: the adapter as read back from its file (the order
+    // and bytes every later download of this version sends).
+    const adapter = readSafetensors(weights).tensors;
+    const pieceBytes = this.opts.pieceBytes ?? PIECE_BYTES;
+    const pieces = pieceBytes > 0 ? pieceHashes(adapter, pieceBytes) : undefined;
     const manifest: Manifest = {
       ...input.manifest,
       format: MANIFEST_FORMAT,
@@ -366,6 +374,7 @@ export class FsCheckpointStore implements CheckpointStore {
         ...(state ? { [SERVER_STATE_FILE]: sha256(state) } : {}),
         ...(ema ? { [EMA_ADAPTER_FILE]: sha256(ema), [EMA_ADAPTER_CONFIG_FILE]: sha256(adapterConfig) } : {}),
       },
+      ...(pieces ? { pieces } : {}),
     };
     const manifestText = stableJson(manifest);
     // Each step reports to the crash hook (a no-op outside tests); see proto/durable-file.ts.
@@ -394,7 +403,7 @@ export class FsCheckpointStore implements CheckpointStore {
     return {
       manifest: JSON.parse(manifestText) as Manifest,
       manifestSha256: sha256(manifestText),
-      adapter: readSafetensors(weights).tensors,
+      adapter,
       adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
       serverState: state ? decodeServerState(state) : [],
     };
