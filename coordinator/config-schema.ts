@@ -126,6 +126,13 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY_SERVER_SCHEDULE',
       arg: 'strategy.serverSchedule',
     },
+    ema: {
+      doc: "Polyak/EMA averaging of the global adapter with decay β per round (0: off). Sites keep training from the strategy's iterate; the bias-corrected average ê_t = ê_{t−1} + ((1 − β)/(1 − β^t))·(w_t − ê_{t−1}) is what the held-out evaluator and the sites' federated evaluation score, what the release pointer and `checkpoints export` give (each version's ema/ PEFT directory), and it is checkpointed with the server state so a restart resumes it exactly (coordinator/strategy/ema.ts).",
+      format: 'probability',
+      default: 0,
+      env: 'FEDTUNE_STRATEGY_EMA',
+      arg: 'strategy.ema',
+    },
   },
   model: {
     dir: {
@@ -269,6 +276,20 @@ export const schema = {
       default: 16777216,
       env: 'FEDTUNE_TRANSPORT_OPEN_OFF_THREAD_MIN_BYTES',
       arg: 'transport.openOffThreadMinBytes',
+    },
+    pieceBytes: {
+      doc: "Bytes per hashed piece of a committed version (its manifest lists each piece's SHA-256, so that sites can download it over several connections and check it on several threads); a multiple of chunkBytes, or 0: no piece hashes (downloaded in one stream, as versions committed before them).",
+      format: 'non-negative-int',
+      default: 4 << 20,
+      env: 'FEDTUNE_TRANSPORT_PIECE_BYTES',
+      arg: 'transport.pieceBytes',
+    },
+    maxRangeCallsPerSite: {
+      doc: 'Most range calls of a parallel download (DownloadRequest.range_length) one site may have in flight at once; more are refused RESOURCE_EXHAUSTED.',
+      format: 'positive-int',
+      default: 16,
+      env: 'FEDTUNE_TRANSPORT_MAX_RANGE_CALLS_PER_SITE',
+      arg: 'transport.maxRangeCallsPerSite',
     },
   },
   admission: {

@@ -21,6 +21,7 @@ import { createHandlers } from './service';
 import { preEncodedDownloads } from './download-image';
 import { guardService } from './door';
 import { strategyNamed } from './strategy';
+import { withEma } from './strategy/ema';
 import { withPrivacy } from './privacy/wrap';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
@@ -75,7 +76,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.logger = opts.logger ?? pino({ level: opts.config.log.level });
-    this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m), runId: opts.config.run.id });
+    this.store =
+      opts.store ??
+      new FsCheckpointStore(opts.config.run.dir, {
+        warn: (m) => this.logger.warn(m),
+        runId: opts.config.run.id,
+        pieceBytes: opts.config.transport.pieceBytes,
+      });
     this.done = new Promise<Checkpoint>((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => undefined); // a failed run is reported through `done` and the log, never as an unhandled rejection
   }
@@ -140,7 +147,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       store: this.store,
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
       // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
-      strategy: withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total })),
+      // strategy.ema > 0 wraps the result in the average that is scored, released and exported (strategy/ema.ts).
+      strategy: withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },
