@@ -59,6 +59,11 @@ export interface QualityCell {
    * The curve keeps only the scored rounds, so "largest drop after round 6" compares consecutive scored rounds.
    */
   readonly evalEvery?: number;
+  /**
+   * Also score each of the last this many rounds (absent: 0). Run 17 reads the mean of the last 10 rounds of a
+   * sparsely scored curve (bench/quality-configs-run17.ts).
+   */
+  readonly evalLast?: number;
 }
 
 export interface RoundPoint {
@@ -149,6 +154,11 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000 };
 }
 
+/** Whether round `round` is scored on the held-out set: every evalEvery-th, the last evalLast, and the last. */
+export function isScoredRound(round: number, cell: Pick<QualityCell, 'rounds' | 'evalEvery' | 'evalLast'>): boolean {
+  return round % (cell.evalEvery ?? 1) === 0 || round > cell.rounds - (cell.evalLast ?? 0) || round === cell.rounds;
+}
+
 function pooled(task: SpamTask): SftData {
   return { train: task.clients.flatMap((c) => c.train), eval: task.clients.flatMap((c) => c.eval ?? []), choices: task.choices };
 }
@@ -191,8 +201,7 @@ async function runFederation(
   };
   const config = loadConfig({ overrides: deepMerge(common, overrides) });
   const lora = loraSettings(config);
-  const every = cell.evalEvery ?? 1;
-  const scored = (version: number): boolean => version % every === 0 || version === cell.rounds;
+  const scored = (version: number): boolean => isScoredRound(version, cell);
   const evaluator = async (adapter: TensorList, version: number): Promise<Record<string, number>> =>
     scored(version) ? evaluateAdapter(model, { tensors: adapter, lora }, task.test, task.choices, 32, 128) : {};
   const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: cell.splitSeed }, logger: pino({ level: 'warn' }) });

@@ -11,6 +11,7 @@ import { RUN11_CONFIGS } from './quality-configs-run11';
 import { RUN14_CONFIGS } from './quality-configs-run14';
 import { RUN15_CONFIGS } from './quality-configs-run15';
 import { RUN16_CONFIGS } from './quality-configs-run16';
+import { RUN17_CONFIGS } from './quality-configs-run17';
 import type { CohortSpec } from './quality-cohort';
 
 export type SiteMode = 'federated' | 'centralized' | 'local';
@@ -204,6 +205,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...RUN14_CONFIGS,
   ...RUN15_CONFIGS,
   ...RUN16_CONFIGS,
+  ...RUN17_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

@@ -207,6 +207,7 @@ async function main(): Promise<void> {
     .option('--cap-local-steps <n>', 'at most this many local steps whatever a configuration sets (CPU smoke checks)', '0')
     .option('--val-limit <n>', "validation e-mails each site scores per round (early stopping's signal)", '50')
     .option('--eval-every <n>', 'score the held-out set every n rounds (and the last); the curve keeps the scored rounds', '1')
+    .option('--eval-last <n>', 'also score each of the last n rounds', '0')
     .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
@@ -236,6 +237,7 @@ async function main(): Promise<void> {
           valLimit: Number(o.valLimit),
           // Only when set: cells of the default (every round) keep the JSON of runs 1-13.
           ...(Number(o.evalEvery) > 1 ? { evalEvery: Number(o.evalEvery) } : {}),
+          ...(Number(o.evalLast) > 0 ? { evalLast: Number(o.evalLast) } : {}),
         });
       }
     }
