@@ -331,9 +331,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.openFold(t, numExamples, spool, opener);
   }
 
-  /** One opened chunk of a plain upload, into the running sum. */
-  foldChunk(t: Task, plaintext: Uint8Array): void {
-    t.owner.foldChunk(t, plaintext);
+  /** One opened chunk of a plain upload, into the running sum (`owned`: its buffer may move to a fold helper). */
+  foldChunk(t: Task, plaintext: Uint8Array, owned = false): void {
+    t.owner.foldChunk(t, plaintext, owned);
+  }
+
+  /** Every chunk of a plain upload folded (see Attempt.settleFold). */
+  settleFold(t: Task): void {
+    t.owner.settleFold(t);
   }
 
   /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */

@@ -274,6 +274,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           chunks.settled(() => {
             if (finished) return;
             try {
+              if (!secagg) d.engine.settleFold(task!); // chunks on fold helpers: a bad value is refused before the trailer
               acceptTrailer(trailer);
             } catch (e) {
               reject(e);
@@ -294,7 +295,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         // To the spool first: a chunk folded into the sum must be readable again to take it back out.
         spool.append(chunk);
         if (secagg) secagg.maskedChunk(task!.clientId, plain);
-        else d.engine.foldChunk(task!, plain);
+        else d.engine.foldChunk(task!, plain, ownsWholeBuffer(plain)); // node:crypto's plaintext: its own buffer, not read here again
         if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
           // The disk is behind the network: stop reading until the queued chunks are written.
           if (!spoolPaused) {
@@ -367,9 +368,11 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
       if (finished || trailerSeen) return;
       if (!decoder || !opener || !chunks) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
       const o = opener;
+      const t = task;
       chunks.settled(() => {
         if (finished) return;
         try {
+          if (t && !secagg) d.engine.settleFold(t); // a bad value already received is the refusal, as in line
           o.finish(); // throws DATA_LOSS: truncated
           reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
         } catch (e) {
@@ -381,6 +384,11 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
     call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
   };
+}
+
+/** Whether `b` is all of its ArrayBuffer (node:crypto's output is), so that buffer may move to another thread. */
+function ownsWholeBuffer(b: Uint8Array): boolean {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.length === b.buffer.byteLength;
 }
 
 /** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */
