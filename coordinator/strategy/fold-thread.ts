@@ -8,7 +8,7 @@
 // The loop never returns to the event loop (work comes through Atomics and receiveMessageOnPort), so a part costs no
 // message round trip; the thread spins a short while after each job (the next part of a back-to-back upload comes
 // within one chunk's copy) and then sleeps in Atomics.wait, costing nothing while no upload streams.
-import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { SCRATCH, addChecked, wasmApi, type WasmFold } from './fold-kernel';
 import { LIMIT } from './fixed-point';
 import { CTRL, OWNED_BY_HELPER, W_AT, type FoldThreadData, type RunMessage, type SumLayout, type ToFoldThread } from './fold-pool';
@@ -26,6 +26,14 @@ interface Sum {
   readonly layout: SumLayout | undefined;
 }
 let cur: Sum | undefined;
+/**
+ * Where each handed run's buffer goes once folded: a closed port, to which a transfer detaches the buffer and frees
+ * its memory at once. Left to the garbage collector, the buffers outlive their use: this thread allocates almost
+ * nothing, so it collects rarely, and each helper held tens of MB of folded chunks (RSS +60-100 MB with 3 helpers
+ * over 2,400 chunks of 1 MiB on the 2-core box, against none with the chunks staged on the calling thread).
+ */
+const sink = new MessageChannel().port1;
+sink.close();
 
 /** Every message waiting on the port, in order: a new sum's memory, or a run to fold into the current sum. */
 function drain(): void {
@@ -39,7 +47,10 @@ function drain(): void {
         buf: mem.buffer as unknown as SharedArrayBuffer,
         layout: msg.layout,
       };
-    } else foldRun(msg);
+    } else {
+      foldRun(msg);
+      sink.postMessage(null, [msg.buf]);
+    }
   }
 }
 
