@@ -13,8 +13,10 @@
 // (upload-chunks.ts), the stream paused while more than four are there. admission.maxUploadsInFlight bounds the
 // count, so the coordinator holds at most
 //   one running sum (8 bytes per parameter; 4 per value under SecAgg) + maxUploadsInFlight × 48 × chunk size
+//   + 4 × fold helpers × chunk size
 // whatever the number of sites (the second term only while the disk or the sealing thread is slower than the
-// network; a chunk on the sealing thread comes back with its plaintext, hence twice 24).
+// network; a chunk on the sealing thread comes back with its plaintext, hence twice 24; the third: opened chunks
+// handed to the sum's fold helpers and not folded yet, strategy/fold-handoff.ts RUNS_PER_HELPER).
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
