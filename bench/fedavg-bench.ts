@@ -14,7 +14,7 @@ import { FedAvg } from '../coordinator/strategy/fedavg';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { handed } from '../coordinator/strategy/fold-handoff';
 import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
-import type { Aggregation } from '../coordinator/strategy/strategy';
+import type { Aggregation, UpdateFold } from '../coordinator/strategy/strategy';
 import { DEFAULT_CHUNK_BYTES } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
 import { lcgTensors } from './secagg';
@@ -61,7 +61,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const strategy = new FedAvg();
   // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
-  const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[] };
+  const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[], together: [] as number[] };
   const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
   const main = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
   // Other helper counts, interleaved too, for choosing the default on a new host (those the host has cores for).
@@ -75,18 +75,27 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   let handedChunks = 0;
   let pushedChunks = 0;
   /** As the coordinator does it (Attempt.foldChunk, settleFold, accept): each update's opened chunks, owned. */
-  const foldAll = (a: Aggregation, time: number[], cpuTime: number[], mainTime: number[]): void => {
+  // `together`: the uploads arrive at once, their chunks interleaved (each update's trailer after all chunks).
+  const foldAll = (a: Aggregation, time: number[], cpuTime: number[], mainTime: number[], together = false): void => {
     const opened = chunks.map((cs) => cs.map((c) => new Uint8Array(c))); // each its own buffer, as node:crypto's
     const c = cpuNow();
     const m = mainCpuNow();
     const t0 = now();
-    for (let k = 0; k < clients; k++) {
-      const f = a.open(updates[k].clientId, updates[k].numExamples);
-      for (const x of opened[k]) f.push(x, true);
+    const close = (f: UpdateFold): void => {
       f.settle?.(); // the trailer: every chunk of the update folded (Attempt.settleFold)
       f.finish();
       f.commit();
-    }
+    };
+    if (together) {
+      const fs = updates.map((u) => a.open(u.clientId, u.numExamples));
+      for (let j = 0; j < opened[0].length; j++) for (let k = 0; k < clients; k++) fs[k].push(opened[k][j], true);
+      fs.forEach(close);
+    } else
+      for (let k = 0; k < clients; k++) {
+        const f = a.open(updates[k].clientId, updates[k].numExamples);
+        for (const x of opened[k]) f.push(x, true);
+        close(f);
+      }
     time.push(now() - t0);
     mainTime.push(mainCpuNow() - m);
     cpuTime.push(cpuNow() - c);
@@ -113,6 +122,8 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
         setFoldThreads(n);
         foldAll(strategy.begin(global), times, [], []);
       }
+      setFoldThreads(threads);
+      foldAll(strategy.begin(global), t.together, [], [], true);
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
       t0 = now();
@@ -171,6 +182,9 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     one_thread_percent_of_memcpy_bandwidth: (100 * m.copy) / m.one,
     one_thread_fold_cpu_seconds: median(cpu.one),
     ...Object.fromEntries([...sweep].map(([n, times]) => [`percent_of_memcpy_with_${n}_helper_threads`, (100 * m.copy) / median(times)])),
+    // The default again, with the 10 uploads arriving at once (chunks interleaved: runs of several updates on the
+    // same values of the sum, under the region locks), interleaved in the same repetitions.
+    together_percent_of_memcpy_bandwidth: (100 * m.copy) / median(t.together),
   };
 }
 
@@ -181,7 +195,8 @@ export function fedavgRow(f: Record<string, number>): [string, string, string, s
     `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
     `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
     `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; ${f.fold_threads} helper threads on ${f.host_cores} cores, ` +
-      `${f.fold_chunks_handed_percent.toFixed(0)}% of chunks handed to helpers; one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `${f.fold_chunks_handed_percent.toFixed(0)}% of chunks handed to helpers; uploads at once ${f.together_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
       `calling thread's CPU ${f.fedavg_main_thread_cpu_percent_of_memcpy.toFixed(0)}% of memcpy's; ` +
       `in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ` +
       `${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
