@@ -2,12 +2,15 @@
 // (Float32Array.set into one tensor-sized buffer), medians of REPS repetitions. The fold is fed as the upload path
 // feeds it (coordinator/upload.ts, Attempt.foldChunk): each update's opened chunks, one buffer each (node:crypto gives
 // every opened chunk a buffer of its own; copying them in is not timed), pushed as owned (on a threaded sum each is
-// handed to a fold helper, its buffer moved: fold-handoff.ts), then the trailer's wait for every chunk of the update to
-// be folded (settleFold), finish and commit; the updates one after the other. Timed: from the first update's open to
-// the last one's commit. The coordinator's default (on this host: `fold_threads` helper threads,
-// coordinator/strategy/fold-threads.ts) gives the goal's keys; the one-thread fold, the JavaScript loop it replaced and
-// the fold with 1, 3 and 7 helpers (as many as the host has cores for) run interleaved with it in each repetition,
-// for the before/after and the choice of the default in one run.
+// handed to a fold helper, its buffer moved: fold-handoff.ts); then the trailer's wait for every chunk of the update
+// to be folded, which leaves the thread free (Attempt.foldSettled), and finish and commit (the accept). The 10
+// uploads arrive back to back: update k+1's chunks are pushed while update k's last chunks are still folding, as the
+// coordinator's event loop takes the next upload's frames. Timed: from the first update's open to the last one's
+// commit. The coordinator's default (on this host: `fold_threads` helper threads, coordinator/strategy/fold-threads.ts)
+// gives the goal's keys. Interleaved with it in each repetition: the same with each upload accepted before the next
+// one's first chunk (`one_by_one_…`), with the 10 uploads' chunks interleaved (`together_…`), the one-thread fold,
+// the JavaScript loop it replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for), for the
+// before/after and the choice of the default in one run.
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { FedAvg } from '../coordinator/strategy/fedavg';
@@ -61,7 +64,15 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const strategy = new FedAvg();
   // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
-  const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[], together: [] as number[] };
+  const t = {
+    fold: [] as number[],
+    close: [] as number[],
+    one: [] as number[],
+    js: [] as number[],
+    copy: [] as number[],
+    together: [] as number[],
+    oneByOne: [] as number[],
+  };
   const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
   const main = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
   // Other helper counts, interleaved too, for choosing the default on a new host (those the host has cores for).
@@ -74,28 +85,38 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   let parts = 0;
   let handedChunks = 0;
   let pushedChunks = 0;
-  /** As the coordinator does it (Attempt.foldChunk, settleFold, accept): each update's opened chunks, owned. */
-  // `together`: the uploads arrive at once, their chunks interleaved (each update's trailer after all chunks).
-  const foldAll = (a: Aggregation, time: number[], cpuTime: number[], mainTime: number[], together = false): void => {
+  /**
+   * As the coordinator does it (Attempt.foldChunk, foldSettled, accept): each update's opened chunks, owned.
+   * 'arrival': back to back; 'one-by-one': each accepted before the next arrives; 'together': chunks interleaved.
+   */
+  const foldAll = async (a: Aggregation, time: number[], cpuTime: number[], mainTime: number[], mode = 'arrival'): Promise<void> => {
     const opened = chunks.map((cs) => cs.map((c) => new Uint8Array(c))); // each its own buffer, as node:crypto's
     const c = cpuNow();
     const m = mainCpuNow();
     const t0 = now();
-    const close = (f: UpdateFold): void => {
-      f.settle?.(); // the trailer: every chunk of the update folded (Attempt.settleFold)
-      f.finish();
-      f.commit();
+    const accept = (f: UpdateFold): Promise<void> => {
+      const done = (): void => {
+        f.finish();
+        f.commit();
+      };
+      const folding = f.settled?.(); // the trailer: every chunk of the update folded, the thread free meanwhile
+      if (!folding) return Promise.resolve(done());
+      return folding.then(done);
     };
-    if (together) {
+    if (mode === 'together') {
       const fs = updates.map((u) => a.open(u.clientId, u.numExamples));
       for (let j = 0; j < opened[0].length; j++) for (let k = 0; k < clients; k++) fs[k].push(opened[k][j], true);
-      fs.forEach(close);
-    } else
+      await Promise.all(fs.map(accept));
+    } else {
+      const accepts: Promise<void>[] = [];
       for (let k = 0; k < clients; k++) {
         const f = a.open(updates[k].clientId, updates[k].numExamples);
         for (const x of opened[k]) f.push(x, true);
-        close(f);
+        if (mode === 'one-by-one') await accept(f);
+        else accepts.push(accept(f));
       }
+      await Promise.all(accepts);
+    }
     time.push(now() - t0);
     mainTime.push(mainCpuNow() - m);
     cpuTime.push(cpuNow() - c);
@@ -107,7 +128,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       const a = strategy.begin(global);
       const before = foldPartsTaken();
       const handedBefore = handed.runs;
-      foldAll(a, t.fold, cpu.fold, main.fold);
+      await foldAll(a, t.fold, cpu.fold, main.fold);
       const after = foldPartsTaken();
       helperParts += after.helpers - before.helpers;
       parts += after.helpers - before.helpers + after.caller - before.caller;
@@ -117,13 +138,14 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
       setFoldThreads(0);
-      foldAll(strategy.begin(global), t.one, cpu.one, main.one);
+      await foldAll(strategy.begin(global), t.one, cpu.one, main.one);
       for (const [n, times] of sweep) {
         setFoldThreads(n);
-        foldAll(strategy.begin(global), times, [], []);
+        await foldAll(strategy.begin(global), times, [], []);
       }
       setFoldThreads(threads);
-      foldAll(strategy.begin(global), t.together, [], [], true);
+      await foldAll(strategy.begin(global), t.together, [], [], 'together');
+      await foldAll(strategy.begin(global), t.oneByOne, [], [], 'one-by-one');
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
       t0 = now();
@@ -185,6 +207,9 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // The default again, with the 10 uploads arriving at once (chunks interleaved: runs of several updates on the
     // same values of the sum, under the region locks), interleaved in the same repetitions.
     together_percent_of_memcpy_bandwidth: (100 * m.copy) / median(t.together),
+    // The default again, each upload accepted before the next one's first chunk (uploads strictly one after another:
+    // each waits for its last chunk's fold).
+    one_by_one_percent_of_memcpy_bandwidth: (100 * m.copy) / median(t.oneByOne),
   };
 }
 
@@ -195,7 +220,8 @@ export function fedavgRow(f: Record<string, number>): [string, string, string, s
     `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
     `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
     `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; ${f.fold_threads} helper threads on ${f.host_cores} cores, ` +
-      `${f.fold_chunks_handed_percent.toFixed(0)}% of chunks handed to helpers; uploads at once ${f.together_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `${f.fold_chunks_handed_percent.toFixed(0)}% of chunks handed to helpers; uploads at once ${f.together_percent_of_memcpy_bandwidth.toFixed(0)}%, ` +
+      `one by one ${f.one_by_one_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
       `one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
       `calling thread's CPU ${f.fedavg_main_thread_cpu_percent_of_memcpy.toFixed(0)}% of memcpy's; ` +
       `in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ` +

@@ -237,17 +237,15 @@ export class Attempt {
   }
 
   /**
-   * Blocks until every chunk of a plain upload still on a fold helper is folded (a fraction of a millisecond each);
-   * throws the strategy's refusal when one held a bad value, before the trailer is looked at, as in line.
+   * Every chunk of a plain upload still on a fold helper folded (undefined: none is; the thread stays free while
+   * they are); rejects with the strategy's refusal when one held a bad value, before the trailer is looked at.
    */
-  settleFold(t: Task): void {
+  foldSettled(t: Task): Promise<void> | undefined {
     const l = this.live.get(t);
-    if (!l || l.state !== 'streaming') return;
-    try {
-      l.fold.settle?.();
-    } catch (e) {
+    if (!l || l.state !== 'streaming') return undefined;
+    return l.fold.settled?.()?.catch((e: unknown) => {
       throw this.refused(e);
-    }
+    });
   }
 
   /**

@@ -336,9 +336,9 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.foldChunk(t, plaintext, owned);
   }
 
-  /** Every chunk of a plain upload folded (see Attempt.settleFold). */
-  settleFold(t: Task): void {
-    t.owner.settleFold(t);
+  /** Every chunk of a plain upload folded (see Attempt.foldSettled). */
+  foldSettled(t: Task): Promise<void> | undefined {
+    return t.owner.foldSettled(t);
   }
 
   /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */

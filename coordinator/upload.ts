@@ -272,16 +272,17 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
           const trailer = frame.trailer;
           trailerSeen = true;
-          // Every chunk in flight is opened and used first; then the trailer is checked as it always was.
-          chunks.settled(() => {
-            if (finished) return;
-            try {
-              if (!secagg) d.engine.settleFold(task!); // chunks on fold helpers: a bad value is refused before the trailer
-              acceptTrailer(trailer);
-            } catch (e) {
-              reject(e);
-            }
-          });
+          // Every chunk in flight is opened and folded first (a bad value refused before the trailer, as in line).
+          const t = task;
+          chunks.settled(() =>
+            folded(t, () => {
+              try {
+                acceptTrailer(trailer);
+              } catch (e) {
+                reject(e);
+              }
+            }),
+          );
         } else {
           throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
         }
@@ -314,6 +315,23 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         openPaused = false;
         resumeIfClear();
       }
+    }
+    /**
+     * Runs `then` once every chunk of a plain upload on a fold helper is folded (at once when none is); a bad value
+     * among them refuses the upload instead.
+     */
+    function folded(t: Task | undefined, then: () => void): void {
+      if (finished) return;
+      let wait: Promise<void> | undefined;
+      try {
+        wait = t && !secagg ? d.engine.foldSettled(t) : undefined;
+      } catch (e) {
+        return reject(e);
+      }
+      if (!wait) return then();
+      wait.then(() => {
+        if (!finished) then();
+      }, reject);
     }
     /** The trailer, once every chunk is opened: count, hash, and the accept. */
     function acceptTrailer(trailer: NonNullable<UploadFrame__Output['trailer']>): void {
@@ -371,16 +389,16 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
       if (!decoder || !opener || !chunks) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
       const o = opener;
       const t = task;
-      chunks.settled(() => {
-        if (finished) return;
-        try {
-          if (t && !secagg) d.engine.settleFold(t); // a bad value already received is the refusal, as in line
-          o.finish(); // throws DATA_LOSS: truncated
-          reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
-        } catch (e) {
-          reject(e);
-        }
-      });
+      chunks.settled(() =>
+        folded(t, () => {
+          try {
+            o.finish(); // throws DATA_LOSS: truncated
+            reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+          } catch (e) {
+            reject(e);
+          }
+        }),
+      );
     });
     // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));

@@ -112,7 +112,7 @@ class FedAvgSum implements Aggregation {
       // Chunks that start on a value go to a kernel that stages them itself (threaded: copy and fold overlap).
       pushWhole: k.foldBytes ? (start, words) => k.foldBytes!(start, words, numExamples) : undefined,
       // Chunks the caller owns go to a helper whole, their buffers moved: the copy and the fold off this thread.
-      handoff: h && { hand: (start, words) => h.hand(start, words, numExamples), wait: (t) => h.wait(t) },
+      handoff: h && { hand: (start, words) => h.hand(start, words, numExamples), wait: (t) => h.wait(t), done: (t) => h.done(t) },
       refuse: (i, value) => index.rangeError(clientId, i, value),
       takeBack: (start, n) => void k.fold(start, n, -numExamples),
       finish: () => false,

@@ -74,7 +74,6 @@ export class HandOffQueue implements HandOff {
   private readonly free: number[] = [];
   private readonly load: number[];
   private n = 0;
-  private next = 0;
   private broken = false;
 
   constructor(
@@ -101,13 +100,10 @@ export class HandOffQueue implements HandOff {
       this.wait(this.tickets.find((t) => t !== undefined));
       slot = this.free.pop();
     }
-    // The helper with the fewest runs in flight, taking turns among equals.
-    let j = this.next;
-    for (let k = 1; k < this.team.length; k++) {
-      const c = (this.next + k) % this.team.length;
-      if (this.load[c] < this.load[j]) j = c;
-    }
-    this.next = (j + 1) % this.team.length;
+    // The helper with the fewest runs in flight, the first among equals: a helper that just finished is still
+    // spinning (fold-pool.ts SPIN_MS), while one left idle longer sleeps and takes a wake-up to start.
+    let j = 0;
+    for (let k = 1; k < this.team.length; k++) if (this.load[k] < this.load[j]) j = k;
     const t: Ticket = { done: false, bad: -1, value: 0, slot, helper: j };
     Atomics.store(this.jobs, JOB_WORDS * slot, JOB.POSTED);
     this.tickets[slot] = t;
@@ -144,9 +140,29 @@ export class HandOffQueue implements HandOff {
     if (this.broken) throw new Error('fold: a helper thread did not fold a handed run; this sum is unusable');
   }
 
+  async done(t: FoldTicket): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    const x = t as Ticket;
+    for (;;) {
+      this.poll();
+      if (x.done) return;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.broken = true;
+        this.check();
+      }
+      const r = (Atomics as unknown as AtomicsWaitAsync).waitAsync(this.jobs, JOB_WORDS * x.slot, JOB.POSTED, Math.min(left, 1000));
+      if (!r.async) continue;
+      // A pending waitAsync does not keep the process alive (the helpers are unref'd): a timer does, meanwhile.
+      const alive = setTimeout(() => undefined, 1000);
+      await r.value;
+      clearTimeout(alive);
+    }
+  }
+
   wait(t?: FoldTicket): void {
-    // Blocking: a run is a chunk's copy and fold, a fraction of a millisecond; waiting in Atomics.wait costs no CPU
-    // (Atomics.waitAsync measured several times the calling thread's CPU per update on the 2-core box).
+    // Blocking, for what must not wait on the event loop (a staged fold, a take-back, reading the sum); done() is
+    // the waiting that leaves the thread free (an upload's trailer).
     const deadline = Date.now() + WAIT_MS;
     for (;;) {
       this.poll();
@@ -163,4 +179,9 @@ export class HandOffQueue implements HandOff {
       Atomics.wait(this.jobs, JOB_WORDS * x.slot, JOB.POSTED, Math.min(left, 1000));
     }
   }
+}
+
+/** Atomics.waitAsync (Node 16+; the project's ES2022 lib does not declare it). */
+interface AtomicsWaitAsync {
+  waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
 }

@@ -157,6 +157,8 @@ export interface HandOff {
   hand(start: number, bytes: Uint8Array, w: number): FoldTicket;
   /** Blocks until `t` is done (every handed run when omitted). */
   wait(t?: FoldTicket): void;
+  /** Resolves once `t` is done, leaving this thread free meanwhile. */
+  done(t: FoldTicket): Promise<void>;
   /** Runs handed and not done yet. */
   readonly inFlight: number;
 }

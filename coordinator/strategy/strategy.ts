@@ -59,6 +59,8 @@ export interface UpdateFold {
   push(bytes: Uint8Array, owned?: boolean): void;
   /** Where chunks are folded off the calling thread: blocks until every one is folded; throws the update's refusal. */
   settle?(): void;
+  /** As settle(), without blocking: undefined when nothing is in flight, else a promise (rejected with the refusal). */
+  settled?(): Promise<void> | undefined;
   /** Every byte arrived (throws AdmissionError when some are missing). */
   finish(): void;
   readonly needsReplay: boolean;

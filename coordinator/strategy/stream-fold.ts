@@ -113,11 +113,12 @@ export interface FoldPasses {
   /**
    * Where given (FedAvg on a threaded sum: fold-handoff.ts): a chunk of whole values whose buffer the caller owns is
    * handed to a helper thread (moved, not copied) and folded there while the caller goes on; the ticket says later
-   * how it went. wait() blocks until a ticket (or every one) is done.
+   * how it went. wait() blocks until a ticket (or every one) is done; done() resolves once one is.
    */
   readonly handoff?: {
     hand(start: number, words: Uint8Array): FoldTicket;
     wait(t?: FoldTicket): void;
+    done(t: FoldTicket): Promise<void>;
   };
   /** Takes back n folded values starting at `start`. */
   takeBack(start: number, n: number): void;
@@ -234,6 +235,20 @@ export class StreamedFold implements UpdateFold {
   settle(): void {
     this.settleAll();
     if (this.refusal) throw this.refusal;
+  }
+
+  /**
+   * As settle(), leaving the thread free meanwhile: undefined when no handed chunk is unanswered (and none was
+   * refused), else a promise of every one folded, rejected with the update's refusal.
+   */
+  settled(): Promise<void> | undefined {
+    this.account();
+    if (this.handed.length === 0) return this.refusal ? Promise.reject(this.refusal) : undefined;
+    const tickets = this.handed.map((h) => h.t);
+    return (async () => {
+      for (const t of tickets) await this.p.handoff!.done(t);
+      this.settle();
+    })();
   }
 
   finish(): void {
