@@ -201,7 +201,7 @@ export class StreamedFold implements UpdateFold {
    */
   push(bytes: Uint8Array, owned = false): void {
     this.expect('open', 'push');
-    if (owned && this.p.handoff && bytes.length > 0 && this.first.takesWhole(bytes.length)) {
+    if (owned && this.p.handoff && bytes.length > 0 && bytes.buffer instanceof ArrayBuffer && this.first.takesWhole(bytes.length)) {
       this.account();
       if (this.refusal) throw this.refusal;
       const n = bytes.length >>> 2;
