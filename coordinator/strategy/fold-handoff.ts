@@ -12,7 +12,9 @@
 // Each run's answer (done; or the index and value of its first value outside ±LIMIT, with none of the run left in
 // the sum) is written into its job slot in the sum's memory. The calling thread reads the answers when it needs
 // them (stream-fold.ts keeps them in update order, so a refusal names the same value as folding in order did), and
-// every other use of the sum (a staged fold, a take-back, reading the sum) first waits until no run is in flight.
+// every other use of the sum (a staged fold, a take-back, reading the sum) first waits until no run is in flight
+// (wait(), blocking: a fraction of a millisecond). An upload's trailer waits with done() instead, which leaves the
+// thread free to take the next upload's chunks meanwhile.
 // Memory: at most RUNS_PER_HELPER runs per helper in flight per sum (each one chunk's bytes); a hand() beyond that
 // waits for one to finish.
 import type { FoldTicket, HandOff } from './fold-kernel';
