@@ -15,22 +15,22 @@ export interface BenchJoin {
   readonly identitySecretKey: Uint8Array;
 }
 
-/** Joins as a new site named 'bench' with backend 'none'. */
-export async function benchJoin(rpc: FederationClient): Promise<BenchJoin> {
+/** Joins as a new site named `name` (default 'bench') with backend 'none'. */
+export async function benchJoin(rpc: FederationClient, name = 'bench'): Promise<BenchJoin> {
   const identity = identityFromSecretKey(nacl.sign.keyPair().secretKey);
   const hello = await new Promise<HelloResponse__Output>((res, rej) =>
     rpc.Hello({ protocol_version: PROTOCOL_VERSION }, (e, r) => (e || !r ? rej(e ?? new Error('empty reply')) : res(r))),
   );
   const signature = sign(
     DOMAINS.join,
-    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, 'bench', identity.publicKey, 'none', hello.coordinator!),
+    joinSignedFields(PROTOCOL_VERSION, hello.run_id, hello.challenge, name, identity.publicKey, 'none', hello.coordinator!),
     identity.secretKey,
   );
   const join = await new Promise<{ session_token: string; client_id: string }>((res, rej) =>
     rpc.Join(
       {
         protocol_version: PROTOCOL_VERSION,
-        client_name: 'bench',
+        client_name: name,
         backend: 'none',
         labels: {},
         public_key: identity.publicKey,

@@ -13,11 +13,15 @@
 // main thread's and every other thread's (Linux), and the sender's process in the two-process arms.
 //
 // `node dist/bench/run.js download` runs it alone (BENCH_DOWNLOAD_REPS, default 7; BENCH_DOWNLOAD_CHUNK_BYTES, the
-// coordinator's transport.chunkBytes, default 1 MiB); the transport section runs it for its download rows.
+// coordinator's transport.chunkBytes, default 1 MiB; BENCH_DOWNLOAD_STREAMS, the SDK's downloadStreams, default
+// its own for this host); the transport section runs it for its download rows. The coordinator commits the adapter
+// with piece hashes, so the SDK arm downloads it over that many range calls on worker threads; a second SDK arm
+// downloads it in one stream.
 // `node dist/bench/download-bench.js` prints its JSON.
 import { readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import type { NamedTensor } from '../proto/tensors';
+import { defaultDownloadStreams, rangeStats } from '../client-sdk/download-ranges';
 import { benchAdapter, joinDownloadSite, spawnSenders, startSenders, type DownloadSenders, type DownloadSite } from './download-site';
 import { http2Receive, tcpReceive, type Http2Transfer } from './loopback-arms';
 
@@ -73,7 +77,7 @@ const CLOCK_TICKS = 100;
  *  tcp_hash   raw TCP, the reader also computes the SHA-256 (on the same thread)
  *  tcp_hash_copy  raw TCP, the reader hashes and copies into tensor-sized buffers (on the same thread)
  */
-const ARMS = ['download', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
+const ARMS = ['download', 'download_one_stream', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
 type Arm = (typeof ARMS)[number];
 /** Where the sending side runs: a child process (as deployed; the goal's figure) or this process. */
 const MODES = ['two_process', 'same_process'] as const;
@@ -103,6 +107,11 @@ export interface DownloadBench {
   repetitions: number;
   /** The coordinator's transport.chunkBytes: the data bytes per download message. */
   chunk_bytes: number;
+  /** The SDK's downloadStreams in the download arm (download_one_stream: 1). */
+  download_streams: number;
+  /** Timed downloads that went over range calls (piece hashes, worker threads), and the range calls each made. */
+  parallel_downloads: number;
+  ranges_per_parallel_download: number;
   /** The two-process HTTP/2 arm's last transfer: 'data' events and the largest, with 2^24 - 1 offered as the frame size. */
   http2_data_events: number;
   http2_largest_data_event_bytes: number;
@@ -124,13 +133,21 @@ export interface DownloadBench {
  * rotated from one repetition to the next, so that every ratio compares transfers made moments apart under the
  * same load. What each arm received is checked after its timing: the download byte for byte against the adapter.
  */
-export async function benchDownloads(params: number, reps: number, chunkBytes = 1 << 20): Promise<DownloadBench> {
+export async function benchDownloads(
+  params: number,
+  reps: number,
+  chunkBytes = 1 << 20,
+  streams = Number(process.env.BENCH_DOWNLOAD_STREAMS ?? defaultDownloadStreams()),
+): Promise<DownloadBench> {
   const adapter = benchAdapter(params);
   const bytes = params * 4;
   const tensorBytes = bytes / 16;
   const senders: Partial<Record<Mode, DownloadSenders>> = {};
   const sites: Partial<Record<Mode, DownloadSite>> = {};
+  const oneStream: Partial<Record<Mode, DownloadSite>> = {};
   let frames: Http2Transfer | undefined;
+  /** Range downloads and their range calls over the timed repetitions (not the warm-up). */
+  const timed = { downloads: 0, ranges: 0 };
   const cases = MODES.flatMap((m) => ARMS.map((a) => [m, a] as const));
   const series = () =>
     Object.fromEntries(MODES.map((m) => [m, Object.fromEntries(ARMS.map((a) => [a, [] as number[]]))])) as Record<Mode, Record<Arm, number[]>>;
@@ -138,12 +155,15 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
   try {
     senders.two_process = await spawnSenders(params, chunkBytes);
     senders.same_process = await startSenders(params, chunkBytes, adapter);
-    for (const m of MODES) sites[m] = await joinDownloadSite(senders[m]!.grpc);
+    for (const m of MODES) sites[m] = await joinDownloadSite(senders[m]!.grpc, streams, 'bench');
+    for (const m of MODES) oneStream[m] = await joinDownloadSite(senders[m]!.grpc, 1, 'bench-one-stream');
     const run = (m: Mode, a: Arm): Promise<NamedTensor[] | number> => {
       const s = senders[m]!;
       switch (a) {
         case 'download':
           return sites[m]!.download(0);
+        case 'download_one_stream':
+          return oneStream[m]!.download(0);
         case 'grpc_bare':
           return sites[m]!.drain(0);
         case 'http2':
@@ -171,8 +191,9 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
         );
       if (!same) throw new Error(`the ${m} download does not match the adapter`);
     };
-    // Warm-up, not reported: the image is encoded at the first download, the worker starts, the JIT settles.
+    // Warm-up, not reported: the image is encoded at the first download, the workers start, the JIT settles.
     for (const [m, a] of cases) check(m, a, await run(m, a));
+    const ranges0 = { ...rangeStats };
     for (let rep = 0; rep < reps; rep++) {
       for (let k = 0; k < cases.length; k++) {
         const [m, a] = cases[(k + rep) % cases.length];
@@ -199,8 +220,11 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
         check(m, a, got);
       }
     }
+    timed.downloads = rangeStats.downloads - ranges0.downloads;
+    timed.ranges = rangeStats.ranges - ranges0.ranges;
   } finally {
     for (const m of MODES) sites[m]?.close();
+    for (const m of MODES) oneStream[m]?.close();
     for (const m of MODES) await senders[m]?.close();
   }
   const figures = (m: Mode, a: Arm): ArmFigures => {
@@ -229,6 +253,9 @@ export async function benchDownloads(params: number, reps: number, chunkBytes = 
     bytes,
     repetitions: reps,
     chunk_bytes: chunkBytes,
+    download_streams: streams,
+    parallel_downloads: timed.downloads,
+    ranges_per_parallel_download: timed.ranges / Math.max(1, timed.downloads),
     http2_data_events: frames?.dataEvents ?? 0,
     http2_largest_data_event_bytes: frames?.largestEvent ?? 0,
     arms_two_process: two,
@@ -253,12 +280,12 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
   const s = d.arms_same_process;
   return [
     [
-      `download ${mib} MiB adapter over gRPC, coordinator in another process (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks)`,
+      `download ${mib} MiB adapter over gRPC, coordinator in another process (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks, ${d.download_streams} range calls on worker threads)`,
       `${a.download.mb_per_second.toFixed(0)} MB/s`,
       `raw TCP ${a.tcp.mb_per_second.toFixed(0)} MB/s`,
       `${pct(a.download.over_tcp)} of TCP (median of ${d.repetitions}, ${pct(a.download.over_tcp_min)}–${pct(a.download.over_tcp_max)}; goal 50%)${cpu(a.download)}`,
     ],
-    ...(['grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map((k): [string, string, string, string] => [
+    ...(['download_one_stream', 'grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map((k): [string, string, string, string] => [
       `  same bytes: ${ARM_LABELS[k]}`,
       `${a[k].mb_per_second.toFixed(0)} MB/s`,
       '',
@@ -274,6 +301,7 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
 }
 
 const ARM_LABELS: Record<Exclude<Arm, 'download'>, string> = {
+  download_one_stream: 'SDK download in one stream (downloadStreams 1)',
   grpc_bare: 'gRPC call, reader counts (no checks, landing, hash)',
   http2: 'node:http2 alone, reader counts',
   tcp: 'raw TCP, reader counts (the baseline)',

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
+import { parallelDownloads } from '../client-sdk/download-ranges';
 import { Coordinator, loadConfig } from '../coordinator';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { loadFedtuneProto } from '../proto/load';
@@ -25,6 +26,8 @@ export async function startDownloadCoordinator(
   adapter: NamedTensor[],
   chunkBytes: number,
   runDir?: string,
+  /** More of the coordinator's transport section (pieceBytes, maxRangeCallsPerSite). */
+  transport: { pieceBytes?: number; maxRangeCallsPerSite?: number } = {},
 ): Promise<{ address: string; stop(): Promise<void> }> {
   const dir = runDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-dl-')));
   const config = loadConfig({
@@ -35,7 +38,7 @@ export async function startDownloadCoordinator(
       rounds: { total: 1, minClients: 1000, minUpdates: 1, clientsPerRound: 1000, deadlineMs: 600_000 },
       log: { level: 'silent' },
       auth: { mode: 'tofu' },
-      transport: { chunkBytes },
+      transport: { chunkBytes, ...transport },
     },
   });
   const coordinator = new Coordinator({
@@ -141,14 +144,18 @@ export interface DownloadSite {
   close(): void;
 }
 
-/** Joins the coordinator at `address` as a new site (tofu). */
-export async function joinDownloadSite(address: string): Promise<DownloadSite> {
+/**
+ * Joins the coordinator at `address` as a new site (tofu). Its downloads are the SDK's: `streams` range calls
+ * (default: the SDK's for this host, defaultDownloadStreams) for a version that lists piece hashes.
+ */
+export async function joinDownloadSite(address: string, streams?: number, name?: string): Promise<DownloadSite> {
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
+  const parallel = parallelDownloads({ address, downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS });
   try {
-    const { sessionToken: token } = await benchJoin(rpc);
+    const { sessionToken: token } = await benchJoin(rpc, name);
     return {
-      download: (version) => downloadAdapter(rpc, token, version),
+      download: (version) => downloadAdapter(rpc, token, version, undefined, false, parallel),
       drain: (version) =>
         new Promise<number>((resolve, reject) => {
           const call = rpc.DownloadAdapter({ session_token: token, version, evaluation_task_id: '', control_variate: false });

@@ -66,6 +66,12 @@ export interface FederationClientOptions {
   readonly credentials?: grpc.ChannelCredentials;
   readonly labels?: Record<string, string>;
   readonly chunkBytes?: number;
+  /**
+   * Range calls per download of a version that lists piece hashes, each on its own connection and worker thread
+   * (download-ranges.ts); 1: one stream, as before. Default: one per two cores, at most 8. Needs the default
+   * insecure credentials or tlsCredentials() (a worker thread must make its own); other credentials download with one.
+   */
+  readonly downloadStreams?: number;
   /** Refuse to train when the coordinator's base model differs (sha256 of model.safetensors). */
   readonly baseModelSha256?: string;
   /** Alternative to `logger`: one function for every log line. */

@@ -18,6 +18,7 @@ import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from './download';
+import { parallelDownloads, type ParallelDownloads } from './download-ranges';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
 import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
@@ -85,6 +86,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private runId = '';
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
   private readonly address: ParsedAddress;
+  private readonly parallel: ParallelDownloads | undefined;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
@@ -98,11 +100,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.controlVariates = opts.controlVariates ?? memoryControlVariates();
     this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
-    this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': 30_000,
-      ...SITE_CHANNEL_OPTIONS,
-      ...opts.channelOptions,
-    });
+    const channelOptions = { 'grpc.keepalive_time_ms': 30_000, ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
+    this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), channelOptions);
+    this.parallel = parallelDownloads(opts, channelOptions);
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
@@ -322,7 +322,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** A SCAFFOLD task: the server's c for the base version, this site's c_i for the run (scaffold-site.ts). */
   private async scaffoldRound(t: TrainTask__Output, global: NamedTensor[], mode: Parameters<typeof trainableTensors>[1]): Promise<ScaffoldRound> {
     if (t.secagg) throw new Error('the coordinator asks for SCAFFOLD under secure aggregation, which cannot carry its control variates');
-    const c = await downloadAdapter(this.rpc, this.token, t.base_version, undefined, true);
+    const c = await downloadAdapter(this.rpc, this.token, t.base_version, undefined, true, this.parallel);
     const ci = await this.controlVariates.load(this.runId);
     return beginScaffoldRound(trainableTensors(global, mode), c, ci, (msg) => this.log('warn', msg, { round: t.round }));
   }
@@ -405,7 +405,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
    * task names, whose data bytes must hash to its sha256 (download.ts).
    */
   download(version: number, candidate?: { evaluationTaskId: string; sha256: string }): Promise<NamedTensor[]> {
-    return downloadAdapter(this.rpc, this.token, version, candidate);
+    return downloadAdapter(this.rpc, this.token, version, candidate, false, this.parallel);
   }
 
   /**

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import type { ChannelSpec } from './download-range-worker';
 
 export interface TlsClientOptions {
   /** PEM CA bundle to trust for the coordinator's certificate; default: the system roots. */
@@ -26,6 +27,11 @@ function read(what: string, file: string): Buffer {
   }
 }
 
+/** The PEM material of credentials made by tlsCredentials(); nothing for any other credentials. */
+export type TlsMaterial = NonNullable<ChannelSpec['tls']>;
+const material = new WeakMap<grpc.ChannelCredentials, TlsMaterial>();
+export const tlsMaterial = (c: grpc.ChannelCredentials): TlsMaterial | undefined => material.get(c);
+
 /** Channel credentials for TLS (or mutual TLS when certFile and keyFile are given). Throws when a file is missing or does not parse. */
 export function tlsCredentials(o: TlsClientOptions = {}): grpc.ChannelCredentials {
   if (Boolean(o.certFile) !== Boolean(o.keyFile)) throw new Error('a TLS client certificate needs its key: give certFile and keyFile together, or neither');
@@ -37,7 +43,10 @@ export function tlsCredentials(o: TlsClientOptions = {}): grpc.ChannelCredential
   const override = o.serverNameOverride;
   const verify: grpc.VerifyOptions = override ? { checkServerIdentity: (_host: string, c: tls.PeerCertificate) => tls.checkServerIdentity(override, c) } : {};
   try {
-    return grpc.credentials.createSsl(ca, key, cert, verify);
+    const creds = grpc.credentials.createSsl(ca, key, cert, verify);
+    // Kept so that a parallel download's worker threads can make the same credentials (download-ranges.ts).
+    material.set(creds, { ca, key, cert, ...(override ? { serverNameOverride: override } : {}) });
+    return creds;
   } catch (e) {
     // OpenSSL's message names the problem ("key values mismatch", "no start line"), never the key's bytes.
     throw new Error(`unusable TLS files (${[o.caFile, o.certFile, o.keyFile].filter(Boolean).join(', ')}): ${(e as Error).message}`, { cause: e });

@@ -270,6 +270,20 @@ export const schema = {
       env: 'FEDTUNE_TRANSPORT_OPEN_OFF_THREAD_MIN_BYTES',
       arg: 'transport.openOffThreadMinBytes',
     },
+    pieceBytes: {
+      doc: "Bytes per hashed piece of a committed version (its manifest lists each piece's SHA-256, so that sites can download it over several connections and check it on several threads); a multiple of chunkBytes, or 0: no piece hashes (downloaded in one stream, as versions committed before them).",
+      format: 'non-negative-int',
+      default: 4 << 20,
+      env: 'FEDTUNE_TRANSPORT_PIECE_BYTES',
+      arg: 'transport.pieceBytes',
+    },
+    maxRangeCallsPerSite: {
+      doc: 'Most range calls of a parallel download (DownloadRequest.range_length) one site may have in flight at once; more are refused RESOURCE_EXHAUSTED.',
+      format: 'positive-int',
+      default: 16,
+      env: 'FEDTUNE_TRANSPORT_MAX_RANGE_CALLS_PER_SITE',
+      arg: 'transport.maxRangeCallsPerSite',
+    },
   },
   admission: {
     maxPendingChallenges: {

@@ -75,7 +75,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.logger = opts.logger ?? pino({ level: opts.config.log.level });
-    this.store = opts.store ?? new FsCheckpointStore(opts.config.run.dir, { warn: (m) => this.logger.warn(m), runId: opts.config.run.id });
+    this.store =
+      opts.store ??
+      new FsCheckpointStore(opts.config.run.dir, {
+        warn: (m) => this.logger.warn(m),
+        runId: opts.config.run.id,
+        pieceBytes: opts.config.transport.pieceBytes,
+      });
     this.done = new Promise<Checkpoint>((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => undefined); // a failed run is reported through `done` and the log, never as an unhandled rejection
   }

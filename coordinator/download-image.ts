@@ -12,6 +12,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import { tensorFrames } from '../proto/tensor-stream';
 import type { TensorList } from '../proto/tensors';
+import { withPieces, type Announced } from './download-ranges';
 
 /** One TensorFrame message, already serialized. */
 export class EncodedFrame {
@@ -21,10 +22,10 @@ export class EncodedFrame {
 /** Encodes one frame as the service would (its responseSerialize). */
 export type FrameEncoder = (frame: TensorFrame) => Buffer;
 
-/** The whole stream of `tensors`, each frame serialized once by `encode`. */
-export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder): EncodedFrame[] {
+/** The whole stream of `tensors`, each frame serialized once by `encode`; its header announces `pieces`. */
+export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder, pieces?: Announced): EncodedFrame[] {
   const out: EncodedFrame[] = [];
-  for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(f)));
+  for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(withPieces(f, pieces))));
   return out;
 }
 
@@ -47,7 +48,7 @@ export class DownloadImages {
   constructor(private readonly encode: FrameEncoder) {}
 
   /** The image of `kind` for `version`, the latest; `tensors` is called only when it must be built. */
-  get(version: number, kind: ImageKind, chunkBytes: number, tensors: () => TensorList): readonly EncodedFrame[] {
+  get(version: number, kind: ImageKind, chunkBytes: number, tensors: () => TensorList, pieces?: Announced): readonly EncodedFrame[] {
     if (version !== this.version || chunkBytes !== this.chunkBytes) {
       this.images.clear();
       this.version = version;
@@ -55,7 +56,7 @@ export class DownloadImages {
     }
     let image = this.images.get(kind);
     if (!image) {
-      image = encodeImage(tensors(), chunkBytes, this.encode);
+      image = encodeImage(tensors(), chunkBytes, this.encode, pieces);
       this.images.set(kind, image);
     }
     return image;

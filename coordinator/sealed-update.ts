@@ -60,6 +60,10 @@ export function encodeSpoolHead(u: SpoolHeadFields, extras: SpoolExtras): Buffer
       tensors: u.header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape.map(Number) })),
       total_bytes: Number(u.header.total_bytes),
       chunk_bytes: u.header.chunk_bytes,
+      // Piece hashes belong to downloads (proto/pieces.ts); an upload's are never kept.
+      piece_bytes: 0,
+      piece_sha256: [],
+      max_range_calls: 0,
     },
     envelope,
     clientName: u.clientName,

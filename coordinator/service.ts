@@ -30,7 +30,11 @@ import type { SecAggAttempt } from './secagg-attempt';
 import { checkReportedRank } from './lora-aggregation';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 import { controlVariateDownload } from './strategy/scaffold-download';
-import { DownloadImages } from './download-image';
+import { DownloadImages, EncodedFrame } from './download-image';
+import { answerFrames, askOf, RangeCalls, servedPieces, withPieces } from './download-ranges';
+
+/** A range's trailer: its chunk count; no stream hash (each piece is checked against the header's list). */
+const rangeTrailer = (n: number): TensorFrame => ({ trailer: { chunk_count: n, sha256: Buffer.alloc(0) } });
 
 export { MAX_NUM_EXAMPLES } from './upload';
 /** Most metrics one report may carry (proto/limits.ts). */
@@ -77,14 +81,17 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   // Paths a message could carry (an error from the file system): never sent to a site.
   const knownPaths = [d.config.run.dir, path.resolve(d.config.run.dir), d.config.security.keyFile].filter((p) => p);
   // The latest version's download, encoded once with the service's own serializer (download-image.ts).
-  const images = new DownloadImages(loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter.responseSerialize);
+  const encodeFrame = loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter.responseSerialize;
+  const images = new DownloadImages(encodeFrame);
+  const rangeCalls = new RangeCalls(d.config.transport.maxRangeCallsPerSite);
   // Every selected site downloads a version as soon as it is committed: its image is made then, once, before the
   // next round's tasks go out (the engine emits roundCommitted before it opens the next round).
   d.engine.on('roundCommitted', (ev) => {
     const latest = d.engine.latest;
     if (latest?.manifest.version !== ev.version) return;
     try {
-      images.get(ev.version, 'adapter', d.config.transport.chunkBytes, () => latest.adapter);
+      const chunkBytes = d.config.transport.chunkBytes;
+      images.get(ev.version, 'adapter', chunkBytes, () => latest.adapter, servedPieces(latest.manifest, chunkBytes, d.config.transport.maxRangeCallsPerSite));
     } catch (e) {
       // Never fails a commit: the first download builds it (and reports whatever went wrong) instead.
       d.log('warn', 'could not prepare the download of the committed version', { version: ev.version, err: (e as Error).message });
@@ -243,15 +250,30 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             const chunkBytes = d.config.transport.chunkBytes;
             // SCAFFOLD: the version's server control variate c instead of its adapter (strategy/scaffold-download.ts).
             const tensorsOf = (ck: Checkpoint): NamedTensor[] => (cv ? controlVariateDownload(d.config, ck) : ck.adapter);
-            if (latest && latest.manifest.version === v) {
-              // The latest version: its stream encoded once for every site (download-image.ts).
-              await writeAll(
-                call,
-                images.get(v, cv ? 'control_variate' : 'adapter', chunkBytes, () => tensorsOf(latest)),
-              );
-            } else {
-              const ck = await readVersion(d.store, v, latest?.manifest.version);
-              await writeAll(call, tensorFrames(tensorsOf(ck), chunkBytes));
+            // Parallel downloads (download-ranges.ts): the adapter's piece hashes in the header, and whole-piece
+            // ranges, at most transport.maxRangeCallsPerSite of them in flight per site.
+            const ranged = Number(call.request.range_length) > 0;
+            const release = ranged ? rangeCalls.enter(s.clientId) : undefined;
+            if (release) for (const ev of ['close', 'cancelled', 'error']) call.once(ev, release);
+            try {
+              const ck = latest && latest.manifest.version === v ? latest : await readVersion(d.store, v, latest?.manifest.version);
+              const pieces = cv ? undefined : servedPieces(ck.manifest, chunkBytes, d.config.transport.maxRangeCallsPerSite);
+              const total = cv ? 0 : ck.adapter.reduce((n, t) => n + t.data.byteLength, 0);
+              const ask = askOf(call.request, v, total, pieces);
+              if (ck === latest) {
+                // The latest version: its stream encoded once for every site (download-image.ts).
+                const image = images.get(v, cv ? 'control_variate' : 'adapter', chunkBytes, () => tensorsOf(latest), pieces);
+                await writeAll(
+                  call,
+                  answerFrames(image, ask, chunkBytes, (n) => new EncodedFrame(encodeFrame(rangeTrailer(n)))),
+                );
+              } else {
+                const frames = [...tensorFrames(tensorsOf(ck), chunkBytes)].map((f) => withPieces(f, pieces));
+                await writeAll(call, answerFrames(frames, ask, chunkBytes, rangeTrailer));
+              }
+            } catch (e) {
+              release?.();
+              throw e;
             }
             call.end();
           } catch (e) {

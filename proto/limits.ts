@@ -175,6 +175,15 @@ export const checkStreamTasks = (r: StreamTasksRequest): void => token(r.session
 export function checkDownload(r: DownloadRequest): void {
   token(r.session_token);
   taskId(r.evaluation_task_id, 'evaluation_task_id');
+  // Parallel downloads (proto/pieces.ts): the range's place in the stream is checked against the version by the
+  // service; here only that it is a range at all.
+  const off = Number(r.range_offset ?? 0);
+  const len = Number(r.range_length ?? 0);
+  if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0) throw bad(`range ${off}+${len} is not a byte range`);
+  if (len === 0 && off !== 0) throw bad(`range_offset ${off} without a range_length`);
+  if (len > 0 && r.header_only) throw bad('header_only and a range in one request');
+  if ((len > 0 || r.header_only) && (r.evaluation_task_id || r.control_variate))
+    throw bad('ranges are served for committed adapters only, not evaluation candidates or control variates');
 }
 
 /** Most validation examples one evaluation report may claim (the FedAvg weight bound, MAX_NUM_EXAMPLES). */

@@ -1,5 +1,6 @@
 // coordinator/checkpoints/fs-store.ts and atomic-fs.ts: atomic versions, the latest pointer, lineage by
 // manifest hash, sha256 verification naming the damaged file, crash recovery, export.
+import { PIECE_BYTES, pieceHashes } from '../proto/pieces';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -130,8 +131,10 @@ describe('checkpoints: FsCheckpointStore', () => {
     const before = Date.now();
     const ck = await s.commit(input(1));
     const m = ck.manifest;
-    const { parent, createdAt, files, format, version, ...rest } = m;
+    const { parent, createdAt, files, format, version, pieces, ...rest } = m;
     expect(rest).to.deep.equal(input(1).manifest);
+    // The piece hashes of the adapter's download stream (proto/pieces.ts), as read back from its file.
+    expect(pieces).to.deep.equal(pieceHashes(ck.adapter, PIECE_BYTES));
     expect(format).to.equal(MANIFEST_FORMAT);
     expect(version).to.equal(1);
     expect(parent!.version).to.equal(0);

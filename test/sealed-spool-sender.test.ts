@@ -46,6 +46,10 @@ function headerOut(h: TensorHeader | null | undefined): TensorHeader__Output {
     })),
     total_bytes: Number(h?.total_bytes ?? 0),
     chunk_bytes: h?.chunk_bytes ?? 0,
+    // Download-only fields (proto/pieces.ts); an upload's header never sets them.
+    piece_bytes: h?.piece_bytes ?? 0,
+    piece_sha256: (h?.piece_sha256 ?? []).map((b) => Buffer.from(b as Uint8Array)),
+    max_range_calls: h?.max_range_calls ?? 0,
   };
 }
 
@@ -120,6 +124,9 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
       ],
       total_bytes: 160,
       chunk_bytes: 64,
+      piece_bytes: 0,
+      piece_sha256: [],
+      max_range_calls: 0,
     });
     expect(f.sealed.chunks.length).to.equal(3);
     const want = Buffer.concat(delta().map((t) => Buffer.from(t.data.buffer)));
@@ -138,6 +145,9 @@ describe('sealed uploads: spool records and the sealed sender (unit, real crypto
       tensors: [{ name: 'secagg.masked', dtype: 'UINT32', shape: [37] }],
       total_bytes: 148,
       chunk_bytes: 64,
+      piece_bytes: 0,
+      piece_sha256: [],
+      max_range_calls: 0,
     });
     expect(f.sealed.chunks.map((c) => c.length - 16)).to.deep.equal([64, 64, 20]);
     expect(openFrames(f, 0).equals(Buffer.from(y.buffer))).to.equal(true);

@@ -52,6 +52,9 @@ function received(h: TensorHeader): TensorHeader__Output {
     })),
     total_bytes: Number(h.total_bytes ?? 0),
     chunk_bytes: h.chunk_bytes ?? 0,
+    piece_bytes: 0,
+    piece_sha256: [],
+    max_range_calls: 0,
   };
 }
 

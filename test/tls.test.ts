@@ -14,9 +14,11 @@ import { Coordinator } from '../coordinator/coordinator';
 import { ConfigError, loadConfig } from '../coordinator/config';
 import { FederationClient } from '../client-sdk/client';
 import { tlsCredentials } from '../client-sdk/tls';
+import { downloadAdapter } from '../client-sdk/download';
+import { parallelDownloads, rangeStats } from '../client-sdk/download-ranges';
 import { loadFedtuneProto } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
-import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity, join } from './harness';
+import { ConstantTrainer, smallAdapter, startCoordinator, tempDir, type Harness, testIdentity, join, settled } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const fast = { initialMs: 20, maxMs: 200, factor: 2 };
@@ -267,6 +269,38 @@ describe('TLS on the gRPC channel', function () {
     expect(error({ certFile: s.cert, keyFile: s.key, clientCaFile: dir }))
       .to.contain('tls.clientCaFile')
       .and.contain('not a regular file');
+  });
+
+  it('mutual TLS: a parallel download (range calls on worker threads) makes its channels from tlsCredentials() and lands the version', async () => {
+    // 16 tensors of 5,000 values over 64 KiB pieces: 5 pieces, 3 range calls, each worker presenting the site's certificate.
+    const adapter = Array.from({ length: 16 }, (_, i) => ({
+      name: `t${String(i).padStart(2, '0')}`,
+      dtype: 'float32' as const,
+      shape: [5000],
+      data: Float32Array.from({ length: 5000 }, (_, j) => Math.sin(i * 5000 + j)),
+    }));
+    const tls = { certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert };
+    const h = await startCoordinator(
+      await tempDir('tls'),
+      { total: 1 },
+      { tls, transport: { chunkBytes: 16 << 10, pieceBytes: 64 << 10 } },
+      { initialAdapter: () => adapter },
+    );
+    harnesses.push(h);
+    await settled(h); // version 0 committed
+    const credentials = tlsCredentials({ caFile: pki.ca.cert, certFile: pki.client.cert, keyFile: pki.client.key });
+    const rpc = new (loadFedtuneProto().fedtune.v1.Federation)(h.address, credentials) as unknown as RawClient;
+    try {
+      const { session_token: token } = await join(rpc, 'site-p');
+      const parallel = parallelDownloads({ address: h.address, credentials, downloadStreams: 3 }, {});
+      expect(parallel?.channel.tls).to.not.equal(undefined);
+      const before = rangeStats.ranges;
+      const got = await downloadAdapter(rpc, token, 0, undefined, false, parallel);
+      expect(rangeStats.ranges - before).to.equal(3);
+      expect(got.map((t) => Array.from(t.data))).to.deep.equal(adapter.map((t) => Array.from(t.data)));
+    } finally {
+      rpc.close();
+    }
   });
 
   it('start() names the key of a file that does not parse, or of a key that does not fit the certificate', async () => {

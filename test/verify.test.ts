@@ -236,6 +236,20 @@ describe('signed checkpoints and fedtune verify', function () {
       );
     });
 
+    it("checks the manifest's piece hashes (parallel downloads) against the adapter file, even when re-signed", async () => {
+      await commit(2);
+      expect(where(await verifyRun(run))).to.deep.equal([]);
+      await resign(1, (m) => ((m.pieces as { sha256: string[] }).sha256[0] = 'e'.repeat(64)), KEY_A);
+      let r = await verifyRun(run);
+      expect(where(r)).to.deep.equal([`1:${ADAPTER_FILE}:file-hash`]);
+      expect(r.problems[0].message).to.match(
+        /^v000001\/adapter_model\.safetensors: piece 0: sha256 [0-9a-f]{12}… does not match the manifest's pieces \(eeeeeeeeeeee…; 1 listed, 1 in the file\)$/,
+      );
+      await resign(1, (m) => (m.pieces = { bytes: -1, sha256: [] }), KEY_A);
+      r = await verifyRun(run);
+      expect(where(r)).to.deep.equal(['1:manifest.json:manifest']);
+    });
+
     it('detects a broken parent link even when the manifest is re-signed with the right key', async () => {
       await commit(3);
       const wrong = 'f'.repeat(64);

@@ -28,6 +28,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
+import { PIECE_BYTES, pieceHashes } from '../../proto/pieces';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
 import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeDurable, type CrashHook } from './atomic-fs';
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
@@ -82,6 +83,8 @@ export interface FsStoreOptions {
    * is refused (RunMismatchError), nothing changed. Without it, any one run id is accepted, but not two.
    */
   readonly runId?: string;
+  /** Bytes per hashed piece of a committed version (proto/pieces.ts; default PIECE_BYTES); 0: none recorded. */
+  readonly pieceBytes?: number;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
@@ -349,6 +352,11 @@ export class FsCheckpointStore implements CheckpointStore {
     const weights = writeSafetensors(input.adapter, { format: 'pt' });
     const adapterConfig = stableJson(input.adapterConfig);
     const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
+    // The piece hashes of the stream the coordinator will serve: the adapter as read back from its file (the order
+    // and bytes every later download of this version sends).
+    const adapter = readSafetensors(weights).tensors;
+    const pieceBytes = this.opts.pieceBytes ?? PIECE_BYTES;
+    const pieces = pieceBytes > 0 ? pieceHashes(adapter, pieceBytes) : undefined;
     const manifest: Manifest = {
       ...input.manifest,
       format: MANIFEST_FORMAT,
@@ -356,6 +364,7 @@ export class FsCheckpointStore implements CheckpointStore {
       parent: parent ? { version: parent.manifest.version, manifestSha256: parent.manifestSha256 } : null,
       createdAt: new Date().toISOString(),
       files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig), ...(state ? { [SERVER_STATE_FILE]: sha256(state) } : {}) },
+      ...(pieces ? { pieces } : {}),
     };
     const manifestText = stableJson(manifest);
     // Each step reports to the crash hook (a no-op outside tests); see proto/durable-file.ts.
@@ -378,7 +387,7 @@ export class FsCheckpointStore implements CheckpointStore {
     return {
       manifest: JSON.parse(manifestText) as Manifest,
       manifestSha256: sha256(manifestText),
-      adapter: readSafetensors(weights).tensors,
+      adapter,
       adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
       serverState: state ? decodeServerState(state) : [],
     };

@@ -1,5 +1,6 @@
 // What a committed version is, and the store that keeps versions. The filesystem store (fs-store.ts) is the
 // embedded default; the interface is small so object storage can implement it later.
+import type { PieceList } from '../../proto/pieces';
 import type { NamedTensor } from '../../proto/tensors';
 
 export interface Participant {
@@ -54,6 +55,12 @@ export interface Manifest {
   readonly privacy?: PrivacyRecord;
   /** sha256 (hex) of every other file in the version directory. */
   readonly files: Record<string, string>;
+  /**
+   * SHA-256 of each piece of the adapter's download stream (proto/pieces.ts), so that a site can receive it over
+   * several connections and check it on several threads; absent in versions committed before they existed, which
+   * are downloaded whole.
+   */
+  readonly pieces?: PieceList;
 }
 
 /** One stretch of rounds with the same sampling rate and effective noise multiplier (the accountant's input). */

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './fs-store';
 import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifestSignature, sameKey, type SignatureCheck } from './signature';
 import { releaseProblem } from './release-check';
+import { piecesProblem } from './verify-pieces';
 import { type Problem, type ProblemKind, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
 
 export * from './verify-types';
@@ -205,7 +206,7 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
   const standard = files && !info.manifestChangedAfterSigning ? [] : [ADAPTER_FILE, ADAPTER_CONFIG_FILE];
   const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...standard, ...Object.keys(files ?? {})]);
   for (const n of names.sort()) if (!known.has(n)) out.add(v, n, 'extra-file', 'not listed in the manifest');
-  if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, out);
+  if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, info.manifest?.pieces, out);
   return info;
 }
 
@@ -279,7 +280,7 @@ function parseManifest(bytes: Buffer, v: number, out: Collector): Record<string,
   return m;
 }
 
-async function checkFiles(dir: string, v: number, files: Record<string, unknown>, out: Collector): Promise<void> {
+async function checkFiles(dir: string, v: number, files: Record<string, unknown>, pieces: unknown, out: Collector): Promise<void> {
   for (const [name, want] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
     // Never follow a manifest outside its own directory, nor let it vouch for itself or its signature.
     if (!SAFE_NAME.test(name) || name === MANIFEST_FILE || name === MANIFEST_SIG_FILE) {
@@ -297,6 +298,17 @@ async function checkFiles(dir: string, v: number, files: Record<string, unknown>
     }
     const got = sha256(bytes);
     if (got !== want) out.add(v, name, 'file-hash', `sha256 ${short(got)} does not match the manifest's ${short(want)}`, { expected: want, actual: got });
+    else if (name === ADAPTER_FILE && pieces !== undefined) {
+      const p = piecesProblem(bytes, pieces);
+      if (p)
+        out.add(
+          v,
+          p.kind === 'manifest' ? MANIFEST_FILE : ADAPTER_FILE,
+          p.kind,
+          p.message,
+          p.expected === undefined ? {} : { expected: p.expected, actual: p.actual },
+        );
+    }
   }
 }
 

@@ -1,11 +1,15 @@
 // Original file: proto/fedtune.proto
 
+import type { Long } from '@grpc/proto-loader';
 
 export interface DownloadRequest {
   'session_token'?: (string);
   'version'?: (number);
   'evaluation_task_id'?: (string);
   'control_variate'?: (boolean);
+  'header_only'?: (boolean);
+  'range_offset'?: (number | string | Long);
+  'range_length'?: (number | string | Long);
 }
 
 export interface DownloadRequest__Output {
@@ -13,4 +17,7 @@ export interface DownloadRequest__Output {
   'version': (number);
   'evaluation_task_id': (string);
   'control_variate': (boolean);
+  'header_only': (boolean);
+  'range_offset': (number);
+  'range_length': (number);
 }

@@ -8,6 +8,9 @@ export interface TensorHeader {
   'tensors'?: (_fedtune_v1_TensorSpec)[];
   'total_bytes'?: (number | string | Long);
   'chunk_bytes'?: (number);
+  'piece_bytes'?: (number);
+  'piece_sha256'?: (Buffer | Uint8Array | string)[];
+  'max_range_calls'?: (number);
 }
 
 export interface TensorHeader__Output {
@@ -15,4 +18,7 @@ export interface TensorHeader__Output {
   'tensors': (_fedtune_v1_TensorSpec__Output)[];
   'total_bytes': (number);
   'chunk_bytes': (number);
+  'piece_bytes': (number);
+  'piece_sha256': (Buffer)[];
+  'max_range_calls': (number);
 }

@@ -1,0 +1,184 @@
+// A worker thread of a parallel download (download-ranges.ts): it receives one range of a version over its own
+// grpc-js channel (its own connection), checks every frame as the one-stream download does, lands the bytes in
+// the download's shared buffer and checks each piece against the SHA-256 the header listed. Receiving in grpc-js
+// and hashing are what bound a download on one thread; K of these run them K times over.
+//
+// Nothing a range's peer sends is trusted more than the one-stream download trusts it: the range's header must
+// repeat the download's, chunks come whole (chunk_bytes, the last of the stream shorter) and in order, nothing
+// lands outside the range, the trailer counts the chunks, and a piece that does not hash to its entry is refused
+// DATA_LOSS naming the piece. The main thread builds the tensors only after every range passed.
+import { createHash, type Hash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import * as grpc from '@grpc/grpc-js';
+import * as tls from 'node:tls';
+import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
+import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
+import { ProtocolError, status } from '../proto/errors';
+import { loadFedtuneProto } from '../proto/load';
+
+/** How a worker reaches the coordinator: everything a channel is made of, in a form that crosses threads. */
+export interface ChannelSpec {
+  readonly address: string;
+  /** PEM material of tlsCredentials() (tls.ts); absent: insecure. */
+  readonly tls?: { ca: Uint8Array | null; key: Uint8Array | null; cert: Uint8Array | null; serverNameOverride?: string };
+  readonly options: Record<string, string | number>;
+}
+
+export interface RangeJob {
+  readonly op: 'range';
+  readonly id: number;
+  readonly channel: ChannelSpec;
+  readonly token: string;
+  readonly version: number;
+  readonly offset: number;
+  readonly length: number;
+  readonly totalBytes: number;
+  readonly chunkBytes: number;
+  readonly pieceBytes: number;
+  /** Index of the range's first piece, and the expected SHA-256 of each of its pieces (32 bytes each, concatenated). */
+  readonly firstPiece: number;
+  readonly hashes: Uint8Array;
+  readonly land: SharedArrayBuffer;
+}
+
+/**
+ * Once every range passed: copies tensors out of the shared buffer into memory of their own (`bytes` from
+ * `offset` each), moved back to the main thread. The K workers copy (and fault in) their shares side by side.
+ */
+export interface CopyJob {
+  readonly op: 'copy';
+  readonly id: number;
+  readonly land: SharedArrayBuffer;
+  readonly parts: readonly { offset: number; bytes: number }[];
+}
+
+export type ToRangeWorker = RangeJob | CopyJob | { op: 'cancel'; id: number };
+export type FromRangeWorker = { id: number; ok: true; buffers?: ArrayBuffer[] } | { id: number; ok: false; code: number; message: string };
+
+const clients = new Map<string, GrpcFederationClient>();
+
+function clientFor(c: ChannelSpec): GrpcFederationClient {
+  const key = JSON.stringify(c);
+  let rpc = clients.get(key);
+  if (rpc) return rpc;
+  let creds = grpc.credentials.createInsecure();
+  if (c.tls) {
+    const o = c.tls.serverNameOverride;
+    const verify: grpc.VerifyOptions = o ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(o, cert) } : {};
+    const buf = (b: Uint8Array | null): Buffer | null => (b ? Buffer.from(b) : null);
+    creds = grpc.credentials.createSsl(buf(c.tls.ca), buf(c.tls.key), buf(c.tls.cert), verify);
+  }
+  rpc = new (loadFedtuneProto().fedtune.v1.Federation)(c.address, creds, c.options);
+  clients.set(key, rpc);
+  return rpc;
+}
+
+const calls = new Map<number, grpc.ClientReadableStream<TensorFrame__Output>>();
+
+function receive(j: RangeJob): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const call = clientFor(j.channel).DownloadAdapter({
+      session_token: j.token,
+      version: j.version,
+      evaluation_task_id: '',
+      control_variate: false,
+      header_only: false,
+      range_offset: j.offset,
+      range_length: j.length,
+    });
+    calls.set(j.id, call);
+    const dst = new Uint8Array(j.land);
+    const atEnd = j.offset + j.length === j.totalBytes;
+    let header = false;
+    let trailer = false;
+    let received = 0;
+    let chunks = 0;
+    let piece = j.firstPiece;
+    let inPiece = 0;
+    let hash: Hash = createHash('sha256');
+    let settled = false;
+    const fail = (e: unknown): void => {
+      if (settled) return;
+      settled = true;
+      call.cancel();
+      reject(e);
+    };
+    const pieceDone = (): void => {
+      const want = j.hashes.subarray((piece - j.firstPiece) * 32, (piece - j.firstPiece + 1) * 32);
+      if (!hash.digest().equals(want))
+        throw new ProtocolError(status.DATA_LOSS, `piece ${piece} of version ${j.version} does not match its SHA-256 in the header`);
+      piece++;
+      inPiece = 0;
+      hash = createHash('sha256');
+    };
+    call.on('data', (f: TensorFrame__Output) => {
+      try {
+        if (trailer) throw new ProtocolError(status.INVALID_ARGUMENT, 'a frame after the trailer');
+        if (f.header) {
+          if (header) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
+          const h = f.header;
+          if (Number(h.total_bytes) !== j.totalBytes || h.chunk_bytes !== j.chunkBytes || h.piece_bytes !== j.pieceBytes) {
+            throw new ProtocolError(status.DATA_LOSS, `range ${j.offset}+${j.length}: its header differs from the download's`);
+          }
+          header = true;
+        } else if (f.frame === 'chunk' && f.chunk) {
+          if (!header) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
+          const c = f.chunk;
+          if (c.length === 0) throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} is empty`);
+          if (c.length > j.chunkBytes)
+            throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} has ${c.length} bytes; the header allows ${j.chunkBytes}`);
+          if (received + c.length > j.length) throw new ProtocolError(status.OUT_OF_RANGE, `range carries more than the ${j.length} bytes asked for`);
+          // Only the stream's last chunk may be short: a short one inside would shift every later byte.
+          if (c.length < j.chunkBytes && !(atEnd && received + c.length === j.length)) {
+            throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} has ${c.length} bytes inside the range; chunks are ${j.chunkBytes}`);
+          }
+          dst.set(c, j.offset + received);
+          let src: Uint8Array = c;
+          while (src.length > 0) {
+            const take = Math.min(src.length, j.pieceBytes - inPiece);
+            hash.update(src.subarray(0, take));
+            inPiece += take;
+            src = src.subarray(take);
+            if (inPiece === j.pieceBytes) pieceDone();
+          }
+          received += c.length;
+          chunks++;
+        } else if (f.trailer) {
+          if (!header) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
+          trailer = true;
+          if (received < j.length)
+            throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${received} of ${j.length} bytes of range ${j.offset}+${j.length}`);
+          if (f.trailer.chunk_count !== chunks) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${f.trailer.chunk_count} chunks; ${chunks} arrived`);
+          if (inPiece > 0) pieceDone(); // the stream's last, shorter piece
+        }
+      } catch (e) {
+        fail(e);
+      }
+    });
+    call.on('error', fail);
+    call.on('end', () => {
+      if (!trailer) fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer'));
+      else if (!settled) {
+        settled = true;
+        resolve();
+      }
+    });
+  }).finally(() => calls.delete(j.id));
+}
+
+parentPort?.on('message', (m: ToRangeWorker) => {
+  if (m.op === 'cancel') return void calls.get(m.id)?.cancel();
+  if (m.op === 'copy') {
+    const buffers = m.parts.map((p) => new Uint8Array(m.land, p.offset, p.bytes).slice().buffer);
+    return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);
+  }
+  receive(m).then(
+    () => parentPort!.postMessage({ id: m.id, ok: true } satisfies FromRangeWorker),
+    (e: unknown) => {
+      const err = e as { code?: unknown; details?: unknown; message?: unknown };
+      const code = typeof err.code === 'number' ? err.code : status.INTERNAL;
+      const message = typeof err.details === 'string' && err.details ? err.details : String(err.message ?? e);
+      parentPort!.postMessage({ id: m.id, ok: false, code, message } satisfies FromRangeWorker);
+    },
+  );
+});

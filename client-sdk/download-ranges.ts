@@ -1,0 +1,181 @@
+// A parallel download (proto/pieces.ts), the main thread's part: given the header of a version that lists piece
+// hashes, it splits the stream into K ranges of whole pieces and has K worker threads (download-range-worker.ts)
+// receive them, each over its own channel, into one shared buffer, each checking its pieces. One grpc-js stream
+// on one thread, and one SHA-256 on one thread, each move a 64 MiB adapter at well under raw TCP's speed; K of
+// them side by side do not share that bound.
+//
+// The tensors are made only when every range passed; the first range to fail cancels the others and its refusal
+// (the same ProtocolError the one-stream download raises, or DATA_LOSS naming the piece) is the download's.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type * as grpc from '@grpc/grpc-js';
+import { ProtocolError, type status } from '../proto/errors';
+import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
+import { planRanges } from '../proto/pieces';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
+import { numel, type NamedTensor } from '../proto/tensors';
+import { tlsMaterial } from './tls';
+import type { ChannelSpec, CopyJob, FromRangeWorker, RangeJob, ToRangeWorker } from './download-range-worker';
+
+export type { ChannelSpec } from './download-range-worker';
+
+/** What a site needs to download in parallel: how many streams, and how its worker threads reach the coordinator. */
+export interface ParallelDownloads {
+  readonly streams: number;
+  readonly channel: ChannelSpec;
+}
+
+/**
+ * Streams per download when the site does not say: one per two cores, at most 8 (one on a 2-core host, where the
+ * threads would only take turns). On an idle 16-core host 8 range streams with per-piece hashing received 64 MiB
+ * fastest of 1, 2, 4, 8 and 12 (bench/download-parallel-probe.ts; bench/RESULTS.md).
+ */
+export function defaultDownloadStreams(cores = os.availableParallelism()): number {
+  return Math.max(1, Math.min(8, Math.floor(cores / 2)));
+}
+
+/** A site's parallel downloads from its options; undefined when one stream it is (see downloadStreams). */
+export function parallelDownloads(
+  o: { address: string; credentials?: grpc.ChannelCredentials; downloadStreams?: number },
+  options: Record<string, unknown>,
+): ParallelDownloads | undefined {
+  const streams = o.downloadStreams ?? defaultDownloadStreams();
+  if (!(streams > 1)) return undefined;
+  const tls = o.credentials ? tlsMaterial(o.credentials) : undefined;
+  if (o.credentials && !tls) return undefined;
+  // Only what crosses to a thread (numbers and strings); an option object of another kind stays with the main channel.
+  const plain = Object.fromEntries(Object.entries(options).filter(([, v]) => typeof v === 'number' || typeof v === 'string')) as Record<
+    string,
+    string | number
+  >;
+  return { streams: Math.min(streams, MAX_STREAMS), channel: { address: o.address, ...(tls ? { tls } : {}), options: plain } };
+}
+
+/** Most range calls per download: the coordinator's default bound per site (transport.maxRangeCallsPerSite). */
+export const MAX_STREAMS = 16;
+
+/** Parallel downloads and range calls begun by this process (for tests and the bench's report). */
+export const rangeStats = { downloads: 0, ranges: 0 };
+
+interface Waiting {
+  resolve: (buffers: ArrayBuffer[]) => void;
+  reject: (e: Error) => void;
+}
+
+/** The process's range workers, started as needed; they hold the process open only while a range is in flight. */
+const workers: (Worker | undefined)[] = [];
+const inFlight = new Map<Worker, Set<number>>();
+const waiting = new Map<number, Waiting>();
+let nextId = 1;
+
+function worker(i: number): Worker {
+  const have = workers[i];
+  if (have) return have;
+  const w = new Worker(path.join(__dirname, 'download-range-worker.js'));
+  const mine = new Set<number>();
+  inFlight.set(w, mine);
+  const gone = (e: Error): void => {
+    if (workers[i] === w) workers[i] = undefined;
+    inFlight.delete(w);
+    for (const id of mine) {
+      waiting.get(id)?.reject(new Error(`a download worker stopped: ${e.message}`));
+      waiting.delete(id);
+    }
+  };
+  w.on('message', (m: FromRangeWorker) => {
+    mine.delete(m.id);
+    if (mine.size === 0) w.unref();
+    const p = waiting.get(m.id);
+    waiting.delete(m.id);
+    if (!p) return;
+    if (m.ok) p.resolve(m.buffers ?? []);
+    else p.reject(new ProtocolError(m.code as status, m.message));
+  });
+  w.on('error', gone);
+  w.on('exit', (code) => gone(new Error(`exit code ${code}`)));
+  workers[i] = w;
+  return w;
+}
+
+function post(w: Worker, m: ToRangeWorker): void {
+  if (m.op !== 'cancel') {
+    inFlight.get(w)?.add(m.id);
+    w.ref();
+  }
+  w.postMessage(m);
+}
+
+/**
+ * Downloads `version` over `p.streams` range calls, given its header (already checked to list its pieces; bounded
+ * by `maxBytes` here before any memory is taken). Resolves with its tensors; rejects with the first range's refusal.
+ */
+export async function downloadRanges(
+  p: ParallelDownloads,
+  token: string,
+  version: number,
+  header: TensorHeader__Output,
+  pieces: { bytes: number; sha256: Buffer[] },
+  maxBytes: number,
+): Promise<NamedTensor[]> {
+  // The header's own checks (shapes, names, total against the tensors, the size bound) before the buffer exists.
+  const specs = new TensorStreamDecoder(header, { maxBytes, requireFinite: false, retain: false, authenticated: true }).specs;
+  const total = Number(header.total_bytes);
+  const land = new SharedArrayBuffer(total);
+  // No more ranges than the coordinator takes from one site at once (it says so in the header).
+  const bound = header.max_range_calls > 0 ? header.max_range_calls : p.streams;
+  const ranges = planRanges(total, pieces.bytes, Math.min(p.streams, bound));
+  rangeStats.downloads++;
+  rangeStats.ranges += ranges.length;
+  const ids: { id: number; w: Worker }[] = [];
+  const jobs = ranges.map((r, i) => {
+    const id = nextId++;
+    const w = worker(i);
+    ids.push({ id, w });
+    const job: RangeJob = {
+      op: 'range',
+      id,
+      channel: p.channel,
+      token,
+      version,
+      offset: r.offset,
+      length: r.length,
+      totalBytes: total,
+      chunkBytes: header.chunk_bytes,
+      pieceBytes: pieces.bytes,
+      firstPiece: r.first,
+      hashes: Buffer.concat(pieces.sha256.slice(r.first, r.first + r.count)),
+      land,
+    };
+    return ask(w, job);
+  });
+  try {
+    await Promise.all(jobs);
+  } catch (e) {
+    // The others are cancelled; each still answers (CANCELLED), so nothing is left waiting.
+    for (const { id, w } of ids) if (waiting.has(id)) post(w, { op: 'cancel', id });
+    await Promise.allSettled(jobs);
+    throw e;
+  }
+  // Each tensor gets its own (unshared) memory, as from the one-stream download: what a trainer or a GPU upload
+  // is handed stays an ordinary Float32Array. The workers copy it out, each a run of tensors of about equal bytes.
+  // An empty stream has no range and no worker: its (empty) tensors are made here.
+  if (ids.length === 0) return specs.map((s): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(0) }));
+  const parts: { offset: number; bytes: number }[] = [];
+  for (const s of specs) parts.push({ offset: parts.length ? parts[parts.length - 1].offset + parts[parts.length - 1].bytes : 0, bytes: numel(s.shape) * 4 });
+  const shares: (typeof parts)[] = ids.map(() => []);
+  for (const p of parts) shares[Math.min(ids.length - 1, Math.floor(((p.offset + p.bytes / 2) * ids.length) / Math.max(1, total)))].push(p);
+  const copied = await Promise.all(
+    shares.map((share, i) => (share.length ? ask(ids[i].w, { op: 'copy', id: nextId++, land, parts: share }) : Promise.resolve([]))),
+  );
+  const buffers = copied.flat();
+  return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(buffers[i]) }));
+}
+
+/** Posts one job to `w`; resolves with what it moved back. */
+function ask(w: Worker, job: RangeJob | CopyJob): Promise<ArrayBuffer[]> {
+  return new Promise<ArrayBuffer[]>((resolve, reject) => {
+    waiting.set(job.id, { resolve, reject });
+    post(w, job);
+  });
+}
