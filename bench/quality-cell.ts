@@ -22,6 +22,7 @@ import type { LoraConfig } from '../proto/model/lora-layout';
 import type { TensorList } from '../proto/tensors';
 import { QUALITY_CONFIGS, cellOverrides, deepMerge } from './quality-configs';
 import { UPDATE_NORM, withUpdateNorm } from './quality-update-norm';
+import { withCandidateEvalOnly } from './quality-site-eval';
 import { COHORT_POOL_CLIENTS, COHORT_TRAINERS, SharedTrainer, drawCohorts, sampledEpsilon, slotData, slotTrainer, virtualSites } from './quality-cohort';
 
 /** The sites' metrics a curve keeps (the mean over sites): the update's norm, and the seconds a site trained. */
@@ -181,7 +182,10 @@ async function runFederation(
     // reaches every site in the task plan, so CPU and GPU cells train the same way.
     lora: { dropout: 0 },
     // Every site, every round, waited for (a site's 50 validation e-mails cost less than its training).
-    ...(cell.fedEval !== false ? { evaluation: { enabled: true, everyRounds: 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } } : {}),
+    // With --eval-every k, every k-th round (the rounds the held-out set is scored in, so each has both figures).
+    ...(cell.fedEval !== false
+      ? { evaluation: { enabled: true, everyRounds: cell.evalEvery ?? 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } }
+      : {}),
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
   };
@@ -208,7 +212,7 @@ async function runFederation(
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
-  const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d)));
+  const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d, (cell.evalEvery ?? 1) > 1)));
   const made = trainers.map((t) => t.trainer);
   if (slots) log(`${n} federation clients over ${made.length} trainers`);
   const runs = identities.map((identity, i) =>
@@ -234,10 +238,11 @@ async function runFederation(
 }
 
 /** The site's trainer as a site would get it (FEDTUNE_ENGINE picks the engine); a cell never measures a fallback. */
-async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData): Promise<{ trainer: Trainer; backend: string }> {
+async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData, candidateEvalOnly: boolean): Promise<{ trainer: Trainer; backend: string }> {
   const t = await trainerForModel(model, lora, { ...d, evalMaxSeqLen: 128 });
   if (t.engineFallback) throw new Error(`FEDTUNE_ENGINE=${process.env.FEDTUNE_ENGINE}: ${t.engineFallback}`);
-  return { trainer: withUpdateNorm(t.trainer), backend: t.backend };
+  // Cells scored every k > 1 rounds skip the per-round validation of the site's own adapter (quality-site-eval.ts).
+  return { trainer: withUpdateNorm(candidateEvalOnly ? withCandidateEvalOnly(t.trainer) : t.trainer), backend: t.backend };
 }
 
 if (require.main === module) {

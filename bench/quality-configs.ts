@@ -10,6 +10,7 @@ import { RUN9_CONFIGS } from './quality-configs-run9';
 import { RUN11_CONFIGS } from './quality-configs-run11';
 import { RUN14_CONFIGS } from './quality-configs-run14';
 import { RUN15_CONFIGS } from './quality-configs-run15';
+import { RUN16_CONFIGS } from './quality-configs-run16';
 import type { CohortSpec } from './quality-cohort';
 
 export type SiteMode = 'federated' | 'centralized' | 'local';
@@ -202,6 +203,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...RUN11_CONFIGS,
   ...RUN14_CONFIGS,
   ...RUN15_CONFIGS,
+  ...RUN16_CONFIGS,
 };
 
 /** Plain-object deep merge (overrides win); arrays and non-objects replace. */

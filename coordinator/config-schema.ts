@@ -126,6 +126,13 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY_SERVER_SCHEDULE',
       arg: 'strategy.serverSchedule',
     },
+    ema: {
+      doc: "Polyak/EMA averaging of the global adapter with decay β per round (0: off). Sites keep training from the strategy's iterate; the bias-corrected average ê_t = ê_{t−1} + ((1 − β)/(1 − β^t))·(w_t − ê_{t−1}) is what the held-out evaluator and the sites' federated evaluation score, what the release pointer and `checkpoints export` give (each version's ema/ PEFT directory), and it is checkpointed with the server state so a restart resumes it exactly (coordinator/strategy/ema.ts).",
+      format: 'probability',
+      default: 0,
+      env: 'FEDTUNE_STRATEGY_EMA',
+      arg: 'strategy.ema',
+    },
   },
   model: {
     dir: {

@@ -11,6 +11,7 @@ import { nextBest, stopReason } from './evaluation/early-stopping';
 import type { RoundContext } from './round-context';
 import { clientMetricMeans } from './round-outcome';
 import { deriveSeed } from './selection';
+import { evaluatedAdapter } from './strategy/ema';
 import { clientTraining } from './train-plan';
 
 export interface CommitFields {
@@ -37,7 +38,9 @@ export async function commitVersion(ctx: RoundContext, prev: Checkpoint | null, 
   }
   if (d.evaluator) {
     try {
-      for (const [k, v] of Object.entries(await d.evaluator(f.adapter, version))) metrics[`heldout.${k}`] = v;
+      // Under strategy.ema the version is scored as its average, the adapter it is released and exported as.
+      const scored = evaluatedAdapter(f.adapter, f.serverState);
+      for (const [k, v] of Object.entries(await d.evaluator(scored, version))) metrics[`heldout.${k}`] = v;
     } catch (e) {
       // Server-side evaluation is a record, not a gate: the version commits without heldout.* metrics.
       d.log('error', 'evaluator failed; committing without held-out metrics', { version, error: (e as Error).message });

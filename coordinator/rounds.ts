@@ -31,6 +31,7 @@ import { plainStages, secaggStages } from './round-collect';
 import { afterCommit, commitVersion, resumeCommitted, type CommitFields } from './round-commit';
 import { RoundPrivacy } from './round-privacy';
 import { baseOf, secaggOf, TaskBook, uploadLayoutOf } from './task-book';
+import { evaluatedAdapter } from './strategy/ema';
 
 export * from './round-events';
 export type { Task } from './attempt';
@@ -222,9 +223,10 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       if (this.stopping) return 'stopped';
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
       const { adapter, participants, seeds, secureAggregation, serverState } = outcome;
-      // Sites evaluate the candidate before it commits, so the figures are signed into its own manifest.
+      // Sites evaluate the candidate before it commits, so the figures are signed into its own manifest; under
+      // strategy.ema they evaluate its average, the adapter it is released as.
       const evaluation = this.evaluations.due(round)
-        ? await this.evaluations.run(sortByName(adapter), round, base.manifest.version + 1, participants)
+        ? await this.evaluations.run(sortByName(evaluatedAdapter(adapter, serverState)), round, base.manifest.version + 1, participants)
         : undefined;
       if (this.stopping) return 'stopped';
       this.setPhase('COMMITTING');

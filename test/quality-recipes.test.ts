@@ -46,4 +46,13 @@ describe('docs/recipes: the measured recipes as configuration files', () => {
     expect(got.strategy.serverLearningRate).to.equal(0.003);
     expect(got.strategy.biasCorrection).to.equal(true);
   });
+
+  it("fedsgd-steady.json5 is the benchmark's fedsgd-adambc-3e3-ema99 (run 16: --batch-size 32)", () => {
+    const got = loadConfig({ file: path.join(RECIPES, 'fedsgd-steady.json5') });
+    expect(got).to.deep.equal(measured('fedsgd-adambc-3e3-ema99', 32));
+    expect(got.strategy.ema).to.equal(0.99);
+    // fedsgd-every-split.json5 with the average on, and nothing else changed.
+    const plain = loadConfig({ file: path.join(RECIPES, 'fedsgd-every-split.json5') });
+    expect({ ...got, strategy: { ...got.strategy, ema: 0 } }).to.deep.equal(plain);
+  });
 });

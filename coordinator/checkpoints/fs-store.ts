@@ -6,6 +6,9 @@
 //   <run>/versions/v000003/manifest.sig                Ed25519 signature of manifest.json (signature.ts), when
 //                                                      the store has a signer
 //   <run>/versions/v000003/server-state.safetensors    a server optimiser's state (server-state.ts), when it has one
+//   <run>/versions/v000003/ema/adapter_model.safetensors, ema/adapter_config.json
+//                                                      the averaged adapter as a PEFT directory, under strategy.ema
+//                                                      (ema-files.ts)
 //   <run>/latest                                       "v000003\n": moves only once the version is complete
 //
 // A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
@@ -34,6 +37,7 @@ import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeD
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
 import { SERVER_STATE_FILE, decodeServerState, encodeServerState } from './server-state';
+import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE, EMA_DIR, emaWeights } from './ema-files';
 
 export const ADAPTER_FILE = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -352,6 +356,7 @@ export class FsCheckpointStore implements CheckpointStore {
     const weights = writeSafetensors(input.adapter, { format: 'pt' });
     const adapterConfig = stableJson(input.adapterConfig);
     const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
+    const ema = emaWeights(input.adapter, input.serverState);
     // The piece hashes of the stream the coordinator will serve: the adapter as read back from its file (the order
     // and bytes every later download of this version sends).
     const adapter = readSafetensors(weights).tensors;
@@ -363,7 +368,12 @@ export class FsCheckpointStore implements CheckpointStore {
       version,
       parent: parent ? { version: parent.manifest.version, manifestSha256: parent.manifestSha256 } : null,
       createdAt: new Date().toISOString(),
-      files: { [ADAPTER_FILE]: sha256(weights), [ADAPTER_CONFIG_FILE]: sha256(adapterConfig), ...(state ? { [SERVER_STATE_FILE]: sha256(state) } : {}) },
+      files: {
+        [ADAPTER_FILE]: sha256(weights),
+        [ADAPTER_CONFIG_FILE]: sha256(adapterConfig),
+        ...(state ? { [SERVER_STATE_FILE]: sha256(state) } : {}),
+        ...(ema ? { [EMA_ADAPTER_FILE]: sha256(ema), [EMA_ADAPTER_CONFIG_FILE]: sha256(adapterConfig) } : {}),
+      },
       ...(pieces ? { pieces } : {}),
     };
     const manifestText = stableJson(manifest);
@@ -376,6 +386,12 @@ export class FsCheckpointStore implements CheckpointStore {
     await writeDurable(path.join(tmp, ADAPTER_FILE), weights, tmpStep);
     await writeDurable(path.join(tmp, ADAPTER_CONFIG_FILE), adapterConfig, tmpStep);
     if (state) await writeDurable(path.join(tmp, SERVER_STATE_FILE), state, tmpStep);
+    if (ema) {
+      await fs.mkdir(path.join(tmp, EMA_DIR));
+      await writeDurable(path.join(tmp, EMA_ADAPTER_FILE), ema, tmpStep);
+      await writeDurable(path.join(tmp, EMA_ADAPTER_CONFIG_FILE), adapterConfig, tmpStep);
+      await fsyncPath(path.join(tmp, EMA_DIR), tmpStep);
+    }
     await writeDurable(path.join(tmp, MANIFEST_FILE), manifestText, tmpStep);
     if (this.signer) await writeDurable(path.join(tmp, MANIFEST_SIG_FILE), signManifest(Buffer.from(manifestText, 'utf8'), this.signer), tmpStep);
     await fsyncPath(tmp, tmpStep);
@@ -410,8 +426,9 @@ export class FsCheckpointStore implements CheckpointStore {
 
   /**
    * Copies a version to `outDir`: every file its manifest lists (the PEFT pair adapter_model.safetensors +
-   * adapter_config.json, ready for PeftModel.from_pretrained, and server-state.safetensors when the version has
-   * one), the manifest and its signature, so the export is checkable on its own (verifyVersionDir). Refuses an
+   * adapter_config.json, ready for PeftModel.from_pretrained, server-state.safetensors when the version has one,
+   * and under strategy.ema the averaged adapter's PEFT pair in ema/: the adapter the version was scored and is
+   * released as), the manifest and its signature, so the export is checkable on its own (verifyVersionDir). Refuses an
    * `outDir` holding other files: they would be mistaken for part of the version.
    */
   async export(version: number, outDir: string): Promise<string[]> {
@@ -427,10 +444,15 @@ export class FsCheckpointStore implements CheckpointStore {
       )
     )
       names.push(MANIFEST_SIG_FILE);
+    // Names directly in outDir, and in its ema/ when the version has an averaged adapter (ema-files.ts).
     const present = await fs.readdir(outDir).catch(() => [] as string[]);
-    const stray = present.filter((n) => !names.includes(n)).sort();
+    const inEma = present.includes(EMA_DIR) ? await fs.readdir(path.join(outDir, EMA_DIR)).catch(() => [] as string[]) : [];
+    const top = new Set(names.map((n) => n.split('/')[0]));
+    const stray = [...present.filter((n) => !top.has(n)), ...inEma.map((n) => `${EMA_DIR}/${n}`).filter((n) => !names.includes(n))].sort();
     if (stray.length) throw new Error(`${outDir} holds ${stray.join(', ')}, which ${versionDirName(version)} does not list: export into an empty directory`);
     await fs.mkdir(outDir, { recursive: true });
+    // The averaged adapter's PEFT directory (ema-files.ts) keeps its place: <outDir>/ema/.
+    if (names.some((n) => n.startsWith(`${EMA_DIR}/`))) await fs.mkdir(path.join(outDir, EMA_DIR), { recursive: true });
     for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
     return names.map((n) => path.join(outDir, n));
   }

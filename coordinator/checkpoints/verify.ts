@@ -13,6 +13,7 @@ import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifest
 import { releaseProblem } from './release-check';
 import { piecesProblem } from './verify-pieces';
 import { type Problem, type ProblemKind, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
+import { EMA_DIR, EMA_FILES } from './ema-files';
 
 export * from './verify-types';
 
@@ -205,6 +206,12 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
   // A manifest changed after signing cannot say which files belong: the standard ones are not reported as extra.
   const standard = files && !info.manifestChangedAfterSigning ? [] : [ADAPTER_FILE, ADAPTER_CONFIG_FILE];
   const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...standard, ...Object.keys(files ?? {})]);
+  // ema/ belongs when the manifest lists an averaged adapter in it; then each name in it must be listed too.
+  if ([...known].some((n) => EMA_FILES.includes(n))) {
+    known.add(EMA_DIR);
+    const inEma = await fs.readdir(path.join(dir, EMA_DIR)).catch(() => [] as string[]);
+    for (const n of inEma.sort()) if (!known.has(`${EMA_DIR}/${n}`)) out.add(v, `${EMA_DIR}/${n}`, 'extra-file', 'not listed in the manifest');
+  }
   for (const n of names.sort()) if (!known.has(n)) out.add(v, n, 'extra-file', 'not listed in the manifest');
   if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, info.manifest?.pieces, out);
   return info;
@@ -283,7 +290,8 @@ function parseManifest(bytes: Buffer, v: number, out: Collector): Record<string,
 async function checkFiles(dir: string, v: number, files: Record<string, unknown>, pieces: unknown, out: Collector): Promise<void> {
   for (const [name, want] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
     // Never follow a manifest outside its own directory, nor let it vouch for itself or its signature.
-    if (!SAFE_NAME.test(name) || name === MANIFEST_FILE || name === MANIFEST_SIG_FILE) {
+    // The one subdirectory a version has is ema/, with its two fixed names (ema-files.ts).
+    if (!(SAFE_NAME.test(name) || EMA_FILES.includes(name)) || name === MANIFEST_FILE || name === MANIFEST_SIG_FILE) {
       out.add(v, MANIFEST_FILE, 'manifest', `files lists ${JSON.stringify(name)}, which is not a file name it may list`);
       continue;
     }

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { parseKeyOption } from './verify-command';
 import { FsCheckpointStore, versionDirName } from '../checkpoints/fs-store';
 import { resolveVersion } from '../checkpoints/release';
+import { EMA_ADAPTER_FILE, EMA_DIR } from '../checkpoints/ema-files';
 import { VerifyUsageError, verifyVersionDir, type VersionDirResult } from '../checkpoints/verify';
 
 function summary(r: VersionDirResult): string {
@@ -18,12 +19,17 @@ export function addExportCommands(checkpoints: Command): void {
   checkpoints
     .command('export <runDir> <version> <outDir>')
     .description(
-      'Copy a version (a number, latest, best or release) as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json), with every other file its manifest lists, the manifest and its signature; then verify the copy',
+      'Copy a version (a number, latest, best or release) as a PEFT adapter directory (adapter_model.safetensors + adapter_config.json), with every other file its manifest lists (under strategy.ema the averaged adapter the version was scored and released as, in ema/), the manifest and its signature; then verify the copy',
     )
     .action(async (runDir: string, version: string, outDir: string) => {
       const store = new FsCheckpointStore(runDir, { readOnly: true });
       const files = await store.export(await resolveVersion(store, version), outDir);
       console.log(files.join('\n'));
+      // Under strategy.ema the adapter to use is the average, in its own PEFT directory (checkpoints/ema-files.ts).
+      if (files.some((f) => f.endsWith(EMA_ADAPTER_FILE)))
+        console.log(
+          `averaged adapter (strategy.ema), the one this version was scored and is released as: PeftModel.from_pretrained(model, "${outDir}", subfolder="${EMA_DIR}")`,
+        );
       // A version of a store without a signer has no manifest.sig: the copy is checked as what it is, unsigned.
       const checked = await verifyVersionDir(outDir);
       const problems = checked.problems.filter((p) => p.kind !== 'signature-missing');
