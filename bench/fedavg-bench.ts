@@ -1,14 +1,23 @@
-// `npm run bench -- fedavg`: FedAvg's fold as the coordinator runs it (each update's opened chunks checked and folded
-// into the running fixed-point sum as they arrive) against a memcpy of the same bytes (Float32Array.set into one
-// tensor-sized buffer), medians of REPS repetitions. The coordinator's default (on this host: `fold_threads` helper
-// threads, coordinator/strategy/fold-threads.ts) gives the goal's keys; the one-thread fold, the JavaScript loop it
-// replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for) run interleaved with it in each
-// repetition, for the before/after and the choice of the default in one run.
+// `npm run bench -- fedavg`: FedAvg's fold as the coordinator runs it against a memcpy of the same bytes
+// (Float32Array.set into one tensor-sized buffer), medians of REPS repetitions. The fold is fed as the upload path
+// feeds it (coordinator/upload.ts, Attempt.foldChunk): each update's opened chunks, one buffer each (node:crypto gives
+// every opened chunk a buffer of its own; copying them in is not timed), pushed as owned (on a threaded sum each is
+// handed to a fold helper, its buffer moved: fold-handoff.ts); then the trailer's wait for every chunk of the update
+// to be folded, which leaves the thread free (Attempt.foldSettled), and finish and commit (the accept). The 10
+// uploads arrive back to back: update k+1's chunks are pushed while update k's last chunks are still folding, as the
+// coordinator's event loop takes the next upload's frames. Timed: from the first update's open to the last one's
+// commit. The coordinator's default (on this host: `fold_threads` helper threads, coordinator/strategy/fold-threads.ts)
+// gives the goal's keys. Interleaved with it in each repetition: the same with each upload accepted before the next
+// one's first chunk (`one_by_one_…`), with the 10 uploads' chunks interleaved (`together_…`), the one-thread fold,
+// the JavaScript loop it replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for), for the
+// before/after and the choice of the default in one run.
+import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
+import { handed } from '../coordinator/strategy/fold-handoff';
 import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
-import type { Aggregation } from '../coordinator/strategy/strategy';
+import type { Aggregation, UpdateFold } from '../coordinator/strategy/strategy';
 import { DEFAULT_CHUNK_BYTES } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
 import { lcgTensors } from './secagg';
@@ -20,6 +29,20 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const cpuNow = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
+};
+
+const tiny = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * The calling thread's own CPU seconds (Linux: /proc/thread-self/schedstat, nanoseconds), NaN elsewhere. A 20 µs
+ * sleep first: the kernel adds a running thread's current slice to that figure only when it is switched out.
+ */
+const mainCpuNow = (): number => {
+  try {
+    Atomics.wait(tiny, 0, 0, 0.02);
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
 };
 
 function randomTensors(count: number, size: number, scale: number, seed: number): NamedTensor[] {
@@ -41,8 +64,17 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const strategy = new FedAvg();
   // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
-  const t = { fold: [] as number[], close: [] as number[], one: [] as number[], js: [] as number[], copy: [] as number[] };
+  const t = {
+    fold: [] as number[],
+    close: [] as number[],
+    one: [] as number[],
+    js: [] as number[],
+    copy: [] as number[],
+    together: [] as number[],
+    oneByOne: [] as number[],
+  };
   const cpu = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
+  const main = { fold: [] as number[], one: [] as number[], copy: [] as number[] };
   // Other helper counts, interleaved too, for choosing the default on a new host (those the host has cores for).
   const others = [1, 3, 7].filter((n) => n !== threads && n < os.availableParallelism());
   const sweep = new Map(others.map((n) => [n, [] as number[]]));
@@ -51,17 +83,42 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   await startFoldThreads(Math.max(threads, ...others));
   let helperParts = 0;
   let parts = 0;
-  /** As the coordinator does it (Attempt.foldChunk): each update's opened chunks folded as they arrive. */
-  const foldAll = (a: Aggregation, time: number[], cpuTime: number[]): void => {
+  let handedChunks = 0;
+  let pushedChunks = 0;
+  /**
+   * As the coordinator does it (Attempt.foldChunk, foldSettled, accept): each update's opened chunks, owned.
+   * 'arrival': back to back; 'one-by-one': each accepted before the next arrives; 'together': chunks interleaved.
+   */
+  const foldAll = async (a: Aggregation, time: number[], cpuTime: number[], mainTime: number[], mode = 'arrival'): Promise<void> => {
+    const opened = chunks.map((cs) => cs.map((c) => new Uint8Array(c))); // each its own buffer, as node:crypto's
     const c = cpuNow();
+    const m = mainCpuNow();
     const t0 = now();
-    for (let k = 0; k < clients; k++) {
-      const f = a.open(updates[k].clientId, updates[k].numExamples);
-      for (const x of chunks[k]) f.push(x);
-      f.finish();
-      f.commit();
+    const accept = (f: UpdateFold): Promise<void> => {
+      const done = (): void => {
+        f.finish();
+        f.commit();
+      };
+      const folding = f.settled?.(); // the trailer: every chunk of the update folded, the thread free meanwhile
+      if (!folding) return Promise.resolve(done());
+      return folding.then(done);
+    };
+    if (mode === 'together') {
+      const fs = updates.map((u) => a.open(u.clientId, u.numExamples));
+      for (let j = 0; j < opened[0].length; j++) for (let k = 0; k < clients; k++) fs[k].push(opened[k][j], true);
+      await Promise.all(fs.map(accept));
+    } else {
+      const accepts: Promise<void>[] = [];
+      for (let k = 0; k < clients; k++) {
+        const f = a.open(updates[k].clientId, updates[k].numExamples);
+        for (const x of opened[k]) f.push(x, true);
+        if (mode === 'one-by-one') await accept(f);
+        else accepts.push(accept(f));
+      }
+      await Promise.all(accepts);
     }
     time.push(now() - t0);
+    mainTime.push(mainCpuNow() - m);
     cpuTime.push(cpuNow() - c);
   };
   try {
@@ -70,19 +127,25 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       setFoldThreads(threads);
       const a = strategy.begin(global);
       const before = foldPartsTaken();
-      foldAll(a, t.fold, cpu.fold);
+      const handedBefore = handed.runs;
+      await foldAll(a, t.fold, cpu.fold, main.fold);
       const after = foldPartsTaken();
       helperParts += after.helpers - before.helpers;
       parts += after.helpers - before.helpers + after.caller - before.caller;
+      handedChunks += handed.runs - handedBefore;
+      pushedChunks += chunks.reduce((n, cs) => n + cs.length, 0);
       let t0 = now();
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
       setFoldThreads(0);
-      foldAll(strategy.begin(global), t.one, cpu.one);
+      await foldAll(strategy.begin(global), t.one, cpu.one, main.one);
       for (const [n, times] of sweep) {
         setFoldThreads(n);
-        foldAll(strategy.begin(global), times, []);
+        await foldAll(strategy.begin(global), times, [], []);
       }
+      setFoldThreads(threads);
+      await foldAll(strategy.begin(global), t.together, [], [], 'together');
+      await foldAll(strategy.begin(global), t.oneByOne, [], [], 'one-by-one');
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
       t0 = now();
@@ -90,9 +153,11 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       t.js.push(now() - t0);
       const dst = new Float32Array(params / 4);
       const c = cpuNow();
+      const mc = mainCpuNow();
       t0 = now();
       for (const u of updates) for (const d of u.delta) dst.set(d.data);
       t.copy.push(now() - t0);
+      main.copy.push(mainCpuNow() - mc);
       cpu.copy.push(cpuNow() - c);
     }
   } finally {
@@ -121,16 +186,30 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     fold_cpu_seconds: median(cpu.fold),
     memcpy_cpu_seconds: median(cpu.copy),
     fedavg_cpu_percent_of_memcpy: (100 * median(cpu.copy)) / median(cpu.fold),
+    // The calling thread's own CPU (the coordinator's gRPC thread): what the fold leaves it to do per 10 × 1M values
+    // with the chunks handed to helpers, against its CPU for the memcpy (Linux only; NaN elsewhere).
+    fold_main_thread_cpu_seconds: median(main.fold),
+    memcpy_main_thread_cpu_seconds: median(main.copy),
+    fedavg_main_thread_cpu_percent_of_memcpy: (100 * median(main.copy)) / median(main.fold),
+    one_thread_main_thread_cpu_seconds: median(main.one),
     // The coordinator's default on this host: helper threads (0: the fold runs on the calling thread only), the
-    // host's cores, and the share of the parts of runs the helpers took (the rest the calling thread took itself).
+    // host's cores, the share of the opened chunks handed to helpers whole, and of the parts of staged runs (chunks
+    // not handed) the helpers took (the rest the calling thread took itself).
     fold_threads: Math.min(threads, helpersRunning()),
     host_cores: os.availableParallelism(),
+    fold_chunks_handed_percent: pushedChunks > 0 ? (100 * handedChunks) / pushedChunks : 0,
     fold_parts_by_helpers_percent: parts > 0 ? (100 * helperParts) / parts : 0,
     // The one-thread fold, interleaved in the same repetitions.
     one_thread_fold_seconds: m.one,
     one_thread_percent_of_memcpy_bandwidth: (100 * m.copy) / m.one,
     one_thread_fold_cpu_seconds: median(cpu.one),
     ...Object.fromEntries([...sweep].map(([n, times]) => [`percent_of_memcpy_with_${n}_helper_threads`, (100 * m.copy) / median(times)])),
+    // The default again, with the 10 uploads arriving at once (chunks interleaved: runs of several updates on the
+    // same values of the sum, under the region locks), interleaved in the same repetitions.
+    together_percent_of_memcpy_bandwidth: (100 * m.copy) / median(t.together),
+    // The default again, each upload accepted before the next one's first chunk (uploads strictly one after another:
+    // each waits for its last chunk's fold).
+    one_by_one_percent_of_memcpy_bandwidth: (100 * m.copy) / median(t.oneByOne),
   };
 }
 
@@ -141,7 +220,10 @@ export function fedavgRow(f: Record<string, number>): [string, string, string, s
     `${(f.fold_params_per_second / 1e6).toFixed(1)} M params/s`,
     `memcpy ${f.memcpy_gb_per_second.toFixed(2)} GB/s`,
     `${f.fedavg_percent_of_memcpy_bandwidth.toFixed(0)}% of memcpy bandwidth (goal 50%; ${f.fold_threads} helper threads on ${f.host_cores} cores, ` +
-      `${f.fold_parts_by_helpers_percent.toFixed(0)}% of parts by helpers; one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `${f.fold_chunks_handed_percent.toFixed(0)}% of chunks handed to helpers; uploads at once ${f.together_percent_of_memcpy_bandwidth.toFixed(0)}%, ` +
+      `one by one ${f.one_by_one_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
+      `calling thread's CPU ${f.fedavg_main_thread_cpu_percent_of_memcpy.toFixed(0)}% of memcpy's; ` +
       `in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ` +
       `${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
   ];

@@ -220,16 +220,32 @@ export class Attempt {
     this.live.set(t, { fold, spool, opener, state: 'streaming' });
   }
 
-  /** One opened chunk of a plain upload: checked and folded into the running sum, in place (then dropped). */
-  foldChunk(t: Task, plaintext: Uint8Array): void {
+  /**
+   * One opened chunk of a plain upload: checked and folded into the running sum, in place (then dropped). `owned`:
+   * the caller gives the chunk up (its buffer holds only it), so a threaded sum folds it on a helper thread, its
+   * buffer moved there (fold-handoff.ts); a refusal of its values then comes from a later chunk or settleFold.
+   */
+  foldChunk(t: Task, plaintext: Uint8Array, owned = false): void {
     const l = this.live.get(t);
     if (!l || l.state !== 'streaming' || !this.isOpen)
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
     try {
-      l.fold.push(plaintext);
+      l.fold.push(plaintext, owned);
     } catch (e) {
       throw this.refused(e);
     }
+  }
+
+  /**
+   * Every chunk of a plain upload still on a fold helper folded (undefined: none is; the thread stays free while
+   * they are); rejects with the strategy's refusal when one held a bad value, before the trailer is looked at.
+   */
+  foldSettled(t: Task): Promise<void> | undefined {
+    const l = this.live.get(t);
+    if (!l || l.state !== 'streaming') return undefined;
+    return l.fold.settled?.()?.catch((e: unknown) => {
+      throw this.refused(e);
+    });
   }
 
   /**

@@ -27,6 +27,11 @@ export async function replayFromSpool(l: LiveUpload): Promise<void> {
 
 /** Takes an abandoned fold's values back out of the sum from the spooled chunks; throws if they cannot be read. */
 export async function undoFromSpool(l: LiveUpload): Promise<void> {
+  try {
+    l.fold.settle?.(); // chunks still on a fold helper land (or are refused) first, so `folded` is all of them
+  } catch {
+    // the update's refusal: it is being taken back anyway
+  }
   if (l.fold.folded > 0) {
     const opener = l.opener();
     let done = false;

@@ -333,9 +333,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.openFold(t, numExamples, spool, opener);
   }
 
-  /** One opened chunk of a plain upload, into the running sum. */
-  foldChunk(t: Task, plaintext: Uint8Array): void {
-    t.owner.foldChunk(t, plaintext);
+  /** One opened chunk of a plain upload, into the running sum (`owned`: its buffer may move to a fold helper). */
+  foldChunk(t: Task, plaintext: Uint8Array, owned = false): void {
+    t.owner.foldChunk(t, plaintext, owned);
+  }
+
+  /** Every chunk of a plain upload folded (see Attempt.foldSettled). */
+  foldSettled(t: Task): Promise<void> | undefined {
+    return t.owner.foldSettled(t);
   }
 
   /** Where a plain upload's sealed chunks go as they arrive (see Attempt.spoolUpload). */

@@ -13,8 +13,10 @@
 // (upload-chunks.ts), the stream paused while more than four are there. admission.maxUploadsInFlight bounds the
 // count, so the coordinator holds at most
 //   one running sum (8 bytes per parameter; 4 per value under SecAgg) + maxUploadsInFlight × 48 × chunk size
+//   + 4 × fold helpers × chunk size
 // whatever the number of sites (the second term only while the disk or the sealing thread is slower than the
-// network; a chunk on the sealing thread comes back with its plaintext, hence twice 24).
+// network; a chunk on the sealing thread comes back with its plaintext, hence twice 24; the third: opened chunks
+// handed to the sum's fold helpers and not folded yet, strategy/fold-handoff.ts RUNS_PER_HELPER).
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -270,15 +272,17 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
             throw new ProtocolError(status.INVALID_ARGUMENT, 'the first upload frame must be the header: a trailer arrived before the upload header');
           const trailer = frame.trailer;
           trailerSeen = true;
-          // Every chunk in flight is opened and used first; then the trailer is checked as it always was.
-          chunks.settled(() => {
-            if (finished) return;
-            try {
-              acceptTrailer(trailer);
-            } catch (e) {
-              reject(e);
-            }
-          });
+          // Every chunk in flight is opened and folded first (a bad value refused before the trailer, as in line).
+          const t = task;
+          chunks.settled(() =>
+            folded(t, () => {
+              try {
+                acceptTrailer(trailer);
+              } catch (e) {
+                reject(e);
+              }
+            }),
+          );
         } else {
           throw new ProtocolError(status.INVALID_ARGUMENT, 'an empty upload frame (no header, chunk or trailer)');
         }
@@ -294,7 +298,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         // To the spool first: a chunk folded into the sum must be readable again to take it back out.
         spool.append(chunk);
         if (secagg) secagg.maskedChunk(task!.clientId, plain);
-        else d.engine.foldChunk(task!, plain);
+        else d.engine.foldChunk(task!, plain, ownsWholeBuffer(plain)); // node:crypto's plaintext: its own buffer, not read here again
         if (spool.backlog > MAX_QUEUED_CHUNKS * chunkCap) {
           // The disk is behind the network: stop reading until the queued chunks are written.
           if (!spoolPaused) {
@@ -311,6 +315,23 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         openPaused = false;
         resumeIfClear();
       }
+    }
+    /**
+     * Runs `then` once every chunk of a plain upload on a fold helper is folded (at once when none is); a bad value
+     * among them refuses the upload instead.
+     */
+    function folded(t: Task | undefined, then: () => void): void {
+      if (finished) return;
+      let wait: Promise<void> | undefined;
+      try {
+        wait = t && !secagg ? d.engine.foldSettled(t) : undefined;
+      } catch (e) {
+        return reject(e);
+      }
+      if (!wait) return then();
+      wait.then(() => {
+        if (!finished) then();
+      }, reject);
     }
     /** The trailer, once every chunk is opened: count, hash, and the accept. */
     function acceptTrailer(trailer: NonNullable<UploadFrame__Output['trailer']>): void {
@@ -367,20 +388,27 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
       if (finished || trailerSeen) return;
       if (!decoder || !opener || !chunks) return reject(new ProtocolError(status.INVALID_ARGUMENT, 'upload stream ended without a header'));
       const o = opener;
-      chunks.settled(() => {
-        if (finished) return;
-        try {
-          o.finish(); // throws DATA_LOSS: truncated
-          reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
-        } catch (e) {
-          reject(e);
-        }
-      });
+      const t = task;
+      chunks.settled(() =>
+        folded(t, () => {
+          try {
+            o.finish(); // throws DATA_LOSS: truncated
+            reject(new ProtocolError(status.DATA_LOSS, 'stream ended without its trailer'));
+          } catch (e) {
+            reject(e);
+          }
+        }),
+      );
     });
     // A client that gives up mid-stream must not leave its task stuck in 'receiving'.
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
     call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
   };
+}
+
+/** Whether `b` is all of its ArrayBuffer (node:crypto's output is), so that buffer may move to another thread. */
+function ownsWholeBuffer(b: Uint8Array): boolean {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.length === b.buffer.byteLength;
 }
 
 /** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */

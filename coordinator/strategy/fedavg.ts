@@ -105,11 +105,14 @@ class FedAvgSum implements Aggregation {
   open(clientId: string, numExamples: number): UpdateFold {
     this.reserve(clientId, numExamples);
     const { k, index } = this;
+    const h = k.handoff;
     return new StreamedFold(k, index.total, {
       foldsOnPush: true,
       push: (start, n) => k.fold(start, n, numExamples),
       // Chunks that start on a value go to a kernel that stages them itself (threaded: copy and fold overlap).
       pushWhole: k.foldBytes ? (start, words) => k.foldBytes!(start, words, numExamples) : undefined,
+      // Chunks the caller owns go to a helper whole, their buffers moved: the copy and the fold off this thread.
+      handoff: h && { hand: (start, words) => h.hand(start, words, numExamples), wait: (t) => h.wait(t), done: (t) => h.done(t) },
       refuse: (i, value) => index.rangeError(clientId, i, value),
       takeBack: (start, n) => void k.fold(start, n, -numExamples),
       finish: () => false,
@@ -120,6 +123,7 @@ class FedAvgSum implements Aggregation {
   }
 
   sum(): WeightedSum {
+    this.k.handoff?.wait(); // no chunk of an update still being folded elsewhere when the sum is read
     let total = 0;
     for (const id of this.added) total += this.reserved.get(id)!;
     return { tensors: this.views, totalWeight: total, scale: SCALE };

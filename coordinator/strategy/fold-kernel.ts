@@ -35,17 +35,18 @@
 // (module
 //   (memory (export "mem") 1)
 //   ;; Constants, read once per call: 0: f32x4 128 (the bound), 16: the f32 magnitude mask, 32: f32x4 2^24,
-//   ;; 48: f32x4 2^25; the weight is splatted at 64.
+//   ;; 48: f32x4 2^25. The weight is splatted at $ws (64 here; each thread of a shared sum that folds updates of
+//   ;; other weights at the same time passes 16 bytes of its own).
 //   (data (i32.const 0)
 //     "\00\00\00\43\00\00\00\43\00\00\00\43\00\00\00\43" "\ff\ff\ff\7f\ff\ff\ff\7f\ff\ff\ff\7f\ff\ff\ff\7f"
 //     "\00\00\80\4b\00\00\80\4b\00\00\80\4b\00\00\80\4b" "\00\00\00\4c\00\00\00\4c\00\00\00\4c\00\00\00\4c")
 //   ;; acc[i] += w * q(x[i]) for i in [0, n) by eights (n a multiple of 8); returns where it stopped: n, or the
 //   ;; start of the first eight holding a value outside +-128 (or NaN), none of which was added.
-//   (func (export "fold") (param $acc i32) (param $x i32) (param $n i32) (param $w f64) (result i32)
+//   (func (export "fold") (param $acc i32) (param $x i32) (param $n i32) (param $w f64) (param $ws i32) (result i32)
 //     (local $a v128) (local $b v128) (local $q v128) (local $px i32) (local $end i32)
 //     (local $wv v128) (local $lim v128) (local $abs v128) (local $s24 v128) (local $s25 v128)
-//     (v128.store (i32.const 64) (f64x2.splat (local.get $w)))
-//     (local.set $wv (v128.load (i32.const 64)))
+//     (v128.store (local.get $ws) (f64x2.splat (local.get $w)))
+//     (local.set $wv (v128.load (local.get $ws)))
 //     (local.set $lim (v128.load (i32.const 0)))
 //     (local.set $abs (v128.load (i32.const 16)))
 //     (local.set $s24 (v128.load (i32.const 32)))
@@ -77,12 +78,12 @@
 import { LIMIT, SCALE } from './fixed-point';
 
 const WASM = Buffer.from(
-  'AGFzbQEAAAABCQFgBH9/f3wBfwMCAQAFAwEAAQcOAgNtZW0CAARmb2xkAAAK1QIB0gIDA3sCfwV7QcAAIAP9FP0LBABBwAD9AAQAIQlBAP0ABA' +
-    'AhCkEQ/QAEACELQSD9AAQAIQxBMP0ABAAhDSABIQcgASACQQJ0aiEIAkADQCAHIAhPDQEgB/0ABAAhBCAH/QAEECEFIAQgC/1OIAr9QyAFIAv9' +
-    'TiAK/UP9Tv2jAUUNASAEIA395gH9aSAEIAz95gH9af3lASEGIAAgAP0ABAAgBv1fIAn98gH98AH9CwQAIAAgAP0ABBAgBiAG/Q0ICQoLDA0ODw' +
-    'ABAgMEBQYH/V8gCf3yAf3wAf0LBBAgBSAN/eYB/WkgBSAM/eYB/Wn95QEhBiAAIAD9AAQgIAb9XyAJ/fIB/fAB/QsEICAAIAD9AAQwIAYgBv0N' +
-    'CAkKCwwNDg8AAQIDBAUGB/1fIAn98gH98AH9CwQwIAdBIGohByAAQcAAaiEADAALCyAHIAFrQQJ2CwtGAQBBAAtAAAAAQwAAAEMAAABDAAAAQ/' +
-    '///3////9/////f////38AAIBLAACASwAAgEsAAIBLAAAATAAAAEwAAABMAAAATA==',
+  'AGFzbQEAAAABCgFgBX9/f3x/AX8DAgEABQMBAAEHDgIDbWVtAgAEZm9sZAAACtMCAdACAwN7An8FeyAEIAP9FP0LBAAgBP0ABAAhCkEA/QAEACEL' +
+    'QRD9AAQAIQxBIP0ABAAhDUEw/QAEACEOIAEhCCABIAJBAnRqIQkCQANAIAggCU8NASAI/QAEACEFIAj9AAQQIQYgBSAM/U4gC/1DIAYgDP1OIAv9Q/' +
+    '1O/aMBRQ0BIAUgDv3mAf1pIAUgDf3mAf1p/eUBIQcgACAA/QAEACAH/V8gCv3yAf3wAf0LBAAgACAA/QAEECAHIAf9DQgJCgsMDQ4PAAECAwQFBgf9' +
+    'XyAK/fIB/fAB/QsEECAGIA795gH9aSAGIA395gH9af3lASEHIAAgAP0ABCAgB/1fIAr98gH98AH9CwQgIAAgAP0ABDAgByAH/Q0ICQoLDA0ODwABAg' +
+    'MEBQYH/V8gCv3yAf3wAf0LBDAgCEEgaiEIIABBwABqIQAMAAsLIAggAWtBAnYLC0YBAEEAC0AAAABDAAAAQwAAAEMAAABD////f////3////9/////' +
+    'fwAAgEsAAIBLAACASwAAgEsAAABMAAAATAAAAEwAAABM',
   'base64',
 );
 
@@ -96,8 +97,10 @@ export interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
-/** The module's fold (acc and x are byte addresses in its memory, n a multiple of 8). */
-export type WasmFold = (acc: number, x: number, n: number, w: number) => number;
+/** The module's fold (acc, x and ws are byte addresses in its memory, n a multiple of 8; ws: 16 bytes of scratch). */
+export type WasmFold = (acc: number, x: number, n: number, w: number, ws: number) => number;
+/** The scratch of a thread that folds one weight at a time in a memory (a sum's calling thread and its parts). */
+export const SCRATCH = 64;
 interface WasmExports {
   mem: WasmMemory;
   fold: WasmFold;
@@ -134,6 +137,30 @@ export interface FoldKernel {
    * staged by the kernel itself as it goes; returns how many values it added, as fold() does.
    */
   foldBytes?(start: number, bytes: Uint8Array, w: number): number;
+  /** Where given (fold-threads.ts): whole values folded by helper threads while this thread goes on (fold-handoff.ts). */
+  readonly handoff?: HandOff;
+}
+
+/** A run of values handed to a helper: `done` once folded; then `bad` is -1, or the first value (its index in the run) outside ±LIMIT, `value`, and none of the run is in the sum. */
+export interface FoldTicket {
+  done: boolean;
+  bad: number;
+  value: number;
+}
+
+/**
+ * Folding off the calling thread (fold-handoff.ts): hand() moves the bytes' ArrayBuffer to a helper (zero-copy; the
+ * bytes are unusable here afterwards) and returns at once. Every other fold of the sum (fold, foldBytes) and every
+ * read of acc first waits until no handed run is in flight (wait()), so the sum is never read or written half-way.
+ */
+export interface HandOff {
+  hand(start: number, bytes: Uint8Array, w: number): FoldTicket;
+  /** Blocks until `t` is done (every handed run when omitted). */
+  wait(t?: FoldTicket): void;
+  /** Resolves once `t` is done, leaving this thread free meanwhile. */
+  done(t: FoldTicket): Promise<void>;
+  /** Runs handed and not done yet. */
+  readonly inFlight: number;
 }
 
 export function foldKernel(params: number, preferSimd = true): FoldKernel {
@@ -166,7 +193,7 @@ export function foldKernel(params: number, preferSimd = true): FoldKernel {
  */
 export function foldRange(fold: WasmFold, acc: Float64Array, staged: Float32Array, start: number, from: number, n: number, w: number): number {
   const n8 = n & ~7;
-  const r = from + fold(SUM_AT + 8 * (start + from), CONST_BYTES + 4 * from, n8, w);
+  const r = from + fold(SUM_AT + 8 * (start + from), CONST_BYTES + 4 * from, n8, w, SCRATCH);
   return r < from + n8 ? addChecked(acc, staged, start, r, r + 8, w) : addChecked(acc, staged, start, r, from + n, w);
 }
 

@@ -1,7 +1,8 @@
 // The helper threads of the parallel fold (fold-threads.ts): started once per process, shared by every sum, each
 // with its block of control words; a part of a run is posted to a helper through them and either claimed and done
 // by it or taken back by the caller (whoever swaps CLAIM first does it), so no fold ever waits for a thread that is
-// not running. The helper's side is fold-thread.ts.
+// not running. Runs handed over whole (fold-handoff.ts) come as messages on the helper's port, their buffers moved.
+// The helper's side is fold-thread.ts.
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -9,8 +10,9 @@ import type { WasmMemory } from './fold-kernel';
 
 /** A helper's control words (Int32 indices into its 128-byte shared block); the weight is the float64 at W_AT. */
 // SEQ: the latest job's number; CLAIM: that number while nobody has taken the job, then OWNED_BY_HELPER or
-// OWNED_BY_CALLER (whoever swapped it first does the part); DONE: the number of the last job the helper did.
-export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8 } as const;
+// OWNED_BY_CALLER (whoever swapped it first does the part); DONE: the number of the last job the helper did; BELL:
+// counts every post (a part or a message on the port): the helper sleeps on it.
+export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8, BELL: 9 } as const;
 export const OWNED_BY_HELPER = -1;
 const OWNED_BY_CALLER = -2;
 export const W_AT = 8; // float64 index: bytes 64-71
@@ -20,11 +22,38 @@ export interface FoldThreadData {
   readonly module: Uint8Array;
   readonly spinMs: number;
 }
-/** Posted to a helper before its first part of sum `id`. */
+/**
+ * Where a threaded sum keeps, after its values, what handed runs need (fold-handoff.ts): byte addresses of the sum,
+ * the region locks (one Int32 per `region` values of the sum) and the job words (JOB_WORDS Int32 per slot).
+ */
+export interface SumLayout {
+  readonly sum: number;
+  readonly params: number;
+  readonly locks: number;
+  readonly region: number;
+  readonly jobs: number;
+}
+/** Posted to a helper before its first part or run of sum `id` (again whenever another sum came in between). */
 export interface SumMessage {
+  readonly op: 'sum';
   readonly id: number;
   readonly memory: WasmMemory;
+  readonly layout: SumLayout | undefined;
 }
+/** A run of whole values handed over (its buffer moved): fold it into the sum from value `start`, answer in job `slot`. */
+export interface RunMessage {
+  readonly op: 'run';
+  readonly id: number;
+  readonly slot: number;
+  readonly buf: ArrayBuffer;
+  readonly off: number;
+  readonly len: number;
+  readonly start: number;
+  readonly w: number;
+  /** The helper's own bytes in the sum's memory: 16 of scratch, then a stage of `region` values. */
+  readonly block: number;
+}
+export type ToFoldThread = SumMessage | RunMessage;
 
 /**
  * How long a helper spins after a job before it sleeps: longer than the gap between the runs of back-to-back
@@ -119,13 +148,24 @@ export async function helpersListening(threads: number): Promise<number> {
   return status.failed ? 0 : helpers.slice(0, threads).filter(ready).length;
 }
 
-/** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
-export function post(h: Helper, id: number, memory: WasmMemory, acc: number, x: number, n: number, w: number): void {
-  if (h.sum !== id) {
-    const msg: SumMessage = { id, memory };
-    h.port.postMessage(msg);
-    h.sum = id;
+/** Sends h the sum's memory unless the last sum it was sent is this one. */
+function attach(h: Helper, sum: SumMessage): void {
+  if (h.sum !== sum.id) {
+    h.port.postMessage(sum);
+    h.sum = sum.id;
   }
+}
+
+/** Wakes h for what was just posted. */
+function ring(h: Helper): void {
+  Atomics.add(h.c, CTRL.BELL, 1);
+  Atomics.notify(h.c, CTRL.BELL);
+}
+
+/** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
+export function post(h: Helper, sum: SumMessage, acc: number, x: number, n: number, w: number): void {
+  attach(h, sum);
+  const id = sum.id;
   h.c[CTRL.SUM] = id;
   h.c[CTRL.ACC] = acc;
   h.c[CTRL.X] = x;
@@ -134,7 +174,14 @@ export function post(h: Helper, id: number, memory: WasmMemory, acc: number, x: 
   h.seq++;
   Atomics.store(h.c, CTRL.CLAIM, h.seq);
   Atomics.store(h.c, CTRL.SEQ, h.seq);
-  Atomics.notify(h.c, CTRL.SEQ);
+  ring(h);
+}
+
+/** Hands h a run of whole values, moving `run.buf` to it (unusable here afterwards). */
+export function postRun(h: Helper, sum: SumMessage, run: RunMessage): void {
+  attach(h, sum);
+  h.port.postMessage(run, [run.buf]);
+  ring(h);
 }
 
 /** Takes back h's latest part if no helper claimed it (true), else waits until the helper has done it (false). */

@@ -9,7 +9,10 @@
 // sum (1 MiB of it per part at 1M parameters and 8 parts: it can stay in that core's cache).
 // A chunk that starts on a value (the coordinator's chunks do) comes unstaged, to foldBytes: the caller copies it a
 // quarter-stage piece at a time while the helpers fold the piece before, so the stage copy, as long as the memcpy
-// baseline itself, no longer adds to the fold's time (fold() copies a run whole before it is cut).
+// baseline itself, no longer adds to the fold's time (fold() copies a run whole before it is cut). A chunk whose
+// buffer the caller gives up (the coordinator's opened chunks) skips the stage altogether: handed to one helper
+// whole, the copy and the fold are the helper's (fold-handoff.ts; the calling thread's CPU per 10 × 1M values fell
+// from 11-16 ms staged here with 3 helpers to 0.7-1.4 ms, memcpy's being 2.4-2.6 ms, on the loaded 2-core box).
 // Whether threads pay depends on the host's load, not only its cores: on the shared 2-core box (load 4-12), one
 // helper made the fold of 10 × 1M values slower (9.4 against 4.9 ms), its thread rarely running when a part was
 // posted. So each run goes the way measured faster so far (speeds(): threads until the one-thread fold measures
@@ -26,15 +29,16 @@
 // folded until the next one arrives (so at most one sum beyond the live ones stays in memory per helper).
 import * as os from 'node:os';
 import { CONST_BYTES, MAX_WASM_PARAMS, STAGE_BYTES, SUM_AT, foldKernel, foldRange, wasmApi, type FoldKernel, type WasmFold } from './fold-kernel';
-import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper } from './fold-pool';
+import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper, type SumMessage } from './fold-pool';
+import { HandOffQueue, handoffLayout } from './fold-handoff';
 
 const SHARED_WASM = Buffer.from(
-  'AGFzbQEAAAABCQFgBH9/f3wBfwIPAQNlbnYDbWVtAgMBgIAEAwIBAAcIAQRmb2xkAAAK1QIB0gIDA3sCfwV7QcAAIAP9FP0LBABBwAD9AAQAIQ' +
-    'lBAP0ABAAhCkEQ/QAEACELQSD9AAQAIQxBMP0ABAAhDSABIQcgASACQQJ0aiEIAkADQCAHIAhPDQEgB/0ABAAhBCAH/QAEECEFIAQgC/1OIAr9' +
-    'QyAFIAv9TiAK/UP9Tv2jAUUNASAEIA395gH9aSAEIAz95gH9af3lASEGIAAgAP0ABAAgBv1fIAn98gH98AH9CwQAIAAgAP0ABBAgBiAG/Q0ICQ' +
-    'oLDA0ODwABAgMEBQYH/V8gCf3yAf3wAf0LBBAgBSAN/eYB/WkgBSAM/eYB/Wn95QEhBiAAIAD9AAQgIAb9XyAJ/fIB/fAB/QsEICAAIAD9AAQw' +
-    'IAYgBv0NCAkKCwwNDg8AAQIDBAUGB/1fIAn98gH98AH9CwQwIAdBIGohByAAQcAAaiEADAALCyAHIAFrQQJ2CwtGAQBBAAtAAAAAQwAAAEMAAA' +
-    'BDAAAAQ////3////9/////f////38AAIBLAACASwAAgEsAAIBLAAAATAAAAEwAAABMAAAATA==',
+  'AGFzbQEAAAABCgFgBX9/f3x/AX8CDwEDZW52A21lbQIDAYCABAMCAQAHCAEEZm9sZAAACtMCAdACAwN7An8FeyAEIAP9FP0LBAAgBP0ABAAhCkEA' +
+    '/QAEACELQRD9AAQAIQxBIP0ABAAhDUEw/QAEACEOIAEhCCABIAJBAnRqIQkCQANAIAggCU8NASAI/QAEACEFIAj9AAQQIQYgBSAM/U4gC/1DIAYgDP' +
+    '1OIAv9Q/1O/aMBRQ0BIAUgDv3mAf1pIAUgDf3mAf1p/eUBIQcgACAA/QAEACAH/V8gCv3yAf3wAf0LBAAgACAA/QAEECAHIAf9DQgJCgsMDQ4PAAEC' +
+    'AwQFBgf9XyAK/fIB/fAB/QsEECAGIA795gH9aSAGIA395gH9af3lASEHIAAgAP0ABCAgB/1fIAr98gH98AH9CwQgIAAgAP0ABDAgByAH/Q0ICQoLDA' +
+    '0ODwABAgMEBQYH/V8gCv3yAf3wAf0LBDAgCEEgaiEIIABBwABqIQAMAAsLIAggAWtBAnYLC0YBAEEAC0AAAABDAAAAQwAAAEMAAABD////f////3//' +
+    '//9/////fwAAgEsAAIBLAACASwAAgEsAAABMAAAATAAAAEwAAABM',
   'base64',
 );
 
@@ -141,7 +145,10 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   if (!wasmApi || params > MAX_WASM_PARAMS || typeof SharedArrayBuffer !== 'function') return undefined;
   const hs = pool(threads, SHARED_WASM);
   if (!hs) return undefined;
-  const pages = Math.ceil((SUM_AT + 8 * params) / 65536);
+  // After the sum: what runs handed over whole need (fold-handoff.ts), where the 32-bit memory has room for it.
+  const plan = handoffLayout(SUM_AT, params, hs.length);
+  const fits = plan.end <= 2 ** 32 - 65536;
+  const pages = Math.ceil((fits ? plan.end : SUM_AT + 8 * params) / 65536);
   const memory = new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
   // One compiled module for the process: V8 compiles a new one with its baseline compiler and optimises it only
   // once it runs hot, so a module per sum would fold each round's first runs with the slower code.
@@ -153,9 +160,10 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const stage = new Uint8Array(buf, CONST_BYTES, STAGE_BYTES);
   const staged = new Float32Array(buf, CONST_BYTES, STAGE_BYTES / 4);
   const id = ++sums;
+  const sum: SumMessage = { op: 'sum', id, memory, layout: fits ? plan.layout : undefined };
   // Each helper instantiates the module on this memory now, with an empty part (while the sites train), not in
   // the first upload's fold; one that does not get to it within WARM_MS does it at its first part instead.
-  for (const h of hs) post(h, id, memory, SUM_AT, CONST_BYTES, 0, 0);
+  for (const h of hs) post(h, sum, SUM_AT, CONST_BYTES, 0, 0);
   const warm = Date.now() + WARM_MS;
   try {
     for (const h of hs) if (!waitFor(h.c, CTRL.DONE, h.seq, Math.max(0, warm - Date.now()))) takeOrWait(h);
@@ -169,6 +177,11 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const lens: number[] = [];
   const done: number[] = [];
   const parts = { helpers: 0, caller: 0 };
+  const handoff = fits ? new HandOffQueue(buf as unknown as SharedArrayBuffer, hs, sum, plan.blocks) : undefined;
+  /** Before any fold here: no run handed over may be in flight (they would write the same values). */
+  const quiet = (): void => {
+    if (handoff && handoff.inFlight > 0) handoff.wait();
+  };
 
   const kernel: FoldKernel = {
     acc,
@@ -177,8 +190,10 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     simd: true,
     threads: hs.length,
     parts,
+    handoff,
     fold(start, n, w) {
       if (broken) throw new Error('fold: a helper thread stopped answering; this sum is unusable');
+      quiet();
       const cut = Math.min(hs.length + 1, Math.floor(n / MIN_PART));
       if (cut <= 1) return foldRange(fold, acc, staged, start, 0, n, w);
       if (!adaptive) return threaded(start, n, w, cut);
@@ -191,6 +206,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     },
     foldBytes(start, bytes, w) {
       if (broken) throw new Error('fold: a helper thread stopped answering; this sum is unusable');
+      quiet();
       const n = bytes.length >>> 2;
       if (n < 2 * PIECE) {
         // Too short to overlap anything (one stage or less): staged whole, then cut as fold() cuts it.
@@ -270,7 +286,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
 
   /** Posts every part of the plan (starts, lens: stage indices) but the last, the caller's, to a helper each. */
   function postParts(start: number, w: number): void {
-    for (let j = 0; j < starts.length - 1; j++) post(team[j], id, memory, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
+    for (let j = 0; j < starts.length - 1; j++) post(team[j], sum, SUM_AT + 8 * (start + starts[j]), CONST_BYTES + 4 * starts[j], lens[j], w);
   }
 
   /**

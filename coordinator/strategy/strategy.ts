@@ -51,7 +51,16 @@ export class AdmissionError extends Error {
  * remainder bit for bit the sum without it.
  */
 export interface UpdateFold {
-  push(bytes: Uint8Array): void;
+  /**
+   * `owned`: the caller will not read `bytes` again and its ArrayBuffer holds nothing anyone else reads, so it may
+   * move to another thread (the coordinator's opened chunks); a refusal of such bytes may then come from a later
+   * push(), from settle() or finish() (always the update's first bad value, as in order).
+   */
+  push(bytes: Uint8Array, owned?: boolean): void;
+  /** Where chunks are folded off the calling thread: blocks until every one is folded; throws the update's refusal. */
+  settle?(): void;
+  /** As settle(), without blocking: undefined when nothing is in flight, else a promise (rejected with the refusal). */
+  settled?(): Promise<void> | undefined;
   /** Every byte arrived (throws AdmissionError when some are missing). */
   finish(): void;
   readonly needsReplay: boolean;

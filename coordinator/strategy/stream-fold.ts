@@ -7,7 +7,7 @@
 import type { TensorList } from '../../proto/tensors';
 import { AdmissionError, type UpdateFold } from './strategy';
 import { FixedPointRangeError } from './fixed-point';
-import type { FoldKernel } from './fold-kernel';
+import type { FoldKernel, FoldTicket } from './fold-kernel';
 import { WordRuns } from '../../proto/word-runs';
 
 /** Turns an update's plaintext bytes (any split) into runs of whole values staged at kernel.staged[0, n). */
@@ -33,6 +33,19 @@ export class ValueRuns extends WordRuns {
   override feed(bytes: Uint8Array, run: (start: number, n: number) => void): void {
     super.feed(bytes, run);
     this.fed += bytes.length;
+  }
+
+  /** Whether a chunk of `length` bytes arriving now is whole values from a value's first byte (and fits the update). */
+  takesWhole(length: number): boolean {
+    return this.fed % 4 === 0 && length % 4 === 0 && this.at + (length >>> 2) <= this.values;
+  }
+
+  /** Takes `n` whole values (takesWhole said so) and returns the index of the first. */
+  take(n: number): number {
+    const start = this.at;
+    this.at += n;
+    this.fed += 4 * n;
+    return start;
   }
 
   /**
@@ -97,6 +110,16 @@ export interface FoldPasses {
   refuse(i: number, value: number): Error;
   /** Second pass, after finish(), when needsReplay: fold the run; returns how many it folded. */
   replay?(start: number, n: number): number;
+  /**
+   * Where given (FedAvg on a threaded sum: fold-handoff.ts): a chunk of whole values whose buffer the caller owns is
+   * handed to a helper thread (moved, not copied) and folded there while the caller goes on; the ticket says later
+   * how it went. wait() blocks until a ticket (or every one) is done; done() resolves once one is.
+   */
+  readonly handoff?: {
+    hand(start: number, words: Uint8Array): FoldTicket;
+    wait(t?: FoldTicket): void;
+    done(t: FoldTicket): Promise<void>;
+  };
   /** Takes back n folded values starting at `start`. */
   takeBack(start: number, n: number): void;
   /** After the first pass: whether the values must come again (needsReplay). */
@@ -109,11 +132,27 @@ export interface FoldPasses {
   undone(): void;
 }
 
+/** A chunk handed to a helper (FoldPasses.handoff), in update order, until its answer is read. */
+interface Handed {
+  readonly t: FoldTicket;
+  readonly start: number;
+  readonly n: number;
+}
+
 export class StreamedFold implements UpdateFold {
   private readonly first: ValueRuns;
   private second: ValueRuns | undefined;
   private back: ValueRuns | undefined;
   private state: 'open' | 'finished' | 'committed' | 'abandoned' | 'undone' = 'open';
+  /** Handed chunks whose answer is not read yet, in update order. */
+  private readonly handed: Handed[] = [];
+  /**
+   * Once any chunk was handed: the values in the sum as [start, end) pairs, in order (handed chunks land whole or
+   * not at all, so what is in the sum need not be a prefix of the update); undefined: the first `folded` values.
+   */
+  private ranges: number[] | undefined;
+  /** The refusal of the first handed chunk (in update order) holding a bad value. */
+  private refusal: Error | undefined;
   folded = 0;
   needsReplay = false;
 
@@ -129,11 +168,54 @@ export class StreamedFold implements UpdateFold {
     if (this.state !== s) throw new Error(`update fold: ${what} in state ${this.state}`);
   }
 
-  push(bytes: Uint8Array): void {
+  /** Values [start, start + n) are in the sum. */
+  private note(start: number, n: number): void {
+    if (n <= 0) return;
+    this.folded += n;
+    const r = this.ranges;
+    if (!r) return;
+    if (r.length > 0 && r[r.length - 1] === start) r[r.length - 1] = start + n;
+    else r.push(start, start + n);
+  }
+
+  /** Reads the answers of handed chunks, in update order, as far as they are done; a bad value becomes the refusal. */
+  private account(): void {
+    while (this.handed.length > 0 && this.handed[0].t.done) {
+      const h = this.handed.shift()!;
+      if (h.t.bad < 0) this.note(h.start, h.n);
+      else this.refusal ??= this.p.refuse(h.start + h.t.bad, h.t.value);
+    }
+  }
+
+  /** Blocks until every handed chunk is done and read. */
+  private settleAll(): void {
+    if (this.handed.length === 0) return;
+    for (const h of this.handed) this.p.handoff!.wait(h.t);
+    this.account();
+  }
+
+  /**
+   * `owned`: the caller gives up `bytes` (its ArrayBuffer holds only them, or more that nobody reads again): where the
+   * strategy can, the chunk is folded on a helper thread, its buffer moved there, and a refusal of its values is
+   * thrown by a later push, settle() or finish(), always the first bad value of the update in order.
+   */
+  push(bytes: Uint8Array, owned = false): void {
     this.expect('open', 'push');
+    if (owned && this.p.handoff && bytes.length > 0 && bytes.buffer instanceof ArrayBuffer && this.first.takesWhole(bytes.length)) {
+      this.account();
+      if (this.refusal) throw this.refusal;
+      const n = bytes.length >>> 2;
+      this.ranges ??= this.folded > 0 ? [0, this.folded] : [];
+      const start = this.first.take(n);
+      this.handed.push({ t: this.p.handoff.hand(start, bytes), start, n });
+      return;
+    }
+    // Folded here: every handed chunk's answer first, so a refusal is still the update's first bad value.
+    this.settleAll();
+    if (this.refusal) throw this.refusal;
     const staged = (start: number, n: number): void => {
       const passed = this.p.push(start, n);
-      if (this.p.foldsOnPush) this.folded += passed;
+      if (this.p.foldsOnPush) this.note(start, passed);
       if (passed < n) throw this.p.refuse(start + passed, this.k.staged[passed]);
     };
     if (!this.p.pushWhole) return this.first.feed(bytes, staged);
@@ -142,15 +224,37 @@ export class StreamedFold implements UpdateFold {
       (start, words) => {
         const n = words.length >>> 2;
         const passed = this.p.pushWhole!(start, words);
-        if (this.p.foldsOnPush) this.folded += passed;
+        if (this.p.foldsOnPush) this.note(start, passed);
         if (passed < n) throw this.p.refuse(start + passed, new DataView(words.buffer, words.byteOffset + 4 * passed, 4).getFloat32(0, true));
       },
       staged,
     );
   }
 
+  /** Blocks until every handed chunk is folded; throws the update's refusal if one holds a bad value. */
+  settle(): void {
+    this.settleAll();
+    if (this.refusal) throw this.refusal;
+  }
+
+  /**
+   * As settle(), leaving the thread free meanwhile: undefined when no handed chunk is unanswered (and none was
+   * refused), else a promise of every one folded, rejected with the update's refusal.
+   */
+  settled(): Promise<void> | undefined {
+    this.account();
+    if (this.handed.length === 0) return this.refusal ? Promise.reject(this.refusal) : undefined;
+    // The last handed first: it is usually the last to finish, so the others need no wait of their own.
+    const tickets = this.handed.map((h) => h.t).reverse();
+    return (async () => {
+      for (const t of tickets) await this.p.handoff!.done(t);
+      this.settle();
+    })();
+  }
+
   finish(): void {
     this.expect('open', 'finish');
+    this.settle();
     if (!this.first.complete) throw new AdmissionError(`the update ends after ${this.first.at} of its ${this.total} values`);
     this.needsReplay = this.p.finish();
     this.state = 'finished';
@@ -181,27 +285,49 @@ export class StreamedFold implements UpdateFold {
 
   /** Whether the same bytes again (from the start) are needed to take back what was folded. */
   get needsUndo(): boolean {
+    this.settleAll();
     return this.folded > 0 && this.state === 'abandoned';
+  }
+
+  /** Where undo is complete: past the last value in the sum. */
+  private get undoEnd(): number {
+    return this.ranges ? (this.ranges.length > 0 ? this.ranges[this.ranges.length - 1] : 0) : this.folded;
   }
 
   undo(bytes: Uint8Array): boolean {
     this.expect('abandoned', 'undo');
+    this.settleAll();
     this.back ??= new ValueRuns(this.k, this.total);
-    const limit = this.folded;
-    // Values fold in update order, in one pass only (the first, or the replay), so the first `folded` values of
-    // the update are exactly what is in the sum; anything after them is read and left alone.
-    if (this.back.at < limit)
+    const end = this.undoEnd;
+    const r = this.ranges;
+    // Values fold in update order, in one pass only (the first, or the replay), so without handed chunks the first
+    // `folded` values of the update are exactly what is in the sum; with them, the ranges say. Anything else is
+    // read and left alone.
+    if (this.back.at < end)
       this.back.feed(bytes, (start, n) => {
-        const m = Math.min(n, limit - start);
-        if (m > 0) this.p.takeBack(start, m);
+        if (!r) {
+          const m = Math.min(n, end - start);
+          if (m > 0) this.p.takeBack(start, m);
+          return;
+        }
+        for (let j = 0; j < r.length; j += 2) {
+          const lo = Math.max(r[j], start);
+          const hi = Math.min(r[j + 1], start + n);
+          if (lo >= hi) continue;
+          // takeBack reads its values from the stage's start: move this range's there (the later ranges of this
+          // run lie beyond what the move overwrites).
+          if (lo > start) this.k.stage.copyWithin(0, 4 * (lo - start), 4 * (hi - start));
+          this.p.takeBack(lo, hi - lo);
+        }
       });
-    return this.back.at >= limit;
+    return this.back.at >= end;
   }
 
   undone(): void {
     if (this.state === 'undone') return;
     this.expect('abandoned', 'undone');
-    if (this.folded > 0 && (this.back?.at ?? 0) < this.folded) throw new Error('update fold: released before what it folded was taken back');
+    this.settleAll();
+    if (this.folded > 0 && (this.back?.at ?? 0) < this.undoEnd) throw new Error('update fold: released before what it folded was taken back');
     this.p.undone();
     this.state = 'undone';
   }
