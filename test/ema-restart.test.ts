@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { FederationClient } from '../client-sdk/client';
+import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { Coordinator, loadConfig } from '../coordinator';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
@@ -18,7 +18,8 @@ import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
 import { verifyRun, verifyVersionDir } from '../coordinator/checkpoints/verify';
 import { readSafetensors } from '../proto/safetensors';
 import type { TensorList } from '../proto/tensors';
-import { smallAdapter, tempDir, testIdentity } from './harness';
+import { smallAdapter, tempDir } from './harness';
+import { startRestartSites, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -85,21 +86,12 @@ describe('strategy.ema across a restart, in the evaluator, the release pointer a
     const { address } = await c.start();
     return { c, address };
   }
-  function sites(address: string): { runs: Promise<unknown>[]; trainers: RoundTrainer[]; stop: () => Promise<void> } {
-    const trainers = [0.25, -0.125].map((v) => new RoundTrainer(v));
-    const cs = trainers.map(
-      (trainer, i) =>
-        new FederationClient({
-          address,
-          name: `site-${i}`,
-          identity: testIdentity(`site-${i}`),
-          trainer,
-          backoff: { initialMs: 20, maxMs: 200, factor: 2 },
-        }),
+  const sites = (address: string): RestartSites<RoundTrainer> =>
+    startRestartSites(
+      address,
+      [0.25, -0.125].map((v) => new RoundTrainer(v)),
+      clients,
     );
-    clients.push(...cs);
-    return { runs: cs.map((c) => c.run()), trainers, stop: async () => void (await Promise.all(cs.map((c) => c.stop()))) };
-  }
   const file = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
 
   it('restart resumes the average bit for bit; the evaluator scores it; release and export give it', async () => {

@@ -5,13 +5,14 @@
 // and are recorded in each manifest. `fedtune verify` checks the state file like the adapter.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { FederationClient } from '../client-sdk/client';
+import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import type { TensorList } from '../proto/tensors';
-import { startCoordinator, tempDir, testIdentity, type Harness } from './harness';
+import { startCoordinator, tempDir, type Harness } from './harness';
+import { startRestartSites, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** Moves every value by value·(100·learningRate)·(1 + i mod 3): the update depends on the plan's rate. */
@@ -52,21 +53,7 @@ describe('server optimiser state across a coordinator restart (real gRPC)', func
     harnesses.push(h);
     return h;
   }
-  function sites(h: Harness): { runs: Promise<unknown>[]; trainers: RateTrainer[]; stop: () => Promise<void> } {
-    const trainers = [new RateTrainer(0.3), new RateTrainer(-0.1)];
-    const cs = trainers.map(
-      (trainer, i) =>
-        new FederationClient({
-          address: h.address,
-          name: `site-${i}`,
-          identity: testIdentity(`site-${i}`),
-          trainer,
-          backoff: { initialMs: 20, maxMs: 200, factor: 2 },
-        }),
-    );
-    clients.push(...cs);
-    return { runs: cs.map((c) => c.run()), trainers, stop: async () => void (await Promise.all(cs.map((c) => c.stop()))) };
-  }
+  const sites = (h: Harness): RestartSites<RateTrainer> => startRestartSites(h.address, [new RateTrainer(0.3), new RateTrainer(-0.1)], clients);
   const file = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
 
   it('versions 2 and 3 after a stop and restart equal an uninterrupted run byte for byte; plans carry the schedule and μ', async () => {
