@@ -6,6 +6,7 @@ import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy';
 import { stepAlongMeanDelta } from './mean-delta';
+import { closeFedAvg } from './close-kernel';
 import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 import type { FoldKernel } from './fold-kernel';
 import { roundFoldKernel } from './fold-threads';
@@ -21,10 +22,16 @@ export class FedAvg implements Strategy {
 
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
-    const out = stepAlongMeanDelta('FedAvg', global, sum, (_name, g, delta, next) => {
-      // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
-      for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
-    });
+    const out = stepAlongMeanDelta(
+      'FedAvg',
+      global,
+      sum,
+      (_name, g, delta, next) => {
+        // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
+        for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
+      },
+      closeFedAvg, // the same bits in WebAssembly (close-kernel.ts)
+    );
     // Stateless: whatever state an earlier strategy of this run left ends here.
     if (state) state.tensors = [];
     return out;
