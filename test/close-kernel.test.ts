@@ -1,12 +1,11 @@
 // FedAvg's WebAssembly close (coordinator/strategy/close-kernel.ts) against the JavaScript step it replaces.
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import fc from 'fast-check';
 import wabtInit from 'wabt';
 import { CLOSE_BLOCK, CLOSE_WASM, closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { SCALE } from '../coordinator/strategy/fixed-point';
 import { stepAlongMeanDelta } from '../coordinator/strategy/mean-delta';
+import { kernelWat } from './kernel-wat';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** The JavaScript form: delta = s / d in float64, then next = g + delta rounded once to float32. */
@@ -18,12 +17,7 @@ function closeJs(s: Float64Array, g: Float32Array, d: number): Float32Array {
 
 describe('FedAvg close in WebAssembly', () => {
   it('the shipped module is the text in close-kernel.ts (wabt)', async () => {
-    const src = await fs.readFile(path.join(__dirname, '..', '..', 'coordinator', 'strategy', 'close-kernel.ts'), 'utf8');
-    const wat = src
-      .slice(src.indexOf('// (module'), src.indexOf('\n//\n// Memory:'))
-      .split('\n')
-      .map((l) => l.replace(/^\/\/ ?/, ''))
-      .join('\n');
+    const { wat } = await kernelWat('close-kernel.ts');
     const wabt = await wabtInit();
     expect(Buffer.from(wabt.parseWat('close.wat', wat).toBinary({}).buffer).equals(CLOSE_WASM)).to.equal(true);
   });

@@ -25,6 +25,7 @@ import {
   startFoldThreads,
 } from '../coordinator/strategy/fold-threads';
 import type { NamedTensor } from '../proto/tensors';
+import { kernelWat } from './kernel-wat';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const STAGED = STAGE_BYTES / 4;
@@ -54,16 +55,10 @@ describe('fold on several threads', function () {
   after(() => setFoldThreads(undefined));
 
   it('the shipped shared module is fold-kernel.ts’s text with its memory imported and shared (wabt, threads on)', async () => {
-    const dir = path.join(__dirname, '..', '..', 'coordinator', 'strategy');
-    const kernel = await fs.readFile(path.join(dir, 'fold-kernel.ts'), 'utf8');
-    const wat = kernel
-      .slice(kernel.indexOf('// (module'), kernel.indexOf('\n//\n// Memory:'))
-      .split('\n')
-      .map((l) => l.replace(/^\/\/ ?/, ''))
-      .join('\n');
+    const { wat } = await kernelWat('fold-kernel.ts');
     const shared = wat.replace('(memory (export "mem") 1)', '(import "env" "mem" (memory 1 65536 shared))');
     expect(shared).not.to.equal(wat);
-    const src = await fs.readFile(path.join(dir, 'fold-threads.ts'), 'utf8');
+    const src = await fs.readFile(path.join(__dirname, '..', '..', 'coordinator', 'strategy', 'fold-threads.ts'), 'utf8');
     const shipped = [.../const SHARED_WASM = Buffer\.from\(([^)]*)'base64'/.exec(src)![1].matchAll(/'([^']+)'/g)].map((m) => m[1]).join('');
     const wabt = await wabtInit();
     expect(Buffer.from(wabt.parseWat('shared.wat', shared, { threads: true }).toBinary({}).buffer).toString('base64')).to.equal(shipped);

@@ -23,6 +23,7 @@ import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors'
 import * as grpc from '@grpc/grpc-js';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { PREFIX, join, nextTask, rawClient, reportMetrics, sendUpload, siteDelta, smallAdapter, startCoordinator, testIdentity, uploadFrames } from './harness';
+import { kernelWat } from './kernel-wat';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** w·round-half-away-from-zero(x·2^24), exactly. */
@@ -86,12 +87,7 @@ describe('streaming admission: the fold kernel and UpdateFold against BigInt', (
   });
 
   it('the shipped module is the one its source text assembles to (wabt)', async () => {
-    const src = await fs.readFile(path.join(__dirname, '..', '..', 'coordinator', 'strategy', 'fold-kernel.ts'), 'utf8');
-    const wat = src
-      .slice(src.indexOf('// (module'), src.indexOf('\n//\n// Memory:'))
-      .split('\n')
-      .map((l) => l.replace(/^\/\/ ?/, ''))
-      .join('\n');
+    const { src, wat } = await kernelWat('fold-kernel.ts');
     const shipped = [.../const WASM = Buffer\.from\(([^)]*)'base64'/.exec(src)![1].matchAll(/'([^']+)'/g)].map((m) => m[1]).join('');
     const wabt = await wabtInit();
     expect(Buffer.from(wabt.parseWat('fold.wat', wat).toBinary({}).buffer).toString('base64')).to.equal(shipped);
