@@ -12,7 +12,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import { tensorFrames } from '../proto/tensor-stream';
 import type { TensorList } from '../proto/tensors';
-import { withPieces, type Announced } from './download-ranges';
+import { announce, type Announced } from './download-ranges';
 
 /** One TensorFrame message, already serialized. */
 export class EncodedFrame {
@@ -25,7 +25,7 @@ export type FrameEncoder = (frame: TensorFrame) => Buffer;
 /** The whole stream of `tensors`, each frame serialized once by `encode`; its header announces `pieces`. */
 export function encodeImage(tensors: TensorList, chunkBytes: number, encode: FrameEncoder, pieces?: Announced): EncodedFrame[] {
   const out: EncodedFrame[] = [];
-  for (const f of tensorFrames(tensors, chunkBytes)) out.push(new EncodedFrame(encode(withPieces(f, pieces))));
+  for (const f of announce(tensorFrames(tensors, chunkBytes), pieces)) out.push(new EncodedFrame(encode(f)));
   return out;
 }
 

@@ -28,6 +28,11 @@ export function withPieces(frame: TensorFrame, pieces: Announced | undefined): T
   return { header: { ...frame.header, piece_bytes: pieces.bytes, piece_sha256, max_range_calls: pieces.maxRangeCalls } };
 }
 
+/** `frames` with their header announcing `pieces`, one at a time (a range of an older version stops at its end). */
+export function* announce(frames: Iterable<TensorFrame>, pieces: Announced | undefined): Generator<TensorFrame> {
+  for (const f of frames) yield withPieces(f, pieces);
+}
+
 /** What a request asks for, checked against the version; `rangeOf` answers it from the version's whole stream. */
 export type DownloadAsk = { kind: 'whole' } | { kind: 'header' } | { kind: 'range'; offset: number; length: number };
 
@@ -57,10 +62,8 @@ export function* answerFrames<F>(frames: Iterable<F>, ask: DownloadAsk, chunkByt
   const end = ask.kind === 'range' ? Math.ceil((ask.offset + ask.length) / chunkBytes) : 0;
   let i = -1; // -1: the header; then the index of the chunk
   for (const f of frames) {
-    if (i === -1) yield f;
-    else if (i >= first && i < end) yield f;
-    else if (i >= end) break;
-    i++;
+    if (i === -1 || i >= first) yield f;
+    if (++i >= end) break; // read nothing past the last frame sent
   }
   if (ask.kind === 'range') yield trailer(end - first);
 }

@@ -31,7 +31,7 @@ import { checkReportedRank } from './lora-aggregation';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 import { controlVariateDownload } from './strategy/scaffold-download';
 import { DownloadImages, EncodedFrame } from './download-image';
-import { answerFrames, askOf, RangeCalls, servedPieces, withPieces } from './download-ranges';
+import { announce, answerFrames, askOf, RangeCalls, servedPieces } from './download-ranges';
 
 /** A range's trailer: its chunk count; no stream hash (each piece is checked against the header's list). */
 const rangeTrailer = (n: number): TensorFrame => ({ trailer: { chunk_count: n, sha256: Buffer.alloc(0) } });
@@ -268,8 +268,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
                   answerFrames(image, ask, chunkBytes, (n) => new EncodedFrame(encodeFrame(rangeTrailer(n)))),
                 );
               } else {
-                const frames = [...tensorFrames(tensorsOf(ck), chunkBytes)].map((f) => withPieces(f, pieces));
-                await writeAll(call, answerFrames(frames, ask, chunkBytes, rangeTrailer));
+                await writeAll(call, answerFrames(announce(tensorFrames(tensorsOf(ck), chunkBytes), pieces), ask, chunkBytes, rangeTrailer));
               }
             } catch (e) {
               release?.();

@@ -17,6 +17,8 @@ import { pieceHashes, planRanges } from '../proto/pieces';
 import type { NamedTensor } from '../proto/tensors';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import type { DownloadRequest__Output } from '../proto/generated/fedtune/v1/DownloadRequest';
+import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
+import { announce, answerFrames, askOf } from '../coordinator/download-ranges';
 import { startHostileDownloads, type Tamper } from './download-hostile';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -210,6 +212,27 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
       { seed: 8, numRuns: 8 },
     );
     expect(ranged).to.be.at.least(4); // most runs went over range calls, not the one-piece whole stream
+  });
+
+  it('a range reads its stream only up to its last chunk, and its header announces the pieces', () => {
+    const pieces = { bytes: 2 * 64, sha256: ['aa'.repeat(32), 'bb'.repeat(32), 'cc'.repeat(32)], maxRangeCalls: 4 };
+    let pulled = 0;
+    function* stream(): Generator<TensorFrame> {
+      pulled++;
+      yield { header: { tensors: [], total_bytes: 6 * 64, chunk_bytes: 64 } as unknown as TensorFrame['header'] };
+      for (let i = 0; i < 6; i++) {
+        pulled++;
+        yield { chunk: Buffer.alloc(64, i) };
+      }
+      pulled++;
+      yield { trailer: { chunk_count: 6, sha256: Buffer.alloc(32) } };
+    }
+    const ask = askOf({ range_offset: 128, range_length: 128, header_only: false } as DownloadRequest__Output, 0, 6 * 64, pieces);
+    const out = [...answerFrames(announce(stream(), pieces), ask, 64, (n): TensorFrame => ({ trailer: { chunk_count: n, sha256: Buffer.alloc(0) } }))];
+    expect(out.map((f) => (f.header ? 'h' : f.chunk ? (f.chunk as Buffer)[0] : `t${f.trailer!.chunk_count}`))).to.deep.equal(['h', 2, 3, 't2']);
+    expect(out[0].header!.piece_sha256).to.have.length(3);
+    expect(out[0].header!.max_range_calls).to.equal(4);
+    expect(pulled).to.equal(5); // the header, chunks 0-3; not chunks 4-5 nor the trailer
   });
 
   it('property: ranges tile the stream in whole pieces, and piece hashes are the SHA-256 of each piece', () => {
