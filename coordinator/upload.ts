@@ -35,6 +35,7 @@ import type { SecAggAttempt } from './secagg-attempt';
 import type { SealedUpdate } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
 import { refuseFrozen, roundAggregation } from './lora-aggregation';
+import { ownsWholeBuffer } from '../proto/message-buffer';
 
 /** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
 export const MAX_NUM_EXAMPLES = 2 ** 21;
@@ -404,11 +405,6 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
     call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
   };
-}
-
-/** Whether `b` is all of its ArrayBuffer (node:crypto's output is), so that buffer may move to another thread. */
-function ownsWholeBuffer(b: Uint8Array): boolean {
-  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.length === b.buffer.byteLength;
 }
 
 /** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */

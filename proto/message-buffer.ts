@@ -7,3 +7,12 @@
 export function ownsMessageBuffer(chunk: Uint8Array): boolean {
   return chunk.buffer instanceof ArrayBuffer && chunk.byteOffset <= 16 && chunk.byteOffset + chunk.length === chunk.buffer.byteLength;
 }
+
+/**
+ * Whether `b` is all of its ArrayBuffer, from byte 0 (node:crypto's output is): a buffer that may move to another
+ * thread and be read there as whole float32 values from its start (the coordinator's fold helpers,
+ * coordinator/strategy/fold-handoff.ts). A message buffer's tail (above) starts mid-buffer, at no fixed alignment.
+ */
+export function ownsWholeBuffer(b: Uint8Array): boolean {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.length === b.buffer.byteLength;
+}
