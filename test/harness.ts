@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
 import { loadConfig } from '../coordinator/config';
+import type { Strategy } from '../coordinator/strategy/strategy';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
@@ -63,6 +64,8 @@ export interface HarnessOptions {
    * in production (default: the small hand-made adapter and a fake identity).
    */
   readonly fromModelDir?: boolean;
+  /** A strategy built in code, as Coordinator's own option (default: the configured one). */
+  readonly strategy?: Strategy;
 }
 
 export async function startCoordinator(
@@ -94,6 +97,7 @@ export async function startCoordinator(
           baseModel: { name: 'test', sha256: '0'.repeat(64) },
         }),
     logger: opts.logger ?? pino({ level: 'silent' }),
+    ...(opts.strategy ? { strategy: opts.strategy } : {}),
   });
   const { address } = await coordinator.start();
   return { coordinator, address, runDir };
