@@ -13,7 +13,8 @@
 // Run 18 measures three remedies, none of which costs ε:
 //   * FFA-LoRA (`lora.aggregation: 'ffa'`, A frozen at its seeded init, only B trained and sent: d 1,536): no noise
 //     on A at all. What `lora.aggregation: 'auto'` picks under DP anyway; its price is that the noiseless twin
-//     cannot learn A either (run 2: FFA learned more slowly than FedIT on the 5-site split).
+//     cannot learn A either, so the product B·A grows only with B: η 0.2 (RUN18_FFA_ETA), and C 0.5 from its members'
+//     much smaller gradients (RUN18_FFA_CLIP), which puts a quarter of run 17's noise on the mean at the same z.
 //   * strategy.noiseAware (DP-AdamBC, coordinator/strategy/fedopt.ts): the noise's known variance (σ/K)² is taken
 //     out of the second moment, so the DP arm's steps on the signal are the twin's in expectation (the twin's σ,
 //     1e-6·C, makes its correction nil: both arms carry the flag, so they still differ in z alone).
@@ -26,6 +27,20 @@ import { XD_POISSON } from './quality-configs-run15';
 import { RUN17_CLIP, RUN17_ETA, RUN17_ROUNDS, RUN17_Z8 } from './quality-configs-run17';
 
 export const RUN18_ROUNDS = RUN17_ROUNDS;
+/**
+ * FFA's server rate. Measured on the CPU (tfjs, `x18f-clip`, seed 42, the first 100 held-out e-mails, every 5th round;
+ * results-2026-11-30/quality-run18/cpu/): held-out loss at rounds 5 / 10 / 15 was 4.22 / 1.90 / 1.23 at η 0.1 and
+ * 2.61 / 1.42 / 1.11 at η 0.2, against FedIT's 2.44 / 1.01 / 0.81 at run 17's η 0.02: with A frozen at its init
+ * (rms 0.05) the adapter's product moves ~10× less per step of B than FedIT's, whose A grows too.
+ */
+export const RUN18_FFA_ETA = 0.2;
+/**
+ * FFA's C, near its members' gradient norms (the same CPU run at η 0.2, one SGD step at rate 1 on 4 e-mails, B only):
+ * median 1.0 in round 1, 2.1 in round 2, then falling: median 0.29-0.47, upper quartile 0.50-0.61 over rounds 12-16
+ * (FedIT's run 17 members: median 2.3 over rounds 40-47, A's gradient included). C 2 would clip none and put 4× the
+ * noise the signal needs on the sum.
+ */
+export const RUN18_FFA_CLIP = 0.5;
 /** strategy.ema in every arm: a window of 1/(1 − β) = 20 rounds. */
 export const RUN18_EMA = 0.95;
 /** A Poisson cohort of 100 expected (q 0.0865); K = m + 6·√(m(1 − q)) = 157.3, so 158 slots. */
@@ -44,11 +59,13 @@ interface Arm {
   readonly noiseAware: boolean;
 }
 
+const FAMILY = { ffa: { eta: RUN18_FFA_ETA, clip: RUN18_FFA_CLIP }, fedit: { eta: RUN17_ETA, clip: RUN17_CLIP } } as const;
+
 function x18(a: Arm): QualityConfig {
   const lora = { r: 1, alpha: 2, targetModules: ['c_attn'], aggregation: a.aggregation };
   const strategy = {
     name: 'fedadam',
-    serverLearningRate: RUN17_ETA,
+    serverLearningRate: FAMILY[a.aggregation].eta,
     beta1: 0.9,
     beta2: 0.999,
     tau: 1e-8,
@@ -64,9 +81,9 @@ function x18(a: Arm): QualityConfig {
       lora,
       training: { optimizer: 'sgd', momentum: 0, schedule: 'constant', weightDecay: 0 },
       strategy,
-      privacy: { enabled: true, clipNorm: RUN17_CLIP, noiseMultiplier: a.z ?? 1e-6, delta: 1e-5 },
+      privacy: { enabled: true, clipNorm: FAMILY[a.aggregation].clip, noiseMultiplier: a.z ?? 1e-6, delta: 1e-5 },
     },
-    note: `${c.sites} sites of ${c.perSite} e-mails, Poisson cohort q ${c.cohort}/${c.sites} over ${c.slots} slots, ${a.aggregation === 'ffa' ? 'FFA-LoRA (A frozen) rank 1 c_attn (d 1,536)' : 'FedIT rank 1 c_attn (d 2,048)'}, FedSGD, FedAdam η ${RUN17_ETA} cosine with bias correction${a.noiseAware ? ', noise-aware' : ''}, EMA ${RUN18_EMA}, clip ${RUN17_CLIP}, equal weights, ${a.z ? `DP ε 8 by round ${RUN18_ROUNDS} (z ${a.z})` : 'no noise (z 1e-6)'}`,
+    note: `${c.sites} sites of ${c.perSite} e-mails, Poisson cohort q ${c.cohort}/${c.sites} over ${c.slots} slots, ${a.aggregation === 'ffa' ? 'FFA-LoRA (A frozen) rank 1 c_attn (d 1,536)' : 'FedIT rank 1 c_attn (d 2,048)'}, FedSGD, FedAdam η ${FAMILY[a.aggregation].eta} cosine with bias correction${a.noiseAware ? ', noise-aware' : ''}, EMA ${RUN18_EMA}, clip ${FAMILY[a.aggregation].clip}, equal weights, ${a.z ? `DP ε 8 by round ${RUN18_ROUNDS} (z ${a.z})` : 'no noise (z 1e-6)'}`,
     learningRate: 1,
     localSteps: 1,
     clients: c.slots,
@@ -79,12 +96,10 @@ export const RUN18_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'x18f-clip': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: undefined, noiseAware: true }),
   'x18f-dp8': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: true }),
   'x18f-dp8-adam': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: false }),
-  // FedIT (run 17's adapter), cohort 50, with the average and the noise-aware Adam.
+  // FedIT (run 17's adapter and C), cohort 50, with the average and the noise-aware Adam.
   'x18-clip': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: undefined, noiseAware: true }),
   'x18-dp8': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: true }),
-  // A cohort of 100.
+  // FFA-LoRA with a cohort of 100.
   'x18f100-clip': x18({ aggregation: 'ffa', cohort: XD100, z: undefined, noiseAware: true }),
   'x18f100-dp8': x18({ aggregation: 'ffa', cohort: XD100, z: RUN18_Z8[100], noiseAware: true }),
-  'x18c100-clip': x18({ aggregation: 'fedit', cohort: XD100, z: undefined, noiseAware: true }),
-  'x18c100-dp8': x18({ aggregation: 'fedit', cohort: XD100, z: RUN18_Z8[100], noiseAware: true }),
 };

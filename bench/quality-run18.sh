@@ -5,8 +5,8 @@
 # sites of 4 e-mails, a Poisson cohort sampled each round, rank 1 on c_attn, FedSGD under FedAdam with bias
 # correction, η 0.02 cosine over 150 rounds, C 2, the server's EMA (β 0.95) scored in every arm; each DP arm differs
 # from its twin in z alone and draws the same cohorts per seed.
-#   Q18_CALL=1: FFA-LoRA and FedIT, each a twin and its DP arm with the noise-aware Adam, cohort 50, seeds 42 and 43
-#               (8 cells at once).
+#   Q18_CALL=1: FFA-LoRA (η 0.2, C 0.5), cohort 50: the twin, DP with the noise-aware Adam, DP with run 17's Adam,
+#               seeds 42, 43, 44 (9 cells at once).
 #   Q18_CALL=2: Q18_CONFIGS (a twin and its DP arm) on Q18_SEEDS (default 44,45,46), 6 cells at once.
 # The held-out set is scored every 2nd round and in each of the last 10. `timeout` at Q18_TIMEOUT s (default 400) on
 # the driver: finished cells are in its JSON, a cut one's curve in its log.
@@ -24,8 +24,8 @@ R=${Q18_ROUNDS:-150}
 X=(${Q18_EXTRA:-})
 COMMON=(--rounds $R --no-fed-eval --val-limit 0 --eval-every 2 --eval-last 10 --splits dirichlet-0.5 --batch-size 4)
 if [ "${Q18_CALL:-1}" = 1 ]; then
-  A=(--seeds ${Q18_SEEDS:-42,43} --configs ${Q18_CONFIGS:-x18f-clip,x18f-dp8,x18-clip,x18-dp8} --parallel ${Q18_PARALLEL:-8})
-  TW=x18f-dp8=x18f-clip,x18-dp8=x18-clip
+  A=(--seeds ${Q18_SEEDS:-42,43,44} --configs ${Q18_CONFIGS:-x18f-clip,x18f-dp8,x18f-dp8-adam} --parallel ${Q18_PARALLEL:-9})
+  TW=x18f-dp8=x18f-clip,x18f-dp8-adam=x18f-clip
 else
   A=(--seeds ${Q18_SEEDS:-44,45,46} --configs ${Q18_CONFIGS:?a twin and its DP arm} --parallel ${Q18_PARALLEL:-6})
   TW=${Q18_TWIN:?dp=twin}
