@@ -96,9 +96,11 @@ export const RUN18_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'x18f-clip': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: undefined, noiseAware: true }),
   'x18f-dp8': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: true }),
   'x18f-dp8-adam': x18({ aggregation: 'ffa', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: false }),
-  // FedIT (run 17's adapter and C), cohort 50, with the average and the noise-aware Adam.
+  // FedIT (run 17's adapter, η and C), cohort 50, under the average: the twin, DP with the noise-aware Adam, DP with
+  // run 17's Adam (the second call, after FFA's twin failed to learn steadily in the first).
   'x18-clip': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: undefined, noiseAware: true }),
   'x18-dp8': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: true }),
+  'x18-dp8-adam': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: false }),
   // FFA-LoRA with a cohort of 100.
   'x18f100-clip': x18({ aggregation: 'ffa', cohort: XD100, z: undefined, noiseAware: true }),
   'x18f100-dp8': x18({ aggregation: 'ffa', cohort: XD100, z: RUN18_Z8[100], noiseAware: true }),

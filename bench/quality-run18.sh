@@ -7,7 +7,8 @@
 # from its twin in z alone and draws the same cohorts per seed.
 #   Q18_CALL=1: FFA-LoRA (η 0.2, C 0.5), cohort 50: the twin, DP with the noise-aware Adam, DP with run 17's Adam,
 #               seeds 42, 43, 44 (9 cells at once).
-#   Q18_CALL=2: Q18_CONFIGS (a twin and its DP arm) on Q18_SEEDS (default 44,45,46), 6 cells at once.
+#   Q18_CALL=2: FedIT (run 17's η 0.02 and C 2), cohort 50: the twin, DP with the noise-aware Adam, DP with run 17's
+#               Adam, seeds 42, 43, 44 (the seeds and cohorts of run 17; 9 cells at once).
 # The held-out set is scored every 2nd round and in each of the last 10. `timeout` at Q18_TIMEOUT s (default 400) on
 # the driver: finished cells are in its JSON, a cut one's curve in its log.
 # $OUT gets q18.md (the driver's table), q18-curves.md (every cell's curve from the log, cut ones included),
@@ -27,8 +28,8 @@ if [ "${Q18_CALL:-1}" = 1 ]; then
   A=(--seeds ${Q18_SEEDS:-42,43,44} --configs ${Q18_CONFIGS:-x18f-clip,x18f-dp8,x18f-dp8-adam} --parallel ${Q18_PARALLEL:-9})
   TW=x18f-dp8=x18f-clip,x18f-dp8-adam=x18f-clip
 else
-  A=(--seeds ${Q18_SEEDS:-44,45,46} --configs ${Q18_CONFIGS:?a twin and its DP arm} --parallel ${Q18_PARALLEL:-6})
-  TW=${Q18_TWIN:?dp=twin}
+  A=(--seeds ${Q18_SEEDS:-42,43,44} --configs ${Q18_CONFIGS:-x18-clip,x18-dp8,x18-dp8-adam} --parallel ${Q18_PARALLEL:-9})
+  TW=x18-dp8=x18-clip,x18-dp8-adam=x18-clip
 fi
 timeout $T node dist/bench/quality.js "${COMMON[@]}" "${A[@]}" "${X[@]}" --out $W/q18.json >$W/q18.out 2>$W/q18.log
 node dist/bench/quality-log.js --out $W/q18-curves.json $W/q18.log >$W/q18-curves.md 2>&1
