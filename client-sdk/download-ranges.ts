@@ -56,7 +56,7 @@ export function parallelDownloads(
 export const MAX_STREAMS = 16;
 
 /** Parallel downloads and range calls begun by this process (for tests and the bench's report). */
-export const rangeStats = { downloads: 0, ranges: 0, landingsReused: 0 };
+export const rangeStats = { downloads: 0, ranges: 0, landingsReused: 0, retries: 0 };
 
 interface Waiting {
   resolve: (buffers: ArrayBuffer[]) => void;
@@ -89,8 +89,10 @@ function worker(i: number): Worker {
     const p = waiting.get(m.id);
     waiting.delete(m.id);
     if (!p) return;
-    if (m.ok) p.resolve(m.buffers ?? []);
-    else p.reject(new ProtocolError(m.code as status, m.message));
+    if (m.ok) {
+      rangeStats.retries += m.retries ?? 0;
+      p.resolve(m.buffers ?? []);
+    } else p.reject(new ProtocolError(m.code as status, m.message));
   });
   w.on('error', gone);
   w.on('exit', (code) => gone(new Error(`exit code ${code}`)));
