@@ -46,14 +46,15 @@ export interface RangeJob {
 }
 
 /**
- * Once every range passed: copies tensors out of the shared buffer into memory of their own (`bytes` from
- * `offset` each), moved back to the main thread. The K workers copy (and fault in) their shares side by side.
+ * Once every range passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into `into`, the
+ * memory the main thread made for them (moved here, and moved back). The K workers copy their shares side by side.
  */
 export interface CopyJob {
   readonly op: 'copy';
   readonly id: number;
   readonly land: SharedArrayBuffer;
   readonly parts: readonly { offset: number; bytes: number }[];
+  readonly into: readonly ArrayBuffer[];
 }
 
 export type ToRangeWorker = RangeJob | CopyJob | { op: 'cancel'; id: number };
@@ -213,7 +214,11 @@ parentPort?.on('message', (m: ToRangeWorker) => {
     return void calls.get(m.id)?.cancel();
   }
   if (m.op === 'copy') {
-    const buffers = m.parts.map((p) => new Uint8Array(m.land, p.offset, p.bytes).slice().buffer);
+    const buffers = m.parts.map((p, i) => {
+      const to = m.into[i]?.byteLength === p.bytes ? m.into[i] : new ArrayBuffer(p.bytes);
+      new Uint8Array(to).set(new Uint8Array(m.land, p.offset, p.bytes));
+      return to;
+    });
     return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);
   }
   receiveRetrying(m)
