@@ -20,7 +20,9 @@
 //     1e-6·C, makes its correction nil: both arms carry the flag, so they still differ in z alone).
 //   * strategy.ema 0.95 in both arms (a window of ~20 of 150 rounds; run 16 used 0.99 over 600): what is scored is
 //     the average of the recent iterates, which averages the DP noise's fast part over rounds (post-processing).
-// And, for a second call, less noise on the mean: a cohort of 100 (q 0.0865, z 1.016 for ε 8 by round 150).
+// Call 1 ran the FFA arms (its twin did not learn steadily), call 2 the FedIT arms: the noise-aware DP arm ended
+// within 3 points of its twin on 3-seed means. Not run: less noise on the mean, a cohort of 100 (q 0.0865, z 1.016
+// for ε 8 by round 150; the x18f100 pair).
 import type { QualityConfig } from './quality-configs';
 import type { CohortSpec } from './quality-cohort';
 import { XD_POISSON } from './quality-configs-run15';
@@ -101,7 +103,7 @@ export const RUN18_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   'x18-clip': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: undefined, noiseAware: true }),
   'x18-dp8': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: true }),
   'x18-dp8-adam': x18({ aggregation: 'fedit', cohort: XD_POISSON, z: RUN18_Z8[50], noiseAware: false }),
-  // FFA-LoRA with a cohort of 100.
+  // FFA-LoRA with a cohort of 100 (not run).
   'x18f100-clip': x18({ aggregation: 'ffa', cohort: XD100, z: undefined, noiseAware: true }),
   'x18f100-dp8': x18({ aggregation: 'ffa', cohort: XD100, z: RUN18_Z8[100], noiseAware: true }),
 };
