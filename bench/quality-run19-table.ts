@@ -171,6 +171,23 @@ function floorTable(runs: readonly Run[], valSize: number, reps: number): string
   return lines.join('\n');
 }
 
+/**
+ * Run 16's curves (held-out every 10 rounds, no validation) with run 16b's validation figures (every 20 rounds) on
+ * the same rounds: the two runs' held-out scores agree exactly where both scored, so the rules read 16b's
+ * validation and are judged on run 16's 61 scores, the "best seen" of the goal.
+ */
+async function mergedRuns(fed: string, val: string): Promise<Run[]> {
+  const vals = await runsOf(val);
+  return (await runsOf(fed)).map((r) => {
+    const v = vals.find((x) => x.split === r.split && x.seed === r.seed);
+    const curve = r.curve.map((p) => {
+      const q = v?.curve.find((x) => x.round === p.round);
+      return q ? { ...p, extra: { ...p.extra, ...q.extra } } : p;
+    });
+    return { ...r, curve };
+  });
+}
+
 async function localTable(file: string, fed?: string, val?: string): Promise<string> {
   const cells = (JSON.parse(await fs.readFile(file, 'utf8')) as { cells: CellResult[] }).cells.filter((c) => c.ok);
   const fedRuns = fed ? await runsOf(fed) : [];
@@ -206,6 +223,8 @@ async function main(): Promise<void> {
   const valSize = Number(opt('--val-size') ?? 515);
   const reps = Number(opt('--reps') ?? 1000);
   const [confirm, local] = args;
+  if (!confirm && fed && val)
+    console.log(`## Release picks: run 16b's validation, run 16's held-out (${fed}, ${val})\n\n${pickTable(await mergedRuns(fed, val))}\n`);
   if (confirm) {
     const runs = await runsOf(confirm).catch(() => []);
     console.log(`## Release picks (${confirm})\n\n${pickTable(runs)}\n`);
