@@ -90,6 +90,7 @@ const DEFAULTS: Record<string, unknown> = {
   'earlyStopping.mode': 'min',
   'earlyStopping.patience': 0,
   'earlyStopping.minDelta': 0,
+  'earlyStopping.window': 1,
   'metrics.port': 0,
   'metrics.host': '127.0.0.1',
   'dashboard.port': 0,
@@ -188,6 +189,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   // With the default metric eval.loss, patience needs evaluation.enabled (set with it below).
   'earlyStopping.patience': ['3', 3],
   'earlyStopping.minDelta': ['0.01', 0.01],
+  'earlyStopping.window': ['5', 5],
   'metrics.port': ['9464', 9464],
   'metrics.host': ['0.0.0.0', '0.0.0.0'],
   'dashboard.port': ['8080', 8080],
