@@ -98,7 +98,7 @@ describe('ops: the coordinator command never runs silently', function () {
   it('SIGTERM drains the same way; log.format pretty prints pino-pretty lines', async () => {
     const dir = await runDir();
     const { out, code } = await runUntil(
-      ['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200'],
+      ['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200', '--rounds.total', '5'],
       (o) => o.includes('waiting for 2 more sites'),
       'SIGTERM',
     );
