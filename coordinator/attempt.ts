@@ -3,7 +3,6 @@
 // The round engine (rounds.ts) creates an Attempt, sends its tasks, waits on it and turns its result into a
 // version (round-outcome.ts); the service reaches an Attempt through the task a message names.
 import { ProtocolError, status } from '../proto/errors';
-import type { TrainTask } from '../proto/generated/fedtune/v1/TrainTask';
 import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
 import type { RoundSpool } from './round-spool';
@@ -18,37 +17,7 @@ import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
 import { strategyUploadLayout } from './strategy/scaffold';
-
-/** A client's assignment in one attempt. Kept after the attempt closes (without any data) to explain refusals. */
-export interface Task {
-  readonly taskId: string;
-  readonly clientId: string;
-  readonly round: number;
-  readonly attempt: number;
-  readonly baseVersion: number;
-  readonly seed: number;
-  readonly deadline: number;
-  /** The TrainTask as sent to the site: the fields its upload is bound to (uploadBinding) derive from it. */
-  readonly wire: TrainTask & { task_id: string; round: number; attempt: number; base_version: number; base_manifest_sha256: string };
-  /** The attempt the task belongs to. */
-  readonly owner: Attempt;
-  state: 'assigned' | 'receiving' | 'uploaded';
-  numExamples?: number;
-  /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
-  acceptedSha256?: string;
-  /** loraRank: the rank the site trained when it was below the global one (zero-padded; exactlora). */
-  metrics?: { values: Record<string, number>; backend: string; loraRank?: number };
-  /** Under SecAgg: this client's masked input is part of the committed sum. */
-  inSum?: boolean;
-  /** The site's name when the registry may not know it (an update carried over a restart). */
-  readonly clientName?: string;
-  /** Who signed the accepted update (name and key): a key revoked before the round closes drops it (dropRevoked). */
-  uploader?: { readonly name: string; readonly publicKey: Uint8Array };
-  /** Accepted, then dropped before aggregation because the site's key was revoked. */
-  revoked?: boolean;
-  /** Accepted by an earlier coordinator process and reloaded from the spool: already done, not waited for. */
-  carried?: boolean;
-}
+import type { Task } from './task';
 
 export interface AttemptDeps {
   readonly registry: ClientRegistry;

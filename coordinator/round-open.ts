@@ -2,7 +2,8 @@
 // round keeps its selection), record the attempt in the spool, set up secure aggregation when it is on, and issue
 // one task per selected site. An update a crashed process had accepted is reopened and carried into the new
 // attempt under the task it was signed for, so its site is not asked to train again.
-import { Attempt, type Task } from './attempt';
+import { Attempt } from './attempt';
+import type { Task } from './task';
 import type { Checkpoint } from './checkpoints/types';
 import { reopenUpdate, type RoundContext, type RoundResume } from './round-context';
 import type { ClientSelected } from './round-events';

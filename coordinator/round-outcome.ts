@@ -6,7 +6,8 @@ import type { NamedTensor } from '../proto/tensors';
 import { unmaskedSum } from '../proto/secagg/encoding';
 import type { Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
-import type { Attempt, Task } from './attempt';
+import type { Attempt } from './attempt';
+import type { Task } from './task';
 import type { SecAggOutcome } from './secagg-attempt';
 import type { ServerState, Strategy } from './strategy/strategy';
 

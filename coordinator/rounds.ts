@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { sortByName, type NamedTensor } from '../proto/tensors';
 import type { Checkpoint } from './checkpoints/types';
-import type { Attempt, Task } from './attempt';
+import type { Attempt } from './attempt';
+import type { Task } from './task';
 import type { Outcome } from './round-outcome';
 import { RoundSpool, type SpoolState } from './round-spool';
 import type { SealedUpdate, SpoolHeadFields } from './sealed-update';
@@ -34,7 +35,7 @@ import { baseOf, secaggOf, TaskBook, uploadLayoutOf } from './task-book';
 import { evaluatedAdapter } from './strategy/ema';
 
 export * from './round-events';
-export type { Task } from './attempt';
+export type { Task } from './task';
 export type { Evaluator, LogFn, RoundEngineDeps } from './round-context';
 
 export class RoundEngine extends EventEmitter<RoundEvents> {

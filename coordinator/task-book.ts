@@ -3,7 +3,8 @@
 // its deadline, its attempt closed). Tasks outlive their attempt (without any data) to explain late messages.
 import { ProtocolError, status } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
-import type { Attempt, Task } from './attempt';
+import type { Attempt } from './attempt';
+import type { Task } from './task';
 import type { Checkpoint } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
 import type { SecAggAttempt } from './secagg-attempt';

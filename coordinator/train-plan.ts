@@ -5,7 +5,7 @@ import type { Checkpoint, ClientTrainingRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { roundAggregation } from './lora-aggregation';
 import { clientTrainingFor, optimizerWire } from './client-training';
-import type { Task } from './attempt';
+import type { Task } from './task';
 import type { SecAggAttempt } from './secagg-attempt';
 
 /** What a round's sites train with (client-training.ts): the scheduled learning rate, FedProx's μ, LoRA dropout, the optimiser. */
