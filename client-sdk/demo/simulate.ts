@@ -3,6 +3,7 @@
 //   npm run demo                      # 5 sites, the coordinator's defaults (600 one-step rounds), a fresh run directory under runs/
 //   fedtune-site simulate --clients 3 --rounds 3 --run-dir runs/mine
 // It runs a coordinator in-process, so this file (and only the demo) imports coordinator/ from the SDK side.
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pino from 'pino';
@@ -194,9 +195,12 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   await Promise.all(runs);
   await coordinator.stop();
   const after = final.manifest.metrics;
+  // The coordinator keeps every version (under the default recipe about 1.3 MB each): say what the run left on disk.
+  const mib = (await bytesUnder(path.join(runDir, 'versions'))) / 2 ** 20;
   o.print(
     `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: held-out loss ${fmt(before['heldout.eval_loss'])} → ${fmt(after['heldout.eval_loss'])}, ` +
-      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')}`,
+      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')} ` +
+      `(${final.manifest.version + 1} versions, ${mib.toFixed(mib < 10 ? 1 : 0)} MiB)`,
   );
   return { before, after, finalVersion: final.manifest.version, runDir, seconds: (Date.now() - t0) / 1000 };
 }
@@ -232,6 +236,13 @@ function startWorkerSites(
       w.on('error', reject);
     }).finally(() => w.terminate());
   });
+}
+
+/** Bytes of the files under `dir`. */
+async function bytesUnder(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
+  return n;
 }
 
 /** The default held-out cadence: every round up to 60 rounds, else every ⌈rounds/60⌉-th (600 rounds: every 10th). */
