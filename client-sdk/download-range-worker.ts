@@ -7,6 +7,9 @@
 // repeat the download's, chunks come whole (chunk_bytes, the last of the stream shorter) and in order, nothing
 // lands outside the range, the trailer counts the chunks, and a piece that does not hash to its entry is refused
 // DATA_LOSS naming the piece. The main thread builds the tensors only after every range passed.
+//
+// A range call broken in transit is asked for again from its first unchecked piece, a few times with growing
+// waits (download-retry.ts says which failures, and how often); what the peer sent wrong is never retried.
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
@@ -15,6 +18,7 @@ import type { FederationClient as GrpcFederationClient } from '../proto/generate
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { ProtocolError, status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
+import { RANGE_ATTEMPTS, retryable, retryDelayMs } from './download-retry';
 
 /** How a worker reaches the coordinator: everything a channel is made of, in a form that crosses threads. */
 export interface ChannelSpec {
@@ -42,18 +46,19 @@ export interface RangeJob {
 }
 
 /**
- * Once every range passed: copies tensors out of the shared buffer into memory of their own (`bytes` from
- * `offset` each), moved back to the main thread. The K workers copy (and fault in) their shares side by side.
+ * Once every range passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into `into`, the
+ * memory the main thread made for them (moved here, and moved back). The K workers copy their shares side by side.
  */
 export interface CopyJob {
   readonly op: 'copy';
   readonly id: number;
   readonly land: SharedArrayBuffer;
   readonly parts: readonly { offset: number; bytes: number }[];
+  readonly into: readonly ArrayBuffer[];
 }
 
 export type ToRangeWorker = RangeJob | CopyJob | { op: 'cancel'; id: number };
-export type FromRangeWorker = { id: number; ok: true; buffers?: ArrayBuffer[] } | { id: number; ok: false; code: number; message: string };
+export type FromRangeWorker = { id: number; ok: true; buffers?: ArrayBuffer[]; retries?: number } | { id: number; ok: false; code: number; message: string };
 
 const clients = new Map<string, GrpcFederationClient>();
 
@@ -74,8 +79,43 @@ function clientFor(c: ChannelSpec): GrpcFederationClient {
 }
 
 const calls = new Map<number, grpc.ClientReadableStream<TensorFrame__Output>>();
+/** Ranges the main thread cancelled (never retried), and the wake-up of a range waiting to retry. */
+const cancelled = new Set<number>();
+const waking = new Map<number, () => void>();
 
-function receive(j: RangeJob): Promise<void> {
+/** `j` from its piece `done` on: what is left to ask for after `done` of its pieces were checked. */
+function remainder(j: RangeJob, done: number): RangeJob {
+  const skip = done * j.pieceBytes;
+  return { ...j, offset: j.offset + skip, length: j.length - skip, firstPiece: j.firstPiece + done, hashes: j.hashes.subarray(done * 32) };
+}
+
+/** Receives `j`, retrying a call broken in transit from its first unchecked piece; resolves with the retries made. */
+async function receiveRetrying(j: RangeJob): Promise<number> {
+  let done = 0;
+  for (let attempt = 1; ; attempt++) {
+    const checked = { pieces: 0 };
+    try {
+      await receive(done === 0 ? j : remainder(j, done), checked);
+      return attempt - 1;
+    } catch (e) {
+      done += checked.pieces;
+      if (cancelled.has(j.id) || attempt >= RANGE_ATTEMPTS || !retryable(e)) throw e;
+      // Every piece arrived and matched its hash; only the trailer was lost. Nothing is left to ask for.
+      if (done * j.pieceBytes >= j.length) return attempt - 1;
+      await new Promise<void>((wake) => {
+        const t = setTimeout(wake, retryDelayMs(attempt, e));
+        waking.set(j.id, () => {
+          clearTimeout(t);
+          wake();
+        });
+      });
+      waking.delete(j.id);
+      if (cancelled.has(j.id)) throw e;
+    }
+  }
+}
+
+function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const call = clientFor(j.channel).DownloadAdapter({
       session_token: j.token,
@@ -108,6 +148,7 @@ function receive(j: RangeJob): Promise<void> {
       if (!hash.digest().equals(want))
         throw new ProtocolError(status.DATA_LOSS, `piece ${piece} of version ${j.version} does not match its SHA-256 in the header`);
       piece++;
+      checked.pieces++;
       inPiece = 0;
       hash = createHash('sha256');
     };
@@ -167,18 +208,28 @@ function receive(j: RangeJob): Promise<void> {
 }
 
 parentPort?.on('message', (m: ToRangeWorker) => {
-  if (m.op === 'cancel') return void calls.get(m.id)?.cancel();
+  if (m.op === 'cancel') {
+    cancelled.add(m.id);
+    waking.get(m.id)?.();
+    return void calls.get(m.id)?.cancel();
+  }
   if (m.op === 'copy') {
-    const buffers = m.parts.map((p) => new Uint8Array(m.land, p.offset, p.bytes).slice().buffer);
+    const buffers = m.parts.map((p, i) => {
+      const to = m.into[i]?.byteLength === p.bytes ? m.into[i] : new ArrayBuffer(p.bytes);
+      new Uint8Array(to).set(new Uint8Array(m.land, p.offset, p.bytes));
+      return to;
+    });
     return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);
   }
-  receive(m).then(
-    () => parentPort!.postMessage({ id: m.id, ok: true } satisfies FromRangeWorker),
-    (e: unknown) => {
-      const err = e as { code?: unknown; details?: unknown; message?: unknown };
-      const code = typeof err.code === 'number' ? err.code : status.INTERNAL;
-      const message = typeof err.details === 'string' && err.details ? err.details : String(err.message ?? e);
-      parentPort!.postMessage({ id: m.id, ok: false, code, message } satisfies FromRangeWorker);
-    },
-  );
+  receiveRetrying(m)
+    .finally(() => cancelled.delete(m.id))
+    .then(
+      (retries) => parentPort!.postMessage({ id: m.id, ok: true, retries } satisfies FromRangeWorker),
+      (e: unknown) => {
+        const err = e as { code?: unknown; details?: unknown; message?: unknown };
+        const code = typeof err.code === 'number' ? err.code : status.INTERNAL;
+        const message = typeof err.details === 'string' && err.details ? err.details : String(err.message ?? e);
+        parentPort!.postMessage({ id: m.id, ok: false, code, message } satisfies FromRangeWorker);
+      },
+    );
 });

@@ -3,7 +3,8 @@
 // protobuf copy and a SHA-256 of the whole adapter on the coordinator's one thread. An image holds the stream's
 // TensorFrame messages, serialized by the service's own encoder, and DownloadAdapter's response serializer passes
 // them through unchanged (preEncodedDownloads): the bytes on the wire are exactly what the plain encoder makes of
-// the same frames, so sites see no difference.
+// the same frames, so sites see no difference. Each message is held with its gRPC prefix, and grpc-js sends that
+// buffer as it is (download-wire.ts): no per-call copy of the adapter on the coordinator's thread.
 //
 // Only the latest version's images are kept (its adapter, and under SCAFFOLD its control variate): at most two,
 // each the size of the adapter plus framing, whatever the number of sites. An older version is streamed as before,
@@ -13,10 +14,19 @@ import type { TensorFrame } from '../proto/generated/fedtune/v1/TensorFrame';
 import { tensorFrames } from '../proto/tensor-stream';
 import type { TensorList } from '../proto/tensors';
 import { announce, type Announced } from './download-ranges';
+import { grpcFramed, sendPreFramedAsIs, type PreFramed } from './download-wire';
 
-/** One TensorFrame message, already serialized. */
-export class EncodedFrame {
-  constructor(readonly bytes: Buffer) {}
+/** One TensorFrame message, already serialized, held as gRPC frames it on the wire (one copy, made here once). */
+export class EncodedFrame implements PreFramed {
+  /** The gRPC message: 5 bytes of prefix, then `bytes`. */
+  readonly wire: Buffer;
+  /** The serialized TensorFrame (a view of `wire`). */
+  readonly bytes: Buffer;
+
+  constructor(message: Buffer) {
+    this.wire = grpcFramed(message);
+    this.bytes = this.wire.subarray(5);
+  }
 }
 
 /** Encodes one frame as the service would (its responseSerialize). */
@@ -29,10 +39,14 @@ export function encodeImage(tensors: TensorList, chunkBytes: number, encode: Fra
   return out;
 }
 
-/** A copy of `def` whose DownloadAdapter serializer sends an EncodedFrame's bytes as they are. */
+/**
+ * A copy of `def` whose DownloadAdapter serializer sends an EncodedFrame's bytes as they are; grpc-js then sends its
+ * prefixed buffer without copying it where it allows (download-wire.ts).
+ */
 export function preEncodedDownloads(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const m = def.DownloadAdapter as grpc.MethodDefinition<unknown, unknown> | undefined;
   if (!m) throw new Error('the service has no DownloadAdapter method');
+  sendPreFramedAsIs(EncodedFrame);
   const inner = m.responseSerialize;
   return { ...def, DownloadAdapter: { ...m, responseSerialize: (v: unknown): Buffer => (v instanceof EncodedFrame ? v.bytes : inner(v)) } };
 }

@@ -44,7 +44,11 @@ describe('download images (the latest version encoded once)', () => {
     const def = preEncodedDownloads(loadFedtuneProto().fedtune.v1.Federation.service);
     const serialize = (def.DownloadAdapter as grpc.MethodDefinition<unknown, unknown>).responseSerialize;
     const bytes = Buffer.from([1, 2, 3, 250]);
-    expect(serialize(new EncodedFrame(bytes))).to.equal(bytes);
+    const e = new EncodedFrame(bytes);
+    expect(serialize(e)).to.equal(e.bytes);
+    expect(e.bytes.equals(bytes)).to.equal(true);
+    // On the wire: flag 0 (not compressed), the length big-endian, the message.
+    expect(e.wire.equals(Buffer.from([0, 0, 0, 0, 4, 1, 2, 3, 250]))).to.equal(true);
     const f: TensorFrame = { chunk: Buffer.from([9, 8, 7]) };
     expect(serialize(f).equals(plain(f))).to.equal(true);
     // The other methods keep their serializers.
