@@ -8,8 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import nacl from 'tweetnacl';
 import pino from 'pino';
-import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import { Coordinator, loraSettings } from '../coordinator';
 import { readRelease } from '../coordinator/checkpoints/release';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import { identityFromSecretKey } from '../client-sdk/identity';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -213,7 +215,7 @@ async function runFederation(
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
   };
-  const config = loadConfig({ overrides: deepMerge(common, overrides) });
+  const config = classicConfig({ overrides: deepMerge(common, overrides) });
   const lora = loraSettings(config);
   const scored = (version: number): boolean => isScoredRound(version, cell);
   // Which held-out e-mails each scored version got right, by version (cell.keepCorrect): bit i of byte i >> 3.
