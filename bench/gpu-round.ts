@@ -8,7 +8,9 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import { Coordinator, loraSettings } from '../coordinator';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
@@ -44,7 +46,7 @@ async function runRound(file: string, outDir: string): Promise<void> {
   const backend = await selectBackend();
   const base = await loadGpt2Dir(MODEL_DIR);
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'gpu-round-'));
-  const config = loadConfig({
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir: runDir, seed: 42 },

@@ -14,7 +14,9 @@ import pino from 'pino';
 import { FederationClient } from '../client-sdk/client';
 import { identityFromSeed } from '../client-sdk/identity';
 import type { Trainer, TrainOutcome } from '../client-sdk/trainer';
-import { Coordinator, loadConfig } from '../coordinator';
+import { Coordinator } from '../coordinator';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import type { NamedTensor } from '../proto/tensors';
 
 const identity = (name: string) => identityFromSeed(createHash('sha256').update(`bench-join:${name}`).digest());
@@ -66,7 +68,7 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-join-'));
     const allowList =
       auth === 'allow' ? Array.from({ length: n }, (_, i) => `${siteName(i)}=${Buffer.from(identity(siteName(i)).publicKey).toString('base64')}`) : [];
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 1 },

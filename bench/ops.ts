@@ -8,7 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { chromium } from 'playwright-core';
-import { Coordinator, loadConfig } from '../coordinator';
+import { Coordinator } from '../coordinator';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { manifestSigner } from '../coordinator/checkpoints/signature';
 import { loadOrCreateCoordinatorKeys } from '../coordinator/keys';
@@ -34,7 +36,7 @@ function get(url: string, headers: Record<string, string> = {}): Promise<string>
 
 async function scrapeUnderRound(sites: number): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-ops-'));
-  const config = loadConfig({
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir, seed: 1 },
@@ -114,7 +116,7 @@ async function dashboardWithVersions(versions: number): Promise<void> {
   }
   const makeMs = ms(t0);
   const token = 'bench-token-0123456789';
-  const config = loadConfig({
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir, seed: 1, id: 'bench' }, // the run id the versions above were written with (checked on open)

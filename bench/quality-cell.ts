@@ -8,7 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import nacl from 'tweetnacl';
 import pino from 'pino';
-import { Coordinator, loadConfig, loraSettings } from '../coordinator';
+import { Coordinator, loraSettings } from '../coordinator';
+import { readRelease } from '../coordinator/checkpoints/release';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import { identityFromSecretKey } from '../client-sdk/identity';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -64,6 +67,13 @@ export interface QualityCell {
    * sparsely scored curve (bench/quality-configs-run17.ts).
    */
   readonly evalLast?: number;
+  /**
+   * Federated evaluation every this many rounds (absent: evalEvery). Run 19 scores the held-out set every 10 rounds
+   * (the cadence its "best seen" is defined on) and the sites' validation every 20 (each costs about two scorings).
+   */
+  readonly fedEvalEvery?: number;
+  /** Keep which held-out e-mails each scored version got right (RoundPoint.correct), for run 19's bootstrap. */
+  readonly keepCorrect?: boolean;
 }
 
 export interface RoundPoint {
@@ -72,6 +82,8 @@ export interface RoundPoint {
   readonly loss: number;
   /** Manifest metrics other than held-out ones worth keeping (e.g. privacy.epsilon, eval.*). */
   readonly extra: Record<string, number>;
+  /** With keepCorrect: base64 of a bit set over the held-out e-mails (bit i: e-mail i answered right). */
+  correct?: string;
 }
 
 export interface CellResult {
@@ -82,6 +94,8 @@ export interface CellResult {
   readonly curves: RoundPoint[][];
   readonly backend: string;
   readonly seconds: number;
+  /** The version each federation's release pointer named at its end (per curve; null: none). */
+  readonly releases?: (number | null)[];
 }
 
 export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
@@ -146,12 +160,14 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     }
     return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000 };
   }
+  const releases: (number | null)[] = [];
   for (const [gi, g] of groups.entries()) {
     const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
     curves.push(r.curve);
+    releases.push(r.release);
     backend = r.backend;
   }
-  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000 };
+  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000, releases };
 }
 
 /** Whether round `round` is scored on the held-out set: every evalEvery-th, the last evalLast, and the last. */
@@ -177,7 +193,7 @@ async function runFederation(
    * for `sites` (bench/quality-cohort.ts). Absent: one client per site, each with its own trainer.
    */
   slots?: { readonly count: number; readonly trainer: (made: readonly Trainer[], i: number) => Trainer },
-): Promise<{ curve: RoundPoint[]; backend: string }> {
+): Promise<{ curve: RoundPoint[]; backend: string; release: number | null }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
   const n = slots?.count ?? sites.length;
   const identities = Array.from({ length: n }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
@@ -194,16 +210,24 @@ async function runFederation(
     // Every site, every round, waited for (a site's 50 validation e-mails cost less than its training).
     // With --eval-every k, every k-th round (the rounds the held-out set is scored in, so each has both figures).
     ...(cell.fedEval !== false
-      ? { evaluation: { enabled: true, everyRounds: cell.evalEvery ?? 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } }
+      ? { evaluation: { enabled: true, everyRounds: cell.fedEvalEvery ?? cell.evalEvery ?? 1, sites: 'participants', minSites: n, deadlineMs: 600_000 } }
       : {}),
     model: { dir: DEFAULT_MODEL_DIR },
     log: { level: 'warn' },
   };
-  const config = loadConfig({ overrides: deepMerge(common, overrides) });
+  const config = classicConfig({ overrides: deepMerge(common, overrides) });
   const lora = loraSettings(config);
   const scored = (version: number): boolean => isScoredRound(version, cell);
-  const evaluator = async (adapter: TensorList, version: number): Promise<Record<string, number>> =>
-    scored(version) ? evaluateAdapter(model, { tensors: adapter, lora }, task.test, task.choices, 32, 128) : {};
+  // Which held-out e-mails each scored version got right, by version (cell.keepCorrect): bit i of byte i >> 3.
+  const correct = new Map<number, Uint8Array>();
+  const evaluator = async (adapter: TensorList, version: number): Promise<Record<string, number>> => {
+    if (!scored(version)) return {};
+    const bits = new Uint8Array(Math.ceil(task.test.length / 8));
+    const onExample = cell.keepCorrect ? (i: number, right: boolean) => void (right && (bits[i >> 3] |= 1 << (i & 7))) : undefined;
+    const m = await evaluateAdapter(model, { tensors: adapter, lora }, task.test, task.choices, 32, 128, onExample);
+    if (cell.keepCorrect) correct.set(version, bits);
+    return m;
+  };
   const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: cell.splitSeed }, logger: pino({ level: 'warn' }) });
   const curve: (RoundPoint & { version: number })[] = [];
   const started = Date.now();
@@ -214,7 +238,16 @@ async function runFederation(
     for (const [k, v] of Object.entries(m)) if (!k.startsWith('heldout.') && (!k.startsWith('clients.') || KEPT_CLIENT_METRICS.has(k))) extra[k] = v;
     // Seconds since the federation started, at this commit: the cost of a round on the machine that ran it.
     extra['cell.seconds'] = (Date.now() - started) / 1000;
-    curve.push({ version: ev.version, round: ev.round, accuracy: m['heldout.eval_accuracy'], loss: m['heldout.eval_loss'], extra });
+    const bits = correct.get(ev.version);
+    correct.delete(ev.version);
+    curve.push({
+      version: ev.version,
+      round: ev.round,
+      accuracy: m['heldout.eval_accuracy'],
+      loss: m['heldout.eval_loss'],
+      extra,
+      ...(bits ? { correct: Buffer.from(bits).toString('base64') } : {}),
+    });
     // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
     const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
     log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
@@ -227,9 +260,12 @@ async function runFederation(
   const runs = identities.map((identity, i) =>
     new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }).run(),
   );
+  let release: number | null;
   try {
     await coordinator.done;
     await Promise.all(runs);
+    // What the run would ship: the release pointer as the coordinator left it (earlyStopping.*).
+    release = await readRelease(runDir);
     // A GPU failure moves a site to its next backend mid-run (client-sdk/engine/fallback.ts): not this cell's measure.
     const moved = trainers.find((t) => t.trainer.backend !== t.backend);
     if (moved) throw new Error(`a site fell back from ${moved.backend} to ${moved.trainer.backend} during the run`);
@@ -243,7 +279,7 @@ async function runFederation(
     for (const t of trainers) await (t.trainer as { dispose?: () => Promise<void> }).dispose?.();
     await fs.rm(runDir, { recursive: true, force: true });
   }
-  return { curve: curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p), backend: trainers[0].backend };
+  return { curve: curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p), backend: trainers[0].backend, release };
 }
 
 /** The site's trainer as a site would get it (FEDTUNE_ENGINE picks the engine); a cell never measures a fallback. */

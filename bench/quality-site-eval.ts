@@ -1,29 +1,4 @@
 // A quality cell's sites score their validation split only for the federated evaluation of a candidate, not after
-// each round's training as well (bench/quality-cell.ts, cells with --eval-every > 1). The SDK calls a trainer's
-// evaluate() in both places (client-sdk/client.ts: right after the upload, on the site's own trained adapter, for
-// its reported metrics; client-sdk/evaluate-task.ts: on the candidate, for evaluation.*). The harness keeps none of
-// the former (KEPT_CLIENT_METRICS), and in a FedSGD cell of 600 one-step rounds it would cost 600 validation passes
-// a site where federated evaluation every 20 rounds costs 30. Training, the candidates and their figures are
-// untouched: evaluate() of the very adapter object train() returned answers no figures; every other one runs.
-import type { Trainer } from '../client-sdk/trainer';
-
-export function withCandidateEvalOnly(t: Trainer): Trainer {
-  // The adapter object the last train() returned: the SDK evaluates exactly that object after training, and a
-  // downloaded candidate is always another one.
-  let trained: unknown = null;
-  const train: Trainer['train'] = async (global, plan, signal, onStep) => {
-    const out = await t.train(global, plan, signal, onStep);
-    trained = out.adapter;
-    return out;
-  };
-  const evaluate = async (adapter: Parameters<NonNullable<Trainer['evaluate']>>[0]): Promise<Record<string, number>> =>
-    adapter === trained ? {} : t.evaluate!(adapter);
-  return new Proxy(t, {
-    get: (target, key) => {
-      if (key === 'train') return train;
-      if (key === 'evaluate') return target.evaluate ? evaluate : undefined;
-      const v: unknown = Reflect.get(target, key, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
+// each round's training as well (bench/quality-cell.ts, cells with --eval-every > 1). The wrapper lives with the demo,
+// which does the same (client-sdk/demo/candidate-eval-only.ts); the harness keeps none of those per-round figures.
+export { withCandidateEvalOnly } from '../client-sdk/demo/candidate-eval-only';

@@ -12,6 +12,10 @@ export const STOP_RULES = {
   loss: { metric: 'eval.loss', mode: 'min', patience: 5, minDelta: 0 },
   accuracy: { metric: 'eval.accuracy', mode: 'max', patience: 5, minDelta: 0 },
   release: { metric: 'eval.loss', mode: 'min', patience: 0, minDelta: 0 },
+  // Run 19's release rule (quality-configs-run19.ts): validation accuracy, the mean of 5 evaluations naming the
+  // middle one; and the same rule stopping the run after 5 evaluations without improvement.
+  accuracyWindow: { metric: 'eval.accuracy', mode: 'max', patience: 0, minDelta: 0, window: 5 },
+  accuracyWindowStop: { metric: 'eval.accuracy', mode: 'max', patience: 5, minDelta: 0, window: 5 },
 } as const satisfies Record<string, EarlyStoppingSettings>;
 
 export interface StopPick {

@@ -209,6 +209,8 @@ async function main(): Promise<void> {
     .option('--eval-every <n>', 'score the held-out set every n rounds (and the last); the curve keeps the scored rounds', '1')
     .option('--eval-last <n>', 'also score each of the last n rounds', '0')
     .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
+    .option('--fed-eval-every <n>', 'federated evaluation every n rounds (default: --eval-every)', '0')
+    .option('--keep-correct', 'keep which held-out e-mails each scored version got right (run 19)')
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
     .parse()
@@ -238,6 +240,8 @@ async function main(): Promise<void> {
           // Only when set: cells of the default (every round) keep the JSON of runs 1-13.
           ...(Number(o.evalEvery) > 1 ? { evalEvery: Number(o.evalEvery) } : {}),
           ...(Number(o.evalLast) > 0 ? { evalLast: Number(o.evalLast) } : {}),
+          ...(Number(o.fedEvalEvery) > 0 ? { fedEvalEvery: Number(o.fedEvalEvery) } : {}),
+          ...(String(o.keepCorrect) === 'true' ? { keepCorrect: true } : {}),
         });
       }
     }

@@ -30,7 +30,9 @@ import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { benchFedAvg, fedavgRow, openedChunks } from './fedavg-bench';
 import { benchCoordinatorMemory, type MemoryRow } from './coordinator-memory';
-import { Coordinator, loadConfig } from '../coordinator';
+import { Coordinator } from '../coordinator';
+// Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
+import { classicConfig } from '../test/classic-defaults';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
@@ -117,7 +119,7 @@ interface TransportPair {
 async function benchGrpc(params: number, reps = 3) {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-bench-'));
   const adapter = randomTensors(16, params / 16, 0.1, 9);
-  const config = loadConfig({
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir },

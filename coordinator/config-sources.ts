@@ -61,6 +61,11 @@ export function unknownSources(s: Sources, keys: readonly KeySource[]): string[]
   return problems;
 }
 
+/** Whether any layer sets `key`: code (overrides), a flag, a variable or the file; false for a default. */
+export function isGiven(key: string, s: Sources, keys: readonly KeySource[]): boolean {
+  return (s.overrides !== undefined && leafOf(s.overrides, key) !== undefined) || sourceOf(key, s, keys) !== '';
+}
+
 /** The source that set `key` (the one that wins), in words with the value as given; '' for code or defaults. */
 export function sourceOf(key: string, s: Sources, keys: readonly KeySource[]): string {
   const k = keys.find((x) => x.key === key);

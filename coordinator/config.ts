@@ -15,7 +15,8 @@ import { biasCorrectionProblems, noiseAwareProblems } from './strategy/settings'
 import { emaProblems } from './strategy/ema';
 import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
-import { explainValidation, unknownSources } from './config-sources';
+import { explainValidation, isGiven, unknownSources } from './config-sources';
+import { fitDefaultsToStrategy } from './default-recipe';
 import { loraAggregationOf, loraAggregationProblems } from './lora-aggregation';
 import { clientOptimizerProblems } from './client-training';
 
@@ -145,7 +146,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   } catch (e) {
     throw new ConfigError(`invalid configuration: ${explainValidation((e as Error).message, opts, keys)}`);
   }
-  const cfg = conf.getProperties();
+  const cfg = fitDefaultsToStrategy(conf.getProperties(), (key) => isGiven(key, opts, keys));
   const problems: string[] = [];
   if (cfg.rounds.minUpdates > cfg.rounds.minClients) {
     problems.push(`rounds.minUpdates (${cfg.rounds.minUpdates}) must not exceed rounds.minClients (${cfg.rounds.minClients})`);

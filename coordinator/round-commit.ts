@@ -7,7 +7,7 @@ import { sortByName, type NamedTensor } from '../proto/tensors';
 import type { Checkpoint, FederatedEvaluationRecord, Participant, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import { reconcileRelease, writeRelease } from './checkpoints/release';
 import { configForManifest } from './config';
-import { nextBest, stopReason } from './evaluation/early-stopping';
+import { bestSetBy, nextBest, stopReason } from './evaluation/early-stopping';
 import type { RoundContext } from './round-context';
 import { clientMetricMeans } from './round-outcome';
 import { deriveSeed } from './selection';
@@ -77,9 +77,10 @@ export async function commitVersion(ctx: RoundContext, prev: Checkpoint | null, 
 /** After a commit: the release pointer follows a new best version. Returns why early stopping ends the run, if it does. */
 export async function afterCommit(ctx: RoundContext, ck: Checkpoint): Promise<string | null> {
   const m = ck.manifest;
-  if (m.best?.version === m.version) {
-    await writeRelease(ctx.d.config.run.dir, m.version);
-    ctx.d.log('info', 'release pointer moved to the new best version', { version: m.version, metric: m.best.metric, value: m.best.value });
+  // Under earlyStopping.window the new best is the middle of the window this commit completed, an earlier version.
+  if (m.best && bestSetBy(m.best, m.version)) {
+    await writeRelease(ctx.d.config.run.dir, m.best.version);
+    ctx.d.log('info', 'release pointer moved to the new best version', { version: m.best.version, metric: m.best.metric, value: m.best.value });
   }
   const earlyStop = stopReason(ctx.d.config.earlyStopping, m.best);
   if (earlyStop) ctx.d.log('info', earlyStop, { version: m.version, best: m.best?.version });
@@ -89,8 +90,8 @@ export async function afterCommit(ctx: RoundContext, ck: Checkpoint): Promise<st
 /** On resuming from a stored version: the release pointer catches up; returns the early-stopping verdict so far. */
 export async function resumeCommitted(ctx: RoundContext, stored: Checkpoint): Promise<string | null> {
   if (await reconcileRelease(ctx.d.config.run.dir, stored.manifest))
-    ctx.d.log('warn', 'moved the release pointer to the best version, which committed just before the last process stopped', {
-      version: stored.manifest.version,
+    ctx.d.log('warn', 'moved the release pointer to the best version, set by the commit just before the last process stopped', {
+      version: stored.manifest.best?.version,
     });
   return stopReason(ctx.d.config.earlyStopping, stored.manifest.best);
 }

@@ -5,7 +5,8 @@ import { promises as fs } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FederationClient, type ClientLogger } from '../client-sdk/client';
 import { backoffDelay, DEFAULT_BACKOFF } from '../client-sdk/backoff';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
@@ -45,7 +46,7 @@ describe('client SDK', function () {
   const dirs: string[] = [];
 
   async function coordinator(runDir: string, rounds: Record<string, unknown>, port = 0): Promise<{ c: Coordinator; address: string; port: number }> {
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port },
         run: { dir: runDir, seed: 3 },

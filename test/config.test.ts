@@ -13,42 +13,42 @@ const DEFAULTS: Record<string, unknown> = {
   'run.dir': 'runs/default',
   'run.id': 'default',
   'run.seed': 42,
-  'rounds.total': 5,
+  'rounds.total': 600,
   'rounds.minClients': 2,
   'rounds.clientsPerRound': 100,
   'rounds.minUpdates': 2,
   'rounds.deadlineMs': 120000,
   'rounds.maxAttempts': 3,
-  'strategy.name': 'fedavg',
-  'strategy.serverLearningRate': 0,
+  'strategy.name': 'fedadam',
+  'strategy.serverLearningRate': 0.003,
   'strategy.momentum': 0.9,
   'strategy.beta1': 0.9,
-  'strategy.beta2': 0.99,
-  'strategy.tau': 1e-3,
+  'strategy.beta2': 0.999,
+  'strategy.tau': 1e-8,
   'strategy.population': 0,
-  'strategy.biasCorrection': false,
-  'strategy.serverSchedule': 'constant',
-  'strategy.ema': 0,
+  'strategy.biasCorrection': true,
+  'strategy.serverSchedule': 'cosine',
+  'strategy.ema': 0.99,
   'strategy.noiseAware': false,
   'strategy.noiseFloor': 0.25,
   'model.dir': path.resolve(__dirname, '..', '..', 'examples', 'base-model'),
   'model.name': 'fedtune/brown-sotu-gpt2-1.9m',
   'lora.r': 8,
   'lora.alpha': 16,
-  'lora.dropout': 0.05,
+  'lora.dropout': 0,
   'lora.targetModules': ['c_attn', 'c_proj', 'c_fc'],
   // 'auto' as documented, resolved at load: 'fedit' without secure aggregation.
   'lora.aggregation': 'fedit',
-  'training.localSteps': 8,
-  'training.batchSize': 8,
-  'training.learningRate': 0.002,
+  'training.localSteps': 1,
+  'training.batchSize': 32,
+  'training.learningRate': 1,
   'training.weightDecay': 0,
   'training.maxSeqLen': 96,
   'training.proximalMu': 0,
   'training.schedule': 'constant',
   'training.warmupRounds': 0,
   'training.minLearningRate': 0,
-  'training.optimizer': 'adamw',
+  'training.optimizer': 'sgd',
   'training.momentum': 0,
   'transport.chunkBytes': 1 << 20,
   'transport.maxUploadBytes': 256 * 1024 * 1024,
@@ -92,6 +92,7 @@ const DEFAULTS: Record<string, unknown> = {
   'earlyStopping.mode': 'min',
   'earlyStopping.patience': 0,
   'earlyStopping.minDelta': 0,
+  'earlyStopping.window': 1,
   'metrics.port': 0,
   'metrics.host': '127.0.0.1',
   'dashboard.port': 0,
@@ -192,6 +193,7 @@ const SAMPLES: Record<string, [string, unknown]> = {
   // With the default metric eval.loss, patience needs evaluation.enabled (set with it below).
   'earlyStopping.patience': ['3', 3],
   'earlyStopping.minDelta': ['0.01', 0.01],
+  'earlyStopping.window': ['5', 5],
   'metrics.port': ['9464', 9464],
   'metrics.host': ['0.0.0.0', '0.0.0.0'],
   'dashboard.port': ['8080', 8080],
@@ -247,7 +249,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
       const saved = process.env.FEDTUNE_ROUNDS_TOTAL;
       process.env.FEDTUNE_ROUNDS_TOTAL = '9';
       try {
-        expect(loadConfig().rounds.total).to.equal(5);
+        expect(loadConfig().rounds.total).to.equal(600);
         expect(loadConfig({ env: process.env }).rounds.total).to.equal(9);
       } finally {
         if (saved === undefined) delete process.env.FEDTUNE_ROUNDS_TOTAL;
@@ -288,9 +290,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
         overrides: { lora: { alpha: 8 }, training: {} },
       });
       expect(c.rounds).to.include({ total: 3, deadlineMs: 1000, maxAttempts: 7, minClients: 2 });
-      expect(c.lora).to.deep.equal({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['c_attn', 'c_fc'], aggregation: 'fedit' });
+      expect(c.lora).to.deep.equal({ r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_fc'], aggregation: 'fedit' });
       expect(c.training.batchSize).to.equal(2);
-      expect(c.training.localSteps).to.equal(8);
+      expect(c.training.localSteps).to.equal(1);
     });
 
     it('overrides replace arrays whole and win over an environment list', () => {
@@ -417,7 +419,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
         `transport.chunkBytes (${MAX_CHUNK_BYTES + 1}) must stay below gRPC's 4 MiB message limit (max ${MAX_CHUNK_BYTES})`,
       );
       expect(loadConfig({ overrides: { transport: { chunkBytes: MAX_CHUNK_BYTES } } }).transport.chunkBytes).to.equal(MAX_CHUNK_BYTES);
-      expect(configError({ overrides: { training: { momentum: 0.9 } } }).message).to.contain(
+      expect(configError({ overrides: { training: { optimizer: 'adamw', momentum: 0.9 } } }).message).to.contain(
         "training.momentum (0.9) applies to training.optimizer 'sgd' only (training.optimizer is 'adamw')",
       );
       expect(loadConfig({ overrides: { training: { optimizer: 'sgd', momentum: 0.9 } } }).training.momentum).to.equal(0.9);

@@ -19,7 +19,8 @@ import type { CrashHook } from '../proto/durable-file';
 import type { VersionInput } from '../coordinator/checkpoints/types';
 import { smallAdapter, tempDir } from './harness';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import pino from 'pino';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -199,7 +200,7 @@ describe('crash points: every step of a commit and of a key file first write', f
       await fs.mkdir(path.dirname(file), { mode: 0o700 });
       await fs.writeFile(file, text, { mode: 0o600 });
       const c = new Coordinator({
-        config: loadConfig({ overrides: { server: { port: 0 }, run: { dir: run }, auth: { mode: 'tofu' } } }),
+        config: classicConfig({ overrides: { server: { port: 0 }, run: { dir: run }, auth: { mode: 'tofu' } } }),
         initialAdapter: () => smallAdapter(0),
         adapterConfig: {},
         baseModel: { name: 't', sha256: '0'.repeat(64) },

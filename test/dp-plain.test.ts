@@ -7,7 +7,9 @@ import { promises as fs } from 'node:fs';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { ConfigError, loadConfig } from '../coordinator/config';
+import { ConfigError } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
@@ -36,7 +38,7 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
   async function start(privacy: Record<string, unknown>, rounds: Record<string, unknown> = {}, logger = pino({ level: 'silent' })) {
     const runDir = await tempDir('dp');
     dirs.push(runDir);
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir: runDir, seed: 3 },
@@ -183,7 +185,7 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
     // A restarted coordinator resumes the ledger from the manifest and stops at once: no round 3.
     await c.stop(200);
     coordinators.splice(coordinators.indexOf(c), 1);
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir: runDir, seed: 3 },
@@ -209,7 +211,7 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
   it('refuses invalid privacy settings at start, naming the key', async () => {
     const bad = (privacy: Record<string, unknown>, env?: NodeJS.ProcessEnv): string => {
       try {
-        loadConfig({ overrides: { privacy: { enabled: true, ...privacy } }, env });
+        classicConfig({ overrides: { privacy: { enabled: true, ...privacy } }, env });
       } catch (e) {
         expect(e).to.be.instanceOf(ConfigError);
         return (e as Error).message;
@@ -224,7 +226,7 @@ describe('differential privacy, plain tier (DP-FedAvg at the coordinator)', func
     // A configuration object built in code (no loadConfig) is checked when the coordinator starts.
     const runDir = await tempDir('dp');
     dirs.push(runDir);
-    const base = loadConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, log: { level: 'silent' } } });
+    const base = classicConfig({ overrides: { server: { port: 0 }, run: { dir: runDir }, log: { level: 'silent' } } });
     const config = { ...base, privacy: { ...base.privacy, enabled: true, delta: NaN } };
     const c = new Coordinator({
       config,

@@ -5,7 +5,7 @@ import { RUN18_CONFIGS, RUN18_ROUNDS, RUN18_Z8, RUN18_EMA, XD100 } from '../benc
 import { XD_POISSON } from '../bench/quality-configs-run15';
 import { sampledEpsilon } from '../bench/quality-cohort';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
-import { loadConfig } from '../coordinator/config';
+import { classicConfig } from './classic-defaults';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** Each DP arm and its twin (the arm named `-clip` in its family). */
@@ -45,7 +45,7 @@ describe('quality run 18 (bench/quality-configs-run18.ts)', () => {
 
   it('every run 18 configuration loads as the coordinator would run it', () => {
     for (const [name, c] of Object.entries(RUN18_CONFIGS)) {
-      const cfg = loadConfig({
+      const cfg = classicConfig({
         overrides: deepMerge(
           { training: { localSteps: 1, batchSize: 4, learningRate: 1 }, lora: { dropout: 0 }, rounds: { total: RUN18_ROUNDS } },
           cellOverrides(c),

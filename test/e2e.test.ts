@@ -9,6 +9,7 @@ import { readSafetensors } from '../proto/safetensors';
 import { simulate, type SimulationResult } from '../client-sdk/demo/simulate';
 import type { Manifest } from '../coordinator/checkpoints/types';
 // chai 6 is ESM-only; this loads it through require(esm) (Node ≥ 20.19).
+import { CLASSIC_DEFAULTS } from './classic-defaults';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -35,6 +36,8 @@ async function run(dir: string, evaluate = true): Promise<SimulationResult> {
     // default 120 s a round could pass on a loaded box (npm test runs several files at once), committing 2 of 3
     // updates and making the rerun's adapters differ for a reason that has nothing to do with the seeds.
     deadlineMs: 600_000,
+    // FedAvg as the demo ran it before the defaults became the measured recipe: this file asserts FedAvg's weights.
+    config: { file: CLASSIC_DEFAULTS },
     print: () => undefined,
   });
 }

@@ -11,7 +11,9 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
-import { Coordinator, loadConfig } from '../coordinator';
+import { Coordinator } from '../coordinator';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE } from '../coordinator/checkpoints/ema-files';
 import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
@@ -55,7 +57,7 @@ describe('strategy.ema across a restart, in the evaluator, the release pointer a
 
   /** A coordinator of 3 rounds of FedAdam with its average at β 0.5; its evaluator records what it scored. */
   async function start(runDir: string, scored: Map<number, string[]>): Promise<{ c: Coordinator; address: string }> {
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir: runDir, seed: 5 },

@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
 import type { Strategy } from '../coordinator/strategy/strategy';
+import { classicConfig } from './classic-defaults';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
@@ -74,7 +74,8 @@ export async function startCoordinator(
   extra: Record<string, unknown> = {},
   opts: HarnessOptions = {},
 ): Promise<Harness> {
-  const config = loadConfig({
+  // Over the classic defaults (FedAvg, no average…): these tests are about the machinery, written against them.
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir: runDir, seed: 5 },

@@ -11,6 +11,7 @@ import { LlamaModel } from '../client-sdk/model/llama';
 import { simulate } from '../client-sdk/demo/simulate';
 import { DEMO_MODELS, parseDemoModel } from '../client-sdk/demo/spam-task';
 // chai 6 is ESM-only; this loads it through require(esm) (Node ≥ 20.19).
+import { CLASSIC_DEFAULTS } from './classic-defaults';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const DIR = DEMO_MODELS.llama.dir;
@@ -75,6 +76,8 @@ describe('the Llama demo base (examples/llama-base)', function () {
         clientEvalLimit: 4,
         alpha: 0.5,
         model: 'llama',
+        // The classic defaults (FedAvg, 4 AdamW steps a round): the default recipe needs hundreds of rounds to learn.
+        config: { file: CLASSIC_DEFAULTS },
         print: () => undefined,
       });
       expect(r.finalVersion).to.equal(2);

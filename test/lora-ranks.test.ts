@@ -16,7 +16,9 @@ import { padToRank, truncateToRank } from '../client-sdk/sft/rank-padding';
 import { ENGINE_FFA_REFUSAL, EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Gpt2Model } from '../client-sdk/model/gpt2';
-import { ConfigError, loadConfig } from '../coordinator/config';
+import { ConfigError } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { uploadLayout } from '../coordinator/lora-aggregation';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { initLoraAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../proto/model/lora-layout';
@@ -203,13 +205,13 @@ describe('exact LoRA aggregation: refusals and defaults', function () {
   });
 
   it("'flora' is refused under secure aggregation (it needs each site's factors), and alone (not implemented)", function () {
-    const load = (secagg: boolean): unknown => loadConfig({ overrides: { ...base.overrides, lora: { aggregation: 'flora' }, secagg: { enabled: secagg } } });
+    const load = (secagg: boolean): unknown => classicConfig({ overrides: { ...base.overrides, lora: { aggregation: 'flora' }, secagg: { enabled: secagg } } });
     expect(() => load(true)).to.throw(ConfigError, "lora.aggregation 'flora' stacks each site's own factors, which secure aggregation hides");
     expect(() => load(false)).to.throw(ConfigError, "lora.aggregation 'flora' is not implemented");
   });
 
   it("'auto' resolves to ffa under secagg.enabled or privacy.enabled and to fedit otherwise; an explicit mode wins", function () {
-    const mode = (o: Record<string, unknown>): string => loadConfig({ overrides: { ...base.overrides, ...o } }).lora.aggregation;
+    const mode = (o: Record<string, unknown>): string => classicConfig({ overrides: { ...base.overrides, ...o } }).lora.aggregation;
     expect(mode({ secagg: { enabled: true } })).to.equal('ffa');
     expect(mode({ privacy: { enabled: true } })).to.equal('ffa');
     expect(mode({})).to.equal('fedit');

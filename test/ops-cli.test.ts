@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import { ConstantTrainer, smallAdapter, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -97,7 +98,7 @@ describe('ops: the coordinator command never runs silently', function () {
   it('SIGTERM drains the same way; log.format pretty prints pino-pretty lines', async () => {
     const dir = await runDir();
     const { out, code } = await runUntil(
-      ['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200'],
+      ['--run.dir', dir, '--server.port', '0', '--log.format', 'pretty', '--log.progressMs', '200', '--rounds.total', '5'],
       (o) => o.includes('waiting for 2 more sites'),
       'SIGTERM',
     );
@@ -110,7 +111,7 @@ describe('ops: the coordinator command never runs silently', function () {
 
   it('stop() mid-round abandons the open attempt: nothing committed, health NOT_SERVING, done resolves with the last version', async () => {
     const dir = await runDir();
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 2 },
@@ -164,7 +165,7 @@ describe('ops: the coordinator command never runs silently', function () {
         cb();
       },
     });
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 2 },

@@ -53,9 +53,9 @@ describe('ops: the example configuration file', () => {
     try {
       const edited = path.join(dir, 'mine.json5');
       const text = await fs.readFile(EXAMPLE, 'utf8');
-      await fs.writeFile(edited, text.replace('    total: 5,', '    total: 3, // three rounds'));
+      await fs.writeFile(edited, text.replace('    total: 600,', '    total: 3, // three rounds'));
       expect(loadConfig({ file: edited }).rounds.total).to.equal(3);
-      await fs.writeFile(edited, text.replace('    total: 5,', '    totl: 3,'));
+      await fs.writeFile(edited, text.replace('    total: 600,', '    totl: 3,'));
       expect(() => loadConfig({ file: edited })).to.throw(ConfigError, "configuration param 'rounds.totl' not declared in the schema");
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { Coordinator } from '../coordinator/coordinator';
-import { ConfigError, loadConfig } from '../coordinator/config';
+import { ConfigError } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import type { TensorList } from '../proto/tensors';
 import { ConstantTrainer, freePort, smallAdapter, tempDir, testIdentity } from './harness';
@@ -71,7 +73,7 @@ describe('ops: dashboard in headless Chromium', function () {
   async function run(dashboard: Record<string, unknown>): Promise<string> {
     dir = await tempDir('ops-dashboard');
     const port = await freePort();
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 9, id: 'dashboard-demo' },
@@ -173,7 +175,7 @@ describe('ops: dashboard in headless Chromium', function () {
   });
 
   it('refuses a dashboard off loopback without a token', () => {
-    expect(() => loadConfig({ overrides: { dashboard: { port: 8080, host: '0.0.0.0' } } }))
+    expect(() => classicConfig({ overrides: { dashboard: { port: 8080, host: '0.0.0.0' } } }))
       .to.throw(ConfigError)
       .with.property(
         'message',

@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { checkHealth, healthClient } from '../coordinator/ops/health-probe';
 import { FederationClient } from '../client-sdk/client';
 import type { NamedTensor } from '../proto/tensors';
@@ -15,7 +16,7 @@ import { ConstantTrainer, smallAdapter, tempDir, testIdentity } from './harness'
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 function coordinator(runDir: string, initialAdapter: () => Promise<NamedTensor[]> | NamedTensor[], rounds: Record<string, number> = {}): Coordinator {
-  const config = loadConfig({
+  const config = classicConfig({
     overrides: {
       server: { port: 0 },
       run: { dir: runDir, seed: 4 },

@@ -4,7 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as http from 'node:http';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import { ConstantTrainer, freePort, rawClient, refusal, reportMetrics, smallAdapter, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -46,7 +47,7 @@ describe('ops: Prometheus metrics', function () {
   });
 
   function start(metricsPort: number): Coordinator {
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir, seed: 11 },

@@ -35,6 +35,8 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
       '--run-dir <dir>',
       '--config <file>',
       '--local-steps <n>',
+      '--eval-every <k>',
+      '--site-eval-limit <n>',
       '--no-workers',
       '--secagg',
       '--model <family>',
@@ -43,6 +45,8 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     }
     expect(r.out).to.contain('Precedence: coordinator defaults < --config FILE < FEDTUNE_* variables < the flags above');
     expect(r.out).to.contain('  server.port (0: any free port on loopback)\n');
+    // Unset, the flags leave the coordinator's defaults (the measured recipe) in place, and the help says how to get the old demo.
+    expect(r.out.replace(/\s+/g, ' ')).to.contain('--config docs/recipes/fedavg-classic.json5 --rounds 10 --local-steps 10 --batch-size 16');
   });
 
   it('each demo flag names a real key, and its variable is the one convict reads', () => {
@@ -50,7 +54,7 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     for (const [, key] of SIMULATE_KEYS) expect(envNameOf(key), key).to.equal(keys.find((k) => k.key === key)?.env);
   });
 
-  it('a flag given wins; a demo default yields to the file or a variable that sets its key', async () => {
+  it('a flag given wins; the only demo default left (the run directory) yields to the file or a variable', async () => {
     const file = path.join(root, 'layers.json');
     await fs.writeFile(file, JSON.stringify({ training: { batchSize: 3 } }));
     let seen: Record<string, string | number> | undefined;
@@ -59,18 +63,11 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
       ['--config', file, '--local-steps', '6', '--run-dir', 'runs/x'],
       { from: 'user' },
     );
-    // rounds.total (variable) and training.batchSize (file) are left to the layers; --local-steps beats its variable.
-    expect(seen).to.deep.equal({
-      'run.dir': 'runs/x',
-      'run.seed': 42,
-      'training.localSteps': 6,
-      'training.learningRate': 0.002,
-      'strategy.name': 'fedavg',
-      'strategy.serverLearningRate': 0,
-      'training.proximalMu': 0,
-      'training.schedule': 'constant',
-      'training.warmupRounds': 0,
-    });
+    // rounds.total (variable) and training.batchSize (file) are left to the layers; --local-steps beats its variable;
+    // the flags not given set nothing, so the coordinator's defaults (docs/recipes/fedsgd-steady.json5) apply.
+    expect(seen).to.deep.equal({ 'run.dir': 'runs/x', 'training.localSteps': 6 });
+    await simulateCommand(capture, { FEDTUNE_RUN_DIR: 'runs/y' }).parseAsync([], { from: 'user' });
+    expect(seen).to.deep.equal({});
   });
 
   it('an unknown or invalid FEDTUNE_* variable stops it with the coordinator’s message, before any training', async () => {
@@ -94,7 +91,7 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     const lines = r.out.split('\n');
     expect(lines[0]).to.match(
       new RegExp(
-        `^fedtune simulation: 2 sites, 1 rounds, strategy fedavg, backend \\w+, base model base-model \\(gpt2, [0-9a-f]{12}\\), run dir ${run.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`,
+        `^fedtune simulation: 2 sites, 1 rounds, strategy fedadam \\(scored as its average, ema 0.99\\), 1 local sgd step\\(s\\) of 2, backend \\w+, base model base-model \\(gpt2, [0-9a-f]{12}\\), run dir ${run.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`,
       ),
     );
     expect(lines.some((l) => l.startsWith('round 1/1: 2 updates, train loss '))).to.equal(true);
@@ -102,7 +99,8 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     const m = JSON.parse(await fs.readFile(path.join(run, 'versions', 'v000001', 'manifest.json'), 'utf8')) as {
       config: { training: { batchSize: number; localSteps: number; learningRate: number }; rounds: { total: number; minClients: number } };
     };
-    expect(m.config.training).to.include({ batchSize: 2, localSteps: 1, learningRate: 0.002 });
+    // The defaults' (the measured recipe's) rate, under the file's batch size and the variable's steps.
+    expect(m.config.training).to.include({ batchSize: 2, localSteps: 1, learningRate: 1 });
     expect(m.config.rounds).to.include({ total: 1, minClients: 2 });
   });
 });

@@ -7,7 +7,8 @@ import type { CellResult, QualityCell } from '../bench/quality-cell';
 import { earlyStoppingPick, STOP_RULES } from '../bench/quality-stopping';
 import { curvesFromLog } from '../bench/quality-log';
 import { QUALITY_CONFIGS, cellOverrides, configTraining, deepMerge } from '../bench/quality-configs';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { withUpdateNorm } from '../bench/quality-update-norm';
 import type { Trainer } from '../client-sdk/trainer';
 
@@ -148,7 +149,7 @@ describe('quality benchmark summary', () => {
   it('every configuration is one the coordinator accepts, with its own rate and steps where it sets them', () => {
     for (const [name, c] of Object.entries(QUALITY_CONFIGS)) {
       const own = configTraining(c);
-      const cfg = loadConfig({ overrides: deepMerge({ training: { learningRate: own.learningRate ?? 0.002 } }, cellOverrides(c)) });
+      const cfg = classicConfig({ overrides: deepMerge({ training: { learningRate: own.learningRate ?? 0.002 } }, cellOverrides(c)) });
       expect(cfg.training.learningRate, name).to.equal(own.learningRate ?? 0.002);
     }
     // A rate and steps given as fields or inside the overrides (run 3's entries) reach the cell the same way.
@@ -156,8 +157,8 @@ describe('quality benchmark summary', () => {
     expect(configTraining(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ learningRate: 0.004, localSteps: 3 });
     expect(cellOverrides(QUALITY_CONFIGS['fedavg-s3'])).to.deep.equal({ training: { schedule: 'cosine' } });
     expect(configTraining(QUALITY_CONFIGS.fedavg)).to.deep.equal({});
-    expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-avgm1'].overrides }).strategy).to.deep.include({ name: 'fedavgm', serverLearningRate: 1 });
-    expect(loadConfig({ overrides: QUALITY_CONFIGS['sgd-m9'].overrides }).training).to.deep.include({ optimizer: 'sgd', momentum: 0.9, schedule: 'cosine' });
+    expect(classicConfig({ overrides: QUALITY_CONFIGS['sgd-avgm1'].overrides }).strategy).to.deep.include({ name: 'fedavgm', serverLearningRate: 1 });
+    expect(classicConfig({ overrides: QUALITY_CONFIGS['sgd-m9'].overrides }).training).to.deep.include({ optimizer: 'sgd', momentum: 0.9, schedule: 'cosine' });
   });
   it("adds each site's update norm to its metrics, leaving the update and the trainer's other members as they were", async () => {
     const t = (d: number[]) => ({ name: 'x', dtype: 'float32' as const, shape: [d.length], data: Float32Array.from(d) });

@@ -15,7 +15,8 @@ import { LOCK_FILE, RunLockedError } from '../coordinator/run-lock';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { smallAdapter, startCoordinator, tempDir } from './harness';
 import type { VersionInput } from '../coordinator/checkpoints/types';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -227,7 +228,7 @@ describe('the run lock', function () {
     const warnings: string[] = [];
     const sink = new Writable({ write: (c: Buffer, _e, cb) => (warnings.push(String(JSON.parse(c.toString()).msg)), cb()) });
     const c = new Coordinator({
-      config: loadConfig({ overrides: { server: { port: 0 }, run: { dir: run }, rounds: { total: 1 }, auth: { mode: 'tofu' } } }),
+      config: classicConfig({ overrides: { server: { port: 0 }, run: { dir: run }, rounds: { total: 1 }, auth: { mode: 'tofu' } } }),
       initialAdapter: () => smallAdapter(0),
       adapterConfig: {},
       baseModel: { name: 't', sha256: '0'.repeat(64) },

@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { deriveSeed, selectClients } from '../coordinator/selection';
 import type { Checkpoint } from '../coordinator/checkpoints/types';
 import type { RoundPhase } from '../coordinator/round-events';
@@ -40,7 +41,7 @@ describe('round state machine', function () {
   const dirs: string[] = [];
 
   async function coordinator(runDir: string, o: Opts = {}): Promise<{ c: Coordinator; address: string; port: number }> {
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: o.port ?? 0 },
         run: { dir: runDir, seed: SEED },

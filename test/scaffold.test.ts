@@ -13,7 +13,8 @@ import { LocalControl } from '../client-sdk/sft/scaffold-local';
 import { beginScaffoldRound } from '../client-sdk/scaffold-site';
 import type { SftExample } from '../client-sdk/sft/types';
 import type { TrainingPlan } from '../client-sdk/trainer';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { FedAvg, aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { Scaffold, withControlDeltas } from '../coordinator/strategy/scaffold';
 import type { ClientUpdate, ServerState } from '../coordinator/strategy/strategy';
@@ -112,13 +113,13 @@ describe('SCAFFOLD on the server (coordinator/strategy/scaffold.ts)', () => {
 
   it('is refused at configuration load with secure aggregation and with differential privacy, each saying why', () => {
     const base = { run: { dir: '/tmp/fedtune-scaffold-config' }, strategy: { name: 'scaffold' } };
-    expect(() => loadConfig({ overrides: { ...base, secagg: { enabled: true }, rounds: { minClients: 3, minUpdates: 3 } } })).to.throw(
+    expect(() => classicConfig({ overrides: { ...base, secagg: { enabled: true }, rounds: { minClients: 3, minUpdates: 3 } } })).to.throw(
       "strategy.name 'scaffold' cannot run with secagg.enabled: the sites' control-variate updates (Δc) are not carried in the masked vector",
     );
-    expect(() => loadConfig({ overrides: { ...base, privacy: { enabled: true, clipNorm: 1, noiseMultiplier: 1 } } })).to.throw(
+    expect(() => classicConfig({ overrides: { ...base, privacy: { enabled: true, clipNorm: 1, noiseMultiplier: 1 } } })).to.throw(
       "strategy.name 'scaffold' cannot run with privacy.enabled",
     );
-    expect(loadConfig({ overrides: { ...base, strategy: { name: 'scaffold', population: 5 } } }).strategy.population).to.equal(5);
+    expect(classicConfig({ overrides: { ...base, strategy: { name: 'scaffold', population: 5 } } }).strategy.population).to.equal(5);
   });
 });
 

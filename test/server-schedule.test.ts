@@ -83,7 +83,9 @@ describe('server learning-rate schedule (strategy.serverSchedule)', () => {
   });
 
   it('the configuration: cosine needs a server optimiser with a rate; the variable and the default', () => {
-    expect(loadConfig({ overrides: {} }).strategy.serverSchedule).to.equal('constant');
+    // The default recipe's cosine under its FedAdam; under another strategy, unless set, constant (default-recipe.ts).
+    expect(loadConfig({ overrides: {} }).strategy.serverSchedule).to.equal('cosine');
+    expect(loadConfig({ overrides: { strategy: { name: 'fedavgm' } } }).strategy.serverSchedule).to.equal('constant');
     expect(loadConfig({ overrides: { strategy: { name: 'fedadam' } }, env: { FEDTUNE_STRATEGY_SERVER_SCHEDULE: 'cosine' } }).strategy.serverSchedule).to.equal(
       'cosine',
     );

@@ -7,7 +7,8 @@ import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFr
 import { TensorStreamDecoder } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 import { Coordinator } from '../coordinator/coordinator';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 import { join, nextTask, rawClient, sendUpload, tempDir, uploadFrames } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -28,7 +29,7 @@ describe('100 MB adapters over gRPC with default limits', function () {
   it('downloads and uploads bit-exactly in 1 MiB chunks', async () => {
     const runDir = await tempDir('transport');
     const initial = bigAdapter(0);
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir: runDir },
@@ -103,7 +104,7 @@ describe('adapter downloads through the coordinator, chunked', function () {
       { name: 'a.lora_B.weight', dtype: 'float32', shape: [301], data: Float32Array.from({ length: 301 }, (_, i) => i / 7) },
       { name: 'b.lora_A.weight', dtype: 'float32', shape: [3], data: Float32Array.from([1.5, -2.25, 3e-8]) },
     ];
-    const config = loadConfig({
+    const config = classicConfig({
       overrides: {
         server: { port: 0 },
         run: { dir: runDir },

@@ -8,7 +8,8 @@ import { cellOverrides, deepMerge } from '../bench/quality-configs';
 import { isScoredRound } from '../bench/quality-cell';
 import { run17Table, seedRow } from '../bench/quality-run17-table';
 import type { RoundPoint } from '../bench/quality-cell';
-import { loadConfig } from '../coordinator/config';
+// Over the classic defaults (FedAvg, no average…), which this file was written against.
+import { classicConfig } from './classic-defaults';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const point = (round: number, accuracy: number, extra: Record<string, number> = {}): RoundPoint => ({ round, accuracy, loss: 1, extra });
@@ -38,7 +39,7 @@ describe('quality run 17 (bench/quality-configs-run17.ts)', () => {
 
   it('every run 17 configuration loads as the coordinator would run it', () => {
     for (const [name, c] of Object.entries(RUN17_CONFIGS)) {
-      const cfg = loadConfig({
+      const cfg = classicConfig({
         overrides: deepMerge(
           { training: { localSteps: 1, batchSize: 4, learningRate: 1 }, lora: { dropout: 0 }, rounds: { total: RUN17_ROUNDS } },
           cellOverrides(c),

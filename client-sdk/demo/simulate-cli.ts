@@ -88,26 +88,34 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
   const p = new Command('simulate')
     .description(
       'Run a whole federation on this machine: a coordinator and N sites over gRPC on loopback, on the embedded SpamAssassin task. ' +
-        'Reads the coordinator configuration layers (--config FILE, FEDTUNE_* variables) under the flags below.',
+        'Reads the coordinator configuration layers (--config FILE, FEDTUNE_* variables) under the flags below. ' +
+        "Unset, it runs the coordinator's defaults, the best-measured recipe (docs/recipes/fedsgd-steady.json5: 600 rounds of " +
+        "one SGD step of 32 e-mails a site under FedAdam, the server's average scored); the demo before 2026-11-30: " +
+        '--config docs/recipes/fedavg-classic.json5 --rounds 10 --local-steps 10 --batch-size 16.',
     )
     .option('--clients <n>', 'sites', '5')
-    .option('--rounds <n>', 'rounds (rounds.total)', '10')
+    .option('--rounds <n>', "rounds (rounds.total; default the coordinator's, 600)")
     .option('--run-dir <dir>', 'run directory (run.dir; an existing one resumes)', `runs/demo-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .option('--config <file>', 'a coordinator configuration file (JSON), as `fedtune coordinator --config`')
-    .option('--seed <n>', 'master seed (run.seed)', '42')
+    .option('--seed <n>', "master seed (run.seed; default the coordinator's, 42)")
     .option('--split-seed <n>', 'data split seed', '7')
-    .option('--local-steps <n>', 'local steps per round (training.localSteps)', '10')
-    .option('--batch-size <n>', 'examples per step (training.batchSize)', '16')
-    .option('--lr <x>', 'client learning rate (training.learningRate)', '0.002')
+    .option('--local-steps <n>', "local steps per round (training.localSteps; default the coordinator's, 1)")
+    .option('--batch-size <n>', "examples per step (training.batchSize; default the coordinator's, 32)")
+    .option('--lr <x>', "client learning rate (training.learningRate; default the coordinator's, 1 with its SGD)")
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
-    .option('--test-limit <n>', 'held-out e-mails evaluated each round', '400')
+    .option('--test-limit <n>', 'held-out e-mails evaluated in each scored round', '400')
+    .option(
+      '--eval-every <k>',
+      'score the held-out set every k-th round and the last (default: every round up to 60 rounds, else every ⌈rounds/60⌉-th: 600 rounds, every 10th, as the benchmark); with k > 1 the sites also skip validating their own adapter after each round, as the benchmark did',
+    )
+    .option('--site-eval-limit <n>', "validation e-mails each site scores after each round's training (the manifest's clients.eval_*; 0: none)", '50')
     .option('--no-workers', 'run every site on the main thread instead of one worker thread each')
     .option('--secagg', 'secure aggregation: the coordinator learns only the sum of the updates (needs ≥ 5 sites)')
-    .option('--strategy <name>', 'server strategy (strategy.name): fedavg, fedavgm, fedadam, fedyogi, fedadagrad', 'fedavg')
-    .option('--server-lr <x>', 'server learning rate η (strategy.serverLearningRate; 0: the strategy default)', '0')
-    .option('--proximal-mu <x>', 'FedProx μ (training.proximalMu; 0: off)', '0')
-    .option('--schedule <name>', "client learning-rate schedule (training.schedule): 'constant' or 'cosine'", 'constant')
-    .option('--warmup-rounds <n>', 'rounds of linear learning-rate warm-up (training.warmupRounds)', '0')
+    .option('--strategy <name>', "server strategy (strategy.name): fedavg, fedavgm, fedadam, fedyogi, fedadagrad (default the coordinator's, fedadam)")
+    .option('--server-lr <x>', "server learning rate η (strategy.serverLearningRate; default the coordinator's, 0.003 for fedadam; 0: the strategy default)")
+    .option('--proximal-mu <x>', "FedProx μ (training.proximalMu; default the coordinator's, 0: off)")
+    .option('--schedule <name>', "client learning-rate schedule (training.schedule): 'constant' or 'cosine' (default the coordinator's, constant)")
+    .option('--warmup-rounds <n>', "rounds of linear learning-rate warm-up (training.warmupRounds; default the coordinator's, 0)")
     .option('--deadline-ms <n>', 'time a site has per round (rounds.deadlineMs; default 120000; raise it on a slow or shared box)')
     .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
     .addHelpText(
@@ -127,6 +135,8 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
         splitSeed: Number(a.splitSeed),
         alpha: Number(a.alpha),
         testLimit: Number(a.testLimit),
+        evalEvery: a.evalEvery === undefined ? undefined : Number(a.evalEvery),
+        clientEvalLimit: Number(a.siteEvalLimit),
         workers: a.workers === true,
         secagg: a.secagg === true,
         model: parseDemoModel(String(a.model)),

@@ -1,8 +1,9 @@
 // A real federation on one machine: a coordinator and N sites talking gRPC over loopback, each site
 // fine-tuning LoRA adapters of the pretrained demo model on its own non-IID slice of SpamAssassin.
-//   npm run demo                      # 5 sites, 10 rounds, a fresh run directory under runs/
+//   npm run demo                      # 5 sites, the coordinator's defaults (600 one-step rounds), a fresh run directory under runs/
 //   fedtune-site simulate --clients 3 --rounds 3 --run-dir runs/mine
 // It runs a coordinator in-process, so this file (and only the demo) imports coordinator/ from the SDK side.
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pino from 'pino';
@@ -19,6 +20,7 @@ import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
 import type { TensorList } from '../../proto/tensors';
 import { prepareSpamTask, DEMO_MODELS, type DemoModel } from './spam-task';
+import { withCandidateEvalOnly } from './candidate-eval-only';
 
 export interface SimulationOptions {
   readonly clients: number;
@@ -36,6 +38,12 @@ export interface SimulationOptions {
   /** training.learningRate */
   readonly learningRate?: number;
   readonly testLimit: number;
+  /**
+   * Score the held-out set every this many rounds, and in the last (default: evalEveryFor(rounds), every round up to
+   * 60 rounds). The default recipe's 600 rounds of one step would spend more on 400 e-mails a round than on training;
+   * the benchmark that measured it scored every 10th round (bench/QUALITY.md run 16). Only scored rounds are printed.
+   */
+  readonly evalEvery?: number;
   /** Cap on each site's own validation set, evaluated after every local training (default 50). */
   readonly clientEvalLimit?: number;
   readonly alpha: number;
@@ -108,6 +116,11 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   });
   const runDir = config.run.dir;
   const rounds = config.rounds.total;
+  const evalEvery = o.evalEvery ?? evalEveryFor(rounds);
+  if (!(Number.isInteger(evalEvery) && evalEvery >= 1)) throw new Error(`--eval-every must be an integer ≥ 1, not ${o.evalEvery}`);
+  const scored = (round: number): boolean => round % evalEvery === 0 || round === rounds;
+  // Scoring sparsely, the sites also skip validating their own adapter after each round (candidate-eval-only.ts).
+  const candidateEvalOnly = evalEvery > 1;
   const task = prepareSpamTask({
     numClients: o.clients,
     splitSeed: o.splitSeed,
@@ -120,7 +133,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const base = await loadModelDir(demo.dir);
   const lora = loraSettings(config);
   o.print(
-    `fedtune simulation: ${o.clients} sites, ${rounds} rounds, strategy ${config.strategy.name}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${runDir}`,
+    `fedtune simulation: ${o.clients} sites, ${rounds} rounds, strategy ${config.strategy.name}${config.strategy.ema > 0 ? ` (scored as its average, ema ${config.strategy.ema})` : ''}, ${config.training.localSteps} local ${config.training.optimizer} step(s) of ${config.training.batchSize}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
@@ -128,55 +141,66 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       `  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}`,
     );
   });
-  o.print(`  held-out test: ${task.test.length} e-mails (of ${task.split.test.length}; no site trains on them)`);
+  o.print(
+    `  held-out test: ${task.test.length} e-mails (of ${task.split.test.length}; no site trains on them), scored ${evalEvery === 1 ? 'every round' : `every ${evalEvery} rounds and the last`}`,
+  );
 
-  const evaluator = (adapter: TensorList): Promise<Record<string, number>> =>
-    evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 32, config.training.maxSeqLen);
+  // Under strategy.ema the coordinator hands the evaluator the average (what is released and exported).
+  const evaluator = async (adapter: TensorList, version: number): Promise<Record<string, number>> =>
+    scored(version) ? evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 32, config.training.maxSeqLen) : {};
   const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: o.splitSeed }, logger: pino({ level: 'warn' }) });
   let before: Record<string, number> = {};
   let last = Date.now();
+  let lastRound = 0;
   coordinator.registry.setMaxListeners(50);
   coordinator.on('roundCommitted', (ev: { version: number; round: number; participants: unknown[]; metrics: Record<string, number> }) => {
     const m = ev.metrics;
     if (ev.round === 0) {
       before = m;
       o.print(`round 0 (initial adapter = base model): held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])}`);
-    } else {
+    } else if (m['heldout.eval_accuracy'] !== undefined) {
+      const took = `${((Date.now() - last) / 1000).toFixed(1)} s${ev.round - lastRound > 1 ? ` for ${ev.round - lastRound} rounds` : ''}`;
       o.print(
         `round ${ev.round}/${rounds}: ${ev.participants.length} updates, train loss ${fmt(m['clients.train_loss'])}, ` +
-          `held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])} → v${ev.version} (${((Date.now() - last) / 1000).toFixed(1)} s)`,
+          `held-out loss ${fmt(m['heldout.eval_loss'])}, accuracy ${pct(m['heldout.eval_accuracy'])} → v${ev.version} (${took})`,
       );
-    }
+    } else return; // a round not scored: printed with the next scored one
     last = Date.now();
+    lastRound = ev.round;
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
 
   const runs = o.workers
-    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir)
+    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
     : task.clients.map((data, i) =>
         new FederationClient({
           address,
           name: `site-${i}`,
           identity: identities[i],
           baseModelSha256: base.modelHash,
-          trainer: new LoraSftTrainer({
-            model: base.model,
-            lora,
-            train: data.train,
-            eval: data.eval,
-            choices: data.choices,
-            evalMaxSeqLen: config.training.maxSeqLen,
-          }),
+          trainer: ((t) => (candidateEvalOnly ? withCandidateEvalOnly(t) : t))(
+            new LoraSftTrainer({
+              model: base.model,
+              lora,
+              train: data.train,
+              eval: data.eval,
+              choices: data.choices,
+              evalMaxSeqLen: config.training.maxSeqLen,
+            }),
+          ),
         }).run(),
       );
   const final = await coordinator.done;
   await Promise.all(runs);
   await coordinator.stop();
   const after = final.manifest.metrics;
+  // The coordinator keeps every version (under the default recipe about 1.3 MB each): say what the run left on disk.
+  const mib = (await bytesUnder(path.join(runDir, 'versions'))) / 2 ** 20;
   o.print(
     `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: held-out loss ${fmt(before['heldout.eval_loss'])} → ${fmt(after['heldout.eval_loss'])}, ` +
-      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')}`,
+      `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')} ` +
+      `(${final.manifest.version + 1} versions, ${mib.toFixed(mib < 10 ? 1 : 0)} MiB)`,
   );
   return { before, after, finalVersion: final.manifest.version, runDir, seconds: (Date.now() - t0) / 1000 };
 }
@@ -189,6 +213,7 @@ function startWorkerSites(
   maxSeqLen: number,
   identities: readonly ClientIdentity[],
   modelDir: string,
+  candidateEvalOnly: boolean,
 ): Promise<unknown>[] {
   return Array.from({ length: o.clients }, (_, i) => {
     const data: SiteWorkerData = {
@@ -203,6 +228,7 @@ function startWorkerSites(
       clientEvalLimit: o.clientEvalLimit ?? 50,
       modelDir,
       lora,
+      candidateEvalOnly,
     };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
     return new Promise((resolve, reject) => {
@@ -210,6 +236,18 @@ function startWorkerSites(
       w.on('error', reject);
     }).finally(() => w.terminate());
   });
+}
+
+/** Bytes of the files under `dir`. */
+async function bytesUnder(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
+  return n;
+}
+
+/** The default held-out cadence: every round up to 60 rounds, else every ⌈rounds/60⌉-th (600 rounds: every 10th). */
+export function evalEveryFor(rounds: number): number {
+  return Math.max(1, Math.ceil(rounds / 60));
 }
 
 const fmt = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(4));

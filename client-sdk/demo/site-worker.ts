@@ -6,6 +6,7 @@ import { identityFromSecretKey } from '../identity';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import { prepareSpamTask } from './spam-task';
+import { withCandidateEvalOnly } from './candidate-eval-only';
 
 export interface SiteWorkerData {
   readonly address: string;
@@ -18,6 +19,8 @@ export interface SiteWorkerData {
   readonly clientEvalLimit: number;
   readonly modelDir: string;
   readonly lora: LoraConfig;
+  /** Skip validating the site's own adapter after each round (candidate-eval-only.ts; federated evaluation still runs). */
+  readonly candidateEvalOnly?: boolean;
   /** The site's Ed25519 secret key (enrolled by the simulation through auth.allowList). */
   readonly identitySecretKey: Uint8Array;
 }
@@ -33,7 +36,9 @@ async function main(d: SiteWorkerData): Promise<void> {
     only: d.shard,
   });
   const data = task.clients[d.shard];
-  const { trainer, modelHash } = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
+  const made = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
+  const { modelHash } = made;
+  const trainer = d.candidateEvalOnly ? withCandidateEvalOnly(made.trainer) : made.trainer;
   const identity = identityFromSecretKey(d.identitySecretKey);
   const client = new FederationClient({ address: d.address, name: d.name, trainer, baseModelSha256: modelHash, identity });
   const summary = await client.run();

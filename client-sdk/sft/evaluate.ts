@@ -72,6 +72,8 @@ export async function evaluateAdapter(
   choices?: readonly (readonly number[])[],
   batchSize = 16,
   maxSeqLen = model.config.nPositions,
+  /** With choices: told whether each example (by index) was answered right, e.g. for a bootstrap over examples. */
+  onExample?: (index: number, correct: boolean) => void,
 ): Promise<EvalMetrics> {
   const maxLen = Math.min(maxSeqLen, model.config.nPositions);
   const reqs = buildRequests(examples, choices && choices.length > 0 ? choices : undefined, maxLen);
@@ -116,7 +118,9 @@ export async function evaluateAdapter(
     examples.forEach((ex, i) => {
       let best = 0;
       for (let j = 1; j < nChoices; j++) if (choiceScore[i * nChoices + j] > choiceScore[i * nChoices + best]) best = j;
-      if (sameTokens(choices[best], ex.completion)) correct++;
+      const right = sameTokens(choices[best], ex.completion);
+      if (right) correct++;
+      onExample?.(i, right);
     });
     metrics.eval_accuracy = correct / examples.length;
   }

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { removeTemps, replaceAtomically, stepsFor, type CrashHook } from './atomic-fs';
 import { versionDirName, type FsCheckpointStore } from './fs-store';
 import type { Manifest } from './types';
+import { bestSetBy } from '../evaluation/early-stopping';
 import { verifyRun, type VerifyResult } from './verify';
 import { runKey } from './recover';
 
@@ -23,21 +24,21 @@ export async function writeRelease(runDir: string, version: number, hook?: Crash
 }
 
 /**
- * After a restart: when the latest version is itself the best (its commit was the last to move the pointer) and
- * `release` does not name it, the crash fell between that commit and the pointer: move it now. Any other
+ * After a restart: when the latest version's commit set the best record (it was the last to move the pointer) and
+ * `release` does not name that best version, the crash fell between that commit and the pointer: move it now. Any other
  * disagreement is the operator's doing (a rollback) and is left alone. Returns whether it moved the pointer.
  */
 export async function reconcileRelease(runDir: string, latest: Manifest, hook?: CrashHook): Promise<boolean> {
   await removeTemps(path.join(runDir, RELEASE_FILE)); // what a write stopped before its rename left
-  if (latest.best?.version !== latest.version) return false;
+  if (!latest.best || !bestSetBy(latest.best, latest.version)) return false;
   let current: number | null;
   try {
     current = await readRelease(runDir);
   } catch {
     current = null; // unreadable: rewritten from the manifest, which is the record
   }
-  if (current === latest.version) return false;
-  await writeRelease(runDir, latest.version, hook);
+  if (current === latest.best.version) return false;
+  await writeRelease(runDir, latest.best.version, hook);
   return true;
 }
 

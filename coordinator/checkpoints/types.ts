@@ -150,6 +150,13 @@ export interface BestVersionRecord {
   readonly value: number;
   /** Versions carrying the metric committed since the best one without improving on it by more than minDelta. */
   readonly sinceBest: number;
+  /**
+   * earlyStopping.window (absent: 1): `value` is then the mean of the metric over that many versions carrying it,
+   * and `version` the middle one of them.
+   */
+  readonly window?: number;
+  /** Under a window: the last `window` figures of the metric (oldest first), the newest version's included. */
+  readonly recent?: readonly { readonly version: number; readonly value: number }[];
 }
 
 /** What the coordinator hands the store to commit; the store adds hashes, parent link and files. */

@@ -77,6 +77,13 @@ export const evalStopSchema = {
       env: 'FEDTUNE_EARLY_STOPPING_MIN_DELTA',
       arg: 'earlyStopping.minDelta',
     },
+    window: {
+      doc: 'Compare the mean of the metric over the last this many versions carrying it, a new best naming the middle one of them (1: each version on its own figure). On the fresh seeds of run 19 a window of 5 did no better than 1: bench/QUALITY.md.',
+      format: 'positive-int',
+      default: 1,
+      env: 'FEDTUNE_EARLY_STOPPING_WINDOW',
+      arg: 'earlyStopping.window',
+    },
   },
 } as const;
 

@@ -14,12 +14,13 @@ export const SECTION_WHY: Readonly<Record<string, string>> = {
   server: 'Where sites connect. Bind 0.0.0.0 (or one interface) when sites are on other hosts; the container sets it.',
   run: 'One directory per federated run (versions, keys, enrolled sites). Name it per experiment; fix the seed to reproduce one.',
   rounds:
-    'How many rounds, how many sites each needs, how long a site has. Raise deadlineMs for slow sites or big models; lower minUpdates to tolerate stragglers.',
+    'How many rounds, how many sites each needs, how long a site has. Raise deadlineMs for slow sites or big models; lower minUpdates to tolerate stragglers; under the default recipe set minClients and minUpdates to your number of sites (it assumes every site in every round).',
   strategy:
-    "How the server combines the sites' updates. FedAvg is the default; the server optimisers (fedadam, fedyogi…) are measured against it in bench/QUALITY.md.",
+    "How the server combines the sites' updates. The defaults are the best-measured recipe (docs/recipes/fedsgd-steady.json5: FedAdam over one-step FedSGD, released as its average; bench/QUALITY.md run 16); FedAvg and the others: docs/recipes/.",
   model: 'The base model every site fine-tunes: a Hugging Face directory on the coordinator (its version 0 comes from it).',
   lora: "The adapter's shape. Larger r trains more parameters (more upload per round); targetModules must exist in the model family.",
-  training: "What each site does per round. localSteps × batchSize is the local work; proximalMu (FedProx) helps when sites' data differ a lot.",
+  training:
+    "What each site does per round. localSteps × batchSize is the local work (the default recipe: one SGD step of 32, the round's mean update being the pooled gradient); proximalMu (FedProx) helps when sites' data differ a lot.",
   transport: "Message and upload limits. Raise maxUploadBytes for large adapters; chunkBytes must stay below gRPC's 4 MiB.",
   admission: 'Limits that keep a flood of connections or uploads from exhausting the coordinator. Raise them for many hundreds of sites.',
   secagg: 'Secure aggregation: the coordinator learns only the sum of the updates. Needs at least 5 sites per round; threshold sets how many may drop out.',

@@ -1,0 +1,85 @@
+// What a round of `npm run demo` costs besides training: the coordinator's side (tasks, download, sealed upload,
+// fold, server step, the average, signing, the version's files) with 5 sites over real gRPC whose trainer returns
+// at once (the global adapter plus a constant), on the demo's real LoRA adapter. Arms: the defaults (the measured
+// recipe: FedAdam with strategy.ema, so each version also writes ema/ and server-state.safetensors) and the classic
+// defaults (FedAvg). Prints ms a round (rounds 2..R, after the first) and the bytes a version takes on disk.
+//   node dist/bench/demo-round-cost.js [rounds=40]
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { Coordinator, loadConfig } from '../coordinator';
+import { FederationClient } from '../client-sdk/client';
+import { identityFromSeed } from '../client-sdk/identity';
+import { loadModelDir } from '../client-sdk/model/load';
+import { selectBackend } from '../client-sdk/model/backend';
+import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
+import type { Trainer } from '../client-sdk/trainer';
+import type { TensorList } from '../proto/tensors';
+import { classicConfig } from '../test/classic-defaults';
+
+const SITES = 5;
+
+/** No training: the update is a constant, so the round's time is the coordinator's and the transport's. */
+const instant: Trainer = {
+  backend: 'none',
+  train: (global: TensorList) => Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 1e-4) })), numExamples: 32, metrics: {} }),
+};
+
+async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
+  return n;
+}
+
+async function arm(name: 'recipe' | 'classic', rounds: number, modelHash: string): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-demo-cost-${name}-`));
+  const overrides = {
+    server: { port: 0 },
+    run: { dir },
+    rounds: { total: rounds, minClients: SITES, minUpdates: 3, clientsPerRound: SITES, deadlineMs: 600_000 },
+    auth: { mode: 'tofu' },
+    log: { level: 'silent' },
+  };
+  const config = name === 'recipe' ? loadConfig({ overrides }) : classicConfig({ overrides });
+  const coordinator = new Coordinator({ config, logger: pino({ level: 'silent' }) });
+  const at: number[] = [];
+  coordinator.on('roundCommitted', () => at.push(performance.now()));
+  const cpu0 = process.cpuUsage();
+  const { address } = await coordinator.start();
+  const runs = Array.from({ length: SITES }, (_, i) =>
+    new FederationClient({
+      address,
+      name: `site-${i}`,
+      identity: identityFromSeed(new Uint8Array(32).fill(i + 1)),
+      baseModelSha256: modelHash,
+      trainer: instant,
+    }).run(),
+  );
+  await coordinator.done;
+  await Promise.all(runs);
+  await coordinator.stop();
+  const cpu = process.cpuUsage(cpu0);
+  // at[0] is v0; at[1] round 1 (joins, first downloads): the steady rounds are 2..R.
+  const ms = (at[rounds] - at[1]) / (rounds - 1);
+  const versions = path.join(dir, 'versions');
+  const v = await dirBytes(path.join(versions, (await fs.readdir(versions)).sort()[2]));
+  console.log(
+    `${name}: ${ms.toFixed(1)} ms a round (rounds 2-${rounds}), process CPU ${((cpu.user + cpu.system) / 1000 / rounds).toFixed(1)} ms a round, ` +
+      `a version ${(v / 1024).toFixed(0)} KiB on disk (600 versions: ${((600 * v) / 2 ** 20).toFixed(0)} MiB), run dir ${((await dirBytes(dir)) / 2 ** 20).toFixed(1)} MiB`,
+  );
+  await fs.rm(dir, { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(process.argv[2] ?? 40);
+  await selectBackend();
+  const { modelHash } = await loadModelDir(DEFAULT_MODEL_DIR);
+  await arm('classic', rounds, modelHash);
+  await arm('recipe', rounds, modelHash);
+}
+
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exit(1);
+});
