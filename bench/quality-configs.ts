@@ -12,6 +12,7 @@ import { RUN14_CONFIGS } from './quality-configs-run14';
 import { RUN15_CONFIGS } from './quality-configs-run15';
 import { RUN16_CONFIGS } from './quality-configs-run16';
 import { RUN17_CONFIGS } from './quality-configs-run17';
+import { RUN18_CONFIGS } from './quality-configs-run18';
 import { RUN19_CONFIGS } from './quality-configs-run19';
 import type { CohortSpec } from './quality-cohort';
 
@@ -207,6 +208,7 @@ export const QUALITY_CONFIGS: Readonly<Record<string, QualityConfig>> = {
   ...RUN15_CONFIGS,
   ...RUN16_CONFIGS,
   ...RUN17_CONFIGS,
+  ...RUN18_CONFIGS,
   ...RUN19_CONFIGS,
 };
 

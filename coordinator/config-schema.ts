@@ -139,6 +139,20 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY_EMA',
       arg: 'strategy.ema',
     },
+    noiseAware: {
+      doc: "fedadam under privacy.enabled: subtract the known variance of DP-FedAvg's noise on the mean update, (z·C/n)² per value for n updates a round, from Adam's second moment before each step, floored at strategy.noiseFloor times it (DP-AdamBC, Tang et al. 2024), so that the steps on the signal are those of the noiseless optimiser in expectation. Its running average of the noise's variance is checkpointed with the server state.",
+      format: Boolean,
+      default: false,
+      env: 'FEDTUNE_STRATEGY_NOISE_AWARE',
+      arg: 'strategy.noiseAware',
+    },
+    noiseFloor: {
+      doc: "With strategy.noiseAware: the corrected second moment's floor, as a fraction of the noise's variance on the mean, in (0, 1]; a value whose signal the noise hides then steps as if its signal were √floor times the noise's standard deviation.",
+      format: Number,
+      default: 0.25,
+      env: 'FEDTUNE_STRATEGY_NOISE_FLOOR',
+      arg: 'strategy.noiseFloor',
+    },
   },
   model: {
     dir: {

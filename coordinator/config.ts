@@ -11,7 +11,7 @@ import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
 import { scaffoldProblems } from './strategy/scaffold-config';
 import { serverScheduleProblems } from './strategy/server-schedule';
-import { biasCorrectionProblems } from './strategy/settings';
+import { biasCorrectionProblems, noiseAwareProblems } from './strategy/settings';
 import { emaProblems } from './strategy/ema';
 import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
@@ -174,6 +174,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   problems.push(...scaffoldProblems(cfg));
   problems.push(...serverScheduleProblems(cfg));
   problems.push(...biasCorrectionProblems(cfg));
+  problems.push(...noiseAwareProblems(cfg));
   problems.push(...emaProblems(cfg));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));

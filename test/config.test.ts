@@ -29,6 +29,8 @@ const DEFAULTS: Record<string, unknown> = {
   'strategy.biasCorrection': true,
   'strategy.serverSchedule': 'cosine',
   'strategy.ema': 0.99,
+  'strategy.noiseAware': false,
+  'strategy.noiseFloor': 0.25,
   'model.dir': path.resolve(__dirname, '..', '..', 'examples', 'base-model'),
   'model.name': 'fedtune/brown-sotu-gpt2-1.9m',
   'lora.r': 8,
@@ -124,6 +126,8 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'strategy.biasCorrection': ['true', true],
   'strategy.serverSchedule': ['cosine', 'cosine'],
   'strategy.ema': ['0.99', 0.99],
+  'strategy.noiseAware': ['true', true],
+  'strategy.noiseFloor': ['0.5', 0.5],
   'model.dir': ['/models/x', '/models/x'],
   'model.name': ['org/model', 'org/model'],
   'lora.r': ['16', 16],
@@ -322,7 +326,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
                     ? { ...base, strategy: { name: 'fedavgm' } }
                     : d.key === 'strategy.biasCorrection'
                       ? { ...base, strategy: { name: 'fedadam' } }
-                      : base;
+                      : d.key === 'strategy.noiseAware'
+                        ? { ...base, strategy: { name: 'fedadam' }, privacy: { enabled: true } }
+                        : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);

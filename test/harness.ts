@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Coordinator } from '../coordinator/coordinator';
+import type { Strategy } from '../coordinator/strategy/strategy';
 import { classicConfig } from './classic-defaults';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
@@ -63,6 +64,8 @@ export interface HarnessOptions {
    * in production (default: the small hand-made adapter and a fake identity).
    */
   readonly fromModelDir?: boolean;
+  /** A strategy built in code, as Coordinator's own option (default: the configured one). */
+  readonly strategy?: Strategy;
 }
 
 export async function startCoordinator(
@@ -95,6 +98,7 @@ export async function startCoordinator(
           baseModel: { name: 'test', sha256: '0'.repeat(64) },
         }),
     logger: opts.logger ?? pino({ level: 'silent' }),
+    ...(opts.strategy ? { strategy: opts.strategy } : {}),
   });
   const { address } = await coordinator.start();
   return { coordinator, address, runDir };

@@ -110,7 +110,8 @@ export class DpStrategy implements Strategy {
     } else if (!sum.noised) {
       throw new Error('differential privacy: the sum carries no noise (neither this round’s clipped sum nor noised by the sites)');
     }
-    return this.inner.aggregate(global, sum, state);
+    // The noise's σ travels with the sum, for an optimiser that discounts its variance (strategy.noiseAware).
+    return this.inner.aggregate(global, { ...sum, noiseStd: this.sigma }, state);
   }
 }
 

@@ -12,16 +12,28 @@
 // Why: over one-step rounds of client SGD at rate λ the mean update is −λ times the pooled-data gradient, so with
 // τ = λ·ε this is Adam (lr η, eps ε) on the pooled data; without the correction the early steps are
 // (1 − β1^t)/√(1 − β2^t) times Adam's: up to 6.5× at β2 0.999 (t ≈ 10), still 3.2× at t = 100.
+// strategy.noiseAware (FedAdam under DP-FedAvg; DP-AdamBC, Tang et al. 2024): the mean update carries Gaussian noise
+// of known variance ν_t = (σ/n_t)² per value (σ = z·C on the sum of n_t updates), which inflates v by its running
+// average s. So s is kept beside v, s ← β2·s + (1 − β2)·ν_t (from 0; its scalar is checkpointed as NOISE_KEY), and
+// the step divides by √max(v̂ − ŝ, floor·ŝ) + τ (v̂, ŝ: v and s over 1 − β2^t). Why: a value whose signal is under the
+// noise otherwise steps at η·signal/σ, a fraction of the noiseless optimiser's η·signal/|signal|; with ŝ taken out its
+// steps on the signal are the noiseless ones in expectation, the noise's share of them scaled up alike.
 // m and v are rounded to float32 once per round when stored (optimizer-state.ts); the step uses them unrounded.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { FedAvg } from './fedavg';
 import { stepAlongMeanDelta } from './mean-delta';
 import { OptimizerState } from './optimizer-state';
-import { DEFAULT_SERVER_LEARNING_RATE, checkSettings, type ServerOptimizerSettings } from './settings';
+import { DEFAULT_SERVER_LEARNING_RATE, NOISE_FLOOR, checkSettings, type ServerOptimizerSettings } from './settings';
 import { serverRateAt, type ServerScheduleSettings } from './server-schedule';
 import type { ServerState, WeightedSum } from './strategy';
 
-type Settings = Pick<ServerOptimizerSettings, 'serverLearningRate' | 'beta1' | 'beta2' | 'tau' | 'serverSchedule' | 'roundsTotal' | 'biasCorrection'>;
+type Settings = Pick<
+  ServerOptimizerSettings,
+  'serverLearningRate' | 'beta1' | 'beta2' | 'tau' | 'serverSchedule' | 'roundsTotal' | 'biasCorrection' | 'noiseAware' | 'noiseFloor'
+>;
+
+/** The server-state scalar holding strategy.noiseAware's running average of the noise's variance on the mean. */
+export const NOISE_KEY = 'noise/v';
 
 abstract class FedOpt extends FedAvg {
   readonly hyperParameters: Readonly<Record<string, number>>;
@@ -30,6 +42,8 @@ abstract class FedOpt extends FedAvg {
   protected readonly beta2: number;
   protected readonly tau: number;
   private readonly biasCorrection: boolean;
+  /** strategy.noiseAware's floor (a fraction of the noise's variance), or undefined when the correction is off. */
+  private readonly noiseFloor: number | undefined;
   private readonly schedule: ServerScheduleSettings;
 
   /** `usesBeta2`: FedAdagrad has no β2, so none is recorded for it. */
@@ -46,6 +60,12 @@ abstract class FedOpt extends FedAvg {
     this.biasCorrection = s.biasCorrection === true;
     this.schedule = { serverSchedule: s.serverSchedule, roundsTotal: s.roundsTotal };
     checkSettings(label, { serverLearningRate: this.eta, momentum: 0, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
+    if (s.noiseAware) {
+      if (label !== 'FedAdam') throw new RangeError(`${label}: strategy.noiseAware corrects FedAdam's second moment only`);
+      const floor = s.noiseFloor ?? NOISE_FLOOR;
+      if (!(floor > 0 && floor <= 1)) throw new RangeError(`${label}: noiseFloor = ${floor}; must be in (0, 1]`);
+      this.noiseFloor = floor;
+    }
     // The manifest records biasCorrection only when on, so manifests of runs without it read as before.
     this.hyperParameters = {
       serverLearningRate: this.eta,
@@ -53,6 +73,7 @@ abstract class FedOpt extends FedAvg {
       ...(usesBeta2 ? { beta2: this.beta2 } : {}),
       tau: this.tau,
       ...(this.biasCorrection ? { biasCorrection: 1 } : {}),
+      ...(this.noiseFloor !== undefined ? { noiseAware: 1, noiseFloor: this.noiseFloor } : {}),
     };
   }
 
@@ -74,6 +95,18 @@ abstract class FedOpt extends FedAvg {
     const eta = serverRateAt(this.label, this.eta, this.schedule, state?.round);
     const { bc1, bc2 } = this.biasCorrections(state?.round);
     const v0 = this.biasCorrection ? 0 : tau * tau;
+    // The noise's running variance: ŝ, subtracted from every v̂, and the floor under the difference (0, 0: no correction).
+    let sHat = 0;
+    let floor = 0;
+    if (this.noiseFloor !== undefined) {
+      if (!(sum.noiseStd !== undefined && sum.noiseStd > 0))
+        throw new Error(`${this.label}: strategy.noiseAware needs a sum that carries differential privacy noise of known σ (privacy.enabled)`);
+      const nu = (sum.noiseStd / sum.totalWeight) ** 2;
+      const s = this.beta2 * (st.readScalar(NOISE_KEY) ?? 0) + (1 - this.beta2) * nu;
+      st.writeScalar(NOISE_KEY, s);
+      sHat = s / bc2;
+      floor = this.noiseFloor * sHat;
+    }
     const out = stepAlongMeanDelta(this.label, global, sum, (name, g, delta, next) => {
       const mPrev = st.read('m', name, g.length);
       const vPrev = st.read('v', name, g.length);
@@ -84,7 +117,8 @@ abstract class FedOpt extends FedAvg {
         m[j] = beta1 * (mPrev ? mPrev[j] : 0) + (1 - beta1) * d;
         v[j] = this.secondMoment(vPrev ? vPrev[j] : v0, d * d);
         // Without bias correction bc1 = bc2 = 1 and both divisions are exact: Algorithm 2 bit for bit.
-        next[j] = g[j] + (eta * (m[j] / bc1)) / (Math.sqrt(v[j] / bc2) + tau);
+        const vHat = sHat > 0 ? Math.max(v[j] / bc2 - sHat, floor) : v[j] / bc2;
+        next[j] = g[j] + (eta * (m[j] / bc1)) / (Math.sqrt(vHat) + tau);
       }
       st.write('m', name, m);
       st.write('v', name, v);

@@ -34,6 +34,19 @@ export class OptimizerState {
     this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data: Float32Array.from(values) });
   }
 
+  /** A scalar of the base version's state (a one-value tensor named `key`), or undefined when it has none. */
+  readScalar(key: string): number | undefined {
+    const t = this.before.get(key);
+    if (!t) return undefined;
+    if (t.data.length !== 1) throw new RangeError(`${this.label}: state ${key} holds ${t.data.length} values; a scalar has 1`);
+    return t.data[0];
+  }
+
+  /** Stores a scalar of the state after this step (rounded to float32 here, once, like the per-value kinds). */
+  writeScalar(key: string, value: number): void {
+    this.after.set(key, { name: key, dtype: 'float32', shape: [1], data: Float32Array.of(value) });
+  }
+
   /**
    * The state after this round, in name order: what was written, plus the base state of each `kind` for tensors
    * the sum did not touch (they did not move, so neither did their state).

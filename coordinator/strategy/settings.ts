@@ -20,6 +20,14 @@ export interface ServerOptimizerSettings extends ServerScheduleSettings {
    * runs Adam itself. Absent or false: Reddi et al.'s Algorithm 2 as it stands.
    */
   readonly biasCorrection?: boolean;
+  /**
+   * FedAdam under DP-FedAvg (privacy.enabled): subtract the known variance of the noise on the mean update,
+   * (σ/n)² per value (σ = z·C on the sum of n updates), from Adam's second moment before the step (DP-AdamBC, Tang
+   * et al. 2024), so that the steps on the signal are the noiseless optimiser's in expectation (fedopt.ts).
+   */
+  readonly noiseAware?: boolean;
+  /** The corrected second moment's floor, as a fraction of the noise's variance on the mean (default NOISE_FLOOR). */
+  readonly noiseFloor?: number;
   /** SCAFFOLD: N, the sites in the federation, for c ← c + (|S|/N)·mean(Δc) (0 or absent: every site is in every round). */
   readonly population?: number;
 }
@@ -41,6 +49,24 @@ export function checkSettings(label: string, s: ServerOptimizerSettings): void {
   if (!(Number.isFinite(s.serverLearningRate) && s.serverLearningRate >= 0)) throw bad('serverLearningRate', s.serverLearningRate, 'a finite number ≥ 0');
   for (const k of ['momentum', 'beta1', 'beta2'] as const) if (!(s[k] >= 0 && s[k] < 1)) throw bad(k, s[k], 'in [0, 1)');
   if (!(Number.isFinite(s.tau) && s.tau > 0)) throw bad('tau', s.tau, 'a finite number > 0');
+}
+
+/**
+ * The default floor of the noise-corrected second moment, as a fraction of the noise's variance on the mean: a value
+ * whose signal the noise hides (v − ν under 0.25·ν) steps as if its signal were half the noise's standard deviation,
+ * so its noise is amplified at most 2× against an uncorrected Adam whose √v is the noise's.
+ */
+export const NOISE_FLOOR = 0.25;
+
+/** strategy.noiseAware corrects FedAdam's second moment for DP-FedAvg's noise: without both it is refused. */
+export function noiseAwareProblems(cfg: Pick<CoordinatorConfig, 'strategy' | 'privacy'>): string[] {
+  const s = cfg.strategy;
+  const out: string[] = [];
+  if (!(s.noiseFloor > 0 && s.noiseFloor <= 1)) out.push(`strategy.noiseFloor (${s.noiseFloor}) must be in (0, 1]`);
+  if (!s.noiseAware) return out;
+  if (s.name !== 'fedadam') out.push(`strategy.noiseAware corrects fedadam's second moment; strategy.name is '${s.name}'`);
+  if (!cfg.privacy.enabled) out.push('strategy.noiseAware subtracts the variance of differential privacy noise: it needs privacy.enabled');
+  return out;
 }
 
 /** strategy.biasCorrection belongs to the adaptive optimisers: set with any other strategy it would do nothing, so it is refused. */

@@ -30,6 +30,11 @@ export interface WeightedSum {
   readonly scale: number;
   /** Set when the sum already carries differential-privacy noise (SecAgg sites added their shares before masking). */
   readonly noised?: boolean;
+  /**
+   * σ of the Gaussian noise the sum carries, in the adapter's units (DP-FedAvg's z·C; set by DpStrategy for the
+   * strategy it wraps), so a noise-aware optimiser can discount its variance (σ/totalWeight)² on the mean.
+   */
+  readonly noiseStd?: number;
 }
 
 /** Why an update was not admitted; the service answers it with INVALID_ARGUMENT. */
