@@ -1,5 +1,5 @@
 // The adaptive optimisers' WebAssembly close (coordinator/strategy/fedopt-kernel.ts) against the JavaScript loop of
-// fedopt.ts it stands in for: m, v (float64) and the next values (float32) bit for bit, for each second moment, with
+// fedopt.ts it stands in for: m, v (as stored: rounded to float32) and the next values bit for bit, for each second moment, with
 // and without bias correction, with the noise-aware floor, in a first round (no prior m, v) and after one.
 import fc from 'fast-check';
 import wabtInit from 'wabt';
@@ -38,11 +38,12 @@ function stepJs(c: FedOptConstants, s: Float64Array, g: Float32Array, denom: num
     const vHat = sHat > 0 ? Math.max(v[j] / bc2 - sHat, floor) : v[j] / bc2;
     next[j] = g[j] + (eta * (m[j] / bc1)) / (Math.sqrt(vHat) + tau);
   }
-  return { m, v, next };
+  // Rounded as OptimizerState.write stores them.
+  return { m: Float32Array.from(m), v: Float32Array.from(v), next };
 }
 
 function stepWasm(c: FedOptConstants, s: Float64Array, g: Float32Array, denom: number, p: Prior) {
-  const out = { m: new Float64Array(g.length), v: new Float64Array(g.length), next: new Float32Array(g.length) };
+  const out = { m: new Float32Array(g.length), v: new Float32Array(g.length), next: new Float32Array(g.length) };
   expect(stepFedOpt(c, s, g, denom, p, out)).to.equal(true);
   return out;
 }

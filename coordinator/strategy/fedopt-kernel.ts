@@ -1,26 +1,28 @@
 // The adaptive optimisers' close in WebAssembly (FedAdam, FedAdagrad, FedYogi; bias correction and
 // strategy.noiseAware included): for every value, Δ = s / denom, the moments m and v, and the next value, with the
 // float64 operations of fedopt.ts's JavaScript loop in its order (Δ as mean-delta.ts computes it), one rounding to
-// float32 on the store, so m, v and the next values have the same bits (test/fedopt-kernel.test.ts checks them value
-// for value). The loop's constants (1 − β1, 1 − β2, the bias corrections, ŝ, the floor, η) come from JavaScript,
+// float32 on the store of each (the rounding OptimizerState.write gives m and v), so the stored m, v and the next
+// values have the same bits (test/fedopt-kernel.test.ts checks them value for value). The loop's constants (1 − β1, 1 − β2, the bias corrections, ŝ, the floor, η) come from JavaScript,
 // evaluated once as the loop evaluates them; f64.max is Math.max (NaN from either side, +0 over −0) and Math.sign is
 // written out (1, −1, or the argument itself: ±0 and NaN).
 // Why: as for FedAvg's close (close-kernel.ts), the loop runs once a round over every parameter, so V8 has rarely
 // optimised it when it runs, and FedAdam is the default strategy. Values go through a fixed stage of FEDOPT_BLOCK
-// values (3.5 MiB): the sum, m and v in float64 (the prior state, float32, widened exactly by TypedArray.set), and
-// the global in float32, overwritten in place by the next values.
+// values (2.5 MiB): the sum in float64; the global, m and v in float32 (as stored), overwritten in place by the
+// next values and state, so every copy in and out is a memcpy (widening m and v to float64 and rounding them back
+// outside the module had cost more than the loop).
 // Assembled with wabt's wat2wasm (the devDependency `wabt`; the test re-assembles this text and compares):
 //
 // (module
-//   (memory (export "mem") 56)
-//   ;; For i in [0, n): d = s[i] / denom; m[i] = b1·m[i] + omb1·d; v[i] = the mode's second moment of v[i] and d·d
+//   (memory (export "mem") 40)
+//   ;; For i in [0, n): d = s[i] / denom; m' = b1·m[i] + omb1·d; v' = the mode's second moment of v[i] (v0 where
+//   ;; $hasV is 0: the first step) and d·d
 //   ;; (0 FedAdam: b2·v + omb2·d², 1 FedAdagrad: v + d², 2 FedYogi: v − omb2·d²·sign(v − d²));
-//   ;; h = v[i] / bc2, over sHat > 0: max(h − sHat, floor); g[i] = f32(f64(g[i]) + (eta·(m[i] / bc1)) / (√h + tau)).
-//   ;; s, m, v float64 at $s, $m, $v (m and v overwritten in place), g float32 at $g (overwritten in place).
+//   ;; h = v' / bc2, over sHat > 0: max(h − sHat, floor); g[i] = f32(f64(g[i]) + (eta·(m' / bc1)) / (√h + tau));
+//   ;; m[i] = f32(m'), v[i] = f32(v'). s float64 at $s; g, m, v float32 at $g, $m, $v, overwritten in place.
 //   (func (export "step")
-//     (param $s i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32) (param $mode i32)
+//     (param $s i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32) (param $mode i32) (param $hasV i32)
 //     (param $denom f64) (param $b1 f64) (param $omb1 f64) (param $b2 f64) (param $omb2 f64)
-//     (param $bc1 f64) (param $bc2 f64) (param $sHat f64) (param $floor f64) (param $eta f64) (param $tau f64)
+//     (param $bc1 f64) (param $bc2 f64) (param $sHat f64) (param $floor f64) (param $eta f64) (param $tau f64) (param $v0 f64)
 //     (local $end i32) (local $d f64) (local $d2 f64) (local $mi f64) (local $vi f64) (local $x f64) (local $h f64)
 //     (local.set $end (i32.add (local.get $g) (i32.shl (local.get $n) (i32.const 2))))
 //     (block $done
@@ -29,8 +31,8 @@
 //         (local.set $d (f64.div (f64.load (local.get $s)) (local.get $denom)))
 //         (local.set $d2 (f64.mul (local.get $d) (local.get $d)))
 //         (local.set $mi
-//           (f64.add (f64.mul (local.get $b1) (f64.load (local.get $m))) (f64.mul (local.get $omb1) (local.get $d))))
-//         (local.set $vi (f64.load (local.get $v)))
+//           (f64.add (f64.mul (local.get $b1) (f64.promote_f32 (f32.load (local.get $m)))) (f64.mul (local.get $omb1) (local.get $d))))
+//         (local.set $vi (select (f64.promote_f32 (f32.load (local.get $v))) (local.get $v0) (local.get $hasV)))
 //         (if (i32.eqz (local.get $mode))
 //           (then
 //             (local.set $vi
@@ -47,8 +49,8 @@
 //                       (select (f64.const 1)
 //                         (select (f64.const -1) (local.get $x) (f64.lt (local.get $x) (f64.const 0)))
 //                         (f64.gt (local.get $x) (f64.const 0))))))))))
-//         (f64.store (local.get $m) (local.get $mi))
-//         (f64.store (local.get $v) (local.get $vi))
+//         (f32.store (local.get $m) (f32.demote_f64 (local.get $mi)))
+//         (f32.store (local.get $v) (f32.demote_f64 (local.get $vi)))
 //         (local.set $h (f64.div (local.get $vi) (local.get $bc2)))
 //         (if (f64.gt (local.get $sHat) (f64.const 0))
 //           (then (local.set $h (f64.max (f64.sub (local.get $h) (local.get $sHat)) (local.get $floor)))))
@@ -61,19 +63,19 @@
 //                 (f64.add (f64.sqrt (local.get $h)) (local.get $tau))))))
 //         (local.set $g (i32.add (local.get $g) (i32.const 4)))
 //         (local.set $s (i32.add (local.get $s) (i32.const 8)))
-//         (local.set $m (i32.add (local.get $m) (i32.const 8)))
-//         (local.set $v (i32.add (local.get $v) (i32.const 8)))
+//         (local.set $m (i32.add (local.get $m) (i32.const 4)))
+//         (local.set $v (i32.add (local.get $v) (i32.const 4)))
 //         (br $each)))))
 //
-// Memory: the sum's stage at 0, m's at 8·FEDOPT_BLOCK, v's at 16·FEDOPT_BLOCK (float64 each), the global's at
-// 24·FEDOPT_BLOCK (float32).
+// Memory: the sum's stage at 0 (float64), m's at 8·FEDOPT_BLOCK, v's at 12·FEDOPT_BLOCK, the global's at
+// 16·FEDOPT_BLOCK (float32 each).
 import { wasmApi } from './fold-kernel';
 
 export const FEDOPT_WASM = Buffer.from(
-  'AGFzbQEAAAABFQFgEX9/f39/f3x8fHx8fHx8fHx8AAMCAQAFAwEAOAcOAgNtZW0CAARzdGVwAAAKlAIBkQICAX8GfCADIARBAnRqIRECQANAIAMgEU8NASAAKwMAIAajIRIgEiASoiETIAcgASsDAKIgCCASoqAhFCACKwMAIRUgBUUEQCAJIBWiIAogE6KgIRUFIAVBAUYEQCAVIBOgIRUFIBUgE6EhFiAVIAogE6JEAAAAAAAA8D9EAAAAAAAA8L8gFiAWRAAAAAAAAAAAYxsgFkQAAAAAAAAAAGQboqEhFQsLIAEgFDkDACACIBU5AwAgFSAMoyEXIA1EAAAAAAAAAABkBEAgFyANoSAOpSEXCyADIAMqAgC7IA8gFCALo6IgF58gEKCjoLY4AgAgA0EEaiEDIABBCGohACABQQhqIQEgAkEIaiECDAALCws=',
+  'AGFzbQEAAAABFwFgE39/f39/f398fHx8fHx8fHx8fHwAAwIBAAUDAQAoBw4CA21lbQIABHN0ZXAAAAqdAgGaAgIBfwZ8IAMgBEECdGohEwJAA0AgAyATTw0BIAArAwAgB6MhFCAUIBSiIRUgCCABKgIAu6IgCSAUoqAhFiACKgIAuyASIAYbIRcgBUUEQCAKIBeiIAsgFaKgIRcFIAVBAUYEQCAXIBWgIRcFIBcgFaEhGCAXIAsgFaJEAAAAAAAA8D9EAAAAAAAA8L8gGCAYRAAAAAAAAAAAYxsgGEQAAAAAAAAAAGQboqEhFwsLIAEgFrY4AgAgAiAXtjgCACAXIA2jIRkgDkQAAAAAAAAAAGQEQCAZIA6hIA+lIRkLIAMgAyoCALsgECAWIAyjoiAZnyARoKOgtjgCACADQQRqIQMgAEEIaiEAIAFBBGohASACQQRqIQIMAAsLCw==',
   'base64',
 );
-/** Values per call: 28 bytes each, 56 pages in all. */
+/** Values per call: 20 bytes each, 40 pages in all. */
 export const FEDOPT_BLOCK = 1 << 17;
 
 /** Which second moment: FedAdam's β2·v + (1 − β2)·Δ², FedAdagrad's v + Δ², FedYogi's v − (1 − β2)·Δ²·sign(v − Δ²). */
@@ -98,8 +100,8 @@ export interface FedOptConstants {
 type StepFn = (...args: number[]) => void;
 interface FedOptModule {
   readonly sum: Float64Array;
-  readonly m: Float64Array;
-  readonly v: Float64Array;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
   readonly next: Float32Array;
   readonly step: StepFn;
 }
@@ -114,9 +116,9 @@ function fedOptModule(): FedOptModule | null {
   const buf = wasm.mem.buffer;
   instance = {
     sum: new Float64Array(buf, 0, FEDOPT_BLOCK),
-    m: new Float64Array(buf, 8 * FEDOPT_BLOCK, FEDOPT_BLOCK),
-    v: new Float64Array(buf, 16 * FEDOPT_BLOCK, FEDOPT_BLOCK),
-    next: new Float32Array(buf, 24 * FEDOPT_BLOCK, FEDOPT_BLOCK),
+    m: new Float32Array(buf, 8 * FEDOPT_BLOCK, FEDOPT_BLOCK),
+    v: new Float32Array(buf, 12 * FEDOPT_BLOCK, FEDOPT_BLOCK),
+    next: new Float32Array(buf, 16 * FEDOPT_BLOCK, FEDOPT_BLOCK),
     step: wasm.step,
   };
   return instance;
@@ -125,7 +127,7 @@ function fedOptModule(): FedOptModule | null {
 /**
  * One tensor's step in the module where WebAssembly is present (false where it is not: the caller then takes the
  * JavaScript path). `mPrev`/`vPrev`: the prior state, or undefined in the first step (m from 0, v from `v0`).
- * Writes m, v (float64, unrounded) and the next values (float32). Lengths must match (the caller checks).
+ * Writes m and v rounded to float32 (as stored) and the next values. Lengths must match (the caller checks).
  */
 export function stepFedOpt(
   c: FedOptConstants,
@@ -133,7 +135,7 @@ export function stepFedOpt(
   g: Float32Array,
   denom: number,
   prior: { mPrev: Float32Array | undefined; vPrev: Float32Array | undefined; v0: number },
-  out: { m: Float64Array; v: Float64Array; next: Float32Array },
+  out: { m: Float32Array; v: Float32Array; next: Float32Array },
 ): boolean {
   const k = fedOptModule();
   if (!k) return false;
@@ -144,15 +146,16 @@ export function stepFedOpt(
     k.next.set(g.subarray(a, b));
     if (prior.mPrev) k.m.set(prior.mPrev.subarray(a, b));
     else k.m.fill(0, 0, n);
-    if (prior.vPrev) k.v.set(prior.vPrev.subarray(a, b));
-    else k.v.fill(prior.v0, 0, n);
+    if (prior.vPrev) k.v.set(prior.vPrev.subarray(a, b)); // else v0, a float64, from the call
+    const hasV = prior.vPrev ? 1 : 0;
     k.step(
       0,
       8 * FEDOPT_BLOCK,
+      12 * FEDOPT_BLOCK,
       16 * FEDOPT_BLOCK,
-      24 * FEDOPT_BLOCK,
       n,
       SECOND_MOMENT[c.mode],
+      hasV,
       denom,
       c.beta1,
       c.oneMinusBeta1,
@@ -164,6 +167,7 @@ export function stepFedOpt(
       c.floor,
       c.eta,
       c.tau,
+      prior.v0,
     );
     out.m.set(k.m.subarray(0, n), a);
     out.v.set(k.v.subarray(0, n), a);

@@ -129,11 +129,11 @@ abstract class FedOpt extends FedAvg {
     const direct = (s: Float64Array, g: Float32Array, denom: number, next: Float32Array, name: string): boolean => {
       if (!this.closeInWasm) return false;
       const prior = { mPrev: st.read('m', name, g.length), vPrev: st.read('v', name, g.length), v0 };
-      const m = new Float64Array(g.length);
-      const v = new Float64Array(g.length);
+      const m = new Float32Array(g.length);
+      const v = new Float32Array(g.length);
       if (!stepFedOpt(k, s, g, denom, prior, { m, v, next })) return false;
-      st.write('m', name, m);
-      st.write('v', name, v);
+      st.writeRounded('m', name, m);
+      st.writeRounded('v', name, v);
       return true;
     };
     const out = stepAlongMeanDelta(
