@@ -3,18 +3,15 @@
 // for byte as an uninterrupted run does: adapters and server-state.safetensors (m, v and the noise's running
 // variance). The noise is drawn per round from a fixed seed here (production draws a fresh secret one), so both
 // runs add the same noise in the same round.
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
-import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
+import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
 import { DpStrategy } from '../coordinator/strategy/dp';
 import { FedAdam, NOISE_KEY } from '../coordinator/strategy/fedopt';
 import { GaussianStream } from '../proto/gaussian';
 import type { TensorList } from '../proto/tensors';
 import { startCoordinator, tempDir, type Harness } from './harness';
-import { startRestartSites, type RestartSites } from './restart-sites';
+import { restartSuite, startRestartSites, versionFile, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** Moves value i by k·(1 + i mod 3)/(round + 1): the update changes from round to round. */
@@ -38,23 +35,15 @@ function seededStrategy(committed: number): DpStrategy {
 
 describe('noise-aware FedAdam state across a coordinator restart (real gRPC)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
-  const clients: FederationClient[] = [];
-  const harnesses: Harness[] = [];
-
-  after(async () => {
-    for (const c of clients) await c.stop().catch(() => undefined);
-    for (const h of harnesses) await h.coordinator.stop(200).catch(() => undefined);
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
-  });
+  const { dirs, clients, coordinators } = restartSuite();
 
   async function coordinator(runDir: string, committed: number): Promise<Harness> {
     const h = await startCoordinator(runDir, { total: 3 }, { strategy: STRATEGY, privacy: PRIVACY }, { strategy: seededStrategy(committed) });
-    harnesses.push(h);
+    coordinators.push(h.coordinator);
     return h;
   }
   const sites = (h: Harness): RestartSites<StepTrainer> => startRestartSites(h.address, [new StepTrainer(0.3), new StepTrainer(-0.1)], clients);
-  const file = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
+  const file = versionFile;
 
   it('versions 2 and 3 after a stop and restart equal an uninterrupted run byte for byte, the noise average included', async () => {
     const dirA = await tempDir('noiseaware-a');

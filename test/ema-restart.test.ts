@@ -9,7 +9,6 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { Coordinator } from '../coordinator';
 // Over the classic defaults (FedAvg, no average…), which this file was written against.
@@ -21,7 +20,7 @@ import { verifyRun, verifyVersionDir } from '../coordinator/checkpoints/verify';
 import { readSafetensors } from '../proto/safetensors';
 import type { TensorList } from '../proto/tensors';
 import { smallAdapter, tempDir } from './harness';
-import { startRestartSites, type RestartSites } from './restart-sites';
+import { restartSuite, startRestartSites, versionFile, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -46,14 +45,7 @@ class RoundTrainer implements Trainer {
 
 describe('strategy.ema across a restart, in the evaluator, the release pointer and the export (real gRPC)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
-  const coordinators: Coordinator[] = [];
-  const clients: FederationClient[] = [];
-  after(async () => {
-    for (const c of clients) await c.stop().catch(() => undefined);
-    for (const c of coordinators) await c.stop(200).catch(() => undefined);
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
-  });
+  const { dirs, clients, coordinators } = restartSuite();
 
   /** A coordinator of 3 rounds of FedAdam with its average at β 0.5; its evaluator records what it scored. */
   async function start(runDir: string, scored: Map<number, string[]>): Promise<{ c: Coordinator; address: string }> {
@@ -94,7 +86,7 @@ describe('strategy.ema across a restart, in the evaluator, the release pointer a
       [0.25, -0.125].map((v) => new RoundTrainer(v)),
       clients,
     );
-  const file = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
+  const file = versionFile;
 
   it('restart resumes the average bit for bit; the evaluator scores it; release and export give it', async () => {
     const dirA = await tempDir('ema-a');

@@ -1,6 +1,10 @@
-// Test sites for the restart tests (server optimiser state, the EMA average): one FederationClient per trainer,
-// named site-0, site-1…, with the fast backoff those tests need to rejoin a restarted coordinator quickly.
+// What the restart tests (server optimiser state, the EMA average, the noise-aware DP state) share: one
+// FederationClient per trainer, named site-0, site-1…, with the fast backoff those tests need to rejoin a restarted
+// coordinator quickly; the suite's cleanup of its sites, coordinators and run directories; a version's file.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
+import { versionDirName } from '../coordinator/checkpoints/fs-store';
 import type { Trainer } from '../client-sdk/trainer';
 import { testIdentity } from './harness';
 
@@ -25,3 +29,24 @@ export function startRestartSites<T extends Trainer>(address: string, trainers: 
   clients.push(...cs);
   return { runs: cs.map((c) => c.run()), trainers, stop: async () => void (await Promise.all(cs.map((c) => c.stop()))) };
 }
+
+/** What a restart suite made and must take down: pushed to as the suite goes, stopped and removed after it. */
+export interface RestartSuite {
+  readonly dirs: string[];
+  readonly clients: FederationClient[];
+  readonly coordinators: { stop(graceMs: number): Promise<unknown> }[];
+}
+
+/** Registers the suite's cleanup (mocha `after`: sites first, then coordinators, then run directories). */
+export function restartSuite(): RestartSuite {
+  const suite: RestartSuite = { dirs: [], clients: [], coordinators: [] };
+  after(async () => {
+    for (const c of suite.clients) await c.stop().catch(() => undefined);
+    for (const c of suite.coordinators) await c.stop(200).catch(() => undefined);
+    for (const d of suite.dirs) await fs.rm(d, { recursive: true, force: true });
+  });
+  return suite;
+}
+
+/** One file of version `v` of the run in `runDir`. */
+export const versionFile = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));

@@ -5,14 +5,13 @@
 // and are recorded in each manifest. `fedtune verify` checks the state file like the adapter.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import type { TensorList } from '../proto/tensors';
 import { startCoordinator, tempDir, type Harness } from './harness';
-import { startRestartSites, type RestartSites } from './restart-sites';
+import { restartSuite, startRestartSites, versionFile, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** Moves every value by value·(100·learningRate)·(1 + i mod 3): the update depends on the plan's rate. */
@@ -38,23 +37,15 @@ const RATES = [0.01, 0.001 + 0.009 * 0.75, 0.001 + 0.009 * 0.25];
 
 describe('server optimiser state across a coordinator restart (real gRPC)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
-  const clients: FederationClient[] = [];
-  const harnesses: Harness[] = [];
-
-  after(async () => {
-    for (const c of clients) await c.stop().catch(() => undefined);
-    for (const h of harnesses) await h.coordinator.stop(200).catch(() => undefined);
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
-  });
+  const { dirs, clients, coordinators } = restartSuite();
 
   async function coordinator(runDir: string): Promise<Harness> {
     const h = await startCoordinator(runDir, ROUNDS, SETTINGS);
-    harnesses.push(h);
+    coordinators.push(h.coordinator);
     return h;
   }
   const sites = (h: Harness): RestartSites<RateTrainer> => startRestartSites(h.address, [new RateTrainer(0.3), new RateTrainer(-0.1)], clients);
-  const file = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
+  const file = versionFile;
 
   it('versions 2 and 3 after a stop and restart equal an uninterrupted run byte for byte; plans carry the schedule and μ', async () => {
     // Uninterrupted.

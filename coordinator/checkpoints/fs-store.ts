@@ -56,19 +56,7 @@ import {
 
 // The run's layout on disk, its errors and the pointer rule live in run-layout.ts; re-exported here, the store's
 // public face, so callers keep one import.
-export {
-  ADAPTER_CONFIG_FILE,
-  ADAPTER_FILE,
-  CheckpointIntegrityError,
-  LATEST_FILE,
-  MANIFEST_FILE,
-  MANIFEST_FORMAT,
-  NotARunError,
-  RecoveryNeededError,
-  RunMismatchError,
-  pointerProblem,
-  versionDirName,
-} from './run-layout';
+export * from './run-layout';
 
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
