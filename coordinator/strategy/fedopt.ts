@@ -21,6 +21,7 @@
 // m and v are rounded to float32 once per round when stored (optimizer-state.ts); the step uses them unrounded.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { FedAvg } from './fedavg';
+import { stepFedOpt, type FedOptConstants, type SecondMoment } from './fedopt-kernel';
 import { stepAlongMeanDelta } from './mean-delta';
 import { OptimizerState } from './optimizer-state';
 import { DEFAULT_SERVER_LEARNING_RATE, NOISE_FLOOR, checkSettings, type ServerOptimizerSettings } from './settings';
@@ -88,6 +89,10 @@ abstract class FedOpt extends FedAvg {
 
   /** The next second moment from the last one and Δ² (all float64). */
   protected abstract secondMoment(v: number, d2: number): number;
+  /** The same second moment in the WebAssembly close (fedopt-kernel.ts). */
+  protected abstract readonly secondMomentKind: SecondMoment;
+  /** False: the JavaScript loop below only (the reference the tests hold the module to). */
+  protected readonly closeInWasm: boolean = true;
 
   override aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
     const st = new OptimizerState(this.label, global, state);
@@ -107,22 +112,52 @@ abstract class FedOpt extends FedAvg {
       sHat = s / bc2;
       floor = this.noiseFloor * sHat;
     }
-    const out = stepAlongMeanDelta(this.label, global, sum, (name, g, delta, next) => {
-      const mPrev = st.read('m', name, g.length);
-      const vPrev = st.read('v', name, g.length);
-      const m = new Float64Array(g.length);
-      const v = new Float64Array(g.length);
-      for (let j = 0; j < g.length; j++) {
-        const d = delta[j];
-        m[j] = beta1 * (mPrev ? mPrev[j] : 0) + (1 - beta1) * d;
-        v[j] = this.secondMoment(vPrev ? vPrev[j] : v0, d * d);
-        // Without bias correction bc1 = bc2 = 1 and both divisions are exact: Algorithm 2 bit for bit.
-        const vHat = sHat > 0 ? Math.max(v[j] / bc2 - sHat, floor) : v[j] / bc2;
-        next[j] = g[j] + (eta * (m[j] / bc1)) / (Math.sqrt(vHat) + tau);
-      }
-      st.write('m', name, m);
-      st.write('v', name, v);
-    });
+    // The loop's constants as it evaluates them, for the same bits in the WebAssembly close (fedopt-kernel.ts).
+    const k: FedOptConstants = {
+      mode: this.secondMomentKind,
+      beta1,
+      oneMinusBeta1: 1 - beta1,
+      beta2: this.beta2,
+      oneMinusBeta2: 1 - this.beta2,
+      bc1,
+      bc2,
+      sHat,
+      floor,
+      eta,
+      tau,
+    };
+    const direct = (s: Float64Array, g: Float32Array, denom: number, next: Float32Array, name: string): boolean => {
+      if (!this.closeInWasm) return false;
+      const prior = { mPrev: st.read('m', name, g.length), vPrev: st.read('v', name, g.length), v0 };
+      const m = new Float32Array(g.length);
+      const v = new Float32Array(g.length);
+      if (!stepFedOpt(k, s, g, denom, prior, { m, v, next })) return false;
+      st.writeRounded('m', name, m);
+      st.writeRounded('v', name, v);
+      return true;
+    };
+    const out = stepAlongMeanDelta(
+      this.label,
+      global,
+      sum,
+      (name, g, delta, next) => {
+        const mPrev = st.read('m', name, g.length);
+        const vPrev = st.read('v', name, g.length);
+        const m = new Float64Array(g.length);
+        const v = new Float64Array(g.length);
+        for (let j = 0; j < g.length; j++) {
+          const d = delta[j];
+          m[j] = beta1 * (mPrev ? mPrev[j] : 0) + (1 - beta1) * d;
+          v[j] = this.secondMoment(vPrev ? vPrev[j] : v0, d * d);
+          // Without bias correction bc1 = bc2 = 1 and both divisions are exact: Algorithm 2 bit for bit.
+          const vHat = sHat > 0 ? Math.max(v[j] / bc2 - sHat, floor) : v[j] / bc2;
+          next[j] = g[j] + (eta * (m[j] / bc1)) / (Math.sqrt(vHat) + tau);
+        }
+        st.write('m', name, m);
+        st.write('v', name, v);
+      },
+      direct,
+    );
     st.commit(state!, ['m', 'v']);
     return out;
   }
@@ -133,6 +168,7 @@ export class FedAdagrad extends FedOpt {
   constructor(s: Omit<Settings, 'beta2'>) {
     super('FedAdagrad', { ...s, beta2: 0 }, false);
   }
+  protected readonly secondMomentKind = 'adagrad';
   protected secondMoment(v: number, d2: number): number {
     return v + d2;
   }
@@ -143,6 +179,7 @@ export class FedAdam extends FedOpt {
   constructor(s: Settings) {
     super('FedAdam', s, true);
   }
+  protected readonly secondMomentKind = 'adam';
   protected secondMoment(v: number, d2: number): number {
     return this.beta2 * v + (1 - this.beta2) * d2;
   }
@@ -153,6 +190,7 @@ export class FedYogi extends FedOpt {
   constructor(s: Settings) {
     super('FedYogi', s, true);
   }
+  protected readonly secondMomentKind = 'yogi';
   protected secondMoment(v: number, d2: number): number {
     return v - (1 - this.beta2) * d2 * Math.sign(v - d2);
   }

@@ -13,10 +13,11 @@ import type { WeightedSum } from './strategy';
 export type ServerStep = (name: string, g: Float32Array, delta: Float64Array, out: Float32Array) => void;
 
 /**
- * The same next values as `step` over the mean delta, computed at once from the sum and the denominator (FedAvg's
- * WebAssembly close, close-kernel.ts); false where it cannot run, and `step` is used.
+ * The same next values as `step` over the mean delta, computed at once from the sum and the denominator (the
+ * WebAssembly closes: FedAvg's, close-kernel.ts; the adaptive optimisers', fedopt-kernel.ts); false where it cannot
+ * run, and `step` is used. `name` is the tensor's, as `step` gets it.
  */
-export type DirectStep = (s: Float64Array, g: Float32Array, denom: number, out: Float32Array) => boolean;
+export type DirectStep = (s: Float64Array, g: Float32Array, denom: number, out: Float32Array, name: string) => boolean;
 
 /**
  * The next adapter: for each global tensor with an entry in the sum, `step` over its mean delta; a tensor the sum
@@ -31,7 +32,7 @@ export function stepAlongMeanDelta(label: string, global: TensorList, sum: Weigh
     if (!s) out.set(g.data);
     else {
       if (s.length !== out.length) throw new RangeError(`sum of ${g.name} holds ${s.length} values; the tensor has ${out.length}`);
-      if (direct && s instanceof Float64Array && direct(s, g.data, denom, out)) return { name: g.name, dtype: g.dtype, shape: g.shape, data: out };
+      if (direct && s instanceof Float64Array && direct(s, g.data, denom, out, g.name)) return { name: g.name, dtype: g.dtype, shape: g.shape, data: out };
       const delta = new Float64Array(out.length);
       // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes delta[out.length], which a typed array ignores.
       for (let j = 0; j < out.length; j++) delta[j] = s[j] / denom;

@@ -34,6 +34,11 @@ export class OptimizerState {
     this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data: Float32Array.from(values) });
   }
 
+  /** Stores the state after this step already rounded to float32 (by the WebAssembly close, fedopt-kernel.ts). */
+  writeRounded(kind: string, name: string, values: Float32Array): void {
+    this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data: values });
+  }
+
   /** A scalar of the base version's state (a one-value tensor named `key`), or undefined when it has none. */
   readScalar(key: string): number | undefined {
     const t = this.before.get(key);
