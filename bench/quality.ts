@@ -176,12 +176,26 @@ export function stoppingTable(summary: readonly ConfigSummary[]): string {
 
 const capSteps = (steps: number, cap: number): number => (cap > 0 ? Math.min(steps, cap) : steps);
 
+// The cell processes running now. A driver ended by a signal (the run scripts' `timeout`) ends them too: each
+// holds GPU devices and CPU that the next run in the same device call needs.
+const children = new Set<ReturnType<typeof spawn>>();
+function endChildrenOnSignal(): void {
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      for (const c of children) c.kill('SIGTERM');
+      process.exit(sig === 'SIGTERM' ? 143 : 130);
+    });
+  }
+}
+
 function runChild(cell: QualityCell): Promise<CellResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'quality-cell.js'), JSON.stringify(cell)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.add(child);
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.on('close', (code) => {
+      children.delete(child);
       const last = out.trim().split('\n').pop() ?? '';
       try {
         resolve(JSON.parse(last) as CellResult);
@@ -193,6 +207,7 @@ function runChild(cell: QualityCell): Promise<CellResult> {
 }
 
 async function main(): Promise<void> {
+  endChildrenOnSignal();
   const o = new Command('quality')
     .option('--splits <list>', 'splits', Object.keys(SPLITS).join(','))
     .option('--seeds <list>', 'run seeds', '42,43,44')

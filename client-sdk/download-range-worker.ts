@@ -81,6 +81,8 @@ function clientFor(c: ChannelSpec): GrpcFederationClient {
 const calls = new Map<number, grpc.ClientReadableStream<TensorFrame__Output>>();
 /** Ranges the main thread cancelled (never retried), and the wake-up of a range waiting to retry. */
 const cancelled = new Set<number>();
+/** Ranges this worker is receiving: a cancel for any other id (one that already finished) is dropped, not kept. */
+const live = new Set<number>();
 const waking = new Map<number, () => void>();
 
 /** `j` from its piece `done` on: what is left to ask for after `done` of its pieces were checked. */
@@ -209,6 +211,7 @@ function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
 
 parentPort?.on('message', (m: ToRangeWorker) => {
   if (m.op === 'cancel') {
+    if (!live.has(m.id)) return;
     cancelled.add(m.id);
     waking.get(m.id)?.();
     return void calls.get(m.id)?.cancel();
@@ -221,8 +224,12 @@ parentPort?.on('message', (m: ToRangeWorker) => {
     });
     return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);
   }
+  live.add(m.id);
   receiveRetrying(m)
-    .finally(() => cancelled.delete(m.id))
+    .finally(() => {
+      live.delete(m.id);
+      cancelled.delete(m.id);
+    })
     .then(
       (retries) => parentPort!.postMessage({ id: m.id, ok: true, retries } satisfies FromRangeWorker),
       (e: unknown) => {
