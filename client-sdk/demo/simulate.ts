@@ -14,7 +14,7 @@ import { FederationClient } from '../client';
 import { selectBackend } from '../model/backend';
 import { loadModelDir } from '../model/load';
 import { isLlamaConfig } from '../../proto/model/model-config';
-import { LoraSftTrainer } from '../sft/lora-trainer';
+import { trainerForModel } from '../sft/lora-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
@@ -169,26 +169,32 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     lastRound = ev.round;
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => o.print(`round failed: ${ev.reason}`));
+  // --no-workers: every site on this thread, each on the engine FEDTUNE_ENGINE picks, as in the worker sites
+  // (trainerForModel; tfjs when unset). Made before the coordinator starts, so a refused engine stops the demo at once.
+  const mainThreadTrainers = o.workers
+    ? []
+    : await Promise.all(
+        task.clients.map(async (data) => {
+          const made = await trainerForModel(base.model, lora, {
+            train: data.train,
+            eval: data.eval,
+            choices: data.choices,
+            evalMaxSeqLen: config.training.maxSeqLen,
+          });
+          return made.trainer;
+        }),
+      );
   const { address } = await coordinator.start();
 
   const runs = o.workers
     ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
-    : task.clients.map((data, i) =>
+    : task.clients.map((_, i) =>
         new FederationClient({
           address,
           name: `site-${i}`,
           identity: identities[i],
           baseModelSha256: base.modelHash,
-          trainer: ((t) => (candidateEvalOnly ? withCandidateEvalOnly(t) : t))(
-            new LoraSftTrainer({
-              model: base.model,
-              lora,
-              train: data.train,
-              eval: data.eval,
-              choices: data.choices,
-              evalMaxSeqLen: config.training.maxSeqLen,
-            }),
-          ),
+          trainer: candidateEvalOnly ? withCandidateEvalOnly(mainThreadTrainers[i]) : mainThreadTrainers[i],
         }).run(),
       );
   const final = await coordinator.done;
