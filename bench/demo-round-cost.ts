@@ -14,6 +14,7 @@ import { identityFromSeed } from '../client-sdk/identity';
 import { loadModelDir } from '../client-sdk/model/load';
 import { selectBackend } from '../client-sdk/model/backend';
 import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
+import { bytesUnder } from '../client-sdk/demo/simulate';
 import type { Trainer } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
 import { classicConfig } from '../test/classic-defaults';
@@ -25,12 +26,6 @@ const instant: Trainer = {
   backend: 'none',
   train: (global: TensorList) => Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 1e-4) })), numExamples: 32, metrics: {} }),
 };
-
-async function dirBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
-  return n;
-}
 
 async function arm(name: 'recipe' | 'classic', rounds: number, modelHash: string): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-demo-cost-${name}-`));
@@ -63,10 +58,10 @@ async function arm(name: 'recipe' | 'classic', rounds: number, modelHash: string
   // at[0] is v0; at[1] round 1 (joins, first downloads): the steady rounds are 2..R.
   const ms = (at[rounds] - at[1]) / (rounds - 1);
   const versions = path.join(dir, 'versions');
-  const v = await dirBytes(path.join(versions, (await fs.readdir(versions)).sort()[2]));
+  const v = await bytesUnder(path.join(versions, (await fs.readdir(versions)).sort()[2]));
   console.log(
     `${name}: ${ms.toFixed(1)} ms a round (rounds 2-${rounds}), process CPU ${((cpu.user + cpu.system) / 1000 / rounds).toFixed(1)} ms a round, ` +
-      `a version ${(v / 1024).toFixed(0)} KiB on disk (600 versions: ${((600 * v) / 2 ** 20).toFixed(0)} MiB), run dir ${((await dirBytes(dir)) / 2 ** 20).toFixed(1)} MiB`,
+      `a version ${(v / 1024).toFixed(0)} KiB on disk (600 versions: ${((600 * v) / 2 ** 20).toFixed(0)} MiB), run dir ${((await bytesUnder(dir)) / 2 ** 20).toFixed(1)} MiB`,
   );
   await fs.rm(dir, { recursive: true, force: true });
 }

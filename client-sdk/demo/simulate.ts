@@ -244,8 +244,8 @@ function startWorkerSites(
   });
 }
 
-/** Bytes of the files under `dir`. */
-async function bytesUnder(dir: string): Promise<number> {
+/** Bytes of the files under `dir` (the demo's last line; bench/demo-round-cost.ts reports disk with it too). */
+export async function bytesUnder(dir: string): Promise<number> {
   let n = 0;
   for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
   return n;

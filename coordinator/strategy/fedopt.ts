@@ -132,8 +132,8 @@ abstract class FedOpt extends FedAvg {
       const m = new Float32Array(g.length);
       const v = new Float32Array(g.length);
       if (!stepFedOpt(k, s, g, denom, prior, { m, v, next })) return false;
-      st.writeRounded('m', name, m);
-      st.writeRounded('v', name, v);
+      st.write('m', name, m);
+      st.write('v', name, v);
       return true;
     };
     const out = stepAlongMeanDelta(

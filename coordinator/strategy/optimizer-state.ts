@@ -29,14 +29,13 @@ export class OptimizerState {
     return t.data;
   }
 
-  /** Stores the state after this step (rounded to float32 here, once). */
-  write(kind: string, name: string, values: Float64Array): void {
-    this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data: Float32Array.from(values) });
-  }
-
-  /** Stores the state after this step already rounded to float32 (by the WebAssembly close, fedopt-kernel.ts). */
-  writeRounded(kind: string, name: string, values: Float32Array): void {
-    this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data: values });
+  /**
+   * Stores the state after this step: float64 values rounded to float32 here, once; float32 values (already rounded,
+   * by the WebAssembly close, fedopt-kernel.ts) kept as they are.
+   */
+  write(kind: string, name: string, values: Float64Array | Float32Array): void {
+    const data = values instanceof Float32Array ? values : Float32Array.from(values);
+    this.after.set(`${kind}/${name}`, { name: `${kind}/${name}`, dtype: 'float32', shape: [...this.shapes.get(name)!], data });
   }
 
   /** A scalar of the base version's state (a one-value tensor named `key`), or undefined when it has none. */
