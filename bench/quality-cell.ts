@@ -96,6 +96,8 @@ export interface CellResult {
   readonly seconds: number;
   /** The version each federation's release pointer named at its end (per curve; null: none). */
   readonly releases?: (number | null)[];
+  /** Held-out e-mails each scoring read (the set, or its first testLimit in the seeded sample's order; run 20). */
+  readonly heldOut?: number;
 }
 
 export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
@@ -158,7 +160,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
       if (privacy?.enabled && privacy.noiseMultiplier !== undefined && privacy.noiseMultiplier >= 0.01)
         p.extra['privacy.epsilon_sampled'] = sampledEpsilon(spec, privacy.noiseMultiplier, p.round, privacy.delta ?? 1e-5);
     }
-    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000 };
+    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000, heldOut: task.test.length };
   }
   const releases: (number | null)[] = [];
   for (const [gi, g] of groups.entries()) {
@@ -167,7 +169,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     releases.push(r.release);
     backend = r.backend;
   }
-  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000, releases };
+  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000, releases, heldOut: task.test.length };
 }
 
 /** Whether round `round` is scored on the held-out set: every evalEvery-th, the last evalLast, and the last. */
@@ -250,7 +252,8 @@ async function runFederation(
     });
     // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
     const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
-    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
+    // Two decimals: one e-mail of the whole held-out set (907) is 0.11 point, so a cut cell's log keeps exact scores.
+    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(2)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();
