@@ -74,6 +74,11 @@ export interface QualityCell {
   readonly fedEvalEvery?: number;
   /** Keep which held-out e-mails each scored version got right (RoundPoint.correct), for run 19's bootstrap. */
   readonly keepCorrect?: boolean;
+  /**
+   * Local-only cells: train this site alone (absent: every site, one after another). Run 20 runs each site of a
+   * local cell as its own process, so 45 sites' 30 rounds spread over the GPU host's cores.
+   */
+  readonly site?: number;
 }
 
 export interface RoundPoint {
@@ -117,12 +122,12 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     partition: split.partition,
   });
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
-  const groups: { data: SftData[]; localSteps: number }[] =
+  const groups: { data: SftData[]; localSteps: number; site?: number }[] =
     cfg.mode === 'federated'
       ? [{ data: task.clients, localSteps: cell.localSteps }]
       : cfg.mode === 'centralized'
         ? [{ data: [pooled(task)], localSteps: cell.localSteps * cell.clients }]
-        : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
+        : task.clients.flatMap((d, i) => (cell.site === undefined || cell.site === i ? [{ data: [d], localSteps: cell.localSteps, site: i }] : []));
   const curves: RoundPoint[][] = [];
   let backend = '';
   if (cfg.cohort) {
@@ -164,7 +169,7 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
   }
   const releases: (number | null)[] = [];
   for (const [gi, g] of groups.entries()) {
-    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
+    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${g.site ?? gi}] ${l}`));
     curves.push(r.curve);
     releases.push(r.release);
     backend = r.backend;

@@ -1,12 +1,12 @@
 // Run 20's tables (bench/QUALITY.md, "Run 20"), from the drivers' JSON (cells run with --keep-correct):
-//   node dist/bench/quality-run20-table.js --fed q20a.json [--local q20b.json] [--reps 1000]
+//   node dist/bench/quality-run20-table.js --fed q20a.json [--local q20b.json] [--local-log q20b.log] [--reps 1000]
 //   node dist/bench/quality-run20-table.js --project q19a.json --size 907 [--reps 1000]
 // --fed: per run, the best held-out accuracy seen on the whole set and on its first 400 e-mails (runs 1-19's
 //   sample: the same e-mails in the same order), the release pointer's version (CellResult.releases) and its gap on
 //   each, and the other rules replayed (bench/quality-stopping.ts); with --reps, the perfect pick's bootstrap floor
 //   on the whole set and on 400.
 // --local: each site's best held-out accuracy alone, per seed, against the federated run of the same split and seed
-//   (its release pointer's version and its best).
+//   (its release pointer's version and its best); --local-log adds the sites a deadline cut (their rounds so far).
 // --project: run 19's 400-e-mail bit sets, projected to a judge of --size e-mails (see floorRows).
 import { promises as fs } from 'node:fs';
 import type { CellResult, RoundPoint } from './quality-cell';
@@ -105,8 +105,12 @@ function pickTable(runs: readonly Run[]): string {
  *  (d) the release pointer's version, judged on a fresh draw of m.
  * Per run: mean gap and the chance of being within 0.5; over runs, the expected count within and the chance that
  * all are (the runs independent).
+ * With smooth k > 1 the population's accuracy of each version is not its score on the n e-mails but the centred
+ * mean of k consecutive scores (the EMA adapter changes little over k × 20 rounds, so most of the scatter between
+ * neighbours is which e-mails the sample holds); a judge is then that curve plus a draw's deviation from the n
+ * e-mails' own scores, which keeps the versions' joint noise for a judge of m. (c) is left out then.
  */
-function floorRows(runs: readonly Run[], m: number, reps: number): string {
+function floorRows(runs: readonly Run[], m: number, reps: number, smooth = 1): string {
   const lines = [
     `| split | seed | (a) perfect pick, judge of ${m}: mean gap, P(within 0.5) | (c) release, ${m} = known + drawn: P(within 0.5) | (d) release, fresh ${m}: P(within 0.5) |`,
     '|---|---|---|---|---|',
@@ -117,20 +121,23 @@ function floorRows(runs: readonly Run[], m: number, reps: number): string {
     const d = rightOf(r.curve, r.n);
     if (!d) continue;
     const next = rng(7919 * r.seed + 31 * r.split.length + m);
-    const pop = scores(d.right, new Float64Array(d.n).fill(1), d.n);
+    const own = scores(d.right, new Float64Array(d.n).fill(1), d.n);
+    const h = Math.floor(smooth / 2);
+    const pop = smooth > 1 ? own.map((_, i) => mean(own.slice(Math.max(0, i - h), i + h + 1))) : own;
     const top = pop.indexOf(Math.max(...pop));
+    const judge = (w: Float64Array, total: number): number[] => scores(d.right, w, total).map((x, i) => pop[i] + x - own[i]);
     const rel = r.release === null ? -1 : d.rounds.indexOf(r.release);
     let hitA = 0;
     let hitC = 0;
     let hitD = 0;
     let sumA = 0;
     for (let b = 0; b < reps; b++) {
-      const fresh = scores(d.right, draw(d.n, m, next), m);
+      const fresh = judge(draw(d.n, m, next), m);
       const fmax = Math.max(...fresh);
       sumA += fmax - fresh[top];
       if (within(fmax - fresh[top])) hitA++;
       if (rel >= 0 && within(fmax - fresh[rel])) hitD++;
-      if (rel >= 0 && m > d.n) {
+      if (rel >= 0 && m > d.n && smooth <= 1) {
         const w = draw(d.n, m - d.n, next);
         for (let i = 0; i < d.n; i++) w[i] += 1;
         const known = scores(d.right, w, m);
@@ -140,10 +147,10 @@ function floorRows(runs: readonly Run[], m: number, reps: number): string {
     p.a.push(hitA / reps);
     gapsA.push(sumA / reps);
     if (rel >= 0) p.d.push(hitD / reps);
-    if (rel >= 0 && m > d.n) p.c.push(hitC / reps);
+    if (rel >= 0 && m > d.n && smooth <= 1) p.c.push(hitC / reps);
     const pc = (x: number): string => `${Math.round(100 * x)}%`;
     lines.push(
-      `| ${r.split} | ${r.seed} | ${pts(sumA / reps)}, ${pc(hitA / reps)} | ${rel >= 0 && m > d.n ? pc(hitC / reps) : '–'} | ${rel >= 0 ? pc(hitD / reps) : '–'} |`,
+      `| ${r.split} | ${r.seed} | ${pts(sumA / reps)}, ${pc(hitA / reps)} | ${rel >= 0 && m > d.n && smooth <= 1 ? pc(hitC / reps) : '–'} | ${rel >= 0 ? pc(hitD / reps) : '–'} |`,
     );
   }
   const sum = (xs: number[]): string => (xs.length ? xs.reduce((a, b) => a + b, 0).toFixed(1) : '–');
@@ -154,26 +161,62 @@ function floorRows(runs: readonly Run[], m: number, reps: number): string {
   return lines.join('\n');
 }
 
-async function localTable(localFile: string, fedFile?: string): Promise<string> {
-  const cells = (await cellsOf(localFile)).sort((a, b) => a.cell.split.localeCompare(b.cell.split) || a.cell.seed - b.cell.seed);
+interface SiteCurve {
+  readonly split: string;
+  readonly seed: number;
+  readonly site: number;
+  readonly curve: readonly RoundPoint[];
+  readonly n: number;
+}
+
+/** Each local-only site's curve: from the driver's JSON (whole cells or --site-cells units), else from its log. */
+async function siteCurves(localFile: string | undefined, logFile: string | undefined): Promise<SiteCurve[]> {
+  const out: SiteCurve[] = [];
+  for (const c of localFile ? await cellsOf(localFile) : []) {
+    c.curves.forEach((curve, i) => out.push({ split: c.cell.split, seed: c.cell.seed, site: c.cell.site ?? i, curve, n: c.heldOut ?? c.cell.testLimit }));
+  }
+  // A unit cut at the call's deadline has no JSON; its log lines carry every round it scored (two decimals).
+  const line = /^(\S+)\/local\/(\d+) \[(\d+)\] round (\d+): accuracy ([\d.]+)%/;
+  const logged = new Map<string, SiteCurve & { curve: RoundPoint[] }>();
+  for (const l of logFile ? (await fs.readFile(logFile, 'utf8')).split('\n') : []) {
+    const m = line.exec(l.trim());
+    if (!m) continue;
+    const key = `${m[1]}/${m[2]}/${m[3]}`;
+    const sc = logged.get(key) ?? { split: m[1], seed: Number(m[2]), site: Number(m[3]), curve: [], n: NaN };
+    logged.set(key, sc);
+    sc.curve.push({ round: Number(m[4]), accuracy: Number(m[5]) / 100, loss: NaN, extra: {} });
+  }
+  for (const sc of logged.values()) if (!out.some((o) => o.split === sc.split && o.seed === sc.seed && o.site === sc.site)) out.push(sc);
+  return out.sort((a, b) => a.split.localeCompare(b.split) || a.seed - b.seed || a.site - b.site);
+}
+
+async function localTable(localFile: string | undefined, logFile: string | undefined, fedFile: string | undefined, rounds: number): Promise<string> {
+  const sites = await siteCurves(localFile, logFile);
   const fed = fedFile ? await runsOf(fedFile) : [];
   const lines = [
-    '| split | seed | local-only best per site, % (whole set) | the same on the first 400 | federated: released (round), best, % | released − best site alone, points |',
+    '| split | seed | local-only best per site, % (whole set; a site cut short: best so far, its last round) | the same on the first 400 | federated: released (round), best seen, % | released − best site alone, points |',
     '|---|---|---|---|---|---|',
   ];
-  for (const c of cells) {
-    const n = c.heldOut ?? c.cell.testLimit;
-    const sites = c.curves.map((cv) => bestOf(cv).accuracy);
-    const first400 = c.curves.map((cv) => {
-      const p = prefixAccuracy({ split: c.cell.split, seed: c.cell.seed, curve: cv, release: null, n }, 400);
-      return p ? Math.max(...p.values()) : NaN;
+  const keys = [...new Set(sites.map((s) => `${s.split}\u0000${s.seed}`))];
+  for (const k of keys) {
+    const [split, seedText] = k.split('\u0000');
+    const seed = Number(seedText);
+    const mine = sites.filter((s) => s.split === split && s.seed === seed);
+    // A unit cut before its first trained round has no figure (NaN).
+    const best = mine.map((s) => (trainedOf(s.curve).length > 0 ? bestOf(s.curve).accuracy : NaN));
+    const shown = mine.map((s, i) => {
+      const last = s.curve[s.curve.length - 1]?.round ?? 0;
+      return `${Number.isFinite(best[i]) ? pts(best[i]) : '–'}${last < rounds ? ` (cut, r${last})` : ''}`;
     });
-    const f = fed.find((r) => r.split === c.cell.split && r.seed === c.cell.seed);
+    const first400 = mine.map((s) => {
+      const p = Number.isFinite(s.n) ? prefixAccuracy({ split, seed, curve: s.curve, release: null, n: s.n }, 400) : undefined;
+      return p ? pts(Math.max(...p.values())) : '–';
+    });
+    const f = fed.find((r) => r.split === split && r.seed === seed);
     const rel = f?.release != null ? f.curve.find((p) => p.round === f.release)?.accuracy : undefined;
-    const fb = f ? bestOf(f.curve).accuracy : undefined;
-    const margin = rel !== undefined ? rel - Math.max(...sites) : NaN;
+    const margin = rel !== undefined ? rel - Math.max(...best.filter(Number.isFinite)) : NaN;
     lines.push(
-      `| ${c.cell.split} | ${c.cell.seed} | ${sites.map(pts).join(' / ')} | ${first400.map((x) => (Number.isFinite(x) ? pts(x) : '–')).join(' / ')} | ${rel !== undefined ? `${pts(rel)} (r${f!.release}), ${pts(fb!)}` : '–'} | ${Number.isFinite(margin) ? `${margin > 0 ? '+' : ''}${pts(margin)}` : '–'} |`,
+      `| ${split} | ${seed} | ${mine.map((s, i) => `${s.site}: ${shown[i]}`).join(' / ')} | ${first400.join(' / ')} | ${rel !== undefined ? `${pts(rel)} (r${f!.release}), ${pts(bestOf(f!.curve).accuracy)}` : '–'} | ${Number.isFinite(margin) ? `${margin > 0 ? '+' : ''}${pts(margin)}` : '–'} |`,
     );
   }
   return lines.join('\n');
@@ -199,11 +242,18 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (local) console.log(`## Local-only (${local})\n\n${await localTable(local, fed)}\n`);
+  const localLog = opt('--local-log');
+  if (local || localLog)
+    console.log(
+      `## Local-only (${[local, localLog].filter(Boolean).join(', ')})\n\n${await localTable(local, localLog, fed, Number(opt('--rounds') ?? 30))}\n`,
+    );
   if (project) {
     const runs = await runsOf(project);
-    for (const m of [runs[0]?.n ?? 400, Number(opt('--size') ?? 907)]) {
-      console.log(`## ${project}, judge of ${m} (bootstrap over the ${runs[0]?.n} e-mails, ${reps} draws)\n\n${floorRows(runs, m, reps)}\n`);
+    for (const smooth of [1, Number(opt('--smooth') ?? 5)]) {
+      for (const m of [runs[0]?.n ?? 400, Number(opt('--size') ?? 907)]) {
+        const how = smooth > 1 ? `, population = centred mean of ${smooth} scores` : ', population = the sample';
+        console.log(`## ${project}, judge of ${m} (bootstrap over the ${runs[0]?.n} e-mails${how}, ${reps} draws)\n\n${floorRows(runs, m, reps, smooth)}\n`);
+      }
     }
   }
 }

@@ -8,8 +8,8 @@
 # the same seed (LoRA start and batch order; the data split is split seed 7 in every run).
 # Call 1: run 19's configuration (`fedsgd-adambc-3e3-ema99-accw5`: run 16's recipe released by validation accuracy
 #   over a window of 5 evaluations), held-out and validation (all ~515 e-mails) every 20 rounds, 9 processes.
-# Call 2: run 3's local-only arm (`local`: each site alone, 30 rounds of 10 AdamW steps of 16), 9 processes;
-#   Q20_LOCAL_EVERY (default 1) scores every n-th round.
+# Call 2: run 3's local-only arm (`local`: each site alone, 30 rounds of 10 AdamW steps of 16, held-out scored every
+#   round as in run 3: a site's figure is its best of 30 scores), each site its own process (--site-cells).
 # Every driver runs in its own process group, ended with its cells at the call's deadline (Q20_DEADLINE seconds
 # after the start, default 388), so the call never overruns; a cut cell's scored rounds stay in its log (two
 # decimals: exact on 907 e-mails; bench/quality-log.ts reads them back).
@@ -46,15 +46,17 @@ if [ "$CALL" = 1 ]; then
     --seeds 48,49,50 --splits dirichlet-0.5,dirichlet-0.1,groups --configs fedsgd-adambc-3e3-ema99-accw5 --parallel 9 "${X[@]}" \
     --out $W/q20a.json >$W/q20a.out 2>$W/q20a.log
 else
-  cut $(left) node dist/bench/quality.js --rounds 30 --no-fed-eval --val-limit 0 --test-limit $WHOLE --keep-correct \
-    --eval-every ${Q20_LOCAL_EVERY:-1} --seeds 48,49,50 --splits dirichlet-0.5,dirichlet-0.1,groups --configs local --parallel 9 "${X[@]}" \
+  # One process per site (--site-cells): 45 units of 30 rounds, Q20_LOCAL_PARALLEL at a time, in order: Dirichlet 0.5,
+  # Dirichlet 0.1, then `groups` (where a site alone sees one label and scores that label's share: run 3).
+  cut $(left) node dist/bench/quality.js --rounds 30 --no-fed-eval --val-limit 0 --test-limit $WHOLE --keep-correct --site-cells \
+    --seeds 48,49,50 --splits dirichlet-0.5,dirichlet-0.1,groups --configs local --parallel ${Q20_LOCAL_PARALLEL:-15} "${X[@]}" \
     --out $W/q20b.json >$W/q20b.out 2>$W/q20b.log
 fi
 tar czf "$OUT/q20-call$CALL.tar.gz" -C /tmp q20-call$CALL
 grep -hE "done in|FAILED" $W/*.out
 {
   # The picks (call 1) or the local-only table (call 2); the bootstrap runs afterwards, off the device.
-  if [ "$CALL" = 1 ]; then node dist/bench/quality-run20-table.js --fed $W/q20a.json --reps 0; else node dist/bench/quality-run20-table.js --local $W/q20b.json; fi
+  if [ "$CALL" = 1 ]; then node dist/bench/quality-run20-table.js --fed $W/q20a.json --reps 0; else node dist/bench/quality-run20-table.js --local $W/q20b.json --local-log $W/q20b.log; fi
   echo "wall $(($(date +%s) - START)) s"
 } 2>&1 | tee "$OUT/q20-call$CALL-summary.txt"
 uptime
