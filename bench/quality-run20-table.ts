@@ -1,6 +1,7 @@
 // Run 20's tables (bench/QUALITY.md, "Run 20"), from the drivers' JSON (cells run with --keep-correct):
 //   node dist/bench/quality-run20-table.js --fed q20a.json [--local q20b.json] [--local-log q20b.log] [--reps 1000]
-//   node dist/bench/quality-run20-table.js --project q19a.json --size 907 [--reps 1000]
+//   node dist/bench/quality-run20-table.js --project q19a.json --size 907 [--smooth 5] [--reps 1000]
+//   node dist/bench/quality-run20-table.js --replay q16d.json,q19a.json,q20a.json
 // --fed: per run, the best held-out accuracy seen on the whole set and on its first 400 e-mails (runs 1-19's
 //   sample: the same e-mails in the same order), the release pointer's version (CellResult.releases) and its gap on
 //   each, and the other rules replayed (bench/quality-stopping.ts); with --reps, the perfect pick's bootstrap floor
@@ -10,6 +11,7 @@
 // --project: run 19's 400-e-mail bit sets, projected to a judge of --size e-mails (see floorRows).
 import { promises as fs } from 'node:fs';
 import type { CellResult, RoundPoint } from './quality-cell';
+import type { EarlyStoppingSettings } from '../coordinator/evaluation/early-stopping';
 import { earlyStoppingPick, STOP_RULES } from './quality-stopping';
 import { bestOf, draw, rightOf, rng, scores, trainedOf } from './quality-run19-table';
 
@@ -222,6 +224,40 @@ async function localTable(localFile: string | undefined, logFile: string | undef
   return lines.join('\n');
 }
 
+/**
+ * Release rules replayed on several drivers' runs (each judged on its own held-out scores, every 20 rounds): the
+ * coordinator's nextBest on validation accuracy over windows of 1-11 evaluations, on validation loss, and two
+ * fixed picks (the run's last version; round 500). Whether any rule beats the product's on runs it was not chosen on.
+ */
+async function replayTable(files: readonly string[]): Promise<string> {
+  const rules: [string, (c: readonly RoundPoint[]) => number | undefined][] = [];
+  const pickOf = (rule: EarlyStoppingSettings) => (c: readonly RoundPoint[]) => earlyStoppingPick(c, rule)?.pickedRound;
+  for (const w of [1, 3, 5, 7, 9, 11]) rules.push([`val accuracy, window ${w}`, pickOf({ ...STOP_RULES.accuracy, patience: 0, window: w })]);
+  for (const w of [1, 5, 9]) rules.push([`val loss, window ${w}`, pickOf({ ...STOP_RULES.release, window: w })]);
+  rules.push(['the last version', (c) => trainedOf(c).pop()?.round]);
+  rules.push(['round 500', () => 500]);
+  const sets = await Promise.all(files.map(async (f) => ({ f, runs: await runsOf(f) })));
+  const lines = [
+    `| rule | ${files.map((f) => `${f.split('/').pop()}: within 0.5, mean gap, worst`).join(' | ')} | all |`,
+    `|---|${files.map(() => '---|').join('')}---|`,
+  ];
+  for (const [name, pick] of rules) {
+    const all: number[] = [];
+    const cells = sets.map(({ runs }) => {
+      const g = runs.flatMap((r) => {
+        const at = pick(r.curve);
+        const p = trainedOf(r.curve).find((x) => x.round === at);
+        return p ? [bestOf(r.curve).accuracy - p.accuracy] : [];
+      });
+      all.push(...g);
+      return g;
+    });
+    const f = (g: number[]): string => (g.length ? `${g.filter(within).length}/${g.length}, ${pts(mean(g))}, ${pts(Math.max(...g))}` : '–');
+    lines.push(`| ${name} | ${cells.map(f).join(' | ')} | ${f(all)} |`);
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const opt = (name: string): string | undefined => {
@@ -232,6 +268,8 @@ async function main(): Promise<void> {
   const fed = opt('--fed');
   const local = opt('--local');
   const project = opt('--project');
+  const replay = opt('--replay');
+  if (replay) console.log(`## Release rules replayed\n\n${await replayTable(replay.split(','))}\n`);
   if (fed) {
     const runs = await runsOf(fed);
     console.log(`## Release picks (${fed})\n\n${pickTable(runs)}\n`);
