@@ -15,7 +15,7 @@ import type { EarlyStoppingSettings } from '../coordinator/evaluation/early-stop
 import { earlyStoppingPick, STOP_RULES } from './quality-stopping';
 import { bestOf, draw, rightOf, rng, scores, trainedOf } from './quality-run19-table';
 
-interface Run {
+export interface Run {
   readonly split: string;
   readonly seed: number;
   readonly curve: readonly RoundPoint[];
@@ -41,7 +41,7 @@ async function runsOf(file: string): Promise<Run[]> {
 }
 
 /** Accuracy of each trained version on the first k held-out e-mails (undefined without bit sets). */
-function prefixAccuracy(r: Run, k: number): Map<number, number> | undefined {
+export function prefixAccuracy(r: Run, k: number): Map<number, number> | undefined {
   const d = rightOf(r.curve, r.n);
   if (!d) return undefined;
   const w = new Float64Array(d.n);
