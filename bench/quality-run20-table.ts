@@ -172,21 +172,26 @@ interface SiteCurve {
 }
 
 /** Each local-only site's curve: from the driver's JSON (whole cells or --site-cells units), else from its log. */
-async function siteCurves(localFile: string | undefined, logFile: string | undefined): Promise<SiteCurve[]> {
+async function siteCurves(localFiles: string | undefined, logFiles: string | undefined): Promise<SiteCurve[]> {
   const out: SiteCurve[] = [];
-  for (const c of localFile ? await cellsOf(localFile) : []) {
+  for (const c of (await Promise.all((localFiles ? localFiles.split(',') : []).map(cellsOf))).flat()) {
     c.curves.forEach((curve, i) => out.push({ split: c.cell.split, seed: c.cell.seed, site: c.cell.site ?? i, curve, n: c.heldOut ?? c.cell.testLimit }));
   }
   // A unit cut at the call's deadline has no JSON; its log lines carry every round it scored (two decimals).
   const line = /^(\S+)\/local\/(\d+) \[(\d+)\] round (\d+): accuracy ([\d.]+)%/;
+  // Several calls' logs may hold the same site: the one that got furthest counts.
   const logged = new Map<string, SiteCurve & { curve: RoundPoint[] }>();
-  for (const l of logFile ? (await fs.readFile(logFile, 'utf8')).split('\n') : []) {
-    const m = line.exec(l.trim());
-    if (!m) continue;
-    const key = `${m[1]}/${m[2]}/${m[3]}`;
-    const sc = logged.get(key) ?? { split: m[1], seed: Number(m[2]), site: Number(m[3]), curve: [], n: NaN };
-    logged.set(key, sc);
-    sc.curve.push({ round: Number(m[4]), accuracy: Number(m[5]) / 100, loss: NaN, extra: {} });
+  for (const file of logFiles ? logFiles.split(',') : []) {
+    const mine = new Map<string, SiteCurve & { curve: RoundPoint[] }>();
+    for (const l of (await fs.readFile(file, 'utf8')).split('\n')) {
+      const m = line.exec(l.trim());
+      if (!m) continue;
+      const key = `${m[1]}/${m[2]}/${m[3]}`;
+      const sc = mine.get(key) ?? { split: m[1], seed: Number(m[2]), site: Number(m[3]), curve: [], n: NaN };
+      mine.set(key, sc);
+      sc.curve.push({ round: Number(m[4]), accuracy: Number(m[5]) / 100, loss: NaN, extra: {} });
+    }
+    for (const [key, sc] of mine) if ((logged.get(key)?.curve.length ?? -1) < sc.curve.length) logged.set(key, sc);
   }
   for (const sc of logged.values()) if (!out.some((o) => o.split === sc.split && o.seed === sc.seed && o.site === sc.site)) out.push(sc);
   return out.sort((a, b) => a.split.localeCompare(b.split) || a.seed - b.seed || a.site - b.site);
