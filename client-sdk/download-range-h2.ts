@@ -62,6 +62,7 @@ export class CallStatusError extends Error {
 const STATUS_NAMES = Object.fromEntries(Object.entries(status).map(([k, v]) => [v, k])) as Record<number, string>;
 
 const sessions = new Map<string, http2.ClientHttp2Session>();
+const sessionErrors = new WeakMap<http2.ClientHttp2Session, string>();
 
 function sessionFor(c: ChannelSpec): http2.ClientHttp2Session {
   const key = JSON.stringify(c);
@@ -88,7 +89,8 @@ function sessionFor(c: ChannelSpec): http2.ClientHttp2Session {
     });
   } else s = http2.connect(`http://${c.address}`, { settings });
   if (window > 65_535) s.once('connect', () => s.setLocalWindowSize(window));
-  s.on('error', () => undefined); // each stream reports its own failure; the session is dropped below
+  // Each stream reports its own failure; the session's error code (ECONNREFUSED…, never a path) names a lost connection.
+  s.on('error', (e: NodeJS.ErrnoException) => sessionErrors.set(s, typeof e.code === 'string' ? e.code : 'error'));
   const drop = (): void => {
     if (sessions.get(key) === s) sessions.delete(key);
   };
@@ -110,9 +112,9 @@ function httpStatusError(code: number): CallStatusError {
 }
 
 /** grpc-js's mapping of a stream reset without a gRPC status. */
-function resetError(rst: number, dropped: boolean): CallStatusError {
+function resetError(rst: number, dropped: boolean, lost?: string): CallStatusError {
   const k = http2.constants;
-  if (dropped) return new CallStatusError(status.UNAVAILABLE, 'Connection dropped');
+  if (dropped) return new CallStatusError(status.UNAVAILABLE, lost ? `Connection dropped (${lost})` : 'Connection dropped');
   if (rst === k.NGHTTP2_REFUSED_STREAM) return new CallStatusError(status.UNAVAILABLE, 'Stream refused by server');
   if (rst === k.NGHTTP2_CANCEL) return new CallStatusError(status.CANCELLED, 'Call cancelled');
   if (rst === k.NGHTTP2_ENHANCE_YOUR_CALM) return new CallStatusError(status.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded');
@@ -228,7 +230,7 @@ export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink
       }
       if (httpStatus !== 0 && httpStatus !== 200) return finish(httpStatusError(httpStatus));
       // No status: the stream was reset or its connection went away (grpc-js: UNAVAILABLE for a dropped one).
-      finish(resetError(req.rstCode ?? http2.constants.NGHTTP2_NO_ERROR, dropped || session.destroyed));
+      finish(resetError(req.rstCode ?? http2.constants.NGHTTP2_NO_ERROR, dropped || session.destroyed, sessionErrors.get(session)));
     });
     req.end(framed);
   });
