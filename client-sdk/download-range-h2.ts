@@ -16,7 +16,6 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { ProtocolError, status } from '../proto/errors';
-import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { loadFedtuneProto } from '../proto/load';
 import { DEFAULT_MAX_RECEIVE_BYTES, GrpcFrameReader } from './download-grpc-frames';
 import type { RangeSink, RangeSpec } from './download-range-sink';
@@ -104,6 +103,8 @@ function sessionFor(c: ChannelSpec): http2.ClientHttp2Session {
 const method = (): ReturnType<typeof loadFedtuneProto>['fedtune']['v1']['Federation']['service']['DownloadAdapter'] =>
   loadFedtuneProto().fedtune.v1.Federation.service.DownloadAdapter;
 
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
+
 /** grpc-js's mapping of an HTTP status other than 200 (the server answered, but not as gRPC). */
 function httpStatusError(code: number): CallStatusError {
   const map: Record<number, number> = { 400: status.INTERNAL, 401: status.UNAUTHENTICATED, 403: status.PERMISSION_DENIED, 404: status.UNIMPLEMENTED };
@@ -175,12 +176,12 @@ export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink
       return reject(new CallStatusError(status.UNAVAILABLE, `cannot open a range call: ${(e as Error).message}`));
     }
     const max = Number(c.options['grpc.max_receive_message_length'] ?? DEFAULT_MAX_RECEIVE_BYTES);
-    const reader = new GrpcFrameReader(sink, m.responseDeserialize as (b: Buffer) => TensorFrame__Output, max);
+    const reader = new GrpcFrameReader(sink, m.responseDeserialize, max);
     let settled = false;
     let outcome: CallStatusError | 'ok' | undefined;
     let httpStatus = 0;
     let dropped = false;
-    const finish = (e?: unknown): void => {
+    const finish = (e?: Error): void => {
       if (settled) return;
       settled = true;
       if (e !== undefined) {
@@ -195,8 +196,10 @@ export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink
     session.once('close', sessionGone);
     req.on('response', (h, flags) => {
       httpStatus = Number(h[':status']);
-      // Trailers-only: a refusal before any message (grpc-status in the headers, the stream ended).
-      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM || h['grpc-status'] !== undefined) outcome = trailerStatus(h);
+      // Trailers-only: a refusal before any message (grpc-status in the headers, the stream ended); without a
+      // status, grpc-js maps the HTTP status (UNKNOWN for a 200).
+      const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      if (ended || h['grpc-status'] !== undefined) outcome = trailerStatus(h) ?? httpStatusError(httpStatus);
       if (httpStatus !== 200 && outcome === undefined) return finish(httpStatusError(httpStatus));
       const type = h['content-type'];
       if (outcome === undefined && !(typeof type === 'string' && type.startsWith('application/grpc'))) {
@@ -208,10 +211,10 @@ export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink
       try {
         reader.push(d);
       } catch (e) {
-        finish(e);
+        finish(asError(e));
       }
     });
-    req.on('trailers', (h) => {
+    req.on('trailers', (h: http2.IncomingHttpHeaders) => {
       outcome ??= trailerStatus(h) ?? new CallStatusError(status.UNKNOWN, 'No status information received', h);
     });
     req.on('error', () => undefined); // the close below says how it ended
@@ -225,7 +228,7 @@ export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink
           sink.end();
           return finish();
         } catch (e) {
-          return finish(e);
+          return finish(asError(e));
         }
       }
       if (httpStatus !== 0 && httpStatus !== 200) return finish(httpStatusError(httpStatus));

@@ -64,7 +64,7 @@ export async function startH2Hostile(
     s.on('data', (d: Buffer) => body.push(d));
     s.on('error', () => undefined);
     s.on('end', () => {
-      const r = method.requestDeserialize(Buffer.concat(body).subarray(5)) as DownloadRequest__Output;
+      const r: DownloadRequest__Output = method.requestDeserialize(Buffer.concat(body).subarray(5));
       const grpc = { ':status': 200, 'content-type': 'application/grpc' };
       const send = (messages: Buffer[], trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' }, head: http2.OutgoingHttpHeaders = grpc): void => {
         s.respond(head, { waitForTrailers: true });
