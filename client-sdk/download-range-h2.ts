@@ -60,6 +60,12 @@ export class CallStatusError extends Error {
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(status).map(([k, v]) => [v, k])) as Record<number, string>;
 
+/**
+ * As grpc-js makes its sessions: node's memory bound per session (10 MB by default) off, since past it node refuses
+ * new streams (grpc-js found node behaving badly near it); a range's memory is bounded by the window instead.
+ */
+const SESSION = { maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER } as const;
+
 const sessions = new Map<string, http2.ClientHttp2Session>();
 const sessionErrors = new WeakMap<http2.ClientHttp2Session, string>();
 
@@ -77,6 +83,7 @@ function sessionFor(c: ChannelSpec): http2.ClientHttp2Session {
     const buf = (b: Uint8Array | null): Buffer | undefined => (b ? Buffer.from(b) : undefined);
     const o = t.serverNameOverride;
     s = http2.connect(`https://${c.address}`, {
+      ...SESSION,
       settings,
       ALPNProtocols: ['h2'],
       ca: buf(t.ca),
@@ -86,7 +93,7 @@ function sessionFor(c: ChannelSpec): http2.ClientHttp2Session {
       ...(o ? { servername: o } : net.isIP(host) ? {} : { servername: host }),
       ...(o ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(o, cert) } : {}),
     });
-  } else s = http2.connect(`http://${c.address}`, { settings });
+  } else s = http2.connect(`http://${c.address}`, { ...SESSION, settings });
   if (window > 65_535) s.once('connect', () => s.setLocalWindowSize(window));
   // Each stream reports its own failure; the session's error code (ECONNREFUSED…, never a path) names a lost connection.
   s.on('error', (e: NodeJS.ErrnoException) => sessionErrors.set(s, typeof e.code === 'string' ? e.code : 'error'));
