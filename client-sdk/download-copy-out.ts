@@ -24,6 +24,7 @@ export class CopyOut {
   /** Ranges done, whose workers take copies in turn. */
   private readonly idle: number[] = [];
   private turn = 0;
+  private stopped = false;
 
   constructor(
     private readonly parts: readonly Part[],
@@ -56,7 +57,7 @@ export class CopyOut {
     this.parts.forEach((_, i) => {
       if (!this.sent[i] && this.waitingOn[i] === 0 && this.ready[i]) go.push(i);
     });
-    if (go.length === 0 || this.idle.length === 0) return;
+    if (this.stopped || go.length === 0 || this.idle.length === 0) return;
     const w = worker ?? this.idle[this.turn++ % this.idle.length];
     for (const i of go) this.sent[i] = true;
     const into = go.map((i) => this.ready[i]!);
@@ -75,8 +76,9 @@ export class CopyOut {
     return this.out.map((b, i) => b ?? this.ready[i]!);
   }
 
-  /** Waits for copies in flight (after a failed download, so no worker still holds memory handed to it). */
-  settle(): Promise<unknown> {
+  /** After a failed download: sends nothing more, and waits for the copies in flight (no worker then reads the landing buffer, which the next download reuses). */
+  stop(): Promise<unknown> {
+    this.stopped = true;
     return Promise.allSettled(this.copies);
   }
 }

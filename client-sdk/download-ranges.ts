@@ -216,7 +216,8 @@ async function receiveInto(
   } catch (e) {
     // The others are cancelled; each still answers (CANCELLED), so nothing is left waiting.
     for (const { id, w } of ids) if (waiting.has(id)) post(w, { op: 'cancel', id });
-    await Promise.allSettled([...jobs, targets, copy.settle()]);
+    const copies = copy.stop(); // nothing more is sent to copy
+    await Promise.allSettled([...jobs, targets, copies]);
     throw e;
   }
   return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(buffers[i]) }));

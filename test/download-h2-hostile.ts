@@ -64,6 +64,8 @@ export async function startH2Hostile(
     s.on('data', (d: Buffer) => body.push(d));
     s.on('error', () => undefined);
     s.on('end', () => {
+      // A range the site cancelled (another range failed first) may be gone before its request is read.
+      if (s.destroyed || s.closed) return;
       const r: DownloadRequest__Output = method.requestDeserialize(Buffer.concat(body).subarray(5));
       const grpc = { ':status': 200, 'content-type': 'application/grpc' };
       const send = (messages: Buffer[], trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' }, head: http2.OutgoingHttpHeaders = grpc): void => {
