@@ -53,8 +53,9 @@ export interface RangeJob {
 }
 
 /**
- * Once every range passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into `into`, the
- * memory the main thread made for them (moved here, and moved back). The K workers copy their shares side by side.
+ * Once the ranges holding them passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into
+ * `into`, the memory the main thread made for them (moved here, and moved back). A worker whose range is done
+ * copies while the others still receive (download-copy-out.ts).
  */
 export interface CopyJob {
   readonly op: 'copy';

@@ -4,8 +4,8 @@
 // on one thread, and one SHA-256 on one thread, each move a 64 MiB adapter at well under raw TCP's speed; K of
 // them side by side do not share that bound.
 //
-// The tensors are made only when every range passed; the first range to fail cancels the others and its refusal
-// (the same ProtocolError the one-stream download raises, or DATA_LOSS naming the piece) is the download's.
+// The tensors are handed over only when every range passed; the first range to fail cancels the others and its
+// refusal (the same ProtocolError the one-stream download raises, or DATA_LOSS naming the piece) is the download's.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
