@@ -127,7 +127,7 @@ function resetError(rst: number, dropped: boolean, lost?: string): CallStatusErr
   if (rst === k.NGHTTP2_CANCEL) return new CallStatusError(status.CANCELLED, 'Call cancelled');
   if (rst === k.NGHTTP2_ENHANCE_YOUR_CALM) return new CallStatusError(status.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded');
   if (rst === k.NGHTTP2_INADEQUATE_SECURITY) return new CallStatusError(status.PERMISSION_DENIED, 'Protocol not secure enough');
-  const why = rst === k.NGHTTP2_NO_ERROR ? ' (Call ended without gRPC status)' : '';
+  const why = rst === k.NGHTTP2_NO_ERROR ? ' (Call ended without gRPC status)' : rst === k.NGHTTP2_INTERNAL_ERROR ? ' (Internal server error)' : '';
   return new CallStatusError(status.INTERNAL, `Received RST_STREAM with code ${rst}${why}`);
 }
 

@@ -30,7 +30,9 @@ export type H2Fault =
   /** Half a chunk message, then status OK. */
   | 'cutInside'
   /** Every chunk, no TensorFrame trailer, status OK. */
-  | 'noTrailer';
+  | 'noTrailer'
+  /** The header, then the stream reset (RST_STREAM INTERNAL_ERROR). */
+  | 'reset';
 
 /** One message as gRPC frames it. */
 export function grpcMessage(message: Buffer, flag = 0): Buffer {
@@ -125,6 +127,11 @@ export async function startH2Hostile(
           return send([head, plain[0].subarray(0, 100)]);
         case 'noTrailer':
           return send([head, ...plain]);
+        case 'reset':
+          s.respond(grpc);
+          // destroy() resets at once (close() would end the stream first, then reset it).
+          s.write(head, () => s.destroy(new Error('reset by the hostile peer')));
+          return;
       }
     });
   });
