@@ -60,8 +60,7 @@ import {
 import { readManifest, readVersion, type VersionSource } from './version-read';
 import { copyVersion } from './version-export';
 import { keepsAll, type RetentionPolicy } from './retention';
-import { pruneRun } from './prune';
-import { readRelease } from './release-check';
+import { keptVersions, pruneRun } from './prune';
 
 // The run's layout on disk, its errors and the pointer rule live in run-layout.ts; re-exported here, the store's
 // public face, so callers keep one import.
@@ -330,7 +329,7 @@ export class FsCheckpointStore implements CheckpointStore {
     await stepsFor('commit', hook)('renamed', final);
     await fsyncPath(this.versionsDir, stepsFor('commit:versions', hook));
     await replaceAtomically(path.join(this.runDir, LATEST_FILE), versionDirName(version) + '\n', stepsFor('commit:pointer', hook));
-    await this.prune(version, manifest.best?.version);
+    await this.prune(version, manifest.best);
     return {
       manifest: JSON.parse(manifestText) as Manifest,
       manifestSha256: sha256(manifestText),
@@ -359,12 +358,11 @@ export class FsCheckpointStore implements CheckpointStore {
    * The retention policy's pass after a durable commit (prune.ts). A failure is logged, not thrown: the version is
    * committed, and the next commit's pass finishes what this one left (its record says what goes).
    */
-  private async prune(latest: number, best: number | undefined): Promise<void> {
+  private async prune(latest: number, best: Manifest['best']): Promise<void> {
     const policy = this.opts.retention;
     if (!policy || keepsAll(policy)) return;
     try {
-      const release = await readRelease(this.runDir).catch(() => null);
-      const keep = [release, best].filter((v): v is number => v !== null && v !== undefined);
+      const keep = await keptVersions(this.runDir, best);
       await pruneRun(this.runDir, { policy, latest, keep, signer: this.signer, crashHook: this.opts.crashHook });
     } catch (e) {
       this.opts.warn?.(`retention: pruning after ${versionDirName(latest)} stopped (${(e as Error).message}); the next commit retries it`);

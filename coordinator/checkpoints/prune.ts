@@ -17,6 +17,8 @@ import { MANIFEST_FILE, VERSION_RE, versionDirName } from './run-layout';
 import { EMA_ADAPTER_FILE, EMA_DIR } from './ema-files';
 import { PRUNABLE, PRUNED_FILE, encodePruned, readPruned } from './pruned-record';
 import { describePolicy, filesToPrune, type RetentionPolicy } from './retention';
+import { readRelease } from './release-check';
+import type { Manifest } from './types';
 
 export interface PruneOptions {
   readonly policy: RetentionPolicy;
@@ -42,6 +44,16 @@ export interface PrunedVersion {
 export interface PruneResult {
   readonly versions: readonly PrunedVersion[];
   readonly bytes: number;
+}
+
+/**
+ * The versions that keep every file besides latest: the release pointer's (an unreadable pointer protects nothing:
+ * verify reports it), the best version, and the versions of early stopping's window (earlyStopping.window: a later
+ * best names the middle one of them, so none of them may lose its adapter before it leaves the window).
+ */
+export async function keptVersions(runDir: string, best: Manifest['best']): Promise<number[]> {
+  const release = await readRelease(runDir).catch(() => null);
+  return [...(release === null ? [] : [release]), ...(best ? [best.version, ...(best.recent ?? []).map((r) => r.version)] : [])];
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -142,7 +142,7 @@ export class VersionPrunedError extends Error {
   ) {
     const what = [...new Set(files.map((f) => WHAT[f] ?? WHAT[EMA_ADAPTER_FILE]))].join(' and ');
     super(
-      `${versionDirName(version)}: ${what} ${files.length > 1 ? 'were' : 'was'} removed by the run's retention policy (checkpoints.keepAdapters, keepEvery, keepServerState; recorded in its pruned.json, its manifest and signature kept), so it cannot be used here; \`fedtune checkpoints list\` marks the versions that keep their files`,
+      `${versionDirName(version)}: ${what} ${files.length > 1 ? 'were' : 'was'} removed by the run's retention policy (checkpoints.keepAdapters, keepEvery, keepServerState; recorded in its pruned.json, its manifest and signature kept), so it cannot be used here; \`fedtune verify\` names the versions retention pruned`,
     );
   }
 }
