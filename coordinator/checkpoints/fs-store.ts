@@ -41,7 +41,7 @@ import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeD
 import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
 import { SERVER_STATE_FILE, decodeServerState, encodeServerState } from './server-state';
-import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE, EMA_DIR, emaWeights } from './ema-files';
+import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE, EMA_DIR, emaWeights, splitAverage, withAverage } from './ema-files';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_FILE,
@@ -284,8 +284,10 @@ export class FsCheckpointStore implements CheckpointStore {
     const version = parentVersion === null ? 0 : parentVersion + 1;
     const weights = writeSafetensors(input.adapter, { format: 'pt' });
     const adapterConfig = stableJson(input.adapterConfig);
-    const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
     const ema = emaWeights(input.adapter, input.serverState);
+    // The average is stored once, in ema/ (ema-files.ts): the server state file keeps the rest, if any.
+    const stored = input.serverState && ema ? splitAverage(input.adapter, input.serverState) : (input.serverState ?? []);
+    const state = stored.length ? encodeServerState(stored, input.manifest.strategy) : null;
     // The piece hashes of the stream the coordinator will serve: the adapter as read back from its file (the order
     // and bytes every later download of this version sends).
     const adapter = readSafetensors(weights).tensors;
@@ -335,7 +337,8 @@ export class FsCheckpointStore implements CheckpointStore {
       manifestSha256: sha256(manifestText),
       adapter,
       adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
-      serverState: state ? decodeServerState(state) : [],
+      // What the next round steps from: the state as a read gives it back (the average from ema/), bit for bit.
+      serverState: withAverage(state ? decodeServerState(state) : [], ema ? readSafetensors(ema).tensors : null),
     };
   }
 

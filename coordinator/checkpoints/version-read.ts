@@ -11,6 +11,7 @@ import type { Checkpoint, Manifest } from './types';
 import { SERVER_STATE_FILE, decodeServerState } from './server-state';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, CheckpointIntegrityError, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './run-layout';
 import { prunedFiles, VersionPrunedError } from './pruned-record';
+import { EMA_ADAPTER_FILE, withAverage } from './ema-files';
 
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -117,6 +118,10 @@ export async function readVersion(src: VersionSource, version: number, latest: n
     manifestSha256,
     adapter: readSafetensors(files[ADAPTER_FILE]).tensors,
     adapterConfig: JSON.parse(files[ADAPTER_CONFIG_FILE].toString('utf8')) as Record<string, unknown>,
-    serverState: files[SERVER_STATE_FILE] ? decodeServerState(files[SERVER_STATE_FILE]) : [],
+    // The average is stored once, in ema/ (ema-files.ts); older versions hold it in the state file too.
+    serverState: withAverage(
+      files[SERVER_STATE_FILE] ? decodeServerState(files[SERVER_STATE_FILE]) : [],
+      files[EMA_ADAPTER_FILE] ? readSafetensors(files[EMA_ADAPTER_FILE]).tensors : null,
+    ),
   };
 }
