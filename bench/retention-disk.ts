@@ -4,7 +4,7 @@
 // Arms: every file kept (keepServerState 0, keepAdapters 0) and the defaults. Prints the bytes under versions/, the
 // versions keeping each kind of file, the coordinator's ms a round (the prune pass included), and the 600-round
 // bound computed from the measured file sizes. `fedtune verify` must accept the pruned run.
-//   node dist/bench/retention-disk.js [rounds=600]
+//   node dist/bench/retention-disk.js [rounds=600] [--twice]
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -124,11 +124,12 @@ function projection(p: RetentionPolicy, total: number, weights: number, state: n
 }
 
 async function main(): Promise<void> {
-  const rounds = Number(process.argv[2] ?? 600);
+  const rounds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 600);
   await selectBackend();
   const { modelHash } = await loadModelDir(DEFAULT_MODEL_DIR);
-  await arm('defaults', rounds, modelHash);
-  await arm('keep-all', rounds, modelHash);
+  // Alternated (--twice: keep-all, defaults, keep-all, defaults): the ms a round of a loaded box drift over minutes.
+  const order: ('keep-all' | 'defaults')[] = process.argv.includes('--twice') ? ['keep-all', 'defaults', 'keep-all', 'defaults'] : ['keep-all', 'defaults'];
+  for (const a of order) await arm(a, rounds, modelHash);
 }
 
 main().catch((e: Error) => {

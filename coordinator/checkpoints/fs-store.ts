@@ -96,6 +96,8 @@ export class FsCheckpointStore implements CheckpointStore {
   private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private signer: ManifestSigner | undefined;
+  /** What this process's prune passes applied (prune.ts PruneOptions.applied). */
+  private readonly pruned = new Map<number, string>();
 
   constructor(
     readonly runDir: string,
@@ -366,7 +368,7 @@ export class FsCheckpointStore implements CheckpointStore {
     if (!policy || keepsAll(policy)) return;
     try {
       const keep = await keptVersions(this.runDir, best);
-      await pruneRun(this.runDir, { policy, latest, keep, signer: this.signer, crashHook: this.opts.crashHook });
+      await pruneRun(this.runDir, { policy, latest, keep, signer: this.signer, crashHook: this.opts.crashHook, applied: this.pruned });
     } catch (e) {
       this.opts.warn?.(`retention: pruning after ${versionDirName(latest)} stopped (${(e as Error).message}); the next commit retries it`);
     }

@@ -11,7 +11,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { fsyncPath, removeTemps, replaceAtomically, stepsFor, type CrashHook } from './atomic-fs';
+import { removeTemps, replaceAtomically, stepsFor, type CrashHook } from './atomic-fs';
 import type { ManifestSigner } from './signature';
 import { MANIFEST_FILE, VERSION_RE, versionDirName } from './run-layout';
 import { EMA_ADAPTER_FILE, EMA_DIR } from './ema-files';
@@ -30,8 +30,14 @@ export interface PruneOptions {
   readonly signer?: ManifestSigner;
   /** Only report what would be removed. */
   readonly dryRun?: boolean;
-  /** Test seam: every step that changes the disk ('prune:record:rename', 'prune:unlink', 'prune:version:fsync-dir'). */
+  /** Test seam: every step that changes the disk ('prune:record:rename', 'prune:unlink', 'prune:rmdir'). */
   readonly crashHook?: CrashHook;
+  /**
+   * What earlier passes of this process applied, by version (the files the policy dropped): a version whose drop
+   * set is unchanged is not looked at again, so a pass after each commit costs a few versions, not the whole run.
+   * Filled in by the pass. Absent: every version is looked at (the first pass of a process, the CLI).
+   */
+  readonly applied?: Map<number, string>;
 }
 
 export interface PrunedVersion {
@@ -75,8 +81,12 @@ export async function pruneRun(runDir: string, o: PruneOptions): Promise<PruneRe
     .sort((a, b) => a - b);
   const out: PrunedVersion[] = [];
   for (const v of numbers) {
-    const r = await pruneVersion(path.join(versionsDir, versionDirName(v)), v, filesToPrune(o.policy, v, o.latest, kept), o);
+    const wanted = filesToPrune(o.policy, v, o.latest, kept);
+    const key = wanted.join(',');
+    if (o.applied?.get(v) === key) continue;
+    const r = await pruneVersion(path.join(versionsDir, versionDirName(v)), v, wanted, o);
     if (r) out.push(r);
+    if (!o.dryRun) o.applied?.set(v, key);
   }
   return { versions: out, bytes: out.reduce((s, r) => s + r.bytes, 0) };
 }
@@ -113,7 +123,10 @@ async function pruneVersion(dir: string, v: number, wanted: readonly string[], o
     await step('unlink', path.join(dir, n));
   }
   // ema/ goes with its two files (the manifest lists them, so verify expects the directory only while they are there).
-  if (names.includes(EMA_DIR) && (await fs.readdir(path.join(dir, EMA_DIR))).length === 0) await fs.rmdir(path.join(dir, EMA_DIR));
-  await fsyncPath(dir, stepsFor('prune:version', hook));
+  // No fsync after the removals: a removal a crash undoes leaves a file the record names, which the next pass removes.
+  if (names.includes(EMA_DIR) && (await fs.readdir(path.join(dir, EMA_DIR))).length === 0) {
+    await fs.rmdir(path.join(dir, EMA_DIR));
+    await step('rmdir', path.join(dir, EMA_DIR));
+  }
   return remove.length ? { version: v, files: remove, bytes } : null;
 }
