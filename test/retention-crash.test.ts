@@ -126,8 +126,8 @@ describe('version retention: crash safety of a prune', function () {
       delete env[KILL_AT_ENV];
       if (killAt) env[KILL_AT_ENV] = killAt;
       const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'tiny-coordinator.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
-      child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
+      child.stdout.on('data', (b: Buffer) => out.push(b.toString()));
+      child.stderr.on('data', (b: Buffer) => out.push(b.toString()));
       children.push(child);
       return child;
     };

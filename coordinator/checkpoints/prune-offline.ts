@@ -34,7 +34,10 @@ const schemaDefault = (k: keyof RetentionPolicy): number => checkpointsSchema.ch
 /** The policy: flags, then what the run's latest manifest was configured with, then the defaults. */
 function policyFor(given: Partial<RetentionPolicy>, recorded: unknown): RetentionPolicy {
   const rec = (recorded && typeof recorded === 'object' ? recorded : {}) as Record<string, unknown>;
-  const pick = (k: keyof RetentionPolicy): number => given[k] ?? (typeof rec[k] === 'number' ? (rec[k] as number) : schemaDefault(k));
+  const pick = (k: keyof RetentionPolicy): number => {
+    const r = rec[k];
+    return given[k] ?? (typeof r === 'number' ? r : schemaDefault(k));
+  };
   return { keepServerState: pick('keepServerState'), keepAdapters: pick('keepAdapters'), keepEvery: pick('keepEvery') };
 }
 
