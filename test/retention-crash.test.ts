@@ -30,6 +30,8 @@ async function files(runDir: string): Promise<string[]> {
 }
 
 const POLICY = { keepServerState: 1, keepAdapters: 2, keepEvery: 0 };
+/** Each named step of a prune pass (proto/durable-file.ts stepsFor), in the order a pass reaches them. */
+const KILLS = ['prune:record:open', 'prune:record:write', 'prune:record:fsync', 'prune:record:rename', 'prune:record:fsync-dir', 'prune:unlink', 'prune:rmdir'];
 
 describe('version retention: crash safety of a prune', function () {
   this.timeout(120_000);
@@ -118,7 +120,7 @@ describe('version retention: crash safety of a prune', function () {
     const runDir = path.join(base, 'run');
     const out: string[] = [];
     const start = (killAt: string | undefined): ChildProcess => {
-      const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', '8', '--rounds.minClients', '2'];
+      const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', '10', '--rounds.minClients', '2'];
       args.push('--rounds.minUpdates', '2', '--rounds.deadlineMs', '30000', '--log.level', 'warn', '--auth.mode', 'tofu', '--lora.aggregation', 'fedit');
       args.push('--strategy.name', 'fedadam', '--strategy.ema', '0.5');
       for (const [k, v] of Object.entries(POLICY)) args.push(`--checkpoints.${k}`, String(v));
@@ -148,7 +150,9 @@ describe('version retention: crash safety of a prune', function () {
       );
     }
     const runs = sites.map((s) => s.run());
-    for (const point of ['prune:record:write', 'prune:record:rename', 'prune:record:fsync-dir', 'prune:unlink', 'prune:rmdir']) {
+    // Ten rounds for seven kills (one a commit, from v000002): the last process still has rounds to run, so the sites
+    // hear the run end from it.
+    for (const point of KILLS) {
       const { signal, code } = await exited(start(point));
       expect(signal, `${point}: exit ${code}: ${out.join('')}`).to.equal('SIGKILL');
       const r = await verifyRun(runDir, { publicKey: (await runKey(runDir))!.publicKey });
@@ -159,11 +163,13 @@ describe('version retention: crash safety of a prune', function () {
     expect((await exited(last)).code, out.join('')).to.equal(0);
     const r = await verifyRun(runDir, { publicKey: (await runKey(runDir))!.publicKey });
     expect(r.problems).to.deep.equal([]);
-    expect(r.latest).to.equal(8);
-    // Newest 2 (7, 8) keep their adapters, the newest 1 its state; v000000 (no state, no average) loses its adapter.
+    expect(r.latest).to.equal(10);
+    // Newest 2 (9, 10) keep their adapters, the newest 1 its state; v000000 (no state, no average) loses its adapter.
     const weights = ['adapter_model.safetensors', 'ema/adapter_config.json', 'ema/adapter_model.safetensors', 'server-state.safetensors'];
     expect(r.results.map((x) => x.pruned ?? [])).to.deep.equal([
       ['adapter_model.safetensors'],
+      weights,
+      weights,
       weights,
       weights,
       weights,
@@ -175,6 +181,6 @@ describe('version retention: crash safety of a prune', function () {
     ]);
     const left = await files(runDir);
     expect(left.filter((f) => f.includes('.tmp'))).to.deep.equal([]);
-    for (let v = 0; v <= 8; v++) expect(left, versionDirName(v)).to.include(`${versionDirName(v)}/manifest.sig`);
+    for (let v = 0; v <= 10; v++) expect(left, versionDirName(v)).to.include(`${versionDirName(v)}/manifest.sig`);
   });
 });
