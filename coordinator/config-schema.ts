@@ -7,6 +7,7 @@ import { SERVER_SCHEDULES } from './strategy/server-schedule';
 import { opsSchema } from './ops/config-schema';
 import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
+import { checkpointsSchema } from './checkpoints/config-schema';
 
 export const schema = {
   server: {
@@ -501,6 +502,7 @@ export const schema = {
     },
   },
   ...evalStopSchema,
+  ...checkpointsSchema,
   ...opsSchema,
   log: {
     level: {
