@@ -13,6 +13,13 @@ export const schema = {
   server: {
     host: { doc: 'Address the gRPC server binds to.', format: String, default: '127.0.0.1', env: 'FEDTUNE_SERVER_HOST', arg: 'server.host' },
     port: { doc: 'gRPC port (0: any free port).', format: 'port-or-zero', default: 50051, env: 'FEDTUNE_SERVER_PORT', arg: 'server.port' },
+    finishNoticeMs: {
+      doc: "After the run ends, how long `fedtune coordinator` keeps serving so that the final round's sites still reconnecting (e.g. to a coordinator restarted after its last commit) learn it is over; it exits sooner once all of them were told (0: exit at once).",
+      format: 'non-negative-int',
+      default: 15_000,
+      env: 'FEDTUNE_SERVER_FINISH_NOTICE_MS',
+      arg: 'server.finishNoticeMs',
+    },
   },
   run: {
     dir: { doc: 'Run directory: versions/ and the latest pointer.', format: String, default: 'runs/default', env: 'FEDTUNE_RUN_DIR', arg: 'run.dir' },

@@ -251,6 +251,22 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     );
   }
 
+  /**
+   * After the run has ended: keeps serving until every participant of the final version has been told that the run
+   * is over, for at most `ms`. A site that was reconnecting when the run ended — above all to a coordinator
+   * restarted after its last commit, whose run is over at once — learns it when it attaches; shut down at once, that
+   * coordinator would leave its sites retrying forever. Resolves at once when the final version names no
+   * participants (v0, or a round whose participants the manifest hides) or after stop().
+   */
+  async finishNotice(ms: number): Promise<void> {
+    const engine = this.engineRef;
+    const want = (engine?.latest?.manifest.participants ?? []).map((p) => p.clientId);
+    const until = Date.now() + ms;
+    while (this.server && engine && Date.now() < until && !want.every((id) => engine.toldFinished.has(id))) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, until - Date.now()))));
+    }
+  }
+
   /** Stops scheduling, closes task streams and shuts the server down (forcefully after `graceMs`). */
   async stop(graceMs = 2000): Promise<void> {
     this.ops?.drain();

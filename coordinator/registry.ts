@@ -130,10 +130,6 @@ export class ClientRegistry extends EventEmitter {
     return this.connectedCache;
   }
 
-  broadcast(event: TaskEvent): void {
-    for (const s of this.connected()) s.sink?.write(event);
-  }
-
   closeAll(): void {
     for (const s of this.byIdMap.values()) s.sink?.end();
   }

@@ -88,7 +88,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     };
     d.registry.on('change', () => this.poke());
     d.registry.on('attached', (s: { clientId: string }) => {
-      if (this.finished) d.registry.byId(s.clientId)?.sink?.write({ finished: this.finished });
+      if (this.finished) this.tellFinished(s.clientId);
       else {
         this.resendTask(s.clientId);
         this.evaluations.resend(s.clientId);
@@ -174,7 +174,17 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   private finish(version: number, reason: string): void {
     this.finished = { final_version: version, reason };
-    this.d.registry.broadcast({ finished: this.finished });
+    for (const s of this.d.registry.connected()) this.tellFinished(s.clientId);
+  }
+
+  /** Sites told that the run is over: at the finish, or when they attach afterwards (Coordinator.finishNotice). */
+  readonly toldFinished = new Set<string>();
+
+  private tellFinished(clientId: string): void {
+    const sink = this.d.registry.byId(clientId)?.sink;
+    if (!sink || !this.finished) return;
+    sink.write({ finished: this.finished });
+    this.toldFinished.add(clientId);
   }
 
   private setPhase(p: RoundPhase): void {

@@ -10,6 +10,7 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 const DEFAULTS: Record<string, unknown> = {
   'server.host': '127.0.0.1',
   'server.port': 50051,
+  'server.finishNoticeMs': 15000,
   'run.dir': 'runs/default',
   'run.id': 'default',
   'run.seed': 42,
@@ -110,6 +111,7 @@ const DEFAULTS: Record<string, unknown> = {
 const SAMPLES: Record<string, [string, unknown]> = {
   'server.host': ['0.0.0.0', '0.0.0.0'],
   'server.port': ['0', 0],
+  'server.finishNoticeMs': ['0', 0],
   'run.dir': ['/tmp/some-run', '/tmp/some-run'],
   'run.id': ['exp-7', 'exp-7'],
   'run.seed': ['0', 0],

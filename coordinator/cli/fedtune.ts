@@ -55,6 +55,7 @@ program
     process.on('SIGTERM', stop);
     await coordinator.start();
     const final = await coordinator.done;
+    if (!stopping) await coordinator.finishNotice(config.server.finishNoticeMs);
     await coordinator.stop();
     const version = final?.manifest.version ?? 0;
     const total = config.rounds.total;
