@@ -12,6 +12,7 @@ import type { SpoolState } from './round-spool';
 import { SecAggAttempt } from './secagg-attempt';
 import { roundAggregation, uploadLayout } from './lora-aggregation';
 import { deriveSeed, selectClients } from './selection';
+import { sampledCohort } from './privacy/sampling';
 import type { TaskBook } from './task-book';
 import { trainTask } from './train-plan';
 
@@ -54,21 +55,21 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
   if (outstanding === null || outstanding.length > 0) {
     ctx.setPhase('WAITING_FOR_CLIENTS');
-    await ctx.waitForClients(() => d.registry.connected().length >= cfg.rounds.minClients);
+    await ctx.waitForClients(() => d.registry.connected().length >= ctx.privacy.minConnected());
     if (ctx.stopping()) return { stopped: true };
   }
 
   ctx.setPhase('SELECTING');
   const selectionSeed = resumeSelection?.selectionSeed ?? deriveSeed(cfg.run.seed, 'select', round, attempt);
+  const connected = (): string[] => d.registry.connected().map((s) => s.clientId);
+  // privacy.sampling 'poisson': the round's secret Poisson sample (the same for every attempt, and after a restart).
+  const drawn = ctx.privacy.sampled && !resumeSelection ? ctx.privacy.draw(round, connected()) : null;
   const ids = resumeSelection
     ? [...resumeSelection.selected]
-    : selectClients(
-        d.registry.connected().map((s) => s.clientId),
-        cfg.rounds.clientsPerRound,
-        cfg.rounds.minUpdates,
-        selectionSeed,
-      );
-  await ctx.saveState({ round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed });
+    : (drawn?.ids ?? selectClients(connected(), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed));
+  const population = drawn?.cohort.population ?? resumeSelection?.population;
+  // Recorded before any task goes out: a restarted coordinator resumes this draw and its denominator.
+  await ctx.saveState({ round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed, ...(population !== undefined ? { population } : {}) });
   const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
   let secagg: SecAggAttempt | undefined;
   if (cfg.secagg.enabled) {
@@ -104,6 +105,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
     },
     secagg,
   );
+  if (ctx.privacy.sampled) cur.sampled = sampledCohort(cfg.privacy.samplingRate, population ?? ids.length);
   const selected: ClientSelected[] = [];
   let carried = 0;
   for (const clientId of ids) {
