@@ -69,7 +69,15 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
     : (drawn?.ids ?? selectClients(connected(), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed));
   const population = drawn?.cohort.population ?? resumeSelection?.population;
   // Recorded before any task goes out: a restarted coordinator resumes this draw and its denominator.
-  await ctx.saveState({ round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed, ...(population !== undefined ? { population } : {}) });
+  await ctx.saveState({
+    round,
+    baseManifestSha256: base.manifestSha256,
+    attempt,
+    failed: r.failed,
+    selected: ids,
+    selectionSeed,
+    ...(population !== undefined ? { population } : {}),
+  });
   const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
   let secagg: SecAggAttempt | undefined;
   if (cfg.secagg.enabled) {

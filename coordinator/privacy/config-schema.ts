@@ -39,7 +39,7 @@ export const privacySchema = {
       env: 'FEDTUNE_PRIVACY_EPSILON_BUDGET',
       arg: 'privacy.epsilonBudget',
     },
-      sampling: {
+    sampling: {
       doc: "How a round's sites are chosen under privacy.enabled. 'selection': rounds.clientsPerRound as usual; the manifest names the participants, so ε is charged at q = 1. 'poisson': each eligible connected site is in a round independently with probability privacy.samplingRate, drawn from a secret the coordinator keeps (<run.dir>/keys/privacy-sampling.json); the mean divides by the expected cohort q·N (N: sites connected at the draw), every round releases even when few or none were sampled, manifests name nobody, and ε is charged at q (amplification by subsampling). Not with secagg.enabled.",
       format: SAMPLING_MODES,
       default: 'selection',

@@ -43,7 +43,9 @@ export async function loadOrCreateSamplingSecret(file: string, hook?: CrashHook)
 
 /** Site `id`'s uniform draw in [0, 1) for round `round`: 53 bits of HMAC-SHA256(secret, [run, round, id]). */
 export function siteCoin(secret: Buffer, runId: string, round: number, id: string): number {
-  const h = createHmac('sha256', secret).update(JSON.stringify(['poisson', runId, round, id])).digest();
+  const h = createHmac('sha256', secret)
+    .update(JSON.stringify(['poisson', runId, round, id]))
+    .digest();
   // 21 + 32 bits: an exact double in [0, 2^53), scaled exactly.
   return ((h.readUInt32BE(0) >>> 11) * 2 ** 32 + h.readUInt32BE(4)) / 2 ** 53;
 }
@@ -101,6 +103,8 @@ export function samplingProblems(cfg: SamplingKeys): string[] {
       "privacy.sampling 'poisson' cannot run with secagg.enabled: each site's noise share is set by the sample's size and the SecAgg record names the survivors, so neither the noise nor the secrecy of the sample would match what the accountant assumes",
     );
   if (cfg.evaluation.enabled && cfg.evaluation.sites === 'participants')
-    out.push("privacy.sampling 'poisson' cannot run with evaluation.sites 'participants': asking the sampled sites to evaluate publishes how many were sampled; use 'connected'");
+    out.push(
+      "privacy.sampling 'poisson' cannot run with evaluation.sites 'participants': asking the sampled sites to evaluate publishes how many were sampled; use 'connected'",
+    );
   return out;
 }
