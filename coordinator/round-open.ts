@@ -119,7 +119,8 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   for (const clientId of ids) {
     const prior = spooled && valid.has(clientId) ? await reopenUpdate(ctx, round, spooled.updates.get(clientId)!, base, clientId) : null;
     // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
-    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${clientId}`;
+    // A sampled round's task ids do not name the site: they reach the coordinator's info log ('update accepted').
+    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${ctx.privacy.taskTag(round, attempt, clientId)}`;
     const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
     const taskAttempt = prior ? prior.binding.attempt : attempt;
     const t: Task = {

@@ -2,6 +2,7 @@
 // before a round (and again once a SecAgg attempt knows how few survivors it may end with), the Poisson draw of a
 // sampled round (privacy.sampling 'poisson', privacy/sampling.ts) and the charge of a committed round at its q.
 // Without privacy every hook is a no-op and `stop` stays null.
+import { createHmac } from 'node:crypto';
 import type { Manifest, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { PrivacyLedger, SAMPLING_RATE } from './privacy/ledger';
@@ -38,6 +39,15 @@ export class RoundPrivacy {
     const pool = [...new Set(ids)];
     const q = this.cfg.privacy.samplingRate;
     return { ids: poissonSample(this.secret, this.cfg.run.id, round, pool, q), cohort: sampledCohort(q, pool.length) };
+  }
+
+  /** The site part of a task id: its client id, or under sampling an opaque tag keyed by the secret (unique per site). */
+  taskTag(round: number, attempt: number, clientId: string): string {
+    if (!this.sampled || !this.secret) return clientId;
+    return createHmac('sha256', this.secret)
+      .update(JSON.stringify(['task', round, attempt, clientId]))
+      .digest('hex')
+      .slice(0, 24);
   }
 
   /** The record of a version that added no noise (version 0); undefined without privacy. */

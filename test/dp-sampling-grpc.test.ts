@@ -11,6 +11,8 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
@@ -102,13 +104,14 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     total: number,
     extra: Record<string, unknown>,
     committed: number,
+    logger?: pino.Logger,
   ): Promise<Harness> {
     if (committed === 0) await writeSecretJson(samplingKeyFile(runDir), { format: SAMPLING_KEY_FORMAT, secret: encodeKey(secret) });
     const h = await startCoordinator(
       runDir,
       { total, minClients: n, minUpdates: 2, maxAttempts: 2 },
       { run: { dir: runDir, id: runId, seed: 5 }, ...privacy(n, extra) },
-      { strategy: seededDp(committed) },
+      { strategy: seededDp(committed), ...(logger ? { logger } : {}) },
     );
     coordinators.push(h.coordinator);
     return h;
@@ -122,7 +125,14 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     const e = (t: number): number => epsilonSpent([{ q: Q, z: Z, steps: t }], 1e-5);
     const runDir = await tempDir('dpsample-a');
     dirs.push(runDir);
-    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0);
+    const lines: string[] = [];
+    const log = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString('utf8'));
+        cb();
+      },
+    });
+    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0, pino({ level: 'info' }, log));
     const finished = new Promise<{ version: number; reason: string }>((r) => h.coordinator.once('runFinished', r));
     const trainers = names(n).map((_, i) => new SiteTrainer((i + 1) * 2 ** -12));
     const sites = startRestartSites(h.address, trainers, clients);
@@ -153,6 +163,10 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     // The empty sample: the noise alone, over the same denominator.
     expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v1.adapter, [], 2));
 
+    // The coordinator's info log names the sites that joined (the population), not who was in a round.
+    const roundLines = lines.filter((l) => !/"msg":"client (joined|left)"/.test(l));
+    expect(lines.filter((l) => l.includes('"msg":"update accepted"'))).to.have.length(samples[0].length + samples[2].length);
+    for (const name of names(n)) expect(roundLines.join('\n'), name).to.not.contain(clientIdFor(name));
     const text = await published(runDir);
     for (const name of names(n)) {
       expect(text, name).to.not.contain(name);
