@@ -46,7 +46,9 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   const cfg = d.config;
   const attempt = r.attempt;
   const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
-  const resumeSelection = spooled ? spooled.state : null;
+  // A sampled run resumes only a spooled Poisson draw (one with its population): a selection spooled before the run
+  // switched to privacy.sampling 'poisson' was not secret, and is drawn again.
+  const resumeSelection = spooled && (!ctx.privacy.sampled || spooled.state.population !== undefined) ? spooled.state : null;
   // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
   const valid = new Set<string>();
   if (spooled)

@@ -188,6 +188,7 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     }
     const table = formatVersionTable(await store.list()).split('\n');
     expect(table[4]).to.contain(`${e(3).toFixed(3)}@0.00001`);
+    expect(table[4].split(/\s+/).slice(3, 5)).to.deep.equal(['hidden', 'hidden']); // clients, examples
   });
 
   it('a coordinator stopped mid-round and restarted (without, then with, the round spooled) sends the round to the same sampled sites', async () => {

@@ -18,8 +18,9 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       `v${m.version}`,
       String(m.round),
       String(m.attempt),
-      String(m.participants.length),
-      m.secureAggregation ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
+      // A Poisson-sampled DP round publishes neither who nor how many took part (privacy/sampling.ts).
+      m.privacy?.sampling ? 'hidden' : String(m.participants.length),
+      m.secureAggregation || m.privacy?.sampling ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
       num(m.metrics['clients.train_loss']),
       // Federated evaluation: sites' validation figures, example-weighted (evaluation.*).
       num(m.metrics['eval.loss']),
