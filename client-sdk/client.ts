@@ -12,7 +12,8 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { sealDeltaPipelined, sealMaskedPipelined, sendSealed, type SealContext } from './sealed-sender';
+import { sealDeltaPipelined, sealMaskedPipelined, sendSealed, sendSealedRetrying, type SealContext } from './sealed-sender';
+import { trainingSignal } from './training-signal';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
 import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
@@ -39,28 +40,6 @@ import { trainableTensors } from '../proto/model/lora-aggregation';
 import { LIMITS, retryAfterOf, checkBackend, checkClientName, checkLabels, checkReport, checkString } from '../proto/limits';
 
 export type { ClientEvents, ClientLogger, FederationClientOptions, RunSummary, TaskDone, TaskInfo } from './client-options';
-
-/**
- * The signal a trainer gets: the task's own, also aborted shortly before the round's deadline so that a site
- * stops training while its upload can still make it (a tenth of the time left, at most 2 s, is kept for that).
- */
-function trainingSignal(task: AbortSignal, deadline: number | undefined): { signal: AbortSignal; done: () => void } {
-  if (deadline === undefined) return { signal: task, done: () => undefined };
-  const c = new AbortController();
-  const left = deadline - Date.now();
-  const stopAt = Math.max(0, left - Math.min(2000, left / 10));
-  const timer = setTimeout(() => c.abort(new Error(`training stopped: the round deadline (${new Date(deadline).toISOString()}) is near`)), stopAt);
-  const onTask = (): void => c.abort(task.reason);
-  if (task.aborted) onTask();
-  else task.addEventListener('abort', onTask, { once: true });
-  return {
-    signal: c.signal,
-    done: () => {
-      clearTimeout(timer);
-      task.removeEventListener('abort', onTask);
-    },
-  };
-}
 
 /** Errors after which reconnecting cannot help. */
 const FATAL = new Set<status>([status.FAILED_PRECONDITION, status.INVALID_ARGUMENT, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
@@ -408,23 +387,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return downloadAdapter(this.rpc, this.token, version, candidate, false, this.parallel);
   }
 
-  /**
-   * Sends a sealed upload; when the connection breaks it re-sends the same sealed bytes (the coordinator
-   * answers a resumed upload it already accepted without counting it twice), up to 3 tries.
-   */
+  /** Sends a sealed upload, re-sending the same sealed bytes when the connection breaks (sealed-sender.ts). */
   private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
     const sealed = await sealDeltaPipelined(this.sealContext(), t, delta, numExamples);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await sendSealed(this.rpc, sealed);
-      } catch (e) {
-        const code = (e as grpc.ServiceError).code;
-        const hint = retryAfterOf(e as grpc.ServiceError); // the coordinator is busy: wait as told, a few times more
-        if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || this.stopped)
-          throw e;
-        await sleep(hint !== undefined ? hintedDelay(hint) : backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF));
-      }
-    }
+    return sendSealedRetrying(this.rpc, sealed, this.opts.backoff ?? DEFAULT_BACKOFF, () => this.stopped);
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank = 0): Promise<void> {

@@ -7,7 +7,10 @@ import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask'
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
 import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
-import { checkUploadFrame } from '../proto/limits';
+import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { checkUploadFrame, retryAfterOf } from '../proto/limits';
+import { backoffDelay, hintedDelay, sleep, type BackoffOptions } from './backoff';
 import { sealUpload, uploadBinding, type SealedChunk, type SealedUpload } from '../proto/crypto/sealed-upload';
 import { sealUploadPipelined } from '../proto/crypto/seal-pipelined';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
@@ -177,4 +180,22 @@ export function sendSealed(rpc: GrpcFederationClient, f: SealedFrames): Promise<
       if (!answered) call.end();
     })().catch(writerFailed);
   });
+}
+
+/**
+ * Sends a sealed upload; when the connection breaks it re-sends the same sealed bytes (the coordinator answers a
+ * resumed upload it already accepted without counting it twice), up to 3 tries; a coordinator's retry hint
+ * (RESOURCE_EXHAUSTED with retry-after) is waited out as told, up to 6 tries.
+ */
+export async function sendSealedRetrying(rpc: GrpcFederationClient, sealed: SealedFrames, backoff: BackoffOptions, stopped: () => boolean): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await sendSealed(rpc, sealed);
+    } catch (e) {
+      const code = (e as grpc.ServiceError).code;
+      const hint = retryAfterOf(e as grpc.ServiceError); // the coordinator is busy: wait as told, a few times more
+      if (attempt >= (hint !== undefined ? 5 : 2) || (code !== status.UNAVAILABLE && code !== status.CANCELLED && hint === undefined) || stopped()) throw e;
+      await sleep(hint !== undefined ? hintedDelay(hint) : backoffDelay(attempt, backoff));
+    }
+  }
 }

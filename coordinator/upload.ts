@@ -24,8 +24,8 @@ import type { UploadResponse } from '../proto/generated/fedtune/v1/UploadRespons
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
 import { ProtocolError } from '../proto/errors';
 import { RetryLater } from '../proto/limits';
-import { TensorStreamDecoder, checkLayout, validateHeader, type TensorSpecOut } from '../proto/tensor-stream';
-import { SealedUploadOpener, uploadBinding, type CoordinatorBoxSecret, type UploadBinding } from '../proto/crypto/sealed-upload';
+import { TensorStreamDecoder } from '../proto/tensor-stream';
+import { SealedUploadOpener, type CoordinatorBoxSecret, type UploadBinding } from '../proto/crypto/sealed-upload';
 import { MAX_OPENING_CHUNKS, UploadChunks } from './upload-chunks';
 import { admitFrame } from './door';
 import type { CoordinatorConfig } from './config-types';
@@ -34,11 +34,10 @@ import type { RoundEngine, Task } from './rounds';
 import type { SecAggAttempt } from './secagg-attempt';
 import type { SealedUpdate } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
-import { refuseFrozen, roundAggregation } from './lora-aggregation';
+import { checkUploadHeader } from './upload-header';
 import { ownsWholeBuffer } from '../proto/message-buffer';
 
-/** Largest FedAvg weight one client may claim (see strategy/fixed-point.ts for the exact-sum bound). */
-export const MAX_NUM_EXAMPLES = 2 ** 21;
+export { MAX_NUM_EXAMPLES } from './upload-header';
 
 /** Chunks queued for the spool file beyond which the stream is paused until the disk catches up. */
 const MAX_QUEUED_CHUNKS = 2;
@@ -143,70 +142,15 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         if (frame.header) {
           if (decoder || task) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second upload header in one stream');
           const h = frame.header;
-          d.checkVersion(h.protocol_version, 'upload');
-          const s = d.session(h.session_token);
-          const e = h.sealed;
-          if (!e) throw new ProtocolError(status.INVALID_ARGUMENT, 'upload is not sealed: every upload must carry a signed SealedEnvelope');
-          const digest = Buffer.from(e.ciphertext_sha256 ?? []).toString('hex');
-          const earlier = d.engine.acceptedBy(digest);
-          if (earlier && earlier.taskId === h.task_id && earlier.clientId === s.clientId && earlier.state === 'uploaded' && d.engine.isOpen(earlier)) {
+          const checked = checkUploadHeader(d, h);
+          if (checked.kind === 'resumed') {
             // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
             end();
-            d.log('info', 'resumed upload answered from the accepted one', { taskId: earlier.taskId });
-            cb(null, { task_id: earlier.taskId, round: earlier.round, sha256: Buffer.from(digest, 'hex'), duplicate: true });
+            d.log('info', 'resumed upload answered from the accepted one', { taskId: checked.reply.task_id });
+            cb(null, checked.reply);
             return;
           }
-          if (earlier)
-            throw new ProtocolError(
-              status.ALREADY_EXISTS,
-              `replayed upload: this sealed upload was already accepted for task ${earlier.taskId} (round ${earlier.round})`,
-            );
-          const t = d.engine.task(s.clientId, h.task_id, h.round);
-          if (h.base_version !== t.baseVersion) {
-            throw new ProtocolError(
-              status.FAILED_PRECONDITION,
-              `update is against version ${h.base_version}; task ${t.taskId} expects base_version ${t.baseVersion}`,
-            );
-          }
-          const base = d.engine.baseOf(t);
-          if (e.base_manifest_sha256 !== base.manifestSha256) {
-            throw new ProtocolError(
-              status.FAILED_PRECONDITION,
-              `update is against checkpoint ${e.base_manifest_sha256.slice(0, 16) || '(none)'}…; round ${t.round} starts from v${t.baseVersion} with manifest ${base.manifestSha256.slice(0, 16)}…`,
-            );
-          }
-          if (e.run_id !== d.runId || e.client_id !== s.clientId || e.attempt !== t.attempt) {
-            throw new ProtocolError(
-              status.FAILED_PRECONDITION,
-              `sealed envelope is bound to run ${e.run_id}, client ${e.client_id}, attempt ${e.attempt}; expected ${d.runId}, ${s.clientId}, ${t.attempt}`,
-            );
-          }
-          const sa = d.engine.secaggOf(t);
-          if (!sa && !(h.num_examples >= 1 && h.num_examples <= MAX_NUM_EXAMPLES)) {
-            throw new ProtocolError(status.INVALID_ARGUMENT, `num_examples ${h.num_examples} outside 1..${MAX_NUM_EXAMPLES}`);
-          }
-          if (t.state === 'uploaded')
-            throw new ProtocolError(
-              status.ALREADY_EXISTS,
-              `task ${t.taskId} already has an accepted update; a second upload for client ${s.name} in round ${t.round} is refused`,
-            );
-          // Declarations first (size limit, dtypes), then the layout and the signature, and only then allocate.
-          // A plain update has the global adapter's layout; a masked one is one UINT32 vector of the round's length.
-          const dtype = sa ? 'UINT32' : 'FLOAT32';
-          const specs = validateHeader(h.tensors, d.config.transport.maxUploadBytes, dtype);
-          if (sa) {
-            checkMaskedLayout(specs, sa.config.vectorLength);
-            sa.expectMaskedInput(s.clientId);
-          } else {
-            refuseFrozen(
-              specs.map((x) => x.name),
-              roundAggregation(d.config),
-            );
-            checkLayout(specs, d.engine.uploadLayoutOf(t)); // under 'ffa': the lora_B tensors only
-          }
-          // The fields the site signed, from the task as it was sent (the one builder site and coordinator share).
-          const binding = uploadBinding(d.runId, s.clientId, t.wire, h.num_examples, h.protocol_version);
-          const op = new SealedUploadOpener(e, binding, h.tensors!, d.unsealKey, s.publicKey, s.name);
+          const { session: s, task: t, envelope: e, secagg: sa, binding, opener: op, dtype } = checked;
           const adm = d.config.admission;
           const declared = Math.max(1, Number(h.tensors!.total_bytes));
           if (inFlight >= adm.maxUploadsInFlight)
@@ -405,11 +349,4 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
     call.on('cancelled', () => reject(new ProtocolError(status.CANCELLED, 'upload cancelled by the client')));
     call.on('error', (e) => reject(new ProtocolError(status.CANCELLED, `upload stream broke: ${e.message}`)));
   };
-}
-
-/** A SecAgg masked input travels as one UINT32 tensor `secagg.masked` of the round's vector length. */
-function checkMaskedLayout(specs: readonly TensorSpecOut[], length: number): void {
-  if (specs.length !== 1 || specs[0].name !== 'secagg.masked' || specs[0].shape.length !== 1 || specs[0].shape[0] !== length) {
-    throw new ProtocolError(status.INVALID_ARGUMENT, `a masked upload must be one UINT32 tensor secagg.masked of shape [${length}] (${4 * length} bytes)`);
-  }
 }
