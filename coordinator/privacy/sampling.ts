@@ -12,6 +12,9 @@
 //     scaling (the fixed-denominator estimator of McMahan et al.).
 // Manifests of such rounds carry q, N and q·N, and no participant, per-site seed or per-site metric: who took part
 // stays with the coordinator (round-outcome.ts). Tasks go only to the sampled sites: a site knows its own coin.
+// What is protected is a site's data: its update replaced by nothing, for which the sampled Gaussian's bound is the
+// same as for removing the site. N, the count of connected sites, is published (as DP-FedAvg's population weight W
+// is taken to be known); whether a site is enrolled or connected is not what this hides.
 import { createHmac, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { KeyFileError, decodeKey, encodeKey, readSecretJson, writeSecretJson } from '../../proto/crypto/key-file';
