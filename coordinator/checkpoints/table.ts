@@ -6,7 +6,10 @@ const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-
 /** ε at δ spent up to this version (privacy.enabled runs); '-' without DP, 'inf' when unbounded. */
 function epsilonCell(m: Manifest): string {
   if (!m.privacy) return '-';
-  return m.privacy.epsilon === null ? 'inf' : `${m.privacy.epsilon.toFixed(3)}@${m.privacy.delta}`;
+  if (m.privacy.epsilon === null) return 'inf';
+  // A noise multiplier near 0 (a noiseless twin) gives an ε in the billions: exponent form keeps the column readable.
+  const e = m.privacy.epsilon;
+  return `${e >= 1e6 ? e.toExponential(2) : e.toFixed(3)}@${m.privacy.delta}`;
 }
 
 export function formatVersionTable(manifests: readonly Manifest[]): string {
