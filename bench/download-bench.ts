@@ -21,7 +21,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import type { NamedTensor } from '../proto/tensors';
-import { defaultDownloadStreams, rangeStats } from '../client-sdk/download-ranges';
+import { SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
+import { defaultDownloadStreams, parallelDownloads, rangeStats } from '../client-sdk/download-ranges';
 import { benchAdapter, joinDownloadSite, spawnSenders, startSenders, type DownloadSenders, type DownloadSite } from './download-site';
 import { http2Receive, tcpReceive, type Http2Transfer } from './loopback-arms';
 
@@ -70,14 +71,15 @@ const CLOCK_TICKS = 100;
 
 /**
  * The arms, each moving the same bytes over loopback, from the sending side to this process:
- *  download   the SDK's real receive path (what the goal measures)
+ *  download   the SDK's real receive path (what the goal measures): range calls on the workers' own HTTP/2 client
+ *  download_grpc_js  the same download with its range calls made by grpc-js (the fallback, and the path before)
  *  grpc_bare  the same DownloadAdapter call from the same coordinator, a reader that only counts the chunks' bytes
  *  http2      node:http2 alone, the reader counts
  *  tcp        raw TCP, the reader counts (the goal's baseline: a socket read and nothing else)
  *  tcp_hash   raw TCP, the reader also computes the SHA-256 (on the same thread)
  *  tcp_hash_copy  raw TCP, the reader hashes and copies into tensor-sized buffers (on the same thread)
  */
-const ARMS = ['download', 'download_one_stream', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
+const ARMS = ['download', 'download_grpc_js', 'download_one_stream', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy'] as const;
 type Arm = (typeof ARMS)[number];
 /** Where the sending side runs: a child process (as deployed; the goal's figure) or this process. */
 const MODES = ['two_process', 'same_process'] as const;
@@ -109,7 +111,9 @@ export interface DownloadBench {
   chunk_bytes: number;
   /** The SDK's downloadStreams in the download arm (download_one_stream: 1). */
   download_streams: number;
-  /** Timed downloads that went over range calls (piece hashes, worker threads), and the range calls each made. */
+  /** Which client made the download arm's range calls ('http2': the workers' own; 'grpc-js'). */
+  range_transport: string;
+  /** Timed downloads that went over range calls (piece hashes, worker threads; both range arms), and the range calls each made. */
   parallel_downloads: number;
   ranges_per_parallel_download: number;
   /** The two-process HTTP/2 arm's last transfer: 'data' events and the largest, with 2^24 - 1 offered as the frame size. */
@@ -145,6 +149,7 @@ export async function benchDownloads(
   const senders: Partial<Record<Mode, DownloadSenders>> = {};
   const sites: Partial<Record<Mode, DownloadSite>> = {};
   const oneStream: Partial<Record<Mode, DownloadSite>> = {};
+  const viaGrpc: Partial<Record<Mode, DownloadSite>> = {};
   let frames: Http2Transfer | undefined;
   /** Range downloads and their range calls over the timed repetitions (not the warm-up). */
   const timed = { downloads: 0, ranges: 0 };
@@ -157,11 +162,14 @@ export async function benchDownloads(
     senders.same_process = await startSenders(params, chunkBytes, adapter);
     for (const m of MODES) sites[m] = await joinDownloadSite(senders[m]!.grpc, streams, 'bench');
     for (const m of MODES) oneStream[m] = await joinDownloadSite(senders[m]!.grpc, 1, 'bench-one-stream');
+    for (const m of MODES) viaGrpc[m] = await joinDownloadSite(senders[m]!.grpc, streams, 'bench-grpc-js', 'grpc-js');
     const run = (m: Mode, a: Arm): Promise<NamedTensor[] | number> => {
       const s = senders[m]!;
       switch (a) {
         case 'download':
           return sites[m]!.download(0);
+        case 'download_grpc_js':
+          return viaGrpc[m]!.download(0);
         case 'download_one_stream':
           return oneStream[m]!.download(0);
         case 'grpc_bare':
@@ -225,6 +233,7 @@ export async function benchDownloads(
   } finally {
     for (const m of MODES) sites[m]?.close();
     for (const m of MODES) oneStream[m]?.close();
+    for (const m of MODES) viaGrpc[m]?.close();
     for (const m of MODES) await senders[m]?.close();
   }
   const figures = (m: Mode, a: Arm): ArmFigures => {
@@ -254,6 +263,7 @@ export async function benchDownloads(
     repetitions: reps,
     chunk_bytes: chunkBytes,
     download_streams: streams,
+    range_transport: rangeTransportOf(streams),
     parallel_downloads: timed.downloads,
     ranges_per_parallel_download: timed.ranges / Math.max(1, timed.downloads),
     http2_data_events: frames?.dataEvents ?? 0,
@@ -280,17 +290,19 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
   const s = d.arms_same_process;
   return [
     [
-      `download ${mib} MiB adapter over gRPC, coordinator in another process (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks, ${d.download_streams} range calls on worker threads)`,
+      `download ${mib} MiB adapter over gRPC, coordinator in another process (SDK receive path, ${d.chunk_bytes >> 10} KiB chunks, ${d.download_streams} range calls on worker threads, ${d.range_transport})`,
       `${a.download.mb_per_second.toFixed(0)} MB/s`,
       `raw TCP ${a.tcp.mb_per_second.toFixed(0)} MB/s`,
       `${pct(a.download.over_tcp)} of TCP (median of ${d.repetitions}, ${pct(a.download.over_tcp_min)}–${pct(a.download.over_tcp_max)}; goal 50%)${cpu(a.download)}`,
     ],
-    ...(['download_one_stream', 'grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map((k): [string, string, string, string] => [
-      `  same bytes: ${ARM_LABELS[k]}`,
-      `${a[k].mb_per_second.toFixed(0)} MB/s`,
-      '',
-      `${pct(a[k].over_tcp)} of TCP${cpu(a[k])}${k === 'http2' ? `; ${d.http2_data_events} DATA events, largest ${d.http2_largest_data_event_bytes} B` : ''}`,
-    ]),
+    ...(['download_grpc_js', 'download_one_stream', 'grpc_bare', 'http2', 'tcp_hash', 'tcp_hash_copy', 'tcp'] as const).map(
+      (k): [string, string, string, string] => [
+        `  same bytes: ${ARM_LABELS[k]}`,
+        `${a[k].mb_per_second.toFixed(0)} MB/s`,
+        '',
+        `${pct(a[k].over_tcp)} of TCP${cpu(a[k])}${k === 'http2' ? `; ${d.http2_data_events} DATA events, largest ${d.http2_largest_data_event_bytes} B` : ''}`,
+      ],
+    ),
     [
       `  both sides in one process (secondary): SDK download`,
       `${s.download.mb_per_second.toFixed(0)} MB/s`,
@@ -300,7 +312,13 @@ export function downloadRows(d: DownloadBench): [string, string, string, string]
   ];
 }
 
+/** The client the SDK picks for a site's range calls here (download-ranges.ts parallelDownloads). */
+function rangeTransportOf(streams: number): string {
+  return parallelDownloads({ address: '127.0.0.1:1', downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS })?.channel.transport ?? 'none (one stream)';
+}
+
 const ARM_LABELS: Record<Exclude<Arm, 'download'>, string> = {
+  download_grpc_js: 'SDK download, its range calls made by grpc-js (the fallback)',
   download_one_stream: 'SDK download in one stream (downloadStreams 1)',
   grpc_bare: 'gRPC call, reader counts (no checks, landing, hash)',
   http2: 'node:http2 alone, reader counts',

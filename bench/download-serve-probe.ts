@@ -4,8 +4,9 @@
 // (bench/fixtures/download-sender.ts), or with `--bare` a bare grpc-js server answering the same requests from the
 // same encoded image (coordinator/download-image.ts, download-ranges.ts) with no session, door, metrics or
 // coordinator state: the difference is what the coordinator's serve path adds. The receiver is the SDK's
-// parallel download (client-sdk/download-ranges.ts) with `--streams` range calls.
-// Usage: node dist/bench/download-serve-probe.js [--bare] [--mib 64] [--streams 8] [--reps 15]
+// parallel download (client-sdk/download-ranges.ts) with `--streams` range calls, made by the workers' own HTTP/2
+// client or with `--transport grpc-js` by grpc-js.
+// Usage: node dist/bench/download-serve-probe.js [--bare] [--mib 64] [--streams 8] [--reps 15] [--transport http2|grpc-js]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -27,22 +28,40 @@ const arg = (name: string, dflt: string): string => {
 };
 const CHUNK = 1 << 20;
 
-/** CPU ms so far of `pid`: its main thread's and all its threads' (Linux /proc, 10 ms ticks). */
-function cpuMs(pid: number): { main: number; all: number } {
+/**
+ * CPU ms so far of `pid`: its main thread's, all its threads', the kernel's share (socket reads, page faults) and
+ * each thread's. Run time from /proc/<pid>/task/<tid>/schedstat (nanoseconds: 10 ms ticks are too coarse for a
+ * download's worker threads), system time from stat (ticks).
+ */
+function cpuMs(pid: number): { main: number; all: number; sys: number; byName: Map<string, number> } {
   let main = 0;
   let all = 0;
+  let sys = 0;
+  const byName = new Map<string, number>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {
       const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      const ms = (Number(f[11]) + Number(f[12])) * 10;
+      const ms = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
       all += ms;
+      sys += Number(f[12]) * 10;
+      byName.set(t === String(pid) ? 'main' : t, ms);
       if (t === String(pid)) main = ms;
     } catch {
       // a thread that ended meanwhile
     }
   }
-  return { main, all };
+  return { main, all, sys, byName };
+}
+
+/** Per-download CPU ms of each thread that ran between two readings, busiest first (worker threads, GC helpers…). */
+function byThreadBetween(a: Map<string, number>, b: Map<string, number>, reps: number): number[] {
+  const out: number[] = [];
+  for (const [k, v] of b) {
+    const d = (v - (a.get(k) ?? 0)) / reps;
+    if (d > 0 && k !== 'main') out.push(Number(d.toFixed(1)));
+  }
+  return out.sort((x, y) => y - x);
 }
 
 /** The bare sender: the same image and range answers as the coordinator's, nothing else. Prints its address. */
@@ -94,7 +113,8 @@ async function probeMain(): Promise<void> {
   });
   const rpc = new (loadFedtuneProto().fedtune.v1.Federation)(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
   const token = bare ? 'bare' : (await benchJoin(rpc, 'probe')).sessionToken;
-  const parallel = parallelDownloads({ address, downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS });
+  const transport = arg('transport', 'http2') === 'grpc-js' ? 'grpc-js' : 'http2';
+  const parallel = parallelDownloads({ address, downloadStreams: streams, rangeTransport: transport }, { ...SITE_CHANNEL_OPTIONS });
   const download = () => downloadAdapter(rpc, token, 0, undefined, false, parallel);
   for (let i = 0; i < 2; i++) await download(); // warm-up: channels, workers, JIT, the image
   const [s0, r0, t0] = [cpuMs(child.pid!), cpuMs(process.pid), process.hrtime.bigint()];
@@ -107,6 +127,7 @@ async function probeMain(): Promise<void> {
       sender: bare ? 'bare grpc-js' : 'coordinator',
       mib: params / (1 << 18),
       streams,
+      transport: parallel?.channel.transport,
       reps,
       load: os.loadavg(),
       wall_ms_per_download: Number((Number(t1 - t0) / 1e6 / reps).toFixed(1)),
@@ -114,6 +135,9 @@ async function probeMain(): Promise<void> {
       sender_all_cpu_ms: per(s0.all, s1.all),
       receiver_main_cpu_ms: per(r0.main, r1.main),
       receiver_all_cpu_ms: per(r0.all, r1.all),
+      receiver_sys_cpu_ms: per(r0.sys, r1.sys),
+      receiver_other_threads_ms: byThreadBetween(r0.byName, r1.byName, reps),
+      sender_sys_cpu_ms: per(s0.sys, s1.sys),
     }),
   );
   rpc.close();

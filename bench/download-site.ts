@@ -148,10 +148,10 @@ export interface DownloadSite {
  * Joins the coordinator at `address` as a new site (tofu). Its downloads are the SDK's: `streams` range calls
  * (default: the SDK's for this host, defaultDownloadStreams) for a version that lists piece hashes.
  */
-export async function joinDownloadSite(address: string, streams?: number, name?: string): Promise<DownloadSite> {
+export async function joinDownloadSite(address: string, streams?: number, name?: string, rangeTransport?: 'http2' | 'grpc-js'): Promise<DownloadSite> {
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;
   const rpc = new Ctor(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
-  const parallel = parallelDownloads({ address, downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS });
+  const parallel = parallelDownloads({ address, downloadStreams: streams, rangeTransport }, { ...SITE_CHANNEL_OPTIONS });
   try {
     const { sessionToken: token } = await benchJoin(rpc, name);
     return {

@@ -1,24 +1,26 @@
 // A worker thread of a parallel download (download-ranges.ts): it receives one range of a version over its own
-// grpc-js channel (its own connection), checks every frame as the one-stream download does, lands the bytes in
-// the download's shared buffer and checks each piece against the SHA-256 the header listed. Receiving in grpc-js
-// and hashing are what bound a download on one thread; K of these run them K times over.
+// connection, checks every frame as the one-stream download does, lands the bytes in the download's shared buffer
+// and checks each piece against the SHA-256 the header listed (download-range-sink.ts). Receiving and hashing are
+// what bound a download on one thread; K of these run them K times over. The calls go over the worker's own
+// HTTP/2 client (download-range-h2.ts), which lands each DATA frame's bytes as they arrive, or over grpc-js for a
+// channel that client does not make (ChannelSpec.transport).
 //
-// Nothing a range's peer sends is trusted more than the one-stream download trusts it: the range's header must
-// repeat the download's, chunks come whole (chunk_bytes, the last of the stream shorter) and in order, nothing
-// lands outside the range, the trailer counts the chunks, and a piece that does not hash to its entry is refused
-// DATA_LOSS naming the piece. The main thread builds the tensors only after every range passed.
+// Nothing a range's peer sends is trusted more than the one-stream download trusts it, over either client; the
+// main thread builds the tensors only after every range passed.
 //
 // A range call broken in transit is asked for again from its first unchecked piece, a few times with growing
 // waits (download-retry.ts says which failures, and how often); what the peer sent wrong is never retried.
-import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
 import * as tls from 'node:tls';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
-import { ProtocolError, status } from '../proto/errors';
+import { status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
 import { RANGE_ATTEMPTS, retryable, retryDelayMs } from './download-retry';
+import { receiveH2 } from './download-range-h2';
+import { RangeSink } from './download-range-sink';
+import { copyOutOfShared } from './shared-copy';
 
 /** How a worker reaches the coordinator: everything a channel is made of, in a form that crosses threads. */
 export interface ChannelSpec {
@@ -26,6 +28,11 @@ export interface ChannelSpec {
   /** PEM material of tlsCredentials() (tls.ts); absent: insecure. */
   readonly tls?: { ca: Uint8Array | null; key: Uint8Array | null; cert: Uint8Array | null; serverNameOverride?: string };
   readonly options: Record<string, string | number>;
+  /**
+   * Which client makes the range calls: 'http2', the worker's own (download-range-h2.ts), for a channel it can make
+   * as grpc-js would (h2Eligible); 'grpc-js' otherwise, or when asked.
+   */
+  readonly transport?: 'http2' | 'grpc-js';
 }
 
 export interface RangeJob {
@@ -46,8 +53,9 @@ export interface RangeJob {
 }
 
 /**
- * Once every range passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into `into`, the
- * memory the main thread made for them (moved here, and moved back). The K workers copy their shares side by side.
+ * Once the ranges holding them passed: copies tensors out of the shared buffer (`bytes` from `offset` each) into
+ * `into`, the memory the main thread made for them (moved here, and moved back). A worker whose range is done
+ * copies while the others still receive (download-copy-out.ts).
  */
 export interface CopyJob {
   readonly op: 'copy';
@@ -78,7 +86,8 @@ function clientFor(c: ChannelSpec): GrpcFederationClient {
   return rpc;
 }
 
-const calls = new Map<number, grpc.ClientReadableStream<TensorFrame__Output>>();
+/** The cancel of each range call in flight. */
+const calls = new Map<number, () => void>();
 /** Ranges the main thread cancelled (never retried), and the wake-up of a range waiting to retry. */
 const cancelled = new Set<number>();
 /** Ranges this worker is receiving: a cancel for any other id (one that already finished) is dropped, not kept. */
@@ -118,6 +127,14 @@ async function receiveRetrying(j: RangeJob): Promise<number> {
 }
 
 function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
+  const sink = new RangeSink(j, checked);
+  const cancelWith = (cancel: () => void): void => void calls.set(j.id, cancel);
+  const done = j.channel.transport === 'http2' ? receiveH2(j.channel, j, sink, cancelWith) : receiveGrpc(j, sink, cancelWith);
+  return done.finally(() => calls.delete(j.id));
+}
+
+/** The range over a grpc-js call: each decoded frame to the sink. */
+function receiveGrpc(j: RangeJob, sink: RangeSink, onCall: (cancel: () => void) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const call = clientFor(j.channel).DownloadAdapter({
       session_token: j.token,
@@ -128,16 +145,7 @@ function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
       range_offset: j.offset,
       range_length: j.length,
     });
-    calls.set(j.id, call);
-    const dst = new Uint8Array(j.land);
-    const atEnd = j.offset + j.length === j.totalBytes;
-    let header = false;
-    let trailer = false;
-    let received = 0;
-    let chunks = 0;
-    let piece = j.firstPiece;
-    let inPiece = 0;
-    let hash: Hash = createHash('sha256');
+    onCall(() => call.cancel());
     let settled = false;
     const fail = (e: unknown): void => {
       if (settled) return;
@@ -145,68 +153,26 @@ function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
       call.cancel();
       reject(e);
     };
-    const pieceDone = (): void => {
-      const want = j.hashes.subarray((piece - j.firstPiece) * 32, (piece - j.firstPiece + 1) * 32);
-      if (!hash.digest().equals(want))
-        throw new ProtocolError(status.DATA_LOSS, `piece ${piece} of version ${j.version} does not match its SHA-256 in the header`);
-      piece++;
-      checked.pieces++;
-      inPiece = 0;
-      hash = createHash('sha256');
-    };
     call.on('data', (f: TensorFrame__Output) => {
       try {
-        if (trailer) throw new ProtocolError(status.INVALID_ARGUMENT, 'a frame after the trailer');
-        if (f.header) {
-          if (header) throw new ProtocolError(status.INVALID_ARGUMENT, 'a second header in one download');
-          const h = f.header;
-          if (Number(h.total_bytes) !== j.totalBytes || h.chunk_bytes !== j.chunkBytes || h.piece_bytes !== j.pieceBytes) {
-            throw new ProtocolError(status.DATA_LOSS, `range ${j.offset}+${j.length}: its header differs from the download's`);
-          }
-          header = true;
-        } else if (f.frame === 'chunk' && f.chunk) {
-          if (!header) throw new ProtocolError(status.INVALID_ARGUMENT, 'chunk before header');
-          const c = f.chunk;
-          if (c.length === 0) throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} is empty`);
-          if (c.length > j.chunkBytes)
-            throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} has ${c.length} bytes; the header allows ${j.chunkBytes}`);
-          if (received + c.length > j.length) throw new ProtocolError(status.OUT_OF_RANGE, `range carries more than the ${j.length} bytes asked for`);
-          // Only the stream's last chunk may be short: a short one inside would shift every later byte.
-          if (c.length < j.chunkBytes && !(atEnd && received + c.length === j.length)) {
-            throw new ProtocolError(status.INVALID_ARGUMENT, `chunk ${chunks} has ${c.length} bytes inside the range; chunks are ${j.chunkBytes}`);
-          }
-          dst.set(c, j.offset + received);
-          let src: Uint8Array = c;
-          while (src.length > 0) {
-            const take = Math.min(src.length, j.pieceBytes - inPiece);
-            hash.update(src.subarray(0, take));
-            inPiece += take;
-            src = src.subarray(take);
-            if (inPiece === j.pieceBytes) pieceDone();
-          }
-          received += c.length;
-          chunks++;
-        } else if (f.trailer) {
-          if (!header) throw new ProtocolError(status.INVALID_ARGUMENT, 'trailer before header');
-          trailer = true;
-          if (received < j.length)
-            throw new ProtocolError(status.DATA_LOSS, `stream truncated: received ${received} of ${j.length} bytes of range ${j.offset}+${j.length}`);
-          if (f.trailer.chunk_count !== chunks) throw new ProtocolError(status.DATA_LOSS, `trailer counts ${f.trailer.chunk_count} chunks; ${chunks} arrived`);
-          if (inPiece > 0) pieceDone(); // the stream's last, shorter piece
-        }
+        sink.frame(f);
       } catch (e) {
         fail(e);
       }
     });
     call.on('error', fail);
     call.on('end', () => {
-      if (!trailer) fail(new ProtocolError(status.DATA_LOSS, 'download ended without its trailer'));
-      else if (!settled) {
+      try {
+        sink.end();
+      } catch (e) {
+        return fail(e);
+      }
+      if (!settled) {
         settled = true;
         resolve();
       }
     });
-  }).finally(() => calls.delete(j.id));
+  });
 }
 
 parentPort?.on('message', (m: ToRangeWorker) => {
@@ -214,12 +180,12 @@ parentPort?.on('message', (m: ToRangeWorker) => {
     if (!live.has(m.id)) return;
     cancelled.add(m.id);
     waking.get(m.id)?.();
-    return void calls.get(m.id)?.cancel();
+    return void calls.get(m.id)?.();
   }
   if (m.op === 'copy') {
     const buffers = m.parts.map((p, i) => {
       const to = m.into[i]?.byteLength === p.bytes ? m.into[i] : new ArrayBuffer(p.bytes);
-      new Uint8Array(to).set(new Uint8Array(m.land, p.offset, p.bytes));
+      copyOutOfShared(new Uint8Array(m.land, p.offset, p.bytes), new Uint8Array(to));
       return to;
     });
     return void parentPort!.postMessage({ id: m.id, ok: true, buffers } satisfies FromRangeWorker, buffers);

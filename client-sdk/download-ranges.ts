@@ -4,8 +4,8 @@
 // on one thread, and one SHA-256 on one thread, each move a 64 MiB adapter at well under raw TCP's speed; K of
 // them side by side do not share that bound.
 //
-// The tensors are made only when every range passed; the first range to fail cancels the others and its refusal
-// (the same ProtocolError the one-stream download raises, or DATA_LOSS naming the piece) is the download's.
+// The tensors are handed over only when every range passed; the first range to fail cancels the others and its
+// refusal (the same ProtocolError the one-stream download raises, or DATA_LOSS naming the piece) is the download's.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -16,6 +16,8 @@ import { planRanges } from '../proto/pieces';
 import { TensorStreamDecoder, type TensorSpecOut } from '../proto/tensor-stream';
 import { numel, type NamedTensor } from '../proto/tensors';
 import { tlsMaterial } from './tls';
+import { CopyOut, type Part } from './download-copy-out';
+import { h2Eligible } from './download-range-h2';
 import type { ChannelSpec, CopyJob, FromRangeWorker, RangeJob, ToRangeWorker } from './download-range-worker';
 
 export type { ChannelSpec } from './download-range-worker';
@@ -37,7 +39,7 @@ export function defaultDownloadStreams(cores = os.availableParallelism()): numbe
 
 /** A site's parallel downloads from its options; undefined when one stream it is (see downloadStreams). */
 export function parallelDownloads(
-  o: { address: string; credentials?: grpc.ChannelCredentials; downloadStreams?: number },
+  o: { address: string; credentials?: grpc.ChannelCredentials; downloadStreams?: number; rangeTransport?: 'http2' | 'grpc-js' },
   options: Record<string, unknown>,
 ): ParallelDownloads | undefined {
   const streams = o.downloadStreams ?? defaultDownloadStreams();
@@ -49,7 +51,12 @@ export function parallelDownloads(
     string,
     string | number
   >;
-  return { streams: Math.min(streams, MAX_STREAMS), channel: { address: o.address, ...(tls ? { tls } : {}), options: plain } };
+  const channel: ChannelSpec = { address: o.address, ...(tls ? { tls } : {}), options: plain };
+  // The workers' own HTTP/2 client where it makes the channel as grpc-js would (download-range-h2.ts); else grpc-js.
+  // Asking for grpc-js keeps it; asking for http2 only takes effect where that client can make the channel.
+  const eligible = h2Eligible(channel) && Object.keys(plain).length === Object.keys(options).length;
+  const transport = eligible && o.rangeTransport !== 'grpc-js' ? 'http2' : 'grpc-js';
+  return { streams: Math.min(streams, MAX_STREAMS), channel: { ...channel, transport } };
 }
 
 /** Most range calls per download: the coordinator's default bound per site (transport.maxRangeCallsPerSite). */
@@ -171,14 +178,18 @@ async function receiveInto(
   const ranges = planRanges(total, pieces.bytes, Math.min(p.streams, bound));
   rangeStats.downloads++;
   rangeStats.ranges += ranges.length;
-  const ids: { id: number; w: Worker }[] = [];
+  const ids: { id: number; w: Worker }[] = ranges.map((_, i) => ({ id: nextId++, w: worker(i) }));
+  // Each tensor gets its own (unshared) memory, as from the one-stream download: what a trainer or a GPU upload
+  // is handed stays an ordinary Float32Array. It is made here while the workers receive (touchedBuffers), and a
+  // tensor is copied into it by a worker as soon as the ranges holding its bytes are done (download-copy-out.ts),
+  // moved to that worker and back, never copied.
+  const parts: Part[] = [];
+  for (const s of specs) parts.push({ offset: parts.length ? parts[parts.length - 1].offset + parts[parts.length - 1].bytes : 0, bytes: numel(s.shape) * 4 });
+  const copy = new CopyOut(parts, ranges, (w, share, into) => ask(ids[w].w, { op: 'copy', id: nextId++, land, parts: share.map((i) => parts[i]), into }, into));
   const jobs = ranges.map((r, i) => {
-    const id = nextId++;
-    const w = worker(i);
-    ids.push({ id, w });
     const job: RangeJob = {
       op: 'range',
-      id,
+      id: ids[i].id,
       channel: p.channel,
       token,
       version,
@@ -191,36 +202,24 @@ async function receiveInto(
       hashes: Buffer.concat(pieces.sha256.slice(r.first, r.first + r.count)),
       land,
     };
-    return ask(w, job);
+    return ask(ids[i].w, job).then(() => copy.rangeDone(i));
   });
-  // Each tensor gets its own (unshared) memory, as from the one-stream download: what a trainer or a GPU upload
-  // is handed stays an ordinary Float32Array. It is made here while the workers receive (touchedBuffers).
-  const parts: { offset: number; bytes: number }[] = [];
-  for (const s of specs) parts.push({ offset: parts.length ? parts[parts.length - 1].offset + parts[parts.length - 1].bytes : 0, bytes: numel(s.shape) * 4 });
-  const targets = touchedBuffers(parts.map((x) => x.bytes));
+  const targets = touchedBuffers(
+    parts.map((x) => x.bytes),
+    (i, b) => copy.bufferReady(i, b),
+    () => copy.flush(),
+  );
+  let buffers: ArrayBuffer[];
   try {
-    await Promise.all(jobs);
+    await Promise.all([...jobs, targets]);
+    buffers = await copy.finish();
   } catch (e) {
     // The others are cancelled; each still answers (CANCELLED), so nothing is left waiting.
     for (const { id, w } of ids) if (waiting.has(id)) post(w, { op: 'cancel', id });
-    await Promise.allSettled([...jobs, targets]);
+    const copies = copy.stop(); // nothing more is sent to copy
+    await Promise.allSettled([...jobs, targets, copies]);
     throw e;
   }
-  const into = await targets;
-  // An empty stream has no range and no worker: its (empty) tensors are made here.
-  if (ids.length === 0) return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(into[i]) }));
-  // The workers copy the tensors out, each a run of tensors of about equal bytes, into the memory made above
-  // (moved to them and back, never copied).
-  const shares: number[][] = ids.map(() => []);
-  parts.forEach((p, i) => shares[Math.min(ids.length - 1, Math.floor(((p.offset + p.bytes / 2) * ids.length) / Math.max(1, total)))].push(i));
-  const copied = await Promise.all(
-    shares.map((share, w) => {
-      if (!share.length) return Promise.resolve([]);
-      const mine = share.map((i) => into[i]);
-      return ask(ids[w].w, { op: 'copy', id: nextId++, land, parts: share.map((i) => parts[i]), into: mine }, mine);
-    }),
-  );
-  const buffers = copied.flat();
   return specs.map((s, i): NamedTensor => ({ name: s.name, dtype: 'float32', shape: s.shape, data: new Float32Array(buffers[i]) }));
 }
 
@@ -229,23 +228,24 @@ async function receiveInto(
  * workers receive (it is otherwise idle then), so that the copy-out writes into memory already mapped. Mapping fresh
  * pages is most of a copy's cost (50-60 ms per 64 MiB against 8 ms into touched memory on the 2-core box), and
  * eight workers mapping at once also contend for the process's page tables. It yields every 8 MiB, so the
- * workers' answers are not held up.
+ * workers' answers are not held up; after each 8 MiB, `batch` hands what is ready on to be copied.
  */
-async function touchedBuffers(sizes: readonly number[]): Promise<ArrayBuffer[]> {
-  const out: ArrayBuffer[] = [];
+async function touchedBuffers(sizes: readonly number[], ready: (i: number, b: ArrayBuffer) => void, batch: () => void): Promise<void> {
   let since = 0;
-  for (const n of sizes) {
+  for (let k = 0; k < sizes.length; k++) {
+    const n = sizes[k];
     const b = new ArrayBuffer(n);
     const u = new Uint8Array(b);
     for (let i = 0; i < n; i += 4096) u[i] = 0;
-    out.push(b);
+    ready(k, b);
     since += n;
     if (since >= 8 << 20) {
       since = 0;
+      batch();
       await new Promise<void>((r) => setImmediate(r));
     }
   }
-  return out;
+  batch();
 }
 
 /** Posts one job to `w` (moving `transfer` to it); resolves with what it moved back. */

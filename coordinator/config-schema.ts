@@ -8,6 +8,7 @@ import { opsSchema } from './ops/config-schema';
 import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
 import { privacySchema } from './privacy/config-schema';
+import { checkpointsSchema } from './checkpoints/config-schema';
 
 export const schema = {
   server: {
@@ -466,6 +467,7 @@ export const schema = {
     },
   },
   ...evalStopSchema,
+  ...checkpointsSchema,
   ...opsSchema,
   log: {
     level: {

@@ -82,6 +82,8 @@ export class Coordinator extends EventEmitter<RoundEvents> {
         warn: (m) => this.logger.warn(m),
         runId: opts.config.run.id,
         pieceBytes: opts.config.transport.pieceBytes,
+        // Version retention (checkpoints.*): older versions' weights pruned after each durable commit.
+        retention: opts.config.checkpoints,
       });
     this.done = new Promise<Checkpoint>((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => undefined); // a failed run is reported through `done` and the log, never as an unhandled rejection

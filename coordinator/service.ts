@@ -10,6 +10,7 @@ import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
 import { tensorFrames } from '../proto/tensor-stream';
 import type { Checkpoint, CheckpointStore } from './checkpoints/types';
+import { VersionPrunedError } from './checkpoints/pruned-record';
 import type { NamedTensor } from '../proto/tensors';
 import type { CoordinatorConfig } from './config-types';
 import type { ClientRegistry, TaskSink } from './registry';
@@ -348,7 +349,11 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
   );
 }
 
-/** A committed version: NOT_FOUND beyond the latest; a version that should exist but cannot be read is DATA_LOSS. */
+/**
+ * A committed version: NOT_FOUND beyond the latest; FAILED_PRECONDITION when the run's retention policy removed its
+ * adapter (recorded, not damage: asking again cannot help, asking for the latest can); DATA_LOSS when a version that
+ * should be whole cannot be read.
+ */
 async function readVersion(store: CheckpointStore, v: number, latest: number | undefined): Promise<Checkpoint> {
   if (latest === undefined || v > latest) {
     throw new ProtocolError(status.NOT_FOUND, `version ${v} does not exist (latest is ${latest ?? 'none'})`);
@@ -356,6 +361,7 @@ async function readVersion(store: CheckpointStore, v: number, latest: number | u
   try {
     return await store.read(v);
   } catch (e) {
+    if (e instanceof VersionPrunedError) throw new ProtocolError(status.FAILED_PRECONDITION, `version ${v} cannot be sent: ${e.message}`);
     throw new ProtocolError(status.DATA_LOSS, `version ${v} cannot be read: ${(e as Error).message}`);
   }
 }

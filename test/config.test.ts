@@ -96,6 +96,9 @@ const DEFAULTS: Record<string, unknown> = {
   'earlyStopping.patience': 0,
   'earlyStopping.minDelta': 0,
   'earlyStopping.window': 1,
+  'checkpoints.keepServerState': 2,
+  'checkpoints.keepAdapters': 20,
+  'checkpoints.keepEvery': 50,
   'metrics.port': 0,
   'metrics.host': '127.0.0.1',
   'dashboard.port': 0,
@@ -200,6 +203,9 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'earlyStopping.patience': ['3', 3],
   'earlyStopping.minDelta': ['0.01', 0.01],
   'earlyStopping.window': ['5', 5],
+  'checkpoints.keepServerState': ['0', 0],
+  'checkpoints.keepAdapters': ['7', 7],
+  'checkpoints.keepEvery': ['0', 0],
   'metrics.port': ['9464', 9464],
   'metrics.host': ['0.0.0.0', '0.0.0.0'],
   'dashboard.port': ['8080', 8080],
@@ -472,6 +478,7 @@ describe('config.ts: loadConfig and describeConfig', () => {
     const c = loadConfig({ overrides: { run: { dir: '/r/x' } } });
     const m = configForManifest(c);
     expect(Object.keys(m).sort()).to.deep.equal([
+      'checkpoints',
       'earlyStopping',
       'evaluation',
       'lora',

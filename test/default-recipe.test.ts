@@ -36,6 +36,7 @@ describe('default configuration: the measured recipe', () => {
       },
       training: { ...defaults.training, localSteps: 8, batchSize: 8, learningRate: 0.002, optimizer: 'adamw' },
       lora: { ...defaults.lora, dropout: 0.05 },
+      checkpoints: { ...defaults.checkpoints, keepServerState: 0, keepAdapters: 0 },
     };
     expect(classic).to.deep.equal({ ...defaults, ...before });
   });

@@ -14,16 +14,26 @@ describe('download bench', () => {
     // the goal's figure measures); a version of one piece would come whole.
     const d = await benchDownloads((1 << 21) + (1 << 12), 1, 1 << 20, 2);
     expect(d.bytes).to.equal((1 << 23) + (1 << 14));
-    expect([d.download_streams, d.parallel_downloads, d.ranges_per_parallel_download]).to.deep.equal([2, 2, 2]);
+    // Two modes, two range arms (the workers' own HTTP/2 client and grpc-js): four range downloads of two calls.
+    expect([d.download_streams, d.range_transport, d.parallel_downloads, d.ranges_per_parallel_download]).to.deep.equal([2, 'http2', 4, 2]);
     for (const arms of [d.arms_two_process, d.arms_same_process]) {
-      expect(Object.keys(arms).sort()).to.deep.equal(['download', 'download_one_stream', 'grpc_bare', 'http2', 'tcp', 'tcp_hash', 'tcp_hash_copy']);
+      expect(Object.keys(arms).sort()).to.deep.equal([
+        'download',
+        'download_grpc_js',
+        'download_one_stream',
+        'grpc_bare',
+        'http2',
+        'tcp',
+        'tcp_hash',
+        'tcp_hash_copy',
+      ]);
       for (const a of Object.values(arms)) expect(a.seconds).to.have.length(1);
       expect(arms.tcp.over_tcp).to.equal(1);
     }
     expect(d.download_over_tcp_two_process).to.equal(d.arms_two_process.download.over_tcp);
     expect(d.download_over_tcp_same_process).to.equal(d.arms_same_process.download.over_tcp);
     expect(d.download_goal_met).to.equal(d.download_over_tcp_two_process >= 0.5 ? 1 : 0);
-    expect(downloadRows(d)).to.have.length(8);
+    expect(downloadRows(d)).to.have.length(9);
   });
 
   it('stops the sender process on close', async () => {

@@ -157,26 +157,30 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
       ['header', grpc.status.DATA_LOSS, /its header differs from the download's/],
       ['twoHeaders', grpc.status.INVALID_ARGUMENT, /^a second header in one download$/],
     ];
+    // Over both range clients: the workers' own HTTP/2 client (the default) and grpc-js (the fallback).
     for (const [tamper, code, message] of cases) {
-      const h = await startHostileDownloads(adapter, CHUNK, PIECE, tamper);
-      const rpc = rawClient(h.address, true);
-      try {
-        const parallel = parallelDownloads({ address: h.address, downloadStreams: 4 }, { ...SITE_CHANNEL_OPTIONS })!;
-        const e = await downloadAdapter(rpc, 'token', 0, undefined, false, parallel).then(
-          () => expect.fail(`${tamper} accepted`),
-          (err: { code: number; message: string }) => err,
-        );
-        expect([tamper, e.code]).to.deep.equal([tamper, code]);
-        expect(e.message).to.match(message);
-        expect(e.message).not.to.match(/\/tmp|\/work|\\/);
-      } finally {
-        rpc.close();
-        await h.stop();
+      for (const rangeTransport of ['http2', 'grpc-js'] as const) {
+        const h = await startHostileDownloads(adapter, CHUNK, PIECE, tamper);
+        const rpc = rawClient(h.address, true);
+        try {
+          const parallel = parallelDownloads({ address: h.address, downloadStreams: 4, rangeTransport }, { ...SITE_CHANNEL_OPTIONS })!;
+          expect(parallel.channel.transport).to.equal(rangeTransport);
+          const e = await downloadAdapter(rpc, 'token', 0, undefined, false, parallel).then(
+            () => expect.fail(`${tamper} accepted`),
+            (err: { code: number; message: string }) => err,
+          );
+          expect([tamper, e.code]).to.deep.equal([tamper, code]);
+          expect(e.message).to.match(message);
+          expect(e.message).not.to.match(/\/tmp|\/work|\\/);
+        } finally {
+          rpc.close();
+          await h.stop();
+        }
       }
     }
   });
 
-  it('property: over real range calls and worker threads, any tensor sizes, chunk and piece sizes and stream count land exactly', async () => {
+  it('property: over real range calls and worker threads, either range client, any tensor sizes, chunk and piece sizes and stream count land exactly', async () => {
     let ranged = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -184,7 +188,8 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
         fc.constantFrom(16 << 10, 64 << 10),
         fc.integer({ min: 1, max: 4 }),
         fc.integer({ min: 2, max: 6 }),
-        async (sizes, chunk, perPiece, streams) => {
+        fc.constantFrom('http2' as const, 'grpc-js' as const),
+        async (sizes, chunk, perPiece, streams, rangeTransport) => {
           const piece = Math.max(64 << 10, chunk * perPiece);
           const ts: NamedTensor[] = sizes.map((n, i) => ({
             name: `t${i}`,
@@ -196,7 +201,7 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
           const rpc = rawClient(h.address, true);
           try {
             const before = { ...rangeStats };
-            const parallel = parallelDownloads({ address: h.address, downloadStreams: streams }, { ...SITE_CHANNEL_OPTIONS })!;
+            const parallel = parallelDownloads({ address: h.address, downloadStreams: streams, rangeTransport }, { ...SITE_CHANNEL_OPTIONS })!;
             const got = await downloadAdapter(rpc, 'token', 0, undefined, false, parallel);
             expect(got.map((t) => [t.name, t.shape])).to.deep.equal(ts.map((t) => [t.name, t.shape]));
             expect(bytesOf(got).equals(bytesOf(ts))).to.equal(true);
@@ -209,7 +214,7 @@ describe('parallel downloads (piece hashes, range calls, worker threads)', funct
           }
         },
       ),
-      { seed: 8, numRuns: 8 },
+      { seed: 8, numRuns: 10 },
     );
     expect(ranged).to.be.at.least(4); // most runs went over range calls, not the one-piece whole stream
   });

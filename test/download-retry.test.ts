@@ -66,7 +66,7 @@ describe('parallel downloads: a range broken in transit is retried', function ()
   });
 
   /** Joins directly; the range calls go through `via` (each range worker opens its own connection there). */
-  async function downloadVia(via: string, name: string): Promise<NamedTensor[]> {
+  async function downloadVia(via: string, name: string, rangeTransport?: 'http2' | 'grpc-js'): Promise<NamedTensor[]> {
     const rpc = new (loadFedtuneProto().fedtune.v1.Federation)(coordinator.address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
     try {
       const { sessionToken } = await benchJoin(rpc, name);
@@ -76,23 +76,25 @@ describe('parallel downloads: a range broken in transit is retried', function ()
         0,
         undefined,
         false,
-        parallelDownloads({ address: via, downloadStreams: 3 }, { ...SITE_CHANNEL_OPTIONS }),
+        parallelDownloads({ address: via, downloadStreams: 3, rangeTransport }, { ...SITE_CHANNEL_OPTIONS }),
       );
     } finally {
       rpc.close();
     }
   }
 
-  it('asks again for the rest of a range cut mid-stream and lands the same bytes', async () => {
-    const r = await relay(coordinator.address, (n) => (n === 1 ? 600_000 : undefined));
-    try {
-      const before = rangeStats.retries;
-      const got = await downloadVia(r.address, 'cut-once');
-      expect(r.cuts()).to.equal(1);
-      expect(rangeStats.retries - before).to.be.at.least(1);
-      expect(bytesOf(got).equals(bytesOf(adapter))).to.equal(true);
-    } finally {
-      r.close();
+  it('asks again for the rest of a range cut mid-stream and lands the same bytes, over either range client', async () => {
+    for (const rangeTransport of ['http2', 'grpc-js'] as const) {
+      const r = await relay(coordinator.address, (n) => (n === 1 ? 600_000 : undefined));
+      try {
+        const before = rangeStats.retries;
+        const got = await downloadVia(r.address, `cut-once-${rangeTransport}`, rangeTransport);
+        expect(r.cuts()).to.equal(1);
+        expect(rangeStats.retries - before).to.be.at.least(1);
+        expect(bytesOf(got).equals(bytesOf(adapter))).to.equal(true);
+      } finally {
+        r.close();
+      }
     }
   });
 

@@ -16,6 +16,8 @@ function measured(config: string): ReturnType<typeof loadConfig> {
     rounds: { total: 150 },
     training: { localSteps: own.localSteps, batchSize: 4, learningRate: own.learningRate },
     lora: { dropout: 0 },
+    // Version retention is no part of what a cell measured: the recipe keeps the coordinator's (checkpoints.*).
+    checkpoints: loadConfig().checkpoints,
   };
   // The cells start from the coordinator's defaults of the time (test/classic-defaults.ts), as run 18 ran.
   return classicConfig({ overrides: deepMerge(common, cellOverrides(c)) });

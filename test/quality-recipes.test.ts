@@ -21,6 +21,8 @@ function measured(config: string, batchSize: number, rounds: number): ReturnType
     rounds: { total: rounds },
     training: { localSteps: own.localSteps ?? 10, batchSize, learningRate: own.learningRate ?? 0.002 },
     lora: { dropout: 0 },
+    // Version retention is no part of what a cell measured: the recipes keep the coordinator's (checkpoints.*).
+    checkpoints: loadConfig().checkpoints,
   };
   return classicConfig({ overrides: deepMerge(common, cellOverrides(c)) });
 }

@@ -3,6 +3,8 @@
 import { status } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { encodePruned, PRUNED_FILE } from '../coordinator/checkpoints/pruned-record';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import {
@@ -89,5 +91,22 @@ describe('rejections over gRPC: metrics, uploads in progress, damaged versions',
     expect(err.details).to.contain('version 0');
     expect(err.details).to.not.contain(h.runDir);
     expect(err.details).to.not.match(/(^|[\s:'"])\//); // names the file inside the run (v000000/…), never an absolute path
+  });
+
+  it('refuses a download of a version whose adapter retention pruned (recorded, not damage) with FAILED_PRECONDITION, naming no path', async () => {
+    const dir = path.join(h.runDir, 'versions', 'v000000');
+    const manifestSha256 = createHash('sha256')
+      .update(await fs.readFile(path.join(dir, 'manifest.json')))
+      .digest('hex');
+    // An unsigned record suffices for the read path: verify is what checks its signature (test/retention.test.ts).
+    await fs.writeFile(
+      path.join(dir, PRUNED_FILE),
+      encodePruned({ version: 0, manifestSha256, files: ['adapter_model.safetensors'], reason: 'test' }, undefined),
+    );
+    await fs.rm(path.join(dir, 'adapter_model.safetensors'));
+    const err = await refusal(download(c, a.session_token, 0));
+    expect(status[err.code]).to.equal('FAILED_PRECONDITION');
+    expect(err.details).to.match(/^version 0 cannot be sent: v000000: its adapter was removed by the run's retention policy/);
+    expect(err.details).to.not.contain(h.runDir);
   });
 });

@@ -201,12 +201,18 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   await Promise.all(runs);
   await coordinator.stop();
   const after = final.manifest.metrics;
-  // The coordinator keeps every version (under the default recipe about 1.3 MB each): say what the run left on disk.
+  // What the run left on disk: under the default recipe a whole version is about 1.3 MB; retention (checkpoints.*)
+  // keeps the weights of the newest and every k-th version only (README "Checkpoints").
   const mib = (await bytesUnder(path.join(runDir, 'versions'))) / 2 ** 20;
+  const keep = config.checkpoints;
+  const retention =
+    keep.keepServerState === 0 && keep.keepAdapters === 0
+      ? 'every file kept'
+      : `retention: state ${keep.keepServerState || 'all'}, adapters ${keep.keepAdapters || 'all'}${keep.keepEvery ? ` + every ${keep.keepEvery}th` : ''}`;
   o.print(
     `done in ${((Date.now() - t0) / 1000).toFixed(0)} s: held-out loss ${fmt(before['heldout.eval_loss'])} → ${fmt(after['heldout.eval_loss'])}, ` +
       `accuracy ${pct(before['heldout.eval_accuracy'])} → ${pct(after['heldout.eval_accuracy'])}; checkpoints in ${path.join(runDir, 'versions')} ` +
-      `(${final.manifest.version + 1} versions, ${mib.toFixed(mib < 10 ? 1 : 0)} MiB)`,
+      `(${final.manifest.version + 1} versions, ${mib.toFixed(mib < 10 ? 1 : 0)} MiB; ${retention})`,
   );
   return { before, after, finalVersion: final.manifest.version, runDir, seconds: (Date.now() - t0) / 1000 };
 }

@@ -9,6 +9,7 @@
 //   <run>/versions/v000003/ema/adapter_model.safetensors, ema/adapter_config.json
 //                                                      the averaged adapter as a PEFT directory, under strategy.ema
 //                                                      (ema-files.ts)
+//   <run>/versions/v000003/pruned.json                 what the retention policy removed (pruned-record.ts), if anything
 //   <run>/latest                                       "v000003\n": moves only once the version is complete
 //
 // A version is written under versions/.tmp-…, fsynced, then renamed into place, and only then does `latest`
@@ -28,16 +29,19 @@
 // missing, damaged or made with another key. A store without one still checks a manifest.sig it finds against
 // the key that file names: that catches damage (e.g. to the latest manifest, which no child links to), not
 // forgery — pinning the key is `fedtune verify --key`'s job.
+//
+// Reading a version back is version-read.ts; exporting one, version-export.ts. A store given a retention policy
+// (retention.ts) prunes older versions' weights right after each commit is durable (prune.ts).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { PIECE_BYTES, pieceHashes } from '../../proto/pieces';
 import { readSafetensors, writeSafetensors } from '../../proto/safetensors';
 import { fsyncPath, removeTemps, replaceAtomically, stableJson, stepsFor, writeDurable, type CrashHook } from './atomic-fs';
-import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, signatureProblem, type ManifestSigner } from './signature';
+import { MANIFEST_SIG_FILE, manifestKeyId, signManifest, type ManifestSigner } from './signature';
 import type { Checkpoint, CheckpointStore, Manifest, VersionInput } from './types';
 import { SERVER_STATE_FILE, decodeServerState, encodeServerState } from './server-state';
-import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE, EMA_DIR, emaWeights } from './ema-files';
+import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE, EMA_DIR, emaWeights, splitAverage, withAverage } from './ema-files';
 import {
   ADAPTER_CONFIG_FILE,
   ADAPTER_FILE,
@@ -53,6 +57,10 @@ import {
   pointerProblem,
   versionDirName,
 } from './run-layout';
+import { readManifest, readVersion, type VersionSource } from './version-read';
+import { copyVersion } from './version-export';
+import { keepsAll, type RetentionPolicy } from './retention';
+import { keptVersions, pruneRun } from './prune';
 
 // The run's layout on disk, its errors and the pointer rule live in run-layout.ts; re-exported here, the store's
 // public face, so callers keep one import.
@@ -79,6 +87,8 @@ export interface FsStoreOptions {
   readonly runId?: string;
   /** Bytes per hashed piece of a committed version (proto/pieces.ts; default PIECE_BYTES); 0: none recorded. */
   readonly pieceBytes?: number;
+  /** Prune older versions after each commit (retention.ts); absent or keeping all: every file of every version stays. */
+  readonly retention?: RetentionPolicy;
 }
 
 export class FsCheckpointStore implements CheckpointStore {
@@ -86,6 +96,8 @@ export class FsCheckpointStore implements CheckpointStore {
   private ready: Promise<void> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private signer: ManifestSigner | undefined;
+  /** What this process's prune passes applied (prune.ts PruneOptions.applied). */
+  private readonly pruned = new Map<number, string>();
 
   constructor(
     readonly runDir: string,
@@ -241,51 +253,13 @@ export class FsCheckpointStore implements CheckpointStore {
     return v === null ? null : this.read(v);
   }
 
-  /** A version's manifest bytes and parsed contents; throws CheckpointIntegrityError naming the file. */
-  private async readManifest(version: number, checkSignature = false): Promise<{ bytes: Buffer; manifest: Manifest }> {
-    const file = path.join(this.versionsDir, versionDirName(version), MANIFEST_FILE);
-    const label = `${versionDirName(version)}/${MANIFEST_FILE}`;
-    let bytes: Buffer;
-    try {
-      bytes = await fs.readFile(file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointIntegrityError(`version ${version} does not exist in ${this.runDir}`);
-      throw e;
-    }
-    // Before parsing: a damaged manifest is then reported as not matching its signature, whatever the damage.
-    if (checkSignature) await this.checkSignature(version, bytes);
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
-    } catch (e) {
-      throw new CheckpointIntegrityError(`${label}: not valid JSON (${(e as Error).message})`);
-    }
-    if (
-      manifest === null ||
-      typeof manifest !== 'object' ||
-      manifest.format !== MANIFEST_FORMAT ||
-      manifest.version !== version ||
-      manifest.files === null ||
-      typeof manifest.files !== 'object'
-    ) {
-      throw new CheckpointIntegrityError(`${label}: not a ${MANIFEST_FORMAT} manifest of version ${version}`);
-    }
-    return { bytes, manifest };
+  /** Where this store's versions are and the key it requires (version-read.ts). */
+  private get source(): VersionSource {
+    return { runDir: this.runDir, versionsDir: this.versionsDir, signer: this.signer };
   }
 
-  /** Throws CheckpointIntegrityError unless manifest.sig is acceptable for these manifest bytes (see the header). */
-  private async checkSignature(version: number, manifestBytes: Buffer): Promise<void> {
-    const label = versionDirName(version);
-    let sigBytes: Buffer;
-    try {
-      sigBytes = await fs.readFile(path.join(this.versionsDir, label, MANIFEST_SIG_FILE));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      if (this.signer) throw new CheckpointIntegrityError(`${label}/${MANIFEST_SIG_FILE}: missing; this store signs every version and refuses an unsigned one`);
-      return;
-    }
-    const problem = signatureProblem(sigBytes, manifestBytes, label, this.signer);
-    if (problem) throw new CheckpointIntegrityError(problem);
+  private readManifest(version: number): Promise<{ bytes: Buffer; manifest: Manifest }> {
+    return readManifest(this.source, version);
   }
 
   async read(version: number): Promise<Checkpoint> {
@@ -293,41 +267,8 @@ export class FsCheckpointStore implements CheckpointStore {
     return this.readNow(version);
   }
 
-  private async readNow(version: number): Promise<Checkpoint> {
-    const dir = path.join(this.versionsDir, versionDirName(version));
-    const { bytes: manifestBytes, manifest } = await this.readManifest(version, true);
-    const manifestSha256 = sha256(manifestBytes);
-    // The manifest lists every other file's hash; its own hash is the next version's parent link, so every
-    // version but the latest is checked against that.
-    const latest = await this.latestVersion();
-    if (latest !== null && version < latest) {
-      const child = (await this.readManifest(version + 1)).manifest;
-      const want = child.parent?.manifestSha256;
-      if (want !== manifestSha256) {
-        throw new CheckpointIntegrityError(
-          `${versionDirName(version)}/${MANIFEST_FILE}: sha256 ${manifestSha256} does not match the parent link ${want} in ${versionDirName(version + 1)}/${MANIFEST_FILE}`,
-        );
-      }
-    }
-    const files: Record<string, Buffer> = {};
-    for (const [name, want] of Object.entries(manifest.files)) {
-      const bytes = await fs.readFile(path.join(dir, name));
-      const got = sha256(bytes);
-      if (got !== want) {
-        throw new CheckpointIntegrityError(`${versionDirName(version)}/${name}: sha256 ${got} does not match the manifest's ${want}`);
-      }
-      files[name] = bytes;
-    }
-    if (!files[ADAPTER_FILE] || !files[ADAPTER_CONFIG_FILE]) {
-      throw new CheckpointIntegrityError(`${versionDirName(version)}: manifest does not list ${ADAPTER_FILE} and ${ADAPTER_CONFIG_FILE}`);
-    }
-    return {
-      manifest,
-      manifestSha256,
-      adapter: readSafetensors(files[ADAPTER_FILE]).tensors,
-      adapterConfig: JSON.parse(files[ADAPTER_CONFIG_FILE].toString('utf8')) as Record<string, unknown>,
-      serverState: files[SERVER_STATE_FILE] ? decodeServerState(files[SERVER_STATE_FILE]) : [],
-    };
+  private async readNow(version: number, mayLack: readonly string[] = []): Promise<Checkpoint> {
+    return readVersion(this.source, version, await this.latestVersion(), mayLack);
   }
 
   commit(input: VersionInput): Promise<Checkpoint> {
@@ -345,8 +286,10 @@ export class FsCheckpointStore implements CheckpointStore {
     const version = parentVersion === null ? 0 : parentVersion + 1;
     const weights = writeSafetensors(input.adapter, { format: 'pt' });
     const adapterConfig = stableJson(input.adapterConfig);
-    const state = input.serverState?.length ? encodeServerState(input.serverState, input.manifest.strategy) : null;
     const ema = emaWeights(input.adapter, input.serverState);
+    // The average is stored once, in ema/ (ema-files.ts): the server state file keeps the rest, if any.
+    const stored = input.serverState && ema ? splitAverage(input.adapter, input.serverState) : (input.serverState ?? []);
+    const state = stored.length ? encodeServerState(stored, input.manifest.strategy) : null;
     // The piece hashes of the stream the coordinator will serve: the adapter as read back from its file (the order
     // and bytes every later download of this version sends).
     const adapter = readSafetensors(weights).tensors;
@@ -390,12 +333,14 @@ export class FsCheckpointStore implements CheckpointStore {
     await stepsFor('commit', hook)('renamed', final);
     await fsyncPath(this.versionsDir, stepsFor('commit:versions', hook));
     await replaceAtomically(path.join(this.runDir, LATEST_FILE), versionDirName(version) + '\n', stepsFor('commit:pointer', hook));
+    await this.prune(version, manifest.best);
     return {
       manifest: JSON.parse(manifestText) as Manifest,
       manifestSha256: sha256(manifestText),
       adapter,
       adapterConfig: JSON.parse(adapterConfig) as Record<string, unknown>,
-      serverState: state ? decodeServerState(state) : [],
+      // What the next round steps from: the state as a read gives it back (the average from ema/), bit for bit.
+      serverState: withAverage(state ? decodeServerState(state) : [], ema ? readSafetensors(ema).tensors : null),
     };
   }
 
@@ -415,35 +360,31 @@ export class FsCheckpointStore implements CheckpointStore {
   }
 
   /**
+   * The retention policy's pass after a durable commit (prune.ts). A failure is logged, not thrown: the version is
+   * committed, and the next commit's pass finishes what this one left (its record says what goes).
+   */
+  private async prune(latest: number, best: Manifest['best']): Promise<void> {
+    const policy = this.opts.retention;
+    if (!policy || keepsAll(policy)) return;
+    try {
+      const keep = await keptVersions(this.runDir, best);
+      await pruneRun(this.runDir, { policy, latest, keep, signer: this.signer, crashHook: this.opts.crashHook, applied: this.pruned });
+    } catch (e) {
+      this.opts.warn?.(`retention: pruning after ${versionDirName(latest)} stopped (${(e as Error).message}); the next commit retries it`);
+    }
+  }
+
+  /**
    * Copies a version to `outDir`: every file its manifest lists (the PEFT pair adapter_model.safetensors +
    * adapter_config.json, ready for PeftModel.from_pretrained, server-state.safetensors when the version has one,
    * and under strategy.ema the averaged adapter's PEFT pair in ema/: the adapter the version was scored and is
-   * released as), the manifest and its signature, so the export is checkable on its own (verifyVersionDir). Refuses an
-   * `outDir` holding other files: they would be mistaken for part of the version.
+   * released as), the manifest and its signature, so the export is checkable on its own (verifyVersionDir). A
+   * version whose adapter retention removed is refused (VersionPrunedError); one that lost only its server state
+   * is exported without it, with its pruned.json. Refuses an `outDir` holding other files.
    */
   async export(version: number, outDir: string): Promise<string[]> {
-    const { manifest } = await this.read(version); // verifies every hash before anything is copied
-    const src = path.join(this.versionsDir, versionDirName(version));
-    const listed = Object.keys(manifest.files);
-    const names = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, ...listed.filter((n) => n !== ADAPTER_FILE && n !== ADAPTER_CONFIG_FILE).sort(), MANIFEST_FILE];
-    // The signature travels with the manifest it signs, so an exported version can still be checked.
-    if (
-      await fs.stat(path.join(src, MANIFEST_SIG_FILE)).then(
-        () => true,
-        () => false,
-      )
-    )
-      names.push(MANIFEST_SIG_FILE);
-    // Names directly in outDir, and in its ema/ when the version has an averaged adapter (ema-files.ts).
-    const present = await fs.readdir(outDir).catch(() => [] as string[]);
-    const inEma = present.includes(EMA_DIR) ? await fs.readdir(path.join(outDir, EMA_DIR)).catch(() => [] as string[]) : [];
-    const top = new Set(names.map((n) => n.split('/')[0]));
-    const stray = [...present.filter((n) => !top.has(n)), ...inEma.map((n) => `${EMA_DIR}/${n}`).filter((n) => !names.includes(n))].sort();
-    if (stray.length) throw new Error(`${outDir} holds ${stray.join(', ')}, which ${versionDirName(version)} does not list: export into an empty directory`);
-    await fs.mkdir(outDir, { recursive: true });
-    // The averaged adapter's PEFT directory (ema-files.ts) keeps its place: <outDir>/ema/.
-    if (names.some((n) => n.startsWith(`${EMA_DIR}/`))) await fs.mkdir(path.join(outDir, EMA_DIR), { recursive: true });
-    for (const n of names) await fs.copyFile(path.join(src, n), path.join(outDir, n));
-    return names.map((n) => path.join(outDir, n));
+    await this.open();
+    const { manifest } = await this.readNow(version, [SERVER_STATE_FILE]); // verifies every hash before anything is copied
+    return copyVersion(path.join(this.versionsDir, versionDirName(version)), version, Object.keys(manifest.files), outDir);
   }
 }

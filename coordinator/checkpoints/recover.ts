@@ -12,6 +12,7 @@ import { decodeBase64 } from './signature';
 import { LATEST_FILE, NotARunError, versionDirName } from './fs-store';
 import { fsyncPath, removeTemps, replaceAtomically } from './atomic-fs';
 import { verifyRun, type Problem, type VerifyResult } from './verify';
+import { VersionPrunedError } from './pruned-record';
 import { RunLock } from '../run-lock';
 
 export interface RecoverOptions {
@@ -110,6 +111,12 @@ async function recoverLocked(runDir: string, opts: RecoverOptions, lines: string
         `--to ${target}: its chain does not verify: ${p.message}${more(problems.filter((q) => q.version! <= target).length)}. Nothing was changed.`,
       );
   }
+  // Latest is what the coordinator resumes from: its adapter and server state must both be there.
+  const pruned = report.results.find((r) => r.version === target)?.pruned;
+  if (pruned?.length)
+    throw new RecoverRefusedError(
+      `${opts.version === undefined ? 'the newest version' : `--to ${target}`}: ${new VersionPrunedError(target, pruned).message}. Nothing was changed.`,
+    );
   const keyNote = report.key ? `signatures by key ${report.key.keyId} (from ${report.key.source})` : 'no signatures';
   lines.push(`verified ${versionDirName(0)}…${versionDirName(target)}: ${keyNote}, every file hash and parent link`);
 

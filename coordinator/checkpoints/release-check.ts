@@ -2,7 +2,7 @@
 // release.ts so that verify.ts can use it without an import cycle (release.ts verifies before it writes).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { versionDirName } from './fs-store';
+import { versionDirName } from './run-layout';
 import type { Problem } from './verify-types';
 
 export const RELEASE_FILE = 'release';

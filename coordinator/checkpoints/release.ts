@@ -13,6 +13,7 @@ import type { Manifest } from './types';
 import { bestSetBy } from '../evaluation/early-stopping';
 import { verifyRun, type VerifyResult } from './verify';
 import { runKey } from './recover';
+import { ADAPTER_WEIGHTS, VersionPrunedError } from './pruned-record';
 
 import { RELEASE_FILE, readRelease } from './release-check';
 
@@ -79,6 +80,9 @@ export async function setRelease(runDir: string, version: number, publicKey?: Ui
   const r = await verifyRun(runDir, key ? { publicKey: key.publicKey, keySource: key.source } : {});
   const problem = chainVerifiedTo(r, version);
   if (problem) throw new Error(`refused: ${problem}; the release pointer was not changed`);
+  // The version shipped is its adapter (its average under strategy.ema): one retention removed cannot be released.
+  const gone = (r.results.find((x) => x.version === version)?.pruned ?? []).filter((f) => ADAPTER_WEIGHTS.includes(f));
+  if (gone.length) throw new Error(`refused: ${new VersionPrunedError(version, gone).message}; the release pointer was not changed`);
   if (r.latest === null || version > r.latest) throw new Error(`refused: ${versionDirName(version)} is beyond latest; the release pointer was not changed`);
   let previous: number | null = null;
   try {

@@ -23,7 +23,9 @@ export type ProblemKind =
   /** A valid signature, but by another key than the trusted one. */
   | 'signature-key'
   /** The release pointer: unparsable, naming a missing version or one beyond latest, or one whose chain fails. */
-  | 'release';
+  | 'release'
+  /** A retention record (pruned.json) malformed, bound to another manifest, naming unlisted files or not signed by the run's key. */
+  | 'pruned-record';
 
 export interface Problem {
   /** The version it concerns; null for the latest pointer or versions/ itself. */
@@ -54,8 +56,11 @@ export interface VerifyResult {
   readonly latest: number | null;
   /** The key every signature was checked against; null when there was none to trust. */
   readonly key: { readonly keyId: string; readonly publicKey: string; readonly source: string; readonly pinned: boolean } | null;
-  /** Every version found, in order, and the first version of each gap (present false). */
-  readonly results: readonly { readonly version: number; readonly present: boolean; readonly ok: boolean }[];
+  /**
+   * Every version found, in order, and the first version of each gap (present false); `pruned`: the files its
+   * verified retention record accounts for (removed by policy, not damage).
+   */
+  readonly results: readonly { readonly version: number; readonly present: boolean; readonly ok: boolean; readonly pruned?: readonly string[] }[];
   readonly problems: readonly Problem[];
   /** Things worth knowing that are not integrity problems (ignored entries, which key was trusted). */
   readonly notes: readonly string[];

@@ -8,12 +8,15 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './fs-store';
-import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifestSignature, sameKey, type SignatureCheck } from './signature';
+import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, MANIFEST_FILE, MANIFEST_FORMAT, versionDirName } from './run-layout';
+import { MANIFEST_SIG_FILE, checkManifestSignature, manifestKeyId, parseManifestSignature, sameKey } from './signature';
 import { releaseProblem } from './release-check';
 import { piecesProblem } from './verify-pieces';
-import { type Problem, type ProblemKind, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
+import { type Problem, type VerifyOptions, type VerifyResult, VerifyUsageError } from './verify-types';
 import { EMA_DIR, EMA_FILES } from './ema-files';
+import { Collector, checkParents, checkRunIds, isObject, readFile, short, type VersionInfo } from './verify-chain';
+import { checkPrunedSignatures, isPrunedTemp, readPrunedRecord } from './verify-pruned';
+import { PRUNED_FILE } from './pruned-record';
 
 export * from './verify-types';
 
@@ -21,36 +24,6 @@ const VERSION_RE = /^v(\d{6,})$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const short = (hex: string): string => `${hex.slice(0, 12)}…`;
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-/** What one version directory yielded, for the checks that span versions. */
-interface VersionInfo {
-  readonly version: number;
-  manifestSha256?: string;
-  manifest?: Record<string, unknown>;
-  sig?: SignatureCheck;
-  /** manifest.json does not match the hash its (otherwise intact) signature records. */
-  manifestChangedAfterSigning: boolean;
-}
-
-class Collector {
-  readonly problems: Problem[] = [];
-  add(version: number | null, file: string | null, kind: ProblemKind, message: string, extra: { expected?: string; actual?: string } = {}): void {
-    const where = version === null ? (file ?? '') : file === null ? versionDirName(version) : `${versionDirName(version)}/${file}`;
-    this.problems.push({ version, file, kind, message: `${where}: ${message}`, ...extra });
-  }
-}
-
-/** A file's bytes, or why there are none ('missing', 'unreadable (EISDIR)'): a damaged run must not crash verify. */
-async function readFile(file: string): Promise<Buffer | { absent: string }> {
-  try {
-    return await fs.readFile(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return { absent: code === 'ENOENT' ? 'missing' : `unreadable (${code ?? (e as Error).message})` };
-  }
-}
 
 export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const st = await fs.stat(runDir).catch(() => null);
@@ -97,6 +70,7 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
   for (const v of numbers) infos.set(v, await checkVersion(path.join(versionsDir, versionDirName(v)), v, out));
 
   const key = checkKeys(infos, opts, out, notes);
+  checkPrunedSignatures(infos, key ? Buffer.from(key.publicKey, 'base64') : undefined, out);
   checkRunIds(infos, out);
   checkParents(infos, out);
   const release = await releaseProblem(runDir, present, latest, out.problems);
@@ -114,7 +88,10 @@ export async function verifyRun(runDir: string, opts: VerifyOptions = {}): Promi
     versions: numbers.length,
     latest,
     key,
-    results: all.map((v) => ({ version: v, present: present.has(v), ok: present.has(v) && !problems.some((p) => p.version === v) })),
+    results: all.map((v) => {
+      const gone = infos.get(v)?.prunedGone ?? [];
+      return { version: v, present: present.has(v), ok: present.has(v) && !problems.some((p) => p.version === v), ...(gone.length ? { pruned: gone } : {}) };
+    }),
     problems,
     notes,
   };
@@ -205,7 +182,9 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
   const files = info.manifest && isObject(info.manifest.files) ? info.manifest.files : undefined;
   // A manifest changed after signing cannot say which files belong: the standard ones are not reported as extra.
   const standard = files && !info.manifestChangedAfterSigning ? [] : [ADAPTER_FILE, ADAPTER_CONFIG_FILE];
-  const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, ...standard, ...Object.keys(files ?? {})]);
+  // Retention's record (verify-pruned.ts): the files it names may be gone; a temporary of its write is not an extra file.
+  if (files && !info.manifestChangedAfterSigning) await readPrunedRecord(dir, info, files, out);
+  const known = new Set([MANIFEST_FILE, MANIFEST_SIG_FILE, PRUNED_FILE, ...standard, ...Object.keys(files ?? {}), ...names.filter(isPrunedTemp)]);
   // ema/ belongs when the manifest lists an averaged adapter in it; then each name in it must be listed too.
   if ([...known].some((n) => EMA_FILES.includes(n))) {
     known.add(EMA_DIR);
@@ -213,7 +192,7 @@ async function checkVersion(dir: string, v: number, out: Collector): Promise<Ver
     for (const n of inEma.sort()) if (!known.has(`${EMA_DIR}/${n}`)) out.add(v, `${EMA_DIR}/${n}`, 'extra-file', 'not listed in the manifest');
   }
   for (const n of names.sort()) if (!known.has(n)) out.add(v, n, 'extra-file', 'not listed in the manifest');
-  if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, v, files, info.manifest?.pieces, out);
+  if (files && !info.manifestChangedAfterSigning) await checkFiles(dir, info, files, info.manifest?.pieces, out);
   return info;
 }
 
@@ -248,6 +227,7 @@ export async function verifyVersionDir(dir: string, opts: VerifyOptions = {}): P
   const info = await checkVersion(dir, version ?? 0, out);
   if (version === null && Buffer.isBuffer(await readFile(path.join(dir, MANIFEST_FILE)))) out.add(0, MANIFEST_FILE, 'manifest', 'has no version number');
   const valid = info.sig && info.sig.signatureValid && info.sig.keyIdMatches && info.sig.hashMatches ? info.sig : undefined;
+  checkPrunedSignatures(new Map([[info.version, info]]), opts.publicKey ?? valid?.publicKey, out);
   if (valid && opts.publicKey && !sameKey(valid.publicKey, opts.publicKey)) {
     out.add(
       version,
@@ -287,7 +267,8 @@ function parseManifest(bytes: Buffer, v: number, out: Collector): Record<string,
   return m;
 }
 
-async function checkFiles(dir: string, v: number, files: Record<string, unknown>, pieces: unknown, out: Collector): Promise<void> {
+async function checkFiles(dir: string, info: VersionInfo, files: Record<string, unknown>, pieces: unknown, out: Collector): Promise<void> {
+  const v = info.version;
   for (const [name, want] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
     // Never follow a manifest outside its own directory, nor let it vouch for itself or its signature.
     // The one subdirectory a version has is ema/, with its two fixed names (ema-files.ts).
@@ -301,7 +282,9 @@ async function checkFiles(dir: string, v: number, files: Record<string, unknown>
     }
     const bytes = await readFile(path.join(dir, name));
     if (!Buffer.isBuffer(bytes)) {
-      out.add(v, name, 'missing-file', `${bytes.absent} (listed in the manifest)`);
+      // Removed by the retention policy and recorded so: not damage (its record's signature is checked later).
+      if (bytes.absent === 'missing' && info.pruned?.files.includes(name)) info.prunedGone!.push(name);
+      else out.add(v, name, 'missing-file', `${bytes.absent} (listed in the manifest${info.pruned ? ', not in its pruned.json' : ''})`);
       continue;
     }
     const got = sha256(bytes);
@@ -341,50 +324,4 @@ function checkKeys(infos: Map<number, VersionInfo>, opts: VerifyOptions, out: Co
     }
   }
   return { keyId, publicKey: Buffer.from(trusted).toString('base64'), source, pinned: opts.publicKey !== undefined };
-}
-
-/** Every manifest must name the same run; the odd ones out are those that differ from the most common id. */
-function checkRunIds(infos: Map<number, VersionInfo>, out: Collector): void {
-  const counts = new Map<string, number>();
-  for (const i of infos.values()) if (typeof i.manifest?.runId === 'string') counts.set(i.manifest.runId, (counts.get(i.manifest.runId) ?? 0) + 1);
-  let common: string | undefined;
-  for (const [id, n] of counts) if (common === undefined || n > counts.get(common)!) common = id;
-  for (const i of infos.values()) {
-    const id = i.manifest?.runId;
-    if (typeof id === 'string' && id !== common)
-      out.add(i.version, MANIFEST_FILE, 'run-id', `runId ${JSON.stringify(id)} differs from the run's ${JSON.stringify(common)}`);
-  }
-}
-
-/** v0 has no parent; every later version names v−1 and the sha256 of its manifest.json as written. */
-function checkParents(infos: Map<number, VersionInfo>, out: Collector): void {
-  for (const i of infos.values()) {
-    const p = i.manifest?.parent;
-    if (p === undefined || (p !== null && !isObject(p))) continue; // shape already reported
-    const v = i.version;
-    if (v === 0) {
-      if (p !== null) out.add(v, MANIFEST_FILE, 'parent-link', 'version 0 must have no parent, but names one');
-      continue;
-    }
-    if (p === null) {
-      out.add(v, MANIFEST_FILE, 'parent-link', `has no parent link (expected ${versionDirName(v - 1)})`);
-      continue;
-    }
-    if (p.version !== v - 1) out.add(v, MANIFEST_FILE, 'parent-link', `parent.version is ${JSON.stringify(p.version)}, not ${v - 1}`);
-    const parent = infos.get(v - 1);
-    if (!parent?.manifestSha256 || typeof p.manifestSha256 !== 'string') continue; // a gap or missing manifest, already reported
-    if (p.manifestSha256 === parent.manifestSha256) continue;
-    // The parent's manifest changed after signing (reported there) and this link names what was signed: not a second fault.
-    if (parent.manifestChangedAfterSigning && p.manifestSha256 === parent.sig?.sig.manifestSha256) continue;
-    out.add(
-      v,
-      MANIFEST_FILE,
-      'parent-link',
-      `parent.manifestSha256 ${short(p.manifestSha256)} does not match the sha256 ${short(parent.manifestSha256)} of ${versionDirName(v - 1)}/${MANIFEST_FILE}`,
-      {
-        expected: p.manifestSha256,
-        actual: parent.manifestSha256,
-      },
-    );
-  }
 }

@@ -16,6 +16,7 @@ import { addExportCommands } from './export-command';
 import { configExample } from '../ops/config-example';
 import { addRecoverCommand } from './recover-command';
 import { addReleaseCommand } from './release-command';
+import { addPruneCommand } from './prune-command';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
@@ -74,6 +75,7 @@ addExportCommands(checkpoints);
 addVerifyCommand(program);
 addRecoverCommand(program);
 addReleaseCommand(checkpoints);
+addPruneCommand(checkpoints);
 addEnrollCommand(program);
 addRosterCommand(program);
 

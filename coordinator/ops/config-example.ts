@@ -30,6 +30,8 @@ export const SECTION_WHY: Readonly<Record<string, string>> = {
   security: "Where the coordinator's signing key lives. Move it off the run volume to keep it with your secrets.",
   evaluation: 'Federated evaluation: sites score each new version on their own held-out data. Turn on to early-stop on eval.* metrics.',
   earlyStopping: 'Stop when the chosen metric stops improving, and point `release` at the best version.',
+  checkpoints:
+    'Version retention: which older versions keep their weights. Every version keeps its signed manifest, so the chain verifies; set keepServerState and keepAdapters to 0 to keep every file of every version.',
   metrics: 'Prometheus metrics over HTTP. Set a port to scrape the coordinator (the container uses 9464).',
   dashboard: 'A read-only web page of the run. Set a port; off loopback a token (≥ 16 characters) is required.',
   log: 'Log level and format (pretty on a terminal, JSON lines otherwise) and how often waiting is reported.',
