@@ -186,7 +186,7 @@ function pooled(task: SpamTask): SftData {
   return { train: task.clients.flatMap((c) => c.train), eval: task.clients.flatMap((c) => c.eval ?? []), choices: task.choices };
 }
 
-async function runFederation(
+export async function runFederation(
   cell: QualityCell,
   overrides: Readonly<Record<string, unknown>>,
   model: Gpt2Model,

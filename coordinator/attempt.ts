@@ -18,6 +18,7 @@ import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
 import { strategyUploadLayout } from './strategy/scaffold';
 import type { Task } from './task';
+import type { SampledCohort } from './privacy/sampling';
 
 export interface AttemptDeps {
   readonly registry: ClientRegistry;
@@ -46,6 +47,9 @@ export class Attempt {
   private woken: Promise<void>;
   /** Accepts between admission and the spool write: closing waits for them, so none is half counted. */
   private readonly inFlight = new Set<Promise<void>>();
+
+  /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
+  sampled?: SampledCohort;
 
   constructor(
     readonly round: number,

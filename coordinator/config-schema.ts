@@ -7,6 +7,7 @@ import { SERVER_SCHEDULES } from './strategy/server-schedule';
 import { opsSchema } from './ops/config-schema';
 import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
+import { privacySchema } from './privacy/config-schema';
 import { checkpointsSchema } from './checkpoints/config-schema';
 
 export const schema = {
@@ -428,43 +429,7 @@ export const schema = {
       arg: 'secagg.rosterFile',
     },
   },
-  privacy: {
-    enabled: {
-      doc: 'Client-level differential privacy (DP-FedAvg): each update clipped to privacy.clipNorm, sites weighted equally, Gaussian noise added once per round to the sum.',
-      format: Boolean,
-      default: false,
-      env: 'FEDTUNE_PRIVACY_ENABLED',
-      arg: 'privacy.enabled',
-    },
-    clipNorm: {
-      doc: "C: the L2 norm every site update is clipped to (the sum's sensitivity to one site); under SecAgg it replaces secagg.clipNorm.",
-      format: 'positive-number',
-      default: 1,
-      env: 'FEDTUNE_PRIVACY_CLIP_NORM',
-      arg: 'privacy.clipNorm',
-    },
-    noiseMultiplier: {
-      doc: "z: the noise added to each round's sum has standard deviation σ = z·C per value.",
-      format: 'positive-number',
-      default: 1,
-      env: 'FEDTUNE_PRIVACY_NOISE_MULTIPLIER',
-      arg: 'privacy.noiseMultiplier',
-    },
-    delta: {
-      doc: 'δ at which ε is reported in every manifest (well below 1/number of sites).',
-      format: 'open-unit-interval',
-      default: 1e-5,
-      env: 'FEDTUNE_PRIVACY_DELTA',
-      arg: 'privacy.delta',
-    },
-    epsilonBudget: {
-      doc: 'Stop the run before a round whose ε at privacy.delta would exceed this (0 = no budget).',
-      format: 'non-negative-number',
-      default: 0,
-      env: 'FEDTUNE_PRIVACY_EPSILON_BUDGET',
-      arg: 'privacy.epsilonBudget',
-    },
-  },
+  ...privacySchema,
   auth: {
     mode: {
       doc: "Who may join: 'enrolled' (allow-list or a redeemed join token) or 'tofu' (first key seen per site name is bound; simulations and tests only).",

@@ -9,6 +9,7 @@ import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
 import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
+import { samplingProblems } from './privacy/sampling';
 import { scaffoldProblems } from './strategy/scaffold-config';
 import { serverScheduleProblems } from './strategy/server-schedule';
 import { biasCorrectionProblems, noiseAwareProblems } from './strategy/settings';
@@ -171,6 +172,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   problems.push(...loraAggregationProblems(cfg));
   problems.push(...clientOptimizerProblems(cfg.training));
   if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
+  problems.push(...samplingProblems(cfg));
   problems.push(...scaffoldProblems(cfg));
   problems.push(...serverScheduleProblems(cfg));
   problems.push(...biasCorrectionProblems(cfg));

@@ -19,7 +19,9 @@ export async function plainStages(ctx: RoundContext, cur: Attempt): Promise<Outc
   const enrolled = d.enrolled ?? (() => true);
   await cur.dropRevoked(enrolled, (id) => reopenUpdate(ctx, cur.round, ctx.spool.updateFile(cur.round, id), cur.base, id));
   const n = cur.aggregation!.count;
-  if (n < d.config.rounds.minUpdates) return `${n} of ${cur.tasks.size} updates arrived; ${d.config.rounds.minUpdates} needed`;
+  // A Poisson-sampled round releases whatever arrived, even nothing (noise only), as DP-FedAvg does: failing and
+  // redrawing a small sample would condition the sample on its size, which the accountant does not model.
+  if (!cur.sampled && n < d.config.rounds.minUpdates) return `${n} of ${cur.tasks.size} updates arrived; ${d.config.rounds.minUpdates} needed`;
   ctx.setPhase('AGGREGATING');
   return plainOutcome(d.registry, d.strategy, cur);
 }

@@ -12,6 +12,7 @@ import type { SpoolState } from './round-spool';
 import { SecAggAttempt } from './secagg-attempt';
 import { roundAggregation, uploadLayout } from './lora-aggregation';
 import { deriveSeed, selectClients } from './selection';
+import { sampledCohort } from './privacy/sampling';
 import type { TaskBook } from './task-book';
 import { trainTask } from './train-plan';
 
@@ -45,7 +46,9 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   const cfg = d.config;
   const attempt = r.attempt;
   const spooled = r.spooled && !cfg.secagg.enabled ? r.spooled : null;
-  const resumeSelection = spooled ? spooled.state : null;
+  // A sampled run resumes only a spooled Poisson draw (one with its population): a selection spooled before the run
+  // switched to privacy.sampling 'poisson' was not secret, and is drawn again.
+  const resumeSelection = spooled && (!ctx.privacy.sampled || spooled.state.population !== undefined) ? spooled.state : null;
   // Which spooled updates still verify (opened and dropped again here, one at a time; the restart path only).
   const valid = new Set<string>();
   if (spooled)
@@ -54,21 +57,29 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
   if (outstanding === null || outstanding.length > 0) {
     ctx.setPhase('WAITING_FOR_CLIENTS');
-    await ctx.waitForClients(() => d.registry.connected().length >= cfg.rounds.minClients);
+    await ctx.waitForClients(() => d.registry.connected().length >= ctx.privacy.minConnected());
     if (ctx.stopping()) return { stopped: true };
   }
 
   ctx.setPhase('SELECTING');
   const selectionSeed = resumeSelection?.selectionSeed ?? deriveSeed(cfg.run.seed, 'select', round, attempt);
+  const connected = (): string[] => d.registry.connected().map((s) => s.clientId);
+  // privacy.sampling 'poisson': the round's secret Poisson sample (the same for every attempt, and after a restart).
+  const drawn = ctx.privacy.sampled && !resumeSelection ? ctx.privacy.draw(round, connected()) : null;
   const ids = resumeSelection
     ? [...resumeSelection.selected]
-    : selectClients(
-        d.registry.connected().map((s) => s.clientId),
-        cfg.rounds.clientsPerRound,
-        cfg.rounds.minUpdates,
-        selectionSeed,
-      );
-  await ctx.saveState({ round, baseManifestSha256: base.manifestSha256, attempt, failed: r.failed, selected: ids, selectionSeed });
+    : (drawn?.ids ?? selectClients(connected(), cfg.rounds.clientsPerRound, cfg.rounds.minUpdates, selectionSeed));
+  const population = drawn?.cohort.population ?? resumeSelection?.population;
+  // Recorded before any task goes out: a restarted coordinator resumes this draw and its denominator.
+  await ctx.saveState({
+    round,
+    baseManifestSha256: base.manifestSha256,
+    attempt,
+    failed: r.failed,
+    selected: ids,
+    selectionSeed,
+    ...(population !== undefined ? { population } : {}),
+  });
   const trainingDeadline = Date.now() + cfg.rounds.deadlineMs;
   let secagg: SecAggAttempt | undefined;
   if (cfg.secagg.enabled) {
@@ -104,12 +115,14 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
     },
     secagg,
   );
+  if (ctx.privacy.sampled) cur.sampled = sampledCohort(cfg.privacy.samplingRate, population ?? ids.length);
   const selected: ClientSelected[] = [];
   let carried = 0;
   for (const clientId of ids) {
     const prior = spooled && valid.has(clientId) ? await reopenUpdate(ctx, round, spooled.updates.get(clientId)!, base, clientId) : null;
     // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
-    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${clientId}`;
+    // A sampled round's task ids do not name the site: they reach the coordinator's info log ('update accepted').
+    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${ctx.privacy.taskTag(round, attempt, clientId)}`;
     const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
     const taskAttempt = prior ? prior.binding.attempt : attempt;
     const t: Task = {

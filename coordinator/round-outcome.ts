@@ -30,11 +30,15 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
   // The base version's optimiser state in, this round's out (a fresh holder: the base checkpoint is not touched).
   const state: ServerState = { tensors: a.base.serverState ?? [], round: a.round };
   try {
-    adapter = strategy.aggregate(a.base.adapter, a.aggregation!.sum(), state);
+    const sum = a.aggregation!.sum();
+    // A Poisson-sampled round divides by its expected cohort q·N, whoever was sampled (privacy/sampling.ts).
+    adapter = strategy.aggregate(a.base.adapter, a.sampled ? { ...sum, totalWeight: a.sampled.denominator } : sum, state);
     weights = a.aggregation!.weights();
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
+  // Nor does its manifest name who took part: no participants, per-site seeds or per-site metrics.
+  if (a.sampled) return { adapter, participants: [], seeds: {}, serverState: state.tensors };
   const participants = accepted.map((t) => participantOf(registry, t, t.numExamples ?? null, weights[t.clientId] ?? null));
   const seeds = { selection: a.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
   return { adapter, participants, seeds, serverState: state.tensors };

@@ -24,6 +24,8 @@ export interface SpoolState {
   readonly failed: number;
   readonly selected: readonly string[];
   readonly selectionSeed: number;
+  /** A Poisson-sampled round (privacy.sampling): the population its draw was made over, so a resumed round keeps its denominator. */
+  readonly population?: number;
 }
 
 export interface SpooledRound {

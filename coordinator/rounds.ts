@@ -118,7 +118,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private async runRounds(): Promise<Checkpoint> {
     const cfg = this.d.config;
     const stored = await this.d.store.latest();
-    this.privacy.load(stored?.manifest ?? null);
+    await this.privacy.load(stored?.manifest ?? null);
     if (stored) {
       this.latestCk = { ...stored, adapter: sortByName(stored.adapter) };
       this.d.log('info', 'resuming from the latest version', { version: stored.manifest.version, round: stored.manifest.round });
@@ -241,7 +241,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         : undefined;
       if (this.stopping) return 'stopped';
       this.setPhase('COMMITTING');
-      const privacy = this.privacy.charge(secureAggregation);
+      const privacy = this.privacy.charge(secureAggregation, cur.sampled);
       this.latestCk = await this.commit({ adapter, round, attempt, participants, seeds, secureAggregation, privacy, evaluation, serverState });
       this.earlyStop = await afterCommit(this.ctx, this.latestCk);
       await this.spool.drop(round);

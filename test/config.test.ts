@@ -76,6 +76,9 @@ const DEFAULTS: Record<string, unknown> = {
   'privacy.noiseMultiplier': 1,
   'privacy.delta': 1e-5,
   'privacy.epsilonBudget': 0,
+  'privacy.sampling': 'selection',
+  'privacy.samplingRate': 1,
+  'privacy.minPopulation': 100,
   'auth.mode': 'enrolled',
   'auth.allowList': [],
   'auth.challengeTtlMs': 60000,
@@ -176,6 +179,9 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'privacy.noiseMultiplier': ['1.1', 1.1],
   'privacy.delta': ['1e-6', 1e-6],
   'privacy.epsilonBudget': ['8', 8],
+  'privacy.sampling': ['poisson', 'poisson'],
+  'privacy.samplingRate': ['0.5', 0.5],
+  'privacy.minPopulation': ['500', 500],
   'auth.mode': ['tofu', 'tofu'],
   'auth.allowList': [
     ' a=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= , b=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=',
@@ -336,7 +342,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
                       ? { ...base, strategy: { name: 'fedadam' } }
                       : d.key === 'strategy.noiseAware'
                         ? { ...base, strategy: { name: 'fedadam' }, privacy: { enabled: true } }
-                        : base;
+                        : d.key === 'privacy.sampling' || d.key === 'privacy.samplingRate'
+                          ? { ...base, privacy: { enabled: true, sampling: 'poisson' } }
+                          : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);

@@ -6,7 +6,10 @@ const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-
 /** ε at δ spent up to this version (privacy.enabled runs); '-' without DP, 'inf' when unbounded. */
 function epsilonCell(m: Manifest): string {
   if (!m.privacy) return '-';
-  return m.privacy.epsilon === null ? 'inf' : `${m.privacy.epsilon.toFixed(3)}@${m.privacy.delta}`;
+  if (m.privacy.epsilon === null) return 'inf';
+  // A noise multiplier near 0 (a noiseless twin) gives an ε in the billions: exponent form keeps the column readable.
+  const e = m.privacy.epsilon;
+  return `${e >= 1e6 ? e.toExponential(2) : e.toFixed(3)}@${m.privacy.delta}`;
 }
 
 export function formatVersionTable(manifests: readonly Manifest[]): string {
@@ -18,8 +21,9 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       `v${m.version}`,
       String(m.round),
       String(m.attempt),
-      String(m.participants.length),
-      m.secureAggregation ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
+      // A Poisson-sampled DP round publishes neither who nor how many took part (privacy/sampling.ts).
+      m.privacy?.sampling ? 'hidden' : String(m.participants.length),
+      m.secureAggregation || m.privacy?.sampling ? 'hidden' : String(m.participants.reduce((s, p) => s + (p.numExamples ?? 0), 0)),
       num(m.metrics['clients.train_loss']),
       // Federated evaluation: sites' validation figures, example-weighted (evaluation.*).
       num(m.metrics['eval.loss']),

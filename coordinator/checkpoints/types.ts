@@ -95,8 +95,13 @@ export interface PrivacyRecord {
   readonly effectiveNoiseMultiplier: number;
   /** Standard deviation of the noise in this round's sum, per value (effectiveNoiseMultiplier·C). */
   readonly sigma: number;
-  /** q: 1, as the participants of every round are public (no amplification by subsampling is claimed). */
+  /**
+   * q this round was charged at: 1 when its participants are public (privacy.sampling 'selection'); the configured
+   * rate for a Poisson-sampled round, whose manifest names nobody (privacy/sampling.ts).
+   */
   readonly samplingRate: number;
+  /** A Poisson-sampled round: q, the population N drawn from and the mean's fixed denominator q·N (no names, no sample size). */
+  readonly sampling?: { readonly method: 'poisson'; readonly rate: number; readonly population: number; readonly denominator: number };
   /** Noised rounds so far, this one included. */
   readonly rounds: number;
   readonly delta: number;

@@ -3,6 +3,7 @@
 import type pino from 'pino';
 import type { Coordinator } from '../coordinator';
 import type { CoordinatorConfig } from '../config-types';
+import { isSampled } from '../privacy/sampling';
 
 export function waitingMessage(connected: number, minClients: number): string {
   const more = minClients - connected;
@@ -36,8 +37,9 @@ export class ProgressLog {
 
   private waiting(): void {
     const connected = this.coordinator.registry.connected().length;
-    if (connected < this.cfg.rounds.minClients)
-      this.logger.info({ connected, minClients: this.cfg.rounds.minClients }, waitingMessage(connected, this.cfg.rounds.minClients));
+    // A Poisson-sampled DP run draws once privacy.minPopulation sites are connected (round-privacy.ts).
+    const needed = isSampled(this.cfg) ? Math.max(this.cfg.rounds.minClients, this.cfg.privacy.minPopulation) : this.cfg.rounds.minClients;
+    if (connected < needed) this.logger.info({ connected, minClients: needed }, waitingMessage(connected, needed));
   }
 
   clear(): void {

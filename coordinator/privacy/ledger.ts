@@ -2,6 +2,7 @@
 // record stamped into each manifest. Resumed from the latest manifest's record after a restart, so ε never resets.
 import type { Manifest, PrivacyRecord, PrivacySegment } from '../checkpoints/types';
 import { epsilonSpent } from './accountant';
+import type { SampledCohort } from './sampling';
 
 export interface PrivacyConfig {
   readonly clipNorm: number;
@@ -11,8 +12,9 @@ export interface PrivacyConfig {
 }
 
 /**
- * Sampling rate of every round. Selection here is a fixed-size draw and the manifest names each round's
- * participants, so whether a site took part is not secret: amplification by subsampling does not apply, q = 1.
+ * Sampling rate of a round under privacy.sampling 'selection': a fixed-size draw whose participants the manifest
+ * names, so whether a site took part is not secret: amplification by subsampling does not apply, q = 1. Only a
+ * Poisson-sampled round (privacy/sampling.ts: secret coins, fixed denominator, no names published) is charged q < 1.
  */
 export const SAMPLING_RATE = 1;
 
@@ -45,26 +47,30 @@ export class PrivacyLedger {
    * Why the next round must not run (null when it may): its worst case (noise multiplier `worstZ`, the least the
    * round can end with) would take ε past the budget.
    */
-  budgetStop(round: number, worstZ: number): string | null {
+  budgetStop(round: number, worstZ: number, q = SAMPLING_RATE): string | null {
     const budget = this.cfg.epsilonBudget;
     if (!(budget > 0)) return null;
-    const next = this.epsilon([{ samplingRate: SAMPLING_RATE, noiseMultiplier: worstZ, rounds: 1 }]);
+    const next = this.epsilon([{ samplingRate: q, noiseMultiplier: worstZ, rounds: 1 }]);
     if (next !== null && next <= budget) return null;
     const now = this.epsilon();
     const fmt = (e: number | null): string => (e === null ? 'unbounded' : e.toFixed(4));
     return `privacy budget: round ${round} would take ε from ${fmt(now)} to ${fmt(next)} at δ = ${this.cfg.delta}, past the budget ${budget}`;
   }
 
-  /** Charges one committed round that had noise multiplier `z` and returns its manifest record. */
-  charge(z: number, addedBy: 'coordinator' | 'sites'): PrivacyRecord {
+  /**
+   * Charges one committed round that had noise multiplier `z` and returns its manifest record: at the sample's rate
+   * q for a Poisson-sampled round (`sampled`), else at q = 1.
+   */
+  charge(z: number, addedBy: 'coordinator' | 'sites', sampled?: SampledCohort): PrivacyRecord {
+    const q = sampled?.rate ?? SAMPLING_RATE;
     const last = this.history[this.history.length - 1];
-    if (last && last.noiseMultiplier === z && last.samplingRate === SAMPLING_RATE) this.history[this.history.length - 1] = { ...last, rounds: last.rounds + 1 };
-    else this.history.push({ samplingRate: SAMPLING_RATE, noiseMultiplier: z, rounds: 1 });
-    return this.record(addedBy, z);
+    if (last && last.noiseMultiplier === z && last.samplingRate === q) this.history[this.history.length - 1] = { ...last, rounds: last.rounds + 1 };
+    else this.history.push({ samplingRate: q, noiseMultiplier: z, rounds: 1 });
+    return this.record(addedBy, z, sampled);
   }
 
   /** The record of a version that added no noise (version 0). */
-  record(addedBy: 'coordinator' | 'sites' | 'none' = 'none', z = 0): PrivacyRecord {
+  record(addedBy: 'coordinator' | 'sites' | 'none' = 'none', z = 0, sampled?: SampledCohort): PrivacyRecord {
     return {
       mechanism: 'dp-fedavg-gaussian',
       noiseAddedBy: addedBy,
@@ -72,7 +78,8 @@ export class PrivacyLedger {
       noiseMultiplier: this.cfg.noiseMultiplier,
       effectiveNoiseMultiplier: z,
       sigma: z * this.cfg.clipNorm,
-      samplingRate: SAMPLING_RATE,
+      samplingRate: sampled?.rate ?? SAMPLING_RATE,
+      ...(sampled ? { sampling: { ...sampled } } : {}),
       rounds: this.rounds,
       delta: this.cfg.delta,
       epsilon: this.epsilon(),

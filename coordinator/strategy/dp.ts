@@ -7,7 +7,8 @@
 //     ClippedSum; a streamed update is checked and its norm summed as its chunks arrive, then folded, clipped, on
 //     a second pass read back from the spool once it is accepted: the factor needs the whole update), then adds Gaussian noise N(0, σ²), σ = z·C, ONCE per round to the sum on the fixed-point grid,
 //     then hands the noised sum to the inner strategy (FedAvg divides by the number of updates, which is public:
-//     the manifest names the participants). Noise comes from GaussianStream (ChaCha20 keyed by node:crypto); the
+//     the manifest names the participants; a Poisson-sampled round divides by its fixed expected cohort q·N instead,
+//     privacy/sampling.ts). Noise comes from GaussianStream (ChaCha20 keyed by node:crypto); the
 //     draw is never recorded, its σ is.
 //   * SecAgg rounds: each site clips and adds its share of the noise before masking (proto/secagg/encoding.ts),
 //     so the sum arrives noised (WeightedSum.noised) and nothing is added here. A sum that is neither this
@@ -65,8 +66,11 @@ export class DpStrategy implements Strategy {
   readonly name: string;
   /** Any finite value is accepted: clipping bounds what reaches the sum. */
   readonly maxAbsDelta = Number.MAX_VALUE;
-  /** Sums of this strategy's own rounds that still await their noise. */
-  private readonly unnoised = new WeakSet<WeightedSum>();
+  /**
+   * Sums of this strategy's own rounds that still await their noise, by their tensors: a Poisson-sampled round hands
+   * the same sum over with its fixed denominator as totalWeight (round-outcome.ts), a new object on the same values.
+   */
+  private readonly unnoised = new WeakSet<object>();
 
   constructor(
     readonly inner: Strategy,
@@ -91,14 +95,14 @@ export class DpStrategy implements Strategy {
 
   begin(global: TensorList): Aggregation {
     const agg = new ClippedSum(global, this.settings.clipNorm);
-    agg.onSum = (s) => this.unnoised.add(s);
+    agg.onSum = (s) => this.unnoised.add(s.tensors);
     return agg;
   }
 
   /** Noise once, then the inner strategy's step; a server optimiser's state passes through (`state`). */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
-    if (this.unnoised.has(sum)) {
-      this.unnoised.delete(sum); // once: a second aggregate of the same sum adds nothing more
+    if (this.unnoised.has(sum.tensors)) {
+      this.unnoised.delete(sum.tensors); // once: a second aggregate of the same sum adds nothing more
       const sigmaGrid = this.sigma * sum.scale;
       const noise = this.noiseSource();
       for (const acc of sum.tensors.values()) {

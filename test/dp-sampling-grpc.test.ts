@@ -1,0 +1,261 @@
+// privacy.sampling 'poisson' over the real coordinator, real gRPC and real SDK sites. The run's sampling secret is
+// written before the coordinator starts (as a restored backup would be), so the test knows every round's sample:
+//   * only the sampled sites train, a round whose sample is empty still commits (noise only), one under
+//     rounds.minUpdates too; the committed adapters equal a hand computation of the fixed-denominator mean
+//     (Σ clipped updates + noise) / (q·N) bit for bit (the noise drawn from a known seed per round, as in
+//     dp-noise-aware-restart);
+//   * nothing under versions/ names a site; ε in every manifest and in `checkpoints list` is the accountant's at the
+//     configured q, z and round count, and privacy.epsilonBudget stops the run before the round that would pass it;
+//   * a coordinator stopped mid-round and restarted, once without the round's spooled record (a crash between the
+//     draw and its record) and once with it, sends the round's tasks to the same sampled sites.
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
+import { formatVersionTable } from '../coordinator/checkpoints/table';
+import { epsilonSpent } from '../coordinator/privacy/accountant';
+import { SAMPLING_KEY_FORMAT, poissonSample, samplingKeyFile } from '../coordinator/privacy/sampling';
+import { clientIdFor } from '../coordinator/registry';
+import { DpStrategy } from '../coordinator/strategy/dp';
+import { FedAvg } from '../coordinator/strategy/fedavg';
+import { SCALE } from '../coordinator/strategy/fixed-point';
+import { encodeKey, writeSecretJson } from '../proto/crypto/key-file';
+import { GaussianStream } from '../proto/gaussian';
+import type { TensorList } from '../proto/tensors';
+import { smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
+import { restartSuite, startRestartSites } from './restart-sites';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+/** Adds (i + 1)·2^-12 to every value (exact on the grid, norm far under C); records the rounds it trained in. */
+class SiteTrainer implements Trainer {
+  readonly backend = 'test';
+  readonly rounds: number[] = [];
+  constructor(
+    readonly value: number,
+    private readonly delayMs = 0,
+  ) {}
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+    this.rounds.push(plan.round);
+    const end = Date.now() + this.delayMs;
+    while (Date.now() < end) {
+      signal?.throwIfAborted();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + this.value) })), numExamples: 7, metrics: { train_loss: this.value } };
+  }
+}
+
+const Q = 0.5;
+const Z = 0.5;
+const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `site-${i}`);
+const secretFor = (k: number): Buffer => createHash('sha256').update(`dpsample-test-${k}`).digest();
+
+/** The first secret whose samples of rounds 1… (site names) satisfy `want`. */
+function findSecret(runId: string, n: number, want: (samples: string[][]) => boolean, rounds: number): { secret: Buffer; samples: string[][] } {
+  const byId = new Map(names(n).map((s) => [clientIdFor(s), s]));
+  for (let k = 0; k < 100_000; k++) {
+    const secret = secretFor(k);
+    const samples = Array.from({ length: rounds }, (_, r) =>
+      poissonSample(secret, runId, r + 1, [...byId.keys()], Q)
+        .map((id) => byId.get(id)!)
+        .sort(),
+    );
+    if (want(samples)) return { secret, samples };
+  }
+  throw new Error('no secret found');
+}
+
+const privacy = (n: number, extra: Record<string, unknown> = {}) => ({
+  privacy: { enabled: true, clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, sampling: 'poisson', samplingRate: Q, minPopulation: n, ...extra },
+});
+
+/** DP-FedAvg over FedAvg whose noise in round r is drawn from seed r (`committed`: rounds already in the run). */
+function seededDp(committed: number): DpStrategy {
+  let round = committed;
+  return new DpStrategy(new FedAvg(), { clipNorm: 1, noiseMultiplier: Z }, () => new GaussianStream(new Uint8Array(32).fill(++round)));
+}
+
+/** Every file under versions/, as text: what a run publishes. */
+async function published(runDir: string): Promise<string> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.push((await fs.readFile(p)).toString('latin1'));
+    }
+  };
+  await walk(path.join(runDir, 'versions'));
+  return out.join('\n');
+}
+
+describe('DP Poisson sampling over real gRPC: secret membership, fixed denominator, ε at q, the same draw after a restart', function () {
+  this.timeout(120_000);
+  const { dirs, clients, coordinators } = restartSuite();
+
+  async function coordinator(
+    runDir: string,
+    runId: string,
+    n: number,
+    secret: Buffer,
+    total: number,
+    extra: Record<string, unknown>,
+    committed: number,
+    logger?: pino.Logger,
+  ): Promise<Harness> {
+    if (committed === 0) await writeSecretJson(samplingKeyFile(runDir), { format: SAMPLING_KEY_FORMAT, secret: encodeKey(secret) });
+    const h = await startCoordinator(
+      runDir,
+      { total, minClients: n, minUpdates: 2, maxAttempts: 2 },
+      { run: { dir: runDir, id: runId, seed: 5 }, ...privacy(n, extra) },
+      { strategy: seededDp(committed), ...(logger ? { logger } : {}) },
+    );
+    coordinators.push(h.coordinator);
+    return h;
+  }
+
+  it('trains only the sampled sites, commits an empty or small sample, divides by q·N, names nobody, charges ε at q and stops at the budget', async () => {
+    const n = 8;
+    const runId = 'dpsample-a';
+    // Round 1: one site (under rounds.minUpdates); round 2: nobody; round 3: at least two.
+    const { secret, samples } = findSecret(runId, n, (s) => s[0].length === 1 && s[1].length === 0 && s[2].length >= 2, 3);
+    const e = (t: number): number => epsilonSpent([{ q: Q, z: Z, steps: t }], 1e-5);
+    const runDir = await tempDir('dpsample-a');
+    dirs.push(runDir);
+    const lines: string[] = [];
+    const log = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString('utf8'));
+        cb();
+      },
+    });
+    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0, pino({ level: 'info' }, log));
+    const finished = new Promise<{ version: number; reason: string }>((r) => h.coordinator.once('runFinished', r));
+    const trainers = names(n).map((_, i) => new SiteTrainer((i + 1) * 2 ** -12));
+    const sites = startRestartSites(h.address, trainers, clients);
+    expect((await h.coordinator.done).manifest.version).to.equal(3);
+    await Promise.all(sites.runs);
+    expect((await finished).reason).to.match(/^privacy budget: round 4 would take ε from /);
+
+    // Only the sampled sites trained, each once in its rounds.
+    for (const [i, t] of trainers.entries()) expect(t.rounds, `site-${i}`).to.deep.equal([1, 2, 3].filter((r) => samples[r - 1].includes(`site-${i}`)));
+
+    const store = new FsCheckpointStore(runDir, { readOnly: true });
+    const v0 = await store.read(0);
+    const v1 = await store.read(1);
+    const v2 = await store.read(2);
+    // Hand computation: Σ trunc(SCALE·v_i) over the sample (no clipping: norms ≪ C) plus the round's noise on the
+    // grid (σ·SCALE), divided by q·N·SCALE, added to the base in float64 and rounded to float32 once.
+    const expected = (base: TensorList, sample: string[], seed: number): number[][] => {
+      const noise = new GaussianStream(new Uint8Array(32).fill(seed));
+      const s = sample.reduce((a, name) => a + Math.trunc(SCALE * trainers[Number(name.slice(5))].value), 0);
+      return base.map((t) => {
+        const nz = new Float64Array(t.data.length);
+        noise.roundedInto(nz, Z * 1 * SCALE);
+        return Array.from(t.data, (g, j) => Math.fround(g + (s + nz[j]) / (Q * n * SCALE)));
+      });
+    };
+    expect(v0.adapter.map((t) => Array.from(t.data))).to.deep.equal(smallAdapter(0).map((t) => Array.from(t.data)));
+    expect(v1.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v0.adapter, samples[0], 1));
+    // The empty sample: the noise alone, over the same denominator.
+    expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v1.adapter, [], 2));
+
+    // The coordinator's info log names the sites that joined (the population), not who was in a round.
+    const roundLines = lines.filter((l) => !/"msg":"client (joined|left)"/.test(l));
+    expect(lines.filter((l) => l.includes('"msg":"update accepted"'))).to.have.length(samples[0].length + samples[2].length);
+    for (const name of names(n)) expect(roundLines.join('\n'), name).to.not.contain(clientIdFor(name));
+    const text = await published(runDir);
+    for (const name of names(n)) {
+      expect(text, name).to.not.contain(name);
+      expect(text, name).to.not.contain(clientIdFor(name));
+    }
+    for (let v = 1; v <= 3; v++) {
+      const m = (await store.read(v)).manifest;
+      expect(m.participants).to.deep.equal([]);
+      expect(Object.keys(m.seeds).sort()).to.deep.equal(['loraInit', 'run']);
+      expect(Object.keys(m.metrics).filter((k) => k.startsWith('clients.'))).to.deep.equal([]);
+      expect(m.privacy).to.deep.include({
+        samplingRate: Q,
+        sampling: { method: 'poisson', rate: Q, population: n, denominator: Q * n },
+        rounds: v,
+        epsilon: e(v),
+        noiseAddedBy: 'coordinator',
+      });
+      expect(m.privacy!.epsilon!).to.be.below((e(3) + e(4)) / 2);
+    }
+    const table = formatVersionTable(await store.list()).split('\n');
+    expect(table[4]).to.contain(`${e(3).toFixed(3)}@0.00001`);
+    expect(table[4].split(/\s+/).slice(3, 5)).to.deep.equal(['hidden', 'hidden']); // clients, examples
+  });
+
+  it('a coordinator stopped mid-round and restarted (without, then with, the round spooled) sends the round to the same sampled sites', async () => {
+    const n = 6;
+    const runId = 'dpsample-b';
+    const { secret, samples } = findSecret(runId, n, (s) => s.every((x) => x.length >= 1), 3);
+    const runDir = await tempDir('dpsample-b');
+    dirs.push(runDir);
+    const started = (h: Harness, round: number): Promise<string[]> =>
+      new Promise((r) => h.coordinator.on('roundStarted', (ev: { round: number; selected: string[] }) => ev.round === round && r(ev.selected)));
+    const asNames = (ids: readonly string[]): string[] => names(n).filter((s) => ids.includes(clientIdFor(s)));
+    const all: SiteTrainer[][] = [];
+    const sitesOf = (h: Harness, slowRound: number) => {
+      // The sites of round `slowRound` train slowly, so the stop lands while its tasks are out.
+      const trainers = names(n).map(
+        (_, i) =>
+          new (class extends SiteTrainer {
+            override train(g: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+              return plan.round === slowRound
+                ? new Promise((r, j) => setTimeout(() => super.train(g, plan, signal).then(r, j), 3_000))
+                : super.train(g, plan, signal);
+            }
+          })((i + 1) * 2 ** -12),
+      );
+      all.push(trainers);
+      return startRestartSites(h.address, trainers, clients);
+    };
+
+    // First process: round 1 commits; stopped once round 2's tasks are out. Its spool is then removed, as if the
+    // process had died between the draw and its record.
+    const h1 = await coordinator(runDir, runId, n, secret, 3, {}, 0);
+    const r2a = started(h1, 2);
+    const s1 = sitesOf(h1, 2);
+    expect(asNames(await r2a)).to.deep.equal(samples[1]);
+    await h1.coordinator.stop(200);
+    await s1.stop();
+    await fs.rm(path.join(runDir, 'spool'), { recursive: true, force: true });
+    const store = new FsCheckpointStore(runDir, { readOnly: true });
+    expect((await store.latest())!.manifest.version).to.equal(1);
+
+    // Second process: round 2 drawn again from the secret, the same sites; stopped once round 3's tasks are out.
+    const h2 = await coordinator(runDir, runId, n, secret, 3, {}, 1);
+    const r2b = started(h2, 2);
+    const r3a = started(h2, 3);
+    const s2 = sitesOf(h2, 3);
+    expect(asNames(await r2b)).to.deep.equal(samples[1]);
+    expect(asNames(await r3a)).to.deep.equal(samples[2]);
+    await h2.coordinator.stop(200);
+    await s2.stop();
+    expect((await store.latest())!.manifest.version).to.equal(2);
+
+    // Third process: round 3 resumed from its spooled draw, the same sites; the run completes.
+    const h3 = await coordinator(runDir, runId, n, secret, 3, {}, 2);
+    const r3b = started(h3, 3);
+    const s3 = sitesOf(h3, 0);
+    expect(asNames(await r3b)).to.deep.equal(samples[2]);
+    expect((await h3.coordinator.done).manifest.version).to.equal(3);
+    await Promise.all(s3.runs);
+
+    // Across the three processes no site outside a round's sample was ever asked to train in it.
+    for (const trainers of all)
+      for (const [i, t] of trainers.entries()) for (const r of t.rounds) expect(samples[r - 1], `site-${i} in round ${r}`).to.include(`site-${i}`);
+    for (let v = 1; v <= 3; v++) {
+      const m = (await store.read(v)).manifest;
+      expect(m.participants).to.deep.equal([]);
+      expect(m.privacy).to.deep.include({ samplingRate: Q, rounds: v, epsilon: epsilonSpent([{ q: Q, z: Z, steps: v }], 1e-5) });
+      expect(m.privacy!.sampling).to.deep.equal({ method: 'poisson', rate: Q, population: n, denominator: Q * n });
+    }
+  });
+});
