@@ -74,6 +74,11 @@ export interface QualityCell {
   readonly fedEvalEvery?: number;
   /** Keep which held-out e-mails each scored version got right (RoundPoint.correct), for run 19's bootstrap. */
   readonly keepCorrect?: boolean;
+  /**
+   * Local-only cells: train this site alone (absent: every site, one after another). Run 20 runs each site of a
+   * local cell as its own process, so 45 sites' 30 rounds spread over the GPU host's cores.
+   */
+  readonly site?: number;
 }
 
 export interface RoundPoint {
@@ -96,6 +101,8 @@ export interface CellResult {
   readonly seconds: number;
   /** The version each federation's release pointer named at its end (per curve; null: none). */
   readonly releases?: (number | null)[];
+  /** Held-out e-mails each scoring read (the set, or its first testLimit in the seeded sample's order; run 20). */
+  readonly heldOut?: number;
 }
 
 export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
@@ -115,12 +122,12 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     partition: split.partition,
   });
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
-  const groups: { data: SftData[]; localSteps: number }[] =
+  const groups: { data: SftData[]; localSteps: number; site?: number }[] =
     cfg.mode === 'federated'
       ? [{ data: task.clients, localSteps: cell.localSteps }]
       : cfg.mode === 'centralized'
         ? [{ data: [pooled(task)], localSteps: cell.localSteps * cell.clients }]
-        : task.clients.map((d) => ({ data: [d], localSteps: cell.localSteps }));
+        : task.clients.flatMap((d, i) => (cell.site === undefined || cell.site === i ? [{ data: [d], localSteps: cell.localSteps, site: i }] : []));
   const curves: RoundPoint[][] = [];
   let backend = '';
   if (cfg.cohort) {
@@ -158,16 +165,16 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
       if (privacy?.enabled && privacy.noiseMultiplier !== undefined && privacy.noiseMultiplier >= 0.01)
         p.extra['privacy.epsilon_sampled'] = sampledEpsilon(spec, privacy.noiseMultiplier, p.round, privacy.delta ?? 1e-5);
     }
-    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000 };
+    return { cell, ok: true, curves: [r.curve], backend: r.backend, seconds: (Date.now() - t0) / 1000, heldOut: task.test.length };
   }
   const releases: (number | null)[] = [];
   for (const [gi, g] of groups.entries()) {
-    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${gi}] ${l}`));
+    const r = await runFederation(cell, cellOverrides(cfg), base.model, base.modelHash, task, g.data, g.localSteps, (l) => log(`[${g.site ?? gi}] ${l}`));
     curves.push(r.curve);
     releases.push(r.release);
     backend = r.backend;
   }
-  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000, releases };
+  return { cell, ok: true, curves, backend, seconds: (Date.now() - t0) / 1000, releases, heldOut: task.test.length };
 }
 
 /** Whether round `round` is scored on the held-out set: every evalEvery-th, the last evalLast, and the last. */
@@ -250,7 +257,8 @@ export async function runFederation(
     });
     // The validation figures too: a cell cut short by a time limit leaves its curve, early stopping's signal included, in the log.
     const val = m['eval.loss'] !== undefined ? `, val loss ${m['eval.loss'].toFixed(4)}, val accuracy ${(100 * m['eval.accuracy']).toFixed(2)}%` : '';
-    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(1)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
+    // Two decimals: one e-mail of the whole held-out set (907) is 0.11 point, so a cut cell's log keeps exact scores.
+    log(`round ${ev.round}: accuracy ${(100 * m['heldout.eval_accuracy']).toFixed(2)}%, loss ${m['heldout.eval_loss']?.toFixed(4)}${val}`);
   });
   coordinator.on('roundFailed', (ev: { reason: string }) => log(`round failed: ${ev.reason}`));
   const { address } = await coordinator.start();

@@ -41,8 +41,8 @@ async function runsOf(file: string): Promise<Run[]> {
     .sort((a, b) => a.split.localeCompare(b.split) || a.seed - b.seed);
 }
 
-const trainedOf = (curve: readonly RoundPoint[]): RoundPoint[] => curve.filter((p) => p.round >= 1);
-const bestOf = (curve: readonly RoundPoint[]): RoundPoint => trainedOf(curve).reduce((b, p) => (p.accuracy > b.accuracy ? p : b));
+export const trainedOf = (curve: readonly RoundPoint[]): RoundPoint[] => curve.filter((p) => p.round >= 1);
+export const bestOf = (curve: readonly RoundPoint[]): RoundPoint => trainedOf(curve).reduce((b, p) => (p.accuracy > b.accuracy ? p : b));
 
 function pickTable(runs: readonly Run[]): string {
   const lines = [
@@ -77,7 +77,7 @@ function pickTable(runs: readonly Run[]): string {
 }
 
 /** mulberry32: a small seeded generator, so the bootstrap's figures repeat exactly. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -89,14 +89,14 @@ function rng(seed: number): () => number {
 }
 
 /** How many times each of n e-mails is drawn in m draws with replacement. */
-function draw(n: number, m: number, next: () => number): Float64Array {
+export function draw(n: number, m: number, next: () => number): Float64Array {
   const w = new Float64Array(n);
   for (let i = 0; i < m; i++) w[Math.floor(next() * n)]++;
   return w;
 }
 
 /** Per scored version (rounds ≥ 1, in order), which held-out e-mails it got right. */
-function rightOf(curve: readonly RoundPoint[], n: number): { rounds: number[]; right: Uint8Array[]; n: number } | undefined {
+export function rightOf(curve: readonly RoundPoint[], n: number): { rounds: number[]; right: Uint8Array[]; n: number } | undefined {
   const t = trainedOf(curve);
   if (t.some((p) => p.correct === undefined)) return undefined;
   const right = t.map((p) => {
@@ -107,7 +107,7 @@ function rightOf(curve: readonly RoundPoint[], n: number): { rounds: number[]; r
   return { rounds: t.map((p) => p.round), right: right.map((r) => r.subarray(0, n)), n };
 }
 
-const scores = (right: readonly Uint8Array[], w: Float64Array, total: number): number[] =>
+export const scores = (right: readonly Uint8Array[], w: Float64Array, total: number): number[] =>
   right.map((r) => {
     let s = 0;
     for (let i = 0; i < r.length; i++) if (r[i]) s += w[i];
@@ -115,7 +115,7 @@ const scores = (right: readonly Uint8Array[], w: Float64Array, total: number): n
   });
 
 /** The index the rule picks on `acc` (every version) reading only the versions in `read`: argmax or a centred window mean. */
-function pick(acc: readonly number[], read: readonly number[], window: number): number {
+export function pick(acc: readonly number[], read: readonly number[], window: number): number {
   let best = -Infinity;
   let at = read[0];
   for (let k = 0; k < read.length; k++) {

@@ -226,6 +226,8 @@ async function main(): Promise<void> {
     .option('--no-fed-eval', "skip federated evaluation (the sites' validation figures early stopping reads)")
     .option('--fed-eval-every <n>', 'federated evaluation every n rounds (default: --eval-every)', '0')
     .option('--keep-correct', 'keep which held-out e-mails each scored version got right (run 19)')
+    .option('--site-cells', 'local-only configurations: one process per site (run 20)')
+    .option('--sites <list>', 'with --site-cells: only these sites (e.g. 1,2)', '')
     .option('--parallel <n>', 'cells at a time', '2')
     .option('--out <file>', 'JSON output', 'bench/out/quality.json')
     .parse()
@@ -261,6 +263,15 @@ async function main(): Promise<void> {
       }
     }
   }
+  // --site-cells: each local-only cell runs as one process per site, in the cells' order (run 20).
+  const queue =
+    String(o.siteCells) === 'true'
+      ? cells.flatMap((c) =>
+          QUALITY_CONFIGS[c.config].mode === 'local'
+            ? Array.from({ length: c.clients }, (_, site) => ({ ...c, site })).filter((u) => o.sites === '' || o.sites.split(',').map(Number).includes(u.site))
+            : [c],
+        )
+      : cells;
   const t0 = Date.now();
   const results: CellResult[] = [];
   const write = async (): Promise<void> => {
@@ -277,11 +288,13 @@ async function main(): Promise<void> {
   };
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < cells.length) {
-      const cell = cells[next++];
+    while (next < queue.length) {
+      const cell = queue[next++];
       const r = await runChild(cell);
       results.push(r);
-      console.log(`${cell.split}/${cell.config}/seed ${cell.seed}: ${r.ok ? `done in ${r.seconds.toFixed(0)} s` : `FAILED: ${r.error}`}`);
+      console.log(
+        `${cell.split}/${cell.config}/seed ${cell.seed}${cell.site !== undefined ? `/site ${cell.site}` : ''}: ${r.ok ? `done in ${r.seconds.toFixed(0)} s` : `FAILED: ${r.error}`}`,
+      );
       await write();
     }
   };

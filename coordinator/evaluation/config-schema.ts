@@ -78,7 +78,7 @@ export const evalStopSchema = {
       arg: 'earlyStopping.minDelta',
     },
     window: {
-      doc: 'Compare the mean of the metric over the last this many versions carrying it, a new best naming the middle one of them (1: each version on its own figure). On the fresh seeds of run 19 a window of 5 did no better than 1: bench/QUALITY.md.',
+      doc: 'Compare the mean of the metric over the last this many versions carrying it, a new best naming the middle one of them (1: each version on its own figure). Over 27 runs (bench/QUALITY.md runs 16b, 19 and 20) a window of 5 did no better than 1.',
       format: 'positive-int',
       default: 1,
       env: 'FEDTUNE_EARLY_STOPPING_WINDOW',
