@@ -22,20 +22,44 @@ export class FedAvg implements Strategy {
 
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
-    const out = stepAlongMeanDelta(
-      'FedAvg',
-      global,
-      sum,
-      (_name, g, delta, next) => {
-        // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
-        for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
-      },
-      closeFedAvg, // the same bits in WebAssembly (close-kernel.ts)
-    );
+    const out =
+      closeOnHelpers(global, sum) ??
+      stepAlongMeanDelta(
+        'FedAvg',
+        global,
+        sum,
+        (_name, g, delta, next) => {
+          // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
+          for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
+        },
+        closeFedAvg, // the same bits in WebAssembly (close-kernel.ts)
+      );
     // Stateless: whatever state an earlier strategy of this run left ends here.
     if (state) state.tensors = [];
     return out;
   }
+}
+
+/** The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers. */
+const threadedSums = new WeakMap<object, FoldKernel>();
+
+/**
+ * The next adapter closed on the sum's helper threads (fold-close.ts: the same bits as stepAlongMeanDelta with
+ * closeFedAvg, for any cut), where the sum is a threaded FedAvgSum of exactly this layout; else undefined.
+ */
+function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | undefined {
+  const k = threadedSums.get(sum.tensors);
+  if (!k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
+  let j = 0;
+  for (const [name, v] of sum.tensors) {
+    const g = global[j++];
+    if (g.name !== name || g.data.length !== v.length) return undefined;
+  }
+  const next = k.close(
+    global.map((g) => g.data),
+    sum.totalWeight * sum.scale,
+  );
+  return next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
 }
 
 /**
@@ -63,6 +87,7 @@ class FedAvgSum implements Aggregation {
       this.views.set(g.name, this.k.acc.subarray(off, off + g.data.length));
       off += g.data.length;
     }
+    if (this.k.close) threadedSums.set(this.views, this.k);
   }
 
   get count(): number {

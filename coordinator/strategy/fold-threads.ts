@@ -31,6 +31,8 @@ import * as os from 'node:os';
 import { CONST_BYTES, MAX_WASM_PARAMS, STAGE_BYTES, SUM_AT, foldKernel, foldRange, wasmApi, type FoldKernel, type WasmFold } from './fold-kernel';
 import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper, type SumMessage } from './fold-pool';
 import { HandOffQueue, handoffLayout } from './fold-handoff';
+import { callerClose, closeOnThreads, type CloseSite } from './fold-close';
+import type { CloseFn } from './close-kernel';
 
 const SHARED_WASM = Buffer.from(
   'AGFzbQEAAAABCgFgBX9/f3x/AX8CDwEDZW52A21lbQIDAYCABAMCAQAHCAEEZm9sZAAACtMCAdACAwN7An8FeyAEIAP9FP0LBAAgBP0ABAAhCkEA' +
@@ -148,7 +150,10 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   // After the sum: what runs handed over whole need (fold-handoff.ts), where the 32-bit memory has room for it.
   const plan = handoffLayout(SUM_AT, params, hs.length);
   const fits = plan.end <= 2 ** 32 - 65536;
-  const pages = Math.ceil((fits ? plan.end : SUM_AT + 8 * params) / 65536);
+  // Then the close's stage (fold-close.ts: 4 bytes per value, its pages untouched until the round closes).
+  const gAt = Math.ceil((fits ? plan.end : SUM_AT + 8 * params) / 16) * 16;
+  const closes = gAt + 4 * params <= 2 ** 32 - 65536;
+  const pages = Math.ceil((closes ? gAt + 4 * params : fits ? plan.end : SUM_AT + 8 * params) / 65536);
   const memory = new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
   // One compiled module for the process: V8 compiles a new one with its baseline compiler and optimises it only
   // once it runs hot, so a module per sum would fold each round's first runs with the slower code.
@@ -183,6 +188,8 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     if (handoff && handoff.inFlight > 0) handoff.wait();
   };
 
+  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params };
+  let closeFn: CloseFn | undefined;
   const kernel: FoldKernel = {
     acc,
     stage,
@@ -221,6 +228,19 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
         () => stagedOne(start, bytes, w),
       );
     },
+    close: !closes
+      ? undefined
+      : (globals, d, cut) => {
+          if (broken || globals.reduce((n, t) => n + t.length, 0) !== params) return undefined;
+          quiet();
+          closeFn ??= callerClose(memory);
+          try {
+            return closeOnThreads(site, closeFn, globals, d, cut);
+          } catch {
+            broken = true; // a helper stopped answering: the caller closes on its own (the sum was only read)
+            return undefined;
+          }
+        },
   };
   return kernel;
 
