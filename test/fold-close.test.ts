@@ -115,8 +115,14 @@ describe('FedAvg close on the fold helpers', function () {
         f.commit();
       }
       const before = closeParts.helpers + closeParts.caller;
-      const out = s.aggregate(global, agg.sum()).map((t) => Buffer.from(t.data.buffer.slice(0)));
+      const first = s.aggregate(global, agg.sum());
+      const out = first.map((t) => Buffer.from(t.data.buffer.slice(0)));
       expect(closeParts.helpers + closeParts.caller - before, `threads ${threads}`).to.equal(threads);
+      // Closed again (the buffers touched in advance serve the first close only): the same bits, new buffers.
+      const again = s.aggregate(global, agg.sum());
+      again.forEach((t, i) => expect(t.data.buffer).not.to.equal(first[i].data.buffer));
+      expect(again.map((t) => Buffer.from(t.data.buffer.slice(0)))).to.deep.equal(out);
+      expect(first.map((t) => Buffer.from(t.data.buffer.slice(0)))).to.deep.equal(out);
       return out;
     };
     const want = run(0);

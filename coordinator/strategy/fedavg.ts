@@ -40,24 +40,32 @@ export class FedAvg implements Strategy {
   }
 }
 
-/** The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers. */
-const threadedSums = new WeakMap<object, FoldKernel>();
+/**
+ * The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers, and
+ * the next adapter's buffers, touched when the sum was made (fold-close.ts says why), for its first close only.
+ */
+const threadedSums = new WeakMap<object, { readonly k: FoldKernel; next?: Float32Array[] }>();
 
 /**
  * The next adapter closed on the sum's helper threads (fold-close.ts: the same bits as stepAlongMeanDelta with
  * closeFedAvg, for any cut), where the sum is a threaded FedAvgSum of exactly this layout; else undefined.
  */
 function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | undefined {
-  const k = threadedSums.get(sum.tensors);
-  if (!k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
+  const e = threadedSums.get(sum.tensors);
+  const k = e?.k;
+  if (!e || !k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
   let j = 0;
   for (const [name, v] of sum.tensors) {
     const g = global[j++];
     if (g.name !== name || g.data.length !== v.length) return undefined;
   }
+  const outs = e.next;
+  e.next = undefined; // a second close of the same sum must not write into the adapter the first one returned
   const next = k.close(
     global.map((g) => g.data),
     sum.totalWeight * sum.scale,
+    undefined,
+    outs,
   );
   return next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
 }
@@ -87,7 +95,8 @@ class FedAvgSum implements Aggregation {
       this.views.set(g.name, this.k.acc.subarray(off, off + g.data.length));
       off += g.data.length;
     }
-    if (this.k.close) threadedSums.set(this.views, this.k);
+    // Touched now, while the sites train: the close's copy out then costs no page faults (fold-close.ts).
+    if (this.k.close) threadedSums.set(this.views, { k: this.k, next: global.map((g) => new Float32Array(g.data.length).fill(0)) });
   }
 
   get count(): number {

@@ -162,6 +162,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const buf = memory.buffer;
   const acc = new Float64Array(buf, SUM_AT, params);
   acc.fill(0); // touched now, while the sites train (fold-kernel.ts says why)
+  if (closes) new Float32Array(buf, gAt, params).fill(0); // the close's stage too (fold-close.ts)
   const stage = new Uint8Array(buf, CONST_BYTES, STAGE_BYTES);
   const staged = new Float32Array(buf, CONST_BYTES, STAGE_BYTES / 4);
   const id = ++sums;
@@ -230,12 +231,12 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     },
     close: !closes
       ? undefined
-      : (globals, d, cut) => {
+      : (globals, d, cut, outs) => {
           if (broken || globals.reduce((n, t) => n + t.length, 0) !== params) return undefined;
           quiet();
           closeFn ??= callerClose(memory);
           try {
-            return closeOnThreads(site, closeFn, globals, d, cut);
+            return closeOnThreads(site, closeFn, globals, d, cut, outs);
           } catch {
             broken = true; // a helper stopped answering: the caller closes on its own (the sum was only read)
             return undefined;
