@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { closeParts } from '../coordinator/strategy/fold-close';
+import { closeParts, closeTimes } from '../coordinator/strategy/fold-close';
 import { stepAlongMeanDelta } from '../coordinator/strategy/mean-delta';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { handed } from '../coordinator/strategy/fold-handoff';
@@ -87,6 +87,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   await startFoldThreads(Math.max(threads, ...others));
   let helperParts = 0;
   let closeHelperParts = 0;
+  const closeSteps = { copyIn: [] as number[], own: [] as number[], wait: [] as number[], copyOut: [] as number[] };
   let closeAllParts = 0;
   let parts = 0;
   let handedChunks = 0;
@@ -141,10 +142,12 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       handedChunks += handed.runs - handedBefore;
       pushedChunks += chunks.reduce((n, cs) => n + cs.length, 0);
       const closed = closeParts.helpers + closeParts.caller;
+      const steps = { ...closeTimes };
       const byHelpers = closeParts.helpers;
       let t0 = now();
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
       closeHelperParts += closeParts.helpers - byHelpers;
       closeAllParts += closeParts.helpers + closeParts.caller - closed;
       // The same sum closed on the calling thread alone (the close before fold-close.ts), interleaved.
@@ -197,6 +200,12 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // calling thread took back unclaimed), and the same sum closed on the calling thread alone, interleaved.
     close_parts_by_helpers_percent: closeAllParts > 0 ? (100 * closeHelperParts) / closeAllParts : 0,
     one_thread_close_seconds: median(t.closeOne),
+    // The calling thread's steps of the threaded close (fold-close.ts closeTimes): the global copied in (parts
+    // posted as it goes), its own part and its copy out, the wait for the helpers' parts, their copy out.
+    close_copy_in_seconds: median(closeSteps.copyIn),
+    close_own_part_seconds: median(closeSteps.own),
+    close_wait_seconds: median(closeSteps.wait),
+    close_copy_out_seconds: median(closeSteps.copyOut),
     fold_and_one_thread_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + median(t.closeOne)),
     js_loop_seconds: m.js,
     js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,

@@ -17,7 +17,8 @@ export class FedAvg implements Strategy {
   readonly maxAbsDelta = LIMIT;
 
   begin(global: TensorList): Aggregation {
-    return new FedAvgSum(global);
+    // The next adapter's buffers are touched in advance only where FedAvg's own close will run (not a subclass's step).
+    return new FedAvgSum(global, this.aggregate === FedAvg.prototype.aggregate);
   }
 
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
@@ -86,7 +87,10 @@ class FedAvgSum implements Aggregation {
   /** Weight reserved by every update admitted or streaming, and by abandoned ones until they are taken back. */
   private reservedTotal = 0;
 
-  constructor(private readonly global: TensorList) {
+  constructor(
+    private readonly global: TensorList,
+    closesHere = true,
+  ) {
     this.index = new LayoutIndex(global);
     this.k = roundFoldKernel(this.index.total);
     this.views = new Map();
@@ -96,7 +100,7 @@ class FedAvgSum implements Aggregation {
       off += g.data.length;
     }
     // Touched now, while the sites train: the close's copy out then costs no page faults (fold-close.ts).
-    if (this.k.close) threadedSums.set(this.views, { k: this.k, next: global.map((g) => new Float32Array(g.data.length).fill(0)) });
+    if (this.k.close && closesHere) threadedSums.set(this.views, { k: this.k, next: global.map((g) => new Float32Array(g.data.length).fill(0)) });
   }
 
   get count(): number {

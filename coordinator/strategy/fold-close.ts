@@ -19,6 +19,12 @@ export const MIN_CLOSE_PART = 1 << 15;
 let sharedClose: object | undefined;
 /** Parts of closes done by the helpers and by the calling thread (taken back unclaimed), over the process (bench). */
 export const closeParts = { helpers: 0, caller: 0 };
+/**
+ * The calling thread's milliseconds in each step of its closes, over the process (bench): copying the global in
+ * (posting the parts as it goes), its own part with its copy out, waiting for (or doing) the helpers' parts, and
+ * copying their next values out.
+ */
+export const closeTimes = { copyIn: 0, own: 0, wait: 0, copyOut: 0 };
 
 /** Where a threaded sum's close works: its helpers, the sum's memory and addresses. */
 export interface CloseSite {
@@ -55,34 +61,56 @@ export function closeOnThreads(
   outs?: readonly Float32Array[],
 ): Float32Array[] {
   const { team, sum, sumAt, gAt, params } = site;
-  let off = globals.reduce((n, t) => n + t.length, 0);
-  if (off !== params) throw new RangeError(`close: the global holds ${off} values; the sum has ${params}`);
+  const total = globals.reduce((n, t) => n + t.length, 0);
+  if (total !== params) throw new RangeError(`close: the global holds ${total} values; the sum has ${params}`);
   const g = new Float32Array(site.memory.buffer, gAt, params);
-  off = 0;
-  for (const t of globals) {
-    g.set(t, off);
-    off += t.length;
-  }
+  const next = globals.map((t, i) => (outs?.[i]?.length === t.length ? outs[i] : new Float32Array(t.length)));
   const parts = Math.max(1, Math.min(team.length + 1, cut ?? Math.floor(params / MIN_CLOSE_PART)));
   // Parts of `each` values, a multiple of 16 (no two threads write one cache line of the stage), the last the
   // caller's with the remainder.
   const each = Math.ceil(params / parts / 16) * 16;
   const at = (j: number): number => Math.min(params, j * each);
   const closePart = (j: number): void => close(sumAt + 8 * at(j), gAt + 4 * at(j), at(j + 1) - at(j), d);
-  for (let j = 0; j < parts - 1; j++) post(team[j], sum, sumAt + 8 * at(j), gAt + 4 * at(j), at(j + 1) - at(j), d, OP.CLOSE);
   const last = parts - 1;
+  // Each part posted as soon as its global values are in (its helper starts while the next part's are copied),
+  // and each part's next values copied out as soon as it is done (while later parts may still be closing).
+  let t0 = performance.now();
+  for (let j = 0; j < last; j++) {
+    copyRange(globals, g, at(j), at(j + 1), true);
+    post(team[j], sum, sumAt + 8 * at(j), gAt + 4 * at(j), at(j + 1) - at(j), d, OP.CLOSE);
+  }
+  copyRange(globals, g, at(last), params, true);
+  let t1 = performance.now();
+  closeTimes.copyIn += t1 - t0;
   closePart(last);
-  for (let j = last - 1; j >= 0; j--) {
+  copyRange(next, g, at(last), params, false);
+  t0 = performance.now();
+  closeTimes.own += t0 - t1;
+  for (let j = 0; j < last; j++) {
     if (takeOrWait(team[j])) {
       closePart(j);
       closeParts.caller++;
     } else closeParts.helpers++;
+    t1 = performance.now();
+    closeTimes.wait += t1 - t0;
+    copyRange(next, g, at(j), at(j + 1), false);
+    t0 = performance.now();
+    closeTimes.copyOut += t0 - t1;
   }
-  off = 0;
-  return globals.map((t, i) => {
-    const out = outs?.[i]?.length === t.length ? outs[i] : new Float32Array(t.length);
-    out.set(g.subarray(off, off + t.length));
+  return next;
+}
+
+/** Copies values [a, b) of the layout between its tensors `ts` (in order) and `flat`: into flat, or out of it. */
+function copyRange(ts: readonly Float32Array[], flat: Float32Array, a: number, b: number, into: boolean): void {
+  let off = 0;
+  for (const t of ts) {
+    const lo = Math.max(a, off);
+    const hi = Math.min(b, off + t.length);
+    if (lo < hi) {
+      if (into) flat.set(t.subarray(lo - off, hi - off), lo);
+      else t.set(flat.subarray(lo, hi), lo - off);
+    }
     off += t.length;
-    return out;
-  });
+    if (off >= b) return;
+  }
 }
