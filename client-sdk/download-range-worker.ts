@@ -19,7 +19,7 @@ import { status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
 import { RANGE_ATTEMPTS, retryable, retryDelayMs } from './download-retry';
 import { receiveH2 } from './download-range-h2';
-import { RangeSink } from './download-range-sink';
+import { RangeSink, type RangeSpec } from './download-range-sink';
 import { copyOutOfShared } from './shared-copy';
 
 /** How a worker reaches the coordinator: everything a channel is made of, in a form that crosses threads. */
@@ -35,21 +35,11 @@ export interface ChannelSpec {
   readonly transport?: 'http2' | 'grpc-js';
 }
 
-export interface RangeJob {
+export interface RangeJob extends RangeSpec {
   readonly op: 'range';
   readonly id: number;
   readonly channel: ChannelSpec;
   readonly token: string;
-  readonly version: number;
-  readonly offset: number;
-  readonly length: number;
-  readonly totalBytes: number;
-  readonly chunkBytes: number;
-  readonly pieceBytes: number;
-  /** Index of the range's first piece, and the expected SHA-256 of each of its pieces (32 bytes each, concatenated). */
-  readonly firstPiece: number;
-  readonly hashes: Uint8Array;
-  readonly land: SharedArrayBuffer;
 }
 
 /**
