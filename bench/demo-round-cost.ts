@@ -7,54 +7,25 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
-import { Coordinator, loadConfig } from '../coordinator';
-import { FederationClient } from '../client-sdk/client';
-import { identityFromSeed } from '../client-sdk/identity';
+import { loadConfig } from '../coordinator';
+import { INSTANT_SITES, runInstantSites } from './fixtures/instant-sites';
 import { loadModelDir } from '../client-sdk/model/load';
 import { selectBackend } from '../client-sdk/model/backend';
 import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import { bytesUnder } from '../client-sdk/demo/simulate';
-import type { Trainer } from '../client-sdk/trainer';
-import type { TensorList } from '../proto/tensors';
 import { classicConfig } from '../test/classic-defaults';
-
-const SITES = 5;
-
-/** No training: the update is a constant, so the round's time is the coordinator's and the transport's. */
-const instant: Trainer = {
-  backend: 'none',
-  train: (global: TensorList) => Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 1e-4) })), numExamples: 32, metrics: {} }),
-};
 
 async function arm(name: 'recipe' | 'classic', rounds: number, modelHash: string): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-demo-cost-${name}-`));
   const overrides = {
     server: { port: 0 },
     run: { dir },
-    rounds: { total: rounds, minClients: SITES, minUpdates: 3, clientsPerRound: SITES, deadlineMs: 600_000 },
+    rounds: { total: rounds, minClients: INSTANT_SITES, minUpdates: 3, clientsPerRound: INSTANT_SITES, deadlineMs: 600_000 },
     auth: { mode: 'tofu' },
     log: { level: 'silent' },
   };
   const config = name === 'recipe' ? loadConfig({ overrides }) : classicConfig({ overrides });
-  const coordinator = new Coordinator({ config, logger: pino({ level: 'silent' }) });
-  const at: number[] = [];
-  coordinator.on('roundCommitted', () => at.push(performance.now()));
-  const cpu0 = process.cpuUsage();
-  const { address } = await coordinator.start();
-  const runs = Array.from({ length: SITES }, (_, i) =>
-    new FederationClient({
-      address,
-      name: `site-${i}`,
-      identity: identityFromSeed(new Uint8Array(32).fill(i + 1)),
-      baseModelSha256: modelHash,
-      trainer: instant,
-    }).run(),
-  );
-  await coordinator.done;
-  await Promise.all(runs);
-  await coordinator.stop();
-  const cpu = process.cpuUsage(cpu0);
+  const { committedAt: at, cpu } = await runInstantSites(config, modelHash);
   // at[0] is v0; at[1] round 1 (joins, first downloads): the steady rounds are 2..R.
   const ms = (at[rounds] - at[1]) / (rounds - 1);
   const versions = path.join(dir, 'versions');

@@ -8,10 +8,8 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
-import { Coordinator, loadConfig } from '../coordinator';
-import { FederationClient } from '../client-sdk/client';
-import { identityFromSeed } from '../client-sdk/identity';
+import { loadConfig } from '../coordinator';
+import { INSTANT_SITES, runInstantSites } from './fixtures/instant-sites';
 import { loadModelDir } from '../client-sdk/model/load';
 import { selectBackend } from '../client-sdk/model/backend';
 import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
@@ -19,42 +17,19 @@ import { bytesUnder } from '../client-sdk/demo/simulate';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import { runKey } from '../coordinator/checkpoints/recover';
 import { filesToPrune, type RetentionPolicy } from '../coordinator/checkpoints/retention';
-import type { Trainer } from '../client-sdk/trainer';
-import type { TensorList } from '../proto/tensors';
-
-const SITES = 5;
-const instant: Trainer = {
-  backend: 'none',
-  train: (global: TensorList) => Promise.resolve({ adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + 1e-4) })), numExamples: 32, metrics: {} }),
-};
 
 async function arm(name: 'keep-all' | 'defaults', rounds: number, modelHash: string): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-retention-${name}-`));
   const overrides = {
     server: { port: 0 },
     run: { dir },
-    rounds: { total: rounds, minClients: SITES, minUpdates: 3, clientsPerRound: SITES, deadlineMs: 600_000 },
+    rounds: { total: rounds, minClients: INSTANT_SITES, minUpdates: 3, clientsPerRound: INSTANT_SITES, deadlineMs: 600_000 },
     auth: { mode: 'tofu' },
     log: { level: 'silent' },
     ...(name === 'keep-all' ? { checkpoints: { keepServerState: 0, keepAdapters: 0 } } : {}),
   };
   const config = loadConfig({ overrides });
-  const coordinator = new Coordinator({ config, logger: pino({ level: 'silent' }) });
-  const at: number[] = [];
-  coordinator.on('roundCommitted', () => at.push(performance.now()));
-  const { address } = await coordinator.start();
-  const runs = Array.from({ length: SITES }, (_, i) =>
-    new FederationClient({
-      address,
-      name: `site-${i}`,
-      identity: identityFromSeed(new Uint8Array(32).fill(i + 1)),
-      baseModelSha256: modelHash,
-      trainer: instant,
-    }).run(),
-  );
-  await coordinator.done;
-  await Promise.all(runs);
-  await coordinator.stop();
+  const { committedAt: at } = await runInstantSites(config, modelHash);
   const versions = path.join(dir, 'versions');
   const total = await bytesUnder(versions);
   const count = async (f: string): Promise<number> => {
@@ -84,7 +59,9 @@ async function arm(name: 'keep-all' | 'defaults', rounds: number, modelHash: str
   const withServerState = await count('server-state.safetensors');
   const weights = files.adapter + files.ema + files.emaConfig;
   // What every version keeps whatever the policy (manifest, signature, adapter_config.json, pruned.json): the mean.
-  const skeleton = (total - withAdapter * weights - withServerState * files.serverState) / (rounds + 1);
+  // v000000 has no ema/ (nothing averaged yet): count the averaged adapter's versions on their own.
+  const withEma = await count('ema/adapter_model.safetensors');
+  const skeleton = (total - withAdapter * files.adapter - withEma * (files.ema + files.emaConfig) - withServerState * files.serverState) / (rounds + 1);
   console.log(
     JSON.stringify({
       arm: name,
@@ -99,7 +76,7 @@ async function arm(name: 'keep-all' | 'defaults', rounds: number, modelHash: str
       verify: r.ok ? 'ok' : `${r.problems.length} problems`,
       latestFiles: files,
       skeletonPerVersion: Math.round(skeleton),
-      at600: projection(config.checkpoints, 600, weights, files.serverState, skeleton),
+      at600: projection(config.checkpoints, 600, weights, files.ema + files.emaConfig, files.serverState, skeleton),
     }),
   );
   await fs.rm(dir, { recursive: true, force: true });
@@ -109,16 +86,18 @@ async function arm(name: 'keep-all' | 'defaults', rounds: number, modelHash: str
  * The bytes after `total` rounds, computed from the measured sizes: every version's skeleton, the weights of the
  * versions the policy keeps them for, and (the bound) release and best elsewhere keeping everything: 2 more.
  */
-function projection(p: RetentionPolicy, total: number, weights: number, state: number, skeleton: number): Record<string, number> {
+function projection(p: RetentionPolicy, total: number, weights: number, ema: number, state: number, skeleton: number): Record<string, number> {
   let adapters = 0;
   let states = 0;
+  let lessEma = 0;
   for (let v = 0; v <= total; v++) {
     const gone = filesToPrune(p, v, total, new Set());
     if (!gone.includes('adapter_model.safetensors')) adapters++;
+    if (v === 0 && !gone.includes('adapter_model.safetensors')) lessEma++; // v000000 keeps an adapter, never an ema/
     // v000000 has no server state (nothing stepped yet).
     if (v > 0 && !gone.includes('server-state.safetensors')) states++;
   }
-  const bytes = (total + 1) * skeleton + adapters * weights + states * state;
+  const bytes = (total + 1) * skeleton + adapters * weights - lessEma * ema + states * state;
   const bound = bytes + 2 * (weights + state);
   return { adapters, states, bytes: Math.round(bytes), mib: +(bytes / 2 ** 20).toFixed(1), boundMib: +(bound / 2 ** 20).toFixed(1) };
 }

@@ -18,7 +18,7 @@ import * as tls from 'node:tls';
 import { ProtocolError, status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
 import { DEFAULT_MAX_RECEIVE_BYTES, GrpcFrameReader } from './download-grpc-frames';
-import type { RangeSink, RangeSpec } from './download-range-sink';
+import { rangeRequest, type RangeSink, type RangeSpec } from './download-range-sink';
 import type { ChannelSpec } from './download-range-worker';
 
 /** Channel options this client honours (the rest of what grpc-js could be told sends a range to grpc-js). */
@@ -154,15 +154,7 @@ function trailerStatus(h: http2.IncomingHttpHeaders): CallStatusError | 'ok' | u
 export function receiveH2(c: ChannelSpec, j: RangeSpec & { token: string }, sink: RangeSink, onCall: (cancel: () => void) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const m = method();
-    const body = m.requestSerialize({
-      session_token: j.token,
-      version: j.version,
-      evaluation_task_id: '',
-      control_variate: false,
-      header_only: false,
-      range_offset: j.offset,
-      range_length: j.length,
-    });
+    const body = m.requestSerialize(rangeRequest(j));
     const framed = Buffer.allocUnsafe(body.length + 5);
     framed[0] = 0;
     framed.writeUInt32BE(body.length, 1);

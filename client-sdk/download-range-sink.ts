@@ -8,7 +8,21 @@
 import { createHash, type Hash } from 'node:crypto';
 import { ProtocolError, status } from '../proto/errors';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
+import type { DownloadRequest } from '../proto/generated/fedtune/v1/DownloadRequest';
 import { copyIntoShared } from './shared-copy';
+
+/** The DownloadAdapter request for one range of version `j.version`, the same over either client. */
+export function rangeRequest(j: RangeSpec & { token: string }): DownloadRequest {
+  return {
+    session_token: j.token,
+    version: j.version,
+    evaluation_task_id: '',
+    control_variate: false,
+    header_only: false,
+    range_offset: j.offset,
+    range_length: j.length,
+  };
+}
 
 /** What a sink needs to know of its range (a RangeJob, download-range-worker.ts). */
 export interface RangeSpec {

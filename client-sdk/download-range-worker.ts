@@ -19,7 +19,7 @@ import { status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
 import { RANGE_ATTEMPTS, retryable, retryDelayMs } from './download-retry';
 import { receiveH2 } from './download-range-h2';
-import { RangeSink } from './download-range-sink';
+import { RangeSink, rangeRequest, type RangeSpec } from './download-range-sink';
 import { copyOutOfShared } from './shared-copy';
 
 /** How a worker reaches the coordinator: everything a channel is made of, in a form that crosses threads. */
@@ -35,21 +35,11 @@ export interface ChannelSpec {
   readonly transport?: 'http2' | 'grpc-js';
 }
 
-export interface RangeJob {
+export interface RangeJob extends RangeSpec {
   readonly op: 'range';
   readonly id: number;
   readonly channel: ChannelSpec;
   readonly token: string;
-  readonly version: number;
-  readonly offset: number;
-  readonly length: number;
-  readonly totalBytes: number;
-  readonly chunkBytes: number;
-  readonly pieceBytes: number;
-  /** Index of the range's first piece, and the expected SHA-256 of each of its pieces (32 bytes each, concatenated). */
-  readonly firstPiece: number;
-  readonly hashes: Uint8Array;
-  readonly land: SharedArrayBuffer;
 }
 
 /**
@@ -136,15 +126,7 @@ function receive(j: RangeJob, checked: { pieces: number }): Promise<void> {
 /** The range over a grpc-js call: each decoded frame to the sink. */
 function receiveGrpc(j: RangeJob, sink: RangeSink, onCall: (cancel: () => void) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const call = clientFor(j.channel).DownloadAdapter({
-      session_token: j.token,
-      version: j.version,
-      evaluation_task_id: '',
-      control_variate: false,
-      header_only: false,
-      range_offset: j.offset,
-      range_length: j.length,
-    });
+    const call = clientFor(j.channel).DownloadAdapter(rangeRequest(j));
     onCall(() => call.cancel());
     let settled = false;
     const fail = (e: unknown): void => {

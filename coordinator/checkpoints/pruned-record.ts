@@ -13,7 +13,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { verifyDetached } from '../../proto/crypto/ed25519';
 import { stableJson } from './atomic-fs';
-import { decodeBase64, manifestKeyId, type ManifestSigner } from './signature';
+import { decodeBase64, manifestKeyId, parseJsonObject, type ManifestSigner } from './signature';
 import { ADAPTER_FILE, CheckpointIntegrityError, versionDirName } from './run-layout';
 import { SERVER_STATE_FILE } from './server-state';
 import { EMA_ADAPTER_CONFIG_FILE, EMA_ADAPTER_FILE } from './ema-files';
@@ -68,14 +68,9 @@ export function encodePruned(r: Omit<PrunedRecord, 'format' | 'signature'>, sign
 
 /** Strictly parses a record; the error names what is wrong. Signature validity is checkPrunedSignature's. */
 export function parsePruned(bytes: Uint8Array): { record: PrunedRecord } | { error: string } {
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch (e) {
-    return { error: `not valid JSON (${(e as Error).message})` };
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return { error: 'not a JSON object' };
-  const o = v as Record<string, unknown>;
+  const parsed = parseJsonObject(bytes);
+  if ('error' in parsed) return parsed;
+  const o = parsed.o;
   if (o.format !== PRUNED_FORMAT) return { error: `format ${JSON.stringify(o.format)} is not ${PRUNED_FORMAT}` };
   if (typeof o.version !== 'number' || !Number.isSafeInteger(o.version)) return { error: 'version is not an integer' };
   if (typeof o.manifestSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(o.manifestSha256)) return { error: 'manifestSha256 is not 64 hex digits' };

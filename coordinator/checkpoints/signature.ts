@@ -89,8 +89,8 @@ export function decodeBase64(value: unknown, len: number): Uint8Array | null {
   return b.length === len && b64(b) === value ? new Uint8Array(b) : null;
 }
 
-/** Parses manifest.sig strictly: every field present, nothing extra, every value well-formed. */
-export function parseManifestSignature(bytes: Uint8Array): { sig: ManifestSignature } | { error: string } {
+/** A signed record's bytes as one JSON object, or what is wrong with them (manifest.sig, pruned.json). */
+export function parseJsonObject(bytes: Uint8Array): { o: Record<string, unknown> } | { error: string } {
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(bytes).toString('utf8'));
@@ -98,7 +98,14 @@ export function parseManifestSignature(bytes: Uint8Array): { sig: ManifestSignat
     return { error: `not valid JSON (${(e as Error).message})` };
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) return { error: 'not a JSON object' };
-  const o = v as Record<string, unknown>;
+  return { o: v as Record<string, unknown> };
+}
+
+/** Parses manifest.sig strictly: every field present, nothing extra, every value well-formed. */
+export function parseManifestSignature(bytes: Uint8Array): { sig: ManifestSignature } | { error: string } {
+  const parsed = parseJsonObject(bytes);
+  if ('error' in parsed) return parsed;
+  const o = parsed.o;
   const keys = Object.keys(o).sort();
   if (keys.join(',') !== SIG_KEYS.join(',')) return { error: `fields ${keys.join(', ')} are not ${SIG_KEYS.join(', ')}` };
   if (o.format !== MANIFEST_SIG_FORMAT) return { error: `format ${JSON.stringify(o.format)} is not ${MANIFEST_SIG_FORMAT}` };
