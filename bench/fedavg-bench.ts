@@ -13,7 +13,10 @@
 // before/after and the choice of the default in one run.
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
+import { closeParts, closeTimes } from '../coordinator/strategy/fold-close';
+import { stepAlongMeanDelta } from '../coordinator/strategy/mean-delta';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { handed } from '../coordinator/strategy/fold-handoff';
 import { foldPartsTaken, foldThreads, helpersRunning, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
@@ -67,6 +70,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const t = {
     fold: [] as number[],
     close: [] as number[],
+    closeOne: [] as number[],
     one: [] as number[],
     js: [] as number[],
     copy: [] as number[],
@@ -82,6 +86,9 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   // thread while they start).
   await startFoldThreads(Math.max(threads, ...others));
   let helperParts = 0;
+  let closeHelperParts = 0;
+  const closeSteps = { copyIn: [] as number[], own: [] as number[], wait: [] as number[], copyOut: [] as number[] };
+  let closeAllParts = 0;
   let parts = 0;
   let handedChunks = 0;
   let pushedChunks = 0;
@@ -134,9 +141,19 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       parts += after.helpers - before.helpers + after.caller - before.caller;
       handedChunks += handed.runs - handedBefore;
       pushedChunks += chunks.reduce((n, cs) => n + cs.length, 0);
+      const closed = closeParts.helpers + closeParts.caller;
+      const steps = { ...closeTimes };
+      const byHelpers = closeParts.helpers;
       let t0 = now();
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
+      closeHelperParts += closeParts.helpers - byHelpers;
+      closeAllParts += closeParts.helpers + closeParts.caller - closed;
+      // The same sum closed on the calling thread alone (the close before fold-close.ts), interleaved.
+      t0 = now();
+      stepAlongMeanDelta('FedAvg', global, a.sum(), () => undefined, closeFedAvg);
+      t.closeOne.push(now() - t0);
       setFoldThreads(0);
       await foldAll(strategy.begin(global), t.one, cpu.one, main.one);
       for (const [n, times] of sweep) {
@@ -179,6 +196,17 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // With the aggregate at the round's close counted in as well (one pass over the parameters, any N).
     fold_and_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + m.close),
     close_seconds: m.close,
+    // The close split across the fold's helpers (fold-close.ts): the share of its parts they took (the rest the
+    // calling thread took back unclaimed), and the same sum closed on the calling thread alone, interleaved.
+    close_parts_by_helpers_percent: closeAllParts > 0 ? (100 * closeHelperParts) / closeAllParts : 0,
+    one_thread_close_seconds: median(t.closeOne),
+    // The calling thread's steps of the threaded close (fold-close.ts closeTimes): the global copied in (parts
+    // posted as it goes), its own part and its copy out, the wait for the helpers' parts, their copy out.
+    close_copy_in_seconds: median(closeSteps.copyIn),
+    close_own_part_seconds: median(closeSteps.own),
+    close_wait_seconds: median(closeSteps.wait),
+    close_copy_out_seconds: median(closeSteps.copyOut),
+    fold_and_one_thread_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + median(t.closeOne)),
     js_loop_seconds: m.js,
     js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,
     // The same ratio in CPU seconds (process.cpuUsage, microsecond resolution: the copy takes milliseconds). It
@@ -225,6 +253,7 @@ export function fedavgRow(f: Record<string, number>): [string, string, string, s
       `one thread ${f.one_thread_percent_of_memcpy_bandwidth.toFixed(0)}%; ` +
       `calling thread's CPU ${f.fedavg_main_thread_cpu_percent_of_memcpy.toFixed(0)}% of memcpy's; ` +
       `in CPU time ${f.fedavg_cpu_percent_of_memcpy.toFixed(0)}%; ${f.fold_and_close_percent_of_memcpy_bandwidth.toFixed(0)}% with the close's ` +
-      `${(f.close_seconds * 1000).toFixed(0)} ms; the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
+      `${(f.close_seconds * 1000).toFixed(1)} ms (${f.close_parts_by_helpers_percent.toFixed(0)}% of its parts on helpers; on one thread ` +
+      `${(f.one_thread_close_seconds * 1000).toFixed(1)} ms, ${f.fold_and_one_thread_close_percent_of_memcpy_bandwidth.toFixed(0)}%); the JavaScript loop ${f.js_loop_percent_of_memcpy_bandwidth.toFixed(0)}%)`,
   ];
 }

@@ -34,10 +34,19 @@ export const CLOSE_WASM = Buffer.from(
   'AGFzbQEAAAABCAFgBH9/f3wAAwIBAAUDAQAYBw8CA21lbQIABWNsb3NlAAAKQgFAAQF/IAEgAkECdGohBAJAA0AgASAETw0BIAEgASoCALsgACsDACADo6C2OAIAIAFBBGohASAAQQhqIQAMAAsLCw==',
   'base64',
 );
+/**
+ * The same text with its memory imported and shared (`(memory (export "mem") 24)` replaced by `(import "env" "mem"
+ * (memory 1 65536 shared))`, wabt with threads on; test/fold-close.test.ts re-assembles it): the close of a threaded
+ * sum, run where the sum lives, a part of the values on each thread (fold-close.ts). Same function, same bits.
+ */
+export const CLOSE_SHARED_WASM = Buffer.from(
+  'AGFzbQEAAAABCAFgBH9/f3wAAg8BA2VudgNtZW0CAwGAgAQDAgEABwkBBWNsb3NlAAAKQgFAAQF/IAEgAkECdGohBAJAA0AgASAETw0BIAEgASoCALsgACsDACADo6C2OAIAIAFBBGohASAAQQhqIQAMAAsLCw==',
+  'base64',
+);
 /** Values per call: 12 bytes each, 24 pages in all. */
 export const CLOSE_BLOCK = 1 << 17;
 
-type CloseFn = (s: number, g: number, n: number, d: number) => void;
+export type CloseFn = (s: number, g: number, n: number, d: number) => void;
 interface CloseModule {
   readonly sum: Float64Array;
   readonly next: Float32Array;

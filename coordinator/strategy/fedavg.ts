@@ -17,25 +17,58 @@ export class FedAvg implements Strategy {
   readonly maxAbsDelta = LIMIT;
 
   begin(global: TensorList): Aggregation {
-    return new FedAvgSum(global);
+    // The next adapter's buffers are touched in advance only where FedAvg's own close will run (not a subclass's step).
+    return new FedAvgSum(global, this.aggregate === FedAvg.prototype.aggregate);
   }
 
   /** global + Σ/(W·scale), one correctly rounded division per value, then one float32 rounding. */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
-    const out = stepAlongMeanDelta(
-      'FedAvg',
-      global,
-      sum,
-      (_name, g, delta, next) => {
-        // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
-        for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
-      },
-      closeFedAvg, // the same bits in WebAssembly (close-kernel.ts)
-    );
+    const out =
+      closeOnHelpers(global, sum) ??
+      stepAlongMeanDelta(
+        'FedAvg',
+        global,
+        sum,
+        (_name, g, delta, next) => {
+          // Stryker disable next-line EqualityOperator: equivalent: `<=` also writes next[next.length], which a typed array ignores.
+          for (let j = 0; j < next.length; j++) next[j] = g[j] + delta[j];
+        },
+        closeFedAvg, // the same bits in WebAssembly (close-kernel.ts)
+      );
     // Stateless: whatever state an earlier strategy of this run left ends here.
     if (state) state.tensors = [];
     return out;
   }
+}
+
+/**
+ * The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers, and
+ * the next adapter's buffers, touched when the sum was made (fold-close.ts says why), for its first close only.
+ */
+const threadedSums = new WeakMap<object, { readonly k: FoldKernel; next?: Float32Array[] }>();
+
+/**
+ * The next adapter closed on the sum's helper threads (fold-close.ts: the same bits as stepAlongMeanDelta with
+ * closeFedAvg, for any cut), where the sum is a threaded FedAvgSum of exactly this layout; else undefined.
+ */
+function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | undefined {
+  const e = threadedSums.get(sum.tensors);
+  const k = e?.k;
+  if (!e || !k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
+  let j = 0;
+  for (const [name, v] of sum.tensors) {
+    const g = global[j++];
+    if (g.name !== name || g.data.length !== v.length) return undefined;
+  }
+  const outs = e.next;
+  e.next = undefined; // a second close of the same sum must not write into the adapter the first one returned
+  const next = k.close(
+    global.map((g) => g.data),
+    sum.totalWeight * sum.scale,
+    undefined,
+    outs,
+  );
+  return next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
 }
 
 /**
@@ -54,7 +87,10 @@ class FedAvgSum implements Aggregation {
   /** Weight reserved by every update admitted or streaming, and by abandoned ones until they are taken back. */
   private reservedTotal = 0;
 
-  constructor(private readonly global: TensorList) {
+  constructor(
+    private readonly global: TensorList,
+    closesHere = true,
+  ) {
     this.index = new LayoutIndex(global);
     this.k = roundFoldKernel(this.index.total);
     this.views = new Map();
@@ -63,6 +99,8 @@ class FedAvgSum implements Aggregation {
       this.views.set(g.name, this.k.acc.subarray(off, off + g.data.length));
       off += g.data.length;
     }
+    // Touched now, while the sites train: the close's copy out then costs no page faults (fold-close.ts).
+    if (this.k.close && closesHere) threadedSums.set(this.views, { k: this.k, next: global.map((g) => new Float32Array(g.data.length).fill(0)) });
   }
 
   get count(): number {

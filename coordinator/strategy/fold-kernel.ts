@@ -139,6 +139,13 @@ export interface FoldKernel {
   foldBytes?(start: number, bytes: Uint8Array, w: number): number;
   /** Where given (fold-threads.ts): whole values folded by helper threads while this thread goes on (fold-handoff.ts). */
   readonly handoff?: HandOff;
+  /**
+   * Where given (a threaded sum: fold-close.ts): FedAvg's next values f32(g + acc / d) of the global's tensors (in
+   * the layout's order, together the sum's values), closed on the helper threads, `cut` parts where given, into
+   * `outs` where given;
+   * undefined where the threads failed (the caller closes on its own thread: the sum is only read).
+   */
+  close?(globals: readonly Float32Array[], d: number, cut?: number, outs?: readonly Float32Array[]): Float32Array[] | undefined;
 }
 
 /** A run of values handed to a helper: `done` once folded; then `bad` is -1, or the first value (its index in the run) outside ±LIMIT, `value`, and none of the run is in the sum. */

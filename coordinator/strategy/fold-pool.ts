@@ -12,7 +12,10 @@ import type { WasmMemory } from './fold-kernel';
 // SEQ: the latest job's number; CLAIM: that number while nobody has taken the job, then OWNED_BY_HELPER or
 // OWNED_BY_CALLER (whoever swapped it first does the part); DONE: the number of the last job the helper did; BELL:
 // counts every post (a part or a message on the port): the helper sleeps on it.
-export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8, BELL: 9 } as const;
+// OP: what the part is, a fold (ACC the sum's values, X the staged values, the weight at W_AT) or a close
+// (fold-close.ts: ACC the sum's values, X the global's, overwritten by the next values; the denominator at W_AT).
+export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8, BELL: 9, OP: 10 } as const;
+export const OP = { FOLD: 0, CLOSE: 1 } as const;
 export const OWNED_BY_HELPER = -1;
 const OWNED_BY_CALLER = -2;
 export const W_AT = 8; // float64 index: bytes 64-71
@@ -163,9 +166,10 @@ function ring(h: Helper): void {
 }
 
 /** Posts a part to helper h: its words first, then the job number in CLAIM and SEQ (the helper reads them after). */
-export function post(h: Helper, sum: SumMessage, acc: number, x: number, n: number, w: number): void {
+export function post(h: Helper, sum: SumMessage, acc: number, x: number, n: number, w: number, op: number = OP.FOLD): void {
   attach(h, sum);
   const id = sum.id;
+  h.c[CTRL.OP] = op;
   h.c[CTRL.SUM] = id;
   h.c[CTRL.ACC] = acc;
   h.c[CTRL.X] = x;

@@ -11,17 +11,22 @@
 import { MessageChannel, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { SCRATCH, addChecked, wasmApi, type WasmFold } from './fold-kernel';
 import { LIMIT } from './fixed-point';
-import { CTRL, OWNED_BY_HELPER, W_AT, type FoldThreadData, type RunMessage, type SumLayout, type ToFoldThread } from './fold-pool';
+import { CLOSE_SHARED_WASM, type CloseFn } from './close-kernel';
+import { CTRL, OP, OWNED_BY_HELPER, W_AT, type FoldThreadData, type RunMessage, type SumLayout, type ToFoldThread } from './fold-pool';
 import { JOB, JOB_WORDS, lockTake, lockTry, lockWait, unlock } from './fold-handoff';
 
 const { ctrl, port, module: bytes, spinMs } = workerData as FoldThreadData;
 const c = new Int32Array(ctrl);
 const w64 = new Float64Array(ctrl);
 const mod = new wasmApi!.Module(bytes);
+const closeMod = new wasmApi!.Module(CLOSE_SHARED_WASM);
 
 interface Sum {
   readonly id: number;
   readonly fold: WasmFold;
+  /** FedAvg's close on the same memory (close-kernel.ts), made at the sum's first close part. */
+  close?: CloseFn;
+  readonly mem: object;
   readonly buf: SharedArrayBuffer;
   readonly layout: SumLayout | undefined;
 }
@@ -43,6 +48,7 @@ function drain(): void {
       const mem = msg.memory;
       cur = {
         id: msg.id,
+        mem,
         fold: new wasmApi!.Instance(mod, { env: { mem } }).exports.fold,
         buf: mem.buffer as unknown as SharedArrayBuffer,
         layout: msg.layout,
@@ -126,6 +132,14 @@ function answer(buf: SharedArrayBuffer | undefined, L: SumLayout | undefined, sl
   Atomics.notify(j, at);
 }
 
+/** The posted part: a fold (returns where it stopped) or a close (fold-close.ts: all of it, always). */
+function work(s: Sum): number {
+  if (c[CTRL.OP] !== OP.CLOSE) return s.fold(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT], SCRATCH);
+  s.close ??= (new wasmApi!.Instance(closeMod, { env: { mem: s.mem } }).exports as unknown as { close: CloseFn }).close;
+  s.close(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT]);
+  return c[CTRL.N];
+}
+
 Atomics.store(c, CTRL.READY, 1);
 Atomics.notify(c, CTRL.READY);
 let seen = 0;
@@ -140,7 +154,7 @@ for (;;) {
     if (Atomics.compareExchange(c, CTRL.CLAIM, seen, OWNED_BY_HELPER) !== seen) continue;
     drain(); // the part's sum was posted before its job number: read now if it came after the drain above
     // -1: no memory for this sum arrived (a bug on the posting side); the caller refuses to go on.
-    c[CTRL.RESULT] = cur && cur.id === c[CTRL.SUM] ? cur.fold(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT], SCRATCH) : -1;
+    c[CTRL.RESULT] = cur && cur.id === c[CTRL.SUM] ? work(cur) : -1;
     Atomics.store(c, CTRL.DONE, seen);
     Atomics.notify(c, CTRL.DONE);
     continue;

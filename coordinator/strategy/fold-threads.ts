@@ -19,6 +19,8 @@
 // faster, one run in 64 the other way), and a part no helper has claimed by the time the caller's own part is done
 // is folded by the caller.
 //
+// FedAvg's close of a threaded sum runs on the same helpers, a part of the values each (fold-close.ts: its stage of
+// 4 bytes per value follows the sum in the same memory).
 // The module is fold-kernel.ts's, with its memory imported and shared: that text with `(memory (export "mem") 1)`
 // replaced by `(import "env" "mem" (memory 1 65536 shared))`, assembled by wabt with threads on (the test does it).
 // Every thread of one fold writes the same weight into the module's scratch word at byte 64 (benign: same bytes).
@@ -31,6 +33,8 @@ import * as os from 'node:os';
 import { CONST_BYTES, MAX_WASM_PARAMS, STAGE_BYTES, SUM_AT, foldKernel, foldRange, wasmApi, type FoldKernel, type WasmFold } from './fold-kernel';
 import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper, type SumMessage } from './fold-pool';
 import { HandOffQueue, handoffLayout } from './fold-handoff';
+import { callerClose, closeOnThreads, type CloseSite } from './fold-close';
+import type { CloseFn } from './close-kernel';
 
 const SHARED_WASM = Buffer.from(
   'AGFzbQEAAAABCgFgBX9/f3x/AX8CDwEDZW52A21lbQIDAYCABAMCAQAHCAEEZm9sZAAACtMCAdACAwN7An8FeyAEIAP9FP0LBAAgBP0ABAAhCkEA' +
@@ -148,7 +152,10 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   // After the sum: what runs handed over whole need (fold-handoff.ts), where the 32-bit memory has room for it.
   const plan = handoffLayout(SUM_AT, params, hs.length);
   const fits = plan.end <= 2 ** 32 - 65536;
-  const pages = Math.ceil((fits ? plan.end : SUM_AT + 8 * params) / 65536);
+  // Then the close's stage (fold-close.ts: 4 bytes per value, its pages untouched until the round closes).
+  const gAt = Math.ceil((fits ? plan.end : SUM_AT + 8 * params) / 16) * 16;
+  const closes = gAt + 4 * params <= 2 ** 32 - 65536;
+  const pages = Math.ceil((closes ? gAt + 4 * params : fits ? plan.end : SUM_AT + 8 * params) / 65536);
   const memory = new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
   // One compiled module for the process: V8 compiles a new one with its baseline compiler and optimises it only
   // once it runs hot, so a module per sum would fold each round's first runs with the slower code.
@@ -157,6 +164,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const buf = memory.buffer;
   const acc = new Float64Array(buf, SUM_AT, params);
   acc.fill(0); // touched now, while the sites train (fold-kernel.ts says why)
+  if (closes) new Float32Array(buf, gAt, params).fill(0); // the close's stage too (fold-close.ts)
   const stage = new Uint8Array(buf, CONST_BYTES, STAGE_BYTES);
   const staged = new Float32Array(buf, CONST_BYTES, STAGE_BYTES / 4);
   const id = ++sums;
@@ -183,6 +191,8 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     if (handoff && handoff.inFlight > 0) handoff.wait();
   };
 
+  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params };
+  let closeFn: CloseFn | undefined;
   const kernel: FoldKernel = {
     acc,
     stage,
@@ -221,6 +231,19 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
         () => stagedOne(start, bytes, w),
       );
     },
+    close: !closes
+      ? undefined
+      : (globals, d, cut, outs) => {
+          if (broken || globals.reduce((n, t) => n + t.length, 0) !== params) return undefined;
+          quiet();
+          closeFn ??= callerClose(memory);
+          try {
+            return closeOnThreads(site, closeFn, globals, d, cut, outs);
+          } catch {
+            broken = true; // a helper stopped answering: the caller closes on its own (the sum was only read)
+            return undefined;
+          }
+        },
   };
   return kernel;
 
