@@ -167,6 +167,9 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     const roundLines = lines.filter((l) => !/"msg":"client (joined|left)"/.test(l));
     expect(lines.filter((l) => l.includes('"msg":"update accepted"'))).to.have.length(samples[0].length + samples[2].length);
     for (const name of names(n)) expect(roundLines.join('\n'), name).to.not.contain(clientIdFor(name));
+    // The progress line (coordinator/ops/progress-log.ts) of a sampled version says its participants are hidden, not "0".
+    const progress = lines.filter((l) => /version \d of 6 committed/.test(l)).map((l) => (JSON.parse(l) as { participants: unknown }).participants);
+    expect(progress).to.deep.equal(['hidden', 'hidden', 'hidden']);
     const text = await published(runDir);
     for (const name of names(n)) {
       expect(text, name).to.not.contain(name);

@@ -29,7 +29,8 @@ export class ProgressLog {
     coordinator.on('roundCommitted', (e) => {
       if (e.round === 0) return;
       logger.info(
-        { version: e.version, round: e.round, attempt: e.attempt, participants: e.participants.length, metrics: e.metrics },
+        // A Poisson-sampled round publishes no participants (round-privacy.ts): say so, not "0".
+        { version: e.version, round: e.round, attempt: e.attempt, participants: isSampled(cfg) ? 'hidden' : e.participants.length, metrics: e.metrics },
         `version ${e.version} of ${cfg.rounds.total} committed`,
       );
     });
