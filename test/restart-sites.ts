@@ -1,11 +1,13 @@
 // What the restart tests (server optimiser state, the EMA average, the noise-aware DP state) share: one
 // FederationClient per trainer, named site-0, site-1…, with the fast backoff those tests need to rejoin a restarted
-// coordinator quickly; the suite's cleanup of its sites, coordinators and run directories; a version's file.
+// coordinator quickly; the suite's cleanup of its sites, coordinators and run directories; a version's file; the
+// retention suites' trainer and their listing of a run's version files.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
 import { versionDirName } from '../coordinator/checkpoints/fs-store';
-import type { Trainer } from '../client-sdk/trainer';
+import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import type { TensorList } from '../proto/tensors';
 import { testIdentity } from './harness';
 
 export interface RestartSites<T extends Trainer> {
@@ -50,3 +52,22 @@ export function restartSuite(): RestartSuite {
 
 /** One file of version `v` of the run in `runDir`. */
 export const versionFile = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
+
+/** A different update each round: value·round·(1 + i mod 3) (the retention suites' sites). */
+export class RoundTrainer implements Trainer {
+  readonly backend = 'test';
+  constructor(private readonly value: number) {}
+  async train(global: TensorList, plan: TrainingPlan): Promise<TrainOutcome> {
+    const k = this.value * plan.round;
+    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x, i) => x + k * (1 + (i % 3))) })), numExamples: 10, metrics: {} };
+  }
+}
+
+/** Every file under a run's versions/ (temporaries included), relative, sorted. */
+export async function versionFiles(runDir: string): Promise<string[]> {
+  const out = await fs.readdir(path.join(runDir, 'versions'), { recursive: true, withFileTypes: true });
+  return out
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(path.join(runDir, 'versions'), path.join(e.parentPath, e.name)).split(path.sep).join('/'))
+    .sort();
+}

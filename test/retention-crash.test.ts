@@ -18,16 +18,8 @@ import { runKey } from '../coordinator/checkpoints/recover';
 import { KILL_AT_ENV } from '../proto/durable-file';
 import { commitInput } from './checkpoint-kit';
 import { ConstantTrainer, freePort, tempDir, testIdentity } from './harness';
+import { versionFiles } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-/** Every file under a run's versions/ (temporaries included), relative, sorted. */
-async function files(runDir: string): Promise<string[]> {
-  const out = await fs.readdir(path.join(runDir, 'versions'), { recursive: true, withFileTypes: true });
-  return out
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(path.join(runDir, 'versions'), path.join(e.parentPath, e.name)).split(path.sep).join('/'))
-    .sort();
-}
 
 const POLICY = { keepServerState: 1, keepAdapters: 2, keepEvery: 0 };
 /** Each named step of a prune pass (proto/durable-file.ts stepsFor), in the order a pass reaches them. */
@@ -71,7 +63,7 @@ describe('version retention: crash safety of a prune', function () {
     const steps: string[] = [];
     const done = await pruneRun(whole, { ...opts, crashHook: (p) => void steps.push(p) });
     expect(done.versions.map((v) => v.version)).to.deep.equal([0, 1, 2, 3, 4]);
-    const want = await files(whole);
+    const want = await versionFiles(whole);
     expect(want.filter((f) => f.startsWith('v000001/'))).to.deep.equal([
       'v000001/adapter_config.json',
       'v000001/manifest.json',
@@ -108,7 +100,7 @@ describe('version retention: crash safety of a prune', function () {
       expect(resumed!.manifest.version).to.equal(5);
       expect(resumed!.serverState!.map((t) => t.name)).to.deep.equal(['ema/m.lora_A.weight', 'm/m.lora_A.weight']);
       await pruneRun(d, opts);
-      expect(await files(d), `step ${k} ${steps[k]}`).to.deep.equal(want);
+      expect(await versionFiles(d), `step ${k} ${steps[k]}`).to.deep.equal(want);
       expect((await verifyRun(d, { publicKey: signer.publicKey })).problems).to.deep.equal([]);
     }
   });
@@ -179,7 +171,7 @@ describe('version retention: crash safety of a prune', function () {
       ['server-state.safetensors'],
       [],
     ]);
-    const left = await files(runDir);
+    const left = await versionFiles(runDir);
     expect(left.filter((f) => f.includes('.tmp'))).to.deep.equal([]);
     for (let v = 0; v <= 10; v++) expect(left, versionDirName(v)).to.include(`${versionDirName(v)}/manifest.sig`);
   });

@@ -5,32 +5,22 @@
 // byte for byte as the run did the first time (real coordinators, real gRPC, real SDK clients).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { SERVER_STATE_FILE, encodeServerState } from '../coordinator/checkpoints/server-state';
 import { stableJson } from '../coordinator/checkpoints/atomic-fs';
 import { recoverRun } from '../coordinator/checkpoints/recover';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import { readSafetensors } from '../proto/safetensors';
-import type { NamedTensor, TensorList } from '../proto/tensors';
+import type { NamedTensor } from '../proto/tensors';
 import { createHash } from 'node:crypto';
 import { commitInput } from './checkpoint-kit';
 import { startCoordinator, tempDir, type Harness } from './harness';
-import { restartSuite, startRestartSites } from './restart-sites';
+import { RoundTrainer, restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const hex = (t: readonly NamedTensor[]): string[] =>
   t.map((x) => `${x.name}:${x.shape.join('x')}:${Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).toString('hex')}`);
 const f32 = (name: string, values: number[]): NamedTensor => ({ name, dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
-
-class RoundTrainer implements Trainer {
-  readonly backend = 'test';
-  constructor(private readonly value: number) {}
-  async train(global: TensorList, plan: TrainingPlan): Promise<TrainOutcome> {
-    const k = this.value * plan.round;
-    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x, i) => x + k * (1 + (i % 3))) })), numExamples: 10, metrics: {} };
-  }
-}
 
 describe('the average stored once (ema/), its state unchanged', function () {
   this.timeout(120_000);

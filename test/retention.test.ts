@@ -8,15 +8,13 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { verifyRun, verifyVersionDir } from '../coordinator/checkpoints/verify';
 import { formatVerifyReport } from '../coordinator/checkpoints/verify-report';
 import { PRUNED_FILE, VersionPrunedError } from '../coordinator/checkpoints/pruned-record';
 import { runKey } from '../coordinator/checkpoints/recover';
-import type { TensorList } from '../proto/tensors';
 import { snapshot, startCoordinator, tempDir, type Harness } from './harness';
-import { restartSuite, startRestartSites } from './restart-sites';
+import { RoundTrainer, restartSuite, startRestartSites, versionFiles } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -26,16 +24,6 @@ const cli = (args: string[]): Promise<{ code: number; out: string }> =>
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
   );
 
-/** A different update each round: value·round·(1 + i mod 3). */
-class RoundTrainer implements Trainer {
-  readonly backend = 'test';
-  constructor(private readonly value: number) {}
-  async train(global: TensorList, plan: TrainingPlan): Promise<TrainOutcome> {
-    const k = this.value * plan.round;
-    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x, i) => x + k * (1 + (i % 3))) })), numExamples: 10, metrics: {} };
-  }
-}
-
 const POLICY = { keepServerState: 1, keepAdapters: 2, keepEvery: 3 };
 const KEEP_ALL = { keepServerState: 0, keepAdapters: 0, keepEvery: 0 };
 const WEIGHTS = ['adapter_model.safetensors', 'ema/adapter_config.json', 'ema/adapter_model.safetensors', 'server-state.safetensors'];
@@ -44,15 +32,6 @@ const WEIGHTS = ['adapter_model.safetensors', 'ema/adapter_config.json', 'ema/ad
  * v000000, the initial adapter, has no server state or average.
  */
 const GONE = [[], WEIGHTS, WEIGHTS, ['server-state.safetensors'], WEIGHTS, WEIGHTS, ['server-state.safetensors'], []];
-
-/** Every file under a run's versions/, relative, sorted. */
-async function files(runDir: string): Promise<string[]> {
-  const out = await fs.readdir(path.join(runDir, 'versions'), { recursive: true, withFileTypes: true });
-  return out
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(path.join(runDir, 'versions'), path.join(e.parentPath, e.name)).split(path.sep).join('/'))
-    .sort();
-}
 
 describe('version retention (checkpoints.*) over real gRPC', function () {
   this.timeout(120_000);
@@ -108,9 +87,9 @@ describe('version retention (checkpoints.*) over real gRPC', function () {
       if (rec) expect(rec.files, dir).to.deep.equal(GONE[v]);
       if (rec) expect(rec.signature, dir).to.be.an('object');
     }
-    expect(await files(pruned)).to.deep.equal([...new Set(want)].sort());
+    expect(await versionFiles(pruned)).to.deep.equal([...new Set(want)].sort());
     // The weights kept are the twin's bytes (manifests differ only in their checkpoints.* config).
-    for (const f of await files(pruned))
+    for (const f of await versionFiles(pruned))
       if (/safetensors|adapter_config/.test(f))
         expect((await fs.readFile(path.join(pruned, 'versions', f))).equals(await fs.readFile(path.join(full, 'versions', f))), f).to.equal(true);
     const key = await runKey(pruned);
@@ -210,7 +189,7 @@ describe('version retention (checkpoints.*) over real gRPC', function () {
     const applied = await cli(['checkpoints', 'prune', full, '--apply', ...flags]);
     expect(applied.code, applied.out).to.equal(0);
     expect(applied.out).to.contain(`removed 18 files from 6 versions, freed ${(bytes / 2 ** 20).toFixed(1)} MiB (${bytes} bytes)`);
-    expect(await files(full)).to.deep.equal(await files(pruned));
+    expect(await versionFiles(full)).to.deep.equal(await versionFiles(pruned));
     const r = await verifyRun(full, { publicKey: (await runKey(full))!.publicKey });
     expect(r.problems).to.deep.equal([]);
     expect((await cli(['checkpoints', 'prune', full, '--apply', ...flags])).out).to.contain('removed 0 files from 0 versions');
