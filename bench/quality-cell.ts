@@ -105,15 +105,11 @@ export interface CellResult {
   readonly heldOut?: number;
 }
 
-export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
-  const t0 = Date.now();
-  const cfg = QUALITY_CONFIGS[cell.config];
-  if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
-  await selectBackend();
+/** A cell's data: its split of SpamAssassin into `numClients` sites, held-out and validation as the cell asks. */
+export function cellTask(cell: QualityCell, numClients: number): SpamTask {
   const split = SPLITS[cell.split];
-  const task = prepareSpamTask({
-    // A cohort cell's population is cut from the 5-site split's pooled training e-mails (bench/quality-cohort.ts).
-    numClients: cfg.cohort ? COHORT_POOL_CLIENTS : cell.clients,
+  return prepareSpamTask({
+    numClients,
     splitSeed: cell.splitSeed,
     maxSeqLen: 128,
     testLimit: cell.testLimit,
@@ -121,6 +117,15 @@ export async function runCell(cell: QualityCell, log: (line: string) => void): P
     alpha: split.alpha,
     partition: split.partition,
   });
+}
+
+export async function runCell(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
+  const t0 = Date.now();
+  const cfg = QUALITY_CONFIGS[cell.config];
+  if (!cfg) throw new Error(`unknown quality config ${JSON.stringify(cell.config)}`);
+  await selectBackend();
+  // A cohort cell's population is cut from the 5-site split's pooled training e-mails (bench/quality-cohort.ts).
+  const task = cellTask(cell, cfg.cohort ? COHORT_POOL_CLIENTS : cell.clients);
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
   const groups: { data: SftData[]; localSteps: number; site?: number }[] =
     cfg.mode === 'federated'

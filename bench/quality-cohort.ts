@@ -103,6 +103,17 @@ export class SharedTrainer {
   }
 }
 
+/** A shared trainer seen through another `train` (every other member, bound, is the trainer's own). */
+export function withTrain(trainer: Trainer, train: Trainer['train']): Trainer {
+  return new Proxy(trainer, {
+    get: (target, key) => {
+      if (key === 'train') return train;
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 /**
  * Slot `slot`'s trainer: in each round it trains its cohort member's e-mails on shared trainer slot mod P (loaded
  * into that trainer's array under its queue); with no member it returns the global adapter unchanged
@@ -123,13 +134,7 @@ export function slotTrainer(shared: readonly SharedTrainer[], slot: number, coho
       return s.trainer.train(global, plan, signal, onStep);
     });
   };
-  return new Proxy(s.trainer, {
-    get: (target, key) => {
-      if (key === 'train') return train;
-      const v: unknown = Reflect.get(target, key, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
+  return withTrain(s.trainer, train);
 }
 
 /** A shared trainer's starting data: a mutable array (first filled with site 0, so trainers that check for data accept it). */

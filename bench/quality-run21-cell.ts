@@ -7,14 +7,14 @@
 //   node dist/bench/quality-run21-cell.js '{"config":"x21-dp8","seed":42,...}'   (prints its CellResult last)
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
-import { prepareSpamTask, DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
+import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
 import type { Trainer } from '../client-sdk/trainer';
 import type { SftExample } from '../client-sdk/sft/types';
 import { deepMerge, cellOverrides, type QualityConfig } from './quality-configs';
 import { RUN18_CONFIGS } from './quality-configs-run18';
 import { XD_POISSON } from './quality-configs-run15';
-import { COHORT_POOL_CLIENTS, COHORT_TRAINERS, SharedTrainer, sampledEpsilon, slotData, virtualSites } from './quality-cohort';
-import { SPLITS, runFederation, type CellResult, type QualityCell } from './quality-cell';
+import { COHORT_POOL_CLIENTS, COHORT_TRAINERS, SharedTrainer, sampledEpsilon, slotData, virtualSites, withTrain } from './quality-cohort';
+import { cellTask, runFederation, type CellResult, type QualityCell } from './quality-cell';
 
 /** The population and rate: run 18's (1,156 sites of 4 e-mails, 50 expected a round). */
 export const RUN21_POPULATION = XD_POISSON.sites;
@@ -45,13 +45,7 @@ export function siteTrainer(shared: readonly SharedTrainer[], i: number, sites: 
       s.pool.splice(0, s.pool.length, ...sites[i]);
       return s.trainer.train(global, plan, signal, onStep);
     });
-  return new Proxy(s.trainer, {
-    get: (target, key) => {
-      if (key === 'train') return train;
-      const v: unknown = Reflect.get(target, key, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
+  return withTrain(s.trainer, train);
 }
 
 export async function runCell21(cell: QualityCell, log: (line: string) => void): Promise<CellResult> {
@@ -59,16 +53,7 @@ export async function runCell21(cell: QualityCell, log: (line: string) => void):
   const cfg = RUN21_CONFIGS[cell.config];
   if (!cfg) throw new Error(`unknown run 21 config ${JSON.stringify(cell.config)}`);
   await selectBackend();
-  const split = SPLITS[cell.split];
-  const task = prepareSpamTask({
-    numClients: COHORT_POOL_CLIENTS,
-    splitSeed: cell.splitSeed,
-    maxSeqLen: 128,
-    testLimit: cell.testLimit,
-    clientEvalLimit: cell.valLimit ?? 50,
-    alpha: split.alpha,
-    partition: split.partition,
-  });
+  const task = cellTask(cell, COHORT_POOL_CLIENTS);
   const base = await loadGpt2Dir(DEFAULT_MODEL_DIR);
   // The same population as runs 15-18: the 5-site split's pooled training e-mails cut into 1,156 ranges of 4.
   const sites = virtualSites(
