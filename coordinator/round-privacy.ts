@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import type { Manifest, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { PrivacyLedger, SAMPLING_RATE } from './privacy/ledger';
-import { isSampled, loadOrCreateSamplingSecret, poissonSample, sampledCohort, samplingKeyFile, type SampledCohort } from './privacy/sampling';
+import { isSampled, loadOrCreateSamplingSecret, minConnected, poissonSample, sampledCohort, samplingKeyFile, type SampledCohort } from './privacy/sampling';
 
 export class RoundPrivacy {
   private ledger: PrivacyLedger | null = null;
@@ -28,9 +28,9 @@ export class RoundPrivacy {
     if (this.sampled) this.secret = await loadOrCreateSamplingSecret(samplingKeyFile(this.cfg.run.dir));
   }
 
-  /** Connected sites a round waits for before it selects: a sampled round also waits for privacy.minPopulation. */
+  /** Connected sites a round waits for before it selects (privacy/sampling.ts minConnected). */
   minConnected(): number {
-    return this.sampled ? Math.max(this.cfg.rounds.minClients, this.cfg.privacy.minPopulation) : this.cfg.rounds.minClients;
+    return minConnected(this.cfg);
   }
 
   /** Round `round`'s Poisson sample of the eligible connected sites `ids`, and its public description. */

@@ -3,7 +3,7 @@
 import type pino from 'pino';
 import type { Coordinator } from '../coordinator';
 import type { CoordinatorConfig } from '../config-types';
-import { isSampled } from '../privacy/sampling';
+import { isSampled, minConnected } from '../privacy/sampling';
 
 export function waitingMessage(connected: number, minClients: number): string {
   const more = minClients - connected;
@@ -38,8 +38,8 @@ export class ProgressLog {
 
   private waiting(): void {
     const connected = this.coordinator.registry.connected().length;
-    // A Poisson-sampled DP run draws once privacy.minPopulation sites are connected (round-privacy.ts).
-    const needed = isSampled(this.cfg) ? Math.max(this.cfg.rounds.minClients, this.cfg.privacy.minPopulation) : this.cfg.rounds.minClients;
+    // A Poisson-sampled DP run draws once privacy.minPopulation sites are connected, as the round does.
+    const needed = minConnected(this.cfg);
     if (connected < needed) this.logger.info({ connected, minClients: needed }, waitingMessage(connected, needed));
   }
 

@@ -86,6 +86,11 @@ export function isSampled(cfg: Pick<SamplingKeys, 'privacy'>): boolean {
   return cfg.privacy.enabled && cfg.privacy.sampling === 'poisson';
 }
 
+/** Connected sites a round waits for before it selects: a sampled round also waits for privacy.minPopulation. */
+export function minConnected(cfg: Pick<SamplingKeys, 'privacy'> & { readonly rounds: { readonly minClients: number } }): number {
+  return isSampled(cfg) ? Math.max(cfg.rounds.minClients, cfg.privacy.minPopulation) : cfg.rounds.minClients;
+}
+
 /** Combinations the sampled mode cannot make honest, each naming its keys (empty when valid). */
 export function samplingProblems(cfg: SamplingKeys): string[] {
   const p = cfg.privacy;
