@@ -24,7 +24,7 @@ export const GROUPS = {
   },
   'tensor-stream': {
     mutate: ['proto/tensor-stream.ts'],
-    spec: ['dist/test/tensor-stream.test.js'],
+    spec: ['dist/test/tensor-stream.test.js', 'dist/test/tensor-stream-rejections.test.js', 'dist/test/tensor-stream-values.test.js'],
   },
   sealed: {
     // The coordinator's opener and spool records, and the client's sealed sender.
