@@ -113,11 +113,17 @@ export const GROUPS = {
     spec: ['dist/test/release-mutants.test.js'],
   },
   // `fedtune verify`'s checks (verify.ts from the problem collector on; lines 1-34 are module constants).
-  // test/verify-mutants.test.ts calls verifyRun and verifyVersionDir in-process (under 2 s); verify.test.ts also
-  // runs the CLI and a coordinator round, so `MUTATION_NEW=1` (the new file alone) is the quick run.
+  // test/verify-{run,manifest,edge}-mutants.test.ts (one file until split by concept) call verifyRun and
+  // verifyVersionDir in-process (under 2 s); verify.test.ts also runs the CLI and a coordinator round, so
+  // `MUTATION_NEW=1` (the new files alone) is the quick run.
   verify: {
     mutate: ['coordinator/checkpoints/verify.ts:35-370'],
-    spec: ['dist/test/verify.test.js', 'dist/test/verify-mutants.test.js'],
+    spec: [
+      'dist/test/verify.test.js',
+      'dist/test/verify-run-mutants.test.js',
+      'dist/test/verify-manifest-mutants.test.js',
+      'dist/test/verify-edge-mutants.test.js',
+    ],
     compile: ['coordinator/cli/fedtune.ts'],
   },
   // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
