@@ -129,7 +129,15 @@ export const GROUPS = {
   // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
   'secagg-encoding': {
     mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
+    spec: [
+      'dist/test/secagg-core.test.js',
+      'dist/test/secagg-core-rejections.test.js',
+      'dist/test/secagg-encoding.test.js',
+      'dist/test/secagg-primitives.test.js',
+      'dist/test/secagg-reference.test.js',
+      'dist/test/secagg-gate.test.js',
+      'dist/test/secagg-core-mutants.test.js',
+    ],
   },
   // The server's end of a round: U3 and the graph check (closeMaskedInput), the consistency signatures, the
   // unmask responses' checks and the reconstruction (finish), lines 183-319. Its advertisement/roster stages and
@@ -138,6 +146,9 @@ export const GROUPS = {
     mutate: ['proto/secagg/server.ts:183-319'],
     spec: [
       'dist/test/secagg-core.test.js',
+      'dist/test/secagg-core-rejections.test.js',
+      'dist/test/secagg-encoding.test.js',
+      'dist/test/secagg-primitives.test.js',
       'dist/test/secagg-adversary.test.js',
       'dist/test/secagg-core-mutants.test.js',
       'dist/test/secagg-server-mutants.test.js',
@@ -149,6 +160,9 @@ export const GROUPS = {
     mutate: ['proto/secagg/client.ts:176-323'],
     spec: [
       'dist/test/secagg-core.test.js',
+      'dist/test/secagg-core-rejections.test.js',
+      'dist/test/secagg-encoding.test.js',
+      'dist/test/secagg-primitives.test.js',
       'dist/test/secagg-adversary.test.js',
       'dist/test/secagg-core-mutants.test.js',
       'dist/test/secagg-client-mutants.test.js',
@@ -161,6 +175,9 @@ export const GROUPS = {
     mutate: ['proto/secagg/server.ts:33-182', 'proto/secagg/client.ts:51-175'],
     spec: [
       'dist/test/secagg-core.test.js',
+      'dist/test/secagg-core-rejections.test.js',
+      'dist/test/secagg-encoding.test.js',
+      'dist/test/secagg-primitives.test.js',
       'dist/test/secagg-adversary.test.js',
       'dist/test/secagg-roster.test.js',
       'dist/test/secagg-core-mutants.test.js',
@@ -209,7 +226,14 @@ export const GROUPS = {
       'proto/secagg/shares.ts',
       'proto/secagg/wire.ts',
     ],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-adversary.test.js'],
+    spec: [
+      'dist/test/secagg-core.test.js',
+      'dist/test/secagg-core-rejections.test.js',
+      'dist/test/secagg-encoding.test.js',
+      'dist/test/secagg-primitives.test.js',
+      'dist/test/secagg-reference.test.js',
+      'dist/test/secagg-adversary.test.js',
+    ],
   },
 };
 
