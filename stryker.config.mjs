@@ -60,6 +60,8 @@ export const GROUPS = {
       'dist/test/durable-file.test.js',
       'dist/test/checkpoint-commit.test.js',
       'dist/test/checkpoints.test.js',
+      'dist/test/checkpoints-integrity.test.js',
+      'dist/test/checkpoints-recovery.test.js',
       'dist/test/crash-points.test.js',
       'dist/test/checkpoint-store-mutants.test.js',
     ],
@@ -69,7 +71,13 @@ export const GROUPS = {
     // open(), the chain and run-id checks, recover(), the scan and the pointer read (lines 112-239). The module's
     // constants and error classes (lines 1-111) are "static" mutants that rerun every test file: hours here.
     mutate: ['coordinator/checkpoints/fs-store.ts:112-239'],
-    spec: ['dist/test/checkpoints.test.js', 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
+    spec: [
+      'dist/test/checkpoints.test.js',
+      'dist/test/checkpoints-integrity.test.js',
+      'dist/test/checkpoints-recovery.test.js',
+      'dist/test/store-open-checks.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+    ],
   },
   // The store's smaller files: canonical JSON (atomic-fs.ts; the rest of it re-exports proto/durable-file.ts,
   // group checkpoints), the server-state file and the version table. signature.ts is group checkpoint-signature.
@@ -77,6 +85,8 @@ export const GROUPS = {
     mutate: ['coordinator/checkpoints/atomic-fs.ts', 'coordinator/checkpoints/server-state.ts', 'coordinator/checkpoints/table.ts'],
     spec: [
       'dist/test/checkpoints.test.js',
+      'dist/test/checkpoints-integrity.test.js',
+      'dist/test/checkpoints-recovery.test.js',
       'dist/test/checkpoint-commit.test.js',
       'dist/test/checkpoint-store-mutants.test.js',
       'dist/test/checkpoint-reads-mutants.test.js',
@@ -88,6 +98,8 @@ export const GROUPS = {
     mutate: ['coordinator/checkpoints/fs-store.ts:240-342', 'coordinator/checkpoints/fs-store.ts:386-427'],
     spec: [
       'dist/test/checkpoints.test.js',
+      'dist/test/checkpoints-integrity.test.js',
+      'dist/test/checkpoints-recovery.test.js',
       'dist/test/store-open-checks.test.js',
       'dist/test/checkpoint-store-mutants.test.js',
       'dist/test/checkpoint-reads-mutants.test.js',
