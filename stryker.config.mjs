@@ -115,7 +115,13 @@ export const GROUPS = {
   // module constants, "static" mutants that rerun every test file).
   'checkpoint-signature': {
     mutate: ['coordinator/checkpoints/signature.ts:54-161'],
-    spec: ['dist/test/verify.test.js', 'dist/test/checkpoint-store-mutants.test.js', 'dist/test/checkpoint-signature-mutants.test.js'],
+    spec: [
+      'dist/test/verify.test.js',
+      'dist/test/signed-checkpoints.test.js',
+      'dist/test/verify-cli.test.js',
+      'dist/test/checkpoint-store-mutants.test.js',
+      'dist/test/checkpoint-signature-mutants.test.js',
+    ],
     compile: ['coordinator/cli/fedtune.ts'],
   },
   // The release pointer: reading, writing, reconciling after a crash, resolving a version name, and setting it by
@@ -126,12 +132,14 @@ export const GROUPS = {
   },
   // `fedtune verify`'s checks (verify.ts from the problem collector on; lines 1-34 are module constants).
   // test/verify-{run,manifest,edge}-mutants.test.ts (one file until split by concept) call verifyRun and
-  // verifyVersionDir in-process (under 2 s); verify.test.ts also runs the CLI and a coordinator round, so
+  // verifyVersionDir in-process (under 2 s); verify-cli.test.ts runs the CLI and a coordinator round, so
   // `MUTATION_NEW=1` (the new files alone) is the quick run.
   verify: {
     mutate: ['coordinator/checkpoints/verify.ts:35-370'],
     spec: [
       'dist/test/verify.test.js',
+      'dist/test/signed-checkpoints.test.js',
+      'dist/test/verify-cli.test.js',
       'dist/test/verify-run-mutants.test.js',
       'dist/test/verify-manifest-mutants.test.js',
       'dist/test/verify-edge-mutants.test.js',

@@ -1,15 +1,18 @@
-// What the in-process `fedtune verify` tests share (test/verify-*-mutants.test.ts): two signing keys, the findings
-// flattened to compare whole, and real signed runs in a temporary folder of the calling describe block, damaged by
-// hand through the helpers here (a manifest edited and signed again, so only what the edit says is wrong).
+// What the `fedtune verify` and signed-checkpoint tests share (test/verify*.test.ts, signed-checkpoints.test.ts): two
+// fixed signing keys (so a failure reproduces byte for byte), the findings flattened to compare whole, and real
+// signed runs damaged by hand through the helpers here (a manifest edited and signed again, so only what the edit
+// says is wrong): several runs in a temporary folder of the calling describe block (signedRuns), or one fresh run for
+// each test (signingRun).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import nacl from 'tweetnacl';
-import { FsCheckpointStore, MANIFEST_FILE, versionDirName } from '../coordinator/checkpoints/fs-store';
+import { ADAPTER_CONFIG_FILE, ADAPTER_FILE, FsCheckpointStore, MANIFEST_FILE, versionDirName } from '../coordinator/checkpoints/fs-store';
 import { stableJson } from '../coordinator/checkpoints/atomic-fs';
 import { MANIFEST_SIG_FILE, manifestSigner, signManifest, type ManifestSigner } from '../coordinator/checkpoints/signature';
-import type { Problem } from '../coordinator/checkpoints/verify';
-import { tempDir } from './harness';
+import type { Problem, VerifyResult } from '../coordinator/checkpoints/verify';
+import type { VersionInput } from '../coordinator/checkpoints/types';
+import { smallAdapter, tempDir } from './harness';
 import { commitInput } from './checkpoint-kit';
 
 export const sha = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
@@ -69,3 +72,69 @@ export function signedRuns(prefix: string) {
   }
   return { root: (): string => root, fresh, signedRun, f, manifestOf, writeSigned, edit, mhash, flipSignature };
 }
+
+/** The files of a signed version. */
+export const SIGNED_FILES = [ADAPTER_FILE, ADAPTER_CONFIG_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE];
+
+/** Version v with a free-text field in its manifest that nothing but the signature protects. */
+export function verifyInput(v: number): VersionInput {
+  return {
+    adapter: smallAdapter(v / 4),
+    adapterConfig: { peft_type: 'LORA', r: 2 },
+    manifest: {
+      runId: 'run-v',
+      round: v,
+      attempt: 1,
+      strategy: 'fedavg',
+      participants:
+        v === 0
+          ? []
+          : [{ clientId: 'c1', clientName: `hospital-site-${v}`, numExamples: 10, weight: 1, seed: 3, backend: 'cpu', metrics: { loss: 1 / (v + 1) } }],
+      metrics: { 'clients.train_loss': 2 - v / 10 },
+      config: { note: 'free text that nothing but the signature protects' },
+      seeds: { run: 42 },
+      baseModel: { name: 'tiny', sha256: 'ab'.repeat(32) },
+      protocolVersion: 1,
+    },
+  };
+}
+
+export interface SigningRun {
+  /** A fresh run directory for each test (in a temporary folder removed after it). */
+  run: string;
+  vdir(v: number): string;
+  file(v: number, f: string): string;
+  /** Versions 0 … n − 1 committed by a store signing with `signer` (null: unsigned). */
+  commit(n: number, signer?: ManifestSigner | null): Promise<FsCheckpointStore>;
+  /** Rewrites a version's manifest (keeping it canonical) and signs it again with `signer`. */
+  resign(v: number, edit: (m: Record<string, unknown>) => void, signer: ManifestSigner): Promise<void>;
+}
+
+/** One run directory of its own for each test of the calling describe block (its beforeEach and afterEach hooks). */
+export function signingRun(): SigningRun {
+  const d: SigningRun = {
+    run: '',
+    vdir: (v) => path.join(d.run, 'versions', versionDirName(v)),
+    file: (v, f) => path.join(d.vdir(v), f),
+    async commit(n, signer = KEY_A) {
+      const s = new FsCheckpointStore(d.run, { signer: signer ?? undefined });
+      for (let v = 0; v < n; v++) await s.commit(verifyInput(v));
+      return s;
+    },
+    async resign(v, edit, signer) {
+      const m = JSON.parse(await fs.readFile(d.file(v, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
+      edit(m);
+      const text = stableJson(m);
+      await fs.writeFile(d.file(v, MANIFEST_FILE), text);
+      await fs.writeFile(d.file(v, MANIFEST_SIG_FILE), signManifest(Buffer.from(text), signer));
+    },
+  };
+  beforeEach(async () => {
+    d.run = path.join(await tempDir('verify'), 'run');
+  });
+  afterEach(() => fs.rm(path.dirname(d.run), { recursive: true, force: true }));
+  return d;
+}
+
+/** Where each problem is: version, file and kind. */
+export const where = (r: VerifyResult): string[] => r.problems.map((p: Problem) => `${p.version}:${p.file}:${p.kind}`);
