@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { loadConfig } from '../coordinator/config';
 import type { NamedTensor } from '../proto/tensors';
 import { addMasks } from '../proto/secagg/prg';
-import { now, plainRound, roundSetup, secaggRound, type ArmResult, type RoundDefaults } from './secagg-round';
+import { plainRound, secaggRound } from './secagg-round';
+import { now, roundSetup, type ArmResult, type RoundDefaults } from './secagg-round-setup';
 
 export interface SecAggBenchOptions {
   readonly clients: readonly number[];
