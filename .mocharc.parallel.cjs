@@ -20,7 +20,7 @@ const SLOWEST = [
   'secagg',
   'round-engine',
   'stream-fold',
-  'verify',
+  'verify-cli',
   'ops-simulate-cli',
   'cli-run-dir',
   'own-data-walkthrough',

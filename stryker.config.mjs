@@ -12,6 +12,21 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import process from 'node:process';
 
+// Test files split from one by concept, which the groups below run together as they ran the one file.
+/** The filesystem store's tests (once test/checkpoints.test.ts). */
+const STORE_TESTS = ['dist/test/checkpoints.test.js', 'dist/test/checkpoints-integrity.test.js', 'dist/test/checkpoints-recovery.test.js'];
+/** The in-memory SecAgg core's tests (once test/secagg-core.test.ts). */
+const SECAGG_CORE_TESTS = [
+  'dist/test/secagg-core.test.js',
+  'dist/test/secagg-core-rejections.test.js',
+  'dist/test/secagg-encoding.test.js',
+  'dist/test/secagg-primitives.test.js',
+];
+/** The active-coordinator tests in memory (once test/secagg-adversary.test.ts). */
+const ADVERSARY_TESTS = ['dist/test/secagg-adversary.test.js', 'dist/test/secagg-operator-roster.test.js'];
+/** Signed checkpoints and `fedtune verify` (once test/verify.test.ts). */
+const VERIFY_TESTS = ['dist/test/verify.test.js', 'dist/test/signed-checkpoints.test.js', 'dist/test/verify-cli.test.js'];
+
 /** @type {Record<string, { mutate: string[]; spec: string[]; compile?: string[] }>} */
 export const GROUPS = {
   fedavg: {
@@ -24,7 +39,7 @@ export const GROUPS = {
   },
   'tensor-stream': {
     mutate: ['proto/tensor-stream.ts'],
-    spec: ['dist/test/tensor-stream.test.js'],
+    spec: ['dist/test/tensor-stream.test.js', 'dist/test/tensor-stream-rejections.test.js', 'dist/test/tensor-stream-values.test.js'],
   },
   sealed: {
     // The coordinator's opener and spool records, and the client's sealed sender.
@@ -59,7 +74,7 @@ export const GROUPS = {
     spec: [
       'dist/test/durable-file.test.js',
       'dist/test/checkpoint-commit.test.js',
-      'dist/test/checkpoints.test.js',
+      ...STORE_TESTS,
       'dist/test/crash-points.test.js',
       'dist/test/checkpoint-store-mutants.test.js',
     ],
@@ -69,29 +84,19 @@ export const GROUPS = {
     // open(), the chain and run-id checks, recover(), the scan and the pointer read (lines 112-239). The module's
     // constants and error classes (lines 1-111) are "static" mutants that rerun every test file: hours here.
     mutate: ['coordinator/checkpoints/fs-store.ts:112-239'],
-    spec: ['dist/test/checkpoints.test.js', 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
+    spec: [...STORE_TESTS, 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js'],
   },
   // The store's smaller files: canonical JSON (atomic-fs.ts; the rest of it re-exports proto/durable-file.ts,
   // group checkpoints), the server-state file and the version table. signature.ts is group checkpoint-signature.
   'checkpoints-files': {
     mutate: ['coordinator/checkpoints/atomic-fs.ts', 'coordinator/checkpoints/server-state.ts', 'coordinator/checkpoints/table.ts'],
-    spec: [
-      'dist/test/checkpoints.test.js',
-      'dist/test/checkpoint-commit.test.js',
-      'dist/test/checkpoint-store-mutants.test.js',
-      'dist/test/checkpoint-reads-mutants.test.js',
-    ],
+    spec: [...STORE_TESTS, 'dist/test/checkpoint-commit.test.js', 'dist/test/checkpoint-store-mutants.test.js', 'dist/test/checkpoint-reads-mutants.test.js'],
   },
   // The store's reads (latest, the manifest and signature checks, read, the commit queue: fs-store.ts 240-342)
   // and list and export (386-427).
   'checkpoints-reads': {
     mutate: ['coordinator/checkpoints/fs-store.ts:240-342', 'coordinator/checkpoints/fs-store.ts:386-427'],
-    spec: [
-      'dist/test/checkpoints.test.js',
-      'dist/test/store-open-checks.test.js',
-      'dist/test/checkpoint-store-mutants.test.js',
-      'dist/test/checkpoint-reads-mutants.test.js',
-    ],
+    spec: [...STORE_TESTS, 'dist/test/store-open-checks.test.js', 'dist/test/checkpoint-store-mutants.test.js', 'dist/test/checkpoint-reads-mutants.test.js'],
   },
   // `fedtune recover`'s logic (recover.ts from RecoverRefusedError on), called in-process by
   // test/recover-mutants.test.ts; test/recover.test.ts runs the command as a child process, out of Stryker's sight.
@@ -103,7 +108,7 @@ export const GROUPS = {
   // module constants, "static" mutants that rerun every test file).
   'checkpoint-signature': {
     mutate: ['coordinator/checkpoints/signature.ts:54-161'],
-    spec: ['dist/test/verify.test.js', 'dist/test/checkpoint-store-mutants.test.js', 'dist/test/checkpoint-signature-mutants.test.js'],
+    spec: [...VERIFY_TESTS, 'dist/test/checkpoint-store-mutants.test.js', 'dist/test/checkpoint-signature-mutants.test.js'],
     compile: ['coordinator/cli/fedtune.ts'],
   },
   // The release pointer: reading, writing, reconciling after a crash, resolving a version name, and setting it by
@@ -113,40 +118,31 @@ export const GROUPS = {
     spec: ['dist/test/release-mutants.test.js'],
   },
   // `fedtune verify`'s checks (verify.ts from the problem collector on; lines 1-34 are module constants).
-  // test/verify-mutants.test.ts calls verifyRun and verifyVersionDir in-process (under 2 s); verify.test.ts also
-  // runs the CLI and a coordinator round, so `MUTATION_NEW=1` (the new file alone) is the quick run.
+  // test/verify-{run,manifest,edge}-mutants.test.ts (one file until split by concept) call verifyRun and
+  // verifyVersionDir in-process (under 2 s); verify-cli.test.ts runs the CLI and a coordinator round, so
+  // `MUTATION_NEW=1` (the new files alone) is the quick run.
   verify: {
     mutate: ['coordinator/checkpoints/verify.ts:35-370'],
-    spec: ['dist/test/verify.test.js', 'dist/test/verify-mutants.test.js'],
+    spec: [...VERIFY_TESTS, 'dist/test/verify-run-mutants.test.js', 'dist/test/verify-manifest-mutants.test.js', 'dist/test/verify-edge-mutants.test.js'],
     compile: ['coordinator/cli/fedtune.ts'],
   },
   // The SecAgg core, one part at a time (the whole group took over an hour): the encoding and the sharing.
   'secagg-encoding': {
     mutate: ['proto/secagg/encoding.ts', 'proto/secagg/shares.ts', 'proto/secagg/gate.ts', 'proto/secagg/bytes.ts'],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
+    spec: [...SECAGG_CORE_TESTS, 'dist/test/secagg-reference.test.js', 'dist/test/secagg-gate.test.js', 'dist/test/secagg-core-mutants.test.js'],
   },
   // The server's end of a round: U3 and the graph check (closeMaskedInput), the consistency signatures, the
   // unmask responses' checks and the reconstruction (finish), lines 183-319. Its advertisement/roster stages and
   // the masked-input sum are other work's (and the module's top is static code that reruns every test file).
   'secagg-server': {
     mutate: ['proto/secagg/server.ts:183-319'],
-    spec: [
-      'dist/test/secagg-core.test.js',
-      'dist/test/secagg-adversary.test.js',
-      'dist/test/secagg-core-mutants.test.js',
-      'dist/test/secagg-server-mutants.test.js',
-    ],
+    spec: [...SECAGG_CORE_TESTS, ...ADVERSARY_TESTS, 'dist/test/secagg-core-mutants.test.js', 'dist/test/secagg-server-mutants.test.js'],
   },
   // The client's checks from receiving shares on: receiveShares, maskedInput, consistency, unmask (the share
   // release) and sameLists, lines 176-323.
   'secagg-client': {
     mutate: ['proto/secagg/client.ts:176-323'],
-    spec: [
-      'dist/test/secagg-core.test.js',
-      'dist/test/secagg-adversary.test.js',
-      'dist/test/secagg-core-mutants.test.js',
-      'dist/test/secagg-client-mutants.test.js',
-    ],
+    spec: [...SECAGG_CORE_TESTS, ...ADVERSARY_TESTS, 'dist/test/secagg-core-mutants.test.js', 'dist/test/secagg-client-mutants.test.js'],
   },
   // The stages before those: the server's advertisement and share-keys checks, U1/U2 and the roster
   // (server.ts 33-182, from its error helper to addMaskedInput), and the client's constructor, advertise and
@@ -154,8 +150,8 @@ export const GROUPS = {
   'secagg-stages': {
     mutate: ['proto/secagg/server.ts:33-182', 'proto/secagg/client.ts:51-175'],
     spec: [
-      'dist/test/secagg-core.test.js',
-      'dist/test/secagg-adversary.test.js',
+      ...SECAGG_CORE_TESTS,
+      ...ADVERSARY_TESTS,
       'dist/test/secagg-roster.test.js',
       'dist/test/secagg-core-mutants.test.js',
       'dist/test/secagg-server-mutants.test.js',
@@ -203,7 +199,7 @@ export const GROUPS = {
       'proto/secagg/shares.ts',
       'proto/secagg/wire.ts',
     ],
-    spec: ['dist/test/secagg-core.test.js', 'dist/test/secagg-reference.test.js', 'dist/test/secagg-adversary.test.js'],
+    spec: [...SECAGG_CORE_TESTS, 'dist/test/secagg-reference.test.js', ...ADVERSARY_TESTS],
   },
 };
 

@@ -1,6 +1,6 @@
 // One home for how a bench site joins a coordinator: Hello, then Join with the challenge signed by a throwaway
-// identity (the benches run their coordinators with auth.mode tofu). bench/run.ts's transport section and the
-// download bench (bench/download-site.ts) join this way; the memory bench's senders join many sites from fixed seeds.
+// identity (the benches run their coordinators with auth.mode tofu). The transport bench (bench/transport-bench.ts)
+// and the download bench (bench/download-site.ts) join this way; the memory bench's senders join many sites from fixed seeds.
 import nacl from 'tweetnacl';
 import { identityFromSecretKey } from '../client-sdk/identity';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';

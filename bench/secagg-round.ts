@@ -10,18 +10,13 @@
 //  secagg: client = encodeUpdate + SecAggClient stages + sealUpload of the masked UINT32 vector (uploadMasked).
 //          Coordinator = SecAggServer stages, per masked upload SealedUploadOpener + copy into one buffer
 //          (MaskedVectorReceiver) + addMaskedInput, then finish (seeds, self/pair masks) + decodeSum.
+// Shared set-up: bench/secagg-round-setup.ts; the bytes on the wire: bench/secagg-round-wire.ts.
 import { randomBytes } from 'node:crypto';
-import * as protoLoader from '@grpc/proto-loader';
-import nacl from 'tweetnacl';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { clientIdFor } from '../coordinator/registry';
-import { LOADER_OPTIONS, PROTOCOL_VERSION, PROTO_PATH, DEFAULT_CHUNK_BYTES } from '../proto/load';
+import { PROTOCOL_VERSION, DEFAULT_CHUNK_BYTES } from '../proto/load';
 import { swapPublicKeyCache, type PublicKeyCache } from '../proto/crypto/ed25519';
-import { SealedUploadOpener, sealUpload, type SealedUpload, type UploadBinding } from '../proto/crypto/sealed-upload';
-import { TensorStreamDecoder, checkLayout, dataChunks, tensorFrames, tensorHeader, validateHeader } from '../proto/tensor-stream';
-import type { NamedTensor } from '../proto/tensors';
-import type { UploadFrame, UploadFrame__Output } from '../proto/generated/fedtune/v1/UploadFrame';
-import type { TensorHeader } from '../proto/generated/fedtune/v1/TensorHeader';
+import { SealedUploadOpener } from '../proto/crypto/sealed-upload';
+import { TensorStreamDecoder, checkLayout, dataChunks, tensorHeader, validateHeader } from '../proto/tensor-stream';
 import {
   SecAggClient,
   SecAggServer,
@@ -45,176 +40,8 @@ import {
   unmaskRequestToWire,
   unmaskResponseToWire,
 } from '../proto/secagg/wire';
-
-export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
-/**
- * CPU ms this process has used (all its threads). On a box shared with other work, wall time stretches with the
- * load while CPU time barely moves, so the bench reports both; each step here is synchronous CPU work.
- */
-export const cpuNow = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e3;
-};
-
-/** Coordinator defaults that shape the round (coordinator/config.ts). */
-export interface RoundDefaults {
-  readonly clipNorm: number;
-  readonly weightCap: number;
-  readonly maxClients: number;
-  readonly fullGraphMax: number;
-  readonly maxUploadBytes: number;
-}
-
-/** Everything both arms share for one N: identities, keys, data. */
-export interface RoundSetup {
-  readonly n: number;
-  readonly runId: string;
-  readonly ids: readonly string[];
-  readonly identities: readonly nacl.SignKeyPair[];
-  readonly tokens: readonly string[];
-  readonly numExamples: readonly number[];
-  readonly seeds: readonly number[];
-  readonly box: nacl.BoxKeyPair;
-  readonly global: NamedTensor[];
-  readonly delta: (i: number) => NamedTensor[];
-  readonly defaults: RoundDefaults;
-}
-
-export interface Party {
-  ms: number;
-  /** The same steps' CPU time (cpuNow). */
-  cpuMs: number;
-  sent: number;
-  received: number;
-  /** Of the above, what the consistency round adds (signing/verifying the lists, its messages). */
-  consistencyMs?: number;
-  consistencyBytes?: number;
-  /** Of cpuMs, by step (SecAgg clients: encode, digest, advertise, shareKeys, receiveShares, mask, seal, consistency, unmask). */
-  stages?: Record<string, number>;
-}
-
-export interface ArmResult {
-  /** Clients that completed the round (survivors), in id order. */
-  readonly clients: Party[];
-  /** coordinator.sent counts only what this arm adds; `common` what the coordinator sends in both arms. */
-  readonly coordinator: Party;
-  readonly common: number;
-  readonly adapter: NamedTensor[];
-  readonly graph: string;
-  readonly threshold: number;
-  readonly dropped: number;
-  /** Consistency signatures each site verifies (the quorum; it stops there) (SecAgg arm). */
-  readonly signaturesChecked?: number;
-}
-
-const svc = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)['fedtune.v1.Federation'] as protoLoader.ServiceDefinition;
-const ser = (method: string, dir: 'request' | 'response', msg: object): Buffer =>
-  (dir === 'request' ? svc[method].requestSerialize : svc[method].responseSerialize)(msg);
-const taskEventBytes = (ev: object): number => ser('StreamTasks', 'response', ev).length;
-const chunkFrameBytes = new Map<number, number>();
-
-/** Protobuf bytes of a sealed upload: header frame, one frame per chunk, trailer. */
-function uploadBytes(header: UploadFrame, sealed: SealedUpload): number {
-  let total = ser('UploadUpdate', 'request', header).length;
-  for (const c of sealed.chunks) {
-    if (!chunkFrameBytes.has(c.length)) chunkFrameBytes.set(c.length, ser('UploadUpdate', 'request', { chunk: Buffer.alloc(c.length) }).length);
-    total += chunkFrameBytes.get(c.length)!;
-  }
-  return total + ser('UploadUpdate', 'request', { trailer: { chunk_count: sealed.chunks.length, sha256: sealed.envelope.ciphertext_sha256 } }).length;
-}
-
-/**
- * The chunks as the coordinator receives them: its own copies (gRPC allocates them on receipt, outside the
- * handler), so the client's buffers are garbage once sent, as in a separate client process.
- */
-const delivered = (chunks: readonly Buffer[]): Buffer[] => chunks.map((c) => Buffer.from(c));
-
-/** The header as the coordinator's handler sees it (decoded from the wire). */
-const received = (header: UploadFrame): UploadFrame__Output =>
-  svc.UploadUpdate.requestDeserialize(ser('UploadUpdate', 'request', header)) as UploadFrame__Output;
-
-/** The task (without SecAgg settings) and the adapter download each selected client gets in either arm. */
-function taskAndDownloadBytes(s: RoundSetup, i: number): number {
-  let total = taskEventBytes({ train: plainTask(s, i) });
-  for (const f of tensorFrames(s.global, DEFAULT_CHUNK_BYTES)) {
-    if (f.chunk) {
-      if (!chunkFrameBytes.has(-f.chunk.length))
-        chunkFrameBytes.set(-f.chunk.length, ser('DownloadAdapter', 'response', { chunk: Buffer.alloc(f.chunk.length) }).length);
-      total += chunkFrameBytes.get(-f.chunk.length)!;
-    } else total += ser('DownloadAdapter', 'response', f).length;
-  }
-  return total;
-}
-
-/** UploadResponse: the coordinator's answer to every accepted upload, in either arm. */
-const ackBytes = (s: RoundSetup, i: number): number =>
-  ser('UploadUpdate', 'response', { task_id: taskId(s, i), round: 1, sha256: Buffer.alloc(32), duplicate: false }).length;
-
-const plainTask = (s: RoundSetup, i: number): object => ({
-  task_id: taskId(s, i),
-  round: 1,
-  attempt: 0,
-  base_version: 0,
-  base_manifest_sha256: 'ab'.repeat(32),
-  deadline_unix_ms: Date.now(),
-  seed: s.seeds[i],
-  config: { local_steps: 10, batch_size: 16, learning_rate: 1e-3, weight_decay: 0, max_seq_len: 96 },
-});
-
-/** Bytes the coordinator sends in either arm: every selected client's task and download, an ack per upload. */
-const commonBytes = (s: RoundSetup, uploaded: readonly number[]): number =>
-  s.ids.reduce((t, _, i) => t + taskAndDownloadBytes(s, i), 0) + uploaded.reduce((t, i) => t + ackBytes(s, i), 0);
-
-const taskId = (s: RoundSetup, i: number): string => `r1-a0-${s.ids[i]}`;
-const binding = (s: RoundSetup, i: number, base: string, numExamples: number): UploadBinding => ({
-  protocolVersion: PROTOCOL_VERSION,
-  runId: s.runId,
-  clientId: s.ids[i],
-  taskId: taskId(s, i),
-  round: 1,
-  attempt: 0,
-  baseVersion: 0,
-  baseManifestSha256: base,
-  numExamples,
-});
-
-function sealFor(
-  s: RoundSetup,
-  i: number,
-  base: string,
-  numExamples: number,
-  tensors: TensorHeader,
-  chunks: Iterable<Uint8Array>,
-): { header: UploadFrame; sealed: SealedUpload } {
-  const sealed = sealUpload({
-    binding: binding(s, i, base, numExamples),
-    tensors,
-    plaintextChunks: chunks,
-    coordinator: { keyId: 'bench', boxPublicKey: s.box.publicKey },
-    identitySecretKey: s.identities[i].secretKey,
-  });
-  return {
-    sealed,
-    header: {
-      header: {
-        protocol_version: PROTOCOL_VERSION,
-        session_token: s.tokens[i],
-        task_id: taskId(s, i),
-        round: 1,
-        base_version: 0,
-        num_examples: numExamples,
-        tensors,
-        sealed: sealed.envelope,
-      },
-    },
-  };
-}
-
-const boxSecret = (s: RoundSetup): { keyId: string; boxPublicKey: Uint8Array; boxSecretKey: Uint8Array } => ({
-  keyId: 'bench',
-  boxPublicKey: s.box.publicKey,
-  boxSecretKey: s.box.secretKey,
-});
+import { binding, boxSecret, cpuNow, now, sealFor, taskId, type ArmResult, type Party, type RoundSetup } from './secagg-round-setup';
+import { commonBytes, delivered, plainTask, received, ser, taskEventBytes, uploadBytes } from './secagg-round-wire';
 
 /** A plain round: every client in `live` seals its delta; the coordinator opens, checks, keeps, and aggregates. */
 export function plainRound(s: RoundSetup, live: readonly number[]): ArmResult {
@@ -430,23 +257,5 @@ export async function secaggRound(s: RoundSetup, dropAfterShares: ReadonlySet<nu
     threshold: cfg.threshold,
     dropped: dropAfterShares.size,
     signaturesChecked: Math.min(req.signatures.length, consistencyQuorum(cfg.threshold, s.n)),
-  };
-}
-
-/** Identities, keys and data for N clients; deltas come from `delta(i)` (shared across N and arms). */
-export function roundSetup(n: number, global: NamedTensor[], delta: (i: number) => NamedTensor[], defaults: RoundDefaults): RoundSetup {
-  const ids = Array.from({ length: n }, (_, i) => clientIdFor(`site-${String(i).padStart(3, '0')}`));
-  return {
-    n,
-    runId: 'bench-run',
-    ids,
-    global,
-    delta,
-    defaults,
-    identities: ids.map(() => nacl.sign.keyPair()),
-    tokens: ids.map(() => randomBytes(32).toString('hex')),
-    numExamples: ids.map((_, i) => 100 + ((i * 37) % 400)),
-    seeds: ids.map((_, i) => 1000 + i),
-    box: nacl.box.keyPair(),
   };
 }

@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { loadConfig } from '../coordinator/config';
 import type { NamedTensor } from '../proto/tensors';
 import { addMasks } from '../proto/secagg/prg';
-import { now, plainRound, roundSetup, secaggRound, type ArmResult, type RoundDefaults } from './secagg-round';
+import { plainRound, secaggRound } from './secagg-round';
+import { now, roundSetup, type ArmResult, type RoundDefaults } from './secagg-round-setup';
 
 export interface SecAggBenchOptions {
   readonly clients: readonly number[];
@@ -336,4 +337,19 @@ if (require.main === module) {
     console.error(e);
     process.exit(1);
   });
+}
+
+/** One summary row per client count: a SecAgg round's cost against a plain round (bench/secagg.ts). */
+export function secaggRows(rows: readonly SecAggBenchRow[]): [string, string, string, string][] {
+  return rows
+    .filter((r) => r.variant === 'secagg')
+    .map((r) => {
+      const p = rows.find((x) => x.variant === 'plain' && x.clients === r.clients)!;
+      return [
+        `SecAgg round, ${r.clients} clients × ${r.params / 1e6}M params (${r.graph})`,
+        `client ${r.client_ms.toFixed(0)} ms, coord. ${r.coordinator_ms.toFixed(0)} ms`,
+        `plain ${p.client_ms.toFixed(0)} / ${p.coordinator_ms.toFixed(0)} ms`,
+        `round ${r.round_ms_over_plain.toFixed(2)}× plain (client ${r.client_ms_over_plain.toFixed(1)}×, CPU ${r.client_cpu_ms_over_plain.toFixed(1)}×; coord. ${r.coordinator_ms_over_plain.toFixed(2)}×)`,
+      ];
+    });
 }

@@ -1,5 +1,5 @@
 // Sealed against unsealed 64 MiB uploads, two builds alternated (issue 8, seal3): the transport bench's upload pairs
-// (bench/run.ts benchGrpc: the real coordinator over gRPC loopback against bench/upload-baseline.ts's unsealed server,
+// (bench/transport-bench.ts benchGrpc: the real coordinator over gRPC loopback against bench/upload-baseline.ts's unsealed server,
 // every arm in one process) run by each build in turn, each in a child process of its own. Per build it prints the
 // medians of wall time, process CPU (every thread) and main-thread CPU (Linux /proc, 10 ms ticks) of each arm. On a
 // loaded box the wall ratio is noise and the main-thread CPU is what predicts an idle host's wall ratio, since the

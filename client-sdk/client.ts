@@ -27,11 +27,8 @@ import nacl from 'tweetnacl';
 import { sortByName, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
-import type { TrainingPlan } from './trainer';
+import { taskSettings, trainingPlan } from './task-plan';
 import { updateToSend } from './lora-update';
-import { planLoraDropout } from './lora-dropout';
-import { roundAggregationFromWire } from '../proto/model/lora-aggregation';
-import { clientOptimizerOf } from '../proto/model/client-optimizer';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
 import { beginScaffoldRound, type ScaffoldRound } from './scaffold-site';
@@ -230,28 +227,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       if (floor) throw new Error(floor);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));
-      const c = t.config!;
-      const loraAggregation = roundAggregationFromWire(c.lora_aggregation);
-      if (!loraAggregation) throw new Error(`the coordinator asks for lora aggregation '${c.lora_aggregation}', which this site does not know`);
-      const optimizer = clientOptimizerOf(c.optimizer, c.momentum);
-      const scaffold = c.scaffold ? await this.scaffoldRound(t, global, loraAggregation) : null;
-      const plan: TrainingPlan = {
-        round: t.round,
-        taskId: t.task_id,
-        localSteps: c.local_steps,
-        batchSize: c.batch_size,
-        learningRate: c.learning_rate,
-        weightDecay: c.weight_decay,
-        maxSeqLen: c.max_seq_len,
-        proximalMu: c.proximal_mu,
-        optimizer,
-        seed: t.seed,
-        deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
-        loraAggregation,
-        ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
-        ...planLoraDropout(c), // a value outside [0, 1) fails the task here, naming lora_dropout
-        ...(scaffold ? { scaffold: { correction: scaffold.correction } } : {}),
-      };
+      const settings = taskSettings(t);
+      const { loraAggregation } = settings;
+      const scaffold = t.config!.scaffold ? await this.scaffoldRound(t, global, loraAggregation) : null;
+      const plan = trainingPlan(t, settings, scaffold);
       const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
       let out;
       try {

@@ -1,5 +1,5 @@
 // One attempt of a round: the object that owns its tasks, its deadline, the uploads it accepted (folded into
-// the strategy's running sum as they arrive) or its SecAgg session, and the one wait its phases use.
+// the strategy's running sum as they arrive: running-sum.ts) or its SecAgg session, and the one wait its phases use.
 // The round engine (rounds.ts) creates an Attempt, sends its tasks, waits on it and turns its result into a
 // version (round-outcome.ts); the service reaches an Attempt through the task a message names.
 import { ProtocolError, status } from '../proto/errors';
@@ -9,10 +9,10 @@ import type { RoundSpool } from './round-spool';
 import type { SecAggAttempt } from './secagg-attempt';
 import { encodeSpoolHead, type SealedUpdate, type SpoolHeadFields } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
-import { rebuildSum, type ReopenedUpdate } from './spool-reopen';
-import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
+import type { ReopenedUpdate } from './spool-reopen';
+import type { Aggregation, Strategy } from './strategy/strategy';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
-import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
+import { RunningSum, roundClosed } from './running-sum';
 import type { RoundLoraAggregation } from '../proto/model/lora-aggregation';
 import type { NamedTensor } from '../proto/tensors';
 import { uploadLayout } from './lora-aggregation';
@@ -34,19 +34,14 @@ export interface AttemptDeps {
 
 export class Attempt {
   readonly tasks = new Map<string, Task>();
-  /** Plain uploads past their header and not yet in the sum for good, or being taken back out of it. */
-  private readonly live = new Map<Task, LiveUpload>();
-  /** A refused update could not be taken back (its spool file unreadable): the sum is rebuilt from the spool at close. */
-  private tainted = false;
-  private agg: Aggregation | undefined;
+  /** Plain rounds: the running sum and the uploads streaming into it. */
+  private readonly plain: RunningSum | undefined;
   private sa: SecAggAttempt | undefined;
   private baseCk: Checkpoint | undefined;
   private layout: NamedTensor[] | undefined;
   private isOpen = true;
   private wakeUp: () => void = () => undefined;
   private woken: Promise<void>;
-  /** Accepts between admission and the spool write: closing waits for them, so none is half counted. */
-  private readonly inFlight = new Set<Promise<void>>();
 
   /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
   sampled?: SampledCohort;
@@ -65,7 +60,15 @@ export class Attempt {
     // SCAFFOLD: the Δc tensors travel after the adapter's (strategy/scaffold.ts).
     this.layout = strategyUploadLayout(d.strategy, uploadLayout(base.adapter, d.aggregation));
     this.sa = secagg;
-    this.agg = secagg ? undefined : d.strategy.begin(this.layout);
+    this.plain = secagg
+      ? undefined
+      : new RunningSum(this.layout, {
+          round,
+          strategy: d.strategy,
+          spool: d.spool,
+          log: d.log,
+          counted: (t, numExamples, sha256, u) => this.settle(t, numExamples, sha256, u),
+        });
     this.woken = new Promise<void>((r) => (this.wakeUp = r));
   }
 
@@ -87,7 +90,7 @@ export class Attempt {
 
   /** Plain rounds: the strategy's running sum. */
   get aggregation(): Aggregation | undefined {
-    return this.agg;
+    return this.plain?.aggregation;
   }
 
   /** Present when this attempt runs under secure aggregation. */
@@ -101,7 +104,7 @@ export class Attempt {
    */
   retire(): void {
     this.isOpen = false;
-    this.agg = undefined;
+    this.plain?.retire();
     this.sa = undefined;
     this.baseCk = undefined;
     this.layout = undefined;
@@ -174,156 +177,35 @@ export class Attempt {
     if (t.state === 'receiving') t.state = 'assigned';
     this.wake();
     if (this.sa) return this.sa.abortMasked(t.clientId);
-    const l = this.live.get(t);
-    return l && l.state !== 'done' ? this.takeBack(t, l) : Promise.resolve();
+    return this.plain ? this.plain.abort(t) : Promise.resolve();
   }
 
-  /**
-   * Plain rounds, at an upload's header: the strategy reserves its client id and weight and opens its fold; from
-   * here each opened chunk goes into the running sum as it arrives (foldChunk), and a refusal takes it back out.
-   */
+  /** Plain rounds, at an upload's header: its fold into the running sum opens (RunningSum.openFold). */
   openFold(t: Task, numExamples: number, spool: SpoolUpload, opener: () => SealedUploadOpener): void {
-    if (!this.holds(t)) throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
-    let fold: UpdateFold;
-    try {
-      fold = this.aggregation!.open(t.clientId, numExamples);
-    } catch (e) {
-      throw this.refused(e);
-    }
-    this.live.set(t, { fold, spool, opener, state: 'streaming' });
+    if (!this.holds(t)) throw roundClosed(t);
+    this.plain!.openFold(t, numExamples, spool, opener);
   }
 
-  /**
-   * One opened chunk of a plain upload: checked and folded into the running sum, in place (then dropped). `owned`:
-   * the caller gives the chunk up (its buffer holds only it), so a threaded sum folds it on a helper thread, its
-   * buffer moved there (fold-handoff.ts); a refusal of its values then comes from a later chunk or settleFold.
-   */
+  /** One opened chunk of a plain upload, folded into the running sum (RunningSum.foldChunk). */
   foldChunk(t: Task, plaintext: Uint8Array, owned = false): void {
-    const l = this.live.get(t);
-    if (!l || l.state !== 'streaming' || !this.isOpen)
-      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
-    try {
-      l.fold.push(plaintext, owned);
-    } catch (e) {
-      throw this.refused(e);
-    }
+    if (!this.plain || !this.isOpen) throw roundClosed(t);
+    this.plain.foldChunk(t, plaintext, owned);
   }
 
-  /**
-   * Every chunk of a plain upload still on a fold helper folded (undefined: none is; the thread stays free while
-   * they are); rejects with the strategy's refusal when one held a bad value, before the trailer is looked at.
-   */
+  /** Every chunk of a plain upload still on a fold helper folded (RunningSum.foldSettled). */
   foldSettled(t: Task): Promise<void> | undefined {
-    const l = this.live.get(t);
-    if (!l || l.state !== 'streaming') return undefined;
-    return l.fold.settled?.()?.catch((e: unknown) => {
-      throw this.refused(e);
-    });
+    return this.plain?.foldSettled(t);
   }
 
-  /**
-   * Accepts an upload whose every chunk is in the sum: the sealed bytes go to the spool (durably, before the site
-   * hears back), a strategy that folds on a second pass (DP) reads them back, and the update counts. Anything that
-   * fails takes the update back out of the sum before the error reaches the site.
-   */
+  /** Accepts a plain upload whose every chunk is in the sum, spooled before it counts (RunningSum.accept). */
   async accept(t: Task, u: SealedUpdate): Promise<void> {
-    const l = this.live.get(t);
-    if (!this.holds(t) || Date.now() > this.deadline || !l || l.state !== 'streaming') {
-      throw new ProtocolError(status.DEADLINE_EXCEEDED, `task ${t.taskId}: the round closed before the upload completed`);
-    }
-    l.state = 'accepting';
-    const work = (async () => {
-      let spooled = false;
-      try {
-        try {
-          l.fold.finish();
-        } catch (e) {
-          throw this.refused(e);
-        }
-        try {
-          await l.spool.commit(); // fsync, rename into the spool, fsync the directory
-          spooled = true;
-        } catch (e) {
-          this.d.log('error', 'could not spool an accepted update', { taskId: t.taskId, error: (e as Error).message });
-          throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
-        }
-        if (l.fold.needsReplay) {
-          try {
-            await replayFromSpool(l);
-          } catch (e) {
-            this.d.log('error', 'could not read back a spooled update', { taskId: t.taskId, error: (e as Error).message });
-            throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not store the update; send it again`);
-          }
-        }
-      } catch (e) {
-        await this.takeBack(t, l); // reads the record back: before it is deleted
-        // Spooled but not in the sum: it must not count after a restart either.
-        if (spooled) await this.d.spool?.dropUpdate(this.round, t.clientId);
-        throw e;
-      }
-      l.fold.commit();
-      l.state = 'done';
-      if (this.live.get(t) === l) this.live.delete(t);
-      this.settle(t, u.binding.numExamples, u.sha256, u);
-    })();
-    this.inFlight.add(work);
-    try {
-      await work;
-    } finally {
-      this.inFlight.delete(work);
-    }
+    if (!this.holds(t) || Date.now() > this.deadline || !this.plain?.isStreaming(t)) throw roundClosed(t);
+    await this.plain.accept(t, u);
   }
 
-  /**
-   * Takes an upload that will not count back out of the sum: the same chunks again from its spool file, with the
-   * opposite sign (exact integers: the sum is bit for bit what it would be without it). Idempotent; the attempt's
-   * close waits for it. If the file cannot be read, the round's sum is rebuilt from the spool at close instead.
-   */
-  private takeBack(t: Task, l: LiveUpload): Promise<void> {
-    if (l.undo) return l.undo;
-    l.state = 'aborted';
-    l.fold.abandon();
-    const work = (async () => {
-      try {
-        await undoFromSpool(l);
-      } catch (e) {
-        this.tainted = true;
-        this.d.log('error', 'could not take a refused update back out of the running sum; the sum is rebuilt from the spool at close', {
-          taskId: t.taskId,
-          error: (e as Error).message,
-        });
-      } finally {
-        if (this.live.get(t) === l) this.live.delete(t);
-      }
-    })();
-    l.undo = work;
-    this.inFlight.add(work);
-    void work.finally(() => this.inFlight.delete(work));
-    return work;
-  }
-
-  private refused(e: unknown): unknown {
-    return strategyRefusal(this.d.strategy.name, e);
-  }
-
-  /**
-   * An update accepted by an earlier process of this coordinator (reopened from the spool): it counts as is, its
-   * values folded into the running sum chunk by chunk from its record. One that fails part way (a value the
-   * strategy refuses) is taken back out the same way; if even that fails, the sum is rebuilt from the spool at
-   * close (dropRevoked).
-   */
-  async carry(t: Task, u: ReopenedUpdate): Promise<void> {
-    const f = this.aggregation!.open(t.clientId, u.binding.numExamples);
-    try {
-      await u.foldInto(f);
-    } catch (e) {
-      f.abandon();
-      await u.undoInto(f).catch(() => (this.tainted = true));
-      throw e;
-    }
-    f.commit();
-    this.settle(t, u.binding.numExamples, u.sha256, u);
-    t.carried = true;
+  /** An update accepted by an earlier process of this coordinator, reopened from the spool (RunningSum.carry). */
+  carry(t: Task, u: ReopenedUpdate): Promise<void> {
+    return this.plain!.carry(t, u);
   }
 
   /** The update is in the sum: its task is done. */
@@ -362,49 +244,19 @@ export class Attempt {
    */
   async close(): Promise<void> {
     this.isOpen = false;
-    for (const [t, l] of this.live) if (l.state === 'streaming') void this.takeBack(t, l);
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.plain?.close();
   }
 
   /**
-   * After close(): drops the accepted updates whose site's key is no longer enrolled. When there is any (or a
-   * refused update could not be taken back out of the sum), the running sum is rebuilt from the spool (`reopen`, one update at a time) over the others — integer sums, so
-   * the result is the very sum of a round the revoked sites never uploaded to. A record that no longer reopens
-   * is dropped the same way. Returns the client ids dropped.
+   * After close(): drops the accepted updates whose site's key is no longer enrolled, the running sum rebuilt from
+   * the spool over the others (RunningSum.dropRevoked). Returns the client ids dropped.
    */
   async dropRevoked(
     enrolled: (name: string, publicKey: Uint8Array) => boolean,
     reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
   ): Promise<string[]> {
-    const accepted = [...this.tasks.values()].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
-    const revoked = accepted.filter((t) => t.uploader && !enrolled(t.uploader.name, t.uploader.publicKey));
-    if ((revoked.length === 0 && !this.tainted) || !this.agg) return [];
-    this.tainted = false;
-    const dropped = new Set(revoked.map((t) => t.clientId));
-    // The round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
-    const folded = (): Promise<Aggregation | string> =>
-      rebuildSum(this.d.strategy, this.uploadLayout, accepted, dropped, reopen, (clientId, e) =>
-        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.round, clientId, error: e.message }),
-      );
-    // The old sum is not read again: let it go before the new one is made (one running sum at a time).
-    this.agg = undefined;
-    let agg = await folded();
-    // A record that verified but failed part way through its fold: the sum is made again without it.
-    while (typeof agg === 'string') {
-      dropped.add(agg);
-      agg = await folded();
-    }
-    for (const t of accepted) {
-      if (!dropped.has(t.clientId)) continue;
-      t.state = 'assigned';
-      t.numExamples = undefined;
-      t.revoked = revoked.includes(t);
-      await this.d.spool?.dropUpdate(this.round, t.clientId);
-      const why = t.revoked ? 'its site was revoked before the round closed' : 'its spool record no longer reopens';
-      this.d.log('warn', `accepted update dropped: ${why}`, { round: this.round, clientId: t.clientId });
-    }
-    this.agg = agg;
-    return [...dropped].sort();
+    if (!this.plain) return [];
+    return this.plain.dropRevoked(this.tasks.values(), () => this.uploadLayout, enrolled, reopen);
   }
 
   /** Tells every selected client whose update is not part of the result that the round closed without it. */

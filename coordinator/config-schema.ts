@@ -1,14 +1,22 @@
 // The coordinator's configuration schema (convict): every key with its doc, format, default, environment
 // variable and flag. The configuration's TypeScript type (config-types.ts) is derived from this object, so the
-// two cannot drift apart; config.ts registers the named formats and loads it.
+// two cannot drift apart; config.ts registers the named formats and loads it. The sections that are a concept of
+// their own live beside that concept (lora-, training-, transport-, admission-, secagg-config-schema.ts here;
+// privacy/, auth/, evaluation/, checkpoints/, ops/ config-schema.ts) and are spread in here in the order
+// `fedtune config` and the example configuration list them; this file keeps the run's own sections.
 import * as path from 'node:path';
 import { STRATEGY_NAMES } from './strategy/names';
 import { SERVER_SCHEDULES } from './strategy/server-schedule';
 import { opsSchema } from './ops/config-schema';
-import { LORA_AGGREGATIONS } from '../proto/model/lora-aggregation';
 import { evalStopSchema } from './evaluation/config-schema';
 import { privacySchema } from './privacy/config-schema';
 import { checkpointsSchema } from './checkpoints/config-schema';
+import { authSchema } from './auth/config-schema';
+import { loraSchema } from './lora-config-schema';
+import { trainingSchema } from './training-config-schema';
+import { transportSchema } from './transport-config-schema';
+import { admissionSchema } from './admission-config-schema';
+import { secaggSchema } from './secagg-config-schema';
 
 export const schema = {
   server: {
@@ -179,280 +187,13 @@ export const schema = {
       arg: 'model.name',
     },
   },
-  lora: {
-    r: { doc: 'LoRA rank.', format: 'positive-int', default: 8, env: 'FEDTUNE_LORA_R', arg: 'lora.r' },
-    alpha: { doc: 'LoRA alpha (scaling alpha / r).', format: 'positive-number', default: 16, env: 'FEDTUNE_LORA_ALPHA', arg: 'lora.alpha' },
-    dropout: {
-      doc: 'Dropout on the LoRA branch input during training; sent to every site in the task plan (default 0: the default recipe was measured without it).',
-      format: 'probability',
-      default: 0,
-      env: 'FEDTUNE_LORA_DROPOUT',
-      arg: 'lora.dropout',
-    },
-    targetModules: {
-      doc: 'Modules to adapt: GPT-2 c_attn, c_proj (attention and MLP), c_fc; Llama family q_proj … down_proj.',
-      format: 'lora-targets',
-      default: ['c_attn', 'c_proj', 'c_fc'] as readonly string[],
-      env: 'FEDTUNE_LORA_TARGET_MODULES',
-      arg: 'lora.targetModules',
-    },
-    aggregation: {
-      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (stacking; not implemented, refused), or 'auto': 'ffa' under secagg.enabled or privacy.enabled, else 'fedit'.",
-      format: ['auto', ...LORA_AGGREGATIONS],
-      default: 'auto',
-      env: 'FEDTUNE_LORA_AGGREGATION',
-      arg: 'lora.aggregation',
-    },
-  },
-  training: {
-    localSteps: {
-      doc: "Optimiser steps per client per round (default 1: the default recipe's FedSGD, one step a round, so the round's mean update is the pooled data's gradient).",
-      format: 'positive-int',
-      default: 1,
-      env: 'FEDTUNE_TRAINING_LOCAL_STEPS',
-      arg: 'training.localSteps',
-    },
-    batchSize: {
-      doc: "Examples per local step (default 32, the default recipe's).",
-      format: 'positive-int',
-      default: 32,
-      env: 'FEDTUNE_TRAINING_BATCH_SIZE',
-      arg: 'training.batchSize',
-    },
-    learningRate: {
-      doc: "The clients' learning rate (the peak of training.schedule; each round's rate is sent in its task). Default 1 with the default recipe's one SGD step: a scale, not a step (the update is −1 × the gradient; FedAdam's rate is the step).",
-      format: 'positive-number',
-      default: 1,
-      env: 'FEDTUNE_TRAINING_LEARNING_RATE',
-      arg: 'training.learningRate',
-    },
-    weightDecay: {
-      doc: 'Decoupled weight decay on LoRA tensors.',
-      format: 'non-negative-number',
-      default: 0,
-      env: 'FEDTUNE_TRAINING_WEIGHT_DECAY',
-      arg: 'training.weightDecay',
-    },
-    maxSeqLen: {
-      doc: 'Tokens per training sequence (prompt + completion).',
-      format: 'positive-int',
-      default: 96,
-      env: 'FEDTUNE_TRAINING_MAX_SEQ_LEN',
-      arg: 'training.maxSeqLen',
-    },
-    proximalMu: {
-      doc: "FedProx: μ of the proximal term μ/2·‖w − w_global‖² added to each site's local loss (0: off).",
-      format: 'non-negative-number',
-      default: 0,
-      env: 'FEDTUNE_TRAINING_PROXIMAL_MU',
-      arg: 'training.proximalMu',
-    },
-    schedule: {
-      doc: "Client learning rate by round: 'constant' (training.learningRate) or 'cosine' (decays to training.minLearningRate by the last round).",
-      format: ['constant', 'cosine'],
-      default: 'constant',
-      env: 'FEDTUNE_TRAINING_SCHEDULE',
-      arg: 'training.schedule',
-    },
-    warmupRounds: {
-      doc: 'Rounds of linear warm-up before the schedule: round r ≤ k trains at learningRate·r/k (0: none).',
-      format: 'non-negative-int',
-      default: 0,
-      env: 'FEDTUNE_TRAINING_WARMUP_ROUNDS',
-      arg: 'training.warmupRounds',
-    },
-    minLearningRate: {
-      doc: "Floor of the 'cosine' schedule (at most training.learningRate).",
-      format: 'non-negative-number',
-      default: 0,
-      env: 'FEDTUNE_TRAINING_MIN_LEARNING_RATE',
-      arg: 'training.minLearningRate',
-    },
-    optimizer: {
-      doc: "The sites' local optimiser, restarted each round: 'adamw' (Adam, decoupled weight decay) or 'sgd' (plain SGD, with training.momentum; the default recipe's).",
-      format: ['adamw', 'sgd'],
-      default: 'sgd',
-      env: 'FEDTUNE_TRAINING_OPTIMIZER',
-      arg: 'training.optimizer',
-    },
-    momentum: {
-      doc: "Heavy-ball momentum of training.optimizer 'sgd' in [0, 1) (0: none); its buffer restarts each round.",
-      format: 'probability',
-      default: 0,
-      env: 'FEDTUNE_TRAINING_MOMENTUM',
-      arg: 'training.momentum',
-    },
-  },
-  transport: {
-    chunkBytes: {
-      doc: 'Bytes per tensor-stream chunk.',
-      format: 'positive-int',
-      default: 1 << 20,
-      env: 'FEDTUNE_TRANSPORT_CHUNK_BYTES',
-      arg: 'transport.chunkBytes',
-    },
-    maxUploadBytes: {
-      doc: 'Largest update accepted (bytes).',
-      format: 'positive-int',
-      default: 256 * 1024 * 1024,
-      env: 'FEDTUNE_TRANSPORT_MAX_UPLOAD_BYTES',
-      arg: 'transport.maxUploadBytes',
-    },
-    uploadIdleTimeoutMs: {
-      doc: 'An upload with no frame for this long is refused and its task freed for a retry (ms).',
-      format: 'positive-int',
-      default: 30000,
-      env: 'FEDTUNE_TRANSPORT_UPLOAD_IDLE_TIMEOUT_MS',
-      arg: 'transport.uploadIdleTimeoutMs',
-    },
-    openOffThreadMinBytes: {
-      doc: 'Sealed uploads of at least this many bytes are opened (ChaCha20-Poly1305, SHA-256) on a sealing thread while the main thread keeps receiving; smaller ones in line.',
-      format: 'non-negative-int',
-      default: 16777216,
-      env: 'FEDTUNE_TRANSPORT_OPEN_OFF_THREAD_MIN_BYTES',
-      arg: 'transport.openOffThreadMinBytes',
-    },
-    pieceBytes: {
-      doc: "Bytes per hashed piece of a committed version (its manifest lists each piece's SHA-256, so that sites can download it over several connections and check it on several threads); a multiple of chunkBytes, or 0: no piece hashes (downloaded in one stream, as versions committed before them).",
-      format: 'non-negative-int',
-      default: 4 << 20,
-      env: 'FEDTUNE_TRANSPORT_PIECE_BYTES',
-      arg: 'transport.pieceBytes',
-    },
-    maxRangeCallsPerSite: {
-      doc: 'Most range calls of a parallel download (DownloadRequest.range_length) one site may have in flight at once; more are refused RESOURCE_EXHAUSTED.',
-      format: 'positive-int',
-      default: 16,
-      env: 'FEDTUNE_TRANSPORT_MAX_RANGE_CALLS_PER_SITE',
-      arg: 'transport.maxRangeCallsPerSite',
-    },
-  },
-  admission: {
-    maxPendingChallenges: {
-      doc: 'Hello challenges outstanding at once; beyond, Hello is answered RESOURCE_EXHAUSTED with a retry hint.',
-      format: 'positive-int',
-      default: 50000,
-      env: 'FEDTUNE_ADMISSION_MAX_PENDING_CHALLENGES',
-      arg: 'admission.maxPendingChallenges',
-    },
-    maxChallengesPerHost: {
-      doc: "Hello challenges outstanding for one peer address; beyond, its Hellos are answered RESOURCE_EXHAUSTED (nobody else's challenge is evicted).",
-      format: 'positive-int',
-      default: 10000,
-      env: 'FEDTUNE_ADMISSION_MAX_CHALLENGES_PER_HOST',
-      arg: 'admission.maxChallengesPerHost',
-    },
-    maxSessions: {
-      doc: 'Joined sites at once; a new site beyond it is answered RESOURCE_EXHAUSTED with a retry hint (a rejoin always passes).',
-      format: 'positive-int',
-      default: 100000,
-      env: 'FEDTUNE_ADMISSION_MAX_SESSIONS',
-      arg: 'admission.maxSessions',
-    },
-    maxUploadsInFlight: {
-      doc: 'Uploads being received at once; beyond, an upload is answered RESOURCE_EXHAUSTED with a retry hint (each holds an open spool file and up to 18 chunks while the disk lags: coordinator/upload.ts).',
-      format: 'positive-int',
-      default: 256,
-      env: 'FEDTUNE_ADMISSION_MAX_UPLOADS_IN_FLIGHT',
-      arg: 'admission.maxUploadsInFlight',
-    },
-    maxUploadBytesInFlight: {
-      doc: 'Declared bytes of the uploads being received at once (a plain upload and a SecAgg masked input alike are folded into their sum chunk by chunk and hold none of their values); beyond, RESOURCE_EXHAUSTED with a retry hint. A larger upload is admitted alone.',
-      format: 'positive-int',
-      default: 1024 * 1024 * 1024,
-      env: 'FEDTUNE_ADMISSION_MAX_UPLOAD_BYTES_IN_FLIGHT',
-      arg: 'admission.maxUploadBytesInFlight',
-    },
-    retryAfterMs: {
-      doc: 'The retry hint (trailing metadata retry-after-ms) sent with RESOURCE_EXHAUSTED; the SDK waits between it and twice it.',
-      format: 'positive-int',
-      default: 1000,
-      env: 'FEDTUNE_ADMISSION_RETRY_AFTER_MS',
-      arg: 'admission.retryAfterMs',
-    },
-  },
-  secagg: {
-    enabled: {
-      doc: 'Secure aggregation (SecAgg/SecAgg+): the coordinator learns only the weighted sum of the updates.',
-      format: Boolean,
-      default: false,
-      env: 'FEDTUNE_SECAGG_ENABLED',
-      arg: 'secagg.enabled',
-    },
-    threshold: {
-      doc: 'Shamir threshold t per secret (0: a strict majority of its holders, the minimum that is safe).',
-      format: 'non-negative-int',
-      default: 0,
-      env: 'FEDTUNE_SECAGG_THRESHOLD',
-      arg: 'secagg.threshold',
-    },
-    fullGraphMax: {
-      doc: 'Use the full graph up to this many clients; above it a random k-regular graph with k = 2⌈log2 N⌉ (SecAgg+).',
-      format: 'positive-int',
-      default: 32,
-      env: 'FEDTUNE_SECAGG_FULL_GRAPH_MAX',
-      arg: 'secagg.fullGraphMax',
-    },
-    clipNorm: {
-      doc: 'L2 norm each client clips its update to before fixed-point encoding.',
-      format: 'positive-number',
-      default: 10,
-      env: 'FEDTUNE_SECAGG_CLIP_NORM',
-      arg: 'secagg.clipNorm',
-    },
-    weightCap: {
-      doc: 'A client weighs min(examples, weightCap) / weightCap; the weight is applied before masking.',
-      format: 'positive-int',
-      default: 10000,
-      env: 'FEDTUNE_SECAGG_WEIGHT_CAP',
-      arg: 'secagg.weightCap',
-    },
-    maxClients: {
-      doc: 'Most clients one sum may hold; sets the headroom bits (32 − ⌈log2 maxClients⌉ bits per value).',
-      format: 'positive-int',
-      default: 1024,
-      env: 'FEDTUNE_SECAGG_MAX_CLIENTS',
-      arg: 'secagg.maxClients',
-    },
-    stageTimeoutMs: {
-      doc: 'Time each SecAgg stage after training waits for the live clients (ms).',
-      format: 'positive-int',
-      default: 30000,
-      env: 'FEDTUNE_SECAGG_STAGE_TIMEOUT_MS',
-      arg: 'secagg.stageTimeoutMs',
-    },
-    rosterFile: {
-      doc: "The operator's signed roster (`fedtune roster sign`), re-read every attempt; its certificates go to the sites, which check them against the operator key they pin ('' = none: the coordinator is the key authority).",
-      format: String,
-      default: '',
-      env: 'FEDTUNE_SECAGG_ROSTER_FILE',
-      arg: 'secagg.rosterFile',
-    },
-  },
+  ...loraSchema,
+  ...trainingSchema,
+  ...transportSchema,
+  ...admissionSchema,
+  ...secaggSchema,
   ...privacySchema,
-  auth: {
-    mode: {
-      doc: "Who may join: 'enrolled' (allow-list or a redeemed join token) or 'tofu' (first key seen per site name is bound; simulations and tests only).",
-      format: ['enrolled', 'tofu'],
-      default: 'enrolled',
-      env: 'FEDTUNE_AUTH_MODE',
-      arg: 'auth.mode',
-    },
-    allowList: {
-      doc: 'Enrolled sites as name=<base64 Ed25519 public key> (comma-separated in the environment).',
-      format: 'allow-list',
-      default: [] as readonly string[],
-      env: 'FEDTUNE_AUTH_ALLOW_LIST',
-      arg: 'auth.allowList',
-    },
-    challengeTtlMs: {
-      doc: 'How long a Hello challenge stays valid for Join (ms).',
-      format: 'positive-int',
-      default: 60000,
-      env: 'FEDTUNE_AUTH_CHALLENGE_TTL_MS',
-      arg: 'auth.challengeTtlMs',
-    },
-  },
+  ...authSchema,
   tls: {
     certFile: { doc: "PEM server certificate chain ('' = plaintext gRPC).", format: String, default: '', env: 'FEDTUNE_TLS_CERT_FILE', arg: 'tls.certFile' },
     keyFile: { doc: 'PEM private key of tls.certFile.', format: String, default: '', env: 'FEDTUNE_TLS_KEY_FILE', arg: 'tls.keyFile' },

@@ -15,7 +15,7 @@ export async function plainStages(ctx: RoundContext, cur: Attempt): Promise<Outc
   if (ctx.stopping()) return 'coordinator stopping';
   // A site revoked before the round closed does not count, though its update was accepted: the sum is rebuilt
   // from the spool without it (exact integer sums: the same bytes as a round it never uploaded to). So is a sum a
-  // refused upload could not be taken back out of (Attempt.takeBack).
+  // refused upload could not be taken back out of (RunningSum.takeBack, running-sum.ts).
   const enrolled = d.enrolled ?? (() => true);
   await cur.dropRevoked(enrolled, (id) => reopenUpdate(ctx, cur.round, ctx.spool.updateFile(cur.round, id), cur.base, id));
   const n = cur.aggregation!.count;

@@ -1,128 +1,33 @@
 // An active coordinator against honest sites, in memory: the core classes (SecAggClient, SecAggServer) driven
 // by hand so that the "coordinator" can send what the real one never would. Each attack of issue 13 fails AT THE
 // SITE: the site throws a ProtocolError with a clear message and returns nothing, so no share or mask key
-// leaves it. The honest path with the same machinery stays bit-identical to plain fixed-point FedAvg.
-import { createHash } from 'node:crypto';
+// leaves it. The honest path with the same machinery (operator-certified identities) staying bit-identical to plain
+// fixed-point FedAvg, and the operator's roster file: secagg-operator-roster.test.ts. Shared set-up:
+// test/secagg-adversary-kit.ts.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import { status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/errors';
-import type { NamedTensor } from '../proto/tensors';
 import {
   SecAggClient,
   SecAggLedger,
-  SecAggServer,
   advertisementDigest,
   certifyIdentity,
-  chooseGraph,
-  encodeUpdate,
   fileLedger,
   signDetached,
   sumVectors,
   updateDigest,
   validateConfig,
-  vectorLayout,
   type Advertisement,
-  type ConsistencyCheck,
   type ConsistencySignature,
   type IdentityTrust,
   type Roster,
-  type SecAggRoundConfig,
   type UnmaskResponse,
 } from '../proto/secagg';
-import { simulateRound, type SimClient } from '../proto/secagg/simulate';
-import { readRosterCertificates, signRoster } from '../proto/secagg/roster-file';
-import { writeFileSync } from 'node:fs';
+import { RUN, refused, throughMaskedInput, view, world } from './secagg-adversary-kit';
+import { hexOf, seedOf } from './secagg-core-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-const seedOf = (s: string): Uint8Array => new Uint8Array(createHash('sha256').update(s).digest());
-const idOf = (i: number): string => `s${String(i).padStart(3, '0')}`;
-const hexOf = (a: Uint32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
-const RUN = 'run-adv';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296) * 2 - 1;
-}
-
-/** Throws unless f throws a ProtocolError with this code and message. */
-async function refused(f: () => unknown, code: status, pattern: RegExp): Promise<void> {
-  let caught: unknown;
-  let returned: unknown;
-  try {
-    returned = await f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(returned, 'the site returned something instead of refusing').to.equal(undefined);
-  expect(caught, `expected a refusal matching ${pattern}`).to.be.instanceOf(ProtocolError);
-  expect((caught as ProtocolError).message).to.match(pattern);
-  expect((caught as ProtocolError).code, (caught as ProtocolError).message).to.equal(code);
-}
-
-interface World {
-  ids: string[];
-  cfg: SecAggRoundConfig;
-  identities: nacl.SignKeyPair[];
-  deltas: NamedTensor[][];
-  global: NamedTensor[];
-  clients: SecAggClient[];
-  srv: SecAggServer;
-  encoded: Uint32Array[];
-}
-
-function world(
-  n: number,
-  o: { roundTag?: string; ledgers?: SecAggLedger[]; trust?: (i: number) => IdentityTrust; certificates?: Record<string, Uint8Array> } = {},
-): World {
-  const ids = Array.from({ length: n }, (_, i) => idOf(i));
-  const global: NamedTensor[] = [{ name: 'l.lora_B', dtype: 'float32', shape: [3, 4], data: Float32Array.from({ length: 12 }, lcg(3)) }];
-  const chosen = chooseGraph(n);
-  const cfg: SecAggRoundConfig = {
-    roundTag: o.roundTag ?? `${RUN}/r1/a1`,
-    baseManifestSha256: 'ef'.repeat(32),
-    selected: ids,
-    threshold: chosen.threshold,
-    graph: chosen.graph,
-    clipNorm: 1,
-    weightCap: 100,
-    maxClients: 1024,
-    include: ['l.lora_B'],
-    vectorLength: vectorLayout(global, ['l.lora_B']).length,
-  };
-  const identities = ids.map((id) => nacl.sign.keyPair.fromSeed(seedOf(`adv-identity-${id}`)));
-  const deltas = ids.map((_, i) => {
-    const r = lcg(50 + i);
-    return [{ ...global[0], data: Float32Array.from({ length: 12 }, () => 0.2 * r()) }];
-  });
-  const clients = ids.map(
-    (id, i) =>
-      new SecAggClient({ config: cfg, clientId: id, identitySecretKey: identities[i].secretKey, runId: RUN, ledger: o.ledgers?.[i], trust: o.trust?.(i) }),
-  );
-  const srv = new SecAggServer(cfg, Object.fromEntries(ids.map((id, i) => [id, identities[i].publicKey])), o.certificates);
-  const encoded = deltas.map((d, i) => encodeUpdate(d, 10 + i, cfg, seedOf(`adv-rounding-${i}-${cfg.roundTag}`)));
-  return { ids, cfg, identities, deltas, global, clients, srv, encoded };
-}
-
-/** Honest stages 1–3 for everyone: returns the masked inputs (already summed by the server). */
-async function throughMaskedInput(w: World): Promise<Roster> {
-  for (const c of w.clients) w.srv.addAdvertisement(c.advertise());
-  const roster = w.srv.closeAdvertise();
-  for (const c of w.clients) w.srv.addShareKeys(await c.shareKeys(roster));
-  const { routed } = w.srv.closeShareKeys();
-  w.clients.forEach((c, i) => {
-    c.receiveShares(routed(c.clientId));
-    w.srv.addMaskedInput(c.clientId, c.maskedInput(w.encoded[i], updateDigest(w.deltas[i], 10 + i, w.cfg.include)));
-  });
-  return roster;
-}
-
-const view = (survivors: string[], all: string[]): ConsistencyCheck => ({
-  survivors: [...survivors].sort(),
-  dropped: all.filter((v) => !survivors.includes(v)),
-});
 
 describe('secagg against an active coordinator (in memory): each attack fails at the site', function () {
   this.timeout(60_000);
@@ -335,70 +240,6 @@ describe('secagg against an active coordinator (in memory): each attack fails at
       const restarted = world(n, { roundTag: `${RUN}/r1/a4`, ledgers: Array.from({ length: n }, () => fileLedger(path)) });
       await refused(() => restarted.clients[0].advertise(), status.FAILED_PRECONDITION, /already revealed unmask shares/);
       expect(() => world(n, { roundTag: 'other-run/r1/a1' }).clients[0].advertise()).to.not.throw();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('the honest path with operator-certified identities, for N = 5, 10, 20 with drops at every stage, is bit-identical to plain fixed-point FedAvg', async () => {
-    const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
-    for (const n of [5, 10, 20]) {
-      const w = world(n);
-      const clients: SimClient[] = w.ids.map((id, i) => ({
-        id,
-        identitySecretKey: w.identities[i].secretKey,
-        identityPublicKey: w.identities[i].publicKey,
-        input: () => w.encoded[i],
-      }));
-      const certificates = Object.fromEntries(w.ids.map((id, i) => [id, certifyIdentity(operator.secretKey, RUN, id, w.identities[i].publicKey)]));
-      // N = 10 (t = 6) tolerates 4 drops, N = 20 (t = 11) more: one at each stage (advertise only at N = 20).
-      const drops =
-        n === 5
-          ? {}
-          : {
-              beforeAdvertise: n === 20 ? [w.ids[1]] : [],
-              beforeShares: [w.ids[2]],
-              beforeInput: [w.ids[3]],
-              beforeConsistency: [w.ids[4]],
-              beforeUnmask: [w.ids[5]],
-            };
-      const res = await simulateRound(w.cfg, clients, drops, undefined, {
-        trust: { kind: 'operator', publicKey: operator.publicKey, runId: RUN },
-        certificates,
-        runId: RUN,
-      });
-      const gone = new Set(n === 20 ? [w.ids[1], w.ids[2], w.ids[3]] : [w.ids[2], w.ids[3]]);
-      const u3 = n === 5 ? w.ids : w.ids.filter((id) => !gone.has(id));
-      expect(res.survivors).to.deep.equal(u3);
-      expect(hexOf(res.sum)).to.equal(hexOf(sumVectors(u3.map((id) => w.encoded[w.ids.indexOf(id)]))));
-    }
-  });
-
-  it("the operator's roster file: read for its own run only, every certificate checked, no path in its errors", () => {
-    const operator = nacl.sign.keyPair.fromSeed(seedOf('operator'));
-    const keys = ['a', 'b'].map((n) => nacl.sign.keyPair.fromSeed(seedOf(`roster-${n}`)).publicKey);
-    const dir = mkdtempSync(join(tmpdir(), 'secagg-roster-'));
-    try {
-      const file = join(dir, 'roster.json');
-      const roster = signRoster(operator.secretKey, RUN, [
-        { clientId: 'c-a', name: 'a', publicKey: keys[0] },
-        { clientId: 'c-b', name: 'b', publicKey: keys[1] },
-      ]);
-      writeFileSync(file, JSON.stringify(roster));
-      expect(Object.keys(readRosterCertificates(file, RUN))).to.deep.equal(['c-a', 'c-b']);
-      expect(() => readRosterCertificates(file, 'other-run')).to.throw(/certifies run "run-adv", not "other-run"/);
-      writeFileSync(
-        file,
-        JSON.stringify({ ...roster, sites: { ...roster.sites, 'c-b': { ...roster.sites['c-b'], publicKey: roster.sites['c-a'].publicKey } } }),
-      );
-      expect(() => readRosterCertificates(file, RUN)).to.throw(/certificate for b does not verify under its operator key/);
-      let message = '';
-      try {
-        readRosterCertificates(join(dir, 'missing.json'), RUN);
-      } catch (e) {
-        message = (e as Error).message;
-      }
-      expect(message).to.equal('the roster file (secagg.rosterFile) cannot be read: ENOENT');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
