@@ -19,6 +19,7 @@ import { uploadLayout } from './lora-aggregation';
 import { strategyUploadLayout } from './strategy/scaffold';
 import type { Task } from './task';
 import type { SampledCohort } from './privacy/sampling';
+import { siteFields } from './ops/sample-secrecy';
 
 export interface AttemptDeps {
   readonly registry: ClientRegistry;
@@ -384,7 +385,7 @@ export class Attempt {
     // The round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
     const folded = (): Promise<Aggregation | string> =>
       rebuildSum(this.d.strategy, this.uploadLayout, accepted, dropped, reopen, (clientId, e) =>
-        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.round, clientId, error: e.message }),
+        this.d.log('warn', 'a spooled update failed while it was folded again', siteFields(!!this.sampled, { round: this.round, clientId, error: e.message })),
       );
     // The old sum is not read again: let it go before the new one is made (one running sum at a time).
     this.agg = undefined;
@@ -401,7 +402,7 @@ export class Attempt {
       t.revoked = revoked.includes(t);
       await this.d.spool?.dropUpdate(this.round, t.clientId);
       const why = t.revoked ? 'its site was revoked before the round closed' : 'its spool record no longer reopens';
-      this.d.log('warn', `accepted update dropped: ${why}`, { round: this.round, clientId: t.clientId });
+      this.d.log('warn', `accepted update dropped: ${why}`, siteFields(!!this.sampled, { round: this.round, clientId: t.clientId }));
     }
     this.agg = agg;
     return [...dropped].sort();
