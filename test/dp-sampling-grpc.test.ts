@@ -11,77 +11,24 @@
 //     configured q, z and round count, and privacy.epsilonBudget stops the run before the round that would pass it;
 //   * a coordinator stopped mid-round and restarted, once without the round's spooled record (a crash between the
 //     draw and its record) and once with it, sends the round's tasks to the same sampled sites.
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import type { TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
-import { SAMPLING_KEY_FORMAT, poissonSample, samplingKeyFile } from '../coordinator/privacy/sampling';
+import { SAMPLING_KEY_FORMAT, samplingKeyFile } from '../coordinator/privacy/sampling';
 import { clientIdFor } from '../coordinator/registry';
-import { DpStrategy } from '../coordinator/strategy/dp';
-import { FedAvg } from '../coordinator/strategy/fedavg';
-import { SCALE } from '../coordinator/strategy/fixed-point';
 import { encodeKey, writeSecretJson } from '../proto/crypto/key-file';
-import { GaussianStream } from '../proto/gaussian';
 import type { TensorList } from '../proto/tensors';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
+import { expectedAdapter, findSecret, names, privacy, Q, sampleValues, seededDp, SiteTrainer, Z } from './dp-sampling-kit';
 import { freePort, smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
 import { restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-/** Adds (i + 1)·2^-12 to every value (exact on the grid, norm far under C); records the rounds it trained in. */
-class SiteTrainer implements Trainer {
-  readonly backend = 'test';
-  readonly rounds: number[] = [];
-  constructor(
-    readonly value: number,
-    private readonly delayMs = 0,
-  ) {}
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    this.rounds.push(plan.round);
-    const end = Date.now() + this.delayMs;
-    while (Date.now() < end) {
-      signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + this.value) })), numExamples: 7, metrics: { train_loss: this.value } };
-  }
-}
-
-const Q = 0.5;
-const Z = 0.5;
-const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `site-${i}`);
-const secretFor = (k: number): Buffer => createHash('sha256').update(`dpsample-test-${k}`).digest();
-
-/** The first secret whose samples of rounds 1… (site names) satisfy `want`. */
-function findSecret(runId: string, n: number, want: (samples: string[][]) => boolean, rounds: number): { secret: Buffer; samples: string[][] } {
-  const byId = new Map(names(n).map((s) => [clientIdFor(s), s]));
-  for (let k = 0; k < 100_000; k++) {
-    const secret = secretFor(k);
-    const samples = Array.from({ length: rounds }, (_, r) =>
-      poissonSample(secret, runId, r + 1, [...byId.keys()], Q)
-        .map((id) => byId.get(id)!)
-        .sort(),
-    );
-    if (want(samples)) return { secret, samples };
-  }
-  throw new Error('no secret found');
-}
-
-const privacy = (n: number, extra: Record<string, unknown> = {}) => ({
-  privacy: { enabled: true, clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, sampling: 'poisson', samplingRate: Q, minPopulation: n, ...extra },
-});
-
-/** DP-FedAvg over FedAvg whose noise in round r is drawn from seed r (`committed`: rounds already in the run). */
-function seededDp(committed: number): DpStrategy {
-  let round = committed;
-  return new DpStrategy(new FedAvg(), { clipNorm: 1, noiseMultiplier: Z }, () => new GaussianStream(new Uint8Array(32).fill(++round)));
-}
 
 function httpGet(url: string): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -172,21 +119,10 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     const v0 = await store.read(0);
     const v1 = await store.read(1);
     const v2 = await store.read(2);
-    // Hand computation: Σ trunc(SCALE·v_i) over the sample (no clipping: norms ≪ C) plus the round's noise on the
-    // grid (σ·SCALE), divided by q·N·SCALE, added to the base in float64 and rounded to float32 once.
-    const expected = (base: TensorList, sample: string[], seed: number): number[][] => {
-      const noise = new GaussianStream(new Uint8Array(32).fill(seed));
-      const s = sample.reduce((a, name) => a + Math.trunc(SCALE * trainers[Number(name.slice(5))].value), 0);
-      return base.map((t) => {
-        const nz = new Float64Array(t.data.length);
-        noise.roundedInto(nz, Z * 1 * SCALE);
-        return Array.from(t.data, (g, j) => Math.fround(g + (s + nz[j]) / (Q * n * SCALE)));
-      });
-    };
     expect(v0.adapter.map((t) => Array.from(t.data))).to.deep.equal(smallAdapter(0).map((t) => Array.from(t.data)));
-    expect(v1.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v0.adapter, samples[0], 1));
+    expect(v1.adapter.map((t) => Array.from(t.data))).to.deep.equal(expectedAdapter(v0.adapter, sampleValues(trainers, samples[0]), n, 1));
     // The empty sample: the noise alone, over the same denominator.
-    expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v1.adapter, [], 2));
+    expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expectedAdapter(v1.adapter, [], n, 2));
 
     // The coordinator's info log names the sites that joined (the population), not who was in a round, nor how many.
     const roundLines = lines.filter((l) => !/"msg":"client (joined|left)"/.test(l));
