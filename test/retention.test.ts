@@ -2,7 +2,7 @@
 // its average under checkpoints.keepServerState 1, keepAdapters 2, keepEvery 3, stopped after version 4 and
 // restarted, keeps exactly the files the policy names, byte for byte as an uninterrupted keep-everything twin wrote
 // them, and `fedtune verify` accepts it, naming each pruned version; damage among pruned versions is still damage;
-// export, rollback and recover refuse what was pruned with a message that names no path; `fedtune checkpoints
+// `fedtune checkpoints list` marks what each version lost; export, rollback and recover refuse what was pruned with a message that names no path; `fedtune checkpoints
 // prune` brings the twin to the same files (a dry run first, which changes nothing).
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -101,6 +101,23 @@ describe('version retention (checkpoints.*) over real gRPC', function () {
       'v000001 ok (pruned by retention: adapter_model.safetensors, ema/adapter_config.json, ema/adapter_model.safetensors, server-state.safetensors',
     );
     expect(report).to.match(/OK: 8 versions \(v000000…v000007\), latest v000007: chain, file hashes and signatures verified; 6 pruned by retention/);
+    // `fedtune checkpoints list` marks them too (its pruned column: the adapter with its average, the server state).
+    const list = await cli(['checkpoints', 'list', pruned]);
+    expect(list.code, list.out).to.equal(0);
+    const lines = list.out.trimEnd().split('\n');
+    const col = lines[0].split(/\s+/).indexOf('pruned');
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[col])).to.deep.equal([
+      '-',
+      'adapter+state',
+      'adapter+state',
+      'state',
+      'adapter+state',
+      'adapter+state',
+      'state',
+      '-',
+    ]);
+    const twin = (await cli(['checkpoints', 'list', full])).out.trimEnd().split('\n');
+    expect(twin.slice(1).map((l) => l.split(/\s+/)[col])).to.deep.equal(Array(8).fill('-'));
   });
 
   it('tells damage from pruning: a kept file deleted, a record removed, moved, unsigned or altered', async () => {
