@@ -256,7 +256,7 @@ export class Attempt {
     reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
   ): Promise<string[]> {
     if (!this.plain) return [];
-    return this.plain.dropRevoked(this.tasks.values(), () => this.uploadLayout, enrolled, reopen);
+    return this.plain.dropRevoked(this.tasks.values(), () => this.uploadLayout, enrolled, reopen, !!this.sampled);
   }
 
   /** Tells every selected client whose update is not part of the result that the round closed without it. */

@@ -26,22 +26,31 @@ const ADVICE =
   'restore it from a backup if any version of this run was committed (every version is signed with this key, and a coordinator with another key refuses to continue them); if none was, move it aside and start again to create a new key';
 
 /**
+ * Loads the key file; null when there is none. Never creates one: what reads a run's key without being its
+ * coordinator (`fedtune checkpoints prune --apply`) must not leave a new key behind, even if the file vanished
+ * after it looked.
+ */
+export async function loadCoordinatorKeys(file: string): Promise<CoordinatorKeys | null> {
+  const j = await readSecretJson(file, ADVICE);
+  if (!j) return null;
+  if (j.format !== COORDINATOR_KEY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${COORDINATOR_KEY_FORMAT}`);
+  const signSecret = decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`);
+  checkEd25519Secret(signSecret, `${file}: signSecretKey`);
+  const keys = fromSecrets(signSecret, decodeKey(j.boxSecretKey, 32, `${file}: boxSecretKey`));
+  checkStoredPublic(j.signPublicKey, keys.sign.publicKey, `${file}: signPublicKey`);
+  checkStoredPublic(j.boxPublicKey, keys.box.publicKey, `${file}: boxPublicKey`);
+  // The Ed25519 secret key embeds its public half; a file edited by hand could disagree with itself.
+  if (typeof j.keyId === 'string' && j.keyId !== keys.keyId) throw new KeyFileError(`${file}: keyId ${j.keyId} does not match its keys (${keys.keyId})`);
+  return keys;
+}
+
+/**
  * Loads the key file, or creates it with fresh keys when it does not exist (atomically: a crash during the
  * first start leaves no file or a complete one). `hook` is a test seam (proto/durable-file.ts stepsFor).
  */
 export async function loadOrCreateCoordinatorKeys(file: string, hook?: CrashHook): Promise<CoordinatorKeys> {
-  const j = await readSecretJson(file, ADVICE);
-  if (j) {
-    if (j.format !== COORDINATOR_KEY_FORMAT) throw new KeyFileError(`${file}: format ${JSON.stringify(j.format)} is not ${COORDINATOR_KEY_FORMAT}`);
-    const signSecret = decodeKey(j.signSecretKey, 64, `${file}: signSecretKey`);
-    checkEd25519Secret(signSecret, `${file}: signSecretKey`);
-    const keys = fromSecrets(signSecret, decodeKey(j.boxSecretKey, 32, `${file}: boxSecretKey`));
-    checkStoredPublic(j.signPublicKey, keys.sign.publicKey, `${file}: signPublicKey`);
-    checkStoredPublic(j.boxPublicKey, keys.box.publicKey, `${file}: boxPublicKey`);
-    // The Ed25519 secret key embeds its public half; a file edited by hand could disagree with itself.
-    if (typeof j.keyId === 'string' && j.keyId !== keys.keyId) throw new KeyFileError(`${file}: keyId ${j.keyId} does not match its keys (${keys.keyId})`);
-    return keys;
-  }
+  const loaded = await loadCoordinatorKeys(file);
+  if (loaded) return loaded;
   const keys = fromSecrets(nacl.sign.keyPair().secretKey, nacl.box.keyPair().secretKey);
   await writeSecretJson(
     file,

@@ -10,6 +10,7 @@ import type { RoundPhase } from './round-events';
 import type { RoundSpool, SpooledRound } from './round-spool';
 import { reopenSpooled, type ReopenedUpdate } from './spool-reopen';
 import type { Strategy } from './strategy/strategy';
+import { isSampled } from './privacy/sampling';
 
 export type Evaluator = (adapter: TensorList, version: number) => Promise<Record<string, number>>;
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -60,6 +61,7 @@ export function reopenUpdate(ctx: RoundContext, round: number, file: string, bas
       runId: ctx.d.config.run.id,
       enrolled: ctx.d.enrolled ?? (() => true),
       log: ctx.d.log,
+      sampled: isSampled(ctx.d.config),
     },
     file,
     round,

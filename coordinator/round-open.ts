@@ -15,6 +15,7 @@ import { deriveSeed, selectClients } from './selection';
 import { sampledCohort } from './privacy/sampling';
 import type { TaskBook } from './task-book';
 import { trainTask } from './train-plan';
+import { siteFields } from './ops/sample-secrecy';
 
 export interface OpenContext extends RoundContext {
   /** This process's share of every task id: a restarted coordinator never re-issues an id a site completed. */
@@ -147,7 +148,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
         const m = spooled?.metrics.get(clientId);
         if (m) t.metrics = m;
       } catch (e) {
-        d.log('warn', 'spooled update not admitted', { round, clientId, error: (e as Error).message });
+        d.log('warn', 'spooled update not admitted', siteFields(ctx.privacy.sampled, { round, clientId, error: (e as Error).message }));
       }
     }
     if (!t.carried) selected.push({ round, attempt, clientId, taskId, seed });

@@ -33,6 +33,7 @@ import { afterCommit, commitVersion, resumeCommitted, type CommitFields } from '
 import { RoundPrivacy } from './round-privacy';
 import { baseOf, secaggOf, TaskBook, uploadLayoutOf } from './task-book';
 import { evaluatedAdapter } from './strategy/ema';
+import { shownCount } from './ops/sample-secrecy';
 
 export * from './round-events';
 export type { Task } from './task';
@@ -139,7 +140,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       const spooled = await this.spool.load(round, this.latestCk.manifestSha256);
       const r: RoundResume = { attempt: (spooled?.state.attempt ?? 0) + 1, failed: spooled?.state.failed ?? 0, spooled };
       if (spooled)
-        this.d.log('info', 'resuming an interrupted round', { round, attempt: r.attempt, failedAttempts: r.failed, spooledUpdates: spooled.updates.size });
+        this.d.log('info', 'resuming an interrupted round', {
+          round,
+          attempt: r.attempt,
+          failedAttempts: r.failed,
+          spooledUpdates: shownCount(cfg, spooled.updates.size),
+        });
       let committed = false;
       while (!committed && !this.stopping && !this.privacy.stop && r.failed < cfg.rounds.maxAttempts) {
         committed = (await this.runAttempt(round, r)) === 'committed';
@@ -213,11 +219,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       deadline: cur.deadline,
     });
     for (const s of selected) this.emit('clientSelected', s);
+    // Under Poisson sampling neither count leaves the coordinator (ops/sample-secrecy.ts).
     this.d.log('info', 'round started', {
       round,
       attempt,
-      selected: ids.length,
-      carried,
+      selected: shownCount(this.d.config, ids.length),
+      carried: shownCount(this.d.config, carried),
       baseVersion: base.manifest.version,
       secureAggregation: secagg !== undefined,
     });
@@ -246,7 +253,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       this.earlyStop = await afterCommit(this.ctx, this.latestCk);
       await this.spool.drop(round);
       const ev: RoundCommitted = { version: this.latestCk.manifest.version, round, attempt, participants, metrics: this.latestCk.manifest.metrics };
-      this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: participants.length });
+      this.d.log('info', 'round committed', { version: ev.version, round, attempt, participants: shownCount(this.d.config, participants.length) });
       this.emit('roundCommitted', ev);
       return 'committed';
     } finally {

@@ -13,6 +13,7 @@ import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
 import type { NamedTensor } from '../proto/tensors';
 import type { Task } from './task';
+import { siteFields } from './ops/sample-secrecy';
 
 export interface RunningSumDeps {
   readonly round: number;
@@ -225,13 +226,15 @@ export class RunningSum {
    * refused update could not be taken back out of the sum), the running sum is rebuilt from the spool (`reopen`,
    * one update at a time) over the others — integer sums, so the result is the very sum of a round the revoked
    * sites never uploaded to. A record that no longer reopens is dropped the same way. Returns the client ids
-   * dropped. `layout`: the round's upload layout (only lora_B under 'ffa'), as the sum it replaces.
+   * dropped. `layout`: the round's upload layout (only lora_B under 'ffa'), as the sum it replaces. `sampled`: a
+   * Poisson-sampled round, whose warnings name no site (ops/sample-secrecy.ts).
    */
   async dropRevoked(
     tasks: Iterable<Task>,
     layout: () => NamedTensor[],
     enrolled: (name: string, publicKey: Uint8Array) => boolean,
     reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
+    sampled: boolean,
   ): Promise<string[]> {
     const accepted = [...tasks].filter((t) => t.state === 'uploaded').sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const revoked = accepted.filter((t) => t.uploader && !enrolled(t.uploader.name, t.uploader.publicKey));
@@ -240,7 +243,7 @@ export class RunningSum {
     const dropped = new Set(revoked.map((t) => t.clientId));
     const folded = (): Promise<Aggregation | string> =>
       rebuildSum(this.d.strategy, layout(), accepted, dropped, reopen, (clientId, e) =>
-        this.d.log('warn', 'a spooled update failed while it was folded again', { round: this.d.round, clientId, error: e.message }),
+        this.d.log('warn', 'a spooled update failed while it was folded again', siteFields(sampled, { round: this.d.round, clientId, error: e.message })),
       );
     // The old sum is not read again: let it go before the new one is made (one running sum at a time).
     this.agg = undefined;
@@ -257,7 +260,7 @@ export class RunningSum {
       t.revoked = revoked.includes(t);
       await this.d.spool?.dropUpdate(this.d.round, t.clientId);
       const why = t.revoked ? 'its site was revoked before the round closed' : 'its spool record no longer reopens';
-      this.d.log('warn', `accepted update dropped: ${why}`, { round: this.d.round, clientId: t.clientId });
+      this.d.log('warn', `accepted update dropped: ${why}`, siteFields(sampled, { round: this.d.round, clientId: t.clientId }));
     }
     this.agg = agg;
     return [...dropped].sort();

@@ -15,6 +15,7 @@ import { SPOOL_RECORD_MAGIC, spoolRecordMeta, type SealedUpdate, type SpoolExtra
 import { spoolRecordChunks } from './spool-upload';
 import type { TensorList } from '../proto/tensors';
 import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
+import { siteFields } from './ops/sample-secrecy';
 
 /** A spooled update that verified; its values are read again from its file when they are folded. */
 export interface ReopenedUpdate extends SealedUpdate, SpoolExtras {
@@ -91,6 +92,8 @@ export interface ReopenContext {
   /** Whether the site's key is still enrolled (false once revoked). */
   readonly enrolled: (name: string, publicKey: Uint8Array) => boolean;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Rounds are Poisson-sampled: the warning does not name the site (ops/sample-secrecy.ts). */
+  readonly sampled: boolean;
 }
 
 /** Why a spooled update does not count (thrown inside reopenSpooled, logged there). */
@@ -125,12 +128,12 @@ export async function reopenSpooled(ctx: ReopenContext, file: string, round: num
     }
     return u;
   } catch (e) {
-    ctx.log('warn', 'spooled update dropped: it does not verify for this round', {
-      round,
-      clientId,
-      reason: e instanceof SpoolRecordRefused ? e.reason : 'unreadable',
-      error: (e as Error).message,
-    });
+    const reason = e instanceof SpoolRecordRefused ? e.reason : 'unreadable';
+    ctx.log(
+      'warn',
+      'spooled update dropped: it does not verify for this round',
+      siteFields(ctx.sampled, { round, clientId, reason, error: (e as Error).message }),
+    );
     return null;
   }
 }

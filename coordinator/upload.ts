@@ -36,6 +36,7 @@ import type { SealedUpdate } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
 import { checkUploadHeader } from './upload-header';
 import { ownsWholeBuffer } from '../proto/message-buffer';
+import { logsRoundSites } from './ops/sample-secrecy';
 
 export { MAX_NUM_EXAMPLES } from './upload-header';
 
@@ -146,7 +147,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
           if (checked.kind === 'resumed') {
             // A resumed upload of bytes already accepted (the reply was lost): answer again, change nothing.
             end();
-            d.log('info', 'resumed upload answered from the accepted one', { taskId: checked.reply.task_id });
+            if (logsRoundSites(d.config)) d.log('info', 'resumed upload answered from the accepted one', { taskId: checked.reply.task_id });
             cb(null, checked.reply);
             return;
           }
@@ -296,7 +297,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         spool = undefined;
         void scratch?.discard().catch((err: Error) => d.log('error', 'could not delete a masked upload scratch file', { error: err.message }));
         end();
-        d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+        if (logsRoundSites(d.config)) d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
         cb(null, reply);
         return;
       }
@@ -320,7 +321,7 @@ export function uploadHandler(d: UploadDeps): grpc.handleClientStreamingCall<Upl
         () => {
           spool = undefined; // committed: it is the spool's record now
           end();
-          d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
+          if (logsRoundSites(d.config)) d.log('info', 'update accepted', { taskId: t.taskId, numExamples, bytes });
           cb(null, reply);
         },
         (err: unknown) => {

@@ -48,31 +48,46 @@ describe('checkpoint store, exactly', () => {
     });
   });
 
-  it('formatVersionTable: every column, padded to its widest cell, with no trailing blanks', () => {
-    const table = formatVersionTable([
-      row({ version: 0, round: 0, attempt: 0 }),
-      row({
-        version: 1,
-        participants: [
-          { clientId: 'a', numExamples: 3 },
-          { clientId: 'b', numExamples: 4 },
-        ] as unknown as Manifest['participants'],
-        metrics: { 'clients.train_loss': 1.23456, 'eval.loss': 2, 'eval.accuracy': 0.5, 'heldout.eval_loss': 0.1, 'heldout.eval_accuracy': 0.25 },
-        best: { version: 1 } as Manifest['best'],
-        privacy: { epsilon: 1.5, delta: 1e-5 } as unknown as Manifest['privacy'],
-      }),
-      row({
-        version: 12,
-        participants: [{ clientId: 'a' }, { clientId: 'b' }, { clientId: 'c' }] as unknown as Manifest['participants'],
-        secureAggregation: {} as Manifest['secureAggregation'],
-        privacy: { epsilon: null, delta: 1e-5 } as unknown as Manifest['privacy'],
-      }),
-    ]);
+  it('formatVersionTable: every column, padded to its widest cell, with no trailing blanks; what retention pruned', () => {
+    const table = formatVersionTable(
+      [
+        row({ version: 0, round: 0, attempt: 0 }),
+        row({
+          version: 1,
+          participants: [
+            { clientId: 'a', numExamples: 3 },
+            { clientId: 'b', numExamples: 4 },
+          ] as unknown as Manifest['participants'],
+          metrics: { 'clients.train_loss': 1.23456, 'eval.loss': 2, 'eval.accuracy': 0.5, 'heldout.eval_loss': 0.1, 'heldout.eval_accuracy': 0.25 },
+          best: { version: 1 } as Manifest['best'],
+          privacy: { epsilon: 1.5, delta: 1e-5 } as unknown as Manifest['privacy'],
+        }),
+        row({
+          version: 12,
+          participants: [{ clientId: 'a' }, { clientId: 'b' }, { clientId: 'c' }] as unknown as Manifest['participants'],
+          secureAggregation: {} as Manifest['secureAggregation'],
+          privacy: { epsilon: null, delta: 1e-5 } as unknown as Manifest['privacy'],
+        }),
+        row({ version: 13, round: 13 }),
+        row({ version: 14, round: 14 }),
+        row({ version: 15, round: 15 }),
+      ],
+      new Map<number, ReadonlySet<string> | null>([
+        [0, new Set()],
+        [1, new Set(['adapter_model.safetensors', 'ema/adapter_config.json', 'ema/adapter_model.safetensors', 'server-state.safetensors'])],
+        [12, new Set(['server-state.safetensors'])],
+        [13, new Set(['adapter_model.safetensors'])],
+        [14, null],
+      ]),
+    );
     expect(table.split('\n')).to.deep.equal([
-      'version  round  attempt  clients  examples  train_loss  eval_loss  eval_acc  heldout_loss  heldout_acc  best  epsilon        created',
-      'v0       0      0        0        0         -           -          -         -             -            -     -              2026-11-29T00:00:00.000Z',
-      'v1       1      1        2        7         1.2346      2.0000     0.500     0.1000        0.250        v1    1.500@0.00001  2026-11-29T00:00:01.000Z',
-      'v12      12     1        3        hidden    -           -          -         -             -            -     inf            2026-11-29T00:00:12.000Z',
+      'version  round  attempt  clients  examples  train_loss  eval_loss  eval_acc  heldout_loss  heldout_acc  best  epsilon        pruned         created',
+      'v0       0      0        0        0         -           -          -         -             -            -     -              -              2026-11-29T00:00:00.000Z',
+      'v1       1      1        2        7         1.2346      2.0000     0.500     0.1000        0.250        v1    1.500@0.00001  adapter+state  2026-11-29T00:00:01.000Z',
+      'v12      12     1        3        hidden    -           -          -         -             -            -     inf            state          2026-11-29T00:00:12.000Z',
+      'v13      13     1        0        0         -           -          -         -             -            -     -              adapter        2026-11-29T00:00:13.000Z',
+      'v14      14     1        0        0         -           -          -         -             -            -     -              ?              2026-11-29T00:00:14.000Z',
+      'v15      15     1        0        0         -           -          -         -             -            -     -              -              2026-11-29T00:00:15.000Z',
     ]);
   });
 

@@ -2,7 +2,8 @@
 // noise-aware FedAdam stopped after version 1 and restarted on the same run directory commits versions 2 and 3 byte
 // for byte as an uninterrupted run does: adapters and server-state.safetensors (m, v and the noise's running
 // variance). The noise is drawn per round from a fixed seed here (production draws a fresh secret one), so both
-// runs add the same noise in the same round.
+// runs add the same noise in the same round. The run keeps the EMA average too (strategy.ema, as the dp8 recipe
+// does), so each manifest records the strategy as what ran: `fedadam+dp+ema`.
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { SERVER_STATE_FILE } from '../coordinator/checkpoints/server-state';
@@ -24,7 +25,17 @@ class StepTrainer implements Trainer {
   }
 }
 
-const STRATEGY = { name: 'fedadam', serverLearningRate: 0.05, beta1: 0.9, beta2: 0.99, tau: 1e-3, biasCorrection: true, noiseAware: true, noiseFloor: 0.25 };
+const STRATEGY = {
+  name: 'fedadam',
+  serverLearningRate: 0.05,
+  beta1: 0.9,
+  beta2: 0.99,
+  tau: 1e-3,
+  biasCorrection: true,
+  noiseAware: true,
+  noiseFloor: 0.25,
+  ema: 0.5,
+};
 const PRIVACY = { enabled: true, clipNorm: 1, noiseMultiplier: 0.5, delta: 1e-5 };
 
 /** DP-FedAvg over the noise-aware FedAdam whose noise in round r is drawn from seed r; `committed`: rounds already in the run. */
@@ -80,7 +91,8 @@ describe('noise-aware FedAdam state across a coordinator restart (real gRPC)', f
       s = Math.fround(0.99 * s + 0.01 * nu);
       const ck = await store.read(v);
       expect(Array.from(ck.serverState!.find((t) => t.name === NOISE_KEY)!.data), `v${v}`).to.deep.equal([s]);
-      expect(ck.manifest.serverOptimizer).to.deep.include({ noiseAware: 1, noiseFloor: 0.25, biasCorrection: 1 });
+      expect(ck.manifest.serverOptimizer).to.deep.include({ noiseAware: 1, noiseFloor: 0.25, biasCorrection: 1, ema: 0.5 });
+      expect(ck.manifest.strategy, `v${v}`).to.equal('fedadam+dp+ema');
     }
   });
 });

@@ -4,78 +4,42 @@
 //     rounds.minUpdates too; the committed adapters equal a hand computation of the fixed-denominator mean
 //     (Σ clipped updates + noise) / (q·N) bit for bit (the noise drawn from a known seed per round, as in
 //     dp-noise-aware-restart);
-//   * nothing under versions/ names a site; ε in every manifest and in `checkpoints list` is the accountant's at the
+//   * nothing under versions/ names a site; nothing that leaves the coordinator names or counts a round's sample
+//     (ops/sample-secrecy.ts): the info log has no per-update line and says 'hidden' for the round's counts, the
+//     Prometheus scrape has no series of the round's sites and none for the sampled sites' own gRPC methods, and
+//     the dashboard's state, read while each round trains, shows every connected site as 'connected'; ε in every manifest and in `checkpoints list` is the accountant's at the
 //     configured q, z and round count, and privacy.epsilonBudget stops the run before the round that would pass it;
 //   * a coordinator stopped mid-round and restarted, once without the round's spooled record (a crash between the
 //     draw and its record) and once with it, sends the round's tasks to the same sampled sites.
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import type { TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
-import { SAMPLING_KEY_FORMAT, poissonSample, samplingKeyFile } from '../coordinator/privacy/sampling';
+import { SAMPLING_KEY_FORMAT, samplingKeyFile } from '../coordinator/privacy/sampling';
 import { clientIdFor } from '../coordinator/registry';
-import { DpStrategy } from '../coordinator/strategy/dp';
-import { FedAvg } from '../coordinator/strategy/fedavg';
-import { SCALE } from '../coordinator/strategy/fixed-point';
 import { encodeKey, writeSecretJson } from '../proto/crypto/key-file';
-import { GaussianStream } from '../proto/gaussian';
 import type { TensorList } from '../proto/tensors';
-import { smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
+import type { DashboardState } from '../coordinator/ops/dashboard/state';
+import { expectedAdapter, findSecret, names, privacy, Q, sampleValues, seededDp, SiteTrainer, Z } from './dp-sampling-kit';
+import { freePort, smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
 import { restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-/** Adds (i + 1)·2^-12 to every value (exact on the grid, norm far under C); records the rounds it trained in. */
-class SiteTrainer implements Trainer {
-  readonly backend = 'test';
-  readonly rounds: number[] = [];
-  constructor(
-    readonly value: number,
-    private readonly delayMs = 0,
-  ) {}
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    this.rounds.push(plan.round);
-    const end = Date.now() + this.delayMs;
-    while (Date.now() < end) {
-      signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return { adapter: global.map((t) => ({ ...t, data: t.data.map((x) => x + this.value) })), numExamples: 7, metrics: { train_loss: this.value } };
-  }
-}
-
-const Q = 0.5;
-const Z = 0.5;
-const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `site-${i}`);
-const secretFor = (k: number): Buffer => createHash('sha256').update(`dpsample-test-${k}`).digest();
-
-/** The first secret whose samples of rounds 1… (site names) satisfy `want`. */
-function findSecret(runId: string, n: number, want: (samples: string[][]) => boolean, rounds: number): { secret: Buffer; samples: string[][] } {
-  const byId = new Map(names(n).map((s) => [clientIdFor(s), s]));
-  for (let k = 0; k < 100_000; k++) {
-    const secret = secretFor(k);
-    const samples = Array.from({ length: rounds }, (_, r) =>
-      poissonSample(secret, runId, r + 1, [...byId.keys()], Q)
-        .map((id) => byId.get(id)!)
-        .sort(),
-    );
-    if (want(samples)) return { secret, samples };
-  }
-  throw new Error('no secret found');
-}
-
-const privacy = (n: number, extra: Record<string, unknown> = {}) => ({
-  privacy: { enabled: true, clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, sampling: 'poisson', samplingRate: Q, minPopulation: n, ...extra },
-});
-
-/** DP-FedAvg over FedAvg whose noise in round r is drawn from seed r (`committed`: rounds already in the run). */
-function seededDp(committed: number): DpStrategy {
-  let round = committed;
-  return new DpStrategy(new FedAvg(), { clipNorm: 1, noiseMultiplier: Z }, () => new GaussianStream(new Uint8Array(32).fill(++round)));
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject),
+  );
 }
 
 /** Every file under versions/, as text: what a run publishes. */
@@ -105,12 +69,13 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     extra: Record<string, unknown>,
     committed: number,
     logger?: pino.Logger,
+    ops: Record<string, unknown> = {},
   ): Promise<Harness> {
     if (committed === 0) await writeSecretJson(samplingKeyFile(runDir), { format: SAMPLING_KEY_FORMAT, secret: encodeKey(secret) });
     const h = await startCoordinator(
       runDir,
       { total, minClients: n, minUpdates: 2, maxAttempts: 2 },
-      { run: { dir: runDir, id: runId, seed: 5 }, ...privacy(n, extra) },
+      { run: { dir: runDir, id: runId, seed: 5 }, ...privacy(n, extra), ...ops },
       { strategy: seededDp(committed), ...(logger ? { logger } : {}) },
     );
     coordinators.push(h.coordinator);
@@ -132,8 +97,15 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
         cb();
       },
     });
-    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0, pino({ level: 'info' }, log));
+    const ops = { metrics: { port: await freePort() }, dashboard: { port: await freePort() } };
+    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0, pino({ level: 'info' }, log), ops);
     const finished = new Promise<{ version: number; reason: string }>((r) => h.coordinator.once('runFinished', r));
+    // The dashboard's state and the scrape while each round's tasks are out (the sampled sites training).
+    const seen: Promise<[DashboardState, string]>[] = [];
+    const dashboard = (): Promise<DashboardState> =>
+      httpGet(`${h.coordinator.ops!.dashboardEndpoint!.url}/api/state`).then((b) => JSON.parse(b) as DashboardState);
+    const scrape = (): Promise<string> => httpGet(`${h.coordinator.ops!.metricsEndpoint!.url}/metrics`);
+    h.coordinator.on('roundStarted', () => seen.push(Promise.all([dashboard(), scrape()])));
     const trainers = names(n).map((_, i) => new SiteTrainer((i + 1) * 2 ** -12));
     const sites = startRestartSites(h.address, trainers, clients);
     expect((await h.coordinator.done).manifest.version).to.equal(3);
@@ -147,26 +119,43 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
     const v0 = await store.read(0);
     const v1 = await store.read(1);
     const v2 = await store.read(2);
-    // Hand computation: Σ trunc(SCALE·v_i) over the sample (no clipping: norms ≪ C) plus the round's noise on the
-    // grid (σ·SCALE), divided by q·N·SCALE, added to the base in float64 and rounded to float32 once.
-    const expected = (base: TensorList, sample: string[], seed: number): number[][] => {
-      const noise = new GaussianStream(new Uint8Array(32).fill(seed));
-      const s = sample.reduce((a, name) => a + Math.trunc(SCALE * trainers[Number(name.slice(5))].value), 0);
-      return base.map((t) => {
-        const nz = new Float64Array(t.data.length);
-        noise.roundedInto(nz, Z * 1 * SCALE);
-        return Array.from(t.data, (g, j) => Math.fround(g + (s + nz[j]) / (Q * n * SCALE)));
-      });
-    };
     expect(v0.adapter.map((t) => Array.from(t.data))).to.deep.equal(smallAdapter(0).map((t) => Array.from(t.data)));
-    expect(v1.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v0.adapter, samples[0], 1));
+    expect(v1.adapter.map((t) => Array.from(t.data))).to.deep.equal(expectedAdapter(v0.adapter, sampleValues(trainers, samples[0]), n, 1));
     // The empty sample: the noise alone, over the same denominator.
-    expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expected(v1.adapter, [], 2));
+    expect(v2.adapter.map((t) => Array.from(t.data))).to.deep.equal(expectedAdapter(v1.adapter, [], n, 2));
 
-    // The coordinator's info log names the sites that joined (the population), not who was in a round.
+    // The coordinator's info log names the sites that joined (the population), not who was in a round, nor how many.
     const roundLines = lines.filter((l) => !/"msg":"client (joined|left)"/.test(l));
-    expect(lines.filter((l) => l.includes('"msg":"update accepted"'))).to.have.length(samples[0].length + samples[2].length);
     for (const name of names(n)) expect(roundLines.join('\n'), name).to.not.contain(clientIdFor(name));
+    expect(lines.filter((l) => /"msg":"(update accepted|resumed upload answered)/.test(l))).to.deep.equal([]);
+    const fields = (msg: string, keys: string[]): unknown[] =>
+      lines.filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => keys.map((k) => (JSON.parse(l) as Record<string, unknown>)[k]));
+    expect(fields('round started', ['round', 'selected', 'carried'])).to.deep.equal([1, 2, 3].map((r) => [r, 'hidden', 'hidden']));
+    expect(fields('round committed', ['round', 'participants'])).to.deep.equal([1, 2, 3].map((r) => [r, 'hidden']));
+    // The scrape and the dashboard, read while each round trained and once more at the end.
+    const views = [...(await Promise.all(seen)), [await dashboard(), await scrape()] as [DashboardState, string]];
+    expect(views).to.have.length(4);
+    for (const [state, metrics] of views) {
+      for (const series of [
+        'fedtune_site_selections_total',
+        'fedtune_updates_accepted_total',
+        'fedtune_round_sites_selected',
+        'fedtune_round_updates_accepted',
+      ])
+        expect(metrics).to.not.contain(series);
+      expect(metrics).to.not.match(/method="(DownloadAdapter|UploadUpdate|ReportMetrics)"/);
+      expect(metrics).to.contain('fedtune_grpc_server_handled_total{method="Join",code="OK"} 8'); // the population stays visible
+      expect(state.run.sampleHidden).to.equal(true);
+      expect(state.sites.map((x) => x.name)).to.deep.equal(names(n));
+      for (const x of state.sites) {
+        expect(x.rounds, x.name).to.equal('hidden');
+        // While a round trains every site reads 'connected'; once the run is over, it may have left.
+        expect(x.state, x.name).to.be.oneOf(state.run.phase === 'FINISHED' ? ['connected', 'finished'] : ['connected']);
+      }
+      for (const v of state.versions) expect(v.participants, `v${v.version}`).to.equal(v.version === 0 ? 0 : 'hidden');
+      for (const name of names(n)) expect(metrics, name).to.not.contain(clientIdFor(name));
+    }
+    expect(views[3][1]).to.contain('fedtune_rounds_committed_total 3');
     // The progress line (coordinator/ops/progress-log.ts) of a sampled version says its participants are hidden, not "0".
     const progress = lines.filter((l) => /version \d of 6 committed/.test(l)).map((l) => (JSON.parse(l) as { participants: unknown }).participants);
     expect(progress).to.deep.equal(['hidden', 'hidden', 'hidden']);

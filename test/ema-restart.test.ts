@@ -127,6 +127,7 @@ describe('strategy.ema across a restart, in the evaluator, the release pointer a
       for (const t of sa.trainers) expect(t.evaluated[2 * v - 1], `v${v} evaluated by a site`).to.deep.equal(bytesOf(ema));
       expect(bytesOf(ema)).to.deep.equal(bytesOf(ck.serverState!.filter((t) => t.name.startsWith('ema/')).map((t) => ({ ...t, name: t.name.slice(4) }))));
       expect(ck.manifest.serverOptimizer).to.deep.equal({ serverLearningRate: 0.05, beta1: 0.9, beta2: 0.99, tau: 1e-3, ema: 0.5 });
+      expect(ck.manifest.strategy).to.equal('fedadam+ema'); // what ran: the average over FedAdam
       if (v === 1) expect(bytesOf(ema)).to.deep.equal(bytesOf(ck.adapter));
       else expect(bytesOf(ema)).to.not.deep.equal(bytesOf(ck.adapter));
     }

@@ -5,13 +5,15 @@ import { aggregateUpdates } from '../coordinator/strategy/fedavg';
 import { FedAvgM } from '../coordinator/strategy/fedavgm';
 import { EmaStrategy, evaluatedAdapter, withEma } from '../coordinator/strategy/ema';
 import type { ServerState } from '../coordinator/strategy/strategy';
+import { DpStrategy } from '../coordinator/strategy/dp';
+import { Scaffold, strategyUploadLayout } from '../coordinator/strategy/scaffold';
 import { GLOBAL, ROUND1, ROUND2, f, values } from './server-rounds-fixture';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('strategy.ema: the average of the global adapter (strategy/ema.ts)', () => {
   it('two rounds over FedAvgM: ê_1 = w_1, ê_2 = (1/3)·w_1 + (2/3)·w_2 at β = 0.5; the iterate and the momentum are FedAvgM’s', () => {
     const s = new EmaStrategy(new FedAvgM({ serverLearningRate: 0.5, momentum: 0.5 }), 0.5);
-    expect(s.name).to.equal('fedavgm');
+    expect(s.name).to.equal('fedavgm+ema'); // the name a version records: what ran
     expect(s.hyperParameters).to.deep.equal({ serverLearningRate: 0.5, momentum: 0.5, ema: 0.5 });
     const state: ServerState = { tensors: [], round: 1 };
     const w1 = aggregateUpdates(s, GLOBAL, ROUND1, state).adapter;
@@ -42,5 +44,17 @@ describe('strategy.ema: the average of the global adapter (strategy/ema.ts)', ()
     expect(evaluatedAdapter(GLOBAL, [{ ...GLOBAL[0], name: 'momentum/w' }])).to.deep.equal(GLOBAL);
     expect(() => new EmaStrategy(inner, 1)).to.throw(RangeError, 'strategy.ema = 1; must be in (0, 1)');
     expect(() => aggregateUpdates(new EmaStrategy(inner, 0.9), GLOBAL, ROUND1, { tensors: [] })).to.throw('strategy.ema needs the round being aggregated');
+  });
+
+  it('the recorded name says what ran, and the average over SCAFFOLD still takes its Δc tensors', () => {
+    const scaffold = new EmaStrategy(new Scaffold({ serverLearningRate: 1, population: 2 }), 0.5);
+    expect(scaffold.name).to.equal('scaffold+ema');
+    expect(strategyUploadLayout(scaffold, GLOBAL).map((t) => t.name)).to.deep.equal(
+      strategyUploadLayout(new Scaffold({ serverLearningRate: 1, population: 2 }), GLOBAL).map((t) => t.name),
+    );
+    expect(strategyUploadLayout(scaffold, GLOBAL)).to.have.length(2);
+    expect(new EmaStrategy(new DpStrategy(new FedAvgM({ serverLearningRate: 1, momentum: 0 }), { clipNorm: 1, noiseMultiplier: 1 }), 0.9).name).to.equal(
+      'fedavgm+dp+ema',
+    );
   });
 });

@@ -75,12 +75,17 @@ describe('rejections over gRPC: metrics, uploads in progress, damaged versions',
 
   it('refuses a download of an older version whose adapter file was damaged with DATA_LOSS, naming no path', async () => {
     // Commit round 1 so that v0 is no longer the latest (the latest is served from memory, checked at commit).
+    // Waited for by the coordinator's own event, not by the latest file on disk: the store moves the file before
+    // the engine takes the new version as its latest (the directory's fsync, then the commit's follow-ups), and a
+    // download of v0 in that window is still served from memory, damage or not. Under load the window grew long
+    // enough for the damaged download to succeed once.
+    const committed = new Promise<void>((r) => h.coordinator.on('roundCommitted', (e) => e.version === 1 && r()));
     expect((await sendUpload(c, uploadFrames({ who: a, task: taskA }, smallAdapter(0.25)))).err).to.equal(undefined);
     expect((await sendUpload(c, uploadFrames({ who: b, task: taskB }, smallAdapter(0.75)))).err).to.equal(undefined);
     await reportMetrics(c, b.session_token, taskB.task_id, taskB.round);
-    const latest = async (): Promise<string> => (await fs.readFile(path.join(h.runDir, 'latest'), 'utf8')).trim();
-    for (let i = 0; i < 200 && (await latest()) !== 'v000001'; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(await latest()).to.equal('v000001');
+    await committed;
+    expect(h.coordinator.engine.latest!.manifest.version).to.equal(1);
+    expect((await fs.readFile(path.join(h.runDir, 'latest'), 'utf8')).trim()).to.equal('v000001');
     expect(await download(c, a.session_token, 0)).to.be.greaterThan(0);
     const file = path.join(h.runDir, 'versions', 'v000000', 'adapter_model.safetensors');
     const bytes = await fs.readFile(file);

@@ -2,7 +2,7 @@
 // its average under checkpoints.keepServerState 1, keepAdapters 2, keepEvery 3, stopped after version 4 and
 // restarted, keeps exactly the files the policy names, byte for byte as an uninterrupted keep-everything twin wrote
 // them, and `fedtune verify` accepts it, naming each pruned version; damage among pruned versions is still damage;
-// export, rollback and recover refuse what was pruned with a message that names no path; `fedtune checkpoints
+// `fedtune checkpoints list` marks what each version lost; export, rollback and recover refuse what was pruned with a message that names no path; `fedtune checkpoints
 // prune` brings the twin to the same files (a dry run first, which changes nothing).
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -13,6 +13,7 @@ import { verifyRun, verifyVersionDir } from '../coordinator/checkpoints/verify';
 import { formatVerifyReport } from '../coordinator/checkpoints/verify-report';
 import { PRUNED_FILE, VersionPrunedError } from '../coordinator/checkpoints/pruned-record';
 import { runKey } from '../coordinator/checkpoints/recover';
+import { loadCoordinatorKeys } from '../coordinator/keys';
 import { snapshot, startCoordinator, tempDir, type Harness } from './harness';
 import { RoundTrainer, restartSuite, startRestartSites, versionFiles } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -101,6 +102,23 @@ describe('version retention (checkpoints.*) over real gRPC', function () {
       'v000001 ok (pruned by retention: adapter_model.safetensors, ema/adapter_config.json, ema/adapter_model.safetensors, server-state.safetensors',
     );
     expect(report).to.match(/OK: 8 versions \(v000000…v000007\), latest v000007: chain, file hashes and signatures verified; 6 pruned by retention/);
+    // `fedtune checkpoints list` marks them too (its pruned column: the adapter with its average, the server state).
+    const list = await cli(['checkpoints', 'list', pruned]);
+    expect(list.code, list.out).to.equal(0);
+    const lines = list.out.trimEnd().split('\n');
+    const col = lines[0].split(/\s+/).indexOf('pruned');
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[col])).to.deep.equal([
+      '-',
+      'adapter+state',
+      'adapter+state',
+      'state',
+      'adapter+state',
+      'adapter+state',
+      'state',
+      '-',
+    ]);
+    const twin = (await cli(['checkpoints', 'list', full])).out.trimEnd().split('\n');
+    expect(twin.slice(1).map((l) => l.split(/\s+/)[col])).to.deep.equal(Array(8).fill('-'));
   });
 
   it('tells damage from pruning: a kept file deleted, a record removed, moved, unsigned or altered', async () => {
@@ -173,6 +191,39 @@ describe('version retention (checkpoints.*) over real gRPC', function () {
     expect(exp.out).to.not.contain(pruned);
     expect(await snapshot(pruned)).to.deep.equal(before);
     expect((await cli(['checkpoints', 'rollback', pruned, '3'])).code).to.equal(0); // kept by keepEvery
+  });
+
+  it('`prune --apply` on a signed run whose key file is gone is refused, and no key file is ever created (the key is read, never made)', async () => {
+    const d = await tempDir('retain-nokey');
+    const away = await tempDir('retain-key-away');
+    dirs.push(d, away);
+    await fs.cp(pruned, d, { recursive: true });
+    const keyFile = path.join(d, 'keys', 'coordinator.json');
+    const moved = path.join(away, 'coordinator.json');
+    await fs.rename(keyFile, moved);
+    const before = await snapshot(d);
+    const flags = ['--keep-server-state', '1', '--keep-adapters', '2', '--keep-every', '3'];
+    // The key file absent when --apply reads it (as when it vanishes after a look): refused, nothing new in the run.
+    const refused = await cli(['checkpoints', 'prune', d, '--apply', ...flags]);
+    expect(refused.code, refused.out).to.equal(1);
+    expect(refused.out).to.match(/refused: the run is signed \(key [0-9a-f]+\), so its pruning records must be too: pass --key-file\. Nothing was removed/);
+    expect(await snapshot(d)).to.deep.equal(before);
+    const absent = path.join(away, 'none.json');
+    const named = await cli(['checkpoints', 'prune', d, '--apply', '--key-file', absent, ...flags]);
+    expect(named.code, named.out).to.equal(1);
+    expect(named.out).to.contain(`--key-file ${absent}: no such file`);
+    expect(await fs.readdir(away)).to.deep.equal(['coordinator.json']);
+    expect(await snapshot(d)).to.deep.equal(before);
+    // What the prune reads the key with: null for no file, never a new one; the run's key when it is there.
+    expect(await loadCoordinatorKeys(keyFile)).to.equal(null);
+    await fs.access(keyFile).then(
+      () => expect.fail('a key file was created'),
+      (e: NodeJS.ErrnoException) => expect(e.code).to.equal('ENOENT'),
+    );
+    expect(Buffer.from((await loadCoordinatorKeys(moved))!.sign.publicKey).equals(Buffer.from((await runKey(pruned))!.publicKey))).to.equal(true);
+    const applied = await cli(['checkpoints', 'prune', d, '--apply', '--key-file', moved, ...flags]);
+    expect(applied.code, applied.out).to.equal(0);
+    expect(applied.out).to.contain('removed 0 files from 0 versions');
   });
 
   it('`fedtune checkpoints prune` on the keep-everything twin: a dry run changes nothing and says what it frees; --apply leaves the same files', async () => {

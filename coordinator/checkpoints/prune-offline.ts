@@ -3,9 +3,8 @@
 // would free. With --apply it first verifies the whole run (a damaged run is refused: pruning must not hide
 // damage), takes the run's lock (a coordinator working on the run refuses it), then prunes as the coordinator does
 // after a commit, signing each record with the run's key (keys/coordinator.json, or --key-file).
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { loadOrCreateCoordinatorKeys } from '../keys';
+import { loadCoordinatorKeys } from '../keys';
 import { RunLock } from '../run-lock';
 import { FsCheckpointStore, versionDirName } from './fs-store';
 import { keptVersions, pruneRun, type PruneResult } from './prune';
@@ -70,18 +69,15 @@ export async function pruneOffline(runDir: string, o: OfflinePruneOptions = {}):
   }
 }
 
-/** The run's manifest signer from its key file; undefined when there is none (an unsigned run). */
+/**
+ * The run's manifest signer from its key file; undefined when there is none (an unsigned run). One read, and never
+ * a create: a file that vanished after a look must not come back as a new key left in the run.
+ */
 async function runSigner(runDir: string, keyFile: string | undefined): Promise<ManifestSigner | undefined> {
-  const file = keyFile ?? path.join(runDir, 'keys', 'coordinator.json');
-  const exists = await fs.stat(file).then(
-    () => true,
-    () => false,
-  );
-  if (!exists) {
-    if (keyFile !== undefined) throw new Error(`--key-file ${keyFile}: no such file`);
-    return undefined;
-  }
-  return manifestSigner((await loadOrCreateCoordinatorKeys(file)).sign);
+  const keys = await loadCoordinatorKeys(keyFile ?? path.join(runDir, 'keys', 'coordinator.json'));
+  if (keys) return manifestSigner(keys.sign);
+  if (keyFile !== undefined) throw new Error(`--key-file ${keyFile}: no such file`);
+  return undefined;
 }
 
 /** The command's report: one line per version with --verbose, then what was (or would be) freed. */

@@ -1,5 +1,36 @@
-// A plain-text table of versions for `fedtune checkpoints list`.
+// A plain-text table of versions for `fedtune checkpoints list`, with what retention removed from each (its
+// pruned.json, read as a version read reads it: `fedtune verify` is what checks the record's signature).
+import * as path from 'node:path';
+import { ADAPTER_WEIGHTS, prunedFiles } from './pruned-record';
+import { CheckpointIntegrityError, versionDirName } from './run-layout';
+import { SERVER_STATE_FILE } from './server-state';
 import type { Manifest } from './types';
+
+/** Per version, the files its pruned.json names; null when the record does not parse (`fedtune verify` says why). */
+export type PrunedByVersion = ReadonlyMap<number, ReadonlySet<string> | null>;
+
+export async function prunedByVersion(runDir: string, manifests: readonly Manifest[]): Promise<PrunedByVersion> {
+  const out = new Map<number, ReadonlySet<string> | null>();
+  for (const m of manifests) {
+    try {
+      out.set(m.version, await prunedFiles(path.join(runDir, 'versions', versionDirName(m.version)), m.version));
+    } catch (e) {
+      if (!(e instanceof CheckpointIntegrityError)) throw e;
+      out.set(m.version, null);
+    }
+  }
+  return out;
+}
+
+/**
+ * 'adapter' when the adapter (and its average) went, 'state' when the server state went, both joined by '+';
+ * '-' when nothing was pruned; '?' when the record does not parse.
+ */
+function prunedCell(files: ReadonlySet<string> | null | undefined): string {
+  if (files === null) return '?';
+  const gone = [ADAPTER_WEIGHTS.some((f) => files?.has(f)) ? 'adapter' : '', files?.has(SERVER_STATE_FILE) ? 'state' : ''].filter(Boolean);
+  return gone.length ? gone.join('+') : '-';
+}
 
 const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
 
@@ -12,9 +43,24 @@ function epsilonCell(m: Manifest): string {
   return `${e >= 1e6 ? e.toExponential(2) : e.toFixed(3)}@${m.privacy.delta}`;
 }
 
-export function formatVersionTable(manifests: readonly Manifest[]): string {
+export function formatVersionTable(manifests: readonly Manifest[], pruned: PrunedByVersion = new Map()): string {
   const rows = [
-    ['version', 'round', 'attempt', 'clients', 'examples', 'train_loss', 'eval_loss', 'eval_acc', 'heldout_loss', 'heldout_acc', 'best', 'epsilon', 'created'],
+    [
+      'version',
+      'round',
+      'attempt',
+      'clients',
+      'examples',
+      'train_loss',
+      'eval_loss',
+      'eval_acc',
+      'heldout_loss',
+      'heldout_acc',
+      'best',
+      'epsilon',
+      'pruned',
+      'created',
+    ],
   ];
   for (const m of manifests) {
     rows.push([
@@ -32,6 +78,7 @@ export function formatVersionTable(manifests: readonly Manifest[]): string {
       num(m.metrics['heldout.eval_accuracy'], 3),
       m.best ? `v${m.best.version}` : '-',
       epsilonCell(m),
+      prunedCell(pruned.get(m.version)),
       m.createdAt,
     ]);
   }

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { Coordinator } from '../coordinator';
 import { describeConfig, loadConfig } from '../config';
 import { FsCheckpointStore } from '../checkpoints/fs-store';
-import { formatVersionTable } from '../checkpoints/table';
+import { formatVersionTable, prunedByVersion } from '../checkpoints/table';
 import { addVerifyCommand } from './verify-command';
 import { addEnrollCommand } from './enroll-command';
 import { addRosterCommand } from './roster-command';
@@ -67,10 +67,11 @@ const checkpoints = program.command('checkpoints').description('Inspect the vers
 // Read-only: these never create, delete or move anything in the run (a typo is an error, not a new run).
 checkpoints
   .command('list <runDir>')
-  .description('List versions with their round, participants and metrics')
+  .description('List versions with their round, participants, metrics and what retention pruned')
   .action(async (runDir: string) => {
     const store = new FsCheckpointStore(runDir, { readOnly: true });
-    console.log(formatVersionTable(await store.list()));
+    const manifests = await store.list();
+    console.log(formatVersionTable(manifests, await prunedByVersion(runDir, manifests)));
   });
 addExportCommands(checkpoints);
 addVerifyCommand(program);

@@ -24,6 +24,8 @@ export function metricsInterceptor(metrics: CoordinatorMetrics): grpc.ServerInte
   const encoders = requestEncoders();
   return (desc, call) => {
     const method = methodLabel(desc.path);
+    // Under Poisson sampling a sampled site's own calls are not counted (ops/sample-secrecy.ts).
+    if (metrics.uncountedMethods.has(method)) return new grpc.ServerInterceptingCall(call);
     const encodeRequest = encoders.get(desc.path);
     const size = (bytes: Encode | undefined, m: unknown): number => {
       if (!bytes) return 0;

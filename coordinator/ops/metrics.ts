@@ -1,10 +1,13 @@
 // Prometheus metrics of one coordinator (prom-client), fed by the coordinator's round events and by a gRPC
 // server interceptor (grpc-observer.ts). One registry per coordinator, so several coordinators in one process
 // (tests) never share counters. Labels are bounded sets: phase, outcome, gRPC method and status name, metric
-// name of the latest version; never a site name or id.
+// name of the latest version; never a site name or id. Under Poisson sampling nothing counts a round's sample
+// (ops/sample-secrecy.ts): the per-round selection and update series are not registered, and the gRPC series of
+// the methods only sampled sites call are not kept.
 import * as client from 'prom-client';
 import type { Checkpoint } from '../checkpoints/types';
 import type { RoundEvents, RoundPhase } from '../round-events';
+import { SAMPLE_METHODS } from './sample-secrecy';
 
 const PHASES: readonly RoundPhase[] = ['IDLE', 'WAITING_FOR_CLIENTS', 'SELECTING', 'TRAINING', 'AGGREGATING', 'COMMITTING', 'FINISHED', 'FAILED', 'STOPPED'];
 const FINAL: ReadonlySet<RoundPhase> = new Set(['FINISHED', 'FAILED', 'STOPPED']);
@@ -19,6 +22,8 @@ export interface MetricsSource {
   connectedSites(): number;
   latestCheckpoint(): Checkpoint | null;
   readonly roundsTotal: number;
+  /** Rounds are Poisson-sampled (privacy.sampling 'poisson'): no series may count a round's sample. */
+  readonly sampled?: boolean;
 }
 
 export class CoordinatorMetrics {
@@ -27,6 +32,8 @@ export class CoordinatorMetrics {
   readonly grpcRejections: client.Counter<'method' | 'code'>;
   readonly grpcReceivedBytes: client.Counter<'method'>;
   readonly grpcSentBytes: client.Counter<'method'>;
+  /** gRPC methods whose calls and bytes are not counted (their counts would tell the sample's size). */
+  readonly uncountedMethods: ReadonlySet<string>;
   private phaseSince = Date.now();
   private phaseNow: RoundPhase = 'IDLE';
   /** Start of a round's first attempt, so a retried round's duration covers all its attempts. */
@@ -67,11 +74,14 @@ export class CoordinatorMetrics {
       buckets: PHASE_BUCKETS,
       registers: [r],
     });
-    const selections = counter('fedtune_site_selections_total', 'Tasks issued to selected sites.');
-    const accepted = counter('fedtune_updates_accepted_total', 'Site updates accepted (uploads that validated).');
+    // Counts of a round's sites: not registered at all under sampling (an absent series, not a zero that lies).
+    const sampleCounts = !src.sampled;
+    this.uncountedMethods = src.sampled ? SAMPLE_METHODS : new Set();
+    const selections = sampleCounts ? counter('fedtune_site_selections_total', 'Tasks issued to selected sites.') : undefined;
+    const accepted = sampleCounts ? counter('fedtune_updates_accepted_total', 'Site updates accepted (uploads that validated).') : undefined;
     const dropped = counter('fedtune_secagg_dropped_sites_total', 'Sites that shared SecAgg keys but whose masked input was missing from a committed sum.');
-    const selectedNow = gauge('fedtune_round_sites_selected', 'Sites selected in the current (or last) attempt.');
-    const acceptedNow = gauge('fedtune_round_updates_accepted', 'Updates accepted so far in the current (or last) attempt.');
+    const selectedNow = sampleCounts ? gauge('fedtune_round_sites_selected', 'Sites selected in the current (or last) attempt.') : undefined;
+    const acceptedNow = sampleCounts ? gauge('fedtune_round_updates_accepted', 'Updates accepted so far in the current (or last) attempt.') : undefined;
     gauge('fedtune_sites_connected', 'Sites with an open task stream.', [], function () {
       this.set(src.connectedSites());
     });
@@ -118,13 +128,13 @@ export class CoordinatorMetrics {
       const now = Date.now();
       if (!this.roundStart.has(e.round)) this.roundStart.set(e.round, now);
       this.attemptStart = now;
-      selectedNow.set(e.selected.length);
-      acceptedNow.set(0);
+      selectedNow?.set(e.selected.length);
+      acceptedNow?.set(0);
     });
-    src.on('clientSelected', () => selections.inc());
+    src.on('clientSelected', () => selections?.inc());
     src.on('updateAccepted', () => {
-      accepted.inc();
-      acceptedNow.inc();
+      accepted?.inc();
+      acceptedNow?.inc();
     });
     src.on('roundCommitted', (e) => {
       const ck = src.latestCheckpoint();

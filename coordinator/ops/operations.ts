@@ -12,6 +12,7 @@ import { listenHttp, type HttpEndpoint } from './http-listen';
 import { DashboardModel } from './dashboard/state';
 import { dashboardHandler } from './dashboard/server';
 import { ProgressLog } from './progress-log';
+import { isSampled } from '../privacy/sampling';
 
 export class Operations {
   readonly health = new HealthState();
@@ -36,6 +37,7 @@ export class Operations {
         connectedSites: () => coordinator.registry.connected().length,
         latestCheckpoint: () => coordinator.engine.latest,
         roundsTotal: cfg.rounds.total,
+        sampled: isSampled(cfg),
       });
     }
   }

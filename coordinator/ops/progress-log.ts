@@ -3,7 +3,8 @@
 import type pino from 'pino';
 import type { Coordinator } from '../coordinator';
 import type { CoordinatorConfig } from '../config-types';
-import { isSampled, minConnected } from '../privacy/sampling';
+import { minConnected } from '../privacy/sampling';
+import { shownCount } from './sample-secrecy';
 
 export function waitingMessage(connected: number, minClients: number): string {
   const more = minClients - connected;
@@ -29,8 +30,8 @@ export class ProgressLog {
     coordinator.on('roundCommitted', (e) => {
       if (e.round === 0) return;
       logger.info(
-        // A Poisson-sampled round publishes no participants (round-privacy.ts): say so, not "0".
-        { version: e.version, round: e.round, attempt: e.attempt, participants: isSampled(cfg) ? 'hidden' : e.participants.length, metrics: e.metrics },
+        // A Poisson-sampled round publishes no participants (ops/sample-secrecy.ts): say so, not "0".
+        { version: e.version, round: e.round, attempt: e.attempt, participants: shownCount(cfg, e.participants.length), metrics: e.metrics },
         `version ${e.version} of ${cfg.rounds.total} committed`,
       );
     });

@@ -21,6 +21,7 @@ import { foldKernel, type FoldKernel } from './fold-kernel';
 import { LayoutIndex, StreamedFold } from './stream-fold';
 import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
 import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
+import { wrappedName } from './names';
 
 export interface DpSettings {
   /** C: L2 clip norm of each site's update. */
@@ -80,7 +81,7 @@ export class DpStrategy implements Strategy {
   ) {
     const problems = dpProblems(settings);
     if (problems.length) throw new Error(`invalid privacy settings: ${problems.join('; ')}`);
-    this.name = `${inner.name}+dp`;
+    this.name = wrappedName(inner.name, 'dp');
   }
 
   /** The inner strategy's (a server optimiser's η, β…), recorded in the manifest. */

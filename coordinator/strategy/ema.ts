@@ -16,6 +16,7 @@
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import type { CoordinatorConfig } from '../config-types';
 import type { Aggregation, ServerState, Strategy, WeightedSum } from './strategy';
+import { wrappedName } from './names';
 
 /** The server-state kind holding the average. */
 export const EMA_KIND = 'ema';
@@ -31,7 +32,7 @@ export class EmaStrategy implements Strategy {
     readonly beta: number,
   ) {
     if (!(beta > 0 && beta < 1)) throw new RangeError(`strategy.ema = ${beta}; must be in (0, 1) (0 turns the average off)`);
-    this.name = inner.name;
+    this.name = wrappedName(inner.name, 'ema');
     this.maxAbsDelta = inner.maxAbsDelta;
     this.hyperParameters = { ...(inner.hyperParameters ?? {}), ema: beta };
   }

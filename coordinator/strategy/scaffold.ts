@@ -17,6 +17,7 @@ import { OptimizerState } from './optimizer-state';
 import type { Aggregation, ClientUpdate, ServerState, UpdateFold, WeightedSum } from './strategy';
 
 import { CONTROL_DELTA_PREFIX } from '../../proto/model/scaffold';
+import { baseStrategyName } from './names';
 
 export { CONTROL_DELTA_PREFIX };
 /** The server state kind holding c. */
@@ -43,7 +44,7 @@ export function withControlDeltas<T extends TensorList[number]>(layout: readonly
 
 /** The tensors a round's updates carry under `strategy`: SCAFFOLD adds the Δc tensors to the adapter's. */
 export function strategyUploadLayout<T extends TensorList[number]>(strategy: { readonly name: string }, layout: T[]): T[] | NamedTensor[] {
-  return strategy.name === 'scaffold' ? withControlDeltas(layout) : layout;
+  return baseStrategyName(strategy.name) === 'scaffold' ? withControlDeltas(layout) : layout;
 }
 
 /** The server control variate c of a version over the trained tensors (zeros where the state has none yet). */

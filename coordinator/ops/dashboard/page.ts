@@ -58,7 +58,7 @@ function render(s){
   $('progress-text').textContent='version '+done+' of '+r.roundsTotal+' · phase '+r.phase+(r.round?' · round '+r.round+' attempt '+r.attempt:'');
   $('progress-bar').max=Math.max(1,r.roundsTotal);$('progress-bar').value=Math.min(done,r.roundsTotal);
   $('health').textContent=r.health;$('health').className=r.health==='SERVING'?'ok':'bad';
-  $('meta').textContent=(r.secureAggregation?'secure aggregation on':'plain FedAvg')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
+  $('meta').textContent=(r.secureAggregation?'secure aggregation on':'plain FedAvg')+(r.sampleHidden?' · Poisson-sampled rounds: who takes part is hidden':'')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
   $('sites').replaceChildren(table('sites-table',['site','state','backend','rounds contributed'],s.sites.map((x)=>[{text:x.name},{text:x.state,cls:x.state==='disconnected'?'bad':x.state==='finished'?'ok':''},{text:x.backend},{text:x.rounds,cls:'num'}])));
   $('charts').replaceChildren(chart('loss-chart','Loss',s.versions,(n)=>/loss$/.test(n)),chart('accuracy-chart','Accuracy',s.versions,(n)=>/accuracy$/.test(n)));
   const keys=['clients.train_loss','clients.eval_loss','heldout.eval_loss','heldout.eval_accuracy'];

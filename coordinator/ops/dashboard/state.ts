@@ -1,7 +1,9 @@
 // What the dashboard shows, as one JSON document: the run's progress, the sites and what each is doing, and
 // every version with its metrics and the status of its manifest signature. Built from the coordinator's round
 // events and its store; the version list is reloaded only after a commit, and signatures (immutable once
-// written) are checked once per version.
+// written) are checked once per version. Under Poisson sampling the dashboard (reachable over HTTP with a shared
+// token) shows nothing of a round's sample (ops/sample-secrecy.ts): a connected site reads 'connected', never
+// training or uploaded, and counts of a site's rounds or a version's sites read 'hidden'.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Coordinator } from '../../coordinator';
@@ -10,16 +12,21 @@ import { FsCheckpointStore, versionDirName } from '../../checkpoints/fs-store';
 import { MANIFEST_SIG_FILE, manifestSigner, signatureProblem } from '../../checkpoints/signature';
 import type { CoordinatorConfig } from '../../config-types';
 import type { HealthState } from '../health';
+import { isSampled } from '../../privacy/sampling';
+import { HIDDEN } from '../sample-secrecy';
 
-/** 'finished': the site left after the run finished (its run ended normally); 'disconnected': it left before. */
-export type SiteState = 'idle' | 'training' | 'uploaded' | 'disconnected' | 'finished';
+/**
+ * 'finished': the site left after the run finished (its run ended normally); 'disconnected': it left before;
+ * 'connected': connected under Poisson sampling, whether it is in the round or not being hidden.
+ */
+export type SiteState = 'idle' | 'training' | 'uploaded' | 'connected' | 'disconnected' | 'finished';
 
 export interface SiteView {
   readonly name: string;
   readonly backend: string;
   readonly state: SiteState;
-  /** Rounds this site's update went into. */
-  readonly rounds: number;
+  /** Rounds this site's update went into ('hidden' under Poisson sampling). */
+  readonly rounds: number | typeof HIDDEN;
 }
 
 export interface VersionView {
@@ -27,7 +34,8 @@ export interface VersionView {
   readonly round: number;
   readonly attempt: number;
   readonly createdAt: string;
-  readonly participants: number;
+  /** Sites in the version ('hidden' for a Poisson-sampled version: its manifest names nobody). */
+  readonly participants: number | typeof HIDDEN;
   readonly metrics: Record<string, number>;
   readonly files: number;
   readonly secureAggregation: boolean;
@@ -46,6 +54,8 @@ export interface DashboardState {
     readonly roundsTotal: number;
     readonly minClients: number;
     readonly secureAggregation: boolean;
+    /** Rounds are Poisson-sampled: which sites and how many are in a round is not shown. */
+    readonly sampleHidden: boolean;
     readonly manifestKeyId: string;
   };
   readonly sites: SiteView[];
@@ -70,6 +80,8 @@ export class DashboardModel {
   ) {
     const c = coordinator;
     c.registry.on('change', () => this.rememberSites());
+    // Under sampling the round's sites are not even tracked here (a sampled round's participants are [] anyway).
+    if (isSampled(cfg)) return;
     c.on('roundStarted', (e) => {
       this.round = e.round;
       this.attempt = e.attempt;
@@ -93,12 +105,13 @@ export class DashboardModel {
     const cfg = this.cfg;
     const latest = c.engine.latest;
     const connected = new Set(this.rememberSites());
+    const hide = isSampled(cfg);
     const sites: SiteView[] = [...this.names.entries()]
       .map(([id, s]) => ({
         name: s.name,
         backend: s.backend,
-        state: connected.has(id) ? (this.taskState.get(id) ?? 'idle') : this.finished.has(id) ? ('finished' as SiteState) : ('disconnected' as SiteState),
-        rounds: this.contributions.get(id) ?? 0,
+        state: this.siteState(id, connected.has(id), hide),
+        rounds: hide ? HIDDEN : (this.contributions.get(id) ?? 0),
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return {
@@ -112,11 +125,17 @@ export class DashboardModel {
         roundsTotal: cfg.rounds.total,
         minClients: cfg.rounds.minClients,
         secureAggregation: cfg.secagg.enabled,
+        sampleHidden: hide,
         manifestKeyId: manifestSigner(c.keys.sign).keyId,
       },
       sites,
       versions: await this.versionList(),
     };
+  }
+
+  private siteState(id: string, connected: boolean, hide: boolean): SiteState {
+    if (!connected) return this.finished.has(id) ? 'finished' : 'disconnected';
+    return hide ? 'connected' : (this.taskState.get(id) ?? 'idle');
   }
 
   /**
@@ -154,7 +173,7 @@ export class DashboardModel {
       round: m.round,
       attempt: m.attempt,
       createdAt: m.createdAt,
-      participants: m.participants.length,
+      participants: m.privacy?.sampling ? HIDDEN : m.participants.length,
       metrics: m.metrics,
       files: Object.keys(m.files).length,
       secureAggregation: m.secureAggregation !== undefined,
