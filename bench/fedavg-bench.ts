@@ -11,8 +11,13 @@
 // one's first chunk (`one_by_one_…`), with the 10 uploads' chunks interleaved (`together_…`), the one-thread fold,
 // the JavaScript loop it replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for), for the
 // before/after and the choice of the default in one run.
+// The round's close (FedAvg.aggregate of the sum) is timed after the default's fold. Its sum is made as the
+// coordinator makes it, when the attempt opens, with the round's global: on a threaded sum that copies the global's
+// values into the sum's memory and touches the next adapter's buffers then (fold-close.ts), not in the timed steps;
+// `begin_seconds` times that (the default's begin, interleaved), where the copy in went.
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { closeParts, closeTimes } from '../coordinator/strategy/fold-close';
@@ -88,6 +93,15 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   let helperParts = 0;
   let closeHelperParts = 0;
   const closeSteps = { copyIn: [] as number[], own: [] as number[], wait: [] as number[], copyOut: [] as number[] };
+  // Per repetition: the close's time outside the calling thread's timed steps, and garbage collection within it.
+  const closeOutside: number[] = [];
+  const closeWindows: [number, number][] = [];
+  const gcs: [number, number][] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.startTime + e.duration]);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const begins: number[] = [];
   let closeAllParts = 0;
   let parts = 0;
   let handedChunks = 0;
@@ -132,7 +146,9 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     for (let rep = 0; rep < REPS; rep++) {
       // The sum is made when the attempt opens (its pages touched, its helpers attached), before any upload.
       setFoldThreads(threads);
+      const b0 = now();
       const a = strategy.begin(global);
+      begins.push(now() - b0);
       const before = foldPartsTaken();
       const handedBefore = handed.runs;
       await foldAll(a, t.fold, cpu.fold, main.fold);
@@ -144,10 +160,17 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       const closed = closeParts.helpers + closeParts.caller;
       const steps = { ...closeTimes };
       const byHelpers = closeParts.helpers;
+      const w0 = performance.now();
       let t0 = now();
       strategy.aggregate(global, a.sum());
       t.close.push(now() - t0);
-      for (const k of Object.keys(steps) as (keyof typeof steps)[]) closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
+      closeWindows.push([w0, performance.now()]);
+      let inSteps = 0;
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) {
+        closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
+        inSteps += (closeTimes[k] - steps[k]) / 1e3;
+      }
+      closeOutside.push(t.close[t.close.length - 1] - inSteps);
       closeHelperParts += closeParts.helpers - byHelpers;
       closeAllParts += closeParts.helpers + closeParts.caller - closed;
       // The same sum closed on the calling thread alone (the close before fold-close.ts), interleaved.
@@ -180,6 +203,10 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   } finally {
     setFoldThreads(undefined);
   }
+  await new Promise((r) => setImmediate(r)); // the observer's last entries
+  gcObserver.disconnect();
+  // Milliseconds of garbage collection (any thread's pause of this isolate) overlapping each repetition's close.
+  const closeGc = closeWindows.map(([a, b]) => gcs.reduce((ms, [s, e]) => ms + Math.max(0, Math.min(b, e) - Math.max(a, s)), 0) / 1e3);
   const bytes = clients * params * 4;
   const m = { fold: median(t.fold), close: median(t.close), one: median(t.one), js: median(t.js), copy: median(t.copy) };
   return {
@@ -206,6 +233,13 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     close_own_part_seconds: median(closeSteps.own),
     close_wait_seconds: median(closeSteps.wait),
     close_copy_out_seconds: median(closeSteps.copyOut),
+    // Per repetition, the close less those steps (the call around them: the sum's handoff wait, the layout check,
+    // building the tensors), and garbage collection overlapping the close; medians. And the default's begin, where
+    // a threaded sum now copies the global in (fold-close.ts).
+    close_outside_steps_seconds: median(closeOutside),
+    close_gc_seconds: median(closeGc),
+    close_gc_max_seconds: Math.max(...closeGc),
+    begin_seconds: median(begins),
     fold_and_one_thread_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + median(t.closeOne)),
     js_loop_seconds: m.js,
     js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,

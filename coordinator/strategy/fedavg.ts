@@ -89,10 +89,7 @@ class FedAvgSum implements Aggregation {
     this.index = new LayoutIndex(global);
     // Where the close runs here: the global's values placed in the sum's memory now, while the sites train (the
     // round's base version does not change; fold-close.ts).
-    this.k = roundFoldKernel(
-      this.index.total,
-      closesHere ? global.map((g) => g.data) : undefined,
-    );
+    this.k = roundFoldKernel(this.index.total, closesHere ? global.map((g) => g.data) : undefined);
     this.views = new Map();
     let off = 0;
     for (const g of global) {

@@ -140,7 +140,15 @@ function answer(buf: SharedArrayBuffer | undefined, L: SumLayout | undefined, sl
 
 function nextOf(buf: SharedArrayBuffer, next: NextBuffers): Sum['next'] {
   const views = next.bufs.map((b) => new Float32Array(b));
-  return { views, stage: new Float32Array(buf, next.stage, views.reduce((n, v) => n + v.length, 0)), at: next.stage };
+  return {
+    views,
+    stage: new Float32Array(
+      buf,
+      next.stage,
+      views.reduce((n, v) => n + v.length, 0),
+    ),
+    at: next.stage,
+  };
 }
 
 const closeOn = (mem: object): CloseFn => (new wasmApi!.Instance(closeMod, { env: { mem } }).exports as unknown as { close: CloseFn }).close;
