@@ -2,11 +2,13 @@
 // adapter written into shared buffers: coordinator/strategy/fold-close.ts) in real coordinators over real gRPC with
 // real SDK sites: three rounds of a 131,072-parameter adapter commit the same adapter files with 2 helpers as on one
 // thread, and a run stopped after version 1 and restarted (its base read back from disk) commits them byte for byte
-// too.
+// too. The sites evaluate each candidate before it commits (served from the close's shared buffers over gRPC): what
+// they evaluated is the committed adapter.
 import { FOLD_THREADS_MIN_PARAMS, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
 import { closeParts } from '../coordinator/strategy/fold-close';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
-import type { NamedTensor } from '../proto/tensors';
+import { readSafetensors } from '../proto/safetensors';
+import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, startCoordinator, tempDir, type Harness } from './harness';
 import { RoundTrainer, restartSuite, startRestartSites, versionFile } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -26,6 +28,16 @@ const adapter = (): NamedTensor[] => [
   { name: `${PREFIX}.lora_B.weight`, dtype: 'float32', shape: [WIDTH, RANK], data: seeded(RANK * WIDTH, 2) },
 ];
 const ADAPTER = 'adapter_model.safetensors';
+const hexOf = (ts: TensorList): string => ts.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')).join('|');
+
+/** RoundTrainer's updates; records every adapter it is asked to evaluate. */
+class EvaluatingTrainer extends RoundTrainer {
+  readonly evaluated = new Set<string>();
+  evaluate(adapter: TensorList): Promise<Record<string, number>> {
+    this.evaluated.add(hexOf(adapter));
+    return Promise.resolve({ eval_loss: 1, eval_examples: 4 });
+  }
+}
 
 describe('FedAvg close on the fold helpers across a coordinator restart (real gRPC)', function () {
   this.timeout(180_000);
@@ -33,14 +45,15 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
   after(() => setFoldThreads(undefined));
 
   async function start(runDir: string): Promise<Harness> {
-    const h = await startCoordinator(runDir, { total: 3 }, {}, { initialAdapter: adapter });
+    const evaluation = { enabled: true, everyRounds: 1, sites: 'participants', minSites: 2, deadlineMs: 20_000 };
+    const h = await startCoordinator(runDir, { total: 3 }, { evaluation }, { initialAdapter: adapter });
     coordinators.push(h.coordinator);
     return h;
   }
-  const sites = (address: string): ReturnType<typeof startRestartSites<RoundTrainer>> =>
+  const sites = (address: string): ReturnType<typeof startRestartSites<EvaluatingTrainer>> =>
     startRestartSites(
       address,
-      [0.001, -0.0005].map((v) => new RoundTrainer(v)),
+      [0.001, -0.0005].map((v) => new EvaluatingTrainer(v)),
       clients,
     );
   /** A whole run of 3 rounds in a new directory; how many close parts the helpers and caller took meanwhile. */
@@ -52,6 +65,10 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
     const s = sites(c.address);
     expect((await c.coordinator.done).manifest.version).to.equal(3);
     await Promise.all(s.runs);
+    for (let v = 1; v <= 3; v++) {
+      const committed = hexOf(readSafetensors(await versionFile(dir, v, ADAPTER)).tensors);
+      for (const t of s.trainers) expect(t.evaluated.has(committed), `${label}: v${v} evaluated by a site`).to.equal(true);
+    }
     return { dir, parts: closeParts.helpers + closeParts.caller - before };
   }
 
