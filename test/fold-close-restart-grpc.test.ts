@@ -6,11 +6,10 @@
 // they evaluated is the committed adapter.
 import { FOLD_THREADS_MIN_PARAMS, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
 import { closeParts } from '../coordinator/strategy/fold-close';
-import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { readSafetensors } from '../proto/safetensors';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, startCoordinator, tempDir, type Harness } from './harness';
-import { RoundTrainer, restartSuite, startRestartSites, versionFile } from './restart-sites';
+import { RoundTrainer, restartSuite, startRestartSites, stopAfterVersion1, versionFile } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const RANK = 8;
@@ -85,12 +84,7 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
     dirs.push(dir);
     const parts = closeParts.helpers + closeParts.caller;
     const b1 = await start(dir);
-    const committed1 = new Promise<void>((r) => b1.coordinator.on('roundCommitted', (e: { version: number }) => e.version === 1 && r()));
-    const sb1 = sites(b1.address);
-    await committed1;
-    await b1.coordinator.stop(200);
-    await sb1.stop();
-    expect((await new FsCheckpointStore(dir, { readOnly: true }).latest())!.manifest.version).to.be.oneOf([1, 2]);
+    expect(await stopAfterVersion1(dir, b1.coordinator, () => sites(b1.address))).to.be.oneOf([1, 2]);
     const b2 = await start(dir);
     const sb2 = sites(b2.address);
     expect((await b2.coordinator.done).manifest.version).to.equal(3);

@@ -9,6 +9,7 @@ import { closeParts } from '../coordinator/strategy/fold-close';
 import { wasmApi } from '../coordinator/strategy/fold-kernel';
 import { helpers, type SumMessage } from '../coordinator/strategy/fold-pool';
 import { FOLD_THREADS_MIN_PARAMS, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
+import type { Aggregation } from '../coordinator/strategy/strategy';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -28,8 +29,8 @@ const globalOf = (seed: number): NamedTensor[] => SIZES.map((n, i) => tensor(`t$
 const hex = (ts: TensorList): string[] => ts.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex'));
 const shared = (ts: TensorList): boolean[] => ts.map((t) => t.data.buffer instanceof SharedArrayBuffer);
 
-/** A round of three updates (seeded by `round`) folded as the upload path folds them, then closed. */
-function round(s: FedAvg, global: TensorList, r: number, beforeClose?: () => void): NamedTensor[] {
+/** Round r's sum over `global`: three updates (seeded by r) folded as the upload path folds them. */
+function folded(s: FedAvg, global: TensorList, r: number): Aggregation {
   const agg = s.begin(global);
   for (const i of [1, 2, 3]) {
     const f = agg.open(`c${i}`, 10 * i + r);
@@ -37,6 +38,12 @@ function round(s: FedAvg, global: TensorList, r: number, beforeClose?: () => voi
     f.finish();
     f.commit();
   }
+  return agg;
+}
+
+/** Round r folded, then closed. */
+function round(s: FedAvg, global: TensorList, r: number, beforeClose?: () => void): NamedTensor[] {
+  const agg = folded(s, global, r);
   beforeClose?.();
   return s.aggregate(global, agg.sum());
 }
@@ -81,17 +88,10 @@ describe('FedAvg close: the global placed in the sum, the next adapter in shared
 
   it('a second close of the same sum: new unshared buffers, the same bits; the first adapter unchanged', () => {
     const global = globalOf(11);
-    setFoldThreads(0);
-    const want = hex(round(new FedAvg(), global, 1));
+    const want = oneThread(global)[0];
     setFoldThreads(2);
     const s = new FedAvg();
-    const agg = s.begin(global);
-    for (const i of [1, 2, 3]) {
-      const f = agg.open(`c${i}`, 10 * i + 1);
-      f.push(new Uint8Array(values(P, 100 + i, 0.01).buffer));
-      f.finish();
-      f.commit();
-    }
+    const agg = folded(s, global, 1);
     const first = s.aggregate(global, agg.sum());
     const firstBuffers = first.map((t) => t.data.buffer);
     // The same sum closed again over another denominator (a sampled round's), then over this one again.
@@ -106,29 +106,11 @@ describe('FedAvg close: the global placed in the sum, the next adapter in shared
   it('a close of another global than the one the sum was made with reads that global', () => {
     const made = globalOf(21);
     const other = globalOf(22);
-    setFoldThreads(0);
-    const s0 = new FedAvg();
-    const agg0 = s0.begin(other);
-    const want = (() => {
-      for (const i of [1, 2, 3]) {
-        const f = agg0.open(`c${i}`, 10 * i + 1);
-        f.push(new Uint8Array(values(P, 100 + i, 0.01).buffer));
-        f.finish();
-        f.commit();
-      }
-      return hex(s0.aggregate(other, agg0.sum()));
-    })();
+    const [want] = oneThread(other);
     setFoldThreads(3);
-    const s = new FedAvg();
-    const agg = s.begin(made);
-    for (const i of [1, 2, 3]) {
-      const f = agg.open(`c${i}`, 10 * i + 1);
-      f.push(new Uint8Array(values(P, 100 + i, 0.01).buffer));
-      f.finish();
-      f.commit();
-    }
+    const agg = folded(new FedAvg(), made, 1);
     // The same layout, other tensors and values: copied in at the close, not the values placed at begin.
-    expect(hex(s.aggregate(other, agg.sum()))).to.deep.equal(want);
+    expect(hex(new FedAvg().aggregate(other, agg.sum()))).to.deep.equal(want);
   });
 
   it('a helper that fails during the close: the one-thread close, the same bits, nothing shared handed out', () => {
