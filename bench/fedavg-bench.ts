@@ -70,12 +70,14 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
   const chunks = updates.map((u) => openedChunks(u.delta));
   const strategy = new FedAvg();
+  const globalCopy = global.map((g) => ({ ...g, data: g.data.slice() }));
   // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
   const t = {
     fold: [] as number[],
     close: [] as number[],
     closeOne: [] as number[],
+    closeCopyIn: [] as number[],
     one: [] as number[],
     js: [] as number[],
     copy: [] as number[],
@@ -184,7 +186,13 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
         await foldAll(strategy.begin(global), times, [], []);
       }
       setFoldThreads(threads);
-      await foldAll(strategy.begin(global), t.together, [], [], 'together');
+      const together = strategy.begin(global);
+      await foldAll(together, t.together, [], [], 'together');
+      // That sum closed over a copy of the global (other arrays, the same values): the close copies the global in
+      // on the calling thread, as before it was placed when the sum was made (fold-close.ts); the same bits.
+      t0 = now();
+      strategy.aggregate(globalCopy, together.sum());
+      t.closeCopyIn.push(now() - t0);
       await foldAll(strategy.begin(global), t.oneByOne, [], [], 'one-by-one');
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
@@ -227,6 +235,8 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // calling thread took back unclaimed), and the same sum closed on the calling thread alone, interleaved.
     close_parts_by_helpers_percent: closeAllParts > 0 ? (100 * closeHelperParts) / closeAllParts : 0,
     one_thread_close_seconds: median(t.closeOne),
+    // The threaded close copying the global in itself (a sum closed over other arrays than it was made with).
+    close_with_copy_in_seconds: median(t.closeCopyIn),
     // The calling thread's steps of the threaded close (fold-close.ts closeTimes): the global copied in (parts
     // posted as it goes), its own part and its copy out, the wait for the helpers' parts, their copy out.
     close_copy_in_seconds: median(closeSteps.copyIn),
