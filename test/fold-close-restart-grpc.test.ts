@@ -5,7 +5,7 @@
 // too. The sites evaluate each candidate before it commits (served from the close's shared buffers over gRPC): what
 // they evaluated is the committed adapter.
 import { FOLD_THREADS_MIN_PARAMS, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
-import { closeParts } from '../coordinator/strategy/fold-close';
+import { closeGlobals, closeParts } from '../coordinator/strategy/fold-close';
 import { readSafetensors } from '../proto/safetensors';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, startCoordinator, tempDir, type Harness } from './harness';
@@ -56,10 +56,11 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
       clients,
     );
   /** A whole run of 3 rounds in a new directory; how many close parts the helpers and caller took meanwhile. */
-  async function whole(label: string): Promise<{ dir: string; parts: number }> {
+  async function whole(label: string): Promise<{ dir: string; parts: number; placed: number }> {
     const dir = await tempDir(label);
     dirs.push(dir);
     const before = closeParts.helpers + closeParts.caller;
+    const placed = closeGlobals.placed;
     const c = await start(dir);
     const s = sites(c.address);
     expect((await c.coordinator.done).manifest.version).to.equal(3);
@@ -68,7 +69,7 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
       const committed = hexOf(readSafetensors(await versionFile(dir, v, ADAPTER)).tensors);
       for (const t of s.trainers) expect(t.evaluated.has(committed), `${label}: v${v} evaluated by a site`).to.equal(true);
     }
-    return { dir, parts: closeParts.helpers + closeParts.caller - before };
+    return { dir, parts: closeParts.helpers + closeParts.caller - before, placed: closeGlobals.placed - placed };
   }
 
   it('3 rounds with 2 helpers, uninterrupted and restarted after version 1, commit the one-thread adapters byte for byte', async () => {
@@ -79,6 +80,8 @@ describe('FedAvg close on the fold helpers across a coordinator restart (real gR
     setFoldThreads(2);
     const threaded = await whole('close-threaded');
     expect(threaded.parts, 'each round closed in 3 parts, 2 posted').to.equal(3 * 2);
+    // Each round's close found its base version in the sum's memory, placed when the attempt opened.
+    expect(threaded.placed, 'closes over the placed global').to.equal(3);
 
     const dir = await tempDir('close-restart');
     dirs.push(dir);

@@ -5,7 +5,7 @@
 // close of another global than the placed one reads that global; a helper that fails during the close leaves
 // FedAvg's one-thread close, the same bits, with nothing shared handed out.
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { closeParts } from '../coordinator/strategy/fold-close';
+import { closeGlobals, closeParts } from '../coordinator/strategy/fold-close';
 import { wasmApi } from '../coordinator/strategy/fold-kernel';
 import { helpers, type SumMessage } from '../coordinator/strategy/fold-pool';
 import { FOLD_THREADS_MIN_PARAMS, setFoldThreads, startFoldThreads } from '../coordinator/strategy/fold-threads';
@@ -70,6 +70,7 @@ describe('FedAvg close: the global placed in the sum, the next adapter in shared
       setFoldThreads(threads);
       const s = new FedAvg();
       const before = closeParts.helpers + closeParts.caller;
+      const placed = closeGlobals.placed;
       const a1 = round(s, global, 1);
       expect(closeParts.helpers + closeParts.caller - before, `threads ${threads}: parts posted`).to.equal(threads);
       expect(hex(a1), `threads ${threads}`).to.deep.equal(want1);
@@ -83,6 +84,7 @@ describe('FedAvg close: the global placed in the sum, the next adapter in shared
       expect(shared(a2)).to.deep.equal([true, true]);
       a2.forEach((t, i) => expect(t.data.buffer).not.to.equal(a1[i].data.buffer));
       expect(hex(a1), `threads ${threads}: round 1's adapter after round 2`).to.deep.equal(want1);
+      expect(closeGlobals.placed - placed, 'both closes found their global placed').to.equal(2);
     }
   });
 
@@ -110,7 +112,9 @@ describe('FedAvg close: the global placed in the sum, the next adapter in shared
     setFoldThreads(3);
     const agg = folded(new FedAvg(), made, 1);
     // The same layout, other tensors and values: copied in at the close, not the values placed at begin.
+    const copied = closeGlobals.copiedIn;
     expect(hex(new FedAvg().aggregate(other, agg.sum()))).to.deep.equal(want);
+    expect(closeGlobals.copiedIn - copied).to.equal(1);
   });
 
   it('a helper that fails during the close: the one-thread close, the same bits, nothing shared handed out', () => {

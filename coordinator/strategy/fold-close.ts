@@ -28,6 +28,8 @@ export const MIN_CLOSE_PART = 1 << 15;
 let sharedClose: object | undefined;
 /** Parts of closes done by the helpers and by the calling thread (taken back unclaimed), over the process (bench). */
 export const closeParts = { helpers: 0, caller: 0 };
+/** Closes over the process that found the global placed in the stage, and that copied it in (tests, bench). */
+export const closeGlobals = { placed: 0, copiedIn: 0 };
 /**
  * The calling thread's milliseconds in each step of its closes, over the process (bench): copying the global in
  * (posting the parts as it goes), its own part with its copy out, waiting for (or doing) the helpers' parts, and
@@ -75,6 +77,7 @@ export function closeOnThreads(site: CloseSite, close: CloseFn, globals: readonl
   const next = how.next ? [...how.next] : globals.map((t) => new Float32Array(t.length));
   const op = how.next ? OP.CLOSE_OUT : OP.CLOSE;
   const copyIn = (a: number, b: number): void => void (how.inStage || copyRange(globals, g, a, b, true));
+  closeGlobals[how.inStage ? 'placed' : 'copiedIn']++;
   const parts = Math.max(1, Math.min(team.length + 1, how.cut ?? Math.floor(params / MIN_CLOSE_PART)));
   // Parts of `each` values, a multiple of 16 (no two threads write one cache line of the stage), the last the
   // caller's with the remainder.
