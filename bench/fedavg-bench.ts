@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { closeParts, closeTimes } from '../coordinator/strategy/fold-close';
+import { closeParts, closeSpans, closeTimes } from '../coordinator/strategy/fold-close';
 import { stepAlongMeanDelta } from '../coordinator/strategy/mean-delta';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { handed } from '../coordinator/strategy/fold-handoff';
@@ -97,6 +97,7 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const closeSteps = { copyIn: [] as number[], own: [] as number[], wait: [] as number[], copyOut: [] as number[] };
   // Per repetition: the close's time outside the calling thread's timed steps, and garbage collection within it.
   const closeOutside: number[] = [];
+  const closeAround = { sum: [] as number[], aggregate: [] as number[], call: [] as number[], threads: [] as number[] };
   const closeWindows: [number, number][] = [];
   const gcs: [number, number][] = [];
   const gcObserver = new PerformanceObserver((list) => {
@@ -161,10 +162,13 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       pushedChunks += chunks.reduce((n, cs) => n + cs.length, 0);
       const closed = closeParts.helpers + closeParts.caller;
       const steps = { ...closeTimes };
+      const spans = { ...closeSpans };
       const byHelpers = closeParts.helpers;
       const w0 = performance.now();
       let t0 = now();
-      strategy.aggregate(global, a.sum());
+      const s = a.sum();
+      const tSum = now() - t0;
+      strategy.aggregate(global, s);
       t.close.push(now() - t0);
       closeWindows.push([w0, performance.now()]);
       let inSteps = 0;
@@ -173,6 +177,14 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
         inSteps += (closeTimes[k] - steps[k]) / 1e3;
       }
       closeOutside.push(t.close[t.close.length - 1] - inSteps);
+      // Where that time lies: reading the sum (a.sum()), FedAvg.aggregate around its threaded close, the close's
+      // call before closeOnThreads (layout checks), and closeOnThreads beyond its steps.
+      const fedavgSpan = (closeSpans.fedavg - spans.fedavg) / 1e3;
+      const threadsSpan = (closeSpans.threads - spans.threads) / 1e3;
+      closeAround.sum.push(tSum);
+      closeAround.aggregate.push(t.close[t.close.length - 1] - tSum - fedavgSpan);
+      closeAround.call.push(fedavgSpan - threadsSpan);
+      closeAround.threads.push(threadsSpan - inSteps);
       closeHelperParts += closeParts.helpers - byHelpers;
       closeAllParts += closeParts.helpers + closeParts.caller - closed;
       // The same sum closed on the calling thread alone (the close before fold-close.ts), interleaved.
@@ -247,6 +259,10 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // building the tensors), and garbage collection overlapping the close; medians. And the default's begin, where
     // a threaded sum now copies the global in (fold-close.ts).
     close_outside_steps_seconds: median(closeOutside),
+    close_outside_sum_seconds: median(closeAround.sum),
+    close_outside_aggregate_seconds: median(closeAround.aggregate),
+    close_outside_call_seconds: median(closeAround.call),
+    close_outside_threads_seconds: median(closeAround.threads),
     close_gc_seconds: median(closeGc),
     close_gc_max_seconds: Math.max(...closeGc),
     begin_seconds: median(begins),

@@ -10,6 +10,7 @@ import { closeFedAvg } from './close-kernel';
 import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 import type { FoldKernel } from './fold-kernel';
 import { roundFoldKernel } from './fold-threads';
+import { closeSpans } from './fold-close';
 import { LayoutIndex, StreamedFold, ValueRuns } from './stream-fold';
 
 export class FedAvg implements Strategy {
@@ -52,6 +53,7 @@ const threadedSums = new WeakMap<object, FoldKernel>();
  * 4 bytes per value, as any adapter), written by no one after it returns.
  */
 function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | undefined {
+  const start = performance.now();
   const k = threadedSums.get(sum.tensors);
   if (!k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
   let j = 0;
@@ -63,7 +65,9 @@ function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | u
     global.map((g) => g.data),
     sum.totalWeight * sum.scale,
   );
-  return next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
+  const out = next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
+  closeSpans.fedavg += performance.now() - start;
+  return out;
 }
 
 /**

@@ -36,6 +36,11 @@ export const closeGlobals = { placed: 0, copiedIn: 0 };
  * copying their next values out.
  */
 export const closeTimes = { copyIn: 0, own: 0, wait: 0, copyOut: 0 };
+/**
+ * Milliseconds over the process (bench): FedAvg's threaded closes whole (fedavg.ts, from its layout check to the
+ * tensors built), and closeOnThreads whole; what either holds beyond the steps above is the call around them.
+ */
+export const closeSpans = { fedavg: 0, threads: 0 };
 
 /** Where a threaded sum's close works: its helpers, the sum's memory and addresses. */
 export interface CloseSite {
@@ -70,6 +75,7 @@ export interface CloseHow {
  * into.
  */
 export function closeOnThreads(site: CloseSite, close: CloseFn, globals: readonly Float32Array[], d: number, how: CloseHow = {}): Float32Array[] {
+  const start = performance.now();
   const { team, sum, sumAt, gAt, params } = site;
   const total = globals.reduce((n, t) => n + t.length, 0);
   if (total !== params) throw new RangeError(`close: the global holds ${total} values; the sum has ${params}`);
@@ -112,6 +118,7 @@ export function closeOnThreads(site: CloseSite, close: CloseFn, globals: readonl
     t0 = performance.now();
     closeTimes.copyOut += t0 - t1;
   }
+  closeSpans.threads += performance.now() - start;
   return next;
 }
 
