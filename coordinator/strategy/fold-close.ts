@@ -51,6 +51,8 @@ export interface CloseSite {
   readonly sumAt: number;
   readonly gAt: number;
   readonly params: number;
+  /** The stage as float32 values (made with the sum, not in the close's time). */
+  readonly stage?: Float32Array;
 }
 
 /** The calling thread's close on `site`'s memory (one instance per sum). */
@@ -79,7 +81,7 @@ export function closeOnThreads(site: CloseSite, close: CloseFn, globals: readonl
   const { team, sum, sumAt, gAt, params } = site;
   const total = globals.reduce((n, t) => n + t.length, 0);
   if (total !== params) throw new RangeError(`close: the global holds ${total} values; the sum has ${params}`);
-  const g = new Float32Array(site.memory.buffer, gAt, params);
+  const g = site.stage ?? new Float32Array(site.memory.buffer, gAt, params);
   const next = how.next ? [...how.next] : globals.map((t) => new Float32Array(t.length));
   const op = how.next ? OP.CLOSE_OUT : OP.CLOSE;
   const copyIn = (a: number, b: number): void => void (how.inStage || copyRange(globals, g, a, b, true));

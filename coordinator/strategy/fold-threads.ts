@@ -172,8 +172,9 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   acc.fill(0); // touched now, while the sites train (fold-kernel.ts says why)
   const placing = closes && place !== undefined && place.reduce((n, t) => n + t.length, 0) === params;
   // The close's stage, touched now too (fold-close.ts): with the global's values where given, else zeros.
-  if (placing) copyRange(place, new Float32Array(buf, gAt, params), 0, params, true);
-  else if (closes) new Float32Array(buf, gAt, params).fill(0);
+  const closeStage = closes ? new Float32Array(buf, gAt, params) : undefined;
+  if (placing) copyRange(place, closeStage!, 0, params, true);
+  else closeStage?.fill(0);
   // The next adapter's shared buffers, touched now: the copy out would cost their page faults (fold-close.ts).
   const nextBufs = placing ? place.map((t) => new SharedArrayBuffer(t.byteLength)) : undefined;
   let next = nextBufs?.map((b) => new Float32Array(b).fill(0));
@@ -204,7 +205,7 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     if (handoff && handoff.inFlight > 0) handoff.wait();
   };
 
-  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params };
+  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params, stage: closeStage };
   const closeFn: CloseFn | undefined = closes ? callerClose(memory) : undefined;
   const kernel: FoldKernel = {
     acc,
