@@ -20,7 +20,8 @@
 // is folded by the caller.
 //
 // FedAvg's close of a threaded sum runs on the same helpers, a part of the values each (fold-close.ts: its stage of
-// 4 bytes per value follows the sum in the same memory).
+// 4 bytes per value follows the sum in the same memory, the round's global placed there when the sum is made, and
+// the next adapter goes to shared buffers made with the sum, 4 bytes per value).
 // The module is fold-kernel.ts's, with its memory imported and shared: that text with `(memory (export "mem") 1)`
 // replaced by `(import "env" "mem" (memory 1 65536 shared))`, assembled by wabt with threads on (the test does it).
 // Every thread of one fold writes the same weight into the module's scratch word at byte 64 (benign: same bytes).
