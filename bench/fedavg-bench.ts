@@ -11,11 +11,16 @@
 // one's first chunk (`one_by_one_…`), with the 10 uploads' chunks interleaved (`together_…`), the one-thread fold,
 // the JavaScript loop it replaced and the fold with 1, 3 and 7 helpers (as many as the host has cores for), for the
 // before/after and the choice of the default in one run.
+// The round's close (FedAvg.aggregate of the sum) is timed after the default's fold. Its sum is made as the
+// coordinator makes it, when the attempt opens, with the round's global: on a threaded sum that copies the global's
+// values into the sum's memory and touches the next adapter's buffers then (fold-close.ts), not in the timed steps;
+// `begin_seconds` times that (the default's begin, interleaved), where the copy in went.
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { closeFedAvg } from '../coordinator/strategy/close-kernel';
 import { FedAvg } from '../coordinator/strategy/fedavg';
-import { closeParts, closeTimes } from '../coordinator/strategy/fold-close';
+import { closeParts, closeSpans, closeTimes } from '../coordinator/strategy/fold-close';
 import { stepAlongMeanDelta } from '../coordinator/strategy/mean-delta';
 import { accumulateUnchecked } from '../coordinator/strategy/fixed-point';
 import { handed } from '../coordinator/strategy/fold-handoff';
@@ -65,12 +70,14 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   const updates = Array.from({ length: clients }, (_, k) => ({ clientId: `c${k}`, numExamples: 100 + k, delta: randomTensors(4, params / 4, 0.01, k + 2) }));
   const chunks = updates.map((u) => openedChunks(u.delta));
   const strategy = new FedAvg();
+  const globalCopy = global.map((g) => ({ ...g, data: g.data.slice() }));
   // BENCH_FOLD_THREADS: helper threads to try instead of the default (0: the one-thread fold twice).
   const threads = process.env.BENCH_FOLD_THREADS ? Number(process.env.BENCH_FOLD_THREADS) : foldThreads();
   const t = {
     fold: [] as number[],
     close: [] as number[],
     closeOne: [] as number[],
+    closeCopyIn: [] as number[],
     one: [] as number[],
     js: [] as number[],
     copy: [] as number[],
@@ -88,6 +95,16 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   let helperParts = 0;
   let closeHelperParts = 0;
   const closeSteps = { copyIn: [] as number[], own: [] as number[], wait: [] as number[], copyOut: [] as number[] };
+  // Per repetition: the close's time outside the calling thread's timed steps, and garbage collection within it.
+  const closeOutside: number[] = [];
+  const closeAround = { sum: [] as number[], aggregate: [] as number[], call: [] as number[], threads: [] as number[] };
+  const closeWindows: [number, number][] = [];
+  const gcs: [number, number][] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.startTime + e.duration]);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const begins: number[] = [];
   let closeAllParts = 0;
   let parts = 0;
   let handedChunks = 0;
@@ -132,7 +149,9 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     for (let rep = 0; rep < REPS; rep++) {
       // The sum is made when the attempt opens (its pages touched, its helpers attached), before any upload.
       setFoldThreads(threads);
+      const b0 = now();
       const a = strategy.begin(global);
+      begins.push(now() - b0);
       const before = foldPartsTaken();
       const handedBefore = handed.runs;
       await foldAll(a, t.fold, cpu.fold, main.fold);
@@ -143,11 +162,29 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
       pushedChunks += chunks.reduce((n, cs) => n + cs.length, 0);
       const closed = closeParts.helpers + closeParts.caller;
       const steps = { ...closeTimes };
+      const spans = { ...closeSpans };
       const byHelpers = closeParts.helpers;
+      const w0 = performance.now();
       let t0 = now();
-      strategy.aggregate(global, a.sum());
+      const s = a.sum();
+      const tSum = now() - t0;
+      strategy.aggregate(global, s);
       t.close.push(now() - t0);
-      for (const k of Object.keys(steps) as (keyof typeof steps)[]) closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
+      closeWindows.push([w0, performance.now()]);
+      let inSteps = 0;
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) {
+        closeSteps[k].push((closeTimes[k] - steps[k]) / 1e3);
+        inSteps += (closeTimes[k] - steps[k]) / 1e3;
+      }
+      closeOutside.push(t.close[t.close.length - 1] - inSteps);
+      // Where that time lies: reading the sum (a.sum()), FedAvg.aggregate around its threaded close, the close's
+      // call before closeOnThreads (layout checks), and closeOnThreads beyond its steps.
+      const fedavgSpan = (closeSpans.fedavg - spans.fedavg) / 1e3;
+      const threadsSpan = (closeSpans.threads - spans.threads) / 1e3;
+      closeAround.sum.push(tSum);
+      closeAround.aggregate.push(t.close[t.close.length - 1] - tSum - fedavgSpan);
+      closeAround.call.push(fedavgSpan - threadsSpan);
+      closeAround.threads.push(threadsSpan - inSteps);
       closeHelperParts += closeParts.helpers - byHelpers;
       closeAllParts += closeParts.helpers + closeParts.caller - closed;
       // The same sum closed on the calling thread alone (the close before fold-close.ts), interleaved.
@@ -161,7 +198,13 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
         await foldAll(strategy.begin(global), times, [], []);
       }
       setFoldThreads(threads);
-      await foldAll(strategy.begin(global), t.together, [], [], 'together');
+      const together = strategy.begin(global);
+      await foldAll(together, t.together, [], [], 'together');
+      // That sum closed over a copy of the global (other arrays, the same values): the close copies the global in
+      // on the calling thread, as before it was placed when the sum was made (fold-close.ts); the same bits.
+      t0 = now();
+      strategy.aggregate(globalCopy, together.sum());
+      t.closeCopyIn.push(now() - t0);
       await foldAll(strategy.begin(global), t.oneByOne, [], [], 'one-by-one');
       // The JavaScript loop the sum used before the SIMD kernel (same bits).
       const acc = global.map((g) => new Float64Array(g.data.length));
@@ -180,6 +223,10 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
   } finally {
     setFoldThreads(undefined);
   }
+  await new Promise((r) => setImmediate(r)); // the observer's last entries
+  gcObserver.disconnect();
+  // Milliseconds of garbage collection (any thread's pause of this isolate) overlapping each repetition's close.
+  const closeGc = closeWindows.map(([a, b]) => gcs.reduce((ms, [s, e]) => ms + Math.max(0, Math.min(b, e) - Math.max(a, s)), 0) / 1e3);
   const bytes = clients * params * 4;
   const m = { fold: median(t.fold), close: median(t.close), one: median(t.one), js: median(t.js), copy: median(t.copy) };
   return {
@@ -200,12 +247,25 @@ export async function benchFedAvg(clients: number, params: number): Promise<Reco
     // calling thread took back unclaimed), and the same sum closed on the calling thread alone, interleaved.
     close_parts_by_helpers_percent: closeAllParts > 0 ? (100 * closeHelperParts) / closeAllParts : 0,
     one_thread_close_seconds: median(t.closeOne),
+    // The threaded close copying the global in itself (a sum closed over other arrays than it was made with).
+    close_with_copy_in_seconds: median(t.closeCopyIn),
     // The calling thread's steps of the threaded close (fold-close.ts closeTimes): the global copied in (parts
     // posted as it goes), its own part and its copy out, the wait for the helpers' parts, their copy out.
     close_copy_in_seconds: median(closeSteps.copyIn),
     close_own_part_seconds: median(closeSteps.own),
     close_wait_seconds: median(closeSteps.wait),
     close_copy_out_seconds: median(closeSteps.copyOut),
+    // Per repetition, the close less those steps (the call around them: the sum's handoff wait, the layout check,
+    // building the tensors), and garbage collection overlapping the close; medians. And the default's begin, where
+    // a threaded sum now copies the global in (fold-close.ts).
+    close_outside_steps_seconds: median(closeOutside),
+    close_outside_sum_seconds: median(closeAround.sum),
+    close_outside_aggregate_seconds: median(closeAround.aggregate),
+    close_outside_call_seconds: median(closeAround.call),
+    close_outside_threads_seconds: median(closeAround.threads),
+    close_gc_seconds: median(closeGc),
+    close_gc_max_seconds: Math.max(...closeGc),
+    begin_seconds: median(begins),
     fold_and_one_thread_close_percent_of_memcpy_bandwidth: (100 * m.copy) / (m.fold + median(t.closeOne)),
     js_loop_seconds: m.js,
     js_loop_percent_of_memcpy_bandwidth: (100 * m.copy) / m.js,

@@ -20,7 +20,7 @@ import { verifyRun, verifyVersionDir } from '../coordinator/checkpoints/verify';
 import { readSafetensors } from '../proto/safetensors';
 import type { TensorList } from '../proto/tensors';
 import { smallAdapter, tempDir } from './harness';
-import { restartSuite, startRestartSites, versionFile, type RestartSites } from './restart-sites';
+import { restartSuite, startRestartSites, stopAfterVersion1, versionFile, type RestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -100,12 +100,7 @@ describe('strategy.ema across a restart, in the evaluator, the release pointer a
     const dirB = await tempDir('ema-b');
     dirs.push(dirB);
     const b1 = await start(dirB, new Map());
-    const committed1 = new Promise<void>((r) => b1.c.on('roundCommitted', (e: { version: number }) => e.version === 1 && r()));
-    const sb1 = sites(b1.address);
-    await committed1;
-    await b1.c.stop(200);
-    await sb1.stop();
-    expect((await new FsCheckpointStore(dirB, { readOnly: true }).latest())!.manifest.version).to.be.oneOf([1, 2]);
+    expect(await stopAfterVersion1(dirB, b1.c, () => sites(b1.address))).to.be.oneOf([1, 2]);
     const b2 = await start(dirB, new Map());
     const sb2 = sites(b2.address);
     expect((await b2.c.done).manifest.version).to.equal(3);

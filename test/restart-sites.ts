@@ -5,7 +5,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
-import { versionDirName } from '../coordinator/checkpoints/fs-store';
+import type { Coordinator } from '../coordinator';
+import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
 import { testIdentity } from './harness';
@@ -48,6 +49,19 @@ export function restartSuite(): RestartSuite {
     for (const d of suite.dirs) await fs.rm(d, { recursive: true, force: true });
   });
   return suite;
+}
+
+/**
+ * A run's first life, stopped once version 1 is committed (its coordinator, then the sites `startSites` starts);
+ * returns the latest version it left in `runDir` (1, or 2 where round 2 committed before the stop).
+ */
+export async function stopAfterVersion1(runDir: string, coordinator: Coordinator, startSites: () => RestartSites<Trainer>): Promise<number> {
+  const committed1 = new Promise<void>((r) => coordinator.on('roundCommitted', (e) => e.version === 1 && r()));
+  const sites = startSites();
+  await committed1;
+  await coordinator.stop(200);
+  await sites.stop();
+  return (await new FsCheckpointStore(runDir, { readOnly: true }).latest())!.manifest.version;
 }
 
 /** One file of version `v` of the run in `runDir`. */

@@ -10,6 +10,7 @@ import { closeFedAvg } from './close-kernel';
 import { FixedPointRangeError, LIMIT, MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 import type { FoldKernel } from './fold-kernel';
 import { roundFoldKernel } from './fold-threads';
+import { closeSpans } from './fold-close';
 import { LayoutIndex, StreamedFold, ValueRuns } from './stream-fold';
 
 export class FedAvg implements Strategy {
@@ -17,7 +18,8 @@ export class FedAvg implements Strategy {
   readonly maxAbsDelta = LIMIT;
 
   begin(global: TensorList): Aggregation {
-    // The next adapter's buffers are touched in advance only where FedAvg's own close will run (not a subclass's step).
+    // The global is placed in the sum's memory, and the next adapter's buffers made, only where FedAvg's own close
+    // will run (not a subclass's step).
     return new FedAvgSum(global, this.aggregate === FedAvg.prototype.aggregate);
   }
 
@@ -41,34 +43,31 @@ export class FedAvg implements Strategy {
   }
 }
 
-/**
- * The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers, and
- * the next adapter's buffers, touched when the sum was made (fold-close.ts says why), for its first close only.
- */
-const threadedSums = new WeakMap<object, { readonly k: FoldKernel; next?: Float32Array[] }>();
+/** The kernels of threaded sums by their views (FedAvgSum.sum()'s tensors), whose close runs on their helpers. */
+const threadedSums = new WeakMap<object, FoldKernel>();
 
 /**
  * The next adapter closed on the sum's helper threads (fold-close.ts: the same bits as stepAlongMeanDelta with
- * closeFedAvg, for any cut), where the sum is a threaded FedAvgSum of exactly this layout; else undefined.
+ * closeFedAvg, for any cut), where the sum is a threaded FedAvgSum of exactly this layout; else undefined. The
+ * first close of the global the sum was made with returns tensors over shared buffers of their own (SharedArrayBuffer,
+ * 4 bytes per value, as any adapter), written by no one after it returns.
  */
 function closeOnHelpers(global: TensorList, sum: WeightedSum): NamedTensor[] | undefined {
-  const e = threadedSums.get(sum.tensors);
-  const k = e?.k;
-  if (!e || !k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
+  const start = performance.now();
+  const k = threadedSums.get(sum.tensors);
+  if (!k?.close || !(sum.totalWeight > 0) || global.length !== sum.tensors.size) return undefined;
   let j = 0;
   for (const [name, v] of sum.tensors) {
     const g = global[j++];
     if (g.name !== name || g.data.length !== v.length) return undefined;
   }
-  const outs = e.next;
-  e.next = undefined; // a second close of the same sum must not write into the adapter the first one returned
   const next = k.close(
     global.map((g) => g.data),
     sum.totalWeight * sum.scale,
-    undefined,
-    outs,
   );
-  return next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
+  const out = next && global.map((g, i) => ({ name: g.name, dtype: g.dtype, shape: g.shape, data: next[i] }));
+  closeSpans.fedavg += performance.now() - start;
+  return out;
 }
 
 /**
@@ -92,15 +91,16 @@ class FedAvgSum implements Aggregation {
     closesHere = true,
   ) {
     this.index = new LayoutIndex(global);
-    this.k = roundFoldKernel(this.index.total);
+    // Where the close runs here: the global's values placed in the sum's memory now, while the sites train (the
+    // round's base version does not change; fold-close.ts).
+    this.k = roundFoldKernel(this.index.total, closesHere ? global.map((g) => g.data) : undefined);
     this.views = new Map();
     let off = 0;
     for (const g of global) {
       this.views.set(g.name, this.k.acc.subarray(off, off + g.data.length));
       off += g.data.length;
     }
-    // Touched now, while the sites train: the close's copy out then costs no page faults (fold-close.ts).
-    if (this.k.close && closesHere) threadedSums.set(this.views, { k: this.k, next: global.map((g) => new Float32Array(g.data.length).fill(0)) });
+    if (this.k.close && closesHere) threadedSums.set(this.views, this.k);
   }
 
   get count(): number {

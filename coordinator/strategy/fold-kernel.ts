@@ -141,11 +141,12 @@ export interface FoldKernel {
   readonly handoff?: HandOff;
   /**
    * Where given (a threaded sum: fold-close.ts): FedAvg's next values f32(g + acc / d) of the global's tensors (in
-   * the layout's order, together the sum's values), closed on the helper threads, `cut` parts where given, into
-   * `outs` where given;
-   * undefined where the threads failed (the caller closes on its own thread: the sum is only read).
+   * the layout's order, together the sum's values), closed on the helper threads, `cut` parts where given; the
+   * first close of the tensors the sum was made with (parallelFoldKernel's `place`) into shared buffers of their
+   * own, any other into new unshared ones; undefined where the threads failed (the caller closes on its own thread:
+   * the sum is only read).
    */
-  close?(globals: readonly Float32Array[], d: number, cut?: number, outs?: readonly Float32Array[]): Float32Array[] | undefined;
+  close?(globals: readonly Float32Array[], d: number, cut?: number): Float32Array[] | undefined;
 }
 
 /** A run of values handed to a helper: `done` once folded; then `bad` is -1, or the first value (its index in the run) outside ±LIMIT, `value`, and none of the run is in the sum. */

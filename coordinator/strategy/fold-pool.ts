@@ -13,9 +13,10 @@ import type { WasmMemory } from './fold-kernel';
 // OWNED_BY_CALLER (whoever swapped it first does the part); DONE: the number of the last job the helper did; BELL:
 // counts every post (a part or a message on the port): the helper sleeps on it.
 // OP: what the part is, a fold (ACC the sum's values, X the staged values, the weight at W_AT) or a close
-// (fold-close.ts: ACC the sum's values, X the global's, overwritten by the next values; the denominator at W_AT).
+// (fold-close.ts: ACC the sum's values, X the global's, overwritten by the next values; the denominator at W_AT),
+// CLOSE_OUT: a close whose helper then copies its part's next values into the sum's shared next buffers (SumMessage.next).
 export const CTRL = { SEQ: 0, DONE: 1, SUM: 2, ACC: 3, X: 4, N: 5, RESULT: 6, READY: 7, CLAIM: 8, BELL: 9, OP: 10 } as const;
-export const OP = { FOLD: 0, CLOSE: 1 } as const;
+export const OP = { FOLD: 0, CLOSE: 1, CLOSE_OUT: 2 } as const;
 export const OWNED_BY_HELPER = -1;
 const OWNED_BY_CALLER = -2;
 export const W_AT = 8; // float64 index: bytes 64-71
@@ -36,12 +37,22 @@ export interface SumLayout {
   readonly region: number;
   readonly jobs: number;
 }
+/**
+ * Where a sum's close leaves the next adapter (fold-close.ts): one SharedArrayBuffer per tensor of the layout, in
+ * order, and the byte address of the close's stage in the sum's memory (value i of the layout at stage + 4i).
+ */
+export interface NextBuffers {
+  readonly stage: number;
+  readonly bufs: readonly SharedArrayBuffer[];
+}
 /** Posted to a helper before its first part or run of sum `id` (again whenever another sum came in between). */
 export interface SumMessage {
   readonly op: 'sum';
   readonly id: number;
   readonly memory: WasmMemory;
   readonly layout: SumLayout | undefined;
+  /** Where the sum's first close writes the next adapter, where that close runs here (FedAvg's own). */
+  readonly next?: NextBuffers;
 }
 /** A run of whole values handed over (its buffer moved): fold it into the sum from value `start`, answer in job `slot`. */
 export interface RunMessage {

@@ -12,7 +12,8 @@ import { MessageChannel, receiveMessageOnPort, workerData } from 'node:worker_th
 import { SCRATCH, addChecked, wasmApi, type WasmFold } from './fold-kernel';
 import { LIMIT } from './fixed-point';
 import { CLOSE_SHARED_WASM, type CloseFn } from './close-kernel';
-import { CTRL, OP, OWNED_BY_HELPER, W_AT, type FoldThreadData, type RunMessage, type SumLayout, type ToFoldThread } from './fold-pool';
+import { copyRange } from './fold-close';
+import { CTRL, OP, OWNED_BY_HELPER, W_AT, type FoldThreadData, type NextBuffers, type RunMessage, type SumLayout, type ToFoldThread } from './fold-pool';
 import { JOB, JOB_WORDS, lockTake, lockTry, lockWait, unlock } from './fold-handoff';
 
 const { ctrl, port, module: bytes, spinMs } = workerData as FoldThreadData;
@@ -24,8 +25,10 @@ const closeMod = new wasmApi!.Module(CLOSE_SHARED_WASM);
 interface Sum {
   readonly id: number;
   readonly fold: WasmFold;
-  /** FedAvg's close on the same memory (close-kernel.ts), made at the sum's first close part. */
+  /** FedAvg's close on the same memory (close-kernel.ts), made with the sum where it closes here, else at its first close part. */
   close?: CloseFn;
+  /** Where a CLOSE_OUT part's next values go (SumMessage.next): the buffers' views; the stage, its byte address. */
+  readonly next?: { readonly views: Float32Array[]; readonly stage: Float32Array; readonly at: number };
   readonly mem: object;
   readonly buf: SharedArrayBuffer;
   readonly layout: SumLayout | undefined;
@@ -50,8 +53,11 @@ function drain(): void {
         id: msg.id,
         mem,
         fold: new wasmApi!.Instance(mod, { env: { mem } }).exports.fold,
+        // Made now, while the sites train, where the sum will close here (not in the close's own time).
+        close: msg.next && closeOn(mem),
         buf: mem.buffer as unknown as SharedArrayBuffer,
         layout: msg.layout,
+        next: msg.next && nextOf(mem.buffer as unknown as SharedArrayBuffer, msg.next),
       };
     } else {
       foldRun(msg);
@@ -132,12 +138,38 @@ function answer(buf: SharedArrayBuffer | undefined, L: SumLayout | undefined, sl
   Atomics.notify(j, at);
 }
 
-/** The posted part: a fold (returns where it stopped) or a close (fold-close.ts: all of it, always). */
+function nextOf(buf: SharedArrayBuffer, next: NextBuffers): Sum['next'] {
+  const views = next.bufs.map((b) => new Float32Array(b));
+  return {
+    views,
+    stage: new Float32Array(
+      buf,
+      next.stage,
+      views.reduce((n, v) => n + v.length, 0),
+    ),
+    at: next.stage,
+  };
+}
+
+const closeOn = (mem: object): CloseFn => (new wasmApi!.Instance(closeMod, { env: { mem } }).exports as unknown as { close: CloseFn }).close;
+
+/**
+ * The posted part: a fold (returns where it stopped) or a close (fold-close.ts: all of it, always), whose next
+ * values a CLOSE_OUT part then copies into the sum's next buffers (-1 where the sum has none: the caller refuses).
+ */
 function work(s: Sum): number {
-  if (c[CTRL.OP] !== OP.CLOSE) return s.fold(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT], SCRATCH);
-  s.close ??= (new wasmApi!.Instance(closeMod, { env: { mem: s.mem } }).exports as unknown as { close: CloseFn }).close;
-  s.close(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT]);
-  return c[CTRL.N];
+  const op = c[CTRL.OP];
+  if (op === OP.FOLD) return s.fold(c[CTRL.ACC], c[CTRL.X], c[CTRL.N], w64[W_AT], SCRATCH);
+  const x = c[CTRL.X];
+  const n = c[CTRL.N];
+  if (op === OP.CLOSE_OUT && !s.next) return -1;
+  s.close ??= closeOn(s.mem);
+  s.close(c[CTRL.ACC], x, n, w64[W_AT]);
+  if (op === OP.CLOSE_OUT) {
+    const a = (x - s.next!.at) >>> 2;
+    copyRange(s.next!.views, s.next!.stage, a, a + n, false);
+  }
+  return n;
 }
 
 Atomics.store(c, CTRL.READY, 1);

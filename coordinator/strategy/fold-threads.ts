@@ -20,7 +20,8 @@
 // is folded by the caller.
 //
 // FedAvg's close of a threaded sum runs on the same helpers, a part of the values each (fold-close.ts: its stage of
-// 4 bytes per value follows the sum in the same memory).
+// 4 bytes per value follows the sum in the same memory, the round's global placed there when the sum is made, and
+// the next adapter goes to shared buffers made with the sum, 4 bytes per value).
 // The module is fold-kernel.ts's, with its memory imported and shared: that text with `(memory (export "mem") 1)`
 // replaced by `(import "env" "mem" (memory 1 65536 shared))`, assembled by wabt with threads on (the test does it).
 // Every thread of one fold writes the same weight into the module's scratch word at byte 64 (benign: same bytes).
@@ -33,7 +34,7 @@ import * as os from 'node:os';
 import { CONST_BYTES, MAX_WASM_PARAMS, STAGE_BYTES, SUM_AT, foldKernel, foldRange, wasmApi, type FoldKernel, type WasmFold } from './fold-kernel';
 import { CTRL, WARM_MS, helpersListening, pool, post, status, taken, takeOrWait, waitFor, type Helper, type SumMessage } from './fold-pool';
 import { HandOffQueue, handoffLayout } from './fold-handoff';
-import { callerClose, closeOnThreads, type CloseSite } from './fold-close';
+import { callerClose, closeOnThreads, copyRange, type CloseSite } from './fold-close';
 import type { CloseFn } from './close-kernel';
 
 const SHARED_WASM = Buffer.from(
@@ -83,10 +84,13 @@ export function foldThreads(): number {
   return configured ?? defaultFoldThreads();
 }
 
-/** A round's running sum: threaded when the host has the cores and the sum is large enough, else one thread. */
-export function roundFoldKernel(params: number): FoldKernel {
+/**
+ * A round's running sum: threaded when the host has the cores and the sum is large enough, else one thread.
+ * `place`: the global the sum's close will read (parallelFoldKernel says why).
+ */
+export function roundFoldKernel(params: number, place?: readonly Float32Array[]): FoldKernel {
   const threads = foldThreads();
-  return (threads > 0 && params >= FOLD_THREADS_MIN_PARAMS && parallelFoldKernel(params, threads)) || foldKernel(params);
+  return (threads > 0 && params >= FOLD_THREADS_MIN_PARAMS && parallelFoldKernel(params, threads, true, place)) || foldKernel(params);
 }
 
 /**
@@ -143,9 +147,12 @@ function fastest(sp: Speeds, n: number, threads: () => number, one: () => number
 /**
  * A sum folded by `threads` helpers and the calling thread; undefined where threads or shared memory are missing.
  * `adaptive`: each run goes the way measured faster so far in this process, threads or the calling thread alone
- * (speeds()); false: always cut into parts (tests).
+ * (speeds()); false: always cut into parts (tests). `place`: the global tensors (in the layout's order, together
+ * the sum's values) that the first close will read, a round's base version, which does not change: their values are
+ * copied into the close's stage now, and that close writes into shared next buffers made now (fold-close.ts says
+ * why; 4 bytes per value, as the next adapter's own buffers, and the copy in moved from the close to here).
  */
-export function parallelFoldKernel(params: number, threads: number, adaptive = true): FoldKernel | undefined {
+export function parallelFoldKernel(params: number, threads: number, adaptive = true, place?: readonly Float32Array[]): FoldKernel | undefined {
   if (!wasmApi || params > MAX_WASM_PARAMS || typeof SharedArrayBuffer !== 'function') return undefined;
   const hs = pool(threads, SHARED_WASM);
   if (!hs) return undefined;
@@ -164,11 +171,19 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
   const buf = memory.buffer;
   const acc = new Float64Array(buf, SUM_AT, params);
   acc.fill(0); // touched now, while the sites train (fold-kernel.ts says why)
-  if (closes) new Float32Array(buf, gAt, params).fill(0); // the close's stage too (fold-close.ts)
+  const placing = closes && place !== undefined && place.reduce((n, t) => n + t.length, 0) === params;
+  // The close's stage, touched now too (fold-close.ts): with the global's values where given, else zeros.
+  const closeStage = closes ? new Float32Array(buf, gAt, params) : undefined;
+  if (placing) copyRange(place, closeStage!, 0, params, true);
+  else closeStage?.fill(0);
+  // The next adapter's shared buffers, touched now: the copy out would cost their page faults (fold-close.ts).
+  const nextBufs = placing ? place.map((t) => new SharedArrayBuffer(t.byteLength)) : undefined;
+  let next = nextBufs?.map((b) => new Float32Array(b).fill(0));
+  let placed = placing ? place : undefined;
   const stage = new Uint8Array(buf, CONST_BYTES, STAGE_BYTES);
   const staged = new Float32Array(buf, CONST_BYTES, STAGE_BYTES / 4);
   const id = ++sums;
-  const sum: SumMessage = { op: 'sum', id, memory, layout: fits ? plan.layout : undefined };
+  const sum: SumMessage = { op: 'sum', id, memory, layout: fits ? plan.layout : undefined, ...(nextBufs ? { next: { stage: gAt, bufs: nextBufs } } : {}) };
   // Each helper instantiates the module on this memory now, with an empty part (while the sites train), not in
   // the first upload's fold; one that does not get to it within WARM_MS does it at its first part instead.
   for (const h of hs) post(h, sum, SUM_AT, CONST_BYTES, 0, 0);
@@ -191,8 +206,8 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     if (handoff && handoff.inFlight > 0) handoff.wait();
   };
 
-  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params };
-  let closeFn: CloseFn | undefined;
+  const site: CloseSite = { team: hs, sum, memory, sumAt: SUM_AT, gAt, params, stage: closeStage };
+  const closeFn: CloseFn | undefined = closes ? callerClose(memory) : undefined;
   const kernel: FoldKernel = {
     acc,
     stage,
@@ -233,12 +248,17 @@ export function parallelFoldKernel(params: number, threads: number, adaptive = t
     },
     close: !closes
       ? undefined
-      : (globals, d, cut, outs) => {
+      : (globals, d, cut) => {
           if (broken || globals.reduce((n, t) => n + t.length, 0) !== params) return undefined;
           quiet();
-          closeFn ??= callerClose(memory);
+          // The placed values serve a close of those very tensors, once (the close overwrites the stage), and the
+          // shared next buffers one close (handed out: never written again).
+          const inStage = placed !== undefined && placed.length === globals.length && placed.every((t, i) => t === globals[i]);
+          placed = undefined;
+          const into = next !== undefined && next.length === globals.length && next.every((t, i) => t.length === globals[i].length) ? next : undefined;
+          next = undefined;
           try {
-            return closeOnThreads(site, closeFn, globals, d, cut, outs);
+            return closeOnThreads(site, closeFn!, globals, d, { cut, inStage, next: into });
           } catch {
             broken = true; // a helper stopped answering: the caller closes on its own (the sum was only read)
             return undefined;

@@ -120,6 +120,11 @@ export interface Strategy {
   readonly maxAbsDelta: number;
   /** The hyper-parameters in effect (server learning rate, betas, tau, momentum), recorded in every manifest. */
   readonly hyperParameters?: Readonly<Record<string, number>>;
+  /**
+   * Opens a round over `global`, the round's base version: its values must not change until the round's
+   * aggregate() (a committed version never does), which a strategy may read here already (FedAvg places them in a
+   * threaded sum's memory: fold-close.ts).
+   */
   begin(global: TensorList): Aggregation;
   /**
    * The next global adapter from a weighted sum over global's layout. `state` carries a server optimiser's
