@@ -205,8 +205,11 @@ export async function runFederation(
    * for `sites` (bench/quality-cohort.ts). Absent: one client per site, each with its own trainer.
    */
   slots?: { readonly count: number; readonly trainer: (made: readonly Trainer[], i: number) => Trainer },
+  /** Called with the fresh run directory before the coordinator starts (run 22 writes a shared sampling secret there). */
+  prepare?: (runDir: string) => Promise<void>,
 ): Promise<{ curve: RoundPoint[]; backend: string; release: number | null }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
+  await prepare?.(runDir);
   const n = slots?.count ?? sites.length;
   const identities = Array.from({ length: n }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const common: Record<string, unknown> = {
