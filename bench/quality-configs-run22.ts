@@ -50,21 +50,21 @@ export const RUN22_CANDIDATES: readonly SampledRegime[] = [
 ].flatMap(([sites, perSite]) => [50, 100, 200].flatMap((cohort) => [50, 100, 150].map((rounds) => ({ sites, perSite, cohort, rounds }))));
 
 /**
- * The regimes run 22 runs (the recipe's 150 rounds and η schedule kept, so the twin is run 21's twin but for the
- * population): 'e4m50' is run 21's own (1,156 × 4, m 50: z 0.749, z·C/m 0.030), for the paired comparison at run 21's
- * regime; 'e1m100' 4,624 sites of one e-mail, m 100 (q 0.0216: z 0.609, z·C/m 0.0122); 'e2m100' 2,312 of two, m 100
- * (q 0.0433: z 0.749, 0.0150). The pick between them is the signal probe's (QUALITY.md "Run 22").
+ * The regimes run 22 can run (the recipe's 150 rounds, η schedule and C kept, so each twin is run 21's twin but for
+ * the population and cohort), picked with the signal probe (QUALITY.md "Run 22"):
+ *   'e1m100' 4,624 sites of one e-mail, m 100 (q 0.0216: z 0.609, z·C/m 0.0122), the first pick;
+ *   'e4m100' run 21's 1,156 sites of four, m 100 (q 0.0865: z 1.016, 0.0203): the same privacy unit as run 21;
+ *   'e4m50'  run 21's own regime (z 0.749, 0.030), for the paired comparison where run 21 was unpaired.
  */
 export const RUN22_REGIMES = {
   e4m50: { sites: 1156, perSite: 4, cohort: 50, rounds: 150 },
-  e2m100: { sites: 2312, perSite: 2, cohort: 100, rounds: 150 },
+  e4m100: { sites: 1156, perSite: 4, cohort: 100, rounds: 150 },
   e1m100: { sites: 4624, perSite: 1, cohort: 100, rounds: 150 },
-  e1m200: { sites: 4624, perSite: 1, cohort: 200, rounds: 150 },
 } as const satisfies Record<string, SampledRegime>;
 export type Run22RegimeName = keyof typeof RUN22_REGIMES;
 
 /** z for ε ≤ 8 at δ 1e-5 by round 150 per regime (zForEpsilon; test/dp22-paired.test.ts checks each). */
-export const RUN22_Z8: Readonly<Record<Run22RegimeName, number>> = { e4m50: 0.749, e2m100: 0.749, e1m100: 0.609, e1m200: 0.749 };
+export const RUN22_Z8: Readonly<Record<Run22RegimeName, number>> = { e4m50: 0.749, e4m100: 1.016, e1m100: 0.609 };
 
 /** Run 18's arm (`x18-dp8` or its twin `x18-clip`) in regime `r`, sampled by the coordinator, with z for ε 8 there. */
 function arm(name: Run22RegimeName, dp: boolean): QualityConfig {

@@ -10,7 +10,9 @@
 //   spread per value  √(E‖u − E u‖² / d), the cohort's own sampling noise is that over √m;
 // and for each candidate regime (N, m, T, z for ε 8 at δ 1e-5 from the project's accountant) DP's noise on a value of
 // the mean, z·C/m, over that signal.
-//   node dist/bench/quality-run22-signal.js --emails 768 --warm 0,40,80 > signal.json   (CPU: tfjs)
+//   node dist/bench/quality-run22-signal.js --emails 512 --warm 0,40,100 > signal.json   (CPU: tfjs)
+//   node dist/bench/quality-run22-signal.js --table signal.json                        (its tables in markdown)
+import { promises as fs } from 'node:fs';
 import { Command } from 'commander';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadGpt2Dir } from '../client-sdk/model/load';
@@ -63,8 +65,10 @@ async function main(): Promise<void> {
     .option('--warm <list>', 'AdamW steps of batch 16 (cumulative) before each probe', '0,40,80')
     .option('--warm-lr <x>', 'the warm-up AdamW rate', '0.01')
     .option('--test-limit <n>', 'held-out e-mails scored at each probe', '100')
+    .option('--table <file>', 'print the tables of a saved run instead')
     .parse()
-    .opts<{ emails: string; warm: string; warmLr: string; testLimit: string }>();
+    .opts<{ emails: string; warm: string; warmLr: string; testLimit: string; table?: string }>();
+  if (o.table) return void process.stdout.write(tables(JSON.parse(await fs.readFile(o.table, 'utf8')) as Probes));
   await selectBackend();
   const n = Number(o.emails);
   const cell = { split: 'dirichlet-0.5', splitSeed: 7, testLimit: Number(o.testLimit), valLimit: 0 } as const;
@@ -125,6 +129,43 @@ async function main(): Promise<void> {
   // Each candidate regime's noise on a value of the mean against each probe's signal, at each C.
   const regimes = RUN22_CANDIDATES.map((r) => ({ ...r, z: zForEpsilon(r) }));
   process.stdout.write(`${JSON.stringify({ backend, emails: n, regimes, probes }, null, 1)}\n`);
+}
+
+interface ClipStat {
+  readonly signal: number;
+  readonly spread: number;
+  readonly clipped: number;
+}
+interface Probes {
+  readonly probes: readonly {
+    readonly warmSteps: number;
+    readonly heldout: { readonly eval_loss: number; readonly eval_accuracy: number };
+    readonly bySize: Record<string, { readonly norm: Record<string, number>; readonly clip: Record<string, ClipStat> }>;
+  }[];
+}
+
+/** Two markdown tables: each probe's norms and signal per C by site size; each regime's DP noise against that signal at C 2. */
+function tables(p: Probes): string {
+  const f = (x: number, d = 4): string => x.toFixed(d);
+  const out = [
+    '| probe (warm steps: held-out loss, accuracy) | e-mails a site | norm p10 / p25 / median / p75 / p90 | signal per value at C 0.5 / 1 / 2 / 4 / 8 | clipped at C 2 |',
+    '| --- | --- | --- | --- | --- |',
+  ];
+  for (const pr of p.probes)
+    for (const [k, s] of Object.entries(pr.bySize))
+      out.push(
+        `| ${pr.warmSteps}: ${f(pr.heldout.eval_loss, 3)}, ${(100 * pr.heldout.eval_accuracy).toFixed(0)}% | ${k} | ${['p10', 'p25', 'median', 'p75', 'p90'].map((q) => f(s.norm[q], 2)).join(' / ')} | ${CLIPS.map((c) => f(s.clip[c].signal)).join(' / ')} | ${(100 * s.clip[2].clipped).toFixed(0)}% |`,
+      );
+  out.push('', `| regime (N × e-mails, m, T 150) | z | z·C/m at C 2 | signal / (z·C/m) at C 2, probe ${p.probes.map((x) => x.warmSteps).join(' / ')} | DP noise / the cohort's own (spread/√m) |`, '| --- | --- | --- | --- | --- |');
+  for (const r of [...RUN22_CANDIDATES.filter((c) => c.rounds === 150)].sort((a, b) => a.perSite - b.perSite || a.cohort - b.cohort)) {
+    const z = zForEpsilon(r);
+    const noise = (z * 2) / r.cohort;
+    const st = p.probes.map((pr) => pr.bySize[r.perSite].clip[2]);
+    out.push(
+      `| ${r.sites} × ${r.perSite}, m ${r.cohort} | ${f(z, 3)} | ${f(noise)} | ${st.map((s) => f(s.signal / noise, 2)).join(' / ')} | ${st.map((s) => f(noise / (s.spread / Math.sqrt(r.cohort)), 1)).join(' / ')} |`,
+    );
+  }
+  return `${out.join('\n')}\n`;
 }
 
 void main();
