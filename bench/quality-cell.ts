@@ -274,7 +274,8 @@ export async function runFederation(
   const made = trainers.map((t) => t.trainer);
   if (slots) log(`${n} federation clients over ${made.length} trainers`);
   const clients = identities.map(
-    (identity, i) => new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }),
+    (identity, i) =>
+      new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }),
   );
   // Thousands of sites in one process (run 22: 4,624) joining at once starve the event loop: Hellos and Joins pass
   // their 10 s deadlines, every retry leaves a challenge open, and the 10,000 a peer may hold run out. The sites

@@ -6,10 +6,7 @@
 import { RUN22_CANDIDATES, zForEpsilon } from './quality-configs-run22';
 
 const C = 2;
-const lines = [
-  '| N (e-mails a site) | m | T | q | z, δ 1e-5 | z·C/m | z, δ 1/N | site trainings m·T |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
-];
+const lines = ['| N (e-mails a site) | m | T | q | z, δ 1e-5 | z·C/m | z, δ 1/N | site trainings m·T |', '| --- | --- | --- | --- | --- | --- | --- | --- |'];
 for (const r of RUN22_CANDIDATES) {
   const z = zForEpsilon(r);
   lines.push(

@@ -72,7 +72,10 @@ async function main(): Promise<void> {
   await selectBackend();
   const n = Number(o.emails);
   const cell = { split: 'dirichlet-0.5', splitSeed: 7, testLimit: Number(o.testLimit), valLimit: 0 } as const;
-  const task = cellTask({ ...cell, seed: 42, config: '', rounds: 0, clients: COHORT_POOL_CLIENTS, localSteps: 1, batchSize: 1, learningRate: 1 }, COHORT_POOL_CLIENTS);
+  const task = cellTask(
+    { ...cell, seed: 42, config: '', rounds: 0, clients: COHORT_POOL_CLIENTS, localSteps: 1, batchSize: 1, learningRate: 1 },
+    COHORT_POOL_CLIENTS,
+  );
   const train = task.clients.flatMap((c) => c.train);
   // The population's seeded order, one e-mail a site (the 2- and 4-e-mail populations are its consecutive runs).
   const order = virtualSites(train, { sites: train.length, perSite: 1, cohort: 1, sampling: 'poisson', slots: 1 }, cell.splitSeed).map((s) => s[0]);
@@ -94,7 +97,7 @@ async function main(): Promise<void> {
   });
   const run = async (emails: readonly SftExample[], p: TrainingPlan, g: NamedTensor[]): Promise<NamedTensor[]> => {
     pool.splice(0, pool.length, ...emails);
-    return (await trainer.train(g, p)).adapter as NamedTensor[];
+    return (await trainer.train(g, p)).adapter;
   };
   let global = initLoraAdapter(base.model.config, LORA, 42);
   let done = 0;
@@ -124,7 +127,9 @@ async function main(): Promise<void> {
       };
     }
     probes.push({ warmSteps: w, heldout: held, nested, d: one[0].length, bySize, seconds: (Date.now() - t0) / 1000 });
-    process.stderr.write(`probe at ${w} warm steps: held-out loss ${held.eval_loss.toFixed(3)}, accuracy ${(100 * held.eval_accuracy).toFixed(1)}%, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+    process.stderr.write(
+      `probe at ${w} warm steps: held-out loss ${held.eval_loss.toFixed(3)}, accuracy ${(100 * held.eval_accuracy).toFixed(1)}%, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`,
+    );
   }
   // Each candidate regime's noise on a value of the mean against each probe's signal, at each C.
   const regimes = RUN22_CANDIDATES.map((r) => ({ ...r, z: zForEpsilon(r) }));
@@ -156,7 +161,11 @@ function tables(p: Probes): string {
       out.push(
         `| ${pr.warmSteps}: ${f(pr.heldout.eval_loss, 3)}, ${(100 * pr.heldout.eval_accuracy).toFixed(0)}% | ${k} | ${['p10', 'p25', 'median', 'p75', 'p90'].map((q) => f(s.norm[q], 2)).join(' / ')} | ${CLIPS.map((c) => f(s.clip[c].signal)).join(' / ')} | ${(100 * s.clip[2].clipped).toFixed(0)}% |`,
       );
-  out.push('', `| regime (N × e-mails, m, T 150) | z | z·C/m at C 2 | signal / (z·C/m) at C 2, probe ${p.probes.map((x) => x.warmSteps).join(' / ')} | DP noise / the cohort's own (spread/√m) |`, '| --- | --- | --- | --- | --- |');
+  out.push(
+    '',
+    `| regime (N × e-mails, m, T 150) | z | z·C/m at C 2 | signal / (z·C/m) at C 2, probe ${p.probes.map((x) => x.warmSteps).join(' / ')} | DP noise / the cohort's own (spread/√m) |`,
+    '| --- | --- | --- | --- | --- |',
+  );
   for (const r of [...RUN22_CANDIDATES.filter((c) => c.rounds === 150)].sort((a, b) => a.perSite - b.perSite || a.cohort - b.cohort)) {
     const z = zForEpsilon(r);
     const noise = (z * 2) / r.cohort;

@@ -49,7 +49,10 @@ export function run22Table(cells: readonly Cell[], failed: readonly string[]): s
   for (const g of regimes)
     for (const arm of ['clip', 'dp8']) {
       const rs = cells.filter((c) => c.regime === g && c.arm === arm).map((c) => c.row);
-      if (rs.length) out.push(`| ${g} | ${arm} | ${rs.length} | ${meanSd(rs.map((r) => r.best))} | ${meanSd(rs.map((r) => r.final))} | ${meanSd(rs.map((r) => r.lastMean))} |`);
+      if (rs.length)
+        out.push(
+          `| ${g} | ${arm} | ${rs.length} | ${meanSd(rs.map((r) => r.best))} | ${meanSd(rs.map((r) => r.final))} | ${meanSd(rs.map((r) => r.lastMean))} |`,
+        );
     }
   out.push('', '| regime | seed | same draws | DP − twin: best | final | mean of last 10 |', '| --- | --- | --- | --- | --- | --- |');
   for (const g of regimes) {

@@ -65,7 +65,12 @@ export function productSampled(c: QualityConfig, sites: number, q: number): Qual
 }
 
 /** Site `i`'s trainer: its own e-mails, on shared trainer i mod P (under that trainer's queue); reports each training. */
-export function siteTrainer(shared: readonly SharedTrainer[], i: number, sites: readonly SftExample[][], onTrained?: (round: number, site: number, norm: number) => void): Trainer {
+export function siteTrainer(
+  shared: readonly SharedTrainer[],
+  i: number,
+  sites: readonly SftExample[][],
+  onTrained?: (round: number, site: number, norm: number) => void,
+): Trainer {
   const s = shared[i % shared.length];
   const train: Trainer['train'] = async (global, plan, signal, onStep) => {
     const out = await s.exclusive(() => {

@@ -50,9 +50,17 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
       const cell = run22Cell({ regime: name, arm: 'dp8', seed: 42 });
       expect([cell.clients, cell.batchSize, cell.rounds, cell.localSteps, cell.learningRate], name).to.deep.equal([r.sites, r.perSite, r.rounds, 1, 1]);
       const cfg = classicConfig({
-        overrides: deepMerge({ training: { localSteps: 1, batchSize: r.perSite, learningRate: 1 }, lora: { dropout: 0 }, rounds: { total: r.rounds } }, cellOverrides(dp)),
+        overrides: deepMerge(
+          { training: { localSteps: 1, batchSize: r.perSite, learningRate: 1 }, lora: { dropout: 0 }, rounds: { total: r.rounds } },
+          cellOverrides(dp),
+        ),
       });
-      expect([cfg.privacy.sampling, cfg.privacy.samplingRate, cfg.privacy.minPopulation, cfg.privacy.clipNorm], name).to.deep.equal(['poisson', r.cohort / r.sites, r.sites, 2]);
+      expect([cfg.privacy.sampling, cfg.privacy.samplingRate, cfg.privacy.minPopulation, cfg.privacy.clipNorm], name).to.deep.equal([
+        'poisson',
+        r.cohort / r.sites,
+        r.sites,
+        2,
+      ]);
       expect([cfg.strategy.name, cfg.strategy.noiseAware, cfg.strategy.ema, cfg.lora.r], name).to.deep.equal(['fedadam', true, 0.95, 1]);
     }
   });
@@ -95,12 +103,19 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
       };
     };
     const md = run22Table(
-      [cell('dp8', 42, [0.6, 0.7, 0.78], 'aa'), cell('clip', 42, [0.6, 0.8, 0.8], 'aa'), cell('dp8', 43, [0.6, 0.75, 0.7], 'bb'), cell('clip', 43, [0.6, 0.76, 0.74], 'cc')],
+      [
+        cell('dp8', 42, [0.6, 0.7, 0.78], 'aa'),
+        cell('clip', 42, [0.6, 0.8, 0.8], 'aa'),
+        cell('dp8', 43, [0.6, 0.75, 0.7], 'bb'),
+        cell('clip', 43, [0.6, 0.76, 0.74], 'cc'),
+      ],
       [],
     );
     expect(md).to.contain('| e1m100 | 42 | yes | −2.0 | −2.0 | −2.0 |');
     expect(md).to.contain('| e1m100 | 43 | **no** | −1.0 | −4.0 | −4.0 |');
     // Mean of (−2, −1) on best: −1.5, sd 0.71; within 3 points on both.
-    expect(md).to.match(/\| e1m100 \| \*\*mean ± sd\*\* \(2 pairs\) \| \| \*\*−1\.5\*\* ± 0\.7 .*within 3 on 2 of 2 \| \*\*−3\.0\*\* ± 1\.4 .*within 3 on 1 of 2/);
+    expect(md).to.match(
+      /\| e1m100 \| \*\*mean ± sd\*\* \(2 pairs\) \| \| \*\*−1\.5\*\* ± 0\.7 .*within 3 on 2 of 2 \| \*\*−3\.0\*\* ± 1\.4 .*within 3 on 1 of 2/,
+    );
   });
 });
