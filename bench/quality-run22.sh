@@ -34,7 +34,7 @@ export -f cell
 export EXTRA
 for g in ${REGIMES//,/ }; do for s in $SEEDS; do printf '%s dp8 %s\n%s clip %s\n' "$g" "$s" "$g" "$s"; done; done |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
-node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1
+if ls "$W"/*.out >/dev/null 2>&1; then node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1; else echo "no cell started" >"$W/q22-table.md"; fi
 tar czf "$OUT/q22.tar.gz" -C /tmp q22
 cp "$W/q22-table.md" "$OUT/"
 cat "$W/q22-table.md"
