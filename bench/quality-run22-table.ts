@@ -5,10 +5,10 @@
 // deviation and a 95% t interval.
 //   node dist/bench/quality-run22-table.js --last 10 cell-*.out
 // Each input is a cell process's stdout (its result is the last line); a cell cut short has none and is listed.
-import { promises as fs } from 'node:fs';
 import { Command } from 'commander';
 import type { SampledCellResult } from './quality-sampled-cell';
 import { seedRow, type SeedRow } from './quality-run17-table';
+import { readCellOut } from './quality-run21-table';
 
 const pct = (x: number | undefined): string => (x !== undefined && Number.isFinite(x) ? (100 * x).toFixed(1) : '–');
 const pts = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}` : '–');
@@ -84,13 +84,7 @@ async function main(): Promise<void> {
   const cells: Cell[] = [];
   const failed: string[] = [];
   for (const file of cmd.args) {
-    const text = (await fs.readFile(file, 'utf8')).trim();
-    let r: SampledCellResult | undefined;
-    try {
-      r = JSON.parse(text.split('\n').pop() ?? '') as SampledCellResult;
-    } catch {
-      r = undefined;
-    }
+    const r = await readCellOut<SampledCellResult>(file);
     const m = r?.ok && r.curves[0] ? /^x22-(.+)-(dp8|clip)$/.exec(r.cell.config) : null;
     if (!r || !m) {
       failed.push(`${file}${r?.error ? `: ${r.error}` : ''}`);

@@ -11,11 +11,7 @@
 # $OUT gets q22-table.md (per cell, per arm, and the paired differences) and q22.tar.gz (every cell's stdout and log).
 set -u
 W=/tmp/q22
-rm -rf "$W"
-mkdir -p "$W"
-export FEDTUNE_ENGINE=${FEDTUNE_ENGINE-f32}
-# Thousands of gRPC clients and their server side in one process: two descriptors each.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+. bench/quality-sampled-env.sh
 REGIMES=${Q22_REGIMES:-e1m100}
 SEEDS=${Q22_SEEDS:-42 43 44 45 46}
 PAR=${Q22_PAR:-4}
