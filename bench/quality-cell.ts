@@ -205,8 +205,11 @@ export async function runFederation(
    * for `sites` (bench/quality-cohort.ts). Absent: one client per site, each with its own trainer.
    */
   slots?: { readonly count: number; readonly trainer: (made: readonly Trainer[], i: number) => Trainer },
+  /** Called with the fresh run directory before the coordinator starts (run 22 writes a shared sampling secret there). */
+  prepare?: (runDir: string) => Promise<void>,
 ): Promise<{ curve: RoundPoint[]; backend: string; release: number | null }> {
   const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fedtune-quality-'));
+  await prepare?.(runDir);
   const n = slots?.count ?? sites.length;
   const identities = Array.from({ length: n }, () => identityFromSecretKey(nacl.sign.keyPair().secretKey));
   const common: Record<string, unknown> = {
@@ -270,9 +273,21 @@ export async function runFederation(
   const trainers = await Promise.all(sites.map((d) => makeTrainer(model, lora, d, (cell.evalEvery ?? 1) > 1)));
   const made = trainers.map((t) => t.trainer);
   if (slots) log(`${n} federation clients over ${made.length} trainers`);
-  const runs = identities.map((identity, i) =>
-    new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }).run(),
+  const clients = identities.map(
+    (identity, i) =>
+      new FederationClient({ address, name: `site-${i}`, identity, baseModelSha256: modelHash, trainer: slots ? slots.trainer(made, i) : made[i] }),
   );
+  // Thousands of sites in one process (run 22: 4,624) joining at once starve the event loop: Hellos and Joins pass
+  // their 10 s deadlines, every retry leaves a challenge open, and the 10,000 a peer may hold run out. The sites
+  // join in waves of JOIN_WAVE, each after the last has joined (or one of its sites has ended).
+  const runs: Promise<unknown>[] = [];
+  for (let k = 0; k < clients.length; k += JOIN_WAVE) {
+    const wave = clients.slice(k, k + JOIN_WAVE);
+    const joined = Promise.all(wave.map((c) => new Promise<void>((resolve) => c.once('joined', () => resolve()))));
+    const started = wave.map((c) => c.run());
+    runs.push(...started);
+    await Promise.race([joined, ...started.map((p) => p.then(noop, noop))]);
+  }
   let release: number | null;
   try {
     await coordinator.done;
@@ -294,6 +309,10 @@ export async function runFederation(
   }
   return { curve: curve.sort((a, b) => a.round - b.round).map(({ version: _v, ...p }) => p), backend: trainers[0].backend, release };
 }
+
+/** Sites that join at once (runFederation); a cell of fewer sites joins all at once, as before. */
+const JOIN_WAVE = 500;
+const noop = (): void => undefined;
 
 /** The site's trainer as a site would get it (FEDTUNE_ENGINE picks the engine); a cell never measures a fallback. */
 async function makeTrainer(model: Gpt2Model, lora: LoraConfig, d: SftData, candidateEvalOnly: boolean): Promise<{ trainer: Trainer; backend: string }> {

@@ -13,6 +13,16 @@ const eps = (x: number | undefined): string => (x !== undefined && Number.isFini
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const spread = (xs: readonly number[]): number => Math.max(...xs) - Math.min(...xs);
 
+/** A cell process's result: the last line of its stdout (undefined when the cell was cut before printing one). */
+export async function readCellOut<R>(file: string): Promise<R | undefined> {
+  const text = (await fs.readFile(file, 'utf8')).trim();
+  try {
+    return JSON.parse(text.split('\n').pop() ?? '') as R;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
   const cmd = new Command()
     .option('--rounds <n>', 'the run length', '150')
@@ -28,13 +38,7 @@ async function main(): Promise<void> {
   ];
   const byConfig = new Map<string, { best: number[]; final: number[]; lastMean: number[] }>();
   for (const file of cmd.args) {
-    const text = (await fs.readFile(file, 'utf8')).trim();
-    let r: CellResult | undefined;
-    try {
-      r = JSON.parse(text.split('\n').pop() ?? '') as CellResult;
-    } catch {
-      r = undefined;
-    }
+    const r = await readCellOut<CellResult>(file);
     if (!r || !r.ok || !r.curves[0]) {
       lines.push(`| ${file} | | cut or failed${r?.error ? `: ${r.error}` : ''} | | | | | | |`);
       continue;
@@ -58,4 +62,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-void main();
+if (require.main === module) void main();

@@ -10,11 +10,7 @@
 # and q21.tar.gz (every cell's stdout and log); 2 files.
 set -u
 W=/tmp/q21
-rm -rf "$W"
-mkdir -p "$W"
-export FEDTUNE_ENGINE=${FEDTUNE_ENGINE-f32}
-# 1,156 gRPC clients and their server side in one process: two descriptors each.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+. bench/quality-sampled-env.sh
 T=${Q21_TIMEOUT:-225}
 R=${Q21_ROUNDS:-150}
 TL=${Q21_TEST_LIMIT:-400}

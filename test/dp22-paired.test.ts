@@ -1,0 +1,121 @@
+// Run 22 of the quality benchmark (bench/quality-configs-run22.ts, bench/quality-sampled-cell.ts, bench/QUALITY.md
+// "Run 22"): the two arms of a seed share the coordinator's sampling secret and run id, so the product draws the same
+// cohorts for both; each DP arm spends at most ε 8 at its regime's rate and differs from its twin in z alone; the
+// table pairs the arms seed by seed.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { loadOrCreateSamplingSecret, poissonSample, samplingKeyFile } from '../coordinator/privacy/sampling';
+import { clientIdFor } from '../coordinator/registry';
+import { epsilonSpent } from '../coordinator/privacy/accountant';
+import { RUN22_CONFIGS, RUN22_DELTA, RUN22_REGIMES, RUN22_Z8, zForEpsilon, type Run22RegimeName } from '../bench/quality-configs-run22';
+import { pairedRunId, pairedSamplingSecret, writeSamplingSecret } from '../bench/quality-sampled-cell';
+import { run22Cell } from '../bench/quality-run22-cell';
+import { run22Table } from '../bench/quality-run22-table';
+import { seedRow } from '../bench/quality-run17-table';
+import { cellOverrides, deepMerge } from '../bench/quality-configs';
+import type { RoundPoint } from '../bench/quality-cell';
+import { classicConfig } from './classic-defaults';
+import { tempDir } from './harness';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const REGIMES = Object.keys(RUN22_REGIMES) as Run22RegimeName[];
+
+describe('quality run 22: paired sampling, ε 8 per regime, the paired table', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+  });
+
+  it("z for ε 8 is the smallest on a 0.001 grid that keeps ε ≤ 8 at δ 1e-5 after each regime's rounds at q = m/N", () => {
+    for (const name of REGIMES) {
+      const r = RUN22_REGIMES[name];
+      const eps = (z: number): number => epsilonSpent([{ q: r.cohort / r.sites, z, steps: r.rounds }], RUN22_DELTA);
+      expect(RUN22_Z8[name], name).to.equal(zForEpsilon(r));
+      expect(eps(RUN22_Z8[name]), name).to.be.within(7.9, 8);
+      expect(eps(RUN22_Z8[name] - 0.001), name).to.be.above(8);
+    }
+    // Run 21's regime is run 17's z.
+    expect(RUN22_Z8.e4m50).to.equal(0.749);
+  });
+
+  it('each DP arm differs from its twin in z alone, samples at its regime’s q over its population, and loads as the coordinator runs it', () => {
+    for (const name of REGIMES) {
+      const r = RUN22_REGIMES[name];
+      const dp = RUN22_CONFIGS[`x22-${name}-dp8`];
+      const twin = RUN22_CONFIGS[`x22-${name}-clip`];
+      const privacy = (c: typeof dp): Record<string, unknown> => c.overrides.privacy as Record<string, unknown>;
+      expect(privacy(dp), name).to.deep.equal({ ...privacy(twin), noiseMultiplier: RUN22_Z8[name] });
+      expect(privacy(twin).noiseMultiplier, name).to.equal(1e-6);
+      expect({ ...dp.overrides, privacy: 0 }, name).to.deep.equal({ ...twin.overrides, privacy: 0 });
+      const cell = run22Cell({ regime: name, arm: 'dp8', seed: 42 });
+      expect([cell.clients, cell.batchSize, cell.rounds, cell.localSteps, cell.learningRate], name).to.deep.equal([r.sites, r.perSite, r.rounds, 1, 1]);
+      const cfg = classicConfig({
+        overrides: deepMerge(
+          { training: { localSteps: 1, batchSize: r.perSite, learningRate: 1 }, lora: { dropout: 0 }, rounds: { total: r.rounds } },
+          cellOverrides(dp),
+        ),
+      });
+      expect([cfg.privacy.sampling, cfg.privacy.samplingRate, cfg.privacy.minPopulation, cfg.privacy.clipNorm], name).to.deep.equal([
+        'poisson',
+        r.cohort / r.sites,
+        r.sites,
+        2,
+      ]);
+      expect([cfg.strategy.name, cfg.strategy.noiseAware, cfg.strategy.ema, cfg.lora.r], name).to.deep.equal(['fedadam', true, 0.95, 1]);
+    }
+  });
+
+  it("gives both arms of a seed the same secret, which the coordinator's own loader reads back, so they draw the same cohorts", async () => {
+    expect(pairedSamplingSecret(42)).to.have.length(32);
+    expect(pairedSamplingSecret(42)).to.deep.equal(pairedSamplingSecret(42));
+    expect(pairedSamplingSecret(42)).to.not.deep.equal(pairedSamplingSecret(43));
+    const r = RUN22_REGIMES.e1m100;
+    const ids = Array.from({ length: r.sites }, (_, i) => clientIdFor(`site-${i}`));
+    const draws: string[][][] = [];
+    for (const arm of ['dp8', 'clip']) {
+      const runDir = await tempDir(`dp22-${arm}-`);
+      dirs.push(runDir);
+      await writeSamplingSecret(runDir, pairedSamplingSecret(42));
+      expect((await fs.stat(samplingKeyFile(runDir))).mode & 0o777).to.equal(0o600);
+      expect(path.dirname(samplingKeyFile(runDir))).to.equal(path.join(runDir, 'keys'));
+      const secret = await loadOrCreateSamplingSecret(samplingKeyFile(runDir));
+      draws.push(Array.from({ length: 10 }, (_, k) => poissonSample(secret, pairedRunId(42), k + 1, ids, r.cohort / r.sites)));
+    }
+    expect(draws[0]).to.deep.equal(draws[1]);
+    // The draws are the sampled Gaussian's: 10 rounds of Binomial(4,624, 100/4,624), total within 4σ of 1,000.
+    const total = draws[0].reduce((a, d) => a + d.length, 0);
+    expect(Math.abs(total - 10 * r.cohort)).to.be.below(4 * Math.sqrt(10 * r.cohort));
+    // Another seed's arms draw other cohorts.
+    const other = poissonSample(pairedSamplingSecret(43), pairedRunId(43), 1, ids, r.cohort / r.sites);
+    expect(other).to.not.deep.equal(draws[0][0]);
+  });
+
+  it('pairs the arms seed by seed: differences, their mean ± sd and the draws compared', () => {
+    const curve = (accs: number[]): RoundPoint[] => accs.map((a, i) => ({ round: i * 75, accuracy: a, loss: 1, extra: {} }));
+    const cell = (arm: string, seed: number, accs: number[], sha: string) => {
+      const config = `x22-e1m100-${arm}`;
+      const c = { ...run22Cell({ regime: 'e1m100', arm: arm as 'dp8', seed }), config };
+      return {
+        regime: 'e1m100',
+        arm,
+        row: seedRow(config, seed, curve(accs), 150, 10),
+        r: { cell: c, ok: true, curves: [curve(accs)], backend: 'test', seconds: 1, draws: { sha256: sha, siteRounds: 3 } },
+      };
+    };
+    const md = run22Table(
+      [
+        cell('dp8', 42, [0.6, 0.7, 0.78], 'aa'),
+        cell('clip', 42, [0.6, 0.8, 0.8], 'aa'),
+        cell('dp8', 43, [0.6, 0.75, 0.7], 'bb'),
+        cell('clip', 43, [0.6, 0.76, 0.74], 'cc'),
+      ],
+      [],
+    );
+    expect(md).to.contain('| e1m100 | 42 | yes | −2.0 | −2.0 | −2.0 |');
+    expect(md).to.contain('| e1m100 | 43 | **no** | −1.0 | −4.0 | −4.0 |');
+    // Mean of (−2, −1) on best: −1.5, sd 0.71; within 3 points on both.
+    expect(md).to.match(
+      /\| e1m100 \| \*\*mean ± sd\*\* \(2 pairs\) \| \| \*\*−1\.5\*\* ± 0\.7 .*within 3 on 2 of 2 \| \*\*−3\.0\*\* ± 1\.4 .*within 3 on 1 of 2/,
+    );
+  });
+});
