@@ -10,10 +10,10 @@ import { DOMAIN, bytesEqual, cmpId, hashParts, hex, isSortedUnique } from '../pr
 import { noiseShareSigma, quantisation, type SecAggRoundConfig } from '../proto/secagg/config';
 import { decodeSum, encodeUpdate, sumVectors, unmaskedSum, updateDigest, vectorLayout } from '../proto/secagg/encoding';
 import { SHARE_BYTES, dealShares, reconstruct, shareX } from '../proto/secagg/shares';
+import { baseConfig, seedOf } from './secagg-core-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const sha256 = (...chunks: Buffer[]): string => createHash('sha256').update(Buffer.concat(chunks)).digest('hex');
-const seedOf = (x: string): Uint8Array => new Uint8Array(createHash('sha256').update(x).digest());
 const t = (name: string, values: ArrayLike<number>): NamedTensor => ({ name, dtype: 'float32', shape: [values.length], data: Float32Array.from(values) });
 /** Deterministic test values in [-1, 1) (not cryptographic). */
 function lcg(seed: number, n: number): number[] {
@@ -23,19 +23,7 @@ function lcg(seed: number, n: number): number[] {
 /** maxClients 1024: 22-bit values, maxAbs = 2^21 − 1 (encoding.ts's header). */
 const M = 2 ** 21 - 1;
 function cfgOf(over: Partial<SecAggRoundConfig>): SecAggRoundConfig {
-  return {
-    roundTag: 'r',
-    baseManifestSha256: 'ab'.repeat(32),
-    selected: ['a', 'b', 'c', 'd'],
-    threshold: 3,
-    graph: { kind: 'full' },
-    clipNorm: 1,
-    weightCap: 100,
-    maxClients: 1024,
-    include: ['x'],
-    vectorLength: 2,
-    ...over,
-  };
+  return baseConfig({ roundTag: 'r', selected: ['a', 'b', 'c', 'd'], vectorLength: 2, ...over });
 }
 /** The first n words of ChaCha20 under `key` with a zero IV, straight from node:crypto (not prg.ts). */
 function chachaWords(key: Uint8Array, n: number): Uint32Array {
