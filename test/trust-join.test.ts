@@ -141,16 +141,16 @@ describe('trust: joining an enrolled coordinator', function () {
   it('refuses an unknown challenge and a reused one', async () => {
     await refused(
       async () => sendJoin(c, await joinRequest(c, { name: 'site-c', challenge: randomBytes(32) })),
-      status.UNAUTHENTICATED,
+      status.ABORTED,
       'unknown or already used join challenge',
     );
     const req = await joinRequest(c, { name: 'site-c' });
     await sendJoin(c, req);
-    await refused(() => sendJoin(c, req), status.UNAUTHENTICATED, 'unknown or already used join challenge');
+    await refused(() => sendJoin(c, req), status.ABORTED, 'unknown or already used join challenge');
     // A refused Join burns its challenge too: a forged attempt cannot be retried with the same one.
     const bad = await joinRequest(c, { name: 'site-c', backendSent: 'cuda' });
     await refusal(sendJoin(c, bad));
-    await refused(() => sendJoin(c, { ...bad, backend: 'test' }), status.UNAUTHENTICATED, 'unknown or already used');
+    await refused(() => sendJoin(c, { ...bad, backend: 'test' }), status.ABORTED, 'unknown or already used');
   });
 
   it('refuses an expired challenge (auth.challengeTtlMs)', async () => {
@@ -160,7 +160,7 @@ describe('trust: joining an enrolled coordinator', function () {
     try {
       const req = await joinRequest(c2, { name: 'site-a' });
       await sleep(350);
-      await expectRefused(h2.runDir, () => sendJoin(c2, req), status.UNAUTHENTICATED, 'join challenge expired');
+      await expectRefused(h2.runDir, () => sendJoin(c2, req), status.ABORTED, 'join challenge expired');
       await join(c2, 'site-a'); // a fresh one works
     } finally {
       c2.close();

@@ -72,14 +72,19 @@ export class Challenges {
     return { challenge, expires };
   }
 
-  /** Consumes a challenge; UNAUTHENTICATED when it was never issued, already used or expired. */
+  /**
+   * Consumes a challenge; ABORTED when it was never issued, already used or expired. Not UNAUTHENTICATED: a stale
+   * challenge says nothing about the site's identity (a site whose Hello answer waited in a starved process, or whose
+   * Join was retried after a deadline, holds one), so the SDK starts again from Hello instead of giving up; a forged
+   * or replayed Join still gets nothing.
+   */
   consume(challenge: Uint8Array | null | undefined): void {
     const key = Buffer.from(challenge ?? []).toString('hex');
     const p = this.open.get(key);
-    if (p === undefined) throw new ProtocolError(status.UNAUTHENTICATED, 'unknown or already used join challenge: call Hello for a fresh one');
+    if (p === undefined) throw new ProtocolError(status.ABORTED, 'unknown or already used join challenge: call Hello for a fresh one');
     this.forget(key, p);
     if (this.now() > p.expires)
-      throw new ProtocolError(status.UNAUTHENTICATED, `join challenge expired at ${new Date(p.expires).toISOString()}: call Hello for a fresh one`);
+      throw new ProtocolError(status.ABORTED, `join challenge expired at ${new Date(p.expires).toISOString()}: call Hello for a fresh one`);
   }
 
   private forget(key: string, p: Pending): void {
