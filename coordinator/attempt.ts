@@ -163,8 +163,9 @@ export class Attempt {
     for (const t of this.tasks.values()) {
       if (t.carried || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
       if (t.state === 'receiving') return false;
+      if (this.d.registry.isLive(t.clientId)) return false;
+      // Away for 0 ms (the stream ended this very millisecond) is inside any grace: the timer below still wakes.
       const away = this.d.registry.awayMs(t.clientId, now);
-      if (away === 0) return false;
       if (away < this.d.reconnectGraceMs) graceEnds = Math.min(graceEnds, now + this.d.reconnectGraceMs - away);
     }
     if (graceEnds === Infinity) return true;

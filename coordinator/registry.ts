@@ -61,8 +61,8 @@ export class ClientRegistry extends EventEmitter {
   }
 
   /**
-   * How long a client has been without its task stream (ms): 0 while it has one, Infinity when it left, was
-   * revoked, or never had a stream (nothing suggests it is coming back).
+   * How long a client has been without its task stream (ms): 0 while it has one (isLive tells the two apart),
+   * Infinity when it left, was revoked, or never had a stream (nothing suggests it is coming back).
    */
   awayMs(clientId: string, now = Date.now()): number {
     const s = this.byIdMap.get(clientId);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Manifest } from '../coordinator/checkpoints/types';
+import { ClientRegistry, type TaskSink } from '../coordinator/registry';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import {
@@ -116,5 +117,37 @@ describe('reconnect grace (rounds.reconnectGraceMs, real coordinator over gRPC)'
     const r = await oneRound(0, true);
     expect(names(r.manifest)).to.deep.equal(['site-a']);
     expect(r.afterDropMs).to.be.below(1_500);
+  });
+
+  it("the registry's clock: a rejoin keeps the time away, a new stream ends it, a Leave or a revocation makes it endless", () => {
+    const r = new ClientRegistry();
+    let revoked = false;
+    r.setAdmission(() => !revoked);
+    const sink = (): TaskSink => ({ write: () => undefined, end: () => undefined });
+    const key = new Uint8Array(32);
+    const first = r.join('site-a', 'test', {}, key);
+    const id = first.clientId;
+    expect(r.awayMs(id), 'joined, never streamed').to.equal(Infinity);
+    const s1 = sink();
+    r.attach(first, s1);
+    expect(r.awayMs(id)).to.equal(0);
+    const t0 = Date.now();
+    r.detach(first, s1);
+    expect(r.awayMs(id, t0 + 700)).to.be.within(700 - (Date.now() - t0), 700);
+    const again = r.join('site-a', 'test', {}, key);
+    expect(r.awayMs(id, t0 + 900), 'a new session does not restart the clock').to.be.within(900 - (Date.now() - t0), 900);
+    r.attach(again, sink());
+    expect([r.awayMs(id), r.isLive(id)]).to.deep.equal([0, true]);
+    const s3 = sink();
+    const tj = Date.now();
+    const third = r.join('site-a', 'test', {}, key);
+    const at = Date.now() + 50;
+    expect(r.awayMs(id, at), 'a rejoin over a live stream starts the clock').to.be.within(50, at - tj);
+    r.attach(third, s3);
+    revoked = true;
+    expect(r.awayMs(id)).to.equal(Infinity);
+    revoked = false;
+    r.leave(third.token);
+    expect(r.awayMs(id)).to.equal(Infinity);
   });
 });
