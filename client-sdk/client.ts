@@ -76,7 +76,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.controlVariates = opts.controlVariates ?? memoryControlVariates();
     this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
-    const channelOptions = { 'grpc.keepalive_time_ms': 30_000, ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
+    // Keepalive judges a connection dead when no ping ack was read in time, but a site's thread can be busy
+    // training or evaluating (sync tensor work) and, on a loaded box, not read its socket for tens of seconds; the
+    // ack then sits unread when the timer fires (timers run before I/O) and grpc-js drops a healthy connection,
+    // ending the task stream of every site on the channel (grpc-js shares it). Seen in e2e at load 11-13 on 2 cores
+    // with grpc-js's 20 s default ("Ping timeout passed without response", the ack read 29 ms later). 120 s still
+    // finds a half-open connection, a few minutes at most; a coordinator that goes away closes the socket at once.
+    const channelOptions = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 120_000, ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), channelOptions);
     this.parallel = parallelDownloads(opts, channelOptions);
   }

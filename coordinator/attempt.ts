@@ -28,6 +28,11 @@ export interface AttemptDeps {
   /** Plain rounds: where accepted updates are kept, sealed, until the round commits. */
   readonly spool?: RoundSpool;
   readonly stopping: () => boolean;
+  /**
+   * rounds.reconnectGraceMs: how long a selected site that lost its task stream is still waited for (0: not at
+   * all). A stream can drop for a moment under load while the site keeps its task; its update and report count.
+   */
+  readonly reconnectGraceMs: number;
   readonly onAccepted: (t: Task, numExamples: number) => void;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -42,6 +47,8 @@ export class Attempt {
   private isOpen = true;
   private wakeUp: () => void = () => undefined;
   private woken: Promise<void>;
+  /** Wakes the wait when the earliest reconnect grace it is waiting out ends (allDone). */
+  private graceTimer: { at: number; timer: NodeJS.Timeout } | undefined;
 
   /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
   sampled?: SampledCohort;
@@ -104,6 +111,7 @@ export class Attempt {
    */
   retire(): void {
     this.isOpen = false;
+    this.clearGrace();
     this.plain?.retire();
     this.sa = undefined;
     this.baseCk = undefined;
@@ -144,14 +152,45 @@ export class Attempt {
     }
   }
 
-  /** Every selected client uploaded and reported, or is gone (a client that disconnected is not waited for). */
+  /**
+   * Every selected client uploaded and reported, or is gone: not uploading, and without its task stream for
+   * longer than the reconnect grace (left or revoked: at once). A site inside its grace is waited for, and the
+   * wait is woken when that grace ends.
+   */
   allDone(): boolean {
+    const now = Date.now();
+    let graceEnds = Infinity;
     for (const t of this.tasks.values()) {
-      if (t.carried) continue;
-      const done = t.state === 'uploaded' && t.metrics !== undefined;
-      if (!done && !(this.d.registry.isLive(t.clientId) === false && t.state !== 'receiving')) return false;
+      if (t.carried || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
+      if (t.state === 'receiving') return false;
+      if (this.d.registry.isLive(t.clientId)) return false;
+      // Away for 0 ms (the stream ended this very millisecond) is inside any grace: the timer below still wakes.
+      const away = this.d.registry.awayMs(t.clientId, now);
+      if (away < this.d.reconnectGraceMs) graceEnds = Math.min(graceEnds, now + this.d.reconnectGraceMs - away);
     }
-    return true;
+    if (graceEnds === Infinity) return true;
+    this.wakeAt(graceEnds);
+    return false;
+  }
+
+  private clearGrace(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer.timer);
+    this.graceTimer = undefined;
+  }
+
+  /** One timer, at the earliest time the wait must look again; unref'd: it never keeps the process alive. */
+  private wakeAt(at: number): void {
+    if (this.graceTimer && this.graceTimer.at <= at && this.graceTimer.at > Date.now()) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer.timer);
+    const timer = setTimeout(
+      () => {
+        this.graceTimer = undefined;
+        this.wake();
+      },
+      Math.max(0, at - Date.now()) + 1,
+    );
+    timer.unref();
+    this.graceTimer = { at, timer };
   }
 
   beginUpload(t: Task): void {
@@ -244,6 +283,7 @@ export class Attempt {
    */
   async close(): Promise<void> {
     this.isOpen = false;
+    this.clearGrace();
     await this.plain?.close();
   }
 

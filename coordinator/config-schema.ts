@@ -84,6 +84,13 @@ export const schema = {
       env: 'FEDTUNE_ROUNDS_MAX_ATTEMPTS',
       arg: 'rounds.maxAttempts',
     },
+    reconnectGraceMs: {
+      doc: "How long a round still waits for a selected site whose task stream ended (ms), so that a site that reconnects in time still counts; 0: a disconnected site is left out at once. A site that left is never waited for, and the round's deadline (rounds.deadlineMs) still ends the wait.",
+      format: 'non-negative-int',
+      default: 10000,
+      env: 'FEDTUNE_ROUNDS_RECONNECT_GRACE_MS',
+      arg: 'rounds.reconnectGraceMs',
+    },
   },
   strategy: {
     name: {

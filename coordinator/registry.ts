@@ -36,6 +36,11 @@ export class ClientRegistry extends EventEmitter {
   /** Changes when admission may have changed (e.g. clients.json was edited); sessions are re-checked only then. */
   private admissionGeneration: () => number = () => 0;
   private sweptGeneration = NaN;
+  /**
+   * When each client's task stream last ended (unix ms), while it has none: a round waits out a reconnect grace
+   * from here (Attempt.allDone). Kept by client id, so a rejoin (a new session) does not restart the clock.
+   */
+  private readonly lostAt = new Map<string, number>();
   /** connected(), until the next join, attach, detach or leave: rebuilt (and sorted) once per change, not per call. */
   private connectedCache: ClientSession[] | null = null;
 
@@ -55,11 +60,28 @@ export class ClientRegistry extends EventEmitter {
     return s !== undefined && s.sink !== null && this.admitted(s);
   }
 
+  /**
+   * How long a client has been without its task stream (ms): 0 while it has one (isLive tells the two apart),
+   * Infinity when it left, was revoked, or never had a stream (nothing suggests it is coming back).
+   */
+  awayMs(clientId: string, now = Date.now()): number {
+    const s = this.byIdMap.get(clientId);
+    if (s === undefined || !this.admitted(s)) return Infinity;
+    if (s.sink !== null) return 0;
+    const at = this.lostAt.get(clientId);
+    return at === undefined ? Infinity : Math.max(0, now - at);
+  }
+
   join(name: string, backend: string, labels: Record<string, string>, publicKey: Uint8Array): ClientSession {
     checkClientName(name);
     const clientId = clientIdFor(name);
     const old = this.byIdMap.get(clientId);
-    if (old) this.drop(old); // a rejoin replaces the earlier session
+    if (old) {
+      // A rejoin replaces the earlier session; a stream it still had counts as lost now (the client is back
+      // without it), one it had lost keeps its time.
+      if (old.sink !== null) this.lostAt.set(clientId, Date.now());
+      this.drop(old);
+    }
     const session: ClientSession = { clientId, name, token: randomBytes(32).toString('hex'), backend, labels, publicKey, sink: null };
     this.byTokenMap.set(session.token, session);
     this.byIdMap.set(clientId, session);
@@ -88,6 +110,7 @@ export class ClientRegistry extends EventEmitter {
     if (this.byTokenMap.get(session.token) !== session) return; // replaced meanwhile
     session.sink?.end();
     session.sink = sink;
+    this.lostAt.delete(session.clientId);
     this.connectedCache = null;
     this.emit('change');
     this.emit('attached', session);
@@ -96,6 +119,7 @@ export class ClientRegistry extends EventEmitter {
   detach(session: ClientSession, sink: TaskSink): void {
     if (session.sink === sink) {
       session.sink = null;
+      this.lostAt.set(session.clientId, Date.now());
       this.connectedCache = null;
       this.emit('change');
     }
@@ -104,6 +128,7 @@ export class ClientRegistry extends EventEmitter {
   leave(token: string): void {
     const s = this.byToken(token);
     this.drop(s);
+    this.lostAt.delete(s.clientId); // it said goodbye: no grace
     this.emit('change');
   }
 

@@ -111,6 +111,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
       aggregation: roundAggregation(cfg),
       spool: secagg ? undefined : ctx.spool,
       stopping: () => ctx.stopping(),
+      reconnectGraceMs: cfg.rounds.reconnectGraceMs,
       onAccepted: (t, numExamples) => ctx.onAccepted(t, numExamples),
       log: d.log,
     },
