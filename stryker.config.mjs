@@ -31,7 +31,7 @@ const VERIFY_TESTS = ['dist/test/verify.test.js', 'dist/test/signed-checkpoints.
 export const GROUPS = {
   fedavg: {
     mutate: ['coordinator/strategy/fixed-point.ts', 'coordinator/strategy/fedavg.ts', 'coordinator/strategy/mean-delta.ts'],
-    spec: ['dist/test/fedavg.test.js'],
+    spec: ['dist/test/fedavg.test.js', 'dist/test/fedavg-streaming.test.js'],
   },
   signing: {
     mutate: ['proto/crypto/signing.ts', 'proto/crypto/ed25519.ts'],
