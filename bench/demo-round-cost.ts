@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../coordinator';
-import { INSTANT_SITES, runInstantSites } from './fixtures/instant-sites';
+import { instantOverrides, runInstantSites } from './fixtures/instant-sites';
 import { loadModelDir } from '../client-sdk/model/load';
 import { selectBackend } from '../client-sdk/model/backend';
 import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
@@ -17,13 +17,7 @@ import { classicConfig } from '../test/classic-defaults';
 
 async function arm(name: 'recipe' | 'classic', rounds: number, modelHash: string): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-demo-cost-${name}-`));
-  const overrides = {
-    server: { port: 0 },
-    run: { dir },
-    rounds: { total: rounds, minClients: INSTANT_SITES, minUpdates: 3, clientsPerRound: INSTANT_SITES, deadlineMs: 600_000 },
-    auth: { mode: 'tofu' },
-    log: { level: 'silent' },
-  };
+  const overrides = instantOverrides(dir, rounds);
   const config = name === 'recipe' ? loadConfig({ overrides }) : classicConfig({ overrides });
   const { committedAt: at, cpu } = await runInstantSites(config, modelHash);
   // at[0] is v0; at[1] round 1 (joins, first downloads): the steady rounds are 2..R.

@@ -18,17 +18,7 @@ START=$(date +%s)
 TA=${Q16_TIMEOUT_A:-340}
 BUDGET=${Q16_BUDGET:-430}
 X=(${Q16_EXTRA:-})
-# cut SECONDS CMD...: runs CMD in a new process group and ends the whole group (the driver and its cells) after SECONDS.
-cut() {
-  local t=$1
-  shift
-  setsid "$@" &
-  local pid=$!
-  (sleep "$t" && kill -TERM -- -"$pid" 2>/dev/null) &
-  local killer=$!
-  wait "$pid"
-  kill "$killer" 2>/dev/null
-}
+. bench/quality-cut.sh # cut SECONDS CMD...: the command's process group ended after SECONDS
 cut $TA node dist/bench/quality.js --rounds 600 --batch-size 32 --eval-every 10 --no-fed-eval --val-limit 0 \
   --seeds 42,43,44 --splits dirichlet-0.5,dirichlet-0.1,groups --configs fedsgd-adambc-3e3-ema99 --parallel 9 "${X[@]}" \
   --out $W/q16a.json >$W/q16a.out 2>$W/q16a.log

@@ -21,17 +21,7 @@ START=$(date +%s)
 CUT=${Q19_CUT:-315}
 XA=(${Q19A_EXTRA:-})
 XB=(${Q19B_EXTRA:-})
-# cut SECONDS CMD...: runs CMD in a new process group and ends the whole group (the driver and its cells) after SECONDS.
-cut() {
-  local t=$1
-  shift
-  setsid "$@" &
-  local pid=$!
-  (sleep "$t" && kill -TERM -- -"$pid" 2>/dev/null) &
-  local killer=$!
-  wait "$pid"
-  kill "$killer" 2>/dev/null
-}
+. bench/quality-cut.sh # cut SECONDS CMD...: the command's process group ended after SECONDS
 cut $CUT node dist/bench/quality.js --rounds 600 --batch-size 32 --eval-every 20 --val-limit 1000 --keep-correct \
   --seeds 45,46,47 --splits dirichlet-0.5,dirichlet-0.1,groups --configs fedsgd-adambc-3e3-ema99-accw5 --parallel 9 "${XA[@]}" \
   --out $W/q19a.json >$W/q19a.out 2>$W/q19a.log &

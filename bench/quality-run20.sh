@@ -26,17 +26,7 @@ DEADLINE=${Q20_DEADLINE:-388}
 WHOLE=100000
 X=(${Q20_EXTRA:-})
 left() { echo $((DEADLINE - ($(date +%s) - START))); }
-# cut SECONDS CMD...: runs CMD in a new process group and ends the whole group (the driver and its cells) after SECONDS.
-cut() {
-  local t=$1
-  shift
-  setsid "$@" &
-  local pid=$!
-  (sleep "$t" && kill -TERM -- -"$pid" 2>/dev/null) &
-  local killer=$!
-  wait "$pid"
-  kill "$killer" 2>/dev/null
-}
+. bench/quality-cut.sh # cut SECONDS CMD...: the command's process group ended after SECONDS
 uptime
 if [ "$CALL" = 1 ]; then
   # What scoring 907 e-mails costs against 400 on this host's CPU, alone (tfjs wasm, the cells' evaluator).

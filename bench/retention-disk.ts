@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../coordinator';
-import { INSTANT_SITES, runInstantSites } from './fixtures/instant-sites';
+import { instantOverrides, runInstantSites } from './fixtures/instant-sites';
 import { loadModelDir } from '../client-sdk/model/load';
 import { selectBackend } from '../client-sdk/model/backend';
 import { DEFAULT_MODEL_DIR } from '../client-sdk/demo/spam-task';
@@ -21,11 +21,7 @@ import { filesToPrune, type RetentionPolicy } from '../coordinator/checkpoints/r
 async function arm(name: 'keep-all' | 'defaults', rounds: number, modelHash: string): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `fedtune-retention-${name}-`));
   const overrides = {
-    server: { port: 0 },
-    run: { dir },
-    rounds: { total: rounds, minClients: INSTANT_SITES, minUpdates: 3, clientsPerRound: INSTANT_SITES, deadlineMs: 600_000 },
-    auth: { mode: 'tofu' },
-    log: { level: 'silent' },
+    ...instantOverrides(dir, rounds),
     ...(name === 'keep-all' ? { checkpoints: { keepServerState: 0, keepAdapters: 0 } } : {}),
   };
   const config = loadConfig({ overrides });

@@ -3,7 +3,7 @@
 // calls faithfully ('none') or forges or tampers with them in one way each.
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { loadFedtuneProto } from '../proto/load';
+import { serveFederation } from './harness';
 import { pieceHashes } from '../proto/pieces';
 import { dataChunks, tensorHeader } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
@@ -21,8 +21,7 @@ export async function startHostileDownloads(
   const data = Buffer.concat([...dataChunks(adapter, chunkBytes)]);
   const pieces = pieceHashes(adapter, pieceBytes);
   const header = { ...tensorHeader(adapter, chunkBytes), piece_bytes: pieceBytes, piece_sha256: pieces.sha256.map((h) => Buffer.from(h, 'hex')) };
-  const server = new grpc.Server();
-  server.addService(loadFedtuneProto().fedtune.v1.Federation.service, {
+  const { server, address } = await serveFederation({
     DownloadAdapter(call: grpc.ServerWritableStream<DownloadRequest__Output, TensorFrame>) {
       const r = call.request;
       if (r.header_only && pieces.sha256.length >= 2) {
@@ -55,8 +54,5 @@ export async function startHostileDownloads(
       call.end();
     },
   });
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-  );
-  return { address: `127.0.0.1:${port}`, stop: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
+  return { address, stop: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
 }

@@ -11,7 +11,7 @@ import { tensorFrames, type Frame } from '../proto/tensor-stream';
 import type { NamedTensor } from '../proto/tensors';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TensorHeader__Output } from '../proto/generated/fedtune/v1/TensorHeader';
-import { join, nextTask, startCoordinator, tempDir } from './harness';
+import { join, nextTask, serveFederation, startCoordinator, tempDir } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** Tensors whose sizes make chunks straddle their boundaries, one of them empty; about 2.4 MiB in all. */
@@ -27,18 +27,14 @@ const bytesOf = (ts: readonly NamedTensor[]): Buffer => Buffer.concat(ts.map((t)
 
 /** A gRPC server whose DownloadAdapter sends `frames()` as they are, then ends. */
 async function frameServer(frames: () => Frame[]): Promise<{ rpc: RawClient; close: () => void }> {
-  const server = new grpc.Server();
   const svc = loadFedtuneProto().fedtune.v1.Federation;
-  server.addService(svc.service, {
+  const { server, address } = await serveFederation({
     DownloadAdapter(call: grpc.ServerWritableStream<unknown, unknown>) {
       for (const f of frames()) call.write(f);
       call.end();
     },
   });
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-  );
-  const rpc = new svc(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
+  const rpc = new svc(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });
   return {
     rpc,
     close: () => {

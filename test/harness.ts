@@ -11,7 +11,7 @@ import { Coordinator } from '../coordinator/coordinator';
 import type { Strategy } from '../coordinator/strategy/strategy';
 import { classicConfig } from './classic-defaults';
 import { loadFedtuneProto, PROTOCOL_VERSION } from '../proto/load';
-import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
+import type { FederationClient as RawClient, FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
@@ -102,6 +102,21 @@ export async function startCoordinator(
   });
   const { address } = await coordinator.start();
   return { coordinator, address, runDir };
+}
+
+/**
+ * A hand-written Federation service on a loopback port (a relay, a hop, a hostile or partial coordinator): the
+ * handlers given, every other method UNIMPLEMENTED.
+ */
+export async function serveFederation(
+  handlers: grpc.UntypedServiceImplementation | Partial<FederationHandlers>,
+): Promise<{ server: grpc.Server; address: string }> {
+  const server = new grpc.Server();
+  server.addService(loadFedtuneProto().fedtune.v1.Federation.service, handlers as grpc.UntypedServiceImplementation);
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  return { server, address: `127.0.0.1:${port}` };
 }
 
 export function rawClient(address: string): RawClient {

@@ -5,6 +5,7 @@
 // It records every SecAgg stage call each site makes, so a test can check that no share left a site.
 import * as grpc from '@grpc/grpc-js';
 import { loadFedtuneProto } from '../proto/load';
+import { serveFederation } from './harness';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 
 /** A rewrite of one event for one site (by name); returning null drops the event. */
@@ -67,13 +68,9 @@ export async function startHostileCoordinator(realAddress: string, rewrite: Rewr
       };
     }
   }
-  const server = new grpc.Server();
-  server.addService(Federation.service, handlers);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
+  const { server, address } = await serveFederation(handlers);
   return {
-    address: `127.0.0.1:${port}`,
+    address,
     calls,
     push: (site, ev) => void streams.get(site)?.write(ev),
     stop: async () => {

@@ -8,13 +8,12 @@ import { promises as fs } from 'node:fs';
 import nacl from 'tweetnacl';
 import { FederationClient } from '../client-sdk/client';
 import { keyId } from '../proto/crypto/key-file';
-import { loadFedtuneProto } from '../proto/load';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import type { JoinRequest__Output } from '../proto/generated/fedtune/v1/JoinRequest';
 import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
 import type { FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
 import type { Trainer } from '../client-sdk/trainer';
-import { rawClient, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
+import { rawClient, serveFederation, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const idle: Trainer = {
@@ -54,12 +53,7 @@ describe('join signatures are bound to the coordinator (issue 13 #3)', function 
         toA.Join(req, (e: grpc.ServiceError | null, r?: JoinResponse__Output) => cb(e, r));
       },
     };
-    relay = new grpc.Server();
-    relay.addService(loadFedtuneProto().fedtune.v1.Federation.service, handlers as FederationHandlers);
-    const port = await new Promise<number>((res, rej) =>
-      relay.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-    );
-    relayAddress = `127.0.0.1:${port}`;
+    ({ server: relay, address: relayAddress } = await serveFederation(handlers));
   });
 
   after(async () => {

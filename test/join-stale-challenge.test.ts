@@ -6,12 +6,11 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { promises as fs } from 'node:fs';
 import { FederationClient } from '../client-sdk/client';
-import { loadFedtuneProto } from '../proto/load';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import type { JoinResponse__Output } from '../proto/generated/fedtune/v1/JoinResponse';
 import type { FederationHandlers } from '../proto/generated/fedtune/v1/Federation';
 import type { Trainer } from '../client-sdk/trainer';
-import { rawClient, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
+import { rawClient, serveFederation, startCoordinator, tempDir, testIdentity, type Harness } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const idle: Trainer = {
@@ -50,12 +49,7 @@ describe('a stale join challenge: ABORTED, and the SDK joins with a fresh one', 
         );
       },
     };
-    hop = new grpc.Server();
-    hop.addService(loadFedtuneProto().fedtune.v1.Federation.service, handlers as FederationHandlers);
-    const port = await new Promise<number>((res, rej) =>
-      hop.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-    );
-    hopAddress = `127.0.0.1:${port}`;
+    ({ server: hop, address: hopAddress } = await serveFederation(handlers));
   });
 
   after(async () => {
