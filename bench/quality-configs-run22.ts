@@ -66,17 +66,23 @@ export type Run22RegimeName = keyof typeof RUN22_REGIMES;
 /** z for ε ≤ 8 at δ 1e-5 by round 150 per regime (zForEpsilon; test/dp22-paired.test.ts checks each). */
 export const RUN22_Z8: Readonly<Record<Run22RegimeName, number>> = { e4m50: 0.749, e4m100: 1.016, e1m100: 0.609 };
 
-/** Run 18's arm (`x18-dp8` or its twin `x18-clip`) in regime `r`, sampled by the coordinator, with z for ε 8 there. */
-function arm(name: Run22RegimeName, dp: boolean): QualityConfig {
-  const r = RUN22_REGIMES[name];
-  const c = productSampled(RUN18_CONFIGS[dp ? 'x18-dp8' : 'x18-clip'], r.sites, r.cohort / r.sites);
-  const privacy = { ...(c.overrides.privacy as Record<string, unknown>), noiseMultiplier: dp ? RUN22_Z8[name] : 1e-6 };
+/**
+ * Run 18's arm (`x18-dp8` with noise `z`, or its twin `x18-clip` when z is undefined) over regime `r`, sampled by the
+ * coordinator; `tweak` changes the strategy where a later run varies the recipe (run 24: the rounds and the EMA).
+ */
+export function sampledArm(r: SampledRegime, z: number | undefined, tweak: { ema?: number } = {}): QualityConfig {
+  const c = productSampled(RUN18_CONFIGS[z !== undefined ? 'x18-dp8' : 'x18-clip'], r.sites, r.cohort / r.sites);
+  const privacy = { ...(c.overrides.privacy as Record<string, unknown>), noiseMultiplier: z ?? 1e-6 };
+  const strategy = { ...(c.overrides.strategy as Record<string, unknown>), ...(tweak.ema !== undefined ? { ema: tweak.ema } : {}) };
+  const ema = strategy.ema as number;
   return {
     ...c,
-    overrides: { ...c.overrides, privacy },
-    note: `${r.sites} sites of ${r.perSite} e-mail${r.perSite > 1 ? 's' : ''}, Poisson cohort q ${r.cohort}/${r.sites} drawn by the coordinator (fixed denominator ${r.cohort}), FedIT rank 1 c_attn, FedSGD (one SGD step at 1 on the site's e-mails, batch ${r.perSite}), noise-aware FedAdam η 0.02 cosine, EMA 0.95, clip 2, ${dp ? `DP ε 8 at δ 1e-5 by round ${r.rounds} (z ${RUN22_Z8[name]})` : 'no noise (z 1e-6)'}`,
+    overrides: { ...c.overrides, privacy, strategy },
+    note: `${r.sites} sites of ${r.perSite} e-mail${r.perSite > 1 ? 's' : ''}, Poisson cohort q ${r.cohort}/${r.sites} drawn by the coordinator (fixed denominator ${r.cohort}), FedIT rank 1 c_attn, FedSGD (one SGD step at 1 on the site's e-mails, batch ${r.perSite}), noise-aware FedAdam η 0.02 cosine over ${r.rounds} rounds, EMA ${ema}, clip 2, ${z !== undefined ? `DP ε 8 at δ 1e-5 by round ${r.rounds} (z ${z})` : 'no noise (z 1e-6)'}`,
   };
 }
+
+const arm = (name: Run22RegimeName, dp: boolean): QualityConfig => sampledArm(RUN22_REGIMES[name], dp ? RUN22_Z8[name] : undefined);
 
 export const RUN22_CONFIGS: Readonly<Record<string, QualityConfig & { regime: Run22RegimeName }>> = Object.fromEntries(
   (Object.keys(RUN22_REGIMES) as Run22RegimeName[]).flatMap((name) => [

@@ -1,16 +1,19 @@
-// Run 22 (bench/QUALITY.md "Run 22"): run 21's DP arm and its noiseless twin, product-sampled
+// Runs 22 and 24 (bench/QUALITY.md "Run 22", "Run 24"): run 21's DP arm and its noiseless twin, product-sampled
 // (bench/quality-sampled-cell.ts), with the two arms of a seed drawing the SAME cohorts (a sampling secret and run id
 // derived from the seed), so that they differ in DP's noise alone; in one of the regimes of
-// bench/quality-configs-run22.ts. One cell per process:
+// bench/quality-configs-run22.ts (family x22) or bench/quality-configs-run24.ts (x24). One cell per process:
 //   node dist/bench/quality-run22-cell.js '{"regime":"e1m100","arm":"dp8","seed":42}'   (prints its CellResult last)
-// Optional keys: rounds (default the regime's 150: a shorter pilot keeps the regime's z), testLimit (400),
-// evalEvery (5), evalLast (10).
+// Optional keys: family ('x22'), rounds (default the regime's: a shorter pilot keeps the regime's z), testLimit
+// (400), evalEvery (5), evalLast (10).
 import type { QualityCell } from './quality-cell';
-import { RUN22_CONFIGS, RUN22_REGIMES, type Run22RegimeName } from './quality-configs-run22';
+import type { QualityConfig } from './quality-configs';
+import { RUN22_CONFIGS, RUN22_REGIMES, type SampledRegime } from './quality-configs-run22';
+import { RUN24_CONFIGS } from './quality-configs-run24';
 import { cellMain, runSampledCell, type SampledCellResult } from './quality-sampled-cell';
 
 export interface Run22Arg {
-  readonly regime: Run22RegimeName;
+  readonly family?: 'x22' | 'x24';
+  readonly regime: string;
   readonly arm: 'dp8' | 'clip';
   readonly seed: number;
   readonly rounds?: number;
@@ -19,15 +22,23 @@ export interface Run22Arg {
   readonly evalLast?: number;
 }
 
+/** Every paired arm by its config name (`<family>-<regime>-<arm>`), with the regime it runs over. */
+export const PAIRED_ARMS: Readonly<Record<string, QualityConfig & { regime: SampledRegime }>> = {
+  ...Object.fromEntries(Object.entries(RUN22_CONFIGS).map(([k, c]) => [k, { ...c, regime: RUN22_REGIMES[c.regime] }])),
+  ...RUN24_CONFIGS,
+};
+
 /** The quality cell of an arm: the regime's population, batch = the site's e-mails (one epoch, one SGD step at 1). */
 export function run22Cell(a: Run22Arg): QualityCell {
-  const r = RUN22_REGIMES[a.regime];
-  if (!r) throw new Error(`unknown run 22 regime ${JSON.stringify(a.regime)}`);
+  const config = `${a.family ?? 'x22'}-${a.regime}-${a.arm}`;
+  const cfg = PAIRED_ARMS[config];
+  if (!cfg) throw new Error(`unknown paired arm ${JSON.stringify(config)}`);
+  const r = cfg.regime;
   return {
     split: 'dirichlet-0.5',
     seed: a.seed,
     splitSeed: 7,
-    config: `x22-${a.regime}-${a.arm}`,
+    config,
     rounds: a.rounds ?? r.rounds,
     clients: r.sites,
     localSteps: 1,
@@ -42,9 +53,9 @@ export function run22Cell(a: Run22Arg): QualityCell {
 }
 
 export function runCell22(cell: QualityCell, log: (line: string) => void): Promise<SampledCellResult> {
-  const cfg = RUN22_CONFIGS[cell.config];
-  if (!cfg) throw new Error(`unknown run 22 config ${JSON.stringify(cell.config)}`);
-  return runSampledCell(cell, cfg, RUN22_REGIMES[cfg.regime], log, cell.seed);
+  const cfg = PAIRED_ARMS[cell.config];
+  if (!cfg) throw new Error(`unknown paired arm ${JSON.stringify(cell.config)}`);
+  return runSampledCell(cell, cfg, cfg.regime, log, cell.seed);
 }
 
 if (require.main === module) cellMain(run22Cell(JSON.parse(process.argv[2] ?? '') as Run22Arg), runCell22);

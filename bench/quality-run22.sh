@@ -6,7 +6,7 @@
 # in the regimes of bench/quality-configs-run22.ts. Cells run Q22_PAR at a time from a queue ordered seed by seed
 # (DP, then its twin), so that finished pairs come first; no cell starts after Q22_DEADLINE s, and each is cut at
 # whatever is left of it (a cut cell leaves its curve in its log).
-# Knobs: Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
+# Knobs: Q22_FAMILY (x22; x24: run 24's regimes, bench/quality-configs-run24.ts), Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
 # 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5).
 # $OUT gets q22-table.md (per cell, per arm, and the paired differences) and q22.tar.gz (every cell's stdout and log).
 set -u
@@ -17,9 +17,10 @@ SEEDS=${Q22_SEEDS:-42 43 44 45 46}
 PAR=${Q22_PAR:-4}
 T0=$(date +%s)
 export Q22_W=$W Q22_T0=$T0 Q22_END=$((T0 + ${Q22_DEADLINE:-460}))
-EXTRA="\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
+FAMILY=${Q22_FAMILY:-x22}
+EXTRA="\"family\":\"$FAMILY\",\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
 cell() { # regime arm seed: one cell, cut at the deadline
-  local left=$((Q22_END - $(date +%s))) name="x22-$1-$2-$3"
+  local left=$((Q22_END - $(date +%s))) name="$FAMILY-$1-$2-$3"
   if [ "$left" -le 20 ]; then echo "$name: not started (deadline)" >"$Q22_W/$name.log"; return; fi
   echo "$name start $(($(date +%s) - Q22_T0)) s" >&2
   timeout "$left" node dist/bench/quality-run22-cell.js "{\"regime\":\"$1\",\"arm\":\"$2\",\"seed\":$3,$EXTRA}" >"$Q22_W/$name.out" 2>"$Q22_W/$name.log"
@@ -27,7 +28,7 @@ cell() { # regime arm seed: one cell, cut at the deadline
   echo "$name done $(($(date +%s) - Q22_T0)) s, rc $rc" >&2
 }
 export -f cell
-export EXTRA
+export EXTRA FAMILY
 for g in ${REGIMES//,/ }; do for s in $SEEDS; do printf '%s dp8 %s\n%s clip %s\n' "$g" "$s" "$g" "$s"; done; done |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
 if ls "$W"/*.out >/dev/null 2>&1; then node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1; else echo "no cell started" >"$W/q22-table.md"; fi

@@ -7,9 +7,10 @@ import * as path from 'node:path';
 import { loadOrCreateSamplingSecret, poissonSample, samplingKeyFile } from '../coordinator/privacy/sampling';
 import { clientIdFor } from '../coordinator/registry';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
-import { RUN22_CONFIGS, RUN22_DELTA, RUN22_REGIMES, RUN22_Z8, zForEpsilon, type Run22RegimeName } from '../bench/quality-configs-run22';
+import { RUN22_DELTA, RUN22_REGIMES, RUN22_Z8, zForEpsilon, type Run22RegimeName } from '../bench/quality-configs-run22';
 import { pairedRunId, pairedSamplingSecret, writeSamplingSecret } from '../bench/quality-sampled-cell';
-import { run22Cell } from '../bench/quality-run22-cell';
+import { PAIRED_ARMS, run22Cell } from '../bench/quality-run22-cell';
+import { RUN24_EMA, RUN24_REGIMES, RUN24_Z8, type Run24RegimeName } from '../bench/quality-configs-run24';
 import { run22Table } from '../bench/quality-run22-table';
 import { seedRow } from '../bench/quality-run17-table';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
@@ -19,6 +20,17 @@ import { tempDir } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const REGIMES = Object.keys(RUN22_REGIMES) as Run22RegimeName[];
+/** Every paired regime of runs 22 and 24, with its z for ε 8 and the EMA its arms are scored under. */
+const PAIRED = [
+  ...REGIMES.map((name) => ({ family: 'x22' as const, name, r: RUN22_REGIMES[name], z: RUN22_Z8[name], ema: 0.95 })),
+  ...(Object.keys(RUN24_REGIMES) as Run24RegimeName[]).map((name) => ({
+    family: 'x24' as const,
+    name,
+    r: RUN24_REGIMES[name],
+    z: RUN24_Z8[name],
+    ema: RUN24_EMA,
+  })),
+];
 
 describe('quality run 22: paired sampling, ε 8 per regime, the paired table', () => {
   const dirs: string[] = [];
@@ -27,27 +39,25 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
   });
 
   it("z for ε 8 is the smallest on a 0.001 grid that keeps ε ≤ 8 at δ 1e-5 after each regime's rounds at q = m/N", () => {
-    for (const name of REGIMES) {
-      const r = RUN22_REGIMES[name];
-      const eps = (z: number): number => epsilonSpent([{ q: r.cohort / r.sites, z, steps: r.rounds }], RUN22_DELTA);
-      expect(RUN22_Z8[name], name).to.equal(zForEpsilon(r));
-      expect(eps(RUN22_Z8[name]), name).to.be.within(7.9, 8);
-      expect(eps(RUN22_Z8[name] - 0.001), name).to.be.above(8);
+    for (const { name, r, z } of PAIRED) {
+      const eps = (x: number): number => epsilonSpent([{ q: r.cohort / r.sites, z: x, steps: r.rounds }], RUN22_DELTA);
+      expect(z, name).to.equal(zForEpsilon(r));
+      expect(eps(z), name).to.be.within(7.9, 8);
+      expect(eps(z - 0.001), name).to.be.above(8);
     }
     // Run 21's regime is run 17's z.
     expect(RUN22_Z8.e4m50).to.equal(0.749);
   });
 
   it('each DP arm differs from its twin in z alone, samples at its regime’s q over its population, and loads as the coordinator runs it', () => {
-    for (const name of REGIMES) {
-      const r = RUN22_REGIMES[name];
-      const dp = RUN22_CONFIGS[`x22-${name}-dp8`];
-      const twin = RUN22_CONFIGS[`x22-${name}-clip`];
+    for (const { family, name, r, z, ema } of PAIRED) {
+      const dp = PAIRED_ARMS[`${family}-${name}-dp8`];
+      const twin = PAIRED_ARMS[`${family}-${name}-clip`];
       const privacy = (c: typeof dp): Record<string, unknown> => c.overrides.privacy as Record<string, unknown>;
-      expect(privacy(dp), name).to.deep.equal({ ...privacy(twin), noiseMultiplier: RUN22_Z8[name] });
+      expect(privacy(dp), name).to.deep.equal({ ...privacy(twin), noiseMultiplier: z });
       expect(privacy(twin).noiseMultiplier, name).to.equal(1e-6);
       expect({ ...dp.overrides, privacy: 0 }, name).to.deep.equal({ ...twin.overrides, privacy: 0 });
-      const cell = run22Cell({ regime: name, arm: 'dp8', seed: 42 });
+      const cell = run22Cell({ family, regime: name, arm: 'dp8', seed: 42 });
       expect([cell.clients, cell.batchSize, cell.rounds, cell.localSteps, cell.learningRate], name).to.deep.equal([r.sites, r.perSite, r.rounds, 1, 1]);
       const cfg = classicConfig({
         overrides: deepMerge(
@@ -61,7 +71,8 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
         r.sites,
         2,
       ]);
-      expect([cfg.strategy.name, cfg.strategy.noiseAware, cfg.strategy.ema, cfg.lora.r], name).to.deep.equal(['fedadam', true, 0.95, 1]);
+      expect([cfg.strategy.name, cfg.strategy.noiseAware, cfg.strategy.ema, cfg.lora.r], name).to.deep.equal(['fedadam', true, ema, 1]);
+      expect(cfg.strategy.serverSchedule, name).to.equal('cosine');
     }
   });
 
