@@ -68,17 +68,17 @@ export const RUN22_Z8: Readonly<Record<Run22RegimeName, number>> = { e4m50: 0.74
 
 /**
  * Run 18's arm (`x18-dp8` with noise `z`, or its twin `x18-clip` when z is undefined) over regime `r`, sampled by the
- * coordinator; `tweak` changes the strategy where a later run varies the recipe (run 24: the rounds and the EMA).
+ * coordinator; `tweak` changes the strategy where a later run varies the recipe (run 24: the EMA and the noise floor).
  */
-export function sampledArm(r: SampledRegime, z: number | undefined, tweak: { ema?: number } = {}): QualityConfig {
+export function sampledArm(r: SampledRegime, z: number | undefined, tweak: { ema?: number; noiseFloor?: number } = {}): QualityConfig {
   const c = productSampled(RUN18_CONFIGS[z !== undefined ? 'x18-dp8' : 'x18-clip'], r.sites, r.cohort / r.sites);
   const privacy = { ...(c.overrides.privacy as Record<string, unknown>), noiseMultiplier: z ?? 1e-6 };
-  const strategy = { ...(c.overrides.strategy as Record<string, unknown>), ...(tweak.ema !== undefined ? { ema: tweak.ema } : {}) };
+  const strategy = { ...(c.overrides.strategy as Record<string, unknown>), ...tweak };
   const ema = strategy.ema as number;
   return {
     ...c,
     overrides: { ...c.overrides, privacy, strategy },
-    note: `${r.sites} sites of ${r.perSite} e-mail${r.perSite > 1 ? 's' : ''}, Poisson cohort q ${r.cohort}/${r.sites} drawn by the coordinator (fixed denominator ${r.cohort}), FedIT rank 1 c_attn, FedSGD (one SGD step at 1 on the site's e-mails, batch ${r.perSite}), noise-aware FedAdam η 0.02 cosine over ${r.rounds} rounds, EMA ${ema}, clip 2, ${z !== undefined ? `DP ε 8 at δ 1e-5 by round ${r.rounds} (z ${z})` : 'no noise (z 1e-6)'}`,
+    note: `${r.sites} sites of ${r.perSite} e-mail${r.perSite > 1 ? 's' : ''}, Poisson cohort q ${r.cohort}/${r.sites} drawn by the coordinator (fixed denominator ${r.cohort}), FedIT rank 1 c_attn, FedSGD (one SGD step at 1 on the site's e-mails, batch ${r.perSite}), noise-aware FedAdam${tweak.noiseFloor !== undefined ? ` (floor ${tweak.noiseFloor})` : ''} η 0.02 cosine over ${r.rounds} rounds, EMA ${ema}, clip 2, ${z !== undefined ? `DP ε 8 at δ 1e-5 by round ${r.rounds} (z ${z})` : 'no noise (z 1e-6)'}`,
   };
 }
 
