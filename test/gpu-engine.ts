@@ -23,12 +23,8 @@ import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
-import { tiledMatmul, type MatmulSpec } from '../client-sdk/engine/matmul';
-import { tcMatmul } from '../client-sdk/engine/matmul-tc';
-import { toHalfBits, halfToFloat } from '../client-sdk/engine/half';
 import { sgd } from '../client-sdk/engine/optimizer';
 import { STEP } from '../client-sdk/engine/loss';
-import type { Kernel } from '../client-sdk/engine/kernel';
 import type { NamedTensor } from '../proto/tensors';
 import { attentionTests } from './gpu-attention';
 import { fallbackTests } from './gpu-fallback';
@@ -37,6 +33,7 @@ import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
 import { tuningTests } from './gpu-engine-tuning';
 import { relErr } from './rel-err';
+import { matmulTests, runKernel } from './gpu-engine-matmul';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -47,110 +44,6 @@ function check(name: string, ok: boolean, detail: string): void {
   if (ok) passed++;
   else failed++;
   log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
-}
-
-async function runKernel(
-  ed: EngineDevice,
-  k: Kernel,
-  inputs: Record<string, Float32Array | Uint16Array>,
-  outName: string,
-  outElems: number,
-): Promise<Float32Array> {
-  const dev = ed.device;
-  const bufs = new Map<string, GPUBuffer>();
-  for (const b of k.bindings) {
-    const data = inputs[b.buffer];
-    const size = Math.max(16, Math.ceil(((data ? data.byteLength : outElems * 4) + 3) / 4) * 4);
-    const buf = dev.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-    if (data) dev.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
-    bufs.set(b.buffer, buf);
-  }
-  const pipeline = dev.createComputePipeline({ layout: 'auto', compute: { module: dev.createShaderModule({ code: k.code }), entryPoint: 'main' } });
-  const bg = dev.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: k.bindings.map((b, i) => ({ binding: i, resource: { buffer: bufs.get(b.buffer) as GPUBuffer } })),
-  });
-  const enc = dev.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bg);
-  const g = typeof k.grid === 'function' ? k.grid({ pairs: 0 }) : k.grid;
-  pass.dispatchWorkgroups(g[0], g[1], g[2]);
-  pass.end();
-  const rd = dev.createBuffer({ size: outElems * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  enc.copyBufferToBuffer(bufs.get(outName) as GPUBuffer, 0, rd, 0, outElems * 4);
-  dev.queue.submit([enc.finish()]);
-  await rd.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(rd.getMappedRange().slice(0));
-  rd.unmap();
-  for (const b of bufs.values()) b.destroy();
-  return out;
-}
-
-/** Matmul kernels (both storage orders of each operand, bias + LoRA + GELU epilogue) against a CPU product. */
-async function matmulTests(ed: EngineDevice, paths: EnginePath[]): Promise<void> {
-  // The second size has whole 128×128 blocks besides partial ones (the tiled tensor-core kernel's interior path).
-  for (const size of [
-    [70, 150, 96, 4],
-    [300, 260, 200, 4],
-  ] as const)
-    await matmulCase(ed, paths, size);
-}
-
-async function matmulCase(ed: EngineDevice, paths: EnginePath[], [M, N, K, r]: readonly [number, number, number, number]): Promise<void> {
-  const rng = new Prng(3);
-  const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.nextFloat() * 2 - 1);
-  for (const kind of paths) {
-    for (const [ta, tb] of [
-      [false, false],
-      [true, false],
-      [false, true],
-      [true, true],
-    ]) {
-      const A = rnd(M * K);
-      const Bm = rnd(K * N);
-      const bias = rnd(N);
-      const low = rnd(M * r);
-      const lb = rnd(N * r);
-      const f16 = kind !== 'f32';
-      const q = (x: Float32Array): Float32Array => (f16 ? Float32Array.from(toHalfBits(x).subarray(0, x.length), halfToFloat) : x);
-      const Aq = q(A);
-      const Bq = q(Bm);
-      const want = new Float32Array(M * N);
-      const pre = new Float32Array(M * N);
-      for (let m = 0; m < M; m++) {
-        for (let n = 0; n < N; n++) {
-          let s = 0;
-          for (let k = 0; k < K; k++) s += Aq[ta ? k * M + m : m * K + k] * Bq[tb ? n * K + k : k * N + n];
-          let l = 0;
-          for (let k = 0; k < r; k++) l += low[m * r + k] * lb[n * r + k];
-          const v = s + bias[n] + 0.5 * l;
-          pre[m * N + n] = v;
-          const u = Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3);
-          want[m * N + n] = v / (1 + Math.exp(-2 * u));
-        }
-      }
-      const spec: MatmulSpec = {
-        label: 'test',
-        M,
-        N,
-        K,
-        a: { buffer: 'A', offset: 0, type: f16 ? 'f16' : 'f32', trans: ta },
-        b: { buffer: 'B', offset: 0, type: f16 ? 'f16' : 'f32', trans: tb },
-        epi: {
-          bias: { buffer: 'bias', offset: 0 },
-          lora: { low: { buffer: 'low', offset: 0 }, mat: { buffer: 'lb', offset: 0 }, layout: 'nr', r, scale: 0.5 },
-          gelu: { buffer: 'pre', offset: 0 },
-          out: { buffer: 'C', offset: 0, ld: N, mode: 'store' },
-        },
-      };
-      const k = kind === 'tc' ? tcMatmul(spec) : tiledMatmul(spec);
-      const inputs = { A: f16 ? toHalfBits(A) : A, B: f16 ? toHalfBits(Bm) : Bm, bias, low, lb };
-      const got = await runKernel(ed, k, inputs, 'C', M * N);
-      const e = relErr(got, want);
-      check(`matmul ${kind} ${M}×${N}×${K} transA=${ta} transB=${tb} (+bias, LoRA, GELU)`, e < 1e-5, `rel err ${e.toExponential(2)}`);
-    }
-  }
 }
 
 function synthTask(V: number, n: number, seed: number, promptLen: number, complLen: number): { prompt: number[]; completion: number[] }[] {
@@ -404,7 +297,7 @@ async function main(): Promise<void> {
   if (args.includes('--only-tuning')) await tuningTests(ed, paths, check);
   else if (args.includes('--only-matmul')) {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
-    await matmulTests(ed, paths);
+    await matmulTests(ed, paths, check);
     await stepParity(ed, paths);
     if (args.includes('--tuning')) await tuningTests(ed, paths, check);
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
@@ -413,7 +306,7 @@ async function main(): Promise<void> {
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
   const narrow = args.includes('--only-matmul') || args.includes('--only-tuning');
   if (only === undefined && !narrow) {
-    if (!args.includes('--skip-matmul')) await matmulTests(ed, paths);
+    if (!args.includes('--skip-matmul')) await matmulTests(ed, paths, check);
     await stepParity(ed, paths);
     // Each choice against none (minutes of tc compiles): with --tuning, or alone with --only-tuning / --only-matmul.
     if (args.includes('--tuning')) await tuningTests(ed, paths, check);
