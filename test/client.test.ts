@@ -145,6 +145,18 @@ describe('client SDK', function () {
     expect((await run).finalVersion).to.equal(1);
   });
 
+  it('stop() ends a backoff wait: run() resolves as stopped at once', async () => {
+    const port = await freePort(); // nobody listens: every attempt fails and waits
+    const hour = 3_600_000;
+    const client = site(`127.0.0.1:${port}`, new ConstantTrainer(0.5), { backoff: { initialMs: hour, maxMs: hour, factor: 2 } });
+    // A draw of a minute or more (a short one just leads to the next attempt) is a wait past this test's timeout.
+    const longWait = new Promise<void>((r) => client.on('reconnecting', (e) => e.delayMs >= 60_000 && r()));
+    const run = client.run();
+    await longWait;
+    await client.stop();
+    expect(await run).to.include({ finalVersion: -1, reason: 'stopped' });
+  });
+
   it('stops a training that would overrun the round deadline (before the coordinator cancels the task), and trains the retry', async () => {
     const { c, address } = await coordinator(await dir(), { deadlineMs: 2500, maxAttempts: 2 });
     const trainer = new GateTrainer((call) => call === 1);
