@@ -25,6 +25,10 @@ function gated(log: string[], id: string, kind: QueuedTask['kind'], round: numbe
   };
 }
 
+/** What the log says of a task that started and was stopped. */
+const stopped = (id: string, why: string): string[] => [`start ${id}`, `stopped ${id}: ${why}`];
+const movedOn = (to: string): string => `superseded: the coordinator has moved on to ${to}`;
+
 describe('the SDK task queue across task streams', () => {
   it('skips a re-send of a running, a queued or a delivered task, and runs the tasks one at a time in order', async () => {
     const log: string[] = [];
@@ -62,12 +66,9 @@ describe('the SDK task queue across task streams', () => {
     r2.release();
     await q.idle();
     expect(log).to.deep.equal([
-      'start r1a1',
-      'stopped r1a1: superseded: the coordinator has moved on to round 1 attempt 2',
-      'start r1a2',
-      'stopped r1a2: superseded: the coordinator has moved on to the evaluation of round 1',
-      'start e1',
-      'stopped e1: superseded: the coordinator has moved on to round 2 attempt 1',
+      ...stopped('r1a1', movedOn('round 1 attempt 2')),
+      ...stopped('r1a2', movedOn('the evaluation of round 1')),
+      ...stopped('e1', movedOn('round 2 attempt 1')),
       'start r2a1',
       'done r2a1',
     ]);
@@ -87,18 +88,12 @@ describe('the SDK task queue across task streams', () => {
     const [t1, t2, t3] = [gated(log, 't1', 'train', 1), gated(log, 't2', 'train', 1), gated(log, 't3', 'train', 1)];
     for (const t of [t1, t2, t3]) q.offer(t);
     await Promise.resolve();
-    q.cancel('t2', new Error('cancelled by the coordinator: round closed'));
-    q.cancel('t1', new Error('cancelled by the coordinator: round closed'));
+    q.cancel('t2', new Error('cancelled by the coordinator: round closed')); // queued
+    q.cancel('t1', new Error('cancelled by the coordinator: round closed')); // running
     q.cancel('unknown', new Error('no such task'));
     q.abortWhere((t) => t.id === 't3', new Error('client stopping'));
     await q.idle();
-    expect(log).to.deep.equal([
-      'start t1',
-      'stopped t1: cancelled by the coordinator: round closed',
-      'start t2',
-      'stopped t2: cancelled by the coordinator: round closed',
-      'start t3',
-      'stopped t3: client stopping',
-    ]);
+    const closed = 'cancelled by the coordinator: round closed';
+    expect(log).to.deep.equal([...stopped('t1', closed), ...stopped('t2', closed), ...stopped('t3', 'client stopping')]);
   });
 });
