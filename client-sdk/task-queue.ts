@@ -2,7 +2,8 @@
 // task stream brings; a stream that drops takes nothing with it, so a long training or evaluation runs on while the
 // client reopens its stream, and its upload or report goes out when it ends (the coordinator waits for a site that
 // is back within rounds.reconnectGraceMs). What a reopened stream brings again (the coordinator re-sends a site's
-// open task when its stream attaches) is not run twice; a task the coordinator has moved past is stopped.
+// open task when its stream attaches) is not run twice, unless the run it joined ended without delivering (a
+// download or upload the drop broke: the coordinator still wants it); a task the coordinator has moved past is stopped.
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 
@@ -49,8 +50,8 @@ const before = (a: [number, number], b: [number, number]): boolean => a[0] < b[0
 
 export class TaskQueue {
   private tail: Promise<void> = Promise.resolve();
-  /** Queued or running, by task id. */
-  private readonly pending = new Map<string, { task: QueuedTask; abort: AbortController }>();
+  /** Queued or running, by task id; `resent` while a re-send arrived during its run. */
+  private readonly pending = new Map<string, { task: QueuedTask; abort: AbortController; resent: boolean }>();
 
   /** `delivered`: tasks done already (a re-send of one is skipped). */
   constructor(private readonly delivered: (taskId: string) => boolean) {}
@@ -60,15 +61,21 @@ export class TaskQueue {
    * (a re-send). A task later in the coordinator's order stops the earlier ones still queued or running.
    */
   offer(task: QueuedTask): boolean {
-    if (this.pending.has(task.id) || this.delivered(task.id)) return false;
+    const queued = this.pending.get(task.id);
+    if (queued) queued.resent = true;
+    if (queued || this.delivered(task.id)) return false;
     const at = position(task);
     const what = task.kind === 'evaluate' ? `the evaluation of round ${task.round}` : `round ${task.round} attempt ${task.attempt}`;
     this.abortWhere((p) => before(position(p), at), new Error(`superseded: the coordinator has moved on to ${what}`));
-    const abort = new AbortController();
-    this.pending.set(task.id, { task, abort });
+    const entry = { task, abort: new AbortController(), resent: false };
+    this.pending.set(task.id, entry);
     this.tail = this.tail.then(async () => {
       try {
-        await task.run(abort.signal);
+        do {
+          entry.resent = false;
+          await task.run(entry.abort.signal);
+          // Re-sent while it ran, and not delivered: the coordinator still holds it open, so it runs again.
+        } while (entry.resent && !entry.abort.signal.aborted && !this.delivered(task.id));
       } finally {
         this.pending.delete(task.id);
       }

@@ -1,5 +1,6 @@
 // The SDK's task queue (client-sdk/task-queue.ts), which outlives a task stream: what a reopened stream brings while
-// a task runs. A re-send of a queued, running or delivered task is not run again; a task later in the coordinator's
+// a task runs. A re-send of a queued, running or delivered task is not run again (a run that ended undelivered is
+// run again when the task was re-sent during it); a task later in the coordinator's
 // order (a later attempt, the round's evaluation, a later round) stops the earlier ones and runs; a cancel stops its
 // task, running or queued; tasks run one at a time, in order. No network: the gRPC paths are reconnect-grace-sdk's.
 import { TaskQueue, type QueuedTask } from '../client-sdk/task-queue';
@@ -38,13 +39,12 @@ describe('the SDK task queue across task streams', () => {
     const t2 = gated(log, 't2', 'train', 1); // the same place in the coordinator's order: neither stops the other
     expect(q.offer(t1)).to.equal(true);
     expect(q.offer(t2)).to.equal(true);
+    await new Promise((r) => setImmediate(r));
+    expect(log).to.deep.equal(['start t1']);
     // A reopened stream brings the running task, the queued one and a delivered one again.
-    expect([q.offer(gated(log, 't1', 'train', 1)), q.offer(gated(log, 't2', 'train', 1)), q.offer(gated(log, 't0', 'train', 1))]).to.deep.equal([
-      false,
-      false,
-      false,
-    ]);
-    await Promise.resolve();
+    const again = [gated(log, 't1', 'train', 1), gated(log, 't2', 'train', 1), gated(log, 't0', 'train', 1)];
+    expect(again.map((t) => q.offer(t))).to.deep.equal([false, false, false]);
+    delivered.add('t1'); // t1 uploads and reports
     t1.release();
     t2.release();
     await q.idle();
@@ -80,6 +80,35 @@ describe('the SDK task queue across task streams', () => {
     old.release();
     await q.idle();
     expect(log.slice(8)).to.deep.equal(['start r3', 'done r3', 'start old', 'done old']);
+  });
+
+  it('runs a task again when it was re-sent during a run that ended undelivered (a transfer the drop broke), once delivered not', async () => {
+    const delivered = new Set<string>();
+    const q = new TaskQueue((id) => delivered.has(id));
+    const runs: string[] = [];
+    let resend = (): void => undefined;
+    const task = (id: string, deliverOnRun: number): QueuedTask => ({
+      id,
+      kind: 'train',
+      round: 1,
+      attempt: 1,
+      secagg: false,
+      async run() {
+        runs.push(id);
+        if (runs.filter((r) => r === id).length === 1) resend(); // the stream was reopened meanwhile
+        if (runs.filter((r) => r === id).length === deliverOnRun) delivered.add(id);
+        await Promise.resolve();
+      },
+    });
+    const broken = task('broken', 2); // its first run fails (the download broke), the second delivers
+    resend = () => q.offer(task('broken', 2));
+    q.offer(broken);
+    await q.idle();
+    const fine = task('fine', 1); // delivered on its first run, re-sent during it: not run again
+    resend = () => q.offer(task('fine', 1));
+    q.offer(fine);
+    await q.idle();
+    expect(runs).to.deep.equal(['broken', 'broken', 'fine']);
   });
 
   it('a cancel stops its task, running or still queued; abortWhere stops those it picks', async () => {
