@@ -1,10 +1,13 @@
 // rounds.reconnectGraceMs with the real SDK: a site whose connection is cut while its task runs (during training,
 // during the evaluation after its upload, during a federated evaluation) reopens its task stream at once while the
-// task runs on, so the coordinator has it back within the SDK's backoff. The task then outlasts the grace, and its
+// task runs on, so the coordinator has it back while the task runs. The task then outlasts the grace, and its
 // update, its report and its evaluation report still count: the version and every figure are the same bits as a run
 // without the cut. Real coordinator on a tiny Llama directory, real training, real gRPC; site-b talks to it through a
-// TCP relay that cuts its connections (its gRPC channel connects again through the relay).
+// TCP relay that cuts its connections (its gRPC channel connects again through the relay). And a `fedtune-site`
+// process cut mid-round exits by itself once the run is over: no stream or timer of the reconnect is left behind.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
@@ -24,6 +27,7 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 
 // Far above the reconnect (25-230 ms measured on the shared 2-core box), so the cut site is back well within it.
 const GRACE_MS = 3_000;
+const SITE_CLI = path.join(__dirname, '..', 'client-sdk', 'cli', 'fedtune-site.js');
 type Phase = 'train' | 'localEval' | 'fedEval';
 
 /** 20 prompt/completion rows; a validation fraction of 0.25 holds out 5. */
@@ -156,8 +160,9 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
   });
 
   /** One round of site-a (direct) and site-b (through the relay), with site-b's connection cut in `cuts`. */
-  async function oneRound(name: string, cuts: readonly Phase[]): Promise<RunResult> {
-    const h = await startCoordinator(
+  /** One round on the tiny Llama directory, federated evaluation on. */
+  const coordinator = (name: string): Promise<Harness> =>
+    startCoordinator(
       path.join(tmp, name),
       { total: 1, minClients: 2, minUpdates: 2, deadlineMs: 120_000, reconnectGraceMs: GRACE_MS },
       {
@@ -168,6 +173,9 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
       },
       { fromModelDir: true },
     );
+
+  async function oneRound(name: string, cuts: readonly Phase[]): Promise<RunResult> {
+    const h = await coordinator(name);
     const relay = await tcpRelay(h.address);
     try {
       const trainer = (i: number): Trainer => new TaskLoraTrainer({ model: model.model, data: data[i], lora: {}, backend });
@@ -231,4 +239,35 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
 
   it('cut during training and again during the federated evaluation: its update, report and evaluation report count', () =>
     expectCounted(['train', 'fedEval']));
+
+  it('a site process cut when it is selected reconnects, counts, and exits by itself once the run is over', async () => {
+    const h = await coordinator('process');
+    const relay = await tcpRelay(h.address);
+    try {
+      h.coordinator.on('clientSelected', (e: { clientId: string }) => e.clientId === clientIdFor('site-b') && relay.cuts() === 0 && relay.cutAll());
+      // execFile settles only when the process has exited: a stream or timer left behind would keep it alive.
+      const site = (name: string, address: string, data: number): Promise<{ stdout: string; stderr: string }> =>
+        promisify(execFile)(
+          process.execPath,
+          [SITE_CLI, 'client', ...['--address', address, '--name', name, '--model', path.join(tmp, 'model'), '--data', path.join(tmp, `${data}.jsonl`)]].concat(
+            ['--val-fraction', '0.25', '--identity', path.join(tmp, `${name}.id.json`), '--progress', 'off'],
+          ),
+          { timeout: 120_000 },
+        );
+      const [, b] = await Promise.all([site('site-a', h.address, 0), site('site-b', relay.address, 1)]);
+      const lines = b.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string });
+      expect(relay.cuts()).to.be.at.least(1);
+      expect(lines.filter((l) => l.msg === 'connection lost; retrying').length).to.be.at.least(1);
+      expect(lines.filter((l) => l.msg === 'joined')).to.have.length(1); // the stream reopened under the same session
+      const final = await h.coordinator.done;
+      expect(final.manifest.participants.map((p) => p.clientName).sort()).to.deep.equal(['site-a', 'site-b']);
+      expect(final.manifest.evaluation).to.include({ sites: 2, selected: 2 });
+    } finally {
+      relay.close();
+      await h.coordinator.stop(500);
+    }
+  });
 });
