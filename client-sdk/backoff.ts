@@ -21,7 +21,19 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = DEFAULT_BAC
   return Math.round(random() * cap);
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Resolves after `ms`, or at once when `signal` aborts, its timer cleared (a stopped client leaves none behind). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
 
 /**
  * Delay before retrying a call the coordinator refused as overloaded (RESOURCE_EXHAUSTED with a retry-after-ms

@@ -1,6 +1,7 @@
 // The client SDK: receive → train → send (cf. NVFlare's client API). A site gives it the coordinator's
 // address, a name and a Trainer; run() joins, listens for tasks, downloads the global adapter, trains,
-// uploads the delta, reports metrics, and reconnects with backoff when the coordinator goes away.
+// uploads the delta, reports metrics, and reconnects with backoff when the coordinator goes away. A task stream that
+// drops is reopened at once (with backoff) while the task it brought runs on (task-queue.ts).
 //
 //   const client = new FederationClient({ address: 'coordinator:50051', name: 'hospital-a', trainer });
 //   const summary = await client.run();   // resolves when the run finishes
@@ -28,6 +29,7 @@ import { sortByName, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
 import { checkResolvable, parseAddress, type ParsedAddress } from './address';
 import { taskSettings, trainingPlan } from './task-plan';
+import { TaskQueue, queuedEvaluation, queuedTrain } from './task-queue';
 import { updateToSend } from './lora-update';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
@@ -49,10 +51,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private token = '';
   private clientId = '';
   private tasksCompleted = 0;
-  private current: { taskId: string; abort: AbortController } | null = null;
-  /** Tasks the coordinator cancelled before they started, and tasks already delivered (a resend is skipped). */
-  private readonly cancelled = new Set<string>();
+  /** Failed connection attempts in a row (the backoff's exponent); a join or a task event ends the run. */
+  private failures = 0;
+  /** Ends the backoff's wait when stop() is called. */
+  private readonly halt = new AbortController();
+  /** Tasks already delivered (a re-send is skipped). */
   private readonly completed = new Set<string>();
+  /** Tasks run one at a time, across task streams: a stream that drops does not stop them. */
+  private readonly queue = new TaskQueue((id) => this.completed.has(id));
   private stream: grpc.ClientReadableStream<TaskEvent__Output> | null = null;
   private readonly identity: ClientIdentity;
   /** SecAgg stage messages per task, held until the task's flow asks for them. */
@@ -100,7 +106,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     try {
       return await this.serve();
     } finally {
-      // The run is over (finished, stopped or failed for good): its channel goes with it.
+      // The run is over (finished, stopped or failed for good): no task outlives it, and its channel goes with it.
+      this.queue.abortWhere(() => true, new Error('the run is over'));
+      await this.queue.idle();
       this.closeChannel();
     }
   }
@@ -113,20 +121,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   private async serve(): Promise<RunSummary> {
     await checkResolvable(this.address); // a host that does not exist fails now, not after endless retries
-    let failures = 0;
     while (!this.stopped) {
       try {
-        try {
-          await this.join();
-        } catch (e) {
-          // A refused identity will not be admitted by retrying: say so at once.
-          const code = (e as grpc.ServiceError).code;
-          if (code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED) throw Object.assign(e as Error, { fatal: true });
-          // Overloaded (with a retry hint) is worth waiting for; a request too large for the coordinator is not.
-          if (code === status.RESOURCE_EXHAUSTED && retryAfterOf(e as grpc.ServiceError) === undefined) throw Object.assign(e as Error, { fatal: true });
-          throw e;
-        }
-        failures = 0;
+        // A session outlives its task stream: a stream that dropped is reopened under the same session, so the
+        // coordinator counts the site back (its "away since" clock ends) while a task runs on. Only a coordinator
+        // that no longer knows the session (restarted, or the site's key revoked) is joined again.
+        if (!this.token) await this.join();
         const finished = await this.serveTasks();
         if (finished) {
           const summary: RunSummary = { clientId: this.clientId, tasksCompleted: this.tasksCompleted, ...finished };
@@ -138,23 +138,35 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         const code = (e as grpc.ServiceError).code;
         if (FATAL.has(code) || e instanceof ProtocolError || (e as { fatal?: boolean }).fatal) throw e;
         if (this.stopped) break;
+        if (code === status.UNAUTHENTICATED) this.sessionLost(e as Error);
         // The coordinator's retry hint wins (with jitter); otherwise exponential backoff with full jitter.
         const hint = retryAfterOf(e as grpc.ServiceError);
-        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(failures, this.opts.backoff ?? DEFAULT_BACKOFF);
-        failures++;
+        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(this.failures, this.opts.backoff ?? DEFAULT_BACKOFF);
+        this.failures++;
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });
-        this.emit('reconnecting', { attempt: failures, delayMs: delay, error: (e as Error).message });
-        await sleep(delay);
+        this.emit('reconnecting', { attempt: this.failures, delayMs: delay, error: (e as Error).message });
+        await sleep(delay, this.halt.signal);
       }
     }
     return { clientId: this.clientId, tasksCompleted: this.tasksCompleted, finalVersion: -1, reason: 'stopped' };
+  }
+
+  /**
+   * The task stream was refused as UNAUTHENTICATED: the coordinator does not know this session (it restarted, or
+   * the session was revoked). Its tasks cannot take an upload or a report any more (task ids are never reissued
+   * across restarts): they stop, and the next attempt joins again from Hello.
+   */
+  private sessionLost(e: Error): void {
+    this.token = '';
+    this.queue.abortWhere(() => true, new Error(`session lost: ${e.message}`));
   }
 
   /** Leaves the federation and closes the channel; a running training is aborted. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.current?.abort.abort(new Error('client stopping'));
+    this.halt.abort();
+    this.queue.abortWhere(() => true, new Error('client stopping'));
     if (this.token && !this.channelClosed) {
       await new Promise<void>((r) => this.rpc.Leave({ session_token: this.token, reason: 'client stopping' }, { deadline: Date.now() + 2000 }, () => r()));
     }
@@ -163,7 +175,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
 
   /** Hello (challenge and the coordinator's keys), then Join with the challenge signed by the site's key (join.ts). */
   private async join(): Promise<void> {
-    const j = await joinCoordinator(this.rpc, this.opts, this.identity);
+    const j = await joinCoordinator(this.rpc, this.opts, this.identity); // a refusal retrying cannot change is fatal
+    this.failures = 0;
     this.coordinator = j.coordinator;
     this.token = j.token;
     this.clientId = j.clientId;
@@ -172,47 +185,40 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.emit('joined', { clientId: j.clientId, runId: j.runId });
   }
 
-  /** Handles task events in order; resolves when the run finishes, rejects when the stream breaks. */
+  /**
+   * Reads one task stream, queueing its tasks (task-queue.ts: a re-sent one is not run twice); resolves when the
+   * run finishes (once the queued tasks ended), rejects when the stream breaks, at once: the queue runs on.
+   */
   private serveTasks(): Promise<{ finalVersion: number; reason: string } | null> {
     return new Promise((resolve, reject) => {
       const stream = this.rpc.StreamTasks({ session_token: this.token });
       this.stream = stream;
-      let chain = Promise.resolve();
       let done = false;
       const lost = (e: Error): void => {
         if (done) return;
         done = true;
-        // The coordinator re-sends an open task on reconnect; training on against a lost session is wasted.
-        this.current?.abort.abort(new Error(`task stream lost: ${e.message}`));
-        void chain.then(() => reject(e));
+        // A SecAgg task's stage messages came on this stream, and the coordinator neither re-sends them nor waits
+        // for a site that lost it (SecAgg has its own dropout handling): that task cannot finish. Others run on.
+        this.queue.abortWhere((t) => t.secagg, new Error(`task stream lost: ${e.message}`));
+        reject(e);
       };
       stream.on('data', (ev: TaskEvent__Output) => {
+        if (done) return;
+        this.failures = 0; // the stream is open: the next drop starts the backoff afresh
         if (ev.secagg_roster) return this.inbox(ev.secagg_roster.task_id).put({ roster: rosterFromWire(ev.secagg_roster) });
         if (ev.secagg_shares) return this.inbox(ev.secagg_shares.task_id).put({ shares: routedFromWire(ev.secagg_shares) });
         if (ev.secagg_consistency) return this.inbox(ev.secagg_consistency.task_id).put({ consistency: consistencyCheckFromWire(ev.secagg_consistency) });
         if (ev.secagg_unmask) return this.inbox(ev.secagg_unmask.task_id).put({ unmask: unmaskRequestFromWire(ev.secagg_unmask) });
-        if (ev.cancel) {
-          const id = ev.cancel.task_id;
-          if (this.current?.taskId === id) this.current.abort.abort(new Error(`cancelled by the coordinator: ${ev.cancel.reason}`));
-          else this.cancelled.add(id); // still queued: skip it when its turn comes
-          return;
-        }
+        if (ev.cancel) return this.queue.cancel(ev.cancel.task_id, new Error(`cancelled by the coordinator: ${ev.cancel.reason}`));
         if (ev.finished) {
           done = true;
           const fin = ev.finished;
-          void chain.then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
+          void this.queue.idle().then(() => resolve({ finalVersion: fin.final_version, reason: fin.reason }));
           return;
         }
-        if (ev.evaluate) {
-          const task = ev.evaluate;
-          chain = chain.then(() => this.handleEvaluate(task));
-          return;
-        }
-        if (ev.train) {
-          const task = ev.train;
-          this.cancelled.delete(task.task_id); // a re-sent task is live again
-          chain = chain.then(() => this.handleTask(task));
-        }
+        const { evaluate, train } = ev;
+        if (evaluate) this.queue.offer(queuedEvaluation(evaluate, (signal) => this.handleEvaluate(evaluate, signal)));
+        if (train) this.queue.offer(queuedTrain(train, (signal) => this.handleTask(train, signal)));
       });
       stream.on('error', lost);
       stream.on('end', () => lost(Object.assign(new Error('task stream closed by the coordinator'), { code: status.UNAVAILABLE })));
@@ -220,13 +226,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   }
 
   /** One task, start to finish; never throws (a failed task is reported and the client keeps serving). */
-  private async handleTask(t: TrainTask__Output): Promise<void> {
+  private async handleTask(t: TrainTask__Output, signal: AbortSignal): Promise<void> {
     if (this.stopped || this.completed.has(t.task_id)) return;
-    const abort = new AbortController();
-    if (this.cancelled.delete(t.task_id)) abort.abort(new Error('cancelled by the coordinator before it started'));
-    this.current = { taskId: t.task_id, abort };
     try {
-      abort.signal.throwIfAborted();
+      signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
       if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
       const floor = noiseFloorRefusal(t.secagg?.noise_multiplier, this.opts.minNoiseMultiplier);
@@ -237,7 +240,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const { loraAggregation } = settings;
       const scaffold = t.config!.scaffold ? await this.scaffoldRound(t, global, loraAggregation) : null;
       const plan = trainingPlan(t, settings, scaffold);
-      const training = trainingSignal(abort.signal, plan.deadlineUnixMs);
+      const training = trainingSignal(signal, plan.deadlineUnixMs);
       let out;
       try {
         out = await this.opts.trainer.train(
@@ -249,7 +252,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       } finally {
         training.done();
       }
-      abort.signal.throwIfAborted();
+      signal.throwIfAborted();
       // Under 'ffa' only the lora_B deltas travel (lora_A checked unchanged, bit for bit).
       const delta = updateToSend(sortByName(out.adapter), global, loraAggregation);
       let metrics: Record<string, number>;
@@ -257,7 +260,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         // Metrics first (they are not part of the sum), then the four stages; the weight stays hidden.
         metrics = { ...out.metrics, ...(this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {}) };
         await this.report(t, 0, metrics, out.loraRank);
-        await this.secagg(t, delta, out.numExamples, abort.signal);
+        await this.secagg(t, delta, out.numExamples, signal);
         this.completed.add(t.task_id);
       } else {
         // SCAFFOLD: Δc_i after the deltas in the same sealed upload; c_i⁺ is kept once the upload is accepted.
@@ -267,6 +270,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         this.completed.add(t.task_id);
         const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
         metrics = { ...out.metrics, ...evalMetrics };
+        signal.throwIfAborted(); // superseded, or the session lost, meanwhile: the report would be refused
         await this.report(t, out.numExamples, metrics, out.loraRank);
       }
       this.tasksCompleted++;
@@ -276,9 +280,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     } catch (e) {
       const error = e instanceof Error ? e.message : String(e);
       this.log('warn', 'task failed', { taskId: t.task_id, round: t.round, error });
-      this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: abort.signal.aborted, error });
+      this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: signal.aborted, error });
     } finally {
-      this.current = null;
       this.inboxes.delete(t.task_id);
     }
   }
@@ -292,9 +295,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   }
 
   /** One evaluation task; never throws (a failure is logged; the coordinator's deadline covers it). */
-  private async handleEvaluate(t: EvaluateTask__Output): Promise<void> {
+  private async handleEvaluate(t: EvaluateTask__Output, signal: AbortSignal): Promise<void> {
     if (this.stopped || this.completed.has(t.task_id)) return;
     try {
+      signal.throwIfAborted();
       const done = await runEvaluateTask(
         {
           token: this.token,

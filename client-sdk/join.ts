@@ -1,7 +1,8 @@
 // Joining a coordinator: Hello (a challenge and the coordinator's keys, checked against a pinned key id), then
 // Join with the challenge signed by the site's Ed25519 key over the coordinator's keys (domain fedtune/join/v2,
-// so a join cannot be relayed to another coordinator). The SDK's loop (client.ts) joins again on every reconnect.
-import { status } from '@grpc/grpc-js';
+// so a join cannot be relayed to another coordinator). The SDK's loop (client.ts) joins at the start and again when
+// the coordinator no longer knows its session (a stream that merely dropped is reopened under the same session).
+import { status, type ServiceError } from '@grpc/grpc-js';
 import type { FederationClient as GrpcFederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { HelloResponse__Output } from '../proto/generated/fedtune/v1/HelloResponse';
 import type { JoinRequest } from '../proto/generated/fedtune/v1/JoinRequest';
@@ -10,7 +11,7 @@ import type { CoordinatorKeys__Output } from '../proto/generated/fedtune/v1/Coor
 import { PROTOCOL_VERSION } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
 import { DOMAINS, joinSignedFields, sign } from '../proto/crypto/signing';
-import { checkJoin } from '../proto/limits';
+import { checkJoin, retryAfterOf } from '../proto/limits';
 import type { ClientIdentity } from './identity';
 import type { FederationClientOptions } from './client-options';
 
@@ -52,8 +53,25 @@ function checkCoordinatorKeys(k: CoordinatorKeys__Output | null, pinned: string 
   return { keyId: k.key_id, boxPublicKey: new Uint8Array(k.box_public_key), signPublicKey: new Uint8Array(k.sign_public_key) };
 }
 
-/** Hello, then a signed Join; throws the coordinator's refusal or a ProtocolError for a coordinator out of place. */
+/**
+ * Hello, then a signed Join; throws the coordinator's refusal or a ProtocolError for a coordinator out of place. A
+ * refusal that retrying cannot change is marked `fatal`: a refused identity (a stale challenge is ABORTED, and
+ * retried from Hello), or a request too large for the coordinator (overloaded, with a retry hint, is worth waiting for).
+ */
 export async function joinCoordinator(rpc: GrpcFederationClient, opts: JoinOptions, identity: ClientIdentity): Promise<Joined> {
+  try {
+    return await helloAndJoin(rpc, opts, identity);
+  } catch (e) {
+    const code = (e as ServiceError).code;
+    const final =
+      code === status.UNAUTHENTICATED ||
+      code === status.PERMISSION_DENIED ||
+      (code === status.RESOURCE_EXHAUSTED && retryAfterOf(e as ServiceError) === undefined);
+    throw final ? Object.assign(e as Error, { fatal: true }) : e;
+  }
+}
+
+async function helloAndJoin(rpc: GrpcFederationClient, opts: JoinOptions, identity: ClientIdentity): Promise<Joined> {
   const h = await hello(rpc);
   const coordinator = checkCoordinatorKeys(h.coordinator, opts.coordinatorKeyId);
   const backend = opts.trainer.backend;

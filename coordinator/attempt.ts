@@ -19,6 +19,7 @@ import { uploadLayout } from './lora-aggregation';
 import { strategyUploadLayout } from './strategy/scaffold';
 import type { Task } from './task';
 import type { SampledCohort } from './privacy/sampling';
+import { ReconnectGrace } from './reconnect-grace';
 
 export interface AttemptDeps {
   readonly registry: ClientRegistry;
@@ -47,8 +48,8 @@ export class Attempt {
   private isOpen = true;
   private wakeUp: () => void = () => undefined;
   private woken: Promise<void>;
-  /** Wakes the wait when the earliest reconnect grace it is waiting out ends (allDone). */
-  private graceTimer: { at: number; timer: NodeJS.Timeout } | undefined;
+  /** The reconnect grace of the sites allDone still waits for; it wakes the wait when one ends. */
+  private readonly grace: ReconnectGrace;
 
   /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
   sampled?: SampledCohort;
@@ -77,6 +78,7 @@ export class Attempt {
           counted: (t, numExamples, sha256, u) => this.settle(t, numExamples, sha256, u),
         });
     this.woken = new Promise<void>((r) => (this.wakeUp = r));
+    this.grace = new ReconnectGrace(d.registry, d.reconnectGraceMs, () => this.wake());
   }
 
   get open(): boolean {
@@ -111,7 +113,7 @@ export class Attempt {
    */
   retire(): void {
     this.isOpen = false;
-    this.clearGrace();
+    this.grace.clear();
     this.plain?.retire();
     this.sa = undefined;
     this.baseCk = undefined;
@@ -158,39 +160,13 @@ export class Attempt {
    * wait is woken when that grace ends.
    */
   allDone(): boolean {
-    const now = Date.now();
-    let graceEnds = Infinity;
+    const waiting: string[] = [];
     for (const t of this.tasks.values()) {
       if (t.carried || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
       if (t.state === 'receiving') return false;
-      if (this.d.registry.isLive(t.clientId)) return false;
-      // Away for 0 ms (the stream ended this very millisecond) is inside any grace: the timer below still wakes.
-      const away = this.d.registry.awayMs(t.clientId, now);
-      if (away < this.d.reconnectGraceMs) graceEnds = Math.min(graceEnds, now + this.d.reconnectGraceMs - away);
+      waiting.push(t.clientId);
     }
-    if (graceEnds === Infinity) return true;
-    this.wakeAt(graceEnds);
-    return false;
-  }
-
-  private clearGrace(): void {
-    if (this.graceTimer) clearTimeout(this.graceTimer.timer);
-    this.graceTimer = undefined;
-  }
-
-  /** One timer, at the earliest time the wait must look again; unref'd: it never keeps the process alive. */
-  private wakeAt(at: number): void {
-    if (this.graceTimer && this.graceTimer.at <= at && this.graceTimer.at > Date.now()) return;
-    if (this.graceTimer) clearTimeout(this.graceTimer.timer);
-    const timer = setTimeout(
-      () => {
-        this.graceTimer = undefined;
-        this.wake();
-      },
-      Math.max(0, at - Date.now()) + 1,
-    );
-    timer.unref();
-    this.graceTimer = { at, timer };
+    return !this.grace.anyAwaited(waiting);
   }
 
   beginUpload(t: Task): void {
@@ -283,7 +259,7 @@ export class Attempt {
    */
   async close(): Promise<void> {
     this.isOpen = false;
-    this.clearGrace();
+    this.grace.clear();
     await this.plain?.close();
   }
 

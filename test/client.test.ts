@@ -1,5 +1,5 @@
 // The client SDK against a real coordinator over loopback gRPC: backoff, reconnecting when the coordinator
-// restarts (or is not up yet), a cancel or a lost stream aborting local training, stop() leaving the
+// restarts (or is not up yet), a cancel or a lost session aborting local training, stop() leaving the
 // federation, and a base-model mismatch refusing to train instead of retrying forever.
 import { promises as fs } from 'node:fs';
 import { status } from '@grpc/grpc-js';
@@ -107,7 +107,7 @@ describe('client SDK', function () {
     });
   });
 
-  it('reconnects with backoff after the coordinator restarts, aborting the training the lost stream made pointless', async () => {
+  it('reconnects with backoff after the coordinator restarts, aborting the training the lost session made pointless', async () => {
     const runDir = await dir();
     const first = await coordinator(runDir, { total: 2 });
     // Round 2's first task hangs, so the coordinator goes down mid-training; the retry (new coordinator) completes.
@@ -126,7 +126,8 @@ describe('client SDK', function () {
     expect(summary).to.include({ finalVersion: 2, reason: 'all rounds committed' });
     expect(reconnects.length).to.be.greaterThan(0);
     expect(trainer.abortReasons).to.have.length(1);
-    expect(trainer.abortReasons[0]).to.contain('task stream lost');
+    // The restarted coordinator does not know the session (its task ids are new): the reopened stream is refused.
+    expect(trainer.abortReasons[0]).to.match(/^session lost: .*UNAUTHENTICATED: unknown session token/);
     expect(final.manifest).to.include({ version: 2, round: 2 });
     expect(final.manifest.participants.map((p) => p.clientName)).to.deep.equal(['site']);
   });
@@ -142,6 +143,18 @@ describe('client SDK', function () {
     expect(reconnects[0]).to.contain('UNAVAILABLE');
     await coordinator(await dir(), {}, port);
     expect((await run).finalVersion).to.equal(1);
+  });
+
+  it('stop() ends a backoff wait: run() resolves as stopped at once', async () => {
+    const port = await freePort(); // nobody listens: every attempt fails and waits
+    const hour = 3_600_000;
+    const client = site(`127.0.0.1:${port}`, new ConstantTrainer(0.5), { backoff: { initialMs: hour, maxMs: hour, factor: 2 } });
+    // A draw of a minute or more (a short one just leads to the next attempt) is a wait past this test's timeout.
+    const longWait = new Promise<void>((r) => client.on('reconnecting', (e) => e.delayMs >= 60_000 && r()));
+    const run = client.run();
+    await longWait;
+    await client.stop();
+    expect(await run).to.include({ finalVersion: -1, reason: 'stopped' });
   });
 
   it('stops a training that would overrun the round deadline (before the coordinator cancels the task), and trains the retry', async () => {

@@ -3,7 +3,6 @@
 // byte for byte; a connection that breaks every time fails the download after those attempts with the transport's
 // status, no path in it. Real coordinator, real gRPC, real threads; the break is a TCP relay between the range
 // workers and the coordinator that cuts a connection mid-stream.
-import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
 import { parallelDownloads, rangeStats } from '../client-sdk/download-ranges';
@@ -13,46 +12,10 @@ import { benchJoin } from '../bench/bench-join';
 import { ProtocolError, status } from '../proto/errors';
 import { loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
+import { tcpRelay } from './tcp-relay';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const bytesOf = (ts: NamedTensor[]): Buffer => Buffer.concat(ts.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
-
-/** A TCP relay to `target`; `cut(n)`: after how many bytes sent to the site the n-th connection (from 1) is cut, if at all. */
-async function relay(target: string, cut: (n: number) => number | undefined): Promise<{ address: string; cuts: () => number; close(): void }> {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  let n = 0;
-  let cuts = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((site) => {
-    const after = cut(++n);
-    const up = net.connect(port, host);
-    for (const s of [site, up]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    site.pipe(up);
-    let sent = 0;
-    up.on('data', (d: Buffer) => {
-      sent += d.length;
-      if (after !== undefined && sent > after) {
-        cuts++;
-        site.destroy();
-        up.destroy();
-      } else site.write(d);
-    });
-    up.on('end', () => site.end());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    cuts: () => cuts,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
 
 describe('parallel downloads: a range broken in transit is retried', function () {
   // 16 tensors of 40,960 values (2.5 MiB): 10 pieces of 256 KiB over 3 range calls.
@@ -85,7 +48,7 @@ describe('parallel downloads: a range broken in transit is retried', function ()
 
   it('asks again for the rest of a range cut mid-stream and lands the same bytes, over either range client', async () => {
     for (const rangeTransport of ['http2', 'grpc-js'] as const) {
-      const r = await relay(coordinator.address, (n) => (n === 1 ? 600_000 : undefined));
+      const r = await tcpRelay(coordinator.address, (n) => (n === 1 ? 600_000 : undefined));
       try {
         const before = rangeStats.retries;
         const got = await downloadVia(r.address, `cut-once-${rangeTransport}`, rangeTransport);
@@ -99,7 +62,7 @@ describe('parallel downloads: a range broken in transit is retried', function ()
   });
 
   it(`gives up after ${RANGE_ATTEMPTS} calls of a range when every connection breaks, with the transport's status and no path`, async () => {
-    const r = await relay(coordinator.address, () => 100_000); // less than a piece: no attempt gets further than the last;
+    const r = await tcpRelay(coordinator.address, () => 100_000); // less than a piece: no attempt gets further than the last;
     try {
       const e = (await downloadVia(r.address, 'cut-always').then(
         () => expect.fail('a download over connections that always break succeeded'),

@@ -6,6 +6,7 @@ import type { NamedTensor } from '../../proto/tensors';
 import type { FederatedEvaluationRecord, Participant } from '../checkpoints/types';
 import type { CoordinatorConfig } from '../config-types';
 import type { ClientRegistry } from '../registry';
+import { ReconnectGrace } from '../reconnect-grace';
 import { deriveSeed, selectClients } from '../selection';
 import { FederatedEvaluation, adapterStreamSha256, aggregateReports, closedTask, type EvaluationReportIn, type EvaluationTask } from './federated';
 
@@ -58,7 +59,13 @@ export class Evaluations {
     try {
       this.d.log('info', 'federated evaluation started', { round, version, selected: ids.length });
       for (const t of ev.tasks.values()) this.send(t);
-      await ev.waitFor((id) => this.d.registry.isLive(id), this.d.stopping);
+      // A site whose stream dropped while it evaluates is waited for as a round waits for its update.
+      const grace = new ReconnectGrace(this.d.registry, cfg.rounds.reconnectGraceMs, () => ev.wake());
+      try {
+        await ev.waitFor((ids) => grace.anyAwaited(ids), this.d.stopping);
+      } finally {
+        grace.clear();
+      }
     } finally {
       ev.close();
       this.current = null;

@@ -3,7 +3,8 @@
 // (Trainer.evaluate) and report loss / accuracy / examples (ReportEvaluation). The figures are the example-weighted
 // means of the reports, in client-id order, so any arrival order gives the same bits; they are signed into the
 // version's own manifest (a committed manifest is immutable and hash-chained: figures that arrived after the
-// commit could not enter it). The wait is bounded: every selected site answered or went away, or the deadline.
+// commit could not enter it). The wait is bounded: every selected site answered or went away (left, or away longer
+// than rounds.reconnectGraceMs), or the deadline.
 // Under SecAgg the coordinator sees each site's own figures here (never its update); only the aggregate is kept.
 import { createHash } from 'node:crypto';
 import { ProtocolError, status } from '../../proto/errors';
@@ -85,8 +86,11 @@ export class FederatedEvaluation {
     this.wake();
   }
 
-  /** Resolves when every task reported or its site is gone (`live`), at the deadline, or when `stopping`. */
-  async waitFor(live: (clientId: string) => boolean, stopping: () => boolean): Promise<void> {
+  /**
+   * Resolves when every task reported or its site is gone (`awaited` says of the sites yet to report whether any
+   * is still waited for: rounds.reconnectGraceMs, reconnect-grace.ts), at the deadline, or when `stopping`.
+   */
+  async waitFor(awaited: (clientIds: string[]) => boolean, stopping: () => boolean): Promise<void> {
     let expired = false;
     const timer = setTimeout(
       () => {
@@ -95,7 +99,7 @@ export class FederatedEvaluation {
       },
       Math.max(0, this.deadline - Date.now()),
     );
-    const done = (): boolean => [...this.tasks.values()].every((t) => t.report !== undefined || !live(t.clientId));
+    const done = (): boolean => !awaited([...this.tasks.values()].filter((t) => t.report === undefined).map((t) => t.clientId));
     try {
       while (!stopping() && !expired && !done()) {
         await this.woken;

@@ -1,0 +1,64 @@
+// A TCP relay in front of a coordinator, to break a site's connections the way a network does: every byte passes
+// through untouched until the test cuts (both sockets destroyed, so each end sees its connection die and the
+// site's gRPC channel connects again, through the relay). Used by the tests of what survives a break: a range
+// download (download-retry) and a site's task stream (reconnect-grace-sdk).
+import * as net from 'node:net';
+
+export interface TcpRelay {
+  readonly address: string;
+  /** How many connections were cut. */
+  cuts(): number;
+  /** Cuts every connection open now; new ones pass. */
+  cutAll(): void;
+  /** Resolves once no connection is open through the relay (at once when none is). */
+  idle(): Promise<void>;
+  close(): void;
+}
+
+/** A relay to `target`; `cutAfter(n)`: after how many bytes sent to the site the n-th connection (from 1) is cut, if at all. */
+export async function tcpRelay(target: string, cutAfter: (n: number) => number | undefined = () => undefined): Promise<TcpRelay> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  let n = 0;
+  let cuts = 0;
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  let idleWaiters: (() => void)[] = [];
+  const cut = (pair: [net.Socket, net.Socket]): void => {
+    cuts++;
+    for (const s of pair) s.destroy();
+  };
+  const server = net.createServer((site) => {
+    const after = cutAfter(++n);
+    const up = net.connect(port, host);
+    const pair: [net.Socket, net.Socket] = [site, up];
+    pairs.add(pair);
+    let closed = 0;
+    for (const s of pair) {
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        if (++closed === 2 && pairs.delete(pair) && pairs.size === 0) for (const w of idleWaiters.splice(0)) w();
+      });
+    }
+    site.pipe(up);
+    let sent = 0;
+    up.on('data', (d: Buffer) => {
+      sent += d.length;
+      if (after !== undefined && sent > after) cut(pair);
+      else site.write(d);
+    });
+    up.on('end', () => site.end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    cuts: () => cuts,
+    cutAll: () => {
+      for (const pair of [...pairs]) cut(pair);
+    },
+    idle: () => (pairs.size === 0 ? Promise.resolve() : new Promise((r) => idleWaiters.push(r))),
+    close: () => {
+      for (const pair of pairs) for (const s of pair) s.destroy();
+      idleWaiters = [];
+      server.close();
+    },
+  };
+}
