@@ -4,9 +4,10 @@
 // bench/quality-configs-run22.ts. One cell per process:
 //   node dist/bench/quality-run22-cell.js '{"regime":"e1m100","arm":"dp8","seed":42}'   (prints its CellResult last)
 // Optional keys: rounds (default the regime's 150: a shorter pilot keeps the regime's z), testLimit (400),
-// evalEvery (5), evalLast (10).
+// evalEvery (5), evalLast (10), prefix ('x22'; 'x24a': run 24a's adaptive-clipping arms, quality-configs-run24a.ts).
 import type { QualityCell } from './quality-cell';
 import { RUN22_CONFIGS, RUN22_REGIMES, type Run22RegimeName } from './quality-configs-run22';
+import { RUN24A_CONFIGS } from './quality-configs-run24a';
 import { cellMain, runSampledCell, type SampledCellResult } from './quality-sampled-cell';
 
 export interface Run22Arg {
@@ -17,7 +18,11 @@ export interface Run22Arg {
   readonly testLimit?: number;
   readonly evalEvery?: number;
   readonly evalLast?: number;
+  /** Which table's arm: run 22's ('x22', the default) or run 24a's ('x24a'). */
+  readonly prefix?: 'x22' | 'x24a';
 }
+
+const CONFIGS = { ...RUN22_CONFIGS, ...RUN24A_CONFIGS };
 
 /** The quality cell of an arm: the regime's population, batch = the site's e-mails (one epoch, one SGD step at 1). */
 export function run22Cell(a: Run22Arg): QualityCell {
@@ -27,7 +32,7 @@ export function run22Cell(a: Run22Arg): QualityCell {
     split: 'dirichlet-0.5',
     seed: a.seed,
     splitSeed: 7,
-    config: `x22-${a.regime}-${a.arm}`,
+    config: `${a.prefix ?? 'x22'}-${a.regime}-${a.arm}`,
     rounds: a.rounds ?? r.rounds,
     clients: r.sites,
     localSteps: 1,
@@ -42,8 +47,8 @@ export function run22Cell(a: Run22Arg): QualityCell {
 }
 
 export function runCell22(cell: QualityCell, log: (line: string) => void): Promise<SampledCellResult> {
-  const cfg = RUN22_CONFIGS[cell.config];
-  if (!cfg) throw new Error(`unknown run 22 config ${JSON.stringify(cell.config)}`);
+  const cfg = CONFIGS[cell.config];
+  if (!cfg) throw new Error(`unknown run 22 or 24a config ${JSON.stringify(cell.config)}`);
   return runSampledCell(cell, cfg, RUN22_REGIMES[cfg.regime], log, cell.seed);
 }
 

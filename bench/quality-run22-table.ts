@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const failed: string[] = [];
   for (const file of cmd.args) {
     const r = await readCellOut<SampledCellResult>(file);
-    const m = r?.ok && r.curves[0] ? /^x22-(.+)-(dp8|clip)$/.exec(r.cell.config) : null;
+    const m = r?.ok && r.curves[0] ? /^x(?:22|24a)-(.+)-(dp8|clip)$/.exec(r.cell.config) : null;
     if (!r || !m) {
       failed.push(`${file}${r?.error ? `: ${r.error}` : ''}`);
       continue;

@@ -7,7 +7,7 @@
 # (DP, then its twin), so that finished pairs come first; no cell starts after Q22_DEADLINE s, and each is cut at
 # whatever is left of it (a cut cell leaves its curve in its log).
 # Knobs: Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
-# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5).
+# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5), Q22_PREFIX (x22; x24a: run 24a's adaptive-clipping arms, e4m50 only).
 # $OUT gets q22-table.md (per cell, per arm, and the paired differences) and q22.tar.gz (every cell's stdout and log).
 set -u
 W=/tmp/q22
@@ -17,9 +17,9 @@ SEEDS=${Q22_SEEDS:-42 43 44 45 46}
 PAR=${Q22_PAR:-4}
 T0=$(date +%s)
 export Q22_W=$W Q22_T0=$T0 Q22_END=$((T0 + ${Q22_DEADLINE:-460}))
-EXTRA="\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
+EXTRA="\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}${Q22_PREFIX:+,\"prefix\":\"$Q22_PREFIX\"}"
 cell() { # regime arm seed: one cell, cut at the deadline
-  local left=$((Q22_END - $(date +%s))) name="x22-$1-$2-$3"
+  local left=$((Q22_END - $(date +%s))) name="${Q22_PREFIX:-x22}-$1-$2-$3"
   if [ "$left" -le 20 ]; then echo "$name: not started (deadline)" >"$Q22_W/$name.log"; return; fi
   echo "$name start $(($(date +%s) - Q22_T0)) s" >&2
   timeout "$left" node dist/bench/quality-run22-cell.js "{\"regime\":\"$1\",\"arm\":\"$2\",\"seed\":$3,$EXTRA}" >"$Q22_W/$name.out" 2>"$Q22_W/$name.log"
