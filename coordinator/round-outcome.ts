@@ -64,6 +64,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
+  const clip = state.adaptiveClip ? { adaptiveClip: state.adaptiveClip } : {};
   const survivors = out.survivors.map((id) => byClient.get(id)!);
   for (const t of survivors) t.inSum = true;
   // Individual weights stay hidden under SecAgg: participants carry none; only their sum is known.
@@ -81,7 +82,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
     weightCap: sa.config.weightCap,
     maxClients: sa.config.maxClients,
   };
-  return { adapter, participants, seeds, secureAggregation, serverState: state.tensors };
+  return { adapter, participants, seeds, secureAggregation, serverState: state.tensors, ...clip };
 }
 
 function participantOf(registry: ClientRegistry, t: Task, numExamples: number | null, weight: number | null): Participant {

@@ -78,7 +78,7 @@ export class RoundPrivacy {
   charge(secureAggregation: SecureAggregationRecord | undefined, sampled?: SampledCohort, clip?: AdaptiveClipRound): PrivacyRecord | undefined {
     const z = this.cfg.privacy.noiseMultiplier;
     return secureAggregation
-      ? this.ledger?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites')
+      ? this.ledger?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites', undefined, clip)
       : this.ledger?.charge(z, 'coordinator', sampled, clip);
   }
 }

@@ -16,6 +16,11 @@
 // update's multiplier is z_Δ = (z^−2 − (2σ_b)^−2)^−1/2 and the accountant keeps charging z, sampled or not (the
 // subsampled Gaussian's analysis sees only the multiplier of a unit-sensitivity query). The count is paid from z:
 // ε is unchanged, the update's noise a little larger (z_Δ > z; σ_b = m/20 at m = 50 and z = 0.749: z_Δ = 0.7575).
+// Under SecAgg (proto/secagg/encoding.ts) each site appends its bit and its share of the count's noise,
+// N(0, σ_b²/n) for the n selected, to its vector before masking, as it adds its share of the update's noise at z_Δ:
+// the coordinator reads the noised count from the unmasked sum and never sees a site's norm or bit; m is then the
+// survivors (public, in the record), for which the two forms of b̄ agree. With k of n surviving, both noises are
+// √(k/n) of theirs: the Gaussian at z·√(k/n), the effective z the ledger charges such a round anyway.
 // C_t lives in the server state (CLIP_NORM_KEY, rounded to float32 once when stored, like the optimisers' state):
 // what is saved is what the next round clips with, so a restarted coordinator resumes it bit for bit.
 
@@ -79,10 +84,13 @@ export function adaptiveClipProblems(p: {
   return out;
 }
 
-/** b̄ from the counted sites' bits (`unclipped` of `counted` under C_t), the count's noise draw and the denominator m. */
-export function unclippedFraction(unclipped: number, counted: number, noise: number, denominator: number): number {
+/**
+ * b̄ from the noised count Σ b_i + N(0, σ_b²) of the `counted` sites' bits and the round's denominator m: the
+ * coordinator's sum of the bits and its draw in plain rounds, the sites' sum of bits and shares under SecAgg.
+ */
+export function unclippedFraction(noisedCount: number, counted: number, denominator: number): number {
   if (!(denominator > 0)) throw new RangeError(`adaptive clipping: the round's denominator ${denominator} must be positive`);
-  return (unclipped - counted / 2 + noise) / denominator + 0.5;
+  return (noisedCount - counted / 2) / denominator + 0.5;
 }
 
 /** C_{t+1} = C_t·exp(−η_C·(b̄ − γ)), kept within [MIN_ADAPTIVE_CLIP_NORM, maxClipNorm] and rounded to float32 (what is stored). */
@@ -100,7 +108,6 @@ interface AdaptiveClipKeys {
     readonly clipLearningRate: number;
     readonly clipCountNoise: number;
   };
-  readonly secagg: { readonly enabled: boolean };
 }
 
 /** privacy.adaptiveClipping's problems with the rest of the configuration, each naming its keys (empty when valid or off). */
@@ -109,9 +116,5 @@ export function adaptiveClipConfigProblems(cfg: AdaptiveClipKeys): string[] {
   if (!p.adaptiveClipping) return [];
   const out: string[] = [];
   if (!p.enabled) out.push('privacy.adaptiveClipping needs privacy.enabled: it adapts DP-FedAvg’s clip norm');
-  if (cfg.secagg.enabled)
-    out.push(
-      'privacy.adaptiveClipping cannot run with secagg.enabled: under secure aggregation the coordinator never sees an update’s norm, and the sites’ noised count is not built yet; use a fixed privacy.clipNorm',
-    );
   return [...out, ...adaptiveClipProblems(p)];
 }

@@ -26,7 +26,7 @@ export const privacySchema = {
       arg: 'privacy.noiseMultiplier',
     },
     adaptiveClipping: {
-      doc: "Adaptive clipping (Andrew et al. 2021): privacy.clipNorm is only the first round's C; each round every counted site's update adds a bit (its norm ≤ C), the coordinator noises their count with privacy.clipCountNoise and moves C toward privacy.clipTargetQuantile of the norms by a geometric step of privacy.clipLearningRate. The count's noise is paid from privacy.noiseMultiplier (ε unchanged; the update's noise multiplier becomes (z^-2 - (2σ_b)^-2)^-1/2). C is kept with each version. Not with secagg.enabled.",
+      doc: "Adaptive clipping (Andrew et al. 2021): privacy.clipNorm is only the first round's C; each round every counted site's update adds a bit (its norm ≤ C), the coordinator noises their count with privacy.clipCountNoise and moves C toward privacy.clipTargetQuantile of the norms by a geometric step of privacy.clipLearningRate. The count's noise is paid from privacy.noiseMultiplier (ε unchanged; the update's noise multiplier becomes (z^-2 - (2σ_b)^-2)^-1/2). C is kept with each version. Under secagg.enabled each site appends its bit and its share of the count's noise to its masked vector: the coordinator sees only the noised count.",
       format: Boolean,
       default: false,
       env: 'FEDTUNE_PRIVACY_ADAPTIVE_CLIPPING',

@@ -79,7 +79,8 @@ export class PrivacyLedger {
       clipNorm: clip?.clipNorm ?? this.cfg.clipNorm,
       noiseMultiplier: this.cfg.noiseMultiplier,
       effectiveNoiseMultiplier: z,
-      sigma: clip ? clip.updateNoiseMultiplier * clip.clipNorm : z * this.cfg.clipNorm,
+      // Under SecAgg with k of n surviving, z here is z·√(k/n), and so is the update's share of it.
+      sigma: clip ? (z / this.cfg.noiseMultiplier) * clip.updateNoiseMultiplier * clip.clipNorm : z * this.cfg.clipNorm,
       ...(clip ? { adaptiveClipping: { ...clip } } : {}),
       samplingRate: sampled?.rate ?? SAMPLING_RATE,
       ...(sampled ? { sampling: { ...sampled } } : {}),

@@ -78,6 +78,21 @@ export function clipFactor(sumSquares: number, clipNorm: number): number {
   return norm > target ? target / norm : 1;
 }
 
+/**
+ * The C a round over the base version's server state (`tensors`) clips to: under adaptive clipping the C_t stored
+ * there (the configured C before any), else the configured C. Both tiers read it here: the plain round's sum and a
+ * SecAgg round's config (coordinator/secagg-attempt.ts).
+ */
+export function roundClipNorm(s: DpSettings, tensors?: readonly NamedTensor[]): number {
+  if (!s.adaptive) return s.clipNorm;
+  const t = tensors?.find((x) => x.name === CLIP_NORM_KEY);
+  if (!t) return s.clipNorm;
+  const c = t.data.length === 1 ? t.data[0] : NaN;
+  if (!(c >= MIN_ADAPTIVE_CLIP_NORM && c <= MAX_CLIP_NORM))
+    throw new Error(`DP-FedAvg: the stored clip norm ${CLIP_NORM_KEY} (${t.data.length === 1 ? c : `${t.data.length} values`}) is out of range`);
+  return c;
+}
+
 export class DpStrategy implements Strategy {
   readonly name: string;
   /** Any finite value is accepted: clipping bounds what reaches the sum. */
@@ -127,15 +142,23 @@ export class DpStrategy implements Strategy {
     return this.updateNoiseMultiplier * clipNorm;
   }
 
-  /** The C a round over the base version's server state clips to: its stored C_t under adaptive clipping, else C. */
+  /** The C a round over the base version's server state clips to (roundClipNorm). */
   clipNormAt(state?: ServerState): number {
-    if (!this.settings.adaptive) return this.settings.clipNorm;
-    const t = state?.tensors.find((x) => x.name === CLIP_NORM_KEY);
-    if (!t) return this.settings.clipNorm;
-    const c = t.data.length === 1 ? t.data[0] : NaN;
-    if (!(c >= MIN_ADAPTIVE_CLIP_NORM && c <= MAX_CLIP_NORM))
-      throw new Error(`DP-FedAvg: the stored clip norm ${CLIP_NORM_KEY} (${t.data.length === 1 ? c : `${t.data.length} values`}) is out of range`);
-    return c;
+    return roundClipNorm(this.settings, state?.tensors);
+  }
+
+  /** Adaptive clipping's record of a round clipped to C_t whose `counted` updates gave `noisedCount`, over m. */
+  private step(a: AdaptiveClipSettings, clipNorm: number, noisedCount: number, counted: number, denominator: number): AdaptiveClipRound {
+    const fraction = unclippedFraction(noisedCount, counted, denominator);
+    return {
+      targetQuantile: a.targetQuantile,
+      learningRate: a.learningRate,
+      countNoise: a.countNoise,
+      updateNoiseMultiplier: this.updateNoiseMultiplier,
+      clipNorm,
+      unclippedFraction: fraction,
+      nextClipNorm: nextClipNorm(clipNorm, fraction, a, MAX_CLIP_NORM),
+    };
   }
 
   begin(global: TensorList, state?: ServerState): Aggregation {
@@ -161,16 +184,7 @@ export class DpStrategy implements Strategy {
         const g = new Float64Array(1);
         noise.into(g, a.countNoise);
         // m: the round's fixed denominator, the one its mean divides by (the updates, or q·N when Poisson-sampled).
-        const fraction = unclippedFraction(own.unclipped, own.counted, g[0], sum.totalWeight);
-        clip = {
-          targetQuantile: a.targetQuantile,
-          learningRate: a.learningRate,
-          countNoise: a.countNoise,
-          updateNoiseMultiplier: this.updateNoiseMultiplier,
-          clipNorm,
-          unclippedFraction: fraction,
-          nextClipNorm: nextClipNorm(clipNorm, fraction, a, MAX_CLIP_NORM),
-        };
+        clip = this.step(a, clipNorm, own.unclipped + g[0], own.counted, sum.totalWeight);
       }
       const sigmaGrid = this.sigma(clipNorm) * sum.scale;
       for (const acc of sum.tensors.values()) {
@@ -182,7 +196,11 @@ export class DpStrategy implements Strategy {
     } else if (!sum.noised) {
       throw new Error('differential privacy: the sum carries no noise (neither this round’s clipped sum nor noised by the sites)');
     } else if (a) {
-      throw new Error('differential privacy: adaptive clipping needs the round’s own clipped sum (it is not built for sums noised by the sites)');
+      // Sites clipped to C_t (the same base state gave the round's SecAgg config its clip norm) and counted.
+      if (sum.noisedCount === undefined) throw new Error('differential privacy: adaptive clipping needs the sites’ noised count of unclipped updates');
+      if (!state) throw new Error("DP-FedAvg's adaptive clipping keeps C between rounds: aggregate() needs the base version's state");
+      clipNorm = this.clipNormAt(state);
+      clip = this.step(a, clipNorm, sum.noisedCount, sum.totalWeight, sum.totalWeight);
     }
     // The noise's σ travels with the sum, for an optimiser that discounts its variance (strategy.noiseAware). The
     // inner strategy sees only its own state; the clip norm is this decorator's.

@@ -36,6 +36,8 @@ export interface WeightedSum {
    * strategy it wraps), so a noise-aware optimiser can discount its variance (σ/totalWeight)² on the mean.
    */
   readonly noiseStd?: number;
+  /** Under SecAgg with adaptive clipping: the sites' noised count of updates under the round's C (from the sum). */
+  readonly noisedCount?: number;
 }
 
 /** Why an update was not admitted; the service answers it with INVALID_ARGUMENT. */
