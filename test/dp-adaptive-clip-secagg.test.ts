@@ -6,8 +6,6 @@
 // carried its bit, the manifests record C_t, b̄ and C_{t+1} from the sum, round 2's SecAgg config clips to round 1's
 // C_{t+1} and ε is the accountant's at z.
 import { promises as fs } from 'node:fs';
-import { FederationClient } from '../client-sdk/client';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { nextClipNorm, unclippedFraction, updateNoiseMultiplier } from '../coordinator/privacy/adaptive-clip';
@@ -16,41 +14,23 @@ import { DpStrategy, MAX_CLIP_NORM } from '../coordinator/strategy/dp';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import type { ServerState } from '../coordinator/strategy/strategy';
 import { GaussianStream } from '../proto/gaussian';
-import { checkAggregate, countScale, countShareSigma, encodeUpdate, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
+import { checkAggregate, countScale, countShareSigma, encodeUpdate, sumVectors, unmaskedSum, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { PREFIX, siteDelta, smallAdapter, startCoordinator, tempDir, testIdentity } from './harness';
+import { PREFIX, siteDelta, smallAdapter, startCoordinator, tempDir } from './harness';
+import { asInt, deltaSite, dpRoundConfig, variance } from './secagg-dp-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const adapter = (): NamedTensor[] => [{ name: `${PREFIX}.lora_B.weight`, dtype: 'float32', shape: [2, 2], data: new Float32Array(4) }];
-const include = [`${PREFIX}.lora_B.weight`];
 /** An update of norm `norm` (four values of norm/2). */
 const ofNorm = (norm: number): TensorList => [{ ...adapter()[0], data: new Float32Array(4).fill(norm / 2) }];
-const asInt = (v: Uint32Array): Int32Array => new Int32Array(v.buffer, v.byteOffset, v.length);
 const seedOf = (...xs: number[]): Uint8Array => {
   const s = new Uint8Array(32);
   xs.forEach((x, i) => new DataView(s.buffer).setUint32(4 * i, x));
   return s;
 };
-
-const config = (n: number, clipCountNoise: number, clipNorm = 1): SecAggRoundConfig => ({
-  roundTag: 'adaclip',
-  baseManifestSha256: '0'.repeat(64),
-  selected: Array.from({ length: n }, (_, i) => `s${i}`),
-  threshold: Math.floor(n / 2) + 1,
-  graph: { kind: 'full' },
-  clipNorm,
-  weightCap: 1,
-  maxClients: 1024,
-  include,
-  vectorLength: vectorLayout(adapter(), include, true).length,
-  noiseMultiplier: updateNoiseMultiplier(1, clipCountNoise),
-  clipCountNoise,
-});
-
-function stats(xs: readonly number[]): { mean: number; variance: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { mean, variance: xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) };
-}
+/** The round's config: z for 1 overall after the count's σ_b (z_Δ), the count value on. */
+const config = (n: number, clipCountNoise: number, clipNorm = 1): SecAggRoundConfig =>
+  dpRoundConfig(adapter(), n, updateNoiseMultiplier(1, clipCountNoise), clipNorm, clipCountNoise);
 
 describe('adaptive clipping under secure aggregation (the sites’ noised count)', function () {
   this.timeout(120_000);
@@ -70,8 +50,8 @@ describe('adaptive clipping under secure aggregation (the sites’ noised count)
       // Site 0 (a bit of 1) dropped: its share and its bit are missing; one under C remains.
       four.push(unmaskedSum(sumVectors(xs.slice(1)), cfg, adapter(), n - 1).noisedCount! - 1);
     }
-    const a = stats(all);
-    const b = stats(four);
+    const a = variance(all);
+    const b = variance(four);
     // 4,000 samples: the variance's relative sd is √(2/3999) ≈ 2.2%; 4σ bounds.
     expect(a.variance / sigmaB ** 2).to.be.within(0.91, 1.09);
     expect(b.variance / (sigmaB ** 2 * (4 / 5))).to.be.within(0.91, 1.09);
@@ -131,14 +111,6 @@ describe('adaptive clipping under secure aggregation (the sites’ noised count)
     const normOf = (name: string): number => Math.sqrt(siteDelta(name, smallAdapter(0)).reduce((s, t) => s + t.data.reduce((a, x) => a + x * x, 0), 0));
     const sorted = names.map(normOf).sort((a, b) => a - b);
     const C0 = (sorted[2] + sorted[3]) / 2;
-    class SiteTrainer implements Trainer {
-      readonly backend = 'test';
-      constructor(private readonly name: string) {}
-      async train(global: TensorList, _plan: TrainingPlan): Promise<TrainOutcome> {
-        const d = siteDelta(this.name, global);
-        return { adapter: global.map((t, k) => ({ ...t, data: t.data.map((x, i) => x + d[k].data[i]) })), numExamples: 10, metrics: {} };
-      }
-    }
     const h = await startCoordinator(
       await tempDir('adaclip-secagg'),
       { total: 2, minClients: n, minUpdates: 5, clientsPerRound: n, deadlineMs: 30_000, maxAttempts: 1 },
@@ -148,19 +120,14 @@ describe('adaptive clipping under secure aggregation (the sites’ noised count)
       },
     );
     const vectors = new Map<number, Map<string, Int32Array>>();
-    const clients = names.map(
-      (name) =>
-        new FederationClient({
-          address: h.address,
-          name,
-          identity: testIdentity(name),
-          trainer: new SiteTrainer(name),
-          observeSecAggInput: (t, x) => {
-            const r = vectors.get(t.round) ?? new Map<string, Int32Array>();
-            r.set(clientIdFor(name), asInt(x.slice()));
-            vectors.set(t.round, r);
-          },
-        }),
+    const clients = names.map((name) =>
+      deltaSite(h.address, name, 10, {
+        observeSecAggInput: (t, x) => {
+          const r = vectors.get(t.round) ?? new Map<string, Int32Array>();
+          r.set(clientIdFor(name), asInt(x.slice()));
+          vectors.set(t.round, r);
+        },
+      }),
     );
     try {
       const runs = clients.map((c) => c.run().catch(() => undefined));

@@ -2,6 +2,7 @@
 // embedded default; the interface is small so object storage can implement it later.
 import type { PieceList } from '../../proto/pieces';
 import type { NamedTensor } from '../../proto/tensors';
+import type { AdaptiveClipRound } from '../privacy/adaptive-clip';
 
 export interface Participant {
   readonly clientId: string;
@@ -99,15 +100,7 @@ export interface PrivacyRecord {
    */
   readonly sigma: number;
   /** privacy.adaptiveClipping's round: C_t clipped to (also clipNorm above), the noised unclipped fraction, C_{t+1}. */
-  readonly adaptiveClipping?: {
-    readonly targetQuantile: number;
-    readonly learningRate: number;
-    readonly countNoise: number;
-    readonly updateNoiseMultiplier: number;
-    readonly clipNorm: number;
-    readonly unclippedFraction: number;
-    readonly nextClipNorm: number;
-  };
+  readonly adaptiveClipping?: AdaptiveClipRound;
   /**
    * q this round was charged at: 1 when its participants are public (privacy.sampling 'selection'); the configured
    * rate for a Poisson-sampled round, whose manifest names nobody (privacy/sampling.ts).
