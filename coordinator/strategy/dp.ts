@@ -13,9 +13,10 @@
 //   * SecAgg rounds: each site clips and adds its share of the noise before masking (proto/secagg/encoding.ts),
 //     so the sum arrives noised (WeightedSum.noised) and nothing is added here. A sum that is neither this
 //     strategy's own nor marked noised is refused: a DP run never commits an un-noised sum.
-//   * Adaptive clipping (settings.adaptive, privacy/adaptive-clip.ts): the round clips to C_t read from the base
+//   * Adaptive clipping (settings.adaptive, privacy/adaptive-clip.ts): a plain round clips to C_t read from the base
 //     version's server state (the configured C before any), counts the updates under it, noises that count (σ_b)
-//     and the sum (σ = z_Δ·C_t) from the round's stream, and stores C_{t+1} in the state it hands back.
+//     and the sum (σ = z_Δ·C_t) from the round's stream, and stores C_{t+1} in the state it hands back. Under SecAgg
+//     the sites clip to the same C_t (their round config carries it) and count; the sum brings their noised count.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { GaussianStream } from '../../proto/gaussian';
