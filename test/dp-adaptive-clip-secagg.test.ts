@@ -14,7 +14,17 @@ import { DpStrategy, MAX_CLIP_NORM } from '../coordinator/strategy/dp';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import type { ServerState } from '../coordinator/strategy/strategy';
 import { GaussianStream } from '../proto/gaussian';
-import { checkAggregate, countScale, countShareSigma, encodeUpdate, sumVectors, unmaskedSum, type SecAggRoundConfig } from '../proto/secagg';
+import {
+  checkAggregate,
+  countScale,
+  countShareSigma,
+  encodeUpdate,
+  jointNoiseMultiplier,
+  sumVectors,
+  unmaskedSum,
+  type SecAggRoundConfig,
+} from '../proto/secagg';
+import { taskNoiseFloorRefusal } from '../client-sdk/secagg-flow';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, siteDelta, smallAdapter, startCoordinator, tempDir } from './harness';
 import { asInt, deltaSite, dpRoundConfig, variance } from './secagg-dp-kit';
@@ -67,7 +77,7 @@ describe('adaptive clipping under secure aggregation (the sites’ noised count)
     });
   });
 
-  it('the coordinator’s C is the rule’s from the sites’ count, as the plain tier computes it; a count no honest sites give is refused', () => {
+  it('the coordinator’s C is the rule’s from the sites’ count, as the plain tier computes it; a site’s noise floor is held to the joint z; a count no honest sites give is refused', () => {
     const n = 5;
     const cfg = config(n, 1, 0.75);
     const xs = [0.5, 0.7, 0.8, 2, 0.1].map((x, i) => encodeUpdate(ofNorm(x), 10, cfg, seedOf(3, i), seedOf(4, i)));
@@ -96,6 +106,15 @@ describe('adaptive clipping under secure aggregation (the sites’ noised count)
     // A noised sum without the sites' count is refused rather than guessed.
     const bare = { ...sum, noised: true, noisedCount: undefined };
     expect(() => dp.aggregate(adapter(), bare, { tensors: [], round: 1 })).to.throw(/noised count of unclipped updates/);
+    // A site's noise floor is held to the round's joint multiplier, not the update's z_Δ: the count spends part of it.
+    expect(jointNoiseMultiplier(updateNoiseMultiplier(0.749, 2.5), 2.5)).to.be.closeTo(0.749, 1e-12);
+    expect(jointNoiseMultiplier(1.2)).to.equal(1.2);
+    const zDelta = updateNoiseMultiplier(1, 1); // 1.155: the round is z 1
+    const task = { noise_multiplier: zDelta, clip_count_noise: 1 };
+    expect(zDelta).to.be.above(1.1);
+    expect(taskNoiseFloorRefusal(task, 1.1)).to.match(/below this site's floor 1.1/);
+    expect(taskNoiseFloorRefusal(task, 0.99)).to.equal(null);
+    expect(taskNoiseFloorRefusal({ ...task, clip_count_noise: 0 }, 1.1)).to.equal(null);
     // The gate: a count far above n bits plus their noise tails.
     const bad = sumVectors(xs);
     asInt(bad)[5] = (n + 1) * K + 100 * K;

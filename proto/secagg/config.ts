@@ -114,6 +114,15 @@ export function countShareSigma(cfg: SecAggRoundConfig): number {
   return s > 0 ? (countScale(cfg) * s) / Math.sqrt(cfg.selected.length) : 0;
 }
 
+/**
+ * The noise multiplier a round's release amounts to: z on the update sum and, with adaptive clipping's count, σ_b on
+ * a count whose sensitivity to one site is ½ are together the Gaussian mechanism at (z^−2 + (2σ_b)^−2)^−1/2 (Andrew
+ * et al. 2021, Theorem 1). What a site's noise floor is held to: the count spends part of the noise.
+ */
+export function jointNoiseMultiplier(z: number, clipCountNoise = 0): number {
+  return clipCountNoise > 0 ? (z ** -2 + (2 * clipCountNoise) ** -2) ** -0.5 : z;
+}
+
 type QuantisationInput = Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'> & Partial<Pick<SecAggRoundConfig, 'noiseMultiplier' | 'selected'>>;
 
 /**
