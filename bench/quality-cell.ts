@@ -297,10 +297,15 @@ export async function runFederation(
     // A GPU failure moves a site to its next backend mid-run (client-sdk/engine/fallback.ts): not this cell's measure.
     const moved = trainers.find((t) => t.trainer.backend !== t.backend);
     if (moved) throw new Error(`a site fell back from ${moved.backend} to ${moved.trainer.backend} during the run`);
-    // ε lives in the manifest's privacy record, not in its metrics.
+    // ε lives in the manifest's privacy record, not in its metrics; so does adaptive clipping's C and noised fraction.
     for (const p of curve) {
-      const eps = (await coordinator.store.read(p.version)).manifest.privacy?.epsilon;
-      if (typeof eps === 'number') p.extra['privacy.epsilon'] = eps;
+      const privacy = (await coordinator.store.read(p.version)).manifest.privacy;
+      if (typeof privacy?.epsilon === 'number') p.extra['privacy.epsilon'] = privacy.epsilon;
+      const clip = privacy?.adaptiveClipping;
+      if (clip) {
+        p.extra['privacy.clip_norm'] = clip.clipNorm;
+        p.extra['privacy.unclipped_fraction'] = clip.unclippedFraction;
+      }
     }
   } finally {
     await coordinator.stop();

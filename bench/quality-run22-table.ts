@@ -85,12 +85,15 @@ async function main(): Promise<void> {
   const failed: string[] = [];
   for (const file of cmd.args) {
     const r = await readCellOut<SampledCellResult>(file);
-    const m = r?.ok && r.curves[0] ? /^x2[24]-(.+)-(dp8|clip)$/.exec(r.cell.config) : null;
+    const m = r?.ok && r.curves[0] ? /^(x22|x24|x24a)-(.+)-(dp8|clip)$/.exec(r.cell.config) : null;
     if (!r || !m) {
       failed.push(`${file}${r?.error ? `: ${r.error}` : ''}`);
       continue;
     }
-    cells.push({ regime: m[1], arm: m[2], row: seedRow(r.cell.config, r.cell.seed, r.curves[0], r.cell.rounds, last), r });
+    // Run 24a's arms (adaptive clipping) pair among themselves, beside run 22's of the same regime (run 24's regimes
+    // have names of their own).
+    const regime = m[1] === 'x24a' ? `${m[2]} (${m[1]})` : m[2];
+    cells.push({ regime, arm: m[3], row: seedRow(r.cell.config, r.cell.seed, r.curves[0], r.cell.rounds, last), r });
   }
   process.stdout.write(run22Table(cells, failed));
 }

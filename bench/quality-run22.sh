@@ -6,8 +6,10 @@
 # in the regimes of bench/quality-configs-run22.ts. Cells run Q22_PAR at a time from a queue ordered seed by seed
 # (DP, then its twin), so that finished pairs come first; no cell starts after Q22_DEADLINE s, and each is cut at
 # whatever is left of it (a cut cell leaves its curve in its log).
-# Knobs: Q22_FAMILY (x22; x24: run 24's regimes, bench/quality-configs-run24.ts), Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
-# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5).
+# Knobs: Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
+# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5), Q22_PREFIX (x22; x24: run 24's regimes, bench/quality-configs-run24.ts;
+# x24a: run 24a's adaptive-clipping arms, e4m50 only; a list such as "x24a x22" runs each seed's arms of every table,
+# seed by seed).
 # $OUT gets q22-table.md (per cell, per arm, and the paired differences) and q22.tar.gz (every cell's stdout and log).
 set -u
 W=/tmp/q22
@@ -17,19 +19,21 @@ SEEDS=${Q22_SEEDS:-42 43 44 45 46}
 PAR=${Q22_PAR:-4}
 T0=$(date +%s)
 export Q22_W=$W Q22_T0=$T0 Q22_END=$((T0 + ${Q22_DEADLINE:-460}))
-FAMILY=${Q22_FAMILY:-x22}
-EXTRA="\"family\":\"$FAMILY\",\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
-cell() { # regime arm seed: one cell, cut at the deadline
-  local left=$((Q22_END - $(date +%s))) name="$FAMILY-$1-$2-$3"
+PREFIXES=${Q22_PREFIX:-x22}
+EXTRA="\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
+cell() { # prefix regime arm seed: one cell, cut at the deadline
+  local p=$1
+  shift
+  local left=$((Q22_END - $(date +%s))) name="$p-$1-$2-$3"
   if [ "$left" -le 20 ]; then echo "$name: not started (deadline)" >"$Q22_W/$name.log"; return; fi
   echo "$name start $(($(date +%s) - Q22_T0)) s" >&2
-  timeout "$left" node dist/bench/quality-run22-cell.js "{\"regime\":\"$1\",\"arm\":\"$2\",\"seed\":$3,$EXTRA}" >"$Q22_W/$name.out" 2>"$Q22_W/$name.log"
+  timeout "$left" node dist/bench/quality-run22-cell.js "{\"prefix\":\"$p\",\"regime\":\"$1\",\"arm\":\"$2\",\"seed\":$3,$EXTRA}" >"$Q22_W/$name.out" 2>"$Q22_W/$name.log"
   local rc=$?
   echo "$name done $(($(date +%s) - Q22_T0)) s, rc $rc" >&2
 }
 export -f cell
-export EXTRA FAMILY
-for g in ${REGIMES//,/ }; do for s in $SEEDS; do printf '%s dp8 %s\n%s clip %s\n' "$g" "$s" "$g" "$s"; done; done |
+export EXTRA
+for g in ${REGIMES//,/ }; do for s in $SEEDS; do for p in ${PREFIXES//,/ }; do printf '%s %s dp8 %s\n%s %s clip %s\n' "$p" "$g" "$s" "$p" "$g" "$s"; done; done; done |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
 if ls "$W"/*.out >/dev/null 2>&1; then node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1; else echo "no cell started" >"$W/q22-table.md"; fi
 tar czf "$OUT/q22.tar.gz" -C /tmp q22

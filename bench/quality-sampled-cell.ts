@@ -143,7 +143,9 @@ export async function runSampledCell(
     p.extra['cohort.size'] = norms.length;
     if (norms.length > 0) {
       p.extra['members.norm_median'] = median(norms);
-      p.extra['members.clipped'] = norms.filter((x) => x > privacy.clipNorm).length / norms.length;
+      // Against the round's own C under adaptive clipping (the manifest's), else the configured one.
+      const c = p.extra['privacy.clip_norm'] ?? privacy.clipNorm;
+      p.extra['members.clipped'] = norms.filter((x) => x > c).length / norms.length;
     }
   }
   const digest = createHash('sha256');

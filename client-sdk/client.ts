@@ -16,7 +16,7 @@ import { ProtocolError } from '../proto/errors';
 import { sealDeltaPipelined, sealMaskedPipelined, sendSealed, sendSealedRetrying, type SealContext } from './sealed-sender';
 import { trainingSignal } from './training-signal';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox, noiseFloorRefusal } from './secagg-flow';
+import { SecAggInbox, taskNoiseFloorRefusal } from './secagg-flow';
 import { secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from './download';
@@ -232,7 +232,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
       if (t.secagg) this.ledger.mayJoin(this.runId, t.base_manifest_sha256);
-      const floor = noiseFloorRefusal(t.secagg?.noise_multiplier, this.opts.minNoiseMultiplier);
+      const floor = taskNoiseFloorRefusal(t.secagg, this.opts.minNoiseMultiplier);
       if (floor) throw new Error(floor);
       this.emit('task', { taskId: t.task_id, round: t.round, attempt: t.attempt, baseVersion: t.base_version });
       const global = sortByName(await this.download(t.base_version));

@@ -4,7 +4,8 @@
 // stochastically rounded) and masked here, so it never leaves the site in the clear, not even sealed.
 import { randomBytes } from 'node:crypto';
 import type { NamedTensor } from '../proto/tensors';
-import { SecAggClient, encodeUpdate, updateDigest, type IdentityTrust, type SecAggLedger } from '../proto/secagg';
+import { SecAggClient, encodeUpdate, jointNoiseMultiplier, updateDigest, type IdentityTrust, type SecAggLedger } from '../proto/secagg';
+import type { SecAggSettings__Output } from '../proto/generated/fedtune/v1/SecAggSettings';
 import type {
   Advertisement,
   ConsistencyCheck,
@@ -60,6 +61,17 @@ export function noiseFloorRefusal(taskNoiseMultiplier: number | undefined, floor
     return `refused: this site adds DP noise itself (noise multiplier ≥ ${floor}) and the task is not under secure aggregation`;
   if (!(taskNoiseMultiplier >= floor)) return `refused: the task's noise multiplier ${taskNoiseMultiplier} is below this site's floor ${floor}`;
   return null;
+}
+
+/**
+ * noiseFloorRefusal for a task's SecAgg settings (none: a plain task): the floor is held to the round's joint noise
+ * multiplier, which under adaptive clipping's count (clip_count_noise) is below the update's own (jointNoiseMultiplier).
+ */
+export function taskNoiseFloorRefusal(
+  s: Pick<SecAggSettings__Output, 'noise_multiplier' | 'clip_count_noise'> | null | undefined,
+  floor: number | undefined,
+): string | null {
+  return noiseFloorRefusal(s ? jointNoiseMultiplier(s.noise_multiplier, s.clip_count_noise) : undefined, floor);
 }
 
 /** The transport the flow speaks through (FederationClient implements it over gRPC). */

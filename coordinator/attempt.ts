@@ -73,6 +73,7 @@ export class Attempt {
       : new RunningSum(this.layout, {
           round,
           strategy: d.strategy,
+          baseState: { tensors: base.serverState ?? [], round },
           spool: d.spool,
           log: d.log,
           counted: (t, numExamples, sha256, u) => this.settle(t, numExamples, sha256, u),

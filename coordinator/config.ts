@@ -10,6 +10,7 @@ import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
 import { samplingProblems } from './privacy/sampling';
+import { adaptiveClipConfigProblems } from './privacy/adaptive-clip';
 import { scaffoldProblems } from './strategy/scaffold-config';
 import { serverScheduleProblems } from './strategy/server-schedule';
 import { biasCorrectionProblems, noiseAwareProblems } from './strategy/settings';
@@ -173,6 +174,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   problems.push(...clientOptimizerProblems(cfg.training));
   if (cfg.privacy.enabled) problems.push(...dpProblems(cfg.privacy));
   problems.push(...samplingProblems(cfg));
+  problems.push(...adaptiveClipConfigProblems(cfg));
   problems.push(...scaffoldProblems(cfg));
   problems.push(...serverScheduleProblems(cfg));
   problems.push(...biasCorrectionProblems(cfg));

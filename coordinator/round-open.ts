@@ -91,7 +91,17 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
       // A masked upload's sealed chunks wait in the round spool's directory only until it is accepted or taken
       // back out of the sum (never committed there; a temporary a crash leaves is deleted at the next start).
       const scratch = (clientId: string, head: Buffer) => ctx.spool.openUpload(round, clientId, head);
-      secagg = new SecAggAttempt(cfg, `${cfg.run.id}/r${round}/a${attempt}`, base.manifestSha256, layout, ids, keys, cfg.secagg.stageTimeoutMs, scratch);
+      secagg = new SecAggAttempt(
+        cfg,
+        `${cfg.run.id}/r${round}/a${attempt}`,
+        base.manifestSha256,
+        layout,
+        ids,
+        keys,
+        cfg.secagg.stageTimeoutMs,
+        scratch,
+        base.serverState,
+      );
     } catch (e) {
       return { failed: `secure aggregation cannot run: ${(e as Error).message}` };
     }

@@ -10,6 +10,7 @@ import type { Attempt } from './attempt';
 import type { Task } from './task';
 import type { SecAggOutcome } from './secagg-attempt';
 import type { ServerState, Strategy } from './strategy/strategy';
+import type { AdaptiveClipRound } from './privacy/adaptive-clip';
 
 export interface Outcome {
   readonly adapter: NamedTensor[];
@@ -18,6 +19,8 @@ export interface Outcome {
   readonly secureAggregation?: SecureAggregationRecord;
   /** The server optimiser's state after this round's step, committed with the adapter. */
   readonly serverState: readonly NamedTensor[];
+  /** DP-FedAvg's adaptive clipping: the round's C and what it measured (the manifest's privacy.adaptiveClipping). */
+  readonly adaptiveClip?: AdaptiveClipRound;
 }
 
 const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
@@ -38,10 +41,11 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
     return `aggregation failed: ${(e as Error).message}`;
   }
   // Nor does its manifest name who took part: no participants, per-site seeds or per-site metrics.
-  if (a.sampled) return { adapter, participants: [], seeds: {}, serverState: state.tensors };
+  const clip = state.adaptiveClip ? { adaptiveClip: state.adaptiveClip } : {};
+  if (a.sampled) return { adapter, participants: [], seeds: {}, serverState: state.tensors, ...clip };
   const participants = accepted.map((t) => participantOf(registry, t, t.numExamples ?? null, weights[t.clientId] ?? null));
   const seeds = { selection: a.selectionSeed, clients: Object.fromEntries(accepted.map((t) => [t.clientId, t.seed])) };
-  return { adapter, participants, seeds, serverState: state.tensors };
+  return { adapter, participants, seeds, serverState: state.tensors, ...clip };
 }
 
 /** The survivors' weighted mean from the unmasked SecAgg sum, through the same strategy; marks their tasks. */
@@ -60,6 +64,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }
+  const clip = state.adaptiveClip ? { adaptiveClip: state.adaptiveClip } : {};
   const survivors = out.survivors.map((id) => byClient.get(id)!);
   for (const t of survivors) t.inSum = true;
   // Individual weights stay hidden under SecAgg: participants carry none; only their sum is known.
@@ -77,7 +82,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
     weightCap: sa.config.weightCap,
     maxClients: sa.config.maxClients,
   };
-  return { adapter, participants, seeds, secureAggregation, serverState: state.tensors };
+  return { adapter, participants, seeds, secureAggregation, serverState: state.tensors, ...clip };
 }
 
 function participantOf(registry: ClientRegistry, t: Task, numExamples: number | null, weight: number | null): Participant {

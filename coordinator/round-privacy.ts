@@ -6,6 +6,7 @@ import { createHmac } from 'node:crypto';
 import type { Manifest, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
 import { PrivacyLedger, SAMPLING_RATE } from './privacy/ledger';
+import type { AdaptiveClipRound } from './privacy/adaptive-clip';
 import { isSampled, loadOrCreateSamplingSecret, minConnected, poissonSample, sampledCohort, samplingKeyFile, type SampledCohort } from './privacy/sampling';
 
 export class RoundPrivacy {
@@ -71,12 +72,13 @@ export class RoundPrivacy {
 
   /**
    * What the round's noise was: σ = z·C from the coordinator; from the sites, z·C·√(survivors/selected). A sampled
-   * round (`sampled`) is charged at its q.
+   * round (`sampled`) is charged at its q. Under adaptive clipping (`clip`) it is still charged z: the count's noise
+   * and the update's (σ = z_Δ·C_t) together are the Gaussian mechanism at z (privacy/adaptive-clip.ts).
    */
-  charge(secureAggregation: SecureAggregationRecord | undefined, sampled?: SampledCohort): PrivacyRecord | undefined {
+  charge(secureAggregation: SecureAggregationRecord | undefined, sampled?: SampledCohort, clip?: AdaptiveClipRound): PrivacyRecord | undefined {
     const z = this.cfg.privacy.noiseMultiplier;
     return secureAggregation
-      ? this.ledger?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites')
-      : this.ledger?.charge(z, 'coordinator', sampled);
+      ? this.ledger?.charge(z * Math.sqrt(secureAggregation.survivors.length / secureAggregation.selected.length), 'sites', undefined, clip)
+      : this.ledger?.charge(z, 'coordinator', sampled, clip);
   }
 }

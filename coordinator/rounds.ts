@@ -240,7 +240,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       }
       if (this.stopping) return 'stopped';
       if (typeof outcome === 'string') return this.failAttempt(r, round, outcome);
-      const { adapter, participants, seeds, secureAggregation, serverState } = outcome;
+      const { adapter, participants, seeds, secureAggregation, serverState, adaptiveClip } = outcome;
       // Sites evaluate the candidate before it commits, so the figures are signed into its own manifest; under
       // strategy.ema they evaluate its average, the adapter it is released as.
       const evaluation = this.evaluations.due(round)
@@ -248,7 +248,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
         : undefined;
       if (this.stopping) return 'stopped';
       this.setPhase('COMMITTING');
-      const privacy = this.privacy.charge(secureAggregation, cur.sampled);
+      const privacy = this.privacy.charge(secureAggregation, cur.sampled, adaptiveClip);
       this.latestCk = await this.commit({ adapter, round, attempt, participants, seeds, secureAggregation, privacy, evaluation, serverState });
       this.earlyStop = await afterCommit(this.ctx, this.latestCk);
       await this.spool.drop(round);

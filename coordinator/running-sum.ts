@@ -8,7 +8,7 @@ import type { RoundSpool } from './round-spool';
 import type { SealedUpdate } from './sealed-update';
 import type { SpoolUpload } from './spool-upload';
 import { rebuildSum, type ReopenedUpdate } from './spool-reopen';
-import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
+import type { Aggregation, ServerState, Strategy, UpdateFold } from './strategy/strategy';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import { replayFromSpool, strategyRefusal, undoFromSpool, type LiveUpload } from './live-upload';
 import type { NamedTensor } from '../proto/tensors';
@@ -18,6 +18,8 @@ import { siteFields } from './ops/sample-secrecy';
 export interface RunningSumDeps {
   readonly round: number;
   readonly strategy: Strategy;
+  /** The base version's server state, which a strategy's round may depend on (Strategy.begin). */
+  readonly baseState?: ServerState;
   /** Where accepted updates are kept, sealed, until the round commits. */
   readonly spool?: RoundSpool;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -43,7 +45,7 @@ export class RunningSum {
     layout: NamedTensor[],
     private readonly d: RunningSumDeps,
   ) {
-    this.agg = d.strategy.begin(layout);
+    this.agg = d.strategy.begin(layout, d.baseState);
   }
 
   /** The strategy's running sum (undefined once retired). */
@@ -242,8 +244,15 @@ export class RunningSum {
     this.tainted = false;
     const dropped = new Set(revoked.map((t) => t.clientId));
     const folded = (): Promise<Aggregation | string> =>
-      rebuildSum(this.d.strategy, layout(), accepted, dropped, reopen, (clientId, e) =>
-        this.d.log('warn', 'a spooled update failed while it was folded again', siteFields(sampled, { round: this.d.round, clientId, error: e.message })),
+      rebuildSum(
+        this.d.strategy,
+        layout(),
+        accepted,
+        dropped,
+        reopen,
+        (clientId, e) =>
+          this.d.log('warn', 'a spooled update failed while it was folded again', siteFields(sampled, { round: this.d.round, clientId, error: e.message })),
+        this.d.baseState,
       );
     // The old sum is not read again: let it go before the new one is made (one running sum at a time).
     this.agg = undefined;

@@ -8,7 +8,7 @@
 // is not accepted after all can be taken back out of the sum, exactly, and the file is deleted either way.
 import { ProtocolError, status } from '../proto/errors';
 import type { TaskEvent } from '../proto/generated/fedtune/v1/TaskEvent';
-import type { TensorList } from '../proto/tensors';
+import type { NamedTensor, TensorList } from '../proto/tensors';
 import { SecAggServer, chooseGraph, validateConfig, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { Advertisement, ConsistencySignature, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
 import { consistencyCheckToWire, rosterToWire, routedToWire, settingsToWire, unmaskRequestToWire } from '../proto/secagg/wire';
@@ -19,6 +19,9 @@ import { stepsFor } from './checkpoints/atomic-fs';
 import type { SealedUploadOpener } from '../proto/crypto/sealed-upload';
 import type { MaskedFeed } from '../proto/secagg/masked-sum';
 import type { SpoolUpload } from './spool-upload';
+import { dpSettingsOf } from './privacy/wrap';
+import { updateNoiseMultiplier } from './privacy/adaptive-clip';
+import { roundClipNorm } from './strategy/dp';
 
 /**
  * Test seam: FEDTUNE_TEST_KILL_AT=secagg:<stage>-sent kills the process once a stage's messages are out
@@ -80,25 +83,30 @@ export class SecAggAttempt {
     private readonly stageTimeoutMs: number,
     /** Opens the scratch file of a masked upload's sealed chunks (the round spool's directory; never committed). */
     private readonly scratch?: (clientId: string, head: Buffer) => SpoolUpload,
+    /** The base version's server state: where adaptive clipping keeps the round's C (strategy/dp.ts roundClipNorm). */
+    baseState?: readonly NamedTensor[],
   ) {
     const sorted = [...selected].sort();
     const chosen = chooseGraph(sorted.length, cfg.secagg.fullGraphMax);
     const include = layout.map((t) => t.name).sort();
     // Under DP-FedAvg (privacy.enabled) every site weighs 1 (weightCap 1), clips to privacy.clipNorm and adds its
-    // share of the noise before masking: the coordinator never sees an un-noised sum.
+    // share of the noise before masking: the coordinator never sees an un-noised sum. Under adaptive clipping it
+    // clips to the round's C_t, adds its share at z_Δ, and appends its bit with its share of the count's noise σ_b.
     const dp = cfg.privacy.enabled;
+    const dps = dp ? dpSettingsOf(cfg) : undefined;
     this.config = {
       roundTag,
       baseManifestSha256,
       selected: sorted,
       threshold: cfg.secagg.threshold || chosen.threshold,
       graph: chosen.graph,
-      clipNorm: dp ? cfg.privacy.clipNorm : cfg.secagg.clipNorm,
+      clipNorm: dps ? roundClipNorm(dps, baseState) : cfg.secagg.clipNorm,
       weightCap: dp ? 1 : cfg.secagg.weightCap,
       maxClients: cfg.secagg.maxClients,
       include,
-      vectorLength: vectorLayout(layout, include).length,
-      ...(dp ? { noiseMultiplier: cfg.privacy.noiseMultiplier } : {}),
+      vectorLength: vectorLayout(layout, include, dps?.adaptive !== undefined).length,
+      ...(dps ? { noiseMultiplier: dps.adaptive ? updateNoiseMultiplier(dps.noiseMultiplier, dps.adaptive.countNoise) : dps.noiseMultiplier } : {}),
+      ...(dps?.adaptive ? { clipCountNoise: dps.adaptive.countNoise } : {}),
     };
     validateConfig(this.config);
     this.settings = settingsToWire(this.config);

@@ -14,7 +14,7 @@ import type { RoundSpool } from './round-spool';
 import { SPOOL_RECORD_MAGIC, spoolRecordMeta, type SealedUpdate, type SpoolExtras } from './sealed-update';
 import { spoolRecordChunks } from './spool-upload';
 import type { TensorList } from '../proto/tensors';
-import type { Aggregation, Strategy, UpdateFold } from './strategy/strategy';
+import type { Aggregation, ServerState, Strategy, UpdateFold } from './strategy/strategy';
 import { siteFields } from './ops/sample-secrecy';
 
 /** A spooled update that verified; its values are read again from its file when they are folded. */
@@ -150,8 +150,9 @@ export async function rebuildSum(
   dropped: Set<string>,
   reopen: (clientId: string) => Promise<ReopenedUpdate | null>,
   failed: (clientId: string, e: Error) => void,
+  baseState?: ServerState,
 ): Promise<Aggregation | string> {
-  const agg = strategy.begin(layout);
+  const agg = strategy.begin(layout, baseState);
   for (const { clientId } of accepted) {
     if (dropped.has(clientId)) continue;
     const u = await reopen(clientId);

@@ -74,6 +74,10 @@ const DEFAULTS: Record<string, unknown> = {
   'privacy.enabled': false,
   'privacy.clipNorm': 1,
   'privacy.noiseMultiplier': 1,
+  'privacy.adaptiveClipping': false,
+  'privacy.clipTargetQuantile': 0.5,
+  'privacy.clipLearningRate': 0.2,
+  'privacy.clipCountNoise': 2.5,
   'privacy.delta': 1e-5,
   'privacy.epsilonBudget': 0,
   'privacy.sampling': 'selection',
@@ -178,6 +182,10 @@ const SAMPLES: Record<string, [string, unknown]> = {
   'privacy.enabled': ['true', true],
   'privacy.clipNorm': ['0.5', 0.5],
   'privacy.noiseMultiplier': ['1.1', 1.1],
+  'privacy.adaptiveClipping': ['true', true],
+  'privacy.clipTargetQuantile': ['0.8', 0.8],
+  'privacy.clipLearningRate': ['0.1', 0.1],
+  'privacy.clipCountNoise': ['5', 5],
   'privacy.delta': ['1e-6', 1e-6],
   'privacy.epsilonBudget': ['8', 8],
   'privacy.sampling': ['poisson', 'poisson'],
@@ -324,7 +332,9 @@ describe('config.ts: loadConfig and describeConfig', () => {
                         ? { ...base, strategy: { name: 'fedadam' }, privacy: { enabled: true } }
                         : d.key === 'privacy.sampling' || d.key === 'privacy.samplingRate'
                           ? { ...base, privacy: { enabled: true, sampling: 'poisson' } }
-                          : base;
+                          : d.key === 'privacy.adaptiveClipping'
+                            ? { ...base, privacy: { enabled: true } }
+                            : base;
         expect(get(loadConfig({ env: { [d.env]: text }, overrides }), d.key), d.env).to.deep.equal(want);
         expect(get(loadConfig({ args: [d.arg, text], overrides }), d.key), d.arg).to.deep.equal(want);
         expect(get(loadConfig({ args: [`${d.arg}=${text}`], overrides }), d.key), `${d.arg}=`).to.deep.equal(want);

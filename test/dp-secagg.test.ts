@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { FederationClient } from '../client-sdk/client';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import type { TrainOutcome } from '../client-sdk/trainer';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { clientIdFor } from '../coordinator/registry';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
@@ -13,6 +13,7 @@ import { decodeSum, encodeUpdate, noiseShareSigma, quantisation, sumVectors, unm
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { PREFIX, siteDelta, startCoordinator, tempDir, testIdentity } from './harness';
 import { noiseFloorRefusal } from '../client-sdk/secagg-flow';
+import { asInt, deltaSite, dpRoundConfig, variance } from './secagg-dp-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const N = 10_000;
@@ -23,30 +24,7 @@ const bigAdapter = (): NamedTensor[] => [
 const include = bigAdapter()
   .map((t) => t.name)
   .sort();
-const asInt = (v: Uint32Array): Int32Array => new Int32Array(v.buffer, v.byteOffset, v.length);
-
-function variance(xs: ArrayLike<number>): { mean: number; variance: number } {
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i];
-  const mean = s / xs.length;
-  let q = 0;
-  for (let i = 0; i < xs.length; i++) q += (xs[i] - mean) ** 2;
-  return { mean, variance: q / (xs.length - 1) };
-}
-
-const roundConfig = (n: number, z: number, clipNorm = 1): SecAggRoundConfig => ({
-  roundTag: 'dp',
-  baseManifestSha256: '0'.repeat(64),
-  selected: Array.from({ length: n }, (_, i) => `s${i}`),
-  threshold: Math.floor(n / 2) + 1,
-  graph: { kind: 'full' },
-  clipNorm,
-  weightCap: 1,
-  maxClients: 1024,
-  include,
-  vectorLength: vectorLayout(bigAdapter(), include).length,
-  noiseMultiplier: z,
-});
+const roundConfig = (n: number, z: number, clipNorm = 1): SecAggRoundConfig => dpRoundConfig(bigAdapter(), n, z, clipNorm);
 
 describe('differential privacy under secure aggregation (distributed noise)', function () {
   this.timeout(120_000);
@@ -94,14 +72,6 @@ describe('differential privacy under secure aggregation (distributed noise)', fu
     const n = 6;
     const z = 1;
     const C = 1;
-    class SiteTrainer implements Trainer {
-      readonly backend = 'test';
-      constructor(private readonly name: string) {}
-      async train(global: TensorList, _plan: TrainingPlan): Promise<TrainOutcome> {
-        const d = siteDelta(this.name, global);
-        return { adapter: global.map((t, k) => ({ ...t, data: t.data.map((x, i) => x + d[k].data[i]) })), numExamples: 10 + this.name.length, metrics: {} };
-      }
-    }
     const h = await startCoordinator(
       await tempDir('dp-secagg'),
       { total: 1, minClients: n, minUpdates: 5, clientsPerRound: n, deadlineMs: 30_000, maxAttempts: 1 },
@@ -111,21 +81,16 @@ describe('differential privacy under secure aggregation (distributed noise)', fu
     dirs.push(h.runDir);
     const names = Array.from({ length: n }, (_, i) => `dp-${i}`);
     const encoded = new Map<string, Uint32Array>();
-    const clients = names.map(
-      (name) =>
-        new FederationClient({
-          address: h.address,
-          name,
-          identity: testIdentity(name),
-          trainer: new SiteTrainer(name),
-          observeSecAggInput: (_t, x) => encoded.set(clientIdFor(name), x.slice()),
-          beforeSecAggStage: async (stage) => {
-            if (name === 'dp-0' && stage === 'maskedInput') {
-              await clients[0].stop();
-              throw new Error('test drops dp-0 before its masked input');
-            }
-          },
-        }),
+    const clients = names.map((name) =>
+      deltaSite(h.address, name, 10 + name.length, {
+        observeSecAggInput: (_t, x) => encoded.set(clientIdFor(name), x.slice()),
+        beforeSecAggStage: async (stage) => {
+          if (name === 'dp-0' && stage === 'maskedInput') {
+            await clients[0].stop();
+            throw new Error('test drops dp-0 before its masked input');
+          }
+        },
+      }),
     );
     const runs = clients.map((c) => c.run().catch(() => undefined));
     const final = await h.coordinator.done;

@@ -22,9 +22,9 @@ const { expect } = require('chai') as typeof import('chai', { with: { 'resolutio
 const REGIMES = Object.keys(RUN22_REGIMES) as Run22RegimeName[];
 /** Every paired regime of runs 22 and 24, with its z for ε 8 and the EMA its arms are scored under. */
 const PAIRED = [
-  ...REGIMES.map((name) => ({ family: 'x22' as const, name, r: RUN22_REGIMES[name], z: RUN22_Z8[name], ema: 0.95 })),
+  ...REGIMES.map((name) => ({ prefix: 'x22' as const, name, r: RUN22_REGIMES[name], z: RUN22_Z8[name], ema: 0.95 })),
   ...(Object.keys(RUN24_REGIMES) as Run24RegimeName[]).map((name) => ({
-    family: 'x24' as const,
+    prefix: 'x24' as const,
     name,
     r: RUN24_REGIMES[name],
     z: RUN24_Z8[name],
@@ -50,14 +50,14 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
   });
 
   it('each DP arm differs from its twin in z alone, samples at its regime’s q over its population, and loads as the coordinator runs it', () => {
-    for (const { family, name, r, z, ema } of PAIRED) {
-      const dp = PAIRED_ARMS[`${family}-${name}-dp8`];
-      const twin = PAIRED_ARMS[`${family}-${name}-clip`];
+    for (const { prefix, name, r, z, ema } of PAIRED) {
+      const dp = PAIRED_ARMS[`${prefix}-${name}-dp8`];
+      const twin = PAIRED_ARMS[`${prefix}-${name}-clip`];
       const privacy = (c: typeof dp): Record<string, unknown> => c.overrides.privacy as Record<string, unknown>;
       expect(privacy(dp), name).to.deep.equal({ ...privacy(twin), noiseMultiplier: z });
       expect(privacy(twin).noiseMultiplier, name).to.equal(1e-6);
       expect({ ...dp.overrides, privacy: 0 }, name).to.deep.equal({ ...twin.overrides, privacy: 0 });
-      const cell = run22Cell({ family, regime: name, arm: 'dp8', seed: 42 });
+      const cell = run22Cell({ prefix, regime: name, arm: 'dp8', seed: 42 });
       expect([cell.clients, cell.batchSize, cell.rounds, cell.localSteps, cell.learningRate], name).to.deep.equal([r.sites, r.perSite, r.rounds, 1, 1]);
       const cfg = classicConfig({
         overrides: deepMerge(

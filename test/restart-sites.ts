@@ -9,7 +9,7 @@ import type { Coordinator } from '../coordinator';
 import { FsCheckpointStore, versionDirName } from '../coordinator/checkpoints/fs-store';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import type { TensorList } from '../proto/tensors';
-import { testIdentity } from './harness';
+import { tempDir, testIdentity, type Harness } from './harness';
 
 export interface RestartSites<T extends Trainer> {
   runs: Promise<unknown>[];
@@ -67,6 +67,14 @@ export async function stopAfterVersion1(runDir: string, coordinator: Coordinator
 /** One file of version `v` of the run in `runDir`. */
 export const versionFile = (runDir: string, v: number, name: string): Promise<Buffer> => fs.readFile(path.join(runDir, 'versions', versionDirName(v), name));
 
+/** The files `names` of versions 1…`last` that differ between two runs (empty: the same bytes), as `v<n> <name>`. */
+export async function differingVersionFiles(dirA: string, dirB: string, last: number, names: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (let v = 1; v <= last; v++)
+    for (const name of names) if (!(await versionFile(dirA, v, name)).equals(await versionFile(dirB, v, name))) out.push(`v${v} ${name}`);
+  return out;
+}
+
 /** A different update each round: value·round·(1 + i mod 3) (the retention suites' sites). */
 export class RoundTrainer implements Trainer {
   readonly backend = 'test';
@@ -84,4 +92,35 @@ export async function versionFiles(runDir: string): Promise<string[]> {
     .filter((e) => e.isFile())
     .map((e) => path.relative(path.join(runDir, 'versions'), path.join(e.parentPath, e.name)).split(path.sep).join('/'))
     .sort();
+}
+
+/**
+ * The same run twice over real gRPC, to compare byte for byte: uninterrupted to version `last` in one directory, and in
+ * another stopped once version 1 is committed and restarted on it. `start(runDir, committed)` starts a coordinator
+ * over runDir that knows how many rounds the directory already holds (a seeded noise source counts from there);
+ * `sites(h)` its sites. Returns both directories (in the suite's cleanup) and the version the restart began from.
+ */
+export async function runTwiceWithRestart(
+  suite: RestartSuite,
+  prefix: string,
+  start: (runDir: string, committed: number) => Promise<Harness>,
+  sites: (h: Harness) => RestartSites<Trainer>,
+  last: number,
+): Promise<{ dirA: string; dirB: string; restartedFrom: number }> {
+  const dirA = await tempDir(`${prefix}-a`);
+  const dirB = await tempDir(`${prefix}-b`);
+  suite.dirs.push(dirA, dirB);
+  const a = await start(dirA, 0);
+  const sa = sites(a);
+  const doneA = (await a.coordinator.done).manifest.version;
+  await Promise.all(sa.runs);
+  if (doneA !== last) throw new Error(`the uninterrupted run ended at version ${doneA}, not ${last}`);
+  const b1 = await start(dirB, 0);
+  const restartedFrom = await stopAfterVersion1(dirB, b1.coordinator, () => sites(b1));
+  const b2 = await start(dirB, restartedFrom);
+  const sb2 = sites(b2);
+  const doneB = (await b2.coordinator.done).manifest.version;
+  await Promise.all(sb2.runs);
+  if (doneB !== last) throw new Error(`the restarted run ended at version ${doneB}, not ${last}`);
+  return { dirA, dirB, restartedFrom };
 }

@@ -2,6 +2,7 @@
 // embedded default; the interface is small so object storage can implement it later.
 import type { PieceList } from '../../proto/pieces';
 import type { NamedTensor } from '../../proto/tensors';
+import type { AdaptiveClipRound } from '../privacy/adaptive-clip';
 
 export interface Participant {
   readonly clientId: string;
@@ -93,8 +94,13 @@ export interface PrivacyRecord {
   readonly noiseMultiplier: number;
   /** z this round actually had: under SecAgg, z·√(survivors/selected) when sites dropped out (0 for version 0). */
   readonly effectiveNoiseMultiplier: number;
-  /** Standard deviation of the noise in this round's sum, per value (effectiveNoiseMultiplier·C). */
+  /**
+   * Standard deviation of the noise in this round's sum, per value (effectiveNoiseMultiplier·C; under adaptive
+   * clipping the update's share of it, adaptiveClipping.updateNoiseMultiplier·C).
+   */
   readonly sigma: number;
+  /** privacy.adaptiveClipping's round: C_t clipped to (also clipNorm above), the noised unclipped fraction, C_{t+1}. */
+  readonly adaptiveClipping?: AdaptiveClipRound;
   /**
    * q this round was charged at: 1 when its participants are public (privacy.sampling 'selection'); the configured
    * rate for a Poisson-sampled round, whose manifest names nobody (privacy/sampling.ts).

@@ -3,6 +3,7 @@
 import type { Manifest, PrivacyRecord, PrivacySegment } from '../checkpoints/types';
 import { epsilonSpent } from './accountant';
 import type { SampledCohort } from './sampling';
+import type { AdaptiveClipRound } from './adaptive-clip';
 
 export interface PrivacyConfig {
   readonly clipNorm: number;
@@ -59,25 +60,28 @@ export class PrivacyLedger {
 
   /**
    * Charges one committed round that had noise multiplier `z` and returns its manifest record: at the sample's rate
-   * q for a Poisson-sampled round (`sampled`), else at q = 1.
+   * q for a Poisson-sampled round (`sampled`), else at q = 1. Under adaptive clipping (`clip`) z is still what is
+   * charged; the record's C and σ are the round's own (C_t, z_Δ·C_t).
    */
-  charge(z: number, addedBy: 'coordinator' | 'sites', sampled?: SampledCohort): PrivacyRecord {
+  charge(z: number, addedBy: 'coordinator' | 'sites', sampled?: SampledCohort, clip?: AdaptiveClipRound): PrivacyRecord {
     const q = sampled?.rate ?? SAMPLING_RATE;
     const last = this.history[this.history.length - 1];
     if (last && last.noiseMultiplier === z && last.samplingRate === q) this.history[this.history.length - 1] = { ...last, rounds: last.rounds + 1 };
     else this.history.push({ samplingRate: q, noiseMultiplier: z, rounds: 1 });
-    return this.record(addedBy, z, sampled);
+    return this.record(addedBy, z, sampled, clip);
   }
 
   /** The record of a version that added no noise (version 0). */
-  record(addedBy: 'coordinator' | 'sites' | 'none' = 'none', z = 0, sampled?: SampledCohort): PrivacyRecord {
+  record(addedBy: 'coordinator' | 'sites' | 'none' = 'none', z = 0, sampled?: SampledCohort, clip?: AdaptiveClipRound): PrivacyRecord {
     return {
       mechanism: 'dp-fedavg-gaussian',
       noiseAddedBy: addedBy,
-      clipNorm: this.cfg.clipNorm,
+      clipNorm: clip?.clipNorm ?? this.cfg.clipNorm,
       noiseMultiplier: this.cfg.noiseMultiplier,
       effectiveNoiseMultiplier: z,
-      sigma: z * this.cfg.clipNorm,
+      // Under SecAgg with k of n surviving, z here is z·√(k/n), and so is the update's share of it.
+      sigma: clip ? (z / this.cfg.noiseMultiplier) * clip.updateNoiseMultiplier * clip.clipNorm : z * this.cfg.clipNorm,
+      ...(clip ? { adaptiveClipping: { ...clip } } : {}),
       samplingRate: sampled?.rate ?? SAMPLING_RATE,
       ...(sampled ? { sampling: { ...sampled } } : {}),
       rounds: this.rounds,

@@ -13,6 +13,10 @@
 //   * SecAgg rounds: each site clips and adds its share of the noise before masking (proto/secagg/encoding.ts),
 //     so the sum arrives noised (WeightedSum.noised) and nothing is added here. A sum that is neither this
 //     strategy's own nor marked noised is refused: a DP run never commits an un-noised sum.
+//   * Adaptive clipping (settings.adaptive, privacy/adaptive-clip.ts): a plain round clips to C_t read from the base
+//     version's server state (the configured C before any), counts the updates under it, noises that count (σ_b)
+//     and the sum (σ = z_Δ·C_t) from the round's stream, and stores C_{t+1} in the state it hands back. Under SecAgg
+//     the sites clip to the same C_t (their round config carries it) and count; the sum brings their noised count.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { assertSameLayout } from '../../proto/tensors';
 import { GaussianStream } from '../../proto/gaussian';
@@ -22,12 +26,24 @@ import { LayoutIndex, StreamedFold } from './stream-fold';
 import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
 import { MAX_TOTAL_WEIGHT, SCALE } from './fixed-point';
 import { wrappedName } from './names';
+import {
+  CLIP_NORM_KEY,
+  MIN_ADAPTIVE_CLIP_NORM,
+  adaptiveClipProblems,
+  nextClipNorm,
+  unclippedFraction,
+  updateNoiseMultiplier,
+  type AdaptiveClipRound,
+  type AdaptiveClipSettings,
+} from '../privacy/adaptive-clip';
 
 export interface DpSettings {
   /** C: L2 clip norm of each site's update. */
   readonly clipNorm: number;
-  /** z: σ = z·C on the sum. */
+  /** z: σ = z·C on the sum (under adaptive clipping, what the accountant charges: σ = z_Δ·C_t, adaptive-clip.ts). */
   readonly noiseMultiplier: number;
+  /** privacy.adaptiveClipping: C follows a quantile of the update norms, clipNorm being the first round's. */
+  readonly adaptive?: AdaptiveClipSettings;
 }
 
 /** Largest clip norm: C·2^24 must stay far inside float64's exact integers once n updates and noise are summed. */
@@ -63,15 +79,31 @@ export function clipFactor(sumSquares: number, clipNorm: number): number {
   return norm > target ? target / norm : 1;
 }
 
+/**
+ * The C a round over the base version's server state (`tensors`) clips to: under adaptive clipping the C_t stored
+ * there (the configured C before any), else the configured C. Both tiers read it here: the plain round's sum and a
+ * SecAgg round's config (coordinator/secagg-attempt.ts).
+ */
+export function roundClipNorm(s: DpSettings, tensors?: readonly NamedTensor[]): number {
+  if (!s.adaptive) return s.clipNorm;
+  const t = tensors?.find((x) => x.name === CLIP_NORM_KEY);
+  if (!t) return s.clipNorm;
+  const c = t.data.length === 1 ? t.data[0] : NaN;
+  if (!(c >= MIN_ADAPTIVE_CLIP_NORM && c <= MAX_CLIP_NORM))
+    throw new Error(`DP-FedAvg: the stored clip norm ${CLIP_NORM_KEY} (${t.data.length === 1 ? c : `${t.data.length} values`}) is out of range`);
+  return c;
+}
+
 export class DpStrategy implements Strategy {
   readonly name: string;
   /** Any finite value is accepted: clipping bounds what reaches the sum. */
   readonly maxAbsDelta = Number.MAX_VALUE;
   /**
-   * Sums of this strategy's own rounds that still await their noise, by their tensors: a Poisson-sampled round hands
-   * the same sum over with its fixed denominator as totalWeight (round-outcome.ts), a new object on the same values.
+   * Sums of this strategy's own rounds that still await their noise, by their tensors (a Poisson-sampled round hands
+   * the same sum over with its fixed denominator as totalWeight, round-outcome.ts: a new object on the same values),
+   * with the C they were clipped to and how many of their updates were under it.
    */
-  private readonly unnoised = new WeakSet<object>();
+  private readonly unnoised = new WeakMap<object, RoundClip>();
 
   constructor(
     readonly inner: Strategy,
@@ -79,7 +111,18 @@ export class DpStrategy implements Strategy {
     /** Where noise comes from (default: a fresh CSPRNG stream per round). Tests may pass a seeded one. */
     private readonly noiseSource: () => GaussianStream = () => new GaussianStream(),
   ) {
-    const problems = dpProblems(settings);
+    const a = settings.adaptive;
+    const problems = [
+      ...dpProblems(settings),
+      ...(a
+        ? adaptiveClipProblems({
+            noiseMultiplier: settings.noiseMultiplier,
+            clipTargetQuantile: a.targetQuantile,
+            clipLearningRate: a.learningRate,
+            clipCountNoise: a.countNoise,
+          })
+        : []),
+    ];
     if (problems.length) throw new Error(`invalid privacy settings: ${problems.join('; ')}`);
     this.name = wrappedName(inner.name, 'dp');
   }
@@ -89,35 +132,97 @@ export class DpStrategy implements Strategy {
     return this.inner.hyperParameters;
   }
 
-  /** σ of the noise on the sum, in the adapter's units. */
-  get sigma(): number {
-    return this.settings.noiseMultiplier * this.settings.clipNorm;
+  /** z_Δ: the noise multiplier on the update sum; z itself without adaptive clipping. */
+  get updateNoiseMultiplier(): number {
+    const a = this.settings.adaptive;
+    return a ? updateNoiseMultiplier(this.settings.noiseMultiplier, a.countNoise) : this.settings.noiseMultiplier;
   }
 
-  begin(global: TensorList): Aggregation {
-    const agg = new ClippedSum(global, this.settings.clipNorm);
-    agg.onSum = (s) => this.unnoised.add(s.tensors);
+  /** σ of the noise on the sum, in the adapter's units, for a round clipped to `clipNorm` (default: the configured C). */
+  sigma(clipNorm = this.settings.clipNorm): number {
+    return this.updateNoiseMultiplier * clipNorm;
+  }
+
+  /** The C a round over the base version's server state clips to (roundClipNorm). */
+  clipNormAt(state?: ServerState): number {
+    return roundClipNorm(this.settings, state?.tensors);
+  }
+
+  /** Adaptive clipping's record of a round clipped to C_t whose `counted` updates gave `noisedCount`, over m. */
+  private step(a: AdaptiveClipSettings, clipNorm: number, noisedCount: number, counted: number, denominator: number): AdaptiveClipRound {
+    const fraction = unclippedFraction(noisedCount, counted, denominator);
+    return {
+      targetQuantile: a.targetQuantile,
+      learningRate: a.learningRate,
+      countNoise: a.countNoise,
+      updateNoiseMultiplier: this.updateNoiseMultiplier,
+      clipNorm,
+      unclippedFraction: fraction,
+      nextClipNorm: nextClipNorm(clipNorm, fraction, a, MAX_CLIP_NORM),
+    };
+  }
+
+  begin(global: TensorList, state?: ServerState): Aggregation {
+    const clipNorm = this.clipNormAt(state);
+    const agg = new ClippedSum(global, clipNorm);
+    agg.onSum = (s, unclipped) => this.unnoised.set(s.tensors, { clipNorm, unclipped, counted: s.totalWeight });
     return agg;
   }
 
   /** Noise once, then the inner strategy's step; a server optimiser's state passes through (`state`). */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
-    if (this.unnoised.has(sum.tensors)) {
+    const a = this.settings.adaptive;
+    const own = this.unnoised.get(sum.tensors);
+    let clip: AdaptiveClipRound | undefined;
+    let clipNorm = this.settings.clipNorm;
+    if (own) {
       this.unnoised.delete(sum.tensors); // once: a second aggregate of the same sum adds nothing more
-      const sigmaGrid = this.sigma * sum.scale;
+      clipNorm = own.clipNorm;
       const noise = this.noiseSource();
+      if (a) {
+        if (!state) throw new Error("DP-FedAvg's adaptive clipping keeps C between rounds: aggregate() needs the base version's state");
+        // The count's draw first, then the sum's, from the round's one stream.
+        const g = new Float64Array(1);
+        noise.into(g, a.countNoise);
+        // m: the round's fixed denominator, the one its mean divides by (the updates, or q·N when Poisson-sampled).
+        clip = this.step(a, clipNorm, own.unclipped + g[0], own.counted, sum.totalWeight);
+      }
+      const sigmaGrid = this.sigma(clipNorm) * sum.scale;
       for (const acc of sum.tensors.values()) {
-        const a = acc as Float64Array;
-        const n = new Float64Array(a.length);
+        const x = acc as Float64Array;
+        const n = new Float64Array(x.length);
         noise.roundedInto(n, sigmaGrid);
-        for (let i = 0; i < a.length; i++) a[i] += n[i];
+        for (let i = 0; i < x.length; i++) x[i] += n[i];
       }
     } else if (!sum.noised) {
       throw new Error('differential privacy: the sum carries no noise (neither this round’s clipped sum nor noised by the sites)');
+    } else if (a) {
+      // Sites clipped to C_t (the same base state gave the round's SecAgg config its clip norm) and counted.
+      if (sum.noisedCount === undefined) throw new Error('differential privacy: adaptive clipping needs the sites’ noised count of unclipped updates');
+      if (!state) throw new Error("DP-FedAvg's adaptive clipping keeps C between rounds: aggregate() needs the base version's state");
+      clipNorm = this.clipNormAt(state);
+      clip = this.step(a, clipNorm, sum.noisedCount, sum.totalWeight, sum.totalWeight);
     }
-    // The noise's σ travels with the sum, for an optimiser that discounts its variance (strategy.noiseAware).
-    return this.inner.aggregate(global, { ...sum, noiseStd: this.sigma }, state);
+    // The noise's σ travels with the sum, for an optimiser that discounts its variance (strategy.noiseAware). The
+    // inner strategy sees only its own state; the clip norm is this decorator's.
+    const noiseStd = this.sigma(clipNorm);
+    if (!state) return this.inner.aggregate(global, { ...sum, noiseStd });
+    const innerState: ServerState = { tensors: state.tensors.filter((t) => t.name !== CLIP_NORM_KEY), round: state.round };
+    const next = this.inner.aggregate(global, { ...sum, noiseStd }, innerState);
+    const mine: NamedTensor[] = clip ? [{ name: CLIP_NORM_KEY, dtype: 'float32', shape: [1], data: Float32Array.of(clip.nextClipNorm) }] : [];
+    state.tensors = [...innerState.tensors, ...mine].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    if (clip) state.adaptiveClip = clip;
+    return next;
   }
+}
+
+/** What DpStrategy keeps of a round's own sum until it noises it. */
+interface RoundClip {
+  readonly clipNorm: number;
+  /** Counted updates whose norm was at most clipNorm. */
+  readonly unclipped: number;
+  /** Counted updates. */
+  readonly counted: number;
 }
 
 /** A plain round's Σ of clipped updates, each with weight 1, on the 2^-24 grid (exact integers in float64). */
@@ -127,8 +232,11 @@ class ClippedSum implements Aggregation {
   private readonly acc: Map<string, Float64Array>;
   /** Clip factor of each admitted update; `added` marks those already in the sum. */
   private readonly factor = new Map<string, number>();
+  /** Admitted updates whose norm is at most C (adaptive clipping's bits b_i = 1). */
+  private readonly under = new Set<string>();
   private readonly added = new Set<string>();
-  onSum: (s: WeightedSum) => void = () => undefined;
+  /** Called once with the sum and how many of its updates were under C. */
+  onSum: (s: WeightedSum, unclipped: number) => void = () => undefined;
   private made: WeightedSum | undefined;
 
   constructor(
@@ -165,11 +273,21 @@ class ClippedSum implements Aggregation {
         throw new AdmissionError(`DP-FedAvg: ${u.clientId}:${this.global[k].name}[${i}] = ${x[i]} is not finite`);
       }
     }
-    this.factor.set(u.clientId, clipFactor(sq, this.clipNorm));
+    this.clipped(u.clientId, sq);
+  }
+
+  /** Records an update's clip factor and bit from its Σx² (the same float64 sum on both paths). */
+  private clipped(clientId: string, sumSquares: number): number {
+    const c = clipFactor(sumSquares, this.clipNorm);
+    this.factor.set(clientId, c);
+    if (Math.sqrt(sumSquares) <= this.clipNorm) this.under.add(clientId);
+    return c;
   }
 
   release(clientId: string): void {
-    if (!this.added.has(clientId)) this.factor.delete(clientId);
+    if (this.added.has(clientId)) return;
+    this.factor.delete(clientId);
+    this.under.delete(clientId);
   }
 
   /**
@@ -198,9 +316,7 @@ class ClippedSum implements Aggregation {
         return new AdmissionError(`DP-FedAvg: ${clientId}:${at.name}[${at.index}] = ${value} is not finite`);
       },
       finish: () => {
-        const c = clipFactor(sq, this.clipNorm);
-        this.factor.set(clientId, c);
-        f = c * SCALE;
+        f = this.clipped(clientId, sq) * SCALE;
         return true;
       },
       replay: (start, n) => {
@@ -213,7 +329,10 @@ class ClippedSum implements Aggregation {
         for (let i = 0; i < n; i++) acc[start + i] += Math.trunc(-f * x[i]);
       },
       commit: () => void this.added.add(clientId),
-      abandon: () => void this.factor.delete(clientId),
+      abandon: () => {
+        this.factor.delete(clientId);
+        this.under.delete(clientId);
+      },
       undone: () => undefined,
     });
   }
@@ -228,7 +347,7 @@ class ClippedSum implements Aggregation {
   sum(): WeightedSum {
     if (!this.made) {
       this.made = { tensors: this.acc, totalWeight: this.added.size, scale: SCALE };
-      this.onSum(this.made);
+      this.onSum(this.made, [...this.added].filter((id) => this.under.has(id)).length);
     }
     return this.made;
   }

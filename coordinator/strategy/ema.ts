@@ -37,8 +37,8 @@ export class EmaStrategy implements Strategy {
     this.hyperParameters = { ...(inner.hyperParameters ?? {}), ema: beta };
   }
 
-  begin(global: TensorList): Aggregation {
-    return this.inner.begin(global);
+  begin(global: TensorList, state?: ServerState): Aggregation {
+    return this.inner.begin(global, state);
   }
 
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[] {
@@ -65,6 +65,7 @@ export class EmaStrategy implements Strategy {
       else for (let j = 0; j < out.length; j++) out[j] = e.data[j] + weight * (w.data[j] - e.data[j]);
       return { name: `${PREFIX}${w.name}`, dtype: 'float32', shape: [...w.shape], data: out };
     });
+    if (innerState.adaptiveClip) state.adaptiveClip = innerState.adaptiveClip;
     state.tensors = [...innerState.tensors, ...averaged].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return next;
   }

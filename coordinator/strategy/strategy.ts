@@ -10,6 +10,7 @@
 //   momentum or moments, saved with every committed version and restored from it, so a restart resumes exactly.
 // Implementations must be deterministic and independent of the order in which updates arrive.
 import type { NamedTensor, TensorList } from '../../proto/tensors';
+import type { AdaptiveClipRound } from '../privacy/adaptive-clip';
 
 export interface ClientUpdate {
   readonly clientId: string;
@@ -35,6 +36,8 @@ export interface WeightedSum {
    * strategy it wraps), so a noise-aware optimiser can discount its variance (σ/totalWeight)² on the mean.
    */
   readonly noiseStd?: number;
+  /** Under SecAgg with adaptive clipping: the sites' noised count of updates under the round's C (from the sum). */
+  readonly noisedCount?: number;
 }
 
 /** Why an update was not admitted; the service answers it with INVALID_ARGUMENT. */
@@ -112,6 +115,8 @@ export interface ServerState {
   tensors: readonly NamedTensor[];
   /** The round being aggregated (from 1): what a server learning-rate schedule reads (server-schedule.ts). */
   readonly round?: number;
+  /** Set by DP-FedAvg's adaptive clipping (privacy.adaptiveClipping): the round's C and what it measured, for the manifest. */
+  adaptiveClip?: AdaptiveClipRound;
 }
 
 export interface Strategy {
@@ -123,9 +128,10 @@ export interface Strategy {
   /**
    * Opens a round over `global`, the round's base version: its values must not change until the round's
    * aggregate() (a committed version never does), which a strategy may read here already (FedAvg places them in a
-   * threaded sum's memory: fold-close.ts).
+   * threaded sum's memory: fold-close.ts). `state` is the base version's server state, read-only here: what a
+   * strategy whose round depends on it reads (DP-FedAvg's adaptive clip norm, privacy/adaptive-clip.ts).
    */
-  begin(global: TensorList): Aggregation;
+  begin(global: TensorList, state?: ServerState): Aggregation;
   /**
    * The next global adapter from a weighted sum over global's layout. `state` carries a server optimiser's
    * state in and out (see ServerState); a stateful strategy refuses to run without it.

@@ -30,6 +30,12 @@ export interface SecAggRoundConfig {
    * absent or 0: none.
    */
   readonly noiseMultiplier?: number;
+  /**
+   * DP-FedAvg's adaptive clipping: σ_b > 0 makes each site append its bit 1[‖x‖ ≤ clipNorm] as one more value, on
+   * the count grid (countScale), with its share of the count's noise (countShareSigma), so the sum's last value is
+   * the noised count of unclipped updates; absent or 0: no such value.
+   */
+  readonly clipCountNoise?: number;
 }
 
 /** Fewer clients than this and each one learns a lot about the others from the published sum. */
@@ -87,6 +93,36 @@ export const MAX_NOISE_MULTIPLIER = 1000;
 /** Headroom for a site's noise share in its standard deviations: P(|N| > 10σ) ≈ 1.5e-23 per value. */
 export const NOISE_TAIL = 10;
 
+/** Largest count noise σ_b a round may carry (in sites; the count grid keeps NOISE_TAIL·σ_b/√n of headroom). */
+export const MAX_COUNT_NOISE = 1e4;
+
+/** Whether the vector ends with adaptive clipping's count value. */
+export const hasCountSlot = (cfg: Pick<SecAggRoundConfig, 'clipCountNoise'>): boolean => (cfg.clipCountNoise ?? 0) > 0;
+
+/**
+ * The count grid: a site's bit is K = ⌊maxAbs/(1 + NOISE_TAIL·σ_b/√n)⌋ grid steps, so its bit plus its noise share
+ * stays within ±maxAbs (what every value of the vector is held to) and N_max of them never wrap.
+ */
+export function countScale(cfg: Pick<SecAggRoundConfig, 'maxClients' | 'clipCountNoise' | 'selected' | 'clipNorm'>): number {
+  const { maxAbs } = quantisation({ maxClients: cfg.maxClients, clipNorm: cfg.clipNorm });
+  return Math.floor(maxAbs / (1 + (NOISE_TAIL * (cfg.clipCountNoise ?? 0)) / Math.sqrt(Math.max(1, cfg.selected.length))));
+}
+
+/** Standard deviation (in count-grid steps) of the count noise share each of the n selected sites adds: K·σ_b/√n. */
+export function countShareSigma(cfg: SecAggRoundConfig): number {
+  const s = cfg.clipCountNoise ?? 0;
+  return s > 0 ? (countScale(cfg) * s) / Math.sqrt(cfg.selected.length) : 0;
+}
+
+/**
+ * The noise multiplier a round's release amounts to: z on the update sum and, with adaptive clipping's count, σ_b on
+ * a count whose sensitivity to one site is ½ are together the Gaussian mechanism at (z^−2 + (2σ_b)^−2)^−1/2 (Andrew
+ * et al. 2021, Theorem 1). What a site's noise floor is held to: the count spends part of the noise.
+ */
+export function jointNoiseMultiplier(z: number, clipCountNoise = 0): number {
+  return clipCountNoise > 0 ? (z ** -2 + (2 * clipCountNoise) ** -2) ** -0.5 : z;
+}
+
 type QuantisationInput = Pick<SecAggRoundConfig, 'maxClients' | 'clipNorm'> & Partial<Pick<SecAggRoundConfig, 'noiseMultiplier' | 'selected'>>;
 
 /**
@@ -115,7 +151,7 @@ export function quantisation(cfg: QuantisationInput): {
 export function noiseShareSigma(cfg: SecAggRoundConfig): number {
   const z = cfg.noiseMultiplier ?? 0;
   if (!(z > 0)) return 0;
-  const d = cfg.vectorLength - 1;
+  const d = cfg.vectorLength - 1 - (hasCountSlot(cfg) ? 1 : 0);
   return (z * (cfg.clipNorm * quantisation(cfg).valueScale + Math.sqrt(d))) / Math.sqrt(cfg.selected.length);
 }
 
@@ -146,5 +182,9 @@ export function validateConfig(cfg: SecAggRoundConfig): void {
   const z = cfg.noiseMultiplier ?? 0;
   if (!(Number.isFinite(z) && z >= 0 && z <= MAX_NOISE_MULTIPLIER)) throw bad(`noiseMultiplier ${z} must be a finite number in [0, ${MAX_NOISE_MULTIPLIER}]`);
   if (cfg.include.length === 0 || !isSortedUnique(cfg.include)) throw bad('include must be a non-empty, sorted, unique list of tensor names');
-  if (!isInt(cfg.vectorLength, 2, 2 ** 31)) throw bad(`vectorLength ${cfg.vectorLength} must be an integer ≥ 2`);
+  const c = cfg.clipCountNoise ?? 0;
+  if (!(Number.isFinite(c) && c >= 0 && c <= MAX_COUNT_NOISE)) throw bad(`clipCountNoise ${c} must be a finite number in [0, ${MAX_COUNT_NOISE}]`);
+  if (c > 0 && !(countScale(cfg) >= 1)) throw bad(`clipCountNoise ${c} leaves the count grid no step for a site's bit`);
+  const least = hasCountSlot(cfg) ? 3 : 2;
+  if (!isInt(cfg.vectorLength, least, 2 ** 31)) throw bad(`vectorLength ${cfg.vectorLength} must be an integer ≥ ${least}`);
 }

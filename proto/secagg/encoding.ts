@@ -1,9 +1,11 @@
 // Floats ↔ integers mod 2^32 for secure aggregation. A client sends [q(w), q(w·c·x)] with w = min(n, cap)/cap
 // and c = min(1, S/‖x‖₂) (clip), quantised with unbiased stochastic rounding on a grid with ⌈log2 N_max⌉
 // headroom bits, so the sum of N_max vectors, read as int32, never wraps. The coordinator divides the two sums.
+// Under DP-FedAvg's adaptive clipping (cfg.clipCountNoise > 0) the vector ends with one more value: the site's bit
+// 1[‖x‖₂ ≤ S] on the count grid plus its share of the count's noise; the sum's last value is the noised count.
 import { ProtocolError, status } from '../errors';
 import type { NamedTensor, TensorList } from '../tensors';
-import { noiseShareSigma, quantisation, type SecAggRoundConfig } from './config';
+import { countScale, countShareSigma, hasCountSlot, noiseShareSigma, quantisation, type SecAggRoundConfig } from './config';
 import { GaussianStream } from '../gaussian';
 import { KEYSTREAM_CHUNK_WORDS, Keystream } from './prg';
 import { simd } from './simd';
@@ -21,14 +23,16 @@ export interface LayoutEntry {
 
 export interface VectorLayout {
   readonly entries: readonly LayoutEntry[];
-  /** 1 + Σ sizes: SecAggRoundConfig.vectorLength. */
+  /** 1 + Σ sizes (+ 1 with the count value): SecAggRoundConfig.vectorLength. */
   readonly length: number;
+  /** Where adaptive clipping's count value lives (the last), when the round has one. */
+  readonly countAt?: number;
 }
 
 const invalid = (msg: string): ProtocolError => new ProtocolError(status.INVALID_ARGUMENT, msg);
 
-/** Where each included tensor lives in the summed vector; tensors follow the (sorted) include order. */
-export function vectorLayout(adapter: TensorList, include: readonly string[]): VectorLayout {
+/** Where each included tensor lives in the summed vector; tensors follow the (sorted) include order, then the count value (`count`). */
+export function vectorLayout(adapter: TensorList, include: readonly string[], count = false): VectorLayout {
   let offset = 1;
   const entries = include.map((name) => {
     const tensor = adapter.findIndex((t) => t.name === name);
@@ -38,7 +42,7 @@ export function vectorLayout(adapter: TensorList, include: readonly string[]): V
     offset += size;
     return e;
   });
-  return { entries, length: offset };
+  return count ? { entries, length: offset + 1, countAt: offset } : { entries, length: offset };
 }
 
 /** Σ x² over the included values; the first non-finite value throws (named as the caller sees it). */
@@ -110,7 +114,7 @@ export function updateDigest(delta: TensorList, numExamples: number, include: re
 export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAggRoundConfig, roundingSeed: Uint8Array, noiseSeed?: Uint8Array): Uint32Array {
   if (roundingSeed.length !== 32) throw new RangeError('roundingSeed must be 32 bytes');
   if (!(Number.isSafeInteger(numExamples) && numExamples >= 1)) throw invalid(`numExamples ${numExamples} must be a positive integer`);
-  const layout = vectorLayout(delta, cfg.include);
+  const layout = vectorLayout(delta, cfg.include, hasCountSlot(cfg));
   if (layout.length !== cfg.vectorLength) throw invalid(`secagg layout: vector of ${layout.length} values, round expects ${cfg.vectorLength}`);
   const sq = sumSquares(delta, layout);
   const { maxAbs, valueScale, weightScale } = quantisation(cfg);
@@ -125,7 +129,16 @@ export function encodeUpdate(delta: TensorList, numExamples: number, cfg: SecAgg
   const ks = new Keystream(roundingSeed);
   const quantise = Number.isFinite(f) ? quantiseSimd : quantiseIntoSlow;
   const sigma = noiseShareSigma(cfg);
-  const gauss = sigma > 0 ? new GaussianStream(noiseSeed) : undefined;
+  const countSigma = countShareSigma(cfg);
+  const stream = sigma > 0 || countSigma > 0 ? new GaussianStream(noiseSeed) : undefined;
+  if (layout.countAt !== undefined) {
+    // The count's share is the stream's first draw, so it does not depend on the vector's length.
+    const g = new Float64Array(1);
+    stream!.roundedInto(g, countSigma);
+    const bit = norm <= cfg.clipNorm ? countScale(cfg) : 0;
+    o[layout.countAt] = Math.min(maxAbs, Math.max(-maxAbs, bit + g[0]));
+  }
+  const gauss = sigma > 0 ? stream : undefined;
   const noise = new Float64Array(gauss ? KEYSTREAM_CHUNK_WORDS : 0);
   for (const e of layout.entries) {
     const x = delta[e.tensor].data;
@@ -175,15 +188,16 @@ export function unmaskedSum(
   cfg: SecAggRoundConfig,
   global: TensorList,
   survivors?: number,
-): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number } {
-  const layout = vectorLayout(global, cfg.include);
+): { tensors: Map<string, Int32Array>; totalWeight: number; scale: number; noisedCount?: number } {
+  const layout = vectorLayout(global, cfg.include, hasCountSlot(cfg));
   if (sum.length !== layout.length || sum.length !== cfg.vectorLength) throw invalid(`secagg decode: sum of ${sum.length} values, layout has ${layout.length}`);
   const ints = new Int32Array(sum.buffer, sum.byteOffset, sum.length);
   const { valueScale, weightScale } = quantisation(cfg);
   if (ints[0] <= 0) throw invalid(`secagg decode: total weight ${ints[0]} must be positive`);
   if (survivors !== undefined) checkAggregate(ints, cfg, survivors);
   const tensors = new Map(layout.entries.map((e) => [e.name, ints.subarray(e.offset, e.offset + e.size)] as const));
-  return { tensors, totalWeight: ints[0] / weightScale, scale: valueScale };
+  const count = layout.countAt === undefined ? {} : { noisedCount: ints[layout.countAt] / countScale(cfg) };
+  return { tensors, totalWeight: ints[0] / weightScale, scale: valueScale, ...count };
 }
 
 /**

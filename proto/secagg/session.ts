@@ -21,6 +21,7 @@ const configParts = (c: SecAggRoundConfig): (string | number)[] => [
   ...c.selected,
   // Appended only when set, so rounds without noise keep the session ids they always had.
   ...(c.noiseMultiplier ? ['noise', c.noiseMultiplier] : []),
+  ...(c.clipCountNoise ? ['count', c.clipCountNoise] : []),
 ];
 
 /** Digest an advertisement's signature covers: the round (tag, checkpoint), the client and both keys. */

@@ -27,6 +27,7 @@ export function settingsToWire(c: SecAggRoundConfig): SecAggSettings {
     include: [...c.include],
     vector_length: c.vectorLength,
     noise_multiplier: c.noiseMultiplier ?? 0,
+    clip_count_noise: c.clipCountNoise ?? 0,
   };
 }
 
@@ -44,6 +45,7 @@ export function settingsFromWire(s: SecAggSettings__Output, baseManifestSha256: 
     include: [...s.include],
     vectorLength: s.vector_length,
     ...(s.noise_multiplier ? { noiseMultiplier: s.noise_multiplier } : {}),
+    ...(s.clip_count_noise ? { clipCountNoise: s.clip_count_noise } : {}),
   };
 }
 

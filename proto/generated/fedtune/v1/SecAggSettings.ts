@@ -13,6 +13,7 @@ export interface SecAggSettings {
   'include'?: (string)[];
   'vector_length'?: (number);
   'noise_multiplier'?: (number | string);
+  'clip_count_noise'?: (number | string);
 }
 
 export interface SecAggSettings__Output {
@@ -27,4 +28,5 @@ export interface SecAggSettings__Output {
   'include': (string)[];
   'vector_length': (number);
   'noise_multiplier': (number);
+  'clip_count_noise': (number);
 }
