@@ -18,6 +18,12 @@ const sd = (xs: readonly number[]): number => (xs.length < 2 ? NaN : Math.sqrt(x
 const T975 = [NaN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
 const meanSd = (xs: readonly number[]): string => `${pct(mean(xs))} ± ${pct(sd(xs))}`;
 
+/** Paired differences DP − twin (fractions): mean ± sd, a 95% t interval, and how many are within 3 points. */
+export function pairedSummary(xs: readonly number[]): string {
+  const h = (T975[xs.length - 1] ?? 1.96) * (sd(xs) / Math.sqrt(xs.length));
+  return `**${pts(mean(xs))}** ± ${pct(sd(xs))} (95%: ${pts(mean(xs) - h)} to ${pts(mean(xs) + h)}); within 3 on ${xs.filter((x) => x >= -0.03).length} of ${xs.length}`;
+}
+
 interface Cell {
   readonly regime: string;
   readonly arm: string;
@@ -69,11 +75,9 @@ export function run22Table(cells: readonly Cell[], failed: readonly string[]): s
         `| ${g} | ${p.seed} | ${p.dp.r.draws && p.dp.r.draws.sha256 === p.tw.r.draws?.sha256 ? 'yes' : '**no**'} | ${pts(p.dp.row.best - p.tw.row.best)} | ${pts(p.dp.row.final - p.tw.row.final)} | ${pts(p.dp.row.lastMean - p.tw.row.lastMean)} |`,
       );
     if (pairs.length === 0) continue;
-    const ci = (xs: number[]): string => {
-      const h = (T975[xs.length - 1] ?? 1.96) * (sd(xs) / Math.sqrt(xs.length));
-      return `**${pts(mean(xs))}** ± ${pct(sd(xs))} (95%: ${pts(mean(xs) - h)} to ${pts(mean(xs) + h)}); within 3 on ${xs.filter((x) => x >= -0.03).length} of ${xs.length}`;
-    };
-    out.push(`| ${g} | **mean ± sd** (${pairs.length} pairs) | | ${ci(d('best'))} | ${ci(d('final'))} | ${ci(d('lastMean'))} |`);
+    out.push(
+      `| ${g} | **mean ± sd** (${pairs.length} pairs) | | ${pairedSummary(d('best'))} | ${pairedSummary(d('final'))} | ${pairedSummary(d('lastMean'))} |`,
+    );
   }
   return `${out.join('\n')}\n`;
 }
