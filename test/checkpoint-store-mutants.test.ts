@@ -60,7 +60,7 @@ describe('checkpoint store, exactly', () => {
           ] as unknown as Manifest['participants'],
           metrics: { 'clients.train_loss': 1.23456, 'eval.loss': 2, 'eval.accuracy': 0.5, 'heldout.eval_loss': 0.1, 'heldout.eval_accuracy': 0.25 },
           best: { version: 1 } as Manifest['best'],
-          privacy: { epsilon: 1.5, delta: 1e-5 } as unknown as Manifest['privacy'],
+          privacy: { epsilon: 1.5, delta: 1e-5, clipNorm: 4.1870003 } as unknown as Manifest['privacy'],
         }),
         row({
           version: 12,
@@ -81,13 +81,13 @@ describe('checkpoint store, exactly', () => {
       ]),
     );
     expect(table.split('\n')).to.deep.equal([
-      'version  round  attempt  clients  examples  train_loss  eval_loss  eval_acc  heldout_loss  heldout_acc  best  epsilon        pruned         created',
-      'v0       0      0        0        0         -           -          -         -             -            -     -              -              2026-11-29T00:00:00.000Z',
-      'v1       1      1        2        7         1.2346      2.0000     0.500     0.1000        0.250        v1    1.500@0.00001  adapter+state  2026-11-29T00:00:01.000Z',
-      'v12      12     1        3        hidden    -           -          -         -             -            -     inf            state          2026-11-29T00:00:12.000Z',
-      'v13      13     1        0        0         -           -          -         -             -            -     -              adapter        2026-11-29T00:00:13.000Z',
-      'v14      14     1        0        0         -           -          -         -             -            -     -              ?              2026-11-29T00:00:14.000Z',
-      'v15      15     1        0        0         -           -          -         -             -            -     -              -              2026-11-29T00:00:15.000Z',
+      'version  round  attempt  clients  examples  train_loss  eval_loss  eval_acc  heldout_loss  heldout_acc  best  epsilon        clip   pruned         created',
+      'v0       0      0        0        0         -           -          -         -             -            -     -              -      -              2026-11-29T00:00:00.000Z',
+      'v1       1      1        2        7         1.2346      2.0000     0.500     0.1000        0.250        v1    1.500@0.00001  4.187  adapter+state  2026-11-29T00:00:01.000Z',
+      'v12      12     1        3        hidden    -           -          -         -             -            -     inf            -      state          2026-11-29T00:00:12.000Z',
+      'v13      13     1        0        0         -           -          -         -             -            -     -              -      adapter        2026-11-29T00:00:13.000Z',
+      'v14      14     1        0        0         -           -          -         -             -            -     -              -      ?              2026-11-29T00:00:14.000Z',
+      'v15      15     1        0        0         -           -          -         -             -            -     -              -      -              2026-11-29T00:00:15.000Z',
     ]);
   });
 

@@ -5,6 +5,7 @@
 // C_{t+1} the paper's step from the noised fraction it records, and its ε the accountant's at z (not z_Δ). The noise
 // is drawn per round from a fixed seed here (production draws a fresh secret one), so both runs draw the same.
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
+import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { CLIP_NORM_KEY, updateNoiseMultiplier } from '../coordinator/privacy/adaptive-clip';
 import { FedAdam } from '../coordinator/strategy/fedopt';
@@ -65,5 +66,9 @@ describe('adaptive clipping across a coordinator restart (real gRPC)', function 
       cs.push(c);
     }
     expect(new Set([1, ...cs]).size, 'C moved every round').to.equal(4);
+    // `fedtune checkpoints list` shows each version's C_t (what its round clipped to) in its clip column.
+    const table = formatVersionTable(await storeA.list()).split('\n');
+    const col = table[0].split(/\s+/).indexOf('clip');
+    expect(table.slice(2, 5).map((l) => l.split(/\s+/)[col])).to.deep.equal([1, ...cs.slice(0, 2)].map((x) => x.toPrecision(4)));
   });
 });

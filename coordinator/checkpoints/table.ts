@@ -43,6 +43,12 @@ function epsilonCell(m: Manifest): string {
   return `${e >= 1e6 ? e.toExponential(2) : e.toFixed(3)}@${m.privacy.delta}`;
 }
 
+/** The round's clip norm C under DP (adaptive clipping's C_t when on), 4 significant digits; '-' without DP. */
+function clipCell(m: Manifest): string {
+  const c = m.privacy?.clipNorm;
+  return typeof c === 'number' ? c.toPrecision(4) : '-';
+}
+
 export function formatVersionTable(manifests: readonly Manifest[], pruned: PrunedByVersion = new Map()): string {
   const rows = [
     [
@@ -58,6 +64,7 @@ export function formatVersionTable(manifests: readonly Manifest[], pruned: Prune
       'heldout_acc',
       'best',
       'epsilon',
+      'clip',
       'pruned',
       'created',
     ],
@@ -78,6 +85,7 @@ export function formatVersionTable(manifests: readonly Manifest[], pruned: Prune
       num(m.metrics['heldout.eval_accuracy'], 3),
       m.best ? `v${m.best.version}` : '-',
       epsilonCell(m),
+      clipCell(m),
       prunedCell(pruned.get(m.version)),
       m.createdAt,
     ]);
