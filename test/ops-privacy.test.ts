@@ -1,0 +1,112 @@
+// The operator's view of a DP run (coordinator/ops/privacy-status.ts) over the real coordinator, real gRPC and real
+// SDK sites: a DP-FedAvg run with adaptive clipping and an ε budget, its Prometheus fedtune_privacy_* series taken
+// at every commit and its dashboard state read over HTTP equal the latest manifest's figures exactly (ε, δ, the
+// budget, C_{t+1}, z) and the rounds the budget allows equal the ledger's own count; the budget stops the run where
+// that count said; a coordinator restarted on the run directory shows the same figures before any round.
+import * as http from 'node:http';
+import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
+import type { DashboardState } from '../coordinator/ops/dashboard/state';
+import { epsilonSpent } from '../coordinator/privacy/accountant';
+import { StepTrainer } from './dp-restart-kit';
+import { freePort, startCoordinator, tempDir, type Harness } from './harness';
+import { expectedSeries, expectedStatus, privacySeries, sample, type PrivacySettings } from './ops-privacy-kit';
+import { restartSuite, startRestartSites } from './restart-sites';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject),
+  );
+}
+
+const Z = 0.5;
+const e = (t: number): number => epsilonSpent([{ q: 1, z: Z, steps: t }], 1e-5);
+/** Between ε after 4 and after 5 rounds: the run may commit 4 rounds. */
+const BUDGET = (e(4) + e(5)) / 2;
+const PRIVACY = {
+  enabled: true,
+  clipNorm: 1,
+  noiseMultiplier: Z,
+  delta: 1e-5,
+  epsilonBudget: BUDGET,
+  adaptiveClipping: true,
+  clipTargetQuantile: 0.5,
+  clipLearningRate: 0.2,
+  clipCountNoise: 1,
+};
+const SETTINGS: PrivacySettings = { clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, epsilonBudget: BUDGET, adaptiveClipping: true, q: 1 };
+
+describe('ops: a DP run’s privacy in the metrics and the dashboard (real gRPC)', function () {
+  this.timeout(120_000);
+  const suite = restartSuite();
+
+  async function start(runDir: string, total: number): Promise<Harness> {
+    const ops = { metrics: { port: await freePort() }, dashboard: { port: await freePort() } };
+    const h = await startCoordinator(runDir, { total }, { privacy: PRIVACY, ...ops });
+    suite.coordinators.push(h.coordinator);
+    return h;
+  }
+  const scrapeOf = (h: Harness): Promise<string> => httpGet(`${h.coordinator.ops!.metricsEndpoint!.url}/metrics`);
+  const stateOf = (h: Harness): Promise<DashboardState> =>
+    httpGet(`${h.coordinator.ops!.dashboardEndpoint!.url}/api/state`).then((b) => JSON.parse(b) as DashboardState);
+
+  it('equal the latest manifest after every commit, stop where the rounds left said, and come back from the run directory after a restart', async () => {
+    const runDir = await tempDir('ops-privacy');
+    suite.dirs.push(runDir);
+    const store = new FsCheckpointStore(runDir, { readOnly: true });
+    const h = await start(runDir, 6);
+    // At each commit: the registry's text right then (its gauges are set by the commit event itself), and the
+    // dashboard's state over HTTP (whatever version is latest when it answers: checked against its own).
+    const scrapes: Promise<string>[] = [];
+    const states: Promise<DashboardState>[] = [];
+    h.coordinator.on('roundCommitted', () => {
+      scrapes.push(h.coordinator.ops!.metrics!.scrape().then((s) => s.body));
+      states.push(stateOf(h));
+    });
+    const finished = new Promise<{ version: number; reason: string }>((r) => h.coordinator.once('runFinished', r));
+    const sites = startRestartSites(h.address, [new StepTrainer(0.3), new StepTrainer(-0.02)], suite.clients);
+    expect((await h.coordinator.done).manifest.version).to.equal(4);
+    await Promise.all(sites.runs);
+    expect((await finished).reason).to.match(/^privacy budget: round 5 would take ε from /);
+
+    const seen: number[] = [];
+    for (const text of [...(await Promise.all(scrapes)), await scrapeOf(h)]) {
+      const v = sample(text, 'fedtune_latest_version');
+      seen.push(v);
+      expect(privacySeries(text), `scrape at v${v}`).to.deep.equal(expectedSeries((await store.read(v)).manifest, SETTINGS));
+    }
+    expect(seen).to.deep.equal([0, 1, 2, 3, 4, 4]);
+    for (const state of [...(await Promise.all(states)), await stateOf(h)]) {
+      const v = state.run.latestVersion;
+      expect(state.privacy, `dashboard at v${v}`).to.deep.equal(expectedStatus((await store.read(v)).manifest, SETTINGS));
+    }
+    // What the figures were: C moved every round (adaptive), and the rounds left counted down to the stop.
+    const after = await Promise.all([0, 1, 2, 3, 4].map(async (v) => expectedStatus((await store.read(v)).manifest, SETTINGS)));
+    expect(after.map((s) => s.roundsLeft)).to.deep.equal([4, 3, 2, 1, 0]);
+    expect(after.map((s) => s.epsilon)).to.deep.equal([0, e(1), e(2), e(3), e(4)]);
+    expect(new Set(after.map((s) => s.clipNorm)).size, 'C moved every round').to.equal(5);
+    await h.coordinator.stop(200);
+
+    // Restarted with more rounds but the same budget: before any round, the series and the panel are version 4's.
+    const h2 = await start(runDir, 8);
+    const deadline = Date.now() + 10_000;
+    let text = await scrapeOf(h2);
+    while (!(sample(text, 'fedtune_latest_version') === 4) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = await scrapeOf(h2);
+    }
+    const v4 = (await store.read(4)).manifest;
+    expect(privacySeries(text)).to.deep.equal(expectedSeries(v4, SETTINGS));
+    expect(sample(text, 'fedtune_rounds_committed_total')).to.equal(0);
+    const state = await stateOf(h2);
+    expect(state.run.latestVersion).to.equal(4);
+    expect(state.privacy).to.deep.equal(expectedStatus(v4, SETTINGS));
+    expect(state.privacy!.roundsLeft).to.equal(0);
+  });
+});
