@@ -6,6 +6,7 @@
 import * as http from 'node:http';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
+import { roundsLeft } from '../coordinator/ops/privacy-status';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { StepTrainer } from './dp-restart-kit';
 import { freePort, startCoordinator, tempDir, type Harness } from './harness';
@@ -41,6 +42,28 @@ const PRIVACY = {
   clipCountNoise: 1,
 };
 const SETTINGS: PrivacySettings = { clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, epsilonBudget: BUDGET, adaptiveClipping: true, q: 1 };
+
+describe('ops: rounds the ε budget allows (the accountant’s largest k)', () => {
+  it('is the k whose ε after k more rounds is within the budget and after k + 1 is not, over a mixed history', () => {
+    const history = [
+      { q: 1, z: 2, steps: 3 },
+      { q: 0.02, z: 1.1, steps: 250 }, // ε 4.449 at 1e-5
+    ];
+    const after = (k: number, q: number, z: number): number => epsilonSpent([...history, { q, z, steps: k }], 1e-5);
+    for (const [q, z, budget] of [
+      [0.02, 1.1, 6],
+      [0.005, 0.9, 8],
+      [1, 1.5, 10],
+    ] as const) {
+      const k = roundsLeft(history, q, z, 1e-5, budget);
+      expect(after(k, q, z), `q ${q}`).to.be.at.most(budget);
+      expect(after(k + 1, q, z), `q ${q}`).to.be.above(budget);
+      expect(k, `q ${q}: a search past the first doublings`).to.be.above(q === 1 ? 0 : 100);
+    }
+    // A budget already spent (or not enough for one round) allows none.
+    expect(roundsLeft(history, 1, 1.5, 1e-5, after(0, 1, 1.5))).to.equal(0);
+  });
+});
 
 describe('ops: a DP run’s privacy in the metrics and the dashboard (real gRPC)', function () {
   this.timeout(120_000);
