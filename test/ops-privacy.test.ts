@@ -2,7 +2,8 @@
 // SDK sites: a DP-FedAvg run with adaptive clipping and an ε budget, its Prometheus fedtune_privacy_* series taken
 // at every commit and its dashboard state read over HTTP equal the latest manifest's figures exactly (ε, δ, the
 // budget, C_{t+1}, z) and the rounds the budget allows equal the ledger's own count; the budget stops the run where
-// that count said; a coordinator restarted on the run directory shows the same figures before any round.
+// that count said; a coordinator restarted on the run directory shows the same figures before any round (and, given
+// a larger budget, the rounds it allows from version 4's ε while it waits for sites).
 import * as http from 'node:http';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
@@ -69,9 +70,9 @@ describe('ops: a DP run’s privacy in the metrics and the dashboard (real gRPC)
   this.timeout(120_000);
   const suite = restartSuite();
 
-  async function start(runDir: string, total: number): Promise<Harness> {
+  async function start(runDir: string, total: number, epsilonBudget = BUDGET): Promise<Harness> {
     const ops = { metrics: { port: await freePort() }, dashboard: { port: await freePort() } };
-    const h = await startCoordinator(runDir, { total }, { privacy: PRIVACY, ...ops });
+    const h = await startCoordinator(runDir, { total }, { privacy: { ...PRIVACY, epsilonBudget }, ...ops });
     suite.coordinators.push(h.coordinator);
     return h;
   }
@@ -117,19 +118,34 @@ describe('ops: a DP run’s privacy in the metrics and the dashboard (real gRPC)
     await h.coordinator.stop(200);
 
     // Restarted with more rounds but the same budget: before any round, the series and the panel are version 4's.
-    const h2 = await start(runDir, 8);
-    const deadline = Date.now() + 10_000;
-    let text = await scrapeOf(h2);
-    while (!(sample(text, 'fedtune_latest_version') === 4) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-      text = await scrapeOf(h2);
-    }
     const v4 = (await store.read(4)).manifest;
+    const restored = async (h: Harness): Promise<string> => {
+      const deadline = Date.now() + 10_000;
+      let text = await scrapeOf(h);
+      while (!(sample(text, 'fedtune_latest_version') === 4) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        text = await scrapeOf(h);
+      }
+      return text;
+    };
+    const h2 = await start(runDir, 8);
+    let text = await restored(h2);
     expect(privacySeries(text)).to.deep.equal(expectedSeries(v4, SETTINGS));
     expect(sample(text, 'fedtune_rounds_committed_total')).to.equal(0);
-    const state = await stateOf(h2);
+    let state = await stateOf(h2);
     expect(state.run.latestVersion).to.equal(4);
     expect(state.privacy).to.deep.equal(expectedStatus(v4, SETTINGS));
     expect(state.privacy!.roundsLeft).to.equal(0);
+    await h2.coordinator.stop(200);
+
+    // Restarted with a larger budget and no site: waiting for the next round, ε is version 4's, the new budget allows 2 more.
+    const wider = (e(6) + e(7)) / 2;
+    const h3 = await start(runDir, 8, wider);
+    text = await restored(h3);
+    expect(sample(text, 'fedtune_round_phase{phase="WAITING_FOR_CLIENTS"}')).to.equal(1);
+    expect(privacySeries(text)).to.deep.equal(expectedSeries(v4, { ...SETTINGS, epsilonBudget: wider }));
+    expect(privacySeries(text).fedtune_privacy_budget_rounds_left).to.equal(2);
+    state = await stateOf(h3);
+    expect(state.privacy).to.deep.equal(expectedStatus(v4, { ...SETTINGS, epsilonBudget: wider }));
   });
 });
