@@ -14,7 +14,6 @@
 //   * a coordinator stopped mid-round and restarted, once without the round's spooled record (a crash between the
 //     draw and its record) and once with it, sends the round's tasks to the same sampled sites.
 import { promises as fs } from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -29,21 +28,9 @@ import type { TensorList } from '../proto/tensors';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
 import { expectedAdapter, findSecret, names, privacy, Q, sampleValues, seededDp, SiteTrainer, Z } from './dp-sampling-kit';
 import { freePort, smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
-import { expectedSeries, expectedStatus, privacySeries, sample } from './ops-privacy-kit';
+import { expectedSeries, expectedStatus, httpGet, privacySeries, sample } from './ops-privacy-kit';
 import { restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-function httpGet(url: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
-      })
-      .on('error', reject),
-  );
-}
 
 /** Every file under versions/, as text: what a run publishes. */
 async function published(runDir: string): Promise<string> {

@@ -1,9 +1,23 @@
-// What the privacy-observability tests share (ops-privacy, dp-sampling-grpc, ops-dashboard): the fedtune_privacy_*
+// What the privacy-observability tests share (ops-privacy, dp-sampling-grpc): a GET over HTTP, the fedtune_privacy_*
 // series of a scrape, and what they and the dashboard's privacy panel must read after a version, computed from its
 // manifest with the ledger itself (rounds left by a plain count upward, not the panel's search).
+import * as http from 'node:http';
 import type { Manifest } from '../coordinator/checkpoints/types';
 import { PrivacyLedger } from '../coordinator/privacy/ledger';
 import type { PrivacyStatus } from '../coordinator/ops/privacy-status';
+
+/** GET `url`'s body (the metrics endpoint, the dashboard's /api/state); rejects on a status other than 200. */
+export function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject),
+  );
+}
 
 /** The fedtune_privacy_* samples of a Prometheus scrape: name → value ('+Inf' and 'NaN' as numbers). */
 export function privacySeries(scrape: string): Record<string, number> {

@@ -4,28 +4,15 @@
 // budget, C_{t+1}, z) and the rounds the budget allows equal the ledger's own count; the budget stops the run where
 // that count said; a coordinator restarted on the run directory shows the same figures before any round (and, given
 // a larger budget, the rounds it allows from version 4's ε while it waits for sites).
-import * as http from 'node:http';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
 import { roundsLeft } from '../coordinator/ops/privacy-status';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { StepTrainer } from './dp-restart-kit';
 import { freePort, startCoordinator, tempDir, type Harness } from './harness';
-import { expectedSeries, expectedStatus, privacySeries, sample, type PrivacySettings } from './ops-privacy-kit';
+import { expectedSeries, expectedStatus, httpGet, privacySeries, sample, type PrivacySettings } from './ops-privacy-kit';
 import { restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-function httpGet(url: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
-      })
-      .on('error', reject),
-  );
-}
 
 const Z = 0.5;
 const e = (t: number): number => epsilonSpent([{ q: 1, z: Z, steps: t }], 1e-5);
