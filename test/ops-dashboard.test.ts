@@ -202,6 +202,7 @@ describe('ops: dashboard in headless Chromium', function () {
     ]);
     expect(await page.isVisible('#privacy')).to.equal(true);
     expect(errors).to.deep.equal([]);
+    await page.screenshot({ path: path.join(os.tmpdir(), 'fedtune-dashboard-dp.png'), fullPage: true });
     await page.close();
   });
 

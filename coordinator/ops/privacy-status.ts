@@ -14,7 +14,10 @@ export interface PrivacyStatus {
   readonly delta: number;
   /** privacy.epsilonBudget (0: none). */
   readonly epsilonBudget: number;
-  /** The most further rounds at `samplingRate` and `noiseMultiplier` whose ε stays ≤ the budget; null: no budget. */
+  /**
+   * The most further rounds at `samplingRate` and `noiseMultiplier` whose ε stays ≤ the budget; null: no budget. As
+   * the budget check before a round, every site surviving: under SecAgg a round with dropouts costs more.
+   */
   readonly roundsLeft: number | null;
   /** C the next round clips to: adaptive clipping's C_{t+1} of the latest version, else privacy.clipNorm. */
   readonly clipNorm: number;
