@@ -7,12 +7,13 @@
 //   * nothing under versions/ names a site; nothing that leaves the coordinator names or counts a round's sample
 //     (ops/sample-secrecy.ts): the info log has no per-update line and says 'hidden' for the round's counts, the
 //     Prometheus scrape has no series of the round's sites and none for the sampled sites' own gRPC methods, and
-//     the dashboard's state, read while each round trains, shows every connected site as 'connected'; ε in every manifest and in `checkpoints list` is the accountant's at the
+//     the dashboard's state, read while each round trains, shows every connected site as 'connected', and the
+//     privacy series and panel hold exactly the latest version's ε, budget, rounds left, C, z and q, nothing that
+//     counts a sample; ε in every manifest and in `checkpoints list` is the accountant's at the
 //     configured q, z and round count, and privacy.epsilonBudget stops the run before the round that would pass it;
 //   * a coordinator stopped mid-round and restarted, once without the round's spooled record (a crash between the
 //     draw and its record) and once with it, sends the round's tasks to the same sampled sites.
 import { promises as fs } from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -27,20 +28,9 @@ import type { TensorList } from '../proto/tensors';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
 import { expectedAdapter, findSecret, names, privacy, Q, sampleValues, seededDp, SiteTrainer, Z } from './dp-sampling-kit';
 import { freePort, smallAdapter, startCoordinator, tempDir, type Harness } from './harness';
+import { expectedSeries, expectedStatus, httpGet, privacySeries, sample } from './ops-privacy-kit';
 import { restartSuite, startRestartSites } from './restart-sites';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
-
-function httpGet(url: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
-      })
-      .on('error', reject),
-  );
-}
 
 /** Every file under versions/, as text: what a run publishes. */
 async function published(runDir: string): Promise<string> {
@@ -98,7 +88,9 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
       },
     });
     const ops = { metrics: { port: await freePort() }, dashboard: { port: await freePort() } };
-    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: (e(3) + e(4)) / 2 }, 0, pino({ level: 'info' }, log), ops);
+    const budget = (e(3) + e(4)) / 2;
+    const settings = { clipNorm: 1, noiseMultiplier: Z, delta: 1e-5, epsilonBudget: budget, adaptiveClipping: false, q: Q };
+    const h = await coordinator(runDir, runId, n, secret, 6, { epsilonBudget: budget }, 0, pino({ level: 'info' }, log), ops);
     const finished = new Promise<{ version: number; reason: string }>((r) => h.coordinator.once('runFinished', r));
     // The dashboard's state and the scrape while each round's tasks are out (the sampled sites training).
     const seen: Promise<[DashboardState, string]>[] = [];
@@ -154,11 +146,29 @@ describe('DP Poisson sampling over real gRPC: secret membership, fixed denominat
       }
       for (const v of state.versions) expect(v.participants, `v${v.version}`).to.equal(v.version === 0 ? 0 : 'hidden');
       for (const name of names(n)) expect(metrics, name).to.not.contain(clientIdFor(name));
+      // The privacy series and panel (ops/privacy-status.ts): exactly ε, δ, the budget, the rounds it allows, C, z
+      // and q of the latest version, the same whatever the sample was; nothing else, so no count of a round's sites.
+      const vm = sample(metrics, 'fedtune_latest_version');
+      expect(privacySeries(metrics), `scrape at v${vm}`).to.deep.equal(expectedSeries((await store.read(vm)).manifest, settings));
+      expect(privacySeries(metrics).fedtune_privacy_budget_rounds_left).to.equal(3 - vm);
+      const vs = state.run.latestVersion;
+      expect(state.privacy, `dashboard at v${vs}`).to.deep.equal(expectedStatus((await store.read(vs)).manifest, settings));
     }
     expect(views[3][1]).to.contain('fedtune_rounds_committed_total 3');
     // The progress line (coordinator/ops/progress-log.ts) of a sampled version says its participants are hidden, not "0".
     const progress = lines.filter((l) => /version \d of 6 committed/.test(l)).map((l) => (JSON.parse(l) as { participants: unknown }).participants);
     expect(progress).to.deep.equal(['hidden', 'hidden', 'hidden']);
+    // …and says ε spent and the budget, as the version's manifest records them.
+    const spent = lines
+      .filter((l) => /version \d of 6 committed/.test(l))
+      .map((l) => JSON.parse(l) as { msg: string; privacy: unknown })
+      .map((l) => [l.msg, l.privacy]);
+    expect(spent).to.deep.equal(
+      [1, 2, 3].map((v) => [
+        `version ${v} of 6 committed (ε ${e(v).toPrecision(4)} of budget ${budget} at δ = 0.00001)`,
+        { epsilon: e(v), epsilonBudget: budget, delta: 1e-5 },
+      ]),
+    );
     const text = await published(runDir);
     for (const name of names(n)) {
       expect(text, name).to.not.contain(name);

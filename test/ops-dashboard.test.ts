@@ -1,6 +1,7 @@
 // The dashboard in headless Chromium (Debian's chromium driven by playwright-core) after a real 2-round
 // federation over gRPC: the page loads with no console errors, the plots show 2 rounds with train, validation
-// and held-out series, sites and versions (signed) are listed; with a token the data needs it.
+// and held-out series, sites and versions (signed) are listed; with a token the data needs it; a DP run shows its
+// privacy panel (ε spent / budget, rounds the budget allows, C, z, q), a plain run none.
 // FEDTUNE_TEST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png (the README's screenshot).
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +14,7 @@ import { ConfigError } from '../coordinator/config';
 import { classicConfig } from './classic-defaults';
 import { FederationClient } from '../client-sdk/client';
 import type { TensorList } from '../proto/tensors';
+import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { ConstantTrainer, freePort, smallAdapter, tempDir, testIdentity } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -70,7 +72,7 @@ describe('ops: dashboard in headless Chromium', function () {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  async function run(dashboard: Record<string, unknown>): Promise<string> {
+  async function run(dashboard: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<string> {
     dir = await tempDir('ops-dashboard');
     const port = await freePort();
     const config = classicConfig({
@@ -81,6 +83,7 @@ describe('ops: dashboard in headless Chromium', function () {
         dashboard: { port, ...dashboard },
         log: { level: 'silent' },
         auth: { mode: 'tofu' },
+        ...extra,
       },
     });
     coordinator = new Coordinator({
@@ -141,6 +144,8 @@ describe('ops: dashboard in headless Chromium', function () {
       ['1', 'signed'],
       ['0', 'signed'],
     ]);
+    // Not a DP run: no privacy panel.
+    expect(await page.isHidden('#privacy')).to.equal(true);
     expect(errors).to.deep.equal([]);
     const shot =
       process.env.FEDTUNE_TEST_UPDATE_SCREENSHOT === '1'
@@ -159,7 +164,9 @@ describe('ops: dashboard in headless Chromium', function () {
     expect((await fetch(`${url}/api/state`, { headers: { authorization: 'Bearer wrong-token-000000' } })).status).to.equal(401);
     const ok = await fetch(`${url}/api/state`, { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).to.equal(200);
-    expect(((await ok.json()) as { run: { latestVersion: number } }).run.latestVersion).to.equal(2);
+    const state = (await ok.json()) as { run: { latestVersion: number } };
+    expect(state.run.latestVersion).to.equal(2);
+    expect(state).to.not.have.property('privacy'); // not a DP run
     expect((await fetch(`${url}/api/state`, { method: 'POST' })).status).to.equal(405);
 
     const { page, errors } = await newPage(browser);
@@ -171,6 +178,31 @@ describe('ops: dashboard in headless Chromium', function () {
     await page.waitForSelector('#loss-chart[data-rounds="2"]', { timeout: 15_000 });
     // The browser logs the first 401 as a failed resource load; nothing else may be logged.
     expect(errors.filter((e) => !/status of 401/.test(e))).to.deep.equal([]);
+    await page.close();
+  });
+
+  it('shows a DP run’s privacy panel: ε spent / budget at δ, the rounds the budget allows, C, z, q', async () => {
+    const e = (t: number): number => epsilonSpent([{ q: 1, z: 1, steps: t }], 1e-5);
+    const budget = (e(3) + e(4)) / 2; // after the run's 2 rounds, 1 more fits
+    const privacy = { enabled: true, clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: budget };
+    // Every tensor travels (ConstantTrainer moves A too): 'auto' would pick FFA-LoRA under privacy.enabled.
+    const url = await run({}, { privacy, lora: { aggregation: 'fedit' } });
+    const { page, errors } = await newPage(browser);
+    await page.goto(`${url}/`);
+    await page.waitForSelector('#privacy-table', { timeout: 15_000 });
+    const rows = await page.$$eval('#privacy-table tr', (rs: { children: ArrayLike<{ textContent: string | null }> }[]) =>
+      rs.slice(1).map((r) => Array.from(r.children, (c) => c.textContent)),
+    );
+    expect(rows).to.deep.equal([
+      ['ε spent / budget', `${e(2).toPrecision(4)} / ${budget} at δ = 0.00001`],
+      ['rounds the budget allows', '1'],
+      ['clip norm C', '1.000 (fixed)'],
+      ['noise multiplier z', '1'],
+      ['sampling rate q', '1'],
+    ]);
+    expect(await page.isVisible('#privacy')).to.equal(true);
+    expect(errors).to.deep.equal([]);
+    await page.screenshot({ path: path.join(os.tmpdir(), 'fedtune-dashboard-dp.png'), fullPage: true });
     await page.close();
   });
 

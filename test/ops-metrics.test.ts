@@ -135,6 +135,8 @@ describe('ops: Prometheus metrics', function () {
     expect(m.has('process_cpu_user_seconds_total')).to.equal(true);
     expect(m.has('nodejs_heap_size_used_bytes')).to.equal(true);
     expect(res.body).not.to.match(/site-(alpha|beta|gamma)|c-[0-9a-f]{12}/);
+    // Without privacy.enabled no privacy series exists (test/ops-privacy.test.ts has a DP run's).
+    expect(res.body).not.to.contain('fedtune_privacy_');
     expect((await get(`${url.replace(/\/metrics$/, '/')}`)).status).to.equal(404);
   });
 

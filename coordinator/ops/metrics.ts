@@ -3,9 +3,11 @@
 // (tests) never share counters. Labels are bounded sets: phase, outcome, gRPC method and status name, metric
 // name of the latest version; never a site name or id. Under Poisson sampling nothing counts a round's sample
 // (ops/sample-secrecy.ts): the per-round selection and update series are not registered, and the gRPC series of
-// the methods only sampled sites call are not kept.
+// the methods only sampled sites call are not kept. Under privacy.enabled the fedtune_privacy_* series show ε, the
+// budget and what the next round runs at (ops/privacy-status.ts): public figures, never a count of a round's sites.
 import * as client from 'prom-client';
 import type { Checkpoint } from '../checkpoints/types';
+import type { PrivacyStatus } from './privacy-status';
 import type { RoundEvents, RoundPhase } from '../round-events';
 import { SAMPLE_METHODS } from './sample-secrecy';
 
@@ -24,6 +26,8 @@ export interface MetricsSource {
   readonly roundsTotal: number;
   /** Rounds are Poisson-sampled (privacy.sampling 'poisson'): no series may count a round's sample. */
   readonly sampled?: boolean;
+  /** Under privacy.enabled: the privacy status after a version. */
+  readonly privacy?: (latest: Checkpoint) => PrivacyStatus | undefined;
 }
 
 export class CoordinatorMetrics {
@@ -104,6 +108,37 @@ export class CoordinatorMetrics {
     ]);
     this.grpcReceivedBytes = counter('fedtune_grpc_received_bytes_total', 'Serialized bytes of gRPC messages received, by method.', ['method']);
     this.grpcSentBytes = counter('fedtune_grpc_sent_bytes_total', 'Serialized bytes of gRPC messages sent, by method.', ['method']);
+    // Set with the latest version (at start-up from the restored one, then on each commit); NaN until the run
+    // directory is read: nothing is known yet, and 0 would claim ε = 0.
+    const privacySeries: [client.Gauge, (s: PrivacyStatus) => number][] = src.privacy
+      ? [
+          [
+            gauge(
+              'fedtune_privacy_epsilon',
+              'ε spent at fedtune_privacy_delta after the latest version (RDP accountant, as its manifest records it; +Inf when unbounded).',
+            ),
+            (s) => s.epsilon ?? Infinity,
+          ],
+          [
+            gauge('fedtune_privacy_epsilon_budget', 'privacy.epsilonBudget: the run stops before a round that would take ε past it (0: none).'),
+            (s) => s.epsilonBudget,
+          ],
+          [gauge('fedtune_privacy_delta', 'privacy.delta: the δ ε is reported at.'), (s) => s.delta],
+          [
+            gauge(
+              'fedtune_privacy_budget_rounds_left',
+              'Further rounds the budget allows at the run’s q and z (the accountant’s largest k with ε ≤ budget; +Inf without a budget).',
+            ),
+            (s) => s.roundsLeft ?? Infinity,
+          ],
+          [gauge('fedtune_privacy_clip_norm', 'C the next round clips each update to (adaptive clipping’s C_t+1, else privacy.clipNorm).'), (s) => s.clipNorm],
+          [
+            gauge('fedtune_privacy_noise_multiplier', 'z: the noise multiplier the accountant charges each round (privacy.noiseMultiplier).'),
+            (s) => s.noiseMultiplier,
+          ],
+        ]
+      : [];
+    for (const [g] of privacySeries) g.set(NaN);
     if (withProcessMetrics) client.collectDefaultMetrics({ register: r });
 
     const setLatest = (ck: Checkpoint | null): void => {
@@ -113,6 +148,8 @@ export class CoordinatorMetrics {
       // Only the latest version's names: the label set stays bounded even if sites report changing names.
       versionMetric.reset();
       for (const [k, v] of Object.entries(ck.manifest.metrics)) if (Number.isFinite(v)) versionMetric.set({ metric: k }, v);
+      const p = src.privacy?.(ck);
+      if (p) for (const [g, value] of privacySeries) g.set(value(p));
     };
 
     src.on('phase', (p) => {
@@ -122,7 +159,8 @@ export class CoordinatorMetrics {
       phase.set({ phase: p }, 1);
       this.phaseNow = p;
       this.phaseSince = now;
-      if (p === 'WAITING_FOR_CLIENTS') setLatest(src.latestCheckpoint()); // a resumed run commits nothing at start
+      // A resumed run commits nothing at start, and one whose rounds or ε budget are spent goes straight to FINISHED.
+      if (p === 'WAITING_FOR_CLIENTS' || FINAL.has(p)) setLatest(src.latestCheckpoint());
     });
     src.on('roundStarted', (e) => {
       const now = Date.now();

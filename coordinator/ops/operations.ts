@@ -5,6 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { Coordinator } from '../coordinator';
 import type { CoordinatorConfig } from '../config-types';
+import type { Checkpoint } from '../checkpoints/types';
 import { HealthState } from './health';
 import { CoordinatorMetrics } from './metrics';
 import { metricsInterceptor } from './grpc-observer';
@@ -13,6 +14,7 @@ import { DashboardModel } from './dashboard/state';
 import { dashboardHandler } from './dashboard/server';
 import { ProgressLog } from './progress-log';
 import { isSampled } from '../privacy/sampling';
+import { PrivacyView } from './privacy-status';
 
 export class Operations {
   readonly health = new HealthState();
@@ -32,12 +34,14 @@ export class Operations {
     this.progress = new ProgressLog(coordinator, cfg, logger);
     if (cfg.dashboard.port !== 0) this.dashboard = new DashboardModel(coordinator, cfg, this.health);
     if (cfg.metrics.port !== 0) {
+      const privacy = new PrivacyView(cfg);
       this.metrics = new CoordinatorMetrics({
         on: (event, listener) => coordinator.on(event, listener as never),
         connectedSites: () => coordinator.registry.connected().length,
         latestCheckpoint: () => coordinator.engine.latest,
         roundsTotal: cfg.rounds.total,
         sampled: isSampled(cfg),
+        ...(cfg.privacy.enabled ? { privacy: (ck: Checkpoint) => privacy.status(ck) } : {}),
       });
     }
   }

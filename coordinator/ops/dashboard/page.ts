@@ -1,7 +1,8 @@
 // The dashboard page: one self-contained HTML document (inline CSS and script, no CDN, no build step). The
 // script polls /api/state (with the bearer token the operator typed, kept in sessionStorage) and draws the
 // tables and the per-round plots as inline SVG. Every value reaches the DOM through textContent or an
-// attribute, never as markup: site names and metric names come from the network.
+// attribute, never as markup: site names and metric names come from the network. A DP run's privacy panel
+// (state.privacy) shows only public figures: ε, the budget, rounds it allows, C, z, q.
 
 const CSS = `
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d232b;background:#fafbfc}
@@ -59,6 +60,14 @@ function render(s){
   $('progress-bar').max=Math.max(1,r.roundsTotal);$('progress-bar').value=Math.min(done,r.roundsTotal);
   $('health').textContent=r.health;$('health').className=r.health==='SERVING'?'ok':'bad';
   $('meta').textContent=(r.secureAggregation?'secure aggregation on':'plain FedAvg')+(r.sampleHidden?' · Poisson-sampled rounds: who takes part is hidden':'')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
+  $('privacy').hidden=!s.privacy;
+  if(s.privacy){const p=s.privacy;
+    $('privacy-figures').replaceChildren(table('privacy-table',['privacy (public: in every manifest)',''],[
+      [{text:'ε spent / budget'},{text:(p.epsilon===null?'unbounded':p.epsilon.toPrecision(4))+' / '+(p.epsilonBudget>0?String(p.epsilonBudget):'-')+' at δ = '+String(p.delta),cls:'num'}],
+      [{text:'rounds the budget allows'},{text:p.roundsLeft===null?'∞':String(p.roundsLeft),cls:'num'}],
+      [{text:'clip norm C'},{text:p.clipNorm.toPrecision(4)+(p.adaptiveClipping?' (adaptive: the next round’s)':' (fixed)'),cls:'num'}],
+      [{text:'noise multiplier z'},{text:String(p.noiseMultiplier),cls:'num'}],
+      [{text:'sampling rate q'},{text:String(p.samplingRate),cls:'num'}]]));}
   $('sites').replaceChildren(table('sites-table',['site','state','backend','rounds contributed'],s.sites.map((x)=>[{text:x.name},{text:x.state,cls:x.state==='disconnected'?'bad':x.state==='finished'?'ok':''},{text:x.backend},{text:x.rounds,cls:'num'}])));
   $('charts').replaceChildren(chart('loss-chart','Loss',s.versions,(n)=>/loss$/.test(n)),chart('accuracy-chart','Accuracy',s.versions,(n)=>/accuracy$/.test(n)));
   const keys=['clients.train_loss','clients.eval_loss','heldout.eval_loss','heldout.eval_accuracy'];
@@ -94,6 +103,7 @@ export function dashboardPage(nonce: string): string {
 <h1 id="title">fedtune</h1>
 <p><progress id="progress-bar" max="1" value="0"></progress> <span id="progress-text"></span> · gRPC health <b id="health"></b></p>
 <p id="meta" class="muted"></p>
+<div id="privacy" hidden><h2>Differential privacy</h2><div id="privacy-figures"></div></div>
 <h2>Sites</h2><div id="sites"></div>
 <h2>Metrics</h2><div id="charts"></div>
 <h2>Versions</h2><div id="versions"></div>

@@ -3,7 +3,8 @@
 // events and its store; the version list is reloaded only after a commit, and signatures (immutable once
 // written) are checked once per version. Under Poisson sampling the dashboard (reachable over HTTP with a shared
 // token) shows nothing of a round's sample (ops/sample-secrecy.ts): a connected site reads 'connected', never
-// training or uploaded, and counts of a site's rounds or a version's sites read 'hidden'.
+// training or uploaded, and counts of a site's rounds or a version's sites read 'hidden'. Under privacy.enabled the
+// state carries the privacy panel's figures (ops/privacy-status.ts), which count no round's sites.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Coordinator } from '../../coordinator';
@@ -14,6 +15,7 @@ import type { CoordinatorConfig } from '../../config-types';
 import type { HealthState } from '../health';
 import { isSampled } from '../../privacy/sampling';
 import { HIDDEN } from '../sample-secrecy';
+import { PrivacyView, type PrivacyStatus } from '../privacy-status';
 
 /**
  * 'finished': the site left after the run finished (its run ended normally); 'disconnected': it left before;
@@ -60,6 +62,8 @@ export interface DashboardState {
   };
   readonly sites: SiteView[];
   readonly versions: VersionView[];
+  /** Under privacy.enabled, once the run directory is read: ε spent and the budget at δ, rounds left, C, z, q. */
+  readonly privacy?: PrivacyStatus;
 }
 
 export class DashboardModel {
@@ -72,6 +76,7 @@ export class DashboardModel {
   private readonly finished = new Set<string>(); // sites that left once the run had finished
   private round = 0;
   private attempt = 0;
+  private readonly privacy: PrivacyView | null;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -79,6 +84,7 @@ export class DashboardModel {
     private readonly health: HealthState,
   ) {
     const c = coordinator;
+    this.privacy = cfg.privacy.enabled ? new PrivacyView(cfg) : null;
     c.registry.on('change', () => this.rememberSites());
     // Under sampling the round's sites are not even tracked here (a sampled round's participants are [] anyway).
     if (isSampled(cfg)) return;
@@ -114,6 +120,7 @@ export class DashboardModel {
         rounds: hide ? HIDDEN : (this.contributions.get(id) ?? 0),
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const privacy = this.privacy?.status(latest);
     return {
       run: {
         id: cfg.run.id,
@@ -130,6 +137,7 @@ export class DashboardModel {
       },
       sites,
       versions: await this.versionList(),
+      ...(privacy ? { privacy } : {}),
     };
   }
 

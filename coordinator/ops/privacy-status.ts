@@ -1,0 +1,99 @@
+// What an operator watching a DP run sees of its privacy (the Prometheus series, the dashboard's panel): ε spent at
+// δ after the latest committed version, the budget, how many more rounds the budget allows at the run's q and z, the
+// clip norm the next round uses and z. All of it is public (every manifest carries it) and none of it depends on who
+// or how many were in a Poisson-sampled round (ops/sample-secrecy.ts): ε depends only on q, z and the round count.
+import type { Checkpoint } from '../checkpoints/types';
+import type { CoordinatorConfig } from '../config-types';
+import { composeRdp, DEFAULT_ORDERS, epsilonFromRdp } from '../privacy/accountant';
+import { PrivacyLedger, SAMPLING_RATE } from '../privacy/ledger';
+import { isSampled } from '../privacy/sampling';
+
+export interface PrivacyStatus {
+  /** ε at `delta` after the latest committed version (the ledger's, as its manifest records it); null: unbounded. */
+  readonly epsilon: number | null;
+  readonly delta: number;
+  /** privacy.epsilonBudget (0: none). */
+  readonly epsilonBudget: number;
+  /**
+   * The most further rounds at `samplingRate` and `noiseMultiplier` whose ε stays ≤ the budget; null: no budget. As
+   * the budget check before a round, every site surviving: under SecAgg a round with dropouts costs more.
+   */
+  readonly roundsLeft: number | null;
+  /** C the next round clips to: adaptive clipping's C_{t+1} of the latest version, else privacy.clipNorm. */
+  readonly clipNorm: number;
+  readonly adaptiveClipping: boolean;
+  /** z, what the accountant charges a round (under SecAgg with dropouts a round is charged its lower effective z). */
+  readonly noiseMultiplier: number;
+  /** q each further round is charged at: privacy.samplingRate under Poisson sampling, else 1. */
+  readonly samplingRate: number;
+}
+
+type PrivacySection = Pick<CoordinatorConfig, 'privacy'>;
+
+/** Past this many further rounds the search stops (a budget no realistic run reaches). */
+const MAX_ROUNDS_LEFT = 2 ** 40;
+
+/**
+ * The largest k with ε(history + k rounds at q, z) ≤ budget, by the accountant: ε grows with k, so a doubling search
+ * then bisection. RDP composes by addition, so the history's RDP and one round's are computed once, and ε after k more
+ * rounds is the same sum the ledger makes for the history plus one segment of k rounds.
+ */
+export function roundsLeft(history: readonly { q: number; z: number; steps: number }[], q: number, z: number, delta: number, budget: number): number {
+  const past = composeRdp(history);
+  const one = composeRdp([{ q, z, steps: 1 }]);
+  const fits = (k: number): boolean =>
+    epsilonFromRdp(
+      past.map((r, i) => r + k * one[i]),
+      DEFAULT_ORDERS,
+      delta,
+    ).epsilon <= budget;
+  if (!fits(1)) return 0;
+  let lo = 1;
+  let hi = 2;
+  while (fits(hi)) {
+    lo = hi;
+    if (hi >= MAX_ROUNDS_LEFT) return hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The privacy status after `latest` (cached per version: the accountant runs once per commit, not per scrape). */
+export class PrivacyView {
+  private last: { ck: Checkpoint; status: PrivacyStatus } | null = null;
+
+  constructor(private readonly cfg: PrivacySection) {}
+
+  /** undefined until the coordinator has read its run directory (the latest version is not known yet). */
+  status(latest: Checkpoint | null): PrivacyStatus | undefined {
+    if (!latest) return undefined;
+    if (this.last?.ck !== latest) this.last = { ck: latest, status: this.compute(latest) };
+    return this.last.status;
+  }
+
+  private compute(latest: Checkpoint): PrivacyStatus {
+    const p = this.cfg.privacy;
+    const record = latest.manifest.privacy;
+    const ledger = new PrivacyLedger(p, latest.manifest);
+    const epsilon = ledger.epsilon();
+    const q = isSampled(this.cfg) ? p.samplingRate : SAMPLING_RATE;
+    const z = p.noiseMultiplier;
+    const history = (record?.history ?? []).map((s) => ({ q: s.samplingRate, z: s.noiseMultiplier, steps: s.rounds }));
+    const left = !(p.epsilonBudget > 0) ? null : epsilon === null || epsilon > p.epsilonBudget ? 0 : roundsLeft(history, q, z, p.delta, p.epsilonBudget);
+    return {
+      epsilon,
+      delta: p.delta,
+      epsilonBudget: p.epsilonBudget,
+      roundsLeft: left,
+      clipNorm: (p.adaptiveClipping ? record?.adaptiveClipping?.nextClipNorm : undefined) ?? p.clipNorm,
+      adaptiveClipping: p.adaptiveClipping,
+      noiseMultiplier: z,
+      samplingRate: q,
+    };
+  }
+}
