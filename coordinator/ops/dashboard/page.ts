@@ -59,7 +59,7 @@ function render(s){
   $('progress-text').textContent='version '+done+' of '+r.roundsTotal+' · phase '+r.phase+(r.round?' · round '+r.round+' attempt '+r.attempt:'');
   $('progress-bar').max=Math.max(1,r.roundsTotal);$('progress-bar').value=Math.min(done,r.roundsTotal);
   $('health').textContent=r.health;$('health').className=r.health==='SERVING'?'ok':'bad';
-  $('meta').textContent=(r.secureAggregation?'secure aggregation on':'plain FedAvg')+(r.sampleHidden?' · Poisson-sampled rounds: who takes part is hidden':'')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
+  $('meta').textContent='secure aggregation '+(r.secureAggregation?'on':'off')+(r.sampleHidden?' · Poisson-sampled rounds: who takes part is hidden':'')+' · manifests signed by key '+r.manifestKeyId+' · waits for '+r.minClients+' sites';
   $('privacy').hidden=!s.privacy;
   if(s.privacy){const p=s.privacy;
     $('privacy-figures').replaceChildren(table('privacy-table',['privacy (public: in every manifest)',''],[
