@@ -2,7 +2,7 @@
 // speaking the protocol directly. Each candidate version is evaluated by the sites before it commits; its manifest
 // holds exactly the example-weighted mean of what they reported (client-id order), and the adapter each site
 // evaluated is byte for byte the one committed. Refusals: out-of-range figures at the door, unknown and foreign
-// tasks, the wrong version, a second report, a closed evaluation; a silent site costs the deadline, not the run.
+// tasks, the wrong version, a different second report, a closed evaluation; a silent site costs the deadline, not the run.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -187,7 +187,13 @@ describe('federated evaluation (real gRPC, real sites)', function () {
         `evaluation report is for version 2; task ${ea.task_id} evaluates version 1`,
       );
       await reportEvaluation(c, ok);
-      await expectRefused(runDir, () => reportEvaluation(c, ok), grpc.status.ALREADY_EXISTS, `evaluation task ${ea.task_id} already has a report`);
+      // A second report with other content (the same one again is acknowledged: test/report-repeat.test.ts).
+      await expectRefused(
+        runDir,
+        () => reportEvaluation(c, { ...ok, loss: 0.25 }),
+        grpc.status.ALREADY_EXISTS,
+        `evaluation task ${ea.task_id} already has a report`,
+      );
       // Site b stays silent: the version commits at the evaluation deadline with site a's figures alone.
       const final = await h.coordinator.done;
       expect(final.manifest.evaluation).to.deep.equal({ loss: 0.5, accuracy: 0.75, examples: 10, sites: 1, selected: 2 });

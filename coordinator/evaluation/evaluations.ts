@@ -132,9 +132,16 @@ export class Evaluations {
     return this.task(clientId, clientName, taskId).owner.adapter;
   }
 
-  report(clientId: string, clientName: string, taskId: string, r: EvaluationReportIn): void {
+  /**
+   * Takes a site's report, `sha256` its digest (report-digest.ts); false when it repeats the one this task already
+   * took (answered as the first was, even once the evaluation closed: it changes nothing).
+   */
+  report(clientId: string, clientName: string, taskId: string, sha256: string, r: EvaluationReportIn): boolean {
+    const known = this.issued.get(taskId);
+    if (known && known.clientId === clientId && known.reportSha256 === sha256) return false;
     const t = this.task(clientId, clientName, taskId);
-    t.owner.accept(t, r);
+    t.owner.accept(t, r, sha256);
     this.d.log('info', 'evaluation report accepted', { taskId, clientId, version: r.version, numExamples: r.numExamples });
+    return true;
   }
 }
