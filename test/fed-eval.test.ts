@@ -13,20 +13,8 @@ import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { sortByName } from '../proto/tensors';
 import { readSafetensors } from '../proto/safetensors';
-import {
-  expectRefused,
-  join,
-  rawClient,
-  siteDelta,
-  smallAdapter,
-  startCoordinator,
-  tempDir,
-  testIdentity,
-  upload,
-  uploadFrames,
-  reportMetrics,
-} from './harness';
-import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, taskEvents } from './fed-eval-kit';
+import { expectRefused, rawClient, startCoordinator, tempDir, testIdentity } from './harness';
+import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, twoSitesUploaded } from './fed-eval-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('federated evaluation (real gRPC, real sites)', function () {
@@ -145,19 +133,8 @@ describe('federated evaluation (real gRPC, real sites)', function () {
     const runDir = await dir('fed-eval-refuse');
     const h = await startCoordinator(runDir, { total: 1 }, { evaluation: { enabled: true, deadlineMs: 4000 } });
     const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const sa = taskEvents(c, a.session_token);
-    const sb = taskEvents(c, b.session_token);
+    const { a, b, sa, sb, ta } = await twoSitesUploaded(c);
     try {
-      const [ta, tb] = (await Promise.all([sa.next((e) => !!e.train), sb.next((e) => !!e.train)])).map((e) => e.train!);
-      for (const [who, t] of [
-        [a, ta],
-        [b, tb],
-      ] as const) {
-        await upload(c, uploadFrames({ who, task: t }, siteDelta(who.name, smallAdapter(0))));
-        await reportMetrics(c, who.session_token, t.task_id, t.round);
-      }
       const ea = (await sa.next((e) => !!e.evaluate)).evaluate!;
       const eb = (await sb.next((e) => !!e.evaluate)).evaluate!;
       expect(ea.version).to.equal(1);

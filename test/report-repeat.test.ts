@@ -8,9 +8,9 @@ import { clientIdFor } from '../coordinator/registry';
 import type { Participant } from '../coordinator/checkpoints/types';
 import { metricsReportDigest } from '../coordinator/report-digest';
 import type { MetricsReport__Output } from '../proto/generated/fedtune/v1/MetricsReport';
-import { expectRefused, join, rawClient, siteDelta, smallAdapter, snapshot, snapshotBytes, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { expectRefused, rawClient, snapshot, snapshotBytes, startCoordinator, tempDir } from './harness';
 import { capturingLogger } from './door-kit';
-import { reportEvaluation, taskEvents } from './fed-eval-kit';
+import { reportEvaluation, twoSitesUploaded } from './fed-eval-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 type Raw = ReturnType<typeof rawClient>;
@@ -30,18 +30,8 @@ describe('a repeated report: acknowledged and counted once; a different one refu
     const reported: string[] = [];
     h.coordinator.on('metricsReported', (e) => reported.push(e.clientId));
     const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const sa = taskEvents(c, a.session_token);
-    const sb = taskEvents(c, b.session_token);
+    const { a, b, sa, sb, ta, tb } = await twoSitesUploaded(c, false);
     try {
-      const [ta, tb] = (await Promise.all([sa.next((e) => !!e.train), sb.next((e) => !!e.train)])).map((e) => e.train!);
-      for (const [who, t] of [
-        [a, ta],
-        [b, tb],
-      ] as const) {
-        await upload(c, uploadFrames({ who, task: t }, siteDelta(who.name, smallAdapter(0))));
-      }
       const first = {
         session_token: a.session_token,
         task_id: ta.task_id,
@@ -97,19 +87,8 @@ describe('a repeated report: acknowledged and counted once; a different one refu
     const { logger, lines } = capturingLogger();
     const h = await startCoordinator(path.join(runDir, 'run'), { total: 1 }, { evaluation: { enabled: true, deadlineMs: 20_000 } }, { logger });
     const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const sa = taskEvents(c, a.session_token);
-    const sb = taskEvents(c, b.session_token);
+    const { a, b, sa, sb } = await twoSitesUploaded(c);
     try {
-      const [ta, tb] = (await Promise.all([sa.next((e) => !!e.train), sb.next((e) => !!e.train)])).map((e) => e.train!);
-      for (const [who, t] of [
-        [a, ta],
-        [b, tb],
-      ] as const) {
-        await upload(c, uploadFrames({ who, task: t }, siteDelta(who.name, smallAdapter(0))));
-        await report(c, { session_token: who.session_token, task_id: t.task_id, round: 1, num_examples: 10, backend: 'test', metrics: { train_loss: 1 } });
-      }
       const ea = (await sa.next((e) => !!e.evaluate)).evaluate!;
       const eb = (await sb.next((e) => !!e.evaluate)).evaluate!;
       const ok = { session_token: a.session_token, task_id: ea.task_id, version: 1, num_examples: 10, loss: 0.5, accuracy: 0.75, has_accuracy: true };
