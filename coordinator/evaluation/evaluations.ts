@@ -47,7 +47,10 @@ export class Evaluations {
     const cfg = this.d.config;
     const e = cfg.evaluation;
     const connected = new Set(this.d.registry.connected().map((s) => s.clientId));
-    const pool = e.sites === 'participants' ? participants.map((p) => p.clientId).filter((id) => connected.has(id)) : [...connected];
+    // A participant whose stream dropped a moment ago (its report may have come on a reconnected channel before its
+    // stream did) is asked too, as the round waited for it: it gets its task when its stream attaches (resend).
+    const back = (id: string): boolean => connected.has(id) || this.d.registry.awayMs(id) < cfg.rounds.reconnectGraceMs;
+    const pool = e.sites === 'participants' ? participants.map((p) => p.clientId).filter(back) : [...connected];
     if (pool.length < e.minSites) {
       this.d.log('warn', 'federated evaluation skipped: too few sites to ask', { round, version, available: pool.length, minSites: e.minSites });
       return undefined;
