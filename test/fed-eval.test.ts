@@ -13,8 +13,8 @@ import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { sortByName } from '../proto/tensors';
 import { readSafetensors } from '../proto/safetensors';
-import { expectRefused, rawClient, startCoordinator, tempDir, testIdentity } from './harness';
-import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, twoSitesUploaded } from './fed-eval-kit';
+import { expectRefused, rawClient, reportMetrics, startCoordinator, tempDir, testIdentity } from './harness';
+import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, taskEvents, twoSitesUploaded } from './fed-eval-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('federated evaluation (real gRPC, real sites)', function () {
@@ -183,6 +183,49 @@ describe('federated evaluation (real gRPC, real sites)', function () {
     } finally {
       sa.stream.cancel();
       sb.stream.cancel();
+      c.close();
+      await h.coordinator.stop();
+    }
+  });
+
+  it('asks a participant still inside its reconnect grace: its report came before its task stream did; it evaluates once the stream attaches', async () => {
+    const runDir = await dir('fed-eval-grace');
+    const h = await startCoordinator(runDir, { total: 1, reconnectGraceMs: 10_000 }, { evaluation: { enabled: true, deadlineMs: 20_000 } });
+    const c = rawClient(h.address);
+    const { a, b, sa, sb, ta, tb } = await twoSitesUploaded(c, false);
+    let sb2: ReturnType<typeof taskEvents> | undefined;
+    try {
+      // Site b's stream drops; its report still arrives (a channel that reconnected before its stream did).
+      sb.stream.cancel();
+      while (h.coordinator.registry.isLive(clientIdFor('site-b'))) await new Promise((r) => setTimeout(r, 5));
+      await reportMetrics(c, a.session_token, ta.task_id, 1);
+      await reportMetrics(c, b.session_token, tb.task_id, 1);
+      const ea = (await sa.next((e) => !!e.evaluate)).evaluate!;
+      await reportEvaluation(c, {
+        session_token: a.session_token,
+        task_id: ea.task_id,
+        version: 1,
+        num_examples: 10,
+        loss: 0.5,
+        accuracy: 0,
+        has_accuracy: false,
+      });
+      sb2 = taskEvents(c, b.session_token); // back: its evaluation task comes on the new stream
+      const eb = (await sb2.next((e) => !!e.evaluate)).evaluate!;
+      await reportEvaluation(c, {
+        session_token: b.session_token,
+        task_id: eb.task_id,
+        version: 1,
+        num_examples: 30,
+        loss: 1,
+        accuracy: 0,
+        has_accuracy: false,
+      });
+      const final = await h.coordinator.done;
+      expect(final.manifest.evaluation).to.deep.equal({ loss: 35 / 40, examples: 40, sites: 2, selected: 2 });
+    } finally {
+      sa.stream.cancel();
+      sb2?.stream.cancel();
       c.close();
       await h.coordinator.stop();
     }
