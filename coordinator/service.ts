@@ -30,6 +30,7 @@ import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
 import { checkReportedRank } from './lora-aggregation';
 import { evaluationReportDigest, metricsReportDigest } from './report-digest';
+import { logsRoundSites } from './ops/sample-secrecy';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 import { controlVariateDownload } from './strategy/scaffold-download';
 import { DownloadImages, EncodedFrame } from './download-image';
@@ -105,9 +106,12 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     d.log(r.internal ? 'error' : 'warn', `${what} rejected`, { code: status[r.status.code!], details: r.logDetails });
     return r.status;
   };
-  /** A report's repeat (report-digest.ts): the same ack as the first; logged as a repeat, never as a new report. */
+  /**
+   * A report's repeat (report-digest.ts): the same ack as the first; logged as a repeat, never as a new report. A
+   * metrics report is a round site's: not logged under Poisson sampling (ops/sample-secrecy.ts).
+   */
   const repeated = (cb: (e: null, ack: object) => void, what: 'metrics' | 'evaluation', taskId: string, clientId: string): void => {
-    d.log('info', `${what} report repeated: acknowledged, counted once`, { taskId, clientId });
+    if (what === 'evaluation' || logsRoundSites(d.config)) d.log('info', `${what} report repeated: acknowledged, counted once`, { taskId, clientId });
     cb(null, {});
   };
   const wireKeys: WireKeys = { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey };
