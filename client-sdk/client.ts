@@ -1,7 +1,8 @@
 // The client SDK: receive → train → send (cf. NVFlare's client API). A site gives it the coordinator's
 // address, a name and a Trainer; run() joins, listens for tasks, downloads the global adapter, trains,
 // uploads the delta, reports metrics, and reconnects with backoff when the coordinator goes away. A task stream that
-// drops is reopened at once (with backoff) while the task it brought runs on (task-queue.ts).
+// drops is reopened at once (with backoff) while the task it brought runs on (task-queue.ts); a report whose call
+// broke is sent again (report-retry.ts).
 //
 //   const client = new FederationClient({ address: 'coordinator:50051', name: 'hospital-a', trainer });
 //   const summary = await client.run();   // resolves when the run finishes
@@ -33,6 +34,7 @@ import { TaskQueue, queuedEvaluation, queuedTrain } from './task-queue';
 import { updateToSend } from './lora-update';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
+import { REPORT_RESENT, sendReport, type ReportCall, type RetryNote } from './report-retry';
 import { beginScaffoldRound, type ScaffoldRound } from './scaffold-site';
 import { memoryControlVariates, type ControlVariateStore } from './scaffold-store';
 import { trainableTensors } from '../proto/model/lora-aggregation';
@@ -259,7 +261,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       if (t.secagg) {
         // Metrics first (they are not part of the sum), then the four stages; the weight stays hidden.
         metrics = { ...out.metrics, ...(this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {}) };
-        await this.report(t, 0, metrics, out.loraRank);
+        await this.report(t, 0, metrics, out.loraRank ?? 0, signal);
         await this.secagg(t, delta, out.numExamples, signal);
         this.completed.add(t.task_id);
       } else {
@@ -271,7 +273,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
         metrics = { ...out.metrics, ...evalMetrics };
         signal.throwIfAborted(); // superseded, or the session lost, meanwhile: the report would be refused
-        await this.report(t, out.numExamples, metrics, out.loraRank);
+        await this.report(t, out.numExamples, metrics, out.loraRank ?? 0, signal);
       }
       this.tasksCompleted++;
       const done: TaskDone = { taskId: t.task_id, round: t.round, numExamples: out.numExamples, metrics };
@@ -304,7 +306,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           token: this.token,
           trainer: this.opts.trainer,
           download: (taskId, sha256) => this.download(t.version, { evaluationTaskId: taskId, sha256 }),
-          send: (req) => new Promise((resolve, reject) => this.rpc.ReportEvaluation(req, (err) => (err ? reject(err) : resolve()))),
+          send: (req) => this.sendReport(t.task_id, signal, (done) => this.rpc.ReportEvaluation(req, done)),
         },
         t,
       );
@@ -382,17 +384,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return sendSealedRetrying(this.rpc, sealed, this.opts.backoff ?? DEFAULT_BACKOFF, () => this.stopped);
   }
 
-  private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank = 0): Promise<void> {
-    const req = {
-      session_token: this.token,
-      task_id: t.task_id,
-      round: t.round,
-      num_examples: numExamples,
-      backend: this.opts.trainer.backend,
-      metrics,
-      lora_rank: loraRank,
-    };
+  private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank: number, signal: AbortSignal): Promise<void> {
+    const [session_token, task_id, backend] = [this.token, t.task_id, this.opts.trainer.backend];
+    const req = { session_token, task_id, round: t.round, num_examples: numExamples, backend, metrics, lora_rank: loraRank };
     checkReport(req); // e.g. a trainer's metric name the coordinator would refuse: said here, with the name
-    return new Promise((resolve, reject) => this.rpc.ReportMetrics(req, (err) => (err ? reject(err) : resolve())));
+    return this.sendReport(t.task_id, signal, (done) => this.rpc.ReportMetrics(req, done));
+  }
+
+  /** A report, sent again while its call breaks in transit and its task is current (report-retry.ts). */
+  private sendReport(taskId: string, signal: AbortSignal, call: ReportCall): Promise<void> {
+    const note: RetryNote = (attempt, delayMs, e) => this.log('warn', REPORT_RESENT, { taskId, attempt, delayMs, error: e.message });
+    return sendReport(call, this.opts.backoff ?? DEFAULT_BACKOFF, signal, () => this.stopped, note);
   }
 }

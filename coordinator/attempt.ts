@@ -242,16 +242,31 @@ export class Attempt {
     this.wake();
   }
 
-  /** Records a site's metrics (spooled first, when its update is: a restarted coordinator still has them). */
-  async recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank = 0): Promise<void> {
-    const metrics = { values, backend, ...(loraRank > 0 ? { loraRank } : {}) };
-    if (this.d.spool && t.state === 'uploaded') {
-      await this.d.spool
-        .putMetrics(this.round, t.clientId, metrics)
-        .catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+  /**
+   * Records a site's metrics report, `sha256` its digest (report-digest.ts); spooled first, when its update is: a
+   * restarted coordinator still has them. One report per task: a repeat of this one is the service's to acknowledge
+   * (RoundEngine.repeatedReport), any other is refused.
+   */
+  recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank: number, sha256: string): Promise<void> {
+    if (t.report || t.metrics) {
+      throw new ProtocolError(
+        status.ALREADY_EXISTS,
+        `task ${t.taskId} already has a metrics report, with other content (the same report again is acknowledged)`,
+      );
     }
-    t.metrics = metrics;
-    this.wake();
+    const metrics = { values, backend, ...(loraRank > 0 ? { loraRank } : {}) };
+    // Taken at once (before the spool write), so a repeat sent meanwhile waits for this one, not a second write.
+    const recorded = (async () => {
+      if (this.d.spool && t.state === 'uploaded') {
+        await this.d.spool
+          .putMetrics(this.round, t.clientId, metrics)
+          .catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+      }
+      t.metrics = metrics;
+      this.wake();
+    })();
+    t.report = { sha256, recorded };
+    return recorded;
   }
 
   /**

@@ -55,8 +55,8 @@ export function loraSettings(cfg: CoordinatorConfig): LoraConfig {
 
 /**
  * One federation run: `start()` binds the gRPC server and schedules rounds; `done` settles when the run ends;
- * the round engine's events (roundStarted, clientSelected, updateAccepted, roundCommitted, roundFailed,
- * runFinished, phase) are re-emitted here, so listeners can attach before start().
+ * the round engine's events (roundStarted, clientSelected, updateAccepted, metricsReported, roundCommitted,
+ * roundFailed, runFinished, phase) are re-emitted here, so listeners can attach before start().
  */
 export class Coordinator extends EventEmitter<RoundEvents> {
   readonly registry = new ClientRegistry();

@@ -31,6 +31,13 @@ export interface UpdateAccepted {
   readonly numExamples: number;
 }
 
+/** A selected site's metrics report was recorded (once per task: a repeat of it is not a new report). */
+export interface MetricsReported {
+  readonly round: number;
+  readonly attempt: number;
+  readonly clientId: string;
+}
+
 export interface RoundCommitted {
   readonly version: number;
   readonly round: number;
@@ -57,6 +64,7 @@ export interface RoundEvents {
   roundStarted: [RoundStarted];
   clientSelected: [ClientSelected];
   updateAccepted: [UpdateAccepted];
+  metricsReported: [MetricsReported];
   roundCommitted: [RoundCommitted];
   roundFailed: [RoundFailed];
   runFinished: [RunFinishedEvent];
@@ -67,6 +75,7 @@ export const ROUND_EVENTS: readonly (keyof RoundEvents)[] = [
   'roundStarted',
   'clientSelected',
   'updateAccepted',
+  'metricsReported',
   'roundCommitted',
   'roundFailed',
   'runFinished',

@@ -380,7 +380,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     t.owner.wake();
   }
 
-  recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank = 0): Promise<void> {
-    return t.owner.recordMetrics(t, values, backend, loraRank);
+  /** A task's metrics report, `sha256` its digest (report-digest.ts): the first one, recorded once. */
+  async recordMetrics(t: Task, values: Record<string, number>, backend: string, loraRank: number, sha256: string): Promise<void> {
+    await t.owner.recordMetrics(t, values, backend, loraRank, sha256);
+    this.emit('metricsReported', { round: t.round, attempt: t.attempt, clientId: t.clientId });
+  }
+
+  /** A repeat of a metrics report this task already took: resolves once the first is recorded (else undefined). */
+  repeatedReport(clientId: string, taskId: string, sha256: string): Promise<void> | undefined {
+    return this.book.repeatedReport(clientId, taskId, sha256);
   }
 }

@@ -29,6 +29,8 @@ import type { CoordinatorKeys as WireKeys } from '../proto/generated/fedtune/v1/
 import type { SecAggAck } from '../proto/generated/fedtune/v1/SecAggAck';
 import type { SecAggAttempt } from './secagg-attempt';
 import { checkReportedRank } from './lora-aggregation';
+import { evaluationReportDigest, metricsReportDigest } from './report-digest';
+import { logsRoundSites } from './ops/sample-secrecy';
 import { adFromWire, shareKeysFromWire, signatureFromWire, unmaskResponseFromWire } from '../proto/secagg/wire';
 import { controlVariateDownload } from './strategy/scaffold-download';
 import { DownloadImages, EncodedFrame } from './download-image';
@@ -103,6 +105,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
     // An internal failure's cause (which may name a file) stays in the operator's log; the site gets a generic status.
     d.log(r.internal ? 'error' : 'warn', `${what} rejected`, { code: status[r.status.code!], details: r.logDetails });
     return r.status;
+  };
+  /**
+   * A report's repeat (report-digest.ts): the same ack as the first; logged as a repeat, never as a new report. A
+   * metrics report is a round site's: not logged under Poisson sampling (ops/sample-secrecy.ts).
+   */
+  const repeated = (cb: (e: null, ack: object) => void, what: 'metrics' | 'evaluation', taskId: string, clientId: string): void => {
+    if (what === 'evaluation' || logsRoundSites(d.config)) d.log('info', `${what} report repeated: acknowledged, counted once`, { taskId, clientId });
+    cb(null, {});
   };
   const wireKeys: WireKeys = { key_id: d.keys.keyId, sign_public_key: d.keys.sign.publicKey, box_public_key: d.keys.box.publicKey };
   /** The session a token names, if its key was not revoked since it joined. Every state-changing call goes through here. */
@@ -304,11 +314,20 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         try {
           const r = call.request;
           const s = session(r.session_token);
+          // A site that lost the ack resends the report: the same report again gets the same ack, and changes nothing.
+          const sha256 = metricsReportDigest(r);
+          const repeat = d.engine.repeatedReport(s.clientId, r.task_id, sha256);
+          if (repeat) {
+            return void repeat.then(
+              () => repeated(cb, 'metrics', r.task_id, s.clientId),
+              (e: unknown) => cb(fail(e, 'metrics')),
+            );
+          }
           const t = d.engine.task(s.clientId, r.task_id, r.round);
           checkReportedRank(r.lora_rank, d.engine.baseOf(t).adapter);
           // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
           // spooled with the update before the site hears back.
-          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank).then(
+          d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank, sha256).then(
             () => cb(null, {}),
             (e: unknown) => cb(fail(e, 'metrics')),
           );
@@ -322,13 +341,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
           const r = call.request;
           const s = session(r.session_token);
           // Bounds (finite, ranges) were checked at the door (proto/limits.ts checkEvaluationReport).
-          d.engine.evaluations.report(s.clientId, s.name, r.task_id, {
+          const fresh = d.engine.evaluations.report(s.clientId, s.name, r.task_id, evaluationReportDigest(r), {
             version: r.version,
             numExamples: Number(r.num_examples),
             loss: r.loss,
             ...(r.has_accuracy ? { accuracy: r.accuracy } : {}),
           });
-          cb(null, {});
+          if (fresh) cb(null, {});
+          else repeated(cb, 'evaluation', r.task_id, s.clientId);
         } catch (e) {
           cb(fail(e, 'evaluation report'));
         }

@@ -54,6 +54,15 @@ export class TaskBook {
     return t;
   }
 
+  /**
+   * When `taskId` is `clientId`'s and already took the metrics report of digest `sha256`: resolves once that report
+   * is recorded. A repeat is answered even after the task's attempt closed: it changes nothing.
+   */
+  repeatedReport(clientId: string, taskId: string, sha256: string): Promise<void> | undefined {
+    const t = this.issued.get(taskId);
+    return t && t.clientId === clientId && t.report?.sha256 === sha256 ? t.report.recorded : undefined;
+  }
+
   /** The task that already accepted this ciphertext, if any (replays and resumed uploads). */
   acceptedBy(sha256Hex: string): Task | undefined {
     return this.accepted.get(sha256Hex);

@@ -23,6 +23,11 @@ export interface Task {
   acceptedSha256?: string;
   /** loraRank: the rank the site trained when it was below the global one (zero-padded; exactlora). */
   metrics?: { values: Record<string, number>; backend: string; loraRank?: number };
+  /**
+   * The accepted metrics report (report-digest.ts): its digest, set when it is taken, and when it is recorded (after
+   * its spool write). A repeat of it is answered once that settles; a different one is refused.
+   */
+  report?: { readonly sha256: string; readonly recorded: Promise<void> };
   /** Under SecAgg: this client's masked input is part of the committed sum. */
   inSum?: boolean;
   /** The site's name when the registry may not know it (an update carried over a restart). */

@@ -6,7 +6,8 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { EvaluationReport } from '../proto/generated/fedtune/v1/EvaluationReport';
 import type { TensorList } from '../proto/tensors';
-import { ConstantTrainer } from './harness';
+import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
+import { ConstantTrainer, join, reportMetrics, siteDelta, smallAdapter, upload, uploadFrames, type JoinedRaw } from './harness';
 
 /** sha256 of an adapter's data bytes in order (what the download trailer carries). */
 export function adapterSha(adapter: TensorList): string {
@@ -75,4 +76,24 @@ export function downloadCandidate(c: RawClient, token: string, taskId: string): 
     call.on('end', () => res(sha));
     call.on('error', rej);
   });
+}
+
+/** Sites a and b joined on `c`, reading their task streams, their round-1 tasks uploaded (and reported, unless not). */
+export async function twoSitesUploaded(
+  c: RawClient,
+  report = true,
+): Promise<{ a: JoinedRaw; b: JoinedRaw; sa: ReturnType<typeof taskEvents>; sb: ReturnType<typeof taskEvents>; ta: TrainTask__Output; tb: TrainTask__Output }> {
+  const a = await join(c, 'site-a');
+  const b = await join(c, 'site-b');
+  const sa = taskEvents(c, a.session_token);
+  const sb = taskEvents(c, b.session_token);
+  const [ta, tb] = (await Promise.all([sa.next((e) => !!e.train), sb.next((e) => !!e.train)])).map((e) => e.train!);
+  for (const [who, t] of [
+    [a, ta],
+    [b, tb],
+  ] as const) {
+    await upload(c, uploadFrames({ who, task: t }, siteDelta(who.name, smallAdapter(0))));
+    if (report) await reportMetrics(c, who.session_token, t.task_id, t.round);
+  }
+  return { a, b, sa, sb, ta, tb };
 }

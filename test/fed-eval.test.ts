@@ -2,7 +2,7 @@
 // speaking the protocol directly. Each candidate version is evaluated by the sites before it commits; its manifest
 // holds exactly the example-weighted mean of what they reported (client-id order), and the adapter each site
 // evaluated is byte for byte the one committed. Refusals: out-of-range figures at the door, unknown and foreign
-// tasks, the wrong version, a second report, a closed evaluation; a silent site costs the deadline, not the run.
+// tasks, the wrong version, a different second report, a closed evaluation; a silent site costs the deadline, not the run.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -13,20 +13,8 @@ import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { formatVersionTable } from '../coordinator/checkpoints/table';
 import { sortByName } from '../proto/tensors';
 import { readSafetensors } from '../proto/safetensors';
-import {
-  expectRefused,
-  join,
-  rawClient,
-  siteDelta,
-  smallAdapter,
-  startCoordinator,
-  tempDir,
-  testIdentity,
-  upload,
-  uploadFrames,
-  reportMetrics,
-} from './harness';
-import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, taskEvents } from './fed-eval-kit';
+import { expectRefused, rawClient, reportMetrics, startCoordinator, tempDir, testIdentity } from './harness';
+import { ScriptedEvalTrainer, adapterSha, downloadCandidate, reportEvaluation, taskEvents, twoSitesUploaded } from './fed-eval-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('federated evaluation (real gRPC, real sites)', function () {
@@ -145,19 +133,8 @@ describe('federated evaluation (real gRPC, real sites)', function () {
     const runDir = await dir('fed-eval-refuse');
     const h = await startCoordinator(runDir, { total: 1 }, { evaluation: { enabled: true, deadlineMs: 4000 } });
     const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const sa = taskEvents(c, a.session_token);
-    const sb = taskEvents(c, b.session_token);
+    const { a, b, sa, sb, ta } = await twoSitesUploaded(c);
     try {
-      const [ta, tb] = (await Promise.all([sa.next((e) => !!e.train), sb.next((e) => !!e.train)])).map((e) => e.train!);
-      for (const [who, t] of [
-        [a, ta],
-        [b, tb],
-      ] as const) {
-        await upload(c, uploadFrames({ who, task: t }, siteDelta(who.name, smallAdapter(0))));
-        await reportMetrics(c, who.session_token, t.task_id, t.round);
-      }
       const ea = (await sa.next((e) => !!e.evaluate)).evaluate!;
       const eb = (await sb.next((e) => !!e.evaluate)).evaluate!;
       expect(ea.version).to.equal(1);
@@ -187,7 +164,13 @@ describe('federated evaluation (real gRPC, real sites)', function () {
         `evaluation report is for version 2; task ${ea.task_id} evaluates version 1`,
       );
       await reportEvaluation(c, ok);
-      await expectRefused(runDir, () => reportEvaluation(c, ok), grpc.status.ALREADY_EXISTS, `evaluation task ${ea.task_id} already has a report`);
+      // A second report with other content (the same one again is acknowledged: test/report-repeat.test.ts).
+      await expectRefused(
+        runDir,
+        () => reportEvaluation(c, { ...ok, loss: 0.25 }),
+        grpc.status.ALREADY_EXISTS,
+        `evaluation task ${ea.task_id} already has a report`,
+      );
       // Site b stays silent: the version commits at the evaluation deadline with site a's figures alone.
       const final = await h.coordinator.done;
       expect(final.manifest.evaluation).to.deep.equal({ loss: 0.5, accuracy: 0.75, examples: 10, sites: 1, selected: 2 });
@@ -200,6 +183,49 @@ describe('federated evaluation (real gRPC, real sites)', function () {
     } finally {
       sa.stream.cancel();
       sb.stream.cancel();
+      c.close();
+      await h.coordinator.stop();
+    }
+  });
+
+  it('asks a participant still inside its reconnect grace: its report came before its task stream did; it evaluates once the stream attaches', async () => {
+    const runDir = await dir('fed-eval-grace');
+    const h = await startCoordinator(runDir, { total: 1, reconnectGraceMs: 10_000 }, { evaluation: { enabled: true, deadlineMs: 20_000 } });
+    const c = rawClient(h.address);
+    const { a, b, sa, sb, ta, tb } = await twoSitesUploaded(c, false);
+    let sb2: ReturnType<typeof taskEvents> | undefined;
+    try {
+      // Site b's stream drops; its report still arrives (a channel that reconnected before its stream did).
+      sb.stream.cancel();
+      while (h.coordinator.registry.isLive(clientIdFor('site-b'))) await new Promise((r) => setTimeout(r, 5));
+      await reportMetrics(c, a.session_token, ta.task_id, 1);
+      await reportMetrics(c, b.session_token, tb.task_id, 1);
+      const ea = (await sa.next((e) => !!e.evaluate)).evaluate!;
+      await reportEvaluation(c, {
+        session_token: a.session_token,
+        task_id: ea.task_id,
+        version: 1,
+        num_examples: 10,
+        loss: 0.5,
+        accuracy: 0,
+        has_accuracy: false,
+      });
+      sb2 = taskEvents(c, b.session_token); // back: its evaluation task comes on the new stream
+      const eb = (await sb2.next((e) => !!e.evaluate)).evaluate!;
+      await reportEvaluation(c, {
+        session_token: b.session_token,
+        task_id: eb.task_id,
+        version: 1,
+        num_examples: 30,
+        loss: 1,
+        accuracy: 0,
+        has_accuracy: false,
+      });
+      const final = await h.coordinator.done;
+      expect(final.manifest.evaluation).to.deep.equal({ loss: 35 / 40, examples: 40, sites: 2, selected: 2 });
+    } finally {
+      sa.stream.cancel();
+      sb2?.stream.cancel();
       c.close();
       await h.coordinator.stop();
     }

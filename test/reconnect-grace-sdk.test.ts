@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FederationClient } from '../client-sdk/client';
+import { REPORT_RESENT } from '../client-sdk/report-retry';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type LoadedModel } from '../client-sdk/model/load';
 import { HfTokenizer } from '../client-sdk/text/hf-tokenizer';
@@ -130,7 +131,11 @@ class CuttingTrainer implements Trainer {
 interface RunResult {
   adapterSha256: string;
   manifest: Manifest;
-  b: { trains: number; evaluations: number; backInTask: Phase[]; joined: number; reconnects: number; failed: string[]; evaluated: number };
+  b: { trains: number; evaluations: number; backInTask: Phase[]; joined: number; reconnects: number; failed: string[]; evaluated: number; resent: number };
+  /** Site-b's metrics reports the coordinator recorded (a repeat is not one). */
+  bReports: number;
+  /** When version 1 was committed. */
+  committedAt: number;
 }
 
 /** Timing figures differ between runs; every other figure must not. */
@@ -174,16 +179,22 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
       { fromModelDir: true },
     );
 
-  async function oneRound(name: string, cuts: readonly Phase[]): Promise<RunResult> {
+  async function oneRound(name: string, cuts: readonly Phase[], arm?: (h: Harness, relay: TcpRelay) => void): Promise<RunResult> {
     const h = await coordinator(name);
     const relay = await tcpRelay(h.address);
+    let bReports = 0;
+    let committedAt = 0;
+    h.coordinator.on('metricsReported', (e) => (bReports += e.clientId === clientIdFor('site-b') ? 1 : 0));
+    h.coordinator.on('roundCommitted', () => (committedAt = Date.now()));
+    arm?.(h, relay);
     try {
       const trainer = (i: number): Trainer => new TaskLoraTrainer({ model: model.model, data: data[i], lora: {}, backend });
       const b = new CuttingTrainer(trainer(1), new Link(h, relay, clientIdFor('site-b')), cuts);
       const fast = { initialMs: 20, maxMs: 200, factor: 2 };
       const siteA = new FederationClient({ address: h.address, name: 'site-a', identity: testIdentity('site-a'), trainer: trainer(0), backoff: fast });
-      const siteB = new FederationClient({ address: relay.address, name: 'site-b', identity: testIdentity('site-b'), trainer: b, backoff: fast });
-      const seen = { joined: 0, reconnects: 0, failed: [] as string[], evaluated: 0 };
+      const seen = { joined: 0, reconnects: 0, failed: [] as string[], evaluated: 0, resent: 0 };
+      const log = (_: string, msg: string): void => void (seen.resent += msg === REPORT_RESENT ? 1 : 0);
+      const siteB = new FederationClient({ address: relay.address, name: 'site-b', identity: testIdentity('site-b'), trainer: b, backoff: fast, log });
       siteB.on('joined', () => seen.joined++);
       siteB.on('reconnecting', () => seen.reconnects++);
       siteB.on('taskFailed', (e) => seen.failed.push(e.error));
@@ -199,6 +210,8 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
           .digest('hex'),
         manifest: JSON.parse(fs.readFileSync(path.join(vdir, 'manifest.json'), 'utf8')) as Manifest,
         b: { trains: b.trains, evaluations: b.evaluations, backInTask: b.backInTask, ...seen },
+        bReports,
+        committedAt,
       };
     } finally {
       relay.close();
@@ -239,6 +252,53 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
 
   it('cut during training and again during the federated evaluation: its update, report and evaluation report count', () =>
     expectCounted(['train', 'fedEval']));
+
+  /**
+   * Site-b's connection cut during its ReportMetrics call. The relay spots the call by its bytes (metric names travel
+   * in clear only in a MetricsReport). 'holdReplies': the report lands, and its answer is held until the coordinator
+   * recorded it, then the connection is cut: the site cannot know it landed. 'cut': the report never reaches the
+   * coordinator. Either way the SDK sends it again over its reconnected channel, and the round commits with site-b's
+   * report, once, the same bits as without the cut, long before the round's deadline (120 s).
+   */
+  async function expectReportCounted(act: 'cut' | 'holdReplies'): Promise<void> {
+    plain ??= await oneRound('plain', []);
+    let cutAt = 0;
+    const r = await oneRound(`report-${act}`, [], (h, relay) => {
+      void relay.onSiteBytes(/train_loss/, act).then(async () => {
+        if (act === 'holdReplies') await new Promise((landed) => h.coordinator.once('metricsReported', landed));
+        relay.cutAll();
+        cutAt = Date.now();
+      });
+    });
+    expect(cutAt, 'the relay saw the report call').to.be.above(0);
+    expect({
+      trains: r.b.trains,
+      evaluations: r.b.evaluations,
+      joined: r.b.joined,
+      failed: r.b.failed,
+      evaluated: r.b.evaluated,
+      bReports: r.bReports,
+    }).to.deep.equal({
+      trains: 1,
+      evaluations: 2,
+      joined: 1,
+      failed: [],
+      evaluated: 1,
+      bReports: 1,
+    });
+    expect(r.b.resent, 'the report was sent again').to.be.at.least(1);
+    expect(r.committedAt - cutAt, 'committed without waiting for the deadline').to.be.below(30_000);
+    const named = (m: Manifest): [string, Record<string, number>][] => m.participants.map((p) => [p.clientName, figures(p.metrics)]);
+    expect(named(r.manifest)).to.deep.equal(named(plain.manifest));
+    expect(r.manifest.evaluation).to.deep.equal(plain.manifest.evaluation);
+    expect(r.adapterSha256).to.equal(plain.adapterSha256);
+  }
+
+  it('cut during its ReportMetrics call after the report landed (the answer lost): sent again, acknowledged, counted once', () =>
+    expectReportCounted('holdReplies'));
+
+  it('cut during its ReportMetrics call before the report arrived: sent again, counted, the round does not wait for its deadline', () =>
+    expectReportCounted('cut'));
 
   it('a site process cut when it is selected reconnects, counts, and exits by itself once the run is over', async () => {
     const h = await coordinator('process');

@@ -1,7 +1,7 @@
 // A TCP relay in front of a coordinator, to break a site's connections the way a network does: every byte passes
 // through untouched until the test cuts (both sockets destroyed, so each end sees its connection die and the
 // site's gRPC channel connects again, through the relay). Used by the tests of what survives a break: a range
-// download (download-retry) and a site's task stream (reconnect-grace-sdk).
+// download (download-retry), a site's task stream and a report call (reconnect-grace-sdk).
 import * as net from 'node:net';
 
 export interface TcpRelay {
@@ -10,6 +10,13 @@ export interface TcpRelay {
   cuts(): number;
   /** Cuts every connection open now; new ones pass. */
   cutAll(): void;
+  /**
+   * Arms a cut at one call: the first time bytes from the site match `pattern` (read as latin1, across chunk
+   * boundaries), either 'cut' (that connection is cut before they reach the coordinator: the call never arrives) or
+   * 'holdReplies' (they pass, and whatever the coordinator sends back on that connection is held, so the call lands
+   * but its answer does not, until the test cuts). Resolves at the match.
+   */
+  onSiteBytes(pattern: RegExp, act: 'cut' | 'holdReplies'): Promise<void>;
   /** Resolves once no connection is open through the relay (at once when none is). */
   idle(): Promise<void>;
   close(): void;
@@ -22,6 +29,7 @@ export async function tcpRelay(target: string, cutAfter: (n: number) => number |
   let cuts = 0;
   const pairs = new Set<[net.Socket, net.Socket]>();
   let idleWaiters: (() => void)[] = [];
+  let armed: { pattern: RegExp; act: 'cut' | 'holdReplies'; matched: () => void } | undefined;
   const cut = (pair: [net.Socket, net.Socket]): void => {
     cuts++;
     for (const s of pair) s.destroy();
@@ -38,12 +46,26 @@ export async function tcpRelay(target: string, cutAfter: (n: number) => number |
         if (++closed === 2 && pairs.delete(pair) && pairs.size === 0) for (const w of idleWaiters.splice(0)) w();
       });
     }
-    site.pipe(up);
+    let tail = ''; // the last bytes the site sent, so a pattern split across two chunks still matches
+    let holding = false;
+    site.on('data', (d: Buffer) => {
+      const seen = tail + d.toString('latin1');
+      tail = seen.slice(-256);
+      const a = armed;
+      if (a?.pattern.test(seen)) {
+        armed = undefined;
+        if (a.act === 'cut') cut(pair);
+        else holding = true;
+        a.matched();
+      }
+      if (!site.destroyed) up.write(d);
+    });
+    site.on('end', () => up.end());
     let sent = 0;
     up.on('data', (d: Buffer) => {
       sent += d.length;
       if (after !== undefined && sent > after) cut(pair);
-      else site.write(d);
+      else if (!holding) site.write(d);
     });
     up.on('end', () => site.end());
   });
@@ -54,6 +76,7 @@ export async function tcpRelay(target: string, cutAfter: (n: number) => number |
     cutAll: () => {
       for (const pair of [...pairs]) cut(pair);
     },
+    onSiteBytes: (pattern, act) => new Promise((matched) => (armed = { pattern, act, matched })),
     idle: () => (pairs.size === 0 ? Promise.resolve() : new Promise((r) => idleWaiters.push(r))),
     close: () => {
       for (const pair of pairs) for (const s of pair) s.destroy();

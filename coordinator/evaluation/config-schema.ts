@@ -20,7 +20,7 @@ export const evalStopSchema = {
       arg: 'evaluation.everyRounds',
     },
     sites: {
-      doc: "Who may be asked: 'participants' (the round's sites still connected) or 'connected' (every connected site).",
+      doc: "Who may be asked: 'participants' (the round's sites still connected, or away less than rounds.reconnectGraceMs) or 'connected' (every connected site).",
       format: ['participants', 'connected'],
       default: 'participants',
       env: 'FEDTUNE_EVALUATION_SITES',

@@ -47,7 +47,10 @@ export class Evaluations {
     const cfg = this.d.config;
     const e = cfg.evaluation;
     const connected = new Set(this.d.registry.connected().map((s) => s.clientId));
-    const pool = e.sites === 'participants' ? participants.map((p) => p.clientId).filter((id) => connected.has(id)) : [...connected];
+    // A participant whose stream dropped a moment ago (its report may have come on a reconnected channel before its
+    // stream did) is asked too, as the round waited for it: it gets its task when its stream attaches (resend).
+    const back = (id: string): boolean => connected.has(id) || this.d.registry.awayMs(id) < cfg.rounds.reconnectGraceMs;
+    const pool = e.sites === 'participants' ? participants.map((p) => p.clientId).filter(back) : [...connected];
     if (pool.length < e.minSites) {
       this.d.log('warn', 'federated evaluation skipped: too few sites to ask', { round, version, available: pool.length, minSites: e.minSites });
       return undefined;
@@ -132,9 +135,16 @@ export class Evaluations {
     return this.task(clientId, clientName, taskId).owner.adapter;
   }
 
-  report(clientId: string, clientName: string, taskId: string, r: EvaluationReportIn): void {
+  /**
+   * Takes a site's report, `sha256` its digest (report-digest.ts); false when it repeats the one this task already
+   * took (answered as the first was, even once the evaluation closed: it changes nothing).
+   */
+  report(clientId: string, clientName: string, taskId: string, sha256: string, r: EvaluationReportIn): boolean {
+    const known = this.issued.get(taskId);
+    if (known && known.clientId === clientId && known.reportSha256 === sha256) return false;
     const t = this.task(clientId, clientName, taskId);
-    t.owner.accept(t, r);
+    t.owner.accept(t, r, sha256);
     this.d.log('info', 'evaluation report accepted', { taskId, clientId, version: r.version, numExamples: r.numExamples });
+    return true;
   }
 }

@@ -27,6 +27,8 @@ export interface EvaluationTask {
   readonly deadline: number;
   readonly owner: FederatedEvaluation;
   report?: EvaluationReportIn;
+  /** The digest of the report taken (report-digest.ts): a repeat of it is acknowledged, another report refused. */
+  reportSha256?: string;
 }
 
 /** SHA-256 (hex) of an adapter's tensor-stream data bytes: what a download's trailer carries. */
@@ -72,8 +74,8 @@ export class FederatedEvaluation {
     this.wakeUp();
   }
 
-  /** Takes a site's report for its task (refusing one for another version, a second one, or a late one). */
-  accept(t: EvaluationTask, r: EvaluationReportIn): void {
+  /** Takes a site's report for its task (refusing one for another version, a different second one, or a late one). */
+  accept(t: EvaluationTask, r: EvaluationReportIn, sha256: string): void {
     if (!this.open || this.tasks.get(t.taskId) !== t) throw closedTask(t);
     if (Date.now() > t.deadline) {
       throw new ProtocolError(status.DEADLINE_EXCEEDED, `evaluation task ${t.taskId}: its deadline passed at ${new Date(t.deadline).toISOString()}`);
@@ -81,8 +83,14 @@ export class FederatedEvaluation {
     if (r.version !== t.version) {
       throw new ProtocolError(status.FAILED_PRECONDITION, `evaluation report is for version ${r.version}; task ${t.taskId} evaluates version ${t.version}`);
     }
-    if (t.report) throw new ProtocolError(status.ALREADY_EXISTS, `evaluation task ${t.taskId} already has a report`);
+    if (t.report) {
+      throw new ProtocolError(
+        status.ALREADY_EXISTS,
+        `evaluation task ${t.taskId} already has a report, with other content (the same report again is acknowledged)`,
+      );
+    }
     t.report = r;
+    t.reportSha256 = sha256;
     this.wake();
   }
 
