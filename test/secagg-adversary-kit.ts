@@ -2,8 +2,6 @@
 // a world of n honest sites with their SecAggClients and a SecAggServer driven by hand, the honest stages up to the
 // masked input, a survivor view to show a site, and the check that a site refuses (and returns nothing).
 import nacl from 'tweetnacl';
-import { type status } from '@grpc/grpc-js';
-import { ProtocolError } from '../proto/errors';
 import type { NamedTensor } from '../proto/tensors';
 import {
   SecAggClient,
@@ -19,24 +17,11 @@ import {
   type SecAggRoundConfig,
 } from '../proto/secagg';
 import { lcg, seedOf } from './secagg-core-kit';
-const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 export const idOf = (i: number): string => `s${String(i).padStart(3, '0')}`;
 export const RUN = 'run-adv';
-/** Throws unless f throws a ProtocolError with this code and message. */
-export async function refused(f: () => unknown, code: status, pattern: RegExp): Promise<void> {
-  let caught: unknown;
-  let returned: unknown;
-  try {
-    returned = await f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(returned, 'the site returned something instead of refusing').to.equal(undefined);
-  expect(caught, `expected a refusal matching ${pattern}`).to.be.instanceOf(ProtocolError);
-  expect((caught as ProtocolError).message).to.match(pattern);
-  expect((caught as ProtocolError).code, (caught as ProtocolError).message).to.equal(code);
-}
+// A refusal is expected as secagg-hand.ts's refused() checks it (status and message pattern).
+export { refused } from './secagg-hand';
 
 export interface World {
   ids: string[];

@@ -147,8 +147,11 @@ export function neighboursOf(ids: readonly string[], graph: GraphSpec, sid: Uint
 
 export const hexOf = (a: Uint32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 
-/** Expects `f` to refuse with exactly this gRPC status and message (a site or server played by hand must not answer). */
-export async function refused(f: () => unknown, code: status, message: string): Promise<void> {
+/**
+ * Expects `f` to refuse (a site or server played by hand must not answer) with exactly this gRPC status and a
+ * message equal to `message`, or matching it when it is a pattern.
+ */
+export async function refused(f: () => unknown, code: status, message: string | RegExp): Promise<void> {
   let caught: unknown;
   let returned: unknown;
   try {
@@ -157,8 +160,13 @@ export async function refused(f: () => unknown, code: status, message: string): 
     caught = e;
   }
   expect(returned, 'the site answered instead of refusing').to.equal(undefined);
-  expect(caught, message).to.be.instanceOf(ProtocolError);
-  expect([(caught as ProtocolError).code, (caught as ProtocolError).message]).to.deep.equal([code, message]);
+  expect(caught, `expected a refusal ${typeof message === 'string' ? 'saying' : 'matching'} ${String(message)}`).to.be.instanceOf(ProtocolError);
+  const { code: got, message: said } = caught as ProtocolError;
+  if (typeof message === 'string') expect([got, said]).to.deep.equal([code, message]);
+  else {
+    expect(said).to.match(message);
+    expect(got, said).to.equal(code);
+  }
 }
 
 /**
