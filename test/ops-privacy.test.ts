@@ -43,13 +43,15 @@ describe('ops: rounds the ε budget allows (the accountant’s largest k)', () =
       [0.005, 0.9, 8],
       [1, 1.5, 10],
     ] as const) {
-      const k = roundsLeft(history, q, z, 1e-5, budget);
+      const k = roundsLeft((n) => after(n, q, z), budget);
       expect(after(k, q, z), `q ${q}`).to.be.at.most(budget);
       expect(after(k + 1, q, z), `q ${q}`).to.be.above(budget);
       expect(k, `q ${q}: a search past the first doublings`).to.be.above(q === 1 ? 0 : 100);
     }
     // A budget already spent (or not enough for one round) allows none.
-    expect(roundsLeft(history, 1, 1.5, 1e-5, after(0, 1, 1.5))).to.equal(0);
+    expect(roundsLeft((n) => after(n, 1, 1.5), after(0, 1, 1.5))).to.equal(0);
+    // An unbounded ε (the ledger's null) never fits.
+    expect(roundsLeft(() => null, 10)).to.equal(0);
   });
 });
 

@@ -4,7 +4,6 @@
 // or how many were in a Poisson-sampled round (ops/sample-secrecy.ts): ε depends only on q, z and the round count.
 import type { Checkpoint } from '../checkpoints/types';
 import type { CoordinatorConfig } from '../config-types';
-import { composeRdp, DEFAULT_ORDERS, epsilonFromRdp } from '../privacy/accountant';
 import { PrivacyLedger, SAMPLING_RATE } from '../privacy/ledger';
 import { isSampled } from '../privacy/sampling';
 
@@ -34,19 +33,14 @@ type PrivacySection = Pick<CoordinatorConfig, 'privacy'>;
 const MAX_ROUNDS_LEFT = 2 ** 40;
 
 /**
- * The largest k with ε(history + k rounds at q, z) ≤ budget, by the accountant: ε grows with k, so a doubling search
- * then bisection. RDP composes by addition, so the history's RDP and one round's are computed once, and ε after k more
- * rounds is the same sum the ledger makes for the history plus one segment of k rounds.
+ * The largest k with ε after k more rounds ≤ budget, where `epsilonAfter(k)` is that ε (null: unbounded). ε grows
+ * with k, so a doubling search, then bisection: ~2·log2(k) evaluations, once per commit.
  */
-export function roundsLeft(history: readonly { q: number; z: number; steps: number }[], q: number, z: number, delta: number, budget: number): number {
-  const past = composeRdp(history);
-  const one = composeRdp([{ q, z, steps: 1 }]);
-  const fits = (k: number): boolean =>
-    epsilonFromRdp(
-      past.map((r, i) => r + k * one[i]),
-      DEFAULT_ORDERS,
-      delta,
-    ).epsilon <= budget;
+export function roundsLeft(epsilonAfter: (k: number) => number | null, budget: number): number {
+  const fits = (k: number): boolean => {
+    const e = epsilonAfter(k);
+    return e !== null && e <= budget;
+  };
   if (!fits(1)) return 0;
   let lo = 1;
   let hi = 2;
@@ -83,8 +77,9 @@ export class PrivacyView {
     const epsilon = ledger.epsilon();
     const q = isSampled(this.cfg) ? p.samplingRate : SAMPLING_RATE;
     const z = p.noiseMultiplier;
-    const history = (record?.history ?? []).map((s) => ({ q: s.samplingRate, z: s.noiseMultiplier, steps: s.rounds }));
-    const left = !(p.epsilonBudget > 0) ? null : epsilon === null || epsilon > p.epsilonBudget ? 0 : roundsLeft(history, q, z, p.delta, p.epsilonBudget);
+    // ε after k more rounds is the ledger's own figure with one more segment: the same sum the budget check makes.
+    const after = (k: number): number | null => ledger.epsilon([{ samplingRate: q, noiseMultiplier: z, rounds: k }]);
+    const left = !(p.epsilonBudget > 0) ? null : epsilon === null || epsilon > p.epsilonBudget ? 0 : roundsLeft(after, p.epsilonBudget);
     return {
       epsilon,
       delta: p.delta,
