@@ -14,13 +14,47 @@ const pct = (x: number | undefined): string => (x !== undefined && Number.isFini
 const pts = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}` : '–');
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: readonly number[]): number => (xs.length < 2 ? NaN : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-/** Student's t at 97.5% for 1-10 degrees of freedom (a 95% two-sided interval on a mean of ≤ 11 pairs). */
-const T975 = [NaN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+/** Student's t at 97.5% for 1-30 degrees of freedom (a 95% two-sided interval on a mean of ≤ 31 pairs). */
+const T975 = [
+  NaN,
+  12.706,
+  4.303,
+  3.182,
+  2.776,
+  2.571,
+  2.447,
+  2.365,
+  2.306,
+  2.262,
+  2.228,
+  2.201,
+  2.179,
+  2.16,
+  2.145,
+  2.131,
+  2.12,
+  2.11,
+  2.101,
+  2.093,
+  2.086,
+  2.08,
+  2.074,
+  2.069,
+  2.064,
+  2.06,
+  2.056,
+  2.052,
+  2.048,
+  2.045,
+  2.042,
+];
+/** t at 97.5% for `df` degrees of freedom: the table to 30, then the value at the bracket's lower end (wider). */
+export const t975 = (df: number): number => T975[df] ?? (df <= 40 ? 2.042 : df <= 60 ? 2.021 : df <= 120 ? 2.0 : 1.98);
 const meanSd = (xs: readonly number[]): string => `${pct(mean(xs))} ± ${pct(sd(xs))}`;
 
 /** Paired differences DP − twin (fractions): mean ± sd, a 95% t interval, and how many are within 3 points. */
 export function pairedSummary(xs: readonly number[]): string {
-  const h = (T975[xs.length - 1] ?? 1.96) * (sd(xs) / Math.sqrt(xs.length));
+  const h = t975(xs.length - 1) * (sd(xs) / Math.sqrt(xs.length));
   return `**${pts(mean(xs))}** ± ${pct(sd(xs))} (95%: ${pts(mean(xs) - h)} to ${pts(mean(xs) + h)}); within 3 on ${xs.filter((x) => x >= -0.03).length} of ${xs.length}`;
 }
 

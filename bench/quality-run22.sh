@@ -7,33 +7,45 @@
 # (DP, then its twin), so that finished pairs come first; no cell starts after Q22_DEADLINE s, and each is cut at
 # whatever is left of it (a cut cell leaves its curve in its log).
 # Knobs: Q22_REGIMES (e1m100), Q22_SEEDS (42 43 44 45 46), Q22_PAR (4), Q22_DEADLINE (460), Q22_ROUNDS (the regime's
-# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5), Q22_PREFIX (x22; x24: run 24's regimes, bench/quality-configs-run24.ts;
+# 150), Q22_TEST_LIMIT (400), Q22_EVAL_EVERY (5), Q22_PAR_PER_GPU (instead of Q22_PAR: so many cells at once on each
+# GPU the cells could be pinned to), Q22_PREFIX (x22; x24: run 24's regimes, bench/quality-configs-run24.ts;
 # x24a: run 24a's adaptive-clipping arms, e4m50 only; a list such as "x24a x22" runs each seed's arms of every table,
-# seed by seed).
+# seed by seed), Q22_CELLS (a list of prefix:arm cells run for each seed, such as "x24a:dp8 x24a:clip x22:clip": run 25;
+# default every prefix's dp8 and clip), FEDTUNE_VK_LAYER_DIR (on a machine of several GPUs, the cells take the GPUs in
+# turn: bench/gpu-pin.sh).
 # $OUT gets q22-table.md (per cell, per arm, and the paired differences) and q22.tar.gz (every cell's stdout and log).
 set -u
 W=/tmp/q22
 . bench/quality-sampled-env.sh
+. bench/gpu-pin.sh
+read -r -a TAGS <<<"$GPU_TAGS"
+PAR=${Q22_PAR:-4}
+[ -n "${Q22_PAR_PER_GPU:-}" ] && PAR=$((Q22_PAR_PER_GPU * (${#TAGS[@]} > 0 ? ${#TAGS[@]} : 1)))
 REGIMES=${Q22_REGIMES:-e1m100}
 SEEDS=${Q22_SEEDS:-42 43 44 45 46}
-PAR=${Q22_PAR:-4}
 T0=$(date +%s)
 export Q22_W=$W Q22_T0=$T0 Q22_END=$((T0 + ${Q22_DEADLINE:-460}))
 PREFIXES=${Q22_PREFIX:-x22}
 EXTRA="\"testLimit\":${Q22_TEST_LIMIT:-400},\"evalEvery\":${Q22_EVAL_EVERY:-5}${Q22_ROUNDS:+,\"rounds\":$Q22_ROUNDS}"
-cell() { # prefix regime arm seed: one cell, cut at the deadline
+cell() { # prefix regime arm seed [DRI_PRIME tag]: one cell, cut at the deadline
   local p=$1
   shift
+  if [ -n "${4:-}" ]; then export DRI_PRIME=$4 MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1; fi
   local left=$((Q22_END - $(date +%s))) name="$p-$1-$2-$3"
   if [ "$left" -le 20 ]; then echo "$name: not started (deadline)" >"$Q22_W/$name.log"; return; fi
-  echo "$name start $(($(date +%s) - Q22_T0)) s" >&2
+  echo "$name start $(($(date +%s) - Q22_T0)) s${4:+ on $4}" >&2
   timeout "$left" node dist/bench/quality-run22-cell.js "{\"prefix\":\"$p\",\"regime\":\"$1\",\"arm\":\"$2\",\"seed\":$3,$EXTRA}" >"$Q22_W/$name.out" 2>"$Q22_W/$name.log"
   local rc=$?
   echo "$name done $(($(date +%s) - Q22_T0)) s, rc $rc" >&2
 }
 export -f cell
 export EXTRA
-for g in ${REGIMES//,/ }; do for s in $SEEDS; do for p in ${PREFIXES//,/ }; do printf '%s %s dp8 %s\n%s %s clip %s\n' "$p" "$g" "$s" "$p" "$g" "$s"; done; done; done |
+CELLS=${Q22_CELLS:-$(for p in ${PREFIXES//,/ }; do printf '%s:dp8 %s:clip ' "$p" "$p"; done)}
+k=0
+for g in ${REGIMES//,/ }; do for s in $SEEDS; do for c in $CELLS; do
+  echo "${c%%:*} $g ${c#*:} $s ${TAGS[k % (${#TAGS[@]} > 0 ? ${#TAGS[@]} : 1)]:-}"
+  k=$((k + 1))
+done; done; done |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
 if ls "$W"/*.out >/dev/null 2>&1; then node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1; else echo "no cell started" >"$W/q22-table.md"; fi
 tar czf "$OUT/q22.tar.gz" -C /tmp q22

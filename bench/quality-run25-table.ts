@@ -1,0 +1,90 @@
+// Run 25's table (bench/QUALITY.md "Run 25"): DP at ε = 8 with adaptive clipping (x24a-e4m50-dp8) against two
+// noiseless arms that drew the same cohorts: its own twin (x24a-e4m50-clip, C adapting alike) and run 22's fixed-C
+// twin (x22-e4m50-clip, C 2), the stronger non-private recipe in run 24's call 3. Per seed the best, final and mean of
+// the last 10 held-out scores of each arm; then the paired differences with a 95% t interval.
+//   node dist/bench/quality-run25-table.js --last 10 cell-*.out
+// Each input is a cell process's stdout (its result is the last line); a cut cell has none and is listed.
+import { Command } from 'commander';
+import type { SampledCellResult } from './quality-sampled-cell';
+import { seedRow, type SeedRow } from './quality-run17-table';
+import { readCellOut } from './quality-run21-table';
+import { pairedSummary } from './quality-run22-table';
+
+/** The three arms by config name, in the table's order. */
+export const RUN25_ARMS = { dp: 'x24a-e4m50-dp8', twin: 'x24a-e4m50-clip', fixed: 'x22-e4m50-clip' } as const;
+type Arm = keyof typeof RUN25_ARMS;
+
+const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(1) : '–');
+const pts = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}` : '–');
+
+interface Seed {
+  readonly seed: number;
+  readonly rows: Readonly<Record<Arm, SeedRow>>;
+  /** The three arms observed the same draws (their digests agree). */
+  readonly sameDraws: boolean;
+}
+
+/** The markdown: per seed the three arms and DP's differences from each twin; then the paired summaries. */
+export function run25Table(seeds: readonly Seed[], unpaired: readonly string[]): string {
+  const out = [
+    '| seed | DP best (round) | own twin best | fixed-C twin best | DP − own twin: best | final | DP − fixed-C twin: best | final | same draws |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const { seed, rows: r, sameDraws } of [...seeds].sort((a, b) => a.seed - b.seed))
+    out.push(
+      `| ${seed} | ${pct(r.dp.best)} (${r.dp.bestRound}) | ${pct(r.twin.best)} | ${pct(r.fixed.best)} | ${pts(r.dp.best - r.twin.best)} | ${pts(r.dp.final - r.twin.final)} | ${pts(r.dp.best - r.fixed.best)} | ${pts(r.dp.final - r.fixed.final)} | ${sameDraws ? 'yes' : '**no**'} |`,
+    );
+  for (const u of unpaired) out.push(`| ${u} | | | | | | | | |`);
+  const d = (a: Arm, k: 'best' | 'final' | 'lastMean'): number[] => seeds.map((s) => s.rows.dp[k] - s.rows[a][k]);
+  const m = (a: Arm, k: 'best' | 'final'): string => {
+    const xs = seeds.map((s) => s.rows[a][k]);
+    const mu = xs.reduce((x, y) => x + y, 0) / xs.length;
+    return `${pct(mu)} ± ${pct(Math.sqrt(xs.reduce((x, y) => x + (y - mu) ** 2, 0) / Math.max(1, xs.length - 1)))}`;
+  };
+  out.push(
+    '',
+    `| arm (${seeds.length} seeds) | best, mean ± sd | final, mean ± sd |`,
+    '| --- | --- | --- |',
+    ...(Object.keys(RUN25_ARMS) as Arm[]).map((a) => `| \`${RUN25_ARMS[a]}\` | ${m(a, 'best')} | ${m(a, 'final')} |`),
+    '',
+    '| DP − | best | final | mean of last 10 |',
+    '| --- | --- | --- | --- |',
+  );
+  if (seeds.length > 1)
+    for (const a of ['twin', 'fixed'] as const)
+      out.push(
+        `| ${a === 'twin' ? 'its own twin' : 'the fixed-C twin'} | ${pairedSummary(d(a, 'best'))} | ${pairedSummary(d(a, 'final'))} | ${pairedSummary(d(a, 'lastMean'))} |`,
+      );
+  return `${out.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  const cmd = new Command().option('--last <n>', 'mean over the last n rounds', '10').argument('<files...>').parse();
+  const last = Number(cmd.opts<{ last: string }>().last);
+  const bySeed = new Map<number, Partial<Record<Arm, { row: SeedRow; draws?: string }>>>();
+  const unpaired: string[] = [];
+  for (const file of cmd.args) {
+    const r = await readCellOut<SampledCellResult>(file);
+    if (!r || !r.ok || !r.curves[0]) {
+      unpaired.push(`${file}: cut or failed`);
+      continue;
+    }
+    const arm = (Object.keys(RUN25_ARMS) as Arm[]).find((a) => r.cell.config === RUN25_ARMS[a]);
+    if (!arm) continue; // another table's arm run in the same call
+    const s = bySeed.get(r.cell.seed) ?? {};
+    s[arm] = { row: seedRow(r.cell.config, r.cell.seed, r.curves[0], r.cell.rounds, last), draws: r.draws?.sha256 };
+    bySeed.set(r.cell.seed, s);
+  }
+  const seeds: Seed[] = [];
+  for (const [seed, s] of bySeed) {
+    if (!s.dp || !s.twin || !s.fixed) {
+      unpaired.push(`seed ${seed}: only ${Object.keys(s).join(', ')}`);
+      continue;
+    }
+    const draws = new Set([s.dp.draws, s.twin.draws, s.fixed.draws]);
+    seeds.push({ seed, rows: { dp: s.dp.row, twin: s.twin.row, fixed: s.fixed.row }, sameDraws: draws.size === 1 && !draws.has(undefined) });
+  }
+  process.stdout.write(run25Table(seeds, unpaired));
+}
+
+if (require.main === module) void main();
