@@ -1,5 +1,5 @@
-// Run 25's table (bench/QUALITY.md "Run 25"): DP at ε = 8 with adaptive clipping (x24a-e4m50-dp8) against two
-// noiseless arms that drew the same cohorts: its own twin (x24a-e4m50-clip, C adapting alike) and run 22's fixed-C
+// Run 25's table (bench/QUALITY.md "Run 25"): DP at ε = 8 with adaptive clipping (x24a-e4m50-dp8) against one or
+// both of two noiseless arms that drew the same cohorts: its own twin (x24a-e4m50-clip, C adapting alike) and run 22's fixed-C
 // twin (x22-e4m50-clip, C 2), the stronger non-private recipe in run 24's call 3. Per seed the best, final and mean of
 // the last 10 held-out scores of each arm; then the paired differences with a 95% t interval.
 //   node dist/bench/quality-run25-table.js --last 10 cell-*.out
@@ -19,42 +19,45 @@ const pts = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'
 
 interface Seed {
   readonly seed: number;
-  readonly rows: Readonly<Record<Arm, SeedRow>>;
-  /** The three arms observed the same draws (their digests agree). */
+  readonly rows: Readonly<Partial<Record<Arm, SeedRow>>> & { readonly dp: SeedRow };
+  /** The arms of the seed observed the same draws (their digests agree). */
   readonly sameDraws: boolean;
 }
 
-/** The markdown: per seed the three arms and DP's differences from each twin; then the paired summaries. */
+/** The markdown: per seed the arms run and DP's differences from each twin; then the paired summaries. */
 export function run25Table(seeds: readonly Seed[], unpaired: readonly string[]): string {
   const out = [
     '| seed | DP best (round) | own twin best | fixed-C twin best | DP − own twin: best | final | DP − fixed-C twin: best | final | same draws |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
-  for (const { seed, rows: r, sameDraws } of [...seeds].sort((a, b) => a.seed - b.seed))
+  const diff = (s: Seed, a: 'twin' | 'fixed', k: 'best' | 'final' | 'lastMean'): number => {
+    const t = s.rows[a];
+    return t ? s.rows.dp[k] - t[k] : NaN;
+  };
+  for (const s of [...seeds].sort((a, b) => a.seed - b.seed)) {
+    const r = s.rows;
     out.push(
-      `| ${seed} | ${pct(r.dp.best)} (${r.dp.bestRound}) | ${pct(r.twin.best)} | ${pct(r.fixed.best)} | ${pts(r.dp.best - r.twin.best)} | ${pts(r.dp.final - r.twin.final)} | ${pts(r.dp.best - r.fixed.best)} | ${pts(r.dp.final - r.fixed.final)} | ${sameDraws ? 'yes' : '**no**'} |`,
+      `| ${s.seed} | ${pct(r.dp.best)} (${r.dp.bestRound}) | ${pct(r.twin?.best ?? NaN)} | ${pct(r.fixed?.best ?? NaN)} | ${pts(diff(s, 'twin', 'best'))} | ${pts(diff(s, 'twin', 'final'))} | ${pts(diff(s, 'fixed', 'best'))} | ${pts(diff(s, 'fixed', 'final'))} | ${s.sameDraws ? 'yes' : '**no**'} |`,
     );
+  }
   for (const u of unpaired) out.push(`| ${u} | | | | | | | | |`);
-  const d = (a: Arm, k: 'best' | 'final' | 'lastMean'): number[] => seeds.map((s) => s.rows.dp[k] - s.rows[a][k]);
-  const m = (a: Arm, k: 'best' | 'final'): string => {
-    const xs = seeds.map((s) => s.rows[a][k]);
+  const ms = (xs: readonly number[]): string => {
     const mu = xs.reduce((x, y) => x + y, 0) / xs.length;
     return `${pct(mu)} ± ${pct(Math.sqrt(xs.reduce((x, y) => x + (y - mu) ** 2, 0) / Math.max(1, xs.length - 1)))}`;
   };
-  out.push(
-    '',
-    `| arm (${seeds.length} seeds) | best, mean ± sd | final, mean ± sd |`,
-    '| --- | --- | --- |',
-    ...(Object.keys(RUN25_ARMS) as Arm[]).map((a) => `| \`${RUN25_ARMS[a]}\` | ${m(a, 'best')} | ${m(a, 'final')} |`),
-    '',
-    '| DP − | best | final | mean of last 10 |',
-    '| --- | --- | --- | --- |',
-  );
-  if (seeds.length > 1)
-    for (const a of ['twin', 'fixed'] as const)
+  out.push('', '| arm | seeds | best, mean ± sd | final, mean ± sd |', '| --- | --- | --- | --- |');
+  for (const a of Object.keys(RUN25_ARMS) as Arm[]) {
+    const rows = seeds.flatMap((s) => (s.rows[a] ? [s.rows[a]] : []));
+    if (rows.length) out.push(`| \`${RUN25_ARMS[a]}\` | ${rows.length} | ${ms(rows.map((r) => r.best))} | ${ms(rows.map((r) => r.final))} |`);
+  }
+  out.push('', '| DP − | pairs | best | final | mean of last 10 |', '| --- | --- | --- | --- | --- |');
+  for (const a of ['twin', 'fixed'] as const) {
+    const paired = seeds.filter((s) => s.rows[a]);
+    if (paired.length > 1)
       out.push(
-        `| ${a === 'twin' ? 'its own twin' : 'the fixed-C twin'} | ${pairedSummary(d(a, 'best'))} | ${pairedSummary(d(a, 'final'))} | ${pairedSummary(d(a, 'lastMean'))} |`,
+        `| ${a === 'twin' ? 'its own twin' : 'the fixed-C twin'} | ${paired.length} | ${pairedSummary(paired.map((s) => diff(s, a, 'best')))} | ${pairedSummary(paired.map((s) => diff(s, a, 'final')))} | ${pairedSummary(paired.map((s) => diff(s, a, 'lastMean')))} |`,
       );
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -77,12 +80,12 @@ async function main(): Promise<void> {
   }
   const seeds: Seed[] = [];
   for (const [seed, s] of bySeed) {
-    if (!s.dp || !s.twin || !s.fixed) {
+    if (!s.dp || (!s.twin && !s.fixed)) {
       unpaired.push(`seed ${seed}: only ${Object.keys(s).join(', ')}`);
       continue;
     }
-    const draws = new Set([s.dp.draws, s.twin.draws, s.fixed.draws]);
-    seeds.push({ seed, rows: { dp: s.dp.row, twin: s.twin.row, fixed: s.fixed.row }, sameDraws: draws.size === 1 && !draws.has(undefined) });
+    const draws = new Set(Object.values(s).map((c) => c.draws));
+    seeds.push({ seed, rows: { dp: s.dp.row, twin: s.twin?.row, fixed: s.fixed?.row }, sameDraws: draws.size === 1 && !draws.has(undefined) });
   }
   process.stdout.write(run25Table(seeds, unpaired));
 }
