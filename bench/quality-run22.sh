@@ -43,7 +43,8 @@ export EXTRA
 CELLS=${Q22_CELLS:-$(for p in ${PREFIXES//,/ }; do printf '%s:dp8 %s:clip ' "$p" "$p"; done)}
 k=0
 for g in ${REGIMES//,/ }; do for s in $SEEDS; do for c in $CELLS; do
-  echo "${c%%:*} $g ${c#*:} $s ${TAGS[k % (${#TAGS[@]} > 0 ? ${#TAGS[@]} : 1)]:-}"
+  # No trailing blank: xargs -L joins a line that ends in one to the next.
+  echo "${c%%:*} $g ${c#*:} $s${TAGS[0]:+ ${TAGS[k % ${#TAGS[@]}]}}"
   k=$((k + 1))
 done; done; done |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
