@@ -42,11 +42,12 @@ export -f cell
 export EXTRA
 CELLS=${Q22_CELLS:-$(for p in ${PREFIXES//,/ }; do printf '%s:dp8 %s:clip ' "$p" "$p"; done)}
 k=0
-for g in ${REGIMES//,/ }; do for s in $SEEDS; do for c in $CELLS; do
+# Q22_LIST ("prefix regime arm seed; …") names the cells outright instead, such as a call's failed cells to run again.
+if [ -n "${Q22_LIST:-}" ]; then tr ';' '\n' <<<"$Q22_LIST" | sed 's/^ *//; s/ *$//; /^$/d'; else for g in ${REGIMES//,/ }; do for s in $SEEDS; do for c in $CELLS; do
   # No trailing blank: xargs -L joins a line that ends in one to the next.
   echo "${c%%:*} $g ${c#*:} $s${TAGS[0]:+ ${TAGS[k % ${#TAGS[@]}]}}"
   k=$((k + 1))
-done; done; done |
+done; done; done; fi |
   xargs -P "$PAR" -L 1 bash -c 'cell "$@"' _ 2>&1 | tee "$W/q22-progress.txt"
 if ls "$W"/*.out >/dev/null 2>&1; then node dist/bench/quality-run22-table.js --last 10 "$W"/*.out >"$W/q22-table.md" 2>&1; else echo "no cell started" >"$W/q22-table.md"; fi
 tar czf "$OUT/q22.tar.gz" -C /tmp q22
