@@ -85,8 +85,16 @@ export function sampledEpsilon(spec: CohortSpec, z: number, rounds: number, delt
  * than a cohort has slots (92 failed at vkCreateDevice on the H200; 50 per process ran in runs 9-12). A round's
  * members take turns on them (one GPU serialises the work anyway). Each holds the array its trainer reads its
  * e-mails from afresh every round, and a queue so that one member at a time fills and trains it.
+ * FEDTUNE_BENCH_TRAINERS (1-64) sets another count, so that more cells fit on one GPU at once (run 25's pilot).
  */
-export const COHORT_TRAINERS = 24;
+export const COHORT_TRAINERS = trainerCount(process.env.FEDTUNE_BENCH_TRAINERS);
+
+function trainerCount(v: string | undefined): number {
+  if (v === undefined || v === '') return 24;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`FEDTUNE_BENCH_TRAINERS must be an integer in [1, 64], not ${JSON.stringify(v)}`);
+  return n;
+}
 
 export class SharedTrainer {
   private queue: Promise<unknown> = Promise.resolve();
