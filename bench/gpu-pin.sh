@@ -7,6 +7,8 @@
 # holding libVkLayer_MESA_device_select.so (Debian's mesa-vulkan-drivers) and the libraries it links to.
 # Sets GPU_TAGS to one DRI_PRIME tag per GPU once a probe has seen a process land on the GPU its tag names; leaves it
 # empty otherwise (then every cell shares the first GPU, as before).
+# Run 25 (bench/QUALITY.md): pinning held on the two-H200 machine, yet the cells ran there ~5× slower than ten at once
+# on the one-H200 machine, so it is kept for a later try, not as the plan for a call.
 GPU_TAGS=
 gpu_pin_probe() { # tag: opens the engine's device there and holds 1 GiB for 8 s
   DRI_PRIME=$1 MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1 node -e "

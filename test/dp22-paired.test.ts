@@ -11,7 +11,8 @@ import { RUN22_DELTA, RUN22_REGIMES, RUN22_Z8, zForEpsilon, type Run22RegimeName
 import { pairedRunId, pairedSamplingSecret, writeSamplingSecret } from '../bench/quality-sampled-cell';
 import { PAIRED_ARMS, run22Cell } from '../bench/quality-run22-cell';
 import { RUN24_EMA, RUN24_REGIMES, RUN24_Z8, type Run24RegimeName } from '../bench/quality-configs-run24';
-import { run22Table } from '../bench/quality-run22-table';
+import { pairedSummary, run22Table, t975 } from '../bench/quality-run22-table';
+import { run25Table } from '../bench/quality-run25-table';
 import { seedRow } from '../bench/quality-run17-table';
 import { cellOverrides, deepMerge } from '../bench/quality-configs';
 import type { RoundPoint } from '../bench/quality-cell';
@@ -128,5 +129,35 @@ describe('quality run 22: paired sampling, ε 8 per regime, the paired table', (
     expect(md).to.match(
       /\| e1m100 \| \*\*mean ± sd\*\* \(2 pairs\) \| \| \*\*−1\.5\*\* ± 0\.7 .*within 3 on 2 of 2 \| \*\*−3\.0\*\* ± 1\.4 .*within 3 on 1 of 2/,
     );
+  });
+
+  it("run 25's table pairs adaptive DP with either twin across tables, and its interval takes t for the pairs it has", () => {
+    const curve = (accs: number[]): RoundPoint[] => accs.map((a, i) => ({ round: i * 75, accuracy: a, loss: 1, extra: {} }));
+    const row = (config: string, seed: number, accs: number[]) => seedRow(config, seed, curve(accs), 150, 10);
+    const md = run25Table(
+      [
+        { seed: 47, rows: { dp: row('x24a-e4m50-dp8', 47, [0.6, 0.7, 0.68]), fixed: row('x22-e4m50-clip', 47, [0.6, 0.8, 0.8]) }, sameDraws: true },
+        {
+          seed: 42,
+          rows: {
+            dp: row('x24a-e4m50-dp8', 42, [0.6, 0.8, 0.8]),
+            twin: row('x24a-e4m50-clip', 42, [0.6, 0.81, 0.8]),
+            fixed: row('x22-e4m50-clip', 42, [0.6, 0.78, 0.78]),
+          },
+          sameDraws: false,
+        },
+      ],
+      [],
+    );
+    // Sorted by seed; a missing twin reads –; DP − twin on best and on final.
+    expect(md).to.contain('| 42 | 80.0 (75) | 81.0 | 78.0 | −1.0 | +0.0 | +2.0 | +2.0 | **no** |');
+    expect(md).to.contain('| 47 | 70.0 (75) | – | 80.0 | – | – | −10.0 | −12.0 | yes |');
+    // One pair with its own twin is no interval; two with the fixed-C twin: mean −4.0, sd 8.5, t(1) 12.706.
+    expect(md).to.not.contain('| its own twin |');
+    expect(md).to.contain('| the fixed-C twin | 2 | **−4.0** ± 8.5 (95%: −80.2 to +72.2); within 3 on 1 of 2 |');
+    // t at 97.5%: the table to 30 degrees of freedom, then the bracket's lower end (a wider interval).
+    expect([t975(1), t975(10), t975(11), t975(30), t975(35), t975(59), t975(200)]).to.deep.equal([12.706, 2.228, 2.201, 2.042, 2.042, 2.021, 1.98]);
+    // 12 pairs of ±1 point around −3: sd 1.04, half-width 2.201 · 1.04 / √12 = 0.66.
+    expect(pairedSummary(Array.from({ length: 12 }, (_, i) => (i % 2 ? -0.02 : -0.04)))).to.equal('**−3.0** ± 1.0 (95%: −3.7 to −2.3); within 3 on 6 of 12');
   });
 });
