@@ -1,7 +1,7 @@
 // The dashboard in headless Chromium (Debian's chromium driven by playwright-core) after a real 2-round
 // federation over gRPC: the page loads with no console errors, the plots show 2 rounds with train, validation
 // and held-out series, sites and versions (signed) are listed; with a token the data needs it; a DP run shows its
-// privacy panel (ε spent / budget, rounds the budget allows, C, z, q), a plain run none.
+// privacy panel (ε spent / budget, rounds the budget allows, C, z, q, and ε over the versions), a plain run none.
 // FEDTUNE_TEST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png (the README's screenshot).
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -201,6 +201,19 @@ describe('ops: dashboard in headless Chromium', function () {
       ['sampling rate q', '1'],
     ]);
     expect(await page.isVisible('#privacy')).to.equal(true);
+    // ε over the versions (0, 1, 2: what each manifest stamps) beside the budget, one point per version each.
+    const chart = await page.$eval('#privacy-chart', (c: { getAttribute(n: string): string | null; textContent: string | null }) => ({
+      rounds: c.getAttribute('data-rounds'),
+      series: c.getAttribute('data-series'),
+      caption: c.textContent?.split('ε spent per round')[1]?.split(')')[0],
+    }));
+    expect(chart).to.deep.equal({ rounds: '2', series: '2', caption: ' (2 rounds' });
+    const dots = await page.$$eval('#privacy-chart circle title', (ts: { textContent: string | null }[]) => ts.map((t) => t.textContent));
+    const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(4));
+    expect(dots).to.deep.equal([
+      ...[0, 1, 2].map((r) => `privacy.epsilon round ${r}: ${fmt(r === 0 ? 0 : e(r))}`),
+      ...[0, 1, 2].map((r) => `privacy.epsilon_budget round ${r}: ${fmt(budget)}`),
+    ]);
     expect(errors).to.deep.equal([]);
     await page.screenshot({ path: path.join(os.tmpdir(), 'fedtune-dashboard-dp.png'), fullPage: true });
     await page.close();

@@ -20,7 +20,7 @@ const $=(id)=>document.getElementById(id);
 const el=(tag,attrs,text)=>{const e=document.createElement(tag);for(const k in attrs||{})e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=String(text);return e;};
 const svgEl=(tag,attrs,text)=>{const e=document.createElementNS('http://www.w3.org/2000/svg',tag);for(const k in attrs||{})e.setAttribute(k,String(attrs[k]));if(text!==undefined)e.textContent=String(text);return e;};
 const fmt=(v)=>typeof v==='number'?(Math.abs(v)>=100?v.toFixed(0):v.toPrecision(4)):'';
-const LABELS={'clients.train_loss':'train (sites)','clients.eval_loss':'validation (sites)','heldout.eval_loss':'held-out','clients.eval_accuracy':'validation (sites)','heldout.eval_accuracy':'held-out','heldout.loss':'held-out','heldout.accuracy':'held-out'};
+const LABELS={'clients.train_loss':'train (sites)','clients.eval_loss':'validation (sites)','heldout.eval_loss':'held-out','clients.eval_accuracy':'validation (sites)','heldout.eval_accuracy':'held-out','heldout.loss':'held-out','heldout.accuracy':'held-out','privacy.epsilon':'ε at δ','privacy.epsilon_budget':'budget'};
 function chart(id,title,versions,pick){
   const names=[...new Set(versions.flatMap((v)=>Object.keys(v.metrics).filter(pick)))].sort();
   const rounds=versions.filter((v)=>v.round>0).length;
@@ -67,7 +67,9 @@ function render(s){
       [{text:'rounds the budget allows'},{text:p.roundsLeft===null?'∞':String(p.roundsLeft),cls:'num'}],
       [{text:'clip norm C'},{text:p.clipNorm.toPrecision(4)+(p.adaptiveClipping?' (adaptive: the next round’s)':' (fixed)'),cls:'num'}],
       [{text:'noise multiplier z'},{text:String(p.noiseMultiplier),cls:'num'}],
-      [{text:'sampling rate q'},{text:String(p.samplingRate),cls:'num'}]]));}
+      [{text:'sampling rate q'},{text:String(p.samplingRate),cls:'num'}]]),
+      // ε as each version's manifest stamps it (an unbounded one is left out), beside the budget when there is one.
+      chart('privacy-chart','ε spent',s.versions.filter((v)=>typeof v.epsilon==='number').map((v)=>({round:v.round,metrics:Object.assign({'privacy.epsilon':v.epsilon},p.epsilonBudget>0?{'privacy.epsilon_budget':p.epsilonBudget}:{})})),()=>true));}
   $('sites').replaceChildren(table('sites-table',['site','state','backend','rounds contributed'],s.sites.map((x)=>[{text:x.name},{text:x.state,cls:x.state==='disconnected'?'bad':x.state==='finished'?'ok':''},{text:x.backend},{text:x.rounds,cls:'num'}])));
   $('charts').replaceChildren(chart('loss-chart','Loss',s.versions,(n)=>/loss$/.test(n)),chart('accuracy-chart','Accuracy',s.versions,(n)=>/accuracy$/.test(n)));
   const keys=['clients.train_loss','clients.eval_loss','heldout.eval_loss','heldout.eval_accuracy'];

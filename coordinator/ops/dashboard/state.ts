@@ -43,6 +43,8 @@ export interface VersionView {
   readonly secureAggregation: boolean;
   /** 'signed', 'unsigned' (no manifest.sig: a store passed in), or the first problem found. */
   readonly signature: string;
+  /** ε at δ after this version, as its manifest stamps it (null: unbounded); absent on a version with no privacy record. */
+  readonly epsilon?: number | null;
 }
 
 export interface DashboardState {
@@ -186,6 +188,7 @@ export class DashboardModel {
       files: Object.keys(m.files).length,
       secureAggregation: m.secureAggregation !== undefined,
       signature,
+      ...(m.privacy ? { epsilon: m.privacy.epsilon } : {}),
     };
   }
 
