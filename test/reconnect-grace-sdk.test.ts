@@ -3,13 +3,15 @@
 // task runs on, so the coordinator has it back while the task runs. The task then outlasts the grace, and its
 // update, its report and its evaluation report still count: the version and every figure are the same bits as a run
 // without the cut. Real coordinator on a tiny Llama directory, real training, real gRPC; site-b talks to it through a
-// TCP relay that cuts its connections (its gRPC channel connects again through the relay). And a `fedtune-site`
-// process cut mid-round exits by itself once the run is over: no stream or timer of the reconnect is left behind.
+// TCP relay that cuts its connections (its gRPC channel connects again through the relay). A cut during a report
+// call (ReportMetrics, ReportEvaluation), before it lands or after, loses nothing and counts it once. And a
+// `fedtune-site` process cut mid-round exits by itself once the run is over: no stream or timer of the reconnect is
+// left behind.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { clientIdFor } from '../coordinator/registry';
-import { expectRanOnce, SdkRig, type Phase } from './reconnect-sdk-kit';
+import { expectRanOnce, SdkRig, SITE_B, type Phase } from './reconnect-sdk-kit';
 import { tcpRelay } from './tcp-relay';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -78,6 +80,45 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
 
   it('cut during its ReportMetrics call before the report arrived: sent again, counted, the round does not wait for its deadline', () =>
     expectReportCounted('cut'));
+
+  /**
+   * Site-b's connection cut during its ReportEvaluation call, the federated evaluation's report. The relay is armed
+   * when site-b's federated evaluation starts (after the candidate's download, whose request names the same task)
+   * on the evaluation task's id, which the report carries in clear: 'cut', it never reaches the coordinator;
+   * 'holdReplies', it lands and its answer is held until the coordinator accepted it, then the connection is cut.
+   * Either way the SDK sends it again over its reconnected channel; the coordinator accepts it once (a repeat is
+   * acknowledged), and the version's federated evaluation record is that of the run without the cut, bit for bit.
+   */
+  async function expectEvaluationCounted(act: 'cut' | 'holdReplies'): Promise<void> {
+    await rig.plain();
+    let cutAt = 0;
+    let accepted = (): void => undefined;
+    const landed = new Promise<void>((r) => (accepted = r));
+    const r = await rig.oneRound(`evaluation-${act}`, [], {
+      onFedEval: (relay) =>
+        void relay.onSiteBytes(new RegExp(`e1-v1-[0-9a-f]{8}-${SITE_B}`), act).then(async () => {
+          if (act === 'holdReplies') await landed;
+          relay.cutAll();
+          cutAt = Date.now();
+        }),
+      onLog: (msg) => msg === 'evaluation report accepted' && accepted(),
+    });
+    expect(cutAt, 'the relay saw the evaluation report call').to.be.above(0);
+    expectRanOnce(r);
+    expect(r.b.resent, 'the evaluation report was sent again').to.be.at.least(1);
+    expect(r.bEvalReports.accepted, 'accepted once').to.equal(1);
+    if (act === 'cut') expect(r.bEvalReports.repeated, 'the first copy never arrived').to.equal(0);
+    else expect(r.bEvalReports.repeated, 'the copy sent again was a repeat').to.be.at.least(1);
+    expect(r.manifest.evaluation).to.include({ sites: 2, selected: 2 });
+    expect(r.committedAt - cutAt, 'committed without waiting for the evaluation deadline').to.be.below(30_000);
+    await rig.expectSameBits(r);
+  }
+
+  it('cut during its ReportEvaluation call after the report landed (the answer lost): sent again, acknowledged, counted once', () =>
+    expectEvaluationCounted('holdReplies'));
+
+  it('cut during its ReportEvaluation call before the report arrived: sent again, counted once, the same evaluation record', () =>
+    expectEvaluationCounted('cut'));
 
   it('a site process cut when it is selected reconnects, counts, and exits by itself once the run is over', async () => {
     const h = await rig.coordinator('process');

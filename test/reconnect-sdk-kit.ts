@@ -110,7 +110,7 @@ class CuttingTrainer implements Trainer {
 
   async evaluate(adapter: TensorList): Promise<Record<string, number>> {
     const phase: Phase = ++this.evaluations === 1 ? 'localEval' : 'fedEval';
-    if (phase === 'fedEval') this.onFedEval?.();
+    if (this.evaluations === 2) this.onFedEval?.(); // once: a re-run (a bug) must not be cut again
     const held = this.cuts.includes(phase) ? this.hold(phase) : undefined;
     const figures = await this.inner.evaluate!(adapter);
     await held;
