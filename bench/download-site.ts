@@ -7,10 +7,10 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from '../client-sdk/download';
 import { parallelDownloads } from '../client-sdk/download-ranges';
-import { Coordinator, loadConfig } from '../coordinator';
+import { loadConfig } from '../coordinator';
+import { benchCoordinator } from './fixtures/bench-coordinator';
 import type { TensorFrame__Output } from '../proto/generated/fedtune/v1/TensorFrame';
 import { loadFedtuneProto } from '../proto/load';
 import type { NamedTensor } from '../proto/tensors';
@@ -41,13 +41,7 @@ export async function startDownloadCoordinator(
       transport: { chunkBytes, ...transport },
     },
   });
-  const coordinator = new Coordinator({
-    config,
-    initialAdapter: () => adapter,
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    adapterConfig: {},
-    logger: pino({ level: 'silent' }),
-  });
+  const coordinator = benchCoordinator(config, () => adapter);
   const committed = new Promise<void>((r) => coordinator.once('roundCommitted', () => r()));
   const { address } = await coordinator.start();
   await committed; // version 0, the initial adapter

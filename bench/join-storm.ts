@@ -10,11 +10,10 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
 import { FederationClient } from '../client-sdk/client';
 import { identityFromSeed } from '../client-sdk/identity';
 import type { Trainer, TrainOutcome } from '../client-sdk/trainer';
-import { Coordinator } from '../coordinator';
+import { benchCoordinator } from './fixtures/bench-coordinator';
 // Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
 import { classicConfig } from '../test/classic-defaults';
 import type { NamedTensor } from '../proto/tensors';
@@ -80,12 +79,7 @@ export async function benchJoins(sizes: readonly number[], auth: 'tofu' | 'allow
         log: { level: 'silent' },
       },
     });
-    const co = new Coordinator({
-      config,
-      initialAdapter: (): NamedTensor[] => [{ name: 'a', dtype: 'float32', shape: [4], data: new Float32Array(4) }],
-      baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-      logger: pino({ level: 'silent' }),
-    });
+    const co = benchCoordinator(config, (): NamedTensor[] => [{ name: 'a', dtype: 'float32', shape: [4], data: new Float32Array(4) }]);
     const { address } = await co.start();
     const kids: ChildProcess[] = [];
     let reconnects = 0;

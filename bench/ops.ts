@@ -6,9 +6,8 @@ import * as http from 'node:http';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
 import { chromium } from 'playwright-core';
-import { Coordinator } from '../coordinator';
+import { BENCH_BASE_MODEL, benchCoordinator } from './fixtures/bench-coordinator';
 // Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
 import { classicConfig } from '../test/classic-defaults';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
@@ -22,6 +21,8 @@ const arg = (name: string, dflt: number): number => {
 };
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The adapter config this bench's versions are written with. */
+const LORA = { peft_type: 'LORA' };
 function get(url: string, headers: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) =>
     http
@@ -46,13 +47,7 @@ async function scrapeUnderRound(sites: number): Promise<void> {
       rounds: { total: 1, minClients: sites, clientsPerRound: sites, minUpdates: 2, deadlineMs: 600_000 },
     },
   });
-  const c = new Coordinator({
-    config,
-    initialAdapter: () => smallAdapter(0),
-    adapterConfig: { peft_type: 'LORA' },
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    logger: pino({ level: 'silent' }),
-  });
+  const c = benchCoordinator(config, () => smallAdapter(0), LORA);
   const { address } = await c.start();
   const url = `${c.ops!.metricsEndpoint!.url}/metrics`;
   const raw = rawClient(address);
@@ -96,7 +91,7 @@ async function dashboardWithVersions(versions: number): Promise<void> {
   for (let v = 0; v <= versions; v++) {
     await store.commit({
       adapter: smallAdapter(v / 1000),
-      adapterConfig: { peft_type: 'LORA' },
+      adapterConfig: LORA,
       manifest: {
         runId: 'bench',
         round: v,
@@ -105,7 +100,7 @@ async function dashboardWithVersions(versions: number): Promise<void> {
         participants: [],
         config: {},
         seeds: { run: 1 },
-        baseModel: { name: 'bench', sha256: '0'.repeat(64) },
+        baseModel: BENCH_BASE_MODEL,
         protocolVersion: 2,
         metrics:
           v === 0
@@ -125,13 +120,7 @@ async function dashboardWithVersions(versions: number): Promise<void> {
       log: { level: 'silent' },
     },
   });
-  const c = new Coordinator({
-    config,
-    initialAdapter: () => smallAdapter(0),
-    adapterConfig: { peft_type: 'LORA' },
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    logger: pino({ level: 'silent' }),
-  });
+  const c = benchCoordinator(config, () => smallAdapter(0), LORA);
   await c.start();
   await c.done;
   const base = c.ops!.dashboardEndpoint!.url;

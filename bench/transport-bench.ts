@@ -9,11 +9,10 @@ import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
 import * as grpc from '@grpc/grpc-js';
 import { FedAvg } from '../coordinator/strategy/fedavg';
 import { openedChunks } from './fedavg-bench';
-import { Coordinator } from '../coordinator';
+import { benchCoordinator } from './fixtures/bench-coordinator';
 // Its rounds run the classic defaults (FedAvg…), as every figure it reported was measured with them.
 import { classicConfig } from '../test/classic-defaults';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
@@ -109,13 +108,7 @@ export async function benchGrpc(params: number, reps = 3) {
       auth: { mode: 'tofu' },
     },
   });
-  const coordinator = new Coordinator({
-    config,
-    initialAdapter: () => adapter,
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    adapterConfig: {},
-    logger: pino({ level: 'silent' }),
-  });
+  const coordinator = benchCoordinator(config, () => adapter);
   const { address } = await coordinator.start();
   const plain = await startPlainUploadServer(adapter, dir, SITE_CHANNEL_OPTIONS);
   const Ctor = loadFedtuneProto().fedtune.v1.Federation;

@@ -48,10 +48,10 @@ async function child(root, pairs) {
   const fs = await import('node:fs/promises');
   const os = await import('node:os');
   const grpc = require('@grpc/grpc-js');
-  const pino = require('pino');
   const sender = D('client-sdk/sealed-sender.js');
   const { SITE_CHANNEL_OPTIONS } = D('client-sdk/download.js');
-  const { Coordinator, loadConfig } = D('coordinator/index.js');
+  const { loadConfig } = D('coordinator/index.js');
+  const { benchCoordinator } = D('bench/fixtures/bench-coordinator.js');
   const { DEFAULT_CHUNK_BYTES, loadFedtuneProto } = D('proto/load.js');
   const { lcgTensors } = D('bench/secagg.js');
   const { sendPlain, startPlainUploadServer } = D('bench/upload-baseline.js');
@@ -78,13 +78,7 @@ async function child(root, pairs) {
       auth: { mode: 'tofu' },
     },
   });
-  const coordinator = new Coordinator({
-    config,
-    initialAdapter: () => adapter,
-    baseModel: { name: 'bench', sha256: '0'.repeat(64) },
-    adapterConfig: {},
-    logger: pino({ level: 'silent' }),
-  });
+  const coordinator = benchCoordinator(config, () => adapter);
   const { address } = await coordinator.start();
   const plain = await startPlainUploadServer(adapter, dir, SITE_CHANNEL_OPTIONS);
   const rpc = new (loadFedtuneProto().fedtune.v1.Federation)(address, grpc.credentials.createInsecure(), { ...SITE_CHANNEL_OPTIONS });

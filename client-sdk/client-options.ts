@@ -8,6 +8,7 @@ import type { SecAggStage } from './secagg-flow';
 import type { Trainer, TrainStep } from './trainer';
 import type { EvaluationDone } from './evaluate-task';
 import type { ControlVariateStore } from './scaffold-store';
+import type { KeepaliveOptions } from './keepalive';
 
 /** What the client logs through; a pino logger fits. */
 export interface ClientLogger {
@@ -60,7 +61,17 @@ export interface FederationClientOptions {
   readonly logger?: ClientLogger;
   /** Reconnection delays (exponential with full jitter). */
   readonly backoff?: BackoffOptions;
-  /** Extra gRPC channel options (keepalive, message limits…). */
+  /**
+   * How a half-open connection is found (keepalive.ts): a ping every `timeMs` while a call is open, the connection
+   * dropped when its ack is not read within `timeoutMs`. Default 10 s and 25 s (found within 35 s); each 1 s at least.
+   */
+  readonly keepalive?: Partial<KeepaliveOptions>;
+  /**
+   * Deadline of each ReportMetrics / ReportEvaluation call (ms; report-retry.ts): a call past it is sent again while its
+   * task is current (the coordinator counts an identical repeat once). Default 20 s; 1 s to 10 min.
+   */
+  readonly reportDeadlineMs?: number;
+  /** Extra gRPC channel options (message limits…); they override `keepalive`. */
   readonly channelOptions?: grpc.ChannelOptions;
   /** Default insecure; see tlsCredentials() (client-sdk/tls.ts). */
   readonly credentials?: grpc.ChannelCredentials;

@@ -34,7 +34,8 @@ import { TaskQueue, queuedEvaluation, queuedTrain } from './task-queue';
 import { updateToSend } from './lora-update';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
-import { REPORT_RESENT, sendReport, type ReportCall, type RetryNote } from './report-retry';
+import { DEFAULT_REPORT_DEADLINE_MS, REPORT_RESENT, checkReportDeadline, sendReport, type ReportCall, type ReportPolicy, type RetryNote } from './report-retry';
+import { keepaliveChannelOptions } from './keepalive';
 import { beginScaffoldRound, type ScaffoldRound } from './scaffold-site';
 import { memoryControlVariates, type ControlVariateStore } from './scaffold-store';
 import { trainableTensors } from '../proto/model/lora-aggregation';
@@ -71,6 +72,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private coordinator: { keyId: string; boxPublicKey: Uint8Array; signPublicKey: Uint8Array } | null = null;
   private readonly address: ParsedAddress;
   private readonly parallel: ParallelDownloads | undefined;
+  private readonly reportPolicy: ReportPolicy;
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
@@ -84,13 +86,9 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     this.controlVariates = opts.controlVariates ?? memoryControlVariates();
     this.ledger = opts.secaggLedger ?? new SecAggLedger();
     const Ctor = loadFedtuneProto().fedtune.v1.Federation;
-    // Keepalive judges a connection dead when no ping ack was read in time, but a site's thread can be busy
-    // training or evaluating (sync tensor work) and, on a loaded box, not read its socket for tens of seconds; the
-    // ack then sits unread when the timer fires (timers run before I/O) and grpc-js drops a healthy connection,
-    // ending the task stream of every site on the channel (grpc-js shares it). Seen in e2e at load 11-13 on 2 cores
-    // with grpc-js's 20 s default ("Ping timeout passed without response", the ack read 29 ms later). 120 s still
-    // finds a half-open connection, a few minutes at most; a coordinator that goes away closes the socket at once.
-    const channelOptions = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 120_000, ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
+    // Keepalive: how a half-open connection is found, and why not sooner (keepalive.ts).
+    const channelOptions = { ...keepaliveChannelOptions(opts.keepalive), ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
+    this.reportPolicy = { backoff: opts.backoff ?? DEFAULT_BACKOFF, deadlineMs: checkReportDeadline(opts.reportDeadlineMs ?? DEFAULT_REPORT_DEADLINE_MS) };
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), channelOptions);
     this.parallel = parallelDownloads(opts, channelOptions);
   }
@@ -306,7 +304,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
           token: this.token,
           trainer: this.opts.trainer,
           download: (taskId, sha256) => this.download(t.version, { evaluationTaskId: taskId, sha256 }),
-          send: (req) => this.sendReport(t.task_id, signal, (done) => this.rpc.ReportEvaluation(req, done)),
+          send: (req) => this.sendReport(t.task_id, signal, (deadline, done) => this.rpc.ReportEvaluation(req, { deadline }, done)),
         },
         t,
       );
@@ -388,12 +386,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     const [session_token, task_id, backend] = [this.token, t.task_id, this.opts.trainer.backend];
     const req = { session_token, task_id, round: t.round, num_examples: numExamples, backend, metrics, lora_rank: loraRank };
     checkReport(req); // e.g. a trainer's metric name the coordinator would refuse: said here, with the name
-    return this.sendReport(t.task_id, signal, (done) => this.rpc.ReportMetrics(req, done));
+    return this.sendReport(t.task_id, signal, (deadline, done) => this.rpc.ReportMetrics(req, { deadline }, done));
   }
 
-  /** A report, sent again while its call breaks in transit and its task is current (report-retry.ts). */
+  /** A report, sent again while its call breaks in transit or outlasts its deadline and its task is current (report-retry.ts). */
   private sendReport(taskId: string, signal: AbortSignal, call: ReportCall): Promise<void> {
     const note: RetryNote = (attempt, delayMs, e) => this.log('warn', REPORT_RESENT, { taskId, attempt, delayMs, error: e.message });
-    return sendReport(call, this.opts.backoff ?? DEFAULT_BACKOFF, signal, () => this.stopped, note);
+    return sendReport(call, this.reportPolicy, signal, () => this.stopped, note);
   }
 }

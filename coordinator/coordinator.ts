@@ -166,7 +166,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const ops = (this.ops = new Operations(cfg, this, this.logger));
     // Advertise the stream limit explicitly: HTTP/2 clients otherwise assume 100 per connection, and the SDK's
     // clients in one process share a connection, each holding a task stream open (a join storm's queue).
-    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000, ...ops.serverOptions() });
+    // Keepalive: the server pings each connection (transport.keepaliveTimeMs) and closes one whose ack does not come,
+    // so a site gone without a FIN or RST leaves its task stream, and the reconnect grace starts, in seconds rather
+    // than at the round's deadline. grpc-js's server answers the sites' own pings at any rate (no ping policy).
+    const { keepaliveTimeMs, keepaliveTimeoutMs } = cfg.transport;
+    const keepalive = keepaliveTimeMs > 0 ? { 'grpc.keepalive_time_ms': keepaliveTimeMs, 'grpc.keepalive_timeout_ms': keepaliveTimeoutMs } : {};
+    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1_000_000, ...keepalive, ...ops.serverOptions() });
     ops.addServices(server);
     // guardService: every request's bytes are bounded and parsed at the door (coordinator/door.ts);
     // preEncodedDownloads: the latest version's download goes out as encoded once (coordinator/download-image.ts).

@@ -1,6 +1,7 @@
 // The `transport` section of the coordinator's configuration schema, spread into config-schema.ts: how tensors
 // travel (chunk and piece sizes, the largest upload, its idle timeout, where sealed uploads are opened, range calls
-// per site): upload.ts, upload-chunks.ts, download-ranges.ts and the store's piece hashes.
+// per site, how a site's half-open connection is found): upload.ts, upload-chunks.ts, download-ranges.ts, the store's
+// piece hashes and the gRPC server's keepalive (coordinator.ts).
 
 export const transportSchema = {
   transport: {
@@ -45,6 +46,20 @@ export const transportSchema = {
       default: 16,
       env: 'FEDTUNE_TRANSPORT_MAX_RANGE_CALLS_PER_SITE',
       arg: 'transport.maxRangeCallsPerSite',
+    },
+    keepaliveTimeMs: {
+      doc: "The coordinator pings each site's connection after this long without a ping (ms), to find one that went half-open (the site gone without a FIN or RST); 0: no pings. Keep it slower than the sites' own (the SDK: 10 s + 25 s), so that a site that can come back reconnects first.",
+      format: 'non-negative-int',
+      default: 60000,
+      env: 'FEDTUNE_TRANSPORT_KEEPALIVE_TIME_MS',
+      arg: 'transport.keepaliveTimeMs',
+    },
+    keepaliveTimeoutMs: {
+      doc: "A site's connection whose ping was not answered within this is closed (ms): its calls end and its task stream is gone, so rounds.reconnectGraceMs starts.",
+      format: 'positive-int',
+      default: 30000,
+      env: 'FEDTUNE_TRANSPORT_KEEPALIVE_TIMEOUT_MS',
+      arg: 'transport.keepaliveTimeoutMs',
     },
   },
 } as const;

@@ -21,7 +21,8 @@ export const SECTION_WHY: Readonly<Record<string, string>> = {
   lora: "The adapter's shape. Larger r trains more parameters (more upload per round); targetModules must exist in the model family.",
   training:
     "What each site does per round. localSteps × batchSize is the local work (the default recipe: one SGD step of 32, the round's mean update being the pooled gradient); proximalMu (FedProx) helps when sites' data differ a lot.",
-  transport: "Message and upload limits. Raise maxUploadBytes for large adapters; chunkBytes must stay below gRPC's 4 MiB.",
+  transport:
+    "Message and upload limits, and how a half-open site connection is found. Raise maxUploadBytes for large adapters; chunkBytes must stay below gRPC's 4 MiB.",
   admission: 'Limits that keep a flood of connections or uploads from exhausting the coordinator. Raise them for many hundreds of sites.',
   secagg: 'Secure aggregation: the coordinator learns only the sum of the updates. Needs at least 5 sites per round; threshold sets how many may drop out.',
   privacy: "Differential privacy on the aggregate (clipping + Gaussian noise). Turn on when the adapter must not reveal any one site's data.",
