@@ -120,26 +120,34 @@ describe('reconnect grace with the SDK: a cut during a task (real coordinator, t
   it('cut during its ReportEvaluation call before the report arrived: sent again, counted once, the same evaluation record', () =>
     expectEvaluationCounted('cut'));
 
-  it('a site process cut when it is selected reconnects, counts, and exits by itself once the run is over', async () => {
+  it('a site process cut when it is selected reconnects, counts, and exits by itself once the run is over (under its connection flags)', async () => {
     const h = await rig.coordinator('process');
     const tmp = rig.tmp;
     const relay = await tcpRelay(h.address);
     try {
       h.coordinator.on('clientSelected', (e: { clientId: string }) => e.clientId === clientIdFor('site-b') && relay.cuts() === 0 && relay.cutAll());
       // execFile settles only when the process has exited: a stream or timer left behind would keep it alive.
-      const site = (name: string, address: string, data: number): Promise<{ stdout: string; stderr: string }> =>
+      const site = (name: string, address: string, data: number, extra: string[] = []): Promise<{ stdout: string; stderr: string }> =>
         promisify(execFile)(
           process.execPath,
           [SITE_CLI, 'client', ...['--address', address, '--name', name, '--model', path.join(tmp, 'model'), '--data', path.join(tmp, `${data}.jsonl`)]].concat(
             ['--val-fraction', '0.25', '--identity', path.join(tmp, `${name}.id.json`), '--progress', 'off'],
+            extra,
           ),
           { timeout: 120_000 },
         );
-      const [, b] = await Promise.all([site('site-a', h.address, 0), site('site-b', relay.address, 1)]);
-      const lines = b.stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { msg: string });
+      // site-b runs under its own connection flags (site-connection-flags.test.ts), site-a under the SDK's defaults.
+      const flags = ['--keepalive-ms', '5000', '--keepalive-timeout-ms', '20000', '--report-deadline-ms', '15000'];
+      const [a, b] = await Promise.all([site('site-a', h.address, 0), site('site-b', relay.address, 1, flags)]);
+      const json = (out: string): { msg: string; connection?: unknown }[] =>
+        out
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as { msg: string });
+      const lines = json(b.stdout);
+      const starting = (ls: { msg: string; connection?: unknown }[]): unknown => ls.find((l) => l.msg === 'site starting')?.connection;
+      expect(starting(lines)).to.deep.equal({ keepaliveMs: 5000, keepaliveTimeoutMs: 20000, reportDeadlineMs: 15000 });
+      expect(starting(json(a.stdout))).to.deep.equal({ keepaliveMs: 10000, keepaliveTimeoutMs: 25000, reportDeadlineMs: 20000 });
       expect(relay.cuts()).to.be.at.least(1);
       expect(lines.filter((l) => l.msg === 'connection lost; retrying').length).to.be.at.least(1);
       expect(lines.filter((l) => l.msg === 'joined')).to.have.length(1); // the stream reopened under the same session

@@ -6,10 +6,11 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
+import { connectionFromFlags, type ConnectionFlags } from '../site/connection-flags';
 import { simulateCommand } from '../demo/simulate-cli';
 import { parseProgressMode } from '../site/progress';
 
-interface ClientFlags extends TlsFlags, IdentityFlags {
+interface ClientFlags extends TlsFlags, IdentityFlags, ConnectionFlags {
   address: string;
   name: string;
   shard: string;
@@ -63,9 +64,13 @@ program
     '--roster-key <base64>',
     'under SecAgg, accept only peers whose identity keys the operator certified with this key (fedtune roster); without it the coordinator is the key authority',
   )
+  .option('--keepalive-ms <ms>', 'ping the coordinator after this long without one, while a call is open (default 10000)')
+  .option('--keepalive-timeout-ms <ms>', "drop the connection when a ping's answer is not read within this (default 25000)")
+  .option('--report-deadline-ms <ms>', 'how long one metrics or evaluation report call may take before it is sent again (default 20000)')
   .action(async (o: ClientFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
     const progress = parseProgressMode(o.progress);
+    const connection = connectionFromFlags(o);
     if (o.model !== undefined || o.data !== undefined) {
       if (o.model === undefined || o.data === undefined) throw new Error('--model and --data go together');
       const { runOwnDataSite } = require('../site/own-data') as typeof import('../site/own-data');
@@ -92,6 +97,7 @@ program
         tls: tlsFromFlags(o),
         ...identityFromFlags(o),
         progress,
+        connection,
       });
       return;
     }
@@ -105,6 +111,7 @@ program
       tls: tlsFromFlags(o),
       ...identityFromFlags(o),
       progress,
+      connection,
     });
   });
 

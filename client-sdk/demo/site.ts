@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { FederationClient } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
+import { connectionInEffect, type ConnectionOptions } from '../site/connection-flags';
 import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
@@ -34,6 +35,8 @@ export interface SiteOptions {
   readonly secaggLedgerFile?: string;
   /** Local training progress: a bar on a terminal, JSON lines otherwise (default 'auto'; site/progress.ts). */
   readonly progress?: ProgressMode;
+  /** Keepalive and report deadline (keepalive.ts, report-retry.ts); default: the SDK's. */
+  readonly connection?: ConnectionOptions;
 }
 
 /** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
@@ -112,6 +115,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
     credentials,
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
     onTrainStep: trainProgress(o.name, o.progress),
+    ...o.connection,
   });
   process.once('SIGINT', () => void client.stop());
   process.once('SIGTERM', () => void client.stop());
@@ -124,6 +128,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
       ...(engineFallback ? { engineFallback } : {}),
       train: data.train.length,
       val: data.eval?.length ?? 0,
+      connection: connectionInEffect(o.connection),
     }),
   );
   const summary = await client.run();

@@ -15,6 +15,7 @@ import { TaskLoraTrainer, type SiteLoraOptions } from '../sft/task-lora';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { rosterKeyFrom } from '../demo/site';
+import { connectionInEffect, type ConnectionOptions } from './connection-flags';
 
 export interface OwnDataSiteOptions {
   readonly address: string;
@@ -36,6 +37,8 @@ export interface OwnDataSiteOptions {
   readonly log?: (line: Record<string, unknown>) => void;
   /** Local training progress: a bar on a terminal, JSON lines otherwise (default 'auto'; progress.ts). */
   readonly progress?: ProgressMode;
+  /** Keepalive and report deadline (keepalive.ts, report-retry.ts); default: the SDK's. */
+  readonly connection?: ConnectionOptions;
 }
 
 export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary> {
@@ -73,6 +76,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     credentials,
     log: (level, msg, fields) => log({ level, msg, ...fields }),
     onTrainStep: trainProgress(o.name, o.progress),
+    ...o.connection,
   });
   // A LoRA mismatch with the coordinator cannot heal by retrying: stop and report it.
   client.on('taskFailed', () => {
@@ -88,6 +92,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     model: loaded.config.nLayer + '-layer ' + ('modelType' in loaded.config ? loaded.config.modelType : 'gpt2'),
     train: data.train.length,
     val: data.eval.length,
+    connection: connectionInEffect(o.connection),
   });
   try {
     const summary = await client.run();
