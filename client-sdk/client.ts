@@ -202,7 +202,6 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         if (done) return;
         done = true;
         reject(e); // the queue runs on, SecAgg tasks too: the coordinator delivers their stage's message again
-
       };
       stream.on('data', (ev: TaskEvent__Output) => {
         if (done) return;

@@ -91,7 +91,7 @@ describe('the SDK task queue across task streams', () => {
       kind: 'train',
       round: 1,
       attempt: 1,
-        async run() {
+      async run() {
         runs.push(id);
         if (runs.filter((r) => r === id).length === 1) resend(); // the stream was reopened meanwhile
         if (runs.filter((r) => r === id).length === deliverOnRun) delivered.add(id);
