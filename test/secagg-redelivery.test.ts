@@ -137,8 +137,7 @@ async function play(extra: Extra): Promise<Played> {
 }
 
 const ALL: SecAggStage[] = ['advertise', 'shareKeys', 'maskedInput', 'consistency', 'unmask'];
-const refusal = (what: string): string =>
-  `secagg client: the coordinator sent a second, different ${what} for this task; refusing it and stopping the task`;
+const refusal = (what: string): string => `secagg client: the coordinator sent a second, different ${what} for this task; refusing it and stopping the task`;
 
 /** Expects the flow to have stopped with exactly this refusal after exactly these calls. */
 function stopped(p: Played, what: string, calls: SecAggStage[]): void {
