@@ -18,7 +18,7 @@ import type { NamedTensor } from '../proto/tensors';
 import { runSecAgg } from './secagg-flow';
 import type { SecAggInbox } from './secagg-inbox';
 import type { FederationClientOptions } from './client-options';
-import { sendReport, type RetryNote } from './report-retry';
+import { sendReport, type ReportCall, type RetryNote } from './report-retry';
 import type { BackoffOptions } from './backoff';
 
 /** What the client logs (warn) before a stage call is sent again. */
@@ -57,20 +57,35 @@ function landedBefore(e: grpc.ServiceError): boolean {
   return e.code === status.ALREADY_EXISTS || (e.code === status.FAILED_PRECONDITION && /is not accepted at stage/.test(e.details ?? ''));
 }
 
+/**
+ * One stage call, sent again while it breaks in transit (sendReport's rule); resolves once the coordinator took it,
+ * or once a repeat after a break hears that the first had landed (landedBefore); rejects with any other refusal.
+ */
+export async function sendStageCall(
+  call: ReportCall,
+  backoff: BackoffOptions,
+  signal: AbortSignal,
+  stopped: () => boolean,
+  onRetry?: RetryNote,
+): Promise<void> {
+  let broke = false;
+  const note: RetryNote = (...retry) => {
+    broke = true;
+    onRetry?.(...retry);
+  };
+  try {
+    await sendReport(call, backoff, signal, stopped, note);
+  } catch (e) {
+    if (!broke || !landedBefore(e as grpc.ServiceError)) throw e;
+  }
+}
+
 export function secaggTask(s: SecAggTask): Promise<void> {
   const t = s.task;
-  const unary = async <Req>(method: StageMethod, req: Req): Promise<void> => {
+  const unary = <Req>(method: StageMethod, req: Req): Promise<void> => {
     const call = s.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void;
-    let broke = false;
-    const note: RetryNote = (...retry) => {
-      broke = true;
-      s.resent?.(method, ...retry);
-    };
-    try {
-      await sendReport((done) => call.call(s.rpc, req, { deadline: Date.now() + 30_000 }, done), s.backoff, s.signal, s.stopped, note);
-    } catch (e) {
-      if (!broke || !landedBefore(e as grpc.ServiceError)) throw e;
-    }
+    const note: RetryNote = (...retry) => s.resent?.(method, ...retry);
+    return sendStageCall((done) => call.call(s.rpc, req, { deadline: Date.now() + 30_000 }, done), s.backoff, s.signal, s.stopped, note);
   };
   const base = { session_token: s.token, task_id: t.task_id, round: t.round };
   const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);

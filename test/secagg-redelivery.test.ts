@@ -14,6 +14,9 @@ import { computeSessionId } from '../proto/secagg/session';
 import { shareCommitment } from '../proto/secagg/shares';
 import { runSecAgg, type SecAggStage } from '../client-sdk/secagg-flow';
 import { SecAggInbox, SecAggInboxes, type InboxItem } from '../client-sdk/secagg-inbox';
+import { sendStageCall } from '../client-sdk/secagg-task';
+import type { ReportCall } from '../client-sdk/report-retry';
+import type { ServiceError } from '@grpc/grpc-js';
 import { M, Site, configOf, idsOf, neighboursOf, refused } from './secagg-hand';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -230,5 +233,35 @@ describe('secagg: a stage message delivered again (a reopened task stream), play
     boxes.deliver({ secagg_consistency: { ...check, task_id: 't-1' } } as never);
     const ac = new AbortController();
     return b.next('consistency', ac.signal).then((c) => expect(c).to.deep.equal({ survivors: ['s00'], dropped: [] }));
+  });
+});
+
+describe('secagg: a stage call whose connection broke is sent again (SDK, calls scripted)', () => {
+  const fast = { initialMs: 1, maxMs: 5, factor: 2 };
+  const err = (code: status, details = ''): ServiceError => Object.assign(new Error(details), { code, details, metadata: null }) as unknown as ServiceError;
+  /** A call answered with `answers` in turn (null: taken); counts its calls. */
+  const scripted = (answers: (ServiceError | null)[]): { call: ReportCall; calls: () => number } => {
+    let n = 0;
+    return { call: (done) => setImmediate(() => done(answers[n++] ?? null)), calls: () => n };
+  };
+  const send = (call: ReportCall): Promise<unknown> => sendStageCall(call, fast, new AbortController().signal, () => false).then(() => 'taken');
+  const twice = err(status.ALREADY_EXISTS, 'secagg share keys: secagg: c-1 already sent its shares in this round');
+  const movedOn = err(status.FAILED_PRECONDITION, "secagg advertise: secagg: an advertisement is not accepted at stage 'shareKeys'");
+
+  it('after a break, ALREADY_EXISTS or a stage that moved on says the first call landed: taken, not sent a third time', async () => {
+    for (const answer of [twice, movedOn]) {
+      const s = scripted([err(status.UNAVAILABLE), answer]);
+      expect(await send(s.call)).to.equal('taken');
+      expect(s.calls()).to.equal(2);
+    }
+  });
+
+  it('without a break, or with any other refusal, the refusal stands', async () => {
+    for (const answers of [[twice], [movedOn], [err(status.UNAVAILABLE), err(status.PERMISSION_DENIED, 'x')]]) {
+      const s = scripted(answers);
+      const e = (await send(s.call).catch((x: ServiceError) => x)) as ServiceError;
+      expect(e.code).to.equal(answers[answers.length - 1].code);
+      expect(s.calls()).to.equal(answers.length);
+    }
   });
 });
