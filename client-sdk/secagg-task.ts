@@ -83,9 +83,10 @@ export async function sendStageCall(
 export function secaggTask(s: SecAggTask): Promise<void> {
   const t = s.task;
   const unary = <Req>(method: StageMethod, req: Req): Promise<void> => {
-    const call = s.rpc[method] as unknown as (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void;
+    type Unary = (r: Req, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void;
+    const call: ReportCall = (done) => (s.rpc[method] as unknown as Unary).call(s.rpc, req, { deadline: Date.now() + 30_000 }, done);
     const note: RetryNote = (...retry) => s.resent?.(method, ...retry);
-    return sendStageCall((done) => call.call(s.rpc, req, { deadline: Date.now() + 30_000 }, done), s.backoff, s.signal, s.stopped, note);
+    return sendStageCall(call, s.backoff, s.signal, s.stopped, note);
   };
   const base = { session_token: s.token, task_id: t.task_id, round: t.round };
   const checked = <Req>(check: (r: Req) => void, req: Req): Req => (check(req), req);
