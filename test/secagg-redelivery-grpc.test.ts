@@ -13,17 +13,7 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { SecAggClient, decodeSum, encodeUpdate, sumVectors, type SecAggRoundConfig } from '../proto/secagg';
-import {
-  adToWire,
-  consistencyCheckFromWire,
-  rosterFromWire,
-  routedFromWire,
-  settingsFromWire,
-  shareKeysToWire,
-  signatureToWire,
-  unmaskRequestFromWire,
-  unmaskResponseToWire,
-} from '../proto/secagg/wire';
+import * as wire from '../proto/secagg/wire';
 import { sealMasked, sendSealed, type SealedFrames } from '../client-sdk/sealed-sender';
 import { join, rawClient, siteDelta, smallAdapter, startCoordinator, tempDir, type Harness, type JoinedRaw } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -99,7 +89,7 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
     for (const { who, events, stream } of joined) {
       const partial = { who, events };
       const task = (await next(partial, 'train')).train!;
-      const cfg = settingsFromWire(task.secagg!, task.base_manifest_sha256);
+      const cfg = wire.settingsFromWire(task.secagg!, task.base_manifest_sha256);
       const sc = new SecAggClient({ config: cfg, clientId: who.client_id, identitySecretKey: who.identity.secretKey });
       const x = encodeUpdate(siteDelta(who.name, smallAdapter(0)), 10, cfg, new Uint8Array(randomBytes(32)));
       sites.push({ ...partial, stream, task, cfg, sc, x });
@@ -115,14 +105,14 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
 
   it('before it advertises: the task is sent again on the new stream; every site advertises', async () => {
     await reopen(sites[0], 'train', { train: sites[0].task });
-    for (const s of sites) expect(await call(c, 'SecAggAdvertise', { ...req(s), advertisement: adToWire(s.sc.advertise()) })).to.equal(null);
+    for (const s of sites) expect(await call(c, 'SecAggAdvertise', { ...req(s), advertisement: wire.adToWire(s.sc.advertise()) })).to.equal(null);
   });
 
   it('after the roster: the same roster again on the new stream; a share-keys call repeated after it landed is refused', async () => {
     const rosters = await Promise.all(sites.map((s) => next(s, 'secagg_roster')));
     await reopen(sites[1], 'secagg_roster', rosters[1]);
     for (const [i, s] of sites.entries()) {
-      const m = { ...req(s), share_keys: shareKeysToWire(await s.sc.shareKeys(rosterFromWire(rosters[i].secagg_roster!))) };
+      const m = { ...req(s), share_keys: wire.shareKeysToWire(await s.sc.shareKeys(wire.rosterFromWire(rosters[i].secagg_roster!))) };
       expect(await call(c, 'SecAggShareKeys', m)).to.equal(null);
       if (i === 0) expect((await call(c, 'SecAggShareKeys', m))?.code).to.equal(status.ALREADY_EXISTS);
     }
@@ -141,7 +131,7 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
     });
     let first: SealedFrames | undefined;
     for (const [i, s] of sites.entries()) {
-      s.sc.receiveShares(routedFromWire(routed[i].secagg_shares!));
+      s.sc.receiveShares(wire.routedFromWire(routed[i].secagg_shares!));
       const y = s.sc.maskedInput(s.x);
       const sealed = sealMasked(ctx(s), s.task, y);
       await sendSealed(c, sealed);
@@ -169,8 +159,8 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
     const checks = await Promise.all(sites.map((s) => next(s, 'secagg_consistency')));
     await reopen(sites[3], 'secagg_consistency', checks[3]);
     for (const [i, s] of sites.entries()) {
-      const sig = s.sc.consistency(consistencyCheckFromWire(checks[i].secagg_consistency!));
-      expect(await call(c, 'SecAggConsistency', { ...req(s), signature: signatureToWire(sig) })).to.equal(null);
+      const sig = s.sc.consistency(wire.consistencyCheckFromWire(checks[i].secagg_consistency!));
+      expect(await call(c, 'SecAggConsistency', { ...req(s), signature: wire.signatureToWire(sig) })).to.equal(null);
     }
   });
 
@@ -179,8 +169,8 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
     await reopen(sites[4], 'secagg_unmask', requests[4]);
     // The reopened site answers first: with t = 3, the first three answers rebuild every secret.
     for (const i of [4, 0, 1]) {
-      const r = sites[i].sc.unmask(unmaskRequestFromWire(requests[i].secagg_unmask!));
-      expect(await call(c, 'SecAggUnmask', { ...req(sites[i]), response: unmaskResponseToWire(r) })).to.equal(null);
+      const r = sites[i].sc.unmask(wire.unmaskRequestFromWire(requests[i].secagg_unmask!));
+      expect(await call(c, 'SecAggUnmask', { ...req(sites[i]), response: wire.unmaskResponseToWire(r) })).to.equal(null);
     }
     const ck = await h.coordinator.done;
     const want = decodeSum(sumVectors(sites.map((s) => s.x)), sites[0].cfg, smallAdapter(0)).adapter;
