@@ -4,8 +4,8 @@
 // stage once every client of it has spoken or is gone (or the stage times out), pushes the next stage's message
 // to each client's task stream, and returns the sum of the survivors' encoded updates. A client whose task stream
 // dropped is not gone yet: it is waited for within rounds.reconnectGraceMs at every stage (reconnect-grace.ts), and
-// when its stream attaches again it gets the current stage's message again (redeliver), the very same message. The coordinator never
-// holds an individual update: a masked input goes into SecAggServer's running sum chunk by chunk as it is opened
+// when its stream attaches again it gets the current stage's message again (redeliver), the very same message.
+// The coordinator never holds an individual update: a masked input goes into SecAggServer's running sum chunk by chunk as it is opened
 // (not even the masked vector is held whole); its sealed chunks wait in a scratch file only so that an upload that
 // is not accepted after all can be taken back out of the sum, exactly, and the file is deleted either way.
 import { ProtocolError, status } from '../proto/errors';
@@ -76,8 +76,12 @@ export class SecAggAttempt {
   private readonly undoing = new Set<Promise<void>>();
   /** The masked-input stage is closing: no new masked upload starts. */
   private maskedClosed = false;
-  /** The current stage's message to each of its clients, kept to deliver again on a stream that attaches. */
-  private current = new Map<string, TaskEvent>();
+  /**
+   * The current stage's clients and how their message is built, to deliver it again on a stream that attaches: built
+   * again from the stage's one roster, routing or list (the same message), not kept per client, which would hold
+   * N copies of an N-sized roster or unmask request.
+   */
+  private current: { readonly ids: ReadonlySet<string>; readonly make: (id: string) => TaskEvent } | undefined;
 
   constructor(
     cfg: CoordinatorConfig,
@@ -242,14 +246,13 @@ export class SecAggAttempt {
    * same message: a site takes a repeat harmlessly and refuses a different one). None once the stage left it out.
    */
   redeliver(clientId: string, send: (event: TaskEvent) => void): void {
-    const ev = this.current.get(clientId);
-    if (ev) send(ev);
+    if (this.current?.ids.has(clientId)) send(this.current.make(clientId));
   }
 
   /** A stage's messages: these and no others are now the current ones. */
   private deliver(d: SecAggDriver, ids: readonly string[], make: (id: string) => TaskEvent): void {
-    this.current = new Map(ids.map((id) => [id, make(id)]));
-    for (const [id, ev] of this.current) d.send(id, ev);
+    this.current = { ids: new Set(ids), make };
+    for (const id of ids) d.send(id, make(id));
   }
 
   /** Runs stages 1–4; throws ProtocolError(ABORTED) when fewer than t clients remain at any stage. */
@@ -290,7 +293,7 @@ export class SecAggAttempt {
     await d.waitFor(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);
     stopped();
     const sum = await this.server.finish();
-    this.current.clear();
+    this.current = undefined;
     return { sum, survivors: [...req.survivors], dropped: [...req.dropped], sessionId: this.sessionId };
   }
 }
