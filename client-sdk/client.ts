@@ -1,8 +1,8 @@
 // The client SDK: receive → train → send (cf. NVFlare's client API). A site gives it the coordinator's
 // address, a name and a Trainer; run() joins, listens for tasks, downloads the global adapter, trains,
 // uploads the delta, reports metrics, and reconnects with backoff when the coordinator goes away. A task stream that
-// drops is reopened at once (with backoff) while the task it brought runs on (task-queue.ts); a report whose call
-// broke is sent again (report-retry.ts).
+// drops is reopened at once (with backoff) while the task it brought runs on (task-queue.ts), a SecAgg task too (its
+// stage messages come again on the new stream: secagg-inbox.ts); a report whose call broke is sent again (report-retry.ts).
 //
 //   const client = new FederationClient({ address: 'coordinator:50051', name: 'hospital-a', trainer });
 //   const summary = await client.run();   // resolves when the run finishes
@@ -14,16 +14,16 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { sealDeltaPipelined, sealMaskedPipelined, sendSealed, sendSealedRetrying, type SealContext } from './sealed-sender';
+import { sealDeltaPipelined, sealMaskedPipelined, sendSealedRetrying, type SealContext } from './sealed-sender';
 import { trainingSignal } from './training-signal';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { SecAggInbox, taskNoiseFloorRefusal } from './secagg-flow';
-import { secaggTask } from './secagg-task';
+import { taskNoiseFloorRefusal } from './secagg-flow';
+import { SecAggInboxes } from './secagg-inbox';
+import { SECAGG_RESENT, secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from './download';
 import { parallelDownloads, type ParallelDownloads } from './download-ranges';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
-import { consistencyCheckFromWire, rosterFromWire, routedFromWire, unmaskRequestFromWire } from '../proto/secagg/wire';
 import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, type NamedTensor } from '../proto/tensors';
@@ -60,12 +60,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly halt = new AbortController();
   /** Tasks already delivered (a re-send is skipped). */
   private readonly completed = new Set<string>();
+  /** SecAgg tasks that advertised: their session cannot be joined twice, so a re-send is skipped (and not run again). */
+  private readonly advertised = new Set<string>();
   /** Tasks run one at a time, across task streams: a stream that drops does not stop them. */
-  private readonly queue = new TaskQueue((id) => this.completed.has(id));
+  private readonly queue = new TaskQueue((id) => this.completed.has(id) || this.advertised.has(id));
   private stream: grpc.ClientReadableStream<TaskEvent__Output> | null = null;
   private readonly identity: ClientIdentity;
-  /** SecAgg stage messages per task, held until the task's flow asks for them. */
-  private readonly inboxes = new Map<string, SecAggInbox>();
+  /** SecAgg stage messages per running SecAgg task, held until the task's flow asks for them. */
+  private readonly inboxes = new SecAggInboxes();
   private readonly ledger: SecAggLedger;
   private readonly controlVariates: ControlVariateStore;
   private runId = '';
@@ -197,18 +199,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const lost = (e: Error): void => {
         if (done) return;
         done = true;
-        // A SecAgg task's stage messages came on this stream, and the coordinator neither re-sends them nor waits
-        // for a site that lost it (SecAgg has its own dropout handling): that task cannot finish. Others run on.
-        this.queue.abortWhere((t) => t.secagg, new Error(`task stream lost: ${e.message}`));
-        reject(e);
+        reject(e); // the queue runs on, SecAgg tasks too: the coordinator delivers their stage's message again
       };
       stream.on('data', (ev: TaskEvent__Output) => {
         if (done) return;
         this.failures = 0; // the stream is open: the next drop starts the backoff afresh
-        if (ev.secagg_roster) return this.inbox(ev.secagg_roster.task_id).put({ roster: rosterFromWire(ev.secagg_roster) });
-        if (ev.secagg_shares) return this.inbox(ev.secagg_shares.task_id).put({ shares: routedFromWire(ev.secagg_shares) });
-        if (ev.secagg_consistency) return this.inbox(ev.secagg_consistency.task_id).put({ consistency: consistencyCheckFromWire(ev.secagg_consistency) });
-        if (ev.secagg_unmask) return this.inbox(ev.secagg_unmask.task_id).put({ unmask: unmaskRequestFromWire(ev.secagg_unmask) });
+        if (this.inboxes.deliver(ev)) return;
         if (ev.cancel) return this.queue.cancel(ev.cancel.task_id, new Error(`cancelled by the coordinator: ${ev.cancel.reason}`));
         if (ev.finished) {
           done = true;
@@ -282,7 +278,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       this.log('warn', 'task failed', { taskId: t.task_id, round: t.round, error });
       this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: signal.aborted, error });
     } finally {
-      this.inboxes.delete(t.task_id);
+      this.inboxes.close(t.task_id);
     }
   }
 
@@ -316,14 +312,11 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     }
   }
 
-  private inbox(taskId: string): SecAggInbox {
-    let b = this.inboxes.get(taskId);
-    if (!b) this.inboxes.set(taskId, (b = new SecAggInbox()));
-    return b;
-  }
-
   /** Secure aggregation for one task: the update is masked before it leaves (secagg-task.ts, secagg-flow.ts). */
   private secagg(t: TrainTask__Output, delta: NamedTensor[], numExamples: number, signal: AbortSignal): Promise<void> {
+    this.advertised.add(t.task_id);
+    // A coordinator that contradicts itself in this round (a second, different stage message) stops the task.
+    const inbox = this.inboxes.openFor(t.task_id, (e) => this.queue.cancel(t.task_id, e));
     return secaggTask({
       rpc: this.rpc,
       token: this.token,
@@ -336,10 +329,13 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       identitySecretKey: this.identity.secretKey,
       trust: this.secaggTrust(),
       ledger: this.ledger,
-      inbox: this.inbox(t.task_id),
+      inbox,
       observeSecAggInput: this.opts.observeSecAggInput,
       beforeSecAggStage: this.opts.beforeSecAggStage,
       uploadMasked: (y) => this.uploadMasked(t, y),
+      backoff: this.opts.backoff ?? DEFAULT_BACKOFF,
+      stopped: () => this.stopped,
+      resent: (method, attempt, delayMs, e) => this.log('warn', SECAGG_RESENT, { taskId: t.task_id, method, attempt, delayMs, error: e.message }),
     });
   }
 
@@ -363,9 +359,10 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     };
   }
 
-  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor. */
+  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor; sent once, re-sent the same bytes. */
   private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
-    return sendSealed(this.rpc, await sealMaskedPipelined(this.sealContext(), t, y));
+    const sealed = await sealMaskedPipelined(this.sealContext(), t, y);
+    return sendSealedRetrying(this.rpc, sealed, this.opts.backoff ?? DEFAULT_BACKOFF, () => this.stopped);
   }
 
   /**

@@ -1,55 +1,17 @@
 // The client's side of a SecAgg round over gRPC: advertise → (roster) → share keys → (routed shares) →
-// masked upload → (consistency check) → sign the lists → (unmask request + signatures) → reveal shares. The coordinator's stage messages arrive on the task
-// stream at any time; the inbox holds them until the flow asks. The update is encoded (clipped, weighted,
-// stochastically rounded) and masked here, so it never leaves the site in the clear, not even sealed.
+// masked upload → (consistency check) → sign the lists → (unmask request + signatures) → reveal shares. The
+// coordinator's stage messages arrive on the task stream at any time, and again on a reopened stream; the inbox
+// (secagg-inbox.ts) holds them until the flow asks. The update is encoded (clipped, weighted, stochastically
+// rounded) and masked here, so it never leaves the site in the clear, not even sealed.
 import { randomBytes } from 'node:crypto';
 import type { NamedTensor } from '../proto/tensors';
 import { SecAggClient, encodeUpdate, jointNoiseMultiplier, updateDigest, type IdentityTrust, type SecAggLedger } from '../proto/secagg';
 import type { SecAggSettings__Output } from '../proto/generated/fedtune/v1/SecAggSettings';
-import type {
-  Advertisement,
-  ConsistencyCheck,
-  ConsistencySignature,
-  Roster,
-  RoutedShares,
-  ShareKeysMessage,
-  UnmaskRequest,
-  UnmaskResponse,
-} from '../proto/secagg/messages';
+import type { Advertisement, ConsistencySignature, ShareKeysMessage, UnmaskResponse } from '../proto/secagg/messages';
+import type { SecAggInbox } from './secagg-inbox';
 import type { SecAggRoundConfig } from '../proto/secagg/config';
 
 export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consistency' | 'unmask';
-
-type InboxItem = { roster: Roster } | { shares: RoutedShares } | { consistency: ConsistencyCheck } | { unmask: UnmaskRequest };
-type Kind = 'roster' | 'shares' | 'consistency' | 'unmask';
-
-/** Stage messages for one task, in arrival order; next() waits for the kind the flow needs. */
-export class SecAggInbox {
-  private readonly items: InboxItem[] = [];
-  private waiter: (() => void) | null = null;
-
-  put(item: InboxItem): void {
-    this.items.push(item);
-    this.waiter?.();
-  }
-
-  async next<K extends Kind>(kind: K, signal: AbortSignal): Promise<Extract<InboxItem, Record<K, unknown>>[K]> {
-    for (;;) {
-      signal.throwIfAborted();
-      const i = this.items.findIndex((x) => kind in x);
-      if (i >= 0) return (this.items.splice(i, 1)[0] as Record<K, unknown>)[kind] as Extract<InboxItem, Record<K, unknown>>[K];
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.waiter = null;
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.waiter = done;
-        signal.addEventListener('abort', done);
-      });
-    }
-  }
-}
 
 /**
  * Why a site with a noise floor (FederationClientOptions.minNoiseMultiplier) refuses a task, or null: it requires

@@ -1,7 +1,7 @@
 // The site's tasks, run one at a time and kept across task streams. The client (client.ts) offers here what each
-// task stream brings; a stream that drops takes nothing with it, so a long training or evaluation runs on while the
-// client reopens its stream, and its upload or report goes out when it ends (the coordinator waits for a site that
-// is back within rounds.reconnectGraceMs). What a reopened stream brings again (the coordinator re-sends a site's
+// task stream brings; a stream that drops takes nothing with it, so a long training, an evaluation or a SecAgg
+// task's stages run on while the client reopens its stream, and its upload or report goes out when it ends (the
+// coordinator waits for a site that is back within rounds.reconnectGraceMs). What a reopened stream brings again (the coordinator re-sends a site's
 // open task when its stream attaches) is not run twice, unless the run it joined ended without delivering (a
 // download or upload the drop broke: the coordinator still wants it); a task the coordinator has moved past is stopped.
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
@@ -13,8 +13,6 @@ export interface QueuedTask {
   readonly round: number;
   /** Train tasks: the round's attempt. */
   readonly attempt: number;
-  /** Under secure aggregation: its stage messages come on the task stream that brought it. */
-  readonly secagg: boolean;
   /** Runs the task to its end; never throws (a failed task is the client's to report). */
   run(signal: AbortSignal): Promise<void>;
 }
@@ -24,7 +22,6 @@ export const queuedTrain = (t: TrainTask__Output, run: QueuedTask['run']): Queue
   kind: 'train',
   round: t.round,
   attempt: t.attempt,
-  secagg: !!t.secagg,
   run,
 });
 
@@ -33,7 +30,6 @@ export const queuedEvaluation = (t: EvaluateTask__Output, run: QueuedTask['run']
   kind: 'evaluate',
   round: t.round,
   attempt: 0,
-  secagg: false,
   run,
 });
 

@@ -170,6 +170,11 @@ export class Attempt {
     return !this.grace.anyAwaited(waiting);
   }
 
+  /** Under SecAgg, a stage's wait: whether any of its clients that have not spoken is still waited for (the grace). */
+  awaited(clientIds: readonly string[]): boolean {
+    return this.grace.anyAwaited(clientIds);
+  }
+
   beginUpload(t: Task): void {
     if (t.state === 'uploaded') throw new ProtocolError(status.ALREADY_EXISTS, `task ${t.taskId} already has an accepted update`);
     if (t.state === 'receiving') throw new ProtocolError(status.ALREADY_EXISTS, `an upload for task ${t.taskId} is already in progress`);

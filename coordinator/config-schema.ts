@@ -85,7 +85,7 @@ export const schema = {
       arg: 'rounds.maxAttempts',
     },
     reconnectGraceMs: {
-      doc: 'How long a round, and a federated evaluation, still wait for a selected site whose task stream ended (ms), so that a site that reconnects in time still counts (the SDK reopens its stream while its task runs on); 0: a disconnected site is left out at once. A site that left is never waited for, and the deadline (rounds.deadlineMs, evaluation.deadlineMs) still ends the wait.',
+      doc: 'How long a round (each SecAgg stage too), and a federated evaluation, still wait for a selected site whose task stream ended (ms), so that a site that reconnects in time still counts (the SDK reopens its stream while its task runs on, a SecAgg task included); 0: a disconnected site is left out at once. A site that left is never waited for, and the deadline (rounds.deadlineMs, evaluation.deadlineMs) still ends the wait.',
       format: 'non-negative-int',
       default: 10000,
       env: 'FEDTUNE_ROUNDS_RECONNECT_GRACE_MS',

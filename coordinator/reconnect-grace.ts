@@ -1,5 +1,7 @@
-// rounds.reconnectGraceMs, in one place for the two waits that use it: a round's wait for its selected sites'
-// updates and reports (Attempt.allDone) and a federated evaluation's wait for its reports (evaluation/federated.ts).
+// rounds.reconnectGraceMs, in one place for the waits that use it: a round's wait for its selected sites'
+// updates and reports (Attempt.allDone), each stage of a SecAgg round (Attempt.awaited, secagg-attempt.ts: a site
+// not back in time is dropped from the stage, as one that left) and a federated evaluation's wait for its reports
+// (evaluation/federated.ts).
 // A site whose task stream ended is still waited for until it has been away that long (the registry's "away since"
 // clock: a rejoin keeps it, a new stream ends it, a Leave or a revocation means gone now). The SDK reopens its
 // stream while its task runs, so a blip costs the site nothing as long as it is back within the grace.

@@ -34,7 +34,7 @@ export async function secaggStages(ctx: RoundContext, cur: Attempt, sa: SecAggAt
   try {
     out = await sa.drive(
       {
-        live: (id) => d.registry.isLive(id),
+        awaited: (ids) => cur.awaited(ids),
         send: (id, ev) => d.registry.byId(id)?.sink?.write(ev),
         taskIdOf: (id) => byClient.get(id)!.taskId,
         waitFor: (cond, until) => cur.waitFor(cond, until),

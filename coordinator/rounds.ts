@@ -285,11 +285,12 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.d.registry.byId(t.clientId)?.sink?.write({ train: t.wire });
   }
 
-  /** A client that reconnects mid-round gets its open task again. */
+  /** A client that reconnects mid-round gets its open task again, and under SecAgg the current stage's message. */
   private resendTask(clientId: string): void {
     const cur = this.current;
     if (!cur?.open) return;
     for (const t of cur.tasks.values()) if (t.clientId === clientId && t.state === 'assigned') this.sendTask(t);
+    cur.secagg?.redeliver(clientId, (ev) => this.d.registry.byId(clientId)?.sink?.write(ev));
   }
 
   private poke(): void {

@@ -1,9 +1,11 @@
 // One round attempt under secure aggregation: the coordinator's side of the SecAgg stages over gRPC (advertise,
 // share keys, masked input, consistency signatures, unmask).
 // The service hands in what clients send (advertise, share keys, masked input, unmask); drive() closes each
-// stage once every live client of it has spoken (or the stage times out), pushes the next stage's message
-// to each client's task stream, and returns the sum of the survivors' encoded updates. The coordinator never
-// holds an individual update: a masked input goes into SecAggServer's running sum chunk by chunk as it is opened
+// stage once every client of it has spoken or is gone (or the stage times out), pushes the next stage's message
+// to each client's task stream, and returns the sum of the survivors' encoded updates. A client whose task stream
+// dropped is not gone yet: it is waited for within rounds.reconnectGraceMs at every stage (reconnect-grace.ts), and
+// when its stream attaches again it gets the current stage's message again (redeliver), the very same message.
+// The coordinator never holds an individual update: a masked input goes into SecAggServer's running sum chunk by chunk as it is opened
 // (not even the masked vector is held whole); its sealed chunks wait in a scratch file only so that an upload that
 // is not accepted after all can be taken back out of the sum, exactly, and the file is deleted either way.
 import { ProtocolError, status } from '../proto/errors';
@@ -40,8 +42,11 @@ export interface SecAggOutcome {
 
 /** What drive() needs from the round engine. */
 export interface SecAggDriver {
-  /** Whether a client still has an open task stream (a closed one is not waited for). */
-  live(clientId: string): boolean;
+  /**
+   * Whether any of these clients is still waited for: it has its task stream, or lost it less than the reconnect
+   * grace ago (reconnect-grace.ts). One that is not is dropped from the stage.
+   */
+  awaited(clientIds: readonly string[]): boolean;
   send(clientId: string, event: TaskEvent): void;
   taskIdOf(clientId: string): string;
   /** Resolves when cond() holds, the deadline passes or the engine stops. */
@@ -71,6 +76,12 @@ export class SecAggAttempt {
   private readonly undoing = new Set<Promise<void>>();
   /** The masked-input stage is closing: no new masked upload starts. */
   private maskedClosed = false;
+  /**
+   * The current stage's clients and how their message is built, to deliver it again on a stream that attaches: built
+   * again from the stage's one roster, routing or list (the same message), not kept per client, which would hold
+   * N copies of an N-sized roster or unmask request.
+   */
+  private current: { readonly ids: ReadonlySet<string>; readonly make: (id: string) => TaskEvent } | undefined;
 
   constructor(
     cfg: CoordinatorConfig,
@@ -230,9 +241,23 @@ export class SecAggAttempt {
     this.responded.add(clientId);
   }
 
+  /**
+   * A client's task stream attached again: the current stage's message to it, if it has one, goes out again (the
+   * same message: a site takes a repeat harmlessly and refuses a different one). None once the stage left it out.
+   */
+  redeliver(clientId: string, send: (event: TaskEvent) => void): void {
+    if (this.current?.ids.has(clientId)) send(this.current.make(clientId));
+  }
+
+  /** A stage's messages: these and no others are now the current ones. */
+  private deliver(d: SecAggDriver, ids: readonly string[], make: (id: string) => TaskEvent): void {
+    this.current = { ids: new Set(ids), make };
+    for (const id of ids) d.send(id, make(id));
+  }
+
   /** Runs stages 1–4; throws ProtocolError(ABORTED) when fewer than t clients remain at any stage. */
   async drive(d: SecAggDriver, trainingDeadline: number): Promise<SecAggOutcome> {
-    const all = (ids: readonly string[], done: Set<string>) => (): boolean => ids.every((id) => done.has(id) || !d.live(id));
+    const all = (ids: readonly string[], done: Set<string>) => (): boolean => !d.awaited(ids.filter((id) => !done.has(id)));
     const stopped = (): void => {
       if (d.stopping()) throw new ProtocolError(status.CANCELLED, 'coordinator stopping');
     };
@@ -241,33 +266,34 @@ export class SecAggAttempt {
     stopped();
     const roster = this.server.closeAdvertise();
     const u1 = roster.advertisements.map((a) => a.clientId);
-    for (const id of u1) d.send(id, { secagg_roster: rosterToWire(d.taskIdOf(id), roster) });
+    this.deliver(d, u1, (id) => ({ secagg_roster: rosterToWire(d.taskIdOf(id), roster) }));
     await crashPoint('roster-sent', this.config.roundTag);
 
     await d.waitFor(all(u1, this.shared), Date.now() + this.stageTimeoutMs);
     stopped();
     const { u2, routed } = this.server.closeShareKeys();
-    for (const id of u2) d.send(id, { secagg_shares: routedToWire(d.taskIdOf(id), routed(id)) });
+    this.deliver(d, u2, (id) => ({ secagg_shares: routedToWire(d.taskIdOf(id), routed(id)) }));
     await crashPoint('shares-sent', this.config.roundTag);
 
     await d.waitFor(all(u2, this.inputs), Date.now() + this.stageTimeoutMs);
     stopped();
     await this.settleMasked();
     const check = this.server.closeMaskedInput();
-    for (const id of check.survivors) d.send(id, { secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) });
+    this.deliver(d, check.survivors, (id) => ({ secagg_consistency: consistencyCheckToWire(d.taskIdOf(id), check) }));
     await crashPoint('consistency-sent', this.config.roundTag);
 
     await d.waitFor(all(check.survivors, this.signed), Date.now() + this.stageTimeoutMs);
     stopped();
     const req = this.server.closeConsistency();
     const signers = req.signatures.map((x) => x.from);
-    for (const id of signers) d.send(id, { secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) });
+    this.deliver(d, signers, (id) => ({ secagg_unmask: unmaskRequestToWire(d.taskIdOf(id), req) }));
     await crashPoint('unmask-sent', this.config.roundTag);
 
     // Enough shares is enough: waiting for the slowest survivor would change nothing in the sum.
     await d.waitFor(() => this.server.ready() || all(signers, this.responded)(), Date.now() + this.stageTimeoutMs);
     stopped();
     const sum = await this.server.finish();
+    this.current = undefined;
     return { sum, survivors: [...req.survivors], dropped: [...req.dropped], sessionId: this.sessionId };
   }
 }

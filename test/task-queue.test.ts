@@ -15,7 +15,6 @@ function gated(log: string[], id: string, kind: QueuedTask['kind'], round: numbe
     kind,
     round,
     attempt,
-    secagg: false,
     release: () => release(),
     async run(signal) {
       log.push(`start ${id}`);
@@ -92,7 +91,6 @@ describe('the SDK task queue across task streams', () => {
       kind: 'train',
       round: 1,
       attempt: 1,
-      secagg: false,
       async run() {
         runs.push(id);
         if (runs.filter((r) => r === id).length === 1) resend(); // the stream was reopened meanwhile

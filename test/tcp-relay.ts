@@ -10,8 +10,11 @@ export interface TcpRelay {
   readonly address: string;
   /** How many connections were cut. */
   cuts(): number;
-  /** Cuts every connection open now; new ones pass. */
-  cutAll(): void;
+  /**
+   * Cuts every connection open now; new ones pass, after `awayMs` (default 0): until then a new connection of the
+   * site is held, its bytes unread and the coordinator not dialled, as a network that is down for that long.
+   */
+  cutAll(awayMs?: number): void;
   /** How many connections the site opened through the relay. */
   connections(): number;
   /**
@@ -48,11 +51,18 @@ export async function tcpRelay(target: string, cutAfter: (n: number) => number |
   /** How to end each blackhole (lift), and how to start one on each open connection. */
   const holes = new Set<() => void>();
   const blackholes = new Map<[net.Socket, net.Socket], () => void>();
+  let awayUntil = 0;
   const cut = (pair: [net.Socket, net.Socket]): void => {
     cuts++;
     for (const s of pair) s.destroy();
   };
   const server = net.createServer((site) => {
+    const away = awayUntil - Date.now();
+    if (away <= 0) return relay(site);
+    site.on('error', () => undefined);
+    setTimeout(() => (site.destroyed ? undefined : relay(site)), away);
+  });
+  const relay = (site: net.Socket): void => {
     const after = cutAfter(++n);
     const up = net.connect(port, host);
     const pair: [net.Socket, net.Socket] = [site, up];
@@ -112,12 +122,13 @@ export async function tcpRelay(target: string, cutAfter: (n: number) => number |
       else if (!holding) site.write(d);
     });
     up.on('end', () => hole || site.end());
-  });
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     cuts: () => cuts,
-    cutAll: () => {
+    cutAll: (awayMs = 0) => {
+      awayUntil = Date.now() + awayMs;
       for (const pair of [...pairs]) cut(pair);
     },
     connections: () => n,
