@@ -6,7 +6,9 @@
 // a larger budget, the rounds it allows from version 4's ε while it waits for sites).
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
-import { roundsLeft } from '../coordinator/ops/privacy-status';
+import { PrivacyView, roundsLeft } from '../coordinator/ops/privacy-status';
+import type { Checkpoint } from '../coordinator/checkpoints/types';
+import { classicConfig } from './classic-defaults';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
 import { StepTrainer } from './dp-restart-kit';
 import { freePort, startCoordinator, tempDir, type Harness } from './harness';
@@ -52,6 +54,48 @@ describe('ops: rounds the ε budget allows (the accountant’s largest k)', () =
     expect(roundsLeft((n) => after(n, 1, 1.5), after(0, 1, 1.5))).to.equal(0);
     // An unbounded ε (the ledger's null) never fits.
     expect(roundsLeft(() => null, 10)).to.equal(0);
+  });
+});
+
+describe('ops: rounds the ε budget allows under SecAgg (the check before a round charges its worst case)', () => {
+  // After 3 rounds at z 1, the latest a SecAgg round of 5 selected with threshold 3: a round may end with 3 of 5, each
+  // site adding 1/5 of the noise, so the check before it charges z·√(3/5).
+  const w = Math.sqrt(3 / 5);
+  const eps = (segs: [number, number][]): number => epsilonSpent([{ q: 1, z: 1, steps: 3 }, ...segs.map(([z, steps]) => ({ q: 1, z, steps }))], 1e-5);
+  // Between ε after 3 rounds at z and one at the worst case, and ε after 4 at z: 4 rounds if the last were charged z,
+  // but the check before the 4th charges the worst case, so it stops there.
+  const budget =
+    (eps([[1, 4]]) +
+      eps([
+        [1, 3],
+        [w, 1],
+      ])) /
+    2;
+  const view = (secureAggregation: boolean): ReturnType<PrivacyView['status']> =>
+    new PrivacyView(classicConfig({ overrides: { privacy: { enabled: true, clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: budget } } })).status({
+      manifest: {
+        round: 3,
+        privacy: { history: [{ samplingRate: 1, noiseMultiplier: 1, rounds: 3 }] },
+        ...(secureAggregation ? { secureAggregation: { threshold: 3, selected: ['a', 'b', 'c', 'd', 'e'] } } : {}),
+      },
+    } as unknown as Checkpoint);
+
+  it('counts the last round at the worst case, and gives the rounds left if every round ends at the threshold', () => {
+    expect(eps([[1, 4]])).to.be.below(budget);
+    expect(
+      eps([
+        [1, 3],
+        [w, 1],
+      ]),
+    ).to.be.above(budget);
+    let atThreshold = 0;
+    while (eps([[w, atThreshold + 1]]) <= budget) atThreshold++;
+    expect(view(true)).to.include({ roundsLeft: 3, roundsLeftAtThreshold: atThreshold });
+    expect(atThreshold).to.equal(2);
+    // Without SecAgg every round is charged z, as before, and there is no threshold figure.
+    const plain = view(false)!;
+    expect(plain.roundsLeft).to.equal(4);
+    expect(plain).to.not.have.property('roundsLeftAtThreshold');
   });
 });
 

@@ -127,7 +127,7 @@ export class CoordinatorMetrics {
           [
             gauge(
               'fedtune_privacy_budget_rounds_left',
-              'Further rounds the budget allows at the run’s q and z (the accountant’s largest k with ε ≤ budget; +Inf without a budget).',
+              'Further rounds the budget allows at the run’s q and z, every site surviving (the accountant’s largest k with ε ≤ budget; under SecAgg the last one charged its worst case, as the check before a round does; +Inf without a budget).',
             ),
             (s) => s.roundsLeft ?? Infinity,
           ],

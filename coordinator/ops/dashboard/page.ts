@@ -64,7 +64,7 @@ function render(s){
   if(s.privacy){const p=s.privacy;
     $('privacy-figures').replaceChildren(table('privacy-table',['privacy (public: in every manifest)',''],[
       [{text:'ε spent / budget'},{text:(p.epsilon===null?'unbounded':p.epsilon.toPrecision(4))+' / '+(p.epsilonBudget>0?String(p.epsilonBudget):'-')+' at δ = '+String(p.delta),cls:'num'}],
-      [{text:'rounds the budget allows'},{text:p.roundsLeft===null?'∞':String(p.roundsLeft),cls:'num'}],
+      [{text:'rounds the budget allows'},{text:(p.roundsLeft===null?'∞':String(p.roundsLeft))+(typeof p.roundsLeftAtThreshold==='number'?' ('+p.roundsLeftAtThreshold+' if each ends at the SecAgg threshold)':''),cls:'num'}],
       [{text:'clip norm C'},{text:p.clipNorm.toPrecision(4)+(p.adaptiveClipping?' (adaptive: the next round’s)':' (fixed)'),cls:'num'}],
       [{text:'noise multiplier z'},{text:String(p.noiseMultiplier),cls:'num'}],
       [{text:'sampling rate q'},{text:String(p.samplingRate),cls:'num'}]]),
