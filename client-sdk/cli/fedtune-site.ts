@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
 import { connectionFromFlags, type ConnectionFlags } from '../site/connection-flags';
+import { noiseFloorFromFlag } from '../site/noise-floor-flag';
 import { simulateCommand } from '../demo/simulate-cli';
 import { parseProgressMode } from '../site/progress';
 
@@ -25,6 +26,7 @@ interface ClientFlags extends TlsFlags, IdentityFlags, ConnectionFlags {
   'lora.alpha'?: string;
   'lora.dropout'?: string;
   progress: string;
+  minNoiseMultiplier?: string;
 }
 
 /** A numeric flag, refused by name when it is not a number. */
@@ -67,10 +69,15 @@ program
   .option('--keepalive-ms <ms>', 'ping the coordinator after this long without one, while a call is open (default 10000)')
   .option('--keepalive-timeout-ms <ms>', "drop the connection when a ping's answer is not read within this (default 25000)")
   .option('--report-deadline-ms <ms>', 'how long one metrics or evaluation report call may take before it is sent again (default 20000)')
+  .option(
+    '--min-noise-multiplier <z>',
+    'take part only in secure-aggregation tasks whose sites add DP noise of at least this multiplier; refuse any other before training',
+  )
   .action(async (o: ClientFlags) => {
     const { identityFromFlags, runSite, tlsFromFlags } = require('../demo/site') as typeof import('../demo/site');
     const progress = parseProgressMode(o.progress);
     const connection = connectionFromFlags(o);
+    const minNoiseMultiplier = noiseFloorFromFlag(o.minNoiseMultiplier);
     if (o.model !== undefined || o.data !== undefined) {
       if (o.model === undefined || o.data === undefined) throw new Error('--model and --data go together');
       const { runOwnDataSite } = require('../site/own-data') as typeof import('../site/own-data');
@@ -98,6 +105,7 @@ program
         ...identityFromFlags(o),
         progress,
         connection,
+        minNoiseMultiplier,
       });
       return;
     }
@@ -112,6 +120,7 @@ program
       ...identityFromFlags(o),
       progress,
       connection,
+      minNoiseMultiplier,
     });
   });
 

@@ -37,6 +37,8 @@ export interface SiteOptions {
   readonly progress?: ProgressMode;
   /** Keepalive and report deadline (keepalive.ts, report-retry.ts); default: the SDK's. */
   readonly connection?: ConnectionOptions;
+  /** DP on the site's own terms (FederationClient's minNoiseMultiplier; site/noise-floor-flag.ts); default: none. */
+  readonly minNoiseMultiplier?: number;
 }
 
 /** The --tls, --tls-ca, --tls-cert and --tls-key flags of a site command, as commander parses them. */
@@ -116,6 +118,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
     log: (level, msg, fields) => console.log(JSON.stringify({ level, msg, ...fields })),
     onTrainStep: trainProgress(o.name, o.progress),
     ...o.connection,
+    minNoiseMultiplier: o.minNoiseMultiplier,
   });
   process.once('SIGINT', () => void client.stop());
   process.once('SIGTERM', () => void client.stop());
@@ -129,6 +132,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
       train: data.train.length,
       val: data.eval?.length ?? 0,
       connection: connectionInEffect(o.connection),
+      minNoiseMultiplier: o.minNoiseMultiplier ?? null,
     }),
   );
   const summary = await client.run();

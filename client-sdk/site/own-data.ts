@@ -39,6 +39,8 @@ export interface OwnDataSiteOptions {
   readonly progress?: ProgressMode;
   /** Keepalive and report deadline (keepalive.ts, report-retry.ts); default: the SDK's. */
   readonly connection?: ConnectionOptions;
+  /** DP on the site's own terms (FederationClient's minNoiseMultiplier; site/noise-floor-flag.ts); default: none. */
+  readonly minNoiseMultiplier?: number;
 }
 
 export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary> {
@@ -77,6 +79,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     log: (level, msg, fields) => log({ level, msg, ...fields }),
     onTrainStep: trainProgress(o.name, o.progress),
     ...o.connection,
+    minNoiseMultiplier: o.minNoiseMultiplier,
   });
   // A LoRA mismatch with the coordinator cannot heal by retrying: stop and report it.
   client.on('taskFailed', () => {
@@ -93,6 +96,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     train: data.train.length,
     val: data.eval.length,
     connection: connectionInEffect(o.connection),
+    minNoiseMultiplier: o.minNoiseMultiplier ?? null,
   });
   try {
     const summary = await client.run();
