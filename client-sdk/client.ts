@@ -17,7 +17,7 @@ import { ProtocolError } from '../proto/errors';
 import { sealDeltaPipelined, sealMaskedPipelined, sendSealedRetrying, type SealContext } from './sealed-sender';
 import { trainingSignal } from './training-signal';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { taskNoiseFloorRefusal } from './secagg-flow';
+import { taskNoiseFloorRefusal, checkNoiseFloor } from './secagg-flow';
 import { SecAggInboxes } from './secagg-inbox';
 import { SECAGG_RESENT, secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
@@ -91,6 +91,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     // Keepalive: how a half-open connection is found, and why not sooner (keepalive.ts).
     const channelOptions = { ...keepaliveChannelOptions(opts.keepalive), ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
     this.reportPolicy = { backoff: opts.backoff ?? DEFAULT_BACKOFF, deadlineMs: checkReportDeadline(opts.reportDeadlineMs ?? DEFAULT_REPORT_DEADLINE_MS) };
+    if (opts.minNoiseMultiplier !== undefined) checkNoiseFloor(opts.minNoiseMultiplier);
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), channelOptions);
     this.parallel = parallelDownloads(opts, channelOptions);
   }

@@ -13,6 +13,19 @@ import type { SecAggRoundConfig } from '../proto/secagg/config';
 
 export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consistency' | 'unmask';
 
+/** The largest noise floor a site may set: far beyond any useful multiplier (z 100 already drowns any update). */
+export const MAX_NOISE_FLOOR = 1000;
+
+/**
+ * `z` when it is a noise floor a site may set (FederationClientOptions.minNoiseMultiplier): a number in
+ * (0, MAX_NOISE_FLOOR]. A RangeError otherwise, before anything is sent: NaN would refuse every task and a floor ≤ 0
+ * none, without a word.
+ */
+export function checkNoiseFloor(z: number): number {
+  if (!(z > 0 && z <= MAX_NOISE_FLOOR)) throw new RangeError(`minNoiseMultiplier must be a number in (0, ${MAX_NOISE_FLOOR}]; got ${z}`);
+  return z;
+}
+
 /**
  * Why a site with a noise floor (FederationClientOptions.minNoiseMultiplier) refuses a task, or null: it requires
  * its update to be noised before it leaves, so only SecAgg tasks whose noise multiplier reaches the floor qualify.

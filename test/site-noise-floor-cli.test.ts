@@ -6,7 +6,10 @@
 import { spawn, execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { MAX_NOISE_FLOOR, noiseFloorFromFlag } from '../client-sdk/site/noise-floor-flag';
+import { noiseFloorFromFlag } from '../client-sdk/site/noise-floor-flag';
+import { MAX_NOISE_FLOOR } from '../client-sdk/secagg-flow';
+import { FederationClient } from '../client-sdk/client';
+import { ConstantTrainer, testIdentity } from './harness';
 import { SdkRig } from './reconnect-sdk-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -20,15 +23,32 @@ describe('fedtune-site client --min-noise-multiplier', function () {
 
   it('takes a positive number up to the bound, and refuses anything else naming the flag', async () => {
     expect([noiseFloorFromFlag(undefined), noiseFloorFromFlag('0.5'), noiseFloorFromFlag(String(MAX_NOISE_FLOOR))]).to.deep.equal([undefined, 0.5, 1000]);
-    for (const v of ['0', '-1', 'NaN', 'abc', '', '1001', 'Infinity'])
-      expect(() => noiseFloorFromFlag(v), v).to.throw(Error, `--min-noise-multiplier ${JSON.stringify(v)}: must be a number in (0, 1000]`);
+    for (const [v, got] of [
+      ['0', '0'],
+      ['-1', '-1'],
+      ['NaN', 'NaN'],
+      ['abc', 'NaN'],
+      ['', 'NaN'],
+      ['1001', '1001'],
+      ['Infinity', 'Infinity'],
+    ])
+      expect(() => noiseFloorFromFlag(v), v).to.throw(
+        Error,
+        `--min-noise-multiplier ${JSON.stringify(v)}: minNoiseMultiplier must be a number in (0, 1000]; got ${got}`,
+      );
+    // The SDK holds its option to the same bound, before anything is sent.
+    for (const z of [0, -1, NaN, 1001])
+      expect(
+        () =>
+          new FederationClient({ address: '127.0.0.1:1', name: 'x', identity: testIdentity('x'), trainer: new ConstantTrainer(0.1), minNoiseMultiplier: z }),
+      ).to.throw(RangeError, `minNoiseMultiplier must be a number in (0, ${MAX_NOISE_FLOOR}]; got ${z}`);
     const r = await promisify(execFile)(process.execPath, [SITE_CLI, 'client', '--address', '127.0.0.1:1', '--name', 'x', '--min-noise-multiplier', '-2'], {
       timeout: 20_000,
     }).then(
       () => ({ code: 0, out: '' }),
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
     );
-    expect(r).to.deep.equal({ code: 1, out: 'fedtune-site: --min-noise-multiplier "-2": must be a number in (0, 1000]\n' });
+    expect(r).to.deep.equal({ code: 1, out: 'fedtune-site: --min-noise-multiplier "-2": minNoiseMultiplier must be a number in (0, 1000]; got -2\n' });
   });
 
   it('a site process with a floor refuses a plain round’s task before training; one without trains it', async () => {
