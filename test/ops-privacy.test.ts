@@ -7,6 +7,7 @@
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
 import { PrivacyView, roundsLeft } from '../coordinator/ops/privacy-status';
+import { CoordinatorMetrics } from '../coordinator/ops/metrics';
 import type { Checkpoint } from '../coordinator/checkpoints/types';
 import { classicConfig } from './classic-defaults';
 import { epsilonSpent } from '../coordinator/privacy/accountant';
@@ -96,6 +97,40 @@ describe('ops: rounds the ε budget allows under SecAgg (the check before a roun
     const plain = view(false)!;
     expect(plain.roundsLeft).to.equal(4);
     expect(plain).to.not.have.property('roundsLeftAtThreshold');
+  });
+
+  it('has a series of its own under SecAgg, set with the latest version; none without SecAgg', async () => {
+    const scrape = async (secureAggregation: boolean): Promise<Record<string, number>> => {
+      const ck = {
+        manifest: {
+          version: 3,
+          round: 3,
+          metrics: {},
+          privacy: { history: [{ samplingRate: 1, noiseMultiplier: 1, rounds: 3 }], epsilon: eps([]) },
+          secureAggregation: { threshold: 3, selected: ['a', 'b', 'c', 'd', 'e'] },
+        },
+      } as unknown as Checkpoint;
+      const view = new PrivacyView(
+        classicConfig({ overrides: { privacy: { enabled: true, clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: budget } } }),
+      );
+      let onPhase = (_p: string): void => undefined;
+      const m = new CoordinatorMetrics(
+        {
+          on: (event: string, listener: unknown) => void (event === 'phase' && (onPhase = listener as (p: string) => void)),
+          connectedSites: () => 0,
+          latestCheckpoint: () => ck,
+          roundsTotal: 10,
+          privacy: (c) => view.status(c),
+          secureAggregation,
+        },
+        false,
+      );
+      onPhase('WAITING_FOR_CLIENTS');
+      return privacySeries(await m.registry.metrics());
+    };
+    const withSecAgg = await scrape(true);
+    expect(withSecAgg).to.include({ fedtune_privacy_budget_rounds_left: 3, fedtune_privacy_budget_rounds_left_at_threshold: 2 });
+    expect(await scrape(false)).to.not.have.property('fedtune_privacy_budget_rounds_left_at_threshold');
   });
 });
 

@@ -28,6 +28,8 @@ export interface MetricsSource {
   readonly sampled?: boolean;
   /** Under privacy.enabled: the privacy status after a version. */
   readonly privacy?: (latest: Checkpoint) => PrivacyStatus | undefined;
+  /** secagg.enabled: the rounds the budget allows at the SecAgg threshold have a series too. */
+  readonly secureAggregation?: boolean;
 }
 
 export class CoordinatorMetrics {
@@ -138,6 +140,14 @@ export class CoordinatorMetrics {
           ],
         ]
       : [];
+    if (src.privacy && src.secureAggregation)
+      privacySeries.push([
+        gauge(
+          'fedtune_privacy_budget_rounds_left_at_threshold',
+          'Further rounds the budget allows if every round ends with only the SecAgg threshold’s t of its n sites (each charged z·√(t/n), the latest round’s t and n; NaN before the first SecAgg version, +Inf without a budget).',
+        ),
+        (s) => s.roundsLeftAtThreshold ?? (s.epsilonBudget > 0 ? NaN : Infinity),
+      ]);
     for (const [g] of privacySeries) g.set(NaN);
     if (withProcessMetrics) client.collectDefaultMetrics({ register: r });
 

@@ -42,6 +42,7 @@ export class Operations {
         roundsTotal: cfg.rounds.total,
         sampled: isSampled(cfg),
         ...(cfg.privacy.enabled ? { privacy: (ck: Checkpoint) => privacy.status(ck) } : {}),
+        secureAggregation: cfg.secagg.enabled,
       });
     }
   }
