@@ -290,7 +290,11 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     const cur = this.current;
     if (!cur?.open) return;
     for (const t of cur.tasks.values()) if (t.clientId === clientId && t.state === 'assigned') this.sendTask(t);
-    cur.secagg?.redeliver(clientId, (ev) => this.d.registry.byId(clientId)?.sink?.write(ev));
+    cur.secagg?.redeliver(clientId, (ev) => {
+      this.d.registry.byId(clientId)?.sink?.write(ev);
+      // SecAgg never runs Poisson-sampled (privacy/sampling.ts): naming the site tells nothing its manifest will not.
+      this.d.log('info', 'secagg stage message sent again', { clientId, round: cur.round, message: Object.keys(ev)[0] });
+    });
   }
 
   private poke(): void {

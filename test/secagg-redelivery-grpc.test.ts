@@ -9,6 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import pino from 'pino';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
@@ -48,6 +49,8 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
   let h: Harness;
   let c: RawClient;
   const sites: Site[] = [];
+  /** The coordinator's 'secagg stage message sent again' lines. */
+  const resent: { clientId: string; round: number; message: string }[] = [];
   const req = (s: Site): { session_token: string; task_id: string; round: number } => ({
     session_token: s.who.session_token,
     task_id: s.task.task_id,
@@ -70,15 +73,28 @@ describe('secagg: a site’s task stream reopened at every stage (coordinator si
     for (let i = 0; i < 200 && registry.isLive(s.who.client_id); i++) await new Promise((r) => setTimeout(r, 10));
     expect(registry.isLive(s.who.client_id), 'the coordinator saw the stream go').to.equal(false);
     s.events.length = 0;
+    const logged = resent.length;
     s.stream = open(s);
     expect((await next(s, kind))[kind], `${kind} delivered again, the same message`).to.deep.equal(first[kind]);
+    // A stage message sent again is logged, naming the site and the message (a re-sent train task is not one).
+    if (kind !== 'train') expect(resent.slice(logged)).to.deep.equal([{ clientId: s.who.client_id, round: 1, message: kind }]);
   }
 
   before(async () => {
+    const logger = pino(
+      { level: 'info' },
+      {
+        write: (line: string): void => {
+          const l = JSON.parse(line) as { msg: string; clientId: string; round: number; message: string };
+          if (l.msg === 'secagg stage message sent again') resent.push({ clientId: l.clientId, round: l.round, message: l.message });
+        },
+      },
+    );
     h = await startCoordinator(
       await tempDir('secagg-redeliver'),
       { total: 1, minClients: 5, minUpdates: 5, clientsPerRound: 5, deadlineMs: 30_000, reconnectGraceMs: 20_000 },
       { secagg: { enabled: true, threshold: 3, stageTimeoutMs: 20_000 } },
+      { logger },
     );
     c = rawClient(h.address);
     const joined = [];
