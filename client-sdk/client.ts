@@ -75,6 +75,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   private readonly address: ParsedAddress;
   private readonly parallel: ParallelDownloads | undefined;
   private readonly reportPolicy: ReportPolicy;
+  /** The keepalive and report deadline this client runs under, as its channel has them (`channelOptions` may override). */
+  readonly connection: { readonly keepaliveMs: number; readonly keepaliveTimeoutMs: number; readonly reportDeadlineMs: number };
 
   constructor(private readonly opts: FederationClientOptions) {
     super();
@@ -91,6 +93,8 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     // Keepalive: how a half-open connection is found, and why not sooner (keepalive.ts).
     const channelOptions = { ...keepaliveChannelOptions(opts.keepalive), ...SITE_CHANNEL_OPTIONS, ...opts.channelOptions };
     this.reportPolicy = { backoff: opts.backoff ?? DEFAULT_BACKOFF, deadlineMs: checkReportDeadline(opts.reportDeadlineMs ?? DEFAULT_REPORT_DEADLINE_MS) };
+    const [keepaliveMs, keepaliveTimeoutMs] = [channelOptions['grpc.keepalive_time_ms'], channelOptions['grpc.keepalive_timeout_ms']].map(Number);
+    this.connection = { keepaliveMs, keepaliveTimeoutMs, reportDeadlineMs: this.reportPolicy.deadlineMs };
     if (opts.minNoiseMultiplier !== undefined) checkNoiseFloor(opts.minNoiseMultiplier);
     this.rpc = new Ctor(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), channelOptions);
     this.parallel = parallelDownloads(opts, channelOptions);
@@ -144,7 +148,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
         if (code === status.UNAUTHENTICATED) this.sessionLost(e as Error);
         // The coordinator's retry hint wins (with jitter); otherwise exponential backoff with full jitter.
         const hint = retryAfterOf(e as grpc.ServiceError);
-        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(this.failures, this.opts.backoff ?? DEFAULT_BACKOFF);
+        const delay = hint !== undefined ? hintedDelay(hint) : backoffDelay(this.failures, this.reportPolicy.backoff);
         this.failures++;
         this.log('warn', 'connection lost; retrying', { error: (e as Error).message, delayMs: delay });
         this.emit('reconnecting', { attempt: this.failures, delayMs: delay, error: (e as Error).message });
@@ -334,7 +338,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       observeSecAggInput: this.opts.observeSecAggInput,
       beforeSecAggStage: this.opts.beforeSecAggStage,
       uploadMasked: (y) => this.uploadMasked(t, y),
-      backoff: this.opts.backoff ?? DEFAULT_BACKOFF,
+      backoff: this.reportPolicy.backoff,
       stopped: () => this.stopped,
       resent: (method, attempt, delayMs, e) => this.log('warn', SECAGG_RESENT, { taskId: t.task_id, method, attempt, delayMs, error: e.message }),
     });
@@ -363,7 +367,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor; sent once, re-sent the same bytes. */
   private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
     const sealed = await sealMaskedPipelined(this.sealContext(), t, y);
-    return sendSealedRetrying(this.rpc, sealed, this.opts.backoff ?? DEFAULT_BACKOFF, () => this.stopped);
+    return sendSealedRetrying(this.rpc, sealed, this.reportPolicy.backoff, () => this.stopped);
   }
 
   /**
@@ -377,7 +381,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** Sends a sealed upload, re-sending the same sealed bytes when the connection breaks (sealed-sender.ts). */
   private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
     const sealed = await sealDeltaPipelined(this.sealContext(), t, delta, numExamples);
-    return sendSealedRetrying(this.rpc, sealed, this.opts.backoff ?? DEFAULT_BACKOFF, () => this.stopped);
+    return sendSealedRetrying(this.rpc, sealed, this.reportPolicy.backoff, () => this.stopped);
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank: number, signal: AbortSignal): Promise<void> {

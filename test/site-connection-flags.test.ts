@@ -6,7 +6,10 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { connectionFromFlags, connectionInEffect } from '../client-sdk/site/connection-flags';
+import { connectionFromFlags } from '../client-sdk/site/connection-flags';
+import { FederationClient } from '../client-sdk/client';
+import type { FederationClientOptions } from '../client-sdk/client-options';
+import { ConstantTrainer, testIdentity } from './harness';
 import { tempDir } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -22,11 +25,20 @@ describe('fedtune-site client: connection flags', function () {
       keepalive: { timeMs: 5000, timeoutMs: 20000 },
       reportDeadlineMs: 15000,
     });
-    expect(connectionInEffect()).to.deep.equal({ keepaliveMs: 10000, keepaliveTimeoutMs: 25000, reportDeadlineMs: 20000 });
-    expect(connectionInEffect(connectionFromFlags({ keepaliveTimeoutMs: '60000' }))).to.deep.equal({
+    // The client's settings in effect (what the site logs): the SDK's defaults for what is not given, and its channel's
+    // own keepalive when channelOptions overrides it.
+    const client = (o: Partial<FederationClientOptions> = {}): FederationClient =>
+      new FederationClient({ address: '127.0.0.1:1', name: 'x', identity: testIdentity('x'), trainer: new ConstantTrainer(0.1), ...o });
+    expect(client().connection).to.deep.equal({ keepaliveMs: 10000, keepaliveTimeoutMs: 25000, reportDeadlineMs: 20000 });
+    expect(client(connectionFromFlags({ keepaliveTimeoutMs: '60000' })).connection).to.deep.equal({
       keepaliveMs: 10000,
       keepaliveTimeoutMs: 60000,
       reportDeadlineMs: 20000,
+    });
+    expect(client({ reportDeadlineMs: 15000, channelOptions: { 'grpc.keepalive_time_ms': 7000 } }).connection).to.deep.equal({
+      keepaliveMs: 7000,
+      keepaliveTimeoutMs: 25000,
+      reportDeadlineMs: 15000,
     });
   });
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { FederationClient } from '../client';
 import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
-import { connectionInEffect, type ConnectionOptions } from '../site/connection-flags';
+import type { ConnectionOptions } from '../site/connection-flags';
 import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { createLoraSftTrainer } from '../sft/lora-trainer';
@@ -131,7 +131,7 @@ export async function runSite(o: SiteOptions): Promise<void> {
       ...(engineFallback ? { engineFallback } : {}),
       train: data.train.length,
       val: data.eval?.length ?? 0,
-      connection: connectionInEffect(o.connection),
+      connection: client.connection,
       minNoiseMultiplier: o.minNoiseMultiplier ?? null,
     }),
   );

@@ -2,8 +2,8 @@
 // how the site finds a half-open connection to the coordinator (../keepalive.ts) and how long one report call may
 // take before it is sent again (../report-retry.ts). FederationClient's options of the same names, checked here
 // against the SDK's own bounds so that a bad value fails before any model loads, with the flag named.
-import { DEFAULT_KEEPALIVE, keepaliveChannelOptions, type KeepaliveOptions } from '../keepalive';
-import { DEFAULT_REPORT_DEADLINE_MS, checkReportDeadline } from '../report-retry';
+import { keepaliveChannelOptions, type KeepaliveOptions } from '../keepalive';
+import { checkReportDeadline } from '../report-retry';
 
 /** How the site finds a half-open connection and how long a report call may take: FederationClient's options. */
 export interface ConnectionOptions {
@@ -42,10 +42,4 @@ export function connectionFromFlags(f: ConnectionFlags): ConnectionOptions {
       : {}),
     ...(reportDeadlineMs !== undefined ? { reportDeadlineMs } : {}),
   };
-}
-
-/** The settings a client made with `c` runs under (the SDK's defaults for what `c` leaves out): the site logs them. */
-export function connectionInEffect(c: ConnectionOptions = {}): { keepaliveMs: number; keepaliveTimeoutMs: number; reportDeadlineMs: number } {
-  const k = { ...DEFAULT_KEEPALIVE, ...c.keepalive };
-  return { keepaliveMs: k.timeMs, keepaliveTimeoutMs: k.timeoutMs, reportDeadlineMs: c.reportDeadlineMs ?? DEFAULT_REPORT_DEADLINE_MS };
 }

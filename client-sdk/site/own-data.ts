@@ -15,7 +15,7 @@ import { TaskLoraTrainer, type SiteLoraOptions } from '../sft/task-lora';
 import { fileLedger } from '../../proto/secagg/ledger';
 import { controlVariateDirBeside, fileControlVariates } from '../scaffold-store';
 import { rosterKeyFrom } from '../demo/site';
-import { connectionInEffect, type ConnectionOptions } from './connection-flags';
+import type { ConnectionOptions } from './connection-flags';
 
 export interface OwnDataSiteOptions {
   readonly address: string;
@@ -95,7 +95,7 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
     model: loaded.config.nLayer + '-layer ' + ('modelType' in loaded.config ? loaded.config.modelType : 'gpt2'),
     train: data.train.length,
     val: data.eval.length,
-    connection: connectionInEffect(o.connection),
+    connection: client.connection,
     minNoiseMultiplier: o.minNoiseMultiplier ?? null,
   });
   try {
