@@ -3,6 +3,7 @@
 // twin (x22-e4m50-clip, C 2), the stronger non-private recipe in run 24's call 3. Per seed the best, final and mean of
 // the last 10 held-out scores of each arm; then the paired differences with a 95% t interval.
 //   node dist/bench/quality-run25-table.js --last 10 cell-*.out
+// --dp names another DP arm scored against the same twins (run 26's pulled arms: --dp x26a2-e4m50-dp8).
 // Each input is a cell process's stdout (its result is the last line); a cut cell has none and is listed.
 import { Command } from 'commander';
 import type { SampledCellResult } from './quality-sampled-cell';
@@ -25,7 +26,7 @@ interface Seed {
 }
 
 /** The markdown: per seed the arms run and DP's differences from each twin; then the paired summaries. */
-export function run25Table(seeds: readonly Seed[], unpaired: readonly string[]): string {
+export function run25Table(seeds: readonly Seed[], unpaired: readonly string[], arms: Readonly<Record<Arm, string>> = RUN25_ARMS): string {
   const out = [
     '| seed | DP best (round) | own twin best | fixed-C twin best | DP − own twin: best | final | DP − fixed-C twin: best | final | same draws |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -48,7 +49,7 @@ export function run25Table(seeds: readonly Seed[], unpaired: readonly string[]):
   out.push('', '| arm | seeds | best, mean ± sd | final, mean ± sd |', '| --- | --- | --- | --- |');
   for (const a of Object.keys(RUN25_ARMS) as Arm[]) {
     const rows = seeds.flatMap((s) => (s.rows[a] ? [s.rows[a]] : []));
-    if (rows.length) out.push(`| \`${RUN25_ARMS[a]}\` | ${rows.length} | ${ms(rows.map((r) => r.best))} | ${ms(rows.map((r) => r.final))} |`);
+    if (rows.length) out.push(`| \`${arms[a]}\` | ${rows.length} | ${ms(rows.map((r) => r.best))} | ${ms(rows.map((r) => r.final))} |`);
   }
   out.push('', '| DP − | pairs | best | final | mean of last 10 |', '| --- | --- | --- | --- | --- |');
   for (const a of ['twin', 'fixed'] as const) {
@@ -62,8 +63,14 @@ export function run25Table(seeds: readonly Seed[], unpaired: readonly string[]):
 }
 
 async function main(): Promise<void> {
-  const cmd = new Command().option('--last <n>', 'mean over the last n rounds', '10').argument('<files...>').parse();
-  const last = Number(cmd.opts<{ last: string }>().last);
+  const cmd = new Command()
+    .option('--last <n>', 'mean over the last n rounds', '10')
+    .option('--dp <config>', 'the DP arm (run 26: x26a2-e4m50-dp8, x26a6-e4m50-dp8)', RUN25_ARMS.dp)
+    .argument('<files...>')
+    .parse();
+  const opts = cmd.opts<{ last: string; dp: string }>();
+  const last = Number(opts.last);
+  const arms: Record<Arm, string> = { ...RUN25_ARMS, dp: opts.dp };
   const bySeed = new Map<number, Partial<Record<Arm, { row: SeedRow; draws?: string }>>>();
   const unpaired: string[] = [];
   for (const file of cmd.args) {
@@ -72,7 +79,7 @@ async function main(): Promise<void> {
       unpaired.push(`${file}: cut or failed`);
       continue;
     }
-    const arm = (Object.keys(RUN25_ARMS) as Arm[]).find((a) => r.cell.config === RUN25_ARMS[a]);
+    const arm = (Object.keys(arms) as Arm[]).find((a) => r.cell.config === arms[a]);
     if (!arm) continue; // another table's arm run in the same call
     const s = bySeed.get(r.cell.seed) ?? {};
     s[arm] = { row: seedRow(r.cell.config, r.cell.seed, r.curves[0], r.cell.rounds, last), draws: r.draws?.sha256 };
@@ -87,7 +94,7 @@ async function main(): Promise<void> {
     const draws = new Set(Object.values(s).map((c) => c.draws));
     seeds.push({ seed, rows: { dp: s.dp.row, twin: s.twin?.row, fixed: s.fixed?.row }, sameDraws: draws.size === 1 && !draws.has(undefined) });
   }
-  process.stdout.write(run25Table(seeds, unpaired));
+  process.stdout.write(run25Table(seeds, unpaired, arms));
 }
 
 if (require.main === module) void main();
