@@ -2,8 +2,7 @@
 // (bench/quality-sampled-cell.ts), with the two arms of a seed drawing the SAME cohorts (a sampling secret and run id
 // derived from the seed), so that they differ in DP's noise alone; in one of the regimes of
 // bench/quality-configs-run22.ts (prefix x22), bench/quality-configs-run24.ts (x24: longer, averaged longer) or
-// bench/quality-configs-run24a.ts (x24a: adaptive clipping) or bench/quality-configs-run26.ts (x26a2, x26a6: the pull
-// towards the starting adapter). One cell per process:
+// bench/quality-configs-run24a.ts (x24a: adaptive clipping). One cell per process:
 //   node dist/bench/quality-run22-cell.js '{"regime":"e1m100","arm":"dp8","seed":42}'   (prints its CellResult last)
 // Optional keys: prefix ('x22'), rounds (default the regime's: a shorter pilot keeps the regime's z), testLimit
 // (400), evalEvery (5), evalLast (10).
@@ -12,11 +11,10 @@ import type { QualityConfig } from './quality-configs';
 import { RUN22_CONFIGS, RUN22_REGIMES, type SampledRegime } from './quality-configs-run22';
 import { RUN24_CONFIGS } from './quality-configs-run24';
 import { RUN24A_CONFIGS } from './quality-configs-run24a';
-import { RUN26_CONFIGS, type Run26Prefix } from './quality-configs-run26';
 import { cellMain, runSampledCell, type SampledCellResult } from './quality-sampled-cell';
 
-/** Which table an arm is from: run 22's, run 24's, run 24a's or run 26's. */
-export type PairedPrefix = 'x22' | 'x24' | 'x24a' | Run26Prefix;
+/** Which table an arm is from: run 22's, run 24's or run 24a's. */
+export type PairedPrefix = 'x22' | 'x24' | 'x24a';
 
 export interface Run22Arg {
   readonly prefix?: PairedPrefix;
@@ -31,9 +29,7 @@ export interface Run22Arg {
 
 /** Every paired arm by its config name (`<prefix>-<regime>-<arm>`), with the regime it runs over. */
 export const PAIRED_ARMS: Readonly<Record<string, QualityConfig & { regime: SampledRegime }>> = {
-  ...Object.fromEntries(
-    Object.entries({ ...RUN22_CONFIGS, ...RUN24A_CONFIGS, ...RUN26_CONFIGS }).map(([k, c]) => [k, { ...c, regime: RUN22_REGIMES[c.regime] }]),
-  ),
+  ...Object.fromEntries(Object.entries({ ...RUN22_CONFIGS, ...RUN24A_CONFIGS }).map(([k, c]) => [k, { ...c, regime: RUN22_REGIMES[c.regime] }])),
   ...RUN24_CONFIGS,
 };
 

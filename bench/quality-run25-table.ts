@@ -3,7 +3,7 @@
 // twin (x22-e4m50-clip, C 2), the stronger non-private recipe in run 24's call 3. Per seed the best, final and mean of
 // the last 10 held-out scores of each arm; then the paired differences with a 95% t interval.
 //   node dist/bench/quality-run25-table.js --last 10 cell-*.out
-// --dp names another DP arm scored against the same twins (run 26's pulled arms: --dp x26a2-e4m50-dp8).
+// --dp names another DP arm scored against the same twins (run 26's pulled arms, built at aab39c2: --dp x26a2-e4m50-dp8).
 // Each input is a cell process's stdout (its result is the last line); a cut cell has none and is listed.
 import { Command } from 'commander';
 import type { SampledCellResult } from './quality-sampled-cell';
@@ -65,7 +65,7 @@ export function run25Table(seeds: readonly Seed[], unpaired: readonly string[], 
 async function main(): Promise<void> {
   const cmd = new Command()
     .option('--last <n>', 'mean over the last n rounds', '10')
-    .option('--dp <config>', 'the DP arm (run 26: x26a2-e4m50-dp8, x26a6-e4m50-dp8)', RUN25_ARMS.dp)
+    .option('--dp <config>', 'the DP arm (run 26 at aab39c2: x26a2-e4m50-dp8, x26a6-e4m50-dp8)', RUN25_ARMS.dp)
     .argument('<files...>')
     .parse();
   const opts = cmd.opts<{ last: string; dp: string }>();

@@ -177,13 +177,6 @@ export const schema = {
       env: 'FEDTUNE_STRATEGY_NOISE_FLOOR',
       arg: 'strategy.noiseFloor',
     },
-    anchorDecay: {
-      doc: "A pull of the global adapter back towards the run's starting adapter after each server step (0: off): w ← a + (1 − λ·f_t)·(w − a), f_t the server schedule's factor in round t (1 under 'constant'), a the global the first round under it starts from (the seeded initial adapter: the base model itself), checkpointed with the server state. Bounds the random walk DP-FedAvg's noise drives (coordinator/strategy/anchor.ts); post-processing, so it costs no ε. In [0, 1).",
-      format: Number,
-      default: 0,
-      env: 'FEDTUNE_STRATEGY_ANCHOR_DECAY',
-      arg: 'strategy.anchorDecay',
-    },
   },
   model: {
     dir: {

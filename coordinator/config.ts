@@ -14,7 +14,6 @@ import { adaptiveClipConfigProblems } from './privacy/adaptive-clip';
 import { scaffoldProblems } from './strategy/scaffold-config';
 import { serverScheduleProblems } from './strategy/server-schedule';
 import { biasCorrectionProblems, noiseAwareProblems } from './strategy/settings';
-import { anchorProblems } from './strategy/anchor';
 import { emaProblems } from './strategy/ema';
 import { opsProblems } from './ops/config-schema';
 import { evalStopProblems } from './evaluation/config-schema';
@@ -181,7 +180,6 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   problems.push(...biasCorrectionProblems(cfg));
   problems.push(...noiseAwareProblems(cfg));
   problems.push(...emaProblems(cfg));
-  problems.push(...anchorProblems(cfg));
   if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const id = cfg.run.id || path.basename(path.resolve(cfg.run.dir));
   // 'auto' is resolved here, so the manifest records the mode the run actually uses.

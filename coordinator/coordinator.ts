@@ -21,7 +21,6 @@ import { createHandlers } from './service';
 import { preEncodedDownloads } from './download-image';
 import { guardService } from './door';
 import { strategyNamed } from './strategy';
-import { withAnchor } from './strategy/anchor';
 import { withEma } from './strategy/ema';
 import { withPrivacy } from './privacy/wrap';
 import type { Strategy } from './strategy/strategy';
@@ -151,7 +150,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
       // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
       // strategy.ema > 0 wraps the result in the average that is scored, released and exported (strategy/ema.ts).
-      strategy: withEma(cfg, withPrivacy(cfg, withAnchor(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total })))),
+      strategy: withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },

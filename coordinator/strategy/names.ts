@@ -4,10 +4,10 @@ export const STRATEGY_NAMES = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedad
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
 
 /**
- * The name a version records for a strategy a wrapper runs around (the pull towards the anchor, DP-FedAvg's clipping
- * and noise, the EMA average): what ran, innermost first, e.g. `fedadam+dp+ema` or `fedadam+anchor+dp+ema`. The one place such a name is composed.
+ * The name a version records for a strategy a wrapper runs around (DP-FedAvg's clipping and noise, the EMA
+ * average): what ran, innermost first, e.g. `fedadam+dp+ema`. The one place such a name is composed.
  */
-export function wrappedName(inner: string, wrapper: 'anchor' | 'dp' | 'ema'): string {
+export function wrappedName(inner: string, wrapper: 'dp' | 'ema'): string {
   return `${inner}+${wrapper}`;
 }
 
