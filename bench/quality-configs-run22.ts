@@ -9,7 +9,7 @@
 // noisier than the mean of four (bench/quality-run22-signal.ts measures how much signal survives per size). And it
 // is a different promise: with one e-mail a site, "a site's data" is one e-mail, so ε 8 protects an e-mail's owner
 // only if each owner holds one e-mail (example-level privacy), where run 21's protected four.
-import { epsilonSpent } from '../coordinator/privacy/accountant';
+import { noiseForEpsilon } from '../coordinator/privacy/plan';
 import type { QualityConfig } from './quality-configs';
 import { RUN18_CONFIGS } from './quality-configs-run18';
 import { productSampled } from './quality-sampled-cell';
@@ -25,21 +25,9 @@ export interface SampledRegime {
 /** δ of every DP arm since run 9 (the README's default): fixed, not 1/N, so regimes of different N compare. */
 export const RUN22_DELTA = 1e-5;
 
-/** The smallest z on a 0.001 grid whose ε after the regime's rounds at q = m/N stays ≤ `epsilon` at δ. */
+/** The smallest z on a 0.001 grid whose ε after the regime's rounds at q = m/N stays ≤ `epsilon` at δ (the product's planner). */
 export function zForEpsilon(r: SampledRegime, epsilon = 8, delta = RUN22_DELTA): number {
-  const q = r.cohort / r.sites;
-  const eps = (z: number): number => epsilonSpent([{ q, z, steps: r.rounds }], delta);
-  let lo = 0.2;
-  let hi = 50;
-  while (hi - lo > 1e-4) {
-    const mid = (lo + hi) / 2;
-    if (eps(mid) > epsilon) lo = mid;
-    else hi = mid;
-  }
-  let z = Math.ceil(hi * 1000) / 1000;
-  while (eps(z - 0.001) <= epsilon) z = Math.round((z - 0.001) * 1000) / 1000;
-  while (eps(z) > epsilon) z = Math.round((z + 0.001) * 1000) / 1000;
-  return z;
+  return noiseForEpsilon({ samplingRate: r.cohort / r.sites, delta }, r.rounds, epsilon);
 }
 
 /** The candidates tabulated (`node dist/bench/quality-run22-regimes.js`): 3 populations × 3 cohorts × 3 lengths. */

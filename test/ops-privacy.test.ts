@@ -6,7 +6,8 @@
 // a larger budget, the rounds it allows from version 4's ε while it waits for sites).
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import type { DashboardState } from '../coordinator/ops/dashboard/state';
-import { PrivacyView, roundsLeft } from '../coordinator/ops/privacy-status';
+import { PrivacyView } from '../coordinator/ops/privacy-status';
+import { roundsLeft } from '../coordinator/privacy/plan';
 import { CoordinatorMetrics } from '../coordinator/ops/metrics';
 import type { Checkpoint } from '../coordinator/checkpoints/types';
 import { classicConfig } from './classic-defaults';

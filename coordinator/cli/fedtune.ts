@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `fedtune` command, the operator's: run a coordinator, admit sites, inspect, verify and export checkpoints.
+// The `fedtune` command, the operator's: run a coordinator, admit sites, inspect, verify and export checkpoints, plan
+// a private run's ε.
 // The site side (`client`, `simulate`, `identity`) is `fedtune-site` (client-sdk/cli/fedtune-site.ts), so that
 // nothing here loads tfjs or the SDK.
 import { readFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { configExample } from '../ops/config-example';
 import { addRecoverCommand } from './recover-command';
 import { addReleaseCommand } from './release-command';
 import { addPruneCommand } from './prune-command';
+import { addPrivacyCommand } from './privacy-command';
 import { cliLogger } from '../ops/cli-logger';
 import { redactedConfig } from '../ops/redact';
 
@@ -80,6 +82,7 @@ addReleaseCommand(checkpoints);
 addPruneCommand(checkpoints);
 addEnrollCommand(program);
 addRosterCommand(program);
+addPrivacyCommand(program);
 
 // The site commands moved to `fedtune-site`; say so rather than "unknown command".
 for (const name of ['client', 'simulate', 'identity']) {

@@ -5,6 +5,7 @@
 import type { Checkpoint, PrivacySegment } from '../checkpoints/types';
 import type { CoordinatorConfig } from '../config-types';
 import { PrivacyLedger, SAMPLING_RATE } from '../privacy/ledger';
+import { roundsLeft } from '../privacy/plan';
 import { isSampled } from '../privacy/sampling';
 
 export interface PrivacyStatus {
@@ -36,34 +37,6 @@ export interface PrivacyStatus {
 }
 
 type PrivacySection = Pick<CoordinatorConfig, 'privacy'>;
-
-/** Past this many further rounds the search stops (a budget no realistic run reaches). */
-const MAX_ROUNDS_LEFT = 2 ** 40;
-
-/**
- * The largest k with ε after k more rounds ≤ budget, where `epsilonAfter(k)` is that ε (null: unbounded). ε grows
- * with k, so a doubling search, then bisection: ~2·log2(k) evaluations, once per commit.
- */
-export function roundsLeft(epsilonAfter: (k: number) => number | null, budget: number): number {
-  const fits = (k: number): boolean => {
-    const e = epsilonAfter(k);
-    return e !== null && e <= budget;
-  };
-  if (!fits(1)) return 0;
-  let lo = 1;
-  let hi = 2;
-  while (fits(hi)) {
-    lo = hi;
-    if (hi >= MAX_ROUNDS_LEFT) return hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (fits(mid)) lo = mid;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** The privacy status after `latest` (cached per version: the accountant runs once per commit, not per scrape). */
 export class PrivacyView {
