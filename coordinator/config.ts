@@ -9,6 +9,7 @@ import { MAX_CHUNK_BYTES } from '../proto/tensor-stream';
 import { MIN_CLIENTS } from '../proto/secagg/config';
 import { tlsProblems } from './tls';
 import { dpProblems } from './strategy/dp';
+import { resolvePrivacyTarget } from './privacy/target';
 import { samplingProblems } from './privacy/sampling';
 import { adaptiveClipConfigProblems } from './privacy/adaptive-clip';
 import { scaffoldProblems } from './strategy/scaffold-config';
@@ -148,8 +149,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): CoordinatorConfig {
   } catch (e) {
     throw new ConfigError(`invalid configuration: ${explainValidation((e as Error).message, opts, keys)}`);
   }
-  const cfg = fitDefaultsToStrategy(conf.getProperties(), (key) => isGiven(key, opts, keys));
-  const problems: string[] = [];
+  const given = (key: string): boolean => isGiven(key, opts, keys);
+  // privacy.targetEpsilon derives z first, so that every check below sees the z the run will use.
+  const target = resolvePrivacyTarget(fitDefaultsToStrategy(conf.getProperties(), given), given);
+  const cfg = target.cfg;
+  const problems: string[] = [...target.problems];
   if (cfg.rounds.minUpdates > cfg.rounds.minClients) {
     problems.push(`rounds.minUpdates (${cfg.rounds.minUpdates}) must not exceed rounds.minClients (${cfg.rounds.minClients})`);
   }

@@ -60,6 +60,13 @@ export const privacySchema = {
       env: 'FEDTUNE_PRIVACY_DELTA',
       arg: 'privacy.delta',
     },
+    targetEpsilon: {
+      doc: "An ε at privacy.delta the run is to end within: when > 0 the coordinator derives z (privacy.noiseMultiplier, which must then not be set) as the smallest on a 0.001 grid keeping ε within it after rounds.total rounds at the run's q (privacy.samplingRate under Poisson sampling, else 1), and privacy.epsilonBudget defaults to it (0 = off: z is privacy.noiseMultiplier). `fedtune privacy plan` prints the z.",
+      format: 'non-negative-number',
+      default: 0,
+      env: 'FEDTUNE_PRIVACY_TARGET_EPSILON',
+      arg: 'privacy.targetEpsilon',
+    },
     epsilonBudget: {
       doc: 'Stop the run before a round whose ε at privacy.delta would exceed this (0 = no budget).',
       format: 'non-negative-number',

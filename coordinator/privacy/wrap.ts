@@ -4,12 +4,13 @@ import { DpStrategy, dpProblems, type DpSettings } from '../strategy/dp';
 import type { Strategy } from '../strategy/strategy';
 import { samplingProblems } from './sampling';
 import { adaptiveClipConfigProblems } from './adaptive-clip';
+import { targetProblems } from './target';
 
 export function withPrivacy(cfg: CoordinatorConfig, strategy: Strategy): Strategy {
   if (!cfg.privacy.enabled) return strategy;
   // Checked again here (loadConfig checks too): a configuration built in code must not start with a NaN budget,
   // nor with a Poisson sampling the run cannot make honest.
-  const problems = [...dpProblems(cfg.privacy), ...samplingProblems(cfg), ...adaptiveClipConfigProblems(cfg)];
+  const problems = [...dpProblems(cfg.privacy), ...samplingProblems(cfg), ...adaptiveClipConfigProblems(cfg), ...targetProblems(cfg)];
   if (problems.length) throw new Error(`invalid configuration: ${problems.join('; ')}`);
   if (strategy instanceof DpStrategy) return strategy;
   return new DpStrategy(strategy, dpSettingsOf(cfg));
