@@ -44,6 +44,10 @@ export interface EngineTrainerOptions extends LoraSftTrainerOptions<CausalLm> {
 export const ENGINE_FFA_REFUSAL =
   "the WebGPU engine's gradient clip (maxGradNorm) would count lora_A, which lora.aggregation 'ffa' (FFA-LoRA) freezes: train without maxGradNorm or on tfjs";
 
+/** Why the engine refuses a FLoRA round: it has no frozen path for the version's stack beside the fresh LoRA. */
+export const ENGINE_FLORA_REFUSAL =
+  "the WebGPU engine cannot train under lora.aggregation 'flora' (it has no path for the version's stacked delta beside a fresh LoRA): train on tfjs (FEDTUNE_ENGINE unset)";
+
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
@@ -134,6 +138,7 @@ export class EngineSftTrainer implements Trainer {
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
+    if (plan.loraAggregation === 'flora') throw new Error(ENGINE_FLORA_REFUSAL);
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);

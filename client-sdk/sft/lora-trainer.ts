@@ -27,6 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
+import { StackedPath } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -104,8 +105,10 @@ export class LoraSftTrainer implements Trainer {
    * site's weight follows how much data it holds, not how much of it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
+   * `stack` (lora.aggregation 'flora'): the version's stacked delta, a frozen path beside the adapter trained from
+   * `global` (here the site's fresh LoRA), so the model trained is the merged version plus it (flora-site.ts).
    */
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void, stack?: TensorList): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
@@ -133,6 +136,7 @@ export class LoraSftTrainer implements Trainer {
         )
       : null;
     const scaling = loraScaling(lora);
+    const merged = stack ? new StackedPath(stack) : null;
     const optimizer = createLocalOptimizer(plan.optimizer, plan.learningRate, plan.weightDecay);
     const seen = new Set<number>();
     // The loss is summed on the device and read once at the end: no GPU→CPU sync per step.
@@ -154,7 +158,7 @@ export class LoraSftTrainer implements Trainer {
         tokens += packed.pairTarget.length;
         const newSum = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
-            const state = { modules: params.modules(), scaling, dropout };
+            const state = merged ? merged.state(params.modules(), scaling, dropout) : { modules: params.modules(), scaling, dropout };
             const dropoutStep = dropout > 0 ? dropoutStepKey(plan.seed, step) : undefined;
             return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep }, true))) as tf.Scalar;
           }, vars);
@@ -194,6 +198,7 @@ export class LoraSftTrainer implements Trainer {
       return { adapter, numExamples: this.opts.train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
     } finally {
       control?.dispose();
+      merged?.dispose();
       optimizer.dispose();
       anchor?.dispose();
       params.dispose();

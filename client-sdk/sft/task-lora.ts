@@ -6,12 +6,15 @@
 // coordinator's lora.alpha), else 2r; dropout from the task plan (the coordinator's lora.dropout; a stated
 // --lora.dropout is a check, a mismatch naming both values), else, from an older coordinator, the site's options
 // (default 0.05).
+// Under lora.aggregation 'flora' the adapter a task brings is the version's stack, not the adapter a site trains:
+// the site trains a fresh LoRA of its own rank on top of it (flora-site.ts).
 import type { TensorList } from '../../proto/tensors';
 import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { padToRank, truncateToRank } from './rank-padding';
 import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
+import { floraFreshAdapter, floraFreshLora, floraLocalModel, floraUpload, stackLoraConfig } from './flora-site';
 
 export interface SiteLoraOptions {
   /** Rank to train: the coordinator's adapter's (a check) or smaller (zero-padded to it); larger is refused. */
@@ -107,6 +110,10 @@ export class TaskLoraTrainer implements Trainer {
   private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
+  /** The last task was a 'flora' one: adapters to evaluate are stacks (scaling 1). */
+  private floraRun = false;
+  /** The last 'flora' outcome's upload and the stack it trained on (evaluate() of it scores both together). */
+  private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
 
   constructor(private readonly opts: { readonly model: CausalLm; readonly data: SftData; readonly lora: SiteLoraOptions; readonly backend: string }) {}
 
@@ -136,6 +143,8 @@ export class TaskLoraTrainer implements Trainer {
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     this.globalAlpha = plan.loraAlpha;
     this.globalDropout = plan.loraDropout;
+    this.floraRun = plan.loraAggregation === 'flora';
+    if (this.floraRun) return this.trainFlora(global, plan, signal, onStep);
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
     if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
@@ -145,7 +154,34 @@ export class TaskLoraTrainer implements Trainer {
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 
+  /** 'flora': a fresh LoRA of the site's rank trained on top of the version's stack; the outcome is its factors. */
+  private async trainFlora(stack: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+    const layout = this.stackLayout(stack);
+    let fresh: LoraConfig;
+    try {
+      fresh = floraFreshLora(plan, { r: this.opts.lora.r, alpha: this.opts.lora.alpha }, layout);
+    } catch (e) {
+      throw (this.fatal ??= new LoraMismatchError((e as Error).message));
+    }
+    const start = floraFreshAdapter(this.opts.model.config, fresh, plan.seed);
+    const out = await this.trainerWith(fresh).train(start, plan, signal, onStep, stack);
+    const upload = floraUpload(out.adapter, loraScaling(fresh), plan.floraRank!, stack);
+    this.lastFlora = { upload, stack };
+    return { ...out, adapter: upload, loraRank: fresh.r };
+  }
+
+  private stackLayout(adapter: TensorList): { targetModules: string[]; layersToTransform?: number[] } {
+    const got = loraLayoutOf(adapter);
+    const all = got.layers.length === this.opts.model.config.nLayer && got.layers.every((l, i) => l === i);
+    return { targetModules: got.targetModules, ...(all ? {} : { layersToTransform: got.layers }) };
+  }
+
   evaluate(adapter: TensorList): Promise<Record<string, number>> {
+    if (this.floraRun) {
+      // After training: the site's model (stack + its components); a version sent for evaluation: the stack alone.
+      const whole = this.lastFlora?.upload === adapter ? floraLocalModel(this.lastFlora.stack, adapter) : adapter;
+      return this.trainerWith(stackLoraConfig(whole, this.stackLayout(whole))).evaluate(whole);
+    }
     return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
   }
 }
