@@ -81,6 +81,14 @@ export interface TrainStep {
   readonly loss: number;
 }
 
+export interface EvaluateOptions {
+  /**
+   * The adapter is a FLoRA stack (lora.aggregation 'flora'): evaluate it at scaling 1 (lora_alpha = its rank), not
+   * at the run's alpha. A trainer that cannot must throw rather than score it at another scaling.
+   */
+  readonly stack?: boolean;
+}
+
 export interface Trainer {
   /** Name of the compute backend (e.g. "wasm", "webgpu", "tensorflow"), reported to the coordinator. */
   readonly backend: string;
@@ -94,5 +102,5 @@ export interface Trainer {
    * (client-sdk/evaluate-task.ts) the result must carry eval_loss and eval_examples (and may carry eval_accuracy
    * in [0, 1]); without them the site declines to evaluate.
    */
-  evaluate?(adapter: TensorList): Promise<Record<string, number>>;
+  evaluate?(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>>;
 }

@@ -16,7 +16,7 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer'
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, readModelTensors, type CausalLm } from '../client-sdk/model/load';
 import { LlamaModel } from '../client-sdk/model/llama';
-import type { SftData } from '../client-sdk/sft/lora-trainer';
+import { LoraSftTrainer, type SftData } from '../client-sdk/sft/lora-trainer';
 import { TaskLoraTrainer } from '../client-sdk/sft/task-lora';
 import { StackedPath } from '../client-sdk/sft/flora-site';
 import { pairLogProbs } from '../client-sdk/sft/logprobs';
@@ -29,7 +29,7 @@ import { FloraStacking, MAX_ABS_FACTOR, stackBoundProblem } from '../coordinator
 import { checkReportedRank } from '../coordinator/lora-aggregation';
 import type { ClientUpdate } from '../coordinator/strategy/strategy';
 import { readSafetensors } from '../proto/safetensors';
-import { loraModules, zeroAdapter } from '../proto/model/lora-stack';
+import { loraModules, uniformRank as uniformRankOf, zeroAdapter } from '../proto/model/lora-stack';
 import { readModelConfig } from '../proto/model/model-dir';
 import type { LlamaConfig } from '../proto/model/llama-config';
 import { Prng } from '../proto/prng';
@@ -351,6 +351,77 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
     }
   });
 
+  it('a site that joins after version 2 trains on the version it is sent (every earlier round merged); federated evaluation scores each candidate as a stack', async function () {
+    const h = await startCoordinator(
+      await tempDir('flora-late'),
+      { total: 4, deadlineMs: 120_000 },
+      {
+        model: { dir: BASE, name: 'tiny-llama' },
+        lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' },
+        training: { localSteps: 2, batchSize: 2, maxSeqLen: 16, learningRate: 0.05 },
+        evaluation: { enabled: true },
+      },
+      { fromModelDir: true },
+    );
+    const seen: { round: number; site: string; global: TensorList; out: TrainOutcome }[] = [];
+    const site = (name: string, r: number | undefined, seed: number): FederationClient => {
+      const inner = new TaskLoraTrainer({ model, data: data(seed), lora: { ...(r ? { r } : {}), dropout: 0 }, backend: 'test' });
+      const trainer: Trainer = {
+        backend: 'test',
+        train: async (g, p, s) => {
+          const out = await inner.train(g, p, s);
+          seen.push({ round: p.round, site: name, global: g, out });
+          return out;
+        },
+        evaluate: (a, o) => inner.evaluate(a, o),
+      };
+      return new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer });
+    };
+    try {
+      const runs = [site('early-2', 2, 1), site('early-4', undefined, 2)].map((c) => c.run());
+      h.coordinator.on('roundCommitted', (e: { version: number }) => {
+        if (e.version === 2) runs.push(site('late', 3, 4).run());
+      });
+      await h.coordinator.done;
+      await Promise.all(runs);
+      const vs = await Promise.all([0, 1, 2, 3, 4].map((v) => h.coordinator.store.read(v)));
+      const late = seen.filter((x) => x.site === 'late');
+      expect(late.length).to.be.at.least(1);
+      for (const e of late) {
+        // It was sent the version its round started from and trained on it whole: rank 2+4 per earlier round.
+        const base = vs[e.round - 1];
+        expect(uniformRankOf(e.global)).to.equal(6 * (e.round - 1));
+        e.global.forEach((t, k) => expect(bits(t.data).equals(bits(base.adapter[k].data)), t.name).to.equal(true));
+        const next = vs[e.round];
+        expect(next.manifest.participants.find((p) => p.clientName === 'late')?.loraRank).to.equal(3);
+        // The next version: the base's components bit for bit, then the round's (the late site's 3 among them).
+        const ws = Object.fromEntries(next.manifest.participants.map((p) => [p.clientName, p.weight!]));
+        const round = weightedProducts(seen.filter((x) => x.round === e.round).map((x) => ({ adapter: x.out.adapter, w: ws[x.site] })));
+        for (const [k, b] of products(base.adapter)) {
+          const r = round.get(k)!;
+          b.p.forEach((x, i) => {
+            r.p[i] += x;
+            r.abs[i] += b.abs[i];
+          });
+        }
+        expectProduct(next.adapter, round, `v${e.round}`);
+      }
+      // Federated evaluation of v1: each site scored the stack at scaling 1 (EvaluateTask.lora_stack), as a trainer
+      // given the stack's own config does; at the run's scaling (alpha 8 / r 6) the figure would differ.
+      const v1 = vs[1];
+      const at = (lora: { r: number; alpha: number }, seed: number) =>
+        new LoraSftTrainer({ model, lora: { ...lora, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, ...data(seed) }).evaluate(v1.adapter);
+      const want = ((await at({ r: 6, alpha: 6 }, 1)).eval_loss + (await at({ r: 6, alpha: 6 }, 2)).eval_loss) / 2;
+      expect(v1.manifest.evaluation?.sites).to.equal(2);
+      expect(v1.manifest.evaluation?.loss).to.be.closeTo(want, Math.abs(want) * 1e-12);
+      const wrong = ((await at({ r: 6, alpha: 8 }, 1)).eval_loss + (await at({ r: 6, alpha: 8 }, 2)).eval_loss) / 2;
+      expect(Math.abs(wrong - want)).to.be.greaterThan(Math.abs(want) * 1e-6);
+    } finally {
+      await h.coordinator.stop(500);
+      await fs.rm(h.runDir, { recursive: true, force: true });
+    }
+  });
+
   it("the site's stacked path is the merged model: log-probs with the stack beside a zero fresh LoRA equal those of W0 + ΔW merged into the weights", async function () {
     const cfg = (await readModelConfig(BASE)) as LlamaConfig;
     const rng = new Prng(5);
@@ -423,7 +494,7 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   });
 });
 
-describe('FLoRA: refusals', function () {
+describe('FLoRA: refusals, and a restart', function () {
   const base = { log: { level: 'silent' }, rounds: { minClients: 5, minUpdates: 5 } };
   const load = (o: Record<string, unknown>): unknown =>
     classicConfig({ overrides: { ...base, ...o, lora: { aggregation: 'flora', dropout: 0, ...(o.lora as object) } } });
@@ -494,6 +565,60 @@ describe('FLoRA: refusals', function () {
       c.close();
       await h.coordinator.stop(500);
       await fs.rm(h.runDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a restarted coordinator stacks the update it spooled (all lora.r components: its report is not carried), exactly', async function () {
+    const runDir = await tempDir('flora-restart');
+    const init = (): NamedTensor[] =>
+      twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
+    const cfg = [runDir, { total: 1 }, { lora: { r: 4, dropout: 0, aggregation: 'flora' } }, { initialAdapter: init }] as const;
+    const h1 = await startCoordinator(...cfg);
+    const c1 = rawClient(h1.address);
+    const a1 = await join(c1, 'site-a');
+    const b1 = await join(c1, 'site-b');
+    const t1 = nextTask(c1, a1.session_token);
+    const t2 = nextTask(c1, b1.session_token);
+    const fa = twoModules(4, 2, new Prng(31));
+    await upload(c1, uploadFrames({ who: a1, task: await t1.task, numExamples: 3 }, fa));
+    t1.stream.cancel();
+    t2.stream.cancel();
+    c1.close();
+    await h1.coordinator.stop(500);
+    const h2 = await startCoordinator(...cfg);
+    const c = rawClient(h2.address);
+    try {
+      const a = await join(c, 'site-a');
+      const b = await join(c, 'site-b');
+      const ta = nextTask(c, a.session_token);
+      const tb = nextTask(c, b.session_token);
+      const taskB = await tb.task;
+      const fb = twoModules(4, 2, new Prng(32));
+      await upload(c, uploadFrames({ who: b, task: taskB, numExamples: 7 }, fb));
+      await new Promise<void>((res, rej) =>
+        c.ReportMetrics(
+          { session_token: b.session_token, task_id: taskB.task_id, round: 1, num_examples: 7, backend: 'test', metrics: {}, lora_rank: 2 },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
+      await h2.coordinator.done;
+      const v1 = await h2.coordinator.store.read(1);
+      ta.stream.cancel();
+      tb.stream.cancel();
+      // site-a's carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6, product exact.
+      expect(v1.adapter[0].shape).to.deep.equal([6, A_IN]);
+      expectProduct(
+        v1.adapter,
+        weightedProducts([
+          { adapter: fa, w: 3 / 10 },
+          { adapter: fb, w: 7 / 10 },
+        ]),
+        'v1 after a restart',
+      );
+    } finally {
+      c.close();
+      await h2.coordinator.stop(500);
+      await fs.rm(runDir, { recursive: true, force: true });
     }
   });
 

@@ -12,7 +12,7 @@
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { isLlamaConfig } from '../../proto/model/model-config';
 import { llamaEngineRefusal } from './program-llama';
@@ -343,7 +343,8 @@ export class EngineSftTrainer implements Trainer {
     return { tensors, steps };
   }
 
-  async evaluate(adapter: TensorList): Promise<EvalMetrics> {
+  async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
+    if (opts?.stack) throw new Error(ENGINE_FLORA_REFUSAL);
     return evaluateHeldOut(this.opts, adapter);
   }
 

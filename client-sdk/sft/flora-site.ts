@@ -28,13 +28,13 @@ export interface FloraSiteOptions {
 }
 
 /** A LoraConfig whose scaling is 1 for a stack of rank r over these modules (a version, or a stack plus fresh factors). */
-export function stackLoraConfig(adapter: TensorList, layout: { targetModules: string[]; layersToTransform?: number[] }): LoraConfig {
+export function stackLoraConfig(adapter: TensorList, layout: Pick<LoraConfig, 'targetModules' | 'layersToTransform'>): LoraConfig {
   const r = uniformRank(adapter);
   return { r, alpha: r, dropout: 0, targetModules: layout.targetModules, ...(layout.layersToTransform ? { layersToTransform: layout.layersToTransform } : {}) };
 }
 
 /** The fresh LoRA a site trains this round, or an error naming what does not fit. */
-export function floraFreshLora(plan: TrainingPlan, site: FloraSiteOptions, layout: { targetModules: string[]; layersToTransform?: number[] }): LoraConfig {
+export function floraFreshLora(plan: TrainingPlan, site: FloraSiteOptions, layout: Pick<LoraConfig, 'targetModules' | 'layersToTransform'>): LoraConfig {
   const max = plan.floraRank;
   if (max === undefined) throw new Error("a 'flora' task needs the coordinator's flora_rank");
   if ((plan.loraDropout ?? 0) > 0)

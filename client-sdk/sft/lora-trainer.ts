@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../model/gradients';
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
 import type { Gpt2Model } from '../model/gpt2';
@@ -27,7 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
-import { StackedPath } from './flora-site';
+import { StackedPath, stackLoraConfig } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -207,7 +207,9 @@ export class LoraSftTrainer implements Trainer {
   }
 
   /** eval_loss / eval_accuracy of `adapter` on this client's held-out data; {} when it has none. */
-  async evaluate(adapter: TensorList): Promise<EvalMetrics> {
+  async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
+    // A FLoRA stack: its own rank, scaling 1, over the modules it names (flora-site.ts).
+    if (opts?.stack) return evaluateHeldOut({ ...this.opts, lora: stackLoraConfig(adapter, this.opts.lora) }, adapter);
     return evaluateHeldOut(this.opts, adapter);
   }
 }

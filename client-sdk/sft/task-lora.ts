@@ -11,7 +11,7 @@
 import type { TensorList } from '../../proto/tensors';
 import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { padToRank, truncateToRank } from './rank-padding';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
 import { floraFreshAdapter, floraFreshLora, floraLocalModel, floraUpload, stackLoraConfig } from './flora-site';
@@ -110,8 +110,6 @@ export class TaskLoraTrainer implements Trainer {
   private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
-  /** The last task was a 'flora' one: adapters to evaluate are stacks (scaling 1). */
-  private floraRun = false;
   /** The last 'flora' outcome's upload and the stack it trained on (evaluate() of it scores both together). */
   private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
 
@@ -143,8 +141,7 @@ export class TaskLoraTrainer implements Trainer {
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     this.globalAlpha = plan.loraAlpha;
     this.globalDropout = plan.loraDropout;
-    this.floraRun = plan.loraAggregation === 'flora';
-    if (this.floraRun) return this.trainFlora(global, plan, signal, onStep);
+    if (plan.loraAggregation === 'flora') return this.trainFlora(global, plan, signal, onStep);
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
     if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
@@ -176,12 +173,11 @@ export class TaskLoraTrainer implements Trainer {
     return { targetModules: got.targetModules, ...(all ? {} : { layersToTransform: got.layers }) };
   }
 
-  evaluate(adapter: TensorList): Promise<Record<string, number>> {
-    if (this.floraRun) {
-      // After training: the site's model (stack + its components); a version sent for evaluation: the stack alone.
-      const whole = this.lastFlora?.upload === adapter ? floraLocalModel(this.lastFlora.stack, adapter) : adapter;
-      return this.trainerWith(stackLoraConfig(whole, this.stackLayout(whole))).evaluate(whole);
-    }
+  evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
+    // After a 'flora' task: the model the site trained (the stack plus its components); a version sent for
+    // evaluation under 'flora' (opts.stack): the stack alone. Both at scaling 1.
+    const whole = this.lastFlora?.upload === adapter ? floraLocalModel(this.lastFlora.stack, adapter) : opts?.stack ? adapter : undefined;
+    if (whole) return this.trainerWith(stackLoraConfig(whole, this.stackLayout(whole))).evaluate(whole);
     return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
   }
 }
