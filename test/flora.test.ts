@@ -248,7 +248,7 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   });
   after(() => model?.dispose());
 
-  it('two rounds, a rank-2 and a rank-4 site: each version is the stack of every round, its product base + ΔW_1 (+ ΔW_2); export gives that PEFT adapter', async function () {
+  it('two rounds, a rank-2 and a rank-4 site (TaskLoraTrainer and LoraSftTrainer): each version is the stack of every round, its product base + ΔW_1 (+ ΔW_2); export gives that PEFT adapter', async function () {
     const h = await startCoordinator(
       await tempDir('flora'),
       { total: 2, deadlineMs: 120_000 },
@@ -260,8 +260,12 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
       { fromModelDir: true },
     );
     const seen: { round: number; site: string; global: TensorList; plan: TrainingPlan; out: TrainOutcome; evaluated?: Record<string, number> }[] = [];
+    // The rank-2 site runs the SDK's TaskLoraTrainer (rank from --lora.r); the rank-4 one a plain LoraSftTrainer with
+    // the coordinator's settings, as the demo's sites (trainerForModel) do.
     const site = (name: string, r: number | undefined, seed: number): FederationClient => {
-      const inner = new TaskLoraTrainer({ model, data: data(seed), lora: { ...(r ? { r } : {}), dropout: 0 }, backend: 'test' });
+      const inner = r
+        ? new TaskLoraTrainer({ model, data: data(seed), lora: { r, dropout: 0 }, backend: 'test' })
+        : new LoraSftTrainer({ model, lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, ...data(seed) });
       const trainer: Trainer = {
         backend: 'test',
         train: async (g, p, s) => {

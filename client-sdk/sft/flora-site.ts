@@ -13,18 +13,33 @@
 // Its held-out evaluation after training scores the model it trained: the stack plus its own components.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
-import { canonicalAdapter, initLoraAdapter, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
+import { canonicalAdapter, initLoraAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { floraInitSeed } from '../../proto/model/lora-aggregation';
 import { concatComponents, loraModules, padComponents, uniformRank } from '../../proto/model/lora-stack';
 import type { ModelConfig } from '../../proto/model/model-config';
-import type { TrainingPlan } from '../trainer';
+import type { TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { LoraState } from '../model/gpt2';
+// Type only: lora-trainer.ts imports this file for StackedPath.
+import type { LoraSftTrainer } from './lora-trainer';
 
 export interface FloraSiteOptions {
   /** The rank this site trains (≤ the task's flora_rank); default: flora_rank. */
   readonly r?: number;
   /** This site's alpha; default: the coordinator's scaling (lora_alpha / flora_rank) times r. */
   readonly alpha?: number;
+}
+
+/** The stack's target modules (short names) and, when not every layer has them, its layers. */
+export function stackLayout(stack: TensorList, nLayer: number): Pick<LoraConfig, 'targetModules' | 'layersToTransform'> {
+  const names = new Set<string>();
+  const layers = new Set<number>();
+  for (const m of loraModules(canonicalAdapter(stack))) {
+    names.add(m.path.slice(m.path.lastIndexOf('.') + 1));
+    layers.add(Number(m.path.split('.')[1]));
+  }
+  const ls = [...layers].sort((a, b) => a - b);
+  const all = ls.length === nLayer && ls.every((l, i) => l === i);
+  return { targetModules: [...names].sort(), ...(all ? {} : { layersToTransform: ls }) };
 }
 
 /** A LoraConfig whose scaling is 1 for a stack of rank r over these modules (a version, or a stack plus fresh factors). */
@@ -67,6 +82,24 @@ export function floraUpload(trained: TensorList, scaling: number, rank: number, 
 /** The site's local model after training as one adapter of scaling 1: the stack's components, then its own. */
 export function floraLocalModel(stack: TensorList, upload: TensorList): NamedTensor[] {
   return concatComponents(canonicalAdapter(stack), canonicalAdapter(upload));
+}
+
+/**
+ * One 'flora' round: the fresh LoRA (the site's rank and alpha, `site`) from its seeded init, trained by the trainer
+ * `trainerWith` makes for it beside the stack; the outcome's adapter is what the site uploads (floraUpload).
+ */
+export async function floraRound(
+  trainerWith: (fresh: LoraConfig) => Pick<LoraSftTrainer, 'train'>,
+  model: ModelConfig & { readonly nLayer: number },
+  stack: TensorList,
+  plan: TrainingPlan,
+  site: FloraSiteOptions,
+  signal?: AbortSignal,
+  onStep?: (s: TrainStep) => void,
+): Promise<TrainOutcome> {
+  const fresh = floraFreshLora(plan, site, stackLayout(stack, model.nLayer));
+  const out = await trainerWith(fresh).train(floraFreshAdapter(model, fresh, plan.seed), plan, signal, onStep, stack);
+  return { ...out, adapter: floraUpload(out.adapter, loraScaling(fresh), plan.floraRank!, stack), loraRank: fresh.r };
 }
 
 /**

@@ -27,7 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
-import { StackedPath, stackLoraConfig } from './flora-site';
+import { floraLocalModel, floraRound, StackedPath, stackLayout, stackLoraConfig } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -87,6 +87,8 @@ async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: 
 
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
+  /** The last 'flora' outcome's upload and the stack it trained beside (evaluate() of it scores both). */
+  private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
 
   constructor(opts: LoraSftTrainerOptions<CausalLm>) {
     validateLoraConfig(opts.lora);
@@ -110,6 +112,12 @@ export class LoraSftTrainer implements Trainer {
    */
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void, stack?: TensorList): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
+    // A 'flora' task brings the version's stack: train a fresh LoRA of this trainer's rank and alpha beside it.
+    if (plan.loraAggregation === 'flora' && !stack) {
+      const out = await floraRound((fresh) => new LoraSftTrainer({ ...this.opts, lora: fresh }), model.config, global, plan, lora, signal, onStep);
+      this.lastFlora = { upload: out.adapter, stack: global };
+      return out;
+    }
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const mu = proximalMu(plan.proximalMu);
@@ -208,9 +216,16 @@ export class LoraSftTrainer implements Trainer {
 
   /** eval_loss / eval_accuracy of `adapter` on this client's held-out data; {} when it has none. */
   async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
-    // A FLoRA stack: its own rank, scaling 1, over the modules it names (flora-site.ts).
-    if (opts?.stack) return evaluateHeldOut({ ...this.opts, lora: stackLoraConfig(adapter, this.opts.lora) }, adapter);
+    // After a 'flora' task: the model trained, the stack plus this site's components; a candidate sent under 'flora'
+    // (opts.stack): the stack alone. Both at their own rank and scaling 1 (flora-site.ts).
+    const whole = this.evaluatesAsLocal(adapter) ? floraLocalModel(this.lastFlora!.stack, adapter) : opts?.stack ? adapter : undefined;
+    if (whole) return evaluateHeldOut({ ...this.opts, lora: stackLoraConfig(whole, stackLayout(whole, this.opts.model.config.nLayer)) }, whole);
     return evaluateHeldOut(this.opts, adapter);
+  }
+
+  /** Whether `adapter` is this trainer's last 'flora' outcome (its evaluation then scores the stack with it). */
+  evaluatesAsLocal(adapter: TensorList): boolean {
+    return this.lastFlora?.upload === adapter;
   }
 }
 

@@ -14,7 +14,7 @@ import { padToRank, truncateToRank } from './rank-padding';
 import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
-import { floraFreshAdapter, floraFreshLora, floraLocalModel, floraUpload, stackLoraConfig } from './flora-site';
+import { floraFreshLora, stackLayout, stackLoraConfig } from './flora-site';
 
 export interface SiteLoraOptions {
   /** Rank to train: the coordinator's adapter's (a check) or smaller (zero-padded to it); larger is refused. */
@@ -110,8 +110,8 @@ export class TaskLoraTrainer implements Trainer {
   private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
-  /** The last 'flora' outcome's upload and the stack it trained on (evaluate() of it scores both together). */
-  private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
+  /** The trainer of the last 'flora' task (it scores its own outcome with the stack it trained beside). */
+  private floraTrainer: LoraSftTrainer | undefined;
 
   constructor(private readonly opts: { readonly model: CausalLm; readonly data: SftData; readonly lora: SiteLoraOptions; readonly backend: string }) {}
 
@@ -151,33 +151,25 @@ export class TaskLoraTrainer implements Trainer {
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 
-  /** 'flora': a fresh LoRA of the site's rank trained on top of the version's stack; the outcome is its factors. */
+  /**
+   * 'flora': a fresh LoRA of the site's rank (its --lora.r, else flora_rank) trained beside the version's stack by the
+   * LoraSftTrainer of that rank (flora-site.ts floraRound); a rank above flora_rank is a mismatch retrying cannot fix.
+   */
   private async trainFlora(stack: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
-    const layout = this.stackLayout(stack);
     let fresh: LoraConfig;
     try {
-      fresh = floraFreshLora(plan, { r: this.opts.lora.r, alpha: this.opts.lora.alpha }, layout);
+      fresh = floraFreshLora(plan, { r: this.opts.lora.r, alpha: this.opts.lora.alpha }, stackLayout(stack, this.opts.model.config.nLayer));
     } catch (e) {
       throw (this.fatal ??= new LoraMismatchError((e as Error).message));
     }
-    const start = floraFreshAdapter(this.opts.model.config, fresh, plan.seed);
-    const out = await this.trainerWith(fresh).train(start, plan, signal, onStep, stack);
-    const upload = floraUpload(out.adapter, loraScaling(fresh), plan.floraRank!, stack);
-    this.lastFlora = { upload, stack };
-    return { ...out, adapter: upload, loraRank: fresh.r };
-  }
-
-  private stackLayout(adapter: TensorList): { targetModules: string[]; layersToTransform?: number[] } {
-    const got = loraLayoutOf(adapter);
-    const all = got.layers.length === this.opts.model.config.nLayer && got.layers.every((l, i) => l === i);
-    return { targetModules: got.targetModules, ...(all ? {} : { layersToTransform: got.layers }) };
+    this.floraTrainer = this.trainerWith(fresh);
+    return this.floraTrainer.train(stack, plan, signal, onStep);
   }
 
   evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
-    // After a 'flora' task: the model the site trained (the stack plus its components); a version sent for
-    // evaluation under 'flora' (opts.stack): the stack alone. Both at scaling 1.
-    const whole = this.lastFlora?.upload === adapter ? floraLocalModel(this.lastFlora.stack, adapter) : opts?.stack ? adapter : undefined;
-    if (whole) return this.trainerWith(stackLoraConfig(whole, this.stackLayout(whole))).evaluate(whole);
+    // Under 'flora': its own outcome (scored with the stack it trained beside), or a candidate stack (opts.stack).
+    if (this.floraTrainer?.evaluatesAsLocal(adapter)) return this.floraTrainer.evaluate(adapter);
+    if (opts?.stack) return this.trainerWith(stackLoraConfig(adapter, stackLayout(adapter, this.opts.model.config.nLayer))).evaluate(adapter, opts);
     return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
   }
 }
