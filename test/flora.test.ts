@@ -35,7 +35,7 @@ import type { LlamaConfig } from '../proto/model/llama-config';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { classicConfig } from './classic-defaults';
-import { expectRefused, join, nextTask, rawClient, startCoordinator, tempDir, testIdentity, upload, uploadFrames } from './harness';
+import { expectRefused, join, nextTask, rawClient, startCoordinator, tempDir, testIdentity, upload, uploadFrames, type Harness } from './harness';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -238,6 +238,32 @@ function data(seed: number): SftData {
   return { train: Array.from({ length: 6 + seed }, ex), eval: Array.from({ length: 2 }, ex) };
 }
 
+/** A coordinator running 'flora' on the tiny Llama (lora.r 4, alpha 8, q_proj and v_proj), `total` rounds. */
+async function floraCoordinator(prefix: string, total: number, extra: Record<string, unknown> = {}): Promise<Harness> {
+  const lora = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' };
+  const training = { localSteps: 2, batchSize: 2, maxSeqLen: 16, learningRate: 0.05 };
+  return startCoordinator(
+    await tempDir(prefix),
+    { total, deadlineMs: 120_000 },
+    { model: { dir: BASE, name: 'tiny-llama' }, lora, training, ...extra },
+    { fromModelDir: true },
+  );
+}
+
+/** A site whose trainer is `inner`, telling `onTrain` what each task sent it and what it trained. */
+function recordingSite(h: Harness, name: string, inner: Trainer, onTrain: (g: TensorList, p: TrainingPlan, out: TrainOutcome) => void): FederationClient {
+  const trainer: Trainer = {
+    backend: 'test',
+    train: async (g, p, s) => {
+      const out = await inner.train(g, p, s);
+      onTrain(g, p, out);
+      return out;
+    },
+    evaluate: (a, o) => inner.evaluate!(a, o),
+  };
+  return new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer });
+}
+
 describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   this.timeout(180_000);
   let model: CausalLm;
@@ -249,38 +275,25 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   after(() => model?.dispose());
 
   it('two rounds, a rank-2 and a rank-4 site (TaskLoraTrainer and LoraSftTrainer): each version is the stack of every round, its product base + ΔW_1 (+ ΔW_2); export gives that PEFT adapter', async function () {
-    const h = await startCoordinator(
-      await tempDir('flora'),
-      { total: 2, deadlineMs: 120_000 },
-      {
-        model: { dir: BASE, name: 'tiny-llama' },
-        lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' },
-        training: { localSteps: 2, batchSize: 2, maxSeqLen: 16, learningRate: 0.05 },
-      },
-      { fromModelDir: true },
-    );
+    const h = await floraCoordinator('flora', 2);
     const seen: { round: number; site: string; global: TensorList; plan: TrainingPlan; out: TrainOutcome; evaluated?: Record<string, number> }[] = [];
     // The rank-2 site runs the SDK's TaskLoraTrainer (rank from --lora.r); the rank-4 one a plain LoraSftTrainer with
-    // the coordinator's settings, as the demo's sites (trainerForModel) do.
+    // the coordinator's settings, as the demo's sites (trainerForModel) do. Each records its own evaluation.
     const site = (name: string, r: number | undefined, seed: number): FederationClient => {
       const inner = r
         ? new TaskLoraTrainer({ model, data: data(seed), lora: { r, dropout: 0 }, backend: 'test' })
         : new LoraSftTrainer({ model, lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, ...data(seed) });
-      const trainer: Trainer = {
+      const scoring: Trainer = {
         backend: 'test',
-        train: async (g, p, s) => {
-          const out = await inner.train(g, p, s);
-          seen.push({ round: p.round, site: name, global: g, plan: p, out });
-          return out;
-        },
-        evaluate: async (a) => {
-          const m = await inner.evaluate(a);
+        train: (g, p, s) => inner.train(g, p, s),
+        evaluate: async (a, o) => {
+          const m = await inner.evaluate(a, o);
           const e = seen.find((x) => x.out.adapter === a);
           if (e) e.evaluated = m;
           return m;
         },
       };
-      return new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer });
+      return recordingSite(h, name, scoring, (global, plan, out) => seen.push({ round: plan.round, site: name, global, plan, out }));
     };
     try {
       const clients = [site('rank-2', 2, 1), site('rank-4', undefined, 2)];
@@ -356,31 +369,12 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   });
 
   it('a site that joins after version 2 trains on the version it is sent (every earlier round merged); federated evaluation scores each candidate as a stack', async function () {
-    const h = await startCoordinator(
-      await tempDir('flora-late'),
-      { total: 4, deadlineMs: 120_000 },
-      {
-        model: { dir: BASE, name: 'tiny-llama' },
-        lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' },
-        training: { localSteps: 2, batchSize: 2, maxSeqLen: 16, learningRate: 0.05 },
-        evaluation: { enabled: true },
-      },
-      { fromModelDir: true },
-    );
+    const h = await floraCoordinator('flora-late', 4, { evaluation: { enabled: true } });
     const seen: { round: number; site: string; global: TensorList; out: TrainOutcome }[] = [];
-    const site = (name: string, r: number | undefined, seed: number): FederationClient => {
-      const inner = new TaskLoraTrainer({ model, data: data(seed), lora: { ...(r ? { r } : {}), dropout: 0 }, backend: 'test' });
-      const trainer: Trainer = {
-        backend: 'test',
-        train: async (g, p, s) => {
-          const out = await inner.train(g, p, s);
-          seen.push({ round: p.round, site: name, global: g, out });
-          return out;
-        },
-        evaluate: (a, o) => inner.evaluate(a, o),
-      };
-      return new FederationClient({ address: h.address, name, identity: testIdentity(name), trainer });
-    };
+    const site = (name: string, r: number | undefined, seed: number): FederationClient =>
+      recordingSite(h, name, new TaskLoraTrainer({ model, data: data(seed), lora: { ...(r ? { r } : {}), dropout: 0 }, backend: 'test' }), (global, p, out) =>
+        seen.push({ round: p.round, site: name, global, out }),
+      );
     try {
       const runs = [site('early-2', 2, 1), site('early-4', undefined, 2)].map((c) => c.run());
       h.coordinator.on('roundCommitted', (e: { version: number }) => {
