@@ -11,14 +11,16 @@
 //   Exactness: each committed lora_B value is fround(p_k · uploaded value), one float32 rounding (relative ≤ 2^-24);
 //   A is copied bit for bit. A site's components beyond its declared rank are dropped only when they are zero (the
 //   report says the rank; service.ts refuses a report whose rank leaves non-zero components out).
-//   Bound: R may not exceed min(d_in, d_out) of any module, the rank at which a dense delta would be smaller than
-//   the stack: a round that would pass it fails with the reason (no dense fallback in this version).
+//   Bound: once R would pass K = max over modules of min(d_in, d_out), where a dense delta is no larger than the
+//   stack, the version holds the cumulative delta in dense factored form instead (compactComponents: per module ΔW
+//   accumulated in float64 and rounded once to float32, the identity as the other factor, rank K, still a PEFT
+//   adapter), and every later version stays at rank K. Downloads and the sites' stacked path stop growing there.
 // The Strategy seam: this is the Strategy a 'flora' run uses (coordinator.ts), its Aggregation keeping every
 // site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
 // does). Secure aggregation, DP and server optimisers are refused at config load (lora-aggregation.ts).
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { sortByName } from '../proto/tensors';
-import { concatComponents, leadingComponents, loraModules, productIsZero, uniformRank, zeroBeyond } from '../proto/model/lora-stack';
+import { compactComponents, concatComponents, denseRank, leadingComponents, productIsZero, uniformRank, zeroBeyond } from '../proto/model/lora-stack';
 import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
 
 /** Largest |value| a factor may hold (fresh LoRA factors are O(1/√d_in) for A and small for B; FedAvg's own bound). */
@@ -193,17 +195,6 @@ export function stackRound(sum: StackSum): NamedTensor[] {
   return stack!;
 }
 
-/** Why a stack of rank `rank` over `adapter`'s modules is too large (a dense delta would be smaller), or undefined. */
-export function stackBoundProblem(adapter: TensorList, rank: number): string | undefined {
-  for (const m of loraModules(adapter)) {
-    const bound = Math.min(m.a.shape[1], m.b.shape[0]);
-    if (rank > bound) {
-      return `the FLoRA stack would reach rank ${rank}, above min(d_in, d_out) = ${bound} of ${m.path}, where a dense delta is smaller; fedtune keeps versions as stacks (no dense fallback): run fewer rounds, smaller cohorts or smaller ranks`;
-    }
-  }
-  return undefined;
-}
-
 /** The Strategy of a 'flora' run: FedAvg's weights, stacking instead of averaging. */
 export class FloraStacking implements Strategy {
   // The manifest's strategy: the weights are FedAvg's (n_k / Σn); its config.lora.aggregation says 'flora'.
@@ -216,16 +207,16 @@ export class FloraStacking implements Strategy {
 
   /**
    * The next version: the base version's components (none when its product is zero: version 0's seeded A with B = 0),
-   * then the round's. The base's scaling is 1 (versionAdapterConfig commits every 'flora' version so).
+   * then the round's; past the dense rank K, that product in dense factored form at rank K. The base's scaling is 1
+   * (versionAdapterConfig commits every 'flora' version so).
    */
   aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
     if (!isStackSum(sum)) throw new Error("lora.aggregation 'flora' needs each site's factors; this sum has none (secure aggregation?)");
     const round = stackRound(sum);
     const next = productIsZero(global) ? round : concatComponents(global, round);
-    const problem = stackBoundProblem(next, uniformRank(next));
-    if (problem) throw new Error(problem);
+    const dense = denseRank(next);
     // Names as the base version spells them (the round's layout took them from it).
-    return sortByName(next);
+    return sortByName(uniformRank(next) > dense ? compactComponents(next, dense) : next);
   }
 }
 

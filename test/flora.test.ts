@@ -25,11 +25,11 @@ import { ENGINE_FLORA_REFUSAL, EngineSftTrainer } from '../client-sdk/engine/tra
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Gpt2Model } from '../client-sdk/model/gpt2';
 import { ConfigError } from '../coordinator/config';
-import { FloraStacking, MAX_ABS_FACTOR, stackBoundProblem } from '../coordinator/flora-stack';
+import { FloraStacking, MAX_ABS_FACTOR } from '../coordinator/flora-stack';
 import { checkReportedRank } from '../coordinator/lora-aggregation';
 import type { ClientUpdate } from '../coordinator/strategy/strategy';
 import { readSafetensors } from '../proto/safetensors';
-import { loraModules, uniformRank as uniformRankOf, zeroAdapter } from '../proto/model/lora-stack';
+import { compactComponents, loraModules, uniformRank as uniformRankOf, zeroAdapter } from '../proto/model/lora-stack';
 import { readModelConfig } from '../proto/model/model-dir';
 import type { LlamaConfig } from '../proto/model/llama-config';
 import { Prng } from '../proto/prng';
@@ -79,15 +79,20 @@ function weightedProducts(sites: { adapter: TensorList; w: number }[]): Map<stri
   return out;
 }
 
-/** got's product equals want's within 2^-24·Σ|terms| (+ float64 slack), element by element; returns the worst ratio. */
-function expectProduct(got: TensorList, want: Map<string, { p: Float64Array; abs: Float64Array }>, what: string): number {
+/**
+ * got's product equals want's within 2^-24·(1 + roundings)·Σ|terms| (+ float64 slack), element by element: one
+ * float32 rounding of every lora_B value (≤ 2^-24 of each term), and `roundings` more of a whole value (a dense
+ * compaction each, ≤ 2^-24 of the value then, itself ≤ Σ|terms| of the terms summed so far).
+ * Returns the worst error as a share of its bound.
+ */
+function expectProduct(got: TensorList, want: Map<string, { p: Float64Array; abs: Float64Array }>, what: string, roundings = 0): number {
   const g = products(got);
   expect([...g.keys()], what).to.deep.equal([...want.keys()]);
   let worst = 0;
   for (const [k, { p, abs }] of want) {
     const x = g.get(k)!.p;
     for (let i = 0; i < p.length; i++) {
-      const bound = 2 ** -24 * abs[i] * (1 + 1e-9) + 1e-300;
+      const bound = 2 ** -24 * (1 + roundings) * abs[i] * (1 + 1e-6) + 1e-300;
       const err = Math.abs(x[i] - p[i]);
       worst = Math.max(worst, err / bound);
       if (err > bound) expect.fail(`${what} ${k}[${i}]: ${x[i]} against ${p[i]}, off by ${err} > ${bound}`);
@@ -221,14 +226,51 @@ describe('FLoRA stacking: the aggregation', function () {
     agg.declareRank('x', 4);
   });
 
-  it('a stack above min(d_in, d_out) of a module is refused with the reason (no dense fallback)', function () {
-    expect(stackBoundProblem(twoModules(14, 14, null), 14)).to.equal(undefined);
-    expect(stackBoundProblem(twoModules(15, 15, null), 15)).to.match(/^the FLoRA stack would reach rank 15, above min\(d_in, d_out\) = 14 of /);
+  it('past the dense rank K = max min(d_in, d_out) a version is the cumulative delta in dense factored form (rank K, an identity factor), exact to one more float32 rounding; later versions stay at K', function () {
     const s = new FloraStacking();
-    const agg = s.begin(layout);
-    agg.admit({ clientId: 'a', numExamples: 1, delta: sites[1].adapter });
-    agg.add({ clientId: 'a', numExamples: 1, delta: sites[1].adapter });
-    expect(() => s.aggregate(twoModules(11, 11, new Prng(3)), agg.sum())).to.throw(/stack would reach rank 15, above min\(d_in, d_out\) = 14/);
+    const round = (base: TensorList, id: string, seed: number): NamedTensor[] => {
+      const agg = s.begin(layout);
+      const delta = twoModules(4, 4, new Prng(seed));
+      agg.admit({ clientId: id, numExamples: 1, delta });
+      agg.add({ clientId: id, numExamples: 1, delta });
+      return s.aggregate(base, agg.sum());
+    };
+    const base = twoModules(11, 11, new Prng(3));
+    const v1 = round(base, 'a', 41); // rank 11 + 4 = 15 > K = min(16, 14) = 14
+    expect(v1.map((t) => t.shape)).to.deep.equal([
+      [14, A_IN],
+      [B_OUT, 14],
+      [14, A_IN],
+      [B_OUT, 14],
+    ]);
+    // d_out < d_in here: B is the identity, A holds ΔW.
+    for (const m of loraModules(v1)) expect(m.b.data.every((v, i) => v === (Math.floor(i / 14) === i % 14 ? 1 : 0))).to.equal(true);
+    const want = weightedProducts([
+      { adapter: base, w: 1 },
+      { adapter: twoModules(4, 4, new Prng(41)), w: 1 },
+    ]);
+    expectProduct(v1, want, 'v1 compacted', 1);
+    const v2 = round(v1, 'b', 42);
+    expect(v2[0].shape).to.deep.equal([14, A_IN]);
+    const more = weightedProducts([{ adapter: twoModules(4, 4, new Prng(42)), w: 1 }]);
+    for (const [k, e] of want) {
+      const r = more.get(k)!;
+      r.p.forEach((x, i) => {
+        e.p[i] += x;
+        e.abs[i] += r.abs[i];
+      });
+    }
+    expectProduct(v2, want, 'v2 compacted again', 2);
+    // d_in ≤ d_out: A is the identity, B holds ΔW.
+    const tall: NamedTensor[] = [
+      { name: `${MOD(0)}.lora_A.weight`, dtype: 'float32', shape: [7, 5], data: Float32Array.from({ length: 35 }, (_, i) => Math.sin(i)) },
+      { name: `${MOD(0)}.lora_B.weight`, dtype: 'float32', shape: [9, 7], data: Float32Array.from({ length: 63 }, (_, i) => Math.cos(i)) },
+    ];
+    const c = compactComponents(tall, 5);
+    expect(c[0].shape).to.deep.equal([5, 5]);
+    expect(c[0].data.every((v, i) => v === (Math.floor(i / 5) === i % 5 ? 1 : 0))).to.equal(true);
+    expectProduct(c, products(tall), 'tall', 1);
+    expect(() => compactComponents(tall, 4)).to.throw('compactComponents: rank 4 is below min(d_in, d_out) = 5 of h.0.attn.c_attn');
   });
 });
 
@@ -414,6 +456,49 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
       expect(v1.manifest.evaluation?.loss).to.be.closeTo(want, Math.abs(want) * 1e-12);
       const wrong = ((await at({ r: 6, alpha: 8 }, 1)).eval_loss + (await at({ r: 6, alpha: 8 }, 2)).eval_loss) / 2;
       expect(Math.abs(wrong - want)).to.be.greaterThan(Math.abs(want) * 1e-6);
+    } finally {
+      await h.coordinator.stop(500);
+      await fs.rm(h.runDir, { recursive: true, force: true });
+    }
+  });
+
+  it('past the dense rank over gRPC: version 3 of two rank-16 sites holds ΔW_1 + ΔW_2 + ΔW_3 at rank K = 64 (one more rounding); `fedtune verify` passes', async function () {
+    const h = await floraCoordinator('flora-dense', 3, { lora: { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' } });
+    const seen: { round: number; site: string; global: TensorList; out: TrainOutcome }[] = [];
+    try {
+      const runs = [1, 2].map((seed) =>
+        recordingSite(h, `dense-${seed}`, new TaskLoraTrainer({ model, data: data(seed), lora: { dropout: 0 }, backend: 'test' }), (global, p, out) =>
+          seen.push({ round: p.round, site: `dense-${seed}`, global, out }),
+        ).run(),
+      );
+      await h.coordinator.done;
+      await Promise.all(runs);
+      const vs = await Promise.all([1, 2, 3].map((v) => h.coordinator.store.read(v)));
+      // Ranks 32, 64 (= K: still a stack), then 96 > K: dense factored form at 64, in adapter_config too.
+      expect(vs.map((v) => [uniformRankOf(v.adapter), v.adapterConfig.r, v.adapterConfig.lora_alpha])).to.deep.equal([
+        [32, 32, 32],
+        [64, 64, 64],
+        [64, 64, 64],
+      ]);
+      // Round 3's sites were sent version 2, bit for bit.
+      for (const e of seen.filter((x) => x.round === 3)) e.global.forEach((t, k) => expect(bits(t.data).equals(bits(vs[1].adapter[k].data))).to.equal(true));
+      const want = new Map<string, { p: Float64Array; abs: Float64Array }>();
+      for (const v of vs) {
+        const ws = Object.fromEntries(v.manifest.participants.map((p) => [p.clientName, p.weight!]));
+        const d = weightedProducts(seen.filter((x) => x.round === v.manifest.round).map((x) => ({ adapter: x.out.adapter, w: ws[x.site] })));
+        for (const [k, e] of d) {
+          const w = want.get(k) ?? { p: new Float64Array(e.p.length), abs: new Float64Array(e.p.length) };
+          e.p.forEach((x, i) => {
+            w.p[i] += x;
+            w.abs[i] += e.abs[i];
+          });
+          want.set(k, w);
+        }
+      }
+      expectProduct(vs[2].adapter, want, 'v3', 1);
+      await h.coordinator.stop(500);
+      const r = await promisify(execFile)(process.execPath, [CLI, 'verify', h.runDir], { timeout: 30_000 });
+      expect(r.stdout).to.contain('OK: 4 versions');
     } finally {
       await h.coordinator.stop(500);
       await fs.rm(h.runDir, { recursive: true, force: true });

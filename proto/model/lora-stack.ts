@@ -123,3 +123,43 @@ export function zeroBeyond(adapter: TensorList, rank: number): boolean {
     return true;
   });
 }
+
+/** The rank past which a stack is no smaller than a dense delta in every module: max over modules of min(d_in, d_out). */
+export function denseRank(adapter: TensorList): number {
+  return Math.max(...loraModules(adapter).map((m) => Math.min(m.a.shape[1], m.b.shape[0])));
+}
+
+/**
+ * The same products at rank `rank` (≥ every module's min(d_in, d_out)) in dense factored form: per module the
+ * product ΔW = B·A (accumulated in float64, rounded once to float32) with the identity as the other factor, zero
+ * components after. For d_in ≤ d_out: A = [I; 0], B = [ΔW, 0]; else B = [I, 0], A = [ΔW; 0]. Still a PEFT adapter
+ * (one rank for every module) whose product is ΔW up to that one rounding.
+ */
+export function compactComponents(adapter: TensorList, rank: number): NamedTensor[] {
+  const out: NamedTensor[] = [];
+  for (const m of loraModules(adapter)) {
+    const [r, n] = m.a.shape;
+    const [o] = m.b.shape;
+    if (rank < Math.min(n, o)) throw new RangeError(`compactComponents: rank ${rank} is below min(d_in, d_out) = ${Math.min(n, o)} of ${m.path}`);
+    const dw = new Float64Array(o * n);
+    for (let row = 0; row < o; row++) {
+      for (let j = 0; j < r; j++) {
+        const b = m.b.data[row * r + j];
+        if (b === 0) continue;
+        for (let i = 0; i < n; i++) dw[row * n + i] += b * m.a.data[j * n + i];
+      }
+    }
+    const a = new Float32Array(rank * n);
+    const b = new Float32Array(o * rank);
+    if (n <= o) {
+      for (let i = 0; i < n; i++) a[i * n + i] = 1;
+      for (let row = 0; row < o; row++) for (let i = 0; i < n; i++) b[row * rank + i] = dw[row * n + i];
+    } else {
+      for (let row = 0; row < o; row++) b[row * rank + row] = 1;
+      a.set(dw, 0); // rows 0..o-1 of A are ΔW's rows
+    }
+    out.push({ name: m.a.name, dtype: 'float32', shape: [rank, n], data: a });
+    out.push({ name: m.b.name, dtype: 'float32', shape: [o, rank], data: b });
+  }
+  return sortByName(out);
+}
