@@ -19,6 +19,8 @@
 // site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
 // does). Secure aggregation, DP and server optimisers are refused at config load (lora-aggregation.ts).
 import type { NamedTensor, TensorList } from '../proto/tensors';
+import { floraInitSeed } from '../proto/model/lora-aggregation';
+import type { CoordinatorConfig } from './config-types';
 import { sortByName } from '../proto/tensors';
 import { compactComponents, concatComponents, denseRank, leadingComponents, productIsZero, uniformRank, zeroBeyond } from '../proto/model/lora-stack';
 import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
@@ -229,4 +231,14 @@ export function declareFloraRank(agg: Aggregation | undefined, clientId: string,
 export function versionAdapterConfig(base: Record<string, unknown>, adapter: TensorList): Record<string, unknown> {
   const r = uniformRank(adapter);
   return { ...base, r, lora_alpha: r, use_rslora: false };
+}
+
+/** Under 'flora': seeds.floraInit, each site's fresh lora_A seed (floraInitSeed of its task seed), by client id. */
+export function floraSeeds(
+  cfg: Pick<CoordinatorConfig, 'lora'>,
+  seeds: Record<string, number | Record<string, number>>,
+): { floraInit?: Record<string, number> } {
+  const clients = seeds.clients;
+  if (cfg.lora.aggregation !== 'flora' || typeof clients !== 'object') return {};
+  return { floraInit: Object.fromEntries(Object.entries(clients).map(([id, seed]) => [id, floraInitSeed(seed)])) };
 }

@@ -13,7 +13,7 @@ import { clientMetricMeans } from './round-outcome';
 import { deriveSeed } from './selection';
 import { evaluatedAdapter } from './strategy/ema';
 import { clientTraining } from './train-plan';
-import { versionAdapterConfig } from './flora-stack';
+import { floraSeeds, versionAdapterConfig } from './flora-stack';
 
 export interface CommitFields {
   readonly adapter: NamedTensor[];
@@ -61,7 +61,7 @@ export async function commitVersion(ctx: RoundContext, prev: Checkpoint | null, 
       participants: f.participants,
       metrics,
       config: configForManifest(cfg),
-      seeds: { run: cfg.run.seed, loraInit: deriveSeed(cfg.run.seed, 'lora-init'), ...d.extraSeeds, ...f.seeds },
+      seeds: { run: cfg.run.seed, loraInit: deriveSeed(cfg.run.seed, 'lora-init'), ...d.extraSeeds, ...f.seeds, ...floraSeeds(cfg, f.seeds) },
       baseModel: d.baseModel,
       protocolVersion: PROTOCOL_VERSION,
       ...(f.secureAggregation ? { secureAggregation: f.secureAggregation } : {}),

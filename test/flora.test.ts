@@ -27,6 +27,7 @@ import type { Gpt2Model } from '../client-sdk/model/gpt2';
 import { ConfigError } from '../coordinator/config';
 import { FloraStacking, MAX_ABS_FACTOR } from '../coordinator/flora-stack';
 import { checkReportedRank } from '../coordinator/lora-aggregation';
+import { floraInitSeed } from '../proto/model/lora-aggregation';
 import type { ClientUpdate } from '../coordinator/strategy/strategy';
 import { readSafetensors } from '../proto/safetensors';
 import { compactComponents, loraModules, uniformRank as uniformRankOf, zeroAdapter } from '../proto/model/lora-stack';
@@ -368,6 +369,8 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
       expect(v1.adapterConfig).to.include({ r: 6, lora_alpha: 6, use_rslora: false });
       expect(v2.adapterConfig).to.include({ r: 12, lora_alpha: 12 });
       expect((v1.manifest.config.lora as { aggregation: string }).aggregation).to.equal('flora');
+      // Each site's fresh lora_A seed, derived from its task seed, is in the manifest.
+      expect(v1.manifest.seeds.floraInit).to.deep.equal(Object.fromEntries(v1.manifest.participants.map((p) => [p.clientId, floraInitSeed(p.seed)])));
 
       const roundDelta = (v: typeof v1, round: number) => {
         const ranks = Object.fromEntries(v.manifest.participants.map((p) => [p.clientName, p.loraRank]));
