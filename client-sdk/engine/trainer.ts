@@ -21,6 +21,7 @@ import { Prng } from '../../proto/prng';
 import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import { ENGINE_FLORA_REFUSAL } from '../sft/flora-site';
 import { proximalMu } from '../sft/proximal';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
@@ -43,10 +44,6 @@ export interface EngineTrainerOptions extends LoraSftTrainerOptions<CausalLm> {
 /** Why the engine refuses an FFA-LoRA round with gradient clipping (its global norm would count the frozen lora_A). */
 export const ENGINE_FFA_REFUSAL =
   "the WebGPU engine's gradient clip (maxGradNorm) would count lora_A, which lora.aggregation 'ffa' (FFA-LoRA) freezes: train without maxGradNorm or on tfjs";
-
-/** Why the engine refuses a FLoRA round: it has no frozen path for the version's stack beside the fresh LoRA. */
-export const ENGINE_FLORA_REFUSAL =
-  "the WebGPU engine cannot train under lora.aggregation 'flora' (it has no path for the version's stacked delta beside a fresh LoRA): train on tfjs (FEDTUNE_ENGINE unset)";
 
 const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());

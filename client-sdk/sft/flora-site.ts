@@ -22,6 +22,10 @@ import type { LoraState } from '../model/gpt2';
 // Type only: lora-trainer.ts imports this file for StackedPath.
 import type { LoraSftTrainer } from './lora-trainer';
 
+/** Why the WebGPU engine (client-sdk/engine) refuses a FLoRA round: it has no frozen path for the stack beside a fresh LoRA. */
+export const ENGINE_FLORA_REFUSAL =
+  "the WebGPU engine cannot train under lora.aggregation 'flora' (it has no path for the version's stacked delta beside a fresh LoRA): train on tfjs (FEDTUNE_ENGINE unset)";
+
 export interface FloraSiteOptions {
   /** The rank this site trains (≤ the task's flora_rank); default: flora_rank. */
   readonly r?: number;
