@@ -4,7 +4,9 @@
 // rounding of the value), independent of arrival order; the refusals of hostile factors; the configuration's
 // refusals; and the WebGPU engine's. Over gRPC with real training: test/flora.test.ts.
 import type { TrainingPlan } from '../client-sdk/trainer';
-import { ENGINE_FLORA_REFUSAL } from '../client-sdk/sft/flora-site';
+import { ENGINE_FLORA_REFUSAL, floraFreshLora } from '../client-sdk/sft/flora-site';
+import { LoraMismatchError, TaskLoraTrainer } from '../client-sdk/sft/task-lora';
+import type { CausalLm } from '../client-sdk/model/load';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Gpt2Model } from '../client-sdk/model/gpt2';
@@ -170,7 +172,7 @@ describe('FLoRA stacking: the aggregation', function () {
   });
 });
 
-describe('FLoRA: configuration and engine refusals', function () {
+describe('FLoRA: refusals at config load, at the site and by the engine', function () {
   const base = { log: { level: 'silent' }, rounds: { minClients: 5, minUpdates: 5 } };
   const load = (o: Record<string, unknown>): unknown =>
     classicConfig({ overrides: { ...base, ...o, lora: { aggregation: 'flora', dropout: 0, ...(o.lora as object) } } });
@@ -218,5 +220,44 @@ describe('FLoRA: configuration and engine refusals', function () {
       (e: Error) => e,
     );
     expect(err?.message).to.equal(ENGINE_FLORA_REFUSAL);
+  });
+  it("a site refuses a 'flora' task it cannot honour, naming why: a rank above flora_rank (fatal: retrying cannot help), LoRA dropout, no flora_rank", async function () {
+    const config = { nLayer: 1 };
+    const stack = zeroAdapter(twoModules(4, 4, null), 4);
+    const site = (r: number): TaskLoraTrainer =>
+      new TaskLoraTrainer({ model: { config } as unknown as CausalLm, data: { train: [{ prompt: [1], completion: [2] }] }, lora: { r }, backend: 'test' });
+    const plan: TrainingPlan = {
+      round: 1,
+      taskId: 't',
+      localSteps: 1,
+      batchSize: 1,
+      learningRate: 0.1,
+      weightDecay: 0,
+      maxSeqLen: 8,
+      seed: 1,
+      loraAggregation: 'flora',
+      floraRank: 4,
+    };
+    const big = site(8);
+    const err = await big.train(stack, plan).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err).to.be.instanceOf(LoraMismatchError);
+    expect(err?.message).to.equal("the coordinator's flora_rank is 4; this site says --lora.r 8: a site may train a rank from 1 up to it, not above");
+    expect(big.fatal).to.equal(err);
+    expect(() => floraFreshLora({ ...plan, loraDropout: 0.1 }, {}, { targetModules: ['c_attn'] })).to.throw(
+      "lora.aggregation 'flora' trains beside the version's stacked delta, which LoRA dropout 0.1 would drop too",
+    );
+    expect(() => floraFreshLora({ ...plan, floraRank: undefined }, {}, { targetModules: ['c_attn'] })).to.throw(
+      "a 'flora' task needs the coordinator's flora_rank",
+    );
+    // The default: the coordinator's rank and scaling (alpha 8 at flora_rank 4: s = 2, kept at a smaller rank).
+    expect(floraFreshLora({ ...plan, loraAlpha: 8 }, { r: 2 }, { targetModules: ['c_attn'] })).to.deep.equal({
+      r: 2,
+      alpha: 4,
+      dropout: 0,
+      targetModules: ['c_attn'],
+    });
   });
 });
