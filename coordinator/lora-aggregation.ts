@@ -56,13 +56,6 @@ export function loraAggregationProblems(cfg: AggregationConfig): string[] {
       `lora.aggregation 'flora' stacks the sites' factors with FedAvg's weights; it runs with strategy.name 'fedavg' and strategy.ema 0 only (got '${cfg.strategy.name}', ema ${cfg.strategy.ema})`,
     );
   }
-  // A site applies the version's stack as a frozen low-rank path beside its fresh LoRA (client-sdk/sft/flora-site.ts);
-  // LoRA dropout on that path's input would drop the merged delta too.
-  if (cfg.lora.dropout > 0) {
-    problems.push(
-      `lora.aggregation 'flora' trains on the merged version, which LoRA dropout would also drop: it needs lora.dropout 0 (got ${cfg.lora.dropout})`,
-    );
-  }
   return problems;
 }
 

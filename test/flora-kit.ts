@@ -11,6 +11,8 @@ import type { NamedTensor, TensorList } from '../proto/tensors';
 import { startCoordinator, tempDir, testIdentity, type Harness } from './harness';
 
 export const BASE = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'llama', 'base');
+/** The demo's GPT-2 base (c_attn, c_proj, c_fc). */
+export const GPT2 = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 export const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
 export const bits = (x: Float32Array): Buffer => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
 

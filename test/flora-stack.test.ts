@@ -177,7 +177,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
   const load = (o: Record<string, unknown>): unknown =>
     classicConfig({ overrides: { ...base, ...o, lora: { aggregation: 'flora', dropout: 0, ...(o.lora as object) } } });
 
-  it("config: 'flora' loads with FedAvg, no EMA and lora.dropout 0; refused under secagg, privacy, another strategy, the EMA or LoRA dropout, each with its reason", function () {
+  it("config: 'flora' loads with FedAvg and no EMA; refused under secagg, privacy, another strategy or the EMA, each with its reason", function () {
     expect((load({}) as { lora: { aggregation: string } }).lora.aggregation).to.equal('flora');
     expect(() => load({ secagg: { enabled: true } })).to.throw(
       ConfigError,
@@ -192,7 +192,8 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
       "it runs with strategy.name 'fedavg' and strategy.ema 0 only (got 'fedadam', ema 0)",
     );
     expect(() => load({ strategy: { ema: 0.9 } })).to.throw(ConfigError, "(got 'fedavg', ema 0.9)");
-    expect(() => load({ lora: { dropout: 0.05 } })).to.throw(ConfigError, 'it needs lora.dropout 0 (got 0.05)');
+    // LoRA dropout applies to the fresh LoRA only (the version is merged into the weights): allowed.
+    expect((load({ lora: { dropout: 0.05 } }) as { lora: { dropout: number } }).lora.dropout).to.equal(0.05);
   });
 
   it("the WebGPU engine refuses a 'flora' task, with the reason", async function () {
@@ -221,7 +222,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
     );
     expect(err?.message).to.equal(ENGINE_FLORA_REFUSAL);
   });
-  it("a site refuses a 'flora' task it cannot honour, naming why: a rank above flora_rank (fatal: retrying cannot help), LoRA dropout, no flora_rank", async function () {
+  it("a site refuses a 'flora' task it cannot honour, naming why: a rank above flora_rank (fatal: retrying cannot help), no flora_rank; the plan's dropout goes to the fresh LoRA", async function () {
     const config = { nLayer: 1 };
     const stack = zeroAdapter(twoModules(4, 4, null), 4);
     const site = (r: number): TaskLoraTrainer =>
@@ -246,9 +247,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
     expect(err).to.be.instanceOf(LoraMismatchError);
     expect(err?.message).to.equal("the coordinator's flora_rank is 4; this site says --lora.r 8: a site may train a rank from 1 up to it, not above");
     expect(big.fatal).to.equal(err);
-    expect(() => floraFreshLora({ ...plan, loraDropout: 0.1 }, {}, { targetModules: ['c_attn'] })).to.throw(
-      "lora.aggregation 'flora' trains beside the version's stacked delta, which LoRA dropout 0.1 would drop too",
-    );
+    expect(floraFreshLora({ ...plan, loraDropout: 0.1 }, {}, { targetModules: ['c_attn'] }).dropout).to.equal(0.1);
     expect(() => floraFreshLora({ ...plan, floraRank: undefined }, {}, { targetModules: ['c_attn'] })).to.throw(
       "a 'flora' task needs the coordinator's flora_rank",
     );

@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import * as tf from '@tensorflow/tfjs-core';
 import type { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -18,18 +17,20 @@ import { loadModelDir, readModelTensors, type CausalLm } from '../client-sdk/mod
 import { LlamaModel } from '../client-sdk/model/llama';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { TaskLoraTrainer } from '../client-sdk/sft/task-lora';
-import { StackedPath } from '../client-sdk/sft/flora-site';
+import { MergedBase, stackLayout, stackLoraConfig } from '../client-sdk/sft/flora-site';
+import { Gpt2Model } from '../client-sdk/model/gpt2';
+import { loraStateFromAdapter } from '../client-sdk/model/lora';
+import type { Gpt2Config } from '../proto/model/gpt2-config';
 import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';
 import { floraInitSeed } from '../proto/model/lora-aggregation';
 import { readSafetensors } from '../proto/safetensors';
 import { loraModules, uniformRank as uniformRankOf } from '../proto/model/lora-stack';
-import { readModelConfig } from '../proto/model/model-dir';
 import type { LlamaConfig } from '../proto/model/llama-config';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { tempDir } from './harness';
-import { BASE, CLI, bits, data, expectProduct, floraCoordinator, products, recordingSite, weightedProducts } from './flora-kit';
+import { BASE, CLI, GPT2, bits, data, expectProduct, floraCoordinator, products, recordingSite, weightedProducts } from './flora-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -192,17 +193,19 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
   });
 
   it('past the dense rank over gRPC: version 3 of two rank-16 sites holds ΔW_1 + ΔW_2 + ΔW_3 at rank K = 64 (one more rounding); `fedtune verify` passes', async function () {
-    const h = await floraCoordinator('flora-dense', 3, { lora: { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' } });
-    const seen: { round: number; site: string; global: TensorList; out: TrainOutcome }[] = [];
+    // With LoRA dropout on the fresh LoRA (the merged version is part of the weights, untouched by it).
+    const h = await floraCoordinator('flora-dense', 3, { lora: { r: 16, alpha: 32, dropout: 0.1, targetModules: ['q_proj', 'v_proj'], aggregation: 'flora' } });
+    const seen: { round: number; site: string; global: TensorList; out: TrainOutcome; dropout?: number }[] = [];
     try {
       const runs = [1, 2].map((seed) =>
-        recordingSite(h, `dense-${seed}`, new TaskLoraTrainer({ model, data: data(seed), lora: { dropout: 0 }, backend: 'test' }), (global, p, out) =>
-          seen.push({ round: p.round, site: `dense-${seed}`, global, out }),
+        recordingSite(h, `dense-${seed}`, new TaskLoraTrainer({ model, data: data(seed), lora: {}, backend: 'test' }), (global, p, out) =>
+          seen.push({ round: p.round, site: `dense-${seed}`, global, out, dropout: p.loraDropout }),
         ).run(),
       );
       await h.coordinator.done;
       await Promise.all(runs);
       const vs = await Promise.all([1, 2, 3].map((v) => h.coordinator.store.read(v)));
+      expect(seen.map((e) => e.dropout)).to.deep.equal([0.1, 0.1, 0.1, 0.1, 0.1, 0.1]);
       // Ranks 32, 64 (= K: still a stack), then 96 > K: dense factored form at 64, in adapter_config too.
       expect(vs.map((v) => [uniformRankOf(v.adapter), v.adapterConfig.r, v.adapterConfig.lora_alpha])).to.deep.equal([
         [32, 32, 32],
@@ -234,74 +237,64 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
     }
   });
 
-  it("the site's stacked path is the merged model: log-probs with the stack beside a zero fresh LoRA equal those of W0 + ΔW merged into the weights", async function () {
-    const cfg = (await readModelConfig(BASE)) as LlamaConfig;
-    const rng = new Prng(5);
-    // A stack of rank 6 over q_proj and v_proj of both layers, product ΔW = B·A (scaling 1).
-    const stack: NamedTensor[] = [];
-    const shapes = new Map<string, [number, number]>();
-    for (const t of await readModelTensors(BASE))
-      if (/(q|v)_proj\.weight$/.test(t.name)) shapes.set(t.name.replace(/^model\./, '').replace(/\.weight$/, ''), [t.shape[0], t.shape[1]]);
-    for (const [p, [out, inn]] of shapes) {
-      stack.push({
-        name: `base_model.model.model.${p}.lora_A.weight`,
-        dtype: 'float32',
-        shape: [6, inn],
-        data: Float32Array.from({ length: 6 * inn }, () => (2 * rng.nextFloat() - 1) * 0.3),
+  // Per family: the model directory, the adapted projections' HF weight names, and whether they are stored [in, out].
+  const families = [
+    { family: 'llama', dir: BASE, targets: /\.(q|v)_proj\.weight$/, prefix: 'model.', inOut: false, modules: 4 },
+    { family: 'gpt2 (c_attn in three parts)', dir: GPT2, targets: /\.(c_attn|c_proj|c_fc)\.weight$/, prefix: 'transformer.', inOut: true, modules: 16 },
+  ];
+  for (const f of families) {
+    it(`${f.family}: the merged base (W0 + B·A in the weights) gives the log-probs of a model built from weights merged in float64, and so does the stack as a LoRA at scaling 1`, async function () {
+      const loaded = await loadModelDir(f.dir);
+      const tensors = await readModelTensors(f.dir);
+      const rng = new Prng(5);
+      // A stack of rank 6 over every adapted projection, product ΔW = B·A ([out, in], scaling 1).
+      const stack: NamedTensor[] = [];
+      for (const t of tensors.filter((x) => f.targets.test(x.name))) {
+        const [out, inn] = f.inOut ? [t.shape[1], t.shape[0]] : [t.shape[0], t.shape[1]];
+        const key = `base_model.model.${t.name.replace(/\.weight$/, '')}`;
+        const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => (2 * rng.nextFloat() - 1) * 0.3);
+        stack.push({ name: `${key}.lora_A.weight`, dtype: 'float32', shape: [6, inn], data: rand(6 * inn) });
+        stack.push({ name: `${key}.lora_B.weight`, dtype: 'float32', shape: [out, 6], data: rand(out * 6) });
+      }
+      const delta = products(stack);
+      expect(delta.size).to.equal(f.modules);
+      const merged = tensors.map((t) => {
+        const d = delta.get(t.name.slice(f.prefix.length).replace(/\.weight$/, ''));
+        if (!d) return t;
+        const [rows, cols] = t.shape;
+        // ΔW is [out, in]; a weight stored [in, out] (GPT-2's Conv1D) takes its transpose.
+        return { ...t, data: Float32Array.from(t.data, (x, k) => x + (f.inOut ? d.p[(k % cols) * rows + Math.floor(k / cols)] : d.p[k])) };
       });
-      stack.push({
-        name: `base_model.model.model.${p}.lora_B.weight`,
-        dtype: 'float32',
-        shape: [out, 6],
-        data: Float32Array.from({ length: out * 6 }, () => (2 * rng.nextFloat() - 1) * 0.3),
-      });
-    }
-    const delta = products(stack);
-    let touched = 0;
-    // HF Linear weights are [out, in], as ΔW = B·A is.
-    const merged = (await readModelTensors(BASE)).map((t) => {
-      const d = delta.get(t.name.replace(/^model\./, '').replace(/\.weight$/, ''));
-      if (!d) return t;
-      touched++;
-      return { ...t, data: Float32Array.from(t.data, (x, i) => x + d.p[i]) };
-    });
-    expect(touched).to.equal(4);
-    const truly = LlamaModel.fromTensors(cfg, merged);
-    const packed = packBatch(
-      data(3)
-        .train.slice(0, 4)
-        .map((ex) => {
-          const w = fitToWindow(ex, 16);
-          return { tokens: w.tokens, pairs: completionPairs(w) };
-        }),
-      16,
-    );
-    const path2 = new StackedPath(stack);
-    try {
-      const fresh = new Map(
-        [...shapes].map(([p, [out, inn]]) => [
-          p,
-          {
-            a: tf.tensor2d(
-              Float32Array.from({ length: 4 * inn }, () => (2 * rng.nextFloat() - 1) * 0.1),
-              [4, inn],
-            ),
-            b: tf.zeros<tf.Rank.R2>([out, 4]),
-          },
-        ]),
+      const truly =
+        f.family === 'llama' ? LlamaModel.fromTensors(loaded.config as LlamaConfig, merged) : Gpt2Model.fromTensors(loaded.config as Gpt2Config, merged);
+      const packed = packBatch(
+        data(3)
+          .train.slice(0, 4)
+          .map((ex) => {
+            const w = fitToWindow(ex, 16);
+            return { tokens: w.tokens, pairs: completionPairs(w) };
+          }),
+        16,
       );
-      const viaPath = await pairLogProbs(model, packed, { lora: path2.state(fresh, 2, 0) }, false).data();
-      const viaMerge = await pairLogProbs(truly, packed, {}, false).data();
-      const scale = Math.max(...viaMerge.map(Math.abs));
-      // float32 forward passes summing in different orders (W0·x + B·(A·x) against (W0 + B·A)·x): agreement to a
-      // few float32 ulps of the log-probs' scale, where ΔW itself moves them by orders of magnitude more.
-      viaPath.forEach((x, i) => expect(Math.abs(x - viaMerge[i]), `pair ${i}`).to.be.at.most(scale * 2 ** -16));
-      const plain = await pairLogProbs(model, packed, {}, false).data();
-      expect(Math.max(...plain.map((x, i) => Math.abs(x - viaMerge[i])))).to.be.greaterThan(scale * 2 ** -8);
-      for (const m of fresh.values()) tf.dispose([m.a, m.b]);
-    } finally {
-      path2.dispose();
-      truly.dispose();
-    }
-  });
+      const base = new MergedBase(loaded.model, stack);
+      const asLora = loraStateFromAdapter(stack, stackLoraConfig(stack, stackLayout(stack, loaded.model.config.nLayer)));
+      try {
+        const want = await pairLogProbs(truly, packed, {}, false).data();
+        const viaMerge = await pairLogProbs(loaded.model, packed, { merged: base.weights }, false).data();
+        const viaLora = await pairLogProbs(loaded.model, packed, { lora: asLora.state }, false).data();
+        const scale = Math.max(...want.map(Math.abs));
+        // float32 forward passes that round ΔW (float32 matmul) or sum in another order (W0·x + B·(A·x)): agreement to
+        // a few float32 ulps of the log-probs' scale, where ΔW itself moves them by orders of magnitude more.
+        viaMerge.forEach((x, k) => expect(Math.abs(x - want[k]), `merged, pair ${k}`).to.be.at.most(scale * 2 ** -16));
+        viaLora.forEach((x, k) => expect(Math.abs(x - want[k]), `as a LoRA, pair ${k}`).to.be.at.most(scale * 2 ** -16));
+        const plain = await pairLogProbs(loaded.model, packed, {}, false).data();
+        expect(Math.max(...plain.map((x, k) => Math.abs(x - want[k])))).to.be.greaterThan(scale * 2 ** -8);
+      } finally {
+        base.dispose();
+        asLora.dispose();
+        truly.dispose();
+        loaded.model.dispose();
+      }
+    });
+  }
 });

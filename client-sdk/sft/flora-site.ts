@@ -1,16 +1,16 @@
 // A site's side of FLoRA (lora.aggregation 'flora'; the coordinator's side is coordinator/flora-stack.ts). The task's
 // global adapter is the version's stack: an adapter of rank R whose product (scaling 1) is the federation's
 // cumulative delta ΔW = Σ_{τ ≤ t} ΔW_τ. Each round the site
-//   1. merges it into its base: W0 + ΔW. The merge is functional, not in place: the stack rides as a FROZEN low-rank
-//      path beside the fresh LoRA in every projection, y = W0·x + B_stack·A_stack·x + s_k·B_k·A_k·x (StackedPath),
-//      which is (W0 + ΔW)·x up to float rounding. Stateless, so a site that joins late (or misses rounds) merges
-//      exactly the version it was sent, every earlier round included; the cost is O(R) per token per module,
-//      bounded by the coordinator (R ≤ min(d_in, d_out)).
+//   1. merges it into its base weights, W = W0 + ΔW per adapted projection (MergedBase: ΔW = B_stack·A_stack in
+//      float32, added to the model's stored weight once per task; the forward pass reads the merged weights through
+//      ForwardOptions.merged and the model's own stay W0). A task merges the version it was sent, whole, so a site
+//      that joins late, or misses rounds, trains on every earlier round's delta: nothing is carried between tasks.
 //   2. trains a FRESH LoRA of its own rank r_k ≤ flora_rank (its --lora.r, else the coordinator's lora.r): lora_A
 //      from the seeded init (floraInitSeed of the task seed, which the manifest records), lora_B = 0;
 //   3. sends (A_k, s_k·B_k), its scaling folded into B (one float32 rounding; exact when s_k is a power of two, as
 //      with the default alpha = 2r) and zero-padded to flora_rank, the round's upload layout.
-// Its held-out evaluation after training scores the model it trained: the stack plus its own components.
+// Its held-out evaluation after training scores the model it trained, the stack plus its own components, as one LoRA
+// at scaling 1 (the same function of the input as the merged weights, up to float32 rounding: test/flora.test.ts).
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { canonicalAdapter, initLoraAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
@@ -18,13 +18,13 @@ import { floraInitSeed } from '../../proto/model/lora-aggregation';
 import { concatComponents, loraModules, padComponents, uniformRank } from '../../proto/model/lora-stack';
 import type { ModelConfig } from '../../proto/model/model-config';
 import type { TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
-import type { LoraState } from '../model/gpt2';
-// Type only: lora-trainer.ts imports this file for StackedPath.
+import type { CausalLm } from '../model/load';
+// Type only: lora-trainer.ts imports this file (MergedBase, floraRound).
 import type { LoraSftTrainer } from './lora-trainer';
 
-/** Why the WebGPU engine (client-sdk/engine) refuses a FLoRA round: it has no frozen path for the stack beside a fresh LoRA. */
+/** Why the WebGPU engine (client-sdk/engine) refuses a FLoRA round: it cannot merge the version's delta into its weights. */
 export const ENGINE_FLORA_REFUSAL =
-  "the WebGPU engine cannot train under lora.aggregation 'flora' (it has no path for the version's stacked delta beside a fresh LoRA): train on tfjs (FEDTUNE_ENGINE unset)";
+  "the WebGPU engine cannot train under lora.aggregation 'flora' (it cannot merge the version's stacked delta into its weights): train on tfjs (FEDTUNE_ENGINE unset)";
 
 export interface FloraSiteOptions {
   /** The rank this site trains (≤ the task's flora_rank); default: flora_rank. */
@@ -56,14 +56,19 @@ export function stackLoraConfig(adapter: TensorList, layout: Pick<LoraConfig, 't
 export function floraFreshLora(plan: TrainingPlan, site: FloraSiteOptions, layout: Pick<LoraConfig, 'targetModules' | 'layersToTransform'>): LoraConfig {
   const max = plan.floraRank;
   if (max === undefined) throw new Error("a 'flora' task needs the coordinator's flora_rank");
-  if ((plan.loraDropout ?? 0) > 0)
-    throw new Error(`lora.aggregation 'flora' trains beside the version's stacked delta, which LoRA dropout ${plan.loraDropout} would drop too`);
   const r = site.r ?? max;
   if (!(Number.isInteger(r) && r >= 1 && r <= max)) {
     throw new Error(`the coordinator's flora_rank is ${max}; this site says --lora.r ${r}: a site may train a rank from 1 up to it, not above`);
   }
   const alpha = site.alpha ?? ((plan.loraAlpha ?? 2 * max) / max) * r;
-  return { r, alpha, dropout: 0, targetModules: layout.targetModules, ...(layout.layersToTransform ? { layersToTransform: layout.layersToTransform } : {}) };
+  // LoRA dropout (the plan's) applies to the fresh LoRA's input only: the merged delta is part of the weights.
+  return {
+    r,
+    alpha,
+    dropout: plan.loraDropout ?? 0,
+    targetModules: layout.targetModules,
+    ...(layout.layersToTransform ? { layersToTransform: layout.layersToTransform } : {}),
+  };
 }
 
 /** The round's fresh adapter: lora_A seeded from the task seed (floraInitSeed), lora_B zero. */
@@ -107,39 +112,32 @@ export async function floraRound(
 }
 
 /**
- * The version's stack as tf constants, and the forward's LoRA state that runs it beside the fresh (trainable)
- * modules: per module A = [A_stack; A_k] and B = [B_stack, s_k·B_k] at scaling 1, so the low-rank path is
- * B_stack·A_stack·x + s_k·B_k·A_k·x (the stack's scaling was folded into it at the coordinator).
+ * The base weights with the version's delta merged in, W0 + B_stack·A_stack, for ForwardOptions.merged: one float32
+ * ΔW per adapted projection, added to the model's stored weight (the model's own tensors are not touched).
  */
-export class StackedPath {
-  private readonly stack = new Map<string, { a: tf.Tensor2D; b: tf.Tensor2D }>();
+export class MergedBase {
+  readonly weights = new Map<string, tf.Tensor2D>();
 
-  constructor(global: TensorList) {
-    for (const m of loraModules(canonicalAdapter(global))) {
-      this.stack.set(m.path, {
-        a: tf.tensor2d(m.a.data, [m.a.shape[0], m.a.shape[1]], 'float32'),
-        b: tf.tensor2d(m.b.data, [m.b.shape[0], m.b.shape[1]], 'float32'),
-      });
+  constructor(model: CausalLm, stack: TensorList) {
+    try {
+      for (const m of loraModules(canonicalAdapter(stack))) {
+        const dw = tf.tidy(() =>
+          tf.matMul<tf.Tensor2D>(tf.tensor2d(m.b.data, [m.b.shape[0], m.b.shape[1]]), tf.tensor2d(m.a.data, [m.a.shape[0], m.a.shape[1]])),
+        );
+        try {
+          for (const [name, w] of model.mergedWeights(m.path, dw)) this.weights.set(name, w);
+        } finally {
+          dw.dispose();
+        }
+      }
+    } catch (e) {
+      this.dispose();
+      throw e;
     }
-  }
-
-  /** The state for ForwardOptions.lora (call inside the gradient scope: the concatenations are taped). */
-  state(fresh: ReadonlyMap<string, { a: tf.Tensor2D; b: tf.Tensor2D }>, scaling: number, dropout: number): LoraState {
-    if (dropout > 0) throw new Error("lora.aggregation 'flora': LoRA dropout would drop the stacked delta too");
-    const modules = new Map<string, { a: tf.Tensor2D; b: tf.Tensor2D }>();
-    for (const [path, m] of fresh) {
-      const s = this.stack.get(path);
-      if (!s) throw new Error(`the version's stack has no module ${path}`);
-      modules.set(path, { a: tf.concat2d([s.a, m.a], 0), b: tf.concat2d([s.b, tf.mul<tf.Tensor2D>(m.b, scaling)], 1) });
-    }
-    if (modules.size !== this.stack.size) throw new Error(`the fresh LoRA covers ${modules.size} modules, the version's stack ${this.stack.size}`);
-    return { modules, scaling: 1, dropout: 0 };
   }
 
   dispose(): void {
-    for (const s of this.stack.values()) {
-      s.a.dispose();
-      s.b.dispose();
-    }
+    for (const w of this.weights.values()) w.dispose();
+    this.weights.clear();
   }
 }

@@ -27,7 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
-import { floraLocalModel, floraRound, StackedPath, stackLayout, stackLoraConfig } from './flora-site';
+import { floraLocalModel, floraRound, MergedBase, stackLayout, stackLoraConfig } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -107,8 +107,8 @@ export class LoraSftTrainer implements Trainer {
    * site's weight follows how much data it holds, not how much of it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
-   * `stack` (lora.aggregation 'flora'): the version's stacked delta, a frozen path beside the adapter trained from
-   * `global` (here the site's fresh LoRA), so the model trained is the merged version plus it (flora-site.ts).
+   * `stack` (lora.aggregation 'flora'): the version's stacked delta, merged into the base weights while the adapter
+   * trained from `global` (here the site's fresh LoRA) trains on top (flora-site.ts MergedBase).
    */
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void, stack?: TensorList): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
@@ -144,7 +144,7 @@ export class LoraSftTrainer implements Trainer {
         )
       : null;
     const scaling = loraScaling(lora);
-    const merged = stack ? new StackedPath(stack) : null;
+    const merged = stack ? new MergedBase(model, stack) : null;
     const optimizer = createLocalOptimizer(plan.optimizer, plan.learningRate, plan.weightDecay);
     const seen = new Set<number>();
     // The loss is summed on the device and read once at the end: no GPU→CPU sync per step.
@@ -166,9 +166,9 @@ export class LoraSftTrainer implements Trainer {
         tokens += packed.pairTarget.length;
         const newSum = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
-            const state = merged ? merged.state(params.modules(), scaling, dropout) : { modules: params.modules(), scaling, dropout };
+            const state = { modules: params.modules(), scaling, dropout };
             const dropoutStep = dropout > 0 ? dropoutStepKey(plan.seed, step) : undefined;
-            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep }, true))) as tf.Scalar;
+            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep, ...(merged ? { merged: merged.weights } : {}) }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
           // SCAFFOLD's correction joins the loss gradient first; the raw one is what c_i⁺ averages.

@@ -158,6 +158,11 @@ export class TaskLoraTrainer implements Trainer {
   private async trainFlora(stack: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     let fresh: LoraConfig;
     try {
+      // A stated --lora.dropout is a check against the plan's, as for any task (loraConfigFromTask).
+      const { dropout } = this.opts.lora;
+      if (dropout !== undefined && plan.loraDropout !== undefined && dropout !== plan.loraDropout) {
+        throw new Error(`the coordinator's task plan has lora_dropout ${plan.loraDropout}; this site says --lora.dropout ${dropout}`);
+      }
       fresh = floraFreshLora(plan, { r: this.opts.lora.r, alpha: this.opts.lora.alpha }, stackLayout(stack, this.opts.model.config.nLayer));
     } catch (e) {
       throw (this.fatal ??= new LoraMismatchError((e as Error).message));
@@ -167,7 +172,7 @@ export class TaskLoraTrainer implements Trainer {
   }
 
   evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
-    // Under 'flora': its own outcome (scored with the stack it trained beside), or a candidate stack (opts.stack).
+    // Under 'flora': its own outcome (scored with the stack it trained on), or a candidate stack (opts.stack).
     if (this.floraTrainer?.evaluatesAsLocal(adapter)) return this.floraTrainer.evaluate(adapter);
     if (opts?.stack) return this.trainerWith(stackLoraConfig(adapter, stackLayout(adapter, this.opts.model.config.nLayer))).evaluate(adapter, opts);
     return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
