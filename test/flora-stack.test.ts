@@ -14,7 +14,7 @@ import { ConfigError } from '../coordinator/config';
 import { FloraStacking, MAX_ABS_FACTOR } from '../coordinator/flora-stack';
 import { checkReportedRank } from '../coordinator/lora-aggregation';
 import type { ClientUpdate } from '../coordinator/strategy/strategy';
-import { compactComponents, loraModules, zeroAdapter } from '../proto/model/lora-stack';
+import { compactComponents, concatComponents, loraModules, zeroAdapter } from '../proto/model/lora-stack';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { classicConfig } from './classic-defaults';
@@ -168,6 +168,18 @@ describe('FLoRA stacking: the aggregation', function () {
     expect(c[0].shape).to.deep.equal([5, 5]);
     expect(c[0].data.every((v, i) => v === (Math.floor(i / 5) === i % 5 ? 1 : 0))).to.equal(true);
     expectProduct(c, products(tall), 'tall', 1);
+    // Compacted again with more components (the identity factor's sparse path): the product adds up.
+    const extra = twoModules(2, 2, new Prng(43)).filter((t) => t.name.startsWith(MOD(0)));
+    const moreTall: NamedTensor[] = [
+      { ...extra[0], shape: [2, 5], data: extra[0].data.slice(0, 10) },
+      { ...extra[1], shape: [9, 2], data: extra[1].data.slice(0, 18) },
+    ];
+    const again = compactComponents(concatComponents(c, moreTall), 5);
+    const sum = weightedProducts([
+      { adapter: tall, w: 1 },
+      { adapter: moreTall, w: 1 },
+    ]);
+    expectProduct(again, sum, 'tall compacted twice', 2);
     expect(() => compactComponents(tall, 4)).to.throw('compactComponents: rank 4 is below min(d_in, d_out) = 5 of h.0.attn.c_attn');
   });
 });

@@ -141,12 +141,19 @@ export function compactComponents(adapter: TensorList, rank: number): NamedTenso
     const [r, n] = m.a.shape;
     const [o] = m.b.shape;
     if (rank < Math.min(n, o)) throw new RangeError(`compactComponents: rank ${rank} is below min(d_in, d_out) = ${Math.min(n, o)} of ${m.path}`);
+    // A version already in this form has an identity factor: only A's non-zero entries are visited (its identity rows
+    // hold one each) and zero B entries skipped, so compacting again costs O(d_out·(K + d_in·r_round)), not d_out·d_in·K.
+    const nonZero = Array.from({ length: r }, (_, j) => {
+      const idx: number[] = [];
+      for (let i = 0; i < n; i++) if (m.a.data[j * n + i] !== 0) idx.push(i);
+      return idx;
+    });
     const dw = new Float64Array(o * n);
     for (let row = 0; row < o; row++) {
       for (let j = 0; j < r; j++) {
         const b = m.b.data[row * r + j];
         if (b === 0) continue;
-        for (let i = 0; i < n; i++) dw[row * n + i] += b * m.a.data[j * n + i];
+        for (const i of nonZero[j]) dw[row * n + i] += b * m.a.data[j * n + i];
       }
     }
     const a = new Float32Array(rank * n);
