@@ -142,7 +142,7 @@ export function compactComponents(adapter: TensorList, rank: number): NamedTenso
     const [o] = m.b.shape;
     if (rank < Math.min(n, o)) throw new RangeError(`compactComponents: rank ${rank} is below min(d_in, d_out) = ${Math.min(n, o)} of ${m.path}`);
     // A version already in this form has an identity factor: only A's non-zero entries are visited (its identity rows
-    // hold one each) and zero B entries skipped, so compacting again costs O(d_out·(K + d_in·r_round)), not d_out·d_in·K.
+    // hold one each) and zero B entries skipped: compacting again costs O((d_in + d_out)·K + d_out·d_in·r_round), not d_out·d_in·K.
     const nonZero = Array.from({ length: r }, (_, j) => {
       const idx: number[] = [];
       for (let i = 0; i < n; i++) if (m.a.data[j * n + i] !== 0) idx.push(i);
