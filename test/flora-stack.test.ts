@@ -208,7 +208,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
     expect((load({ lora: { dropout: 0.05 } }) as { lora: { dropout: number } }).lora.dropout).to.equal(0.05);
   });
 
-  it("the WebGPU engine refuses a 'flora' task, with the reason", async function () {
+  it("the WebGPU engine refuses a 'flora' task and a stack to evaluate, with the reason", async function () {
     const t = new EngineSftTrainer({
       model: {} as Gpt2Model,
       lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn'] },
@@ -233,6 +233,12 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
       (e: Error) => e,
     );
     expect(err?.message).to.equal(ENGINE_FLORA_REFUSAL);
+    // Nor does it score a 'flora' candidate (a stack at scaling 1) at the run's scaling.
+    const evalErr = await t.evaluate([], { stack: true }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(evalErr?.message).to.equal(ENGINE_FLORA_REFUSAL);
   });
   it("a site refuses a 'flora' task it cannot honour, naming why: a rank above flora_rank (fatal: retrying cannot help), no flora_rank; the plan's dropout goes to the fresh LoRA", async function () {
     const config = { nLayer: 1 };
