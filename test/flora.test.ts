@@ -123,6 +123,16 @@ describe('FLoRA over gRPC with real training (tiny Llama)', function () {
       const d2 = roundDelta(v2, 2);
       const cumulative = new Map([...d1].map(([k, e]) => [k, { p: e.p.map((x, i) => x + d2.get(k)!.p[i]), abs: e.abs.map((x, i) => x + d2.get(k)!.abs[i]) }]));
       expectProduct(v2.adapter, cumulative, 'v2');
+      // Round 2 trained on the merged version 1, reproducibly from the manifest: the rank-4 site's plan (its seed the
+      // manifest's) over v1 gives its upload bit for bit again; over version 0 (nothing merged) another one.
+      const r2 = got(2, 'rank-4');
+      expect(r2.plan.seed).to.equal(v2.manifest.participants.find((p) => p.clientName === 'rank-4')!.seed);
+      const again = (g: TensorList) =>
+        new LoraSftTrainer({ model, lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] }, ...data(2) }).train(g, r2.plan);
+      const same = await again(v1.adapter);
+      same.adapter.forEach((t, k) => expect(bits(t.data).equals(bits(r2.out.adapter[k].data)), t.name).to.equal(true));
+      const unmerged = await again(v0.adapter);
+      expect(unmerged.adapter.some((t, k) => !bits(t.data).equals(bits(r2.out.adapter[k].data)))).to.equal(true);
 
       // `checkpoints export` of v2: a PEFT adapter (adapter_config r = lora_alpha = 12) whose product is ΔW_1 + ΔW_2.
       const out = await tempDir('flora-export');
