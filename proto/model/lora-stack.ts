@@ -141,19 +141,25 @@ export function compactComponents(adapter: TensorList, rank: number): NamedTenso
     const [r, n] = m.a.shape;
     const [o] = m.b.shape;
     if (rank < Math.min(n, o)) throw new RangeError(`compactComponents: rank ${rank} is below min(d_in, d_out) = ${Math.min(n, o)} of ${m.path}`);
-    // A version already in this form has an identity factor: only A's non-zero entries are visited (its identity rows
-    // hold one each) and zero B entries skipped: compacting again costs O((d_in + d_out)·K + d_out·d_in·r_round), not d_out·d_in·K.
-    const nonZero = Array.from({ length: r }, (_, j) => {
+    // A version already in this form has an identity factor: a sparse row of A (an identity row holds one value) is
+    // visited at its non-zero entries only, and zero B entries are skipped, so compacting again costs
+    // O((d_in + d_out)·K + d_out·d_in·r_round) rather than d_out·d_in·K. Dense rows take the plain contiguous loop.
+    const sparse = Array.from({ length: r }, (_, j) => {
       const idx: number[] = [];
       for (let i = 0; i < n; i++) if (m.a.data[j * n + i] !== 0) idx.push(i);
-      return idx;
+      return idx.length * 8 < n ? Int32Array.from(idx) : null;
     });
     const dw = new Float64Array(o * n);
+    const ad = m.a.data;
     for (let row = 0; row < o; row++) {
+      const at = row * n;
       for (let j = 0; j < r; j++) {
         const b = m.b.data[row * r + j];
         if (b === 0) continue;
-        for (const i of nonZero[j]) dw[row * n + i] += b * m.a.data[j * n + i];
+        const sp = sparse[j];
+        const from = j * n;
+        if (sp) for (let k = 0; k < sp.length; k++) dw[at + sp[k]] += b * ad[from + sp[k]];
+        else for (let i = 0; i < n; i++) dw[at + i] += b * ad[from + i];
       }
     }
     const a = new Float32Array(rank * n);
