@@ -10,7 +10,7 @@ import { isTrainable, trainableTensors, type RoundLoraAggregation } from '../pro
 import { parsePeftKey } from '../proto/model/lora-layout';
 import { zeroAdapter } from '../proto/model/lora-stack';
 import type { CoordinatorConfig } from './config-types';
-import type { Aggregation } from './strategy/strategy';
+import { AdmissionError, type Aggregation } from './strategy/strategy';
 import { declareFloraRank } from './flora-stack';
 
 type AggregationConfig = Pick<CoordinatorConfig, 'lora' | 'secagg' | 'privacy' | 'strategy'>;
@@ -106,6 +106,7 @@ export function checkReportedRank(rank: number, layout: TensorList, agg?: Aggreg
   try {
     if (clientId !== undefined) declareFloraRank(agg, clientId, rank);
   } catch (e) {
-    throw new ProtocolError(status.INVALID_ARGUMENT, (e as Error).message);
+    // The factors say otherwise: the site's refusal. Anything else is this coordinator's error, passed on as it is.
+    throw e instanceof AdmissionError ? new ProtocolError(status.INVALID_ARGUMENT, e.message) : e;
   }
 }

@@ -110,7 +110,7 @@ export class TaskLoraTrainer implements Trainer {
   private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
-  /** The trainer of the last 'flora' task (it scores its own outcome with the stack it trained beside). */
+  /** The trainer of the last 'flora' task (it scores its own outcome with the stack it trained on). */
   private floraTrainer: LoraSftTrainer | undefined;
 
   constructor(private readonly opts: { readonly model: CausalLm; readonly data: SftData; readonly lora: SiteLoraOptions; readonly backend: string }) {}
