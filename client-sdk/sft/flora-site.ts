@@ -95,7 +95,7 @@ export function floraLocalModel(stack: TensorList, upload: TensorList): NamedTen
 
 /**
  * One 'flora' round: the fresh LoRA (the site's rank and alpha, `site`) from its seeded init, trained by the trainer
- * `trainerWith` makes for it beside the stack; the outcome's adapter is what the site uploads (floraUpload).
+ * `trainerWith` makes for it on the merged stack; the outcome's adapter is what the site uploads (floraUpload).
  */
 export async function floraRound(
   trainerWith: (fresh: LoraConfig) => Pick<LoraSftTrainer, 'train'>,

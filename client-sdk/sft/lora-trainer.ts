@@ -87,7 +87,7 @@ async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: 
 
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
-  /** The last 'flora' outcome's upload and the stack it trained beside (evaluate() of it scores both). */
+  /** The last 'flora' outcome's upload and the stack merged under it (evaluate() of it scores both). */
   private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
 
   constructor(opts: LoraSftTrainerOptions<CausalLm>) {
@@ -112,7 +112,7 @@ export class LoraSftTrainer implements Trainer {
    */
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void, stack?: TensorList): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
-    // A 'flora' task brings the version's stack: train a fresh LoRA of this trainer's rank and alpha beside it.
+    // A 'flora' task brings the version's stack: merge it, and train a fresh LoRA of this trainer's rank and alpha on top.
     if (plan.loraAggregation === 'flora' && !stack) {
       const out = await floraRound((fresh) => new LoraSftTrainer({ ...this.opts, lora: fresh }), model.config, global, plan, lora, signal, onStep);
       this.lastFlora = { upload: out.adapter, stack: global };
