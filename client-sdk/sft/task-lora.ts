@@ -152,7 +152,7 @@ export class TaskLoraTrainer implements Trainer {
   }
 
   /**
-   * 'flora': a fresh LoRA of the site's rank (its --lora.r, else flora_rank) trained beside the version's stack by the
+   * 'flora': a fresh LoRA of the site's rank (its --lora.r, else flora_rank) trained on the merged version's stack by the
    * LoraSftTrainer of that rank (flora-site.ts floraRound); a rank above flora_rank is a mismatch retrying cannot fix.
    */
   private async trainFlora(stack: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
