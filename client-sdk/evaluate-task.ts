@@ -38,7 +38,7 @@ export async function runEvaluateTask(ctx: EvaluateContext, t: EvaluateTask__Out
   let figures: ReturnType<typeof figuresOf> = null;
   if (ctx.trainer.evaluate) {
     const adapter = sortByName(await ctx.download(t.task_id, t.adapter_sha256));
-    figures = figuresOf(await ctx.trainer.evaluate(adapter));
+    figures = figuresOf(await ctx.trainer.evaluate(adapter, t.lora_stack ? { stack: true } : undefined));
   }
   const req: EvaluationReport = {
     session_token: ctx.token,

@@ -1,9 +1,11 @@
 // What a site uploads after training, by the round's LoRA aggregation (proto/model/lora-aggregation.ts): the
 // delta of every tensor ('fedit'), or of the lora_B tensors only ('ffa', FFA-LoRA). Under 'ffa' lora_A must come
 // back bit-identical: a trainer that moved it would make the uploaded B describe a product the site never
-// trained, so the task fails with the reason instead.
+// trained, so the task fails with the reason instead. Under 'flora' no delta: the trained adapter IS the site's
+// fresh factors (client-sdk/sft/flora-site.ts), which must target the global stack's modules.
 import { subTensors, type NamedTensor, type TensorList } from '../proto/tensors';
 import { isTrainable, type RoundLoraAggregation } from '../proto/model/lora-aggregation';
+import { loraModules, uniformRank } from '../proto/model/lora-stack';
 
 export class FrozenTensorChangedError extends Error {
   override name = 'FrozenTensorChangedError';
@@ -11,6 +13,7 @@ export class FrozenTensorChangedError extends Error {
 
 /** trained − global over the tensors the round takes (both sorted, same layout). */
 export function updateToSend(trained: TensorList, global: TensorList, mode: RoundLoraAggregation): NamedTensor[] {
+  if (mode === 'flora') return floraFactors(trained, global);
   const delta = subTensors(trained, global);
   if (mode === 'fedit') return delta;
   for (let k = 0; k < trained.length; k++) {
@@ -29,4 +32,16 @@ export function updateToSend(trained: TensorList, global: TensorList, mode: Roun
     }
   }
   return delta.filter((t) => isTrainable(t.name, mode));
+}
+
+/** 'flora': the fresh factors as they are, once they are seen to cover the stack's modules with its dimensions. */
+function floraFactors(trained: TensorList, global: TensorList): NamedTensor[] {
+  const mine = loraModules(trained);
+  const theirs = loraModules(global);
+  uniformRank(trained);
+  const same =
+    mine.length === theirs.length &&
+    mine.every((m, i) => m.path === theirs[i].path && m.a.shape[1] === theirs[i].a.shape[1] && m.b.shape[0] === theirs[i].b.shape[0]);
+  if (!same) throw new Error("lora.aggregation 'flora': the trained factors do not cover the global adapter's modules");
+  return [...trained];
 }

@@ -22,6 +22,12 @@ export function taskSettings(t: TrainTask__Output): TaskSettings {
   return { loraAggregation, optimizer: clientOptimizerOf(c.optimizer, c.momentum) };
 }
 
+/** TrainingConfig.flora_rank of a 'flora' task: a positive integer, or the task fails naming it. */
+function floraRankOf(r: number): number {
+  if (!(Number.isInteger(r) && r >= 1)) throw new Error(`the coordinator asks for lora aggregation 'flora' with flora_rank ${r}; need a positive integer`);
+  return r;
+}
+
 /** The plan the trainer runs for this task (with SCAFFOLD's correction for a SCAFFOLD round). */
 export function trainingPlan(t: TrainTask__Output, s: TaskSettings, scaffold: ScaffoldRound | null): TrainingPlan {
   const c = t.config!;
@@ -38,6 +44,7 @@ export function trainingPlan(t: TrainTask__Output, s: TaskSettings, scaffold: Sc
     seed: t.seed,
     deadlineUnixMs: t.deadline_unix_ms > 0 ? t.deadline_unix_ms : undefined,
     loraAggregation: s.loraAggregation,
+    ...(s.loraAggregation === 'flora' ? { floraRank: floraRankOf(c.flora_rank) } : {}),
     ...(c.lora_alpha > 0 ? { loraAlpha: c.lora_alpha } : {}),
     ...planLoraDropout(c), // a value outside [0, 1) fails the task here, naming lora_dropout
     ...(scaffold ? { scaffold: { correction: scaffold.correction } } : {}),

@@ -39,6 +39,12 @@ export interface TrainingPlan {
   /** The global adapter's lora_alpha, when the coordinator states it (a smaller-rank site rescales by it). */
   readonly loraAlpha?: number;
   /**
+   * Under 'flora': the rank of the round's fresh LoRA (the coordinator's lora.r; loraAlpha is its alpha). The global
+   * adapter is then the version's stack (scaling 1), which the trainer trains on top of, and the outcome's adapter
+   * is the fresh factors, lora_B times the site's scaling, zero-padded to this rank (client-sdk/sft/flora-site.ts).
+   */
+  readonly floraRank?: number;
+  /**
    * LoRA dropout on the adapter's input while training (the coordinator's lora.dropout; absent from an older
    * coordinator: the trainer's own setting). Masks come from `seed`. A trainer that cannot apply p > 0 must
    * refuse the round (or hand it to one that can) rather than ignore it.
@@ -75,6 +81,14 @@ export interface TrainStep {
   readonly loss: number;
 }
 
+export interface EvaluateOptions {
+  /**
+   * The adapter is a FLoRA stack (lora.aggregation 'flora'): evaluate it at scaling 1 (lora_alpha = its rank), not
+   * at the run's alpha. A trainer that cannot must throw rather than score it at another scaling.
+   */
+  readonly stack?: boolean;
+}
+
 export interface Trainer {
   /** Name of the compute backend (e.g. "wasm", "webgpu", "tensorflow"), reported to the coordinator. */
   readonly backend: string;
@@ -88,5 +102,5 @@ export interface Trainer {
    * (client-sdk/evaluate-task.ts) the result must carry eval_loss and eval_examples (and may carry eval_accuracy
    * in [0, 1]); without them the site declines to evaluate.
    */
-  evaluate?(adapter: TensorList): Promise<Record<string, number>>;
+  evaluate?(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>>;
 }

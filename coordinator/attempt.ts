@@ -26,6 +26,8 @@ export interface AttemptDeps {
   readonly strategy: Strategy;
   /** lora.aggregation: under 'ffa' updates (and the sum) cover only the lora_B tensors. */
   readonly aggregation: RoundLoraAggregation;
+  /** lora.r: under 'flora' an update is a site's fresh factors at this rank (zero-padded), not the base's layout. */
+  readonly floraRank?: number;
   /** Plain rounds: where accepted updates are kept, sealed, until the round commits. */
   readonly spool?: RoundSpool;
   readonly stopping: () => boolean;
@@ -66,7 +68,7 @@ export class Attempt {
   ) {
     this.baseCk = base;
     // SCAFFOLD: the Δc tensors travel after the adapter's (strategy/scaffold.ts).
-    this.layout = strategyUploadLayout(d.strategy, uploadLayout(base.adapter, d.aggregation));
+    this.layout = strategyUploadLayout(d.strategy, uploadLayout(base.adapter, d.aggregation, d.floraRank));
     this.sa = secagg;
     this.plain = secagg
       ? undefined

@@ -22,6 +22,7 @@ import { preEncodedDownloads } from './download-image';
 import { guardService } from './door';
 import { strategyNamed } from './strategy';
 import { withEma } from './strategy/ema';
+import { FloraStacking } from './flora-stack';
 import { withPrivacy } from './privacy/wrap';
 import type { Strategy } from './strategy/strategy';
 import { serverCredentials, tlsMode } from './tls';
@@ -150,7 +151,12 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
       // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
       // strategy.ema > 0 wraps the result in the average that is scored, released and exported (strategy/ema.ts).
-      strategy: withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
+      // lora.aggregation 'flora' stacks the sites' factors instead of any Strategy, one passed in code too (flora-stack.ts;
+      // config load refused DP, the EMA and another strategy.name).
+      strategy:
+        cfg.lora.aggregation === 'flora'
+          ? new FloraStacking()
+          : withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
       registry: this.registry,
       initialAdapter,
       adapterConfig: this.opts.adapterConfig ?? { ...peftAdapterConfig(lora, cfg.model.name, fanInFanOut(modelConfig as ModelConfig)) },

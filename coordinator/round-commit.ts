@@ -13,6 +13,7 @@ import { clientMetricMeans } from './round-outcome';
 import { deriveSeed } from './selection';
 import { evaluatedAdapter } from './strategy/ema';
 import { clientTraining } from './train-plan';
+import { floraSeeds, versionAdapterConfig } from './flora-stack';
 
 export interface CommitFields {
   readonly adapter: NamedTensor[];
@@ -50,7 +51,8 @@ export async function commitVersion(ctx: RoundContext, prev: Checkpoint | null, 
   const best = nextBest(cfg.earlyStopping, prev?.manifest.best, version, metrics);
   const ck = await d.store.commit({
     adapter: f.adapter,
-    adapterConfig: d.adapterConfig,
+    // Under 'flora' each version is a stack of its own rank, its scaling folded into lora_B (flora-stack.ts).
+    adapterConfig: cfg.lora.aggregation === 'flora' ? versionAdapterConfig(d.adapterConfig, f.adapter) : d.adapterConfig,
     manifest: {
       runId: cfg.run.id,
       round: f.round,
@@ -59,7 +61,7 @@ export async function commitVersion(ctx: RoundContext, prev: Checkpoint | null, 
       participants: f.participants,
       metrics,
       config: configForManifest(cfg),
-      seeds: { run: cfg.run.seed, loraInit: deriveSeed(cfg.run.seed, 'lora-init'), ...d.extraSeeds, ...f.seeds },
+      seeds: { run: cfg.run.seed, loraInit: deriveSeed(cfg.run.seed, 'lora-init'), ...d.extraSeeds, ...f.seeds, ...floraSeeds(cfg, f.seeds) },
       baseModel: d.baseModel,
       protocolVersion: PROTOCOL_VERSION,
       ...(f.secureAggregation ? { secureAggregation: f.secureAggregation } : {}),

@@ -119,6 +119,7 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
       registry: d.registry,
       strategy: d.strategy,
       aggregation: roundAggregation(cfg),
+      floraRank: cfg.lora.r,
       spool: secagg ? undefined : ctx.spool,
       stopping: () => ctx.stopping(),
       reconnectGraceMs: cfg.rounds.reconnectGraceMs,

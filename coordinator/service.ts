@@ -324,7 +324,7 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
             );
           }
           const t = d.engine.task(s.clientId, r.task_id, r.round);
-          checkReportedRank(r.lora_rank, d.engine.baseOf(t).adapter);
+          checkReportedRank(r.lora_rank, d.engine.uploadLayoutOf(t), t.owner.aggregation, t.clientId);
           // Names, count and finiteness were checked at the door (proto/limits.ts checkMetrics); the metrics are
           // spooled with the update before the site hears back.
           d.engine.recordMetrics(t, { ...r.metrics }, r.backend || s.backend, r.lora_rank, sha256).then(

@@ -47,6 +47,8 @@ export function trainTask(cfg: CoordinatorConfig, adapterConfig: Record<string, 
       ...optimizerWire(plan),
       lora_aggregation: roundAggregation(cfg),
       lora_alpha: typeof adapterConfig.lora_alpha === 'number' ? adapterConfig.lora_alpha : lora.alpha,
+      // 'flora': the rank of each round's fresh LoRA (lora.alpha above is its alpha; the version is a stack of its own).
+      flora_rank: roundAggregation(cfg) === 'flora' ? lora.r : 0,
       lora_dropout: plan.loraDropout,
       lora_dropout_stated: true,
       scaffold: cfg.strategy.name === 'scaffold',

@@ -2,7 +2,7 @@
 // the refusals of exact aggregation: the padded adapter's product is exactly the one the site trained (real
 // tfjs training on a tiny Llama); a real round over gRPC under 'ffa' with a rank-2 and a rank-4 site keeps A bit
 // for bit, records the small site's rank in the manifest and commits exactly the strategy's mean of the padded
-// adapters; a rank above the global one, 'flora' (under SecAgg and alone) and the WebGPU engine's gradient clip under 'ffa' are
+// adapters; a rank above the global one, 'flora' under SecAgg and the WebGPU engine's gradient clip under 'ffa' are
 // refused with their reasons; lora.aggregation 'auto' resolves by secagg.enabled and privacy.enabled.
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -204,10 +204,11 @@ describe('exact LoRA aggregation: refusals and defaults', function () {
     expect(loraConfigFromTask(g, 1, { r: 2 }, 12)).to.include({ r: 4, alpha: 12 });
   });
 
-  it("'flora' is refused under secure aggregation (it needs each site's factors), and alone (not implemented)", function () {
-    const load = (secagg: boolean): unknown => classicConfig({ overrides: { ...base.overrides, lora: { aggregation: 'flora' }, secagg: { enabled: secagg } } });
+  it("'flora' is refused under secure aggregation (it needs each site's factors) and loads without it (test/flora.test.ts runs it)", function () {
+    const load = (secagg: boolean): { lora: { aggregation: string } } =>
+      classicConfig({ overrides: { ...base.overrides, lora: { aggregation: 'flora', dropout: 0 }, secagg: { enabled: secagg } } });
     expect(() => load(true)).to.throw(ConfigError, "lora.aggregation 'flora' stacks each site's own factors, which secure aggregation hides");
-    expect(() => load(false)).to.throw(ConfigError, "lora.aggregation 'flora' is not implemented");
+    expect(load(false).lora.aggregation).to.equal('flora');
   });
 
   it("'auto' resolves to ffa under secagg.enabled or privacy.enabled and to fedit otherwise; an explicit mode wins", function () {

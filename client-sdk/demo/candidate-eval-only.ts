@@ -17,8 +17,8 @@ export function withCandidateEvalOnly(t: Trainer): Trainer {
     trained = out.adapter;
     return out;
   };
-  const evaluate = async (adapter: Parameters<NonNullable<Trainer['evaluate']>>[0]): Promise<Record<string, number>> =>
-    adapter === trained ? {} : t.evaluate!(adapter);
+  // A candidate's options (a FLoRA stack: opts.stack) pass through.
+  const evaluate: NonNullable<Trainer['evaluate']> = async (adapter, opts) => (adapter === trained ? {} : t.evaluate!(adapter, opts));
   return new Proxy(t, {
     get: (target, key) => {
       if (key === 'train') return train;

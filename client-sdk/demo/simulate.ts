@@ -18,6 +18,7 @@ import { trainerForModel } from '../sft/lora-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
+import { stackLoraConfig } from '../sft/flora-site';
 import type { TensorList } from '../../proto/tensors';
 import { prepareSpamTask, DEMO_MODELS, type DemoModel } from './spam-task';
 import { withCandidateEvalOnly } from './candidate-eval-only';
@@ -146,8 +147,12 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   );
 
   // Under strategy.ema the coordinator hands the evaluator the average (what is released and exported).
+  // Under lora.aggregation 'flora' a version is a stack of its own rank at scaling 1 (coordinator/flora-stack.ts).
+  const heldOutLora = (adapter: TensorList): LoraConfig => (config.lora.aggregation === 'flora' ? stackLoraConfig(adapter, lora) : lora);
   const evaluator = async (adapter: TensorList, version: number): Promise<Record<string, number>> =>
-    scored(version) ? evaluateAdapter(base.model, { tensors: adapter, lora }, task.test, task.choices, 32, config.training.maxSeqLen) : {};
+    scored(version)
+      ? evaluateAdapter(base.model, { tensors: adapter, lora: heldOutLora(adapter) }, task.test, task.choices, 32, config.training.maxSeqLen)
+      : {};
   const coordinator = new Coordinator({ config, evaluator, extraSeeds: { dataSplit: o.splitSeed }, logger: pino({ level: 'warn' }) });
   let before: Record<string, number> = {};
   let last = Date.now();

@@ -5,7 +5,7 @@
 // change of backend is logged with the reason, and `backend` (which the SDK reports with each round's metrics, and
 // the coordinator records per participant in the manifest) always names the backend that trained the round.
 import type { TensorList } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome } from '../trainer';
 import { LoraSftTrainer, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import type { CausalLm } from '../model/load';
 import { isGpuFailure, type GpuFailure } from './gpu-failure';
@@ -74,8 +74,8 @@ export class FallbackTrainer implements Trainer {
     }
   }
 
-  async evaluate(adapter: TensorList): Promise<Record<string, number>> {
-    return this.current.evaluate ? this.current.evaluate(adapter) : {};
+  async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
+    return this.current.evaluate ? this.current.evaluate(adapter, opts) : {};
   }
 
   async dispose(): Promise<void> {

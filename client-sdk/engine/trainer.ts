@@ -12,7 +12,7 @@
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { isLlamaConfig } from '../../proto/model/model-config';
 import { llamaEngineRefusal } from './program-llama';
@@ -21,6 +21,7 @@ import { Prng } from '../../proto/prng';
 import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
 import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import { ENGINE_FLORA_REFUSAL } from '../sft/flora-site';
 import { proximalMu } from '../sft/proximal';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
@@ -134,6 +135,7 @@ export class EngineSftTrainer implements Trainer {
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
+    if (plan.loraAggregation === 'flora') throw new Error(ENGINE_FLORA_REFUSAL);
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
@@ -338,7 +340,8 @@ export class EngineSftTrainer implements Trainer {
     return { tensors, steps };
   }
 
-  async evaluate(adapter: TensorList): Promise<EvalMetrics> {
+  async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
+    if (opts?.stack) throw new Error(ENGINE_FLORA_REFUSAL);
     return evaluateHeldOut(this.opts, adapter);
   }
 

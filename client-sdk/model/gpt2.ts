@@ -25,6 +25,11 @@ export interface ForwardOptions {
    * only while training (dropout is off otherwise).
    */
   readonly dropoutStep?: number;
+  /**
+   * Projection weights to use instead of the model's, by parameter name (mergedWeights): a FLoRA site's base with the
+   * version's delta merged in, W0 + ΔW (client-sdk/sft/flora-site.ts). Frozen like the weights they replace.
+   */
+  readonly merged?: ReadonlyMap<string, tf.Tensor2D>;
 }
 
 /** HF buffers that may appear in GPT-2 checkpoints but are not parameters. */
@@ -140,6 +145,25 @@ export class Gpt2Model {
     return t as tf.Tensor<R>;
   }
 
+  /** A projection weight, merged (ForwardOptions.merged) when the forward pass has one. */
+  private w(name: string, opts: ForwardOptions): tf.Tensor2D {
+    return opts.merged?.get(name) ?? this.p<tf.Rank.R2>(name);
+  }
+
+  /**
+   * A projection's weight(s) with ΔW ([out, in], PEFT's B·A) added, by parameter name, for ForwardOptions.merged:
+   * Conv1D stores [in, out], so ΔWᵀ; c_attn's three parts take ΔWᵀ's q, k and v columns. The caller disposes them.
+   */
+  mergedWeights(path: string, delta: tf.Tensor2D): Map<string, tf.Tensor2D> {
+    const names = path.endsWith('.attn.c_attn') ? QKV_SUFFIX.map((s) => `${path}.weight${s}`) : [`${path}.weight`];
+    const d = delta.shape[0] / names.length;
+    const merged = tf.tidy(() => {
+      const dT = tf.transpose(delta);
+      return names.map((n, j) => tf.add<tf.Tensor2D>(this.p<tf.Rank.R2>(n), names.length === 1 ? dT : tf.slice(dT, [0, j * d], [dT.shape[0], d])));
+    });
+    return new Map(names.map((n, j) => [n, merged[j]]));
+  }
+
   /** Final hidden states after ln_f, [B, T, D], for int32 token ids [B, T] (T ≤ n_positions). */
   hiddenStates(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const [batch, seq] = inputIds.shape;
@@ -213,7 +237,7 @@ export class Gpt2Model {
   }
 
   private proj(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): tf.Tensor2D {
-    return conv1d(x, this.p(path + '.weight'), this.p(path + '.bias'), this.lora(path, x, opts, seq));
+    return conv1d(x, this.w(path + '.weight', opts), this.p(path + '.bias'), this.lora(path, x, opts, seq));
   }
 
   /** c_attn as three projections; LoRA's B [3D, r] is sliced into its q, k, v rows. */
@@ -223,7 +247,7 @@ export class Gpt2Model {
     return QKV_SUFFIX.map((s, j) =>
       conv1d(
         x,
-        this.p(path + '.weight' + s),
+        this.w(path + '.weight' + s, opts),
         this.p(path + '.bias' + s),
         lora && { low: lora.low, scaledB: tf.slice(lora.scaledB, [j * d, 0], [d, lora.scaledB.shape[1]]) },
       ),

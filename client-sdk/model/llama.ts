@@ -115,6 +115,12 @@ export class LlamaModel {
     return t as tf.Tensor<R>;
   }
 
+  /** A projection's weight with ΔW ([out, in], PEFT's B·A) added, for ForwardOptions.merged (stored [in, out]: ΔWᵀ). */
+  mergedWeights(path: string, delta: tf.Tensor2D): Map<string, tf.Tensor2D> {
+    const name = `${path}.weight`;
+    return new Map([[name, tf.tidy(() => tf.add<tf.Tensor2D>(this.p<tf.Rank.R2>(name), tf.transpose(delta)))]]);
+  }
+
   /** cos/sin [1, T, 1, head_dim] and the mask for sequence length T, made once per T and kept. */
   private tablesFor(seq: number): { cos: tf.Tensor4D; sin: tf.Tensor4D; mask: tf.Tensor2D } {
     let e = this.tables.get(seq);
@@ -190,7 +196,7 @@ export class LlamaModel {
   /** x @ Wᵀ (+ b) (+ dropout(x) @ Aᵀ @ Bᵀ · scaling) for one projection. */
   private linear(path: string, x: tf.Tensor2D, opts: ForwardOptions, seq: number): tf.Tensor2D {
     return tf.tidy(() => {
-      let y = tf.matMul(x, this.p<tf.Rank.R2>(path + '.weight'));
+      let y = tf.matMul(x, opts.merged?.get(path + '.weight') ?? this.p<tf.Rank.R2>(path + '.weight'));
       const bias = this.params.get(path + '.bias');
       if (bias) y = tf.add(y, bias);
       const mod = opts.lora?.modules.get(path);

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../model/gradients';
 import type { TensorList } from '../../proto/tensors';
 import { sortByName } from '../../proto/tensors';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { selectBackend } from '../model/backend';
 import { loadModelDir, type CausalLm } from '../model/load';
 import type { Gpt2Model } from '../model/gpt2';
@@ -27,6 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
+import { floraLocalModel, floraRound, MergedBase, stackLayout, stackLoraConfig } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -86,6 +87,8 @@ async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: 
 
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
+  /** The last 'flora' outcome's upload and the stack merged under it (evaluate() of it scores both). */
+  private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
 
   constructor(opts: LoraSftTrainerOptions<CausalLm>) {
     validateLoraConfig(opts.lora);
@@ -104,9 +107,17 @@ export class LoraSftTrainer implements Trainer {
    * site's weight follows how much data it holds, not how much of it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
+   * `stack` (lora.aggregation 'flora'): the version's stacked delta, merged into the base weights while the adapter
+   * trained from `global` (here the site's fresh LoRA) trains on top (flora-site.ts MergedBase).
    */
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void, stack?: TensorList): Promise<TrainOutcome> {
     const { model, lora, train } = this.opts;
+    // A 'flora' task brings the version's stack: merge it, and train a fresh LoRA of this trainer's rank and alpha on top.
+    if (plan.loraAggregation === 'flora' && !stack) {
+      const out = await floraRound((fresh) => new LoraSftTrainer({ ...this.opts, lora: fresh }), model.config, global, plan, lora, signal, onStep);
+      this.lastFlora = { upload: out.adapter, stack: global };
+      return out;
+    }
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
     if (!(plan.batchSize >= 1 && Number.isInteger(plan.batchSize))) throw new Error(`bad batchSize ${plan.batchSize}`);
     const mu = proximalMu(plan.proximalMu);
@@ -133,6 +144,7 @@ export class LoraSftTrainer implements Trainer {
         )
       : null;
     const scaling = loraScaling(lora);
+    const merged = stack ? new MergedBase(model, stack) : null;
     const optimizer = createLocalOptimizer(plan.optimizer, plan.learningRate, plan.weightDecay);
     const seen = new Set<number>();
     // The loss is summed on the device and read once at the end: no GPU→CPU sync per step.
@@ -156,7 +168,7 @@ export class LoraSftTrainer implements Trainer {
           const { value, grads } = tf.variableGrads(() => {
             const state = { modules: params.modules(), scaling, dropout };
             const dropoutStep = dropout > 0 ? dropoutStepKey(plan.seed, step) : undefined;
-            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep }, true))) as tf.Scalar;
+            return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state, dropoutStep, ...(merged ? { merged: merged.weights } : {}) }, true))) as tf.Scalar;
           }, vars);
           // FedProx: the proximal gradient at the point the loss gradient was taken (before any decay).
           // SCAFFOLD's correction joins the loss gradient first; the raw one is what c_i⁺ averages.
@@ -194,6 +206,7 @@ export class LoraSftTrainer implements Trainer {
       return { adapter, numExamples: this.opts.train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
     } finally {
       control?.dispose();
+      merged?.dispose();
       optimizer.dispose();
       anchor?.dispose();
       params.dispose();
@@ -202,8 +215,17 @@ export class LoraSftTrainer implements Trainer {
   }
 
   /** eval_loss / eval_accuracy of `adapter` on this client's held-out data; {} when it has none. */
-  async evaluate(adapter: TensorList): Promise<EvalMetrics> {
+  async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
+    // After a 'flora' task: the model trained, the stack plus this site's components; a candidate sent under 'flora'
+    // (opts.stack): the stack alone. Both at their own rank and scaling 1 (flora-site.ts).
+    const whole = this.evaluatesAsLocal(adapter) ? floraLocalModel(this.lastFlora!.stack, adapter) : opts?.stack ? adapter : undefined;
+    if (whole) return evaluateHeldOut({ ...this.opts, lora: stackLoraConfig(whole, stackLayout(whole, this.opts.model.config.nLayer)) }, whole);
     return evaluateHeldOut(this.opts, adapter);
+  }
+
+  /** Whether `adapter` is this trainer's last 'flora' outcome (its evaluation then scores the stack with it). */
+  evaluatesAsLocal(adapter: TensorList): boolean {
+    return this.lastFlora?.upload === adapter;
   }
 }
 

@@ -6,12 +6,15 @@
 // coordinator's lora.alpha), else 2r; dropout from the task plan (the coordinator's lora.dropout; a stated
 // --lora.dropout is a check, a mismatch naming both values), else, from an older coordinator, the site's options
 // (default 0.05).
+// Under lora.aggregation 'flora' the adapter a task brings is the version's stack, not the adapter a site trains:
+// the site trains a fresh LoRA of its own rank on top of it (flora-site.ts).
 import type { TensorList } from '../../proto/tensors';
 import { canonicalAdapter, loraScaling, parsePeftKey, type LoraConfig } from '../../proto/model/lora-layout';
 import { padToRank, truncateToRank } from './rank-padding';
-import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 import { LoraSftTrainer, type SftData } from './lora-trainer';
+import { floraFreshLora, stackLayout, stackLoraConfig } from './flora-site';
 
 export interface SiteLoraOptions {
   /** Rank to train: the coordinator's adapter's (a check) or smaller (zero-padded to it); larger is refused. */
@@ -107,6 +110,8 @@ export class TaskLoraTrainer implements Trainer {
   private globalDropout: number | undefined;
   /** A mismatch between the site's stated settings and the coordinator's: retrying cannot help. */
   fatal?: LoraMismatchError;
+  /** The trainer of the last 'flora' task (it scores its own outcome with the stack it trained on). */
+  private floraTrainer: LoraSftTrainer | undefined;
 
   constructor(private readonly opts: { readonly model: CausalLm; readonly data: SftData; readonly lora: SiteLoraOptions; readonly backend: string }) {}
 
@@ -136,6 +141,7 @@ export class TaskLoraTrainer implements Trainer {
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     this.globalAlpha = plan.loraAlpha;
     this.globalDropout = plan.loraDropout;
+    if (plan.loraAggregation === 'flora') return this.trainFlora(global, plan, signal, onStep);
     const lora = this.configFor(global);
     const small = siteRankPlan(lora, this.opts.lora);
     if (!small) return this.trainerWith(lora).train(global, plan, signal, onStep);
@@ -145,7 +151,30 @@ export class TaskLoraTrainer implements Trainer {
     return { ...out, adapter: padToRank(out.adapter, global, small.ratio), loraRank: small.lora.r };
   }
 
-  evaluate(adapter: TensorList): Promise<Record<string, number>> {
+  /**
+   * 'flora': a fresh LoRA of the site's rank (its --lora.r, else flora_rank) trained on the merged version's stack by the
+   * LoraSftTrainer of that rank (flora-site.ts floraRound); a rank above flora_rank is a mismatch retrying cannot fix.
+   */
+  private async trainFlora(stack: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+    let fresh: LoraConfig;
+    try {
+      // A stated --lora.dropout is a check against the plan's, as for any task (loraConfigFromTask).
+      const { dropout } = this.opts.lora;
+      if (dropout !== undefined && plan.loraDropout !== undefined && dropout !== plan.loraDropout) {
+        throw new Error(`the coordinator's task plan has lora_dropout ${plan.loraDropout}; this site says --lora.dropout ${dropout}`);
+      }
+      fresh = floraFreshLora(plan, { r: this.opts.lora.r, alpha: this.opts.lora.alpha }, stackLayout(stack, this.opts.model.config.nLayer));
+    } catch (e) {
+      throw (this.fatal ??= new LoraMismatchError((e as Error).message));
+    }
+    this.floraTrainer = this.trainerWith(fresh);
+    return this.floraTrainer.train(stack, plan, signal, onStep);
+  }
+
+  evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
+    // Under 'flora': its own outcome (scored with the stack it trained on), or a candidate stack (opts.stack).
+    if (this.floraTrainer?.evaluatesAsLocal(adapter)) return this.floraTrainer.evaluate(adapter);
+    if (opts?.stack) return this.trainerWith(stackLoraConfig(adapter, stackLayout(adapter, this.opts.model.config.nLayer))).evaluate(adapter, opts);
     return this.trainerWith(this.configFor(adapter)).evaluate(adapter);
   }
 }

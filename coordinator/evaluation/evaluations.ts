@@ -99,6 +99,8 @@ export class Evaluations {
         version: t.version,
         adapter_sha256: t.owner.adapterSha256,
         deadline_unix_ms: t.deadline,
+        // A 'flora' candidate is a stack at scaling 1 (coordinator/flora-stack.ts), not an adapter at lora.alpha / r.
+        lora_stack: this.d.config.lora.aggregation === 'flora',
       },
     });
   }

@@ -8,6 +8,7 @@ export interface EvaluateTask {
   'version'?: (number);
   'adapter_sha256'?: (string);
   'deadline_unix_ms'?: (number | string | Long);
+  'lora_stack'?: (boolean);
 }
 
 export interface EvaluateTask__Output {
@@ -16,4 +17,5 @@ export interface EvaluateTask__Output {
   'version': (number);
   'adapter_sha256': (string);
   'deadline_unix_ms': (number);
+  'lora_stack': (boolean);
 }

@@ -15,6 +15,7 @@ export interface TrainingConfig {
   'lora_dropout'?: (number | string);
   'lora_dropout_stated'?: (boolean);
   'scaffold'?: (boolean);
+  'flora_rank'?: (number);
 }
 
 export interface TrainingConfig__Output {
@@ -31,4 +32,5 @@ export interface TrainingConfig__Output {
   'lora_dropout': (number);
   'lora_dropout_stated': (boolean);
   'scaffold': (boolean);
+  'flora_rank': (number);
 }

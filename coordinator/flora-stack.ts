@@ -1,0 +1,244 @@
+// FLoRA stacking (Wang et al., NeurIPS 2024; lora.aggregation 'flora'). Each selected site k trains a FRESH LoRA
+// of its own rank r_k ≤ lora.r on top of the version it was sent and uploads its factors (A_k, s_k·B_k), s_k its
+// scaling folded into B by the site, zero-padded to lora.r (one upload layout for the round: zeroAdapter). The
+// round's components are stacked: A_round = [A_1; …; A_K] (rows), B_round = [p_1·s_1B_1, …, p_K·s_KB_K] (columns),
+// p_k = n_k / Σn (FedAvg's weights), so B_round·A_round = Σ_k p_k s_k B_k A_k: the weighted mean of the sites'
+// products, with none of FedIT's cross terms. A version holds the stack of every round so far (the previous
+// version's components, then this round's): an exact PEFT adapter of rank R = Σ ranks, scaling 1 (its
+// adapter_config says lora_alpha = r: versionAdapterConfig), so `checkpoints export` still yields a PEFT adapter and
+// a site that joins late merges the whole cumulative delta by training on top of the version it downloads.
+//   Order: sites are stacked by client id, never by arrival, so the version is the same bytes whatever the order.
+//   Exactness: each committed lora_B value is fround(p_k · uploaded value), one float32 rounding (relative ≤ 2^-24);
+//   A is copied bit for bit. A site's components beyond its declared rank are dropped only when they are zero (the
+//   report says the rank; service.ts refuses a report whose rank leaves non-zero components out).
+//   Bound: once R would pass K = max over modules of min(d_in, d_out), where a dense delta is no larger than the
+//   stack, the version holds the cumulative delta in dense factored form instead (compactComponents: per module ΔW
+//   accumulated in float64 and rounded once to float32, the identity as the other factor, rank K, still a PEFT
+//   adapter), and every later version stays at rank K. Downloads and the sites' stacked path stop growing there.
+// The Strategy seam: this is the Strategy a 'flora' run uses (coordinator.ts), its Aggregation keeping every
+// site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
+// does). Secure aggregation, DP and server optimisers are refused at config load (lora-aggregation.ts).
+import type { NamedTensor, TensorList } from '../proto/tensors';
+import { floraInitSeed } from '../proto/model/lora-aggregation';
+import type { CoordinatorConfig } from './config-types';
+import { sortByName } from '../proto/tensors';
+import { compactComponents, concatComponents, denseRank, leadingComponents, productIsZero, uniformRank, zeroBeyond } from '../proto/model/lora-stack';
+import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
+
+/** Largest |value| a factor may hold (fresh LoRA factors are O(1/√d_in) for A and small for B; FedAvg's own bound). */
+export const MAX_ABS_FACTOR = 128;
+
+interface SiteFactors {
+  readonly clientId: string;
+  readonly numExamples: number;
+  readonly values: Float32Array;
+}
+
+/** A 'flora' round's "sum": every site's factors (sorted by client id), and the ranks their reports declared. */
+export interface StackSum extends WeightedSum {
+  readonly flora: { readonly layout: readonly NamedTensor[]; readonly sites: readonly SiteFactors[]; readonly ranks: ReadonlyMap<string, number> };
+}
+
+function isStackSum(s: WeightedSum): s is StackSum {
+  return 'flora' in s;
+}
+
+/** A flat update as tensors of `layout` (views, no copy). */
+function asTensors(layout: readonly NamedTensor[], values: Float32Array): NamedTensor[] {
+  let off = 0;
+  return layout.map((t) => {
+    const data = values.subarray(off, off + t.data.length);
+    off += t.data.length;
+    return { name: t.name, dtype: 'float32', shape: [...t.shape], data };
+  });
+}
+
+/** Why `values[from, to)` cannot be a factor value, naming the first bad one. */
+function checkValues(layout: readonly NamedTensor[], values: Float32Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    const v = values[i];
+    if (Math.abs(v) < MAX_ABS_FACTOR) continue; // one comparison catches NaN, ±Inf and the bound
+    let off = 0;
+    for (const t of layout) {
+      if (i < off + t.data.length) {
+        const why = Number.isFinite(v) ? `outside ±${MAX_ABS_FACTOR}` : 'factors must be finite';
+        throw new AdmissionError(`tensor ${t.name} holds ${v} at element ${i - off}; ${why}`);
+      }
+      off += t.data.length;
+    }
+  }
+}
+
+class StackAggregation implements Aggregation {
+  private readonly reserved = new Map<string, number>();
+  private readonly sites = new Map<string, SiteFactors>();
+  private readonly ranks = new Map<string, number>();
+  private readonly total: number;
+
+  constructor(private readonly layout: readonly NamedTensor[]) {
+    this.total = layout.reduce((s, t) => s + t.data.length, 0);
+  }
+
+  get count(): number {
+    return this.sites.size;
+  }
+
+  private reserve(clientId: string, numExamples: number): void {
+    if (this.reserved.has(clientId)) throw new AdmissionError(`FLoRA: two updates from ${clientId}`);
+    if (!(Number.isSafeInteger(numExamples) && numExamples >= 1))
+      throw new AdmissionError(`FLoRA: ${clientId} reports ${numExamples} examples; need a positive integer`);
+    this.reserved.set(clientId, numExamples);
+  }
+
+  open(clientId: string, numExamples: number): UpdateFold {
+    this.reserve(clientId, numExamples);
+    const bytes = new Uint8Array(this.total * 4);
+    const values = new Float32Array(bytes.buffer); // float32 little-endian, as the tensor stream carries them
+    let at = 0;
+    return {
+      push: (chunk: Uint8Array) => {
+        if (at + chunk.length > bytes.length) throw new AdmissionError(`the update carries more than the ${this.total} values of the round's layout`);
+        const from = at >>> 2;
+        bytes.set(chunk, at);
+        at += chunk.length;
+        checkValues(this.layout, values, from, at >>> 2);
+      },
+      finish: () => {
+        if (at !== bytes.length) throw new AdmissionError(`the update carries ${at} of the ${bytes.length} bytes of the round's layout`);
+      },
+      needsReplay: false,
+      replay: () => {
+        throw new Error('FLoRA folds in one pass');
+      },
+      commit: () => {
+        this.sites.set(clientId, { clientId, numExamples, values });
+      },
+      // Nothing of an update is in any shared sum before commit(): there is nothing to take back.
+      folded: 0,
+      abandon: () => {
+        this.reserved.delete(clientId);
+      },
+      undo: () => true,
+      undone: () => undefined,
+    };
+  }
+
+  admit(u: ClientUpdate): void {
+    if (u.delta.length !== this.layout.length) throw new AdmissionError(`FLoRA: ${u.delta.length} tensors, the round's layout has ${this.layout.length}`);
+    u.delta.forEach((t, k) => {
+      const g = this.layout[k];
+      if (t.name !== g.name || t.shape.join() !== g.shape.join())
+        throw new AdmissionError(`FLoRA: ${t.name} [${t.shape}] where the layout has ${g.name} [${g.shape}]`);
+      checkValues([t], Float32Array.from(t.data), 0, t.data.length);
+    });
+    this.reserve(u.clientId, u.numExamples);
+  }
+
+  release(clientId: string): void {
+    this.reserved.delete(clientId);
+  }
+
+  add(u: ClientUpdate): void {
+    const n = this.reserved.get(u.clientId);
+    if (n !== u.numExamples || this.sites.has(u.clientId)) throw new Error(`FLoRA: update of ${u.clientId} was not admitted`);
+    const values = new Float32Array(this.total);
+    let off = 0;
+    for (const t of u.delta) {
+      values.set(t.data, off);
+      off += t.data.length;
+    }
+    this.sites.set(u.clientId, { clientId: u.clientId, numExamples: n, values });
+  }
+
+  /**
+   * The rank a site's report declares (1..lora.r): refused (INVALID_ARGUMENT, by the caller) when its factors, already
+   * here, are non-zero beyond it: the stack drops those components, so the version would lose part of its product.
+   */
+  declareRank(clientId: string, rank: number): void {
+    const s = this.sites.get(clientId);
+    if (s && !zeroBeyond(asTensors(this.layout, s.values), rank)) {
+      throw new AdmissionError(`lora_rank ${rank}: the uploaded factors have non-zero components beyond it`);
+    }
+    this.ranks.set(clientId, rank);
+  }
+
+  private totalWeight(): number {
+    let w = 0;
+    for (const s of this.sites.values()) w += s.numExamples;
+    return w;
+  }
+
+  sum(): StackSum {
+    const sites = [...this.sites.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+    return { tensors: new Map(), totalWeight: this.totalWeight(), scale: 1, flora: { layout: this.layout, sites, ranks: new Map(this.ranks) } };
+  }
+
+  weights(): Record<string, number> {
+    const total = this.totalWeight();
+    return Object.fromEntries([...this.sites.values()].map((s) => [s.clientId, s.numExamples / total]));
+  }
+}
+
+/** The round's components: site by site (client id order), A's rows as uploaded, B's columns times p_k. */
+export function stackRound(sum: StackSum): NamedTensor[] {
+  const { layout, sites, ranks } = sum.flora;
+  if (sites.length === 0) throw new Error('FLoRA: no update to stack');
+  const full = uniformRank(layout);
+  let stack: NamedTensor[] | undefined;
+  for (const s of sites) {
+    const p = s.numExamples / sum.totalWeight;
+    const factors = asTensors(layout, s.values);
+    // The declared rank when the components beyond it are zero (they add nothing), else all of them: exact either way.
+    const declared = ranks.get(s.clientId) ?? full;
+    const width = declared >= 1 && declared <= full && zeroBeyond(factors, declared) ? declared : full;
+    const mine = leadingComponents(factors, width).map((t) => (t.name.includes('.lora_B.') ? { ...t, data: Float32Array.from(t.data, (v) => p * v) } : t));
+    stack = stack ? concatComponents(stack, mine) : mine;
+  }
+  return stack!;
+}
+
+/** The Strategy of a 'flora' run: FedAvg's weights, stacking instead of averaging. */
+export class FloraStacking implements Strategy {
+  // The manifest's strategy: the weights are FedAvg's (n_k / Σn); its config.lora.aggregation says 'flora'.
+  readonly name = 'fedavg';
+  readonly maxAbsDelta = MAX_ABS_FACTOR;
+
+  begin(layout: TensorList): StackAggregation {
+    return new StackAggregation(layout.map((t) => ({ name: t.name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.data.length) })));
+  }
+
+  /**
+   * The next version: the base version's components (none when its product is zero: version 0's seeded A with B = 0),
+   * then the round's; past the dense rank K, that product in dense factored form at rank K. The base's scaling is 1
+   * (versionAdapterConfig commits every 'flora' version so).
+   */
+  aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
+    if (!isStackSum(sum)) throw new Error("lora.aggregation 'flora' needs each site's factors; this sum has none (secure aggregation?)");
+    const round = stackRound(sum);
+    const next = productIsZero(global) ? round : concatComponents(global, round);
+    const dense = denseRank(next);
+    // Names as the base version spells them (the round's layout took them from it).
+    return sortByName(uniformRank(next) > dense ? compactComponents(next, dense) : next);
+  }
+}
+
+/** The report's rank, checked against a 'flora' round's factors (no-op for another round's aggregation). */
+export function declareFloraRank(agg: Aggregation | undefined, clientId: string, rank: number): void {
+  if (agg instanceof StackAggregation && rank > 0) agg.declareRank(clientId, rank);
+}
+
+/** adapter_config.json of a 'flora' version: r = the stack's rank R and lora_alpha = R (scaling 1, folded into B). */
+export function versionAdapterConfig(base: Record<string, unknown>, adapter: TensorList): Record<string, unknown> {
+  const r = uniformRank(adapter);
+  return { ...base, r, lora_alpha: r, use_rslora: false };
+}
+
+/** Under 'flora': seeds.floraInit, each site's fresh lora_A seed (floraInitSeed of its task seed), by client id. */
+export function floraSeeds(
+  cfg: Pick<CoordinatorConfig, 'lora'>,
+  seeds: Record<string, number | Record<string, number>>,
+): { floraInit?: Record<string, number> } {
+  const clients = seeds.clients;
+  if (cfg.lora.aggregation !== 'flora' || typeof clients !== 'object') return {};
+  return { floraInit: Object.fromEntries(Object.entries(clients).map(([id, seed]) => [id, floraInitSeed(seed)])) };
+}
