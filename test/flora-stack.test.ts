@@ -22,6 +22,20 @@ import { A_IN, B_OUT, MOD, bits, bytesOf, expectProduct, products, twoModules, w
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
+/** A one-step 'flora' task plan at flora_rank 4, for the refusal tests. */
+const FLORA_PLAN: TrainingPlan = {
+  round: 1,
+  taskId: 't',
+  localSteps: 1,
+  batchSize: 1,
+  learningRate: 0.1,
+  weightDecay: 0,
+  maxSeqLen: 8,
+  seed: 1,
+  loraAggregation: 'flora',
+  floraRank: 4,
+};
+
 describe('FLoRA stacking: the aggregation', function () {
   const version0 = twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
   const layout = zeroAdapter(version0, 4);
@@ -216,18 +230,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
       device: {} as EngineDevice,
       path: 'f32',
     });
-    const plan: TrainingPlan = {
-      round: 1,
-      taskId: 't',
-      localSteps: 1,
-      batchSize: 1,
-      learningRate: 0.1,
-      weightDecay: 0,
-      maxSeqLen: 8,
-      seed: 1,
-      loraAggregation: 'flora',
-      floraRank: 4,
-    };
+    const plan = FLORA_PLAN;
     const err = await t.train([], plan).then(
       () => undefined,
       (e: Error) => e,
@@ -245,18 +248,7 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
     const stack = zeroAdapter(twoModules(4, 4, null), 4);
     const site = (r: number): TaskLoraTrainer =>
       new TaskLoraTrainer({ model: { config } as unknown as CausalLm, data: { train: [{ prompt: [1], completion: [2] }] }, lora: { r }, backend: 'test' });
-    const plan: TrainingPlan = {
-      round: 1,
-      taskId: 't',
-      localSteps: 1,
-      batchSize: 1,
-      learningRate: 0.1,
-      weightDecay: 0,
-      maxSeqLen: 8,
-      seed: 1,
-      loraAggregation: 'flora',
-      floraRank: 4,
-    };
+    const plan = FLORA_PLAN;
     const big = site(8);
     const err = await big.train(stack, plan).then(
       () => undefined,
