@@ -14,6 +14,8 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer'
 import { FederationClient } from '../client-sdk/client';
 import { FallbackTrainer, fallbackStages, type FallbackLog } from '../client-sdk/engine/fallback';
 import { GpuFailure, parseEngineFault, type GpuFailureKind } from '../client-sdk/engine/gpu-failure';
+import { ENGINE_FLORA_REFUSAL } from '../client-sdk/sft/flora-site';
+import type { EvaluateOptions } from '../client-sdk/trainer';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
@@ -42,6 +44,18 @@ class EngineStandIn implements Trainer {
   }
   async dispose(): Promise<void> {
     this.disposed = true;
+  }
+}
+
+/** The engine's stand-in that, like the engine, refuses a FLoRA round and scoring a FLoRA stack by design. */
+class FloraRefusingStandIn extends EngineStandIn {
+  override async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+    if (plan.loraAggregation === 'flora') throw new Error(ENGINE_FLORA_REFUSAL);
+    return super.train(global, plan, signal);
+  }
+  async evaluate(_adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
+    if (opts?.stack) throw new Error(ENGINE_FLORA_REFUSAL);
+    return { engine: 1 };
   }
 }
 
@@ -168,5 +182,31 @@ describe('GPU failure fallback (client-sdk/engine/fallback.ts)', function () {
       await h.coordinator.stop(200);
       await fs.rm(runDir, { recursive: true, force: true });
     }
+  });
+  it("a FLoRA round and a stack to score go to tfjs (the engine refuses them by design), every other task stays on the engine; without a detour they fail with the engine's reason", async () => {
+    const { lines, log } = collect();
+    const engine = new FloraRefusingStandIn('engine-tc', tfjs());
+    const evals: (EvaluateOptions | undefined)[] = [];
+    const detour = (): Trainer => {
+      const inner = tfjs();
+      return { backend: inner.backend, train: (g, p, sig) => inner.train(g, p, sig), evaluate: async (_a, o) => (evals.push(o), { detour: 1 }) };
+    };
+    const t = new FallbackTrainer(engine, fallbackStages('tc', { engine: async () => ({ error: 'unused' }), tfjs }), log, detour);
+    const global = initLoraAdapter(CFG, LORA, 1);
+    const flora: TrainingPlan = { ...PLAN, loraAggregation: 'flora', floraRank: 4 };
+    const out = await t.train(global, flora);
+    expect(out.numExamples).to.be.above(0);
+    expect([t.backend, engine.calls]).to.deep.equal([tfjsBackend, 0]);
+    await t.train(global, flora);
+    expect(await t.evaluate(global, { stack: true })).to.deep.equal({ detour: 1 });
+    expect(evals).to.deep.equal([{ stack: true }]);
+    // The engine's own tasks stay on it: nothing fell back, and the backend reported is the engine's again.
+    await t.train(global, PLAN);
+    expect(await t.evaluate(global)).to.deep.equal({ engine: 1 });
+    expect([t.backend, engine.calls, t.changes.length]).to.deep.equal(['engine-tc', 1, 0]);
+    expect(lines.filter((l) => l.includes("lora.aggregation 'flora'"))).to.have.length(1);
+    const bare = new FallbackTrainer(new FloraRefusingStandIn('engine-tc', tfjs()), [], log);
+    expect((await failure(bare.train(global, flora))).message).to.equal(ENGINE_FLORA_REFUSAL);
+    expect((await failure(bare.evaluate(global, { stack: true }))).message).to.equal(ENGINE_FLORA_REFUSAL);
   });
 });
