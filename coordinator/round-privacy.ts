@@ -5,9 +5,18 @@
 import { createHmac } from 'node:crypto';
 import type { Manifest, PrivacyRecord, SecureAggregationRecord } from './checkpoints/types';
 import type { CoordinatorConfig } from './config-types';
-import { PrivacyLedger, SAMPLING_RATE } from './privacy/ledger';
+import { PrivacyLedger } from './privacy/ledger';
 import type { AdaptiveClipRound } from './privacy/adaptive-clip';
-import { isSampled, loadOrCreateSamplingSecret, minConnected, poissonSample, sampledCohort, samplingKeyFile, type SampledCohort } from './privacy/sampling';
+import {
+  chargedSamplingRate,
+  isSampled,
+  loadOrCreateSamplingSecret,
+  minConnected,
+  poissonSample,
+  sampledCohort,
+  samplingKeyFile,
+  type SampledCohort,
+} from './privacy/sampling';
 
 export class RoundPrivacy {
   private ledger: PrivacyLedger | null = null;
@@ -58,7 +67,7 @@ export class RoundPrivacy {
 
   /** Before anything of the round happens: even with every site surviving, would it exceed the ε budget? */
   beforeRound(round: number): string | null {
-    const q = this.sampled ? this.cfg.privacy.samplingRate : SAMPLING_RATE;
+    const q = chargedSamplingRate(this.cfg);
     this.stop = this.ledger?.budgetStop(round, this.cfg.privacy.noiseMultiplier, q) ?? null;
     return this.stop;
   }

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { epsilonAfter, noiseForEpsilon, roundsWithin } from '../coordinator/privacy/plan';
+import { epsilonAfter, isSmallestNoise, noiseForEpsilon, roundsWithin } from '../coordinator/privacy/plan';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CLI = path.join(__dirname, '..', 'coordinator', 'cli', 'fedtune.js');
@@ -33,6 +33,13 @@ describe('privacy planning (fedtune privacy plan)', function () {
       expect(noiseForEpsilon(r, rounds, 8), `q ${q}, ${rounds} rounds`).to.equal(z);
       expect(epsilonAfter(r, z, rounds)).to.be.at.most(8);
       expect(epsilonAfter(r, Math.round((z - 0.001) * 1000) / 1000, rounds)).to.be.above(8);
+      // The check without a search agrees: this z and no neighbour, on or off the grid.
+      expect([z, z - 0.001, z + 0.001, z + 0.0005].map((x) => isSmallestNoise(r, rounds, 8, Math.round(x * 10000) / 10000))).to.deep.equal([
+        true,
+        false,
+        false,
+        false,
+      ]);
     }
     // Without sampling (q = 1) the same ε over the same rounds needs ten times the noise.
     expect(noiseForEpsilon({ samplingRate: 1, delta: 1e-5 }, 150, 8)).to.equal(7.81);

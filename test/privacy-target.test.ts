@@ -55,6 +55,10 @@ describe('privacy.targetEpsilon: z derived from an ε target', function () {
     expect(() => withPrivacy({ ...cfg, privacy: { ...cfg.privacy, noiseMultiplier: 1 } }, new FedAvg())).to.throw(
       'invalid configuration: privacy.targetEpsilon 8 derives privacy.noiseMultiplier 7.81; the configuration has 1 (loadConfig resolves it)',
     );
+    // Off the 0.001 grid, within ε but not the target's z: refused too.
+    expect(() => withPrivacy({ ...cfg, privacy: { ...cfg.privacy, noiseMultiplier: 7.8105 } }, new FedAvg())).to.throw(
+      'privacy.targetEpsilon 8 derives privacy.noiseMultiplier 7.81; the configuration has 7.8105',
+    );
     expect(() => withPrivacy(cfg, new FedAvg())).to.not.throw();
   });
 

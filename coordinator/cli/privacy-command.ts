@@ -6,9 +6,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config';
 import type { CoordinatorConfig } from '../config-types';
-import { SAMPLING_RATE } from '../privacy/ledger';
 import { epsilonAfter, noiseForEpsilon, roundsWithin } from '../privacy/plan';
-import { isSampled } from '../privacy/sampling';
+import { chargedSamplingRate, isSampled } from '../privacy/sampling';
 
 export interface PrivacyPlan {
   readonly samplingRate: number;
@@ -32,14 +31,13 @@ export interface PrivacyPlan {
 export function privacyPlan(cfg: CoordinatorConfig, targetEpsilon?: number): PrivacyPlan {
   const p = cfg.privacy;
   if (!p.enabled) throw new Error('privacy.enabled is off: the run adds no noise and spends no ε to plan');
-  const sampled = isSampled(cfg);
-  const regime = { samplingRate: sampled ? p.samplingRate : SAMPLING_RATE, delta: p.delta };
+  const regime = { samplingRate: chargedSamplingRate(cfg), delta: p.delta };
   const rounds = cfg.rounds.total;
   const e = epsilonAfter(regime, p.noiseMultiplier, rounds);
   const target = targetEpsilon ?? (p.epsilonBudget > 0 ? p.epsilonBudget : undefined);
   return {
     samplingRate: regime.samplingRate,
-    sampling: sampled ? 'poisson' : 'selection',
+    sampling: isSampled(cfg) ? 'poisson' : 'selection',
     noiseMultiplier: p.noiseMultiplier,
     delta: p.delta,
     rounds,

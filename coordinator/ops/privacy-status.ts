@@ -4,9 +4,9 @@
 // or how many were in a Poisson-sampled round (ops/sample-secrecy.ts): ε depends only on q, z and the round count.
 import type { Checkpoint, PrivacySegment } from '../checkpoints/types';
 import type { CoordinatorConfig } from '../config-types';
-import { PrivacyLedger, SAMPLING_RATE } from '../privacy/ledger';
+import { PrivacyLedger } from '../privacy/ledger';
 import { roundsLeft } from '../privacy/plan';
-import { isSampled } from '../privacy/sampling';
+import { chargedSamplingRate } from '../privacy/sampling';
 
 export interface PrivacyStatus {
   /** ε at `delta` after the latest committed version (the ledger's, as its manifest records it); null: unbounded. */
@@ -56,7 +56,7 @@ export class PrivacyView {
     const record = latest.manifest.privacy;
     const ledger = new PrivacyLedger(p, latest.manifest);
     const epsilon = ledger.epsilon();
-    const q = isSampled(this.cfg) ? p.samplingRate : SAMPLING_RATE;
+    const q = chargedSamplingRate(this.cfg);
     const z = p.noiseMultiplier;
     // Under SecAgg a round may end with as few as t of its n selected, each site adding 1/n of the noise: the
     // check before a round charges that worst case (round-privacy.ts beforeSecAgg). The latest round's t and n

@@ -70,6 +70,16 @@ export function roundsWithin(r: PlanRegime, z: number, budget: number): number {
 }
 
 /**
+ * Whether z is noiseForEpsilon's answer, checked without searching: on the 0.001 grid, ε(z) ≤ `epsilon` and
+ * ε(z − 0.001) > `epsilon` (two accountant calls; z at the grid's floor needs only the first).
+ */
+export function isSmallestNoise(r: PlanRegime, rounds: number, epsilon: number, z: number): boolean {
+  const grid = (x: number): number => Math.round(x * 1000) / 1000;
+  if (!(z >= Z_MIN && grid(z) === z) || epsilonAfter(r, z, rounds) > epsilon) return false;
+  return z === Z_MIN || epsilonAfter(r, grid(z - 0.001), rounds) > epsilon;
+}
+
+/**
  * The smallest z on a 0.001 grid whose ε after `rounds` rounds stays ≤ `epsilon` at δ. ε falls as z grows, so a
  * bisection brackets it and a walk along the grid makes the answer exact: ε(z) ≤ target < ε(z − 0.001).
  */

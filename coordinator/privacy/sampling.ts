@@ -19,6 +19,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { KeyFileError, decodeKey, encodeKey, readSecretJson, writeSecretJson } from '../../proto/crypto/key-file';
 import type { CrashHook } from '../../proto/durable-file';
+import { SAMPLING_RATE } from './ledger';
 
 export const SAMPLING_KEY_FORMAT = 'fedtune.privacy-sampling-key/1';
 export const SAMPLING_MODES = ['selection', 'poisson'] as const;
@@ -84,6 +85,11 @@ interface SamplingKeys {
 /** Whether rounds are Poisson-sampled (privacy.enabled with privacy.sampling 'poisson'). */
 export function isSampled(cfg: Pick<SamplingKeys, 'privacy'>): boolean {
   return cfg.privacy.enabled && cfg.privacy.sampling === 'poisson';
+}
+
+/** The q every round is charged at: privacy.samplingRate under Poisson sampling, else 1 (ledger.ts SAMPLING_RATE says why). */
+export function chargedSamplingRate(cfg: Pick<SamplingKeys, 'privacy'>): number {
+  return isSampled(cfg) ? cfg.privacy.samplingRate : SAMPLING_RATE;
 }
 
 /** Connected sites a round waits for before it selects: a sampled round also waits for privacy.minPopulation. */

@@ -9,17 +9,15 @@
 // configuration built in code is checked when the coordinator starts (privacy/wrap.ts).
 import type { CoordinatorConfig } from '../config-types';
 import { MAX_NOISE_MULTIPLIER } from '../../proto/secagg/config';
-import { SAMPLING_RATE } from './ledger';
-import { noiseForEpsilon } from './plan';
-import { isSampled } from './sampling';
+import { isSmallestNoise, noiseForEpsilon } from './plan';
+import { chargedSamplingRate } from './sampling';
 
 type TargetKeys = Pick<CoordinatorConfig, 'privacy' | 'rounds'>;
 
 /** z for the configuration's target ε (privacy.targetEpsilon > 0); throws when none up to the bound reaches it. */
 export function targetNoiseMultiplier(cfg: TargetKeys): number {
   const p = cfg.privacy;
-  const q = isSampled(cfg) ? p.samplingRate : SAMPLING_RATE;
-  const z = noiseForEpsilon({ samplingRate: q, delta: p.delta }, cfg.rounds.total, p.targetEpsilon);
+  const z = noiseForEpsilon({ samplingRate: chargedSamplingRate(cfg), delta: p.delta }, cfg.rounds.total, p.targetEpsilon);
   if (z > MAX_NOISE_MULTIPLIER) throw new RangeError(`it needs z ${z}, above the bound ${MAX_NOISE_MULTIPLIER}`);
   return z;
 }
@@ -46,17 +44,20 @@ export function resolvePrivacyTarget<C extends TargetKeys>(cfg: C, given: (key: 
   return { cfg: { ...cfg, privacy: { ...p, noiseMultiplier: z, epsilonBudget } }, problems: [] };
 }
 
-/** A configuration built in code must carry the z its target derives (loadConfig sets it). */
+/**
+ * A configuration built in code must carry the z its target derives (loadConfig sets it). Checked at start without
+ * searching again (plan.ts isSmallestNoise); the search runs only to name the right z in a refusal.
+ */
 export function targetProblems(cfg: TargetKeys): string[] {
   const p = cfg.privacy;
   if (!(p.targetEpsilon > 0)) return [];
-  let z: number;
+  const regime = { samplingRate: chargedSamplingRate(cfg), delta: p.delta };
   try {
-    z = targetNoiseMultiplier(cfg);
+    if (isSmallestNoise(regime, cfg.rounds.total, p.targetEpsilon, p.noiseMultiplier)) return [];
+    return [
+      `privacy.targetEpsilon ${p.targetEpsilon} derives privacy.noiseMultiplier ${targetNoiseMultiplier(cfg)}; the configuration has ${p.noiseMultiplier} (loadConfig resolves it)`,
+    ];
   } catch (e) {
     return [`privacy.targetEpsilon ${p.targetEpsilon} cannot be met: ${(e as Error).message}`];
   }
-  return z === p.noiseMultiplier
-    ? []
-    : [`privacy.targetEpsilon ${p.targetEpsilon} derives privacy.noiseMultiplier ${z}; the configuration has ${p.noiseMultiplier} (loadConfig resolves it)`];
 }
