@@ -40,6 +40,7 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
       '--no-workers',
       '--secagg',
       '--model <family>',
+      '--site-ranks <list>',
     ]) {
       expect(r.out, flag).to.contain(`  ${flag} `);
     }
@@ -102,5 +103,39 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     // The defaults' (the measured recipe's) rate, under the file's batch size and the variable's steps.
     expect(m.config.training).to.include({ batchSize: 2, localSteps: 1, learningRate: 1 });
     expect(m.config.rounds).to.include({ total: 1, minClients: 2 });
+  });
+
+  it("--site-ranks: each site trains its own rank; under 'flora' the manifest records both and the version stacks them", async () => {
+    const run = path.join(root, 'ranks');
+    const r = await site(['simulate', '--clients', '2', '--test-limit', '8', '--no-workers', '--site-ranks', '2,8', '--run-dir', run], {
+      FEDTUNE_ROUNDS_TOTAL: '1',
+      FEDTUNE_TRAINING_LOCAL_STEPS: '1',
+      FEDTUNE_TRAINING_BATCH_SIZE: '2',
+      FEDTUNE_LORA_AGGREGATION: 'flora',
+      FEDTUNE_STRATEGY: 'fedavg',
+      FEDTUNE_STRATEGY_EMA: '0',
+    });
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.contain('  site-0: ');
+    expect(r.out.split('\n').filter((l) => l.endsWith(', LoRA rank 2'))).to.have.length(1);
+    const m = JSON.parse(await fs.readFile(path.join(run, 'versions', 'v000001', 'manifest.json'), 'utf8')) as {
+      participants: { clientName: string; loraRank?: number }[];
+    };
+    expect(Object.fromEntries(m.participants.map((p) => [p.clientName, p.loraRank]))).to.deep.equal({ 'site-0': 2, 'site-1': 8 });
+    // The version is the stack of the round's components: rank 2 + 8 in every module (flora-stack.ts).
+    const header = await fs.readFile(path.join(run, 'versions', 'v000001', 'adapter_config.json'), 'utf8');
+    expect((JSON.parse(header) as { r: number }).r).to.equal(10);
+  });
+
+  it('--site-ranks that do not fit are refused before any training, naming why', async () => {
+    let r = await site(['simulate', '--clients', '2', '--site-ranks', '2'], {});
+    expect(r.code).to.equal(1);
+    expect(r.err.trim()).to.equal('fedtune-site: --site-ranks names 1 rank(s) for 2 sites: one per site');
+    r = await site(['simulate', '--clients', '2', '--site-ranks', '2,16'], {});
+    expect(r.code).to.equal(1);
+    expect(r.err.trim()).to.equal("fedtune-site: --site-ranks: site-1's rank 16 is not from 1 to lora.r 8");
+    r = await site(['simulate', '--clients', '2', '--site-ranks', '2,x'], {});
+    expect(r.code).to.equal(1);
+    expect(r.err.trim()).to.equal("fedtune-site: --site-ranks wants positive integers, comma-separated: '2,x'");
   });
 });

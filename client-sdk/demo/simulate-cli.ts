@@ -118,6 +118,10 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
     .option('--warmup-rounds <n>', "rounds of linear learning-rate warm-up (training.warmupRounds; default the coordinator's, 0)")
     .option('--deadline-ms <n>', 'time a site has per round (rounds.deadlineMs; default 120000; raise it on a slow or shared box)')
     .option('--model <family>', 'the pretrained demo base: gpt2 (examples/base-model) or llama (examples/llama-base)', 'gpt2')
+    .option(
+      '--site-ranks <list>',
+      "each site's own LoRA rank, comma-separated, one per site (≤ lora.r; alpha scaled with it, as `fedtune-site --lora.r`): zero-padded to lora.r, or its fresh rank under lora.aggregation 'flora' (default: every site at lora.r)",
+    )
     .addHelpText(
       'after',
       '\nPrecedence: coordinator defaults < --config FILE < FEDTUNE_* variables < the flags above (a flag not given\n' +
@@ -140,11 +144,20 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
         workers: a.workers === true,
         secagg: a.secagg === true,
         model: parseDemoModel(String(a.model)),
+        ...(a.siteRanks !== undefined ? { siteRanks: parseSiteRanks(String(a.siteRanks)) } : {}),
         config: { file, env, keys },
         print: (l) => console.log(l),
       });
     });
   return p;
+}
+
+/** --site-ranks: positive integers, comma-separated (checked against --clients and lora.r by the simulation). */
+export function parseSiteRanks(list: string): number[] {
+  const ranks = list.split(',').map((t) => Number(t.trim()));
+  if (ranks.length === 0 || !ranks.every((r) => Number.isInteger(r) && r >= 1))
+    throw new Error(`--site-ranks wants positive integers, comma-separated: '${list}'`);
+  return ranks;
 }
 
 /** `npm run demo` and `fedtune-site simulate`: parses process.argv and runs the simulation. */

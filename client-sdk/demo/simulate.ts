@@ -60,6 +60,8 @@ export interface SimulationOptions {
   readonly deadlineMs?: number;
   /** Which pretrained demo base the sites fine-tune (default gpt2; llama: examples/llama-base). */
   readonly model?: DemoModel;
+  /** Each site's own LoRA rank (≤ lora.r), one per site: zero-padded, or its fresh rank under 'flora' (siteLora). */
+  readonly siteRanks?: readonly number[];
   /**
    * The coordinator's configuration layers, as `fedtune coordinator` reads them: a JSON file and FEDTUNE_*
    * variables, then `keys` (dotted key → value: the demo's flags, simulate-cli.ts). The fields above win over
@@ -116,6 +118,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     },
   });
   const runDir = config.run.dir;
+  const lora = loraSettings(config);
+  if (o.siteRanks && o.siteRanks.length !== o.clients) throw new Error(`--site-ranks names ${o.siteRanks.length} rank(s) for ${o.clients} sites: one per site`);
+  const siteLoras = Array.from({ length: o.clients }, (_, i) => siteLora(lora, o.siteRanks, i));
   const rounds = config.rounds.total;
   const evalEvery = o.evalEvery ?? evalEveryFor(rounds);
   if (!(Number.isInteger(evalEvery) && evalEvery >= 1)) throw new Error(`--eval-every must be an integer ≥ 1, not ${o.evalEvery}`);
@@ -132,14 +137,14 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     modelDir: demo.dir,
   });
   const base = await loadModelDir(demo.dir);
-  const lora = loraSettings(config);
   o.print(
     `fedtune simulation: ${o.clients} sites, ${rounds} rounds, strategy ${config.strategy.name}${config.strategy.ema > 0 ? ` (scored as its average, ema ${config.strategy.ema})` : ''}, ${config.training.localSteps} local ${config.training.optimizer} step(s) of ${config.training.batchSize}, backend ${backend}, base model ${base.name} (${isLlamaConfig(base.config) ? base.config.modelType : 'gpt2'}, ${base.modelHash.slice(0, 12)}), run dir ${runDir}`,
   );
   task.split.clients.forEach((c, i) => {
     const spam = c.train.filter((e) => e.completion === ' yes').length;
+    const rank = siteLoras[i].r === lora.r ? '' : `, LoRA rank ${siteLoras[i].r}`;
     o.print(
-      `  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}`,
+      `  site-${i}: ${c.train.length} train / ${c.val.length} val e-mails, ${((100 * spam) / c.train.length).toFixed(0)}% spam, groups ${c.groups.join(', ')}${rank}`,
     );
   });
   o.print(
@@ -179,8 +184,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const mainThreadTrainers = o.workers
     ? []
     : await Promise.all(
-        task.clients.map(async (data) => {
-          const made = await trainerForModel(base.model, lora, {
+        task.clients.map(async (data, i) => {
+          const made = await trainerForModel(base.model, siteLoras[i], {
             train: data.train,
             eval: data.eval,
             choices: data.choices,
@@ -192,7 +197,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const { address } = await coordinator.start();
 
   const runs = o.workers
-    ? startWorkerSites(o, address, lora, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
+    ? startWorkerSites(o, address, siteLoras, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
     : task.clients.map((_, i) =>
         new FederationClient({
           address,
@@ -226,7 +231,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
 function startWorkerSites(
   o: SimulationOptions,
   address: string,
-  lora: LoraConfig,
+  loras: readonly LoraConfig[],
   maxSeqLen: number,
   identities: readonly ClientIdentity[],
   modelDir: string,
@@ -244,7 +249,7 @@ function startWorkerSites(
       maxSeqLen,
       clientEvalLimit: o.clientEvalLimit ?? 50,
       modelDir,
-      lora,
+      lora: loras[i],
       candidateEvalOnly,
     };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
@@ -253,6 +258,17 @@ function startWorkerSites(
       w.on('error', reject);
     }).finally(() => w.terminate());
   });
+}
+
+/**
+ * Site i's LoRA: the coordinator's, or at rank ranks[i] ≤ lora.r with alpha scaled alike (the scaling alpha/r
+ * unchanged, as `fedtune-site --lora.r` defaults it), so zero-padding is exact bit for bit (sft/rank-padding.ts).
+ */
+export function siteLora(lora: LoraConfig, ranks: readonly number[] | undefined, i: number): LoraConfig {
+  if (ranks === undefined) return lora;
+  const r = ranks[i];
+  if (!(Number.isInteger(r) && r >= 1 && r <= lora.r)) throw new Error(`--site-ranks: site-${i}'s rank ${r} is not from 1 to lora.r ${lora.r}`);
+  return r === lora.r ? lora : { ...lora, r, alpha: (lora.alpha / lora.r) * r };
 }
 
 /** Bytes of the files under `dir` (the demo's last line; bench/demo-round-cost.ts reports disk with it too). */
