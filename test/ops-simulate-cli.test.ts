@@ -127,6 +127,22 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     expect((JSON.parse(header) as { r: number }).r).to.equal(10);
   });
 
+  it('--site-ranks under zero-padding (the default aggregation): the rank-2 site trains and counts, its rank in the manifest', async () => {
+    const run = path.join(root, 'ranks-padded');
+    const r = await site(['simulate', '--clients', '2', '--test-limit', '8', '--site-ranks', '2,8', '--run-dir', run], {
+      FEDTUNE_ROUNDS_TOTAL: '1',
+      FEDTUNE_TRAINING_BATCH_SIZE: '2',
+    });
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.contain('round 1/1: 2 updates, ');
+    const m = JSON.parse(await fs.readFile(path.join(run, 'versions', 'v000001', 'manifest.json'), 'utf8')) as {
+      participants: { clientName: string; loraRank?: number }[];
+      config: { lora: { r: number } };
+    };
+    expect(Object.fromEntries(m.participants.map((p) => [p.clientName, p.loraRank]))).to.deep.equal({ 'site-0': 2, 'site-1': undefined });
+    expect(m.config.lora.r).to.equal(8);
+  });
+
   it('--site-ranks that do not fit are refused before any training, naming why', async () => {
     let r = await site(['simulate', '--clients', '2', '--site-ranks', '2'], {});
     expect(r.code).to.equal(1);

@@ -14,7 +14,7 @@ import { FederationClient } from '../client';
 import { selectBackend } from '../model/backend';
 import { loadModelDir } from '../model/load';
 import { isLlamaConfig } from '../../proto/model/model-config';
-import { trainerForModel } from '../sft/lora-trainer';
+import { demoSiteTrainer, siteLora } from './site-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import type { SiteWorkerData } from './site-worker';
 import { evaluateAdapter } from '../sft/evaluate';
@@ -185,7 +185,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     ? []
     : await Promise.all(
         task.clients.map(async (data, i) => {
-          const made = await trainerForModel(base.model, siteLoras[i], {
+          const made = await demoSiteTrainer(base.model, lora, siteLoras[i], config.lora.aggregation, {
             train: data.train,
             eval: data.eval,
             choices: data.choices,
@@ -197,7 +197,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const { address } = await coordinator.start();
 
   const runs = o.workers
-    ? startWorkerSites(o, address, siteLoras, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
+    ? startWorkerSites(o, address, lora, siteLoras, config.lora.aggregation, config.training.maxSeqLen, identities, demo.dir, candidateEvalOnly)
     : task.clients.map((_, i) =>
         new FederationClient({
           address,
@@ -231,7 +231,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
 function startWorkerSites(
   o: SimulationOptions,
   address: string,
+  lora: LoraConfig,
   loras: readonly LoraConfig[],
+  aggregation: string,
   maxSeqLen: number,
   identities: readonly ClientIdentity[],
   modelDir: string,
@@ -249,7 +251,9 @@ function startWorkerSites(
       maxSeqLen,
       clientEvalLimit: o.clientEvalLimit ?? 50,
       modelDir,
-      lora: loras[i],
+      lora,
+      own: loras[i],
+      aggregation,
       candidateEvalOnly,
     };
     const w = new Worker(path.join(__dirname, 'site-worker.js'), { workerData: data });
@@ -258,17 +262,6 @@ function startWorkerSites(
       w.on('error', reject);
     }).finally(() => w.terminate());
   });
-}
-
-/**
- * Site i's LoRA: the coordinator's, or at rank ranks[i] ≤ lora.r with alpha scaled alike (the scaling alpha/r
- * unchanged, as `fedtune-site --lora.r` defaults it), so zero-padding is exact bit for bit (sft/rank-padding.ts).
- */
-export function siteLora(lora: LoraConfig, ranks: readonly number[] | undefined, i: number): LoraConfig {
-  if (ranks === undefined) return lora;
-  const r = ranks[i];
-  if (!(Number.isInteger(r) && r >= 1 && r <= lora.r)) throw new Error(`--site-ranks: site-${i}'s rank ${r} is not from 1 to lora.r ${lora.r}`);
-  return r === lora.r ? lora : { ...lora, r, alpha: (lora.alpha / lora.r) * r };
 }
 
 /** Bytes of the files under `dir` (the demo's last line; bench/demo-round-cost.ts reports disk with it too). */

@@ -3,7 +3,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FederationClient } from '../client';
 import { identityFromSecretKey } from '../identity';
-import { createLoraSftTrainer } from '../sft/lora-trainer';
+import { selectBackend } from '../model/backend';
+import { loadModelDir } from '../model/load';
+import { demoSiteTrainer } from './site-trainer';
 import type { LoraConfig } from '../../proto/model/lora-layout';
 import { prepareSpamTask } from './spam-task';
 import { withCandidateEvalOnly } from './candidate-eval-only';
@@ -18,7 +20,10 @@ export interface SiteWorkerData {
   readonly maxSeqLen: number;
   readonly clientEvalLimit: number;
   readonly modelDir: string;
+  /** The coordinator's LoRA, this site's own (a smaller rank: --site-ranks) and lora.aggregation (site-trainer.ts). */
   readonly lora: LoraConfig;
+  readonly own: LoraConfig;
+  readonly aggregation: string;
   /** Skip validating the site's own adapter after each round (candidate-eval-only.ts; federated evaluation still runs). */
   readonly candidateEvalOnly?: boolean;
   /** The site's Ed25519 secret key (enrolled by the simulation through auth.allowList). */
@@ -36,8 +41,9 @@ async function main(d: SiteWorkerData): Promise<void> {
     only: d.shard,
   });
   const data = task.clients[d.shard];
-  const made = await createLoraSftTrainer(d.modelDir, d.lora, { ...data, evalMaxSeqLen: d.maxSeqLen });
-  const { modelHash } = made;
+  await selectBackend();
+  const { model, modelHash } = await loadModelDir(d.modelDir);
+  const made = await demoSiteTrainer(model, d.lora, d.own, d.aggregation, { ...data, evalMaxSeqLen: d.maxSeqLen });
   const trainer = d.candidateEvalOnly ? withCandidateEvalOnly(made.trainer) : made.trainer;
   const identity = identityFromSecretKey(d.identitySecretKey);
   const client = new FederationClient({ address: d.address, name: d.name, trainer, baseModelSha256: modelHash, identity });
