@@ -14,17 +14,17 @@ import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent'
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import { DEFAULT_CHUNK_BYTES, loadFedtuneProto } from '../proto/load';
 import { ProtocolError } from '../proto/errors';
-import { sealDeltaPipelined, sealMaskedPipelined, sendSealedRetrying, type SealContext } from './sealed-sender';
+import { sealDeltaPipelined, sealMaskedPipelined, sendSealedRetrying, type SealContext, type SealedFrames } from './sealed-sender';
 import { trainingSignal } from './training-signal';
 import { identityFromSecretKey, type ClientIdentity } from './identity';
-import { taskNoiseFloorRefusal, checkNoiseFloor } from './secagg-flow';
+import { taskNoiseFloorRefusal, checkNoiseFloor, secaggTrust } from './secagg-flow';
 import { SecAggInboxes } from './secagg-inbox';
 import { SECAGG_RESENT, secaggTask } from './secagg-task';
 import { joinCoordinator } from './join';
 import { downloadAdapter, SITE_CHANNEL_OPTIONS } from './download';
 import { parallelDownloads, type ParallelDownloads } from './download-ranges';
 import type { ClientEvents, FederationClientOptions, RunSummary, TaskDone } from './client-options';
-import { SecAggLedger, type IdentityTrust } from '../proto/secagg';
+import { SecAggLedger } from '../proto/secagg';
 import nacl from 'tweetnacl';
 import { sortByName, type NamedTensor } from '../proto/tensors';
 import { DEFAULT_BACKOFF, backoffDelay, hintedDelay, sleep } from './backoff';
@@ -34,6 +34,7 @@ import { TaskQueue, queuedEvaluation, queuedTrain } from './task-queue';
 import { updateToSend } from './lora-update';
 import type { EvaluateTask__Output } from '../proto/generated/fedtune/v1/EvaluateTask';
 import { runEvaluateTask } from './evaluate-task';
+import { declineRequest, declined } from './decline';
 import { DEFAULT_REPORT_DEADLINE_MS, REPORT_RESENT, checkReportDeadline, sendReport, type ReportCall, type ReportPolicy, type RetryNote } from './report-retry';
 import { keepaliveChannelOptions } from './keepalive';
 import { beginScaffoldRound, type ScaffoldRound } from './scaffold-site';
@@ -229,6 +230,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
   /** One task, start to finish; never throws (a failed task is reported and the client keeps serving). */
   private async handleTask(t: TrainTask__Output, signal: AbortSignal): Promise<void> {
     if (this.stopped || this.completed.has(t.task_id)) return;
+    let failedIn: 'training' | undefined; // a training error is declined (decline.ts), so the round stops waiting
     try {
       signal.throwIfAborted();
       // Before training: a site that revealed unmask shares over this checkpoint would refuse at advertise anyway.
@@ -244,6 +246,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const training = trainingSignal(signal, plan.deadlineUnixMs);
       let out;
       try {
+        failedIn = 'training';
         out = await this.opts.trainer.train(
           global,
           plan,
@@ -253,6 +256,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       } finally {
         training.done();
       }
+      failedIn = undefined;
       signal.throwIfAborted();
       // Under 'ffa' only the lora_B deltas travel (lora_A checked unchanged, bit for bit).
       const delta = updateToSend(sortByName(out.adapter), global, loraAggregation);
@@ -266,7 +270,7 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       } else {
         // SCAFFOLD: Δc_i after the deltas in the same sealed upload; c_i⁺ is kept once the upload is accepted.
         const control = scaffold?.finish(out);
-        await this.upload(t, control ? sortByName([...delta, ...control.controlDeltas]) : delta, out.numExamples);
+        await this.sendSealed((c) => sealDeltaPipelined(c, t, control ? sortByName([...delta, ...control.controlDeltas]) : delta, out.numExamples));
         if (control) await this.controlVariates.save(this.runId, control.next);
         this.completed.add(t.task_id);
         const evalMetrics = this.opts.trainer.evaluate ? await this.opts.trainer.evaluate(out.adapter) : {};
@@ -282,6 +286,14 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       const error = e instanceof Error ? e.message : String(e);
       this.log('warn', 'task failed', { taskId: t.task_id, round: t.round, error });
       this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: signal.aborted, error });
+      if (failedIn && !signal.aborted) {
+        const req = declineRequest(this.token, t, e);
+        await declined(
+          req,
+          this.sendReport(t.task_id, signal, (c, done) => this.rpc.DeclineTask(req, { deadline: c }, done)),
+          this.log.bind(this),
+        );
+      }
     } finally {
       this.inboxes.close(t.task_id);
     }
@@ -332,23 +344,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       clientId: this.clientId,
       runId: this.runId,
       identitySecretKey: this.identity.secretKey,
-      trust: this.secaggTrust(),
+      trust: secaggTrust(this.opts, this.runId),
       ledger: this.ledger,
       inbox,
       observeSecAggInput: this.opts.observeSecAggInput,
       beforeSecAggStage: this.opts.beforeSecAggStage,
-      uploadMasked: (y) => this.uploadMasked(t, y),
+      uploadMasked: (y) => this.sendSealed((c) => sealMaskedPipelined(c, t, y)),
       backoff: this.reportPolicy.backoff,
       stopped: () => this.stopped,
       resent: (method, attempt, delayMs, e) => this.log('warn', SECAGG_RESENT, { taskId: t.task_id, method, attempt, delayMs, error: e.message }),
     });
-  }
-
-  /** Whose word this site takes for its peers' identity keys (proto/secagg/identity.ts). */
-  private secaggTrust(): IdentityTrust {
-    if (this.opts.rosterKey) return { kind: 'operator', publicKey: this.opts.rosterKey, runId: this.runId };
-    if (this.opts.secaggAllowList) return { kind: 'allowList', keys: this.opts.secaggAllowList };
-    return { kind: 'coordinator' };
   }
 
   /** What a sealed upload is bound to (sealed-sender.ts). */
@@ -364,12 +369,6 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     };
   }
 
-  /** A masked vector travels like any update: sealed to the coordinator and signed, as one UINT32 tensor; sent once, re-sent the same bytes. */
-  private async uploadMasked(t: TrainTask__Output, y: Uint32Array): Promise<void> {
-    const sealed = await sealMaskedPipelined(this.sealContext(), t, y);
-    return sendSealedRetrying(this.rpc, sealed, this.reportPolicy.backoff, () => this.stopped);
-  }
-
   /**
    * Downloads a global version as a chunked tensor stream; with `candidate`, the uncommitted adapter an evaluation
    * task names, whose data bytes must hash to its sha256 (download.ts).
@@ -378,10 +377,12 @@ export class FederationClient extends EventEmitter<ClientEvents> {
     return downloadAdapter(this.rpc, this.token, version, candidate, false, this.parallel);
   }
 
-  /** Sends a sealed upload, re-sending the same sealed bytes when the connection breaks (sealed-sender.ts). */
-  private async upload(t: TrainTask__Output, delta: NamedTensor[], numExamples: number): Promise<void> {
-    const sealed = await sealDeltaPipelined(this.sealContext(), t, delta, numExamples);
-    return sendSealedRetrying(this.rpc, sealed, this.reportPolicy.backoff, () => this.stopped);
+  /**
+   * Seals an update for the coordinator (sealed-sender.ts: the delta, or under SecAgg the masked vector as one UINT32
+   * tensor) and sends it, re-sending the same sealed bytes when the connection breaks.
+   */
+  private async sendSealed(seal: (c: SealContext) => Promise<SealedFrames>): Promise<void> {
+    return sendSealedRetrying(this.rpc, await seal(this.sealContext()), this.reportPolicy.backoff, () => this.stopped);
   }
 
   private report(t: TrainTask__Output, numExamples: number, metrics: Record<string, number>, loraRank: number, signal: AbortSignal): Promise<void> {

@@ -16,6 +16,16 @@ export type SecAggStage = 'advertise' | 'shareKeys' | 'maskedInput' | 'consisten
 /** The largest noise floor a site may set: far beyond any useful multiplier (z 100 already drowns any update). */
 export const MAX_NOISE_FLOOR = 1000;
 
+/** Whose word a site takes for its peers' identity keys (proto/secagg/identity.ts): its operator's, its own list, or the coordinator's. */
+export function secaggTrust(
+  o: { readonly rosterKey?: Uint8Array; readonly secaggAllowList?: Readonly<Record<string, Uint8Array>> },
+  runId: string,
+): IdentityTrust {
+  if (o.rosterKey) return { kind: 'operator', publicKey: o.rosterKey, runId };
+  if (o.secaggAllowList) return { kind: 'allowList', keys: o.secaggAllowList };
+  return { kind: 'coordinator' };
+}
+
 /**
  * `z` when it is a noise floor a site may set (FederationClientOptions.minNoiseMultiplier): a number in
  * (0, MAX_NOISE_FLOOR]. A RangeError otherwise, before anything is sent: NaN would refuse every task and a floor ≤ 0

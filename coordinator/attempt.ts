@@ -52,6 +52,8 @@ export class Attempt {
   private woken: Promise<void>;
   /** The reconnect grace of the sites allDone still waits for; it wakes the wait when one ends. */
   private readonly grace: ReconnectGrace;
+  /** Client ids whose task was declined (decline): no stage waits for them. */
+  private readonly declined = new Set<string>();
 
   /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
   sampled?: SampledCohort;
@@ -165,7 +167,7 @@ export class Attempt {
   allDone(): boolean {
     const waiting: string[] = [];
     for (const t of this.tasks.values()) {
-      if (t.carried || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
+      if (t.carried || t.state === 'declined' || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
       if (t.state === 'receiving') return false;
       waiting.push(t.clientId);
     }
@@ -174,7 +176,27 @@ export class Attempt {
 
   /** Under SecAgg, a stage's wait: whether any of its clients that have not spoken is still waited for (the grace). */
   awaited(clientIds: readonly string[]): boolean {
-    return this.grace.anyAwaited(clientIds);
+    return this.grace.anyAwaited(this.declined.size === 0 ? clientIds : clientIds.filter((id) => !this.declined.has(id)));
+  }
+
+  /**
+   * The site cannot finish task `t` (DeclineTask): the attempt stops waiting for it (allDone, and SecAgg's stage 1).
+   * False for a repeat. Refused once its update began, or under SecAgg once it advertised its keys: from then on a
+   * site that goes quiet is a dropout, which the protocol recovers from.
+   */
+  decline(t: Task): boolean {
+    if (t.state === 'declined') return false;
+    if (t.state !== 'assigned' || t.report) {
+      const what = t.state === 'receiving' ? 'an upload in progress' : t.state === 'uploaded' ? 'an accepted update' : 'a metrics report';
+      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} has ${what}: it cannot be declined`);
+    }
+    if (this.sa?.hasAdvertised(t.clientId)) {
+      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is past SecAgg stage 1 (its keys are in the roster): it cannot be declined`);
+    }
+    t.state = 'declined';
+    this.declined.add(t.clientId);
+    this.wake();
+    return true;
   }
 
   beginUpload(t: Task): void {

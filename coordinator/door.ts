@@ -54,6 +54,7 @@ const VALIDATORS: { [K in keyof FederationHandlers]?: (r: never) => void } = {
   SecAggConsistency: L.checkConsistency,
   SecAggUnmask: L.checkUnmask,
   ReportEvaluation: L.checkEvaluationReport,
+  DeclineTask: L.checkDecline,
 };
 
 /** Refuses a Malformed request, then checks its fields; throws the refusal. */
@@ -84,6 +85,7 @@ export function guardHandlers(h: FederationHandlers, refuse: Refuse): Federation
     'SecAggConsistency',
     'SecAggUnmask',
     'ReportEvaluation',
+    'DeclineTask',
   ] as const;
   for (const name of unary) {
     const inner = h[name] as grpc.handleUnaryCall<unknown, unknown>;

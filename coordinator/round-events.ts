@@ -38,6 +38,15 @@ export interface MetricsReported {
   readonly clientId: string;
 }
 
+/** A selected site declined its task (DeclineTask): the attempt no longer waits for it. Once per task. */
+export interface TaskDeclined {
+  readonly round: number;
+  readonly attempt: number;
+  readonly clientId: string;
+  /** DeclineReason: TRAINING_FAILED or SETTINGS_MISMATCH. */
+  readonly reason: string;
+}
+
 export interface RoundCommitted {
   readonly version: number;
   readonly round: number;
@@ -65,6 +74,7 @@ export interface RoundEvents {
   clientSelected: [ClientSelected];
   updateAccepted: [UpdateAccepted];
   metricsReported: [MetricsReported];
+  taskDeclined: [TaskDeclined];
   roundCommitted: [RoundCommitted];
   roundFailed: [RoundFailed];
   runFinished: [RunFinishedEvent];
@@ -76,6 +86,7 @@ export const ROUND_EVENTS: readonly (keyof RoundEvents)[] = [
   'clientSelected',
   'updateAccepted',
   'metricsReported',
+  'taskDeclined',
   'roundCommitted',
   'roundFailed',
   'runFinished',

@@ -391,6 +391,14 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.emit('metricsReported', { round: t.round, attempt: t.attempt, clientId: t.clientId });
   }
 
+  /** DeclineTask: the attempt stops waiting for the task (Attempt.decline); false for a repeat. */
+  declineTask(clientId: string, taskId: string, round: number, reason: string): boolean {
+    const t = this.book.open(clientId, taskId, round, this.current);
+    const fresh = t.owner.decline(t);
+    if (fresh) this.emit('taskDeclined', { round: t.round, attempt: t.attempt, clientId, reason });
+    return fresh;
+  }
+
   /** A repeat of a metrics report this task already took: resolves once the first is recorded (else undefined). */
   repeatedReport(clientId: string, taskId: string, sha256: string): Promise<void> | undefined {
     return this.book.repeatedReport(clientId, taskId, sha256);

@@ -130,6 +130,11 @@ export class SecAggAttempt {
     return this.server.sessionId ? Buffer.from(this.server.sessionId).toString('hex') : '';
   }
 
+  /** Whether the client's keys are in this session (stage 1 done for it): it can no longer decline its task. */
+  hasAdvertised(clientId: string): boolean {
+    return this.advertised.has(clientId);
+  }
+
   advertise(clientId: string, ad: Advertisement): void {
     if (ad.clientId !== clientId) throw new ProtocolError(status.PERMISSION_DENIED, `advertisement names client ${ad.clientId}; the session is ${clientId}`);
     this.server.addAdvertisement(ad);

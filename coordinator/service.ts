@@ -354,6 +354,19 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
         }
       },
 
+      DeclineTask(call, cb) {
+        try {
+          const r = call.request;
+          const s = session(r.session_token);
+          // The reason is a code checked at the door (proto/limits.ts checkDecline), never the site's own text.
+          const fresh = d.engine.declineTask(s.clientId, r.task_id, r.round, r.reason);
+          if (fresh && logsRoundSites(d.config)) d.log('info', 'task declined', { taskId: r.task_id, clientId: s.clientId, round: r.round, reason: r.reason });
+          cb(null, {});
+        } catch (e) {
+          cb(fail(e, 'decline'));
+        }
+      },
+
       Leave(call, cb) {
         try {
           const s = d.registry.byToken(call.request.session_token);

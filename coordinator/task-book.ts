@@ -28,6 +28,15 @@ export class TaskBook {
 
   /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload or a report. */
   task(clientId: string, taskId: string, round: number, cur: Attempt | null): Task {
+    const t = this.open(clientId, taskId, round, cur);
+    if (t.state === 'declined') {
+      throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} was declined by its site: it takes no update, report or SecAgg message`);
+    }
+    return t;
+  }
+
+  /** The task `taskId` of `clientId` while its attempt is open, declined or not (DeclineTask: a repeat is answered). */
+  open(clientId: string, taskId: string, round: number, cur: Attempt | null): Task {
     const t = this.issued.get(taskId);
     if (!t || t.clientId !== clientId) {
       const name = this.registry.byId(clientId)?.name ?? clientId;

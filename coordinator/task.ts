@@ -17,7 +17,8 @@ export interface Task {
   readonly wire: TrainTask & { task_id: string; round: number; attempt: number; base_version: number; base_manifest_sha256: string };
   /** The attempt the task belongs to. */
   readonly owner: Attempt;
-  state: 'assigned' | 'receiving' | 'uploaded';
+  /** 'declined': the site said it cannot finish the task (DeclineTask); the attempt no longer waits for it. */
+  state: 'assigned' | 'receiving' | 'uploaded' | 'declined';
   numExamples?: number;
   /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
   acceptedSha256?: string;

@@ -3,6 +3,7 @@
 // checks a request against them before it does any work or logs anything (coordinator/door.ts), and the SDK
 // checks what it is about to send against the same functions, so a site never sends what would be refused.
 // A refusal describes an over-long value (its length and a short prefix), never echoes it.
+import type { DeclineTaskRequest } from './generated/fedtune/v1/DeclineTaskRequest';
 import type { DownloadRequest } from './generated/fedtune/v1/DownloadRequest';
 import type { EvaluationReport } from './generated/fedtune/v1/EvaluationReport';
 import type { HelloRequest } from './generated/fedtune/v1/HelloRequest';
@@ -66,6 +67,7 @@ export const MAX_REQUEST_BYTES = {
   SecAggUnmask: 4 * 1024 * 1024,
   UploadUpdate: 4 * 1024 * 1024,
   ReportEvaluation: 1024,
+  DeclineTask: 1024,
 } as const;
 
 export type RpcName = keyof typeof MAX_REQUEST_BYTES;
@@ -214,6 +216,18 @@ export function checkReport(r: MetricsReport): void {
   checkMetrics(r.metrics);
   if (r.lora_rank !== undefined && !(Number.isInteger(r.lora_rank) && r.lora_rank >= 0 && r.lora_rank <= LIMITS.loraRank)) {
     throw bad(`lora_rank ${r.lora_rank} outside 0..${LIMITS.loraRank}`);
+  }
+}
+
+/** The reasons a site may give for declining a task (DeclineReason without its unset value). */
+export const DECLINE_REASONS: readonly string[] = ['TRAINING_FAILED', 'SETTINGS_MISMATCH'];
+
+export function checkDecline(r: DeclineTaskRequest): void {
+  token(r.session_token);
+  taskId(r.task_id);
+  // An unknown number off the wire stays a number (enums: String); the unset value says nothing.
+  if (typeof r.reason !== 'string' || !DECLINE_REASONS.includes(r.reason)) {
+    throw bad(`reason ${describe(String(r.reason), 32)} is not one of ${DECLINE_REASONS.join(', ')}`);
   }
 }
 

@@ -35,6 +35,7 @@ export const METHODS = [
   'SecAggConsistency',
   'SecAggUnmask',
   'ReportEvaluation',
+  'DeclineTask',
 ] as const;
 export type Method = (typeof METHODS)[number];
 const KIND: Record<Method, 'unary' | 'server' | 'client'> = {
@@ -42,6 +43,7 @@ const KIND: Record<Method, 'unary' | 'server' | 'client'> = {
   Join: 'unary',
   ReportMetrics: 'unary',
   ReportEvaluation: 'unary',
+  DeclineTask: 'unary',
   Leave: 'unary',
   SecAggAdvertise: 'unary',
   SecAggShareKeys: 'unary',

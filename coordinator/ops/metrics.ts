@@ -85,6 +85,9 @@ export class CoordinatorMetrics {
     this.uncountedMethods = src.sampled ? SAMPLE_METHODS : new Set();
     const selections = sampleCounts ? counter('fedtune_site_selections_total', 'Tasks issued to selected sites.') : undefined;
     const accepted = sampleCounts ? counter('fedtune_updates_accepted_total', 'Site updates accepted (uploads that validated).') : undefined;
+    const declined = sampleCounts
+      ? counter('fedtune_tasks_declined_total', 'Tasks a selected site declined (DeclineTask: its training failed), by reason.', ['reason'])
+      : undefined;
     const dropped = counter('fedtune_secagg_dropped_sites_total', 'Sites that shared SecAgg keys but whose masked input was missing from a committed sum.');
     const selectedNow = sampleCounts ? gauge('fedtune_round_sites_selected', 'Sites selected in the current (or last) attempt.') : undefined;
     const acceptedNow = sampleCounts ? gauge('fedtune_round_updates_accepted', 'Updates accepted so far in the current (or last) attempt.') : undefined;
@@ -180,6 +183,7 @@ export class CoordinatorMetrics {
       acceptedNow?.set(0);
     });
     src.on('clientSelected', () => selections?.inc());
+    src.on('taskDeclined', (e) => declined?.inc({ reason: e.reason }));
     src.on('updateAccepted', () => {
       accepted?.inc();
       acceptedNow?.inc();

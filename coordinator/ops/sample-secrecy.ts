@@ -37,8 +37,8 @@ export function siteFields<F extends { readonly clientId: string; readonly error
 }
 
 /**
- * gRPC methods only a sampled site calls in a round (its download, its upload, its training report); their call
+ * gRPC methods only a sampled site calls in a round (its download, its upload, its training report or its decline); their call
  * and byte counters would count the sample, so they are not exported under sampling. Hello, Join, StreamTasks,
  * Leave and ReportEvaluation (evaluation asks connected sites, never the sample) stay.
  */
-export const SAMPLE_METHODS: ReadonlySet<string> = new Set(['DownloadAdapter', 'UploadUpdate', 'ReportMetrics']);
+export const SAMPLE_METHODS: ReadonlySet<string> = new Set(['DownloadAdapter', 'UploadUpdate', 'ReportMetrics', 'DeclineTask']);

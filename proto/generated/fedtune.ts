@@ -3,6 +3,8 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { CancelTask as _fedtune_v1_CancelTask, CancelTask__Output as _fedtune_v1_CancelTask__Output } from './fedtune/v1/CancelTask';
 import type { CoordinatorKeys as _fedtune_v1_CoordinatorKeys, CoordinatorKeys__Output as _fedtune_v1_CoordinatorKeys__Output } from './fedtune/v1/CoordinatorKeys';
+import type { DeclineTaskAck as _fedtune_v1_DeclineTaskAck, DeclineTaskAck__Output as _fedtune_v1_DeclineTaskAck__Output } from './fedtune/v1/DeclineTaskAck';
+import type { DeclineTaskRequest as _fedtune_v1_DeclineTaskRequest, DeclineTaskRequest__Output as _fedtune_v1_DeclineTaskRequest__Output } from './fedtune/v1/DeclineTaskRequest';
 import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from './fedtune/v1/DownloadRequest';
 import type { EvaluateTask as _fedtune_v1_EvaluateTask, EvaluateTask__Output as _fedtune_v1_EvaluateTask__Output } from './fedtune/v1/EvaluateTask';
 import type { EvaluationAck as _fedtune_v1_EvaluationAck, EvaluationAck__Output as _fedtune_v1_EvaluationAck__Output } from './fedtune/v1/EvaluationAck';
@@ -57,6 +59,9 @@ export interface ProtoGrpcType {
       CancelTask: MessageTypeDefinition<_fedtune_v1_CancelTask, _fedtune_v1_CancelTask__Output>
       CoordinatorKeys: MessageTypeDefinition<_fedtune_v1_CoordinatorKeys, _fedtune_v1_CoordinatorKeys__Output>
       DType: EnumTypeDefinition
+      DeclineReason: EnumTypeDefinition
+      DeclineTaskAck: MessageTypeDefinition<_fedtune_v1_DeclineTaskAck, _fedtune_v1_DeclineTaskAck__Output>
+      DeclineTaskRequest: MessageTypeDefinition<_fedtune_v1_DeclineTaskRequest, _fedtune_v1_DeclineTaskRequest__Output>
       DownloadRequest: MessageTypeDefinition<_fedtune_v1_DownloadRequest, _fedtune_v1_DownloadRequest__Output>
       EvaluateTask: MessageTypeDefinition<_fedtune_v1_EvaluateTask, _fedtune_v1_EvaluateTask__Output>
       EvaluationAck: MessageTypeDefinition<_fedtune_v1_EvaluationAck, _fedtune_v1_EvaluationAck__Output>

@@ -2,6 +2,8 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { DeclineTaskAck as _fedtune_v1_DeclineTaskAck, DeclineTaskAck__Output as _fedtune_v1_DeclineTaskAck__Output } from '../../fedtune/v1/DeclineTaskAck';
+import type { DeclineTaskRequest as _fedtune_v1_DeclineTaskRequest, DeclineTaskRequest__Output as _fedtune_v1_DeclineTaskRequest__Output } from '../../fedtune/v1/DeclineTaskRequest';
 import type { DownloadRequest as _fedtune_v1_DownloadRequest, DownloadRequest__Output as _fedtune_v1_DownloadRequest__Output } from '../../fedtune/v1/DownloadRequest';
 import type { EvaluationAck as _fedtune_v1_EvaluationAck, EvaluationAck__Output as _fedtune_v1_EvaluationAck__Output } from '../../fedtune/v1/EvaluationAck';
 import type { EvaluationReport as _fedtune_v1_EvaluationReport, EvaluationReport__Output as _fedtune_v1_EvaluationReport__Output } from '../../fedtune/v1/EvaluationReport';
@@ -25,6 +27,15 @@ import type { UploadFrame as _fedtune_v1_UploadFrame, UploadFrame__Output as _fe
 import type { UploadResponse as _fedtune_v1_UploadResponse, UploadResponse__Output as _fedtune_v1_UploadResponse__Output } from '../../fedtune/v1/UploadResponse';
 
 export interface FederationClient extends grpc.Client {
+  DeclineTask(argument: _fedtune_v1_DeclineTaskRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  DeclineTask(argument: _fedtune_v1_DeclineTaskRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  DeclineTask(argument: _fedtune_v1_DeclineTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  DeclineTask(argument: _fedtune_v1_DeclineTaskRequest, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  declineTask(argument: _fedtune_v1_DeclineTaskRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  declineTask(argument: _fedtune_v1_DeclineTaskRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  declineTask(argument: _fedtune_v1_DeclineTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  declineTask(argument: _fedtune_v1_DeclineTaskRequest, callback: grpc.requestCallback<_fedtune_v1_DeclineTaskAck__Output>): grpc.ClientUnaryCall;
+  
   DownloadAdapter(argument: _fedtune_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
   DownloadAdapter(argument: _fedtune_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
   downloadAdapter(argument: _fedtune_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedtune_v1_TensorFrame__Output>;
@@ -128,6 +139,8 @@ export interface FederationClient extends grpc.Client {
 }
 
 export interface FederationHandlers extends grpc.UntypedServiceImplementation {
+  DeclineTask: grpc.handleUnaryCall<_fedtune_v1_DeclineTaskRequest__Output, _fedtune_v1_DeclineTaskAck>;
+  
   DownloadAdapter: grpc.handleServerStreamingCall<_fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame>;
   
   Hello: grpc.handleUnaryCall<_fedtune_v1_HelloRequest__Output, _fedtune_v1_HelloResponse>;
@@ -155,6 +168,7 @@ export interface FederationHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface FederationDefinition extends grpc.ServiceDefinition {
+  DeclineTask: MethodDefinition<_fedtune_v1_DeclineTaskRequest, _fedtune_v1_DeclineTaskAck, _fedtune_v1_DeclineTaskRequest__Output, _fedtune_v1_DeclineTaskAck__Output>
   DownloadAdapter: MethodDefinition<_fedtune_v1_DownloadRequest, _fedtune_v1_TensorFrame, _fedtune_v1_DownloadRequest__Output, _fedtune_v1_TensorFrame__Output>
   Hello: MethodDefinition<_fedtune_v1_HelloRequest, _fedtune_v1_HelloResponse, _fedtune_v1_HelloRequest__Output, _fedtune_v1_HelloResponse__Output>
   Join: MethodDefinition<_fedtune_v1_JoinRequest, _fedtune_v1_JoinResponse, _fedtune_v1_JoinRequest__Output, _fedtune_v1_JoinResponse__Output>

@@ -1,0 +1,8 @@
+// Original file: proto/fedtune.proto
+
+
+export interface DeclineTaskAck {
+}
+
+export interface DeclineTaskAck__Output {
+}
