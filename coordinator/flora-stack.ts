@@ -223,6 +223,9 @@ export function redeclareFloraRanks(agg: Aggregation | undefined, tasks: Iterabl
     } catch (e) {
       if (!(e instanceof AdmissionError)) throw e;
       contradicted.push(t.clientId);
+      // Nor is it the manifest's: the version holds every component of that update.
+      const { loraRank: _dropped, ...rest } = t.metrics!;
+      t.metrics = rest;
     }
   }
   return contradicted;

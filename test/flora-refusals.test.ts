@@ -1,5 +1,5 @@
 // FLoRA (lora.aggregation 'flora') over raw gRPC without training: hostile uploads and reports are refused with
-// INVALID_ARGUMENT and leave the run directory as it was; a restarted coordinator stacks the update it had spooled.
+// INVALID_ARGUMENT and leave the run directory as it was; a restarted coordinator stacks the update it had spooled
 import { promises as fs } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Prng } from '../proto/prng';
@@ -61,7 +61,7 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
     }
   });
 
-  it('a restarted coordinator stacks the update it spooled (all lora.r components: its report is not carried), exactly', async function () {
+  it('a restarted coordinator stacks the update it spooled (its site never reported a rank: all lora.r components), exactly', async function () {
     const runDir = await tempDir('flora-restart');
     const init = (): NamedTensor[] =>
       twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
@@ -98,7 +98,7 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
       const v1 = await h2.coordinator.store.read(1);
       ta.stream.cancel();
       tb.stream.cancel();
-      // site-a's carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6, product exact.
+      // site-a never reported: its carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6.
       expect(v1.adapter[0].shape).to.deep.equal([6, A_IN]);
       expectProduct(
         v1.adapter,
