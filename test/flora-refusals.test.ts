@@ -1,5 +1,5 @@
 // FLoRA (lora.aggregation 'flora') over raw gRPC without training: hostile uploads and reports are refused with
-// INVALID_ARGUMENT and leave the run directory as it was; a restarted coordinator stacks the update it had spooled
+// INVALID_ARGUMENT and leave the run directory as it was; a restarted coordinator stacks the update it had spooled.
 import { promises as fs } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Prng } from '../proto/prng';
