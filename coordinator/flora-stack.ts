@@ -55,6 +55,11 @@ function checkValues(layout: readonly NamedTensor[], values: Float32Array, from:
   }
 }
 
+/** Refuses factors that are non-zero beyond the rank their site declared (the stack would drop part of them). */
+function fitsRank(factors: TensorList, rank: number): void {
+  if (!zeroBeyond(factors, rank)) throw new AdmissionError(`lora_rank ${rank}: the uploaded factors have non-zero components beyond it`);
+}
+
 class StackAggregation implements Aggregation {
   private readonly reserved = new Map<string, number>();
   private readonly sites = new Map<string, SiteFactors>();
@@ -91,6 +96,7 @@ class StackAggregation implements Aggregation {
       },
       finish: () => {
         if (at !== bytes.length) throw new AdmissionError(`the update carries ${at} of the ${bytes.length} bytes of the round's layout`);
+        this.fitsDeclared(clientId, asTensors(this.layout, values));
       },
       needsReplay: false,
       replay: () => {
@@ -115,8 +121,11 @@ class StackAggregation implements Aggregation {
       const g = this.layout[k];
       if (t.name !== g.name || t.shape.join() !== g.shape.join())
         throw new AdmissionError(`FLoRA: ${t.name} [${t.shape}] where the layout has ${g.name} [${g.shape}]`);
+      if (t.data.length !== g.data.length)
+        throw new AdmissionError(`FLoRA: ${t.name} carries ${t.data.length} values; its shape [${t.shape}] holds ${g.data.length}`);
       checkValues([t], Float32Array.from(t.data), 0, t.data.length);
     });
+    this.fitsDeclared(u.clientId, u.delta);
     this.reserve(u.clientId, u.numExamples);
   }
 
@@ -142,10 +151,14 @@ class StackAggregation implements Aggregation {
    */
   declareRank(clientId: string, rank: number): void {
     const s = this.sites.get(clientId);
-    if (s && !zeroBeyond(asTensors(this.layout, s.values), rank)) {
-      throw new AdmissionError(`lora_rank ${rank}: the uploaded factors have non-zero components beyond it`);
-    }
+    if (s) fitsRank(asTensors(this.layout, s.values), rank);
     this.ranks.set(clientId, rank);
+  }
+
+  /** An update arriving after its site's report (any order is allowed) must fit the rank that report declared. */
+  private fitsDeclared(clientId: string, factors: TensorList): void {
+    const rank = this.ranks.get(clientId);
+    if (rank !== undefined) fitsRank(factors, rank);
   }
 
   private totalWeight(): number {

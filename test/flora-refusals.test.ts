@@ -61,6 +61,45 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
     }
   });
 
+  it('a report before its upload: an upload with non-zero components beyond the declared rank is refused (INVALID_ARGUMENT), nothing persisted; one within it is accepted', async function () {
+    const init = (): NamedTensor[] =>
+      twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
+    const h = await startCoordinator(
+      await tempDir('flora-report-first'),
+      { total: 1 },
+      { lora: { r: 4, dropout: 0, aggregation: 'flora' } },
+      { initialAdapter: init },
+    );
+    const c = rawClient(h.address);
+    const a = await join(c, 'site-a');
+    const b = await join(c, 'site-b');
+    const ta = nextTask(c, a.session_token);
+    const tb = nextTask(c, b.session_token);
+    try {
+      const taskA = await ta.task;
+      await new Promise<void>((res, rej) =>
+        c.ReportMetrics(
+          { session_token: a.session_token, task_id: taskA.task_id, round: 1, num_examples: 3, backend: 'test', metrics: {}, lora_rank: 2 },
+          (e) => (e ? rej(e) : res()),
+        ),
+      );
+      const send = (t: TensorList) => () => upload(c, uploadFrames({ who: a, task: taskA, numExamples: 3 }, t));
+      await expectRefused(
+        h.runDir,
+        send(twoModules(4, 3, new Prng(2))),
+        grpc.status.INVALID_ARGUMENT,
+        'lora_rank 2: the uploaded factors have non-zero components beyond it',
+      );
+      expect((await send(twoModules(4, 2, new Prng(2)))()).duplicate).to.equal(false);
+    } finally {
+      ta.stream.cancel();
+      tb.stream.cancel();
+      c.close();
+      await h.coordinator.stop(500);
+      await fs.rm(h.runDir, { recursive: true, force: true });
+    }
+  });
+
   it('a restarted coordinator stacks the update it spooled (its site never reported a rank: all lora.r components), exactly', async function () {
     const runDir = await tempDir('flora-restart');
     const init = (): NamedTensor[] =>
