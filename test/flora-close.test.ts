@@ -13,7 +13,7 @@ import type { RoundFailed, RoundPhase } from '../coordinator/round-events';
 import { zeroAdapter } from '../proto/model/lora-stack';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { join, nextTask, rawClient, reportMetrics, startCoordinator, tempDir, upload, uploadFrames, type Harness } from './harness';
+import { join, nextTask, rawClient, reportMetrics, startCoordinator, tempDir, upload, uploadFrames } from './harness';
 import { MOD, bits, twoModules } from './flora-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
