@@ -47,8 +47,8 @@ function wholeBuffer(x: Float32Array): ArrayBuffer | undefined {
 /**
  * flora-next.ts's nextVersion(global, input) computed in a worker thread: the same tensors, bit for bit. The sites'
  * factors move to the thread (each site's `values` is detached here afterwards, unless it was a view on a larger
- * buffer, then copied); `global` is copied and left as it was, 1 MiB per turn of the event loop. Rejects, naming the cause, when the thread fails.
- * `threadFile`: the thread's script (tests put a failing one there). Where the compiled thread file is absent (run
+ * buffer, then copied); `global` is copied, 1 MiB per turn of the event loop, and left as it was. Rejects, naming
+ * the cause, when the thread fails. `threadFile`: the thread's script (tests put a failing one there). Where the compiled thread file is absent (run
  * from the TypeScript sources), the close runs on the calling thread.
  */
 export async function nextVersionOffThread(global: TensorList, input: StackInput, threadFile = FLORA_THREAD_FILE): Promise<NamedTensor[]> {

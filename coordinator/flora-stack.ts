@@ -10,14 +10,18 @@
 //   Order: sites are stacked by client id, never by arrival, so the version is the same bytes whatever the order.
 //   Exactness: each committed lora_B value is fround(p_k · uploaded value), one float32 rounding (relative ≤ 2^-24);
 //   A is copied bit for bit. A site's components beyond its declared rank are dropped only when they are zero (the
-//   report says the rank; service.ts refuses a report whose rank leaves non-zero components out).
+//   report says the rank, before or after the upload: whichever comes second is refused if the rank leaves non-zero
+//   components out). The rank is spooled with the update and declared again at the close (redeclareFloraRanks), so a
+//   restart or a revocation's rebuild of the sum stacks what an uninterrupted round would.
 //   Bound: once R would pass K = max over modules of min(d_in, d_out), where a dense delta is no larger than the
 //   stack, the version holds the cumulative delta in dense factored form instead (compactComponents: per module ΔW
 //   accumulated in float64 and rounded once to float32, the identity as the other factor, rank K, still a PEFT
 //   adapter), and every later version stays at rank K. Downloads and the sites' stacked path stop growing there.
 // The Strategy seam: this is the Strategy a 'flora' run uses (coordinator.ts), its Aggregation keeping every
 // site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
-// does). Secure aggregation, DP and server optimisers are refused at config load (lora-aggregation.ts).
+// does). The close's arithmetic is flora-next.ts's; the round's close runs it in a worker thread (flora-close.ts:
+// past K it is seconds of float64 loops, which must not stall the event loop). Secure aggregation, DP and server
+// optimisers are refused at config load (lora-aggregation.ts).
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { floraInitSeed } from '../proto/model/lora-aggregation';
 import type { CoordinatorConfig } from './config-types';
