@@ -133,6 +133,18 @@ export class Attempt {
     this.wakeUp();
   }
 
+  /** Aborted when the engine stops: work that would outlast the attempt for nothing (a FLoRA close) ends at once. */
+  private readonly stopCtl = new AbortController();
+  get stopSignal(): AbortSignal {
+    return this.stopCtl.signal;
+  }
+
+  /** The engine is stopping: wakes every wait and aborts stopSignal. */
+  stop(): void {
+    this.stopCtl.abort();
+    this.wake();
+  }
+
   /**
    * Resolves when cond() holds, at `until`, or when the engine stops. The timer, not Date.now(), ends the
    * wait: a timer may fire a millisecond before Date.now() reaches `until`, and a loop that re-checked the

@@ -48,15 +48,22 @@ function wholeBuffer(x: Float32Array): ArrayBuffer | undefined {
  * flora-next.ts's nextVersion(global, input) computed in a worker thread: the same tensors, bit for bit. The sites'
  * factors move to the thread (each site's `values` is detached here afterwards, unless it was a view on a larger
  * buffer, then copied); `global` is copied, 1 MiB per turn of the event loop, and left as it was. Rejects, naming
- * the cause, when the thread fails. `threadFile`: the thread's script (tests put a failing one there). Where the compiled thread file is absent (run
+ * the cause, when the thread fails or `signal` aborts (the thread is ended then). `threadFile`: the thread's script (tests put a failing one there). Where the compiled thread file is absent (run
  * from the TypeScript sources), the close runs on the calling thread.
  */
-export async function nextVersionOffThread(global: TensorList, input: StackInput, threadFile = FLORA_THREAD_FILE): Promise<NamedTensor[]> {
+export async function nextVersionOffThread(
+  global: TensorList,
+  input: StackInput,
+  threadFile = FLORA_THREAD_FILE,
+  signal?: AbortSignal,
+): Promise<NamedTensor[]> {
   if (!existsSync(threadFile)) return nextVersion(global, input);
+  signal?.throwIfAborted();
   const worker = new Worker(threadFile);
   let failed: Error | undefined;
+  let fail: (why: string) => void = () => undefined;
   const answer = new Promise<NamedTensor[]>((resolve, reject) => {
-    const fail = (why: string): void => {
+    fail = (why: string): void => {
       failed ??= new Error(`the FLoRA close's worker thread ${why}; nothing of this round was committed`);
       reject(failed);
     };
@@ -67,6 +74,9 @@ export async function nextVersionOffThread(global: TensorList, input: StackInput
     worker.on('error', (e: Error) => fail(`failed: ${e.message}`));
     worker.once('exit', (code) => fail(`exited (code ${code}) before its result`));
   });
+  // A stopping coordinator does not wait out a close whose version it would not commit: the thread ends now.
+  const onAbort = (): void => fail('was stopped: the coordinator is stopping');
+  signal?.addEventListener('abort', onAbort, { once: true });
   answer.catch(() => undefined); // seen by the caller's await below; not an unhandled rejection meanwhile
   try {
     const post = (m: ToFloraThread, move: ArrayBuffer[] = []): void => {
@@ -94,6 +104,7 @@ export async function nextVersionOffThread(global: TensorList, input: StackInput
     });
     return await answer;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     worker.removeAllListeners('exit'); // its exit after the answer (or after terminate) says nothing more
     void worker.terminate();
   }

@@ -29,7 +29,7 @@ import { uniformRank, zeroBeyond } from '../proto/model/lora-stack';
 import { asTensors, nextVersion, type SiteFactors, type StackInput } from './flora-next';
 import { FLORA_THREAD_FILE, nextVersionOffThread } from './flora-close';
 import type { Task } from './task';
-import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
 
 /** Largest |value| a factor may hold (fresh LoRA factors are O(1/√d_in) for A and small for B; FedAvg's own bound). */
 export const MAX_ABS_FACTOR = 128;
@@ -211,8 +211,8 @@ export class FloraStacking implements Strategy {
    * so that a close past the dense rank leaves the event loop free. The sum's factors move to the thread: a sum is
    * closed once.
    */
-  aggregateOffThread(global: TensorList, sum: WeightedSum): Promise<NamedTensor[]> {
-    return nextVersionOffThread(global, stackInput(sum), this.threadFile);
+  aggregateOffThread(global: TensorList, sum: WeightedSum, _state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]> {
+    return nextVersionOffThread(global, stackInput(sum), this.threadFile, signal);
   }
 }
 

@@ -2,7 +2,7 @@
 // the public record of the sum. Both workflows end in the same place: a weighted sum handed to the strategy
 // (plain rounds: the running sum the Attempt folded each update into; SecAgg rounds: the unmasked sum, the
 // coordinator never having seen an individual update).
-import type { NamedTensor, TensorList } from '../proto/tensors';
+import type { NamedTensor } from '../proto/tensors';
 import { unmaskedSum } from '../proto/secagg/encoding';
 import type { Participant, SecureAggregationRecord } from './checkpoints/types';
 import type { ClientRegistry } from './registry';
@@ -26,8 +26,9 @@ export interface Outcome {
 const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
 
 /** The strategy's next adapter: off the event loop where the strategy offers it (Strategy.aggregateOffThread). */
-function closeSum(strategy: Strategy, global: TensorList, sum: WeightedSum, state: ServerState): Promise<NamedTensor[]> | NamedTensor[] {
-  return strategy.aggregateOffThread ? strategy.aggregateOffThread(global, sum, state) : strategy.aggregate(global, sum, state);
+function closeSum(a: Attempt, strategy: Strategy, sum: WeightedSum, state: ServerState): Promise<NamedTensor[]> | NamedTensor[] {
+  const global = a.base.adapter;
+  return strategy.aggregateOffThread ? strategy.aggregateOffThread(global, sum, state, a.stopSignal) : strategy.aggregate(global, sum, state);
 }
 
 /** The strategy over the attempt's running sum; a string says why it failed. */
@@ -40,7 +41,7 @@ export async function plainOutcome(registry: ClientRegistry, strategy: Strategy,
   try {
     const sum = a.aggregation!.sum();
     // A Poisson-sampled round divides by its expected cohort q·N, whoever was sampled (privacy/sampling.ts).
-    adapter = await closeSum(strategy, a.base.adapter, a.sampled ? { ...sum, totalWeight: a.sampled.denominator } : sum, state);
+    adapter = await closeSum(a, strategy, a.sampled ? { ...sum, totalWeight: a.sampled.denominator } : sum, state);
     weights = a.aggregation!.weights();
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
@@ -65,7 +66,7 @@ export async function secaggOutcome(registry: ClientRegistry, strategy: Strategy
     const sum = unmaskedSum(out.sum, sa.config, a.base.adapter, out.survivors.length);
     totalWeight = sum.totalWeight;
     // Sites that added DP noise shares before masking: the sum arrives noised, and says so to the strategy.
-    adapter = await closeSum(strategy, a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);
+    adapter = await closeSum(a, strategy, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }

@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FloraStacking, declareFloraRank } from '../coordinator/flora-stack';
+import type { ServerState, WeightedSum } from '../coordinator/strategy/strategy';
 import { nextVersionOffThread } from '../coordinator/flora-close';
 import { healthClient } from '../coordinator/ops/health-probe';
 import type { RoundFailed, RoundPhase } from '../coordinator/round-events';
@@ -183,6 +184,59 @@ describe('FLoRA close in a worker thread', function () {
       expect(hex(ck.adapter)).to.deep.equal(hex(want));
     } finally {
       health.close();
+      await done();
+    }
+  });
+
+  it('over gRPC: a coordinator stopped during a close past K ends the close at once (its thread stopped, not waited for): nothing committed, the updates stay spooled, a restart commits that version', async function () {
+    const events: string[] = [];
+    let stopped: Promise<void> | undefined;
+    /** FloraStacking that says when its close starts and settles, and stops the coordinator once it has started. */
+    class Watched extends FloraStacking {
+      override aggregateOffThread(global: TensorList, sum: WeightedSum, state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]> {
+        events.push('close started');
+        setTimeout(() => (stopped = h.coordinator.stop(500).then(() => void events.push('stop resolved'))), 0);
+        return super.aggregateOffThread(global, sum, state, signal).then(
+          (v) => (events.push('close answered'), v),
+          (e: Error) => {
+            events.push(`close rejected: ${e.message}`);
+            throw e;
+          },
+        );
+      }
+    }
+    const { h, base, factors, finish, done } = await pastK('flora-close-stop', new Watched());
+    try {
+      await finish();
+      await h.coordinator.done.catch(() => undefined);
+      while (!stopped) await new Promise((r) => setTimeout(r, 10));
+      await stopped;
+      expect(events).to.deep.equal([
+        'close started',
+        "close rejected: the FLoRA close's worker thread was stopped: the coordinator is stopping; nothing of this round was committed",
+        'stop resolved',
+      ]);
+      expect((await h.coordinator.store.latest())!.manifest.version).to.equal(0);
+      const spool = await fs.readdir(path.join(h.runDir, 'spool', 'round-1'));
+      expect(spool.filter((f) => f.endsWith('.sealed'))).to.have.length(2);
+      // A restart carries both spooled updates and commits at once: the version the stopped close would have made.
+      const again = await startCoordinator(h.runDir, { total: 1 }, { lora: { r: 2, dropout: 0, aggregation: 'flora' } }, { initialAdapter: () => copy(base) });
+      try {
+        const ck = await again.coordinator.done;
+        const id = (name: string): string => ck.manifest.participants.find((p) => p.clientName === name)!.clientId;
+        const s = new FloraStacking();
+        const want = s.aggregate(
+          base,
+          sumOf(s, zeroAdapter(base, 2), [
+            { id: id('site-a'), n: 3, rank: 2, delta: factors[0] },
+            { id: id('site-b'), n: 5, rank: 2, delta: factors[1] },
+          ]),
+        );
+        expect(hex(ck.adapter)).to.deep.equal(hex(want));
+      } finally {
+        await again.coordinator.stop(500);
+      }
+    } finally {
       await done();
     }
   });
