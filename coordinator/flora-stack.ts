@@ -68,6 +68,8 @@ class StackAggregation implements Aggregation {
   private readonly reserved = new Map<string, number>();
   private readonly sites = new Map<string, SiteFactors>();
   private readonly ranks = new Map<string, number>();
+  /** Updates whose every byte arrived, until they count or not: a report in that window is checked against them too. */
+  private readonly finished = new Map<string, Float32Array>();
   private readonly total: number;
 
   constructor(private readonly layout: readonly NamedTensor[]) {
@@ -101,17 +103,20 @@ class StackAggregation implements Aggregation {
       finish: () => {
         if (at !== bytes.length) throw new AdmissionError(`the update carries ${at} of the ${bytes.length} bytes of the round's layout`);
         this.fitsDeclared(clientId, asTensors(this.layout, values));
+        this.finished.set(clientId, values);
       },
       needsReplay: false,
       replay: () => {
         throw new Error('FLoRA folds in one pass');
       },
       commit: () => {
+        this.finished.delete(clientId);
         this.sites.set(clientId, { clientId, numExamples, values });
       },
       // Nothing of an update is in any shared sum before commit(): there is nothing to take back.
       folded: 0,
       abandon: () => {
+        this.finished.delete(clientId);
         this.reserved.delete(clientId);
       },
       undo: () => true,
@@ -154,8 +159,8 @@ class StackAggregation implements Aggregation {
    * here, are non-zero beyond it: the stack drops those components, so the version would lose part of its product.
    */
   declareRank(clientId: string, rank: number): void {
-    const s = this.sites.get(clientId);
-    if (s) fitsRank(asTensors(this.layout, s.values), rank);
+    const values = this.sites.get(clientId)?.values ?? this.finished.get(clientId);
+    if (values) fitsRank(asTensors(this.layout, values), rank);
     this.ranks.set(clientId, rank);
   }
 

@@ -3,7 +3,8 @@
 // declared components only after its restart, and a sum rebuilt without a site revoked mid-round keeps the others'
 // declared ranks. Either way the version is byte for byte the version of a round that was never interrupted (an
 // uninterrupted coordinator's, and FloraStacking.aggregate's over the same factors), not a wider stack of every
-// lora.r component. Real coordinator processes and real gRPC with raw sealed uploads.
+// lora.r component. Real coordinator processes and real gRPC with raw sealed uploads (and, for the window between an
+// upload's last byte and its spool commit, the aggregation alone).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -197,6 +198,19 @@ describe("FLoRA: a site's declared rank across a restart and a revocation", func
       c.close();
       await h.coordinator.stop(500);
     }
+  });
+
+  it('a report that lands while an upload is being spooled (every byte in, not yet counted) is checked against it: refused if it leaves components out', function () {
+    const s = new FloraStacking();
+    const agg = s.begin(smallAdapter(0));
+    const full = SITES['site-a'].f.map((t) => ({ ...t, data: t.data.map((x, i) => x || (i + 1) / 64) })); // both components non-zero
+    const f = agg.open('site-a', 3);
+    for (const t of full) f.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    f.finish();
+    expect(() => declareFloraRank(agg, 'site-a', 1)).to.throw('lora_rank 1: the uploaded factors have non-zero components beyond it');
+    declareFloraRank(agg, 'site-a', 2);
+    f.commit();
+    expect(agg.count).to.equal(1);
   });
 
   it('a damaged spooled rank: one the factors contradict is not declared (stacked whole, a warning), one not a positive integer drops the record', async function () {
