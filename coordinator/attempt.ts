@@ -135,6 +135,18 @@ export class Attempt {
     this.wakeUp();
   }
 
+  /** Aborted when the engine stops: work that would outlast the attempt for nothing (a FLoRA close) ends at once. */
+  private readonly stopCtl = new AbortController();
+  get stopSignal(): AbortSignal {
+    return this.stopCtl.signal;
+  }
+
+  /** The engine is stopping: wakes every wait and aborts stopSignal. */
+  stop(): void {
+    this.stopCtl.abort();
+    this.wake();
+  }
+
   /**
    * Resolves when cond() holds, at `until`, or when the engine stops. The timer, not Date.now(), ends the
    * wait: a timer may fire a millisecond before Date.now() reaches `until`, and a loop that re-checked the
@@ -246,6 +258,13 @@ export class Attempt {
   async accept(t: Task, u: SealedUpdate): Promise<void> {
     if (!this.holds(t) || Date.now() > this.deadline || !this.plain?.isStreaming(t)) throw roundClosed(t);
     await this.plain.accept(t, u);
+    // A report taken before the upload was accepted was not spooled then (recordMetrics spools beside an update):
+    // it is now, before the site hears back, so a restarted coordinator still has it (under 'flora', the rank).
+    if (t.metrics && this.d.spool) {
+      await this.d.spool
+        .putMetrics(this.round, t.clientId, t.metrics)
+        .catch((e: Error) => this.d.log('warn', 'could not spool metrics', { taskId: t.taskId, error: e.message }));
+    }
   }
 
   /** An update accepted by an earlier process of this coordinator, reopened from the spool (RunningSum.carry). */

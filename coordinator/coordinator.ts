@@ -151,11 +151,13 @@ export class Coordinator extends EventEmitter<RoundEvents> {
       // The configured strategy.name picks it; a Strategy object passed in code wins (tests, custom strategies).
       // privacy.enabled wraps whichever it is in DP-FedAvg (clipping, uniform weights, noise once per round).
       // strategy.ema > 0 wraps the result in the average that is scored, released and exported (strategy/ema.ts).
-      // lora.aggregation 'flora' stacks the sites' factors instead of any Strategy, one passed in code too (flora-stack.ts;
-      // config load refused DP, the EMA and another strategy.name).
+      // lora.aggregation 'flora' stacks the sites' factors instead of any Strategy but a FloraStacking passed in code
+      // (flora-stack.ts; config load refused DP, the EMA and another strategy.name).
       strategy:
         cfg.lora.aggregation === 'flora'
-          ? new FloraStacking()
+          ? this.opts.strategy instanceof FloraStacking
+            ? this.opts.strategy
+            : new FloraStacking()
           : withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
       registry: this.registry,
       initialAdapter,

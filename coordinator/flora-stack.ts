@@ -10,29 +10,29 @@
 //   Order: sites are stacked by client id, never by arrival, so the version is the same bytes whatever the order.
 //   Exactness: each committed lora_B value is fround(p_k · uploaded value), one float32 rounding (relative ≤ 2^-24);
 //   A is copied bit for bit. A site's components beyond its declared rank are dropped only when they are zero (the
-//   report says the rank; service.ts refuses a report whose rank leaves non-zero components out).
+//   report says the rank, before or after the upload: whichever comes second is refused if the rank leaves non-zero
+//   components out). The rank is spooled with the update and declared again at the close (redeclareFloraRanks), so a
+//   restart or a revocation's rebuild of the sum stacks what an uninterrupted round would.
 //   Bound: once R would pass K = max over modules of min(d_in, d_out), where a dense delta is no larger than the
 //   stack, the version holds the cumulative delta in dense factored form instead (compactComponents: per module ΔW
 //   accumulated in float64 and rounded once to float32, the identity as the other factor, rank K, still a PEFT
 //   adapter), and every later version stays at rank K. Downloads and the sites' stacked path stop growing there.
 // The Strategy seam: this is the Strategy a 'flora' run uses (coordinator.ts), its Aggregation keeping every
 // site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
-// does). Secure aggregation, DP and server optimisers are refused at config load (lora-aggregation.ts).
+// does). The close's arithmetic is flora-next.ts's; the round's close runs it in a worker thread (flora-close.ts:
+// past K it is seconds of float64 loops, which must not stall the event loop). Secure aggregation, DP and server
+// optimisers are refused at config load (lora-aggregation.ts).
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { floraInitSeed } from '../proto/model/lora-aggregation';
 import type { CoordinatorConfig } from './config-types';
-import { sortByName } from '../proto/tensors';
-import { compactComponents, concatComponents, denseRank, leadingComponents, productIsZero, uniformRank, zeroBeyond } from '../proto/model/lora-stack';
-import { AdmissionError, type Aggregation, type ClientUpdate, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
+import { uniformRank, zeroBeyond } from '../proto/model/lora-stack';
+import { asTensors, nextVersion, type SiteFactors, type StackInput } from './flora-next';
+import { FLORA_THREAD_FILE, nextVersionOffThread } from './flora-close';
+import type { Task } from './task';
+import { AdmissionError, type Aggregation, type ClientUpdate, type ServerState, type Strategy, type UpdateFold, type WeightedSum } from './strategy/strategy';
 
 /** Largest |value| a factor may hold (fresh LoRA factors are O(1/√d_in) for A and small for B; FedAvg's own bound). */
 export const MAX_ABS_FACTOR = 128;
-
-interface SiteFactors {
-  readonly clientId: string;
-  readonly numExamples: number;
-  readonly values: Float32Array;
-}
 
 /** A 'flora' round's "sum": every site's factors (sorted by client id), and the ranks their reports declared. */
 export interface StackSum extends WeightedSum {
@@ -41,16 +41,6 @@ export interface StackSum extends WeightedSum {
 
 function isStackSum(s: WeightedSum): s is StackSum {
   return 'flora' in s;
-}
-
-/** A flat update as tensors of `layout` (views, no copy). */
-function asTensors(layout: readonly NamedTensor[], values: Float32Array): NamedTensor[] {
-  let off = 0;
-  return layout.map((t) => {
-    const data = values.subarray(off, off + t.data.length);
-    off += t.data.length;
-    return { name: t.name, dtype: 'float32', shape: [...t.shape], data };
-  });
 }
 
 /** Why `values[from, to)` cannot be a factor value, naming the first bad one. */
@@ -69,10 +59,17 @@ function checkValues(layout: readonly NamedTensor[], values: Float32Array, from:
   }
 }
 
+/** Refuses factors that are non-zero beyond the rank their site declared (the stack would drop part of them). */
+function fitsRank(factors: TensorList, rank: number): void {
+  if (!zeroBeyond(factors, rank)) throw new AdmissionError(`lora_rank ${rank}: the uploaded factors have non-zero components beyond it`);
+}
+
 class StackAggregation implements Aggregation {
   private readonly reserved = new Map<string, number>();
   private readonly sites = new Map<string, SiteFactors>();
   private readonly ranks = new Map<string, number>();
+  /** Updates whose every byte arrived, until they count or not: a report in that window is checked against them too. */
+  private readonly finished = new Map<string, Float32Array>();
   private readonly total: number;
 
   constructor(private readonly layout: readonly NamedTensor[]) {
@@ -105,17 +102,21 @@ class StackAggregation implements Aggregation {
       },
       finish: () => {
         if (at !== bytes.length) throw new AdmissionError(`the update carries ${at} of the ${bytes.length} bytes of the round's layout`);
+        this.fitsDeclared(clientId, asTensors(this.layout, values));
+        this.finished.set(clientId, values);
       },
       needsReplay: false,
       replay: () => {
         throw new Error('FLoRA folds in one pass');
       },
       commit: () => {
+        this.finished.delete(clientId);
         this.sites.set(clientId, { clientId, numExamples, values });
       },
       // Nothing of an update is in any shared sum before commit(): there is nothing to take back.
       folded: 0,
       abandon: () => {
+        this.finished.delete(clientId);
         this.reserved.delete(clientId);
       },
       undo: () => true,
@@ -129,8 +130,11 @@ class StackAggregation implements Aggregation {
       const g = this.layout[k];
       if (t.name !== g.name || t.shape.join() !== g.shape.join())
         throw new AdmissionError(`FLoRA: ${t.name} [${t.shape}] where the layout has ${g.name} [${g.shape}]`);
+      if (t.data.length !== g.data.length)
+        throw new AdmissionError(`FLoRA: ${t.name} carries ${t.data.length} values; its shape [${t.shape}] holds ${g.data.length}`);
       checkValues([t], Float32Array.from(t.data), 0, t.data.length);
     });
+    this.fitsDeclared(u.clientId, u.delta);
     this.reserve(u.clientId, u.numExamples);
   }
 
@@ -155,11 +159,15 @@ class StackAggregation implements Aggregation {
    * here, are non-zero beyond it: the stack drops those components, so the version would lose part of its product.
    */
   declareRank(clientId: string, rank: number): void {
-    const s = this.sites.get(clientId);
-    if (s && !zeroBeyond(asTensors(this.layout, s.values), rank)) {
-      throw new AdmissionError(`lora_rank ${rank}: the uploaded factors have non-zero components beyond it`);
-    }
+    const values = this.sites.get(clientId)?.values ?? this.finished.get(clientId);
+    if (values) fitsRank(asTensors(this.layout, values), rank);
     this.ranks.set(clientId, rank);
+  }
+
+  /** An update arriving after its site's report (any order is allowed) must fit the rank that report declared. */
+  private fitsDeclared(clientId: string, factors: TensorList): void {
+    const rank = this.ranks.get(clientId);
+    if (rank !== undefined) fitsRank(factors, rank);
   }
 
   private totalWeight(): number {
@@ -179,52 +187,70 @@ class StackAggregation implements Aggregation {
   }
 }
 
-/** The round's components: site by site (client id order), A's rows as uploaded, B's columns times p_k. */
-export function stackRound(sum: StackSum): NamedTensor[] {
-  const { layout, sites, ranks } = sum.flora;
-  if (sites.length === 0) throw new Error('FLoRA: no update to stack');
-  const full = uniformRank(layout);
-  let stack: NamedTensor[] | undefined;
-  for (const s of sites) {
-    const p = s.numExamples / sum.totalWeight;
-    const factors = asTensors(layout, s.values);
-    // The declared rank when the components beyond it are zero (they add nothing), else all of them: exact either way.
-    const declared = ranks.get(s.clientId) ?? full;
-    const width = declared >= 1 && declared <= full && zeroBeyond(factors, declared) ? declared : full;
-    const mine = leadingComponents(factors, width).map((t) => (t.name.includes('.lora_B.') ? { ...t, data: Float32Array.from(t.data, (v) => p * v) } : t));
-    stack = stack ? concatComponents(stack, mine) : mine;
-  }
-  return stack!;
+/** The close's input from a 'flora' round's sum (an Error for any other sum). */
+function stackInput(sum: WeightedSum): StackInput {
+  if (!isStackSum(sum)) throw new Error("lora.aggregation 'flora' needs each site's factors; this sum has none (secure aggregation?)");
+  return { ...sum.flora, totalWeight: sum.totalWeight };
 }
 
-/** The Strategy of a 'flora' run: FedAvg's weights, stacking instead of averaging. */
+/** The Strategy of a 'flora' run: FedAvg's weights, stacking instead of averaging (the arithmetic: flora-next.ts). */
 export class FloraStacking implements Strategy {
   // The manifest's strategy: the weights are FedAvg's (n_k / Σn); its config.lora.aggregation says 'flora'.
   readonly name = 'fedavg';
   readonly maxAbsDelta = MAX_ABS_FACTOR;
 
+  /** `threadFile`: the close's worker thread script (flora-close.ts; tests put a failing one there). */
+  constructor(private readonly threadFile = FLORA_THREAD_FILE) {}
+
   begin(layout: TensorList): StackAggregation {
     return new StackAggregation(layout.map((t) => ({ name: t.name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.data.length) })));
   }
 
-  /**
-   * The next version: the base version's components (none when its product is zero: version 0's seeded A with B = 0),
-   * then the round's; past the dense rank K, that product in dense factored form at rank K. The base's scaling is 1
-   * (versionAdapterConfig commits every 'flora' version so).
-   */
+  /** The next version on the calling thread (flora-next.ts nextVersion). */
   aggregate(global: TensorList, sum: WeightedSum): NamedTensor[] {
-    if (!isStackSum(sum)) throw new Error("lora.aggregation 'flora' needs each site's factors; this sum has none (secure aggregation?)");
-    const round = stackRound(sum);
-    const next = productIsZero(global) ? round : concatComponents(global, round);
-    const dense = denseRank(next);
-    // Names as the base version spells them (the round's layout took them from it).
-    return sortByName(uniformRank(next) > dense ? compactComponents(next, dense) : next);
+    return nextVersion(global, stackInput(sum));
+  }
+
+  /**
+   * The same next version, bit for bit, computed in a worker thread (flora-close.ts): what the round's close calls,
+   * so that a close past the dense rank leaves the event loop free. The sum's factors move to the thread: a sum is
+   * closed once.
+   */
+  aggregateOffThread(global: TensorList, sum: WeightedSum, _state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]> {
+    return nextVersionOffThread(global, stackInput(sum), this.threadFile, signal);
   }
 }
 
 /** The report's rank, checked against a 'flora' round's factors (no-op for another round's aggregation). */
 export function declareFloraRank(agg: Aggregation | undefined, clientId: string, rank: number): void {
   if (agg instanceof StackAggregation && rank > 0) agg.declareRank(clientId, rank);
+}
+
+/**
+ * The ranks the sites' reports declared, declared again to a 'flora' round's Aggregation at its close: an update
+ * carried over a restart has its report read back from the spool (round-open.ts), and a sum rebuilt without a
+ * revoked site is a new Aggregation (running-sum.ts dropRevoked); without this, such an update would be stacked at
+ * lora.r, its zero padding too (exact, but wider than an uninterrupted round's stack, so K comes sooner). A rank the
+ * factors contradict (only a damaged spool record can: the live report was checked) is not declared: that update
+ * keeps all its components, exact still. Returns the client ids of those.
+ */
+export function redeclareFloraRanks(agg: Aggregation | undefined, tasks: Iterable<Pick<Task, 'clientId' | 'state' | 'metrics'>>): string[] {
+  const contradicted: string[] = [];
+  if (!(agg instanceof StackAggregation)) return contradicted;
+  for (const t of tasks) {
+    const rank = t.metrics?.loraRank;
+    if (t.state !== 'uploaded' || rank === undefined) continue;
+    try {
+      agg.declareRank(t.clientId, rank);
+    } catch (e) {
+      if (!(e instanceof AdmissionError)) throw e;
+      contradicted.push(t.clientId);
+      // Nor is it the manifest's: the version holds every component of that update.
+      const { loraRank: _dropped, ...rest } = t.metrics!;
+      t.metrics = rest;
+    }
+  }
+  return contradicted;
 }
 
 /** adapter_config.json of a 'flora' version: r = the stack's rank R and lora_alpha = R (scaling 1, folded into B). */

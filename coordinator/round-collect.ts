@@ -6,6 +6,7 @@ import type { Attempt } from './attempt';
 import { reopenUpdate, type RoundContext } from './round-context';
 import { plainOutcome, secaggOutcome, type Outcome } from './round-outcome';
 import type { SecAggAttempt } from './secagg-attempt';
+import { redeclareFloraRanks } from './flora-stack';
 
 /** Plain rounds: wait for uploads (each already in the running sum), then hand the sum to the strategy. */
 export async function plainStages(ctx: RoundContext, cur: Attempt): Promise<Outcome | string> {
@@ -18,6 +19,9 @@ export async function plainStages(ctx: RoundContext, cur: Attempt): Promise<Outc
   // refused upload could not be taken back out of (RunningSum.takeBack, running-sum.ts).
   const enrolled = d.enrolled ?? (() => true);
   await cur.dropRevoked(enrolled, (id) => reopenUpdate(ctx, cur.round, ctx.spool.updateFile(cur.round, id), cur.base, id));
+  // Under 'flora', the ranks of updates carried over a restart or folded again just now (flora-stack.ts).
+  for (const clientId of redeclareFloraRanks(cur.aggregation, cur.tasks.values()))
+    d.log('warn', 'a spooled lora_rank leaves non-zero components out; the update is stacked whole', { round: cur.round, clientId });
   const n = cur.aggregation!.count;
   // A Poisson-sampled round releases whatever arrived, even nothing (noise only), as DP-FedAvg does: failing and
   // redrawing a small sample would condition the sample on its size, which the accountant does not model.

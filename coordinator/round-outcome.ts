@@ -9,7 +9,7 @@ import type { ClientRegistry } from './registry';
 import type { Attempt } from './attempt';
 import type { Task } from './task';
 import type { SecAggOutcome } from './secagg-attempt';
-import type { ServerState, Strategy } from './strategy/strategy';
+import type { ServerState, Strategy, WeightedSum } from './strategy/strategy';
 import type { AdaptiveClipRound } from './privacy/adaptive-clip';
 
 export interface Outcome {
@@ -25,8 +25,14 @@ export interface Outcome {
 
 const byClientId = (a: Task, b: Task): number => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0);
 
+/** The strategy's next adapter: off the event loop where the strategy offers it (Strategy.aggregateOffThread). */
+function closeSum(a: Attempt, strategy: Strategy, sum: WeightedSum, state: ServerState): Promise<NamedTensor[]> | NamedTensor[] {
+  const global = a.base.adapter;
+  return strategy.aggregateOffThread ? strategy.aggregateOffThread(global, sum, state, a.stopSignal) : strategy.aggregate(global, sum, state);
+}
+
 /** The strategy over the attempt's running sum; a string says why it failed. */
-export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt): Outcome | string {
+export async function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt): Promise<Outcome | string> {
   const accepted = [...a.tasks.values()].filter((t) => t.state === 'uploaded').sort(byClientId);
   let adapter: NamedTensor[];
   let weights: Record<string, number>;
@@ -35,7 +41,7 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
   try {
     const sum = a.aggregation!.sum();
     // A Poisson-sampled round divides by its expected cohort q·N, whoever was sampled (privacy/sampling.ts).
-    adapter = strategy.aggregate(a.base.adapter, a.sampled ? { ...sum, totalWeight: a.sampled.denominator } : sum, state);
+    adapter = await closeSum(a, strategy, a.sampled ? { ...sum, totalWeight: a.sampled.denominator } : sum, state);
     weights = a.aggregation!.weights();
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
@@ -49,7 +55,7 @@ export function plainOutcome(registry: ClientRegistry, strategy: Strategy, a: At
 }
 
 /** The survivors' weighted mean from the unmasked SecAgg sum, through the same strategy; marks their tasks. */
-export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt, out: SecAggOutcome): Outcome | string {
+export async function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: Attempt, out: SecAggOutcome): Promise<Outcome | string> {
   const sa = a.secagg!;
   const byClient = new Map([...a.tasks.values()].map((t) => [t.clientId, t]));
   let adapter: NamedTensor[];
@@ -60,7 +66,7 @@ export function secaggOutcome(registry: ClientRegistry, strategy: Strategy, a: A
     const sum = unmaskedSum(out.sum, sa.config, a.base.adapter, out.survivors.length);
     totalWeight = sum.totalWeight;
     // Sites that added DP noise shares before masking: the sum arrives noised, and says so to the strategy.
-    adapter = strategy.aggregate(a.base.adapter, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);
+    adapter = await closeSum(a, strategy, (sa.config.noiseMultiplier ?? 0) > 0 ? { ...sum, noised: true } : sum, state);
   } catch (e) {
     return `aggregation failed: ${(e as Error).message}`;
   }

@@ -153,10 +153,12 @@ export class RoundSpool {
 }
 
 /** A metrics record as the spool writes it; anything else (a damaged file) is ignored. */
-function isSpooledMetrics(v: unknown): v is { values: Record<string, number>; backend: string } {
+function isSpooledMetrics(v: unknown): v is { values: Record<string, number>; backend: string; loraRank?: number } {
   if (!v || typeof v !== 'object') return false;
-  const r = v as { values?: unknown; backend?: unknown };
+  const r = v as { values?: unknown; backend?: unknown; loraRank?: unknown };
+  // The rank goes into the manifest and, under 'flora', decides how many components are stacked: a positive integer.
   return (
+    (r.loraRank === undefined || (Number.isSafeInteger(r.loraRank) && (r.loraRank as number) >= 1)) &&
     typeof r.backend === 'string' &&
     !!r.values &&
     typeof r.values === 'object' &&

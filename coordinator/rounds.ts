@@ -174,7 +174,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
 
   stop(): void {
     this.stopping = true;
-    this.current?.wake();
+    this.current?.stop();
     this.poke();
   }
 

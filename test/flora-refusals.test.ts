@@ -9,26 +9,42 @@ import { A_IN, MOD, expectProduct, twoModules, weightedProducts } from './flora-
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
+/** Version 0 of these tests: two modules at rank 4, lora_B zero. */
+const init = (): NamedTensor[] => twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
+
+/** A 'flora' coordinator (lora.r 4) in round 1 with two raw sites; site-a's upload and report (3 examples) as calls. */
+async function roundOne(prefix: string) {
+  const h = await startCoordinator(await tempDir(prefix), { total: 1 }, { lora: { r: 4, dropout: 0, aggregation: 'flora' } }, { initialAdapter: init });
+  const c = rawClient(h.address);
+  const a = await join(c, 'site-a');
+  const b = await join(c, 'site-b');
+  const ta = nextTask(c, a.session_token);
+  const tb = nextTask(c, b.session_token);
+  const [taskA] = await Promise.all([ta.task, tb.task]);
+  const send = (t: TensorList) => () => upload(c, uploadFrames({ who: a, task: taskA, numExamples: 3 }, t));
+  const report = (rank: number) => (): Promise<void> =>
+    new Promise((res, rej) =>
+      c.ReportMetrics(
+        { session_token: a.session_token, task_id: taskA.task_id, round: taskA.round, num_examples: 3, backend: 'test', metrics: {}, lora_rank: rank },
+        (e) => (e ? rej(e) : res()),
+      ),
+    );
+  const close = async (): Promise<void> => {
+    ta.stream.cancel();
+    tb.stream.cancel();
+    c.close();
+    await h.coordinator.stop(500);
+    await fs.rm(h.runDir, { recursive: true, force: true });
+  };
+  return { h, taskA, send, report, close };
+}
+
 describe('FLoRA over raw gRPC: refusals and a restart', function () {
   it('over gRPC: an upload of the wrong shape, a NaN factor, a rank above lora.r and a rank that drops components are refused (INVALID_ARGUMENT), nothing persisted', async function () {
-    const init = (): NamedTensor[] =>
-      twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
-    const h = await startCoordinator(
-      await tempDir('flora-refuse'),
-      { total: 1 },
-      { lora: { r: 4, dropout: 0, aggregation: 'flora' } },
-      { initialAdapter: init },
-    );
-    const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
+    const { h, taskA, send, report, close } = await roundOne('flora-refuse');
     try {
-      const [taskA] = await Promise.all([ta.task, tb.task]);
       expect(taskA.config!.lora_aggregation).to.equal('flora');
       expect(taskA.config!.flora_rank).to.equal(4);
-      const send = (t: TensorList) => () => upload(c, uploadFrames({ who: a, task: taskA, numExamples: 3 }, t));
       // The round's upload layout is the fresh rank lora.r = 4, whatever the version's stacked rank.
       await expectRefused(
         h.runDir,
@@ -39,32 +55,34 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
       const nan = twoModules(4, 2, new Prng(2)).map((t, k) => (k === 3 ? { ...t, data: Float32Array.from(t.data, (x, i) => (i === 1 ? NaN : x)) } : t));
       await expectRefused(h.runDir, send(nan), grpc.status.INVALID_ARGUMENT, `tensor ${MOD(1)}.lora_B.weight holds NaN at element 1; factors must be finite`);
       // Nothing of either refusal was kept: the site's proper upload is then accepted.
-      const ok = await upload(c, uploadFrames({ who: a, task: taskA, numExamples: 3 }, twoModules(4, 2, new Prng(2))));
-      expect(ok.duplicate).to.equal(false);
-      const report = (rank: number) => (): Promise<void> =>
-        new Promise((res, rej) =>
-          c.ReportMetrics(
-            { session_token: a.session_token, task_id: taskA.task_id, round: taskA.round, num_examples: 3, backend: 'test', metrics: {}, lora_rank: rank },
-            (e) => (e ? rej(e) : res()),
-          ),
-        );
+      expect((await send(twoModules(4, 2, new Prng(2)))()).duplicate).to.equal(false);
       await expectRefused(h.runDir, report(5), grpc.status.INVALID_ARGUMENT, "lora_rank 5 exceeds the adapter's rank 4");
       await expectRefused(h.runDir, report(1), grpc.status.INVALID_ARGUMENT, 'lora_rank 1: the uploaded factors have non-zero components beyond it');
       await report(2)();
       expect((await h.coordinator.store.latest())!.manifest.version).to.equal(0);
     } finally {
-      ta.stream.cancel();
-      tb.stream.cancel();
-      c.close();
-      await h.coordinator.stop(500);
-      await fs.rm(h.runDir, { recursive: true, force: true });
+      await close();
     }
   });
 
-  it('a restarted coordinator stacks the update it spooled (all lora.r components: its report is not carried), exactly', async function () {
+  it('a report before its upload: an upload with non-zero components beyond the declared rank is refused (INVALID_ARGUMENT), nothing persisted; one within it is accepted', async function () {
+    const { h, send, report, close } = await roundOne('flora-report-first');
+    try {
+      await report(2)();
+      await expectRefused(
+        h.runDir,
+        send(twoModules(4, 3, new Prng(2))),
+        grpc.status.INVALID_ARGUMENT,
+        'lora_rank 2: the uploaded factors have non-zero components beyond it',
+      );
+      expect((await send(twoModules(4, 2, new Prng(2)))()).duplicate).to.equal(false);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a restarted coordinator stacks the update it spooled (its site never reported a rank: all lora.r components), exactly', async function () {
     const runDir = await tempDir('flora-restart');
-    const init = (): NamedTensor[] =>
-      twoModules(4, 4, new Prng(1)).map((t) => (t.name.includes('lora_B') ? { ...t, data: new Float32Array(t.data.length) } : t));
     const cfg = [runDir, { total: 1 }, { lora: { r: 4, dropout: 0, aggregation: 'flora' } }, { initialAdapter: init }] as const;
     const h1 = await startCoordinator(...cfg);
     const c1 = rawClient(h1.address);
@@ -98,7 +116,7 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
       const v1 = await h2.coordinator.store.read(1);
       ta.stream.cancel();
       tb.stream.cancel();
-      // site-a's carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6, product exact.
+      // site-a never reported: its carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6.
       expect(v1.adapter[0].shape).to.deep.equal([6, A_IN]);
       expectProduct(
         v1.adapter,

@@ -137,4 +137,11 @@ export interface Strategy {
    * state in and out (see ServerState); a stateful strategy refuses to run without it.
    */
   aggregate(global: TensorList, sum: WeightedSum, state?: ServerState): NamedTensor[];
+  /**
+   * Optional: aggregate()'s result, bit for bit, computed off the event loop, for a strategy whose close is heavy
+   * (FLoRA's past its dense rank: coordinator/flora-close.ts). Where present, the round's close awaits it instead of
+   * calling aggregate() (round-outcome.ts), so gRPC is served meanwhile; a rejection fails the close as a throw would.
+   * `signal`, aborted when the coordinator stops: the work ends then, rejected (nothing of the round is committed).
+   */
+  aggregateOffThread?(global: TensorList, sum: WeightedSum, state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]>;
 }
