@@ -4,13 +4,12 @@
 // for bit, records the small site's rank in the manifest and commits exactly the strategy's mean of the padded
 // adapters; a rank above the global one, 'flora' under SecAgg and the WebGPU engine's gradient clip under 'ffa' are
 // refused with their reasons; lora.aggregation 'auto' resolves by secagg.enabled and privacy.enabled.
-import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { FederationClient } from '../client-sdk/client';
 import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type CausalLm } from '../client-sdk/model/load';
-import { LoraSftTrainer, type SftData } from '../client-sdk/sft/lora-trainer';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { LoraMismatchError, TaskLoraTrainer, loraConfigFromTask, siteRankPlan } from '../client-sdk/sft/task-lora';
 import { padToRank, truncateToRank } from '../client-sdk/sft/rank-padding';
 import { ENGINE_FFA_REFUSAL, EngineSftTrainer } from '../client-sdk/engine/trainer';
@@ -27,17 +26,11 @@ import type { ModelConfig } from '../proto/model/model-config';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { startCoordinator, tempDir, testIdentity } from './harness';
+import { BASE, data } from './flora-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const BASE = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'llama', 'base');
 const GLOBAL: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'] };
-
-function data(seed: number): SftData {
-  const rng = new Prng(seed);
-  const ex = () => ({ prompt: Array.from({ length: 6 }, () => rng.nextInt(256)), completion: Array.from({ length: 3 }, () => rng.nextInt(256)) });
-  return { train: Array.from({ length: 6 + seed }, ex), eval: Array.from({ length: 2 }, ex) };
-}
 
 const plan = (mode: 'ffa' | 'fedit'): TrainingPlan => ({
   round: 1,

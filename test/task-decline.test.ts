@@ -4,19 +4,17 @@
 // the test. Over real gRPC: SDK sites training a tiny Llama for real, one of them refusing the coordinator's rank
 // every round (the run of bench/QUALITY.md run 28's first call, where such rounds waited out 600 s); and raw calls
 // for each refusal, each leaving the run directory untouched.
-import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { FederationClient } from '../client-sdk/client';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type CausalLm } from '../client-sdk/model/load';
-import type { SftData } from '../client-sdk/sft/lora-trainer';
 import { TaskLoraTrainer } from '../client-sdk/sft/task-lora';
-import { Prng } from '../proto/prng';
 import type { DeclineTaskRequest } from '../proto/generated/fedtune/v1/DeclineTaskRequest';
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import { clientIdFor } from '../coordinator/registry';
 import { capturingLogger } from './door-kit';
+import { BASE, data } from './flora-kit';
 import type { Trainer } from '../client-sdk/trainer';
 import {
   ConstantTrainer,
@@ -32,14 +30,7 @@ import {
 } from './harness';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
-const BASE = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'llama', 'base');
 const TEN_MINUTES = 600_000;
-
-function data(seed: number): SftData {
-  const rng = new Prng(seed);
-  const ex = () => ({ prompt: Array.from({ length: 6 }, () => rng.nextInt(256)), completion: Array.from({ length: 3 }, () => rng.nextInt(256)) });
-  return { train: Array.from({ length: 8 }, ex), eval: Array.from({ length: 2 }, ex) };
-}
 
 const decline = (c: RawClient, r: DeclineTaskRequest): Promise<void> => new Promise((res, rej) => c.DeclineTask(r, (e) => (e ? rej(e) : res())));
 
