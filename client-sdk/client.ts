@@ -284,16 +284,16 @@ export class FederationClient extends EventEmitter<ClientEvents> {
       this.emit('taskDone', done);
     } catch (e) {
       const error = e instanceof Error ? e.message : String(e);
+      const [cancelled, req] = [signal.aborted, failedIn && !signal.aborted ? declineRequest(this.token, t, e) : undefined];
       this.log('warn', 'task failed', { taskId: t.task_id, round: t.round, error });
-      this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled: signal.aborted, error });
-      if (failedIn && !signal.aborted) {
-        const req = declineRequest(this.token, t, e);
+      // Declined before the event: a listener may stop the client (own-data.ts does on a settings mismatch).
+      if (req)
         await declined(
           req,
-          this.sendReport(t.task_id, signal, (c, done) => this.rpc.DeclineTask(req, { deadline: c }, done)),
+          this.sendReport(t.task_id, signal, (c, cb) => this.rpc.DeclineTask(req, { deadline: c }, cb)),
           this.log.bind(this),
         );
-      }
+      this.emit('taskFailed', { taskId: t.task_id, round: t.round, cancelled, error });
     } finally {
       this.inboxes.close(t.task_id);
     }
