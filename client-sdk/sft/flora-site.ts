@@ -22,10 +22,6 @@ import type { CausalLm } from '../model/load';
 // Type only: lora-trainer.ts imports this file (MergedBase, floraRound).
 import type { LoraSftTrainer } from './lora-trainer';
 
-/** Why the WebGPU engine (client-sdk/engine) refuses a FLoRA round: it cannot merge the version's delta into its weights. */
-export const ENGINE_FLORA_REFUSAL =
-  "the WebGPU engine cannot train under lora.aggregation 'flora' (it cannot merge the version's stacked delta into its weights): train on tfjs (FEDTUNE_ENGINE unset)";
-
 export interface FloraSiteOptions {
   /** The rank this site trains (≤ the task's flora_rank); default: flora_rank. */
   readonly r?: number;
@@ -91,6 +87,28 @@ export function floraUpload(trained: TensorList, scaling: number, rank: number, 
 /** The site's local model after training as one adapter of scaling 1: the stack's components, then its own. */
 export function floraLocalModel(stack: TensorList, upload: TensorList): NamedTensor[] {
   return concatComponents(canonicalAdapter(stack), canonicalAdapter(upload));
+}
+
+/** A trainer's last 'flora' outcome: what it uploaded and the stack it trained on (evaluate() scores both). */
+export interface FloraOutcome {
+  readonly upload: TensorList;
+  readonly stack: TensorList;
+}
+
+/**
+ * What a held-out evaluation scores under FLoRA, or undefined for an ordinary adapter: after the trainer's own 'flora'
+ * round (`adapter` is that outcome's upload) the model it trained, the stack plus its components; a candidate sent as
+ * a stack (opts.stack), the stack alone. Either as one LoRA at its own rank and scaling 1. The tfjs trainer and the
+ * WebGPU engine's both score through this (the engine evaluates on tfjs too).
+ */
+export function floraEvaluated(
+  adapter: TensorList,
+  stack: boolean,
+  last: FloraOutcome | undefined,
+  nLayer: number,
+): { readonly adapter: TensorList; readonly lora: LoraConfig } | undefined {
+  const whole = last?.upload === adapter ? floraLocalModel(last.stack, adapter) : stack ? adapter : undefined;
+  return whole && { adapter: whole, lora: stackLoraConfig(whole, stackLayout(whole, nLayer)) };
 }
 
 /**
