@@ -92,9 +92,18 @@ export class BaseMerger {
     });
     const bytes = (f: (m: MergeModule) => number): number => 4 * Math.max(...mods.map(f));
     const storage = (label: string, size: number): GPUBuffer => dev.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    const w0 = storage('merge-w0', bytes((m) => m.inF * m.outF));
-    const la = storage('merge-a', bytes((m) => m.r * m.inF));
-    const lbT = storage('merge-bT', bytes((m) => m.r * m.outF));
+    const w0 = storage(
+      'merge-w0',
+      bytes((m) => m.inF * m.outF),
+    );
+    const la = storage(
+      'merge-a',
+      bytes((m) => m.r * m.inF),
+    );
+    const lbT = storage(
+      'merge-bT',
+      bytes((m) => m.r * m.outF),
+    );
     const params = dev.createBuffer({ label: 'merge-params', size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     try {
       const bindGroup = dev.createBindGroup({
