@@ -4,9 +4,9 @@
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
-// with the fallback after them (gpu-fallback.ts), FLoRA rounds and stacks (gpu-engine-flora.ts; --flora-bench times the
-// merge instead). Prints `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--tuning] [--flora-bench]
+// with the fallback after them (gpu-fallback.ts), and FLoRA rounds and stacks (gpu-engine-flora.ts). Prints
+// `tests: N passed, N failed` like the mocha reporter.
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -35,7 +35,7 @@ import { scaffoldTests } from './gpu-engine-scaffold';
 import { tuningTests } from './gpu-engine-tuning';
 import { relErr } from './rel-err';
 import { matmulTests, runKernel } from './gpu-engine-matmul';
-import { floraEngineTests, floraMergeBench } from './gpu-engine-flora';
+import { floraEngineTests } from './gpu-engine-flora';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -296,8 +296,7 @@ async function main(): Promise<void> {
   const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout', '--only-flora'] as const).find((a) =>
     args.includes(a),
   );
-  if (args.includes('--flora-bench')) log(JSON.stringify({ bench: 'flora-merge', path: paths[0], ...(await floraMergeBench(ed, paths[0])) }));
-  else if (args.includes('--only-tuning')) await tuningTests(ed, paths, check);
+  if (args.includes('--only-tuning')) await tuningTests(ed, paths, check);
   else if (args.includes('--only-matmul')) {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
     await matmulTests(ed, paths, check);
@@ -308,7 +307,7 @@ async function main(): Promise<void> {
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
   else if (only === '--only-flora') await floraEngineTests(ed, paths, check);
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
-  const narrow = args.includes('--only-matmul') || args.includes('--only-tuning') || args.includes('--flora-bench');
+  const narrow = args.includes('--only-matmul') || args.includes('--only-tuning');
   if (only === undefined && !narrow) {
     if (!args.includes('--skip-matmul')) await matmulTests(ed, paths, check);
     await stepParity(ed, paths);

@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 // FLoRA on the engine (lora.aggregation 'flora'; the site's side is sft/flora-site.ts): the version's stack merged into
 // the frozen projection weights on the GPU, W = W0 + B_stack·A_stack, in f32 and rounded once to the type `w` stores
-// (f16 on the f16 and tc paths), as construction rounded W0. A stack may have any rank up to the model width (past it
+// (f16 on the f16 and tc paths: WGSL's conversion, to a neighbouring f16, where the host rounds W0 to the nearest). A stack may have any rank up to the model width (past it
 // the coordinator keeps it in dense factored form), more than the LoRA kernels are built for; merged, it costs the
 // step nothing. One pipeline serves every module and every rank: shapes and offsets come from a uniform, not from
 // constants in the WGSL as in the step's kernels (whose pipelines are per shape), so a new version's rank never
