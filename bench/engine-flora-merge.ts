@@ -4,7 +4,7 @@
 // packed on the host and uploaded, B·A and the add on the GPU, waited for) against the host computing ΔW alone as the
 // tfjs path does (sft/flora-site.ts MergedBase on tfjs wasm; its packing and upload, which a host merge would add, not
 // counted), and restoreBase (W0 re-packed and re-uploaded for a task that is no FLoRA round). Medians of 3, both
-// measured in the same run; one JSON object on stdout.
+// measured in the same run; one JSON line per model on stdout.
 //   node dist/bench/engine-flora-merge.js [--path f16] [--models gpt2,llama]
 //   ... --path f32 --tiny                     # plumbing check on lavapipe (a 2-layer, 64-wide GPT-2)
 import { openEngineDevice } from '../client-sdk/engine/device';
@@ -80,17 +80,17 @@ async function measure(model: CausalLm, lora: LoraConfig, path: EnginePath): Pro
 async function main(): Promise<void> {
   await selectBackend({ force: 'wasm' }); // tfjs holds the model and computes the host's ΔW; the engine owns the GPU
   const path = pick('--path', 'f16') as EnginePath;
-  const result: Record<string, unknown> = { bench: 'engine-flora-merge', path };
+  // One JSON line per model, printed as soon as it is measured (a time limit then keeps what was measured).
   for (const name of pick('--models', 'gpt2,llama').split(',')) {
     const model = args.includes('--tiny')
       ? Gpt2Model.fromTensors(TINY, randomGpt2Weights(TINY, 1))
       : name === 'gpt2'
         ? randomGpt2Small()
         : LlamaModel.fromTensors(LLAMA_125M, randomLlamaWeights(LLAMA_125M, 1));
-    result[name] = await measure(model, name === 'gpt2' || args.includes('--tiny') ? GPT2_LORA : LLAMA_LORA, path);
+    const ms = await measure(model, name === 'gpt2' || args.includes('--tiny') ? GPT2_LORA : LLAMA_LORA, path);
+    console.log(JSON.stringify({ bench: 'engine-flora-merge', path, model: name, ...ms }));
     model.dispose();
   }
-  console.log(JSON.stringify(result));
 }
 
 main().catch((e: Error) => {
