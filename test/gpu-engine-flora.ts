@@ -1,10 +1,12 @@
 // FLoRA on the WebGPU engine, for `npm run test:gpu` (called from test/gpu-engine.ts; alone: --only-flora): on the demo
 // GPT-2 and a tiny Qwen2 (biases, untied head), every path:
 //  - the merge, a version of rank 24 and one of rank K (the dense form): every value of the merged `w` against
-//    W0 + B·A in float64 (within the f32 sum's rounding bound, plus one f16 rounding on f16/tc, to either neighbour as
-//    WGSL allows; untouched projections bit for bit), and one step at lr 0 against tfjs's loss on the same batch through MergedBase (the tfjs FLoRA
+//    W0 + B·A in float64 (within the f32 sum's rounding bound, plus one f16 rounding to the nearest on f16/tc;
+//    untouched projections bit for bit), and one step at lr 0 against tfjs's loss on the same batch through MergedBase (the tfjs FLoRA
 //    round's forward);
 //  - W0 back: restoreBase leaves `w` bit-identical to a fresh engine's;
+//  - the f16 rounding alone (BaseMerger on its own buffer, a zero product): every value, ties, subnormals and the
+//    largest finite included, rounds to the very f16 the host's upload gives (half.ts);
 //  - a FLoRA round of the engine trainer against the tfjs trainer's on the same task (same seeded fresh LoRA, same
 //    data order): mean train loss within 1%, and on f32 the uploads within 2% of the distance they moved (the
 //    tolerances of the other engine-vs-tfjs runs here) while the same round on W0 ends ten times farther away; the
@@ -33,6 +35,7 @@ import { TINY_LLAMAS } from './gpu-engine-llama';
 import { packedProjections, projectionAt } from '../client-sdk/engine/weights';
 import { halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { loraModules } from '../proto/model/lora-stack';
+import { BaseMerger } from '../client-sdk/engine/merge';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
@@ -63,8 +66,9 @@ const toHalf = (x: number): number => toHalfBits(Float32Array.of(x))[0];
 
 /**
  * The worst excess of the engine's merged `w` over its bound: per merged element |w − (W0 + Σ B·A)| (float64) within
- * (r + 2)·2⁻²⁴·(|W0| + Σ|B·A|) (the f32 sum) plus, on f16/tc, one f16 ulp of the value (2⁻¹⁰·|x| + 2⁻²⁴: WGSL
- * rounds an f32 to either neighbouring f16, the driver chooses); every other element W0's stored form exactly. ≤ 1 passes.
+ * e = (r + 2)·2⁻²⁴·(|W0| + Σ|B·A|) (the f32 sum) plus, on f16/tc, half an f16 ulp of the f32 sum (≤ 2⁻¹¹·(|x| + e) +
+ * 2⁻²⁵: the merge rounds to the nearest; a driver's other neighbour would show as up to twice the bound); every other
+ * element W0's stored form exactly. ≤ 1 passes.
  */
 function mergedExcess(w: ArrayBuffer, w0: Float32Array, half: boolean, layout: LoraEngine['layout'], stack: readonly NamedTensor[]): number {
   const got = half ? Float64Array.from(new Uint16Array(w, 0, w0.length), halfToFloat) : Float64Array.from(new Float32Array(w, 0, w0.length));
@@ -84,7 +88,8 @@ function mergedExcess(w: ArrayBuffer, w0: Float32Array, half: boolean, layout: L
           abs += Math.abs(t);
         }
         want[at] = sum;
-        bound[at] = (r + 2) * 2 ** -24 * abs + (half ? 2 ** -10 * Math.abs(sum) + 2 ** -24 : 0);
+        const e = (r + 2) * 2 ** -24 * abs;
+        bound[at] = e + (half ? 2 ** -11 * (Math.abs(sum) + e) + 2 ** -25 : 0);
       }
   }
   let worst = 0;
@@ -240,7 +245,41 @@ async function roundParity(ed: EngineDevice, paths: EnginePath[], check: Check, 
   }
 }
 
+/** The merge kernel's f16 rounding against half.ts on values chosen to be hard: exact ties, subnormals, ± extremes. */
+async function nearestF16(ed: EngineDevice, check: Check): Promise<void> {
+  const v: number[] = [0, -0, 1, -1, 65504, -65504, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -14, 0.1, -0.1, 1 / 3];
+  // Exact midpoints between neighbouring f16 values (ties: to even, odd and even lower neighbours), and either side.
+  for (const h of [0x0000, 0x0001, 0x0002, 0x03ff, 0x0400, 0x3c00, 0x3c01, 0x3c02, 0x6400, 0x7bfe]) {
+    const mid = (halfToFloat(h) + halfToFloat(h + 1)) / 2;
+    v.push(mid, Math.fround(mid * (1 + 2 ** -20)), Math.fround(mid * (1 - 2 ** -20)));
+  }
+  const rng = new Prng(3);
+  for (let i = 0; i < 4000; i++) v.push(Math.fround((rng.nextFloat() - 0.5) * 2 ** (rng.nextInt(30) - 20)));
+  const w0 = Float32Array.from(v, (x, i) => (i % 2 ? -x : x));
+  const n = w0.length + (w0.length & 1);
+  const dev = ed.device;
+  const buf = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  await new BaseMerger(dev, buf, 'f16').merge([{ offset: 0, inF: 1, outF: w0.length, r: 1, w0, a: new Float32Array(1), b: new Float32Array(w0.length) }]);
+  const read = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = dev.createCommandEncoder();
+  enc.copyBufferToBuffer(buf, 0, read, 0, 2 * n);
+  dev.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const got = new Uint16Array(read.getMappedRange().slice(0), 0, w0.length);
+  read.unmap();
+  const want = toHalfBits(w0);
+  const bad = [...got.keys()].filter((i) => got[i] !== want[i]);
+  check(
+    'flora merge: f16 rounding to the nearest, ties to even, as the host uploads W0',
+    bad.length === 0,
+    `${w0.length} values, ${bad.length} differ${bad.length ? ` (first ${w0[bad[0]]}: ${got[bad[0]].toString(16)} vs ${want[bad[0]].toString(16)})` : ''}`,
+  );
+  buf.destroy();
+  read.destroy();
+}
+
 export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+  if (ed.caps.f16) await nearestF16(ed, check);
   const { model: gpt2 } = await loadGpt2Dir(MODEL_DIR);
   const gSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
   await mergeParity(ed, paths, check, 'gpt2', gpt2, gSite, gpt2.config.nEmbd, [0.3, 0.2]);

@@ -1,7 +1,8 @@
 /// <reference types="@webgpu/types" />
 // FLoRA on the engine (lora.aggregation 'flora'; the site's side is sft/flora-site.ts): the version's stack merged into
 // the frozen projection weights on the GPU, W = W0 + B_stack·A_stack, in f32 and rounded once to the type `w` stores
-// (f16 on the f16 and tc paths: WGSL's conversion, to a neighbouring f16, where the host rounds W0 to the nearest). A stack may have any rank up to the model width (past it
+// (f16 on the f16 and tc paths), to the nearest with ties to even as the host rounds W0 (half.ts): WGSL lets a driver
+// round an f32 to either neighbouring f16, so the kernel picks the nearest itself and no driver can change a merge. A stack may have any rank up to the model width (past it
 // the coordinator keeps it in dense factored form), more than the LoRA kernels are built for; merged, it costs the
 // step nothing. One pipeline serves every module and every rank: shapes and offsets come from a uniform, not from
 // constants in the WGSL as in the step's kernels (whose pipelines are per shape), so a new version's rank never
@@ -12,9 +13,29 @@ import { ceilDiv } from './kernel';
 const WG = 64;
 const MAX_X = 65535;
 
+// f32 → f16 to the nearest, ties to even: from the driver's neighbour h, the other neighbour is one step of the bit
+// pattern away (up in magnitude when h fell short of v); whichever is nearer wins, on a tie the even one. Differences of
+// two values within an f16 step of each other are exact in f32 (Sterbenz), so the comparison is. Infinity and NaN
+// are left as converted.
+const NEAREST_F16 = `fn nearestF16(v: f32) -> f16 {
+  let h = f16(v);
+  let hf = f32(h);
+  if (hf == v) { return h; }
+  let bits = bitcast<u32>(vec2<f16>(h, h)) & 0xffffu;
+  if ((bits & 0x7fffu) >= 0x7c00u) { return h; }
+  var other = bits - 1u;
+  if (abs(hf) < abs(v)) { other = bits + 1u; }
+  let o = bitcast<vec2<f16>>(other | (other << 16u)).x;
+  let d1 = abs(hf - v);
+  let d2 = abs(f32(o) - v);
+  if (d2 < d1 || (d2 == d1 && (other & 1u) == 0u)) { return o; }
+  return h;
+}
+`;
+
 /** The merge kernel's WGSL for a `w` of element type `w` (one thread per element of one module's W). */
 export function mergeKernelCode(w: 'f32' | 'f16'): string {
-  return `${w === 'f16' ? 'enable f16;\n' : ''}struct Merge { off: u32, inF: u32, outF: u32, r: u32 }
+  return `${w === 'f16' ? `enable f16;\n${NEAREST_F16}` : ''}struct Merge { off: u32, inF: u32, outF: u32, r: u32 }
 @group(0) @binding(0) var<storage, read_write> w: array<${w}>;
 @group(0) @binding(1) var<storage, read> w0: array<f32>;
 @group(0) @binding(2) var<storage, read> la: array<f32>;
@@ -30,7 +51,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
   let o = idx % m.outF;
   var s = 0.0;
   for (var k = 0u; k < m.r; k++) { s += lbT[k * m.outF + o] * la[k * m.inF + i]; }
-  w[m.off + idx] = ${w}(w0[idx] + s);
+  w[m.off + idx] = ${w === 'f16' ? 'nearestF16' : 'f32'}(w0[idx] + s);
 }
 `;
 }
