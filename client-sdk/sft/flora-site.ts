@@ -3,8 +3,9 @@
 // cumulative delta ΔW = Σ_{τ ≤ t} ΔW_τ. Each round the site
 //   1. merges it into its base weights, W = W0 + ΔW per adapted projection (MergedBase: ΔW = B_stack·A_stack in
 //      float32, added to the model's stored weight once per task; the forward pass reads the merged weights through
-//      ForwardOptions.merged and the model's own stay W0). A task merges the version it was sent, whole, so a site
-//      that joins late, or misses rounds, trains on every earlier round's delta: nothing is carried between tasks.
+//      ForwardOptions.merged and the model's own stay W0; the WebGPU engine merges on the GPU, engine/merge.ts). A task
+//      merges the version it was sent, whole, so a site that joins late, or misses rounds, trains on every earlier
+//      round's delta: nothing is carried between tasks.
 //   2. trains a FRESH LoRA of its own rank r_k ≤ flora_rank (its --lora.r, else the coordinator's lora.r): lora_A
 //      from the seeded init (floraInitSeed of the task seed, which the manifest records), lora_B = 0;
 //   3. sends (A_k, s_k·B_k), its scaling folded into B (one float32 rounding; exact when s_k is a power of two, as
