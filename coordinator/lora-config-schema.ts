@@ -22,7 +22,7 @@ export const loraSchema = {
       arg: 'lora.targetModules',
     },
     aggregation: {
-      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (FLoRA stacking: each round every site trains a fresh LoRA of its own rank on top of the version it is sent and the coordinator stacks the factors, so the version's product gains exactly the weighted mean of the sites' products; a version is a PEFT adapter whose rank is the sum of all rounds' ranks, or past the largest min(d_in, d_out) of a module the cumulative delta in dense factored form at that rank; needs strategy.name 'fedavg' and strategy.ema 0, never secagg or privacy; tfjs sites only), or 'auto': 'ffa' under secagg.enabled or privacy.enabled, else 'fedit'.",
+      doc: "How LoRA updates combine: 'fedit' (A and B averaged separately), 'ffa' (FFA-LoRA: A frozen at its seeded init, only B trained, sent and averaged; the average of the sites' products is then exact), 'flora' (FLoRA stacking: each round every site trains a fresh LoRA of its own rank on top of the version it is sent and the coordinator stacks the factors, so the version's product gains exactly the weighted mean of the sites' products; a version is a PEFT adapter whose rank is the sum of all rounds' ranks, or past the largest min(d_in, d_out) of a module the cumulative delta in dense factored form at that rank; needs strategy.name 'fedavg' and strategy.ema 0, never secagg or privacy), or 'auto': 'ffa' under secagg.enabled or privacy.enabled, else 'fedit'.",
       format: ['auto', ...LORA_AGGREGATIONS],
       default: 'auto',
       env: 'FEDTUNE_LORA_AGGREGATION',

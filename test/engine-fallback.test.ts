@@ -10,11 +10,10 @@ import { selectBackend } from '../client-sdk/model/backend';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { randomGpt2Weights } from '../client-sdk/model/init';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
-import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer';
+import type { Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../client-sdk/trainer';
 import { FederationClient } from '../client-sdk/client';
 import { FallbackTrainer, fallbackStages, type FallbackLog } from '../client-sdk/engine/fallback';
 import { GpuFailure, parseEngineFault, type GpuFailureKind } from '../client-sdk/engine/gpu-failure';
-import { ENGINE_FLORA_REFUSAL } from '../client-sdk/sft/flora-site';
 import type { EvaluateOptions } from '../client-sdk/trainer';
 import { verifyRun } from '../coordinator/checkpoints/verify';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
@@ -37,25 +36,13 @@ class EngineStandIn implements Trainer {
     private readonly inner: Trainer,
     private readonly failures: Record<number, GpuFailureKind> = {},
   ) {}
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const kind = this.failures[this.calls++];
     if (kind) throw new GpuFailure(kind, this.backend, `stand-in failure at call ${this.calls - 1}`);
-    return this.inner.train(global, plan, signal);
+    return this.inner.train(global, plan, signal, onStep);
   }
   async dispose(): Promise<void> {
     this.disposed = true;
-  }
-}
-
-/** The engine's stand-in that, like the engine, refuses a FLoRA round and scoring a FLoRA stack by design. */
-class FloraRefusingStandIn extends EngineStandIn {
-  override async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    if (plan.loraAggregation === 'flora') throw new Error(ENGINE_FLORA_REFUSAL);
-    return super.train(global, plan, signal);
-  }
-  async evaluate(_adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
-    if (opts?.stack) throw new Error(ENGINE_FLORA_REFUSAL);
-    return { engine: 1 };
   }
 }
 
@@ -183,30 +170,34 @@ describe('GPU failure fallback (client-sdk/engine/fallback.ts)', function () {
       await fs.rm(runDir, { recursive: true, force: true });
     }
   });
-  it("a FLoRA round and a stack to score go to tfjs (the engine refuses them by design), every other task stays on the engine; without a detour they fail with the engine's reason", async () => {
+  it('a FLoRA round, a stack to score and the progress of every round go to the backend in use, before and after a fallback (each backend trains FLoRA itself)', async () => {
     const { lines, log } = collect();
-    const engine = new FloraRefusingStandIn('engine-tc', tfjs());
-    const evals: (EvaluateOptions | undefined)[] = [];
-    const detour = (): Trainer => {
-      const inner = tfjs();
-      return { backend: inner.backend, train: (g, p, sig) => inner.train(g, p, sig), evaluate: async (_a, o) => (evals.push(o), { detour: 1 }) };
-    };
-    const t = new FallbackTrainer(engine, fallbackStages('tc', { engine: async () => ({ error: 'unused' }), tfjs }), log, detour);
+    const evals: [string, EvaluateOptions | undefined][] = [];
+    /** An engine stand-in that also scores (and records what it was asked to score). */
+    const scoring = (backend: string, failures: Record<number, GpuFailureKind> = {}): EngineStandIn =>
+      Object.assign(new EngineStandIn(backend, tfjs(), failures), {
+        evaluate: async (_a: TensorList, o?: EvaluateOptions) => (evals.push([backend, o]), { [backend]: 1 }),
+      });
+    const tc = scoring('engine-tc', { 1: 'device-lost' });
+    const f32 = scoring('engine-f32');
+    const t = new FallbackTrainer(tc, fallbackStages('tc', { engine: async () => f32, tfjs }), log);
     const global = initLoraAdapter(CFG, LORA, 1);
     const flora: TrainingPlan = { ...PLAN, loraAggregation: 'flora', floraRank: 4 };
-    const out = await t.train(global, flora);
-    expect(out.numExamples).to.be.above(0);
-    expect([t.backend, engine.calls]).to.deep.equal([tfjsBackend, 0]);
-    await t.train(global, flora);
-    expect(await t.evaluate(global, { stack: true })).to.deep.equal({ detour: 1 });
-    expect(evals).to.deep.equal([{ stack: true }]);
-    // The engine's own tasks stay on it: nothing fell back, and the backend reported is the engine's again.
-    await t.train(global, PLAN);
-    expect(await t.evaluate(global)).to.deep.equal({ engine: 1 });
-    expect([t.backend, engine.calls, t.changes.length]).to.deep.equal(['engine-tc', 1, 0]);
-    expect(lines.filter((l) => l.includes("lora.aggregation 'flora'"))).to.have.length(1);
-    const bare = new FallbackTrainer(new FloraRefusingStandIn('engine-tc', tfjs()), [], log);
-    expect((await failure(bare.train(global, flora))).message).to.equal(ENGINE_FLORA_REFUSAL);
-    expect((await failure(bare.evaluate(global, { stack: true }))).message).to.equal(ENGINE_FLORA_REFUSAL);
+    const steps: string[] = [];
+    const out = await t.train(global, flora, undefined, (s) => steps.push(`${s.step}/${s.total}`));
+    expect([out.loraRank, t.backend, tc.calls]).to.deep.equal([4, 'engine-tc', 1]);
+    expect(steps).to.deep.equal(['1/2', '2/2']);
+    expect(await t.evaluate(global, { stack: true })).to.deep.equal({ 'engine-tc': 1 });
+    await failure(t.train(global, flora));
+    expect((await t.train(global, flora, undefined, (s) => steps.push(`f32 ${s.step}`))).loraRank).to.equal(4);
+    expect([t.backend, f32.calls]).to.deep.equal(['engine-f32', 1]);
+    expect(steps.slice(2)).to.deep.equal(['f32 1', 'f32 2']);
+    expect(await t.evaluate(global, { stack: true })).to.deep.equal({ 'engine-f32': 1 });
+    expect(evals).to.deep.equal([
+      ['engine-tc', { stack: true }],
+      ['engine-f32', { stack: true }],
+    ]);
+    expect(t.changes.map((c) => `${c.from}→${c.to}`)).to.deep.equal(['engine-tc→engine-f32']);
+    expect(lines.some((l) => l.includes('flora'))).to.equal(false);
   });
 });

@@ -4,12 +4,9 @@
 // rounding of the value), independent of arrival order; the refusals of hostile factors; the configuration's
 // refusals; and the WebGPU engine's. Over gRPC with real training: test/flora.test.ts.
 import type { TrainingPlan } from '../client-sdk/trainer';
-import { ENGINE_FLORA_REFUSAL, floraFreshLora } from '../client-sdk/sft/flora-site';
+import { floraFreshLora } from '../client-sdk/sft/flora-site';
 import { LoraMismatchError, TaskLoraTrainer } from '../client-sdk/sft/task-lora';
 import type { CausalLm } from '../client-sdk/model/load';
-import { EngineSftTrainer } from '../client-sdk/engine/trainer';
-import type { EngineDevice } from '../client-sdk/engine/device';
-import type { Gpt2Model } from '../client-sdk/model/gpt2';
 import { ConfigError } from '../coordinator/config';
 import { FloraStacking, MAX_ABS_FACTOR } from '../coordinator/flora-stack';
 import { checkReportedRank } from '../coordinator/lora-aggregation';
@@ -222,27 +219,6 @@ describe('FLoRA: refusals at config load, at the site and by the engine', functi
     expect((load({ lora: { dropout: 0.05 } }) as { lora: { dropout: number } }).lora.dropout).to.equal(0.05);
   });
 
-  it("the WebGPU engine refuses a 'flora' task and a stack to evaluate, with the reason", async function () {
-    const t = new EngineSftTrainer({
-      model: {} as Gpt2Model,
-      lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn'] },
-      train: [{ prompt: [1], completion: [2] }],
-      device: {} as EngineDevice,
-      path: 'f32',
-    });
-    const plan = FLORA_PLAN;
-    const err = await t.train([], plan).then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    expect(err?.message).to.equal(ENGINE_FLORA_REFUSAL);
-    // Nor does it score a 'flora' candidate (a stack at scaling 1) at the run's scaling.
-    const evalErr = await t.evaluate([], { stack: true }).then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    expect(evalErr?.message).to.equal(ENGINE_FLORA_REFUSAL);
-  });
   it("a site refuses a 'flora' task it cannot honour, naming why: a rank above flora_rank (fatal: retrying cannot help), no flora_rank; the plan's dropout goes to the fresh LoRA", async function () {
     const config = { nLayer: 1 };
     const stack = zeroAdapter(twoModules(4, 4, null), 4);

@@ -6,16 +6,18 @@
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
-import { ropeTables } from '../model/rope';
-import { llamaLayout, packLlamaWeights, type LlamaModelLayout } from './layout-llama';
+import { llamaLayout, type LlamaModelLayout } from './layout-llama';
 import { buildLlamaProgram } from './program-llama';
 import type { EngineDevice } from './device';
 import type { Kernel } from './kernel';
-import { modelLayout, packWeights, type ModelLayout } from './layout';
+import { modelLayout, type ModelLayout } from './layout';
 import { STEP } from './loss';
 import { buildProgram, type EnginePath, type Program } from './program';
-import type { NamedTensor } from '../../proto/tensors';
-import { toHalfBits } from './half';
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { canonicalAdapter } from '../../proto/model/lora-layout';
+import { loraModules } from '../../proto/model/lora-stack';
+import { packedProjections, projectionAt, uploadBase } from './weights';
+import { BaseMerger } from './merge';
 import { shareKernels } from './dedupe';
 import { DROP_KEY_BUFFER } from './dropout';
 import { dropoutModuleKey } from '../model/dropout-mask';
@@ -76,6 +78,9 @@ export class LoraEngine {
   steps = 0;
   private acc1 = 1;
   private acc2 = 1;
+  /** FLoRA: the module paths whose stack `w` holds merged (undefined: W0), and the pipeline that merges them. */
+  private merged?: Set<string>;
+  private merger?: BaseMerger;
   /** Distinct shader modules compiled (pipelines are shared between kernels with identical WGSL). */
   readonly pipelineCount: number;
   readonly bytesAllocated: number;
@@ -121,7 +126,7 @@ export class LoraEngine {
       bytes += size;
     }
     this.bytesAllocated = bytes;
-    this.uploadWeights();
+    uploadBase(o, this.layout, (name, data) => this.write(name, data));
     dev.pushErrorScope('validation');
     const t0 = performance.now();
     const { groups, groupOf } = shareKernels(this.program.kernels);
@@ -176,46 +181,35 @@ export class LoraEngine {
     this.ed.device.queue.writeBuffer(this.buf(name), offsetBytes, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  private uploadWeights(): void {
-    const { config: cfg } = this.o;
-    if (isLlamaConfig(cfg)) {
-      this.uploadLlamaWeights(cfg);
-      return;
-    }
-    const byName = new Map<string, Float32Array>();
-    for (const t of this.o.weights) byName.set(t.name.startsWith('transformer.') ? t.name.slice(12) : t.name, t.data);
-    const { w, vec } = packWeights(cfg, this.layout as ModelLayout, byName);
-    const wte = byName.get('wte.weight');
-    const wpe = byName.get('wpe.weight');
-    if (!wte || !wpe) throw new Error('wte/wpe missing');
-    if (!cfg.tieWordEmbeddings) throw new Error('the engine supports tied LM heads only (GPT-2 ties them)');
-    this.write('wte', wte);
-    this.write('wpe', wpe);
-    this.write('vec', vec);
-    if (this.o.path === 'f32') this.write('w', w);
-    else {
-      this.write('w', toHalfBits(w));
-      this.write('wte16', toHalfBits(wte));
-    }
+  /**
+   * FLoRA: merges the version's stack into the projection weights, W = W0 + B·A per module of `stack` (merge.ts),
+   * from W0 again whatever was merged before. Queue-ordered between steps.
+   */
+  async mergeStack(stack: TensorList): Promise<void> {
+    const mods = loraModules(canonicalAdapter(stack));
+    // A module merged before but absent now would keep the old delta: put W0 back first.
+    if (this.merged && [...this.merged].some((p) => !mods.some((m) => m.path === p))) this.restoreBase();
+    const w0 = packedProjections(this.o, this.layout);
+    const merges = mods.map((m) => {
+      const P = projectionAt(this.layout, m.path);
+      const [r, inF] = m.a.shape;
+      if (inF !== P.inF || m.b.shape[0] !== P.outF) throw new Error(`the stack's ${m.path} is [${m.b.shape[0]}, ${inF}]; the model's is [${P.outF}, ${P.inF}]`);
+      return { offset: P.w, inF, outF: P.outF, r, w0: w0.subarray(P.w, P.w + inF * P.outF), a: m.a.data, b: m.b.data };
+    });
+    this.merger ??= new BaseMerger(this.ed.device, this.buf('w'), this.o.path === 'f32' ? 'f32' : 'f16');
+    this.merged = new Set(mods.map((m) => m.path));
+    await this.merger.merge(merges);
   }
 
-  private uploadLlamaWeights(cfg: LlamaConfig): void {
-    const { w, vec, embed, head } = packLlamaWeights(cfg, this.layout as LlamaModelLayout, this.o.weights);
-    this.write('wte', embed);
-    this.write('vec', vec);
-    // The rotary tables of model/rope.ts, the very numbers the tfjs model rotates by: cos then sin, [seq, head_dim].
-    const { cos, sin } = ropeTables(cfg, this.o.seq);
-    const tables = new Float32Array(cos.length + sin.length);
-    tables.set(cos);
-    tables.set(sin, cos.length);
-    this.write('rope', tables);
-    if (this.o.path === 'f32') {
-      this.write('w', w);
-      if (!cfg.tieWordEmbeddings) this.write('lmhead', head);
-    } else {
-      this.write('w', toHalfBits(w));
-      this.write('wte16', toHalfBits(head));
-    }
+  /** Whether a FLoRA stack is merged into the weights now (restoreBase puts W0 back). */
+  get hasMergedStack(): boolean {
+    return this.merged !== undefined;
+  }
+
+  /** Writes W0 back into the projection weights: the bytes construction wrote (weights.ts). */
+  restoreBase(): void {
+    uploadBase(this.o, this.layout, (name, data) => this.write(name, data), true);
+    this.merged = undefined;
   }
 
   /** Loads adapter values (same layout as construction) and resets the optimiser state. */

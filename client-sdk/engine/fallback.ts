@@ -5,7 +5,7 @@
 // change of backend is logged with the reason, and `backend` (which the SDK reports with each round's metrics, and
 // the coordinator records per participant in the manifest) always names the backend that trained the round.
 import type { TensorList } from '../../proto/tensors';
-import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome } from '../trainer';
+import type { EvaluateOptions, Trainer, TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import { LoraSftTrainer, type LoraSftTrainerOptions } from '../sft/lora-trainer';
 import type { CausalLm } from '../model/load';
 import { isGpuFailure, type GpuFailure } from './gpu-failure';
@@ -43,43 +43,21 @@ export class FallbackTrainer implements Trainer {
   private readonly rest: TrainerStage[];
   /** Every change of backend, in order (for the site's summary and tests). */
   readonly changes: { from: string; to: string; reason: string }[] = [];
-  /** The trainer for tasks the engine refuses by design, made at the first such task. */
-  private detoured: Trainer | undefined;
-  /** The trainer of the last round (the detour's for a FLoRA round), so `backend` names what trained it. */
-  private last: Trainer | undefined;
 
-  /**
-   * `detour` makes the trainer for what the engine refuses by design rather than by failure: a FLoRA round
-   * (lora.aggregation 'flora': the engine cannot merge a version into its weights) and scoring a FLoRA stack. Such
-   * a task goes to it (tfjs) while every other task stays on the engine, so a site started on the engine can join a
-   * FLoRA run. Without one, those tasks fail with the engine's reason.
-   */
+  // Every task goes to the backend in use, FLoRA rounds and stacks to score included: each stage (engine or tfjs)
+  // trains and scores them itself.
   constructor(
     first: Trainer,
     stages: readonly TrainerStage[],
     private readonly log: FallbackLog = jsonLog,
-    private readonly detour?: () => Trainer,
   ) {
     this.current = first;
     this.rest = [...stages];
   }
 
-  /** The backend that trained the last round (the one that trains the next, until a round goes elsewhere). */
+  /** The backend that trains the next round (and trained the last one that succeeded). */
   get backend(): string {
-    return (this.last ?? this.current).backend;
-  }
-
-  /** The detour's trainer for a task the engine refuses by design, or undefined for the engine's own tasks. */
-  private detourFor(flora: boolean): Trainer | undefined {
-    if (!flora || !this.detour) return undefined;
-    if (!this.detoured) {
-      this.detoured = this.detour();
-      this.log('info', "lora.aggregation 'flora': this site trains such rounds on tfjs (the engine cannot merge a version)", {
-        backend: this.current.backend,
-        to: this.detoured.backend,
-      });
-    }
-    return this.detoured;
+    return this.current.backend;
   }
 
   /** The trainer in use now. */
@@ -87,13 +65,10 @@ export class FallbackTrainer implements Trainer {
     return this.current;
   }
 
-  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal): Promise<TrainOutcome> {
-    const detoured = this.detourFor(plan.loraAggregation === 'flora');
-    this.last = detoured ?? this.current;
-    if (detoured) return detoured.train(global, plan, signal);
+  async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
     const t = this.current;
     try {
-      return await t.train(global, plan, signal);
+      return await t.train(global, plan, signal, onStep);
     } catch (e) {
       if (!isGpuFailure(e)) throw e;
       const next = await this.fallBack(t, e);
@@ -102,13 +77,11 @@ export class FallbackTrainer implements Trainer {
   }
 
   async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<Record<string, number>> {
-    const t = this.detourFor(opts?.stack === true) ?? this.current;
-    return t.evaluate ? t.evaluate(adapter, opts) : {};
+    return this.current.evaluate ? this.current.evaluate(adapter, opts) : {};
   }
 
   async dispose(): Promise<void> {
     await disposeOf(this.current);
-    if (this.detoured) await disposeOf(this.detoured);
   }
 
   private async fallBack(failed: Trainer, cause: GpuFailure): Promise<string> {
@@ -121,7 +94,6 @@ export class FallbackTrainer implements Trainer {
         continue;
       }
       this.current = t;
-      this.last = undefined;
       this.changes.push({ from: failed.backend, to: t.backend, reason: cause.message });
       this.log('info', 'training backend changed', { from: failed.backend, to: t.backend, reason: cause.message });
       return t.backend;
@@ -148,12 +120,11 @@ export async function createFallbackEngineTrainer(
   const first = await createEngineTrainer(opts);
   if ('error' in first) return first;
   const { model, lora, train, eval: ev, choices, evalBatchSize, evalMaxSeqLen } = opts;
-  const tfjs = (): Trainer => new LoraSftTrainer({ model, lora, train, eval: ev, choices, evalBatchSize, evalMaxSeqLen });
   const stages = fallbackStages(first.path, {
     // The same device unless it was lost (createEngineTrainer then opens a fresh one).
     engine: (path) => createEngineTrainer({ ...opts, path, device: first.device }),
-    tfjs,
+    tfjs: () => new LoraSftTrainer({ model, lora, train, eval: ev, choices, evalBatchSize, evalMaxSeqLen }),
   });
   log('info', 'training backend', { backend: first.backend, adapter: first.device.caps.adapter, fallbacks: stages.map((s) => s.name) });
-  return new FallbackTrainer(first, stages, log, tfjs);
+  return new FallbackTrainer(first, stages, log);
 }

@@ -8,6 +8,9 @@
 // plan.optimizer 'sgd' swaps the AdamW kernel for optimizer.ts's SGD one (sft/local-optimizer.ts's rule).
 // SCAFFOLD (plan.scaffold) builds the update kernel with the control-variate lines (optimizer.ts): c − c_i added to
 // every step's gradient, the gradient summed on the device; its mean is the outcome's meanGradient, as on tfjs.
+// FLoRA (plan.loraAggregation 'flora'): the version's stack is merged into the engine's weights on the GPU (merge.ts)
+// and a fresh LoRA trains on top, exactly as sft/flora-site.ts floraRound plans it; the next task that is no FLoRA
+// round gets W0 back (the bytes construction wrote). Evaluation runs on tfjs, a stack at scaling 1 as the tfjs trainer.
 // Batches are padded to one window length so one engine (one set of pipelines and buffers) serves every step;
 // padding sits after every scored position, which causal attention never lets them see.
 import type { TensorList } from '../../proto/tensors';
@@ -20,8 +23,9 @@ import { assertAdapterLayout, canonicalAdapter, loraScaling, parsePeftKey, peftK
 import { Prng } from '../../proto/prng';
 import { isTrainable } from '../../proto/model/lora-aggregation';
 import type { EvalMetrics } from '../sft/evaluate';
-import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainerOptions } from '../sft/lora-trainer';
-import { ENGINE_FLORA_REFUSAL } from '../sft/flora-site';
+import { evaluateHeldOut, ExampleStream, STREAM_SHUFFLE, type LoraSftTrainer, type LoraSftTrainerOptions } from '../sft/lora-trainer';
+import { floraEvaluated, floraRound, type FloraOutcome } from '../sft/flora-site';
+import { flatCorrection, meanGradientOf } from './scaffold';
 import { proximalMu } from '../sft/proximal';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
@@ -63,6 +67,8 @@ function engineStepReport(engine: LoraEngine, step: number, total: number, onSte
 
 export class EngineSftTrainer implements Trainer {
   private engine?: { key: string; e: LoraEngine };
+  /** The last 'flora' outcome and its stack: evaluate() of that upload scores the stack with it (flora-site.ts). */
+  private lastFlora: FloraOutcome | undefined;
   /** Engine steps submitted over this trainer's lifetime (the clock of the test hook, EngineFault). */
   private stepsRun = 0;
   private faultFired = false;
@@ -95,17 +101,20 @@ export class EngineSftTrainer implements Trainer {
     batch: number,
     seq: number,
     adapter: TensorList,
+    lora: LoraConfig,
     proximal: boolean,
     optimizer: ClientOptimizer,
     scaffold = false,
     dropout = 0,
   ): Promise<LoraEngine> {
     // The update kernel is built for one optimiser (SGD's momentum is a constant of its text), the LoRA kernels for
-    // one dropout p (its threshold and scale are constants of their text).
-    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}${dropout > 0 ? `+drop${dropout}` : ''}`;
+    // one dropout p (its threshold and scale are constants of their text), the layout for one adapter's tensors and
+    // one scaling (a FLoRA round's fresh LoRA may differ from the trainer's own in both).
+    const layout = `${loraScaling(lora)}:${adapter.map((t) => `${t.name}[${t.shape.join(',')}]`).join(';')}`;
+    const key = `${batch}x${seq}${proximal ? '+prox' : ''}${optimizer.name === 'sgd' ? `+sgd${optimizer.momentum}` : ''}${scaffold ? '+scaffold' : ''}${dropout > 0 ? `+drop${dropout}` : ''}|${layout}`;
     if (this.engine?.key === key) return this.engine.e;
     if (this.engine) await this.engine.e.dispose();
-    const { model, lora, device, path } = this.opts;
+    const { model, device, path } = this.opts;
     const why = engineModelRefusal(model);
     if (why) throw new Error(`the WebGPU engine cannot train this model: ${why}`);
     const weights = await model.namedWeights();
@@ -133,9 +142,27 @@ export class EngineSftTrainer implements Trainer {
    * nothing of it can reach an upload or a checkpoint. Other errors (abort, bad plan) pass through unchanged.
    */
   async train(global: TensorList, plan: TrainingPlan, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
+    if (plan.loraAggregation !== 'flora') return this.guarded(global, plan, this.opts.lora, signal, onStep);
+    // A 'flora' task brings the version's stack: the fresh LoRA of this site's rank and alpha trains on it merged.
+    const engineWith = (fresh: LoraConfig): Pick<LoraSftTrainer, 'train'> => ({
+      train: (g, p, sig, o, stack) => this.guarded(g, p, fresh, sig, o, stack),
+    });
+    const out = await floraRound(engineWith, this.opts.model.config, global, plan, this.opts.lora, signal, onStep);
+    this.lastFlora = { upload: out.adapter, stack: global };
+    return out;
+  }
+
+  /** One round of `lora` (the trainer's own, or a FLoRA round's fresh LoRA over the merged `stack`) in the GPU error scopes. */
+  private async guarded(
+    global: TensorList,
+    plan: TrainingPlan,
+    lora: LoraConfig,
+    signal?: AbortSignal,
+    onStep?: (s: TrainStep) => void,
+    stack?: TensorList,
+  ): Promise<TrainOutcome> {
     // FFA-LoRA: the AdamW kernel updates the whole flat adapter, so the frozen lora_A values are written back
     // after every step (queue-ordered, before the next step reads them); their Adam moments are never used.
-    if (plan.loraAggregation === 'flora') throw new Error(ENGINE_FLORA_REFUSAL);
     const frozen = plan.loraAggregation === 'ffa';
     if (frozen && this.opts.maxGradNorm !== undefined) throw new Error(ENGINE_FFA_REFUSAL);
     if (!(plan.localSteps >= 0 && Number.isInteger(plan.localSteps))) throw new Error(`bad localSteps ${plan.localSteps}`);
@@ -148,7 +175,7 @@ export class EngineSftTrainer implements Trainer {
     let out: TrainOutcome | undefined;
     let thrown: unknown;
     try {
-      out = await this.round(global, plan, frozen, signal, onStep);
+      out = await this.round(global, plan, lora, frozen, signal, onStep, stack);
     } catch (e) {
       thrown = e;
     }
@@ -223,8 +250,16 @@ export class EngineSftTrainer implements Trainer {
     else engine.writeTheta(0, new Float32Array([NaN]));
   }
 
-  private async round(global: TensorList, plan: TrainingPlan, frozen: boolean, signal?: AbortSignal, onStep?: (s: TrainStep) => void): Promise<TrainOutcome> {
-    const { model, lora, train } = this.opts;
+  private async round(
+    global: TensorList,
+    plan: TrainingPlan,
+    lora: LoraConfig,
+    frozen: boolean,
+    signal?: AbortSignal,
+    onStep?: (s: TrainStep) => void,
+    stack?: TensorList,
+  ): Promise<TrainOutcome> {
+    const { model, train } = this.opts;
     const mu = proximalMu(plan.proximalMu);
     const start = canonicalAdapter(global);
     assertAdapterLayout(start, model.config, lora);
@@ -235,9 +270,12 @@ export class EngineSftTrainer implements Trainer {
     const windows = train.map((ex) => fitToWindow(ex, maxLen));
     const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
-    const engine = await this.engineFor(plan.batchSize, T, start, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined, dropout);
+    const engine = await this.engineFor(plan.batchSize, T, start, lora, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined, dropout);
     const compile = await this.orLost(engine.compileErrors(), signal);
     if (compile.length > 0) throw new GpuFailure('validation', this.backend, `engine pipelines: ${compile[0]}`);
+    // FLoRA: this task's stack merged into the weights; any other task trains on W0.
+    if (stack) await this.orLost(engine.mergeStack(stack), signal);
+    else if (engine.hasMergedStack) engine.restoreBase();
     const flat = new Float32Array(engine.layout.adapterSize);
     let off = 0;
     for (const t of start) {
@@ -312,65 +350,20 @@ export class EngineSftTrainer implements Trainer {
       train_examples_distinct: seen.size,
     };
     if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
-    const meanGradient = plan.scaffold ? await this.meanGradient(engine, start, spelled, plan, lossSteps, signal) : undefined;
+    const sum = plan.scaffold ? await this.orLost(engine.readF32('gsum', engine.layout.adapterSize), signal) : undefined;
+    const meanGradient = sum && meanGradientOf(sum, start, spelled, plan, lossSteps);
     return { adapter, numExamples: train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
   }
 
-  /** SCAFFOLD: the device's gradient sum over the round's steps, divided by them, per trained tensor (spelled as global). */
-  private async meanGradient(
-    engine: LoraEngine,
-    start: TensorList,
-    spelled: ReadonlyMap<string, string>,
-    plan: TrainingPlan,
-    steps: number,
-    signal?: AbortSignal,
-  ): Promise<TrainOutcome['meanGradient']> {
-    const sum = await this.orLost(engine.readF32('gsum', engine.layout.adapterSize), signal);
-    const mode = plan.loraAggregation ?? 'fedit';
-    const tensors = [];
-    let at = 0;
-    for (const t of start) {
-      if (isTrainable(t.name, mode)) {
-        const data = new Float32Array(t.data.length);
-        if (steps > 0) for (let j = 0; j < data.length; j++) data[j] = sum[at + j] / steps;
-        tensors.push({ name: spelled.get(t.name) ?? t.name, dtype: 'float32' as const, shape: [...t.shape], data });
-      }
-      at += t.data.length;
-    }
-    return { tensors, steps };
-  }
-
   async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
-    if (opts?.stack) throw new Error(ENGINE_FLORA_REFUSAL);
-    return evaluateHeldOut(this.opts, adapter);
+    const flora = floraEvaluated(adapter, opts?.stack === true, this.lastFlora, this.opts.model.config.nLayer);
+    return flora ? evaluateHeldOut({ ...this.opts, lora: flora.lora }, flora.adapter) : evaluateHeldOut(this.opts, adapter);
   }
 
   async dispose(): Promise<void> {
     await this.engine?.e.dispose();
     this.engine = undefined;
   }
-}
-
-/** c − c_i over the engine's flat layout (`start`, canonical names); zeros for tensors it does not cover (frozen). */
-function flatCorrection(start: TensorList, correction: TensorList): Float32Array {
-  const byName = new Map(
-    correction.map((t) => {
-      const k = parsePeftKey(t.name);
-      return [k ? peftKey(k.path, k.which) : t.name, t];
-    }),
-  );
-  const flat = new Float32Array(start.reduce((a, t) => a + t.data.length, 0));
-  let at = 0;
-  for (const t of start) {
-    const c = byName.get(t.name);
-    if (c) {
-      if (c.data.length !== t.data.length)
-        throw new Error(`SCAFFOLD: the control variate of ${t.name} holds ${c.data.length} values; the tensor has ${t.data.length}`);
-      flat.set(c.data, at);
-    }
-    at += t.data.length;
-  }
-  return flat;
 }
 
 /**

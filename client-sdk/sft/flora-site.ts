@@ -3,8 +3,9 @@
 // cumulative delta ΔW = Σ_{τ ≤ t} ΔW_τ. Each round the site
 //   1. merges it into its base weights, W = W0 + ΔW per adapted projection (MergedBase: ΔW = B_stack·A_stack in
 //      float32, added to the model's stored weight once per task; the forward pass reads the merged weights through
-//      ForwardOptions.merged and the model's own stay W0). A task merges the version it was sent, whole, so a site
-//      that joins late, or misses rounds, trains on every earlier round's delta: nothing is carried between tasks.
+//      ForwardOptions.merged and the model's own stay W0; the WebGPU engine merges on the GPU, engine/merge.ts). A task
+//      merges the version it was sent, whole, so a site that joins late, or misses rounds, trains on every earlier
+//      round's delta: nothing is carried between tasks.
 //   2. trains a FRESH LoRA of its own rank r_k ≤ flora_rank (its --lora.r, else the coordinator's lora.r): lora_A
 //      from the seeded init (floraInitSeed of the task seed, which the manifest records), lora_B = 0;
 //   3. sends (A_k, s_k·B_k), its scaling folded into B (one float32 rounding; exact when s_k is a power of two, as
@@ -21,10 +22,6 @@ import type { TrainingPlan, TrainOutcome, TrainStep } from '../trainer';
 import type { CausalLm } from '../model/load';
 // Type only: lora-trainer.ts imports this file (MergedBase, floraRound).
 import type { LoraSftTrainer } from './lora-trainer';
-
-/** Why the WebGPU engine (client-sdk/engine) refuses a FLoRA round: it cannot merge the version's delta into its weights. */
-export const ENGINE_FLORA_REFUSAL =
-  "the WebGPU engine cannot train under lora.aggregation 'flora' (it cannot merge the version's stacked delta into its weights): train on tfjs (FEDTUNE_ENGINE unset)";
 
 export interface FloraSiteOptions {
   /** The rank this site trains (≤ the task's flora_rank); default: flora_rank. */
@@ -91,6 +88,28 @@ export function floraUpload(trained: TensorList, scaling: number, rank: number, 
 /** The site's local model after training as one adapter of scaling 1: the stack's components, then its own. */
 export function floraLocalModel(stack: TensorList, upload: TensorList): NamedTensor[] {
   return concatComponents(canonicalAdapter(stack), canonicalAdapter(upload));
+}
+
+/** A trainer's last 'flora' outcome: what it uploaded and the stack it trained on (evaluate() scores both). */
+export interface FloraOutcome {
+  readonly upload: TensorList;
+  readonly stack: TensorList;
+}
+
+/**
+ * What a held-out evaluation scores under FLoRA, or undefined for an ordinary adapter: after the trainer's own 'flora'
+ * round (`adapter` is that outcome's upload) the model it trained, the stack plus its components; a candidate sent as
+ * a stack (opts.stack), the stack alone. Either as one LoRA at its own rank and scaling 1. The tfjs trainer and the
+ * WebGPU engine's both score through this (the engine evaluates on tfjs too).
+ */
+export function floraEvaluated(
+  adapter: TensorList,
+  stack: boolean,
+  last: FloraOutcome | undefined,
+  nLayer: number,
+): { readonly adapter: TensorList; readonly lora: LoraConfig } | undefined {
+  const whole = last?.upload === adapter ? floraLocalModel(last.stack, adapter) : stack ? adapter : undefined;
+  return whole && { adapter: whole, lora: stackLoraConfig(whole, stackLayout(whole, nLayer)) };
 }
 
 /**

@@ -27,7 +27,7 @@ import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
 import { LocalControl } from './scaffold-local';
-import { floraLocalModel, floraRound, MergedBase, stackLayout, stackLoraConfig } from './flora-site';
+import { floraEvaluated, floraRound, MergedBase, type FloraOutcome } from './flora-site';
 import type { createFallbackEngineTrainer as CreateEngineTrainer } from '../engine/fallback';
 import type { parseEnginePath as ParseEnginePath } from '../engine/device';
 
@@ -88,7 +88,7 @@ async function stepReport(loss: tf.Scalar, step: number, total: number, onStep: 
 export class LoraSftTrainer implements Trainer {
   private readonly opts: LoraSftTrainerOptions<CausalLm>;
   /** The last 'flora' outcome's upload and the stack merged under it (evaluate() of it scores both). */
-  private lastFlora: { readonly upload: TensorList; readonly stack: TensorList } | undefined;
+  private lastFlora: FloraOutcome | undefined;
 
   constructor(opts: LoraSftTrainerOptions<CausalLm>) {
     validateLoraConfig(opts.lora);
@@ -218,9 +218,8 @@ export class LoraSftTrainer implements Trainer {
   async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {
     // After a 'flora' task: the model trained, the stack plus this site's components; a candidate sent under 'flora'
     // (opts.stack): the stack alone. Both at their own rank and scaling 1 (flora-site.ts).
-    const whole = this.evaluatesAsLocal(adapter) ? floraLocalModel(this.lastFlora!.stack, adapter) : opts?.stack ? adapter : undefined;
-    if (whole) return evaluateHeldOut({ ...this.opts, lora: stackLoraConfig(whole, stackLayout(whole, this.opts.model.config.nLayer)) }, whole);
-    return evaluateHeldOut(this.opts, adapter);
+    const flora = floraEvaluated(adapter, opts?.stack === true, this.lastFlora, this.opts.model.config.nLayer);
+    return flora ? evaluateHeldOut({ ...this.opts, lora: flora.lora }, flora.adapter) : evaluateHeldOut(this.opts, adapter);
   }
 
   /** Whether `adapter` is this trainer's last 'flora' outcome (its evaluation then scores the stack with it). */

@@ -1,0 +1,79 @@
+// The frozen base in the engine's buffers: packing the HF-named weights into `w` (projection matrices, [in, out] each),
+// `vec`, the embeddings and the rotary tables, rounded to f16 once on the f16 paths. One home for that upload, so the
+// FLoRA merge (merge.ts) reads W0 exactly as construction packed it and putting W0 back writes the very bytes a fresh
+// engine holds.
+import type { Gpt2Config } from '../../proto/model/gpt2-config';
+import type { LlamaConfig } from '../../proto/model/llama-config';
+import { isLlamaConfig } from '../../proto/model/model-config';
+import type { NamedTensor } from '../../proto/tensors';
+import { ropeTables } from '../model/rope';
+import { toHalfBits } from './half';
+import { packWeights, type ModelLayout } from './layout';
+import { packLlamaWeights, type LlamaModelLayout } from './layout-llama';
+import type { EnginePath } from './program';
+
+/** What the upload needs of the engine's options. */
+export interface BaseSource {
+  readonly config: Gpt2Config | LlamaConfig;
+  readonly weights: readonly NamedTensor[];
+  readonly path: EnginePath;
+  readonly seq: number;
+}
+
+export type WriteBuffer = (name: string, data: ArrayBufferView) => void;
+
+/** The projection matrices as `w` holds them before any f16 rounding: f32, [in, out] per projection at its offset. */
+export function packedProjections(src: BaseSource, layout: ModelLayout | LlamaModelLayout): Float32Array {
+  return packBase(src, layout).w;
+}
+
+function packBase(
+  src: BaseSource,
+  layout: ModelLayout | LlamaModelLayout,
+): { w: Float32Array; vec: Float32Array; embed: Float32Array; head: Float32Array; wpe?: Float32Array } {
+  const cfg = src.config;
+  if (isLlamaConfig(cfg)) return packLlamaWeights(cfg, layout as LlamaModelLayout, src.weights);
+  const byName = new Map<string, Float32Array>();
+  for (const t of src.weights) byName.set(t.name.startsWith('transformer.') ? t.name.slice(12) : t.name, t.data);
+  const { w, vec } = packWeights(cfg, layout as ModelLayout, byName);
+  const wte = byName.get('wte.weight');
+  const wpe = byName.get('wpe.weight');
+  if (!wte || !wpe) throw new Error('wte/wpe missing');
+  if (!cfg.tieWordEmbeddings) throw new Error('the engine supports tied LM heads only (GPT-2 ties them)');
+  return { w, vec, embed: wte, head: wte, wpe };
+}
+
+/**
+ * Writes the frozen base into the engine's buffers; `onlyW` rewrites the projection matrices alone (W0 back after a
+ * FLoRA merge: the same packing and the same f16 rounding as construction, so the same bytes).
+ */
+export function uploadBase(src: BaseSource, layout: ModelLayout | LlamaModelLayout, write: WriteBuffer, onlyW = false): void {
+  const cfg = src.config;
+  const { w, vec, embed, head, wpe } = packBase(src, layout);
+  write('w', src.path === 'f32' ? w : toHalfBits(w));
+  if (onlyW) return;
+  write('wte', embed);
+  write('vec', vec);
+  if (wpe) write('wpe', wpe);
+  if (isLlamaConfig(cfg)) {
+    // The rotary tables of model/rope.ts, the very numbers the tfjs model rotates by: cos then sin, [seq, head_dim].
+    const { cos, sin } = ropeTables(cfg, src.seq);
+    const tables = new Float32Array(cos.length + sin.length);
+    tables.set(cos);
+    tables.set(sin, cos.length);
+    write('rope', tables);
+    if (src.path === 'f32' && !cfg.tieWordEmbeddings) write('lmhead', head);
+  }
+  if (src.path !== 'f32') write('wte16', toHalfBits(head));
+}
+
+/** Where a projection lives in `w` ([in, out] at `w`), by module path (`h.3.attn.c_attn`, `layers.0.self_attn.q_proj`). */
+export function projectionAt(layout: ModelLayout | LlamaModelLayout, path: string): { readonly w: number; readonly inF: number; readonly outF: number } {
+  // GPT-2 paths start `h.`, the Llama family's `layers.`: a path of the other family names nothing here.
+  const m = ('family' in layout ? /^layers\.(\d+)\.(.+)$/ : /^h\.(\d+)\.(.+)$/).exec(path);
+  const layer = m ? layout.layers[Number(m[1])] : undefined;
+  const projs = layer?.proj as Readonly<Record<string, { w: number; inF: number; outF: number }>> | undefined;
+  const proj = m && projs && Object.hasOwn(projs, m[2]) ? projs[m[2]] : undefined;
+  if (!proj) throw new Error(`the engine's model has no projection ${path}`);
+  return proj;
+}

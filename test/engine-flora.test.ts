@@ -1,0 +1,153 @@
+// FLoRA on the WebGPU engine without a GPU (client-sdk/engine/merge.ts, weights.ts, trainer.ts): the merge kernel
+// compiles on Dawn's null backend for both weight types; a real LoraEngine on the null backend (GPT-2 and Llama, every
+// path) merges a stack of small rank and one of rank K, and puts W0 back, with no validation error (buffer sizes,
+// bindings, alignment); the host arithmetic around the kernel; and the engine trainer scores a FLoRA stack exactly as
+// the tfjs trainer does (both evaluate on tfjs). The numbers are checked on a GPU: test/gpu-engine-flora.ts.
+import { nullDevice, wgslErrors } from './dawn-null';
+import { LoraEngine } from '../client-sdk/engine/engine';
+import type { EngineDevice } from '../client-sdk/engine/device';
+import type { EnginePath } from '../client-sdk/engine/program';
+import { mergeGrid, mergeKernelCode, transposeB } from '../client-sdk/engine/merge';
+import { projectionAt } from '../client-sdk/engine/weights';
+import { modelLayout } from '../client-sdk/engine/layout';
+import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import { EngineSftTrainer } from '../client-sdk/engine/trainer';
+import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
+import { selectBackend } from '../client-sdk/model/backend';
+import { Gpt2Model } from '../client-sdk/model/gpt2';
+import { randomGpt2Weights } from '../client-sdk/model/init';
+import { randomLlamaWeights } from '../client-sdk/model/llama-init';
+import { parseGpt2Config, type Gpt2Config } from '../proto/model/gpt2-config';
+import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { Prng } from '../proto/prng';
+import type { NamedTensor } from '../proto/tensors';
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
+const GPT2 = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2 });
+const LLAMA = parseLlamaConfig({
+  model_type: 'llama',
+  vocab_size: 64,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32,
+  rms_norm_eps: 1e-5,
+});
+const SITE: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_fc'] };
+
+/** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
+function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
+  return initLoraAdapter(cfg, { r, alpha: r, dropout: 0, targetModules: targets }, seed).map((t) => {
+    const rng = new Prng(seed + 1, t.data.length);
+    return { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.1) };
+  });
+}
+
+describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
+  this.timeout(120_000);
+
+  it('the merge kernel compiles on Dawn for f32 and f16 weights; the grid covers every element; B is transposed to [r, out]', async () => {
+    const dev = await nullDevice();
+    for (const w of ['f32', 'f16'] as const) expect(await wgslErrors(dev, mergeKernelCode(w)), w).to.deep.equal([]);
+    for (const n of [1, 64, 65, 64 * 65535, 64 * 65535 + 1, 4096 * 14336]) {
+      const [x, y] = mergeGrid(n);
+      expect(x * y * 64, `${n}`).to.be.at.least(n);
+      expect(x).to.be.at.most(65535);
+      expect((x * (y - 1) * 64) / n, `${n}: no row of workgroups wholly idle`).to.be.below(1);
+    }
+    expect([...transposeB(Float32Array.of(1, 2, 3, 4, 5, 6), 3, 2)]).to.deep.equal([1, 3, 5, 2, 4, 6]);
+    expect(() => transposeB(new Float32Array(5), 3, 2)).to.throw('lora_B has 5 values, expected 3·2');
+  });
+
+  it('finds a projection in w by module path, for its own family only', () => {
+    const g = modelLayout(GPT2, initLoraAdapter(GPT2, SITE, 1), 8);
+    expect(projectionAt(g, 'h.1.mlp.c_fc')).to.equal(g.layers[1].proj['mlp.c_fc']);
+    expect(projectionAt(g, 'h.0.attn.c_attn')).to.include({ inF: 32, outF: 96 });
+    const l = llamaLayout(LLAMA, [], 8);
+    expect(projectionAt(l, 'layers.1.mlp.down_proj')).to.include({ inF: 48, outF: 32 });
+    for (const [layout, bad] of [
+      [g, 'layers.0.self_attn.q_proj'],
+      [g, 'h.2.attn.c_attn'],
+      [g, 'h.0.constructor'],
+      [l, 'h.0.attn.c_attn'],
+      [l, 'layers.0.mlp.c_fc'],
+    ] as const)
+      expect(() => projectionAt(layout, bad)).to.throw(`the engine's model has no projection ${bad}`);
+  });
+
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path)', async () => {
+    const device = await nullDevice();
+    const lim = device.limits;
+    const ed: EngineDevice = {
+      device,
+      caps: {
+        adapter: 'null',
+        f16: true,
+        subgroups: true,
+        subgroupMatrix: true,
+        subgroupMinSize: 32,
+        subgroupMaxSize: 32,
+        maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+        maxBufferSize: lim.maxBufferSize,
+        maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
+      },
+    };
+    const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[]][] = [
+      ['gpt2', GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_fc', 'c_proj']],
+      ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj']],
+    ];
+    for (const [family, config, weights, targets] of models)
+      for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
+        const adapter = initLoraAdapter(config, { ...SITE, targetModules: targets }, 1);
+        const e = new LoraEngine(ed, { config, weights, adapter, batch: 1, seq: 8, path, loraScale: 2 });
+        device.pushErrorScope('validation');
+        expect(e.hasMergedStack).to.equal(false);
+        await e.mergeStack(stackOf(config, 3, targets, 5));
+        // Rank K = 32 (the width): a stack in dense form, beyond any rank the LoRA kernels are built for.
+        await e.mergeStack(stackOf(config, 32, targets.slice(0, 1), 6));
+        expect(e.hasMergedStack).to.equal(true);
+        e.restoreBase();
+        expect(e.hasMergedStack).to.equal(false);
+        const err = await device.popErrorScope();
+        expect(err?.message, `${family} ${path}`).to.equal(undefined);
+        // lora_A one input wider than the model's projection
+        const wrong = stackOf(config, 2, targets.slice(0, 1), 7).map((t) =>
+          t.name.includes('lora_A') ? { ...t, shape: [2, t.shape[1] + 1], data: new Float32Array(2 * (t.shape[1] + 1)) } : t,
+        );
+        const bad = await e.mergeStack(wrong).then(
+          () => '',
+          (x: Error) => x.message,
+        );
+        expect(bad).to.match(/^the stack's (h|layers)\.0\.\S+ is \[(\d+), (\d+)\]; the model's is \[\2, (\d+)\]$/);
+        await e.dispose();
+      }
+  });
+});
+
+describe('engine: scoring a FLoRA stack (client-sdk/engine/trainer.ts evaluate)', function () {
+  this.timeout(60_000);
+  it('the engine trainer scores a stack (any rank, at scaling 1) exactly as the tfjs trainer, and an ordinary adapter as before', async () => {
+    await selectBackend();
+    const model = Gpt2Model.fromTensors(GPT2, randomGpt2Weights(GPT2, 11, 0.3));
+    try {
+      const rng = new Prng(4);
+      const data = Array.from({ length: 6 }, () => ({ prompt: [1 + rng.nextInt(60), 1 + rng.nextInt(60)], completion: [1 + rng.nextInt(60)] }));
+      const opts = { model, lora: SITE, train: data, eval: data, choices: [[3], [5]] };
+      const engine = new EngineSftTrainer({ ...opts, device: {} as EngineDevice, path: 'f32' });
+      const tfjs = new LoraSftTrainer(opts);
+      // rank 12 against the site's 4, and rank K = 32 (the dense form)
+      for (const stack of [stackOf(GPT2, 12, ['c_attn', 'c_fc'], 8), stackOf(GPT2, 32, ['c_attn', 'c_fc'], 9)]) {
+        const got = await engine.evaluate(stack, { stack: true });
+        expect(got).to.deep.equal(await tfjs.evaluate(stack, { stack: true }));
+        expect(got.eval_loss).to.be.a('number');
+      }
+      const plain = initLoraAdapter(GPT2, SITE, 2);
+      expect(await engine.evaluate(plain)).to.deep.equal(await tfjs.evaluate(plain));
+    } finally {
+      model.dispose();
+    }
+  });
+});
