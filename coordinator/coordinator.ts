@@ -275,7 +275,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
     const engine = this.engineRef;
     const want = (engine?.latest?.manifest.participants ?? []).map((p) => p.clientId);
     const until = Date.now() + ms;
-    while (this.server && engine && Date.now() < until && !want.every((id) => engine.toldFinished.has(id))) {
+    while (this.server && engine && Date.now() < until && !want.every((id) => engine.finishNotice.told.has(id))) {
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, until - Date.now()))));
     }
   }

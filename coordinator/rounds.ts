@@ -31,6 +31,7 @@ import { openAttempt, type OpenContext } from './round-open';
 import { plainStages, secaggStages } from './round-collect';
 import { afterCommit, commitVersion, resumeCommitted, type CommitFields } from './round-commit';
 import { RoundPrivacy } from './round-privacy';
+import { FinishNotice } from './finish-notice';
 import { baseOf, secaggOf, TaskBook, uploadLayoutOf } from './task-book';
 import { evaluatedAdapter } from './strategy/ema';
 import { shownCount } from './ops/sample-secrecy';
@@ -46,7 +47,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
   private current: Attempt | null = null;
   private clientsChanged: (() => void) | null = null;
   /** Once the run ended, clients that (re)attach later are told at once instead of waiting forever. */
-  private finished: { final_version: number; reason: string } | null = null;
+  readonly finishNotice: FinishNotice;
   /** Every task issued and every ciphertext accepted in this process (task-book.ts). */
   private readonly book: TaskBook;
   /** This process's share of every task id: a restarted coordinator never re-issues an id a site completed. */
@@ -67,6 +68,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     super();
     this.spool = new RoundSpool(d.config.run.dir);
     this.book = new TaskBook(d.registry);
+    this.finishNotice = new FinishNotice(d.registry);
     this.privacy = new RoundPrivacy(d.config);
     this.evaluations = new Evaluations({ config: d.config, registry: d.registry, log: d.log, stopping: () => this.stopping, epoch: this.epoch });
     this.ctx = {
@@ -89,7 +91,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     };
     d.registry.on('change', () => this.poke());
     d.registry.on('attached', (s: { clientId: string }) => {
-      if (this.finished) this.tellFinished(s.clientId);
+      if (this.finishNotice.finished) this.finishNotice.tell(s.clientId);
       else {
         this.resendTask(s.clientId);
         this.evaluations.resend(s.clientId);
@@ -154,7 +156,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       }
       if (!committed && !this.stopping && !this.privacy.stop) {
         const reason = `round ${round} failed ${cfg.rounds.maxAttempts} attempts`;
-        this.finish(this.latestCk.manifest.version, reason);
+        this.finishNotice.finish(this.latestCk.manifest.version, reason);
         throw new Error(reason);
       }
     }
@@ -165,7 +167,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       const budgetStop = this.privacy.stop;
       const reason = this.earlyStop ?? budgetStop ?? 'all rounds committed';
       if (budgetStop) this.d.log('warn', 'stopping before the round that would exceed the privacy budget', { reason, version });
-      this.finish(version, reason);
+      this.finishNotice.finish(version, reason);
       this.setPhase('FINISHED');
       this.emit('runFinished', { version, reason });
     }
@@ -176,21 +178,6 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.stopping = true;
     this.current?.stop();
     this.poke();
-  }
-
-  private finish(version: number, reason: string): void {
-    this.finished = { final_version: version, reason };
-    for (const s of this.d.registry.connected()) this.tellFinished(s.clientId);
-  }
-
-  /** Sites told that the run is over: at the finish, or when they attach afterwards (Coordinator.finishNotice). */
-  readonly toldFinished = new Set<string>();
-
-  private tellFinished(clientId: string): void {
-    const sink = this.d.registry.byId(clientId)?.sink;
-    if (!sink || !this.finished) return;
-    sink.write({ finished: this.finished });
-    this.toldFinished.add(clientId);
   }
 
   private setPhase(p: RoundPhase): void {

@@ -36,7 +36,7 @@ describe('the finish notice: sites reconnecting to a finished run learn it is ov
     expect(summaries.map((s) => s.reason)).to.deep.equal(['all rounds committed', 'all rounds committed']);
     await notice;
     expect(Date.now() - t0, 'let go once both were told, far before its bound').to.be.below(10_000);
-    expect([...second.coordinator.engine.toldFinished].length).to.equal(2);
+    expect([...second.coordinator.engine.finishNotice.told].length).to.equal(2);
     await second.coordinator.stop(200);
 
     // Nobody comes back: the notice ends at its bound.
