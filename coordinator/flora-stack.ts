@@ -199,8 +199,11 @@ export class FloraStacking implements Strategy {
   readonly name = 'fedavg';
   readonly maxAbsDelta = MAX_ABS_FACTOR;
 
-  /** `threadFile`: the close's worker thread script (flora-close.ts; tests put a failing one there). */
-  constructor(private readonly threadFile = FLORA_THREAD_FILE) {}
+  /** `threadFile`: the close's worker thread script (flora-close.ts; tests put a failing one there); `threads`: at most that many (flora-shares.ts). */
+  constructor(
+    private readonly threadFile = FLORA_THREAD_FILE,
+    private readonly threads?: number,
+  ) {}
 
   begin(layout: TensorList): StackAggregation {
     return new StackAggregation(layout.map((t) => ({ name: t.name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.data.length) })));
@@ -217,7 +220,7 @@ export class FloraStacking implements Strategy {
    * closed once.
    */
   aggregateOffThread(global: TensorList, sum: WeightedSum, _state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]> {
-    return nextVersionOffThread(global, stackInput(sum), this.threadFile, signal);
+    return nextVersionOffThread(global, stackInput(sum), { threadFile: this.threadFile, signal, threads: this.threads });
   }
 }
 
