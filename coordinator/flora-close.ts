@@ -93,7 +93,9 @@ export async function nextVersionOffThread(global: TensorList, input: StackInput
     const each = workers.map(
       (w) =>
         new Promise<Answer<K>>((resolve) =>
-          w.once('message', (m: FromFloraThread) => ('error' in m ? fail(`failed: ${m.error}`) : key in m ? resolve(m as Answer<K>) : fail('answered out of turn'))),
+          w.once('message', (m: FromFloraThread) =>
+            'error' in m ? fail(`failed: ${m.error}`) : key in m ? resolve(m as Answer<K>) : fail('answered out of turn'),
+          ),
         ),
     );
     return Promise.race([failure, Promise.all(each)]);
@@ -131,7 +133,11 @@ export async function nextVersionOffThread(global: TensorList, input: StackInput
     shares.forEach((share, i) =>
       post(i, { op: 'facts', layout: share.layout.map((t) => ({ name: t.name, shape: [...t.shape], size: numel(t.shape) })), declared }),
     );
-    const decisions = decide(input, declared, (await facts).map((a) => a.facts));
+    const decisions = decide(
+      input,
+      declared,
+      (await facts).map((a) => a.facts),
+    );
     const parts = answers('tensors');
     shares.forEach((_, i) => post(i, { op: 'close', decisions, totalWeight: input.totalWeight }));
     return mergeShares(

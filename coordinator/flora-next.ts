@@ -108,7 +108,11 @@ export function stackRound(input: ShareInput & Pick<StackInput, 'totalWeight'>, 
  * must be one). The base's scaling is 1 (versionAdapterConfig commits every 'flora' version so). Names as the base
  * spells them, sorted.
  */
-export function closeShare(global: TensorList, input: ShareInput & Pick<StackInput, 'totalWeight'>, d: CloseDecisions): { tensors: NamedTensor[]; rank: number } {
+export function closeShare(
+  global: TensorList,
+  input: ShareInput & Pick<StackInput, 'totalWeight'>,
+  d: CloseDecisions,
+): { tensors: NamedTensor[]; rank: number } {
   const round = stackRound(input, d.widths);
   const next = d.baseIsZero ? round : concatComponents(global, round);
   const rank = uniformRank(next);
