@@ -1,7 +1,8 @@
 // `node dist/bench/flora-close.js [layers] [reps] [threads]`: the coordinator's round close under
 // lora.aggregation 'flora' (coordinator/flora-stack.ts) against FedAvg's over the same uploads, in the same run, on
 // GPT-2 small's adapted projections (d = 768: c_attn 768→2304, attn.c_proj 768→768, mlp.c_fc 768→3072, mlp.c_proj
-// 3072→768; `layers` of them, default 2). Five sites upload rank-8 factors (the demo's r), one round each way, medians of `reps` (3):
+// 3072→768; `layers` of them, default 2). Five sites upload rank-8 factors (the demo's r), one round each way,
+// medians of `reps` (3):
 //   fedavg         — FedAvg: begin, admit + add each update, sum, aggregate (the sites' deltas on the same layout);
 //   flora_stack    — FloraStacking over a base stack of rank 400 (well below K = 768): concatenation only;
 //   flora_dense    — FloraStacking over a base already in dense form (rank K, an identity factor): the version is
