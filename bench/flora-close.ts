@@ -1,7 +1,8 @@
-// `node dist/bench/flora-close.js [layers] [reps]`: the coordinator's round close under lora.aggregation 'flora'
-// (coordinator/flora-stack.ts) against FedAvg's over the same uploads, in the same run, on GPT-2 small's adapted
-// projections (d = 768: c_attn 768→2304, attn.c_proj 768→768, mlp.c_fc 768→3072, mlp.c_proj 3072→768; `layers` of
-// them, default 2). Five sites upload rank-8 factors (the demo's r), one round each way, medians of `reps` (3):
+// `node dist/bench/flora-close.js [layers] [reps] [threads]`: the coordinator's round close under
+// lora.aggregation 'flora' (coordinator/flora-stack.ts) against FedAvg's over the same uploads, in the same run, on
+// GPT-2 small's adapted projections (d = 768: c_attn 768→2304, attn.c_proj 768→768, mlp.c_fc 768→3072, mlp.c_proj
+// 3072→768; `layers` of them, default 2). Five sites upload rank-8 factors (the demo's r), one round each way,
+// medians of `reps` (3):
 //   fedavg         — FedAvg: begin, admit + add each update, sum, aggregate (the sites' deltas on the same layout);
 //   flora_stack    — FloraStacking over a base stack of rank 400 (well below K = 768): concatenation only;
 //   flora_dense    — FloraStacking over a base already in dense form (rank K, an identity factor): the version is
@@ -12,7 +13,12 @@
 // coordinator/flora-close.ts). For each, the event loop's longest block while it ran (perf_hooks
 // monitorEventLoopDelay at 1 ms: its largest delay, which includes the box's own scheduling noise), as a ratio to
 // FedAvg's close in the same run: what a gRPC call arriving meanwhile waits at most.
+// The worker-thread closes run on 1 thread (`_thread`) and shared among `threads` (default: the host's cores, at
+// least 2) by module (`_threads`, flora-shares.ts), both in this run: `threads_speedup` is the 1-thread close's time
+// over the shared one's. The host's cores and its load average before and after are printed beside them (on a shared
+// box another job's load takes cores from the threads).
 // Printed as JSON: seconds and each FLoRA figure's ratio to fedavg measured in the same run.
+import { availableParallelism, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FedAvg } from '../coordinator/strategy/fedavg';
@@ -88,6 +94,8 @@ interface Watched {
 async function main(): Promise<void> {
   const layers = Number(process.argv[2] ?? 2);
   const reps = Number(process.argv[3] ?? 3);
+  const threads = Number(process.argv[4] ?? Math.max(2, availableParallelism()));
+  const load = [loadavg()[0]];
   const mods = modules(layers);
   const rng = new Prng(7);
   const rand = (): number => (2 * rng.nextFloat() - 1) * 0.05;
@@ -106,6 +114,7 @@ async function main(): Promise<void> {
   const layout = zeroAdapter(fedavgBase, RANK);
   const times: Record<string, number[]> = { fedavg: [], flora_stack: [], flora_dense: [] };
   const watched: Record<string, Watched[]> = { fedavg: [], flora_stack: [], flora_stack_thread: [], flora_dense: [], flora_dense_thread: [] };
+  for (const name of ['flora_stack', 'flora_dense']) watched[`${name}_threads`] = [];
   for (let rep = 0; rep < reps; rep++) {
     times.fedavg.push(closeOnce(new FedAvg(), fedavgBase, fedavgBase, updates));
     times.flora_stack.push(closeOnce(new FloraStacking(), stackBase, layout, updates));
@@ -116,12 +125,14 @@ async function main(): Promise<void> {
       ['flora_dense', denseBase],
     ] as const) {
       watched[name].push(await closeWatched(new FloraStacking(), base, layout, updates, false));
-      watched[`${name}_thread`].push(await closeWatched(new FloraStacking(), base, layout, updates, true));
+      watched[`${name}_thread`].push(await closeWatched(new FloraStacking(undefined, 1), base, layout, updates, true));
+      watched[`${name}_threads`].push(await closeWatched(new FloraStacking(undefined, threads), base, layout, updates, true));
     }
   }
   const s = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
   const close = Object.fromEntries(Object.entries(watched).map(([k, v]) => [k, median(v.map((w) => w.seconds))]));
   const block = Object.fromEntries(Object.entries(watched).map(([k, v]) => [k, median(v.map((w) => w.block))]));
+  load.push(loadavg()[0]);
   const ratios = (x: Record<string, number>): Record<string, number> =>
     Object.fromEntries(Object.entries(x).flatMap(([k, v]) => (k === 'fedavg' ? [] : [[k, v / x.fedavg]])));
   process.stdout.write(
@@ -132,12 +143,19 @@ async function main(): Promise<void> {
         sites: SITES,
         rank: RANK,
         reps,
+        threads,
+        cores: availableParallelism(),
+        load_avg_1min: { before: load[0], after: load[1] },
         seconds: s,
         ratio_to_fedavg: { flora_stack: s.flora_stack / s.fedavg, flora_dense: s.flora_dense / s.fedavg },
         close_seconds: close,
         close_ratio_to_fedavg: ratios(close),
         event_loop_max_block_s: block,
         event_loop_block_ratio_to_fedavg: ratios(block),
+        threads_speedup: {
+          flora_stack: close.flora_stack_thread / close.flora_stack_threads,
+          flora_dense: close.flora_dense_thread / close.flora_dense_threads,
+        },
       },
       null,
       2,

@@ -29,6 +29,13 @@ export const schema = {
       env: 'FEDTUNE_SERVER_FINISH_NOTICE_MS',
       arg: 'server.finishNoticeMs',
     },
+    floraCloseThreads: {
+      doc: "Worker threads a 'flora' round's close is shared among, module by module (0: the host's cores but one, at most 8; never more than the adapter's modules). The version is the same bit for bit whatever the count; a host's setting, not the run's, so no manifest records it.",
+      format: 'non-negative-int',
+      default: 0,
+      env: 'FEDTUNE_SERVER_FLORA_CLOSE_THREADS',
+      arg: 'server.floraCloseThreads',
+    },
   },
   run: {
     dir: { doc: 'Run directory: versions/ and the latest pointer.', format: String, default: 'runs/default', env: 'FEDTUNE_RUN_DIR', arg: 'run.dir' },

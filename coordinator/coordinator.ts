@@ -157,7 +157,7 @@ export class Coordinator extends EventEmitter<RoundEvents> {
         cfg.lora.aggregation === 'flora'
           ? this.opts.strategy instanceof FloraStacking
             ? this.opts.strategy
-            : new FloraStacking()
+            : new FloraStacking(undefined, cfg.server.floraCloseThreads || undefined)
           : withEma(cfg, withPrivacy(cfg, this.opts.strategy ?? strategyNamed(cfg.strategy.name, { ...cfg.strategy, roundsTotal: cfg.rounds.total }))),
       registry: this.registry,
       initialAdapter,

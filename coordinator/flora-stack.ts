@@ -19,8 +19,9 @@
 //   adapter), and every later version stays at rank K. Downloads and the sites' stacked path stop growing there.
 // The Strategy seam: this is the Strategy a 'flora' run uses (coordinator.ts), its Aggregation keeping every
 // site's factors (the stack needs them one by one; the round's memory grows with its cohort, as FLoRA's download
-// does). The close's arithmetic is flora-next.ts's; the round's close runs it in a worker thread (flora-close.ts:
-// past K it is seconds of float64 loops, which must not stall the event loop). Secure aggregation, DP and server
+// does). The close's arithmetic is flora-next.ts's; the round's close runs it in worker threads (flora-close.ts:
+// past K it is seconds of float64 loops, which must not stall the event loop, shared by module among the host's
+// cores, flora-shares.ts). Secure aggregation, DP and server
 // optimisers are refused at config load (lora-aggregation.ts).
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { floraInitSeed } from '../proto/model/lora-aggregation';
@@ -199,8 +200,11 @@ export class FloraStacking implements Strategy {
   readonly name = 'fedavg';
   readonly maxAbsDelta = MAX_ABS_FACTOR;
 
-  /** `threadFile`: the close's worker thread script (flora-close.ts; tests put a failing one there). */
-  constructor(private readonly threadFile = FLORA_THREAD_FILE) {}
+  /** `threadFile`: the close's worker thread script (flora-close.ts; tests put a failing one there); `threads`: at most that many (flora-shares.ts). */
+  constructor(
+    private readonly threadFile = FLORA_THREAD_FILE,
+    private readonly threads?: number,
+  ) {}
 
   begin(layout: TensorList): StackAggregation {
     return new StackAggregation(layout.map((t) => ({ name: t.name, dtype: 'float32', shape: [...t.shape], data: new Float32Array(t.data.length) })));
@@ -212,12 +216,12 @@ export class FloraStacking implements Strategy {
   }
 
   /**
-   * The same next version, bit for bit, computed in a worker thread (flora-close.ts): what the round's close calls,
-   * so that a close past the dense rank leaves the event loop free. The sum's factors move to the thread: a sum is
-   * closed once.
+   * The same next version, bit for bit, computed in worker threads (flora-close.ts): what the round's close calls,
+   * so that a close past the dense rank leaves the event loop free. The sum's factors are consumed: a sum is closed
+   * once.
    */
   aggregateOffThread(global: TensorList, sum: WeightedSum, _state?: ServerState, signal?: AbortSignal): Promise<NamedTensor[]> {
-    return nextVersionOffThread(global, stackInput(sum), this.threadFile, signal);
+    return nextVersionOffThread(global, stackInput(sum), { threadFile: this.threadFile, signal, threads: this.threads });
   }
 }
 

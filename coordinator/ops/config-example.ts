@@ -11,7 +11,8 @@ const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** Why an operator would touch each section: the part the schema's per-key docs do not say. */
 export const SECTION_WHY: Readonly<Record<string, string>> = {
-  server: 'Where sites connect. Bind 0.0.0.0 (or one interface) when sites are on other hosts; the container sets it.',
+  server:
+    "Where sites connect, and what of the host the coordinator takes. Bind 0.0.0.0 (or one interface) when sites are on other hosts; the container sets it. Bound floraCloseThreads where the host's cores are shared.",
   run: 'One directory per federated run (versions, keys, enrolled sites). Name it per experiment; fix the seed to reproduce one.',
   rounds:
     'How many rounds, how many sites each needs, how long a site has. Raise deadlineMs for slow sites or big models; lower minUpdates to tolerate stragglers; under the default recipe set minClients and minUpdates to your number of sites (it assumes every site in every round).',
