@@ -78,7 +78,7 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
       expect(() => projectionAt(layout, bad)).to.throw(`the engine's model has no projection ${bad}`);
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path)', async () => {
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const device = await nullDevice();
     const lim = device.limits;
     const ed: EngineDevice = {
@@ -122,6 +122,12 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
           (x: Error) => x.message,
         );
         expect(bad).to.match(/^the stack's (h|layers)\.0\.\S+ is \[(\d+), (\d+)\]; the model's is \[\2, (\d+)\]$/);
+        // Rank 33 > K = 32: no version has it; refused before anything is packed or allocated.
+        const deep = await e.mergeStack(stackOf(config, 33, targets.slice(0, 1), 8)).then(
+          () => '',
+          (x: Error) => x.message,
+        );
+        expect(deep).to.match(/^the stack's \S+ has rank 33, above 32, the largest min\(d_in, d_out\) of the model: no version has more$/);
         await e.dispose();
       }
   });
