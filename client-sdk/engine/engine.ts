@@ -2,7 +2,8 @@
 // The engine at run time: owns the buffers of one (model, batch, seq, path), builds each distinct pipeline and
 // every bind group once, and per step writes the step's inputs (token ids, scored pairs, a 32-byte step record)
 // and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
-// asked (the loss is also summed on the GPU for the round).
+// asked (the loss is also summed on the GPU for the round). Between steps a FLoRA version can be merged into the
+// frozen weights (mergeStack, merge.ts) and W0 put back (restoreBase, weights.ts).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
