@@ -15,7 +15,7 @@ import { modelLayout, type ModelLayout } from './layout';
 import { STEP } from './loss';
 import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
-import { packedProjections, stackModules, uploadBase } from './weights';
+import { stackModules, stackW0, uploadBase } from './weights';
 import { BaseMerger } from './merge';
 import { shareKernels } from './dedupe';
 import { DROP_KEY_BUFFER } from './dropout';
@@ -188,10 +188,10 @@ export class LoraEngine {
     const mods = stackModules(this.layout, stack);
     // A module merged before but absent now would keep the old delta: put W0 back first.
     if (this.merged && [...this.merged].some((p) => !mods.some((m) => m.path === p))) this.restoreBase();
-    const w0 = packedProjections(this.o, this.layout);
+    const w0 = stackW0(this.o, mods);
     this.merger ??= new BaseMerger(this.ed.device, this.buf('w'), this.o.path === 'f32' ? 'f32' : 'f16');
     this.merged = new Set(mods.map((m) => m.path));
-    await this.merger.merge(mods.map((m) => ({ ...m, w0: w0.subarray(m.offset, m.offset + m.inF * m.outF) })));
+    await this.merger.merge(mods.map((m, i) => ({ ...m, w0: w0[i] })));
   }
 
   /** Whether a FLoRA stack is merged into the weights now (restoreBase puts W0 back). */

@@ -11,7 +11,7 @@ import { loraModules } from '../../proto/model/lora-stack';
 import { ropeTables } from '../model/rope';
 import { toHalfBits } from './half';
 import { packWeights, type ModelLayout } from './layout';
-import { packLlamaWeights, type LlamaModelLayout } from './layout-llama';
+import { packLlamaWeights, transposeInto, type LlamaModelLayout } from './layout-llama';
 import type { EnginePath } from './program';
 
 /** What the upload needs of the engine's options. */
@@ -27,6 +27,24 @@ export type WriteBuffer = (name: string, data: ArrayBufferView) => void;
 /** The projection matrices as `w` holds them before any f16 rounding: f32, [in, out] per projection at its offset. */
 export function packedProjections(src: BaseSource, layout: ModelLayout | LlamaModelLayout): Float32Array {
   return packBase(src, layout).w;
+}
+
+/**
+ * W0 of each stack module as `w` holds it before any f16 rounding, [in, out] f32, as packBase packs it (GPT-2's Conv1D
+ * weight itself, a Llama nn.Linear transposed), for those modules only: a FLoRA merge packs no other weight.
+ */
+export function stackW0(src: BaseSource, mods: readonly StackModule[]): Float32Array[] {
+  const llama = isLlamaConfig(src.config);
+  const prefix = llama ? 'model.' : 'transformer.';
+  const byName = new Map(src.weights.map((t) => [t.name.startsWith(prefix) ? t.name.slice(prefix.length) : t.name, t.data]));
+  return mods.map((m) => {
+    const t = byName.get(`${m.path}.weight`);
+    if (!t || t.length !== m.inF * m.outF) throw new Error(`weight ${m.path}.weight missing or not [${m.inF}, ${m.outF}]`);
+    if (!llama) return t;
+    const w = new Float32Array(t.length);
+    transposeInto(w, 0, t, m.outF, m.inF);
+    return w;
+  });
 }
 
 function packBase(
