@@ -8,7 +8,7 @@ import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { mergeGrid, mergeKernelCode, transposeB } from '../client-sdk/engine/merge';
-import { projectionAt } from '../client-sdk/engine/weights';
+import { packedProjections, projectionAt, stackModules, stackW0 } from '../client-sdk/engine/weights';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
@@ -19,6 +19,7 @@ import { randomGpt2Weights } from '../client-sdk/model/init';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
 import { parseGpt2Config, type Gpt2Config } from '../proto/model/gpt2-config';
 import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
+import { isLlamaConfig } from '../proto/model/model-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
@@ -62,7 +63,7 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
     expect(() => transposeB(new Float32Array(5), 3, 2)).to.throw('lora_B has 5 values, expected 3·2');
   });
 
-  it('finds a projection in w by module path, for its own family only', () => {
+  it('finds a projection in w by module path, for its own family only; the merge reads W0 as construction packs it', () => {
     const g = modelLayout(GPT2, initLoraAdapter(GPT2, SITE, 1), 8);
     expect(projectionAt(g, 'h.1.mlp.c_fc')).to.equal(g.layers[1].proj['mlp.c_fc']);
     expect(projectionAt(g, 'h.0.attn.c_attn')).to.include({ inF: 32, outF: 96 });
@@ -76,9 +77,21 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
       [l, 'layers.0.mlp.c_fc'],
     ] as const)
       expect(() => projectionAt(layout, bad)).to.throw(`the engine's model has no projection ${bad}`);
+    // The merge packs only the stack's modules (stackW0): the very values construction's whole packing holds there.
+    for (const [config, weights, targets] of [
+      [GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_proj']],
+      [LLAMA, randomLlamaWeights(LLAMA, 3), ['k_proj', 'o_proj', 'gate_proj']],
+    ] as const) {
+      const layout = isLlamaConfig(config) ? llamaLayout(config, [], 8) : modelLayout(config, [], 8);
+      const src = { config, weights, path: 'f32' as const, seq: 8 };
+      const whole = packedProjections(src, layout);
+      const mods = stackModules(layout, stackOf(config, 3, [...targets], 4));
+      expect(mods.length).to.equal(6); // 2 layers × (GPT-2: c_attn, attn.c_proj, mlp.c_proj; Llama: k, o, gate)
+      stackW0(src, mods).forEach((w0, i) => expect([...w0], mods[i].path).to.deep.equal([...whole.subarray(mods[i].offset, mods[i].offset + w0.length)]));
+    }
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path)', async () => {
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const device = await nullDevice();
     const lim = device.limits;
     const ed: EngineDevice = {
@@ -122,6 +135,12 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
           (x: Error) => x.message,
         );
         expect(bad).to.match(/^the stack's (h|layers)\.0\.\S+ is \[(\d+), (\d+)\]; the model's is \[\2, (\d+)\]$/);
+        // Rank 33 > K = 32: no version has it; refused before anything is packed or allocated.
+        const deep = await e.mergeStack(stackOf(config, 33, targets.slice(0, 1), 8)).then(
+          () => '',
+          (x: Error) => x.message,
+        );
+        expect(deep).to.match(/^the stack's \S+ has rank 33, above 32, the largest min\(d_in, d_out\) of the model: no version has more$/);
         await e.dispose();
       }
   });

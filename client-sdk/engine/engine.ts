@@ -2,7 +2,8 @@
 // The engine at run time: owns the buffers of one (model, batch, seq, path), builds each distinct pipeline and
 // every bind group once, and per step writes the step's inputs (token ids, scored pairs, a 32-byte step record)
 // and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
-// asked (the loss is also summed on the GPU for the round).
+// asked (the loss is also summed on the GPU for the round). Between steps a FLoRA version can be merged into the
+// frozen weights (mergeStack, merge.ts) and W0 put back (restoreBase, weights.ts).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
@@ -14,9 +15,7 @@ import { modelLayout, type ModelLayout } from './layout';
 import { STEP } from './loss';
 import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
-import { canonicalAdapter } from '../../proto/model/lora-layout';
-import { loraModules } from '../../proto/model/lora-stack';
-import { packedProjections, projectionAt, uploadBase } from './weights';
+import { stackModules, stackW0, uploadBase } from './weights';
 import { BaseMerger } from './merge';
 import { shareKernels } from './dedupe';
 import { DROP_KEY_BUFFER } from './dropout';
@@ -186,19 +185,13 @@ export class LoraEngine {
    * from W0 again whatever was merged before. Queue-ordered between steps.
    */
   async mergeStack(stack: TensorList): Promise<void> {
-    const mods = loraModules(canonicalAdapter(stack));
+    const mods = stackModules(this.layout, stack);
     // A module merged before but absent now would keep the old delta: put W0 back first.
     if (this.merged && [...this.merged].some((p) => !mods.some((m) => m.path === p))) this.restoreBase();
-    const w0 = packedProjections(this.o, this.layout);
-    const merges = mods.map((m) => {
-      const P = projectionAt(this.layout, m.path);
-      const [r, inF] = m.a.shape;
-      if (inF !== P.inF || m.b.shape[0] !== P.outF) throw new Error(`the stack's ${m.path} is [${m.b.shape[0]}, ${inF}]; the model's is [${P.outF}, ${P.inF}]`);
-      return { offset: P.w, inF, outF: P.outF, r, w0: w0.subarray(P.w, P.w + inF * P.outF), a: m.a.data, b: m.b.data };
-    });
+    const w0 = stackW0(this.o, mods);
     this.merger ??= new BaseMerger(this.ed.device, this.buf('w'), this.o.path === 'f32' ? 'f32' : 'f16');
     this.merged = new Set(mods.map((m) => m.path));
-    await this.merger.merge(merges);
+    await this.merger.merge(mods.map((m, i) => ({ ...m, w0: w0[i] })));
   }
 
   /** Whether a FLoRA stack is merged into the weights now (restoreBase puts W0 back). */

@@ -97,6 +97,11 @@ export function llamaLayout(cfg: LlamaConfig, adapter: readonly NamedTensor[], r
   return { family: 'llama', layers, norm, wSize: w, vecSize: vec, adapterSize, loraModules: mods, r };
 }
 
+/** nn.Linear's [out, in] `src` written transposed, [in, out], into `dst` at `at`. */
+export function transposeInto(dst: Float32Array, at: number, src: Float32Array, outF: number, inF: number): void {
+  for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) dst[at + i * outF + o] = src[o * inF + i];
+}
+
 /**
  * Fills `w` and `vec` from HF-named weights (`model.` prefix optional; nn.Linear's [out, in] transposed to
  * [in, out]), and returns the embedding and the LM head ([V, D]; the embedding itself when tied).
@@ -123,7 +128,7 @@ export function packLlamaWeights(
       const P = L.proj[p];
       const src = get(`layers.${l}.${p}.weight`); // [out, in]
       if (src.length !== P.inF * P.outF) throw new Error(`weight layers.${l}.${p} has ${src.length} values, expected ${P.inF * P.outF}`);
-      for (let o = 0; o < P.outF; o++) for (let i = 0; i < P.inF; i++) w[P.w + i * P.outF + o] = src[o * P.inF + i];
+      transposeInto(w, P.w, src, P.outF, P.inF);
       if (P.bias !== undefined) vec.set(get(`layers.${l}.${p}.bias`), P.bias);
     }
   });

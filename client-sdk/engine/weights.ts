@@ -1,15 +1,17 @@
 // The frozen base in the engine's buffers: packing the HF-named weights into `w` (projection matrices, [in, out] each),
 // `vec`, the embeddings and the rotary tables, rounded to f16 once on the f16 paths. One home for that upload, so the
 // FLoRA merge (merge.ts) reads W0 exactly as construction packed it and putting W0 back writes the very bytes a fresh
-// engine holds.
+// engine holds; and where a FLoRA stack's modules sit in `w`, checked against the model (stackModules).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
-import type { NamedTensor } from '../../proto/tensors';
+import type { NamedTensor, TensorList } from '../../proto/tensors';
+import { canonicalAdapter } from '../../proto/model/lora-layout';
+import { loraModules } from '../../proto/model/lora-stack';
 import { ropeTables } from '../model/rope';
 import { toHalfBits } from './half';
 import { packWeights, type ModelLayout } from './layout';
-import { packLlamaWeights, type LlamaModelLayout } from './layout-llama';
+import { packLlamaWeights, transposeInto, type LlamaModelLayout } from './layout-llama';
 import type { EnginePath } from './program';
 
 /** What the upload needs of the engine's options. */
@@ -25,6 +27,24 @@ export type WriteBuffer = (name: string, data: ArrayBufferView) => void;
 /** The projection matrices as `w` holds them before any f16 rounding: f32, [in, out] per projection at its offset. */
 export function packedProjections(src: BaseSource, layout: ModelLayout | LlamaModelLayout): Float32Array {
   return packBase(src, layout).w;
+}
+
+/**
+ * W0 of each stack module as `w` holds it before any f16 rounding, [in, out] f32, as packBase packs it (GPT-2's Conv1D
+ * weight itself, a Llama nn.Linear transposed), for those modules only: a FLoRA merge packs no other weight.
+ */
+export function stackW0(src: BaseSource, mods: readonly StackModule[]): Float32Array[] {
+  const llama = isLlamaConfig(src.config);
+  const prefix = llama ? 'model.' : 'transformer.';
+  const byName = new Map(src.weights.map((t) => [t.name.startsWith(prefix) ? t.name.slice(prefix.length) : t.name, t.data]));
+  return mods.map((m) => {
+    const t = byName.get(`${m.path}.weight`);
+    if (!t || t.length !== m.inF * m.outF) throw new Error(`weight ${m.path}.weight missing or not [${m.inF}, ${m.outF}]`);
+    if (!llama) return t;
+    const w = new Float32Array(t.length);
+    transposeInto(w, 0, t, m.outF, m.inF);
+    return w;
+  });
 }
 
 function packBase(
@@ -76,4 +96,32 @@ export function projectionAt(layout: ModelLayout | LlamaModelLayout, path: strin
   const proj = m && projs && Object.hasOwn(projs, m[2]) ? projs[m[2]] : undefined;
   if (!proj) throw new Error(`the engine's model has no projection ${path}`);
   return proj;
+}
+
+/** One module of a FLoRA stack, checked against the engine's model: where its W sits in `w`, its rank and factors. */
+export interface StackModule {
+  readonly path: string;
+  readonly offset: number;
+  readonly inF: number;
+  readonly outF: number;
+  readonly r: number;
+  readonly a: Float32Array;
+  readonly b: Float32Array;
+}
+
+/**
+ * The stack's modules placed in `w`, or an error naming the first that does not fit the model: a shape other than the
+ * projection's, or a rank above K, the largest min(d_in, d_out) of the model's projections (the coordinator keeps a
+ * version at rank K at most, in dense form past it), checked before anything is packed or allocated.
+ */
+export function stackModules(layout: ModelLayout | LlamaModelLayout, stack: TensorList): StackModule[] {
+  let k = 0;
+  for (const L of layout.layers) for (const P of Object.values(L.proj) as { inF: number; outF: number }[]) k = Math.max(k, Math.min(P.inF, P.outF));
+  return loraModules(canonicalAdapter(stack)).map((m) => {
+    const P = projectionAt(layout, m.path);
+    const [r, inF] = m.a.shape;
+    if (inF !== P.inF || m.b.shape[0] !== P.outF) throw new Error(`the stack's ${m.path} is [${m.b.shape[0]}, ${inF}]; the model's is [${P.outF}, ${P.inF}]`);
+    if (r > k) throw new Error(`the stack's ${m.path} has rank ${r}, above ${k}, the largest min(d_in, d_out) of the model: no version has more`);
+    return { path: m.path, offset: P.w, inF, outF: P.outF, r, a: m.a.data, b: m.b.data };
+  });
 }
