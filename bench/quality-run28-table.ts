@@ -5,6 +5,7 @@
 // seed's best and its round), accuracy at round N, the largest round-to-round loss after round 6, s a round.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { summariseCurve } from './quality';
 
 const ROUND = /^round (\d+)\/\d+: (\d+) updates, .*held-out loss ([\d.]+), accuracy ([\d.]+)% → v\d+ \(([\d.]+) s\)$/;
 
@@ -50,18 +51,16 @@ export function run28Rows(cells: readonly Run28Cell[]): Run28Row[] {
   const arms = [...new Set(cells.map((c) => c.arm))];
   return arms.map((arm) => {
     const cs = cells.filter((c) => c.arm === arm).sort((a, b) => a.seed - b.seed);
-    const perSeed = cs.map((c) => {
-      const best = Math.max(...c.accuracy);
-      return { seed: c.seed, best, round: c.accuracy.indexOf(best) + 1 };
-    });
-    const drops = cs.flatMap((c) => c.accuracy.slice(6).map((a, i) => c.accuracy[i + 5] - a));
-    const last = cs.map((c) => c.accuracy[c.accuracy.length - 1]);
+    // One curve's best, its round, its last figure and its worst drop after round 6: the benchmark's own summary.
+    const curves = cs.map((c) => summariseCurve(c.accuracy.map((accuracy, i) => ({ round: i + 1, accuracy }))));
+    const perSeed = cs.map((c, k) => ({ seed: c.seed, best: curves[k].best, round: curves[k].bestRound }));
+    const last = curves.map((c) => c.final);
     return {
       arm,
       seeds: cs.map((c) => c.seed),
       best: { mean: mean(perSeed.map((p) => p.best)), sd: sd(perSeed.map((p) => p.best)), perSeed },
       atLast: { mean: mean(last), sd: sd(last) },
-      worstDropAfter6: Math.max(0, ...drops),
+      worstDropAfter6: Math.max(...curves.map((c) => c.maxDrop)),
       medianSeconds: median(cs.flatMap((c) => c.seconds)),
     };
   });

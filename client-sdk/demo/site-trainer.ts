@@ -12,7 +12,7 @@ import type { Trainer } from '../trainer';
 
 /**
  * Site i's LoRA: the coordinator's, or at rank ranks[i] ≤ lora.r with alpha scaled alike (the scaling alpha/r
- * unchanged, as `fedtune-site --lora.r` defaults it), so zero-padding is exact bit for bit (sft/rank-padding.ts).
+ * unchanged, as `fedtune-site --lora.r` and flora-site.ts floraFreshLora default it).
  */
 export function siteLora(lora: LoraConfig, ranks: readonly number[] | undefined, i: number): LoraConfig {
   if (ranks === undefined) return lora;
@@ -33,8 +33,10 @@ export async function demoSiteTrainer(
   data: SftData,
 ): Promise<{ trainer: Trainer; backend: string }> {
   if (own.r < lora.r && aggregation !== 'flora') {
+    // Only the rank: TaskLoraTrainer keeps the adapter's scaling itself (sft/task-lora.ts siteRankPlan), so the
+    // padded product is the one trained bit for bit, with no recomputed alpha to round differently.
     const backend = tf.getBackend();
-    return { trainer: new TaskLoraTrainer({ model, data, lora: { r: own.r, alpha: own.alpha }, backend }), backend };
+    return { trainer: new TaskLoraTrainer({ model, data, lora: { r: own.r }, backend }), backend };
   }
   return trainerForModel(model, own, data);
 }
