@@ -6,10 +6,16 @@
 # this ran, so every arm trains on the same backend). The held-out 400 e-mails are scored every round.
 #   Q28_CELLS  "arm:seed[:ranks] …"  arm = lora.aggregation (fedit, ffa, flora); ranks default Q28_RANKS
 #   Q28_RANKS  default 4,16,16,16,16      Q28_ROUNDS default 20      Q28_DEADLINE seconds per cell, default 540
+#   Q28_SPLIT  dirichlet-0.5 (default, the demo's), dirichlet-<alpha>, or groups (simulate --partition groups): run 29
 #   Q28_ENGINE unset: tfjs; else FEDTUNE_ENGINE for every cell (f32, f16, tc: the WebGPU engine, which trains 'flora'
 #              since 2026-11-30; a zero-padded site below lora.r still trains on tfjs, demo/site-trainer.ts)
 # Writes $OUT/q28/<arm>-<seed>[-<ranks>].txt (simulate's own lines) and packs them into $OUT/q28.tar.gz.
 set -u
+case ${Q28_SPLIT:-dirichlet-0.5} in
+  groups) split=(--partition groups) ;;
+  dirichlet-*) split=(--alpha "${Q28_SPLIT#dirichlet-}") ;;
+  *) echo "Q28_SPLIT is dirichlet-<alpha> or groups, not '$Q28_SPLIT'" >&2; exit 2 ;;
+esac
 out=${OUT:-bench-out}/q28
 mkdir -p "$out"
 for cell in ${Q28_CELLS:-fedit:42 ffa:42 flora:42 fedit:43 ffa:43 flora:43 fedit:44 ffa:44 flora:44}; do
@@ -17,7 +23,7 @@ for cell in ${Q28_CELLS:-fedit:42 ffa:42 flora:42 fedit:43 ffa:43 flora:43 fedit
   name=$arm-$seed${ranks:+-${ranks//,/_}}
   env -u FEDTUNE_ENGINE ${Q28_ENGINE:+FEDTUNE_ENGINE=$Q28_ENGINE} FEDTUNE_LORA_AGGREGATION="$arm" FEDTUNE_LORA_R=16 FEDTUNE_LORA_ALPHA=32 FEDTUNE_LORA_DROPOUT=0 \
     timeout "${Q28_DEADLINE:-540}" node dist/examples/simulate.js --config docs/recipes/fedavg-classic.json5 --clients 5 \
-    --rounds "${Q28_ROUNDS:-20}" --local-steps 10 --batch-size 16 --eval-every 1 --seed "$seed" \
+    --rounds "${Q28_ROUNDS:-20}" --local-steps 10 --batch-size 16 --eval-every 1 --seed "$seed" "${split[@]}" \
     --site-ranks "${ranks:-${Q28_RANKS:-4,16,16,16,16}}" --deadline-ms 600000 --run-dir "/tmp/q28/$name" >"$out/$name.txt" 2>&1 &
 done
 wait

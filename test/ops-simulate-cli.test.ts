@@ -41,6 +41,7 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
       '--secagg',
       '--model <family>',
       '--site-ranks <list>',
+      '--partition <name>',
     ]) {
       expect(r.out, flag).to.contain(`  ${flag} `);
     }
@@ -141,6 +142,41 @@ describe('ops: fedtune-site simulate takes the coordinator configuration layers'
     };
     expect(Object.fromEntries(m.participants.map((p) => [p.clientName, p.loraRank]))).to.deep.equal({ 'site-0': 2, 'site-1': undefined });
     expect(m.config.lora.r).to.equal(8);
+  });
+
+  it('--partition groups: each site holds one whole corpus group, its worker splitting as the main thread does; another name is refused', async () => {
+    const run = path.join(root, 'groups');
+    const r = await site(['simulate', '--clients', '5', '--test-limit', '8', '--site-eval-limit', '2', '--partition', 'groups', '--run-dir', run], {
+      FEDTUNE_ROUNDS_TOTAL: '1',
+      FEDTUNE_TRAINING_LOCAL_STEPS: '1',
+      FEDTUNE_TRAINING_BATCH_SIZE: '2',
+    });
+    expect(r.code, r.err).to.equal(0);
+    // The corpus's five groups, sorted by name, one to a site (client-sdk/data/spam-assassin.ts): ham sites hold no
+    // spam and spam sites nothing else.
+    const sites = [...r.out.matchAll(/^ {2}site-(\d): (\d+) train \/ \d+ val e-mails, (\d+)% spam, groups (\S+)$/gm)].map((m) => ({
+      name: `site-${m[1]}`,
+      train: Number(m[2]),
+      spam: m[3],
+      group: m[4],
+    }));
+    expect(sites.map((s) => [s.name, s.spam, s.group])).to.deep.equal([
+      ['site-0', '0', 'easy-ham-1'],
+      ['site-1', '0', 'easy-ham-2'],
+      ['site-2', '0', 'hard-ham-1'],
+      ['site-3', '100', 'spam-1'],
+      ['site-4', '100', 'spam-2'],
+    ]);
+    // Each worker split the corpus itself: the examples it reported are the main thread's count for its group.
+    const m = JSON.parse(await fs.readFile(path.join(run, 'versions', 'v000001', 'manifest.json'), 'utf8')) as {
+      participants: { clientName: string; numExamples: number }[];
+    };
+    const reported = Object.fromEntries(m.participants.map((p) => [p.clientName, p.numExamples]));
+    for (const s of sites) expect(reported[s.name], s.name).to.equal(s.train);
+    expect(m.participants.map((p) => p.clientName).sort()).to.deep.equal(sites.map((s) => s.name));
+    const bad = await site(['simulate', '--clients', '2', '--partition', 'iid'], {});
+    expect(bad.code).to.equal(1);
+    expect(bad.err.trim()).to.equal("fedtune-site: --partition is 'dirichlet' or 'groups', not 'iid'");
   });
 
   it('--site-ranks that do not fit are refused before any training, naming why', async () => {

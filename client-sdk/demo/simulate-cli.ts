@@ -103,6 +103,11 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
     .option('--batch-size <n>', "examples per step (training.batchSize; default the coordinator's, 32)")
     .option('--lr <x>', "client learning rate (training.learningRate; default the coordinator's, 1 with its SGD)")
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
+    .option(
+      '--partition <name>',
+      "how the e-mails are split among the sites: 'dirichlet' (at --alpha) or 'groups' (the corpus's five groups, whole, one to a site)",
+      'dirichlet',
+    )
     .option('--test-limit <n>', 'held-out e-mails evaluated in each scored round', '400')
     .option(
       '--eval-every <k>',
@@ -138,6 +143,7 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
         clients: Number(a.clients),
         splitSeed: Number(a.splitSeed),
         alpha: Number(a.alpha),
+        partition: parsePartition(String(a.partition)),
         testLimit: Number(a.testLimit),
         evalEvery: a.evalEvery === undefined ? undefined : Number(a.evalEvery),
         clientEvalLimit: Number(a.siteEvalLimit),
@@ -150,6 +156,12 @@ export function simulateCommand(run: (o: SimulationOptions) => Promise<unknown>,
       });
     });
   return p;
+}
+
+/** --partition: the two ways client-sdk/data/spam-assassin.ts splits the corpus. */
+export function parsePartition(name: string): 'groups' | 'dirichlet' {
+  if (name !== 'groups' && name !== 'dirichlet') throw new Error(`--partition is 'dirichlet' or 'groups', not '${name}'`);
+  return name;
 }
 
 /** --site-ranks: positive integers, comma-separated (checked against --clients and lora.r by the simulation). */

@@ -48,6 +48,8 @@ export interface SimulationOptions {
   /** Cap on each site's own validation set, evaluated after every local training (default 50). */
   readonly clientEvalLimit?: number;
   readonly alpha: number;
+  /** How the corpus is divided among the sites (default 'dirichlet' at `alpha`; 'groups': whole corpus groups a site). */
+  readonly partition?: 'groups' | 'dirichlet';
   /** Run each site in its own worker thread (parallel training); false keeps them on this thread. */
   readonly workers?: boolean;
   /** Secure aggregation: every round needs all sites (at least 5); the coordinator sees only the sum. */
@@ -134,6 +136,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     testLimit: o.testLimit,
     clientEvalLimit: o.clientEvalLimit ?? 50,
     alpha: o.alpha,
+    partition: o.partition,
     modelDir: demo.dir,
   });
   const base = await loadModelDir(demo.dir);
@@ -248,6 +251,7 @@ function startWorkerSites(
       of: o.clients,
       splitSeed: o.splitSeed,
       alpha: o.alpha,
+      partition: o.partition,
       maxSeqLen,
       clientEvalLimit: o.clientEvalLimit ?? 50,
       modelDir,

@@ -17,6 +17,7 @@ export interface SiteWorkerData {
   readonly of: number;
   readonly splitSeed: number;
   readonly alpha: number;
+  readonly partition?: 'groups' | 'dirichlet';
   readonly maxSeqLen: number;
   readonly clientEvalLimit: number;
   readonly modelDir: string;
@@ -37,6 +38,7 @@ async function main(d: SiteWorkerData): Promise<void> {
     maxSeqLen: d.maxSeqLen,
     clientEvalLimit: d.clientEvalLimit,
     alpha: d.alpha,
+    partition: d.partition,
     modelDir: d.modelDir,
     only: d.shard,
   });
