@@ -24,7 +24,7 @@ for cell in ${Q28_CELLS:-fedit:42 ffa:42 flora:42 fedit:43 ffa:43 flora:43 fedit
   env -u FEDTUNE_ENGINE ${Q28_ENGINE:+FEDTUNE_ENGINE=$Q28_ENGINE} FEDTUNE_LORA_AGGREGATION="$arm" FEDTUNE_LORA_R=16 FEDTUNE_LORA_ALPHA=32 FEDTUNE_LORA_DROPOUT=0 \
     timeout "${Q28_DEADLINE:-540}" node dist/examples/simulate.js --config docs/recipes/fedavg-classic.json5 --clients 5 \
     --rounds "${Q28_ROUNDS:-20}" --local-steps 10 --batch-size 16 --eval-every 1 --seed "$seed" "${split[@]}" \
-    --site-ranks "${ranks:-${Q28_RANKS:-4,16,16,16,16}}" --deadline-ms 600000 --run-dir "/tmp/q28/$name" >"$out/$name.txt" 2>&1 &
+    --site-ranks "${ranks:-${Q28_RANKS:-4,16,16,16,16}}" --deadline-ms 600000 --run-dir "/tmp/q28/${Q28_SPLIT:-dirichlet-0.5}-$name" >"$out/$name.txt" 2>&1 &
 done
 wait
 tar -czf "$out.tar.gz" -C "$(dirname "$out")" q28 && rm -rf "$out"
