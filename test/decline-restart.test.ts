@@ -10,11 +10,10 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import type { ChildProcess } from 'node:child_process';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
 import { capturingLogger } from './door-kit';
 import { expectRefused, freePort, reportMetrics, smallAdapter, snapshot, startCoordinator, tempDir, upload, uploadFrames } from './harness';
-import { declineTask, rawRound, rawSites, startCoordinatorProcess, type RawSites } from './raw-sites-kit';
+import { declineTask, processSuite, rawRound, rawSites, startCoordinatorProcess, type RawSites } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const TEN_MINUTES = 600_000;
@@ -31,12 +30,7 @@ async function finish(s: RawSites, i: number, value: number): Promise<void> {
 
 describe('DeclineTask across a coordinator restart', function () {
   this.timeout(60_000);
-  const children: ChildProcess[] = [];
-  const dirs: string[] = [];
-  after(async () => {
-    for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
-  });
+  const { children, dirs } = processSuite();
 
   it('kill -9 after an acknowledged decline: the resumed round sends the site no task, refuses its late upload and report, acknowledges its repeat, and closes on the others at once', async () => {
     const root = await tempDir('decline-kill');

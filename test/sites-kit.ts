@@ -1,7 +1,8 @@
-// Sites over raw gRPC (no SDK), as the round tests drive them: joined one after the other by name (the registry's
-// order, which the seeded selection sees), each with its task stream open (what makes a site connected) and its
-// first TrainTask as a promise; hung up together, and with the coordinator stopped and its run directory removed
-// when the test owns both. Also a real coordinator process (test/fixtures/tiny-coordinator.ts) for a kill -9.
+// The sites of the round tests. Over raw gRPC (no SDK), as the refusal and restart tests drive them: joined one
+// after the other by name (the registry's order, which the seeded selection sees), each with its task stream open
+// (what makes a site connected) and its first TrainTask as a promise; hung up together, and with the coordinator
+// stopped and its run directory removed when the test owns both. Real SDK sites in a cohort, as the SecAgg rounds
+// use them. And a real coordinator process (test/fixtures/tiny-coordinator.ts) for a kill -9.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -10,7 +11,9 @@ import type { DeclineTaskRequest } from '../proto/generated/fedtune/v1/DeclineTa
 import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import type { TaskEvent__Output } from '../proto/generated/fedtune/v1/TaskEvent';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
-import { join, nextTask, rawClient, type Harness, type JoinedRaw } from './harness';
+import { FederationClient } from '../client-sdk/client';
+import type { FederationClientOptions } from '../client-sdk/client-options';
+import { ConstantTrainer, join, nextTask, rawClient, testIdentity, type Harness, type JoinedRaw } from './harness';
 
 export interface RawSites {
   readonly c: RawClient;
@@ -67,9 +70,52 @@ export async function rawRound(h: Harness, names: readonly string[]): Promise<Ra
   };
 }
 
+/** Two sites joined to `h` and their first tasks: the opening of every test of one round's refusals. */
+export interface TwoSitesInRound {
+  readonly c: RawClient;
+  readonly a: JoinedRaw;
+  readonly b: JoinedRaw;
+  readonly taskA: TrainTask__Output;
+  readonly taskB: TrainTask__Output;
+  /** Cancels the task streams, closes the client, stops the coordinator and removes its run directory. */
+  close(): Promise<void>;
+}
+
+export async function twoSitesInRound(h: Harness): Promise<TwoSitesInRound> {
+  const r = await rawRound(h, ['site-a', 'site-b']);
+  const [taskA, taskB] = await Promise.all(r.tasks);
+  return { c: r.c, a: r.joined[0], b: r.joined[1], taskA, taskB, close: () => r.close() };
+}
+
+/**
+ * `n` real sites named `${prefix}-${i}` against `address`, site i training ConstantTrainer(0.01 · (i + 1)) unless
+ * `over(i)` says otherwise (another trainer, an observeSecAggInput hook…).
+ */
+export function constantSites(
+  address: string,
+  prefix: string,
+  n: number,
+  over: (i: number) => Partial<FederationClientOptions> = () => ({}),
+): FederationClient[] {
+  return Array.from({ length: n }, (_, i) => {
+    const name = `${prefix}-${i}`;
+    return new FederationClient({ address, name, identity: testIdentity(name), trainer: new ConstantTrainer(0.01 * (i + 1)), ...over(i) });
+  });
+}
+
 /** DeclineTask as a promise (rejects with the gRPC error). */
 export function declineTask(c: RawClient, r: DeclineTaskRequest): Promise<void> {
   return new Promise((res, rej) => c.DeclineTask(r, (e) => (e ? rej(e) : res())));
+}
+
+/** What a suite of coordinator processes started and made: after it, every process still running is killed and every directory removed. */
+export function processSuite(): { readonly children: ChildProcess[]; readonly dirs: string[] } {
+  const suite = { children: [] as ChildProcess[], dirs: [] as string[] };
+  after(async () => {
+    for (const ch of suite.children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
+    for (const d of suite.dirs) await fs.rm(d, { recursive: true, force: true });
+  });
+  return suite;
 }
 
 export interface CoordinatorProcess {
