@@ -11,9 +11,12 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { FsCheckpointStore } from '../coordinator/checkpoints/fs-store';
+import { FederationClient } from '../client-sdk/client';
+import type { Trainer } from '../client-sdk/trainer';
+import { clientIdFor } from '../coordinator/registry';
 import { capturingLogger } from './door-kit';
-import { expectRefused, freePort, reportMetrics, smallAdapter, snapshot, startCoordinator, tempDir, upload, uploadFrames } from './harness';
-import { declineTask, processSuite, rawRound, rawSites, startCoordinatorProcess, type RawSites } from './sites-kit';
+import { expectRefused, freePort, reportMetrics, smallAdapter, snapshot, startCoordinator, tempDir, testIdentity, upload, uploadFrames } from './harness';
+import { constantSites, declineTask, processSuite, rawRound, rawSites, startCoordinatorProcess, type RawSites } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const TEN_MINUTES = 600_000;
@@ -184,6 +187,37 @@ describe('DeclineTask across a coordinator restart', function () {
       for (const l of failed) expect(l).to.not.contain(h.runDir);
     } finally {
       await s.close();
+    }
+  });
+  it('an SDK site whose decline cannot be recorded is answered UNAVAILABLE and sends it again; once the record is written the round closes without it', async () => {
+    const { logger, lines } = capturingLogger();
+    const h = await startCoordinator(await tempDir('decline-sdk-retry'), { total: 1, minUpdates: 1, deadlineMs: TEN_MINUTES }, {}, { logger });
+    const obstacle = path.join(h.runDir, 'spool', 'round-1', `${clientIdFor('failing')}.declined.json`);
+    // The trainer puts a directory where the decline's record goes (its rename into place fails), then fails.
+    const failing: Trainer = {
+      backend: 'test',
+      train: async () => {
+        await fs.mkdir(path.join(obstacle, 'x'), { recursive: true });
+        throw new Error('out of device memory');
+      },
+    };
+    const fast = { backoff: { initialMs: 20, maxMs: 200, factor: 2 } };
+    const sites = constantSites(h.address, 'ok', 1, () => fast);
+    sites.push(new FederationClient({ address: h.address, name: 'failing', identity: testIdentity('failing'), trainer: failing, ...fast }));
+    const declined: string[] = [];
+    h.coordinator.on('taskDeclined', (e) => declined.push(e.clientId));
+    try {
+      const runs = sites.map((c) => c.run());
+      while (!lines.some((l) => l.includes('could not spool a decline'))) await new Promise((r) => setTimeout(r, 10));
+      expect(declined, 'a decline not yet recorded does not hold').to.deep.equal([]);
+      await fs.rm(obstacle, { recursive: true });
+      const ck = await h.coordinator.done;
+      await Promise.all(runs);
+      expect(declined).to.deep.equal([clientIdFor('failing')]);
+      expect(ck.manifest.participants.map((p) => p.clientName)).to.deep.equal(['ok-0']);
+    } finally {
+      await h.coordinator.stop(500);
+      await fs.rm(h.runDir, { recursive: true, force: true });
     }
   });
 });
