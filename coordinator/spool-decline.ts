@@ -57,10 +57,10 @@ function refusal(c: DeclineCheck, clientId: string, record: unknown): [reason: '
   if (!DECLINE_REASONS.includes(r.reason)) return ['binding', 'its reason is not a decline reason'];
   const state = c.spooled.state;
   if (!state.selected.includes(clientId)) return ['binding', 'its site was not selected for this round'];
-  const issued = new RegExp(`^r${c.round}-a${r.attempt}-[0-9a-f]{8}-`);
-  if (r.attempt < 1 || r.attempt > state.attempt || !issued.test(r.taskId) || !r.taskId.endsWith(`-${c.taskTag(r.attempt, clientId)}`)) {
-    return ['binding', 'its task id is not one this round issued to its site'];
-  }
+  // r<round>-a<attempt>-<a process's epoch>-<tag> (round-open.ts), of an attempt this round has started.
+  const id = /^r(\d+)-a(\d+)-[0-9a-f]{8}-(.+)$/.exec(r.taskId);
+  const issued = id !== null && Number(id[1]) === c.round && Number(id[2]) === r.attempt && id[3] === c.taskTag(r.attempt, clientId);
+  if (!issued || r.attempt < 1 || r.attempt > state.attempt) return ['binding', 'its task id is not one this round issued to its site'];
   if (c.spooled.updates.has(clientId)) return ['contradicts', 'its site has a spooled update (a declined task takes none)'];
   return null;
 }

@@ -126,6 +126,7 @@ describe('DeclineTask across a coordinator restart', function () {
     await forge(ids[1], { reason: 'OUT_OF_MEMORY /home/site-b/secret' });
     await fs.writeFile(file(ids[2]), '{"round": 1, "baseManifestSha'); // torn
     await forge(ids[3], { taskId: tasks[2].task_id }); // another site's task
+    await forge(ids[4], { taskId: tasks[4].task_id, round: 2 }); // site-e's own task, another round
     await forge('site-z', {}); // a site the round never selected
     const { logger, lines } = capturingLogger();
     const second = await startCoordinator(runDir, rounds, {}, { logger });
@@ -142,6 +143,7 @@ describe('DeclineTask across a coordinator restart', function () {
           [ids[1], 'binding', 'its reason is not a decline reason'],
           [ids[2], 'unreadable', 'not a decline record'],
           [ids[3], 'binding', 'its task id is not one this round issued to its site'],
+          [ids[4], 'binding', 'it names another round, base or site'],
           ['site-z', 'binding', 'its site was not selected for this round'],
         ].sort(),
       );
