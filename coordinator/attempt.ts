@@ -53,7 +53,7 @@ export class Attempt {
   /** The reconnect grace of the sites allDone still waits for; it wakes the wait when one ends. */
   private readonly grace: ReconnectGrace;
   /** Client ids whose task was declined (decline): no stage waits for them. */
-  private readonly declined = new Set<string>();
+  private readonly declinedIds = new Set<string>();
 
   /** A Poisson-sampled round's public description (privacy/sampling.ts): its mean's fixed denominator; no names. */
   sampled?: SampledCohort;
@@ -180,7 +180,7 @@ export class Attempt {
     const waiting: string[] = [];
     for (const t of this.tasks.values()) {
       if (t.carried || t.state === 'declined' || (t.state === 'uploaded' && t.metrics !== undefined)) continue;
-      if (t.state === 'receiving') return false;
+      if (t.state === 'receiving' || t.state === 'declining') return false;
       waiting.push(t.clientId);
     }
     return !this.grace.anyAwaited(waiting);
@@ -188,16 +188,22 @@ export class Attempt {
 
   /** Under SecAgg, a stage's wait: whether any of its clients that have not spoken is still waited for (the grace). */
   awaited(clientIds: readonly string[]): boolean {
-    return this.grace.anyAwaited(this.declined.size === 0 ? clientIds : clientIds.filter((id) => !this.declined.has(id)));
+    return this.grace.anyAwaited(this.declinedIds.size === 0 ? clientIds : clientIds.filter((id) => !this.declinedIds.has(id)));
   }
 
   /**
    * The site cannot finish task `t` (DeclineTask): the attempt stops waiting for it (allDone, and SecAgg's stage 1).
-   * False for a repeat. Refused once its update began, or under SecAgg once it advertised its keys: from then on a
-   * site that goes quiet is a dropout, which the protocol recovers from.
+   * Resolves true once the decline holds, false for a repeat (once the first holds: the same ack). Refused once its
+   * update began, or under SecAgg once it advertised its keys: from then on a site that goes quiet is a dropout,
+   * which the protocol recovers from. In a plain round the decline is spooled first (spool-decline.ts): it holds,
+   * and the site hears back, only once its record is on disk, so an acknowledged decline survives a kill -9 and the
+   * resumed attempt does not wait for the site again. Meanwhile the task is 'declining' (it takes nothing and is
+   * still waited for, for the milliseconds of a write). A record that cannot be written refuses the decline with
+   * UNAVAILABLE (the site sends it again, as a report) and leaves the task as it was. Under SecAgg nothing is
+   * spooled, as nothing of a SecAgg attempt is: a restarted coordinator starts a new session with fresh tasks.
    */
-  decline(t: Task): boolean {
-    if (t.state === 'declined') return false;
+  decline(t: Task, reason: string): Promise<boolean> {
+    if (t.decline) return t.decline.recorded.then(() => false);
     if (t.state !== 'assigned' || t.report) {
       const what = t.state === 'receiving' ? 'an upload in progress' : t.state === 'uploaded' ? 'an accepted update' : 'a metrics report';
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} has ${what}: it cannot be declined`);
@@ -205,10 +211,35 @@ export class Attempt {
     if (this.sa?.hasAdvertised(t.clientId)) {
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${t.taskId} is past SecAgg stage 1 (its keys are in the roster): it cannot be declined`);
     }
+    t.state = 'declining';
+    const record = { round: this.round, baseManifestSha256: this.base.manifestSha256, clientId: t.clientId, taskId: t.taskId, attempt: t.attempt, reason };
+    const recorded = (async () => {
+      try {
+        await this.d.spool?.putDecline(this.round, t.clientId, record);
+      } catch (e) {
+        t.state = 'assigned';
+        t.decline = undefined;
+        this.wake();
+        // The errno only: the error's own text names the run directory.
+        this.d.log('error', 'could not spool a decline', { taskId: t.taskId, errno: (e as NodeJS.ErrnoException).code ?? 'unknown' });
+        throw new ProtocolError(status.UNAVAILABLE, `task ${t.taskId}: the coordinator could not record the decline; send it again`);
+      }
+      this.declined(t, reason);
+    })();
+    t.decline = { reason, recorded };
+    return recorded.then(() => true);
+  }
+
+  /** A decline an earlier process of this coordinator spooled (round-open.ts): the task is declined as it was then. */
+  carryDecline(t: Task, reason: string): void {
+    this.declined(t, reason);
+  }
+
+  private declined(t: Task, reason: string): void {
     t.state = 'declined';
-    this.declined.add(t.clientId);
+    t.decline ??= { reason, recorded: Promise.resolve() };
+    this.declinedIds.add(t.clientId);
     this.wake();
-    return true;
   }
 
   beginUpload(t: Task): void {

@@ -1,7 +1,8 @@
 // Opening an attempt: wait for enough sites (unless a resumed round needs nobody), select them (seeded; a resumed
 // round keeps its selection), record the attempt in the spool, set up secure aggregation when it is on, and issue
 // one task per selected site. An update a crashed process had accepted is reopened and carried into the new
-// attempt under the task it was signed for, so its site is not asked to train again.
+// attempt under the task it was signed for, so its site is not asked to train again; a task a site declined before
+// the crash is carried the same way, declined (spool-decline.ts).
 import { Attempt } from './attempt';
 import type { Task } from './task';
 import type { Checkpoint } from './checkpoints/types';
@@ -15,7 +16,8 @@ import { deriveSeed, selectClients } from './selection';
 import { sampledCohort } from './privacy/sampling';
 import type { TaskBook } from './task-book';
 import { trainTask } from './train-plan';
-import { siteFields } from './ops/sample-secrecy';
+import { logsRoundSites, siteFields } from './ops/sample-secrecy';
+import { reopenDeclines } from './spool-decline';
 
 export interface OpenContext extends RoundContext {
   /** This process's share of every task id: a restarted coordinator never re-issues an id a site completed. */
@@ -54,8 +56,20 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   const valid = new Set<string>();
   if (spooled)
     for (const id of spooled.state.selected) if (spooled.updates.has(id) && (await reopenUpdate(ctx, round, spooled.updates.get(id)!, base, id))) valid.add(id);
-  // A resumed round whose selected clients all uploaded before the crash needs nobody: it commits at once.
-  const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id)) : null;
+  // The tasks declined before the crash stay declined in the resumed attempt: the crash changed nothing of why
+  // (a failed attempt is another matter: round-spool.ts dropUpdates). Their sites are not waited for or asked again.
+  const declines = spooled
+    ? reopenDeclines({
+        round,
+        baseManifestSha256: base.manifestSha256,
+        spooled,
+        taskTag: (a, id) => ctx.privacy.taskTag(round, a, id),
+        log: d.log,
+        sampled: ctx.privacy.sampled,
+      })
+    : new Map<string, never>();
+  // A resumed round whose selected clients all uploaded (or declined) before the crash needs nobody: it commits at once.
+  const outstanding = resumeSelection ? resumeSelection.selected.filter((id) => !valid.has(id) && !declines.has(id)) : null;
   if (outstanding === null || outstanding.length > 0) {
     ctx.setPhase('WAITING_FOR_CLIENTS');
     await ctx.waitForClients(() => d.registry.connected().length >= ctx.privacy.minConnected());
@@ -133,11 +147,13 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
   let carried = 0;
   for (const clientId of ids) {
     const prior = spooled && valid.has(clientId) ? await reopenUpdate(ctx, round, spooled.updates.get(clientId)!, base, clientId) : null;
-    // A carried update keeps the task it was signed for (a site resuming that upload is answered from it).
+    // A carried update keeps the task it was signed for (a site resuming that upload is answered from it), a carried
+    // decline the task declined (a repeated DeclineTask gets its ack, a late upload or report its refusal).
     // A sampled round's task ids do not name the site: they reach the coordinator's info log ('update accepted').
-    const taskId = prior ? prior.binding.taskId : `r${round}-a${attempt}-${ctx.epoch}-${ctx.privacy.taskTag(round, attempt, clientId)}`;
-    const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, attempt, clientId);
-    const taskAttempt = prior ? prior.binding.attempt : attempt;
+    const declined = prior ? undefined : declines.get(clientId);
+    const taskId = prior?.binding.taskId ?? declined?.taskId ?? `r${round}-a${attempt}-${ctx.epoch}-${ctx.privacy.taskTag(round, attempt, clientId)}`;
+    const taskAttempt = prior?.binding.attempt ?? declined?.attempt ?? attempt;
+    const seed = prior ? prior.seed : deriveSeed(cfg.run.seed, 'train', round, taskAttempt, clientId);
     const t: Task = {
       taskId,
       clientId,
@@ -163,7 +179,11 @@ export async function openAttempt(ctx: OpenContext, round: number, r: RoundResum
         d.log('warn', 'spooled update not admitted', siteFields(ctx.privacy.sampled, { round, clientId, error: (e as Error).message }));
       }
     }
-    if (!t.carried) selected.push({ round, attempt, clientId, taskId, seed });
+    if (declined) {
+      cur.carryDecline(t, declined.reason);
+      if (logsRoundSites(cfg)) d.log('info', 'declined task carried over a restart', { round, clientId, taskId, reason: declined.reason });
+    }
+    if (t.state === 'assigned') selected.push({ round, attempt, clientId, taskId, seed });
   }
   return { opened: { cur, secagg, trainingDeadline, ids, selected, carried } };
 }

@@ -5,15 +5,17 @@
 //   <client>.sealed each accepted update, still sealed (sealed-update.ts): streamed to a hidden temporary as
 //                   its chunks arrive and renamed into place (fsynced) BEFORE the site is told its upload was
 //                   accepted (spool-upload.ts): an acknowledged update is never lost;
-//   <client>.metrics.json what the site reported for it.
+//   <client>.metrics.json what the site reported for it;
+//   <client>.declined.json the site declined its task (spool-decline.ts): written before the site hears back.
 // The directory is removed once the round commits (and any left over from a committed round at start-up).
 // Records are re-verified on reload (spool-reopen.ts): the signed binding names run, round, base manifest and
 // client, so a record can only ever count for the round and base it was signed for, and a site revoked since
 // (while the coordinator was down, or before the round closed) does not count.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { replaceAtomically } from './checkpoints/atomic-fs';
+import { removeTemps, replaceAtomically } from './checkpoints/atomic-fs';
 import { SpoolUpload } from './spool-upload';
+import type { SpooledDecline } from './spool-decline';
 
 export interface SpoolState {
   readonly round: number;
@@ -33,6 +35,8 @@ export interface SpooledRound {
   /** Record files by client id (read one at a time: see readUpdate). */
   readonly updates: ReadonlyMap<string, string>;
   readonly metrics: ReadonlyMap<string, { values: Record<string, number>; backend: string; loraRank?: number }>;
+  /** Decline records by client id, as parsed (null when unreadable): checked, and dropped if wrong, by spool-decline.ts. */
+  readonly declines: ReadonlyMap<string, unknown>;
 }
 
 const SAFE_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -85,6 +89,7 @@ export class RoundSpool {
       }
       const updates = new Map<string, string>();
       const metrics = new Map<string, { values: Record<string, number>; backend: string; loraRank?: number }>();
+      const declines = new Map<string, unknown>();
       for (const f of await fs.readdir(dir)) {
         if (f.startsWith('.')) {
           await fs.rm(path.join(dir, f), { force: true }); // a temporary file a crash left behind
@@ -97,9 +102,11 @@ export class RoundSpool {
           } catch {
             // unreadable metrics are only a record: the update still counts
           }
+        } else if (f.endsWith('.declined.json') && SAFE_ID.test(f.slice(0, -'.declined.json'.length))) {
+          declines.set(f.slice(0, -'.declined.json'.length), await fs.readFile(path.join(dir, f), 'utf8').then(parseOrNull, () => null));
         }
       }
-      found = { state, updates, metrics };
+      found = { state, updates, metrics, declines };
     }
     return found;
   }
@@ -136,7 +143,24 @@ export class RoundSpool {
     await replaceAtomically(this.file(round, clientId, '.metrics.json'), JSON.stringify(m) + '\n');
   }
 
-  /** A failed attempt's updates do not carry into the next attempt (which trains again). */
+  /**
+   * Records that `clientId` declined its task in `round` (fsynced and renamed into place: the ack follows it). A write
+   * that fails leaves the spool as it was (its temporary removed): the decline is refused, and the site sends it again.
+   */
+  async putDecline(round: number, clientId: string, d: SpooledDecline): Promise<void> {
+    const file = this.file(round, clientId, '.declined.json');
+    try {
+      await replaceAtomically(file, JSON.stringify(d) + '\n');
+    } catch (e) {
+      await removeTemps(file).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * A failed attempt's updates do not carry into the next attempt (which trains again), nor do its declines: the
+   * next attempt issues every selected site a fresh task, as after any failed attempt (a failure may not recur).
+   */
   async dropUpdates(round: number): Promise<void> {
     let names: string[];
     try {
@@ -149,6 +173,14 @@ export class RoundSpool {
 
   async drop(round: number): Promise<void> {
     await fs.rm(this.dir(round), { recursive: true, force: true });
+  }
+}
+
+function parseOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
   }
 }
 

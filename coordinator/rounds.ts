@@ -34,7 +34,7 @@ import { RoundPrivacy } from './round-privacy';
 import { FinishNotice } from './finish-notice';
 import { baseOf, secaggOf, TaskBook, uploadLayoutOf } from './task-book';
 import { evaluatedAdapter } from './strategy/ema';
-import { shownCount } from './ops/sample-secrecy';
+import { logsRoundSites, shownCount } from './ops/sample-secrecy';
 
 export * from './round-events';
 export type { Task } from './task';
@@ -215,7 +215,7 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
       baseVersion: base.manifest.version,
       secureAggregation: secagg !== undefined,
     });
-    for (const t of cur.tasks.values()) if (!t.carried) this.sendTask(t);
+    for (const t of cur.tasks.values()) if (t.state === 'assigned') this.sendTask(t); // not a carried update or decline
 
     try {
       let outcome: Outcome | string;
@@ -378,12 +378,13 @@ export class RoundEngine extends EventEmitter<RoundEvents> {
     this.emit('metricsReported', { round: t.round, attempt: t.attempt, clientId: t.clientId });
   }
 
-  /** DeclineTask: the attempt stops waiting for the task (Attempt.decline); false for a repeat. */
-  declineTask(clientId: string, taskId: string, round: number, reason: string): boolean {
+  /** DeclineTask: the attempt stops waiting for the task once it is spooled (Attempt.decline); false for a repeat. */
+  async declineTask(clientId: string, taskId: string, round: number, reason: string): Promise<boolean> {
     const t = this.book.open(clientId, taskId, round, this.current);
-    const fresh = t.owner.decline(t);
-    if (fresh) this.emit('taskDeclined', { round: t.round, attempt: t.attempt, clientId, reason });
-    return fresh;
+    if (!(await t.owner.decline(t, reason))) return false;
+    this.emit('taskDeclined', { round: t.round, attempt: t.attempt, clientId, reason });
+    if (logsRoundSites(this.d.config)) this.d.log('info', 'task declined', { taskId, clientId, round, reason });
+    return true;
   }
 
   /** A repeat of a metrics report this task already took: resolves once the first is recorded (else undefined). */

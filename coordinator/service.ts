@@ -355,16 +355,14 @@ export function createHandlers(d: ServiceDeps): FederationHandlers {
       },
 
       DeclineTask(call, cb) {
-        try {
-          const r = call.request;
-          const s = session(r.session_token);
-          // The reason is a code checked at the door (proto/limits.ts checkDecline), never the site's own text.
-          const fresh = d.engine.declineTask(s.clientId, r.task_id, r.round, r.reason);
-          if (fresh && logsRoundSites(d.config)) d.log('info', 'task declined', { taskId: r.task_id, clientId: s.clientId, round: r.round, reason: r.reason });
-          cb(null, {});
-        } catch (e) {
-          cb(fail(e, 'decline'));
-        }
+        const r = call.request;
+        // The reason is a code checked at the door (proto/limits.ts checkDecline), never the site's own text. The ack
+        // follows the decline's spool record (Attempt.decline): an acknowledged decline survives a restart.
+        const decline = async (): Promise<unknown> => d.engine.declineTask(session(r.session_token).clientId, r.task_id, r.round, r.reason);
+        decline().then(
+          () => cb(null, {}),
+          (e: unknown) => cb(fail(e, 'decline')),
+        );
       },
 
       Leave(call, cb) {

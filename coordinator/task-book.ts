@@ -29,7 +29,7 @@ export class TaskBook {
   /** The open task `taskId` of `clientId`, or the specific reason it cannot take an upload or a report. */
   task(clientId: string, taskId: string, round: number, cur: Attempt | null): Task {
     const t = this.open(clientId, taskId, round, cur);
-    if (t.state === 'declined') {
+    if (t.state === 'declined' || t.state === 'declining') {
       throw new ProtocolError(status.FAILED_PRECONDITION, `task ${taskId} was declined by its site: it takes no update, report or SecAgg message`);
     }
     return t;

@@ -17,8 +17,11 @@ export interface Task {
   readonly wire: TrainTask & { task_id: string; round: number; attempt: number; base_version: number; base_manifest_sha256: string };
   /** The attempt the task belongs to. */
   readonly owner: Attempt;
-  /** 'declined': the site said it cannot finish the task (DeclineTask); the attempt no longer waits for it. */
-  state: 'assigned' | 'receiving' | 'uploaded' | 'declined';
+  /**
+   * 'declined': the site said it cannot finish the task (DeclineTask); the attempt no longer waits for it.
+   * 'declining': its decline is being spooled (Attempt.decline); it takes nothing meanwhile and is still waited for.
+   */
+  state: 'assigned' | 'receiving' | 'uploaded' | 'declining' | 'declined';
   numExamples?: number;
   /** SHA-256 of the accepted ciphertext (kept after the attempt, to answer a resumed upload and spot replays). */
   acceptedSha256?: string;
@@ -29,6 +32,8 @@ export interface Task {
    * its spool write). A repeat of it is answered once that settles; a different one is refused.
    */
   report?: { readonly sha256: string; readonly recorded: Promise<void> };
+  /** The site's decline (DeclineTask): its reason code, and when it is recorded (spooled); a repeat is answered then. */
+  decline?: { readonly reason: string; readonly recorded: Promise<void> };
   /** Under SecAgg: this client's masked input is part of the committed sum. */
   inSum?: boolean;
   /** The site's name when the registry may not know it (an update carried over a restart). */

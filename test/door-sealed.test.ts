@@ -15,19 +15,8 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { SealedEnvelope } from '../proto/generated/fedtune/v1/SealedEnvelope';
 import type { TrainTask__Output } from '../proto/generated/fedtune/v1/TrainTask';
 import type { UploadFrame } from '../proto/generated/fedtune/v1/UploadFrame';
-import {
-  expectRefused,
-  reportMetrics,
-  smallAdapter,
-  startCoordinator,
-  tempDir,
-  upload,
-  uploadFrames,
-  type Harness,
-  type JoinedRaw,
-  twoSitesInRound,
-  type TwoSitesInRound,
-} from './harness';
+import { expectRefused, reportMetrics, smallAdapter, startCoordinator, tempDir, upload, uploadFrames, type Harness, type JoinedRaw } from './harness';
+import { twoSitesInRound, type TwoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 /** An upload sealed under `key` and announcing `ephemeral` as its key, correctly signed by its site. */

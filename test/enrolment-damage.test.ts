@@ -8,7 +8,8 @@ import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { readClientsFile } from '../coordinator/auth/enrolment';
-import { join, nextTask, rawClient, refusal, reportMetrics, smallAdapter, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { join, refusal, reportMetrics, smallAdapter, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { rawSites } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -36,13 +37,11 @@ describe('enrolment: a damaged clients.json', function () {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString()), cb()) });
     const h = await startCoordinator(await tempDir('enrol-damaged-run'), { total: 1 }, {}, { logger: pino({ level: 'warn' }, sink) });
-    const c = rawClient(h.address);
+    const sites = await rawSites(h.address, ['site-a', 'site-b']);
+    const { c } = sites;
     try {
-      const a = await join(c, 'site-a');
-      const b = await join(c, 'site-b');
-      const ta = nextTask(c, a.session_token);
-      const tb = nextTask(c, b.session_token);
-      const [taskA, taskB] = await Promise.all([ta.task, tb.task]);
+      const [a, b] = sites.joined;
+      const [taskA, taskB] = await Promise.all(sites.tasks);
       const file = path.join(h.runDir, 'clients.json');
       const good = await fs.readFile(file, 'utf8');
       expect(readClientsFile(h.runDir).clients.map((x) => x.name)).to.deep.equal(['site-a', 'site-b']);
@@ -69,8 +68,7 @@ describe('enrolment: a damaged clients.json', function () {
       await reportMetrics(c, b.session_token, taskB.task_id, 1);
       const ck = await h.coordinator.done;
       expect(ck.manifest.version).to.equal(1);
-      ta.stream.cancel();
-      tb.stream.cancel();
+      for (const st of sites.streams) st.cancel();
 
       const warned = lines.filter((l) => l.includes('is not valid JSON'));
       expect(warned, lines.join('')).to.have.length(1);
@@ -83,7 +81,7 @@ describe('enrolment: a damaged clients.json', function () {
       expect(n.client_id).to.match(/^c-/);
       expect(readClientsFile(h.runDir).clients.map((x) => x.name)).to.deep.equal(['site-a', 'site-b', 'site-new']);
     } finally {
-      c.close();
+      sites.hangUp();
       await h.coordinator.stop(200);
       await fs.rm(h.runDir, { recursive: true, force: true });
     }

@@ -16,21 +16,8 @@ import type { Manifest } from '../coordinator/checkpoints/types';
 import { expectedAdapter } from './secagg-expected';
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { Prng } from '../proto/prng';
-import {
-  PREFIX,
-  expectRefused,
-  join,
-  nextTask,
-  rawClient,
-  reportMetrics,
-  siteDelta,
-  startCoordinator,
-  tempDir,
-  testIdentity,
-  twoSitesInRound,
-  uploadFrames,
-  upload,
-} from './harness';
+import { PREFIX, expectRefused, reportMetrics, siteDelta, startCoordinator, tempDir, testIdentity, uploadFrames, upload } from './harness';
+import { rawSites, twoSitesInRound } from './sites-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -247,20 +234,14 @@ describe('FFA-LoRA over gRPC', function () {
     await h1.coordinator.stop(500);
     // Same run directory (keys, v0, spool): round 1 resumes with site-a's update carried.
     const h2 = await startCoordinator(...cfg);
-    const c = rawClient(h2.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
-    const taskB = await tb.task;
+    const s = await rawSites(h2.address, ['site-a', 'site-b']);
+    const [b, taskB] = [s.joined[1], await s.tasks[1]];
     const dB = siteDelta('restart-b', v0.adapter)[1];
-    await upload(c, uploadFrames({ who: b, task: taskB, numExamples: 7 }, [dB]));
-    await reportMetrics(c, b.session_token, taskB.task_id, taskB.round);
+    await upload(s.c, uploadFrames({ who: b, task: taskB, numExamples: 7 }, [dB]));
+    await reportMetrics(s.c, b.session_token, taskB.task_id, taskB.round);
     await h2.coordinator.done;
     const v1 = await h2.coordinator.store.read(1);
-    ta.stream.cancel();
-    tb.stream.cancel();
-    c.close();
+    s.hangUp();
     await h2.coordinator.stop(500);
     expect(v1.manifest.participants.map((p) => p.clientName).sort()).to.deep.equal(['site-a', 'site-b']);
     expect(bits(v1.adapter[0].data).equals(bits(v0.adapter[0].data)), 'lora_A').to.equal(true);

@@ -14,7 +14,8 @@ import type { RoundFailed, RoundPhase } from '../coordinator/round-events';
 import { zeroAdapter } from '../proto/model/lora-stack';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { join, nextTask, rawClient, reportMetrics, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { reportMetrics, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { rawRound } from './sites-kit';
 import { MOD, bits, twoModules } from './flora-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -128,30 +129,20 @@ describe('FLoRA close in a worker thread', function () {
       { lora: { r: 2, dropout: 0, aggregation: 'flora' } },
       { initialAdapter: () => copy(base), ...(strategy ? { strategy } : {}) },
     );
-    const c = rawClient(h.address);
-    const a = await join(c, 'site-a');
-    const b = await join(c, 'site-b');
-    const ta = nextTask(c, a.session_token);
-    const tb = nextTask(c, b.session_token);
+    const s = await rawRound(h, ['site-a', 'site-b']);
+    const [a, b] = s.joined;
     const rng = new Prng(22);
     const factors = [denseBase(2, D, D, rng), denseBase(2, D, D, rng)];
     /** Both sites upload and report (rank 2, 3 and 5 examples): the round's close follows at once. */
     const finish = async (): Promise<void> => {
-      const [taskA, taskB] = await Promise.all([ta.task, tb.task]);
+      const [taskA, taskB] = await Promise.all(s.tasks);
       for (const [who, task, f, n] of [[a, taskA, factors[0], 3] as const, [b, taskB, factors[1], 5] as const]) {
-        await upload(c, uploadFrames({ who, task, numExamples: n }, f));
+        await upload(s.c, uploadFrames({ who, task, numExamples: n }, f));
       }
-      await reportMetrics(c, a.session_token, taskA.task_id, 1);
-      await reportMetrics(c, b.session_token, taskB.task_id, 1);
+      await reportMetrics(s.c, a.session_token, taskA.task_id, 1);
+      await reportMetrics(s.c, b.session_token, taskB.task_id, 1);
     };
-    const done = async (): Promise<void> => {
-      ta.stream.cancel();
-      tb.stream.cancel();
-      c.close();
-      await h.coordinator.stop(500);
-      await fs.rm(h.runDir, { recursive: true, force: true });
-    };
-    return { h, base, factors, finish, done };
+    return { h, base, factors, finish, done: () => s.close() };
   }
 
   it('over gRPC: while a close past K runs, a health check is answered before the close ends; the version is the calling-thread stack, bit for bit', async function () {

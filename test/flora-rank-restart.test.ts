@@ -5,7 +5,6 @@
 // uninterrupted coordinator's, and FloraStacking.aggregate's over the same factors), not a wider stack of every
 // lora.r component. Real coordinator processes and real gRPC with raw sealed uploads (and, for the window between an
 // upload's last byte and its spool commit, the aggregation alone).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +17,7 @@ import type { FederationClient as RawClient } from '../proto/generated/fedtune/v
 import type { NamedTensor, TensorList } from '../proto/tensors';
 import { freePort, join, nextTask, rawClient, smallAdapter, startCoordinator, tempDir, upload, uploadFrames, PREFIX } from './harness';
 import { bits } from './flora-kit';
+import { processSuite, startCoordinatorProcess } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const FLORA = ['--lora.aggregation', 'flora', '--lora.r', '2', '--lora.dropout', '0'];
@@ -92,12 +92,7 @@ async function round(c: RawClient, names: Name[], reportFirst: boolean): Promise
 
 describe("FLoRA: a site's declared rank across a restart and a revocation", function () {
   this.timeout(120_000);
-  const children: ChildProcess[] = [];
-  const dirs: string[] = [];
-  after(async () => {
-    for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
-  });
+  const { children, dirs } = processSuite();
 
   /** The uninterrupted round of site-a and site-b, in process: its version 1. */
   async function uninterrupted(): Promise<{ adapter: NamedTensor[]; ids: Record<string, string> }> {
@@ -119,21 +114,13 @@ describe("FLoRA: a site's declared rank across a restart and a revocation", func
     const runDir = path.join(await tempDir('flora-rank-kill'), 'run');
     dirs.push(path.dirname(runDir));
     const port = await freePort();
-    const out: string[] = [];
-    const start = async (): Promise<ChildProcess> => {
-      out.length = 0; // this process's output only (the last one's said it was listening too)
-      const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', '1', '--rounds.minClients', '2'];
-      args.push('--rounds.minUpdates', '2', '--rounds.deadlineMs', '30000', '--log.level', 'warn', '--auth.mode', 'tofu', ...FLORA);
-      const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'tiny-coordinator.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      child.stdout.on('data', (b: Buffer) => out.push(b.toString()));
-      child.stderr.on('data', (b: Buffer) => out.push(b.toString()));
-      for (let i = 0; i < 400 && !out.join('').includes('coordinator listening'); i++) await sleep(25);
-      expect(out.join(''), 'the coordinator started').to.contain('coordinator listening');
-      return child;
+    const args = ['--server.port', String(port), '--run.dir', runDir, '--run.seed', '5', '--rounds.total', '1', '--rounds.minClients', '2'];
+    args.push('--rounds.minUpdates', '2', '--rounds.deadlineMs', '30000', '--log.level', 'warn', '--auth.mode', 'tofu', ...FLORA);
+    const start = async () => {
+      const p = await startCoordinatorProcess(args);
+      children.push(p.child);
+      return p;
     };
-    const exited = (ch: ChildProcess): Promise<unknown> =>
-      ch.exitCode !== null || ch.signalCode !== null ? Promise.resolve() : new Promise((r) => ch.once('exit', r));
 
     const first = await start();
     let c = rawClient(`127.0.0.1:${port}`);
@@ -145,19 +132,19 @@ describe("FLoRA: a site's declared rank across a restart and a revocation", func
     a.stream.cancel();
     b.stream.cancel();
     c.close();
-    first.kill('SIGKILL');
-    await exited(first);
-    expect(first.signalCode).to.equal('SIGKILL');
+    first.child.kill('SIGKILL');
+    await first.exited();
+    expect(first.child.signalCode).to.equal('SIGKILL');
 
     const second = await start();
     c = rawClient(`127.0.0.1:${port}`);
     try {
       const held = await connect(c, 'site-a'); // connected; its update is carried, it is not asked to train again
       const r = await round(c, ['site-b'], false);
-      await exited(second); // the run's one round committed: the process ends
+      await second.exited(); // the run's one round committed: the process ends
       held.stream.cancel();
       r.cancel();
-      expect(second.exitCode, out.join('')).to.equal(0);
+      expect(second.child.exitCode, second.out.join('')).to.equal(0);
     } finally {
       c.close();
     }

@@ -4,7 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Prng } from '../proto/prng';
 import type { NamedTensor, TensorList } from '../proto/tensors';
-import { expectRefused, join, nextTask, rawClient, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { expectRefused, startCoordinator, tempDir, upload, uploadFrames } from './harness';
+import { rawRound, rawSites } from './sites-kit';
 import { A_IN, MOD, expectProduct, twoModules, weightedProducts } from './flora-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -15,12 +16,9 @@ const init = (): NamedTensor[] => twoModules(4, 4, new Prng(1)).map((t) => (t.na
 /** A 'flora' coordinator (lora.r 4) in round 1 with two raw sites; site-a's upload and report (3 examples) as calls. */
 async function roundOne(prefix: string) {
   const h = await startCoordinator(await tempDir(prefix), { total: 1 }, { lora: { r: 4, dropout: 0, aggregation: 'flora' } }, { initialAdapter: init });
-  const c = rawClient(h.address);
-  const a = await join(c, 'site-a');
-  const b = await join(c, 'site-b');
-  const ta = nextTask(c, a.session_token);
-  const tb = nextTask(c, b.session_token);
-  const [taskA] = await Promise.all([ta.task, tb.task]);
+  const s = await rawRound(h, ['site-a', 'site-b']);
+  const [c, a] = [s.c, s.joined[0]];
+  const [taskA] = await Promise.all(s.tasks);
   const send = (t: TensorList) => () => upload(c, uploadFrames({ who: a, task: taskA, numExamples: 3 }, t));
   const report = (rank: number) => (): Promise<void> =>
     new Promise((res, rej) =>
@@ -29,14 +27,7 @@ async function roundOne(prefix: string) {
         (e) => (e ? rej(e) : res()),
       ),
     );
-  const close = async (): Promise<void> => {
-    ta.stream.cancel();
-    tb.stream.cancel();
-    c.close();
-    await h.coordinator.stop(500);
-    await fs.rm(h.runDir, { recursive: true, force: true });
-  };
-  return { h, taskA, send, report, close };
+  return { h, taskA, send, report, close: () => s.close() };
 }
 
 describe('FLoRA over raw gRPC: refusals and a restart', function () {
@@ -85,25 +76,17 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
     const runDir = await tempDir('flora-restart');
     const cfg = [runDir, { total: 1 }, { lora: { r: 4, dropout: 0, aggregation: 'flora' } }, { initialAdapter: init }] as const;
     const h1 = await startCoordinator(...cfg);
-    const c1 = rawClient(h1.address);
-    const a1 = await join(c1, 'site-a');
-    const b1 = await join(c1, 'site-b');
-    const t1 = nextTask(c1, a1.session_token);
-    const t2 = nextTask(c1, b1.session_token);
+    const first = await rawSites(h1.address, ['site-a', 'site-b']);
     const fa = twoModules(4, 2, new Prng(31));
-    await upload(c1, uploadFrames({ who: a1, task: await t1.task, numExamples: 3 }, fa));
-    t1.stream.cancel();
-    t2.stream.cancel();
-    c1.close();
+    await upload(first.c, uploadFrames({ who: first.joined[0], task: await first.tasks[0], numExamples: 3 }, fa));
+    first.hangUp();
     await h1.coordinator.stop(500);
     const h2 = await startCoordinator(...cfg);
-    const c = rawClient(h2.address);
+    const s = await rawSites(h2.address, ['site-a', 'site-b']);
+    const { c } = s;
     try {
-      const a = await join(c, 'site-a');
-      const b = await join(c, 'site-b');
-      const ta = nextTask(c, a.session_token);
-      const tb = nextTask(c, b.session_token);
-      const taskB = await tb.task;
+      const b = s.joined[1];
+      const taskB = await s.tasks[1];
       const fb = twoModules(4, 2, new Prng(32));
       await upload(c, uploadFrames({ who: b, task: taskB, numExamples: 7 }, fb));
       await new Promise<void>((res, rej) =>
@@ -114,8 +97,6 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
       );
       await h2.coordinator.done;
       const v1 = await h2.coordinator.store.read(1);
-      ta.stream.cancel();
-      tb.stream.cancel();
       // site-a never reported: its carried update keeps all 4 components (2 of them zero), site-b its declared 2: rank 6.
       expect(v1.adapter[0].shape).to.deep.equal([6, A_IN]);
       expectProduct(
@@ -127,7 +108,7 @@ describe('FLoRA over raw gRPC: refusals and a restart', function () {
         'v1 after a restart',
       );
     } finally {
-      c.close();
+      s.hangUp();
       await h2.coordinator.stop(500);
       await fs.rm(runDir, { recursive: true, force: true });
     }

@@ -173,40 +173,6 @@ export function nextTask(c: RawClient, token: string): { task: Promise<TrainTask
   return { task, stream };
 }
 
-/** Two sites joined to `h` and their first tasks: the opening of every test of one round's refusals. */
-export interface TwoSitesInRound {
-  readonly c: RawClient;
-  readonly a: JoinedRaw;
-  readonly b: JoinedRaw;
-  readonly taskA: TrainTask__Output;
-  readonly taskB: TrainTask__Output;
-  /** Cancels the task streams, closes the client, stops the coordinator and removes its run directory. */
-  close(): Promise<void>;
-}
-
-export async function twoSitesInRound(h: Harness): Promise<TwoSitesInRound> {
-  const c = rawClient(h.address);
-  const a = await join(c, 'site-a');
-  const b = await join(c, 'site-b');
-  const ta = nextTask(c, a.session_token);
-  const tb = nextTask(c, b.session_token);
-  const [taskA, taskB] = await Promise.all([ta.task, tb.task]);
-  return {
-    c,
-    a,
-    b,
-    taskA,
-    taskB,
-    async close() {
-      ta.stream.cancel();
-      tb.stream.cancel();
-      c.close();
-      await h.coordinator.stop(500);
-      await fs.rm(h.runDir, { recursive: true, force: true });
-    },
-  };
-}
-
 export interface UploadHeaderFields {
   /** The joined client (its token, identity and the coordinator's key). */
   who: JoinedRaw;

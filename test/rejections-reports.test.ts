@@ -19,9 +19,8 @@ import {
   download,
   type Harness,
   type JoinedRaw,
-  twoSitesInRound,
-  type TwoSitesInRound,
 } from './harness';
+import { twoSitesInRound, type TwoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('rejections over gRPC: metrics, uploads in progress, damaged versions', function () {

@@ -21,9 +21,8 @@ import {
   uploadFrames,
   type Harness,
   type JoinedRaw,
-  twoSitesInRound,
-  type TwoSitesInRound,
 } from './harness';
+import { twoSitesInRound, type TwoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const delta = (v = 0.01): NamedTensor[] => smallAdapter(v);

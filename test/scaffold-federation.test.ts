@@ -13,20 +13,8 @@ import type { Trainer, TrainingPlan, TrainOutcome } from '../client-sdk/trainer'
 import { CONTROL_DELTA_PREFIX } from '../proto/model/scaffold';
 import { sortByName, type NamedTensor, type TensorList } from '../proto/tensors';
 import { downloadAdapter } from '../client-sdk/download';
-import {
-  expectRefused,
-  join,
-  rawClient,
-  settled,
-  siteDelta,
-  smallAdapter,
-  startCoordinator,
-  tempDir,
-  testIdentity,
-  twoSitesInRound,
-  upload,
-  uploadFrames,
-} from './harness';
+import { expectRefused, join, rawClient, settled, siteDelta, smallAdapter, startCoordinator, tempDir, testIdentity, upload, uploadFrames } from './harness';
+import { twoSitesInRound } from './sites-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 

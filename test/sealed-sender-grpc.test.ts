@@ -4,7 +4,8 @@
 // test/sealed-spool-sender.test.ts.
 import { status } from '@grpc/grpc-js';
 import { sealDelta, sendSealed, type SealContext } from '../client-sdk/sealed-sender';
-import { refusal, smallAdapter, startCoordinator, tempDir, twoSitesInRound } from './harness';
+import { refusal, smallAdapter, startCoordinator, tempDir } from './harness';
+import { twoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 describe('sendSealed, against the real coordinator over gRPC', function () {

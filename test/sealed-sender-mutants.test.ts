@@ -8,7 +8,8 @@ import { status } from '@grpc/grpc-js';
 import type { FederationClient } from '../proto/generated/fedtune/v1/Federation';
 import type { UploadResponse__Output } from '../proto/generated/fedtune/v1/UploadResponse';
 import { sealDelta, sendSealed, type SealContext, type UploadMessage } from '../client-sdk/sealed-sender';
-import { PREFIX, refusal, smallAdapter, startCoordinator, tempDir, twoSitesInRound } from './harness';
+import { PREFIX, refusal, smallAdapter, startCoordinator, tempDir } from './harness';
+import { twoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 interface CallLog {

@@ -4,8 +4,9 @@
 // encoded vector is tampered before masking makes the real coordinator fail the round with that reason, and no
 // version is committed.
 import { promises as fs } from 'node:fs';
-import { FederationClient } from '../client-sdk/client';
-import { ConstantTrainer, startCoordinator, tempDir, testIdentity } from './harness';
+import type { FederationClientOptions } from '../client-sdk/client-options';
+import { startCoordinator, tempDir } from './harness';
+import { constantSites } from './sites-kit';
 import { ProtocolError } from '../proto/errors';
 import { encodeUpdate, quantisation, sumVectors, unmaskedSum, vectorLayout, type SecAggRoundConfig } from '../proto/secagg';
 import type { NamedTensor } from '../proto/tensors';
@@ -98,19 +99,11 @@ describe('secagg weight and norm gate', () => {
     const h = await startCoordinator(dir, rounds, { secagg: { enabled: true, threshold: 3, stageTimeoutMs: 20_000 } });
     const failures: string[] = [];
     h.coordinator.on('roundFailed', (e) => failures.push(e.reason));
-    const sites = Array.from({ length: 5 }, (_, i) => {
-      const name = `gate-${i}`;
-      return new FederationClient({
-        address: h.address,
-        name,
-        identity: testIdentity(name),
-        trainer: new ConstantTrainer(0.01 * (i + 1)),
-        // The dishonest site: its SDK masks whatever this vector holds, so it scales its values 10^5 times (its
-        // update's norm 0.037 becomes 3,700, far past the clip norm 10 times the 5 sites' total weight).
-        observeSecAggInput:
-          i === 0 ? (_t, x) => void new Int32Array(x.buffer, x.byteOffset, x.length).forEach((v, j, a) => j > 0 && (a[j] = v * 100_000)) : undefined,
-      });
-    });
+    // The dishonest site 0: its SDK masks whatever this vector holds, so it scales its values 10^5 times (its
+    // update's norm 0.037 becomes 3,700, far past the clip norm 10 times the 5 sites' total weight).
+    const inflate: FederationClientOptions['observeSecAggInput'] = (_t, x) =>
+      void new Int32Array(x.buffer, x.byteOffset, x.length).forEach((v, j, a) => j > 0 && (a[j] = v * 100_000));
+    const sites = constantSites(h.address, 'gate', 5, (i) => (i === 0 ? { observeSecAggInput: inflate } : {}));
     const runs = sites.map((c) => c.run().catch(() => undefined));
     await h.coordinator.done.catch(() => undefined);
     await Promise.all(sites.map((c) => c.stop()));

@@ -11,28 +11,15 @@ import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type CausalLm } from '../client-sdk/model/load';
 import { TaskLoraTrainer } from '../client-sdk/sft/task-lora';
 import type { DeclineTaskRequest } from '../proto/generated/fedtune/v1/DeclineTaskRequest';
-import type { FederationClient as RawClient } from '../proto/generated/fedtune/v1/Federation';
 import { clientIdFor } from '../coordinator/registry';
 import { capturingLogger } from './door-kit';
 import { BASE, data } from './flora-kit';
 import type { Trainer } from '../client-sdk/trainer';
-import {
-  ConstantTrainer,
-  expectRefused,
-  reportMetrics,
-  sendUpload,
-  siteDelta,
-  startCoordinator,
-  tempDir,
-  testIdentity,
-  twoSitesInRound,
-  uploadFrames,
-} from './harness';
+import { expectRefused, reportMetrics, sendUpload, siteDelta, startCoordinator, tempDir, testIdentity, uploadFrames } from './harness';
+import { constantSites, declineTask as decline, twoSitesInRound } from './sites-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const TEN_MINUTES = 600_000;
-
-const decline = (c: RawClient, r: DeclineTaskRequest): Promise<void> => new Promise((res, rej) => c.DeclineTask(r, (e) => (e ? rej(e) : res())));
 
 describe('DeclineTask: a site whose training fails does not hold up the round', function () {
   this.timeout(120_000);
@@ -156,15 +143,7 @@ describe('DeclineTask: a site whose training fails does not hold up the round', 
       const failing: Trainer = { backend: 'test', train: () => Promise.reject(new Error('out of device memory at /site/private/path')) };
       const declines: string[] = [];
       h.coordinator.on('taskDeclined', (e) => declines.push(e.reason));
-      const sites = Array.from({ length: 6 }, (_, i) => {
-        const name = `sa-${i}`;
-        return new FederationClient({
-          address: h.address,
-          name,
-          identity: testIdentity(name),
-          trainer: i === 5 ? failing : new ConstantTrainer(0.01 * (i + 1)),
-        });
-      });
+      const sites = constantSites(h.address, 'sa', 6, (i) => (i === 5 ? { trainer: failing } : {}));
       const runs = sites.map((c) => c.run());
       const final = await h.coordinator.done;
       await Promise.all(runs);
