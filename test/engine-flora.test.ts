@@ -11,7 +11,7 @@ import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { mergeGrid, mergeKernelCode, transposeB } from '../client-sdk/engine/merge';
 import { packedProjections, projectionAt, restoreW0, stackModules, stackW0, uploadBase } from '../client-sdk/engine/weights';
-import { writesTo } from './engine-writes';
+import { covered, regions, writesTo } from './engine-writes';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
@@ -58,30 +58,6 @@ const LLAMA_ODD = parseLlamaConfig({
   max_position_embeddings: 16,
   rms_norm_eps: 1e-5,
 });
-
-/** The element ranges [from, to) of `w` that writes of `bytes` per element cover, merged and sorted. */
-function covered(writes: readonly (readonly [number, number])[], bytes: number): [number, number][] {
-  const r = writes.map(([at, len]) => [at / bytes, (at + len) / bytes] as [number, number]).sort((a, b) => a[0] - b[0]);
-  const out: [number, number][] = [];
-  for (const [a, b] of r) {
-    const last = out[out.length - 1];
-    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
-    else out.push([a, b]);
-  }
-  return out;
-}
-
-/** The element ranges of `w` that `paths` occupy (widened to whole 4-byte words on f16), merged and sorted. */
-function regions(layout: ReturnType<typeof modelLayout> | ReturnType<typeof llamaLayout>, paths: readonly string[], half: boolean): [number, number][] {
-  return covered(
-    paths.map((p) => {
-      const P = projectionAt(layout, p);
-      const [from, to] = half ? [P.w - (P.w & 1), P.w + P.inF * P.outF + ((P.w + P.inF * P.outF) & 1)] : [P.w, P.w + P.inF * P.outF];
-      return [from, to - from];
-    }),
-    1,
-  );
-}
 
 /** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
 function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
