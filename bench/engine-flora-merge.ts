@@ -7,10 +7,11 @@
 //    wasm; its packing and upload, which a host merge would add, not counted): why the merge runs on the GPU;
 //  - W0 back for the next task that is no FLoRA round (engine.restoreBase: the merged modules only, weights.ts
 //    restoreW0), for a stack on every projection (GPT2_LORA's targets) and one on c_attn alone (PEFT's default for
-//    GPT-2), against the restore as it was before, every projection of the model re-packed, rounded to f16 and
-//    uploaded (the same calls, into a buffer of `w`'s size).
-// GPU merges and restores are medians of 3; the host's ΔW, seconds long and 4-7× the merge, one run per rank. One JSON
-// line per model on stdout; progress on stderr.
+//    GPT-2), against the restore as it was at 6f544d5, every projection of the model re-packed, rounded to f16 by
+//    halfBits value by value and uploaded (the same calls, into a buffer of `w`'s size); and that f16 conversion of
+//    the whole model's projections alone, halfBits value by value against toHalfBits's fast path (half.ts).
+// GPU merges and restores are medians of 3; the host's ΔW (seconds long, 4-7× the merge) and the conversions, one run
+// each. One JSON line per model on stdout; progress on stderr.
 //   node dist/bench/engine-flora-merge.js [--path f16] [--models gpt2[,llama]]
 //   ... --path f32 --tiny                     # plumbing check on lavapipe (a 2-layer, 64-wide GPT-2)
 // Before, the stacks were drawn value by value with two passes of the seeded generator, 2 × 113M values at rank 768
@@ -21,7 +22,7 @@ import { openEngineDevice } from '../client-sdk/engine/device';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { packedProjections } from '../client-sdk/engine/weights';
-import { toHalfBits } from '../client-sdk/engine/half';
+import { halfBits, toHalfBits } from '../client-sdk/engine/half';
 import { selectBackend } from '../client-sdk/model/backend';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { MergedBase } from '../client-sdk/sft/flora-site';
@@ -72,13 +73,18 @@ async function measure(model: CausalLm, lora: LoraConfig, partial: readonly stri
   progress(`engine built (${ed.caps.adapter}, ${path})`);
   const K = config.nEmbd;
   const targets = lora.targetModules as readonly string[];
-  // The restore as it was: the whole model's projections packed, rounded and uploaded (uploadBase's 'w' write).
+  // The restore as it was: the whole model's projections packed, rounded value by value and uploaded.
   const src = { config, weights, path, seq: 16 };
+  const byValue = (a: Float32Array): Uint16Array => {
+    const out = new Uint16Array(a.length + (a.length & 1));
+    for (let i = 0; i < a.length; i++) out[i] = halfBits(a[i]);
+    return out;
+  };
   const wBytes = Math.ceil((e.layout.wSize * (path === 'f32' ? 4 : 2)) / 4) * 4;
   const scratch = ed.device.createBuffer({ label: 'old-restore', size: wBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   const oldRestore = async (): Promise<void> => {
     const w = packedProjections(src, e.layout);
-    const data = path === 'f32' ? w : toHalfBits(w);
+    const data = path === 'f32' ? w : byValue(w);
     ed.device.queue.writeBuffer(scratch, 0, data.buffer, data.byteOffset, data.byteLength);
     await e.idle();
   };
@@ -99,6 +105,9 @@ async function measure(model: CausalLm, lora: LoraConfig, partial: readonly stri
   out.restore_new_ms_all = median(sample.restore);
   out.restore_old_ms = median(sample.old);
   out.host_deltaW_ms_r40 = await time(() => new MergedBase(model, all40).dispose());
+  const proj = packedProjections(src, e.layout);
+  out.f16_convert_ms_old = await time(() => byValue(proj));
+  out.f16_convert_ms_new = await time(() => toHalfBits(proj));
   progress('rank 40 done');
   // Rank K: the merge three times (each from W0 again: same modules, nothing to put back), the host's ΔW once.
   const allK = stackOf(model, targets, K, pool);
@@ -119,6 +128,7 @@ async function measure(model: CausalLm, lora: LoraConfig, partial: readonly stri
   out[`host_over_gpu_r${K}`] = out[`host_deltaW_ms_r${K}`] / out[`gpu_merge_ms_r${K}`];
   out.restore_old_over_new_all = out.restore_old_ms / out.restore_new_ms_all;
   out.restore_old_over_new_partial = out.restore_old_ms / out.restore_new_ms_partial;
+  out.f16_convert_old_over_new = out.f16_convert_ms_old / out.f16_convert_ms_new;
   scratch.destroy();
   await e.dispose();
   ed.device.destroy();
