@@ -153,7 +153,7 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
     }
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, every path); refuses a stack of the wrong shape or above rank K', async () => {
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const device = await nullDevice();
     const lim = device.limits;
     const ed: EngineDevice = {
@@ -170,11 +170,15 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
         maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
       },
     };
-    const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[]][] = [
-      ['gpt2', GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_fc', 'c_proj']],
-      ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj']],
+    // [family, config, weights, targets, K (the largest min(d_in, d_out))]; the odd-sized models put back modules
+    // that start or end mid-way through a 4-byte word of an f16 `w` (writeBuffer refuses a write that does).
+    const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[], number][] = [
+      ['gpt2', GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_fc', 'c_proj'], 32],
+      ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj'], 32],
+      ['gpt2 odd', GPT2_ODD, randomGpt2Weights(GPT2_ODD, 3), ['c_proj', 'c_attn'], 15],
+      ['llama odd', LLAMA_ODD, randomLlamaWeights(LLAMA_ODD, 3), ['down_proj', 'gate_proj', 'q_proj'], 8],
     ];
-    for (const [family, config, weights, targets] of models)
+    for (const [family, config, weights, targets, K] of models)
       for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
         const adapter = initLoraAdapter(config, { ...SITE, targetModules: targets }, 1);
         const e = new LoraEngine(ed, { config, weights, adapter, batch: 1, seq: 8, path, loraScale: 2 });
@@ -183,9 +187,9 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
         const first = stackOf(config, 3, targets, 5);
         const half = path !== 'f32';
         expect(await writesTo(device, 'w', () => e.mergeStack(first)), 'the first merge puts nothing back').to.deep.equal([]);
-        // Rank K = 32 (the width): a stack in dense form, beyond any rank the LoRA kernels are built for; its modules a
-        // subset of the first's, so the others get W0 back (and only they: no other write to `w`).
-        const second = stackOf(config, 32, targets.slice(0, 1), 6);
+        // Rank K: a stack in dense form, beyond any rank the LoRA kernels are built for; its modules a subset of the
+        // first's, so the others get W0 back (and only they: no other write to `w`).
+        const second = stackOf(config, K, targets.slice(0, 1), 6);
         const [was, now] = [first, second].map((st) => stackModules(e.layout, st).map((m) => m.path));
         const stale = was.filter((p) => !now.includes(p));
         expect(stale.length).to.be.above(0);
@@ -207,12 +211,13 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
           (x: Error) => x.message,
         );
         expect(bad).to.match(/^the stack's (h|layers)\.0\.\S+ is \[(\d+), (\d+)\]; the model's is \[\2, (\d+)\]$/);
-        // Rank 33 > K = 32: no version has it; refused before anything is packed or allocated.
-        const deep = await e.mergeStack(stackOf(config, 33, targets.slice(0, 1), 8)).then(
+        // Rank K + 1: no version has it; refused before anything is packed or allocated.
+        const deep = await e.mergeStack(stackOf(config, K + 1, targets.slice(0, 1), 8)).then(
           () => '',
           (x: Error) => x.message,
         );
-        expect(deep).to.match(/^the stack's \S+ has rank 33, above 32, the largest min\(d_in, d_out\) of the model: no version has more$/);
+        expect(deep).to.match(/^the stack's \S+ has rank (\d+), above (\d+), the largest min\(d_in, d_out\) of the model: no version has more$/);
+        expect(deep).to.include(`rank ${K + 1}, above ${K},`);
         await e.dispose();
       }
   });
