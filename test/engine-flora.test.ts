@@ -29,35 +29,17 @@ import type { NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const GPT2 = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2 });
-const LLAMA = parseLlamaConfig({
-  model_type: 'llama',
-  vocab_size: 64,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 32,
-  rms_norm_eps: 1e-5,
-});
+/** A Llama config: HF's keys over a small vocabulary and context. */
+const llamaConfig = (keys: Record<string, number>): LlamaConfig =>
+  parseLlamaConfig({ model_type: 'llama', vocab_size: 64, max_position_embeddings: 32, rms_norm_eps: 1e-5, ...keys });
+const LLAMA = llamaConfig({ hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 });
 const SITE: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_fc'] };
 
 // Odd sizes (GPT-2 15 wide: c_attn and attn.c_proj have an odd number of values; Llama 15 wide, 2 heads of 4, 7
 // intermediate, 3 layers: gate, up and down odd, the layer odd): projections that start or end mid-way through a
 // 4-byte word of an f16 `w`, and the Llama's last ends in construction's padding.
 const GPT2_ODD = parseGpt2Config({ model_type: 'gpt2', vocab_size: 40, n_positions: 16, n_embd: 15, n_layer: 2, n_head: 3 });
-const LLAMA_ODD = parseLlamaConfig({
-  model_type: 'llama',
-  vocab_size: 40,
-  hidden_size: 15,
-  head_dim: 4,
-  intermediate_size: 7,
-  num_hidden_layers: 3,
-  num_attention_heads: 2,
-  num_key_value_heads: 1,
-  max_position_embeddings: 16,
-  rms_norm_eps: 1e-5,
-});
+const LLAMA_ODD = llamaConfig({ hidden_size: 15, head_dim: 4, intermediate_size: 7, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1 });
 
 /** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
 function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
