@@ -147,7 +147,8 @@ async function main(): Promise<void> {
     const K = config.nEmbd;
     const most = Math.max(...[...shapes.values(), ...loraTensorShapes(config, { ...lora, r: K, alpha: K }).values()].map((s) => s.reduce((a, b) => a * b, 1)));
     const rng = new Prng(6);
-    const pool = Float32Array.from({ length: most }, () => (rng.nextFloat() - 0.5) * 0.02);
+    const pool = new Float32Array(most);
+    for (let i = 0; i < most; i++) pool[i] = (rng.nextFloat() - 0.5) * 0.02;
     const weights = views(shapes, pool);
     const model = 'family' in config ? LlamaModel.fromTensors(config, weights) : Gpt2Model.fromTensors(config, weights);
     progress(`${name} model ready`);
