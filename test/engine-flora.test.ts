@@ -1,14 +1,17 @@
 // FLoRA on the WebGPU engine without a GPU (client-sdk/engine/merge.ts, weights.ts, trainer.ts): the merge kernel
-// compiles on Dawn's null backend for both weight types; a real LoraEngine on the null backend (GPT-2 and Llama, every
+// compiles on Dawn's null backend for both weight types; W0 put back into the merged modules only, with construction's
+// bytes there (restoreW0, odd-sized models included); a real LoraEngine on the null backend (GPT-2 and Llama, every
 // path) merges a stack of small rank and one of rank K, and puts W0 back, with no validation error (buffer sizes,
-// bindings, alignment); the host arithmetic around the kernel; and the engine trainer scores a FLoRA stack exactly as
-// the tfjs trainer does (both evaluate on tfjs). The numbers are checked on a GPU: test/gpu-engine-flora.ts.
+// bindings, alignment) and no write to `w` outside the modules merged; the host arithmetic around the kernel; and the
+// engine trainer scores a FLoRA stack exactly as the tfjs trainer does (both evaluate on tfjs). The numbers are checked
+// on a GPU: test/gpu-engine-flora.ts.
 import { nullDevice, wgslErrors } from './dawn-null';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { mergeGrid, mergeKernelCode, transposeB } from '../client-sdk/engine/merge';
-import { packedProjections, projectionAt, stackModules, stackW0 } from '../client-sdk/engine/weights';
+import { packedProjections, projectionAt, restoreW0, stackModules, stackW0, uploadBase } from '../client-sdk/engine/weights';
+import { covered, regions, writesTo } from './engine-writes';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
@@ -26,18 +29,17 @@ import type { NamedTensor } from '../proto/tensors';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const GPT2 = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2 });
-const LLAMA = parseLlamaConfig({
-  model_type: 'llama',
-  vocab_size: 64,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 32,
-  rms_norm_eps: 1e-5,
-});
+/** A Llama config: HF's keys over a small vocabulary and context. */
+const llamaConfig = (keys: Record<string, number>): LlamaConfig =>
+  parseLlamaConfig({ model_type: 'llama', vocab_size: 64, max_position_embeddings: 32, rms_norm_eps: 1e-5, ...keys });
+const LLAMA = llamaConfig({ hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 });
 const SITE: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_fc'] };
+
+// Odd sizes (GPT-2 15 wide: c_attn and attn.c_proj have an odd number of values; Llama 15 wide, 2 heads of 4, 7
+// intermediate, 3 layers: gate, up and down odd, the layer odd): projections that start or end mid-way through a
+// 4-byte word of an f16 `w`, and the Llama's last ends in construction's padding.
+const GPT2_ODD = parseGpt2Config({ model_type: 'gpt2', vocab_size: 40, n_positions: 16, n_embd: 15, n_layer: 2, n_head: 3 });
+const LLAMA_ODD = llamaConfig({ hidden_size: 15, head_dim: 4, intermediate_size: 7, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1 });
 
 /** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
 function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
@@ -91,7 +93,49 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
     }
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back, without a validation error (GPT-2 and Llama, every path); refuses a stack of the wrong shape or above rank K', async () => {
+  it('puts W0 back into the given modules only, with the bytes construction wrote there (GPT-2 and Llama, even and odd sizes, f32 and f16)', () => {
+    for (const [config, targets] of [
+      [GPT2, ['c_attn', 'c_proj']],
+      [LLAMA, ['k_proj', 'o_proj', 'gate_proj']],
+      [GPT2_ODD, ['c_attn', 'c_fc']],
+      [GPT2_ODD, ['c_proj']],
+      [LLAMA_ODD, ['q_proj', 'gate_proj', 'down_proj']],
+      [LLAMA_ODD, ['k_proj', 'up_proj']],
+    ] as const) {
+      const llama = isLlamaConfig(config);
+      const weights = llama ? randomLlamaWeights(config, 3) : randomGpt2Weights(config, 3);
+      const layout = llama ? llamaLayout(config, [], 8) : modelLayout(config, [], 8);
+      const paths = stackModules(layout, stackOf(config, 2, [...targets], 4)).map((m) => m.path);
+      for (const path of ['f32', 'f16'] as const) {
+        const src = { config, weights, path, seq: 8 };
+        const bytes = path === 'f32' ? 4 : 2;
+        let built: Uint8Array = new Uint8Array(0);
+        uploadBase(src, layout, (name, data) => {
+          if (name === 'w') built = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+        });
+        const writes: [number, number][] = [];
+        const w = new Uint8Array(built.length); // zeros: every byte not written stays 0
+        restoreW0(src, layout, paths, (data, at) => {
+          writes.push([at, data.byteLength]);
+          w.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+        });
+        const what = `${llama ? 'llama' : 'gpt2'} ${config.nEmbd} wide, ${targets.join(' ')}, ${path}`;
+        expect(
+          writes.every(([at, len]) => at % 4 === 0 && len % 4 === 0 && at + len <= Math.ceil(built.length / 4) * 4),
+          `${what}: whole words`,
+        ).to.equal(true);
+        const want = regions(layout, paths, path !== 'f32');
+        expect(covered(writes, bytes), what).to.deep.equal(want);
+        const inside = (j: number): boolean => want.some(([a, b]) => j >= a * bytes && j < b * bytes);
+        expect(
+          built.every((x, j) => (inside(j) ? w[j] === x : w[j] === 0)),
+          `${what}: construction's bytes there`,
+        ).to.equal(true);
+      }
+    }
+  });
+
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const device = await nullDevice();
     const lim = device.limits;
     const ed: EngineDevice = {
@@ -108,22 +152,36 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
         maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
       },
     };
-    const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[]][] = [
-      ['gpt2', GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_fc', 'c_proj']],
-      ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj']],
+    // [family, config, weights, targets, K (the largest min(d_in, d_out))]; the odd-sized models put back modules
+    // that start or end mid-way through a 4-byte word of an f16 `w` (writeBuffer refuses a write that does).
+    const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[], number][] = [
+      ['gpt2', GPT2, randomGpt2Weights(GPT2, 3), ['c_attn', 'c_fc', 'c_proj'], 32],
+      ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj'], 32],
+      ['gpt2 odd', GPT2_ODD, randomGpt2Weights(GPT2_ODD, 3), ['c_proj', 'c_attn'], 15],
+      ['llama odd', LLAMA_ODD, randomLlamaWeights(LLAMA_ODD, 3), ['down_proj', 'gate_proj', 'q_proj'], 8],
     ];
-    for (const [family, config, weights, targets] of models)
+    for (const [family, config, weights, targets, K] of models)
       for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
         const adapter = initLoraAdapter(config, { ...SITE, targetModules: targets }, 1);
         const e = new LoraEngine(ed, { config, weights, adapter, batch: 1, seq: 8, path, loraScale: 2 });
         device.pushErrorScope('validation');
         expect(e.hasMergedStack).to.equal(false);
-        await e.mergeStack(stackOf(config, 3, targets, 5));
-        // Rank K = 32 (the width): a stack in dense form, beyond any rank the LoRA kernels are built for.
-        await e.mergeStack(stackOf(config, 32, targets.slice(0, 1), 6));
+        const first = stackOf(config, 3, targets, 5);
+        const half = path !== 'f32';
+        expect(await writesTo(device, 'w', () => e.mergeStack(first)), 'the first merge puts nothing back').to.deep.equal([]);
+        // Rank K: a stack in dense form, beyond any rank the LoRA kernels are built for; its modules a subset of the
+        // first's, so the others get W0 back (and only they: no other write to `w`).
+        const second = stackOf(config, K, targets.slice(0, 1), 6);
+        const [was, now] = [first, second].map((st) => stackModules(e.layout, st).map((m) => m.path));
+        const stale = was.filter((p) => !now.includes(p));
+        expect(stale.length).to.be.above(0);
+        const back = await writesTo(device, 'w', () => e.mergeStack(second));
+        expect(covered(back, half ? 2 : 4), `${family} ${path}`).to.deep.equal(regions(e.layout, stale, half));
         expect(e.hasMergedStack).to.equal(true);
-        e.restoreBase();
+        const restored = await writesTo(device, 'w', () => e.restoreBase());
+        expect(covered(restored, half ? 2 : 4), `${family} ${path}`).to.deep.equal(regions(e.layout, now, half));
         expect(e.hasMergedStack).to.equal(false);
+        expect(await writesTo(device, 'w', () => e.restoreBase()), 'nothing merged, nothing written').to.deep.equal([]);
         const err = await device.popErrorScope();
         expect(err?.message, `${family} ${path}`).to.equal(undefined);
         // lora_A one input wider than the model's projection
@@ -135,12 +193,13 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
           (x: Error) => x.message,
         );
         expect(bad).to.match(/^the stack's (h|layers)\.0\.\S+ is \[(\d+), (\d+)\]; the model's is \[\2, (\d+)\]$/);
-        // Rank 33 > K = 32: no version has it; refused before anything is packed or allocated.
-        const deep = await e.mergeStack(stackOf(config, 33, targets.slice(0, 1), 8)).then(
+        // Rank K + 1: no version has it; refused before anything is packed or allocated.
+        const deep = await e.mergeStack(stackOf(config, K + 1, targets.slice(0, 1), 8)).then(
           () => '',
           (x: Error) => x.message,
         );
-        expect(deep).to.match(/^the stack's \S+ has rank 33, above 32, the largest min\(d_in, d_out\) of the model: no version has more$/);
+        expect(deep).to.match(/^the stack's \S+ has rank (\d+), above (\d+), the largest min\(d_in, d_out\) of the model: no version has more$/);
+        expect(deep).to.include(`rank ${K + 1}, above ${K},`);
         await e.dispose();
       }
   });

@@ -4,7 +4,8 @@
 //    W0 + B·A in float64 (within the f32 sum's rounding bound, plus one f16 rounding to the nearest on f16/tc;
 //    untouched projections bit for bit), and one step at lr 0 against tfjs's loss on the same batch through MergedBase (the tfjs FLoRA
 //    round's forward);
-//  - W0 back: restoreBase leaves `w` bit-identical to a fresh engine's;
+//  - W0 back: restoreBase leaves `w` bit-identical to a fresh engine's, writing into the merged modules only; and after
+//    two merges of different module sets (the second drops some of the first's: those get W0 back before it merges);
 //  - the f16 rounding alone (BaseMerger on its own buffer, a zero product): every value, ties, subnormals and the
 //    largest finite included, rounds to the very f16 the host's upload gives (half.ts);
 //  - a FLoRA round of the engine trainer against the tfjs trainer's on the same task (same seeded fresh LoRA, same
@@ -36,6 +37,7 @@ import { packedProjections, projectionAt } from '../client-sdk/engine/weights';
 import { halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { loraModules } from '../proto/model/lora-stack';
 import { BaseMerger } from '../client-sdk/engine/merge';
+import { covered, regions, writesTo } from './engine-writes';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
@@ -109,6 +111,8 @@ async function mergeParity(
   site: LoraConfig,
   K: number,
   scale: readonly [number, number],
+  /** Two module sets, neither within the other, merged one after the other before W0 goes back. */
+  sets: readonly [string[], string[]],
 ): Promise<void> {
   const cfg = model.config;
   const weights = await model.namedWeights();
@@ -163,12 +167,33 @@ async function mergeParity(
         `worst |error|/bound ${excess.toFixed(3)}; loss engine ${got} tfjs ${refs[i]} (base ${base}, engine base ${plain}); merge ${ms.toFixed(1)} ms`,
       );
     }
-    e.restoreBase();
+    const half = p !== 'f32';
+    const bytes = half ? 2 : 4;
+    const pathsOf = (st: readonly NamedTensor[]): string[] => loraModules(st).map((m) => m.path);
+    const eq = (a: [number, number][], b: [number, number][]): boolean => JSON.stringify(a) === JSON.stringify(b);
+    const restored = covered(await writesTo(ed.device, 'w', () => e.restoreBase()), bytes);
     const w = new Uint8Array(await e.readBytes('w'));
     const f = new LoraEngine(ed, opts);
     const wFresh = new Uint8Array(await f.readBytes('w'));
-    check(`flora ${name} ${p}: W0 back bit for bit`, same(w, wFresh) && (await step()) === plain, `${w.length} bytes of w; loss ${plain}`);
     await f.dispose();
+    check(
+      `flora ${name} ${p}: W0 back bit for bit, written into the stack's modules only`,
+      same(w, wFresh) && (await step()) === plain && eq(restored, regions(e.layout, pathsOf(stacks[1]), half)),
+      `${w.length} bytes of w; loss ${plain}; ${restored.reduce((n, [a, b]) => n + b - a, 0)} of ${w.length / bytes} values written`,
+    );
+    // Two FLoRA tasks whose versions cover different modules, then a plain task's W0.
+    const [c, d] = sets.map((t, k) => stackOf(model, 24, t, 20 + k, scale[0]));
+    await e.mergeStack(c);
+    const dropped = pathsOf(c).filter((x) => !pathsOf(d).includes(x));
+    const put = covered(await writesTo(ed.device, 'w', () => e.mergeStack(d)), bytes);
+    const excess = mergedExcess(await e.readBytes('w'), w0, half, e.layout, d); // the dropped modules W0's exactly
+    const back = covered(await writesTo(ed.device, 'w', () => e.restoreBase()), bytes);
+    const w2 = new Uint8Array(await e.readBytes('w'));
+    check(
+      `flora ${name} ${p}: merges of two module sets, then W0 back: bit for bit, only the modules merged rewritten`,
+      same(w2, wFresh) && excess <= 1 && eq(put, regions(e.layout, dropped, half)) && eq(back, regions(e.layout, pathsOf(d), half)),
+      `${sets[0].join(' ')} then ${sets[1].join(' ')}: worst |error|/bound ${excess.toFixed(3)}, W0 back ${same(w2, wFresh)}, ${dropped.length} modules put back before the second merge`,
+    );
     await e.dispose();
   }
 }
@@ -282,13 +307,39 @@ export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], ch
   if (ed.caps.f16) await nearestF16(ed, check);
   const { model: gpt2 } = await loadGpt2Dir(MODEL_DIR);
   const gSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
-  await mergeParity(ed, paths, check, 'gpt2', gpt2, gSite, gpt2.config.nEmbd, [0.3, 0.2]);
+  await mergeParity(
+    ed,
+    paths,
+    check,
+    'gpt2',
+    gpt2,
+    gSite,
+    gpt2.config.nEmbd,
+    [0.3, 0.2],
+    [
+      ['c_attn', 'c_fc'],
+      ['c_fc', 'c_proj'],
+    ],
+  );
   await roundParity(ed, paths, check, 'gpt2', gpt2, gSite, 0.3);
   gpt2.dispose();
   const { name, config } = TINY_LLAMAS[1];
   const llama = LlamaModel.fromTensors(config, randomLlamaWeights(config, 3, 0.08));
   const lSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
-  await mergeParity(ed, paths, check, name, llama, lSite, config.nEmbd, [0.6, 0.5]);
+  await mergeParity(
+    ed,
+    paths,
+    check,
+    name,
+    llama,
+    lSite,
+    config.nEmbd,
+    [0.6, 0.5],
+    [
+      ['q_proj', 'v_proj'],
+      ['v_proj', 'k_proj', 'down_proj'],
+    ],
+  );
   await roundParity(ed, paths, check, name, llama, lSite, 0.6);
   llama.dispose();
 }

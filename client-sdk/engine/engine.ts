@@ -3,7 +3,7 @@
 // every bind group once, and per step writes the step's inputs (token ids, scored pairs, a 32-byte step record)
 // and records ALL kernels into one compute pass of one command buffer: one submit per step, no read-back unless
 // asked (the loss is also summed on the GPU for the round). Between steps a FLoRA version can be merged into the
-// frozen weights (mergeStack, merge.ts) and W0 put back (restoreBase, weights.ts).
+// frozen weights (mergeStack, merge.ts) and W0 put back into the merged modules only (restoreBase, weights.ts).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
@@ -15,7 +15,7 @@ import { modelLayout, type ModelLayout } from './layout';
 import { STEP } from './loss';
 import { buildProgram, type EnginePath, type Program } from './program';
 import type { NamedTensor, TensorList } from '../../proto/tensors';
-import { stackModules, stackW0, uploadBase } from './weights';
+import { restoreW0, stackModules, stackW0, uploadBase } from './weights';
 import { BaseMerger } from './merge';
 import { shareKernels } from './dedupe';
 import { DROP_KEY_BUFFER } from './dropout';
@@ -186,11 +186,13 @@ export class LoraEngine {
    */
   async mergeStack(stack: TensorList): Promise<void> {
     const mods = stackModules(this.layout, stack);
-    // A module merged before but absent now would keep the old delta: put W0 back first.
-    if (this.merged && [...this.merged].some((p) => !mods.some((m) => m.path === p))) this.restoreBase();
+    const now = new Set(mods.map((m) => m.path));
+    // A module merged before but absent now would keep the old delta: W0 back there first (queue-ordered before the
+    // merge, which rewrites all of each module it merges, so a neighbouring value restoreW0 takes along is merged again).
+    this.restore([...(this.merged ?? [])].filter((p) => !now.has(p)));
     const w0 = stackW0(this.o, mods);
     this.merger ??= new BaseMerger(this.ed.device, this.buf('w'), this.o.path === 'f32' ? 'f32' : 'f16');
-    this.merged = new Set(mods.map((m) => m.path));
+    this.merged = now;
     await this.merger.merge(mods.map((m, i) => ({ ...m, w0: w0[i] })));
   }
 
@@ -199,10 +201,17 @@ export class LoraEngine {
     return this.merged !== undefined;
   }
 
-  /** Writes W0 back into the projection weights: the bytes construction wrote (weights.ts). */
+  /**
+   * Writes W0 back into the modules the last merge changed, and no others: the bytes construction wrote there
+   * (weights.ts restoreW0), so `w` is a fresh engine's again.
+   */
   restoreBase(): void {
-    uploadBase(this.o, this.layout, (name, data) => this.write(name, data), true);
+    this.restore(this.merged ?? []);
     this.merged = undefined;
+  }
+
+  private restore(paths: Iterable<string>): void {
+    restoreW0(this.o, this.layout, paths, (data, at) => this.write('w', data, at));
   }
 
   /** Loads adapter values (same layout as construction) and resets the optimiser state. */

@@ -1,7 +1,8 @@
 // The frozen base in the engine's buffers: packing the HF-named weights into `w` (projection matrices, [in, out] each),
 // `vec`, the embeddings and the rotary tables, rounded to f16 once on the f16 paths. One home for that upload, so the
-// FLoRA merge (merge.ts) reads W0 exactly as construction packed it and putting W0 back writes the very bytes a fresh
-// engine holds; and where a FLoRA stack's modules sit in `w`, checked against the model (stackModules).
+// FLoRA merge (merge.ts) reads W0 exactly as construction packed it and putting W0 back (restoreW0, the merged modules
+// only) writes the very bytes a fresh engine holds; and where a FLoRA stack's modules sit in `w`, checked against the
+// model (stackModules).
 import type { Gpt2Config } from '../../proto/model/gpt2-config';
 import type { LlamaConfig } from '../../proto/model/llama-config';
 import { isLlamaConfig } from '../../proto/model/model-config';
@@ -29,11 +30,19 @@ export function packedProjections(src: BaseSource, layout: ModelLayout | LlamaMo
   return packBase(src, layout).w;
 }
 
+/** A projection of the model by module path, and its shape ([in, out] as `w` holds it). */
+export interface ProjectionRef {
+  readonly path: string;
+  readonly inF: number;
+  readonly outF: number;
+}
+
 /**
- * W0 of each stack module as `w` holds it before any f16 rounding, [in, out] f32, as packBase packs it (GPT-2's Conv1D
- * weight itself, a Llama nn.Linear transposed), for those modules only: a FLoRA merge packs no other weight.
+ * W0 of each module as `w` holds it before any f16 rounding, [in, out] f32, as packBase packs it (GPT-2's Conv1D weight
+ * itself, not a copy; a Llama nn.Linear transposed), for those modules only: a FLoRA merge, and W0 put back after it,
+ * pack no other weight.
  */
-export function stackW0(src: BaseSource, mods: readonly StackModule[]): Float32Array[] {
+export function stackW0(src: BaseSource, mods: readonly ProjectionRef[]): Float32Array[] {
   const llama = isLlamaConfig(src.config);
   const prefix = llama ? 'model.' : 'transformer.';
   const byName = new Map(src.weights.map((t) => [t.name.startsWith(prefix) ? t.name.slice(prefix.length) : t.name, t.data]));
@@ -63,15 +72,11 @@ function packBase(
   return { w, vec, embed: wte, head: wte, wpe };
 }
 
-/**
- * Writes the frozen base into the engine's buffers; `onlyW` rewrites the projection matrices alone (W0 back after a
- * FLoRA merge: the same packing and the same f16 rounding as construction, so the same bytes).
- */
-export function uploadBase(src: BaseSource, layout: ModelLayout | LlamaModelLayout, write: WriteBuffer, onlyW = false): void {
+/** Writes the frozen base into the engine's buffers (at construction). */
+export function uploadBase(src: BaseSource, layout: ModelLayout | LlamaModelLayout, write: WriteBuffer): void {
   const cfg = src.config;
   const { w, vec, embed, head, wpe } = packBase(src, layout);
   write('w', src.path === 'f32' ? w : toHalfBits(w));
-  if (onlyW) return;
   write('wte', embed);
   write('vec', vec);
   if (wpe) write('wpe', wpe);
@@ -124,4 +129,53 @@ export function stackModules(layout: ModelLayout | LlamaModelLayout, stack: Tens
     if (r > k) throw new Error(`the stack's ${m.path} has rank ${r}, above ${k}, the largest min(d_in, d_out) of the model: no version has more`);
     return { path: m.path, offset: P.w, inF, outF: P.outF, r, a: m.a.data, b: m.b.data };
   });
+}
+
+/** Every projection of the model with its module path (`h.3.attn.c_attn`, `layers.0.mlp.down_proj`) and place in `w`. */
+function projections(layout: ModelLayout | LlamaModelLayout): (ProjectionRef & { readonly w: number })[] {
+  const prefix = 'family' in layout ? 'layers' : 'h';
+  return layout.layers.flatMap((L, l) =>
+    Object.entries(L.proj as Readonly<Record<string, { w: number; inF: number; outF: number }>>).map(([p, P]) => ({ ...P, path: `${prefix}.${l}.${p}` })),
+  );
+}
+
+/**
+ * Puts W0 back into the modules `paths` of `w` (those a FLoRA merge changed) and nowhere else, one module packed at a
+ * time (stackW0) and rounded as construction rounds it (half.ts), so those bytes are again the ones construction wrote;
+ * the rest of the model is neither packed nor rewritten. `write(data, byteOffset)` writes into `w`. On the f16 paths a
+ * region starting or ending mid-way through a 4-byte word (writeBuffer writes whole words; a model with an odd
+ * projection size) takes the neighbouring element along, written with its own W0 (0 past the end: construction's pad).
+ */
+export function restoreW0(
+  src: BaseSource,
+  layout: ModelLayout | LlamaModelLayout,
+  paths: Iterable<string>,
+  write: (data: ArrayBufferView, byteOffset: number) => void,
+): void {
+  const half = src.path !== 'f32';
+  let all: (ProjectionRef & { readonly w: number })[] | undefined;
+  // Element j of the packed W0, as a one-value array (a typed-array copy keeps its bits).
+  const w0At = (j: number): Float32Array => {
+    all ??= projections(layout);
+    const P = all.find((p) => j >= p.w && j < p.w + p.inF * p.outF);
+    return P ? stackW0(src, [P])[0].subarray(j - P.w, j - P.w + 1) : new Float32Array(1);
+  };
+  for (const path of paths) {
+    const P = projectionAt(layout, path);
+    const [w0] = stackW0(src, [{ path, inF: P.inF, outF: P.outF }]);
+    if (!half) {
+      write(w0, 4 * P.w);
+      continue;
+    }
+    const head = P.w & 1;
+    const tail = (P.w + w0.length) & 1;
+    let vals = w0;
+    if (head || tail) {
+      vals = new Float32Array(head + w0.length + tail);
+      if (head) vals.set(w0At(P.w - 1));
+      vals.set(w0, head);
+      if (tail) vals.set(w0At(P.w + w0.length), head + w0.length);
+    }
+    write(toHalfBits(vals), 2 * (P.w - head));
+  }
 }
