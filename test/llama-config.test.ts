@@ -271,8 +271,16 @@ describe('Qwen3 config.json', () => {
     ['mlp_bias (not a Qwen3 field)', { mlp_bias: true }, /mlp_bias is not a qwen3 field/],
     ['a null head_dim', { head_dim: null }, /head_dim must be a positive integer/],
     ['an odd head_dim', { head_dim: 127 }, /head_dim 127 must be an even integer/],
-    ['YaRN rope scaling', { rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } }, /rope_scaling type 'yarn' is not supported/],
-    ['absent kv heads that do not divide the heads (default 32 against 16)', { num_key_value_heads: undefined }, /num_attention_heads 16 is not a multiple of num_key_value_heads 32/],
+    [
+      'YaRN rope scaling',
+      { rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } },
+      /rope_scaling type 'yarn' is not supported/,
+    ],
+    [
+      'absent kv heads that do not divide the heads (default 32 against 16)',
+      { num_key_value_heads: undefined },
+      /num_attention_heads 16 is not a multiple of num_key_value_heads 32/,
+    ],
     ['an unknown field', { use_qk_norm: false }, /field\(s\) use_qk_norm are not supported for model_type qwen3/],
   ];
   for (const [what, patch, re] of refusals) {

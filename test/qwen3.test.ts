@@ -88,9 +88,17 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
   it('the q/k norms are applied: rescaling q_proj and k_proj leaves the logits, which move without the norms', async function () {
     const cfg = tinyQwen3Config();
     const weights = tinyQwen3Weights(cfg, 5, 0.2);
-    const scaled = weights.map((t) => (/self_attn\.[qk]_proj\.weight$/.test(t.name) ? { ...t, data: t.data.map((x) => x * (t.name.includes('q_proj') ? 3 : 0.3)) } : t));
+    const scaled = weights.map((t) =>
+      /self_attn\.[qk]_proj\.weight$/.test(t.name) ? { ...t, data: t.data.map((x) => x * (t.name.includes('q_proj') ? 3 : 0.3)) } : t,
+    );
     // The same weights without the norms: Llama reads an explicit head_dim too.
-    const twinCfg = parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined });
+    const twinCfg = parseLlamaConfig({
+      ...TINY_QWEN3_JSON,
+      model_type: 'llama',
+      attention_bias: undefined,
+      use_sliding_window: undefined,
+      sliding_window: undefined,
+    });
     const noNorm = (ws: NamedTensor[]): NamedTensor[] => ws.filter((t) => !/_norm\.weight$/.test(t.name) || !t.name.includes('self_attn'));
     const [q, qs, l, ls] = [
       LlamaModel.fromTensors(cfg, weights),
@@ -105,7 +113,10 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
       expect(maxAbsDiff(c, d), 'without the norms the scale matters').to.be.greaterThan(1e-1);
       expect(maxAbsDiff(a, c), 'the norms change the model').to.be.greaterThan(1e-1);
       // And their weights are read: a model whose k_norm is all ones computes something else.
-      const ones = LlamaModel.fromTensors(cfg, weights.map((t) => (t.name.endsWith('k_norm.weight') ? { ...t, data: new Float32Array(t.data.length).fill(1) } : t)));
+      const ones = LlamaModel.fromTensors(
+        cfg,
+        weights.map((t) => (t.name.endsWith('k_norm.weight') ? { ...t, data: new Float32Array(t.data.length).fill(1) } : t)),
+      );
       expect(maxAbsDiff(a, await logits(ones, IDS))).to.be.greaterThan(1e-2);
       ones.dispose();
       // namedWeights gives back exactly what was loaded, the norms included.
@@ -149,7 +160,9 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
       expect(() => LlamaModel.fromTensors(cfg, wrong)).to.throw(/'model\.layers\.0\.self_attn\.q_norm\.weight' has shape \[8\], config implies \[16\]/);
       // A Qwen2-typed config does not expect them: they are unexpected there, not silently dropped.
       const q2 = parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'qwen2', attention_bias: undefined });
-      expect(() => LlamaModel.fromTensors({ ...q2, qkvBias: false }, weights)).to.throw(/unexpected tensor 'model\.layers\.0\.self_attn\.k_norm\.weight' for a qwen2 model/);
+      expect(() => LlamaModel.fromTensors({ ...q2, qkvBias: false }, weights)).to.throw(
+        /unexpected tensor 'model\.layers\.0\.self_attn\.k_norm\.weight' for a qwen2 model/,
+      );
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -160,10 +173,15 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
     const cfg = tinyQwen3Config();
     const model = LlamaModel.fromTensors(cfg, tinyQwen3Weights(cfg, 11, 0.2));
     // B drawn non-zero so that A has a gradient too.
-    const adapter = initLoraAdapter(cfg, ALL7, 1).map((t) => (t.name.includes('lora_B') ? { ...t, data: fillNormal(new Float32Array(t.data.length), new Prng(2, hashString(t.name)), 0.3) } : t));
+    const adapter = initLoraAdapter(cfg, ALL7, 1).map((t) =>
+      t.name.includes('lora_B') ? { ...t, data: fillNormal(new Float32Array(t.data.length), new Prng(2, hashString(t.name)), 0.3) } : t,
+    );
     const rng = new Prng(9);
     const batch = packBatch(
-      Array.from({ length: 3 }, () => ({ prompt: Array.from({ length: 6 }, () => rng.nextInt(400)), completion: Array.from({ length: 4 }, () => rng.nextInt(400)) }))
+      Array.from({ length: 3 }, () => ({
+        prompt: Array.from({ length: 6 }, () => rng.nextInt(400)),
+        completion: Array.from({ length: 4 }, () => rng.nextInt(400)),
+      }))
         .map((ex) => fitToWindow(ex, 16))
         .map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })),
       16,
@@ -215,7 +233,13 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
   it('the WebGPU engine refuses the q/k norms; FEDTUNE_ENGINE=auto trains Qwen3 on tfjs with that reason, a named path fails', async function () {
     const cfg = tinyQwen3Config();
     const model = LlamaModel.fromTensors(cfg, tinyQwen3Weights(cfg, 1));
-    const llama = LlamaModel.fromTensors(parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }), randomLlamaWeights(parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }), 1));
+    const llama = LlamaModel.fromTensors(
+      parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }),
+      randomLlamaWeights(
+        parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }),
+        1,
+      ),
+    );
     const prev = process.env.FEDTUNE_ENGINE;
     try {
       expect(engineModelRefusal(model)).to.equal('qwen3: the engine has no q/k RMSNorm (q_norm, k_norm)');
@@ -284,7 +308,10 @@ describe('Qwen3 in a real round over gRPC', function () {
     for (const m of ['q_proj', 'k_proj']) {
       const suffix = `layers.1.self_attn.${m}.lora_B.weight`;
       expect(v0.find((t) => t.name.endsWith(suffix))!.data.every((x) => x === 0)).to.equal(true);
-      expect(v1.find((t) => t.name.endsWith(suffix))!.data.some((x) => x !== 0), `${m} trained`).to.equal(true);
+      expect(
+        v1.find((t) => t.name.endsWith(suffix))!.data.some((x) => x !== 0),
+        `${m} trained`,
+      ).to.equal(true);
     }
     const cfg = JSON.parse(fs.readFileSync(path.join(h.runDir, 'versions', 'v000001', 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
     expect(cfg).to.include({ r: 4, lora_alpha: 8, fan_in_fan_out: false, base_model_name_or_path: 'tiny-qwen3' });
