@@ -13,12 +13,15 @@ const read = (f: string): Record<string, unknown> =>
   JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'llama', f, 'base', 'config.json'), 'utf8')) as Record<string, unknown>;
 
 describe('Llama-family config.json', () => {
-  it('reads the three families transformers wrote', () => {
+  it('reads the four families transformers wrote', () => {
     const llama = parseModelConfig(read('llama'));
     expect(llama).to.include({ family: 'llama', modelType: 'llama', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, tieWordEmbeddings: false, qkvBias: false });
     expect(llama).to.have.deep.property('rope', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 });
     expect(parseModelConfig(read('qwen2'))).to.include({ modelType: 'qwen2', qkvBias: true, oBias: false, tieWordEmbeddings: true, ropeTheta: 1e6 });
     expect(parseModelConfig(read('mistral'))).to.include({ modelType: 'mistral', slidingWindow: 4 });
+    const qwen3 = parseModelConfig(read('qwen3'));
+    expect(qwen3).to.include({ modelType: 'qwen3', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 32, qkNorm: true, qkvBias: false, oBias: false });
+    expect(qwen3).to.include({ tieWordEmbeddings: true, ropeTheta: 1e6, rmsNormEps: 1e-6 });
   });
 
   it('reads config.json shaped like the hub checkpoints of Llama 3.2, Qwen2.5, SmolLM2, TinyLlama and Mistral 7B', () => {
@@ -127,7 +130,7 @@ describe('Llama-family config.json', () => {
   });
 
   it('round-trips through toHfLlamaConfigJson', () => {
-    for (const f of ['llama', 'qwen2', 'mistral']) {
+    for (const f of ['llama', 'qwen2', 'mistral', 'qwen3']) {
       const c = parseLlamaConfig(read(f));
       expect(parseLlamaConfig(toHfLlamaConfigJson(c))).to.deep.equal(c);
     }
