@@ -27,7 +27,7 @@ import { readSafetensors, writeSafetensors } from '../proto/safetensors';
 import { hashString, Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { startCoordinator, tempDir, testIdentity, type Harness } from './harness';
-import { makeTinyQwen3Dir, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
+import { makeTinyQwen3Dir, tinyLlamaTwinConfig, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -91,14 +91,8 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
     const scaled = weights.map((t) =>
       /self_attn\.[qk]_proj\.weight$/.test(t.name) ? { ...t, data: t.data.map((x) => x * (t.name.includes('q_proj') ? 3 : 0.3)) } : t,
     );
-    // The same weights without the norms: Llama reads an explicit head_dim too.
-    const twinCfg = parseLlamaConfig({
-      ...TINY_QWEN3_JSON,
-      model_type: 'llama',
-      attention_bias: undefined,
-      use_sliding_window: undefined,
-      sliding_window: undefined,
-    });
+    // The same weights without the norms.
+    const twinCfg = tinyLlamaTwinConfig();
     const noNorm = (ws: NamedTensor[]): NamedTensor[] => ws.filter((t) => !/_norm\.weight$/.test(t.name) || !t.name.includes('self_attn'));
     const [q, qs, l, ls] = [
       LlamaModel.fromTensors(cfg, weights),
@@ -233,13 +227,7 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
   it('the WebGPU engine refuses the q/k norms; FEDTUNE_ENGINE=auto trains Qwen3 on tfjs with that reason, a named path fails', async function () {
     const cfg = tinyQwen3Config();
     const model = LlamaModel.fromTensors(cfg, tinyQwen3Weights(cfg, 1));
-    const llama = LlamaModel.fromTensors(
-      parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }),
-      randomLlamaWeights(
-        parseLlamaConfig({ ...TINY_QWEN3_JSON, model_type: 'llama', attention_bias: undefined, use_sliding_window: undefined, sliding_window: undefined }),
-        1,
-      ),
-    );
+    const llama = LlamaModel.fromTensors(tinyLlamaTwinConfig(), randomLlamaWeights(tinyLlamaTwinConfig(), 1));
     const prev = process.env.FEDTUNE_ENGINE;
     try {
       expect(engineModelRefusal(model)).to.equal('qwen3: the engine has no q/k RMSNorm (q_norm, k_norm)');

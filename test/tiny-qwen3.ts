@@ -35,6 +35,12 @@ export function tinyQwen3Config(): LlamaConfig {
   return parseLlamaConfig(TINY_QWEN3_JSON);
 }
 
+/** The same shapes as a Llama (which reads an explicit head_dim too): Qwen3 without the q/k norms. */
+export function tinyLlamaTwinConfig(): LlamaConfig {
+  const { attention_bias: _b, use_sliding_window: _u, sliding_window: _s, max_window_layers: _m, ...rest } = TINY_QWEN3_JSON;
+  return parseLlamaConfig({ ...rest, model_type: 'llama' });
+}
+
 export function tinyQwen3Weights(cfg: LlamaConfig, seed: number, initializerRange = 0.02): NamedTensor[] {
   return randomLlamaWeights(cfg, seed, initializerRange).map((t) => {
     if (!/self_attn\.[qk]_norm\.weight$/.test(t.name)) return t;
