@@ -17,9 +17,8 @@ import { loadPeftAdapterDir, savePeftAdapterDir, type PeftAdapter } from '../cli
 import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { readSafetensors, writeSafetensors } from '../proto/safetensors';
-import { initLoraAdapter, loraScaling } from '../proto/model/lora-layout';
-import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
-import '../client-sdk/model/gradients';
+import { initLoraAdapter } from '../proto/model/lora-layout';
+import { loraLossAndGrad } from './lora-grad-kit';
 import { parseModelConfig } from '../proto/model/model-config';
 import type { LlamaConfig } from '../proto/model/llama-config';
 import { baseModelHash } from '../proto/model/model-dir';
@@ -176,16 +175,8 @@ describe('qwen3 LoRA gradients equal torch autograd through the q/k norms', func
       info.input_ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
       info.input_ids[0].length,
     );
-    const params = new FlatAdapter(peft.adapter);
     try {
-      const { value, grads } = tf.variableGrads(() => {
-        const state = { modules: params.modules(), scaling: loraScaling(peft.config), dropout: 0 };
-        return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state }, true))) as tf.Scalar;
-      }, [params.theta]);
-      const loss = (await value.data())[0];
-      const flat = (await grads[params.theta.name].data()) as Float32Array;
-      value.dispose();
-      Object.values(grads).forEach((g) => g.dispose());
+      const { loss, grad: flat } = await loraLossAndGrad(model, peft.adapter, peft.config, packed);
       expect(Math.abs(loss - info.lora_loss), `loss ${loss} against torch's ${info.lora_loss}`).to.be.at.most(1e-5);
       expect(torch.map((t) => t.name).sort()).to.deep.equal(peft.adapter.map((t) => t.name).sort());
       let off = 0;
@@ -202,7 +193,6 @@ describe('qwen3 LoRA gradients equal torch autograd through the q/k norms', func
       }
       reached['qwen3 lora grads (relative)'] = worst;
     } finally {
-      params.dispose();
       model.dispose();
     }
   });

@@ -7,7 +7,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import '../client-sdk/model/gradients';
 import { selectBackend } from '../client-sdk/model/backend';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { loadModelDir } from '../client-sdk/model/load';
@@ -16,15 +15,14 @@ import { fillNormal } from '../client-sdk/model/init';
 import { engineModelRefusal } from '../client-sdk/engine/trainer';
 import { toHalfBits } from '../client-sdk/engine/half';
 import { trainerForModel } from '../client-sdk/sft/lora-trainer';
-import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
-import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';
-import { initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { parseLlamaConfig } from '../proto/model/llama-config';
 import { writeSafetensors } from '../proto/safetensors';
 import { hashString, Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { tempDir } from './harness';
+import { loraLossAndGrad } from './lora-grad-kit';
 import { makeTinyQwen3Dir, tinyLlamaTwinConfig, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -178,22 +176,7 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients, engine fallback', func
         .map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })),
       16,
     );
-    const lossAndGrad = async (theta: Float32Array): Promise<{ loss: number; grad: Float32Array }> => {
-      const params = new FlatAdapter(adapter);
-      params.theta.assign(tf.tensor1d(theta));
-      try {
-        const { value, grads } = tf.variableGrads(() => {
-          const state = { modules: params.modules(), scaling: loraScaling(ALL7), dropout: 0 };
-          return tf.neg(tf.mean(pairLogProbs(model, batch, { lora: state }, true))) as tf.Scalar;
-        }, [params.theta]);
-        const out = { loss: (await value.data())[0], grad: ((await grads[params.theta.name].data()) as Float32Array).slice() };
-        value.dispose();
-        Object.values(grads).forEach((g) => g.dispose());
-        return out;
-      } finally {
-        params.dispose();
-      }
-    };
+    const lossAndGrad = (theta: Float32Array): Promise<{ loss: number; grad: Float32Array }> => loraLossAndGrad(model, adapter, ALL7, batch, theta);
     try {
       const theta = new Float32Array(adapter.reduce((a, t) => a + t.data.length, 0));
       const ranges: Array<{ name: string; start: number; end: number }> = [];
