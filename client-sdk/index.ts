@@ -19,7 +19,7 @@ export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
 export { PROTOCOL_VERSION } from '../proto/constants';
 export type { NamedTensor, TensorList } from '../proto/tensors';
-// Bring your own model and data: the Llama family (llama, qwen2, mistral) beside GPT-2, HF tokenizers and chat
+// Bring your own model and data: the Llama family (llama, qwen2, mistral, qwen3) beside GPT-2, HF tokenizers and chat
 // templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
 export { LlamaModel } from './model/llama';
 export { loadModelDir, type CausalLm, type LoadedModel } from './model/load';

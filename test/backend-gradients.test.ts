@@ -1,17 +1,14 @@
 // The same loss gradient on wasm and on the pure-JS cpu backend, compared as values (not through an optimiser
 // step, whose size lr·sign(g) would hide a wrong magnitude), plus a central finite difference on the cpu
 // backend in the steepest coordinates as a check that does not trust either backend's gradient code.
-import * as tf from '@tensorflow/tfjs-core';
-import '../client-sdk/model/gradients';
 import { selectBackend } from '../client-sdk/model/backend';
 import { parseGpt2Config, type Gpt2Config } from '../proto/model/gpt2-config';
 import { Gpt2Model } from '../client-sdk/model/gpt2';
 import { randomGpt2Weights } from '../client-sdk/model/init';
-import { canonicalAdapter, initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { canonicalAdapter, initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
-import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
-import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';
+import { loraLossAndGrad } from './lora-grad-kit';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CFG: Gpt2Config = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, layer_norm_epsilon: 1e-5 });
@@ -38,21 +35,9 @@ async function lossAndGrad(adapterData: Float32Array | null): Promise<{ loss: nu
     const rng = new Prng(3);
     return t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.2) } : t;
   });
-  const params = new FlatAdapter(layout);
-  if (adapterData) params.theta.assign(tf.tensor1d(adapterData));
-  const packed = batch();
   try {
-    const { value, grads } = tf.variableGrads(() => {
-      const state = { modules: params.modules(), scaling: loraScaling(LORA), dropout: 0 };
-      return tf.neg(tf.mean(pairLogProbs(model, packed, { lora: state }, true))) as tf.Scalar;
-    }, [params.theta]);
-    const loss = (await value.data())[0];
-    const grad = (await grads[params.theta.name].data()) as Float32Array;
-    value.dispose();
-    Object.values(grads).forEach((g) => g.dispose());
-    return { loss, grad: grad.slice() };
+    return await loraLossAndGrad(model, layout, LORA, batch(), adapterData ?? undefined);
   } finally {
-    params.dispose();
     model.dispose();
   }
 }

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseModelConfig } from '../proto/model/model-config';
-import { parseLlamaConfig, toHfLlamaConfigJson } from '../proto/model/llama-config';
+import { llamaParameterShapes, parseLlamaConfig, toHfLlamaConfigJson } from '../proto/model/llama-config';
 import { initLoraAdapter, loraTargetPaths } from '../proto/model/lora-layout';
 import { peftAdapterConfig } from '../proto/model/peft-config';
 
@@ -13,12 +13,15 @@ const read = (f: string): Record<string, unknown> =>
   JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'llama', f, 'base', 'config.json'), 'utf8')) as Record<string, unknown>;
 
 describe('Llama-family config.json', () => {
-  it('reads the three families transformers wrote', () => {
+  it('reads the four families transformers wrote', () => {
     const llama = parseModelConfig(read('llama'));
     expect(llama).to.include({ family: 'llama', modelType: 'llama', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, tieWordEmbeddings: false, qkvBias: false });
     expect(llama).to.have.deep.property('rope', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 });
     expect(parseModelConfig(read('qwen2'))).to.include({ modelType: 'qwen2', qkvBias: true, oBias: false, tieWordEmbeddings: true, ropeTheta: 1e6 });
     expect(parseModelConfig(read('mistral'))).to.include({ modelType: 'mistral', slidingWindow: 4 });
+    const qwen3 = parseModelConfig(read('qwen3'));
+    expect(qwen3).to.include({ modelType: 'qwen3', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 32, qkNorm: true, qkvBias: false, oBias: false });
+    expect(qwen3).to.include({ tieWordEmbeddings: true, ropeTheta: 1e6, rmsNormEps: 1e-6 });
   });
 
   it('reads config.json shaped like the hub checkpoints of Llama 3.2, Qwen2.5, SmolLM2, TinyLlama and Mistral 7B', () => {
@@ -127,14 +130,14 @@ describe('Llama-family config.json', () => {
   });
 
   it('round-trips through toHfLlamaConfigJson', () => {
-    for (const f of ['llama', 'qwen2', 'mistral']) {
+    for (const f of ['llama', 'qwen2', 'mistral', 'qwen3']) {
       const c = parseLlamaConfig(read(f));
       expect(parseLlamaConfig(toHfLlamaConfigJson(c))).to.deep.equal(c);
     }
   });
 
   const refusals: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['an unsupported model_type', { model_type: 'qwen3' }, /model_type 'qwen3' is not supported \(supported: gpt2, llama, qwen2, mistral\)/],
+    ['an unsupported model_type', { model_type: 'gemma' }, /model_type 'gemma' is not supported \(supported: gpt2, llama, qwen2, mistral, qwen3\)/],
     ['an unknown field', { some_new_knob: 3 }, /field\(s\) some_new_knob are not supported for model_type llama/],
     ['quantisation', { quantization_config: { quant_method: 'gptq' } }, /quantization_config/],
     ['a rope type not implemented', { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e4 } }, /rope_scaling type 'yarn' is not supported/],
@@ -170,4 +173,122 @@ describe('Llama-family config.json', () => {
     expect(() => loraTargetPaths(cfg, { ...lora, targetModules: ['c_attn'] })).to.throw(/'c_attn' matches no llama projection \(supported: q_proj, k_proj/);
     expect(peftAdapterConfig(lora, 'x', false).fan_in_fan_out).to.equal(false);
   });
+});
+
+// Qwen3-0.6B's config.json as the hub ships it: head_dim 128 although hidden_size / heads is 64.
+const QWEN3_06B = {
+  architectures: ['Qwen3ForCausalLM'],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  head_dim: 128,
+  hidden_act: 'silu',
+  hidden_size: 1024,
+  initializer_range: 0.02,
+  intermediate_size: 3072,
+  max_position_embeddings: 40960,
+  max_window_layers: 28,
+  model_type: 'qwen3',
+  num_attention_heads: 16,
+  num_hidden_layers: 28,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: null,
+  tie_word_embeddings: true,
+  torch_dtype: 'bfloat16',
+  transformers_version: '4.51.0',
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 151936,
+};
+
+describe('Qwen3 config.json', () => {
+  it("reads Qwen3-0.6B's config: q/k norms, head_dim 128 against hidden 1024 / 16 heads, no biases, tied head", () => {
+    const c = parseLlamaConfig(QWEN3_06B);
+    expect(c).to.include({ modelType: 'qwen3', nEmbd: 1024, nHead: 16, nKvHead: 8, headDim: 128, qkNorm: true, qkvBias: false, oBias: false });
+    expect(c).to.include({ mlpBias: false, tieWordEmbeddings: true, nPositions: 40960, rmsNormEps: 1e-6, ropeTheta: 1e6, nLayer: 28 });
+    expect(c.slidingWindow).to.equal(undefined);
+    expect(c).to.have.deep.property('rope', { type: 'default' });
+    expect(parseModelConfig(QWEN3_06B)).to.deep.equal(c);
+    // The other families have no q/k norm.
+    for (const f of ['llama', 'qwen2', 'mistral']) expect(parseLlamaConfig(read(f)).qkNorm).to.equal(false);
+  });
+
+  it("takes transformers' Qwen3Config defaults for absent fields (head_dim 128, 32 kv heads, 32768 positions); null kv heads is the head count", () => {
+    const { head_dim: _h, num_key_value_heads: _k, max_position_embeddings: _m, ...rest } = { ...QWEN3_06B, num_attention_heads: 32 };
+    expect(parseLlamaConfig(rest)).to.include({ headDim: 128, nKvHead: 32, nPositions: 32768 });
+    expect(parseLlamaConfig({ ...QWEN3_06B, num_key_value_heads: null })).to.include({ nKvHead: 16 });
+    // Qwen2's head_dim is hidden_size / heads when absent: the default is per family.
+    expect(parseLlamaConfig({ ...QWEN3_06B, model_type: 'qwen2', head_dim: undefined, attention_bias: undefined })).to.include({ headDim: 64 });
+  });
+
+  it('attention_bias puts a bias on q, k, v and o (Llama attention); parameter shapes use heads · head_dim and carry the norms', () => {
+    const biased = parseLlamaConfig({ ...QWEN3_06B, attention_bias: true });
+    expect(biased).to.include({ qkvBias: true, oBias: true, mlpBias: false });
+    const shapes = llamaParameterShapes(biased);
+    expect(shapes.get('layers.0.self_attn.q_proj.weight')).to.deep.equal([2048, 1024]);
+    expect(shapes.get('layers.0.self_attn.q_proj.bias')).to.deep.equal([2048]);
+    expect(shapes.get('layers.0.self_attn.k_proj.weight')).to.deep.equal([1024, 1024]);
+    expect(shapes.get('layers.0.self_attn.o_proj.weight')).to.deep.equal([1024, 2048]);
+    expect(shapes.get('layers.0.self_attn.o_proj.bias')).to.deep.equal([1024]);
+    expect(shapes.get('layers.27.self_attn.q_norm.weight')).to.deep.equal([128]);
+    expect(shapes.get('layers.27.self_attn.k_norm.weight')).to.deep.equal([128]);
+    expect(shapes.has('lm_head.weight')).to.equal(false);
+    expect([...shapes.keys()].filter((k) => k.includes('_norm.weight') && k.includes('self_attn'))).to.have.length(56);
+    const plain = llamaParameterShapes(parseLlamaConfig(QWEN3_06B));
+    expect(plain.has('layers.0.self_attn.q_proj.bias')).to.equal(false);
+    expect([...llamaParameterShapes(parseLlamaConfig(read('qwen2'))).keys()].some((k) => /q_norm|k_norm/.test(k))).to.equal(false);
+  });
+
+  it('LoRA layout: q_proj B is [heads · head_dim, r], o_proj A is [r, heads · head_dim]; the norms are no LoRA target', () => {
+    const c = parseLlamaConfig(QWEN3_06B);
+    const lora = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'o_proj'], layersToTransform: [0] };
+    const names = initLoraAdapter(c, lora, 1).map((t) => `${t.name} ${t.shape.join('x')}`);
+    expect(names).to.deep.equal([
+      'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight 4x1024',
+      'base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight 1024x4',
+      'base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight 4x2048',
+      'base_model.model.model.layers.0.self_attn.o_proj.lora_B.weight 1024x4',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight 4x1024',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight 2048x4',
+    ]);
+    expect(() => loraTargetPaths(c, { ...lora, targetModules: ['q_norm'] })).to.throw(/'q_norm' matches no qwen3 projection/);
+  });
+
+  it('round-trips through toHfLlamaConfigJson', () => {
+    for (const json of [QWEN3_06B, { ...QWEN3_06B, attention_bias: true, tie_word_embeddings: false }]) {
+      const c = parseLlamaConfig(json);
+      const hf = toHfLlamaConfigJson(c);
+      expect(hf).to.include({ model_type: 'qwen3', head_dim: 128, use_sliding_window: false });
+      expect(hf.architectures).to.deep.equal(['Qwen3ForCausalLM']);
+      expect(parseLlamaConfig(hf)).to.deep.equal(c);
+    }
+  });
+
+  const refusals: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['use_sliding_window: true', { use_sliding_window: true, sliding_window: 4096 }, /use_sliding_window: true is not supported/],
+    ['sliding_attention layers', { layer_types: ['full_attention', 'sliding_attention'] }, /layer_types: sliding_attention layers are not supported/],
+    ['mlp_bias (not a Qwen3 field)', { mlp_bias: true }, /mlp_bias is not a qwen3 field/],
+    ['a null head_dim', { head_dim: null }, /head_dim must be a positive integer/],
+    ['an odd head_dim', { head_dim: 127 }, /head_dim 127 must be an even integer/],
+    [
+      'YaRN rope scaling',
+      { rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } },
+      /rope_scaling type 'yarn' is not supported/,
+    ],
+    [
+      'absent kv heads that do not divide the heads (default 32 against 16)',
+      { num_key_value_heads: undefined },
+      /num_attention_heads 16 is not a multiple of num_key_value_heads 32/,
+    ],
+    ['an unknown field', { use_qk_norm: false }, /field\(s\) use_qk_norm are not supported for model_type qwen3/],
+  ];
+  for (const [what, patch, re] of refusals) {
+    it(`refuses ${what}, naming it`, () => {
+      expect(() => parseModelConfig(JSON.parse(JSON.stringify({ ...QWEN3_06B, ...patch })))).to.throw(re);
+    });
+  }
 });

@@ -3,16 +3,12 @@
 // steepest coordinate of A and B of every projection kind. Uses the parity fixture (tiny Llama with llama3 rope
 // and GQA 4:2, PEFT adapter with non-zero B, so A gets a gradient too).
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs-core';
-import '../client-sdk/model/gradients';
 import { selectBackend } from '../client-sdk/model/backend';
 import { loadModelDir, type CausalLm } from '../client-sdk/model/load';
 import { loadPeftAdapterDir, type PeftAdapter } from '../client-sdk/model/lora-io';
-import { loraScaling } from '../proto/model/lora-layout';
-import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
-import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';
 import { Prng } from '../proto/prng';
+import { loraLossAndGrad } from './lora-grad-kit';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -46,24 +42,8 @@ describe('Llama LoRA gradients against finite differences', function () {
     );
   }
 
-  async function lossAndGrad(theta?: Float32Array): Promise<{ loss: number; grad: Float32Array }> {
-    const params = new FlatAdapter(peft.adapter);
-    if (theta) params.theta.assign(tf.tensor1d(theta));
-    const batch = packed();
-    try {
-      const { value, grads } = tf.variableGrads(() => {
-        const state = { modules: params.modules(), scaling: loraScaling(peft.config), dropout: 0 };
-        return tf.neg(tf.mean(pairLogProbs(model, batch, { lora: state }, true))) as tf.Scalar;
-      }, [params.theta]);
-      const loss = (await value.data())[0];
-      const grad = ((await grads[params.theta.name].data()) as Float32Array).slice();
-      value.dispose();
-      Object.values(grads).forEach((g) => g.dispose());
-      return { loss, grad };
-    } finally {
-      params.dispose();
-    }
-  }
+  const lossAndGrad = (theta?: Float32Array): Promise<{ loss: number; grad: Float32Array }> =>
+    loraLossAndGrad(model, peft.adapter, peft.config, packed(), theta);
 
   it('the steepest A and B coordinate of each of the 7 projections matches a central difference to 2%', async function () {
     const theta = new Float32Array(peft.adapter.reduce((a, t) => a + t.data.length, 0));

@@ -1,7 +1,9 @@
 // Parity with PyTorch for the Llama family: tiny random Llama (llama3 rope, bf16 weights, untied head), Qwen2
-// (q/k/v biases, linear rope, tied head, f32) and Mistral (sliding window, dynamic rope, f16), each with a PEFT
-// LoRA adapter, all made by transformers + peft (test/fixtures/make_llama_parity.py). fedtune's logits must
-// equal transformers' and peft's; its PEFT export must be the adapter PEFT loaded there with the same logits.
+// (q/k/v biases, linear rope, tied head, f32), Mistral (sliding window, dynamic rope, f16) and Qwen3 (q/k norms,
+// head_dim 32 against hidden 64 / 4 heads, tied head, bf16), each with a PEFT LoRA adapter, all made by
+// transformers + peft (test/fixtures/make_llama_parity.py). fedtune's logits must equal transformers' and peft's;
+// its PEFT export must be the adapter PEFT loaded there with the same logits; for Qwen3 its LoRA gradients must
+// equal torch's autograd through the q/k norms.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,6 +18,7 @@ import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { readSafetensors, writeSafetensors } from '../proto/safetensors';
 import { initLoraAdapter } from '../proto/model/lora-layout';
+import { loraLossAndGrad } from './lora-grad-kit';
 import { parseModelConfig } from '../proto/model/model-config';
 import type { LlamaConfig } from '../proto/model/llama-config';
 import { baseModelHash } from '../proto/model/model-dir';
@@ -27,6 +30,8 @@ const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'llama');
 // Measured on these fixtures (logits |x| up to ~10): 5e-6 to 1.4e-5, float32 rounding only (the test prints
 // what it reaches). The issue asked for 1e-4.
 const TOL = 2e-5;
+// Gradients, relative to each tensor's largest entry: float32 against float32, summed in another order.
+const GRAD_TOL = 1e-4;
 
 interface Info {
   input_ids: number[][];
@@ -44,7 +49,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const reached: Record<string, number> = {};
 
-for (const family of ['llama', 'qwen2', 'mistral'] as const) {
+for (const family of ['llama', 'qwen2', 'mistral', 'qwen3'] as const) {
   describe(`${family} parity with transformers + peft`, function () {
     const dir = path.join(FIXTURES, family);
     let model: CausalLm;
@@ -156,6 +161,42 @@ for (const family of ['llama', 'qwen2', 'mistral'] as const) {
     });
   });
 }
+
+describe('qwen3 LoRA gradients equal torch autograd through the q/k norms', function () {
+  it(`d(causal-LM loss)/d(every A and B) matches grads.safetensors (${GRAD_TOL} of each tensor's largest), and the loss`, async function () {
+    await selectBackend();
+    const dir = path.join(FIXTURES, 'qwen3');
+    const model = (await loadModelDir(path.join(dir, 'base'))).model;
+    const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
+    const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as Info & { lora_loss: number };
+    const torch = readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors;
+    // transformers' loss with labels = input_ids: the mean cross-entropy of every next token, i.e. these pairs.
+    const packed = packBatch(
+      info.input_ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
+      info.input_ids[0].length,
+    );
+    try {
+      const { loss, grad: flat } = await loraLossAndGrad(model, peft.adapter, peft.config, packed);
+      expect(Math.abs(loss - info.lora_loss), `loss ${loss} against torch's ${info.lora_loss}`).to.be.at.most(1e-5);
+      expect(torch.map((t) => t.name).sort()).to.deep.equal(peft.adapter.map((t) => t.name).sort());
+      let off = 0;
+      let worst = 0;
+      for (const t of peft.adapter) {
+        const ours = flat.subarray(off, off + t.data.length);
+        off += t.data.length;
+        const ref = torch.find((x) => x.name === t.name)!.data;
+        const scale = Math.max(...Array.from(ref, Math.abs));
+        expect(scale, `${t.name}: a gradient to compare`).to.be.greaterThan(1e-6);
+        const rel = maxAbsDiff(ours, ref) / scale;
+        worst = Math.max(worst, rel);
+        expect(rel, t.name).to.be.at.most(GRAD_TOL);
+      }
+      reached['qwen3 lora grads (relative)'] = worst;
+    } finally {
+      model.dispose();
+    }
+  });
+});
 
 describe('sharded model directories', function () {
   it('model.safetensors.index.json with two shards loads the same model; the identity covers every shard', async function () {

@@ -2,13 +2,15 @@
 // base is a tiny Llama directory (its version 0 and adapter_config come from that directory: Llama key names,
 // fan_in_fan_out false), two site processes on their own JSON Lines data (chat and prompt/completion rows),
 // LoRA settings read off the coordinator's adapter. Also: a stated LoRA setting that disagrees with the
-// coordinator's stops the site with both values named; a bad data file stops it before anything is written.
+// coordinator's stops the site with both values named; a bad data file stops it before anything is written. And
+// a tiny Qwen3 (q/k norms, head_dim 16 against hidden 32 / 4 heads) in a real round, LoRA on all seven projections.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCoordinator, tempDir, type Harness } from './harness';
 import { makeTinyLlamaDir } from './tiny-llama-dir';
+import { makeTinyQwen3Dir } from './tiny-qwen3';
 import { readSafetensors } from '../proto/safetensors';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -59,13 +61,18 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
     await fs.promises.rm(tmp, { recursive: true, force: true });
   });
 
-  const start = (runDir: string, sites = 2): Promise<Harness> =>
+  const start = (
+    runDir: string,
+    sites = 2,
+    model = { dir: modelDir(), name: 'tiny-llama' },
+    targetModules = ['q_proj', 'v_proj', 'down_proj'],
+  ): Promise<Harness> =>
     startCoordinator(
       runDir,
       { total: 1, minClients: sites, minUpdates: sites, deadlineMs: 60_000 },
       {
-        model: { dir: modelDir(), name: 'tiny-llama' },
-        lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'down_proj'] },
+        model,
+        lora: { r: 4, alpha: 8, dropout: 0, targetModules },
         training: { localSteps: 2, batchSize: 2, maxSeqLen: 64 },
       },
       { fromModelDir: true },
@@ -113,6 +120,35 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
       b1.data.some((x) => x !== 0),
       'training moved B',
     ).to.equal(true);
+  });
+
+  it("a Qwen3 site trains its own model: versions 0 and 1 have Qwen3's shapes (q_proj out = heads · head_dim); q/k LoRA moved", async function () {
+    const qwen3 = path.join(tmp, 'tiny-qwen3');
+    makeTinyQwen3Dir(qwen3);
+    const all7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    h = await start(path.join(tmp, 'run-qwen3'), 1, { dir: qwen3, name: 'tiny-qwen3' }, all7);
+    const id = path.join(tmp, 'q.id.json');
+    const r = await runSite(['--address', h.address, '--name', 'site-q', '--model', qwen3, '--data', path.join(tmp, 'a.jsonl'), '--identity', id]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('"site finished"');
+    expect((await h.coordinator.done).manifest.version).to.equal(1);
+    const read = (v: string) => readSafetensors(fs.readFileSync(path.join(h!.runDir, 'versions', v, 'adapter_model.safetensors'))).tensors;
+    const [v0, v1] = [read('v000000'), read('v000001')];
+    for (const v of [v0, v1]) {
+      expect(v).to.have.length(28);
+      const shape = (suffix: string): number[] => [...v.find((t) => t.name.endsWith(suffix))!.shape];
+      expect(shape('layers.0.self_attn.q_proj.lora_B.weight')).to.deep.equal([64, 4]);
+      expect(shape('layers.0.self_attn.k_proj.lora_B.weight')).to.deep.equal([32, 4]);
+      expect(shape('layers.0.self_attn.o_proj.lora_A.weight')).to.deep.equal([4, 64]);
+    }
+    for (const m of ['q_proj', 'k_proj']) {
+      const name = `base_model.model.model.layers.1.self_attn.${m}.lora_B.weight`;
+      expect(v0.find((t) => t.name === name)!.data.every((x) => x === 0)).to.equal(true);
+      expect(
+        v1.find((t) => t.name === name)!.data.some((x) => x !== 0),
+        `${m}'s B trained (its gradient passes through the q/k norms)`,
+      ).to.equal(true);
+    }
   });
 
   it('a stated --lora.r that disagrees with the coordinator stops the site, naming both values', async function () {

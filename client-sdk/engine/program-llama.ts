@@ -28,6 +28,8 @@ export interface LlamaProgramOptions extends Omit<ProgramOptions, 'config' | 'la
 
 /** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
 export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
+  // Qwen3: the step has no kernel for the per-head q/k RMSNorm, so it would train a different model; tfjs has it.
+  if (cfg.qkNorm) return 'the engine has no q/k RMSNorm (q_norm, k_norm)';
   if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
     return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;

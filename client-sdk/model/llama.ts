@@ -1,6 +1,7 @@
-// A Llama-family decoder (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM) in tfjs-core with Hugging
-// Face's parameter names: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP, optional q/k/v(/o)
-// and MLP biases, tied or untied LM head, Mistral's sliding window. Base weights are frozen plain tensors;
+// A Llama-family decoder (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Qwen3ForCausalLM) in tfjs-core
+// with Hugging Face's parameter names: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP, optional
+// q/k/v(/o) and MLP biases, tied or untied LM head, Mistral's sliding window, Qwen3's per-head q/k RMSNorm
+// (plain tfjs ops, so LoRA gradients of q_proj and k_proj flow through it). Base weights are frozen plain tensors;
 // gradients flow only to the LoRA tensors in ForwardOptions (the same LoraState as Gpt2Model, keyed by
 // `layers.{i}.self_attn.q_proj` …). The public surface matches Gpt2Model so the SFT code runs on either.
 import * as tf from '@tensorflow/tfjs-core';
@@ -149,8 +150,8 @@ export class LlamaModel {
       for (let i = 0; i < cfg.nLayer; i++) {
         const l = `layers.${i}.`;
         const a = rmsNorm(x, this.p(l + 'input_layernorm.weight'), cfg.rmsNormEps);
-        const q = this.linear(l + 'self_attn.q_proj', a, opts, seq);
-        const k = this.linear(l + 'self_attn.k_proj', a, opts, seq);
+        const q = this.headNorm(l + 'self_attn.q_norm', this.linear(l + 'self_attn.q_proj', a, opts, seq));
+        const k = this.headNorm(l + 'self_attn.k_norm', this.linear(l + 'self_attn.k_proj', a, opts, seq));
         const v = this.linear(l + 'self_attn.v_proj', a, opts, seq);
         const ctx = this.attention(q, k, v, batch, seq, cos, sin, mask);
         x = tf.add(x, this.linear(l + 'self_attn.o_proj', ctx, opts, seq));
@@ -191,6 +192,14 @@ export class LlamaModel {
     const probs = tf.softmax(tf.add(tf.reshape(scores, [batch, nKvHead, g, seq, seq]), mask));
     const ctx = tf.matMul(tf.reshape(probs, [batch, nKvHead, g * seq, seq]), vh); // [B, KV, G·T, hd]
     return tf.reshape(tf.transpose(tf.reshape(ctx, [batch, nHead, seq, hd]), [0, 2, 1, 3]), [batch * seq, nHead * hd]) as tf.Tensor2D;
+  }
+
+  /** Qwen3's q_norm / k_norm: RMSNorm over each head's head_dim slice of [N, heads·head_dim]; others: x itself. */
+  private headNorm(path: string, x: tf.Tensor2D): tf.Tensor2D {
+    if (!this.config.qkNorm) return x;
+    const hd = this.config.headDim;
+    const [n, w] = x.shape;
+    return tf.tidy(() => tf.reshape(rmsNorm(tf.reshape(x, [(n * w) / hd, hd]), this.p(path + '.weight'), this.config.rmsNormEps), [n, w]));
   }
 
   /** x @ Wᵀ (+ b) (+ dropout(x) @ Aᵀ @ Bᵀ · scaling) for one projection. */

@@ -1,11 +1,11 @@
-// Llama-family hyper-parameters (model_type llama, qwen2, mistral) as Hugging Face's config.json spells them,
+// Llama-family hyper-parameters (model_type llama, qwen2, mistral, qwen3) as Hugging Face's config.json spells them,
 // parsed into a typed object. Fields that would change the computation in a way fedtune does not implement are
 // refused with their name, never silently ignored; metadata fields are skipped. The field names mirror
 // Gpt2Config where the meaning is the same (vocabSize, nEmbd, nLayer, nHead, nPositions), so code that needs
 // only those works on either family.
 
-export type LlamaModelType = 'llama' | 'qwen2' | 'mistral';
-export const LLAMA_MODEL_TYPES: readonly LlamaModelType[] = ['llama', 'qwen2', 'mistral'];
+export type LlamaModelType = 'llama' | 'qwen2' | 'mistral' | 'qwen3';
+export const LLAMA_MODEL_TYPES: readonly LlamaModelType[] = ['llama', 'qwen2', 'mistral', 'qwen3'];
 
 /** Rotary embedding variants of transformers' modeling_rope_utils that fedtune implements. */
 export type RopeScaling =
@@ -38,14 +38,19 @@ export interface LlamaConfig {
   readonly ropeTheta: number;
   readonly rope: RopeScaling;
   readonly tieWordEmbeddings: boolean;
-  /** q_proj, k_proj, v_proj carry a bias (Qwen2 always; Llama with attention_bias). */
+  /** q_proj, k_proj, v_proj carry a bias (Qwen2 always; Llama and Qwen3 with attention_bias). */
   readonly qkvBias: boolean;
-  /** o_proj carries a bias (Llama with attention_bias). */
+  /** o_proj carries a bias (Llama and Qwen3 with attention_bias). */
   readonly oBias: boolean;
   /** gate/up/down_proj carry a bias (Llama with mlp_bias). */
   readonly mlpBias: boolean;
   /** Mistral's sliding window: a query attends to keys at distance < window; undefined = full causal. */
   readonly slidingWindow?: number;
+  /**
+   * Qwen3's per-head RMSNorm on queries and keys (`self_attn.q_norm.weight`, `self_attn.k_norm.weight`, each
+   * [head_dim], eps rms_norm_eps), applied after the projection and before the rotary embedding.
+   */
+  readonly qkNorm: boolean;
 }
 
 /** The seven nn.Linear projections of a decoder layer: the modules LoRA may target (PEFT names). */
@@ -219,9 +224,19 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
   };
   const nEmbd = int('hidden_size');
   const nHead = int('num_attention_heads');
-  const nKvHead = int('num_key_value_heads', nHead);
+  // transformers' Qwen3Config defaults differ from the others': an absent num_key_value_heads is 32 (null: the
+  // number of heads), an absent head_dim 128 (not hidden_size / heads), max_position_embeddings 32768.
+  const qwen3 = modelType === 'qwen3';
+  const nKvHead = qwen3 && c.num_key_value_heads === undefined ? 32 : int('num_key_value_heads', nHead);
   if (nHead % nKvHead !== 0) fail(`num_attention_heads ${nHead} is not a multiple of num_key_value_heads ${nKvHead}`);
-  const headDim = c.head_dim === null || c.head_dim === undefined ? nEmbd / nHead : int('head_dim');
+  const headDim =
+    c.head_dim !== null && c.head_dim !== undefined
+      ? int('head_dim')
+      : !qwen3
+        ? nEmbd / nHead
+        : c.head_dim === undefined
+          ? 128
+          : fail('head_dim must be a positive integer');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail(`head_dim ${headDim} must be an even integer`);
   const act = c.hidden_act ?? 'silu';
   if (act !== 'silu') fail(`hidden_act '${String(act)}' is not supported (only silu)`);
@@ -231,15 +246,17 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
   if (dropout !== 0) fail(`attention_dropout ${String(dropout)} is not supported (only 0)`);
   for (const k of ['use_mrope', 'rope_interleaved']) if (c[k] === true) fail(`${k}: true is not supported`);
   if (Array.isArray(c.mlp_only_layers) && c.mlp_only_layers.length > 0) fail('mlp_only_layers is not supported');
-  if (modelType !== 'llama') for (const k of ['attention_bias', 'mlp_bias']) if (c[k] !== undefined) fail(`${k} is not a ${modelType} field`);
+  // Qwen3's attention is Llama's (attention_bias puts a bias on q, k, v and o); its MLP has no bias field.
+  const biasFields = modelType === 'llama' ? [] : modelType === 'qwen3' ? ['mlp_bias'] : ['attention_bias', 'mlp_bias'];
+  for (const k of biasFields) if (c[k] !== undefined) fail(`${k} is not a ${modelType} field`);
   const attentionBias = bool('attention_bias', false);
   const { theta, rope } = parseRope(c);
 
   let slidingWindow: number | undefined;
   if (modelType === 'mistral') {
     if (c.sliding_window !== null && c.sliding_window !== undefined) slidingWindow = int('sliding_window');
-  } else if (modelType === 'qwen2') {
-    // Qwen2 ships sliding_window with use_sliding_window false: then the window is not applied.
+  } else if (modelType === 'qwen2' || modelType === 'qwen3') {
+    // Qwen2/3 ship sliding_window with use_sliding_window false: then the window is not applied.
     if (bool('use_sliding_window', false)) fail('use_sliding_window: true is not supported');
   } else if (c.sliding_window !== undefined && c.sliding_window !== null) {
     fail('sliding_window is not a llama field');
@@ -254,7 +271,7 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     family: 'llama',
     modelType: modelType as LlamaModelType,
     vocabSize: int('vocab_size'),
-    nPositions: int('max_position_embeddings', 2048),
+    nPositions: int('max_position_embeddings', qwen3 ? 32768 : 2048),
     nEmbd,
     nLayer: int('num_hidden_layers'),
     nHead,
@@ -269,6 +286,7 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     oBias: attentionBias,
     mlpBias: modelType === 'llama' && bool('mlp_bias', false),
     ...(slidingWindow !== undefined ? { slidingWindow } : {}),
+    qkNorm: qwen3,
   };
 }
 
@@ -293,6 +311,7 @@ export function llamaParameterShapes(cfg: LlamaConfig): Map<string, number[]> {
     lin('self_attn.k_proj', kv, d, cfg.qkvBias);
     lin('self_attn.v_proj', kv, d, cfg.qkvBias);
     lin('self_attn.o_proj', d, q, cfg.oBias);
+    if (cfg.qkNorm) m.set(p + 'self_attn.q_norm.weight', [cfg.headDim]).set(p + 'self_attn.k_norm.weight', [cfg.headDim]);
     lin('mlp.gate_proj', f, d, cfg.mlpBias);
     lin('mlp.up_proj', f, d, cfg.mlpBias);
     lin('mlp.down_proj', d, f, cfg.mlpBias);
@@ -310,7 +329,7 @@ export function llamaProjectionShape(cfg: LlamaConfig, path: string): [number, n
 
 /** The config.json for a LlamaConfig, loadable by transformers (classic rope_theta / rope_scaling keys). */
 export function toHfLlamaConfigJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const arch = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', mistral: 'MistralForCausalLM' }[cfg.modelType];
+  const arch = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', mistral: 'MistralForCausalLM', qwen3: 'Qwen3ForCausalLM' }[cfg.modelType];
   const rope = cfg.rope;
   const ropeScaling =
     rope.type === 'default'
@@ -341,6 +360,7 @@ export function toHfLlamaConfigJson(cfg: LlamaConfig, extra: Record<string, unkn
     rope_scaling: ropeScaling,
     tie_word_embeddings: cfg.tieWordEmbeddings,
     ...(cfg.modelType === 'llama' ? { attention_bias: cfg.oBias, mlp_bias: cfg.mlpBias } : {}),
+    ...(cfg.modelType === 'qwen3' ? { attention_bias: cfg.oBias, use_sliding_window: false } : {}),
     ...(cfg.modelType === 'mistral' ? { sliding_window: cfg.slidingWindow ?? null } : {}),
     ...extra,
   };
