@@ -27,6 +27,6 @@ export { savePeftAdapterDir, loadPeftAdapterDir } from './model/lora-io';
 export { parseModelConfig, type ModelConfig } from '../proto/model/model-config';
 export { HfTokenizer, type ChatMessage } from './text/hf-tokenizer';
 export { readJsonlFile, parseJsonl, DataFileError, type JsonlRow } from './data/jsonl';
-export { loadJsonlSftData, encodeRow, splitIndices, type JsonlSftData, type JsonlSftOptions } from './data/sft-jsonl';
+export { loadJsonlSftData, encodeRow, encodeRowExamples, splitIndices, type JsonlSftData, type JsonlSftOptions } from './data/sft-jsonl';
 export { TaskLoraTrainer, loraConfigFromTask, LoraMismatchError, type SiteLoraOptions } from './sft/task-lora';
 export { runOwnDataSite, type OwnDataSiteOptions } from './site/own-data';

@@ -5,6 +5,12 @@
 //   messages: rendered with the chat template; the assistant turns are found by rendering the conversation
 //     prefix by prefix (before each assistant turn with the generation prompt, after it without), so exactly the
 //     text each assistant turn adds (its content and end-of-turn marker) is scored, and nothing else.
+//     Some templates render a turn differently once a later user turn follows it (Qwen3's, DeepSeek-R1's: an
+//     earlier assistant turn loses its <think> reasoning), so the conversation is no concatenation of its
+//     prefixes. Such a row becomes one example per assistant turn, each the conversation up to that turn as the
+//     template renders it when that turn is the last, scoring that turn alone: what the model sees when it
+//     answers there. It costs more tokens (the history is repeated per turn); a template that renders the whole
+//     conversation as its prefixes gets one example, as before.
 import { seededShuffle } from '../../proto/shuffle';
 import type { HfTokenizer } from '../text/hf-tokenizer';
 import type { SftExample } from '../sft/types';
@@ -22,39 +28,95 @@ export interface JsonlSftData {
   readonly eval: SftExample[];
 }
 
+type ChatMessages = Extract<JsonlRow, { kind: 'chat' }>['messages'];
+type Segments = { text: string; scored: boolean }[];
+
+/** The chat template does not render the conversation as the concatenation of its prefixes (chatSegments). */
+class NotPrefixStable extends Error {}
+
 /** Text segments of a rendered conversation, with whether each is an assistant turn's own text. */
-export function chatSegments(tok: HfTokenizer, messages: Extract<JsonlRow, { kind: 'chat' }>['messages']): { text: string; scored: boolean }[] {
-  const out: { text: string; scored: boolean }[] = [];
+export function chatSegments(tok: HfTokenizer, messages: ChatMessages): Segments {
+  const out: Segments = [];
   let done = '';
   messages.forEach((m, i) => {
     if (m.role !== 'assistant') return;
     const before = tok.applyChatTemplate(messages.slice(0, i), true);
     const after = tok.applyChatTemplate(messages.slice(0, i + 1), false);
     if (!before.startsWith(done) || !after.startsWith(before)) {
-      throw new Error('the chat_template does not render the conversation prefix by prefix, so assistant turns cannot be told apart');
+      throw new NotPrefixStable('the chat_template does not render the conversation prefix by prefix, so assistant turns cannot be told apart');
     }
     out.push({ text: before.slice(done.length), scored: false }, { text: after.slice(before.length), scored: true });
     done = after;
   });
   const full = tok.applyChatTemplate(messages, false);
-  if (!full.startsWith(done)) throw new Error('the chat_template renders the whole conversation differently from its prefixes');
+  if (!full.startsWith(done)) throw new NotPrefixStable('the chat_template renders the whole conversation differently from its prefixes');
   if (full.length > done.length) out.push({ text: full.slice(done.length), scored: false });
   return out.filter((s) => s.text.length > 0);
 }
 
-/** One row as an SftExample; errors name the file, line and field. */
+/**
+ * The conversation's examples as segments: one (chatSegments) where the template renders it prefix by prefix, else
+ * one per assistant turn, each the conversation up to that turn with only that turn scored.
+ */
+export function chatExamples(tok: HfTokenizer, messages: ChatMessages): Segments[] {
+  try {
+    return [chatSegments(tok, messages)];
+  } catch (e) {
+    if (!(e instanceof NotPrefixStable)) throw e;
+  }
+  const out: Segments[] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'assistant') return;
+    const before = tok.applyChatTemplate(messages.slice(0, i), true);
+    const after = tok.applyChatTemplate(messages.slice(0, i + 1), false);
+    if (!after.startsWith(before)) {
+      throw new Error(
+        `the chat_template renders assistant turn messages[${i}] so that it does not start with its own generation prompt, so the turn cannot be told apart`,
+      );
+    }
+    out.push(
+      [
+        { text: before, scored: false },
+        { text: after.slice(before.length), scored: true },
+      ].filter((s) => s.text.length > 0),
+    );
+  });
+  return out;
+}
+
+/** One row as its SftExamples: one, or one per assistant turn for a template that is not prefix-stable (chatExamples). */
+export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow): SftExample[] {
+  if (row.kind === 'completion') return [encodeRow(tok, file, row)];
+  if (tok.chatTemplate === undefined) throw new DataFileError(file, row.line, 'messages', "the model's tokenizer_config.json has no chat_template");
+  let examples: Segments[];
+  try {
+    examples = chatExamples(tok, row.messages);
+  } catch (e) {
+    throw new DataFileError(file, row.line, 'messages', (e as Error).message);
+  }
+  return examples.map((segs) => encodeSegments(tok, file, row.line, segs));
+}
+
+/**
+ * One row as one SftExample; errors name the file, line and field. A chat row whose template is not prefix-stable
+ * is several examples: encodeRowExamples.
+ */
 export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow): SftExample {
   if (row.kind === 'completion') {
     const eos = tok.eosId;
     return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...(eos === undefined ? [] : [eos])] };
   }
   if (tok.chatTemplate === undefined) throw new DataFileError(file, row.line, 'messages', "the model's tokenizer_config.json has no chat_template");
-  let segs: { text: string; scored: boolean }[];
+  let segs: Segments;
   try {
     segs = chatSegments(tok, row.messages);
   } catch (e) {
     throw new DataFileError(file, row.line, 'messages', (e as Error).message);
   }
+  return encodeSegments(tok, file, row.line, segs);
+}
+
+function encodeSegments(tok: HfTokenizer, file: string, line: number, segs: Segments): SftExample {
   const tokens: number[] = [];
   const scored: boolean[] = [];
   for (const s of segs) {
@@ -63,7 +125,7 @@ export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow): SftExa
     for (let i = 0; i < ids.length; i++) scored.push(s.scored);
   }
   const first = scored.indexOf(true);
-  if (first < 0) throw new DataFileError(file, row.line, 'messages', 'the assistant turns render to no tokens');
+  if (first < 0) throw new DataFileError(file, line, 'messages', 'the assistant turns render to no tokens');
   return { prompt: tokens.slice(0, first), completion: tokens.slice(first), completionMask: scored.slice(first) };
 }
 
@@ -82,10 +144,13 @@ export function splitIndices(n: number, seed: number, fraction: number): { train
   return { train: all.filter((i) => !held.has(i)), eval: all.filter((i) => held.has(i)) };
 }
 
-/** Reads, checks and tokenises a whole JSON Lines file, then splits it; any bad row fails the whole file. */
+/**
+ * Reads, checks and tokenises a whole JSON Lines file, then splits it; any bad row fails the whole file. The split
+ * is by row, so a conversation's per-turn examples (encodeRowExamples) stay on one side of it.
+ */
 export async function loadJsonlSftData(file: string, tok: HfTokenizer, opts: JsonlSftOptions): Promise<JsonlSftData> {
   const rows = await readJsonlFile(file);
-  const examples = rows.map((r) => encodeRow(tok, file, r));
+  const examples = rows.map((r) => encodeRowExamples(tok, file, r));
   const { train, eval: held } = splitIndices(examples.length, opts.seed, opts.validationFraction ?? 0.1);
-  return { train: train.map((i) => examples[i]), eval: held.map((i) => examples[i]) };
+  return { train: train.flatMap((i) => examples[i]), eval: held.flatMap((i) => examples[i]) };
 }
