@@ -2,7 +2,8 @@
 // and every adapter gradient against the tfjs reference (model/llama.ts) on the same weights and data, determinism,
 // and N steps of the engine trainer against the tfjs trainer (mean loss and the adapter it ends with). Tiny random
 // configs cover grouped-query attention, head_dim ≠ hidden/heads, Qwen2's q/k/v biases, an untied LM head, llama3
-// rope scaling and all seven LoRA module names; `--long` adds the demo base (examples/llama-base).
+// rope scaling, Qwen3's per-head q/k RMSNorm (with attention_bias) and all seven LoRA module names; `--long` adds
+// the demo base (examples/llama-base). `--llama-configs qwen3,llama` runs those configs' checks only.
 // Runs on lavapipe too: FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --paths f32 --only-llama
 import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
@@ -27,7 +28,10 @@ type Check = (name: string, ok: boolean, detail: string) => void;
 
 const ALL7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-/** Tiny configs: Llama with GQA 4:2, and Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope. */
+/**
+ * Tiny configs: Llama with GQA 4:2; Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope; Qwen3 with its
+ * q/k norms (weightsFor draws them away from 1), q/k/v/o biases before them, head_dim 16 ≠ 32/4, GQA 4:2.
+ */
 export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
   {
     name: 'llama gqa 4:2',
@@ -60,6 +64,24 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
       rope_theta: 500000,
       rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
       tie_word_embeddings: false,
+    }),
+  },
+  {
+    name: 'qwen3 q/k norms+bias',
+    config: parseLlamaConfig({
+      model_type: 'qwen3',
+      vocab_size: 300,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      max_position_embeddings: 64,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000,
+      attention_bias: true,
+      tie_word_embeddings: true,
     }),
   },
 ];
@@ -185,19 +207,35 @@ async function trainRun(ed: EngineDevice, paths: EnginePath[], check: Check, nam
   }
 }
 
-export async function llamaEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check, opts: { long: boolean; steps: number }): Promise<void> {
-  // The Qwen2 config first: it exercises the most (biases, untied head, head_dim ≠ hidden/heads, GQA 4:1, llama3 rope).
+export async function llamaEngineTests(
+  ed: EngineDevice,
+  paths: EnginePath[],
+  check: Check,
+  opts: { long: boolean; steps: number; configs?: readonly string[] },
+): Promise<void> {
+  // A config is picked by its first word (llama, qwen2, qwen3); none named: all of them.
+  const picked = (name: string): boolean => !opts.configs || opts.configs.includes(name.split(' ')[0]);
+  // Qwen3 and Qwen2 first: they exercise the most (q/k norms; biases, untied head, head_dim ≠ hidden/heads, GQA, llama3 rope).
   for (const { name, config } of [...TINY_LLAMAS].reverse()) {
+    if (!picked(name)) continue;
     const model = LlamaModel.fromTensors(config, weightsFor(config, 3));
     await stepParity(ed, paths, check, name, model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 });
     model.dispose();
   }
-  // A subset of modules (attention only), so projections without LoRA are covered too.
-  const { config } = TINY_LLAMAS[0];
-  const model = LlamaModel.fromTensors(config, weightsFor(config, 4));
-  await trainRun(ed, paths, check, 'llama gqa 4:2', model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 }, 20);
-  await stepParity(ed, paths, check, 'llama q,v only', model, { r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj'] });
-  model.dispose();
+  // Training runs, and a subset of modules, so projections without LoRA are covered too (Qwen3: q_proj without
+  // LoRA still goes through its norm).
+  const subsets: [number, string, string[]][] = [
+    [0, 'llama q,v only', ['q_proj', 'v_proj']],
+    [2, 'qwen3 k,o only', ['k_proj', 'o_proj']],
+  ];
+  for (const [i, subName, targets] of subsets) {
+    const { name, config } = TINY_LLAMAS[i];
+    if (!picked(name)) continue;
+    const model = LlamaModel.fromTensors(config, weightsFor(config, 4));
+    await trainRun(ed, paths, check, name, model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 }, 20);
+    await stepParity(ed, paths, check, subName, model, { r: 8, alpha: 16, dropout: 0, targetModules: targets });
+    model.dispose();
+  }
   if (opts.long) {
     const { model: base } = await loadModelDir(path.resolve(__dirname, '..', '..', 'examples', 'llama-base'));
     if (base instanceof LlamaModel)

@@ -6,7 +6,7 @@
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
 // with the fallback after them (gpu-fallback.ts), and FLoRA rounds and stacks (gpu-engine-flora.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--tuning]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -323,7 +323,11 @@ async function main(): Promise<void> {
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !narrow)
-    await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
+    await llamaEngineTests(ed, paths, check, {
+      long: args.includes('--long'),
+      steps: Number(process.env.LONG_STEPS ?? 200),
+      ...(args.includes('--llama-configs') ? { configs: args[args.indexOf('--llama-configs') + 1].split(',') } : {}),
+    });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
   if ((only === undefined && !narrow) || only === '--only-fallback') await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();
