@@ -3,15 +3,20 @@
 // and N steps of the engine trainer against the tfjs trainer (mean loss and the adapter it ends with). Tiny random
 // configs cover grouped-query attention, head_dim ≠ hidden/heads, Qwen2's q/k/v biases, an untied LM head, llama3
 // rope scaling, Qwen3's per-head q/k RMSNorm (with attention_bias) and all seven LoRA module names; `--long` adds
-// the demo base (examples/llama-base). `--llama-configs qwen3,llama` runs those configs' checks only.
+// the demo base (examples/llama-base). Qwen3 is also checked against torch itself: the HF fixture
+// test/fixtures/llama/qwen3 (head_dim 32 ≠ 64/4, bf16 weights, PEFT adapter on all seven projections) with the
+// loss and LoRA gradients transformers + peft computed. `--llama-configs qwen3,llama` runs those configs' checks only.
 // Runs on lavapipe too: FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --paths f32 --only-llama
 import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
 import { loadModelDir } from '../client-sdk/model/load';
 import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
-import { initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { canonicalAdapter, initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { loadPeftAdapterDir } from '../client-sdk/model/lora-io';
+import { readSafetensors } from '../proto/safetensors';
 import { Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
@@ -181,6 +186,79 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
   flat.dispose();
 }
 
+/**
+ * One engine step on test/fixtures/llama/qwen3 against torch's own numbers (make_llama_parity.py): the causal-LM
+ * loss with labels = input_ids (every next token scored) and every LoRA A/B gradient, with the tolerances of the
+ * tfjs comparisons above.
+ */
+async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+  const dir = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'qwen3');
+  const { model } = await loadModelDir(path.join(dir, 'base'));
+  if (!(model instanceof LlamaModel) || !model.config.qkNorm) throw new Error('the qwen3 fixture is not a Qwen3 model');
+  const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
+  const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as { input_ids: number[][]; lora_loss: number };
+  const torch = new Map(canonicalAdapter(readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors).map((t) => [t.name, t.data]));
+  const ids = info.input_ids;
+  const packed = packBatch(
+    ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
+    ids[0].length,
+  );
+  const weights = await model.namedWeights();
+  const theta0 = new Float32Array(peft.adapter.reduce((s, t) => s + t.data.length, 0));
+  let at = 0;
+  for (const t of peft.adapter) {
+    theta0.set(t.data, at);
+    at += t.data.length;
+  }
+  const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const cfg = model.config;
+  const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}`;
+  for (const p of paths) {
+    const e = new LoraEngine(ed, {
+      config: cfg,
+      weights,
+      adapter: peft.adapter,
+      batch: packed.batch,
+      seq: packed.seq,
+      path: p,
+      loraScale: loraScaling(peft.config),
+    });
+    const errs = await e.compileErrors();
+    if (errs.length) {
+      check(`qwen3 fixture ${p}: compiles`, false, errs.slice(0, 3).join(' | '));
+      continue;
+    }
+    e.setAdapter(theta0);
+    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
+    const [loss] = await e.readLoss();
+    const grad = await e.readF32('grad', e.layout.adapterSize);
+    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
+    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    check(`qwen3 fixture ${p}: loss vs torch`, Math.abs(loss - info.lora_loss) / info.lora_loss < tolLoss, `engine ${loss} torch ${info.lora_loss} (${shape})`);
+    let worst = 0;
+    let worstName = '';
+    let off = 0;
+    let missing = 0;
+    for (const t of peft.adapter) {
+      const ref = torch.get(t.name);
+      const n = t.data.length;
+      if (!ref || ref.length !== n) missing++;
+      else {
+        const er = relErr(grad.subarray(off, off + n), ref);
+        if (er > worst) [worst, worstName] = [er, t.name.replace('base_model.model.model.', '')];
+      }
+      off += n;
+    }
+    check(
+      `qwen3 fixture ${p}: every LoRA gradient vs torch autograd`,
+      missing === 0 && worst < tolGrad,
+      `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); ${peft.adapter.length} tensors, ${missing} without a torch gradient`,
+    );
+    await e.dispose();
+  }
+  model.dispose();
+}
+
 /** `steps` steps of the engine trainer against the tfjs trainer: mean loss within 1%, adapters within `adapterTol`. */
 async function trainRun(ed: EngineDevice, paths: EnginePath[], check: Check, name: string, model: LlamaModel, lora: LoraConfig, steps: number): Promise<void> {
   const train = synthTask(model.config.vocabSize, 64, 21, 12, 12);
@@ -224,6 +302,7 @@ export async function llamaEngineTests(
   }
   // Training runs, and a subset of modules, so projections without LoRA are covered too (Qwen3: q_proj without
   // LoRA still goes through its norm).
+  if (picked('qwen3')) await torchQwen3(ed, paths, check);
   const subsets: [number, string, string[]][] = [
     [0, 'llama q,v only', ['q_proj', 'v_proj']],
     [2, 'qwen3 k,o only', ['k_proj', 'o_proj']],
