@@ -24,10 +24,11 @@ import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import type { EngineDevice } from '../client-sdk/engine/device';
-import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { relErr } from './rel-err';
+import { TINY_QWEN3_JSON } from './tiny-qwen3';
+import { engineStep, stepTolerance } from './gpu-engine-step';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
@@ -73,21 +74,7 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
   },
   {
     name: 'qwen3 q/k norms+bias',
-    config: parseLlamaConfig({
-      model_type: 'qwen3',
-      vocab_size: 300,
-      hidden_size: 32,
-      intermediate_size: 48,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      head_dim: 16,
-      max_position_embeddings: 64,
-      rms_norm_eps: 1e-6,
-      rope_theta: 1000000,
-      attention_bias: true,
-      tie_word_embeddings: true,
-    }),
+    config: parseLlamaConfig({ ...TINY_QWEN3_JSON, attention_bias: true }),
   },
 ];
 
@@ -142,22 +129,22 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
   const refGrad = new Float32Array(await grads[flat.theta.name].data());
   const theta0 = new Float32Array(await flat.theta.data());
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const inp = { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget };
   for (const p of paths) {
-    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: scaling });
-    const errs = await e.compileErrors();
-    if (errs.length) {
-      check(`llama step ${p} ${name}: compiles`, false, errs.slice(0, 3).join(' | '));
-      continue;
-    }
-    e.setAdapter(theta0);
-    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
-    const [loss] = await e.readLoss();
-    const grad = await e.readF32('grad', e.layout.adapterSize);
-    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
-    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    const run = await engineStep(
+      ed,
+      { config: cfg, weights, adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: scaling },
+      theta0,
+      inp,
+      check,
+      `llama step ${p} ${name}`,
+    );
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
     check(
       `llama step ${p} ${name}: loss vs tfjs`,
-      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      Math.abs(loss - refLoss) / refLoss < tol.loss,
       `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
     );
     let worst = 0;
@@ -171,7 +158,7 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
     }
     check(
       `llama step ${p} ${name}: every adapter gradient vs tfjs`,
-      worst < tolGrad,
+      worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}; ${adapter.length} tensors`,
     );
     e.setAdapter(theta0);
@@ -214,27 +201,16 @@ async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): 
   const cfg = model.config;
   const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}`;
   for (const p of paths) {
-    const e = new LoraEngine(ed, {
-      config: cfg,
-      weights,
-      adapter: peft.adapter,
-      batch: packed.batch,
-      seq: packed.seq,
-      path: p,
-      loraScale: loraScaling(peft.config),
-    });
-    const errs = await e.compileErrors();
-    if (errs.length) {
-      check(`qwen3 fixture ${p}: compiles`, false, errs.slice(0, 3).join(' | '));
-      continue;
-    }
-    e.setAdapter(theta0);
-    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
-    const [loss] = await e.readLoss();
-    const grad = await e.readF32('grad', e.layout.adapterSize);
-    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
-    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
-    check(`qwen3 fixture ${p}: loss vs torch`, Math.abs(loss - info.lora_loss) / info.lora_loss < tolLoss, `engine ${loss} torch ${info.lora_loss} (${shape})`);
+    const opts = { config: cfg, weights, adapter: peft.adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: loraScaling(peft.config) };
+    const run = await engineStep(ed, opts, theta0, { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget }, check, `qwen3 fixture ${p}`);
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
+    check(
+      `qwen3 fixture ${p}: loss vs torch`,
+      Math.abs(loss - info.lora_loss) / info.lora_loss < tol.loss,
+      `engine ${loss} torch ${info.lora_loss} (${shape})`,
+    );
     let worst = 0;
     let worstName = '';
     let off = 0;
@@ -251,7 +227,7 @@ async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): 
     }
     check(
       `qwen3 fixture ${p}: every LoRA gradient vs torch autograd`,
-      missing === 0 && worst < tolGrad,
+      missing === 0 && worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); ${peft.adapter.length} tensors, ${missing} without a torch gradient`,
     );
     await e.dispose();

@@ -20,7 +20,6 @@ import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
-import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
@@ -34,6 +33,7 @@ import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
 import { tuningTests } from './gpu-engine-tuning';
 import { relErr } from './rel-err';
+import { engineStep, stepTolerance } from './gpu-engine-step';
 import { matmulTests, runKernel } from './gpu-engine-matmul';
 import { floraEngineTests } from './gpu-engine-flora';
 
@@ -88,22 +88,15 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
   const theta0 = new Float32Array(await flat.theta.data());
   const Tn = packed.seq;
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const inp = { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget };
   for (const p of paths) {
-    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: B, seq: Tn, path: p, loraScale: scaling });
-    const errs = await e.compileErrors();
-    if (errs.length) {
-      check(`step ${p}: compiles`, false, errs.slice(0, 3).join(' | '));
-      continue;
-    }
-    e.setAdapter(theta0);
-    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
-    const [loss] = await e.readLoss();
-    const grad = await e.readF32('grad', e.layout.adapterSize);
-    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
-    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    const run = await engineStep(ed, { config: cfg, weights, adapter, batch: B, seq: Tn, path: p, loraScale: scaling }, theta0, inp, check, `step ${p}`);
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
     check(
       `step ${p}: loss vs tfjs`,
-      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      Math.abs(loss - refLoss) / refLoss < tol.loss,
       `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
     );
     // per tensor
@@ -118,7 +111,7 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
     }
     check(
       `step ${p}: every adapter gradient vs tfjs`,
-      worst < tolGrad,
+      worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}`,
     );
     // determinism: same inputs → same bytes
