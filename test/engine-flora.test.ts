@@ -6,6 +6,7 @@
 // engine trainer scores a FLoRA stack exactly as the tfjs trainer does (both evaluate on tfjs). The numbers are checked
 // on a GPU: test/gpu-engine-flora.ts.
 import { nullDevice, wgslErrors } from './dawn-null';
+import { tinyQwen3Config, tinyQwen3Weights } from './tiny-qwen3';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
@@ -40,6 +41,7 @@ const SITE: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn',
 // 4-byte word of an f16 `w`, and the Llama's last ends in construction's padding.
 const GPT2_ODD = parseGpt2Config({ model_type: 'gpt2', vocab_size: 40, n_positions: 16, n_embd: 15, n_layer: 2, n_head: 3 });
 const LLAMA_ODD = llamaConfig({ hidden_size: 15, head_dim: 4, intermediate_size: 7, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1 });
+const QWEN3 = tinyQwen3Config();
 
 /** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
 function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
@@ -135,7 +137,7 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
     }
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, every path); refuses a stack of the wrong shape or above rank K', async () => {
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, Qwen3, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const device = await nullDevice();
     const lim = device.limits;
     const ed: EngineDevice = {
@@ -159,11 +161,14 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
       ['llama', LLAMA, randomLlamaWeights(LLAMA, 3), ['q_proj', 'v_proj', 'down_proj'], 32],
       ['gpt2 odd', GPT2_ODD, randomGpt2Weights(GPT2_ODD, 3), ['c_proj', 'c_attn'], 15],
       ['llama odd', LLAMA_ODD, randomLlamaWeights(LLAMA_ODD, 3), ['down_proj', 'gate_proj', 'q_proj'], 8],
+      // Qwen3: its q/k norms sit in `vec`, which no merge touches; q_proj is 32 → 64 (head_dim 16 ≠ 32/4).
+      ['qwen3', QWEN3, tinyQwen3Weights(QWEN3, 3), ['q_proj', 'k_proj', 'o_proj'], 32],
     ];
     for (const [family, config, weights, targets, K] of models)
       for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
         const adapter = initLoraAdapter(config, { ...SITE, targetModules: targets }, 1);
         const e = new LoraEngine(ed, { config, weights, adapter, batch: 1, seq: 8, path, loraScale: 2 });
+        expect(await e.compileErrors(), `${family} ${path}: the step builds`).to.deep.equal([]);
         device.pushErrorScope('validation');
         expect(e.hasMergedStack).to.equal(false);
         const first = stackOf(config, 3, targets, 5);

@@ -1,8 +1,9 @@
 // CPU-checkable parts of the engine's Llama family (CI has no GPU): the weight and adapter layout (projections
 // transposed to [in, out], biases only where the config has them, untied head), the step program (every adapter
 // gradient written exactly once for all seven LoRA module names, rope/RMSNorm/GQA kernels and buffer sizes, tensor
-// cores only on base products), WGSL generation and pipeline sharing, and the engine's refusal of what it does not
-// implement. The kernels themselves are checked against tfjs on a GPU (test/gpu-engine-llama.ts).
+// cores only on base products), Qwen3's per-head q/k norms (their weights in `vec`, their kernels around RoPE, the
+// step's shaders compiled by Dawn), WGSL generation and pipeline sharing, and the engine's refusal of what it does
+// not implement. The kernels themselves are checked against tfjs on a GPU (test/gpu-engine-llama.ts).
 import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { llamaLayout, packLlamaWeights } from '../client-sdk/engine/layout-llama';
@@ -17,6 +18,8 @@ import { LlamaModel } from '../client-sdk/model/llama';
 import { engineModelRefusal } from '../client-sdk/engine/trainer';
 import { trainerForModel } from '../client-sdk/sft/lora-trainer';
 import { selectBackend } from '../client-sdk/model/backend';
+import { nullDevice, wgslErrors } from './dawn-null';
+import { tinyLlamaTwinConfig, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -34,6 +37,8 @@ const BASE = {
 };
 const CFG: LlamaConfig = parseLlamaConfig(BASE);
 const QWEN: LlamaConfig = parseLlamaConfig({ ...BASE, model_type: 'qwen2', head_dim: 16, num_key_value_heads: 1, tie_word_embeddings: false });
+/** Qwen3 (test/tiny-qwen3.ts): q/k norms, head_dim 16 ≠ hidden 32 / 4 heads, GQA 4:2, tied head. */
+const QWEN3: LlamaConfig = tinyQwen3Config();
 const ALL7: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 
@@ -68,6 +73,34 @@ describe('engine llama: layout', () => {
     // Tied: the head is the embedding.
     const tied = packLlamaWeights(CFG, llamaLayout(CFG, initLoraAdapter(CFG, ALL7, 1), 16), randomLlamaWeights(CFG, 3));
     expect(tied.head).to.equal(tied.embed);
+  });
+  it('Qwen3: q_norm and k_norm ([head_dim] each, head_dim 16 ≠ 32/4) sit in vec after the layer norms; other families are laid out as before', () => {
+    const cfg = parseLlamaConfig({ ...TINY_QWEN3_JSON, attention_bias: true });
+    const weights = tinyQwen3Weights(cfg, 5);
+    const L = llamaLayout(cfg, initLoraAdapter(cfg, ALL7, 1), 16);
+    const byName = new Map(weights.map((t) => [t.name, t.data]));
+    const { vec } = packLlamaWeights(cfg, L, weights);
+    L.layers.forEach((Ly, l) => {
+      expect(Ly.qNorm).to.equal(Ly.postNorm + 32);
+      expect(Ly.kNorm).to.equal(Ly.postNorm + 32 + 16);
+      for (const [n, at] of [
+        ['q_norm', Ly.qNorm],
+        ['k_norm', Ly.kNorm],
+      ] as const)
+        expect([...vec.subarray(at, (at ?? 0) + 16)]).to.deep.equal([...(byName.get(`model.layers.${l}.self_attn.${n}.weight`) ?? [])]);
+    });
+    expect(vec[L.layers[1].qNorm ?? 0]).not.to.equal(1); // drawn around 1, so a lost norm shows
+    // Per layer: 2 norms of 32, q/k norms of 16, q/k/v/o biases (64 + 32 + 32 + 32); then the final norm.
+    expect(L.vecSize).to.equal(2 * (2 * 32 + 2 * 16 + 64 + 32 + 32 + 32) + 32);
+    expect(L.layers[0].proj['self_attn.o_proj'].bias).to.be.a('number');
+    // Without the norms (the same shapes as llama) no room is taken.
+    const twin = llamaLayout(tinyLlamaTwinConfig(), initLoraAdapter(tinyLlamaTwinConfig(), ALL7, 1), 16);
+    expect(twin.layers[0].qNorm).to.equal(undefined);
+    expect(twin.vecSize).to.equal(2 * 2 * 32 + 32);
+    const short = weights.map((t) => (t.name.endsWith('layers.1.self_attn.k_norm.weight') ? { ...t, data: t.data.subarray(0, 8) } : t));
+    expect(() => packLlamaWeights(cfg, L, short)).to.throw('weight layers.1.self_attn.k_norm has 8 values, expected 16');
+    const none = weights.filter((t) => !t.name.endsWith('layers.0.self_attn.q_norm.weight'));
+    expect(() => packLlamaWeights(cfg, L, none)).to.throw('weight layers.0.self_attn.q_norm.weight missing');
   });
 });
 
@@ -106,6 +139,59 @@ describe('engine llama: step program', () => {
       for (const k of prog.kernels) expect(k.code).to.match(/@compute @workgroup_size/);
     });
   }
+  for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
+    it(`${path}: Qwen3 normalises each q and k head after its projection and before RoPE, and back after RoPE's backward`, () => {
+      const cfg = QWEN3;
+      const adapter = initLoraAdapter(cfg, ALL7, 1);
+      const layout = llamaLayout(cfg, adapter, 2 * 16);
+      const prog = buildLlamaProgram({ config: cfg, layout, batch: 2, seq: 16, path, loraScale: 2, adam: ADAM });
+      const hits = new Uint8Array(layout.adapterSize);
+      for (const [o, n] of prog.gradWrites) for (let i = o; i < o + n; i++) hits[i]++;
+      expect(hits.every((h) => h === 1)).to.equal(true);
+      const labels = prog.kernels.map((k) => k.label);
+      // Per layer, forward: q_proj, k_proj (into qkpre), v_proj, the q norm, the k norm, then RoPE.
+      const fwd = labels.filter((l) => /^(fwd h0\.self_attn\.[qkv]_proj|rms\.head\.fwd|rope\.fwd)$/.test(l)).slice(0, 6);
+      expect(fwd).to.deep.equal(['fwd h0.self_attn.q_proj', 'fwd h0.self_attn.k_proj', 'fwd h0.self_attn.v_proj', 'rms.head.fwd', 'rms.head.fwd', 'rope.fwd']);
+      expect(labels.filter((l) => l === 'rms.head.fwd').length).to.equal(2 * 2);
+      expect(labels.filter((l) => l === 'rms.head.bwd').length).to.equal(2 * 2);
+      expect(labels.filter((l) => l === 'rms.fwd').length).to.equal(2 * 2 + 1);
+      const rb = labels.indexOf('rope.bwd');
+      expect(labels.slice(rb + 1, rb + 3)).to.deep.equal(['rms.head.bwd', 'rms.head.bwd']);
+      expect(labels[rb + 3]).to.match(/^lora\.du h1\.self_attn\.q_proj$/);
+      const N = 32;
+      const [QW, KW, QKVW] = [4 * 16, 2 * 16, 4 * 16 + 2 * 2 * 16];
+      const heads = prog.kernels.filter((k) => k.label.startsWith('rms.head.'));
+      // q rows: one workgroup per (token, head); k rows: per (token, kv head). Layer 1's q norm reads qkpre at
+      // 1·N·(QW + KW) and writes qkv at 1·N·QKVW; its rstd follow the (2L + 1)·N of the other norms.
+      expect(heads.map((k) => k.grid)).to.deep.equal([
+        [N, 4, 1],
+        [N, 2, 1],
+        [N, 4, 1],
+        [N, 2, 1],
+        [N, 4, 1],
+        [N, 2, 1],
+        [N, 4, 1],
+        [N, 2, 1],
+      ]);
+      const q1 = heads[2].code;
+      expect(q1).to.contain(`let xo = ${N * (QW + KW)}u + wg.x * ${QW + KW}u + wg.y * 16u;`);
+      expect(q1).to.contain(`let yo = ${N * QKVW}u + wg.x * ${QKVW}u + wg.y * 16u;`);
+      expect(q1).to.contain(`stats[${5 * N + N * 6}u + row]`);
+      expect(q1).to.contain(`vec[${layout.layers[1].qNorm}u + d]`);
+      expect(heads[3].code).to.contain(`let xo = ${N * (QW + KW) + QW}u + wg.x`);
+      expect(heads[3].code).to.contain(`vec[${layout.layers[1].kNorm}u + d]`);
+      // Backward: dx replaces dy in dqkv (the path's type), the k heads after the q heads.
+      const kb = prog.kernels.filter((k) => k.label === 'rms.head.bwd')[1];
+      expect(kb.code).to.contain(`let o = ${QW}u + wg.x * ${QKVW}u + wg.y * 16u;`);
+      expect(kb.bindings[0]).to.deep.equal({ buffer: 'dqkv', type: path === 'f32' ? 'f32' : 'f16', write: true });
+      expect(kb.bindings.some((b) => b.buffer === 'dres')).to.equal(false);
+      expect(prog.kernels.find((k) => k.label === 'fwd h0.self_attn.k_proj')?.code).to.contain('qkpre[');
+      expect(prog.kernels.find((k) => k.label === 'fwd h0.self_attn.v_proj')?.code).not.to.contain('qkpre');
+      expect(prog.buffers.get('qkpre')).to.deep.equal({ elems: 2 * N * (QW + KW), type: 'f32' });
+      expect(prog.buffers.get('stats')?.elems).to.equal(5 * N + 2 * N * 6);
+      expect(prog.buffers.get('qkv')?.elems).to.equal(2 * N * QKVW);
+    });
+  }
   it('LoRA on a subset of modules: no low-rank kernels elsewhere', () => {
     const lora = { ...ALL7, targetModules: ['q_proj', 'v_proj'] };
     const adapter = initLoraAdapter(CFG, lora, 1);
@@ -133,6 +219,7 @@ describe('engine llama: step program', () => {
     expect(llamaEngineRefusal(mistral, 16)).to.match(/sliding_window 8/);
     expect(llamaEngineRefusal(mistral, 8)).to.equal(undefined); // a window as long as the sequence changes nothing
     expect(llamaEngineRefusal(CFG, 64)).to.equal(undefined);
+    expect(llamaEngineRefusal(QWEN3, 128), 'Qwen3: the q/k norms are implemented').to.equal(undefined);
     const adapter = initLoraAdapter(mistral, ALL7, 1);
     expect(() =>
       buildLlamaProgram({ config: mistral, layout: llamaLayout(mistral, adapter, 32), batch: 2, seq: 16, path: 'f32', loraScale: 2, adam: ADAM }),
@@ -166,6 +253,30 @@ describe('engine llama: WGSL', () => {
     expect(gpt2[1].code).to.contain('const D3 = 96u');
     expect(() => attentionForward({ ...gqa, kvHeads: 3 }, { qkv: 0, ctx: 0, lse: 0 })).to.throw(/multiple/);
   });
+  it("Qwen3's step compiles with Dawn's WGSL compiler on every path, and is its twin's without the norms plus the head norms", async () => {
+    const dev = await nullDevice();
+    const adapter = initLoraAdapter(QWEN3, ALL7, 1);
+    for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
+      const prog = buildLlamaProgram({ config: QWEN3, layout: llamaLayout(QWEN3, adapter, 32), batch: 2, seq: 16, path, loraScale: 2, adam: ADAM });
+      const { groups } = shareKernels(prog.kernels);
+      const heads = groups.filter((g) => /rms\.head/.test(prog.kernels[g.members[0]].label));
+      expect(heads.length, 'one shader for the forward norms, one for the backward').to.equal(2);
+      for (const g of groups) expect(await wgslErrors(dev, g.code), `${path} ${prog.kernels[g.members[0]].label}`).to.deep.equal([]);
+      // The twin without the norms: the same kernels but for the norms and where q and k land.
+      const twin = tinyLlamaTwinConfig();
+      const base = buildLlamaProgram({
+        config: twin,
+        layout: llamaLayout(twin, initLoraAdapter(twin, ALL7, 1), 32),
+        batch: 2,
+        seq: 16,
+        path,
+        loraScale: 2,
+        adam: ADAM,
+      });
+      const strip = (ls: string[]): string[] => ls.filter((l) => !l.startsWith('rms.head.'));
+      expect(strip(prog.kernels.map((k) => k.label))).to.deep.equal(base.kernels.map((k) => k.label));
+    }
+  });
 });
 
 describe('engine llama: trainer selection', () => {
@@ -173,6 +284,9 @@ describe('engine llama: trainer selection', () => {
     await selectBackend();
     const llama = LlamaModel.fromTensors(CFG, randomLlamaWeights(CFG, 1));
     expect(engineModelRefusal(llama)).to.equal(undefined);
+    const qwen3 = LlamaModel.fromTensors(QWEN3, tinyQwen3Weights(QWEN3, 1));
+    expect(engineModelRefusal(qwen3), 'Qwen3 is served').to.equal(undefined);
+    qwen3.dispose();
     const cfg = parseLlamaConfig({ ...BASE, model_type: 'mistral', sliding_window: 16 });
     const mistral = LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
     const prev = process.env.FEDTUNE_ENGINE;

@@ -6,6 +6,9 @@ import { modelLayout } from '../client-sdk/engine/layout';
 import { bufferBytes, engineMemory } from '../client-sdk/engine/memory';
 import { parseGpt2Config } from '../proto/model/gpt2-config';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
+import { buildLlamaProgram } from '../client-sdk/engine/program-llama';
+import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import { tinyLlamaTwinConfig, tinyQwen3Config } from './tiny-qwen3';
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const CFG = parseGpt2Config({ model_type: 'gpt2', vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4 });
@@ -33,6 +36,23 @@ describe('engine GPU memory (client-sdk/engine/memory.ts)', () => {
       expect(m.uniform).to.equal(256 * program.kernels.length);
       expect(m.readback).to.equal(4 * layout.adapterSize);
       expect(m.peak).to.equal(m.storage + m.uniform + m.readback);
+    }
+  });
+  it("Qwen3's q/k norms cost their weights, the projections' q and k kept for the backward, and one rstd per head", () => {
+    const all7: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    const [B, T] = [2, 16];
+    const N = B * T;
+    for (const path of ['f32', 'f16', 'tc'] as const) {
+      const [qwen3, twin] = [tinyQwen3Config(), tinyLlamaTwinConfig()].map((config) => {
+        const adapter = initLoraAdapter(config, all7, 1);
+        const layout = llamaLayout(config, adapter, N);
+        return engineMemory(buildLlamaProgram({ config, layout, batch: B, seq: T, path, loraScale: 2, adam }), layout.adapterSize);
+      });
+      const { nLayer: L, nHead: H, nKvHead: KV, headDim: HD } = tinyQwen3Config();
+      expect(qwen3.groups.weights - twin.groups.weights, path).to.equal(4 * L * 2 * HD);
+      expect(qwen3.groups.activations - twin.groups.activations, path).to.equal(4 * L * N * (H + KV) * HD + 4 * L * N * (H + KV));
+      expect(qwen3.groups.adapter).to.equal(twin.groups.adapter);
     }
   });
 });

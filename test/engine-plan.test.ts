@@ -12,6 +12,7 @@ import { tcMatmul, tcMatmulSimple } from '../client-sdk/engine/matmul-tc';
 import { choosePath, parseEnginePath, type Capabilities } from '../client-sdk/engine/device';
 import { randomGpt2Weights } from '../client-sdk/model/init';
 import { shareKernels } from '../client-sdk/engine/dedupe';
+import { pairsByRow } from '../client-sdk/engine/step-inputs';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -93,6 +94,21 @@ describe('engine: step program', () => {
     expect(() => buildProgram({ config: CFG, layout: modelLayout(CFG, adapter, 65), batch: 1, seq: 65, path: 'f32', loraScale: 2, adam: ADAM })).to.throw(
       /n_positions/,
     );
+  });
+});
+
+describe('engine: step inputs', () => {
+  it('groups the scored pairs by position, in pair order, and refuses bad ids and pairs before any write', () => {
+    const ids = Int32Array.of(5, 6, 7, 8);
+    const r = pairsByRow(ids, Int32Array.of(2, 0, 2, 3), Int32Array.of(1, 2, 3, 4), 4, 10);
+    expect(r.pairs).to.equal(4);
+    expect([...r.rowStart]).to.deep.equal([0, 1, 1, 3, 4]);
+    expect([...r.rowPairs]).to.deep.equal([1, 0, 2, 3]);
+    expect(() => pairsByRow(ids, Int32Array.of(0), Int32Array.of(1), 5, 10)).to.throw('step ids: 4, expected 5');
+    expect(() => pairsByRow(ids, new Int32Array(0), new Int32Array(0), 4, 10)).to.throw('step has 0 scored pairs (1..4 allowed)');
+    expect(() => pairsByRow(Int32Array.of(5, 6, 10, 8), Int32Array.of(0), Int32Array.of(1), 4, 10)).to.throw('token id 10 outside the vocabulary');
+    expect(() => pairsByRow(ids, Int32Array.of(4), Int32Array.of(1), 4, 10)).to.throw('bad scored pair (4, 1)');
+    expect(() => pairsByRow(ids, Int32Array.of(0), Int32Array.of(-1), 4, 10)).to.throw('bad scored pair (0, -1)');
   });
 });
 

@@ -2,15 +2,21 @@
 // and every adapter gradient against the tfjs reference (model/llama.ts) on the same weights and data, determinism,
 // and N steps of the engine trainer against the tfjs trainer (mean loss and the adapter it ends with). Tiny random
 // configs cover grouped-query attention, head_dim ≠ hidden/heads, Qwen2's q/k/v biases, an untied LM head, llama3
-// rope scaling and all seven LoRA module names; `--long` adds the demo base (examples/llama-base).
+// rope scaling, Qwen3's per-head q/k RMSNorm (with attention_bias) and all seven LoRA module names; `--long` adds
+// the demo base (examples/llama-base). Qwen3 is also checked against torch itself: the HF fixture
+// test/fixtures/llama/qwen3 (head_dim 32 ≠ 64/4, bf16 weights, PEFT adapter on all seven projections) with the
+// loss and LoRA gradients transformers + peft computed. `--llama-configs qwen3,llama` runs those configs' checks only.
 // Runs on lavapipe too: FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --paths f32 --only-llama
 import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
 import { loadModelDir } from '../client-sdk/model/load';
 import { parseLlamaConfig, type LlamaConfig } from '../proto/model/llama-config';
-import { initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { canonicalAdapter, initLoraAdapter, loraScaling, type LoraConfig } from '../proto/model/lora-layout';
+import { loadPeftAdapterDir } from '../client-sdk/model/lora-io';
+import { readSafetensors } from '../proto/safetensors';
 import { Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { FlatAdapter } from '../client-sdk/sft/flat-adapter';
@@ -18,16 +24,20 @@ import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import type { EngineDevice } from '../client-sdk/engine/device';
-import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EnginePath } from '../client-sdk/engine/program';
 import { relErr } from './rel-err';
+import { TINY_QWEN3_JSON } from './tiny-qwen3';
+import { engineStep, stepTolerance } from './gpu-engine-step';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
 const ALL7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-/** Tiny configs: Llama with GQA 4:2, and Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope. */
+/**
+ * Tiny configs: Llama with GQA 4:2; Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope; Qwen3 with its
+ * q/k norms (weightsFor draws them away from 1), q/k/v/o biases before them, head_dim 16 ≠ 32/4, GQA 4:2.
+ */
 export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
   {
     name: 'llama gqa 4:2',
@@ -61,6 +71,10 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
       rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
       tie_word_embeddings: false,
     }),
+  },
+  {
+    name: 'qwen3 q/k norms+bias',
+    config: parseLlamaConfig({ ...TINY_QWEN3_JSON, attention_bias: true }),
   },
 ];
 
@@ -115,22 +129,22 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
   const refGrad = new Float32Array(await grads[flat.theta.name].data());
   const theta0 = new Float32Array(await flat.theta.data());
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const inp = { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget };
   for (const p of paths) {
-    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: scaling });
-    const errs = await e.compileErrors();
-    if (errs.length) {
-      check(`llama step ${p} ${name}: compiles`, false, errs.slice(0, 3).join(' | '));
-      continue;
-    }
-    e.setAdapter(theta0);
-    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
-    const [loss] = await e.readLoss();
-    const grad = await e.readF32('grad', e.layout.adapterSize);
-    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
-    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    const run = await engineStep(
+      ed,
+      { config: cfg, weights, adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: scaling },
+      theta0,
+      inp,
+      check,
+      `llama step ${p} ${name}`,
+    );
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
     check(
       `llama step ${p} ${name}: loss vs tfjs`,
-      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      Math.abs(loss - refLoss) / refLoss < tol.loss,
       `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
     );
     let worst = 0;
@@ -144,7 +158,7 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
     }
     check(
       `llama step ${p} ${name}: every adapter gradient vs tfjs`,
-      worst < tolGrad,
+      worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}; ${adapter.length} tensors`,
     );
     e.setAdapter(theta0);
@@ -157,6 +171,68 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[], check: Check, n
     await e.dispose();
   }
   flat.dispose();
+}
+
+/**
+ * One engine step on test/fixtures/llama/qwen3 against torch's own numbers (make_llama_parity.py): the causal-LM
+ * loss with labels = input_ids (every next token scored) and every LoRA A/B gradient, with the tolerances of the
+ * tfjs comparisons above.
+ */
+async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+  const dir = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'qwen3');
+  const { model } = await loadModelDir(path.join(dir, 'base'));
+  if (!(model instanceof LlamaModel) || !model.config.qkNorm) throw new Error('the qwen3 fixture is not a Qwen3 model');
+  const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
+  const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as { input_ids: number[][]; lora_loss: number };
+  const torch = new Map(canonicalAdapter(readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors).map((t) => [t.name, t.data]));
+  const ids = info.input_ids;
+  const packed = packBatch(
+    ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
+    ids[0].length,
+  );
+  const weights = await model.namedWeights();
+  const theta0 = new Float32Array(peft.adapter.reduce((s, t) => s + t.data.length, 0));
+  let at = 0;
+  for (const t of peft.adapter) {
+    theta0.set(t.data, at);
+    at += t.data.length;
+  }
+  const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const cfg = model.config;
+  const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}`;
+  for (const p of paths) {
+    const opts = { config: cfg, weights, adapter: peft.adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: loraScaling(peft.config) };
+    const run = await engineStep(ed, opts, theta0, { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget }, check, `qwen3 fixture ${p}`);
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
+    check(
+      `qwen3 fixture ${p}: loss vs torch`,
+      Math.abs(loss - info.lora_loss) / info.lora_loss < tol.loss,
+      `engine ${loss} torch ${info.lora_loss} (${shape})`,
+    );
+    let worst = 0;
+    let worstName = '';
+    let off = 0;
+    let missing = 0;
+    for (const t of peft.adapter) {
+      const ref = torch.get(t.name);
+      const n = t.data.length;
+      if (!ref || ref.length !== n) missing++;
+      else {
+        const er = relErr(grad.subarray(off, off + n), ref);
+        if (er > worst) [worst, worstName] = [er, t.name.replace('base_model.model.model.', '')];
+      }
+      off += n;
+    }
+    check(
+      `qwen3 fixture ${p}: every LoRA gradient vs torch autograd`,
+      missing === 0 && worst < tol.grad,
+      `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); ${peft.adapter.length} tensors, ${missing} without a torch gradient`,
+    );
+    await e.dispose();
+  }
+  model.dispose();
 }
 
 /** `steps` steps of the engine trainer against the tfjs trainer: mean loss within 1%, adapters within `adapterTol`. */
@@ -185,19 +261,36 @@ async function trainRun(ed: EngineDevice, paths: EnginePath[], check: Check, nam
   }
 }
 
-export async function llamaEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check, opts: { long: boolean; steps: number }): Promise<void> {
-  // The Qwen2 config first: it exercises the most (biases, untied head, head_dim ≠ hidden/heads, GQA 4:1, llama3 rope).
+export async function llamaEngineTests(
+  ed: EngineDevice,
+  paths: EnginePath[],
+  check: Check,
+  opts: { long: boolean; steps: number; configs?: readonly string[] },
+): Promise<void> {
+  // A config is picked by its first word (llama, qwen2, qwen3); none named: all of them.
+  const picked = (name: string): boolean => !opts.configs || opts.configs.includes(name.split(' ')[0]);
+  // Qwen3 and Qwen2 first: they exercise the most (q/k norms; biases, untied head, head_dim ≠ hidden/heads, GQA, llama3 rope).
   for (const { name, config } of [...TINY_LLAMAS].reverse()) {
+    if (!picked(name)) continue;
     const model = LlamaModel.fromTensors(config, weightsFor(config, 3));
     await stepParity(ed, paths, check, name, model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 });
     model.dispose();
   }
-  // A subset of modules (attention only), so projections without LoRA are covered too.
-  const { config } = TINY_LLAMAS[0];
-  const model = LlamaModel.fromTensors(config, weightsFor(config, 4));
-  await trainRun(ed, paths, check, 'llama gqa 4:2', model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 }, 20);
-  await stepParity(ed, paths, check, 'llama q,v only', model, { r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj'] });
-  model.dispose();
+  // Training runs, and a subset of modules, so projections without LoRA are covered too (Qwen3: q_proj without
+  // LoRA still goes through its norm).
+  if (picked('qwen3')) await torchQwen3(ed, paths, check);
+  const subsets: [number, string, string[]][] = [
+    [0, 'llama q,v only', ['q_proj', 'v_proj']],
+    [2, 'qwen3 k,o only', ['k_proj', 'o_proj']],
+  ];
+  for (const [i, subName, targets] of subsets) {
+    const { name, config } = TINY_LLAMAS[i];
+    if (!picked(name)) continue;
+    const model = LlamaModel.fromTensors(config, weightsFor(config, 4));
+    await trainRun(ed, paths, check, name, model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 }, 20);
+    await stepParity(ed, paths, check, subName, model, { r: 8, alpha: 16, dropout: 0, targetModules: targets });
+    model.dispose();
+  }
   if (opts.long) {
     const { model: base } = await loadModelDir(path.resolve(__dirname, '..', '..', 'examples', 'llama-base'));
     if (base instanceof LlamaModel)

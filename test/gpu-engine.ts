@@ -6,7 +6,7 @@
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
 // with the fallback after them (gpu-fallback.ts), and FLoRA rounds and stacks (gpu-engine-flora.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--tuning]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -20,7 +20,6 @@ import { pairLogProbs } from '../client-sdk/sft/logprobs';
 import { packBatch } from '../client-sdk/sft/pack';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { choosePath, openEngineDevice, type EngineDevice } from '../client-sdk/engine/device';
-import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { progressRun } from './gpu-engine-progress';
 import type { EnginePath } from '../client-sdk/engine/program';
@@ -34,6 +33,7 @@ import { dropoutEngineTests } from './gpu-engine-dropout';
 import { scaffoldTests } from './gpu-engine-scaffold';
 import { tuningTests } from './gpu-engine-tuning';
 import { relErr } from './rel-err';
+import { engineStep, stepTolerance } from './gpu-engine-step';
 import { matmulTests, runKernel } from './gpu-engine-matmul';
 import { floraEngineTests } from './gpu-engine-flora';
 
@@ -88,22 +88,15 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
   const theta0 = new Float32Array(await flat.theta.data());
   const Tn = packed.seq;
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
+  const inp = { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget };
   for (const p of paths) {
-    const e = new LoraEngine(ed, { config: cfg, weights, adapter, batch: B, seq: Tn, path: p, loraScale: scaling });
-    const errs = await e.compileErrors();
-    if (errs.length) {
-      check(`step ${p}: compiles`, false, errs.slice(0, 3).join(' | '));
-      continue;
-    }
-    e.setAdapter(theta0);
-    e.step({ ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget, lr: 0, weightDecay: 0 });
-    const [loss] = await e.readLoss();
-    const grad = await e.readF32('grad', e.layout.adapterSize);
-    const tolLoss = p === 'f32' ? 1e-5 : 2e-3;
-    const tolGrad = p === 'f32' ? 1e-4 : 3e-2;
+    const run = await engineStep(ed, { config: cfg, weights, adapter, batch: B, seq: Tn, path: p, loraScale: scaling }, theta0, inp, check, `step ${p}`);
+    if (!run) continue;
+    const { e, loss, grad } = run;
+    const tol = stepTolerance(p);
     check(
       `step ${p}: loss vs tfjs`,
-      Math.abs(loss - refLoss) / refLoss < tolLoss,
+      Math.abs(loss - refLoss) / refLoss < tol.loss,
       `engine ${loss} tfjs ${refLoss} (${e.dispatchesPerStep} dispatches, ${e.pipelineCount} pipelines)`,
     );
     // per tensor
@@ -118,7 +111,7 @@ async function stepParity(ed: EngineDevice, paths: EnginePath[]): Promise<void> 
     }
     check(
       `step ${p}: every adapter gradient vs tfjs`,
-      worst < tolGrad,
+      worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); global ${relErr(grad, refGrad).toExponential(2)}`,
     );
     // determinism: same inputs → same bytes
@@ -323,7 +316,11 @@ async function main(): Promise<void> {
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !narrow)
-    await llamaEngineTests(ed, paths, check, { long: args.includes('--long'), steps: Number(process.env.LONG_STEPS ?? 200) });
+    await llamaEngineTests(ed, paths, check, {
+      long: args.includes('--long'),
+      steps: Number(process.env.LONG_STEPS ?? 200),
+      ...(args.includes('--llama-configs') ? { configs: args[args.indexOf('--llama-configs') + 1].split(',') } : {}),
+    });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
   if ((only === undefined && !narrow) || only === '--only-fallback') await fallbackTests(check);
   await ed.device.queue.onSubmittedWorkDone();

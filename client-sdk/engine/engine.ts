@@ -22,6 +22,7 @@ import { DROP_KEY_BUFFER } from './dropout';
 import { dropoutModuleKey } from '../model/dropout-mask';
 import type { ClientOptimizer } from '../../proto/model/client-optimizer';
 import { tuningFromEnv, type EngineTuning } from './tuning';
+import { pairsByRow } from './step-inputs';
 
 export interface EngineOptions {
   /** GPT-2 or a Llama-family model (program.ts or program-llama.ts builds the step). */
@@ -258,22 +259,7 @@ export class LoraEngine {
     const c0 = performance.now();
     const { batch, seq, config } = this.o;
     const N = batch * seq;
-    if (inp.ids.length !== N) throw new Error(`step ids: ${inp.ids.length}, expected ${N}`);
-    const P = inp.pairPos.length;
-    if (P === 0 || P > N || inp.pairTarget.length !== P) throw new Error(`step has ${P} scored pairs (1..${N} allowed)`);
-    for (const id of inp.ids) if (id < 0 || id >= config.vocabSize) throw new Error(`token id ${id} outside the vocabulary`);
-    // CSR of pairs by position, so the scatter-back sums in a fixed order.
-    const count = new Uint32Array(N + 1);
-    for (let p = 0; p < P; p++) {
-      const pos = inp.pairPos[p];
-      const tg = inp.pairTarget[p];
-      if (pos < 0 || pos >= N || tg < 0 || tg >= config.vocabSize) throw new Error(`bad scored pair (${pos}, ${tg})`);
-      count[pos + 1]++;
-    }
-    for (let n = 0; n < N; n++) count[n + 1] += count[n];
-    const fill = count.slice(0, N);
-    const rowPairs = new Uint32Array(P);
-    for (let p = 0; p < P; p++) rowPairs[fill[inp.pairPos[p]]++] = p;
+    const { pairs: P, rowStart, rowPairs } = pairsByRow(inp.ids, inp.pairPos, inp.pairTarget, N, config.vocabSize);
     this.t++;
     // Bias corrections accumulated in f32, as tfjs's Adam keeps accBeta1/accBeta2 as f32 tensors.
     const adam = this.o.adam ?? { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -303,7 +289,7 @@ export class LoraEngine {
     this.write('ids', new Uint32Array(inp.ids.buffer, inp.ids.byteOffset, N));
     this.write('pairRow', new Uint32Array(inp.pairPos.buffer, inp.pairPos.byteOffset, P));
     this.write('pairTarget', new Uint32Array(inp.pairTarget.buffer, inp.pairTarget.byteOffset, P));
-    this.write('rowStart', count);
+    this.write('rowStart', rowStart);
     this.write('rowPairs', rowPairs);
     const enc = this.ed.device.createCommandEncoder();
     const shape = { pairs: P };

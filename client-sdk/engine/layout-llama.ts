@@ -1,6 +1,6 @@
 // The Llama family's packing for the engine: frozen projection weights transposed to [in, out] (the orientation
 // the GPT-2 kernels use, so every matmul spec reads the same way) in `w`, RMSNorm weights and the optional
-// biases (Qwen2's q/k/v, attention_bias, mlp_bias) in `vec`, and the flat adapter's offsets for the seven LoRA
+// biases (Qwen2's q/k/v, attention_bias, mlp_bias) and Qwen3's per-head q/k norm weights in `vec`, and the flat adapter's offsets for the seven LoRA
 // module names. Pure arithmetic, so CI checks it without a GPU.
 import type { NamedTensor } from '../../proto/tensors';
 import { LLAMA_PROJECTIONS, type LlamaConfig } from '../../proto/model/llama-config';
@@ -24,6 +24,9 @@ export interface LlamaLayerLayout {
   /** RMSNorm weight offsets in `vec`. */
   readonly inputNorm: number;
   readonly postNorm: number;
+  /** Qwen3's q_norm / k_norm weights ([head_dim] each) in `vec`; undefined without qkNorm. */
+  readonly qNorm?: number;
+  readonly kNorm?: number;
   readonly proj: Readonly<Record<LlamaProjection, LlamaProjLayout>>;
 }
 
@@ -74,6 +77,13 @@ export function llamaLayout(cfg: LlamaConfig, adapter: readonly NamedTensor[], r
     const inputNorm = vec;
     const postNorm = vec + D;
     vec += 2 * D;
+    let qNorm: number | undefined;
+    let kNorm: number | undefined;
+    if (cfg.qkNorm) {
+      qNorm = vec;
+      kNorm = vec + cfg.headDim;
+      vec += 2 * cfg.headDim;
+    }
     const proj = {} as Record<LlamaProjection, LlamaProjLayout>;
     for (const p of LLAMA_PROJECTIONS) {
       const [inF, outF] = dims[p];
@@ -89,7 +99,7 @@ export function llamaLayout(cfg: LlamaConfig, adapter: readonly NamedTensor[], r
       proj[p] = { layer: l, proj: p, inF, outF, w, bias, lora };
       w += inF * outF;
     }
-    layers.push({ inputNorm, postNorm, proj });
+    layers.push({ inputNorm, postNorm, ...(qNorm === undefined ? {} : { qNorm, kNorm }), proj });
   }
   const norm = vec;
   vec += D;
@@ -124,6 +134,15 @@ export function packLlamaWeights(
   layout.layers.forEach((L, l) => {
     vec.set(get(`layers.${l}.input_layernorm.weight`), L.inputNorm);
     vec.set(get(`layers.${l}.post_attention_layernorm.weight`), L.postNorm);
+    for (const [n, at] of [
+      ['q_norm', L.qNorm],
+      ['k_norm', L.kNorm],
+    ] as const) {
+      if (at === undefined) continue;
+      const t = get(`layers.${l}.self_attn.${n}.weight`);
+      if (t.length !== cfg.headDim) throw new Error(`weight layers.${l}.self_attn.${n} has ${t.length} values, expected ${cfg.headDim}`);
+      vec.set(t, at);
+    }
     for (const p of LLAMA_PROJECTIONS) {
       const P = L.proj[p];
       const src = get(`layers.${l}.${p}.weight`); // [out, in]

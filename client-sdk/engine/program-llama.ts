@@ -1,6 +1,6 @@
 // The Llama family's LoRA training step as an ordered list of kernels, in the same shape as GPT-2's (program.ts):
-// forward through every decoder layer (RMSNorm, q/k/v projections, RoPE on q and k, grouped-query flash
-// attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
+// forward through every decoder layer (RMSNorm, q/k/v projections, Qwen3's per-head RMSNorm of q and k, RoPE on q
+// and k, grouped-query flash attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
 // residual), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
 // adapter gradients of any of the seven LoRA modules, optional clipping, the site's optimiser (AdamW or SGD). Projection weights sit [in, out]
 // in `w` (layout-llama.ts) so every matmul spec reads like GPT-2's.
@@ -18,7 +18,7 @@ import { lmHead, stepBuilder, updateKernels } from './program-kit';
 import { DROP_KEY_BUFFER } from './dropout';
 import type { Program, ProgramOptions } from './program';
 import { ropeKernel } from './rope';
-import { rmsNormBackward, rmsNormForward, tokenEmbedding } from './rmsnorm';
+import { rmsNormBackward, rmsNormForward, tokenEmbedding, type HeadRows } from './rmsnorm';
 import { gatherPairs, scatterPairs } from './rowwise';
 
 export interface LlamaProgramOptions extends Omit<ProgramOptions, 'config' | 'layout'> {
@@ -26,10 +26,19 @@ export interface LlamaProgramOptions extends Omit<ProgramOptions, 'config' | 'la
   readonly layout: LlamaModelLayout;
 }
 
+/** One of a layer's per-head norms (Qwen3): heads per token, its weight in `vec`, and its element offsets. */
+interface HeadNorm {
+  readonly count: number;
+  readonly weight: number;
+  /** In `qkpre`, `qkv` and `dqkv` (the backward's one-layer scratch), and its first rstd in `stats`. */
+  readonly x: number;
+  readonly y: number;
+  readonly dy: number;
+  readonly stats: number;
+}
+
 /** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
 export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
-  // Qwen3: the step has no kernel for the per-head q/k RMSNorm, so it would train a different model; tfjs has it.
-  if (cfg.qkNorm) return 'the engine has no q/k RMSNorm (q_norm, k_norm)';
   if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
     return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
@@ -49,6 +58,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const QW = H * HD;
   const KW = KV * HD;
   const QKVW = QW + 2 * KW;
+  const QK = QW + KW;
+  const qkNorm = cfg.qkNorm;
   const L = cfg.nLayer;
   const N = B * T;
   const VP = Math.ceil(V / 8) * 8;
@@ -74,6 +85,20 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
   const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
+  // Qwen3: q and k leave their projections (LoRA and bias included) in `qkpre` ([rows, q | k], f32, kept for the
+  // backward), and each head's RMSNorm writes them where RoPE and attention read them, as model/llama.ts's headNorm.
+  // Their rstd follow the other norms' in `stats`. The norm weights are frozen: backward needs only dq and dk.
+  const qkStats = (l: number): number => (2 * L + 1) * N + l * N * (H + KV);
+  const headNorms = (l: number, Ly: LlamaModelLayout['layers'][number]): { q: HeadNorm; k: HeadNorm } => {
+    if (Ly.qNorm === undefined || Ly.kNorm === undefined) throw new Error(`layer ${l} has no q/k norm weights`);
+    const qkv = l * N * QKVW;
+    const pre = l * N * QK;
+    return {
+      q: { count: H, weight: Ly.qNorm, x: pre, y: qkv, dy: 0, stats: qkStats(l) },
+      k: { count: KV, weight: Ly.kNorm, x: pre + QW, y: qkv + QW, dy: QW, stats: qkStats(l) + N * H },
+    };
+  };
+  const heads = (n: HeadNorm): HeadRows => ({ count: n.count, xBuf: 'qkpre', xLd: QK, yLd: QKVW });
 
   // ---------- forward ----------
   kernels.push(tokenEmbedding(N, D));
@@ -84,9 +109,15 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l), weight: Ly.inputNorm, y: 'lnA', yOff: l * N * D, stats: 2 * l * N }));
     const a = opnd('lnA', l * N * D, act);
     // q, k and v land side by side in one [rows, q | k | v] buffer, the layout the attention kernels read.
-    linearFwd(pr['self_attn.q_proj'], a, { out: { buffer: 'qkv', offset: qkv, ld: QKVW, mode: 'store' } });
-    linearFwd(pr['self_attn.k_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW, ld: QKVW, mode: 'store' } });
+    const qk = qkNorm ? { buffer: 'qkpre', offset: l * N * QK, ld: QK } : { buffer: 'qkv', offset: qkv, ld: QKVW };
+    linearFwd(pr['self_attn.q_proj'], a, { out: { ...qk, mode: 'store' } });
+    linearFwd(pr['self_attn.k_proj'], a, { out: { ...qk, offset: qk.offset + QW, mode: 'store' } });
     linearFwd(pr['self_attn.v_proj'], a, { out: { buffer: 'qkv', offset: qkv + QW + KW, ld: QKVW, mode: 'store' } });
+    if (qkNorm) {
+      const n = headNorms(l, Ly);
+      for (const h of [n.q, n.k])
+        kernels.push(rmsNormForward(N, HD, cfg.rmsNormEps, 'f32', { x: h.x, weight: h.weight, y: 'qkv', yOff: h.y, stats: h.stats, heads: heads(h) }));
+    }
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
     const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
     kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
@@ -135,6 +166,22 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
     kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));
+    if (qkNorm) {
+      const n = headNorms(l, Ly);
+      for (const h of [n.q, n.k])
+        kernels.push(
+          rmsNormBackward(N, HD, {
+            dy: 'dqkv',
+            dyType: act,
+            x: h.x,
+            weight: h.weight,
+            stats: h.stats,
+            mode: 'store',
+            copy16: false,
+            heads: { ...heads(h), dyOff: h.dy },
+          }),
+        );
+    }
     const a = opnd('lnA', l * N * D, act);
     const dq = opnd('dqkv', 0, act, false, QKVW);
     const dk = opnd('dqkv', QW, act, false, QKVW);
@@ -165,7 +212,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['rowStart', u(N + 1)],
     ['rowPairs', u(P)],
     ['xres', f((2 * L + 1) * N * D)],
-    ['stats', f((2 * L + 1) * N)],
+    ['stats', f((2 * L + 1) * N + (qkNorm ? L * N * (H + KV) : 0))],
     ['lnA', a(L * N * D)],
     ['lnM', a(L * N * D)],
     ['qkv', f(L * N * QKVW)],
@@ -198,6 +245,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     ['normPart', f(ceilDiv(nP, NORM_CHUNK))],
     ['norm', f(1)],
   ]);
+  if (qkNorm) buffers.set('qkpre', f(L * N * QK));
   if (b.btSize > 0) buffers.set('loraBT', f(b.btSize));
   if (b.mmOut > 0) buffers.set('mmOut', f(b.mmOut));
   if (o.proximal) buffers.set('anchor', f(nP));

@@ -32,12 +32,40 @@ export interface RmsIo {
   readonly yOff: number;
   /** rstd per row, element offset into `stats`. */
   readonly stats: number;
+  /** Per-head rows (Qwen3's q/k norms) instead of rows of the residual stream. */
+  readonly heads?: HeadRows;
+}
+
+/**
+ * Rows that are the heads of each token: head h of token n is the D values at offset + n·ld + h·D of its buffer
+ * (a [tokens·heads, D] view of a wider row, as q or k sits in a [q | k | v] row), one workgroup per (n, h) on a
+ * [tokens, heads] grid; rstd of (n, h) is at stats + n·count + h.
+ */
+export interface HeadRows {
+  readonly count: number;
+  /** x's buffer (f32) and row stride; the output's (y forward, dy and dx backward) row stride. */
+  readonly xBuf: string;
+  readonly xLd: number;
+  readonly yLd: number;
+}
+
+/** WGSL: `row` (the stats index) and the first element of row `row` of x and of the output (or dy). */
+function rowStarts(D: number, xOff: number, yOff: number | undefined, heads: HeadRows | undefined): { row: string; xo: string; yo: string } {
+  const y0 = yOff === undefined ? '' : `${u32(yOff)} + `;
+  if (!heads) return { row: 'wg.x', xo: `${u32(xOff)} + row * ${u32(D)}`, yo: `${y0}row * ${u32(D)}` };
+  return {
+    row: `wg.x * ${u32(heads.count)} + wg.y`,
+    xo: `${u32(xOff)} + wg.x * ${u32(heads.xLd)} + wg.y * ${u32(D)}`,
+    yo: `${y0}wg.x * ${u32(heads.yLd)} + wg.y * ${u32(D)}`,
+  };
 }
 
 /** y = x·rsqrt(mean(x²) + eps)·w, as transformers' LlamaRMSNorm and model/llama.ts compute it. */
 export function rmsNormForward(rows: number, D: number, eps: number, act: 'f32' | 'f16', io: RmsIo): Kernel {
+  const X = io.heads?.xBuf ?? 'xres';
+  const at = rowStarts(D, io.x, io.yOff, io.heads);
   const bindings: Binding[] = [
-    { buffer: 'xres', type: 'f32', write: false },
+    { buffer: X, type: 'f32', write: false },
     { buffer: 'vec', type: 'f32', write: false },
     { buffer: io.y, type: act, write: true },
     { buffer: 'stats', type: 'f32', write: true },
@@ -46,57 +74,75 @@ export function rmsNormForward(rows: number, D: number, eps: number, act: 'f32' 
 ${REDUCE}
 @compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let row = wg.x;
-  let xo = ${u32(io.x)} + row * ${u32(D)};
+  let row = ${at.row};
+  let xo = ${at.xo};
   var q = 0.0;
-  for (var d = li; d < ${u32(D)}; d += ${u32(WG)}) { let c = xres[xo + d]; q = fma(c, c, q); }
+  for (var d = li; d < ${u32(D)}; d += ${u32(WG)}) { let c = ${X}[xo + d]; q = fma(c, c, q); }
   let rstd = inverseSqrt(wg_sum(q, li) / ${f32(D)} + ${f32(eps)});
-  let yo = ${u32(io.yOff)} + row * ${u32(D)};
+  let yo = ${at.yo};
   for (var d = li; d < ${u32(D)}; d += ${u32(WG)}) {
-    ${io.y}[yo + d] = ${act}(xres[xo + d] * rstd * vec[${u32(io.weight)} + d]);
+    ${io.y}[yo + d] = ${act}(${X}[xo + d] * rstd * vec[${u32(io.weight)} + d]);
   }
   if (li == 0u) { stats[${u32(io.stats)} + row] = rstd; }
 }`;
-  return { label: 'rms.fwd', code, bindings, grid: [rows, 1, 1] };
+  return { label: io.heads ? 'rms.head.fwd' : 'rms.fwd', code, bindings, grid: io.heads ? [rows, io.heads.count, 1] : [rows, 1, 1] };
 }
 
 /**
  * dx = rstd·(g − x̂·mean(g·x̂)), g = dy·w, x̂ = x·rstd; stored in or added to the residual gradient `dres`, with an
  * optional f16 copy of the new dres in `dres16` for the next f16 matmul. dy is read as f32 or the path's type.
+ * With `heads` (rows = tokens), dy is read at dyOff in rows of stride heads.yLd and dx replaces it there, in dy's
+ * type (each workgroup reads all of its row before it writes any of it): mode and copy16 do not apply.
  */
 export function rmsNormBackward(
   rows: number,
   D: number,
-  io: { dy: string; dyType: 'f32' | 'f16'; x: number; weight: number; stats: number; mode: 'add' | 'store'; copy16: boolean },
+  io: {
+    dy: string;
+    dyType: 'f32' | 'f16';
+    x: number;
+    weight: number;
+    stats: number;
+    mode: 'add' | 'store';
+    copy16: boolean;
+    heads?: HeadRows & { readonly dyOff: number };
+  },
 ): Kernel {
+  const h = io.heads;
+  if (h && (io.mode !== 'store' || io.copy16)) throw new Error('rms.head.bwd writes dx over dy: store, no f16 copy');
+  const X = h?.xBuf ?? 'xres';
+  const at = rowStarts(D, io.x, h?.dyOff, h);
   const bindings: Binding[] = [
-    { buffer: io.dy, type: io.dyType, write: false },
-    { buffer: 'xres', type: 'f32', write: false },
+    { buffer: io.dy, type: io.dyType, write: !!h },
+    { buffer: X, type: 'f32', write: false },
     { buffer: 'vec', type: 'f32', write: false },
     { buffer: 'stats', type: 'f32', write: false },
-    { buffer: 'dres', type: 'f32', write: true },
   ];
+  if (!h) bindings.push({ buffer: 'dres', type: 'f32', write: true });
   if (io.copy16) bindings.push({ buffer: 'dres16', type: 'f16', write: true });
+  const store = h
+    ? `${io.dy}[o + d] = ${io.dyType}(v);`
+    : `${io.mode === 'add' ? 'v += dres[o + d];' : ''}
+    dres[o + d] = v;
+    ${io.copy16 ? 'dres16[o + d] = f16(v);' : ''}`;
   const code = `${header(bindings)}
 ${REDUCE}
 @compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let row = wg.x;
-  let xo = ${u32(io.x)} + row * ${u32(D)};
-  let o = row * ${u32(D)};
+  let row = ${at.row};
+  let xo = ${at.xo};
+  let o = ${at.yo};
   let rstd = stats[${u32(io.stats)} + row];
   var s = 0.0;
   for (var d = li; d < ${u32(D)}; d += ${u32(WG)}) {
-    s = fma(f32(${io.dy}[o + d]) * vec[${u32(io.weight)} + d], xres[xo + d] * rstd, s);
+    s = fma(f32(${io.dy}[o + d]) * vec[${u32(io.weight)} + d], ${X}[xo + d] * rstd, s);
   }
   let c = wg_sum(s, li) / ${f32(D)};
   for (var d = li; d < ${u32(D)}; d += ${u32(WG)}) {
     let g = f32(${io.dy}[o + d]) * vec[${u32(io.weight)} + d];
-    var v = rstd * (g - xres[xo + d] * rstd * c);
-    ${io.mode === 'add' ? 'v += dres[o + d];' : ''}
-    dres[o + d] = v;
-    ${io.copy16 ? 'dres16[o + d] = f16(v);' : ''}
+    var v = rstd * (g - ${X}[xo + d] * rstd * c);
+    ${store}
   }
 }`;
-  return { label: 'rms.bwd', code, bindings, grid: [rows, 1, 1] };
+  return { label: h ? 'rms.head.bwd' : 'rms.bwd', code, bindings, grid: h ? [rows, h.count, 1] : [rows, 1, 1] };
 }
