@@ -3,7 +3,7 @@
 // (GPT-2) or on all seven Llama projections, Adam. Prints one JSON object with tokens/s, dispatches per step, CPU
 // ms per step and the engine's GPU bytes (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's
 // max_memory_allocated).
-//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m] [--batches 8,32] [--steps 20]
+//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m,qwen3-125m] [--batches 8,32] [--steps 20]
 import { loadGpt2Dir, loadModelDir, type CausalLm } from '../client-sdk/model/load';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
@@ -12,7 +12,7 @@ import { choosePath, openEngineDevice } from '../client-sdk/engine/device';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { engineMemory } from '../client-sdk/engine/memory';
 import type { EnginePath } from '../client-sdk/engine/program';
-import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m } from './throughput-models';
+import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m, randomQwen3_125m } from './throughput-models';
 import * as path from 'node:path';
 
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
@@ -36,6 +36,13 @@ const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; loa
     seq: 256,
     lora: LLAMA_LORA,
     load: async () => randomLlama125m(),
+  },
+  // llama-125m's shape as Qwen3: its per-head q/k norms and a tied head (bench/throughput-models.ts QWEN3_125M).
+  'qwen3-125m': {
+    name: 'Qwen3 (125M, 12×768, GQA 12:4, q/k norms, tied)',
+    seq: 256,
+    lora: LLAMA_LORA,
+    load: async () => randomQwen3_125m(),
   },
 };
 

@@ -42,3 +42,28 @@ export const LLAMA_125M = parseLlamaConfig({
 export function randomLlama125m(): LlamaModel {
   return LlamaModel.fromTensors(LLAMA_125M, randomLlamaWeights(LLAMA_125M, 1));
 }
+
+/**
+ * The same shape as Qwen3 (model_type qwen3): LLAMA_125M's plus the per-head q/k RMSNorm, head_dim 64 as Llama's,
+ * tied head as small Qwen3 checkpoints, so against llama-125m in the same run it prices the norms and the tied head.
+ */
+export const QWEN3_125M = parseLlamaConfig({
+  model_type: 'qwen3',
+  vocab_size: 32000,
+  hidden_size: 768,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 4,
+  head_dim: 64,
+  max_position_embeddings: 2048,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+  attention_bias: false,
+  use_sliding_window: false,
+});
+
+export function randomQwen3_125m(): LlamaModel {
+  return LlamaModel.fromTensors(QWEN3_125M, randomLlamaWeights(QWEN3_125M, 1));
+}

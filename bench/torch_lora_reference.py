@@ -1,13 +1,13 @@
 """PyTorch + PEFT reference for bench/lora-throughput.ts: the same models, shapes, LoRA and objective.
 
 Python is a measuring stick here, never part of fedtune. Run on the GPU machine:
-    python3 bench/torch_lora_reference.py [--device cuda|cpu] [--configs demo,gpt2-small,llama-125m] [--steps 10]
+    python3 bench/torch_lora_reference.py [--device cuda|cpu] [--configs demo,gpt2-small,llama-125m,qwen3-125m] [--steps 10]
 fp32 with TF32 off (tokens/s comparable with fedtune's fp32), and bf16 autocast beside it. Prints JSON.
 """
 import argparse, json, time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 from peft import LoraConfig, get_peft_model
 
 p = argparse.ArgumentParser()
@@ -31,6 +31,13 @@ CASES = {
                                                                   num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
                                                                   max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                                                                   tie_word_embeddings=False))),
+    # llama-125m's shape as Qwen3 (q/k norms, tied head), as bench/throughput-models.ts QWEN3_125M.
+    "qwen3-125m": dict(name="Qwen3 (125M, 12×768, GQA 12:4, q/k norms, tied)", seq=256, batch=8,
+                       targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                       model=lambda: Qwen3ForCausalLM(Qwen3Config(vocab_size=32000, hidden_size=768, intermediate_size=2048,
+                                                                  num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
+                                                                  head_dim=64, max_position_embeddings=2048, rms_norm_eps=1e-6,
+                                                                  rope_theta=1000000.0, tie_word_embeddings=True))),
 }
 
 
