@@ -26,8 +26,7 @@ export function randomGpt2Small(): Gpt2Model {
 }
 
 /** The issue's ~125M Llama-architecture shape: GQA 12:4, SwiGLU 2048, untied 32k vocabulary (124.6M parameters). */
-export const LLAMA_125M = parseLlamaConfig({
-  model_type: 'llama',
+const SHAPE_125M = {
   vocab_size: 32000,
   hidden_size: 768,
   intermediate_size: 2048,
@@ -35,9 +34,8 @@ export const LLAMA_125M = parseLlamaConfig({
   num_attention_heads: 12,
   num_key_value_heads: 4,
   max_position_embeddings: 2048,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-});
+};
+export const LLAMA_125M = parseLlamaConfig({ model_type: 'llama', ...SHAPE_125M, rms_norm_eps: 1e-5, rope_theta: 10000 });
 
 export function randomLlama125m(): LlamaModel {
   return LlamaModel.fromTensors(LLAMA_125M, randomLlamaWeights(LLAMA_125M, 1));
@@ -49,14 +47,8 @@ export function randomLlama125m(): LlamaModel {
  */
 export const QWEN3_125M = parseLlamaConfig({
   model_type: 'qwen3',
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
+  ...SHAPE_125M,
   head_dim: 64,
-  max_position_embeddings: 2048,
   rms_norm_eps: 1e-6,
   rope_theta: 1000000,
   tie_word_embeddings: true,
