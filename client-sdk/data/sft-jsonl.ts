@@ -87,14 +87,7 @@ export function chatExamples(tok: HfTokenizer, messages: ChatMessages): Segments
 /** One row as its SftExamples: one, or one per assistant turn for a template that is not prefix-stable (chatExamples). */
 export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow): SftExample[] {
   if (row.kind === 'completion') return [encodeRow(tok, file, row)];
-  if (tok.chatTemplate === undefined) throw new DataFileError(file, row.line, 'messages', "the model's tokenizer_config.json has no chat_template");
-  let examples: Segments[];
-  try {
-    examples = chatExamples(tok, row.messages);
-  } catch (e) {
-    throw new DataFileError(file, row.line, 'messages', (e as Error).message);
-  }
-  return examples.map((segs) => encodeSegments(tok, file, row.line, segs));
+  return chatRowSegments(tok, file, row, chatExamples).map((segs) => encodeSegments(tok, file, row.line, segs));
 }
 
 /**
@@ -106,14 +99,17 @@ export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow): SftExa
     const eos = tok.eosId;
     return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...(eos === undefined ? [] : [eos])] };
   }
+  return encodeSegments(tok, file, row.line, chatRowSegments(tok, file, row, chatSegments));
+}
+
+/** A chat row cut into segments by `cut` (chatSegments or chatExamples), its errors naming the file, line and field. */
+function chatRowSegments<T>(tok: HfTokenizer, file: string, row: Extract<JsonlRow, { kind: 'chat' }>, cut: (tok: HfTokenizer, m: ChatMessages) => T): T {
   if (tok.chatTemplate === undefined) throw new DataFileError(file, row.line, 'messages', "the model's tokenizer_config.json has no chat_template");
-  let segs: Segments;
   try {
-    segs = chatSegments(tok, row.messages);
+    return cut(tok, row.messages);
   } catch (e) {
     throw new DataFileError(file, row.line, 'messages', (e as Error).message);
   }
-  return encodeSegments(tok, file, row.line, segs);
 }
 
 function encodeSegments(tok: HfTokenizer, file: string, line: number, segs: Segments): SftExample {
