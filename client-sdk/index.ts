@@ -25,7 +25,7 @@ export { LlamaModel } from './model/llama';
 export { loadModelDir, type CausalLm, type LoadedModel } from './model/load';
 export { savePeftAdapterDir, loadPeftAdapterDir } from './model/lora-io';
 export { parseModelConfig, type ModelConfig } from '../proto/model/model-config';
-export { HfTokenizer, type ChatMessage } from './text/hf-tokenizer';
+export { HfTokenizer, type ChatMessage, type ChatRenderOptions, type JsonValue, type ToolCall } from './text/hf-tokenizer';
 export { readJsonlFile, parseJsonl, DataFileError, type JsonlRow } from './data/jsonl';
 export { loadJsonlSftData, encodeRow, encodeRowExamples, splitIndices, type JsonlSftData, type JsonlSftOptions } from './data/sft-jsonl';
 export { TaskLoraTrainer, loraConfigFromTask, LoraMismatchError, type SiteLoraOptions } from './sft/task-lora';
