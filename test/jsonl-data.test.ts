@@ -20,7 +20,10 @@ describe('JSON Lines data: errors name file, line and field', () => {
   const cases: Array<[string, string, RegExp]> = [
     ['invalid JSON', '{"prompt": "a", "completion": "b"}\n{"prompt": "a",', /^d\.jsonl:2: not valid JSON/],
     ['a row that is not an object', '[1, 2]', /^d\.jsonl:1: a row must be a JSON object$/],
-    ['neither shape', '{"text": "x"}', /^d\.jsonl:1: field 'prompt': missing: a row needs prompt and completion, or messages$/],
+    ['no shape', '{"body": "x"}', /^d\.jsonl:1: field 'prompt': missing: a row needs prompt and completion, messages, or text$/],
+    ['text beside messages', '{"text": "x", "messages": []}', /^d\.jsonl:1: field 'text': a row has text, messages or prompt\/completion: one of them$/],
+    ['a text that is not a string', '{"text": ["x"]}', /^d\.jsonl:1: field 'text': must be a string, got object$/],
+    ['an empty text', '{"text": ""}', /^d\.jsonl:1: field 'text': is empty/],
     ['both shapes', '{"prompt": "a", "completion": "b", "messages": []}', /^d\.jsonl:1: field 'messages': a row has either/],
     ['a missing completion', '{"prompt": "a"}', /^d\.jsonl:1: field 'completion': missing$/],
     ['a prompt that is not a string', '{"prompt": 3, "completion": "b"}', /^d\.jsonl:1: field 'prompt': must be a string, got number$/],

@@ -46,7 +46,7 @@ program
   .requiredOption('--address <host:port>', 'coordinator address')
   .requiredOption('--name <name>', 'site name (stable across restarts)')
   .option('--model <dir>', 'your Hugging Face model directory (config.json, safetensors, tokenizer.json); with --data')
-  .option('--data <file.jsonl>', 'your JSON Lines data: {"prompt","completion"} or {"messages":[{role,content}…]} rows; with --model')
+  .option('--data <file.jsonl>', 'your JSON Lines data: {"prompt","completion"}, {"messages":[{role,content}…]} or {"text"} rows; with --model')
   .option('--val-fraction <p>', 'share of --data rows held out for validation', '0.1')
   .option(
     '--chat-template-kwargs <json>',

@@ -1,6 +1,8 @@
-// A site's own fine-tuning data as JSON Lines, in the two shapes people have:
+// A site's own fine-tuning data as JSON Lines, in the three shapes people have:
 //   {"prompt": "...", "completion": "..."}                       loss on the completion
 //   {"messages": [{"role": "user", "content": "..."}, …]}         loss on the assistant turns only
+//   {"text": "..."}                                              a document: loss on all of it (domain adaptation,
+//                                                                 continued pretraining); a long one is several windows
 // A chat row is transformers' (and TRL's) conversational format: assistant turns may carry tool_calls (content
 // then null or absent) and reasoning_content, tool results are role "tool" turns, and the row may carry `tools`
 // (the function schemas the template lists) and `chat_template_kwargs` (e.g. {"enable_thinking": false}); their
@@ -16,6 +18,7 @@ export { DataFileError };
 
 export type JsonlRow =
   | { readonly kind: 'completion'; readonly line: number; readonly prompt: string; readonly completion: string }
+  | { readonly kind: 'text'; readonly line: number; readonly text: string }
   | {
       readonly kind: 'chat';
       readonly line: number;
@@ -37,8 +40,15 @@ function parseRow(file: string, line: number, text: string): JsonlRow {
   const o = v as Record<string, unknown>;
   const hasChat = 'messages' in o;
   const hasPair = 'prompt' in o || 'completion' in o;
+  const hasText = 'text' in o;
   if (hasChat && hasPair) throw new DataFileError(file, line, 'messages', 'a row has either messages or prompt/completion, not both');
-  if (!hasChat && !hasPair) throw new DataFileError(file, line, 'prompt', 'missing: a row needs prompt and completion, or messages');
+  if (hasText && (hasChat || hasPair)) throw new DataFileError(file, line, 'text', 'a row has text, messages or prompt/completion: one of them');
+  if (!hasChat && !hasPair && !hasText) throw new DataFileError(file, line, 'prompt', 'missing: a row needs prompt and completion, messages, or text');
+  if (hasText) {
+    if (typeof o.text !== 'string') throw new DataFileError(file, line, 'text', `must be a string, got ${o.text === null ? 'null' : typeof o.text}`);
+    if (o.text.length === 0) throw new DataFileError(file, line, 'text', 'is empty: there is nothing to learn');
+    return { kind: 'text', line, text: o.text };
+  }
   if (hasPair) {
     for (const k of ['prompt', 'completion']) {
       if (!(k in o)) throw new DataFileError(file, line, k, 'missing');

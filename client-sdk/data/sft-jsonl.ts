@@ -93,7 +93,7 @@ export function chatExamples(render: Render, messages: readonly ChatMessage[]): 
  * (chatExamples). `kwargs`: the site's template options, under the row's own.
  */
 export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow, kwargs?: Readonly<Record<string, JsonValue>>): SftExample[] {
-  if (row.kind === 'completion') return [encodeRow(tok, file, row)];
+  if (row.kind !== 'chat') return [encodeRow(tok, file, row)];
   return chatRowSegments(tok, file, row, kwargs, chatExamples).map((segs) => encodeSegments(tok, file, row.line, segs));
 }
 
@@ -102,9 +102,13 @@ export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow,
  * is several examples: encodeRowExamples.
  */
 export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow, kwargs?: Readonly<Record<string, JsonValue>>): SftExample {
-  if (row.kind === 'completion') {
-    const eos = tok.eosId;
-    return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...(eos === undefined ? [] : [eos])] };
+  const eos = tok.eosId === undefined ? [] : [tok.eosId];
+  if (row.kind === 'completion') return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...eos] };
+  if (row.kind === 'text') {
+    // The whole document, with the tokenizer's special tokens (e.g. BOS) and EOS, as TRL's language-modelling rows.
+    const tokens = [...tok.encode(row.text, true), ...eos];
+    if (tokens.length < 2) throw new DataFileError(file, row.line, 'text', 'is a single token: there is nothing to predict');
+    return { prompt: [], completion: tokens, document: true };
   }
   return encodeSegments(tok, file, row.line, chatRowSegments(tok, file, row, kwargs, chatSegments));
 }
