@@ -137,7 +137,7 @@ describe('Llama-family config.json', () => {
   });
 
   const refusals: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['an unsupported model_type', { model_type: 'gemma' }, /model_type 'gemma' is not supported \(supported: gpt2, llama, qwen2, mistral, qwen3\)/],
+    ['an unsupported model_type', { model_type: 'gemma' }, /model_type 'gemma' is not supported \(supported: gpt2, llama, qwen2, mistral, qwen3, gemma3_text\)/],
     ['an unknown field', { some_new_knob: 3 }, /field\(s\) some_new_knob are not supported for model_type llama/],
     ['quantisation', { quantization_config: { quant_method: 'gptq' } }, /quantization_config/],
     ['a rope type not implemented', { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e4 } }, /rope_scaling type 'yarn' is not supported/],
