@@ -79,9 +79,21 @@ describe('Gemma 3 config.json', () => {
   });
 
   it("takes Gemma3TextConfig's defaults for absent fields (4 kv heads, head_dim 256, 131072 positions, window 4096 every sixth layer global, scalar 256, tied)", () => {
-    const c = parseLlamaConfig({ model_type: 'gemma3_text', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 7, num_attention_heads: 8 });
+    const c = parseLlamaConfig({
+      model_type: 'gemma3_text',
+      vocab_size: 64,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 7,
+      num_attention_heads: 8,
+    });
     expect(c).to.include({ nKvHead: 4, headDim: 256, nPositions: 131072, tieWordEmbeddings: true, ropeTheta: 1e6, rmsNormEps: 1e-6 });
-    expect(c.gemma3).to.deep.equal({ slidingLayers: [true, true, true, true, true, false, true], slidingWindow: 4096, localRopeTheta: 1e4, queryPreAttnScalar: 256 });
+    expect(c.gemma3).to.deep.equal({
+      slidingLayers: [true, true, true, true, true, false, true],
+      slidingWindow: 4096,
+      localRopeTheta: 1e4,
+      queryPreAttnScalar: 256,
+    });
   });
 
   it('parameter shapes: four norms a layer and the q/k norms, q_proj out heads · head_dim, no lm_head when tied; LoRA on the seven projections only', () => {
@@ -129,7 +141,11 @@ describe('Gemma 3 config.json', () => {
     ['a null head_dim', { head_dim: null }, /head_dim must be a positive integer/],
     ['null kv heads', { num_key_value_heads: null }, /num_key_value_heads must be a positive integer/],
     ['a null sliding_window', { sliding_window: null }, /sliding_window must be a positive integer/],
-    ['layer_types of the wrong length', { layer_types: ['full_attention'] }, /layer_types must list full_attention or sliding_attention for each of the 26 layers/],
+    [
+      'layer_types of the wrong length',
+      { layer_types: ['full_attention'] },
+      /layer_types must list full_attention or sliding_attention for each of the 26 layers/,
+    ],
     ['an unknown layer type', { layer_types: types(25, []).concat(['chunked_attention']) }, /layer_types must list/],
     ['a zero sliding_window_pattern', { sliding_window_pattern: 0 }, /sliding_window_pattern must be a positive integer/],
     ['YaRN on the global layers', { rope_scaling: { rope_type: 'yarn', factor: 8 } }, /rope_scaling type 'yarn' is not supported/],
@@ -147,7 +163,11 @@ describe('Gemma 3 config.json', () => {
   }
 
   const v5Refusals: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['a flat rope_parameters', { rope_type: 'default', rope_theta: 1e6 }, /rope_parameters must map full_attention and sliding_attention \(found rope_type, rope_theta\)/],
+    [
+      'a flat rope_parameters',
+      { rope_type: 'default', rope_theta: 1e6 },
+      /rope_parameters must map full_attention and sliding_attention \(found rope_type, rope_theta\)/,
+    ],
     [
       'scaled local layers',
       { sliding_attention: { rope_type: 'linear', factor: 2, rope_theta: 1e4 } },

@@ -79,7 +79,14 @@ describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, grad
     const cfg = tinyGemma3Config();
     const w = tinyGemma3Weights(cfg, 7, 0.2);
     const base = await logits(cfg, w);
-    const norms = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm', 'self_attn.q_norm', 'self_attn.k_norm'];
+    const norms = [
+      'input_layernorm',
+      'post_attention_layernorm',
+      'pre_feedforward_layernorm',
+      'post_feedforward_layernorm',
+      'self_attn.q_norm',
+      'self_attn.k_norm',
+    ];
     for (const name of [...norms.map((n) => `model.layers.1.${n}.weight`), 'model.norm.weight']) {
       expect(w.some((t) => t.name === name)).to.equal(true);
       const zeroed = w.map((t) => (t.name === name ? { ...t, data: new Float32Array(t.data.length) } : t));

@@ -3,7 +3,8 @@
 // fan_in_fan_out false), two site processes on their own JSON Lines data (chat and prompt/completion rows),
 // LoRA settings read off the coordinator's adapter. Also: a stated LoRA setting that disagrees with the
 // coordinator's stops the site with both values named; a bad data file stops it before anything is written. And
-// a tiny Qwen3 (q/k norms, head_dim 16 against hidden 32 / 4 heads) in a real round, LoRA on all seven projections.
+// a tiny Qwen3 (q/k norms, head_dim 16 against hidden 32 / 4 heads) and a tiny Gemma 3 (local and global layers, a
+// window shorter than the training window) in a real round each, LoRA on all seven projections.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import * as path from 'node:path';
 import { startCoordinator, tempDir, type Harness } from './harness';
 import { makeTinyLlamaDir } from './tiny-llama-dir';
 import { makeTinyQwen3Dir } from './tiny-qwen3';
+import { makeTinyGemma3Dir } from './tiny-gemma3';
 import { readSafetensors } from '../proto/safetensors';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -147,6 +149,50 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
       expect(
         v1.find((t) => t.name === name)!.data.some((x) => x !== 0),
         `${m}'s B trained (its gradient passes through the q/k norms)`,
+      ).to.equal(true);
+    }
+  });
+
+  it('a Gemma 3 site trains its own model: versions 0 and 1 have its shapes; LoRA in local and global layers moved', async function () {
+    const gemma = path.join(tmp, 'tiny-gemma3');
+    const cfg = makeTinyGemma3Dir(gemma);
+    expect(cfg.gemma3?.slidingLayers).to.deep.equal([true, false, true]);
+    const all7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    h = await start(path.join(tmp, 'run-gemma3'), 1, { dir: gemma, name: 'tiny-gemma3' }, all7);
+    const r = await runSite([
+      '--address',
+      h.address,
+      '--name',
+      'site-g',
+      '--model',
+      gemma,
+      '--data',
+      path.join(tmp, 'b.jsonl'),
+      '--identity',
+      path.join(tmp, 'g.id.json'),
+    ]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('"site finished"');
+    expect((await h.coordinator.done).manifest.version).to.equal(1);
+    const cfgJson = JSON.parse(fs.readFileSync(path.join(h.runDir, 'versions', 'v000001', 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    expect(cfgJson).to.include({ base_model_name_or_path: 'tiny-gemma3', fan_in_fan_out: false });
+    const read = (v: string) => readSafetensors(fs.readFileSync(path.join(h!.runDir, 'versions', v, 'adapter_model.safetensors'))).tensors;
+    const [v0, v1] = [read('v000000'), read('v000001')];
+    for (const v of [v0, v1]) {
+      expect(v).to.have.length(42);
+      const shape = (suffix: string): number[] => [...v.find((t) => t.name.endsWith(suffix))!.shape];
+      expect(shape('layers.2.self_attn.q_proj.lora_B.weight')).to.deep.equal([64, 4]);
+      expect(shape('layers.2.self_attn.o_proj.lora_A.weight')).to.deep.equal([4, 64]);
+      expect(shape('layers.1.mlp.down_proj.lora_A.weight')).to.deep.equal([4, 48]);
+    }
+    // Layer 0 is local, layer 1 global: both trained (B starts at zero).
+    for (const name of ['layers.0.self_attn.k_proj', 'layers.1.self_attn.q_proj', 'layers.1.mlp.gate_proj'].map(
+      (m) => `base_model.model.model.${m}.lora_B.weight`,
+    )) {
+      expect(v0.find((t) => t.name === name)!.data.every((x) => x === 0)).to.equal(true);
+      expect(
+        v1.find((t) => t.name === name)!.data.some((x) => x !== 0),
+        `${name} trained`,
       ).to.equal(true);
     }
   });

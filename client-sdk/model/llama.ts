@@ -199,14 +199,7 @@ export class LlamaModel {
    * time axis ([B, KV, G·T, hd]), so keys and values are used as they are instead of repeated (HF's repeat_kv
    * gives query head h the kv head ⌊h / G⌋, which is this grouping).
    */
-  private attention(
-    q: tf.Tensor2D,
-    k: tf.Tensor2D,
-    v: tf.Tensor2D,
-    batch: number,
-    seq: number,
-    { cos, sin, mask }: AttentionTables,
-  ): tf.Tensor2D {
+  private attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, batch: number, seq: number, { cos, sin, mask }: AttentionTables): tf.Tensor2D {
     const { nHead, nKvHead, headDim: hd, gemma3 } = this.config;
     const g = nHead / nKvHead;
     const rope = (x: tf.Tensor2D, heads: number): tf.Tensor4D => {

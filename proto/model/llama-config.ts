@@ -204,8 +204,7 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
   // An absent num_key_value_heads takes the class's default; null means the head count (not for Gemma 3, whose
   // attention would break on it).
   const kv = c.num_key_value_heads;
-  const nKvHead =
-    kv === undefined ? (dflt.kvHeads === 'heads' ? nHead : dflt.kvHeads) : kv === null && !gemma ? nHead : int('num_key_value_heads');
+  const nKvHead = kv === undefined ? (dflt.kvHeads === 'heads' ? nHead : dflt.kvHeads) : kv === null && !gemma ? nHead : int('num_key_value_heads');
   if (nHead % nKvHead !== 0) fail(`num_attention_heads ${nHead} is not a multiple of num_key_value_heads ${nKvHead}`);
   // head_dim: Qwen3 and Gemma 3 have their own default (a null is refused); the others derive it when absent.
   const headDim =
