@@ -1,8 +1,8 @@
-// Llama-family hyper-parameters (model_type llama, qwen2, mistral, qwen3, gemma3_text) as Hugging Face's config.json spells them,
-// parsed into a typed object. Fields that would change the computation in a way fedtune does not implement are
-// refused with their name, never silently ignored; metadata fields are skipped. The field names mirror
-// Gpt2Config where the meaning is the same (vocabSize, nEmbd, nLayer, nHead, nPositions), so code that needs
-// only those works on either family.
+// Llama-family hyper-parameters (model_type llama, qwen2, mistral, qwen3, gemma3_text) as Hugging Face's
+// config.json spells them, parsed into a typed object. Fields that would change the computation in a way fedtune
+// does not implement are refused with their name, never silently ignored; metadata fields are skipped. The field
+// names mirror Gpt2Config where the meaning is the same (vocabSize, nEmbd, nLayer, nHead, nPositions), so code
+// that needs only those works on either family. Absent fields take the transformers class's own defaults.
 import { GEMMA3_DEFAULTS, GEMMA3_FIELDS, gemma3ConfigJson, parseGemma3, type Gemma3Attention } from './gemma3-config';
 import { parseRope, ropeScalingJson, type RopeScaling } from './rope-config';
 
