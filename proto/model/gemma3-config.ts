@@ -67,6 +67,11 @@ function fail(msg: string): never {
   throw new Error(`config.json: ${msg}`);
 }
 
+/** A config value in a message: strings as they are, anything else as JSON. */
+function show(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
 function positive(v: unknown, what: string): number {
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) fail(`${what} must be a positive number`);
   return v;
@@ -95,7 +100,7 @@ function parseGemmaRope(c: Json): { theta: number; rope: RopeScaling; localTheta
   const local = (per.sliding_attention ?? {}) as Json;
   if (typeof local !== 'object' || Array.isArray(local)) fail('rope_parameters.sliding_attention must be an object');
   const localType = local.rope_type ?? local.type ?? 'default';
-  if (localType !== 'default') fail(`rope_parameters.sliding_attention rope_type '${String(localType)}' is not supported (only default)`);
+  if (localType !== 'default') fail(`rope_parameters.sliding_attention rope_type '${show(localType)}' is not supported (only default)`);
   const extra = Object.keys(local).filter((k) => !['rope_type', 'type', 'rope_theta'].includes(k) && local[k] !== null);
   if (extra.length > 0) fail(`rope_parameters.sliding_attention field(s) ${extra.join(', ')} are not supported`);
   return { theta, rope, localTheta: positive(local.rope_theta ?? GEMMA3_DEFAULTS.localRopeTheta, 'rope_parameters.sliding_attention.rope_theta') };
@@ -117,9 +122,9 @@ function parseLayerTypes(c: Json, nLayer: number): boolean[] {
 /** The Gemma 3 settings of a gemma3_text config.json (the fields LlamaConfig shares are read by parseLlamaConfig). */
 export function parseGemma3(c: Json, nLayer: number): { gemma3: Gemma3Attention; theta: number; rope: RopeScaling } {
   const act = c.hidden_activation ?? 'gelu_pytorch_tanh';
-  if (act !== 'gelu_pytorch_tanh') fail(`hidden_activation '${String(act)}' is not supported (only gelu_pytorch_tanh)`);
+  if (act !== 'gelu_pytorch_tanh') fail(`hidden_activation '${show(act)}' is not supported (only gelu_pytorch_tanh)`);
   for (const k of ['final_logit_softcapping', 'attn_logit_softcapping']) {
-    if (c[k] !== undefined && c[k] !== null) fail(`${k} ${String(c[k])} is not supported (Gemma 3 ships null; fedtune has no softcapping)`);
+    if (c[k] !== undefined && c[k] !== null) fail(`${k} ${show(c[k])} is not supported (Gemma 3 ships null; fedtune has no softcapping)`);
   }
   if (c.use_bidirectional_attention !== undefined && c.use_bidirectional_attention !== false)
     fail('use_bidirectional_attention is not supported (only causal attention)');
