@@ -7,15 +7,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../client-sdk/model/backend';
 import { LlamaModel } from '../client-sdk/model/llama';
-import { fillNormal } from '../client-sdk/model/init';
 import { engineModelRefusal } from '../client-sdk/engine/trainer';
 import { trainerForModel } from '../client-sdk/sft/lora-trainer';
 import { packBatch } from '../client-sdk/sft/pack';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { parseLlamaConfig } from '../proto/model/llama-config';
-import { hashString, Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
-import { loraLossAndGrad } from './lora-grad-kit';
+import { steepestCentralDifferences, withRandomB } from './lora-grad-kit';
 import { tinyGemma3Config, tinyGemma3Weights, TINY_GEMMA3_JSON } from './tiny-gemma3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -113,37 +111,16 @@ describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, grad
     await selectBackend({ force: 'cpu' });
     const cfg = tinyGemma3Config();
     const model = LlamaModel.fromTensors(cfg, tinyGemma3Weights(cfg, 11, 0.2));
-    // B drawn non-zero so that A has a gradient too.
-    const adapter = initLoraAdapter(cfg, ALL7, 1).map((t) =>
-      t.name.includes('lora_B') ? { ...t, data: fillNormal(new Float32Array(t.data.length), new Prng(2, hashString(t.name)), 0.3) } : t,
-    );
+    const adapter = withRandomB(initLoraAdapter(cfg, ALL7, 1));
     const batch = packBatch(
       IDS.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
       T,
     );
     try {
-      const theta = new Float32Array(adapter.reduce((a, t) => a + t.data.length, 0));
-      const ranges: Array<{ name: string; start: number; end: number }> = [];
-      let off = 0;
-      for (const t of adapter) {
-        theta.set(t.data, off);
-        ranges.push({ name: t.name, start: off, end: off + t.data.length });
-        off += t.data.length;
-      }
-      const loss = async (th: Float32Array): Promise<number> => (await loraLossAndGrad(model, adapter, ALL7, batch, th)).loss;
-      const { grad } = await loraLossAndGrad(model, adapter, ALL7, batch, theta);
-      const h = 1e-2;
       // Layer 0 is local, layer 1 global.
-      for (const r of ranges.filter((x) => /layers\.[01]\./.test(x.name))) {
-        let i = r.start;
-        for (let j = r.start; j < r.end; j++) if (Math.abs(grad[j]) > Math.abs(grad[i])) i = j;
-        const plus = theta.slice();
-        plus[i] += h;
-        const minus = theta.slice();
-        minus[i] -= h;
-        const fd = ((await loss(plus)) - (await loss(minus))) / (2 * h);
-        expect(Math.abs(grad[i]), `${r.name}: a gradient to compare`).to.be.greaterThan(1e-4);
-        expect(Math.abs(fd - grad[i]), `${r.name}[${i - r.start}]: finite difference ${fd}, gradient ${grad[i]}`).to.be.at.most(0.02 * Math.abs(grad[i]));
+      for (const c of await steepestCentralDifferences(model, adapter, ALL7, batch, (n) => /layers\.[01]\./.test(n))) {
+        expect(Math.abs(c.grad), `${c.name}: a gradient to compare`).to.be.greaterThan(1e-4);
+        expect(Math.abs(c.fd - c.grad), `${c.name}[${c.index}]: finite difference ${c.fd}, gradient ${c.grad}`).to.be.at.most(0.02 * Math.abs(c.grad));
       }
     } finally {
       model.dispose();

@@ -17,28 +17,12 @@ export interface Gemma3Attention {
   readonly queryPreAttnScalar: number;
 }
 
-/** Gemma3TextConfig's fields that fedtune reads (beyond the metadata every family skips); others are refused. */
-export const GEMMA3_FIELDS = new Set([
-  'vocab_size',
-  'hidden_size',
-  'intermediate_size',
-  'num_hidden_layers',
-  'num_attention_heads',
-  'num_key_value_heads',
-  'head_dim',
-  'max_position_embeddings',
-  'rms_norm_eps',
+/** Gemma3TextConfig's own fields that fedtune reads, beside those every Llama-family config has; others are refused. */
+export const GEMMA3_FIELDS = [
   'hidden_activation',
-  'rope_theta',
-  'rope_scaling',
-  'rope_parameters',
   'rope_local_base_freq',
-  'attention_bias',
-  'attention_dropout',
   'query_pre_attn_scalar',
-  'sliding_window',
   'sliding_window_pattern',
-  'layer_types',
   'final_logit_softcapping',
   'attn_logit_softcapping',
   'use_bidirectional_attention',
@@ -46,7 +30,7 @@ export const GEMMA3_FIELDS = new Set([
   // and generate()'s cache choice: neither changes the forward pass.
   '_sliding_window_pattern',
   'cache_implementation',
-]);
+];
 
 /** Gemma3TextConfig's own values for absent fields (transformers' configuration_gemma3.py). */
 export const GEMMA3_DEFAULTS = {

@@ -123,8 +123,8 @@ const METADATA = new Set([
   'pruned_heads',
   'tie_word_embeddings',
 ]);
-// Fields read below (their values are checked there).
-const READ = new Set([
+// Fields read below (their values are checked there): those every family has, and those of all but Gemma 3.
+const COMMON_READ = [
   'vocab_size',
   'hidden_size',
   'intermediate_size',
@@ -134,21 +134,25 @@ const READ = new Set([
   'head_dim',
   'max_position_embeddings',
   'rms_norm_eps',
-  'hidden_act',
   'rope_theta',
   'rope_scaling',
   'rope_parameters',
   'attention_bias',
-  'mlp_bias',
   'sliding_window',
-  'use_sliding_window',
-  'max_window_layers',
   'layer_types',
   'attention_dropout',
+];
+const READ = new Set([
+  ...COMMON_READ,
+  'hidden_act',
+  'mlp_bias',
+  'use_sliding_window',
+  'max_window_layers',
   'use_mrope',
   'rope_interleaved',
   'mlp_only_layers',
 ]);
+const GEMMA3_READ = new Set([...COMMON_READ, ...GEMMA3_FIELDS]);
 
 type Json = Record<string, unknown>;
 
@@ -184,7 +188,7 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     fail(`model_type '${String(modelType)}' is not a Llama-family model (supported: ${LLAMA_MODEL_TYPES.join(', ')})`);
   }
   const gemma = modelType === 'gemma3_text';
-  const unknown = Object.keys(c).filter((k) => !METADATA.has(k) && !(gemma ? GEMMA3_FIELDS : READ).has(k));
+  const unknown = Object.keys(c).filter((k) => !METADATA.has(k) && !(gemma ? GEMMA3_READ : READ).has(k));
   if (unknown.length > 0) fail(`field(s) ${unknown.join(', ')} are not supported for model_type ${modelType}`);
   if (c.quantization_config !== undefined) fail('quantization_config is not supported');
   const int = (k: string, dflt?: number): number => {
