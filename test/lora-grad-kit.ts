@@ -12,6 +12,8 @@ import type { NamedTensor } from '../proto/tensors';
 import { fillNormal } from '../client-sdk/model/init';
 import { hashString, Prng } from '../proto/prng';
 
+const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
+
 /** `theta` (optional) replaces the adapter's values, flat in its tensor order. */
 export async function loraLossAndGrad(
   model: CausalLm,
@@ -78,6 +80,22 @@ export async function steepestCentralDifferences(
     out.push({ name: r.name, index: i - r.start, grad: grad[i], fd: ((await loss(plus)) - (await loss(minus))) / (2 * h) });
   }
   return out;
+}
+
+/** Asserts each picked tensor's steepest gradient coordinate against the central difference, to 2% of it. */
+export async function expectGradientsMatchCentralDifferences(
+  model: CausalLm,
+  adapter: readonly NamedTensor[],
+  lora: LoraConfig,
+  batch: PackedBatch,
+  pick: (name: string) => boolean,
+): Promise<number> {
+  const checks = await steepestCentralDifferences(model, adapter, lora, batch, pick);
+  for (const c of checks) {
+    expect(Math.abs(c.grad), `${c.name}: a gradient to compare`).to.be.greaterThan(1e-4);
+    expect(Math.abs(c.fd - c.grad), `${c.name}[${c.index}]: finite difference ${c.fd}, gradient ${c.grad}`).to.be.at.most(0.02 * Math.abs(c.grad));
+  }
+  return checks.length;
 }
 
 /** The adapter with every B drawn from N(0, std²) (seeded) instead of zero, so that A has a gradient too. */
