@@ -149,6 +149,23 @@ describe('Gemma 3 config.json', () => {
     ['an unknown layer type', { layer_types: types(25, []).concat(['chunked_attention']) }, /layer_types must list/],
     ['a zero sliding_window_pattern', { sliding_window_pattern: 0 }, /sliding_window_pattern must be a positive integer/],
     ['YaRN on the global layers', { rope_scaling: { rope_type: 'yarn', factor: 8 } }, /rope_scaling type 'yarn' is not supported/],
+    [
+      'dynamic rope (not checked against transformers for Gemma 3)',
+      { rope_scaling: { rope_type: 'dynamic', factor: 2 } },
+      /rope_scaling type 'dynamic' is not supported for gemma3_text \(supported: default, linear\)/,
+    ],
+    [
+      'llama3 rope in the v5 spelling',
+      {
+        rope_theta: undefined,
+        rope_local_base_freq: undefined,
+        rope_scaling: undefined,
+        rope_parameters: {
+          full_attention: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+        },
+      },
+      /rope_scaling type 'llama3' is not supported for gemma3_text/,
+    ],
     ['attention dropout', { attention_dropout: 0.1 }, /attention_dropout 0.1 is not supported/],
     [
       'rope_parameters beside rope_theta',

@@ -66,11 +66,21 @@ function positiveInt(v: unknown, what: string): number {
   return v;
 }
 
+/**
+ * The global layers' rope: Gemma 3 ships default (1B and smaller) and linear (4B and up). Dynamic and llama3 go
+ * through transformers' per-layer-type rope code, which no fixture here checks: refused rather than guessed.
+ */
+function globalRope(r: { theta: number; rope: RopeScaling }): { theta: number; rope: RopeScaling } {
+  if (r.rope.type !== 'default' && r.rope.type !== 'linear')
+    fail(`rope_scaling type '${r.rope.type}' is not supported for gemma3_text (supported: default, linear)`);
+  return r;
+}
+
 /** The global layers' rope and theta, and the local layers' theta, from either spelling (never both). */
 function parseGemmaRope(c: Json): { theta: number; rope: RopeScaling; localTheta: number } {
   const rp = c.rope_parameters;
   if (rp === undefined || rp === null) {
-    const { theta, rope } = parseRope({ rope_theta: c.rope_theta, rope_scaling: c.rope_scaling }, GEMMA3_DEFAULTS.ropeTheta);
+    const { theta, rope } = globalRope(parseRope({ rope_theta: c.rope_theta, rope_scaling: c.rope_scaling }, GEMMA3_DEFAULTS.ropeTheta));
     return { theta, rope, localTheta: positive(c.rope_local_base_freq ?? GEMMA3_DEFAULTS.localRopeTheta, 'rope_local_base_freq') };
   }
   if (typeof rp !== 'object' || Array.isArray(rp)) fail('rope_parameters must be an object');
@@ -80,7 +90,7 @@ function parseGemmaRope(c: Json): { theta: number; rope: RopeScaling; localTheta
   for (const k of ['rope_theta', 'rope_scaling', 'rope_local_base_freq']) {
     if (c[k] !== undefined && c[k] !== null) fail(`rope_parameters and ${k} are both set; keep one`);
   }
-  const { theta, rope } = parseRope({ rope_parameters: per.full_attention ?? { rope_type: 'default' } }, GEMMA3_DEFAULTS.ropeTheta);
+  const { theta, rope } = globalRope(parseRope({ rope_parameters: per.full_attention ?? { rope_type: 'default' } }, GEMMA3_DEFAULTS.ropeTheta));
   const local = (per.sliding_attention ?? {}) as Json;
   if (typeof local !== 'object' || Array.isArray(local)) fail('rope_parameters.sliding_attention must be an object');
   const localType = local.rope_type ?? local.type ?? 'default';
