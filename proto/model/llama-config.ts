@@ -142,16 +142,7 @@ const COMMON_READ = [
   'layer_types',
   'attention_dropout',
 ];
-const READ = new Set([
-  ...COMMON_READ,
-  'hidden_act',
-  'mlp_bias',
-  'use_sliding_window',
-  'max_window_layers',
-  'use_mrope',
-  'rope_interleaved',
-  'mlp_only_layers',
-]);
+const READ = new Set([...COMMON_READ, 'hidden_act', 'mlp_bias', 'use_sliding_window', 'max_window_layers', 'use_mrope', 'rope_interleaved', 'mlp_only_layers']);
 const GEMMA3_READ = new Set([...COMMON_READ, ...GEMMA3_FIELDS]);
 
 type Json = Record<string, unknown>;
