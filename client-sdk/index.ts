@@ -19,8 +19,8 @@ export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
 export { PROTOCOL_VERSION } from '../proto/constants';
 export type { NamedTensor, TensorList } from '../proto/tensors';
-// Bring your own model and data: the Llama family (llama, qwen2, mistral, qwen3) beside GPT-2, HF tokenizers and chat
-// templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
+// Bring your own model and data: the Llama family (llama, qwen2, mistral, qwen3, gemma3_text) beside GPT-2, HF
+// tokenizers and chat templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
 export { LlamaModel } from './model/llama';
 export { loadModelDir, type CausalLm, type LoadedModel } from './model/load';
 export { savePeftAdapterDir, loadPeftAdapterDir } from './model/lora-io';

@@ -39,6 +39,8 @@ interface HeadNorm {
 
 /** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
 export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
+  // Gemma 3 would otherwise run as a Qwen3 here (its q/k norms): wrong, silently. Until the engine has its layer:
+  if (cfg.gemma3) return 'the engine has no Gemma 3 layer ((1 + w) norms, GELU MLP, local and global attention)';
   if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
     return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
