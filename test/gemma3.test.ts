@@ -2,7 +2,9 @@
 // test/llama-parity.test.ts): local layers attend within their window and rotate with their own base, global layers
 // do neither; every norm is read, as w (namedWeights gives back w, not 1 + w); a missing Gemma norm is named and a
 // Qwen3-typed config refuses them; LoRA gradients match finite differences through local and global layers; the
-// WebGPU engine refuses Gemma 3, so FEDTUNE_ENGINE=auto trains it on tfjs with that reason and a named path fails.
+// WebGPU engine refuses a Gemma 3 whose local window is shorter than its sequence (it has no sliding-window attention
+// yet; test/engine-gemma3.test.ts has the rest of Gemma 3 on the engine), so FEDTUNE_ENGINE=auto trains it on tfjs with
+// that reason and a named path fails.
 // A real round on a Gemma 3 directory through the site CLI is in test/own-data-site.test.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -24,7 +26,7 @@ const IDS = [
   [5, 77, 301, 12, 9, 250, 3, 44],
   [399, 0, 18, 18, 120, 7, 66, 2],
 ];
-const REFUSAL = 'gemma3_text: the engine has no Gemma 3 layer ((1 + w) norms, GELU MLP, local and global attention)';
+const REFUSAL = "gemma3_text: the engine has no sliding-window attention (Gemma 3's local layers: sliding_window 4 < sequence 128)";
 
 /** Largest |a - b| over the positions in [from, to) of every row, logits [B, T, V]. */
 function diffAt(a: Float32Array, b: Float32Array, from: number, to: number): number {
@@ -125,7 +127,7 @@ describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, grad
     }
   });
 
-  it('the WebGPU engine refuses Gemma 3; FEDTUNE_ENGINE=auto trains it on tfjs with that reason, a named path fails', async function () {
+  it('the WebGPU engine refuses a Gemma 3 window shorter than the sequence; FEDTUNE_ENGINE=auto trains it on tfjs with that reason, a named path fails', async function () {
     const cfg = tinyGemma3Config();
     const model = LlamaModel.fromTensors(cfg, tinyGemma3Weights(cfg, 1));
     const prev = process.env.FEDTUNE_ENGINE;

@@ -28,6 +28,7 @@ import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EnginePath } from '../client-sdk/engine/program';
+import { llamaEngineRefusal } from '../client-sdk/engine/program-llama';
 import { relErr } from './rel-err';
 import { TINY_QWEN3_JSON } from './tiny-qwen3';
 import { TINY_GEMMA3_JSON } from './tiny-gemma3';
@@ -211,6 +212,12 @@ async function torchFixture(ed: EngineDevice, paths: EnginePath[], check: Check,
   }
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
   const cfg = model.config;
+  const refused = llamaEngineRefusal(cfg, packed.seq);
+  if (refused) {
+    check(`${family} fixture: the engine serves it`, false, refused);
+    model.dispose();
+    return;
+  }
   const g = cfg.gemma3;
   const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}${g ? `, window ${g.slidingWindow}` : ''}`;
   for (const p of paths) {

@@ -95,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   }
   if (li == 0u) { stats[${u32(io.stats)} + row] = rstd; }
 }`;
-  return { label: io.heads ? 'rms.head.fwd' : 'rms.fwd', code, bindings, grid: io.heads ? [rows, io.heads.count, 1] : [rows, 1, 1] };
+  return { label: io.heads ? 'rms.head.fwd' : sub ? 'rms.sub.fwd' : 'rms.fwd', code, bindings, grid: io.heads ? [rows, io.heads.count, 1] : [rows, 1, 1] };
 }
 
 /**
@@ -161,5 +161,5 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     ${store}
   }
 }`;
-  return { label: h ? 'rms.head.bwd' : 'rms.bwd', code, bindings, grid: h ? [rows, h.count, 1] : [rows, 1, 1] };
+  return { label: h ? 'rms.head.bwd' : sub ? 'rms.sub.bwd' : 'rms.bwd', code, bindings, grid: h ? [rows, h.count, 1] : [rows, 1, 1] };
 }
