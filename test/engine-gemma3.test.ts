@@ -56,7 +56,12 @@ describe('engine gemma3: weights', () => {
     const { vec } = packLlamaWeights(GEMMA, lay, weights);
     const scale = (name: string): number[] => [...(byName.get(`model.${name}.weight`) ?? [])].map((w) => Math.fround(1 + w));
     lay.layers.forEach((Ly, l) => {
-      expect([Ly.preFfnNorm, Ly.postFfnNorm, Ly.qNorm, Ly.kNorm]).to.deep.equal([Ly.postNorm + D, Ly.postNorm + 2 * D, Ly.postNorm + 3 * D, Ly.postNorm + 3 * D + HD]);
+      expect([Ly.preFfnNorm, Ly.postFfnNorm, Ly.qNorm, Ly.kNorm]).to.deep.equal([
+        Ly.postNorm + D,
+        Ly.postNorm + 2 * D,
+        Ly.postNorm + 3 * D,
+        Ly.postNorm + 3 * D + HD,
+      ]);
       for (const [n, at, len] of [
         ['input_layernorm', Ly.inputNorm, D],
         ['post_attention_layernorm', Ly.postNorm, D],
@@ -107,7 +112,12 @@ describe('engine gemma3: step program', () => {
       // Layer 0 forward: o_proj into subpre, its norm + residual, the MLP's own norm, gate, up (GELU), down into
       // subpre, its norm + residual; then layer 1's input norm.
       const o0 = labels.indexOf('fwd h0.self_attn.o_proj');
-      expect(labels.slice(o0).filter((l) => !l.startsWith('lora.')).slice(0, 8)).to.deep.equal([
+      expect(
+        labels
+          .slice(o0)
+          .filter((l) => !l.startsWith('lora.'))
+          .slice(0, 8),
+      ).to.deep.equal([
         'fwd h0.self_attn.o_proj',
         'rms.sub.fwd',
         'rms.fwd',

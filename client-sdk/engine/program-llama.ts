@@ -130,7 +130,9 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     if (!gemma) return { dy: dres, dyLora: dresF32 };
     if (norm === undefined) throw new Error(`layer ${Math.floor(k / 2)} has no norm after its sublayer`);
     const sublayer = { xBuf: 'subpre', dx: 'dln', dx16: 'dln16' };
-    kernels.push(rmsNormBackward(N, D, { dy: 'dres', dyType: 'f32', x: subOff(k), weight: norm, stats: subStats(k), mode: 'store', copy16: act === 'f16', sublayer }));
+    kernels.push(
+      rmsNormBackward(N, D, { dy: 'dres', dyType: 'f32', x: subOff(k), weight: norm, stats: subStats(k), mode: 'store', copy16: act === 'f16', sublayer }),
+    );
     return { dy: act === 'f32' ? opnd('dln', 0, 'f32') : opnd('dln16', 0, 'f16'), dyLora: opnd('dln', 0, 'f32') };
   };
 
@@ -157,7 +159,9 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
     // x' = x + o_proj(ctx); Gemma 3: x' = x + norm(o_proj(ctx)).
     sublayerOut(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), 2 * l, Ly.postNorm);
-    kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l + 1), weight: Ly.preFfnNorm ?? Ly.postNorm, y: 'lnM', yOff: l * N * D, stats: (2 * l + 1) * N }));
+    // The MLP's input norm: post_attention_layernorm, or Gemma 3's pre_feedforward_layernorm.
+    const mlpNorm = Ly.preFfnNorm ?? Ly.postNorm;
+    kernels.push(rmsNormForward(N, D, cfg.rmsNormEps, act, { x: xOff(2 * l + 1), weight: mlpNorm, y: 'lnM', yOff: l * N * D, stats: (2 * l + 1) * N }));
     const m = opnd('lnM', l * N * D, act);
     linearFwd(pr['mlp.gate_proj'], m, { out: { buffer: 'gpre', offset: l * N * F, ld: F, mode: 'store' } });
     linearFwd(pr['mlp.up_proj'], m, {
@@ -185,14 +189,20 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     // down_proj's dx epilogue is SwiGLU's backward: d(gate) to dgate, d(up) to dup.
     const dDown = sublayerGrad(2 * l + 1, Ly.postFfnNorm);
     linearBwd(pr['mlp.down_proj'], dDown.dy, dDown.dyLora, opnd('gact', l * N * F, act), {
-      swigluGrad: { gate: { buffer: 'gpre', offset: l * N * F }, up: { buffer: 'upre', offset: l * N * F }, dUp: { buffer: 'dup', offset: 0, type: act }, ...gateAct },
+      swigluGrad: {
+        gate: { buffer: 'gpre', offset: l * N * F },
+        up: { buffer: 'upre', offset: l * N * F },
+        dUp: { buffer: 'dup', offset: 0, type: act },
+        ...gateAct,
+      },
       out: { buffer: 'dgate', offset: 0, ld: F, mode: 'store', type: act },
     });
     // gate and up both read the post-attention norm's output: their dx add up in dln (f32).
     linearBwd(pr['mlp.up_proj'], opnd('dup', 0, act), opnd('dup', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'store' } });
     linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
+    const mlpNorm = Ly.preFfnNorm ?? Ly.postNorm;
     kernels.push(
-      rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.preFfnNorm ?? Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16: copyRes }),
+      rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: mlpNorm, stats: (2 * l + 1) * N, mode: 'add', copy16: copyRes }),
     );
     const dO = sublayerGrad(2 * l, Ly.postNorm);
     linearBwd(pr['self_attn.o_proj'], dO.dy, dO.dyLora, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
