@@ -284,7 +284,7 @@ async function nearestF16(ed: EngineDevice, check: Check): Promise<void> {
   const n = w0.length + (w0.length & 1);
   const dev = ed.device;
   const buf = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  await new BaseMerger(dev, buf, 'f16').merge([{ offset: 0, inF: 1, outF: w0.length, r: 1, w0, a: new Float32Array(1), b: new Float32Array(w0.length) }]);
+  await new BaseMerger(dev, buf, 'f16').merge([{ offset: 0, inF: 1, outF: w0.length, r: 1, w0: () => w0, a: new Float32Array(1), b: new Float32Array(w0.length) }]);
   const read = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const enc = dev.createCommandEncoder();
   enc.copyBufferToBuffer(buf, 0, read, 0, 2 * n);
