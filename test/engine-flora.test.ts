@@ -15,6 +15,7 @@ import { packedProjections, projectionAt, restoreW0, stackModules, stackW0, uplo
 import { covered, regions, writesTo } from './engine-writes';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import * as layoutLlama from '../client-sdk/engine/layout-llama';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -251,7 +252,7 @@ describe('engine: FLoRA merge, one module at a time', function () {
     const queue = ed.device.queue;
     const writeBuffer = queue.writeBuffer.bind(queue);
     // transposeInto packs a Llama W0 (weights.ts stackW0); the merge uploads it to its 'merge-w0' scratch buffer.
-    const llamaLayoutModule = require('../client-sdk/engine/layout-llama') as { transposeInto: (...a: unknown[]) => void };
+    const llamaLayoutModule = layoutLlama as unknown as { transposeInto: (...a: unknown[]) => void };
     const transposeInto = llamaLayoutModule.transposeInto;
     const events: string[] = [];
     llamaLayoutModule.transposeInto = (...a: unknown[]): void => {
