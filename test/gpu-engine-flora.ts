@@ -305,8 +305,16 @@ async function nearestF16(ed: EngineDevice, check: Check): Promise<void> {
   read.destroy();
 }
 
-export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+/** `models` (--flora-models gpt2,qwen2,qwen3): those models' checks only; absent, all of them. */
+export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check, models?: readonly string[]): Promise<void> {
+  const picked = (name: string): boolean => !models || models.includes(name.split(' ')[0]);
   if (ed.caps.f16) await nearestF16(ed, check);
+  if (picked('gpt2')) await floraGpt2(ed, paths, check);
+  if (picked(TINY_LLAMAS[1].name)) await floraQwen2(ed, paths, check);
+  if (picked(TINY_LLAMAS[2].name)) await floraQwen3(ed, paths, check);
+}
+
+async function floraGpt2(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   const { model: gpt2 } = await loadGpt2Dir(MODEL_DIR);
   const gSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
   await mergeParity(
@@ -325,6 +333,9 @@ export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], ch
   );
   await roundParity(ed, paths, check, 'gpt2', gpt2, gSite, 0.3);
   gpt2.dispose();
+}
+
+async function floraQwen2(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   const { name, config } = TINY_LLAMAS[1];
   const llama = LlamaModel.fromTensors(config, randomLlamaWeights(config, 3, 0.08));
   const lSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
@@ -344,6 +355,9 @@ export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], ch
   );
   await roundParity(ed, paths, check, name, llama, lSite, 0.6);
   llama.dispose();
+}
+
+async function floraQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   // Qwen3: W0 merged under the per-head q/k norms (drawn away from 1, with q/k/v/o biases); q_proj 32 → 64.
   const q3 = TINY_LLAMAS[2];
   const qwen3 = LlamaModel.fromTensors(q3.config, weightsFor(q3.config, 3));

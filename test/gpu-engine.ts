@@ -7,7 +7,7 @@
 // with the fallback after them (gpu-fallback.ts), FLoRA rounds and stacks (gpu-engine-flora.ts), and sliding-window
 // attention (gpu-engine-window.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-window | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama,mistral] [--tuning]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-window | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama,mistral] [--flora-models gpt2,qwen2,qwen3] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -288,6 +288,7 @@ async function main(): Promise<void> {
     }
   });
   const onlyLlama = args.includes('--only-llama');
+  const listArg = (flag: string): string[] | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1].split(',') : undefined);
   const only = (
     ['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout', '--only-flora', '--only-window'] as const
   ).find((a) => args.includes(a));
@@ -300,7 +301,7 @@ async function main(): Promise<void> {
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
-  else if (only === '--only-flora') await floraEngineTests(ed, paths, check);
+  else if (only === '--only-flora') await floraEngineTests(ed, paths, check, listArg('--flora-models'));
   else if (only === '--only-window') await windowTests(ed, paths, check);
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
   const narrow = args.includes('--only-matmul') || args.includes('--only-tuning');
@@ -323,7 +324,7 @@ async function main(): Promise<void> {
     await llamaEngineTests(ed, paths, check, {
       long: args.includes('--long'),
       steps: Number(process.env.LONG_STEPS ?? 200),
-      ...(args.includes('--llama-configs') ? { configs: args[args.indexOf('--llama-configs') + 1].split(',') } : {}),
+      ...(args.includes('--llama-configs') ? { configs: listArg('--llama-configs') } : {}),
     });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
   if ((only === undefined && !narrow) || only === '--only-fallback') await fallbackTests(check);
