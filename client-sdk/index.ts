@@ -19,13 +19,13 @@ export { ReducedGpt2Tokenizer } from './text/tokenizer';
 export { encodeExamples } from './data/encode';
 export { PROTOCOL_VERSION } from '../proto/constants';
 export type { NamedTensor, TensorList } from '../proto/tensors';
-// Bring your own model and data: the Llama family (llama, qwen2, mistral, qwen3) beside GPT-2, HF tokenizers and chat
-// templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
+// Bring your own model and data: the Llama family (llama, qwen2, mistral, qwen3, gemma3_text) beside GPT-2, HF
+// tokenizers and chat templates, JSON Lines data, LoRA settings read off the coordinator's adapter.
 export { LlamaModel } from './model/llama';
 export { loadModelDir, type CausalLm, type LoadedModel } from './model/load';
 export { savePeftAdapterDir, loadPeftAdapterDir } from './model/lora-io';
 export { parseModelConfig, type ModelConfig } from '../proto/model/model-config';
-export { HfTokenizer, type ChatMessage } from './text/hf-tokenizer';
+export { HfTokenizer, type ChatMessage, type ChatRenderOptions, type JsonValue, type ToolCall } from './text/hf-tokenizer';
 export { readJsonlFile, parseJsonl, DataFileError, type JsonlRow } from './data/jsonl';
 export { loadJsonlSftData, encodeRow, encodeRowExamples, splitIndices, type JsonlSftData, type JsonlSftOptions } from './data/sft-jsonl';
 export { TaskLoraTrainer, loraConfigFromTask, LoraMismatchError, type SiteLoraOptions } from './sft/task-lora';

@@ -19,6 +19,7 @@ import type { EngineTuning } from '../client-sdk/engine/tuning';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import { shareKernels } from '../client-sdk/engine/dedupe';
 import { nullDevice, wgslErrors } from './dawn-null';
+import { tinyGemma3Config } from './tiny-gemma3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -103,10 +104,12 @@ describe('engine sliding window: windowed kernels', () => {
     expect(() => activeWindow(2.5, 16)).to.throw(/not a positive integer/);
     expect(() => activeWindow(-1, 16)).to.throw(/not a positive integer/);
   });
-  it('layerWindow gives the config window to every layer (Mistral); none without one', () => {
+  it("layerWindow: Mistral's window on every layer, Gemma 3's on its local layers only, none without one", () => {
     const cfg = mistral(6);
     expect([0, 1].map((l) => layerWindow(cfg, l))).to.deep.equal([6, 6]);
     expect(layerWindow(LLAMA, 0)).to.equal(undefined);
+    // test/tiny-gemma3.ts: layers local / global / local, sliding_window 4.
+    expect([0, 1, 2].map((l) => layerWindow(tinyGemma3Config(), l))).to.deep.equal([4, undefined, 4]);
   });
   it('each kernel starts (dq, forwards) or stops (dk/dv) at the tiles the window reaches, and masks j ≤ i − w', () => {
     const s: AttnShape = { B: 1, T: 40, H: 4, D: 128, scale: 0.125, act: 'f32', kvHeads: 2, headDim: 32, window: 6 };

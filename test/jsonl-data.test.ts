@@ -20,7 +20,10 @@ describe('JSON Lines data: errors name file, line and field', () => {
   const cases: Array<[string, string, RegExp]> = [
     ['invalid JSON', '{"prompt": "a", "completion": "b"}\n{"prompt": "a",', /^d\.jsonl:2: not valid JSON/],
     ['a row that is not an object', '[1, 2]', /^d\.jsonl:1: a row must be a JSON object$/],
-    ['neither shape', '{"text": "x"}', /^d\.jsonl:1: field 'prompt': missing: a row needs prompt and completion, or messages$/],
+    ['no shape', '{"body": "x"}', /^d\.jsonl:1: field 'prompt': missing: a row needs prompt and completion, messages, or text$/],
+    ['text beside messages', '{"text": "x", "messages": []}', /^d\.jsonl:1: field 'text': a row has text, messages or prompt\/completion: one of them$/],
+    ['a text that is not a string', '{"text": ["x"]}', /^d\.jsonl:1: field 'text': must be a string, got object$/],
+    ['an empty text', '{"text": ""}', /^d\.jsonl:1: field 'text': is empty/],
     ['both shapes', '{"prompt": "a", "completion": "b", "messages": []}', /^d\.jsonl:1: field 'messages': a row has either/],
     ['a missing completion', '{"prompt": "a"}', /^d\.jsonl:1: field 'completion': missing$/],
     ['a prompt that is not a string', '{"prompt": 3, "completion": "b"}', /^d\.jsonl:1: field 'prompt': must be a string, got number$/],
@@ -31,12 +34,72 @@ describe('JSON Lines data: errors name file, line and field', () => {
     [
       'an unknown role',
       '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}',
-      /^d\.jsonl:1: field 'messages\[1\]\.role': must be one of system, user, assistant, got "bot"$/,
+      /^d\.jsonl:1: field 'messages\[1\]\.role': must be one of system, developer, user, assistant, tool, ipython, got "bot"$/,
     ],
     [
       'a content that is not a string',
       '{"messages": [{"role": "assistant", "content": null}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.content': must be a string \(null only beside tool_calls\), got null$/,
+    ],
+    [
+      "a user turn's content that is null",
+      '{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "b"}]}',
       /^d\.jsonl:1: field 'messages\[0\]\.content': must be a string, got null$/,
+    ],
+    [
+      'tool_calls on a user turn',
+      '{"messages": [{"role": "user", "content": "a", "tool_calls": []}, {"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_calls': only an assistant turn has it$/,
+    ],
+    [
+      'an empty tool_calls list',
+      '{"messages": [{"role": "assistant", "content": null, "tool_calls": []}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_calls': must be a non-empty list/,
+    ],
+    [
+      'a tool call without a name',
+      '{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"arguments": {}}}]}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_calls\[0\]\.function\.name': must be a non-empty string$/,
+    ],
+    [
+      "a tool call's arguments that are a list",
+      '{"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": [1]}}]}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_calls\[0\]\.function\.arguments': must be an object or the JSON text of one, got a list$/,
+    ],
+    [
+      'a tool call of another type',
+      '{"messages": [{"role": "assistant", "tool_calls": [{"type": "code", "function": {"name": "f", "arguments": {}}}]}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_calls\[0\]\.type': must be "function", got "code"$/,
+    ],
+    [
+      'reasoning_content that is not a string',
+      '{"messages": [{"role": "assistant", "content": "b", "reasoning_content": 1}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.reasoning_content': must be a string, got number$/,
+    ],
+    [
+      'a tool_call_id that is not a string',
+      '{"messages": [{"role": "tool", "content": "r", "tool_call_id": 7}, {"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'messages\[0\]\.tool_call_id': must be a string, got number$/,
+    ],
+    [
+      'tools that are not a list',
+      '{"tools": {"name": "f"}, "messages": [{"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'tools': must be a list of function schemas, got object$/,
+    ],
+    [
+      'a tool schema that is not an object',
+      '{"tools": ["f"], "messages": [{"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'tools\[0\]': must be an object \(a function schema\), got string$/,
+    ],
+    [
+      'chat_template_kwargs that are not an object',
+      '{"chat_template_kwargs": true, "messages": [{"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'chat_template_kwargs': must be an object, got boolean$/,
+    ],
+    [
+      'a chat_template_kwargs key the renderer sets',
+      '{"chat_template_kwargs": {"add_generation_prompt": true}, "messages": [{"role": "assistant", "content": "b"}]}',
+      /^d\.jsonl:1: field 'chat_template_kwargs\.add_generation_prompt': is set by the renderer, not an option$/,
     ],
     ['no assistant turn', '{"messages": [{"role": "user", "content": "a"}]}', /^d\.jsonl:1: field 'messages': has no assistant turn/],
     ['no rows at all', '\n\n', /^d\.jsonl: has no rows$/],

@@ -13,7 +13,7 @@ const read = (f: string): Record<string, unknown> =>
   JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'llama', f, 'base', 'config.json'), 'utf8')) as Record<string, unknown>;
 
 describe('Llama-family config.json', () => {
-  it('reads the four families transformers wrote', () => {
+  it('reads the five families transformers wrote', () => {
     const llama = parseModelConfig(read('llama'));
     expect(llama).to.include({ family: 'llama', modelType: 'llama', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, tieWordEmbeddings: false, qkvBias: false });
     expect(llama).to.have.deep.property('rope', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 });
@@ -22,6 +22,11 @@ describe('Llama-family config.json', () => {
     const qwen3 = parseModelConfig(read('qwen3'));
     expect(qwen3).to.include({ modelType: 'qwen3', nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 32, qkNorm: true, qkvBias: false, oBias: false });
     expect(qwen3).to.include({ tieWordEmbeddings: true, ropeTheta: 1e6, rmsNormEps: 1e-6 });
+    // transformers 5 wrote layer_types and rope_parameters per layer type (and both spellings of the pattern).
+    const gemma3 = parseModelConfig(read('gemma3'));
+    expect(gemma3).to.include({ modelType: 'gemma3_text', nEmbd: 48, nHead: 4, nKvHead: 2, headDim: 32, qkNorm: true, tieWordEmbeddings: true });
+    expect(gemma3).to.deep.include({ ropeTheta: 1e6, rope: { type: 'linear', factor: 4 } });
+    expect(gemma3).to.have.deep.property('gemma3', { slidingLayers: [true, false, true], slidingWindow: 3, localRopeTheta: 1e4, queryPreAttnScalar: 24 });
   });
 
   it('reads config.json shaped like the hub checkpoints of Llama 3.2, Qwen2.5, SmolLM2, TinyLlama and Mistral 7B', () => {
@@ -129,15 +134,34 @@ describe('Llama-family config.json', () => {
     expect(mistral.slidingWindow).to.equal(4096);
   });
 
+  it("takes each transformers class's own default for an absent field (Qwen2: 32 kv heads, 32768 positions; Mistral: 8 kv heads, 131072 positions, window 4096)", () => {
+    // transformers 5.17.0's constructors, as test/fixtures/print_config_defaults.py printed them on the GPU machine.
+    const bare = { vocab_size: 64, hidden_size: 512, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 64 };
+    const of = (model_type: string, patch: Record<string, unknown> = {}) => parseLlamaConfig({ model_type, ...bare, ...patch });
+    expect(of('llama')).to.include({ nKvHead: 64, nPositions: 2048, headDim: 8, tieWordEmbeddings: false, ropeTheta: 1e4, rmsNormEps: 1e-6 });
+    expect(of('qwen2')).to.include({ nKvHead: 32, nPositions: 32768, headDim: 8, tieWordEmbeddings: false, ropeTheta: 1e4 });
+    expect(of('qwen2').slidingWindow, 'use_sliding_window is false by default').to.equal(undefined);
+    expect(of('mistral')).to.include({ nKvHead: 8, nPositions: 131072, headDim: 8, tieWordEmbeddings: false, slidingWindow: 4096 });
+    expect(of('qwen3')).to.include({ nKvHead: 32, nPositions: 32768, headDim: 128 });
+    // A null num_key_value_heads is the head count in all four; a null sliding_window is Mistral without a window.
+    for (const t of ['llama', 'qwen2', 'mistral', 'qwen3']) expect(of(t, { num_key_value_heads: null }).nKvHead, t).to.equal(64);
+    expect(of('mistral', { sliding_window: null }).slidingWindow).to.equal(undefined);
+    expect(() => of('qwen2', { num_attention_heads: 16, hidden_size: 128 })).to.throw(/num_attention_heads 16 is not a multiple of num_key_value_heads 32/);
+  });
+
   it('round-trips through toHfLlamaConfigJson', () => {
-    for (const f of ['llama', 'qwen2', 'mistral', 'qwen3']) {
+    for (const f of ['llama', 'qwen2', 'mistral', 'qwen3', 'gemma3']) {
       const c = parseLlamaConfig(read(f));
       expect(parseLlamaConfig(toHfLlamaConfigJson(c))).to.deep.equal(c);
     }
   });
 
   const refusals: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['an unsupported model_type', { model_type: 'gemma' }, /model_type 'gemma' is not supported \(supported: gpt2, llama, qwen2, mistral, qwen3\)/],
+    [
+      'an unsupported model_type',
+      { model_type: 'gemma' },
+      /model_type 'gemma' is not supported \(supported: gpt2, llama, qwen2, mistral, qwen3, gemma3_text\)/,
+    ],
     ['an unknown field', { some_new_knob: 3 }, /field\(s\) some_new_knob are not supported for model_type llama/],
     ['quantisation', { quantization_config: { quant_method: 'gptq' } }, /quantization_config/],
     ['a rope type not implemented', { rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e4 } }, /rope_scaling type 'yarn' is not supported/],

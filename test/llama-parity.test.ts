@@ -1,9 +1,11 @@
 // Parity with PyTorch for the Llama family: tiny random Llama (llama3 rope, bf16 weights, untied head), Qwen2
-// (q/k/v biases, linear rope, tied head, f32), Mistral (sliding window, dynamic rope, f16) and Qwen3 (q/k norms,
-// head_dim 32 against hidden 64 / 4 heads, tied head, bf16), each with a PEFT LoRA adapter, all made by
-// transformers + peft (test/fixtures/make_llama_parity.py). fedtune's logits must equal transformers' and peft's;
-// its PEFT export must be the adapter PEFT loaded there with the same logits; for Qwen3 its LoRA gradients must
-// equal torch's autograd through the q/k norms.
+// (q/k/v biases, linear rope, tied head, f32), Mistral (sliding window, dynamic rope, f16), Qwen3 (q/k norms,
+// head_dim 32 against hidden 64 / 4 heads, tied head, bf16) and Gemma 3 (local / global / local layers with a window
+// of 3 over 8 tokens, (1 + w) norms, scaled embeddings, query_pre_attn_scalar 24, head_dim 32 against hidden 48 /
+// 4 heads, linear global rope, bf16), each with a PEFT LoRA adapter, all made by transformers + peft
+// (test/fixtures/make_llama_parity.py). fedtune's logits must equal transformers' and peft's; its PEFT export must
+// be the adapter PEFT loaded there with the same logits; for Qwen3 and Gemma 3 its LoRA gradients must equal
+// torch's autograd.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -36,6 +38,8 @@ const GRAD_TOL = 1e-4;
 interface Info {
   input_ids: number[][];
   inv_freq_after_forward: number[];
+  /** Gemma 3's local layers' (the one above is its global layers'). */
+  inv_freq_local_after_forward?: number[];
   fedtune_style_config: Record<string, unknown>;
   dtype: string;
 }
@@ -49,7 +53,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const reached: Record<string, number> = {};
 
-for (const family of ['llama', 'qwen2', 'mistral', 'qwen3'] as const) {
+// Fixture directory → model_type.
+const FAMILIES = { llama: 'llama', qwen2: 'qwen2', mistral: 'mistral', qwen3: 'qwen3', gemma3: 'gemma3_text' } as const;
+
+for (const family of Object.keys(FAMILIES) as Array<keyof typeof FAMILIES>) {
   describe(`${family} parity with transformers + peft`, function () {
     const dir = path.join(FIXTURES, family);
     let model: CausalLm;
@@ -79,14 +86,20 @@ for (const family of ['llama', 'qwen2', 'mistral', 'qwen3'] as const) {
       const saved = parseModelConfig(JSON.parse(fs.readFileSync(path.join(dir, 'base', 'config.json'), 'utf8')));
       // The classic dict is what the fixture script passed to the config class (model_type comes from the class).
       const classicJson = JSON.parse(fs.readFileSync(path.join(dir, 'base', 'config.classic.json'), 'utf8')) as object;
-      const classic = parseModelConfig({ model_type: family, ...classicJson });
+      const classic = parseModelConfig({ model_type: FAMILIES[family], ...classicJson });
       expect(saved).to.deep.equal(classic);
       expect(model).to.be.instanceOf(LlamaModel);
     });
 
     it('rotary inverse frequencies equal the ones transformers used', function () {
-      const ours = ropeInvFreq(model.config as LlamaConfig, info.input_ids[0].length);
+      const cfg = model.config as LlamaConfig;
+      const ours = ropeInvFreq(cfg, info.input_ids[0].length);
       info.inv_freq_after_forward.forEach((v, i) => expect(Math.abs(ours[i] - v) / v, `inv_freq[${i}]`).to.be.at.most(1e-6));
+      expect(info.inv_freq_local_after_forward !== undefined).to.equal(cfg.gemma3 !== undefined);
+      if (cfg.gemma3) {
+        const local = ropeInvFreq({ ...cfg, ropeTheta: cfg.gemma3.localRopeTheta, rope: { type: 'default' } }, info.input_ids[0].length);
+        info.inv_freq_local_after_forward!.forEach((v, i) => expect(Math.abs(local[i] - v) / v, `local inv_freq[${i}]`).to.be.at.most(1e-6));
+      }
     });
 
     it(`base logits match transformers (${TOL})`, async function () {
@@ -162,41 +175,43 @@ for (const family of ['llama', 'qwen2', 'mistral', 'qwen3'] as const) {
   });
 }
 
-describe('qwen3 LoRA gradients equal torch autograd through the q/k norms', function () {
-  it(`d(causal-LM loss)/d(every A and B) matches grads.safetensors (${GRAD_TOL} of each tensor's largest), and the loss`, async function () {
-    await selectBackend();
-    const dir = path.join(FIXTURES, 'qwen3');
-    const model = (await loadModelDir(path.join(dir, 'base'))).model;
-    const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
-    const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as Info & { lora_loss: number };
-    const torch = readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors;
-    // transformers' loss with labels = input_ids: the mean cross-entropy of every next token, i.e. these pairs.
-    const packed = packBatch(
-      info.input_ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
-      info.input_ids[0].length,
-    );
-    try {
-      const { loss, grad: flat } = await loraLossAndGrad(model, peft.adapter, peft.config, packed);
-      expect(Math.abs(loss - info.lora_loss), `loss ${loss} against torch's ${info.lora_loss}`).to.be.at.most(1e-5);
-      expect(torch.map((t) => t.name).sort()).to.deep.equal(peft.adapter.map((t) => t.name).sort());
-      let off = 0;
-      let worst = 0;
-      for (const t of peft.adapter) {
-        const ours = flat.subarray(off, off + t.data.length);
-        off += t.data.length;
-        const ref = torch.find((x) => x.name === t.name)!.data;
-        const scale = Math.max(...Array.from(ref, Math.abs));
-        expect(scale, `${t.name}: a gradient to compare`).to.be.greaterThan(1e-6);
-        const rel = maxAbsDiff(ours, ref) / scale;
-        worst = Math.max(worst, rel);
-        expect(rel, t.name).to.be.at.most(GRAD_TOL);
+for (const family of ['qwen3', 'gemma3'] as const) {
+  describe(`${family} LoRA gradients equal torch autograd`, function () {
+    it(`d(causal-LM loss)/d(every A and B) matches grads.safetensors (${GRAD_TOL} of each tensor's largest), and the loss`, async function () {
+      await selectBackend();
+      const dir = path.join(FIXTURES, family);
+      const model = (await loadModelDir(path.join(dir, 'base'))).model;
+      const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
+      const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as Info & { lora_loss: number };
+      const torch = readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors;
+      // transformers' loss with labels = input_ids: the mean cross-entropy of every next token, i.e. these pairs.
+      const packed = packBatch(
+        info.input_ids.map((row) => ({ tokens: row, pairs: row.slice(1).map((target, pos) => ({ pos, target })) })),
+        info.input_ids[0].length,
+      );
+      try {
+        const { loss, grad: flat } = await loraLossAndGrad(model, peft.adapter, peft.config, packed);
+        expect(Math.abs(loss - info.lora_loss), `loss ${loss} against torch's ${info.lora_loss}`).to.be.at.most(1e-5);
+        expect(torch.map((t) => t.name).sort()).to.deep.equal(peft.adapter.map((t) => t.name).sort());
+        let off = 0;
+        let worst = 0;
+        for (const t of peft.adapter) {
+          const ours = flat.subarray(off, off + t.data.length);
+          off += t.data.length;
+          const ref = torch.find((x) => x.name === t.name)!.data;
+          const scale = Math.max(...Array.from(ref, Math.abs));
+          expect(scale, `${t.name}: a gradient to compare`).to.be.greaterThan(1e-6);
+          const rel = maxAbsDiff(ours, ref) / scale;
+          worst = Math.max(worst, rel);
+          expect(rel, t.name).to.be.at.most(GRAD_TOL);
+        }
+        reached[`${family} lora grads (relative)`] = worst;
+      } finally {
+        model.dispose();
       }
-      reached['qwen3 lora grads (relative)'] = worst;
-    } finally {
-      model.dispose();
-    }
+    });
   });
-});
+}
 
 describe('sharded model directories', function () {
   it('model.safetensors.index.json with two shards loads the same model; the identity covers every shard', async function () {

@@ -3,7 +3,8 @@
 // fan_in_fan_out false), two site processes on their own JSON Lines data (chat and prompt/completion rows),
 // LoRA settings read off the coordinator's adapter. Also: a stated LoRA setting that disagrees with the
 // coordinator's stops the site with both values named; a bad data file stops it before anything is written. And
-// a tiny Qwen3 (q/k norms, head_dim 16 against hidden 32 / 4 heads) in a real round, LoRA on all seven projections.
+// a tiny Qwen3 (q/k norms, head_dim 16 against hidden 32 / 4 heads) and a tiny Gemma 3 (local and global layers, a
+// window shorter than the training window) in a real round each, LoRA on all seven projections.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as fs from 'node:fs';
@@ -11,7 +12,9 @@ import * as path from 'node:path';
 import { startCoordinator, tempDir, type Harness } from './harness';
 import { makeTinyLlamaDir } from './tiny-llama-dir';
 import { makeTinyQwen3Dir } from './tiny-qwen3';
+import { makeTinyGemma3Dir } from './tiny-gemma3';
 import { readSafetensors } from '../proto/safetensors';
+import type { NamedTensor } from '../proto/tensors';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
@@ -122,33 +125,69 @@ describe('fedtune-site client --model --data: own Llama model and JSONL data in 
     ).to.equal(true);
   });
 
-  it("a Qwen3 site trains its own model: versions 0 and 1 have Qwen3's shapes (q_proj out = heads · head_dim); q/k LoRA moved", async function () {
-    const qwen3 = path.join(tmp, 'tiny-qwen3');
-    makeTinyQwen3Dir(qwen3);
+  /** One site on a tiny model of another family in a real round, LoRA on all seven projections: versions 0 and 1. */
+  async function familyRound(name: string, make: (dir: string) => unknown, data: string): Promise<{ v0: NamedTensor[]; v1: NamedTensor[] }> {
+    const dir = path.join(tmp, name);
+    make(dir);
     const all7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-    h = await start(path.join(tmp, 'run-qwen3'), 1, { dir: qwen3, name: 'tiny-qwen3' }, all7);
-    const id = path.join(tmp, 'q.id.json');
-    const r = await runSite(['--address', h.address, '--name', 'site-q', '--model', qwen3, '--data', path.join(tmp, 'a.jsonl'), '--identity', id]);
+    h = await start(path.join(tmp, `run-${name}`), 1, { dir, name }, all7);
+    const r = await runSite([
+      '--address',
+      h.address,
+      '--name',
+      `site-${name}`,
+      '--model',
+      dir,
+      '--data',
+      data,
+      '--identity',
+      path.join(tmp, `${name}.id.json`),
+    ]);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.contain('"site finished"');
     expect((await h.coordinator.done).manifest.version).to.equal(1);
+    const cfg = JSON.parse(fs.readFileSync(path.join(h.runDir, 'versions', 'v000001', 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    expect(cfg).to.include({ base_model_name_or_path: name, fan_in_fan_out: false });
     const read = (v: string) => readSafetensors(fs.readFileSync(path.join(h!.runDir, 'versions', v, 'adapter_model.safetensors'))).tensors;
-    const [v0, v1] = [read('v000000'), read('v000001')];
+    return { v0: read('v000000'), v1: read('v000001') };
+  }
+  const shapeOf = (v: NamedTensor[], suffix: string): number[] => [...v.find((t) => t.name.endsWith(suffix))!.shape];
+  /** A module's B: zero in version 0, moved in version 1. */
+  function expectTrained(v0: NamedTensor[], v1: NamedTensor[], module: string, why: string): void {
+    const name = `base_model.model.model.${module}.lora_B.weight`;
+    expect(v0.find((t) => t.name === name)!.data.every((x) => x === 0)).to.equal(true);
+    expect(
+      v1.find((t) => t.name === name)!.data.some((x) => x !== 0),
+      `${module}'s B trained ${why}`,
+    ).to.equal(true);
+  }
+
+  it("a Qwen3 site trains its own model: versions 0 and 1 have Qwen3's shapes (q_proj out = heads · head_dim); q/k LoRA moved", async function () {
+    const { v0, v1 } = await familyRound('tiny-qwen3', makeTinyQwen3Dir, path.join(tmp, 'a.jsonl'));
     for (const v of [v0, v1]) {
       expect(v).to.have.length(28);
-      const shape = (suffix: string): number[] => [...v.find((t) => t.name.endsWith(suffix))!.shape];
-      expect(shape('layers.0.self_attn.q_proj.lora_B.weight')).to.deep.equal([64, 4]);
-      expect(shape('layers.0.self_attn.k_proj.lora_B.weight')).to.deep.equal([32, 4]);
-      expect(shape('layers.0.self_attn.o_proj.lora_A.weight')).to.deep.equal([4, 64]);
+      expect(shapeOf(v, 'layers.0.self_attn.q_proj.lora_B.weight')).to.deep.equal([64, 4]);
+      expect(shapeOf(v, 'layers.0.self_attn.k_proj.lora_B.weight')).to.deep.equal([32, 4]);
+      expect(shapeOf(v, 'layers.0.self_attn.o_proj.lora_A.weight')).to.deep.equal([4, 64]);
     }
-    for (const m of ['q_proj', 'k_proj']) {
-      const name = `base_model.model.model.layers.1.self_attn.${m}.lora_B.weight`;
-      expect(v0.find((t) => t.name === name)!.data.every((x) => x === 0)).to.equal(true);
-      expect(
-        v1.find((t) => t.name === name)!.data.some((x) => x !== 0),
-        `${m}'s B trained (its gradient passes through the q/k norms)`,
-      ).to.equal(true);
+    for (const m of ['q_proj', 'k_proj']) expectTrained(v0, v1, `layers.1.self_attn.${m}`, '(its gradient passes through the q/k norms)');
+  });
+
+  it('a Gemma 3 site trains its own model: versions 0 and 1 have its shapes; LoRA in local and global layers moved', async function () {
+    const { v0, v1 } = await familyRound(
+      'tiny-gemma3',
+      (dir) => expect(makeTinyGemma3Dir(dir).gemma3?.slidingLayers).to.deep.equal([true, false, true]),
+      path.join(tmp, 'b.jsonl'),
+    );
+    for (const v of [v0, v1]) {
+      expect(v).to.have.length(42);
+      expect(shapeOf(v, 'layers.2.self_attn.q_proj.lora_B.weight')).to.deep.equal([64, 4]);
+      expect(shapeOf(v, 'layers.2.self_attn.o_proj.lora_A.weight')).to.deep.equal([4, 64]);
+      expect(shapeOf(v, 'layers.1.mlp.down_proj.lora_A.weight')).to.deep.equal([4, 48]);
     }
+    // Layer 0 is local (window 4 < the 64-token training window), layer 1 global.
+    for (const m of ['layers.0.self_attn.k_proj', 'layers.1.self_attn.q_proj', 'layers.1.mlp.gate_proj'])
+      expectTrained(v0, v1, m, 'in a local or a global layer');
   });
 
   it('a stated --lora.r that disagrees with the coordinator stops the site, naming both values', async function () {

@@ -12,7 +12,6 @@ import { selectBackend } from '../client-sdk/model/backend';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { loadModelDir } from '../client-sdk/model/load';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
-import { fillNormal } from '../client-sdk/model/init';
 import { engineModelRefusal } from '../client-sdk/engine/trainer';
 import { openEngineDevice } from '../client-sdk/engine/device';
 import { toHalfBits } from '../client-sdk/engine/half';
@@ -21,10 +20,10 @@ import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack'
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { parseLlamaConfig } from '../proto/model/llama-config';
 import { writeSafetensors } from '../proto/safetensors';
-import { hashString, Prng } from '../proto/prng';
+import { Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { tempDir } from './harness';
-import { loraLossAndGrad } from './lora-grad-kit';
+import { expectGradientsMatchCentralDifferences, withRandomB } from './lora-grad-kit';
 import { makeTinyQwen3Dir, tinyLlamaTwinConfig, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -164,10 +163,7 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients; served by the engine',
     await selectBackend({ force: 'cpu' });
     const cfg = tinyQwen3Config();
     const model = LlamaModel.fromTensors(cfg, tinyQwen3Weights(cfg, 11, 0.2));
-    // B drawn non-zero so that A has a gradient too.
-    const adapter = initLoraAdapter(cfg, ALL7, 1).map((t) =>
-      t.name.includes('lora_B') ? { ...t, data: fillNormal(new Float32Array(t.data.length), new Prng(2, hashString(t.name)), 0.3) } : t,
-    );
+    const adapter = withRandomB(initLoraAdapter(cfg, ALL7, 1));
     const rng = new Prng(9);
     const batch = packBatch(
       Array.from({ length: 3 }, () => ({
@@ -178,29 +174,8 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients; served by the engine',
         .map((w) => ({ tokens: w.tokens, pairs: completionPairs(w) })),
       16,
     );
-    const lossAndGrad = (theta: Float32Array): Promise<{ loss: number; grad: Float32Array }> => loraLossAndGrad(model, adapter, ALL7, batch, theta);
     try {
-      const theta = new Float32Array(adapter.reduce((a, t) => a + t.data.length, 0));
-      const ranges: Array<{ name: string; start: number; end: number }> = [];
-      let off = 0;
-      for (const t of adapter) {
-        theta.set(t.data, off);
-        ranges.push({ name: t.name, start: off, end: off + t.data.length });
-        off += t.data.length;
-      }
-      const { grad } = await lossAndGrad(theta);
-      const h = 1e-2;
-      for (const r of ranges.filter((x) => x.name.includes('layers.0.'))) {
-        let i = r.start;
-        for (let j = r.start; j < r.end; j++) if (Math.abs(grad[j]) > Math.abs(grad[i])) i = j;
-        const plus = theta.slice();
-        plus[i] += h;
-        const minus = theta.slice();
-        minus[i] -= h;
-        const fd = ((await lossAndGrad(plus)).loss - (await lossAndGrad(minus)).loss) / (2 * h);
-        expect(Math.abs(grad[i]), `${r.name}: a gradient to compare`).to.be.greaterThan(1e-4);
-        expect(Math.abs(fd - grad[i]), `${r.name}[${i - r.start}]: finite difference ${fd}, gradient ${grad[i]}`).to.be.at.most(0.02 * Math.abs(grad[i]));
-      }
+      expect(await expectGradientsMatchCentralDifferences(model, adapter, ALL7, batch, (n) => n.includes('layers.0.'))).to.equal(14);
     } finally {
       model.dispose();
       await selectBackend({ force: original as 'wasm' });

@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import type { IdentityFlags, TlsFlags } from '../demo/site';
 import { connectionFromFlags, type ConnectionFlags } from '../site/connection-flags';
 import { noiseFloorFromFlag } from '../site/noise-floor-flag';
+import { templateKwargsFromFlag } from '../site/template-kwargs-flag';
 import { simulateCommand } from '../demo/simulate-cli';
 import { parseProgressMode } from '../site/progress';
 
@@ -21,6 +22,7 @@ interface ClientFlags extends TlsFlags, IdentityFlags, ConnectionFlags {
   model?: string;
   data?: string;
   valFraction: string;
+  chatTemplateKwargs?: string;
   'lora.r'?: string;
   'lora.targetModules'?: string;
   'lora.alpha'?: string;
@@ -44,8 +46,12 @@ program
   .requiredOption('--address <host:port>', 'coordinator address')
   .requiredOption('--name <name>', 'site name (stable across restarts)')
   .option('--model <dir>', 'your Hugging Face model directory (config.json, safetensors, tokenizer.json); with --data')
-  .option('--data <file.jsonl>', 'your JSON Lines data: {"prompt","completion"} or {"messages":[{role,content}…]} rows; with --model')
+  .option('--data <file.jsonl>', 'your JSON Lines data: {"prompt","completion"}, {"messages":[{role,content}…]} or {"text"} rows; with --model')
   .option('--val-fraction <p>', 'share of --data rows held out for validation', '0.1')
+  .option(
+    '--chat-template-kwargs <json>',
+    "options for the model's chat template, as a JSON object (e.g. '{\"enable_thinking\": false}'); a row's chat_template_kwargs override them",
+  )
   .option('--lora.r <n>', "LoRA rank to train: the coordinator's adapter's (checked), or smaller (zero-padded to it); never larger")
   .option('--lora.target-modules <list>', "expected target modules, comma-separated; checked against the coordinator's adapter")
   .option('--lora.alpha <n>', "LoRA alpha (default: the coordinator's scaling alpha/r); not carried by the adapter tensors")
@@ -78,6 +84,7 @@ program
     const progress = parseProgressMode(o.progress);
     const connection = connectionFromFlags(o);
     const minNoiseMultiplier = noiseFloorFromFlag(o.minNoiseMultiplier);
+    const chatTemplateKwargs = templateKwargsFromFlag(o.chatTemplateKwargs);
     if (o.model !== undefined || o.data !== undefined) {
       if (o.model === undefined || o.data === undefined) throw new Error('--model and --data go together');
       const { runOwnDataSite } = require('../site/own-data') as typeof import('../site/own-data');
@@ -88,6 +95,7 @@ program
         dataFile: o.data,
         validationFraction: num('--val-fraction', o.valFraction),
         splitSeed: num('--split-seed', o.splitSeed),
+        ...(chatTemplateKwargs !== undefined ? { chatTemplateKwargs } : {}),
         lora: {
           ...(o['lora.r'] !== undefined ? { r: num('--lora.r', o['lora.r']) } : {}),
           ...(o['lora.targetModules'] !== undefined
@@ -109,6 +117,7 @@ program
       });
       return;
     }
+    if (chatTemplateKwargs !== undefined) throw new Error('--chat-template-kwargs goes with --model and --data (the embedded task has no chat template)');
     await runSite({
       address: o.address,
       name: o.name,

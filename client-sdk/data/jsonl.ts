@@ -1,29 +1,33 @@
-// A site's own fine-tuning data as JSON Lines, in the two shapes people have:
+// A site's own fine-tuning data as JSON Lines, in the three shapes people have:
 //   {"prompt": "...", "completion": "..."}                       loss on the completion
 //   {"messages": [{"role": "user", "content": "..."}, …]}         loss on the assistant turns only
-// The whole file is read and every row checked before anything is returned, so nothing ever trains on a
-// half-read or half-valid file; a bad row is an error naming the file (as the user gave it), the line and the
-// field. Other keys on a row (ids, sources, …) are ignored. Blank lines are skipped.
+//   {"text": "..."}                                              a document: loss on all of it (domain adaptation,
+//                                                                 continued pretraining); a long one is several windows
+// A chat row is transformers' (and TRL's) conversational format: assistant turns may carry tool_calls (content
+// then null or absent) and reasoning_content, tool results are role "tool" turns, and the row may carry `tools`
+// (the function schemas the template lists) and `chat_template_kwargs` (e.g. {"enable_thinking": false}); their
+// checks are in chat-row.ts. The whole file is read and every row checked before anything is returned, so nothing
+// ever trains on a half-read or half-valid file; a bad row is an error naming the file (as the user gave it), the
+// line and the field. Other keys on a row (ids, sources, …) are ignored. Blank lines are skipped.
 import { promises as fs } from 'fs';
+import type { ChatMessage, JsonValue } from '../text/hf-tokenizer';
+import { parseChatRow } from './chat-row';
+import { DataFileError } from './data-file-error';
 
-export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
-export type ChatRole = (typeof CHAT_ROLES)[number];
+export { DataFileError };
 
 export type JsonlRow =
   | { readonly kind: 'completion'; readonly line: number; readonly prompt: string; readonly completion: string }
-  | { readonly kind: 'chat'; readonly line: number; readonly messages: readonly { readonly role: ChatRole; readonly content: string }[] };
-
-export class DataFileError extends Error {
-  override name = 'DataFileError';
-  constructor(
-    readonly file: string,
-    readonly line: number | undefined,
-    readonly field: string | undefined,
-    detail: string,
-  ) {
-    super(`${file}${line !== undefined ? `:${line}` : ''}: ${field !== undefined ? `field '${field}': ` : ''}${detail}`);
-  }
-}
+  | { readonly kind: 'text'; readonly line: number; readonly text: string }
+  | {
+      readonly kind: 'chat';
+      readonly line: number;
+      readonly messages: readonly ChatMessage[];
+      /** The row's function schemas, given to the template as `tools`. */
+      readonly tools?: readonly JsonValue[];
+      /** The row's template options; over the site's own (JsonlSftOptions.chatTemplateKwargs). */
+      readonly kwargs?: Readonly<Record<string, JsonValue>>;
+    };
 
 function parseRow(file: string, line: number, text: string): JsonlRow {
   let v: unknown;
@@ -36,8 +40,15 @@ function parseRow(file: string, line: number, text: string): JsonlRow {
   const o = v as Record<string, unknown>;
   const hasChat = 'messages' in o;
   const hasPair = 'prompt' in o || 'completion' in o;
+  const hasText = 'text' in o;
   if (hasChat && hasPair) throw new DataFileError(file, line, 'messages', 'a row has either messages or prompt/completion, not both');
-  if (!hasChat && !hasPair) throw new DataFileError(file, line, 'prompt', 'missing: a row needs prompt and completion, or messages');
+  if (hasText && (hasChat || hasPair)) throw new DataFileError(file, line, 'text', 'a row has text, messages or prompt/completion: one of them');
+  if (!hasChat && !hasPair && !hasText) throw new DataFileError(file, line, 'prompt', 'missing: a row needs prompt and completion, messages, or text');
+  if (hasText) {
+    if (typeof o.text !== 'string') throw new DataFileError(file, line, 'text', `must be a string, got ${o.text === null ? 'null' : typeof o.text}`);
+    if (o.text.length === 0) throw new DataFileError(file, line, 'text', 'is empty: there is nothing to learn');
+    return { kind: 'text', line, text: o.text };
+  }
   if (hasPair) {
     for (const k of ['prompt', 'completion']) {
       if (!(k in o)) throw new DataFileError(file, line, k, 'missing');
@@ -46,21 +57,7 @@ function parseRow(file: string, line: number, text: string): JsonlRow {
     if ((o.completion as string).length === 0) throw new DataFileError(file, line, 'completion', 'is empty: there is nothing to learn');
     return { kind: 'completion', line, prompt: o.prompt as string, completion: o.completion as string };
   }
-  const msgs = o.messages;
-  if (!Array.isArray(msgs)) throw new DataFileError(file, line, 'messages', 'must be a list of {role, content}');
-  if (msgs.length === 0) throw new DataFileError(file, line, 'messages', 'is empty');
-  const out = msgs.map((m: unknown, i) => {
-    const f = `messages[${i}]`;
-    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new DataFileError(file, line, f, 'must be an object {role, content}');
-    const { role, content } = m as Record<string, unknown>;
-    if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) {
-      throw new DataFileError(file, line, `${f}.role`, `must be one of ${CHAT_ROLES.join(', ')}, got ${JSON.stringify(role ?? null)}`);
-    }
-    if (typeof content !== 'string') throw new DataFileError(file, line, `${f}.content`, `must be a string, got ${content === null ? 'null' : typeof content}`);
-    return { role: role as ChatRole, content };
-  });
-  if (!out.some((m) => m.role === 'assistant')) throw new DataFileError(file, line, 'messages', 'has no assistant turn: there is nothing to learn');
-  return { kind: 'chat', line, messages: out };
+  return { kind: 'chat', line, ...parseChatRow(file, line, o as { readonly [key: string]: JsonValue }) };
 }
 
 /** Parses JSON Lines text; `file` names the source in errors. Throws on the first bad row. */

@@ -12,7 +12,7 @@
 //     answers there. It costs more tokens (the history is repeated per turn); a template that renders the whole
 //     conversation as its prefixes gets one example, as before.
 import { seededShuffle } from '../../proto/shuffle';
-import type { HfTokenizer } from '../text/hf-tokenizer';
+import type { ChatMessage, HfTokenizer, JsonValue } from '../text/hf-tokenizer';
 import type { SftExample } from '../sft/types';
 import { DataFileError, readJsonlFile, type JsonlRow } from './jsonl';
 
@@ -21,6 +21,8 @@ export interface JsonlSftOptions {
   readonly seed: number;
   /** Share of rows held out for validation (default 0.1; at least one row when there are two or more). */
   readonly validationFraction?: number;
+  /** The site's chat template options (transformers' **kwargs, e.g. {enable_thinking: false}); a row's own override them. */
+  readonly chatTemplateKwargs?: Readonly<Record<string, JsonValue>>;
 }
 
 export interface JsonlSftData {
@@ -28,27 +30,29 @@ export interface JsonlSftData {
   readonly eval: SftExample[];
 }
 
-type ChatMessages = Extract<JsonlRow, { kind: 'chat' }>['messages'];
+type ChatRow = Extract<JsonlRow, { kind: 'chat' }>;
 type Segments = { text: string; scored: boolean }[];
+/** A row's conversation prefix rendered by its template, with or without the generation prompt. */
+type Render = (messages: readonly ChatMessage[], addGenerationPrompt: boolean) => string;
 
 /** The chat template does not render the conversation as the concatenation of its prefixes (chatSegments). */
 class NotPrefixStable extends Error {}
 
 /** Text segments of a rendered conversation, with whether each is an assistant turn's own text. */
-export function chatSegments(tok: HfTokenizer, messages: ChatMessages): Segments {
+export function chatSegments(render: Render, messages: readonly ChatMessage[]): Segments {
   const out: Segments = [];
   let done = '';
   messages.forEach((m, i) => {
     if (m.role !== 'assistant') return;
-    const before = tok.applyChatTemplate(messages.slice(0, i), true);
-    const after = tok.applyChatTemplate(messages.slice(0, i + 1), false);
+    const before = render(messages.slice(0, i), true);
+    const after = render(messages.slice(0, i + 1), false);
     if (!before.startsWith(done) || !after.startsWith(before)) {
       throw new NotPrefixStable('the chat_template does not render the conversation prefix by prefix, so assistant turns cannot be told apart');
     }
     out.push({ text: before.slice(done.length), scored: false }, { text: after.slice(before.length), scored: true });
     done = after;
   });
-  const full = tok.applyChatTemplate(messages, false);
+  const full = render(messages, false);
   if (!full.startsWith(done)) throw new NotPrefixStable('the chat_template renders the whole conversation differently from its prefixes');
   if (full.length > done.length) out.push({ text: full.slice(done.length), scored: false });
   return out.filter((s) => s.text.length > 0);
@@ -58,17 +62,17 @@ export function chatSegments(tok: HfTokenizer, messages: ChatMessages): Segments
  * The conversation's examples as segments: one (chatSegments) where the template renders it prefix by prefix, else
  * one per assistant turn, each the conversation up to that turn with only that turn scored.
  */
-export function chatExamples(tok: HfTokenizer, messages: ChatMessages): Segments[] {
+export function chatExamples(render: Render, messages: readonly ChatMessage[]): Segments[] {
   try {
-    return [chatSegments(tok, messages)];
+    return [chatSegments(render, messages)];
   } catch (e) {
     if (!(e instanceof NotPrefixStable)) throw e;
   }
   const out: Segments[] = [];
   messages.forEach((m, i) => {
     if (m.role !== 'assistant') return;
-    const before = tok.applyChatTemplate(messages.slice(0, i), true);
-    const after = tok.applyChatTemplate(messages.slice(0, i + 1), false);
+    const before = render(messages.slice(0, i), true);
+    const after = render(messages.slice(0, i + 1), false);
     if (!after.startsWith(before)) {
       throw new Error(
         `the chat_template renders assistant turn messages[${i}] so that it does not start with its own generation prompt, so the turn cannot be told apart`,
@@ -84,29 +88,46 @@ export function chatExamples(tok: HfTokenizer, messages: ChatMessages): Segments
   return out;
 }
 
-/** One row as its SftExamples: one, or one per assistant turn for a template that is not prefix-stable (chatExamples). */
-export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow): SftExample[] {
-  if (row.kind === 'completion') return [encodeRow(tok, file, row)];
-  return chatRowSegments(tok, file, row, chatExamples).map((segs) => encodeSegments(tok, file, row.line, segs));
+/**
+ * One row as its SftExamples: one, or one per assistant turn for a template that is not prefix-stable
+ * (chatExamples). `kwargs`: the site's template options, under the row's own.
+ */
+export function encodeRowExamples(tok: HfTokenizer, file: string, row: JsonlRow, kwargs?: Readonly<Record<string, JsonValue>>): SftExample[] {
+  if (row.kind !== 'chat') return [encodeRow(tok, file, row)];
+  return chatRowSegments(tok, file, row, kwargs, chatExamples).map((segs) => encodeSegments(tok, file, row.line, segs));
 }
 
 /**
  * One row as one SftExample; errors name the file, line and field. A chat row whose template is not prefix-stable
  * is several examples: encodeRowExamples.
  */
-export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow): SftExample {
-  if (row.kind === 'completion') {
-    const eos = tok.eosId;
-    return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...(eos === undefined ? [] : [eos])] };
+export function encodeRow(tok: HfTokenizer, file: string, row: JsonlRow, kwargs?: Readonly<Record<string, JsonValue>>): SftExample {
+  const eos = tok.eosId === undefined ? [] : [tok.eosId];
+  if (row.kind === 'completion') return { prompt: tok.encode(row.prompt, true), completion: [...tok.encode(row.completion), ...eos] };
+  if (row.kind === 'text') {
+    // The whole document, with the tokenizer's special tokens (e.g. BOS) and EOS, as TRL's language-modelling rows.
+    const tokens = [...tok.encode(row.text, true), ...eos];
+    if (tokens.length < 2) throw new DataFileError(file, row.line, 'text', 'is a single token: there is nothing to predict');
+    return { prompt: [], completion: tokens, document: true };
   }
-  return encodeSegments(tok, file, row.line, chatRowSegments(tok, file, row, chatSegments));
+  return encodeSegments(tok, file, row.line, chatRowSegments(tok, file, row, kwargs, chatSegments));
 }
 
-/** A chat row cut into segments by `cut` (chatSegments or chatExamples), its errors naming the file, line and field. */
-function chatRowSegments<T>(tok: HfTokenizer, file: string, row: Extract<JsonlRow, { kind: 'chat' }>, cut: (tok: HfTokenizer, m: ChatMessages) => T): T {
+/**
+ * A chat row cut into segments by `cut` (chatSegments or chatExamples), rendered with the row's tools and its
+ * template options over the site's; errors name the file, line and field.
+ */
+function chatRowSegments<T>(
+  tok: HfTokenizer,
+  file: string,
+  row: ChatRow,
+  siteKwargs: Readonly<Record<string, JsonValue>> | undefined,
+  cut: (render: Render, m: readonly ChatMessage[]) => T,
+): T {
   if (tok.chatTemplate === undefined) throw new DataFileError(file, row.line, 'messages', "the model's tokenizer_config.json has no chat_template");
+  const opts = { ...(row.tools ? { tools: row.tools } : {}), kwargs: { ...siteKwargs, ...row.kwargs } };
   try {
-    return cut(tok, row.messages);
+    return cut((m, gen) => tok.applyChatTemplate(m, gen, opts), row.messages);
   } catch (e) {
     throw new DataFileError(file, row.line, 'messages', (e as Error).message);
   }
@@ -146,7 +167,7 @@ export function splitIndices(n: number, seed: number, fraction: number): { train
  */
 export async function loadJsonlSftData(file: string, tok: HfTokenizer, opts: JsonlSftOptions): Promise<JsonlSftData> {
   const rows = await readJsonlFile(file);
-  const examples = rows.map((r) => encodeRowExamples(tok, file, r));
+  const examples = rows.map((r) => encodeRowExamples(tok, file, r, opts.chatTemplateKwargs));
   const { train, eval: held } = splitIndices(examples.length, opts.seed, opts.validationFraction ?? 0.1);
   return { train: train.flatMap((i) => examples[i]), eval: held.flatMap((i) => examples[i]) };
 }

@@ -11,12 +11,11 @@ import type { LlamaConfig } from '../../proto/model/llama-config';
 import { u32 } from './kernel';
 
 /**
- * The sliding window of decoder layer `layer`, or undefined for full causal attention: Mistral's one
- * `sliding_window` for every layer. A per-layer list (Gemma 3's sliding layers interleaved with global ones)
- * becomes one line here.
+ * The sliding window of decoder layer `layer`, or undefined for full causal attention: Gemma 3's window on its local
+ * layers only (its global layers see every earlier key), Mistral's one `sliding_window` on every layer.
  */
 export function layerWindow(cfg: LlamaConfig, layer: number): number | undefined {
-  void layer;
+  if (cfg.gemma3) return cfg.gemma3.slidingLayers[layer] ? cfg.gemma3.slidingWindow : undefined;
   return cfg.slidingWindow;
 }
 

@@ -43,6 +43,8 @@ interface HeadNorm {
  * the length since sliding windows run (attention-window.ts); the parameter stays for checks that will.
  */
 export function llamaEngineRefusal(cfg: LlamaConfig, _seq: number): string | undefined {
+  // Gemma 3 would otherwise run as a Qwen3 here (its q/k norms): wrong, silently. Until the engine has its layer:
+  if (cfg.gemma3) return 'the engine has no Gemma 3 layer ((1 + w) norms, GELU MLP, local and global attention)';
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
   if (cfg.nHead % cfg.nKvHead !== 0) return `num_attention_heads ${cfg.nHead} is not a multiple of num_key_value_heads ${cfg.nKvHead}`;
   return undefined;

@@ -29,7 +29,7 @@ import { flatCorrection, meanGradientOf } from './scaffold';
 import { proximalMu } from '../sft/proximal';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
-import { completionPairs, fitToWindow, packBatch } from '../sft/pack';
+import { completionPairs, packBatch, trainWindows } from '../sft/pack';
 import { choosePath, openEngineDevice, type EngineDevice } from './device';
 import { LoraEngine } from './engine';
 import type { EnginePath } from './program';
@@ -267,8 +267,9 @@ export class EngineSftTrainer implements Trainer {
     const t0 = performance.now();
     const maxLen = Math.min(plan.maxSeqLen, model.config.nPositions);
     const T = Math.min(model.config.nPositions, Math.ceil(maxLen / 8) * 8);
-    const windows = train.map((ex) => fitToWindow(ex, maxLen));
-    const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
+    // A document longer than the window is several windows (pack.ts exampleWindows); a batch draws windows.
+    const windows = trainWindows(train, maxLen);
+    const stream = new ExampleStream(windows.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
     const engine = await this.engineFor(plan.batchSize, T, start, lora, mu > 0, plan.optimizer ?? ADAMW, plan.scaffold !== undefined, dropout);
     const compile = await this.orLost(engine.compileErrors(), signal);
@@ -352,7 +353,7 @@ export class EngineSftTrainer implements Trainer {
     if (lossSteps > 0) metrics.train_loss = lossTotal / lossSteps;
     const sum = plan.scaffold ? await this.orLost(engine.readF32('gsum', engine.layout.adapterSize), signal) : undefined;
     const meanGradient = sum && meanGradientOf(sum, start, spelled, plan, lossSteps);
-    return { adapter, numExamples: train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
+    return { adapter, numExamples: windows.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
   }
 
   async evaluate(adapter: TensorList, opts?: EvaluateOptions): Promise<EvalMetrics> {

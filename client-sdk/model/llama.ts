@@ -1,7 +1,9 @@
-// A Llama-family decoder (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Qwen3ForCausalLM) in tfjs-core
-// with Hugging Face's parameter names: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP, optional
-// q/k/v(/o) and MLP biases, tied or untied LM head, Mistral's sliding window, Qwen3's per-head q/k RMSNorm
-// (plain tfjs ops, so LoRA gradients of q_proj and k_proj flow through it). Base weights are frozen plain tensors;
+// A Llama-family decoder (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, Qwen3ForCausalLM,
+// Gemma3ForCausalLM) in tfjs-core with Hugging Face's parameter names: RMSNorm, rotary embeddings, grouped-query
+// attention, SwiGLU MLP, optional q/k/v(/o) and MLP biases, tied or untied LM head, Mistral's sliding window, Qwen3's
+// per-head q/k RMSNorm (plain tfjs ops, so LoRA gradients of q_proj and k_proj flow through it), and Gemma 3's
+// differences: (1 + w) norms, embeddings × √hidden, norms around both sublayers, q/k norms, a tanh-GELU gated MLP,
+// query_pre_attn_scalar, and local (sliding-window, own rope base) and global layers. Base weights are frozen plain tensors;
 // gradients flow only to the LoRA tensors in ForwardOptions (the same LoraState as Gpt2Model, keyed by
 // `layers.{i}.self_attn.q_proj` …). The public surface matches Gpt2Model so the SFT code runs on either.
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,7 +11,7 @@ import type { NamedTensor, TensorList } from '../../proto/tensors';
 import { numel } from '../../proto/tensors';
 import { LLAMA_PROJECTIONS, llamaParameterShapes, type LlamaConfig } from '../../proto/model/llama-config';
 import type { ForwardOptions } from './gpt2';
-import { customUnary, dropoutMask, loraDown } from './layers';
+import { customUnary, dropoutMask, geluNew, loraDown } from './layers';
 import { mm } from './matmul';
 import { ropeTables, rotateHalfMatrix } from './rope';
 
@@ -38,12 +40,20 @@ export function llamaMask(t: number, window?: number): tf.Tensor2D {
   return tf.tensor2d(m, [t, t]);
 }
 
+/** One kind of layer's rotary tables [1, T, 1, head_dim] and additive mask [T, T] for a sequence length T. */
+interface AttentionTables {
+  readonly cos: tf.Tensor4D;
+  readonly sin: tf.Tensor4D;
+  readonly mask: tf.Tensor2D;
+}
+
 export class LlamaModel {
   private readonly params: Map<string, tf.Tensor>;
   private readonly headT: tf.Tensor2D;
   private readonly headOp: (h: tf.Tensor2D) => tf.Tensor2D;
   private readonly rotate: tf.Tensor2D;
-  private readonly tables = new Map<number, { cos: tf.Tensor4D; sin: tf.Tensor4D; mask: tf.Tensor2D }>();
+  /** Per sequence length: the tables of global layers (every layer outside Gemma 3) and of Gemma 3's local ones. */
+  private readonly tables = new Map<number, { global: AttentionTables; local?: AttentionTables }>();
 
   private constructor(
     readonly config: LlamaConfig,
@@ -122,20 +132,33 @@ export class LlamaModel {
     return new Map([[name, tf.tidy(() => tf.add<tf.Tensor2D>(this.p<tf.Rank.R2>(name), tf.transpose(delta)))]]);
   }
 
-  /** cos/sin [1, T, 1, head_dim] and the mask for sequence length T, made once per T and kept. */
-  private tablesFor(seq: number): { cos: tf.Tensor4D; sin: tf.Tensor4D; mask: tf.Tensor2D } {
+  /** The rotary tables and masks for sequence length T, made once per T and kept. */
+  private tablesFor(seq: number): { global: AttentionTables; local?: AttentionTables } {
     let e = this.tables.get(seq);
     if (!e) {
-      const { cos, sin } = ropeTables(this.config, seq);
-      const hd = this.config.headDim;
-      e = tf.tidy(() => ({
-        cos: tf.keep(tf.tensor4d(cos, [1, seq, 1, hd])),
-        sin: tf.keep(tf.tensor4d(sin, [1, seq, 1, hd])),
-        mask: tf.keep(llamaMask(seq, this.config.slidingWindow)),
-      }));
+      const cfg = this.config;
+      const make = (rope: LlamaConfig, window?: number): AttentionTables => {
+        const { cos, sin } = ropeTables(rope, seq);
+        const hd = cfg.headDim;
+        return tf.tidy(() => ({
+          cos: tf.keep(tf.tensor4d(cos, [1, seq, 1, hd])),
+          sin: tf.keep(tf.tensor4d(sin, [1, seq, 1, hd])),
+          mask: tf.keep(llamaMask(seq, window)),
+        }));
+      };
+      const g = cfg.gemma3;
+      // Gemma 3's local layers: their own rope base (default rope, rope_scaling is the global layers') and window.
+      const local = g && make({ ...cfg, ropeTheta: g.localRopeTheta, rope: { type: 'default' } }, g.slidingWindow);
+      e = { global: make(cfg, cfg.slidingWindow), ...(local ? { local } : {}) };
       this.tables.set(seq, e);
     }
     return e;
+  }
+
+  /** An RMSNorm by its weight's name; Gemma 3 stores w for a scale of (1 + w), added in float32 as transformers does. */
+  private norm(name: string, x: tf.Tensor2D): tf.Tensor2D {
+    const w = this.p<tf.Rank.R1>(name + '.weight');
+    return tf.tidy(() => rmsNorm(x, this.config.gemma3 ? tf.add(w, 1) : w, this.config.rmsNormEps));
   }
 
   /** Final hidden states after the last RMSNorm, [B, T, D], for int32 token ids [B, T]. */
@@ -143,23 +166,31 @@ export class LlamaModel {
     const [batch, seq] = inputIds.shape;
     const cfg = this.config;
     if (inputIds.dtype !== 'int32') throw new Error(`input ids must be int32, got ${inputIds.dtype}`);
-    const { cos, sin, mask } = this.tablesFor(seq);
+    const tables = this.tablesFor(seq);
+    const gemma = cfg.gemma3;
     return tf.tidy(() => {
       const d = cfg.nEmbd;
       let x = tf.gather(this.p<tf.Rank.R2>('embed_tokens.weight'), tf.reshape(inputIds, [batch * seq])) as tf.Tensor2D;
+      // Gemma 3 scales the embeddings by √hidden_size (a float32 scalar, as transformers' buffer is in float32).
+      if (gemma) x = tf.mul(x, Math.sqrt(d));
       for (let i = 0; i < cfg.nLayer; i++) {
         const l = `layers.${i}.`;
-        const a = rmsNorm(x, this.p(l + 'input_layernorm.weight'), cfg.rmsNormEps);
+        const a = this.norm(l + 'input_layernorm', x);
         const q = this.headNorm(l + 'self_attn.q_norm', this.linear(l + 'self_attn.q_proj', a, opts, seq));
         const k = this.headNorm(l + 'self_attn.k_norm', this.linear(l + 'self_attn.k_proj', a, opts, seq));
         const v = this.linear(l + 'self_attn.v_proj', a, opts, seq);
-        const ctx = this.attention(q, k, v, batch, seq, cos, sin, mask);
-        x = tf.add(x, this.linear(l + 'self_attn.o_proj', ctx, opts, seq));
-        const m = rmsNorm(x, this.p(l + 'post_attention_layernorm.weight'), cfg.rmsNormEps);
-        const gated = tf.mul(silu(this.linear(l + 'mlp.gate_proj', m, opts, seq)), this.linear(l + 'mlp.up_proj', m, opts, seq)) as tf.Tensor2D;
-        x = tf.add(x, this.linear(l + 'mlp.down_proj', gated, opts, seq));
+        const ctx = this.attention(q, k, v, batch, seq, (gemma?.slidingLayers[i] && tables.local) || tables.global);
+        const attn = this.linear(l + 'self_attn.o_proj', ctx, opts, seq);
+        // Llama: post_attention_layernorm is the MLP's input norm. Gemma 3: it norms the attention output, and
+        // pre_/post_feedforward_layernorm norm the MLP's input and output.
+        x = tf.add(x, gemma ? this.norm(l + 'post_attention_layernorm', attn) : attn);
+        const m = this.norm(l + (gemma ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'), x);
+        const act = gemma ? geluNew : silu; // gelu_pytorch_tanh is the tanh GELU, gelu_new's function
+        const gated = tf.mul(act(this.linear(l + 'mlp.gate_proj', m, opts, seq)), this.linear(l + 'mlp.up_proj', m, opts, seq)) as tf.Tensor2D;
+        const mlp = this.linear(l + 'mlp.down_proj', gated, opts, seq);
+        x = tf.add(x, gemma ? this.norm(l + 'post_feedforward_layernorm', mlp) : mlp);
       }
-      return tf.reshape(rmsNorm(x, this.p('norm.weight'), cfg.rmsNormEps), [batch, seq, d]) as tf.Tensor3D;
+      return tf.reshape(this.norm('norm', x), [batch, seq, d]) as tf.Tensor3D;
     });
   }
 
@@ -168,17 +199,8 @@ export class LlamaModel {
    * time axis ([B, KV, G·T, hd]), so keys and values are used as they are instead of repeated (HF's repeat_kv
    * gives query head h the kv head ⌊h / G⌋, which is this grouping).
    */
-  private attention(
-    q: tf.Tensor2D,
-    k: tf.Tensor2D,
-    v: tf.Tensor2D,
-    batch: number,
-    seq: number,
-    cos: tf.Tensor4D,
-    sin: tf.Tensor4D,
-    mask: tf.Tensor2D,
-  ): tf.Tensor2D {
-    const { nHead, nKvHead, headDim: hd } = this.config;
+  private attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, batch: number, seq: number, { cos, sin, mask }: AttentionTables): tf.Tensor2D {
+    const { nHead, nKvHead, headDim: hd, gemma3 } = this.config;
     const g = nHead / nKvHead;
     const rope = (x: tf.Tensor2D, heads: number): tf.Tensor4D => {
       const x4 = tf.reshape(x, [batch, seq, heads, hd]);
@@ -188,18 +210,18 @@ export class LlamaModel {
     const qh = tf.reshape(rope(q, nHead), [batch, nKvHead, g * seq, hd]);
     const kh = rope(k, nKvHead);
     const vh = tf.transpose(tf.reshape(v, [batch, seq, nKvHead, hd]), [0, 2, 1, 3]);
-    const scores = tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(hd));
+    const scores = tf.mul(tf.matMul(qh, kh, false, true), gemma3 ? gemma3.queryPreAttnScalar ** -0.5 : 1 / Math.sqrt(hd));
     const probs = tf.softmax(tf.add(tf.reshape(scores, [batch, nKvHead, g, seq, seq]), mask));
     const ctx = tf.matMul(tf.reshape(probs, [batch, nKvHead, g * seq, seq]), vh); // [B, KV, G·T, hd]
     return tf.reshape(tf.transpose(tf.reshape(ctx, [batch, nHead, seq, hd]), [0, 2, 1, 3]), [batch * seq, nHead * hd]) as tf.Tensor2D;
   }
 
-  /** Qwen3's q_norm / k_norm: RMSNorm over each head's head_dim slice of [N, heads·head_dim]; others: x itself. */
+  /** Qwen3's and Gemma 3's q_norm / k_norm: RMSNorm over each head's head_dim slice of [N, heads·head_dim]. */
   private headNorm(path: string, x: tf.Tensor2D): tf.Tensor2D {
     if (!this.config.qkNorm) return x;
     const hd = this.config.headDim;
     const [n, w] = x.shape;
-    return tf.tidy(() => tf.reshape(rmsNorm(tf.reshape(x, [(n * w) / hd, hd]), this.p(path + '.weight'), this.config.rmsNormEps), [n, w]));
+    return tf.tidy(() => tf.reshape(this.norm(path, tf.reshape(x, [(n * w) / hd, hd])), [n, w]));
   }
 
   /** x @ Wᵀ (+ b) (+ dropout(x) @ Aᵀ @ Bᵀ · scaling) for one projection. */
@@ -245,7 +267,7 @@ export class LlamaModel {
   dispose(): void {
     this.headT.dispose();
     this.rotate.dispose();
-    for (const e of this.tables.values()) [e.cos, e.sin, e.mask].forEach((t) => t.dispose());
+    for (const e of this.tables.values()) for (const t of [e.global, e.local]) if (t) [t.cos, t.sin, t.mask].forEach((x) => x.dispose());
     this.tables.clear();
     for (const t of this.params.values()) t.dispose();
     this.params.clear();

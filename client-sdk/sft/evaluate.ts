@@ -8,7 +8,7 @@ import type { CausalLm } from '../model/load';
 import { type LoraConfig } from '../../proto/model/lora-layout';
 import { loraStateFromAdapter } from '../model/lora';
 import { pairLogProbs } from './logprobs';
-import { completionPairs, fitToWindow, packBatch, type ScoreRequest } from './pack';
+import { completionPairs, exampleWindows, fitToWindow, packBatch, type ScoreRequest } from './pack';
 import type { SftExample } from './types';
 
 export interface AdapterWithConfig {
@@ -36,6 +36,14 @@ function buildRequests(examples: readonly SftExample[], choices: readonly (reado
   const reqs: TaggedRequest[] = [];
   examples.forEach((ex, i) => {
     if (choices && ex.prompt.length === 0) throw new Error(`eval example ${i}: scoring choices needs a non-empty prompt`);
+    if (ex.document) {
+      // A document's loss is over all its windows (exampleWindows): every token but its first, once.
+      for (const dw of exampleWindows(ex, maxLen)) {
+        const dp = completionPairs(dw);
+        reqs.push({ tokens: dw.tokens, pairs: dp, tags: dp.map(() => [{ example: i, choice: -1 }]) });
+      }
+      return;
+    }
     const w = fitToWindow(ex, maxLen);
     const pairs = completionPairs(w);
     const tags: Tag[][] = pairs.map(() => [{ example: i, choice: -1 }]);

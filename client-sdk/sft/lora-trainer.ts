@@ -22,7 +22,7 @@ import { isTrainable } from '../../proto/model/lora-aggregation';
 import { pairLogProbs } from './logprobs';
 import { proximalMu, withProximalGradient } from './proximal';
 import { createLocalOptimizer } from './local-optimizer';
-import { completionPairs, fitToWindow, packBatch } from './pack';
+import { completionPairs, packBatch, trainWindows } from './pack';
 import type { SftExample } from './types';
 import { taskLoraDropout } from '../lora-dropout';
 import { dropoutStepKey } from '../model/dropout-mask';
@@ -103,8 +103,9 @@ export class LoraSftTrainer implements Trainer {
 
   /**
    * Runs plan.localSteps optimiser steps of plan.batchSize examples from `global` (not modified). numExamples is the
-   * size of the local training set, FedAvg's n_k (McMahan et al. 2017): with equal local steps everywhere, a
-   * site's weight follows how much data it holds, not how much of it one round happened to touch.
+   * size of the local training set in windows (an example's, or each of a long document's), FedAvg's n_k (McMahan
+   * et al. 2017): with equal local steps everywhere, a site's weight follows how much data it holds, not how much of
+   * it one round happened to touch.
    * Metrics: train_loss (mean of step losses), train_tokens (completion tokens scored), train_seconds,
    * examples_per_second, train_examples_seen (steps·batch, counting repeats).
    * `stack` (lora.aggregation 'flora'): the version's stacked delta, merged into the base weights while the adapter
@@ -126,8 +127,9 @@ export class LoraSftTrainer implements Trainer {
     signal?.throwIfAborted();
     const t0 = performance.now();
     const maxLen = Math.min(plan.maxSeqLen, model.config.nPositions);
-    const windows = train.map((ex) => fitToWindow(ex, maxLen));
-    const stream = new ExampleStream(train.length, new Prng(plan.seed, STREAM_SHUFFLE));
+    // A document longer than the window is several windows (pack.ts exampleWindows); a batch draws windows.
+    const windows = trainWindows(train, maxLen);
+    const stream = new ExampleStream(windows.length, new Prng(plan.seed, STREAM_SHUFFLE));
     const dropout = taskLoraDropout(plan, lora.dropout); // the coordinator's, when the plan states it
 
     // The variable copies the data in, so `global` is never touched. Under FFA-LoRA lora_A stays a constant.
@@ -203,7 +205,7 @@ export class LoraSftTrainer implements Trainer {
       metrics.train_examples_distinct = seen.size;
       const mg = control ? await control.meanGradient() : undefined;
       const meanGradient = mg && { steps: mg.steps, tensors: mg.tensors.map((t) => ({ ...t, name: spelled.get(t.name) ?? t.name })) };
-      return { adapter, numExamples: this.opts.train.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
+      return { adapter, numExamples: windows.length, metrics, ...(meanGradient ? { meanGradient } : {}) };
     } finally {
       control?.dispose();
       merged?.dispose();

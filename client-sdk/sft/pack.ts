@@ -28,6 +28,26 @@ export function fitToWindow(ex: SftExample, maxLen: number): Window {
   return { tokens: [...p.slice(p.length - keepP), ...c.slice(0, keepC)], lossStart: keepP, ...(m ? { completionMask: m.slice(0, keepC) } : {}) };
 }
 
+/**
+ * The windows an example trains and is evaluated as: one (fitToWindow), or for a document longer than `maxLen`
+ * consecutive windows of `maxLen` tokens, each after the first starting on the previous window's last token, which
+ * is its context and not scored again: every token but the document's first is scored exactly once.
+ */
+export function exampleWindows(ex: SftExample, maxLen: number): Window[] {
+  if (!ex.document) return [fitToWindow(ex, maxLen)];
+  if (maxLen < 2) throw new Error(`maxSeqLen must be at least 2, got ${maxLen}`);
+  if (ex.prompt.length > 0 || ex.completionMask) throw new Error('a document has no prompt and no completion mask');
+  const t = ex.completion;
+  const out: Window[] = [{ tokens: t.slice(0, maxLen), lossStart: 0 }];
+  for (let start = maxLen - 1; start + 1 < t.length; start += maxLen - 1) out.push({ tokens: t.slice(start, start + maxLen), lossStart: 1 });
+  return out;
+}
+
+/** Every training window of `examples`, in order (exampleWindows): what a local step's batch is drawn from. */
+export function trainWindows(examples: readonly SftExample[], maxLen: number): Window[] {
+  return examples.flatMap((ex) => exampleWindows(ex, maxLen));
+}
+
 /** A sequence to score: the log-probability of `target` is read from the prediction at input position `pos`. */
 export interface ScoreRequest {
   readonly tokens: readonly number[];

@@ -9,4 +9,10 @@ export interface SftExample {
    * example whose completion runs from the first assistant turn to the end, with only assistant tokens scored.
    */
   readonly completionMask?: readonly boolean[];
+  /**
+   * A document modelled whole (a data file's text row: the prompt empty, every token after the first scored). Longer
+   * than the training window, it becomes consecutive windows (pack.ts exampleWindows) instead of being cut at the
+   * window's end, so none of it is lost.
+   */
+  readonly document?: boolean;
 }

@@ -9,7 +9,7 @@ import { tlsCredentials, type TlsClientOptions } from '../tls';
 import { loadOrCreateIdentity } from '../identity';
 import { selectBackend } from '../model/backend';
 import { loadModelDir } from '../model/load';
-import { HfTokenizer } from '../text/hf-tokenizer';
+import { HfTokenizer, type JsonValue } from '../text/hf-tokenizer';
 import { loadJsonlSftData } from '../data/sft-jsonl';
 import { TaskLoraTrainer, type SiteLoraOptions } from '../sft/task-lora';
 import { fileLedger } from '../../proto/secagg/ledger';
@@ -26,6 +26,8 @@ export interface OwnDataSiteOptions {
   /** Share of the rows held out for validation (default 0.1) and the split's seed (default 7). */
   readonly validationFraction?: number;
   readonly splitSeed?: number;
+  /** Options for the model's chat template (transformers' **kwargs, e.g. {enable_thinking: false}); a row's own override them. */
+  readonly chatTemplateKwargs?: Readonly<Record<string, JsonValue>>;
   readonly tls?: TlsClientOptions;
   readonly identityFile: string;
   readonly joinToken?: string;
@@ -48,7 +50,11 @@ export async function runOwnDataSite(o: OwnDataSiteOptions): Promise<RunSummary>
   const credentials = o.tls ? tlsCredentials(o.tls) : undefined;
   const rosterKey = o.rosterKey ? rosterKeyFrom(o.rosterKey) : undefined; // a bad key fails before anything loads
   const tok = await HfTokenizer.fromDir(o.modelDir);
-  const data = await loadJsonlSftData(o.dataFile, tok, { seed: o.splitSeed ?? 7, validationFraction: o.validationFraction ?? 0.1 });
+  const data = await loadJsonlSftData(o.dataFile, tok, {
+    seed: o.splitSeed ?? 7,
+    validationFraction: o.validationFraction ?? 0.1,
+    ...(o.chatTemplateKwargs !== undefined ? { chatTemplateKwargs: o.chatTemplateKwargs } : {}),
+  });
   const backend = await selectBackend();
   const loaded = await loadModelDir(o.modelDir);
   // A tokenizer that does not belong to the model would index past the embedding table.

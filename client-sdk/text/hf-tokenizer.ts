@@ -17,10 +17,40 @@ export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 /** Recent transformers save the chat template beside tokenizer_config.json instead of inside it. */
 export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 
+/** A JSON value as a chat template reads it: tool schemas, tool-call arguments, template options. */
+export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
+/** One call in an assistant turn's tool_calls, as transformers' chat format (and OpenAI's) writes it. */
+export interface ToolCall {
+  readonly id?: string;
+  readonly type?: 'function';
+  /** arguments: an object, or the JSON text of one (OpenAI's form); the template decides how it is written. */
+  readonly function: { readonly name: string; readonly arguments: JsonValue };
+}
+
+/**
+ * One turn as transformers hands it to a chat template: role and content, and where a template reads them, an
+ * assistant turn's reasoning_content and tool_calls (content may then be null) and a tool result's tool_call_id and
+ * name. Fields of the data file's message beyond these reach the template unchanged, as a dict reaches it in Python.
+ */
 export interface ChatMessage {
   readonly role: string;
-  readonly content: string;
+  readonly content?: string | null;
+  readonly reasoning_content?: string;
+  readonly tool_calls?: readonly ToolCall[];
+  readonly tool_call_id?: string;
+  readonly name?: string;
+  readonly [field: string]: JsonValue | readonly ToolCall[] | undefined;
 }
+
+/** What apply_chat_template takes beside the messages: `tools` and its **kwargs (e.g. enable_thinking). */
+export interface ChatRenderOptions {
+  readonly tools?: readonly JsonValue[];
+  readonly kwargs?: Readonly<Record<string, JsonValue>>;
+}
+
+/** Names the template context gives from its own arguments; a kwarg may not take them (transformers' neither). */
+export const RESERVED_TEMPLATE_KWARGS = ['messages', 'tools', 'documents', 'add_generation_prompt'] as const;
 
 /** tokenizer_config.json writes special tokens as strings or as AddedToken objects {content, …}. */
 function tokenText(v: unknown): string | undefined {
@@ -99,17 +129,27 @@ export class HfTokenizer {
     return this.eosToken === undefined ? undefined : this.tokenId(this.eosToken);
   }
 
-  /** The chat template rendered for `messages` (transformers' apply_chat_template with tokenize=False). */
-  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false): string {
+  /**
+   * The chat template rendered for `messages` (transformers' apply_chat_template with tokenize=False): `tools` as
+   * its tools argument (absent: None, as there), and `kwargs` in the template's context beside the special tokens,
+   * which they may override, as transformers' **kwargs do.
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false, opts: ChatRenderOptions = {}): string {
     if (this.chatTemplate === undefined) throw new Error(`${TOKENIZER_CONFIG_FILE} has no chat_template`);
+    const kwargs = opts.kwargs ?? {};
+    for (const k of RESERVED_TEMPLATE_KWARGS)
+      if (Object.hasOwn(kwargs, k)) throw new Error(`chat template option '${k}' is not an option: it is set by the renderer`);
     this.template ??= new Template(this.chatTemplate);
     return this.template.render({
-      messages: messages.map((m) => ({ role: m.role, content: m.content })),
-      add_generation_prompt: addGenerationPrompt,
       bos_token: this.bosToken ?? '',
       eos_token: this.eosToken ?? '',
       pad_token: this.padToken ?? '',
       unk_token: this.unkToken ?? '',
+      ...kwargs,
+      messages: messages.map((m) => ({ ...m })),
+      tools: opts.tools ?? null,
+      documents: null,
+      add_generation_prompt: addGenerationPrompt,
     });
   }
 }

@@ -1,24 +1,14 @@
-// Llama-family hyper-parameters (model_type llama, qwen2, mistral, qwen3) as Hugging Face's config.json spells them,
-// parsed into a typed object. Fields that would change the computation in a way fedtune does not implement are
-// refused with their name, never silently ignored; metadata fields are skipped. The field names mirror
-// Gpt2Config where the meaning is the same (vocabSize, nEmbd, nLayer, nHead, nPositions), so code that needs
-// only those works on either family.
+// Llama-family hyper-parameters (model_type llama, qwen2, mistral, qwen3, gemma3_text) as Hugging Face's
+// config.json spells them, parsed into a typed object. Fields that would change the computation in a way fedtune
+// does not implement are refused with their name, never silently ignored; metadata fields are skipped. The field
+// names mirror Gpt2Config where the meaning is the same (vocabSize, nEmbd, nLayer, nHead, nPositions), so code
+// that needs only those works on either family. Absent fields take the transformers class's own defaults.
+import { GEMMA3_DEFAULTS, GEMMA3_FIELDS, gemma3ConfigJson, parseGemma3, type Gemma3Attention } from './gemma3-config';
+import { parseRope, ropeScalingJson, type RopeScaling } from './rope-config';
 
-export type LlamaModelType = 'llama' | 'qwen2' | 'mistral' | 'qwen3';
-export const LLAMA_MODEL_TYPES: readonly LlamaModelType[] = ['llama', 'qwen2', 'mistral', 'qwen3'];
-
-/** Rotary embedding variants of transformers' modeling_rope_utils that fedtune implements. */
-export type RopeScaling =
-  | { readonly type: 'default' }
-  | { readonly type: 'linear'; readonly factor: number }
-  | { readonly type: 'dynamic'; readonly factor: number }
-  | {
-      readonly type: 'llama3';
-      readonly factor: number;
-      readonly lowFreqFactor: number;
-      readonly highFreqFactor: number;
-      readonly originalMaxPositionEmbeddings: number;
-    };
+export type { RopeScaling } from './rope-config';
+export type LlamaModelType = 'llama' | 'qwen2' | 'mistral' | 'qwen3' | 'gemma3_text';
+export const LLAMA_MODEL_TYPES: readonly LlamaModelType[] = ['llama', 'qwen2', 'mistral', 'qwen3', 'gemma3_text'];
 
 export interface LlamaConfig {
   readonly family: 'llama';
@@ -48,9 +38,14 @@ export interface LlamaConfig {
   readonly slidingWindow?: number;
   /**
    * Qwen3's per-head RMSNorm on queries and keys (`self_attn.q_norm.weight`, `self_attn.k_norm.weight`, each
-   * [head_dim], eps rms_norm_eps), applied after the projection and before the rotary embedding.
+   * [head_dim], eps rms_norm_eps), applied after the projection and before the rotary embedding; Gemma 3's too.
    */
   readonly qkNorm: boolean;
+  /**
+   * Gemma 3 (model_type gemma3_text): local and global layers, query_pre_attn_scalar; the model type also means
+   * (1 + w) norms, scaled embeddings, four norms a layer and a GELU MLP (gemma3-config.ts). Undefined otherwise.
+   */
+  readonly gemma3?: Gemma3Attention;
 }
 
 /** The seven nn.Linear projections of a decoder layer: the modules LoRA may target (PEFT names). */
@@ -128,8 +123,8 @@ const METADATA = new Set([
   'pruned_heads',
   'tie_word_embeddings',
 ]);
-// Fields read below (their values are checked there).
-const READ = new Set([
+// Fields read below (their values are checked there): those every family has, and those of all but Gemma 3.
+const COMMON_READ = [
   'vocab_size',
   'hidden_size',
   'intermediate_size',
@@ -139,21 +134,16 @@ const READ = new Set([
   'head_dim',
   'max_position_embeddings',
   'rms_norm_eps',
-  'hidden_act',
   'rope_theta',
   'rope_scaling',
   'rope_parameters',
   'attention_bias',
-  'mlp_bias',
   'sliding_window',
-  'use_sliding_window',
-  'max_window_layers',
   'layer_types',
   'attention_dropout',
-  'use_mrope',
-  'rope_interleaved',
-  'mlp_only_layers',
-]);
+];
+const READ = new Set([...COMMON_READ, 'hidden_act', 'mlp_bias', 'use_sliding_window', 'max_window_layers', 'use_mrope', 'rope_interleaved', 'mlp_only_layers']);
+const GEMMA3_READ = new Set([...COMMON_READ, ...GEMMA3_FIELDS]);
 
 type Json = Record<string, unknown>;
 
@@ -161,46 +151,25 @@ function fail(msg: string): never {
   throw new Error(`config.json: ${msg}`);
 }
 
-function parseRope(c: Json): { theta: number; rope: RopeScaling } {
-  // transformers ≥ 5 writes rope_parameters {rope_type, rope_theta, …}; checkpoints on the hub mostly carry
-  // rope_theta plus rope_scaling {rope_type | type, …}. Both mean the same.
-  const params = c.rope_parameters;
-  const scaling = c.rope_scaling;
-  if (params !== undefined && params !== null && scaling !== undefined && scaling !== null) {
-    fail('rope_parameters and rope_scaling are both set; keep one');
-  }
-  const r = (params ?? scaling ?? {}) as Json;
-  if (typeof r !== 'object' || Array.isArray(r)) fail('rope_scaling must be an object');
-  const thetaRaw = r.rope_theta ?? c.rope_theta ?? 10000;
-  if (typeof thetaRaw !== 'number' || !(thetaRaw > 0)) fail('rope_theta must be a positive number');
-  const type = r.rope_type ?? r.type ?? 'default';
-  const num = (k: string, dflt?: number): number => {
-    const v = r[k] ?? dflt;
-    if (typeof v !== 'number' || !(v > 0)) fail(`rope_scaling.${k} must be a positive number`);
-    return v;
-  };
-  const known = new Set(['rope_type', 'type', 'rope_theta', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings']);
-  const extra = Object.keys(r).filter((k) => !known.has(k) && r[k] !== null);
-  if (type === 'default') return { theta: thetaRaw, rope: { type: 'default' } };
-  if (type === 'linear' || type === 'dynamic') {
-    if (extra.length > 0) fail(`rope_scaling field(s) ${extra.join(', ')} are not supported for rope_type ${type}`);
-    return { theta: thetaRaw, rope: { type, factor: num('factor') } };
-  }
-  if (type === 'llama3') {
-    if (extra.length > 0) fail(`rope_scaling field(s) ${extra.join(', ')} are not supported for rope_type llama3`);
-    return {
-      theta: thetaRaw,
-      rope: {
-        type: 'llama3',
-        factor: num('factor'),
-        lowFreqFactor: num('low_freq_factor'),
-        highFreqFactor: num('high_freq_factor'),
-        originalMaxPositionEmbeddings: num('original_max_position_embeddings'),
-      },
-    };
-  }
-  return fail(`rope_scaling type '${String(type)}' is not supported (supported: default, linear, dynamic, llama3)`);
-}
+const MISTRAL_SLIDING_WINDOW = 4096;
+
+/**
+ * What each transformers config class takes for a field config.json leaves out (its constructor's defaults, printed
+ * by test/fixtures/print_config_defaults.py): kvHeads 'heads' = num_attention_heads; headDim undefined =
+ * hidden_size / heads.
+ */
+const DEFAULTS: Record<LlamaModelType, { kvHeads: number | 'heads'; positions: number; headDim?: number; tied: boolean }> = {
+  llama: { kvHeads: 'heads', positions: 2048, tied: false },
+  qwen2: { kvHeads: 32, positions: 32768, tied: false },
+  mistral: { kvHeads: 8, positions: 131072, tied: false },
+  qwen3: { kvHeads: 32, positions: 32768, headDim: 128, tied: false },
+  gemma3_text: {
+    kvHeads: GEMMA3_DEFAULTS.numKeyValueHeads,
+    positions: GEMMA3_DEFAULTS.maxPositionEmbeddings,
+    headDim: GEMMA3_DEFAULTS.headDim,
+    tied: GEMMA3_DEFAULTS.tieWordEmbeddings,
+  },
+};
 
 export function parseLlamaConfig(json: unknown): LlamaConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('not an object');
@@ -209,7 +178,8 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
   if (typeof modelType !== 'string' || !(LLAMA_MODEL_TYPES as readonly string[]).includes(modelType)) {
     fail(`model_type '${String(modelType)}' is not a Llama-family model (supported: ${LLAMA_MODEL_TYPES.join(', ')})`);
   }
-  const unknown = Object.keys(c).filter((k) => !METADATA.has(k) && !READ.has(k));
+  const gemma = modelType === 'gemma3_text';
+  const unknown = Object.keys(c).filter((k) => !METADATA.has(k) && !(gemma ? GEMMA3_READ : READ).has(k));
   if (unknown.length > 0) fail(`field(s) ${unknown.join(', ')} are not supported for model_type ${modelType}`);
   if (c.quantization_config !== undefined) fail('quantization_config is not supported');
   const int = (k: string, dflt?: number): number => {
@@ -222,46 +192,52 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     if (typeof v !== 'boolean') fail(`${k} must be a boolean`);
     return v;
   };
+  const dflt = DEFAULTS[modelType as LlamaModelType];
   const nEmbd = int('hidden_size');
   const nHead = int('num_attention_heads');
-  // transformers' Qwen3Config defaults differ from the others': an absent num_key_value_heads is 32 (null: the
-  // number of heads), an absent head_dim 128 (not hidden_size / heads), max_position_embeddings 32768.
-  const qwen3 = modelType === 'qwen3';
-  const nKvHead = qwen3 && c.num_key_value_heads === undefined ? 32 : int('num_key_value_heads', nHead);
+  const nLayer = int('num_hidden_layers');
+  // An absent num_key_value_heads takes the class's default; null means the head count (not for Gemma 3, whose
+  // attention would break on it).
+  const kv = c.num_key_value_heads;
+  const nKvHead = kv === undefined ? (dflt.kvHeads === 'heads' ? nHead : dflt.kvHeads) : kv === null && !gemma ? nHead : int('num_key_value_heads');
   if (nHead % nKvHead !== 0) fail(`num_attention_heads ${nHead} is not a multiple of num_key_value_heads ${nKvHead}`);
+  // head_dim: Qwen3 and Gemma 3 have their own default (a null is refused); the others derive it when absent.
   const headDim =
     c.head_dim !== null && c.head_dim !== undefined
       ? int('head_dim')
-      : !qwen3
+      : dflt.headDim === undefined
         ? nEmbd / nHead
         : c.head_dim === undefined
-          ? 128
+          ? dflt.headDim
           : fail('head_dim must be a positive integer');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail(`head_dim ${headDim} must be an even integer`);
-  const act = c.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(`hidden_act '${String(act)}' is not supported (only silu)`);
+  if (!gemma) {
+    const act = c.hidden_act ?? 'silu';
+    if (act !== 'silu') fail(`hidden_act '${String(act)}' is not supported (only silu)`);
+  }
   const eps = c.rms_norm_eps ?? 1e-6;
   if (typeof eps !== 'number' || !(eps > 0)) fail('rms_norm_eps must be a positive number');
   const dropout = c.attention_dropout ?? 0;
   if (dropout !== 0) fail(`attention_dropout ${String(dropout)} is not supported (only 0)`);
   for (const k of ['use_mrope', 'rope_interleaved']) if (c[k] === true) fail(`${k}: true is not supported`);
   if (Array.isArray(c.mlp_only_layers) && c.mlp_only_layers.length > 0) fail('mlp_only_layers is not supported');
-  // Qwen3's attention is Llama's (attention_bias puts a bias on q, k, v and o); its MLP has no bias field.
-  const biasFields = modelType === 'llama' ? [] : modelType === 'qwen3' ? ['mlp_bias'] : ['attention_bias', 'mlp_bias'];
+  // Qwen3's and Gemma 3's attention is Llama's (attention_bias puts a bias on q, k, v and o); their MLP has no bias.
+  const biasFields = modelType === 'llama' || gemma ? [] : modelType === 'qwen3' ? ['mlp_bias'] : ['attention_bias', 'mlp_bias'];
   for (const k of biasFields) if (c[k] !== undefined) fail(`${k} is not a ${modelType} field`);
   const attentionBias = bool('attention_bias', false);
-  const { theta, rope } = parseRope(c);
+  const { theta, rope, gemma3 } = gemma ? parseGemma3(c, nLayer) : { ...parseRope(c), gemma3: undefined };
 
   let slidingWindow: number | undefined;
   if (modelType === 'mistral') {
-    if (c.sliding_window !== null && c.sliding_window !== undefined) slidingWindow = int('sliding_window');
+    // MistralConfig's window is 4096 when absent; null means none.
+    if (c.sliding_window !== null) slidingWindow = int('sliding_window', MISTRAL_SLIDING_WINDOW);
   } else if (modelType === 'qwen2' || modelType === 'qwen3') {
     // Qwen2/3 ship sliding_window with use_sliding_window false: then the window is not applied.
     if (bool('use_sliding_window', false)) fail('use_sliding_window: true is not supported');
-  } else if (c.sliding_window !== undefined && c.sliding_window !== null) {
+  } else if (!gemma && c.sliding_window !== undefined && c.sliding_window !== null) {
     fail('sliding_window is not a llama field');
   }
-  if (c.layer_types !== undefined && c.layer_types !== null) {
+  if (!gemma && c.layer_types !== undefined && c.layer_types !== null) {
     const lt = c.layer_types;
     if (!Array.isArray(lt) || lt.some((t) => t !== 'full_attention' && t !== 'sliding_attention'))
       fail('layer_types must list full_attention or sliding_attention');
@@ -271,9 +247,9 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     family: 'llama',
     modelType: modelType as LlamaModelType,
     vocabSize: int('vocab_size'),
-    nPositions: int('max_position_embeddings', qwen3 ? 32768 : 2048),
+    nPositions: int('max_position_embeddings', dflt.positions),
     nEmbd,
-    nLayer: int('num_hidden_layers'),
+    nLayer,
     nHead,
     nKvHead,
     headDim,
@@ -281,12 +257,13 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     rmsNormEps: eps,
     ropeTheta: theta,
     rope,
-    tieWordEmbeddings: bool('tie_word_embeddings', false),
+    tieWordEmbeddings: bool('tie_word_embeddings', dflt.tied),
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: attentionBias,
     mlpBias: modelType === 'llama' && bool('mlp_bias', false),
     ...(slidingWindow !== undefined ? { slidingWindow } : {}),
-    qkNorm: qwen3,
+    qkNorm: modelType === 'qwen3' || gemma,
+    ...(gemma3 ? { gemma3 } : {}),
   };
 }
 
@@ -303,6 +280,8 @@ export function llamaParameterShapes(cfg: LlamaConfig): Map<string, number[]> {
   for (let i = 0; i < cfg.nLayer; i++) {
     const p = `layers.${i}.`;
     m.set(p + 'input_layernorm.weight', [d]).set(p + 'post_attention_layernorm.weight', [d]);
+    // Gemma 3 norms the attention output (post_attention_layernorm) and the MLP's input and output.
+    if (cfg.gemma3) m.set(p + 'pre_feedforward_layernorm.weight', [d]).set(p + 'post_feedforward_layernorm.weight', [d]);
     const lin = (name: string, out: number, inF: number, bias: boolean): void => {
       m.set(p + name + '.weight', [out, inF]);
       if (bias) m.set(p + name + '.bias', [out]);
@@ -329,20 +308,13 @@ export function llamaProjectionShape(cfg: LlamaConfig, path: string): [number, n
 
 /** The config.json for a LlamaConfig, loadable by transformers (classic rope_theta / rope_scaling keys). */
 export function toHfLlamaConfigJson(cfg: LlamaConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const arch = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', mistral: 'MistralForCausalLM', qwen3: 'Qwen3ForCausalLM' }[cfg.modelType];
-  const rope = cfg.rope;
-  const ropeScaling =
-    rope.type === 'default'
-      ? null
-      : rope.type === 'llama3'
-        ? {
-            rope_type: 'llama3',
-            factor: rope.factor,
-            low_freq_factor: rope.lowFreqFactor,
-            high_freq_factor: rope.highFreqFactor,
-            original_max_position_embeddings: rope.originalMaxPositionEmbeddings,
-          }
-        : { rope_type: rope.type, factor: rope.factor };
+  const arch = {
+    llama: 'LlamaForCausalLM',
+    qwen2: 'Qwen2ForCausalLM',
+    mistral: 'MistralForCausalLM',
+    qwen3: 'Qwen3ForCausalLM',
+    gemma3_text: 'Gemma3ForCausalLM',
+  }[cfg.modelType];
   return {
     architectures: [arch],
     model_type: cfg.modelType,
@@ -355,10 +327,10 @@ export function toHfLlamaConfigJson(cfg: LlamaConfig, extra: Record<string, unkn
     head_dim: cfg.headDim,
     max_position_embeddings: cfg.nPositions,
     rms_norm_eps: cfg.rmsNormEps,
-    hidden_act: 'silu',
     rope_theta: cfg.ropeTheta,
-    rope_scaling: ropeScaling,
+    rope_scaling: ropeScalingJson(cfg.rope),
     tie_word_embeddings: cfg.tieWordEmbeddings,
+    ...(cfg.gemma3 ? { attention_bias: cfg.oBias, ...gemma3ConfigJson(cfg.gemma3, cfg.ropeTheta, cfg.rope) } : { hidden_act: 'silu' }),
     ...(cfg.modelType === 'llama' ? { attention_bias: cfg.oBias, mlp_bias: cfg.mlpBias } : {}),
     ...(cfg.modelType === 'qwen3' ? { attention_bias: cfg.oBias, use_sliding_window: false } : {}),
     ...(cfg.modelType === 'mistral' ? { sliding_window: cfg.slidingWindow ?? null } : {}),

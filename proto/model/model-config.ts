@@ -1,6 +1,6 @@
 // The model families fedtune runs, told apart by config.json's model_type: GPT-2, and the Llama family
-// (llama, qwen2, mistral, qwen3). Both sides need this: the coordinator to build the initial adapter and the PEFT
-// adapter_config for its base, the SDK to load the model.
+// (llama, qwen2, mistral, qwen3, gemma3_text). Both sides need this: the coordinator to build the initial adapter
+// and the PEFT adapter_config for its base, the SDK to load the model.
 import { parseGpt2Config, projectionShape, BLOCK_PROJECTIONS, type Gpt2Config } from './gpt2-config';
 import { LLAMA_MODEL_TYPES, LLAMA_PROJECTIONS, llamaProjectionShape, parseLlamaConfig, type LlamaConfig } from './llama-config';
 
@@ -40,7 +40,7 @@ export function projectionInOut(cfg: ModelConfig, path: string): [number, number
   return isLlamaConfig(cfg) ? llamaProjectionShape(cfg, path) : projectionShape(cfg, path);
 }
 
-/** The family's name in messages: 'GPT-2', 'llama', 'qwen2', 'mistral', 'qwen3'. */
+/** The family's name in messages: 'GPT-2', 'llama', 'qwen2', 'mistral', 'qwen3', 'gemma3_text'. */
 export function familyLabel(cfg: ModelConfig): string {
   return isLlamaConfig(cfg) ? cfg.modelType : 'GPT-2';
 }
