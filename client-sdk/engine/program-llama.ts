@@ -1,14 +1,15 @@
 // The Llama family's LoRA training step as an ordered list of kernels, in the same shape as GPT-2's (program.ts):
 // forward through every decoder layer (RMSNorm, q/k/v projections, Qwen3's per-head RMSNorm of q and k, RoPE on q
 // and k, grouped-query flash attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
-// residual), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
+// residual; Mistral's sliding window per layer), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
 // adapter gradients of any of the seven LoRA modules, optional clipping, the site's optimiser (AdamW or SGD). Projection weights sit [in, out]
 // in `w` (layout-llama.ts) so every matmul spec reads like GPT-2's.
 import type { LlamaConfig } from '../../proto/model/llama-config';
-import { attentionForward } from './attention';
+import { attentionForward, type AttnShape } from './attention';
 import { attentionBackward } from './attention-backward';
 import { attentionForwardTiled } from './attention-tiled';
 import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
+import { layerWindow } from './attention-window';
 import { NO_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout } from './layout-llama';
@@ -37,12 +38,13 @@ interface HeadNorm {
   readonly stats: number;
 }
 
-/** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
-export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
+/**
+ * Why the engine cannot run this Llama config at this sequence length, or undefined when it can. Nothing depends on
+ * the length since sliding windows run (attention-window.ts); the parameter stays for checks that will.
+ */
+export function llamaEngineRefusal(cfg: LlamaConfig, _seq: number): string | undefined {
   // Gemma 3 would otherwise run as a Qwen3 here (its q/k norms): wrong, silently. Until the engine has its layer:
   if (cfg.gemma3) return 'the engine has no Gemma 3 layer ((1 + w) norms, GELU MLP, local and global attention)';
-  if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
-    return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
   if (cfg.nHead % cfg.nKvHead !== 0) return `num_attention_heads ${cfg.nHead} is not a multiple of num_key_value_heads ${cfg.nKvHead}`;
   return undefined;
@@ -86,7 +88,8 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const vec = !!tune.attnVec && attnVecOk(HD);
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
-  const attn = { B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
+  // Each layer's attention: full causal, or within its sliding window (attention-window.ts).
+  const attn = (l: number): AttnShape => ({ B, T, H, D, scale: 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD, window: layerWindow(cfg, l) });
   // Qwen3: q and k leave their projections (LoRA and bias included) in `qkpre` ([rows, q | k], f32, kept for the
   // backward), and each head's RMSNorm writes them where RoPE and attention read them, as model/llama.ts's headNorm.
   // Their rstd follow the other norms' in `stats`. The norm weights are frozen: backward needs only dq and dk.
@@ -122,7 +125,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     }
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv }));
     const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
-    kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
+    kernels.push(tune.attnTiled ? attentionForwardTiled(attn(l), attnIo, o.workgroupBytes, vec) : attentionForward(attn(l), attnIo));
     linearFwd(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), {
       residual: { buffer: 'xres', offset: xOff(2 * l) },
       out: { buffer: 'xres', offset: xOff(2 * l + 1), ld: D, mode: 'store' },
@@ -166,7 +169,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     linearBwd(pr['mlp.gate_proj'], opnd('dgate', 0, act), opnd('dgate', 0, act), m, { out: { buffer: 'dln', offset: 0, ld: D, mode: 'add' } });
     kernels.push(rmsNormBackward(N, D, { dy: 'dln', dyType: 'f32', x: xOff(2 * l + 1), weight: Ly.postNorm, stats: (2 * l + 1) * N, mode: 'add', copy16 }));
     linearBwd(pr['self_attn.o_proj'], dres, dresF32, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
-    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn(l), { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0 }));
     if (qkNorm) {
       const n = headNorms(l, Ly);
