@@ -2,8 +2,9 @@
 // torch_lora_reference.py: next-token loss on every position but the first, LoRA r=16 on c_attn, c_proj, c_fc
 // (GPT-2) or on all seven Llama projections, Adam. Prints one JSON object with tokens/s, dispatches per step, CPU
 // ms per step and the engine's GPU bytes (engine_gpu_memory: by role, and the peak beside torch_lora_reference.py's
-// max_memory_allocated).
-//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m,qwen3-125m] [--batches 8,32] [--steps 20]
+// max_memory_allocated). A config with a `baseline` (the sliding-window Mistral against the same model with full
+// attention) also gets its step time as a ratio against that config's, same path and batch, measured in the same run.
+//   node dist/bench/engine-throughput.js [--paths tc,f32] [--configs demo,gpt2-small,llama-demo,llama-125m,qwen3-125m,mistral-125m-2k,mistral-125m-2k-w512] [--batches 8,32] [--steps 20]
 import { loadGpt2Dir, loadModelDir, type CausalLm } from '../client-sdk/model/load';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { Prng } from '../proto/prng';
@@ -12,12 +13,12 @@ import { choosePath, openEngineDevice } from '../client-sdk/engine/device';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { engineMemory } from '../client-sdk/engine/memory';
 import type { EnginePath } from '../client-sdk/engine/program';
-import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m, randomQwen3_125m } from './throughput-models';
+import { GPT2_LORA, LLAMA_LORA, randomGpt2Small, randomLlama125m, randomMistral125m, randomQwen3_125m } from './throughput-models';
 import * as path from 'node:path';
 
 const DEFAULT_MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = GPT2_LORA;
-const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; load: () => Promise<CausalLm> }> = {
+const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; load: () => Promise<CausalLm>; baseline?: string }> = {
   demo: { name: 'demo (1.9M, 4×128)', seq: 128, load: async () => (await loadGpt2Dir(DEFAULT_MODEL_DIR)).model },
   'gpt2-small': {
     name: 'GPT-2 small (124M, 12×768)',
@@ -43,6 +44,20 @@ const MODELS: Record<string, { name: string; seq: number; lora?: LoraConfig; loa
     seq: 256,
     lora: LLAMA_LORA,
     load: async () => randomQwen3_125m(),
+  },
+  // llama-125m's shape as Mistral at 2,048 positions: full attention, and a 512-token sliding window on every layer.
+  'mistral-125m-2k': {
+    name: 'Mistral (125M, 12×768, GQA 12:4), full attention',
+    seq: 2048,
+    lora: LLAMA_LORA,
+    load: async () => randomMistral125m(null),
+  },
+  'mistral-125m-2k-w512': {
+    name: 'Mistral (125M, 12×768, GQA 12:4), sliding window 512',
+    seq: 2048,
+    lora: LLAMA_LORA,
+    load: async () => randomMistral125m(512),
+    baseline: 'mistral-125m-2k',
   },
 };
 
@@ -79,6 +94,7 @@ async function main(): Promise<void> {
           const out = await trainer.train(adapter, { ...plan, localSteps: steps, seed: 2 });
           const seconds = out.metrics.train_seconds;
           results.push({
+            key: name,
             config: m.name,
             engine: p,
             seq: m.seq,
@@ -112,7 +128,15 @@ async function main(): Promise<void> {
     model.dispose();
   }
   await ed.device.queue.onSubmittedWorkDone();
-  const json = JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, caps: ed.caps, results }, null, 2);
+  // Each config with a baseline against it: the baseline's step time over this one's (> 1: this one is faster).
+  const ratios = [];
+  for (const r of results) {
+    const base = MODELS[r.key as string]?.baseline;
+    const b = results.find((x) => x.key === base && x.engine === r.engine && x.batch === r.batch && typeof x.step_ms === 'number');
+    if (base && b && typeof r.step_ms === 'number')
+      ratios.push({ config: r.key, baseline: base, engine: r.engine, batch: r.batch, baseline_step_ms_over_step_ms: (b.step_ms as number) / r.step_ms });
+  }
+  const json = JSON.stringify({ date: new Date().toISOString(), adapter: ed.caps.adapter, caps: ed.caps, results, ratios }, null, 2);
   // Dawn prints shader warnings on stdout, so --out names a file for the clean JSON.
   if (args.includes('--out')) require('node:fs').writeFileSync(pick('--out', ''), json + '\n');
   console.log(json);

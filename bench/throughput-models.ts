@@ -59,3 +59,12 @@ export const QWEN3_125M = parseLlamaConfig({
 export function randomQwen3_125m(): LlamaModel {
   return LlamaModel.fromTensors(QWEN3_125M, randomLlamaWeights(QWEN3_125M, 1));
 }
+
+/**
+ * LLAMA_125M's shape as Mistral, with a sliding window (`window`) or none: the same weights either way, so a run
+ * of both at 2,048 positions prices the window (bench/engine-throughput.ts mistral-125m-2k, mistral-125m-2k-w512).
+ */
+export function randomMistral125m(window: number | null): LlamaModel {
+  const cfg = parseLlamaConfig({ model_type: 'mistral', ...SHAPE_125M, rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: window });
+  return LlamaModel.fromTensors(cfg, randomLlamaWeights(cfg, 1));
+}

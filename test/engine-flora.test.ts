@@ -15,6 +15,7 @@ import { packedProjections, projectionAt, restoreW0, stackModules, stackW0, uplo
 import { covered, regions, writesTo } from './engine-writes';
 import { modelLayout } from '../client-sdk/engine/layout';
 import { llamaLayout } from '../client-sdk/engine/layout-llama';
+import * as layoutLlama from '../client-sdk/engine/layout-llama';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import { LoraSftTrainer } from '../client-sdk/sft/lora-trainer';
 import { selectBackend } from '../client-sdk/model/backend';
@@ -49,6 +50,26 @@ function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], se
     const rng = new Prng(seed + 1, t.data.length);
     return { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.1) };
   });
+}
+
+/** An EngineDevice on Dawn's null backend, offering every path. */
+async function nullEngineDevice(): Promise<EngineDevice> {
+  const device = await nullDevice();
+  const lim = device.limits;
+  return {
+    device,
+    caps: {
+      adapter: 'null',
+      f16: true,
+      subgroups: true,
+      subgroupMatrix: true,
+      subgroupMinSize: 32,
+      subgroupMaxSize: 32,
+      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+      maxBufferSize: lim.maxBufferSize,
+      maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
+    },
+  };
 }
 
 describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
@@ -91,7 +112,10 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
       const whole = packedProjections(src, layout);
       const mods = stackModules(layout, stackOf(config, 3, [...targets], 4));
       expect(mods.length).to.equal(6); // 2 layers × (GPT-2: c_attn, attn.c_proj, mlp.c_proj; Llama: k, o, gate)
-      stackW0(src, mods).forEach((w0, i) => expect([...w0], mods[i].path).to.deep.equal([...whole.subarray(mods[i].offset, mods[i].offset + w0.length)]));
+      stackW0(src, mods).forEach((pack, i) => {
+        const w0 = pack();
+        expect([...w0], mods[i].path).to.deep.equal([...whole.subarray(mods[i].offset, mods[i].offset + w0.length)]);
+      });
     }
   });
 
@@ -138,22 +162,8 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
   });
 
   it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, Qwen3, every path); refuses a stack of the wrong shape or above rank K', async () => {
-    const device = await nullDevice();
-    const lim = device.limits;
-    const ed: EngineDevice = {
-      device,
-      caps: {
-        adapter: 'null',
-        f16: true,
-        subgroups: true,
-        subgroupMatrix: true,
-        subgroupMinSize: 32,
-        subgroupMaxSize: 32,
-        maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
-        maxBufferSize: lim.maxBufferSize,
-        maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
-      },
-    };
+    const ed = await nullEngineDevice();
+    const device = ed.device;
     // [family, config, weights, targets, K (the largest min(d_in, d_out))]; the odd-sized models put back modules
     // that start or end mid-way through a 4-byte word of an f16 `w` (writeBuffer refuses a write that does).
     const models: [string, Gpt2Config | LlamaConfig, NamedTensor[], string[], number][] = [
@@ -231,6 +241,50 @@ describe('engine: scoring a FLoRA stack (client-sdk/engine/trainer.ts evaluate)'
       expect(await engine.evaluate(plain)).to.deep.equal(await tfjs.evaluate(plain));
     } finally {
       model.dispose();
+    }
+  });
+});
+
+describe('engine: FLoRA merge, one module at a time', function () {
+  this.timeout(60_000);
+  it("a Llama merge packs each module's W0 transpose just before its own upload, so one module's copy is live at a time, not the stack's (every path)", async () => {
+    const ed = await nullEngineDevice();
+    const queue = ed.device.queue;
+    const writeBuffer = queue.writeBuffer.bind(queue);
+    // transposeInto packs a Llama W0 (weights.ts stackW0); the merge uploads it to its 'merge-w0' scratch buffer.
+    const llamaLayoutModule = layoutLlama as unknown as { transposeInto: (...a: unknown[]) => void };
+    const transposeInto = llamaLayoutModule.transposeInto;
+    const events: string[] = [];
+    llamaLayoutModule.transposeInto = (...a: unknown[]): void => {
+      events.push('pack');
+      transposeInto(...a);
+    };
+    queue.writeBuffer = ((buffer: GPUBuffer, ...rest: unknown[]) => {
+      if (buffer.label === 'merge-w0') events.push('upload');
+      return (writeBuffer as (...a: unknown[]) => void)(buffer, ...rest);
+    }) as GPUQueue['writeBuffer'];
+    try {
+      const targets = ['q_proj', 'v_proj', 'down_proj'];
+      const weights = randomLlamaWeights(LLAMA, 3);
+      for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {
+        const e = new LoraEngine(ed, {
+          config: LLAMA,
+          weights,
+          adapter: initLoraAdapter(LLAMA, { ...SITE, targetModules: targets }, 1),
+          batch: 1,
+          seq: 8,
+          path,
+          loraScale: 2,
+        });
+        events.length = 0;
+        await e.mergeStack(stackOf(LLAMA, 3, targets, 5));
+        // 2 layers × 3 modules, each packed then uploaded before the next is packed.
+        expect(events.join(' '), path).to.equal(Array.from({ length: 6 }, () => 'pack upload').join(' '));
+        await e.dispose();
+      }
+    } finally {
+      llamaLayoutModule.transposeInto = transposeInto;
+      queue.writeBuffer = writeBuffer;
     }
   });
 });

@@ -9,6 +9,7 @@ import { attentionBackwardVec, attnBwdVecTile } from '../client-sdk/engine/atten
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { Kernel } from '../client-sdk/engine/kernel';
 import { Prng } from '../proto/prng';
+import { halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
@@ -19,10 +20,15 @@ interface Shape {
   H: number;
   D: number;
   scale: number;
+  /** Sliding window: query i sees keys i − window < j ≤ i (absent: full causal). */
+  window?: number;
 }
 
-/** Runs kernels in order in one compute pass over shared f32 buffers; returns the named buffers' contents. */
-async function runKernels(
+/**
+ * Runs kernels in order in one compute pass over shared buffers; returns the named buffers' contents. A buffer the
+ * kernels bind as f16 (the f16 and tc paths' activations) is uploaded rounded to half and read back widened.
+ */
+export async function runKernels(
   ed: EngineDevice,
   ks: readonly Kernel[],
   sizes: Record<string, number>,
@@ -31,9 +37,12 @@ async function runKernels(
 ): Promise<Record<string, Float32Array>> {
   const dev = ed.device;
   const bufs = new Map<string, GPUBuffer>();
+  const half = new Set(ks.flatMap((k) => k.bindings.filter((b) => b.type === 'f16').map((b) => b.buffer)));
+  const bytes = (name: string): number => (half.has(name) ? Math.ceil(sizes[name] / 2) * 4 : sizes[name] * 4);
   for (const [name, n] of Object.entries(sizes)) {
-    const buf = dev.createBuffer({ size: n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-    const data = inputs[name] ?? new Float32Array(n);
+    const buf = dev.createBuffer({ size: bytes(name), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    const f = inputs[name] ?? new Float32Array(n);
+    const data = half.has(name) ? toHalfBits(f) : f;
     dev.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
     bufs.set(name, buf);
   }
@@ -54,15 +63,16 @@ async function runKernels(
   }
   pass.end();
   const reads = outs.map((name) => {
-    const rd = dev.createBuffer({ size: sizes[name] * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    enc.copyBufferToBuffer(bufs.get(name) as GPUBuffer, 0, rd, 0, sizes[name] * 4);
+    const rd = dev.createBuffer({ size: bytes(name), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.copyBufferToBuffer(bufs.get(name) as GPUBuffer, 0, rd, 0, bytes(name));
     return rd;
   });
   dev.queue.submit([enc.finish()]);
   const result: Record<string, Float32Array> = {};
   for (const [i, rd] of reads.entries()) {
     await rd.mapAsync(GPUMapMode.READ);
-    result[outs[i]] = new Float32Array(rd.getMappedRange().slice(0));
+    const raw = rd.getMappedRange().slice(0);
+    result[outs[i]] = half.has(outs[i]) ? Float32Array.from(new Uint16Array(raw, 0, sizes[outs[i]]), halfToFloat) : new Float32Array(raw);
     rd.unmap();
     rd.destroy();
   }
@@ -70,7 +80,7 @@ async function runKernels(
   return result;
 }
 
-/** float64 causal attention forward and backward: ctx, lse, delta and dqkv ([B·T, 3D], q | k | v). */
+/** float64 causal attention forward and backward (within s.window if set): ctx, lse, delta and dqkv ([B·T, 3D], q | k | v). */
 export function attentionReference(s: Shape, qkv: Float32Array, dctx: Float32Array): Record<string, Float64Array> {
   const { B, T, H, D, scale } = s;
   const hd = D / H;
@@ -86,6 +96,10 @@ export function attentionReference(s: Shape, qkv: Float32Array, dctx: Float32Arr
       for (let i = 0; i < T; i++) {
         const sc: number[] = [];
         for (let j = 0; j <= i; j++) {
+          if (s.window !== undefined && i - j >= s.window) {
+            sc.push(-Infinity); // outside the window: p = 0
+            continue;
+          }
           let x = 0;
           for (let d = 0; d < hd; d++) x += qkv[at(b, i, 0, h, d)] * qkv[at(b, j, 1, h, d)];
           sc.push(x * scale);
@@ -117,7 +131,7 @@ export function attentionReference(s: Shape, qkv: Float32Array, dctx: Float32Arr
   return { ctx, lse, delta, dqkv };
 }
 
-const sameBits = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));
+export const sameBits = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));
 
 export async function attentionTests(ed: EngineDevice, check: Check): Promise<void> {
   const rng = new Prng(5);

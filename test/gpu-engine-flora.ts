@@ -1,5 +1,5 @@
 // FLoRA on the WebGPU engine, for `npm run test:gpu` (called from test/gpu-engine.ts; alone: --only-flora): on the demo
-// GPT-2 and a tiny Qwen2 (biases, untied head), every path:
+// GPT-2, a tiny Qwen2 (biases, untied head) and a tiny Qwen3 (per-head q/k norms, q/k/v/o biases), every path:
 //  - the merge, a version of rank 24 and one of rank K (the dense form): every value of the merged `w` against
 //    W0 + B·A in float64 (within the f32 sum's rounding bound, plus one f16 rounding to the nearest on f16/tc;
 //    untouched projections bit for bit), and one step at lr 0 against tfjs's loss on the same batch through MergedBase (the tfjs FLoRA
@@ -32,7 +32,7 @@ import { LoraEngine } from '../client-sdk/engine/engine';
 import { EngineSftTrainer } from '../client-sdk/engine/trainer';
 import type { EnginePath } from '../client-sdk/engine/program';
 import type { TrainingPlan } from '../client-sdk/trainer';
-import { TINY_LLAMAS } from './gpu-engine-llama';
+import { TINY_LLAMAS, weightsFor } from './gpu-engine-llama';
 import { packedProjections, projectionAt } from '../client-sdk/engine/weights';
 import { halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { loraModules } from '../proto/model/lora-stack';
@@ -284,7 +284,9 @@ async function nearestF16(ed: EngineDevice, check: Check): Promise<void> {
   const n = w0.length + (w0.length & 1);
   const dev = ed.device;
   const buf = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  await new BaseMerger(dev, buf, 'f16').merge([{ offset: 0, inF: 1, outF: w0.length, r: 1, w0, a: new Float32Array(1), b: new Float32Array(w0.length) }]);
+  await new BaseMerger(dev, buf, 'f16').merge([
+    { offset: 0, inF: 1, outF: w0.length, r: 1, w0: () => w0, a: new Float32Array(1), b: new Float32Array(w0.length) },
+  ]);
   const read = dev.createBuffer({ size: 2 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const enc = dev.createCommandEncoder();
   enc.copyBufferToBuffer(buf, 0, read, 0, 2 * n);
@@ -303,8 +305,16 @@ async function nearestF16(ed: EngineDevice, check: Check): Promise<void> {
   read.destroy();
 }
 
-export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+/** `models` (--flora-models gpt2,qwen2,qwen3): those models' checks only; absent, all of them. */
+export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], check: Check, models?: readonly string[]): Promise<void> {
+  const picked = (name: string): boolean => !models || models.includes(name.split(' ')[0]);
   if (ed.caps.f16) await nearestF16(ed, check);
+  if (picked('gpt2')) await floraGpt2(ed, paths, check);
+  if (picked(TINY_LLAMAS[1].name)) await floraQwen2(ed, paths, check);
+  if (picked(TINY_LLAMAS[2].name)) await floraQwen3(ed, paths, check);
+}
+
+async function floraGpt2(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   const { model: gpt2 } = await loadGpt2Dir(MODEL_DIR);
   const gSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
   await mergeParity(
@@ -323,6 +333,9 @@ export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], ch
   );
   await roundParity(ed, paths, check, 'gpt2', gpt2, gSite, 0.3);
   gpt2.dispose();
+}
+
+async function floraQwen2(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
   const { name, config } = TINY_LLAMAS[1];
   const llama = LlamaModel.fromTensors(config, randomLlamaWeights(config, 3, 0.08));
   const lSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
@@ -342,4 +355,27 @@ export async function floraEngineTests(ed: EngineDevice, paths: EnginePath[], ch
   );
   await roundParity(ed, paths, check, name, llama, lSite, 0.6);
   llama.dispose();
+}
+
+async function floraQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
+  // Qwen3: W0 merged under the per-head q/k norms (drawn away from 1, with q/k/v/o biases); q_proj 32 → 64.
+  const q3 = TINY_LLAMAS[2];
+  const qwen3 = LlamaModel.fromTensors(q3.config, weightsFor(q3.config, 3));
+  const qSite: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'o_proj', 'up_proj'] };
+  await mergeParity(
+    ed,
+    paths,
+    check,
+    q3.name,
+    qwen3,
+    qSite,
+    q3.config.nEmbd,
+    [0.6, 0.5],
+    [
+      ['q_proj', 'k_proj'],
+      ['k_proj', 'o_proj', 'up_proj'],
+    ],
+  );
+  await roundParity(ed, paths, check, q3.name, qwen3, qSite, 0.6);
+  qwen3.dispose();
 }

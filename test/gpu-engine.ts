@@ -4,9 +4,10 @@
 // FFA-LoRA (lora_A frozen: bit for bit, loss against tfjs), client SGD (its kernel against tfjs's ops, a run
 // against the tfjs trainer), a 200-step run against the tfjs trainer, the same checks for the Llama family
 // (gpu-engine-llama.ts), LoRA dropout against tfjs with the same masks (gpu-engine-dropout.ts), and GPU failures
-// with the fallback after them (gpu-fallback.ts), and FLoRA rounds and stacks (gpu-engine-flora.ts). Prints
+// with the fallback after them (gpu-fallback.ts), FLoRA rounds and stacks (gpu-engine-flora.ts), and sliding-window
+// attention (gpu-engine-window.ts). Prints
 // `tests: N passed, N failed` like the mocha reporter.
-//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama] [--tuning]
+//   node dist/test/gpu-engine.js [--paths f32,f16,tc] [--long] [--only-attention | --only-fallback | --only-sgd | --only-scaffold | --only-llama | --only-dropout | --only-flora | --only-window | --only-matmul | --only-tuning] [--skip-llama] [--llama-configs qwen3,llama,mistral] [--flora-models gpt2,qwen2,qwen3] [--tuning]
 // SCAFFOLD's update lines against the tfjs trainer: gpu-engine-scaffold.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import '../client-sdk/model/gradients';
@@ -36,6 +37,7 @@ import { relErr } from './rel-err';
 import { engineStep, stepTolerance } from './gpu-engine-step';
 import { matmulTests, runKernel } from './gpu-engine-matmul';
 import { floraEngineTests } from './gpu-engine-flora';
+import { windowTests } from './gpu-engine-window';
 
 const MODEL_DIR = path.resolve(__dirname, '..', '..', 'examples', 'base-model');
 const LORA: LoraConfig = { r: 16, alpha: 32, dropout: 0, targetModules: ['c_attn', 'c_proj', 'c_fc'] };
@@ -286,9 +288,10 @@ async function main(): Promise<void> {
     }
   });
   const onlyLlama = args.includes('--only-llama');
-  const only = (['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout', '--only-flora'] as const).find((a) =>
-    args.includes(a),
-  );
+  const listArg = (flag: string): string[] | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1].split(',') : undefined);
+  const only = (
+    ['--only-attention', '--only-fallback', '--only-sgd', '--only-scaffold', '--only-llama', '--only-dropout', '--only-flora', '--only-window'] as const
+  ).find((a) => args.includes(a));
   if (args.includes('--only-tuning')) await tuningTests(ed, paths, check);
   else if (args.includes('--only-matmul')) {
     // the matmul kernels and one full step against tfjs: the checks a matmul kernel change needs, in about a minute
@@ -298,7 +301,8 @@ async function main(): Promise<void> {
   } else if (only === '--only-sgd') await sgdRun(ed, paths);
   else if (only === '--only-scaffold') await scaffoldTests(ed, paths, check);
   else if (only === '--only-dropout') await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
-  else if (only === '--only-flora') await floraEngineTests(ed, paths, check);
+  else if (only === '--only-flora') await floraEngineTests(ed, paths, check, listArg('--flora-models'));
+  else if (only === '--only-window') await windowTests(ed, paths, check);
   else if (only === undefined || only === '--only-attention') await attentionTests(ed, check);
   const narrow = args.includes('--only-matmul') || args.includes('--only-tuning');
   if (only === undefined && !narrow) {
@@ -313,13 +317,14 @@ async function main(): Promise<void> {
     await scaffoldTests(ed, paths, check);
     await dropoutEngineTests(ed, paths, check, { long: args.includes('--long') });
     await floraEngineTests(ed, paths, check);
+    await windowTests(ed, paths, check);
     if (args.includes('--long')) await longRun(ed, paths, Number(process.env.LONG_STEPS ?? 200));
   }
   if ((only === undefined || onlyLlama) && !args.includes('--skip-llama') && !narrow)
     await llamaEngineTests(ed, paths, check, {
       long: args.includes('--long'),
       steps: Number(process.env.LONG_STEPS ?? 200),
-      ...(args.includes('--llama-configs') ? { configs: args[args.indexOf('--llama-configs') + 1].split(',') } : {}),
+      ...(args.includes('--llama-configs') ? { configs: listArg('--llama-configs') } : {}),
     });
   // GPU failures made real (device lost, validation error, NaN) and the fallback after them; on its own device.
   if ((only === undefined && !narrow) || only === '--only-fallback') await fallbackTests(check);

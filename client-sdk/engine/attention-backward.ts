@@ -8,6 +8,7 @@
 // in different banks.
 import { header, f32, u32, ceilDiv, type Binding, type Kernel } from './kernel';
 import { attnDims, type AttnShape } from './attention';
+import { activeWindow, firstKeyRow, inWindow, queryRowsEnd } from './attention-window';
 
 /** Threads that share one row of S; each takes every LANES-th column of it, and of the output row it owns. */
 const LANES = 8;
@@ -65,6 +66,7 @@ function dqKernel(s: AttnShape, io: { qkv: number; ctx: number; lse: number }, w
   const { hd } = attnDims(s);
   const BT = attnBwdTile(hd, workgroupBytes);
   const THREADS = BT * LANES;
+  const w = activeWindow(s.window, s.T);
   const per = Math.ceil(hd / LANES);
   const code = `${header(bindings)}
 ${consts(s, BT)}
@@ -106,7 +108,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     rowl[r] = lv;
   }
   var dq = array<f32, ${per}>();
-  for (var j0 = 0u; j0 <= i0 && j0 < T; j0 += BT) {
+  for (var j0 = ${w === undefined ? '0u' : firstKeyRow(w, 'i0', 'BT')}; j0 <= i0 && j0 < T; j0 += BT) {
     workgroupBarrier();
     for (var e = li; e < BT * HD; e += THREADS) {
       let j = j0 + e / HD; let c = e % HD;
@@ -120,7 +122,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var k = 0u; k < NC; k++) {
       let jj = lane + LANES * k; let j = j0 + jj;
       var ds = 0.0;
-      if (i < T && j <= i) { ds = exp(s[k] - rowl[r]) * (dp[k] - rowd[r]); }
+      if (${w === undefined ? 'i < T && j <= i' : `i < T && j <= i && ${inWindow(w, 'j', 'i')}`}) { ds = exp(s[k] - rowl[r]) * (dp[k] - rowd[r]); }
       dss[r * BTP + jj] = ds;
     }
     workgroupBarrier();
@@ -156,6 +158,7 @@ function dkvKernel(s: AttnShape, io: { qkv: number; lse: number }, workgroupByte
   const { hd, kv } = attnDims(s);
   const BT = attnBwdTile(hd, workgroupBytes);
   const THREADS = BT * LANES;
+  const w = activeWindow(s.window, s.T);
   const per = Math.ceil(hd / LANES);
   const code = `${header(bindings)}
 ${consts(s, BT)}
@@ -184,7 +187,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   for (var g = 0u; g < G; g++) {
   let h = kh * G + g;
   let base = ${u32(io.qkv)} + b * T * D3 + h * HD;
-  for (var i0 = j0; i0 < T; i0 += BT) {
+  for (var i0 = j0; i0 < ${w === undefined ? 'T' : `min(T, ${queryRowsEnd(w, 'j0 + BT - 1u')})`}; i0 += BT) {
     workgroupBarrier();
     for (var e = li; e < BT * HD; e += THREADS) {
       let i = i0 + e / HD; let c = e % HD;
@@ -205,7 +208,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var k = 0u; k < NC; k++) {
       let jj = lane + LANES * k; let j = j0 + jj;
       var p = 0.0; var ds = 0.0;
-      if (i < T && j < T && j <= i) { p = exp(s[k] - rowl[r]); ds = p * (dp[k] - rowd[r]); }
+      if (${w === undefined ? 'i < T && j < T && j <= i' : `i < T && j < T && j <= i && ${inWindow(w, 'j', 'i')}`}) { p = exp(s[k] - rowl[r]); ds = p * (dp[k] - rowd[r]); }
       ps[r * BTP + jj] = p; dss[r * BTP + jj] = ds;
     }
     workgroupBarrier();

@@ -5,6 +5,7 @@
 // query row holding q and the output row) keeps hd-long arrays per thread; this one keeps hd/8. Same outputs
 // (ctx, lse); every value is summed by one thread in a fixed order, so reruns are bit-identical.
 import { attnDims, type AttnShape } from './attention';
+import { activeWindow, firstKeyRow } from './attention-window';
 import { ceilDiv, f32, header, u32, type Binding, type Kernel } from './kernel';
 
 const LANES = 8;
@@ -31,6 +32,10 @@ export function attentionForwardTiled(s: AttnShape, io: { qkv: number; ctx: numb
   const THREADS = BT * LANES;
   const per = Math.ceil(hd / LANES);
   const nc = BT / LANES;
+  const w = activeWindow(s.window, s.T);
+  // With a window (attention-window.ts), key tiles before the block's first visible key are skipped.
+  const j0Start = w === undefined ? '0u' : firstKeyRow(w, 'i0', 'BT');
+  const masked = w === undefined ? 'i >= T || j0 + jj > i' : `i >= T || j0 + jj > i || j0 + jj + ${u32(w)} <= i`;
   const stageQ = `for (var e = li; e < BT * HD; e += THREADS) {
     let q = i0 + e / HD; let c = e % HD;
     var qv = 0.0;
@@ -116,7 +121,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var acc = array<${vec ? 'vec4f' : 'f32'}, ${vec ? per / 4 : per}>();
   var mx = MASKED;
   var l = 0.0;
-  for (var j0 = 0u; j0 <= i0 && j0 < T; j0 += BT) {
+  for (var j0 = ${j0Start}; j0 <= i0 && j0 < T; j0 += BT) {
     workgroupBarrier();
     ${vec ? stageKvVec : stageKv}
     workgroupBarrier();
@@ -125,7 +130,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     ${vec ? scoresVec : scores}
     for (var k = 0u; k < NC; k++) {
       let jj = lane + LANES * k;
-      if (i >= T || j0 + jj > i) { sc[k] = MASKED; }
+      if (${masked}) { sc[k] = MASKED; }
       ss[r * BTP + jj] = sc[k];
     }
     workgroupBarrier();

@@ -4,6 +4,7 @@
 // log-sum-exp for the backward (attention-backward.ts). Every output is written by exactly one thread:
 // deterministic without atomics.
 import { f32, header, u32, ceilDiv, type Binding, type Kernel } from './kernel';
+import { activeWindow, firstKeyRow, inWindow } from './attention-window';
 
 export interface AttnShape {
   readonly B: number;
@@ -21,6 +22,8 @@ export interface AttnShape {
    */
   readonly kvHeads?: number;
   readonly headDim?: number;
+  /** Sliding window (attention-window.ts): query i sees keys i − window < j ≤ i; undefined or 0: full causal. */
+  readonly window?: number;
 }
 
 /** Widths of one qkv row and its parts, for either family. */
@@ -51,6 +54,10 @@ export function attentionForward(s: AttnShape, io: { qkv: number; ctx: number; l
     { buffer: 'lse', type: 'f32', write: true },
   ];
   const { hd } = attnDims(s);
+  const w = activeWindow(s.window, s.T);
+  // With a window, key tiles before the workgroup's first visible key are skipped.
+  const j0Start = w === undefined ? '0u' : firstKeyRow(w, `wg.x * ${u32(ROWS)}`, u32(TILE));
+  const visible = w === undefined ? 'i < T && j <= i' : `i < T && j <= i && ${inWindow(w, 'j', 'i')}`;
   const code = `${header(bindings)}
 ${consts(s)}
 var<workgroup> ks: array<f32, ${TILE * hd}>;
@@ -66,7 +73,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var mx = -3.0e38;
   var l = 0.0;
   let jEnd = min(T, wg.x * ${u32(ROWS)} + ${u32(ROWS)});
-  for (var j0 = 0u; j0 < jEnd; j0 += ${u32(TILE)}) {
+  for (var j0 = ${j0Start}; j0 < jEnd; j0 += ${u32(TILE)}) {
     for (var e = li; e < ${u32(TILE * hd)}; e += ${u32(ROWS)}) {
       let j = j0 + e / HD;
       var kv = 0.0; var vv = 0.0;
@@ -76,7 +83,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     workgroupBarrier();
     for (var jj = 0u; jj < ${u32(TILE)}; jj++) {
       let j = j0 + jj;
-      if (i < T && j <= i) {
+      if (${visible}) {
         var sc = 0.0;
         for (var d = 0u; d < HD; d++) { sc = fma(q[d], ks[jj * HD + d], sc); }
         let mNew = max(mx, sc);

@@ -62,7 +62,8 @@ export interface MergeModule {
   readonly inF: number;
   readonly outF: number;
   readonly r: number;
-  readonly w0: Float32Array;
+  /** Packs W0 (weights.ts stackW0): called once, just before this module's upload, so one module's copy is live. */
+  readonly w0: () => Float32Array;
   /** lora_A, [r, in]. */
   readonly a: Float32Array;
   /** lora_B, [out, r] as PEFT stores it (transposed here). */
@@ -101,9 +102,8 @@ export class BaseMerger {
   async merge(mods: readonly MergeModule[]): Promise<void> {
     if (mods.length === 0) return;
     for (const m of mods) {
-      const n = m.inF * m.outF;
-      if (m.w0.length !== n || m.a.length !== m.r * m.inF || m.b.length !== m.outF * m.r || m.r < 1)
-        throw new Error(`a merged module of [${m.inF}, ${m.outF}] has W0 ${m.w0.length}, A ${m.a.length}, B ${m.b.length} values at rank ${m.r}`);
+      if (m.a.length !== m.r * m.inF || m.b.length !== m.outF * m.r || m.r < 1)
+        throw new Error(`a merged module of [${m.inF}, ${m.outF}] has A ${m.a.length}, B ${m.b.length} values at rank ${m.r}`);
     }
     const dev = this.dev;
     this.pipeline ??= dev.createComputePipeline({
@@ -132,7 +132,10 @@ export class BaseMerger {
         entries: [this.w, w0, la, lbT, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       for (const m of mods) {
-        dev.queue.writeBuffer(w0, 0, m.w0.buffer, m.w0.byteOffset, m.w0.byteLength);
+        // W0 packed now, uploaded (writeBuffer copies it) and dropped before the next module's is packed.
+        const w0m = m.w0();
+        if (w0m.length !== m.inF * m.outF) throw new Error(`a merged module of [${m.inF}, ${m.outF}] has W0 ${w0m.length} values`);
+        dev.queue.writeBuffer(w0, 0, w0m.buffer, w0m.byteOffset, w0m.byteLength);
         dev.queue.writeBuffer(la, 0, m.a.buffer, m.a.byteOffset, m.a.byteLength);
         dev.queue.writeBuffer(lbT, 0, transposeB(m.b, m.outF, m.r));
         dev.queue.writeBuffer(params, 0, Uint32Array.of(m.offset, m.inF, m.outF, m.r));

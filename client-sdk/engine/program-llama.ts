@@ -1,17 +1,18 @@
 // The Llama family's LoRA training step as an ordered list of kernels, in the same shape as GPT-2's (program.ts):
 // forward through every decoder layer (RMSNorm, q/k/v projections, Qwen3's per-head RMSNorm of q and k, RoPE on q
 // and k, grouped-query flash attention, o_proj + residual, RMSNorm, gate and up projections with SwiGLU fused into up's epilogue, down_proj +
-// residual), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
+// residual; Mistral's and Gemma 3's sliding windows per layer), the LM head and cross-entropy on the scored pairs only, backward through the frozen base into the
 // adapter gradients of any of the seven LoRA modules, optional clipping, the site's optimiser (AdamW or SGD). Projection weights sit [in, out]
 // in `w` (layout-llama.ts) so every matmul spec reads like GPT-2's. Gemma 3 (model/llama.ts) differs in: embeddings
 // × √hidden; its (1 + w) norm scales, uploaded as such (layout-llama.ts); o_proj's and down_proj's outputs normed
 // before their residual add (kept f32 in `subpre` for the backward, the add fused into the norm); the MLP's own input
 // norm; a tanh-GELU gate; scores × query_pre_attn_scalar^-0.5; local layers' own rotary tables.
 import type { LlamaConfig } from '../../proto/model/llama-config';
-import { attentionForward } from './attention';
+import { attentionForward, type AttnShape } from './attention';
 import { attentionBackward } from './attention-backward';
 import { attentionForwardTiled } from './attention-tiled';
 import { attentionBackwardVec, attnVecOk } from './attention-backward-vec';
+import { layerWindow } from './attention-window';
 import { NO_TUNING } from './tuning';
 import { ceilDiv } from './kernel';
 import type { LlamaModelLayout, LlamaProjLayout } from './layout-llama';
@@ -40,13 +41,11 @@ interface HeadNorm {
   readonly stats: number;
 }
 
-/** Why the engine cannot run this Llama config at this sequence length, or undefined when it can. */
-export function llamaEngineRefusal(cfg: LlamaConfig, seq: number): string | undefined {
-  const g = cfg.gemma3;
-  if (g && g.slidingWindow < seq && g.slidingLayers.some((s) => s))
-    return `the engine has no sliding-window attention (Gemma 3's local layers: sliding_window ${g.slidingWindow} < sequence ${seq})`;
-  if (cfg.slidingWindow !== undefined && cfg.slidingWindow < seq)
-    return `the engine has no sliding-window attention (sliding_window ${cfg.slidingWindow} < sequence ${seq})`;
+/**
+ * Why the engine cannot run this Llama config at this sequence length, or undefined when it can. Nothing depends on
+ * the length since sliding windows run (attention-window.ts); the parameter stays for checks that will.
+ */
+export function llamaEngineRefusal(cfg: LlamaConfig, _seq: number): string | undefined {
   if (cfg.headDim % 2 !== 0) return `head_dim ${cfg.headDim} is odd (rotary embeddings pair dimensions)`;
   if (cfg.nHead % cfg.nKvHead !== 0) return `num_attention_heads ${cfg.nHead} is not a multiple of num_key_value_heads ${cfg.nKvHead}`;
   return undefined;
@@ -91,7 +90,10 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
   const vec = !!tune.attnVec && attnVecOk(HD);
   const xOff = (i: number): number => i * N * D;
   const rope = { rows: N, T, H, kv: KV, hd: HD };
-  const attn = { B, T, H, D, scale: gemma ? gemma.queryPreAttnScalar ** -0.5 : 1 / Math.sqrt(HD), act, kvHeads: KV, headDim: HD };
+  // Each layer's attention: full causal, or within its sliding window (attention-window.ts); Gemma 3 scales scores
+  // by query_pre_attn_scalar^-0.5.
+  const scale = gemma ? gemma.queryPreAttnScalar ** -0.5 : 1 / Math.sqrt(HD);
+  const attn = (l: number): AttnShape => ({ B, T, H, D, scale, act, kvHeads: KV, headDim: HD, window: layerWindow(cfg, l) });
   // Gemma 3's local layers rotate by the second table pair (weights.ts llamaRopeTables).
   const ropeTable = (l: number): number => (gemma?.slidingLayers[l] ? 2 * T * HD : 0);
   // Gemma 3: o_proj's (k = 2l) and down_proj's (2l + 1) outputs in `subpre`, and their norms' rstd after all others.
@@ -156,7 +158,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     }
     kernels.push(ropeKernel(rope, 'fwd', { buffer: 'qkv', type: 'f32', offset: qkv, table: ropeTable(l) }));
     const attnIo = { qkv, ctx: l * N * QW, lse: l * B * H * T };
-    kernels.push(tune.attnTiled ? attentionForwardTiled(attn, attnIo, o.workgroupBytes, vec) : attentionForward(attn, attnIo));
+    kernels.push(tune.attnTiled ? attentionForwardTiled(attn(l), attnIo, o.workgroupBytes, vec) : attentionForward(attn(l), attnIo));
     // x' = x + o_proj(ctx); Gemma 3: x' = x + norm(o_proj(ctx)).
     sublayerOut(pr['self_attn.o_proj'], opnd('ctx', l * N * QW, act), 2 * l, Ly.postNorm);
     // The MLP's input norm: post_attention_layernorm, or Gemma 3's pre_feedforward_layernorm.
@@ -206,7 +208,7 @@ export function buildLlamaProgram(o: LlamaProgramOptions): Program {
     );
     const dO = sublayerGrad(2 * l, Ly.postNorm);
     linearBwd(pr['self_attn.o_proj'], dO.dy, dO.dyLora, opnd('ctx', l * N * QW, act), { out: { buffer: 'dctx', offset: 0, ld: QW, mode: 'store', type: act } });
-    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn, { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
+    kernels.push(...(vec ? attentionBackwardVec : attentionBackward)(attn(l), { qkv: l * N * QKVW, ctx: l * N * QW, lse: l * B * H * T }, o.workgroupBytes));
     kernels.push(ropeKernel(rope, 'bwd', { buffer: 'dqkv', type: act, offset: 0, table: ropeTable(l) }));
     if (qkNorm) {
       const n = headNorms(l, Ly);

@@ -40,19 +40,23 @@ export interface ProjectionRef {
 /**
  * W0 of each module as `w` holds it before any f16 rounding, [in, out] f32, as packBase packs it (GPT-2's Conv1D weight
  * itself, not a copy; a Llama nn.Linear transposed), for those modules only: a FLoRA merge, and W0 put back after it,
- * pack no other weight.
+ * pack no other weight. Each entry packs its module when called, so a merge that uploads module by module holds one
+ * module's transposed copy at a time, not the stack's; a missing or misshapen weight is refused here, before any
+ * module is packed or merged.
  */
-export function stackW0(src: BaseSource, mods: readonly ProjectionRef[]): Float32Array[] {
+export function stackW0(src: BaseSource, mods: readonly ProjectionRef[]): (() => Float32Array)[] {
   const llama = isLlamaConfig(src.config);
   const prefix = llama ? 'model.' : 'transformer.';
   const byName = new Map(src.weights.map((t) => [t.name.startsWith(prefix) ? t.name.slice(prefix.length) : t.name, t.data]));
   return mods.map((m) => {
     const t = byName.get(`${m.path}.weight`);
     if (!t || t.length !== m.inF * m.outF) throw new Error(`weight ${m.path}.weight missing or not [${m.inF}, ${m.outF}]`);
-    if (!llama) return t;
-    const w = new Float32Array(t.length);
-    transposeInto(w, 0, t, m.outF, m.inF);
-    return w;
+    if (!llama) return () => t;
+    return () => {
+      const w = new Float32Array(t.length);
+      transposeInto(w, 0, t, m.outF, m.inF);
+      return w;
+    };
   });
 }
 
@@ -169,11 +173,11 @@ export function restoreW0(
   const w0At = (j: number): Float32Array => {
     all ??= projections(layout);
     const P = all.find((p) => j >= p.w && j < p.w + p.inF * p.outF);
-    return P ? stackW0(src, [P])[0].subarray(j - P.w, j - P.w + 1) : new Float32Array(1);
+    return P ? stackW0(src, [P])[0]().subarray(j - P.w, j - P.w + 1) : new Float32Array(1);
   };
   for (const path of paths) {
     const P = projectionAt(layout, path);
-    const [w0] = stackW0(src, [{ path, inF: P.inF, outF: P.outF }]);
+    const w0 = stackW0(src, [{ path, inF: P.inF, outF: P.outF }])[0]();
     if (!half) {
       write(w0, 4 * P.w);
       continue;
