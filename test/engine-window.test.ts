@@ -20,25 +20,15 @@ import type { Kernel } from '../client-sdk/engine/kernel';
 import { shareKernels } from '../client-sdk/engine/dedupe';
 import { nullDevice, wgslErrors } from './dawn-null';
 import { tinyGemma3Config } from './tiny-gemma3';
+import { TINY_MISTRAL_JSON } from './tiny-mistral';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
 
 const ALL7: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-const SHAPE = {
-  vocab_size: 300,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 32,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-  tie_word_embeddings: true,
-};
-const LLAMA = parseLlamaConfig({ model_type: 'llama', ...SHAPE });
-const mistral = (window: number | null): LlamaConfig => parseLlamaConfig({ model_type: 'mistral', ...SHAPE, sliding_window: window });
+// test/tiny-mistral.ts with a tied head, and the same shape as Llama.
+const mistral = (window: number | null): LlamaConfig => parseLlamaConfig({ ...TINY_MISTRAL_JSON, tie_word_embeddings: true, sliding_window: window });
+const LLAMA = parseLlamaConfig({ ...TINY_MISTRAL_JSON, model_type: 'llama', tie_word_embeddings: true, sliding_window: null });
 const TUNINGS: [string, EngineTuning][] = [
   ['row forward', {}],
   ['tiled forward', { attnTiled: true }],

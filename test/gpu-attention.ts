@@ -2,7 +2,7 @@
 // (ctx, log-sum-exp) and the tiled backward (dq, dk, dv, delta) on small shapes that leave partial tiles, at the
 // device's workgroup-memory budget and at WebGPU's default 16 KiB (a smaller tile), and bit-identical reruns.
 // Runs on lavapipe too (`FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --only-attention`).
-import { attentionForward } from '../client-sdk/engine/attention';
+import { attentionForward, type AttnShape } from '../client-sdk/engine/attention';
 import { attentionForwardTiled, attnFwdTile } from '../client-sdk/engine/attention-tiled';
 import { attentionBackward, attnBwdTile } from '../client-sdk/engine/attention-backward';
 import { attentionBackwardVec, attnBwdVecTile } from '../client-sdk/engine/attention-backward-vec';
@@ -28,7 +28,7 @@ interface Shape {
  * Runs kernels in order in one compute pass over shared buffers; returns the named buffers' contents. A buffer the
  * kernels bind as f16 (the f16 and tc paths' activations) is uploaded rounded to half and read back widened.
  */
-export async function runKernels(
+async function runKernels(
   ed: EngineDevice,
   ks: readonly Kernel[],
   sizes: Record<string, number>,
@@ -131,6 +131,25 @@ export function attentionReference(s: Shape, qkv: Float32Array, dctx: Float32Arr
   return { ctx, lse, delta, dqkv };
 }
 
+/** Forward kernels: attention.ts's one thread per row, attention-tiled.ts's scalar or vec4 tiles (and the vec4 backward). */
+export type AttnKind = 'row' | 'tiled' | 'vec';
+
+/** One kind's forward and backward at a workgroup budget, run twice: each run's ctx, lse, delta and dqkv. */
+export async function runAttention(
+  ed: EngineDevice,
+  shape: AttnShape,
+  kind: AttnKind,
+  budget: number,
+  sizes: Record<string, number>,
+  inputs: Record<string, Float32Array>,
+): Promise<Record<string, Float32Array>[]> {
+  const io = { qkv: 0, ctx: 0, lse: 0 };
+  const fwd = kind === 'row' ? attentionForward(shape, io) : attentionForwardTiled(shape, io, budget, kind === 'vec');
+  const ks = [fwd, ...(kind === 'vec' ? attentionBackwardVec : attentionBackward)(shape, io, budget)];
+  const outs = ['ctx', 'lse', 'delta', 'dqkv'];
+  return [await runKernels(ed, ks, sizes, inputs, outs), await runKernels(ed, ks, sizes, inputs, outs)];
+}
+
 export const sameBits = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));
 
 export async function attentionTests(ed: EngineDevice, check: Check): Promise<void> {
@@ -152,13 +171,8 @@ export async function attentionTests(ed: EngineDevice, check: Check): Promise<vo
     const byKind = new Map<string, Record<string, Float32Array>>();
     for (const budget of [ed.caps.maxComputeWorkgroupStorageSize, 16384]) {
       for (const kind of ['row', 'tiled', 'vec'] as const) {
-        const shape = { ...s, act: 'f32' as const };
-        const io = { qkv: 0, ctx: 0, lse: 0 };
-        const fwd = kind === 'row' ? attentionForward(shape, io) : attentionForwardTiled(shape, io, budget, kind === 'vec');
-        const ks = [fwd, ...(kind === 'vec' ? attentionBackwardVec : attentionBackward)(shape, io, budget)];
         const outs = ['ctx', 'lse', 'delta', 'dqkv'];
-        const got = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
-        const again = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
+        const [got, again] = await runAttention(ed, { ...s, act: 'f32' }, kind, budget, sizes, { qkv, dctx });
         const part = (x: ArrayLike<number>, k: number): number[] => Array.from(x).filter((_, i) => Math.floor((i % (3 * s.D)) / s.D) === k);
         const errs = [
           ...outs.map((o) => `${o} ${relErr(got[o], want[o]).toExponential(2)}`),

@@ -32,28 +32,13 @@ import type { EnginePath } from '../client-sdk/engine/program';
 import type { EngineTuning } from '../client-sdk/engine/tuning';
 import { relErr } from './rel-err';
 import { TINY_QWEN3_JSON } from './tiny-qwen3';
+import { TINY_MISTRAL_JSON } from './tiny-mistral';
 import { TINY_GEMMA3_JSON } from './tiny-gemma3';
 import { engineStep, stepTolerance } from './gpu-engine-step';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
 
 const ALL7 = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-
-/** Mistral with a sliding window (6) shorter than the checks' sequences (up to 32 tokens), GQA 4:2, head_dim 32. */
-export const MISTRAL_WINDOW_JSON = {
-  model_type: 'mistral',
-  vocab_size: 300,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 32,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  sliding_window: 6 as number | null,
-};
 
 /**
  * Tiny configs: Llama with GQA 4:2; Qwen2 with biases, untied head, head_dim 16 ≠ 32/4, llama3 rope; Qwen3 with its
@@ -97,7 +82,8 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
     name: 'qwen3 q/k norms+bias',
     config: parseLlamaConfig({ ...TINY_QWEN3_JSON, attention_bias: true }),
   },
-  { name: 'mistral sliding window 6', config: parseLlamaConfig(MISTRAL_WINDOW_JSON) },
+  // test/tiny-mistral.ts: window 6, shorter than the checks' sequences (up to 32 tokens).
+  { name: 'mistral sliding window 6', config: parseLlamaConfig(TINY_MISTRAL_JSON) },
   {
     // tiny-gemma3.ts's local / global / local layers: window 4, shorter than the checks' sequences, head_dim 16 ≠
     // 32/4, query_pre_attn_scalar 12, linear global rope.

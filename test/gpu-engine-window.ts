@@ -6,10 +6,9 @@
 // with each attention kernel choice) on every path; and a window as long as the sequence giving the bits of the
 // same model without one. Runs on lavapipe too (FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js
 // --only-window --paths f32).
-import { attentionForward } from '../client-sdk/engine/attention';
-import { attentionForwardTiled, attnFwdTile } from '../client-sdk/engine/attention-tiled';
-import { attentionBackward, attnBwdTile } from '../client-sdk/engine/attention-backward';
-import { attentionBackwardVec, attnBwdVecTile } from '../client-sdk/engine/attention-backward-vec';
+import { attnFwdTile } from '../client-sdk/engine/attention-tiled';
+import { attnBwdTile } from '../client-sdk/engine/attention-backward';
+import { attnBwdVecTile } from '../client-sdk/engine/attention-backward-vec';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
 import type { EngineTuning } from '../client-sdk/engine/tuning';
@@ -17,8 +16,9 @@ import { halfToFloat, toHalfBits } from '../client-sdk/engine/half';
 import { LlamaModel } from '../client-sdk/model/llama';
 import { parseLlamaConfig } from '../proto/model/llama-config';
 import { Prng } from '../proto/prng';
-import { attentionReference, runKernels, sameBits } from './gpu-attention';
-import { MISTRAL_WINDOW_JSON, stepParity, weightsFor } from './gpu-engine-llama';
+import { attentionReference, runAttention, sameBits } from './gpu-attention';
+import { stepParity, weightsFor } from './gpu-engine-llama';
+import { TINY_MISTRAL_JSON } from './tiny-mistral';
 import { relErr } from './rel-err';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
@@ -49,13 +49,8 @@ async function kernelChecks(ed: EngineDevice, check: Check): Promise<void> {
         for (const budget of [ed.caps.maxComputeWorkgroupStorageSize, 16384]) {
           for (const kind of ['row', 'tiled', 'vec'] as const) {
             if (kind === 'row' && budget === 16384) continue; // the row kernel has one tile
-            const shape = { ...s, act, window };
-            const io = { qkv: 0, ctx: 0, lse: 0 };
-            const fwd = kind === 'row' ? attentionForward(shape, io) : attentionForwardTiled(shape, io, budget, kind === 'vec');
-            const ks = [fwd, ...(kind === 'vec' ? attentionBackwardVec : attentionBackward)(shape, io, budget)];
             const outs = ['ctx', 'lse', 'delta', 'dqkv'];
-            const got = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
-            const again = await runKernels(ed, ks, sizes, { qkv, dctx }, outs);
+            const [got, again] = await runAttention(ed, { ...s, act, window }, kind, budget, sizes, { qkv, dctx });
             const errs = outs.map((o) => relErr(got[o], want[o]));
             const fwdTile = kind === 'row' ? 32 : attnFwdTile(kind === 'vec' ? hd + 3 : hd, budget);
             const bwdTile = kind === 'vec' ? attnBwdVecTile(hd, budget) : attnBwdTile(hd, budget);
@@ -74,7 +69,7 @@ async function kernelChecks(ed: EngineDevice, check: Check): Promise<void> {
 
 /** The tiny Mistral (window 6, head_dim 32) against tfjs's Mistral, with each attention kernel choice. */
 async function mistralChecks(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
-  const cfg = parseLlamaConfig(MISTRAL_WINDOW_JSON);
+  const cfg = parseLlamaConfig(TINY_MISTRAL_JSON);
   const model = LlamaModel.fromTensors(cfg, weightsFor(cfg, 3));
   const tunings: [string, EngineTuning][] = [
     ['tiled forward', { attnTiled: true }],
@@ -87,8 +82,8 @@ async function mistralChecks(ed: EngineDevice, paths: EnginePath[], check: Check
 
 /** A window ≥ the sequence is no window: the same loss and gradient bits as the same model without one. */
 async function fullWindowChecks(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
-  const long = parseLlamaConfig({ ...MISTRAL_WINDOW_JSON, sliding_window: 40 });
-  const none = parseLlamaConfig({ ...MISTRAL_WINDOW_JSON, sliding_window: null });
+  const long = parseLlamaConfig({ ...TINY_MISTRAL_JSON, sliding_window: 40 });
+  const none = parseLlamaConfig({ ...TINY_MISTRAL_JSON, sliding_window: null });
   const lora = { r: 4, alpha: 8, dropout: 0, targetModules: ALL7 };
   const runs = [];
   for (const cfg of [long, none]) {

@@ -3,6 +3,7 @@
 // the same multiply-adds, and each thread owns hd/8 contiguous output columns (two vec4s at hd 64) instead of every
 // 8th one. Every sum runs over the same terms in the same order as in attention-backward.ts (fma per element, e and
 // then the tiles ascending), so the outputs are bit-identical to it. Needs hd a multiple of 32.
+// A layer with a sliding window (attention-window.ts) skips the key (dq) or query (dk, dv) tiles outside it and masks the rest.
 import { header, f32, u32, ceilDiv, type Binding, type Kernel } from './kernel';
 import { attnDims, type AttnShape } from './attention';
 import { activeWindow, firstKeyRow, inWindow, queryRowsEnd } from './attention-window';

@@ -6,6 +6,7 @@
 // dot product of length hd per pair per thread. Every output element is summed by one thread in a fixed order, so
 // the result is deterministic without atomics. Rows are padded by one word so the 8 rows a warp reads at once fall
 // in different banks.
+// A layer with a sliding window (attention-window.ts) skips the key (dq) or query (dk, dv) tiles outside it and masks the rest.
 import { header, f32, u32, ceilDiv, type Binding, type Kernel } from './kernel';
 import { attnDims, type AttnShape } from './attention';
 import { activeWindow, firstKeyRow, inWindow, queryRowsEnd } from './attention-window';

@@ -4,6 +4,7 @@
 // online-softmax update of its slice of the output row (columns lane + 8m). attention.ts's kernel (one thread per
 // query row holding q and the output row) keeps hd-long arrays per thread; this one keeps hd/8. Same outputs
 // (ctx, lse); every value is summed by one thread in a fixed order, so reruns are bit-identical.
+// A layer with a sliding window (attention-window.ts) skips the key tiles outside it and masks the rest.
 import { attnDims, type AttnShape } from './attention';
 import { activeWindow, firstKeyRow } from './attention-window';
 import { ceilDiv, f32, header, u32, type Binding, type Kernel } from './kernel';

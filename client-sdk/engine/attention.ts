@@ -3,6 +3,7 @@
 // key rows in a fixed order with an online softmax, staging them in workgroup memory; it saves the row's
 // log-sum-exp for the backward (attention-backward.ts). Every output is written by exactly one thread:
 // deterministic without atomics.
+// A layer with a sliding window (attention-window.ts) skips the key tiles outside it and masks the rest.
 import { f32, header, u32, ceilDiv, type Binding, type Kernel } from './kernel';
 import { activeWindow, firstKeyRow, inWindow } from './attention-window';
 
