@@ -1,6 +1,8 @@
 // The Llama family's row-wise kernels: the token embedding (no learned positions: rotary embeddings act inside
-// attention) and RMSNorm forward/backward. Like layer norm (rowwise.ts), one workgroup per row reduces over a
-// fixed tree in workgroup memory, so results do not depend on scheduling.
+// attention; Gemma 3's scaled by √hidden) and RMSNorm forward/backward: over the residual stream, over each head of
+// q and k (Qwen3, Gemma 3), and over a sublayer's output with the residual add fused in (Gemma 3). Like layer norm
+// (rowwise.ts), one workgroup per row reduces over a fixed tree in workgroup memory, so results do not depend on
+// scheduling.
 import { f32, header, u32, ceilDiv, type Binding, type Kernel } from './kernel';
 import { REDUCE, REDUCE_WG as WG } from './rowwise';
 
