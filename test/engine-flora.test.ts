@@ -7,6 +7,7 @@
 // on a GPU: test/gpu-engine-flora.ts.
 import { nullDevice, wgslErrors } from './dawn-null';
 import { tinyQwen3Config, tinyQwen3Weights } from './tiny-qwen3';
+import { tinyGemma3Config, tinyGemma3Weights } from './tiny-gemma3';
 import { LoraEngine } from '../client-sdk/engine/engine';
 import type { EngineDevice } from '../client-sdk/engine/device';
 import type { EnginePath } from '../client-sdk/engine/program';
@@ -43,6 +44,7 @@ const SITE: LoraConfig = { r: 4, alpha: 8, dropout: 0, targetModules: ['c_attn',
 const GPT2_ODD = parseGpt2Config({ model_type: 'gpt2', vocab_size: 40, n_positions: 16, n_embd: 15, n_layer: 2, n_head: 3 });
 const LLAMA_ODD = llamaConfig({ hidden_size: 15, head_dim: 4, intermediate_size: 7, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1 });
 const QWEN3 = tinyQwen3Config();
+const GEMMA3 = tinyGemma3Config();
 
 /** A version as the coordinator sends it: rank `r` (scaling 1) with non-zero factors on `targets`. */
 function stackOf(cfg: Gpt2Config | LlamaConfig, r: number, targets: string[], seed: number): NamedTensor[] {
@@ -161,7 +163,7 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
     }
   });
 
-  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, Qwen3, every path); refuses a stack of the wrong shape or above rank K', async () => {
+  it('a LoraEngine on the null backend merges a stack of rank 3 and one of rank K into its weights and puts W0 back into the merged modules only, without a validation error (GPT-2 and Llama, even and odd sizes, Qwen3, Gemma 3, every path); refuses a stack of the wrong shape or above rank K', async () => {
     const ed = await nullEngineDevice();
     const device = ed.device;
     // [family, config, weights, targets, K (the largest min(d_in, d_out))]; the odd-sized models put back modules
@@ -173,6 +175,8 @@ describe('engine: FLoRA merge (client-sdk/engine/merge.ts)', function () {
       ['llama odd', LLAMA_ODD, randomLlamaWeights(LLAMA_ODD, 3), ['down_proj', 'gate_proj', 'q_proj'], 8],
       // Qwen3: its q/k norms sit in `vec`, which no merge touches; q_proj is 32 → 64 (head_dim 16 ≠ 32/4).
       ['qwen3', QWEN3, tinyQwen3Weights(QWEN3, 3), ['q_proj', 'k_proj', 'o_proj'], 32],
+      // Gemma 3: its (1 + w) norm scales sit in `vec` too; local layers' window 4 < seq 8 and their own rope tables.
+      ['gemma3', GEMMA3, tinyGemma3Weights(GEMMA3, 3), ['o_proj', 'down_proj', 'q_proj'], 32],
     ];
     for (const [family, config, weights, targets, K] of models)
       for (const path of ['f32', 'f16', 'tc'] as EnginePath[]) {

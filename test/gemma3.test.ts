@@ -2,18 +2,18 @@
 // test/llama-parity.test.ts): local layers attend within their window and rotate with their own base, global layers
 // do neither; every norm is read, as w (namedWeights gives back w, not 1 + w); a missing Gemma norm is named and a
 // Qwen3-typed config refuses them; LoRA gradients match finite differences through local and global layers; the
-// WebGPU engine refuses Gemma 3, so FEDTUNE_ENGINE=auto trains it on tfjs with that reason and a named path fails.
+// WebGPU engine serves Gemma 3 (its layer against tfjs and torch: test/gpu-engine-llama.ts; its program:
+// test/engine-gemma3.test.ts), so FEDTUNE_ENGINE=auto trains it there wherever a GPU adapter exists.
 // A real round on a Gemma 3 directory through the site CLI is in test/own-data-site.test.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../client-sdk/model/backend';
 import { LlamaModel } from '../client-sdk/model/llama';
-import { engineModelRefusal } from '../client-sdk/engine/trainer';
-import { trainerForModel } from '../client-sdk/sft/lora-trainer';
 import { packBatch } from '../client-sdk/sft/pack';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { parseLlamaConfig } from '../proto/model/llama-config';
 import type { NamedTensor } from '../proto/tensors';
 import { expectGradientsMatchCentralDifferences, withRandomB } from './lora-grad-kit';
+import { expectEngineServes } from './engine-serves';
 import { tinyGemma3Config, tinyGemma3Weights, TINY_GEMMA3_JSON } from './tiny-gemma3';
 
 const { expect } = require('chai') as typeof import('chai', { with: { 'resolution-mode': 'import' } });
@@ -24,7 +24,6 @@ const IDS = [
   [5, 77, 301, 12, 9, 250, 3, 44],
   [399, 0, 18, 18, 120, 7, 66, 2],
 ];
-const REFUSAL = 'gemma3_text: the engine has no Gemma 3 layer ((1 + w) norms, GELU MLP, local and global attention)';
 
 /** Largest |a - b| over the positions in [from, to) of every row, logits [B, T, V]. */
 function diffAt(a: Float32Array, b: Float32Array, from: number, to: number): number {
@@ -46,7 +45,7 @@ async function logits(cfg: ReturnType<typeof tinyGemma3Config>, weights: NamedTe
 
 const layers = (...kinds: Array<'s' | 'g'>): string[] => kinds.map((k) => (k === 's' ? 'sliding_attention' : 'full_attention'));
 
-describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, gradients; refused by the engine', function () {
+describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, gradients; served by the engine', function () {
   this.timeout(120_000);
   let original: string;
   before(async function () {
@@ -125,25 +124,12 @@ describe('Gemma 3 on tfjs: local and global layers, (1 + w) norms, loading, grad
     }
   });
 
-  it('the WebGPU engine refuses Gemma 3; FEDTUNE_ENGINE=auto trains it on tfjs with that reason, a named path fails', async function () {
-    const cfg = tinyGemma3Config();
+  it('the WebGPU engine serves Gemma 3, its windows too: FEDTUNE_ENGINE=auto picks it where a GPU adapter exists, and otherwise falls back for want of a GPU, not for the model', async function () {
+    const cfg = tinyGemma3Config(); // window 4 < 128 positions
     const model = LlamaModel.fromTensors(cfg, tinyGemma3Weights(cfg, 1));
-    const prev = process.env.FEDTUNE_ENGINE;
     try {
-      expect(engineModelRefusal(model)).to.equal(REFUSAL);
-      process.env.FEDTUNE_ENGINE = 'auto';
-      const data = { train: [{ prompt: [1, 2], completion: [3] }] };
-      const t = await trainerForModel(model, ALL7, data);
-      expect(t.engineFallback).to.equal(REFUSAL);
-      expect(t.backend).not.to.match(/^engine/);
-      process.env.FEDTUNE_ENGINE = 'f32';
-      await trainerForModel(model, ALL7, data).then(
-        () => expect.fail('a named engine path must not fall back'),
-        (e: Error) => expect(e.message).to.equal(`FEDTUNE_ENGINE=f32: ${REFUSAL}`),
-      );
+      await expectEngineServes(model, ALL7);
     } finally {
-      if (prev === undefined) delete process.env.FEDTUNE_ENGINE;
-      else process.env.FEDTUNE_ENGINE = prev;
       model.dispose();
     }
   });

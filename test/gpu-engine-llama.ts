@@ -3,10 +3,12 @@
 // and N steps of the engine trainer against the tfjs trainer (mean loss and the adapter it ends with). Tiny random
 // configs cover grouped-query attention, head_dim ≠ hidden/heads, Qwen2's q/k/v biases, an untied LM head, llama3
 // rope scaling, Qwen3's per-head q/k RMSNorm (with attention_bias), Mistral's sliding window (shorter than the
-// sequence) and all seven LoRA module names; `--long` adds
-// the demo base (examples/llama-base). Qwen3 is also checked against torch itself: the HF fixture
-// test/fixtures/llama/qwen3 (head_dim 32 ≠ 64/4, bf16 weights, PEFT adapter on all seven projections) with the
-// loss and LoRA gradients transformers + peft computed. `--llama-configs qwen3,llama` runs those configs' checks only.
+// sequence), Gemma 3's layer (local / global / local with their own windows and rope tables, (1 + w) norms around
+// both sublayers, scaled embeddings, GELU MLP, query_pre_attn_scalar) and all seven LoRA module names; `--long` adds
+// the demo base (examples/llama-base). Qwen3 and Gemma 3 are also checked against torch itself: the HF fixtures
+// test/fixtures/llama/qwen3 (head_dim 32 ≠ 64/4) and gemma3 (head_dim 32 ≠ 48/4, window 3 over 8 tokens), bf16
+// weights, PEFT adapter on all seven projections, with the loss and LoRA gradients transformers + peft computed.
+// `--llama-configs qwen3,llama` runs those configs' checks only.
 // Runs on lavapipe too: FEDTUNE_ENGINE_SOFTWARE=1 node dist/test/gpu-engine.js --paths f32 --only-llama
 import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
@@ -31,6 +33,7 @@ import type { EngineTuning } from '../client-sdk/engine/tuning';
 import { relErr } from './rel-err';
 import { TINY_QWEN3_JSON } from './tiny-qwen3';
 import { TINY_MISTRAL_JSON } from './tiny-mistral';
+import { TINY_GEMMA3_JSON } from './tiny-gemma3';
 import { engineStep, stepTolerance } from './gpu-engine-step';
 
 type Check = (name: string, ok: boolean, detail: string) => void;
@@ -81,6 +84,12 @@ export const TINY_LLAMAS: readonly { name: string; config: LlamaConfig }[] = [
   },
   // test/tiny-mistral.ts: window 6, shorter than the checks' sequences (up to 32 tokens).
   { name: 'mistral sliding window 6', config: parseLlamaConfig(TINY_MISTRAL_JSON) },
+  {
+    // tiny-gemma3.ts's local / global / local layers: window 4, shorter than the checks' sequences, head_dim 16 ≠
+    // 32/4, query_pre_attn_scalar 12, linear global rope.
+    name: 'gemma3 local/global window 4',
+    config: parseLlamaConfig({ ...TINY_GEMMA3_JSON, max_position_embeddings: 64 }),
+  },
 ];
 
 function synthTask(V: number, n: number, seed: number, promptLen: number, complLen: number): { prompt: number[]; completion: number[] }[] {
@@ -99,8 +108,10 @@ export function weightsFor(cfg: LlamaConfig, seed: number): NamedTensor[] {
       return { ...t, data: Float32Array.from(t.data, () => (rng.nextFloat() - 0.5) * 0.2) };
     }
     if (t.name.endsWith('norm.weight')) {
+      // Scales in [0.8, 1.2]: Gemma 3 stores w of a (1 + w) scale.
       const rng = new Prng(seed + 1, t.data.length);
-      return { ...t, data: Float32Array.from(t.data, () => 0.8 + 0.4 * rng.nextFloat()) };
+      const at = cfg.gemma3 ? -0.2 : 0.8;
+      return { ...t, data: Float32Array.from(t.data, () => at + 0.4 * rng.nextFloat()) };
     }
     return t;
   });
@@ -191,14 +202,15 @@ export async function stepParity(
 }
 
 /**
- * One engine step on test/fixtures/llama/qwen3 against torch's own numbers (make_llama_parity.py): the causal-LM
- * loss with labels = input_ids (every next token scored) and every LoRA A/B gradient, with the tolerances of the
- * tfjs comparisons above.
+ * One engine step on test/fixtures/llama/<family> (qwen3, gemma3) against torch's own numbers
+ * (make_llama_parity.py): the causal-LM loss with labels = input_ids (every next token scored) and every LoRA A/B
+ * gradient, with the tolerances of the tfjs comparisons above.
  */
-async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): Promise<void> {
-  const dir = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', 'qwen3');
+async function torchFixture(ed: EngineDevice, paths: EnginePath[], check: Check, family: 'qwen3' | 'gemma3'): Promise<void> {
+  const dir = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'llama', family);
   const { model } = await loadModelDir(path.join(dir, 'base'));
-  if (!(model instanceof LlamaModel) || !model.config.qkNorm) throw new Error('the qwen3 fixture is not a Qwen3 model');
+  if (!(model instanceof LlamaModel) || !model.config.qkNorm || (family === 'gemma3') !== !!model.config.gemma3)
+    throw new Error(`the ${family} fixture is not a ${family} model`);
   const peft = await loadPeftAdapterDir(path.join(dir, 'lora'));
   const info = JSON.parse(fs.readFileSync(path.join(dir, 'info.json'), 'utf8')) as { input_ids: number[][]; lora_loss: number };
   const torch = new Map(canonicalAdapter(readSafetensors(fs.readFileSync(path.join(dir, 'grads.safetensors'))).tensors).map((t) => [t.name, t.data]));
@@ -216,15 +228,16 @@ async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): 
   }
   const pairPos = Int32Array.from(packed.pairRow, (r) => packed.rows[r]);
   const cfg = model.config;
-  const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}`;
+  const g = cfg.gemma3;
+  const shape = `head_dim ${cfg.headDim}, hidden ${cfg.nEmbd} / ${cfg.nHead} heads : ${cfg.nKvHead}${g ? `, window ${g.slidingWindow}` : ''}`;
   for (const p of paths) {
     const opts = { config: cfg, weights, adapter: peft.adapter, batch: packed.batch, seq: packed.seq, path: p, loraScale: loraScaling(peft.config) };
-    const run = await engineStep(ed, opts, theta0, { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget }, check, `qwen3 fixture ${p}`);
+    const run = await engineStep(ed, opts, theta0, { ids: packed.inputIds, pairPos, pairTarget: packed.pairTarget }, check, `${family} fixture ${p}`);
     if (!run) continue;
     const { e, loss, grad } = run;
     const tol = stepTolerance(p);
     check(
-      `qwen3 fixture ${p}: loss vs torch`,
+      `${family} fixture ${p}: loss vs torch`,
       Math.abs(loss - info.lora_loss) / info.lora_loss < tol.loss,
       `engine ${loss} torch ${info.lora_loss} (${shape})`,
     );
@@ -243,7 +256,7 @@ async function torchQwen3(ed: EngineDevice, paths: EnginePath[], check: Check): 
       off += n;
     }
     check(
-      `qwen3 fixture ${p}: every LoRA gradient vs torch autograd`,
+      `${family} fixture ${p}: every LoRA gradient vs torch autograd`,
       missing === 0 && worst < tol.grad,
       `worst per-tensor rel err ${worst.toExponential(2)} (${worstName}); ${peft.adapter.length} tensors, ${missing} without a torch gradient`,
     );
@@ -284,9 +297,10 @@ export async function llamaEngineTests(
   check: Check,
   opts: { long: boolean; steps: number; configs?: readonly string[] },
 ): Promise<void> {
-  // A config is picked by its first word (llama, qwen2, qwen3); none named: all of them.
+  // A config is picked by its first word (llama, qwen2, qwen3, gemma3); none named: all of them.
   const picked = (name: string): boolean => !opts.configs || opts.configs.includes(name.split(' ')[0]);
-  // Qwen3 and Qwen2 first: they exercise the most (q/k norms; biases, untied head, head_dim ≠ hidden/heads, GQA, llama3 rope).
+  // Gemma 3, Qwen3 and Qwen2 first: they exercise the most (Gemma's layer; q/k norms; biases, untied head,
+  // head_dim ≠ hidden/heads, GQA, llama3 rope).
   for (const { name, config } of [...TINY_LLAMAS].reverse()) {
     if (!picked(name)) continue;
     const model = LlamaModel.fromTensors(config, weightsFor(config, 3));
@@ -295,11 +309,12 @@ export async function llamaEngineTests(
   }
   // Training runs, and a subset of modules, so projections without LoRA are covered too (Qwen3: q_proj without
   // LoRA still goes through its norm).
-  if (picked('qwen3')) await torchQwen3(ed, paths, check);
+  for (const family of ['qwen3', 'gemma3'] as const) if (picked(family)) await torchFixture(ed, paths, check, family);
   const subsets: [number, string, string[]][] = [
     [0, 'llama q,v only', ['q_proj', 'v_proj']],
     [2, 'qwen3 k,o only', ['k_proj', 'o_proj']],
     [3, 'mistral window q,v only', ['q_proj', 'v_proj']],
+    [4, 'gemma3 k,o,down only', ['k_proj', 'o_proj', 'down_proj']],
   ];
   for (const [i, subName, targets] of subsets) {
     const { name, config } = TINY_LLAMAS[i];

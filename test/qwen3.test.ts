@@ -13,9 +13,7 @@ import { LlamaModel } from '../client-sdk/model/llama';
 import { loadModelDir } from '../client-sdk/model/load';
 import { randomLlamaWeights } from '../client-sdk/model/llama-init';
 import { engineModelRefusal } from '../client-sdk/engine/trainer';
-import { openEngineDevice } from '../client-sdk/engine/device';
 import { toHalfBits } from '../client-sdk/engine/half';
-import { trainerForModel } from '../client-sdk/sft/lora-trainer';
 import { completionPairs, fitToWindow, packBatch } from '../client-sdk/sft/pack';
 import { initLoraAdapter, type LoraConfig } from '../proto/model/lora-layout';
 import { parseLlamaConfig } from '../proto/model/llama-config';
@@ -23,6 +21,7 @@ import { writeSafetensors } from '../proto/safetensors';
 import { Prng } from '../proto/prng';
 import type { NamedTensor } from '../proto/tensors';
 import { tempDir } from './harness';
+import { expectEngineServes } from './engine-serves';
 import { expectGradientsMatchCentralDifferences, withRandomB } from './lora-grad-kit';
 import { makeTinyQwen3Dir, tinyLlamaTwinConfig, tinyQwen3Config, tinyQwen3Weights, TINY_QWEN3_JSON } from './tiny-qwen3';
 
@@ -186,34 +185,10 @@ describe('Qwen3 on tfjs: q/k RMSNorm, loading, gradients; served by the engine',
     const cfg = tinyQwen3Config();
     const model = LlamaModel.fromTensors(cfg, tinyQwen3Weights(cfg, 1));
     const llama = LlamaModel.fromTensors(tinyLlamaTwinConfig(), randomLlamaWeights(tinyLlamaTwinConfig(), 1));
-    const prev = process.env.FEDTUNE_ENGINE;
     try {
-      expect(engineModelRefusal(model)).to.equal(undefined);
       expect(engineModelRefusal(llama), 'the same shapes without the norms').to.equal(undefined);
-      // The model is checked before the device is opened (engine/trainer.ts createEngineTrainer): without a GPU the
-      // reason given is the device's own.
-      const dev = await openEngineDevice();
-      const noGpu = 'error' in dev ? dev.error : undefined;
-      if (!('error' in dev)) dev.device.destroy();
-      process.env.FEDTUNE_ENGINE = 'auto';
-      const data = { train: [{ prompt: [1, 2], completion: [3] }] };
-      const t = await trainerForModel(model, ALL7, data);
-      if (noGpu === undefined) {
-        expect(t.engineFallback).to.equal(undefined);
-        expect(t.backend).to.match(/^engine/);
-      } else {
-        expect(t.engineFallback).to.equal(noGpu);
-        expect(t.backend).not.to.match(/^engine/);
-        process.env.FEDTUNE_ENGINE = 'f32';
-        await trainerForModel(model, ALL7, data).then(
-          () => expect.fail('a named engine path must not fall back'),
-          (e: Error) => expect(e.message).to.equal(`FEDTUNE_ENGINE=f32: ${noGpu}`),
-        );
-      }
-      await (t.trainer as { dispose?: () => Promise<void> }).dispose?.();
+      await expectEngineServes(model, ALL7);
     } finally {
-      if (prev === undefined) delete process.env.FEDTUNE_ENGINE;
-      else process.env.FEDTUNE_ENGINE = prev;
       model.dispose();
       llama.dispose();
     }

@@ -34,7 +34,7 @@ export interface Epilogue {
   readonly gelu?: Ref;
   /** v *= gelu_new'(pre[m, n]) */
   readonly geluGrad?: Ref;
-  /** Llama's SwiGLU (swiglu.ts): v = silu(gate[m, n])·v, saving v; or, in backward, d(gate) and d(up) of v. */
+  /** Llama's SwiGLU (swiglu.ts): v = silu(gate[m, n])·v, saving v; or, in backward, d(gate) and d(up) of v (Gemma 3: GELU). */
   readonly swiglu?: SwigluFwd;
   readonly swigluGrad?: SwigluBwd;
   /** v += res[m, n] (row stride N): the residual connection, read from another slice of an f32 buffer. */
@@ -99,8 +99,9 @@ export function epilogueWgsl(e: Epilogue, N: number): string {
     L.push(`let oi = ${oi};`, `v += ${e.out.buffer}[oi];`, `${e.out.buffer}[oi] = v;`);
   } else L.push(`${e.out.buffer}[${oi}] = ${e.out.type === 'f16' ? 'f16(v)' : 'v'};`);
   if (e.out16) L.push(`${e.out16.buffer}[${u32(e.out16.offset)} + m * ${u32(e.out16.ld)} + n] = f16(v);`);
-  const needsGelu = e.gelu || e.geluGrad;
-  return `${needsGelu ? GELU_WGSL : ''}${e.swiglu || e.swigluGrad ? SILU_WGSL : ''}${e.lora?.dropout ? dropoutWgsl(e.lora.dropout) : ''}
+  const gate = e.swiglu ?? e.swigluGrad;
+  const needsGelu = e.gelu || e.geluGrad || gate?.act === 'gelu';
+  return `${needsGelu ? GELU_WGSL : ''}${gate && gate.act !== 'gelu' ? SILU_WGSL : ''}${e.lora?.dropout ? dropoutWgsl(e.lora.dropout) : ''}
 fn epi(m: u32, n: u32, acc: f32, zo: u32) {
   ${L.join('\n  ')}
 }`;

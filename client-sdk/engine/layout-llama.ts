@@ -1,7 +1,10 @@
 // The Llama family's packing for the engine: frozen projection weights transposed to [in, out] (the orientation
 // the GPT-2 kernels use, so every matmul spec reads the same way) in `w`, RMSNorm weights and the optional
 // biases (Qwen2's q/k/v, attention_bias, mlp_bias) and Qwen3's per-head q/k norm weights in `vec`, and the flat adapter's offsets for the seven LoRA
-// module names. Pure arithmetic, so CI checks it without a GPU.
+// module names. Gemma 3: its two feed-forward norms follow the layer's two, and every norm weight w goes up as the
+// scale it stands for, 1 + w (float32, as model/llama.ts adds it), so the norm kernels stay Llama's. Nothing reads
+// `vec` back as weights (LoRA never trains a norm; FLoRA merges touch `w` only). Pure arithmetic, so CI checks it
+// without a GPU.
 import type { NamedTensor } from '../../proto/tensors';
 import { LLAMA_PROJECTIONS, type LlamaConfig } from '../../proto/model/llama-config';
 import { adapterOffsets } from './layout';
@@ -24,6 +27,9 @@ export interface LlamaLayerLayout {
   /** RMSNorm weight offsets in `vec`. */
   readonly inputNorm: number;
   readonly postNorm: number;
+  /** Gemma 3's pre_feedforward_layernorm (the MLP's input norm) and post_feedforward_layernorm; undefined otherwise. */
+  readonly preFfnNorm?: number;
+  readonly postFfnNorm?: number;
   /** Qwen3's q_norm / k_norm weights ([head_dim] each) in `vec`; undefined without qkNorm. */
   readonly qNorm?: number;
   readonly kNorm?: number;
@@ -77,6 +83,11 @@ export function llamaLayout(cfg: LlamaConfig, adapter: readonly NamedTensor[], r
     const inputNorm = vec;
     const postNorm = vec + D;
     vec += 2 * D;
+    let ffn: { preFfnNorm: number; postFfnNorm: number } | undefined;
+    if (cfg.gemma3) {
+      ffn = { preFfnNorm: vec, postFfnNorm: vec + D };
+      vec += 2 * D;
+    }
     let qNorm: number | undefined;
     let kNorm: number | undefined;
     if (cfg.qkNorm) {
@@ -99,7 +110,7 @@ export function llamaLayout(cfg: LlamaConfig, adapter: readonly NamedTensor[], r
       proj[p] = { layer: l, proj: p, inF, outF, w, bias, lora };
       w += inF * outF;
     }
-    layers.push({ inputNorm, postNorm, ...(qNorm === undefined ? {} : { qNorm, kNorm }), proj });
+    layers.push({ inputNorm, postNorm, ...ffn, ...(qNorm === undefined ? {} : { qNorm, kNorm }), proj });
   }
   const norm = vec;
   vec += D;
@@ -131,18 +142,23 @@ export function packLlamaWeights(
   if (cfg.nLayer !== layout.layers.length) throw new Error('layout does not match the config');
   const w = new Float32Array(layout.wSize);
   const vec = new Float32Array(layout.vecSize);
+  // A norm's scale: w, or Gemma 3's 1 + w (Math.fround: float32's sum, the one tfjs and transformers compute).
+  const setNorm = (name: string, at: number, n: number): void => {
+    const t = get(name);
+    if (t.length !== n) throw new Error(`weight ${name.replace(/\.weight$/, '')} has ${t.length} values, expected ${n}`);
+    vec.set(cfg.gemma3 ? t.map((x) => Math.fround(1 + x)) : t, at);
+  };
+  const D = cfg.nEmbd;
   layout.layers.forEach((L, l) => {
-    vec.set(get(`layers.${l}.input_layernorm.weight`), L.inputNorm);
-    vec.set(get(`layers.${l}.post_attention_layernorm.weight`), L.postNorm);
-    for (const [n, at] of [
-      ['q_norm', L.qNorm],
-      ['k_norm', L.kNorm],
-    ] as const) {
-      if (at === undefined) continue;
-      const t = get(`layers.${l}.self_attn.${n}.weight`);
-      if (t.length !== cfg.headDim) throw new Error(`weight layers.${l}.self_attn.${n} has ${t.length} values, expected ${cfg.headDim}`);
-      vec.set(t, at);
-    }
+    setNorm(`layers.${l}.input_layernorm.weight`, L.inputNorm, D);
+    setNorm(`layers.${l}.post_attention_layernorm.weight`, L.postNorm, D);
+    for (const [n, at, len] of [
+      ['pre_feedforward_layernorm', L.preFfnNorm, D],
+      ['post_feedforward_layernorm', L.postFfnNorm, D],
+      ['self_attn.q_norm', L.qNorm, cfg.headDim],
+      ['self_attn.k_norm', L.kNorm, cfg.headDim],
+    ] as const)
+      if (at !== undefined) setNorm(`layers.${l}.${n}.weight`, at, len);
     for (const p of LLAMA_PROJECTIONS) {
       const P = L.proj[p];
       const src = get(`layers.${l}.${p}.weight`); // [out, in]
@@ -151,7 +167,7 @@ export function packLlamaWeights(
       if (P.bias !== undefined) vec.set(get(`layers.${l}.${p}.bias`), P.bias);
     }
   });
-  vec.set(get('norm.weight'), layout.norm);
+  setNorm('norm.weight', layout.norm, D);
   const embed = get('embed_tokens.weight');
   const head = cfg.tieWordEmbeddings ? embed : get('lm_head.weight');
   return { w, vec, embed, head };

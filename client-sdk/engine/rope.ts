@@ -16,9 +16,10 @@ export interface RopeShape {
 
 /**
  * Forward (y1 = x1·cos − x2·sin, y2 = x2·cos + x1·sin) on `qkv` (f32) or backward (dx1 = dy1·cos + dy2·sin,
- * dx2 = dy2·cos − dy1·sin) on `dqkv` (the path's type). The table buffer `rope` holds cos then sin, [T, hd] each.
+ * dx2 = dy2·cos − dy1·sin) on `dqkv` (the path's type). The table buffer `rope` holds cos then sin, [T, hd] each,
+ * from element `table` on (Gemma 3's local layers have their own pair after the global layers'; default 0).
  */
-export function ropeKernel(s: RopeShape, dir: 'fwd' | 'bwd', io: { buffer: string; type: 'f32' | 'f16'; offset: number }): Kernel {
+export function ropeKernel(s: RopeShape, dir: 'fwd' | 'bwd', io: { buffer: string; type: 'f32' | 'f16'; offset: number; table?: number }): Kernel {
   if (s.hd % 2 !== 0) throw new Error(`rope: head dim ${s.hd} is odd`);
   const half = s.hd / 2;
   const heads = s.H + s.kv; // q heads then k heads: k's block starts right after q's, so one index covers both
@@ -30,6 +31,7 @@ export function ropeKernel(s: RopeShape, dir: 'fwd' | 'bwd', io: { buffer: strin
   ];
   const X = io.buffer;
   const sign = dir === 'fwd' ? '' : '-';
+  const t0 = io.table ? `${u32(io.table)} + ` : '';
   const code = `${header(bindings)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -40,8 +42,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let n = e / ${u32(heads * half)};
   let t = n % ${u32(s.T)};
   let o = ${u32(io.offset)} + n * ${u32(width)} + hh * ${u32(s.hd)} + i;
-  let c = rope[t * ${u32(s.hd)} + i];
-  let sn = ${sign}rope[${u32(s.T * s.hd)} + t * ${u32(s.hd)} + i];
+  let c = rope[${t0}t * ${u32(s.hd)} + i];
+  let sn = ${sign}rope[${u32((io.table ?? 0) + s.T * s.hd)} + t * ${u32(s.hd)} + i];
   let x1 = f32(${X}[o]);
   let x2 = f32(${X}[o + ${u32(half)}]);
   ${X}[o] = ${io.type}(x1 * c - x2 * sn);

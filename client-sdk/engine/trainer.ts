@@ -369,9 +369,9 @@ export class EngineSftTrainer implements Trainer {
 
 /**
  * Why the engine cannot train this model, or undefined when it can: GPT-2, and the Llama family (llama, qwen2,
- * mistral, qwen3) except a sliding window shorter than the training window (the attention kernels are full-causal).
- * Every other Llama config field the tfjs model implements (rope_theta and rope_scaling, GQA, head_dim, biases,
- * tied or untied head, Qwen3's q/k norms) the engine implements too.
+ * mistral, qwen3, gemma3_text) except a sliding window shorter than the training window (the attention kernels are
+ * full-causal). Every other Llama config field the tfjs model implements (rope_theta and rope_scaling, GQA, head_dim,
+ * biases, tied or untied head, Qwen3's q/k norms, Gemma 3's layer) the engine implements too.
  */
 export function engineModelRefusal(model: CausalLm): string | undefined {
   const cfg = model.config;

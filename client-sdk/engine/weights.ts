@@ -85,15 +85,26 @@ export function uploadBase(src: BaseSource, layout: ModelLayout | LlamaModelLayo
   write('vec', vec);
   if (wpe) write('wpe', wpe);
   if (isLlamaConfig(cfg)) {
-    // The rotary tables of model/rope.ts, the very numbers the tfjs model rotates by: cos then sin, [seq, head_dim].
-    const { cos, sin } = ropeTables(cfg, src.seq);
-    const tables = new Float32Array(cos.length + sin.length);
-    tables.set(cos);
-    tables.set(sin, cos.length);
-    write('rope', tables);
+    write('rope', llamaRopeTables(cfg, src.seq));
     if (src.path === 'f32' && !cfg.tieWordEmbeddings) write('lmhead', head);
   }
   if (src.path !== 'f32') write('wte16', toHalfBits(head));
+}
+
+/**
+ * The rotary tables of model/rope.ts, the very numbers the tfjs model rotates by: cos then sin, [seq, head_dim] each;
+ * for Gemma 3 a second pair follows for its local layers (rope_local_base_freq, default rope, as model/llama.ts's
+ * tablesFor builds them), read from element 2·seq·head_dim on.
+ */
+export function llamaRopeTables(cfg: LlamaConfig, seq: number): Float32Array {
+  const g = cfg.gemma3;
+  const sets = [ropeTables(cfg, seq), ...(g ? [ropeTables({ ...cfg, ropeTheta: g.localRopeTheta, rope: { type: 'default' } }, seq)] : [])];
+  const out = new Float32Array(sets.length * 2 * seq * cfg.headDim);
+  sets.forEach(({ cos, sin }, k) => {
+    out.set(cos, 2 * k * cos.length);
+    out.set(sin, (2 * k + 1) * cos.length);
+  });
+  return out;
 }
 
 /** Where a projection lives in `w` ([in, out] at `w`), by module path (`h.3.attn.c_attn`, `layers.0.self_attn.q_proj`). */
