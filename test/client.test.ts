@@ -149,12 +149,17 @@ describe('client SDK', function () {
     const port = await freePort(); // nobody listens: every attempt fails and waits
     const hour = 3_600_000;
     const client = site(`127.0.0.1:${port}`, new ConstantTrainer(0.5), { backoff: { initialMs: hour, maxMs: hour, factor: 2 } });
-    // A draw of a minute or more (a short one just leads to the next attempt) is a wait past this test's timeout.
-    const longWait = new Promise<void>((r) => client.on('reconnecting', (e) => e.delayMs >= 60_000 && r()));
+    // Delays are drawn uniformly in [0, 1 h]. A draw of 10 s or more is a wait that stop() must end: the run resolves
+    // within 5 s (a loaded CI box stalls for seconds), sooner than the wait would. A shorter draw (1 in 360) just leads to the next attempt
+    // within 10 s, well inside the test's timeout. (The threshold was 60 s: a draw between 30 and 60 s, about 1 in
+    // 120, slept past the timeout and failed the test.)
+    const longWait = new Promise<number>((r) => client.on('reconnecting', (e) => e.delayMs >= 10_000 && r(e.delayMs)));
     const run = client.run();
-    await longWait;
+    const delayMs = await longWait;
+    const t0 = Date.now();
     await client.stop();
     expect(await run).to.include({ finalVersion: -1, reason: 'stopped' });
+    expect(Date.now() - t0, `stopped a wait of ${delayMs} ms`).to.be.below(5_000);
   });
 
   it('stops a training that would overrun the round deadline (before the coordinator cancels the task), and trains the retry', async () => {
