@@ -4,7 +4,7 @@
 // `tools`, the function schemas the template lists, and `chat_template_kwargs`, the template's own options. What
 // is checked is what would otherwise fail inside the template, or render something the user did not mean,
 // with an error that names the file, line and field; a message's other fields reach the template unchanged.
-import { RESERVED_TEMPLATE_KWARGS, type ChatMessage, type JsonValue } from '../text/hf-tokenizer';
+import { reservedTemplateKwarg, type ChatMessage, type JsonValue } from '../text/hf-tokenizer';
 import { DataFileError } from './data-file-error';
 
 /** Roles a turn may have: the template decides what each renders to; a misspelt role is refused here. */
@@ -43,7 +43,8 @@ export function parseChatRow(file: string, line: number, o: JsonObject): ChatRow
   const k = o.chat_template_kwargs;
   if (k !== undefined && k !== null) {
     if (!isObject(k)) return bad('chat_template_kwargs', `must be an object, got ${kindOf(k)}`);
-    for (const r of RESERVED_TEMPLATE_KWARGS) if (Object.hasOwn(k, r)) bad(`chat_template_kwargs.${r}`, 'is set by the renderer, not an option');
+    const reserved = reservedTemplateKwarg(k);
+    if (reserved !== undefined) bad(`chat_template_kwargs.${reserved}`, 'is set by the renderer, not an option');
     kwargs = k;
   }
   return { messages, ...(tools !== undefined ? { tools } : {}), ...(kwargs !== undefined ? { kwargs } : {}) };

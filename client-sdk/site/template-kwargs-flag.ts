@@ -2,7 +2,7 @@
 // chat template, as transformers' apply_chat_template(**kwargs) and TRL's chat_template_kwargs take them (Qwen3's
 // enable_thinking, a date string, …). A row's own `chat_template_kwargs` override them (client-sdk/data/chat-row.ts).
 // Checked here, before anything loads, with the refusal naming the flag.
-import { RESERVED_TEMPLATE_KWARGS, type JsonValue } from '../text/hf-tokenizer';
+import { reservedTemplateKwarg, type JsonValue } from '../text/hf-tokenizer';
 
 /** The flag's value as an object, or undefined when not given; an error naming the flag otherwise. */
 export function templateKwargsFromFlag(v: string | undefined): Readonly<Record<string, JsonValue>> | undefined {
@@ -16,8 +16,7 @@ export function templateKwargsFromFlag(v: string | undefined): Readonly<Record<s
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new Error(`--chat-template-kwargs must be a JSON object, e.g. '{"enable_thinking": false}'`);
   }
-  for (const k of RESERVED_TEMPLATE_KWARGS) {
-    if (Object.hasOwn(parsed, k)) throw new Error(`--chat-template-kwargs: '${k}' is set by the renderer, not an option`);
-  }
+  const reserved = reservedTemplateKwarg(parsed);
+  if (reserved !== undefined) throw new Error(`--chat-template-kwargs: '${reserved}' is set by the renderer, not an option`);
   return parsed as Record<string, JsonValue>;
 }

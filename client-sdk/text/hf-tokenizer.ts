@@ -50,7 +50,12 @@ export interface ChatRenderOptions {
 }
 
 /** Names the template context gives from its own arguments; a kwarg may not take them (transformers' neither). */
-export const RESERVED_TEMPLATE_KWARGS = ['messages', 'tools', 'documents', 'add_generation_prompt'] as const;
+const RESERVED_TEMPLATE_KWARGS = ['messages', 'tools', 'documents', 'add_generation_prompt'] as const;
+
+/** The first key of `kwargs` the renderer sets itself, or undefined: the one check every caller names in its error. */
+export function reservedTemplateKwarg(kwargs: object): string | undefined {
+  return RESERVED_TEMPLATE_KWARGS.find((k) => Object.hasOwn(kwargs, k));
+}
 
 /** tokenizer_config.json writes special tokens as strings or as AddedToken objects {content, …}. */
 function tokenText(v: unknown): string | undefined {
@@ -137,8 +142,8 @@ export class HfTokenizer {
   applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false, opts: ChatRenderOptions = {}): string {
     if (this.chatTemplate === undefined) throw new Error(`${TOKENIZER_CONFIG_FILE} has no chat_template`);
     const kwargs = opts.kwargs ?? {};
-    for (const k of RESERVED_TEMPLATE_KWARGS)
-      if (Object.hasOwn(kwargs, k)) throw new Error(`chat template option '${k}' is not an option: it is set by the renderer`);
+    const reserved = reservedTemplateKwarg(kwargs);
+    if (reserved !== undefined) throw new Error(`chat template option '${reserved}' is not an option: it is set by the renderer`);
     this.template ??= new Template(this.chatTemplate);
     return this.template.render({
       bos_token: this.bosToken ?? '',
